@@ -1,0 +1,575 @@
+//! One byte ring in memory: its shared block, its parameters, and the two
+//! halves of its protocol ([`Writer`] and [`Reader`]) that the SPSC handles
+//! use directly and the MPMC queue reuses for its per-producer rings.
+//!
+//! # Positions
+//!
+//! `tail` (written by the producer only) and `head` (written by the consumer,
+//! or CASed by the consumers of an MPMC queue) are byte positions that only
+//! grow; `position & (capacity - 1)` is the byte index in the data area. They
+//! are 8-byte aligned, `head <= tail` and `tail - head <= capacity` always
+//! hold for correct peers; both sides check it on every load from shared
+//! memory and report [`Corrupted`] otherwise. At 2^64 bytes they would wrap:
+//! at 100 GB/s that is 5.8 years of continuous traffic through one ring.
+//!
+//! # Records and wrapping
+//!
+//! See [`crate::record`]. A record never wraps: when it does not fit before
+//! the end of the data area the producer writes a padding record up to the
+//! end and starts again at index 0. The padding is published on its own if
+//! the record itself has to wait for room, so a record as large as the whole
+//! ring still fits once the consumer has caught up.
+
+use core::ptr::NonNull;
+
+use crate::bytes;
+use crate::error::{ConfigError, Corrupted, PushError};
+use crate::layout::Padded;
+use crate::record::{self, Header};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::WaitWord;
+
+/// Smallest data area, in bytes.
+pub const MIN_CAPACITY: u64 = 64;
+/// Largest data area, in bytes (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest payload any ring accepts: the length field is 32 bits.
+pub const MAX_RECORD_LIMIT: u64 = u32::MAX as u64 - 16;
+
+/// Flag: the producer side closed; consumers drain what is left, then see
+/// `Closed`.
+pub const PRODUCER_CLOSED: u32 = 1;
+/// Flag: the consumer side closed; producers see `Closed` at once.
+pub const CONSUMER_CLOSED: u32 = 2;
+
+/// The shape of one byte ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Bytes in the data area: a power of two, [`MIN_CAPACITY`] to
+    /// [`MAX_CAPACITY`]. Each record takes its payload rounded up to 8 plus an
+    /// 8-byte header.
+    pub capacity: u64,
+    /// Largest payload in bytes (0 allowed). Its record must fit in
+    /// `capacity`.
+    pub max_record: u64,
+}
+
+impl RingConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Capacity`] or [`ConfigError::MaxRecord`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.capacity.is_power_of_two()
+            || self.capacity < MIN_CAPACITY
+            || self.capacity > MAX_CAPACITY
+        {
+            return Err(ConfigError::Capacity {
+                capacity: self.capacity,
+                min: MIN_CAPACITY,
+                max: MAX_CAPACITY,
+            });
+        }
+        let limit = (self.capacity - record::HEADER).min(MAX_RECORD_LIMIT);
+        if self.max_record > limit {
+            return Err(ConfigError::MaxRecord {
+                max_record: self.max_record,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Written once by the creator, read-mostly afterwards.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ConfigBlock {
+    /// Data area length in bytes. Constant; read once at attach and checked.
+    capacity: AtomicU64,
+    /// Largest payload. Constant; read once at attach and checked.
+    max_record: AtomicU64,
+    /// Token of the attachment that holds the producer role; 0 = none.
+    pub(crate) producer_owner: AtomicU64,
+    /// Token of the attachment that holds the consumer role; 0 = none.
+    pub(crate) consumer_owner: AtomicU64,
+    /// `PRODUCER_CLOSED | CONSUMER_CLOSED`; bits only ever get set.
+    pub(crate) flags: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+/// Written by the producer only.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ProducerLine {
+    /// Published byte position: everything before it is complete records.
+    pub(crate) tail: AtomicU64,
+    /// Records published so far (for `len`); stored after `tail`.
+    pub(crate) pushed: AtomicU64,
+}
+
+/// Written by the consumer (CASed by the consumers of an MPMC queue).
+#[repr(C)]
+#[derive(Debug)]
+pub struct ConsumerLine {
+    /// Released byte position: the producer may reuse everything before it.
+    pub(crate) head: AtomicU64,
+    /// Records taken so far (for `len`); updated after `head`.
+    pub(crate) popped: AtomicU64,
+}
+
+/// The shared control block of one byte ring. Lives in shared memory, in
+/// front of (not necessarily adjacent to) its data area.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RingShared {
+    pub(crate) config: Padded<ConfigBlock>,
+    pub(crate) producer: Padded<ProducerLine>,
+    pub(crate) consumer: Padded<ConsumerLine>,
+    /// Consumers sleep here when the ring is empty.
+    pub(crate) not_empty: Padded<WaitWord>,
+    /// The producer sleeps here when the ring is full.
+    pub(crate) not_full: Padded<WaitWord>,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<ConfigBlock>() == 40);
+    assert!(size_of::<RingShared>() == 640);
+    assert!(offset_of!(RingShared, producer) == 128);
+    assert!(offset_of!(RingShared, consumer) == 256);
+    assert!(offset_of!(RingShared, not_empty) == 384);
+    assert!(offset_of!(RingShared, not_full) == 512);
+    assert!(offset_of!(ConfigBlock, flags) == 32);
+};
+
+impl RingShared {
+    /// A fresh control block for `config` (heap rings, tests, loom models).
+    pub fn new(config: &RingConfig) -> Self {
+        RingShared {
+            config: Padded(ConfigBlock {
+                capacity: AtomicU64::new(config.capacity),
+                max_record: AtomicU64::new(config.max_record),
+                producer_owner: AtomicU64::new(0),
+                consumer_owner: AtomicU64::new(0),
+                flags: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            }),
+            producer: Padded(ProducerLine {
+                tail: AtomicU64::new(0),
+                pushed: AtomicU64::new(0),
+            }),
+            consumer: Padded(ConsumerLine {
+                head: AtomicU64::new(0),
+                popped: AtomicU64::new(0),
+            }),
+            not_empty: Padded(WaitWord::default()),
+            not_full: Padded(WaitWord::default()),
+        }
+    }
+
+    /// Writes the parameters into a zeroed block in shared memory. The
+    /// segment's Release store of its version publishes them.
+    pub(crate) fn init(&self, config: &RingConfig) {
+        // ORDERING: Relaxed — published by the segment's Release store of its
+        // layout version; pairs with the opener's Acquire load of it.
+        self.config
+            .capacity
+            .store(config.capacity, Ordering::Relaxed);
+        self.config
+            .max_record
+            .store(config.max_record, Ordering::Relaxed);
+    }
+
+    /// Reads and checks the parameters.
+    pub(crate) fn read_config(&self) -> Result<RingConfig, Corrupted> {
+        // ORDERING: Relaxed — constants, published before the segment was
+        // (see `init`).
+        let config = RingConfig {
+            capacity: self.config.capacity.load(Ordering::Relaxed),
+            max_record: self.config.max_record.load(Ordering::Relaxed),
+        };
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(ConfigError::Capacity { capacity, .. }) => {
+                Err(Corrupted::new("ring capacity", capacity))
+            }
+            Err(_) => Err(Corrupted::new("ring max_record", config.max_record)),
+        }
+    }
+
+    /// The closed flags.
+    #[inline]
+    pub(crate) fn flags(&self) -> u32 {
+        // ORDERING: Acquire — pairs with the Release `fetch_or` in `close`, so
+        // whatever was published before the close is visible after.
+        self.config.flags.load(Ordering::Acquire)
+    }
+
+    /// Sets closed flags.
+    pub(crate) fn set_flags(&self, bits: u32) {
+        // ORDERING: Release — pairs with the Acquire load in `flags`.
+        self.config.flags.fetch_or(bits, Ordering::Release);
+    }
+}
+
+/// Raw access to one ring: its control block, its data words and its checked
+/// parameters. Copyable; whoever holds one keeps the memory alive.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingRef {
+    shared: NonNull<RingShared>,
+    data: NonNull<AtomicU64>,
+    /// Checked copies of the constants (never re-read from shared memory).
+    pub(crate) capacity: u64,
+    pub(crate) mask: u64,
+    pub(crate) max_record: u64,
+}
+
+// SAFETY: a RingRef only hands out shared references to atomics; the memory
+// behind it is shared between processes anyway.
+unsafe impl Send for RingRef {}
+// SAFETY: as above.
+unsafe impl Sync for RingRef {}
+
+impl RingRef {
+    /// # Safety
+    ///
+    /// `shared` points to a `RingShared` and `data` to `data_words`
+    /// `AtomicU64`s, both valid for reads and writes and accessed by others
+    /// only through atomics or this protocol, for as long as this `RingRef`
+    /// or any copy of it is used.
+    pub(crate) unsafe fn new(
+        shared: NonNull<RingShared>,
+        data: NonNull<AtomicU64>,
+        data_words: usize,
+    ) -> Result<Self, Corrupted> {
+        // SAFETY: the caller guarantees `shared` is valid.
+        let config = unsafe { shared.as_ref() }.read_config()?;
+        if config.capacity != data_words as u64 * 8 {
+            return Err(Corrupted::new(
+                "ring capacity vs data area",
+                config.capacity,
+            ));
+        }
+        Ok(RingRef {
+            shared,
+            data,
+            capacity: config.capacity,
+            mask: config.capacity - 1,
+            max_record: config.max_record,
+        })
+    }
+
+    #[inline(always)]
+    pub(crate) fn shared(&self) -> &RingShared {
+        // SAFETY: valid for as long as self is used (constructor contract).
+        unsafe { self.shared.as_ref() }
+    }
+
+    #[inline(always)]
+    pub(crate) fn data(&self) -> &[AtomicU64] {
+        // SAFETY: `capacity / 8` words, valid (constructor contract; the
+        // capacity was checked against the data area there).
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), (self.capacity / 8) as usize) }
+    }
+
+    /// Raw pointer to byte `index` of the data area (zero-copy grants).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn byte_ptr(&self, index: usize) -> *mut u8 {
+        debug_assert!((index as u64) <= self.capacity);
+        // SAFETY: index <= capacity, inside (or one past) the data area.
+        unsafe { self.data.as_ptr().cast::<u8>().add(index) }
+    }
+
+    /// Checks a (head, tail) pair read from shared memory.
+    #[inline]
+    pub(crate) fn check_span(&self, head: u64, tail: u64) -> Result<(), Corrupted> {
+        if tail < head || tail - head > self.capacity || (head | tail) & 7 != 0 {
+            return Err(Corrupted::new(
+                "ring positions (tail - head)",
+                tail.wrapping_sub(head),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes and bounds-checks the record at `position`, which lies before
+    /// `limit` (the tail as last seen). `Ok(None)` for padding, which the
+    /// caller skips by `size`.
+    #[inline]
+    pub(crate) fn record_at(&self, position: u64, limit: u64) -> Result<Found, Corrupted> {
+        let index = position & self.mask;
+        // ORDERING: Relaxed — the caller's Acquire load of the tail (or the
+        // validating CAS after it, for racy readers) orders it.
+        let word = self.data()[(index / 8) as usize].load(Ordering::Relaxed);
+        let (len, pad) = match record::decode(word, position)? {
+            Header::Data { len } => (len as u64, false),
+            Header::Pad { len } => (len as u64, true),
+        };
+        let size = record::HEADER + len.next_multiple_of(8);
+        if pad && index + size != self.capacity {
+            return Err(Corrupted::new("padding length", len));
+        }
+        if !pad && len > self.max_record {
+            return Err(Corrupted::new("record length", len));
+        }
+        if index + size > self.capacity || size > limit - position {
+            return Err(Corrupted::new("record extent", len));
+        }
+        Ok(Found {
+            payload_word: (index / 8) as usize + 1,
+            len: len as usize,
+            size,
+            pad,
+        })
+    }
+}
+
+/// A record found by [`RingRef::record_at`], already bounds-checked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Found {
+    pub(crate) payload_word: usize,
+    pub(crate) len: usize,
+    pub(crate) size: u64,
+    pub(crate) pad: bool,
+}
+
+/// The producer's half of the protocol.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) ring: RingRef,
+    /// Local write position; `>= published`.
+    tail: u64,
+    /// The tail as last stored to shared memory.
+    published: u64,
+    /// The head as last loaded; the true head is `>=` it.
+    cached_head: u64,
+    /// Records written (published or not), for `len`.
+    pushed: u64,
+    /// Whether consumers copy optimistically (MPMC): then writes must be atomic.
+    pub(crate) racy: bool,
+}
+
+impl Writer {
+    /// Starts writing at the published tail (also when taking over the ring
+    /// from a dead producer: whatever it wrote but did not publish is
+    /// overwritten).
+    pub(crate) fn attach(ring: RingRef, racy: bool) -> Result<Self, Corrupted> {
+        let shared = ring.shared();
+        // ORDERING: Acquire — pairs with the previous producer's Release store
+        // of the tail, so its last records are fully visible before we follow.
+        let tail = shared.producer.tail.load(Ordering::Acquire);
+        // ORDERING: Acquire — pairs with the consumers' Release of the head.
+        let head = shared.consumer.head.load(Ordering::Acquire);
+        ring.check_span(head, tail)?;
+        // ORDERING: Relaxed — a statistic; only the producer writes it.
+        let pushed = shared.producer.pushed.load(Ordering::Relaxed);
+        Ok(Writer {
+            ring,
+            tail,
+            published: tail,
+            cached_head: head,
+            pushed,
+            racy,
+        })
+    }
+
+    #[inline]
+    fn free(&self) -> u64 {
+        self.ring.capacity - (self.tail - self.cached_head)
+    }
+
+    /// Whether the last known state leaves room for `size` bytes, re-reading
+    /// the head if the cached one says no.
+    #[inline]
+    fn has_room(&mut self, size: u64) -> Result<bool, Corrupted> {
+        if self.free() >= size {
+            return Ok(true);
+        }
+        // ORDERING: Acquire — pairs with the consumer's Release store (or
+        // CAS) of the head: its reads of the space happen before we reuse it.
+        let head = self.ring.shared().consumer.head.load(Ordering::Acquire);
+        if head < self.cached_head || head > self.published {
+            return Err(Corrupted::new("ring head", head));
+        }
+        self.cached_head = head;
+        Ok(self.free() >= size)
+    }
+
+    /// Makes room for a record with a `len`-byte payload and returns the word
+    /// index of its header. May write (but not publish) a padding record.
+    #[inline]
+    pub(crate) fn claim(&mut self, len: usize) -> Result<usize, PushError> {
+        if len as u64 > self.ring.max_record {
+            return Err(PushError::TooLarge {
+                len,
+                max: self.ring.max_record as usize,
+            });
+        }
+        let size = record::record_size(len as u64);
+        loop {
+            let index = self.tail & self.ring.mask;
+            let to_end = self.ring.capacity - index;
+            if size <= to_end {
+                if !self.has_room(size)? {
+                    return Err(PushError::Full);
+                }
+                return Ok((index / 8) as usize);
+            }
+            // Does not fit before the end: pad to the end and wrap.
+            if !self.has_room(to_end)? {
+                return Err(PushError::Full);
+            }
+            let pad = record::encode_pad((to_end - record::HEADER) as u32, self.tail);
+            // ORDERING: Relaxed — published by the Release store of the tail.
+            self.ring.data()[(index / 8) as usize].store(pad, Ordering::Relaxed);
+            self.tail += to_end;
+        }
+    }
+
+    /// Copies `payload` into the record claimed at `word`.
+    #[inline]
+    pub(crate) fn write_payload(&self, word: usize, payload: &[u8]) {
+        bytes::store(self.ring.data(), word + 1, payload, !self.racy);
+    }
+
+    /// Completes the record claimed at `word` with a `len`-byte payload.
+    #[inline]
+    pub(crate) fn commit(&mut self, word: usize, len: usize) {
+        debug_assert_eq!((self.tail & self.ring.mask) / 8, word as u64);
+        let header = record::encode_data(len as u32, self.tail);
+        // ORDERING: Relaxed — published by the Release store of the tail.
+        self.ring.data()[word].store(header, Ordering::Relaxed);
+        self.tail += record::record_size(len as u64);
+        self.pushed += 1;
+    }
+
+    /// Makes everything written so far visible. Returns whether there was
+    /// anything new (and so whether a sleeper may need waking).
+    #[inline]
+    pub(crate) fn publish(&mut self) -> bool {
+        if self.tail == self.published {
+            return false;
+        }
+        let line = &self.ring.shared().producer;
+        // ORDERING: Release — publishes the records (payloads and headers
+        // stored above); pairs with the consumers' Acquire load of the tail.
+        line.tail.store(self.tail, Ordering::Release);
+        // ORDERING: Relaxed — a statistic for `len`, stored after the tail so
+        // it never counts a record that is not there yet.
+        line.pushed.store(self.pushed, Ordering::Relaxed);
+        self.published = self.tail;
+        true
+    }
+
+    /// Bytes free as far as this writer knows (re-reads the head).
+    pub(crate) fn free_now(&mut self) -> Result<u64, Corrupted> {
+        self.has_room(u64::MAX)?;
+        Ok(self.free())
+    }
+}
+
+/// The single consumer's half of the protocol (SPSC only; MPMC consumers
+/// CAS the head instead, see `mpmc`).
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) ring: RingRef,
+    /// Local read position; `>= released`.
+    head: u64,
+    /// The head as last stored to shared memory.
+    released: u64,
+    /// The tail as last loaded.
+    cached_tail: u64,
+    popped: u64,
+}
+
+impl Reader {
+    pub(crate) fn attach(ring: RingRef) -> Result<Self, Corrupted> {
+        let shared = ring.shared();
+        // ORDERING: Acquire — pairs with the previous consumer's Release.
+        let head = shared.consumer.head.load(Ordering::Acquire);
+        // ORDERING: Acquire — pairs with the producer's Release of the tail.
+        let tail = shared.producer.tail.load(Ordering::Acquire);
+        ring.check_span(head, tail)?;
+        // ORDERING: Relaxed — a statistic; only the consumer writes it.
+        let popped = shared.consumer.popped.load(Ordering::Relaxed);
+        Ok(Reader {
+            ring,
+            head,
+            released: head,
+            cached_tail: tail,
+            popped,
+        })
+    }
+
+    /// The next data record, skipping (and consuming) padding; `None` when
+    /// nothing is published past the head. Does not consume the record.
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Result<Option<Found>, Corrupted> {
+        loop {
+            if self.head == self.cached_tail {
+                // ORDERING: Acquire — pairs with the producer's Release store
+                // of the tail: the records before it are complete.
+                let tail = self.ring.shared().producer.tail.load(Ordering::Acquire);
+                self.ring.check_span(self.released, tail)?;
+                if tail < self.head {
+                    return Err(Corrupted::new("ring tail", tail));
+                }
+                self.cached_tail = tail;
+                if self.head == tail {
+                    return Ok(None);
+                }
+            }
+            let found = self.ring.record_at(self.head, self.cached_tail)?;
+            if found.pad {
+                self.head += found.size;
+                continue;
+            }
+            return Ok(Some(found));
+        }
+    }
+
+    /// Consumes the record `peek` returned.
+    #[inline]
+    pub(crate) fn advance(&mut self, found: &Found) {
+        self.head += found.size;
+        self.popped += 1;
+    }
+
+    /// Gives the consumed space back to the producer. Returns whether there
+    /// was anything to give back.
+    #[inline]
+    pub(crate) fn release(&mut self) -> bool {
+        if self.head == self.released {
+            return false;
+        }
+        let line = &self.ring.shared().consumer;
+        // ORDERING: Release — our reads of the released records happen before
+        // the producer may overwrite them; pairs with its Acquire of the head.
+        line.head.store(self.head, Ordering::Release);
+        // ORDERING: Relaxed — a statistic for `len`.
+        line.popped.store(self.popped, Ordering::Relaxed);
+        self.released = self.head;
+        true
+    }
+}
+
+/// Approximate number of records in a ring: a snapshot, already stale.
+pub(crate) fn ring_len(shared: &RingShared) -> u64 {
+    // ORDERING: Relaxed — statistics; the answer is approximate by contract.
+    let popped = shared.consumer.popped.load(Ordering::Relaxed);
+    let pushed = shared.producer.pushed.load(Ordering::Relaxed);
+    pushed.saturating_sub(popped)
+}
+
+/// Whether a ring holds no published bytes (a snapshot).
+pub(crate) fn ring_is_empty(shared: &RingShared) -> bool {
+    // ORDERING: Acquire on both — a snapshot consistent with what a pop would
+    // see next.
+    let head = shared.consumer.head.load(Ordering::Acquire);
+    let tail = shared.producer.tail.load(Ordering::Acquire);
+    head >= tail
+}

@@ -1,0 +1,153 @@
+//! MPMC queue checklist on heap memory.
+#![cfg(not(loom))]
+
+use std::collections::HashMap;
+
+use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::mpmc::{ClaimError, QueueConfig};
+use shmring_core::wait::WaitPolicy;
+use shmring_core::{PopError, PushError, RingConfig};
+
+fn config(rings: u64) -> QueueConfig {
+    QueueConfig {
+        rings,
+        ring: RingConfig {
+            capacity: 1024,
+            max_record: 64,
+        },
+    }
+}
+
+#[test]
+fn claims_rings_until_none_left_then_adopts_dead_owner() {
+    let q = heap::queue(&config(2)).unwrap();
+    let w = ThreadWaiter::default();
+    let mut never = |_| false;
+    let mut p1 = q.claim_producer(1, w.clone(), &mut never).unwrap();
+    let p2 = q.claim_producer(2, w.clone(), &mut never).unwrap();
+    assert!(matches!(
+        q.claim_producer(3, w.clone(), &mut never),
+        Err(ClaimError::NoFreeRing { rings: 2 })
+    ));
+    assert!(matches!(
+        q.claim_producer(0, w.clone(), &mut never),
+        Err(ClaimError::InvalidToken)
+    ));
+    p1.try_push(b"from 1").unwrap();
+    // Token 1 "dies" (its handle leaks, as a killed process's would).
+    std::mem::forget(p1);
+    let mut p3 = q.claim_producer(3, w.clone(), &mut |t| t == 1).unwrap();
+    p3.try_push(b"from 3").unwrap();
+    let mut c = q.consumer(w.clone());
+    let mut buf = Vec::new();
+    c.try_pop(&mut buf).unwrap();
+    assert_eq!(buf, b"from 1", "the dead producer's record comes first");
+    c.try_pop(&mut buf).unwrap();
+    assert_eq!(buf, b"from 3");
+    drop(p2);
+    assert_eq!(q.ring_owners().iter().filter(|&&o| o == 0).count(), 1);
+}
+
+#[test]
+fn every_message_once_fifo_per_producer_threads() {
+    const PRODUCERS: u64 = 3;
+    const CONSUMERS: usize = 3;
+    const N: u32 = 20_000;
+    let q = heap::queue(&config(4)).unwrap();
+    let w = ThreadWaiter::default();
+    let policy = WaitPolicy {
+        spin_ns: 2_000,
+        slice_ns: 10_000_000,
+    };
+    let producers: Vec<_> = (1..=PRODUCERS)
+        .map(|token| {
+            let mut p = q.claim_producer(token, w.clone(), &mut |_| false).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    let mut m = [0u8; 17];
+                    m[..8].copy_from_slice(&token.to_le_bytes());
+                    m[8..12].copy_from_slice(&i.to_le_bytes());
+                    p.push(&m[..12 + (i % 6) as usize], None, &policy, &mut || false)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let mut c = q.consumer(w.clone());
+            std::thread::spawn(move || {
+                let mut seen: Vec<(u64, u32)> = Vec::new();
+                let mut buf = Vec::new();
+                loop {
+                    match c.pop(&mut buf, None, &policy) {
+                        Ok(_) => {
+                            let token = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                            let i = u32::from_le_bytes(buf[8..12].try_into().unwrap());
+                            assert_eq!(buf.len(), 12 + (i % 6) as usize);
+                            seen.push((token, i));
+                        }
+                        Err(PopError::Closed) => return seen,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    q.close(&w);
+    let mut last: HashMap<u64, Vec<u32>> = HashMap::new();
+    for c in consumers {
+        let seen = c.join().unwrap();
+        // Per consumer, each producer's messages arrive in increasing order.
+        let mut prev: HashMap<u64, u32> = HashMap::new();
+        for (token, i) in seen {
+            if let Some(&p) = prev.get(&token) {
+                assert!(i > p, "producer {token}: {i} after {p}");
+            }
+            prev.insert(token, i);
+            last.entry(token).or_default().push(i);
+        }
+    }
+    for token in 1..=PRODUCERS {
+        let mut got = last.remove(&token).unwrap_or_default();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (0..N).collect::<Vec<_>>(),
+            "producer {token}: each message exactly once"
+        );
+    }
+}
+
+#[test]
+fn closed_queue_rejects_and_drains() {
+    let q = heap::queue(&config(1)).unwrap();
+    let w = ThreadWaiter::default();
+    let mut p = q.claim_producer(9, w.clone(), &mut |_| false).unwrap();
+    p.try_push(b"a").unwrap();
+    q.close(&w);
+    assert_eq!(p.try_push(b"b"), Err(PushError::Closed));
+    let mut c = q.consumer(w);
+    let mut buf = Vec::new();
+    assert_eq!(c.try_pop(&mut buf), Ok(1));
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Closed));
+}
+
+#[test]
+fn len_counts_across_rings() {
+    let q = heap::queue(&config(3)).unwrap();
+    let w = ThreadWaiter::default();
+    let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+    assert!(q.is_empty());
+    a.try_push(b"1").unwrap();
+    b.try_push(b"2").unwrap();
+    b.try_push(b"3").unwrap();
+    assert_eq!(q.len(), 3);
+    q.consumer(w).try_pop(&mut Vec::new()).unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(!q.is_empty());
+}

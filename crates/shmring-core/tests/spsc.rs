@@ -1,0 +1,389 @@
+//! SPSC ring checklist on heap memory (the same code runs in shared memory).
+#![cfg(not(loom))]
+
+use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::spsc::{Consumer, Producer};
+use shmring_core::wait::{WaitPolicy, Waiter};
+use shmring_core::{ConfigError, PopError, PushError, RingConfig};
+
+fn pair(capacity: u64, max_record: u64) -> (Producer<ThreadWaiter>, Consumer<ThreadWaiter>) {
+    let ring = heap::ring(&RingConfig {
+        capacity,
+        max_record,
+    })
+    .unwrap();
+    let w = ThreadWaiter::default();
+    (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap())
+}
+
+#[test]
+fn config_is_checked() {
+    let bad = |capacity, max_record| {
+        heap::ring(&RingConfig {
+            capacity,
+            max_record,
+        })
+        .unwrap_err()
+    };
+    assert!(matches!(bad(0, 0), ConfigError::Capacity { .. }));
+    assert!(matches!(bad(100, 8), ConfigError::Capacity { .. }));
+    assert!(matches!(bad(32, 8), ConfigError::Capacity { .. }));
+    assert!(matches!(
+        bad(64, 57),
+        ConfigError::MaxRecord { limit: 56, .. }
+    ));
+    assert!(heap::ring(&RingConfig {
+        capacity: 64,
+        max_record: 56
+    })
+    .is_ok());
+}
+
+#[test]
+fn fill_then_drain_in_order() {
+    let (mut p, mut c) = pair(1024, 64);
+    let mut n = 0u32;
+    while p.try_push(&n.to_le_bytes()).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 1024 / 16, "each 4-byte record takes 16 bytes");
+    assert_eq!(p.try_push(b"x"), Err(PushError::Full));
+    let mut buf = Vec::new();
+    for i in 0..n {
+        assert_eq!(c.try_pop(&mut buf), Ok(4));
+        assert_eq!(buf, i.to_le_bytes());
+    }
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+}
+
+#[test]
+fn variable_lengths_wrap_many_times() {
+    let (mut p, mut c) = pair(256, 200);
+    let mut buf = Vec::new();
+    let mut next_out = 0usize;
+    let mut next_in = 0usize;
+    let msg = |i: usize| vec![(i % 251) as u8; (i * 7) % 201];
+    while next_out < 5000 {
+        while next_in < 5000 && p.try_push(&msg(next_in)).is_ok() {
+            next_in += 1;
+        }
+        match c.try_pop(&mut buf) {
+            Ok(_) => {
+                assert_eq!(buf, msg(next_out), "record {next_out}");
+                next_out += 1;
+            }
+            Err(PopError::Empty) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn record_as_large_as_the_ring_fits_after_padding() {
+    let (mut p, mut c) = pair(64, 56);
+    let mut buf = Vec::new();
+    p.try_push(&[1; 8]).unwrap();
+    c.try_pop(&mut buf).unwrap();
+    // The tail is at 16: a 56-byte payload needs 64 contiguous bytes, so
+    // the producer pads to the end and waits for the consumer to pass it.
+    assert_eq!(p.try_push(&[2; 56]), Err(PushError::Full));
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+    p.try_push(&[2; 56]).unwrap();
+    assert_eq!(c.try_pop(&mut buf), Ok(56));
+    assert_eq!(buf, [2; 56]);
+}
+
+#[test]
+fn empty_records_and_too_large() {
+    let (mut p, mut c) = pair(128, 16);
+    p.try_push(&[]).unwrap();
+    assert_eq!(
+        p.try_push(&[0; 17]),
+        Err(PushError::TooLarge { len: 17, max: 16 })
+    );
+    let mut buf = vec![9];
+    assert_eq!(c.try_pop(&mut buf), Ok(0));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn zero_copy_reserve_commit_and_read_release() {
+    let (mut p, mut c) = pair(256, 100);
+    {
+        let mut g = p.reserve(100).unwrap();
+        g[..5].copy_from_slice(b"hello");
+        g.commit(5);
+    }
+    {
+        let _abandoned = p.reserve(50).unwrap(); // never committed: nothing published
+    }
+    {
+        let r = c.read().unwrap();
+        assert_eq!(&*r, b"hello");
+    }
+    assert!(matches!(c.read(), Err(PopError::Empty)));
+}
+
+#[test]
+fn batches_publish_once() {
+    let (mut p, mut c) = pair(1024, 64);
+    let msgs: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; i as usize % 9]).collect();
+    let n = p.try_push_many(msgs.iter().map(|m| m.as_slice())).unwrap();
+    assert!(n > 10 && n < 100, "{n}");
+    let mut got = Vec::new();
+    let k = c.try_pop_many(1000, |m| got.push(m.to_vec())).unwrap();
+    assert_eq!(k, n);
+    assert_eq!(got, msgs[..n]);
+    assert_eq!(c.try_pop_many(10, |_| ()), Err(PopError::Empty));
+}
+
+#[test]
+fn len_and_empty_full() {
+    let ring = heap::ring(&RingConfig {
+        capacity: 64,
+        max_record: 8,
+    })
+    .unwrap();
+    let w = ThreadWaiter::default();
+    let mut p = ring.producer(w.clone()).unwrap();
+    let mut c = ring.consumer(w).unwrap();
+    assert!(ring.is_empty() && !ring.is_full());
+    assert_eq!(ring.len(), 0);
+    for _ in 0..4 {
+        p.try_push(&[0; 8]).unwrap();
+    }
+    assert!(ring.is_full() && ring.len() == 4);
+    c.try_pop(&mut Vec::new()).unwrap();
+    assert_eq!(ring.len(), 3);
+}
+
+#[test]
+fn close_drains_then_reports_closed() {
+    let (mut p, mut c) = pair(256, 8);
+    p.try_push(b"a").unwrap();
+    p.close();
+    assert_eq!(p.try_push(b"b"), Err(PushError::Closed));
+    let mut buf = Vec::new();
+    assert_eq!(c.try_pop(&mut buf), Ok(1));
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Closed));
+}
+
+#[test]
+fn consumer_close_fails_producer() {
+    let (mut p, c) = pair(256, 8);
+    c.close();
+    assert_eq!(p.try_push(b"a"), Err(PushError::Closed));
+}
+
+#[test]
+fn blocking_pop_times_out_after_deadline() {
+    let (_p, mut c) = pair(256, 8);
+    let w = ThreadWaiter::default();
+    let start = std::time::Instant::now();
+    let deadline = w.now().after(30_000_000);
+    let r = c.pop(
+        &mut Vec::new(),
+        Some(deadline),
+        &WaitPolicy::default(),
+        &mut || false,
+    );
+    assert_eq!(r, Err(PopError::Timeout));
+    assert!(start.elapsed() >= std::time::Duration::from_millis(25));
+}
+
+#[test]
+fn blocking_pop_sees_peer_gone_after_draining() {
+    let (mut p, mut c) = pair(256, 8);
+    p.try_push(b"x").unwrap();
+    let policy = WaitPolicy {
+        spin_ns: 0,
+        slice_ns: 1_000_000,
+    };
+    let mut buf = Vec::new();
+    assert_eq!(c.pop(&mut buf, None, &policy, &mut || true), Ok(1));
+    assert_eq!(
+        c.pop(&mut buf, None, &policy, &mut || true),
+        Err(PopError::Closed)
+    );
+}
+
+#[test]
+fn blocking_hand_off_between_threads() {
+    let (mut p, mut c) = pair(128, 64);
+    let policy = WaitPolicy::default();
+    let t = std::thread::spawn(move || {
+        for i in 0..20_000u32 {
+            let m = i.to_le_bytes();
+            p.push(&m[..(i % 5) as usize], None, &policy, &mut || false)
+                .unwrap();
+        }
+        p.close();
+    });
+    let mut buf = Vec::new();
+    let mut i = 0u32;
+    loop {
+        match c.pop(&mut buf, None, &policy, &mut || false) {
+            Ok(n) => {
+                assert_eq!(buf, &i.to_le_bytes()[..n]);
+                i += 1;
+            }
+            Err(PopError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(i, 20_000);
+    t.join().unwrap();
+}
+
+/// Memory laid out as in a segment: control block, then data.
+#[repr(C, align(128))]
+#[derive(Clone, Copy)]
+struct Block([u64; 16]);
+
+fn region(
+    capacity: u64,
+    max_record: u64,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<Block>>>,
+    shmring_core::spsc::Ring,
+    *mut u64,
+) {
+    use shmring_core::spsc::{Ring, SpscLayout};
+    let config = RingConfig {
+        capacity,
+        max_record,
+    };
+    let layout = SpscLayout::new(&config).unwrap();
+    let blocks = vec![Block([0; 16]); layout.total / 128];
+    let mem = std::sync::Arc::new(std::sync::Mutex::new(blocks));
+    let base = mem.lock().unwrap().as_mut_ptr().cast::<u8>();
+    let base = std::ptr::NonNull::new(base).unwrap();
+    // SAFETY: zeroed, 128-aligned, `layout.total` bytes, kept alive by `mem`.
+    unsafe { Ring::init_in_place(base, layout.total, &config) }.unwrap();
+    // SAFETY: as above; the Vec is never resized, so the pointer stays valid.
+    let ring = unsafe { Ring::attach_in_place(base, layout.total, mem.clone()) }.unwrap();
+    (mem, ring, base.as_ptr().cast::<u64>())
+}
+
+const TAIL_WORD: usize = 128 / 8;
+const HEAD_WORD: usize = 256 / 8;
+const DATA_WORD: usize = 640 / 8;
+
+fn poke(base: *mut u64, word: usize, value: u64) {
+    // SAFETY: `word` lies inside the region the caller made; a volatile write
+    // stands for a hostile peer in another process.
+    unsafe { base.add(word).write_volatile(value) }
+}
+
+#[test]
+fn in_place_ring_round_trip() {
+    let (_mem, ring, _) = region(256, 32);
+    let w = ThreadWaiter::default();
+    let mut p = ring.producer(w.clone()).unwrap();
+    let mut c = ring.consumer(w).unwrap();
+    for i in 0..100u8 {
+        p.try_push(&[i; 20]).unwrap();
+        let mut buf = Vec::new();
+        c.try_pop(&mut buf).unwrap();
+        assert_eq!(buf, [i; 20]);
+    }
+}
+
+#[test]
+fn wild_tail_is_corruption() {
+    let (_mem, ring, base) = region(256, 32);
+    let w = ThreadWaiter::default();
+    let mut c = ring.consumer(w.clone()).unwrap();
+    poke(base, TAIL_WORD, 4096);
+    assert!(matches!(
+        c.try_pop(&mut Vec::new()),
+        Err(PopError::Corrupted(_))
+    ));
+    poke(base, TAIL_WORD, 13);
+    assert!(matches!(
+        c.try_pop(&mut Vec::new()),
+        Err(PopError::Corrupted(_))
+    ));
+}
+
+#[test]
+fn wild_head_is_corruption() {
+    let (_mem, ring, base) = region(256, 32);
+    let w = ThreadWaiter::default();
+    let mut p = ring.producer(w).unwrap();
+    while p.try_push(&[1; 32]).is_ok() {}
+    poke(base, HEAD_WORD, 1 << 40);
+    assert!(matches!(p.try_push(&[1; 32]), Err(PushError::Corrupted(_))));
+}
+
+#[test]
+fn bad_record_headers_are_corruption() {
+    for header in [
+        0u64,
+        0xFFFF_FFFF_FFFF_FFFF,
+        0x00D7_0000_0000 | 999,
+        0x00AD_0000_0000 | 8,
+    ] {
+        let (_mem, ring, base) = region(256, 32);
+        let w = ThreadWaiter::default();
+        let mut p = ring.producer(w.clone()).unwrap();
+        let mut c = ring.consumer(w).unwrap();
+        p.try_push(&[7; 8]).unwrap();
+        poke(base, DATA_WORD, header);
+        let r = c.try_pop(&mut Vec::new());
+        assert!(
+            matches!(r, Err(PopError::Corrupted(_))),
+            "{header:#x}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    // A small xorshift so the test needs no extra crate and is repeatable.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..300 {
+        let (_mem, ring, base) = region(256, 64);
+        let w = ThreadWaiter::default();
+        let mut p = ring.producer(w.clone()).unwrap();
+        let mut c = ring.consumer(w).unwrap();
+        for _ in 0..(round % 7) {
+            let _ = p.try_push(&[3; 12]);
+        }
+        // Scribble on positions and data (not the constants, which attach
+        // checks and the handles have already copied).
+        for _ in 0..8 {
+            let word = match next() % 3 {
+                0 => TAIL_WORD,
+                1 => HEAD_WORD,
+                _ => DATA_WORD + (next() % 32) as usize,
+            };
+            let v = match next() % 4 {
+                0 => next(),
+                1 => next() % 512,
+                2 => (next() % 64) * 8,
+                _ => 0x00D7_0000_0000 | (next() % 80),
+            };
+            poke(base, word, v);
+        }
+        let mut buf = Vec::new();
+        for _ in 0..20 {
+            let _ = c.try_pop(&mut buf);
+            let _ = p.try_push(&[5; 20]);
+            assert!(buf.len() <= 64);
+        }
+        // Fresh handles over scribbled memory: errors, not panics.
+        let _ = ring
+            .producer(ThreadWaiter::default())
+            .map(|mut p| p.try_push(b"x"));
+        let _ = ring
+            .consumer(ThreadWaiter::default())
+            .map(|mut c| c.try_pop(&mut buf));
+    }
+}
