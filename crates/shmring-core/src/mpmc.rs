@@ -37,7 +37,7 @@ use crate::error::{ConfigError, Corrupted, PopError, PushError};
 use crate::layout::{Padded, HOT_ALIGN};
 use crate::ring::{ring_is_empty, ring_len, RingConfig, RingRef, RingShared, Writer};
 use crate::spsc::KeepAlive;
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{block_on, Deadline, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
 /// Most producer rings one queue can have.
@@ -723,11 +723,10 @@ fn take_from<W: Waiter + ?Sized>(
         let found = match found {
             Ok(found) => found,
             Err(c) => {
-                // ORDERING: Acquire fence — the loads above happen before the
-                // re-read of the head (the seqlock reader's fence).
-                fence(Ordering::Acquire);
-                // ORDERING: Relaxed — ordered by the fence above.
-                if line.head.load(Ordering::Relaxed) == head {
+                // ORDERING: Acquire — the header and tail loads above were
+                // Acquire, so if they came from a later lap, the head advance
+                // that allowed it happens-before this load and is seen here.
+                if line.head.load(Ordering::Acquire) == head {
                     return Err(c);
                 }
                 continue; // raced with another consumer and the producer

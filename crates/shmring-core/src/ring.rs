@@ -172,6 +172,7 @@ impl RingShared {
 
     /// Writes the parameters into a zeroed block in shared memory. The
     /// segment's Release store of its version publishes them.
+    #[cfg(not(loom))]
     pub(crate) fn init(&self, config: &RingConfig) {
         // ORDERING: Relaxed — published by the segment's Release store of its
         // layout version; pairs with the opener's Acquire load of it.
@@ -302,9 +303,14 @@ impl RingRef {
     #[inline]
     pub(crate) fn record_at(&self, position: u64, limit: u64) -> Result<Found, Corrupted> {
         let index = position & self.mask;
-        // ORDERING: Relaxed — the caller's Acquire load of the tail (or the
-        // validating CAS after it, for racy readers) orders it.
-        let word = self.data()[(index / 8) as usize].load(Ordering::Relaxed);
+        // ORDERING: Acquire — pairs with the producer's Release store of the
+        // header. For a single consumer the Acquire of the tail already
+        // covers it; for racing MPMC consumers it matters: a header from a
+        // later lap carries (through the producer's Acquire of the head
+        // before it reused the space) the head advance that made the reuse
+        // possible, so the consumer's re-read of the head sees it and calls
+        // it a race, not corruption. loom found the Relaxed version wrong.
+        let word = self.data()[(index / 8) as usize].load(Ordering::Acquire);
         let (len, pad) = match record::decode(word, position)? {
             Header::Data { len } => (len as u64, false),
             Header::Pad { len } => (len as u64, true),
@@ -424,8 +430,9 @@ impl Writer {
                 return Err(PushError::Full);
             }
             let pad = record::encode_pad((to_end - record::HEADER) as u32, self.tail);
-            // ORDERING: Relaxed — published by the Release store of the tail.
-            self.ring.data()[(index / 8) as usize].store(pad, Ordering::Relaxed);
+            // ORDERING: Release — pairs with the Acquire header load in
+            // `record_at` (see there); the tail's Release publishes it too.
+            self.ring.data()[(index / 8) as usize].store(pad, Ordering::Release);
             self.tail += to_end;
         }
     }
@@ -441,8 +448,9 @@ impl Writer {
     pub(crate) fn commit(&mut self, word: usize, len: usize) {
         debug_assert_eq!((self.tail & self.ring.mask) / 8, word as u64);
         let header = record::encode_data(len as u32, self.tail);
-        // ORDERING: Relaxed — published by the Release store of the tail.
-        self.ring.data()[word].store(header, Ordering::Relaxed);
+        // ORDERING: Release — pairs with the Acquire header load in
+        // `record_at` (see there); the tail's Release publishes it too.
+        self.ring.data()[word].store(header, Ordering::Release);
         self.tail += record::record_size(len as u64);
         self.pushed += 1;
     }

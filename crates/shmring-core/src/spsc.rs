@@ -15,6 +15,7 @@
 
 use alloc::sync::Arc;
 use core::any::Any;
+#[cfg(not(loom))]
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 

@@ -1,0 +1,235 @@
+//! loom models of every core protocol. Run with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p shmring-core --release --test loom
+//! ```
+//!
+//! (`LOOM_MAX_PREEMPTIONS` overrides the bound of 2 used here; CI uses the
+//! default.) Every actor runs in a spawned thread: an actor on the model's
+//! main thread made loom explore a single interleaving. Each model counts its
+//! iterations and asserts a floor, so a model that silently shrinks fails.
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use loom::thread;
+use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::mpmc::QueueConfig;
+use shmring_core::wait::WaitPolicy;
+use shmring_core::{PopError, PushError, RingConfig};
+
+fn model(name: &str, min_iterations: usize, f: impl Fn() + Sync + Send + 'static) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    let n = count.load(Ordering::Relaxed);
+    println!("{name}: {n} interleavings");
+    assert!(
+        n >= min_iterations,
+        "{name} explored only {n} interleavings"
+    );
+}
+
+/// Blocking-free policy for models: no spin, one endless slice.
+const POLICY: WaitPolicy = WaitPolicy {
+    spin_ns: 0,
+    slice_ns: u64::MAX,
+};
+
+#[test]
+fn spsc_publish_consume_with_wrap() {
+    model("spsc wrap", 50, || {
+        // 8-byte record (16 B), then two 24-byte ones (32 B each): the
+        // second of those meets the end of the 64-byte ring and pads.
+        let ring = heap::ring(&RingConfig {
+            capacity: 64,
+            max_record: 24,
+        })
+        .unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = ring.producer(w.clone()).unwrap();
+        let mut c = ring.consumer(w).unwrap();
+        let msgs: [&[u8]; 3] = [&[1; 8], &[2; 24], &[3; 24]];
+        let producer = thread::spawn(move || {
+            for m in msgs {
+                loop {
+                    match p.try_push(m) {
+                        Ok(()) => break,
+                        Err(PushError::Full) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            for m in msgs {
+                loop {
+                    match c.try_pop(&mut buf) {
+                        Ok(_) => break,
+                        Err(PopError::Empty) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                assert_eq!(buf, m);
+            }
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
+
+#[test]
+fn waiter_handshake_has_no_lost_wakeup() {
+    // A lost wake-up leaves the consumer asleep forever: loom reports the
+    // deadlock. The model waiter ignores deadlines, so nothing else wakes it.
+    model("handshake", 20, || {
+        let ring = heap::ring(&RingConfig {
+            capacity: 64,
+            max_record: 8,
+        })
+        .unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = ring.producer(w.clone()).unwrap();
+        let mut c = ring.consumer(w).unwrap();
+        let producer = thread::spawn(move || p.try_push(b"x").unwrap());
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            assert_eq!(c.pop(&mut buf, None, &POLICY, &mut || false), Ok(1));
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
+
+#[test]
+fn close_wakes_a_sleeping_consumer() {
+    model("close", 10, || {
+        let ring = heap::ring(&RingConfig {
+            capacity: 64,
+            max_record: 8,
+        })
+        .unwrap();
+        let w = ThreadWaiter::default();
+        let p = ring.producer(w.clone()).unwrap();
+        let mut c = ring.consumer(w).unwrap();
+        let closer = thread::spawn(move || p.close());
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            assert_eq!(
+                c.pop(&mut buf, None, &POLICY, &mut || false),
+                Err(PopError::Closed)
+            );
+        });
+        closer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
+
+#[test]
+fn mpmc_competing_consumers_take_each_record_once() {
+    model("mpmc take", 100, || {
+        // 16-byte payloads (24 B records) in a 64-byte ring: the third
+        // record pads and reuses space a consumer may still be copying.
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 16,
+            },
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        // Bounded tries: an unbounded wait on a consumer that has given up
+        // would be an endless spin for loom. Returns how many went in.
+        let producer = thread::spawn(move || {
+            let mut sent = 0u8;
+            for _ in 0..4 {
+                match p.try_push(&[sent; 16]) {
+                    Ok(()) => sent += 1,
+                    Err(PushError::Full) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+                if sent == 3 {
+                    break;
+                }
+            }
+            sent
+        });
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut c = q.consumer(w.clone());
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut buf = Vec::new();
+                    for _ in 0..2 {
+                        match c.try_pop(&mut buf) {
+                            Ok(_) => {
+                                assert!(buf.iter().all(|&b| b == buf[0]), "torn: {buf:?}");
+                                got.push(buf[0]);
+                            }
+                            Err(PopError::Empty) => thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let sent = producer.join().unwrap();
+        let mut all = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "per-consumer order {got:?}"
+            );
+            all.extend(got);
+        }
+        let mut rest = q.consumer(w);
+        let mut buf = Vec::new();
+        while rest.try_pop(&mut buf).is_ok() {
+            all.push(buf[0]);
+        }
+        all.sort_unstable();
+        assert!(sent >= 2, "two records always fit");
+        assert_eq!(
+            all,
+            (0..sent).collect::<Vec<_>>(),
+            "each record exactly once"
+        );
+    });
+}
+
+#[test]
+fn mpmc_sleeping_consumer_is_woken() {
+    model("mpmc handshake", 20, || {
+        let config = QueueConfig {
+            rings: 2,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 8,
+            },
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(7, w.clone(), &mut |_| false).unwrap();
+        let mut c = q.consumer(w);
+        let producer = thread::spawn(move || p.try_push(b"y").unwrap());
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(1));
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
