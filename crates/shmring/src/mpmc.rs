@@ -1,0 +1,274 @@
+//! Multi-producer multi-consumer queues in shared memory.
+//!
+//! A [`Queue`] is a segment holding one byte ring per producer (see
+//! [`shmring_core::mpmc`] for why): each [`Producer`] owns a ring, any number
+//! of [`Consumer`]s in any processes take from all of them. FIFO holds per
+//! producer. A producer or consumer killed at any instruction leaves nothing
+//! stuck: a dead producer's published messages are still delivered and its
+//! ring is taken over by the next producer that needs one; a consumer killed
+//! while taking a message loses at most that message.
+//!
+//! ```
+//! use shmring::mpmc::{Queue, QueueConfig};
+//! use shmring::core::RingConfig;
+//!
+//! let config = QueueConfig { rings: 4, ring: RingConfig { capacity: 4096, max_record: 256 } };
+//! let queue = Queue::create_anonymous(config, &Default::default())?;
+//! let mut tx = queue.producer()?;
+//! let mut rx = queue.consumer();
+//! tx.push(b"job 1", None)?;
+//! let mut buf = Vec::new();
+//! rx.pop(&mut buf, None)?;
+//! assert_eq!(buf, b"job 1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmring_core::error::{PopError, PushError};
+use shmring_core::mpmc::{self, ClaimError, QueueLayout};
+pub use shmring_core::mpmc::QueueConfig;
+use shmring_core::wait::WaitPolicy;
+use shmring_core::RingConfig;
+
+use crate::attach::{deadline, AttachError};
+use crate::error::SegmentError;
+use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+use crate::sys::FutexWaiter;
+
+/// A named or anonymous segment holding an MPMC queue.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    queue: mpmc::Queue,
+    segment: Arc<Segment>,
+}
+
+fn params(config: &QueueConfig) -> [u64; 8] {
+    [config.rings, config.ring.capacity, config.ring.max_record, 0, 0, 0, 0, 0]
+}
+
+fn init(config: QueueConfig) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
+    move |base, len| {
+        // SAFETY: the segment hands us its zeroed, page-aligned object region
+        // of `len` bytes before anyone else can see it.
+        unsafe { mpmc::Queue::init_in_place(base, len, &config) }
+            .map_err(|e| SegmentError::InvalidConfig { reason: e.to_string() })
+    }
+}
+
+impl Queue {
+    /// Creates a named queue (`O_EXCL`, mode 0600 unless `opts` says
+    /// otherwise).
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration or any [`SegmentError`] of creation.
+    pub fn create(name: &str, config: QueueConfig, opts: &CreateOptions) -> Result<Queue, AttachError> {
+        let layout = QueueLayout::new(&config)?;
+        let segment = Segment::create(name, ObjectKind::MpmcQueue, params(&config), layout.total, opts, init(config))?;
+        Queue::attach(segment)
+    }
+
+    /// Creates an anonymous queue (`memfd`) for children.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_anonymous(config: QueueConfig, opts: &CreateOptions) -> Result<Queue, AttachError> {
+        let layout = QueueLayout::new(&config)?;
+        let segment = Segment::create_anonymous(ObjectKind::MpmcQueue, params(&config), layout.total, opts, init(config))?;
+        Queue::attach(segment)
+    }
+
+    /// Opens a queue another process created.
+    ///
+    /// # Errors
+    ///
+    /// Any [`SegmentError`] of opening, or [`AttachError::Corrupted`].
+    pub fn open(name: &str, opts: &OpenOptions) -> Result<Queue, AttachError> {
+        Queue::attach(Segment::open(name, ObjectKind::MpmcQueue, opts)?)
+    }
+
+    /// Opens the queue a parent handed over with [`Queue::share_with_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Queue, AttachError> {
+        Queue::attach(Segment::open_inherited(env_var, ObjectKind::MpmcQueue, opts)?)
+    }
+
+    /// Arranges for the child spawned by `cmd` to inherit this queue.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor could not be prepared.
+    pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError> {
+        Ok(self.segment.share_with_child(cmd, env_var)?)
+    }
+
+    fn attach(segment: Segment) -> Result<Queue, AttachError> {
+        let segment = Arc::new(segment);
+        let [rings, capacity, max_record, ..] = segment.params();
+        let keep: shmring_core::spsc::KeepAlive = segment.clone();
+        // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
+        // aligned) while it lives; `keep` holds it for every handle.
+        let queue = unsafe { mpmc::Queue::attach_in_place(segment.object_ptr(), segment.object_len(), keep) }?;
+        if queue.ring_count() as u64 != rings || queue.ring_config() != (RingConfig { capacity, max_record }) {
+            return Err(AttachError::Corrupted(shmring_core::Corrupted {
+                what: "queue config vs segment params",
+                value: rings,
+            }));
+        }
+        Ok(Queue { queue, segment })
+    }
+
+    /// A producer: claims a free ring, or one whose owner died (its
+    /// published messages are delivered before ours).
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::NoFreeRing`] when every ring has a live owner.
+    pub fn producer(&self) -> Result<Producer, AttachError> {
+        let segment = &self.segment;
+        let claimed = self.queue.claim_producer(segment.peer_token(), FutexWaiter, &mut |t| !segment.is_peer_alive(t));
+        match claimed {
+            Ok(inner) => Ok(Producer { inner, queue: self.clone(), policy: WaitPolicy::default() }),
+            Err(ClaimError::NoFreeRing { rings }) => Err(AttachError::NoFreeRing { rings }),
+            Err(ClaimError::Corrupted(c)) => Err(c.into()),
+            Err(ClaimError::InvalidToken) => Err(AttachError::Corrupted(shmring_core::Corrupted {
+                what: "peer token",
+                value: 0,
+            })),
+        }
+    }
+
+    /// A consumer. Any number, in any processes.
+    pub fn consumer(&self) -> Consumer {
+        Consumer { inner: self.queue.consumer(FutexWaiter), _queue: self.clone(), policy: WaitPolicy::default() }
+    }
+
+    /// Approximate number of queued messages (Python's `qsize`): a snapshot.
+    pub fn len(&self) -> u64 {
+        self.queue.len()
+    }
+
+    /// Whether every producer ring is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Closes the queue for everyone: pushes fail with `Closed`, pops drain
+    /// what is left and then fail with `Closed`; sleepers wake at once.
+    pub fn close(&self) {
+        self.queue.close(&FutexWaiter);
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+/// A producer of a [`Queue`]: the owner of one producer ring. Dropping it
+/// hands the ring back; its queued messages stay and are delivered.
+#[derive(Debug)]
+pub struct Producer {
+    inner: mpmc::Producer<FutexWaiter>,
+    queue: Queue,
+    policy: WaitPolicy,
+}
+
+impl Producer {
+    /// Copies `msg` in if there is room in this producer's ring now.
+    ///
+    /// # Errors
+    ///
+    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
+    #[inline]
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        self.inner.try_push(msg)
+    }
+
+    /// Copies `msg` in, waiting for room.
+    ///
+    /// # Blocking
+    ///
+    /// Spins a few microseconds, then sleeps until a consumer makes room,
+    /// `timeout` passes (`None`: forever; zero: try once) or the queue is
+    /// closed. Like Python's `Queue.put`, it waits for consumers that may
+    /// never come; use a timeout where that matters.
+    ///
+    /// # Errors
+    ///
+    /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
+    pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
+        let _ = &self.queue;
+        self.inner.push(msg, deadline(timeout), &self.policy, &mut || false)
+    }
+
+    /// Copies in as many of `msgs` as fit now, with one publish and one wake.
+    ///
+    /// # Errors
+    ///
+    /// Only when none went in: why the first did not.
+    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(&mut self, msgs: I) -> Result<usize, PushError> {
+        self.inner.try_push_many(msgs)
+    }
+
+    /// Which producer ring this producer owns.
+    pub fn ring_index(&self) -> usize {
+        self.inner.ring_index()
+    }
+
+    /// Sets the spin budget and wake-up period used by blocking calls.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+}
+
+/// A consumer of a [`Queue`]. Cloning gives an independent consumer.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    inner: mpmc::Consumer<FutexWaiter>,
+    _queue: Queue,
+    policy: WaitPolicy,
+}
+
+impl Consumer {
+    /// Copies the next message of some producer into `buf` if there is one.
+    ///
+    /// # Errors
+    ///
+    /// `Empty`, `Closed` (closed and drained), `Corrupted`.
+    #[inline]
+    pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
+        self.inner.try_pop(buf)
+    }
+
+    /// Copies the next message into `buf`, waiting for one.
+    ///
+    /// # Blocking
+    ///
+    /// Spins briefly, then sleeps until a message arrives, `timeout` passes
+    /// (`None`: forever; zero: try once) or the queue is closed.
+    ///
+    /// # Errors
+    ///
+    /// `Timeout`, `Closed`, `Corrupted`.
+    pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
+        self.inner.pop(buf, deadline(timeout), &self.policy)
+    }
+
+    /// Sets the spin budget and wake-up period used by blocking calls.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+}

@@ -1,0 +1,344 @@
+//! Single-producer single-consumer rings in shared memory.
+//!
+//! A [`Ring`] is a segment holding one byte ring. One process (or thread)
+//! takes the [`Producer`] role, one the [`Consumer`] role; a role held by a
+//! process that died is taken over by the next claimant. The ring is the
+//! fastest path shmring has: while it is neither empty nor full, a push or
+//! pop touches one shared cache line and never enters the kernel.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmring::spsc::Ring;
+//! use shmring::core::RingConfig;
+//!
+//! let ring = Ring::create_anonymous(RingConfig { capacity: 4096, max_record: 256 }, &Default::default())?;
+//! let mut tx = ring.producer()?;
+//! let mut rx = ring.consumer()?;
+//! tx.push(b"hello", None)?;
+//! let mut buf = Vec::new();
+//! rx.pop(&mut buf, Some(Duration::from_secs(1)))?;
+//! assert_eq!(buf, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmring_core::error::{PopError, PushError};
+use shmring_core::spsc::{self, SpscLayout};
+use shmring_core::wait::WaitPolicy;
+use shmring_core::RingConfig;
+
+use crate::attach::{claim_role, deadline, holder_gone, release_role, AttachError};
+use crate::error::SegmentError;
+use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+use crate::sys::FutexWaiter;
+
+/// A named or anonymous segment holding one SPSC byte ring.
+#[derive(Clone, Debug)]
+pub struct Ring {
+    ring: spsc::Ring,
+    segment: Arc<Segment>,
+}
+
+fn params(config: &RingConfig) -> [u64; 8] {
+    [config.capacity, config.max_record, 0, 0, 0, 0, 0, 0]
+}
+
+fn init(config: RingConfig) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
+    move |base, len| {
+        // SAFETY: the segment hands us its zeroed, page-aligned object region
+        // of `len` bytes before anyone else can see it.
+        unsafe { spsc::Ring::init_in_place(base, len, &config) }
+            .map_err(|e| SegmentError::InvalidConfig { reason: e.to_string() })
+    }
+}
+
+impl Ring {
+    /// Creates a named ring (`O_EXCL`, mode 0600 unless `opts` says
+    /// otherwise).
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration, or any [`SegmentError`] of creation (name
+    /// taken or invalid, no space in `/dev/shm`, …).
+    pub fn create(name: &str, config: RingConfig, opts: &CreateOptions) -> Result<Ring, AttachError> {
+        let layout = SpscLayout::new(&config)?;
+        let segment = Segment::create(name, ObjectKind::SpscRing, params(&config), layout.total, opts, init(config))?;
+        Ring::attach(segment)
+    }
+
+    /// Creates an anonymous ring (`memfd`), to hand to children with
+    /// [`Ring::share_with_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create`].
+    pub fn create_anonymous(config: RingConfig, opts: &CreateOptions) -> Result<Ring, AttachError> {
+        let layout = SpscLayout::new(&config)?;
+        let segment = Segment::create_anonymous(ObjectKind::SpscRing, params(&config), layout.total, opts, init(config))?;
+        Ring::attach(segment)
+    }
+
+    /// Opens a ring another process created, checking the whole layout.
+    ///
+    /// # Errors
+    ///
+    /// Any [`SegmentError`] of opening, or [`AttachError::Corrupted`].
+    pub fn open(name: &str, opts: &OpenOptions) -> Result<Ring, AttachError> {
+        Ring::attach(Segment::open(name, ObjectKind::SpscRing, opts)?)
+    }
+
+    /// Opens the ring a parent handed over with [`Ring::share_with_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::open`].
+    pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Ring, AttachError> {
+        Ring::attach(Segment::open_inherited(env_var, ObjectKind::SpscRing, opts)?)
+    }
+
+    /// Arranges for the child spawned by `cmd` to inherit this ring; the
+    /// child calls [`Ring::open_inherited`] with the same `env_var`.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor could not be prepared.
+    pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError> {
+        Ok(self.segment.share_with_child(cmd, env_var)?)
+    }
+
+    fn attach(segment: Segment) -> Result<Ring, AttachError> {
+        let segment = Arc::new(segment);
+        let [capacity, max_record, ..] = segment.params();
+        let keep: spsc::KeepAlive = segment.clone();
+        // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
+        // aligned) for as long as it lives, and `keep` holds it alive for
+        // every handle; other peers use it only through the ring protocol.
+        let ring = unsafe { spsc::Ring::attach_in_place(segment.object_ptr(), segment.object_len(), keep) }?;
+        if ring.config() != (RingConfig { capacity, max_record }) {
+            return Err(AttachError::Corrupted(shmring_core::Corrupted {
+                what: "ring config vs segment params",
+                value: capacity,
+            }));
+        }
+        Ok(Ring { ring, segment })
+    }
+
+    /// Takes the producer role.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::RoleTaken`] when a live peer holds it.
+    pub fn producer(&self) -> Result<Producer, AttachError> {
+        let (word, _) = self.ring.owner_words();
+        claim_role(word, &self.segment, "producer")?;
+        match self.ring.producer(FutexWaiter) {
+            Ok(inner) => Ok(Producer { inner, ring: self.clone(), policy: WaitPolicy::default() }),
+            Err(c) => {
+                release_role(word, &self.segment);
+                Err(c.into())
+            }
+        }
+    }
+
+    /// Takes the consumer role.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::RoleTaken`] when a live peer holds it.
+    pub fn consumer(&self) -> Result<Consumer, AttachError> {
+        let (_, word) = self.ring.owner_words();
+        claim_role(word, &self.segment, "consumer")?;
+        match self.ring.consumer(FutexWaiter) {
+            Ok(inner) => Ok(Consumer { inner, ring: self.clone(), policy: WaitPolicy::default() }),
+            Err(c) => {
+                release_role(word, &self.segment);
+                Err(c.into())
+            }
+        }
+    }
+
+    /// The ring's configuration.
+    pub fn config(&self) -> RingConfig {
+        self.ring.config()
+    }
+
+    /// Approximate number of messages in the ring (Python's `qsize`): a
+    /// snapshot, stale when it returns.
+    pub fn len(&self) -> u64 {
+        self.ring.len()
+    }
+
+    /// Whether the ring holds no message (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// Whether not even an empty message fits (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.ring.is_full()
+    }
+
+    /// Closes the ring for everyone: pushes fail with `Closed`, pops drain
+    /// what is left and then fail with `Closed`; sleepers wake at once.
+    pub fn close(&self) {
+        self.ring.close(&FutexWaiter);
+    }
+
+    /// The segment underneath (name, peers, counters).
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+/// The producer of a [`Ring`]. Dropping it gives the role back.
+#[derive(Debug)]
+pub struct Producer {
+    inner: spsc::Producer<FutexWaiter>,
+    ring: Ring,
+    policy: WaitPolicy,
+}
+
+impl Producer {
+    /// Copies `msg` in if there is room now; never blocks, never enters the
+    /// kernel unless the consumer sleeps.
+    ///
+    /// # Errors
+    ///
+    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
+    #[inline]
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        self.inner.try_push(msg)
+    }
+
+    /// Copies `msg` in, waiting for room.
+    ///
+    /// # Blocking
+    ///
+    /// Spins for a few microseconds, then sleeps on a futex until room
+    /// appears, `timeout` passes (`None`: forever; zero: try once), the ring
+    /// is closed, or the consumer's process dies (checked every 100 ms).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout`, `Closed` (also when the consumer died), `TooLarge`,
+    /// `Corrupted`.
+    pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
+        let ring = &self.ring;
+        let (_, consumer) = ring.ring.owner_words();
+        self.inner.push(msg, deadline(timeout), &self.policy, &mut || holder_gone(consumer, &ring.segment))
+    }
+
+    /// Copies in as many of `msgs` as fit now, with one publish and at most
+    /// one wake. Returns how many went in.
+    ///
+    /// # Errors
+    ///
+    /// Only when none went in: why the first did not.
+    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(&mut self, msgs: I) -> Result<usize, PushError> {
+        self.inner.try_push_many(msgs)
+    }
+
+    /// Reserves room for up to `len` bytes to write in place (zero-copy);
+    /// see [`spsc::WriteGrant::commit`].
+    ///
+    /// # Errors
+    ///
+    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
+    pub fn reserve(&mut self, len: usize) -> Result<spsc::WriteGrant<'_, FutexWaiter>, PushError> {
+        self.inner.reserve(len)
+    }
+
+    /// Sets the spin budget and liveness period used by blocking calls.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// Closes the producer side: the consumer drains, then sees `Closed`.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        release_role(self.ring.ring.owner_words().0, &self.ring.segment);
+    }
+}
+
+/// The consumer of a [`Ring`]. Dropping it gives the role back.
+#[derive(Debug)]
+pub struct Consumer {
+    inner: spsc::Consumer<FutexWaiter>,
+    ring: Ring,
+    policy: WaitPolicy,
+}
+
+impl Consumer {
+    /// Copies the next message into `buf` (replacing its contents) if there
+    /// is one; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// `Empty`, `Closed` (closed and drained), `Corrupted`.
+    #[inline]
+    pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
+        self.inner.try_pop(buf)
+    }
+
+    /// Copies the next message into `buf`, waiting for one.
+    ///
+    /// # Blocking
+    ///
+    /// Spins briefly, then sleeps until a message arrives, `timeout` passes
+    /// (`None`: forever; zero: try once), the ring is closed, or the
+    /// producer's process dies (checked every 100 ms; what it published is
+    /// still delivered first).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout`, `Closed` (closed or producer dead, and drained),
+    /// `Corrupted`.
+    pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
+        let ring = &self.ring;
+        let (producer, _) = ring.ring.owner_words();
+        self.inner.pop(buf, deadline(timeout), &self.policy, &mut || holder_gone(producer, &ring.segment))
+    }
+
+    /// Reads the next message in place (zero-copy); dropping the grant
+    /// releases it.
+    ///
+    /// # Errors
+    ///
+    /// `Empty`, `Closed`, `Corrupted`.
+    pub fn read(&mut self) -> Result<spsc::ReadGrant<'_, FutexWaiter>, PopError> {
+        self.inner.read()
+    }
+
+    /// Hands up to `max` messages to `f` in order, releasing them at once.
+    ///
+    /// # Errors
+    ///
+    /// Only when none was there: `Empty`, `Closed`, `Corrupted`.
+    pub fn try_pop_many(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, PopError> {
+        self.inner.try_pop_many(max, f)
+    }
+
+    /// Sets the spin budget and liveness period used by blocking calls.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// Closes the consumer side: the producer gets `Closed` from now on.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        release_role(self.ring.ring.owner_words().1, &self.ring.segment);
+    }
+}

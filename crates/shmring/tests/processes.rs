@@ -1,0 +1,157 @@
+//! Rings and queues between real processes: this test binary re-executes
+//! itself as producers and consumers (see `shmring_testkit`).
+
+use std::time::Duration;
+
+use shmring::core::{PopError, RingConfig};
+use shmring::mpmc::{Queue, QueueConfig};
+use shmring::spsc::Ring;
+use shmring::{CreateOptions, OpenOptions};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+
+const QUEUE_PRODUCERS: u32 = 4;
+const CONSUMERS: u32 = 2;
+
+/// Messages per producer; 1M by default, `SHMRING_TEST_MESSAGES` overrides.
+fn per_producer() -> u32 {
+    std::env::var("SHMRING_TEST_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// A message: producer id, sequence number, a checksum of both, then
+/// `seq % 8` filler bytes so lengths vary (16..=23 bytes).
+fn message(producer: u32, seq: u32, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&producer.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&checksum(producer, seq).to_le_bytes());
+    out.resize(16 + (seq % 8) as usize, 0xA5);
+}
+
+fn checksum(producer: u32, seq: u32) -> u64 {
+    ((producer as u64) << 32 | seq as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xDEAD_BEEF
+}
+
+/// Decodes and checks a message; panics on a torn or foreign one.
+fn decode(buf: &[u8]) -> (u32, u32) {
+    assert!(buf.len() >= 16, "short message {buf:?}");
+    let producer = u32::from_le_bytes(buf[0..4].try_into().unwrap());
+    let seq = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+    let sum = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+    assert_eq!(sum, checksum(producer, seq), "torn message");
+    assert_eq!(buf.len(), 16 + (seq % 8) as usize, "wrong length");
+    assert!(buf[16..].iter().all(|&b| b == 0xA5), "torn filler");
+    (producer, seq)
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let n = per_producer();
+    let opts = OpenOptions::default();
+    match role.as_str() {
+        "spsc-consumer" => {
+            let ring = Ring::open(&env("RING"), &opts).unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let mut buf = Vec::new();
+            for expect in 0..n {
+                rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
+                assert_eq!(decode(&buf), (0, expect));
+            }
+            assert_eq!(rx.pop(&mut buf, Some(Duration::from_secs(20))), Err(PopError::Closed));
+        }
+        "queue-producer" => {
+            let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
+            let id: u32 = env("ID").parse().unwrap();
+            let mut tx = queue.producer().unwrap();
+            let mut buf = Vec::new();
+            for seq in 0..n {
+                message(id, seq, &mut buf);
+                tx.push(&buf, Some(Duration::from_secs(20))).unwrap();
+            }
+        }
+        "queue-consumer" => {
+            let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
+            let mut rx = queue.consumer();
+            let mut seen = vec![0u8; (QUEUE_PRODUCERS * n).div_ceil(8) as usize];
+            let mut last = vec![None::<u32>; QUEUE_PRODUCERS as usize];
+            let mut buf = Vec::new();
+            loop {
+                match rx.pop(&mut buf, Some(Duration::from_secs(30))) {
+                    Ok(_) => {
+                        let (p, seq) = decode(&buf);
+                        let prev = last[p as usize].replace(seq);
+                        assert!(prev.is_none_or(|prev| seq > prev), "producer {p}: {seq} after {prev:?}");
+                        let bit = (p * n + seq) as usize;
+                        seen[bit / 8] |= 1 << (bit % 8);
+                    }
+                    Err(PopError::Closed) => break,
+                    Err(e) => panic!("consumer: {e}"),
+                }
+            }
+            std::fs::write(env("OUT"), seen).unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn spsc_ring_between_two_processes_keeps_order() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "spsc between processes");
+    let name = unique_name("spsc-procs");
+    let ring = Ring::create(&name, RingConfig { capacity: 1 << 16, max_record: 64 }, &CreateOptions::default()).unwrap();
+    let child = spawn_role("child_entry", "spsc-consumer", &[("RING", name.clone())]).spawn().unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut buf = Vec::new();
+    for seq in 0..per_producer() {
+        message(0, seq, &mut buf);
+        tx.push(&buf, Some(Duration::from_secs(20))).unwrap();
+    }
+    tx.close();
+    assert!(wait_child(child, Duration::from_secs(100)).success());
+}
+
+#[test]
+fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
+    let _dog = Watchdog::new(Duration::from_secs(240), "mpmc between processes");
+    let name = unique_name("mpmc-procs");
+    let config = QueueConfig { rings: 8, ring: RingConfig { capacity: 1 << 16, max_record: 64 } };
+    let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("shmring-mpmc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let outs: Vec<_> = (0..CONSUMERS).map(|i| dir.join(format!("consumer-{i}"))).collect();
+    let consumers: Vec<_> = outs
+        .iter()
+        .map(|out| {
+            let envs = [("QUEUE", name.clone()), ("OUT", out.display().to_string())];
+            spawn_role("child_entry", "queue-consumer", &envs).spawn().unwrap()
+        })
+        .collect();
+    let producers: Vec<_> = (0..QUEUE_PRODUCERS)
+        .map(|id| {
+            let envs = [("QUEUE", name.clone()), ("ID", id.to_string())];
+            spawn_role("child_entry", "queue-producer", &envs).spawn().unwrap()
+        })
+        .collect();
+    for p in producers {
+        assert!(wait_child(p, Duration::from_secs(200)).success(), "a producer failed");
+    }
+    queue.close();
+    for c in consumers {
+        assert!(wait_child(c, Duration::from_secs(60)).success(), "a consumer failed");
+    }
+    let n = per_producer();
+    let maps: Vec<Vec<u8>> = outs.iter().map(|o| std::fs::read(o).unwrap()).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let total_bits = (QUEUE_PRODUCERS * n) as usize;
+    let mut delivered = 0usize;
+    for byte in 0..maps[0].len() {
+        assert_eq!(maps[0][byte] & maps[1][byte], 0, "a message was delivered twice (byte {byte})");
+        delivered += (maps[0][byte] | maps[1][byte]).count_ones() as usize;
+    }
+    assert_eq!(delivered, total_bits, "every message exactly once");
+    assert!(queue.is_empty());
+}
