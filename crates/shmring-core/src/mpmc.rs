@@ -449,9 +449,7 @@ impl Queue {
 
     /// Whether every ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
-        self.rings[..self.rings_in_use()]
-            .iter()
-            .all(|r| ring_is_empty(r.shared()))
+        self.rings[..self.rings_in_use()].iter().all(ring_is_empty)
     }
 
     /// Whether the queue was closed.

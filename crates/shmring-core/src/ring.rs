@@ -573,11 +573,22 @@ pub(crate) fn ring_len(shared: &RingShared) -> u64 {
     pushed.saturating_sub(popped)
 }
 
-/// Whether a ring holds no published bytes (a snapshot).
-pub(crate) fn ring_is_empty(shared: &RingShared) -> bool {
+/// Whether a ring holds no published record (a snapshot). A lone padding
+/// record at the end does not count: there is nothing in it to pop.
+pub(crate) fn ring_is_empty(ring: &RingRef) -> bool {
+    let shared = ring.shared();
     // ORDERING: Acquire on both — a snapshot consistent with what a pop would
     // see next.
     let head = shared.consumer.head.load(Ordering::Acquire);
+    // ORDERING: as above.
     let tail = shared.producer.tail.load(Ordering::Acquire);
-    head >= tail
+    if head >= tail {
+        return true;
+    }
+    // A record that does not decode (a race with a reuse, or corruption)
+    // counts as "something there": a pop will find out which.
+    matches!(
+        ring.check_span(head, tail).and_then(|()| ring.record_at(head, tail)),
+        Ok(found) if found.pad && head + found.size == tail
+    )
 }

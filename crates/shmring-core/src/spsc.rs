@@ -209,7 +209,7 @@ impl Ring {
 
     /// Whether nothing is published and unconsumed (a snapshot).
     pub fn is_empty(&self) -> bool {
-        ring_is_empty(self.raw.shared())
+        ring_is_empty(&self.raw)
     }
 
     /// Whether not even an empty record fits right now (a snapshot).
