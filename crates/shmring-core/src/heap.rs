@@ -40,7 +40,7 @@ pub fn ring(config: &RingConfig) -> Result<Ring, ConfigError> {
         data: zeroed_words((config.capacity / 8) as usize),
     });
     let shared = NonNull::from(&*heap.shared);
-    let data = NonNull::from(&heap.data[0]);
+    let data = NonNull::from(&heap.data[..]).cast::<AtomicU64>();
     let words = heap.data.len();
     // SAFETY: both live in `heap`, which the Ring keeps alive; nothing else
     // touches them.
@@ -70,8 +70,8 @@ pub fn queue(config: &QueueConfig) -> Result<Queue, ConfigError> {
         data: zeroed_words(words),
     });
     let shared = NonNull::from(&*heap.shared);
-    let rings = NonNull::from(&heap.rings[0]);
-    let data = NonNull::from(&heap.data[0]);
+    let rings = NonNull::from(&heap.rings[..]).cast::<RingShared>();
+    let data = NonNull::from(&heap.data[..]).cast::<AtomicU64>();
     // SAFETY: all three live in `heap`, which the Queue keeps alive.
     let queue = unsafe { Queue::from_parts(shared, rings, data, heap) };
     Ok(queue.expect("a fresh heap queue is consistent"))

@@ -52,7 +52,7 @@ fn claims_rings_until_none_left_then_adopts_dead_owner() {
 fn every_message_once_fifo_per_producer_threads() {
     const PRODUCERS: u64 = 3;
     const CONSUMERS: usize = 3;
-    const N: u32 = 20_000;
+    const N: u32 = if cfg!(miri) { 300 } else { 20_000 };
     let q = heap::queue(&config(4)).unwrap();
     let w = ThreadWaiter::default();
     let policy = WaitPolicy {

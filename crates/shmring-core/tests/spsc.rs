@@ -6,6 +6,15 @@ use shmring_core::spsc::{Consumer, Producer};
 use shmring_core::wait::{WaitPolicy, Waiter};
 use shmring_core::{ConfigError, PopError, PushError, RingConfig};
 
+/// Loop counts shrink under Miri, which runs ~1000x slower.
+const fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        n / 50
+    } else {
+        n
+    }
+}
+
 fn pair(capacity: u64, max_record: u64) -> (Producer<ThreadWaiter>, Consumer<ThreadWaiter>) {
     let ring = heap::ring(&RingConfig {
         capacity,
@@ -63,8 +72,8 @@ fn variable_lengths_wrap_many_times() {
     let mut next_out = 0usize;
     let mut next_in = 0usize;
     let msg = |i: usize| vec![(i % 251) as u8; (i * 7) % 201];
-    while next_out < 5000 {
-        while next_in < 5000 && p.try_push(&msg(next_in)).is_ok() {
+    while next_out < scaled(5000) {
+        while next_in < scaled(5000) && p.try_push(&msg(next_in)).is_ok() {
             next_in += 1;
         }
         match c.try_pop(&mut buf) {
@@ -212,7 +221,7 @@ fn blocking_hand_off_between_threads() {
     let (mut p, mut c) = pair(128, 64);
     let policy = WaitPolicy::default();
     let t = std::thread::spawn(move || {
-        for i in 0..20_000u32 {
+        for i in 0..scaled(20_000) as u32 {
             let m = i.to_le_bytes();
             p.push(&m[..(i % 5) as usize], None, &policy, &mut || false)
                 .unwrap();
@@ -231,7 +240,7 @@ fn blocking_hand_off_between_threads() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!(i, 20_000);
+    assert_eq!(i, scaled(20_000) as u32);
     t.join().unwrap();
 }
 
@@ -348,7 +357,7 @@ fn random_bytes_never_panic() {
         x ^= x << 17;
         x
     };
-    for round in 0..300 {
+    for round in 0..scaled(300) {
         let (_mem, ring, base) = region(256, 64);
         let w = ThreadWaiter::default();
         let mut p = ring.producer(w.clone()).unwrap();

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmring_core::error::{PopError, PushError};
-use shmring_core::mpmc::{self, ClaimError, QueueLayout};
 pub use shmring_core::mpmc::QueueConfig;
+use shmring_core::mpmc::{self, ClaimError, QueueLayout};
 use shmring_core::wait::WaitPolicy;
 use shmring_core::RingConfig;
 
@@ -46,15 +46,29 @@ pub struct Queue {
 }
 
 fn params(config: &QueueConfig) -> [u64; 8] {
-    [config.rings, config.ring.capacity, config.ring.max_record, 0, 0, 0, 0, 0]
+    [
+        config.rings,
+        config.ring.capacity,
+        config.ring.max_record,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
 }
 
-fn init(config: QueueConfig) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
+fn init(
+    config: QueueConfig,
+) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
     move |base, len| {
         // SAFETY: the segment hands us its zeroed, page-aligned object region
         // of `len` bytes before anyone else can see it.
-        unsafe { mpmc::Queue::init_in_place(base, len, &config) }
-            .map_err(|e| SegmentError::InvalidConfig { reason: e.to_string() })
+        unsafe { mpmc::Queue::init_in_place(base, len, &config) }.map_err(|e| {
+            SegmentError::InvalidConfig {
+                reason: e.to_string(),
+            }
+        })
     }
 }
 
@@ -65,9 +79,20 @@ impl Queue {
     /// # Errors
     ///
     /// An invalid configuration or any [`SegmentError`] of creation.
-    pub fn create(name: &str, config: QueueConfig, opts: &CreateOptions) -> Result<Queue, AttachError> {
+    pub fn create(
+        name: &str,
+        config: QueueConfig,
+        opts: &CreateOptions,
+    ) -> Result<Queue, AttachError> {
         let layout = QueueLayout::new(&config)?;
-        let segment = Segment::create(name, ObjectKind::MpmcQueue, params(&config), layout.total, opts, init(config))?;
+        let segment = Segment::create(
+            name,
+            ObjectKind::MpmcQueue,
+            params(&config),
+            layout.total,
+            opts,
+            init(config),
+        )?;
         Queue::attach(segment)
     }
 
@@ -76,9 +101,18 @@ impl Queue {
     /// # Errors
     ///
     /// As [`Queue::create`].
-    pub fn create_anonymous(config: QueueConfig, opts: &CreateOptions) -> Result<Queue, AttachError> {
+    pub fn create_anonymous(
+        config: QueueConfig,
+        opts: &CreateOptions,
+    ) -> Result<Queue, AttachError> {
         let layout = QueueLayout::new(&config)?;
-        let segment = Segment::create_anonymous(ObjectKind::MpmcQueue, params(&config), layout.total, opts, init(config))?;
+        let segment = Segment::create_anonymous(
+            ObjectKind::MpmcQueue,
+            params(&config),
+            layout.total,
+            opts,
+            init(config),
+        )?;
         Queue::attach(segment)
     }
 
@@ -97,7 +131,11 @@ impl Queue {
     ///
     /// As [`Queue::open`].
     pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Queue, AttachError> {
-        Queue::attach(Segment::open_inherited(env_var, ObjectKind::MpmcQueue, opts)?)
+        Queue::attach(Segment::open_inherited(
+            env_var,
+            ObjectKind::MpmcQueue,
+            opts,
+        )?)
     }
 
     /// Arranges for the child spawned by `cmd` to inherit this queue.
@@ -115,8 +153,16 @@ impl Queue {
         let keep: shmring_core::spsc::KeepAlive = segment.clone();
         // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
         // aligned) while it lives; `keep` holds it for every handle.
-        let queue = unsafe { mpmc::Queue::attach_in_place(segment.object_ptr(), segment.object_len(), keep) }?;
-        if queue.ring_count() as u64 != rings || queue.ring_config() != (RingConfig { capacity, max_record }) {
+        let queue = unsafe {
+            mpmc::Queue::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
+        }?;
+        if queue.ring_count() as u64 != rings
+            || queue.ring_config()
+                != (RingConfig {
+                    capacity,
+                    max_record,
+                })
+        {
             return Err(AttachError::Corrupted(shmring_core::Corrupted {
                 what: "queue config vs segment params",
                 value: rings,
@@ -133,9 +179,17 @@ impl Queue {
     /// [`AttachError::NoFreeRing`] when every ring has a live owner.
     pub fn producer(&self) -> Result<Producer, AttachError> {
         let segment = &self.segment;
-        let claimed = self.queue.claim_producer(segment.peer_token(), FutexWaiter, &mut |t| !segment.is_peer_alive(t));
+        let claimed = self
+            .queue
+            .claim_producer(segment.peer_token(), FutexWaiter, &mut |t| {
+                !segment.is_peer_alive(t)
+            });
         match claimed {
-            Ok(inner) => Ok(Producer { inner, queue: self.clone(), policy: WaitPolicy::default() }),
+            Ok(inner) => Ok(Producer {
+                inner,
+                queue: self.clone(),
+                policy: WaitPolicy::default(),
+            }),
             Err(ClaimError::NoFreeRing { rings }) => Err(AttachError::NoFreeRing { rings }),
             Err(ClaimError::Corrupted(c)) => Err(c.into()),
             Err(ClaimError::InvalidToken) => Err(AttachError::Corrupted(shmring_core::Corrupted {
@@ -147,7 +201,11 @@ impl Queue {
 
     /// A consumer. Any number, in any processes.
     pub fn consumer(&self) -> Consumer {
-        Consumer { inner: self.queue.consumer(FutexWaiter), _queue: self.clone(), policy: WaitPolicy::default() }
+        Consumer {
+            inner: self.queue.consumer(FutexWaiter),
+            _queue: self.clone(),
+            policy: WaitPolicy::default(),
+        }
     }
 
     /// Approximate number of queued messages (Python's `qsize`): a snapshot.
@@ -211,7 +269,8 @@ impl Producer {
     /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
     pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
         let _ = &self.queue;
-        self.inner.push(msg, deadline(timeout), &self.policy, &mut || false)
+        self.inner
+            .push(msg, deadline(timeout), &self.policy, &mut || false)
     }
 
     /// Copies in as many of `msgs` as fit now, with one publish and one wake.
@@ -219,7 +278,10 @@ impl Producer {
     /// # Errors
     ///
     /// Only when none went in: why the first did not.
-    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(&mut self, msgs: I) -> Result<usize, PushError> {
+    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(
+        &mut self,
+        msgs: I,
+    ) -> Result<usize, PushError> {
         self.inner.try_push_many(msgs)
     }
 

@@ -46,12 +46,17 @@ fn params(config: &RingConfig) -> [u64; 8] {
     [config.capacity, config.max_record, 0, 0, 0, 0, 0, 0]
 }
 
-fn init(config: RingConfig) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
+fn init(
+    config: RingConfig,
+) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
     move |base, len| {
         // SAFETY: the segment hands us its zeroed, page-aligned object region
         // of `len` bytes before anyone else can see it.
-        unsafe { spsc::Ring::init_in_place(base, len, &config) }
-            .map_err(|e| SegmentError::InvalidConfig { reason: e.to_string() })
+        unsafe { spsc::Ring::init_in_place(base, len, &config) }.map_err(|e| {
+            SegmentError::InvalidConfig {
+                reason: e.to_string(),
+            }
+        })
     }
 }
 
@@ -63,9 +68,20 @@ impl Ring {
     ///
     /// An invalid configuration, or any [`SegmentError`] of creation (name
     /// taken or invalid, no space in `/dev/shm`, …).
-    pub fn create(name: &str, config: RingConfig, opts: &CreateOptions) -> Result<Ring, AttachError> {
+    pub fn create(
+        name: &str,
+        config: RingConfig,
+        opts: &CreateOptions,
+    ) -> Result<Ring, AttachError> {
         let layout = SpscLayout::new(&config)?;
-        let segment = Segment::create(name, ObjectKind::SpscRing, params(&config), layout.total, opts, init(config))?;
+        let segment = Segment::create(
+            name,
+            ObjectKind::SpscRing,
+            params(&config),
+            layout.total,
+            opts,
+            init(config),
+        )?;
         Ring::attach(segment)
     }
 
@@ -77,7 +93,13 @@ impl Ring {
     /// As [`Ring::create`].
     pub fn create_anonymous(config: RingConfig, opts: &CreateOptions) -> Result<Ring, AttachError> {
         let layout = SpscLayout::new(&config)?;
-        let segment = Segment::create_anonymous(ObjectKind::SpscRing, params(&config), layout.total, opts, init(config))?;
+        let segment = Segment::create_anonymous(
+            ObjectKind::SpscRing,
+            params(&config),
+            layout.total,
+            opts,
+            init(config),
+        )?;
         Ring::attach(segment)
     }
 
@@ -96,7 +118,11 @@ impl Ring {
     ///
     /// As [`Ring::open`].
     pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Ring, AttachError> {
-        Ring::attach(Segment::open_inherited(env_var, ObjectKind::SpscRing, opts)?)
+        Ring::attach(Segment::open_inherited(
+            env_var,
+            ObjectKind::SpscRing,
+            opts,
+        )?)
     }
 
     /// Arranges for the child spawned by `cmd` to inherit this ring; the
@@ -116,8 +142,15 @@ impl Ring {
         // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
         // aligned) for as long as it lives, and `keep` holds it alive for
         // every handle; other peers use it only through the ring protocol.
-        let ring = unsafe { spsc::Ring::attach_in_place(segment.object_ptr(), segment.object_len(), keep) }?;
-        if ring.config() != (RingConfig { capacity, max_record }) {
+        let ring = unsafe {
+            spsc::Ring::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
+        }?;
+        if ring.config()
+            != (RingConfig {
+                capacity,
+                max_record,
+            })
+        {
             return Err(AttachError::Corrupted(shmring_core::Corrupted {
                 what: "ring config vs segment params",
                 value: capacity,
@@ -135,7 +168,11 @@ impl Ring {
         let (word, _) = self.ring.owner_words();
         claim_role(word, &self.segment, "producer")?;
         match self.ring.producer(FutexWaiter) {
-            Ok(inner) => Ok(Producer { inner, ring: self.clone(), policy: WaitPolicy::default() }),
+            Ok(inner) => Ok(Producer {
+                inner,
+                ring: self.clone(),
+                policy: WaitPolicy::default(),
+            }),
             Err(c) => {
                 release_role(word, &self.segment);
                 Err(c.into())
@@ -152,7 +189,11 @@ impl Ring {
         let (_, word) = self.ring.owner_words();
         claim_role(word, &self.segment, "consumer")?;
         match self.ring.consumer(FutexWaiter) {
-            Ok(inner) => Ok(Consumer { inner, ring: self.clone(), policy: WaitPolicy::default() }),
+            Ok(inner) => Ok(Consumer {
+                inner,
+                ring: self.clone(),
+                policy: WaitPolicy::default(),
+            }),
             Err(c) => {
                 release_role(word, &self.segment);
                 Err(c.into())
@@ -228,7 +269,10 @@ impl Producer {
     pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
         let ring = &self.ring;
         let (_, consumer) = ring.ring.owner_words();
-        self.inner.push(msg, deadline(timeout), &self.policy, &mut || holder_gone(consumer, &ring.segment))
+        self.inner
+            .push(msg, deadline(timeout), &self.policy, &mut || {
+                holder_gone(consumer, &ring.segment)
+            })
     }
 
     /// Copies in as many of `msgs` as fit now, with one publish and at most
@@ -237,7 +281,10 @@ impl Producer {
     /// # Errors
     ///
     /// Only when none went in: why the first did not.
-    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(&mut self, msgs: I) -> Result<usize, PushError> {
+    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(
+        &mut self,
+        msgs: I,
+    ) -> Result<usize, PushError> {
         self.inner.try_push_many(msgs)
     }
 
@@ -304,7 +351,10 @@ impl Consumer {
     pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
         let ring = &self.ring;
         let (producer, _) = ring.ring.owner_words();
-        self.inner.pop(buf, deadline(timeout), &self.policy, &mut || holder_gone(producer, &ring.segment))
+        self.inner
+            .pop(buf, deadline(timeout), &self.policy, &mut || {
+                holder_gone(producer, &ring.segment)
+            })
     }
 
     /// Reads the next message in place (zero-copy); dropping the grant

@@ -14,7 +14,10 @@ const CONSUMERS: u32 = 2;
 
 /// Messages per producer; 1M by default, `SHMRING_TEST_MESSAGES` overrides.
 fn per_producer() -> u32 {
-    std::env::var("SHMRING_TEST_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    std::env::var("SHMRING_TEST_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
 }
 
 fn env(name: &str) -> String {
@@ -61,7 +64,10 @@ fn child_entry() {
                 rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
                 assert_eq!(decode(&buf), (0, expect));
             }
-            assert_eq!(rx.pop(&mut buf, Some(Duration::from_secs(20))), Err(PopError::Closed));
+            assert_eq!(
+                rx.pop(&mut buf, Some(Duration::from_secs(20))),
+                Err(PopError::Closed)
+            );
         }
         "queue-producer" => {
             let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
@@ -84,7 +90,10 @@ fn child_entry() {
                     Ok(_) => {
                         let (p, seq) = decode(&buf);
                         let prev = last[p as usize].replace(seq);
-                        assert!(prev.is_none_or(|prev| seq > prev), "producer {p}: {seq} after {prev:?}");
+                        assert!(
+                            prev.is_none_or(|prev| seq > prev),
+                            "producer {p}: {seq} after {prev:?}"
+                        );
                         let bit = (p * n + seq) as usize;
                         seen[bit / 8] |= 1 << (bit % 8);
                     }
@@ -102,8 +111,18 @@ fn child_entry() {
 fn spsc_ring_between_two_processes_keeps_order() {
     let _dog = Watchdog::new(Duration::from_secs(120), "spsc between processes");
     let name = unique_name("spsc-procs");
-    let ring = Ring::create(&name, RingConfig { capacity: 1 << 16, max_record: 64 }, &CreateOptions::default()).unwrap();
-    let child = spawn_role("child_entry", "spsc-consumer", &[("RING", name.clone())]).spawn().unwrap();
+    let ring = Ring::create(
+        &name,
+        RingConfig {
+            capacity: 1 << 16,
+            max_record: 64,
+        },
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    let child = spawn_role("child_entry", "spsc-consumer", &[("RING", name.clone())])
+        .spawn()
+        .unwrap();
     let mut tx = ring.producer().unwrap();
     let mut buf = Vec::new();
     for seq in 0..per_producer() {
@@ -118,39 +137,58 @@ fn spsc_ring_between_two_processes_keeps_order() {
 fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
     let _dog = Watchdog::new(Duration::from_secs(240), "mpmc between processes");
     let name = unique_name("mpmc-procs");
-    let config = QueueConfig { rings: 8, ring: RingConfig { capacity: 1 << 16, max_record: 64 } };
+    let config = QueueConfig {
+        rings: 8,
+        ring: RingConfig {
+            capacity: 1 << 16,
+            max_record: 64,
+        },
+    };
     let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
     let dir = std::env::temp_dir().join(format!("shmring-mpmc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let outs: Vec<_> = (0..CONSUMERS).map(|i| dir.join(format!("consumer-{i}"))).collect();
+    let outs: Vec<_> = (0..CONSUMERS)
+        .map(|i| dir.join(format!("consumer-{i}")))
+        .collect();
     let consumers: Vec<_> = outs
         .iter()
         .map(|out| {
             let envs = [("QUEUE", name.clone()), ("OUT", out.display().to_string())];
-            spawn_role("child_entry", "queue-consumer", &envs).spawn().unwrap()
+            spawn_role("child_entry", "queue-consumer", &envs)
+                .spawn()
+                .unwrap()
         })
         .collect();
     let producers: Vec<_> = (0..QUEUE_PRODUCERS)
         .map(|id| {
             let envs = [("QUEUE", name.clone()), ("ID", id.to_string())];
-            spawn_role("child_entry", "queue-producer", &envs).spawn().unwrap()
+            spawn_role("child_entry", "queue-producer", &envs)
+                .spawn()
+                .unwrap()
         })
         .collect();
     for p in producers {
-        assert!(wait_child(p, Duration::from_secs(200)).success(), "a producer failed");
+        assert!(
+            wait_child(p, Duration::from_secs(200)).success(),
+            "a producer failed"
+        );
     }
     queue.close();
     for c in consumers {
-        assert!(wait_child(c, Duration::from_secs(60)).success(), "a consumer failed");
+        assert!(
+            wait_child(c, Duration::from_secs(60)).success(),
+            "a consumer failed"
+        );
     }
     let n = per_producer();
     let maps: Vec<Vec<u8>> = outs.iter().map(|o| std::fs::read(o).unwrap()).collect();
     std::fs::remove_dir_all(&dir).unwrap();
     let total_bits = (QUEUE_PRODUCERS * n) as usize;
     let mut delivered = 0usize;
-    for byte in 0..maps[0].len() {
-        assert_eq!(maps[0][byte] & maps[1][byte], 0, "a message was delivered twice (byte {byte})");
-        delivered += (maps[0][byte] | maps[1][byte]).count_ones() as usize;
+    assert_eq!(maps[0].len(), maps[1].len());
+    for (byte, (a, b)) in maps[0].iter().zip(&maps[1]).enumerate() {
+        assert_eq!(a & b, 0, "a message was delivered twice (byte {byte})");
+        delivered += (a | b).count_ones() as usize;
     }
     assert_eq!(delivered, total_bits, "every message exactly once");
     assert!(queue.is_empty());

@@ -1,0 +1,178 @@
+//! Test helpers for shmring: unique segment names, watchdogs, and child
+//! processes made by re-executing the current test binary.
+//!
+//! # Multi-process tests
+//!
+//! A test binary re-executes itself to run a *role* in a child process (never
+//! `fork()` inside the multi-threaded test harness). One test function is
+//! the entry point of every role; in a normal run no role is set and it
+//! returns at once:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shmring_testkit::{role, spawn_role, wait_child};
+//!
+//! #[test]
+//! fn child_entry() {
+//!     let Some(role) = role() else { return };
+//!     match role.as_str() {
+//!         "hello" => println!("child says hello"),
+//!         other => panic!("unknown role {other}"),
+//!     }
+//! }
+//!
+//! #[test]
+//! fn parent() {
+//!     // The first argument is the test's path inside the binary, e.g.
+//!     // "child_entry" in an integration test, "module::tests::child_entry"
+//!     // in a unit test.
+//!     let child = spawn_role("child_entry", "hello", &[]).spawn().unwrap();
+//!     assert!(wait_child(child, Duration::from_secs(10)).success());
+//! }
+//! ```
+//!
+//! A child's panic makes its test fail, so the child exits nonzero and
+//! `wait_child` reports it.
+
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The environment variable that carries a child's role.
+pub const ROLE_VAR: &str = "SHMRING_TEST_ROLE";
+
+/// A segment name no other test, process or run uses:
+/// `/shmring-test-<prefix>-<pid>-<counter>-<nanos>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // ORDERING: Relaxed — only uniqueness matters, which the RMW gives.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("/shmring-test-{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// Aborts the whole process if it is not dropped within its time limit, so
+/// that a hung test fails fast (and a child that lost its parent goes away).
+#[derive(Debug)]
+pub struct Watchdog {
+    // Dropping the sender wakes the watchdog thread, which then exits.
+    _cancel: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    /// Starts a watchdog for `what`, firing after `limit`.
+    pub fn new(limit: Duration, what: &str) -> Watchdog {
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let what = what.to_owned();
+        std::thread::Builder::new()
+            .name(format!("watchdog: {what}"))
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(limit) {
+                    eprintln!(
+                        "watchdog: {what} did not finish within {limit:?}; aborting process {}",
+                        std::process::id()
+                    );
+                    std::process::abort();
+                }
+            })
+            .expect("spawn watchdog thread");
+        Watchdog { _cancel: cancel }
+    }
+}
+
+/// A command that runs the test `test_fn_name` of the current test binary
+/// alone, with `SHMRING_TEST_ROLE=role` and `envs` set. Spawn it (after adding
+/// anything else, e.g. a shared segment); the child side calls [`role`].
+pub fn spawn_role(test_fn_name: &str, role: &str, envs: &[(&str, String)]) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([test_fn_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, role);
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+/// The role this process was started with by [`spawn_role`], if any.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE_VAR).ok().filter(|r| !r.is_empty())
+}
+
+/// Waits for `child` to exit; on timeout kills it (SIGKILL), reaps it and
+/// panics.
+///
+/// # Panics
+///
+/// When the child has not exited after `timeout`, or waiting fails.
+pub fn wait_child(mut child: Child, timeout: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `cond` every millisecond until it holds or `timeout` passes;
+/// returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_valid() {
+        let a = unique_name("x");
+        let b = unique_name("x");
+        assert_ne!(a, b);
+        assert!(a.starts_with("/shmring-test-x-"));
+        assert!(!a[1..].contains('/'));
+        assert!(a.len() <= 201);
+    }
+
+    #[test]
+    fn watchdog_dropped_in_time_does_nothing() {
+        let dog = Watchdog::new(Duration::from_millis(50), "quick");
+        drop(dog);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn child_entry() {
+        let Some(role) = role() else { return };
+        match role.as_str() {
+            "exit3" => std::process::exit(3),
+            other => panic!("unknown role {other}"),
+        }
+    }
+
+    #[test]
+    fn roles_run_in_a_child() {
+        let child = spawn_role("tests::child_entry", "exit3", &[])
+            .spawn()
+            .unwrap();
+        assert_eq!(wait_child(child, Duration::from_secs(30)).code(), Some(3));
+    }
+}

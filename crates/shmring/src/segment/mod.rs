@@ -1,0 +1,366 @@
+//! Segments: one shared mapping holding a header, a peer table and one object.
+//!
+//! ```text
+//! 0            256                       object_offset (4096-aligned)      total_len
+//! | header     | peer table: rows × 128  | pad | object (object_len bytes) | pad |
+//! ```
+//!
+//! A segment is either *named* (`shm_open`, a file in `/dev/shm`, opened by
+//! name from any process of the same user) or *anonymous* (`memfd_create`,
+//! reachable only by inheriting its descriptor, see
+//! [`Segment::share_with_child`]).
+//!
+//! # Lifecycle
+//!
+//! - **Create**: `O_CREAT | O_EXCL`, exact mode (0600 by default), an OFD
+//!   lock on the "init" byte, `ftruncate`, `posix_fallocate` (a full
+//!   `/dev/shm` is [`SegmentError::NoSpace`] now, never a `SIGBUS` later),
+//!   the header with version 0, the creator's peer row, the caller's `init`
+//!   of the zeroed object, then the version is published (Release) and the
+//!   init lock dropped. If `init` fails (or panics) the name is unlinked.
+//! - **Open**: map, wait while the file is empty or the version is 0 and the
+//!   creator still holds the init lock (short sleeps, up to
+//!   [`OpenOptions::timeout`]); version 0 with nobody holding the init lock
+//!   is [`SegmentError::CreatorDied`]. Then every header field is validated
+//!   against the file size before anything past the header is referenced,
+//!   and a peer row is taken.
+//! - **Drop**: the peer row is released and the [`UnlinkPolicy`] applied.
+//!
+//! # Peers and liveness
+//!
+//! Each `Segment` value is one attachment with its own open file description
+//! and its own row in the peer table, held by an OFD lock that the kernel
+//! drops when the process dies (see the `peers` module docs for the row
+//! layout). [`Segment::peer_token`] names an attachment for as long as it
+//! lives; [`Segment::is_peer_alive`] asks about any token.
+//!
+//! # Crash behaviour
+//!
+//! A creator killed during `init` leaves a file with version 0 and no init
+//! lock: openers report [`SegmentError::CreatorDied`] at once, and the name
+//! stays until [`Segment::unlink`] (or a future `shmring gc`). A peer killed
+//! at any point frees its row for the next attach. Peers that all die leave
+//! a named segment in `/dev/shm`: only clean drops unlink.
+//!
+//! # Untrusted memory
+//!
+//! A named segment can be rewritten by any process of the same user. Header
+//! fields are validated once at open; later header writes are never read
+//! again. One thing cannot be defended against: a process that *truncates* a
+//! named segment's file makes every peer's next access a `SIGBUS`. Anonymous
+//! segments are sealed against that (`F_SEAL_SHRINK`).
+
+mod create;
+mod header;
+mod inherit;
+mod open;
+mod options;
+mod peers;
+
+use std::fmt;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::ptr::NonNull;
+
+use memmap2::MmapRaw;
+
+use crate::error::SegmentError;
+use crate::sys::{self, lock, shm};
+use header::{Header, Layout, HEADER_LEN};
+use peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
+
+pub use header::{LAYOUT_VERSION, MAX_PEER_ROWS};
+pub use options::{CreateOptions, ObjectKind, OpenOptions, UnlinkPolicy, MAX_NAME_LEN};
+pub use peers::{PeerCounter, PeerInfo};
+
+/// Label used in errors for anonymous segments.
+const ANONYMOUS: &str = "(anonymous)";
+
+/// One attachment to a shared-memory segment.
+///
+/// Each value has its own open file description and its own peer row; drop
+/// it to detach. `Send` and `Sync`: the object region is shared memory and
+/// every access to it must be atomic or otherwise synchronised anyway.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+///
+/// let name = format!("/shmring-doc-{}", std::process::id());
+/// let creator = Segment::create(&name, ObjectKind::SpscRing, [7; 8], 4096,
+///     &CreateOptions::default(), |_object, _len| Ok(()))?;
+/// let peer = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default())?;
+/// assert_eq!(peer.params(), [7; 8]);
+/// assert!(peer.is_peer_alive(creator.peer_token()));
+///
+/// // SAFETY: the object is 4096-aligned, 4096 bytes, accessed only atomically.
+/// let word = unsafe { &*creator.object_ptr().as_ptr().cast::<AtomicU64>() };
+/// word.store(42, Ordering::Release);
+/// // SAFETY: as above, through the other attachment's mapping.
+/// let seen = unsafe { &*peer.object_ptr().as_ptr().cast::<AtomicU64>() };
+/// assert_eq!(seen.load(Ordering::Acquire), 42);
+/// drop((creator, peer)); // the last drop removes the name
+/// # Ok::<(), shmring::SegmentError>(())
+/// ```
+pub struct Segment {
+    map: MmapRaw,
+    file: File,
+    name: Option<String>,
+    dev: u64,
+    ino: u64,
+    kind: ObjectKind,
+    params: [u64; 8],
+    layout: Layout,
+    unlink_policy: UnlinkPolicy,
+    is_creator: bool,
+    row: u32,
+    generation: u32,
+    token: u64,
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Segment>();
+};
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("object_len", &self.layout.object_len)
+            .field("peer_rows", &self.layout.peer_rows)
+            .field("row", &self.row)
+            .field("token", &format_args!("{:#x}", self.token))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns a failed `shm_open` into the error a caller can act on.
+fn open_error(op: &'static str, name: &str, e: std::io::Error) -> SegmentError {
+    let name = name.to_owned();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => SegmentError::NotFound { name },
+        Some(libc::EEXIST) => SegmentError::AlreadyExists { name },
+        Some(libc::EACCES) | Some(libc::EPERM) => SegmentError::PermissionDenied { name },
+        _ => SegmentError::Io {
+            op,
+            name,
+            source: e,
+        },
+    }
+}
+
+fn io_error<'a>(
+    op: &'static str,
+    name: &'a str,
+) -> impl FnOnce(std::io::Error) -> SegmentError + 'a {
+    move |source| SegmentError::Io {
+        op,
+        name: name.to_owned(),
+        source,
+    }
+}
+
+/// The header of a mapping at least `HEADER_LEN` long.
+fn header_of(map: &MmapRaw) -> &Header {
+    assert!(map.len() >= HEADER_LEN, "mapping shorter than a header");
+    // SAFETY: the mapping is page-aligned (>= align_of::<Header>() == 8) and
+    // at least HEADER_LEN == size_of::<Header>() bytes long (asserted above);
+    // Header is all atomics, valid for any bytes, and tolerates concurrent
+    // writes by other processes; the reference lives no longer than `map`.
+    unsafe { &*map.as_ptr().cast::<Header>() }
+}
+
+/// Row `row` of the peer table of a mapping whose `layout` was computed or
+/// validated against it.
+fn row_of<'a>(map: &'a MmapRaw, layout: &Layout, row: u32) -> &'a PeerRow {
+    let offset = layout.peer_table_offset + row as usize * PEER_ROW_LEN;
+    assert!(
+        row < layout.peer_rows && offset + PEER_ROW_LEN <= map.len(),
+        "peer row out of range"
+    );
+    debug_assert_eq!(offset % PEER_ROW_LEN, 0);
+    // SAFETY: in bounds (asserted above); 128-aligned because the mapping is
+    // page-aligned and `offset` is a multiple of 128 (validated:
+    // peer_table_offset % 128 == 0); PeerRow is all atomics, valid for any
+    // bytes and safe under concurrent writes; borrowed no longer than `map`.
+    unsafe { &*map.as_ptr().add(offset).cast::<PeerRow>() }
+}
+
+/// Takes the first free (or dead) peer row. Returns `(row, generation)`.
+fn attach_row(
+    file: &File,
+    map: &MmapRaw,
+    layout: &Layout,
+    label: &str,
+) -> Result<(u32, u32), SegmentError> {
+    for row in 0..layout.peer_rows {
+        let locked = lock::try_lock_byte(file.as_fd(), PEER_LOCK_BASE + u64::from(row))
+            .map_err(io_error("lock peer row", label))?;
+        if locked {
+            let generation = row_of(map, layout, row).claim(shm::getpid(), sys::now().0);
+            return Ok((row, generation));
+        }
+    }
+    Err(SegmentError::PeerTableFull {
+        name: label.to_owned(),
+        rows: layout.peer_rows,
+    })
+}
+
+impl Segment {
+    /// The object's parameters, as validated at open (a copy: later writes to
+    /// the header are not seen).
+    pub fn params(&self) -> [u64; 8] {
+        self.params
+    }
+
+    /// Start of the object region: 4096-aligned, [`object_len`](Segment::object_len)
+    /// bytes, valid while `self` lives. Other processes write it concurrently:
+    /// access it only through atomics or with a protocol that makes plain
+    /// accesses race-free, and validate everything read from it.
+    pub fn object_ptr(&self) -> NonNull<u8> {
+        // SAFETY: object_offset < total_len == map.len() (validated or
+        // computed), so the pointer is inside the mapping and not null.
+        unsafe { NonNull::new_unchecked(self.map.as_mut_ptr().add(self.layout.object_offset)) }
+    }
+
+    /// Length of the object region in bytes.
+    pub fn object_len(&self) -> usize {
+        self.layout.object_len
+    }
+
+    /// What the segment holds.
+    pub fn kind(&self) -> ObjectKind {
+        self.kind
+    }
+
+    /// The name (`/name` form), or `None` for an anonymous segment.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Number of rows in the peer table.
+    pub fn peer_rows(&self) -> u32 {
+        self.layout.peer_rows
+    }
+
+    /// This attachment's token: nonzero, unique to this attachment for as
+    /// long as it lives (row and generation). Store it in the object to name
+    /// an owner, and ask [`is_peer_alive`](Segment::is_peer_alive) later.
+    pub fn peer_token(&self) -> u64 {
+        self.token
+    }
+
+    /// Whether the attachment `token` names is still attached: its row's
+    /// liveness lock is held and its generation unchanged. `false` for a
+    /// peer that detached or died (also while its process is a zombie), and
+    /// for 0 or any garbage value. This attachment's own token is alive.
+    ///
+    /// Costs one `fcntl` for a plausible token.
+    pub fn is_peer_alive(&self, token: u64) -> bool {
+        if token == self.token {
+            // F_OFD_GETLK never reports our own description's lock.
+            return true;
+        }
+        let Some((row, generation)) = peers::split_token(token) else {
+            return false;
+        };
+        if row >= self.layout.peer_rows {
+            return false;
+        }
+        let peer = self.peer_row(row);
+        if peer.generation() != generation {
+            return false;
+        }
+        match lock::is_byte_locked(self.file.as_fd(), PEER_LOCK_BASE + u64::from(row)) {
+            // Re-check: the row may have been reclaimed while we asked.
+            Ok(true) => peer.generation() == generation,
+            _ => false,
+        }
+    }
+
+    /// Every row that was ever used, with its last holder and whether that
+    /// holder is alive now (a snapshot).
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        (0..self.layout.peer_rows)
+            .filter_map(|row| {
+                let peer = self.peer_row(row);
+                let generation = peer.generation();
+                if generation == 0 {
+                    return None;
+                }
+                let token = peers::token(row, generation);
+                Some(PeerInfo {
+                    row,
+                    pid: peer.pid(),
+                    token,
+                    alive: self.is_peer_alive(token),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds `n` (wrapping) to one of this attachment's counters.
+    pub fn add_to_counter(&self, counter: PeerCounter, n: u64) {
+        self.peer_row(self.row).add(counter, n);
+    }
+
+    /// The sum (wrapping) of a counter over every row, departed peers
+    /// included. A snapshot: rows are read one after another.
+    pub fn counter_sum(&self, counter: PeerCounter) -> u64 {
+        (0..self.layout.peer_rows).fold(0u64, |sum, row| {
+            sum.wrapping_add(self.peer_row(row).get(counter))
+        })
+    }
+
+    fn peer_row(&self, row: u32) -> &PeerRow {
+        row_of(&self.map, &self.layout, row)
+    }
+
+    fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(ANONYMOUS)
+    }
+
+    fn any_other_peer_alive(&self) -> bool {
+        (0..self.layout.peer_rows).any(|row| {
+            row != self.row
+                && lock::is_byte_locked(self.file.as_fd(), PEER_LOCK_BASE + u64::from(row))
+                    .unwrap_or(true)
+        })
+    }
+
+    /// Unlinks the name if it still refers to this segment's file (not to a
+    /// segment created under the same name since).
+    fn unlink_if_ours(&self) {
+        let Some(name) = &self.name else { return };
+        let Ok((_, cname)) = options::validate_name(name) else {
+            return;
+        };
+        let Ok(current) = shm::shm_open_ro(&cname) else {
+            return;
+        };
+        if shm::stat(&current).is_ok_and(|st| (st.dev, st.ino) == (self.dev, self.ino)) {
+            let _ = shm::shm_unlink(&cname);
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // The token dies before the lock goes, so nobody sees it alive after.
+        self.peer_row(self.row).release(self.generation);
+        let _ = lock::unlock_byte(self.file.as_fd(), PEER_LOCK_BASE + u64::from(self.row));
+        let unlink = match self.unlink_policy {
+            UnlinkPolicy::Never => false,
+            UnlinkPolicy::OnCreatorDrop => self.is_creator,
+            UnlinkPolicy::OnLastPeerDrop => !self.any_other_peer_alive(),
+        };
+        if unlink {
+            self.unlink_if_ours();
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The kinds, policies and options of segments, and name validation.
+
+use std::ffi::CString;
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::SegmentError;
+
+/// Longest name, not counting the leading `/`.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// What a segment holds. Stored in the header as a `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum ObjectKind {
+    /// A single-producer single-consumer byte ring (Pipe ends).
+    SpscRing = 1,
+    /// A multi-producer multi-consumer queue (Queue).
+    MpmcQueue = 2,
+}
+
+impl ObjectKind {
+    /// Decodes a header value; `None` for values no kind has.
+    pub fn from_u32(value: u32) -> Option<ObjectKind> {
+        match value {
+            1 => Some(ObjectKind::SpscRing),
+            2 => Some(ObjectKind::MpmcQueue),
+            _ => None,
+        }
+    }
+
+    /// The value stored in the header.
+    pub fn as_u32(self) -> u32 {
+        self as u32
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::SpscRing => "spsc ring",
+            ObjectKind::MpmcQueue => "mpmc queue",
+        })
+    }
+}
+
+/// When a named segment's name is removed from `/dev/shm`. Stored in the
+/// header, so every peer applies the creator's choice.
+///
+/// Removing the name never disturbs attached peers: their mappings stay
+/// valid; only later opens by name fail with [`SegmentError::NotFound`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum UnlinkPolicy {
+    /// Never; the name stays until [`Segment::unlink`](super::Segment::unlink).
+    Never = 0,
+    /// When the creator's `Segment` is dropped, whoever else is attached.
+    OnCreatorDrop = 1,
+    /// When the last attached peer drops its `Segment` (the default): each
+    /// dropping peer releases its row, then unlinks if no other row is held.
+    /// Peers that *die* do not unlink; a segment whose peers all died stays
+    /// in `/dev/shm`. Keep the creator attached until the other peers have
+    /// opened, or the name may already be gone.
+    #[default]
+    OnLastPeerDrop = 2,
+}
+
+impl UnlinkPolicy {
+    pub(crate) fn from_u32(value: u32) -> Option<UnlinkPolicy> {
+        match value {
+            0 => Some(UnlinkPolicy::Never),
+            1 => Some(UnlinkPolicy::OnCreatorDrop),
+            2 => Some(UnlinkPolicy::OnLastPeerDrop),
+            _ => None,
+        }
+    }
+}
+
+/// Options for [`Segment::create`](super::Segment::create) and
+/// [`Segment::create_anonymous`](super::Segment::create_anonymous).
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Permission bits of the file (default `0o600`); must include `0o600`
+    /// and nothing beyond `0o777`. Set exactly, whatever the umask.
+    pub mode: u32,
+    /// Rows in the peer table: the most simultaneously attached peers
+    /// (default 64, at most [`MAX_PEER_ROWS`](super::MAX_PEER_ROWS)).
+    pub peer_rows: u32,
+    /// When the name is removed (named segments only).
+    pub unlink: UnlinkPolicy,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            mode: 0o600,
+            peer_rows: 64,
+            unlink: UnlinkPolicy::default(),
+        }
+    }
+}
+
+/// Options for [`Segment::open`](super::Segment::open) and
+/// [`Segment::open_inherited`](super::Segment::open_inherited).
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// How long to wait for a creator that is still initialising (default
+    /// 5 s). Zero means "check once".
+    pub timeout: Duration,
+    /// Accept a segment owned by another uid (default `false`).
+    pub allow_foreign_owner: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            timeout: Duration::from_secs(5),
+            allow_foreign_owner: false,
+        }
+    }
+}
+
+/// Checks a segment name and returns it in `/name` form.
+pub(crate) fn validate_name(name: &str) -> Result<(String, CString), SegmentError> {
+    let invalid = |reason| SegmentError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    let body = name.strip_prefix('/').unwrap_or(name);
+    if body.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if body.len() > MAX_NAME_LEN {
+        return Err(invalid("longer than 200 bytes"));
+    }
+    if body.contains('/') {
+        return Err(invalid("'/' is allowed only as the first character"));
+    }
+    if body.contains('\0') {
+        return Err(invalid("contains a NUL byte"));
+    }
+    if body == "." || body == ".." {
+        return Err(invalid("is \".\" or \"..\""));
+    }
+    let full = format!("/{body}");
+    let c = CString::new(full.clone()).map_err(|_| invalid("contains a NUL byte"))?;
+    Ok((full, c))
+}
+
+pub(crate) fn check_mode(mode: u32) -> Result<(), SegmentError> {
+    if mode & !0o777 != 0 || mode & 0o600 != 0o600 {
+        return Err(SegmentError::InvalidConfig {
+            reason: format!("mode {mode:#o} must include 0o600 and stay within 0o777"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_name("abc").unwrap().0, "/abc");
+        assert_eq!(validate_name("/abc").unwrap().0, "/abc");
+        for bad in ["", "/", "//a", "/a/b", "a/b", "/.", "/..", "a\0b"] {
+            assert!(
+                matches!(validate_name(bad), Err(SegmentError::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_name(&"x".repeat(200)).is_ok());
+        assert!(validate_name(&"x".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! The peer table: one 128-byte row per attachment, and liveness by OFD locks.
+//!
+//! ```text
+//! offset size field          notes
+//!      0    4 generation     bumped (skipping 0) by each attach and each clean detach
+//!      4    4 state          0 never used, 1 attached, 2 detached cleanly (informational)
+//!      8    4 pid            attaching process, as seen in its own pid namespace
+//!     12    4 reserved
+//!     16    8 attached_at    CLOCK_MONOTONIC nanoseconds of the attach
+//!     24    8 reserved
+//!     32   96 counters       [u64; 12], see PeerCounter; slots 8..12 reserved
+//! ```
+//!
+//! # Liveness
+//!
+//! Row `i` is held by an open-file-description write lock on byte
+//! [`PEER_LOCK_BASE`]` + i` of the segment file (byte [`INIT_LOCK_BYTE`] is the
+//! creator's "still initialising" lock). Attaching takes the first row whose
+//! lock can be taken: a free row, or one whose holder died (the kernel drops
+//! OFD locks when the last descriptor of the description closes, at death,
+//! before the process is a zombie). The attacher then bumps the generation,
+//! so a token of the previous holder (`generation << 32 | row + 1`) is dead
+//! for good. A peer is alive while its row's lock is held *and* the
+//! generation still matches its token.
+//!
+//! Lock bytes `1..PEER_LOCK_BASE` and from [`OBJECT_LOCK_BASE`] on are free for
+//! the objects (e.g. a lock table's owners).
+//!
+//! # Crash behaviour
+//!
+//! Between a dead holder's lock release and the next attacher's generation
+//! bump (two system calls), a check of the dead holder's token may still see
+//! the new attacher's lock under the old generation and answer "alive" once.
+//! A clean detach bumps the generation before unlocking, so it has no window.
+
+use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Size of one peer row.
+pub(crate) const PEER_ROW_LEN: usize = 128;
+
+/// The lock byte the creator holds while it initialises the segment.
+pub(crate) const INIT_LOCK_BYTE: u64 = 0;
+
+/// The lock byte of peer row 0; row `i` uses `PEER_LOCK_BASE + i`.
+pub(crate) const PEER_LOCK_BASE: u64 = 1024;
+
+/// First lock byte reserved for objects beyond the peer rows.
+#[allow(dead_code)] // documented reservation; objects will use it.
+pub(crate) const OBJECT_LOCK_BASE: u64 = 1 << 20;
+
+const _: () = assert!(PEER_LOCK_BASE + super::header::MAX_PEER_ROWS as u64 <= OBJECT_LOCK_BASE);
+
+/// Number of counter slots in a row.
+pub(crate) const COUNTER_SLOTS: usize = 12;
+
+pub(crate) const STATE_ATTACHED: u32 = 1;
+pub(crate) const STATE_DETACHED: u32 = 2;
+
+/// One row of the peer table. Only the holder of the row's lock writes it.
+#[repr(C, align(128))]
+pub(crate) struct PeerRow {
+    pub(crate) generation: AtomicU32,
+    pub(crate) state: AtomicU32,
+    pub(crate) pid: AtomicU32,
+    pub(crate) reserved0: AtomicU32,
+    pub(crate) attached_at: AtomicU64,
+    pub(crate) reserved1: AtomicU64,
+    pub(crate) counters: [AtomicU64; COUNTER_SLOTS],
+}
+
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<PeerRow>() == PEER_ROW_LEN);
+    assert!(align_of::<PeerRow>() == PEER_ROW_LEN);
+    assert!(offset_of!(PeerRow, generation) == 0);
+    assert!(offset_of!(PeerRow, state) == 4);
+    assert!(offset_of!(PeerRow, pid) == 8);
+    assert!(offset_of!(PeerRow, reserved0) == 12);
+    assert!(offset_of!(PeerRow, attached_at) == 16);
+    assert!(offset_of!(PeerRow, reserved1) == 24);
+    assert!(offset_of!(PeerRow, counters) == 32);
+};
+
+/// Per-peer statistics slots. Each attachment adds to its own row only, so
+/// counting never shares a cache line; readers sum all rows. Rows keep their
+/// counts when they are reused, so a sum includes peers that have left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerCounter {
+    /// Messages put (slot 0).
+    Puts = 0,
+    /// Messages got (slot 1).
+    Gets = 1,
+    /// Payload bytes put (slot 2).
+    BytesIn = 2,
+    /// Payload bytes got (slot 3).
+    BytesOut = 3,
+    /// Operations that had to sleep (slot 4).
+    BlockedWaits = 4,
+    /// Wake system calls made (slot 5).
+    Wakes = 5,
+    /// Operations that timed out (slot 6).
+    Timeouts = 6,
+    /// Slots or locks recovered from dead peers (slot 7).
+    Recovered = 7,
+}
+
+/// One peer row as seen by [`super::Segment::peers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Index of the row in the peer table.
+    pub row: u32,
+    /// The pid written by the row's last holder (in its pid namespace).
+    pub pid: u32,
+    /// The token of the row's last holder; see [`super::Segment::is_peer_alive`].
+    pub token: u64,
+    /// Whether that holder was alive when the table was read.
+    pub alive: bool,
+}
+
+/// The token for `row` at `generation` (nonzero: rows count from 1 inside).
+pub(crate) fn token(row: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | (u64::from(row) + 1)
+}
+
+/// Splits a token into `(row, generation)`; `None` for tokens no attach can
+/// have produced (row part or generation 0).
+pub(crate) fn split_token(token: u64) -> Option<(u32, u32)> {
+    let row_plus_one = token as u32;
+    let generation = (token >> 32) as u32;
+    if row_plus_one == 0 || generation == 0 {
+        return None;
+    }
+    Some((row_plus_one - 1, generation))
+}
+
+/// The generation after `g`, skipping 0 (which means "never attached").
+pub(crate) fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+impl PeerRow {
+    /// Fills the row for a new holder (who has just taken its lock) and
+    /// returns the new generation.
+    pub(crate) fn claim(&self, pid: u32, now_ns: u64) -> u32 {
+        // ORDERING: Relaxed — only the lock holder writes the row, and we
+        // hold the lock; the generation is re-published below.
+        let generation = next_generation(self.generation.load(Ordering::Relaxed));
+        // ORDERING: Relaxed — published by the Release store of `generation`.
+        self.pid.store(pid, Ordering::Relaxed);
+        self.state.store(STATE_ATTACHED, Ordering::Relaxed);
+        self.attached_at.store(now_ns, Ordering::Relaxed);
+        // ORDERING: Release — publishes pid/state; pairs with the Acquire
+        // load in `generation()` (is_peer_alive, peers).
+        self.generation.store(generation, Ordering::Release);
+        generation
+    }
+
+    /// Marks a clean detach; the holder's token is dead from here on, even
+    /// before its lock is released.
+    pub(crate) fn release(&self, generation: u32) {
+        // ORDERING: Relaxed — informational, published with the generation.
+        self.state.store(STATE_DETACHED, Ordering::Relaxed);
+        // ORDERING: Release — pairs with the Acquire load in `generation()`.
+        self.generation
+            .store(next_generation(generation), Ordering::Release);
+    }
+
+    /// The row's current generation.
+    pub(crate) fn generation(&self) -> u32 {
+        // ORDERING: Acquire — pairs with the Release stores in `claim` and
+        // `release`, so the pid read after it is the holder's.
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The pid of the last holder.
+    pub(crate) fn pid(&self) -> u32 {
+        // ORDERING: Relaxed — after `generation()`'s Acquire; informational.
+        self.pid.load(Ordering::Relaxed)
+    }
+
+    /// Adds to one of this row's counters (wrapping).
+    pub(crate) fn add(&self, counter: PeerCounter, n: u64) {
+        // ORDERING: Relaxed — a statistic; threads of the holder's process
+        // may add concurrently, hence the RMW.
+        self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One of this row's counters.
+    pub(crate) fn get(&self, counter: PeerCounter) -> u64 {
+        // ORDERING: Relaxed — a statistic.
+        self.counters[counter as usize].load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        assert_eq!(split_token(token(0, 1)), Some((0, 1)));
+        assert_eq!(split_token(token(4095, u32::MAX)), Some((4095, u32::MAX)));
+        assert_eq!(split_token(0), None);
+        assert_eq!(split_token(1), None); // generation 0
+        assert_eq!(split_token(1 << 32), None); // row part 0
+        assert_ne!(token(0, 1), 0);
+        assert_eq!(next_generation(u32::MAX), 1);
+    }
+}

@@ -1,0 +1,66 @@
+//! `CLOCK_MONOTONIC` and the conversion of timeouts into deadlines.
+//!
+//! `FUTEX_WAIT_BITSET` without `FUTEX_CLOCK_REALTIME` takes an absolute
+//! `CLOCK_MONOTONIC` time, so every [`Deadline`] in shmring is a point on that
+//! clock, in nanoseconds since its (boot-time) origin. The clock is the same
+//! for every process of a host, so a deadline may even be handed to a peer.
+
+use std::time::Duration;
+
+use shmring_core::wait::Deadline;
+
+/// The current `CLOCK_MONOTONIC` time.
+pub(crate) fn now() -> Deadline {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; CLOCK_MONOTONIC is always supported on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    // The monotonic clock is never negative; `max(0)` keeps a broken libc
+    // from turning into a huge deadline.
+    let secs = u64::try_from(ts.tv_sec.max(0)).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec.max(0)).unwrap_or(0);
+    Deadline(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+/// Turns a caller's timeout into a deadline, once, at the start of an
+/// operation (DESIGN.md "Blocking").
+///
+/// `None` waits forever (`None`); a zero timeout is a deadline that has
+/// already passed by the time anyone compares it with the clock, which means
+/// "try once"; a huge timeout saturates at the end of time.
+pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
+    timeout.map(|t| now().after(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)))
+}
+
+/// The time in nanoseconds from `earlier` to `later`, zero if negative.
+pub(crate) fn nanos_between(earlier: Deadline, later: Deadline) -> u64 {
+    later.0.saturating_sub(earlier.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_monotonic() {
+        let a = now();
+        let b = now();
+        assert!(b >= a);
+        assert!(a.0 > 0);
+    }
+
+    #[test]
+    fn timeouts_become_deadlines() {
+        assert_eq!(deadline_after(None), None);
+        let zero = deadline_after(Some(Duration::ZERO)).unwrap();
+        assert!(now() >= zero, "a zero timeout is already passed");
+        let far = deadline_after(Some(Duration::MAX)).unwrap();
+        assert_eq!(far, Deadline(u64::MAX));
+        let t = deadline_after(Some(Duration::from_secs(10))).unwrap();
+        assert!(t > now());
+    }
+}

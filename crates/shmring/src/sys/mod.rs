@@ -1,0 +1,18 @@
+//! The operating-system boundary: the only module of shmring with FFI.
+//!
+//! Everything that calls into `libc` lives below this module and returns plain
+//! `io::Result`s; the segment and the facades add context (names, sizes) when
+//! they turn those into [`crate::error::SegmentError`]s.
+//!
+//! - [`clock`]: `CLOCK_MONOTONIC`, the clock every deadline is measured on.
+//! - [`futex`]: the [`FutexWaiter`] that puts the core's wait protocol to sleep.
+//! - [`shm`]: `shm_open`, `memfd_create`, sizing, sealing, mapping, fd inheritance.
+//! - [`lock`]: open-file-description byte locks, used for peer liveness.
+
+pub(crate) mod clock;
+pub(crate) mod futex;
+pub(crate) mod lock;
+pub(crate) mod shm;
+
+pub(crate) use clock::{deadline_after, now};
+pub use futex::FutexWaiter;

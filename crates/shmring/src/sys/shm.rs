@@ -1,0 +1,232 @@
+//! Shared-memory files: `shm_open`, `memfd_create`, sizing, sealing, mapping
+//! and handing a descriptor to a child process.
+//!
+//! Descriptors are returned as [`File`]s so that `ftruncate` (`set_len`) and
+//! `fstat` (`metadata`) come from std without more FFI. Every descriptor is
+//! opened close-on-exec; [`inherit_on_exec`] is the one deliberate exception,
+//! and it only affects the child.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn shm_open(name: &CStr, oflag: libc::c_int, mode: u32) -> io::Result<File> {
+    // SAFETY: `name` is a valid NUL-terminated string for the call. glibc's
+    // shm_open always adds O_CLOEXEC (O_CLOEXEC is passed too, for clarity).
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), oflag | libc::O_CLOEXEC, mode) })?;
+    // SAFETY: `fd` was just returned by shm_open, is open, and is owned by
+    // nobody else.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Creates a new shared-memory object: `O_RDWR | O_CREAT | O_EXCL`, then sets
+/// exactly `mode` (the `shm_open` mode is filtered by the umask; `fchmod` is
+/// not).
+pub(crate) fn shm_create(name: &CStr, mode: u32) -> io::Result<File> {
+    let file = shm_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode)?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Opens an existing shared-memory object for reading and writing.
+pub(crate) fn shm_open_rw(name: &CStr) -> io::Result<File> {
+    shm_open(name, libc::O_RDWR, 0)
+}
+
+/// Opens an existing shared-memory object read-only (identity checks).
+pub(crate) fn shm_open_ro(name: &CStr) -> io::Result<File> {
+    shm_open(name, libc::O_RDONLY, 0)
+}
+
+/// Removes a shared-memory name. Open descriptors and mappings stay valid.
+pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// An anonymous shared-memory file that accepts seals.
+pub(crate) fn memfd_create(name: &CStr) -> io::Result<File> {
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    let fd = cvt(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Reserves the backing pages of `0..len` now, so that a full `/dev/shm`
+/// fails here with `ENOSPC` instead of a later `SIGBUS` on first touch.
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: plain syscall on an open descriptor; no memory is passed.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Seals a memfd's size: no peer can shrink it (which would turn accesses
+/// into `SIGBUS`) or grow it, and the seals themselves are final.
+pub(crate) fn seal_size(file: &File) -> io::Result<()> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: plain fcntl on an open descriptor with an integer argument.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// What the segment needs to know about its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileStat {
+    pub(crate) size: u64,
+    pub(crate) uid: u32,
+    pub(crate) mode: u32,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// `fstat` of an open file.
+pub(crate) fn stat(file: &File) -> io::Result<FileStat> {
+    let m = file.metadata()?;
+    Ok(FileStat {
+        size: m.size(),
+        uid: m.uid(),
+        mode: m.mode(),
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+/// `fstat` of a raw descriptor number that this process may or may not have
+/// open (an inherited one); `EBADF` if it is closed.
+pub(crate) fn stat_raw(fd: RawFd) -> io::Result<FileStat> {
+    // SAFETY: `stat` is a plain C struct of integers; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only writes to `st`, which is valid and writable; on a
+    // closed or bad descriptor it fails with EBADF and touches nothing.
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(FileStat {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        uid: st.st_uid,
+        mode: st.st_mode,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// The effective uid of this process.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// Physical memory plus swap, in bytes: an upper bound on what a memfd can
+/// ever hold (memfds are not limited by the size of a tmpfs mount, so
+/// `posix_fallocate` of an absurd size would run the host out of memory
+/// instead of failing with `ENOSPC`).
+pub(crate) fn memory_limit() -> Option<u64> {
+    // SAFETY: `sysinfo` is a plain C struct of integers; all-zero is valid.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: sysinfo only writes to `info`, which is valid and writable.
+    cvt(unsafe { libc::sysinfo(&mut info) }).ok()?;
+    let unit = u64::from(info.mem_unit.max(1));
+    // `c_ulong` is at most 64 bits wide on every Linux target.
+    let pages = (info.totalram as u64).saturating_add(info.totalswap as u64);
+    Some(pages.saturating_mul(unit))
+}
+
+/// Maps `len` bytes of `file` shared, readable and writable.
+///
+/// memmap2's [`MmapRaw`] is used rather than a raw `mmap`: it hands out a raw
+/// pointer (never a `&[u8]`, which would be unsound on memory other processes
+/// write) and unmaps on drop.
+pub(crate) fn map_shared(file: &File, len: usize) -> io::Result<MmapRaw> {
+    MmapOptions::new().len(len).map_raw(file)
+}
+
+/// Opens `/proc/self/fd/<fd>` read-write: a *new* open file description of
+/// the same file (unlike `dup`, which shares the description and therefore
+/// its OFD locks).
+pub(crate) fn reopen_proc_fd(fd: RawFd) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+}
+
+/// Closes a descriptor this process received by inheritance and that no
+/// Rust owner holds.
+///
+/// # Safety
+///
+/// `fd` must not be owned by any `OwnedFd`/`File` or other code of this
+/// process (it was inherited through `exec` and nobody adopted it).
+pub(crate) unsafe fn close_inherited(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the caller guarantees nobody else owns `fd`, so closing it
+    // cannot invalidate another owner's descriptor.
+    cvt(unsafe { libc::close(fd) }).map(drop)
+}
+
+/// Arranges for `fd` (a close-on-exec duplicate made here) to be inherited by
+/// the child that `cmd` spawns, under the same number. Returns that number.
+///
+/// The parent's own descriptors all stay close-on-exec: the duplicate lives
+/// inside `cmd` (dropped with it) and the flag is cleared only in the forked
+/// child, in a `pre_exec` hook.
+pub(crate) fn inherit_on_exec(cmd: &mut Command, file: &File) -> io::Result<RawFd> {
+    // F_DUPFD_CLOEXEC with a minimum of 3: never one of the stdio numbers the
+    // child's stdio setup overwrites.
+    let dup: OwnedFd = file.as_fd().try_clone_to_owned()?;
+    let raw = dup.as_raw_fd();
+    let hook = move || {
+        // Keeps the duplicate open for as long as `cmd` exists.
+        let fd = dup.as_raw_fd();
+        // SAFETY: runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed: fcntl is one. It clears
+        // FD_CLOEXEC, a per-descriptor flag, in the child's table only.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+    };
+    // SAFETY: the hook only calls fcntl (async-signal-safe), allocates
+    // nothing, takes no locks and touches no shared state of the parent.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limit_is_plausible() {
+        assert!(memory_limit().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn stat_raw_of_closed_fd_is_ebadf() {
+        let err = stat_raw(1_000_000).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+}

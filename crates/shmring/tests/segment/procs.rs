@@ -1,0 +1,299 @@
+//! Multi-process tests: real child processes made by re-executing this test
+//! binary with a role (`child_entry` in segment.rs dispatches to `run_role`).
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+use shmring::SegmentError;
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+
+use super::common::*;
+
+const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+const FD_VAR: &str = "SHMRING_TEST_FD";
+const DEAD_VAR: &str = "SHMRING_TEST_DEAD_TOKEN";
+const MARK: u64 = 0x5eed_5eed_5eed_5eed;
+
+fn spawn(role: &str, envs: &[(&str, String)]) -> Command {
+    spawn_role("child_entry", role, envs)
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat` ('Z' for a zombie).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The inherited descriptor number recorded in `value` ("fd:dev:ino[:name]").
+fn fd_of(value: &str) -> i32 {
+    value.split(':').next().unwrap().parse().unwrap()
+}
+
+/// Child side: runs the role this process was started with, if any.
+pub fn run_role() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
+    let name = || std::env::var(NAME_VAR).unwrap();
+    match role.as_str() {
+        "open_and_check" => {
+            let seg =
+                Segment::open(&name(), ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
+            assert_eq!(seg.params(), PARAMS);
+            assert_eq!(word(&seg, 0).load(SEQ), 0xfeed);
+            word(&seg, 1).store(seg.peer_token(), SEQ);
+        }
+        "attach_and_sleep" => {
+            let seg =
+                Segment::open(&name(), ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
+            word(&seg, 0).store(seg.peer_token(), SEQ);
+            sleep_forever();
+        }
+        "create_and_hang" => {
+            let opts = CreateOptions {
+                peer_rows: 8,
+                ..CreateOptions::default()
+            };
+            let _ = Segment::create(
+                &name(),
+                ObjectKind::SpscRing,
+                PARAMS,
+                OBJECT_LEN,
+                &opts,
+                |p, _| {
+                    // SAFETY: the object region is 4096-aligned and >= 8 bytes.
+                    unsafe { p.as_ptr().cast::<u64>().write_volatile(MARK) };
+                    sleep_forever()
+                },
+            );
+        }
+        "inherited_writer" => {
+            let fd = fd_of(&std::env::var(FD_VAR).unwrap());
+            let seg =
+                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())
+                    .unwrap();
+            // The inherited descriptor (the parent's open file description)
+            // is closed: only the reopened one, with our own locks, remains.
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+            assert!(target.map_or(true, |t| !t.to_string_lossy().contains("memfd:shmring")));
+            let again =
+                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default());
+            assert!(matches!(again, Err(SegmentError::Inherit { .. })));
+            let parent = word(&seg, 0).load(SEQ);
+            assert!(seg.is_peer_alive(parent), "the parent is alive");
+            word(&seg, 1).store(seg.peer_token(), SEQ);
+            word(&seg, 2).store(0xc0ffee, SEQ);
+            sleep_forever();
+        }
+        "inherited_observer" => {
+            let seg =
+                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())
+                    .unwrap();
+            let parent = word(&seg, 0).load(SEQ);
+            let dead: u64 = std::env::var(DEAD_VAR).unwrap().parse().unwrap();
+            assert!(
+                seg.is_peer_alive(parent),
+                "the parent outlived the killed writer"
+            );
+            assert!(!seg.is_peer_alive(dead), "the killed writer is dead");
+            word(&seg, 4).store(seg.peer_token(), SEQ);
+            word(&seg, 3).store(1, SEQ);
+            assert!(
+                wait_until(Duration::from_secs(20), || !seg.is_peer_alive(parent)),
+                "the parent's detach is seen"
+            );
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn create_here_open_in_a_child() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "open in a child");
+    let name = unique_name("child");
+    let seg = create(&name, ObjectKind::SpscRing);
+    word(&seg, 0).store(0xfeed, SEQ);
+    let child = spawn("open_and_check", &[(NAME_VAR, name.clone())])
+        .spawn()
+        .unwrap();
+    assert!(wait_child(child, Duration::from_secs(30)).success());
+    let token = word(&seg, 1).load(SEQ);
+    assert_ne!(token, 0);
+    assert!(!seg.is_peer_alive(token), "the child exited");
+}
+
+#[test]
+fn a_killed_peer_is_dead_even_as_a_zombie_and_its_row_is_reused() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "peer liveness");
+    let name = unique_name("live");
+    let seg = create(&name, ObjectKind::SpscRing);
+    let mut child = spawn("attach_and_sleep", &[(NAME_VAR, name.clone())])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(wait_until(Duration::from_secs(30), || word(&seg, 0)
+        .load(SEQ)
+        != 0));
+    let token = word(&seg, 0).load(SEQ);
+    assert!(seg.is_peer_alive(token));
+    assert!(seg
+        .peers()
+        .iter()
+        .any(|p| p.token == token && p.alive && p.pid == pid));
+
+    child.kill().unwrap(); // SIGKILL; not reaped yet
+    assert!(
+        wait_until(Duration::from_secs(20), || proc_state(pid) == Some('Z')),
+        "the child became a zombie"
+    );
+    assert!(!seg.is_peer_alive(token), "a zombie's peer is dead");
+    assert!(seg.peers().iter().any(|p| p.pid == pid && !p.alive));
+    child.wait().unwrap();
+    assert!(!seg.is_peer_alive(token), "a reaped peer is dead");
+
+    let again = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
+    assert_eq!(
+        again.peer_token() as u32,
+        token as u32,
+        "the dead row is reused"
+    );
+    assert_ne!(again.peer_token(), token, "under a new generation");
+    assert!(!seg.is_peer_alive(token));
+    assert!(seg.is_peer_alive(again.peer_token()));
+}
+
+#[test]
+fn a_creator_killed_during_init_is_reported_promptly() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "creator died");
+    let name = unique_name("died");
+    let mut child = spawn("create_and_hang", &[(NAME_VAR, name.clone())])
+        .spawn()
+        .unwrap();
+    // With 8 peer rows the object starts at 4096; the child marks it in init.
+    let marked = wait_until(Duration::from_secs(30), || {
+        let Ok(file) = std::fs::File::open(path_of(&name)) else {
+            return false;
+        };
+        let mut buf = [0u8; 8];
+        file.read_exact_at(&mut buf, 4096).is_ok() && u64::from_ne_bytes(buf) == MARK
+    });
+    assert!(marked, "the child reached init");
+    let opener = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let opts = OpenOptions {
+                timeout: Duration::from_secs(60),
+                ..OpenOptions::default()
+            };
+            Segment::open(&name, ObjectKind::SpscRing, &opts)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !opener.is_finished(),
+        "the opener waits while the creator initialises"
+    );
+    let killed = Instant::now();
+    child.kill().unwrap();
+    let err = opener.join().unwrap().unwrap_err();
+    assert!(matches!(err, SegmentError::CreatorDied { .. }), "{err}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "not after the 60 s timeout"
+    );
+    child.wait().unwrap();
+    let err = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, SegmentError::CreatorDied { .. }), "{err}");
+    Segment::unlink(&name).unwrap();
+}
+
+#[test]
+fn memfd_inheritance_with_independent_peers() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "memfd inheritance");
+    let seg = Segment::create_anonymous(
+        ObjectKind::SpscRing,
+        PARAMS,
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    let parent = seg.peer_token();
+    word(&seg, 0).store(parent, SEQ);
+
+    // A child writes into the object; the parent reads it; the child dies
+    // and the parent stays alive.
+    let mut cmd = spawn("inherited_writer", &[]);
+    seg.share_with_child(&mut cmd, FD_VAR).unwrap();
+    let mut writer = cmd.spawn().unwrap();
+    drop(cmd);
+    assert!(wait_until(Duration::from_secs(30), || word(&seg, 2)
+        .load(SEQ)
+        == 0xc0ffee));
+    let writer_token = word(&seg, 1).load(SEQ);
+    assert!(seg.is_peer_alive(writer_token));
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert!(!seg.is_peer_alive(writer_token));
+
+    // Another child sees the parent alive and the writer dead, then sees the
+    // parent's detach.
+    let mut cmd = spawn(
+        "inherited_observer",
+        &[(DEAD_VAR, writer_token.to_string())],
+    );
+    seg.share_with_child(&mut cmd, FD_VAR).unwrap();
+    let observer = cmd.spawn().unwrap();
+    drop(cmd);
+    assert!(wait_until(Duration::from_secs(30), || word(&seg, 3)
+        .load(SEQ)
+        == 1));
+    assert!(seg.is_peer_alive(word(&seg, 4).load(SEQ)));
+    drop(seg);
+    assert!(wait_child(observer, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn memfd_is_sealed_against_resizing() {
+    let seg = Segment::create_anonymous(
+        ObjectKind::SpscRing,
+        PARAMS,
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    let mut cmd = Command::new("true");
+    seg.share_with_child(&mut cmd, FD_VAR).unwrap();
+    let value = cmd
+        .get_envs()
+        .find(|(k, _)| *k == FD_VAR)
+        .and_then(|(_, v)| v)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The descriptor the child would get (alive in `cmd`), reopened writable.
+    let path = format!("/proc/self/fd/{}", fd_of(&value));
+    assert!(Path::new(&path).exists());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    for new_len in [0, len - 4096, len + 4096] {
+        let err = file.set_len(new_len).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "set_len({new_len})");
+    }
+    assert_eq!(file.metadata().unwrap().len(), len);
+    word(&seg, 0).store(1, SEQ);
+}

@@ -1,0 +1,1 @@
+//! Runnable examples of shmring; see the binaries in `examples/`.
