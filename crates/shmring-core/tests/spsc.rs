@@ -219,7 +219,10 @@ fn blocking_pop_sees_peer_gone_after_draining() {
 #[test]
 fn blocking_hand_off_between_threads() {
     let (mut p, mut c) = pair(128, 64);
-    let policy = WaitPolicy::default();
+    let policy = WaitPolicy {
+        spin_ns: if cfg!(miri) { 0 } else { 5_000 },
+        ..WaitPolicy::default()
+    };
     let t = std::thread::spawn(move || {
         for i in 0..scaled(20_000) as u32 {
             let m = i.to_le_bytes();

@@ -103,6 +103,27 @@ fn child_entry() {
             }
             std::fs::write(env("OUT"), seen).unwrap();
         }
+        "spsc-producer-then-hang" => {
+            let ring = Ring::open(&env("RING"), &opts).unwrap();
+            let mut tx = ring.producer().unwrap();
+            let mut buf = Vec::new();
+            for seq in 0..100 {
+                message(0, seq, &mut buf);
+                tx.push(&buf, Some(Duration::from_secs(20))).unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(600)); // until killed
+        }
+        "queue-producer-forever" => {
+            let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
+            let mut tx = queue.producer().unwrap();
+            let mut buf = Vec::new();
+            for seq in 0.. {
+                message(7, seq, &mut buf);
+                while tx.try_push(&buf).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -192,4 +213,95 @@ fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
     }
     assert_eq!(delivered, total_bits, "every message exactly once");
     assert!(queue.is_empty());
+}
+
+#[test]
+fn spsc_consumer_sees_closed_when_producer_process_dies() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "spsc producer death");
+    let name = unique_name("spsc-death");
+    let ring = Ring::create(
+        &name,
+        RingConfig {
+            capacity: 1 << 14,
+            max_record: 64,
+        },
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let mut child = spawn_role(
+        "child_entry",
+        "spsc-producer-then-hang",
+        &[("RING", name.clone())],
+    )
+    .spawn()
+    .unwrap();
+    let mut buf = Vec::new();
+    for expect in 0..100 {
+        rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
+        assert_eq!(decode(&buf), (0, expect));
+    }
+    // SIGKILL, and do not reap yet: the producer is a zombie while we wait,
+    // which `kill(pid, 0)` would still call alive.
+    child.kill().unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        rx.pop(&mut buf, Some(Duration::from_secs(20))),
+        Err(PopError::Closed)
+    );
+    // The liveness check runs once per 100 ms sleep slice: Closed comes
+    // after at least part of one slice, not after the 20 s timeout.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    child.wait().unwrap();
+}
+
+#[test]
+fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "mpmc producer death");
+    let name = unique_name("mpmc-death");
+    // One producer ring only: the next producer must take over the dead one's.
+    let config = QueueConfig {
+        rings: 1,
+        ring: RingConfig {
+            capacity: 1 << 12,
+            max_record: 64,
+        },
+    };
+    let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
+    let mut rx = queue.consumer();
+    let mut child = spawn_role(
+        "child_entry",
+        "queue-producer-forever",
+        &[("QUEUE", name.clone())],
+    )
+    .spawn()
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut next = 0u32;
+    while next < 20_000 {
+        rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
+        assert_eq!(decode(&buf), (7, next));
+        next += 1;
+    }
+    child.kill().unwrap(); // at whatever instruction it was
+    child.wait().unwrap();
+    // Whatever it published is delivered, in order, each once, untorn.
+    loop {
+        match rx.try_pop(&mut buf) {
+            Ok(_) => {
+                assert_eq!(decode(&buf), (7, next));
+                next += 1;
+            }
+            Err(PopError::Empty) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // The ring is taken over, and works.
+    let mut tx = queue
+        .producer()
+        .expect("the dead producer's ring is reclaimed");
+    message(8, 0, &mut buf);
+    tx.push(&buf, Some(Duration::from_secs(5))).unwrap();
+    rx.pop(&mut buf, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(decode(&buf), (8, 0));
 }
