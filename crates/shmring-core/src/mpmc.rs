@@ -526,6 +526,16 @@ impl<W: Waiter + Clone> Producer<W> {
         self.slot
     }
 
+    /// Whether this producer's ring has no room even for an empty record
+    /// (a snapshot; re-reads the head). Each producer has its own ring, so
+    /// "full" is per producer.
+    pub fn is_full(&mut self) -> bool {
+        match self.writer.free_now() {
+            Ok(free) => free < crate::record::HEADER,
+            Err(_) => false, // corrupted: let the next push report it
+        }
+    }
+
     #[inline]
     fn publish_and_wake(&mut self, count: u32) {
         if self.writer.publish() {

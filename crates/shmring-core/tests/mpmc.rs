@@ -153,7 +153,13 @@ fn len_counts_across_rings() {
     b.try_push(b"2").unwrap();
     b.try_push(b"3").unwrap();
     assert_eq!(q.len(), 3);
-    q.consumer(w).try_pop(&mut Vec::new()).unwrap();
+    q.consumer(w.clone()).try_pop(&mut Vec::new()).unwrap();
     assert_eq!(q.len(), 2);
     assert!(!q.is_empty());
+    assert!(!a.is_full());
+    while a.try_push(&[0; 64]).is_ok() {}
+    while a.try_push(&[]).is_ok() {}
+    assert!(a.is_full() && !b.is_full());
+    q.consumer(w).try_pop(&mut Vec::new()).unwrap();
+    assert!(!a.is_full(), "a take from ring a makes room");
 }

@@ -290,6 +290,12 @@ impl Producer {
         self.inner.ring_index()
     }
 
+    /// Whether this producer's ring has no room for even an empty message
+    /// (a snapshot). FIFO and capacity are per producer, so "full" is too.
+    pub fn is_full(&mut self) -> bool {
+        self.inner.is_full()
+    }
+
     /// Sets the spin budget and wake-up period used by blocking calls.
     pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
         self.policy = policy;
