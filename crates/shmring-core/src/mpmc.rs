@@ -556,10 +556,7 @@ impl<W: Waiter + Clone> Producer<W> {
         if self.queue.shared().closed() {
             return Err(PushError::Closed);
         }
-        let result = self.writer.claim(msg.len()).map(|word| {
-            self.writer.write_payload(word, msg);
-            self.writer.commit(word, msg.len());
-        });
+        let result = self.writer.write(msg);
         // On `Full` this publishes a padding record written on the way.
         self.publish_and_wake(1);
         result
@@ -578,21 +575,7 @@ impl<W: Waiter + Clone> Producer<W> {
         if self.queue.shared().closed() {
             return Err(PushError::Closed);
         }
-        let mut n = 0usize;
-        let mut first_err = None;
-        for msg in msgs {
-            match self.writer.claim(msg.len()) {
-                Ok(word) => {
-                    self.writer.write_payload(word, msg);
-                    self.writer.commit(word, msg.len());
-                    n += 1;
-                }
-                Err(e) => {
-                    first_err = Some(e);
-                    break;
-                }
-            }
-        }
+        let (n, first_err) = self.writer.write_many(msgs);
         self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
         match (n, first_err) {
             (0, Some(e)) => Err(e),

@@ -455,6 +455,31 @@ impl Writer {
         self.pushed += 1;
     }
 
+    /// Copies `msg` into a new record (not yet published).
+    #[inline]
+    pub(crate) fn write(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        let word = self.claim(msg.len())?;
+        self.write_payload(word, msg);
+        self.commit(word, msg.len());
+        Ok(())
+    }
+
+    /// Writes as many of `msgs` as fit, in order (not yet published).
+    /// Returns how many, and why the next one did not go in, if one did not.
+    pub(crate) fn write_many<'m>(
+        &mut self,
+        msgs: impl IntoIterator<Item = &'m [u8]>,
+    ) -> (usize, Option<PushError>) {
+        let mut n = 0;
+        for msg in msgs {
+            if let Err(e) = self.write(msg) {
+                return (n, Some(e));
+            }
+            n += 1;
+        }
+        (n, None)
+    }
+
     /// Makes everything written so far visible. Returns whether there was
     /// anything new (and so whether a sleeper may need waking).
     #[inline]

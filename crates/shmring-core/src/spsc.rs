@@ -287,21 +287,11 @@ impl<W: Waiter + Clone> Producer<W> {
     #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
         self.check_open()?;
-        match self.writer.claim(msg.len()) {
-            Ok(word) => {
-                self.writer.write_payload(word, msg);
-                self.writer.commit(word, msg.len());
-                self.publish_and_wake(1);
-                Ok(())
-            }
-            Err(e) => {
-                // A padding record written on the way must not stay private:
-                // the consumer has to pass it before the room we wait for
-                // can appear.
-                self.publish_and_wake(1);
-                Err(e)
-            }
-        }
+        let result = self.writer.write(msg);
+        // On `Full` this also publishes a padding record written on the way:
+        // the consumer has to pass it before the room we wait for can appear.
+        self.publish_and_wake(1);
+        result
     }
 
     /// Copies in as many of `msgs` as fit now, in order, with one publish and
@@ -316,21 +306,7 @@ impl<W: Waiter + Clone> Producer<W> {
         I: IntoIterator<Item = &'m [u8]>,
     {
         self.check_open()?;
-        let mut n = 0usize;
-        let mut first_err = None;
-        for msg in msgs {
-            match self.writer.claim(msg.len()) {
-                Ok(word) => {
-                    self.writer.write_payload(word, msg);
-                    self.writer.commit(word, msg.len());
-                    n += 1;
-                }
-                Err(e) => {
-                    first_err = Some(e);
-                    break;
-                }
-            }
-        }
+        let (n, first_err) = self.writer.write_many(msgs);
         self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
         match (n, first_err) {
             (0, Some(e)) => Err(e),
