@@ -31,12 +31,10 @@ pub(crate) fn store(data: &[AtomicU64], word: usize, src: &[u8], exclusive: bool
     let words = &data[word..word + words_for(src.len())];
     #[cfg(not(loom))]
     if exclusive {
-        // SAFETY: `words` spans at least `src.len()` bytes (sliced above, so in
-        // bounds). `AtomicU64` is an `UnsafeCell`, so writing through a pointer
-        // derived from a shared reference is allowed, and `exclusive` means the
-        // ring protocol gives us sole access to these bytes (no concurrent
-        // reader or writer), so a non-atomic write races with nothing. The
-        // regions cannot overlap: `src` is not in the data area.
+        // `AtomicU64` is an `UnsafeCell`, so writing through a pointer derived
+        // from a shared reference is allowed; `src` is not in the data area.
+        // SAFETY: `words` (sliced above, so in bounds) spans `src.len()` bytes,
+        // and `exclusive` means the protocol gives us sole access to them.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 src.as_ptr(),
@@ -72,10 +70,10 @@ pub(crate) fn load(data: &[AtomicU64], word: usize, dst: &mut [u8], exclusive: b
     let words = &data[word..word + words_for(dst.len())];
     #[cfg(not(loom))]
     if exclusive {
-        // SAFETY: `words` spans at least `dst.len()` bytes (sliced above).
-        // `exclusive` means no one writes these bytes while we read them: the
-        // record is published (Acquire of the tail happened before) and not
-        // yet released. `dst` is process-local, so no overlap.
+        // The record is published (Acquire of the tail happened before) and
+        // not yet released; `dst` is process-local, so no overlap.
+        // SAFETY: `words` (sliced above) spans `dst.len()` bytes, and
+        // `exclusive` means no one writes them while we read.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 words.as_ptr().cast::<u8>(),

@@ -94,10 +94,10 @@ impl Segment {
                 return Err(inherit_error("descriptor refers to another file"));
             }
             let reopened = shm::reopen_proc_fd(fd);
-            // SAFETY: `fd` came through exec from share_with_child (same
-            // device and inode as recorded there) and this process has not
-            // consumed it before (CONSUMED_INHERITED), so no Rust owner holds
-            // it; the docs make the caller promise not to adopt it.
+            // `fd` came through exec from share_with_child (same device and
+            // inode as recorded there); the docs make the caller promise not
+            // to adopt it.
+            // SAFETY: not consumed before (CONSUMED_INHERITED): no owner holds it.
             let _ = unsafe { shm::close_inherited(fd) };
             consumed.push((fd, dev, ino));
             reopened.map_err(io_error(

@@ -167,10 +167,10 @@ fn io_error<'a>(
 /// The header of a mapping at least `HEADER_LEN` long.
 fn header_of(map: &MmapRaw) -> &Header {
     assert!(map.len() >= HEADER_LEN, "mapping shorter than a header");
-    // SAFETY: the mapping is page-aligned (>= align_of::<Header>() == 8) and
-    // at least HEADER_LEN == size_of::<Header>() bytes long (asserted above);
-    // Header is all atomics, valid for any bytes, and tolerates concurrent
-    // writes by other processes; the reference lives no longer than `map`.
+    // Header is all atomics: valid for any bytes, and for concurrent writes
+    // by other processes; the reference lives no longer than `map`.
+    // SAFETY: page-aligned (>= align_of::<Header>()) and at least
+    // size_of::<Header>() bytes long (asserted above).
     unsafe { &*map.as_ptr().cast::<Header>() }
 }
 
@@ -183,10 +183,10 @@ fn row_of<'a>(map: &'a MmapRaw, layout: &Layout, row: u32) -> &'a PeerRow {
         "peer row out of range"
     );
     debug_assert_eq!(offset % PEER_ROW_LEN, 0);
-    // SAFETY: in bounds (asserted above); 128-aligned because the mapping is
-    // page-aligned and `offset` is a multiple of 128 (validated:
-    // peer_table_offset % 128 == 0); PeerRow is all atomics, valid for any
-    // bytes and safe under concurrent writes; borrowed no longer than `map`.
+    // PeerRow is all atomics: valid for any bytes and concurrent writes;
+    // borrowed no longer than `map`.
+    // SAFETY: in bounds (asserted above); 128-aligned: page-aligned mapping,
+    // `offset` a multiple of 128 (peer_table_offset % 128 == 0 is validated).
     unsafe { &*map.as_ptr().add(offset).cast::<PeerRow>() }
 }
 

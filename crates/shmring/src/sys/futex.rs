@@ -28,11 +28,10 @@ impl Waiter for FutexWaiter {
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `word` is a live, 4-byte aligned atomic for the duration of
-        // the call (the kernel only reads it, atomically); `ts_ptr` is null or
-        // points to `ts`, which outlives the call; uaddr2 is unused by
-        // FUTEX_WAIT_BITSET. Every outcome (woken, EAGAIN because the word
-        // changed, EINTR, ETIMEDOUT) just returns: the caller re-checks.
+        // Every outcome (woken, EAGAIN because the word changed, EINTR,
+        // ETIMEDOUT) just returns: the caller re-checks.
+        // SAFETY: `word` is a live, aligned atomic the kernel only reads;
+        // `ts_ptr` is null or points to `ts`, which outlives the call.
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
