@@ -4,6 +4,7 @@
 mod attach;
 pub mod error;
 pub mod mpmc;
+mod object;
 pub mod segment;
 pub mod spsc;
 pub(crate) mod sys;

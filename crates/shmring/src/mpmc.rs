@@ -23,7 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::process::Command;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +34,8 @@ use shmring_core::wait::WaitPolicy;
 use shmring_core::RingConfig;
 
 use crate::attach::{deadline, AttachError};
-use crate::error::SegmentError;
-use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
 
 /// A named or anonymous segment holding an MPMC queue.
@@ -45,110 +45,25 @@ pub struct Queue {
     segment: Arc<Segment>,
 }
 
-fn params(config: &QueueConfig) -> [u64; 8] {
-    [
-        config.rings,
-        config.ring.capacity,
-        config.ring.max_record,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]
-}
+impl SegmentObject for Queue {
+    const KIND: ObjectKind = ObjectKind::MpmcQueue;
+    type Config = QueueConfig;
 
-fn init(
-    config: QueueConfig,
-) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
-    move |base, len| {
-        // SAFETY: the segment hands us its zeroed, page-aligned object region
-        // of `len` bytes before anyone else can see it.
-        unsafe { mpmc::Queue::init_in_place(base, len, &config) }.map_err(|e| {
-            SegmentError::InvalidConfig {
-                reason: e.to_string(),
-            }
-        })
-    }
-}
-
-impl Queue {
-    /// Creates a named queue (`O_EXCL`, mode 0600 unless `opts` says
-    /// otherwise).
-    ///
-    /// # Errors
-    ///
-    /// An invalid configuration or any [`SegmentError`] of creation.
-    pub fn create(
-        name: &str,
-        config: QueueConfig,
-        opts: &CreateOptions,
-    ) -> Result<Queue, AttachError> {
-        let layout = QueueLayout::new(&config)?;
-        let segment = Segment::create(
-            name,
-            ObjectKind::MpmcQueue,
-            params(&config),
+    fn layout(config: &QueueConfig) -> Result<(usize, [u64; 8]), AttachError> {
+        let layout = QueueLayout::new(config)?;
+        let r = &config.ring;
+        Ok((
             layout.total,
-            opts,
-            init(config),
-        )?;
-        Queue::attach(segment)
+            [config.rings, r.capacity, r.max_record, 0, 0, 0, 0, 0],
+        ))
     }
 
-    /// Creates an anonymous queue (`memfd`) for children.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::create`].
-    pub fn create_anonymous(
-        config: QueueConfig,
-        opts: &CreateOptions,
-    ) -> Result<Queue, AttachError> {
-        let layout = QueueLayout::new(&config)?;
-        let segment = Segment::create_anonymous(
-            ObjectKind::MpmcQueue,
-            params(&config),
-            layout.total,
-            opts,
-            init(config),
-        )?;
-        Queue::attach(segment)
+    unsafe fn init(base: NonNull<u8>, len: usize, config: &QueueConfig) -> Result<(), String> {
+        // SAFETY: forwarded from the caller (zeroed, aligned, private).
+        unsafe { mpmc::Queue::init_in_place(base, len, config) }.map_err(|e| e.to_string())
     }
 
-    /// Opens a queue another process created.
-    ///
-    /// # Errors
-    ///
-    /// Any [`SegmentError`] of opening, or [`AttachError::Corrupted`].
-    pub fn open(name: &str, opts: &OpenOptions) -> Result<Queue, AttachError> {
-        Queue::attach(Segment::open(name, ObjectKind::MpmcQueue, opts)?)
-    }
-
-    /// Opens the queue a parent handed over with [`Queue::share_with_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::open`].
-    pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Queue, AttachError> {
-        Queue::attach(Segment::open_inherited(
-            env_var,
-            ObjectKind::MpmcQueue,
-            opts,
-        )?)
-    }
-
-    /// Arranges for the child spawned by `cmd` to inherit this queue.
-    ///
-    /// # Errors
-    ///
-    /// The descriptor could not be prepared.
-    pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError> {
-        Ok(self.segment.share_with_child(cmd, env_var)?)
-    }
-
-    fn attach(segment: Segment) -> Result<Queue, AttachError> {
-        let segment = Arc::new(segment);
+    fn attach(segment: Arc<Segment>) -> Result<Queue, AttachError> {
         let [rings, capacity, max_record, ..] = segment.params();
         let keep: shmring_core::spsc::KeepAlive = segment.clone();
         // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
@@ -156,13 +71,11 @@ impl Queue {
         let queue = unsafe {
             mpmc::Queue::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
         }?;
-        if queue.ring_count() as u64 != rings
-            || queue.ring_config()
-                != (RingConfig {
-                    capacity,
-                    max_record,
-                })
-        {
+        let ring = RingConfig {
+            capacity,
+            max_record,
+        };
+        if queue.ring_count() as u64 != rings || queue.ring_config() != ring {
             return Err(AttachError::Corrupted(shmring_core::Corrupted {
                 what: "queue config vs segment params",
                 value: rings,
@@ -170,7 +83,11 @@ impl Queue {
         }
         Ok(Queue { queue, segment })
     }
+}
 
+impl_segment_constructors!(Queue, QueueConfig, "queue");
+
+impl Queue {
     /// A producer: claims a free ring, or one whose owner died (its
     /// published messages are delivered before ours).
     ///

@@ -21,7 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::process::Command;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ use shmring_core::wait::WaitPolicy;
 use shmring_core::RingConfig;
 
 use crate::attach::{claim_role, deadline, holder_gone, release_role, AttachError};
-use crate::error::SegmentError;
-use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
 
 /// A named or anonymous segment holding one SPSC byte ring.
@@ -42,101 +42,24 @@ pub struct Ring {
     segment: Arc<Segment>,
 }
 
-fn params(config: &RingConfig) -> [u64; 8] {
-    [config.capacity, config.max_record, 0, 0, 0, 0, 0, 0]
-}
+impl SegmentObject for Ring {
+    const KIND: ObjectKind = ObjectKind::SpscRing;
+    type Config = RingConfig;
 
-fn init(
-    config: RingConfig,
-) -> impl FnOnce(std::ptr::NonNull<u8>, usize) -> Result<(), SegmentError> {
-    move |base, len| {
-        // SAFETY: the segment hands us its zeroed, page-aligned object region
-        // of `len` bytes before anyone else can see it.
-        unsafe { spsc::Ring::init_in_place(base, len, &config) }.map_err(|e| {
-            SegmentError::InvalidConfig {
-                reason: e.to_string(),
-            }
-        })
-    }
-}
-
-impl Ring {
-    /// Creates a named ring (`O_EXCL`, mode 0600 unless `opts` says
-    /// otherwise).
-    ///
-    /// # Errors
-    ///
-    /// An invalid configuration, or any [`SegmentError`] of creation (name
-    /// taken or invalid, no space in `/dev/shm`, …).
-    pub fn create(
-        name: &str,
-        config: RingConfig,
-        opts: &CreateOptions,
-    ) -> Result<Ring, AttachError> {
-        let layout = SpscLayout::new(&config)?;
-        let segment = Segment::create(
-            name,
-            ObjectKind::SpscRing,
-            params(&config),
+    fn layout(config: &RingConfig) -> Result<(usize, [u64; 8]), AttachError> {
+        let layout = SpscLayout::new(config)?;
+        Ok((
             layout.total,
-            opts,
-            init(config),
-        )?;
-        Ring::attach(segment)
+            [config.capacity, config.max_record, 0, 0, 0, 0, 0, 0],
+        ))
     }
 
-    /// Creates an anonymous ring (`memfd`), to hand to children with
-    /// [`Ring::share_with_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Ring::create`].
-    pub fn create_anonymous(config: RingConfig, opts: &CreateOptions) -> Result<Ring, AttachError> {
-        let layout = SpscLayout::new(&config)?;
-        let segment = Segment::create_anonymous(
-            ObjectKind::SpscRing,
-            params(&config),
-            layout.total,
-            opts,
-            init(config),
-        )?;
-        Ring::attach(segment)
+    unsafe fn init(base: NonNull<u8>, len: usize, config: &RingConfig) -> Result<(), String> {
+        // SAFETY: forwarded from the caller (zeroed, aligned, private).
+        unsafe { spsc::Ring::init_in_place(base, len, config) }.map_err(|e| e.to_string())
     }
 
-    /// Opens a ring another process created, checking the whole layout.
-    ///
-    /// # Errors
-    ///
-    /// Any [`SegmentError`] of opening, or [`AttachError::Corrupted`].
-    pub fn open(name: &str, opts: &OpenOptions) -> Result<Ring, AttachError> {
-        Ring::attach(Segment::open(name, ObjectKind::SpscRing, opts)?)
-    }
-
-    /// Opens the ring a parent handed over with [`Ring::share_with_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Ring::open`].
-    pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Ring, AttachError> {
-        Ring::attach(Segment::open_inherited(
-            env_var,
-            ObjectKind::SpscRing,
-            opts,
-        )?)
-    }
-
-    /// Arranges for the child spawned by `cmd` to inherit this ring; the
-    /// child calls [`Ring::open_inherited`] with the same `env_var`.
-    ///
-    /// # Errors
-    ///
-    /// The descriptor could not be prepared.
-    pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError> {
-        Ok(self.segment.share_with_child(cmd, env_var)?)
-    }
-
-    fn attach(segment: Segment) -> Result<Ring, AttachError> {
-        let segment = Arc::new(segment);
+    fn attach(segment: Arc<Segment>) -> Result<Ring, AttachError> {
         let [capacity, max_record, ..] = segment.params();
         let keep: spsc::KeepAlive = segment.clone();
         // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
@@ -158,7 +81,11 @@ impl Ring {
         }
         Ok(Ring { ring, segment })
     }
+}
 
+impl_segment_constructors!(Ring, RingConfig, "ring");
+
+impl Ring {
     /// Takes the producer role.
     ///
     /// # Errors
