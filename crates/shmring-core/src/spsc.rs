@@ -26,7 +26,7 @@ use crate::ring::{
     PRODUCER_CLOSED,
 };
 use crate::sync::AtomicU64;
-use crate::wait::{block_on, Deadline, WaitPolicy, Waiter, WAKE_ALL};
+use crate::wait::{block_on, Deadline, TimedOut, WaitPolicy, Waiter, WAKE_ALL};
 
 /// Something that keeps the ring's memory alive (a mapping, a heap block).
 pub type KeepAlive = Arc<dyn Any + Send + Sync>;
@@ -596,6 +596,44 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// Closes the consumer side: the producer gets `Closed` from now on.
     pub fn close(&self) {
         close_ring(self.reader.ring.shared(), CONSUMER_CLOSED, &self.waiter);
+    }
+
+    /// Waits until the next record can be read, or until nothing ever will
+    /// be, without consuming anything (what a pipe's `poll` needs).
+    ///
+    /// Returns `Ok(true)` when a record is there (or the ring looks
+    /// corrupted: the next read reports it), `Ok(false)` when the ring is
+    /// drained and its producer side closed, or `peer_gone` said the producer
+    /// is gone. `peer_gone` runs on the slow path only (after each sleep
+    /// slice, and once more at the deadline).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when `deadline` passes first.
+    pub fn wait_readable(
+        &mut self,
+        deadline: Option<Deadline>,
+        policy: &WaitPolicy,
+        peer_gone: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, TimedOut> {
+        let ring = self.reader.ring;
+        let waiter = self.waiter.clone();
+        block_on(
+            &ring.shared().not_empty,
+            &waiter,
+            deadline,
+            policy,
+            |slow| match self.next() {
+                Ok(_) | Err(PopError::Corrupted(_)) => Some(true),
+                Err(PopError::Closed) => Some(false),
+                // Gone: one more look, for what it published before dying.
+                Err(_) if slow && peer_gone() => Some(!matches!(
+                    self.next(),
+                    Err(PopError::Empty | PopError::Closed)
+                )),
+                Err(_) => None,
+            },
+        )
     }
 }
 

@@ -145,6 +145,7 @@ fn mpmc_competing_consumers_take_each_record_once() {
                 capacity: 64,
                 max_record: 16,
             },
+            max_len: 0,
         };
         let q = heap::queue(&config).unwrap();
         let w = ThreadWaiter::default();
@@ -219,12 +220,42 @@ fn mpmc_sleeping_consumer_is_woken() {
                 capacity: 64,
                 max_record: 8,
             },
+            max_len: 0,
         };
         let q = heap::queue(&config).unwrap();
         let w = ThreadWaiter::default();
         let mut p = q.claim_producer(7, w.clone(), &mut |_| false).unwrap();
         let mut c = q.consumer(w);
         let producer = thread::spawn(move || p.try_push(b"y").unwrap());
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(1));
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
+
+#[test]
+fn mpmc_producer_blocked_on_max_len_is_woken_by_a_take() {
+    model("mpmc space", 20, || {
+        let config = QueueConfig {
+            rings: 2,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 8,
+            },
+            max_len: 1,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+        a.try_push(b"x").unwrap();
+        let mut c = q.consumer(w);
+        let producer = thread::spawn(move || {
+            assert_eq!(b.push(b"y", None, &POLICY, &mut || false), Ok(()));
+        });
         let consumer = thread::spawn(move || {
             let mut buf = Vec::new();
             assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(1));

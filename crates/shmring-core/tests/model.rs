@@ -110,7 +110,7 @@ proptest! {
 
     #[test]
     fn mpmc_matches_per_producer_vecdeques(ops in prop::collection::vec((0usize..3, any::<bool>(), 0usize..40), 1..300)) {
-        let q = heap::queue(&QueueConfig { rings: 3, ring: RingConfig { capacity: 256, max_record: 40 } }).unwrap();
+        let q = heap::queue(&QueueConfig { rings: 3, ring: RingConfig { capacity: 256, max_record: 40 }, max_len: 0 }).unwrap();
         let w = ThreadWaiter::default();
         let mut producers: Vec<_> = (1..=3).map(|t| q.claim_producer(t, w.clone(), &mut |_| false).unwrap()).collect();
         let mut consumers = [q.consumer(w.clone()), q.consumer(w)];

@@ -15,6 +15,7 @@ fn config(rings: u64) -> QueueConfig {
             capacity: 1024,
             max_record: 64,
         },
+        max_len: 0,
     }
 }
 
@@ -162,4 +163,50 @@ fn len_counts_across_rings() {
     assert!(a.is_full() && !b.is_full());
     q.consumer(w).try_pop(&mut Vec::new()).unwrap();
     assert!(!a.is_full(), "a take from ring a makes room");
+}
+
+#[test]
+fn max_len_counts_records_over_all_rings() {
+    let mut config = config(2);
+    config.max_len = 2;
+    let q = heap::queue(&config).unwrap();
+    let w = ThreadWaiter::default();
+    let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+    a.try_push(b"1").unwrap();
+    b.try_push(b"2").unwrap();
+    assert_eq!(a.try_push(b"3"), Err(PushError::Full), "max_len, not bytes");
+    assert_eq!(b.try_push_many([&b"3"[..], b"4"]), Err(PushError::Full));
+    q.consumer(w).try_pop(&mut Vec::new()).unwrap();
+    assert_eq!(b.try_push_many([&b"3"[..], b"4"]), Ok(1), "room for one");
+}
+
+#[test]
+fn producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from() {
+    let mut config = config(2);
+    config.max_len = 1;
+    let q = heap::queue(&config).unwrap();
+    let w = ThreadWaiter::default();
+    let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+    a.try_push(b"first").unwrap();
+    // The sleeper's own slice is a minute: only a real wake-up ends the
+    // push within the 10 s we allow (a lost wake-up fails the test).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let policy = WaitPolicy {
+            spin_ns: 0,
+            slice_ns: 60_000_000_000,
+        };
+        done.send(b.push(b"second", None, &policy, &mut || false))
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut c = q.consumer(w);
+    let mut buf = Vec::new();
+    c.try_pop(&mut buf).unwrap(); // from ring a: must wake the producer of ring b
+    let pushed = finished.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(pushed, Ok(Ok(())), "the blocked producer was not woken");
+    c.try_pop(&mut buf).unwrap();
+    assert_eq!(buf, b"second");
 }

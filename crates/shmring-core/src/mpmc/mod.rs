@@ -32,13 +32,18 @@
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use crate::bytes;
-use crate::error::{ConfigError, Corrupted, PopError, PushError};
+use crate::error::{ConfigError, Corrupted};
 use crate::layout::{Padded, HOT_ALIGN};
 use crate::ring::{ring_is_empty, ring_len, RingConfig, RingRef, RingShared, Writer};
 use crate::spsc::KeepAlive;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{block_on, Deadline, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
+use crate::wait::{WaitWord, Waiter, WAKE_ALL};
+
+mod consumer;
+mod producer;
+
+pub use consumer::Consumer;
+pub use producer::Producer;
 
 /// Most producer rings one queue can have.
 pub const MAX_RINGS: u64 = 1024;
@@ -53,6 +58,10 @@ pub struct QueueConfig {
     pub rings: u64,
     /// Each producer ring's shape.
     pub ring: RingConfig,
+    /// Most records queued at once, over all rings (Python's `maxsize`); 0
+    /// means no limit beyond the rings' bytes. Exact with one producer; with
+    /// several, concurrent pushes can overshoot by up to one per producer.
+    pub max_len: u64,
 }
 
 impl QueueConfig {
@@ -79,6 +88,8 @@ pub struct QueueConfigBlock {
     rings: AtomicU64,
     ring_capacity: AtomicU64,
     max_record: AtomicU64,
+    /// Most records queued at once; 0 = no limit.
+    max_len: AtomicU64,
     /// `QUEUE_CLOSED`; bits only ever get set.
     flags: AtomicU32,
     _reserved: AtomicU32,
@@ -92,15 +103,21 @@ pub struct QueueShared {
     /// One past the highest ring index ever claimed (consumers scan below it).
     rings_in_use: Padded<AtomicU32>,
     /// Consumers sleep here when every ring is empty.
-    not_empty: Padded<WaitWord>,
+    pub(crate) not_empty: Padded<WaitWord>,
+    /// Producers sleep here when their ring is full or the queue holds
+    /// `max_len` records; every take wakes it (if anyone sleeps), since a
+    /// take from any ring can end a `max_len` wait.
+    pub(crate) space: Padded<WaitWord>,
 }
 
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<QueueShared>() == 384);
+    assert!(size_of::<QueueShared>() == 512);
     assert!(offset_of!(QueueShared, rings_in_use) == 128);
     assert!(offset_of!(QueueShared, not_empty) == 256);
+    assert!(offset_of!(QueueShared, space) == 384);
+    assert!(offset_of!(QueueConfigBlock, flags) == 32);
 };
 
 impl QueueShared {
@@ -111,11 +128,13 @@ impl QueueShared {
                 rings: AtomicU64::new(config.rings),
                 ring_capacity: AtomicU64::new(config.ring.capacity),
                 max_record: AtomicU64::new(config.ring.max_record),
+                max_len: AtomicU64::new(config.max_len),
                 flags: AtomicU32::new(0),
                 _reserved: AtomicU32::new(0),
             }),
             rings_in_use: Padded(AtomicU32::new(0)),
             not_empty: Padded(WaitWord::default()),
+            space: Padded(WaitWord::default()),
         }
     }
 
@@ -127,6 +146,7 @@ impl QueueShared {
                 capacity: self.config.ring_capacity.load(Ordering::Relaxed),
                 max_record: self.config.max_record.load(Ordering::Relaxed),
             },
+            max_len: self.config.max_len.load(Ordering::Relaxed),
         };
         config
             .validate()
@@ -134,7 +154,7 @@ impl QueueShared {
         Ok(config)
     }
 
-    fn closed(&self) -> bool {
+    pub(crate) fn closed(&self) -> bool {
         // ORDERING: Acquire — pairs with the Release `fetch_or` in `close`.
         self.config.flags.load(Ordering::Acquire) & QUEUE_CLOSED != 0
     }
@@ -182,7 +202,9 @@ impl QueueLayout {
 #[derive(Clone)]
 pub struct Queue {
     shared: NonNull<QueueShared>,
-    rings: alloc::sync::Arc<[RingRef]>,
+    /// Checked copy of the constant `max_len`.
+    max_len: u64,
+    pub(crate) rings: alloc::sync::Arc<[RingRef]>,
     _keep: KeepAlive,
 }
 
@@ -291,6 +313,7 @@ impl Queue {
         }
         Ok(Queue {
             shared: base.cast(),
+            max_len: config.max_len,
             rings: rings.into(),
             _keep: keep,
         })
@@ -324,24 +347,30 @@ impl Queue {
         }
         Ok(Queue {
             shared,
+            max_len: config.max_len,
             rings: refs.into(),
             _keep: keep,
         })
     }
 
     #[inline(always)]
-    fn shared(&self) -> &QueueShared {
+    pub(crate) fn shared(&self) -> &QueueShared {
         // SAFETY: valid while `keep` lives, and we hold it.
         unsafe { self.shared.as_ref() }
     }
 
     /// Rings consumers must scan: checked against the ring count.
     #[inline]
-    fn rings_in_use(&self) -> usize {
+    pub(crate) fn rings_in_use(&self) -> usize {
         // ORDERING: Acquire — pairs with the Release `fetch_max` in
         // `claim_producer`, so a newly claimed ring's state is visible.
         let n = self.shared().rings_in_use.load(Ordering::Acquire) as usize;
         n.min(self.rings.len())
+    }
+
+    /// Python's `maxsize`: most records queued at once (0 = no limit).
+    pub fn max_len(&self) -> u64 {
+        self.max_len
     }
 
     /// Number of producer rings.
@@ -466,9 +495,7 @@ impl Queue {
             .flags
             .fetch_or(QUEUE_CLOSED, Ordering::Release);
         self.shared().not_empty.wake_now(waiter, WAKE_ALL);
-        for r in self.rings.iter() {
-            r.shared().not_full.wake_now(waiter, WAKE_ALL);
-        }
+        self.shared().space.wake_now(waiter, WAKE_ALL);
     }
 
     /// The owner token of each producer ring (0 = free), for inspection.
@@ -508,244 +535,3 @@ impl core::fmt::Display for ClaimError {
 }
 
 impl std::error::Error for ClaimError {}
-
-/// A producer's handle: the owner of one ring of the queue. Dropping it hands
-/// the ring back (its records stay and are still delivered).
-#[derive(Debug)]
-pub struct Producer<W> {
-    writer: Writer,
-    slot: usize,
-    token: u64,
-    queue: Queue,
-    waiter: W,
-}
-
-impl<W: Waiter + Clone> Producer<W> {
-    /// Which ring this producer owns.
-    pub fn ring_index(&self) -> usize {
-        self.slot
-    }
-
-    /// Whether this producer's ring has no room even for an empty record
-    /// (a snapshot; re-reads the head). Each producer has its own ring, so
-    /// "full" is per producer.
-    pub fn is_full(&mut self) -> bool {
-        match self.writer.free_now() {
-            Ok(free) => free < crate::record::HEADER,
-            Err(_) => false, // corrupted: let the next push report it
-        }
-    }
-
-    #[inline]
-    fn publish_and_wake(&mut self, count: u32) {
-        if self.writer.publish() {
-            self.queue
-                .shared()
-                .not_empty
-                .wake_if_waiting(&self.waiter, count);
-        }
-    }
-
-    /// Copies `msg` in as one record, if it fits now.
-    ///
-    /// # Errors
-    ///
-    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
-    #[inline]
-    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        if self.queue.shared().closed() {
-            return Err(PushError::Closed);
-        }
-        let result = self.writer.write(msg);
-        // On `Full` this publishes a padding record written on the way.
-        self.publish_and_wake(1);
-        result
-    }
-
-    /// Copies in as many of `msgs` as fit now, with one publish and one wake.
-    /// Returns how many went in.
-    ///
-    /// # Errors
-    ///
-    /// Only when none went in: why the first one did not.
-    pub fn try_push_many<'m, I>(&mut self, msgs: I) -> Result<usize, PushError>
-    where
-        I: IntoIterator<Item = &'m [u8]>,
-    {
-        if self.queue.shared().closed() {
-            return Err(PushError::Closed);
-        }
-        let (n, first_err) = self.writer.write_many(msgs);
-        self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
-        match (n, first_err) {
-            (0, Some(e)) => Err(e),
-            _ => Ok(n),
-        }
-    }
-
-    /// Pushes `msg`, waiting for room until `deadline` (`None`: none).
-    /// `peer_gone` runs on the slow path; `true` fails the push with `Closed`.
-    ///
-    /// # Errors
-    ///
-    /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
-    pub fn push(
-        &mut self,
-        msg: &[u8],
-        deadline: Option<Deadline>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
-    ) -> Result<(), PushError> {
-        let ring = self.writer.ring;
-        let waiter = self.waiter.clone();
-        block_on(
-            &ring.shared().not_full,
-            &waiter,
-            deadline,
-            policy,
-            |slow| match self.try_push(msg) {
-                Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),
-                Err(PushError::Full) => None,
-                other => Some(other),
-            },
-        )
-        .unwrap_or(Err(PushError::Timeout))
-    }
-}
-
-impl<W> Drop for Producer<W> {
-    fn drop(&mut self) {
-        let owner = &self.queue.rings[self.slot].shared().config.producer_owner;
-        // ORDERING: Release — our published tail happens before the next
-        // owner's Acquire CAS of this word.
-        let _ = owner.compare_exchange(self.token, 0, Ordering::Release, Ordering::Relaxed);
-    }
-}
-
-/// A consumer's handle. Any number, in any processes.
-#[derive(Debug, Clone)]
-pub struct Consumer<W> {
-    queue: Queue,
-    /// The ring to look at first next time (rotates, for fairness).
-    next: usize,
-    waiter: W,
-}
-
-/// What one attempt on one ring found.
-enum Take {
-    Got,
-    Empty,
-}
-
-impl<W: Waiter + Clone> Consumer<W> {
-    /// Copies the next record of some ring into `buf` (replacing its
-    /// contents) and returns its length.
-    ///
-    /// # Errors
-    ///
-    /// `Empty`, `Closed` (closed and every ring drained), `Corrupted`.
-    pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
-        // The flag before the scan: a record published before the close is
-        // then seen by the scan (Acquire pairs with the close's Release).
-        let closed = self.queue.shared().closed();
-        let n = self.queue.rings_in_use();
-        for k in 0..n {
-            let i = (self.next + k) % n;
-            if let Take::Got = take_from(&self.queue.rings[i], buf, &self.waiter)? {
-                self.next = (i + 1) % n;
-                return Ok(buf.len());
-            }
-        }
-        Err(if closed {
-            PopError::Closed
-        } else {
-            PopError::Empty
-        })
-    }
-
-    /// Pops into `buf`, waiting until `deadline` (`None`: none).
-    ///
-    /// # Errors
-    ///
-    /// `Timeout`, `Closed`, `Corrupted`.
-    pub fn pop(
-        &mut self,
-        buf: &mut Vec<u8>,
-        deadline: Option<Deadline>,
-        policy: &WaitPolicy,
-    ) -> Result<usize, PopError> {
-        let queue = self.queue.clone();
-        let waiter = self.waiter.clone();
-        block_on(
-            &queue.shared().not_empty,
-            &waiter,
-            deadline,
-            policy,
-            |_| match self.try_pop(buf) {
-                Err(PopError::Empty) => None,
-                other => Some(other),
-            },
-        )
-        .unwrap_or(Err(PopError::Timeout))
-    }
-}
-
-/// One take from one ring: copy out optimistically, then CAS the head.
-fn take_from<W: Waiter + ?Sized>(
-    ring: &RingRef,
-    buf: &mut Vec<u8>,
-    waiter: &W,
-) -> Result<Take, Corrupted> {
-    let line = &ring.shared().consumer;
-    loop {
-        // ORDERING: Acquire — pairs with other consumers' Release CAS.
-        let head = line.head.load(Ordering::Acquire);
-        // ORDERING: Acquire — pairs with the producer's Release of the tail:
-        // the records before it are complete.
-        let tail = ring.shared().producer.tail.load(Ordering::Acquire);
-        if head == tail {
-            return Ok(Take::Empty);
-        }
-        // The tail was read after the head, so for correct peers tail >= head
-        // and, unless the head moved meanwhile, tail - head <= capacity.
-        let found = ring
-            .check_span(head, tail)
-            .and_then(|()| ring.record_at(head, tail));
-        let found = match found {
-            Ok(found) => found,
-            Err(c) => {
-                // ORDERING: Acquire — the header and tail loads above were
-                // Acquire, so if they came from a later lap, the head advance
-                // that allowed it happens-before this load and is seen here.
-                if line.head.load(Ordering::Acquire) == head {
-                    return Err(c);
-                }
-                continue; // raced with another consumer and the producer
-            }
-        };
-        if !found.pad {
-            buf.clear();
-            buf.resize(found.len, 0);
-            bytes::load(ring.data(), found.payload_word, buf, false);
-        }
-        // ORDERING: AcqRel on success — Release orders our copy before the
-        // head moves (pairs with the producer's Acquire load of the head, so
-        // it cannot overwrite what we are still reading); Acquire is for the
-        // next loop round. Relaxed on failure: we re-load everything.
-        if line
-            .head
-            .compare_exchange(head, head + found.size, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            continue; // another consumer took it; our copy is discarded
-        }
-        if found.pad {
-            continue;
-        }
-        // ORDERING: Relaxed — a statistic for `len`. A consumer killed
-        // between the CAS and here leaves `len` one too high.
-        line.popped.fetch_add(1, Ordering::Relaxed);
-        ring.shared().not_full.wake_if_waiting(waiter, 1);
-        return Ok(Take::Got);
-    }
-}

@@ -1,0 +1,140 @@
+//! The producer side of the MPMC queue: the owner of one ring.
+
+use crate::error::PushError;
+use crate::ring::Writer;
+use crate::sync::Ordering;
+use crate::wait::{block_on, Deadline, WaitPolicy, Waiter, WAKE_ALL};
+
+use super::Queue;
+
+/// A producer's handle: the owner of one ring of the queue. Dropping it hands
+/// the ring back (its records stay and are still delivered).
+#[derive(Debug)]
+pub struct Producer<W> {
+    pub(super) writer: Writer,
+    pub(super) slot: usize,
+    pub(super) token: u64,
+    pub(super) queue: Queue,
+    pub(super) waiter: W,
+}
+
+impl<W: Waiter + Clone> Producer<W> {
+    /// Which ring this producer owns.
+    pub fn ring_index(&self) -> usize {
+        self.slot
+    }
+
+    /// Whether this producer's ring has no room even for an empty record
+    /// (a snapshot; re-reads the head). Each producer has its own ring, so
+    /// "full" is per producer.
+    pub fn is_full(&mut self) -> bool {
+        match self.writer.free_now() {
+            Ok(free) => free < crate::record::HEADER,
+            Err(_) => false, // corrupted: let the next push report it
+        }
+    }
+
+    #[inline]
+    fn publish_and_wake(&mut self, count: u32) {
+        if self.writer.publish() {
+            self.queue
+                .shared()
+                .not_empty
+                .wake_if_waiting(&self.waiter, count);
+        }
+    }
+
+    /// Whether the queue holds `max_len` records (never, without a limit).
+    #[inline]
+    fn at_max_len(&self) -> bool {
+        let max = self.queue.max_len();
+        max != 0 && self.queue.len() >= max
+    }
+
+    /// Copies `msg` in as one record, if it fits now.
+    ///
+    /// # Errors
+    ///
+    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
+    #[inline]
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        if self.queue.shared().closed() {
+            return Err(PushError::Closed);
+        }
+        if self.at_max_len() {
+            return Err(PushError::Full);
+        }
+        let result = self.writer.write(msg);
+        // On `Full` this publishes a padding record written on the way.
+        self.publish_and_wake(1);
+        result
+    }
+
+    /// Copies in as many of `msgs` as fit now, with one publish and one wake.
+    /// Returns how many went in.
+    ///
+    /// # Errors
+    ///
+    /// Only when none went in: why the first one did not.
+    pub fn try_push_many<'m, I>(&mut self, msgs: I) -> Result<usize, PushError>
+    where
+        I: IntoIterator<Item = &'m [u8]>,
+    {
+        if self.queue.shared().closed() {
+            return Err(PushError::Closed);
+        }
+        let room = match self.queue.max_len() {
+            0 => usize::MAX,
+            max => max.saturating_sub(self.queue.len()) as usize,
+        };
+        if room == 0 {
+            return Err(PushError::Full);
+        }
+        let (n, first_err) = self.writer.write_many(msgs.into_iter().take(room));
+        self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
+        match (n, first_err) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    /// Pushes `msg`, waiting for room until `deadline` (`None`: none).
+    /// `peer_gone` runs on the slow path; `true` fails the push with `Closed`.
+    ///
+    /// # Errors
+    ///
+    /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
+    pub fn push(
+        &mut self,
+        msg: &[u8],
+        deadline: Option<Deadline>,
+        policy: &WaitPolicy,
+        peer_gone: &mut dyn FnMut() -> bool,
+    ) -> Result<(), PushError> {
+        // One `space` word for every producer: a full ring and a full
+        // `max_len` both end with some consumer's take, which wakes it.
+        let queue = self.queue.clone();
+        let waiter = self.waiter.clone();
+        block_on(
+            &queue.shared().space,
+            &waiter,
+            deadline,
+            policy,
+            |slow| match self.try_push(msg) {
+                Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),
+                Err(PushError::Full) => None,
+                other => Some(other),
+            },
+        )
+        .unwrap_or(Err(PushError::Timeout))
+    }
+}
+
+impl<W> Drop for Producer<W> {
+    fn drop(&mut self) {
+        let owner = &self.queue.rings[self.slot].shared().config.producer_owner;
+        // ORDERING: Release — our published tail happens before the next
+        // owner's Acquire CAS of this word.
+        let _ = owner.compare_exchange(self.token, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
