@@ -142,6 +142,14 @@ impl Default for WaitPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimedOut;
 
+impl core::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// Exponential busy-wait: 1, 2, 4, … pause hints up to a cap.
 #[derive(Debug, Default)]
 pub struct Backoff {

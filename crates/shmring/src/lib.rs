@@ -1,10 +1,52 @@
-//! shmring: shared-memory IPC for processes on one Linux host.
+//! shmring: shared-memory IPC for processes on one Linux host, with the API
+//! Python's `multiprocessing` made familiar.
+//!
+//! Messages travel through lock-free rings in an `mmap`'d segment
+//! (`shm_open` or `memfd`). Each ring carries futex wait words, so calls can
+//! block with timeouts; a call that neither blocks nor wakes a sleeper never
+//! enters the kernel.
+//!
+//! # Coming from Python
+//!
+//! | Python `multiprocessing` | shmring |
+//! |---|---|
+//! | `Queue(maxsize)` | [`queue::Queue<T>`] with [`queue::QueueOptions`] |
+//! | `q.put(x, block, timeout)` / `put_nowait` | `q.put(x, timeout)` / `q.try_put(x)` |
+//! | `q.get(block, timeout)` / `get_nowait` | `q.get(timeout)` / `q.try_get()` |
+//! | `queue.Full` / `queue.Empty` | [`queue::PutError::Full`] (item given back) / [`queue::GetError::Empty`] |
+//! | `qsize()` / `empty()` / `full()` / `close()` | `len()` / `is_empty()` / `is_full()` / `close()` (+ `shutdown()` for all) |
+//! | `JoinableQueue` | [`queue::JoinableQueue<T>`]: `task_done`, `join`, `join_timeout` |
+//! | `SimpleQueue` | [`queue::SimpleQueue<T>`] |
+//! | `Pipe(duplex)` → `(conn1, conn2)` | [`pipe::Pipe::new`] → two [`pipe::Connection`]s |
+//! | `Manager().dict()` | [`dict::Dict<K, V>`] (no server process; `update_with` for atomic read-modify-write) |
+//! | `Lock()` / `RLock()` | [`lock::Lock`] / [`lock::RLock`] (a dead holder is reported to the next acquirer) |
+//! | `Process(target=f, args=(q,))` | [`process::Process::new`]`("f").share(&q, "Q")?.start()?` |
+//! | `p.join(timeout)`, `terminate`, `is_alive`, `exitcode`, `daemon` | the same on [`process::Process`] |
+//! | `Pool(n)` | [`process::Pool::start`] over a task queue |
+//! | pickle | [`codec::Message`]: raw bytes, plain-old-data ([`codec::Pod`]), any serde type with the `serde` feature |
+//!
+//! Sharing works as in Python: by inheritance (`share_with_child`, then
+//! `open_inherited` in the child) or by name (`create` / `open`).
+//!
+//! # Layers
+//!
+//! * Facades: [`queue`], [`pipe`], [`dict`], [`lock`], [`process`].
+//! * Engine: [`spsc`] and [`mpmc`] handles, [`segment`]s and their peers,
+//!   the futex [`FutexWaiter`].
+//! * Core ([`core`], the `shmring-core` crate): the algorithms and layouts,
+//!   with no system calls, checked by loom and Miri.
 #![warn(missing_docs)]
 
 mod attach;
+pub mod codec;
+pub mod dict;
 pub mod error;
+pub mod lock;
 pub mod mpmc;
 mod object;
+pub mod pipe;
+pub mod process;
+pub mod queue;
 pub mod segment;
 pub mod spsc;
 pub(crate) mod sys;

@@ -12,7 +12,7 @@
 //! use shmring::mpmc::{Queue, QueueConfig};
 //! use shmring::core::RingConfig;
 //!
-//! let config = QueueConfig { rings: 4, ring: RingConfig { capacity: 4096, max_record: 256 } };
+//! let config = QueueConfig { rings: 4, ring: RingConfig { capacity: 4096, max_record: 256 }, max_len: 0 };
 //! let queue = Queue::create_anonymous(config, &Default::default())?;
 //! let mut tx = queue.producer()?;
 //! let mut rx = queue.consumer();
@@ -50,12 +50,7 @@ impl SegmentObject for Queue {
     type Config = QueueConfig;
 
     fn layout(config: &QueueConfig) -> Result<(usize, [u64; 8]), AttachError> {
-        let layout = QueueLayout::new(config)?;
-        let r = &config.ring;
-        Ok((
-            layout.total,
-            [config.rings, r.capacity, r.max_record, 0, 0, 0, 0, 0],
-        ))
+        Ok((QueueLayout::new(config)?.total, params(config)))
     }
 
     unsafe fn init(base: NonNull<u8>, len: usize, config: &QueueConfig) -> Result<(), String> {
@@ -64,22 +59,61 @@ impl SegmentObject for Queue {
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Queue, AttachError> {
-        let [rings, capacity, max_record, ..] = segment.params();
+        let len = segment.object_len();
+        Queue::attach_region(segment, 0, len)
+    }
+}
+
+/// The header parameters of a queue: what `attach_region` checks.
+pub(crate) fn params(config: &QueueConfig) -> [u64; 8] {
+    let r = &config.ring;
+    [
+        config.rings,
+        r.capacity,
+        r.max_record,
+        config.max_len,
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+impl Queue {
+    /// Attaches to a queue at `offset` in the segment's object region (0 for
+    /// a plain queue; after the task counter for a JoinableQueue).
+    pub(crate) fn attach_region(
+        segment: Arc<Segment>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Queue, AttachError> {
+        let corrupted =
+            |what, value| AttachError::Corrupted(shmring_core::Corrupted { what, value });
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > segment.object_len())
+        {
+            return Err(corrupted("queue region", offset as u64));
+        }
+        let [rings, capacity, max_record, max_len, ..] = segment.params();
         let keep: shmring_core::spsc::KeepAlive = segment.clone();
-        // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
-        // aligned) while it lives; `keep` holds it for every handle.
+        // SAFETY: offset + len lies inside the object region (checked above),
+        // which the segment maps, page aligned, while it lives; `keep` holds
+        // it for every handle. `offset` is a multiple of 4096 by our layouts,
+        // and attach_in_place re-checks the alignment it needs.
         let queue = unsafe {
-            mpmc::Queue::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
+            let base = segment.object_ptr().add(offset);
+            mpmc::Queue::attach_in_place(base, len, keep)
         }?;
         let ring = RingConfig {
             capacity,
             max_record,
         };
-        if queue.ring_count() as u64 != rings || queue.ring_config() != ring {
-            return Err(AttachError::Corrupted(shmring_core::Corrupted {
-                what: "queue config vs segment params",
-                value: rings,
-            }));
+        if queue.ring_count() as u64 != rings
+            || queue.ring_config() != ring
+            || queue.max_len() != max_len
+        {
+            return Err(corrupted("queue config vs segment params", rings));
         }
         Ok(Queue { queue, segment })
     }
@@ -133,6 +167,11 @@ impl Queue {
     /// Whether every producer ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Python's `maxsize`: most messages queued at once (0 = no limit).
+    pub fn max_len(&self) -> u64 {
+        self.queue.max_len()
     }
 
     /// Whether the queue was closed.

@@ -68,10 +68,14 @@ pub(crate) fn open_inherited<O: SegmentObject>(
 
 /// Writes the public constructors of a [`SegmentObject`]: `create`,
 /// `create_anonymous`, `open`, `open_inherited` and `share_with_child`. The
-/// type needs a `segment: Arc<Segment>` field.
+/// type needs a `segment: Arc<Segment>` field. Generic types list their
+/// parameters first: `impl_segment_constructors!([T: Message] Queue<T>, ..)`.
 macro_rules! impl_segment_constructors {
     ($ty:ident, $config:ty, $what:literal) => {
-        impl $ty {
+        impl_segment_constructors!([] $ty, $config, $what);
+    };
+    ([$($generics:tt)*] $ty:ty, $config:ty, $what:literal) => {
+        impl<$($generics)*> $ty {
             #[doc = concat!("Creates a named ", $what, " (`O_EXCL`, mode 0600 unless `opts` says otherwise).")]
             ///
             /// # Errors
@@ -128,6 +132,16 @@ macro_rules! impl_segment_constructors {
             ///
             /// The descriptor could not be prepared.
             pub fn share_with_child(
+                &self,
+                cmd: &mut std::process::Command,
+                env_var: &str,
+            ) -> Result<(), $crate::AttachError> {
+                Ok(self.segment.share_with_child(cmd, env_var)?)
+            }
+        }
+
+        impl<$($generics)*> $crate::process::Share for $ty {
+            fn share_with_child(
                 &self,
                 cmd: &mut std::process::Command,
                 env_var: &str,

@@ -164,6 +164,7 @@ fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
             capacity: 1 << 16,
             max_record: 64,
         },
+        max_len: 0,
     };
     let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
     let dir = std::env::temp_dir().join(format!("shmring-mpmc-{}", std::process::id()));
@@ -266,6 +267,7 @@ fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
             capacity: 1 << 12,
             max_record: 64,
         },
+        max_len: 0,
     };
     let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
     let mut rx = queue.consumer();

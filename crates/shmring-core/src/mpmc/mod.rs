@@ -259,6 +259,10 @@ impl Queue {
             .config
             .max_record
             .store(config.ring.max_record, Ordering::Relaxed);
+        shared
+            .config
+            .max_len
+            .store(config.max_len, Ordering::Relaxed);
         for i in 0..config.rings as usize {
             let at = layout.rings_offset + i * core::mem::size_of::<RingShared>();
             // SAFETY: inside the region (layout.total <= len), 128-aligned.

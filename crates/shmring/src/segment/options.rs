@@ -16,8 +16,16 @@ pub const MAX_NAME_LEN: usize = 200;
 pub enum ObjectKind {
     /// A single-producer single-consumer byte ring (Pipe ends).
     SpscRing = 1,
-    /// A multi-producer multi-consumer queue (Queue).
+    /// A multi-producer multi-consumer queue (Queue, SimpleQueue).
     MpmcQueue = 2,
+    /// Two SPSC rings, one per direction (Pipe).
+    Pipe = 3,
+    /// A shared hash table (Dict).
+    Dict = 4,
+    /// A robust lock (Lock, RLock).
+    Lock = 5,
+    /// An MPMC queue with task counters (JoinableQueue).
+    JoinableQueue = 6,
 }
 
 impl ObjectKind {
@@ -26,6 +34,10 @@ impl ObjectKind {
         match value {
             1 => Some(ObjectKind::SpscRing),
             2 => Some(ObjectKind::MpmcQueue),
+            3 => Some(ObjectKind::Pipe),
+            4 => Some(ObjectKind::Dict),
+            5 => Some(ObjectKind::Lock),
+            6 => Some(ObjectKind::JoinableQueue),
             _ => None,
         }
     }
@@ -41,6 +53,10 @@ impl fmt::Display for ObjectKind {
         f.write_str(match self {
             ObjectKind::SpscRing => "spsc ring",
             ObjectKind::MpmcQueue => "mpmc queue",
+            ObjectKind::Pipe => "pipe",
+            ObjectKind::Dict => "dict",
+            ObjectKind::Lock => "lock",
+            ObjectKind::JoinableQueue => "joinable queue",
         })
     }
 }

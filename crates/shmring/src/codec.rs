@@ -1,0 +1,205 @@
+//! Messages: how values become bytes in shared memory and back.
+//!
+//! Three ways, from fastest to most general:
+//!
+//! * raw bytes: `Vec<u8>` and `String` are messages as they are;
+//! * plain old data: any type you mark [`Pod`] (integers, floats, arrays of
+//!   them, your own `#[repr(C)]` structs without padding) is copied as its
+//!   bytes, nothing else;
+//! * any `serde` type, wrapped in [`Serde`], with the `serde` feature: encoded
+//!   with [postcard](https://docs.rs/postcard), a compact, maintained,
+//!   `no_std`-friendly format (varint integers, no field names, no schema in
+//!   the bytes), so a small struct costs few bytes to copy through the ring.
+//!
+//! Decoding always works on bytes already copied out of shared memory, so a
+//! peer scribbling on the segment can make a decode fail, never make it read
+//! memory that changes under it.
+
+use std::fmt;
+
+/// A value that can travel through shmring.
+pub trait Message: Sized {
+    /// Appends the encoding of `self` to `out`.
+    ///
+    /// # Errors
+    ///
+    /// The value cannot be encoded (a serde serializer refused it).
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError>;
+
+    /// Decodes a value from exactly `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// The bytes are not a valid encoding (wrong length, invalid UTF-8, …).
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+/// A message could not be encoded or decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodecError {
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl CodecError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        CodecError {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "message codec: {}", self.reason)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Plain old data: a type whose every bit pattern is a valid value and whose
+/// bytes are all of it.
+///
+/// # Safety
+///
+/// Implement only for types that are `Copy`, have no padding bytes, no
+/// pointers or references, no invalid bit patterns (so no `bool`, `char`,
+/// enums or `NonZero*`), and the same layout in every process that shares
+/// the queue (`#[repr(C)]` or `#[repr(transparent)]` for your own structs).
+pub unsafe trait Pod: Copy + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(
+        // SAFETY: primitive integers and floats: no padding, every bit
+        // pattern valid, no pointers.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    ()
+);
+
+// SAFETY: an array of Pod has no padding between elements (size is a
+// multiple of alignment) and inherits validity from its elements.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+impl<T: Pod> Message for T {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let len = std::mem::size_of::<T>();
+        // SAFETY: T is Pod: all `len` bytes of `self` are initialised (no
+        // padding), and the slice lives no longer than the borrow of `self`.
+        let bytes = unsafe { std::slice::from_raw_parts((self as *const T).cast::<u8>(), len) };
+        out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        if bytes.len() != std::mem::size_of::<T>() {
+            return Err(CodecError::new(format!(
+                "expected {} bytes, got {}",
+                std::mem::size_of::<T>(),
+                bytes.len()
+            )));
+        }
+        // SAFETY: exactly size_of::<T>() readable bytes (checked above); T is
+        // Pod, so any bit pattern is a valid T; read_unaligned needs no
+        // alignment.
+        Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+    }
+}
+
+impl Message for Vec<u8> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(self);
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+impl Message for String {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(self.as_bytes());
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| CodecError::new(e.to_string()))
+    }
+}
+
+/// Any serde type as a message, encoded with postcard.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use shmring::codec::{Message, Serde};
+/// let mut bytes = Vec::new();
+/// Serde(("ticket".to_string(), 1u32)).encode(&mut bytes).unwrap();
+/// let Serde(back) = Serde::<(String, u32)>::decode(&bytes).unwrap();
+/// assert_eq!(back, ("ticket".to_string(), 1));
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Serde<T>(pub T);
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Message for Serde<T> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let taken = std::mem::take(out);
+        *out = postcard::to_extend(&self.0, taken).map_err(|e| CodecError::new(e.to_string()))?;
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        postcard::from_bytes(bytes)
+            .map(Serde)
+            .map_err(|e| CodecError::new(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Message + PartialEq + fmt::Debug>(v: T) {
+        let mut buf = Vec::new();
+        v.encode(&mut buf).unwrap();
+        assert_eq!(T::decode(&buf).unwrap(), v);
+    }
+
+    #[test]
+    fn pod_bytes_and_strings_round_trip() {
+        round_trip(42u64);
+        round_trip(-7i32);
+        round_trip(1.5f64);
+        round_trip([1u16, 2, 3]);
+        round_trip(());
+        round_trip(b"raw".to_vec());
+        round_trip("text".to_string());
+    }
+
+    #[test]
+    fn bad_bytes_are_errors() {
+        assert!(u64::decode(&[1, 2, 3]).is_err());
+        assert!(String::decode(&[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! Pipes: Python's `multiprocessing.Pipe(duplex)` over shared memory.
+//!
+//! [`Pipe::new`] returns two [`Connection`]s. A duplex pipe is two SPSC byte
+//! rings in one segment, one per direction; a simplex pipe
+//! (`duplex = false`) is one ring, and, in Python's order, the **first**
+//! connection only reads and the **second** only writes. Each end holds the
+//! producer role of its outgoing ring and the consumer role of its incoming
+//! one, so a send or recv that neither blocks nor wakes a sleeper is one
+//! ring operation and makes no system call.
+//!
+//! ```
+//! use shmring::pipe::{Pipe, PipeError};
+//!
+//! let (mut a, mut b) = Pipe::new(true)?;
+//! a.send(&"ping".to_string())?;
+//! assert_eq!(b.recv::<String>()?, "ping");
+//! b.send_bytes(b"pong!", 0, Some(4))?;
+//! assert_eq!(a.recv_bytes(None)?, b"pong");
+//! drop(b);
+//! assert!(a.poll(None)?); // EOF is readable
+//! assert_eq!(a.recv_bytes(None), Err(PipeError::Eof));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Coming from Python
+//!
+//! | Python | shmring |
+//! |---|---|
+//! | `Pipe(duplex=True)` | [`Pipe::new(true)`](Pipe::new) |
+//! | `Process(target=f, args=(conn,))` | [`Process::new("f").share(&conn, "VAR")`](crate::process::ProcessBuilder::share), child: [`Connection::open_inherited("VAR", ..)`](Connection::open_inherited) |
+//! | `conn.send(obj)` / `conn.recv()` | [`send`](Connection::send) / [`recv`](Connection::recv) with any [`Message`](crate::codec::Message) |
+//! | `send_bytes(buf, offset, size)` | [`send_bytes(buf, offset, Some(size))`](Connection::send_bytes) |
+//! | `recv_bytes(maxlength)` | [`recv_bytes(Some(maxlength))`](Connection::recv_bytes) |
+//! | `recv_bytes_into(buf, offset)` | [`recv_bytes_into(buf, offset)`](Connection::recv_bytes_into) |
+//! | `poll()` / `poll(t)` / `poll(None)` | [`poll(Some(Duration::ZERO))`](Connection::poll) / `poll(Some(t))` / `poll(None)` |
+//! | `close()`, `closed`, `readable`, `writable` | [`close`](Connection::close), [`closed`](Connection::closed), [`readable`](Connection::readable), [`writable`](Connection::writable); `Drop` closes |
+//! | `EOFError`, `BrokenPipeError`, `OSError(..)`, `BufferTooShort` | [`PipeError`] variants with Python's messages |
+//!
+//! Negative offsets, sizes and lengths cannot be expressed (`usize`), so
+//! Python's `"offset is negative"`, `"size is negative"`, `"negative
+//! maxlength"` and `"negative offset"` have no counterpart.
+//!
+//! # Handing an end to a child: the ownership rule
+//!
+//! In Python the parent passes `child_conn` to a `Process` and then closes
+//! its own copy; the pipe stays open because the child holds another
+//! descriptor. Here closing sets flags in shared memory that the other end
+//! sees as EOF, so the rule is:
+//!
+//! * **Sharing transfers the end.** [`Connection::share_with_child`] (and
+//!   [`ProcessBuilder::share`](crate::process::ProcessBuilder::share), through
+//!   [`Share`](crate::process::Share)) gives up this process's roles on the
+//!   end and marks the handle *transferred*: from then on every operation on
+//!   it fails with [`PipeError::HandleClosed`], and dropping or closing it
+//!   signals nothing. The child claims the end with
+//!   [`Connection::open_inherited`]. Drop the parent's copy whenever you like
+//!   (Python's `child_conn.close()` after `start()`).
+//! * **Closing or dropping an end that was not handed over signals EOF**: the
+//!   other end reads what was already sent, then gets [`PipeError::Eof`];
+//!   its sends fail with [`PipeError::BrokenPipe`].
+//! * An end is used by one process at a time (each ring is single-producer
+//!   single-consumer). Python's "several processes read one end behind a
+//!   lock" pattern is a [`Queue`](crate::queue) here; claiming an end whose
+//!   holder is alive fails with [`AttachError::RoleTaken`].
+//!
+//! # Crash behaviour
+//!
+//! Each end's roles are stored with its peer token, so when the process
+//! holding an end dies (SIGKILL included, also while it is a zombie), the
+//! other end notices within the liveness period (100 ms per sleep slice): a
+//! blocked or later `recv` drains what was sent, then reports
+//! [`PipeError::Eof`] ([`PipeError::TruncatedMessage`] when it died in the
+//! middle of a fragmented message); `poll` returns `true`; a `send` that has
+//! to wait for room reports [`PipeError::BrokenPipe`]. A `send` that finds
+//! room does not check liveness (that would cost a system call per message),
+//! so a writer whose reader died learns it when the ring fills up. An end
+//! transferred to a child whose process dies *before* it opened the end
+//! leaves the role unclaimed, which is "not yet attached", not "gone": the
+//! other end then waits forever, so use `poll` with a timeout (or
+//! [`Process::is_alive`](crate::process::Process::is_alive)) if the child may
+//! fail that early.
+//!
+//! # Framing
+//!
+//! A message shorter than the ring's maximum record (`fragment_bytes`) is
+//! one record, unchanged: no header of ours, so the payload keeps the ring's
+//! alignment and the hot path is one copy in and one copy out. A longer
+//! message is split into records of exactly `fragment_bytes` bytes followed
+//! by one shorter record (empty when the length is a multiple), so "a
+//! record of the maximum length" is the continuation marker and the single
+//! reader reassembles while the writer is still writing: any message size
+//! works with any ring size.
+
+mod connection;
+mod ends;
+mod error;
+
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use shmring_core::spsc::{self, SpscLayout};
+use shmring_core::{Corrupted, RingConfig};
+
+use crate::attach::AttachError;
+use crate::error::SegmentError;
+use crate::object::{self, SegmentObject};
+use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+
+pub use connection::Connection;
+pub use error::PipeError;
+
+/// Which connection of a pipe: Python's `conn1` or `conn2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum End {
+    /// `conn1`: reads only, in a simplex pipe.
+    First,
+    /// `conn2`: writes only, in a simplex pipe.
+    Second,
+}
+
+impl End {
+    fn index(self) -> usize {
+        match self {
+            End::First => 0,
+            End::Second => 1,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            End::First => "first",
+            End::Second => "second",
+        }
+    }
+
+    fn parse(s: &str) -> Option<End> {
+        match s {
+            "first" => Some(End::First),
+            "second" => Some(End::Second),
+            _ => None,
+        }
+    }
+
+    /// `(incoming ring, outgoing ring)` of this end. Ring 0 carries data to
+    /// the first end; ring 1 (duplex only) carries data to the second.
+    fn rings(self, duplex: bool) -> (Option<usize>, Option<usize>) {
+        match (duplex, self) {
+            (true, End::First) => (Some(0), Some(1)),
+            (true, End::Second) => (Some(1), Some(0)),
+            (false, End::First) => (Some(0), None),
+            (false, End::Second) => (None, Some(0)),
+        }
+    }
+}
+
+/// The size of a pipe's rings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipeConfig {
+    /// Bytes of each direction's ring: a power of two, at least 64 (default
+    /// 256 KiB, about what a Linux socket pair buffers).
+    pub ring_bytes: u64,
+    /// Largest record; longer messages are split into fragments of this
+    /// size. At least 8, and its record must fit in the ring; `None` (the
+    /// default) means a quarter of `ring_bytes`, so the writer fills one
+    /// fragment while the reader copies out another.
+    pub fragment_bytes: Option<u64>,
+}
+
+impl Default for PipeConfig {
+    fn default() -> Self {
+        PipeConfig {
+            ring_bytes: 256 << 10,
+            fragment_bytes: None,
+        }
+    }
+}
+
+impl PipeConfig {
+    fn ring(&self) -> Result<RingConfig, AttachError> {
+        let ring = RingConfig {
+            capacity: self.ring_bytes,
+            max_record: self.fragment_bytes.unwrap_or(self.ring_bytes / 4),
+        };
+        ring.validate()?;
+        if ring.max_record < 8 {
+            return Err(SegmentError::InvalidConfig {
+                reason: format!("pipe fragment_bytes {} must be at least 8", ring.max_record),
+            }
+            .into());
+        }
+        Ok(ring)
+    }
+}
+
+/// What the segment records: direction count and ring shape.
+pub(crate) struct Spec {
+    duplex: bool,
+    ring: RingConfig,
+}
+
+/// Bytes of one ring, and the distance between the two rings' starts (the
+/// second ring starts on its own page).
+fn ring_extent(ring: &RingConfig) -> Result<(usize, usize), AttachError> {
+    let len = SpscLayout::new(ring)?.total;
+    Ok((len, len.next_multiple_of(4096)))
+}
+
+/// The state every end of one pipe in this process shares.
+#[derive(Debug)]
+struct Shared {
+    segment: Arc<Segment>,
+    duplex: bool,
+    /// Ring 0, and ring 1 for a duplex pipe.
+    rings: Vec<spsc::Ring>,
+    /// Ends handed out by this handle (process-local): the role words hold
+    /// the segment's token, which every end made from this handle shares, so
+    /// they cannot tell two claims from this handle apart.
+    claimed: [AtomicBool; 2],
+}
+
+/// A named or anonymous segment holding a pipe; hands out its two ends.
+///
+/// Most programs never see one: [`Pipe::new`] returns the two connections of
+/// an anonymous pipe at once. Named pipes let unrelated processes meet:
+/// [`Pipe::create`] in one, [`Connection::open`] in another.
+#[derive(Clone, Debug)]
+pub struct Pipe {
+    shared: Arc<Shared>,
+}
+
+impl SegmentObject for Pipe {
+    const KIND: ObjectKind = ObjectKind::Pipe;
+    type Config = Spec;
+
+    fn layout(spec: &Spec) -> Result<(usize, [u64; 8]), AttachError> {
+        let (len, stride) = ring_extent(&spec.ring)?;
+        let total = if spec.duplex { stride + len } else { len };
+        let r = &spec.ring;
+        let params = [spec.duplex as u64, r.capacity, r.max_record, stride as u64];
+        Ok((
+            total,
+            [params[0], params[1], params[2], params[3], 0, 0, 0, 0],
+        ))
+    }
+
+    unsafe fn init(base: NonNull<u8>, len: usize, spec: &Spec) -> Result<(), String> {
+        let (ring_len, stride) = ring_extent(&spec.ring).map_err(|e| e.to_string())?;
+        for i in 0..1 + spec.duplex as usize {
+            let offset = i * stride;
+            if offset + ring_len > len {
+                return Err("pipe rings do not fit the object region".into());
+            }
+            // SAFETY: offset + ring_len <= len (checked above), so in bounds.
+            let ring_base = unsafe { base.add(offset) };
+            // SAFETY: forwarded from the caller (zeroed, page-aligned,
+            // private); `offset` is a multiple of 4096, so still aligned.
+            unsafe { spsc::Ring::init_in_place(ring_base, ring_len, &spec.ring) }
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn attach(segment: Arc<Segment>) -> Result<Pipe, AttachError> {
+        let [duplex, capacity, max_record, stride, ..] = segment.params();
+        let corrupted = |what, value| AttachError::Corrupted(Corrupted { what, value });
+        if duplex > 1 {
+            return Err(corrupted("pipe duplex flag", duplex));
+        }
+        let ring = RingConfig {
+            capacity,
+            max_record,
+        };
+        let spec = Spec {
+            duplex: duplex == 1,
+            ring,
+        };
+        let (total, _) =
+            Self::layout(&spec).map_err(|_| corrupted("pipe ring config", capacity))?;
+        let (ring_len, expected_stride) = ring_extent(&ring)?;
+        if stride != expected_stride as u64 || segment.object_len() != total {
+            return Err(corrupted("pipe layout vs segment", stride));
+        }
+        let mut rings = Vec::with_capacity(2);
+        for i in 0..1 + duplex as usize {
+            let keep: spsc::KeepAlive = segment.clone();
+            // SAFETY: i * stride + ring_len <= total == object_len (checked
+            // above), so the pointer stays inside the object region.
+            let base = unsafe { segment.object_ptr().add(i * expected_stride) };
+            // The segment maps `object_len` bytes at `object_ptr` (page
+            // aligned; `stride` keeps each ring page aligned) while it lives.
+            // SAFETY: in bounds and aligned (above); `keep` holds the mapping
+            // for every handle; peers use it only through the ring protocol.
+            let r = unsafe { spsc::Ring::attach_in_place(base, ring_len, keep) }?;
+            if r.config() != ring {
+                return Err(corrupted("pipe ring config vs segment params", capacity));
+            }
+            rings.push(r);
+        }
+        Ok(Pipe {
+            shared: Arc::new(Shared {
+                segment,
+                duplex: spec.duplex,
+                rings,
+                claimed: [AtomicBool::new(false), AtomicBool::new(false)],
+            }),
+        })
+    }
+}
+
+impl Pipe {
+    /// Python's `Pipe(duplex)`: an anonymous pipe with the default
+    /// [`PipeConfig`], as `(conn1, conn2)`. With `duplex = false`, `conn1`
+    /// only reads and `conn2` only writes.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor limit).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(duplex: bool) -> Result<(Connection, Connection), AttachError> {
+        Pipe::with_config(duplex, PipeConfig::default())
+    }
+
+    /// [`Pipe::new`] with ring sizes of your choosing.
+    ///
+    /// # Errors
+    ///
+    /// An invalid `config`, or as [`Pipe::new`].
+    pub fn with_config(
+        duplex: bool,
+        config: PipeConfig,
+    ) -> Result<(Connection, Connection), AttachError> {
+        let spec = Spec {
+            duplex,
+            ring: config.ring()?,
+        };
+        let pipe: Pipe = object::create(None, &spec, &CreateOptions::default())?;
+        Ok((pipe.connection(End::First)?, pipe.connection(End::Second)?))
+    }
+
+    /// Creates a named pipe (`O_EXCL`, mode 0600 unless `opts` says
+    /// otherwise). Take its ends with [`Pipe::connection`] here, or with
+    /// [`Connection::open`] in other processes; keep this handle (or an end)
+    /// alive until they have opened it, or the name may be gone (see
+    /// [`UnlinkPolicy`](crate::UnlinkPolicy)).
+    ///
+    /// # Errors
+    ///
+    /// An invalid `config`, or a [`SegmentError`] of creation: the name is
+    /// taken or invalid, `/dev/shm` has no room, …
+    pub fn create(
+        name: &str,
+        duplex: bool,
+        config: PipeConfig,
+        opts: &CreateOptions,
+    ) -> Result<Pipe, AttachError> {
+        let spec = Spec {
+            duplex,
+            ring: config.ring()?,
+        };
+        object::create(Some(name), &spec, opts)
+    }
+
+    /// Opens a named pipe another process created, checking its whole layout.
+    ///
+    /// # Errors
+    ///
+    /// A [`SegmentError`] of opening (not found, another kind, another owner,
+    /// a corrupted header, …) or [`AttachError::Corrupted`].
+    pub fn open(name: &str, opts: &OpenOptions) -> Result<Pipe, AttachError> {
+        object::open(name, opts)
+    }
+
+    /// Claims one end of the pipe for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::RoleTaken`] when this handle already gave out that end
+    /// or a live peer holds it; [`AttachError::Corrupted`] when its ring is
+    /// inconsistent.
+    pub fn connection(&self, end: End) -> Result<Connection, AttachError> {
+        Connection::claim(self.shared.clone(), end)
+    }
+
+    /// Whether both ends can send and receive.
+    pub fn duplex(&self) -> bool {
+        self.shared.duplex
+    }
+
+    /// The segment underneath (name, peers, counters).
+    pub fn segment(&self) -> &Segment {
+        &self.shared.segment
+    }
+}
+
+/// The environment variable that tells a child which end it inherited.
+fn end_var(env_var: &str) -> String {
+    format!("{env_var}_PIPE_END")
+}

@@ -1,0 +1,541 @@
+//! Pipe and Connection: each behaviour of Python's `multiprocessing.Pipe`
+//! (python-semantics.md §4), in one process and between real processes
+//! (this test binary re-executes itself, see `shmring_testkit`).
+
+use std::time::{Duration, Instant};
+
+use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
+use shmring::{AttachError, CreateOptions, OpenOptions};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Connection>();
+    send::<Pipe>();
+};
+
+fn dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(60), what)
+}
+
+/// A small ring with small fragments, so that fragmenting is exercised.
+fn small() -> PipeConfig {
+    PipeConfig {
+        ring_bytes: 4096,
+        fragment_bytes: Some(256),
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32) as u8)
+        .collect()
+}
+
+#[test]
+fn duplex_sends_both_ways_typed_and_raw() {
+    let _dog = dog("duplex");
+    let (mut a, mut b) = Pipe::new(true).unwrap();
+    assert!(a.readable() && a.writable() && b.readable() && b.writable());
+    assert_eq!((a.end(), b.end()), (End::First, End::Second));
+    a.send(&42u64).unwrap();
+    a.send(&"text".to_string()).unwrap();
+    assert_eq!(b.recv::<u64>().unwrap(), 42);
+    assert_eq!(b.recv::<String>().unwrap(), "text");
+    b.send_bytes(b"", 0, None).unwrap();
+    b.send_bytes(b"hello", 1, Some(3)).unwrap();
+    assert_eq!(a.recv_bytes(None).unwrap(), b"");
+    assert_eq!(a.recv_bytes(None).unwrap(), b"ell");
+    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+}
+
+#[test]
+fn simplex_first_reads_second_writes() {
+    let _dog = dog("simplex");
+    let (mut reader, mut writer) = Pipe::new(false).unwrap();
+    assert!(reader.readable() && !reader.writable());
+    assert!(!writer.readable() && writer.writable());
+    assert_eq!(reader.send(&1u8), Err(PipeError::ReadOnly));
+    assert_eq!(reader.send_bytes(b"x", 0, None), Err(PipeError::ReadOnly));
+    assert_eq!(writer.recv::<u8>(), Err(PipeError::WriteOnly));
+    assert_eq!(writer.recv_bytes(None), Err(PipeError::WriteOnly));
+    assert_eq!(
+        writer.recv_bytes_into(&mut [0; 4], 0),
+        Err(PipeError::WriteOnly)
+    );
+    assert_eq!(writer.poll(None), Err(PipeError::WriteOnly));
+    writer.send_bytes(b"one way", 0, None).unwrap();
+    assert_eq!(reader.recv_bytes(None).unwrap(), b"one way");
+    assert_eq!(PipeError::ReadOnly.to_string(), "connection is read-only");
+    assert_eq!(PipeError::WriteOnly.to_string(), "connection is write-only");
+}
+
+#[test]
+fn closed_handle_refuses_everything() {
+    let _dog = dog("closed handle");
+    let (mut a, _b) = Pipe::new(true).unwrap();
+    assert!(!a.closed());
+    a.close();
+    a.close(); // twice is harmless
+    assert!(a.closed());
+    assert_eq!(a.send(&1u8), Err(PipeError::HandleClosed));
+    assert_eq!(a.send_bytes(b"x", 5, None), Err(PipeError::HandleClosed));
+    assert_eq!(a.recv::<u8>(), Err(PipeError::HandleClosed));
+    assert_eq!(a.recv_bytes(None), Err(PipeError::HandleClosed));
+    assert_eq!(
+        a.recv_bytes_into(&mut [0; 4], 9),
+        Err(PipeError::HandleClosed)
+    );
+    assert_eq!(a.poll(None), Err(PipeError::HandleClosed));
+    assert_eq!(PipeError::HandleClosed.to_string(), "handle is closed");
+}
+
+#[test]
+fn eof_only_after_buffered_messages_and_poll_is_true_at_eof() {
+    let _dog = dog("eof");
+    let (mut reader, mut writer) = Pipe::new(false).unwrap();
+    for i in 0..3u32 {
+        writer.send(&i).unwrap();
+    }
+    drop(writer);
+    for i in 0..3u32 {
+        assert!(reader.poll(Some(Duration::ZERO)).unwrap());
+        assert_eq!(reader.recv::<u32>().unwrap(), i);
+    }
+    assert!(
+        reader.poll(Some(Duration::ZERO)).unwrap(),
+        "EOF is readable"
+    );
+    assert!(reader.poll(None).unwrap());
+    assert_eq!(reader.recv::<u32>(), Err(PipeError::Eof));
+    assert_eq!(reader.recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(reader.recv_bytes_into(&mut [0; 8], 0), Err(PipeError::Eof));
+}
+
+#[test]
+fn eof_wakes_a_blocked_reader() {
+    let _dog = dog("eof wakes");
+    let (mut a, b) = Pipe::new(true).unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(b);
+    });
+    assert_eq!(a.recv_bytes(None), Err(PipeError::Eof));
+    closer.join().unwrap();
+}
+
+#[test]
+fn sending_to_a_closed_end_is_a_broken_pipe() {
+    let _dog = dog("broken pipe");
+    let (a, mut b) = Pipe::new(true).unwrap();
+    drop(a);
+    assert_eq!(b.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(
+        b.send_bytes(&[0; 100_000], 0, None),
+        Err(PipeError::BrokenPipe)
+    );
+    assert_eq!(b.recv_bytes(None), Err(PipeError::Eof));
+    let (reader, mut writer) = Pipe::new(false).unwrap();
+    drop(reader);
+    assert_eq!(writer.send(&1u8), Err(PipeError::BrokenPipe));
+}
+
+#[test]
+fn closing_wakes_a_writer_blocked_on_a_full_ring() {
+    let _dog = dog("close wakes writer");
+    let (reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(reader);
+    });
+    assert_eq!(
+        writer.send_bytes(&[7; 1 << 20], 0, None),
+        Err(PipeError::BrokenPipe)
+    );
+    closer.join().unwrap();
+}
+
+#[test]
+fn poll_waits_at_least_its_timeout_and_wakes_on_data() {
+    let _dog = dog("poll");
+    let (mut a, mut b) = Pipe::new(true).unwrap();
+    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    let start = Instant::now();
+    assert!(!a.poll(Some(Duration::from_millis(50))).unwrap());
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        b.send(&7u16).unwrap();
+        b
+    });
+    assert!(a.poll(None).unwrap());
+    assert!(
+        a.poll(Some(Duration::ZERO)).unwrap(),
+        "poll consumes nothing"
+    );
+    assert_eq!(a.recv::<u16>().unwrap(), 7);
+    drop(sender.join().unwrap());
+}
+
+#[test]
+fn send_bytes_checks_offset_and_size() {
+    let _dog = dog("send_bytes args");
+    let (mut a, mut b) = Pipe::new(true).unwrap();
+    let buf = b"0123456789";
+    assert_eq!(
+        a.send_bytes(buf, 11, None),
+        Err(PipeError::OffsetBeyondBuffer)
+    );
+    assert_eq!(
+        a.send_bytes(buf, 3, Some(8)),
+        Err(PipeError::SizeBeyondBuffer)
+    );
+    assert_eq!(
+        a.send_bytes(buf, 1, Some(usize::MAX)),
+        Err(PipeError::SizeBeyondBuffer)
+    );
+    assert_eq!(
+        PipeError::OffsetBeyondBuffer.to_string(),
+        "buffer length < offset"
+    );
+    assert_eq!(
+        PipeError::SizeBeyondBuffer.to_string(),
+        "buffer length < offset + size"
+    );
+    a.send_bytes(buf, 10, None).unwrap(); // offset == len: an empty message
+    a.send_bytes(buf, 3, Some(7)).unwrap();
+    a.send_bytes(buf, 2, None).unwrap();
+    assert_eq!(b.recv_bytes(None).unwrap(), b"");
+    assert_eq!(b.recv_bytes(None).unwrap(), b"3456789");
+    assert_eq!(b.recv_bytes(None).unwrap(), b"23456789");
+    assert!(
+        !b.poll(Some(Duration::ZERO)).unwrap(),
+        "errors sent nothing"
+    );
+}
+
+#[test]
+fn bad_message_length_makes_a_duplex_end_write_only() {
+    let _dog = dog("maxlength duplex");
+    let (mut a, mut b) = Pipe::new(true).unwrap();
+    b.send_bytes(b"12345", 0, None).unwrap();
+    b.send_bytes(b"123456", 0, None).unwrap();
+    assert_eq!(a.recv_bytes(Some(5)).unwrap(), b"12345");
+    let err = a.recv_bytes(Some(5)).unwrap_err();
+    assert_eq!(err, PipeError::BadMessageLength { maxlength: 5 });
+    assert_eq!(err.to_string(), "bad message length");
+    assert!(!a.readable() && a.writable() && !a.closed());
+    assert_eq!(a.recv_bytes(None), Err(PipeError::WriteOnly));
+    assert_eq!(a.poll(None), Err(PipeError::WriteOnly));
+    a.send(&1u8).unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
+    assert_eq!(b.send(&2u8), Err(PipeError::BrokenPipe));
+}
+
+#[test]
+fn bad_message_length_closes_a_read_only_end() {
+    let _dog = dog("maxlength simplex");
+    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    writer.send_bytes(&pattern(1000, 1), 0, None).unwrap(); // fragmented
+    assert!(matches!(
+        reader.recv_bytes(Some(999)),
+        Err(PipeError::BadMessageLength { maxlength: 999 })
+    ));
+    assert!(reader.closed());
+    assert_eq!(reader.recv_bytes(None), Err(PipeError::HandleClosed));
+    assert_eq!(writer.send(&1u8), Err(PipeError::BrokenPipe));
+}
+
+#[test]
+fn recv_bytes_into_offset_and_buffer_too_short() {
+    let _dog = dog("recv_bytes_into");
+    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        a.recv_bytes_into(&mut buf, 9),
+        Err(PipeError::OffsetTooLarge)
+    );
+    assert_eq!(PipeError::OffsetTooLarge.to_string(), "offset too large");
+    b.send_bytes(b"abc", 0, None).unwrap();
+    b.send_bytes(b"too long!", 0, None).unwrap();
+    b.send_bytes(b"next", 0, None).unwrap();
+    assert_eq!(a.recv_bytes_into(&mut buf, 5).unwrap(), 3);
+    assert_eq!(&buf, b"\0\0\0\0\0abc");
+    // Too short: the whole message comes back in the error, and is consumed.
+    assert_eq!(
+        a.recv_bytes_into(&mut buf, 0),
+        Err(PipeError::BufferTooShort(b"too long!".to_vec()))
+    );
+    assert_eq!(
+        a.recv_bytes_into(&mut buf, 9),
+        Err(PipeError::OffsetTooLarge)
+    );
+    assert_eq!(a.recv_bytes_into(&mut buf, 4).unwrap(), 4);
+    assert_eq!(&buf[4..], b"next");
+    // Fragmented messages, fitting and not.
+    let big = pattern(1000, 3);
+    b.send_bytes(&big, 0, None).unwrap();
+    b.send_bytes(&big, 0, None).unwrap();
+    let mut large = vec![0u8; 1010];
+    assert_eq!(a.recv_bytes_into(&mut large, 10).unwrap(), 1000);
+    assert_eq!(&large[10..], &big[..]);
+    assert_eq!(
+        a.recv_bytes_into(&mut large, 11),
+        Err(PipeError::BufferTooShort(big))
+    );
+}
+
+#[test]
+fn every_length_around_the_fragment_size_round_trips() {
+    let _dog = dog("fragment edges");
+    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    for len in [0, 1, 255, 256, 257, 511, 512, 513, 768, 3000] {
+        let msg = pattern(len, len as u8);
+        a.send_bytes(&msg, 0, None).unwrap();
+        assert_eq!(b.recv_bytes(None).unwrap(), msg, "length {len}");
+        assert!(
+            !b.poll(Some(Duration::ZERO)).unwrap(),
+            "length {len}: leftovers"
+        );
+    }
+}
+
+#[test]
+fn a_32_mib_message_goes_through_a_1_mib_ring() {
+    let _dog = dog("32 MiB");
+    let config = PipeConfig {
+        ring_bytes: 1 << 20,
+        fragment_bytes: None,
+    };
+    let (mut reader, mut writer) = Pipe::with_config(false, config).unwrap();
+    let msg = pattern(32 << 20, 9);
+    let expected = msg.clone();
+    let sender = std::thread::spawn(move || {
+        writer.send_bytes(&msg, 0, None).unwrap();
+        writer.send(&1u8).unwrap();
+    });
+    assert!(reader.recv_bytes(None).unwrap() == expected);
+    assert_eq!(reader.recv::<u8>().unwrap(), 1);
+    sender.join().unwrap();
+    assert_eq!(reader.recv::<u8>(), Err(PipeError::Eof));
+}
+
+/// Bursts of small messages, wrapping the ring many times; FIFO and intact.
+/// `strace -f -c` on this test shows the hot path makes no system call
+/// (the count does not grow with `SHMRING_TEST_MESSAGES`).
+#[test]
+fn many_small_messages_keep_order() {
+    let _dog = dog("many small");
+    let n: u64 = std::env::var("SHMRING_TEST_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    let mut buf = [0u8; 64];
+    let mut next = 0u64;
+    for i in 0..n {
+        a.send(&i).unwrap();
+        if i % 50 == 49 {
+            while next <= i {
+                assert_eq!(b.recv_bytes_into(&mut buf, 0).unwrap(), 8);
+                assert_eq!(u64::from_ne_bytes(buf[..8].try_into().unwrap()), next);
+                next += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn decoding_errors_are_codec_errors() {
+    let _dog = dog("codec");
+    let (mut a, mut b) = Pipe::new(true).unwrap();
+    a.send_bytes(b"abc", 0, None).unwrap();
+    assert!(matches!(b.recv::<u64>(), Err(PipeError::Codec(_))));
+}
+
+#[test]
+fn named_pipe_ends_are_claimed_once() {
+    let _dog = dog("named");
+    let name = unique_name("pipe-named");
+    let pipe = Pipe::create(
+        &name,
+        true,
+        PipeConfig::default(),
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    assert!(pipe.duplex());
+    let mut first = pipe.connection(End::First).unwrap();
+    assert!(matches!(
+        pipe.connection(End::First),
+        Err(AttachError::RoleTaken { .. })
+    ));
+    assert!(matches!(
+        Connection::open(&name, End::First, &OpenOptions::default()),
+        Err(AttachError::RoleTaken { .. })
+    ));
+    let mut second = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    first.send(&5u32).unwrap();
+    assert_eq!(second.recv::<u32>().unwrap(), 5);
+    second.send(&6u32).unwrap();
+    assert_eq!(first.recv::<u32>().unwrap(), 6);
+}
+
+#[test]
+fn a_transferred_end_signals_nothing_when_dropped() {
+    let _dog = dog("transfer");
+    let (mut a, b) = Pipe::new(true).unwrap();
+    let mut cmd = std::process::Command::new("true");
+    b.share_with_child(&mut cmd, "SHMRING_TEST_PIPE").unwrap();
+    assert!(b.closed());
+    assert!(b.share_with_child(&mut cmd, "SHMRING_TEST_PIPE").is_err());
+    drop(b); // like Python's `child_conn.close()` after `start()`
+    assert!(!a.poll(Some(Duration::from_millis(20))).unwrap(), "no EOF");
+    a.send(&1u8).unwrap(); // no broken pipe either: the child will read it
+}
+
+// ---------------------------------------------------------------------------
+// Between processes.
+
+const VAR: &str = "SHMRING_TEST_PIPE";
+
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let mut conn = Connection::open_inherited(VAR, &OpenOptions::default()).unwrap();
+    match role.as_str() {
+        "echo-plus-one" => loop {
+            match conn.recv::<u64>() {
+                Ok(n) => conn.send(&(n + 1)).unwrap(),
+                Err(PipeError::Eof) => break,
+                Err(e) => panic!("echo: {e}"),
+            }
+        },
+        "send-three-and-exit" => {
+            for i in 0..3u32 {
+                conn.send(&i).unwrap();
+            }
+        }
+        "send-three-and-exit-without-closing" => {
+            for i in 0..3u32 {
+                conn.send(&i).unwrap();
+            }
+            std::mem::forget(conn);
+            std::process::exit(0);
+        }
+        "send-three-then-hang" => {
+            for i in 0..3u32 {
+                conn.send(&i).unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "send-huge-then-hang" => {
+            conn.send_bytes(&vec![1; 4 << 20], 0, None).unwrap();
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "read-one-reply-then-hang" => {
+            let n = conn.recv::<u32>().unwrap();
+            conn.send(&(n + 1)).unwrap();
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn spawn_with(conn: &Connection, role: &str) -> std::process::Child {
+    let mut cmd = spawn_role("child_entry", role, &[]);
+    conn.share_with_child(&mut cmd, VAR).unwrap();
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn duplex_ping_pong_with_a_child() {
+    let _dog = dog("ping-pong");
+    let (mut parent, child_end) = Pipe::new(true).unwrap();
+    let child = spawn_with(&child_end, "echo-plus-one");
+    drop(child_end);
+    let mut n = 0u64;
+    for _ in 0..1000 {
+        parent.send(&n).unwrap();
+        n = parent.recv::<u64>().unwrap() + 1;
+    }
+    assert_eq!(n, 2000);
+    parent.close();
+    assert!(wait_child(child, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn parent_sees_eof_when_the_child_exits() {
+    let _dog = dog("child exits");
+    for role in ["send-three-and-exit", "send-three-and-exit-without-closing"] {
+        let (mut reader, writer) = Pipe::new(false).unwrap();
+        let child = spawn_with(&writer, role);
+        drop(writer);
+        for i in 0..3u32 {
+            assert_eq!(reader.recv::<u32>().unwrap(), i, "{role}");
+        }
+        assert_eq!(reader.recv::<u32>(), Err(PipeError::Eof), "{role}");
+        assert!(wait_child(child, Duration::from_secs(30)).success());
+    }
+}
+
+#[test]
+fn eof_within_a_second_when_the_writer_is_killed() {
+    let _dog = dog("writer killed");
+    let (mut reader, writer) = Pipe::new(false).unwrap();
+    let mut child = spawn_with(&writer, "send-three-then-hang");
+    drop(writer);
+    for i in 0..3u32 {
+        assert_eq!(reader.recv::<u32>().unwrap(), i);
+    }
+    // SIGKILL without reaping: a zombie, which `kill(pid, 0)` calls alive.
+    child.kill().unwrap();
+    let start = Instant::now();
+    assert_eq!(reader.recv::<u32>(), Err(PipeError::Eof));
+    let took = start.elapsed();
+    assert!(reader.poll(Some(Duration::ZERO)).unwrap());
+    child.wait().unwrap();
+    assert!(took < Duration::from_secs(1), "EOF took {took:?}");
+}
+
+#[test]
+fn truncated_message_when_the_writer_dies_mid_message() {
+    let _dog = dog("truncated");
+    let (mut reader, writer) = Pipe::with_config(false, small()).unwrap();
+    let mut child = spawn_with(&writer, "send-huge-then-hang");
+    drop(writer);
+    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    std::thread::sleep(Duration::from_millis(50)); // let it fill the ring
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(reader.recv_bytes(None), Err(PipeError::TruncatedMessage));
+    assert_eq!(
+        PipeError::TruncatedMessage.to_string(),
+        "got end of file during message"
+    );
+    assert_eq!(reader.recv_bytes(None), Err(PipeError::Eof));
+}
+
+#[test]
+fn broken_pipe_when_the_reader_process_dies() {
+    let _dog = dog("reader killed");
+    let (mut parent, child_end) = Pipe::new(true).unwrap();
+    let mut child = spawn_with(&child_end, "read-one-reply-then-hang");
+    drop(child_end);
+    parent.send(&1u32).unwrap();
+    assert_eq!(parent.recv::<u32>().unwrap(), 2, "the child has its end");
+    child.kill().unwrap();
+    let start = Instant::now();
+    let chunk = vec![0u8; 1000];
+    let err = loop {
+        if let Err(e) = parent.send_bytes(&chunk, 0, None) {
+            break e;
+        }
+    };
+    let took = start.elapsed();
+    assert_eq!(err, PipeError::BrokenPipe);
+    assert_eq!(parent.send(&1u8), Err(PipeError::BrokenPipe), "latched");
+    assert_eq!(parent.recv::<u32>(), Err(PipeError::Eof));
+    child.wait().unwrap();
+    assert!(took < Duration::from_secs(2), "BrokenPipe took {took:?}");
+}

@@ -1,0 +1,79 @@
+//! Seed 001's JoinableQueue example: producers put buns and `join` the
+//! queue, which returns only when the consumers have called `task_done` for
+//! every bun; the consumers are daemons and die with the main process.
+//!
+//! ```text
+//! cargo run --release -p shmring-examples --bin joinable_queue
+//! ```
+
+use std::time::Duration;
+
+use shmring::process::{run_child_entry, Process};
+use shmring::queue::{JoinableQueue, QueueOptions};
+use shmring::OpenOptions;
+
+const PRODUCERS: u64 = 3;
+const BUNS_EACH: u64 = 200;
+
+fn producer() -> Result<(), Box<dyn std::error::Error>> {
+    let q = JoinableQueue::<u64>::open_inherited("Q", &OpenOptions::default())?;
+    let me: u64 = std::env::args().nth(1).ok_or("producer id")?.parse()?;
+    for i in 0..BUNS_EACH {
+        q.put(me * 1000 + i, None)?;
+    }
+    // Like the seed: wait until the consumers have processed everything.
+    q.join_timeout(Duration::from_secs(30))?;
+    println!("producer {me}: all buns were eaten, leaving");
+    Ok(())
+}
+
+fn consumer() -> Result<(), Box<dyn std::error::Error>> {
+    let q = JoinableQueue::<u64>::open_inherited("Q", &OpenOptions::default())?;
+    loop {
+        let _bun = q.get(None)?;
+        q.task_done()?;
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    run_child_entry(&[("producer", producer), ("consumer", consumer)]);
+    let q = JoinableQueue::<u64>::create_anonymous(QueueOptions::default(), &Default::default())?;
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        // Daemons: they loop forever and die with this process.
+        consumers.push(
+            Process::new("consumer")
+                .share(&q, "Q")?
+                .daemon(true)
+                .start()?,
+        );
+    }
+    let mut producers = Vec::new();
+    for id in 0..PRODUCERS {
+        producers.push(
+            Process::new("producer")
+                .arg(id.to_string())
+                .share(&q, "Q")?
+                .start()?,
+        );
+    }
+    let mut ok = true;
+    for p in &mut producers {
+        ok &= p
+            .join(Some(Duration::from_secs(60)))?
+            .is_some_and(|s| s.success());
+    }
+    let unfinished = q.unfinished_tasks();
+    let alive = consumers
+        .iter_mut()
+        .filter_map(|c| c.is_alive().then_some(()))
+        .count();
+    println!("main: producers done, {unfinished} tasks unfinished, {alive} daemon consumers still running");
+    if !ok || unfinished != 0 || q.task_done().is_ok() {
+        eprintln!("FAILED");
+        std::process::exit(1);
+    }
+    println!("main: task_done() once more is refused, as in Python: \"task_done() called too many times\"");
+    println!("OK");
+    Ok(())
+}

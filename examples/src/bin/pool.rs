@@ -1,0 +1,97 @@
+//! A pool of worker processes fed from one queue, results back on another
+//! (seed 002's `Pool` with a shared queue, and seed 003's process pool).
+//!
+//! ```text
+//! cargo run --release -p shmring-examples --bin pool
+//! ```
+
+use std::time::Duration;
+
+use shmring::process::{run_child_entry, Pool};
+use shmring::queue::{GetError, Queue, QueueOptions};
+use shmring::OpenOptions;
+
+const WORKERS: usize = 4;
+const TASKS: u64 = 10_000;
+
+/// `(task, result)` travels as two u64s.
+fn worker() -> Result<(), Box<dyn std::error::Error>> {
+    let opts = OpenOptions::default();
+    let tasks = Queue::<u64>::open_inherited("TASKS", &opts)?;
+    let results = Queue::<[u64; 2]>::open_inherited("RESULTS", &opts)?;
+    let mut done = 0u64;
+    loop {
+        match tasks.get(None) {
+            Ok(n) => {
+                results.put([n, n * n], None)?;
+                done += 1;
+            }
+            Err(GetError::Closed) => break, // shut down and drained
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("worker {}: {done} tasks", std::process::id());
+    Ok(())
+}
+
+/// Takes one result if there is one within `wait`; checks and counts it.
+fn collect(
+    results: &Queue<[u64; 2]>,
+    wait: Option<Duration>,
+    sum: &mut u64,
+    received: &mut u64,
+) -> Result<bool, GetError> {
+    match results.get(wait) {
+        Ok([n, sq]) => {
+            if sq != n * n {
+                eprintln!("FAILED: wrong result {sq} for {n}");
+                std::process::exit(1);
+            }
+            *sum += n;
+            *received += 1;
+            Ok(true)
+        }
+        Err(GetError::Empty) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    run_child_entry(&[("worker", worker)]);
+    let create = Default::default();
+    let tasks = Queue::<u64>::create_anonymous(
+        QueueOptions {
+            maxsize: 256,
+            ..Default::default()
+        },
+        &create,
+    )?;
+    let results = Queue::<[u64; 2]>::create_anonymous(QueueOptions::default(), &create)?;
+    let mut pool = Pool::start(WORKERS, "worker", |_, p| {
+        p.share(&tasks, "TASKS")?.share(&results, "RESULTS")
+    })
+    .map_err(|e| e.to_string())?;
+
+    let (mut sum, mut received) = (0u64, 0u64);
+    for n in 1..=TASKS {
+        tasks.put(n, None)?;
+        while collect(&results, Some(Duration::ZERO), &mut sum, &mut received)? {}
+    }
+    while received < TASKS {
+        collect(
+            &results,
+            Some(Duration::from_secs(30)),
+            &mut sum,
+            &mut received,
+        )?;
+    }
+    tasks.shutdown(); // workers drain and exit
+    let clean = pool.join(Some(Duration::from_secs(30)))?;
+    println!("main: {received} results from {WORKERS} workers, sum of tasks {sum}");
+    if !clean || sum != TASKS * (TASKS + 1) / 2 {
+        eprintln!("FAILED");
+        std::process::exit(1);
+    }
+    println!("OK");
+    Ok(())
+}

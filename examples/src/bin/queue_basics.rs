@@ -1,0 +1,115 @@
+//! Seeds 000 and 002: a `Queue(3)` filling up (`full`, `put` with a 2 s
+//! timeout, `put_nowait`, `qsize`, `empty`, draining with `get_nowait`), then
+//! a writer process and a reader process, the reader terminated at the end.
+//!
+//! ```text
+//! cargo run --release -p shmring-examples --bin queue_basics
+//! ```
+
+use std::time::{Duration, Instant};
+
+use shmring::process::{run_child_entry, Process};
+use shmring::queue::{PutError, Queue, QueueOptions};
+use shmring::OpenOptions;
+
+fn check(ok: bool, what: &str) {
+    if !ok {
+        eprintln!("FAILED: {what}");
+        std::process::exit(1);
+    }
+}
+
+fn writer() -> Result<(), Box<dyn std::error::Error>> {
+    let q = Queue::<String>::open_inherited("Q", &OpenOptions::default())?;
+    for value in ["a", "b", "c"] {
+        println!("writer: put {value}");
+        q.put(value.to_string(), None)?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn reader() -> Result<(), Box<dyn std::error::Error>> {
+    let q = Queue::<String>::open_inherited("Q", &OpenOptions::default())?;
+    let seen = Queue::<String>::open_inherited("SEEN", &OpenOptions::default())?;
+    loop {
+        // Like the seed's reader: loops forever, until terminated.
+        let value = q.get(None)?;
+        println!("reader: got {value}");
+        seen.put(value, None)?;
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    run_child_entry(&[("writer", writer), ("reader", reader)]);
+    let create = Default::default();
+
+    // Part 1, one process: Queue(3).
+    let q = Queue::<String>::create_anonymous(
+        QueueOptions {
+            maxsize: 3,
+            ..Default::default()
+        },
+        &create,
+    )?;
+    q.put("message 1".into(), None)?;
+    q.put("message 2".into(), None)?;
+    println!("full after 2 puts: {}", q.is_full());
+    check(!q.is_full(), "not full after 2");
+    q.put("message 3".into(), None)?;
+    println!("full after 3 puts: {}", q.is_full());
+    check(q.is_full(), "full after 3");
+    let start = Instant::now();
+    match q.put("message 4".into(), Some(Duration::from_secs(2))) {
+        Err(PutError::Timeout(m)) => println!(
+            "put({m:?}, timeout=2s) gave up after {:.1} s: queue full, qsize = {}",
+            start.elapsed().as_secs_f64(),
+            q.len()
+        ),
+        other => check(false, &format!("expected a timeout, got {other:?}")),
+    }
+    check(
+        start.elapsed() >= Duration::from_secs(2),
+        "waited the timeout",
+    );
+    match q.try_put("message 4".into()) {
+        Err(PutError::Full(_)) => println!("put_nowait: full at once, qsize = {}", q.len()),
+        other => check(false, &format!("expected Full, got {other:?}")),
+    }
+    let mut drained = Vec::new();
+    if !q.is_empty() {
+        for _ in 0..q.len() {
+            drained.push(q.try_get()?);
+        }
+    }
+    println!("drained with get_nowait: {drained:?}");
+    check(drained == ["message 1", "message 2", "message 3"], "FIFO");
+
+    // Part 2, two processes: a writer, and a reader terminated at the end.
+    let q = Queue::<String>::create_anonymous(QueueOptions::default(), &create)?;
+    let seen = Queue::<String>::create_anonymous(QueueOptions::default(), &create)?;
+    let mut w = Process::new("writer").share(&q, "Q")?.start()?;
+    let mut r = Process::new("reader")
+        .share(&q, "Q")?
+        .share(&seen, "SEEN")?
+        .start()?;
+    w.join(None)?;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(seen.get(Some(Duration::from_secs(10)))?);
+    }
+    check(r.is_alive(), "reader still looping");
+    r.terminate()?;
+    r.join(Some(Duration::from_secs(10)))?;
+    println!(
+        "reader terminated: exitcode {:?} (minus SIGTERM, as in Python)",
+        r.exitcode()
+    );
+    check(
+        r.exitcode() == Some(-libc::SIGTERM),
+        "terminated by SIGTERM",
+    );
+    check(got == ["a", "b", "c"], "reader saw a, b, c");
+    println!("parent done\nOK");
+    Ok(())
+}
