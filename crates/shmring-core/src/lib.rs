@@ -13,6 +13,10 @@
 //!   ring per producer, with optimistic copy-then-CAS consumers, so a process
 //!   killed at any instruction leaves nothing stuck.
 //! * [`wait`]: wait words and the sleeper/waker protocol.
+//! * [`lock`]: a robust lock whose holder's death is detected and reported
+//!   to the next taker.
+//! * `dict`: a hash table for many writers whose every operation survives
+//!   the death of its process (not under loom: it is all behind the lock).
 //! * [`heap`]: the same structures on the heap, for tests and models.
 //!
 //! Every index and length read from shared memory is checked before use; a
@@ -23,9 +27,12 @@
 extern crate alloc;
 
 mod bytes;
+#[cfg(not(loom))]
+pub mod dict;
 pub mod error;
 pub mod heap;
 pub mod layout;
+pub mod lock;
 pub mod mpmc;
 pub mod record;
 pub mod ring;

@@ -171,12 +171,10 @@ impl LockShared {
             // the kernel before its liveness lock was dropped, and the probe
             // that saw it dead synchronised with that.) Relaxed on failure:
             // we only retry with the value found.
-            match self.owner.compare_exchange(
-                current,
-                token,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .owner
+                .compare_exchange(current, token, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) if takeover => {
                     // ORDERING: Relaxed — a statistic.
                     self.recoveries.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +205,7 @@ impl LockShared {
     /// Spins for `policy.spin_ns`, then sleeps on the wait word in slices of
     /// `policy.slice_ns`; after each slice (and once more at the deadline)
     /// the holder's liveness is probed, so a dead holder is taken over within
-    /// one slice.
+    /// one slice, and always once more at the deadline.
     ///
     /// # Errors
     ///
@@ -226,6 +224,10 @@ impl LockShared {
         block_on(&self.wait, waiter, deadline, policy, |slow| {
             self.try_acquire_with(token, slow, is_alive)
         })
+        // `block_on` gives up without a slow check when the deadline had
+        // already passed on entry: probe once, so a dead holder is always
+        // noticed by the deadline at the latest.
+        .or_else(|TimedOut| self.try_acquire(token, is_alive).ok_or(TimedOut))
     }
 
     /// Python `Lock.release()`: releases the lock whoever holds it (any

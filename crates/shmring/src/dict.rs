@@ -1,1 +1,287 @@
-//! Work in progress.
+//! Python's `Manager().dict()` without a server process: a hash table in a
+//! segment that every process with a handle reads and writes directly.
+//!
+//! Keys and values are any [`Message`]s, stored as their encodings, up to
+//! the sizes fixed at creation ([`DictConfig`]). Every operation takes the
+//! table's robust lock (one CAS in, one out, no system call when
+//! uncontended), so each is atomic, and [`Dict::update_with`] gives an atomic
+//! read-modify-write (the ticket counter of the examples). The algorithm and
+//! layout are [`shmring_core::dict`].
+//!
+//! ```
+//! use shmring::dict::{Dict, DictConfig, DictError};
+//!
+//! let d: Dict<String, u64> = Dict::create_anonymous(DictConfig::default(), &Default::default())?;
+//! d.insert(&"tickets".to_string(), &1)?;
+//! let left = d.update_with(&"tickets".to_string(), |n| n.map(|n| n.saturating_sub(1)))?;
+//! assert_eq!(left, Some(0));
+//! assert_eq!(d.pop(&"missing".to_string()), Err(DictError::KeyNotFound));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Coming from Python
+//!
+//! | Python | shmring |
+//! |---|---|
+//! | `d[k]` / `d.get(k)` | [`get_item`](Dict::get_item) (`KeyNotFound`) / [`get`](Dict::get) |
+//! | `d[k] = v` / `del d[k]` | [`insert`](Dict::insert) / [`remove`](Dict::remove) (both return the old value) |
+//! | `k in d`, `len(d)` | [`contains_key`](Dict::contains_key), [`len`](Dict::len) |
+//! | `keys()`, `values()`, `items()` (lists) | `Vec`s |
+//! | `pop(k)`, `popitem()`, `setdefault`, `update`, `clear`, `copy()` | same names; `copy` is [`to_hash_map`](Dict::to_hash_map) |
+//! | `KeyError`, `KeyError('popitem(): dictionary is empty')` | [`DictError::KeyNotFound`], [`DictError::Empty`] |
+//!
+//! Unlike a manager's dict, a table has a fixed capacity and size limits
+//! ([`DictError::Full`], [`DictError::KeyTooLarge`],
+//! [`DictError::ValueTooLarge`]), and `popitem` removes *some* entry, not
+//! the last inserted.
+//!
+//! # Crash behaviour
+//!
+//! A process killed inside any operation leaves every key with its old or
+//! its new value, and the table consistent: a write fills a free slot before
+//! publishing it with one atomic store, and the next process to take the
+//! lock is told the holder died and rebuilds the table's bookkeeping
+//! (reclaiming a slot that was written but never published) before its own
+//! operation. Nobody waits more than one liveness slice (100 ms) for a dead
+//! holder. A multi-key operation (`update`, `clear` aside, which is atomic)
+//! killed half-way leaves the keys it reached updated.
+//!
+//! # Failpoints (testing)
+//!
+//! When the environment variable `SHMRING_DICT_FAILPOINT` is set to
+//! `NAME:N` as a handle attaches, that handle kills its own process with
+//! `SIGKILL` at the `N`-th time (counting in this process) a write reaches
+//! the failpoint `NAME` (`dict:slot-allocated`, `dict:slot-written`,
+//! `dict:published`, `dict:slot-freeing`, `dict:index-written`,
+//! `dict:flipped`). The variable is read once; unset, it costs nothing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use shmring_core::dict::{DictLayout, LockTableError, Locked, Table, TableError};
+use shmring_core::wait::WaitPolicy;
+use shmring_core::Corrupted;
+
+pub use shmring_core::dict::DictConfig;
+
+use crate::attach::AttachError;
+use crate::codec::{CodecError, Message};
+use crate::error::SegmentError;
+use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::segment::{ObjectKind, Segment};
+use crate::sys::FutexWaiter;
+
+/// Why a dict operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DictError {
+    /// The key is not there (Python's `KeyError`).
+    KeyNotFound,
+    /// `popitem` on an empty dict (Python's
+    /// `KeyError('popitem(): dictionary is empty')`).
+    Empty,
+    /// A new key, and the table already holds `capacity` entries.
+    Full {
+        /// The configured capacity.
+        capacity: u32,
+    },
+    /// The encoded key is longer than the table's `max_key`.
+    KeyTooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// The encoded value is longer than the table's `max_value`.
+    ValueTooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// A key or value could not be encoded, or stored bytes not decoded.
+    Codec(CodecError),
+    /// The table in shared memory is inconsistent.
+    Corrupted(Corrupted),
+}
+
+impl fmt::Display for DictError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DictError::KeyNotFound => f.write_str("key not found"),
+            DictError::Empty => f.write_str("popitem(): dictionary is empty"),
+            DictError::Full { capacity } => write!(f, "dict is full ({capacity} entries)"),
+            DictError::KeyTooLarge { len, max } => {
+                write!(f, "key of {len} bytes exceeds the maximum of {max} bytes")
+            }
+            DictError::ValueTooLarge { len, max } => {
+                write!(f, "value of {len} bytes exceeds the maximum of {max} bytes")
+            }
+            DictError::Codec(e) => e.fmt(f),
+            DictError::Corrupted(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DictError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DictError::Codec(e) => Some(e),
+            DictError::Corrupted(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TableError> for DictError {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::Full { capacity } => DictError::Full { capacity },
+            TableError::KeyTooLarge { len, max } => DictError::KeyTooLarge { len, max },
+            TableError::ValueTooLarge { len, max } => DictError::ValueTooLarge { len, max },
+            TableError::Corrupted(c) => DictError::Corrupted(c),
+        }
+    }
+}
+
+impl From<Corrupted> for DictError {
+    fn from(e: Corrupted) -> Self {
+        DictError::Corrupted(e)
+    }
+}
+
+impl From<CodecError> for DictError {
+    fn from(e: CodecError) -> Self {
+        DictError::Codec(e)
+    }
+}
+
+/// A hash table shared between processes. Clones share one attachment.
+///
+/// # Blocking
+///
+/// Every method takes the table's lock, waiting while another process holds
+/// it (a few microseconds per operation), or up to one liveness slice when
+/// the holder died. Methods never call back into user code with the lock
+/// held, except [`update_with`](Dict::update_with).
+///
+/// # Crash behaviour
+///
+/// See the [module docs](self).
+pub struct Dict<K, V> {
+    table: Table,
+    segment: Arc<Segment>,
+    policy: WaitPolicy,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Dict<K, V> {
+    fn clone(&self) -> Self {
+        Dict {
+            table: self.table.clone(),
+            segment: self.segment.clone(),
+            policy: self.policy,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Dict<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dict")
+            .field("config", &self.table.config())
+            .field("segment", &self.segment)
+            .finish()
+    }
+}
+
+/// `SHMRING_DICT_FAILPOINT`, parsed once: `(name, n)`.
+fn failpoint_setting() -> Option<&'static (String, u64)> {
+    static SETTING: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    SETTING
+        .get_or_init(|| {
+            let v = std::env::var("SHMRING_DICT_FAILPOINT").ok()?;
+            let (name, n) = v.rsplit_once(':')?;
+            Some((name.to_string(), n.parse().ok()?))
+        })
+        .as_ref()
+}
+
+/// The failpoint hook: SIGKILL at the configured hit.
+fn failpoint(point: &'static str) {
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let Some((name, n)) = failpoint_setting() else {
+        return;
+    };
+    // ORDERING: Relaxed — a counter only this process uses.
+    if name == point && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n {
+        // SAFETY: getpid and kill have no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
+    const KIND: ObjectKind = ObjectKind::Dict;
+    type Config = DictConfig;
+
+    fn layout(config: &DictConfig) -> Result<(usize, [u64; 8]), AttachError> {
+        let layout = DictLayout::new(config).map_err(|reason| SegmentError::InvalidConfig {
+            reason: reason.to_string(),
+        })?;
+        let params = [
+            config.capacity.into(),
+            config.max_key.into(),
+            config.max_value.into(),
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        Ok((layout.total, params))
+    }
+
+    unsafe fn init(base: NonNull<u8>, len: usize, config: &DictConfig) -> Result<(), String> {
+        // SAFETY: forwarded from the caller (zeroed, page-aligned, private).
+        unsafe { Table::init_in_place(base, len, config) }.map_err(str::to_string)
+    }
+
+    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+        let [capacity, max_key, max_value, ..] = segment.params();
+        let keep: shmring_core::spsc::KeepAlive = segment.clone();
+        let (base, len) = (segment.object_ptr(), segment.object_len());
+        // SAFETY: the segment maps `len` page-aligned bytes at `base` while it
+        // lives, `keep` holds it alive for the table, and other peers use it
+        // only atomically through the table's protocol.
+        let mut table = unsafe { Table::attach_in_place(base, len, keep) }?;
+        let config = table.config();
+        let found = [config.capacity, config.max_key, config.max_value].map(u64::from);
+        if found != [capacity, max_key, max_value] {
+            return Err(Corrupted {
+                what: "dict config vs segment params",
+                value: found[0],
+            }
+            .into());
+        }
+        if failpoint_setting().is_some() {
+            table.set_failpoint(Some(failpoint));
+        }
+        Ok(Dict {
+            table,
+            segment,
+            policy: WaitPolicy::default(),
+            _types: PhantomData,
+        })
+    }
+}
+
+impl_segment_constructors!([K: Message, V: Message] Dict<K, V>, DictConfig, "dict");
+
+mod methods;

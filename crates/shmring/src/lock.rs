@@ -1,1 +1,532 @@
-//! Work in progress.
+//! Python's `multiprocessing.Lock` and `RLock`, robust against the death of
+//! their holder.
+//!
+//! A lock is a segment holding one word that names the holder by its *peer
+//! token* (see [`Segment::peer_token`]) and a wait word
+//! (the protocol is [`shmring_core::lock`]). An uncontended acquire or
+//! release is one CAS and no system call; a contended acquire spins a few
+//! microseconds, then sleeps on a futex.
+//!
+//! ```
+//! use shmring::lock::{Acquired, Lock};
+//!
+//! let lock = Lock::new()?;
+//! {
+//!     let guard = lock.lock()?;            // `with lock:`
+//!     assert!(!guard.owner_died());
+//!     assert!(lock.acquire(false, None).is_err()); // held: False in Python
+//! }
+//! assert_eq!(lock.acquire(true, None)?, Acquired::Yes);
+//! lock.release()?;
+//! assert!(lock.release().is_err());        // ValueError in Python
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Coming from Python
+//!
+//! | Python | shmring |
+//! |---|---|
+//! | `lock.acquire()` → `True` | `lock.acquire(true, None)` → `Ok(Acquired::Yes)` |
+//! | `lock.acquire(False)` → `False` | `Err(LockError::WouldBlock)` |
+//! | `lock.acquire(timeout=t)` → `False` | `Err(LockError::Timeout)` |
+//! | `release()` unheld → `ValueError` | `Err(LockError::NotHeld)` |
+//! | `RLock.release()` by non-owner → `AssertionError` | `Err(LockError::NotOwner)` |
+//! | `with lock:` | `let _guard = lock.lock()?;` |
+//!
+//! "Not acquired" is an `Err` rather than `Ok(false)`, so `?` cannot silently
+//! carry on without the lock. A negative timeout cannot be written in Rust;
+//! a zero one means "try once", as in Python.
+//!
+//! # Crash behaviour
+//!
+//! A holder that dies (or drops its last handle, detaching from the
+//! segment) leaves the lock *held by a dead token*. A `try` acquire notices
+//! at once; a blocked acquirer notices within one liveness slice (100 ms by
+//! default); the taker gets [`Acquired::OwnerDied`] (a guard reports it with
+//! [`LockGuard::owner_died`]): what the lock protected may be half-updated.
+//! Exactly one taker wins. A waiter killed while asleep leaves the wait
+//! word's sleeper count one too high, which costs later releases one futex
+//! wake each, never a lost wake-up.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64 as LocalU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmring_core::lock::{ReleaseError, FLAVOR_LOCK, FLAVOR_RLOCK};
+use shmring_core::wait::WaitPolicy;
+use shmring_core::Corrupted;
+
+pub use shmring_core::lock::{Acquired, LockShared};
+
+use crate::attach::{deadline, AttachError};
+use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::segment::{ObjectKind, Segment};
+use crate::sys::FutexWaiter;
+
+/// Why an acquire or release did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockError {
+    /// A non-blocking (or zero-timeout) acquire found the lock held by a
+    /// live holder (Python returns `False`).
+    WouldBlock,
+    /// The timeout passed with the lock still held (Python returns `False`).
+    Timeout,
+    /// Released while not held (Python's `ValueError`).
+    NotHeld,
+    /// An `RLock` released by a thread that does not hold it (Python's
+    /// `AssertionError`).
+    NotOwner,
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockError::WouldBlock => "lock is held by another holder",
+            LockError::Timeout => "timed out waiting for the lock",
+            LockError::NotHeld => "semaphore or lock released too many times",
+            LockError::NotOwner => "attempt to release recursive lock not owned by thread",
+        })
+    }
+}
+
+impl std::error::Error for LockError {}
+
+/// The parts both lock types share: a lock segment and how to wait on it.
+/// (The segment is also a field of each type, for the constructor macro.)
+fn layout(flavor: u64) -> (usize, [u64; 8]) {
+    let mut params = [0; 8];
+    params[0] = flavor;
+    (std::mem::size_of::<LockShared>(), params)
+}
+
+/// # Safety
+///
+/// As [`SegmentObject::init`].
+unsafe fn init(base: NonNull<u8>, flavor: u64) {
+    // SAFETY: the caller gives us zeroed, page-aligned memory of at least
+    // size_of::<LockShared>() bytes (our layout); zero is a valid LockShared
+    // (atomics only).
+    unsafe { base.cast::<LockShared>().as_ref() }.init(flavor);
+}
+
+fn check(segment: &Segment, flavor: u64) -> Result<(), AttachError> {
+    if segment.object_len() < std::mem::size_of::<LockShared>() {
+        let value = segment.object_len() as u64;
+        return Err(Corrupted {
+            what: "lock region length",
+            value,
+        }
+        .into());
+    }
+    let value = shared(segment).flavor();
+    if value != flavor {
+        return Err(Corrupted {
+            what: "lock flavor (Lock vs RLock)",
+            value,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn shared(segment: &Segment) -> &LockShared {
+    // The object region is page-aligned and lives as long as `segment`;
+    // LockShared is all atomics (valid for any bytes and concurrent writers).
+    // SAFETY: aligned, and at least size_of::<LockShared>() long (checked by
+    // `check` before any handle exists), for the lifetime of `segment`.
+    unsafe { segment.object_ptr().cast::<LockShared>().as_ref() }
+}
+
+fn acquire(
+    segment: &Segment,
+    policy: &WaitPolicy,
+    block: bool,
+    timeout: Option<Duration>,
+) -> Result<Acquired, LockError> {
+    let token = segment.peer_token();
+    let mut alive = |t| segment.is_peer_alive(t);
+    if !block || timeout == Some(Duration::ZERO) {
+        return shared(segment)
+            .try_acquire(token, &mut alive)
+            .ok_or(LockError::WouldBlock);
+    }
+    shared(segment)
+        .acquire(token, &FutexWaiter, deadline(timeout), policy, &mut alive)
+        .map_err(|_| LockError::Timeout)
+}
+
+fn release_owned(segment: &Segment) -> Result<(), LockError> {
+    match shared(segment).release_owned(segment.peer_token(), &FutexWaiter) {
+        Ok(()) => Ok(()),
+        Err(ReleaseError::NotHeld) => Err(LockError::NotHeld),
+        Err(ReleaseError::NotOwner { .. }) => Err(LockError::NotOwner),
+    }
+}
+
+/// A non-recursive lock shared between processes (Python's
+/// `multiprocessing.Lock`). Clones share one attachment.
+///
+/// # Crash behaviour
+///
+/// See the [module docs](self): a dead holder's lock is taken over by the
+/// next acquirer, who is told ([`Acquired::OwnerDied`]).
+#[derive(Clone, Debug)]
+pub struct Lock {
+    segment: Arc<Segment>,
+    policy: WaitPolicy,
+}
+
+impl SegmentObject for Lock {
+    const KIND: ObjectKind = ObjectKind::Lock;
+    type Config = ();
+
+    fn layout(_: &()) -> Result<(usize, [u64; 8]), AttachError> {
+        Ok(layout(FLAVOR_LOCK))
+    }
+
+    unsafe fn init(base: NonNull<u8>, _len: usize, _: &()) -> Result<(), String> {
+        // SAFETY: forwarded from the caller.
+        unsafe { init(base, FLAVOR_LOCK) };
+        Ok(())
+    }
+
+    fn attach(segment: Arc<Segment>) -> Result<Lock, AttachError> {
+        check(&segment, FLAVOR_LOCK)?;
+        Ok(Lock {
+            segment,
+            policy: WaitPolicy::default(),
+        })
+    }
+}
+
+impl_segment_constructors!(Lock, (), "lock");
+
+impl Lock {
+    /// Python's `Lock()`: a new anonymous lock, to hand to children.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created.
+    pub fn new() -> Result<Lock, AttachError> {
+        Lock::create_anonymous((), &Default::default())
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`.
+    ///
+    /// `block == false` tries once and ignores `timeout`; `timeout` `None`
+    /// waits forever, zero tries once. A held lock is never re-entered, not
+    /// even by its own holder (that blocks, or is `WouldBlock`).
+    ///
+    /// # Blocking
+    ///
+    /// Spins for a few microseconds, then sleeps on a futex until the lock
+    /// is released, its holder is found dead (checked every 100 ms, and at
+    /// the deadline), or the timeout passes.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] (try) or [`LockError::Timeout`]: the lock
+    /// was not acquired (Python's `False`).
+    ///
+    /// # Crash behaviour
+    ///
+    /// `Ok(Acquired::OwnerDied)` when the previous holder died holding it.
+    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        acquire(&self.segment, &self.policy, block, timeout)
+    }
+
+    /// `acquire(false, None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`].
+    pub fn try_acquire(&self) -> Result<Acquired, LockError> {
+        acquire(&self.segment, &self.policy, false, None)
+    }
+
+    /// Python's `release()`: releases the lock, whoever holds it (any process
+    /// or thread may release a `multiprocessing.Lock`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotHeld`] when it is not held (Python's `ValueError`).
+    pub fn release(&self) -> Result<(), LockError> {
+        shared(&self.segment)
+            .release_any(&FutexWaiter)
+            .map_err(|_| LockError::NotHeld)
+    }
+
+    /// Acquires (waiting forever) and returns a guard that releases on drop
+    /// (Python's `with lock:`).
+    ///
+    /// # Blocking
+    ///
+    /// As [`acquire`](Lock::acquire) with no timeout.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a closed lock.
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
+        self.lock_timeout(None)
+    }
+
+    /// As [`lock`](Lock::lock), giving up after `timeout` (`None`: never).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] (or `WouldBlock` for a zero timeout).
+    pub fn lock_timeout(&self, timeout: Option<Duration>) -> Result<LockGuard<'_>, LockError> {
+        let acquired = acquire(&self.segment, &self.policy, true, timeout)?;
+        Ok(LockGuard {
+            segment: &self.segment,
+            acquired,
+        })
+    }
+
+    /// Whether anyone holds it (a snapshot; a dead holder still counts).
+    pub fn is_locked(&self) -> bool {
+        shared(&self.segment).owner() != 0
+    }
+
+    /// How many times a dead holder's lock was taken over (all peers).
+    pub fn recoveries(&self) -> u64 {
+        shared(&self.segment).recoveries()
+    }
+
+    /// Sets the spin budget and liveness period of blocking acquires.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The segment underneath (name, peers).
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+/// Holds a [`Lock`] (or [`RLock`]) until dropped.
+///
+/// Dropping releases the lock only if this attachment still holds it (it
+/// never releases a lock someone else took after an explicit `release`).
+#[must_use = "the lock is released when the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    segment: &'a Segment,
+    acquired: Acquired,
+}
+
+impl LockGuard<'_> {
+    /// Whether the previous holder died holding the lock (`EOWNERDEAD`):
+    /// the state it protects may be half-updated.
+    pub fn owner_died(&self) -> bool {
+        self.acquired.owner_died()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = release_owned(self.segment);
+    }
+}
+
+/// Process-local ids for threads: never 0, never reused in a process.
+fn thread_id() -> u64 {
+    static NEXT: LocalU64 = LocalU64::new(1);
+    thread_local! {
+        // ORDERING: Relaxed — only uniqueness matters, which the RMW gives.
+        static ID: u64 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    ID.with(|id| *id)
+}
+
+/// Who holds an `RLock` inside this process, and how deeply. Written only
+/// by the holding thread while it holds the shared lock.
+#[derive(Debug, Default)]
+struct Recursion {
+    /// [`thread_id`] of the holder, 0 when no thread of this attachment
+    /// holds it. A thread reads its own id here only if it wrote it.
+    thread: LocalU64,
+    /// Acquisitions not yet released by the holder.
+    count: LocalU64,
+}
+
+/// A recursive lock shared between processes (Python's
+/// `multiprocessing.RLock`): the holding thread may acquire it again, and
+/// must release it as many times. Clones share one attachment (and one
+/// recursion state).
+///
+/// The shared word names the holding *attachment*; which thread of it holds
+/// the lock, and how deeply, is kept in the attachment's memory: a thread
+/// of another process can never be mistaken for the owner.
+///
+/// # Crash behaviour
+///
+/// As [`Lock`]: a dead holder's lock (at any depth) is taken over with
+/// [`Acquired::OwnerDied`], at depth 1.
+#[derive(Clone, Debug)]
+pub struct RLock {
+    segment: Arc<Segment>,
+    policy: WaitPolicy,
+    local: Arc<Recursion>,
+}
+
+impl SegmentObject for RLock {
+    const KIND: ObjectKind = ObjectKind::Lock;
+    type Config = ();
+
+    fn layout(_: &()) -> Result<(usize, [u64; 8]), AttachError> {
+        Ok(layout(FLAVOR_RLOCK))
+    }
+
+    unsafe fn init(base: NonNull<u8>, _len: usize, _: &()) -> Result<(), String> {
+        // SAFETY: forwarded from the caller.
+        unsafe { init(base, FLAVOR_RLOCK) };
+        Ok(())
+    }
+
+    fn attach(segment: Arc<Segment>) -> Result<RLock, AttachError> {
+        check(&segment, FLAVOR_RLOCK)?;
+        Ok(RLock {
+            segment,
+            policy: WaitPolicy::default(),
+            local: Arc::default(),
+        })
+    }
+}
+
+impl_segment_constructors!(RLock, (), "recursive lock");
+
+impl RLock {
+    /// Python's `RLock()`: a new anonymous recursive lock.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created.
+    pub fn new() -> Result<RLock, AttachError> {
+        RLock::create_anonymous((), &Default::default())
+    }
+
+    fn owned_by_me(&self) -> bool {
+        // ORDERING: Relaxed — only this thread ever stores its own id.
+        self.local.thread.load(std::sync::atomic::Ordering::Relaxed) == thread_id()
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`; the holding thread gets
+    /// it again at once (one level deeper). Arguments as [`Lock::acquire`].
+    ///
+    /// # Blocking
+    ///
+    /// As [`Lock::acquire`] unless this thread holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] or [`LockError::Timeout`].
+    ///
+    /// # Crash behaviour
+    ///
+    /// `Ok(Acquired::OwnerDied)` when the previous holder died holding it.
+    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.owned_by_me() {
+            // ORDERING: Relaxed — only the holding thread touches `count`.
+            self.local.count.fetch_add(1, Relaxed);
+            return Ok(Acquired::Yes);
+        }
+        let got = acquire(&self.segment, &self.policy, block, timeout)?;
+        // ORDERING: Relaxed — we hold the shared lock, so no other thread
+        // of this attachment writes these until we release it.
+        self.local.count.store(1, Relaxed);
+        // ORDERING: Relaxed — as above.
+        self.local.thread.store(thread_id(), Relaxed);
+        Ok(got)
+    }
+
+    /// Python's `release()`: one level; the last one frees the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when this thread does not hold it (Python's
+    /// `AssertionError`).
+    pub fn release(&self) -> Result<(), LockError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.owned_by_me() {
+            return Err(LockError::NotOwner);
+        }
+        // ORDERING: Relaxed — only the holding thread touches `count`.
+        if self.local.count.fetch_sub(1, Relaxed) > 1 {
+            return Ok(());
+        }
+        // ORDERING: Relaxed — cleared before the Release CAS that frees the
+        // shared lock, which orders it before the next holder's writes.
+        self.local.thread.store(0, Relaxed);
+        // A failure means a peer rewrote the word: report it as not ours.
+        release_owned(&self.segment).map_err(|_| LockError::NotOwner)
+    }
+
+    /// Acquires (waiting forever) and returns a guard releasing one level.
+    ///
+    /// # Blocking
+    ///
+    /// As [`acquire`](RLock::acquire).
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a closed lock.
+    pub fn lock(&self) -> Result<RLockGuard<'_>, LockError> {
+        let acquired = self.acquire(true, None)?;
+        Ok(RLockGuard {
+            lock: self,
+            acquired,
+        })
+    }
+
+    /// Whether this thread holds it.
+    pub fn is_owned(&self) -> bool {
+        self.owned_by_me()
+    }
+
+    /// How many times a dead holder's lock was taken over (all peers).
+    pub fn recoveries(&self) -> u64 {
+        shared(&self.segment).recoveries()
+    }
+
+    /// Sets the spin budget and liveness period of blocking acquires.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+/// Holds one level of an [`RLock`] until dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+#[derive(Debug)]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    acquired: Acquired,
+}
+
+impl RLockGuard<'_> {
+    /// Whether the previous holder died holding the lock.
+    pub fn owner_died(&self) -> bool {
+        self.acquired.owner_died()
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Lock>();
+    send_sync::<RLock>();
+};

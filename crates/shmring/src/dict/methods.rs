@@ -1,0 +1,346 @@
+//! The operations of [`Dict`], Python's names first.
+
+use super::*;
+
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn encode<T: Message>(value: &T) -> Result<Vec<u8>, DictError> {
+    let mut out = Vec::new();
+    value.encode(&mut out)?;
+    Ok(out)
+}
+
+impl<K: Message, V: Message> Dict<K, V> {
+    /// Takes the table's lock; after a dead holder, the table is recovered
+    /// first.
+    fn locked(&self) -> Result<Locked<'_, FutexWaiter>, DictError> {
+        let segment = &self.segment;
+        let got = self.table.lock(
+            segment.peer_token(),
+            &FutexWaiter,
+            None,
+            &self.policy,
+            &mut |t| segment.is_peer_alive(t),
+        );
+        match got {
+            Ok(guard) => Ok(guard),
+            Err(LockTableError::Corrupted(c)) => Err(c.into()),
+            Err(LockTableError::Timeout) => Err(Corrupted {
+                what: "dict lock timed out without a deadline",
+                value: 0,
+            }
+            .into()),
+        }
+    }
+
+    /// Every entry's bytes, copied out under the lock.
+    fn pairs(&self) -> Result<Pairs, DictError> {
+        let guard = self.locked()?;
+        let mut pairs = Vec::with_capacity(guard.len());
+        guard.for_each(|k, v| pairs.push((k.to_vec(), v.to_vec())))?;
+        Ok(pairs)
+    }
+
+    /// The table's configuration.
+    pub fn config(&self) -> DictConfig {
+        self.table.config()
+    }
+
+    /// Python's `d.get(key)`: the value, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// `Codec` (the key cannot be encoded, the value not decoded),
+    /// `Corrupted`.
+    pub fn get(&self, key: &K) -> Result<Option<V>, DictError> {
+        let key = encode(key)?;
+        let mut value = Vec::new();
+        if !self.locked()?.get(&key, &mut value)? {
+            return Ok(None);
+        }
+        Ok(Some(V::decode(&value)?))
+    }
+
+    /// Python's `d[key]`.
+    ///
+    /// # Errors
+    ///
+    /// [`DictError::KeyNotFound`] (Python's `KeyError`), or as `get`.
+    #[doc(alias = "__getitem__")]
+    pub fn get_item(&self, key: &K) -> Result<V, DictError> {
+        self.get(key)?.ok_or(DictError::KeyNotFound)
+    }
+
+    /// Python's `d[key] = value`; returns the old value.
+    ///
+    /// # Errors
+    ///
+    /// `Full` (a new key in a full table), `KeyTooLarge`, `ValueTooLarge`,
+    /// `Codec`, `Corrupted`; the table is unchanged then.
+    ///
+    /// # Crash behaviour
+    ///
+    /// Killed inside, the key has its old or its new value.
+    #[doc(alias = "__setitem__")]
+    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, DictError> {
+        let (key, value) = (encode(key)?, encode(value)?);
+        let mut old = Vec::new();
+        if !self.locked()?.insert(&key, &value, Some(&mut old))? {
+            return Ok(None);
+        }
+        Ok(Some(V::decode(&old)?))
+    }
+
+    /// Python's `del d[key]`, returning the old value (`None`: not there).
+    ///
+    /// # Errors
+    ///
+    /// `Codec`, `Corrupted`.
+    ///
+    /// # Crash behaviour
+    ///
+    /// Killed inside, the key is there with its value, or gone.
+    #[doc(alias = "__delitem__")]
+    pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
+        let key = encode(key)?;
+        let mut old = Vec::new();
+        if !self.locked()?.remove(&key, Some(&mut old))? {
+            return Ok(None);
+        }
+        Ok(Some(V::decode(&old)?))
+    }
+
+    /// Python's `key in d`.
+    ///
+    /// # Errors
+    ///
+    /// `Codec`, `Corrupted`.
+    #[doc(alias = "__contains__")]
+    pub fn contains_key(&self, key: &K) -> Result<bool, DictError> {
+        let key = encode(key)?;
+        Ok(self.locked()?.get(&key, &mut Vec::new())?)
+    }
+
+    /// Python's `len(d)` (a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// `Corrupted` (only when recovering after a dead writer).
+    pub fn len(&self) -> Result<usize, DictError> {
+        Ok(self.locked()?.len())
+    }
+
+    /// Whether the dict is empty (a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// As `len`.
+    pub fn is_empty(&self) -> Result<bool, DictError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Python's `d.keys()`: a list (a consistent snapshot, in no particular
+    /// order).
+    ///
+    /// # Errors
+    ///
+    /// `Codec`, `Corrupted`.
+    pub fn keys(&self) -> Result<Vec<K>, DictError> {
+        self.pairs()?
+            .iter()
+            .map(|(k, _)| Ok(K::decode(k)?))
+            .collect()
+    }
+
+    /// Python's `d.values()`: a list, in the order of [`keys`](Dict::keys).
+    ///
+    /// # Errors
+    ///
+    /// `Codec`, `Corrupted`.
+    pub fn values(&self) -> Result<Vec<V>, DictError> {
+        self.pairs()?
+            .iter()
+            .map(|(_, v)| Ok(V::decode(v)?))
+            .collect()
+    }
+
+    /// Python's `d.items()`: a list of pairs (a consistent snapshot).
+    ///
+    /// # Errors
+    ///
+    /// `Codec`, `Corrupted`.
+    pub fn items(&self) -> Result<Vec<(K, V)>, DictError> {
+        self.pairs()?
+            .iter()
+            .map(|(k, v)| Ok((K::decode(k)?, V::decode(v)?)))
+            .collect()
+    }
+
+    /// Python's `d.copy()`: a plain `HashMap` (a consistent snapshot).
+    ///
+    /// # Errors
+    ///
+    /// `Codec`, `Corrupted`.
+    #[doc(alias = "copy")]
+    pub fn to_hash_map(&self) -> Result<HashMap<K, V>, DictError>
+    where
+        K: Eq + Hash,
+    {
+        Ok(self.items()?.into_iter().collect())
+    }
+
+    /// Python's `d.pop(key)`: removes the key and returns its value.
+    ///
+    /// # Errors
+    ///
+    /// [`DictError::KeyNotFound`] (Python's `KeyError`), `Codec`,
+    /// `Corrupted`.
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`remove`](Dict::remove).
+    pub fn pop(&self, key: &K) -> Result<V, DictError> {
+        self.remove(key)?.ok_or(DictError::KeyNotFound)
+    }
+
+    /// Python's `d.popitem()`: removes and returns some entry (not
+    /// necessarily the last inserted).
+    ///
+    /// # Errors
+    ///
+    /// [`DictError::Empty`] (`popitem(): dictionary is empty`), `Codec`,
+    /// `Corrupted`.
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`remove`](Dict::remove).
+    pub fn popitem(&self) -> Result<(K, V), DictError> {
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        if !self.locked()?.pop_first(&mut key, &mut value)? {
+            return Err(DictError::Empty);
+        }
+        Ok((K::decode(&key)?, V::decode(&value)?))
+    }
+
+    /// Python's `d.setdefault(key, default)`: the value of `key`, inserting
+    /// `default` first if it is not there (atomically).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Dict::insert).
+    pub fn setdefault(&self, key: &K, default: &V) -> Result<V, DictError> {
+        let key = encode(key)?;
+        let mut value = Vec::new();
+        {
+            let mut guard = self.locked()?;
+            if !guard.get(&key, &mut value)? {
+                value = encode(default)?;
+                guard.insert(&key, &value, None)?;
+            }
+        }
+        Ok(V::decode(&value)?)
+    }
+
+    /// Python's `d.update(items)`: inserts every pair, under one hold of the
+    /// lock (no other process sees a part of it). Everything is encoded
+    /// first; an error from a later pair leaves the earlier ones inserted,
+    /// as in Python.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Dict::insert).
+    ///
+    /// # Crash behaviour
+    ///
+    /// Killed inside, the pairs before the one being written are inserted,
+    /// that one has its old or new value, the rest are untouched.
+    pub fn update<I: IntoIterator<Item = (K, V)>>(&self, items: I) -> Result<(), DictError> {
+        let pairs = items
+            .into_iter()
+            .map(|(k, v)| Ok((encode(&k)?, encode(&v)?)))
+            .collect::<Result<Pairs, DictError>>()?;
+        let mut guard = self.locked()?;
+        for (k, v) in &pairs {
+            guard.insert(k, v, None)?;
+        }
+        Ok(())
+    }
+
+    /// Python's `d.clear()`, atomically: another process sees every entry
+    /// or none.
+    ///
+    /// # Errors
+    ///
+    /// `Corrupted`.
+    ///
+    /// # Crash behaviour
+    ///
+    /// Killed inside, the dict is either untouched or empty.
+    pub fn clear(&self) -> Result<(), DictError> {
+        Ok(self.locked()?.clear()?)
+    }
+
+    /// Atomic read-modify-write: calls `f` with the current value (`None`:
+    /// absent) while holding the lock, and stores what it returns (`None`:
+    /// remove the key). Returns the new value.
+    ///
+    /// # Blocking
+    ///
+    /// Every other operation on this dict, in every process, waits while `f`
+    /// runs: keep it short, and never touch the same dict inside it (that
+    /// waits for itself forever).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Dict::insert); the stored value failing to decode is
+    /// `Codec`, before `f` runs. On any error nothing is changed.
+    ///
+    /// # Crash behaviour
+    ///
+    /// Killed inside (or `f` panicking), the key keeps its old value or has
+    /// the new one; a panic releases the lock.
+    pub fn update_with<F>(&self, key: &K, f: F) -> Result<Option<V>, DictError>
+    where
+        F: FnOnce(Option<V>) -> Option<V>,
+    {
+        let key = encode(key)?;
+        let mut old = Vec::new();
+        let mut guard = self.locked()?;
+        let current = match guard.get(&key, &mut old)? {
+            true => Some(V::decode(&old)?),
+            false => None,
+        };
+        let new = f(current);
+        match &new {
+            Some(value) => {
+                guard.insert(&key, &encode(value)?, None)?;
+            }
+            None => {
+                guard.remove(&key, None)?;
+            }
+        }
+        Ok(new)
+    }
+
+    /// How many times a dead writer's lock was taken over and the table
+    /// recovered (all peers).
+    pub fn recoveries(&self) -> u64 {
+        self.table.lock_state().recoveries()
+    }
+
+    /// Sets the spin budget and liveness period used while waiting for the
+    /// lock.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The segment underneath (name, peers).
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Dict<String, Vec<u8>>>();
+};

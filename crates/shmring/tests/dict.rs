@@ -1,0 +1,284 @@
+//! Dict: Python's dict behaviours on a real segment, four writer processes,
+//! and writers SIGKILLed at random times and at every failpoint.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use shmring::dict::{Dict, DictConfig, DictError};
+use shmring::{CreateOptions, OpenOptions};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+
+const WRITERS: u64 = 4;
+const ROUNDS: u64 = 200;
+const KEYS: u64 = 8;
+
+type D = Dict<String, u64>;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+fn config() -> DictConfig {
+    DictConfig {
+        capacity: 64,
+        max_key: 32,
+        max_value: 8,
+    }
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(60), "dict child");
+    let d: D = Dict::open(&env("DICT"), &OpenOptions::default()).unwrap();
+    match role.as_str() {
+        "writer" => {
+            let id: u64 = env("ID").parse().unwrap();
+            for round in 0..ROUNDS {
+                let key = format!("w{id}-{}", round % KEYS);
+                d.insert(&key, &round).unwrap();
+                d.update_with(&s("shared"), |n| Some(n.unwrap_or(0) + 1))
+                    .unwrap();
+            }
+            // Leave a trace of completion; keys of others untouched.
+            d.insert(&format!("w{id}-done"), &1).unwrap();
+        }
+        "crasher" => {
+            // Round r writes r to k0..k7 in order, bumps "count", and every
+            // fifth round clears the dict: at any instant the keys read
+            // r,...,r, r-1,...,r-1 (or r,...,r, absent,...).
+            for round in 1.. {
+                for k in 0..KEYS {
+                    d.insert(&format!("k{k}"), &round).unwrap();
+                }
+                d.update_with(&s("count"), |n| Some(n.unwrap_or(0) + 1))
+                    .unwrap();
+                if round % 5 == 0 {
+                    d.clear().unwrap();
+                }
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn python_dict_behaviours() {
+    let d: D = Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.get(&s("a")).unwrap(), None);
+    assert_eq!(d.get_item(&s("a")), Err(DictError::KeyNotFound));
+    assert_eq!(d.insert(&s("a"), &1).unwrap(), None);
+    assert_eq!(d.insert(&s("a"), &2).unwrap(), Some(1));
+    assert!(d.contains_key(&s("a")).unwrap());
+    assert_eq!(d.get_item(&s("a")).unwrap(), 2);
+    assert_eq!(d.len().unwrap(), 1);
+    assert_eq!(d.remove(&s("a")).unwrap(), Some(2));
+    assert_eq!(d.remove(&s("a")).unwrap(), None);
+    // pop / popitem: KeyError cases.
+    assert_eq!(d.pop(&s("missing")), Err(DictError::KeyNotFound));
+    let empty = d.popitem().unwrap_err();
+    assert_eq!(empty, DictError::Empty);
+    assert_eq!(empty.to_string(), "popitem(): dictionary is empty");
+    d.insert(&s("p"), &7).unwrap();
+    assert_eq!(d.pop(&s("p")).unwrap(), 7);
+    d.insert(&s("q"), &8).unwrap();
+    assert_eq!(d.popitem().unwrap(), (s("q"), 8));
+    // setdefault inserts once, then returns what is there.
+    assert_eq!(d.setdefault(&s("s"), &5).unwrap(), 5);
+    assert_eq!(d.setdefault(&s("s"), &6).unwrap(), 5);
+    // update, then the list views.
+    d.update([(s("x"), 10), (s("y"), 20), (s("s"), 50)])
+        .unwrap();
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, [s("s"), s("x"), s("y")]);
+    let mut values = d.values().unwrap();
+    values.sort();
+    assert_eq!(values, [10, 20, 50]);
+    let items: HashMap<_, _> = d.items().unwrap().into_iter().collect();
+    assert_eq!(items, d.to_hash_map().unwrap());
+    assert_eq!(items[&s("s")], 50);
+    // update_with: insert, modify, delete.
+    assert_eq!(d.update_with(&s("n"), |v| v.or(Some(1))).unwrap(), Some(1));
+    assert_eq!(
+        d.update_with(&s("n"), |v| v.map(|v| v + 1)).unwrap(),
+        Some(2)
+    );
+    assert_eq!(d.update_with(&s("n"), |_| None).unwrap(), None);
+    assert!(!d.contains_key(&s("n")).unwrap());
+    d.clear().unwrap();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.items().unwrap(), []);
+}
+
+#[test]
+fn full_table_and_oversize_items_are_errors() {
+    let d: D = Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    for i in 0..64u64 {
+        d.insert(&format!("{i}"), &i).unwrap();
+    }
+    assert_eq!(
+        d.insert(&s("one-more"), &0),
+        Err(DictError::Full { capacity: 64 })
+    );
+    // Existing keys can still be replaced when full.
+    assert_eq!(d.insert(&s("3"), &33).unwrap(), Some(3));
+    let long = "k".repeat(33);
+    assert_eq!(
+        d.insert(&long, &0),
+        Err(DictError::KeyTooLarge { len: 33, max: 32 })
+    );
+    let big: Dict<String, Vec<u8>> =
+        Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    assert_eq!(
+        big.insert(&s("v"), &vec![0; 9]),
+        Err(DictError::ValueTooLarge { len: 9, max: 8 })
+    );
+    assert!(D::create_anonymous(
+        DictConfig {
+            capacity: 0,
+            ..config()
+        },
+        &CreateOptions::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn a_second_attachment_sees_every_change() {
+    let name = unique_name("dict-two");
+    let a: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let b: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    a.insert(&s("k"), &1).unwrap();
+    assert_eq!(b.get(&s("k")).unwrap(), Some(1));
+    b.clear().unwrap();
+    assert_eq!(a.len().unwrap(), 0);
+    assert!(Dict::<String, u64>::open(&unique_name("nope"), &OpenOptions::default()).is_err());
+}
+
+#[test]
+fn four_writer_processes_reach_an_exact_final_state() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict writers");
+    let name = unique_name("dict-writers");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let children: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            spawn_role(
+                "child_entry",
+                "writer",
+                &[("DICT", name.clone()), ("ID", id.to_string())],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert!(wait_child(child, Duration::from_secs(100)).success());
+    }
+    let mut expect = HashMap::new();
+    for id in 0..WRITERS {
+        for k in 0..KEYS {
+            // The last round that wrote key k.
+            let last = (0..ROUNDS).rev().find(|r| r % KEYS == k).unwrap();
+            expect.insert(format!("w{id}-{k}"), last);
+        }
+        expect.insert(format!("w{id}-done"), 1);
+    }
+    expect.insert(s("shared"), WRITERS * ROUNDS);
+    assert_eq!(d.to_hash_map().unwrap(), expect);
+    assert_eq!(d.len().unwrap(), expect.len());
+    assert_eq!(d.recoveries(), 0);
+}
+
+/// Checks the invariant of the "crasher" role and that the table is whole:
+/// no key twice, `len` agrees, and every free slot is usable.
+fn check_after_crash(d: &D) {
+    let items = d.items().unwrap();
+    let map: HashMap<_, _> = items.iter().cloned().collect();
+    assert_eq!(map.len(), items.len(), "a key appears twice: {items:?}");
+    assert_eq!(d.len().unwrap(), items.len());
+    let vals: Vec<Option<u64>> = (0..KEYS)
+        .map(|k| map.get(&format!("k{k}")).copied())
+        .collect();
+    let split = vals
+        .iter()
+        .position(|v| *v != vals[0])
+        .unwrap_or(vals.len());
+    let (head, tail) = vals.split_at(split);
+    assert!(
+        tail.iter().all(|v| *v == tail[0]),
+        "keys torn across more than two rounds: {vals:?}"
+    );
+    if let (Some(Some(h)), Some(t)) = (head.first(), tail.first()) {
+        assert!(
+            *t == Some(h - 1) || t.is_none(),
+            "key holds neither its old nor its new value: {vals:?}"
+        );
+    }
+    assert!(head.first().is_some_and(|h| h.is_some()) || tail.is_empty());
+    // No slot leaked: fill to capacity exactly.
+    let probe: D = d.clone();
+    let live = d.len().unwrap();
+    for i in live..config().capacity as usize {
+        probe.insert(&format!("fill{i}"), &0).unwrap();
+    }
+    assert_eq!(
+        probe.insert(&s("over"), &0),
+        Err(DictError::Full { capacity: 64 })
+    );
+    probe.clear().unwrap();
+}
+
+fn crasher(name: &str, failpoint: Option<&str>) -> std::process::Child {
+    let mut cmd = spawn_role("child_entry", "crasher", &[("DICT", name.to_string())]);
+    if let Some(fp) = failpoint {
+        cmd.env("SHMRING_DICT_FAILPOINT", fp);
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn writer_killed_at_every_failpoint_leaves_old_or_new_values() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict failpoints");
+    let points = [
+        "dict:slot-allocated:37",
+        "dict:slot-written:41",
+        "dict:published:43",
+        "dict:slot-freeing:29",
+        "dict:index-written:3",
+        "dict:flipped:2",
+    ];
+    for point in points {
+        let name = unique_name("dict-failpoint");
+        let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+        let child = crasher(&name, Some(point));
+        let status = wait_child(child, Duration::from_secs(60));
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
+        check_after_crash(&d);
+        assert_eq!(d.recoveries(), 1, "{point}: the next taker recovers once");
+    }
+}
+
+#[test]
+fn writer_sigkilled_at_random_times_leaves_old_or_new_values() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict random kills");
+    let name = unique_name("dict-kill");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    for i in 0..6u64 {
+        let mut child = crasher(&name, None);
+        let started = d.get(&s("count")).unwrap().unwrap_or(0);
+        assert!(wait_until(Duration::from_secs(20), || {
+            d.get(&s("count")).unwrap().unwrap_or(0) > started
+        }));
+        std::thread::sleep(Duration::from_millis(20 + 13 * i));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check_after_crash(&d);
+    }
+}

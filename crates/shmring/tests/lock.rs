@@ -1,0 +1,231 @@
+//! Lock and RLock: Python's behaviours on real segments, and between real
+//! processes (this binary re-executes itself, see `shmring_testkit`).
+
+use std::time::{Duration, Instant};
+
+use shmring::dict::{Dict, DictConfig};
+use shmring::lock::{Acquired, Lock, LockError, RLock};
+use shmring::{CreateOptions, OpenOptions};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+
+const ROUNDS: u64 = 300;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(60), "lock child");
+    let opts = OpenOptions::default();
+    match role.as_str() {
+        "increment" => {
+            let lock = Lock::open(&env("LOCK"), &opts).unwrap();
+            let counter: Dict<String, u64> = Dict::open(&env("DICT"), &opts).unwrap();
+            let key = "counter".to_string();
+            for _ in 0..ROUNDS {
+                let guard = lock.lock().unwrap();
+                assert!(!guard.owner_died());
+                // A deliberately non-atomic read-modify-write: only the lock
+                // keeps it from losing updates.
+                let v = counter.get(&key).unwrap().unwrap_or(0);
+                counter.insert(&key, &(v + 1)).unwrap();
+            }
+        }
+        "hold-forever" => {
+            let lock = Lock::open(&env("LOCK"), &opts).unwrap();
+            let _guard = lock.lock().unwrap();
+            std::thread::sleep(Duration::from_secs(600)); // until killed
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn try_acquire_on_a_held_lock_fails_at_once_and_ignores_timeout() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "try acquire");
+    let lock = Lock::new().unwrap();
+    assert_eq!(lock.acquire(true, None), Ok(Acquired::Yes));
+    let start = Instant::now();
+    // Python: `timeout` is ignored when block=False.
+    let got = lock.acquire(false, Some(Duration::from_secs(10)));
+    assert_eq!(got, Err(LockError::WouldBlock));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Not recursive: the holder itself does not get it again.
+    assert_eq!(lock.try_acquire(), Err(LockError::WouldBlock));
+    lock.release().unwrap();
+    assert_eq!(lock.try_acquire(), Ok(Acquired::Yes));
+}
+
+#[test]
+fn timeout_on_a_held_lock() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "timed acquire");
+    let lock = Lock::new().unwrap();
+    let _held = lock.lock().unwrap();
+    let start = Instant::now();
+    let got = lock.acquire(true, Some(Duration::from_millis(150)));
+    assert_eq!(got, Err(LockError::Timeout));
+    assert!(start.elapsed() >= Duration::from_millis(150));
+    assert!(matches!(
+        lock.lock_timeout(Some(Duration::from_millis(10))),
+        Err(LockError::Timeout)
+    ));
+}
+
+#[test]
+fn zero_timeout_tries_once() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "zero timeout");
+    let lock = Lock::new().unwrap();
+    assert_eq!(lock.acquire(true, Some(Duration::ZERO)), Ok(Acquired::Yes));
+    assert_eq!(
+        lock.acquire(true, Some(Duration::ZERO)),
+        Err(LockError::WouldBlock)
+    );
+}
+
+#[test]
+fn releasing_an_unheld_lock_is_an_error() {
+    let lock = Lock::new().unwrap();
+    let err = lock.release().unwrap_err();
+    assert_eq!(err, LockError::NotHeld);
+    assert_eq!(err.to_string(), "semaphore or lock released too many times");
+    let _ = lock.try_acquire().unwrap();
+    lock.release().unwrap();
+    assert_eq!(lock.release(), Err(LockError::NotHeld));
+}
+
+#[test]
+fn any_attachment_may_release_a_lock() {
+    let name = unique_name("lock-release-any");
+    let a = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let b = Lock::open(&name, &OpenOptions::default()).unwrap();
+    let _ = a.try_acquire().unwrap();
+    assert!(b.is_locked());
+    b.release().unwrap();
+    assert!(!a.is_locked());
+    // The guard of `a` does not release a lock `b` took since.
+    let guard = a.lock().unwrap();
+    a.release().unwrap();
+    let _ = b.try_acquire().unwrap();
+    drop(guard);
+    assert!(b.is_locked());
+}
+
+#[test]
+fn a_lock_is_not_an_rlock() {
+    let name = unique_name("lock-flavor");
+    let _lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    assert!(RLock::open(&name, &OpenOptions::default()).is_err());
+}
+
+#[test]
+fn rlock_recursion_and_release_counts() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "rlock recursion");
+    let lock = RLock::new().unwrap();
+    assert!(!lock.is_owned());
+    for _ in 0..3 {
+        assert_eq!(lock.acquire(true, None), Ok(Acquired::Yes));
+    }
+    {
+        let _guard = lock.lock().unwrap();
+        assert!(lock.is_owned());
+    }
+    let other = lock.clone();
+    std::thread::spawn(move || {
+        assert_eq!(other.acquire(false, None), Err(LockError::WouldBlock));
+        let err = other.release().unwrap_err();
+        assert_eq!(err, LockError::NotOwner);
+        assert_eq!(
+            err.to_string(),
+            "attempt to release recursive lock not owned by thread"
+        );
+    })
+    .join()
+    .unwrap();
+    for _ in 0..3 {
+        lock.release().unwrap();
+    }
+    assert!(!lock.is_owned());
+    assert_eq!(lock.release(), Err(LockError::NotOwner));
+    // Now free for another thread.
+    let other = lock.clone();
+    std::thread::spawn(move || {
+        assert_eq!(other.acquire(false, None), Ok(Acquired::Yes));
+        other.release().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn four_processes_increment_a_counter_under_the_lock() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "lock contention");
+    let (lock_name, dict_name) = (unique_name("lock-count"), unique_name("lock-count-d"));
+    let lock = Lock::create(&lock_name, (), &CreateOptions::default()).unwrap();
+    let dict: Dict<String, u64> =
+        Dict::create(&dict_name, DictConfig::default(), &CreateOptions::default()).unwrap();
+    let envs = [("LOCK", lock_name.clone()), ("DICT", dict_name.clone())];
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            spawn_role("child_entry", "increment", &envs)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert!(wait_child(child, Duration::from_secs(100)).success());
+    }
+    assert_eq!(dict.get(&"counter".to_string()).unwrap(), Some(4 * ROUNDS));
+    assert!(!lock.is_locked());
+    assert_eq!(lock.recoveries(), 0);
+}
+
+/// Starts a child that takes the lock and hangs; returns it once it holds.
+fn holder(lock: &Lock, name: &str) -> std::process::Child {
+    let child = spawn_role("child_entry", "hold-forever", &[("LOCK", name.to_string())])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || lock.is_locked()));
+    child
+}
+
+#[test]
+fn sigkilled_holder_is_reported_to_a_try_acquire() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "dead holder, try");
+    let name = unique_name("lock-dead-try");
+    let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let mut child = holder(&lock, &name);
+    assert_eq!(lock.try_acquire(), Err(LockError::WouldBlock));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(lock.try_acquire(), Ok(Acquired::OwnerDied));
+    assert_eq!(lock.recoveries(), 1);
+    lock.release().unwrap();
+    assert_eq!(lock.try_acquire(), Ok(Acquired::Yes));
+}
+
+#[test]
+fn sigkilled_holder_is_reported_to_a_sleeping_waiter_promptly() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "dead holder, sleeper");
+    let name = unique_name("lock-dead-wait");
+    let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let mut child = holder(&lock, &name);
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: kill has no memory-safety preconditions; the child is
+        // not reaped yet, so the pid is still its.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    });
+    let start = Instant::now();
+    let guard = lock.lock_timeout(Some(Duration::from_secs(20))).unwrap();
+    let waited = start.elapsed();
+    assert!(guard.owner_died());
+    assert!(waited >= Duration::from_millis(200));
+    // One liveness slice (100 ms) after the death, plus scheduling slack:
+    // far below the 20 s timeout.
+    assert!(waited < Duration::from_secs(5), "took {waited:?}");
+    killer.join().unwrap();
+    child.wait().unwrap();
+}
