@@ -273,3 +273,20 @@ fn joinable_queue_across_processes() {
     }
     let _ = Process::new; // the examples use the Process helper; tests use the testkit
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_messages_through_a_queue() {
+    use shmring::codec::Serde;
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Order {
+        id: u32,
+        item: String,
+        qty: Vec<u16>,
+    }
+    let q = anon::<Serde<Order>>(0);
+    let order = Order { id: 7, item: "bun".into(), qty: vec![1, 2] };
+    q.put(Serde(order), None).unwrap();
+    let Serde(back) = q.get(None).unwrap();
+    assert_eq!(back, Order { id: 7, item: "bun".into(), qty: vec![1, 2] });
+}

@@ -1,0 +1,2 @@
+//! The `shmring` command (work in progress).
+fn main() {}

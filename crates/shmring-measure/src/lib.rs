@@ -1,0 +1,1 @@
+//! Cross-process measurements (work in progress).
