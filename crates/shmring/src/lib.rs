@@ -56,3 +56,8 @@ pub use error::SegmentError;
 pub use segment::{CreateOptions, ObjectKind, OpenOptions, Segment, UnlinkPolicy};
 pub use shmring_core as core;
 pub use sys::FutexWaiter;
+
+/// The README's code runs as a doctest, so its examples cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
