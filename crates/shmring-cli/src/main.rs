@@ -1,2 +1,260 @@
-//! The `shmring` command (work in progress).
-fn main() {}
+//! The `shmring` command: list, inspect, remove and garbage-collect
+//! shared-memory segments, and benchmark this host. See [`HELP`].
+
+mod args;
+mod bench;
+mod commands;
+mod json;
+mod show;
+
+use std::process::ExitCode;
+
+use args::Args;
+use shmring::SegmentError;
+
+/// Success.
+const EXIT_OK: u8 = 0;
+/// Any other error.
+const EXIT_ERROR: u8 = 1;
+/// Bad command line (also an invalid segment name).
+const EXIT_USAGE: u8 = 2;
+/// No such segment.
+const EXIT_NOT_FOUND: u8 = 3;
+/// The file is not a shmring segment.
+const EXIT_NOT_SHMRING: u8 = 4;
+/// Permission denied (also a segment of another user).
+const EXIT_PERMISSION: u8 = 5;
+
+const HELP: &str = "\
+shmring — inspect and manage shmring shared-memory segments
+
+Usage: shmring <COMMAND> [OPTIONS]
+
+Commands:
+  ls      list every shmring segment in /dev/shm
+  stat    show one segment: header, peers, counters, object state
+  rm      remove segment names
+  gc      remove segments whose peers all died
+  bench   measure shmring beside pipes, unix sockets and the raw floors
+  help    show this, or `shmring help <COMMAND>`
+
+Run `shmring <COMMAND> --help` for a command's options. Segment names may be
+given as NAME, /NAME or /dev/shm/NAME.
+
+Exit codes:
+  0  success
+  1  error (a system call failed, a corrupted segment, ...)
+  2  usage error (bad option or argument, invalid segment name)
+  3  segment not found
+  4  not a shmring segment
+  5  permission denied (or a segment owned by another user)
+Errors go to stderr, one line each, starting with \"shmring: \".
+";
+
+const HELP_LS: &str = "\
+Usage: shmring ls [--json]
+
+Lists every shmring segment in /dev/shm (files without the shmring magic are
+skipped): name, kind, file size, capacity, depth (approximate messages
+waiting), peers alive/dead, owner uid, creator pid and state:
+  ready         published, in use or not
+  abandoned     no live peer and at least one dead one (`shmring gc` removes it)
+  creating      its creator is initialising it right now
+  creator-died  its creator died while initialising it (`gc` removes it)
+Nothing is attached and no lock is taken. Segments that cannot be read or
+whose header is invalid are reported on stderr (and under \"errors\" in JSON).
+
+Options:
+  --json   one JSON object: {\"segments\": [...], \"errors\": [...]}
+  -h, --help
+";
+
+const HELP_STAT: &str = "\
+Usage: shmring stat NAME [--json] [--watch [SECS]] [--count N]
+
+Shows one segment without attaching to it: the validated header, the object's
+state (capacity, depth, closed, lock owner, ...), the counters summed over
+all peer rows, and every peer row (pid, alive/dead/left, its counters).
+
+Options:
+  --json           one JSON object (one per line with --watch)
+  --watch [SECS]   refresh every SECS seconds (default 1) until Ctrl-C
+  --count N        stop after N reports (implies --watch)
+  -h, --help
+";
+
+const HELP_RM: &str = "\
+Usage: shmring rm [--force] NAME...
+
+Removes segment names from /dev/shm. Attached processes keep working on their
+mapping; only later opens by name fail. A file that is not a shmring segment
+is refused (exit code 4) unless --force. Every name is tried; the exit code
+is that of the first failure (3 missing, 4 not shmring, 5 permission).
+
+Options:
+  -f, --force   remove files that are not (or cannot be read as) segments too
+  -h, --help
+";
+
+const HELP_GC: &str = "\
+Usage: shmring gc [--dry-run] [--json] [NAME...]
+
+Removes abandoned segments (among the NAMEs given, or all of /dev/shm): those whose creator died while creating them, and
+those where no peer is alive (no peer row's liveness lock is held, nor the
+creator's init lock) and at least one peer died without detaching. Segments
+whose peers all detached cleanly are kept (only UnlinkPolicy::Never leaves
+those, on purpose). Before removing one, gc takes the init lock and every
+peer row's lock, re-checks, and unlinks while holding them, so a segment
+being created or opened right now is never removed.
+
+Options:
+  -n, --dry-run   only print what would be removed
+  --json          one JSON object: {\"dry_run\": .., \"segments\": [{name, reason, outcome}]}
+  -h, --help
+";
+
+const HELP_BENCH: &str = "\
+Usage: shmring bench [--quick] [--json] [--no-pin]
+
+Measures, between two processes of this host, round-trip latency (polling and
+blocking, 8-byte messages) and one-way stream throughput (8 B and 64 KiB) of
+shmring's SPSC ring, MPMC queue and Pipe beside an OS pipe, a unix socket and
+the raw floors (a spinning ring on a shared page when polling, a futex
+ping-pong when blocking). Each table shows ratios: the row's figure divided by
+the pipe's, the socket's and the floor's (for latency lower is better, for
+throughput higher). Every mechanism of a table runs with the same counts,
+payload and pinning. A first pass with small counts calibrates; the full run
+then repeats each table with up to 10x the counts, as far as a 30-second
+budget allows (each table states its counts). Progress goes to stderr,
+results to stdout. Build with --release for meaningful figures.
+
+Options:
+  --quick    the first pass only (a few seconds, noisier)
+  --json     one JSON object with every figure and ratio
+  --no-pin   do not pin the two processes to distinct CPUs
+  -h, --help
+";
+
+/// A command's failure: an exit code and a one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: String) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            message,
+        }
+    }
+
+    /// A failure whose message was already printed.
+    fn reported(code: u8) -> Failure {
+        Failure {
+            code,
+            message: String::new(),
+        }
+    }
+}
+
+impl From<SegmentError> for Failure {
+    fn from(e: SegmentError) -> Failure {
+        let code = match &e {
+            SegmentError::NotFound { .. } => EXIT_NOT_FOUND,
+            SegmentError::NotShmring { .. } => EXIT_NOT_SHMRING,
+            SegmentError::PermissionDenied { .. } | SegmentError::ForeignOwner { .. } => {
+                EXIT_PERMISSION
+            }
+            SegmentError::InvalidName { .. } => EXIT_USAGE,
+            SegmentError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                EXIT_PERMISSION
+            }
+            _ => EXIT_ERROR,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn help_of(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "ls" => HELP_LS,
+        "stat" => HELP_STAT,
+        "rm" => HELP_RM,
+        "gc" => HELP_GC,
+        "bench" => HELP_BENCH,
+        "help" => HELP,
+        _ => return None,
+    })
+}
+
+fn run(mut argv: Vec<String>) -> Result<(), Failure> {
+    if argv.is_empty() {
+        eprint!("{HELP}");
+        return Err(Failure::usage("no command given".into()));
+    }
+    let command = argv.remove(0);
+    let (name, help): (&'static str, &'static str) = match command.as_str() {
+        "-h" | "--help" => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        "help" => {
+            let text = match argv.first() {
+                None => HELP,
+                Some(c) => {
+                    help_of(c).ok_or_else(|| Failure::usage(format!("unknown command {c:?}")))?
+                }
+            };
+            print!("{text}");
+            return Ok(());
+        }
+        "ls" => ("ls", HELP_LS),
+        "stat" => ("stat", HELP_STAT),
+        "rm" => ("rm", HELP_RM),
+        "gc" => ("gc", HELP_GC),
+        "bench" => ("bench", HELP_BENCH),
+        other => {
+            return Err(Failure::usage(format!(
+                "unknown command {other:?} (see 'shmring --help')"
+            )))
+        }
+    };
+    let args = Args::new(name, argv);
+    if args.wants_help() {
+        print!("{help}");
+        return Ok(());
+    }
+    match name {
+        "ls" => commands::ls(args),
+        "stat" => commands::stat(args),
+        "rm" => commands::rm(args),
+        "gc" => commands::gc(args),
+        _ => bench::bench(args),
+    }
+}
+
+fn main() -> ExitCode {
+    // A measurement peer (re-executed by `shmring bench`) does its job and
+    // exits here.
+    shmring_measure::run_peer_if_child();
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match run(argv) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        // rm and gc report each failure themselves and return the first.
+        Err(f) if f.message.is_empty() => ExitCode::from(f.code),
+        Err(f) => {
+            eprintln!("shmring: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

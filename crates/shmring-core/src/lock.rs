@@ -171,6 +171,7 @@ impl LockShared {
             // the kernel before its liveness lock was dropped, and the probe
             // that saw it dead synchronised with that.) Relaxed on failure:
             // we only retry with the value found.
+            failpoint!("lock.acquire-cas");
             match self
                 .owner
                 .compare_exchange(current, token, Ordering::Acquire, Ordering::Relaxed)
@@ -237,6 +238,7 @@ impl LockShared {
     ///
     /// [`ReleaseError::NotHeld`] when it is free.
     pub fn release_any<W: Waiter + ?Sized>(&self, waiter: &W) -> Result<(), ReleaseError> {
+        failpoint!("lock.releasing");
         // ORDERING: Relaxed — a guess for the CAS.
         let mut current = self.owner.load(Ordering::Relaxed);
         loop {
@@ -268,6 +270,7 @@ impl LockShared {
         token: u64,
         waiter: &W,
     ) -> Result<(), ReleaseError> {
+        failpoint!("lock.releasing");
         // ORDERING: Release — publishes the critical section; pairs with the
         // Acquire CAS in `try_acquire_with`. Relaxed on failure: we only
         // report what we found.

@@ -459,8 +459,11 @@ impl Writer {
     #[inline]
     pub(crate) fn write(&mut self, msg: &[u8]) -> Result<(), PushError> {
         let word = self.claim(msg.len())?;
+        failpoint!("ring.claimed");
         self.write_payload(word, msg);
+        failpoint!("ring.payload-written");
         self.commit(word, msg.len());
+        failpoint!("ring.header-written");
         Ok(())
     }
 
@@ -491,6 +494,7 @@ impl Writer {
         // ORDERING: Release — publishes the records (payloads and headers
         // stored above); pairs with the consumers' Acquire load of the tail.
         line.tail.store(self.tail, Ordering::Release);
+        failpoint!("ring.published");
         // ORDERING: Relaxed — a statistic for `len`, stored after the tail so
         // it never counts a record that is not there yet.
         line.pushed.store(self.pushed, Ordering::Relaxed);

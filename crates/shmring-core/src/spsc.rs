@@ -507,8 +507,10 @@ impl<W: Waiter + Clone> Consumer<W> {
         buf.clear();
         buf.resize(found.len, 0);
         crate::bytes::load(self.reader.ring.data(), found.payload_word, buf, true);
+        failpoint!("spsc.read", buf);
         self.reader.advance(&found);
         self.release_and_wake();
+        failpoint!("spsc.released");
         Ok(found.len)
     }
 

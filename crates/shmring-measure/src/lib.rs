@@ -1,1 +1,357 @@
-//! Cross-process measurements (work in progress).
+//! Cross-process latency and throughput of shmring beside its baselines.
+//!
+//! Every measurement runs between **two processes**: this one and a peer
+//! that is this same executable, re-executed with a description of its job
+//! in the environment (the channels travel by descriptor inheritance, as in
+//! the `pingpong` example). Hence the one rule for users of this crate:
+//!
+//! * call [`run_peer_if_child`] **first** in `main()` of every binary that
+//!   measures: when the process was started as a peer, it does the peer's
+//!   work and exits, and otherwise returns at once.
+//!
+//! ```no_run
+//! use shmring_measure::{round_trip, stream, Mechanism, Mode, Params};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     shmring_measure::run_peer_if_child();
+//!     let params = Params { payload: 1024, ..Params::default() };
+//!     for m in Mechanism::ALL {
+//!         if !m.supports(Mode::Polling) {
+//!             continue;
+//!         }
+//!         let lat = round_trip(m, &params)?;
+//!         let thr = stream(m, &params)?;
+//!         println!("{m:<14} p50 {} ns  {:.1} M msgs/s", lat.p50_ns, thr.msgs_per_s / 1e6);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # What is measured, and how
+//!
+//! * **Same conditions for every mechanism**: the same payload bytes, counts,
+//!   warm-up, pinning (parent on the first allowed CPU, peer on the second,
+//!   when [`Params::pin`] and at least two CPUs are allowed) and the same
+//!   buffer budget: 1 MiB per direction (shmring rings, the raw spin ring's
+//!   data area, `F_SETPIPE_SZ` for the OS pipe, `SO_SNDBUF`/`SO_RCVBUF` for
+//!   the socket, both best effort), more when one message needs it.
+//! * **Round trip** ([`round_trip`]): the parent sends `payload` bytes, the
+//!   peer receives them and sends them back; one clock read per sample (the
+//!   end of one sample is the start of the next). A warm-up of a tenth of
+//!   the count (10 to 10,000 round trips) is not recorded. Percentiles are
+//!   exact (nearest rank over all samples).
+//! * **Stream** ([`stream`]): the parent sends `messages` messages one way;
+//!   the peer checks each one's length and sequence number (its first 8
+//!   bytes) and acknowledges the last with one message back. The time runs
+//!   from the first send to that acknowledgement, after a warm-up stream of a
+//!   tenth of the count (10 to 100,000) that was acknowledged the same way.
+//! * **Polling** ([`Mode::Polling`]): non-blocking tries in a spin loop (for
+//!   the OS pipe and socket: `O_NONBLOCK` reads and writes, one system call
+//!   per try). The shmring Pipe facade has no non-blocking send or receive,
+//!   so in polling mode it uses its blocking calls with a spin budget of 10 s
+//!   (it never sleeps, but it spins with the facade's backoff).
+//! * **Blocking** ([`Mode::Blocking`]): the blocking calls. shmring's spin
+//!   for 5 µs before they sleep (the default [`WaitPolicy`]); [`Tuning`]
+//!   changes that, e.g. `spin_ns: Some(0)` so the receiver always sleeps.
+//!   The raw futex ping-pong never spins: it is the floor for a hand-off to
+//!   a sleeping process.
+//!
+//! [`WaitPolicy`]: shmring::core::wait::WaitPolicy
+
+mod dict;
+mod drive;
+mod error;
+mod os;
+mod peer;
+mod raw;
+mod shm;
+mod stats;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use error::MeasureError;
+pub use stats::{latency_from_samples, percentile};
+
+/// A way to move bytes between two processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mechanism {
+    /// `shmring::spsc`: one SPSC byte ring per direction.
+    ShmringSpsc,
+    /// `shmring::mpmc`: one MPMC queue (16 producer rings, the facade's
+    /// default) per direction, through its byte API (no codec).
+    ShmringQueue,
+    /// `shmring::pipe`: a duplex `Pipe`'s two `Connection`s.
+    ShmringPipe,
+    /// Two OS pipes (`pipe2`), one per direction.
+    Pipe,
+    /// One unix stream socket pair.
+    UnixSocket,
+    /// A raw futex ping-pong on a shared page: a sequence word and a payload
+    /// area per direction; the receiver always sleeps in `FUTEX_WAIT`, the
+    /// sender always calls `FUTEX_WAKE`. Blocking round trips only.
+    FutexPingPong,
+    /// A raw spinning SPSC ring on a shared page: cache-line-padded head
+    /// and tail, fixed slots of the payload size, plain `memcpy`, no checks.
+    /// Polling only.
+    SpinRing,
+}
+
+impl Mechanism {
+    /// Every mechanism, shmring's first.
+    pub const ALL: [Mechanism; 7] = [
+        Mechanism::ShmringSpsc,
+        Mechanism::ShmringQueue,
+        Mechanism::ShmringPipe,
+        Mechanism::Pipe,
+        Mechanism::UnixSocket,
+        Mechanism::FutexPingPong,
+        Mechanism::SpinRing,
+    ];
+
+    /// The lowercase name used by `Display` and `FromStr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::ShmringSpsc => "shmring-spsc",
+            Mechanism::ShmringQueue => "shmring-queue",
+            Mechanism::ShmringPipe => "shmring-pipe",
+            Mechanism::Pipe => "pipe",
+            Mechanism::UnixSocket => "unix-socket",
+            Mechanism::FutexPingPong => "futex",
+            Mechanism::SpinRing => "spin-ring",
+        }
+    }
+
+    /// Whether this is one of shmring's own mechanisms (not a baseline).
+    pub fn is_shmring(self) -> bool {
+        matches!(
+            self,
+            Mechanism::ShmringSpsc | Mechanism::ShmringQueue | Mechanism::ShmringPipe
+        )
+    }
+
+    /// Whether [`round_trip`] works in `mode` (the spin ring does not
+    /// block; the futex ping-pong does not poll).
+    pub fn supports(self, mode: Mode) -> bool {
+        !matches!(
+            (self, mode),
+            (Mechanism::SpinRing, Mode::Blocking) | (Mechanism::FutexPingPong, Mode::Polling)
+        )
+    }
+
+    /// Whether [`stream`] works in `mode`: as [`supports`](Self::supports),
+    /// and never for the futex ping-pong (a one-slot mailbox has no stream).
+    pub fn supports_stream(self, mode: Mode) -> bool {
+        self.supports(mode) && self != Mechanism::FutexPingPong
+    }
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl FromStr for Mechanism {
+    type Err = MeasureError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mechanism::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| MeasureError::InvalidParams(format!("unknown mechanism {s:?}")))
+    }
+}
+
+/// How the two processes wait for each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// Non-blocking tries in a spin loop.
+    Polling,
+    /// The blocking calls.
+    Blocking,
+}
+
+impl Mode {
+    /// Both modes.
+    pub const ALL: [Mode; 2] = [Mode::Polling, Mode::Blocking];
+
+    /// The lowercase name used by `Display` and `FromStr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Polling => "polling",
+            Mode::Blocking => "blocking",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = MeasureError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| MeasureError::InvalidParams(format!("unknown mode {s:?}")))
+    }
+}
+
+/// What to measure; the same for every mechanism of one comparison.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Bytes per message (at least 1; 8 or more carries a sequence number
+    /// the peer checks).
+    pub payload: usize,
+    /// Messages of a [`stream`], after the warm-up.
+    pub messages: u64,
+    /// Recorded round trips of a [`round_trip`], after the warm-up.
+    pub round_trips: u64,
+    /// Polling or blocking.
+    pub mode: Mode,
+    /// Pin the two processes to two distinct CPUs (when two are allowed).
+    pub pin: bool,
+}
+
+impl Default for Params {
+    /// 8-byte messages, 1,000,000 streamed, 100,000 round trips, polling,
+    /// pinned.
+    fn default() -> Self {
+        Params {
+            payload: 8,
+            messages: 1_000_000,
+            round_trips: 100_000,
+            mode: Mode::Polling,
+            pin: true,
+        }
+    }
+}
+
+/// Knobs beyond [`Params`], for the figures of one mechanism at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// shmring only, blocking mode: the spin budget before sleeping, in ns
+    /// (`None`: the default [`WaitPolicy`](shmring::core::wait::WaitPolicy),
+    /// 5 µs; `Some(0)`: sleep at once, like the raw futex ping-pong).
+    pub spin_ns: Option<u64>,
+    /// [`stream`] through `shmring-spsc` only: push with `try_push_many` and
+    /// pop with `try_pop_many`, up to this many messages per call (0 or 1:
+    /// one at a time). Polling mode.
+    pub batch: usize,
+}
+
+/// Round-trip percentiles, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Slowest sample.
+    pub max_ns: u64,
+    /// Recorded samples.
+    pub samples: u64,
+    /// Fastest sample.
+    pub min_ns: u64,
+}
+
+/// One-way rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Throughput {
+    /// Messages per second.
+    pub msgs_per_s: f64,
+    /// Payload bytes per second.
+    pub bytes_per_s: f64,
+    /// Seconds the measured part took.
+    pub seconds: f64,
+}
+
+/// Round trips between two processes: see the [crate docs](crate).
+///
+/// # Errors
+///
+/// [`MeasureError::NotApplicable`] when `m` does not work in `p.mode`
+/// ([`Mechanism::supports`]); invalid parameters; the mechanism or the peer
+/// failing (creation, a corrupted message, the peer dying, a 10-minute
+/// watchdog).
+pub fn round_trip(m: Mechanism, p: &Params) -> Result<Latency, MeasureError> {
+    round_trip_with(m, p, &Tuning::default())
+}
+
+/// [`round_trip`] with [`Tuning`].
+///
+/// # Errors
+///
+/// As [`round_trip`].
+pub fn round_trip_with(m: Mechanism, p: &Params, t: &Tuning) -> Result<Latency, MeasureError> {
+    if !m.supports(p.mode) {
+        return Err(MeasureError::not_applicable(m, p.mode, "round trip"));
+    }
+    let samples = peer::run_parent(peer::Job::round_trip(m, p, t)?)?;
+    Ok(latency_from_samples(samples.samples))
+}
+
+/// A one-way stream between two processes: see the [crate docs](crate).
+///
+/// # Errors
+///
+/// As [`round_trip`] ([`Mechanism::supports_stream`]).
+pub fn stream(m: Mechanism, p: &Params) -> Result<Throughput, MeasureError> {
+    stream_with(m, p, &Tuning::default())
+}
+
+/// [`stream`] with [`Tuning`].
+///
+/// # Errors
+///
+/// As [`round_trip`]; a `batch` above 1 for anything but `shmring-spsc` in
+/// polling mode is [`MeasureError::NotApplicable`].
+pub fn stream_with(m: Mechanism, p: &Params, t: &Tuning) -> Result<Throughput, MeasureError> {
+    if !m.supports_stream(p.mode) {
+        return Err(MeasureError::not_applicable(m, p.mode, "stream"));
+    }
+    if t.batch > 1 && (m != Mechanism::ShmringSpsc || p.mode != Mode::Polling) {
+        return Err(MeasureError::not_applicable(m, p.mode, "batched stream"));
+    }
+    let outcome = peer::run_parent(peer::Job::stream(m, p, t)?)?;
+    Ok(rate(p.messages, p.payload, outcome.seconds))
+}
+
+/// `Dict::update_with` incrementing one `u64` key from two processes,
+/// `p.messages` times each (pinned as `p.pin` says; `payload` and `mode`
+/// are ignored). Returns the combined operations per second in
+/// [`Throughput::msgs_per_s`] (`bytes_per_s` counts 8 bytes per operation).
+///
+/// # Errors
+///
+/// As [`round_trip`]; a final count other than `2 * p.messages` is
+/// [`MeasureError::Peer`].
+pub fn dict_update(p: &Params) -> Result<Throughput, MeasureError> {
+    let outcome = peer::run_parent(peer::Job::dict(p)?)?;
+    Ok(rate(2 * p.messages, 8, outcome.seconds))
+}
+
+fn rate(messages: u64, payload: usize, seconds: f64) -> Throughput {
+    let seconds = seconds.max(1e-9);
+    Throughput {
+        msgs_per_s: messages as f64 / seconds,
+        bytes_per_s: messages as f64 * payload as f64 / seconds,
+        seconds,
+    }
+}
+
+/// Runs the peer side and exits when this process was started as a
+/// measurement peer; returns at once otherwise. Call it first in `main()`.
+///
+/// The peer exits with status 0 after its job, 1 (with a message on
+/// stderr) when the job failed.
+pub fn run_peer_if_child() {
+    peer::run_child_if_peer();
+}

@@ -41,6 +41,8 @@ mod attach;
 pub mod codec;
 pub mod dict;
 pub mod error;
+#[cfg(any(fuzzing, feature = "fuzzing-hooks"))]
+pub mod fuzzing;
 pub mod lock;
 pub mod mpmc;
 mod object;

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::mpmc::QueueLayout;
-use shmring_core::tasks::TaskCounter;
+use shmring_core::tasks::{TaskCounter, TaskSlot};
 use shmring_core::wait::WaitPolicy;
 use shmring_core::{ConfigError, RingConfig};
 
@@ -48,6 +48,10 @@ use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
+
+mod recovery;
+
+pub use recovery::JoinError;
 
 /// The shape of a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -472,9 +476,18 @@ impl<T> Queue<T> {
 ///
 /// # Crash behaviour
 ///
-/// A consumer killed after `get` and before `task_done` leaves its task
-/// unfinished forever, so a plain `join` would wait forever: use
-/// [`join_timeout`](Self::join_timeout) where consumers can die.
+/// `join` never waits forever because a process died. Each handle counts,
+/// in a slot of its own in the segment, the tasks it got and has not marked
+/// done; a joiner checks once per liveness slice (100 ms) for slots whose
+/// process died and takes their tasks off the count. A process killed in
+/// the few instructions between taking an item and counting it (or between
+/// counting a put and publishing it) leaves a task nobody holds: a joiner
+/// takes it off once two slices in a row find the queue empty and no live
+/// process holding a task. Either way `join` then returns
+/// [`JoinError::PeerDied`] with the number of tasks lost. Call `task_done`
+/// from the process that got the item: a task marked done elsewhere stays
+/// counted as held by its getter, and that getter's death would take one
+/// task too many off the count.
 ///
 /// # Examples
 ///
@@ -542,11 +555,17 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
             }));
         }
         let queue = mpmc::Queue::attach_region(segment.clone(), TASKS_BYTES, len - TASKS_BYTES)?;
-        Ok(JoinableQueue {
+        let q = JoinableQueue {
             handle: Handle::new(queue),
             segment,
             _items: PhantomData,
-        })
+        };
+        if let Some(slot) = q.slot() {
+            // A dead previous owner of our row may have left tasks held.
+            let (_, generation) = recovery::own_row(&q.segment);
+            slot.claim(generation, q.tasks(), &FutexWaiter);
+        }
+        Ok(q)
     }
 }
 
@@ -560,6 +579,41 @@ impl<T> JoinableQueue<T> {
         unsafe { self.segment.object_ptr().cast::<TaskCounter>().as_ref() }
     }
 
+    /// The task slots, one per peer row (as many as fit in the region).
+    fn slots(&self) -> &[TaskSlot] {
+        const COUNT: usize = (TASKS_BYTES - recovery::SLOTS_OFFSET) / 8;
+        const _: () = assert!(std::mem::size_of::<TaskCounter>() <= recovery::SLOTS_OFFSET);
+        // SAFETY: bytes SLOTS_OFFSET..TASKS_BYTES of the object region lie
+        // inside it (attach checked len >= TASKS_BYTES), 8-aligned (page
+        // aligned base + 256); TaskSlot is one AtomicU64, valid for any bytes
+        // and concurrent writers; they live as long as `self.segment`.
+        unsafe {
+            let base = self.segment.object_ptr().add(recovery::SLOTS_OFFSET);
+            std::slice::from_raw_parts(base.cast::<TaskSlot>().as_ptr(), COUNT)
+        }
+    }
+
+    /// This handle's own task slot (`None` past the table: a peer row
+    /// beyond 480, untracked).
+    fn slot(&self) -> Option<&TaskSlot> {
+        self.slots().get(recovery::own_row(&self.segment).0)
+    }
+
+    fn join_until(&self, deadline: Option<shmring_core::wait::Deadline>) -> Result<(), JoinError> {
+        let mut state = recovery::Recovery::default();
+        let slots = self.slots();
+        let forgiven = self.tasks().join_with(
+            &FutexWaiter,
+            deadline,
+            &WaitPolicy::default(),
+            &mut |tasks| state.check(tasks, slots, &self.segment, || self.handle.queue.is_empty()),
+        )?;
+        match forgiven {
+            0 => Ok(()),
+            lost => Err(JoinError::PeerDied { lost }),
+        }
+    }
+
     /// Marks one task done (one per item got).
     ///
     /// # Errors
@@ -567,6 +621,11 @@ impl<T> JoinableQueue<T> {
     /// Called more often than items were put: Python's
     /// `ValueError("task_done() called too many times")`.
     pub fn task_done(&self) -> Result<(), shmring_core::tasks::TooManyDone> {
+        // Un-hold first: a death in between leaves the task held by nobody,
+        // which a joiner detects (see the type's crash notes).
+        if let Some(slot) = self.slot() {
+            slot.unhold();
+        }
         self.tasks().done(&FutexWaiter)
     }
 
@@ -574,29 +633,26 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Blocking
     ///
-    /// Sleeps until the unfinished count reaches zero; see the crash note on
-    /// the type.
+    /// Sleeps until the unfinished count reaches zero. Tasks held by dead
+    /// processes are taken off the count within one or two liveness slices
+    /// (see the crash notes on the type).
     ///
     /// # Errors
     ///
-    /// None in practice (no deadline); the `Result` matches
-    /// [`join_timeout`](Self::join_timeout).
-    pub fn join(&self) -> Result<(), shmring_core::wait::TimedOut> {
-        self.tasks()
-            .join(&FutexWaiter, None, &WaitPolicy::default())
+    /// [`JoinError::PeerDied`] when tasks had to be taken off the count
+    /// because their holder died (the wait is over all the same).
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.join_until(None)
     }
 
     /// Waits at most `timeout` until every item put has been marked done.
     ///
     /// # Errors
     ///
-    /// [`TimedOut`](shmring_core::wait::TimedOut) with tasks still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), shmring_core::wait::TimedOut> {
-        self.tasks().join(
-            &FutexWaiter,
-            deadline(Some(timeout)),
-            &WaitPolicy::default(),
-        )
+    /// [`JoinError::Timeout`] with tasks still unfinished, or
+    /// [`JoinError::PeerDied`] as for [`join`](Self::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        self.join_until(deadline(Some(timeout)))
     }
 
     /// Tasks put and not yet marked done (a snapshot).
@@ -661,7 +717,14 @@ impl<T: Message> JoinableQueue<T> {
     ///
     /// As [`Queue::get`].
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        self.handle.get(timeout)
+        let got = self.handle.get(timeout);
+        // Taken off the queue (decoded or not): ours until `task_done`.
+        if matches!(got, Ok(_) | Err(GetError::Decode(_))) {
+            if let Some(slot) = self.slot() {
+                slot.hold(1);
+            }
+        }
+        got
     }
 
     /// See [`Queue::try_get`].
@@ -671,7 +734,7 @@ impl<T: Message> JoinableQueue<T> {
     /// As [`Queue::try_get`].
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, GetError> {
-        self.handle.get(Some(Duration::ZERO))
+        self.get(Some(Duration::ZERO))
     }
 }
 

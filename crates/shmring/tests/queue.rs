@@ -285,8 +285,19 @@ fn serde_messages_through_a_queue() {
         qty: Vec<u16>,
     }
     let q = anon::<Serde<Order>>(0);
-    let order = Order { id: 7, item: "bun".into(), qty: vec![1, 2] };
+    let order = Order {
+        id: 7,
+        item: "bun".into(),
+        qty: vec![1, 2],
+    };
     q.put(Serde(order), None).unwrap();
     let Serde(back) = q.get(None).unwrap();
-    assert_eq!(back, Order { id: 7, item: "bun".into(), qty: vec![1, 2] });
+    assert_eq!(
+        back,
+        Order {
+            id: 7,
+            item: "bun".into(),
+            qty: vec![1, 2]
+        }
+    );
 }

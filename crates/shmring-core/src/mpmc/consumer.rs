@@ -118,6 +118,7 @@ fn take_from<W: Waiter + ?Sized>(
             buf.clear();
             buf.resize(found.len, 0);
             bytes::load(ring.data(), found.payload_word, buf, false);
+            failpoint!("mpmc.copied", buf);
         }
         // ORDERING: AcqRel on success — Release orders our copy before the
         // head moves (pairs with the producer's Acquire load of the head, so
@@ -133,9 +134,11 @@ fn take_from<W: Waiter + ?Sized>(
         if found.pad {
             continue;
         }
+        failpoint!("mpmc.cas-done");
         // ORDERING: Relaxed — a statistic for `len`. A consumer killed
         // between the CAS and here leaves `len` one too high.
         line.popped.fetch_add(1, Ordering::Relaxed);
+        failpoint!("mpmc.counted");
         // Every producer sleeping for room waits on the one `space` word
         // (its own ring full, or `max_len` reached): wake them all, the
         // one whose ring this was and any waiting on the count.

@@ -53,6 +53,7 @@
 mod create;
 mod header;
 mod inherit;
+mod inspect;
 mod open;
 mod options;
 mod peers;
@@ -70,6 +71,7 @@ use header::{Header, Layout, HEADER_LEN};
 use peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
 
 pub use header::{LAYOUT_VERSION, MAX_PEER_ROWS};
+pub use inspect::*;
 pub use options::{CreateOptions, ObjectKind, OpenOptions, UnlinkPolicy, MAX_NAME_LEN};
 pub use peers::{PeerCounter, PeerInfo};
 

@@ -1,0 +1,477 @@
+//! Cross-process comparison: shmring beside a pipe, a unix socket, the raw
+//! futex and spin-ring floors, rtrb and crossbeam between threads, and
+//! Python's multiprocessing (when python3 is there), in one run.
+//!
+//! ```text
+//! cargo run --release -p shmring-benches --bin xbench -- --json benches/results/results.json
+//! cargo run --release -p shmring-benches --bin report -- benches/results/results.json
+//! ```
+//!
+//! Options: `--quick` (counts / 20, one repetition), `--reps N` (default
+//! 3), `--json FILE`, `--no-python`, `--no-strace`, `--no-pin`.
+//! Every measurement is repeated and the repetitions are interleaved (all
+//! mechanisms once, then all again), so a slow phase of the machine hits
+//! every mechanism alike; the report shows the min–max over repetitions.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Command;
+
+use shmring_benches::machine::Machine;
+use shmring_benches::threads::{self, Crossbeam, Rtrb};
+use shmring_benches::{Record, Rep, Results};
+use shmring_measure::{Mechanism, Mode, Params, Tuning};
+
+const PAYLOADS: [usize; 3] = [8, 1024, 64 << 10];
+
+struct Args {
+    quick: bool,
+    reps: u32,
+    json: Option<String>,
+    python: bool,
+    strace: bool,
+    pin: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        reps: 3,
+        json: None,
+        python: true,
+        strace: true,
+        pin: true,
+    };
+    let mut reps = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--reps" => {
+                let v = it.next().ok_or("--reps needs a value")?;
+                reps = Some(
+                    v.parse()
+                        .map_err(|_| format!("--reps: not a number: {v}"))?,
+                );
+            }
+            "--json" => args.json = Some(it.next().ok_or("--json needs a file")?),
+            "--no-python" => args.python = false,
+            "--no-strace" => args.strace = false,
+            "--no-pin" => args.pin = false,
+            "-h" | "--help" => {
+                println!("usage: xbench [--quick] [--reps N] [--json FILE] [--no-python] [--no-strace] [--no-pin]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    args.reps = reps.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    Ok(args)
+}
+
+/// Recorded round trips for a payload.
+fn round_trips(payload: usize, quick: bool) -> u64 {
+    let n = if payload >= 64 << 10 { 20_000 } else { 100_000 };
+    if quick {
+        n / 20
+    } else {
+        n
+    }
+}
+
+/// Streamed messages for a payload.
+fn messages(payload: usize, quick: bool) -> u64 {
+    let n = match payload {
+        0..=64 => 2_000_000,
+        65..=4096 => 1_000_000,
+        _ => 50_000,
+    };
+    if quick {
+        n / 20
+    } else {
+        n
+    }
+}
+
+/// Dict increments per process.
+fn dict_ops(quick: bool) -> u64 {
+    if quick {
+        5_000
+    } else {
+        50_000
+    }
+}
+
+/// One measurement to repeat.
+#[derive(Clone)]
+enum Job {
+    RoundTrip(Mechanism, Mode, Tuning, &'static str),
+    Stream(Mechanism, Mode, Tuning, &'static str),
+    ThreadsRoundTrip(&'static str),
+    ThreadsStream(&'static str),
+    Dict,
+    Facade,
+}
+
+fn jobs(payload: usize) -> Vec<Job> {
+    let sleep = Tuning {
+        spin_ns: Some(0),
+        ..Tuning::default()
+    };
+    let batch = Tuning {
+        batch: 32,
+        ..Tuning::default()
+    };
+    let mut jobs = Vec::new();
+    for mode in Mode::ALL {
+        for m in Mechanism::ALL.into_iter().filter(|m| m.supports(mode)) {
+            jobs.push(Job::RoundTrip(m, mode, Tuning::default(), ""));
+        }
+    }
+    for m in Mechanism::ALL.into_iter().filter(|m| m.is_shmring()) {
+        jobs.push(Job::RoundTrip(m, Mode::Blocking, sleep.clone(), "spin 0"));
+    }
+    for mode in Mode::ALL {
+        for m in Mechanism::ALL
+            .into_iter()
+            .filter(|m| m.supports_stream(mode))
+        {
+            jobs.push(Job::Stream(m, mode, Tuning::default(), ""));
+        }
+    }
+    jobs.push(Job::Stream(
+        Mechanism::ShmringSpsc,
+        Mode::Polling,
+        batch,
+        "batch 32",
+    ));
+    jobs.push(Job::ThreadsRoundTrip("rtrb (threads)"));
+    jobs.push(Job::ThreadsStream("rtrb (threads)"));
+    if payload == 8 {
+        jobs.push(Job::ThreadsRoundTrip("crossbeam ArrayQueue (threads)"));
+        jobs.push(Job::ThreadsStream("crossbeam ArrayQueue (threads)"));
+        jobs.push(Job::Dict);
+        jobs.push(Job::Facade);
+    }
+    jobs
+}
+
+/// Runs one job once: its record keys and figures.
+fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String> {
+    let p = Params {
+        payload,
+        messages: messages(payload, a.quick),
+        round_trips: round_trips(payload, a.quick),
+        mode: Mode::Polling,
+        pin: a.pin,
+    };
+    let key = |kind: &str, mechanism: String, mode: Mode, variant: &str| Record {
+        kind: kind.into(),
+        mechanism,
+        mode: mode.to_string(),
+        variant: variant.into(),
+        payload,
+        reps: Vec::new(),
+    };
+    let fail = |e: shmring_measure::MeasureError| e.to_string();
+    Ok(vec![match job {
+        Job::RoundTrip(m, mode, t, v) => {
+            let p = Params { mode: *mode, ..p };
+            let l = shmring_measure::round_trip_with(*m, &p, t).map_err(fail)?;
+            (key("round_trip", m.to_string(), *mode, v), Rep::latency(&l))
+        }
+        Job::Stream(m, mode, t, v) => {
+            let p = Params { mode: *mode, ..p };
+            let r = shmring_measure::stream_with(*m, &p, t).map_err(fail)?;
+            (key("stream", m.to_string(), *mode, v), Rep::rate(&r))
+        }
+        Job::ThreadsRoundTrip(name) => {
+            let l = if name.starts_with("rtrb") {
+                threads::round_trip(Rtrb::pair(payload), payload, p.round_trips, a.pin)
+            } else {
+                threads::round_trip(Crossbeam::pair(), payload, p.round_trips, a.pin)
+            };
+            (
+                key("round_trip", name.to_string(), Mode::Polling, ""),
+                Rep::latency(&l),
+            )
+        }
+        Job::ThreadsStream(name) => {
+            let r = if name.starts_with("rtrb") {
+                threads::stream(Rtrb::pair(payload), payload, p.messages, a.pin)
+            } else {
+                threads::stream(Crossbeam::pair(), payload, p.messages, a.pin)
+            };
+            (
+                key("stream", name.to_string(), Mode::Polling, ""),
+                Rep::rate(&r),
+            )
+        }
+        Job::Dict => {
+            let p = Params {
+                messages: dict_ops(a.quick),
+                ..p
+            };
+            let r = shmring_measure::dict_update(&p).map_err(fail)?;
+            let rep = Rep {
+                msgs_per_s: Some(r.msgs_per_s),
+                ..Rep::default()
+            };
+            (
+                key(
+                    "dict",
+                    "shmring Dict::update_with".into(),
+                    Mode::Blocking,
+                    "2 processes",
+                ),
+                rep,
+            )
+        }
+        Job::Facade => {
+            let (facade, raw) = shmring_benches::facade::overhead(p.messages / 2);
+            let rep = |ns| Rep {
+                ns_per_op: Some(ns),
+                ..Rep::default()
+            };
+            let facade = (
+                key(
+                    "facade",
+                    "shmring Queue<u64> put+get".into(),
+                    Mode::Polling,
+                    "1 thread",
+                ),
+                rep(facade),
+            );
+            return Ok(vec![
+                facade,
+                (
+                    key(
+                        "facade",
+                        "shmring mpmc push+pop (raw)".into(),
+                        Mode::Polling,
+                        "1 thread",
+                    ),
+                    rep(raw),
+                ),
+            ]);
+        }
+    }])
+}
+
+fn label(r: &Record) -> String {
+    format!(
+        "{} {} {} {}{} B",
+        r.kind,
+        r.mechanism,
+        r.mode,
+        if r.variant.is_empty() {
+            String::new()
+        } else {
+            format!("[{}] ", r.variant)
+        },
+        r.payload
+    )
+}
+
+fn summary(rep: &Rep) -> String {
+    if let Some(ns) = rep.ns_per_op {
+        return format!("{ns:.1} ns/op");
+    }
+    match (rep.p50_ns, rep.msgs_per_s, rep.bytes_per_s) {
+        (Some(p50), _, _) => format!("p50 {p50} ns, p99 {} ns", rep.p99_ns.unwrap_or(0)),
+        (_, Some(m), Some(b)) => format!("{:.2} M msgs/s, {:.2} GB/s", m / 1e6, b / 1e9),
+        (_, Some(m), None) => format!("{:.0} ops/s", m),
+        _ => String::new(),
+    }
+}
+
+/// Runs the Python script (same payloads, repetitions and dict operations;
+/// the message counts of `--quick`, a twentieth: multiprocessing moves
+/// 10^4 to 10^5 messages a second, so the full counts would take many
+/// minutes) and merges its records.
+fn run_python(a: &Args, results: &mut Results) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_bench.py");
+    let join = |f: &dyn Fn(usize) -> u64| {
+        PAYLOADS
+            .iter()
+            .map(|&p| f(p).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let payloads = PAYLOADS
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let rts = join(&|p| round_trips(p, true));
+    let msgs = join(&|p| messages(p, true));
+    eprintln!("xbench: python3 {script} (round trips {rts}, messages {msgs}) ...");
+    results.notes.push(format!(
+        "python: same payloads, pinning and dict operations; round trips {rts} and messages {msgs} per payload (the --quick counts)"
+    ));
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args(["--payloads", &payloads])
+        .args(["--round-trips", &rts])
+        .args(["--messages", &msgs])
+        .args(["--dict-ops", &dict_ops(a.quick).to_string()])
+        .args(["--reps", &a.reps.to_string()]);
+    if !a.pin {
+        cmd.arg("--no-pin");
+    }
+    match cmd.stderr(std::process::Stdio::inherit()).output() {
+        Ok(out) if out.status.success() => match serde_json::from_slice::<Results>(&out.stdout) {
+            Ok(py) => {
+                results.records.extend(py.records);
+                results.notes.extend(py.notes);
+                results.errors.extend(py.errors);
+            }
+            Err(e) => results.errors.push(format!("python output: {e}")),
+        },
+        Ok(out) => results
+            .errors
+            .push(format!("python3 mp_bench.py failed: {}", out.status)),
+        Err(e) => results.notes.push(format!("python3 not run: {e}")),
+    }
+}
+
+/// `strace -f -c` over a 1,000,000-message stream: system calls of both
+/// processes, setup included.
+fn count_syscalls(results: &mut Results) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    for (m, mode) in [
+        (Mechanism::ShmringSpsc, Mode::Polling),
+        (Mechanism::ShmringQueue, Mode::Polling),
+        (Mechanism::ShmringSpsc, Mode::Blocking),
+    ] {
+        let out = std::env::temp_dir().join(format!("xbench-strace-{}.txt", std::process::id()));
+        let status = Command::new("strace")
+            .args(["-f", "-c", "-o"])
+            .arg(&out)
+            .arg(&exe)
+            .args(["--probe", m.name(), mode.name()])
+            .status();
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let _ = std::fs::remove_file(&out);
+        let calls = |name: &str| {
+            text.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|t| t.last() == Some(&name) && t.len() >= 5)
+                .and_then(|t| t[3].parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match status {
+            Ok(s) if s.success() => results.notes.push(format!(
+                "syscalls: strace -f -c over a 1,000,000-message 8 B stream, {m} {mode}: {} system calls in both processes, setup and warm-up included ({} futex)",
+                calls("total"),
+                calls("futex")
+            )),
+            Ok(s) => results.notes.push(format!("syscalls: strace run for {m} {mode} failed: {s}")),
+            Err(e) => {
+                results.notes.push(format!("syscalls: strace not run: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// `--probe MECH MODE`: the stream that `count_syscalls` traces.
+fn probe(mut it: impl Iterator<Item = String>) -> ! {
+    let m: Mechanism = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Mechanism::ShmringSpsc);
+    let mode: Mode = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Mode::Polling);
+    let p = Params {
+        messages: 1_000_000,
+        mode,
+        ..Params::default()
+    };
+    match shmring_measure::stream(m, &p) {
+        Ok(_) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("xbench --probe: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn main() {
+    shmring_measure::run_peer_if_child();
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--probe") {
+        probe(argv);
+    }
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("xbench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut results = Results {
+        machine: Machine::this(),
+        command: std::iter::once("xbench".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+        repetitions: a.reps,
+        round_trips: PAYLOADS
+            .iter()
+            .map(|&p| (p, round_trips(p, a.quick)))
+            .collect(),
+        messages: PAYLOADS
+            .iter()
+            .map(|&p| (p, messages(p, a.quick)))
+            .collect(),
+        ..Results::default()
+    };
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for rep in 0..a.reps {
+        for payload in PAYLOADS {
+            for job in jobs(payload) {
+                match run(&job, payload, &a) {
+                    Ok(figures) => {
+                        for (key, figures) in figures {
+                            let name = label(&key);
+                            eprintln!("[{}/{}] {name}: {}", rep + 1, a.reps, summary(&figures));
+                            let i = *index.entry(name).or_insert_with(|| {
+                                results.records.push(key);
+                                results.records.len() - 1
+                            });
+                            results.records[i].reps.push(figures);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("[{}/{}] {payload} B: error: {e}", rep + 1, a.reps);
+                        results.errors.push(format!("{payload} B: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    if a.python {
+        run_python(&a, &mut results);
+    }
+    if a.strace {
+        count_syscalls(&mut results);
+    }
+    let json = serde_json::to_string_pretty(&results).expect("results serialise");
+    match &a.json {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, json + "\n") {
+                eprintln!("xbench: writing {path}: {e}");
+                std::process::exit(1);
+            }
+            eprintln!("xbench: wrote {path}");
+        }
+        None => {
+            let _ = writeln!(std::io::stdout(), "{json}");
+        }
+    }
+}

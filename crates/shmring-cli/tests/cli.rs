@@ -1,0 +1,397 @@
+//! The `shmring` binary, run as a user would: on segments made with the
+//! library, with children that create segments and get killed (this test
+//! binary re-executed with a role; see `shmring_testkit`).
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use shmring::core::mpmc::QueueConfig;
+use shmring::core::RingConfig;
+use shmring::segment::{self, PeerCounter, SegmentInfo, SegmentState};
+use shmring::{mpmc, spsc, CreateOptions, ObjectKind, Segment, SegmentError, UnlinkPolicy};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+
+const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmring"));
+    cmd.args(args);
+    cmd
+}
+
+fn output(mut cmd: Command) -> Run {
+    let out = cmd.output().expect("run shmring");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn shmring(args: &[&str]) -> Run {
+    output(command(args))
+}
+
+fn queue_config() -> QueueConfig {
+    QueueConfig {
+        rings: 2,
+        ring: RingConfig {
+            capacity: 4096,
+            max_record: 256,
+        },
+        max_len: 0,
+    }
+}
+
+fn exists(name: &str) -> bool {
+    std::path::Path::new(&format!("/dev/shm{name}")).exists()
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
+    let name = std::env::var(NAME_VAR).unwrap();
+    match role.as_str() {
+        "queue_and_hang" => {
+            let _q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            sleep_forever();
+        }
+        "hang_in_init" => {
+            let _ = Segment::create(
+                &name,
+                ObjectKind::SpscRing,
+                [0; 8],
+                4096,
+                &CreateOptions::default(),
+                |_, _| sleep_forever(),
+            );
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn spawn_child(role: &str, name: &str, ready: impl Fn(&SegmentInfo) -> bool) -> Child {
+    let child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
+        .spawn()
+        .unwrap();
+    let seen = wait_until(Duration::from_secs(20), || {
+        segment::inspect(name).is_ok_and(|i| ready(&i))
+    });
+    assert!(seen, "child {role} never got {name} ready");
+    child
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(20));
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let top = shmring(&["--help"]);
+    assert_eq!(top.code, 0);
+    assert!(top.stdout.contains("Exit codes"), "{}", top.stdout);
+    for sub in ["ls", "stat", "rm", "gc", "bench"] {
+        let r = shmring(&[sub, "--help"]);
+        assert_eq!(r.code, 0, "{sub}");
+        assert!(
+            r.stdout.contains(&format!("Usage: shmring {sub}")),
+            "{sub}: {}",
+            r.stdout
+        );
+        assert_eq!(shmring(&["help", sub]).stdout, r.stdout);
+    }
+    assert_eq!(shmring(&[]).code, 2);
+    let unknown = shmring(&["frobnicate"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.starts_with("shmring: "),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(shmring(&["ls", "--bogus"]).code, 2);
+    assert_eq!(shmring(&["stat"]).code, 2);
+    assert_eq!(shmring(&["stat", "a", "b"]).code, 2);
+    assert_eq!(shmring(&["stat", "x", "--count", "zero"]).code, 2);
+    assert_eq!(shmring(&["rm"]).code, 2);
+    assert_eq!(shmring(&["stat", "a/b"]).code, 2);
+}
+
+#[test]
+fn ls_and_stat_show_a_queue() {
+    let name = unique_name("cli-ls");
+    let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+    let mut p = q.producer().unwrap();
+    p.try_push(b"a").unwrap();
+    p.try_push(b"b").unwrap();
+    q.segment().add_to_counter(PeerCounter::Puts, 5);
+
+    let ls = shmring(&["ls"]);
+    assert_eq!(ls.code, 0, "{}", ls.stderr);
+    assert!(ls.stdout.starts_with("NAME"), "{}", ls.stdout);
+    let line = ls
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .expect("listed");
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    let size_kib = std::fs::metadata(format!("/dev/shm{name}")).unwrap().len() / 1024;
+    let size = format!("{size_kib}KiB");
+    assert_eq!(
+        &cells[1..],
+        [
+            "mpmc-queue",
+            &size,
+            "8KiB",
+            "2",
+            "1/0",
+            &uid(),
+            &pid(),
+            "ready"
+        ]
+    );
+
+    let json = shmring(&["ls", "--json"]);
+    assert_eq!(json.code, 0);
+    assert!(json.stdout.contains(&format!(
+        "\"name\":\"{name}\",\"state\":\"ready\",\"kind\":\"mpmc-queue\""
+    )));
+
+    let stat = shmring(&["stat", &name]);
+    assert_eq!(stat.code, 0, "{}", stat.stderr);
+    for expected in [
+        format!("segment {name}"),
+        "kind           mpmc-queue".into(),
+        "depth          2".into(),
+        "rings          2".into(),
+        "puts           5".into(),
+        "peers (1 alive, 0 dead)".into(),
+        format!("creator        uid {}, pid {}", uid(), pid()),
+    ] {
+        assert!(
+            stat.stdout.contains(&expected),
+            "{expected:?} in\n{}",
+            stat.stdout
+        );
+    }
+    let stat_json = shmring(&["stat", "--json", &format!("/dev/shm{name}")]);
+    assert_eq!(stat_json.code, 0);
+    for expected in [
+        "\"depth\":2",
+        "\"peers_alive\":1",
+        "\"puts\":5",
+        "\"alive\":true",
+    ] {
+        assert!(
+            stat_json.stdout.contains(expected),
+            "{expected} in {}",
+            stat_json.stdout
+        );
+    }
+
+    let watch = shmring(&["stat", &name, "--watch", "0.05", "--count", "3"]);
+    assert_eq!(watch.code, 0);
+    assert_eq!(watch.stdout.matches(&format!("segment {name}")).count(), 3);
+    let watch_json = shmring(&["stat", "--json", "--count", "2", &name]);
+    assert_eq!(watch_json.stdout.lines().count(), 2);
+
+    drop((p, q)); // the last peer's drop removes the name
+    let gone = shmring(&["stat", &name]);
+    assert_eq!(gone.code, 3);
+    assert_eq!(gone.stderr.lines().count(), 1);
+    assert!(gone.stderr.contains("not found"), "{}", gone.stderr);
+}
+
+fn uid() -> String {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }.to_string()
+}
+
+fn pid() -> String {
+    std::process::id().to_string()
+}
+
+#[test]
+fn rm_removes_names_and_reports_the_first_failure() {
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    let a = unique_name("cli-rm-a");
+    let b = unique_name("cli-rm-b");
+    let missing = unique_name("cli-rm-missing");
+    let ring = spsc::Ring::create(&a, spsc_config(), &opts).unwrap();
+    drop(spsc::Ring::create(&b, spsc_config(), &opts).unwrap());
+    let r = shmring(&["rm", &a, &missing, &b]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("removed {a}")) && r.stdout.contains(&format!("removed {b}"))
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(!exists(&a) && !exists(&b));
+    // The attached handle keeps working on its mapping.
+    ring.producer().unwrap().try_push(b"still fine").unwrap();
+    assert_eq!(shmring(&["rm", &a]).code, 3);
+    assert_eq!(shmring(&["rm", "a/b"]).code, 2);
+}
+
+fn spsc_config() -> RingConfig {
+    RingConfig {
+        capacity: 4096,
+        max_record: 256,
+    }
+}
+
+#[test]
+fn rm_refuses_a_foreign_file_unless_forced() {
+    let name = unique_name("cli-foreign");
+    std::fs::write(format!("/dev/shm{name}"), b"somebody else's data").unwrap();
+    let refused = shmring(&["rm", &name]);
+    assert_eq!(refused.code, 4);
+    assert!(
+        refused.stderr.contains("not a shmring segment"),
+        "{}",
+        refused.stderr
+    );
+    assert!(exists(&name));
+    assert_eq!(shmring(&["stat", &name]).code, 4);
+    let forced = shmring(&["rm", "--force", &name]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(!exists(&name));
+}
+
+#[test]
+fn permission_problems_exit_with_5() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run the binary as another uid");
+        return;
+    }
+    let name = unique_name("cli-perm");
+    let ring = spsc::Ring::create(&name, spsc_config(), &CreateOptions::default()).unwrap();
+    for args in [vec!["stat", name.as_str()], vec!["rm", name.as_str()]] {
+        let mut cmd = command(&args);
+        cmd.uid(65534).gid(65534);
+        let r = output(cmd);
+        assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
+    }
+    assert!(exists(&name));
+    drop(ring);
+}
+
+#[test]
+fn gc_removes_segments_whose_peers_died_and_nothing_else() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "gc");
+    let dead = unique_name("cli-gc-dead");
+    let live = unique_name("cli-gc-live");
+    let creating = unique_name("cli-gc-creating");
+    let died_creating = unique_name("cli-gc-died-creating");
+    let _live = mpmc::Queue::create(&live, queue_config(), &CreateOptions::default()).unwrap();
+    let child = spawn_child("queue_and_hang", &dead, |i| i.alive_peers() == 1);
+    kill(child);
+    let child = spawn_child("hang_in_init", &died_creating, |i| {
+        i.state == SegmentState::Initialising
+    });
+    kill(child);
+    let in_init = spawn_child("hang_in_init", &creating, |i| {
+        i.state == SegmentState::Initialising
+    });
+
+    let ls = shmring(&["ls"]);
+    let state_of = |name: &str| {
+        let line = ls.stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().last().unwrap().to_owned()
+    };
+    assert_eq!(state_of(&dead), "abandoned");
+    assert_eq!(state_of(&live), "ready");
+    assert_eq!(state_of(&creating), "creating");
+    assert_eq!(state_of(&died_creating), "creator-died");
+
+    // A dry run over all of /dev/shm removes nothing.
+    let dry = shmring(&["gc", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains(&format!("would remove {dead} ")),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry
+        .stdout
+        .contains(&format!("would remove {died_creating} ")));
+    assert!(!dry.stdout.contains(&live) && !dry.stdout.contains(&creating));
+    let names = [
+        dead.as_str(),
+        live.as_str(),
+        creating.as_str(),
+        died_creating.as_str(),
+    ];
+    assert!(names.iter().all(|n| exists(n)));
+
+    // The real thing, limited to our names (other tests may share /dev/shm).
+    let mut args = vec!["gc"];
+    args.extend(names);
+    let gc = shmring(&args);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert!(
+        gc.stdout.contains(&format!("removed {dead} ")),
+        "{}",
+        gc.stdout
+    );
+    assert!(
+        gc.stdout.contains(&format!("removed {died_creating} ")),
+        "{}",
+        gc.stdout
+    );
+    assert!(!exists(&dead) && !exists(&died_creating));
+    assert!(exists(&live) && exists(&creating));
+    assert_eq!(shmring(&["gc", &live]).stdout, "no abandoned segments\n");
+
+    kill(in_init);
+    let json = shmring(&["gc", "--json", &creating]);
+    assert_eq!(json.code, 0);
+    assert!(
+        json.stdout.contains("\"outcome\":\"removed\""),
+        "{}",
+        json.stdout
+    );
+    assert!(!exists(&creating));
+    assert!(matches!(
+        segment::inspect(&creating),
+        Err(SegmentError::NotFound { .. })
+    ));
+    assert_eq!(shmring(&["gc", &creating]).code, 3);
+}
+
+/// Runs the quick benchmark end to end (a few seconds in a release build,
+/// more in a debug one): `cargo test -p shmring-cli -- --ignored`.
+#[test]
+#[ignore = "slow: runs every measurement"]
+fn bench_quick_json_has_every_figure() {
+    let r = shmring(&["bench", "--quick", "--json", "--no-pin"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("{\"host\":"), "{}", r.stdout);
+    assert_eq!(
+        r.stdout.matches("\"mechanism\":").count(),
+        21,
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("\"error\""), "{}", r.stdout);
+    assert!(r.stderr.contains("[21/21]"), "{}", r.stderr);
+}

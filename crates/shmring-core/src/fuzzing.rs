@@ -1,0 +1,122 @@
+//! Fuzzing hooks: turn arbitrary bytes into operations on the core
+//! structures and check them against a model.
+//!
+//! Compiled under `cfg(fuzzing)` (what `cargo fuzz` sets) or with the
+//! `fuzzing-hooks` feature (what the regression tests in
+//! `tests/fuzz_regressions.rs` enable), never in a normal build. Each fuzz
+//! target in `fuzz/` is a three-line shim calling one of these, so a crash
+//! input found by the fuzzer replays as an ordinary test.
+//!
+//! * [`ring_ops`]: SPSC and MPMC op sequences, differential against an exact
+//!   model of the byte ring (positions, padding, counters, closed flags), or
+//!   a ring, queue or dict region built by real operations and then
+//!   scribbled on by a hostile peer, read through every path.
+//! * [`dict_ops`]: table operations against a `HashMap`, with dead holders
+//!   and scribbled derived state recovered on the way.
+//!
+//! Every hook panics only on a model mismatch or an invariant violation: a
+//! panic *is* a finding.
+
+mod dict;
+mod model;
+mod mpmc;
+mod region;
+mod spsc;
+
+pub use dict::dict_ops;
+pub use mpmc::mpmc_ops;
+pub use region::region_ops;
+pub use spsc::spsc_ops;
+
+/// Known findings the hooks steer around until they are fixed, so that a
+/// fuzzing run keeps looking for new ones instead of re-finding these. Each
+/// has an `#[ignore]`d test in `tests/fuzz_regressions.rs`; remove the
+/// entry together with the fix and un-ignore the test.
+pub(crate) mod known {
+    /// `dict::ops` insert: `(len + tombstones + 1) * 4` overflows (a panic
+    /// with overflow checks) when a hostile peer writes a huge `tombstones`.
+    /// Steered around by keeping scribbled `tombstones` below 2^32.
+    pub(crate) const DICT_TOMBSTONES_OVERFLOW: bool = true;
+    /// `mpmc::Queue::len` sums per-ring counts with `+`, which overflows (a
+    /// panic with overflow checks) on hostile `pushed` counters. Steered
+    /// around by keeping scribbled counters below 2^32.
+    pub(crate) const QUEUE_LEN_OVERFLOW: bool = true;
+}
+
+/// Dispatches on the first byte: [`spsc_ops`], [`mpmc_ops`] or
+/// [`region_ops`] on the rest.
+pub fn ring_ops(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => spsc_ops(rest),
+        1 => mpmc_ops(rest),
+        _ => region_ops(rest),
+    }
+}
+
+/// A cursor over the fuzzer's bytes. Reads past the end yield zeros, so
+/// every input decodes to something; [`Input::op`] ends the op loop.
+#[derive(Debug)]
+pub(crate) struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Input { data }
+    }
+
+    /// The next byte, or `None` at the end (the end of the op sequence).
+    pub(crate) fn op(&mut self) -> Option<u8> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(b)
+    }
+
+    pub(crate) fn byte(&mut self) -> u8 {
+        self.op().unwrap_or(0)
+    }
+
+    pub(crate) fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    pub(crate) fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        for x in &mut b {
+            *x = self.byte();
+        }
+        u64::from_le_bytes(b)
+    }
+
+    /// Up to `n` of the remaining bytes.
+    pub(crate) fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.data.split_at(n.min(self.data.len()));
+        self.data = rest;
+        head
+    }
+}
+
+/// A message of `len` bytes whose content depends on `seq` (so a record
+/// delivered twice, torn, or out of order shows).
+pub(crate) fn message(seq: &mut u32, len: usize) -> alloc::vec::Vec<u8> {
+    *seq = seq.wrapping_add(1);
+    let s = seq.to_le_bytes();
+    (0..len)
+        .map(|i| s[i % 4] ^ (i as u8).wrapping_mul(31))
+        .collect()
+}
+
+/// A payload length for a ring whose largest record is `max`: often the
+/// edge cases (0, `max`, `max + 1`), otherwise anything up to `max`.
+pub(crate) fn length(input: &mut Input<'_>, max: u64) -> usize {
+    let r = u64::from(input.u16());
+    (match r % 8 {
+        0 => 0,
+        1 => max,
+        2 => max + 1,
+        _ => (r >> 3) % (max + 1),
+    }) as usize
+}

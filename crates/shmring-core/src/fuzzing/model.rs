@@ -1,0 +1,187 @@
+//! An exact model of one byte ring: where the producer writes, where the
+//! consumer reads, which padding records exist, and what the counters say.
+//!
+//! It follows the algorithm of [`crate::ring`] step for step (claim, pad at
+//! the wrap, publish, skip padding, release), on plain integers, so the
+//! fuzzers can predict every result of the real ring, `Full` included.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use crate::error::PushError;
+use crate::record;
+use crate::ring::RingConfig;
+
+/// One record: position, size in the ring, payload (`None`: padding).
+type Record = (u64, u64, Option<Vec<u8>>);
+
+/// The model. Field names follow [`crate::ring::Writer`] and
+/// [`crate::ring::Reader`].
+#[derive(Debug)]
+pub(crate) struct RingModel {
+    pub(crate) capacity: u64,
+    pub(crate) max_record: u64,
+    /// The producer's local write position.
+    pub(crate) tail: u64,
+    /// The tail in shared memory.
+    pub(crate) published: u64,
+    /// The consumer's local read position.
+    pub(crate) head: u64,
+    /// The head in shared memory.
+    pub(crate) released: u64,
+    written: u64,
+    published_count: u64,
+    taken: u64,
+    released_count: u64,
+    /// Every record from `head` on (published or not), in position order.
+    records: VecDeque<Record>,
+}
+
+impl RingModel {
+    pub(crate) fn new(config: &RingConfig) -> Self {
+        RingModel {
+            capacity: config.capacity,
+            max_record: config.max_record,
+            tail: 0,
+            published: 0,
+            head: 0,
+            released: 0,
+            written: 0,
+            published_count: 0,
+            taken: 0,
+            released_count: 0,
+            records: VecDeque::new(),
+        }
+    }
+
+    fn free(&self) -> u64 {
+        self.capacity - (self.tail - self.released)
+    }
+
+    /// `Writer::claim`: the position of the record, after any padding.
+    pub(crate) fn claim(&mut self, len: usize) -> Result<u64, PushError> {
+        if len as u64 > self.max_record {
+            let max = self.max_record as usize;
+            return Err(PushError::TooLarge { len, max });
+        }
+        let size = record::record_size(len as u64);
+        loop {
+            let to_end = self.capacity - (self.tail & (self.capacity - 1));
+            if size <= to_end {
+                return if self.free() >= size {
+                    Ok(self.tail)
+                } else {
+                    Err(PushError::Full)
+                };
+            }
+            if self.free() < to_end {
+                return Err(PushError::Full);
+            }
+            self.records.push_back((self.tail, to_end, None));
+            self.tail += to_end;
+        }
+    }
+
+    /// `Writer::commit` of the record claimed at `position`.
+    pub(crate) fn commit(&mut self, position: u64, payload: Vec<u8>) {
+        assert_eq!(position, self.tail, "model: commit where claimed");
+        let size = record::record_size(payload.len() as u64);
+        self.records.push_back((position, size, Some(payload)));
+        self.tail += size;
+        self.written += 1;
+    }
+
+    /// `Writer::write`: claim and commit.
+    pub(crate) fn write(&mut self, payload: &[u8]) -> Result<(), PushError> {
+        let at = self.claim(payload.len())?;
+        self.commit(at, payload.to_vec());
+        Ok(())
+    }
+
+    /// `Writer::publish`.
+    pub(crate) fn publish(&mut self) {
+        self.published = self.tail;
+        self.published_count = self.written;
+    }
+
+    /// `Writer::attach`: a new producer starts at the published tail; what
+    /// the old one wrote but never published is forgotten.
+    pub(crate) fn reattach_producer(&mut self) {
+        self.tail = self.published;
+        self.written = self.published_count;
+        let published = self.published;
+        self.records.retain(|r| r.0 < published);
+    }
+
+    /// `Reader::peek`: skips published padding; the length of the next
+    /// published data record, if any.
+    pub(crate) fn peek(&mut self) -> Option<usize> {
+        loop {
+            if self.head == self.published {
+                return None;
+            }
+            let (at, size, payload) = self.records.front().expect("model: record at head");
+            assert_eq!(*at, self.head, "model: records are contiguous");
+            match payload {
+                Some(p) => return Some(p.len()),
+                None => {
+                    self.head += size;
+                    self.records.pop_front();
+                }
+            }
+        }
+    }
+
+    /// `Reader::advance` past the record `peek` found; returns its payload.
+    pub(crate) fn advance(&mut self) -> Vec<u8> {
+        let (_, size, payload) = self.records.pop_front().expect("model: a record to take");
+        self.head += size;
+        self.taken += 1;
+        payload.expect("model: peek returned data")
+    }
+
+    /// `Reader::release`.
+    pub(crate) fn release(&mut self) {
+        self.released = self.head;
+        self.released_count = self.taken;
+    }
+
+    /// One MPMC take (`take_from`): padding and the record are each
+    /// released at once, as the consumers' CAS does. `None`: empty.
+    pub(crate) fn take_racy(&mut self) -> Option<Vec<u8>> {
+        let found = self.peek();
+        self.release();
+        found?;
+        let payload = self.advance();
+        self.release();
+        Some(payload)
+    }
+
+    /// What `ring_len` reports.
+    pub(crate) fn len(&self) -> u64 {
+        self.published_count.saturating_sub(self.released_count)
+    }
+
+    /// What `ring_is_empty` reports: nothing published past the released
+    /// head but (at most) one padding record that ends at the tail.
+    pub(crate) fn is_empty(&self) -> bool {
+        if self.released >= self.published {
+            return true;
+        }
+        assert_eq!(self.head, self.released, "model: snapshot between ops");
+        match self.records.front() {
+            Some((at, size, None)) => at + size == self.published,
+            _ => false,
+        }
+    }
+
+    /// What `Ring::free_bytes` reports.
+    pub(crate) fn free_published(&self) -> u64 {
+        self.capacity - (self.published - self.released)
+    }
+
+    /// What the producer's `free_bytes` reports.
+    pub(crate) fn free_for_producer(&self) -> u64 {
+        self.free()
+    }
+}

@@ -1,0 +1,249 @@
+//! MPMC op sequences against one [`RingModel`] per producer ring, with
+//! producers that come, go and die (their rings taken over).
+
+use alloc::vec::Vec;
+
+use super::model::RingModel;
+use super::{length, message, Input};
+use crate::error::{PopError, PushError};
+use crate::heap::{self, ThreadWaiter};
+use crate::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
+use crate::ring::RingConfig;
+use crate::wait::{Deadline, WaitPolicy};
+
+/// A producer handle of the harness: the handle, its token, its ring.
+type Held = (Producer<ThreadWaiter>, u64, usize);
+
+struct Harness {
+    queue: Queue,
+    waiter: ThreadWaiter,
+    producers: [Option<Held>; 3],
+    /// Killed producers: never dropped while the run lasts (a dead process
+    /// runs no destructor), dropped at the end so nothing leaks.
+    zombies: Vec<Producer<ThreadWaiter>>,
+    consumers: [(Consumer<ThreadWaiter>, usize); 2],
+    rings: Vec<RingModel>,
+    /// Model of each ring's owner word.
+    owners: Vec<u64>,
+    dead: Vec<u64>,
+    in_use: usize,
+    max_len: u64,
+    closed: bool,
+    next_token: u64,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// Runs MPMC operations decoded from `data` on a heap queue and checks each
+/// result (which ring a consumer takes from, and what) against a model.
+///
+/// # Panics
+///
+/// When the queue and the model disagree (a finding).
+pub fn mpmc_ops(data: &[u8]) {
+    let mut input = Input::new(data);
+    let rings = 1 + u64::from(input.byte() % 4);
+    let capacity = 64u64 << (input.byte() % 4);
+    let max_record = u64::from(input.u16()) % (capacity - 7);
+    let max_len = u64::from(input.byte() % 12).saturating_sub(4);
+    let config = QueueConfig {
+        rings,
+        ring: RingConfig {
+            capacity,
+            max_record,
+        },
+        max_len,
+    };
+    assert!(rings <= MAX_RINGS);
+    let queue = heap::queue(&config).expect("valid config");
+    let waiter = ThreadWaiter::default();
+    let consumer = || (queue.consumer(waiter.clone()), 0);
+    let mut h = Harness {
+        consumers: [consumer(), consumer()],
+        queue: queue.clone(),
+        waiter: waiter.clone(),
+        producers: [None, None, None],
+        zombies: Vec::new(),
+        rings: (0..rings).map(|_| RingModel::new(&config.ring)).collect(),
+        owners: alloc::vec![0; rings as usize],
+        dead: Vec::new(),
+        in_use: 0,
+        max_len,
+        closed: false,
+        next_token: 1,
+        seq: 0,
+        buf: Vec::new(),
+    };
+    while let Some(op) = input.op() {
+        h.step(op, &mut input);
+        h.check_snapshots();
+    }
+}
+
+impl Harness {
+    fn len(&self) -> u64 {
+        self.rings[..self.in_use].iter().map(RingModel::len).sum()
+    }
+
+    /// The model of `claim_producer`: a free ring, else a dead owner's.
+    fn claim(&mut self, token: u64) -> Result<usize, ClaimError> {
+        let free = self.owners.iter().position(|&o| o == 0);
+        let taken = || {
+            let dead = &self.dead;
+            (self.owners.iter()).position(|&o| o != token && dead.contains(&o))
+        };
+        let i = free.or_else(taken).ok_or(ClaimError::NoFreeRing {
+            rings: self.owners.len(),
+        })?;
+        self.owners[i] = token;
+        self.in_use = self.in_use.max(i + 1);
+        self.rings[i].reattach_producer();
+        Ok(i)
+    }
+
+    fn drop_producer(&mut self, slot: usize) {
+        if let Some((p, token, ring)) = self.producers[slot].take() {
+            drop(p);
+            if self.owners[ring] == token {
+                self.owners[ring] = 0;
+            }
+        }
+    }
+
+    /// The model of one `try_pop` by consumer `c`.
+    fn pop(&mut self, c: usize) -> Result<Vec<u8>, PopError> {
+        let n = self.in_use;
+        for k in 0..n {
+            let i = (self.consumers[c].1 + k) % n;
+            if let Some(p) = self.rings[i].take_racy() {
+                self.consumers[c].1 = (i + 1) % n;
+                return Ok(p);
+            }
+        }
+        Err(if self.closed {
+            PopError::Closed
+        } else {
+            PopError::Empty
+        })
+    }
+
+    /// The model of `try_push_many` on `ring` (`try_push` is one message).
+    fn push(&mut self, ring: usize, msgs: &[Vec<u8>]) -> Result<usize, PushError> {
+        if self.closed {
+            return Err(PushError::Closed);
+        }
+        let room = match self.max_len {
+            0 => usize::MAX,
+            max => max.saturating_sub(self.len()) as usize,
+        };
+        if room == 0 {
+            return Err(PushError::Full);
+        }
+        let model = &mut self.rings[ring];
+        let mut n = 0;
+        let mut first_err = None;
+        for m in msgs.iter().take(room) {
+            if let Err(e) = model.write(m) {
+                first_err = Some(e);
+                break;
+            }
+            n += 1;
+        }
+        model.publish();
+        match (n, first_err) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    fn step(&mut self, op: u8, input: &mut Input<'_>) {
+        let slot = input.byte() as usize % self.producers.len();
+        match op % 12 {
+            0 | 1 => {
+                self.drop_producer(slot);
+                let token = self.next_token;
+                self.next_token += 1;
+                let dead = self.dead.clone();
+                let mut is_dead = |t| dead.contains(&t);
+                let got = self
+                    .queue
+                    .claim_producer(token, self.waiter.clone(), &mut is_dead);
+                match (got, self.claim(token)) {
+                    (Ok(p), Ok(i)) => {
+                        assert_eq!(p.ring_index(), i, "claimed ring");
+                        self.producers[slot] = Some((p, token, i));
+                    }
+                    (Err(e), Err(x)) => assert_eq!(e, x, "claim_producer"),
+                    (got, x) => panic!("claim: {:?} vs model {x:?}", got.map(|p| p.ring_index())),
+                }
+            }
+            2 => {
+                // A producer killed: its handle never drops, its token dies.
+                if let Some((p, token, _)) = self.producers[slot].take() {
+                    self.zombies.push(p);
+                    self.dead.push(token);
+                }
+            }
+            3 => self.drop_producer(slot),
+            4..=6 => {
+                let n = if op % 12 == 6 { input.byte() % 5 } else { 1 };
+                let max = self.rings[0].max_record;
+                let msgs: Vec<Vec<u8>> = (0..n)
+                    .map(|_| message(&mut self.seq, length(input, max)))
+                    .collect();
+                let Some(ring) = self.producers[slot].as_ref().map(|h| h.2) else {
+                    return;
+                };
+                let expected = self.push(ring, &msgs);
+                let p = &mut self.producers[slot].as_mut().expect("checked").0;
+                if n == 1 {
+                    assert_eq!(p.try_push(&msgs[0]), expected.map(drop), "try_push");
+                } else {
+                    let got = p.try_push_many(msgs.iter().map(Vec::as_slice));
+                    assert_eq!(got, expected, "try_push_many");
+                }
+            }
+            7..=9 => {
+                let c = slot % 2;
+                let expected = self.pop(c);
+                let consumer = &mut self.consumers[c].0;
+                let got = if op % 12 == 9 {
+                    let policy = WaitPolicy::default();
+                    consumer.pop(&mut self.buf, Some(Deadline(0)), &policy)
+                } else {
+                    consumer.try_pop(&mut self.buf)
+                };
+                match expected {
+                    Ok(p) => {
+                        assert_eq!(got, Ok(p.len()), "try_pop");
+                        assert_eq!(self.buf, p, "try_pop payload");
+                    }
+                    Err(PopError::Empty) if op % 12 == 9 => {
+                        assert_eq!(got, Err(PopError::Timeout), "pop");
+                    }
+                    Err(e) => assert_eq!(got, Err(e), "try_pop"),
+                }
+            }
+            10 => {
+                if let Some((p, _, ring)) = &mut self.producers[slot] {
+                    let m = &self.rings[*ring];
+                    assert_eq!(p.is_full(), m.free_for_producer() < 8, "is_full");
+                }
+            }
+            _ => {
+                if input.byte().is_multiple_of(4) {
+                    self.queue.close(&self.waiter);
+                    self.closed = true;
+                }
+            }
+        }
+    }
+
+    fn check_snapshots(&self) {
+        assert_eq!(self.queue.len(), self.len(), "len");
+        let empty = self.rings[..self.in_use].iter().all(RingModel::is_empty);
+        assert_eq!(self.queue.is_empty(), empty, "is_empty");
+        assert_eq!(self.queue.is_closed(), self.closed, "is_closed");
+        assert_eq!(self.queue.ring_owners(), self.owners, "ring owners");
+    }
+}

@@ -1,0 +1,269 @@
+//! SPSC op sequences against [`RingModel`]: every result, every snapshot.
+
+use alloc::vec::Vec;
+
+use super::model::RingModel;
+use super::{length, message, Input};
+use crate::error::{PopError, PushError};
+use crate::heap::{self, ThreadWaiter};
+use crate::ring::{RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use crate::spsc::{Consumer, Producer, Ring};
+use crate::wait::{Deadline, WaitPolicy};
+
+/// A deadline that has always passed: a blocking call tries once.
+const PAST: Option<Deadline> = Some(Deadline(0));
+
+/// The model's answer to `Consumer::next`.
+fn next(model: &mut RingModel, flags: u32) -> Result<usize, PopError> {
+    if let Some(len) = model.peek() {
+        return Ok(len);
+    }
+    model.release();
+    if flags & PRODUCER_CLOSED != 0 {
+        return model.peek().ok_or(PopError::Closed);
+    }
+    Err(PopError::Empty)
+}
+
+/// The model's answer to `Consumer::try_pop`.
+fn pop(model: &mut RingModel, flags: u32) -> Result<Vec<u8>, PopError> {
+    next(model, flags)?;
+    let payload = model.advance();
+    model.release();
+    Ok(payload)
+}
+
+/// The model's answer to `Producer::try_push_many`.
+fn push_many(model: &mut RingModel, flags: u32, msgs: &[Vec<u8>]) -> Result<usize, PushError> {
+    if flags != 0 {
+        return Err(PushError::Closed);
+    }
+    let mut n = 0;
+    let mut first_err = None;
+    for m in msgs {
+        if let Err(e) = model.write(m) {
+            first_err = Some(e);
+            break;
+        }
+        n += 1;
+    }
+    model.publish();
+    match (n, first_err) {
+        (0, Some(e)) => Err(e),
+        _ => Ok(n),
+    }
+}
+
+struct Harness {
+    ring: Ring,
+    waiter: ThreadWaiter,
+    producer: Producer<ThreadWaiter>,
+    consumer: Consumer<ThreadWaiter>,
+    model: RingModel,
+    flags: u32,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// Runs SPSC operations decoded from `data` on a heap ring and checks each
+/// result, and the snapshots after each, against an exact model.
+///
+/// # Panics
+///
+/// When the ring and the model disagree (a finding).
+pub fn spsc_ops(data: &[u8]) {
+    let mut input = Input::new(data);
+    let capacity = 64u64 << (input.byte() % 5);
+    let max_record = u64::from(input.u16()) % (capacity - 7);
+    let config = RingConfig {
+        capacity,
+        max_record,
+    };
+    let ring = heap::ring(&config).expect("valid config");
+    let waiter = ThreadWaiter::default();
+    let mut h = Harness {
+        producer: ring.producer(waiter.clone()).expect("fresh ring"),
+        consumer: ring.consumer(waiter.clone()).expect("fresh ring"),
+        ring,
+        waiter,
+        model: RingModel::new(&config),
+        flags: 0,
+        seq: 0,
+        buf: Vec::new(),
+    };
+    while let Some(op) = input.op() {
+        h.step(op, &mut input);
+        h.check_snapshots();
+    }
+}
+
+impl Harness {
+    fn msg(&mut self, input: &mut Input<'_>) -> Vec<u8> {
+        let len = length(input, self.model.max_record);
+        message(&mut self.seq, len)
+    }
+
+    fn step(&mut self, op: u8, input: &mut Input<'_>) {
+        let (m, flags) = (&mut self.model, self.flags);
+        match op % 16 {
+            0..=2 => {
+                let msg = self.msg(input);
+                let expected = push_many(&mut self.model, flags, core::slice::from_ref(&msg));
+                let got = self.producer.try_push(&msg);
+                assert_eq!(got, expected.map(drop), "try_push");
+            }
+            3 => {
+                let msg = self.msg(input);
+                let expected = push_many(&mut self.model, flags, core::slice::from_ref(&msg))
+                    .map(drop)
+                    .map_err(|e| {
+                        if e == PushError::Full {
+                            PushError::Timeout
+                        } else {
+                            e
+                        }
+                    });
+                let policy = WaitPolicy::default();
+                let got = self.producer.push(&msg, PAST, &policy, &mut || false);
+                assert_eq!(got, expected, "push with a past deadline");
+            }
+            4 => {
+                let msgs: Vec<Vec<u8>> = (0..input.byte() % 6).map(|_| self.msg(input)).collect();
+                let expected = push_many(&mut self.model, flags, &msgs);
+                let got = self.producer.try_push_many(msgs.iter().map(Vec::as_slice));
+                assert_eq!(got, expected, "try_push_many");
+            }
+            5 | 6 => {
+                let len = length(input, m.max_record);
+                let commit = op % 16 == 5;
+                let keep = if len == 0 {
+                    0
+                } else {
+                    input.byte() as usize % (len + 1)
+                };
+                let expected = if flags != 0 {
+                    Err(PushError::Closed)
+                } else {
+                    m.claim(len)
+                };
+                match (self.producer.reserve(len), expected) {
+                    (Ok(mut grant), Ok(at)) => {
+                        assert_eq!(grant.len(), len, "grant length");
+                        let msg = message(&mut self.seq, keep);
+                        grant[..keep].copy_from_slice(&msg);
+                        if commit {
+                            grant.commit(keep);
+                            self.model.commit(at, msg);
+                            self.model.publish();
+                        }
+                    }
+                    (Err(e), Err(x)) => {
+                        assert_eq!(e, x, "reserve");
+                        if x != PushError::Closed {
+                            self.model.publish();
+                        }
+                    }
+                    (got, x) => panic!("reserve: {:?} vs model {x:?}", got.map(|g| g.len())),
+                }
+            }
+            7..=9 => {
+                let expected = pop(m, flags);
+                let got = self.consumer.try_pop(&mut self.buf);
+                match expected {
+                    Ok(p) => {
+                        assert_eq!(got, Ok(p.len()), "try_pop");
+                        assert_eq!(self.buf, p, "try_pop payload");
+                    }
+                    Err(e) => assert_eq!(got, Err(e), "try_pop"),
+                }
+            }
+            10 => {
+                let expected = pop(m, flags).map_err(|e| {
+                    if e == PopError::Empty {
+                        PopError::Timeout
+                    } else {
+                        e
+                    }
+                });
+                let policy = WaitPolicy::default();
+                let got = self
+                    .consumer
+                    .pop(&mut self.buf, PAST, &policy, &mut || false);
+                assert_eq!(got, expected.as_ref().map(Vec::len).map_err(|e| *e), "pop");
+                if let Ok(p) = expected {
+                    assert_eq!(self.buf, p, "pop payload");
+                }
+            }
+            11 => {
+                let max = input.byte() as usize % 5;
+                let mut expected = Vec::new();
+                let expected_result = (|| {
+                    while expected.len() < max {
+                        if expected.is_empty() {
+                            next(m, flags)?;
+                        } else if m.peek().is_none() {
+                            break;
+                        }
+                        expected.push(m.advance());
+                    }
+                    m.release();
+                    Ok(expected.len())
+                })();
+                let mut got = Vec::new();
+                let result = self.consumer.try_pop_many(max, |p| got.push(p.to_vec()));
+                assert_eq!(result, expected_result, "try_pop_many");
+                if result.is_ok() {
+                    assert_eq!(got, expected, "try_pop_many payloads");
+                }
+            }
+            12 => match (self.consumer.read(), next(m, flags)) {
+                (Ok(grant), Ok(_)) => {
+                    let p = self.model.advance();
+                    self.model.release();
+                    assert_eq!(&*grant, &p[..], "read grant payload");
+                }
+                (Err(e), Err(x)) => assert_eq!(e, x, "read"),
+                (got, x) => panic!("read: {:?} vs model {x:?}", got.map(|g| g.len())),
+            },
+            13 => {
+                self.producer = self.ring.producer(self.waiter.clone()).expect("re-attach");
+                self.model.reattach_producer();
+            }
+            14 => {
+                self.consumer = self.ring.consumer(self.waiter.clone()).expect("re-attach");
+                assert_eq!(self.model.head, self.model.released);
+            }
+            _ => match input.byte() % 8 {
+                0 => {
+                    self.producer.close();
+                    self.flags |= PRODUCER_CLOSED;
+                }
+                1 => {
+                    self.consumer.close();
+                    self.flags |= CONSUMER_CLOSED;
+                }
+                2 => {
+                    self.ring.close(&self.waiter);
+                    self.flags |= PRODUCER_CLOSED | CONSUMER_CLOSED;
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn check_snapshots(&mut self) {
+        let m = &self.model;
+        assert_eq!(m.head, m.released, "model: released between ops");
+        assert_eq!(self.ring.len(), m.len(), "len");
+        assert_eq!(self.ring.is_empty(), m.is_empty(), "is_empty");
+        assert_eq!(self.ring.free_bytes(), m.free_published(), "free_bytes");
+        assert_eq!(self.ring.is_full(), m.free_published() < 8, "is_full");
+        assert_eq!(self.ring.closed_flags(), self.flags, "closed flags");
+        let free = self.producer.free_bytes();
+        assert_eq!(
+            free,
+            Ok(self.model.free_for_producer()),
+            "producer free_bytes"
+        );
+    }
+}

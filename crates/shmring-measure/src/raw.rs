@@ -1,0 +1,357 @@
+//! The floors: a raw spinning SPSC ring and a raw futex ping-pong, each on
+//! a shared mapping of an inherited `memfd`.
+//!
+//! Both trust the other process completely (no checks of positions read
+//! from shared memory): they are what a hand-written, unchecked channel
+//! costs, the lower bound shmring is compared with.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Command;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::drive::{Link, Spin};
+use crate::peer::{inherit_fd, inherited_fd, Job};
+use crate::MeasureError;
+
+/// A cache-line-padded word (128 bytes: adjacent-line prefetch pairs).
+#[repr(C, align(128))]
+struct Padded<T>(T);
+
+const _: () = assert!(std::mem::size_of::<Padded<AtomicU64>>() == 128);
+
+/// A read-write shared mapping of a memfd.
+struct SharedMap {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedMap {
+    /// Maps `len` bytes of `fd`.
+    fn map(fd: &OwnedFd, len: usize) -> Result<SharedMap, MeasureError> {
+        // SAFETY: a fresh shared mapping chosen by the kernel (no address
+        // hint), of a descriptor we own; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MeasureError::io("mmap")(std::io::Error::last_os_error()));
+        }
+        let base =
+            NonNull::new(ptr.cast()).ok_or_else(|| MeasureError::Transport("mmap: null".into()))?;
+        Ok(SharedMap { base, len })
+    }
+
+    /// Creates a zero-filled memfd of `len` bytes, maps it, and hands the
+    /// descriptor to the child `cmd` will spawn.
+    fn create(job: &mut Job, cmd: &mut Command, len: usize) -> Result<SharedMap, MeasureError> {
+        // SAFETY: the name is a NUL-terminated literal; the descriptor
+        // returned (checked) is owned by nobody else.
+        let fd = unsafe { libc::memfd_create(c"shmring-measure".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(MeasureError::io("memfd_create")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is ours alone.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: ftruncate on a descriptor we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(MeasureError::io("ftruncate")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let map = SharedMap::map(&fd, len)?;
+        inherit_fd(cmd, job, fd);
+        Ok(map)
+    }
+
+    /// The peer's side: maps the inherited descriptor.
+    fn inherited(job: &Job, len: usize) -> Result<SharedMap, MeasureError> {
+        let fd = inherited_fd(job, 0)?;
+        SharedMap::map(&fd, len)
+    }
+
+    /// The address `offset` bytes in; `offset + size` must be within the
+    /// mapping.
+    fn at(&self, offset: usize, size: usize) -> *mut u8 {
+        assert!(offset.checked_add(size).is_some_and(|end| end <= self.len));
+        // SAFETY: in bounds of the mapping, checked just above.
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; nothing derived
+        // from it outlives `self` (the links own their map).
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Where a spin-ring direction's slots start: `head` and `tail` take the
+/// first two 128-byte lines; the slots start on the next page.
+const DATA_OFFSET: usize = 4096;
+
+/// One direction of the spin ring: `head` and `tail` lines, then `slots`
+/// fixed slots of `slot` bytes from [`DATA_OFFSET`].
+#[derive(Clone, Copy)]
+struct RingShape {
+    slot: usize,
+    slots: usize,
+    /// Bytes of one direction, rounded up to a page.
+    len: usize,
+}
+
+impl RingShape {
+    fn of(job: &Job) -> RingShape {
+        let slot = job.payload.next_multiple_of(8);
+        let want = job.ring_bytes() as usize / slot;
+        // The largest power of two of slots that fits in the ring bytes.
+        let slots = 1usize << (usize::BITS - 1 - want.max(2).leading_zeros());
+        RingShape {
+            slot,
+            slots,
+            len: (DATA_OFFSET + slot * slots).next_multiple_of(4096),
+        }
+    }
+}
+
+/// One role on one direction of the spin ring.
+struct SpinHalf {
+    /// Consumer's position (only the consumer stores it).
+    head: *const AtomicU64,
+    /// Producer's position (only the producer stores it).
+    tail: *const AtomicU64,
+    data: *mut u8,
+    shape: RingShape,
+    /// This role's own position: tail for the producer, head for the
+    /// consumer; `position & (slots - 1)` is a slot index.
+    position: u64,
+    /// The last value read of the other role's position.
+    cached: u64,
+}
+
+impl SpinHalf {
+    fn new(map: &SharedMap, offset: usize, shape: RingShape) -> SpinHalf {
+        SpinHalf {
+            head: map.at(offset, 128).cast(),
+            tail: map.at(offset + 128, 128).cast(),
+            data: map.at(offset + DATA_OFFSET, shape.slot * shape.slots),
+            shape,
+            position: 0,
+            cached: 0,
+        }
+    }
+
+    fn slot(&self) -> *mut u8 {
+        let index = (self.position as usize) & (self.shape.slots - 1);
+        // SAFETY: index < slots, so the slot lies in the data area that
+        // `map.at` bounds-checked in `new`.
+        unsafe { self.data.add(index * self.shape.slot) }
+    }
+}
+
+/// The raw spinning SPSC ring: one per direction.
+pub(crate) struct SpinLink {
+    tx: SpinHalf,
+    rx: SpinHalf,
+    payload: usize,
+    _map: SharedMap,
+}
+
+impl SpinLink {
+    pub(crate) fn parent(job: &mut Job, cmd: &mut Command) -> Result<SpinLink, MeasureError> {
+        let shape = RingShape::of(job);
+        let map = SharedMap::create(job, cmd, 2 * shape.len)?;
+        Ok(SpinLink::new(job, map, shape, 0, shape.len))
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<SpinLink, MeasureError> {
+        let shape = RingShape::of(job);
+        let map = SharedMap::inherited(job, 2 * shape.len)?;
+        Ok(SpinLink::new(job, map, shape, shape.len, 0))
+    }
+
+    fn new(job: &Job, map: SharedMap, shape: RingShape, tx: usize, rx: usize) -> SpinLink {
+        SpinLink {
+            tx: SpinHalf::new(&map, tx, shape),
+            rx: SpinHalf::new(&map, rx, shape),
+            payload: job.payload,
+            _map: map,
+        }
+    }
+}
+
+impl Link for SpinLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        let tx = &mut self.tx;
+        let slots = tx.shape.slots as u64;
+        let mut spin = Spin::new();
+        while tx.position - tx.cached >= slots {
+            // SAFETY: `head` points into the live mapping (checked in new).
+            // ORDERING: Acquire — the consumer is done with the slots
+            // before `head`; pairs with its Release store in `recv`.
+            tx.cached = unsafe { (*tx.head).load(Ordering::Acquire) };
+            if tx.position - tx.cached >= slots {
+                spin.spin()?;
+            }
+        }
+        let len = msg.len().min(tx.shape.slot);
+        // SAFETY: the slot has `shape.slot` bytes, no other process touches
+        // it until `tail` passes it (the peer is trusted), and `msg` is a
+        // separate local buffer.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), tx.slot(), len) };
+        tx.position += 1;
+        // SAFETY: `tail` points into the live mapping.
+        // ORDERING: Release — publishes the slot's bytes; pairs with the
+        // Acquire load of `tail` in `recv`.
+        unsafe { (*tx.tail).store(tx.position, Ordering::Release) };
+        Ok(())
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        let rx = &mut self.rx;
+        let mut spin = Spin::new();
+        while rx.cached == rx.position {
+            // SAFETY: `tail` points into the live mapping.
+            // ORDERING: Acquire — pairs with the Release store of `tail` in
+            // `send`, so the slot's bytes are visible.
+            rx.cached = unsafe { (*rx.tail).load(Ordering::Acquire) };
+            if rx.cached == rx.position {
+                spin.spin()?;
+            }
+        }
+        buf.resize(self.payload, 0);
+        let len = self.payload.min(rx.shape.slot);
+        // SAFETY: the slot is published (Acquire above) and the producer
+        // will not reuse it before `head` passes it; `buf` is local.
+        unsafe { std::ptr::copy_nonoverlapping(rx.slot(), buf.as_mut_ptr(), len) };
+        rx.position += 1;
+        // SAFETY: `head` points into the live mapping.
+        // ORDERING: Release — the slot has been read; pairs with the
+        // Acquire load of `head` in `send`.
+        unsafe { (*rx.head).store(rx.position, Ordering::Release) };
+        Ok(())
+    }
+}
+
+/// One direction of the futex ping-pong: a sequence word (its own line)
+/// and a payload area.
+struct Mailbox {
+    seq: *const AtomicU32,
+    data: *mut u8,
+    /// The last sequence value this side saw or wrote.
+    seen: u32,
+}
+
+fn futex(
+    word: *const AtomicU32,
+    op: libc::c_int,
+    val: u32,
+    timeout: Option<&libc::timespec>,
+) -> i64 {
+    let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` points to an aligned u32 in a live shared mapping;
+    // FUTEX_WAIT/FUTEX_WAKE (shared: no PRIVATE flag) only read the word
+    // and `timeout` (valid or null for the call).
+    unsafe { libc::syscall(libc::SYS_futex, word, op, val, timeout, 0usize, 0u32) }
+}
+
+/// The raw futex ping-pong: one mailbox per direction.
+pub(crate) struct FutexLink {
+    tx: Mailbox,
+    rx: Mailbox,
+    payload: usize,
+    _map: SharedMap,
+}
+
+impl FutexLink {
+    fn half_len(job: &Job) -> usize {
+        (128 + job.payload).next_multiple_of(4096)
+    }
+
+    pub(crate) fn parent(job: &mut Job, cmd: &mut Command) -> Result<FutexLink, MeasureError> {
+        let half = FutexLink::half_len(job);
+        let map = SharedMap::create(job, cmd, 2 * half)?;
+        Ok(FutexLink::new(job, map, 0, half))
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<FutexLink, MeasureError> {
+        let half = FutexLink::half_len(job);
+        let map = SharedMap::inherited(job, 2 * half)?;
+        Ok(FutexLink::new(job, map, half, 0))
+    }
+
+    fn new(job: &Job, map: SharedMap, tx: usize, rx: usize) -> FutexLink {
+        let mailbox = |offset| Mailbox {
+            seq: map.at(offset, 128).cast(),
+            data: map.at(offset + 128, job.payload),
+            seen: 0,
+        };
+        FutexLink {
+            tx: mailbox(tx),
+            rx: mailbox(rx),
+            payload: job.payload,
+            _map: map,
+        }
+    }
+}
+
+impl Link for FutexLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        let len = msg.len().min(self.payload);
+        // SAFETY: the area holds `payload` bytes; in a ping-pong the peer
+        // finished reading the previous message before it answered.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.tx.data, len) };
+        self.tx.seen = self.tx.seen.wrapping_add(1);
+        // SAFETY: `seq` points into the live mapping.
+        // ORDERING: Release — publishes the payload; pairs with the Acquire
+        // load in `recv`.
+        unsafe { (*self.tx.seq).store(self.tx.seen, Ordering::Release) };
+        futex(self.tx.seq, libc::FUTEX_WAKE, 1, None);
+        Ok(())
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        let slice = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        let mut spin = Spin::new();
+        loop {
+            // SAFETY: `seq` points into the live mapping.
+            // ORDERING: Acquire — pairs with the Release store in `send`.
+            let now = unsafe { (*self.rx.seq).load(Ordering::Acquire) };
+            if now != self.rx.seen {
+                self.rx.seen = now;
+                break;
+            }
+            // The kernel compares the word with `seen` under its lock, so a
+            // wake between the load above and the sleep is not lost.
+            if futex(self.rx.seq, libc::FUTEX_WAIT, now, Some(&slice)) < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+            {
+                spin.slow()?;
+            }
+        }
+        buf.resize(self.payload, 0);
+        // SAFETY: the message is published (Acquire above) and the peer
+        // writes the next one only after our answer.
+        unsafe { std::ptr::copy_nonoverlapping(self.rx.data, buf.as_mut_ptr(), self.payload) };
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! shmring's own mechanisms: the SPSC ring, the MPMC queue and the Pipe.
+
+use std::process::Command;
+use std::time::Duration;
+
+use shmring::core::wait::WaitPolicy;
+use shmring::core::{PopError, PushError, RingConfig};
+use shmring::mpmc::{self, QueueConfig};
+use shmring::pipe::{Connection, Pipe, PipeConfig};
+use shmring::queue::QueueOptions;
+use shmring::spsc::{self, Ring};
+use shmring::{CreateOptions, OpenOptions};
+
+use crate::drive::{Link, Spin};
+use crate::peer::Job;
+use crate::{MeasureError, Mode};
+
+/// Parent → peer.
+const TO_PEER: &str = "SHMRING_MEASURE_TO_PEER";
+/// Peer → parent.
+const TO_PARENT: &str = "SHMRING_MEASURE_TO_PARENT";
+
+fn err(what: &'static str) -> impl Fn(shmring::AttachError) -> MeasureError {
+    move |e| MeasureError::transport(what, e)
+}
+
+fn ring_config(job: &Job) -> RingConfig {
+    RingConfig {
+        capacity: job.ring_bytes(),
+        max_record: job.max_record(),
+    }
+}
+
+/// The wait policy of blocking calls: the default, or `job.spin_ns`; in
+/// polling mode (for the Pipe facade, which has no try-calls) a 10 s spin.
+fn policy(job: &Job) -> WaitPolicy {
+    let mut policy = WaitPolicy::default();
+    match job.mode {
+        Mode::Polling => policy.spin_ns = 10_000_000_000,
+        Mode::Blocking => policy.spin_ns = job.spin_ns.unwrap_or(policy.spin_ns),
+    }
+    policy
+}
+
+fn push_error(e: PushError) -> MeasureError {
+    MeasureError::transport("push", e)
+}
+
+fn pop_error(e: PopError) -> MeasureError {
+    MeasureError::transport("pop", e)
+}
+
+/// Two SPSC rings, one per direction.
+pub(crate) struct Spsc {
+    tx: spsc::Producer,
+    rx: spsc::Consumer,
+    polling: bool,
+}
+
+impl Spsc {
+    pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<Spsc, MeasureError> {
+        let opts = CreateOptions::default();
+        let to_peer =
+            Ring::create_anonymous(ring_config(job), &opts).map_err(err("create ring"))?;
+        let to_parent =
+            Ring::create_anonymous(ring_config(job), &opts).map_err(err("create ring"))?;
+        to_peer
+            .share_with_child(cmd, TO_PEER)
+            .map_err(err("share ring"))?;
+        to_parent
+            .share_with_child(cmd, TO_PARENT)
+            .map_err(err("share ring"))?;
+        Spsc::new(job, to_peer.producer(), to_parent.consumer())
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<Spsc, MeasureError> {
+        let opts = OpenOptions::default();
+        let from_parent = Ring::open_inherited(TO_PEER, &opts).map_err(err("open ring"))?;
+        let to_parent = Ring::open_inherited(TO_PARENT, &opts).map_err(err("open ring"))?;
+        Spsc::new(job, to_parent.producer(), from_parent.consumer())
+    }
+
+    fn new(
+        job: &Job,
+        tx: Result<spsc::Producer, shmring::AttachError>,
+        rx: Result<spsc::Consumer, shmring::AttachError>,
+    ) -> Result<Spsc, MeasureError> {
+        let mut tx = tx.map_err(err("producer"))?;
+        let mut rx = rx.map_err(err("consumer"))?;
+        tx.set_wait_policy(policy(job));
+        rx.set_wait_policy(policy(job));
+        Ok(Spsc {
+            tx,
+            rx,
+            polling: job.mode == Mode::Polling,
+        })
+    }
+}
+
+impl Link for Spsc {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        if !self.polling {
+            return self.tx.push(msg, None).map_err(push_error);
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.tx.try_push(msg) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full) => spin.spin()?,
+                Err(e) => return Err(push_error(e)),
+            }
+        }
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        if !self.polling {
+            return self.rx.pop(buf, None).map(drop).map_err(pop_error);
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.rx.try_pop(buf) {
+                Ok(_) => return Ok(()),
+                Err(PopError::Empty) => spin.spin()?,
+                Err(e) => return Err(pop_error(e)),
+            }
+        }
+    }
+
+    fn send_many(&mut self, msgs: &[Vec<u8>]) -> Result<(), MeasureError> {
+        let mut spin = Spin::new();
+        let mut sent = 0;
+        while sent < msgs.len() {
+            match self
+                .tx
+                .try_push_many(msgs[sent..].iter().map(Vec::as_slice))
+            {
+                Ok(n) => sent += n,
+                Err(PushError::Full) => spin.spin()?,
+                Err(e) => return Err(push_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn recv_many(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        f: &mut dyn FnMut(&[u8]) -> Result<(), MeasureError>,
+    ) -> Result<usize, MeasureError> {
+        let mut spin = Spin::new();
+        loop {
+            let mut failed = None;
+            // The consumer copies each message out, as try_pop would.
+            let taken = self.rx.try_pop_many(max, |msg| {
+                buf.clear();
+                buf.extend_from_slice(msg);
+                if failed.is_none() {
+                    failed = f(buf).err();
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            match taken {
+                Ok(n) => return Ok(n),
+                Err(PopError::Empty) => spin.spin()?,
+                Err(e) => return Err(pop_error(e)),
+            }
+        }
+    }
+}
+
+/// Two MPMC queues (16 producer rings each), one per direction.
+pub(crate) struct Mpmc {
+    tx: mpmc::Producer,
+    rx: mpmc::Consumer,
+    polling: bool,
+}
+
+fn queue_config(job: &Job) -> QueueConfig {
+    QueueConfig {
+        rings: QueueOptions::default().producers,
+        ring: ring_config(job),
+        max_len: 0,
+    }
+}
+
+impl Mpmc {
+    pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<Mpmc, MeasureError> {
+        let opts = CreateOptions::default();
+        let to_peer =
+            mpmc::Queue::create_anonymous(queue_config(job), &opts).map_err(err("create queue"))?;
+        let to_parent =
+            mpmc::Queue::create_anonymous(queue_config(job), &opts).map_err(err("create queue"))?;
+        to_peer
+            .share_with_child(cmd, TO_PEER)
+            .map_err(err("share queue"))?;
+        to_parent
+            .share_with_child(cmd, TO_PARENT)
+            .map_err(err("share queue"))?;
+        Mpmc::new(job, to_peer.producer(), to_parent.consumer())
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<Mpmc, MeasureError> {
+        let opts = OpenOptions::default();
+        let from_parent = mpmc::Queue::open_inherited(TO_PEER, &opts).map_err(err("open queue"))?;
+        let to_parent = mpmc::Queue::open_inherited(TO_PARENT, &opts).map_err(err("open queue"))?;
+        Mpmc::new(job, to_parent.producer(), from_parent.consumer())
+    }
+
+    fn new(
+        job: &Job,
+        tx: Result<mpmc::Producer, shmring::AttachError>,
+        mut rx: mpmc::Consumer,
+    ) -> Result<Mpmc, MeasureError> {
+        let mut tx = tx.map_err(err("producer"))?;
+        tx.set_wait_policy(policy(job));
+        rx.set_wait_policy(policy(job));
+        Ok(Mpmc {
+            tx,
+            rx,
+            polling: job.mode == Mode::Polling,
+        })
+    }
+}
+
+impl Link for Mpmc {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        if !self.polling {
+            return self.tx.push(msg, None).map_err(push_error);
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.tx.try_push(msg) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full) => spin.spin()?,
+                Err(e) => return Err(push_error(e)),
+            }
+        }
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        if !self.polling {
+            // A queue consumer cannot tell a dead producer from a slow one
+            // (producers come and go): bound each wait instead.
+            return self
+                .rx
+                .pop(buf, Some(Duration::from_secs(600)))
+                .map(drop)
+                .map_err(pop_error);
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.rx.try_pop(buf) {
+                Ok(_) => return Ok(()),
+                Err(PopError::Empty) => spin.spin()?,
+                Err(e) => return Err(pop_error(e)),
+            }
+        }
+    }
+}
+
+/// The two ends of one duplex Pipe.
+pub(crate) struct PipeLink {
+    conn: Connection,
+    payload: usize,
+}
+
+impl PipeLink {
+    pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<PipeLink, MeasureError> {
+        let config = PipeConfig {
+            ring_bytes: job.ring_bytes(),
+            fragment_bytes: None,
+        };
+        let (mut conn, other) = Pipe::with_config(true, config).map_err(err("create pipe"))?;
+        other
+            .share_with_child(cmd, TO_PEER)
+            .map_err(err("share pipe"))?;
+        conn.set_wait_policy(policy(job));
+        Ok(PipeLink {
+            conn,
+            payload: job.payload,
+        })
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<PipeLink, MeasureError> {
+        let mut conn = Connection::open_inherited(TO_PEER, &OpenOptions::default())
+            .map_err(err("open pipe"))?;
+        conn.set_wait_policy(policy(job));
+        Ok(PipeLink {
+            conn,
+            payload: job.payload,
+        })
+    }
+}
+
+impl Link for PipeLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        self.conn
+            .send_bytes(msg, 0, None)
+            .map_err(|e| MeasureError::transport("send_bytes", e))
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        // Room for the expected length (a no-op after the first call); a
+        // longer message comes back whole in BufferTooShort.
+        buf.resize(self.payload, 0);
+        match self.conn.recv_bytes_into(buf, 0) {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(())
+            }
+            Err(shmring::pipe::PipeError::BufferTooShort(msg)) => {
+                *buf = msg;
+                Ok(())
+            }
+            Err(e) => Err(MeasureError::transport("recv_bytes_into", e)),
+        }
+    }
+}

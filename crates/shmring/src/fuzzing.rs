@@ -1,0 +1,108 @@
+//! Fuzzing hooks for the engine: arbitrary bytes as a segment file, and a
+//! hostile writer on a pipe.
+//!
+//! Compiled under `cfg(fuzzing)` (what `cargo fuzz` sets) or with the
+//! `fuzzing-hooks` feature (what `tests/fuzz_regressions.rs` enables), never
+//! in a normal build. The targets `segment_bytes` and `pipe_frames` in
+//! `fuzz/` are three-line shims calling these.
+//!
+//! The contract checked is DESIGN.md's "untrusted memory": any byte pattern
+//! in a segment gives errors, never undefined behaviour, a panic, an
+//! out-of-bounds access (AddressSanitizer watches) or a hang. Calls that may
+//! legitimately wait for a live peer are made with the closed flags set (or
+//! not at all), so a hang is a finding too.
+
+mod pipe;
+mod segment;
+
+pub use pipe::pipe_frames;
+pub use segment::{segment_bytes, segment_templates};
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A file in `/dev/shm` holding given bytes, removed on drop.
+#[derive(Debug)]
+pub(crate) struct ShmFile {
+    /// The segment name (`/name` form).
+    pub(crate) name: String,
+}
+
+/// A fresh segment name, unique in this process and across processes.
+pub(crate) fn fresh_name(what: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // ORDERING: Relaxed — a counter; only uniqueness matters.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("/shmring-fuzz-{what}-{}-{n}", std::process::id())
+}
+
+impl ShmFile {
+    /// Writes `bytes` as a new segment file (`O_EXCL`, mode 0600).
+    pub(crate) fn new(bytes: &[u8]) -> std::io::Result<ShmFile> {
+        let name = fresh_name("bytes");
+        let mut file: File = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(format!("/dev/shm{name}"))?;
+        let file_ok = file.write_all(bytes);
+        let shm = ShmFile { name };
+        file_ok.map(|()| shm)
+    }
+}
+
+impl Drop for ShmFile {
+    fn drop(&mut self) {
+        // The segment may have unlinked itself already (its unlink policy).
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.name));
+    }
+}
+
+/// A cursor over the fuzzer's bytes; reads past the end yield zeros.
+#[derive(Debug)]
+pub(crate) struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Input { data }
+    }
+
+    /// The next byte, or `None` at the end of the input.
+    pub(crate) fn op(&mut self) -> Option<u8> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(b)
+    }
+
+    pub(crate) fn byte(&mut self) -> u8 {
+        self.op().unwrap_or(0)
+    }
+
+    pub(crate) fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    pub(crate) fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        for x in &mut b {
+            *x = self.byte();
+        }
+        u64::from_le_bytes(b)
+    }
+
+    /// Up to `n` of the remaining bytes.
+    pub(crate) fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.data.split_at(n.min(self.data.len()));
+        self.data = rest;
+        head
+    }
+
+    /// Everything left.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        self.take(usize::MAX)
+    }
+}

@@ -1,0 +1,403 @@
+//! `segment_bytes`: arbitrary bytes as a segment file, opened as every kind
+//! and read through every path.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{fresh_name, Input, ShmFile};
+use crate::dict::{Dict, DictConfig};
+use crate::lock::{Lock, LockShared, RLock};
+use crate::mpmc::{self, QueueConfig};
+use crate::pipe::{End, Pipe, PipeConfig};
+use crate::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
+use crate::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
+use crate::spsc;
+use shmring_core::RingConfig;
+
+type Bytes = Vec<u8>;
+
+/// Most iterations of any read loop (a ring of the sizes the fuzzer makes
+/// holds far fewer records).
+const ROUNDS: usize = 4096;
+
+fn create_opts() -> CreateOptions {
+    CreateOptions {
+        peer_rows: 2,
+        unlink: UnlinkPolicy::OnCreatorDrop,
+        ..CreateOptions::default()
+    }
+}
+
+fn ring_config() -> RingConfig {
+    RingConfig {
+        capacity: 256,
+        max_record: 64,
+    }
+}
+
+fn queue_options() -> QueueOptions {
+    QueueOptions {
+        maxsize: 0,
+        max_message: 64,
+        ring_bytes: 256,
+        producers: 2,
+    }
+}
+
+/// The file of a segment made by `make`, with the object in it used a
+/// little, as it lies in `/dev/shm` while its creator is alive.
+fn template<O>(make: impl FnOnce(&str) -> Option<O>) -> Bytes {
+    let name = fresh_name("template");
+    let object = make(&name);
+    let bytes = std::fs::read(format!("/dev/shm{name}")).unwrap_or_default();
+    drop(object);
+    bytes
+}
+
+/// Valid segment files of every kind, with some content: the starting
+/// points of the fuzzer's patches (and its seed corpus).
+pub fn segment_templates() -> &'static [Bytes] {
+    static TEMPLATES: OnceLock<Vec<Bytes>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let opts = create_opts();
+        vec![
+            template(|n| {
+                let r = spsc::Ring::create(n, ring_config(), &opts).ok()?;
+                let mut p = r.producer().ok()?;
+                for m in [&b"a"[..], &[7; 64], &[9; 30], &[]] {
+                    p.try_push(m).ok()?;
+                }
+                r.consumer().ok()?.try_pop(&mut Vec::new()).ok()?;
+                Some(r)
+            }),
+            template(|n| {
+                let config = QueueConfig {
+                    rings: 2,
+                    ring: ring_config(),
+                    max_len: 0,
+                };
+                let q = mpmc::Queue::create(n, config, &opts).ok()?;
+                let mut p = q.producer().ok()?;
+                for m in [&b"hello"[..], &[1; 64], &[]] {
+                    p.try_push(m).ok()?;
+                }
+                Some(q)
+            }),
+            template(|n| {
+                let config = PipeConfig {
+                    ring_bytes: 256,
+                    fragment_bytes: Some(16),
+                };
+                let pipe = Pipe::create(n, true, config, &opts).ok()?;
+                let mut second = pipe.connection(End::Second).ok()?;
+                second.send_bytes(&[3; 40], 0, None).ok()?;
+                second.send_bytes(b"short", 0, None).ok()?;
+                let first = pipe.connection(End::First).ok()?;
+                Some((pipe, first, second))
+            }),
+            template(|n| {
+                let config = DictConfig {
+                    capacity: 8,
+                    max_key: 8,
+                    max_value: 16,
+                };
+                let d = Dict::<Bytes, Bytes>::create(n, config, &opts).ok()?;
+                for i in 0..6u8 {
+                    d.insert(&vec![i; 1 + usize::from(i)], &vec![i; 3]).ok()?;
+                }
+                d.remove(&vec![2; 3]).ok()?;
+                Some(d)
+            }),
+            template(|n| Lock::create(n, (), &opts).ok()),
+            template(|n| RLock::create(n, (), &opts).ok()),
+            template(|n| {
+                let q = JoinableQueue::<Bytes>::create(n, queue_options(), &opts).ok()?;
+                q.put(b"task".to_vec(), None).ok()?;
+                Some(q)
+            }),
+        ]
+    })
+}
+
+/// Writes bytes decoded from `data` as a segment file, then opens it as
+/// every kind of object and runs every read path (and a few writes) on
+/// what opens.
+///
+/// The first byte picks the mode: even, the rest of `data` is the file;
+/// odd, the next byte picks a valid template (see [`segment_templates`])
+/// and the rest are patches `(offset: u16, len: 1..=8, bytes)` over it, or
+/// a change of the file's length.
+///
+/// # Panics
+///
+/// Never, unless opening or reading mishandles hostile bytes (a finding).
+pub fn segment_bytes(data: &[u8]) {
+    let mut input = Input::new(data);
+    let bytes = match input.byte() % 2 {
+        0 => input.rest().to_vec(),
+        _ => patched(&mut input),
+    };
+    let Ok(file) = ShmFile::new(&bytes) else {
+        return;
+    };
+    open_everything(&file.name);
+}
+
+fn patched(input: &mut Input<'_>) -> Bytes {
+    let templates = segment_templates();
+    let mut bytes = templates[usize::from(input.byte()) % templates.len()].clone();
+    if bytes.is_empty() {
+        return bytes;
+    }
+    while let Some(op) = input.op() {
+        if op == 0xff {
+            // Resize: truncate or extend (by up to a few pages).
+            let n = usize::from(input.u16());
+            let len = if n % 2 == 0 {
+                bytes.len().saturating_sub(n % 9000)
+            } else {
+                bytes.len() + n % 9000
+            };
+            bytes.resize(len, 0);
+            continue;
+        }
+        let len = 1 + usize::from(op % 8);
+        let at = usize::from(input.u16()) % bytes.len().max(1);
+        let at = if op & 0x80 == 0 { at & !7 } else { at };
+        for (i, b) in input.take(len).iter().enumerate() {
+            if let Some(slot) = bytes.get_mut(at + i) {
+                *slot = *b;
+            }
+        }
+    }
+    bytes
+}
+
+/// Known findings in code outside the hooks, steered around until fixed so
+/// that a run keeps looking for new ones (each has an `#[ignore]`d test;
+/// remove the steering with the fix).
+///
+/// * `dict/ops.rs` insert overflows on a huge `tombstones` count (word at
+///   offset 272 of a dict object).
+/// * `mpmc::Queue::len` overflows summing huge `pushed` counters (offsets
+///   136 and 264 of each 640-byte ring block, from offset 512 of a queue).
+///
+/// Clears the high half of the word at `offset` of `base`.
+fn steer_known(base: std::ptr::NonNull<u8>, offset: usize) {
+    // SAFETY: callers pass offsets of 8-aligned words inside an object
+    // region the open validated (atomics only, mapped while they hold the
+    // object).
+    let word = unsafe {
+        &*base
+            .as_ptr()
+            .add(offset)
+            .cast::<std::sync::atomic::AtomicU64>()
+    };
+    // ORDERING: Relaxed — a scribble by the harness; nothing pairs with it.
+    word.fetch_and(u64::from(u32::MAX), Ordering::Relaxed);
+}
+
+/// Steers around the known `Queue::len` overflow for a queue at `offset`
+/// of the object region of `segment`.
+fn steer_queue(segment: &crate::segment::Segment, offset: usize) {
+    let rings = segment.params()[0] as usize;
+    for i in 0..rings {
+        for at in [136, 264] {
+            steer_known(segment.object_ptr(), offset + 512 + i * 640 + at);
+        }
+    }
+}
+
+fn open_everything(name: &str) {
+    let opts = OpenOptions {
+        timeout: Duration::ZERO,
+        allow_foreign_owner: false,
+    };
+    let mut buf = Vec::new();
+    if let Ok(ring) = spsc::Ring::open(name, &opts) {
+        let _ = (ring.len(), ring.is_empty(), ring.is_full(), ring.config());
+        if let Ok(mut c) = ring.consumer() {
+            for _ in 0..ROUNDS {
+                if c.try_pop(&mut buf).is_err() {
+                    break;
+                }
+            }
+            if let Ok(grant) = c.read() {
+                assert!(grant.len() <= ring.config().max_record as usize);
+            }
+            let _ = c.try_pop_many(ROUNDS, |p| buf.extend_from_slice(p));
+            let _ = c.pop(&mut buf, Some(Duration::ZERO));
+        }
+        if let Ok(mut p) = ring.producer() {
+            let _ = p.try_push(b"x");
+            let _ = p.try_push_many([&b"yy"[..], &[]]);
+            let _ = p.push(b"z", Some(Duration::ZERO));
+        }
+    }
+    if let Ok(queue) = mpmc::Queue::open(name, &opts) {
+        steer_queue(queue.segment(), 0);
+        let _ = (
+            queue.len(),
+            queue.is_empty(),
+            queue.is_closed(),
+            queue.max_len(),
+        );
+        let mut c = queue.consumer();
+        for _ in 0..ROUNDS {
+            if c.try_pop(&mut buf).is_err() {
+                break;
+            }
+        }
+        let _ = c.pop(&mut buf, Some(Duration::ZERO));
+        if let Ok(mut p) = queue.producer() {
+            let _ = (
+                p.is_full(),
+                p.try_push(b"q"),
+                p.push(b"r", Some(Duration::ZERO)),
+            );
+        }
+    }
+    if let Ok(q) = Queue::<Bytes>::open(name, &opts) {
+        steer_queue(q.segment(), 0);
+        let _ = (
+            q.len(),
+            q.is_empty(),
+            q.is_full(),
+            q.is_closed(),
+            q.maxsize(),
+        );
+        for _ in 0..ROUNDS {
+            if q.try_get().is_err() {
+                break;
+            }
+        }
+        let _ = q.get(Some(Duration::ZERO));
+        let _ = q.try_put(b"p".to_vec());
+    }
+    if let Ok(q) = JoinableQueue::<Bytes>::open(name, &opts) {
+        // Another attachment to reach the object (the handle hides it).
+        if let Ok(s) = crate::Segment::open(name, crate::ObjectKind::JoinableQueue, &opts) {
+            steer_queue(&s, 4096);
+        }
+        let _ = (q.len(), q.is_empty(), q.is_full(), q.unfinished_tasks());
+        for _ in 0..ROUNDS {
+            if q.try_get().is_err() {
+                break;
+            }
+        }
+        let _ = (
+            q.task_done(),
+            q.try_put(b"j".to_vec()),
+            q.join_timeout(Duration::ZERO),
+        );
+    }
+    if let Ok(q) = SimpleQueue::<Bytes>::open(name, &opts) {
+        let _ = q.is_empty();
+    }
+    open_pipe(name, &opts);
+    open_dict(name, &opts);
+    if let Ok(lock) = Lock::open(name, &opts) {
+        let _ = (
+            lock.is_locked(),
+            lock.recoveries(),
+            lock.try_acquire(),
+            lock.release(),
+        );
+    }
+    if let Ok(lock) = RLock::open(name, &opts) {
+        let _ = (
+            lock.is_owned(),
+            lock.acquire(false, None),
+            lock.acquire(false, None),
+        );
+        let _ = (lock.release(), lock.release(), lock.release());
+    }
+}
+
+fn open_pipe(name: &str, opts: &OpenOptions) {
+    let Ok(pipe) = Pipe::open(name, opts) else {
+        return;
+    };
+    // Closed both ways before anything is read, so no call can wait for a
+    // peer: reads drain then see end of file, sends see a broken pipe.
+    let [duplex, _, _, stride, ..] = pipe.segment().params();
+    for i in 0..=duplex.min(1) as usize {
+        let at = i * stride as usize;
+        // SAFETY: `Pipe::open` validated ring `i` at `i * stride` inside the
+        // object region (page-aligned, all atomics); its closed flags are
+        // the u32 at offset 32 (pinned by the asserts in core's `ring`).
+        let flags = unsafe {
+            &*pipe
+                .segment()
+                .object_ptr()
+                .as_ptr()
+                .add(at + 32)
+                .cast::<AtomicU32>()
+        };
+        // ORDERING: Release — as the ring's own close, before any read.
+        flags.fetch_or(3, Ordering::Release);
+    }
+    for end in [End::First, End::Second] {
+        let Ok(mut conn) = pipe.connection(end) else {
+            continue;
+        };
+        let mut into = [0u8; 24];
+        for round in 0..ROUNDS {
+            let done = match round % 4 {
+                0 => conn.recv_bytes(None).is_err(),
+                1 => conn.recv_bytes(Some(20)).is_err(),
+                2 => conn.recv_bytes_into(&mut into, 3).is_err(),
+                _ => conn.recv::<Bytes>().is_err(),
+            };
+            if done && !matches!(conn.poll(Some(Duration::ZERO)), Ok(true)) {
+                break;
+            }
+            if done && round > 8 {
+                break;
+            }
+        }
+        let _ = conn.send_bytes(b"hi", 0, None);
+    }
+}
+
+fn open_dict(name: &str, opts: &OpenOptions) {
+    let Ok(dict) = Dict::<Bytes, Bytes>::open(name, opts) else {
+        return;
+    };
+    // Known finding (see the report in tests/fuzz_regressions.rs): a lock
+    // owner equal to this attachment's own token, which a hostile peer can
+    // predict, makes every Dict call wait forever. Steer around it.
+    // SAFETY: the table header starts with its lock (offset 0 of the
+    // validated, page-aligned object region); all atomics.
+    let lock = unsafe { dict.segment().object_ptr().cast::<LockShared>().as_ref() };
+    if lock.owner() == dict.segment().peer_token() {
+        return;
+    }
+    // The tombstones count can also wrap by itself once wrong: steer
+    // before every call.
+    let steer = || steer_known(dict.segment().object_ptr(), 272);
+    steer();
+    let _ = (dict.len(), dict.is_empty(), dict.items(), dict.keys());
+    let _ = (
+        dict.values(),
+        dict.get(&vec![1; 2]),
+        dict.contains_key(&vec![3; 4]),
+    );
+    steer();
+    let _ = dict.insert(&vec![9; 3], &vec![8; 4]);
+    steer();
+    let _ = dict.remove(&vec![0; 1]);
+    steer();
+    let _ = (dict.popitem(), dict.pop(&vec![4; 5]));
+    steer();
+    let _ = dict.setdefault(&vec![5; 2], &vec![1]);
+    steer();
+    let _ = dict.update_with(&vec![6; 2], |v| {
+        let mut v = v.unwrap_or_default();
+        v.push(1);
+        Some(v)
+    });
+    steer();
+    let _ = (dict.to_hash_map(), dict.clear(), dict.len());
+}

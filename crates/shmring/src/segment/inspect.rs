@@ -1,0 +1,502 @@
+//! Looking at named segments from outside: what `shmring ls`, `stat` and
+//! `gc` show and do.
+//!
+//! Nothing here attaches. [`inspect`] and [`list`] take no peer row and hold
+//! no lock: the header and the peer table are *copied* out of the file with
+//! `pread` and decoded from the copy, the header is checked by the same
+//! validation an open uses, and liveness is asked with `F_OFD_GETLK`, which
+//! works on a read-only descriptor. Only the kind-specific figures (depth,
+//! lock owner) look at the object itself, through a mapping made for the
+//! occasion and dropped at once; they are left out when that mapping cannot
+//! be made (a segment of another user, say). [`reclaim`] is the one call
+//! that locks, and only to remove a segment nobody uses.
+//!
+//! # Untrusted memory
+//!
+//! Every byte read here may have been written by a buggy or hostile peer.
+//! The header must pass validation before the peer table is read; peer rows
+//! are decoded from a copy (any bytes give *some* row, never a panic); the
+//! object is examined only through the core's own `attach_in_place`, which
+//! checks its parameters against the region's length. As for every peer, a
+//! process that *truncates* the file while it is mapped can make the
+//! mapping's reader die of `SIGBUS`; only the depth figures are exposed to
+//! that, for the few microseconds the mapping exists.
+//!
+//! # Snapshots
+//!
+//! Everything returned is a snapshot, stale when it returns: peers come and
+//! go, depths change. [`reclaim`] re-checks under locks before it removes.
+
+mod object;
+mod reclaim;
+
+use std::fs::File;
+use std::mem::offset_of;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+
+use super::header::{validate, Header, Snapshot, HEADER_LEN, MAGIC};
+use super::options::validate_name;
+use super::peers::{
+    PeerRow, COUNTER_SLOTS, INIT_LOCK_BYTE, PEER_LOCK_BASE, PEER_ROW_LEN, STATE_ATTACHED,
+    STATE_DETACHED,
+};
+use super::{ObjectKind, PeerCounter, UnlinkPolicy};
+use crate::error::SegmentError;
+use crate::sys::{lock, shm};
+
+pub use reclaim::{reclaim, Reclaimed};
+
+/// Where named segments live (glibc's `shm_open` directory).
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// Every [`PeerCounter`] with the name tools show for it, in slot order.
+pub const COUNTERS: [(PeerCounter, &str); 8] = [
+    (PeerCounter::Puts, "puts"),
+    (PeerCounter::Gets, "gets"),
+    (PeerCounter::BytesIn, "bytes_in"),
+    (PeerCounter::BytesOut, "bytes_out"),
+    (PeerCounter::BlockedWaits, "blocked_waits"),
+    (PeerCounter::Wakes, "wakes"),
+    (PeerCounter::Timeouts, "timeouts"),
+    (PeerCounter::Recovered, "recovered"),
+];
+
+/// The counters of one peer row, or their sum over rows (wrapping).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters([u64; 8]);
+
+impl Counters {
+    /// One counter's value.
+    pub fn get(&self, counter: PeerCounter) -> u64 {
+        self.0[counter as usize]
+    }
+
+    /// `(name, value)` for every counter, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        COUNTERS.iter().map(|&(c, name)| (name, self.get(c)))
+    }
+
+    fn add(&mut self, other: &Counters) {
+        for (sum, v) in self.0.iter_mut().zip(other.0) {
+            *sum = sum.wrapping_add(v);
+        }
+    }
+}
+
+/// Where a segment is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentState {
+    /// Published: the header passed validation.
+    Ready,
+    /// Version 0 and the creator holds its init lock: still being created.
+    Initialising,
+    /// Version 0 and nobody holds the init lock: the creator died while
+    /// creating it. Nobody can open it; `gc` removes it.
+    CreatorDied,
+}
+
+/// The validated header of a [`SegmentState::Ready`] segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// Layout version (this build's [`super::LAYOUT_VERSION`]).
+    pub version: u32,
+    /// ABI tag: pointer width and byte order.
+    pub abi: u32,
+    /// What the segment holds.
+    pub kind: ObjectKind,
+    /// When the name goes away.
+    pub unlink_policy: UnlinkPolicy,
+    /// Total length (= the file's size).
+    pub total_len: u64,
+    /// The creator's effective uid.
+    pub creator_uid: u32,
+    /// The creator's pid, in its own pid namespace.
+    pub creator_pid: u32,
+    /// Offset of the peer table.
+    pub peer_table_offset: u64,
+    /// Rows in the peer table.
+    pub peer_rows: u32,
+    /// Offset of the object.
+    pub object_offset: u64,
+    /// Length of the object.
+    pub object_len: u64,
+    /// The object's parameters, raw (decoded in [`ObjectState`]).
+    pub params: [u64; 8],
+}
+
+/// What a peer row says about its last holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Attached when last written: alive if its lock is held, dead if not.
+    Attached,
+    /// Detached cleanly.
+    Detached,
+    /// A value no build writes (a corrupted row).
+    Unknown(u32),
+}
+
+/// One used (or locked) row of the peer table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Index of the row.
+    pub row: u32,
+    /// The pid its last holder wrote (in that holder's pid namespace).
+    pub pid: u32,
+    /// The row's generation (0: never claimed).
+    pub generation: u32,
+    /// What the row says.
+    pub state: PeerState,
+    /// `CLOCK_MONOTONIC` nanoseconds of the last attach.
+    pub attached_at_ns: u64,
+    /// Whether the row's liveness lock is held right now.
+    pub alive: bool,
+    /// The row's counters (rows keep their counts across holders).
+    pub counters: Counters,
+}
+
+impl PeerStatus {
+    /// Whether its holder died attached: lock free, row not cleanly released.
+    pub fn is_dead(&self) -> bool {
+        !self.alive && self.state != PeerState::Detached
+    }
+}
+
+/// Kind-specific figures of the object in a segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectState {
+    /// How much the object holds, in [`capacity_unit`](Self::capacity_unit)s:
+    /// data bytes of all rings for rings, queues and pipes; entries for a dict.
+    pub capacity: Option<u64>,
+    /// `"bytes"` or `"entries"` (empty when there is no capacity).
+    pub capacity_unit: &'static str,
+    /// Approximate number of messages waiting (all rings, both directions).
+    pub depth: Option<u64>,
+    /// Other decoded figures, by name (`max_record`, `rings`, `owner_row`, ...).
+    pub details: Vec<(&'static str, u64)>,
+    /// Why some figures are missing (the object could not be mapped or did
+    /// not pass the core's validation).
+    pub note: Option<String>,
+}
+
+/// Everything [`inspect`] found out about one named segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The name, in `/name` form.
+    pub name: String,
+    /// The file's size in bytes.
+    pub file_len: u64,
+    /// The file's owner.
+    pub owner_uid: u32,
+    /// The file's permission bits.
+    pub mode: u32,
+    /// Lifecycle state.
+    pub state: SegmentState,
+    /// Whether someone holds the creator's init lock.
+    pub init_locked: bool,
+    /// The validated header (`Ready` only).
+    pub header: Option<HeaderInfo>,
+    /// Rows ever used, or locked now (`Ready` only).
+    pub peers: Vec<PeerStatus>,
+    /// Kind-specific figures (`Ready` only).
+    pub object: Option<ObjectState>,
+}
+
+impl SegmentInfo {
+    /// Peers whose lock is held.
+    pub fn alive_peers(&self) -> usize {
+        self.peers.iter().filter(|p| p.alive).count()
+    }
+
+    /// Peers that died attached.
+    pub fn dead_peers(&self) -> usize {
+        self.peers.iter().filter(|p| p.is_dead()).count()
+    }
+
+    /// Every row's counters summed, departed peers included.
+    pub fn counters(&self) -> Counters {
+        let mut sum = Counters::default();
+        for p in &self.peers {
+            sum.add(&p.counters);
+        }
+        sum
+    }
+
+    /// Whether [`reclaim`] would remove it (judged from this snapshot): its
+    /// creator died while creating it, or no peer is alive, nobody holds the
+    /// init lock, and at least one peer died attached. A segment whose peers
+    /// all detached *cleanly* is kept: only [`UnlinkPolicy::Never`] leaves
+    /// one behind, and that was asked for.
+    pub fn is_abandoned(&self) -> bool {
+        match self.state {
+            SegmentState::Initialising => false,
+            SegmentState::CreatorDied => !self.init_locked,
+            SegmentState::Ready => {
+                !self.init_locked && self.alive_peers() == 0 && self.dead_peers() > 0
+            }
+        }
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    bytes
+        .get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_ne_bytes)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_ne_bytes)
+}
+
+/// The header fields of a copied header, as `Header::snapshot` reads them
+/// from a mapping.
+fn decode_header(b: &[u8]) -> Snapshot {
+    Snapshot {
+        magic: u64_at(b, offset_of!(Header, magic)),
+        version: u32_at(b, offset_of!(Header, version)),
+        abi: u32_at(b, offset_of!(Header, abi)),
+        kind: u32_at(b, offset_of!(Header, kind)),
+        unlink_policy: u32_at(b, offset_of!(Header, unlink_policy)),
+        total_len: u64_at(b, offset_of!(Header, total_len)),
+        peer_table_offset: u64_at(b, offset_of!(Header, peer_table_offset)),
+        peer_table_len: u64_at(b, offset_of!(Header, peer_table_len)),
+        peer_rows: u32_at(b, offset_of!(Header, peer_rows)),
+        header_len: u32_at(b, offset_of!(Header, header_len)),
+        object_offset: u64_at(b, offset_of!(Header, object_offset)),
+        object_len: u64_at(b, offset_of!(Header, object_len)),
+        params: std::array::from_fn(|i| u64_at(b, offset_of!(Header, params) + 8 * i)),
+    }
+}
+
+fn io<'a>(op: &'static str, name: &'a str) -> impl FnOnce(std::io::Error) -> SegmentError + 'a {
+    move |e| super::open_error(op, name, e)
+}
+
+/// Opens `/dev/shm/<name>` without following a link and without blocking
+/// (a FIFO planted there must not hang us), and checks it is a regular file.
+fn open_shm_file(name: &str, write: bool) -> Result<(String, File), SegmentError> {
+    let (name, _) = validate_name(name)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(format!("{SHM_DIR}{name}"))
+        .map_err(|e| match e.raw_os_error() {
+            // O_NOFOLLOW on a symbolic link.
+            Some(libc::ELOOP) => SegmentError::NotShmring { name: name.clone() },
+            _ => super::open_error("open", &name, e),
+        })?;
+    let st = shm::stat(&file).map_err(io("fstat", &name))?;
+    if st.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(SegmentError::NotShmring { name });
+    }
+    Ok((name, file))
+}
+
+/// A copied header: the fields validation checks, and the creator's ids.
+struct Copied {
+    snapshot: Snapshot,
+    creator_uid: u32,
+    creator_pid: u32,
+}
+
+/// Reads the header (a copy) and checks the magic.
+fn read_header(file: &File, name: &str, size: u64) -> Result<Copied, SegmentError> {
+    if size < HEADER_LEN as u64 {
+        return Err(SegmentError::NotShmring { name: name.into() });
+    }
+    let mut bytes = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(io("pread", name))?;
+    let snapshot = decode_header(&bytes);
+    if snapshot.magic != u64::from_ne_bytes(MAGIC) {
+        return Err(SegmentError::NotShmring { name: name.into() });
+    }
+    Ok(Copied {
+        snapshot,
+        creator_uid: u32_at(&bytes, offset_of!(Header, creator_uid)),
+        creator_pid: u32_at(&bytes, offset_of!(Header, creator_pid)),
+    })
+}
+
+fn locked(file: &File, byte: u64, name: &str) -> Result<bool, SegmentError> {
+    lock::is_byte_locked(file.as_fd(), byte).map_err(io("F_OFD_GETLK", name))
+}
+
+/// Whether a file starts with the shmring magic. Reads 8 bytes, nothing else.
+///
+/// # Errors
+///
+/// [`InvalidName`](SegmentError::InvalidName), [`NotFound`](SegmentError::NotFound),
+/// [`PermissionDenied`](SegmentError::PermissionDenied), [`Io`](SegmentError::Io).
+pub fn has_magic(name: &str) -> Result<bool, SegmentError> {
+    let (name, file) = match open_shm_file(name, false) {
+        Err(SegmentError::NotShmring { .. }) => return Ok(false),
+        other => other?,
+    };
+    let mut magic = [0u8; 8];
+    match file.read_exact_at(&mut magic, 0) {
+        Ok(()) => Ok(magic == MAGIC),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(io("pread", &name)(e)),
+    }
+}
+
+/// Inspects the named segment without attaching to it.
+///
+/// # Errors
+///
+/// [`InvalidName`](SegmentError::InvalidName), [`NotFound`](SegmentError::NotFound),
+/// [`PermissionDenied`](SegmentError::PermissionDenied),
+/// [`NotShmring`](SegmentError::NotShmring) (no magic, too short, not a
+/// regular file), and for a published header that fails validation
+/// [`VersionMismatch`](SegmentError::VersionMismatch),
+/// [`AbiMismatch`](SegmentError::AbiMismatch),
+/// [`SizeMismatch`](SegmentError::SizeMismatch) or
+/// [`Corrupted`](SegmentError::Corrupted); [`Io`](SegmentError::Io).
+pub fn inspect(name: &str) -> Result<SegmentInfo, SegmentError> {
+    let (name, file) = open_shm_file(name, false)?;
+    let st = shm::stat(&file).map_err(io("fstat", &name))?;
+    let mut copy = read_header(&file, &name, st.size)?;
+    let init_locked = locked(&file, INIT_LOCK_BYTE, &name)?;
+    let mut info = SegmentInfo {
+        name,
+        file_len: st.size,
+        owner_uid: st.uid,
+        mode: st.mode & 0o7777,
+        state: SegmentState::Initialising,
+        init_locked,
+        header: None,
+        peers: Vec::new(),
+        object: None,
+    };
+    if copy.snapshot.version == 0 {
+        if init_locked {
+            return Ok(info);
+        }
+        // The creator publishes before it drops the init lock: read again.
+        copy = read_header(&file, &info.name, st.size)?;
+        if copy.snapshot.version == 0 {
+            info.state = SegmentState::CreatorDied;
+            return Ok(info);
+        }
+    }
+    let snapshot = &copy.snapshot;
+    // An unknown kind is reported by `validate` before it compares kinds.
+    let kind = ObjectKind::from_u32(snapshot.kind).unwrap_or(ObjectKind::SpscRing);
+    let valid = validate(snapshot, &info.name, kind, st.size)?;
+    let layout = valid.layout;
+    info.state = SegmentState::Ready;
+    let header = HeaderInfo {
+        version: snapshot.version,
+        abi: snapshot.abi,
+        kind: valid.kind,
+        unlink_policy: valid.unlink_policy,
+        total_len: snapshot.total_len,
+        creator_uid: copy.creator_uid,
+        creator_pid: copy.creator_pid,
+        peer_table_offset: snapshot.peer_table_offset,
+        peer_rows: layout.peer_rows,
+        object_offset: snapshot.object_offset,
+        object_len: snapshot.object_len,
+        params: valid.params,
+    };
+    info.peers = read_peers(
+        &file,
+        &info.name,
+        header.peer_table_offset,
+        header.peer_rows,
+    )?;
+    info.object = Some(object::object_state(
+        &info.name,
+        (st.dev, st.ino),
+        &header,
+        &info.peers,
+    ));
+    info.header = Some(header);
+    Ok(info)
+}
+
+const _: () = assert!(COUNTERS.len() <= COUNTER_SLOTS);
+
+/// Copies and decodes the peer table (`rows` rows at `offset`, validated
+/// against the file), asking each row's lock. Rows never claimed and not
+/// locked are left out.
+fn read_peers(
+    file: &File,
+    name: &str,
+    offset: u64,
+    rows: u32,
+) -> Result<Vec<PeerStatus>, SegmentError> {
+    let mut table = vec![0u8; rows as usize * PEER_ROW_LEN];
+    file.read_exact_at(&mut table, offset)
+        .map_err(io("pread", name))?;
+    let mut out = Vec::new();
+    for (row, bytes) in (0..rows).zip(table.chunks_exact(PEER_ROW_LEN)) {
+        let generation = u32_at(bytes, offset_of!(PeerRow, generation));
+        let alive = locked(file, PEER_LOCK_BASE + u64::from(row), name)?;
+        if generation == 0 && !alive {
+            continue;
+        }
+        let state = match u32_at(bytes, offset_of!(PeerRow, state)) {
+            STATE_ATTACHED => PeerState::Attached,
+            STATE_DETACHED => PeerState::Detached,
+            other => PeerState::Unknown(other),
+        };
+        let counters_at = offset_of!(PeerRow, counters);
+        out.push(PeerStatus {
+            row,
+            pid: u32_at(bytes, offset_of!(PeerRow, pid)),
+            generation,
+            state,
+            attached_at_ns: u64_at(bytes, offset_of!(PeerRow, attached_at)),
+            alive,
+            counters: Counters(std::array::from_fn(|i| u64_at(bytes, counters_at + 8 * i))),
+        });
+    }
+    Ok(out)
+}
+
+/// Inspects every shmring segment in `/dev/shm`, sorted by name.
+///
+/// Files that are not shmring segments (no magic, not regular files,
+/// symbolic links, names no segment can have) are skipped silently; one
+/// that cannot be read (another user's, say) or whose header fails
+/// validation is reported as an `Err` in its place.
+///
+/// # Errors
+///
+/// [`Io`](SegmentError::Io) when `/dev/shm` itself cannot be read.
+pub fn list() -> Result<Vec<Result<SegmentInfo, SegmentError>>, SegmentError> {
+    let dir = std::fs::read_dir(SHM_DIR).map_err(|source| SegmentError::Io {
+        op: "read_dir",
+        name: SHM_DIR.into(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let Some(body) = entry.file_name().to_str().map(str::to_owned) else {
+            continue; // not UTF-8: no segment name
+        };
+        if !is_file {
+            continue;
+        }
+        match inspect(&body) {
+            Err(SegmentError::NotShmring { .. })
+            | Err(SegmentError::NotFound { .. })
+            | Err(SegmentError::InvalidName { .. }) => {}
+            other => out.push(other),
+        }
+    }
+    let key = |r: &Result<SegmentInfo, SegmentError>| match r {
+        Ok(info) => info.name.clone(),
+        Err(e) => e.to_string(),
+    };
+    out.sort_by_key(key);
+    Ok(out)
+}

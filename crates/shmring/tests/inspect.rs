@@ -1,0 +1,454 @@
+//! The read-only inspection API (`segment::inspect`, `list`, `has_magic`)
+//! and `reclaim`, on real segments and across real processes (the test
+//! binary re-executes itself with a role; see `shmring_testkit`).
+
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shmring::core::mpmc::QueueConfig;
+use shmring::core::RingConfig;
+use shmring::lock::Lock;
+use shmring::pipe::{End, Pipe, PipeConfig};
+use shmring::queue::{JoinableQueue, QueueOptions};
+use shmring::segment::{
+    self, ObjectKind, PeerCounter, PeerState, Reclaimed, SegmentInfo, SegmentState,
+};
+use shmring::{mpmc, spsc, CreateOptions, Segment, SegmentError, UnlinkPolicy};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+
+const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+
+fn ring_config() -> RingConfig {
+    RingConfig {
+        capacity: 4096,
+        max_record: 256,
+    }
+}
+
+fn queue_config() -> QueueConfig {
+    QueueConfig {
+        rings: 2,
+        ring: ring_config(),
+        max_len: 0,
+    }
+}
+
+fn path(name: &str) -> String {
+    format!("/dev/shm{name}")
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
+    let name = std::env::var(NAME_VAR).unwrap();
+    match role.as_str() {
+        "queue_and_hang" => {
+            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            q.producer().unwrap().try_push(b"left behind").unwrap();
+            sleep_forever();
+        }
+        "hang_in_init" => {
+            let _ = Segment::create(
+                &name,
+                ObjectKind::SpscRing,
+                [0; 8],
+                4096,
+                &CreateOptions::default(),
+                |_, _| sleep_forever(),
+            );
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Spawns `role` on `name` and waits until `ready` holds for its segment.
+fn spawn_child(
+    role: &str,
+    name: &str,
+    ready: impl Fn(&SegmentInfo) -> bool,
+) -> std::process::Child {
+    let child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
+        .spawn()
+        .unwrap();
+    let seen = wait_until(Duration::from_secs(20), || {
+        segment::inspect(name).is_ok_and(|i| ready(&i))
+    });
+    assert!(seen, "child {role} never got its segment {name} ready");
+    child
+}
+
+fn kill(mut child: std::process::Child) {
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(20));
+}
+
+#[test]
+fn a_ring_shows_its_header_peers_counters_and_depth() {
+    let name = unique_name("inspect-ring");
+    let ring = spsc::Ring::create(&name, ring_config(), &CreateOptions::default()).unwrap();
+    let mut tx = ring.producer().unwrap();
+    tx.try_push(b"one").unwrap();
+    tx.try_push(b"two").unwrap();
+    ring.segment().add_to_counter(PeerCounter::Puts, 2);
+    ring.segment().add_to_counter(PeerCounter::BytesIn, 6);
+
+    let info = segment::inspect(&name).unwrap();
+    assert_eq!(info.name, name);
+    assert_eq!(info.state, SegmentState::Ready);
+    assert_eq!(info.mode, 0o600);
+    assert!(!info.init_locked);
+    let h = info.header.unwrap();
+    assert_eq!(h.kind, ObjectKind::SpscRing);
+    assert_eq!(h.version, segment::LAYOUT_VERSION);
+    assert_eq!(h.creator_pid, std::process::id());
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(h.creator_uid, unsafe { libc::geteuid() });
+    assert_eq!(h.total_len, info.file_len);
+    assert_eq!(h.peer_rows, CreateOptions::default().peer_rows);
+    assert_eq!(h.unlink_policy, UnlinkPolicy::OnLastPeerDrop);
+    assert_eq!(&h.params[..2], &[4096, 256]);
+    assert_eq!(info.alive_peers(), 1);
+    assert_eq!(info.dead_peers(), 0);
+    let me = info.peers[0];
+    assert_eq!(
+        (me.pid, me.alive, me.state),
+        (std::process::id(), true, PeerState::Attached)
+    );
+    assert_eq!(info.counters().get(PeerCounter::Puts), 2);
+    assert_eq!(info.counters().get(PeerCounter::BytesIn), 6);
+    assert_eq!(
+        me.counters.iter().find(|(n, _)| *n == "puts"),
+        Some(("puts", 2))
+    );
+    let o = info.object.as_ref().unwrap();
+    assert_eq!(
+        (o.capacity, o.capacity_unit, o.depth),
+        (Some(4096), "bytes", Some(2))
+    );
+    assert_eq!(o.note, None);
+    assert!(!info.is_abandoned());
+    assert!(segment::list()
+        .unwrap()
+        .iter()
+        .any(|r| r.as_ref().is_ok_and(|i| i.name == name)));
+    assert!(segment::has_magic(&name).unwrap());
+    // Inspection attached nothing: still one row, and the reader can claim.
+    let again = segment::inspect(&name).unwrap();
+    assert_eq!(again.peers.len(), 1);
+}
+
+#[test]
+fn queues_pipes_and_locks_show_their_figures() {
+    let opts = CreateOptions::default();
+    let qname = unique_name("inspect-queue");
+    let q = mpmc::Queue::create(&qname, queue_config(), &opts).unwrap();
+    let mut p = q.producer().unwrap();
+    for _ in 0..3 {
+        p.try_push(b"x").unwrap();
+    }
+    let o = segment::inspect(&qname).unwrap().object.unwrap();
+    assert_eq!((o.capacity, o.depth), (Some(2 * 4096), Some(3)));
+    assert!(o.details.contains(&("rings", 2)));
+    assert!(o.details.contains(&("closed", 0)));
+
+    let jname = unique_name("inspect-joinable");
+    let j = JoinableQueue::<u64>::create(&jname, QueueOptions::default(), &opts).unwrap();
+    j.put(1, None).unwrap();
+    j.put(2, None).unwrap();
+    let info = segment::inspect(&jname).unwrap();
+    assert_eq!(info.header.unwrap().kind, ObjectKind::JoinableQueue);
+    let o = info.object.unwrap();
+    assert_eq!(o.depth, Some(2), "{o:?}");
+    assert!(o.details.contains(&("unfinished_tasks", 2)), "{o:?}");
+
+    let pname = unique_name("inspect-pipe");
+    let pipe = Pipe::create(&pname, true, PipeConfig::default(), &opts).unwrap();
+    let mut end = pipe.connection(End::First).unwrap();
+    end.send(&b"hello".to_vec()).unwrap();
+    let o = segment::inspect(&pname).unwrap().object.unwrap();
+    assert_eq!(o.depth, Some(1), "{o:?}");
+    assert!(o.details.contains(&("duplex", 1)));
+
+    let lname = unique_name("inspect-lock");
+    let lock = Lock::create(&lname, (), &opts).unwrap();
+    let _held = lock.acquire(true, None).unwrap();
+    let o = segment::inspect(&lname).unwrap().object.unwrap();
+    assert!(o.details.contains(&("owner_alive", 1)), "{o:?}");
+    assert!(
+        o.details
+            .contains(&("owner_pid", std::process::id().into())),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn a_killed_creator_leaves_an_abandoned_segment_that_reclaim_removes() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "killed creator");
+    let name = unique_name("inspect-dead");
+    let child = spawn_child("queue_and_hang", &name, |i| {
+        i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(1))
+    });
+    assert_eq!(
+        segment::reclaim(&name).unwrap(),
+        Reclaimed::Kept("a peer is alive")
+    );
+    let pid = child.id();
+    kill(child);
+    let info = segment::inspect(&name).unwrap();
+    assert_eq!((info.alive_peers(), info.dead_peers()), (0, 1));
+    assert_eq!(info.peers[0].pid, pid);
+    assert_eq!(info.header.unwrap().creator_pid, pid);
+    assert!(info.is_abandoned());
+    assert_eq!(segment::reclaim(&name).unwrap(), Reclaimed::Removed);
+    assert!(matches!(
+        segment::inspect(&name),
+        Err(SegmentError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_segment_being_created_is_never_reclaimed() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "creator in init");
+    let name = unique_name("inspect-init");
+    let child = spawn_child("hang_in_init", &name, |i| {
+        i.state == SegmentState::Initialising
+    });
+    let info = segment::inspect(&name).unwrap();
+    assert!(info.init_locked && !info.is_abandoned());
+    assert!(matches!(segment::reclaim(&name), Ok(Reclaimed::Kept(_))));
+    assert!(segment::has_magic(&name).unwrap());
+    kill(child);
+    let info = segment::inspect(&name).unwrap();
+    assert_eq!(info.state, SegmentState::CreatorDied);
+    assert!(info.is_abandoned());
+    assert_eq!(segment::reclaim(&name).unwrap(), Reclaimed::Removed);
+}
+
+#[test]
+fn cleanly_detached_segments_are_kept() {
+    let name = unique_name("inspect-left");
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    drop(spsc::Ring::create(&name, ring_config(), &opts).unwrap());
+    let info = segment::inspect(&name).unwrap();
+    assert_eq!(info.peers[0].state, PeerState::Detached);
+    assert_eq!((info.alive_peers(), info.dead_peers()), (0, 0));
+    assert!(!info.is_abandoned());
+    assert!(matches!(segment::reclaim(&name), Ok(Reclaimed::Kept(_))));
+    Segment::unlink(&name).unwrap();
+}
+
+#[test]
+fn foreign_short_and_linked_files_are_not_segments() {
+    let foreign = unique_name("inspect-foreign");
+    std::fs::write(path(&foreign), b"hello, not a segment at all").unwrap();
+    assert!(matches!(
+        segment::inspect(&foreign),
+        Err(SegmentError::NotShmring { .. })
+    ));
+    assert!(!segment::has_magic(&foreign).unwrap());
+    assert!(matches!(
+        segment::reclaim(&foreign),
+        Err(SegmentError::NotShmring { .. })
+    ));
+
+    let short = unique_name("inspect-short");
+    std::fs::write(path(&short), b"SHMRING\0").unwrap();
+    assert!(segment::has_magic(&short).unwrap());
+    assert!(matches!(
+        segment::inspect(&short),
+        Err(SegmentError::NotShmring { .. })
+    ));
+
+    let link = unique_name("inspect-link");
+    std::os::unix::fs::symlink(path(&short), path(&link)).unwrap();
+    assert!(matches!(
+        segment::inspect(&link),
+        Err(SegmentError::NotShmring { .. })
+    ));
+
+    let listed = segment::list().unwrap();
+    for name in [&foreign, &short, &link] {
+        assert!(!listed
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|i| &i.name == name)));
+        std::fs::remove_file(path(name)).unwrap();
+    }
+    let missing = unique_name("inspect-missing");
+    assert!(matches!(
+        segment::inspect(&missing),
+        Err(SegmentError::NotFound { .. })
+    ));
+    assert!(matches!(
+        segment::has_magic(&missing),
+        Err(SegmentError::NotFound { .. })
+    ));
+    assert!(matches!(
+        segment::inspect("a/b"),
+        Err(SegmentError::InvalidName { .. })
+    ));
+}
+
+#[test]
+fn a_corrupted_header_is_an_error_in_its_place() {
+    let name = unique_name("inspect-corrupt");
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    drop(spsc::Ring::create(&name, ring_config(), &opts).unwrap());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path(&name))
+        .unwrap();
+    file.write_all_at(&0u32.to_ne_bytes(), 56).unwrap(); // peer_rows
+    let err = segment::inspect(&name).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SegmentError::Corrupted {
+                field: "peer_rows",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let listed = segment::list().unwrap();
+    assert!(listed
+        .iter()
+        .any(|r| matches!(r, Err(e) if e.to_string().contains(&name))));
+    assert!(segment::has_magic(&name).unwrap());
+    Segment::unlink(&name).unwrap();
+}
+
+/// A header that passes validation around arbitrary parameters, peer rows
+/// and object bytes, so the deeper read paths see garbage too.
+fn hostile_file(kind: u32, params: [u64; 8], rows: u32, object_pages: u64, fill: &[u8]) -> Vec<u8> {
+    let total = (2 + object_pages) * 4096;
+    let mut bytes: Vec<u8> = fill.iter().copied().cycle().take(total as usize).collect();
+    let mut put = |at: usize, v: &[u8]| bytes[at..at + v.len()].copy_from_slice(v);
+    put(0, b"SHMRING\0");
+    put(8, &1u32.to_ne_bytes());
+    let abi = (0x5352u32 << 16) | ((std::mem::size_of::<usize>() as u32) << 8) | 1;
+    put(12, &abi.to_ne_bytes());
+    put(16, &kind.to_ne_bytes());
+    put(20, &0u32.to_ne_bytes());
+    put(24, &total.to_ne_bytes());
+    put(40, &256u64.to_ne_bytes());
+    put(48, &(u64::from(rows) * 128).to_ne_bytes());
+    put(56, &rows.to_ne_bytes());
+    put(60, &256u32.to_ne_bytes());
+    put(64, &8192u64.to_ne_bytes());
+    put(72, &(object_pages * 4096).to_ne_bytes());
+    for (i, p) in params.iter().enumerate() {
+        put(80 + 8 * i, &p.to_ne_bytes());
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_bytes_give_errors_or_figures_never_panics(
+        kind in 0u32..8,
+        params in proptest::array::uniform8(prop_oneof![0u64..8, Just(4096u64), Just(8192), any::<u64>()]),
+        rows in 1u32..=30,
+        object_pages in 1u64..4,
+        fill in proptest::collection::vec(any::<u8>(), 1..64),
+        truncate in proptest::option::of(0usize..12_000),
+    ) {
+        let name = unique_name("inspect-hostile");
+        let mut bytes = hostile_file(kind, params, rows, object_pages, &fill);
+        if let Some(len) = truncate {
+            bytes.truncate(len);
+        }
+        std::fs::write(path(&name), &bytes).unwrap();
+        let result = segment::inspect(&name);
+        if let Ok(info) = &result {
+            prop_assert_eq!(info.state, SegmentState::Ready);
+            let _ = info.is_abandoned();
+        }
+        std::fs::remove_file(path(&name)).unwrap();
+    }
+}
+
+/// The bytes of one freshly made segment of each kind (made, detached,
+/// read, removed), for the patching test below.
+fn pristine_images() -> Vec<Vec<u8>> {
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::Never,
+        peer_rows: 4,
+        ..CreateOptions::default()
+    };
+    let small = QueueOptions {
+        ring_bytes: 4096,
+        max_message: 256,
+        producers: 2,
+        ..QueueOptions::default()
+    };
+    let pipe = PipeConfig {
+        ring_bytes: 4096,
+        fragment_bytes: None,
+    };
+    let names: Vec<String> = (0..5).map(|_| unique_name("inspect-image")).collect();
+    drop(spsc::Ring::create(&names[0], ring_config(), &opts).unwrap());
+    drop(mpmc::Queue::create(&names[1], queue_config(), &opts).unwrap());
+    drop(JoinableQueue::<u64>::create(&names[2], small, &opts).unwrap());
+    drop(Pipe::create(&names[3], true, pipe, &opts).unwrap());
+    drop(Lock::create(&names[4], (), &opts).unwrap());
+    names
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(path(name)).unwrap();
+            Segment::unlink(name).unwrap();
+            bytes
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Real segments with random words overwritten anywhere past the magic
+    /// (header, peer rows, ring positions and configs): errors or figures.
+    #[test]
+    fn patched_real_segments_never_panic(
+        image in 0usize..5,
+        patches in proptest::collection::vec(
+            (
+                // Header, peer rows, the object's control blocks (at 4096
+                // with 4 peer rows), anywhere.
+                prop_oneof![8usize..256, 256usize..768, 4096usize..5120, 8usize..40_000],
+                prop_oneof![any::<u64>(), 0u64..16, Just(u64::MAX)],
+            ),
+            1..6,
+        ),
+    ) {
+        thread_local!(static IMAGES: Vec<Vec<u8>> = pristine_images());
+        let mut bytes = IMAGES.with(|images| images[image].clone());
+        for (at, value) in patches {
+            let at = (at % bytes.len()) & !7;
+            if at >= 8 {
+                bytes[at..at + 8].copy_from_slice(&value.to_ne_bytes());
+            }
+        }
+        let name = unique_name("inspect-patched");
+        std::fs::write(path(&name), &bytes).unwrap();
+        if let Ok(info) = segment::inspect(&name) {
+            let _ = (info.is_abandoned(), info.counters());
+        }
+        std::fs::remove_file(path(&name)).unwrap();
+    }
+}

@@ -1,0 +1,3 @@
+#![no_main]
+//! Thin shim: see `shmring_core::fuzzing::dict_ops`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring_core::fuzzing::dict_ops(data));
