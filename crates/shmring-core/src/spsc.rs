@@ -26,7 +26,7 @@ use crate::ring::{
     PRODUCER_CLOSED,
 };
 use crate::sync::AtomicU64;
-use crate::wait::{block_on, Deadline, TimedOut, WaitPolicy, Waiter, WAKE_ALL};
+use crate::wait::{block_on, TimedOut, Until, WaitPolicy, Waiter, WAKE_ALL};
 
 /// Something that keeps the ring's memory alive (a mapping, a heap block).
 pub type KeepAlive = Arc<dyn Any + Send + Sync>;
@@ -324,7 +324,7 @@ impl<W: Waiter + Clone> Producer<W> {
     pub fn push(
         &mut self,
         msg: &[u8],
-        deadline: Option<Deadline>,
+        deadline: impl Into<Until>,
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<(), PushError> {
@@ -572,7 +572,7 @@ impl<W: Waiter + Clone> Consumer<W> {
     pub fn pop(
         &mut self,
         buf: &mut alloc::vec::Vec<u8>,
-        deadline: Option<Deadline>,
+        deadline: impl Into<Until>,
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<usize, PopError> {
@@ -614,7 +614,7 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// [`TimedOut`] when `deadline` passes first.
     pub fn wait_readable(
         &mut self,
-        deadline: Option<Deadline>,
+        deadline: impl Into<Until>,
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<bool, TimedOut> {

@@ -138,6 +138,25 @@ impl Default for WaitPolicy {
     }
 }
 
+/// When a blocking call gives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Never: wait as long as it takes.
+    Never,
+    /// At this instant.
+    At(Deadline),
+    /// This many nanoseconds after the call starts waiting. The clock is
+    /// read only if the first attempt fails, so a call that does not wait
+    /// never reads it.
+    After(u64),
+}
+
+impl From<Option<Deadline>> for Until {
+    fn from(deadline: Option<Deadline>) -> Until {
+        deadline.map_or(Until::Never, Until::At)
+    }
+}
+
 /// What a blocking call ended with when it did not get its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimedOut;
@@ -150,37 +169,16 @@ impl core::fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
-/// Exponential busy-wait: 1, 2, 4, … pause hints up to a cap.
-#[derive(Debug, Default)]
-pub struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    const MAX_STEP: u32 = 6;
-
-    /// A fresh backoff.
-    pub const fn new() -> Self {
-        Backoff { step: 0 }
-    }
-
-    /// Spins `2^step` pause hints and grows the step (up to 64 pauses).
-    #[inline]
-    pub fn spin(&mut self) {
-        for _ in 0..(1u32 << self.step) {
-            crate::sync::spin_hint();
-        }
-        if self.step < Self::MAX_STEP {
-            self.step += 1;
-        }
-    }
-}
+/// Spin rounds before `block_on` first reads the clock (one pause hint
+/// each, so well under the default spin budget).
+const CLOCK_FREE_ROUNDS: u32 = 16;
 
 /// The sleeper's side of the protocol.
 ///
 /// Calls `check(slow)` until it returns `Some`, spinning first for
 /// `policy.spin_ns`, then sleeping on `word` in slices of at most
-/// `policy.slice_ns` until `deadline` (`None`: no deadline). `slow` is true on
+/// `policy.slice_ns` until `until` (an `Option<Deadline>` converts: `None`
+/// is no deadline). `slow` is true on
 /// the first check after each full slice (and on the last check before a
 /// timeout): expensive checks such as peer liveness belong there.
 ///
@@ -191,7 +189,7 @@ impl Backoff {
 pub fn block_on<W, R>(
     word: &WaitWord,
     waiter: &W,
-    deadline: Option<Deadline>,
+    until: impl Into<Until>,
     policy: &WaitPolicy,
     mut check: impl FnMut(bool) -> Option<R>,
 ) -> Result<R, TimedOut>
@@ -201,16 +199,41 @@ where
     if let Some(r) = check(false) {
         return Ok(r);
     }
+    let until = until.into();
+    if until == Until::After(0) {
+        return Err(TimedOut); // "try once"
+    }
+    // One pause hint per check, never a growing backoff: this is a single
+    // waiter polling a flag, not contenders retrying a CAS, and a long pause
+    // step only delays noticing the answer (it cost a 1.7x round trip when
+    // it grew to 64 pauses).
+    //
+    // A few clock-free rounds first: when the peer answers within a
+    // microsecond (the common case a spin is for), no clock is read at all.
+    // Only relative timeouts may start late by these rounds; an absolute
+    // deadline is honoured as given.
+    if policy.spin_ns > 0 && !matches!(until, Until::At(_)) {
+        for _ in 0..CLOCK_FREE_ROUNDS {
+            crate::sync::spin_hint();
+            if let Some(r) = check(false) {
+                return Ok(r);
+            }
+        }
+    }
     let start = waiter.now();
+    let deadline = match until {
+        Until::Never => None,
+        Until::At(d) => Some(d),
+        Until::After(nanos) => Some(start.after(nanos)),
+    };
     if deadline.is_some_and(|d| start >= d) {
         return Err(TimedOut);
     }
     if policy.spin_ns > 0 {
         let spin_until = start.after(policy.spin_ns);
-        let mut backoff = Backoff::new();
         let mut rounds = 0u32;
         loop {
-            backoff.spin();
+            crate::sync::spin_hint();
             if let Some(r) = check(false) {
                 return Ok(r);
             }

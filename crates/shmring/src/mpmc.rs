@@ -33,7 +33,7 @@ use shmring_core::mpmc::{self, ClaimError, QueueLayout};
 use shmring_core::wait::WaitPolicy;
 use shmring_core::RingConfig;
 
-use crate::attach::{deadline, AttachError};
+use crate::attach::{until, AttachError};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
@@ -138,7 +138,7 @@ impl Queue {
         match claimed {
             Ok(inner) => Ok(Producer {
                 inner,
-                queue: self.clone(),
+                _queue: self.clone(),
                 policy: WaitPolicy::default(),
             }),
             Err(ClaimError::NoFreeRing { rings }) => Err(AttachError::NoFreeRing { rings }),
@@ -196,7 +196,8 @@ impl Queue {
 #[derive(Debug)]
 pub struct Producer {
     inner: mpmc::Producer<FutexWaiter>,
-    queue: Queue,
+    /// Keeps the queue's handle (and its segment attachment) alive.
+    _queue: Queue,
     policy: WaitPolicy,
 }
 
@@ -224,9 +225,14 @@ impl Producer {
     ///
     /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
     pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
-        let _ = &self.queue;
+        // Try before reading the clock: a push that does not wait costs no
+        // deadline computation.
+        match self.inner.try_push(msg) {
+            Err(PushError::Full) => {}
+            done => return done,
+        }
         self.inner
-            .push(msg, deadline(timeout), &self.policy, &mut || false)
+            .push(msg, until(timeout), &self.policy, &mut || false)
     }
 
     /// Copies in as many of `msgs` as fit now, with one publish and one wake.
@@ -288,7 +294,12 @@ impl Consumer {
     ///
     /// `Timeout`, `Closed`, `Corrupted`.
     pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
-        self.inner.pop(buf, deadline(timeout), &self.policy)
+        // Try before reading the clock (see `Producer::push`).
+        match self.inner.try_pop(buf) {
+            Err(PopError::Empty) => {}
+            done => return done,
+        }
+        self.inner.pop(buf, until(timeout), &self.policy)
     }
 
     /// Sets the spin budget and wake-up period used by blocking calls.

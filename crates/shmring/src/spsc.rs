@@ -30,7 +30,7 @@ use shmring_core::spsc::{self, SpscLayout};
 use shmring_core::wait::WaitPolicy;
 use shmring_core::RingConfig;
 
-use crate::attach::{claim_role, deadline, holder_gone, release_role, AttachError};
+use crate::attach::{claim_role, holder_gone, release_role, until, AttachError};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
@@ -194,12 +194,17 @@ impl Producer {
     /// `Timeout`, `Closed` (also when the consumer died), `TooLarge`,
     /// `Corrupted`.
     pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
+        // Try before reading the clock: a push that does not wait costs no
+        // deadline computation (a clock read is a third of a round trip).
+        match self.inner.try_push(msg) {
+            Err(PushError::Full) => {}
+            done => return done,
+        }
         let ring = &self.ring;
         let (_, consumer) = ring.ring.owner_words();
-        self.inner
-            .push(msg, deadline(timeout), &self.policy, &mut || {
-                holder_gone(consumer, &ring.segment)
-            })
+        self.inner.push(msg, until(timeout), &self.policy, &mut || {
+            holder_gone(consumer, &ring.segment)
+        })
     }
 
     /// Copies in as many of `msgs` as fit now, with one publish and at most
@@ -276,12 +281,16 @@ impl Consumer {
     /// `Timeout`, `Closed` (closed or producer dead, and drained),
     /// `Corrupted`.
     pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
+        // Try before reading the clock (see `Producer::push`).
+        match self.inner.try_pop(buf) {
+            Err(PopError::Empty) => {}
+            done => return done,
+        }
         let ring = &self.ring;
         let (producer, _) = ring.ring.owner_words();
-        self.inner
-            .pop(buf, deadline(timeout), &self.policy, &mut || {
-                holder_gone(producer, &ring.segment)
-            })
+        self.inner.pop(buf, until(timeout), &self.policy, &mut || {
+            holder_gone(producer, &ring.segment)
+        })
     }
 
     /// Reads the next message in place (zero-copy); dropping the grant

@@ -7,7 +7,7 @@ use crate::bytes;
 use crate::error::{Corrupted, PopError};
 use crate::ring::RingRef;
 use crate::sync::Ordering;
-use crate::wait::{block_on, Deadline, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
+use crate::wait::{block_on, Until, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
 use super::Queue;
 
@@ -61,7 +61,7 @@ impl<W: Waiter + Clone> Consumer<W> {
     pub fn pop(
         &mut self,
         buf: &mut Vec<u8>,
-        deadline: Option<Deadline>,
+        deadline: impl Into<Until>,
         policy: &WaitPolicy,
     ) -> Result<usize, PopError> {
         let queue = self.queue.clone();

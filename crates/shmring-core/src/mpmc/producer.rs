@@ -3,7 +3,7 @@
 use crate::error::PushError;
 use crate::ring::Writer;
 use crate::sync::Ordering;
-use crate::wait::{block_on, Deadline, WaitPolicy, Waiter, WAKE_ALL};
+use crate::wait::{block_on, Until, WaitPolicy, Waiter, WAKE_ALL};
 
 use super::Queue;
 
@@ -107,7 +107,7 @@ impl<W: Waiter + Clone> Producer<W> {
     pub fn push(
         &mut self,
         msg: &[u8],
-        deadline: Option<Deadline>,
+        deadline: impl Into<Until>,
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<(), PushError> {
