@@ -178,9 +178,9 @@ const CLOCK_FREE_ROUNDS: u32 = 16;
 /// Calls `check(slow)` until it returns `Some`, spinning first for
 /// `policy.spin_ns`, then sleeping on `word` in slices of at most
 /// `policy.slice_ns` until `until` (an `Option<Deadline>` converts: `None`
-/// is no deadline). `slow` is true on
-/// the first check after each full slice (and on the last check before a
-/// timeout): expensive checks such as peer liveness belong there.
+/// is no deadline). `slow` is true on the check just before the first
+/// sleep, on the first check after each full slice, and on the last check
+/// before a timeout: expensive checks such as peer liveness belong there.
 ///
 /// # Errors
 ///
@@ -248,7 +248,10 @@ where
             }
         }
     }
-    let mut next_slow = start.after(policy.slice_ns);
+    // The first check before the first sleep is a slow one: a peer that is
+    // already dead is noticed now, not a slice later. It costs one probe
+    // per call that goes to sleep, which makes a system call anyway.
+    let mut next_slow = start;
     loop {
         let now = waiter.now();
         if deadline.is_some_and(|d| now >= d) {

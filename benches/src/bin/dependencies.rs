@@ -1,0 +1,182 @@
+//! The measurements behind README.md's "Dependencies" section: why shmring
+//! uses neither `raw_sync` (0.1.5) nor `shared_memory` (0.12) from the
+//! design card, measured beside shmring in one run.
+//!
+//! ```text
+//! cargo run --release -p shmring-benches --bin dependencies
+//! ```
+//!
+//! 1. An uncontended lock/unlock pair: `raw_sync::locks::Mutex` (a
+//!    process-shared pthread mutex in a `shared_memory` mapping) vs
+//!    `shmring::lock::Lock`.
+//! 2. A holder SIGKILLed while holding the lock: what the next acquirer in
+//!    another process gets, and after how long.
+//! 3. Creating a 1 TiB segment (far more than /dev/shm holds): whether the
+//!    failure comes at create time or as a SIGBUS on a later write.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use raw_sync::locks::{LockInit, Mutex};
+use raw_sync::Timeout;
+use shared_memory::ShmemConf;
+use shmring::lock::{Acquired, Lock};
+use shmring::{CreateOptions, OpenOptions};
+
+const ROLE: &str = "SHMRING_DEPS_ROLE";
+const NAME: &str = "SHMRING_DEPS_NAME";
+const PAIRS: u32 = 1_000_000;
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), BoxError> {
+    if let Ok(role) = std::env::var(ROLE) {
+        return child(&role, &std::env::var(NAME)?);
+    }
+    let id = std::process::id();
+    println!("shmring deps: raw_sync 0.1.5 and shared_memory 0.12 beside shmring");
+
+    // 1. Uncontended lock/unlock.
+    let shm = ShmemConf::new()
+        .size(4096)
+        .os_id(format!("shmring-deps-raw-{id}"))
+        .create()?;
+    let base = shm.as_ptr();
+    // SAFETY: the mapping is 4096 bytes, far more than a pthread mutex plus
+    // its alignment; nobody else uses it yet.
+    let (mutex, _) = unsafe { Mutex::new(base, base.add(1024)) }?;
+    let start = Instant::now();
+    for _ in 0..PAIRS {
+        drop(mutex.lock()?);
+    }
+    let raw_ns = start.elapsed().as_nanos() as f64 / f64::from(PAIRS);
+    let lock = Lock::create(
+        &format!("/shmring-deps-lock-{id}"),
+        (),
+        &CreateOptions::default(),
+    )?;
+    let start = Instant::now();
+    for _ in 0..PAIRS {
+        let _ = lock.acquire(true, None)?;
+        lock.release()?;
+    }
+    let ours_ns = start.elapsed().as_nanos() as f64 / f64::from(PAIRS);
+    println!("1. uncontended lock+unlock pair: raw_sync Mutex {raw_ns:.1} ns, shmring Lock {ours_ns:.1} ns");
+    drop(lock);
+
+    // 2. A holder killed while holding the lock.
+    let raw_name = format!("shmring-deps-raw-held-{id}");
+    let raw_shm = ShmemConf::new().size(4096).os_id(&raw_name).create()?;
+    let raw_base = raw_shm.as_ptr();
+    // SAFETY: as above; the child attaches with `from_existing` only after
+    // this initialisation (it is spawned below).
+    let (raw_mutex, _) = unsafe { Mutex::new(raw_base, raw_base.add(1024)) }?;
+    let child = spawn("hold-raw", &raw_name)?;
+    wait_ready(child, || {
+        raw_mutex.try_lock(Timeout::Val(Duration::ZERO)).is_err()
+    })?;
+    let start = Instant::now();
+    let raw_result = raw_mutex.try_lock(Timeout::Val(Duration::from_secs(1)));
+    let raw_waited = start.elapsed();
+    let raw_outcome = match &raw_result {
+        Ok(_) => "acquired".to_string(),
+        Err(e) => format!("failed: {e}"),
+    };
+    drop(raw_result);
+    println!(
+        "2. holder SIGKILLed: raw_sync Mutex try_lock(1 s) {raw_outcome} after {:.0} ms (not robust: the dead holder keeps it)",
+        raw_waited.as_secs_f64() * 1e3
+    );
+
+    let lock_name = format!("/shmring-deps-held-{id}");
+    let lock = Lock::create(&lock_name, (), &CreateOptions::default())?;
+    let child = spawn("hold-shmring", &lock_name)?;
+    wait_ready(child, || lock.is_locked())?;
+    let start = Instant::now();
+    let ours = lock.acquire(true, Some(Duration::from_secs(5)));
+    let ours_waited = start.elapsed();
+    println!(
+        "   holder SIGKILLed: shmring Lock acquire(5 s) returned {ours:?} after {:.1} ms",
+        ours_waited.as_secs_f64() * 1e3
+    );
+    if ours.as_ref().ok() != Some(&Acquired::OwnerDied) {
+        return Err("shmring did not report the dead owner".into());
+    }
+    lock.release()?;
+
+    // 3. A segment larger than /dev/shm.
+    let huge = 1u64 << 40;
+    let theirs = ShmemConf::new()
+        .size(huge as usize)
+        .os_id(format!("shmring-deps-huge-{id}"))
+        .create();
+    println!(
+        "3. create a 1 TiB segment: shared_memory {} (ftruncate only, no space reserved: writes beyond /dev/shm's free space would SIGBUS)",
+        match &theirs {
+            Ok(_) => "succeeded".to_string(),
+            Err(e) => format!("failed: {e}"),
+        }
+    );
+    drop(theirs);
+    let ours = shmring::spsc::Ring::create(
+        &format!("/shmring-deps-huge-{id}"),
+        shmring::core::RingConfig {
+            capacity: huge,
+            max_record: 64,
+        },
+        &CreateOptions::default(),
+    );
+    println!(
+        "   shmring: {}",
+        match &ours {
+            Ok(_) => "succeeded".to_string(),
+            Err(e) => format!("failed at create time: {e}"),
+        }
+    );
+    Ok(())
+}
+
+fn spawn(role: &str, name: &str) -> Result<Child, BoxError> {
+    Ok(Command::new(std::env::current_exe()?)
+        .env(ROLE, role)
+        .env(NAME, name)
+        .spawn()?)
+}
+
+/// Waits until `held()` says the child holds its lock, then SIGKILLs and
+/// reaps it.
+fn wait_ready(mut child: Child, mut held: impl FnMut() -> bool) -> Result<(), BoxError> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !held() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            return Err("the child never took its lock".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+fn child(role: &str, name: &str) -> Result<(), BoxError> {
+    match role {
+        "hold-raw" => {
+            let shm = ShmemConf::new().os_id(name).open()?;
+            let base = shm.as_ptr();
+            // SAFETY: the parent initialised the mutex at this offset before
+            // spawning us; the mapping is 4096 bytes.
+            let (mutex, _) = unsafe { Mutex::from_existing(base, base.add(1024)) }?;
+            let guard = mutex.lock()?;
+            std::thread::sleep(Duration::from_secs(60)); // until killed
+            drop(guard);
+        }
+        "hold-shmring" => {
+            let lock = Lock::open(name, &OpenOptions::default())?;
+            let _ = lock.acquire(true, None)?;
+            std::thread::sleep(Duration::from_secs(60)); // until killed
+        }
+        other => return Err(format!("unknown role {other}").into()),
+    }
+    Ok(())
+}
