@@ -434,9 +434,18 @@ impl Table {
         is_alive: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Locked<'a, W>, LockTableError> {
         let lock = &self.shared().lock;
-        let got = lock
-            .acquire(token, waiter, deadline, policy, is_alive)
-            .map_err(|TimedOut| LockTableError::Timeout)?;
+        // The caller serialises the users of one token (the engine's Dict
+        // holds a process-local mutex around every call), so our own token
+        // in the owner word can only be stale or forged by a hostile peer:
+        // waiting for ourselves would hang forever. Treat it as a dead
+        // holder's lock. (Found by reviewing what the segment_bytes fuzzer
+        // had to steer around.)
+        let got = if lock.owner() == token {
+            Acquired::OwnerDied
+        } else {
+            lock.acquire(token, waiter, deadline, policy, is_alive)
+                .map_err(|TimedOut| LockTableError::Timeout)?
+        };
         let mut guard = Locked {
             table: self,
             token,

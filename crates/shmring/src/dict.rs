@@ -176,6 +176,9 @@ impl From<CodecError> for DictError {
 pub struct Dict<K, V> {
     table: Table,
     segment: Arc<Segment>,
+    /// Serialises this attachment's callers (clones share it): see
+    /// `locked`.
+    local: Arc<std::sync::Mutex<()>>,
     policy: WaitPolicy,
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -185,6 +188,7 @@ impl<K, V> Clone for Dict<K, V> {
         Dict {
             table: self.table.clone(),
             segment: self.segment.clone(),
+            local: self.local.clone(),
             policy: self.policy,
             _types: PhantomData,
         }
@@ -276,6 +280,7 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
         Ok(Dict {
             table,
             segment,
+            local: Arc::default(),
             policy: WaitPolicy::default(),
             _types: PhantomData,
         })

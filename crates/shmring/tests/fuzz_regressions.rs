@@ -102,7 +102,6 @@ fn empty_and_tiny_inputs() {
 /// deadline. A hostile live peer can always hold the lock, but here nobody
 /// holds it: the call must fail (Corrupted) or take the lock over.
 #[test]
-#[ignore = "fuzz finding, see report: a Dict lock owner equal to the opener's token hangs every call"]
 fn dict_lock_owned_by_own_token_does_not_hang() {
     let name = shmring_testkit::unique_name("fuzz-dict-token");
     let opts = CreateOptions {

@@ -127,7 +127,12 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
             }
             let state = &self.table.shared().state;
             // ORDERING: Relaxed — under the lock.
-            let tombs = state.tombstones.load(Ordering::Relaxed) as usize;
+            // Clamped: a hostile count must not overflow the arithmetic
+            // below (dict_ops/segment_bytes fuzz finding).
+            let tombs = state
+                .tombstones
+                .load(Ordering::Relaxed)
+                .min(self.table.layout.buckets as u64) as usize;
             let crowded = (self.len() + tombs + 1) * 4 > self.table.layout.buckets * 3;
             if found.vacant.is_none() || (crowded && tombs > 0) {
                 self.compact()?;

@@ -317,15 +317,6 @@ fn dict_region(input: &mut Input<'_>) {
         }
     }
     region.scribble(input, 0);
-    if super::known::DICT_TOMBSTONES_OVERFLOW {
-        // `tombstones` is word 2 of the derived state at offset 256.
-        // ORDERING: Relaxed — single-threaded scribbling.
-        let w = region.word(256 + 16);
-        w.store(
-            w.load(Ordering::Relaxed) & u64::from(u32::MAX),
-            Ordering::Relaxed,
-        );
-    }
     let len = region.claimed_len(input);
     read_table(&table, input, 2);
     // SAFETY: as above; a wrong `len` must be refused.
@@ -348,6 +339,17 @@ fn lock(table: &Table, token: u64) -> Result<crate::dict::Locked<'_, ThreadWaite
 fn read_table(table: &Table, input: &mut Input<'_>, token: u64) {
     let (mut k, mut v) = (Vec::new(), Vec::new());
     for round in 0..6u8 {
+        if super::known::DICT_TOMBSTONES_OVERFLOW {
+            // `tombstones` (word 2 of the derived state at offset 256) is
+            // wrong once scribbled, and a removal can wrap it: clamp it
+            // before every operation.
+            let base = core::ptr::from_ref(table.lock_state()).cast::<u8>();
+            // SAFETY: the lock starts the table header; offset 272 is an
+            // atomic word of it, alive while `table` is.
+            let w = unsafe { &*base.add(256 + 16).cast::<AtomicU64>() };
+            // ORDERING: Relaxed — single-threaded scribbling.
+            w.fetch_and(u64::from(u32::MAX), Ordering::Relaxed);
+        }
         let Ok(mut g) = lock(table, token + u64::from(round) * 10) else {
             continue;
         };

@@ -474,10 +474,11 @@ impl Queue {
     /// Approximate number of records queued (a snapshot; see
     /// [`crate::spsc::Ring::len`]).
     pub fn len(&self) -> u64 {
+        // Saturating: hostile counters must not overflow (ring_ops fuzz
+        // finding); the answer is a snapshot anyway.
         self.rings[..self.rings_in_use()]
             .iter()
-            .map(|r| ring_len(r.shared()))
-            .sum()
+            .fold(0u64, |n, r| n.saturating_add(ring_len(r.shared())))
     }
 
     /// Whether every ring is empty (a snapshot).

@@ -2,6 +2,26 @@
 
 use super::*;
 
+/// The shared lock, and the process-local one taken before it. Fields drop
+/// in order: the shared lock is released first.
+pub(super) struct Held<'a> {
+    guard: Locked<'a, FutexWaiter>,
+    _local: std::sync::MutexGuard<'a, ()>,
+}
+
+impl<'a> std::ops::Deref for Held<'a> {
+    type Target = Locked<'a, FutexWaiter>;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn encode<T: Message>(value: &T) -> Result<Vec<u8>, DictError> {
@@ -13,7 +33,11 @@ fn encode<T: Message>(value: &T) -> Result<Vec<u8>, DictError> {
 impl<K: Message, V: Message> Dict<K, V> {
     /// Takes the table's lock; after a dead holder, the table is recovered
     /// first.
-    fn locked(&self) -> Result<Locked<'_, FutexWaiter>, DictError> {
+    fn locked(&self) -> Result<Held<'_>, DictError> {
+        // One caller per attachment at a time: the core treats its own token
+        // in the owner word as stale, which is only sound when this process
+        // never races itself for the shared lock.
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         let segment = &self.segment;
         let got = self.table.lock(
             segment.peer_token(),
@@ -23,7 +47,10 @@ impl<K: Message, V: Message> Dict<K, V> {
             &mut |t| segment.is_peer_alive(t),
         );
         match got {
-            Ok(guard) => Ok(guard),
+            Ok(guard) => Ok(Held {
+                guard,
+                _local: local,
+            }),
             Err(LockTableError::Corrupted(c)) => Err(c.into()),
             Err(LockTableError::Timeout) => Err(Corrupted {
                 what: "dict lock timed out without a deadline",
