@@ -381,7 +381,7 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
 /// Runs the quick benchmark end to end (a few seconds in a release build,
 /// more in a debug one): `cargo test -p shmring-cli -- --ignored`.
 #[test]
-#[ignore = "slow: runs every measurement"]
+#[ignore = "slow in a debug build; .ci/run runs `shmring bench --quick` (release) on every run, and `cargo test -p shmring-cli -- --ignored` runs this"]
 fn bench_quick_json_has_every_figure() {
     let r = shmring(&["bench", "--quick", "--json", "--no-pin"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -63,8 +63,8 @@ fn empty_and_tiny_inputs() {
 }
 
 /// The crash artifacts as found (`tests/fuzz_inputs/`). Each panicked
-/// until the hooks learned to steer around its known bug (`fuzzing::known`);
-/// the bugs themselves are the `#[ignore]`d tests below.
+/// before its bug was fixed; the hooks no longer steer around them
+/// (`fuzzing::known` is all off), and the bugs' own tests are below.
 ///
 /// * `ring_ops-dict-tombstones`: `dict/ops.rs` insert, "attempt to
 ///   multiply with overflow" (a scribbled dict region).

@@ -76,8 +76,8 @@ fn pipe_frames_sweep() {
 }
 
 /// The crash artifacts as found (`tests/fuzz_inputs/`), which pass since
-/// the hook steers around their known bugs (see the core crate's
-/// `fuzz_regressions.rs` for the `#[ignore]`d tests of the bugs):
+/// their bugs were fixed (the core crate's `fuzz_regressions.rs` has the
+/// bugs' own tests):
 ///
 /// * `segment_bytes-dict-tombstones`: `Dict::insert` on a patched dict
 ///   segment, "attempt to multiply with overflow" in `dict/ops.rs` insert.
