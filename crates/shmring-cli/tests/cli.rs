@@ -10,7 +10,9 @@ use shmring::core::mpmc::QueueConfig;
 use shmring::core::RingConfig;
 use shmring::segment::{self, PeerCounter, SegmentInfo, SegmentState};
 use shmring::{mpmc, spsc, CreateOptions, ObjectKind, Segment, SegmentError, UnlinkPolicy};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring_testkit::{
+    executable_by_anyone, role, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+};
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 
@@ -284,8 +286,12 @@ fn permission_problems_exit_with_5() {
     }
     let name = unique_name("cli-perm");
     let ring = spsc::Ring::create(&name, spsc_config(), &CreateOptions::default()).unwrap();
+    // A copy any uid can execute: the build directory may not be (see
+    // `executable_by_anyone`).
+    let exe = executable_by_anyone(std::path::Path::new(env!("CARGO_BIN_EXE_shmring")));
     for args in [vec!["stat", name.as_str()], vec!["rm", name.as_str()]] {
-        let mut cmd = command(&args);
+        let mut cmd = Command::new(&exe);
+        cmd.args(&args).current_dir("/");
         cmd.uid(65534).gid(65534);
         let r = output(cmd);
         assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);

@@ -138,6 +138,50 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A copy of the executable at `path` that any user can run, for tests
+/// that start a child as another uid: the build directory may sit below a
+/// directory only its owner can enter (a fresh clone in a 0700
+/// `mktemp -d`, say), and then the child's exec fails with EACCES.
+///
+/// The copy lives in `/tmp/shmring-exec-<pid>/`; copies left by processes
+/// that no longer exist are removed on the way.
+///
+/// # Panics
+///
+/// If the copy cannot be made.
+pub fn executable_by_anyone(path: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shmring-exec-"))
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = std::path::Path::new("/tmp").join(format!("shmring-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the copy's directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let copy = dir.join(path.file_name().expect("an executable file name"));
+    if !copy.exists() {
+        // Copy then rename, so a concurrent caller never runs a half copy.
+        let partial = dir.join(format!(
+            ".{}.{}",
+            copy.file_name().and_then(|n| n.to_str()).unwrap_or("exe"),
+            unique_name("part").trim_start_matches('/')
+        ));
+        std::fs::copy(path, &partial).expect("copy the executable");
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the copy");
+        std::fs::rename(&partial, &copy).expect("rename the copy");
+    }
+    copy
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

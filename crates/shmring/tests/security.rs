@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment, UnlinkPolicy};
 use shmring::SegmentError;
-use shmring_testkit::{role, spawn_role, unique_name, wait_child};
+use shmring_testkit::{executable_by_anyone, role, spawn_role, unique_name, wait_child};
 
 /// The unprivileged uid and gid the two-uid tests use ("nobody").
 const NOBODY: u32 = 65534;
@@ -33,34 +33,9 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A copy of this test binary that uid 65534 can execute: the build
-/// directory may sit below a directory only root can enter (a fresh CI
-/// clone in a 0700 `mktemp -d`, say), and then exec fails with EACCES.
 fn nobody_exe() -> &'static std::path::Path {
     static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    EXE.get_or_init(|| {
-        // Copies left by earlier runs whose process is gone.
-        for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
-            let file_name = entry.file_name();
-            let Some(pid) = file_name
-                .to_str()
-                .and_then(|n| n.strip_prefix("shmring-nobody-"))
-            else {
-                continue;
-            };
-            if !std::path::Path::new("/proc").join(pid).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir =
-            std::path::Path::new("/tmp").join(format!("shmring-nobody-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let exe = dir.join("security");
-        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        exe
-    })
+    EXE.get_or_init(|| executable_by_anyone(&std::env::current_exe().unwrap()))
 }
 
 /// This test binary again (a copy nobody can execute), running `role` as
