@@ -125,10 +125,10 @@ impl Ledger {
     }
 
     fn words(&self) -> &[AtomicU64] {
+        // AtomicU64 is valid for any bytes and for concurrent access from
+        // other processes; the slice borrows `self`, which keeps the mapping.
         // SAFETY: the mapping is page aligned and at least TOTAL_WORDS * 8
-        // bytes (checked in `map`); AtomicU64 is valid for any bytes and for
-        // concurrent access from other processes; the slice borrows `self`,
-        // which keeps the mapping alive.
+        // bytes (checked in `map`).
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), TOTAL_WORDS) }
     }
 

@@ -68,10 +68,10 @@ mod imp {
         if raw.is_null() {
             return;
         }
-        // SAFETY: the only non-null values ever stored in HOOK come from
-        // `set`, which casts a `Hook` (a `fn` pointer, the same size as a
-        // data pointer on every target we build for) to `*mut ()`; casting
-        // it back yields that same function pointer.
+        // A `fn` pointer is the same size as a data pointer on every target
+        // we build for.
+        // SAFETY: every non-null value in HOOK was cast from a `Hook` by
+        // `set`; casting it back yields that same function pointer.
         let hook: Hook = unsafe { core::mem::transmute::<*mut (), Hook>(raw) };
         hook(name, context);
     }

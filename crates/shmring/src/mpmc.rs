@@ -97,10 +97,10 @@ impl Queue {
         }
         let [rings, capacity, max_record, max_len, ..] = segment.params();
         let keep: shmring_core::spsc::KeepAlive = segment.clone();
+        // `offset` is a multiple of 4096 by our layouts, and
+        // attach_in_place re-checks the alignment it needs.
         // SAFETY: offset + len lies inside the object region (checked above),
-        // which the segment maps, page aligned, while it lives; `keep` holds
-        // it for every handle. `offset` is a multiple of 4096 by our layouts,
-        // and attach_in_place re-checks the alignment it needs.
+        // mapped while the segment lives; `keep` holds it for every handle.
         let queue = unsafe {
             let base = segment.object_ptr().add(offset);
             mpmc::Queue::attach_in_place(base, len, keep)

@@ -583,10 +583,10 @@ impl<T> JoinableQueue<T> {
     fn slots(&self) -> &[TaskSlot] {
         const COUNT: usize = (TASKS_BYTES - recovery::SLOTS_OFFSET) / 8;
         const _: () = assert!(std::mem::size_of::<TaskCounter>() <= recovery::SLOTS_OFFSET);
-        // SAFETY: bytes SLOTS_OFFSET..TASKS_BYTES of the object region lie
-        // inside it (attach checked len >= TASKS_BYTES), 8-aligned (page
-        // aligned base + 256); TaskSlot is one AtomicU64, valid for any bytes
-        // and concurrent writers; they live as long as `self.segment`.
+        // TaskSlot is one AtomicU64, valid for any bytes and concurrent
+        // writers; the slots live as long as `self.segment`.
+        // SAFETY: bytes SLOTS_OFFSET..TASKS_BYTES lie inside the object region
+        // (attach checked len >= TASKS_BYTES), 8-aligned (page base + 256).
         unsafe {
             let base = self.segment.object_ptr().add(recovery::SLOTS_OFFSET);
             std::slice::from_raw_parts(base.cast::<TaskSlot>().as_ptr(), COUNT)

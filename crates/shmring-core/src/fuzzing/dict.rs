@@ -21,10 +21,10 @@ fn scribble_state(table: &Table, word: usize, mut value: u64) {
         value &= u64::from(u32::MAX);
     }
     let base = core::ptr::from_ref(table.lock_state()).cast::<u8>();
-    // SAFETY: the lock is the first field of the table header (offset 0),
-    // so `base` is the header; STATE + 8 * word (word <= 3) lies inside its
-    // 384 bytes, 8-aligned; those words are atomics and the heap table lives
-    // as long as `table`.
+    // The lock is the first field of the table header (offset 0), so
+    // `base` is the header; the heap table lives as long as `table`.
+    // SAFETY: STATE + 8 * word (word <= 3) lies inside the header's 384
+    // bytes, 8-aligned, and those words are atomics.
     let slot = unsafe { &*base.add(STATE + 8 * word).cast::<AtomicU64>() };
     // ORDERING: Relaxed — a single-threaded scribble; the next lock orders it.
     slot.store(value, Ordering::Relaxed);
