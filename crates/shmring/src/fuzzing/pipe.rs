@@ -82,6 +82,8 @@ pub fn pipe_frames(data: &[u8]) {
     let opts = CreateOptions {
         peer_rows: 2,
         unlink: UnlinkPolicy::OnCreatorDrop,
+        // No sweeping of /dev/shm from inside a fuzz iteration.
+        reclaim_abandoned: false,
         ..CreateOptions::default()
     };
     let Ok(pipe) = Pipe::create(&fresh_name("pipe"), duplex, config, &opts) else {

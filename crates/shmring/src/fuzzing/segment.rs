@@ -25,6 +25,8 @@ fn create_opts() -> CreateOptions {
     CreateOptions {
         peer_rows: 2,
         unlink: UnlinkPolicy::OnCreatorDrop,
+        // No sweeping of /dev/shm from inside a fuzz iteration.
+        reclaim_abandoned: false,
         ..CreateOptions::default()
     }
 }

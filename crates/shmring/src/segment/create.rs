@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use super::header::{Identity, Layout};
 use super::options::{check_mode, validate_name};
 use super::peers::{self, INIT_LOCK_BYTE};
-use super::{attach_row, header_of, io_error, open_error, ANONYMOUS};
+use super::{attach_row, header_of, inspect, io_error, open_error, ANONYMOUS};
 use super::{CreateOptions, ObjectKind, Segment, UnlinkPolicy};
 use crate::error::SegmentError;
 use crate::sys::{lock, shm};
@@ -23,6 +23,21 @@ impl Drop for UnlinkOnFailure {
             let _ = shm::shm_unlink(&name);
         }
     }
+}
+
+/// Reclaims the segment that holds `name` if it is abandoned and its policy
+/// lets a create replace it (see [`CreateOptions::reclaim_abandoned`]).
+/// Returns whether the name was removed.
+fn reclaim_taken_name(name: &str) -> bool {
+    let Ok(info) = inspect::inspect_with(name, false) else {
+        return false; // not a segment, another user's, gone, ...
+    };
+    let never = info
+        .header
+        .is_some_and(|h| h.unlink_policy == UnlinkPolicy::Never);
+    info.is_abandoned()
+        && !never
+        && matches!(inspect::reclaim(name), Ok(inspect::Reclaimed::Removed))
 }
 
 fn no_space(op: &'static str, label: &str, bytes: u64, e: std::io::Error) -> SegmentError {
@@ -66,10 +81,20 @@ impl Segment {
         let (name, cname) = validate_name(name)?;
         let layout = Layout::compute(opts.peer_rows, object_len)?;
         check_mode(opts.mode)?;
-        let file =
-            shm::shm_create(&cname, opts.mode).map_err(|e| open_error("shm_open", &name, e))?;
+        let file = match shm::shm_create(&cname, opts.mode) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && opts.reclaim_abandoned => {
+                if !reclaim_taken_name(&name) {
+                    return Err(SegmentError::AlreadyExists { name });
+                }
+                // Removed under locks: create afresh, with O_EXCL again (a
+                // racing creator may have taken the name in between).
+                shm::shm_create(&cname, opts.mode)
+            }
+            other => other,
+        }
+        .map_err(|e| open_error("shm_open", &name, e))?;
         let guard = UnlinkOnFailure(Some(cname));
-        Self::create_in(
+        let segment = Self::create_in(
             file,
             Some(name),
             guard,
@@ -78,7 +103,11 @@ impl Segment {
             layout,
             opts.unlink,
             init,
-        )
+        )?;
+        if opts.reclaim_abandoned {
+            inspect::sweep_now_and_then();
+        }
+        Ok(segment)
     }
 
     /// Creates an anonymous (memfd) segment, sealed against shrinking and

@@ -29,6 +29,7 @@
 
 mod object;
 mod reclaim;
+mod sweep;
 
 use std::fs::File;
 use std::mem::offset_of;
@@ -46,6 +47,8 @@ use crate::error::SegmentError;
 use crate::sys::{lock, shm};
 
 pub use reclaim::{reclaim, Reclaimed};
+pub use sweep::sweep;
+pub(crate) use sweep::sweep_now_and_then;
 
 /// Where named segments live (glibc's `shm_open` directory).
 pub const SHM_DIR: &str = "/dev/shm";
@@ -359,6 +362,12 @@ pub fn has_magic(name: &str) -> Result<bool, SegmentError> {
 /// [`SizeMismatch`](SegmentError::SizeMismatch) or
 /// [`Corrupted`](SegmentError::Corrupted); [`Io`](SegmentError::Io).
 pub fn inspect(name: &str) -> Result<SegmentInfo, SegmentError> {
+    inspect_with(name, true)
+}
+
+/// [`inspect`], leaving [`SegmentInfo::object`] out when `object` is false
+/// (no mapping is made then).
+pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, SegmentError> {
     let (name, file) = open_shm_file(name, false)?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
     let mut copy = read_header(&file, &name, st.size)?;
@@ -411,12 +420,14 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SegmentError> {
         header.peer_table_offset,
         header.peer_rows,
     )?;
-    info.object = Some(object::object_state(
-        &info.name,
-        (st.dev, st.ino),
-        &header,
-        &info.peers,
-    ));
+    if object {
+        info.object = Some(object::object_state(
+            &info.name,
+            (st.dev, st.ino),
+            &header,
+            &info.peers,
+        ));
+    }
     info.header = Some(header);
     Ok(info)
 }
@@ -472,6 +483,15 @@ fn read_peers(
 ///
 /// [`Io`](SegmentError::Io) when `/dev/shm` itself cannot be read.
 pub fn list() -> Result<Vec<Result<SegmentInfo, SegmentError>>, SegmentError> {
+    list_with(true, "")
+}
+
+/// [`list`], with or without the objects' figures (see [`inspect_with`]),
+/// of the files whose name starts with `prefix` (no leading `/`).
+fn list_with(
+    object: bool,
+    prefix: &str,
+) -> Result<Vec<Result<SegmentInfo, SegmentError>>, SegmentError> {
     let dir = std::fs::read_dir(SHM_DIR).map_err(|source| SegmentError::Io {
         op: "read_dir",
         name: SHM_DIR.into(),
@@ -483,10 +503,10 @@ pub fn list() -> Result<Vec<Result<SegmentInfo, SegmentError>>, SegmentError> {
         let Some(body) = entry.file_name().to_str().map(str::to_owned) else {
             continue; // not UTF-8: no segment name
         };
-        if !is_file {
+        if !is_file || !body.starts_with(prefix) {
             continue;
         }
-        match inspect(&body) {
+        match inspect_with(&body, object) {
             Err(SegmentError::NotShmring { .. })
             | Err(SegmentError::NotFound { .. })
             | Err(SegmentError::InvalidName { .. }) => {}

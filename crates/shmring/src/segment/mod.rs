@@ -37,10 +37,16 @@
 //! # Crash behaviour
 //!
 //! A creator killed during `init` leaves a file with version 0 and no init
-//! lock: openers report [`SegmentError::CreatorDied`] at once, and the name
-//! stays until [`Segment::unlink`] (or a future `shmring gc`). A peer killed
-//! at any point frees its row for the next attach. Peers that all die leave
-//! a named segment in `/dev/shm`: only clean drops unlink.
+//! lock: an opener reports [`SegmentError::CreatorDied`] at once and removes
+//! the name. A peer killed at any point frees its row for the next attach.
+//! Peers that all die leave a named segment in `/dev/shm`, since only clean
+//! drops unlink; it is *reclaimed* (removed under locks, see [`reclaim`]) by
+//! the next create of the same name, by the automatic [`sweep`] of a later
+//! create once it has been idle a minute (both unless
+//! [`CreateOptions::reclaim_abandoned`] is off; a segment with
+//! [`UnlinkPolicy::Never`] is only removed by `shmring gc` or [`reclaim`]),
+//! or by `shmring gc`. Anonymous segments never outlive their last
+//! descriptor.
 //!
 //! # Untrusted memory
 //!
@@ -338,16 +344,25 @@ impl Segment {
     /// Unlinks the name if it still refers to this segment's file (not to a
     /// segment created under the same name since).
     fn unlink_if_ours(&self) {
-        let Some(name) = &self.name else { return };
+        if self.name_is_ours() {
+            if let Some(Ok((_, cname))) = self.name.as_deref().map(options::validate_name) {
+                let _ = shm::shm_unlink(&cname);
+            }
+        }
+    }
+
+    /// Whether the segment's name still refers to this segment's file (not
+    /// removed, not given to a segment created under the same name since).
+    /// `false` for anonymous segments.
+    fn name_is_ours(&self) -> bool {
+        let Some(name) = &self.name else { return false };
         let Ok((_, cname)) = options::validate_name(name) else {
-            return;
+            return false;
         };
         let Ok(current) = shm::shm_open_ro(&cname) else {
-            return;
+            return false;
         };
-        if shm::stat(&current).is_ok_and(|st| (st.dev, st.ino) == (self.dev, self.ino)) {
-            let _ = shm::shm_unlink(&cname);
-        }
+        shm::stat(&current).is_ok_and(|st| (st.dev, st.ino) == (self.dev, self.ino))
     }
 }
 

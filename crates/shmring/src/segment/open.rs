@@ -9,7 +9,7 @@ use memmap2::MmapRaw;
 use super::header::{validate, HEADER_LEN, MAGIC};
 use super::options::validate_name;
 use super::peers::{self, INIT_LOCK_BYTE};
-use super::{attach_row, header_of, io_error, open_error, ANONYMOUS};
+use super::{attach_row, header_of, inspect, io_error, open_error, ANONYMOUS};
 use super::{ObjectKind, OpenOptions, Segment};
 use crate::error::SegmentError;
 use crate::sys::{self, lock, shm};
@@ -18,6 +18,10 @@ use crate::sys::{self, lock, shm};
 /// lock: the creator takes the lock right after `shm_open`, so this only
 /// covers that one system call (and a creator that died right there).
 const EMPTY_FILE_GRACE: Duration = Duration::from_millis(500);
+
+/// How often [`Segment::open`] looks again when it raced a reclaim (1 ms
+/// apart).
+const RECLAIM_RETRIES: u32 = 20;
 
 impl Segment {
     /// Opens and attaches to the named segment, which must hold a `kind`.
@@ -41,8 +45,30 @@ impl Segment {
     /// [`PeerTableFull`](SegmentError::PeerTableFull), [`Io`](SegmentError::Io).
     pub fn open(name: &str, kind: ObjectKind, opts: &OpenOptions) -> Result<Segment, SegmentError> {
         let (name, cname) = validate_name(name)?;
-        let file = shm::shm_open_rw(&cname).map_err(|e| open_error("shm_open", &name, e))?;
-        Self::open_file(file, Some(name), kind, opts)
+        let mut attempt = 0;
+        loop {
+            let file = shm::shm_open_rw(&cname).map_err(|e| open_error("shm_open", &name, e))?;
+            match Self::open_file(file, Some(name.clone()), kind, opts) {
+                // A reclaim holds every row lock for a few system calls
+                // while it decides (see `inspect::reclaim`): look again.
+                Err(SegmentError::PeerTableFull { .. }) if attempt < RECLAIM_RETRIES => {}
+                Err(SegmentError::CreatorDied { name }) => {
+                    // Nobody can ever use it: remove it so that the name can
+                    // be created again (`reclaim` re-checks under locks).
+                    let _ = inspect::reclaim(&name);
+                    return Err(SegmentError::CreatorDied { name });
+                }
+                Ok(segment) if !segment.name_is_ours() && attempt < RECLAIM_RETRIES => {
+                    // Reclaimed (or replaced) between our shm_open and our
+                    // attach: an attachment nobody else can reach is of no
+                    // use. Drop it and look up the name again.
+                    drop(segment);
+                }
+                other => return other,
+            }
+            attempt += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub(super) fn open_file(

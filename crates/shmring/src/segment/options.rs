@@ -76,8 +76,11 @@ pub enum UnlinkPolicy {
     /// When the last attached peer drops its `Segment` (the default): each
     /// dropping peer releases its row, then unlinks if no other row is held.
     /// Peers that *die* do not unlink; a segment whose peers all died stays
-    /// in `/dev/shm`. Keep the creator attached until the other peers have
-    /// opened, or the name may already be gone.
+    /// in `/dev/shm` until it is reclaimed: by a create of the same name, by
+    /// the automatic sweep of a later create (see
+    /// [`CreateOptions::reclaim_abandoned`]), or by `shmring gc`. Keep the
+    /// creator attached until the other peers have opened, or the name may
+    /// already be gone.
     #[default]
     OnLastPeerDrop = 2,
 }
@@ -105,6 +108,19 @@ pub struct CreateOptions {
     pub peer_rows: u32,
     /// When the name is removed (named segments only).
     pub unlink: UnlinkPolicy,
+    /// Reclaim abandoned segments (named segments only; default `true`):
+    ///
+    /// - when the name is taken by a segment whose peers all died (or whose
+    ///   creator died creating it) and whose policy is not
+    ///   [`UnlinkPolicy::Never`], that segment is removed and the create
+    ///   goes ahead (with `O_EXCL` again: a name is never reused in place);
+    /// - the first create in a process, and at most one a minute after it,
+    ///   also [`sweep`](super::sweep)s `/dev/shm` for this user's
+    ///   segments abandoned for at least a minute.
+    ///
+    /// With `false`, a taken name is always
+    /// [`AlreadyExists`](SegmentError::AlreadyExists) and nothing is swept.
+    pub reclaim_abandoned: bool,
 }
 
 impl Default for CreateOptions {
@@ -113,6 +129,7 @@ impl Default for CreateOptions {
             mode: 0o600,
             peer_rows: 64,
             unlink: UnlinkPolicy::default(),
+            reclaim_abandoned: true,
         }
     }
 }

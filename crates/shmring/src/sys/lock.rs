@@ -19,15 +19,20 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 fn flock_for(byte: u64, kind: libc::c_short) -> io::Result<libc::flock> {
-    let start = libc::off_t::try_from(byte)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock byte out of range"))?;
+    flock_range(byte, 1, kind)
+}
+
+fn flock_range(first: u64, len: u64, kind: libc::c_short) -> io::Result<libc::flock> {
+    let out_of_range = || io::Error::new(io::ErrorKind::InvalidInput, "lock byte out of range");
+    let start = libc::off_t::try_from(first).map_err(|_| out_of_range())?;
+    let len = libc::off_t::try_from(len).map_err(|_| out_of_range())?;
     // SAFETY: `flock` is a plain C struct of integers, for which all-zero
     // bytes are a valid value (and `l_pid` must be 0 for OFD locks).
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = start;
-    fl.l_len = 1;
+    fl.l_len = len;
     Ok(fl)
 }
 
@@ -50,6 +55,18 @@ fn fcntl_lock(fd: BorrowedFd<'_>, cmd: libc::c_int, fl: &mut libc::flock) -> io:
 /// file description holds a lock on it.
 pub(crate) fn try_lock_byte(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     let mut fl = flock_for(byte, libc::F_WRLCK as libc::c_short)?;
+    match fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes a write lock on the `len` bytes from `first` without blocking,
+/// all or nothing. `Ok(false)`: another open file description holds a lock
+/// on one of them. Released with the descriptor (or byte by byte).
+pub(crate) fn try_lock_range(fd: BorrowedFd<'_>, first: u64, len: u64) -> io::Result<bool> {
+    let mut fl = flock_range(first, len, libc::F_WRLCK as libc::c_short)?;
     match fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl) {
         Ok(()) => Ok(true),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),

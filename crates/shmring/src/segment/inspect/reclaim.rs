@@ -2,12 +2,12 @@
 
 use std::os::fd::AsFd;
 
-use super::{io, open_shm_file, read_header, read_peers, PeerStatus};
+use super::{io, open_shm_file, read_header, read_peers, PeerStatus, HEADER_LEN};
 use crate::error::SegmentError;
 use crate::segment::header::validate;
 use crate::segment::options::validate_name;
 use crate::segment::peers::{INIT_LOCK_BYTE, PEER_LOCK_BASE};
-use crate::segment::ObjectKind;
+use crate::segment::{ObjectKind, MAX_PEER_ROWS};
 use crate::sys::{lock, shm};
 
 /// What [`reclaim`] did.
@@ -23,7 +23,9 @@ pub enum Reclaimed {
 /// [`SegmentInfo::is_abandoned`](super::SegmentInfo::is_abandoned)), deciding under locks so that it races
 /// with nobody: it takes the creator's init lock and the lock of *every*
 /// peer row, re-reads the header and the rows, unlinks the name if it still
-/// refers to the same file, and then lets all the locks go.
+/// refers to the same file, and then lets all the locks go. A peer row
+/// lock held by anyone (even under a header that claims the creator never
+/// finished) keeps the segment.
 ///
 /// While it holds the row locks (a few system calls), a concurrent
 /// [`Segment::open`](crate::segment::Segment::open) of this segment fails with
@@ -39,9 +41,25 @@ pub enum Reclaimed {
 pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
     let (name, file) = open_shm_file(name, true)?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
+    if st.size < HEADER_LEN as u64 {
+        // Before its creator's ftruncate, or not a segment. Either way, no
+        // lock is taken: the creator takes the init lock right after
+        // `shm_open`, and our holding it then would make its create fail.
+        return Err(SegmentError::NotShmring { name });
+    }
     let take = |byte| lock::try_lock_byte(file.as_fd(), byte).map_err(io("F_OFD_SETLK", &name));
     if !take(INIT_LOCK_BYTE)? {
         return Ok(Reclaimed::Kept("its creator is still creating it"));
+    }
+    // Every row's lock byte that any layout can have, in one all-or-nothing
+    // lock: held, no peer is attached, none can attach, and nobody writes a
+    // row (only a row's lock holder does). Taken whatever the version says,
+    // so that a header rewritten to version 0 under live peers is no reason
+    // to remove their segment.
+    let all_rows = lock::try_lock_range(file.as_fd(), PEER_LOCK_BASE, u64::from(MAX_PEER_ROWS))
+        .map_err(io("F_OFD_SETLK", &name))?;
+    if !all_rows {
+        return Ok(Reclaimed::Kept("a peer is alive"));
     }
     // Read after taking the init lock: a version 0 now means a dead creator
     // (the creator publishes before it lets the init lock go).
@@ -49,13 +67,6 @@ pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
     if copy.snapshot.version != 0 {
         let kind = ObjectKind::from_u32(copy.snapshot.kind).unwrap_or(ObjectKind::SpscRing);
         let layout = validate(&copy.snapshot, &name, kind, st.size)?.layout;
-        for row in 0..layout.peer_rows {
-            if !take(PEER_LOCK_BASE + u64::from(row))? {
-                return Ok(Reclaimed::Kept("a peer is alive"));
-            }
-        }
-        // Every row lock is ours: no peer is attached, none can attach, and
-        // nobody writes a row (only a row's lock holder does).
         let offset = layout.peer_table_offset as u64;
         let rows = read_peers(&file, &name, offset, layout.peer_rows)?;
         if !rows.iter().any(PeerStatus::is_dead) {
