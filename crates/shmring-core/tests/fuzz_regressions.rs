@@ -74,12 +74,20 @@ fn empty_and_tiny_inputs() {
 ///   region hook's one-time clamp (a later removal wrapped the count).
 /// * `ring_ops-queue-len-overflow`: `mpmc::Queue::len`, "attempt to add
 ///   with overflow" in its `sum()` (a scribbled queue region).
+/// * `ring_ops-dict-claimed-len`: a harness finding, not a core one. The
+///   hostile peer rewrote a dict's capacity so that its layout described
+///   exactly the too-long length a fresh attacher then claimed; attach
+///   rightly accepted a header that matches the length it was given, and
+///   the hook's "a wrong length is refused" assertion fired. The hook now
+///   allocates the slack it claims and asserts that an accepted length is
+///   the one the header describes.
 #[test]
 fn crash_artifacts() {
     ring_ops(include_bytes!("fuzz_inputs/ring_ops-dict-tombstones"));
     dict_ops(include_bytes!("fuzz_inputs/dict_ops-tombstones-wrap"));
     ring_ops(include_bytes!("fuzz_inputs/ring_ops-queue-len-overflow"));
     ring_ops(include_bytes!("fuzz_inputs/ring_ops-dict-tombstones-wrap"));
+    ring_ops(include_bytes!("fuzz_inputs/ring_ops-dict-claimed-len"));
 }
 
 /// Finding 2, minimal: hostile `pushed` counters in two producer rings make

@@ -19,6 +19,9 @@ use crate::wait::{Deadline, WaitPolicy};
 
 type Block = Padded<[AtomicU64; 16]>;
 
+/// How much longer than the real object an attacher may claim its region is.
+const CLAIM_SLACK: usize = 128;
+
 /// A zeroed, 128-aligned heap region standing in for a segment's object.
 struct Region {
     blocks: Arc<Box<[Block]>>,
@@ -26,8 +29,12 @@ struct Region {
 }
 
 impl Region {
+    /// `len` bytes, plus [`CLAIM_SLACK`] more so that an attacher claiming a
+    /// longer region (see [`claimed_len`](Self::claimed_len)) still points
+    /// at memory it may read: attach's contract is that the claimed length
+    /// is mapped, and a mapping is never shorter than the file.
     fn new(len: usize) -> Region {
-        let blocks = (0..len.div_ceil(128)).map(|_| Padded(Default::default()));
+        let blocks = (0..(len + CLAIM_SLACK).div_ceil(128)).map(|_| Padded(Default::default()));
         Region {
             blocks: Arc::new(blocks.collect()),
             len,
@@ -80,7 +87,7 @@ impl Region {
     fn claimed_len(&self, input: &mut Input<'_>) -> usize {
         match input.byte() % 16 {
             0 => self.len - 8,
-            1 => self.len + 128,
+            1 => self.len + CLAIM_SLACK,
             _ => self.len,
         }
     }
@@ -137,10 +144,16 @@ fn ring_region(input: &mut Input<'_>) {
     let len = region.claimed_len(input);
     let rounds = config.capacity as usize / 8 + 4;
     read_ring(&ring, &mut producer, &mut consumer, rounds);
-    // SAFETY: as above; `len` may be wrong, which attach must catch: only
-    // `region.len` bytes are ever valid, and a mismatch is refused.
+    // SAFETY: as above; `len` bytes are allocated (slack included). A `len`
+    // the header does not describe must be refused; one it does describe
+    // (the hostile peer rewrote the config to match) is a consistent ring.
     if let Ok(fresh) = unsafe { Ring::attach_in_place(region.base(), len, region.keep()) } {
-        assert_eq!(len, region.len, "attach accepted a wrong length");
+        let described = SpscLayout::new(&fresh.config()).map(|l| l.total);
+        assert_eq!(
+            described,
+            Ok(len),
+            "attach accepted a length its header does not describe"
+        );
         if let (Ok(mut p), Ok(mut c)) = (fresh.producer(waiter.clone()), fresh.consumer(waiter)) {
             read_ring(&fresh, &mut p, &mut c, rounds);
         }
@@ -244,9 +257,19 @@ fn queue_region(input: &mut Input<'_>) {
     let len = region.claimed_len(input);
     let rounds = (config.ring.capacity as usize / 8 + 4) * config.rings as usize;
     read_queue(&queue, &mut producers, rounds, 100);
-    // SAFETY: as above; a wrong `len` must be refused.
+    // SAFETY: as above (see `ring_region` for what "wrong" means).
     if let Ok(fresh) = unsafe { Queue::attach_in_place(region.base(), len, region.keep()) } {
-        assert_eq!(len, region.len, "attach accepted a wrong length");
+        let described = QueueConfig {
+            rings: fresh.ring_count() as u64,
+            ring: fresh.ring_config(),
+            max_len: fresh.max_len(),
+        };
+        let described = QueueLayout::new(&described).map(|l| l.total);
+        assert_eq!(
+            described,
+            Ok(len),
+            "attach accepted a length its header does not describe"
+        );
         let mut fresh_producers = Vec::new();
         if let Ok(p) = fresh.claim_producer(1000, waiter, &mut |_| true) {
             fresh_producers.push(p);
@@ -319,9 +342,14 @@ fn dict_region(input: &mut Input<'_>) {
     region.scribble(input, 0);
     let len = region.claimed_len(input);
     read_table(&table, input, 2);
-    // SAFETY: as above; a wrong `len` must be refused.
+    // SAFETY: as above (see `ring_region` for what "wrong" means).
     if let Ok(fresh) = unsafe { Table::attach_in_place(region.base(), len, region.keep()) } {
-        assert_eq!(len, region.len, "attach accepted a wrong length");
+        let described = DictLayout::new(&fresh.config()).map(|l| l.total);
+        assert_eq!(
+            described,
+            Ok(len),
+            "attach accepted a length its header does not describe"
+        );
         read_table(&fresh, input, 3);
     }
 }
