@@ -38,20 +38,23 @@ use std::time::Duration;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::mpmc::QueueLayout;
-use shmring_core::tasks::{TaskCounter, TaskSlot};
+use shmring_core::tasks::TaskCounter;
 use shmring_core::wait::WaitPolicy;
 use shmring_core::{ConfigError, RingConfig};
 
-use crate::attach::{deadline, AttachError};
+use crate::attach::AttachError;
 use crate::codec::{CodecError, Message};
 use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
-use crate::sys::FutexWaiter;
 
+mod joinable;
 mod recovery;
+mod simple;
 
+pub use joinable::JoinableQueue;
 pub use recovery::JoinError;
+pub use simple::{SimpleQueue, SimpleQueueError};
 
 /// The shape of a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,436 +413,76 @@ impl<T: Message> Queue<T> {
     }
 }
 
-impl<T> Queue<T> {
-    /// Approximate number of queued messages (Python's `qsize`): a snapshot,
-    /// stale when it returns.
-    #[doc(alias = "qsize")]
-    pub fn len(&self) -> u64 {
-        self.handle.queue.len()
-    }
+/// The methods every queue handle with a [`Handle`] and a segment has, with
+/// the documentation of [`Queue`]'s (the other types link to it).
+macro_rules! handle_methods {
+    ($ty:ident) => {
+        impl<T> $ty<T> {
+            /// Approximate number of queued messages (Python's `qsize`): a
+            /// snapshot, stale when it returns.
+            #[doc(alias = "qsize")]
+            pub fn len(&self) -> u64 {
+                self.handle.queue.len()
+            }
 
-    /// Whether the queue looks empty (Python's `empty`): a snapshot.
-    #[doc(alias = "empty")]
-    pub fn is_empty(&self) -> bool {
-        self.handle.queue.is_empty()
-    }
+            /// Whether the queue looks empty (Python's `empty`): a snapshot.
+            #[doc(alias = "empty")]
+            pub fn is_empty(&self) -> bool {
+                self.handle.queue.is_empty()
+            }
 
-    /// Whether a put would find the queue full (Python's `full`): `maxsize`
-    /// reached, or this handle's producer ring out of room. A snapshot.
-    #[doc(alias = "full")]
-    pub fn is_full(&self) -> bool {
-        self.handle.is_full()
-    }
+            /// Whether a put would find the queue full (Python's `full`):
+            /// `maxsize` reached, or this handle's producer ring out of room.
+            /// A snapshot.
+            #[doc(alias = "full")]
+            pub fn is_full(&self) -> bool {
+                self.handle.is_full()
+            }
 
-    /// Python's `close`: this handle will not be used any more; its `put`
-    /// and `get` fail with `Closed` from now on. Other handles, in this or
-    /// other processes, are not affected; see [`Queue::shutdown`].
-    pub fn close(&self) {
-        // ORDERING: Relaxed — a process-local flag.
-        self.handle.closed.store(true, Ordering::Relaxed);
-    }
+            /// Python's `close`: this handle will not be used any more; its
+            /// `put` and `get` fail with `Closed` from now on. Other handles,
+            /// in this or other processes, are not affected; see
+            /// `shutdown`.
+            pub fn close(&self) {
+                // ORDERING: Relaxed — a process-local flag (partner: the
+                // Relaxed load in `Handle::is_closed`).
+                self.handle
+                    .closed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
 
-    /// Closes the queue for every process: puts fail with `Closed`, gets
-    /// drain what is left and then fail with `Closed`, and every sleeper
-    /// wakes at once. (Python 3.13's `queue.Queue.shutdown`, which
-    /// `multiprocessing` lacks.)
-    pub fn shutdown(&self) {
-        self.handle.queue.close();
-    }
+            /// Closes the queue for every process: puts fail with `Closed`,
+            /// gets drain what is left and then fail with `Closed`, and every
+            /// sleeper wakes at once. (Python 3.13's `queue.Queue.shutdown`,
+            /// which `multiprocessing` lacks.)
+            pub fn shutdown(&self) {
+                self.handle.queue.close();
+            }
 
-    /// Whether [`Queue::close`] was called on this handle or the queue was
-    /// shut down.
-    pub fn is_closed(&self) -> bool {
-        self.handle.is_closed() || self.handle.queue.is_closed()
-    }
+            /// Whether `close` was called on this handle or the queue was
+            /// shut down.
+            pub fn is_closed(&self) -> bool {
+                self.handle.is_closed() || self.handle.queue.is_closed()
+            }
 
-    /// Python's `maxsize` (0 = unbounded).
-    pub fn maxsize(&self) -> u64 {
-        self.handle.queue.max_len()
-    }
+            /// Python's `maxsize` (0 = unbounded).
+            pub fn maxsize(&self) -> u64 {
+                self.handle.queue.max_len()
+            }
 
-    /// Sets the spin budget and liveness period of this handle's blocking
-    /// calls.
-    pub fn set_wait_policy(&self, policy: WaitPolicy) {
-        self.handle.set_wait_policy(policy);
-    }
+            /// Sets the spin budget and liveness period of this handle's
+            /// blocking calls.
+            pub fn set_wait_policy(&self, policy: shmring_core::wait::WaitPolicy) {
+                self.handle.set_wait_policy(policy);
+            }
 
-    /// The segment underneath (name, peers).
-    pub fn segment(&self) -> &Segment {
-        &self.segment
-    }
-}
-
-/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] that counts
-/// unfinished tasks; `put` adds one, [`task_done`](Self::task_done) marks one
-/// done, [`join`](Self::join) waits until none is left.
-///
-/// # Crash behaviour
-///
-/// `join` never waits forever because a process died. Each handle counts,
-/// in a slot of its own in the segment, the tasks it got and has not marked
-/// done; a joiner checks once per liveness slice (100 ms) for slots whose
-/// process died and takes their tasks off the count. A process killed in
-/// the few instructions between taking an item and counting it (or between
-/// counting a put and publishing it) leaves a task nobody holds: a joiner
-/// takes it off once two slices in a row find the queue empty and no live
-/// process holding a task. Either way `join` then returns
-/// [`JoinError::PeerDied`] with the number of tasks lost. Call `task_done`
-/// from the process that got the item: a task marked done elsewhere stays
-/// counted as held by its getter, and that getter's death would take one
-/// task too many off the count.
-///
-/// # Examples
-///
-/// ```
-/// use shmring::queue::JoinableQueue;
-///
-/// let q = JoinableQueue::<u32>::create_anonymous(Default::default(), &Default::default())?;
-/// q.put(7, None)?;
-/// let item = q.get(None)?;
-/// q.task_done()?;
-/// q.join()?; // returns at once: nothing unfinished
-/// assert!(q.task_done().is_err()); // "task_done() called too many times"
-/// # let _ = item;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct JoinableQueue<T> {
-    handle: Handle,
-    segment: Arc<Segment>,
-    _items: PhantomData<fn(T) -> T>,
-}
-
-/// Bytes in front of a JoinableQueue's queue: the task counter, padded to a
-/// page so the queue keeps its alignment.
-const TASKS_BYTES: usize = 4096;
-
-impl<T> fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableQueue")
-            .field("name", &self.segment.name())
-            .finish()
-    }
-}
-
-impl<T: Message> SegmentObject for JoinableQueue<T> {
-    const KIND: ObjectKind = ObjectKind::JoinableQueue;
-    type Config = QueueOptions;
-
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        let config = options.config()?;
-        let len = TASKS_BYTES + QueueLayout::new(&config)?.total;
-        Ok((len, mpmc::params(&config)))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let config = options.config().map_err(|e| e.to_string())?;
-        // A zeroed TaskCounter is a valid one with no task: nothing to write.
-        // SAFETY: the queue's part starts TASKS_BYTES in (page aligned) and
-        // the rest of the caller's zeroed, private region is its own.
-        unsafe {
-            shmring_core::mpmc::Queue::init_in_place(
-                base.add(TASKS_BYTES),
-                len - TASKS_BYTES,
-                &config,
-            )
-        }
-        .map_err(|e| e.to_string())
-    }
-
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
-        let len = segment.object_len();
-        if len < TASKS_BYTES {
-            return Err(AttachError::Corrupted(Corrupted {
-                what: "joinable queue length",
-                value: len as u64,
-            }));
-        }
-        let queue = mpmc::Queue::attach_region(segment.clone(), TASKS_BYTES, len - TASKS_BYTES)?;
-        let q = JoinableQueue {
-            handle: Handle::new(queue),
-            segment,
-            _items: PhantomData,
-        };
-        if let Some(slot) = q.slot() {
-            // A dead previous owner of our row may have left tasks held.
-            let (_, generation) = recovery::own_row(&q.segment);
-            slot.claim(generation, q.tasks(), &FutexWaiter);
-        }
-        Ok(q)
-    }
-}
-
-impl_segment_constructors!([T: Message] JoinableQueue<T>, QueueOptions, "joinable queue");
-
-impl<T> JoinableQueue<T> {
-    fn tasks(&self) -> &TaskCounter {
-        // SAFETY: the object region starts with TASKS_BYTES (checked in
-        // attach) >= size_of::<TaskCounter>(), page aligned; all atomics, so
-        // any bytes are valid; it lives as long as `self.segment`.
-        unsafe { self.segment.object_ptr().cast::<TaskCounter>().as_ref() }
-    }
-
-    /// The task slots, one per peer row (as many as fit in the region).
-    fn slots(&self) -> &[TaskSlot] {
-        const COUNT: usize = (TASKS_BYTES - recovery::SLOTS_OFFSET) / 8;
-        const _: () = assert!(std::mem::size_of::<TaskCounter>() <= recovery::SLOTS_OFFSET);
-        // TaskSlot is one AtomicU64, valid for any bytes and concurrent
-        // writers; the slots live as long as `self.segment`.
-        // SAFETY: bytes SLOTS_OFFSET..TASKS_BYTES lie inside the object region
-        // (attach checked len >= TASKS_BYTES), 8-aligned (page base + 256).
-        unsafe {
-            let base = self.segment.object_ptr().add(recovery::SLOTS_OFFSET);
-            std::slice::from_raw_parts(base.cast::<TaskSlot>().as_ptr(), COUNT)
-        }
-    }
-
-    /// This handle's own task slot (`None` past the table: a peer row
-    /// beyond 480, untracked).
-    fn slot(&self) -> Option<&TaskSlot> {
-        self.slots().get(recovery::own_row(&self.segment).0)
-    }
-
-    fn join_until(&self, deadline: Option<shmring_core::wait::Deadline>) -> Result<(), JoinError> {
-        let mut state = recovery::Recovery::default();
-        let slots = self.slots();
-        let forgiven = self.tasks().join_with(
-            &FutexWaiter,
-            deadline,
-            &WaitPolicy::default(),
-            &mut |tasks| state.check(tasks, slots, &self.segment, || self.handle.queue.is_empty()),
-        )?;
-        match forgiven {
-            0 => Ok(()),
-            lost => Err(JoinError::PeerDied { lost }),
-        }
-    }
-
-    /// Marks one task done (one per item got).
-    ///
-    /// # Errors
-    ///
-    /// Called more often than items were put: Python's
-    /// `ValueError("task_done() called too many times")`.
-    pub fn task_done(&self) -> Result<(), shmring_core::tasks::TooManyDone> {
-        // Un-hold first: a death in between leaves the task held by nobody,
-        // which a joiner detects (see the type's crash notes).
-        if let Some(slot) = self.slot() {
-            slot.unhold();
-        }
-        self.tasks().done(&FutexWaiter)
-    }
-
-    /// Waits until every item put has been marked done.
-    ///
-    /// # Blocking
-    ///
-    /// Sleeps until the unfinished count reaches zero. Tasks held by dead
-    /// processes are taken off the count within one or two liveness slices
-    /// (see the crash notes on the type).
-    ///
-    /// # Errors
-    ///
-    /// [`JoinError::PeerDied`] when tasks had to be taken off the count
-    /// because their holder died (the wait is over all the same).
-    pub fn join(&self) -> Result<(), JoinError> {
-        self.join_until(None)
-    }
-
-    /// Waits at most `timeout` until every item put has been marked done.
-    ///
-    /// # Errors
-    ///
-    /// [`JoinError::Timeout`] with tasks still unfinished, or
-    /// [`JoinError::PeerDied`] as for [`join`](Self::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.join_until(deadline(Some(timeout)))
-    }
-
-    /// Tasks put and not yet marked done (a snapshot).
-    pub fn unfinished_tasks(&self) -> u64 {
-        self.tasks().unfinished()
-    }
-
-    /// See [`Queue::len`].
-    #[doc(alias = "qsize")]
-    pub fn len(&self) -> u64 {
-        self.handle.queue.len()
-    }
-
-    /// See [`Queue::is_empty`].
-    #[doc(alias = "empty")]
-    pub fn is_empty(&self) -> bool {
-        self.handle.queue.is_empty()
-    }
-
-    /// See [`Queue::is_full`].
-    #[doc(alias = "full")]
-    pub fn is_full(&self) -> bool {
-        self.handle.is_full()
-    }
-
-    /// See [`Queue::close`].
-    pub fn close(&self) {
-        // ORDERING: Relaxed — a process-local flag.
-        self.handle.closed.store(true, Ordering::Relaxed);
-    }
-
-    /// See [`Queue::shutdown`].
-    pub fn shutdown(&self) {
-        self.handle.queue.close();
-    }
-}
-
-impl<T: Message> JoinableQueue<T> {
-    /// Puts `item` and counts it as an unfinished task. See [`Queue::put`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::put`]; a failed put counts nothing.
-    pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        let tasks = self.tasks();
-        self.handle.put(item, timeout, Some(tasks))
-    }
-
-    /// See [`Queue::try_put`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::try_put`].
-    #[doc(alias = "put_nowait")]
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put(item, Some(Duration::ZERO))
-    }
-
-    /// See [`Queue::get`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::get`].
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        let got = self.handle.get(timeout);
-        // Taken off the queue (decoded or not): ours until `task_done`.
-        if matches!(got, Ok(_) | Err(GetError::Decode(_))) {
-            if let Some(slot) = self.slot() {
-                slot.hold(1);
+            /// The segment underneath (name, peers).
+            pub fn segment(&self) -> &$crate::segment::Segment {
+                &self.segment
             }
         }
-        got
-    }
-
-    /// See [`Queue::try_get`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::try_get`].
-    #[doc(alias = "get_nowait")]
-    pub fn try_get(&self) -> Result<T, GetError> {
-        self.get(Some(Duration::ZERO))
-    }
+    };
 }
+use handle_methods;
 
-/// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `is_empty`,
-/// `close`; unbounded, blocking `get`, no timeouts.
-///
-/// After [`close`](Self::close), `put` and `get` fail with
-/// [`SimpleQueueError::Closed`] (Python: `OSError("handle is closed")`).
-pub struct SimpleQueue<T> {
-    queue: Queue<T>,
-    segment: Arc<Segment>,
-}
-
-impl<T> fmt::Debug for SimpleQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimpleQueue")
-            .field("name", &self.segment.name())
-            .finish()
-    }
-}
-
-/// Errors of a [`SimpleQueue`].
-#[derive(Debug)]
-pub enum SimpleQueueError<T> {
-    /// Python's `OSError("handle is closed")`; a put gives the item back.
-    Closed(Option<T>),
-    /// Any other failure of the underlying queue.
-    Put(PutError<T>),
-    /// A get failed for another reason (decode, corruption).
-    Get(GetError),
-}
-
-impl<T> fmt::Display for SimpleQueueError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimpleQueueError::Closed(_) => f.write_str("handle is closed"),
-            SimpleQueueError::Put(e) => e.fmt(f),
-            SimpleQueueError::Get(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<T: fmt::Debug> std::error::Error for SimpleQueueError<T> {}
-
-impl<T: Message> SegmentObject for SimpleQueue<T> {
-    const KIND: ObjectKind = ObjectKind::MpmcQueue;
-    type Config = QueueOptions;
-
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        <Queue<T> as SegmentObject>::layout(&QueueOptions {
-            maxsize: 0,
-            ..*options
-        })
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let options = QueueOptions {
-            maxsize: 0,
-            ..*options
-        };
-        // SAFETY: forwarded from the caller.
-        unsafe { <Queue<T> as SegmentObject>::init(base, len, &options) }
-    }
-
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
-        let queue = <Queue<T> as SegmentObject>::attach(segment.clone())?;
-        Ok(SimpleQueue { queue, segment })
-    }
-}
-
-impl_segment_constructors!([T: Message] SimpleQueue<T>, QueueOptions, "simple queue");
-
-impl<T: Message> SimpleQueue<T> {
-    /// Puts `item` (waits only if the producer's ring is out of bytes).
-    ///
-    /// # Errors
-    ///
-    /// `Closed` after [`close`](Self::close); encode and size errors.
-    pub fn put(&self, item: T) -> Result<(), SimpleQueueError<T>> {
-        self.queue.put(item, None).map_err(|e| match e {
-            PutError::Closed(t) => SimpleQueueError::Closed(Some(t)),
-            other => SimpleQueueError::Put(other),
-        })
-    }
-
-    /// Takes the next item, waiting as long as it takes.
-    ///
-    /// # Errors
-    ///
-    /// `Closed` after [`close`](Self::close) or a shutdown; decode errors.
-    pub fn get(&self) -> Result<T, SimpleQueueError<T>> {
-        self.queue.get(None).map_err(|e| match e {
-            GetError::Closed => SimpleQueueError::Closed(None),
-            other => SimpleQueueError::Get(other),
-        })
-    }
-
-    /// Whether the queue looks empty (Python's `empty`): a snapshot.
-    #[doc(alias = "empty")]
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    /// Closes this handle: its `put` and `get` fail from now on.
-    pub fn close(&self) {
-        self.queue.close();
-    }
-}
+handle_methods!(Queue);

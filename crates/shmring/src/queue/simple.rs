@@ -1,0 +1,118 @@
+//! [`SimpleQueue`]: put, get, empty, close.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::Queue;
+use super::{GetError, PutError, QueueOptions};
+use crate::attach::AttachError;
+use crate::codec::Message;
+use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::segment::{ObjectKind, Segment};
+
+/// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `is_empty`,
+/// `close`; unbounded, blocking `get`, no timeouts.
+///
+/// After [`close`](Self::close), `put` and `get` fail with
+/// [`SimpleQueueError::Closed`] (Python: `OSError("handle is closed")`).
+pub struct SimpleQueue<T> {
+    queue: Queue<T>,
+    segment: Arc<Segment>,
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue")
+            .field("name", &self.segment.name())
+            .finish()
+    }
+}
+
+/// Errors of a [`SimpleQueue`].
+#[derive(Debug)]
+pub enum SimpleQueueError<T> {
+    /// Python's `OSError("handle is closed")`; a put gives the item back.
+    Closed(Option<T>),
+    /// Any other failure of the underlying queue.
+    Put(PutError<T>),
+    /// A get failed for another reason (decode, corruption).
+    Get(GetError),
+}
+
+impl<T> fmt::Display for SimpleQueueError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimpleQueueError::Closed(_) => f.write_str("handle is closed"),
+            SimpleQueueError::Put(e) => e.fmt(f),
+            SimpleQueueError::Get(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for SimpleQueueError<T> {}
+
+impl<T: Message> SegmentObject for SimpleQueue<T> {
+    const KIND: ObjectKind = ObjectKind::MpmcQueue;
+    type Config = QueueOptions;
+
+    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
+        <Queue<T> as SegmentObject>::layout(&QueueOptions {
+            maxsize: 0,
+            ..*options
+        })
+    }
+
+    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
+        let options = QueueOptions {
+            maxsize: 0,
+            ..*options
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { <Queue<T> as SegmentObject>::init(base, len, &options) }
+    }
+
+    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+        let queue = <Queue<T> as SegmentObject>::attach(segment.clone())?;
+        Ok(SimpleQueue { queue, segment })
+    }
+}
+
+impl_segment_constructors!([T: Message] SimpleQueue<T>, QueueOptions, "simple queue");
+
+impl<T: Message> SimpleQueue<T> {
+    /// Puts `item` (waits only if the producer's ring is out of bytes).
+    ///
+    /// # Errors
+    ///
+    /// `Closed` after [`close`](Self::close); encode and size errors.
+    pub fn put(&self, item: T) -> Result<(), SimpleQueueError<T>> {
+        self.queue.put(item, None).map_err(|e| match e {
+            PutError::Closed(t) => SimpleQueueError::Closed(Some(t)),
+            other => SimpleQueueError::Put(other),
+        })
+    }
+
+    /// Takes the next item, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// `Closed` after [`close`](Self::close) or a shutdown; decode errors.
+    pub fn get(&self) -> Result<T, SimpleQueueError<T>> {
+        self.queue.get(None).map_err(|e| match e {
+            GetError::Closed => SimpleQueueError::Closed(None),
+            other => SimpleQueueError::Get(other),
+        })
+    }
+
+    /// Whether the queue looks empty (Python's `empty`): a snapshot.
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Closes this handle: its `put` and `get` fail from now on.
+    pub fn close(&self) {
+        self.queue.close();
+    }
+}
