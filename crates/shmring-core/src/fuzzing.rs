@@ -57,33 +57,38 @@ pub fn ring_ops(data: &[u8]) {
 }
 
 /// A cursor over the fuzzer's bytes. Reads past the end yield zeros, so
-/// every input decodes to something; [`Input::op`] ends the op loop.
+/// every input decodes to something; [`Input::op`] ends the op loop. Public
+/// for the engine's hooks (`shmring::fuzzing`), which decode the same way.
 #[derive(Debug)]
-pub(crate) struct Input<'a> {
+pub struct Input<'a> {
     data: &'a [u8],
 }
 
 impl<'a> Input<'a> {
-    pub(crate) fn new(data: &'a [u8]) -> Self {
+    /// A cursor at the start of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
         Input { data }
     }
 
     /// The next byte, or `None` at the end (the end of the op sequence).
-    pub(crate) fn op(&mut self) -> Option<u8> {
+    pub fn op(&mut self) -> Option<u8> {
         let (&b, rest) = self.data.split_first()?;
         self.data = rest;
         Some(b)
     }
 
-    pub(crate) fn byte(&mut self) -> u8 {
+    /// The next byte, 0 past the end.
+    pub fn byte(&mut self) -> u8 {
         self.op().unwrap_or(0)
     }
 
-    pub(crate) fn u16(&mut self) -> u16 {
+    /// The next two bytes, little-endian.
+    pub fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.byte(), self.byte()])
     }
 
-    pub(crate) fn u64(&mut self) -> u64 {
+    /// The next eight bytes, little-endian.
+    pub fn u64(&mut self) -> u64 {
         let mut b = [0u8; 8];
         for x in &mut b {
             *x = self.byte();
@@ -92,10 +97,15 @@ impl<'a> Input<'a> {
     }
 
     /// Up to `n` of the remaining bytes.
-    pub(crate) fn take(&mut self, n: usize) -> &'a [u8] {
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
         let (head, rest) = self.data.split_at(n.min(self.data.len()));
         self.data = rest;
         head
+    }
+
+    /// Everything left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.take(usize::MAX)
     }
 }
 
