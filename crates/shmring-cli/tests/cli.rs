@@ -11,7 +11,8 @@ use shmring::core::RingConfig;
 use shmring::segment::{self, PeerCounter, SegmentInfo, SegmentState};
 use shmring::{mpmc, spsc, CreateOptions, ObjectKind, Segment, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
-    executable_by_anyone, role, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    executable_by_anyone, role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child,
+    wait_until, Watchdog,
 };
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
@@ -49,16 +50,6 @@ fn queue_config() -> QueueConfig {
             max_record: 256,
         },
         max_len: 0,
-    }
-}
-
-fn exists(name: &str) -> bool {
-    std::path::Path::new(&format!("/dev/shm{name}")).exists()
-}
-
-fn sleep_forever() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -245,7 +236,7 @@ fn rm_removes_names_and_reports_the_first_failure() {
         r.stdout.contains(&format!("removed {a}")) && r.stdout.contains(&format!("removed {b}"))
     );
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-    assert!(!exists(&a) && !exists(&b));
+    assert!(!shm_exists(&a) && !shm_exists(&b));
     // The attached handle keeps working on its mapping.
     ring.producer().unwrap().try_push(b"still fine").unwrap();
     assert_eq!(shmring(&["rm", &a]).code, 3);
@@ -270,11 +261,11 @@ fn rm_refuses_a_foreign_file_unless_forced() {
         "{}",
         refused.stderr
     );
-    assert!(exists(&name));
+    assert!(shm_exists(&name));
     assert_eq!(shmring(&["stat", &name]).code, 4);
     let forced = shmring(&["rm", "--force", &name]);
     assert_eq!(forced.code, 0, "{}", forced.stderr);
-    assert!(!exists(&name));
+    assert!(!shm_exists(&name));
 }
 
 #[test]
@@ -297,7 +288,7 @@ fn permission_problems_exit_with_5() {
         assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
     }
-    assert!(exists(&name));
+    assert!(shm_exists(&name));
     drop(ring);
 }
 
@@ -347,7 +338,7 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
         creating.as_str(),
         died_creating.as_str(),
     ];
-    assert!(names.iter().all(|n| exists(n)));
+    assert!(names.iter().all(|n| shm_exists(n)));
 
     // The real thing, limited to our names (other tests may share /dev/shm).
     let mut args = vec!["gc"];
@@ -364,8 +355,8 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
         "{}",
         gc.stdout
     );
-    assert!(!exists(&dead) && !exists(&died_creating));
-    assert!(exists(&live) && exists(&creating));
+    assert!(!shm_exists(&dead) && !shm_exists(&died_creating));
+    assert!(shm_exists(&live) && shm_exists(&creating));
     assert_eq!(shmring(&["gc", &live]).stdout, "no abandoned segments\n");
 
     kill(in_init);
@@ -376,7 +367,7 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
         "{}",
         json.stdout
     );
-    assert!(!exists(&creating));
+    assert!(!shm_exists(&creating));
     assert!(matches!(
         segment::inspect(&creating),
         Err(SegmentError::NotFound { .. })

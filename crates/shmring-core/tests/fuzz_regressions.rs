@@ -10,52 +10,38 @@ use shmring_core::fuzzing::{dict_ops, mpmc_ops, region_ops, ring_ops, spsc_ops};
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::sync::{AtomicU64, Ordering};
 use shmring_core::wait::{Deadline, WaitPolicy};
-
-/// xorshift64*: reproducible inputs without a dependency.
-fn inputs(seed: u64, count: usize, max_len: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut s = seed | 1;
-    let mut next = move || {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    (0..count).map(move |_| {
-        let len = (next() % max_len as u64) as usize;
-        (0..len).map(|_| (next() >> 56) as u8).collect()
-    })
-}
+use shmring_testkit::pseudo_random_inputs;
 
 #[test]
 fn spsc_sweep() {
-    for input in inputs(1, 300, 400) {
+    for input in pseudo_random_inputs(1, 300, 400) {
         spsc_ops(&input);
     }
 }
 
 #[test]
 fn mpmc_sweep() {
-    for input in inputs(2, 300, 400) {
+    for input in pseudo_random_inputs(2, 300, 400) {
         mpmc_ops(&input);
     }
 }
 
 #[test]
 fn region_sweep() {
-    for input in inputs(3, 300, 600) {
+    for input in pseudo_random_inputs(3, 300, 600) {
         region_ops(&input);
     }
 }
 
 #[test]
 fn dict_sweep() {
-    for input in inputs(4, 300, 400) {
+    for input in pseudo_random_inputs(4, 300, 400) {
         dict_ops(&input);
     }
 }
 
 #[test]
-fn empty_and_tiny_inputs() {
+fn empty_and_tiny_pseudo_random_inputs() {
     for input in [&[][..], &[0], &[1], &[2], &[2, 2, 2], &[255; 3]] {
         ring_ops(input);
         dict_ops(input);

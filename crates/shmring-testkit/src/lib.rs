@@ -182,6 +182,45 @@ pub fn executable_by_anyone(path: &std::path::Path) -> std::path::PathBuf {
     copy
 }
 
+/// The file behind a named segment: `/dev/shm` + `name` (`name` starts
+/// with `/`).
+pub fn shm_path(name: &str) -> String {
+    format!("/dev/shm{name}")
+}
+
+/// Whether the named segment's file exists.
+pub fn shm_exists(name: &str) -> bool {
+    std::path::Path::new(&shm_path(name)).exists()
+}
+
+/// Sleeps until killed (a child role that holds something and waits for
+/// its SIGKILL).
+pub fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `count` reproducible pseudo-random byte strings shorter than `max_len`
+/// (xorshift64*, seeded with `seed`): inputs for the fuzz hooks in tests.
+pub fn pseudo_random_inputs(
+    seed: u64,
+    count: usize,
+    max_len: usize,
+) -> impl Iterator<Item = Vec<u8>> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    (0..count).map(move |_| {
+        let len = (next() % max_len.max(1) as u64) as usize;
+        (0..len).map(|_| (next() >> 56) as u8).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

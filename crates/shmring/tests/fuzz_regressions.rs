@@ -12,21 +12,7 @@ use shmring::dict::{Dict, DictConfig};
 use shmring::fuzzing::{pipe_frames, segment_bytes, segment_templates};
 use shmring::lock::LockShared;
 use shmring::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
-
-/// xorshift64*: reproducible inputs without a dependency.
-fn inputs(seed: u64, count: usize, max_len: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut s = seed | 1;
-    let mut next = move || {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    (0..count).map(move |_| {
-        let len = (next() % max_len as u64) as usize;
-        (0..len).map(|_| (next() >> 56) as u8).collect()
-    })
-}
+use shmring_testkit::pseudo_random_inputs;
 
 #[test]
 fn templates_are_valid_segments() {
@@ -57,20 +43,20 @@ fn templates_are_valid_segments() {
 #[test]
 fn segment_bytes_sweep() {
     // Odd first byte: patches over a template, the useful mode.
-    for mut input in inputs(5, 150, 120) {
+    for mut input in pseudo_random_inputs(5, 150, 120) {
         if let Some(b) = input.first_mut() {
             *b |= 1;
         }
         segment_bytes(&input);
     }
-    for input in inputs(6, 50, 64) {
+    for input in pseudo_random_inputs(6, 50, 64) {
         segment_bytes(&input);
     }
 }
 
 #[test]
 fn pipe_frames_sweep() {
-    for input in inputs(7, 200, 300) {
+    for input in pseudo_random_inputs(7, 200, 300) {
         pipe_frames(&input);
     }
 }
@@ -87,7 +73,7 @@ fn crash_artifacts() {
 }
 
 #[test]
-fn empty_and_tiny_inputs() {
+fn empty_and_tiny_pseudo_random_inputs() {
     for input in [&[][..], &[0], &[1], &[1, 2], &[0xff; 4]] {
         segment_bytes(input);
         pipe_frames(input);

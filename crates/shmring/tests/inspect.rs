@@ -15,7 +15,9 @@ use shmring::segment::{
     self, ObjectKind, PeerCounter, PeerState, Reclaimed, SegmentInfo, SegmentState,
 };
 use shmring::{mpmc, spsc, CreateOptions, Segment, SegmentError, UnlinkPolicy};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring_testkit::{
+    role, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+};
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 
@@ -31,16 +33,6 @@ fn queue_config() -> QueueConfig {
         rings: 2,
         ring: ring_config(),
         max_len: 0,
-    }
-}
-
-fn path(name: &str) -> String {
-    format!("/dev/shm{name}")
-}
-
-fn sleep_forever() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -252,7 +244,7 @@ fn cleanly_detached_segments_are_kept() {
 #[test]
 fn foreign_short_and_linked_files_are_not_segments() {
     let foreign = unique_name("inspect-foreign");
-    std::fs::write(path(&foreign), b"hello, not a segment at all").unwrap();
+    std::fs::write(shm_path(&foreign), b"hello, not a segment at all").unwrap();
     assert!(matches!(
         segment::inspect(&foreign),
         Err(SegmentError::NotShmring { .. })
@@ -264,7 +256,7 @@ fn foreign_short_and_linked_files_are_not_segments() {
     ));
 
     let short = unique_name("inspect-short");
-    std::fs::write(path(&short), b"SHMRING\0").unwrap();
+    std::fs::write(shm_path(&short), b"SHMRING\0").unwrap();
     assert!(segment::has_magic(&short).unwrap());
     assert!(matches!(
         segment::inspect(&short),
@@ -272,7 +264,7 @@ fn foreign_short_and_linked_files_are_not_segments() {
     ));
 
     let link = unique_name("inspect-link");
-    std::os::unix::fs::symlink(path(&short), path(&link)).unwrap();
+    std::os::unix::fs::symlink(shm_path(&short), shm_path(&link)).unwrap();
     assert!(matches!(
         segment::inspect(&link),
         Err(SegmentError::NotShmring { .. })
@@ -283,7 +275,7 @@ fn foreign_short_and_linked_files_are_not_segments() {
         assert!(!listed
             .iter()
             .any(|r| r.as_ref().is_ok_and(|i| &i.name == name)));
-        std::fs::remove_file(path(name)).unwrap();
+        std::fs::remove_file(shm_path(name)).unwrap();
     }
     let missing = unique_name("inspect-missing");
     assert!(matches!(
@@ -310,7 +302,7 @@ fn a_corrupted_header_is_an_error_in_its_place() {
     drop(spsc::Ring::create(&name, ring_config(), &opts).unwrap());
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .open(path(&name))
+        .open(shm_path(&name))
         .unwrap();
     file.write_all_at(&0u32.to_ne_bytes(), 56).unwrap(); // peer_rows
     let err = segment::inspect(&name).unwrap_err();
@@ -374,13 +366,13 @@ proptest! {
         if let Some(len) = truncate {
             bytes.truncate(len);
         }
-        std::fs::write(path(&name), &bytes).unwrap();
+        std::fs::write(shm_path(&name), &bytes).unwrap();
         let result = segment::inspect(&name);
         if let Ok(info) = &result {
             prop_assert_eq!(info.state, SegmentState::Ready);
             let _ = info.is_abandoned();
         }
-        std::fs::remove_file(path(&name)).unwrap();
+        std::fs::remove_file(shm_path(&name)).unwrap();
     }
 }
 
@@ -411,7 +403,7 @@ fn pristine_images() -> Vec<Vec<u8>> {
     names
         .iter()
         .map(|name| {
-            let bytes = std::fs::read(path(name)).unwrap();
+            let bytes = std::fs::read(shm_path(name)).unwrap();
             Segment::unlink(name).unwrap();
             bytes
         })
@@ -445,10 +437,10 @@ proptest! {
             }
         }
         let name = unique_name("inspect-patched");
-        std::fs::write(path(&name), &bytes).unwrap();
+        std::fs::write(shm_path(&name), &bytes).unwrap();
         if let Ok(info) = segment::inspect(&name) {
             let _ = (info.is_abandoned(), info.counters());
         }
-        std::fs::remove_file(path(&name)).unwrap();
+        std::fs::remove_file(shm_path(&name)).unwrap();
     }
 }

@@ -11,7 +11,10 @@ use shmring::core::RingConfig;
 use shmring::queue::{Queue, QueueOptions};
 use shmring::segment::{self, ObjectKind, SegmentState};
 use shmring::{spsc, AttachError, CreateOptions, OpenOptions, Segment, SegmentError, UnlinkPolicy};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring_testkit::{
+    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
+    Watchdog,
+};
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 const POLICY_VAR: &str = "SHMRING_TEST_POLICY";
@@ -20,20 +23,6 @@ fn ring_config() -> RingConfig {
     RingConfig {
         capacity: 4096,
         max_record: 256,
-    }
-}
-
-fn path(name: &str) -> String {
-    format!("/dev/shm{name}")
-}
-
-fn exists(name: &str) -> bool {
-    std::path::Path::new(&path(name)).exists()
-}
-
-fn sleep_forever() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -125,7 +114,7 @@ fn age(name: &str, by: Duration) {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(path(name))
+        .open(shm_path(name))
         .unwrap();
     for peer in &info.peers {
         let at = table + u64::from(peer.row) * 128;
@@ -170,7 +159,7 @@ fn a_create_reclaims_a_name_whose_peers_were_all_killed() {
     );
     assert_eq!(info.header.unwrap().creator_pid, std::process::id());
     drop(ring);
-    assert!(!exists(&name), "the last clean drop unlinks");
+    assert!(!shm_exists(&name), "the last clean drop unlinks");
 }
 
 #[test]
@@ -200,7 +189,7 @@ fn a_create_never_replaces_a_live_or_a_kept_segment() {
         ),
         "{err}"
     );
-    assert!(exists(&kept));
+    assert!(shm_exists(&kept));
 
     for name in [&live, &kept] {
         assert_eq!(segment::reclaim(name).unwrap(), segment::Reclaimed::Removed);
@@ -233,9 +222,9 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
     let mut removed = segment::sweep(&base, Duration::ZERO).unwrap();
     removed.sort();
     assert_eq!(removed, vec![dead.clone(), died_creating.clone()]);
-    assert!(!exists(&dead) && !exists(&died_creating));
-    assert!(exists(&never), "UnlinkPolicy::Never is gc's to remove");
-    assert!(exists(&live) && exists(&elsewhere));
+    assert!(!shm_exists(&dead) && !shm_exists(&died_creating));
+    assert!(shm_exists(&never), "UnlinkPolicy::Never is gc's to remove");
+    assert!(shm_exists(&live) && shm_exists(&elsewhere));
 
     drop(ring);
     for name in [&never, &elsewhere] {
@@ -261,9 +250,12 @@ fn a_later_create_in_another_process_sweeps_segments_idle_a_minute() {
     .spawn()
     .unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
-    assert!(!exists(&old), "idle two minutes: swept");
-    assert!(exists(&recent), "idle for less than a minute: kept");
-    assert!(!exists(&other), "the trigger's own segment went with it");
+    assert!(!shm_exists(&old), "idle two minutes: swept");
+    assert!(shm_exists(&recent), "idle for less than a minute: kept");
+    assert!(
+        !shm_exists(&other),
+        "the trigger's own segment went with it"
+    );
     segment::reclaim(&recent).unwrap();
 }
 
@@ -296,11 +288,11 @@ fn nothing_is_left_once_every_peer_has_exited() {
     // The creator goes first; the name must outlive it while children are
     // attached, and go with the last of them.
     drop(q);
-    assert!(exists(&name), "children are still attached");
+    assert!(shm_exists(&name), "children are still attached");
     for child in children {
         assert!(wait_child(child, Duration::from_secs(30)).success());
     }
-    assert!(!exists(&name), "the last peer's exit removed the name");
+    assert!(!shm_exists(&name), "the last peer's exit removed the name");
 }
 
 #[test]
@@ -322,7 +314,7 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
                     matches!(reclaimed, Ok(segment::Reclaimed::Kept(_))),
                     "{reclaimed:?}"
                 );
-                assert!(exists(&name));
+                assert!(shm_exists(&name));
                 drop(ring);
             }
             Err(AttachError::Segment(SegmentError::NotFound { .. })) => {
@@ -330,6 +322,6 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
             }
             Err(e) => panic!("round {round}: {e}"),
         }
-        assert!(!exists(&name) || segment::reclaim(&name).is_ok());
+        assert!(!shm_exists(&name) || segment::reclaim(&name).is_ok());
     }
 }

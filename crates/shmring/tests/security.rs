@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment, UnlinkPolicy};
 use shmring::SegmentError;
-use shmring_testkit::{executable_by_anyone, role, spawn_role, unique_name, wait_child};
+use shmring_testkit::{executable_by_anyone, role, shm_path, spawn_role, unique_name, wait_child};
 
 /// The unprivileged uid and gid the two-uid tests use ("nobody").
 const NOBODY: u32 = 65534;
@@ -22,10 +22,6 @@ const ROLE_NAME_VAR: &str = "SHMRING_SECURITY_NAME";
 
 fn create(name: &str, opts: &CreateOptions) -> Result<Segment, SegmentError> {
     Segment::create(name, ObjectKind::Lock, [1; 8], 64, opts, |_, _| Ok(()))
-}
-
-fn path(name: &str) -> String {
-    format!("/dev/shm{name}")
 }
 
 fn is_root() -> bool {
@@ -107,7 +103,7 @@ fn segments_are_0600_by_default_even_under_umask_0() {
     // SAFETY: as above, restoring it.
     unsafe { libc::umask(old) };
     let segment = created.unwrap();
-    let meta = std::fs::metadata(path(&name)).unwrap();
+    let meta = std::fs::metadata(shm_path(&name)).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     // SAFETY: geteuid has no preconditions.
     assert_eq!(meta.uid(), unsafe { libc::geteuid() });
@@ -121,7 +117,10 @@ fn segments_are_0600_by_default_even_under_umask_0() {
         ..CreateOptions::default()
     };
     let segment = create(&name, &opts).unwrap();
-    let mode = std::fs::metadata(path(&name)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(shm_path(&name))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o640);
     drop(segment);
     for mode in [0o400, 0o200, 0o000, 0o1600, 0o4600, 0o2777] {
@@ -150,21 +149,21 @@ fn create_never_reuses_an_existing_name() {
 
     // A file that is not a segment: refused, and left exactly as it was.
     let name = unique_name("excl-foreign");
-    std::fs::write(path(&name), b"not a segment").unwrap();
+    std::fs::write(shm_path(&name), b"not a segment").unwrap();
     let err = create(&name, &CreateOptions::default()).unwrap_err();
     assert!(matches!(err, SegmentError::AlreadyExists { .. }), "{err:?}");
-    assert_eq!(std::fs::read(path(&name)).unwrap(), b"not a segment");
-    std::fs::remove_file(path(&name)).unwrap();
+    assert_eq!(std::fs::read(shm_path(&name)).unwrap(), b"not a segment");
+    std::fs::remove_file(shm_path(&name)).unwrap();
 
     // A symlink planted under the name is not followed.
     let name = unique_name("excl-link");
     let target = std::env::temp_dir().join(format!("shmring-target-{}", std::process::id()));
     std::fs::write(&target, b"victim").unwrap();
-    std::os::unix::fs::symlink(&target, path(&name)).unwrap();
+    std::os::unix::fs::symlink(&target, shm_path(&name)).unwrap();
     let err = create(&name, &CreateOptions::default()).unwrap_err();
     assert!(matches!(err, SegmentError::AlreadyExists { .. }), "{err:?}");
     assert_eq!(std::fs::read(&target).unwrap(), b"victim");
-    std::fs::remove_file(path(&name)).unwrap();
+    std::fs::remove_file(shm_path(&name)).unwrap();
     std::fs::remove_file(&target).unwrap();
 }
 
@@ -192,7 +191,7 @@ fn names_are_validated() {
     // The longest allowed name works, and lands directly in /dev/shm.
     let name = format!("/{}", "y".repeat(shmring::segment::MAX_NAME_LEN));
     let segment = create(&name, &CreateOptions::default()).unwrap();
-    assert!(std::path::Path::new(&path(&name)).exists());
+    assert!(std::path::Path::new(&shm_path(&name)).exists());
     drop(segment);
 }
 
@@ -258,7 +257,7 @@ fn a_segment_of_another_uid_is_refused_unless_allowed() {
     let name = unique_name("foreign");
     let child = as_nobody("create", &name).spawn().unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
-    let meta = std::fs::metadata(path(&name)).unwrap();
+    let meta = std::fs::metadata(shm_path(&name)).unwrap();
     assert_eq!(
         (meta.uid(), meta.permissions().mode() & 0o777),
         (NOBODY, 0o600)

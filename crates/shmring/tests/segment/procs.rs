@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
 use shmring::SegmentError;
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring_testkit::{
+    role, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+};
 
 use super::common::*;
 
@@ -19,12 +21,6 @@ const MARK: u64 = 0x5eed_5eed_5eed_5eed;
 
 fn spawn(role: &str, envs: &[(&str, String)]) -> Command {
     spawn_role("child_entry", role, envs)
-}
-
-fn sleep_forever() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }
 
 /// The state letter of `/proc/<pid>/stat` ('Z' for a zombie).
