@@ -62,7 +62,7 @@ pub use shmring_core::lock::{Acquired, LockShared};
 
 use crate::attach::{deadline, AttachError};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::{ObjectKind, PeerCounter, Segment};
 use crate::sys::FutexWaiter;
 
 /// Why an acquire or release did not happen.
@@ -148,14 +148,21 @@ fn acquire(
 ) -> Result<Acquired, LockError> {
     let token = segment.peer_token();
     let mut alive = |t| segment.is_peer_alive(t);
-    if !block || timeout == Some(Duration::ZERO) {
-        return shared(segment)
+    let result = if !block || timeout == Some(Duration::ZERO) {
+        shared(segment)
             .try_acquire(token, &mut alive)
-            .ok_or(LockError::WouldBlock);
+            .ok_or(LockError::WouldBlock)
+    } else {
+        shared(segment)
+            .acquire(token, &FutexWaiter, deadline(timeout), policy, &mut alive)
+            .map_err(|_| LockError::Timeout)
+    };
+    match result {
+        Ok(Acquired::OwnerDied) => segment.add_to_counter(PeerCounter::Recovered, 1),
+        Err(LockError::Timeout) => segment.add_to_counter(PeerCounter::Timeouts, 1),
+        _ => {}
     }
-    shared(segment)
-        .acquire(token, &FutexWaiter, deadline(timeout), policy, &mut alive)
-        .map_err(|_| LockError::Timeout)
+    result
 }
 
 fn release_owned(segment: &Segment) -> Result<(), LockError> {

@@ -46,7 +46,7 @@ use crate::attach::AttachError;
 use crate::codec::{CodecError, Message};
 use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::{ObjectKind, PeerCounter, Segment};
 
 mod joinable;
 mod recovery;
@@ -177,16 +177,19 @@ impl std::error::Error for GetError {}
 /// producer (claimed at the first put), its consumer, and scratch buffers.
 struct Handle {
     queue: mpmc::Queue,
+    /// The attachment whose peer row counts this handle's traffic.
+    segment: Arc<Segment>,
     producer: Mutex<Option<(mpmc::Producer, Vec<u8>)>>,
     consumer: Mutex<(mpmc::Consumer, Vec<u8>)>,
     closed: AtomicBool,
 }
 
 impl Handle {
-    fn new(queue: mpmc::Queue) -> Handle {
+    fn new(queue: mpmc::Queue, segment: Arc<Segment>) -> Handle {
         let consumer = queue.consumer();
         Handle {
             queue,
+            segment,
             producer: Mutex::new(None),
             consumer: Mutex::new((consumer, Vec::new())),
             closed: AtomicBool::new(false),
@@ -234,9 +237,18 @@ impl Handle {
             }
         }
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Serialised by the producer mutex (`guard`).
+                self.segment.add_to_counter_serialised(PeerCounter::Puts, 1);
+                self.segment
+                    .add_to_counter_serialised(PeerCounter::BytesIn, scratch.len() as u64);
+                Ok(())
+            }
             Err(PushError::Full) => Err(PutError::Full(item)),
-            Err(PushError::Timeout) => Err(PutError::Timeout(item)),
+            Err(PushError::Timeout) => {
+                self.segment.add_to_counter(PeerCounter::Timeouts, 1);
+                Err(PutError::Timeout(item))
+            }
             Err(PushError::Closed) => Err(PutError::Closed(item)),
             Err(PushError::TooLarge { len, .. }) => Err(PutError::TooLarge(item, len)),
             Err(PushError::Corrupted(c)) => Err(PutError::Attach(item, c.into())),
@@ -254,9 +266,18 @@ impl Handle {
             _ => consumer.pop(buf, timeout),
         };
         match result {
-            Ok(_) => T::decode(buf).map_err(GetError::Decode),
+            Ok(_) => {
+                // Serialised by the consumer mutex (`guard`).
+                self.segment.add_to_counter_serialised(PeerCounter::Gets, 1);
+                self.segment
+                    .add_to_counter_serialised(PeerCounter::BytesOut, buf.len() as u64);
+                T::decode(buf).map_err(GetError::Decode)
+            }
             Err(PopError::Empty) => Err(GetError::Empty),
-            Err(PopError::Timeout) => Err(GetError::Timeout),
+            Err(PopError::Timeout) => {
+                self.segment.add_to_counter(PeerCounter::Timeouts, 1);
+                Err(GetError::Timeout)
+            }
             Err(PopError::Closed) => Err(GetError::Closed),
             Err(PopError::Corrupted(c)) => Err(GetError::Corrupted(c)),
         }
@@ -348,7 +369,7 @@ impl<T: Message> SegmentObject for Queue<T> {
         let len = segment.object_len();
         let queue = mpmc::Queue::attach_region(segment.clone(), 0, len)?;
         Ok(Queue {
-            handle: Handle::new(queue),
+            handle: Handle::new(queue, segment.clone()),
             segment,
             _items: PhantomData,
         })

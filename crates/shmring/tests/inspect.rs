@@ -444,3 +444,36 @@ proptest! {
         std::fs::remove_file(shm_path(&name)).unwrap();
     }
 }
+
+#[test]
+fn facades_count_their_traffic_in_their_peer_rows() {
+    let name = unique_name("inspect-counters");
+    let q = shmring::queue::Queue::<u64>::create(
+        &name,
+        QueueOptions::default(),
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    for i in 0..3 {
+        q.put(i, None).unwrap();
+    }
+    for _ in 0..3 {
+        q.get(None).unwrap();
+    }
+    assert!(q.get(Some(Duration::from_millis(5))).is_err());
+    let sum = segment::inspect(&name).unwrap().counters();
+    assert_eq!(sum.get(PeerCounter::Puts), 3);
+    assert_eq!(sum.get(PeerCounter::Gets), 3);
+    assert_eq!(sum.get(PeerCounter::BytesIn), 24, "three u64s");
+    assert_eq!(sum.get(PeerCounter::BytesOut), 24);
+    assert_eq!(sum.get(PeerCounter::Timeouts), 1);
+
+    let lock_name = unique_name("inspect-lock-counters");
+    let holder = Lock::create(&lock_name, (), &CreateOptions::default()).unwrap();
+    let other = Lock::open(&lock_name, &Default::default()).unwrap();
+    let _ = holder.acquire(true, None).unwrap();
+    assert!(other.acquire(true, Some(Duration::from_millis(5))).is_err());
+    let info = segment::inspect(&lock_name).unwrap();
+    assert_eq!(info.counters().get(PeerCounter::Timeouts), 1);
+    holder.release().unwrap();
+}

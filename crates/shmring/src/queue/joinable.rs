@@ -16,7 +16,7 @@ use crate::attach::{deadline, AttachError};
 use crate::codec::Message;
 use crate::mpmc;
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::{ObjectKind, PeerCounter, Segment};
 use crate::sys::FutexWaiter;
 use shmring_core::error::Corrupted;
 
@@ -106,7 +106,7 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
         }
         let queue = mpmc::Queue::attach_region(segment.clone(), TASKS_BYTES, len - TASKS_BYTES)?;
         let q = JoinableQueue {
-            handle: Handle::new(queue),
+            handle: Handle::new(queue, segment.clone()),
             segment,
             _items: PhantomData,
         };
@@ -160,7 +160,10 @@ impl<T> JoinableQueue<T> {
         )?;
         match forgiven {
             0 => Ok(()),
-            lost => Err(JoinError::PeerDied { lost }),
+            lost => {
+                self.segment.add_to_counter(PeerCounter::Recovered, lost);
+                Err(JoinError::PeerDied { lost })
+            }
         }
     }
 

@@ -317,6 +317,13 @@ impl Segment {
         self.peer_row(self.row).add(counter, n);
     }
 
+    /// Adds `n` to one of this attachment's counters without a locked
+    /// instruction. The caller must serialise every update of `counter` on
+    /// this attachment (the facades do it under a handle's mutex).
+    pub(crate) fn add_to_counter_serialised(&self, counter: PeerCounter, n: u64) {
+        self.peer_row(self.row).add_serialised(counter, n);
+    }
+
     /// The sum (wrapping) of a counter over every row, departed peers
     /// included. A snapshot: rows are read one after another.
     pub fn counter_sum(&self, counter: PeerCounter) -> u64 {

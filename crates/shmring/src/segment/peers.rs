@@ -84,6 +84,14 @@ const _: () = {
 /// Per-peer statistics slots. Each attachment adds to its own row only, so
 /// counting never shares a cache line; readers sum all rows. Rows keep their
 /// counts when they are reused, so a sum includes peers that have left.
+///
+/// Who counts what: the queue facades (`Queue`, `JoinableQueue`,
+/// `SimpleQueue`) count puts, gets, their encoded bytes and timeouts, and
+/// `JoinableQueue::join` the tasks it wrote off as recovered; `Lock` and
+/// `RLock` count timeouts and dead holders taken over. The raw rings
+/// (`spsc`, `mpmc`), the pipe and the dict count nothing yet (their
+/// depths and recoveries are in the object figures), and nothing counts
+/// blocked waits or wakes yet: those two slots stay 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeerCounter {
@@ -187,6 +195,19 @@ impl PeerRow {
         // ORDERING: Relaxed — a statistic; threads of the holder's process
         // may add concurrently, hence the RMW.
         self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds to one of this row's counters (wrapping) with a plain load and
+    /// store: no locked instruction on the hot path. Only for a counter
+    /// that the caller's own locking already serialises (a facade handle's
+    /// producer or consumer mutex); concurrent callers could lose a count.
+    pub(crate) fn add_serialised(&self, counter: PeerCounter, n: u64) {
+        let slot = &self.counters[counter as usize];
+        // ORDERING: Relaxed — a statistic; the caller serialises writers of
+        // this slot, and readers (`get`, tools) only want some recent value.
+        let v = slot.load(Ordering::Relaxed);
+        // ORDERING: Relaxed — as above (partner: the load just above).
+        slot.store(v.wrapping_add(n), Ordering::Relaxed);
     }
 
     /// One of this row's counters.
