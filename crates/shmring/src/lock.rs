@@ -140,6 +140,28 @@ fn shared(segment: &Segment) -> &LockShared {
     unsafe { segment.object_ptr().cast::<LockShared>().as_ref() }
 }
 
+/// The methods [`Lock`] and [`RLock`] share.
+macro_rules! common_methods {
+    ($ty:ident) => {
+        impl $ty {
+            /// How many times a dead holder's lock was taken over (all peers).
+            pub fn recoveries(&self) -> u64 {
+                shared(&self.segment).recoveries()
+            }
+
+            /// Sets the spin budget and liveness period of blocking acquires.
+            pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+                self.policy = policy;
+            }
+
+            /// The segment underneath (name, peers).
+            pub fn segment(&self) -> &Segment {
+                &self.segment
+            }
+        }
+    };
+}
+
 fn acquire(
     segment: &Segment,
     policy: &WaitPolicy,
@@ -297,22 +319,9 @@ impl Lock {
     pub fn is_locked(&self) -> bool {
         shared(&self.segment).owner() != 0
     }
-
-    /// How many times a dead holder's lock was taken over (all peers).
-    pub fn recoveries(&self) -> u64 {
-        shared(&self.segment).recoveries()
-    }
-
-    /// Sets the spin budget and liveness period of blocking acquires.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
-    }
-
-    /// The segment underneath (name, peers).
-    pub fn segment(&self) -> &Segment {
-        &self.segment
-    }
 }
+
+common_methods!(Lock);
 
 /// Holds a [`Lock`] (or [`RLock`]) until dropped.
 ///
@@ -494,22 +503,9 @@ impl RLock {
     pub fn is_owned(&self) -> bool {
         self.owned_by_me()
     }
-
-    /// How many times a dead holder's lock was taken over (all peers).
-    pub fn recoveries(&self) -> u64 {
-        shared(&self.segment).recoveries()
-    }
-
-    /// Sets the spin budget and liveness period of blocking acquires.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
-    }
-
-    /// The segment underneath.
-    pub fn segment(&self) -> &Segment {
-        &self.segment
-    }
 }
+
+common_methods!(RLock);
 
 /// Holds one level of an [`RLock`] until dropped.
 #[must_use = "the lock is released when the guard is dropped"]
