@@ -6,7 +6,7 @@
 //! * plain old data: any type you mark [`Pod`] (integers, floats, arrays of
 //!   them, your own `#[repr(C)]` structs without padding) is copied as its
 //!   bytes, nothing else;
-//! * any `serde` type, wrapped in [`Serde`], with the `serde` feature: encoded
+//! * any `serde` type, wrapped in `Serde` (`codec::Serde`), with the `serde` feature: encoded
 //!   with [postcard](https://docs.rs/postcard), a compact, maintained,
 //!   `no_std`-friendly format (varint integers, no field names, no schema in
 //!   the bytes), so a small struct costs few bytes to copy through the ring.

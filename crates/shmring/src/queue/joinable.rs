@@ -20,7 +20,7 @@ use crate::segment::{ObjectKind, PeerCounter, Segment};
 use crate::sys::FutexWaiter;
 use shmring_core::error::Corrupted;
 
-/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] that counts
+/// Python's `multiprocessing.JoinableQueue`: a [`Queue`](super::Queue) that counts
 /// unfinished tasks; `put` adds one, [`task_done`](Self::task_done) marks one
 /// done, [`join`](Self::join) waits until none is left.
 ///
@@ -217,31 +217,31 @@ impl<T> JoinableQueue<T> {
 super::handle_methods!(JoinableQueue);
 
 impl<T: Message> JoinableQueue<T> {
-    /// Puts `item` and counts it as an unfinished task. See [`Queue::put`].
+    /// Puts `item` and counts it as an unfinished task. See [`Queue::put`](super::Queue::put).
     ///
     /// # Errors
     ///
-    /// As [`Queue::put`]; a failed put counts nothing.
+    /// As [`Queue::put`](super::Queue::put); a failed put counts nothing.
     pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
         let tasks = self.tasks();
         self.handle.put(item, timeout, Some(tasks))
     }
 
-    /// See [`Queue::try_put`].
+    /// See [`Queue::try_put`](super::Queue::try_put).
     ///
     /// # Errors
     ///
-    /// As [`Queue::try_put`].
+    /// As [`Queue::try_put`](super::Queue::try_put).
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
         self.put(item, Some(Duration::ZERO))
     }
 
-    /// See [`Queue::get`].
+    /// See [`Queue::get`](super::Queue::get).
     ///
     /// # Errors
     ///
-    /// As [`Queue::get`].
+    /// As [`Queue::get`](super::Queue::get).
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
         let got = self.handle.get(timeout);
         // Taken off the queue (decoded or not): ours until `task_done`.
@@ -253,11 +253,11 @@ impl<T: Message> JoinableQueue<T> {
         got
     }
 
-    /// See [`Queue::try_get`].
+    /// See [`Queue::try_get`](super::Queue::try_get).
     ///
     /// # Errors
     ///
-    /// As [`Queue::try_get`].
+    /// As [`Queue::try_get`](super::Queue::try_get).
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, GetError> {
         self.get(Some(Duration::ZERO))
