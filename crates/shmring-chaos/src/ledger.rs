@@ -2,9 +2,9 @@
 //! they did, so that what a killed process knew survives it.
 //!
 //! All of it is `AtomicU64` words; every process maps the same file. Layout
-//! (in words): [`Counter`]s, then per-producer, per-consumer, lock, dict and
-//! pipe words, then two bitmaps per producer (delivered, in doubt), each
-//! [`MAX_SEQ`] bits.
+//! (in words): [`Counter`]s, then per-producer, per-consumer, lock, dict,
+//! pipe and channel words, then two bitmaps per producer (delivered, in
+//! doubt), each [`MAX_SEQ`] bits.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -54,16 +54,49 @@ pub enum Counter {
     /// Longest wait for a lock of any kind, ns (reported, not bounded: a
     /// live holder descheduled on a busy machine counts too).
     MaxLockWaitAnyNs,
+    /// Queue deliveries whose sequence number was not above the last one
+    /// this consumer saw from the same producer incarnation (FIFO per
+    /// producer broken).
+    OutOfOrder,
+    /// Queue deliveries that came, on one ring, after a delivery from a
+    /// later owner of that ring (a dead producer's records must come first).
+    RingOrder,
+    /// Producer incarnations started (each takes the next number).
+    Incarnations,
+    /// Channel readers' violations: a gap, a duplicate, a reordering or a
+    /// torn message (see [`crate::channel`]).
+    ReaderViolations,
+    /// Channel messages lost with a killed reader (at most one per death).
+    ReaderLost,
+    /// Channel messages received.
+    ReaderMessages,
+    /// `Closed` answers to an SPSC writer whose reader died.
+    ClosedSeen,
+    /// `BrokenPipe` answers to a pipe writer whose reader died.
+    BrokenPipeSeen,
+    /// `Closed`/`BrokenPipe` answers while the reader lived.
+    Spurious,
+    /// Longest time from an SPSC reader's death (or the push's start, if
+    /// later) to the writer's `Closed`, or to a timed-out retry while the
+    /// reader stayed dead, ns.
+    MaxClosedNs,
+    /// Longest time from a pipe reader's death (or the send's start) to the
+    /// writer's `BrokenPipe`, ns.
+    MaxBrokenPipeNs,
 }
 
-const COUNTERS: usize = 16;
+const COUNTERS: usize = 32;
+const _: () = assert!((Counter::MaxBrokenPipeNs as usize) < COUNTERS);
+const _: () = assert!((ChanWord::ToldOf as usize) < CHAN_WORDS);
 const PRODUCER_BASE: usize = COUNTERS;
 const CONSUMER_BASE: usize = PRODUCER_BASE + 2 * PRODUCERS;
 const LOCK_BASE: usize = CONSUMER_BASE + CONSUMERS;
 const DICT_BASE: usize = LOCK_BASE + 2;
 const PIPE_BASE: usize = DICT_BASE + 2 * WORKERS;
 const PIPE_WORDS: usize = 6;
-const BITMAP_BASE: usize = (PIPE_BASE + PIPE_WORDS).next_multiple_of(8);
+const CHAN_BASE: usize = PIPE_BASE + PIPE_WORDS;
+const CHAN_WORDS: usize = 16;
+const BITMAP_BASE: usize = (CHAN_BASE + 2 * CHAN_WORDS).next_multiple_of(8);
 const BITMAP_WORDS: usize = (MAX_SEQ / 64) as usize;
 const TOTAL_WORDS: usize = BITMAP_BASE + 2 * PRODUCERS * BITMAP_WORDS;
 
@@ -82,6 +115,77 @@ pub enum PipeWord {
     Done,
     /// Reader's own violations (gap, duplicate, torn, wrong error).
     Violations,
+}
+
+/// A channel whose reader is killed: a plain SPSC ring, or a pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Chan {
+    /// The SPSC ring scenario (one writer for the whole run).
+    Spsc = 0,
+    /// The pipe episodes whose reader end is killed.
+    Pipe,
+}
+
+/// Words of a [`Chan`]. `Sent`, `Sending`, `Expected`, `InFlight` and the
+/// skip words count from 0 for the channel's current ring or pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChanWord {
+    /// Messages the writer finished sending.
+    Sent = 0,
+    /// Sequence number + 1 of the message being sent (0: none).
+    Sending,
+    /// The next sequence number the readers expect: everything below it
+    /// was received and recorded.
+    Expected,
+    /// `Expected + 1` while a reader is inside a receive, else 0.
+    InFlight,
+    /// The `Expected` value the two skip words apply to.
+    SkipBase,
+    /// Fewest messages the next reader must find missing after `SkipBase`
+    /// (readers that died after consuming one).
+    MinSkip,
+    /// Most it may find missing (readers that died inside a receive).
+    MaxSkip,
+    /// `CLOCK_MONOTONIC` ns of the last reader death (written by the killer
+    /// just before the kill).
+    DiedAt,
+    /// `CLOCK_MONOTONIC` ns at which the last reader had claimed its end.
+    AttachedAt,
+    /// 1 once a pipe reader saw end of file.
+    Done,
+    /// The `DiedAt` value of the last death the writer was told of.
+    ToldOf,
+}
+
+/// Whose death a ledger clock word records (written just before `SIGKILL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeathClock {
+    /// The writer of a writer-kill pipe episode ([`PipeWord::DiedAt`]).
+    PipeWriter,
+    /// The reader of a channel ([`ChanWord::DiedAt`]).
+    Reader(Chan),
+}
+
+impl DeathClock {
+    /// The environment form, for [`crate::DIED_AT_VAR`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathClock::PipeWriter => "pipe-writer",
+            DeathClock::Reader(Chan::Spsc) => "spsc-reader",
+            DeathClock::Reader(Chan::Pipe) => "pipe-reader",
+        }
+    }
+
+    /// Inverse of [`DeathClock::as_str`].
+    pub fn parse(s: &str) -> Option<DeathClock> {
+        [
+            DeathClock::PipeWriter,
+            DeathClock::Reader(Chan::Spsc),
+            DeathClock::Reader(Chan::Pipe),
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
 }
 
 /// A mapped ledger. Cheap to share by reference; every access is atomic.
@@ -188,6 +292,31 @@ impl Ledger {
     /// A word of the current pipe episode.
     pub fn pipe(&self, w: PipeWord) -> &AtomicU64 {
         self.word(PIPE_BASE + w as usize)
+    }
+
+    /// A word of channel `c`.
+    pub fn chan(&self, c: Chan, w: ChanWord) -> &AtomicU64 {
+        self.word(CHAN_BASE + c as usize * CHAN_WORDS + w as usize)
+    }
+
+    /// The word that records the time of death of `clock`'s process.
+    pub fn died_at(&self, clock: DeathClock) -> &AtomicU64 {
+        match clock {
+            DeathClock::PipeWriter => self.pipe(PipeWord::DiedAt),
+            DeathClock::Reader(c) => self.chan(c, ChanWord::DiedAt),
+        }
+    }
+
+    /// Takes the next producer incarnation number (never 0).
+    pub fn next_incarnation(&self) -> u32 {
+        // ORDERING: AcqRel — one modification order for every incarnation;
+        // a ring's next owner takes its number after its predecessor (which
+        // took one before publishing anything) was seen dead, so numbers
+        // grow along each ring.
+        let n = self
+            .word(Counter::Incarnations as usize)
+            .fetch_add(1, Ordering::AcqRel);
+        u32::try_from(n + 1).expect("fewer than 2^32 incarnations")
     }
 
     fn bit(&self, which: usize, p: usize, seq: u64) -> (&AtomicU64, u64) {

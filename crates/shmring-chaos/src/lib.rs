@@ -1,17 +1,23 @@
 //! The kill -9 chaos harness of shmring (issue 5, DESIGN.md "Contracts").
 //!
-//! Producers, consumers, lock holders, dict writers and pipe writers run in
-//! separate processes (the test binary `tests/chaos.rs` re-executing itself
-//! with a role). The parent kills them with `SIGKILL` at random times, or
-//! has them kill themselves at the N-th hit of a chosen failpoint
-//! ([`shmring::core::failpoint`], compiled in by this crate's dependency on
-//! `shmring/failpoints`; the Dict's own `SHMRING_DICT_FAILPOINT`), restarts
-//! them, and at the end accounts for every message:
+//! Producers, consumers, lock holders, dict writers, pipe ends and SPSC ring
+//! readers run in separate processes (the test binary `tests/chaos/main.rs`
+//! re-executing itself with a role). The parent kills them with `SIGKILL` at
+//! random times, or has them kill themselves at the N-th hit of a chosen
+//! failpoint ([`shmring::core::failpoint`], compiled in by this crate's
+//! dependency on `shmring/failpoints`; the Dict's own
+//! `SHMRING_DICT_FAILPOINT`), restarts them, and at the end accounts for
+//! every message:
 //!
-//! * every payload carries its producer, its sequence number and a checksum
-//!   ([`message`], [`decode`]): a wrong one is *torn*;
+//! * every payload carries its producer, the producer's *incarnation* (one
+//!   number per process, taken after it claimed its ring), its ring, its
+//!   sequence number and a checksum ([`message`], [`decode`]): a wrong one is
+//!   *torn*;
 //! * a consumer marks each delivery in a shared bitmap ([`ledger::Ledger`]):
 //!   a bit already set is a *duplicate*;
+//! * a consumer checks the order it sees ([`order::OrderCheck`]): FIFO per
+//!   producer incarnation (the queue's promise), and on each ring a dead
+//!   owner's records before its successor's;
 //! * a producer writes, before each push, the sequence number it is pushing;
 //!   its successor marks that one *in doubt* (delivered once or never);
 //! * a consumer's failpoint hook writes the sequence number of every record
@@ -20,20 +26,27 @@
 //!   the one message it lost (*in-flight lost*, allowed by the contract);
 //! * at the end the parent drains the queue: any sequence number below a
 //!   producer's last that is neither delivered, nor in doubt, nor named by a
-//!   dead consumer's in-flight word is *lost*.
+//!   dead consumer's in-flight word is *lost*;
+//! * SPSC rings and pipes whose *reader* is killed ([`channel`]) check that
+//!   the writer is told (`Closed`, `BrokenPipe`) within the liveness bound and
+//!   that a reader taking the dead one's place continues exactly where it
+//!   stopped, less at most the one message it was receiving.
 //!
 //! Run: `cargo test -p shmring-chaos --test chaos` (short mode, 2,000 kills
-//! by default); long mode: `SHMRING_CHAOS_KILLS=100000 cargo test --release
-//! -p shmring-chaos --test chaos`. See `tests/chaos.rs` for every knob.
+//! by default); long mode: `SHMRING_CHAOS_KILLS=100000
+//! SHMRING_CHAOS_MAX_SECONDS=1800 cargo test -p shmring-chaos --test chaos`.
+//! See `tests/chaos/main.rs` for every knob.
 #![warn(missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+pub mod channel;
 pub mod ledger;
+pub mod order;
 pub mod roles;
 
-use ledger::{Ledger, PipeWord};
+use ledger::{DeathClock, Ledger};
 
 /// Environment: the ledger file.
 pub const LEDGER_VAR: &str = "SHMRING_CHAOS_LEDGER";
@@ -41,31 +54,60 @@ pub const LEDGER_VAR: &str = "SHMRING_CHAOS_LEDGER";
 pub const FAILPOINT_VAR: &str = "SHMRING_CHAOS_FAILPOINT";
 /// Environment: the consumer identity whose in-flight word the hook writes.
 pub const CONSUMER_VAR: &str = "SHMRING_CHAOS_CONSUMER";
-/// Environment: set in pipe writers, whose hook records the time of death.
-pub const PIPE_WRITER_VAR: &str = "SHMRING_CHAOS_PIPE_WRITER";
+/// Environment: a [`DeathClock`] name; the hook stamps that clock word with
+/// the time just before it kills the process.
+pub const DIED_AT_VAR: &str = "SHMRING_CHAOS_DIED_AT";
 
-/// A payload: producer (u32), sequence number (u32), checksum (u64), then
-/// `seq % 16` filler bytes derived from the checksum.
-pub fn message(producer: u32, seq: u32, out: &mut Vec<u8>) {
-    let sum = checksum(producer, seq);
+/// What a payload says about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tag {
+    /// Producer identity (queue: `0..PRODUCERS`; channels: [`channel::SENDER`]).
+    pub producer: u32,
+    /// The producer process's incarnation (0 for channel writers).
+    pub incarnation: u32,
+    /// The queue ring it was pushed into (0 for channels).
+    pub ring: u32,
+    /// The producer identity's sequence number.
+    pub seq: u32,
+}
+
+/// Bytes before the filler: four u32 fields and the u64 checksum.
+const HEAD: usize = 24;
+
+/// A payload: producer, incarnation, ring, sequence number (u32 each), a
+/// checksum of the four (u64), then `seq % 16` filler bytes derived from the
+/// checksum. At most 39 bytes.
+pub fn message(tag: Tag, out: &mut Vec<u8>) {
+    let sum = checksum(tag);
     out.clear();
-    out.extend_from_slice(&producer.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
+    for field in [tag.producer, tag.incarnation, tag.ring, tag.seq] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
     out.extend_from_slice(&sum.to_le_bytes());
-    out.extend((0..seq % 16).map(|i| (sum >> (i % 8 * 8)) as u8 ^ i as u8));
+    out.extend((0..tag.seq % 16).map(|i| (sum >> (i % 8 * 8)) as u8 ^ i as u8));
 }
 
-fn checksum(producer: u32, seq: u32) -> u64 {
-    ((u64::from(producer) << 32) | u64::from(seq)).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED
+fn checksum(tag: Tag) -> u64 {
+    let a = (u64::from(tag.producer) << 32) | u64::from(tag.seq);
+    let b = (u64::from(tag.incarnation) << 32) | u64::from(tag.ring);
+    (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b).wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x5EED
 }
 
-/// `(producer, seq)` of an intact payload; `None` for a torn one.
-pub fn decode(buf: &[u8]) -> Option<(u32, u32)> {
-    let producer = u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?);
-    let seq = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
+/// The [`Tag`] of an intact payload; `None` for a torn one.
+pub fn decode(buf: &[u8]) -> Option<Tag> {
+    if buf.len() < HEAD {
+        return None;
+    }
+    let field = |i: usize| u32::from_le_bytes(buf[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    let tag = Tag {
+        producer: field(0),
+        incarnation: field(1),
+        ring: field(2),
+        seq: field(3),
+    };
     let mut expect = Vec::with_capacity(buf.len());
-    message(producer, seq, &mut expect);
-    (expect == buf).then_some((producer, seq))
+    message(tag, &mut expect);
+    (expect == buf).then_some(tag)
 }
 
 /// The in-flight tag of `(producer, seq)`: never 0.
@@ -82,7 +124,7 @@ pub fn split_tag(tag: u64) -> Option<(u32, u32)> {
 struct HookConfig {
     target: Option<(String, u64)>,
     consumer: Option<usize>,
-    pipe_writer: bool,
+    died_at: Option<DeathClock>,
     ledger: Ledger,
 }
 
@@ -106,7 +148,9 @@ pub fn install_hook() -> Ledger {
         consumer: std::env::var(CONSUMER_VAR)
             .ok()
             .and_then(|v| v.parse().ok()),
-        pipe_writer: std::env::var_os(PIPE_WRITER_VAR).is_some(),
+        died_at: std::env::var(DIED_AT_VAR)
+            .ok()
+            .and_then(|v| DeathClock::parse(&v)),
         ledger: Ledger::open(path.as_ref()).expect("open ledger"),
     };
     let _ = HOOK.set(config);
@@ -118,13 +162,13 @@ pub fn install_hook() -> Ledger {
 pub fn hook(name: &'static str, context: &[u8]) {
     let Some(config) = HOOK.get() else { return };
     if let (Some(c), false) = (config.consumer, context.is_empty()) {
-        if let Some((p, seq)) = decode(context) {
+        if let Some(tag) = decode(context) {
             // ORDERING: Release — the tag must be in the ledger before the
             // CAS that takes the record (the next protocol step).
             config
                 .ledger
                 .in_flight(c)
-                .store(in_flight_tag(p, seq), Ordering::Release);
+                .store(in_flight_tag(tag.producer, tag.seq), Ordering::Release);
         }
     }
     let Some((target, n)) = &config.target else {
@@ -132,11 +176,12 @@ pub fn hook(name: &'static str, context: &[u8]) {
     };
     // ORDERING: Relaxed — a counter this process alone uses.
     if target == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n {
-        if config.pipe_writer {
-            // ORDERING: Release — read by the pipe reader after its EOF.
+        if let Some(clock) = config.died_at {
+            // ORDERING: Release — read by the survivors after they noticed
+            // the death, to time how long that took.
             config
                 .ledger
-                .pipe(PipeWord::DiedAt)
+                .died_at(clock)
                 .store(ledger::now_ns(), Ordering::Release);
         }
         die();
@@ -150,4 +195,35 @@ pub fn die() -> ! {
         libc::kill(libc::getpid(), libc::SIGKILL);
     }
     unreachable!("SIGKILL returned");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_tears_are_seen() {
+        let tag = Tag {
+            producer: 2,
+            incarnation: 77,
+            ring: 5,
+            seq: 12_345,
+        };
+        let mut buf = Vec::new();
+        message(tag, &mut buf);
+        assert_eq!(decode(&buf), Some(tag));
+        for i in 0..buf.len() {
+            let mut torn = buf.clone();
+            torn[i] ^= 0x10;
+            assert_eq!(decode(&torn), None, "flip at byte {i} unnoticed");
+        }
+        assert_eq!(decode(&buf[..buf.len() - 1]), None);
+        assert_eq!(decode(&[]), None);
+    }
+
+    #[test]
+    fn in_flight_tags_round_trip() {
+        assert_eq!(split_tag(in_flight_tag(3, 99)), Some((3, 99)));
+        assert_eq!(split_tag(0), None);
+    }
 }

@@ -13,20 +13,23 @@ use shmring::pipe::{Connection, End, PipeError};
 use shmring::OpenOptions;
 
 use crate::ledger::{now_ns, Counter, Ledger, PipeWord, MAX_SEQ};
-use crate::{decode, hook, message};
+use crate::order::OrderCheck;
+use crate::{decode, hook, message, Tag};
 
 /// Messages a producer or pipe writer sends between two 1 ms pauses: keeps
 /// the sequence numbers of a long run inside the ledger's bitmaps.
 const BURST: u64 = 32;
 
-fn throttle(sent: u64) {
+/// Sleeps 1 ms after every [`BURST`] messages.
+pub fn throttle(sent: u64) {
     if sent.is_multiple_of(BURST) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
 
 /// Queue producer `p`: resumes after its predecessor (whose last push is in
-/// doubt if it died inside it) and pushes its sequence numbers in order.
+/// doubt if it died inside it) and pushes its sequence numbers in order,
+/// each tagged with this process's incarnation and ring.
 pub fn producer(ledger: &Ledger, queue_name: &str, p: usize) {
     let queue = Queue::open(queue_name, &OpenOptions::default()).expect("open queue");
     let (next, pushing) = ledger.producer(p);
@@ -40,13 +43,22 @@ pub fn producer(ledger: &Ledger, queue_name: &str, p: usize) {
         next.store(seq, Ordering::Release);
     }
     let mut tx = queue.producer().expect("claim a producer ring");
+    // Taken after the claim: see `crate::order` for why that matters.
+    let incarnation = ledger.next_incarnation();
+    let ring = u32::try_from(tx.ring_index()).expect("few rings");
     let mut buf = Vec::new();
     while !ledger.stopping() {
         if seq >= MAX_SEQ {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
-        message(p as u32, seq as u32, &mut buf);
+        let tag = Tag {
+            producer: p as u32,
+            incarnation,
+            ring,
+            seq: seq as u32,
+        };
+        message(tag, &mut buf);
         // ORDERING: Release — read by the successor's Acquire above.
         pushing.store(seq + 1, Ordering::Release);
         match tx.push(&buf, Some(Duration::from_millis(200))) {
@@ -62,17 +74,28 @@ pub fn producer(ledger: &Ledger, queue_name: &str, p: usize) {
     }
 }
 
-/// Records one delivered message.
-fn deliver(ledger: &Ledger, buf: &[u8]) {
-    match decode(buf) {
-        None => ledger.add(Counter::Torn, 1),
-        Some((p, seq)) => {
-            if (p as usize) >= crate::ledger::PRODUCERS || u64::from(seq) >= MAX_SEQ {
-                ledger.add(Counter::Torn, 1);
-            } else if !ledger.deliver(p as usize, u64::from(seq)) {
-                ledger.add(Counter::Duplicated, 1);
-            }
-        }
+/// Records one delivered message, checking the order this consumer sees.
+fn deliver(ledger: &Ledger, buf: &[u8], order: &mut OrderCheck) {
+    let Some(tag) = decode(buf) else {
+        ledger.add(Counter::Torn, 1);
+        return;
+    };
+    let (p, seq) = (tag.producer as usize, u64::from(tag.seq));
+    if p >= crate::ledger::PRODUCERS || seq >= MAX_SEQ {
+        ledger.add(Counter::Torn, 1);
+        return;
+    }
+    if !ledger.deliver(p, seq) {
+        ledger.add(Counter::Duplicated, 1);
+    }
+    let verdict = order.see(tag);
+    if verdict.fifo_broken {
+        eprintln!("chaos: out of order: {tag:?} after a later one of its incarnation");
+        ledger.add(Counter::OutOfOrder, 1);
+    }
+    if verdict.ring_order_broken {
+        eprintln!("chaos: ring order: {tag:?} after a later owner's record on its ring");
+        ledger.add(Counter::RingOrder, 1);
     }
 }
 
@@ -82,11 +105,12 @@ pub fn consumer(ledger: &Ledger, queue_name: &str, c: usize) {
     let queue = Queue::open(queue_name, &OpenOptions::default()).expect("open queue");
     let mut rx = queue.consumer();
     let mut buf = Vec::new();
+    let mut order = OrderCheck::new();
     while !ledger.stopping() {
         match rx.pop(&mut buf, Some(Duration::from_millis(50))) {
             Ok(_) => {
                 hook("chaos.consumer-got", &[]);
-                deliver(ledger, &buf);
+                deliver(ledger, &buf, &mut order);
                 // ORDERING: Release — cleared only after the delivery bit.
                 ledger.in_flight(c).store(0, Ordering::Release);
             }
@@ -100,11 +124,12 @@ pub fn consumer(ledger: &Ledger, queue_name: &str, c: usize) {
 pub fn drain(ledger: &Ledger, queue: &Queue) -> u64 {
     let mut rx = queue.consumer();
     let mut buf = Vec::new();
+    let mut order = OrderCheck::new();
     let mut n = 0;
     loop {
         match rx.try_pop(&mut buf) {
             Ok(_) => {
-                deliver(ledger, &buf);
+                deliver(ledger, &buf, &mut order);
                 n += 1;
             }
             Err(PopError::Empty | PopError::Closed) => return n,
@@ -137,8 +162,10 @@ pub fn lock_worker(ledger: &Ledger, lock_name: &str) {
             Acquired::OwnerDied => ledger.add(Counter::OwnerDied, 1),
             Acquired::Yes => {}
         }
+        // ORDERING: Relaxed — as above: the lock orders them.
         a.store(va.max(vb) + 1, Ordering::Relaxed);
         hook("chaos.lock-half", &[]);
+        // ORDERING: Relaxed — as above.
         b.store(va.max(vb) + 1, Ordering::Relaxed);
         hook("chaos.lock-done", &[]);
         lock.release().expect("release a lock we hold");
@@ -189,7 +216,13 @@ pub fn pipe_writer(ledger: &Ledger, pipe_name: &str) {
     let mut buf = Vec::new();
     let mut seq = 0u64;
     while !ledger.stopping() && seq < MAX_SEQ {
-        message(0, seq as u32, &mut buf);
+        let tag = Tag {
+            producer: 0,
+            incarnation: 0,
+            ring: 0,
+            seq: seq as u32,
+        };
+        message(tag, &mut buf);
         // ORDERING: Release — read by the parent after the episode.
         ledger
             .pipe(PipeWord::Sending)
@@ -218,7 +251,7 @@ pub fn pipe_reader(ledger: &Ledger, pipe_name: &str) {
         match conn.recv_bytes(None) {
             Ok(buf) => {
                 match decode(&buf) {
-                    Some((0, seq)) if u64::from(seq) == expect => expect += 1,
+                    Some(t) if t.producer == 0 && u64::from(t.seq) == expect => expect += 1,
                     _ => violations += 1,
                 }
                 // ORDERING: Release — read by the parent after `Done`.
@@ -239,6 +272,7 @@ pub fn pipe_reader(ledger: &Ledger, pipe_name: &str) {
     if died_at != 0 {
         ledger.max(Counter::MaxEofNs, eof_at.saturating_sub(died_at));
     }
+    // ORDERING: Release — read by the parent after `Done`.
     ledger
         .pipe(PipeWord::Violations)
         .store(violations, Ordering::Release);

@@ -1,0 +1,325 @@
+//! The chaos run: kill -9 at random times and at failpoints, restart, and
+//! account for every message (see the crate docs for the bookkeeping).
+//!
+//! A test without the libtest harness: `main` is the parent, or, with
+//! `SHMRING_TEST_ROLE` set, one of the child roles of `shmring_chaos::roles`
+//! and `shmring_chaos::channel`.
+//!
+//! Knobs (environment):
+//! * `SHMRING_CHAOS_KILLS` — kills to perform (default 2,000: the CI short
+//!   mode). Long mode: `SHMRING_CHAOS_KILLS=100000
+//!   SHMRING_CHAOS_MAX_SECONDS=1800 cargo test -p shmring-chaos --test chaos`.
+//! * `SHMRING_CHAOS_MAX_SECONDS` — give up (and fail) after this long
+//!   (default 170).
+//! * `SHMRING_CHAOS_SEED` — the random seed (printed at the start).
+//! * `SHMRING_CHAOS_SLACK_MS` — allowed blocking beyond the 100 ms liveness
+//!   slice (default 400: this runs 15 processes on as few as 2 cores).
+//!
+//! Required to be 0: lost, duplicated, torn, out of order (per producer
+//! incarnation), ring order, lock, dict and pipe violations, channel reader
+//! violations and spurious `Closed`/`BrokenPipe`; every survivor's longest
+//! block after a death within the liveness slice plus the slack.
+
+mod account;
+mod pipe;
+mod run;
+mod spsc;
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use shmring::core::RingConfig;
+use shmring::dict::{Dict, DictConfig};
+use shmring::lock::Lock;
+use shmring::mpmc::{Queue, QueueConfig};
+use shmring::CreateOptions;
+use shmring_chaos::ledger::{now_ns, Chan, Counter, Ledger, CONSUMERS, PRODUCERS, WORKERS};
+use shmring_chaos::{channel, roles, split_tag};
+use shmring_testkit::{role, unique_name};
+
+use run::{Gone, Kind, Rng, Run};
+
+const LIVENESS_SLICE_MS: u64 = 100;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+fn main() {
+    if let Some(role) = role() {
+        child(&role);
+        return;
+    }
+    parent();
+}
+
+fn child(role: &str) {
+    let ledger = shmring_chaos::install_hook();
+    let id = || var("SHMRING_CHAOS_ID").parse::<usize>().expect("id");
+    let chan = || match id() {
+        0 => (Chan::Spsc, var("SPSC")),
+        _ => (Chan::Pipe, var("CHAN_PIPE")),
+    };
+    match role {
+        "producer" => roles::producer(&ledger, &var("QUEUE"), id()),
+        "consumer" => roles::consumer(&ledger, &var("QUEUE"), id()),
+        "lock" => roles::lock_worker(&ledger, &var("LOCK")),
+        "dict" => roles::dict_worker(&ledger, &var("DICT"), id()),
+        "pipe-writer" => roles::pipe_writer(&ledger, &var("PIPE")),
+        "pipe-reader" => roles::pipe_reader(&ledger, &var("PIPE")),
+        "chan-writer" => {
+            let (c, name) = chan();
+            channel::writer(&ledger, c, &name);
+        }
+        "chan-reader" => {
+            let (c, name) = chan();
+            channel::reader(&ledger, c, &name);
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn parent() {
+    let kills_wanted = env_u64("SHMRING_CHAOS_KILLS", 2_000);
+    let max_seconds = env_u64("SHMRING_CHAOS_MAX_SECONDS", 170);
+    let slack_ms = env_u64("SHMRING_CHAOS_SLACK_MS", 400);
+    let seed = env_u64("SHMRING_CHAOS_SEED", now_ns() | 1);
+    let bound = Duration::from_millis(LIVENESS_SLICE_MS + slack_ms);
+    println!("chaos: {kills_wanted} kills, seed {seed}, up to {max_seconds} s");
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let ledger_path = dir.join(format!("shmring-chaos-ledger-{}", std::process::id()));
+    let ledger = Ledger::create(&ledger_path).expect("create ledger");
+    let opts = CreateOptions::default();
+    let queue_name = unique_name("chaos-queue");
+    let queue_config = QueueConfig {
+        rings: 8,
+        ring: RingConfig {
+            capacity: 1 << 12,
+            max_record: 64,
+        },
+        max_len: 0,
+    };
+    let queue = Queue::create(&queue_name, queue_config, &opts).expect("create queue");
+    let lock_name = unique_name("chaos-lock");
+    let _lock = Lock::create(&lock_name, (), &opts).expect("create lock");
+    let dict_name = unique_name("chaos-dict");
+    let _dict: Dict<u64, u64> =
+        Dict::create(&dict_name, DictConfig::default(), &opts).expect("create dict");
+    let mut run = Run {
+        exe: std::env::current_exe().expect("current_exe"),
+        ledger_path: ledger_path.clone(),
+        ledger,
+        names: HashMap::from([
+            ("QUEUE", queue_name),
+            ("LOCK", lock_name),
+            ("DICT", dict_name),
+        ]),
+        rng: Rng(seed),
+        kills: HashMap::new(),
+        total_kills: 0,
+        failures: Vec::new(),
+        dead_in_flight: Default::default(),
+        consumer_deaths: 0,
+        pipe_episodes: 0,
+        pipe_violations: 0,
+        reader_deaths: HashMap::new(),
+    };
+    let kinds: Vec<Kind> = (0..PRODUCERS)
+        .map(Kind::Producer)
+        .chain((0..CONSUMERS).map(Kind::Consumer))
+        .chain((0..WORKERS).map(|_| Kind::Lock))
+        .chain((0..WORKERS).map(Kind::Dict))
+        .collect();
+    let started = Instant::now();
+    let mut running: Vec<run::Running> = kinds
+        .iter()
+        .map(|&k| {
+            let fate = run.fate(k);
+            run.spawn(k, fate)
+        })
+        .collect();
+    let mut spsc = spsc::Spsc::start(&mut run);
+    let mut pipe = pipe::Episode::start(&mut run);
+    while run.total_kills < kills_wanted && started.elapsed().as_secs() < max_seconds {
+        for r in running.iter_mut() {
+            match run.poll(r) {
+                None => continue,
+                Some(Gone::Killed(_)) => {}
+                Some(Gone::Exited(status)) => run.failures.push(format!(
+                    "{:?} exited with {status} (fate {:?})",
+                    r.kind, r.fate
+                )),
+            }
+            let fate = run.fate(r.kind);
+            *r = run.spawn(r.kind, fate);
+        }
+        spsc.step(&mut run, bound);
+        if pipe.step(&mut run) {
+            pipe = pipe::Episode::start(&mut run);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = started.elapsed();
+    // Stop: children finish their step and exit; writers stop sending and
+    // close, so readers see EOF.
+    run.ledger.add(Counter::Stop, 1);
+    stop(&mut run, running);
+    let spsc_drained = spsc.finish(&mut run);
+    pipe.finish(&mut run);
+    let drained = roles::drain(&run.ledger, &queue);
+    let report = account::account(&run, drained);
+    account::print_others(&run);
+    let mut by_cause: Vec<_> = run.kills.iter().collect();
+    by_cause.sort();
+    println!(
+        "chaos: {} kills in {:.1} s ({:.0} kills/s); by cause: {by_cause:?}",
+        run.total_kills,
+        elapsed.as_secs_f64(),
+        run.total_kills as f64 / elapsed.as_secs_f64(),
+    );
+    println!("chaos: {report}");
+    let l = &run.ledger;
+    println!(
+        "chaos: duplicated {}, torn {}, out of order {} (ring order {}), lock violations {}, \
+         dict violations {}, pipe violations {}; spsc ring drained at the end: {spsc_drained}",
+        l.get(Counter::Duplicated),
+        l.get(Counter::Torn),
+        l.get(Counter::OutOfOrder),
+        l.get(Counter::RingOrder),
+        l.get(Counter::LockViolations),
+        l.get(Counter::DictViolations),
+        run.pipe_violations
+    );
+    let blocked = [
+        Counter::MaxLockWaitNs,
+        Counter::MaxDictWaitNs,
+        Counter::MaxEofNs,
+        Counter::MaxClosedNs,
+        Counter::MaxBrokenPipeNs,
+    ];
+    let (worst, longest) = blocked
+        .iter()
+        .map(|&c| (c, l.get(c)))
+        .max_by_key(|&(_, v)| v)
+        .expect("counters");
+    println!(
+        "chaos: longest blocked survivor {} ms ({worst:?}); bound {} ms",
+        longest / 1_000_000,
+        bound.as_millis()
+    );
+    let _ = std::fs::remove_file(&ledger_path);
+    let mut problems = run.failures.clone();
+    for (what, n) in [
+        ("lost", report.lost),
+        ("duplicated", l.get(Counter::Duplicated)),
+        ("torn", l.get(Counter::Torn)),
+        ("out of order", l.get(Counter::OutOfOrder)),
+        ("ring order", l.get(Counter::RingOrder)),
+        ("lock violations", l.get(Counter::LockViolations)),
+        ("dict violations", l.get(Counter::DictViolations)),
+        ("pipe violations", run.pipe_violations),
+        (
+            "channel reader violations",
+            l.get(Counter::ReaderViolations),
+        ),
+        ("spurious Closed/BrokenPipe", l.get(Counter::Spurious)),
+    ] {
+        if n != 0 {
+            problems.push(format!("{n} {what}"));
+        }
+    }
+    for (c, v) in blocked.iter().map(|&c| (c, l.get(c))) {
+        if v > bound.as_nanos() as u64 {
+            problems.push(format!("{c:?} = {} ms", v / 1_000_000));
+        }
+    }
+    // Every lock holder killed inside its critical section is reported to
+    // exactly one next taker (the last one may have had no successor).
+    let held_deaths: u64 = ["chaos.lock-half", "chaos.lock-done", "lock.releasing"]
+        .iter()
+        .map(|p| run.kills.get(&format!("lock at {p}")).copied().unwrap_or(0))
+        .sum();
+    if l.get(Counter::OwnerDied) + 1 < held_deaths {
+        problems.push(format!(
+            "{held_deaths} lock holders died holding it, {} takeovers reported",
+            l.get(Counter::OwnerDied)
+        ));
+    }
+    if report.in_flight_lost > run.consumer_deaths {
+        problems.push("more in-flight losses than consumer deaths".into());
+    }
+    let reader_deaths: u64 = run.reader_deaths.values().sum();
+    if l.get(Counter::ReaderLost) > reader_deaths {
+        problems.push("more messages lost with readers than reader deaths".into());
+    }
+    // The scenarios must have happened at all.
+    if kills_wanted >= 1_000 {
+        for (what, n) in [
+            (
+                "spsc reader deaths",
+                run.reader_deaths.get(&Chan::Spsc).copied(),
+            ),
+            (
+                "pipe reader deaths",
+                run.reader_deaths.get(&Chan::Pipe).copied(),
+            ),
+            ("`Closed` to a writer", Some(l.get(Counter::ClosedSeen))),
+            (
+                "`BrokenPipe` to a writer",
+                Some(l.get(Counter::BrokenPipeSeen)),
+            ),
+        ] {
+            if n.unwrap_or(0) == 0 {
+                problems.push(format!("no {what} in {} kills", run.total_kills));
+            }
+        }
+    }
+    if run.total_kills < kills_wanted {
+        problems.push(format!("only {} kills in {max_seconds} s", run.total_kills));
+    }
+    assert!(problems.is_empty(), "chaos found: {problems:#?}");
+    println!("chaos: ok");
+}
+
+/// Waits for the queue, lock and dict children to exit after the stop flag.
+fn stop(run: &mut Run, running: Vec<run::Running>) {
+    for mut r in running {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match r.child.try_wait().expect("try_wait") {
+                Some(status) if status.success() || status.signal() == Some(libc::SIGKILL) => break,
+                Some(status) => {
+                    run.failures
+                        .push(format!("{:?} ended with {status}", r.kind));
+                    break;
+                }
+                None if Instant::now() > deadline => {
+                    run.failures.push(format!("{:?} did not stop", r.kind));
+                    let _ = r.child.kill();
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        if let Kind::Consumer(c) = r.kind {
+            // A consumer killed just now, or stopped: its word is final.
+            // ORDERING: SeqCst — the child is gone.
+            if let Some(t) = split_tag(run.ledger.in_flight(c).swap(0, Ordering::SeqCst)) {
+                run.dead_in_flight.insert(t);
+            }
+        }
+    }
+}
