@@ -10,7 +10,6 @@
 //! ignores deadlines, so a lost wake-up is a deadlock loom reports.
 #![cfg(loom)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use loom::cell::UnsafeCell;
@@ -19,24 +18,9 @@ use shmring_core::heap::ThreadWaiter;
 use shmring_core::lock::{Acquired, LockShared, FLAVOR_LOCK};
 use shmring_core::wait::WaitPolicy;
 
-fn model(name: &str, min_iterations: usize, f: impl Fn() + Sync + Send + 'static) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    let n = count.load(Ordering::Relaxed);
-    println!("{name}: {n} interleavings");
-    assert!(
-        n >= min_iterations,
-        "{name} explored only {n} interleavings"
-    );
-}
+#[path = "support/loom_model.rs"]
+mod loom_model;
+use loom_model::model;
 
 /// No spin, one endless slice: a sleeper wakes only when woken.
 const POLICY: WaitPolicy = WaitPolicy {

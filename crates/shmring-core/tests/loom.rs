@@ -10,33 +10,15 @@
 //! iterations and asserts a floor, so a model that silently shrinks fails.
 #![cfg(loom)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use loom::thread;
 use shmring_core::heap::{self, ThreadWaiter};
 use shmring_core::mpmc::QueueConfig;
 use shmring_core::wait::WaitPolicy;
 use shmring_core::{PopError, PushError, RingConfig};
 
-fn model(name: &str, min_iterations: usize, f: impl Fn() + Sync + Send + 'static) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    let n = count.load(Ordering::Relaxed);
-    println!("{name}: {n} interleavings");
-    assert!(
-        n >= min_iterations,
-        "{name} explored only {n} interleavings"
-    );
-}
+#[path = "support/loom_model.rs"]
+mod loom_model;
+use loom_model::model;
 
 /// Blocking-free policy for models: no spin, one endless slice.
 const POLICY: WaitPolicy = WaitPolicy {

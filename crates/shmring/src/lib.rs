@@ -17,7 +17,7 @@
 //! | `qsize()` / `empty()` / `full()` / `close()` | `len()` / `is_empty()` / `is_full()` / `close()` (+ `shutdown()` for all) |
 //! | `JoinableQueue` | [`queue::JoinableQueue<T>`]: `task_done`, `join`, `join_timeout` |
 //! | `SimpleQueue` | [`queue::SimpleQueue<T>`] |
-//! | `Pipe(duplex)` → `(conn1, conn2)` | [`pipe::Pipe::new`] → two [`pipe::Connection`]s |
+//! | `Pipe(duplex)` → `(conn1, conn2)` | [`pipe::Pipe::new`] → two [`pipe::Connection`]s (plus `try_send`/`try_recv`, `send_timeout`/`recv_timeout`) |
 //! | `Manager().dict()` | [`dict::Dict<K, V>`] (no server process; `update_with` for atomic read-modify-write) |
 //! | `Lock()` / `RLock()` | [`lock::Lock`] / [`lock::RLock`] (a dead holder is reported to the next acquirer) |
 //! | `Process(target=f, args=(q,))` | [`process::Process::new`]`("f").share(&q, "Q")?.start()?` |

@@ -33,6 +33,9 @@
 //! | `recv_bytes(maxlength)` | [`recv_bytes(Some(maxlength))`](Connection::recv_bytes) |
 //! | `recv_bytes_into(buf, offset)` | [`recv_bytes_into(buf, offset)`](Connection::recv_bytes_into) |
 //! | `poll()` / `poll(t)` / `poll(None)` | [`poll(Some(Duration::ZERO))`](Connection::poll) / `poll(Some(t))` / `poll(None)` |
+//! | `if conn.poll(): conn.recv()` | [`try_recv`](Connection::try_recv) / [`try_recv_bytes(maxlength)`](Connection::try_recv_bytes): [`PipeError::Empty`] until a whole message is there (no Python counterpart) |
+//! | `if conn.poll(t): conn.recv()` | [`recv_timeout(t)`](Connection::recv_timeout): [`PipeError::Timeout`] (no Python counterpart) |
+//! | (no non-blocking send) | [`try_send`](Connection::try_send) / [`try_send_bytes`](Connection::try_send_bytes): [`PipeError::Full`], nothing written; [`send_timeout(obj, t)`](Connection::send_timeout) |
 //! | `close()`, `closed`, `readable`, `writable` | [`close`](Connection::close), [`closed`](Connection::closed), [`readable`](Connection::readable), [`writable`](Connection::writable); `Drop` closes |
 //! | `EOFError`, `BrokenPipeError`, `OSError(..)`, `BufferTooShort` | [`PipeError`] variants with Python's messages |
 //!
@@ -79,6 +82,46 @@
 //! other end then waits forever, so use `poll` with a timeout (or
 //! [`Process::is_alive`](crate::process::Process::is_alive)) if the child may
 //! fail that early.
+//!
+//! # Non-blocking and timed calls
+//!
+//! Python's connection only blocks (`poll` bounds the wait for the first
+//! byte). The `try_*` and `*_timeout` calls are ours, built so that giving
+//! up never corrupts the stream:
+//!
+//! * **Sends are all or nothing.** [`try_send`](Connection::try_send) and
+//!   [`send_timeout`](Connection::send_timeout) write a message only when
+//!   every one of its fragments fits in the ring's free space, all at once;
+//!   otherwise they write nothing and report [`PipeError::Full`] or
+//!   [`PipeError::Timeout`]. A message whose records, plus the padding a
+//!   wrap may cost, exceed the whole ring (longer than
+//!   [`max_whole_message`](Connection::max_whole_message): about three
+//!   quarters of `ring_bytes` with the default fragment) can never be sent
+//!   that way: [`PipeError::TooLarge`], at once; only the blocking
+//!   [`send`](Connection::send), which streams, takes it.
+//! * **Receives keep what they took.** A long message is taken off the ring
+//!   fragment by fragment (the writer needs the room); when
+//!   [`try_recv`](Connection::try_recv) or
+//!   [`recv_timeout`](Connection::recv_timeout) gives up in the middle of
+//!   one, the fragments stay in the connection and the next receive of any
+//!   kind continues the message. [`PipeError::Empty`] means "no whole
+//!   message yet", never end of file.
+//! * **No system call** unless a sleeper must be woken, except one liveness
+//!   probe of the other end per liveness slice (100 ms) while a try finds
+//!   the ring empty or full: that is how a try notices that the other
+//!   process died ([`PipeError::Eof`], [`PipeError::BrokenPipe`]).
+//!
+//! ```
+//! use shmring::pipe::{Pipe, PipeError};
+//!
+//! let (mut a, mut b) = Pipe::new(true)?;
+//! assert_eq!(b.try_recv::<u32>(), Err(PipeError::Empty));
+//! a.try_send(&7u32)?;
+//! assert_eq!(b.try_recv::<u32>()?, 7);
+//! drop(a);
+//! assert_eq!(b.try_recv::<u32>(), Err(PipeError::Eof));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Framing
 //!
@@ -266,6 +309,11 @@ impl SegmentObject for Pipe {
         let corrupted = |what, value| AttachError::Corrupted(Corrupted { what, value });
         if duplex > 1 {
             return Err(corrupted("pipe duplex flag", duplex));
+        }
+        // Fragments of at least 8 bytes: a half-read message is never empty,
+        // and a zero fragment would make every record a continuation.
+        if max_record < 8 {
+            return Err(corrupted("pipe fragment_bytes", max_record));
         }
         let ring = RingConfig {
             capacity,

@@ -8,6 +8,9 @@ use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
 use shmring::{AttachError, CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
+#[path = "pipe/try_calls.rs"]
+mod try_calls;
+
 const _: () = {
     const fn send<T: Send>() {}
     send::<Connection>();
@@ -438,7 +441,10 @@ fn child_entry() {
             conn.send(&(n + 1)).unwrap();
             std::thread::sleep(Duration::from_secs(600));
         }
-        other => panic!("unknown role {other}"),
+        other => assert!(
+            try_calls::child_role(other, &mut conn),
+            "unknown role {other}"
+        ),
     }
 }
 

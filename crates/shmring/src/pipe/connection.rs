@@ -1,4 +1,8 @@
-//! [`Connection`]: one end of a pipe.
+//! [`Connection`]: one end of a pipe. Claiming, sharing and closing it are
+//! here; its sends are in `send`, its receives in `recv`.
+
+mod recv;
+mod send;
 
 use std::cell::Cell;
 use std::process::Command;
@@ -11,7 +15,6 @@ use shmring_core::wait::WaitPolicy;
 use super::ends::{peer_gone, Incoming, Outgoing};
 use super::{end_var, End, Pipe, PipeError, Shared};
 use crate::attach::{claim_role, deadline, release_role, AttachError};
-use crate::codec::Message;
 use crate::error::SegmentError;
 use crate::object;
 use crate::segment::OpenOptions;
@@ -42,7 +45,8 @@ pub struct Connection {
     /// Handed to a child: roles given up, nothing signalled on drop.
     transferred: Cell<bool>,
     policy: WaitPolicy,
-    /// Encoding buffer of `send`, decoding buffer of `recv`.
+    /// Encoding buffer of the sends (receives collect into
+    /// [`Incoming::partial`]).
     scratch: Vec<u8>,
 }
 
@@ -102,11 +106,7 @@ impl Connection {
                 let word = ring.owner_words().1;
                 claim_role(word, segment, role)?;
                 match ring.consumer(FutexWaiter) {
-                    Ok(consumer) => Some(Incoming {
-                        consumer,
-                        fragment: ring.config().max_record as usize,
-                        ring,
-                    }),
+                    Ok(consumer) => Some(Incoming::new(ring, consumer)),
                     Err(c) => {
                         release_role(word, segment);
                         return Err(c.into());
@@ -129,11 +129,7 @@ impl Connection {
                     return Err(e);
                 }
                 match ring.producer(FutexWaiter) {
-                    Ok(producer) => Some(Outgoing {
-                        producer,
-                        fragment: ring.config().max_record as usize,
-                        ring,
-                    }),
+                    Ok(producer) => Some(Outgoing::new(ring, producer)),
                     Err(c) => {
                         release_role(word, segment);
                         release_incoming(incoming);
@@ -253,200 +249,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Python's `send(obj)`: sends `value` encoded as one message.
-    ///
-    /// # Blocking
-    ///
-    /// As [`send_bytes`](Connection::send_bytes).
-    ///
-    /// # Errors
-    ///
-    /// As [`send_bytes`](Connection::send_bytes), or [`PipeError::Codec`].
-    pub fn send<T: Message>(&mut self, value: &T) -> Result<(), PipeError> {
-        self.check_writable()?;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let sent = value
-            .encode(&mut scratch)
-            .map_err(PipeError::from)
-            .and_then(|()| self.send_message(&scratch));
-        self.keep_scratch(scratch);
-        sent
-    }
-
-    /// Python's `send_bytes(buf, offset, size)`: sends `buf[offset..][..size]`
-    /// (`size` `None`: the rest of `buf`) as one message, of any length.
-    ///
-    /// # Blocking
-    ///
-    /// Only while the ring is full: spins briefly, then sleeps until the
-    /// reader makes room; a message longer than the ring goes out fragment
-    /// by fragment as the reader consumes. No timeout, like Python's.
-    ///
-    /// # Errors
-    ///
-    /// [`PipeError::OffsetBeyondBuffer`], [`PipeError::SizeBeyondBuffer`],
-    /// [`PipeError::HandleClosed`], [`PipeError::ReadOnly`];
-    /// [`PipeError::BrokenPipe`] when the other end closed, or died (noticed
-    /// while waiting for room). A message interrupted by a broken pipe is
-    /// never delivered.
-    pub fn send_bytes(
-        &mut self,
-        buf: &[u8],
-        offset: usize,
-        size: Option<usize>,
-    ) -> Result<(), PipeError> {
-        self.check_writable()?;
-        if offset > buf.len() {
-            return Err(PipeError::OffsetBeyondBuffer);
-        }
-        let size = size.unwrap_or(buf.len() - offset);
-        let end = offset
-            .checked_add(size)
-            .filter(|&end| end <= buf.len())
-            .ok_or(PipeError::SizeBeyondBuffer)?;
-        self.send_message(&buf[offset..end])
-    }
-
-    fn send_message(&mut self, msg: &[u8]) -> Result<(), PipeError> {
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
-        let out = self.outgoing.as_mut().ok_or(PipeError::ReadOnly)?;
-        if msg.len() < out.fragment {
-            return out.push(msg, segment, policy);
-        }
-        // Full-size fragments continue a message; a shorter one ends it.
-        for fragment in msg.chunks(out.fragment) {
-            out.push(fragment, segment, policy)?;
-        }
-        if msg.len().is_multiple_of(out.fragment) {
-            out.push(&[], segment, policy)?;
-        }
-        Ok(())
-    }
-
-    /// Python's `recv()`: receives one message and decodes it as a `T`.
-    ///
-    /// # Blocking
-    ///
-    /// As [`recv_bytes`](Connection::recv_bytes).
-    ///
-    /// # Errors
-    ///
-    /// As [`recv_bytes`](Connection::recv_bytes), or [`PipeError::Codec`]
-    /// (the message is consumed).
-    pub fn recv<T: Message>(&mut self) -> Result<T, PipeError> {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let received = self
-            .read_message(None, &mut scratch)
-            .and_then(|()| T::decode(&scratch).map_err(PipeError::from));
-        self.keep_scratch(scratch);
-        received
-    }
-
-    /// Python's `recv_bytes(maxlength)`: receives one whole message.
-    ///
-    /// # Blocking
-    ///
-    /// Until a message arrives or the other end closes or dies: spins for a
-    /// few microseconds, then sleeps, re-checking the other end's liveness
-    /// every 100 ms. No timeout, like Python's: [`poll`](Connection::poll)
-    /// first to bound the wait.
-    ///
-    /// # Errors
-    ///
-    /// [`PipeError::Eof`] once the other end closed or died and everything
-    /// it sent was read ([`PipeError::TruncatedMessage`] if it went in the
-    /// middle of a message); [`PipeError::BadMessageLength`] for a message
-    /// longer than `maxlength`, after which this end is no longer readable
-    /// (see there); [`PipeError::HandleClosed`]; [`PipeError::WriteOnly`].
-    pub fn recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, PipeError> {
-        let mut out = Vec::new();
-        self.read_message(maxlength, &mut out)?;
-        Ok(out)
-    }
-
-    /// Python's `recv_bytes_into(buf, offset)`: receives one message into
-    /// `buf[offset..]` and returns its length.
-    ///
-    /// # Blocking
-    ///
-    /// As [`recv_bytes`](Connection::recv_bytes).
-    ///
-    /// # Errors
-    ///
-    /// [`PipeError::OffsetTooLarge`] when `offset > buf.len()` (nothing is
-    /// read); [`PipeError::BufferTooShort`] with the whole message, which is
-    /// consumed, when it does not fit; otherwise as
-    /// [`recv_bytes`](Connection::recv_bytes).
-    pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, PipeError> {
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
-        self.check_closed()?;
-        let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        if offset > buf.len() {
-            return Err(PipeError::OffsetTooLarge);
-        }
-        let room = &mut buf[offset..];
-        let fragment = inc.fragment;
-        // A whole message that fits goes straight from the ring to `buf`.
-        let first = inc.next_record(segment, policy, false, |p| {
-            if p.len() < fragment && p.len() <= room.len() {
-                room[..p.len()].copy_from_slice(p);
-                Ok(p.len())
-            } else {
-                Err(p.to_vec())
-            }
-        })?;
-        let mut msg = match first {
-            Ok(len) => return Ok(len),
-            Err(msg) => msg,
-        };
-        let mut more = msg.len() == fragment;
-        while more {
-            more = inc.next_record(segment, policy, true, |p| {
-                msg.extend_from_slice(p);
-                p.len() == fragment
-            })?;
-        }
-        if msg.len() > room.len() {
-            return Err(PipeError::BufferTooShort(msg));
-        }
-        room[..msg.len()].copy_from_slice(&msg);
-        Ok(msg.len())
-    }
-
-    /// Reads one whole message into `out` (replacing its contents).
-    fn read_message(
-        &mut self,
-        maxlength: Option<usize>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), PipeError> {
-        let limit = maxlength.unwrap_or(usize::MAX);
-        out.clear();
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
-        self.check_closed()?;
-        let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        let fragment = inc.fragment;
-        let mut mid_message = false;
-        loop {
-            let step = inc.next_record(segment, policy, mid_message, |p| {
-                if p.len() > limit - out.len() {
-                    return None;
-                }
-                out.extend_from_slice(p);
-                Some(p.len() == fragment)
-            })?;
-            match step {
-                Some(true) => mid_message = true,
-                Some(false) => return Ok(()),
-                None => {
-                    out.clear();
-                    self.stop_reading();
-                    return Err(PipeError::BadMessageLength { maxlength: limit });
-                }
-            }
-        }
-    }
-
     /// After a bad message length: Python makes a duplex end write-only and
     /// closes a read-only one. The incoming ring is closed for its writer
     /// too (its sends then fail with `BrokenPipe` instead of filling a ring
@@ -516,14 +318,6 @@ impl Connection {
                 inc.consumer.close();
                 release_role(inc.ring.owner_words().1, segment);
             }
-        }
-    }
-
-    /// Keeps the scratch buffer for the next call, unless a huge message
-    /// made it huge.
-    fn keep_scratch(&mut self, scratch: Vec<u8>) {
-        if scratch.capacity() <= 1 << 20 {
-            self.scratch = scratch;
         }
     }
 }

@@ -1,10 +1,15 @@
 //! The two halves of a connection: the ring it reads and the ring it
-//! writes, each with the role this end holds on it.
+//! writes, each with the role this end holds on it, and the framing of
+//! messages into records (see the [module docs](super#framing)).
 
-use shmring_core::error::{PopError, PushError};
+use std::fmt;
+use std::time::Duration;
+
+use shmring_core::error::{Corrupted, PopError, PushError};
+use shmring_core::record::{record_size, HEADER};
 use shmring_core::spsc;
 use shmring_core::sync::AtomicU64;
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
 use super::error::{eof, from_pop, from_push};
 use super::PipeError;
@@ -12,14 +17,75 @@ use crate::attach::holder_gone;
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 
-/// The ring this end reads: its consumer role is ours.
+/// How long a call may wait for the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Patience {
+    /// As long as it takes (Python's blocking calls).
+    Forever,
+    /// Not at all (`try_*`): no clock, no sleep.
+    Never,
+    /// Until this instant (`*_timeout`), across every fragment.
+    Until(Deadline),
+}
+
+impl Patience {
+    fn until(self) -> Until {
+        match self {
+            Patience::Forever => Until::Never,
+            Patience::Never => Until::After(0),
+            Patience::Until(deadline) => Until::At(deadline),
+        }
+    }
+}
+
+/// Paces the liveness probes (a system call each) of calls that do not
+/// sleep: at most one per liveness slice, so a tight `try_*` loop stays out
+/// of the kernel and still notices a dead peer within a slice.
 #[derive(Debug)]
+struct Probe {
+    /// No probe before this instant; `Deadline(0)`: the first one is due.
+    next: Deadline,
+}
+
+impl Probe {
+    fn new() -> Probe {
+        Probe { next: Deadline(0) }
+    }
+
+    fn due(&mut self, policy: &WaitPolicy) -> bool {
+        let now = crate::sys::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = now.after(policy.slice_ns);
+        true
+    }
+}
+
+/// The ring this end reads: its consumer role is ours.
 pub(super) struct Incoming {
     pub(super) consumer: spsc::Consumer<FutexWaiter>,
     pub(super) ring: spsc::Ring,
     /// The ring's maximum record: a record this long is a fragment with more
     /// to follow.
     pub(super) fragment: usize,
+    /// The fragments of the message being received, already taken off the
+    /// ring; nonempty exactly while a message is half read (fragments are at
+    /// least 8 bytes). A call that gives up before the last fragment (a try,
+    /// a timeout) leaves them here for the next call, which goes on from
+    /// there; a call that completes the message empties it.
+    pub(super) partial: Vec<u8>,
+    probe: Probe,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("ring", &self.ring)
+            .field("fragment", &self.fragment)
+            .field("partial_bytes", &self.partial.len())
+            .finish()
+    }
 }
 
 /// The ring this end writes: its producer role is ours.
@@ -28,6 +94,7 @@ pub(super) struct Outgoing {
     pub(super) producer: spsc::Producer<FutexWaiter>,
     pub(super) ring: spsc::Ring,
     pub(super) fragment: usize,
+    probe: Probe,
 }
 
 /// Whether the process holding the other role of `ring` (`word`) is gone;
@@ -43,42 +110,126 @@ pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) 
 }
 
 impl Incoming {
+    pub(super) fn new(ring: spsc::Ring, consumer: spsc::Consumer<FutexWaiter>) -> Incoming {
+        Incoming {
+            consumer,
+            fragment: ring.config().max_record as usize,
+            ring,
+            partial: Vec::new(),
+            probe: Probe::new(),
+        }
+    }
+
     /// The other end (the producer of this ring) is gone: see [`peer_gone`].
     pub(super) fn writer_gone(&self, segment: &Segment) -> bool {
         peer_gone(&self.ring, self.ring.owner_words().0, segment)
     }
 
-    /// Blocks until a record is there, hands its payload to `f` in place and
-    /// consumes it. `mid_message` says whether earlier fragments of the same
-    /// message were read (for the end-of-file error).
+    /// Waits (per `patience`) until a record is there, hands its payload to
+    /// `f` in place, with [`partial`](Incoming::partial) to append to, and
+    /// consumes it.
+    ///
+    /// Gives up with [`PipeError::Empty`] (a try) or [`PipeError::Timeout`],
+    /// keeping `partial`; at end of file, or on any other error, `partial`
+    /// is dropped (Python's "got end of file during message").
     pub(super) fn next_record<R>(
         &mut self,
         segment: &Segment,
         policy: &WaitPolicy,
-        mid_message: bool,
-        f: impl FnOnce(&[u8]) -> R,
+        patience: Patience,
+        f: impl FnOnce(&[u8], &mut Vec<u8>) -> R,
     ) -> Result<R, PipeError> {
         let mut f = Some(f);
+        let mid_message = !self.partial.is_empty();
         loop {
             match self.consumer.read() {
                 // The grant drops at the end of the arm: consumed.
-                Ok(grant) => return Ok((f.take().expect("called once"))(&grant)),
+                Ok(grant) => {
+                    return Ok((f.take().expect("called once"))(&grant, &mut self.partial))
+                }
                 Err(PopError::Empty) => {}
-                Err(e) => return Err(from_pop(e, mid_message)),
+                Err(e) => {
+                    self.partial.clear();
+                    return Err(from_pop(e, mid_message));
+                }
             }
             let ring = &self.ring;
             let writer = ring.owner_words().0;
             let readable = self
                 .consumer
-                .wait_readable(None, policy, &mut || peer_gone(ring, writer, segment));
-            if readable == Ok(false) {
-                return Err(eof(mid_message));
+                .wait_readable(patience.until(), policy, &mut || {
+                    peer_gone(ring, writer, segment)
+                });
+            match readable {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.partial.clear();
+                    return Err(eof(mid_message));
+                }
+                // A try does not sleep, so it never ran the slow check:
+                // probe now and then. Gone: the ring is closed now, and the
+                // next read drains what is left, then reports end of file.
+                Err(TimedOut) if patience == Patience::Never => {
+                    if !(self.probe.due(policy) && self.writer_gone(segment)) {
+                        return Err(PipeError::Empty);
+                    }
+                }
+                Err(TimedOut) => return Err(PipeError::Timeout),
+            }
+        }
+    }
+
+    /// Reads records into `partial` up to the message's last fragment.
+    /// `false` when the message would exceed `limit` bytes: the record that
+    /// crossed it is consumed and `partial` is emptied.
+    pub(super) fn read_rest(
+        &mut self,
+        segment: &Segment,
+        policy: &WaitPolicy,
+        patience: Patience,
+        limit: usize,
+    ) -> Result<bool, PipeError> {
+        let fragment = self.fragment;
+        loop {
+            let step = self.next_record(segment, policy, patience, |p, msg| {
+                if msg.len().saturating_add(p.len()) > limit {
+                    return None;
+                }
+                msg.extend_from_slice(p);
+                Some(p.len() == fragment)
+            })?;
+            match step {
+                Some(true) => {}
+                Some(false) => return Ok(true),
+                None => {
+                    self.partial.clear();
+                    return Ok(false);
+                }
             }
         }
     }
 }
 
+/// Longest and shortest sleep of a timed send of a fragmented message,
+/// which polls for room (see [`Outgoing::send_by`]).
+const NAP_MIN: Duration = Duration::from_micros(20);
+const NAP_MAX: Duration = Duration::from_millis(1);
+
 impl Outgoing {
+    pub(super) fn new(ring: spsc::Ring, producer: spsc::Producer<FutexWaiter>) -> Outgoing {
+        Outgoing {
+            producer,
+            fragment: ring.config().max_record as usize,
+            ring,
+            probe: Probe::new(),
+        }
+    }
+
+    /// The other end (the consumer of this ring) is gone: see [`peer_gone`].
+    fn reader_gone(&self, segment: &Segment) -> bool {
+        peer_gone(&self.ring, self.ring.owner_words().1, segment)
+    }
+
     /// Pushes one record, blocking while the ring is full.
     pub(super) fn push(
         &mut self,
@@ -98,5 +249,142 @@ impl Outgoing {
                 peer_gone(ring, reader, segment)
             })
             .map_err(from_push)
+    }
+
+    /// Free bytes a fragmented message of `len` bytes (`len >= fragment`)
+    /// must find before its first record goes in, so that all of them go in
+    /// at once: its records, plus the most one wrap can waste. Records never
+    /// straddle the end of the ring; at the wrap the producer pads up to the
+    /// end, which is shorter than the record that did not fit, so at most
+    /// `record_size(fragment) - HEADER` bytes. The records take at most the
+    /// whole ring (see [`max_whole`](Outgoing::max_whole)), so one wrap at
+    /// most. An upper bound: a try may say `Full` while the message would
+    /// just have fitted, never the other way round.
+    fn whole_extent(&self, len: usize) -> u64 {
+        let (len, f) = (len as u64, self.fragment as u64);
+        let full = record_size(f);
+        (len / f)
+            .saturating_mul(full)
+            .saturating_add(record_size(len % f))
+            .saturating_add(full - HEADER)
+    }
+
+    /// The longest message [`whole_extent`](Outgoing::whole_extent) lets
+    /// through an empty ring: `k` full fragments and a last record of `r`
+    /// bytes need `k * full + HEADER + round8(r) + (full - HEADER)` bytes.
+    /// Messages shorter than one fragment are one record, which always fits.
+    pub(super) fn max_whole(&self) -> usize {
+        let (capacity, f) = (self.ring.config().capacity, self.fragment as u64);
+        let full = record_size(f);
+        let Some(budget) = capacity.checked_sub(full) else {
+            return self.fragment - 1;
+        };
+        let k = budget / full;
+        if k == 0 {
+            return self.fragment - 1;
+        }
+        // `budget - k * full` is a multiple of 8, so a last record of up to
+        // that many bytes (rounded up: the same) still fits.
+        let r = (budget - k * full).min(f - 1);
+        usize::try_from(k * f + r).unwrap_or(usize::MAX)
+    }
+
+    /// Sends `msg` whole if it fits in the ring right now, and writes
+    /// nothing otherwise: `Ok(true)` sent, `Ok(false)` no room (yet).
+    ///
+    /// A message shorter than a fragment is one record: one try. A longer
+    /// one goes in only when the free space covers every fragment (see
+    /// [`whole_extent`](Outgoing::whole_extent)); since only we fill the
+    /// ring, that room cannot shrink before the fragments are in, and they
+    /// go in with one publish and one wake.
+    pub(super) fn try_whole(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
+        if msg.len() < self.fragment {
+            return match self.producer.try_push(msg) {
+                Ok(()) => Ok(true),
+                Err(PushError::Full) => Ok(false),
+                Err(e) => Err(from_push(e)),
+            };
+        }
+        let max = self.max_whole();
+        if msg.len() > max {
+            return Err(PipeError::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        if self.ring.closed_flags() != 0 {
+            return Err(PipeError::BrokenPipe);
+        }
+        let free = self.producer.free_bytes().map_err(PipeError::Corrupted)?;
+        if free < self.whole_extent(msg.len()) {
+            return Ok(false);
+        }
+        // Full fragments continue a message; a shorter record, empty when
+        // the length is a multiple, ends it.
+        let last: &[u8] = &[];
+        let end = msg.len().is_multiple_of(self.fragment).then_some(last);
+        let records = msg.chunks(self.fragment).chain(end);
+        let count = msg.len() / self.fragment + 1;
+        let written = self.producer.try_push_many(records).map_err(from_push)?;
+        if written != count {
+            // Only a head moved backwards (a hostile peer) takes room away.
+            return Err(PipeError::Corrupted(Corrupted {
+                what: "pipe ring lost room it had",
+                value: written as u64,
+            }));
+        }
+        Ok(true)
+    }
+
+    /// No room for a try: [`PipeError::Full`], or [`PipeError::BrokenPipe`]
+    /// when the reader's process is gone (probed at most once per slice).
+    pub(super) fn full_or_broken(&mut self, segment: &Segment, policy: &WaitPolicy) -> PipeError {
+        if self.probe.due(policy) && self.reader_gone(segment) {
+            return PipeError::BrokenPipe;
+        }
+        PipeError::Full
+    }
+
+    /// Sends `msg` whole, waiting for room until `deadline`; writes nothing
+    /// if the deadline passes first.
+    ///
+    /// A one-record message sleeps on the ring's futex like any blocking
+    /// push. A fragmented one needs room for all its fragments at once,
+    /// which the ring's wait word cannot be asked for, so it polls: naps of
+    /// 20 µs doubling up to 1 ms (never past the deadline), probing the
+    /// reader's liveness once per slice.
+    pub(super) fn send_by(
+        &mut self,
+        msg: &[u8],
+        deadline: Deadline,
+        segment: &Segment,
+        policy: &WaitPolicy,
+    ) -> Result<(), PipeError> {
+        if msg.len() < self.fragment {
+            let ring = &self.ring;
+            let reader = ring.owner_words().1;
+            return self
+                .producer
+                .push(msg, Until::At(deadline), policy, &mut || {
+                    peer_gone(ring, reader, segment)
+                })
+                .map_err(from_push);
+        }
+        let mut nap = NAP_MIN;
+        loop {
+            if self.try_whole(msg)? {
+                return Ok(());
+            }
+            let now = crate::sys::now();
+            if now >= deadline {
+                return Err(PipeError::Timeout);
+            }
+            if self.probe.due(policy) && self.reader_gone(segment) {
+                return Err(PipeError::BrokenPipe);
+            }
+            let left = Duration::from_nanos(deadline.0 - now.0);
+            std::thread::sleep(nap.min(left));
+            nap = (nap * 2).min(NAP_MAX);
+        }
     }
 }

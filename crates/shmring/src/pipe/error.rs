@@ -58,6 +58,30 @@ pub enum PipeError {
     Codec(CodecError),
     /// The pipe's shared memory is inconsistent (a buggy or hostile peer).
     Corrupted(Corrupted),
+    /// Nothing to receive right now (`try_recv`, `try_recv_bytes`): no
+    /// message has arrived whole yet. Not an end of file, which is
+    /// [`Eof`](PipeError::Eof). No Python counterpart (Python polls first).
+    Empty,
+    /// No room for the whole message right now (`try_send`,
+    /// `try_send_bytes`): nothing was written; try again once the reader
+    /// has caught up. No Python counterpart (Python's send blocks).
+    Full,
+    /// The timeout of `recv_timeout` or `send_timeout` passed. A receive
+    /// keeps the part of a message it got for the next call; a send wrote
+    /// nothing.
+    Timeout,
+    /// The message needs more room than the ring can ever offer at once, so
+    /// a call that sends all of it or nothing (`try_send`, `try_send_bytes`,
+    /// `send_timeout`) can never send it. Nothing was written; the blocking
+    /// [`send`](super::Connection::send), which streams it fragment by
+    /// fragment, has no such limit.
+    TooLarge {
+        /// The length of the message.
+        len: usize,
+        /// The longest message that fits the ring at once
+        /// ([`Connection::max_whole_message`](super::Connection::max_whole_message)).
+        max: usize,
+    },
 }
 
 impl fmt::Display for PipeError {
@@ -78,6 +102,13 @@ impl fmt::Display for PipeError {
             PipeError::SizeBeyondBuffer => f.write_str("buffer length < offset + size"),
             PipeError::Codec(e) => e.fmt(f),
             PipeError::Corrupted(e) => e.fmt(f),
+            PipeError::Empty => f.write_str("no message to receive right now"),
+            PipeError::Full => f.write_str("no room for the message right now"),
+            PipeError::Timeout => f.write_str("timed out"),
+            PipeError::TooLarge { len, max } => write!(
+                f,
+                "a message of {len} bytes never fits the ring at once (at most {max}); only a blocking send can stream it"
+            ),
         }
     }
 }
@@ -98,19 +129,18 @@ impl From<CodecError> for PipeError {
     }
 }
 
-/// A failed push of one record. `Full` and `Timeout` never reach here (the
-/// pipe blocks without a deadline); `TooLarge` cannot (fragments are at most
-/// the ring's maximum record), so either would mean the ring lied.
+/// A failed push of one record. `Full` and `Timeout` are handled by callers
+/// (`Full` from a push that was to succeed means the ring lied); `TooLarge`
+/// cannot happen (fragments are at most the ring's maximum record).
 pub(super) fn from_push(e: PushError) -> PipeError {
     match e {
         PushError::Closed => PipeError::BrokenPipe,
         PushError::Corrupted(c) => PipeError::Corrupted(c),
-        PushError::Full | PushError::Timeout | PushError::TooLarge { .. } => {
-            PipeError::Corrupted(Corrupted {
-                what: "pipe ring refused a fragment",
-                value: 0,
-            })
-        }
+        PushError::Timeout => PipeError::Timeout,
+        PushError::Full | PushError::TooLarge { .. } => PipeError::Corrupted(Corrupted {
+            what: "pipe ring refused a fragment",
+            value: 0,
+        }),
     }
 }
 

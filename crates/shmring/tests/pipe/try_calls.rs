@@ -1,0 +1,544 @@
+//! The non-blocking and timed calls of `Connection` (`try_send`,
+//! `try_recv`, `send_timeout`, `recv_timeout`): all-or-nothing sends,
+//! half-received messages kept across calls, end of file and broken pipes
+//! after a peer's death, and no futex call without a sleeper.
+
+use std::time::{Duration, Instant};
+
+use shmring::pipe::{Pipe, PipeError};
+use shmring_testkit::{role, spawn_role, wait_child, wait_until};
+
+use super::{dog, pattern, small, spawn_with};
+
+/// What `small()` lets through at once: 14 fragments of 256 bytes (264-byte
+/// records) and a last record of 136 bytes (144), plus 256 bytes for the
+/// worst padding at a wrap: 3696 + 144 + 256 = 4096.
+const SMALL_MAX_WHOLE: usize = 14 * 256 + 136;
+
+/// Sizes around the fragment (256) and the limit, for the cross-process
+/// run. The last one never fits whole: it goes by the blocking send, which
+/// streams it, so the reader's tries meet it half there.
+const SIZES: [usize; 12] = [
+    0,
+    1,
+    255,
+    256,
+    257,
+    511,
+    512,
+    513,
+    1000,
+    3000,
+    SMALL_MAX_WHOLE,
+    10_000,
+];
+
+#[test]
+fn try_recv_on_an_empty_pipe_is_empty_not_eof() {
+    let _dog = dog("try empty");
+    let (mut a, mut b) = Pipe::new(true).unwrap();
+    assert_eq!(b.try_recv::<u32>(), Err(PipeError::Empty));
+    assert_eq!(b.try_recv_bytes(None), Err(PipeError::Empty));
+    assert_eq!(
+        PipeError::Empty.to_string(),
+        "no message to receive right now"
+    );
+    a.try_send(&7u32).unwrap();
+    a.try_send_bytes(b"hello", 1, Some(3)).unwrap();
+    assert_eq!(b.try_recv::<u32>().unwrap(), 7);
+    assert_eq!(b.try_recv_bytes(None).unwrap(), b"ell");
+    assert_eq!(b.try_recv::<u32>(), Err(PipeError::Empty));
+    a.send(&9u32).unwrap();
+    assert_eq!(b.recv_timeout::<u32>(Duration::from_secs(5)), Ok(9));
+    drop(a);
+    assert_eq!(b.try_recv::<u32>(), Err(PipeError::Eof));
+    assert_eq!(b.try_send(&1u8), Err(PipeError::BrokenPipe));
+    // Direction and closed-handle errors, as for the blocking calls.
+    let (mut reader, mut writer) = Pipe::new(false).unwrap();
+    assert_eq!(reader.try_send(&1u8), Err(PipeError::ReadOnly));
+    assert_eq!(writer.try_recv::<u8>(), Err(PipeError::WriteOnly));
+    assert_eq!(
+        writer.try_send_bytes(b"x", 2, None),
+        Err(PipeError::OffsetBeyondBuffer)
+    );
+    assert_eq!(reader.max_whole_message(), None);
+    writer.close();
+    assert_eq!(writer.try_send(&1u8), Err(PipeError::HandleClosed));
+    assert_eq!(reader.try_recv::<u8>(), Err(PipeError::Eof));
+}
+
+#[test]
+fn try_send_on_a_full_ring_writes_nothing() {
+    let _dog = dog("try full");
+    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let mut sent = 0u8;
+    loop {
+        match writer.try_send_bytes(&[sent; 100], 0, None) {
+            Ok(()) => sent += 1,
+            Err(PipeError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(sent, 36, "100-byte messages take 112 bytes of 4096");
+    // Neither a one-record message nor a fragmented one goes in partly.
+    let big = pattern(1000, 4);
+    assert_eq!(writer.try_send_bytes(&big, 0, None), Err(PipeError::Full));
+    assert_eq!(writer.try_send(&1u64), Err(PipeError::Full));
+    assert_eq!(reader.recv_bytes(None).unwrap(), [0; 100]);
+    assert_eq!(
+        writer.try_send_bytes(&big, 0, None),
+        Err(PipeError::Full),
+        "one message out is not room for 1000 bytes"
+    );
+    for i in 1..sent {
+        assert_eq!(reader.try_recv_bytes(None).unwrap(), [i; 100]);
+    }
+    assert!(
+        !reader.poll(Some(Duration::ZERO)).unwrap(),
+        "no fragment of a refused message is in the ring"
+    );
+    writer.try_send_bytes(b"next", 0, None).unwrap();
+    assert_eq!(
+        reader.try_recv_bytes(None).unwrap(),
+        b"next",
+        "no fragment before"
+    );
+    writer.try_send_bytes(&big, 0, None).unwrap();
+    assert_eq!(reader.try_recv_bytes(None).unwrap(), big);
+    assert_eq!(
+        PipeError::Full.to_string(),
+        "no room for the message right now"
+    );
+}
+
+#[test]
+fn a_message_that_never_fits_whole_is_too_large_for_try_and_timeout() {
+    let _dog = dog("too large");
+    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    assert_eq!(writer.max_whole_message(), Some(SMALL_MAX_WHOLE));
+    let msg = pattern(SMALL_MAX_WHOLE + 1, 5);
+    let too_large = PipeError::TooLarge {
+        len: SMALL_MAX_WHOLE + 1,
+        max: SMALL_MAX_WHOLE,
+    };
+    assert_eq!(writer.try_send_bytes(&msg, 0, None), Err(too_large.clone()));
+    assert_eq!(
+        writer.send_timeout(&msg, Duration::from_secs(5)),
+        Err(too_large)
+    );
+    assert!(
+        !reader.poll(Some(Duration::ZERO)).unwrap(),
+        "nothing written"
+    );
+    writer.send_bytes(&msg, 0, None).unwrap(); // the blocking send streams
+    assert_eq!(reader.recv_bytes(None).unwrap(), msg);
+    // The default ring: about three quarters of 256 KiB.
+    let (_r, w) = Pipe::new(false).unwrap();
+    assert_eq!(
+        w.max_whole_message(),
+        Some(2 * (64 << 10) + (64 << 10) - 24)
+    );
+}
+
+#[test]
+fn the_longest_whole_message_fits_at_every_ring_position() {
+    let _dog = dog("max whole positions");
+    let max = pattern(SMALL_MAX_WHOLE, 6);
+    // A fresh ring per start position, moved there 8 bytes (one empty
+    // record) at a time.
+    for shift in 0..4096 / 8 {
+        let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+        for _ in 0..shift {
+            writer.try_send_bytes(b"", 0, None).unwrap();
+            assert_eq!(reader.try_recv_bytes(None).unwrap(), b"");
+        }
+        writer
+            .try_send_bytes(&max, 0, None)
+            .unwrap_or_else(|e| panic!("position {}: {e}", shift * 8));
+        assert!(
+            reader.try_recv_bytes(None).unwrap() == max,
+            "position {}",
+            shift * 8
+        );
+    }
+}
+
+#[test]
+fn timed_calls_wait_at_least_their_timeout_and_write_nothing() {
+    let _dog = dog("timeouts");
+    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        reader.recv_timeout::<u32>(Duration::from_millis(50)),
+        Err(PipeError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    while writer.try_send_bytes(&[9; 100], 0, None).is_ok() {}
+    for (len, what) in [(100, "one record"), (1000, "fragmented")] {
+        let start = Instant::now();
+        assert_eq!(
+            writer.send_timeout(&vec![1u8; len], Duration::from_millis(50)),
+            Err(PipeError::Timeout),
+            "{what}"
+        );
+        assert!(start.elapsed() >= Duration::from_millis(50), "{what}");
+    }
+    for _ in 0..36 {
+        assert_eq!(reader.try_recv_bytes(None).unwrap(), [9; 100]);
+    }
+    assert!(
+        !reader.poll(Some(Duration::ZERO)).unwrap(),
+        "nothing written"
+    );
+    writer.try_send_bytes(b"next", 0, None).unwrap();
+    assert_eq!(
+        reader.try_recv_bytes(None).unwrap(),
+        b"next",
+        "no fragment before"
+    );
+    assert_eq!(PipeError::Timeout.to_string(), "timed out");
+    // A timed send of a fragmented message goes through once there is room.
+    while writer.try_send_bytes(&[9; 100], 0, None).is_ok() {}
+    let drainer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        let mut n = 0;
+        loop {
+            match reader.recv_bytes(None) {
+                Ok(m) if m.len() == 100 => n += 1,
+                Ok(m) => return (n, m),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let big = pattern(3000, 7);
+    writer.send_timeout(&big, Duration::from_secs(20)).unwrap();
+    let (n, got) = drainer.join().unwrap();
+    assert_eq!((n, got), (36, big));
+}
+
+// ---------------------------------------------------------------------------
+// Between processes.
+
+/// Child roles of `child_entry` (in `pipe.rs`) for these tests; `false`
+/// for a role that is not one of them.
+pub(crate) fn child_role(role: &str, conn: &mut shmring::pipe::Connection) -> bool {
+    match role {
+        "try-send-sizes" => {
+            for round in 0..20u8 {
+                for len in SIZES {
+                    let msg = pattern(len, round);
+                    if len > SMALL_MAX_WHOLE {
+                        conn.send_bytes(&msg, 0, None).unwrap();
+                        continue;
+                    }
+                    loop {
+                        match conn.try_send_bytes(&msg, 0, None) {
+                            Ok(()) => break,
+                            Err(PipeError::Full) => std::thread::yield_now(),
+                            Err(e) => panic!("try-send-sizes: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        "send-pattern-then-hang" => {
+            conn.send_bytes(&pattern(10_000, 8), 0, None).unwrap();
+            conn.send_bytes(&pattern(10_000, 9), 0, None).unwrap();
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        _ => return false,
+    }
+    true
+}
+
+#[test]
+fn fragmented_messages_through_try_calls_between_processes() {
+    let _dog = dog("try between processes");
+    let (mut reader, writer) = Pipe::with_config(false, small()).unwrap();
+    let child = spawn_with(&writer, "try-send-sizes");
+    drop(writer);
+    for round in 0..20u8 {
+        for (i, len) in SIZES.into_iter().enumerate() {
+            let got = loop {
+                let got = if i % 2 == 0 {
+                    reader.try_recv_bytes(None)
+                } else {
+                    reader.try_recv::<Vec<u8>>()
+                };
+                match got {
+                    Ok(m) => break m,
+                    Err(PipeError::Empty) => std::thread::yield_now(),
+                    Err(e) => panic!("round {round}, length {len}: {e}"),
+                }
+            };
+            assert!(got == pattern(len, round), "round {round}, length {len}");
+        }
+    }
+    assert!(wait_child(child, Duration::from_secs(30)).success());
+    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Eof));
+}
+
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
+fn is_stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+fn signal(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: plain kill(2) on our own unreaped child; no memory involved.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+/// A child sends a 10 000-byte message through a 4 KiB ring and is stopped
+/// once the ring is full: the reader can only get part of the message.
+fn half_sent(config_child: &str) -> (shmring::pipe::Connection, std::process::Child) {
+    let (mut reader, writer) = Pipe::with_config(false, small()).unwrap();
+    let child = spawn_with(&writer, config_child);
+    drop(writer);
+    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    std::thread::sleep(Duration::from_millis(100)); // it fills the ring
+    signal(&child, libc::SIGSTOP);
+    assert!(wait_until(Duration::from_secs(10), || is_stopped(
+        child.id()
+    )));
+    (reader, child)
+}
+
+#[test]
+fn a_half_received_message_is_kept_across_try_and_timed_calls() {
+    let _dog = dog("partial kept");
+    let (mut reader, mut child) = half_sent("send-pattern-then-hang");
+    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+    assert_eq!(reader.try_recv::<Vec<u8>>(), Err(PipeError::Empty));
+    let start = Instant::now();
+    assert_eq!(
+        reader.recv_timeout::<Vec<u8>>(Duration::from_millis(50)),
+        Err(PipeError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    signal(&child, libc::SIGCONT);
+    // Continues where the tries stopped: nothing lost, nothing repeated.
+    assert!(reader.recv_bytes(None).unwrap() == pattern(10_000, 8));
+    // A timed receive waits for fragment after fragment, one deadline.
+    let second = reader.recv_timeout::<Vec<u8>>(Duration::from_secs(20));
+    assert!(second.unwrap() == pattern(10_000, 9));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_writer_killed_mid_message_is_a_truncated_message_for_try_recv() {
+    let _dog = dog("partial truncated");
+    let (mut reader, mut child) = half_sent("send-pattern-then-hang");
+    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    let err = loop {
+        match reader.try_recv_bytes(None) {
+            Err(PipeError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+            other => break other,
+        }
+    };
+    assert_eq!(err, Err(PipeError::TruncatedMessage));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Eof));
+}
+
+#[test]
+fn try_recv_reports_eof_after_the_writer_is_killed() {
+    let _dog = dog("try eof");
+    let (mut reader, writer) = Pipe::new(false).unwrap();
+    let mut child = spawn_with(&writer, "send-three-then-hang");
+    drop(writer);
+    for i in 0..3u32 {
+        let got = loop {
+            match reader.try_recv::<u32>() {
+                Err(PipeError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+                other => break other,
+            }
+        };
+        assert_eq!(got, Ok(i));
+    }
+    assert_eq!(reader.try_recv::<u32>(), Err(PipeError::Empty), "alive");
+    child.kill().unwrap(); // a zombie until reaped
+    let start = Instant::now();
+    let got = loop {
+        match reader.try_recv::<u32>() {
+            Err(PipeError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+            other => break other,
+        }
+    };
+    assert_eq!(got, Err(PipeError::Eof));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    child.wait().unwrap();
+}
+
+#[test]
+fn try_send_reports_broken_pipe_after_the_reader_is_killed() {
+    let _dog = dog("try broken pipe");
+    let (mut parent, child_end) = Pipe::new(true).unwrap();
+    let mut child = spawn_with(&child_end, "read-one-reply-then-hang");
+    drop(child_end);
+    parent.send(&1u32).unwrap();
+    assert_eq!(parent.recv::<u32>().unwrap(), 2);
+    child.kill().unwrap();
+    let start = Instant::now();
+    let chunk = pattern(1000, 1);
+    let err = loop {
+        match parent.try_send_bytes(&chunk, 0, None) {
+            Ok(()) => {}
+            Err(PipeError::Full) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, PipeError::BrokenPipe);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(parent.try_send(&1u8), Err(PipeError::BrokenPipe), "latched");
+    child.wait().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// No futex call without a sleeper: a seccomp filter turns any futex(2) of
+// the checking thread into SIGSYS, whose handler exits with `TRAPPED`.
+
+const TRAPPED: i32 = 77;
+const NO_SECCOMP: i32 = 78;
+
+extern "C" fn on_sigsys(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(TRAPPED) }
+}
+
+/// Traps every futex(2) this thread (and threads it spawns) makes from now.
+fn trap_futex() -> std::io::Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4, 0, 0), // arch
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, ARCH, 1, 0),
+        op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // nr
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            libc::SYS_futex as u32,
+            0,
+            1,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_TRAP, 0, 0),
+        op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    let handler = on_sigsys as extern "C" fn(libc::c_int);
+    // SAFETY: installs a plain function as the SIGSYS handler.
+    unsafe { libc::signal(libc::SIGSYS, handler as libc::sighandler_t) };
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `prog` points to `filter`, both alive for the call; the
+    // kernel copies the program.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Child side: both ends of a fresh pipe in this process, the try calls in
+/// a thread that may not call futex(2). Exits 0, `TRAPPED` or `NO_SECCOMP`.
+#[test]
+fn no_futex_child() {
+    let Some(role) = role() else { return };
+    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    // The ends go back to this thread: closing one wakes (futex) anyone
+    // who might sleep on its rings.
+    let checker = std::thread::spawn(move || {
+        if trap_futex().is_err() {
+            std::process::exit(NO_SECCOMP);
+        }
+        if role == "timed-poll" {
+            // The control: a poll that sleeps calls futex(2).
+            let _ = b.poll(Some(Duration::from_millis(1)));
+            return (Vec::new(), a, b);
+        }
+        let mut seen = vec![b.try_recv_bytes(None)]; // empty: probes liveness
+        let big = pattern(1000, 2);
+        let mut sent = 0;
+        while a.try_send_bytes(&big, 0, None).is_ok() {
+            sent += 1;
+        }
+        seen.push(a.try_send_bytes(&big, 0, None).map(|()| Vec::new())); // full: probes liveness
+        for _ in 0..sent {
+            seen.push(b.try_recv_bytes(None));
+        }
+        seen.push(b.try_recv_bytes(None));
+        seen.push(b.poll(Some(Duration::ZERO)).map(|_| Vec::new()));
+        (seen, a, b)
+    });
+    let (seen, a, b) = checker.join().unwrap();
+    drop((a, b));
+    if !seen.is_empty() {
+        let big = pattern(1000, 2);
+        assert_eq!(seen[0], Err(PipeError::Empty));
+        assert_eq!(seen[1], Err(PipeError::Full));
+        assert!(seen.len() > 4, "at least one message went through");
+        assert!(seen[2..seen.len() - 2]
+            .iter()
+            .all(|m| m.as_ref() == Ok(&big)));
+        assert_eq!(seen[seen.len() - 2], Err(PipeError::Empty));
+    }
+}
+
+#[test]
+fn try_calls_make_no_futex_call_without_a_sleeper() {
+    let _dog = dog("no futex");
+    let run = |role| {
+        let mut cmd = spawn_role("try_calls::no_futex_child", role, &[]);
+        cmd.stdout(std::process::Stdio::null());
+        wait_child(cmd.spawn().unwrap(), Duration::from_secs(30)).code()
+    };
+    match run("timed-poll") {
+        Some(NO_SECCOMP) => {
+            println!("skipped: seccomp filters are not available here");
+            return;
+        }
+        control => assert_eq!(control, Some(TRAPPED), "the filter catches a futex wait"),
+    }
+    assert_eq!(
+        run("tries"),
+        Some(0),
+        "a try made a futex call (77) or failed"
+    );
+}
