@@ -49,6 +49,8 @@ impl Field {
 pub struct Data {
     /// Every record, note and error.
     pub results: Results,
+    /// The `growth` bin's results, when there are any.
+    pub growth: Option<crate::growth::Growth>,
 }
 
 impl Data {
@@ -66,7 +68,18 @@ impl Data {
             .iter()
             .find(|r| r.is(kind, mech, mode, variant, payload))
     }
+
+    /// Whether any iceoryx2 figure was measured.
+    pub fn has_iceoryx2(&self) -> bool {
+        self.results.records.iter().any(|r| r.mechanism == ICEORYX2)
+    }
 }
+
+/// iceoryx2's mechanism name in the results.
+pub const ICEORYX2: &str = "iceoryx2";
+
+/// What the report says when iceoryx2 was not measured.
+pub const ICEORYX2_ABSENT: &str = "iceoryx2: not measured (build with --features iceoryx2)";
 
 /// The best repetition's value.
 pub fn best(r: &Record, f: Field) -> Option<f64> {

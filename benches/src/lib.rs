@@ -1,5 +1,6 @@
 //! shmring's benchmarks. Competitor dependencies (rtrb, crossbeam,
-//! criterion) live only in this package.
+//! criterion, and iceoryx2 behind the off-by-default `iceoryx2` feature)
+//! live only in this package.
 //!
 //! * `cargo bench -p shmring-benches`: criterion, in-process, on real
 //!   anonymous segments: `rings` (SPSC and MPMC push/pop, batches, rtrb and
@@ -7,24 +8,43 @@
 //!   `facades` (`Queue<u64>` against the raw ring; Dict operations).
 //! * `xbench`: the cross-process comparison (every
 //!   [`shmring_measure::Mechanism`], rtrb and crossbeam between threads,
-//!   Python's multiprocessing through `python/mp_bench.py`), JSON out.
-//! * `report`: the JSON to `results/REPORT.md`, `latency.svg` and
-//!   `throughput.svg`.
+//!   Python's multiprocessing through `python/mp_bench.py`, and iceoryx2
+//!   with `--features iceoryx2`, see the `iox` module), JSON out.
+//! * `growth`: issue 4's target 8, how cost grows with the message size
+//!   and what 1,000 queues cost ([`growth`], [`queues`]), JSON out.
+//! * `report`: the JSON to `results/REPORT.md`, `latency.svg`,
+//!   `throughput.svg` and (with `growth.json` beside it) `growth.svg`.
 //!
 //! ```text
 //! cargo run --release -p shmring-benches --bin xbench -- --json benches/results/results.json
+//! cargo run --release -p shmring-benches --bin growth -- --json benches/results/growth.json
 //! cargo run --release -p shmring-benches --bin report -- benches/results/results.json
 //! ```
 //!
+//! With iceoryx2 (its build runs bindgen: Debian's `clang` and
+//! `libclang-dev`; a few minutes):
+//!
+//! ```text
+//! cargo run --release -p shmring-benches --features iceoryx2 --bin xbench -- --json benches/results/results.json
+//! ```
+//!
 //! This library holds what they share: the JSON schema, the machine
-//! description, the thread references, the facade-overhead loop and the
-//! SVG charts.
+//! description, the thread references, the facade-overhead loop, the SVG
+//! charts, and a second process for what `shmring_measure` cannot host
+//! ([`peer`]: iceoryx2 and the zero-copy path).
 
 pub mod analysis;
 pub mod facade;
+pub mod growth;
+pub mod growth_report;
+#[cfg(feature = "iceoryx2")]
+pub mod iox;
 pub mod machine;
+pub mod peer;
+pub mod queues;
 pub mod svg;
 pub mod threads;
+pub mod zero_copy;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,10 @@
 //! Turns `xbench`'s JSON into `REPORT.md`, `latency.svg` and
-//! `throughput.svg` beside it (or in `--out DIR`).
+//! `throughput.svg` beside it (or in `--out DIR`); with the `growth` bin's
+//! JSON (`growth.json` beside the first file, or `--growth FILE`), also
+//! target 8's section and `growth.svg`.
 //!
 //! ```text
-//! cargo run --release -p shmring-benches --bin report -- benches/results/results.json [MORE.json ...]
+//! cargo run --release -p shmring-benches --bin report -- benches/results/results.json [MORE.json ...] [--growth FILE] [--out DIR]
 //! ```
 //!
 //! Further JSON files (e.g. the Python script's output run by hand) are
@@ -13,7 +15,10 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use shmring_benches::analysis::{best, fmt_ratio, name, ns, range, ratio, si, Data, Field};
+use shmring_benches::analysis::{
+    best, fmt_ratio, name, ns, range, ratio, si, Data, Field, ICEORYX2, ICEORYX2_ABSENT,
+};
+use shmring_benches::growth_report;
 use shmring_benches::svg::{bar_chart, Bar, Panel};
 use shmring_benches::{Record, Results};
 
@@ -63,13 +68,21 @@ fn targets(d: &Data) -> String {
         true,
         1.5,
     );
-    s += &target(
-        "1",
-        "polling round trip p50: shmring-spsc ÷ iceoryx2",
-        None,
-        true,
-        0.5,
-    );
+    let iox = rt(ICEORYX2, "polling", "");
+    for m in ["shmring-spsc", "shmring-pipe"] {
+        let what = format!("polling round trip p50: {m} ÷ iceoryx2");
+        s += &if d.has_iceoryx2() {
+            target(
+                "1",
+                &what,
+                r(rt(m, "polling", ""), iox, Field::P50),
+                true,
+                0.5,
+            )
+        } else {
+            format!("| 1 | {what} | — | ≤ 0.5× | {ICEORYX2_ABSENT} |\n")
+        };
+    }
     let spin_st = st("spin-ring", "polling", "", 8);
     s += &target(
         "2",
@@ -213,6 +226,7 @@ fn targets(d: &Data) -> String {
         false,
         100.0,
     );
+    s += &growth_report::target_rows(d.growth.as_ref());
     s += "\nTarget 4 (no system call per message when nobody sleeps), `strace -f -c`:\n\n";
     let calls: Vec<&String> = d
         .results
@@ -226,16 +240,22 @@ fn targets(d: &Data) -> String {
     for n in calls {
         let _ = writeln!(s, "- {}", n.trim_start_matches("syscalls: "));
     }
-    s += "\nNot measured in this run: the iceoryx2 comparisons (feature not built, see below); target 7 \
-          (MPMC scaling needs a 16-core machine; this one has 2); target 8 (zero-copy cost growth \
-          64 B → 4 MiB, memory and create/open time for 1,000 queues).\n";
+    let mut missing = vec!["target 7 (MPMC scaling needs a 16-core machine)".to_string()];
+    if !d.has_iceoryx2() {
+        missing.insert(
+            0,
+            "the iceoryx2 comparisons (build with --features iceoryx2)".into(),
+        );
+    }
+    let _ = writeln!(s, "\nNot measured in this run: {}.", missing.join("; "));
     s
 }
 
 /// The alternatives each shmring figure is divided by.
-const ALTERNATIVES: [&str; 9] = [
+const ALTERNATIVES: [&str; 10] = [
     "spin-ring",
     "futex",
+    ICEORYX2,
     "pipe",
     "unix-socket",
     "rtrb (threads)",
@@ -412,11 +432,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut files = Vec::new();
     let mut out: Option<PathBuf> = None;
+    let mut growth_file: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out = args.next().map(PathBuf::from),
+            "--growth" => growth_file = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: report RESULTS.json [MORE.json ...] [--out DIR]");
+                println!("usage: report RESULTS.json [MORE.json ...] [--growth FILE] [--out DIR]");
                 return;
             }
             _ => files.push(PathBuf::from(a)),
@@ -452,14 +474,22 @@ fn main() {
     }
     let d = Data {
         results: results.unwrap_or_default(),
+        growth: growth_report::load(growth_file, first).unwrap_or_else(|e| {
+            eprintln!("report: {e}");
+            std::process::exit(1);
+        }),
     };
     let md = markdown(&d);
     let (latency, throughput) = charts(&d);
+    let growth_svg = d.growth.as_ref().map(growth_report::chart);
     for (file, text) in [
         ("REPORT.md", md),
         ("latency.svg", latency),
         ("throughput.svg", throughput),
-    ] {
+    ]
+    .into_iter()
+    .chain(growth_svg.map(|svg| ("growth.svg", svg)))
+    {
         let path = out.join(file);
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("report: writing {}: {e}", path.display());
@@ -485,8 +515,10 @@ fn markdown(d: &Data) -> String {
          - **Date (UTC)**: {}\n\
          - **Command**: `{}`, {} repetitions, interleaved\n\
          - **Round trips recorded**: {}; **messages streamed**: {} (after warm-up, same for every mechanism)\n\
-         - **Regenerate**: `cargo run --release -p shmring-benches --bin xbench -- --json benches/results/results.json && \
-         cargo run --release -p shmring-benches --bin report -- benches/results/results.json`\n\n\
+         - **Regenerate**: `cargo run --release -p shmring-benches --features iceoryx2 --bin xbench -- --json benches/results/results.json && \
+         cargo run --release -p shmring-benches --bin growth -- --json benches/results/growth.json && \
+         cargo run --release -p shmring-benches --bin report -- benches/results/results.json` \
+         (without `--features iceoryx2`, which needs clang and libclang-dev, iceoryx2 is not measured)\n\n\
          Two processes (the bench binary re-executed as the peer), pinned to two distinct CPUs, 1 MiB of buffer per \
          direction for every mechanism. A round trip sends the payload and waits for the peer's echo; a stream sends one \
          way, the peer checks length and sequence of each message and acknowledges the last. Polling = non-blocking \
@@ -508,13 +540,21 @@ fn markdown(d: &Data) -> String {
     s += &targets(d);
     s += "\n## Ratios\n\n";
     s += &ratio_tables(d);
-    s += "## All figures\n\n";
+    match &d.growth {
+        Some(g) => s += &growth_report::markdown(g),
+        None => s += "## Target 8: how cost grows, and many queues\n\nNot measured: run the `growth` bin \
+                      (`cargo run --release -p shmring-benches --bin growth -- --json benches/results/growth.json`).\n",
+    }
+    s += "\n## All figures\n\n";
     s += &figures(d);
     s += "\n## Notes\n\n";
     for n in r.notes.iter().filter(|n| !n.starts_with("syscalls:")) {
         let _ = writeln!(s, "- {n}");
     }
-    s += "- iceoryx2: not built (the optional `iceoryx2` feature needs clang and libclang-dev and a long build).\n";
+    let said = r.notes.iter().any(|n| n == ICEORYX2_ABSENT);
+    if !d.has_iceoryx2() && !said {
+        let _ = writeln!(s, "- {ICEORYX2_ABSENT}");
+    }
     if !r.errors.is_empty() {
         s += "\n## Errors\n\n";
         for e in &r.errors {

@@ -1,14 +1,24 @@
 //! Cross-process comparison: shmring beside a pipe, a unix socket, the raw
-//! futex and spin-ring floors, rtrb and crossbeam between threads, and
-//! Python's multiprocessing (when python3 is there), in one run.
+//! futex and spin-ring floors, rtrb and crossbeam between threads,
+//! Python's multiprocessing (when python3 is there) and, with the
+//! `iceoryx2` feature, iceoryx2 (see `shmring_benches::iox`), in one run.
 //!
 //! ```text
 //! cargo run --release -p shmring-benches --bin xbench -- --json benches/results/results.json
 //! cargo run --release -p shmring-benches --bin report -- benches/results/results.json
 //! ```
 //!
+//! With iceoryx2 (its build needs Debian's `clang` and `libclang-dev`):
+//!
+//! ```text
+//! cargo run --release -p shmring-benches --features iceoryx2 --bin xbench -- --json benches/results/results.json
+//! ```
+//!
 //! Options: `--quick` (counts / 20, one repetition), `--reps N` (default
-//! 3), `--json FILE`, `--no-python`, `--no-strace`, `--no-pin`.
+//! 3), `--json FILE`, `--no-python`, `--no-strace`, `--no-pin`, `--only
+//! WORDS` (only the measurements whose mechanism contains one of the
+//! comma-separated WORDS, e.g. `--only iceoryx2,shmring-spsc`; the Python
+//! script is skipped).
 //! Every measurement is repeated and the repetitions are interleaved (all
 //! mechanisms once, then all again), so a slow phase of the machine hits
 //! every mechanism alike; the report shows the min–max over repetitions.
@@ -31,6 +41,7 @@ struct Args {
     python: bool,
     strace: bool,
     pin: bool,
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         python: true,
         strace: true,
         pin: true,
+        only: None,
     };
     let mut reps = None;
     let mut it = std::env::args().skip(1);
@@ -58,8 +70,12 @@ fn parse_args() -> Result<Args, String> {
             "--no-python" => args.python = false,
             "--no-strace" => args.strace = false,
             "--no-pin" => args.pin = false,
+            "--only" => {
+                args.only = Some(it.next().ok_or("--only needs words")?);
+                args.python = false;
+            }
             "-h" | "--help" => {
-                println!("usage: xbench [--quick] [--reps N] [--json FILE] [--no-python] [--no-strace] [--no-pin]");
+                println!("usage: xbench [--quick] [--reps N] [--json FILE] [--no-python] [--no-strace] [--no-pin] [--only WORDS]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -107,6 +123,8 @@ fn dict_ops(quick: bool) -> u64 {
 enum Job {
     RoundTrip(Mechanism, Mode, Tuning, &'static str),
     Stream(Mechanism, Mode, Tuning, &'static str),
+    Iceoryx2RoundTrip(Mode),
+    Iceoryx2Stream(Mode),
     ThreadsRoundTrip(&'static str),
     ThreadsStream(&'static str),
     Dict,
@@ -127,6 +145,9 @@ fn jobs(payload: usize) -> Vec<Job> {
         for m in Mechanism::ALL.into_iter().filter(|m| m.supports(mode)) {
             jobs.push(Job::RoundTrip(m, mode, Tuning::default(), ""));
         }
+        if cfg!(feature = "iceoryx2") {
+            jobs.push(Job::Iceoryx2RoundTrip(mode));
+        }
     }
     for m in Mechanism::ALL.into_iter().filter(|m| m.is_shmring()) {
         jobs.push(Job::RoundTrip(m, Mode::Blocking, sleep.clone(), "spin 0"));
@@ -137,6 +158,9 @@ fn jobs(payload: usize) -> Vec<Job> {
             .filter(|m| m.supports_stream(mode))
         {
             jobs.push(Job::Stream(m, mode, Tuning::default(), ""));
+        }
+        if cfg!(feature = "iceoryx2") {
+            jobs.push(Job::Iceoryx2Stream(mode));
         }
     }
     jobs.push(Job::Stream(
@@ -184,6 +208,22 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
             let p = Params { mode: *mode, ..p };
             let r = shmring_measure::stream_with(*m, &p, t).map_err(fail)?;
             (key("stream", m.to_string(), *mode, v), Rep::rate(&r))
+        }
+        Job::Iceoryx2RoundTrip(mode) => {
+            let l = iceoryx2::round_trip(*mode, payload, p.round_trips, a.pin)
+                .map_err(|e| format!("iceoryx2 {mode} round trip: {e}"))?;
+            (
+                key("round_trip", iceoryx2::NAME.into(), *mode, ""),
+                Rep::latency(&l),
+            )
+        }
+        Job::Iceoryx2Stream(mode) => {
+            let r = iceoryx2::stream(*mode, payload, p.messages, a.pin)
+                .map_err(|e| format!("iceoryx2 {mode} stream: {e}"))?;
+            (
+                key("stream", iceoryx2::NAME.into(), *mode, ""),
+                Rep::rate(&r),
+            )
         }
         Job::ThreadsRoundTrip(name) => {
             let l = if name.starts_with("rtrb") {
@@ -256,6 +296,58 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
             ]);
         }
     }])
+}
+
+/// iceoryx2 when the feature is on; an error (never reached: no such job
+/// is made) when it is off.
+mod iceoryx2 {
+    #[cfg(not(feature = "iceoryx2"))]
+    use shmring_measure::{Latency, Mode, Throughput};
+
+    /// The mechanism's name in the results.
+    pub const NAME: &str = "iceoryx2";
+
+    #[cfg(feature = "iceoryx2")]
+    pub use shmring_benches::iox::{round_trip, stream};
+
+    #[cfg(not(feature = "iceoryx2"))]
+    pub fn round_trip(_: Mode, _: usize, _: u64, _: bool) -> Result<Latency, String> {
+        Err("built without the `iceoryx2` feature".into())
+    }
+
+    #[cfg(not(feature = "iceoryx2"))]
+    pub fn stream(_: Mode, _: usize, _: u64, _: bool) -> Result<Throughput, String> {
+        Err("built without the `iceoryx2` feature".into())
+    }
+
+    /// What the report says about iceoryx2's set-up, or its absence.
+    pub fn note() -> String {
+        #[cfg(feature = "iceoryx2")]
+        return format!(
+            "iceoryx2 {}: publish-subscribe of [u8] slices, one service per direction, subscriber buffer max(2, 1 MiB / payload) samples, \
+             no safe overflow (RetryUntilDelivered: no message lost), the message copied into a loaned sample and out of the received one \
+             (the same copies as the others); polling = `receive` in a spin loop; blocking = `notify` on an event service after every send, \
+             the receiver waits on its listener when `receive` finds nothing",
+            shmring_benches::iox::VERSION
+        );
+        #[cfg(not(feature = "iceoryx2"))]
+        return "iceoryx2: not measured (build with --features iceoryx2)".into();
+    }
+}
+
+/// Whether `--only` keeps this job.
+fn wanted(job: &Job, a: &Args) -> bool {
+    let Some(word) = &a.only else {
+        return true;
+    };
+    let name = match job {
+        Job::RoundTrip(m, ..) | Job::Stream(m, ..) => m.name(),
+        Job::Iceoryx2RoundTrip(_) | Job::Iceoryx2Stream(_) => iceoryx2::NAME,
+        Job::ThreadsRoundTrip(name) | Job::ThreadsStream(name) => name,
+        Job::Dict => "shmring Dict",
+        Job::Facade => "shmring Queue facade",
+    };
+    word.split(',').any(|w| name.contains(w))
 }
 
 fn label(r: &Record) -> String {
@@ -403,6 +495,7 @@ fn probe(mut it: impl Iterator<Item = String>) -> ! {
 
 fn main() {
     shmring_measure::run_peer_if_child();
+    shmring_benches::peer::run_peer_if_child();
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some("--probe") {
         probe(argv);
@@ -431,10 +524,11 @@ fn main() {
             .collect(),
         ..Results::default()
     };
+    results.notes.push(iceoryx2::note());
     let mut index: HashMap<String, usize> = HashMap::new();
     for rep in 0..a.reps {
         for payload in PAYLOADS {
-            for job in jobs(payload) {
+            for job in jobs(payload).into_iter().filter(|j| wanted(j, &a)) {
                 match run(&job, payload, &a) {
                     Ok(figures) => {
                         for (key, figures) in figures {
