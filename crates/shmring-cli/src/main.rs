@@ -107,6 +107,12 @@ those, on purpose). Before removing one, gc takes the init lock and every
 peer row's lock, re-checks, and unlinks while holding them, so a segment
 being created or opened right now is never removed.
 
+Without gc, the library reclaims on its own: a create of a taken name
+removes an abandoned segment under that name, an open that finds a dead
+creator removes its segment, and a process's first create (and one a
+minute after) sweeps this user's segments abandoned for a minute, except
+those created with UnlinkPolicy::Never. gc is for everything at once, now.
+
 Options:
   -n, --dry-run   only print what would be removed
   --json          one JSON object: {\"dry_run\": .., \"segments\": [{name, reason, outcome}]}
