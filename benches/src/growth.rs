@@ -22,11 +22,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shmring_measure::{latency_from_samples, Latency, Mode, Params};
+use shmring_measure::{custom, Latency, Mode, Params};
 
 use crate::machine::Machine;
-use crate::peer::{self, Job, Kind, Touch, Transport};
 use crate::queues::QueueFigures;
+use crate::zero_copy::{Touch, ZeroCopy};
 use crate::Record;
 
 /// The message sizes: 64 B to 4 MiB.
@@ -101,7 +101,8 @@ pub fn messages(size: usize, quick: bool) -> u64 {
     }
 }
 
-/// Zero-copy round trips between two processes (polling).
+/// Zero-copy round trips between two processes (polling), through
+/// `shmring_measure`'s driver (a custom link, see [`crate::zero_copy`]).
 ///
 /// # Errors
 ///
@@ -112,17 +113,14 @@ pub fn zero_copy_round_trip(
     count: u64,
     pin: bool,
 ) -> Result<Latency, String> {
-    let mut job = Job::new(
-        Kind::RoundTrip,
-        Transport::ZeroCopy,
-        Mode::Polling,
-        size,
-        count,
+    let p = Params {
+        payload: size,
+        round_trips: count,
+        mode: Mode::Polling,
         pin,
-    );
-    job.touch = touch;
-    let outcome = peer::run_parent(job, crate::zero_copy::ZeroCopy::parent)?;
-    Ok(latency_from_samples(outcome.samples))
+        ..Params::default()
+    };
+    custom::round_trip(touch.link_name(), &p, ZeroCopy::parent).map_err(|e| e.to_string())
 }
 
 /// The copying path's round trip and stream at `size` (polling), through

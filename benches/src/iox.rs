@@ -1,7 +1,8 @@
 //! iceoryx2 (the crates.io package, [`VERSION`]) between two processes, in
-//! the same measurement as every `shmring_measure` mechanism (see
-//! [`crate::peer`] for the protocol). Built only with the `iceoryx2`
-//! feature of this package:
+//! the same measurement as every `shmring_measure` mechanism: its driver
+//! runs this [custom link](shmring_measure::custom) (named
+//! `iceoryx2:<unique>`; see [`crate::peer`]). Built only with the
+//! `iceoryx2` feature of this package:
 //!
 //! ```text
 //! cargo run --release -p shmring-benches --features iceoryx2 --bin xbench -- --json benches/results/results.json
@@ -43,15 +44,17 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::LoanError;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::{event, publish_subscribe};
-use shmring_measure::{latency_from_samples, Latency, Mode, Throughput};
-
-use crate::peer::{self, check, stamp, Channel, Job, Kind, Spin, Transport};
+use shmring_measure::custom::{self, check, other_gone, stamp, Link, LinkSpec, Spin};
+use shmring_measure::{Latency, MeasureError, Mode, Params, Throughput};
 
 /// The iceoryx2 version in `benches/Cargo.toml` (pinned with `=`).
 pub const VERSION: &str = "0.10.0";
 
 /// The sequence number of the peer's "ready" sample.
 const READY: u64 = u64::MAX;
+
+/// What the names of this module's custom links start with.
+pub const LINK_PREFIX: &str = "iceoryx2:";
 
 type Svc = ipc::Service;
 
@@ -60,8 +63,8 @@ pub fn buffer_samples(payload: usize) -> usize {
     ((1 << 20) / payload.max(1)).max(2)
 }
 
-fn err(what: &'static str) -> impl Fn(&dyn std::fmt::Debug) -> String {
-    move |e| format!("iceoryx2 {what}: {e:?}")
+fn err(what: &'static str) -> impl Fn(&dyn std::fmt::Debug) -> MeasureError {
+    move |e| MeasureError::Transport(format!("iceoryx2 {what}: {e:?}"))
 }
 
 /// Both directions' services, kept alive beside the ports.
@@ -76,8 +79,6 @@ pub struct Iox {
     publisher: Publisher<Svc, [u8], ()>,
     subscriber: Subscriber<Svc, [u8], ()>,
     events: Option<(Notifier<Svc>, Listener<Svc>)>,
-    msg: Vec<u8>,
-    buf: Vec<u8>,
     payload: usize,
     is_peer: bool,
     // Dropped after the ports (fields drop in order).
@@ -90,7 +91,7 @@ fn data_service(
     name: &str,
     payload: usize,
     create: bool,
-) -> Result<publish_subscribe::PortFactory<Svc, [u8], ()>, String> {
+) -> Result<publish_subscribe::PortFactory<Svc, [u8], ()>, MeasureError> {
     let name = ServiceName::new(name).map_err(|e| err("service name")(&e))?;
     let builder = node
         .service_builder(&name)
@@ -111,7 +112,7 @@ fn event_service(
     node: &Node<Svc>,
     name: &str,
     create: bool,
-) -> Result<event::PortFactory<Svc>, String> {
+) -> Result<event::PortFactory<Svc>, MeasureError> {
     let name = ServiceName::new(name).map_err(|e| err("service name")(&e))?;
     let builder = node.service_builder(&name).event();
     if create {
@@ -124,14 +125,15 @@ fn event_service(
 }
 
 impl Iox {
-    /// The parent's side: creates the services (named after `job.name`)
-    /// and its ports. The peer finds the services by name.
+    /// The parent's side: creates the services (named after the link's
+    /// name) and its ports. The peer finds the services by name.
     ///
     /// # Errors
     ///
-    /// iceoryx2 failed to create the node, a service or a port.
-    pub fn parent(job: &Job, _cmd: &mut Command) -> Result<Iox, String> {
-        Iox::new(job, false)
+    /// Not this module's link, or iceoryx2 failed to create the node, a
+    /// service or a port.
+    pub fn parent(spec: &LinkSpec, _cmd: &mut Command) -> Result<Iox, MeasureError> {
+        Iox::new(spec, false)
     }
 
     /// The peer's side: opens the parent's services and creates its ports.
@@ -139,13 +141,18 @@ impl Iox {
     /// # Errors
     ///
     /// As [`parent`](Self::parent).
-    pub fn child(job: &Job) -> Result<Iox, String> {
-        Iox::new(job, true)
+    pub fn child(spec: &LinkSpec) -> Result<Iox, MeasureError> {
+        Iox::new(spec, true)
     }
 
-    fn new(job: &Job, is_peer: bool) -> Result<Iox, String> {
-        if job.payload < 8 {
-            return Err(format!("iceoryx2: payload {} below 8 bytes", job.payload));
+    fn new(spec: &LinkSpec, is_peer: bool) -> Result<Iox, MeasureError> {
+        let bad = |why: String| MeasureError::InvalidParams(format!("iceoryx2: {why}"));
+        let unique = spec
+            .name
+            .strip_prefix(LINK_PREFIX)
+            .ok_or_else(|| bad(format!("not its link: {:?}", spec.name)))?;
+        if spec.payload < 8 {
+            return Err(bad(format!("payload {} below 8 bytes", spec.payload)));
         }
         // iceoryx2 warns on stderr that it found no config file and uses
         // its defaults (which is what is measured); errors still show.
@@ -155,9 +162,9 @@ impl Iox {
             .create::<Svc>()
             .map_err(|e| err("node")(&e))?;
         let create = !is_peer;
-        let base = format!("shmring-bench-{}", job.name);
-        let to_peer = data_service(&node, &format!("{base}-to-peer"), job.payload, create)?;
-        let to_parent = data_service(&node, &format!("{base}-to-parent"), job.payload, create)?;
+        let base = format!("shmring-bench-{unique}");
+        let to_peer = data_service(&node, &format!("{base}-to-peer"), spec.payload, create)?;
+        let to_parent = data_service(&node, &format!("{base}-to-parent"), spec.payload, create)?;
         let (outgoing, incoming) = if is_peer {
             (&to_parent, &to_peer)
         } else {
@@ -165,16 +172,16 @@ impl Iox {
         };
         let publisher = outgoing
             .publisher_builder()
-            .initial_max_slice_len(job.payload)
+            .initial_max_slice_len(spec.payload)
             .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
             .create()
             .map_err(|e| err("publisher")(&e))?;
         let subscriber = incoming
             .subscriber_builder()
-            .buffer_size(buffer_samples(job.payload))
+            .buffer_size(buffer_samples(spec.payload))
             .create()
             .map_err(|e| err("subscriber")(&e))?;
-        let (events, event_services) = if job.mode == Mode::Blocking {
+        let (events, event_services) = if spec.mode == Mode::Blocking {
             let to_peer = event_service(&node, &format!("{base}-wake-peer"), create)?;
             let to_parent = event_service(&node, &format!("{base}-wake-parent"), create)?;
             let (outgoing, incoming) = if is_peer {
@@ -198,9 +205,7 @@ impl Iox {
             publisher,
             subscriber,
             events,
-            msg: (0..job.payload).map(|i| i as u8).collect(),
-            buf: Vec::with_capacity(job.payload),
-            payload: job.payload,
+            payload: spec.payload,
             is_peer,
             _services: Services {
                 _data: [to_peer, to_parent],
@@ -212,34 +217,41 @@ impl Iox {
 
     /// Waits (sleeping 1 ms at a time, 30 s at most) for the peer's ready
     /// sample.
-    fn wait_ready(&mut self) -> Result<(), String> {
+    fn wait_ready(&mut self) -> Result<(), MeasureError> {
         let started = Instant::now();
         loop {
             if let Some(sample) = self.subscriber.receive().map_err(|e| err("receive")(&e))? {
                 return check(sample.payload(), self.payload, READY);
             }
-            if peer::other_gone() {
-                return Err("iceoryx2: the peer exited before it was ready".into());
+            if other_gone() {
+                return Err(MeasureError::Peer(
+                    "iceoryx2: the peer exited before it was ready".into(),
+                ));
             }
             if started.elapsed() > Duration::from_secs(30) {
-                return Err("iceoryx2: the peer was not ready within 30 s".into());
+                return Err(MeasureError::Peer(
+                    "iceoryx2: the peer was not ready within 30 s".into(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
 
-impl Channel for Iox {
-    fn connect(&mut self) -> Result<(), String> {
+impl Link for Iox {
+    /// The peer publishes a "ready" sample; the parent waits for it.
+    fn connect(&mut self) -> Result<(), MeasureError> {
         if self.is_peer {
-            self.send(READY)
+            let mut ready: Vec<u8> = (0..self.payload).map(|i| i as u8).collect();
+            stamp(&mut ready, READY);
+            self.send(&ready)
         } else {
             self.wait_ready()
         }
     }
 
     #[inline]
-    fn send(&mut self, seq: u64) -> Result<(), String> {
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
         let mut spin = Spin::new();
         let sample = loop {
             match self.publisher.loan_slice_uninit(self.payload) {
@@ -248,13 +260,14 @@ impl Channel for Iox {
                 Err(e) => return Err(err("loan")(&e)),
             }
         };
-        stamp(&mut self.msg, seq);
         let delivered = sample
-            .write_from_slice(&self.msg)
+            .write_from_slice(msg)
             .send()
             .map_err(|e| err("send")(&e))?;
         if delivered == 0 {
-            return Err(format!("iceoryx2: message {seq} reached no subscriber"));
+            return Err(MeasureError::Peer(
+                "iceoryx2: a message reached no subscriber".into(),
+            ));
         }
         if let Some((notifier, _)) = &self.events {
             notifier.notify().map_err(|e| err("notify")(&e))?;
@@ -263,14 +276,13 @@ impl Channel for Iox {
     }
 
     #[inline]
-    fn recv(&mut self, seq: u64) -> Result<(), String> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
         let mut spin = Spin::new();
         loop {
             if let Some(sample) = self.subscriber.receive().map_err(|e| err("receive")(&e))? {
-                self.buf.clear();
-                self.buf.extend_from_slice(sample.payload());
-                drop(sample);
-                return check(&self.buf, self.payload, seq);
+                buf.clear();
+                buf.extend_from_slice(sample.payload());
+                return Ok(());
             }
             match &self.events {
                 None => spin.spin()?,
@@ -287,18 +299,22 @@ impl Channel for Iox {
     }
 }
 
-/// A name no other measurement of this process uses.
-fn unique_name() -> String {
+/// A link name no other measurement of this process uses.
+fn link_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     // ORDERING: Relaxed — only uniqueness matters, no data is published.
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{n}", std::process::id())
+    format!("{LINK_PREFIX}{}-{n}", std::process::id())
 }
 
-fn job(kind: Kind, mode: Mode, payload: usize, count: u64, pin: bool) -> Job {
-    let mut job = Job::new(kind, Transport::Iceoryx2, mode, payload, count, pin);
-    job.name = unique_name();
-    job
+fn params(mode: Mode, payload: usize, count: u64, pin: bool) -> Params {
+    Params {
+        payload,
+        messages: count,
+        round_trips: count,
+        mode,
+        pin,
+    }
 }
 
 /// Round trips through iceoryx2 between two processes.
@@ -307,9 +323,8 @@ fn job(kind: Kind, mode: Mode, payload: usize, count: u64, pin: bool) -> Job {
 ///
 /// iceoryx2 or the peer failed.
 pub fn round_trip(mode: Mode, payload: usize, count: u64, pin: bool) -> Result<Latency, String> {
-    let job = job(Kind::RoundTrip, mode, payload, count, pin);
-    let outcome = peer::run_parent(job, Iox::parent)?;
-    Ok(latency_from_samples(outcome.samples))
+    let p = params(mode, payload, count, pin);
+    custom::round_trip(&link_name(), &p, Iox::parent).map_err(|e| e.to_string())
 }
 
 /// A one-way stream through iceoryx2 between two processes.
@@ -318,11 +333,6 @@ pub fn round_trip(mode: Mode, payload: usize, count: u64, pin: bool) -> Result<L
 ///
 /// As [`round_trip`].
 pub fn stream(mode: Mode, payload: usize, count: u64, pin: bool) -> Result<Throughput, String> {
-    let job = job(Kind::Stream, mode, payload, count, pin);
-    let seconds = peer::run_parent(job, Iox::parent)?.seconds.max(1e-9);
-    Ok(Throughput {
-        msgs_per_s: count as f64 / seconds,
-        bytes_per_s: count as f64 * payload as f64 / seconds,
-        seconds,
-    })
+    let p = params(mode, payload, count, pin);
+    custom::stream(&link_name(), &p, Iox::parent).map_err(|e| e.to_string())
 }

@@ -30,8 +30,9 @@
 //!
 //! This library holds what they share: the JSON schema, the machine
 //! description, the thread references, the facade-overhead loop, the SVG
-//! charts, and a second process for what `shmring_measure` cannot host
-//! ([`peer`]: iceoryx2 and the zero-copy path).
+//! charts, and the links that `shmring_measure`'s driver runs for
+//! mechanisms it does not know ([`zero_copy`], and `iox` with the
+//! `iceoryx2` feature; their peer side: [`peer`]).
 
 pub mod analysis;
 pub mod facade;

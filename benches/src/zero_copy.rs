@@ -3,7 +3,7 @@
 //! ([`Producer::reserve`](shmring::spsc::Producer::reserve), then
 //! `commit`); the receiver reads it in place
 //! ([`Consumer::read`](shmring::spsc::Consumer::read); dropping the grant
-//! releases it). No buffer on either side, no copy.
+//! releases it). The payload is never copied.
 //!
 //! Two variants, because "zero-copy" alone hides who pays for the bytes:
 //!
@@ -18,19 +18,51 @@
 //! Polling only: the sender spins while the ring is full, the receiver
 //! while it is empty. The rings are those of `shmring_measure`'s
 //! `shmring-spsc` (1 MiB per direction, or room for two messages).
+//!
+//! It runs in `shmring_measure`'s driver as a
+//! [custom link](shmring_measure::custom), named after its [`Touch`]
+//! (`zero-copy:header`, `zero-copy:all`): the driver stamps and checks the
+//! sequence word, so the receiver copies out just that word (and the
+//! length) for it, and checks the other bytes in place.
 
 use std::process::Command;
 
 use shmring::core::{PopError, PushError, RingConfig};
 use shmring::spsc::{self, Ring};
 use shmring::{CreateOptions, OpenOptions};
-
-use crate::peer::{check, Channel, Job, Spin, Touch};
+use shmring_measure::custom::{Link, LinkSpec, Spin};
+use shmring_measure::{MeasureError, Mode};
 
 /// Parent → peer.
 const TO_PEER: &str = "SHMRING_BENCHES_ZC_TO_PEER";
 /// Peer → parent.
 const TO_PARENT: &str = "SHMRING_BENCHES_ZC_TO_PARENT";
+
+/// How much of a message the zero-copy path writes and reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    /// Only the sequence word: the transport's own cost.
+    Header,
+    /// Every byte written by the sender and read by the receiver.
+    All,
+}
+
+impl Touch {
+    /// The custom link's name for this variant.
+    pub fn link_name(self) -> &'static str {
+        match self {
+            Touch::Header => "zero-copy:header",
+            Touch::All => "zero-copy:all",
+        }
+    }
+
+    /// The variant a custom link's name stands for, if it is this path's.
+    pub fn from_link_name(name: &str) -> Option<Touch> {
+        [Touch::Header, Touch::All]
+            .into_iter()
+            .find(|t| t.link_name() == name)
+    }
+}
 
 /// The ring shape `shmring_measure` uses for `payload`: 1 MiB, or room for
 /// two messages; records up to 64 KiB or the payload.
@@ -50,8 +82,8 @@ pub struct ZeroCopy {
     touch: Touch,
 }
 
-fn attach_error(what: &'static str) -> impl Fn(shmring::AttachError) -> String {
-    move |e| format!("{what}: {e}")
+fn attach_error(what: &'static str) -> impl Fn(shmring::AttachError) -> MeasureError {
+    move |e| MeasureError::Transport(format!("{what}: {e}"))
 }
 
 impl ZeroCopy {
@@ -60,11 +92,12 @@ impl ZeroCopy {
     ///
     /// # Errors
     ///
-    /// Creating, sharing or attaching a ring failed.
-    pub fn parent(job: &Job, cmd: &mut Command) -> Result<ZeroCopy, String> {
-        check_job(job)?;
+    /// Not this path's link, or creating, sharing or attaching a ring
+    /// failed.
+    pub fn parent(spec: &LinkSpec, cmd: &mut Command) -> Result<ZeroCopy, MeasureError> {
+        let touch = check_spec(spec)?;
         let opts = CreateOptions::default();
-        let config = ring_config(job.payload);
+        let config = ring_config(spec.payload);
         let to_peer = Ring::create_anonymous(config, &opts).map_err(attach_error("create"))?;
         let to_parent = Ring::create_anonymous(config, &opts).map_err(attach_error("create"))?;
         to_peer
@@ -76,8 +109,8 @@ impl ZeroCopy {
         Ok(ZeroCopy {
             tx: to_peer.producer().map_err(attach_error("producer"))?,
             rx: to_parent.consumer().map_err(attach_error("consumer"))?,
-            payload: job.payload,
-            touch: job.touch,
+            payload: spec.payload,
+            touch,
         })
     }
 
@@ -86,73 +119,106 @@ impl ZeroCopy {
     /// # Errors
     ///
     /// As [`parent`](Self::parent).
-    pub fn child(job: &Job) -> Result<ZeroCopy, String> {
-        check_job(job)?;
+    pub fn child(spec: &LinkSpec) -> Result<ZeroCopy, MeasureError> {
+        let touch = check_spec(spec)?;
         let opts = OpenOptions::default();
         let from_parent = Ring::open_inherited(TO_PEER, &opts).map_err(attach_error("open"))?;
         let to_parent = Ring::open_inherited(TO_PARENT, &opts).map_err(attach_error("open"))?;
         Ok(ZeroCopy {
             tx: to_parent.producer().map_err(attach_error("producer"))?,
             rx: from_parent.consumer().map_err(attach_error("consumer"))?,
-            payload: job.payload,
-            touch: job.touch,
+            payload: spec.payload,
+            touch,
         })
     }
 }
 
-fn check_job(job: &Job) -> Result<(), String> {
-    if job.payload < 8 {
-        return Err(format!("zero-copy: payload {} below 8 bytes", job.payload));
+fn check_spec(spec: &LinkSpec) -> Result<Touch, MeasureError> {
+    let bad = |why: String| Err(MeasureError::InvalidParams(format!("zero-copy: {why}")));
+    let Some(touch) = Touch::from_link_name(&spec.name) else {
+        return bad(format!("not its link: {:?}", spec.name));
+    };
+    if spec.payload < 8 {
+        return bad(format!("payload {} below 8 bytes", spec.payload));
     }
-    if job.mode != shmring_measure::Mode::Polling {
-        return Err("zero-copy: polling only".into());
+    if spec.mode != Mode::Polling {
+        return bad("polling only".into());
     }
-    Ok(())
+    Ok(touch)
 }
 
-impl Channel for ZeroCopy {
+impl Link for ZeroCopy {
+    /// Writes the sequence word (`msg`'s first 8 bytes) in place, and with
+    /// [`Touch::All`] every other byte too (its low byte).
     #[inline]
-    fn send(&mut self, seq: u64) -> Result<(), String> {
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
         let (payload, touch) = (self.payload, self.touch);
         let mut spin = Spin::new();
         loop {
             match self.tx.reserve(payload) {
                 Ok(mut grant) => {
                     if touch == Touch::All {
-                        grant[8..].fill(seq as u8);
+                        grant[8..].fill(msg[0]);
                     }
-                    grant[..8].copy_from_slice(&seq.to_le_bytes());
+                    grant[..8].copy_from_slice(&msg[..8]);
                     grant.commit(payload);
                     return Ok(());
                 }
                 Err(PushError::Full) => spin.spin()?,
-                Err(e) => return Err(format!("reserve: {e}")),
+                Err(e) => return Err(MeasureError::Transport(format!("reserve: {e}"))),
             }
         }
     }
 
+    /// Copies out the length and the sequence word (what the driver
+    /// checks); with [`Touch::All`] reads every other byte in place and
+    /// checks it against the sequence word's low byte.
     #[inline]
-    fn recv(&mut self, seq: u64) -> Result<(), String> {
-        let (payload, touch) = (self.payload, self.touch);
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        let touch = self.touch;
         let mut spin = Spin::new();
         loop {
             match self.rx.read() {
                 Ok(grant) => {
-                    check(&grant, payload, seq)?;
+                    // A no-op once `buf` has the message's length.
+                    buf.resize(grant.len(), 0);
+                    let head = grant.len().min(8);
+                    buf[..head].copy_from_slice(&grant[..head]);
                     if touch == Touch::All {
                         // Reads every byte; no early exit, so it vectorises.
-                        let byte = seq as u8;
-                        let diff = grant[8..].iter().fold(0u8, |acc, &b| acc | (b ^ byte));
+                        let byte = buf.first().copied().unwrap_or_default();
+                        let rest = grant.get(8..).unwrap_or_default();
+                        let diff = rest.iter().fold(0u8, |acc, &b| acc | (b ^ byte));
                         if diff != 0 {
-                            return Err(format!("message {seq}: a payload byte differs"));
+                            return Err(MeasureError::Peer("a payload byte differs".into()));
                         }
                     }
                     // Dropping the grant releases the record.
                     return Ok(());
                 }
                 Err(PopError::Empty) => spin.spin()?,
-                Err(e) => return Err(format!("read: {e}")),
+                Err(e) => return Err(MeasureError::Transport(format!("read: {e}"))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names_name_the_touch() {
+        for touch in [Touch::Header, Touch::All] {
+            assert_eq!(Touch::from_link_name(touch.link_name()), Some(touch));
+        }
+        assert_eq!(Touch::from_link_name("iceoryx2:1-0"), None);
+    }
+
+    #[test]
+    fn ring_fits_two_messages() {
+        assert_eq!(ring_config(8).capacity, 1 << 20);
+        assert_eq!(ring_config(4 << 20).capacity, 16 << 20);
+        assert_eq!(ring_config(4 << 20).max_record, 4 << 20);
     }
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use shmring_benches::growth::{self, Growth, SIZES};
 use shmring_benches::machine::Machine;
-use shmring_benches::peer::Touch;
+use shmring_benches::zero_copy::Touch;
 use shmring_benches::{queues, Record, Rep};
 use shmring_measure::Mode;
 
@@ -141,7 +141,7 @@ fn summary(r: &Record, rep: &Rep) -> String {
 }
 
 fn main() {
-    shmring_measure::run_peer_if_child();
+    // A measurement peer (this binary re-executed) does its job and exits.
     shmring_benches::peer::run_peer_if_child();
     queues::run_opener_if_child();
     let a = match parse_args() {

@@ -494,7 +494,7 @@ fn probe(mut it: impl Iterator<Item = String>) -> ! {
 }
 
 fn main() {
-    shmring_measure::run_peer_if_child();
+    // A measurement peer (this binary re-executed) does its job and exits.
     shmring_benches::peer::run_peer_if_child();
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some("--probe") {

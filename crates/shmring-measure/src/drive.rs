@@ -1,5 +1,7 @@
 //! The measurement loops, written once over a [`Link`] so that every
-//! mechanism runs exactly the same code around its send and receive.
+//! mechanism, this crate's and those plugged in through
+//! [`custom`](crate::custom), runs exactly the same code around its send
+//! and receive.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
@@ -7,22 +9,65 @@ use std::time::Instant;
 use crate::peer::{Job, Kind, Outcome};
 use crate::MeasureError;
 
-/// One process's end of a bidirectional channel carrying messages of
-/// exactly `job.payload` bytes.
-pub(crate) trait Link {
+/// One process's end of a two-way channel carrying messages of exactly
+/// the measurement's payload size: what a mechanism implements to be
+/// measured (see [`custom`](crate::custom) for plugging one in).
+///
+/// The driver writes each message's sequence number into its first 8
+/// bytes ([`stamp`]) and checks every received message's length and those
+/// 8 bytes, nothing else ([`check`]). A link that writes in place may
+/// therefore take only the first 8 bytes of `msg`, and one that reads in
+/// place may copy out only the first 8 bytes, as long as `buf`'s length
+/// becomes the message's.
+///
+/// A call that waits spins with [`Spin`] (or calls [`Spin::slow`] between
+/// timed waits), so that a peer that died or a measurement that stalled
+/// ends in an error rather than a hang.
+pub trait Link {
+    /// Called once in each process after the peer has started and before
+    /// the first message, outside the timed part (the parent calls it
+    /// before pinning itself): a handshake, if the mechanism needs one.
+    /// The default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The other side never became ready.
+    fn connect(&mut self) -> Result<(), MeasureError> {
+        Ok(())
+    }
+
     /// Sends one message.
+    ///
+    /// # Errors
+    ///
+    /// The mechanism failed, the other process is gone, or the watchdog
+    /// fired.
     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError>;
 
     /// Receives one message into `buf` (its length becomes the message's).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError>;
 
-    /// Sends all of `msgs`, as few calls as the mechanism allows.
+    /// Sends all of `msgs`, as few calls as the mechanism allows (only
+    /// batched streams call it; the default sends one at a time).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
     fn send_many(&mut self, msgs: &[Vec<u8>]) -> Result<(), MeasureError> {
         msgs.iter().try_for_each(|m| self.send(m))
     }
 
     /// Receives at least one and at most `max` messages, handing each to
-    /// `f`; returns how many.
+    /// `f`; returns how many (only batched streams call it; the default
+    /// receives one).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), or what `f` returned.
     fn recv_many(
         &mut self,
         buf: &mut Vec<u8>,
@@ -53,8 +98,10 @@ pub(crate) fn set_other(pid: i32, is_parent: bool) {
     OTHER_PID.store(pid, Ordering::Relaxed);
 }
 
-/// Whether the other process has gone (exited, or our parent changed).
-pub(crate) fn other_gone() -> bool {
+/// Whether the other process of the running measurement has gone: in the
+/// parent, whether the peer exited; in the peer, whether its parent did.
+/// `false` outside a measurement. For waits that [`Spin`] does not cover.
+pub fn other_gone() -> bool {
     // ORDERING: Relaxed — process-local, written before the loops start.
     let pid = OTHER_PID.load(Ordering::Relaxed);
     if pid <= 0 {
@@ -74,26 +121,39 @@ pub(crate) fn other_gone() -> bool {
     }
 }
 
-/// A spin-wait step with a cheap watchdog: every 2^16 steps it checks the
-/// clock and whether the other process is still there.
-pub(crate) struct Spin {
+/// A spin-wait step with a cheap watchdog: every 2^16 steps it checks
+/// whether the other process is still there ([`other_gone`]) and whether
+/// this spin has lasted over 10 minutes.
+#[derive(Debug)]
+pub struct Spin {
     steps: u32,
     started: Option<Instant>,
 }
 
+impl Default for Spin {
+    fn default() -> Self {
+        Spin::new()
+    }
+}
+
 impl Spin {
+    /// A fresh spin (one per wait).
     #[inline]
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Spin {
             steps: 0,
             started: None,
         }
     }
 
-    /// One pause; an error when the other process is gone or the watchdog
-    /// expired.
+    /// One pause.
+    ///
+    /// # Errors
+    ///
+    /// [`MeasureError::Peer`] when the other process is gone,
+    /// [`MeasureError::Timeout`] when the watchdog expired.
     #[inline]
-    pub(crate) fn spin(&mut self) -> Result<(), MeasureError> {
+    pub fn spin(&mut self) -> Result<(), MeasureError> {
         std::hint::spin_loop();
         self.steps = self.steps.wrapping_add(1);
         if self.steps & 0xFFFF == 0 {
@@ -102,8 +162,14 @@ impl Spin {
         Ok(())
     }
 
+    /// The watchdog's checks alone, for waits that return on a timeout
+    /// rather than spinning.
+    ///
+    /// # Errors
+    ///
+    /// As [`spin`](Self::spin).
     #[cold]
-    pub(crate) fn slow(&mut self) -> Result<(), MeasureError> {
+    pub fn slow(&mut self) -> Result<(), MeasureError> {
         if other_gone() {
             return Err(MeasureError::Peer("the other process exited".into()));
         }
@@ -115,17 +181,23 @@ impl Spin {
     }
 }
 
-/// Writes sequence number `i` into the first 8 bytes (when there are 8).
+/// Writes sequence number `i` into the first 8 bytes of `msg`, little
+/// endian (when there are 8).
 #[inline]
-fn stamp(msg: &mut [u8], i: u64) {
+pub fn stamp(msg: &mut [u8], i: u64) {
     if let Some(head) = msg.get_mut(..8) {
         head.copy_from_slice(&i.to_le_bytes());
     }
 }
 
-/// Checks one received message: its length, and its sequence number.
+/// Checks one received message: its length is `payload`, and its first 8
+/// bytes (when there are 8) hold sequence number `i`.
+///
+/// # Errors
+///
+/// [`MeasureError::Peer`] naming the message and what differed.
 #[inline]
-fn check(msg: &[u8], payload: usize, i: u64) -> Result<(), MeasureError> {
+pub fn check(msg: &[u8], payload: usize, i: u64) -> Result<(), MeasureError> {
     if msg.len() != payload {
         return Err(MeasureError::Peer(format!(
             "message {i}: {} bytes, expected {payload}",
@@ -145,6 +217,16 @@ fn message(payload: usize) -> Vec<u8> {
     (0..payload).map(|i| i as u8).collect()
 }
 
+/// A stream's two acknowledgements: number 0 ends the warm-up, number 1
+/// the measured part.
+fn acks(payload: usize) -> [Vec<u8>; 2] {
+    [0, 1].map(|i| {
+        let mut ack = message(payload);
+        stamp(&mut ack, i);
+        ack
+    })
+}
+
 /// The parent's side of `job` over `link`.
 pub(crate) fn parent<L: Link>(job: &Job, link: &mut L) -> Result<Outcome, MeasureError> {
     match job.kind {
@@ -154,8 +236,9 @@ pub(crate) fn parent<L: Link>(job: &Job, link: &mut L) -> Result<Outcome, Measur
     }
 }
 
-/// The peer's side of `job` over `link`.
+/// The peer's side of `job` over `link`, after [`Link::connect`].
 pub(crate) fn child<L: Link>(job: &Job, link: &mut L) -> Result<(), MeasureError> {
+    link.connect()?;
     match job.kind {
         Kind::RoundTrip => {
             let mut buf = Vec::with_capacity(job.payload);
@@ -167,11 +250,11 @@ pub(crate) fn child<L: Link>(job: &Job, link: &mut L) -> Result<(), MeasureError
             Ok(())
         }
         Kind::Stream => {
-            let ack = message(job.payload);
+            let [warm, last] = acks(job.payload);
             receive_range(job, link, 0..job.warmup)?;
-            link.send(&ack)?;
+            link.send(&warm)?;
             receive_range(job, link, job.warmup..job.warmup + job.count)?;
-            link.send(&ack)
+            link.send(&last)
         }
         Kind::Dict => Err(MeasureError::InvalidParams("dict job over a link".into())),
     }
@@ -205,16 +288,24 @@ fn parent_stream<L: Link>(job: &Job, link: &mut L) -> Result<Outcome, MeasureErr
     let mut ack = Vec::with_capacity(job.payload);
     send_range(link, &mut msgs, 0..job.warmup)?;
     link.recv(&mut ack)?;
+    check_ack(&ack, job.payload, 0)?;
     let t0 = Instant::now();
     send_range(link, &mut msgs, job.warmup..job.warmup + job.count)?;
     link.recv(&mut ack)?;
     let seconds = t0.elapsed().as_secs_f64();
-    if ack.len() != job.payload {
-        return Err(MeasureError::Peer(format!("ack of {} bytes", ack.len())));
-    }
+    check_ack(&ack, job.payload, 1)?;
     Ok(Outcome {
         samples: Vec::new(),
         seconds,
+    })
+}
+
+fn check_ack(ack: &[u8], payload: usize, i: u64) -> Result<(), MeasureError> {
+    check(ack, payload, i).map_err(|_| {
+        MeasureError::Peer(format!(
+            "acknowledgement {i} of {} bytes is wrong",
+            ack.len()
+        ))
     })
 }
 

@@ -7,7 +7,9 @@
 //!
 //! * call [`run_peer_if_child`] **first** in `main()` of every binary that
 //!   measures: when the process was started as a peer, it does the peer's
-//!   work and exits, and otherwise returns at once.
+//!   work and exits, and otherwise returns at once. (A binary that also
+//!   measures mechanisms of its own through [`custom`] calls
+//!   [`custom::run_peer_if_child`] instead.)
 //!
 //! ```no_run
 //! use shmring_measure::{round_trip, stream, Mechanism, Mode, Params};
@@ -56,8 +58,12 @@
 //!   The raw futex ping-pong never spins: it is the floor for a hand-off to
 //!   a sleeping process.
 //!
+//! * **Other mechanisms** plug into the same driver, hence the same
+//!   protocol, through [`custom`]: a [`custom::Link`] and a name.
+//!
 //! [`WaitPolicy`]: shmring::core::wait::WaitPolicy
 
+pub mod custom;
 mod dict;
 mod drive;
 mod error;
@@ -353,5 +359,5 @@ fn rate(messages: u64, payload: usize, seconds: f64) -> Throughput {
 /// The peer exits with status 0 after its job, 1 (with a message on
 /// stderr) when the job failed.
 pub fn run_peer_if_child() {
-    peer::run_child_if_peer();
+    peer::run_child_if_peer(custom::none);
 }

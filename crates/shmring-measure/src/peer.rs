@@ -1,10 +1,12 @@
 //! The two processes: describing a job, re-executing this binary as the
-//! peer, handing it descriptors, pinning, and dispatching to a mechanism.
+//! peer, handing it descriptors, pinning, and dispatching to a mechanism
+//! (this crate's, or a caller's through [`crate::custom`]).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
+use crate::custom::{LinkSpec, Peer};
 use crate::drive::{self, Link};
 use crate::{dict, os, raw, shm, MeasureError, Mechanism, Mode, Params, Tuning};
 
@@ -24,7 +26,10 @@ pub(crate) enum Kind {
 #[derive(Clone, Debug)]
 pub(crate) struct Job {
     pub kind: Kind,
+    /// Ignored when `custom` names the link.
     pub mechanism: Mechanism,
+    /// A caller's link (see [`crate::custom`]): its name, one word.
+    pub custom: Option<String>,
     pub mode: Mode,
     pub payload: usize,
     /// Recorded round trips, streamed messages, or dict updates per process.
@@ -70,6 +75,7 @@ impl Job {
         Ok(Job {
             kind,
             mechanism: m,
+            custom: None,
             mode: p.mode,
             payload: p.payload,
             count,
@@ -94,6 +100,27 @@ impl Job {
         Job::new(Kind::Dict, Mechanism::ShmringSpsc, p, &Tuning::default())
     }
 
+    /// A round trip or stream over the caller's link named `name`.
+    pub(crate) fn custom(kind: Kind, name: &str, p: &Params) -> Result<Job, MeasureError> {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(MeasureError::InvalidParams(format!(
+                "custom link name {name:?}: one word expected"
+            )));
+        }
+        let mut job = Job::new(kind, Mechanism::ShmringSpsc, p, &Tuning::default())?;
+        job.custom = Some(name.to_string());
+        Ok(job)
+    }
+
+    /// What a custom link is told about this job.
+    pub(crate) fn spec(&self) -> LinkSpec {
+        LinkSpec {
+            name: self.custom.clone().unwrap_or_default(),
+            payload: self.payload,
+            mode: self.mode,
+        }
+    }
+
     /// Ring bytes per direction: 1 MiB, or room for two messages.
     pub(crate) fn ring_bytes(&self) -> u64 {
         let need = 2 * (self.payload as u64 + 64);
@@ -114,8 +141,9 @@ impl Job {
         };
         let fds: Vec<String> = self.fds.iter().map(|f| f.to_string()).collect();
         format!(
-            "kind={kind} mech={} mode={} payload={} count={} warmup={} batch={} spin={} pin={} cpu={} fds={}",
+            "kind={kind} mech={} custom={} mode={} payload={} count={} warmup={} batch={} spin={} pin={} cpu={} fds={}",
             self.mechanism,
+            self.custom.as_deref().unwrap_or("-"),
             self.mode,
             self.payload,
             self.count,
@@ -151,6 +179,8 @@ impl Job {
                     }
                 }
                 "mech" => job.mechanism = value.parse()?,
+                "custom" if value == "-" => job.custom = None,
+                "custom" => job.custom = Some(value.to_string()),
                 "mode" => job.mode = value.parse()?,
                 "payload" => job.payload = num(value)? as usize,
                 "count" => job.count = num(value)?,
@@ -243,19 +273,17 @@ fn pin_to(cpus: &[usize]) {
 }
 
 /// Restores the parent's CPU set when a measurement ends.
-struct Unpin(Option<Vec<usize>>);
+struct Unpin(Vec<usize>);
 
 impl Drop for Unpin {
     fn drop(&mut self) {
-        if let Some(cpus) = &self.0 {
-            pin_to(cpus);
-        }
+        pin_to(&self.0);
     }
 }
 
-/// Runs `job` from the parent's side: sets the mechanism up, spawns the
-/// peer, measures, and checks that the peer succeeded.
-pub(crate) fn run_parent(mut job: Job) -> Result<Outcome, MeasureError> {
+/// The command that re-executes this binary as the peer, and the CPU
+/// this process pins itself to (setting the peer's in `job`).
+fn prepare(job: &mut Job) -> Result<(Command, Option<usize>), MeasureError> {
     let exe = std::env::current_exe().map_err(MeasureError::io("current_exe"))?;
     let mut cmd = Command::new(exe);
     cmd.stdin(std::process::Stdio::null());
@@ -264,72 +292,118 @@ pub(crate) fn run_parent(mut job: Job) -> Result<Outcome, MeasureError> {
     if pinned {
         job.cpu = Some(cpus[1]);
     }
+    Ok((cmd, pinned.then(|| cpus[0])))
+}
+
+/// Runs `job` from the parent's side: sets the mechanism up, spawns the
+/// peer, measures, and checks that the peer succeeded.
+pub(crate) fn run_parent(mut job: Job) -> Result<Outcome, MeasureError> {
+    let (mut cmd, cpu) = prepare(&mut job)?;
     use Mechanism as M;
     match (job.kind, job.mechanism) {
         (Kind::Dict, _) => {
             let d = dict::Bench::parent(&mut cmd)?;
-            with_peer(&job, cmd, pinned.then(|| cpus[0]), |job| d.run(job))
+            let mut peer = Running::spawn(&job, cmd)?;
+            peer.pin(cpu);
+            let result = d.run(&job);
+            peer.finish(result)
         }
         (_, M::ShmringSpsc) => {
             let mut link = shm::Spsc::parent(&job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
         (_, M::ShmringQueue) => {
             let mut link = shm::Mpmc::parent(&job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
         (_, M::ShmringPipe) => {
             let mut link = shm::PipeLink::parent(&job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
         (_, M::Pipe) => {
             let mut link = os::FdLink::parent_pipe(&mut job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
         (_, M::UnixSocket) => {
             let mut link = os::FdLink::parent_socket(&mut job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
         (_, M::FutexPingPong) => {
             let mut link = raw::FutexLink::parent(&mut job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
         (_, M::SpinRing) => {
             let mut link = raw::SpinLink::parent(&mut job, &mut cmd)?;
-            with_link(&job, cmd, pinned.then(|| cpus[0]), &mut link)
+            with_link(&job, cmd, cpu, &mut link)
         }
     }
 }
 
+/// [`run_parent`] for a job over the caller's link, which `open` makes
+/// (adding what the peer needs to the command). The link is dropped after
+/// the peer has exited.
+pub(crate) fn run_parent_custom<L: Link>(
+    mut job: Job,
+    open: impl FnOnce(&LinkSpec, &mut Command) -> Result<L, MeasureError>,
+) -> Result<Outcome, MeasureError> {
+    let (mut cmd, cpu) = prepare(&mut job)?;
+    let mut link = open(&job.spec(), &mut cmd)?;
+    with_link(&job, cmd, cpu, &mut link)
+}
+
+/// Spawns the peer, lets `link` connect, pins this process to `cpu`,
+/// measures, and reaps the peer.
 fn with_link<L: Link>(
     job: &Job,
     cmd: Command,
     cpu: Option<usize>,
     link: &mut L,
 ) -> Result<Outcome, MeasureError> {
-    with_peer(job, cmd, cpu, |job| drive::parent(job, link))
+    let mut peer = Running::spawn(job, cmd)?;
+    let result = link.connect().and_then(|()| {
+        peer.pin(cpu);
+        drive::parent(job, link)
+    });
+    peer.finish(result)
 }
 
-/// Spawns the peer, runs `f` pinned to `cpu`, and reaps the peer.
-fn with_peer(
-    job: &Job,
-    mut cmd: Command,
-    cpu: Option<usize>,
-    f: impl FnOnce(&Job) -> Result<Outcome, MeasureError>,
-) -> Result<Outcome, MeasureError> {
-    cmd.env(PEER_VAR, job.encode());
-    let mut child = cmd.spawn().map_err(MeasureError::io("spawn the peer"))?;
-    // Closes this process's copies of the peer's descriptors.
-    drop(cmd);
-    drive::set_other(child.id() as i32, false);
-    let _unpin = cpu.map(|c| {
-        let previous = allowed_cpus();
-        pin_to(&[c]);
-        Unpin(Some(previous))
-    });
-    let result = f(job);
-    drive::set_other(0, false);
-    finish(child_result(&mut child, result.is_err()), result)
+/// The peer while it runs; this process's CPU set is restored when it is
+/// dropped (after the peer was reaped).
+struct Running {
+    child: Child,
+    _unpin: Option<Unpin>,
+}
+
+impl Running {
+    fn spawn(job: &Job, mut cmd: Command) -> Result<Running, MeasureError> {
+        cmd.env(PEER_VAR, job.encode());
+        let child = cmd.spawn().map_err(MeasureError::io("spawn the peer"))?;
+        // Closes this process's copies of the peer's descriptors.
+        drop(cmd);
+        drive::set_other(child.id() as i32, false);
+        Ok(Running {
+            child,
+            _unpin: None,
+        })
+    }
+
+    /// Pins this process to `cpu`, when there is one.
+    fn pin(&mut self, cpu: Option<usize>) {
+        if let Some(c) = cpu {
+            let previous = allowed_cpus();
+            pin_to(&[c]);
+            self._unpin = Some(Unpin(previous));
+        }
+    }
+
+    /// Reaps the peer (killing it first when `result` is an error).
+    fn finish(mut self, result: Result<Outcome, MeasureError>) -> Result<Outcome, MeasureError> {
+        drive::set_other(0, false);
+        let peer = child_result(&mut self.child, result.is_err());
+        let outcome = result?;
+        peer?;
+        Ok(outcome)
+    }
 }
 
 fn child_result(child: &mut Child, failed: bool) -> Result<(), MeasureError> {
@@ -346,17 +420,9 @@ fn child_result(child: &mut Child, failed: bool) -> Result<(), MeasureError> {
     }
 }
 
-fn finish(
-    peer: Result<(), MeasureError>,
-    result: Result<Outcome, MeasureError>,
-) -> Result<Outcome, MeasureError> {
-    let outcome = result?;
-    peer?;
-    Ok(outcome)
-}
-
-/// The peer's entry point: does nothing unless [`PEER_VAR`] is set.
-pub(crate) fn run_child_if_peer() {
+/// The peer's entry point: does nothing unless [`PEER_VAR`] is set;
+/// `custom` serves the jobs over a caller's link.
+pub(crate) fn run_child_if_peer(custom: impl FnOnce(&Peer<'_>) -> Result<(), MeasureError>) {
     let Some(spec) = std::env::var_os(PEER_VAR) else {
         return;
     };
@@ -367,7 +433,7 @@ pub(crate) fn run_child_if_peer() {
         .to_str()
         .ok_or_else(|| MeasureError::InvalidParams("peer job is not UTF-8".into()))
         .and_then(Job::decode)
-        .and_then(|job| run_child(&job));
+        .and_then(|job| run_child(&job, custom));
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -377,9 +443,15 @@ pub(crate) fn run_child_if_peer() {
     }
 }
 
-fn run_child(job: &Job) -> Result<(), MeasureError> {
+fn run_child(
+    job: &Job,
+    custom: impl FnOnce(&Peer<'_>) -> Result<(), MeasureError>,
+) -> Result<(), MeasureError> {
     if let Some(cpu) = job.cpu {
         pin_to(&[cpu]);
+    }
+    if job.custom.is_some() {
+        return custom(&Peer::new(job));
     }
     use Mechanism as M;
     match (job.kind, job.mechanism) {
@@ -416,6 +488,7 @@ mod tests {
         job.cpu = Some(3);
         let back = Job::decode(&job.encode()).unwrap();
         assert_eq!(back.encode(), job.encode());
+        assert_eq!(back.custom, None);
         assert_eq!(
             (back.kind, back.count, back.warmup, back.batch),
             (Kind::Stream, 77, 10, 16)
@@ -424,5 +497,24 @@ mod tests {
             (back.fds, back.cpu, back.spin_ns),
             (vec![5, 9], Some(3), Some(0))
         );
+    }
+
+    #[test]
+    fn custom_job_carries_its_name() {
+        let p = Params {
+            payload: 64,
+            round_trips: 200,
+            ..Params::default()
+        };
+        let job = Job::custom(Kind::RoundTrip, "zero-copy:all", &p).unwrap();
+        let back = Job::decode(&job.encode()).unwrap();
+        assert_eq!(back.custom.as_deref(), Some("zero-copy:all"));
+        assert_eq!(
+            (back.kind, back.count, back.warmup),
+            (Kind::RoundTrip, 200, 20)
+        );
+        assert_eq!(back.spec().name, "zero-copy:all");
+        assert!(Job::custom(Kind::Stream, "two words", &p).is_err());
+        assert!(Job::custom(Kind::Stream, "", &p).is_err());
     }
 }

@@ -1,12 +1,118 @@
 //! Every mechanism, in every mode it supports, with tiny counts: the two
-//! processes agree on the protocol and the figures are sane.
+//! processes agree on the protocol and the figures are sane. Also a custom
+//! link (two shmring rings with a handshake) through the public driver.
 
+use std::process::Command;
+
+use std::time::Duration;
+
+use shmring::core::RingConfig;
+use shmring::spsc::{self, Ring};
+use shmring_measure::custom::{self, check, stamp, Link, LinkSpec, Peer};
 use shmring_measure::{
-    dict_update, round_trip, stream, stream_with, Mechanism, Mode, Params, Tuning,
+    dict_update, round_trip, stream, stream_with, MeasureError, Mechanism, Mode, Params, Tuning,
 };
 
+/// The custom link's name.
+const RINGS: &str = "test-rings";
+/// The sequence number of the peer's handshake message.
+const HELLO: u64 = u64::MAX;
+/// Longest a blocking call of the custom link waits.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A custom link: one SPSC ring per direction, blocking calls.
+struct Rings {
+    tx: spsc::Producer,
+    rx: spsc::Consumer,
+    payload: usize,
+    is_peer: bool,
+}
+
+fn transport(e: impl std::fmt::Display) -> MeasureError {
+    MeasureError::Transport(e.to_string())
+}
+
+impl Rings {
+    fn parent(spec: &LinkSpec, cmd: &mut Command) -> Result<Rings, MeasureError> {
+        let config = RingConfig {
+            capacity: 1 << 20,
+            max_record: 64 << 10,
+        };
+        let opts = shmring::CreateOptions::default();
+        let there = Ring::create_anonymous(config, &opts).map_err(transport)?;
+        let back = Ring::create_anonymous(config, &opts).map_err(transport)?;
+        there
+            .share_with_child(cmd, "SMOKE_THERE")
+            .map_err(transport)?;
+        back.share_with_child(cmd, "SMOKE_BACK")
+            .map_err(transport)?;
+        Ok(Rings {
+            tx: there.producer().map_err(transport)?,
+            rx: back.consumer().map_err(transport)?,
+            payload: spec.payload,
+            is_peer: false,
+        })
+    }
+
+    fn child(spec: &LinkSpec) -> Result<Rings, MeasureError> {
+        let opts = shmring::OpenOptions::default();
+        let there = Ring::open_inherited("SMOKE_THERE", &opts).map_err(transport)?;
+        let back = Ring::open_inherited("SMOKE_BACK", &opts).map_err(transport)?;
+        Ok(Rings {
+            tx: back.producer().map_err(transport)?,
+            rx: there.consumer().map_err(transport)?,
+            payload: spec.payload,
+            is_peer: true,
+        })
+    }
+}
+
+impl Link for Rings {
+    fn connect(&mut self) -> Result<(), MeasureError> {
+        let mut hello = vec![0u8; self.payload];
+        stamp(&mut hello, HELLO);
+        if self.is_peer {
+            return self.send(&hello);
+        }
+        let mut buf = Vec::new();
+        self.recv(&mut buf)?;
+        check(&buf, self.payload, HELLO)
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        self.tx.push(msg, Some(WAIT)).map_err(transport)
+    }
+
+    /// Sleeps in the ring's blocking pop; the deadline stands in for
+    /// [`custom::Spin`]'s watchdog.
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        self.rx.pop(buf, Some(WAIT)).map(drop).map_err(transport)
+    }
+}
+
+fn serve(peer: &Peer<'_>) -> Result<(), MeasureError> {
+    assert_eq!(peer.spec().name, RINGS);
+    peer.serve(&mut Rings::child(peer.spec())?)
+}
+
+fn custom_link() {
+    let p = Params {
+        payload: 64,
+        messages: 300,
+        round_trips: 100,
+        ..Params::default()
+    };
+    let l = custom::round_trip(RINGS, &p, Rings::parent).expect("custom round trip");
+    assert_eq!(l.samples, 100);
+    assert!(l.min_ns > 0 && l.p50_ns <= l.p99_ns);
+    let t = custom::stream(RINGS, &p, Rings::parent).expect("custom stream");
+    assert!(t.msgs_per_s > 0.0 && t.bytes_per_s > 0.0);
+    let bad = custom::round_trip("two words", &p, Rings::parent);
+    assert!(matches!(bad, Err(MeasureError::InvalidParams(_))));
+}
+
 fn main() {
-    shmring_measure::run_peer_if_child();
+    custom::run_peer_if_child(serve);
     let started = std::time::Instant::now();
     for payload in [8, 1024, 64 << 10] {
         for mode in Mode::ALL {
@@ -67,5 +173,6 @@ fn main() {
     );
     assert_eq!(Mechanism::UnixSocket.to_string(), "unix-socket");
     assert_eq!("blocking".parse::<Mode>().unwrap(), Mode::Blocking);
+    custom_link();
     println!("smoke: ok in {:.2} s", started.elapsed().as_secs_f64());
 }
