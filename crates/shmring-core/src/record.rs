@@ -53,16 +53,27 @@ pub(crate) enum Header {
 }
 
 /// Decodes the header word found at `position`.
-#[inline]
+///
+/// One comparison of the top 32 bits (tag and stamp together) per kind in
+/// the common case; working out which part was wrong is left to the cold
+/// error path.
+#[inline(always)]
 pub(crate) fn decode(word: u64, position: u64) -> Result<Header, Corrupted> {
-    if word >> 40 != stamp(position) {
-        return Err(Corrupted::new("record stamp", word));
-    }
     let len = word as u32;
-    match (word >> 32) & 0xFF {
-        TAG_DATA => Ok(Header::Data { len }),
-        TAG_PAD => Ok(Header::Pad { len }),
-        _ => Err(Corrupted::new("record tag", word)),
+    let expected = stamp(position) << 8;
+    match word >> 32 {
+        high if high == expected | TAG_DATA => Ok(Header::Data { len }),
+        high if high == expected | TAG_PAD => Ok(Header::Pad { len }),
+        _ => Err(decode_error(word, position)),
+    }
+}
+
+#[cold]
+fn decode_error(word: u64, position: u64) -> Corrupted {
+    if word >> 40 != stamp(position) {
+        Corrupted::new("record stamp", word)
+    } else {
+        Corrupted::new("record tag", word)
     }
 }
 
@@ -77,6 +88,12 @@ mod tests {
         assert_eq!(decode(encode_pad(40, p), p), Ok(Header::Pad { len: 40 }));
         assert!(decode(encode_data(17, p), p + 8).is_err());
         assert!(decode(0, 0).is_err(), "zeroed memory is not a record");
+        let bad_tag = (encode_data(17, p) & !(0xFF << 32)) | (0x11 << 32);
+        assert_eq!(decode(bad_tag, p).unwrap_err().what, "record tag");
+        assert_eq!(
+            decode(encode_pad(8, p), p + 8).unwrap_err().what,
+            "record stamp"
+        );
         assert_eq!(record_size(0), 8);
         assert_eq!(record_size(1), 16);
         assert_eq!(record_size(8), 16);

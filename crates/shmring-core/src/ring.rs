@@ -19,15 +19,32 @@
 //! end and starts again at index 0. The padding is published on its own if
 //! the record itself has to wait for room, so a record as large as the whole
 //! ring still fits once the consumer has caught up.
+//!
+//! # The fast paths
+//!
+//! Each side keeps a process-local copy of the other side's position (the
+//! `Writer`'s cached head, the `Reader`'s cached tail) and reloads it
+//! only when the copy says full (or empty). A push of a small record that
+//! fits before the end of the data area in the room already known is
+//! decided from local state alone and copies its payload a word at a time
+//! (`small`); anything else (a large record, a reload of the head, padding
+//! at the wrap) takes the general path. Every value read from shared memory
+//! is still checked before use, on both paths.
 
 use core::ptr::NonNull;
 
-use crate::bytes;
-use crate::error::{ConfigError, Corrupted, PushError};
+use crate::error::{ConfigError, Corrupted};
 use crate::layout::Padded;
 use crate::record::{self, Header};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitWord;
+
+mod reader;
+pub(crate) mod small;
+mod writer;
+
+pub(crate) use reader::Reader;
+pub(crate) use writer::Writer;
 
 /// Smallest data area, in bytes.
 pub const MIN_CAPACITY: u64 = 64;
@@ -298,28 +315,32 @@ impl RingRef {
     }
 
     /// Decodes and bounds-checks the record at `position`, which lies before
-    /// `limit` (the tail as last seen). `Ok(None)` for padding, which the
-    /// caller skips by `size`.
-    #[inline]
+    /// `limit` (a tail this side loaded with Acquire). Padding comes back
+    /// with `pad` set; the caller skips it by `size`.
+    #[inline(always)]
     pub(crate) fn record_at(&self, position: u64, limit: u64) -> Result<Found, Corrupted> {
+        debug_assert!(position < limit);
         let index = position & self.mask;
         // ORDERING: Acquire — pairs with the producer's Release store of the
         // header. For a single consumer the Acquire of the tail already
-        // covers it; for racing MPMC consumers it matters: a header from a
-        // later lap carries (through the producer's Acquire of the head
-        // before it reused the space) the head advance that made the reuse
-        // possible, so the consumer's re-read of the head sees it and calls
-        // it a race, not corruption. loom found the Relaxed version wrong.
+        // covers it; for racy MPMC consumers it matters: a header from a
+        // later lap carries
+        // (through the producer's Acquire of the head before it reused the
+        // space) the head advance that made the reuse possible, so the
+        // consumer's re-read of the head sees it and calls it a race, not
+        // corruption. loom found the Relaxed version wrong.
         let word = self.data()[(index / 8) as usize].load(Ordering::Acquire);
         let (len, pad) = match record::decode(word, position)? {
-            Header::Data { len } => (len as u64, false),
-            Header::Pad { len } => (len as u64, true),
+            Header::Data { len } => (u64::from(len), false),
+            Header::Pad { len } => (u64::from(len), true),
         };
+        // `len < 2^32`: no overflow.
         let size = record::HEADER + len.next_multiple_of(8);
-        if pad && index + size != self.capacity {
-            return Err(Corrupted::new("padding length", len));
-        }
-        if !pad && len > self.max_record {
+        if pad {
+            if index + size != self.capacity {
+                return Err(Corrupted::new("padding length", len));
+            }
+        } else if len > self.max_record {
             return Err(Corrupted::new("record length", len));
         }
         if index + size > self.capacity || size > limit - position {
@@ -332,6 +353,14 @@ impl RingRef {
             pad,
         })
     }
+
+    /// The data words of the payload of `found` (bounds-checked by
+    /// `record_at`; indexing checks again, which never fails).
+    #[inline(always)]
+    pub(crate) fn payload_words(&self, found: &Found) -> &[AtomicU64] {
+        let first = found.payload_word;
+        &self.data()[first..first + found.len.div_ceil(8)]
+    }
 }
 
 /// A record found by [`RingRef::record_at`], already bounds-checked.
@@ -341,257 +370,6 @@ pub(crate) struct Found {
     pub(crate) len: usize,
     pub(crate) size: u64,
     pub(crate) pad: bool,
-}
-
-/// The producer's half of the protocol.
-#[derive(Debug)]
-pub(crate) struct Writer {
-    pub(crate) ring: RingRef,
-    /// Local write position; `>= published`.
-    tail: u64,
-    /// The tail as last stored to shared memory.
-    published: u64,
-    /// The head as last loaded; the true head is `>=` it.
-    cached_head: u64,
-    /// Records written (published or not), for `len`.
-    pushed: u64,
-    /// Whether consumers copy optimistically (MPMC): then writes must be atomic.
-    pub(crate) racy: bool,
-}
-
-impl Writer {
-    /// Starts writing at the published tail (also when taking over the ring
-    /// from a dead producer: whatever it wrote but did not publish is
-    /// overwritten).
-    pub(crate) fn attach(ring: RingRef, racy: bool) -> Result<Self, Corrupted> {
-        let shared = ring.shared();
-        // ORDERING: Acquire — pairs with the previous producer's Release store
-        // of the tail, so its last records are fully visible before we follow.
-        let tail = shared.producer.tail.load(Ordering::Acquire);
-        // ORDERING: Acquire — pairs with the consumers' Release of the head.
-        let head = shared.consumer.head.load(Ordering::Acquire);
-        ring.check_span(head, tail)?;
-        // ORDERING: Relaxed — a statistic; only the producer writes it.
-        let pushed = shared.producer.pushed.load(Ordering::Relaxed);
-        Ok(Writer {
-            ring,
-            tail,
-            published: tail,
-            cached_head: head,
-            pushed,
-            racy,
-        })
-    }
-
-    #[inline]
-    fn free(&self) -> u64 {
-        self.ring.capacity - (self.tail - self.cached_head)
-    }
-
-    /// Whether the last known state leaves room for `size` bytes, re-reading
-    /// the head if the cached one says no.
-    #[inline]
-    fn has_room(&mut self, size: u64) -> Result<bool, Corrupted> {
-        if self.free() >= size {
-            return Ok(true);
-        }
-        // ORDERING: Acquire — pairs with the consumer's Release store (or
-        // CAS) of the head: its reads of the space happen before we reuse it.
-        let head = self.ring.shared().consumer.head.load(Ordering::Acquire);
-        if head < self.cached_head || head > self.published {
-            return Err(Corrupted::new("ring head", head));
-        }
-        self.cached_head = head;
-        Ok(self.free() >= size)
-    }
-
-    /// Makes room for a record with a `len`-byte payload and returns the word
-    /// index of its header. May write (but not publish) a padding record.
-    #[inline]
-    pub(crate) fn claim(&mut self, len: usize) -> Result<usize, PushError> {
-        if len as u64 > self.ring.max_record {
-            return Err(PushError::TooLarge {
-                len,
-                max: self.ring.max_record as usize,
-            });
-        }
-        let size = record::record_size(len as u64);
-        loop {
-            let index = self.tail & self.ring.mask;
-            let to_end = self.ring.capacity - index;
-            if size <= to_end {
-                if !self.has_room(size)? {
-                    return Err(PushError::Full);
-                }
-                return Ok((index / 8) as usize);
-            }
-            // Does not fit before the end: pad to the end and wrap.
-            if !self.has_room(to_end)? {
-                return Err(PushError::Full);
-            }
-            let pad = record::encode_pad((to_end - record::HEADER) as u32, self.tail);
-            // ORDERING: Release — pairs with the Acquire header load in
-            // `record_at` (see there); the tail's Release publishes it too.
-            self.ring.data()[(index / 8) as usize].store(pad, Ordering::Release);
-            self.tail += to_end;
-        }
-    }
-
-    /// Copies `payload` into the record claimed at `word`.
-    #[inline]
-    pub(crate) fn write_payload(&self, word: usize, payload: &[u8]) {
-        bytes::store(self.ring.data(), word + 1, payload, !self.racy);
-    }
-
-    /// Completes the record claimed at `word` with a `len`-byte payload.
-    #[inline]
-    pub(crate) fn commit(&mut self, word: usize, len: usize) {
-        debug_assert_eq!((self.tail & self.ring.mask) / 8, word as u64);
-        let header = record::encode_data(len as u32, self.tail);
-        // ORDERING: Release — pairs with the Acquire header load in
-        // `record_at` (see there); the tail's Release publishes it too.
-        self.ring.data()[word].store(header, Ordering::Release);
-        self.tail += record::record_size(len as u64);
-        self.pushed += 1;
-    }
-
-    /// Copies `msg` into a new record (not yet published).
-    #[inline]
-    pub(crate) fn write(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        let word = self.claim(msg.len())?;
-        failpoint!("ring.claimed");
-        self.write_payload(word, msg);
-        failpoint!("ring.payload-written");
-        self.commit(word, msg.len());
-        failpoint!("ring.header-written");
-        Ok(())
-    }
-
-    /// Writes as many of `msgs` as fit, in order (not yet published).
-    /// Returns how many, and why the next one did not go in, if one did not.
-    pub(crate) fn write_many<'m>(
-        &mut self,
-        msgs: impl IntoIterator<Item = &'m [u8]>,
-    ) -> (usize, Option<PushError>) {
-        let mut n = 0;
-        for msg in msgs {
-            if let Err(e) = self.write(msg) {
-                return (n, Some(e));
-            }
-            n += 1;
-        }
-        (n, None)
-    }
-
-    /// Makes everything written so far visible. Returns whether there was
-    /// anything new (and so whether a sleeper may need waking).
-    #[inline]
-    pub(crate) fn publish(&mut self) -> bool {
-        if self.tail == self.published {
-            return false;
-        }
-        let line = &self.ring.shared().producer;
-        // ORDERING: Release — publishes the records (payloads and headers
-        // stored above); pairs with the consumers' Acquire load of the tail.
-        line.tail.store(self.tail, Ordering::Release);
-        failpoint!("ring.published");
-        // ORDERING: Relaxed — a statistic for `len`, stored after the tail so
-        // it never counts a record that is not there yet.
-        line.pushed.store(self.pushed, Ordering::Relaxed);
-        self.published = self.tail;
-        true
-    }
-
-    /// Bytes free as far as this writer knows (re-reads the head).
-    pub(crate) fn free_now(&mut self) -> Result<u64, Corrupted> {
-        self.has_room(u64::MAX)?;
-        Ok(self.free())
-    }
-}
-
-/// The single consumer's half of the protocol (SPSC only; MPMC consumers
-/// CAS the head instead, see `mpmc`).
-#[derive(Debug)]
-pub(crate) struct Reader {
-    pub(crate) ring: RingRef,
-    /// Local read position; `>= released`.
-    head: u64,
-    /// The head as last stored to shared memory.
-    released: u64,
-    /// The tail as last loaded.
-    cached_tail: u64,
-    popped: u64,
-}
-
-impl Reader {
-    pub(crate) fn attach(ring: RingRef) -> Result<Self, Corrupted> {
-        let shared = ring.shared();
-        // ORDERING: Acquire — pairs with the previous consumer's Release.
-        let head = shared.consumer.head.load(Ordering::Acquire);
-        // ORDERING: Acquire — pairs with the producer's Release of the tail.
-        let tail = shared.producer.tail.load(Ordering::Acquire);
-        ring.check_span(head, tail)?;
-        // ORDERING: Relaxed — a statistic; only the consumer writes it.
-        let popped = shared.consumer.popped.load(Ordering::Relaxed);
-        Ok(Reader {
-            ring,
-            head,
-            released: head,
-            cached_tail: tail,
-            popped,
-        })
-    }
-
-    /// The next data record, skipping (and consuming) padding; `None` when
-    /// nothing is published past the head. Does not consume the record.
-    #[inline]
-    pub(crate) fn peek(&mut self) -> Result<Option<Found>, Corrupted> {
-        loop {
-            if self.head == self.cached_tail {
-                // ORDERING: Acquire — pairs with the producer's Release store
-                // of the tail: the records before it are complete.
-                let tail = self.ring.shared().producer.tail.load(Ordering::Acquire);
-                self.ring.check_span(self.released, tail)?;
-                if tail < self.head {
-                    return Err(Corrupted::new("ring tail", tail));
-                }
-                self.cached_tail = tail;
-                if self.head == tail {
-                    return Ok(None);
-                }
-            }
-            let found = self.ring.record_at(self.head, self.cached_tail)?;
-            if found.pad {
-                self.head += found.size;
-                continue;
-            }
-            return Ok(Some(found));
-        }
-    }
-
-    /// Consumes the record `peek` returned.
-    #[inline]
-    pub(crate) fn advance(&mut self, found: &Found) {
-        self.head += found.size;
-        self.popped += 1;
-    }
-
-    /// Gives the consumed space back to the producer. Returns whether there
-    /// was anything to give back.
-    #[inline]
-    pub(crate) fn release(&mut self) -> bool {
-        if self.head == self.released {
-            return false;
-        }
-        let line = &self.ring.shared().consumer;
-        // ORDERING: Release — our reads of the released records happen before
-        // the producer may overwrite them; pairs with its Acquire of the head.
-        line.head.store(self.head, Ordering::Release);
-        // ORDERING: Relaxed — a statistic for `len`.
-        line.popped.store(self.popped, Ordering::Relaxed);
-        self.released = self.head;
-        true
-    }
 }
 
 /// Approximate number of records in a ring: a snapshot, already stale.

@@ -14,19 +14,25 @@
 //! [`crate::heap`]), and blocking goes through the [`Waiter`] the handle holds.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::any::Any;
-#[cfg(not(loom))]
-use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
 use crate::error::{ConfigError, Corrupted, PopError, PushError};
 use crate::layout::HOT_ALIGN;
 use crate::ring::{
-    ring_is_empty, ring_len, Reader, RingConfig, RingRef, RingShared, Writer, CONSUMER_CLOSED,
-    PRODUCER_CLOSED,
+    ring_is_empty, ring_len, small, Found, Reader, RingConfig, RingRef, RingShared, Writer,
+    CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use crate::sync::AtomicU64;
-use crate::wait::{block_on, TimedOut, Until, WaitPolicy, Waiter, WAKE_ALL};
+use crate::wait::{block_on_paced, SlowPace, TimedOut, Until, WaitPolicy, Waiter, WAKE_ALL};
+
+mod batch;
+#[cfg(not(loom))]
+mod grant;
+
+#[cfg(not(loom))]
+pub use grant::{ReadGrant, WriteGrant};
 
 /// Something that keeps the ring's memory alive (a mapping, a heap block).
 pub type KeepAlive = Arc<dyn Any + Send + Sync>;
@@ -183,6 +189,7 @@ impl Ring {
         Ok(Producer {
             writer: Writer::attach(self.raw, false)?,
             waiter,
+            pace: SlowPace::default(),
             _keep: self.keep.clone(),
         })
     }
@@ -196,6 +203,7 @@ impl Ring {
         Ok(Consumer {
             reader: Reader::attach(self.raw)?,
             waiter,
+            pace: SlowPace::default(),
             _keep: self.keep.clone(),
         })
     }
@@ -256,6 +264,8 @@ fn close_ring<W: Waiter + ?Sized>(shared: &RingShared, bits: u32, waiter: &W) {
 pub struct Producer<W> {
     writer: Writer,
     waiter: W,
+    /// When the next liveness probe before a first sleep is due.
+    pace: SlowPace,
     _keep: KeepAlive,
 }
 
@@ -294,29 +304,10 @@ impl<W: Waiter + Clone> Producer<W> {
         result
     }
 
-    /// Copies in as many of `msgs` as fit now, in order, with one publish and
-    /// one wake. Returns how many went in; the first one that did not is the
-    /// next to retry.
-    ///
-    /// # Errors
-    ///
-    /// Only when none went in: why the first one did not.
-    pub fn try_push_many<'m, I>(&mut self, msgs: I) -> Result<usize, PushError>
-    where
-        I: IntoIterator<Item = &'m [u8]>,
-    {
-        self.check_open()?;
-        let (n, first_err) = self.writer.write_many(msgs);
-        self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
-        match (n, first_err) {
-            (0, Some(e)) => Err(e),
-            _ => Ok(n),
-        }
-    }
-
     /// Pushes `msg`, waiting for room until `deadline` (`None`: no deadline).
-    /// `peer_gone` runs on the slow path (after each sleep slice); when it
-    /// says the consumer is gone the push fails with `Closed`.
+    /// `peer_gone` runs on the slow path (before a first sleep, at most once
+    /// a millisecond over this handle's calls, and after each sleep slice);
+    /// when it says the consumer is gone the push fails with `Closed`.
     ///
     /// # Errors
     ///
@@ -330,41 +321,21 @@ impl<W: Waiter + Clone> Producer<W> {
     ) -> Result<(), PushError> {
         let ring = self.writer.ring;
         let waiter = self.waiter.clone();
-        block_on(
+        let mut pace = self.pace;
+        let result = block_on_paced(
             &ring.shared().not_full,
             &waiter,
             deadline,
             policy,
+            &mut pace,
             |slow| match self.try_push(msg) {
                 Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),
                 Err(PushError::Full) => None,
                 other => Some(other),
             },
-        )
-        .unwrap_or(Err(PushError::Timeout))
-    }
-
-    /// Reserves room for a record of up to `len` bytes and hands out the
-    /// space itself: write in place, then [`WriteGrant::commit`]. Dropping the
-    /// grant without committing publishes nothing.
-    ///
-    /// # Errors
-    ///
-    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
-    #[cfg(not(loom))]
-    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_, W>, PushError> {
-        self.check_open()?;
-        match self.writer.claim(len) {
-            Ok(word) => Ok(WriteGrant {
-                producer: self,
-                word,
-                len,
-            }),
-            Err(e) => {
-                self.publish_and_wake(1);
-                Err(e)
-            }
-        }
+        );
+        self.pace = pace;
+        result.unwrap_or(Err(PushError::Timeout))
     }
 
     /// Bytes free as far as the producer knows (re-reads the head).
@@ -382,70 +353,13 @@ impl<W: Waiter + Clone> Producer<W> {
     }
 }
 
-/// Space reserved in the ring, written in place. See [`Producer::reserve`].
-#[cfg(not(loom))]
-#[derive(Debug)]
-pub struct WriteGrant<'a, W: Waiter + Clone> {
-    producer: &'a mut Producer<W>,
-    word: usize,
-    len: usize,
-}
-
-#[cfg(not(loom))]
-impl<W: Waiter + Clone> WriteGrant<'_, W> {
-    /// Publishes the first `len` bytes as one record (and wakes the consumer
-    /// if it sleeps).
-    ///
-    /// # Panics
-    ///
-    /// If `len` exceeds the reserved length.
-    pub fn commit(self, len: usize) {
-        assert!(
-            len <= self.len,
-            "commit of {len} bytes exceeds the {} reserved",
-            self.len
-        );
-        self.producer.writer.commit(self.word, len);
-        self.producer.publish_and_wake(1);
-    }
-}
-
-#[cfg(not(loom))]
-impl<W: Waiter + Clone> Deref for WriteGrant<'_, W> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `claim` made bytes [word*8+8, word*8+8+len) lie inside the
-        // data area and belong to the producer alone until it publishes; the
-        // grant borrows the producer mutably, so nothing publishes meanwhile.
-        unsafe {
-            core::slice::from_raw_parts(
-                self.producer.writer.ring.byte_ptr(self.word * 8 + 8),
-                self.len,
-            )
-        }
-    }
-}
-
-#[cfg(not(loom))]
-impl<W: Waiter + Clone> DerefMut for WriteGrant<'_, W> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`; the mutable borrow of the grant makes this
-        // the only reference to those bytes in this process, and no other
-        // party reads unpublished space.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                self.producer.writer.ring.byte_ptr(self.word * 8 + 8),
-                self.len,
-            )
-        }
-    }
-}
-
 /// The reading end of an SPSC ring.
 #[derive(Debug)]
 pub struct Consumer<W> {
     reader: Reader,
     waiter: W,
+    /// When the next liveness probe before a first sleep is due.
+    pace: SlowPace,
     _keep: KeepAlive,
 }
 
@@ -463,7 +377,7 @@ impl<W: Waiter + Clone> Consumer<W> {
 
     /// The next record, or why there is none.
     #[inline]
-    fn next(&mut self) -> Result<crate::ring::Found, PopError> {
+    fn next(&mut self) -> Result<Found, PopError> {
         if let Some(found) = self.reader.peek()? {
             return Ok(found);
         }
@@ -480,21 +394,6 @@ impl<W: Waiter + Clone> Consumer<W> {
         Err(PopError::Empty)
     }
 
-    /// Reads the next record in place; dropping the grant releases it.
-    #[cfg(not(loom))]
-    ///
-    /// # Errors
-    ///
-    /// `Empty`, `Closed` (closed and drained), `Corrupted`.
-    #[inline]
-    pub fn read(&mut self) -> Result<ReadGrant<'_, W>, PopError> {
-        let found = self.next()?;
-        Ok(ReadGrant {
-            consumer: self,
-            found,
-        })
-    }
-
     /// Copies the next record into `buf` (replacing its contents) and returns
     /// its length.
     ///
@@ -502,11 +401,9 @@ impl<W: Waiter + Clone> Consumer<W> {
     ///
     /// `Empty`, `Closed` (closed and drained), `Corrupted`.
     #[inline]
-    pub fn try_pop(&mut self, buf: &mut alloc::vec::Vec<u8>) -> Result<usize, PopError> {
+    pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
         let found = self.next()?;
-        buf.clear();
-        buf.resize(found.len, 0);
-        crate::bytes::load(self.reader.ring.data(), found.payload_word, buf, true);
+        self.copy_out(&found, buf);
         failpoint!("spsc.read", buf);
         self.reader.advance(&found);
         self.release_and_wake();
@@ -514,75 +411,65 @@ impl<W: Waiter + Clone> Consumer<W> {
         Ok(found.len)
     }
 
-    /// Hands up to `max` records to `f`, in order, then releases them all at
-    /// once (one store, one wake). Returns how many (0 only when `max` is 0).
-    ///
-    /// # Errors
-    ///
-    /// Only when none was there: `Empty`, `Closed`, or `Corrupted`. A
-    /// corruption met after the first record ends the batch early and is
-    /// reported by the next call.
-    #[cfg(not(loom))]
-    pub fn try_pop_many(
-        &mut self,
-        max: usize,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<usize, PopError> {
-        let mut n = 0;
-        while n < max {
-            let found = if n == 0 {
-                self.next()?
-            } else {
-                match self.reader.peek() {
-                    Ok(Some(found)) => found,
-                    _ => break,
-                }
-            };
-            f(self.payload(&found));
-            self.reader.advance(&found);
-            n += 1;
+    /// Replaces the contents of `buf` with the payload of `found`: small
+    /// ones a word at a time, larger ones with one `memcpy` (no zero-fill
+    /// first in either case).
+    #[inline(always)]
+    fn copy_out(&self, found: &Found, buf: &mut Vec<u8>) {
+        let ring = &self.reader.ring;
+        if found.len <= small::SMALL {
+            small::load(ring.payload_words(found), found.len, buf);
+            return;
         }
-        self.release_and_wake();
-        Ok(n)
+        buf.clear();
+        #[cfg(not(loom))]
+        buf.extend_from_slice(self.payload(found));
+        #[cfg(loom)]
+        {
+            buf.resize(found.len, 0);
+            crate::bytes::load(ring.data(), found.payload_word, buf, true);
+        }
     }
 
+    /// The payload of `found`, in place.
     #[cfg(not(loom))]
     #[inline]
-    fn payload(&self, found: &crate::ring::Found) -> &[u8] {
-        {
-            // SAFETY: `record_at` checked that the payload lies inside the data
-            // area before the tail; published (Acquire of the tail) and not yet
-            // released, so the producer does not write it while we read.
-            unsafe {
-                core::slice::from_raw_parts(
-                    self.reader.ring.byte_ptr(found.payload_word * 8),
-                    found.len,
-                )
-            }
+    fn payload(&self, found: &Found) -> &[u8] {
+        // SAFETY: `record_at` checked that the payload lies inside the data
+        // area before the tail; published (Acquire of the tail) and not yet
+        // released, so the producer does not write it while we read.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.reader.ring.byte_ptr(found.payload_word * 8),
+                found.len,
+            )
         }
     }
 
     /// Pops the next record into `buf`, waiting until `deadline` (`None`: no
-    /// deadline). `peer_gone` runs on the slow path; when it says the
-    /// producer is gone the pop drains what is left, then fails with `Closed`.
+    /// deadline). `peer_gone` runs on the slow path (as in
+    /// [`Producer::push`]); when it says the producer is gone the pop drains
+    /// what is left, then fails with `Closed`.
     ///
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `Corrupted`.
     pub fn pop(
         &mut self,
-        buf: &mut alloc::vec::Vec<u8>,
+        buf: &mut Vec<u8>,
         deadline: impl Into<Until>,
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<usize, PopError> {
         let ring = self.reader.ring;
         let waiter = self.waiter.clone();
-        block_on(
+        let mut pace = self.pace;
+        let result = block_on_paced(
             &ring.shared().not_empty,
             &waiter,
             deadline,
             policy,
+            &mut pace,
             |slow| match self.try_pop(buf) {
                 Err(PopError::Empty) if slow && peer_gone() => Some(match self.try_pop(buf) {
                     Err(PopError::Empty) => Err(PopError::Closed),
@@ -591,8 +478,9 @@ impl<W: Waiter + Clone> Consumer<W> {
                 Err(PopError::Empty) => None,
                 other => Some(other),
             },
-        )
-        .unwrap_or(Err(PopError::Timeout))
+        );
+        self.pace = pace;
+        result.unwrap_or(Err(PopError::Timeout))
     }
 
     /// Closes the consumer side: the producer gets `Closed` from now on.
@@ -606,8 +494,9 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// Returns `Ok(true)` when a record is there (or the ring looks
     /// corrupted: the next read reports it), `Ok(false)` when the ring is
     /// drained and its producer side closed, or `peer_gone` said the producer
-    /// is gone. `peer_gone` runs on the slow path only (after each sleep
-    /// slice, and once more at the deadline).
+    /// is gone. `peer_gone` runs on the slow path only (before a first
+    /// sleep, at most once a millisecond over this handle's calls; after
+    /// each sleep slice; once more at the deadline).
     ///
     /// # Errors
     ///
@@ -620,11 +509,13 @@ impl<W: Waiter + Clone> Consumer<W> {
     ) -> Result<bool, TimedOut> {
         let ring = self.reader.ring;
         let waiter = self.waiter.clone();
-        block_on(
+        let mut pace = self.pace;
+        let result = block_on_paced(
             &ring.shared().not_empty,
             &waiter,
             deadline,
             policy,
+            &mut pace,
             |slow| match self.next() {
                 Ok(_) | Err(PopError::Corrupted(_)) => Some(true),
                 Err(PopError::Closed) => Some(false),
@@ -635,30 +526,8 @@ impl<W: Waiter + Clone> Consumer<W> {
                 )),
                 Err(_) => None,
             },
-        )
-    }
-}
-
-/// A record read in place. See [`Consumer::read`]; dropping releases it.
-#[cfg(not(loom))]
-#[derive(Debug)]
-pub struct ReadGrant<'a, W: Waiter + Clone> {
-    consumer: &'a mut Consumer<W>,
-    found: crate::ring::Found,
-}
-
-#[cfg(not(loom))]
-impl<W: Waiter + Clone> Deref for ReadGrant<'_, W> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.consumer.payload(&self.found)
-    }
-}
-
-#[cfg(not(loom))]
-impl<W: Waiter + Clone> Drop for ReadGrant<'_, W> {
-    fn drop(&mut self) {
-        self.consumer.reader.advance(&self.found);
-        self.consumer.release_and_wake();
+        );
+        self.pace = pace;
+        result
     }
 }

@@ -20,6 +20,25 @@
 //! assert_eq!(buf, b"hello");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Crash behaviour
+//!
+//! - **A dead consumer** does not close the ring. A producer that has to
+//!   wait (the ring is full) checks the consumer's liveness and gets
+//!   [`PushError::Closed`] while the role is held by a dead process; that
+//!   `Closed` is *not* final: once a new process claims the consumer role,
+//!   pushes succeed again and the new consumer goes on from the dead one's
+//!   position. It loses only a record the dead consumer had copied out but
+//!   not yet released (a record read in place and not released is
+//!   delivered again). While the ring has room, a producer learns nothing
+//!   of the consumer's death.
+//! - **A dead producer**: a waiting consumer gets [`PopError::Closed`]
+//!   once it has drained what was published; a new producer may claim the
+//!   role and go on. A record being written when the producer died is never
+//!   seen (only published records are).
+//!
+//! (The [`pipe`](crate::pipe) closes its rings for good instead: a pipe end
+//! whose peer died reads end of file or gets a broken pipe.)
 
 use std::ptr::NonNull;
 use std::sync::Arc;

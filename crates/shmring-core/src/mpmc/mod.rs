@@ -464,11 +464,7 @@ impl Queue {
 
     /// A consumer handle. Any number may exist, in any processes.
     pub fn consumer<W: Waiter + Clone>(&self, waiter: W) -> Consumer<W> {
-        Consumer {
-            queue: self.clone(),
-            next: 0,
-            waiter,
-        }
+        Consumer::new(self.clone(), waiter)
     }
 
     /// Approximate number of records queued (a snapshot; see
