@@ -48,10 +48,12 @@ use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
 
+mod handles;
 mod joinable;
 mod recovery;
 mod simple;
 
+pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;
 pub use recovery::JoinError;
 pub use simple::{SimpleQueue, SimpleQueueError};
@@ -173,6 +175,59 @@ impl fmt::Display for GetError {
 
 impl std::error::Error for GetError {}
 
+/// One push of encoded bytes: a single try for a zero timeout, the
+/// blocking push otherwise.
+fn push(
+    producer: &mut mpmc::Producer,
+    bytes: &[u8],
+    timeout: Option<Duration>,
+) -> Result<(), PushError> {
+    match timeout {
+        Some(t) if t.is_zero() => producer.try_push(bytes),
+        _ => producer.push(bytes, timeout),
+    }
+}
+
+/// One pop into `buf`, as [`push`] decides between try and wait.
+fn pop(
+    consumer: &mut mpmc::Consumer,
+    buf: &mut Vec<u8>,
+    timeout: Option<Duration>,
+) -> Result<usize, PopError> {
+    match timeout {
+        Some(t) if t.is_zero() => consumer.try_pop(buf),
+        _ => consumer.pop(buf, timeout),
+    }
+}
+
+/// The facade's error for a failed push, with the item given back; a
+/// timeout is counted in the peer row.
+fn put_error<T>(segment: &Segment, item: T, e: PushError) -> PutError<T> {
+    match e {
+        PushError::Full => PutError::Full(item),
+        PushError::Timeout => {
+            segment.add_to_counter(PeerCounter::Timeouts, 1);
+            PutError::Timeout(item)
+        }
+        PushError::Closed => PutError::Closed(item),
+        PushError::TooLarge { len, .. } => PutError::TooLarge(item, len),
+        PushError::Corrupted(c) => PutError::Attach(item, c.into()),
+    }
+}
+
+/// The facade's error for a failed pop; a timeout is counted.
+fn get_error(segment: &Segment, e: PopError) -> GetError {
+    match e {
+        PopError::Empty => GetError::Empty,
+        PopError::Timeout => {
+            segment.add_to_counter(PeerCounter::Timeouts, 1);
+            GetError::Timeout
+        }
+        PopError::Closed => GetError::Closed,
+        PopError::Corrupted(c) => GetError::Corrupted(c),
+    }
+}
+
 /// The untyped machinery of every queue facade: the queue, this handle's
 /// producer (claimed at the first put), its consumer, and scratch buffers.
 struct Handle {
@@ -227,10 +282,7 @@ impl Handle {
         if let Some(t) = tasks {
             t.add(1);
         }
-        let result = match timeout {
-            Some(t) if t.is_zero() => producer.try_push(scratch),
-            _ => producer.push(scratch, timeout),
-        };
+        let result = push(producer, scratch, timeout);
         if result.is_err() {
             if let Some(t) = tasks {
                 t.cancel(1);
@@ -244,14 +296,7 @@ impl Handle {
                     .add_to_counter_serialised(PeerCounter::BytesIn, scratch.len() as u64);
                 Ok(())
             }
-            Err(PushError::Full) => Err(PutError::Full(item)),
-            Err(PushError::Timeout) => {
-                self.segment.add_to_counter(PeerCounter::Timeouts, 1);
-                Err(PutError::Timeout(item))
-            }
-            Err(PushError::Closed) => Err(PutError::Closed(item)),
-            Err(PushError::TooLarge { len, .. }) => Err(PutError::TooLarge(item, len)),
-            Err(PushError::Corrupted(c)) => Err(PutError::Attach(item, c.into())),
+            Err(e) => Err(put_error(&self.segment, item, e)),
         }
     }
 
@@ -261,11 +306,7 @@ impl Handle {
         }
         let mut guard = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
         let (consumer, buf) = &mut *guard;
-        let result = match timeout {
-            Some(t) if t.is_zero() => consumer.try_pop(buf),
-            _ => consumer.pop(buf, timeout),
-        };
-        match result {
+        match pop(consumer, buf, timeout) {
             Ok(_) => {
                 // Serialised by the consumer mutex (`guard`).
                 self.segment.add_to_counter_serialised(PeerCounter::Gets, 1);
@@ -273,13 +314,7 @@ impl Handle {
                     .add_to_counter_serialised(PeerCounter::BytesOut, buf.len() as u64);
                 T::decode(buf).map_err(GetError::Decode)
             }
-            Err(PopError::Empty) => Err(GetError::Empty),
-            Err(PopError::Timeout) => {
-                self.segment.add_to_counter(PeerCounter::Timeouts, 1);
-                Err(GetError::Timeout)
-            }
-            Err(PopError::Closed) => Err(GetError::Closed),
-            Err(PopError::Corrupted(c)) => Err(GetError::Corrupted(c)),
+            Err(e) => Err(get_error(&self.segment, e)),
         }
     }
 

@@ -237,8 +237,76 @@ fn child_entry() {
                 }
             }
         }
+        "sender" => {
+            let q = Queue::<u64>::open_inherited("Q", &opts).unwrap();
+            let mut tx = q.sender().unwrap();
+            for i in 0..10_000u64 {
+                tx.put(i, Some(Duration::from_secs(20))).unwrap();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+#[test]
+fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "sender/receiver");
+    let options = QueueOptions {
+        maxsize: 64,
+        ..QueueOptions::default()
+    };
+    let q = Queue::<u64>::create_anonymous(options, &CreateOptions::default()).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = spawn_role("child_entry", "sender", &[]);
+            q.share_with_child(&mut cmd, "Q").unwrap();
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut rx = q.receiver();
+    // Two senders of 0..10_000 each: every value arrives twice, and the
+    // arrivals split into two increasing runs, one per sender (FIFO per
+    // sender), which the loop below rebuilds greedily.
+    let mut seen = vec![0u8; 10_000];
+    let mut last = [None::<u64>; 2];
+    for _ in 0..20_000 {
+        let v = rx.get(Some(Duration::from_secs(20))).unwrap();
+        seen[v as usize] += 1;
+        // A value continues whichever sender's sequence it extends.
+        let slot = last
+            .iter()
+            .position(|l| l.map_or(v == 0, |l| l + 1 == v))
+            .unwrap_or_else(|| panic!("{v} continues neither sender: {last:?}"));
+        last[slot] = Some(v);
+    }
+    assert!(seen.iter().all(|&n| n == 2));
+    assert!(matches!(rx.try_get(), Err(GetError::Empty)));
+    for c in children {
+        assert!(wait_child(c, Duration::from_secs(20)).success());
+    }
+    drop(rx); // flushes the receiver's counts
+    let gets = q.segment().counter_sum(shmring::segment::PeerCounter::Gets);
+    let puts = q.segment().counter_sum(shmring::segment::PeerCounter::Puts);
+    assert_eq!((puts, gets), (20_000, 20_000));
+}
+
+#[test]
+fn sender_gives_the_item_back_and_shares_the_queue_s_limits() {
+    let q = anon::<u64>(2);
+    let mut tx = q.sender().unwrap();
+    tx.put(1, None).unwrap();
+    q.put(2, None).unwrap();
+    match tx.try_put(3) {
+        Err(PutError::Full(3)) => {}
+        other => panic!("{other:?}"),
+    }
+    let mut rx = q.receiver();
+    let mut got = [rx.try_get().unwrap(), q.try_get().unwrap()];
+    got.sort();
+    assert_eq!(got, [1, 2]);
+    q.shutdown();
+    assert!(matches!(tx.try_put(4), Err(PutError::Closed(4))));
+    assert!(matches!(rx.get(None), Err(GetError::Closed)));
 }
 
 #[test]

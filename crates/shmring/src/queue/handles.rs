@@ -1,0 +1,180 @@
+//! [`Sender`] and [`Receiver`]: typed one-thread handles of a [`Queue`],
+//! for hot loops.
+//!
+//! A `Queue` is `Sync`: threads share it, so each `put` and `get` takes a
+//! mutex of the handle (two atomic read-modify-writes per call, about the
+//! cost of the ring operation itself). A `Sender` owns a producer ring of
+//! its own and a `Receiver` a consumer, both behind `&mut self`: no lock,
+//! nothing shared with other handles of this process. Semantics are those
+//! of [`Queue::put`] and [`Queue::get`] otherwise.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{get_error, pop, push, put_error, GetError, PutError, Queue};
+use crate::attach::AttachError;
+use crate::codec::Message;
+use crate::mpmc;
+use crate::segment::{PeerCounter, Segment};
+
+/// How many operations a handle counts locally before it adds them to its
+/// peer row (and on drop): one locked add per batch, not per message.
+const COUNT_BATCH: u64 = 64;
+
+/// Counts kept in the handle and flushed to the attachment's peer row.
+#[derive(Debug)]
+struct Counts {
+    segment: Arc<Segment>,
+    messages: (PeerCounter, u64),
+    bytes: (PeerCounter, u64),
+}
+
+impl Counts {
+    fn new(segment: Arc<Segment>, messages: PeerCounter, bytes: PeerCounter) -> Counts {
+        Counts {
+            segment,
+            messages: (messages, 0),
+            bytes: (bytes, 0),
+        }
+    }
+
+    #[inline]
+    fn one(&mut self, bytes: usize) {
+        self.messages.1 += 1;
+        self.bytes.1 += bytes as u64;
+        if self.messages.1 >= COUNT_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for (counter, n) in [&mut self.messages, &mut self.bytes] {
+            if *n != 0 {
+                // A locked add: other handles of this attachment count too.
+                self.segment.add_to_counter(*counter, *n);
+                *n = 0;
+            }
+        }
+    }
+}
+
+impl Drop for Counts {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// A put-only handle of a [`Queue`] for one thread (see the [module
+/// docs](self)): `Send`, not shared, no lock per call. It owns a producer
+/// ring of the queue (one of [`QueueOptions::producers`](super::QueueOptions::producers))
+/// until dropped; FIFO holds per `Sender`.
+#[derive(Debug)]
+pub struct Sender<T> {
+    producer: mpmc::Producer,
+    scratch: Vec<u8>,
+    counts: Counts,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+/// A get-only handle of a [`Queue`] for one thread (see the [module
+/// docs](self)).
+#[derive(Debug)]
+pub struct Receiver<T> {
+    consumer: mpmc::Consumer,
+    buf: Vec<u8>,
+    counts: Counts,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Message> Queue<T> {
+    /// A [`Sender`]: puts without a lock per call.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`] when every producer ring is taken by a live handle.
+    pub fn sender(&self) -> Result<Sender<T>, AttachError> {
+        Ok(Sender {
+            producer: self.handle.queue.producer()?,
+            scratch: Vec::new(),
+            counts: Counts::new(
+                self.segment.clone(),
+                PeerCounter::Puts,
+                PeerCounter::BytesIn,
+            ),
+            _items: PhantomData,
+        })
+    }
+
+    /// A [`Receiver`]: gets without a lock per call.
+    pub fn receiver(&self) -> Receiver<T> {
+        Receiver {
+            consumer: self.handle.queue.consumer(),
+            buf: Vec::new(),
+            counts: Counts::new(
+                self.segment.clone(),
+                PeerCounter::Gets,
+                PeerCounter::BytesOut,
+            ),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T: Message> Sender<T> {
+    /// As [`Queue::put`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`]; each gives the item back.
+    pub fn put(&mut self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
+        self.scratch.clear();
+        if let Err(e) = item.encode(&mut self.scratch) {
+            return Err(PutError::Encode(item, e));
+        }
+        match push(&mut self.producer, &self.scratch, timeout) {
+            Ok(()) => {
+                self.counts.one(self.scratch.len());
+                Ok(())
+            }
+            Err(e) => Err(put_error(&self.counts.segment, item, e)),
+        }
+    }
+
+    /// As [`Queue::try_put`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_put`].
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&mut self, item: T) -> Result<(), PutError<T>> {
+        self.put(item, Some(Duration::ZERO))
+    }
+}
+
+impl<T: Message> Receiver<T> {
+    /// As [`Queue::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    pub fn get(&mut self, timeout: Option<Duration>) -> Result<T, GetError> {
+        match pop(&mut self.consumer, &mut self.buf, timeout) {
+            Ok(_) => {
+                self.counts.one(self.buf.len());
+                T::decode(&self.buf).map_err(GetError::Decode)
+            }
+            Err(e) => Err(get_error(&self.counts.segment, e)),
+        }
+    }
+
+    /// As [`Queue::try_get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_get`].
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&mut self) -> Result<T, GetError> {
+        self.get(Some(Duration::ZERO))
+    }
+}
