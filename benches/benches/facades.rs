@@ -20,6 +20,12 @@ fn facade(c: &mut Criterion) {
             black_box(pair.facade_once(i))
         })
     });
+    g.bench_function("Queue<u64> Sender/Receiver put+get", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(pair.handles_once(i))
+        })
+    });
     g.bench_function("raw mpmc push+pop 8 B", |b| {
         b.iter(|| {
             i += 1;

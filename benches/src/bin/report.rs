@@ -205,6 +205,20 @@ fn targets(d: &Data) -> String {
         true,
         1.15,
     );
+    let handles = d.find(
+        "facade",
+        "shmring Queue<u64> Sender/Receiver",
+        "polling",
+        "1 thread",
+        8,
+    );
+    s += &target(
+        "5",
+        "facade: `Queue<u64>` `Sender`/`Receiver` put+get ÷ raw mpmc push+pop (ns/msg)",
+        r(handles, raw, Field::NsPerOp),
+        true,
+        1.15,
+    );
     let dict = d.find(
         "dict",
         "shmring Dict::update_with",

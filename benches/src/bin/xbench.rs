@@ -268,7 +268,8 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
             )
         }
         Job::Facade => {
-            let (facade, raw) = shmring_benches::facade::overhead(p.messages / 2);
+            let o = shmring_benches::facade::overhead(p.messages / 2);
+            let (facade, raw) = (o.facade, o.raw);
             let rep = |ns| Rep {
                 ns_per_op: Some(ns),
                 ..Rep::default()
@@ -284,6 +285,15 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
             );
             return Ok(vec![
                 facade,
+                (
+                    key(
+                        "facade",
+                        "shmring Queue<u64> Sender/Receiver".into(),
+                        Mode::Polling,
+                        "1 thread",
+                    ),
+                    rep(o.handles),
+                ),
                 (
                     key(
                         "facade",
