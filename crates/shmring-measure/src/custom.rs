@@ -24,42 +24,64 @@
 //! ```no_run
 //! use std::process::Command;
 //!
+//! use shmring::core::RingConfig;
+//! use shmring::spsc::{Consumer, Producer, Ring};
+//! use shmring::{CreateOptions, OpenOptions};
 //! use shmring_measure::custom::{self, Link, LinkSpec, Peer};
 //! use shmring_measure::{MeasureError, Params};
 //!
-//! /// A link over something this crate does not know.
-//! struct Mine;
+//! /// A link of two named SPSC rings, one per direction, standing in for
+//! /// a mechanism this crate does not know.
+//! struct Rings {
+//!     tx: Producer,
+//!     rx: Consumer,
+//!     _rings: [Ring; 2],
+//! }
 //!
-//! impl Mine {
-//!     fn parent(_: &LinkSpec, _: &mut Command) -> Result<Mine, MeasureError> {
-//!         todo!("create the channel, hand the peer what it needs")
+//! const BASE_VAR: &str = "DOC_LINK_BASE";
+//!
+//! fn err(e: impl std::fmt::Display) -> MeasureError {
+//!     MeasureError::Transport(e.to_string())
+//! }
+//!
+//! impl Rings {
+//!     fn parent(_: &LinkSpec, cmd: &mut Command) -> Result<Rings, MeasureError> {
+//!         let base = format!("/measure-doc-{}", std::process::id());
+//!         let config = RingConfig { capacity: 1 << 20, max_record: 1 << 16 };
+//!         let create = |end| Ring::create(&format!("{base}-{end}"), config, &CreateOptions::default());
+//!         let (out, back) = (create("out").map_err(err)?, create("back").map_err(err)?);
+//!         cmd.env(BASE_VAR, &base);
+//!         Ok(Rings { tx: out.producer().map_err(err)?, rx: back.consumer().map_err(err)?, _rings: [out, back] })
 //!     }
 //!
-//!     fn child(_: &LinkSpec) -> Result<Mine, MeasureError> {
-//!         todo!("open the channel the parent created")
+//!     fn child(_: &LinkSpec) -> Result<Rings, MeasureError> {
+//!         let base = std::env::var(BASE_VAR).map_err(err)?;
+//!         let open = |end| Ring::open(&format!("{base}-{end}"), &OpenOptions::default());
+//!         let (out, back) = (open("out").map_err(err)?, open("back").map_err(err)?);
+//!         Ok(Rings { tx: back.producer().map_err(err)?, rx: out.consumer().map_err(err)?, _rings: [out, back] })
 //!     }
 //! }
 //!
-//! impl Link for Mine {
-//!     fn send(&mut self, _msg: &[u8]) -> Result<(), MeasureError> {
-//!         todo!()
+//! impl Link for Rings {
+//!     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+//!         self.tx.push(msg, None).map_err(err)
 //!     }
 //!
-//!     fn recv(&mut self, _buf: &mut Vec<u8>) -> Result<(), MeasureError> {
-//!         todo!()
+//!     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+//!         self.rx.pop(buf, None).map(drop).map_err(err)
 //!     }
 //! }
 //!
 //! fn serve(peer: &Peer<'_>) -> Result<(), MeasureError> {
 //!     match peer.spec().name.as_str() {
-//!         "mine" => peer.serve(&mut Mine::child(peer.spec())?),
+//!         "rings" => peer.serve(&mut Rings::child(peer.spec())?),
 //!         other => Err(MeasureError::InvalidParams(format!("no link {other:?}"))),
 //!     }
 //! }
 //!
 //! fn main() -> Result<(), MeasureError> {
 //!     custom::run_peer_if_child(serve);
-//!     let latency = custom::round_trip("mine", &Params::default(), Mine::parent)?;
+//!     let latency = custom::round_trip("rings", &Params::default(), Rings::parent)?;
 //!     println!("p50 {} ns", latency.p50_ns);
 //!     Ok(())
 //! }
