@@ -97,20 +97,39 @@ impl Spsc {
     }
 }
 
+/// Polls `try_push` until it succeeds, spinning while the ring is full.
+#[inline]
+fn spin_push(mut try_push: impl FnMut() -> Result<(), PushError>) -> Result<(), MeasureError> {
+    let mut spin = Spin::new();
+    loop {
+        match try_push() {
+            Ok(()) => return Ok(()),
+            Err(PushError::Full) => spin.spin()?,
+            Err(e) => return Err(push_error(e)),
+        }
+    }
+}
+
+/// Polls `try_pop` until a message arrives, spinning while it is empty.
+#[inline]
+fn spin_pop(mut try_pop: impl FnMut() -> Result<usize, PopError>) -> Result<(), MeasureError> {
+    let mut spin = Spin::new();
+    loop {
+        match try_pop() {
+            Ok(_) => return Ok(()),
+            Err(PopError::Empty) => spin.spin()?,
+            Err(e) => return Err(pop_error(e)),
+        }
+    }
+}
+
 impl Link for Spsc {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
         if !self.polling {
             return self.tx.push(msg, None).map_err(push_error);
         }
-        let mut spin = Spin::new();
-        loop {
-            match self.tx.try_push(msg) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Full) => spin.spin()?,
-                Err(e) => return Err(push_error(e)),
-            }
-        }
+        spin_push(|| self.tx.try_push(msg))
     }
 
     #[inline]
@@ -118,14 +137,7 @@ impl Link for Spsc {
         if !self.polling {
             return self.rx.pop(buf, None).map(drop).map_err(pop_error);
         }
-        let mut spin = Spin::new();
-        loop {
-            match self.rx.try_pop(buf) {
-                Ok(_) => return Ok(()),
-                Err(PopError::Empty) => spin.spin()?,
-                Err(e) => return Err(pop_error(e)),
-            }
-        }
+        spin_pop(|| self.rx.try_pop(buf))
     }
 
     fn send_many(&mut self, msgs: &[Vec<u8>]) -> Result<(), MeasureError> {
@@ -233,14 +245,7 @@ impl Link for Mpmc {
         if !self.polling {
             return self.tx.push(msg, None).map_err(push_error);
         }
-        let mut spin = Spin::new();
-        loop {
-            match self.tx.try_push(msg) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Full) => spin.spin()?,
-                Err(e) => return Err(push_error(e)),
-            }
-        }
+        spin_push(|| self.tx.try_push(msg))
     }
 
     #[inline]
@@ -254,14 +259,7 @@ impl Link for Mpmc {
                 .map(drop)
                 .map_err(pop_error);
         }
-        let mut spin = Spin::new();
-        loop {
-            match self.rx.try_pop(buf) {
-                Ok(_) => return Ok(()),
-                Err(PopError::Empty) => spin.spin()?,
-                Err(e) => return Err(pop_error(e)),
-            }
-        }
+        spin_pop(|| self.rx.try_pop(buf))
     }
 }
 
