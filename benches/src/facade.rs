@@ -1,13 +1,17 @@
 //! Facade overhead (issue 4, target 5): `Queue<u64>` put + get against the
 //! raw MPMC ring's push + pop of the same 8 bytes, in one thread, on queues
-//! of the same shape (the facade's defaults). Shared with the criterion
-//! bench `facades`, which measures the same pair.
+//! of the same shape (the facade's defaults); and, the same way, a Pipe's
+//! `try_send_bytes` + `try_recv_bytes_into` against the raw SPSC ring it is
+//! built on. Shared with the criterion bench `facades`, which measures the
+//! same pairs.
 
 use std::time::Instant;
 
 use shmring::core::RingConfig;
 use shmring::mpmc::{self, QueueConfig};
+use shmring::pipe::{Connection, Pipe, PipeConfig};
 use shmring::queue::{Queue, QueueOptions, Receiver, Sender};
+use shmring::spsc;
 use shmring::CreateOptions;
 
 /// The raw ring's configuration equal to `QueueOptions::default()`.
@@ -37,8 +41,15 @@ pub struct Pair {
     pub sender: Sender<u64>,
     /// Its `Receiver`.
     pub receiver: Receiver<u64>,
+    /// The two ends of a one-way Pipe (default configuration).
+    pub pipe: (Connection, Connection),
+    /// The raw SPSC producer of a ring of the Pipe's shape.
+    pub spsc_producer: spsc::Producer,
+    /// Its consumer.
+    pub spsc_consumer: spsc::Consumer,
     _handles_queue: Queue<u64>,
     _raw: mpmc::Queue,
+    _spsc: spsc::Ring,
 }
 
 impl Pair {
@@ -53,7 +64,18 @@ impl Pair {
         let raw = mpmc::Queue::create_anonymous(raw_config(), &opts).expect("raw queue");
         let handles_queue =
             Queue::<u64>::create_anonymous(QueueOptions::default(), &opts).expect("queue");
+        let (reader, writer) = Pipe::new(false).expect("pipe");
+        let pipe_config = PipeConfig::default();
+        let ring_config = RingConfig {
+            capacity: pipe_config.ring_bytes,
+            max_record: pipe_config.ring_bytes / 4,
+        };
+        let ring = spsc::Ring::create_anonymous(ring_config, &opts).expect("spsc ring");
         Pair {
+            pipe: (writer, reader),
+            spsc_producer: ring.producer().expect("spsc producer"),
+            spsc_consumer: ring.consumer().expect("spsc consumer"),
+            _spsc: ring,
             facade,
             sender: handles_queue.sender().expect("sender"),
             receiver: handles_queue.receiver(),
@@ -79,6 +101,27 @@ impl Pair {
         self.receiver.try_get().expect("get")
     }
 
+    /// One Pipe `try_send_bytes` + `try_recv_bytes_into` of 8 bytes.
+    #[inline]
+    pub fn pipe_once(&mut self, i: u64) -> u64 {
+        let (writer, reader) = &mut self.pipe;
+        writer
+            .try_send_bytes(&i.to_le_bytes(), 0, None)
+            .expect("send");
+        let mut word = [0u8; 8];
+        let n = reader.try_recv_bytes_into(&mut word, 0).expect("recv");
+        assert_eq!(n, 8);
+        u64::from_le_bytes(word)
+    }
+
+    /// One raw SPSC push + pop of 8 bytes (the Pipe's ring).
+    #[inline]
+    pub fn spsc_once(&mut self, i: u64) -> u64 {
+        self.spsc_producer.try_push(&i.to_le_bytes()).expect("push");
+        self.spsc_consumer.try_pop(&mut self.buf).expect("pop");
+        u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"))
+    }
+
     /// One raw push + pop of the same 8 bytes.
     #[inline]
     pub fn raw_once(&mut self, i: u64) -> u64 {
@@ -95,9 +138,10 @@ impl Default for Pair {
 }
 
 /// Nanoseconds per put + get through the facade, through its
-/// `Sender`/`Receiver` handles and through the raw ring, `n` of each (after
-/// `n / 10` warm-up), interleaved in blocks of 10,000 so that a slow phase
-/// of the machine hits all alike.
+/// `Sender`/`Receiver` handles and through the raw ring, and per send +
+/// receive through a Pipe and its raw SPSC ring, `n` of each (after `n / 10`
+/// warm-up), interleaved in blocks of 10,000 so that a slow phase of the
+/// machine hits all alike.
 pub fn overhead(n: u64) -> Overhead {
     let mut pair = Pair::new();
     let mut sum = 0u64;
@@ -105,9 +149,11 @@ pub fn overhead(n: u64) -> Overhead {
         sum = sum
             .wrapping_add(pair.facade_once(i))
             .wrapping_add(pair.handles_once(i))
-            .wrapping_add(pair.raw_once(i));
+            .wrapping_add(pair.raw_once(i))
+            .wrapping_add(pair.pipe_once(i))
+            .wrapping_add(pair.spsc_once(i));
     }
-    let mut secs = [0f64; 3];
+    let mut secs = [0f64; 5];
     let block = 10_000.min(n.max(1));
     let mut done = 0;
     while done < n {
@@ -117,7 +163,9 @@ pub fn overhead(n: u64) -> Overhead {
                 sum = sum.wrapping_add(match which {
                     0 => pair.facade_once(i),
                     1 => pair.handles_once(i),
-                    _ => pair.raw_once(i),
+                    2 => pair.raw_once(i),
+                    3 => pair.pipe_once(i),
+                    _ => pair.spsc_once(i),
                 });
             }
             *total += t.elapsed().as_secs_f64();
@@ -130,6 +178,8 @@ pub fn overhead(n: u64) -> Overhead {
         facade: ns(secs[0]),
         handles: ns(secs[1]),
         raw: ns(secs[2]),
+        pipe: ns(secs[3]),
+        spsc: ns(secs[4]),
     }
 }
 
@@ -142,4 +192,8 @@ pub struct Overhead {
     pub handles: f64,
     /// The raw ring's `try_push` + `try_pop`.
     pub raw: f64,
+    /// A Pipe's `try_send_bytes` + `try_recv_bytes_into`.
+    pub pipe: f64,
+    /// The raw SPSC ring's `try_push` + `try_pop`, shaped as the Pipe's.
+    pub spsc: f64,
 }

@@ -303,6 +303,24 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
                     ),
                     rep(raw),
                 ),
+                (
+                    key(
+                        "facade",
+                        "shmring Pipe send+recv".into(),
+                        Mode::Polling,
+                        "1 thread",
+                    ),
+                    rep(o.pipe),
+                ),
+                (
+                    key(
+                        "facade",
+                        "shmring spsc push+pop (raw)".into(),
+                        Mode::Polling,
+                        "1 thread",
+                    ),
+                    rep(o.spsc),
+                ),
             ]);
         }
     }])

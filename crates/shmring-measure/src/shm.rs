@@ -6,7 +6,7 @@ use std::time::Duration;
 use shmring::core::wait::WaitPolicy;
 use shmring::core::{PopError, PushError, RingConfig};
 use shmring::mpmc::{self, QueueConfig};
-use shmring::pipe::{Connection, Pipe, PipeConfig};
+use shmring::pipe::{Connection, Pipe, PipeConfig, PipeError};
 use shmring::queue::QueueOptions;
 use shmring::spsc::{self, Ring};
 use shmring::{CreateOptions, OpenOptions};
@@ -32,7 +32,8 @@ fn ring_config(job: &Job) -> RingConfig {
 }
 
 /// The wait policy of blocking calls: the default, or `job.spin_ns`; in
-/// polling mode (for the Pipe facade, which has no try-calls) a 10 s spin.
+/// polling mode (where only a Pipe message too long to send whole uses a
+/// blocking call) a 10 s spin.
 fn policy(job: &Job) -> WaitPolicy {
     let mut policy = WaitPolicy::default();
     match job.mode {
@@ -267,6 +268,7 @@ impl Link for Mpmc {
 pub(crate) struct PipeLink {
     conn: Connection,
     payload: usize,
+    polling: bool,
 }
 
 impl PipeLink {
@@ -275,47 +277,78 @@ impl PipeLink {
             ring_bytes: job.ring_bytes(),
             fragment_bytes: None,
         };
-        let (mut conn, other) = Pipe::with_config(true, config).map_err(err("create pipe"))?;
+        let (conn, other) = Pipe::with_config(true, config).map_err(err("create pipe"))?;
         other
             .share_with_child(cmd, TO_PEER)
             .map_err(err("share pipe"))?;
-        conn.set_wait_policy(policy(job));
-        Ok(PipeLink {
-            conn,
-            payload: job.payload,
-        })
+        Ok(PipeLink::new(job, conn))
     }
 
     pub(crate) fn child(job: &Job) -> Result<PipeLink, MeasureError> {
-        let mut conn = Connection::open_inherited(TO_PEER, &OpenOptions::default())
+        let conn = Connection::open_inherited(TO_PEER, &OpenOptions::default())
             .map_err(err("open pipe"))?;
+        Ok(PipeLink::new(job, conn))
+    }
+
+    fn new(job: &Job, mut conn: Connection) -> PipeLink {
         conn.set_wait_policy(policy(job));
-        Ok(PipeLink {
+        PipeLink {
             conn,
             payload: job.payload,
-        })
+            polling: job.mode == Mode::Polling,
+        }
     }
 }
 
 impl Link for PipeLink {
+    /// Polling: `try_send_bytes` in a spin loop while the ring is full (a
+    /// message longer than `max_whole_message` goes out with the streaming
+    /// `send_bytes`, which only spins too under the polling policy).
+    /// Blocking: `send_bytes`.
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
-        self.conn
-            .send_bytes(msg, 0, None)
-            .map_err(|e| MeasureError::transport("send_bytes", e))
+        let whole = self.conn.max_whole_message().unwrap_or(0);
+        if !self.polling || msg.len() > whole {
+            return self
+                .conn
+                .send_bytes(msg, 0, None)
+                .map_err(|e| MeasureError::transport("send_bytes", e));
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.conn.try_send_bytes(msg, 0, None) {
+                Ok(()) => return Ok(()),
+                Err(PipeError::Full) => spin.spin()?,
+                Err(e) => return Err(MeasureError::transport("try_send_bytes", e)),
+            }
+        }
     }
 
+    /// Polling: `try_recv_bytes_into` in a spin loop while nothing (whole)
+    /// has arrived; blocking: `recv_bytes_into`. A longer message than
+    /// expected comes back whole in `BufferTooShort`.
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
-        // Room for the expected length (a no-op after the first call); a
-        // longer message comes back whole in BufferTooShort.
+        // Room for the expected length (a no-op after the first call).
         buf.resize(self.payload, 0);
-        match self.conn.recv_bytes_into(buf, 0) {
+        let mut spin = Spin::new();
+        let got = loop {
+            let got = if self.polling {
+                self.conn.try_recv_bytes_into(buf, 0)
+            } else {
+                self.conn.recv_bytes_into(buf, 0)
+            };
+            match got {
+                Err(PipeError::Empty) => spin.spin()?,
+                other => break other,
+            }
+        };
+        match got {
             Ok(n) => {
                 buf.truncate(n);
                 Ok(())
             }
-            Err(shmring::pipe::PipeError::BufferTooShort(msg)) => {
+            Err(PipeError::BufferTooShort(msg)) => {
                 *buf = msg;
                 Ok(())
             }

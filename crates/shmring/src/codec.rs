@@ -32,6 +32,31 @@ pub trait Message: Sized {
     ///
     /// The bytes are not a valid encoding (wrong length, invalid UTF-8, …).
     fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
+
+    /// The encoding of `self` when it is bytes `self` already holds (plain
+    /// old data, `Vec<u8>`, `String`): a put then copies them straight into
+    /// the ring, with no scratch buffer in between. Must be exactly what
+    /// [`encode`](Message::encode) would append. The default, `None`, means
+    /// "call `encode`".
+    #[inline]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// The encoding of `item`: its own bytes when [`Message::as_bytes`] has
+/// them, else encoded into `scratch` (cleared first).
+#[inline]
+pub(crate) fn encoded<'a, T: Message>(
+    item: &'a T,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], CodecError> {
+    if let Some(bytes) = item.as_bytes() {
+        return Ok(bytes);
+    }
+    scratch.clear();
+    item.encode(scratch)?;
+    Ok(scratch)
 }
 
 /// A message could not be encoded or decoded.
@@ -100,22 +125,19 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 impl<T: Pod> Message for T {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let len = std::mem::size_of::<T>();
-        // SAFETY: T is Pod: all `len` bytes of `self` are initialised (no
-        // padding), and the slice lives no longer than the borrow of `self`.
-        let bytes = unsafe { std::slice::from_raw_parts((self as *const T).cast::<u8>(), len) };
-        out.extend_from_slice(bytes);
+        out.extend_from_slice(pod_bytes(self));
         Ok(())
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        Some(pod_bytes(self))
     }
 
     #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         if bytes.len() != std::mem::size_of::<T>() {
-            return Err(CodecError::new(format!(
-                "expected {} bytes, got {}",
-                std::mem::size_of::<T>(),
-                bytes.len()
-            )));
+            return Err(wrong_length(std::mem::size_of::<T>(), bytes.len()));
         }
         // SAFETY: exactly size_of::<T>() readable bytes (checked above); T is
         // Pod, so any bit pattern is a valid T; read_unaligned needs no
@@ -124,10 +146,32 @@ impl<T: Pod> Message for T {
     }
 }
 
+/// The error of a Pod decode from the wrong number of bytes (out of line:
+/// the hot path of a decode is the length check and one load).
+#[cold]
+#[inline(never)]
+fn wrong_length(expected: usize, got: usize) -> CodecError {
+    CodecError::new(format!("expected {expected} bytes, got {got}"))
+}
+
+/// The bytes of a Pod value.
+#[inline(always)]
+fn pod_bytes<T: Pod>(value: &T) -> &[u8] {
+    let len = std::mem::size_of::<T>();
+    // SAFETY: T is Pod: all `len` bytes of `value` are initialised (no
+    // padding), and the slice lives no longer than the borrow of `value`.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), len) }
+}
+
 impl Message for Vec<u8> {
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         out.extend_from_slice(self);
         Ok(())
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        Some(self)
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
@@ -139,6 +183,11 @@ impl Message for String {
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         out.extend_from_slice(self.as_bytes());
         Ok(())
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        Some(str::as_bytes(self))
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
@@ -184,6 +233,12 @@ mod tests {
         let mut buf = Vec::new();
         v.encode(&mut buf).unwrap();
         assert_eq!(T::decode(&buf).unwrap(), v);
+        // The shortcut a put takes is the same bytes.
+        let mut scratch = vec![9u8; 3];
+        assert_eq!(encoded(&v, &mut scratch).unwrap(), &buf[..]);
+        if let Some(own) = v.as_bytes() {
+            assert_eq!(own, &buf[..]);
+        }
     }
 
     #[test]
@@ -195,6 +250,26 @@ mod tests {
         round_trip(());
         round_trip(b"raw".to_vec());
         round_trip("text".to_string());
+        assert!(7u8.as_bytes().is_some() && "t".to_string().as_bytes() == b"t");
+    }
+
+    /// A type without its own bytes goes through `encode` into the scratch
+    /// buffer, which is cleared first.
+    #[test]
+    fn types_without_their_own_bytes_are_encoded_into_scratch() {
+        struct Twice(u8);
+        impl Message for Twice {
+            fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+                out.extend_from_slice(&[self.0, self.0]);
+                Ok(())
+            }
+            fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+                Ok(Twice(bytes[0]))
+            }
+        }
+        assert!(Twice(1).as_bytes().is_none());
+        let mut scratch = vec![9u8; 5];
+        assert_eq!(encoded(&Twice(4), &mut scratch).unwrap(), &[4, 4]);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use shmring_core::wait::WaitPolicy;
 use shmring_core::{ConfigError, RingConfig};
 
 use crate::attach::AttachError;
-use crate::codec::{CodecError, Message};
+use crate::codec::{encoded, CodecError, Message};
 use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
@@ -177,6 +177,7 @@ impl std::error::Error for GetError {}
 
 /// One push of encoded bytes: a single try for a zero timeout, the
 /// blocking push otherwise.
+#[inline]
 fn push(
     producer: &mut mpmc::Producer,
     bytes: &[u8],
@@ -189,6 +190,7 @@ fn push(
 }
 
 /// One pop into `buf`, as [`push`] decides between try and wait.
+#[inline]
 fn pop(
     consumer: &mut mpmc::Consumer,
     buf: &mut Vec<u8>,
@@ -202,6 +204,8 @@ fn pop(
 
 /// The facade's error for a failed push, with the item given back; a
 /// timeout is counted in the peer row.
+#[cold]
+#[inline(never)]
 fn put_error<T>(segment: &Segment, item: T, e: PushError) -> PutError<T> {
     match e {
         PushError::Full => PutError::Full(item),
@@ -216,6 +220,8 @@ fn put_error<T>(segment: &Segment, item: T, e: PushError) -> PutError<T> {
 }
 
 /// The facade's error for a failed pop; a timeout is counted.
+#[cold]
+#[inline(never)]
 fn get_error(segment: &Segment, e: PopError) -> GetError {
     match e {
         PopError::Empty => GetError::Empty,
@@ -275,25 +281,25 @@ impl Handle {
             }
         }
         let (producer, scratch) = guard.as_mut().expect("claimed above");
-        scratch.clear();
-        if let Err(e) = item.encode(scratch) {
-            return Err(PutError::Encode(item, e));
-        }
+        let bytes = match encoded(&item, scratch) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(PutError::Encode(item, e)),
+        };
         if let Some(t) = tasks {
             t.add(1);
         }
-        let result = push(producer, scratch, timeout);
+        let result = push(producer, bytes, timeout).map(|()| bytes.len());
         if result.is_err() {
             if let Some(t) = tasks {
                 t.cancel(1);
             }
         }
         match result {
-            Ok(()) => {
+            Ok(len) => {
                 // Serialised by the producer mutex (`guard`).
                 self.segment.add_to_counter_serialised(PeerCounter::Puts, 1);
                 self.segment
-                    .add_to_counter_serialised(PeerCounter::BytesIn, scratch.len() as u64);
+                    .add_to_counter_serialised(PeerCounter::BytesIn, len as u64);
                 Ok(())
             }
             Err(e) => Err(put_error(&self.segment, item, e)),

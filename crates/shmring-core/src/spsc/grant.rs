@@ -94,7 +94,7 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// # Errors
     ///
     /// `Empty`, `Closed` (closed and drained), `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self) -> Result<ReadGrant<'_, W>, PopError> {
         let found = self.next()?;
         failpoint!("spsc.read", self.payload(&found));

@@ -52,8 +52,11 @@ impl Probe {
         Probe { next: Deadline(0) }
     }
 
+    /// Whether a probe is due now; if so, the next one is a slice away.
+    /// Reads the coarse clock: a `try_*` that finds nothing calls this each
+    /// time, so it must cost next to nothing.
     fn due(&mut self, policy: &WaitPolicy) -> bool {
-        let now = crate::sys::now();
+        let now = crate::sys::now_coarse();
         if now < self.next {
             return false;
         }
@@ -132,6 +135,7 @@ impl Incoming {
     /// Gives up with [`PipeError::Empty`] (a try) or [`PipeError::Timeout`],
     /// keeping `partial`; at end of file, or on any other error, `partial`
     /// is dropped (Python's "got end of file during message").
+    #[inline]
     pub(super) fn next_record<R>(
         &mut self,
         segment: &Segment,
@@ -297,6 +301,7 @@ impl Outgoing {
     /// [`whole_extent`](Outgoing::whole_extent)); since only we fill the
     /// ring, that room cannot shrink before the fragments are in, and they
     /// go in with one publish and one wake.
+    #[inline]
     pub(super) fn try_whole(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
         if msg.len() < self.fragment {
             return match self.producer.try_push(msg) {
@@ -305,6 +310,13 @@ impl Outgoing {
                 Err(e) => Err(from_push(e)),
             };
         }
+        self.try_fragments(msg)
+    }
+
+    /// [`try_whole`](Outgoing::try_whole) for a message of a fragment or
+    /// more.
+    #[inline(never)]
+    fn try_fragments(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
         let max = self.max_whole();
         if msg.len() > max {
             return Err(PipeError::TooLarge {

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use super::{get_error, pop, push, put_error, GetError, PutError, Queue};
 use crate::attach::AttachError;
-use crate::codec::Message;
+use crate::codec::{encoded, Message};
 use crate::mpmc;
 use crate::segment::{PeerCounter, Segment};
+use shmring_core::error::{PopError, PushError};
 
 /// How many operations a handle counts locally before it adds them to its
 /// peer row (and on drop): one locked add per batch, not per message.
@@ -127,14 +128,25 @@ impl<T: Message> Sender<T> {
     /// # Errors
     ///
     /// As [`Queue::put`]; each gives the item back.
+    #[inline]
     pub fn put(&mut self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        self.scratch.clear();
-        if let Err(e) = item.encode(&mut self.scratch) {
-            return Err(PutError::Encode(item, e));
-        }
-        match push(&mut self.producer, &self.scratch, timeout) {
-            Ok(()) => {
-                self.counts.one(self.scratch.len());
+        self.put_with(item, |producer, bytes| push(producer, bytes, timeout))
+    }
+
+    /// Encodes `item` (or borrows its own bytes) and hands them to `push`.
+    #[inline(always)]
+    fn put_with(
+        &mut self,
+        item: T,
+        push: impl FnOnce(&mut mpmc::Producer, &[u8]) -> Result<(), PushError>,
+    ) -> Result<(), PutError<T>> {
+        let pushed = match encoded(&item, &mut self.scratch) {
+            Ok(bytes) => push(&mut self.producer, bytes).map(|()| bytes.len()),
+            Err(e) => return Err(PutError::Encode(item, e)),
+        };
+        match pushed {
+            Ok(len) => {
+                self.counts.one(len);
                 Ok(())
             }
             Err(e) => Err(put_error(&self.counts.segment, item, e)),
@@ -147,8 +159,9 @@ impl<T: Message> Sender<T> {
     ///
     /// As [`Queue::try_put`].
     #[doc(alias = "put_nowait")]
+    #[inline]
     pub fn try_put(&mut self, item: T) -> Result<(), PutError<T>> {
-        self.put(item, Some(Duration::ZERO))
+        self.put_with(item, |producer, bytes| producer.try_push(bytes))
     }
 }
 
@@ -158,10 +171,20 @@ impl<T: Message> Receiver<T> {
     /// # Errors
     ///
     /// As [`Queue::get`].
+    #[inline]
     pub fn get(&mut self, timeout: Option<Duration>) -> Result<T, GetError> {
-        match pop(&mut self.consumer, &mut self.buf, timeout) {
-            Ok(_) => {
-                self.counts.one(self.buf.len());
+        self.get_with(|consumer, buf| pop(consumer, buf, timeout))
+    }
+
+    /// Pops with `pop` into the handle's buffer and decodes.
+    #[inline(always)]
+    fn get_with(
+        &mut self,
+        pop: impl FnOnce(&mut mpmc::Consumer, &mut Vec<u8>) -> Result<usize, PopError>,
+    ) -> Result<T, GetError> {
+        match pop(&mut self.consumer, &mut self.buf) {
+            Ok(len) => {
+                self.counts.one(len);
                 T::decode(&self.buf).map_err(GetError::Decode)
             }
             Err(e) => Err(get_error(&self.counts.segment, e)),
@@ -174,7 +197,8 @@ impl<T: Message> Receiver<T> {
     ///
     /// As [`Queue::try_get`].
     #[doc(alias = "get_nowait")]
+    #[inline]
     pub fn try_get(&mut self) -> Result<T, GetError> {
-        self.get(Some(Duration::ZERO))
+        self.get_with(|consumer, buf| consumer.try_pop(buf))
     }
 }

@@ -1,5 +1,5 @@
 //! The non-blocking and timed calls of `Connection` (`try_send`,
-//! `try_recv`, `send_timeout`, `recv_timeout`): all-or-nothing sends,
+//! `try_recv`, `try_recv_bytes_into`, `send_timeout`, `recv_timeout`): all-or-nothing sends,
 //! half-received messages kept across calls, end of file and broken pipes
 //! after a peer's death, and no futex call without a sleeper.
 
@@ -65,6 +65,52 @@ fn try_recv_on_an_empty_pipe_is_empty_not_eof() {
     writer.close();
     assert_eq!(writer.try_send(&1u8), Err(PipeError::HandleClosed));
     assert_eq!(reader.try_recv::<u8>(), Err(PipeError::Eof));
+}
+
+#[test]
+fn try_recv_bytes_into_copies_every_length_and_keeps_python_errors() {
+    let _dog = dog("try into");
+    let (mut reader, mut writer) = Pipe::new(false).unwrap();
+    let mut buf = [0xEEu8; 80];
+    assert_eq!(
+        reader.try_recv_bytes_into(&mut buf, 0),
+        Err(PipeError::Empty)
+    );
+    // Every length around the word copies (0–7 bytewise, 8–16 as two
+    // overlapping words, longer with memcpy), at offsets that leave the
+    // bytes around the message untouched.
+    for len in 0..=40usize {
+        let msg: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(29) ^ 0x33).collect();
+        writer.try_send_bytes(&msg, 0, None).unwrap();
+        let offset = len % 5;
+        buf.fill(0xEE);
+        assert_eq!(reader.try_recv_bytes_into(&mut buf, offset), Ok(len));
+        assert_eq!(&buf[offset..offset + len], &msg[..], "len {len}");
+        assert!(
+            buf[..offset].iter().all(|&b| b == 0xEE),
+            "before, len {len}"
+        );
+        assert!(
+            buf[offset + len..].iter().all(|&b| b == 0xEE),
+            "after, len {len}"
+        );
+    }
+    // Too short: the whole message comes back in the error, consumed.
+    writer.try_send_bytes(&[7u8; 12], 0, None).unwrap();
+    assert_eq!(
+        reader.try_recv_bytes_into(&mut buf[..12], 1),
+        Err(PipeError::BufferTooShort(vec![7u8; 12]))
+    );
+    assert_eq!(
+        reader.try_recv_bytes_into(&mut buf, 81),
+        Err(PipeError::OffsetTooLarge)
+    );
+    assert_eq!(
+        reader.try_recv_bytes_into(&mut buf, 0),
+        Err(PipeError::Empty)
+    );
+    drop(writer);
+    assert_eq!(reader.try_recv_bytes_into(&mut buf, 0), Err(PipeError::Eof));
 }
 
 #[test]
@@ -312,6 +358,11 @@ fn a_half_received_message_is_kept_across_try_and_timed_calls() {
     let (mut reader, mut child) = half_sent("send-pattern-then-hang");
     assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
     assert_eq!(reader.try_recv::<Vec<u8>>(), Err(PipeError::Empty));
+    let mut into = vec![0u8; 20_000];
+    assert_eq!(
+        reader.try_recv_bytes_into(&mut into, 0),
+        Err(PipeError::Empty)
+    );
     let start = Instant::now();
     assert_eq!(
         reader.recv_timeout::<Vec<u8>>(Duration::from_millis(50)),

@@ -18,6 +18,20 @@ fn recycle(msg: &mut Vec<u8>) {
     }
 }
 
+/// `dst.copy_from_slice(src)` without a `memcpy` call for up to 16 bytes
+/// (two overlapping word copies), the common size of a polled message.
+#[inline(always)]
+fn copy_into(dst: &mut [u8], src: &[u8]) {
+    debug_assert_eq!(dst.len(), src.len());
+    let n = src.len();
+    if (8..=16).contains(&n) && dst.len() == n {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
 impl Connection {
     /// Python's `recv()`: receives one message and decodes it as a `T`.
     ///
@@ -132,6 +146,40 @@ impl Connection {
     /// consumed, when it does not fit; otherwise as
     /// [`recv_bytes`](Connection::recv_bytes).
     pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, PipeError> {
+        self.receive_into(buf, offset, Patience::Forever)
+    }
+
+    /// [`recv_bytes_into`](Connection::recv_bytes_into) only if a whole
+    /// message has arrived; never waits and, for a message that fits `buf`,
+    /// allocates nothing (the receive for hot polling loops). A half-arrived
+    /// message is kept for the next receive, as for
+    /// [`try_recv`](Connection::try_recv).
+    ///
+    /// # Blocking
+    ///
+    /// Never: as [`try_recv`](Connection::try_recv).
+    ///
+    /// # Errors
+    ///
+    /// [`PipeError::Empty`]; otherwise as
+    /// [`recv_bytes_into`](Connection::recv_bytes_into).
+    #[doc(alias = "recv_bytes_into_nowait")]
+    #[inline]
+    pub fn try_recv_bytes_into(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+    ) -> Result<usize, PipeError> {
+        self.receive_into(buf, offset, Patience::Never)
+    }
+
+    #[inline]
+    fn receive_into(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        patience: Patience,
+    ) -> Result<usize, PipeError> {
         let (segment, policy) = (&self.pipe.segment, &self.policy);
         self.check_closed()?;
         let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
@@ -142,12 +190,12 @@ impl Connection {
         if inc.partial.is_empty() {
             // A whole message that fits goes straight from the ring to `buf`.
             let fragment = inc.fragment;
-            let first = inc.next_record(segment, policy, Patience::Forever, |p, msg| {
+            let first = inc.next_record(segment, policy, patience, |p, msg| {
                 if p.len() == fragment {
                     msg.extend_from_slice(p); // the first of several
                     None
                 } else if p.len() <= room.len() {
-                    room[..p.len()].copy_from_slice(p);
+                    copy_into(&mut room[..p.len()], p);
                     Some(Ok(p.len()))
                 } else {
                     Some(Err(p.to_vec()))
@@ -159,7 +207,7 @@ impl Connection {
                 None => {}
             }
         }
-        let msg = self.receive(None, Patience::Forever)?;
+        let msg = self.receive(None, patience)?;
         if msg.len() > room.len() {
             return Err(PipeError::BufferTooShort(std::mem::take(msg)));
         }

@@ -108,6 +108,7 @@ impl Connection {
     /// As [`try_send`](Connection::try_send), and the argument errors of
     /// [`send_bytes`](Connection::send_bytes).
     #[doc(alias = "send_bytes_nowait")]
+    #[inline]
     pub fn try_send_bytes(
         &mut self,
         buf: &[u8],
@@ -128,6 +129,9 @@ impl Connection {
 
     fn send_value<T: Message>(&mut self, value: &T, patience: Patience) -> Result<(), PipeError> {
         self.check_writable()?;
+        if let Some(bytes) = value.as_bytes() {
+            return self.send_message(bytes, patience);
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let sent = value
@@ -142,6 +146,7 @@ impl Connection {
         sent
     }
 
+    #[inline]
     fn send_slice(
         &mut self,
         buf: &[u8],
@@ -165,6 +170,7 @@ impl Connection {
     /// while later fragments are still being written, so any length goes
     /// through any ring. Otherwise it is all or nothing, so that giving up
     /// never leaves half a message in the ring.
+    #[inline]
     fn send_message(&mut self, msg: &[u8], patience: Patience) -> Result<(), PipeError> {
         let (segment, policy) = (&self.pipe.segment, &self.policy);
         let out = self.outgoing.as_mut().ok_or(PipeError::ReadOnly)?;
