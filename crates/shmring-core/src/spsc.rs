@@ -338,6 +338,53 @@ impl<W: Waiter + Clone> Producer<W> {
         result.unwrap_or(Err(PushError::Timeout))
     }
 
+    /// Waits until at least `bytes` are free, or until nothing will ever be
+    /// written again, without writing anything (what a pipe's all-or-nothing
+    /// timed send of a fragmented message needs: room for every fragment).
+    ///
+    /// Returns `Ok(true)` when the room is there (or the ring looks
+    /// corrupted: the next push reports it), `Ok(false)` when the ring is
+    /// closed or `peer_gone` said the consumer is gone (`peer_gone` runs as
+    /// in [`push`](Producer::push)). Sleeps on the ring's not-full word,
+    /// which every release of the consumer signals: each wake-up re-checks
+    /// the free room. `bytes` above the capacity is never there: the call
+    /// then waits for the deadline (or the close).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when `deadline` passes first.
+    pub fn wait_writable(
+        &mut self,
+        bytes: u64,
+        deadline: impl Into<Until>,
+        policy: &WaitPolicy,
+        peer_gone: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, TimedOut> {
+        let ring = self.writer.ring;
+        let waiter = self.waiter.clone();
+        let mut pace = self.pace;
+        let result = block_on_paced(
+            &ring.shared().not_full,
+            &waiter,
+            deadline,
+            policy,
+            &mut pace,
+            |slow| {
+                if self.check_open().is_err() {
+                    return Some(false);
+                }
+                match self.writer.free_now() {
+                    Ok(free) if free >= bytes => Some(true),
+                    Err(_) => Some(true),
+                    Ok(_) if slow && peer_gone() => Some(false),
+                    Ok(_) => None,
+                }
+            },
+        );
+        self.pace = pace;
+        result
+    }
+
     /// Bytes free as far as the producer knows (re-reads the head).
     ///
     /// # Errors

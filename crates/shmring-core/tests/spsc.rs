@@ -247,6 +247,51 @@ fn blocking_hand_off_between_threads() {
     t.join().unwrap();
 }
 
+#[test]
+fn wait_writable_waits_for_the_room_asked_for() {
+    // 256 bytes: 16 records of 8 bytes (16 bytes each) fill it.
+    let (mut p, mut c) = pair(256, 8);
+    let policy = WaitPolicy {
+        spin_ns: 0,
+        slice_ns: 1_000_000,
+    };
+    let w = ThreadWaiter::default();
+    assert_eq!(p.wait_writable(256, None, &policy, &mut || false), Ok(true));
+    while p.try_push(&[7; 8]).is_ok() {}
+    // Full: the deadline passes, at least as late as asked.
+    let start = std::time::Instant::now();
+    let deadline = w.now().after(30_000_000);
+    assert_eq!(
+        p.wait_writable(16, Some(deadline), &policy, &mut || false),
+        Err(shmring_core::wait::TimedOut)
+    );
+    assert!(start.elapsed() >= std::time::Duration::from_millis(25));
+    // A consumer freeing one record at a time: the wait for 48 bytes
+    // returns only once three are gone (each release wakes it to look).
+    let drainer = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            c.try_pop(&mut buf).unwrap();
+        }
+        c
+    });
+    assert_eq!(p.wait_writable(48, None, &policy, &mut || false), Ok(true));
+    assert!(p.free_bytes().unwrap() >= 48);
+    let c = drainer.join().unwrap();
+    // A closed ring, or a consumer reported gone, ends the wait with false.
+    assert_eq!(
+        p.wait_writable(1024, None, &policy, &mut || true),
+        Ok(false),
+        "peer gone"
+    );
+    c.close();
+    assert_eq!(
+        p.wait_writable(1024, None, &policy, &mut || false),
+        Ok(false)
+    );
+}
+
 /// Memory laid out as in a segment: control block, then data.
 #[repr(C, align(128))]
 #[derive(Clone, Copy)]

@@ -3,7 +3,6 @@
 //! messages into records (see the [module docs](super#framing)).
 
 use std::fmt;
-use std::time::Duration;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::record::{record_size, HEADER};
@@ -214,11 +213,6 @@ impl Incoming {
     }
 }
 
-/// Longest and shortest sleep of a timed send of a fragmented message,
-/// which polls for room (see [`Outgoing::send_by`]).
-const NAP_MIN: Duration = Duration::from_micros(20);
-const NAP_MAX: Duration = Duration::from_millis(1);
-
 impl Outgoing {
     pub(super) fn new(ring: spsc::Ring, producer: spsc::Producer<FutexWaiter>) -> Outgoing {
         Outgoing {
@@ -361,10 +355,9 @@ impl Outgoing {
     /// if the deadline passes first.
     ///
     /// A one-record message sleeps on the ring's futex like any blocking
-    /// push. A fragmented one needs room for all its fragments at once,
-    /// which the ring's wait word cannot be asked for, so it polls: naps of
-    /// 20 µs doubling up to 1 ms (never past the deadline), probing the
-    /// reader's liveness once per slice.
+    /// push. A fragmented one needs room for all its fragments at once: it
+    /// sleeps on the same futex until that much is free (every release of
+    /// the reader wakes it to look), then tries again.
     pub(super) fn send_by(
         &mut self,
         msg: &[u8],
@@ -382,21 +375,24 @@ impl Outgoing {
                 })
                 .map_err(from_push);
         }
-        let mut nap = NAP_MIN;
+        let need = self.whole_extent(msg.len());
         loop {
             if self.try_whole(msg)? {
                 return Ok(());
             }
-            let now = crate::sys::now();
-            if now >= deadline {
-                return Err(PipeError::Timeout);
+            let ring = &self.ring;
+            let reader = ring.owner_words().1;
+            let room = self
+                .producer
+                .wait_writable(need, Until::At(deadline), policy, &mut || {
+                    peer_gone(ring, reader, segment)
+                });
+            match room {
+                // Room (or a closed ring, which the next try reports).
+                Ok(true) => {}
+                Ok(false) => return Err(PipeError::BrokenPipe),
+                Err(TimedOut) => return Err(PipeError::Timeout),
             }
-            if self.probe.due(policy) && self.reader_gone(segment) {
-                return Err(PipeError::BrokenPipe);
-            }
-            let left = Duration::from_nanos(deadline.0 - now.0);
-            std::thread::sleep(nap.min(left));
-            nap = (nap * 2).min(NAP_MAX);
         }
     }
 }

@@ -50,11 +50,11 @@ impl Connection {
     ///
     /// # Blocking
     ///
-    /// Up to `timeout` (a lower bound: it may return a little later). A
-    /// message shorter than one fragment sleeps on the ring's futex until the
-    /// reader makes room; a longer one needs room for all its fragments at
-    /// once, and waits for it in naps of 20 µs to 1 ms. The reader's death
-    /// is noticed within the liveness period.
+    /// Up to `timeout` (a lower bound: it may return a little later),
+    /// sleeping on the ring's futex until the reader makes room: room for
+    /// one record, or for a message longer than one fragment room for all
+    /// its fragments at once (the reader's every release wakes it to look).
+    /// The reader's death is noticed within the liveness period.
     ///
     /// # Errors
     ///
