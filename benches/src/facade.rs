@@ -157,19 +157,11 @@ pub fn overhead(n: u64) -> Overhead {
     let block = 10_000.min(n.max(1));
     let mut done = 0;
     while done < n {
-        for (which, total) in secs.iter_mut().enumerate() {
-            let t = Instant::now();
-            for i in 0..block {
-                sum = sum.wrapping_add(match which {
-                    0 => pair.facade_once(i),
-                    1 => pair.handles_once(i),
-                    2 => pair.raw_once(i),
-                    3 => pair.pipe_once(i),
-                    _ => pair.spsc_once(i),
-                });
-            }
-            *total += t.elapsed().as_secs_f64();
-        }
+        secs[0] += timed(block, &mut sum, |i| pair.facade_once(i));
+        secs[1] += timed(block, &mut sum, |i| pair.handles_once(i));
+        secs[2] += timed(block, &mut sum, |i| pair.raw_once(i));
+        secs[3] += timed(block, &mut sum, |i| pair.pipe_once(i));
+        secs[4] += timed(block, &mut sum, |i| pair.spsc_once(i));
         done += block;
     }
     std::hint::black_box(sum);
@@ -181,6 +173,20 @@ pub fn overhead(n: u64) -> Overhead {
         pipe: ns(secs[3]),
         spsc: ns(secs[4]),
     }
+}
+
+/// Seconds for `block` calls of `once`, its results folded into `sum`.
+/// Each caller's closure is its own copy of this loop (as each criterion
+/// bench is), so no variant's loop is shaped by another's code.
+#[inline(never)]
+fn timed(block: u64, sum: &mut u64, mut once: impl FnMut(u64) -> u64) -> f64 {
+    let t = Instant::now();
+    let mut s = *sum;
+    for i in 0..block {
+        s = s.wrapping_add(once(i));
+    }
+    *sum = s;
+    t.elapsed().as_secs_f64()
 }
 
 /// What [`overhead`] measured, in nanoseconds per put + get.
