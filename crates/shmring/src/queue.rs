@@ -297,9 +297,8 @@ impl Handle {
         match result {
             Ok(len) => {
                 // Serialised by the producer mutex (`guard`).
-                self.segment.add_to_counter_serialised(PeerCounter::Puts, 1);
                 self.segment
-                    .add_to_counter_serialised(PeerCounter::BytesIn, len as u64);
+                    .count_message_serialised(PeerCounter::Puts, PeerCounter::BytesIn, len);
                 Ok(())
             }
             Err(e) => Err(put_error(&self.segment, item, e)),
@@ -315,9 +314,11 @@ impl Handle {
         match pop(consumer, buf, timeout) {
             Ok(_) => {
                 // Serialised by the consumer mutex (`guard`).
-                self.segment.add_to_counter_serialised(PeerCounter::Gets, 1);
-                self.segment
-                    .add_to_counter_serialised(PeerCounter::BytesOut, buf.len() as u64);
+                self.segment.count_message_serialised(
+                    PeerCounter::Gets,
+                    PeerCounter::BytesOut,
+                    buf.len(),
+                );
                 T::decode(buf).map_err(GetError::Decode)
             }
             Err(e) => Err(get_error(&self.segment, e)),

@@ -317,11 +317,21 @@ impl Segment {
         self.peer_row(self.row).add(counter, n);
     }
 
-    /// Adds `n` to one of this attachment's counters without a locked
-    /// instruction. The caller must serialise every update of `counter` on
-    /// this attachment (the facades do it under a handle's mutex).
-    pub(crate) fn add_to_counter_serialised(&self, counter: PeerCounter, n: u64) {
-        self.peer_row(self.row).add_serialised(counter, n);
+    /// Counts one message of `bytes` bytes in this attachment's counters
+    /// (one to `messages`, `bytes` to `volume`) without a locked
+    /// instruction. The caller must serialise every update of these
+    /// counters on this attachment (the facades do it under a handle's
+    /// mutex).
+    #[inline]
+    pub(crate) fn count_message_serialised(
+        &self,
+        messages: PeerCounter,
+        volume: PeerCounter,
+        bytes: usize,
+    ) {
+        let row = self.peer_row(self.row);
+        row.add_serialised(messages, 1);
+        row.add_serialised(volume, bytes as u64);
     }
 
     /// The sum (wrapping) of a counter over every row, departed peers

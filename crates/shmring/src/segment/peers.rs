@@ -201,6 +201,7 @@ impl PeerRow {
     /// store: no locked instruction on the hot path. Only for a counter
     /// that the caller's own locking already serialises (a facade handle's
     /// producer or consumer mutex); concurrent callers could lose a count.
+    #[inline]
     pub(crate) fn add_serialised(&self, counter: PeerCounter, n: u64) {
         let slot = &self.counters[counter as usize];
         // ORDERING: Relaxed — a statistic; the caller serialises writers of
