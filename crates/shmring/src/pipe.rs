@@ -109,7 +109,9 @@
 //! * **No system call** unless a sleeper must be woken, except one liveness
 //!   probe of the other end per liveness slice (100 ms) while a try finds
 //!   the ring empty or full: that is how a try notices that the other
-//!   process died ([`PipeError::Eof`], [`PipeError::BrokenPipe`]).
+//!   process died ([`PipeError::Eof`], [`PipeError::BrokenPipe`]), within
+//!   a slice and 16 tries (one try in 16 that finds nothing reads the
+//!   clock).
 //!
 //! ```
 //! use shmring::pipe::{Pipe, PipeError};

@@ -37,24 +37,40 @@ impl Patience {
     }
 }
 
+/// How many `try_*` calls that find nothing share one look at the clock.
+const PROBE_EVERY: u8 = 16;
+
 /// Paces the liveness probes (a system call each) of calls that do not
-/// sleep: at most one per liveness slice, so a tight `try_*` loop stays out
-/// of the kernel and still notices a dead peer within a slice.
+/// sleep: at most one per liveness slice, and the clock is read by one call
+/// in [`PROBE_EVERY`] (the other calls of a tight polling loop cost only a
+/// decrement), so such a loop stays out of the kernel and still notices a
+/// dead peer within a slice and [`PROBE_EVERY`] calls.
 #[derive(Debug)]
 struct Probe {
     /// No probe before this instant; `Deadline(0)`: the first one is due.
     next: Deadline,
+    /// Calls left before the clock is read again.
+    skip: u8,
 }
 
 impl Probe {
     fn new() -> Probe {
-        Probe { next: Deadline(0) }
+        Probe {
+            next: Deadline(0),
+            skip: 0,
+        }
     }
 
     /// Whether a probe is due now; if so, the next one is a slice away.
-    /// Reads the coarse clock: a `try_*` that finds nothing calls this each
-    /// time, so it must cost next to nothing.
+    /// A `try_*` that finds nothing calls this each time: most calls only
+    /// count down, one in [`PROBE_EVERY`] reads the coarse clock.
+    #[inline]
     fn due(&mut self, policy: &WaitPolicy) -> bool {
+        if let Some(left) = self.skip.checked_sub(1) {
+            self.skip = left;
+            return false;
+        }
+        self.skip = PROBE_EVERY - 1;
         let now = crate::sys::now_coarse();
         if now < self.next {
             return false;
@@ -96,7 +112,30 @@ pub(super) struct Outgoing {
     pub(super) producer: spsc::Producer<FutexWaiter>,
     pub(super) ring: spsc::Ring,
     pub(super) fragment: usize,
+    /// [`longest_whole`] of this ring, computed once (two divisions).
+    max_whole: usize,
     probe: Probe,
+}
+
+/// The longest message [`Outgoing::whole_extent`] lets through an empty
+/// ring of `capacity` bytes with `fragment`-byte fragments: `k` full
+/// fragments and a last record of `r` bytes need `k * full + HEADER +
+/// round8(r) + (full - HEADER)` bytes. Messages shorter than one fragment
+/// are one record, which always fits.
+fn longest_whole(capacity: u64, fragment: usize) -> usize {
+    let f = fragment as u64;
+    let full = record_size(f);
+    let Some(budget) = capacity.checked_sub(full) else {
+        return fragment - 1;
+    };
+    let k = budget / full;
+    if k == 0 {
+        return fragment - 1;
+    }
+    // `budget - k * full` is a multiple of 8, so a last record of up to
+    // that many bytes (rounded up: the same) still fits.
+    let r = (budget - k * full).min(f - 1);
+    usize::try_from(k * f + r).unwrap_or(usize::MAX)
 }
 
 /// Whether the process holding the other role of `ring` (`word`) is gone;
@@ -156,6 +195,15 @@ impl Incoming {
                     return Err(from_pop(e, mid_message));
                 }
             }
+            if patience == Patience::Never {
+                // A try does not sleep, so it never runs the slow check:
+                // probe now and then. Gone: the ring is closed now, and the
+                // next read drains what is left, then reports end of file.
+                if self.probe.due(policy) && self.writer_gone(segment) {
+                    continue;
+                }
+                return Err(PipeError::Empty);
+            }
             let ring = &self.ring;
             let writer = ring.owner_words().0;
             let readable = self
@@ -168,14 +216,6 @@ impl Incoming {
                 Ok(false) => {
                     self.partial.clear();
                     return Err(eof(mid_message));
-                }
-                // A try does not sleep, so it never ran the slow check:
-                // probe now and then. Gone: the ring is closed now, and the
-                // next read drains what is left, then reports end of file.
-                Err(TimedOut) if patience == Patience::Never => {
-                    if !(self.probe.due(policy) && self.writer_gone(segment)) {
-                        return Err(PipeError::Empty);
-                    }
                 }
                 Err(TimedOut) => return Err(PipeError::Timeout),
             }
@@ -215,9 +255,11 @@ impl Incoming {
 
 impl Outgoing {
     pub(super) fn new(ring: spsc::Ring, producer: spsc::Producer<FutexWaiter>) -> Outgoing {
+        let fragment = ring.config().max_record as usize;
         Outgoing {
             producer,
-            fragment: ring.config().max_record as usize,
+            fragment,
+            max_whole: longest_whole(ring.config().capacity, fragment),
             ring,
             probe: Probe::new(),
         }
@@ -268,23 +310,10 @@ impl Outgoing {
     }
 
     /// The longest message [`whole_extent`](Outgoing::whole_extent) lets
-    /// through an empty ring: `k` full fragments and a last record of `r`
-    /// bytes need `k * full + HEADER + round8(r) + (full - HEADER)` bytes.
-    /// Messages shorter than one fragment are one record, which always fits.
+    /// through an empty ring (see [`longest_whole`]).
+    #[inline]
     pub(super) fn max_whole(&self) -> usize {
-        let (capacity, f) = (self.ring.config().capacity, self.fragment as u64);
-        let full = record_size(f);
-        let Some(budget) = capacity.checked_sub(full) else {
-            return self.fragment - 1;
-        };
-        let k = budget / full;
-        if k == 0 {
-            return self.fragment - 1;
-        }
-        // `budget - k * full` is a multiple of 8, so a last record of up to
-        // that many bytes (rounded up: the same) still fits.
-        let r = (budget - k * full).min(f - 1);
-        usize::try_from(k * f + r).unwrap_or(usize::MAX)
+        self.max_whole
     }
 
     /// Sends `msg` whole if it fits in the ring right now, and writes
@@ -343,7 +372,8 @@ impl Outgoing {
     }
 
     /// No room for a try: [`PipeError::Full`], or [`PipeError::BrokenPipe`]
-    /// when the reader's process is gone (probed at most once per slice).
+    /// when the reader's process is gone (probed at most once per slice; see
+    /// [`Probe`]).
     pub(super) fn full_or_broken(&mut self, segment: &Segment, policy: &WaitPolicy) -> PipeError {
         if self.probe.due(policy) && self.reader_gone(segment) {
             return PipeError::BrokenPipe;
@@ -394,5 +424,44 @@ impl Outgoing {
                 Err(TimedOut) => return Err(PipeError::Timeout),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn probes_are_paced_by_calls_and_by_the_slice() {
+        let policy = WaitPolicy {
+            slice_ns: 5_000_000,
+            ..WaitPolicy::default()
+        };
+        let mut probe = Probe::new();
+        assert!(probe.due(&policy), "the first one is due at once");
+        // Within the slice: never, whatever the number of calls.
+        for call in 0..4 * PROBE_EVERY {
+            assert!(!probe.due(&policy), "call {call} within the slice");
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        // After the slice: due by the time one call in PROBE_EVERY has
+        // looked at the clock, and then not again for a slice.
+        let calls = (0..PROBE_EVERY).filter(|_| probe.due(&policy)).count();
+        assert_eq!(calls, 1);
+        assert!(!probe.due(&policy));
+    }
+
+    #[test]
+    fn the_longest_whole_message_leaves_room_for_the_worst_wrap() {
+        // 4096-byte ring, 256-byte fragments (264-byte records): 14 full
+        // fragments and a last record of 136 bytes, plus 256 bytes of the
+        // worst padding.
+        assert_eq!(longest_whole(4096, 256), 14 * 256 + 136);
+        // A ring that holds one fragment record and no more: shorter than a
+        // fragment only.
+        assert_eq!(longest_whole(264, 256), 255);
+        assert_eq!(longest_whole(256, 256), 255);
     }
 }

@@ -30,7 +30,8 @@ impl Connection {
     ///
     /// Never. It makes no system call, except a wake-up when the reader
     /// sleeps, and a liveness probe of the reader at most once per liveness
-    /// slice (100 ms) while the ring stays full.
+    /// slice (100 ms) while the ring stays full (a dead reader is
+    /// [`PipeError::BrokenPipe`] within a slice and 16 calls).
     ///
     /// # Errors
     ///
