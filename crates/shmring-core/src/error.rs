@@ -156,3 +156,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The check of a blocking push, from one try: `None` (wait on) while the
+/// ring is full, unless the slow check finds the consumer gone, which ends
+/// the push with `Closed`; any other outcome ends it.
+pub(crate) fn push_check(
+    tried: Result<(), PushError>,
+    slow: bool,
+    peer_gone: &mut dyn FnMut() -> bool,
+) -> Option<Result<(), PushError>> {
+    match tried {
+        Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),
+        Err(PushError::Full) => None,
+        other => Some(other),
+    }
+}

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::ptr::NonNull;
 
-use crate::error::{ConfigError, Corrupted, PopError, PushError};
+use crate::error::{push_check, ConfigError, Corrupted, PopError, PushError};
 use crate::layout::HOT_ALIGN;
 use crate::ring::{
     ring_is_empty, ring_len, small, Found, Reader, RingConfig, RingRef, RingShared, Writer,
@@ -259,6 +259,27 @@ fn close_ring<W: Waiter + ?Sized>(shared: &RingShared, bits: u32, waiter: &W) {
     shared.not_full.wake_now(waiter, WAKE_ALL);
 }
 
+/// [`block_on_paced`] on one of a handle's wait words, with the handle's
+/// waiter and liveness pace copied out first (so that the check may borrow
+/// the handle mutably) and the pace stored back after.
+macro_rules! wait_paced {
+    ($handle:ident, $ring:expr, $word:ident, $deadline:expr, $policy:expr, $check:expr) => {{
+        let ring = $ring;
+        let waiter = $handle.waiter.clone();
+        let mut pace = $handle.pace;
+        let result = block_on_paced(
+            &ring.shared().$word,
+            &waiter,
+            $deadline,
+            $policy,
+            &mut pace,
+            $check,
+        );
+        $handle.pace = pace;
+        result
+    }};
+}
+
 /// The writing end of an SPSC ring.
 #[derive(Debug)]
 pub struct Producer<W> {
@@ -319,22 +340,9 @@ impl<W: Waiter + Clone> Producer<W> {
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<(), PushError> {
-        let ring = self.writer.ring;
-        let waiter = self.waiter.clone();
-        let mut pace = self.pace;
-        let result = block_on_paced(
-            &ring.shared().not_full,
-            &waiter,
-            deadline,
-            policy,
-            &mut pace,
-            |slow| match self.try_push(msg) {
-                Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),
-                Err(PushError::Full) => None,
-                other => Some(other),
-            },
-        );
-        self.pace = pace;
+        let result = wait_paced!(self, self.writer.ring, not_full, deadline, policy, |slow| {
+            push_check(self.try_push(msg), slow, peer_gone)
+        });
         result.unwrap_or(Err(PushError::Timeout))
     }
 
@@ -360,29 +368,17 @@ impl<W: Waiter + Clone> Producer<W> {
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<bool, TimedOut> {
-        let ring = self.writer.ring;
-        let waiter = self.waiter.clone();
-        let mut pace = self.pace;
-        let result = block_on_paced(
-            &ring.shared().not_full,
-            &waiter,
-            deadline,
-            policy,
-            &mut pace,
-            |slow| {
-                if self.check_open().is_err() {
-                    return Some(false);
-                }
-                match self.writer.free_now() {
-                    Ok(free) if free >= bytes => Some(true),
-                    Err(_) => Some(true),
-                    Ok(_) if slow && peer_gone() => Some(false),
-                    Ok(_) => None,
-                }
-            },
-        );
-        self.pace = pace;
-        result
+        wait_paced!(self, self.writer.ring, not_full, deadline, policy, |slow| {
+            if self.check_open().is_err() {
+                return Some(false);
+            }
+            match self.writer.free_now() {
+                Ok(free) if free >= bytes => Some(true),
+                Err(_) => Some(true),
+                Ok(_) if slow && peer_gone() => Some(false),
+                Ok(_) => None,
+            }
+        })
     }
 
     /// Bytes free as far as the producer knows (re-reads the head).
@@ -510,15 +506,12 @@ impl<W: Waiter + Clone> Consumer<W> {
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<usize, PopError> {
-        let ring = self.reader.ring;
-        let waiter = self.waiter.clone();
-        let mut pace = self.pace;
-        let result = block_on_paced(
-            &ring.shared().not_empty,
-            &waiter,
+        let result = wait_paced!(
+            self,
+            self.reader.ring,
+            not_empty,
             deadline,
             policy,
-            &mut pace,
             |slow| match self.try_pop(buf) {
                 Err(PopError::Empty) if slow && peer_gone() => Some(match self.try_pop(buf) {
                     Err(PopError::Empty) => Err(PopError::Closed),
@@ -526,9 +519,8 @@ impl<W: Waiter + Clone> Consumer<W> {
                 }),
                 Err(PopError::Empty) => None,
                 other => Some(other),
-            },
+            }
         );
-        self.pace = pace;
         result.unwrap_or(Err(PopError::Timeout))
     }
 
@@ -556,15 +548,12 @@ impl<W: Waiter + Clone> Consumer<W> {
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<bool, TimedOut> {
-        let ring = self.reader.ring;
-        let waiter = self.waiter.clone();
-        let mut pace = self.pace;
-        let result = block_on_paced(
-            &ring.shared().not_empty,
-            &waiter,
+        wait_paced!(
+            self,
+            self.reader.ring,
+            not_empty,
             deadline,
             policy,
-            &mut pace,
             |slow| match self.next() {
                 Ok(_) | Err(PopError::Corrupted(_)) => Some(true),
                 Err(PopError::Closed) => Some(false),
@@ -574,9 +563,7 @@ impl<W: Waiter + Clone> Consumer<W> {
                     Err(PopError::Empty | PopError::Closed)
                 )),
                 Err(_) => None,
-            },
-        );
-        self.pace = pace;
-        result
+            }
+        )
     }
 }

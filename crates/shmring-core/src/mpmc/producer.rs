@@ -1,6 +1,6 @@
 //! The producer side of the MPMC queue: the owner of one ring.
 
-use crate::error::PushError;
+use crate::error::{push_check, PushError};
 use crate::ring::Writer;
 use crate::sync::Ordering;
 use crate::wait::{block_on, Until, WaitPolicy, Waiter, WAKE_ALL};
@@ -115,17 +115,9 @@ impl<W: Waiter + Clone> Producer<W> {
         // `max_len` both end with some consumer's take, which wakes it.
         let queue = self.queue.clone();
         let waiter = self.waiter.clone();
-        block_on(
-            &queue.shared().space,
-            &waiter,
-            deadline,
-            policy,
-            |slow| match self.try_push(msg) {
-                Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),
-                Err(PushError::Full) => None,
-                other => Some(other),
-            },
-        )
+        block_on(&queue.shared().space, &waiter, deadline, policy, |slow| {
+            push_check(self.try_push(msg), slow, peer_gone)
+        })
         .unwrap_or(Err(PushError::Timeout))
     }
 }
