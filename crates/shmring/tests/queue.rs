@@ -244,8 +244,45 @@ fn child_entry() {
                 tx.put(i, Some(Duration::from_secs(20))).unwrap();
             }
         }
+        "sleeper" => {
+            // Blocks in `get` (spins 5 µs, then sleeps) until the parent
+            // puts; exits 0 once it has the value.
+            let q = Queue::<u64>::open_inherited("Q", &opts).unwrap();
+            assert_eq!(q.get(Some(Duration::from_secs(20))).unwrap(), 42);
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+#[test]
+fn sleeps_and_wakes_are_counted_and_polling_counts_neither() {
+    use shmring::segment::PeerCounter::{BlockedWaits, Wakes};
+    let _dog = Watchdog::new(Duration::from_secs(60), "sleep/wake counters");
+    // Polling traffic makes no futex call, so it counts neither.
+    let busy = anon::<u64>(0);
+    for i in 0..10_000 {
+        busy.try_put(i).unwrap();
+        assert_eq!(busy.try_get().unwrap(), i);
+    }
+    let seg = busy.segment();
+    assert_eq!(
+        (seg.counter_sum(BlockedWaits), seg.counter_sum(Wakes)),
+        (0, 0)
+    );
+    // A child asleep in `get`: its row counts the sleep before the put that
+    // wakes it, and the put counts the wake in ours.
+    let q = anon::<u64>(0);
+    let mut cmd = spawn_role("child_entry", "sleeper", &[]);
+    q.share_with_child(&mut cmd, "Q").unwrap();
+    let child = cmd.spawn().unwrap();
+    let slept = shmring_testkit::wait_until(Duration::from_secs(20), || {
+        q.segment().counter_sum(BlockedWaits) >= 1
+    });
+    assert!(slept, "the child never counted a sleep");
+    assert_eq!(q.segment().counter_sum(Wakes), 0, "nobody woke it yet");
+    q.put(42, None).unwrap();
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+    assert!(q.segment().counter_sum(Wakes) >= 1, "the put woke it");
 }
 
 #[test]

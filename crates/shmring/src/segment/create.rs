@@ -217,6 +217,7 @@ impl Segment {
             row,
             generation,
             token: peers::token(row, generation),
-        })
+        }
+        .count_futex_calls())
     }
 }

@@ -342,6 +342,24 @@ impl Segment {
         })
     }
 
+    /// Starts counting the futex calls made on this attachment's mapping in
+    /// its peer row ([`PeerCounter::BlockedWaits`], [`PeerCounter::Wakes`]).
+    /// Called once by each constructor; [`Drop`] stops it.
+    fn count_futex_calls(self) -> Segment {
+        let row = self.peer_row(self.row);
+        // SAFETY: the row lies in `self.map`, which stays mapped until this
+        // segment drops, and `Drop` stops the counting before anything else.
+        unsafe {
+            sys::futex::count_calls(
+                self.map.as_ptr() as usize,
+                self.map.len(),
+                &row.counters[PeerCounter::BlockedWaits as usize],
+                &row.counters[PeerCounter::Wakes as usize],
+            );
+        }
+        self
+    }
+
     fn peer_row(&self, row: u32) -> &PeerRow {
         row_of(&self.map, &self.layout, row)
     }
@@ -385,6 +403,9 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        // Before anything else (and so before the mapping goes with the
+        // fields): no futex call may count into this row any more.
+        sys::futex::stop_counting(self.map.as_ptr() as usize);
         // The token dies before the lock goes, so nobody sees it alive after.
         self.peer_row(self.row).release(self.generation);
         let _ = lock::unlock_byte(self.file.as_fd(), PEER_LOCK_BASE + u64::from(self.row));

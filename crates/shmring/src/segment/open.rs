@@ -183,7 +183,8 @@ impl Segment {
             row,
             generation,
             token: peers::token(row, generation),
-        })
+        }
+        .count_futex_calls())
     }
 
     /// Removes a segment's name from `/dev/shm`. Attached peers keep working.

@@ -88,10 +88,12 @@ const _: () = {
 /// Who counts what: the queue facades (`Queue`, `JoinableQueue`,
 /// `SimpleQueue`) count puts, gets, their encoded bytes and timeouts, and
 /// `JoinableQueue::join` the tasks it wrote off as recovered; `Lock` and
-/// `RLock` count timeouts and dead holders taken over. The raw rings
-/// (`spsc`, `mpmc`), the pipe and the dict count nothing yet (their
-/// depths and recoveries are in the object figures), and nothing counts
-/// blocked waits or wakes yet: those two slots stay 0.
+/// `RLock` count timeouts and dead holders taken over. Every object counts
+/// its futex calls, in the row of the attachment that made them: sleeps in
+/// `BlockedWaits` and wake-ups in `Wakes` (the futex layer counts them, so
+/// the hot path, which makes none, pays nothing). Beyond those two, the raw
+/// rings (`spsc`, `mpmc`), the pipe and the dict count nothing yet (their
+/// depths and recoveries are in the object figures).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeerCounter {
@@ -103,9 +105,11 @@ pub enum PeerCounter {
     BytesIn = 2,
     /// Payload bytes got (slot 3).
     BytesOut = 3,
-    /// Operations that had to sleep (slot 4).
+    /// Sleeps: futex waits made (slot 4). An operation that sleeps again
+    /// after a spurious or periodic wake-up counts each sleep.
     BlockedWaits = 4,
-    /// Wake system calls made (slot 5).
+    /// Wake system calls made (slot 5), one per `FUTEX_WAKE`, whether or not
+    /// anyone was still asleep.
     Wakes = 5,
     /// Operations that timed out (slot 6).
     Timeouts = 6,

@@ -6,8 +6,66 @@
 //! `FUTEX_WAIT_BITSET` takes when `FUTEX_CLOCK_REALTIME` is not set, so a
 //! sleep that is interrupted and restarted never extends the deadline.
 
-use shmring_core::sync::AtomicU32;
+use std::sync::RwLock;
+
+use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
 use shmring_core::wait::{Deadline, Waiter};
+
+/// A mapped range whose futex calls are counted, and where.
+struct Counted {
+    start: usize,
+    end: usize,
+    /// `&AtomicU64` slots in the range's own peer row, as addresses.
+    waits: usize,
+    wakes: usize,
+}
+
+/// This process's counted ranges: every live segment attachment registers
+/// its mapping and the wait and wake counters of its peer row, so that a
+/// futex call on a word in a segment counts in that attachment's row
+/// (whatever the object: queue, pipe, lock, dict, raw ring), and the hot
+/// path, which makes no futex call, pays nothing.
+static COUNTED: RwLock<Vec<Counted>> = RwLock::new(Vec::new());
+
+/// Counts the futex waits and wakes made on words in `start..start + len`
+/// in `waits` and `wakes`.
+///
+/// # Safety
+///
+/// Both counters must stay valid until [`stop_counting`]`(start)` returns,
+/// and the range must stay mapped until then.
+pub(crate) unsafe fn count_calls(start: usize, len: usize, waits: &AtomicU64, wakes: &AtomicU64) {
+    let mut list = COUNTED.write().unwrap_or_else(|e| e.into_inner());
+    list.push(Counted {
+        start,
+        end: start.saturating_add(len),
+        waits: waits as *const AtomicU64 as usize,
+        wakes: wakes as *const AtomicU64 as usize,
+    });
+}
+
+/// Stops counting the range registered at `start` (before it is unmapped).
+pub(crate) fn stop_counting(start: usize) {
+    let mut list = COUNTED.write().unwrap_or_else(|e| e.into_inner());
+    list.retain(|c| c.start != start);
+}
+
+/// Adds one to the wait (`wake == false`) or wake counter of the range
+/// holding `word`, if any.
+fn count(word: &AtomicU32, wake: bool) {
+    let addr = word.as_ptr() as usize;
+    let list = COUNTED.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = list.iter().find(|c| (c.start..c.end).contains(&addr)) {
+        let slot = if wake { c.wakes } else { c.waits };
+        // SAFETY: registered by `count_calls`, whose caller keeps the slot
+        // valid until `stop_counting`, which takes the write lock: not
+        // while we hold the read lock.
+        let slot = unsafe { &*(slot as *const AtomicU64) };
+        // ORDERING: Relaxed — a statistic (partner: none; tools read it
+        // Relaxed too).
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Sleeps and wakes with `futex(2)` on a word in shared memory.
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,6 +86,7 @@ impl Waiter for FutexWaiter {
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        count(word, false);
         // Every outcome (woken, EAGAIN because the word changed, EINTR,
         // ETIMEDOUT) just returns: the caller re-checks.
         // SAFETY: `word` is a live, aligned atomic the kernel only reads;
@@ -46,6 +105,7 @@ impl Waiter for FutexWaiter {
     }
 
     fn wake(&self, word: &AtomicU32, count: u32) {
+        self::count(word, true);
         let count = count.min(i32::MAX as u32) as libc::c_int;
         // SAFETY: `word` is a live, aligned atomic; FUTEX_WAKE does not
         // access memory through it, it only names the wait queue. The result
