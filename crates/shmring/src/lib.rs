@@ -39,6 +39,7 @@
 
 mod attach;
 pub mod codec;
+mod counts;
 pub mod dict;
 pub mod error;
 #[cfg(any(fuzzing, feature = "fuzzing-hooks"))]

@@ -356,10 +356,9 @@ fn decoding_errors_are_codec_errors() {
     assert!(matches!(b.recv::<u64>(), Err(PipeError::Codec(_))));
 }
 
-#[test]
-fn named_pipe_ends_are_claimed_once() {
-    let _dog = dog("named");
-    let name = unique_name("pipe-named");
+/// A named duplex pipe with the default configuration, and its name.
+fn named_duplex(prefix: &str) -> (String, Pipe) {
+    let name = unique_name(prefix);
     let pipe = Pipe::create(
         &name,
         true,
@@ -367,6 +366,13 @@ fn named_pipe_ends_are_claimed_once() {
         &CreateOptions::default(),
     )
     .unwrap();
+    (name, pipe)
+}
+
+#[test]
+fn named_pipe_ends_are_claimed_once() {
+    let _dog = dog("named");
+    let (name, pipe) = named_duplex("pipe-named");
     assert!(pipe.duplex());
     let mut first = pipe.connection(End::First).unwrap();
     assert!(matches!(
@@ -468,6 +474,35 @@ fn duplex_ping_pong_with_a_child() {
     assert_eq!(n, 2000);
     parent.close();
     assert!(wait_child(child, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn both_processes_count_their_messages_and_bytes() {
+    let _dog = dog("pipe counters");
+    let (_name, pipe) = named_duplex("pipe-counted");
+    let mut parent = pipe.connection(End::First).unwrap();
+    let child_end = pipe.connection(End::Second).unwrap();
+    let child = spawn_with(&child_end, "echo-plus-one");
+    drop(child_end);
+    // 100 round trips (not a multiple of the batch of 64), half received
+    // with `recv`, half with `recv_bytes_into`.
+    let mut word = [0u8; 8];
+    for i in 0..100u64 {
+        parent.send(&i).unwrap();
+        let back = if i % 2 == 0 {
+            parent.recv::<u64>().unwrap()
+        } else {
+            assert_eq!(parent.recv_bytes_into(&mut word, 0).unwrap(), 8);
+            u64::from_le_bytes(word)
+        };
+        assert_eq!(back, i + 1);
+    }
+    parent.close(); // flushes this end's counts; the child sees EOF, exits
+    assert!(wait_child(child, Duration::from_secs(30)).success());
+    use shmring::segment::PeerCounter::{BytesIn, BytesOut, Gets, Puts};
+    let seg = pipe.segment();
+    let sums = [Puts, Gets, BytesIn, BytesOut].map(|c| seg.counter_sum(c));
+    assert_eq!(sums, [200, 200, 1600, 1600], "both ends, both ways");
 }
 
 #[test]

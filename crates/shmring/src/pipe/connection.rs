@@ -15,9 +15,10 @@ use shmring_core::wait::WaitPolicy;
 use super::ends::{peer_gone, Incoming, Outgoing};
 use super::{end_var, End, Pipe, PipeError, Shared};
 use crate::attach::{claim_role, deadline, release_role, AttachError};
+use crate::counts::Counts;
 use crate::error::SegmentError;
 use crate::object;
-use crate::segment::OpenOptions;
+use crate::segment::{OpenOptions, PeerCounter};
 use crate::sys::FutexWaiter;
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
@@ -48,6 +49,10 @@ pub struct Connection {
     /// Encoding buffer of the sends (receives collect into
     /// [`Incoming::partial`]).
     scratch: Vec<u8>,
+    /// Messages and bytes sent (`Puts`, `BytesIn`) and received (`Gets`,
+    /// `BytesOut`), added to this process's peer row in batches.
+    sent: Counts,
+    received: Counts,
 }
 
 const _: () = {
@@ -79,7 +84,10 @@ impl Connection {
             pipe.claimed[end.index()].store(false, Ordering::Relaxed);
         }
         let (incoming, outgoing) = attached?;
+        let counts = |messages, bytes| Counts::new(pipe.segment.clone(), messages, bytes);
         Ok(Connection {
+            sent: counts(PeerCounter::Puts, PeerCounter::BytesIn),
+            received: counts(PeerCounter::Gets, PeerCounter::BytesOut),
             readable: incoming.is_some(),
             writable: outgoing.is_some(),
             pipe,
@@ -305,6 +313,8 @@ impl Connection {
             return;
         }
         self.closed = true;
+        self.sent.flush();
+        self.received.flush();
         let transferred = self.transferred.get();
         let segment = &self.pipe.segment;
         if let Some(out) = self.outgoing.take() {

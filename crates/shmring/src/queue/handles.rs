@@ -9,62 +9,15 @@
 //! of [`Queue::put`] and [`Queue::get`] otherwise.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{get_error, pop, push, put_error, GetError, PutError, Queue};
 use crate::attach::AttachError;
 use crate::codec::{encoded, Message};
+use crate::counts::Counts;
 use crate::mpmc;
-use crate::segment::{PeerCounter, Segment};
+use crate::segment::PeerCounter;
 use shmring_core::error::{PopError, PushError};
-
-/// How many operations a handle counts locally before it adds them to its
-/// peer row (and on drop): one locked add per batch, not per message.
-const COUNT_BATCH: u64 = 64;
-
-/// Counts kept in the handle and flushed to the attachment's peer row.
-#[derive(Debug)]
-struct Counts {
-    segment: Arc<Segment>,
-    messages: (PeerCounter, u64),
-    bytes: (PeerCounter, u64),
-}
-
-impl Counts {
-    fn new(segment: Arc<Segment>, messages: PeerCounter, bytes: PeerCounter) -> Counts {
-        Counts {
-            segment,
-            messages: (messages, 0),
-            bytes: (bytes, 0),
-        }
-    }
-
-    #[inline]
-    fn one(&mut self, bytes: usize) {
-        self.messages.1 += 1;
-        self.bytes.1 += bytes as u64;
-        if self.messages.1 >= COUNT_BATCH {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        for (counter, n) in [&mut self.messages, &mut self.bytes] {
-            if *n != 0 {
-                // A locked add: other handles of this attachment count too.
-                self.segment.add_to_counter(*counter, *n);
-                *n = 0;
-            }
-        }
-    }
-}
-
-impl Drop for Counts {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
 
 /// A put-only handle of a [`Queue`] for one thread (see the [module
 /// docs](self)): `Send`, not shared, no lock per call. It owns a producer

@@ -91,9 +91,12 @@ const _: () = {
 /// `RLock` count timeouts and dead holders taken over. Every object counts
 /// its futex calls, in the row of the attachment that made them: sleeps in
 /// `BlockedWaits` and wake-ups in `Wakes` (the futex layer counts them, so
-/// the hot path, which makes none, pays nothing). Beyond those two, the raw
-/// rings (`spsc`, `mpmc`), the pipe and the dict count nothing yet (their
-/// depths and recoveries are in the object figures).
+/// the hot path, which makes none, pays nothing). A pipe's `Connection`
+/// counts the messages and bytes it sends (`Puts`, `BytesIn`) and receives
+/// (`Gets`, `BytesOut`), as `Sender`/`Receiver` do: in batches of 64, and
+/// the rest when it closes. Beyond those, the raw rings (`spsc`, `mpmc`)
+/// and the dict count nothing yet (their depths and recoveries are in the
+/// object figures).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeerCounter {

@@ -203,8 +203,14 @@ impl Connection {
                 }
             })?;
             match first {
-                Some(Ok(len)) => return Ok(len),
-                Some(Err(msg)) => return Err(PipeError::BufferTooShort(msg)),
+                Some(Ok(len)) => {
+                    self.received.one(len);
+                    return Ok(len);
+                }
+                Some(Err(msg)) => {
+                    self.received.one(msg.len());
+                    return Err(PipeError::BufferTooShort(msg));
+                }
                 None => {}
             }
         }
@@ -243,6 +249,7 @@ impl Connection {
             return Err(PipeError::BadMessageLength { maxlength: limit });
         }
         let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
+        self.received.one(inc.partial.len());
         Ok(&mut inc.partial)
     }
 }

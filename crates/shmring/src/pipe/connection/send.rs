@@ -173,6 +173,15 @@ impl Connection {
     /// never leaves half a message in the ring.
     #[inline]
     fn send_message(&mut self, msg: &[u8], patience: Patience) -> Result<(), PipeError> {
+        let sent = self.send_uncounted(msg, patience);
+        if sent.is_ok() {
+            self.sent.one(msg.len());
+        }
+        sent
+    }
+
+    #[inline]
+    fn send_uncounted(&mut self, msg: &[u8], patience: Patience) -> Result<(), PipeError> {
         let (segment, policy) = (&self.pipe.segment, &self.policy);
         let out = self.outgoing.as_mut().ok_or(PipeError::ReadOnly)?;
         match patience {
