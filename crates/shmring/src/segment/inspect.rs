@@ -49,6 +49,8 @@ use crate::sys::{lock, shm};
 pub use reclaim::{reclaim, Reclaimed};
 pub use sweep::sweep;
 pub(crate) use sweep::sweep_now_and_then;
+#[doc(hidden)]
+pub use sweep::{auto_sweeps_started, configure_auto_sweep, wait_for_auto_sweep, AutoSweepConfig};
 
 /// Where named segments live (glibc's `shm_open` directory).
 pub const SHM_DIR: &str = "/dev/shm";
