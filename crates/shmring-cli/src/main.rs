@@ -137,6 +137,14 @@ re-checks, and unlinks while holding them, so a segment being created or
 opened right now is never removed. Files that are not shmring segments are
 never removed.
 
+Without gc, the library reclaims on its own, never data: a create of a taken
+name removes an abandoned segment under that name if it holds nothing, and
+once a minute per user on the host a background sweep (started by some
+process's create, off the create path) removes this user's abandoned
+segments that hold nothing and that sweeps have seen without a live peer
+for a minute, except those created with UnlinkPolicy::Never. gc is for
+everything at once, now, and for what the library keeps.
+
 Options:
   -n, --dry-run    only list what would be removed (and what is kept)
   --include-data   remove abandoned segments that hold data too
