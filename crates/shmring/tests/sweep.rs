@@ -31,6 +31,7 @@ const PREFIX_VAR: &str = "SHMRING_SWEEP_TEST_PREFIX";
 const PERIOD_VAR: &str = "SHMRING_SWEEP_TEST_PERIOD_MS";
 const IDLE_VAR: &str = "SHMRING_SWEEP_TEST_IDLE_MS";
 const GO_VAR: &str = "SHMRING_SWEEP_TEST_GO";
+const LIMIT_VAR: &str = "SHMRING_SWEEP_TEST_LIMIT";
 
 fn queue_config() -> QueueConfig {
     QueueConfig {
@@ -83,13 +84,17 @@ fn child_entry() {
         // sweep its create may have started, and reports.
         "trigger" => {
             let ms = |var| Duration::from_millis(env(var).parse().unwrap());
-            segment::configure_auto_sweep(AutoSweepConfig {
+            let mut config = AutoSweepConfig {
                 period: ms(PERIOD_VAR),
                 min_idle: ms(IDLE_VAR),
                 prefix: env(PREFIX_VAR),
                 scope: env(SCOPE_VAR),
                 ..AutoSweepConfig::default()
-            });
+            };
+            if let Ok(limit) = std::env::var(LIMIT_VAR) {
+                config.max_examined = limit.parse().unwrap();
+            }
+            segment::configure_auto_sweep(config);
             if let Ok(go) = std::env::var(GO_VAR) {
                 let started = wait_until(Duration::from_secs(60), || {
                     std::path::Path::new(&go).exists()
@@ -137,6 +142,7 @@ struct Sweeper {
     prefix: String,
     period: Duration,
     idle: Duration,
+    limit: Option<usize>,
 }
 
 impl Sweeper {
@@ -147,6 +153,7 @@ impl Sweeper {
             prefix: prefix.trim_start_matches('/').to_owned(),
             period,
             idle,
+            limit: None,
         }
     }
 
@@ -160,6 +167,9 @@ impl Sweeper {
         ];
         if let Some(go) = go {
             envs.push((GO_VAR, go.to_owned()));
+        }
+        if let Some(limit) = self.limit {
+            envs.push((LIMIT_VAR, limit.to_string()));
         }
         let mut cmd = spawn_role("child_entry", "trigger", &envs);
         cmd.stdout(Stdio::piped());
@@ -305,6 +315,30 @@ fn an_empty_abandoned_segment_goes_once_seen_idle_long_enough() {
     std::thread::sleep(idle + Duration::from_millis(200));
     assert_eq!(sweeper.trigger(&format!("{prefix}-t2")), 1);
     assert!(!shm_exists(&dead), "an empty abandoned segment stayed");
+}
+
+/// One sweep examines at most its limit of files, and the next one goes on
+/// from where it stopped: six empty abandoned segments, a limit of two
+/// files per sweep, three sweeps.
+#[test]
+fn each_sweep_examines_a_bounded_number_of_files_from_the_last_cursor() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "bounded sweep");
+    let prefix = unique_name("sweep-bounded");
+    let dead: Vec<String> = (0..6).map(|i| format!("{prefix}-dead-{i}")).collect();
+    let _cleanup = Cleanup(dead.clone());
+    for name in &dead {
+        killed_service(name, 0);
+    }
+    // The sweep's prefix leaves the triggers' own segments out.
+    let mut sweeper = Sweeper::new(&format!("{prefix}-dead"), Duration::ZERO, Duration::ZERO);
+    sweeper.limit = Some(2);
+    let left = |dead: &[String]| dead.iter().filter(|n| shm_exists(n)).count();
+    for (round, expected) in [4, 2, 0].into_iter().enumerate() {
+        assert_eq!(sweeper.trigger(&format!("{prefix}-trigger-{round}")), 1);
+        assert_eq!(left(&dead), expected, "after sweep {round}");
+    }
+    // In name order: the cursor moves on.
+    assert!(!shm_exists(&dead[0]) && !shm_exists(&dead[1]));
 }
 
 /// A fleet of processes creating a segment each at the same moment: every

@@ -62,7 +62,8 @@
 //! # What can go wrong
 //!
 //! - A process that sweeps and is killed (or exits) meanwhile leaves the
-//!   rest of that period's work to the next period; every removal happens
+//!   rest of that period's work to the next period: the cursor and the
+//!   notes are saved every [`SAVE_EVERY`] files. Every removal happens
 //!   whole, under the segment's locks, or not at all.
 //! - Another user can create this user's stamp name first (`/dev/shm` is
 //!   shared). A stamp that is not a regular file owned by us, or whose
@@ -266,7 +267,9 @@ fn start(mut stamp: Stamp, config: AutoSweepConfig) {
                 min_idle: config.min_idle,
                 limit: Some(config.max_examined),
             };
-            if run_pass(&mut state, &pass).is_ok() {
+            // Progress is saved as it goes: the process may exit (and
+            // this thread with it) before the pass ends.
+            if run_pass(&mut state, &pass, |s| stamp.write_state(s)).is_ok() {
                 stamp.write_state(&state);
             }
             // The stamp's lock goes with the descriptor.
@@ -318,7 +321,7 @@ pub fn sweep(prefix: &str, min_idle: Duration) -> Result<Vec<String>, SegmentErr
         min_idle,
         limit: None,
     };
-    let removed = run_pass(&mut state, &pass)?;
+    let removed = run_pass(&mut state, &pass, |_| {})?;
     if let Some(stamp) = &mut stamp {
         stamp.write_state(&state);
     }
@@ -698,10 +701,19 @@ fn listing(prefix: &str) -> Result<Listing, SegmentError> {
     Ok((names, all))
 }
 
+/// How many files a pass examines between two calls of its `save`.
+const SAVE_EVERY: usize = 32;
+
 /// Runs one pass: examines the files `pass` selects, notes those without a
 /// live peer, and removes those noted long enough that hold no data.
-/// Returns the names removed (`/name` form).
-fn run_pass(state: &mut State, pass: &Pass<'_>) -> Result<Vec<String>, SegmentError> {
+/// Calls `save` with the state so far every [`SAVE_EVERY`] files (with
+/// the cursor at the last file examined). Returns the names removed
+/// (`/name` form).
+fn run_pass(
+    state: &mut State,
+    pass: &Pass<'_>,
+    mut save: impl FnMut(&State),
+) -> Result<Vec<String>, SegmentError> {
     let uid = shm::geteuid();
     let (names, present) = listing(pass.prefix)?;
     // Notes of files that are gone go (whatever the prefix: every entry of
@@ -717,7 +729,13 @@ fn run_pass(state: &mut State, pass: &Pass<'_>) -> Result<Vec<String>, SegmentEr
     };
     let min_idle = nanos(pass.min_idle);
     let mut removed = Vec::new();
-    for (body, listed_ino) in &selected {
+    for (i, (body, listed_ino)) in selected.iter().enumerate() {
+        if i > 0 && i % SAVE_EVERY == 0 {
+            if pass.limit.is_some() {
+                state.cursor = selected[i - 1].0.as_bytes().to_vec();
+            }
+            save(state);
+        }
         let name = format!("/{body}");
         let Probe::Abandoned { ino, last_attach } = examine(&name, uid) else {
             state.notes.remove(listed_ino);
