@@ -318,20 +318,13 @@ impl Segment {
     }
 
     /// Counts one message of `bytes` bytes in this attachment's counters
-    /// (one to `messages`, `bytes` to `volume`) without a locked
-    /// instruction. The caller must serialise every update of these
-    /// counters on this attachment (the facades do it under a handle's
-    /// mutex).
+    /// (one to `messages`, `bytes` to `volume`), with two atomic adds: other
+    /// handles of this attachment count into the same row concurrently.
     #[inline]
-    pub(crate) fn count_message_serialised(
-        &self,
-        messages: PeerCounter,
-        volume: PeerCounter,
-        bytes: usize,
-    ) {
+    pub(crate) fn count_message(&self, messages: PeerCounter, volume: PeerCounter, bytes: usize) {
         let row = self.peer_row(self.row);
-        row.add_serialised(messages, 1);
-        row.add_serialised(volume, bytes as u64);
+        row.add(messages, 1);
+        row.add(volume, bytes as u64);
     }
 
     /// The sum (wrapping) of a counter over every row, departed peers
