@@ -251,6 +251,13 @@ impl Segment {
         self.name.as_deref()
     }
 
+    /// The device and inode of the segment's file: the same for every
+    /// attachment of one segment in this process, different for any other
+    /// segment alive at the same time.
+    pub(crate) fn file_id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
     /// Number of rows in the peer table.
     pub fn peer_rows(&self) -> u32 {
         self.layout.peer_rows
