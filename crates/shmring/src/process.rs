@@ -252,6 +252,11 @@ fn start_spawner() -> io::Result<mpsc::Sender<SpawnJob>> {
 }
 
 /// A child process running an entry point of this executable.
+///
+/// Dropping a `Process` neither stops nor reaps the child: [`join`](Process::join)
+/// it (a child that ends unjoined stays a zombie until this process exits;
+/// a daemon child still dies with this process). A [`Pool`] reaps its
+/// workers when dropped.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
