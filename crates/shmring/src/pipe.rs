@@ -96,9 +96,12 @@
 //!   [`PipeError::Timeout`]. A message whose records, plus the padding a
 //!   wrap may cost, exceed the whole ring (longer than
 //!   [`max_whole_message`](Connection::max_whole_message): about three
-//!   quarters of `ring_bytes` with the default fragment) can never be sent
-//!   that way: [`PipeError::TooLarge`], at once; only the blocking
-//!   [`send`](Connection::send), which streams, takes it.
+//!   quarters of `ring_bytes` with the default fragment, at most
+//!   `ring_bytes / 2 - 8` with fragments of half the ring or more) can
+//!   never be sent that way: [`PipeError::TooLarge`], at once; only the
+//!   blocking [`send`](Connection::send), which streams, takes it. Any
+//!   message up to that length goes into an empty ring, wherever the
+//!   ring's positions stand.
 //! * **Receives keep what they took.** A long message is taken off the ring
 //!   fragment by fragment (the writer needs the room); when
 //!   [`try_recv`](Connection::try_recv) or

@@ -114,23 +114,43 @@ pub(super) struct Outgoing {
     pub(super) fragment: usize,
     /// [`longest_whole`] of this ring, computed once (two divisions).
     max_whole: usize,
+    /// The longest message that is one record and fits an empty ring at
+    /// any position: `min(fragment - 1, max_whole)`. Up to this length an
+    /// all-or-nothing send is one push.
+    single_max: usize,
     probe: Probe,
 }
 
-/// The longest message [`Outgoing::whole_extent`] lets through an empty
-/// ring of `capacity` bytes with `fragment`-byte fragments: `k` full
-/// fragments and a last record of `r` bytes need `k * full + HEADER +
-/// round8(r) + (full - HEADER)` bytes. Messages shorter than one fragment
-/// are one record, which always fits.
+/// The longest message a call that sends all or nothing
+/// ([`Outgoing::try_whole`]) accepts: one that goes into an *empty* ring of
+/// `capacity` bytes with `fragment`-byte fragments whatever the ring's
+/// position. Records never straddle the end of the ring: one that does not
+/// fit before the end leaves the rest of it as padding, so position matters.
+///
+/// * A message shorter than a fragment is one record of `s` bytes; the worst
+///   position leaves `s - HEADER` bytes before the end (padding), then the
+///   record: `2 * s - HEADER <= capacity`. With fragments of more than about
+///   half the ring, this is shorter than a fragment.
+/// * A longer one is `k` full fragments and a last record of `r` bytes; it
+///   goes in when the free room covers [`Outgoing::whole_extent`]:
+///   `k * full + HEADER + round8(r) + (full - HEADER)` (its records, and
+///   the worst padding of one wrap).
+///
+/// Every shorter message fits too (both extents grow with the length, and
+/// when one fragmented message fits, so does the largest single record).
 fn longest_whole(capacity: u64, fragment: usize) -> usize {
     let f = fragment as u64;
+    // The largest record size `s` (a multiple of 8) with `2s - HEADER <=
+    // capacity`, and the payload it holds.
+    let single_record = ((capacity + HEADER) / 2) & !7;
+    let single = (single_record - HEADER).min(f - 1);
     let full = record_size(f);
     let Some(budget) = capacity.checked_sub(full) else {
-        return fragment - 1;
+        return single as usize;
     };
     let k = budget / full;
     if k == 0 {
-        return fragment - 1;
+        return single as usize;
     }
     // `budget - k * full` is a multiple of 8, so a last record of up to
     // that many bytes (rounded up: the same) still fits.
@@ -256,10 +276,12 @@ impl Incoming {
 impl Outgoing {
     pub(super) fn new(ring: spsc::Ring, producer: spsc::Producer<FutexWaiter>) -> Outgoing {
         let fragment = ring.config().max_record as usize;
+        let max_whole = longest_whole(ring.config().capacity, fragment);
         Outgoing {
             producer,
             fragment,
-            max_whole: longest_whole(ring.config().capacity, fragment),
+            max_whole,
+            single_max: max_whole.min(fragment - 1),
             ring,
             probe: Probe::new(),
         }
@@ -323,10 +345,13 @@ impl Outgoing {
     /// one goes in only when the free space covers every fragment (see
     /// [`whole_extent`](Outgoing::whole_extent)); since only we fill the
     /// ring, that room cannot shrink before the fragments are in, and they
-    /// go in with one publish and one wake.
+    /// go in with one publish and one wake. Longer than
+    /// [`max_whole`](Outgoing::max_whole) (which, with fragments of more
+    /// than about half the ring, a single record can be):
+    /// [`PipeError::TooLarge`], since even an empty ring may refuse it.
     #[inline]
     pub(super) fn try_whole(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
-        if msg.len() < self.fragment {
+        if msg.len() <= self.single_max {
             return match self.producer.try_push(msg) {
                 Ok(()) => Ok(true),
                 Err(PushError::Full) => Ok(false),
@@ -336,8 +361,8 @@ impl Outgoing {
         self.try_fragments(msg)
     }
 
-    /// [`try_whole`](Outgoing::try_whole) for a message of a fragment or
-    /// more.
+    /// [`try_whole`](Outgoing::try_whole) for a message longer than
+    /// [`single_max`](Outgoing::single_max): fragmented, or too large.
     #[inline(never)]
     fn try_fragments(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
         let max = self.max_whole();
@@ -347,6 +372,7 @@ impl Outgoing {
                 max,
             });
         }
+        debug_assert!(msg.len() >= self.fragment, "single_max covers the rest");
         if self.ring.closed_flags() != 0 {
             return Err(PipeError::BrokenPipe);
         }
@@ -395,7 +421,7 @@ impl Outgoing {
         segment: &Segment,
         policy: &WaitPolicy,
     ) -> Result<(), PipeError> {
-        if msg.len() < self.fragment {
+        if msg.len() <= self.single_max {
             let ring = &self.ring;
             let reader = ring.owner_words().1;
             return self
@@ -459,9 +485,17 @@ mod tests {
         // fragments and a last record of 136 bytes, plus 256 bytes of the
         // worst padding.
         assert_eq!(longest_whole(4096, 256), 14 * 256 + 136);
-        // A ring that holds one fragment record and no more: shorter than a
-        // fragment only.
-        assert_eq!(longest_whole(264, 256), 255);
-        assert_eq!(longest_whole(256, 256), 255);
+        // One full fragment record and the worst padding fill the ring:
+        // one fragment and an empty last record.
+        assert_eq!(longest_whole(4096, 2040), 2040);
+        // Fragments of half the ring or more: only one record, and that
+        // record may find the ring's last `size - 8` bytes to pad first:
+        // `2 * size - 8 <= 4096`, a 2048-byte record, 2040 bytes of payload.
+        assert_eq!(longest_whole(4096, 2048), 2040);
+        assert_eq!(longest_whole(4096, 2049), 2040);
+        assert_eq!(longest_whole(4096, 4088), 2040);
+        // Small fragments and the smallest ring.
+        assert_eq!(longest_whole(64, 8), 3 * 8);
+        assert_eq!(longest_whole(64, 56), 24);
     }
 }

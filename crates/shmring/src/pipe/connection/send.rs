@@ -120,10 +120,17 @@ impl Connection {
     }
 
     /// The longest message that [`try_send`](Connection::try_send) and
-    /// [`send_timeout`](Connection::send_timeout) can send: what fits the
-    /// ring at once, whatever the position of its records (about three
-    /// quarters of the ring with the default fragment size). `None` when this
-    /// end does not send. [`send`](Connection::send) has no limit.
+    /// [`send_timeout`](Connection::send_timeout) can send: what an empty
+    /// ring takes at once, whatever the position of its records (about three
+    /// quarters of the ring with the default fragment size). Any message up
+    /// to this long goes into an empty ring; a longer one is
+    /// [`PipeError::TooLarge`] for them. `None` when this end does not send.
+    /// [`send`](Connection::send) has no limit.
+    ///
+    /// A record never straddles the end of the ring (the rest of the ring
+    /// is padding then), so with `fragment_bytes` of about half the ring or
+    /// more this is *shorter* than one fragment: at most `ring_bytes / 2 -
+    /// 8` bytes.
     pub fn max_whole_message(&self) -> Option<usize> {
         self.outgoing.as_ref().map(|out| out.max_whole())
     }
