@@ -426,11 +426,18 @@ impl Pipe {
 
     /// Claims one end of the pipe for this process.
     ///
+    /// An end that was closed (here or elsewhere), or whose process died
+    /// after the other end noticed, stays closed: the connection then
+    /// receives the whole messages left in the ring, then
+    /// [`PipeError::Eof`], and its sends fail with
+    /// [`PipeError::BrokenPipe`]. That includes an end a connection of this
+    /// handle closed.
+    ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when this handle already gave out that end
-    /// or a live peer holds it; [`AttachError::Corrupted`] when its ring is
-    /// inconsistent.
+    /// [`AttachError::RoleTaken`] when a connection this handle gave out
+    /// for that end is still open, or a live peer holds it;
+    /// [`AttachError::Corrupted`] when its ring is inconsistent.
     pub fn connection(&self, end: End) -> Result<Connection, AttachError> {
         Connection::claim(self.shared.clone(), end)
     }

@@ -113,6 +113,16 @@ impl Connection {
                 let ring = pipe.rings[i].clone();
                 let word = ring.owner_words().1;
                 claim_role(word, segment, role)?;
+                // A closed end stays closed. Its writer learnt so (the
+                // reader closed: `BrokenPipe`; the other end died or closed:
+                // the producer flag), but the ring's consumer only ends at
+                // the producer flag: set it too, so that this reader drains
+                // what is left and then sees end of file instead of
+                // waiting for a writer that will never write again (a
+                // producer writes nothing once any flag is set).
+                if ring.closed_flags() != 0 {
+                    ring.close(&FutexWaiter);
+                }
                 match ring.consumer(FutexWaiter) {
                     Ok(consumer) => Some(Incoming::new(ring, consumer)),
                     Err(c) => {
@@ -212,7 +222,16 @@ impl Connection {
         if let Some(out) = &self.outgoing {
             release_role(out.ring.owner_words().0, segment);
         }
+        self.unclaim();
         Ok(())
+    }
+
+    /// This handle no longer holds the end: the pipe handle may give it out
+    /// again (the role words, released just before, decide who gets it).
+    fn unclaim(&self) {
+        // ORDERING: Relaxed — a process-local flag (see `claim`); the role
+        // words carry the ordering between holders.
+        self.pipe.claimed[self.end.index()].store(false, Ordering::Relaxed);
     }
 
     /// Which end of the pipe this is.
@@ -308,6 +327,12 @@ impl Connection {
     /// already sent, then gets [`PipeError::Eof`]; its sends fail with
     /// [`PipeError::BrokenPipe`]. Closing twice is harmless; closing a
     /// transferred end signals nothing. `Drop` calls this.
+    ///
+    /// A closed end stays closed: claiming it again (with
+    /// [`Pipe::connection`] or [`Connection::open`]) gives a connection
+    /// whose receives return the whole messages still in the ring, then
+    /// [`PipeError::Eof`], and whose sends fail with
+    /// [`PipeError::BrokenPipe`].
     pub fn close(&mut self) {
         if self.closed {
             return;
@@ -328,6 +353,9 @@ impl Connection {
                 inc.consumer.close();
                 release_role(inc.ring.owner_words().1, segment);
             }
+        }
+        if !transferred {
+            self.unclaim();
         }
     }
 }
