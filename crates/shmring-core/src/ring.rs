@@ -330,9 +330,9 @@ impl RingRef {
         // consumer's re-read of the head sees it and calls it a race, not
         // corruption. loom found the Relaxed version wrong.
         let word = self.data()[(index / 8) as usize].load(Ordering::Acquire);
-        let (len, pad) = match record::decode(word, position)? {
-            Header::Data { len } => (u64::from(len), false),
-            Header::Pad { len } => (u64::from(len), true),
+        let (len, pad, continues) = match record::decode(word, position)? {
+            Header::Data { len, continues } => (u64::from(len), false, continues),
+            Header::Pad { len } => (u64::from(len), true, false),
         };
         // `len < 2^32`: no overflow.
         let size = record::HEADER + len.next_multiple_of(8);
@@ -351,6 +351,7 @@ impl RingRef {
             len: len as usize,
             size,
             pad,
+            continues,
         })
     }
 
@@ -370,6 +371,8 @@ pub(crate) struct Found {
     pub(crate) len: usize,
     pub(crate) size: u64,
     pub(crate) pad: bool,
+    /// A data record tagged CONT (see [`crate::record`]).
+    pub(crate) continues: bool,
 }
 
 /// Approximate number of records in a ring: a snapshot, already stale.

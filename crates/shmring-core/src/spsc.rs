@@ -317,8 +317,21 @@ impl<W: Waiter + Clone> Producer<W> {
     /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
     #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        self.try_push_marked(msg, false)
+    }
+
+    /// [`try_push`](Producer::try_push) of a record marked as continuing
+    /// the message begun by the data record before it (`continues`), or as
+    /// beginning one (`!continues`, what `try_push` writes). The consumer
+    /// sees the mark as [`ReadGrant::continues`]; see [`crate::record`].
+    ///
+    /// # Errors
+    ///
+    /// As [`try_push`](Producer::try_push).
+    #[inline]
+    pub fn try_push_marked(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
         self.check_open()?;
-        let result = self.writer.write(msg);
+        let result = self.writer.write(msg, continues);
         // On `Full` this also publishes a padding record written on the way:
         // the consumer has to pass it before the room we wait for can appear.
         self.publish_and_wake(1);
@@ -340,8 +353,26 @@ impl<W: Waiter + Clone> Producer<W> {
         policy: &WaitPolicy,
         peer_gone: &mut dyn FnMut() -> bool,
     ) -> Result<(), PushError> {
+        self.push_marked(msg, false, deadline, policy, peer_gone)
+    }
+
+    /// [`push`](Producer::push) with the continuation mark of
+    /// [`try_push_marked`](Producer::try_push_marked): what streams a
+    /// message larger than the ring, one record at a time.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Producer::push).
+    pub fn push_marked(
+        &mut self,
+        msg: &[u8],
+        continues: bool,
+        deadline: impl Into<Until>,
+        policy: &WaitPolicy,
+        peer_gone: &mut dyn FnMut() -> bool,
+    ) -> Result<(), PushError> {
         let result = wait_paced!(self, self.writer.ring, not_full, deadline, policy, |slow| {
-            push_check(self.try_push(msg), slow, peer_gone)
+            push_check(self.try_push_marked(msg, continues), slow, peer_gone)
         });
         result.unwrap_or(Err(PushError::Timeout))
     }

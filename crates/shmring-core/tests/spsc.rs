@@ -133,6 +133,63 @@ fn zero_copy_reserve_commit_and_read_release() {
     assert!(matches!(c.read(), Err(PopError::Empty)));
 }
 
+/// Reads every record with its continuation mark until the ring is empty.
+fn drain_marked(c: &mut Consumer<ThreadWaiter>) -> Vec<(Vec<u8>, bool)> {
+    let mut got = Vec::new();
+    while let Ok(grant) = c.read() {
+        got.push((grant.to_vec(), grant.continues()));
+    }
+    got
+}
+
+#[test]
+fn continuation_marks_round_trip() {
+    // 40-byte records (48 B) in a 256-byte ring: the fifth pads at the wrap.
+    let (mut p, mut c) = pair(256, 40);
+    let records: Vec<(Vec<u8>, bool)> = (0..4u8)
+        .map(|i| (vec![i; 40 - i as usize], i > 0))
+        .collect();
+    // All at once: one publish, marks as given.
+    let n = p
+        .try_push_many_marked(records.iter().map(|(m, cont)| (m.as_slice(), *cont)))
+        .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(drain_marked(&mut c), records);
+    // One record at a time, across the wrap, and through the blocking push
+    // and a zero-copy grant.
+    let policy = WaitPolicy::default();
+    p.try_push_marked(b"first", false).unwrap();
+    p.push_marked(&[9; 40], true, None, &policy, &mut || false)
+        .unwrap();
+    p.try_push(b"plain").unwrap();
+    let mut g = p.reserve(3).unwrap();
+    g.copy_from_slice(b"abc");
+    g.commit_marked(3, true);
+    let mut g = p.reserve(3).unwrap();
+    g.copy_from_slice(b"xyz");
+    g.commit(3);
+    assert_eq!(
+        drain_marked(&mut c),
+        [
+            (b"first".to_vec(), false),
+            (vec![9; 40], true),
+            (b"plain".to_vec(), false),
+            (b"abc".to_vec(), true),
+            (b"xyz".to_vec(), false),
+        ]
+    );
+    // The copying pops carry the payloads and ignore the marks.
+    p.try_push_marked(b"c", true).unwrap();
+    p.try_push_many_marked([(&b"d"[..], true), (b"e", false)])
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(c.try_pop(&mut buf), Ok(1));
+    assert_eq!(buf, b"c");
+    let mut rest = Vec::new();
+    assert_eq!(c.try_pop_many(8, |m| rest.push(m.to_vec())), Ok(2));
+    assert_eq!(rest, [b"d".to_vec(), b"e".to_vec()]);
+}
+
 #[test]
 fn batches_publish_once() {
     let (mut p, mut c) = pair(1024, 64);

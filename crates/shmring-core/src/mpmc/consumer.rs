@@ -212,3 +212,43 @@ fn take_from<W: Waiter + ?Sized>(
         return Ok(Take::Got);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use alloc::vec::Vec;
+
+    use crate::heap::{self, ThreadWaiter};
+    use crate::mpmc::QueueConfig;
+    use crate::ring::RingConfig;
+
+    /// A CONT record in a queue's ring (no queue producer writes one) is
+    /// taken like a DATA record, and counted.
+    #[test]
+    fn continuation_record_is_delivered_like_data() {
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 256,
+                max_record: 16,
+            },
+            max_len: 0,
+        };
+        let queue = heap::queue(&config).unwrap();
+        let waiter = ThreadWaiter::default();
+        let mut producer = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        producer.writer.write(b"begins", false).unwrap();
+        producer.writer.write(b"continues", true).unwrap();
+        producer.writer.publish();
+        assert_eq!(queue.len(), 2);
+        let mut consumer = queue.consumer(waiter);
+        let mut buf = Vec::new();
+        assert_eq!(consumer.try_pop(&mut buf), Ok(6));
+        assert_eq!(buf, b"begins");
+        assert_eq!(consumer.try_pop(&mut buf), Ok(9));
+        assert_eq!(buf, b"continues");
+        assert!(queue.is_empty());
+        assert_eq!(queue.len(), 0);
+    }
+}

@@ -28,6 +28,13 @@
 //! atomic word loads (see [`crate::bytes`]): a torn value, never undefined
 //! behaviour. The header's stamp and a re-read of the head tell such a race
 //! from real corruption; the CAS tells it from success.
+//!
+//! # Continuation records
+//!
+//! The producers here write only DATA records. A CONT record (see
+//! [`crate::record`]), which only a hostile or foreign peer could put in a
+//! queue's ring, is delivered like a DATA record: the mark means nothing to
+//! a queue, and refusing it would gain nothing over a peer writing DATA.
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;

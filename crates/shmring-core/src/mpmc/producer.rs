@@ -64,7 +64,7 @@ impl<W: Waiter + Clone> Producer<W> {
         if self.at_max_len() {
             return Err(PushError::Full);
         }
-        let result = self.writer.write(msg);
+        let result = self.writer.write(msg, false);
         // On `Full` this publishes a padding record written on the way.
         self.publish_and_wake(1);
         result
@@ -90,7 +90,8 @@ impl<W: Waiter + Clone> Producer<W> {
         if room == 0 {
             return Err(PushError::Full);
         }
-        let (n, first_err) = self.writer.write_many(msgs.into_iter().take(room));
+        let msgs = msgs.into_iter().take(room).map(|msg| (msg, false));
+        let (n, first_err) = self.writer.write_many(msgs);
         self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
         match (n, first_err) {
             (0, Some(e)) => Err(e),

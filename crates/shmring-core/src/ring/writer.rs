@@ -114,11 +114,12 @@ impl Writer {
         }
     }
 
-    /// Completes the record claimed at `word` with a `len`-byte payload.
+    /// Completes the record claimed at `word` with a `len`-byte payload,
+    /// tagged CONT when `continues` (see [`crate::record`]).
     #[inline(always)]
-    pub(crate) fn commit(&mut self, word: usize, len: usize) {
+    pub(crate) fn commit(&mut self, word: usize, len: usize, continues: bool) {
         debug_assert_eq!((self.tail & self.ring.mask) / 8, word as u64);
-        let header = record::encode_data(len as u32, self.tail);
+        let header = record::encode_data(len as u32, continues, self.tail);
         // ORDERING: Release — pairs with the Acquire header load in
         // `record_at` (see there); the tail's Release publishes it too.
         self.ring.data()[word].store(header, Ordering::Release);
@@ -126,39 +127,41 @@ impl Writer {
         self.pushed += 1;
     }
 
-    /// Copies `msg` into a new record (not yet published).
+    /// Copies `msg` into a new record (not yet published), tagged CONT when
+    /// `continues` (a constant `false` costs nothing: this is inlined).
     ///
     /// The common case (a small record that fits before the end of the data
     /// area in the room already known) is decided from process-local state
     /// alone; anything else takes [`Writer::claim`]'s general path.
     #[inline(always)]
-    pub(crate) fn write(&mut self, msg: &[u8]) -> Result<(), PushError> {
+    pub(crate) fn write(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
         let room_end = self.cached_head + self.ring.capacity;
-        match write_small(&self.ring, self.tail, room_end, msg) {
+        match write_small(&self.ring, self.tail, room_end, msg, continues) {
             Some(size) => {
                 self.tail += size;
                 self.pushed += 1;
                 Ok(())
             }
-            None => self.write_general(msg),
+            None => self.write_general(msg, continues),
         }
     }
 
     /// [`Writer::write`] for a record that is large, needs a fresh look at
     /// the head, or meets the end of the data area.
     #[inline(never)]
-    fn write_general(&mut self, msg: &[u8]) -> Result<(), PushError> {
+    fn write_general(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
         let word = self.claim(msg.len())?;
         failpoint!("ring.claimed");
         self.write_payload(word, msg);
         failpoint!("ring.payload-written");
-        self.commit(word, msg.len());
+        self.commit(word, msg.len(), continues);
         failpoint!("ring.header-written");
         Ok(())
     }
 
-    /// Writes as many of `msgs` as fit, in order (not yet published).
-    /// Returns how many, and why the next one did not go in, if one did not.
+    /// Writes as many of `msgs` (each with its CONT mark) as fit, in order
+    /// (not yet published). Returns how many, and why the next one did not
+    /// go in, if one did not.
     ///
     /// The same steps as [`Writer::write`] one after the other, with the
     /// position in a local between general-path records (the stores into
@@ -167,15 +170,15 @@ impl Writer {
     #[inline]
     pub(crate) fn write_many<'m>(
         &mut self,
-        msgs: impl IntoIterator<Item = &'m [u8]>,
+        msgs: impl IntoIterator<Item = (&'m [u8], bool)>,
     ) -> (usize, Option<PushError>) {
         let mut n = 0;
         // Records written since `self.tail` and `self.pushed` were synced.
         let mut unsynced = 0;
         let mut tail = self.tail;
         let mut room_end = self.cached_head + self.ring.capacity;
-        for msg in msgs {
-            if let Some(size) = write_small(&self.ring, tail, room_end, msg) {
+        for (msg, continues) in msgs {
+            if let Some(size) = write_small(&self.ring, tail, room_end, msg, continues) {
                 tail += size;
                 unsynced += 1;
                 n += 1;
@@ -184,7 +187,7 @@ impl Writer {
             self.tail = tail;
             self.pushed += unsynced;
             unsynced = 0;
-            if let Err(e) = self.write_general(msg) {
+            if let Err(e) = self.write_general(msg, continues) {
                 return (n, Some(e));
             }
             n += 1;
@@ -227,7 +230,13 @@ impl Writer {
 /// the capacity); returns the record's size. `None` leaves everything
 /// untouched for the general path to decide.
 #[inline(always)]
-fn write_small(ring: &RingRef, tail: u64, room_end: u64, msg: &[u8]) -> Option<u64> {
+fn write_small(
+    ring: &RingRef,
+    tail: u64,
+    room_end: u64,
+    msg: &[u8],
+    continues: bool,
+) -> Option<u64> {
     let len = msg.len();
     if len > small::SMALL || len as u64 > ring.max_record {
         return None;
@@ -245,7 +254,8 @@ fn write_small(ring: &RingRef, tail: u64, room_end: u64, msg: &[u8]) -> Option<u
     failpoint!("ring.payload-written");
     // ORDERING: Release — pairs with the Acquire header load in `record_at`
     // (see there); the tail's Release publishes it too.
-    data[word].store(record::encode_data(len as u32, tail), Ordering::Release);
+    let header = record::encode_data(len as u32, continues, tail);
+    data[word].store(header, Ordering::Release);
     failpoint!("ring.header-written");
     Some(size)
 }

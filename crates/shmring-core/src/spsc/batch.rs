@@ -24,6 +24,21 @@ impl<W: Waiter + Clone> Producer<W> {
     where
         I: IntoIterator<Item = &'m [u8]>,
     {
+        self.try_push_many_marked(msgs.into_iter().map(|msg| (msg, false)))
+    }
+
+    /// [`try_push_many`](Producer::try_push_many) of records each with its
+    /// continuation mark (see [`try_push_marked`](Producer::try_push_marked)):
+    /// a message split into records goes in as `(first, false)`,
+    /// `(second, true)`, …, all published at once.
+    ///
+    /// # Errors
+    ///
+    /// Only when none went in: why the first one did not.
+    pub fn try_push_many_marked<'m, I>(&mut self, msgs: I) -> Result<usize, PushError>
+    where
+        I: IntoIterator<Item = (&'m [u8], bool)>,
+    {
         self.check_open()?;
         let (n, first_err) = self.writer.write_many(msgs);
         self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);

@@ -49,12 +49,22 @@ impl<W: Waiter + Clone> WriteGrant<'_, W> {
     ///
     /// If `len` exceeds the reserved length.
     pub fn commit(self, len: usize) {
+        self.commit_marked(len, false);
+    }
+
+    /// [`commit`](WriteGrant::commit) with the continuation mark of
+    /// [`Producer::try_push_marked`].
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds the reserved length.
+    pub fn commit_marked(self, len: usize, continues: bool) {
         assert!(
             len <= self.len,
             "commit of {len} bytes exceeds the {} reserved",
             self.len
         );
-        self.producer.writer.commit(self.word, len);
+        self.producer.writer.commit(self.word, len, continues);
         self.producer.publish_and_wake(1);
     }
 }
@@ -110,6 +120,17 @@ impl<W: Waiter + Clone> Consumer<W> {
 pub struct ReadGrant<'a, W: Waiter + Clone> {
     consumer: &'a mut Consumer<W>,
     found: Found,
+}
+
+impl<W: Waiter + Clone> ReadGrant<'_, W> {
+    /// Whether the record is marked as continuing the message begun by the
+    /// data record before it (written by
+    /// [`Producer::try_push_marked`] and friends with `continues`), rather
+    /// than beginning one.
+    #[inline]
+    pub fn continues(&self) -> bool {
+        self.found.continues
+    }
 }
 
 impl<W: Waiter + Clone> Deref for ReadGrant<'_, W> {
