@@ -198,7 +198,8 @@ impl Connection {
     /// process gives up its roles at once, every later operation on `self`
     /// fails with [`PipeError::HandleClosed`], and dropping `self` does *not*
     /// signal end of file. If the child is never spawned, the end stays
-    /// unclaimed. [`ProcessBuilder::share`](crate::process::ProcessBuilder::share)
+    /// unclaimed. A message this end had half received (a `try_recv` that
+    /// gave up) is lost: the child starts at the next whole message. [`ProcessBuilder::share`](crate::process::ProcessBuilder::share)
     /// calls this.
     ///
     /// # Errors

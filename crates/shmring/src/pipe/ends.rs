@@ -186,9 +186,19 @@ impl Incoming {
         peer_gone(&self.ring, self.ring.owner_words().0, segment)
     }
 
-    /// Waits (per `patience`) until a record is there, hands its payload to
-    /// `f` in place, with [`partial`](Incoming::partial) to append to, and
-    /// consumes it.
+    /// Waits (per `patience`) until a record of the current message is
+    /// there, hands its payload to `f` in place, with
+    /// [`partial`](Incoming::partial) to append to, and consumes it.
+    ///
+    /// The [framing](super#framing): with no message in progress (`partial`
+    /// empty), a record marked as continuing one is the rest of a message
+    /// whose beginning this reader never saw (another reader took it, or
+    /// this end was handed over, closed and claimed again): it is consumed
+    /// and skipped. With a message in progress, an unmarked record begins
+    /// another message: the writer that was sending this one died (or was
+    /// replaced) in its middle. The part received is dropped, the record is
+    /// left in the ring for the next receive, and the call reports
+    /// [`PipeError::TruncatedMessage`].
     ///
     /// Gives up with [`PipeError::Empty`] (a try) or [`PipeError::Timeout`],
     /// keeping `partial`; at end of file, or on any other error, `partial`
@@ -206,8 +216,19 @@ impl Incoming {
         loop {
             match self.consumer.read() {
                 // The grant drops at the end of the arm: consumed.
-                Ok(grant) => {
+                Ok(grant) if grant.continues() == mid_message => {
                     return Ok((f.take().expect("called once"))(&grant, &mut self.partial))
+                }
+                // A continuation with no beginning: consumed (dropped), skipped.
+                Ok(grant) if !mid_message => drop(grant),
+                Ok(grant) => {
+                    // A new message begins mid-message. Not dropping the
+                    // grant leaves the record unconsumed: the next read
+                    // finds it again (the reader's position only moves
+                    // when a grant drops).
+                    std::mem::forget(grant);
+                    self.partial.clear();
+                    return Err(PipeError::TruncatedMessage);
                 }
                 Err(PopError::Empty) => {}
                 Err(e) => {
@@ -292,14 +313,18 @@ impl Outgoing {
         peer_gone(&self.ring, self.ring.owner_words().1, segment)
     }
 
-    /// Pushes one record, blocking while the ring is full.
+    /// Pushes one record, blocking while the ring is full; `continues`
+    /// marks every record of a message but its first (see the
+    /// [framing](super#framing)).
+    #[inline]
     pub(super) fn push(
         &mut self,
         record: &[u8],
+        continues: bool,
         segment: &Segment,
         policy: &WaitPolicy,
     ) -> Result<(), PipeError> {
-        match self.producer.try_push(record) {
+        match self.producer.try_push_marked(record, continues) {
             Ok(()) => return Ok(()),
             Err(PushError::Full) => {}
             Err(e) => return Err(from_push(e)),
@@ -307,7 +332,7 @@ impl Outgoing {
         let ring = &self.ring;
         let reader = ring.owner_words().1;
         self.producer
-            .push(record, None, policy, &mut || {
+            .push_marked(record, continues, None, policy, &mut || {
                 peer_gone(ring, reader, segment)
             })
             .map_err(from_push)
@@ -381,12 +406,17 @@ impl Outgoing {
             return Ok(false);
         }
         // Full fragments continue a message; a shorter record, empty when
-        // the length is a multiple, ends it.
+        // the length is a multiple, ends it. Every record but the first is
+        // marked as continuing it.
         let last: &[u8] = &[];
         let end = msg.len().is_multiple_of(self.fragment).then_some(last);
         let records = msg.chunks(self.fragment).chain(end);
+        let marked = records.enumerate().map(|(i, record)| (record, i > 0));
         let count = msg.len() / self.fragment + 1;
-        let written = self.producer.try_push_many(records).map_err(from_push)?;
+        let written = self
+            .producer
+            .try_push_many_marked(marked)
+            .map_err(from_push)?;
         if written != count {
             // Only a head moved backwards (a hostile peer) takes room away.
             return Err(PipeError::Corrupted(Corrupted {

@@ -134,6 +134,14 @@ fn handover_child() {
                 }
             }
         }
+        // Takes everything there is (the start of a message), says so,
+        // and waits to be killed.
+        "drain-then-hang" => {
+            let mut conn = named(End::First);
+            assert_eq!(conn.try_recv_bytes(None), Err(PipeError::Empty));
+            println!("handover: drained");
+            std::thread::sleep(Duration::from_secs(600));
+        }
         // Reads the inherited end to end of file and prints what it got.
         "read-to-end" => {
             let mut conn = Connection::open_inherited(super::VAR, &opts).unwrap();
@@ -200,6 +208,164 @@ fn stop(child: &Child) {
     assert!(wait_until(Duration::from_secs(10), || is_stopped(
         child.id()
     )));
+}
+
+/// Lets a writer that waits on a full ring fill it again: it is then in the
+/// middle of its message (a 10 000-byte one never fits a 4 KiB ring).
+fn let_it_fill(writer: &Child) {
+    signal(writer, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(150));
+    stop(writer);
+}
+
+// ---------------------------------------------------------------------------
+// 1. A writer killed mid-message and replaced.
+
+/// The dead writer's fragments, in the reader's hands or still in the ring,
+/// must never be returned with the new writer's message: the reader reports
+/// the cut-off message (`TruncatedMessage`, once) and then returns the new
+/// writer's messages, whole.
+#[test]
+fn a_writer_killed_mid_message_and_replaced_splices_nothing() {
+    let _dog = dog("writer replaced");
+    for reader_took_some in [false, true] {
+        let (name, pipe) = named_small("pipe-writer-replaced");
+        let mut reader = pipe.connection(End::First).unwrap();
+        let mut dead = spawn_named("write-messages", &name, 1, 10_000);
+        assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+        std::thread::sleep(Duration::from_millis(150)); // it fills the ring
+        if reader_took_some {
+            // The start of its first message, taken into the reader.
+            assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+            std::thread::sleep(Duration::from_millis(150)); // and refills
+        }
+        dead.kill().unwrap();
+        dead.wait().unwrap();
+        // The reader has not looked since, so nobody noticed the death:
+        // the end is taken over. Then the reader reads, in a thread (the
+        // ring is full of the dead writer's fragments).
+        let mut new = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+        let reading = std::thread::spawn(move || read_to_end(&mut reader));
+        for (seq, len) in [30, 1_000, 10_000, HEAD].into_iter().enumerate() {
+            new.send_bytes(&framed(2, seq as u32, len), 0, None)
+                .unwrap();
+        }
+        drop(new);
+        let got = reading.join().unwrap();
+        let mut expected = vec![Got::Truncated];
+        expected.extend(wholes(2, 0..=3));
+        assert_eq!(got, expected, "reader took some: {reader_took_some}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. A reader replaced mid-message.
+
+/// A writer stopped with the ring full, and a reader that took the start of
+/// its first message (`try_recv`: `Empty`, fragments kept). The ring then
+/// holds more of that message (`first` = 10 000 bytes), or its end and the
+/// start of the next (`first` = 5 000).
+fn writer_mid_message(prefix: &str, first: usize) -> (String, Pipe, Child, Connection) {
+    let (name, pipe) = named_small(prefix);
+    let mut reader = pipe.connection(End::First).unwrap();
+    let writer = spawn_named("write-messages", &name, 1, first);
+    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    std::thread::sleep(Duration::from_millis(150));
+    stop(&writer);
+    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+    // More of the same message, in the ring this time.
+    let_it_fill(&writer);
+    (name, pipe, writer, reader)
+}
+
+/// The new reader skips the rest of the message the old one was in, then
+/// returns every later message whole.
+#[test]
+fn a_reader_killed_mid_message_is_replaced_without_a_torn_message() {
+    let _dog = dog("reader killed");
+    for first in [10_000, 5_000] {
+        let (name, pipe) = named_small("pipe-reader-killed");
+        let writer = spawn_named("write-messages", &name, 1, first);
+        std::thread::sleep(Duration::from_millis(150)); // it fills the ring
+        stop(&writer);
+        let mut dead = spawn_named("drain-then-hang", &name, 0, 0);
+        assert_eq!(report(&mut dead), "drained");
+        let_it_fill(&writer);
+        dead.kill().unwrap();
+        dead.wait().unwrap();
+        // The writer is stopped: nobody noticed the death; the end is
+        // taken over.
+        let mut reader = pipe.connection(End::First).unwrap();
+        signal(&writer, libc::SIGCONT);
+        assert_eq!(read_to_end(&mut reader), wholes(1, 1..=5), "first {first}");
+        assert!(wait_child(writer, Duration::from_secs(30)).success());
+    }
+}
+
+/// A reader end handed to a child after a partial `try_recv`: the child
+/// starts at the next message.
+#[test]
+fn a_reader_end_handed_over_mid_message_starts_at_the_next_message() {
+    let _dog = dog("reader handed over");
+    for first in [10_000, 5_000] {
+        let (_name, _pipe, writer, reader) = writer_mid_message("pipe-reader-shared", first);
+        let mut cmd = spawn_role("handover::handover_child", "read-to-end", &[]);
+        reader.share_with_child(&mut cmd, super::VAR).unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        drop(reader);
+        signal(&writer, libc::SIGCONT);
+        let expected = format!("{:?}", wholes(1, 1..=5));
+        assert_eq!(report(&mut child), expected, "first {first}");
+        assert!(wait_child(child, Duration::from_secs(30)).success());
+        assert!(wait_child(writer, Duration::from_secs(30)).success());
+    }
+}
+
+/// A reader end closed mid-message and opened again: the writer gets
+/// `BrokenPipe`, the new reader skips the rest of the message (never
+/// returning its tail as a message) and sees end of file; if the writer
+/// had begun its next message, that one ends cut off (Python's "got end of
+/// file during message").
+#[test]
+fn a_reader_end_closed_mid_message_and_reopened_returns_no_tail() {
+    let _dog = dog("reader reopened");
+    for (first, expected) in [(10_000, vec![]), (5_000, vec![Got::Truncated])] {
+        for by_name in [false, true] {
+            let (name, pipe, writer, mut reader) =
+                writer_mid_message("pipe-reader-reopened", first);
+            reader.close();
+            let mut again = if by_name {
+                Connection::open(&name, End::First, &OpenOptions::default()).unwrap()
+            } else {
+                pipe.connection(End::First).unwrap()
+            };
+            signal(&writer, libc::SIGCONT);
+            let got = read_to_end(&mut again);
+            assert_eq!(got, expected, "first {first}, by name: {by_name}");
+            assert!(wait_child(writer, Duration::from_secs(30)).success());
+        }
+    }
+}
+
+/// A message longer than `maxlength` closes a read-only end after its first
+/// fragments (Python's "bad message length"); whoever claims the end again
+/// starts at the next message, not at the rest of that one.
+#[test]
+fn an_end_claimed_after_a_bad_message_length_starts_at_the_next_message() {
+    let _dog = dog("bad length then reclaim");
+    let (name, pipe) = named_small("pipe-bad-length-reclaim");
+    let mut reader = pipe.connection(End::First).unwrap();
+    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    writer.send_bytes(&framed(1, 0, 1_000), 0, None).unwrap();
+    writer.send_bytes(&framed(1, 1, 40), 0, None).unwrap();
+    assert!(matches!(
+        reader.recv_bytes(Some(300)),
+        Err(PipeError::BadMessageLength { maxlength: 300 })
+    ));
+    assert!(reader.closed());
+    drop(writer);
+    let mut again = pipe.connection(End::First).unwrap();
+    assert_eq!(read_to_end(&mut again), wholes(1, 1..=1));
 }
 
 // ---------------------------------------------------------------------------

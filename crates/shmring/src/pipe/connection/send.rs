@@ -197,15 +197,15 @@ impl Connection {
                 false => Err(out.full_or_broken(segment, policy)),
             },
             Patience::Until(deadline) => out.send_by(msg, deadline, segment, policy),
-            Patience::Forever if msg.len() < out.fragment => out.push(msg, segment, policy),
+            Patience::Forever if msg.len() < out.fragment => out.push(msg, false, segment, policy),
             Patience::Forever => {
-                // Full-size fragments continue a message; a shorter one
-                // ends it.
-                for fragment in msg.chunks(out.fragment) {
-                    out.push(fragment, segment, policy)?;
+                // Full-size fragments: more follows; a shorter one ends the
+                // message. All but the first are marked as continuing it.
+                for (i, fragment) in msg.chunks(out.fragment).enumerate() {
+                    out.push(fragment, i > 0, segment, policy)?;
                 }
                 if msg.len().is_multiple_of(out.fragment) {
-                    out.push(&[], segment, policy)?;
+                    out.push(&[], true, segment, policy)?;
                 }
                 Ok(())
             }
