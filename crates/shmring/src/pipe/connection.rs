@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{TimedOut, WaitPolicy};
 
 use super::ends::{peer_gone, Incoming, Outgoing};
 use super::{end_var, End, Pipe, PipeError, Shared};
@@ -297,7 +297,10 @@ impl Connection {
     /// read now, waiting up to `timeout` for one. `Some(Duration::ZERO)` is
     /// Python's default (answer at once); `None` waits forever.
     ///
-    /// `true` at end of file too: the next `recv` then reports it.
+    /// `true` at end of file too: the next `recv` then reports it. Records
+    /// that only continue a message this end never saw begin (left by a
+    /// previous holder of the end, see the [framing](super#framing)) are
+    /// skipped here, as a receive would: they make no `true`.
     ///
     /// # Blocking
     ///
@@ -312,16 +315,22 @@ impl Connection {
         let (segment, policy) = (&self.pipe.segment, &self.policy);
         self.check_closed()?;
         let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        let ring = &inc.ring;
-        let writer = ring.owner_words().0;
-        let ready = inc
-            .consumer
-            .wait_readable(deadline(timeout), policy, &mut || {
-                peer_gone(ring, writer, segment)
-            });
-        // Timed out: one liveness check (a system call), so that a dead
-        // writer reads as end of file even for a zero timeout.
-        Ok(ready.is_ok() || inc.writer_gone(segment))
+        let deadline = deadline(timeout);
+        loop {
+            let ring = &inc.ring;
+            let writer = ring.owner_words().0;
+            let ready = inc
+                .consumer
+                .wait_readable(deadline, policy, &mut || peer_gone(ring, writer, segment));
+            match ready {
+                // Only the rest of a message cut off: skipped; wait on.
+                Ok(true) if !inc.skip_orphans() => {}
+                Ok(_) => return Ok(true),
+                // Timed out: one liveness check (a system call), so that a
+                // dead writer reads as end of file even for a zero timeout.
+                Err(TimedOut) => return Ok(inc.writer_gone(segment)),
+            }
+        }
     }
 
     /// Python's `close()`: closes this end. The other end reads what was

@@ -263,6 +263,32 @@ impl Incoming {
         }
     }
 
+    /// With no message in progress, consumes the records at the front of
+    /// the ring that continue a message this reader never saw begin (as
+    /// [`next_record`](Incoming::next_record) would skip them). Returns
+    /// whether something is left to read: a record (left in the ring), or
+    /// an end or error the next read reports; `false` once the ring is
+    /// empty.
+    pub(super) fn skip_orphans(&mut self) -> bool {
+        if !self.partial.is_empty() {
+            return true;
+        }
+        loop {
+            match self.consumer.read() {
+                // Consumed (dropped), skipped.
+                Ok(grant) if grant.continues() => drop(grant),
+                Ok(grant) => {
+                    // Left in the ring: a grant that is not dropped
+                    // consumes nothing.
+                    std::mem::forget(grant);
+                    return true;
+                }
+                Err(PopError::Empty) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
     /// Reads records into `partial` up to the message's last fragment.
     /// `false` when the message would exceed `limit` bytes: the record that
     /// crossed it is consumed and `partial` is emptied.
