@@ -241,7 +241,9 @@ pub struct PipeConfig {
     /// Largest record; longer messages are split into fragments of this
     /// size. At least 8, and its record must fit in the ring; `None` (the
     /// default) means a quarter of `ring_bytes`, so the writer fills one
-    /// fragment while the reader copies out another.
+    /// fragment while the reader copies out another. Above about half the
+    /// ring, the all-or-nothing sends take less than one fragment (see
+    /// [`Connection::max_whole_message`]).
     pub fragment_bytes: Option<u64>,
 }
 
