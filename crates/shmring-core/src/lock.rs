@@ -219,16 +219,42 @@ impl LockShared {
         policy: &WaitPolicy,
         is_alive: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Acquired, TimedOut> {
-        if let Some(got) = self.try_acquire_with(token, false, is_alive) {
+        self.acquire_by(waiter, deadline, policy, &mut |lock, probe| {
+            lock.try_acquire_with(token, probe, is_alive)
+        })
+    }
+
+    /// [`acquire`](LockShared::acquire) with the caller's own attempt:
+    /// `attempt(self, probe)` must make one attempt as
+    /// [`try_acquire_with`](LockShared::try_acquire_with) does (typically
+    /// it calls that, wrapped in a lock of the caller's, to record which
+    /// acquisition of a token this is). Waiting, liveness slices and the
+    /// last probe at the deadline are as in `acquire`.
+    ///
+    /// # Blocking
+    ///
+    /// As [`acquire`](LockShared::acquire).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when the deadline passes first.
+    pub fn acquire_by<W: Waiter + ?Sized>(
+        &self,
+        waiter: &W,
+        deadline: Option<Deadline>,
+        policy: &WaitPolicy,
+        attempt: &mut dyn FnMut(&LockShared, bool) -> Option<Acquired>,
+    ) -> Result<Acquired, TimedOut> {
+        if let Some(got) = attempt(self, false) {
             return Ok(got);
         }
         block_on(&self.wait, waiter, deadline, policy, |slow| {
-            self.try_acquire_with(token, slow, is_alive)
+            attempt(self, slow)
         })
         // `block_on` gives up without a slow check when the deadline had
         // already passed on entry: probe once, so a dead holder is always
         // noticed by the deadline at the latest.
-        .or_else(|TimedOut| self.try_acquire(token, is_alive).ok_or(TimedOut))
+        .or_else(|TimedOut| attempt(self, true).ok_or(TimedOut))
     }
 
     /// Python `Lock.release()`: releases the lock whoever holds it (any

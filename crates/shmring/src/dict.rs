@@ -108,6 +108,10 @@ pub enum DictError {
     Codec(CodecError),
     /// The table in shared memory is inconsistent.
     Corrupted(Corrupted),
+    /// Called on a thread that already holds this dict's lock: from inside
+    /// the closure of [`Dict::update_with`], through any handle of the same
+    /// dict. Waiting would wait for itself forever.
+    Reentrant,
 }
 
 impl fmt::Display for DictError {
@@ -124,6 +128,9 @@ impl fmt::Display for DictError {
             }
             DictError::Codec(e) => e.fmt(f),
             DictError::Corrupted(e) => e.fmt(f),
+            DictError::Reentrant => {
+                f.write_str("dict used inside its own update_with on this thread")
+            }
         }
     }
 }
@@ -165,10 +172,19 @@ impl From<CodecError> for DictError {
 ///
 /// # Blocking
 ///
-/// Every method takes the table's lock, waiting while another process holds
-/// it (a few microseconds per operation), or up to one liveness slice when
-/// the holder died. Methods never call back into user code with the lock
-/// held, except [`update_with`](Dict::update_with).
+/// Every method takes the table's lock, waiting while another process (or
+/// another thread of this one) holds it (a few microseconds per operation),
+/// or up to one liveness slice when the holder died. The only user code run
+/// with the lock held is [`update_with`](Dict::update_with)'s closure and
+/// the key and value codecs ([`Message`]); a call on the same dict from
+/// there is [`DictError::Reentrant`], never a wait for itself.
+///
+/// # Errors
+///
+/// A call that returns an error has changed nothing (`update` aside, which
+/// may have inserted the pairs before the failing one, as in Python): in
+/// particular, a write that replaces or removes a value decodes it first,
+/// and fails with `Codec` before writing when it does not decode.
 ///
 /// # Crash behaviour
 ///

@@ -4,8 +4,9 @@
 //! A lock is a segment holding one word that names the holder by its *peer
 //! token* (see [`Segment::peer_token`]) and a wait word
 //! (the protocol is [`shmring_core::lock`]). An uncontended acquire or
-//! release is one CAS and no system call; a contended acquire spins a few
-//! microseconds, then sleeps on a futex.
+//! release is one CAS on that word (a [`Lock`] also takes a mutex of its
+//! handle around it, see [`LockGuard`]) and no system call; a contended
+//! acquire spins a few microseconds, then sleeps on a futex.
 //!
 //! ```
 //! use shmring::lock::{Acquired, Lock};
@@ -49,9 +50,10 @@
 //! wake each, never a lost wake-up.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64 as LocalU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use shmring_core::lock::{ReleaseError, FLAVOR_LOCK, FLAVOR_RLOCK};
@@ -162,21 +164,37 @@ macro_rules! common_methods {
     };
 }
 
+/// Acquires for this attachment. With `stamps`, each success takes the next
+/// stamp under that mutex, together with the CAS that won the lock, and
+/// returns it (see [`LockGuard`]); without, the stamp is 0.
 fn acquire(
     segment: &Segment,
     policy: &WaitPolicy,
     block: bool,
     timeout: Option<Duration>,
-) -> Result<Acquired, LockError> {
+    stamps: Option<&Mutex<u64>>,
+) -> Result<(Acquired, u64), LockError> {
     let token = segment.peer_token();
     let mut alive = |t| segment.is_peer_alive(t);
+    let mut stamp = 0;
+    let mut attempt = |lock: &LockShared, probe: bool| {
+        if !probe && lock.owner() != 0 {
+            return None; // held: no need to take the mutex to learn that
+        }
+        let Some(stamps) = stamps else {
+            return lock.try_acquire_with(token, probe, &mut alive);
+        };
+        let mut last = lock_local(stamps);
+        let got = lock.try_acquire_with(token, probe, &mut alive)?;
+        *last += 1;
+        stamp = *last;
+        Some(got)
+    };
     let result = if !block || timeout == Some(Duration::ZERO) {
-        shared(segment)
-            .try_acquire(token, &mut alive)
-            .ok_or(LockError::WouldBlock)
+        attempt(shared(segment), true).ok_or(LockError::WouldBlock)
     } else {
         shared(segment)
-            .acquire(token, &FutexWaiter, deadline(timeout), policy, &mut alive)
+            .acquire_by(&FutexWaiter, deadline(timeout), policy, &mut attempt)
             .map_err(|_| LockError::Timeout)
     };
     match result {
@@ -184,7 +202,13 @@ fn acquire(
         Err(LockError::Timeout) => segment.add_to_counter(PeerCounter::Timeouts, 1),
         _ => {}
     }
-    result
+    result.map(|got| (got, stamp))
+}
+
+/// Takes a process-local mutex; one poisoned by a panic is still usable
+/// (it guards a counter, which a panic cannot leave half-written).
+fn lock_local(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn release_owned(segment: &Segment) -> Result<(), LockError> {
@@ -206,6 +230,9 @@ fn release_owned(segment: &Segment) -> Result<(), LockError> {
 pub struct Lock {
     segment: Arc<Segment>,
     policy: WaitPolicy,
+    /// The stamp of this attachment's latest acquisition, or of a release
+    /// made through it; shared by clones (see [`LockGuard`]).
+    stamps: Arc<Mutex<u64>>,
 }
 
 impl SegmentObject for Lock {
@@ -227,6 +254,7 @@ impl SegmentObject for Lock {
         Ok(Lock {
             segment,
             policy: WaitPolicy::default(),
+            stamps: Arc::default(),
         })
     }
 }
@@ -264,7 +292,16 @@ impl Lock {
     ///
     /// `Ok(Acquired::OwnerDied)` when the previous holder died holding it.
     pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        acquire(&self.segment, &self.policy, block, timeout)
+        self.acquire_stamped(block, timeout).map(|(got, _)| got)
+    }
+
+    fn acquire_stamped(
+        &self,
+        block: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(Acquired, u64), LockError> {
+        let stamps = Some(&*self.stamps);
+        acquire(&self.segment, &self.policy, block, timeout, stamps)
     }
 
     /// `acquire(false, None)`.
@@ -273,16 +310,22 @@ impl Lock {
     ///
     /// [`LockError::WouldBlock`].
     pub fn try_acquire(&self) -> Result<Acquired, LockError> {
-        acquire(&self.segment, &self.policy, false, None)
+        self.acquire(false, None)
     }
 
     /// Python's `release()`: releases the lock, whoever holds it (any process
-    /// or thread may release a `multiprocessing.Lock`).
+    /// or thread may release a `multiprocessing.Lock`). A [`LockGuard`] of
+    /// the acquisition this ends no longer releases anything.
     ///
     /// # Errors
     ///
     /// [`LockError::NotHeld`] when it is not held (Python's `ValueError`).
     pub fn release(&self) -> Result<(), LockError> {
+        // The new stamp retires every guard of this attachment, under the
+        // mutex their drops take: a guard dropped after this cannot release
+        // an acquisition made after it.
+        let mut last = lock_local(&self.stamps);
+        *last += 1;
         shared(&self.segment)
             .release_any(&FutexWaiter)
             .map_err(|_| LockError::NotHeld)
@@ -308,10 +351,11 @@ impl Lock {
     ///
     /// [`LockError::Timeout`] (or `WouldBlock` for a zero timeout).
     pub fn lock_timeout(&self, timeout: Option<Duration>) -> Result<LockGuard<'_>, LockError> {
-        let acquired = acquire(&self.segment, &self.policy, true, timeout)?;
+        let (acquired, stamp) = self.acquire_stamped(true, timeout)?;
         Ok(LockGuard {
-            segment: &self.segment,
+            lock: self,
             acquired,
+            stamp,
         })
     }
 
@@ -323,15 +367,25 @@ impl Lock {
 
 common_methods!(Lock);
 
-/// Holds a [`Lock`] (or [`RLock`]) until dropped.
+/// Holds a [`Lock`] until dropped.
 ///
-/// Dropping releases the lock only if this attachment still holds it (it
-/// never releases a lock someone else took after an explicit `release`).
+/// Dropping releases the lock only if the acquisition this guard made is
+/// still the current one: after an explicit [`Lock::release`] (by any
+/// thread or process) it releases nothing, even when another thread of the
+/// same handle has taken the lock since. Each acquisition through a handle
+/// takes a new *stamp* under a mutex of the handle, together with its
+/// winning CAS; a release through the handle takes one too; the guard's
+/// drop compares stamps under the same mutex.
+///
+/// `Send`: as in Python, a `Lock` may be released by any thread, so the
+/// guard may be dropped on another one.
 #[must_use = "the lock is released when the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
-    segment: &'a Segment,
+    lock: &'a Lock,
     acquired: Acquired,
+    /// The stamp of the acquisition this guard holds.
+    stamp: u64,
 }
 
 impl LockGuard<'_> {
@@ -344,7 +398,12 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = release_owned(self.segment);
+        let last = lock_local(&self.lock.stamps);
+        if *last == self.stamp {
+            // Still our acquisition unless another process released it, in
+            // which case the word is free or someone else's and this fails.
+            let _ = release_owned(&self.lock.segment);
+        }
     }
 }
 
@@ -374,9 +433,17 @@ struct Recursion {
 /// must release it as many times. Clones share one attachment (and one
 /// recursion state).
 ///
+/// As in Python, the owner is a *thread*: another thread, of this handle or
+/// a clone, waits for the lock like any other process, cannot release it
+/// ([`LockError::NotOwner`]), and its guards ([`RLockGuard`]) cannot leave
+/// it.
+///
 /// The shared word names the holding *attachment*; which thread of it holds
 /// the lock, and how deeply, is kept in the attachment's memory: a thread
-/// of another process can never be mistaken for the owner.
+/// of another process can never be mistaken for the owner. Two handles
+/// opened separately in one process are two attachments: a thread holding
+/// the lock through one waits for it through the other (forever, as with
+/// two `multiprocessing.RLock` objects of one semaphore).
 ///
 /// # Crash behaviour
 ///
@@ -451,7 +518,7 @@ impl RLock {
             self.local.count.fetch_add(1, Relaxed);
             return Ok(Acquired::Yes);
         }
-        let got = acquire(&self.segment, &self.policy, block, timeout)?;
+        let (got, _) = acquire(&self.segment, &self.policy, block, timeout, None)?;
         // ORDERING: Relaxed — we hold the shared lock, so no other thread
         // of this attachment writes these until we release it.
         self.local.count.store(1, Relaxed);
@@ -496,6 +563,7 @@ impl RLock {
         Ok(RLockGuard {
             lock: self,
             acquired,
+            _not_send: PhantomData,
         })
     }
 
@@ -508,11 +576,40 @@ impl RLock {
 common_methods!(RLock);
 
 /// Holds one level of an [`RLock`] until dropped.
+///
+/// Not `Send`: an `RLock` is held by a thread, and only that thread can
+/// release it (dropped on another thread, the guard would find the lock not
+/// its own and leave it held for good). Moving it to another thread does not
+/// compile:
+///
+/// ```compile_fail
+/// let lock = shmring::lock::RLock::new()?;
+/// let guard = lock.lock()?;
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Dropped on the thread that took it, it releases one level:
+///
+/// ```
+/// let lock = shmring::lock::RLock::new()?;
+/// let guard = lock.lock()?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert!(!lock.is_owned()));
+/// });
+/// drop(guard);
+/// assert!(!lock.is_owned());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 #[derive(Debug)]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     acquired: Acquired,
+    /// Keeps the guard on the thread that holds the lock.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl RLockGuard<'_> {
@@ -532,4 +629,5 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<Lock>();
     send_sync::<RLock>();
+    send_sync::<LockGuard<'static>>();
 };

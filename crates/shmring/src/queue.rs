@@ -296,9 +296,8 @@ impl Handle {
         }
         match result {
             Ok(len) => {
-                // Serialised by the producer mutex (`guard`).
                 self.segment
-                    .count_message_serialised(PeerCounter::Puts, PeerCounter::BytesIn, len);
+                    .count_message(PeerCounter::Puts, PeerCounter::BytesIn, len);
                 Ok(())
             }
             Err(e) => Err(put_error(&self.segment, item, e)),
@@ -313,12 +312,8 @@ impl Handle {
         let (consumer, buf) = &mut *guard;
         match pop(consumer, buf, timeout) {
             Ok(_) => {
-                // Serialised by the consumer mutex (`guard`).
-                self.segment.count_message_serialised(
-                    PeerCounter::Gets,
-                    PeerCounter::BytesOut,
-                    buf.len(),
-                );
+                self.segment
+                    .count_message(PeerCounter::Gets, PeerCounter::BytesOut, buf.len());
                 T::decode(buf).map_err(GetError::Decode)
             }
             Err(e) => Err(get_error(&self.segment, e)),

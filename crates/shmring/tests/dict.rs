@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
+use std::sync::{mpsc, Barrier};
 use std::time::Duration;
 
+use shmring::codec::{CodecError, Message};
 use shmring::dict::{Dict, DictConfig, DictError};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
@@ -281,4 +283,192 @@ fn writer_sigkilled_at_random_times_leaves_old_or_new_values() {
         child.wait().unwrap();
         check_after_crash(&d);
     }
+}
+
+/// A named table seen through two value types: a `String` stored through
+/// `text` does not decode as the `u64` of `numbers` (5 bytes, not 8).
+fn two_typed_handles() -> (Dict<String, String>, D) {
+    let name = unique_name("dict-types");
+    let text = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let numbers = Dict::open(&name, &OpenOptions::default()).unwrap();
+    (text, numbers)
+}
+
+fn is_codec<T: std::fmt::Debug>(r: Result<T, DictError>) -> bool {
+    matches!(r, Err(DictError::Codec(_)))
+}
+
+#[test]
+fn a_value_that_does_not_decode_fails_every_write_before_it_writes() {
+    let (text, numbers) = two_typed_handles();
+    type Attempt<'a> = (&'a str, Box<dyn Fn() -> bool + 'a>);
+    let attempts: [Attempt; 7] = [
+        ("insert", Box::new(|| is_codec(numbers.insert(&s("k"), &1)))),
+        ("remove", Box::new(|| is_codec(numbers.remove(&s("k"))))),
+        ("pop", Box::new(|| is_codec(numbers.pop(&s("k"))))),
+        ("popitem", Box::new(|| is_codec(numbers.popitem()))),
+        (
+            "setdefault",
+            Box::new(|| is_codec(numbers.setdefault(&s("k"), &1))),
+        ),
+        (
+            "update_with",
+            Box::new(|| is_codec(numbers.update_with(&s("k"), |_| Some(1)))),
+        ),
+        (
+            "update_with (remove)",
+            Box::new(|| is_codec(numbers.update_with(&s("k"), |_| None))),
+        ),
+    ];
+    let mut wrote = Vec::new();
+    for (what, attempt) in &attempts {
+        text.insert(&s("k"), &s("hello")).unwrap();
+        assert!(attempt(), "{what}: not a codec error");
+        if text.get(&s("k")).unwrap() != Some(s("hello")) || text.len().unwrap() != 1 {
+            wrote.push(*what);
+        }
+    }
+    assert_eq!(wrote, [""; 0], "these failed after they wrote");
+    // A key that does not decode fails popitem the same way.
+    let (text, numbers) = two_typed_handles();
+    let raw: Dict<Vec<u8>, u64> =
+        Dict::open(text.segment().name().unwrap(), &OpenOptions::default()).unwrap();
+    raw.insert(&vec![0xff, 0xfe], &7).unwrap();
+    assert!(is_codec(numbers.popitem()));
+    assert_eq!(
+        raw.get(&vec![0xff, 0xfe]).unwrap(),
+        Some(7),
+        "popitem wrote"
+    );
+    // Values that do decode still come back, and the writes happen.
+    numbers.clear().unwrap();
+    assert_eq!(numbers.insert(&s("n"), &1).unwrap(), None);
+    assert_eq!(numbers.insert(&s("n"), &2).unwrap(), Some(1));
+    assert_eq!(numbers.popitem().unwrap(), (s("n"), 2));
+    assert!(numbers.is_empty().unwrap());
+}
+
+/// Encodes as one byte more than `decode` accepts.
+#[derive(Debug)]
+struct Lopsided;
+
+impl Message for Lopsided {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(&[1, 2]);
+        Ok(())
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        match bytes {
+            [1] => Ok(Lopsided),
+            _ => Err(CodecError {
+                reason: "lopsided".to_string(),
+            }),
+        }
+    }
+}
+
+#[test]
+fn setdefault_of_a_default_that_does_not_decode_writes_nothing() {
+    let d: Dict<String, Lopsided> =
+        Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    assert!(is_codec(d.setdefault(&s("k"), &Lopsided)));
+    assert!(d.is_empty().unwrap(), "setdefault wrote, then failed");
+}
+
+/// Runs `f` on a thread and waits for it at most 20 s: a hang fails the
+/// test instead of stopping it (the stuck thread is left behind).
+fn within_20s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || done.send(f()).unwrap());
+    result
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hung (a deadlock on the dict's own lock)")
+}
+
+#[test]
+fn touching_the_same_dict_inside_update_with_is_an_error_not_a_hang() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "update_with re-entry");
+    let name = unique_name("dict-reenter");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    d.insert(&s("other"), &5).unwrap();
+    let clone = d.clone();
+    let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let (d, clone, second) = within_20s(move || {
+        let mut inner = Vec::new();
+        let out = d.update_with(&s("k"), |v| {
+            inner.push(d.get(&s("other")));
+            inner.push(clone.insert(&s("other"), &6).map(|_| None));
+            inner.push(second.get(&s("other")));
+            inner.push(second.len().map(|_| None));
+            Some(v.unwrap_or(0) + 1)
+        });
+        assert_eq!(out, Ok(Some(1)), "the outer update_with goes on");
+        for r in inner {
+            assert_eq!(r, Err(DictError::Reentrant));
+        }
+        (d, clone, second)
+    });
+    assert_eq!(
+        DictError::Reentrant.to_string(),
+        "dict used inside its own update_with on this thread"
+    );
+    // Afterwards every handle works again, also after a closure panicked.
+    assert_eq!(second.get(&s("other")).unwrap(), Some(5));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        d.update_with(&s("k"), |_| panic!("in the closure"))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(clone.get(&s("k")).unwrap(), Some(1));
+    assert_eq!(
+        second.update_with(&s("k"), |v| v.map(|v| v + 1)).unwrap(),
+        Some(2)
+    );
+}
+
+#[test]
+fn another_thread_waits_for_an_update_with_and_is_not_refused() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "update_with and threads");
+    let name = unique_name("dict-wait");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let inside = Barrier::new(3);
+    std::thread::scope(|s| {
+        for other in [&d, &second] {
+            let inside = &inside;
+            s.spawn(move || {
+                inside.wait();
+                // Waits for the closure below, then sees its write.
+                assert_eq!(other.get(&"k".to_string()), Ok(Some(1)));
+            });
+        }
+        d.update_with(&"k".to_string(), |_| {
+            inside.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            Some(1)
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "update_with threads");
+    const ROUNDS: u64 = 2_000;
+    let name = unique_name("dict-threads");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let clone = d.clone();
+    let handles = [&d, &d, &clone, &second, &second];
+    std::thread::scope(|s| {
+        for h in handles {
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    h.update_with(&"n".to_string(), |n| Some(n.unwrap_or(0) + 1))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(d.get(&s("n")).unwrap(), Some(handles.len() as u64 * ROUNDS));
+    assert_eq!(d.recoveries(), 0);
 }

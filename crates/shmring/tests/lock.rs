@@ -1,6 +1,8 @@
 //! Lock and RLock: Python's behaviours on real segments, and between real
 //! processes (this binary re-executes itself, see `shmring_testkit`).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use shmring::dict::{Dict, DictConfig};
@@ -31,6 +33,34 @@ fn child_entry() {
                 // keeps it from losing updates.
                 let v = counter.get(&key).unwrap().unwrap_or(0);
                 counter.insert(&key, &(v + 1)).unwrap();
+            }
+        }
+        "hold-until-go" => {
+            // Takes LOCK (an RLock, twice, with RLOCK set), then READY (to
+            // say so), then waits for the test to release GO before it lets
+            // go.
+            let go = Lock::open(&env("GO"), &opts).unwrap();
+            let ready = Lock::open(&env("READY"), &opts).unwrap();
+            let recursive = std::env::var("RLOCK").is_ok();
+            let plain = (!recursive).then(|| Lock::open(&env("LOCK"), &opts).unwrap());
+            let rlock = recursive.then(|| RLock::open(&env("LOCK"), &opts).unwrap());
+            match (&plain, &rlock) {
+                (Some(l), _) => assert_eq!(l.acquire(true, None), Ok(Acquired::Yes)),
+                (_, Some(r)) => {
+                    assert_eq!(r.acquire(true, None), Ok(Acquired::Yes));
+                    assert_eq!(r.acquire(true, None), Ok(Acquired::Yes));
+                }
+                _ => unreachable!(),
+            }
+            assert_eq!(ready.acquire(true, None), Ok(Acquired::Yes));
+            let _go = go.lock_timeout(Some(Duration::from_secs(50))).unwrap();
+            match (&plain, &rlock) {
+                (Some(l), _) => l.release().unwrap(),
+                (_, Some(r)) => {
+                    r.release().unwrap();
+                    r.release().unwrap();
+                }
+                _ => unreachable!(),
             }
         }
         "hold-forever" => {
@@ -228,4 +258,252 @@ fn sigkilled_holder_is_reported_to_a_sleeping_waiter_promptly() {
     assert!(waited < Duration::from_secs(5), "took {waited:?}");
     killer.join().unwrap();
     child.wait().unwrap();
+}
+
+/// Checks mutual exclusion: `enter` panics if two holders overlap.
+#[derive(Default)]
+struct Exclusive {
+    inside: AtomicBool,
+    /// Incremented with a plain load and store: only exclusion keeps it
+    /// exact.
+    count: AtomicU64,
+}
+
+impl Exclusive {
+    fn enter(&self) {
+        assert!(
+            !self.inside.swap(true, Ordering::SeqCst),
+            "two holders at once"
+        );
+        let n = self.count.load(Ordering::Relaxed);
+        std::hint::spin_loop();
+        self.count.store(n + 1, Ordering::Relaxed);
+        self.inside.store(false, Ordering::SeqCst);
+    }
+}
+
+const THREADS: u64 = 4;
+const THREAD_ROUNDS: u64 = 2_000;
+
+#[test]
+fn threads_sharing_one_lock_handle_exclude_each_other() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "lock threads");
+    let lock = Lock::new().unwrap();
+    let state = Exclusive::default();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (lock, state) = (&lock, &state);
+            s.spawn(move || {
+                for i in 0..THREAD_ROUNDS {
+                    // Guards, explicit acquire/release, and try loops mixed.
+                    match (t + i) % 3 {
+                        0 => {
+                            let guard = lock.lock().unwrap();
+                            assert!(!guard.owner_died());
+                            state.enter();
+                        }
+                        1 => {
+                            let got = lock.acquire(true, Some(Duration::from_secs(60)));
+                            assert_eq!(got, Ok(Acquired::Yes));
+                            state.enter();
+                            lock.release().unwrap();
+                        }
+                        _ => {
+                            while lock.try_acquire().is_err() {
+                                std::thread::yield_now();
+                            }
+                            state.enter();
+                            lock.release().unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(state.count.load(Ordering::Relaxed), THREADS * THREAD_ROUNDS);
+    assert!(!lock.is_locked());
+    assert_eq!(lock.recoveries(), 0);
+}
+
+#[test]
+fn another_thread_may_release_a_lock_and_the_holders_guard_then_leaves_it_alone() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "lock release by another thread");
+    let lock = Lock::new().unwrap();
+    let guard = lock.lock().unwrap();
+    // Python: any thread may release a Lock.
+    std::thread::scope(|s| {
+        s.spawn(|| lock.release().unwrap());
+    });
+    assert!(!lock.is_locked());
+    assert_eq!(lock.release(), Err(LockError::NotHeld));
+    // A third thread of the same handle takes it; the first guard's drop
+    // must not release *that* acquisition.
+    let taken = Barrier::new(2);
+    let dropped = Barrier::new(2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mine = lock.lock().unwrap();
+            taken.wait();
+            dropped.wait();
+            assert!(lock.is_locked(), "another thread's guard released my lock");
+            assert_eq!(lock.try_acquire(), Err(LockError::WouldBlock));
+            drop(mine);
+        });
+        taken.wait();
+        drop(guard);
+        dropped.wait();
+    });
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn a_lock_guard_may_be_dropped_on_another_thread() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "lock guard on another thread");
+    let lock = Lock::new().unwrap();
+    let guard = lock.lock().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || drop(guard));
+    });
+    assert!(!lock.is_locked());
+    assert_eq!(lock.try_acquire(), Ok(Acquired::Yes));
+}
+
+#[test]
+fn rlock_is_owned_by_a_thread_not_by_the_handle() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "rlock threads");
+    let lock = RLock::new().unwrap();
+    let state = Exclusive::default();
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            let (lock, state) = (&lock, &state);
+            s.spawn(move || {
+                for _ in 0..THREAD_ROUNDS {
+                    let outer = lock.lock().unwrap();
+                    assert!(lock.is_owned());
+                    let inner = lock.lock().unwrap(); // recursion: this thread only
+                    state.enter();
+                    drop(inner);
+                    assert!(lock.is_owned());
+                    drop(outer);
+                }
+            });
+        }
+    });
+    assert_eq!(state.count.load(Ordering::Relaxed), THREADS * THREAD_ROUNDS);
+    // A thread of the same handle, and of a clone, does not re-enter the
+    // holder's lock: it waits, and cannot release it.
+    let _held = lock.lock().unwrap();
+    let clone = lock.clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(!lock.is_owned());
+            assert_eq!(
+                lock.acquire(true, Some(Duration::from_millis(200))),
+                Err(LockError::Timeout)
+            );
+            assert_eq!(clone.acquire(false, None), Err(LockError::WouldBlock));
+            assert_eq!(lock.release(), Err(LockError::NotOwner));
+        });
+    });
+    assert!(lock.is_owned());
+}
+
+#[test]
+fn the_longest_timeout_waits_instead_of_overflowing() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "Duration::MAX");
+    let lock = Lock::new().unwrap();
+    assert_eq!(lock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+    let rlock = RLock::new().unwrap();
+    assert_eq!(rlock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Held by the main thread: waits until it lets go.
+            assert_eq!(lock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+            assert_eq!(rlock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+            lock.release().unwrap();
+            rlock.release().unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        lock.release().unwrap();
+        rlock.release().unwrap();
+    });
+    let guard = lock.lock_timeout(Some(Duration::MAX)).unwrap();
+    assert!(!guard.owner_died());
+}
+
+/// A holder SIGSTOPped for 500 ms is alive: waiters keep waiting (no false
+/// `OwnerDied`), and get the lock normally once it runs again and lets go.
+fn stopped_holder_is_not_taken_over(recursive: bool) {
+    let name = unique_name("lock-stop");
+    let (go_name, ready_name) = (unique_name("lock-stop-go"), unique_name("lock-stop-ready"));
+    let opts = CreateOptions::default();
+    let plain = (!recursive).then(|| Lock::create(&name, (), &opts).unwrap());
+    let rlock = recursive.then(|| RLock::create(&name, (), &opts).unwrap());
+    let go = Lock::create(&go_name, (), &opts).unwrap();
+    let go_guard = go.lock().unwrap();
+    let ready = Lock::create(&ready_name, (), &opts).unwrap();
+    let mut envs = vec![
+        ("LOCK", name.clone()),
+        ("GO", go_name.clone()),
+        ("READY", ready_name.clone()),
+    ];
+    if recursive {
+        envs.push(("RLOCK", "1".to_string()));
+    }
+    let child = spawn_role("child_entry", "hold-until-go", &envs)
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || ready.is_locked()),
+        "the child never took the lock"
+    );
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions; the child is ours
+    // and not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let got = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let wait = Some(Duration::from_secs(60));
+            let result = match (&plain, &rlock) {
+                (Some(l), _) => l.acquire(true, wait),
+                (_, Some(r)) => r.acquire(true, wait),
+                _ => unreachable!(),
+            };
+            got.store(true, Ordering::SeqCst);
+            // An RLock is released by the thread that holds it.
+            if let (Ok(_), Some(r)) = (result, &rlock) {
+                r.release().unwrap();
+            }
+            result
+        });
+        // Several liveness slices (100 ms) pass while the holder is stopped.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!got.load(Ordering::SeqCst), "took a stopped holder's lock");
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        drop(go_guard);
+        assert_eq!(waiter.join().unwrap(), Ok(Acquired::Yes));
+    });
+    assert!(wait_child(child, Duration::from_secs(60)).success());
+    match (&plain, &rlock) {
+        (Some(l), _) => {
+            assert_eq!(l.recoveries(), 0);
+            l.release().unwrap();
+        }
+        (_, Some(r)) => assert_eq!(r.recoveries(), 0),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_stopped_lock_holder_is_waited_for_not_taken_over() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped lock holder");
+    stopped_holder_is_not_taken_over(false);
+}
+
+#[test]
+fn a_stopped_rlock_holder_is_waited_for_not_taken_over() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped rlock holder");
+    stopped_holder_is_not_taken_over(true);
 }

@@ -1,6 +1,6 @@
 //! Seed 001's `Process` basics: start and join several children, name and
-//! pid, a daemon child that dies with its parent, `terminate`, `is_alive`
-//! and `exitcode`.
+//! pid, a daemon child that outlives the thread that started it but dies
+//! with its parent process, `terminate`, `is_alive` and `exitcode`.
 //!
 //! ```text
 //! cargo run --release -p shmring-examples --bin process_basics
@@ -9,6 +9,8 @@
 use std::time::{Duration, Instant};
 
 use shmring::process::{run_child_entry, Process};
+use shmring::queue::Queue;
+use shmring::OpenOptions;
 
 fn check(ok: bool, what: &str) {
     if !ok {
@@ -37,8 +39,33 @@ fn fails() -> Result<(), Box<dyn std::error::Error>> {
     Err("this child fails on purpose".into())
 }
 
+/// Whether process `pid` is gone (or a zombie nobody has reaped yet).
+fn is_gone(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty())
+}
+
+/// Starts a daemon child from a thread that exits at once, checks that the
+/// child outlives the thread, sends its pid home, and exits.
+fn starter() -> Result<(), Box<dyn std::error::Error>> {
+    let pids = Queue::<u32>::open_inherited("PIDS", &OpenOptions::default())?;
+    let daemon = std::thread::spawn(|| Process::new("forever").daemon(true).start())
+        .join()
+        .map_err(|_| "thread panicked")??;
+    std::thread::sleep(Duration::from_millis(300));
+    if is_gone(daemon.pid()) {
+        return Err("the daemon child died with the thread that started it".into());
+    }
+    pids.put(daemon.pid(), None)?;
+    Ok(()) // this process exits: the daemon goes with it
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[("task", task), ("forever", forever), ("fails", fails)]);
+    run_child_entry(&[
+        ("task", task),
+        ("forever", forever),
+        ("fails", fails),
+        ("starter", starter),
+    ]);
 
     // Start four, join all: the whole takes as long as the longest one.
     let start = Instant::now();
@@ -86,23 +113,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("a failing child: exitcode {:?}", f.exitcode());
     check(f.exitcode() == Some(1), "failed child exits 1");
 
-    // A daemon child dies with the thread that started it.
-    let daemon_pid = std::thread::spawn(|| -> Result<u32, String> {
-        let d = Process::new("forever")
-            .daemon(true)
-            .start()
-            .map_err(|e| e.to_string())?;
-        Ok(d.pid())
-    })
-    .join()
-    .map_err(|_| "thread panicked")??;
-    let gone = (0..100).any(|_| {
+    // A daemon child outlives the thread that started it, and dies with the
+    // process that started it.
+    let pids = Queue::<u32>::create_anonymous(Default::default(), &Default::default())?;
+    let mut s = Process::new("starter").share(&pids, "PIDS")?.start()?;
+    let daemon_pid = pids.get(Some(Duration::from_secs(30)))?;
+    s.join(None)?;
+    check(
+        s.exitcode() == Some(0),
+        "the daemon outlived its starter thread",
+    );
+    let gone = (0..250).any(|_| {
         std::thread::sleep(Duration::from_millis(20));
-        !std::path::Path::new(&format!("/proc/{daemon_pid}/cmdline")).exists()
-            || std::fs::read(format!("/proc/{daemon_pid}/cmdline")).is_ok_and(|c| c.is_empty())
+        is_gone(daemon_pid)
     });
-    println!("daemon child {daemon_pid} gone after its starter exited: {gone}");
-    check(gone, "daemon child killed");
+    println!("daemon child {daemon_pid} gone after its parent process exited: {gone}");
+    check(gone, "daemon child killed with its parent");
     println!("OK");
     Ok(())
 }

@@ -192,19 +192,40 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
     ///
     /// [`Corrupted`].
     pub fn pop_first(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool, Corrupted> {
+        let Some((bucket, slot)) = self.first_at()? else {
+            return Ok(false);
+        };
+        self.read_slot(slot, key, Some(value))?;
+        self.remove_at(bucket, slot)?;
+        Ok(true)
+    }
+
+    /// Copies out the entry [`pop_first`](Locked::pop_first) would remove,
+    /// and leaves it there (a caller that must check it before removing it
+    /// then removes it by key). Returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupted`].
+    pub fn first(&self, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool, Corrupted> {
+        let Some((_, slot)) = self.first_at()? else {
+            return Ok(false);
+        };
+        self.read_slot(slot, key, Some(value))?;
+        Ok(true)
+    }
+
+    /// Bucket and slot of the first live entry in bucket order.
+    fn first_at(&self) -> Result<Option<(usize, usize)>, Corrupted> {
         let index = self.table.index(self.table.active()?);
         for (bucket, b) in index.iter().enumerate() {
             // ORDERING: Relaxed — under the lock.
             let v = b.load(Ordering::Relaxed);
-            if v == 0 || v == TOMBSTONE {
-                continue;
+            if v != 0 && v != TOMBSTONE {
+                return Ok(Some((bucket, (v - 1) as usize)));
             }
-            let slot = (v - 1) as usize;
-            self.read_slot(slot, key, Some(value))?;
-            self.remove_at(bucket, slot)?;
-            return Ok(true);
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Calls `f(key, value)` for every entry, in bucket order.

@@ -2,11 +2,54 @@
 
 use super::*;
 
-/// The shared lock, and the process-local one taken before it. Fields drop
-/// in order: the shared lock is released first.
+/// The shared lock, the process-local one taken before it, and this
+/// thread's note that it holds them. Fields drop in order: the shared lock
+/// is released first.
 pub(super) struct Held<'a> {
     guard: Locked<'a, FutexWaiter>,
     _local: std::sync::MutexGuard<'a, ()>,
+    _mark: HeldMark,
+}
+
+thread_local! {
+    /// The dicts (by segment file, see `Segment::file_id`) whose lock this
+    /// thread holds: only ever more than one when `update_with`'s closure
+    /// uses another dict.
+    static HELD: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread holds (or is about to take) the lock of the dict `id`.
+struct HeldMark {
+    id: (u64, u64),
+}
+
+impl HeldMark {
+    /// Notes that this thread takes the lock of dict `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`DictError::Reentrant`] when it holds it already (inside
+    /// `update_with`): through any handle, waiting would be for itself.
+    fn enter(id: (u64, u64)) -> Result<HeldMark, DictError> {
+        HELD.with_borrow_mut(|held| {
+            if held.contains(&id) {
+                return Err(DictError::Reentrant);
+            }
+            held.push(id);
+            Ok(HeldMark { id })
+        })
+    }
+}
+
+impl Drop for HeldMark {
+    fn drop(&mut self) {
+        let _ = HELD.try_with(|held| {
+            let mut held = held.borrow_mut();
+            if let Some(at) = held.iter().rposition(|id| *id == self.id) {
+                held.swap_remove(at);
+            }
+        });
+    }
 }
 
 impl<'a> std::ops::Deref for Held<'a> {
@@ -30,10 +73,24 @@ fn encode<T: Message>(value: &T) -> Result<Vec<u8>, DictError> {
     Ok(out)
 }
 
+/// The value of `key`, decoded, read under the lock: a write that replaces
+/// or removes it calls this first, so a value that does not decode fails
+/// the call before anything is written.
+fn current<V: Message>(guard: &Held<'_>, key: &[u8]) -> Result<Option<V>, DictError> {
+    let mut bytes = Vec::new();
+    if !guard.get(key, &mut bytes)? {
+        return Ok(None);
+    }
+    Ok(Some(V::decode(&bytes)?))
+}
+
 impl<K: Message, V: Message> Dict<K, V> {
     /// Takes the table's lock; after a dead holder, the table is recovered
     /// first.
     fn locked(&self) -> Result<Held<'_>, DictError> {
+        // Before the local mutex: re-entering it would deadlock, and through
+        // another handle the shared lock would wait for ourselves.
+        let mark = HeldMark::enter(self.segment.file_id())?;
         // One caller per attachment at a time: the core treats its own token
         // in the owner word as stale, which is only sound when this process
         // never races itself for the shared lock.
@@ -50,6 +107,7 @@ impl<K: Message, V: Message> Dict<K, V> {
             Ok(guard) => Ok(Held {
                 guard,
                 _local: local,
+                _mark: mark,
             }),
             Err(LockTableError::Corrupted(c)) => Err(c.into()),
             Err(LockTableError::Timeout) => Err(Corrupted {
@@ -103,7 +161,9 @@ impl<K: Message, V: Message> Dict<K, V> {
     /// # Errors
     ///
     /// `Full` (a new key in a full table), `KeyTooLarge`, `ValueTooLarge`,
-    /// `Codec`, `Corrupted`; the table is unchanged then.
+    /// `Codec` (also when the old value does not decode as a `V`: stored
+    /// through a handle of another type, say), `Corrupted`, `Reentrant`;
+    /// the table is unchanged then.
     ///
     /// # Crash behaviour
     ///
@@ -111,18 +171,18 @@ impl<K: Message, V: Message> Dict<K, V> {
     #[doc(alias = "__setitem__")]
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, DictError> {
         let (key, value) = (encode(key)?, encode(value)?);
-        let mut old = Vec::new();
-        if !self.locked()?.insert(&key, &value, Some(&mut old))? {
-            return Ok(None);
-        }
-        Ok(Some(V::decode(&old)?))
+        let mut guard = self.locked()?;
+        let old = current(&guard, &key)?;
+        guard.insert(&key, &value, None)?;
+        Ok(old)
     }
 
     /// Python's `del d[key]`, returning the old value (`None`: not there).
     ///
     /// # Errors
     ///
-    /// `Codec`, `Corrupted`.
+    /// `Codec` (also when the old value does not decode), `Corrupted`,
+    /// `Reentrant`; the table is unchanged then.
     ///
     /// # Crash behaviour
     ///
@@ -130,11 +190,12 @@ impl<K: Message, V: Message> Dict<K, V> {
     #[doc(alias = "__delitem__")]
     pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
         let key = encode(key)?;
-        let mut old = Vec::new();
-        if !self.locked()?.remove(&key, Some(&mut old))? {
-            return Ok(None);
+        let mut guard = self.locked()?;
+        let old = current(&guard, &key)?;
+        if old.is_some() {
+            guard.remove(&key, None)?;
         }
-        Ok(Some(V::decode(&old)?))
+        Ok(old)
     }
 
     /// Python's `key in d`.
@@ -220,8 +281,8 @@ impl<K: Message, V: Message> Dict<K, V> {
     ///
     /// # Errors
     ///
-    /// [`DictError::KeyNotFound`] (Python's `KeyError`), `Codec`,
-    /// `Corrupted`.
+    /// [`DictError::KeyNotFound`] (Python's `KeyError`), or as
+    /// [`remove`](Dict::remove); the table is unchanged then.
     ///
     /// # Crash behaviour
     ///
@@ -235,18 +296,31 @@ impl<K: Message, V: Message> Dict<K, V> {
     ///
     /// # Errors
     ///
-    /// [`DictError::Empty`] (`popitem(): dictionary is empty`), `Codec`,
-    /// `Corrupted`.
+    /// [`DictError::Empty`] (`popitem(): dictionary is empty`), `Codec`
+    /// (the entry it picked does not decode; it stays, and the next
+    /// `popitem` picks it again), `Corrupted`, `Reentrant`; the table is
+    /// unchanged then.
     ///
     /// # Crash behaviour
     ///
     /// As [`remove`](Dict::remove).
     pub fn popitem(&self) -> Result<(K, V), DictError> {
         let (mut key, mut value) = (Vec::new(), Vec::new());
-        if !self.locked()?.pop_first(&mut key, &mut value)? {
+        let mut guard = self.locked()?;
+        if !guard.first(&mut key, &mut value)? {
             return Err(DictError::Empty);
         }
-        Ok((K::decode(&key)?, V::decode(&value)?))
+        let item = (K::decode(&key)?, V::decode(&value)?);
+        if !guard.remove(&key, None)? {
+            // Its slot is not where its own key's hash leads: a peer
+            // rewrote the table.
+            return Err(Corrupted {
+                what: "dict entry not found by its own key",
+                value: 0,
+            }
+            .into());
+        }
+        Ok(item)
     }
 
     /// Python's `d.setdefault(key, default)`: the value of `key`, inserting
@@ -254,18 +328,19 @@ impl<K: Message, V: Message> Dict<K, V> {
     ///
     /// # Errors
     ///
-    /// As [`insert`](Dict::insert).
+    /// As [`insert`](Dict::insert), and `Codec` when `default`'s encoding
+    /// does not decode back (it is not inserted then); the table is
+    /// unchanged on every error.
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V, DictError> {
-        let key = encode(key)?;
-        let mut value = Vec::new();
-        {
-            let mut guard = self.locked()?;
-            if !guard.get(&key, &mut value)? {
-                value = encode(default)?;
-                guard.insert(&key, &value, None)?;
-            }
+        let (key, fresh) = (encode(key)?, encode(default)?);
+        let mut guard = self.locked()?;
+        if let Some(value) = current(&guard, &key)? {
+            return Ok(value);
         }
-        Ok(V::decode(&value)?)
+        // What the next reader gets back: it must decode before it is stored.
+        let value = V::decode(&fresh)?;
+        guard.insert(&key, &fresh, None)?;
+        Ok(value)
     }
 
     /// Python's `d.update(items)`: inserts every pair, under one hold of the
@@ -313,14 +388,29 @@ impl<K: Message, V: Message> Dict<K, V> {
     ///
     /// # Blocking
     ///
-    /// Every other operation on this dict, in every process, waits while `f`
-    /// runs: keep it short, and never touch the same dict inside it (that
-    /// waits for itself forever).
+    /// Every other operation on this dict, in every process and every other
+    /// thread, waits while `f` runs: keep it short, and do not wait inside
+    /// it for another thread that uses this dict (that waits forever).
+    ///
+    /// # Re-entrancy
+    ///
+    /// Inside `f`, this thread holds the dict's lock. Any call on the same
+    /// dict from `f` (through this handle, a clone, or another handle of
+    /// the same dict in this process) returns [`DictError::Reentrant`] at
+    /// once rather than waiting for itself; `f` sees that error and goes on.
+    /// Other dicts may be used inside `f`.
     ///
     /// # Errors
     ///
     /// As [`insert`](Dict::insert); the stored value failing to decode is
-    /// `Codec`, before `f` runs. On any error nothing is changed.
+    /// `Codec`, before `f` runs; `Reentrant` when called from inside
+    /// another `update_with` of the same dict on this thread. On any error
+    /// nothing is changed.
+    ///
+    /// # Panics
+    ///
+    /// When `f` panics: the panic goes on to the caller after the lock is
+    /// released, and the key keeps its old value.
     ///
     /// # Crash behaviour
     ///
@@ -331,13 +421,8 @@ impl<K: Message, V: Message> Dict<K, V> {
         F: FnOnce(Option<V>) -> Option<V>,
     {
         let key = encode(key)?;
-        let mut old = Vec::new();
         let mut guard = self.locked()?;
-        let current = match guard.get(&key, &mut old)? {
-            true => Some(V::decode(&old)?),
-            false => None,
-        };
-        let new = f(current);
+        let new = f(current(&guard, &key)?);
         match &new {
             Some(value) => {
                 guard.insert(&key, &encode(value)?, None)?;

@@ -251,6 +251,13 @@ impl Segment {
         self.name.as_deref()
     }
 
+    /// The device and inode of the segment's file: the same for every
+    /// attachment of one segment in this process, different for any other
+    /// segment alive at the same time.
+    pub(crate) fn file_id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
     /// Number of rows in the peer table.
     pub fn peer_rows(&self) -> u32 {
         self.layout.peer_rows
@@ -318,20 +325,13 @@ impl Segment {
     }
 
     /// Counts one message of `bytes` bytes in this attachment's counters
-    /// (one to `messages`, `bytes` to `volume`) without a locked
-    /// instruction. The caller must serialise every update of these
-    /// counters on this attachment (the facades do it under a handle's
-    /// mutex).
+    /// (one to `messages`, `bytes` to `volume`), with two atomic adds: other
+    /// handles of this attachment count into the same row concurrently.
     #[inline]
-    pub(crate) fn count_message_serialised(
-        &self,
-        messages: PeerCounter,
-        volume: PeerCounter,
-        bytes: usize,
-    ) {
+    pub(crate) fn count_message(&self, messages: PeerCounter, volume: PeerCounter, bytes: usize) {
         let row = self.peer_row(self.row);
-        row.add_serialised(messages, 1);
-        row.add_serialised(volume, bytes as u64);
+        row.add(messages, 1);
+        row.add(volume, bytes as u64);
     }
 
     /// The sum (wrapping) of a counter over every row, departed peers

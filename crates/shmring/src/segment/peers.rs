@@ -197,25 +197,16 @@ impl PeerRow {
         self.pid.load(Ordering::Relaxed)
     }
 
-    /// Adds to one of this row's counters (wrapping).
+    /// Adds to one of this row's counters (wrapping). Always an atomic add:
+    /// every handle of this attachment, in any thread, adds to the same row
+    /// (a queue handle under its mutexes, its `Sender`s and `Receiver`s, the
+    /// futex layer), so a plain load and store would lose their updates.
+    #[inline]
     pub(crate) fn add(&self, counter: PeerCounter, n: u64) {
         // ORDERING: Relaxed — a statistic; threads of the holder's process
-        // may add concurrently, hence the RMW.
+        // add concurrently, hence the RMW; readers (`get`) only want some
+        // recent value.
         self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Adds to one of this row's counters (wrapping) with a plain load and
-    /// store: no locked instruction on the hot path. Only for a counter
-    /// that the caller's own locking already serialises (a facade handle's
-    /// producer or consumer mutex); concurrent callers could lose a count.
-    #[inline]
-    pub(crate) fn add_serialised(&self, counter: PeerCounter, n: u64) {
-        let slot = &self.counters[counter as usize];
-        // ORDERING: Relaxed — a statistic; the caller serialises writers of
-        // this slot, and readers (`get`, tools) only want some recent value.
-        let v = slot.load(Ordering::Relaxed);
-        // ORDERING: Relaxed — as above (partner: the load just above).
-        slot.store(v.wrapping_add(n), Ordering::Relaxed);
     }
 
     /// One of this row's counters.

@@ -1,0 +1,256 @@
+//! `Process` and `Pool` with real processes: this test binary is the
+//! executable their children run (`run_child_entry` in `child_entry`), and
+//! it re-executes itself as the parents that must die (`shmring_testkit`
+//! roles).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shmring::process::{run_child_entry, Pool, Process, ProcessBuilder};
+use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+
+/// The test-only hook of `shmring::process`: a daemon child sleeps this many
+/// milliseconds after the fork, before it arms its death signal.
+const DELAY_VAR: &str = "SHMRING_PROCESS_PDEATHSIG_DELAY_MS";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// Makes a child run only the `child_entry` test of this binary, which
+/// hands it to `run_child_entry` (without these arguments it would run
+/// every test, and start children of its own).
+fn entry(builder: ProcessBuilder) -> ProcessBuilder {
+    builder
+        .arg("child_entry")
+        .arg("--exact")
+        .arg("--test-threads=1")
+}
+
+fn sleep_forever() -> Result<(), Box<dyn std::error::Error>> {
+    shmring_testkit::sleep_forever()
+}
+
+fn exit_zero() -> Result<(), Box<dyn std::error::Error>> {
+    Ok(())
+}
+
+/// Whether `pid` is gone: no such process, or a zombie nobody reaped (an
+/// orphan's new parent may not reap).
+fn gone(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim().chars().next());
+    matches!(state, Some('Z' | 'X') | None)
+}
+
+/// Whether `pid` has no `/proc` entry at all (it was reaped).
+fn reaped(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pids of the processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = dir.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(dir.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+/// Starts a pool of `n` sleeping workers on a thread that exits at once.
+fn pool_from_a_short_lived_thread(n: usize) -> Pool {
+    std::thread::spawn(move || Pool::start(n, "sleep-forever", |_, b| Ok(entry(b))).unwrap())
+        .join()
+        .unwrap()
+}
+
+fn pids(pool: &mut Pool) -> Vec<u32> {
+    pool.workers().iter().map(Process::pid).collect()
+}
+
+#[test]
+fn child_entry() {
+    run_child_entry(&[("sleep-forever", sleep_forever), ("exit-zero", exit_zero)]);
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(90), "pool child");
+    match role.as_str() {
+        "pool-parent" => {
+            let mut pool = pool_from_a_short_lived_thread(2);
+            let list: Vec<String> = pids(&mut pool).iter().map(u32::to_string).collect();
+            let out = PathBuf::from(env("OUT"));
+            std::fs::write(out.with_extension("part"), list.join(" ")).unwrap();
+            std::fs::rename(out.with_extension("part"), &out).unwrap();
+            shmring_testkit::sleep_forever();
+        }
+        "daemon-parent" => {
+            // Forks a daemon child that (by the delay hook) is still before
+            // its prctl when the test kills us.
+            let mut p = entry(Process::new("exit-zero").daemon(true)).start();
+            std::thread::sleep(Duration::from_secs(60));
+            let _ = p.as_mut().map(|p| p.kill());
+        }
+        "subreaper" => {
+            // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) has no memory effects.
+            assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+            let mut parent = spawn_role("child_entry", "daemon-parent", &[(DELAY_VAR, s("3000"))])
+                .spawn()
+                .unwrap();
+            let ppid = parent.id();
+            assert!(
+                wait_until(Duration::from_secs(30), || !children_of(ppid).is_empty()),
+                "the daemon parent never forked"
+            );
+            parent.kill().unwrap();
+            parent.wait().unwrap();
+            // The orphan is ours now (we are its subreaper): reap it.
+            let mut status = 0;
+            let mut reaped = 0;
+            assert!(
+                wait_until(Duration::from_secs(30), || {
+                    // SAFETY: waitpid writes only `status`.
+                    reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                    reaped != 0
+                }),
+                "the orphan never exited"
+            );
+            assert!(reaped > 0, "no orphan to reap");
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+                "the orphan ran its entry point instead of dying (status {status:#x})"
+            );
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[test]
+fn pool_workers_survive_the_exit_of_the_thread_that_started_them() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "pool from a thread");
+    let mut pool = pool_from_a_short_lived_thread(2);
+    // PR_SET_PDEATHSIG armed in the forking thread fires when that thread
+    // exits, which it has: the workers would be SIGKILLed by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    for w in pool.workers() {
+        assert!(w.is_alive(), "worker {} died with its thread", w.pid());
+    }
+}
+
+#[test]
+fn daemon_process_survives_the_exit_of_the_thread_that_started_it() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "daemon from a thread");
+    let mut p = std::thread::spawn(|| {
+        entry(Process::new("sleep-forever").daemon(true))
+            .start()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(p.is_alive(), "the daemon child died with its thread");
+    p.kill().unwrap();
+    assert!(p.join(None).unwrap().is_some());
+}
+
+#[test]
+fn pool_workers_die_with_their_parent_process() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "pool parent death");
+    let out = std::env::temp_dir().join(unique_name("pool-pids").trim_start_matches('/'));
+    let mut parent = spawn_role(
+        "child_entry",
+        "pool-parent",
+        &[("OUT", out.display().to_string())],
+    )
+    .spawn()
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || out.exists()));
+    let workers: Vec<u32> = std::fs::read_to_string(&out)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(workers.len(), 2);
+    // Started from a thread of the parent that has exited: still running.
+    std::thread::sleep(Duration::from_millis(1000));
+    let alive_before: Vec<bool> = workers.iter().map(|&w| !gone(w)).collect();
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let died = wait_until(Duration::from_secs(30), || workers.iter().all(|&w| gone(w)));
+    for &w in &workers {
+        if !gone(w) {
+            sigkill(w); // do not leave it behind
+        }
+    }
+    assert_eq!(alive_before, [true, true], "workers died with their thread");
+    assert!(died, "workers outlived their parent process");
+}
+
+#[test]
+fn dropping_a_pool_terminates_and_reaps_its_workers() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "pool drop");
+    let mut pool = Pool::start(3, "sleep-forever", |_, b| Ok(entry(b))).unwrap();
+    let workers = pids(&mut pool);
+    for &w in &workers {
+        assert!(!gone(w));
+    }
+    drop(pool);
+    let left: Vec<u32> = workers.iter().copied().filter(|&w| !reaped(w)).collect();
+    for &w in &left {
+        sigkill(w);
+    }
+    assert!(
+        left.is_empty(),
+        "workers {left:?} not terminated and reaped"
+    );
+}
+
+#[test]
+fn a_daemon_child_whose_parent_dies_before_its_prctl_exits() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "pdeathsig race");
+    let child = spawn_role("child_entry", "subreaper", &[]).spawn().unwrap();
+    assert!(wait_child(child, Duration::from_secs(100)).success());
+}
+
+#[test]
+fn join_with_the_longest_timeout_waits_instead_of_panicking() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "join Duration::MAX");
+    let mut p = entry(Process::new("exit-zero")).start().unwrap();
+    let status = p.join(Some(Duration::MAX)).unwrap();
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)));
+    assert_eq!(p.exitcode(), Some(0));
+    let mut pool = Pool::start(2, "exit-zero", |_, b| Ok(entry(b))).unwrap();
+    assert!(pool.join(Some(Duration::MAX)).unwrap());
+    // A process that a signal ended reports it, as Python's negative code.
+    let mut p = entry(Process::new("sleep-forever")).start().unwrap();
+    p.kill().unwrap();
+    let status = p.join(Some(Duration::MAX)).unwrap().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(p.exitcode(), Some(-libc::SIGKILL));
+}
