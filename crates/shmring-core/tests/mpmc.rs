@@ -392,3 +392,43 @@ fn hostile_positions_are_corruption_not_panics() {
         }
     }
 }
+
+#[test]
+fn wait_words_are_the_ones_sleepers_use() {
+    let mut config = config(1);
+    config.max_len = 1;
+    let q = heap::queue(&config).unwrap();
+    let w = ThreadWaiter::default();
+    let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    p.try_push(b"fills max_len").unwrap();
+    let sleepy = WaitPolicy {
+        spin_ns: 0,
+        slice_ns: 60_000_000_000,
+    };
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| p.push(b"second", None, &sleepy, &mut || false));
+        wait_for(|| q.space_word().waiters() == 1, "the producer asleep");
+        assert_eq!(q.not_empty_word().waiters(), 0);
+        q.consumer(w.clone()).try_pop(&mut Vec::new()).unwrap();
+        assert_eq!(pusher.join().unwrap(), Ok(()));
+        let mut c = q.consumer(w.clone());
+        let mut buf = Vec::new();
+        c.try_pop(&mut buf).unwrap();
+        let popper = s.spawn(move || c.pop(&mut buf, None, &sleepy));
+        wait_for(|| q.not_empty_word().waiters() == 1, "the consumer asleep");
+        q.close(&w);
+        assert_eq!(popper.join().unwrap(), Err(PopError::Closed));
+    });
+}
+
+/// Polls `done` (every millisecond, for up to 10 s: a loaded machine).
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

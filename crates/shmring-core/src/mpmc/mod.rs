@@ -112,8 +112,9 @@ pub struct QueueShared {
     /// Consumers sleep here when every ring is empty.
     pub(crate) not_empty: Padded<WaitWord>,
     /// Producers sleep here when their ring is full or the queue holds
-    /// `max_len` records; every take wakes it (if anyone sleeps), since a
-    /// take from any ring can end a `max_len` wait.
+    /// `max_len` records; every head move wakes it (if anyone sleeps),
+    /// since a take from any ring can end a `max_len` wait, and taking a
+    /// padding record frees the room its ring's producer waits for.
     pub(crate) space: Padded<WaitWord>,
 }
 
@@ -513,6 +514,26 @@ impl Queue {
     /// Whether every ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.rings[..self.rings_in_use()].iter().all(ring_is_empty)
+    }
+
+    /// The wait word consumers sleep on while every ring is empty; every
+    /// publish wakes it (if anyone sleeps), and so does [`close`](Queue::close).
+    ///
+    /// Read-only access for layers that run their own [`block_on`] loop
+    /// around this queue (sleeping without holding a lock of theirs), with
+    /// [`WaitWord::wake_if_waiting`] for their own wakes.
+    ///
+    /// [`block_on`]: crate::wait::block_on
+    pub fn not_empty_word(&self) -> &WaitWord {
+        &self.shared().not_empty
+    }
+
+    /// The wait word producers sleep on while their ring is full or the
+    /// queue holds `max_len` records; every head move (a record or a
+    /// padding record taken) wakes it (if anyone sleeps), and so does
+    /// [`close`](Queue::close). See [`not_empty_word`](Queue::not_empty_word).
+    pub fn space_word(&self) -> &WaitWord {
+        &self.shared().space
     }
 
     /// Whether the queue was closed.
