@@ -301,3 +301,36 @@ fn mpmc_len_is_consistent_while_records_move() {
         assert_eq!(q.checked_len(), Ok(0), "exact once quiescent");
     });
 }
+
+#[test]
+fn mpmc_producer_waiting_behind_padding_is_woken_by_its_take() {
+    // The producer's 48-byte record does not fit before the end of the
+    // 64-byte ring: it pads the last 6 words and sleeps (no deadline, no
+    // slice) until the head passes the padding. The consumer's take of the
+    // padding must wake it; a lost wake-up is a deadlock loom reports.
+    model("mpmc padding wake", 20, || {
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 48,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        let mut c = q.consumer(w);
+        p.try_push(&[1; 8]).unwrap();
+        c.try_pop(&mut Vec::new()).unwrap();
+        let producer = thread::spawn(move || {
+            assert_eq!(p.push(&[2; 48], None, &POLICY, &mut || false), Ok(()));
+        });
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(48));
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}

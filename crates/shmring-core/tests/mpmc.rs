@@ -432,3 +432,59 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// A producer whose record does not fit before the end of its ring pads
+/// to the end and sleeps until the head passes the padding. Taking the
+/// padding is that head move: it must wake the producer. (It did not: the
+/// take of a padding record went on without a wake, and the producer slept
+/// a whole liveness slice, here a minute, on an empty ring.)
+#[test]
+fn taking_a_padding_record_wakes_its_producer() {
+    use std::sync::atomic::Ordering;
+    // 64 bytes (8 words); 48-byte payloads take 7.
+    let mut config = config(1);
+    config.ring = RingConfig {
+        capacity: 64,
+        max_record: 48,
+    };
+    let q = heap::queue(&config).unwrap();
+    let w = ThreadWaiter::default();
+    let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    let mut c = q.consumer(w.clone());
+    let mut buf = Vec::new();
+    p.try_push(b"8 bytes!").unwrap();
+    assert_eq!(c.try_pop(&mut buf), Ok(8));
+    let sleepy = WaitPolicy {
+        spin_ns: 0,
+        slice_ns: 60_000_000_000,
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    // Closing the queue ends the push's sleep, also when an assertion
+    // fails before the producer was woken (the scope then joins at once,
+    // not a minute later).
+    struct CloseOnDrop<'a>(&'a shmring_core::mpmc::Queue, &'a ThreadWaiter);
+    impl Drop for CloseOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.close(self.1);
+        }
+    }
+    std::thread::scope(|s| {
+        let _close = CloseOnDrop(&q, &w);
+        s.spawn(|| {
+            // Pads words 2..8 (published), then sleeps for 7 free words.
+            done.send(p.push(&[7; 48], None, &sleepy, &mut || false))
+                .unwrap();
+        });
+        let tail = q.position_words(0).0;
+        wait_for(
+            || tail.load(Ordering::Relaxed) & 0xFF == 8 && q.space_word().waiters() == 1,
+            "the padding published and the producer asleep",
+        );
+        // The only record is the padding: the take passes it, finds
+        // nothing else, and must wake the producer on its way.
+        assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+        let pushed = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(pushed, Ok(Ok(())), "the blocked producer was not woken");
+        assert_eq!(c.try_pop(&mut buf), Ok(48));
+    });
+}

@@ -226,6 +226,10 @@ fn take_from<W: Waiter + ?Sized>(
             continue; // another consumer took it; our copy is discarded
         }
         if found.pad {
+            // Passing the padding is the head move its producer waits for
+            // (a record that did not fit before the end): wake it as any
+            // take would, then look past the wrap.
+            space.wake_if_waiting(waiter, WAKE_ALL);
             continue;
         }
         failpoint!("mpmc.cas-done");
