@@ -101,17 +101,17 @@ fn join_reports_a_consumer_killed_holding_a_task() {
 #[test]
 fn join_recovers_a_task_lost_between_take_and_hold() {
     let _dog = Watchdog::new(Duration::from_secs(60), "consumer killed in get");
-    for point in ["mpmc.cas-done", "mpmc.counted"] {
-        let (name, q) = queue();
-        q.put(1, None).unwrap();
-        run_and_kill(&name, "die-in-get", point);
-        // Untracked by any slot: found stalled by two slow checks in a row.
-        join_expect(
-            &q,
-            Err(JoinError::PeerDied { lost: 1 }),
-            Duration::from_secs(2),
-        );
-    }
+    // (`mpmc.counted`, a second point in this window, went with the
+    // separate count: the CAS now takes the record and counts it at once.)
+    let (name, q) = queue();
+    q.put(1, None).unwrap();
+    run_and_kill(&name, "die-in-get", "mpmc.cas-done");
+    // Untracked by any slot: found stalled by two slow checks in a row.
+    join_expect(
+        &q,
+        Err(JoinError::PeerDied { lost: 1 }),
+        Duration::from_secs(2),
+    );
 }
 
 #[test]

@@ -22,10 +22,9 @@
 //! | `ring.claimed` | producer (SPSC and MPMC): room claimed (a padding record may be written, unpublished) |
 //! | `ring.payload-written` | producer: payload copied in, header not yet written |
 //! | `ring.header-written` | producer: header written, tail not yet published |
-//! | `ring.published` | producer: tail published, sleepers not yet woken |
+//! | `ring.published` | producer: tail word (position and count) published, sleepers not yet woken |
 //! | `mpmc.copied` | MPMC consumer: record copied out (context: the copy), head not yet CASed |
-//! | `mpmc.cas-done` | MPMC consumer: head CASed past the record (it is ours alone now) |
-//! | `mpmc.counted` | MPMC consumer: `popped` counted, producers not yet woken |
+//! | `mpmc.cas-done` | MPMC consumer: head word CASed past the record and the record counted taken, in one step (it is ours alone now); producers not yet woken |
 //! | `spsc.read` | SPSC consumer: record copied out (context: the copy), head not yet released |
 //! | `spsc.released` | SPSC consumer: head released, `try_pop` not yet returned |
 //! | `lock.acquire-cas` | lock: about to CAS the owner word (free or dead holder → us) |
