@@ -482,6 +482,19 @@ impl Queue {
         self.rings[..self.rings_in_use()].iter().all(ring_is_empty)
     }
 
+    /// The wait word consumers sleep on while every ring is empty; every
+    /// publish wakes its sleepers (for facades that run their own
+    /// [`block_on`](crate::wait::block_on) loops).
+    pub fn not_empty_word(&self) -> &WaitWord {
+        &self.shared().not_empty
+    }
+
+    /// The wait word producers sleep on while their ring is full or the
+    /// queue holds `max_len` records; every take wakes its sleepers.
+    pub fn space_word(&self) -> &WaitWord {
+        &self.shared().space
+    }
+
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
         self.shared().closed()
