@@ -29,8 +29,8 @@
 //! | `spsc.released` | SPSC consumer: head released, `try_pop` not yet returned |
 //! | `lock.acquire-cas` | lock: about to CAS the owner word (free or dead holder → us) |
 //! | `lock.releasing` | lock: about to CAS the owner word back to 0 |
-//! | `tasks.added` | JoinableQueue: task counted, not yet published |
-//! | `tasks.done` | JoinableQueue: task marked done, joiners not yet woken |
+//! | `tasks.announced` | JoinableQueue consumer: a take announced in its slot, no record taken yet |
+//! | `tasks.done` | JoinableQueue: a held task marked done in a slot, joiners not yet woken |
 //!
 //! The context bytes (empty for most failpoints) let a hook see what a
 //! consumer was holding when it died: the chaos harness records the sequence

@@ -169,14 +169,17 @@ fn examine(
                 })
             })?;
             let queue = queue_at(base, at, len, &keep)?;
-            state.depth = Some(queue.len());
+            let depth = queue.len();
+            state.depth = Some(depth);
             state.details.push(("closed", u64::from(queue.is_closed())));
-            // The region starts with `at >= size_of::<TaskCounter>()` bytes
-            // (checked above), page aligned, mapped while `keep` lives.
-            // SAFETY: in bounds, aligned, valid past this block; TaskCounter
-            // is all atomics: any bytes and concurrent writers are fine.
-            let tasks = unsafe { base.cast::<TaskCounter>().as_ref() };
-            state.details.push(("unfinished_tasks", tasks.unfinished()));
+            let unfinished = crate::queue::unfinished_in_region(base, at, h.peer_rows, depth)
+                .ok_or_else(|| {
+                    corrupted(shmring_core::Corrupted {
+                        what: "joinable queue task region",
+                        value: at as u64,
+                    })
+                })?;
+            state.details.push(("unfinished_tasks", unfinished));
         }
         ObjectKind::Pipe => {
             let ring = RingConfig {
