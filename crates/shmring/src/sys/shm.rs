@@ -9,7 +9,7 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -188,17 +188,20 @@ pub(crate) unsafe fn close_inherited(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::close(fd) }).map(drop)
 }
 
-/// Arranges for `fd` (a close-on-exec duplicate made here) to be inherited by
-/// the child that `cmd` spawns, under the same number. Returns that number.
+/// Arranges for `fd` (a close-on-exec descriptor made for the purpose) to be
+/// inherited by the child that `cmd` spawns, under the same number. Returns
+/// that number.
 ///
-/// The parent's own descriptors all stay close-on-exec: the duplicate lives
-/// inside `cmd` (dropped with it) and the flag is cleared only in the forked
-/// child, in a `pre_exec` hook.
-pub(crate) fn inherit_on_exec(cmd: &mut Command, file: &File) -> io::Result<RawFd> {
-    // F_DUPFD_CLOEXEC with a minimum of 3: never one of the stdio numbers the
-    // child's stdio setup overwrites.
-    let dup: OwnedFd = file.as_fd().try_clone_to_owned()?;
+/// The parent's own descriptors all stay close-on-exec: `fd` lives inside
+/// `cmd` (dropped with it) and the flag is cleared only in the forked child,
+/// in a `pre_exec` hook. `fd` must not be 0, 1 or 2 (the child's stdio setup
+/// overwrites those): any descriptor opened while stdio is open is not.
+pub(crate) fn inherit_on_exec(cmd: &mut Command, fd: OwnedFd) -> io::Result<RawFd> {
+    let dup = fd;
     let raw = dup.as_raw_fd();
+    if raw <= 2 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
     let hook = move || {
         // Keeps the duplicate open for as long as `cmd` exists.
         let fd = dup.as_raw_fd();

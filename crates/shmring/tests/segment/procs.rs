@@ -107,6 +107,28 @@ pub fn run_role() {
                 "the parent's detach is seen"
             );
         }
+        "share_then_hang" => {
+            let seg = create(&name(), ObjectKind::SpscRing);
+            let mut cmd = spawn("inherit_and_never_open", &[]);
+            cmd.stdout(std::process::Stdio::null());
+            seg.share_with_child(&mut cmd, FD_VAR).unwrap();
+            // Never waited for: this process sleeps until the test kills
+            // it, and the test kills the child by pid afterwards (init
+            // reaps it).
+            #[allow(clippy::zombie_processes)]
+            let child = cmd.spawn().unwrap();
+            drop(cmd);
+            word(&seg, 1).store(child.id().into(), SEQ);
+            word(&seg, 0).store(seg.peer_token(), SEQ);
+            sleep_forever();
+        }
+        "inherit_and_never_open" => {
+            assert!(
+                std::env::var(FD_VAR).is_ok(),
+                "the descriptor was handed over"
+            );
+            sleep_forever();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -309,4 +331,50 @@ fn memfd_is_sealed_against_resizing() {
     }
     assert_eq!(file.metadata().unwrap().len(), len);
     word(&seg, 0).store(1, SEQ);
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn proc_alive(pid: u32) -> bool {
+    !matches!(proc_state(pid), None | Some('Z' | 'X'))
+}
+
+#[test]
+fn a_parent_killed_while_its_child_holds_an_unopened_descriptor_is_dead() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "inherited descriptor");
+    let name = unique_name("inherit-dead-parent");
+    let mut parent = spawn("share_then_hang", &[(NAME_VAR, name.clone())])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // This process is the third party: it looks through its own attachment.
+    let mut seg = None;
+    assert!(wait_until(Duration::from_secs(30), || {
+        seg = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default())
+            .ok()
+            .filter(|s| word(s, 0).load(SEQ) != 0);
+        seg.is_some()
+    }));
+    let seg = seg.unwrap();
+    let token = word(&seg, 0).load(SEQ);
+    let child = word(&seg, 1).load(SEQ) as u32;
+    assert!(seg.is_peer_alive(token), "the parent is alive");
+    assert!(proc_alive(child));
+
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let dead = wait_until(Duration::from_secs(10), || !seg.is_peer_alive(token));
+    let child_still_there = proc_alive(child);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child as i32, libc::SIGKILL);
+    }
+    assert!(
+        child_still_there,
+        "the child must outlive the parent for the test to mean anything"
+    );
+    assert!(
+        dead,
+        "the parent's row stayed locked through the child's inherited descriptor"
+    );
+    assert!(seg.peers().iter().any(|p| p.token == token && !p.alive));
 }
