@@ -171,7 +171,24 @@ fn create_never_reuses_an_existing_name() {
 fn names_are_validated() {
     let long = "x".repeat(shmring::segment::MAX_NAME_LEN + 1);
     for bad in [
-        "", "/", "a/b", "/a/b", "//a", "/a/", ".", "/..", "a\0b", &long,
+        "",
+        "/",
+        "a/b",
+        "/a/b",
+        "//a",
+        "/a/",
+        ".",
+        "/..",
+        "a\0b",
+        &long,
+        // Control characters would reach terminals raw through `ls` and
+        // error messages.
+        "/a\x1b[2Jb",
+        "a\nb",
+        "\r",
+        "a\tb",
+        "a\x7f",
+        "a\u{9b}31m",
     ] {
         let err = create(bad, &CreateOptions::default()).unwrap_err();
         assert!(

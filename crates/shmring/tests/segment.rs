@@ -143,6 +143,8 @@ fn invalid_names_are_refused() {
         "/.",
         "..",
         "/a\0b",
+        "/a\x1bb",
+        "/a\u{7f}",
         long.as_str(),
     ] {
         let err = Segment::open(bad, ObjectKind::SpscRing, &OpenOptions::default()).unwrap_err();

@@ -154,7 +154,10 @@ impl Default for OpenOptions {
     }
 }
 
-/// Checks a segment name and returns it in `/name` form.
+/// Checks a segment name and returns it in `/name` form: 1 to
+/// [`MAX_NAME_LEN`] bytes after an optional leading `/`, no other `/`, no
+/// control character (C0, DEL or C1: names reach terminals through `ls`
+/// and error messages), not `.` or `..`.
 pub(crate) fn validate_name(name: &str) -> Result<(String, CString), SegmentError> {
     let invalid = |reason| SegmentError::InvalidName {
         name: name.to_owned(),
@@ -172,6 +175,9 @@ pub(crate) fn validate_name(name: &str) -> Result<(String, CString), SegmentErro
     }
     if body.contains('\0') {
         return Err(invalid("contains a NUL byte"));
+    }
+    if body.chars().any(char::is_control) {
+        return Err(invalid("contains a control character"));
     }
     if body == "." || body == ".." {
         return Err(invalid("is \".\" or \"..\""));
@@ -198,13 +204,19 @@ mod tests {
     fn names_are_validated() {
         assert_eq!(validate_name("abc").unwrap().0, "/abc");
         assert_eq!(validate_name("/abc").unwrap().0, "/abc");
-        for bad in ["", "/", "//a", "/a/b", "a/b", "/.", "/..", "a\0b"] {
+        for bad in [
+            "", "/", "//a", "/a/b", "a/b", "/.", "/..", "a\0b", "a\x1bb", "\n", "a\x7f", "a\u{9b}b",
+        ] {
             assert!(
                 matches!(validate_name(bad), Err(SegmentError::InvalidName { .. })),
                 "{bad:?}"
             );
         }
         assert!(validate_name(&"x".repeat(200)).is_ok());
+        assert!(
+            validate_name("caf\u{e9}").is_ok(),
+            "printable non-ASCII is fine"
+        );
         assert!(validate_name(&"x".repeat(201)).is_err());
     }
 }
