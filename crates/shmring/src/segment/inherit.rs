@@ -61,15 +61,16 @@ impl Segment {
     /// its description, and locks must never be shared. This call takes
     /// ownership of that descriptor; do not use it otherwise.
     ///
-    /// # Blocking
-    ///
-    /// As [`open`](Segment::open).
+    /// The name (for a named segment) is not looked up or confirmed: the
+    /// descriptor says which segment it is, and the segment works whether
+    /// or not its name still exists. Never waits.
     ///
     /// # Errors
     ///
     /// [`Inherit`](SegmentError::Inherit) when the variable is missing or
     /// malformed, its descriptor is not open or is another file, or it was
-    /// already consumed by this process; otherwise as [`open`](Segment::open).
+    /// already consumed by this process; otherwise as [`open`](Segment::open)
+    /// (without [`NameLockTimeout`](SegmentError::NameLockTimeout)).
     pub fn open_inherited(
         env_var: &str,
         kind: ObjectKind,
