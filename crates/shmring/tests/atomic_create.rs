@@ -96,6 +96,44 @@ fn child_entry() {
             word(&seg, 2).store(43, Ordering::SeqCst);
             sleep_forever();
         }
+        "failing_inits" => {
+            // Run with the fallback forced: a failing or panicking init
+            // leaves neither the name nor the private file behind.
+            let err = Segment::create(
+                &name,
+                ObjectKind::Lock,
+                [0; 8],
+                OBJECT_LEN,
+                &CreateOptions::default(),
+                |_, _| {
+                    Err(SegmentError::InvalidConfig {
+                        reason: "from init".into(),
+                    })
+                },
+            )
+            .unwrap_err();
+            assert!(matches!(err, SegmentError::InvalidConfig { .. }), "{err}");
+            assert!(private_files_of(std::process::id()).is_empty());
+            let panicked = std::panic::catch_unwind(|| {
+                Segment::create(
+                    &name,
+                    ObjectKind::Lock,
+                    [0; 8],
+                    OBJECT_LEN,
+                    &CreateOptions::default(),
+                    |_, _| panic!("init panics"),
+                )
+            });
+            assert!(panicked.is_err());
+            assert!(private_files_of(std::process::id()).is_empty());
+            assert!(!shm_exists(&name));
+            // And the fallback path works end to end.
+            let seg = create(&name).unwrap();
+            assert!(private_files_of(std::process::id()).is_empty());
+            drop(seg);
+            assert!(!shm_exists(&name));
+            println!("FAILING_INITS_OK");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -331,4 +369,25 @@ fn a_file_under_a_segment_name_with_version_0_is_refused_at_once() {
         }
         std::fs::remove_file(format!("/dev/shm{n}")).unwrap();
     }
+}
+
+#[test]
+fn failing_inits_on_the_fallback_path_leave_nothing() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "failing inits");
+    let name = unique_name("atomic-initfail");
+    let out = spawn_role(
+        "child_entry",
+        "failing_inits",
+        &[(NAME_VAR, name.clone()), (FALLBACK_VAR, "1".to_owned())],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("FAILING_INITS_OK"), "{text}");
+    assert!(!shm_exists(&name));
 }

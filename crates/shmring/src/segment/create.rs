@@ -109,6 +109,22 @@ fn reclaim_taken_name(name: &str) -> Result<(), SegmentError> {
     }
 }
 
+/// The error of a failed `link`/`linkat` (`EEXIST` is handled apart).
+fn link_error(name: &str, e: std::io::Error) -> SegmentError {
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => SegmentError::PermissionDenied {
+            name: name.to_owned(),
+        },
+        Some(libc::EEXIST) => taken(name, false),
+        // Not "not found": the name is what we were making.
+        _ => SegmentError::Io {
+            op: "linkat",
+            name: name.to_owned(),
+            source: e,
+        },
+    }
+}
+
 fn no_space(op: &'static str, label: &str, bytes: u64, e: std::io::Error) -> SegmentError {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::ENOMEM) => SegmentError::NoSpace {
@@ -139,7 +155,9 @@ fn fallback_forced() -> bool {
 /// the kernel and `/dev/shm` allow it, else under a fresh private name,
 /// whose name lock is taken at once.
 fn stage(name: &str, mode: u32) -> Result<(File, Staging), SegmentError> {
-    if !fallback_forced() {
+    // An unnamed file is named through /proc/self/fd; without /proc only
+    // the fallback can name what it builds.
+    if !fallback_forced() && Path::new("/proc/self/fd").is_dir() {
         match shm::create_unnamed(Path::new(shm::SHM_DIR), mode) {
             Ok(file) => return Ok((file, Staging::Unnamed)),
             // No O_TMPFILE here (or not allowed): the fallback reports any
@@ -234,7 +252,14 @@ impl Segment {
             reclaimed = true;
         }
         let (file, staging) = stage(&name, opts.mode)?;
-        let give_name = |file: &File| match shm::link_fd(file, &target) {
+        // An unnamed file is linked through /proc/self/fd; a private name
+        // by path (it still names our file: removing it takes its name
+        // lock, which we hold).
+        let link = |file: &File, private: Option<&str>| match private {
+            None => shm::link_fd(file, &target),
+            Some(private) => shm::link_path(&names::path_of(private), &target),
+        };
+        let give_name = |file: &File, private: Option<&str>| match link(file, private) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 // Taken since we looked: a racing create, or a segment
                 // abandoned meanwhile. One more reclaim, then give up.
@@ -242,9 +267,9 @@ impl Segment {
                     return Err(taken(&name, false));
                 }
                 reclaim_taken_name(&name)?;
-                shm::link_fd(file, &target).map_err(|e| open_error("linkat", &name, e))
+                link(file, private).map_err(|e| link_error(&name, e))
             }
-            other => other.map_err(|e| open_error("linkat", &name, e)),
+            other => other.map_err(|e| link_error(&name, e)),
         };
         let segment = Self::create_in(
             file,
@@ -299,12 +324,13 @@ impl Segment {
             layout,
             UnlinkPolicy::Never,
             init,
-            |_| Ok(()),
+            |_, _| Ok(()),
         )
     }
 
     /// Builds a segment in `file` (which nobody else can reach yet), then
-    /// calls `give_name` to make it reachable.
+    /// calls `give_name` (with the private name, if it was staged under one)
+    /// to make it reachable.
     #[allow(clippy::too_many_arguments)]
     fn create_in(
         file: File,
@@ -315,7 +341,7 @@ impl Segment {
         layout: Layout,
         unlink_policy: UnlinkPolicy,
         init: impl FnOnce(NonNull<u8>, usize) -> Result<(), SegmentError>,
-        give_name: impl FnOnce(&File) -> Result<(), SegmentError>,
+        give_name: impl FnOnce(&File, Option<&str>) -> Result<(), SegmentError>,
     ) -> Result<Segment, SegmentError> {
         let label = name.as_deref().unwrap_or(ANONYMOUS);
         let total = layout.total_len as u64;
@@ -357,7 +383,7 @@ impl Segment {
         create_failpoint!("segment.create.initialised");
         header.publish();
         create_failpoint!("segment.create.published");
-        give_name(&file)?;
+        give_name(&file, guard.name.as_deref())?;
         create_failpoint!("segment.create.named");
         // Named: a private name has done its work (this also lets the name
         // lock go, which the fallback path held since `stage`).

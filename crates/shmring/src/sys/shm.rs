@@ -105,6 +105,23 @@ pub(crate) fn link_fd(file: &File, target: &Path) -> io::Result<()> {
     .map(drop)
 }
 
+/// Gives the file named `from` the further name `to` (`link`), failing
+/// with `EEXIST` if `to` is taken. Follows no symbolic link.
+pub(crate) fn link_path(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both strings are valid and NUL-terminated for the call.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// Removes the name `path`. Open descriptors and mappings stay valid.
 pub(crate) fn unlink(path: &Path) -> io::Result<()> {
     let path = c_path(path)?;
