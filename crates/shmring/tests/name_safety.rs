@@ -221,15 +221,21 @@ fn parse_tally(out: &str) -> (u64, u64, u64) {
     (field("held"), field("violations"), field("other_errors"))
 }
 
-#[test]
-fn churning_creates_drops_and_opens_never_remove_a_live_segment_s_name() {
-    let _dog = Watchdog::new(Duration::from_secs(180), "name churn");
+/// Two creators and an opener churn one name for [`CHURN`]; every holder
+/// checks its segment still owns the name while it holds it. The creators
+/// take the fallback create path (a private name, then `link`) when
+/// `fallback` is set.
+fn churn(fallback: bool) {
     let name = unique_name("churn");
     let roles = ["churn_create", "churn_create", "churn_open"];
     let runners: Vec<_> = roles
         .iter()
         .map(|role| {
-            let cmd = spawn_role("child_entry", role, &[(NAME_VAR, name.clone())]);
+            let mut envs = vec![(NAME_VAR, name.clone())];
+            if fallback {
+                envs.push(("SHMRING_TEST_CREATE_FALLBACK", "1".to_owned()));
+            }
+            let cmd = spawn_role("child_entry", role, &envs);
             std::thread::spawn(move || run_for_output(cmd))
         })
         .collect();
@@ -259,6 +265,18 @@ fn churning_creates_drops_and_opens_never_remove_a_live_segment_s_name() {
     );
     assert!(opened > 0, "the opener never got in");
     assert!(!shm_exists(&name), "the last drop removed the name");
+}
+
+#[test]
+fn churning_creates_drops_and_opens_never_remove_a_live_segment_s_name() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "name churn");
+    churn(false);
+}
+
+#[test]
+fn the_same_churn_on_the_fallback_create_path() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "name churn, fallback");
+    churn(true);
 }
 
 /// Child side of the EMFILE test: creates, fills its descriptor table,
