@@ -6,10 +6,12 @@
 //! lists every abandoned segment with its kind, its depth and why it counts
 //! as abandoned, and removes one that holds data only with `--include-data`;
 //! one owned by another user only with `--all-users` (root's `gc` leaves
-//! other users' files alone by default). A file is removed only when its
-//! header passed full validation ([`SegmentState::Ready`]): a file that
-//! merely starts with the magic (an unpublished header, a version 0 that
-//! any foreign file can have) is listed, never removed.
+//! other users' files alone by default; with the flag it removes them as
+//! their owner, through the library's own checks). A file is removed only
+//! when it is proven a segment: [`segment::reclaim`] validates the header
+//! again under the segment's locks (a file that merely starts with the
+//! magic is an error, never removed), or it is a leftover of the fallback
+//! create path under a private name.
 
 use shmring::segment::{self, ObjectKind, Reclaimed, SegmentInfo, SegmentState};
 use shmring::SegmentError;
@@ -89,20 +91,20 @@ pub fn gc(mut args: Args) -> Result<(), Failure> {
     first.map_or(Ok(()), |f| Err(Failure::reported(f.code)))
 }
 
-/// Whether an abandoned segment holds data that a removal would lose.
-/// `None`: unknown (the object could not be examined).
+/// Whether an abandoned segment holds data that a removal would lose:
+/// `None` when its object could not be examined (then it may).
 fn holds_data(info: &SegmentInfo) -> Option<bool> {
-    let kind = info.header.as_ref()?.kind;
-    if kind == ObjectKind::Lock {
-        return Some(false);
+    match info.state {
+        SegmentState::Ready => info.object.as_ref()?.holds_data,
+        // A leftover of a create: never named, nothing was sent through it.
+        SegmentState::Initialising | SegmentState::CreatorDied => Some(false),
     }
-    info.object.as_ref()?.depth.map(|d| d > 0)
 }
 
 /// The kind and depth, as `gc` shows them.
 fn contents(info: &SegmentInfo) -> String {
     let Some(h) = &info.header else {
-        return "unpublished header".into();
+        return "leftover of a create".into();
     };
     let kind = show::kind_name(h.kind);
     let depth = info.object.as_ref().and_then(|o| o.depth);
@@ -122,18 +124,18 @@ fn decide(info: &SegmentInfo, flags: &Flags) -> Result<Outcome, Failure> {
         kept: Some(why),
     };
     let uid = euid();
-    if info.owner_uid != uid && !flags.all_users {
+    let foreign = info.owner_uid != uid;
+    if foreign && !flags.all_users {
         return Ok(kept(format!(
             "owned by uid {}, not by this user (--all-users removes it)",
             info.owner_uid
         )));
     }
-    if info.state != SegmentState::Ready {
-        return Ok(kept(
-            "its header was never published, so nothing proves it a segment \
-             (`shmring rm NAME` removes it)"
-                .into(),
-        ));
+    if foreign && uid != 0 {
+        return Ok(kept(format!(
+            "owned by uid {}: only root can remove another user's segment",
+            info.owner_uid
+        )));
     }
     match holds_data(info) {
         Some(false) => {}
@@ -159,7 +161,14 @@ fn decide(info: &SegmentInfo, flags: &Flags) -> Result<Outcome, Failure> {
             kept: None,
         });
     }
-    let (outcome, kept_because) = match segment::reclaim(&info.name) {
+    // The library removes only the caller's own segments; root acts as
+    // their owner for the removal (the file's owner, not root, decides).
+    let reclaimed = if foreign {
+        as_user(info.owner_uid, || segment::reclaim(&info.name))?
+    } else {
+        segment::reclaim(&info.name)
+    };
+    let (outcome, kept_because) = match reclaimed {
         Ok(Reclaimed::Removed) => ("removed", None),
         Ok(Reclaimed::Kept(reason)) => ("kept", Some(reason.to_owned())),
         Err(SegmentError::NotFound { .. }) => ("kept", Some("already gone".to_owned())),
@@ -171,6 +180,36 @@ fn decide(info: &SegmentInfo, flags: &Flags) -> Result<Outcome, Failure> {
         outcome,
         kept: kept_because,
     })
+}
+
+/// Runs `f` with the effective uid `uid` (root only), then root again.
+///
+/// # Errors
+///
+/// The switch fails. If switching back fails the process exits: it must not
+/// go on as another user.
+fn as_user<T>(uid: u32, f: impl FnOnce() -> T) -> Result<T, Failure> {
+    // SAFETY: seteuid has no memory preconditions; the CLI runs no other
+    // thread that could be surprised by the change (bench is not gc).
+    if unsafe { libc::seteuid(uid) } != 0 {
+        return Err(Failure::new(
+            crate::EXIT_ERROR,
+            format!(
+                "cannot act as uid {uid}: {}",
+                std::io::Error::last_os_error()
+            ),
+        ));
+    }
+    let out = f();
+    // SAFETY: as above; the saved set-user-id is still 0.
+    if unsafe { libc::seteuid(0) } != 0 {
+        eprintln!(
+            "shmring: cannot become root again: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(i32::from(crate::EXIT_ERROR));
+    }
+    Ok(out)
 }
 
 fn euid() -> u32 {

@@ -19,7 +19,7 @@ use shmring::SegmentError;
 /// Success.
 const EXIT_OK: u8 = 0;
 /// Any other error.
-const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 1;
 /// Bad command line (also an invalid segment name).
 const EXIT_USAGE: u8 = 2;
 /// No such segment.
@@ -68,8 +68,10 @@ skipped): name, kind, file size, capacity, depth (approximate messages
 waiting), peers alive/dead, owner uid, creator pid and state:
   ready         published, in use or not
   abandoned     no live peer and at least one dead one (`shmring gc` removes it)
-  creating      its creator is initialising it right now
-  creator-died  its creator died while initialising it (`gc` removes it)
+  creating      a leftover of a create still at work (a file under a
+                private .shmring-creating.* name; only where the kernel
+                lacks O_TMPFILE)
+  creator-died  such a leftover whose creator died (`gc` removes it)
 Nothing is attached and no lock is taken. Files with the shmring magic whose
 header is invalid are reported on stderr (the first 10 without --verbose) and
 under \"errors\" in JSON. Files this user may not read, and files whose name
@@ -122,28 +124,31 @@ Usage: shmring gc [--dry-run] [--json] [--include-data] [--all-users]
 
 Looks for abandoned segments (among the NAMEs given, or all of /dev/shm):
 those where no peer is alive (no peer row's liveness lock is held, nor the
-creator's init lock) and at least one peer died without detaching. Segments
-whose peers all detached cleanly are not abandoned (only UnlinkPolicy::Never
-leaves those, on purpose). Each abandoned segment is listed with its kind,
+name lock) and at least one peer died without detaching or the unlink policy
+wanted the name gone with the last peer; and leftovers of creates whose
+creator died. An UnlinkPolicy::Never segment whose peers all detached
+cleanly is not abandoned (that was asked for). Each abandoned segment is
+listed with its kind,
 its depth (messages waiting, or dict entries) and why it counts as
 abandoned, then removed, except:
   - one that holds data (or whose depth cannot be read), unless
     --include-data: a restarted service that opens it gets its messages;
-  - one owned by another user, unless --all-users (root's gc too);
-  - one whose header was never published (it only starts with the magic:
-    nothing proves it a segment); `shmring rm NAME` removes it.
-Before removing one, gc takes the init lock and every peer row's lock,
-re-checks, and unlinks while holding them, so a segment being created or
-opened right now is never removed. Files that are not shmring segments are
-never removed.
+  - one owned by another user, unless --all-users (root only; root's gc
+    too); it is then removed as its owner, by the same checks.
+Before removing one, gc takes the name lock and every peer row's lock,
+re-checks the header (full validation) and the peers, and unlinks while
+holding them, so a segment being opened right now is never removed. Files
+that are not proven shmring segments (a file that merely starts with the
+magic is an error, listed on stderr) are never removed.
 
 Without gc, the library reclaims on its own, never data: a create of a taken
 name removes an abandoned segment under that name if it holds nothing, and
 once a minute per user on the host a background sweep (started by some
-process's create, off the create path) removes this user's abandoned
-segments that hold nothing and that sweeps have seen without a live peer
-for a minute, except those created with UnlinkPolicy::Never. gc is for
-everything at once, now, and for what the library keeps.
+process's create, off the create path; at most 256 files each time) removes
+this user's abandoned segments that hold nothing and that sweeps have seen
+without a live peer for a minute, except those created with
+UnlinkPolicy::Never. gc is for everything at once, now, and for what the
+library keeps.
 
 Options:
   -n, --dry-run    only list what would be removed (and what is kept)

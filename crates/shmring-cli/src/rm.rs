@@ -36,8 +36,13 @@ pub fn rm(mut args: Args) -> Result<(), Failure> {
 /// Why `info` must not be removed without `--force`, if it must not.
 fn in_use(info: &SegmentInfo) -> Option<String> {
     let name = escape::name(&info.name);
-    if info.state == SegmentState::Initialising || info.init_locked {
-        return Some(format!("segment {name} is being created right now"));
+    if info.state == SegmentState::Initialising {
+        return Some(format!("{name} is being created right now"));
+    }
+    if info.init_locked {
+        return Some(format!(
+            "segment {name} is busy: another process holds its name lock"
+        ));
     }
     let live: Vec<String> = info
         .peers

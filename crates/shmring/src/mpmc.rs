@@ -189,6 +189,11 @@ impl Queue {
     pub fn segment(&self) -> &Segment {
         &self.segment
     }
+
+    /// The core queue (its wait words, for the facades' blocking loops).
+    pub(crate) fn core(&self) -> &mpmc::Queue {
+        &self.queue
+    }
 }
 
 /// A producer of a [`Queue`]: the owner of one producer ring. Dropping it

@@ -7,11 +7,13 @@ use std::process::Child;
 use std::time::Duration;
 
 use shmring::core::RingConfig;
+use shmring::dict::{Dict, DictConfig};
 use shmring::queue::{Queue, QueueOptions};
-use shmring::segment::{self, ObjectKind, SegmentState};
-use shmring::{spsc, AttachError, CreateOptions, OpenOptions, Segment, SegmentError, UnlinkPolicy};
+use shmring::segment;
+use shmring::{spsc, AttachError, CreateOptions, OpenOptions, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
-    role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
+    Watchdog,
 };
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
@@ -21,6 +23,15 @@ fn ring_config() -> RingConfig {
     RingConfig {
         capacity: 4096,
         max_record: 256,
+    }
+}
+
+fn queue_options() -> QueueOptions {
+    QueueOptions {
+        ring_bytes: 8192,
+        max_message: 64,
+        producers: 2,
+        ..QueueOptions::default()
     }
 }
 
@@ -47,10 +58,23 @@ fn child_entry() {
             let _ring = spsc::Ring::open(&name, &OpenOptions::default()).unwrap();
             sleep_forever();
         }
-        "hang_in_init" => {
-            let _ = Segment::create(&name, ObjectKind::SpscRing, [0; 8], 4096, &opts, |_, _| {
-                sleep_forever()
-            });
+        "fill_queue_and_hang" => {
+            let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+            for i in 0..100 {
+                q.put(i, None).unwrap();
+            }
+            sleep_forever();
+        }
+        "open_queue_and_hang" => {
+            let _q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+            sleep_forever();
+        }
+        "fill_dict_and_hang" => {
+            let d = Dict::<u64, u64>::create(&name, DictConfig::default(), &opts).unwrap();
+            for i in 0..3 {
+                d.insert(&i, &(i * 10)).unwrap();
+            }
+            sleep_forever();
         }
         "queue_user" => {
             let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
@@ -171,24 +195,17 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
     let dead = format!("{base}-dead");
     let never = format!("{base}-never");
     let live = format!("{base}-live");
-    let died_creating = format!("{base}-init");
     let elsewhere = unique_name("sweep-other");
     abandoned(&dead, "default");
     abandoned(&never, "never");
     abandoned(&elsewhere, "default");
     let ring = spsc::Ring::create(&live, ring_config(), &CreateOptions::default()).unwrap();
-    let child = spawn_child("hang_in_init", &died_creating, "default", |i| {
-        i.state == SegmentState::Initialising
-    });
-    kill(child);
 
     assert_eq!(
         segment::sweep(&base, Duration::from_secs(3600)).unwrap(),
         Vec::<String>::new(),
         "nothing has been idle an hour"
     );
-    // A file whose header was never published is not proven a segment:
-    // the sweep leaves it (gc lists it; rm or reclaim removes it).
     let removed = segment::sweep(&base, Duration::ZERO).unwrap();
     assert_eq!(removed, vec![dead.clone()]);
     assert!(!shm_exists(&dead));
@@ -196,7 +213,7 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
     assert!(shm_exists(&live) && shm_exists(&elsewhere));
 
     drop(ring);
-    for name in [&never, &elsewhere, &died_creating] {
+    for name in [&never, &elsewhere] {
         segment::reclaim(name).unwrap();
     }
 }
@@ -269,5 +286,147 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
             Err(e) => panic!("round {round}: {e}"),
         }
         assert!(!shm_exists(&name) || segment::reclaim(&name).is_ok());
+    }
+}
+
+#[test]
+fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "create over data");
+    let name = unique_name("reclaim-data");
+    let child = spawn_child("fill_queue_and_hang", &name, "default", |i| {
+        i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(100))
+    });
+    kill(child);
+    let info = segment::inspect(&name).unwrap();
+    assert!(info.is_abandoned() && info.holds_data());
+
+    let err = Queue::<u64>::create(&name, queue_options(), &CreateOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            AttachError::Segment(SegmentError::AlreadyExists {
+                undelivered: true,
+                ..
+            })
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("undelivered data") && text.contains("open"),
+        "the message says why and what to do: {text}"
+    );
+    assert!(shm_exists(&name));
+
+    let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let got: Vec<u64> = (0..100)
+        .map(|_| q.get(Some(Duration::from_secs(10))).unwrap())
+        .collect();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    drop(q);
+    assert!(!shm_exists(&name), "the recovering peer's drop removed it");
+}
+
+#[test]
+fn a_create_never_deletes_dict_entries() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "create over dict");
+    let name = unique_name("reclaim-dict");
+    let child = spawn_child("fill_dict_and_hang", &name, "default", |i| {
+        i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(3))
+    });
+    kill(child);
+    let err = Dict::<u64, u64>::create(&name, DictConfig::default(), &CreateOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AttachError::Segment(SegmentError::AlreadyExists {
+                undelivered: true,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let d = Dict::<u64, u64>::open(&name, &OpenOptions::default()).unwrap();
+    for i in 0..3 {
+        assert_eq!(d.get(&i).unwrap(), Some(i * 10));
+    }
+    d.clear().unwrap();
+    let info = segment::inspect(&name).unwrap();
+    assert!(
+        !info.holds_data(),
+        "a cleared dict holds nothing: {:?}",
+        info.object
+    );
+    drop(d);
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn an_abandoned_queue_that_holds_nothing_is_replaced_by_a_create() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "create over an empty queue");
+    let name = unique_name("reclaim-emptied");
+    let opts = CreateOptions::default();
+    let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+    q.put(7, None).unwrap();
+    let child = spawn_child("open_queue_and_hang", &name, "default", |i| {
+        i.alive_peers() == 2
+    });
+    assert_eq!(q.get(Some(Duration::from_secs(10))).unwrap(), 7);
+    let info = segment::inspect(&name).unwrap();
+    assert!(!info.holds_data(), "{:?}", info.object);
+    // The creator leaves cleanly, the other peer is killed: abandoned, empty.
+    drop(q);
+    kill(child);
+    let info = segment::inspect(&name).unwrap();
+    assert!(info.is_abandoned() && !info.holds_data(), "{info:?}");
+    let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+    assert_eq!(
+        segment::inspect(&name).unwrap().header.unwrap().creator_pid,
+        std::process::id()
+    );
+    drop(q);
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn only_this_user_s_proven_segments_are_reclaimed() {
+    let base = unique_name("reclaim-foreign");
+    // The magic, then zeros (version 0): an old build's half-made segment,
+    // or anybody's file. Not proven a segment: never removed.
+    let magic_only = format!("{base}-magic");
+    let mut bytes = vec![0u8; 8192];
+    bytes[..8].copy_from_slice(b"SHMRING\0");
+    std::fs::write(shm_path(&magic_only), &bytes).unwrap();
+    // The magic and this build's version, the rest garbage.
+    let garbage = format!("{base}-garbage");
+    bytes[8..12].copy_from_slice(&segment::LAYOUT_VERSION.to_ne_bytes());
+    bytes[12..256].fill(0xa5);
+    std::fs::write(shm_path(&garbage), &bytes).unwrap();
+    // Short, with the magic.
+    let short = format!("{base}-short");
+    std::fs::write(shm_path(&short), b"SHMRING\0").unwrap();
+    for name in [&magic_only, &garbage, &short] {
+        let reclaimed = segment::reclaim(name);
+        assert!(reclaimed.is_err(), "{name}: {reclaimed:?}");
+        assert!(shm_exists(name), "{name} was removed");
+    }
+    assert!(segment::sweep(&base, Duration::ZERO).unwrap().is_empty());
+    // A private name of the fallback create path with foreign content.
+    let private = format!("/.shmring-creating.{}.foreign", std::process::id());
+    std::fs::write(shm_path(&private), b"definitely not a segment").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&private))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    assert!(matches!(
+        segment::reclaim(&private),
+        Err(SegmentError::NotShmring { .. })
+    ));
+    assert!(shm_exists(&private));
+    for name in [&magic_only, &garbage, &short, &private] {
+        std::fs::remove_file(shm_path(name)).unwrap();
     }
 }

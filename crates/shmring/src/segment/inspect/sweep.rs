@@ -10,8 +10,8 @@
 //! - it belongs to this user (the file's owner is our effective uid) and is
 //!   proven a segment: a regular file whose header passes full validation;
 //! - no peer is alive: no lock is held anywhere on its lock bytes (the name
-//!   lock and every peer row's liveness lock), and at least one peer died
-//!   attached;
+//!   lock and every peer row's liveness lock), so its peers died attached,
+//!   or its last drop could not remove the name;
 //! - its policy is not [`UnlinkPolicy::Never`] (that asks for the name to
 //!   outlive its peers: only `shmring gc` or [`reclaim`] remove it);
 //! - it has been seen in that state, by sweeps, for at least the idle
@@ -19,7 +19,13 @@
 //!   from when a sweep first found it without a live peer (see "Notes"),
 //!   which is never earlier than the death of its last peer;
 //! - it holds no data: no message in any ring, no dict entry; decided again
-//!   under the segment's locks, at the removal itself.
+//!   under the segment's locks, at the removal itself
+//!   ([`reclaim_unless_data`]).
+//!
+//! The leftovers of the fallback create path (files under private names,
+//! see the `names` module) are swept the same way, by [`reclaim`]'s own
+//! rules for them (their name lock free, at least 10 s old); they never
+//! hold data.
 //!
 //! # When it runs
 //!
@@ -80,6 +86,7 @@
 mod stamp;
 
 use std::collections::HashSet;
+use std::mem::offset_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{DirEntryExt, FileExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,11 +94,12 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{read_header, reclaim, Reclaimed, SHM_DIR};
+use super::{read_header, reclaim, reclaim_unless_data, Reclaimed, HOLDS_DATA, SHM_DIR};
 use crate::error::SegmentError;
 use crate::segment::header::{validate, HEADER_LEN};
+use crate::segment::names;
 use crate::segment::options::validate_name;
-use crate::segment::peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN, STATE_DETACHED};
+use crate::segment::peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
 use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
 use crate::sys::{self, shm};
 use stamp::{Claim, Stamp, State};
@@ -289,12 +297,13 @@ fn start(mut stamp: Stamp, config: AutoSweepConfig) {
 /// Removes, now, every segment in `/dev/shm` whose name starts with
 /// `prefix` (`""` or `"/"` for all; the leading `/` is optional) that this
 /// user owns, that passes full header validation, that no peer is attached
-/// to and at least one peer died attached to, whose policy is not
-/// [`UnlinkPolicy::Never`], that holds no data (no message in any ring, no
-/// dict entry; decided under the segment's locks), and that sweeps have
-/// seen in that state for at least `min_idle` (this one included: with a
-/// zero `min_idle` it goes now; otherwise a later sweep, automatic or
-/// explicit, removes it). Returns the names removed.
+/// to (no lock held on it), whose policy is not [`UnlinkPolicy::Never`],
+/// that holds no data (no message in any ring, no dict entry; decided under
+/// the segment's locks), and that sweeps have seen in that state for at
+/// least `min_idle` (this one included: with a zero `min_idle` it goes now;
+/// otherwise a later sweep, automatic or explicit, removes it); and the
+/// leftovers of the fallback create path under such names, by [`reclaim`]'s
+/// rules for them. Returns the names removed.
 ///
 /// Segments of other users, files that are not segments, and segments that
 /// fail validation are left alone. Unlike the automatic sweep, this one
@@ -369,7 +378,7 @@ fn listing(prefix: &str) -> Result<Listing, SegmentError> {
         if body.starts_with(STAMP_PREFIX) || !body.starts_with(prefix) {
             continue;
         }
-        if validate_name(&body).is_ok() {
+        if validate_name(&body).is_ok() || names::is_private(&format!("/{body}")) {
             names.push((body, entry.ino()));
         }
     }
@@ -413,7 +422,12 @@ fn run_pass(
             save(state);
         }
         let name = format!("/{body}");
-        let Probe::Abandoned { ino, last_attach } = examine(&name, uid) else {
+        let Probe::Abandoned {
+            ino,
+            last_attach,
+            leftover,
+        } = examine(&name, uid)
+        else {
             state.notes.remove(listed_ino);
             continue;
         };
@@ -424,7 +438,7 @@ fn run_pass(
         if note.holds_data || now.saturating_sub(note.first_seen) < min_idle {
             continue;
         }
-        match remove(&name) {
+        match remove(&name, leftover) {
             Removal::Removed => {
                 state.notes.remove(&ino);
                 removed.push(name);
@@ -446,9 +460,14 @@ enum Probe {
     /// Not a candidate: alive, another user's, not proven a segment, kept
     /// by its policy, or gone.
     Skip,
-    /// This user's segment, no lock held on it, at least one peer died
-    /// attached, policy not `Never`.
-    Abandoned { ino: u64, last_attach: u64 },
+    /// This user's segment, no lock held on it, policy not `Never`; or
+    /// (`leftover`) this user's file under a private name of the fallback
+    /// create path, its lock free.
+    Abandoned {
+        ino: u64,
+        last_attach: u64,
+        leftover: bool,
+    },
 }
 
 /// Looks at one file as cheaply as possible: `open`, `fstat`, one
@@ -465,12 +484,24 @@ fn examine(name: &str, uid: u32) -> Probe {
     let Ok(st) = shm::stat(&file) else {
         return Probe::Skip;
     };
-    if st.mode & libc::S_IFMT != libc::S_IFREG || st.uid != uid || st.size < HEADER_LEN as u64 {
+    if st.mode & libc::S_IFMT != libc::S_IFREG || st.uid != uid {
+        return Probe::Skip;
+    }
+    let leftover = names::is_private(name);
+    if !leftover && st.size < HEADER_LEN as u64 {
         return Probe::Skip;
     }
     // One probe for every peer: any lock held means somebody is there.
     if !matches!(any_lock_held(file.as_fd(), 0, LOCK_RANGE_END), Ok(false)) {
         return Probe::Skip;
+    }
+    if leftover {
+        // `reclaim` checks the rest (its contents, its age).
+        return Probe::Abandoned {
+            ino: st.ino,
+            last_attach: 0,
+            leftover,
+        };
     }
     let Ok(copy) = read_header(&file, name, st.size) else {
         return Probe::Skip;
@@ -499,25 +530,20 @@ fn examine(name: &str, uid: u32) -> Probe {
             u64::from_ne_bytes(v)
         })
     };
-    let mut died = false;
-    let mut last_attach = 0;
-    for row in table.chunks_exact(PEER_ROW_LEN) {
-        let generation = field(row, std::mem::offset_of!(PeerRow, generation), 4);
-        if generation == 0 {
-            continue;
-        }
-        let state = field(row, std::mem::offset_of!(PeerRow, state), 4);
-        // No row lock is held (the probe above): a row not released
-        // cleanly is a peer that died attached.
-        died |= state != u64::from(STATE_DETACHED);
-        last_attach = last_attach.max(field(row, std::mem::offset_of!(PeerRow, attached_at), 8));
-    }
-    if !died {
-        return Probe::Skip;
-    }
+    // No lock is held (the probe above), and the policy wants the name
+    // gone with the last peer: abandoned, whether its peers died attached
+    // or the last drop could not remove the name. The newest attach names
+    // this state of the peer table in the notes.
+    let last_attach = table
+        .chunks_exact(PEER_ROW_LEN)
+        .filter(|row| field(row, offset_of!(PeerRow, generation), 4) != 0)
+        .map(|row| field(row, offset_of!(PeerRow, attached_at), 8))
+        .max()
+        .unwrap_or(0);
     Probe::Abandoned {
         ino: st.ino,
         last_attach,
+        leftover,
     }
 }
 
@@ -556,23 +582,19 @@ enum Removal {
     Kept,
 }
 
-/// Removes an abandoned segment that holds no data, deciding under its
-/// locks ([`reclaim`] re-checks every peer and the name).
-fn remove(name: &str) -> Removal {
-    // The object's figures tell whether it holds data.
-    let Ok(info) = super::inspect(name) else {
-        return Removal::Kept;
+/// Removes an abandoned segment that holds no data, deciding everything
+/// again under its locks ([`reclaim_unless_data`]: its name lock, every
+/// peer row's lock, the header, the rows, the object's figures); or a
+/// leftover of the fallback create path ([`reclaim`]'s rules for those).
+fn remove(name: &str, leftover: bool) -> Removal {
+    let outcome = if leftover {
+        reclaim(name)
+    } else {
+        reclaim_unless_data(name)
     };
-    let empty = match info.header.map(|h| h.kind) {
-        Some(ObjectKind::Lock) => true,
-        Some(_) => info.object.as_ref().and_then(|o| o.depth) == Some(0),
-        None => false,
-    };
-    if !empty {
-        return Removal::HoldsData;
-    }
-    match reclaim(name) {
+    match outcome {
         Ok(Reclaimed::Removed) => Removal::Removed,
-        _ => Removal::Kept,
+        Ok(Reclaimed::Kept(HOLDS_DATA)) => Removal::HoldsData,
+        Ok(Reclaimed::Kept(_)) | Err(_) => Removal::Kept,
     }
 }
