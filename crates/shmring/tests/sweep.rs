@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use shmring::core::mpmc::QueueConfig;
 use shmring::core::RingConfig;
+use shmring::dict::{Dict, DictConfig};
+use shmring::pipe::{End, Pipe, PipeConfig};
 use shmring::segment::{self, AutoSweepConfig};
 use shmring::{mpmc, CreateOptions, OpenOptions};
 use shmring_testkit::{
@@ -64,6 +66,29 @@ fn child_entry() {
             for i in 0..count {
                 p.try_push(format!("message {i}").as_bytes()).unwrap();
             }
+            sleep_forever();
+        }
+        // A dict service: three entries, then waits for its SIGKILL.
+        "dict_service" => {
+            let d =
+                Dict::<u64, u64>::create(&name, DictConfig::default(), &CreateOptions::default())
+                    .unwrap();
+            for i in 0..3 {
+                d.insert(&i, &(i * 10)).unwrap();
+            }
+            sleep_forever();
+        }
+        // A pipe service: one message sent and not yet received.
+        "pipe_service" => {
+            let pipe = Pipe::create(
+                &name,
+                true,
+                PipeConfig::default(),
+                &CreateOptions::default(),
+            )
+            .unwrap();
+            let mut end = pipe.connection(End::First).unwrap();
+            end.send_bytes(b"undelivered", 0, None).unwrap();
             sleep_forever();
         }
         // The restarted service: opens the queue and expects every message.
@@ -284,6 +309,62 @@ fn a_killed_services_queue_with_messages_survives_every_sweep() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("restart: got all 100"));
     // Its clean exit, as the last peer, removed the name.
     assert!(!shm_exists(&queue));
+}
+
+/// A killed dict with entries and a killed pipe with an undelivered
+/// message hold data too: no sweep removes them.
+#[test]
+fn a_killed_dict_with_entries_and_pipe_with_a_message_survive_every_sweep() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "dict and pipe");
+    let prefix = unique_name("sweep-data");
+    let dict = format!("{prefix}-dict");
+    let pipe = format!("{prefix}-pipe");
+    let _cleanup = Cleanup(vec![dict.clone(), pipe.clone()]);
+    for (name, role) in [(&dict, "dict_service"), (&pipe, "pipe_service")] {
+        let child = spawn_role("child_entry", role, &[(NAME_VAR, name.clone())])
+            .spawn()
+            .unwrap();
+        let ready = wait_until(Duration::from_secs(30), || {
+            segment::inspect(name).is_ok_and(|i| {
+                i.alive_peers() == 1 && i.object.and_then(|o| o.holds_data) == Some(true)
+            })
+        });
+        assert!(ready, "{role} never came up holding data");
+        kill(child);
+        assert!(segment::inspect(name).unwrap().is_abandoned());
+    }
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, Duration::ZERO);
+    for i in 0..3 {
+        assert_eq!(sweeper.trigger(&format!("{prefix}-trigger-{i}")), 1);
+    }
+    assert_eq!(
+        segment::sweep(&prefix, Duration::ZERO).unwrap(),
+        Vec::<String>::new()
+    );
+    assert!(shm_exists(&dict), "a dict with entries was swept");
+    assert!(shm_exists(&pipe), "a pipe with a message was swept");
+}
+
+/// A leftover of the fallback create path (a file under a private name
+/// whose creator died) is swept once it is old enough for reclaim; a fresh
+/// one (its creator may be at work) is not.
+#[test]
+fn a_dead_creators_leftover_is_swept_a_fresh_one_is_not() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "leftovers");
+    let prefix = format!(".shmring-creating.{}", &unique_name("sweep-leftover")[1..]);
+    let old = format!("/{prefix}-old");
+    let fresh = format!("/{prefix}-fresh");
+    let _cleanup = Cleanup(vec![old.clone(), fresh.clone()]);
+    for (name, age) in [(&old, Duration::from_secs(30)), (&fresh, Duration::ZERO)] {
+        let file = std::fs::File::create(shm_path(name)).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+    }
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, Duration::ZERO);
+    let trigger = unique_name("sweep-leftover-trigger");
+    assert_eq!(sweeper.trigger(&trigger), 1);
+    assert!(!shm_exists(&old), "a dead creator's leftover stayed");
+    assert!(shm_exists(&fresh), "a fresh leftover was swept");
 }
 
 /// Idleness counts from when a sweep first found the segment without a

@@ -53,8 +53,10 @@
 //! any point frees its row for the next attach. Peers that all die leave a
 //! named segment in `/dev/shm`, since only drops unlink; it is *reclaimed*
 //! (removed under locks, see [`reclaim`]) by the next create of the same
-//! name if it holds no undelivered data, by the automatic [`sweep`] of a
-//! later create once it has been idle a minute (both unless
+//! name if it holds no undelivered data, by the automatic [`sweep`] (at
+//! most once a minute per user, started by a create, on a background
+//! thread) once sweeps have seen it without a live peer for a minute and
+//! if it holds no data (both unless
 //! [`CreateOptions::reclaim_abandoned`] is off; a segment with
 //! [`UnlinkPolicy::Never`] is only removed by `shmring gc` or [`reclaim`]),
 //! or by `shmring gc`. Anonymous segments never outlive their last

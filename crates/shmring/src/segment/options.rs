@@ -124,9 +124,11 @@ pub struct CreateOptions {
     ///   that holds data is kept, and the create fails with
     ///   [`AlreadyExists`](SegmentError::AlreadyExists) (`undelivered:
     ///   true`): open it to recover the data;
-    /// - the first create in a process, and at most one a minute after it,
-    ///   also [`sweep`](super::sweep)s `/dev/shm` for this user's
-    ///   segments abandoned for at least a minute.
+    /// - a create may start the automatic sweep: on a background thread,
+    ///   at most once a minute per user on the whole host, never making the
+    ///   create wait; it removes this user's abandoned segments that hold
+    ///   no data and that sweeps have seen without a live peer for a
+    ///   minute (see [`sweep`](super::sweep)).
     ///
     /// With `false`, a taken name is always
     /// [`AlreadyExists`](SegmentError::AlreadyExists) and nothing is swept.

@@ -309,6 +309,20 @@ fn start(mut stamp: Stamp, config: AutoSweepConfig) {
 /// fail validation are left alone. Unlike the automatic sweep, this one
 /// examines every matching file, on the caller's thread.
 ///
+/// # The automatic sweep
+///
+/// A named create (with [`CreateOptions::reclaim_abandoned`], the default)
+/// may start the same sweep of all this user's segments, with a `min_idle`
+/// of a minute: at most once a minute per user on the whole host (a small
+/// stamp file, `/dev/shm/.shmring-sweep-<uid>`, holds when the last one
+/// started, and its lock elects one process), on a background thread, so
+/// the create never waits, and at most 256 files each time, going on where
+/// the previous one stopped. The stamp also keeps when each abandoned
+/// segment was first seen so: idleness counts from then, not from its last
+/// attach.
+///
+/// [`CreateOptions::reclaim_abandoned`]: crate::segment::CreateOptions::reclaim_abandoned
+///
 /// # Errors
 ///
 /// [`Io`](SegmentError::Io) when `/dev/shm` cannot be read. A segment that
