@@ -70,7 +70,7 @@ fn futex_calls_count_in_the_row_of_the_handle_that_made_them() {
     let sleeper =
         Queue::<u64>::create(&name, QueueOptions::default(), &Default::default()).unwrap();
     let waker = Queue::<u64>::open(&name, &Default::default()).unwrap();
-    let row = |q: &Queue<u64>| (q.segment().peer_token() as u32 - 1);
+    let row = |q: &Queue<u64>| q.segment().peer_token() as u32 - 1;
     std::thread::scope(|s| {
         let got = s.spawn(|| sleeper.get(Some(Duration::from_secs(30))).unwrap());
         while sleeper.segment().counter_sum(BlockedWaits) == 0 {
