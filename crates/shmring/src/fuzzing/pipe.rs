@@ -128,7 +128,7 @@ pub fn pipe_frames(data: &[u8]) {
     // the object region, `ring_len` bytes, page aligned; `keep` holds the
     // mapping; the reader uses it only through the ring protocol.
     let ring = unsafe { spsc::Ring::attach_in_place(base, ring_len, keep) }.expect("ring 0");
-    let mut writer = ring.producer(FutexWaiter).expect("ring 0 producer");
+    let mut writer = ring.producer(FutexWaiter::new()).expect("ring 0 producer");
     let mut model = Model {
         fragment: fragment as usize,
         duplex,

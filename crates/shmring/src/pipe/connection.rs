@@ -19,7 +19,6 @@ use crate::counts::Counts;
 use crate::error::SegmentError;
 use crate::object;
 use crate::segment::{OpenOptions, PeerCounter};
-use crate::sys::FutexWaiter;
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
 ///
@@ -121,9 +120,10 @@ impl Connection {
                 // waiting for a writer that will never write again (a
                 // producer writes nothing once any flag is set).
                 if ring.closed_flags() != 0 {
-                    ring.close(&FutexWaiter);
+                    ring.close(&segment.waiter());
                 }
-                match ring.consumer(FutexWaiter) {
+                // The connection keeps the segment (`pipe`) alive.
+                match ring.consumer(segment.waiter()) {
                     Ok(consumer) => Some(Incoming::new(ring, consumer)),
                     Err(c) => {
                         release_role(word, segment);
@@ -146,7 +146,7 @@ impl Connection {
                     release_incoming(incoming);
                     return Err(e);
                 }
-                match ring.producer(FutexWaiter) {
+                match ring.producer(segment.waiter()) {
                     Ok(producer) => Some(Outgoing::new(ring, producer)),
                     Err(c) => {
                         release_role(word, segment);

@@ -165,7 +165,7 @@ fn longest_whole(capacity: u64, fragment: usize) -> usize {
 pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) -> bool {
     let gone = holder_gone(word, segment);
     if gone {
-        ring.close(&FutexWaiter);
+        ring.close(&segment.waiter());
     }
     gone
 }

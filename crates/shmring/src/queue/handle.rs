@@ -36,6 +36,7 @@ use crate::sys::FutexWaiter;
 pub(super) struct Tasks<'a> {
     pub(super) slot: &'a TaskSlot,
     pub(super) counter: &'a TaskCounter,
+    pub(super) waiter: &'a FutexWaiter,
 }
 
 /// A consumer state and the buffer its pops copy into.
@@ -59,12 +60,15 @@ pub(super) struct Handle {
     consumers: Mutex<Vec<ConsumerState>>,
     policy: Mutex<WaitPolicy>,
     closed: AtomicBool,
+    /// Counts this handle's futex calls; `segment` keeps it valid.
+    pub(super) waiter: FutexWaiter,
 }
 
 impl Handle {
     pub(super) fn new(queue: mpmc::Queue, segment: Arc<Segment>) -> Handle {
         Handle {
             queue,
+            waiter: segment.waiter(),
             segment,
             producer: Mutex::new(None),
             consumers: Mutex::new(Vec::new()),
@@ -86,8 +90,8 @@ impl Handle {
         self.closed.store(true, Ordering::Relaxed);
         // Sleepers of other handles wake too, re-check and sleep again.
         let core = self.queue.core();
-        core.not_empty_word().wake_now(&FutexWaiter, WAKE_ALL);
-        core.space_word().wake_now(&FutexWaiter, WAKE_ALL);
+        core.not_empty_word().wake_now(&self.waiter, WAKE_ALL);
+        core.space_word().wake_now(&self.waiter, WAKE_ALL);
     }
 
     pub(super) fn set_wait_policy(&self, policy: WaitPolicy) {
@@ -148,7 +152,7 @@ impl Handle {
     fn put_blocking(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
         block_on(
             self.queue.core().space_word(),
-            &FutexWaiter,
+            &self.waiter,
             until(timeout),
             &self.policy(),
             |_slow| {
@@ -204,7 +208,7 @@ impl Handle {
         }
         block_on(
             self.queue.core().not_empty_word(),
-            &FutexWaiter,
+            &self.waiter,
             until(timeout),
             &self.policy(),
             |_slow| {
@@ -249,6 +253,6 @@ fn try_take(state: &mut ConsumerState, tasks: Option<Tasks<'_>>) -> Result<usize
     };
     t.slot.begin_take().map_err(|_| TakeError::SlotFull)?;
     let result = state.0.try_pop(&mut state.1);
-    t.slot.end_take(result.is_ok(), t.counter, &FutexWaiter);
+    t.slot.end_take(result.is_ok(), t.counter, t.waiter);
     result.map_err(TakeError::Pop)
 }

@@ -18,7 +18,6 @@ use crate::codec::Message;
 use crate::mpmc;
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
-use crate::sys::FutexWaiter;
 use shmring_core::error::Corrupted;
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`](super::Queue) that counts
@@ -119,7 +118,7 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
         // A previous owner of our row (dead, or dropped with tasks not
         // done) may have left tasks in the slot: they are lost.
         let (_, generation) = recovery::own_row(&q.segment);
-        let lost = q.slot().claim(generation, q.tasks(), &FutexWaiter);
+        let lost = q.slot().claim(generation, q.tasks(), &q.handle.waiter);
         if lost != 0 {
             q.segment.add_to_counter(PeerCounter::Recovered, lost);
         }
@@ -170,7 +169,7 @@ impl<T> JoinableQueue<T> {
         let slots = self.slots();
         let policy = WaitPolicy::default();
         let mut dropped = 0;
-        counter.join(&FutexWaiter, deadline, &policy, &mut |slow| {
+        counter.join(&self.handle.waiter, deadline, &policy, &mut |slow| {
             if slow {
                 dropped += recovery::reclaim_dead(counter, slots, &self.segment);
             }
@@ -194,14 +193,14 @@ impl<T> JoinableQueue<T> {
     /// `ValueError("task_done() called too many times")`.
     pub fn task_done(&self) -> Result<(), TooManyDone> {
         let counter = self.tasks();
-        if self.slot().done(counter, &FutexWaiter) {
+        if self.slot().done(counter, &self.handle.waiter) {
             return Ok(());
         }
         let own = recovery::own_row(&self.segment).0;
         let slots = self.slots();
         let others = slots.iter().enumerate().filter(|&(row, _)| row != own);
         for (_, slot) in others {
-            if slot.done(counter, &FutexWaiter) {
+            if slot.done(counter, &self.handle.waiter) {
                 return Ok(());
             }
         }
@@ -275,6 +274,7 @@ impl<T: Message> JoinableQueue<T> {
         let tasks = Tasks {
             slot: self.slot(),
             counter: self.tasks(),
+            waiter: &self.handle.waiter,
         };
         self.handle.get(timeout, Some(tasks))
     }

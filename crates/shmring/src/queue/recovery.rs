@@ -15,7 +15,6 @@ use shmring_core::tasks::{TaskCounter, TaskSlot};
 use shmring_core::wait::TimedOut;
 
 use crate::segment::{Segment, MAX_PEER_ROWS};
-use crate::sys::FutexWaiter;
 
 /// Offset of the slot table in the tasks region.
 pub(super) const SLOTS_OFFSET: usize = 256;
@@ -86,7 +85,7 @@ pub(super) fn reclaim_dead(tasks: &TaskCounter, slots: &[TaskSlot], segment: &Se
         .iter()
         .enumerate()
         .map(|(row, slot)| {
-            slot.reclaim_if_dead(tasks, &FutexWaiter, &mut |g| {
+            slot.reclaim_if_dead(tasks, &segment.waiter(), &mut |g| {
                 !segment.is_peer_alive(token(row, g))
             })
         })

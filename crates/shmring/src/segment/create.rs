@@ -403,7 +403,6 @@ impl Segment {
             row,
             generation,
             token: peers::token(row, generation),
-        }
-        .count_futex_calls())
+        })
     }
 }

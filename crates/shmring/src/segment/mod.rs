@@ -374,22 +374,22 @@ impl Segment {
         })
     }
 
-    /// Starts counting the futex calls made on this attachment's mapping in
-    /// its peer row ([`PeerCounter::BlockedWaits`], [`PeerCounter::Wakes`]).
-    /// Called once by each constructor; [`Drop`] stops it.
-    fn count_futex_calls(self) -> Segment {
+    /// A futex waiter that counts its sleeps and wake-ups in this
+    /// attachment's peer row ([`PeerCounter::BlockedWaits`],
+    /// [`PeerCounter::Wakes`]). Store it only in a handle that keeps this
+    /// segment alive (an `Arc<Segment>`), and never hand it out.
+    pub(crate) fn waiter(&self) -> sys::FutexWaiter {
+        const _: () =
+            assert!(PeerCounter::Wakes as usize == PeerCounter::BlockedWaits as usize + 1);
+        let first = PeerCounter::BlockedWaits as usize;
         let row = self.peer_row(self.row);
-        // SAFETY: the row lies in `self.map`, which stays mapped until this
-        // segment drops, and `Drop` stops the counting before anything else.
-        unsafe {
-            sys::futex::count_calls(
-                self.map.as_ptr() as usize,
-                self.map.len(),
-                &row.counters[PeerCounter::BlockedWaits as usize],
-                &row.counters[PeerCounter::Wakes as usize],
-            );
-        }
-        self
+        let pair: &[_; 2] = row.counters[first..first + 2]
+            .try_into()
+            .expect("two slots");
+        // SAFETY: the row lies in `self.map`, mapped until this segment
+        // drops; by this method's contract the waiter lives only in handles
+        // that keep the segment (and so the mapping) alive.
+        unsafe { sys::FutexWaiter::counting(pair) }
     }
 
     fn peer_row(&self, row: u32) -> &PeerRow {
@@ -436,9 +436,6 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // Before anything else (and so before the mapping goes with the
-        // fields): no futex call may count into this row any more.
-        sys::futex::stop_counting(self.map.as_ptr() as usize);
         // The token dies before the lock goes, so nobody sees it alive after.
         self.peer_row(self.row).release(self.generation);
         let _ = lock::unlock_byte(self.file.as_fd(), PEER_LOCK_BASE + u64::from(self.row));

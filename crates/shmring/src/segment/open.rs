@@ -169,8 +169,7 @@ impl Segment {
             row,
             generation,
             token: peers::token(row, generation),
-        }
-        .count_futex_calls())
+        })
     }
 
     /// Removes a name from `/dev/shm`, whatever its segment's peers are
