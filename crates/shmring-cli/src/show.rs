@@ -237,7 +237,7 @@ pub fn report(i: &SegmentInfo) -> String {
         ),
     );
     kv(
-        "init lock",
+        "name lock",
         if i.init_locked { "held" } else { "free" }.into(),
     );
     if let Some(h) = &i.header {
