@@ -115,6 +115,12 @@
 //!   one, the fragments stay in the connection and the next receive of any
 //!   kind continues the message. [`PipeError::Empty`] means "no whole
 //!   message yet", never end of file.
+//! * **A timed receive ends at its deadline**, even while the rest of a
+//!   long message (or the rest of one cut off, which a new reader skips)
+//!   keeps arriving: once a `recv_timeout` or `poll(Some(t))` has taken a
+//!   ring's worth of records, it looks at the clock before each further
+//!   one. Whatever is in the ring when the call begins is still taken,
+//!   even with a zero timeout.
 //! * **No system call** unless a sleeper must be woken, except one liveness
 //!   probe of the other end per liveness slice (100 ms) while a try finds
 //!   the ring empty or full: that is how a try notices that the other

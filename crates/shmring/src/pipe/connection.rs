@@ -306,7 +306,9 @@ impl Connection {
     ///
     /// Up to `timeout`, waking as soon as a message arrives or the other end
     /// closes; its death is noticed within 100 ms. A timeout is a lower
-    /// bound: the call may return a little later.
+    /// bound: the call may return a little later. Records to skip that keep
+    /// arriving do not hold it past its timeout (as for
+    /// [`recv_timeout`](Connection::recv_timeout)).
     ///
     /// # Errors
     ///
@@ -316,16 +318,23 @@ impl Connection {
         self.check_closed()?;
         let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
         let deadline = deadline(timeout);
+        inc.begin();
         loop {
             let ring = &inc.ring;
             let writer = ring.owner_words().0;
             let ready = inc
                 .consumer
                 .wait_readable(deadline, policy, &mut || peer_gone(ring, writer, segment));
+            let ready = match ready {
+                // Only the rest of a message cut off: skipped; wait on
+                // (unless the deadline passed while skipping).
+                Ok(true) => inc.skip_orphans(deadline),
+                Ok(false) => Ok(true),
+                Err(TimedOut) => Err(TimedOut),
+            };
             match ready {
-                // Only the rest of a message cut off: skipped; wait on.
-                Ok(true) if !inc.skip_orphans() => {}
-                Ok(_) => return Ok(true),
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
                 // Timed out: one liveness check (a system call), so that a
                 // dead writer reads as end of file even for a zero timeout.
                 Err(TimedOut) => return Ok(inc.writer_gone(segment)),

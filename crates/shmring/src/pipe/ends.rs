@@ -93,6 +93,12 @@ pub(super) struct Incoming {
     /// a timeout) leaves them here for the next call, which goes on from
     /// there; a call that completes the message empties it.
     pub(super) partial: Vec<u8>,
+    /// Bytes of records (header included) consumed by the current receive
+    /// or poll (see [`begin`](Incoming::begin)): a timed call looks at its
+    /// deadline between records once this reaches the ring's capacity.
+    taken: u64,
+    /// The ring's capacity in bytes.
+    capacity: u64,
     probe: Probe,
 }
 
@@ -175,10 +181,34 @@ impl Incoming {
         Incoming {
             consumer,
             fragment: ring.config().max_record as usize,
+            capacity: ring.config().capacity,
             ring,
             partial: Vec::new(),
+            taken: 0,
             probe: Probe::new(),
         }
+    }
+
+    /// Starts a receive or a poll: nothing consumed by it yet.
+    #[inline]
+    pub(super) fn begin(&mut self) {
+        self.taken = 0;
+    }
+
+    /// Whether a call that may wait until `deadline` must give up before
+    /// consuming another record: it has consumed a whole ring's worth
+    /// already, and the deadline has passed.
+    ///
+    /// A timed call otherwise looks at its deadline only when the ring is
+    /// empty, which a writer that keeps up (or a stream of records to skip)
+    /// may never let happen: it would run on for as long as the stream
+    /// lasts. Up to a ring's worth it does not look (no clock read on the
+    /// common path, and whatever was already in the ring when the call
+    /// began, a whole message included, is still taken by a zero timeout);
+    /// past that, it looks before every record.
+    #[inline]
+    fn overdue(taken: u64, capacity: u64, deadline: Option<Deadline>) -> bool {
+        taken >= capacity && deadline.is_some_and(|d| crate::sys::now() >= d)
     }
 
     /// The other end (the producer of this ring) is gone: see [`peer_gone`].
@@ -213,14 +243,28 @@ impl Incoming {
     ) -> Result<R, PipeError> {
         let mut f = Some(f);
         let mid_message = !self.partial.is_empty();
+        let deadline = match patience {
+            Patience::Until(deadline) => Some(deadline),
+            Patience::Forever | Patience::Never => None,
+        };
         loop {
             match self.consumer.read() {
+                Ok(grant) if Self::overdue(self.taken, self.capacity, deadline) => {
+                    // Left in the ring (a grant that is not dropped
+                    // consumes nothing); `partial` is kept.
+                    std::mem::forget(grant);
+                    return Err(PipeError::Timeout);
+                }
                 // The grant drops at the end of the arm: consumed.
                 Ok(grant) if grant.continues() == mid_message => {
-                    return Ok((f.take().expect("called once"))(&grant, &mut self.partial))
+                    self.taken += record_size(grant.len() as u64);
+                    return Ok((f.take().expect("called once"))(&grant, &mut self.partial));
                 }
                 // A continuation with no beginning: consumed (dropped), skipped.
-                Ok(grant) if !mid_message => drop(grant),
+                Ok(grant) if !mid_message => {
+                    self.taken += record_size(grant.len() as u64);
+                    drop(grant);
+                }
                 Ok(grant) => {
                     // A new message begins mid-message. Not dropping the
                     // grant leaves the record unconsumed: the next read
@@ -267,24 +311,37 @@ impl Incoming {
     /// the ring that continue a message this reader never saw begin (as
     /// [`next_record`](Incoming::next_record) would skip them). Returns
     /// whether something is left to read: a record (left in the ring), or
-    /// an end or error the next read reports; `false` once the ring is
+    /// an end or error the next read reports; `Ok(false)` once the ring is
     /// empty.
-    pub(super) fn skip_orphans(&mut self) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when `deadline` passes while records to skip keep
+    /// coming (checked as in [`next_record`](Incoming::next_record)).
+    pub(super) fn skip_orphans(&mut self, deadline: Option<Deadline>) -> Result<bool, TimedOut> {
         if !self.partial.is_empty() {
-            return true;
+            return Ok(true);
         }
         loop {
             match self.consumer.read() {
-                // Consumed (dropped), skipped.
-                Ok(grant) if grant.continues() => drop(grant),
-                Ok(grant) => {
-                    // Left in the ring: a grant that is not dropped
-                    // consumes nothing.
-                    std::mem::forget(grant);
-                    return true;
+                Ok(grant) if grant.continues() => {
+                    if Self::overdue(self.taken, self.capacity, deadline) {
+                        // Left in the ring: a grant that is not dropped
+                        // consumes nothing.
+                        std::mem::forget(grant);
+                        return Err(TimedOut);
+                    }
+                    self.taken += record_size(grant.len() as u64);
+                    // Consumed (dropped), skipped.
+                    drop(grant);
                 }
-                Err(PopError::Empty) => return false,
-                Err(_) => return true,
+                Ok(grant) => {
+                    // Left in the ring, as above.
+                    std::mem::forget(grant);
+                    return Ok(true);
+                }
+                Err(PopError::Empty) => return Ok(false),
+                Err(_) => return Ok(true),
             }
         }
     }
