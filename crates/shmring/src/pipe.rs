@@ -80,7 +80,11 @@
 //! the dead end over ([`Connection::open`]) and go on: its reader starts at
 //! the next whole message, and a reader that was in the middle of the dead
 //! writer's message gets [`PipeError::TruncatedMessage`], then the new
-//! writer's messages (see [Framing](#framing)). A `send` that finds
+//! writer's messages (see [Framing](#framing)). A takeover and the other
+//! end's notice of the death, at the same moment, are decided by one
+//! compare-and-swap on the end's role word: either the new holder goes on
+//! with both ends open, or it finds the pipe closed from its first call;
+//! never closed under it after it started. A `send` that finds
 //! room does not check liveness (that would cost a system call per message),
 //! so a writer whose reader died learns it when the ring fills up. An end
 //! transferred to a child whose process dies *before* it opened the end

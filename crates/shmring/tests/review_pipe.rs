@@ -9,13 +9,15 @@
 //! test means to slow down or stop sets.
 
 use std::cell::Cell;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
-use shmring::pipe::{End, Pipe, PipeConfig, PipeError};
-use shmring::CreateOptions;
-use shmring_testkit::{unique_name, wait_until, Watchdog};
+use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
+use shmring::{CreateOptions, OpenOptions};
+use shmring_testkit::{role, spawn_role, unique_name, wait_until, Watchdog};
 
 fn dog(what: &str) -> Watchdog {
     Watchdog::new(Duration::from_secs(120), what)
@@ -44,6 +46,8 @@ enum Gate {
     /// sleeps this long, then waits (up to 2 s) for the writer of `Slow` to
     /// publish once more or finish, so the ring never runs empty.
     Slow(Duration, &'static Slow),
+    /// Stops at the named failpoint until told to go on.
+    Window(&'static str, &'static Window),
 }
 
 /// A writer's progress, for [`Gate::Slow`].
@@ -60,6 +64,21 @@ impl Slow {
             publishes: AtomicU64::new(0),
             done: AtomicBool::new(false),
             hold: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A rendezvous at a failpoint, for [`Gate::Window`].
+struct Window {
+    entered: AtomicBool,
+    go_on: AtomicBool,
+}
+
+impl Window {
+    const fn new() -> Window {
+        Window {
+            entered: AtomicBool::new(false),
+            go_on: AtomicBool::new(false),
         }
     }
 }
@@ -82,19 +101,48 @@ fn hook(name: &'static str, _context: &[u8]) {
         }
         return;
     }
-    if let ("spsc.released", Gate::Slow(pause, slow)) = (name, GATE.get()) {
-        // ORDERING: Relaxed — test counters.
-        let seen = slow.publishes.load(Ordering::Relaxed);
-        std::thread::sleep(pause);
-        wait_until(Duration::from_secs(2), || {
-            slow.publishes.load(Ordering::Relaxed) > seen || slow.done.load(Ordering::Relaxed)
-        });
+    match (name, GATE.get()) {
+        ("spsc.released", Gate::Slow(pause, slow)) => {
+            // ORDERING: Relaxed — test counters.
+            let seen = slow.publishes.load(Ordering::Relaxed);
+            std::thread::sleep(pause);
+            wait_until(Duration::from_secs(2), || {
+                slow.publishes.load(Ordering::Relaxed) > seen || slow.done.load(Ordering::Relaxed)
+            });
+        }
+        (_, Gate::Window(at, window)) if at == name => {
+            // ORDERING: Relaxed — test flags, polled.
+            window.entered.store(true, Ordering::Relaxed);
+            assert!(
+                wait_until(Duration::from_secs(60), || window
+                    .go_on
+                    .load(Ordering::Relaxed)),
+                "the test never let the stopped thread go on"
+            );
+        }
+        _ => {}
     }
 }
 
 fn install_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| shmring::core::failpoint::set_hook(Some(hook)));
+}
+
+/// Child roles of this binary.
+#[test]
+fn review_child() {
+    let Some(role) = role() else { return };
+    let name = std::env::var("SHMRING_REVIEW_PIPE").unwrap();
+    match role.as_str() {
+        // Takes the writing end, says so, and waits to be killed.
+        "claim-writer-and-hang" => {
+            let _conn = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+            println!("review: claimed");
+            shmring_testkit::sleep_forever();
+        }
+        other => panic!("unknown role {other}"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -192,4 +240,133 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
     // The orphans are skipped, the next message arrives whole.
     assert_eq!(reader.recv_bytes(None).unwrap(), b"next");
     drop(writing.join().unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// Finding 2: an end noticed dead while a new process takes it over: the
+// noticer closed the pipe under the new holder.
+
+/// The reader finds the writer's process dead and is stopped right there,
+/// before it acts (the failpoint `role.holder-found-dead`); meanwhile another
+/// process (here: another attachment) takes the writing end over, as the
+/// docs allow ("before anyone noticed, another process may take the dead
+/// end over and go on"), and sends. The reader must then go on with the
+/// new writer: neither end is closed or gone. It used to close the pipe on
+/// the dead writer's behalf anyway, so the new writer's next send was a
+/// `BrokenPipe` (and the reader's next receive an end of file) with both
+/// ends alive and open.
+#[test]
+fn a_takeover_that_wins_the_race_with_the_notice_of_death_keeps_the_pipe_open() {
+    static WINDOW: Window = Window::new();
+    install_hook();
+    let _dog = dog("takeover races the notice of death");
+    let name = unique_name("review-takeover");
+    let pipe = Pipe::create(&name, false, small(), &CreateOptions::default()).unwrap();
+    let reader = pipe.connection(End::First).unwrap();
+    let mut child = spawn_role(
+        "review_child",
+        "claim-writer-and-hang",
+        &[("SHMRING_REVIEW_PIPE", name.clone())],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("review: claimed")),
+        "the child never claimed the writing end"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut reader = reader;
+        GATE.set(Gate::Window("role.holder-found-dead", &WINDOW));
+        let got = reader.recv_timeout::<Vec<u8>>(Duration::from_secs(30));
+        GATE.set(Gate::Off);
+        (reader, got)
+    });
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            // ORDERING: Relaxed — a test flag.
+            WINDOW.entered.load(Ordering::Relaxed)
+        }),
+        "the reader never found the dead writer"
+    );
+    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    writer.try_send_bytes(b"one", 0, None).unwrap();
+    // ORDERING: Relaxed — a test flag.
+    WINDOW.go_on.store(true, Ordering::Relaxed);
+    let (mut reader, got) = reading.join().unwrap();
+    assert_eq!(got.as_deref(), Ok(&b"one"[..]));
+    assert_eq!(
+        writer.send_bytes(b"two", 0, None),
+        Ok(()),
+        "the reader is alive and open"
+    );
+    assert_eq!(
+        reader
+            .recv_timeout::<Vec<u8>>(Duration::from_secs(30))
+            .as_deref(),
+        Ok(&b"two"[..]),
+        "the writer is alive and open"
+    );
+}
+
+/// The other order: the reader decided the writer is gone and is stopped
+/// before it closes the ring (`pipe.closing-for-gone-peer`) when another
+/// process takes the writing end over. The notice came first, so the pipe
+/// is broken for the new writer ("once noticed, the pipe stays broken"),
+/// from its very first send: a send that succeeded and was then closed
+/// under would be a message delivered to a reader that reports end of file
+/// next, with both ends alive.
+#[test]
+fn a_takeover_that_loses_the_race_with_the_notice_of_death_finds_the_pipe_closed() {
+    static WINDOW: Window = Window::new();
+    install_hook();
+    let _dog = dog("takeover after the notice of death");
+    let name = unique_name("review-takeover-late");
+    let pipe = Pipe::create(&name, false, small(), &CreateOptions::default()).unwrap();
+    let reader = pipe.connection(End::First).unwrap();
+    let mut child = spawn_role(
+        "review_child",
+        "claim-writer-and-hang",
+        &[("SHMRING_REVIEW_PIPE", name.clone())],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("review: claimed")),
+        "the child never claimed the writing end"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut reader = reader;
+        GATE.set(Gate::Window("pipe.closing-for-gone-peer", &WINDOW));
+        let got = reader.recv_timeout::<Vec<u8>>(Duration::from_secs(30));
+        GATE.set(Gate::Off);
+        got
+    });
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            // ORDERING: Relaxed — a test flag.
+            WINDOW.entered.load(Ordering::Relaxed)
+        }),
+        "the reader never found the dead writer"
+    );
+    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    let sent = writer.try_send_bytes(b"one", 0, None);
+    // ORDERING: Relaxed — a test flag.
+    WINDOW.go_on.store(true, Ordering::Relaxed);
+    let got = reading.join().unwrap();
+    assert_eq!(sent, Err(PipeError::BrokenPipe), "the end was noticed dead");
+    assert_eq!(got, Err(PipeError::Eof));
 }

@@ -14,7 +14,7 @@ use shmring_core::wait::{TimedOut, WaitPolicy};
 
 use super::ends::{peer_gone, Incoming, Outgoing};
 use super::{end_var, End, Pipe, PipeError, Shared};
-use crate::attach::{claim_role, deadline, release_role, AttachError};
+use crate::attach::{claim_role, deadline, release_role, AttachError, GONE};
 use crate::counts::Counts;
 use crate::error::SegmentError;
 use crate::object;
@@ -111,15 +111,18 @@ impl Connection {
             Some(i) => {
                 let ring = pipe.rings[i].clone();
                 let word = ring.owner_words().1;
-                claim_role(word, segment, role)?;
+                let previous = claim_role(word, segment, role)?;
                 // A closed end stays closed. Its writer learnt so (the
                 // reader closed: `BrokenPipe`; the other end died or closed:
                 // the producer flag), but the ring's consumer only ends at
                 // the producer flag: set it too, so that this reader drains
                 // what is left and then sees end of file instead of
                 // waiting for a writer that will never write again (a
-                // producer writes nothing once any flag is set).
-                if ring.closed_flags() != 0 {
+                // producer writes nothing once any flag is set). The role
+                // found `GONE`: the writer found the previous reader dead
+                // and is closing the ring (or has): close it ourselves, so
+                // that it is closed before we use it whoever is first.
+                if previous == GONE || ring.closed_flags() != 0 {
                     ring.close(&segment.waiter());
                 }
                 // The connection keeps the segment (`pipe`) alive.
@@ -142,9 +145,15 @@ impl Connection {
             Some(i) => {
                 let ring = pipe.rings[i].clone();
                 let word = ring.owner_words().0;
-                if let Err(e) = claim_role(word, segment, role) {
-                    release_incoming(incoming);
-                    return Err(e);
+                match claim_role(word, segment, role) {
+                    // The reader found the previous writer dead and is
+                    // closing the ring (see above): it is closed for us too.
+                    Ok(GONE) => ring.close(&segment.waiter()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        release_incoming(incoming);
+                        return Err(e);
+                    }
                 }
                 match ring.producer(segment.waiter()) {
                     Ok(producer) => Some(Outgoing::new(ring, producer)),

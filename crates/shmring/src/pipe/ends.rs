@@ -12,7 +12,7 @@ use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
 use super::error::{eof, from_pop, from_push};
 use super::PipeError;
-use crate::attach::holder_gone;
+use crate::attach::mark_gone;
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 
@@ -168,9 +168,19 @@ fn longest_whole(capacity: u64, fragment: usize) -> usize {
 /// if so, closes the ring on its behalf, so that every later check is the
 /// flag alone (no system call) and a re-opened end finds it closed, as
 /// Python's dead descriptor would be.
+///
+/// "Gone" is decided by [`mark_gone`]'s CAS on the role word: a process
+/// that takes the dead end over at the same moment either wins (then the
+/// end is not gone, and nothing is closed under the new holder) or finds
+/// the word `GONE` and closes the ring itself (see `Connection::claim`).
+///
+/// With the cargo feature `failpoints`, the failpoint hook is called as
+/// `pipe.closing-for-gone-peer` between the decision and the closing.
 pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) -> bool {
-    let gone = holder_gone(word, segment);
+    let gone = mark_gone(word, segment);
     if gone {
+        #[cfg(feature = "failpoints")]
+        shmring_core::failpoint::hit("pipe.closing-for-gone-peer", &[]);
         ring.close(&segment.waiter());
     }
     gone
