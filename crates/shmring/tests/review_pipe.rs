@@ -242,6 +242,22 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
     drop(writing.join().unwrap());
 }
 
+/// What the fix of finding 1 keeps: a timed receive still takes whatever
+/// was in the ring when it began, a whole multi-fragment message included,
+/// even with a zero timeout (the deadline is only looked at after a ring's
+/// worth of records).
+#[test]
+fn a_zero_timeout_still_takes_a_whole_message_already_in_the_ring() {
+    let _dog = dog("zero timeout, message present");
+    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let max = writer.max_whole_message().unwrap();
+    for len in [300, 3000, max] {
+        let msg = pattern(len, 5);
+        writer.try_send_bytes(&msg, 0, None).unwrap();
+        assert_eq!(reader.recv_timeout::<Vec<u8>>(Duration::ZERO), Ok(msg));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Finding 2: an end noticed dead while a new process takes it over: the
 // noticer closed the pipe under the new holder.
