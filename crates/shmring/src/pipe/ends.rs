@@ -166,9 +166,9 @@ impl Incoming {
         peer_gone(&self.ring, self.ring.owner_words().0, segment)
     }
 
-    /// Waits (per `patience`) until a record is there, hands its payload to
-    /// `f` in place, with [`partial`](Incoming::partial) to append to, and
-    /// consumes it.
+    /// Waits (per `patience`) until a record is there, hands its read grant
+    /// to `f` (which copies the payload out of the ring, race-free), with
+    /// [`partial`](Incoming::partial) to append to, and consumes it.
     ///
     /// Gives up with [`PipeError::Empty`] (a try) or [`PipeError::Timeout`],
     /// keeping `partial`; at end of file, or on any other error, `partial`
@@ -179,7 +179,7 @@ impl Incoming {
         segment: &Segment,
         policy: &WaitPolicy,
         patience: Patience,
-        f: impl FnOnce(&[u8], &mut Vec<u8>) -> R,
+        f: impl FnOnce(&spsc::ReadGrant<'_, FutexWaiter>, &mut Vec<u8>) -> R,
     ) -> Result<R, PipeError> {
         let mut f = Some(f);
         let mid_message = !self.partial.is_empty();
@@ -238,7 +238,7 @@ impl Incoming {
                 if msg.len().saturating_add(p.len()) > limit {
                     return None;
                 }
-                msg.extend_from_slice(p);
+                p.append_to(msg);
                 Some(p.len() == fragment)
             })?;
             match step {
