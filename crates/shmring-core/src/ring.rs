@@ -1,5 +1,5 @@
 //! One byte ring in memory: its shared block, its parameters, and the two
-//! halves of its protocol ([`Writer`] and [`Reader`]) that the SPSC handles
+//! halves of its protocol (`Writer` and `Reader`) that the SPSC handles
 //! use directly and the MPMC queue reuses for its per-producer rings.
 //!
 //! # Position words
@@ -45,7 +45,7 @@
 //! stamp, 24 bits of the position, guards the copy less well for rings of
 //! 128 MiB or more, where every lap has the same stamps; the CAS on the
 //! whole word is what decides.)
-
+//!
 //! # Records and wrapping
 //!
 //! See [`crate::record`]. A record never wraps: when it does not fit before

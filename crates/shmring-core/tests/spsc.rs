@@ -687,9 +687,11 @@ fn hostile_position_words() -> Vec<u64> {
 #[test]
 fn hostile_positions_are_corruption_not_panics() {
     let words = hostile_position_words();
+    // Every pair natively; a sample under Miri, which runs ~1000x slower.
+    let step = if cfg!(miri) { 17 } else { 1 };
     let mut buf = Vec::new();
-    for &tail in &words {
-        for &head in &words {
+    for &tail in words.iter().step_by(step) {
+        for &head in words.iter().skip(step / 2).step_by(step) {
             let (_mem, ring, base) = region(256, 64);
             let w = ThreadWaiter::default();
             let (mut p, mut c) = (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap());
