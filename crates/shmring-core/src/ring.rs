@@ -1,5 +1,5 @@
 //! One byte ring in memory: its shared block, its parameters, and the two
-//! halves of its protocol ([`Writer`] and [`Reader`]) that the SPSC handles
+//! halves of its protocol (`Writer` and `Reader`) that the SPSC handles
 //! use directly and the MPMC queue reuses for its per-producer rings.
 //!
 //! # Position words
@@ -45,7 +45,7 @@
 //! stamp, 24 bits of the position, guards the copy less well for rings of
 //! 128 MiB or more, where every lap has the same stamps; the CAS on the
 //! whole word is what decides.)
-
+//!
 //! # Records and wrapping
 //!
 //! See [`crate::record`]. A record never wraps: when it does not fit before
@@ -335,9 +335,8 @@ pub(crate) struct RingRef {
     /// Checked copies of the constants (never re-read from shared memory).
     /// The data area in bytes.
     pub(crate) capacity: u64,
-    /// The data area in words: a power of two, at most 2^25.
-    pub(crate) words: u64,
-    /// `words - 1`: a position's word index.
+    /// The data area in words less one (a power of two, at most 2^25,
+    /// less one): a position's word index is `position & mask`.
     pub(crate) mask: u64,
     pub(crate) max_record: u64,
 }
@@ -368,15 +367,19 @@ impl RingRef {
                 config.capacity,
             ));
         }
-        let words = config.capacity / 8;
         Ok(RingRef {
             shared,
             data,
             capacity: config.capacity,
-            words,
-            mask: words - 1,
+            mask: config.capacity / 8 - 1,
             max_record: config.max_record,
         })
+    }
+
+    /// The data area in words.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> u64 {
+        self.mask + 1
     }
 
     #[inline(always)]
@@ -389,7 +392,7 @@ impl RingRef {
     pub(crate) fn data(&self) -> &[AtomicU64] {
         // SAFETY: `words` words, valid (constructor contract; the capacity
         // was checked against the data area there).
-        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.words as usize) }
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.words() as usize) }
     }
 
     /// Raw pointer to byte `index` of the data area (zero-copy grants).
@@ -414,7 +417,7 @@ impl RingRef {
     #[inline]
     pub(crate) fn check_words(&self, head: u64, tail: u64) -> Result<u64, Corrupted> {
         let used = distance(position(head), position(tail));
-        if used > self.words {
+        if used > self.words() {
             return Err(Corrupted::new("ring positions (tail - head)", used));
         }
         let records = count_distance(head, tail);
@@ -430,7 +433,7 @@ impl RingRef {
     /// `pad` set; the caller skips it by `size`.
     #[inline(always)]
     pub(crate) fn record_at(&self, position: u64, avail: u64) -> Result<Found, Corrupted> {
-        debug_assert!(avail > 0 && avail <= self.words);
+        debug_assert!(avail > 0 && avail <= self.words());
         let index = position & self.mask;
         // ORDERING: Acquire — pairs with the producer's Release store of the
         // header. For a single consumer the Acquire of the tail already
@@ -448,13 +451,13 @@ impl RingRef {
         // `len < 2^32`: no overflow.
         let size = record::record_words(len);
         if pad {
-            if index + size != self.words || len % 8 != 0 {
+            if index + size != self.words() || len % 8 != 0 {
                 return Err(Corrupted::new("padding length", len));
             }
         } else if len > self.max_record {
             return Err(Corrupted::new("record length", len));
         }
-        if index + size > self.words || size > avail {
+        if index + size > self.words() || size > avail {
             return Err(Corrupted::new("record extent", len));
         }
         Ok(Found {
@@ -486,6 +489,7 @@ pub(crate) struct Found {
     pub(crate) size: u64,
     pub(crate) pad: bool,
     /// A data record tagged CONT (see [`crate::record`]).
+    #[cfg_attr(loom, allow(dead_code))] // read by the grants, not under loom
     pub(crate) continues: bool,
 }
 
@@ -520,7 +524,7 @@ pub(crate) fn ring_count(ring: &RingRef) -> Result<u64, Corrupted> {
     }
     // Past the capacity only when the ring moved a lot between the loads:
     // a ring never holds more records than it has words.
-    Ok(records.min(ring.words))
+    Ok(records.min(ring.words()))
 }
 
 /// Whether a ring holds no published record (a snapshot). A lone padding
@@ -553,7 +557,7 @@ pub(crate) fn ring_free_bytes(ring: &RingRef) -> u64 {
     // ORDERING: as above.
     let tail = shared.producer.tail.load(Ordering::Acquire);
     let used = distance(position(head), position(tail));
-    ring.words.saturating_sub(used) * 8
+    ring.words().saturating_sub(used) * 8
 }
 
 #[cfg(all(test, not(loom)))]

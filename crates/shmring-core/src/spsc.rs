@@ -4,7 +4,7 @@
 //! record at the wrap, and process-local cached copies of the other side's
 //! position, so that while the ring is neither empty nor full the producer
 //! touches only its own line (and the reader only its own). Three ways in and
-//! out: copy ([`Producer::try_push`], [`Consumer::try_pop`]), zero-copy
+//! out: copy ([`Producer::try_push`], [`Consumer::try_pop`]), in place
 //! ([`Producer::reserve`] → [`WriteGrant::commit`], [`Consumer::read`] →
 //! drop the [`ReadGrant`]), and batches ([`Producer::try_push_many`],
 //! [`Consumer::try_pop_many`]: many records, one publish, one wake).
@@ -12,6 +12,34 @@
 //! The handles here are not tied to an OS: [`Ring`] is built over memory the
 //! caller keeps alive (a mapped segment in the `shmring` crate, the heap in
 //! [`crate::heap`]), and blocking goes through the [`Waiter`] the handle holds.
+//!
+//! # Untrusted peers
+//!
+//! The other end of a ring is another process, and it may be buggy or
+//! hostile: it can write any bytes anywhere in the segment at any moment,
+//! including a record this side is reading or space this side has reserved.
+//! The contract: **safe code on this side cannot be led into undefined
+//! behaviour by anything the peer does**; at worst it gets wrong bytes or a
+//! [`Corrupted`] error.
+//!
+//! * Every value that steers this side (positions, counts, record headers)
+//!   is loaded atomically and checked before use (see [`crate::ring`]).
+//! * Payload bytes are *copied out* before anyone looks at them, with
+//!   relaxed atomic word loads, never a plain `memcpy` or a reference into
+//!   the ring: [`Consumer::try_pop`], [`Consumer::try_pop_many`] (which
+//!   hands `f` a process-local copy) and the read grant's
+//!   [`copy_to_slice`](ReadGrant::copy_to_slice),
+//!   [`append_to`](ReadGrant::append_to) and [`to_vec`](ReadGrant::to_vec).
+//!   A racing write makes the copy wrong, never racy.
+//! * Payload bytes go *in* with plain copies into space the protocol gives
+//!   the producer alone ([`Producer::try_push`],
+//!   [`WriteGrant::write_at`]); this process never reads them back, so a
+//!   peer that touches them garbles only what that peer sees.
+//! * Views *into* the ring, with no copy at all, are `unsafe`:
+//!   [`ReadGrant::as_slice`] and [`WriteGrant::as_mut_slice`]. Their
+//!   callers promise a well-behaved peer (every handle of this crate is
+//!   one), because a peer writing under a live `&[u8]` or `&mut [u8]` is
+//!   undefined behaviour in this process.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -494,38 +522,48 @@ impl<W: Waiter + Clone> Consumer<W> {
     }
 
     /// Replaces the contents of `buf` with the payload of `found`: small
-    /// ones a word at a time, larger ones with one `memcpy` (no zero-fill
-    /// first in either case).
+    /// ones a word at a time, larger ones into `buf`'s spare capacity (no
+    /// zero-fill first in either case). Relaxed atomic word loads, so a
+    /// misbehaving producer writing the record meanwhile makes the copy
+    /// wrong, never racy (see the module docs).
     #[inline(always)]
     fn copy_out(&self, found: &Found, buf: &mut Vec<u8>) {
-        let ring = &self.reader.ring;
+        let words = self.reader.ring.payload_words(found);
         if found.len <= small::SMALL {
-            small::load(ring.payload_words(found), found.len, buf);
+            small::load(words, found.len, buf);
             return;
         }
         buf.clear();
-        #[cfg(not(loom))]
-        buf.extend_from_slice(self.payload(found));
-        #[cfg(loom)]
-        {
-            buf.resize(found.len, 0);
-            crate::bytes::load(ring.data(), found.payload_word, buf, true);
-        }
+        crate::bytes::append(words, found.len, buf);
     }
 
     /// The payload of `found`, in place.
+    ///
+    /// # Safety
+    ///
+    /// The producer's process does not write the record while the slice
+    /// lives (see [`ReadGrant::as_slice`]).
     #[cfg(not(loom))]
     #[inline]
-    fn payload(&self, found: &Found) -> &[u8] {
+    unsafe fn payload_in_place(&self, found: &Found) -> &[u8] {
         // SAFETY: `record_at` checked that the payload lies inside the data
         // area before the tail; published (Acquire of the tail) and not yet
-        // released, so the producer does not write it while we read.
+        // released, so a correct producer does not write it while we read,
+        // and the caller promises a correct one.
         unsafe {
             core::slice::from_raw_parts(
                 self.reader.ring.byte_ptr(found.payload_word * 8),
                 found.len,
             )
         }
+    }
+
+    /// A copy of the payload of `found`, for a failpoint's context.
+    #[cfg(all(feature = "failpoints", not(loom)))]
+    fn copy_of(&self, found: &Found) -> Vec<u8> {
+        let mut copy = Vec::new();
+        self.copy_out(found, &mut copy);
+        copy
     }
 
     /// Pops the next record into `buf`, waiting until `deadline` (`None`: no

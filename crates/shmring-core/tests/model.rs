@@ -181,7 +181,7 @@ proptest! {
                     tag += 1;
                     if let Ok(mut g) = p.reserve(want) {
                         let m = payload(tag, keep);
-                        g[..keep].copy_from_slice(&m);
+                        g.write_at(0, &m);
                         g.commit(keep);
                         model.push_back(m);
                     }

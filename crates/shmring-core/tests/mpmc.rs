@@ -356,9 +356,12 @@ fn hostile_positions_are_corruption_not_panics() {
     let mut config = config(2);
     config.ring.capacity = 256;
     config.max_len = 5;
+    // Every pair natively; a sample under Miri, which runs ~1000x slower.
+    let step = if cfg!(miri) { 11 } else { 1 };
     let mut buf = Vec::new();
-    for &tail in &words {
-        for &head in &words {
+    let mut zombies = Vec::new();
+    for &tail in words.iter().step_by(step) {
+        for &head in words.iter().skip(step / 2).step_by(step) {
             let region = QueueRegion::new(&config);
             let q = &region.queue;
             let w = ThreadWaiter::default();
@@ -387,7 +390,9 @@ fn hostile_positions_are_corruption_not_panics() {
                 let _ = p.try_push(&[2; 64]);
                 let _ = c.try_pop(&mut buf);
             }
-            std::mem::forget(p);
+            // Dead: no destructor until the test ends (then it finds the
+            // ring owned by another token and changes nothing).
+            zombies.push(p);
             let _ = (q.len(), q.is_empty());
         }
     }
@@ -480,11 +485,17 @@ fn taking_a_padding_record_wakes_its_producer() {
             || tail.load(Ordering::Relaxed) & 0xFF == 8 && q.space_word().waiters() == 1,
             "the padding published and the producer asleep",
         );
-        // The only record is the padding: the take passes it, finds
-        // nothing else, and must wake the producer on its way.
-        assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+        // The only record is the padding: the take passes it and must wake
+        // the producer on its way. (It finds nothing else, unless the
+        // producer, registered but not yet asleep, saw the room at once and
+        // pushed while this scan went on.)
+        let taken = c.try_pop(&mut buf);
+        assert!(matches!(taken, Err(PopError::Empty) | Ok(48)), "{taken:?}");
         let pushed = finished.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(pushed, Ok(Ok(())), "the blocked producer was not woken");
-        assert_eq!(c.try_pop(&mut buf), Ok(48));
+        if taken.is_err() {
+            assert_eq!(c.try_pop(&mut buf), Ok(48));
+        }
+        assert_eq!(buf, [7; 48]);
     });
 }

@@ -241,8 +241,10 @@ impl Producer {
         self.inner.try_push_many(msgs)
     }
 
-    /// Reserves room for up to `len` bytes to write in place (zero-copy);
-    /// see [`spsc::WriteGrant::commit`].
+    /// Reserves room for up to `len` bytes to write in place: with
+    /// [`spsc::WriteGrant::write_at`], or with no copy through the `unsafe`
+    /// [`spsc::WriteGrant::as_mut_slice`] (for a consumer known to be
+    /// well-behaved); see [`spsc::WriteGrant::commit`].
     ///
     /// # Errors
     ///
@@ -314,8 +316,11 @@ impl Consumer {
         })
     }
 
-    /// Reads the next message in place (zero-copy); dropping the grant
-    /// releases it.
+    /// Reads the next message in place; dropping the grant releases it.
+    /// The grant copies the payload straight out of the ring, race-free
+    /// whatever the producer's process does, or views it in place with no
+    /// copy through the `unsafe` [`spsc::ReadGrant::as_slice`] (for a
+    /// producer known to be well-behaved).
     ///
     /// # Errors
     ///

@@ -179,7 +179,10 @@ fn read_ring(
         }
     }
     if let Ok(grant) = consumer.read() {
-        let _ = grant.iter().map(|&b| u64::from(b)).sum::<u64>();
+        let mut copy = alloc::vec![0; grant.len()];
+        grant.copy_to_slice(&mut copy);
+        assert_eq!(copy.len(), grant.to_vec().len());
+        let _ = grant.continues();
     }
     let _ = consumer.try_pop_many(rounds, |p| drop(p.to_vec()));
     let policy = WaitPolicy::default();
@@ -191,7 +194,7 @@ fn read_ring(
     }
     if let Ok(mut grant) = producer.reserve(8) {
         let n = grant.len().min(8);
-        grant[..n].fill(1);
+        grant.write_at(0, &[1; 8][..n]);
         grant.commit(n);
     }
     let _ = producer.try_push_many([&[1u8][..], &[2; 9][..]]);

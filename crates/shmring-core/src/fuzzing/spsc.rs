@@ -265,7 +265,7 @@ impl Harness {
                     (Ok(mut grant), Ok(at)) => {
                         assert_eq!(grant.len(), len, "grant length");
                         let msg = message(&mut self.seq, keep);
-                        grant[..keep].copy_from_slice(&msg);
+                        grant.write_at(0, &msg);
                         if commit {
                             grant.commit_marked(keep, continues);
                             self.model.commit(at, msg, continues);

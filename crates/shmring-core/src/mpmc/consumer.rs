@@ -206,8 +206,7 @@ fn take_from<W: Waiter + ?Sized>(
                 small::load(ring.payload_words(&found), found.len, buf);
             } else {
                 buf.clear();
-                buf.resize(found.len, 0);
-                bytes::load(ring.data(), found.payload_word, buf, false);
+                bytes::append(ring.payload_words(&found), found.len, buf);
             }
             failpoint!("mpmc.copied", buf);
         }

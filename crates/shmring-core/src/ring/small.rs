@@ -105,6 +105,39 @@ pub(crate) fn load(words: &[AtomicU64], len: usize, buf: &mut Vec<u8>) {
     buf.truncate(len);
 }
 
+/// Copies the first `dst.len()` bytes of `words` (exactly
+/// `dst.len().div_ceil(8)` of them) into `dst`: relaxed atomic word loads
+/// into a local buffer, then fixed-size 8-byte copies (the last one
+/// overlapping) rather than a `memcpy` call of variable length.
+///
+/// # Panics
+///
+/// Never for correct callers; `words` too short only copies less.
+#[inline(always)]
+pub(crate) fn load_into(words: &[AtomicU64], dst: &mut [u8]) {
+    debug_assert!(dst.len() <= SMALL);
+    debug_assert_eq!(words.len(), dst.len().div_ceil(8));
+    let mut local = [0u8; SMALL];
+    for (w, chunk) in words.iter().zip(local.chunks_exact_mut(8)) {
+        // ORDERING: Relaxed — as in `load`.
+        chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    let n = dst.len().min(SMALL);
+    if n < 8 {
+        for (d, s) in dst.iter_mut().zip(local) {
+            *d = s;
+        }
+        return;
+    }
+    let (chunks, _) = dst.as_chunks_mut::<8>();
+    for (d, s) in chunks.iter_mut().zip(local.as_chunks::<8>().0) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<8>(), local[..n].last_chunk::<8>()) {
+        *d = *s;
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -126,6 +159,9 @@ mod tests {
             let mut out = vec![1, 2, 3];
             load(&words, len, &mut out);
             assert_eq!(out, src, "loaded bytes, len {len}");
+            let mut into = vec![0xEE; len];
+            load_into(&words, &mut into);
+            assert_eq!(into, src, "copied bytes, len {len}");
         }
     }
 }

@@ -57,7 +57,7 @@ impl Writer {
     /// the published tail).
     #[inline(always)]
     fn free(&self) -> u64 {
-        self.ring.words - distance(self.cached_head, self.tail)
+        self.ring.words() - distance(self.cached_head, self.tail)
     }
 
     /// Whether the last known state leaves room for `size` words, re-reading
@@ -95,7 +95,7 @@ impl Writer {
         let size = record::record_words(len as u64);
         loop {
             let index = self.ring.index(self.tail);
-            let to_end = self.ring.words - index as u64;
+            let to_end = self.ring.words() - index as u64;
             if size <= to_end {
                 if !self.has_room(size)? {
                     return Err(PushError::Full);
@@ -257,7 +257,7 @@ fn write_small(ring: &RingRef, tail: u64, free: u64, msg: &[u8], continues: bool
     let index = ring.index(tail);
     // `len <= SMALL`: no overflow.
     let size = 1 + len.div_ceil(8) as u64;
-    if size > ring.words - index as u64 || size > free {
+    if size > ring.words() - index as u64 || size > free {
         return None;
     }
     let data = ring.data();

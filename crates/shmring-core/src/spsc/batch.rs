@@ -4,12 +4,11 @@
 //! [`crate::wait`]); a batch pays it once for all its records, which is
 //! what brings an 8-byte stream to the speed of a raw ring.
 
-#[cfg(not(loom))]
-use super::Consumer;
-use super::Producer;
-#[cfg(not(loom))]
-use crate::error::PopError;
-use crate::error::PushError;
+use alloc::vec::Vec;
+
+use super::{Consumer, Producer};
+use crate::error::{PopError, PushError};
+use crate::ring::{small, Found};
 use crate::wait::{Waiter, WAKE_ALL};
 
 impl<W: Waiter + Clone> Producer<W> {
@@ -49,10 +48,15 @@ impl<W: Waiter + Clone> Producer<W> {
     }
 }
 
-#[cfg(not(loom))]
 impl<W: Waiter + Clone> Consumer<W> {
     /// Hands up to `max` records to `f`, in order, then releases them all at
     /// once (one store, one wake). Returns how many (0 only when `max` is 0).
+    ///
+    /// Each record is copied out of the ring first (a small one onto the
+    /// stack, a larger one into a buffer this call allocates once), so `f`
+    /// sees process-local bytes whatever the producer does (see the module
+    /// docs); [`read`](Consumer::read) copies straight into a buffer of
+    /// the caller's.
     ///
     /// # Errors
     ///
@@ -67,14 +71,15 @@ impl<W: Waiter + Clone> Consumer<W> {
         if max == 0 {
             return Ok(0);
         }
+        let mut large = Vec::new();
         let found = self.next()?;
-        f(self.payload(&found));
+        self.hand_over(&found, &mut large, &mut f);
         self.reader.advance(&found);
         let mut n = 1;
         while n < max {
             match self.reader.peek() {
                 Ok(Some(found)) => {
-                    f(self.payload(&found));
+                    self.hand_over(&found, &mut large, &mut f);
                     self.reader.advance(&found);
                     n += 1;
                 }
@@ -83,5 +88,22 @@ impl<W: Waiter + Clone> Consumer<W> {
         }
         self.release_and_wake();
         Ok(n)
+    }
+
+    /// Copies the payload of `found` out (onto the stack when small, into
+    /// `large` otherwise) and hands the copy to `f`.
+    #[inline(always)]
+    fn hand_over(&self, found: &Found, large: &mut Vec<u8>, f: &mut impl FnMut(&[u8])) {
+        let words = self.reader.ring.payload_words(found);
+        if found.len <= small::SMALL {
+            let mut local = [0u8; small::SMALL];
+            let copy = &mut local[..found.len];
+            small::load_into(words, copy);
+            f(copy);
+        } else {
+            large.clear();
+            crate::bytes::append(words, found.len, large);
+            f(large);
+        }
     }
 }

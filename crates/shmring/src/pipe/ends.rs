@@ -227,8 +227,9 @@ impl Incoming {
     }
 
     /// Waits (per `patience`) until a record of the current message is
-    /// there, hands its payload to `f` in place, with
-    /// [`partial`](Incoming::partial) to append to, and consumes it.
+    /// there, hands its read grant to `f` (which copies the payload out of
+    /// the ring, race-free), with [`partial`](Incoming::partial) to append
+    /// to, and consumes it.
     ///
     /// The [framing](super#framing): with no message in progress (`partial`
     /// empty), a record marked as continuing one is the rest of a message
@@ -249,7 +250,7 @@ impl Incoming {
         segment: &Segment,
         policy: &WaitPolicy,
         patience: Patience,
-        f: impl FnOnce(&[u8], &mut Vec<u8>) -> R,
+        f: impl FnOnce(&spsc::ReadGrant<'_, FutexWaiter>, &mut Vec<u8>) -> R,
     ) -> Result<R, PipeError> {
         let mut f = Some(f);
         let mid_message = !self.partial.is_empty();
@@ -372,7 +373,7 @@ impl Incoming {
                 if msg.len().saturating_add(p.len()) > limit {
                     return None;
                 }
-                msg.extend_from_slice(p);
+                p.append_to(msg);
                 Some(p.len() == fragment)
             })?;
             match step {

@@ -18,20 +18,6 @@ fn recycle(msg: &mut Vec<u8>) {
     }
 }
 
-/// `dst.copy_from_slice(src)` without a `memcpy` call for up to 16 bytes
-/// (two overlapping word copies), the common size of a polled message.
-#[inline(always)]
-fn copy_into(dst: &mut [u8], src: &[u8]) {
-    debug_assert_eq!(dst.len(), src.len());
-    let n = src.len();
-    if (8..=16).contains(&n) && dst.len() == n {
-        dst[..8].copy_from_slice(&src[..8]);
-        dst[n - 8..].copy_from_slice(&src[n - 8..]);
-        return;
-    }
-    dst.copy_from_slice(src);
-}
-
 impl Connection {
     /// Python's `recv()`: receives one message and decodes it as a `T`.
     ///
@@ -199,10 +185,11 @@ impl Connection {
             let fragment = inc.fragment;
             let first = inc.next_record(segment, policy, patience, |p, msg| {
                 if p.len() == fragment {
-                    msg.extend_from_slice(p); // the first of several
+                    p.append_to(msg); // the first of several
                     None
                 } else if p.len() <= room.len() {
-                    copy_into(&mut room[..p.len()], p);
+                    // Word copies, no `memcpy` call for a small message.
+                    p.copy_to_slice(&mut room[..p.len()]);
                     Some(Ok(p.len()))
                 } else {
                     Some(Err(p.to_vec()))
