@@ -784,3 +784,19 @@ fn random_bytes_never_panic() {
             .map(|mut c| c.try_pop(&mut buf));
     }
 }
+
+#[test]
+fn a_kept_grant_leaves_its_record_for_the_next_read() {
+    let (mut p, mut c) = pair(256, 64);
+    p.try_push(b"first").unwrap();
+    p.try_push(b"second").unwrap();
+    c.read().unwrap().keep();
+    c.read().unwrap().keep();
+    assert_eq!(
+        c.read().unwrap().to_vec(),
+        b"first",
+        "kept twice, still first"
+    );
+    assert_eq!(c.read().unwrap().to_vec(), b"second");
+    assert!(matches!(c.read(), Err(PopError::Empty)));
+}

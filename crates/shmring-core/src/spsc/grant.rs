@@ -243,6 +243,17 @@ impl<W: Waiter + Clone> ReadGrant<'_, W> {
         // SAFETY: forwarded: the caller promises a well-behaved producer.
         unsafe { self.consumer.payload_in_place(&self.found) }
     }
+
+    /// Leaves the record in the ring, unconsumed: the next
+    /// [`read`](Consumer::read) (or pop) returns it again. Dropping the
+    /// grant is what consumes a record; this does not drop it.
+    #[inline]
+    pub fn keep(self) {
+        // Nothing to release: the grant only borrows the consumer and holds
+        // the record's (copied) bounds, and the reader's position moves in
+        // `drop` alone.
+        core::mem::forget(self);
+    }
 }
 
 impl<W: Waiter + Clone> Drop for ReadGrant<'_, W> {

@@ -261,9 +261,8 @@ impl Incoming {
         loop {
             match self.consumer.read() {
                 Ok(grant) if Self::overdue(self.taken, self.capacity, deadline) => {
-                    // Left in the ring (a grant that is not dropped
-                    // consumes nothing); `partial` is kept.
-                    std::mem::forget(grant);
+                    // Left in the ring; `partial` is kept.
+                    grant.keep();
                     return Err(PipeError::Timeout);
                 }
                 // The grant drops at the end of the arm: consumed.
@@ -277,11 +276,9 @@ impl Incoming {
                     drop(grant);
                 }
                 Ok(grant) => {
-                    // A new message begins mid-message. Not dropping the
-                    // grant leaves the record unconsumed: the next read
-                    // finds it again (the reader's position only moves
-                    // when a grant drops).
-                    std::mem::forget(grant);
+                    // A new message begins mid-message: left in the
+                    // ring, the next read finds it again.
+                    grant.keep();
                     self.partial.clear();
                     return Err(PipeError::TruncatedMessage);
                 }
@@ -337,9 +334,7 @@ impl Incoming {
             match self.consumer.read() {
                 Ok(grant) if grant.continues() => {
                     if Self::overdue(self.taken, self.capacity, deadline) {
-                        // Left in the ring: a grant that is not dropped
-                        // consumes nothing.
-                        std::mem::forget(grant);
+                        grant.keep(); // left in the ring
                         return Err(TimedOut);
                     }
                     self.taken += record_size(grant.len() as u64);
@@ -347,8 +342,7 @@ impl Incoming {
                     drop(grant);
                 }
                 Ok(grant) => {
-                    // Left in the ring, as above.
-                    std::mem::forget(grant);
+                    grant.keep(); // left in the ring
                     return Ok(true);
                 }
                 Err(PopError::Empty) => return Ok(false),
