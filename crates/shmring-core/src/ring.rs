@@ -489,7 +489,6 @@ pub(crate) struct Found {
     pub(crate) size: u64,
     pub(crate) pad: bool,
     /// A data record tagged CONT (see [`crate::record`]).
-    #[cfg_attr(loom, allow(dead_code))] // read by the grants, not under loom
     pub(crate) continues: bool,
 }
 

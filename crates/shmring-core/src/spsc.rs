@@ -521,6 +521,25 @@ impl<W: Waiter + Clone> Consumer<W> {
         Ok(found.len)
     }
 
+    /// As [`try_pop`](Consumer::try_pop), and also whether the record
+    /// carried the CONT mark (it continues the message begun by the data
+    /// record before it; see [`Producer::try_push_marked`]). The copying
+    /// counterpart of [`ReadGrant::continues`].
+    ///
+    /// # Errors
+    ///
+    /// As [`try_pop`](Consumer::try_pop).
+    #[inline]
+    pub fn try_pop_marked(&mut self, buf: &mut Vec<u8>) -> Result<(usize, bool), PopError> {
+        let found = self.next()?;
+        self.copy_out(&found, buf);
+        failpoint!("spsc.read", buf);
+        self.reader.advance(&found);
+        self.release_and_wake();
+        failpoint!("spsc.released");
+        Ok((found.len, found.continues))
+    }
+
     /// Replaces the contents of `buf` with the payload of `found`: small
     /// ones a word at a time, larger ones into `buf`'s spare capacity (no
     /// zero-fill first in either case). Relaxed atomic word loads, so a

@@ -10,10 +10,15 @@
 //! restated here over the same ring: a message shorter than the maximum
 //! record (the fragment) is one record; a longer one is records of exactly
 //! the fragment's length, ended by a shorter (possibly empty) one, and the
-//! reader reassembles. The blocking send streams a message larger than the
-//! whole ring; the non-blocking one writes all of a message's records at
-//! once, only when the free space covers them and the worst padding of a
-//! wrap, and relies on the ring never taking that room back.
+//! reader reassembles. The first record of a message is unmarked and every
+//! later one carries the ring's CONT mark, so that a reader can tell a
+//! message's start from its continuation; the reader here checks that each
+//! record's mark arrives with it (unmarked exactly when no message is in
+//! progress), across wraps and padding, in every interleaving. The
+//! blocking send streams a message larger than the whole ring; the
+//! non-blocking one writes all of a message's records at once, only when
+//! the free space covers them and the worst padding of a wrap, and relies
+//! on the ring never taking that room back.
 //!
 //! Every actor runs in a spawned thread, and each model asserts a floor on
 //! the interleavings it explored (see `tests/loom.rs`).
@@ -47,28 +52,40 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len as u8).map(|i| i.wrapping_mul(7) ^ seed).collect()
 }
 
-/// The records of one message, in order.
-fn records(msg: &[u8]) -> Vec<&[u8]> {
+/// The records of one message, in order, each with its mark ("continues
+/// the message begun by the record before").
+fn records(msg: &[u8]) -> Vec<(&[u8], bool)> {
     if msg.len() < FRAGMENT {
-        return vec![msg];
+        return vec![(msg, false)];
     }
     let mut records: Vec<&[u8]> = msg.chunks(FRAGMENT).collect();
     if msg.len().is_multiple_of(FRAGMENT) {
         records.push(&[]);
     }
     records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (r, i > 0))
+        .collect()
 }
 
 /// The reader's half of the framing: `Some(message)` when `record` ends one.
 #[derive(Default)]
 struct Reassembler {
     partial: Vec<u8>,
+    /// Whether a message is in progress (its first record was fed).
+    started: bool,
 }
 
 impl Reassembler {
-    fn feed(&mut self, record: &[u8]) -> Option<Vec<u8>> {
+    fn feed(&mut self, record: &[u8], continues: bool) -> Option<Vec<u8>> {
+        assert_eq!(
+            continues, self.started,
+            "the record's mark did not travel with it"
+        );
         self.partial.extend_from_slice(record);
-        (record.len() < FRAGMENT).then(|| std::mem::take(&mut self.partial))
+        self.started = record.len() == FRAGMENT;
+        (!self.started).then(|| std::mem::take(&mut self.partial))
     }
 }
 
@@ -96,16 +113,22 @@ fn a_message_larger_than_the_ring_is_streamed_and_reassembled() {
         let sent = messages.clone();
         let writer = thread::spawn(move || {
             for msg in &sent {
-                for record in records(msg) {
-                    p.push(record, None, &POLICY, &mut || false).unwrap();
+                for (record, continues) in records(msg) {
+                    p.push_marked(record, continues, None, &POLICY, &mut || false)
+                        .unwrap();
                 }
             }
         });
         let reader = thread::spawn(move || {
             let (mut buf, mut reassembler, mut got) = (Vec::new(), Reassembler::default(), vec![]);
             while got.len() < 2 {
-                c.pop(&mut buf, None, &POLICY, &mut || false).unwrap();
-                got.extend(reassembler.feed(&buf));
+                match c.try_pop_marked(&mut buf) {
+                    Ok((_, continues)) => got.extend(reassembler.feed(&buf, continues)),
+                    Err(PopError::Empty) => {
+                        assert_eq!(c.wait_readable(None, &POLICY, &mut || false), Ok(true));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
             }
             got
         });
@@ -137,15 +160,15 @@ fn whole_message_sends_never_leave_part_of_a_message() {
                     thread::yield_now();
                 }
                 let records = records(msg);
-                let written = p.try_push_many(records.iter().copied()).unwrap();
+                let written = p.try_push_many_marked(records.iter().copied()).unwrap();
                 assert_eq!(written, records.len(), "free room went away");
             }
         });
         let reader = thread::spawn(move || {
             let (mut buf, mut reassembler, mut got) = (Vec::new(), Reassembler::default(), vec![]);
             while got.len() < 3 {
-                match c.try_pop(&mut buf) {
-                    Ok(_) => got.extend(reassembler.feed(&buf)),
+                match c.try_pop_marked(&mut buf) {
+                    Ok((_, continues)) => got.extend(reassembler.feed(&buf, continues)),
                     Err(PopError::Empty) => thread::yield_now(),
                     Err(e) => panic!("{e}"),
                 }
