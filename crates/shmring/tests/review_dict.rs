@@ -73,7 +73,7 @@ fn review_dict_child() {
 /// increments are lost, and the table can be corrupted. Every increment
 /// must land.
 #[test]
-#[ignore = "review finding 3: a process forked without exec shares its parent's attachment and barges into the dict lock; needs a design change (fork detection); run with --ignored"]
+#[ignore = "fork without exec is unsupported (crate docs: Fork without exec); this shows the failure that fork detection, still to be built, must turn into an error; it FAILS today: cargo test -p shmring --test review_dict -- --ignored"]
 fn a_forked_copy_of_a_dict_user_does_not_break_mutual_exclusion() {
     let _dog = Watchdog::new(Duration::from_secs(120), "fork and count");
     let name = unique_name("review-dict-fork");
