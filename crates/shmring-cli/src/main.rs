@@ -136,8 +136,10 @@ abandoned, then removed, except:
   - one owned by another user, unless --all-users (root only; root's gc
     too); it is then removed as its owner, by the same checks.
 Before removing one, gc takes the name lock and every peer row's lock,
-re-checks the header (full validation) and the peers, and unlinks while
-holding them, so a segment being opened right now is never removed. Files
+re-checks the header (full validation), the peers and (without
+--include-data) the data, and unlinks while holding them, so a segment
+being opened right now, or that got a message since it was listed, is
+never removed. Files
 that are not proven shmring segments (a file that merely starts with the
 magic is an error, listed on stderr) are never removed.
 

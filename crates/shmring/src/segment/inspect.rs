@@ -51,8 +51,8 @@ use super::{ObjectKind, PeerCounter, UnlinkPolicy};
 use crate::error::SegmentError;
 use crate::sys::{lock, shm};
 
-pub use reclaim::{reclaim, Reclaimed};
-pub(crate) use reclaim::{reclaim_unless_data, HOLDS_DATA};
+pub(crate) use reclaim::HOLDS_DATA;
+pub use reclaim::{reclaim, reclaim_unless_data, Reclaimed};
 pub use sweep::sweep;
 pub(crate) use sweep::sweep_now_and_then;
 #[doc(hidden)]

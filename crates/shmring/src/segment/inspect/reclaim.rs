@@ -47,9 +47,9 @@ enum Keep {
 /// (a private name, see the `segment` module docs): empty or starting with
 /// the magic or zeros, its name lock free, and at least 10 s old.
 ///
-/// Data is removed with the segment: `reclaim` is what `shmring gc` runs
-/// when asked to. (A create's implicit reclaim keeps a segment that holds
-/// undelivered data.)
+/// Data is removed with the segment: `reclaim` is what `shmring gc
+/// --include-data` runs. [`reclaim_unless_data`] keeps a segment that holds
+/// undelivered data, deciding that under the same locks.
 ///
 /// While it holds the row locks (a few system calls, and a look at the
 /// object), a concurrent [`Segment::open`](crate::segment::Segment::open)
@@ -65,10 +65,20 @@ pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
     reclaim_with(name, false)
 }
 
-/// [`reclaim`], keeping (with the reason [`HOLDS_DATA`]) a segment whose
-/// object holds undelivered data or cannot be examined: a create's
-/// implicit reclaim.
-pub(crate) fn reclaim_unless_data(name: &str) -> Result<Reclaimed, SegmentError> {
+/// [`reclaim`], except that a segment whose object holds undelivered data
+/// (a message in any ring, an entry in a dict), or cannot be examined, is
+/// kept ([`Reclaimed::Kept`] with the reason "it holds undelivered data").
+///
+/// Data is judged under the locks, at the removal itself: whatever an
+/// earlier [`inspect`](super::inspect) said, a peer that attached, put a
+/// message and died since (a restarted service that crashed again) keeps
+/// the segment. A create's implicit reclaim, the sweep, and `shmring gc`
+/// (unless told `--include-data`) remove through this.
+///
+/// # Errors
+///
+/// As [`reclaim`].
+pub fn reclaim_unless_data(name: &str) -> Result<Reclaimed, SegmentError> {
     reclaim_with(name, true)
 }
 

@@ -1,0 +1,233 @@
+//! An adversarial review of `shmring rm` and `gc`: one test per finding.
+//! Each race is made deterministic by stopping the `shmring` process
+//! (`SIGSTOP`) at a point it is seen to reach through inotify, doing what a
+//! concurrent process would do, then letting it go on (`SIGCONT`).
+//! Children are this test binary re-executed with a role (see
+//! `shmring_testkit`).
+
+mod common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{command, queue_config, retry_busy};
+use shmring::dict::{Dict, DictConfig};
+use shmring::{mpmc, CreateOptions, OpenOptions, UnlinkPolicy};
+use shmring_testkit::{
+    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
+    Watchdog,
+};
+
+const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
+    let name = std::env::var(NAME_VAR).unwrap();
+    match role.as_str() {
+        // Creates an empty queue and waits for its SIGKILL.
+        "empty_queue" => {
+            let _q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            println!("READY");
+            sleep_forever();
+        }
+        // Opens the queue, puts one message, and waits for its SIGKILL.
+        "put_one" => {
+            let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+            q.producer().unwrap().try_push(b"precious").unwrap();
+            println!("READY");
+            sleep_forever();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Reads the child's stdout up to a line holding `READY`.
+fn wait_ready(child: &mut Child) {
+    use std::io::BufRead;
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = std::io::BufReader::new(out);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the child ended before it was ready"
+        );
+        if line.contains("READY") {
+            return;
+        }
+    }
+}
+
+fn spawn_child(role: &str, name: &str) -> Child {
+    let mut child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&mut child);
+    child
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(30));
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our
+    // child's, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+/// The state letter of `/proc/<pid>/stat`.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn stop(child: &Child) {
+    signal(child, libc::SIGSTOP);
+    let stopped = wait_until(Duration::from_secs(30), || {
+        matches!(proc_state(child.id()), Some('T' | 't'))
+    });
+    assert!(stopped, "the shmring process never stopped");
+}
+
+/// An inotify watch of one file's opens.
+struct Opens {
+    fd: OwnedFd,
+}
+
+impl Opens {
+    fn watch(path: &str) -> Opens {
+        // SAFETY: plain system call; the descriptor is owned below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the call.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        );
+        Opens { fd }
+    }
+
+    /// Waits (up to `timeout`) until `n` more opens of the file happened.
+    fn wait(&self, n: usize, timeout: Duration) -> bool {
+        let start = Instant::now();
+        let mut seen = 0;
+        while seen < n {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return false;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as libc::c_int) };
+            if rc <= 0 {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            // SAFETY: `buf` is valid and writable for its length.
+            let got =
+                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            assert!(got > 0, "read inotify: {}", std::io::Error::last_os_error());
+            // Each event: wd (4), mask (4), cookie (4), len (4), name (len).
+            let mut at = 0usize;
+            while at + 16 <= got as usize {
+                let mask = u32::from_ne_bytes(buf[at + 4..at + 8].try_into().unwrap());
+                let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+                if mask & libc::IN_OPEN != 0 {
+                    seen += 1;
+                }
+                at += 16 + len;
+            }
+        }
+        true
+    }
+}
+
+/// A dict big enough that counting its entries (which `inspect` does,
+/// after it asked every lock) takes a while: the window the tests stop
+/// `shmring` in.
+fn big_dict(name: &str, policy: UnlinkPolicy) -> Dict<String, u64> {
+    let config = DictConfig {
+        capacity: 1 << 20,
+        max_key: 8,
+        max_value: 8,
+    };
+    let opts = CreateOptions {
+        unlink: policy,
+        ..CreateOptions::default()
+    };
+    Dict::create(name, config, &opts).unwrap()
+}
+
+/// Review finding 1: `shmring gc` (without `--include-data`) decided
+/// "holds no data" from its first look at a segment, then removed it with
+/// `segment::reclaim`, which re-checks liveness under the locks but not
+/// data. A peer that attached, put a message and died in between (a
+/// restarted service that crashed again) lost that message to a `gc` that
+/// promises to remove data only when told to.
+#[test]
+fn gc_never_removes_data_put_after_it_looked() {
+    let _dog = Watchdog::new(Duration::from_secs(240), "gc data race");
+    for attempt in 0..5 {
+        let name = unique_name("cli-rev-gc-race");
+        kill(spawn_child("empty_queue", &name));
+        // Inspected after `name` (the arguments' order), and slowly.
+        let slow = unique_name("cli-rev-gc-slow");
+        let slow_dict = big_dict(&slow, UnlinkPolicy::OnLastPeerDrop);
+        let opens = Opens::watch(&shm_path(&slow));
+        let mut gc = command(&["gc", &name, &slow]);
+        gc.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let gc = retry_busy(&mut gc, std::process::Command::spawn);
+        // The second open of the slow dict is the mapping of its object:
+        // `gc` has looked at `name` and is counting the dict's entries.
+        assert!(opens.wait(2, Duration::from_secs(60)), "gc never looked");
+        stop(&gc);
+        if !shm_exists(&name) {
+            // Stopped too late (a loaded machine): try again.
+            signal(&gc, libc::SIGCONT);
+            let _ = gc.wait_with_output();
+            eprintln!("attempt {attempt}: gc was stopped too late");
+            continue;
+        }
+        // A restarted service puts a message and crashes again.
+        kill(spawn_child("put_one", &name));
+        signal(&gc, libc::SIGCONT);
+        let out = gc.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(slow_dict);
+        assert!(
+            shm_exists(&name),
+            "gc without --include-data removed a queue holding a message:\n{text}"
+        );
+        let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+        let mut buf = Vec::new();
+        q.consumer().try_pop(&mut buf).unwrap();
+        assert_eq!(buf, b"precious");
+        return;
+    }
+    panic!("gc was never stopped in time");
+}
