@@ -155,25 +155,33 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
     }
 }
 
-/// Removes a fallback create's leftover under its private name: its name
-/// lock free (taken without waiting: its creator holds it while alive) and
-/// the file at least [`names::LEFTOVER_GRACE`] old.
+/// Removes a fallback create's leftover under its private name: no lock
+/// held on it (its name lock taken without waiting, then no peer row's
+/// lock: its creator holds one or the other while alive, see
+/// [`names::creator_alive`]) and the file at least
+/// [`names::LEFTOVER_GRACE`] old.
 fn reclaim_leftover(
     file: &File,
     name: &str,
     st: &shm::FileStat,
 ) -> Result<Reclaimed, SegmentError> {
-    // Looks like one (or NotShmring), whatever the lock says.
+    // Looks like one (or NotShmring), whatever the locks say.
     let state = leftover_state(file, name, st, false)?;
-    // CreatorDied: at least LEFTOVER_GRACE old (the lock is asked below).
+    // CreatorDied: at least LEFTOVER_GRACE old (the locks are asked below).
     if state != SegmentState::CreatorDied {
         return Ok(Reclaimed::Kept("its creator may still be creating it"));
     }
-    let outcome = names::remove_name(file, name, std::time::Duration::ZERO, || Ok::<(), ()>(()))
+    // Under the name lock, which our description holds (so the probe sees
+    // only others' locks).
+    let decide = || match names::creator_alive(file) {
+        Ok(false) => Ok(()),
+        _ => Err(()),
+    };
+    let outcome = names::remove_name(file, name, std::time::Duration::ZERO, decide)
         .map_err(io("unlink", name))?;
     Ok(match outcome {
         Removal::Removed => Reclaimed::Removed,
-        Removal::Busy => Reclaimed::Kept("its creator is still creating it"),
-        Removal::Elsewhere | Removal::Kept(()) => Reclaimed::Kept("already gone"),
+        Removal::Busy | Removal::Kept(()) => Reclaimed::Kept("its creator is still creating it"),
+        Removal::Elsewhere => Reclaimed::Kept("already gone"),
     })
 }

@@ -1,0 +1,289 @@
+//! An adversarial review of the segment lifecycle: one test per finding,
+//! with real processes (the test binary re-executes itself with a role; see
+//! `shmring_testkit`) stopped at the library's failpoints or driven as
+//! another user.
+
+use std::os::fd::AsRawFd;
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use shmring::segment::{
+    self, CreateOptions, ObjectKind, OpenOptions, Reclaimed, Segment, SegmentState,
+};
+use shmring_testkit::{
+    role, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+};
+
+const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+const STEP_VAR: &str = "SHMRING_TEST_STOP_AT";
+const FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
+const BYTES_VAR: &str = "SHMRING_TEST_LOCK_BYTES";
+const OBJECT_LEN: usize = 4096;
+
+// The dev dependency on this crate enables the failpoints these tests stop
+// processes at.
+const _: () = assert!(
+    shmring::core::failpoint::ENABLED,
+    "tests/review_segment.rs needs the `failpoints` feature (see Cargo.toml)"
+);
+
+/// Word `i` of the object region.
+fn word(seg: &Segment, i: usize) -> &AtomicU64 {
+    assert!((i + 1) * 8 <= seg.object_len());
+    // SAFETY: in bounds (asserted), 8-aligned (the object is 4096-aligned),
+    // borrowed no longer than `seg`'s mapping, and only accessed atomically.
+    unsafe { &*seg.object_ptr().as_ptr().cast::<AtomicU64>().add(i) }
+}
+
+fn stop_self() {
+    // SAFETY: raise has no memory-safety preconditions; SIGSTOP stops the
+    // whole process until the test sends SIGCONT or SIGKILL.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+}
+
+/// The failpoint hook of a child: stops at the step named in the
+/// environment.
+fn stop_at_chosen_step(name: &'static str, _context: &[u8]) {
+    if std::env::var(STEP_VAR).is_ok_and(|step| step == name) {
+        stop_self();
+    }
+}
+
+/// Takes an OFD lock of `kind` on `byte` of `file`; whether it was granted.
+fn ofd_lock(file: &std::fs::File, byte: u64, kind: libc::c_int) -> bool {
+    // SAFETY: flock is a plain C struct of integers; all-zero is valid (and
+    // l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: fcntl on an open descriptor with a valid, writable flock.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) == 0 }
+}
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
+    let name = std::env::var(NAME_VAR).unwrap();
+    match role.as_str() {
+        // Creates a lock segment, stopping at STEP_VAR, then waits for its
+        // SIGKILL.
+        "create_and_stop" => {
+            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
+            let seg = Segment::create(
+                &name,
+                ObjectKind::Lock,
+                [0; 8],
+                OBJECT_LEN,
+                &CreateOptions::default(),
+                |_, _| Ok(()),
+            )
+            .unwrap();
+            shmring::core::failpoint::set_hook(None);
+            word(&seg, 1).store(1, Ordering::SeqCst);
+            sleep_forever();
+        }
+        // Attaches to the segment and waits for its SIGKILL.
+        "attach" => {
+            let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+            println!("TOKEN {}", seg.peer_token());
+            sleep_forever();
+        }
+        // Run as another user who may only read the file: takes read locks
+        // on the bytes listed in BYTES_VAR, says so, and waits for its
+        // SIGKILL.
+        "read_locker" => {
+            let file = std::fs::File::open(shm_path(&name)).unwrap();
+            for byte in std::env::var(BYTES_VAR).unwrap().split(',') {
+                let byte: u64 = byte.parse().unwrap();
+                assert!(ofd_lock(&file, byte, libc::F_RDLCK), "read lock {byte}");
+            }
+            println!("LOCKED");
+            sleep_forever();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat`.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn wait_stopped(child: &Child, what: &str) {
+    let pid = child.id();
+    let stopped = wait_until(Duration::from_secs(60), || {
+        matches!(proc_state(pid), Some('T' | 't'))
+    });
+    assert!(stopped, "{what} never stopped");
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(30));
+}
+
+/// Review finding 2: on the fallback create path (no `O_TMPFILE`), the
+/// creator held the segment's name lock from staging until it had removed
+/// its private name, i.e. also for a while *after* the segment got its
+/// name. A creator stopped there (`segment.create.named`, or any instant
+/// between the `link` and the private name's removal) made every open of
+/// the complete, named segment fail with `NameLockTimeout`, every
+/// `Segment::unlink` too, and `shmring rm` call it busy: a stalled creator
+/// locked its name out.
+#[test]
+fn a_fallback_creator_stopped_after_naming_locks_no_open_out() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped fallback creator");
+    let name = unique_name("rev-fallback-named");
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.create.named".to_owned()),
+        (FALLBACK_VAR, "1".to_owned()),
+    ];
+    let child = spawn_role("child_entry", "create_and_stop", &envs)
+        .spawn()
+        .unwrap();
+    wait_stopped(&child, "the fallback creator");
+    let pid = child.id();
+    let opts = OpenOptions {
+        timeout: Duration::from_millis(300),
+        ..OpenOptions::default()
+    };
+    let opened = Segment::open(&name, ObjectKind::Lock, &opts);
+    let info = segment::inspect(&name);
+    // Its private name (a second name of the same file) stays while the
+    // creator lives, however old: the creator's peer row lock says it is
+    // alive once the name lock is no longer held.
+    let private = private_files_of(pid);
+    assert_eq!(private.len(), 1, "{private:?}");
+    let private = &private[0];
+    age(private);
+    let leftover = segment::inspect(private);
+    let reclaimed = segment::reclaim(private);
+    let seg = match opened {
+        Ok(seg) => seg,
+        Err(e) => {
+            kill(child);
+            panic!("an open of a complete, named segment whose (fallback) creator is stopped: {e}")
+        }
+    };
+    assert!(
+        !info.unwrap().init_locked,
+        "the stopped creator holds the name lock of its named segment"
+    );
+    assert_eq!(leftover.unwrap().state, SegmentState::Initialising);
+    assert!(
+        matches!(reclaimed, Ok(Reclaimed::Kept(_))),
+        "the private name of a live creator: {reclaimed:?}"
+    );
+    // Let it finish: it removes its private name itself.
+    // SAFETY: kill has no memory-safety preconditions; `pid` is our child,
+    // not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    assert!(wait_until(Duration::from_secs(60), || word(&seg, 1)
+        .load(Ordering::SeqCst)
+        == 1));
+    assert!(private_files_of(pid).is_empty());
+    kill(child);
+    drop(seg);
+    let _ = Segment::unlink(&name);
+}
+
+/// A killed fallback creator that had named its segment leaves its private
+/// name: once old, and no lock held on it, a reclaim removes that name
+/// only, and the segment lives on under its own.
+#[test]
+fn a_fallback_creator_killed_after_naming_leaves_a_private_name_that_goes_alone() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "killed fallback creator");
+    let name = unique_name("rev-fallback-killed");
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.create.named".to_owned()),
+        (FALLBACK_VAR, "1".to_owned()),
+    ];
+    let child = spawn_role("child_entry", "create_and_stop", &envs)
+        .spawn()
+        .unwrap();
+    wait_stopped(&child, "the fallback creator");
+    let pid = child.id();
+    let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    kill(child);
+    let private = private_files_of(pid);
+    assert_eq!(private.len(), 1, "{private:?}");
+    let private = &private[0];
+    // Our attachment holds a row of the same file: a lock is held on it.
+    age(private);
+    assert!(matches!(segment::reclaim(private), Ok(Reclaimed::Kept(_))));
+    let probe = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    drop(probe);
+    word(&seg, 2).store(7, Ordering::SeqCst);
+    // Detached without removing the name (a Lock with the default policy
+    // would remove it on the last drop: keep one attachment in a child).
+    let mut keeper = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    read_after(&mut keeper, "TOKEN ");
+    drop(seg);
+    kill(keeper);
+    // No lock held now: the private name goes, the segment's stays. (The
+    // writes above made it young again.)
+    age(private);
+    assert_eq!(
+        segment::inspect(private).unwrap().state,
+        SegmentState::CreatorDied
+    );
+    assert_eq!(segment::reclaim(private).unwrap(), Reclaimed::Removed);
+    assert!(private_files_of(pid).is_empty());
+    let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    assert_eq!(word(&seg, 2).load(Ordering::SeqCst), 7, "the same segment");
+    drop(seg);
+}
+
+/// The files in /dev/shm under a private name of the fallback create path
+/// made by process `pid`.
+fn private_files_of(pid: u32) -> Vec<String> {
+    let prefix = format!(".shmring-creating.{pid}.");
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with(&prefix))
+        .map(|n| format!("/{n}"))
+        .collect()
+}
+
+/// Makes a file look a minute old (by its modification time).
+fn age(name: &str) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+}
+
+/// Reads the child's stdout up to a line holding `prefix` (the harness may
+/// have written "test child_entry ... " before it); returns what follows
+/// the prefix on that line.
+fn read_after(child: &mut Child, prefix: &str) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = std::io::BufReader::new(out);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "the child ended before it printed {prefix:?}");
+        if let Some((_, rest)) = line.split_once(prefix) {
+            return rest.trim_end().to_owned();
+        }
+    }
+}
