@@ -4,15 +4,18 @@
 //! another user.
 
 use std::os::fd::AsRawFd;
-use std::process::Child;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use shmring::segment::{
     self, CreateOptions, ObjectKind, OpenOptions, Reclaimed, Segment, SegmentState,
 };
+use shmring::SegmentError;
 use shmring_testkit::{
-    role, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    executable_by_anyone, role, shm_path, sleep_forever, spawn_role, unique_name, wait_child,
+    wait_until, Watchdog,
 };
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
@@ -20,6 +23,8 @@ const STEP_VAR: &str = "SHMRING_TEST_STOP_AT";
 const FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
 const BYTES_VAR: &str = "SHMRING_TEST_LOCK_BYTES";
 const OBJECT_LEN: usize = 4096;
+/// The unprivileged uid and gid of the tests that need a second user.
+const NOBODY: u32 = 65534;
 
 // The dev dependency on this crate enables the failpoints these tests stop
 // processes at.
@@ -128,6 +133,11 @@ fn wait_stopped(child: &Child, what: &str) {
 fn kill(mut child: Child) {
     child.kill().unwrap();
     wait_child(child, Duration::from_secs(30));
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Review finding 2: on the fallback create path (no `O_TMPFILE`), the
@@ -270,6 +280,36 @@ fn age(name: &str) {
         .unwrap();
 }
 
+/// A command that runs `role` as uid/gid 65534, from a copy of this test
+/// binary that any user may execute.
+fn role_as_nobody(role: &str, envs: &[(&str, String)]) -> Command {
+    static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let exe = EXE.get_or_init(|| executable_by_anyone(&std::env::current_exe().unwrap()));
+    let template = spawn_role("child_entry", role, envs);
+    let mut cmd = Command::new(exe);
+    cmd.args(template.get_args()).current_dir("/");
+    for (key, value) in template.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    // SAFETY: runs in the forked child before exec; setgroups, setgid and
+    // setuid are async-signal-safe system calls and touch no parent state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let check = |rc: libc::c_int| match rc {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            };
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(NOBODY))?;
+            check(libc::setuid(NOBODY))
+        });
+    }
+    cmd.stdout(std::process::Stdio::piped());
+    cmd
+}
+
 /// Reads the child's stdout up to a line holding `prefix` (the harness may
 /// have written "test child_entry ... " before it); returns what follows
 /// the prefix on that line.
@@ -285,5 +325,115 @@ fn read_after(child: &mut Child, prefix: &str) -> String {
         if let Some((_, rest)) = line.split_once(prefix) {
             return rest.trim_end().to_owned();
         }
+    }
+}
+
+/// Review finding 3: a segment created with a mode that lets another user
+/// *read* it (0o644, 0o640, ...) lets that user take OFD *read* locks on
+/// its lock bytes (a read lock needs only a read-only descriptor). A read
+/// lock on the name lock byte made every open fail (`NameLockTimeout`) and
+/// every drop keep the name; one on a dead peer's row byte made that peer
+/// look alive for as long as the reader liked (so a lock it held was never
+/// recovered). Such modes serve nothing (an open needs write access), so a
+/// create now refuses them.
+#[test]
+fn a_user_who_may_only_read_a_segment_cannot_block_it_or_fake_liveness() {
+    if !is_root() {
+        println!("skipped: needs root to run a child as uid {NOBODY}");
+        return;
+    }
+    let _dog = Watchdog::new(Duration::from_secs(120), "read locks of another user");
+    let name = unique_name("rev-read-locks");
+    let opts = CreateOptions {
+        mode: 0o644,
+        ..CreateOptions::default()
+    };
+    let creator = match Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &opts,
+        |_, _| Ok(()),
+    ) {
+        // The fix: nobody but peers may lock its bytes.
+        Err(SegmentError::InvalidConfig { .. }) => {
+            for mode in [0o640, 0o604, 0o644, 0o744, 0o654, 0o620, 0o602] {
+                let opts = CreateOptions {
+                    mode,
+                    ..CreateOptions::default()
+                };
+                let err = Segment::create(
+                    &name,
+                    ObjectKind::Lock,
+                    [0; 8],
+                    OBJECT_LEN,
+                    &opts,
+                    |_, _| Ok(()),
+                )
+                .unwrap_err();
+                assert!(
+                    matches!(err, SegmentError::InvalidConfig { .. }),
+                    "{mode:o}: {err}"
+                );
+            }
+            for mode in [0o600, 0o660, 0o666, 0o700, 0o670, 0o606] {
+                let opts = CreateOptions {
+                    mode,
+                    ..CreateOptions::default()
+                };
+                let seg = Segment::create(
+                    &name,
+                    ObjectKind::Lock,
+                    [0; 8],
+                    OBJECT_LEN,
+                    &opts,
+                    |_, _| Ok(()),
+                )
+                .unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+                drop(seg);
+            }
+            return;
+        }
+        other => other.unwrap(),
+    };
+    // A peer that dies attached.
+    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
+    assert!(creator.is_peer_alive(dead));
+    kill(peer);
+    assert!(!creator.is_peer_alive(dead));
+    // Rows are taken first free first: the creator has row 0, the dead
+    // peer had row 1 (lock byte 1024 + 1). Byte 0 is the name lock.
+    let row = (dead as u32) - 1;
+    let bytes = format!("0,{}", 1024 + u64::from(row));
+    let mut reader = role_as_nobody(
+        "read_locker",
+        &[(NAME_VAR, name.clone()), (BYTES_VAR, bytes)],
+    )
+    .spawn()
+    .unwrap();
+    read_after(&mut reader, "LOCKED");
+    let faked_alive = creator.is_peer_alive(dead);
+    let open = Segment::open(
+        &name,
+        ObjectKind::Lock,
+        &OpenOptions {
+            timeout: Duration::from_millis(200),
+            ..OpenOptions::default()
+        },
+    );
+    kill(reader);
+    drop(creator);
+    let _ = Segment::unlink(&name);
+    assert!(
+        !faked_alive,
+        "uid {NOBODY}, who may only read the segment, made a dead peer look alive"
+    );
+    if let Err(e) = open {
+        panic!("uid {NOBODY}, who may only read the segment, locked opens out: {e}");
     }
 }
