@@ -106,7 +106,9 @@ Usage: shmring rm [--force] NAME...
 Removes segment names from /dev/shm. Attached processes keep working on their
 mapping, but a later create under the name makes a new, empty object that
 they never see; so a segment with a live peer (or one being created) is
-refused (exit code 6), naming the live peers' pids, unless --force. A file
+refused (exit code 6), naming the live peers' pids, unless --force. That
+is decided again at the removal, under the segment's name lock and peer
+row locks: a peer that attaches while rm runs keeps the name too. A file
 that is not a shmring segment is refused (exit code 4) unless --force, and so
 is one with the magic whose header fails validation (nothing tells whether it
 is in use). Every name is tried; the exit code is that of the first failure

@@ -231,3 +231,48 @@ fn gc_never_removes_data_put_after_it_looked() {
     }
     panic!("gc was never stopped in time");
 }
+
+/// Review finding 4: `shmring rm` (without `--force`) looked for live peers,
+/// then removed the name with `Segment::unlink`, which removes it whatever
+/// the peers do. A peer that attached in between (a service starting up)
+/// lost its name: the next create made a second object it never sees,
+/// which is what `rm` refuses live segments to prevent.
+#[test]
+fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
+    let _dog = Watchdog::new(Duration::from_secs(240), "rm race");
+    for attempt in 0..5 {
+        let name = unique_name("cli-rev-rm-race");
+        // No live peer: `rm` goes ahead.
+        drop(big_dict(&name, UnlinkPolicy::Never));
+        let opens = Opens::watch(&shm_path(&name));
+        let mut rm = command(&["rm", &name]);
+        rm.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let rm = retry_busy(&mut rm, std::process::Command::spawn);
+        // The second open is the mapping of the object, after the locks
+        // were asked: `rm` is counting the entries.
+        assert!(opens.wait(2, Duration::from_secs(60)), "rm never looked");
+        stop(&rm);
+        if !shm_exists(&name) {
+            signal(&rm, libc::SIGCONT);
+            let _ = rm.wait_with_output();
+            eprintln!("attempt {attempt}: rm was stopped too late");
+            continue;
+        }
+        // A service opens it now.
+        let live: Dict<String, u64> = Dict::open(&name, &OpenOptions::default()).unwrap();
+        signal(&rm, libc::SIGCONT);
+        let out = rm.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kept = shm_exists(&name);
+        drop(live);
+        let _ = shmring::Segment::unlink(&name);
+        assert!(kept, "rm removed the name of a live segment:\n{text}");
+        assert_eq!(out.status.code(), Some(6), "rm: in use\n{text}");
+        return;
+    }
+    panic!("rm was never stopped in time");
+}

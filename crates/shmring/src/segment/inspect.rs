@@ -52,7 +52,7 @@ use crate::error::SegmentError;
 use crate::sys::{lock, shm};
 
 pub(crate) use reclaim::HOLDS_DATA;
-pub use reclaim::{reclaim, reclaim_unless_data, Reclaimed};
+pub use reclaim::{reclaim, reclaim_unless_data, unlink_unless_in_use, Reclaimed};
 pub use sweep::sweep;
 pub(crate) use sweep::sweep_now_and_then;
 #[doc(hidden)]
