@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{command, queue_config, retry_busy};
+use common::{command, queue_config, retry_busy, shmring};
 use shmring::dict::{Dict, DictConfig};
 use shmring::{mpmc, CreateOptions, OpenOptions, UnlinkPolicy};
 use shmring_testkit::{
@@ -275,4 +275,48 @@ fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
         return;
     }
     panic!("rm was never stopped in time");
+}
+
+/// Review finding 5: `/dev/shmNAME` (a slash missing after `/dev/shm`) was
+/// read as the segment `/NAME`: a typo removed another segment.
+#[test]
+fn a_path_that_only_starts_like_dev_shm_is_not_a_segment_name() {
+    let name = unique_name("cli-rev-prefix");
+    let q = mpmc::Queue::create(
+        &name,
+        queue_config(),
+        &CreateOptions {
+            unlink: UnlinkPolicy::Never,
+            ..CreateOptions::default()
+        },
+    )
+    .unwrap();
+    drop(q);
+    let typo = format!("/dev/shm{}", name.trim_start_matches('/'));
+    let rm = shmring(&["rm", &typo]);
+    let kept = shm_exists(&name);
+    let _ = shmring::Segment::unlink(&name);
+    assert!(kept, "`rm {typo}` removed {name}: {}", rm.both());
+    assert_eq!(rm.code, 2, "an invalid name: {}", rm.both());
+    // The documented forms still work.
+    for form in [
+        name.clone(),
+        name.trim_start_matches('/').to_owned(),
+        format!("/dev/shm{name}"),
+    ] {
+        drop(
+            mpmc::Queue::create(
+                &name,
+                queue_config(),
+                &CreateOptions {
+                    unlink: UnlinkPolicy::Never,
+                    ..CreateOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let rm = shmring(&["rm", &form]);
+        assert_eq!(rm.code, 0, "{form}: {}", rm.both());
+        assert!(!shm_exists(&name), "{form}");
+    }
 }
