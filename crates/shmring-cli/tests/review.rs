@@ -320,3 +320,32 @@ fn a_path_that_only_starts_like_dev_shm_is_not_a_segment_name() {
         assert!(!shm_exists(&name), "{form}");
     }
 }
+
+/// Review finding 6: a unix socket in `/dev/shm` (any user can bind one
+/// there) could not be opened (`ENXIO`), and that error was reported as a
+/// shmring file that failed inspection: a warning on every `ls` and `gc`,
+/// and `rm --force` could not remove it. It is a file that is not a
+/// segment, like a FIFO: skipped silently, refused by `rm`, removed by
+/// `rm --force`.
+#[test]
+fn a_unix_socket_in_dev_shm_is_not_a_segment() {
+    let name = unique_name("cli-rev-socket");
+    let _socket = std::os::unix::net::UnixListener::bind(shm_path(&name)).unwrap();
+    for args in [vec!["ls"], vec!["gc", "--dry-run"]] {
+        let run = shmring(&args);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.both());
+        assert!(
+            !run.stderr.contains(&name),
+            "{args:?} warned about a socket: {}",
+            run.both()
+        );
+    }
+    let rm = shmring(&["rm", &name]);
+    assert_eq!(rm.code, 4, "not a shmring segment: {}", rm.both());
+    assert!(shm_exists(&name));
+    let rm = shmring(&["rm", "--force", &name]);
+    let gone = !std::path::Path::new(&shm_path(&name)).exists();
+    let _ = std::fs::remove_file(shm_path(&name));
+    assert_eq!(rm.code, 0, "{}", rm.both());
+    assert!(gone, "rm --force left the socket");
+}

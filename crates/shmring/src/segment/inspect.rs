@@ -333,8 +333,10 @@ fn io<'a>(op: &'static str, name: &'a str) -> impl FnOnce(std::io::Error) -> Seg
 }
 
 /// Opens `/dev/shm/<name>` without following a link and without blocking
-/// (a FIFO planted there must not hang us), and checks it is a regular file.
-/// Private names of the fallback create path are accepted.
+/// (a FIFO planted there must not hang us), and checks it is a regular file
+/// (a symbolic link or a socket, which cannot be opened, is
+/// [`SegmentError::NotShmring`] too). Private names of the fallback create
+/// path are accepted.
 pub(super) fn open_shm_file(name: &str, write: bool) -> Result<(String, File), SegmentError> {
     let (name, _) = validate_any_name(name)?;
     let file = std::fs::OpenOptions::new()
@@ -343,8 +345,11 @@ pub(super) fn open_shm_file(name: &str, write: bool) -> Result<(String, File), S
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(format!("{SHM_DIR}{name}"))
         .map_err(|e| match e.raw_os_error() {
-            // O_NOFOLLOW on a symbolic link.
-            Some(libc::ELOOP) => SegmentError::NotShmring { name: name.clone() },
+            // O_NOFOLLOW on a symbolic link; a unix socket (which cannot be
+            // opened at all: any user can bind one here).
+            Some(libc::ELOOP) | Some(libc::ENXIO) => {
+                SegmentError::NotShmring { name: name.clone() }
+            }
             _ => super::open_error("open", &name, e),
         })?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
