@@ -1,7 +1,7 @@
 //! An adversarial review of `shmring rm` and `gc`: one test per finding.
-//! Each race is made deterministic by stopping the `shmring` process
-//! (`SIGSTOP`) at a point it is seen to reach through inotify, doing what a
-//! concurrent process would do, then letting it go on (`SIGCONT`).
+//! Each race is made deterministic by holding the `shmring` process inside
+//! one of its `open`s (a fanotify permission event: root only), doing what
+//! a concurrent process would do meanwhile, then letting it go on.
 //! Children are this test binary re-executed with a role (see
 //! `shmring_testkit`).
 
@@ -9,14 +9,12 @@ mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{command, queue_config, retry_busy, shmring};
-use shmring::dict::{Dict, DictConfig};
 use shmring::{mpmc, CreateOptions, OpenOptions, UnlinkPolicy};
 use shmring_testkit::{
-    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
-    Watchdog,
+    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, Watchdog,
 };
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
@@ -77,106 +75,165 @@ fn kill(mut child: Child) {
     wait_child(child, Duration::from_secs(30));
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions; the pid is our
-    // child's, not yet reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
-/// The state letter of `/proc/<pid>/stat`.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+/// Holds one open of one file by a `shmring` process in the kernel
+/// (fanotify permission events, root only) until released: the process is
+/// then exactly between two of its steps, and the test acts as a concurrent
+/// process would. Every other open of the file, by anyone, is allowed at
+/// once; dropping the gate (or closing its descriptor) allows everything.
+struct OpenGate {
+    held: std::sync::mpsc::Receiver<()>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn stop(child: &Child) {
-    signal(child, libc::SIGSTOP);
-    let stopped = wait_until(Duration::from_secs(30), || {
-        matches!(proc_state(child.id()), Some('T' | 't'))
-    });
-    assert!(stopped, "the shmring process never stopped");
+/// Writes a fanotify answer for `fd` (allow) and closes it.
+fn allow(fan: &OwnedFd, fd: libc::c_int) {
+    let mut answer = [0u8; 8];
+    answer[..4].copy_from_slice(&fd.to_ne_bytes());
+    answer[4..].copy_from_slice(&libc::FAN_ALLOW.to_ne_bytes());
+    // SAFETY: `answer` is valid for its 8 bytes (a struct fanotify_response).
+    let rc = unsafe { libc::write(fan.as_raw_fd(), answer.as_ptr().cast(), answer.len()) };
+    assert_eq!(
+        rc,
+        8,
+        "fanotify answer: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `fd` came with the event and is ours to close.
+    unsafe { libc::close(fd) };
 }
 
-/// An inotify watch of one file's opens.
-struct Opens {
-    fd: OwnedFd,
-}
-
-impl Opens {
-    fn watch(path: &str) -> Opens {
+impl OpenGate {
+    /// Holds the `nth` open (from 1) of `path` by a `shmring` process whose
+    /// command line holds `needle`. `None` when fanotify permission events
+    /// are not available (not root).
+    fn hold(path: &str, needle: &str, nth: usize) -> Option<OpenGate> {
+        use std::sync::atomic::Ordering;
         // SAFETY: plain system call; the descriptor is owned below.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-        assert!(
-            fd >= 0,
-            "inotify_init1: {}",
-            std::io::Error::last_os_error()
-        );
+        let fd = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+                libc::O_RDONLY as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
         // SAFETY: `fd` is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fan = unsafe { OwnedFd::from_raw_fd(fd) };
         let c = std::ffi::CString::new(path).unwrap();
         // SAFETY: `c` is a valid NUL-terminated path for the call.
-        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
-        assert!(
-            wd >= 0,
-            "inotify_add_watch: {}",
-            std::io::Error::last_os_error()
-        );
-        Opens { fd }
+        let rc = unsafe {
+            libc::fanotify_mark(
+                fan.as_raw_fd(),
+                libc::FAN_MARK_ADD,
+                libc::FAN_OPEN_PERM,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "fanotify_mark: {}", std::io::Error::last_os_error());
+        let (tell, held) = std::sync::mpsc::channel();
+        let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let released = release.clone();
+        let needle = needle.to_owned();
+        let is_target = move |pid: i32| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmdline.split(|&b| b == 0);
+            let exe = args.next().unwrap_or_default();
+            exe.ends_with(b"shmring") && args.any(|a| a == needle.as_bytes())
+        };
+        let thread = std::thread::spawn(move || {
+            let mut seen = 0;
+            let mut holding: Option<libc::c_int> = None;
+            loop {
+                // ORDERING: SeqCst — a flag between two test threads.
+                if released.load(Ordering::SeqCst) {
+                    if let Some(fd) = holding.take() {
+                        allow(&fan, fd);
+                    }
+                    // Closing `fan` allows whatever comes next.
+                    return;
+                }
+                let mut pfd = libc::pollfd {
+                    fd: fan.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                if unsafe { libc::poll(&mut pfd, 1, 5) } <= 0 {
+                    continue;
+                }
+                let mut buf = [0u8; 4096];
+                // SAFETY: `buf` is valid and writable for its length.
+                let got =
+                    unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                assert!(
+                    got > 0,
+                    "read fanotify: {}",
+                    std::io::Error::last_os_error()
+                );
+                // Each event: event_len (4), vers, reserved, metadata_len
+                // (2), mask (8), fd (4), pid (4).
+                let mut at = 0usize;
+                while at + 24 <= got as usize {
+                    let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                    let fd = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
+                    let pid = i32::from_ne_bytes(buf[at + 20..at + 24].try_into().unwrap());
+                    at += len.max(24);
+                    if holding.is_none() && is_target(pid) {
+                        seen += 1;
+                        if seen == nth {
+                            holding = Some(fd);
+                            let _ = tell.send(());
+                            continue;
+                        }
+                    }
+                    allow(&fan, fd);
+                }
+            }
+        });
+        Some(OpenGate {
+            held,
+            release,
+            thread: Some(thread),
+        })
     }
 
-    /// Waits (up to `timeout`) until `n` more opens of the file happened.
-    fn wait(&self, n: usize, timeout: Duration) -> bool {
-        let start = Instant::now();
-        let mut seen = 0;
-        while seen < n {
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return false;
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as libc::c_int) };
-            if rc <= 0 {
-                continue;
-            }
-            let mut buf = [0u8; 4096];
-            // SAFETY: `buf` is valid and writable for its length.
-            let got =
-                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            assert!(got > 0, "read inotify: {}", std::io::Error::last_os_error());
-            // Each event: wd (4), mask (4), cookie (4), len (4), name (len).
-            let mut at = 0usize;
-            while at + 16 <= got as usize {
-                let mask = u32::from_ne_bytes(buf[at + 4..at + 8].try_into().unwrap());
-                let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
-                if mask & libc::IN_OPEN != 0 {
-                    seen += 1;
-                }
-                at += 16 + len;
-            }
-        }
-        true
+    /// Waits until the open is being held.
+    fn wait_held(&self) {
+        self.held
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the shmring process never made that open");
     }
 }
 
-/// A dict big enough that counting its entries (which `inspect` does,
-/// after it asked every lock) takes a while: the window the tests stop
-/// `shmring` in.
-fn big_dict(name: &str, policy: UnlinkPolicy) -> Dict<String, u64> {
-    let config = DictConfig {
-        capacity: 1 << 20,
-        max_key: 8,
-        max_value: 8,
-    };
-    let opts = CreateOptions {
-        unlink: policy,
-        ..CreateOptions::default()
-    };
-    Dict::create(name, config, &opts).unwrap()
+impl Drop for OpenGate {
+    fn drop(&mut self) {
+        // ORDERING: SeqCst — a flag between two test threads.
+        self.release
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn output_of(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Review finding 1: `shmring gc` (without `--include-data`) decided
@@ -187,49 +244,33 @@ fn big_dict(name: &str, policy: UnlinkPolicy) -> Dict<String, u64> {
 /// promises to remove data only when told to.
 #[test]
 fn gc_never_removes_data_put_after_it_looked() {
-    let _dog = Watchdog::new(Duration::from_secs(240), "gc data race");
-    for attempt in 0..5 {
-        let name = unique_name("cli-rev-gc-race");
-        kill(spawn_child("empty_queue", &name));
-        // Inspected after `name` (the arguments' order), and slowly.
-        let slow = unique_name("cli-rev-gc-slow");
-        let slow_dict = big_dict(&slow, UnlinkPolicy::OnLastPeerDrop);
-        let opens = Opens::watch(&shm_path(&slow));
-        let mut gc = command(&["gc", &name, &slow]);
-        gc.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let gc = retry_busy(&mut gc, std::process::Command::spawn);
-        // The second open of the slow dict is the mapping of its object:
-        // `gc` has looked at `name` and is counting the dict's entries.
-        assert!(opens.wait(2, Duration::from_secs(60)), "gc never looked");
-        stop(&gc);
-        if !shm_exists(&name) {
-            // Stopped too late (a loaded machine): try again.
-            signal(&gc, libc::SIGCONT);
-            let _ = gc.wait_with_output();
-            eprintln!("attempt {attempt}: gc was stopped too late");
-            continue;
-        }
-        // A restarted service puts a message and crashes again.
-        kill(spawn_child("put_one", &name));
-        signal(&gc, libc::SIGCONT);
-        let out = gc.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        drop(slow_dict);
-        assert!(
-            shm_exists(&name),
-            "gc without --include-data removed a queue holding a message:\n{text}"
-        );
-        let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
-        let mut buf = Vec::new();
-        q.consumer().try_pop(&mut buf).unwrap();
-        assert_eq!(buf, b"precious");
+    if !is_root() {
+        println!("skipped: holding a process in open(2) (fanotify) needs root");
         return;
     }
-    panic!("gc was never stopped in time");
+    let _dog = Watchdog::new(Duration::from_secs(120), "gc data race");
+    let name = unique_name("cli-rev-gc-race");
+    kill(spawn_child("empty_queue", &name));
+    // gc's opens of the file: its look (the header, then the object), then
+    // the removal. Hold the third.
+    let gate = OpenGate::hold(&shm_path(&name), &name, 3).expect("fanotify");
+    let mut gc = command(&["gc", &name]);
+    gc.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let gc = retry_busy(&mut gc, std::process::Command::spawn);
+    gate.wait_held();
+    // A restarted service puts a message and crashes again.
+    kill(spawn_child("put_one", &name));
+    drop(gate);
+    let text = output_of(gc);
+    assert!(
+        shm_exists(&name),
+        "gc without --include-data removed a queue holding a message:\n{text}"
+    );
+    let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+    let mut buf = Vec::new();
+    q.consumer().try_pop(&mut buf).unwrap();
+    assert_eq!(buf, b"precious");
+    assert!(text.contains("kept"), "{text}");
 }
 
 /// Review finding 4: `shmring rm` (without `--force`) looked for live peers,
@@ -239,42 +280,34 @@ fn gc_never_removes_data_put_after_it_looked() {
 /// which is what `rm` refuses live segments to prevent.
 #[test]
 fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
-    let _dog = Watchdog::new(Duration::from_secs(240), "rm race");
-    for attempt in 0..5 {
-        let name = unique_name("cli-rev-rm-race");
-        // No live peer: `rm` goes ahead.
-        drop(big_dict(&name, UnlinkPolicy::Never));
-        let opens = Opens::watch(&shm_path(&name));
-        let mut rm = command(&["rm", &name]);
-        rm.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let rm = retry_busy(&mut rm, std::process::Command::spawn);
-        // The second open is the mapping of the object, after the locks
-        // were asked: `rm` is counting the entries.
-        assert!(opens.wait(2, Duration::from_secs(60)), "rm never looked");
-        stop(&rm);
-        if !shm_exists(&name) {
-            signal(&rm, libc::SIGCONT);
-            let _ = rm.wait_with_output();
-            eprintln!("attempt {attempt}: rm was stopped too late");
-            continue;
-        }
-        // A service opens it now.
-        let live: Dict<String, u64> = Dict::open(&name, &OpenOptions::default()).unwrap();
-        signal(&rm, libc::SIGCONT);
-        let out = rm.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let kept = shm_exists(&name);
-        drop(live);
-        let _ = shmring::Segment::unlink(&name);
-        assert!(kept, "rm removed the name of a live segment:\n{text}");
-        assert_eq!(out.status.code(), Some(6), "rm: in use\n{text}");
+    if !is_root() {
+        println!("skipped: holding a process in open(2) (fanotify) needs root");
         return;
     }
-    panic!("rm was never stopped in time");
+    let _dog = Watchdog::new(Duration::from_secs(120), "rm race");
+    let name = unique_name("cli-rev-rm-race");
+    // No live peer: `rm` goes ahead.
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    drop(mpmc::Queue::create(&name, queue_config(), &opts).unwrap());
+    // rm's opens of the file: its look (the header, then the object), then
+    // the removal. Hold the third.
+    let gate = OpenGate::hold(&shm_path(&name), &name, 3).expect("fanotify");
+    let mut rm = command(&["rm", &name]);
+    rm.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let rm = retry_busy(&mut rm, std::process::Command::spawn);
+    gate.wait_held();
+    // A service opens it now.
+    let live = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+    drop(gate);
+    let text = output_of(rm);
+    let kept = shm_exists(&name);
+    drop(live);
+    let _ = shmring::Segment::unlink(&name);
+    assert!(kept, "rm removed the name of a live segment:\n{text}");
+    assert!(text.starts_with("exit Some(6)"), "rm: in use\n{text}");
 }
 
 /// Review finding 5: `/dev/shmNAME` (a slash missing after `/dev/shm`) was
