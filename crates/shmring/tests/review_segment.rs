@@ -22,6 +22,9 @@ const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 const STEP_VAR: &str = "SHMRING_TEST_STOP_AT";
 const FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
 const BYTES_VAR: &str = "SHMRING_TEST_LOCK_BYTES";
+const STAMP_VAR: &str = "SHMRING_TEST_STAMP";
+const PLANT_VAR: &str = "SHMRING_TEST_PLANT";
+const SCOPE_VAR: &str = "SHMRING_TEST_SCOPE";
 const OBJECT_LEN: usize = 4096;
 /// The unprivileged uid and gid of the tests that need a second user.
 const NOBODY: u32 = 65534;
@@ -101,6 +104,46 @@ fn child_entry() {
             sleep_forever();
         }
         "attach_and_stop" => attach_and_stop(&name),
+        // Run as another user: plants PLANT_VAR ("file", "symlink" to
+        // NAME_VAR, or "fifo") at the path STAMP_VAR.
+        "plant_stamp" => {
+            let stamp = std::env::var(STAMP_VAR).unwrap();
+            match std::env::var(PLANT_VAR).unwrap().as_str() {
+                "file" => std::fs::write(&stamp, b"").unwrap(),
+                "symlink" => std::os::unix::fs::symlink(shm_path(&name), &stamp).unwrap(),
+                "fifo" => {
+                    let c = std::ffi::CString::new(stamp).unwrap();
+                    // SAFETY: `c` is a valid NUL-terminated path.
+                    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+                }
+                other => panic!("unknown plant {other}"),
+            }
+        }
+        // Sets the automatic sweep to SCOPE_VAR (its stamp), names starting
+        // with NAME_VAR, no period, no idleness; creates a segment (which
+        // may start a sweep), waits for the sweep, and reports.
+        "trigger_sweep" => {
+            segment::configure_auto_sweep(segment::AutoSweepConfig {
+                period: Duration::ZERO,
+                min_idle: Duration::ZERO,
+                scope: std::env::var(SCOPE_VAR).unwrap(),
+                prefix: name.trim_start_matches('/').to_owned(),
+                ..segment::AutoSweepConfig::default()
+            });
+            let trigger = format!("{name}-trigger");
+            let seg = Segment::create(
+                &trigger,
+                ObjectKind::Lock,
+                [0; 8],
+                OBJECT_LEN,
+                &CreateOptions::default(),
+                |_, _| Ok(()),
+            )
+            .unwrap();
+            segment::wait_for_auto_sweep();
+            drop(seg);
+            println!("STARTED {}", segment::auto_sweeps_started());
+        }
         // Run as another user who may only read the file: takes read locks
         // on the bytes listed in BYTES_VAR, says so, and waits for its
         // SIGKILL.
@@ -503,4 +546,80 @@ fn a_dead_peer_is_not_alive_while_the_next_attacher_of_its_row_is_stopped() {
         !alive,
         "a peer killed before is reported alive while another process is stopped in its attach"
     );
+}
+
+/// Coverage: another user who plants this user's sweep stamp (a regular
+/// file, a symbolic link to one of this user's files, a FIFO) stops the
+/// automatic sweep for this user (documented), and nothing more: the
+/// planted file is not written, the link's target neither, no create
+/// hangs, and nothing is removed on its account.
+#[test]
+fn a_stamp_planted_by_another_user_stops_the_sweep_and_nothing_else() {
+    if !is_root() {
+        println!("skipped: needs root to run a child as uid {NOBODY}");
+        return;
+    }
+    let _dog = Watchdog::new(Duration::from_secs(120), "planted stamps");
+    for plant in ["file", "symlink", "fifo"] {
+        let prefix = unique_name("rev-stamp");
+        let scope = format!("rev{}", &prefix[prefix.len() - 9..]);
+        let stamp = format!("/dev/shm/.shmring-sweep-0.{scope}");
+        // An abandoned, empty segment under the prefix: what a sweep with
+        // its own stamp would remove at once.
+        let victim = format!("{prefix}-victim");
+        let seg = Segment::create(
+            &victim,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, victim.clone())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        read_after(&mut peer, "TOKEN ");
+        // Leaves without removing the name: the peer keeps it, then dies.
+        drop(seg);
+        kill(peer);
+        assert!(segment::inspect(&victim).unwrap().is_abandoned());
+        let before = std::fs::read(shm_path(&victim)).unwrap();
+
+        let planted = role_as_nobody(
+            "plant_stamp",
+            &[
+                (NAME_VAR, victim.clone()),
+                (STAMP_VAR, stamp.clone()),
+                (PLANT_VAR, plant.to_owned()),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(planted.status.success(), "{plant}: {planted:?}");
+        let mut trigger = spawn_role(
+            "child_entry",
+            "trigger_sweep",
+            &[(NAME_VAR, prefix.clone()), (SCOPE_VAR, scope.clone())],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let started = read_after(&mut trigger, "STARTED ");
+        assert!(wait_child(trigger, Duration::from_secs(60)).success());
+        let victim_kept = std::path::Path::new(&shm_path(&victim)).exists();
+        let stamp_meta = std::fs::symlink_metadata(&stamp).unwrap();
+        let stamp_len = if plant == "file" { stamp_meta.len() } else { 0 };
+        let after = std::fs::read(shm_path(&victim)).ok();
+        let _ = std::fs::remove_file(&stamp);
+        let _ = std::fs::remove_file(shm_path(&victim));
+        assert_eq!(started, "0", "{plant}: a sweep ran on another user's stamp");
+        assert!(victim_kept, "{plant}: removed on a planted stamp's account");
+        assert_eq!(stamp_len, 0, "{plant}: the planted stamp was written");
+        assert!(
+            after.as_deref() == Some(&before[..]),
+            "{plant}: the link's target was written"
+        );
+    }
 }
