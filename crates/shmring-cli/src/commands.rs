@@ -10,9 +10,14 @@ use crate::scan::Scan;
 use crate::show;
 use crate::Failure;
 
-/// Accepts `name`, `/name` and `/dev/shm/name`.
+/// Accepts `name`, `/name` and `/dev/shm/name`. Only a whole `/dev/shm/`
+/// is stripped: `/dev/shmname` (a slash missing) stays as it is, an
+/// invalid name, never the segment `/name`.
 pub fn segment_name(arg: &str) -> String {
-    arg.strip_prefix(segment::SHM_DIR).unwrap_or(arg).to_owned()
+    match arg.strip_prefix(segment::SHM_DIR) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => arg.to_owned(),
+    }
 }
 
 /// `shmring ls [--json] [--verbose]`.

@@ -4,7 +4,9 @@
 //! Crash recovery is the point of a named segment: a service that is
 //! killed and restarted must find its queue, messages included. So `gc`
 //! lists every abandoned segment with its kind, its depth and why it counts
-//! as abandoned, and removes one that holds data only with `--include-data`;
+//! as abandoned, and removes one that holds data only with `--include-data`
+//! (judged again under the segment's locks at the removal, not only from
+//! the listing);
 //! one owned by another user only with `--all-users` (root's `gc` leaves
 //! other users' files alone by default; with the flag it removes them as
 //! their owner, through the library's own checks). A file is removed only
@@ -161,12 +163,22 @@ fn decide(info: &SegmentInfo, flags: &Flags) -> Result<Outcome, Failure> {
             kept: None,
         });
     }
+    // What `info` said about data is a snapshot: a peer may have attached,
+    // put a message and died since. Unless told to remove data, the
+    // removal decides that again, under the segment's locks.
+    let remove = |name: &str| {
+        if flags.include_data {
+            segment::reclaim(name)
+        } else {
+            segment::reclaim_unless_data(name)
+        }
+    };
     // The library removes only the caller's own segments; root acts as
     // their owner for the removal (the file's owner, not root, decides).
     let reclaimed = if foreign {
-        as_user(info.owner_uid, || segment::reclaim(&info.name))?
+        as_user(info.owner_uid, || remove(&info.name))?
     } else {
-        segment::reclaim(&info.name)
+        remove(&info.name)
     };
     let (outcome, kept_because) = match reclaimed {
         Ok(Reclaimed::Removed) => ("removed", None),

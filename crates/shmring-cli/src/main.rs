@@ -106,7 +106,9 @@ Usage: shmring rm [--force] NAME...
 Removes segment names from /dev/shm. Attached processes keep working on their
 mapping, but a later create under the name makes a new, empty object that
 they never see; so a segment with a live peer (or one being created) is
-refused (exit code 6), naming the live peers' pids, unless --force. A file
+refused (exit code 6), naming the live peers' pids, unless --force. That
+is decided again at the removal, under the segment's name lock and peer
+row locks: a peer that attaches while rm runs keeps the name too. A file
 that is not a shmring segment is refused (exit code 4) unless --force, and so
 is one with the magic whose header fails validation (nothing tells whether it
 is in use). Every name is tried; the exit code is that of the first failure
@@ -136,8 +138,10 @@ abandoned, then removed, except:
   - one owned by another user, unless --all-users (root only; root's gc
     too); it is then removed as its owner, by the same checks.
 Before removing one, gc takes the name lock and every peer row's lock,
-re-checks the header (full validation) and the peers, and unlinks while
-holding them, so a segment being opened right now is never removed. Files
+re-checks the header (full validation), the peers and (without
+--include-data) the data, and unlinks while holding them, so a segment
+being opened right now, or that got a message since it was listed, is
+never removed. Files
 that are not proven shmring segments (a file that merely starts with the
 magic is an error, listed on stderr) are never removed.
 

@@ -5,9 +5,12 @@
 //! later: the next create under the name makes a second, empty object while
 //! the service keeps using the first one. So `rm` looks first (without
 //! attaching) and refuses a segment with a live peer, or one being created,
-//! unless `--force`, naming the peers' pids.
+//! unless `--force`, naming the peers' pids; and it removes the name with
+//! [`segment::unlink_unless_in_use`], which decides that again under the
+//! segment's locks, so a peer that attaches after the look keeps its name
+//! too.
 
-use shmring::segment::{self, SegmentInfo, SegmentState};
+use shmring::segment::{self, Reclaimed, SegmentInfo, SegmentState};
 use shmring::{Segment, SegmentError};
 
 use crate::args::Args;
@@ -73,6 +76,17 @@ fn remove_one(name: &str, force: bool) -> Result<(), Failure> {
                 if !force {
                     return Err(Failure::new(EXIT_IN_USE, format!("{why}; {FORCE}")));
                 }
+            }
+            if !force {
+                // What the look said is a snapshot: a peer may attach
+                // before the unlink. Decide again, under the locks.
+                return match segment::unlink_unless_in_use(name)? {
+                    Reclaimed::Removed => Ok(()),
+                    Reclaimed::Kept(why) => Err(Failure::new(
+                        EXIT_IN_USE,
+                        format!("segment {} is in use: {why}; {FORCE}", escape::name(name)),
+                    )),
+                };
             }
         }
         Err(SegmentError::NotShmring { .. }) if force => {}

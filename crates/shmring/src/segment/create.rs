@@ -21,6 +21,7 @@
 //! path (a private name, then `link`) as if `O_TMPFILE` were unavailable.
 
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -47,8 +48,8 @@ enum Staging {
     /// An unnamed `O_TMPFILE` file in `/dev/shm`: nothing to clean up.
     Unnamed,
     /// A file under a private name (see the `names` module), whose name
-    /// lock the creator holds: removed on failure and once the segment is
-    /// named.
+    /// lock the creator holds until just before it names the segment:
+    /// removed on failure and once the segment is named.
     Private(String),
 }
 
@@ -60,12 +61,28 @@ struct PrivateNameGuard<'a> {
 }
 
 impl PrivateNameGuard<'_> {
-    /// Removes the private name now (success or failure alike).
+    /// Removes the private name now (success or failure alike). Before the
+    /// segment is named we hold its name lock already, and this takes it
+    /// again at once; after, it waits for it like any remover.
     fn remove(&mut self) {
         if let Some(name) = self.name.take() {
-            // We hold its name lock already: this takes it again at once.
             let _ =
                 names::remove_name(self.file, &name, names::NAME_LOCK_WAIT, || Ok::<(), ()>(()));
+        }
+    }
+
+    /// Lets the name lock go, which the fallback path held since `stage`,
+    /// before the segment is named: once named, the name lock is the
+    /// segment's, and a creator stopped while holding it would make every
+    /// open wait for it and fail (review finding 2). From here until the
+    /// process dies, the creator's peer row lock (taken at
+    /// `segment.create.attached`) is what says that it is alive (see
+    /// `names::creator_alive`).
+    fn release_name_lock(&self) {
+        if self.name.is_some() {
+            // Failure leaves the lock until the private name is removed;
+            // nothing better to do.
+            let _ = lock::unlock_byte(self.file.as_fd(), names::NAME_LOCK_BYTE);
         }
     }
 }
@@ -176,8 +193,7 @@ fn stage(name: &str, mode: u32) -> Result<(File, Staging), SegmentError> {
         let (_, cprivate) = validate_any_name(&private)?;
         match shm::shm_create(&cprivate, mode) {
             Ok(file) => {
-                let locked =
-                    lock::try_lock_byte(std::os::fd::AsFd::as_fd(&file), names::NAME_LOCK_BYTE);
+                let locked = lock::try_lock_byte(file.as_fd(), names::NAME_LOCK_BYTE);
                 if !matches!(locked, Ok(true)) {
                     // Nobody else knows this name yet; a lock we cannot take
                     // means something is badly wrong. Remove it and report.
@@ -253,8 +269,9 @@ impl Segment {
         }
         let (file, staging) = stage(&name, opts.mode)?;
         // An unnamed file is linked through /proc/self/fd; a private name
-        // by path (it still names our file: removing it takes its name
-        // lock, which we hold).
+        // by path (it still names our file: `reclaim` and the sweep leave
+        // it alone while we hold a lock on it; if removed by hand, the link
+        // fails with ENOENT).
         let link = |file: &File, private: Option<&str>| match private {
             None => shm::link_fd(file, &target),
             Some(private) => shm::link_path(&names::path_of(private), &target),
@@ -383,10 +400,10 @@ impl Segment {
         create_failpoint!("segment.create.initialised");
         header.publish();
         create_failpoint!("segment.create.published");
+        guard.release_name_lock();
         give_name(&file, guard.name.as_deref())?;
         create_failpoint!("segment.create.named");
-        // Named: a private name has done its work (this also lets the name
-        // lock go, which the fallback path held since `stage`).
+        // Named: a private name has done its work.
         guard.remove();
         drop(guard);
         Ok(Segment {

@@ -51,8 +51,8 @@ use super::{ObjectKind, PeerCounter, UnlinkPolicy};
 use crate::error::SegmentError;
 use crate::sys::{lock, shm};
 
-pub use reclaim::{reclaim, Reclaimed};
-pub(crate) use reclaim::{reclaim_unless_data, HOLDS_DATA};
+pub(crate) use reclaim::HOLDS_DATA;
+pub use reclaim::{reclaim, reclaim_unless_data, unlink_unless_in_use, Reclaimed};
 pub use sweep::sweep;
 pub(crate) use sweep::sweep_now_and_then;
 #[doc(hidden)]
@@ -106,13 +106,15 @@ impl Counters {
 pub enum SegmentState {
     /// Published: the header passed validation.
     Ready,
-    /// A private-name file whose creator holds its lock, or that is younger
-    /// than 10 s (its creator may not have taken the lock yet): still being
-    /// created.
+    /// A private-name file on which its creator holds a lock (its name lock,
+    /// or its peer row's), or that is younger than 10 s (its creator may not
+    /// have taken the lock yet): still being created.
     Initialising,
-    /// A private-name file whose lock is free and that is at least 10 s
-    /// old: its creator died (or gave up) before it was named. Nobody can
-    /// open it; `gc` removes it.
+    /// A private-name file on which no lock is held and that is at least
+    /// 10 s old: its creator died (or gave up) before it was named, or
+    /// after, before it removed the private name (then the segment lives on
+    /// under its own name, and only the private one goes). Nobody can open
+    /// it; `gc` removes it.
     CreatorDied,
 }
 
@@ -331,8 +333,10 @@ fn io<'a>(op: &'static str, name: &'a str) -> impl FnOnce(std::io::Error) -> Seg
 }
 
 /// Opens `/dev/shm/<name>` without following a link and without blocking
-/// (a FIFO planted there must not hang us), and checks it is a regular file.
-/// Private names of the fallback create path are accepted.
+/// (a FIFO planted there must not hang us), and checks it is a regular file
+/// (a symbolic link or a socket, which cannot be opened, is
+/// [`SegmentError::NotShmring`] too). Private names of the fallback create
+/// path are accepted.
 pub(super) fn open_shm_file(name: &str, write: bool) -> Result<(String, File), SegmentError> {
     let (name, _) = validate_any_name(name)?;
     let file = std::fs::OpenOptions::new()
@@ -341,8 +345,11 @@ pub(super) fn open_shm_file(name: &str, write: bool) -> Result<(String, File), S
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(format!("{SHM_DIR}{name}"))
         .map_err(|e| match e.raw_os_error() {
-            // O_NOFOLLOW on a symbolic link.
-            Some(libc::ELOOP) => SegmentError::NotShmring { name: name.clone() },
+            // O_NOFOLLOW on a symbolic link; a unix socket (which cannot be
+            // opened at all: any user can bind one here).
+            Some(libc::ELOOP) | Some(libc::ENXIO) => {
+                SegmentError::NotShmring { name: name.clone() }
+            }
             _ => super::open_error("open", &name, e),
         })?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
@@ -441,7 +448,9 @@ pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, Segm
         object: None,
     };
     let Some(copy) = copy else {
-        info.state = leftover_state(&file, &info.name, &st, init_locked)?;
+        // Its creator holds the name lock or, later, its peer row's lock.
+        let alive = names::creator_alive(&file).map_err(io("F_OFD_GETLK", &info.name))?;
+        info.state = leftover_state(&file, &info.name, &st, alive)?;
         return Ok(info);
     };
     let snapshot = &copy.snapshot;
@@ -484,11 +493,12 @@ pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, Segm
 /// The state of a file under a private name of the fallback create path,
 /// after checking that it looks like one: empty, or starting with zeros or
 /// the magic (anything else is [`SegmentError::NotShmring`]).
+/// `creator_alive`: what [`names::creator_alive`] said.
 fn leftover_state(
     file: &File,
     name: &str,
     st: &shm::FileStat,
-    name_locked: bool,
+    creator_alive: bool,
 ) -> Result<SegmentState, SegmentError> {
     let mut start = [0u8; 8];
     let len = usize::try_from(st.size)
@@ -499,7 +509,7 @@ fn leftover_state(
     if start[..len].iter().any(|&b| b != 0) && start[..len] != MAGIC[..len] {
         return Err(SegmentError::NotShmring { name: name.into() });
     }
-    if name_locked || !older_than(st, LEFTOVER_GRACE) {
+    if creator_alive || !older_than(st, LEFTOVER_GRACE) {
         return Ok(SegmentState::Initialising);
     }
     Ok(SegmentState::CreatorDied)

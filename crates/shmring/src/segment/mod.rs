@@ -67,7 +67,9 @@
 //! With the cargo feature `failpoints`, besides those of a create (see the
 //! `create` module), a drop calls the failpoint hook
 //! `segment.drop.row-released` right after it let its peer row go, before
-//! it decides about the name.
+//! it decides about the name, and every attach (a create's, an open's)
+//! calls `segment.attach.row-locked` right after it took its peer row's
+//! lock, before it bumped the row's generation.
 //!
 //! # Blocking
 //!
@@ -241,6 +243,8 @@ fn attach_row(
         let locked = lock::try_lock_byte(file.as_fd(), PEER_LOCK_BASE + u64::from(row))
             .map_err(io_error("lock peer row", label))?;
         if locked {
+            #[cfg(feature = "failpoints")]
+            shmring_core::failpoint::hit("segment.attach.row-locked", &[]);
             let generation = row_of(map, layout, row).claim(shm::getpid(), sys::now().0);
             return Ok((row, generation));
         }

@@ -44,9 +44,12 @@
 //! private name starting with [`PRIVATE_PREFIX`] (which
 //! [`validate_name`](super::options::validate_name) refuses for segments),
 //! holding that file's name lock from right after it made the file until
-//! the private name is gone again. A creator killed meanwhile leaves such a
-//! file behind: it never blocks a segment name, and `reclaim` removes it
-//! once its name lock is free and it is older than [`LEFTOVER_GRACE`].
+//! just before it names the segment (never after: a creator stopped while
+//! holding the lock of a named segment would lock every open out), and its
+//! peer row's lock from before that until it dies or drops the segment
+//! ([`creator_alive`]). A creator killed meanwhile leaves such a file
+//! behind: it never blocks a segment name, and `reclaim` removes it once no
+//! lock is held on it and it is older than [`LEFTOVER_GRACE`].
 //!
 //! [`Segment`]: super::Segment
 //! [`Segment::open`]: super::Segment::open
@@ -58,7 +61,8 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::peers::INIT_LOCK_BYTE;
+use super::header::MAX_PEER_ROWS;
+use super::peers::{INIT_LOCK_BYTE, PEER_LOCK_BASE};
 use crate::sys::{lock, shm};
 
 /// The name lock: byte 0 of every segment file. (It was the creator's
@@ -102,6 +106,18 @@ pub(crate) fn private_name() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = crate::sys::now().0;
     format!("/{PRIVATE_PREFIX}{}.{n}.{nanos:x}", shm::getpid())
+}
+
+/// Whether the creator of the file under a private name (`file`, any
+/// descriptor of it) is alive: another description holds a lock on it. The
+/// creator holds the name lock from right after it made the file until just
+/// before it names the segment, and its peer row's lock from before that
+/// (`segment.create.attached`) on, so one or the other is held for as long
+/// as it lives, but for the two system calls that make the file and take
+/// the name lock (which [`LEFTOVER_GRACE`] covers). One `F_OFD_GETLK`
+/// over every lock byte a segment can have.
+pub(crate) fn creator_alive(file: &File) -> io::Result<bool> {
+    lock::is_range_locked(file.as_fd(), 0, PEER_LOCK_BASE + u64::from(MAX_PEER_ROWS))
 }
 
 /// A held name lock; dropping it lets the lock go.

@@ -175,7 +175,10 @@ impl Segment {
     /// Removes a name from `/dev/shm`, whatever its segment's peers are
     /// doing (attached peers keep working; later opens by name fail with
     /// [`NotFound`](SegmentError::NotFound)). Also accepts the private names
-    /// of the fallback create path, to remove a creator's leftovers.
+    /// of the fallback create path, to remove a creator's leftovers. To
+    /// remove a name only while no peer is attached, use
+    /// [`unlink_unless_in_use`](super::unlink_unless_in_use), which decides
+    /// that under the segment's locks.
     ///
     /// A regular file is removed under its name lock, and only while the
     /// name still refers to the file that was opened (see the module docs):

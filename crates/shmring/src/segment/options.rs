@@ -104,7 +104,12 @@ impl UnlinkPolicy {
 #[derive(Clone, Debug)]
 pub struct CreateOptions {
     /// Permission bits of the file (default `0o600`); must include `0o600`
-    /// and nothing beyond `0o777`. Set exactly, whatever the umask.
+    /// and nothing beyond `0o777`, and give the group and others each
+    /// either read and write (to share the segment with them: `0o660`,
+    /// `0o666`) or neither. Read alone (`0o644`, `0o640`) is refused: an
+    /// open needs write access, and a user who can only read the file
+    /// could still lock the bytes that liveness and the name lock are made
+    /// of. Set exactly, whatever the umask.
     pub mode: u32,
     /// Rows in the peer table: the most simultaneously attached peers
     /// (default 64, at most [`MAX_PEER_ROWS`](super::MAX_PEER_ROWS)).
@@ -219,11 +224,34 @@ pub(crate) fn validate_any_name(name: &str) -> Result<(String, CString), Segment
     Ok((full, c))
 }
 
+/// Checks a create's mode: owner read and write, nothing beyond `0o777`,
+/// and for the group and for others either read *and* write or neither.
+///
+/// Why not read alone: whoever can open the file, even read-only, can take
+/// OFD *read* locks on its lock bytes, and liveness and the name lock are
+/// locks. A read lock on the name lock byte would make every open and
+/// every removal of the name wait and fail; one on a peer row's byte would
+/// make that row's dead holder look alive for as long as the reader likes
+/// (review finding 3). Opening a segment needs write access anyway, so a
+/// reader could never be a peer: such modes only ever served an attacker.
+/// (Write alone is refused as useless for the same reason: no open.)
 pub(crate) fn check_mode(mode: u32) -> Result<(), SegmentError> {
     if mode & !0o777 != 0 || mode & 0o600 != 0o600 {
         return Err(SegmentError::InvalidConfig {
             reason: format!("mode {mode:#o} must include 0o600 and stay within 0o777"),
         });
+    }
+    for (who, shift) in [("group", 3), ("others", 0)] {
+        let rw = (mode >> shift) & 0o6;
+        if rw != 0 && rw != 0o6 {
+            return Err(SegmentError::InvalidConfig {
+                reason: format!(
+                    "mode {mode:#o} gives {who} read or write without the other: \
+                     a segment is shared read-write or not at all (a read-only \
+                     opener could lock its liveness bytes)"
+                ),
+            });
+        }
     }
     Ok(())
 }

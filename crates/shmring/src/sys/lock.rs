@@ -109,3 +109,11 @@ pub(crate) fn is_byte_locked(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> 
     fcntl_lock(fd, libc::F_OFD_GETLK, &mut fl)?;
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
+
+/// Whether *another* open file description holds a lock on any of the `len`
+/// bytes from `first`: one `F_OFD_GETLK` for the whole range.
+pub(crate) fn is_range_locked(fd: BorrowedFd<'_>, first: u64, len: u64) -> io::Result<bool> {
+    let mut fl = flock_range(first, len, libc::F_WRLCK as libc::c_short)?;
+    fcntl_lock(fd, libc::F_OFD_GETLK, &mut fl)?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}

@@ -47,9 +47,9 @@ enum Keep {
 /// (a private name, see the `segment` module docs): empty or starting with
 /// the magic or zeros, its name lock free, and at least 10 s old.
 ///
-/// Data is removed with the segment: `reclaim` is what `shmring gc` runs
-/// when asked to. (A create's implicit reclaim keeps a segment that holds
-/// undelivered data.)
+/// Data is removed with the segment: `reclaim` is what `shmring gc
+/// --include-data` runs. [`reclaim_unless_data`] keeps a segment that holds
+/// undelivered data, deciding that under the same locks.
 ///
 /// While it holds the row locks (a few system calls, and a look at the
 /// object), a concurrent [`Segment::open`](crate::segment::Segment::open)
@@ -65,10 +65,20 @@ pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
     reclaim_with(name, false)
 }
 
-/// [`reclaim`], keeping (with the reason [`HOLDS_DATA`]) a segment whose
-/// object holds undelivered data or cannot be examined: a create's
-/// implicit reclaim.
-pub(crate) fn reclaim_unless_data(name: &str) -> Result<Reclaimed, SegmentError> {
+/// [`reclaim`], except that a segment whose object holds undelivered data
+/// (a message in any ring, an entry in a dict), or cannot be examined, is
+/// kept ([`Reclaimed::Kept`] with the reason "it holds undelivered data").
+///
+/// Data is judged under the locks, at the removal itself: whatever an
+/// earlier [`inspect`](super::inspect) said, a peer that attached, put a
+/// message and died since (a restarted service that crashed again) keeps
+/// the segment. A create's implicit reclaim, the sweep, and `shmring gc`
+/// (unless told `--include-data`) remove through this.
+///
+/// # Errors
+///
+/// As [`reclaim`].
+pub fn reclaim_unless_data(name: &str) -> Result<Reclaimed, SegmentError> {
     reclaim_with(name, true)
 }
 
@@ -145,25 +155,108 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
     }
 }
 
-/// Removes a fallback create's leftover under its private name: its name
-/// lock free (taken without waiting: its creator holds it while alive) and
-/// the file at least [`names::LEFTOVER_GRACE`] old.
+/// Removes the name `name` unless the segment is in use, deciding under its
+/// locks: what `shmring rm` does without `--force`.
+///
+/// In use means a peer is attached (a peer row's liveness lock is held),
+/// or, for a private name of the fallback create path, that its creator is
+/// still at work (a lock held on it, or younger than 10 s). Like
+/// [`reclaim`], it takes the segment's name lock (waiting up to 2 s) and
+/// the lock of every peer row, then unlinks the name if it still refers to
+/// the same file, then lets the locks go: a peer that attaches at any
+/// moment before keeps the name ([`Reclaimed::Kept`], "a peer is alive"),
+/// and one that attaches after finds the name gone. (A look first, then
+/// [`Segment::unlink`](crate::segment::Segment::unlink), which removes a
+/// name whatever its peers do, would remove the name of a peer that
+/// attached in between.)
+///
+/// Unlike [`reclaim`], the segment need not be abandoned (one whose peers
+/// all detached is removed too), data does not keep it, and the file may
+/// belong to another user (if this process may remove it). It must be
+/// proven a segment: its header must pass the full validation an open
+/// does, or it is a private name's file that looks like one.
+///
+/// # Errors
+///
+/// As [`inspect`](super::inspect), plus [`Io`](SegmentError::Io) when a
+/// lock or the unlink fails ([`PermissionDenied`](SegmentError::PermissionDenied)
+/// when the file cannot be opened for writing or its name removed).
+pub fn unlink_unless_in_use(name: &str) -> Result<Reclaimed, SegmentError> {
+    let (name, file) = open_shm_file(name, true)?;
+    let st = shm::stat(&file).map_err(io("fstat", &name))?;
+    let private = names::is_private(&name);
+    if private {
+        // Looks like a leftover (or NotShmring).
+        leftover_state(&file, &name, &st, false)?;
+    } else {
+        let copy = read_header(&file, &name, st.size)?;
+        let kind = ObjectKind::from_u32(copy.snapshot.kind).unwrap_or(ObjectKind::SpscRing);
+        validate(&copy.snapshot, &name, kind, st.size)?;
+    }
+    let decide = || -> Result<(), Keep> {
+        let failed = |e| Keep::Error(io("F_OFD_GETLK", &name)(e));
+        if private {
+            // Under the name lock our description holds: the probe sees the
+            // creator's locks only.
+            let alive = names::creator_alive(&file).map_err(failed)?;
+            let state = leftover_state(&file, &name, &st, alive).map_err(Keep::Error)?;
+            if state == SegmentState::Initialising {
+                return Err(Keep::Reason("it is being created"));
+            }
+            return Ok(());
+        }
+        // Held until the unlink: no peer can attach meanwhile.
+        let all_rows = lock::try_lock_range(file.as_fd(), PEER_LOCK_BASE, u64::from(MAX_PEER_ROWS))
+            .map_err(|e| Keep::Error(io("F_OFD_SETLK", &name)(e)))?;
+        if !all_rows {
+            return Err(Keep::Reason("a peer is alive"));
+        }
+        Ok(())
+    };
+    let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
+        .map_err(io("unlink", &name))?;
+    // The row locks go with the descriptor, after the unlink.
+    drop(file);
+    match outcome {
+        Removal::Removed => Ok(Reclaimed::Removed),
+        Removal::Kept(Keep::Reason(reason)) => Ok(Reclaimed::Kept(reason)),
+        Removal::Kept(Keep::Error(e)) => Err(e),
+        Removal::Elsewhere => Ok(Reclaimed::Kept(
+            "the name was removed or given to another segment meanwhile",
+        )),
+        Removal::Busy => Ok(Reclaimed::Kept(
+            "another process held its name lock for 2 s",
+        )),
+    }
+}
+
+/// Removes a fallback create's leftover under its private name: no lock
+/// held on it (its name lock taken without waiting, then no peer row's
+/// lock: its creator holds one or the other while alive, see
+/// [`names::creator_alive`]) and the file at least
+/// [`names::LEFTOVER_GRACE`] old.
 fn reclaim_leftover(
     file: &File,
     name: &str,
     st: &shm::FileStat,
 ) -> Result<Reclaimed, SegmentError> {
-    // Looks like one (or NotShmring), whatever the lock says.
+    // Looks like one (or NotShmring), whatever the locks say.
     let state = leftover_state(file, name, st, false)?;
-    // CreatorDied: at least LEFTOVER_GRACE old (the lock is asked below).
+    // CreatorDied: at least LEFTOVER_GRACE old (the locks are asked below).
     if state != SegmentState::CreatorDied {
         return Ok(Reclaimed::Kept("its creator may still be creating it"));
     }
-    let outcome = names::remove_name(file, name, std::time::Duration::ZERO, || Ok::<(), ()>(()))
+    // Under the name lock, which our description holds (so the probe sees
+    // only others' locks).
+    let decide = || match names::creator_alive(file) {
+        Ok(false) => Ok(()),
+        _ => Err(()),
+    };
+    let outcome = names::remove_name(file, name, std::time::Duration::ZERO, decide)
         .map_err(io("unlink", name))?;
     Ok(match outcome {
         Removal::Removed => Reclaimed::Removed,
-        Removal::Busy => Reclaimed::Kept("its creator is still creating it"),
-        Removal::Elsewhere | Removal::Kept(()) => Reclaimed::Kept("already gone"),
+        Removal::Busy | Removal::Kept(()) => Reclaimed::Kept("its creator is still creating it"),
+        Removal::Elsewhere => Reclaimed::Kept("already gone"),
     })
 }

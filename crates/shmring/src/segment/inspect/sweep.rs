@@ -87,7 +87,7 @@ mod stamp;
 
 use std::collections::HashSet;
 use std::mem::offset_of;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirEntryExt, FileExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -101,7 +101,7 @@ use crate::segment::names;
 use crate::segment::options::validate_name;
 use crate::segment::peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
 use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
-use crate::sys::{self, shm};
+use crate::sys::{self, lock, shm};
 use stamp::{Claim, Stamp, State};
 
 /// How often, at most, the automatic sweep runs for one user on the host.
@@ -506,7 +506,10 @@ fn examine(name: &str, uid: u32) -> Probe {
         return Probe::Skip;
     }
     // One probe for every peer: any lock held means somebody is there.
-    if !matches!(any_lock_held(file.as_fd(), 0, LOCK_RANGE_END), Ok(false)) {
+    if !matches!(
+        lock::is_range_locked(file.as_fd(), 0, LOCK_RANGE_END),
+        Ok(false)
+    ) {
         return Probe::Skip;
     }
     if leftover {
@@ -558,34 +561,6 @@ fn examine(name: &str, uid: u32) -> Probe {
         ino: st.ino,
         last_attach,
         leftover,
-    }
-}
-
-/// Whether another open file description holds a lock on any byte of
-/// `first..end`: one `F_OFD_GETLK` for the whole range.
-fn any_lock_held(fd: BorrowedFd<'_>, first: u64, end: u64) -> std::io::Result<bool> {
-    let range = |v: u64| {
-        libc::off_t::try_from(v)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "lock range"))
-    };
-    // SAFETY: `flock` is a plain C struct of integers, for which all-zero
-    // bytes are a valid value (and `l_pid` must be 0 for OFD locks).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = range(first)?;
-    fl.l_len = range(end.saturating_sub(first))?;
-    loop {
-        // SAFETY: `fd` is open for the duration of the borrow; `fl` is a
-        // valid, writable flock for the duration of the call.
-        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-        if rc == 0 {
-            return Ok(fl.l_type != libc::F_UNLCK as libc::c_short);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
     }
 }
 

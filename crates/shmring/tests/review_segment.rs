@@ -1,0 +1,625 @@
+//! An adversarial review of the segment lifecycle: one test per finding,
+//! with real processes (the test binary re-executes itself with a role; see
+//! `shmring_testkit`) stopped at the library's failpoints or driven as
+//! another user.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use shmring::segment::{
+    self, CreateOptions, ObjectKind, OpenOptions, Reclaimed, Segment, SegmentState,
+};
+use shmring::SegmentError;
+use shmring_testkit::{
+    executable_by_anyone, role, shm_path, sleep_forever, spawn_role, unique_name, wait_child,
+    wait_until, Watchdog,
+};
+
+const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+const STEP_VAR: &str = "SHMRING_TEST_STOP_AT";
+const FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
+const BYTES_VAR: &str = "SHMRING_TEST_LOCK_BYTES";
+const STAMP_VAR: &str = "SHMRING_TEST_STAMP";
+const PLANT_VAR: &str = "SHMRING_TEST_PLANT";
+const SCOPE_VAR: &str = "SHMRING_TEST_SCOPE";
+const OBJECT_LEN: usize = 4096;
+/// The unprivileged uid and gid of the tests that need a second user.
+const NOBODY: u32 = 65534;
+
+// The dev dependency on this crate enables the failpoints these tests stop
+// processes at.
+const _: () = assert!(
+    shmring::core::failpoint::ENABLED,
+    "tests/review_segment.rs needs the `failpoints` feature (see Cargo.toml)"
+);
+
+/// Word `i` of the object region.
+fn word(seg: &Segment, i: usize) -> &AtomicU64 {
+    assert!((i + 1) * 8 <= seg.object_len());
+    // SAFETY: in bounds (asserted), 8-aligned (the object is 4096-aligned),
+    // borrowed no longer than `seg`'s mapping, and only accessed atomically.
+    unsafe { &*seg.object_ptr().as_ptr().cast::<AtomicU64>().add(i) }
+}
+
+fn stop_self() {
+    // SAFETY: raise has no memory-safety preconditions; SIGSTOP stops the
+    // whole process until the test sends SIGCONT or SIGKILL.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+}
+
+/// The failpoint hook of a child: stops at the step named in the
+/// environment.
+fn stop_at_chosen_step(name: &'static str, _context: &[u8]) {
+    if std::env::var(STEP_VAR).is_ok_and(|step| step == name) {
+        stop_self();
+    }
+}
+
+/// Takes an OFD lock of `kind` on `byte` of `file`; whether it was granted.
+fn ofd_lock(file: &std::fs::File, byte: u64, kind: libc::c_int) -> bool {
+    // SAFETY: flock is a plain C struct of integers; all-zero is valid (and
+    // l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: fcntl on an open descriptor with a valid, writable flock.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) == 0 }
+}
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
+    let name = std::env::var(NAME_VAR).unwrap();
+    match role.as_str() {
+        // Creates a lock segment, stopping at STEP_VAR, then waits for its
+        // SIGKILL.
+        "create_and_stop" => {
+            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
+            let seg = Segment::create(
+                &name,
+                ObjectKind::Lock,
+                [0; 8],
+                OBJECT_LEN,
+                &CreateOptions::default(),
+                |_, _| Ok(()),
+            )
+            .unwrap();
+            shmring::core::failpoint::set_hook(None);
+            word(&seg, 1).store(1, Ordering::SeqCst);
+            sleep_forever();
+        }
+        // Attaches to the segment and waits for its SIGKILL.
+        "attach" => {
+            let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+            println!("TOKEN {}", seg.peer_token());
+            sleep_forever();
+        }
+        "attach_and_stop" => attach_and_stop(&name),
+        // Run as another user: plants PLANT_VAR ("file", "symlink" to
+        // NAME_VAR, or "fifo") at the path STAMP_VAR.
+        "plant_stamp" => {
+            let stamp = std::env::var(STAMP_VAR).unwrap();
+            match std::env::var(PLANT_VAR).unwrap().as_str() {
+                "file" => std::fs::write(&stamp, b"").unwrap(),
+                "symlink" => std::os::unix::fs::symlink(shm_path(&name), &stamp).unwrap(),
+                "fifo" => {
+                    let c = std::ffi::CString::new(stamp).unwrap();
+                    // SAFETY: `c` is a valid NUL-terminated path.
+                    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+                }
+                other => panic!("unknown plant {other}"),
+            }
+        }
+        // Sets the automatic sweep to SCOPE_VAR (its stamp), names starting
+        // with NAME_VAR, no period, no idleness; creates a segment (which
+        // may start a sweep), waits for the sweep, and reports.
+        "trigger_sweep" => {
+            segment::configure_auto_sweep(segment::AutoSweepConfig {
+                period: Duration::ZERO,
+                min_idle: Duration::ZERO,
+                scope: std::env::var(SCOPE_VAR).unwrap(),
+                prefix: name.trim_start_matches('/').to_owned(),
+                ..segment::AutoSweepConfig::default()
+            });
+            let trigger = format!("{name}-trigger");
+            let seg = Segment::create(
+                &trigger,
+                ObjectKind::Lock,
+                [0; 8],
+                OBJECT_LEN,
+                &CreateOptions::default(),
+                |_, _| Ok(()),
+            )
+            .unwrap();
+            segment::wait_for_auto_sweep();
+            drop(seg);
+            println!("STARTED {}", segment::auto_sweeps_started());
+        }
+        // Run as another user who may only read the file: takes read locks
+        // on the bytes listed in BYTES_VAR, says so, and waits for its
+        // SIGKILL.
+        "read_locker" => {
+            let file = std::fs::File::open(shm_path(&name)).unwrap();
+            for byte in std::env::var(BYTES_VAR).unwrap().split(',') {
+                let byte: u64 = byte.parse().unwrap();
+                assert!(ofd_lock(&file, byte, libc::F_RDLCK), "read lock {byte}");
+            }
+            println!("LOCKED");
+            sleep_forever();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat`.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn wait_stopped(child: &Child, what: &str) {
+    let pid = child.id();
+    let stopped = wait_until(Duration::from_secs(60), || {
+        matches!(proc_state(pid), Some('T' | 't'))
+    });
+    assert!(stopped, "{what} never stopped");
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(30));
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Review finding 2: on the fallback create path (no `O_TMPFILE`), the
+/// creator held the segment's name lock from staging until it had removed
+/// its private name, i.e. also for a while *after* the segment got its
+/// name. A creator stopped there (`segment.create.named`, or any instant
+/// between the `link` and the private name's removal) made every open of
+/// the complete, named segment fail with `NameLockTimeout`, every
+/// `Segment::unlink` too, and `shmring rm` call it busy: a stalled creator
+/// locked its name out.
+#[test]
+fn a_fallback_creator_stopped_after_naming_locks_no_open_out() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped fallback creator");
+    let name = unique_name("rev-fallback-named");
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.create.named".to_owned()),
+        (FALLBACK_VAR, "1".to_owned()),
+    ];
+    let child = spawn_role("child_entry", "create_and_stop", &envs)
+        .spawn()
+        .unwrap();
+    wait_stopped(&child, "the fallback creator");
+    let pid = child.id();
+    let opts = OpenOptions {
+        timeout: Duration::from_millis(300),
+        ..OpenOptions::default()
+    };
+    let opened = Segment::open(&name, ObjectKind::Lock, &opts);
+    let info = segment::inspect(&name);
+    // Its private name (a second name of the same file) stays while the
+    // creator lives, however old: the creator's peer row lock says it is
+    // alive once the name lock is no longer held.
+    let private = private_files_of(pid);
+    assert_eq!(private.len(), 1, "{private:?}");
+    let private = &private[0];
+    age(private);
+    let leftover = segment::inspect(private);
+    let reclaimed = segment::reclaim(private);
+    let seg = match opened {
+        Ok(seg) => seg,
+        Err(e) => {
+            kill(child);
+            panic!("an open of a complete, named segment whose (fallback) creator is stopped: {e}")
+        }
+    };
+    assert!(
+        !info.unwrap().init_locked,
+        "the stopped creator holds the name lock of its named segment"
+    );
+    assert_eq!(leftover.unwrap().state, SegmentState::Initialising);
+    assert!(
+        matches!(reclaimed, Ok(Reclaimed::Kept(_))),
+        "the private name of a live creator: {reclaimed:?}"
+    );
+    // Let it finish: it removes its private name itself.
+    // SAFETY: kill has no memory-safety preconditions; `pid` is our child,
+    // not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    assert!(wait_until(Duration::from_secs(60), || word(&seg, 1)
+        .load(Ordering::SeqCst)
+        == 1));
+    assert!(private_files_of(pid).is_empty());
+    kill(child);
+    drop(seg);
+    let _ = Segment::unlink(&name);
+}
+
+/// A killed fallback creator that had named its segment leaves its private
+/// name: once old, and no lock held on it, a reclaim removes that name
+/// only, and the segment lives on under its own.
+#[test]
+fn a_fallback_creator_killed_after_naming_leaves_a_private_name_that_goes_alone() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "killed fallback creator");
+    let name = unique_name("rev-fallback-killed");
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.create.named".to_owned()),
+        (FALLBACK_VAR, "1".to_owned()),
+    ];
+    let child = spawn_role("child_entry", "create_and_stop", &envs)
+        .spawn()
+        .unwrap();
+    wait_stopped(&child, "the fallback creator");
+    let pid = child.id();
+    let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    kill(child);
+    let private = private_files_of(pid);
+    assert_eq!(private.len(), 1, "{private:?}");
+    let private = &private[0];
+    // Our attachment holds a row of the same file: a lock is held on it.
+    age(private);
+    assert!(matches!(segment::reclaim(private), Ok(Reclaimed::Kept(_))));
+    let probe = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    drop(probe);
+    word(&seg, 2).store(7, Ordering::SeqCst);
+    // Detached without removing the name (a Lock with the default policy
+    // would remove it on the last drop: keep one attachment in a child).
+    let mut keeper = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    read_after(&mut keeper, "TOKEN ");
+    drop(seg);
+    kill(keeper);
+    // No lock held now: the private name goes, the segment's stays. (The
+    // writes above made it young again.)
+    age(private);
+    assert_eq!(
+        segment::inspect(private).unwrap().state,
+        SegmentState::CreatorDied
+    );
+    assert_eq!(segment::reclaim(private).unwrap(), Reclaimed::Removed);
+    assert!(private_files_of(pid).is_empty());
+    let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    assert_eq!(word(&seg, 2).load(Ordering::SeqCst), 7, "the same segment");
+    drop(seg);
+}
+
+/// The files in /dev/shm under a private name of the fallback create path
+/// made by process `pid`.
+fn private_files_of(pid: u32) -> Vec<String> {
+    let prefix = format!(".shmring-creating.{pid}.");
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with(&prefix))
+        .map(|n| format!("/{n}"))
+        .collect()
+}
+
+/// Makes a file look a minute old (by its modification time).
+fn age(name: &str) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+}
+
+/// A command that runs `role` as uid/gid 65534, from a copy of this test
+/// binary that any user may execute.
+fn role_as_nobody(role: &str, envs: &[(&str, String)]) -> Command {
+    static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let exe = EXE.get_or_init(|| executable_by_anyone(&std::env::current_exe().unwrap()));
+    let template = spawn_role("child_entry", role, envs);
+    let mut cmd = Command::new(exe);
+    cmd.args(template.get_args()).current_dir("/");
+    for (key, value) in template.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    // SAFETY: runs in the forked child before exec; setgroups, setgid and
+    // setuid are async-signal-safe system calls and touch no parent state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let check = |rc: libc::c_int| match rc {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            };
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(NOBODY))?;
+            check(libc::setuid(NOBODY))
+        });
+    }
+    cmd.stdout(std::process::Stdio::piped());
+    cmd
+}
+
+/// Reads the child's stdout up to a line holding `prefix` (the harness may
+/// have written "test child_entry ... " before it); returns what follows
+/// the prefix on that line.
+fn read_after(child: &mut Child, prefix: &str) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = std::io::BufReader::new(out);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "the child ended before it printed {prefix:?}");
+        if let Some((_, rest)) = line.split_once(prefix) {
+            return rest.trim_end().to_owned();
+        }
+    }
+}
+
+/// Review finding 3: a segment created with a mode that lets another user
+/// *read* it (0o644, 0o640, ...) lets that user take OFD *read* locks on
+/// its lock bytes (a read lock needs only a read-only descriptor). A read
+/// lock on the name lock byte made every open fail (`NameLockTimeout`) and
+/// every drop keep the name; one on a dead peer's row byte made that peer
+/// look alive for as long as the reader liked (so a lock it held was never
+/// recovered). Such modes serve nothing (an open needs write access), so a
+/// create now refuses them.
+#[test]
+fn a_user_who_may_only_read_a_segment_cannot_block_it_or_fake_liveness() {
+    if !is_root() {
+        println!("skipped: needs root to run a child as uid {NOBODY}");
+        return;
+    }
+    let _dog = Watchdog::new(Duration::from_secs(120), "read locks of another user");
+    let name = unique_name("rev-read-locks");
+    let opts = CreateOptions {
+        mode: 0o644,
+        ..CreateOptions::default()
+    };
+    let creator = match Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &opts,
+        |_, _| Ok(()),
+    ) {
+        // The fix: nobody but peers may lock its bytes.
+        Err(SegmentError::InvalidConfig { .. }) => {
+            for mode in [0o640, 0o604, 0o644, 0o744, 0o654, 0o620, 0o602] {
+                let opts = CreateOptions {
+                    mode,
+                    ..CreateOptions::default()
+                };
+                let err = Segment::create(
+                    &name,
+                    ObjectKind::Lock,
+                    [0; 8],
+                    OBJECT_LEN,
+                    &opts,
+                    |_, _| Ok(()),
+                )
+                .unwrap_err();
+                assert!(
+                    matches!(err, SegmentError::InvalidConfig { .. }),
+                    "{mode:o}: {err}"
+                );
+            }
+            for mode in [0o600, 0o660, 0o666, 0o700, 0o670, 0o606] {
+                let opts = CreateOptions {
+                    mode,
+                    ..CreateOptions::default()
+                };
+                let seg = Segment::create(
+                    &name,
+                    ObjectKind::Lock,
+                    [0; 8],
+                    OBJECT_LEN,
+                    &opts,
+                    |_, _| Ok(()),
+                )
+                .unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+                drop(seg);
+            }
+            return;
+        }
+        other => other.unwrap(),
+    };
+    // A peer that dies attached.
+    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
+    assert!(creator.is_peer_alive(dead));
+    kill(peer);
+    assert!(!creator.is_peer_alive(dead));
+    // Rows are taken first free first: the creator has row 0, the dead
+    // peer had row 1 (lock byte 1024 + 1). Byte 0 is the name lock.
+    let row = (dead as u32) - 1;
+    let bytes = format!("0,{}", 1024 + u64::from(row));
+    let mut reader = role_as_nobody(
+        "read_locker",
+        &[(NAME_VAR, name.clone()), (BYTES_VAR, bytes)],
+    )
+    .spawn()
+    .unwrap();
+    read_after(&mut reader, "LOCKED");
+    let faked_alive = creator.is_peer_alive(dead);
+    let open = Segment::open(
+        &name,
+        ObjectKind::Lock,
+        &OpenOptions {
+            timeout: Duration::from_millis(200),
+            ..OpenOptions::default()
+        },
+    );
+    kill(reader);
+    drop(creator);
+    let _ = Segment::unlink(&name);
+    assert!(
+        !faked_alive,
+        "uid {NOBODY}, who may only read the segment, made a dead peer look alive"
+    );
+    if let Err(e) = open {
+        panic!("uid {NOBODY}, who may only read the segment, locked opens out: {e}");
+    }
+}
+
+/// Opens the segment, stopping right after taking a peer row's lock
+/// (`segment.attach.row-locked`), then waits for its SIGKILL.
+fn attach_and_stop(name: &str) {
+    shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
+    let _seg = Segment::open(name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+    sleep_forever();
+}
+
+/// Review finding 7 (not fixed: a layout change): a dead peer's token is
+/// reported alive for as long as the *next* attacher of its row is stopped
+/// between taking the row's lock and bumping the row's generation. Liveness
+/// is "the row's lock is held and its generation is the token's"; in that
+/// window the lock is the newcomer's and the generation still the dead
+/// peer's. The peers docs call this a window of "two system calls"; a
+/// `SIGSTOP` (or a preemption) there stretches it without bound, and a
+/// `Lock` whose holder died is not recovered meanwhile.
+///
+/// Proposed fix (layout version 3): a second lock byte per row, the *claim*
+/// byte. An attacher takes the claim byte (attachers exclude each other),
+/// checks with `F_OFD_GETLK` that the liveness byte is free (the previous
+/// holder is gone), bumps the generation, and only then takes the liveness
+/// byte and lets the claim byte go. A stopped attacher then holds only the
+/// claim byte, which no liveness check asks. `reclaim` would lock every
+/// claim byte (to keep attachers out) and ask the liveness bytes, instead
+/// of locking them, which also ends a stopped reclaimer making every dead
+/// row look alive to `inspect` and the sweep.
+#[test]
+#[ignore = "review finding 7: a stopped attacher makes the dead previous holder of its row look alive; run with --ignored"]
+fn a_dead_peer_is_not_alive_while_the_next_attacher_of_its_row_is_stopped() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped attacher");
+    let name = unique_name("rev-attach-stop");
+    let creator = Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
+    kill(peer);
+    assert!(!creator.is_peer_alive(dead));
+    // The next attacher takes the same (first free) row, and stops.
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.attach.row-locked".to_owned()),
+    ];
+    let attacher = spawn_role("child_entry", "attach_and_stop", &envs)
+        .spawn()
+        .unwrap();
+    wait_stopped(&attacher, "the attacher");
+    std::thread::sleep(Duration::from_millis(500));
+    let alive = creator.is_peer_alive(dead);
+    kill(attacher);
+    drop(creator);
+    assert!(
+        !alive,
+        "a peer killed before is reported alive while another process is stopped in its attach"
+    );
+}
+
+/// Coverage: another user who plants this user's sweep stamp (a regular
+/// file, a symbolic link to one of this user's files, a FIFO) stops the
+/// automatic sweep for this user (documented), and nothing more: the
+/// planted file is not written, the link's target neither, no create
+/// hangs, and nothing is removed on its account.
+#[test]
+fn a_stamp_planted_by_another_user_stops_the_sweep_and_nothing_else() {
+    if !is_root() {
+        println!("skipped: needs root to run a child as uid {NOBODY}");
+        return;
+    }
+    let _dog = Watchdog::new(Duration::from_secs(120), "planted stamps");
+    for plant in ["file", "symlink", "fifo"] {
+        let prefix = unique_name("rev-stamp");
+        let scope = format!("rev{}", &prefix[prefix.len() - 9..]);
+        let stamp = format!("/dev/shm/.shmring-sweep-0.{scope}");
+        // An abandoned, empty segment under the prefix: what a sweep with
+        // its own stamp would remove at once.
+        let victim = format!("{prefix}-victim");
+        let seg = Segment::create(
+            &victim,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, victim.clone())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        read_after(&mut peer, "TOKEN ");
+        // Leaves without removing the name: the peer keeps it, then dies.
+        drop(seg);
+        kill(peer);
+        assert!(segment::inspect(&victim).unwrap().is_abandoned());
+        let before = std::fs::read(shm_path(&victim)).unwrap();
+
+        let planted = role_as_nobody(
+            "plant_stamp",
+            &[
+                (NAME_VAR, victim.clone()),
+                (STAMP_VAR, stamp.clone()),
+                (PLANT_VAR, plant.to_owned()),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(planted.status.success(), "{plant}: {planted:?}");
+        let mut trigger = spawn_role(
+            "child_entry",
+            "trigger_sweep",
+            &[(NAME_VAR, prefix.clone()), (SCOPE_VAR, scope.clone())],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let started = read_after(&mut trigger, "STARTED ");
+        assert!(wait_child(trigger, Duration::from_secs(60)).success());
+        let victim_kept = std::path::Path::new(&shm_path(&victim)).exists();
+        let stamp_meta = std::fs::symlink_metadata(&stamp).unwrap();
+        let stamp_len = if plant == "file" { stamp_meta.len() } else { 0 };
+        let after = std::fs::read(shm_path(&victim)).ok();
+        let _ = std::fs::remove_file(&stamp);
+        let _ = std::fs::remove_file(shm_path(&victim));
+        assert_eq!(started, "0", "{plant}: a sweep ran on another user's stamp");
+        assert!(victim_kept, "{plant}: removed on a planted stamp's account");
+        assert_eq!(stamp_len, 0, "{plant}: the planted stamp was written");
+        assert!(
+            after.as_deref() == Some(&before[..]),
+            "{plant}: the link's target was written"
+        );
+    }
+}
