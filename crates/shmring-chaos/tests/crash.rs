@@ -103,25 +103,51 @@ fn join_reports_a_consumer_killed_holding_a_task() {
 #[test]
 fn join_recovers_a_task_lost_between_take_and_hold() {
     let _dog = Watchdog::new(Duration::from_secs(60), "consumer killed in get");
-    // Announced, copied out, taken by the CAS: in every window the task is
-    // in the dying consumer's slot (as a take in flight), or still queued.
-    for point in ["tasks.announced", "mpmc.copied", "mpmc.cas-done"] {
+    // Copied out, announced in its slot, taken by the CAS: in every window
+    // the task is in the dying consumer's slot (as a take in flight), or
+    // still queued. Killed before the CAS, nothing was lost: a joiner that
+    // finds the dead slot while the head its intent names has not moved
+    // drops it without reporting a loss (the task is still queued).
+    for (point, lost) in [
+        ("mpmc.copied", 0),
+        ("tasks.announced", 0),
+        ("mpmc.cas-done", 1),
+    ] {
         let (name, q) = queue();
         q.put(1, None).unwrap();
         run_and_kill(&name, "die-in-get", point);
-        if q.is_empty() {
-            join_expect(&q, Err(JoinError::PeerDied { lost: 1 }));
-        } else {
-            // Killed before its CAS: the task is still there for others,
-            // and the dead take is dropped with its slot; it counts as a
-            // loss (the slot cannot tell a take that found nothing from
-            // one that took).
-            assert_ne!(point, "mpmc.cas-done", "{point}: the take happened");
+        assert_eq!(q.is_empty(), lost == 1, "{point}");
+        if lost == 0 {
+            // The joiner's first slow check drops the dead slot; the task
+            // is still queued, so it waits.
+            assert_eq!(
+                q.join_timeout(Duration::from_millis(300)),
+                Err(JoinError::Timeout),
+                "{point}"
+            );
+            assert_eq!(q.unfinished_tasks(), 1, "{point}: only the queued task");
             q.get(Some(Duration::from_secs(1))).unwrap();
             q.task_done().unwrap();
-            join_expect(&q, Err(JoinError::PeerDied { lost: 1 }));
+            join_expect(&q, Ok(()));
+        } else {
+            join_expect(&q, Err(JoinError::PeerDied { lost }));
         }
     }
+}
+
+#[test]
+fn a_loss_recovered_before_anyone_joins_is_reported_once() {
+    // A consumer killed holding a task, then another process taking over
+    // its peer row (which drops the dead slot at attach) before anyone
+    // joins: the first join still reports the loss, the next one not.
+    let _dog = Watchdog::new(Duration::from_secs(60), "loss before join");
+    let (name, q) = queue();
+    q.put(1, None).unwrap();
+    run_and_kill(&name, "get-and-die", "");
+    let newcomer = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    drop(newcomer);
+    join_expect(&q, Err(JoinError::PeerDied { lost: 1 }));
+    join_expect(&q, Ok(()));
 }
 
 #[test]

@@ -18,9 +18,9 @@
 //! | step | the one word it changes |
 //! |---|---|
 //! | `put` publishes a record | the ring's tail word (it carries the count) |
-//! | `get` announces a take | own slot: `in_flight + 1` |
+//! | `get` announces a take (after noting its intent) | own slot: `in_flight + 1` |
 //! | `get` takes the record | the ring's head word (CAS; it carries the count) |
-//! | `get` ends its take | own slot: `in_flight - 1, held + 1` (took) or `in_flight - 1` (found nothing) |
+//! | `get` ends its take | own slot: `in_flight - 1, held + 1` (took) or `in_flight - 1` (lost the CAS) |
 //! | `task_done` | a slot: `held - 1` |
 //!
 //! So a process killed at any instruction leaves every task counted
@@ -29,13 +29,24 @@
 //! the item twice (in the queue and in flight) until it ends: that only
 //! makes `join` wait a little longer, never return early.
 //!
+//! A take is announced right before the CAS that takes a data record, with
+//! its *intent* (which ring, which head word the CAS expects) noted in the
+//! slot first. The accounting never needs the intent; the *report* does: a
+//! dead process's take in flight was a real loss if that ring's head moved
+//! on (the record was taken, by the dead process or by a consumer racing it
+//! for the same record, which cannot be told apart) and nothing at all if
+//! the head is still there.
+//!
 //! # Crash recovery
 //!
 //! A dead process's slot holds exactly the tasks lost with it (taken or
 //! being taken, never done). A joiner that finds a slot whose peer is dead
 //! empties it with one CAS, which is the whole recovery: the sum above
-//! drops by what the slot held, and the joiner reports that many tasks
-//! lost. A new peer that takes over the row does the same with one swap.
+//! drops by what the slot held, and the tasks lost (the held ones, and a
+//! take in flight whose head moved on) are added to the queue's `lost`
+//! count. A new peer that takes over the row does the same with one swap.
+//! `join` reports the losses counted since the last `join` that reported
+//! any, so a loss recovered before anyone joined is still reported once.
 //! Nothing is ever written off for a process that is alive, however long
 //! it is stopped: a peer is dead only when the kernel released its liveness
 //! lock (see the engine's peer table), never after a timeout.
@@ -57,12 +68,20 @@ use crate::wait::{block_on, Deadline, TimedOut, WaitPolicy, WaitWord, Waiter, WA
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct TaskCounter {
-    /// Tasks dropped from dead peers' slots so far (wrapping): how `join`
-    /// tells "all done" from "done, but some were lost". Added to after the
-    /// slot was emptied, so a process killed in between under-reports.
-    lost: Padded<AtomicU64>,
+    losses: Padded<Losses>,
     /// Joiners sleep here; woken whenever a slot's count drops to zero.
     all_done: Padded<WaitWord>,
+}
+
+/// How many tasks were lost, and how many of those a `join` reported.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Losses {
+    /// Tasks lost with dead peers so far (wrapping). Added to after the
+    /// slot was emptied, so a process killed in between under-reports.
+    lost: AtomicU64,
+    /// `lost` as of the last `join` that reported losses (wrapping).
+    reported: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -94,18 +113,46 @@ impl core::fmt::Display for SlotFull {
 impl std::error::Error for SlotFull {}
 
 impl TaskCounter {
-    /// Tasks dropped from dead peers' slots so far (wrapping; compare two
-    /// readings).
+    /// Tasks lost with dead peers so far (wrapping; compare two readings).
     pub fn lost(&self) -> u64 {
         // ORDERING: Relaxed — a report; the slots carry the accounting.
-        self.lost.load(Ordering::Relaxed)
+        self.losses.lost.load(Ordering::Relaxed)
     }
 
-    /// Records `n` tasks dropped with a dead peer and wakes the joiners.
-    fn dropped<W: Waiter + ?Sized>(&self, n: u64, waiter: &W) {
-        // ORDERING: Relaxed — a report (partner: the load in `lost`); the
-        // slot's own CAS already published the change that matters.
-        self.lost.fetch_add(n, Ordering::Relaxed);
+    /// Where a `join` starting now counts losses from: what the last `join`
+    /// that reported losses reported up to.
+    pub fn loss_mark(&self) -> u64 {
+        // ORDERING: Relaxed — a report (partner: `report_losses`).
+        self.losses.reported.load(Ordering::Relaxed)
+    }
+
+    /// The losses counted since `mark` (a [`loss_mark`](Self::loss_mark)
+    /// read when a `join` started), marked reported: a `join` starting
+    /// later counts from here.
+    pub fn report_losses(&self, mark: u64) -> u64 {
+        let lost = self.lost();
+        let new = lost.wrapping_sub(mark);
+        if new != 0 {
+            // ORDERING: Relaxed — a report; concurrent joiners may each
+            // report the same losses (each was waiting when they happened).
+            let _ = self
+                .losses
+                .reported
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                    (lost.wrapping_sub(r) as i64 > 0).then_some(lost)
+                });
+        }
+        new
+    }
+
+    /// Records `lost` tasks lost with a dead peer (if any), and wakes the
+    /// joiners: the slot it emptied may have been the last count.
+    fn dropped<W: Waiter + ?Sized>(&self, lost: u64, waiter: &W) {
+        if lost != 0 {
+            // ORDERING: Relaxed — a report (partner: the load in `lost`);
+            // the slot's own CAS already published the change that matters.
+            self.losses.lost.fetch_add(lost, Ordering::Relaxed);
+        }
         self.wake_joiners(waiter);
     }
 
@@ -146,7 +193,7 @@ pub fn unfinished(queue_len: u64, slots: &[TaskSlot]) -> u64 {
     })
 }
 
-/// One peer's task slot, one `u64` in shared memory:
+/// One peer's task slot: two `u64`s in shared memory. The first:
 ///
 /// ```text
 /// bits 32..64  generation: the high half of the peer token of its owner (0 = unused)
@@ -154,13 +201,23 @@ pub fn unfinished(queue_len: u64, slots: &[TaskSlot]) -> u64 {
 /// bits  0..24  held: tasks taken and not yet marked done
 /// ```
 ///
-/// Only its owner changes `in_flight`; `held` goes up by its owner's takes
-/// and down by `task_done` of any process (a task marked done by another
-/// process than the one that took it). Any value is safe to read: a garbage
-/// generation is a dead peer, and counts only delay `join`.
-#[repr(transparent)]
+/// The second, the *intent* of the take in flight (see
+/// [`crate::mpmc::Queue::take_intent`]), is written before each
+/// announcement and read only when the owner is dead.
+///
+/// Only its owner changes `in_flight` and the intent; `held` goes up by its
+/// owner's takes and down by `task_done` of any process (a task marked done
+/// by another process than the one that took it). Any value is safe to
+/// read: a garbage generation is a dead peer, and counts only delay `join`.
+#[repr(C)]
 #[derive(Debug, Default)]
-pub struct TaskSlot(AtomicU64);
+pub struct TaskSlot {
+    word: AtomicU64,
+    intent: AtomicU64,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::size_of::<TaskSlot>() == 16);
 
 const HELD_BITS: u32 = 24;
 const HELD_MASK: u64 = (1 << HELD_BITS) - 1;
@@ -189,13 +246,14 @@ impl TaskSlot {
     fn update(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
         // ORDERING: Acquire load and AcqRel CAS — Release publishes this
         // change (and everything the caller did before it, such as the work
-        // on a task before `done`) to a reader's Acquire load; Acquire keeps
-        // the read-modify-write chain ordered. Relaxed on failure: retried.
-        let mut current = self.0.load(Ordering::Acquire);
+        // on a task before `done`, or the intent before an announcement) to
+        // a reader's Acquire load; Acquire keeps the read-modify-write chain
+        // ordered. Acquire on failure: retried with the value seen.
+        let mut current = self.word.load(Ordering::Acquire);
         loop {
             let new = f(current)?;
             match self
-                .0
+                .word
                 .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Some(new),
@@ -204,37 +262,61 @@ impl TaskSlot {
         }
     }
 
+    /// The tasks a dead owner's slot word `word` lost: every held one, and
+    /// the take in flight unless `taken` (told the slot's intent) says its
+    /// head never moved. More than one take in flight is not judged (a
+    /// handle announces one at a time): all count as lost.
+    fn lost_in(&self, word: u64, taken: &mut dyn FnMut(u64) -> bool) -> u64 {
+        let (in_flight, held) = counts(word);
+        let mut lost = u64::from(in_flight) + u64::from(held);
+        // ORDERING: Acquire — written (Release) before the announcement our
+        // caller's Acquire load of the word saw; the owner is gone, so it is
+        // final.
+        if in_flight == 1 && !taken(self.intent.load(Ordering::Acquire)) {
+            lost -= 1;
+        }
+        lost
+    }
+
     /// Takes the slot for the peer of `generation` (at attach). Whatever a
     /// previous owner left (necessarily dead or gone: the row is ours now)
-    /// is dropped; returns how many tasks that was, and wakes the joiners
-    /// if it was any.
+    /// is dropped, and the joiners woken; returns how many tasks were lost
+    /// with it (see [`reclaim_if_dead`](Self::reclaim_if_dead) for
+    /// `taken`).
     pub fn claim<W: Waiter + ?Sized>(
         &self,
         generation: u32,
         tasks: &TaskCounter,
         waiter: &W,
+        taken: &mut dyn FnMut(u64) -> bool,
     ) -> u64 {
         // ORDERING: AcqRel — Acquire reads the previous owner's final counts
         // (pairs with its Release updates); Release orders the claim before
         // our first announcement.
-        let old = self.0.swap(u64::from(generation) << 32, Ordering::AcqRel);
-        let (in_flight, held) = counts(old);
-        let lost = u64::from(in_flight) + u64::from(held);
-        if old >> 32 == u64::from(generation) || lost == 0 {
+        let old = self
+            .word
+            .swap(u64::from(generation) << 32, Ordering::AcqRel);
+        if old >> 32 == u64::from(generation) || old & COUNTS_MASK == 0 {
             return 0;
         }
+        let lost = self.lost_in(old, taken);
         tasks.dropped(lost, waiter);
         lost
     }
 
-    /// Announces a take (before trying to take a record).
+    /// Announces a take of the record `intent` names (see
+    /// [`crate::mpmc::Queue::take_intent`]), right before its CAS.
     ///
     /// # Errors
     ///
     /// [`SlotFull`] when [`MAX_IN_FLIGHT`] takes are in flight, or the slot
     /// holds so many tasks that a successful take could not be counted.
     #[inline]
-    pub fn begin_take(&self) -> Result<(), SlotFull> {
+    pub fn announce(&self, intent: u64) -> Result<(), SlotFull> {
+        // ORDERING: Release — read (Acquire) only after an Acquire load of
+        // the word that saw the announcement below; the update's Release
+        // orders this store before it.
+        self.intent.store(intent, Ordering::Release);
         let announced = self.update(|w| {
             let (in_flight, held) = counts(w);
             let room = in_flight < MAX_IN_FLIGHT && held + in_flight < MAX_HELD;
@@ -244,7 +326,7 @@ impl TaskSlot {
         announced.map(drop).ok_or(SlotFull)
     }
 
-    /// Ends a take announced with [`begin_take`](Self::begin_take): `took`
+    /// Ends a take announced with [`announce`](Self::announce): `took`
     /// moves it to the held tasks, otherwise it is dropped (and the joiners
     /// are woken if that emptied the slot).
     #[inline]
@@ -254,7 +336,7 @@ impl TaskSlot {
                 return None; // not ours to end (a hostile write): leave it
             }
             let w = w - IN_FLIGHT_ONE;
-            // `begin_take` left room for the take; only a hostile write
+            // `announce` left room for the take; only a hostile write
             // can have filled `held` since, and then it saturates.
             Some(if took && w & HELD_MASK != HELD_MASK {
                 w + 1
@@ -294,26 +376,27 @@ impl TaskSlot {
     pub fn get(&self) -> (u32, (u32, u32)) {
         // ORDERING: Acquire — pairs with the Release updates of the owner
         // (and of `task_done` callers): their work is visible after.
-        let w = self.0.load(Ordering::Acquire);
+        let w = self.word.load(Ordering::Acquire);
         ((w >> 32) as u32, counts(w))
     }
 
     /// If the slot counts anything and `is_dead(generation)` says its owner
     /// is dead, empties it with one CAS (exactly one of the reclaimers and
     /// the row's next owner wins) and wakes the joiners. Returns how many
-    /// tasks it dropped.
+    /// tasks were lost with it: every held one, and a take in flight unless
+    /// `taken(intent)` says the head it expected never moved (then the
+    /// record is still queued, and nothing was lost).
     pub fn reclaim_if_dead<W: Waiter + ?Sized>(
         &self,
         tasks: &TaskCounter,
         waiter: &W,
         is_dead: &mut dyn FnMut(u32) -> bool,
+        taken: &mut dyn FnMut(u64) -> bool,
     ) -> u64 {
         // ORDERING: Acquire — as in `get`: the counts we drop are final.
-        let seen = self.0.load(Ordering::Acquire);
-        let (in_flight, held) = counts(seen);
-        let lost = u64::from(in_flight) + u64::from(held);
+        let seen = self.word.load(Ordering::Acquire);
         let generation = (seen >> 32) as u32;
-        if lost == 0 || !is_dead(generation) {
+        if seen & COUNTS_MASK == 0 || !is_dead(generation) {
             return 0;
         }
         // ORDERING: AcqRel — Acquire as above; Release orders the reclaim
@@ -321,12 +404,13 @@ impl TaskSlot {
         // reclaimed, or the row was taken over, or the owner changed it (a
         // live owner: `is_dead` was wrong about nobody; we just retry later).
         if self
-            .0
+            .word
             .compare_exchange(seen, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return 0;
         }
+        let lost = self.lost_in(seen, taken);
         tasks.dropped(lost, waiter);
         lost
     }
@@ -344,17 +428,22 @@ mod tests {
         }
     }
 
+    /// `taken` answers for intents: those in `moved` moved on.
+    fn taken_if(moved: &'static [u64]) -> impl FnMut(u64) -> bool {
+        move |intent| moved.contains(&intent)
+    }
+
     #[test]
     fn a_take_counts_once_in_flight_then_held() {
         let t = TaskCounter::default();
         let w = ThreadWaiter::default();
         let slot = TaskSlot::default();
-        assert_eq!(slot.claim(7, &t, &w), 0);
-        slot.begin_take().unwrap();
+        assert_eq!(slot.claim(7, &t, &w, &mut taken_if(&[])), 0);
+        slot.announce(1).unwrap();
         assert_eq!(slot.get(), (7, (1, 0)));
         slot.end_take(true, &t, &w);
         assert_eq!(slot.get(), (7, (0, 1)));
-        slot.begin_take().unwrap();
+        slot.announce(2).unwrap();
         slot.end_take(false, &t, &w);
         assert_eq!(slot.get(), (7, (0, 1)));
         assert!(slot.done(&t, &w));
@@ -367,8 +456,8 @@ mod tests {
         let t = TaskCounter::default();
         let w = ThreadWaiter::default();
         let slots = [TaskSlot::default(), TaskSlot::default()];
-        slots[0].claim(1, &t, &w);
-        slots[0].begin_take().unwrap();
+        slots[0].claim(1, &t, &w, &mut taken_if(&[]));
+        slots[0].announce(1).unwrap();
         slots[0].end_take(true, &t, &w);
         assert_eq!(unfinished(2, &slots), 3);
         let timed_out = t.join(&w, Some(w.now()), &policy(), &mut |_| unfinished(0, &slots));
@@ -385,48 +474,71 @@ mod tests {
         let t = TaskCounter::default();
         let w = ThreadWaiter::default();
         let slot = TaskSlot::default();
-        slot.claim(7, &t, &w);
-        for _ in 0..2 {
-            slot.begin_take().unwrap();
+        slot.claim(7, &t, &w, &mut taken_if(&[]));
+        for intent in 1..=2 {
+            slot.announce(intent).unwrap();
             slot.end_take(true, &t, &w);
         }
-        slot.begin_take().unwrap(); // killed mid-take
-        assert_eq!(slot.reclaim_if_dead(&t, &w, &mut |_| false), 0);
-        assert_eq!(slot.reclaim_if_dead(&t, &w, &mut |g| g == 7), 3);
-        assert_eq!(slot.reclaim_if_dead(&t, &w, &mut |_| true), 0);
+        slot.announce(3).unwrap(); // killed before its CAS took anything
+        let mark = t.loss_mark();
+        assert_eq!(
+            slot.reclaim_if_dead(&t, &w, &mut |_| false, &mut taken_if(&[])),
+            0
+        );
+        assert_eq!(
+            slot.reclaim_if_dead(&t, &w, &mut |g| g == 7, &mut taken_if(&[])),
+            2,
+            "the two held; the take in flight never moved its head"
+        );
         assert_eq!(slot.outstanding(), 0);
-        // A new owner of the row drops what a dead one left.
-        slot.claim(8, &t, &w);
-        slot.begin_take().unwrap();
-        slot.end_take(true, &t, &w);
-        assert_eq!(slot.claim(9, &t, &w), 1);
-        assert_eq!(slot.claim(9, &t, &w), 0, "already ours");
-        assert_eq!(t.lost(), 4);
+        assert_eq!(
+            slot.reclaim_if_dead(&t, &w, &mut |_| true, &mut taken_if(&[])),
+            0
+        );
+        // A new owner of the row drops what a dead one left: a take in
+        // flight whose head moved on is a loss.
+        slot.claim(8, &t, &w, &mut taken_if(&[]));
+        slot.announce(4).unwrap();
+        assert_eq!(slot.claim(9, &t, &w, &mut taken_if(&[4])), 1);
+        assert_eq!(slot.claim(9, &t, &w, &mut taken_if(&[])), 0, "already ours");
+        assert_eq!(t.report_losses(mark), 3);
+        assert_eq!(t.loss_mark(), 3, "a join starting now counts from here");
+        assert_eq!(t.report_losses(t.loss_mark()), 0);
     }
 
     #[test]
     fn a_full_slot_refuses_announcements() {
-        let slot = TaskSlot(AtomicU64::new((1 << 32) | u64::from(MAX_HELD)));
-        assert_eq!(slot.begin_take(), Err(SlotFull));
-        let slot = TaskSlot(AtomicU64::new((1 << 32) | IN_FLIGHT_MASK));
-        assert_eq!(slot.begin_take(), Err(SlotFull));
+        let slot = TaskSlot {
+            word: AtomicU64::new((1 << 32) | u64::from(MAX_HELD)),
+            intent: AtomicU64::new(0),
+        };
+        assert_eq!(slot.announce(0), Err(SlotFull));
+        let slot = TaskSlot {
+            word: AtomicU64::new((1 << 32) | IN_FLIGHT_MASK),
+            intent: AtomicU64::new(0),
+        };
+        assert_eq!(slot.announce(0), Err(SlotFull));
     }
 
     #[test]
     fn hostile_words_never_underflow() {
         let t = TaskCounter::default();
         let w = ThreadWaiter::default();
-        let slot = TaskSlot(AtomicU64::new(u64::MAX));
+        let hostile = |word| TaskSlot {
+            word: AtomicU64::new(word),
+            intent: AtomicU64::new(u64::MAX),
+        };
+        let slot = hostile(u64::MAX);
         slot.end_take(true, &t, &w);
         slot.end_take(false, &t, &w);
         assert!(slot.done(&t, &w));
-        let slot = TaskSlot(AtomicU64::new(0));
+        let slot = hostile(0);
         slot.end_take(true, &t, &w); // nothing in flight: left alone
         assert_eq!(slot.get(), (0, (0, 0)));
         assert!(!slot.done(&t, &w));
-        assert_eq!(
-            unfinished(u64::MAX, &[TaskSlot(AtomicU64::new(u64::MAX))]),
-            u64::MAX
-        );
+        assert_eq!(unfinished(u64::MAX, &[hostile(u64::MAX)]), u64::MAX);
+        let dead = hostile(u64::MAX);
+        let lost = dead.reclaim_if_dead(&t, &w, &mut |_| true, &mut |_| true);
+        assert_eq!(lost, u64::from(MAX_IN_FLIGHT) + u64::from(MAX_HELD));
     }
 }

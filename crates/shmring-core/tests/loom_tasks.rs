@@ -75,21 +75,30 @@ impl Shared {
         self.published.store(p + 1, Ordering::Release);
     }
 
-    /// One try of consumer `c`: announce, take the next record if there is
-    /// one (the head CAS), end the announcement. Returns the task index.
+    /// One try of consumer `c`: if there is a record, announce the take
+    /// (its intent: the head it expects), take it (the head CAS), end the
+    /// announcement. Returns the task index.
     fn take(&self, c: usize, w: &ThreadWaiter) -> Option<u64> {
-        self.slots[c].begin_take().unwrap();
         // ORDERING: Acquire, as a consumer's loads of the head and tail.
         let head = self.taken.load(Ordering::Acquire);
         let tail = self.published.load(Ordering::Acquire);
-        let took = head < tail
-            && self
-                .taken
-                // ORDERING: AcqRel, as the head CAS of a take.
-                .compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
+        if head >= tail {
+            return None;
+        }
+        self.slots[c].announce(head).unwrap();
+        let took = self
+            .taken
+            // ORDERING: AcqRel, as the head CAS of a take.
+            .compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
         self.slots[c].end_take(took, &self.tasks, w);
         took.then_some(head)
+    }
+
+    /// Whether the head moved on from the one `intent` names.
+    fn intent_taken(&self, intent: u64) -> bool {
+        // ORDERING: Acquire, as `mpmc::Queue::intent_taken`.
+        self.taken.load(Ordering::Acquire) != intent
     }
 
     /// Records queued, as `Queue::len` reads them: head word first.
@@ -142,7 +151,7 @@ fn join_waits_for_every_task_put_before_it_and_misses_no_wakeup() {
     model("tasks join", 2_000, || {
         let s = Shared::new(1);
         let w = ThreadWaiter::default();
-        s.slots[0].claim(1, &s.tasks, &w);
+        s.slots[0].claim(1, &s.tasks, &w, &mut |_| true);
         let producer = {
             let s = s.clone();
             thread::spawn(move || s.put())
@@ -186,7 +195,7 @@ fn a_take_in_flight_is_never_missed_by_a_joiner() {
     model("tasks in flight", 300, || {
         let s = Shared::new(1);
         let w = ThreadWaiter::default();
-        s.slots[0].claim(1, &s.tasks, &w);
+        s.slots[0].claim(1, &s.tasks, &w, &mut |_| true);
         let consumer = {
             let (s, w) = (s.clone(), w.clone());
             thread::spawn(move || {
@@ -216,9 +225,9 @@ fn a_dead_takers_slot_is_dropped_while_a_live_consumer_finishes() {
     model("tasks dead taker", 300, || {
         let s = Shared::new(2);
         let w = ThreadWaiter::default();
-        s.slots[0].claim(1, &s.tasks, &w);
-        s.slots[1].claim(7, &s.tasks, &w);
-        s.slots[1].begin_take().unwrap();
+        s.slots[0].claim(1, &s.tasks, &w, &mut |_| true);
+        s.slots[1].claim(7, &s.tasks, &w, &mut |_| true);
+        s.slots[1].announce(0).unwrap();
         // ORDERING: AcqRel, the dead taker's CAS of task 0 (it got that
         // far, then died before ending its take).
         s.taken.fetch_add(1, Ordering::AcqRel);
@@ -234,9 +243,14 @@ fn a_dead_takers_slot_is_dropped_while_a_live_consumer_finishes() {
             let (s, w) = (s.clone(), w.clone());
             thread::spawn(move || {
                 let dropped = s.join(&w, &mut |s| {
-                    s.slots[1].reclaim_if_dead(&s.tasks, &ThreadWaiter::default(), &mut |g| g == 7)
+                    s.slots[1].reclaim_if_dead(
+                        &s.tasks,
+                        &ThreadWaiter::default(),
+                        &mut |g| g == 7,
+                        &mut |intent| s.intent_taken(intent),
+                    )
                 });
-                assert_eq!(dropped, 1);
+                assert_eq!(dropped, 1, "the take in flight had taken task 0");
                 assert_eq!(s.result_of(1), 2, "join returned before task 1 was done");
             })
         };
@@ -255,22 +269,24 @@ fn a_dead_holders_tasks_are_dropped_exactly_once() {
         let tasks = Arc::new(TaskCounter::default());
         let w = ThreadWaiter::default();
         let slot = Arc::new(TaskSlot::default());
-        slot.claim(7, &tasks, &w);
-        for _ in 0..2 {
-            slot.begin_take().unwrap();
+        slot.claim(7, &tasks, &w, &mut |_| true);
+        for intent in 0..2 {
+            slot.announce(intent).unwrap();
             slot.end_take(true, &tasks, &w);
         }
         let reclaimers: Vec<_> = (0..2)
             .map(|_| {
                 let (tasks, w, slot) = (tasks.clone(), w.clone(), slot.clone());
-                thread::spawn(move || slot.reclaim_if_dead(&tasks, &w, &mut |g| g == 7))
+                thread::spawn(move || {
+                    slot.reclaim_if_dead(&tasks, &w, &mut |g| g == 7, &mut |_| true)
+                })
             })
             .collect();
         let newcomer = {
             let (tasks, w, slot) = (tasks.clone(), w.clone(), slot.clone());
             thread::spawn(move || {
-                let dropped = slot.claim(8, &tasks, &w);
-                slot.begin_take().unwrap();
+                let dropped = slot.claim(8, &tasks, &w, &mut |_| true);
+                slot.announce(2).unwrap();
                 slot.end_take(true, &tasks, &w); // it takes a third task
                 dropped
             })

@@ -288,6 +288,17 @@ impl Consumer {
         self.inner.try_pop(buf)
     }
 
+    /// [`try_pop`](Self::try_pop), telling `hook` about each attempt to
+    /// take a data record (the JoinableQueue's task slots).
+    #[inline]
+    pub(crate) fn try_pop_with<H: mpmc::TakeHook>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        hook: &mut H,
+    ) -> Result<usize, PopError> {
+        self.inner.try_pop_with(buf, hook)
+    }
+
     /// Copies the next message into `buf`, waiting for one.
     ///
     /// # Blocking

@@ -56,6 +56,30 @@ enum Take {
     Empty,
 }
 
+/// Told of every attempt to take a data record: before its CAS (with the
+/// ring and the head word it expects) and after (whether it won). A
+/// JoinableQueue announces each take in a slot of its own this way, so
+/// that the death of a consumer between the two can be judged from shared
+/// state (see [`crate::tasks`]). [`Consumer::try_pop`] uses a hook that
+/// does nothing, compiled away.
+pub trait TakeHook {
+    /// A CAS of ring `ring`'s head word from `head` is about to take a data
+    /// record.
+    fn before(&mut self, ring: usize, head: u64);
+    /// That CAS took the record (`won`) or lost it to another consumer.
+    fn after(&mut self, won: bool);
+}
+
+/// The hook of a plain take: nothing.
+struct NoHook;
+
+impl TakeHook for NoHook {
+    #[inline(always)]
+    fn before(&mut self, _: usize, _: u64) {}
+    #[inline(always)]
+    fn after(&mut self, _: bool) {}
+}
+
 impl<W: Waiter + Clone> Consumer<W> {
     pub(super) fn new(queue: Queue, waiter: W) -> Self {
         let rings = queue.rings.len();
@@ -75,19 +99,38 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// `Empty`, `Closed` (closed and every ring drained), `Corrupted`.
     #[inline]
     pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
-        if self.scan(buf)? {
+        self.try_pop_with(buf, &mut NoHook)
+    }
+
+    /// [`try_pop`](Self::try_pop), telling `hook` about every attempt to
+    /// take a data record (see [`TakeHook`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_pop`](Self::try_pop).
+    #[inline]
+    pub fn try_pop_with<H: TakeHook>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        hook: &mut H,
+    ) -> Result<usize, PopError> {
+        if self.scan(buf, hook)? {
             return Ok(buf.len());
         }
-        self.try_pop_after_empty_scan(buf)
+        self.try_pop_after_empty_scan(buf, hook)
     }
 
     /// The end of `try_pop` when every ring looks empty: was it closed?
     #[inline(never)]
-    fn try_pop_after_empty_scan(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
+    fn try_pop_after_empty_scan<H: TakeHook>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        hook: &mut H,
+    ) -> Result<usize, PopError> {
         // The flag, then one more scan: a record published before the close
         // is then seen by it (the Acquire pairs with the close's Release).
         let closed = self.queue.shared().closed();
-        if closed && self.scan(buf)? {
+        if closed && self.scan(buf, hook)? {
             return Ok(buf.len());
         }
         Err(if closed {
@@ -100,7 +143,7 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// One pass over the rings in use, from the rotating start; whether a
     /// record was taken into `buf`.
     #[inline(always)]
-    fn scan(&mut self, buf: &mut Vec<u8>) -> Result<bool, Corrupted> {
+    fn scan<H: TakeHook>(&mut self, buf: &mut Vec<u8>, hook: &mut H) -> Result<bool, Corrupted> {
         let n = self.queue.rings_in_use();
         // `next < n` unless a hostile peer shrank the count.
         let mut i = if self.next < n { self.next } else { 0 };
@@ -108,7 +151,8 @@ impl<W: Waiter + Clone> Consumer<W> {
             debug_assert!(i < n && n <= self.queue.rings.len());
             let space = &self.queue.shared().space;
             let ring = &self.queue.rings[i];
-            if let Take::Got = take_from(ring, &mut self.tails[i], space, buf, &self.waiter)? {
+            let cached_tail = &mut self.tails[i];
+            if let Take::Got = take_from(ring, i, cached_tail, space, buf, &self.waiter, hook)? {
                 self.next = if i + 1 == n { 0 } else { i + 1 };
                 return Ok(true);
             }
@@ -148,12 +192,14 @@ impl<W: Waiter + Clone> Consumer<W> {
 /// `cached_tail` is this consumer's last Acquire load of the ring's tail
 /// word (or [`NO_TAIL`]).
 #[inline(always)]
-fn take_from<W: Waiter + ?Sized>(
+fn take_from<W: Waiter + ?Sized, H: TakeHook>(
     ring: &RingRef,
+    index: usize,
     cached_tail: &mut u64,
     space: &WaitWord,
     buf: &mut Vec<u8>,
     waiter: &W,
+    hook: &mut H,
 ) -> Result<Take, Corrupted> {
     let line = &ring.shared().consumer;
     loop {
@@ -213,15 +259,26 @@ fn take_from<W: Waiter + ?Sized>(
         // One CAS moves the position past the record and, for data, counts
         // it taken: no death can separate the two.
         let next = head_past(head, found.size, !found.pad);
-        // ORDERING: AcqRel on success — Release orders our copy before the
-        // head moves (pairs with the producer's Acquire load of the head, so
-        // it cannot overwrite what we are still reading); Acquire is for the
+        if !found.pad {
+            hook.before(index, head);
+        }
+        // ORDERING: AcqRel on success — Release orders our copy (and the
+        // hook's announcement) before the head moves (pairs with the
+        // producer's Acquire load of the head, so it cannot overwrite what
+        // we are still reading, and with a reader's Acquire load of the
+        // head word, which then sees the announcement); Acquire is for the
         // next loop round. Relaxed on failure: we re-load everything.
-        if line
+        let won = line
             .head
             .compare_exchange(head, next, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+            .is_ok();
+        if !found.pad {
+            if won {
+                failpoint!("mpmc.cas-done");
+            }
+            hook.after(won);
+        }
+        if !won {
             continue; // another consumer took it; our copy is discarded
         }
         if found.pad {
@@ -231,7 +288,6 @@ fn take_from<W: Waiter + ?Sized>(
             space.wake_if_waiting(waiter, WAKE_ALL);
             continue;
         }
-        failpoint!("mpmc.cas-done");
         // Every producer sleeping for room waits on the one `space` word
         // (its own ring full, or `max_len` reached): wake them all, the
         // one whose ring this was and any waiting on the count.

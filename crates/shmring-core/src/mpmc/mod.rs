@@ -49,7 +49,7 @@ use crate::wait::{WaitWord, Waiter, WAKE_ALL};
 mod consumer;
 mod producer;
 
-pub use consumer::Consumer;
+pub use consumer::{Consumer, TakeHook};
 pub use producer::Producer;
 
 /// Most producer rings one queue can have.
@@ -534,6 +534,41 @@ impl Queue {
     /// [`close`](Queue::close). See [`not_empty_word`](Queue::not_empty_word).
     pub fn space_word(&self) -> &WaitWord {
         &self.shared().space
+    }
+
+    /// A take's *intent*: ring `ring` and the head word `head` its CAS
+    /// expects (what a [`TakeHook`] is told), in one word for a slot in
+    /// shared memory. [`intent_taken`](Self::intent_taken) later tells
+    /// whether that head moved on.
+    ///
+    /// ```text
+    /// bits 54..64  ring index (< MAX_RINGS)
+    /// bits 38..54  the low 16 bits of the head word's record count
+    /// bits  0..38  the head word's position
+    /// ```
+    pub fn take_intent(ring: usize, head: u64) -> u64 {
+        const _: () = assert!(MAX_RINGS <= 1 << 10);
+        ((ring as u64) << 54) | (head & ((1 << 54) - 1))
+    }
+
+    /// Whether the head word of the ring an intent names has moved on from
+    /// the head it names (the record there was taken, by someone), or the
+    /// intent is not one this queue can have made (a hostile slot): `true`
+    /// means "cannot say it was not taken". `false` only when the head is
+    /// still exactly there: the take never happened.
+    ///
+    /// A head that came back to the same position and count (low 16 bits)
+    /// after 2^38 words of traffic would read as unmoved; see the ABA note
+    /// in [`crate::ring`].
+    pub fn intent_taken(&self, intent: u64) -> bool {
+        let Some(ring) = self.rings.get((intent >> 54) as usize) else {
+            return true;
+        };
+        // ORDERING: Acquire — pairs with the consumers' AcqRel CAS of the
+        // head word; a later head is seen if the caller's earlier Acquire
+        // reads (of the slot that holds the intent) saw anything after it.
+        let head = ring.shared().consumer.head.load(Ordering::Acquire);
+        head & ((1 << 54) - 1) != intent & ((1 << 54) - 1)
     }
 
     /// Whether the queue was closed.

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use shmring_core::error::{PopError, PushError};
-use shmring_core::tasks::{TaskCounter, TaskSlot};
+use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
+use shmring_core::tasks::{TaskCounter, TaskSlot, MAX_HELD};
 use shmring_core::wait::{block_on, WaitPolicy, WAKE_ALL};
 
 use super::{get_error, put_error, GetError, PutError};
@@ -30,13 +31,34 @@ use crate::segment::{PeerCounter, Segment};
 use crate::sys::FutexWaiter;
 
 /// A JoinableQueue's task bookkeeping, handed to [`Handle::get`]: each
-/// try is announced in this handle's slot before it may take a record (see
-/// [`shmring_core::tasks`]).
+/// take is announced in this handle's slot right before its CAS, and ended
+/// after it (see [`shmring_core::tasks`]).
 #[derive(Clone, Copy)]
 pub(super) struct Tasks<'a> {
     pub(super) slot: &'a TaskSlot,
     pub(super) counter: &'a TaskCounter,
     pub(super) waiter: &'a FutexWaiter,
+    /// One try of this handle at a time, so that its slot has at most one
+    /// take in flight and that take's intent is the slot's.
+    pub(super) takes: &'a Mutex<()>,
+}
+
+/// Announces and ends the takes of one try in the handle's slot.
+struct SlotHook<'a>(Tasks<'a>);
+
+impl TakeHook for SlotHook<'_> {
+    #[inline]
+    fn before(&mut self, ring: usize, head: u64) {
+        // Room was checked before the try, and only this handle's tries
+        // (one at a time) add to the slot: a refusal means hostile slot
+        // words, and then the take is not counted in flight.
+        let _ = self.0.slot.announce(CoreQueue::take_intent(ring, head));
+    }
+
+    #[inline]
+    fn after(&mut self, won: bool) {
+        self.0.slot.end_take(won, self.0.counter, self.0.waiter);
+    }
 }
 
 /// A consumer state and the buffer its pops copy into.
@@ -244,15 +266,18 @@ enum TakeError {
     SlotFull,
 }
 
-/// One try: announce it in the task slot (JoinableQueue), try to take a
-/// record, end the announcement.
+/// One try; for a JoinableQueue, with each take announced in the task
+/// slot (one try of the handle at a time).
 #[inline]
 fn try_take(state: &mut ConsumerState, tasks: Option<Tasks<'_>>) -> Result<usize, TakeError> {
     let Some(t) = tasks else {
         return state.0.try_pop(&mut state.1).map_err(TakeError::Pop);
     };
-    t.slot.begin_take().map_err(|_| TakeError::SlotFull)?;
-    let result = state.0.try_pop(&mut state.1);
-    t.slot.end_take(result.is_ok(), t.counter, t.waiter);
+    let _one_at_a_time = lock(t.takes);
+    let (_, (in_flight, held)) = t.slot.get();
+    if in_flight != 0 || held >= MAX_HELD - 1 {
+        return Err(TakeError::SlotFull);
+    }
+    let result = state.0.try_pop_with(&mut state.1, &mut SlotHook(t));
     result.map_err(TakeError::Pop)
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shmring_core::mpmc::QueueLayout;
@@ -46,7 +46,18 @@ use shmring_core::error::Corrupted;
 /// or in its own slot (while it was taking the item or holding it). A
 /// joiner checks once per liveness slice (100 ms) for slots whose owner is
 /// gone, drops them, and returns [`JoinError::PeerDied`] with the number of
-/// tasks lost once the rest are done.
+/// tasks lost once the rest are done. Losses are reported by the first
+/// `join` that returns after them (also when a newcomer taking over the dead
+/// process's peer row found them before anyone joined), and by every `join`
+/// waiting when they were found.
+///
+/// A take is announced in the slot right before the compare-and-swap that
+/// takes the record, with the ring position it expects. A process killed
+/// between the two took nothing; it is not counted as a loss if the record
+/// is still there when its slot is dropped, and is counted as one if the
+/// record was taken since (by anyone: that cannot be told from shared
+/// state). A process killed holding tasks, or right after its take, always
+/// counts.
 ///
 /// # Examples
 ///
@@ -65,6 +76,8 @@ use shmring_core::error::Corrupted;
 pub struct JoinableQueue<T> {
     handle: Handle,
     segment: Arc<Segment>,
+    /// One take of this handle at a time (see `handle::Tasks`).
+    takes: Mutex<()>,
     _items: PhantomData<fn(T) -> T>,
 }
 
@@ -113,12 +126,18 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
         let q = JoinableQueue {
             handle: Handle::new(queue, segment.clone()),
             segment,
+            takes: Mutex::new(()),
             _items: PhantomData,
         };
         // A previous owner of our row (dead, or dropped with tasks not
         // done) may have left tasks in the slot: they are lost.
         let (_, generation) = recovery::own_row(&q.segment);
-        let lost = q.slot().claim(generation, q.tasks(), &q.handle.waiter);
+        let core = q.handle.queue.core();
+        let lost = q
+            .slot()
+            .claim(generation, q.tasks(), &q.handle.waiter, &mut |intent| {
+                core.intent_taken(intent)
+            });
         if lost != 0 {
             q.segment.add_to_counter(PeerCounter::Recovered, lost);
         }
@@ -138,10 +157,11 @@ impl<T> JoinableQueue<T> {
 
     /// The task slots of the segment's peer rows.
     fn slots(&self) -> &[TaskSlot] {
-        const COUNT: usize = (TASKS_BYTES - recovery::SLOTS_OFFSET) / 8;
+        const COUNT: usize =
+            (TASKS_BYTES - recovery::SLOTS_OFFSET) / std::mem::size_of::<TaskSlot>();
         const _: () = assert!(COUNT >= crate::segment::MAX_PEER_ROWS as usize);
         let rows = (self.segment.peer_rows() as usize).min(COUNT);
-        // TaskSlot is one AtomicU64, valid for any bytes and concurrent
+        // TaskSlot is two AtomicU64s, valid for any bytes and concurrent
         // writers; the slots live as long as `self.segment`.
         // SAFETY: bytes SLOTS_OFFSET..TASKS_BYTES lie inside the object region
         // (attach checked len >= TASKS_BYTES), 8-aligned (page base + 256),
@@ -165,20 +185,21 @@ impl<T> JoinableQueue<T> {
 
     fn join_until(&self, deadline: Option<shmring_core::wait::Deadline>) -> Result<(), JoinError> {
         let counter = self.tasks();
-        let lost_before = counter.lost();
+        let mark = counter.loss_mark();
         let slots = self.slots();
         let policy = WaitPolicy::default();
         let mut dropped = 0;
+        let core = self.handle.queue.core();
         counter.join(&self.handle.waiter, deadline, &policy, &mut |slow| {
             if slow {
-                dropped += recovery::reclaim_dead(counter, slots, &self.segment);
+                dropped += recovery::reclaim_dead(counter, slots, &self.segment, core);
             }
             self.unfinished()
         })?;
         if dropped != 0 {
             self.segment.add_to_counter(PeerCounter::Recovered, dropped);
         }
-        match counter.lost().wrapping_sub(lost_before) {
+        match counter.report_losses(mark) {
             0 => Ok(()),
             lost => Err(JoinError::PeerDied { lost }),
         }
@@ -275,6 +296,7 @@ impl<T: Message> JoinableQueue<T> {
             slot: self.slot(),
             counter: self.tasks(),
             waiter: &self.handle.waiter,
+            takes: &self.takes,
         };
         self.handle.get(timeout, Some(tasks))
     }

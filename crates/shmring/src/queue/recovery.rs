@@ -6,7 +6,7 @@
 //! ```text
 //! tasks region (TASKS_BYTES, page aligned, zeroed at creation)
 //!   0    256  TaskCounter (joiners' wait word, tasks lost so far)
-//!   256  8×N  TaskSlot per peer row (row r at 256 + 8r), N = MAX_PEER_ROWS
+//!   256  16×N TaskSlot per peer row (row r at 256 + 16r), N = MAX_PEER_ROWS
 //! ```
 
 use std::fmt;
@@ -23,7 +23,10 @@ pub(super) const SLOTS_OFFSET: usize = 256;
 /// for every peer row any segment can have, padded to a page so the queue
 /// keeps its alignment.
 pub(super) const TASKS_BYTES: usize =
-    (SLOTS_OFFSET + 8 * MAX_PEER_ROWS as usize).next_multiple_of(4096);
+    (SLOTS_OFFSET + SLOT_LEN * MAX_PEER_ROWS as usize).next_multiple_of(4096);
+
+/// Bytes of one task slot.
+const SLOT_LEN: usize = std::mem::size_of::<TaskSlot>();
 
 const _: () = assert!(std::mem::size_of::<TaskCounter>() <= SLOTS_OFFSET);
 
@@ -36,7 +39,9 @@ pub enum JoinError {
     Timeout,
     /// Every task is now accounted for, but `lost` of them were held (or
     /// being taken) by processes that died, or by handles dropped before
-    /// marking them done. They were taken off the count.
+    /// marking them done, since the last `join` that reported losses. They
+    /// were taken off the count. (See the crash notes of
+    /// [`JoinableQueue`](super::JoinableQueue) for a take cut short.)
     PeerDied {
         /// Tasks taken off the count because their holder is gone.
         lost: u64,
@@ -79,15 +84,24 @@ pub(super) fn own_row(segment: &Segment) -> (usize, u32) {
 
 /// The slow check of a joiner: empties the slot of every peer row whose
 /// owner is gone (dead, or detached without marking its tasks done).
-/// Returns how many tasks that dropped.
-pub(super) fn reclaim_dead(tasks: &TaskCounter, slots: &[TaskSlot], segment: &Segment) -> u64 {
+/// Returns how many tasks were lost with them (a take in flight whose head
+/// never moved took nothing: see [`shmring_core::tasks`]).
+pub(super) fn reclaim_dead(
+    tasks: &TaskCounter,
+    slots: &[TaskSlot],
+    segment: &Segment,
+    queue: &shmring_core::mpmc::Queue,
+) -> u64 {
     slots
         .iter()
         .enumerate()
         .map(|(row, slot)| {
-            slot.reclaim_if_dead(tasks, &segment.waiter(), &mut |g| {
-                !segment.is_peer_alive(token(row, g))
-            })
+            slot.reclaim_if_dead(
+                tasks,
+                &segment.waiter(),
+                &mut |g| !segment.is_peer_alive(token(row, g)),
+                &mut |intent| queue.intent_taken(intent),
+            )
         })
         .sum()
 }
@@ -103,10 +117,10 @@ pub(crate) fn unfinished_in_region(
     queue_len: u64,
 ) -> Option<u64> {
     let rows = peer_rows as usize;
-    if SLOTS_OFFSET + 8 * rows > region_len || !(base.as_ptr() as usize).is_multiple_of(8) {
+    if SLOTS_OFFSET + SLOT_LEN * rows > region_len || !(base.as_ptr() as usize).is_multiple_of(8) {
         return None;
     }
-    // TaskSlot is one AtomicU64, valid for any bytes and concurrent writers.
+    // TaskSlot is two AtomicU64s, valid for any bytes and concurrent writers.
     // SAFETY: `rows` slots at SLOTS_OFFSET lie inside the region (checked
     // above), 8-aligned; the caller keeps the mapping alive while we read.
     let slots = unsafe {
