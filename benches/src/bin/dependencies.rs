@@ -11,8 +11,10 @@
 //!    `shmring::lock::Lock`.
 //! 2. A holder SIGKILLed while holding the lock: what the next acquirer in
 //!    another process gets, and after how long.
-//! 3. Creating a 1 TiB segment (far more than /dev/shm holds): whether the
-//!    failure comes at create time or as a SIGBUS on a later write.
+//! 3. Creating a 256 GiB segment (far more than /dev/shm holds; for
+//!    shmring the largest queue there is, 1,024 rings of the 256 MiB
+//!    maximum): whether the failure comes at create time or as a SIGBUS on
+//!    a later write.
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -104,26 +106,34 @@ fn main() -> Result<(), BoxError> {
     }
     lock.release()?;
 
-    // 3. A segment larger than /dev/shm.
-    let huge = 1u64 << 40;
+    // 3. A segment larger than /dev/shm: the largest queue shmring can
+    // make (no single ring may exceed 256 MiB), and the same size for
+    // shared_memory.
+    let config = shmring::core::mpmc::QueueConfig {
+        rings: shmring::core::mpmc::MAX_RINGS,
+        ring: shmring::core::RingConfig {
+            capacity: shmring::core::ring::MAX_CAPACITY,
+            max_record: 64,
+        },
+        max_len: 0,
+    };
+    let huge = shmring::core::mpmc::QueueLayout::new(&config)?.total;
     let theirs = ShmemConf::new()
-        .size(huge as usize)
+        .size(huge)
         .os_id(format!("shmring-deps-huge-{id}"))
         .create();
     println!(
-        "3. create a 1 TiB segment: shared_memory {} (ftruncate only, no space reserved: writes beyond /dev/shm's free space would SIGBUS)",
+        "3. create a {} GiB segment: shared_memory {} (ftruncate only, no space reserved: writes beyond /dev/shm's free space would SIGBUS)",
+        huge >> 30,
         match &theirs {
             Ok(_) => "succeeded".to_string(),
             Err(e) => format!("failed: {e}"),
         }
     );
     drop(theirs);
-    let ours = shmring::spsc::Ring::create(
+    let ours = shmring::mpmc::Queue::create(
         &format!("/shmring-deps-huge-{id}"),
-        shmring::core::RingConfig {
-            capacity: huge,
-            max_record: 64,
-        },
+        config,
         &CreateOptions::default(),
     );
     println!(

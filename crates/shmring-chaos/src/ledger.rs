@@ -83,10 +83,42 @@ pub enum Counter {
     /// Longest time from a pipe reader's death (or the send's start) to the
     /// writer's `BrokenPipe`, ns.
     MaxBrokenPipeNs,
+    /// Pipe handover episodes ([`crate::pipe_faults`]): messages received
+    /// whole.
+    HandoverMessages,
+    /// Handover messages that were not one message: the tail of one
+    /// (no valid head).
+    HandoverTorn,
+    /// Handover messages with a valid head but the wrong length or body:
+    /// two messages (or two writers') spliced.
+    HandoverSpliced,
+    /// Handover messages received twice or out of order.
+    HandoverReordered,
+    /// `TruncatedMessage` reports to handover readers (allowed: a writer
+    /// died mid-message and was replaced, or died at end of file).
+    HandoverTruncated,
+    /// Handover messages sent and never received (computed by the parent).
+    HandoverLost,
+    /// Losses the faults allow: one per reader killed or end handed over.
+    HandoverAllowedLoss,
+    /// An end of file nobody caused, or a `BrokenPipe` while every reader
+    /// lived.
+    HandoverFalseEnds,
+    /// Handover episodes run.
+    HandoverEpisodes,
+    /// Handover writers killed.
+    HandoverWriterDeaths,
+    /// Handover readers killed.
+    HandoverReaderDeaths,
+    /// Handover ends handed to a child by the parent.
+    HandoverHandedOver,
+    /// Handover processes stopped (`SIGSTOP`, then `SIGCONT`).
+    HandoverStops,
 }
 
-const COUNTERS: usize = 32;
-const _: () = assert!((Counter::MaxBrokenPipeNs as usize) < COUNTERS);
+const COUNTERS: usize = 48;
+const _: () = assert!((Counter::HandoverStops as usize) < COUNTERS);
+const _: () = assert!((HandoverWord::Writers as usize) + 4 * HANDOVER_WRITERS <= HANDOVER_WORDS);
 const _: () = assert!((ChanWord::ToldOf as usize) < CHAN_WORDS);
 const PRODUCER_BASE: usize = COUNTERS;
 const CONSUMER_BASE: usize = PRODUCER_BASE + 2 * PRODUCERS;
@@ -96,7 +128,11 @@ const PIPE_BASE: usize = DICT_BASE + 2 * WORKERS;
 const PIPE_WORDS: usize = 6;
 const CHAN_BASE: usize = PIPE_BASE + PIPE_WORDS;
 const CHAN_WORDS: usize = 16;
-const BITMAP_BASE: usize = (CHAN_BASE + 2 * CHAN_WORDS).next_multiple_of(8);
+const HANDOVER_BASE: usize = CHAN_BASE + 2 * CHAN_WORDS;
+const HANDOVER_WORDS: usize = 48;
+/// Writer incarnations one handover episode may have (each has its words).
+pub const HANDOVER_WRITERS: usize = 8;
+const BITMAP_BASE: usize = (HANDOVER_BASE + HANDOVER_WORDS).next_multiple_of(8);
 const BITMAP_WORDS: usize = (MAX_SEQ / 64) as usize;
 const TOTAL_WORDS: usize = BITMAP_BASE + 2 * PRODUCERS * BITMAP_WORDS;
 
@@ -155,6 +191,36 @@ pub enum ChanWord {
     Done,
     /// The `DiedAt` value of the last death the writer was told of.
     ToldOf,
+}
+
+/// Words of the current pipe handover episode ([`crate::pipe_faults`]),
+/// reset by the parent for each one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoverWord {
+    /// `(writer << 32) | (seq + 1)` of the last message the readers
+    /// recorded (0: none yet).
+    LastSeen = 0,
+    /// 1 once a reader saw end of file.
+    Done,
+    /// 1 once a writer got `BrokenPipe`.
+    Broken,
+    /// 1 once the last writer sent its whole quota (then it closes).
+    Finished,
+    /// First of the per-writer words (see [`HandoverWriterWord`]).
+    Writers,
+}
+
+/// Per-writer words of a handover episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoverWriterWord {
+    /// Messages the writer finished sending.
+    Sent = 0,
+    /// Sequence number + 1 of the message being sent (0: none).
+    Sending,
+    /// Its messages the readers recorded.
+    Delivered,
+    /// Highest sequence number + 1 of its messages the readers recorded.
+    MaxSeen,
 }
 
 /// Whose death a ledger clock word records (written just before `SIGKILL`).
@@ -297,6 +363,32 @@ impl Ledger {
     /// A word of channel `c`.
     pub fn chan(&self, c: Chan, w: ChanWord) -> &AtomicU64 {
         self.word(CHAN_BASE + c as usize * CHAN_WORDS + w as usize)
+    }
+
+    /// A word of the current pipe handover episode.
+    pub fn handover(&self, w: HandoverWord) -> &AtomicU64 {
+        self.word(HANDOVER_BASE + w as usize)
+    }
+
+    /// A word of writer `writer` (1-based, at most [`HANDOVER_WRITERS`]) of
+    /// the current pipe handover episode.
+    ///
+    /// # Panics
+    ///
+    /// When `writer` is out of range.
+    pub fn handover_writer(&self, writer: u32, w: HandoverWriterWord) -> &AtomicU64 {
+        let slot = writer as usize;
+        assert!((1..=HANDOVER_WRITERS).contains(&slot), "writer {writer}");
+        self.word(HANDOVER_BASE + HandoverWord::Writers as usize + 4 * (slot - 1) + w as usize)
+    }
+
+    /// Zeroes the words of the pipe handover episode (no process of it
+    /// runs).
+    pub fn reset_handover(&self) {
+        for i in 0..HANDOVER_WORDS {
+            // ORDERING: SeqCst — no child of the episode exists yet.
+            self.word(HANDOVER_BASE + i).store(0, Ordering::SeqCst);
+        }
     }
 
     /// The word that records the time of death of `clock`'s process.

@@ -30,7 +30,11 @@
 //! * SPSC rings and pipes whose *reader* is killed ([`channel`]) check that
 //!   the writer is told (`Closed`, `BrokenPipe`) within the liveness bound and
 //!   that a reader taking the dead one's place continues exactly where it
-//!   stopped, less at most the one message it was receiving.
+//!   stopped, less at most the one message it was receiving;
+//! * pipes carrying long messages (many fragments) whose writers and
+//!   readers are killed, stopped, replaced and handed to children in the
+//!   middle of messages ([`pipe_faults`]) check that every message received
+//!   is whole and one writer's: torn and spliced messages are counted.
 //!
 //! Run: `cargo test -p shmring-chaos --test chaos` (short mode, 2,000 kills
 //! by default); long mode: `SHMRING_CHAOS_KILLS=100000
@@ -45,6 +49,7 @@ pub mod channel;
 pub mod faults;
 pub mod ledger;
 pub mod order;
+pub mod pipe_faults;
 pub mod roles;
 
 use ledger::{DeathClock, Ledger};

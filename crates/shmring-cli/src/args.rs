@@ -1,7 +1,9 @@
 //! Hand-written argument parsing: a handful of flags per subcommand does not
 //! justify a parser dependency (and its build time).
 
-use crate::Failure;
+use std::time::Duration;
+
+use crate::{escape, Failure};
 
 /// The arguments of one subcommand, consumed option by option.
 pub struct Args {
@@ -152,5 +154,78 @@ impl Args {
             "{}: {message} (see 'shmring {} --help')",
             self.command, self.command
         ))
+    }
+}
+
+/// Parses `text`, the value of `option`, as seconds within `min..=max`.
+///
+/// # Errors
+///
+/// Not a number, not finite (`nan`, `inf`), or out of range: a usage error,
+/// never a panic (`Duration::from_secs_f64` panics on huge values).
+pub fn seconds(option: &str, text: &str, min: f64, max: f64) -> Result<Duration, Failure> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (min..=max).contains(s))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{option} wants seconds from {min} to {max}, not {:?}",
+                escape::text(text)
+            ))
+        })
+}
+
+/// Parses `text`, the value of `option`, as a whole number within
+/// `min..=max`.
+///
+/// # Errors
+///
+/// Not a whole number (`1e3`, `-1`, `0x10`), or out of range: a usage error.
+pub fn count(option: &str, text: &str, min: u64, max: u64) -> Result<u64, Failure> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{option} wants a whole number from {min} to {max}, not {:?}",
+                escape::text(text)
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_checked_not_panicked_on() {
+        for bad in [
+            "1e20", "nan", "NaN", "inf", "-inf", "-1", "0", "0.0001", "", "x", "1e400",
+        ] {
+            assert!(seconds("--watch", bad, 0.01, 86400.0).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            seconds("--watch", "0.5", 0.01, 86400.0).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            seconds("--watch", "86400", 0.01, 86400.0).unwrap(),
+            Duration::from_secs(86400)
+        );
+    }
+
+    #[test]
+    fn counts_are_whole_numbers_in_range() {
+        for bad in ["0", "-1", "1e3", "1.5", "0x10", "", "18446744073709551616"] {
+            assert!(count("--count", bad, 1, u64::MAX).is_err(), "{bad:?}");
+        }
+        assert_eq!(count("--count", "3", 1, u64::MAX).unwrap(), 3);
+        assert_eq!(
+            count("--count", "18446744073709551615", 1, u64::MAX).unwrap(),
+            u64::MAX
+        );
     }
 }

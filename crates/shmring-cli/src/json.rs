@@ -3,7 +3,12 @@
 
 use std::fmt::Write;
 
-/// A JSON string literal for `s`.
+/// A JSON string literal for `s`. Besides what JSON requires, every
+/// character that must not reach a terminal raw
+/// ([`escape::is_unsafe`](crate::escape::is_unsafe): DEL, C1 controls,
+/// bidirectional overrides, ...) is written as `\uNNNN`, so that output
+/// piped to a terminal, or shown by a tool that prints strings as they are,
+/// stays harmless.
 pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -14,7 +19,7 @@ pub fn string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if crate::escape::is_unsafe(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -90,6 +95,10 @@ mod tests {
     #[test]
     fn strings_are_escaped() {
         assert_eq!(string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+        assert_eq!(
+            string("\x1b[2J\x7f\u{9b}\u{202e}é"),
+            r#""\u001b[2J\u007f\u009b\u202eé""#
+        );
     }
 
     #[test]

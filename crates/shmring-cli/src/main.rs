@@ -4,7 +4,11 @@
 mod args;
 mod bench;
 mod commands;
+mod escape;
+mod gc;
 mod json;
+mod rm;
+mod scan;
 mod show;
 
 use std::process::ExitCode;
@@ -15,7 +19,7 @@ use shmring::SegmentError;
 /// Success.
 const EXIT_OK: u8 = 0;
 /// Any other error.
-const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 1;
 /// Bad command line (also an invalid segment name).
 const EXIT_USAGE: u8 = 2;
 /// No such segment.
@@ -24,6 +28,8 @@ const EXIT_NOT_FOUND: u8 = 3;
 const EXIT_NOT_SHMRING: u8 = 4;
 /// Permission denied (also a segment of another user).
 const EXIT_PERMISSION: u8 = 5;
+/// `rm` refused a segment in use (a live peer, or being created).
+const EXIT_IN_USE: u8 = 6;
 
 const HELP: &str = "\
 shmring — inspect and manage shmring shared-memory segments
@@ -48,24 +54,34 @@ Exit codes:
   3  segment not found
   4  not a shmring segment
   5  permission denied (or a segment owned by another user)
-Errors go to stderr, one line each, starting with \"shmring: \".
+  6  segment in use: rm refused it (a live peer, or being created)
+Errors go to stderr, one line each, starting with \"shmring: \". Every name
+is printed escaped (control characters as \\n, \\x1b, ..., a backslash as
+\\\\): any user can create files in /dev/shm, under any name.
 ";
 
 const HELP_LS: &str = "\
-Usage: shmring ls [--json]
+Usage: shmring ls [--json] [--verbose]
 
 Lists every shmring segment in /dev/shm (files without the shmring magic are
 skipped): name, kind, file size, capacity, depth (approximate messages
 waiting), peers alive/dead, owner uid, creator pid and state:
   ready         published, in use or not
   abandoned     no live peer and at least one dead one (`shmring gc` removes it)
-  creating      its creator is initialising it right now
-  creator-died  its creator died while initialising it (`gc` removes it)
-Nothing is attached and no lock is taken. Segments that cannot be read or
-whose header is invalid are reported on stderr (and under \"errors\" in JSON).
+  creating      a leftover of a create still at work (a file under a
+                private .shmring-creating.* name; only where the kernel
+                lacks O_TMPFILE)
+  creator-died  such a leftover whose creator died (`gc` removes it)
+Nothing is attached and no lock is taken. Files with the shmring magic whose
+header is invalid are reported on stderr (the first 10 without --verbose) and
+under \"errors\" in JSON. Files this user may not read, and files whose name
+is not UTF-8, are counted in one line per kind on stderr (--verbose lists
+them) and listed under \"skipped\" in JSON.
 
 Options:
-  --json   one JSON object: {\"segments\": [...], \"errors\": [...]}
+  --json          one JSON object: {\"segments\": [...], \"errors\": [...],
+                  \"skipped\": [{name, why}]}
+  -v, --verbose   list every skipped file and every error on stderr
   -h, --help
 ";
 
@@ -78,8 +94,9 @@ all peer rows, and every peer row (pid, alive/dead/left, its counters).
 
 Options:
   --json           one JSON object (one per line with --watch)
-  --watch [SECS]   refresh every SECS seconds (default 1) until Ctrl-C
-  --count N        stop after N reports (implies --watch)
+  --watch [SECS]   refresh every SECS seconds (default 1, from 0.01 to
+                   86400) until Ctrl-C
+  --count N        stop after N reports, N >= 1 (implies --watch)
   -h, --help
 ";
 
@@ -87,35 +104,61 @@ const HELP_RM: &str = "\
 Usage: shmring rm [--force] NAME...
 
 Removes segment names from /dev/shm. Attached processes keep working on their
-mapping; only later opens by name fail. A file that is not a shmring segment
-is refused (exit code 4) unless --force. Every name is tried; the exit code
-is that of the first failure (3 missing, 4 not shmring, 5 permission).
+mapping, but a later create under the name makes a new, empty object that
+they never see; so a segment with a live peer (or one being created) is
+refused (exit code 6), naming the live peers' pids, unless --force. A file
+that is not a shmring segment is refused (exit code 4) unless --force, and so
+is one with the magic whose header fails validation (nothing tells whether it
+is in use). Every name is tried; the exit code is that of the first failure
+(3 missing, 4 not shmring, 5 permission, 6 in use).
 
 Options:
-  -f, --force   remove files that are not (or cannot be read as) segments too
+  -f, --force   remove segments in use, and files that are not (or cannot be
+                read as) segments, too
   -h, --help
 ";
 
 const HELP_GC: &str = "\
-Usage: shmring gc [--dry-run] [--json] [NAME...]
+Usage: shmring gc [--dry-run] [--json] [--include-data] [--all-users]
+                  [--verbose] [NAME...]
 
-Removes abandoned segments (among the NAMEs given, or all of /dev/shm): those whose creator died while creating them, and
+Looks for abandoned segments (among the NAMEs given, or all of /dev/shm):
 those where no peer is alive (no peer row's liveness lock is held, nor the
-creator's init lock) and at least one peer died without detaching. Segments
-whose peers all detached cleanly are kept (only UnlinkPolicy::Never leaves
-those, on purpose). Before removing one, gc takes the init lock and every
-peer row's lock, re-checks, and unlinks while holding them, so a segment
-being created or opened right now is never removed.
+name lock) and at least one peer died without detaching or the unlink policy
+wanted the name gone with the last peer; and leftovers of creates whose
+creator died. An UnlinkPolicy::Never segment whose peers all detached
+cleanly is not abandoned (that was asked for). Each abandoned segment is
+listed with its kind,
+its depth (messages waiting, or dict entries) and why it counts as
+abandoned, then removed, except:
+  - one that holds data (or whose depth cannot be read), unless
+    --include-data: a restarted service that opens it gets its messages;
+  - one owned by another user, unless --all-users (root only; root's gc
+    too); it is then removed as its owner, by the same checks.
+Before removing one, gc takes the name lock and every peer row's lock,
+re-checks the header (full validation) and the peers, and unlinks while
+holding them, so a segment being opened right now is never removed. Files
+that are not proven shmring segments (a file that merely starts with the
+magic is an error, listed on stderr) are never removed.
 
-Without gc, the library reclaims on its own: a create of a taken name
-removes an abandoned segment under that name, an open that finds a dead
-creator removes its segment, and a process's first create (and one a
-minute after) sweeps this user's segments abandoned for a minute, except
-those created with UnlinkPolicy::Never. gc is for everything at once, now.
+Without gc, the library reclaims on its own, never data: a create of a taken
+name removes an abandoned segment under that name if it holds nothing, and
+once a minute per user on the host a background sweep (started by some
+process's create, off the create path; at most 256 files each time) removes
+this user's abandoned segments that hold nothing and that sweeps have seen
+without a live peer for a minute, except those created with
+UnlinkPolicy::Never. gc is for everything at once, now, and for what the
+library keeps.
 
 Options:
-  -n, --dry-run   only print what would be removed
-  --json          one JSON object: {\"dry_run\": .., \"segments\": [{name, reason, outcome}]}
+  -n, --dry-run    only list what would be removed (and what is kept)
+  --include-data   remove abandoned segments that hold data too
+  --all-users      remove other users' abandoned segments too
+  --json           one JSON object: {\"dry_run\": .., \"segments\": [{name, kind,
+                   depth, holds_data, owner_uid, reason, outcome,
+                   kept_because}], \"errors\": [...], \"skipped\": [...]}
+                   (outcome: removed, would-remove or kept)
+  -v, --verbose    list every skipped file and every error on stderr
   -h, --help
 ";
 
@@ -149,6 +192,15 @@ pub struct Failure {
 }
 
 impl Failure {
+    fn new(code: u8, message: String) -> Failure {
+        Failure { code, message }
+    }
+
+    /// Prints the message on stderr (escaped: it may quote a name).
+    fn print(&self) {
+        eprintln!("shmring: {}", escape::text(&self.message));
+    }
+
     fn usage(message: String) -> Failure {
         Failure {
             code: EXIT_USAGE,
@@ -240,8 +292,8 @@ fn run(mut argv: Vec<String>) -> Result<(), Failure> {
     match name {
         "ls" => commands::ls(args),
         "stat" => commands::stat(args),
-        "rm" => commands::rm(args),
-        "gc" => commands::gc(args),
+        "rm" => rm::rm(args),
+        "gc" => gc::gc(args),
         _ => bench::bench(args),
     }
 }
@@ -250,17 +302,30 @@ fn main() -> ExitCode {
     // A measurement peer (re-executed by `shmring bench`) does its job and
     // exits here.
     shmring_measure::run_peer_if_child();
-    let argv: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    match run(argv) {
+    match utf8_args().and_then(run) {
         Ok(()) => ExitCode::from(EXIT_OK),
         // rm and gc report each failure themselves and return the first.
         Err(f) if f.message.is_empty() => ExitCode::from(f.code),
         Err(f) => {
-            eprintln!("shmring: {}", f.message);
+            f.print();
             ExitCode::from(f.code)
         }
     }
+}
+
+/// The arguments, refused when one is not UTF-8: no segment name can be,
+/// and a lossy conversion would act on another name.
+fn utf8_args() -> Result<Vec<String>, Failure> {
+    std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string().map_err(|a| {
+                Failure::usage(format!(
+                    "argument \"{}\" is not UTF-8 (no segment name can be; \
+                     remove such a file with rm(1))",
+                    escape::os_name(&a)
+                ))
+            })
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@ use shmring::segment::{
     UnlinkPolicy,
 };
 
+use crate::escape;
 use crate::json::{self, Object};
 
 /// A one-word name for a kind (table columns, JSON).
@@ -97,7 +98,7 @@ pub fn table(infos: &[SegmentInfo]) -> String {
             let h = i.header.as_ref();
             let o = i.object.as_ref();
             [
-                i.name.clone(),
+                escape::name(&i.name),
                 dash(h.map(|h| kind_name(h.kind).into())),
                 human_bytes(i.file_len),
                 capacity_text(o),
@@ -236,7 +237,7 @@ pub fn report(i: &SegmentInfo) -> String {
         ),
     );
     kv(
-        "init lock",
+        "name lock",
         if i.init_locked { "held" } else { "free" }.into(),
     );
     if let Some(h) = &i.header {
@@ -264,7 +265,7 @@ pub fn report(i: &SegmentInfo) -> String {
         );
         kv("params", format!("{:?}", h.params));
     }
-    let mut out = format!("segment {}\n{out}", i.name);
+    let mut out = format!("segment {}\n{out}", escape::name(&i.name));
     if let Some(o) = &i.object {
         out.push_str("object\n");
         let mut kv = |k: &str, v: String| {
@@ -276,7 +277,7 @@ pub fn report(i: &SegmentInfo) -> String {
             kv(k, v.to_string());
         }
         if let Some(note) = &o.note {
-            kv("note", note.clone());
+            kv("note", escape::text(note));
         }
     }
     if i.state == SegmentState::Ready {

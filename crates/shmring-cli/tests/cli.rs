@@ -9,11 +9,13 @@ use std::time::Duration;
 use shmring::core::mpmc::QueueConfig;
 use shmring::core::RingConfig;
 use shmring::segment::{self, PeerCounter, SegmentInfo, SegmentState};
-use shmring::{mpmc, spsc, CreateOptions, ObjectKind, Segment, SegmentError, UnlinkPolicy};
+use shmring::{mpmc, spsc, CreateOptions, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
     executable_by_anyone, role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child,
     wait_until, Watchdog,
 };
+
+mod common;
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 
@@ -30,7 +32,7 @@ fn command(args: &[&str]) -> Command {
 }
 
 fn output(mut cmd: Command) -> Run {
-    let out = cmd.output().expect("run shmring");
+    let out = common::retry_busy(&mut cmd, Command::output);
     Run {
         code: out.status.code().expect("exit code"),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -63,16 +65,6 @@ fn child_entry() {
         "queue_and_hang" => {
             let _q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
             sleep_forever();
-        }
-        "hang_in_init" => {
-            let _ = Segment::create(
-                &name,
-                ObjectKind::SpscRing,
-                [0; 8],
-                4096,
-                &CreateOptions::default(),
-                |_, _| sleep_forever(),
-            );
         }
         other => panic!("unknown role {other}"),
     }
@@ -230,7 +222,8 @@ fn rm_removes_names_and_reports_the_first_failure() {
     let missing = unique_name("cli-rm-missing");
     let ring = spsc::Ring::create(&a, spsc_config(), &opts).unwrap();
     drop(spsc::Ring::create(&b, spsc_config(), &opts).unwrap());
-    let r = shmring(&["rm", &a, &missing, &b]);
+    // `a` has a live peer (us): --force (see operator.rs for the refusal).
+    let r = shmring(&["rm", "--force", &a, &missing, &b]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         r.stdout.contains(&format!("removed {a}")) && r.stdout.contains(&format!("removed {b}"))
@@ -297,18 +290,34 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
     let _dog = Watchdog::new(Duration::from_secs(90), "gc");
     let dead = unique_name("cli-gc-dead");
     let live = unique_name("cli-gc-live");
-    let creating = unique_name("cli-gc-creating");
-    let died_creating = unique_name("cli-gc-died-creating");
+    // A create names a segment only once it is complete; "creating" and
+    // "creator-died" are the states of files under the private names of
+    // the fallback create path (no O_TMPFILE): planted here, a fresh one
+    // and one a minute old.
+    let private = |what: &str| {
+        let unique = unique_name(what);
+        format!("/.shmring-creating.{}", &unique[1..])
+    };
+    let creating = private("cli-gc-creating");
+    let died_creating = private("cli-gc-died-creating");
+    let plant = |name: &str, age: Duration| {
+        let file = std::fs::File::create(format!("/dev/shm{name}")).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+    };
+    // 30 s: past the 10 s after which a free lock means a dead creator,
+    // short of the minute after which any process's automatic sweep
+    // removes it.
+    let old = Duration::from_secs(30);
+    plant(&creating, Duration::ZERO);
+    plant(&died_creating, old);
     let _live = mpmc::Queue::create(&live, queue_config(), &CreateOptions::default()).unwrap();
     let child = spawn_child("queue_and_hang", &dead, |i| i.alive_peers() == 1);
     kill(child);
-    let child = spawn_child("hang_in_init", &died_creating, |i| {
-        i.state == SegmentState::Initialising
-    });
-    kill(child);
-    let in_init = spawn_child("hang_in_init", &creating, |i| {
-        i.state == SegmentState::Initialising
-    });
+    assert_eq!(
+        segment::inspect(&creating).unwrap().state,
+        SegmentState::Initialising
+    );
 
     let ls = shmring(&["ls"]);
     let state_of = |name: &str| {
@@ -359,7 +368,13 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
     assert!(shm_exists(&live) && shm_exists(&creating));
     assert_eq!(shmring(&["gc", &live]).stdout, "no abandoned segments\n");
 
-    kill(in_init);
+    // While its creator may be at work, rm refuses it.
+    let busy = shmring(&["rm", &creating]);
+    assert_eq!(busy.code, 6, "{}", busy.stderr);
+    assert!(busy.stderr.contains("being created"), "{}", busy.stderr);
+    assert!(shm_exists(&creating));
+
+    plant(&creating, old);
     let json = shmring(&["gc", "--json", &creating]);
     assert_eq!(json.code, 0);
     assert!(

@@ -407,6 +407,28 @@ impl Table {
         self.config
     }
 
+    /// Counts the entries the active index publishes, without taking the
+    /// lock (for tools that must not take it, such as `shmring gc` deciding
+    /// whether a table holds data). A snapshot, stale while others write;
+    /// exact while nobody does, including after a writer died at any step
+    /// (the active index always says each key's old or new value, while
+    /// `len` is derived state a dead writer may have left stale).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupted`] when the active-index word is out of range.
+    pub fn count_entries(&self) -> Result<u64, Corrupted> {
+        let index = self.index(self.active()?);
+        let live = index
+            .iter()
+            // ORDERING: Acquire — pairs with the Release stores that publish
+            // or retire a bucket (`ops.rs`); only counted, never followed.
+            .map(|bucket| bucket.load(Ordering::Acquire))
+            .filter(|&v| v != 0 && v != TOMBSTONE)
+            .count();
+        Ok(live as u64)
+    }
+
     /// The lock that serialises every operation.
     pub fn lock_state(&self) -> &LockShared {
         &self.shared().lock

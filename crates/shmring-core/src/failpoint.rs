@@ -22,16 +22,15 @@
 //! | `ring.claimed` | producer (SPSC and MPMC): room claimed (a padding record may be written, unpublished) |
 //! | `ring.payload-written` | producer: payload copied in, header not yet written |
 //! | `ring.header-written` | producer: header written, tail not yet published |
-//! | `ring.published` | producer: tail published, sleepers not yet woken |
+//! | `ring.published` | producer: tail word (position and count) published, sleepers not yet woken |
 //! | `mpmc.copied` | MPMC consumer: record copied out (context: the copy), head not yet CASed |
-//! | `mpmc.cas-done` | MPMC consumer: head CASed past the record (it is ours alone now) |
-//! | `mpmc.counted` | MPMC consumer: `popped` counted, producers not yet woken |
+//! | `mpmc.cas-done` | MPMC consumer: head word CASed past the record and the record counted taken, in one step (it is ours alone now); producers not yet woken |
 //! | `spsc.read` | SPSC consumer: record copied out (context: the copy), head not yet released |
 //! | `spsc.released` | SPSC consumer: head released, `try_pop` not yet returned |
 //! | `lock.acquire-cas` | lock: about to CAS the owner word (free or dead holder → us) |
 //! | `lock.releasing` | lock: about to CAS the owner word back to 0 |
-//! | `tasks.added` | JoinableQueue: task counted, not yet published |
-//! | `tasks.done` | JoinableQueue: task marked done, joiners not yet woken |
+//! | `tasks.announced` | JoinableQueue consumer: a take announced in its slot, no record taken yet |
+//! | `tasks.done` | JoinableQueue: a held task marked done in a slot, joiners not yet woken |
 //!
 //! The context bytes (empty for most failpoints) let a hook see what a
 //! consumer was holding when it died: the chaos harness records the sequence

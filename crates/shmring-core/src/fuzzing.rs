@@ -8,9 +8,12 @@
 //! input found by the fuzzer replays as an ordinary test.
 //!
 //! * [`ring_ops`]: SPSC and MPMC op sequences, differential against an exact
-//!   model of the byte ring (positions, padding, counters, closed flags), or
-//!   a ring, queue or dict region built by real operations and then
-//!   scribbled on by a hostile peer, read through every path.
+//!   model of the byte ring (positions, padding, counts, continuation
+//!   marks, closed flags), starting anywhere, also just before the position
+//!   words wrap, and with hostile position words stored between operations
+//!   (after which only "no panic" is checked); or a ring, queue or dict
+//!   region built by real operations and then scribbled on by a hostile
+//!   peer, read through every path.
 //! * [`dict_ops`]: table operations against a `HashMap`, with dead holders
 //!   and scribbled derived state recovered on the way.
 //!
@@ -30,17 +33,15 @@ pub use spsc::spsc_ops;
 
 /// Switches for known findings the hooks steer around while they are open,
 /// so that a fuzzing run keeps looking for new ones instead of re-finding
-/// them. Both findings below are fixed (their regression tests in
-/// `tests/fuzz_regressions.rs` run); the switches stay off.
+/// them. The finding below is fixed (its regression test in
+/// `tests/fuzz_regressions.rs` runs); the switch stays off. (A second one,
+/// `Queue::len` overflowing on hostile `pushed` counters, was fixed too and
+/// its switch removed when the counts moved into the position words.)
 pub(crate) mod known {
     /// `dict::ops` insert: `(len + tombstones + 1) * 4` overflows (a panic
     /// with overflow checks) when a hostile peer writes a huge `tombstones`.
     /// Steered around by keeping scribbled `tombstones` below 2^32.
     pub(crate) const DICT_TOMBSTONES_OVERFLOW: bool = false;
-    /// `mpmc::Queue::len` sums per-ring counts with `+`, which overflows (a
-    /// panic with overflow checks) on hostile `pushed` counters. Steered
-    /// around by keeping scribbled counters below 2^32.
-    pub(crate) const QUEUE_LEN_OVERFLOW: bool = false;
 }
 
 /// Dispatches on the first byte: [`spsc_ops`], [`mpmc_ops`] or
@@ -117,6 +118,39 @@ pub(crate) fn message(seq: &mut u32, len: usize) -> alloc::vec::Vec<u8> {
     (0..len)
         .map(|i| s[i % 4] ^ (i as u8).wrapping_mul(31))
         .collect()
+}
+
+/// Where a fresh ring's head and tail start: `(position, count)` of both
+/// words. Often 0; otherwise a little before the wrap of the position
+/// (2^38 words), of the count (2^26 records), or of both, so that the
+/// operations that follow cross it.
+pub(crate) fn start(input: &mut Input<'_>) -> (u64, u64) {
+    use crate::ring::{COUNT_BITS, POSITION_BITS};
+    let byte = input.byte();
+    let before = u64::from(input.u16() % 1024);
+    let near = |bits: u32| (1u64 << bits) - before;
+    match byte % 4 {
+        0 => (0, 0),
+        1 => (near(POSITION_BITS), u64::from(byte)),
+        2 => (u64::from(byte) * 8 + 3, near(COUNT_BITS)),
+        _ => (near(POSITION_BITS), near(COUNT_BITS)),
+    }
+}
+
+/// A value a hostile peer writes into a position word, given the word as
+/// it is: near 2^64, near the position wrap, the same position with a
+/// different count, the same count with a moved position, or any value.
+pub(crate) fn hostile_word(input: &mut Input<'_>, current: u64) -> u64 {
+    use crate::ring::{POSITION_BITS, POSITION_MASK};
+    let delta = u64::from(input.u16());
+    match input.byte() % 6 {
+        0 => u64::MAX - delta,
+        1 => (current & !POSITION_MASK) | (POSITION_MASK - delta % 64),
+        2 => current.wrapping_add(delta << POSITION_BITS),
+        3 => current.wrapping_add(delta),
+        4 => current.wrapping_sub(delta),
+        _ => input.u64(),
+    }
 }
 
 /// A payload length for a ring whose largest record is `max`: often the

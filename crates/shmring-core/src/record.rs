@@ -4,7 +4,8 @@
 //! bits  0..32  payload length in bytes
 //! bits 32..40  tag: DATA (0xD7), CONT (0xCE) or PADDING (0xAD); anything
 //!              else is corruption
-//! bits 40..64  stamp: bits 3..27 of the record's position
+//! bits 40..64  stamp: the low 24 bits of the record's word position (its
+//!              byte position's bits 3..27)
 //! ```
 //!
 //! The payload follows the header and the record is padded to 8 bytes, so
@@ -47,9 +48,18 @@ pub const fn record_size(len: u64) -> u64 {
     }
 }
 
-#[inline]
+/// Words (8 bytes each) a record with a `len`-byte payload takes: the
+/// header and the payload rounded up. `len` below 2^32 (a header's length
+/// field), so never an overflow.
+#[inline(always)]
+pub(crate) const fn record_words(len: u64) -> u64 {
+    1 + len.div_ceil(8)
+}
+
+/// The stamp of a record at word position `position`.
+#[inline(always)]
 const fn stamp(position: u64) -> u64 {
-    (position >> 3) & STAMP_MASK
+    position & STAMP_MASK
 }
 
 /// The header of a data record: DATA, or CONT when `continues`.
@@ -77,7 +87,7 @@ pub(crate) enum Header {
     },
 }
 
-/// Decodes the header word found at `position`.
+/// Decodes the header word found at word position `position`.
 ///
 /// One comparison of the top 32 bits (tag and stamp together) per kind in
 /// the common case, DATA first; working out which part was wrong is left to
@@ -115,13 +125,16 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects() {
-        let p = 0x1234_5678u64 & !7;
+        let p = 0x1234_5678u64;
         let data = |len, continues| Ok(Header::Data { len, continues });
         assert_eq!(decode(encode_data(17, false, p), p), data(17, false));
         assert_eq!(decode(encode_data(17, true, p), p), data(17, true));
         assert_eq!(decode(encode_pad(40, p), p), Ok(Header::Pad { len: 40 }));
-        assert!(decode(encode_data(17, false, p), p + 8).is_err());
-        assert!(decode(encode_data(17, true, p), p + 8).is_err());
+        assert!(decode(encode_data(17, false, p), p + 1).is_err());
+        assert!(decode(encode_data(17, true, p), p + 1).is_err());
+        // The stamp is the position's low 24 bits: a position 2^24 words
+        // on (a later lap of a ring of 128 MiB or more) has the same one.
+        assert!(decode(encode_data(17, false, p), p + (1 << 24)).is_ok());
         assert!(decode(0, 0).is_err(), "zeroed memory is not a record");
         // Every tag but the three is corruption, with the right stamp.
         for tag in 0..=0xFFu64 {
@@ -132,12 +145,15 @@ mod tests {
             }
         }
         assert_eq!(
-            decode(encode_pad(8, p), p + 8).unwrap_err().what,
+            decode(encode_pad(8, p), p + 1).unwrap_err().what,
             "record stamp"
         );
         assert_eq!(record_size(0), 8);
         assert_eq!(record_size(1), 16);
         assert_eq!(record_size(8), 16);
         assert_eq!(record_size(9), 24);
+        for len in [0, 1, 8, 9, 4096, u64::from(u32::MAX)] {
+            assert_eq!(record_words(len) * 8, record_size(len));
+        }
     }
 }

@@ -2,16 +2,50 @@
 //! halves of its protocol ([`Writer`] and [`Reader`]) that the SPSC handles
 //! use directly and the MPMC queue reuses for its per-producer rings.
 //!
-//! # Positions
+//! # Position words
 //!
-//! `tail` (written by the producer only) and `head` (written by the consumer,
-//! or CASed by the consumers of an MPMC queue) are byte positions that only
-//! grow; `position & (capacity - 1)` is the byte index in the data area. They
-//! are 8-byte aligned, `head <= tail` and `tail - head <= capacity` always
-//! hold for correct peers; both sides check it on every load from shared
-//! memory and report [`Corrupted`] otherwise. At 2^64 bytes they would wrap:
-//! at 100 GB/s that is 5.8 years of continuous traffic through one ring.
+//! Each side of a ring publishes one 64-bit *position word*: the producer
+//! its tail word, the consumer (or, in an MPMC queue, whichever consumer
+//! wins the CAS) its head word. A word carries a position and a record
+//! count together:
 //!
+//! ```text
+//! bits  0..38  position, in 8-byte words, modulo 2^38
+//! bits 38..64  count: data records before that position, modulo 2^26
+//! ```
+//!
+//! The tail word says "records up to here are complete, and this many data
+//! records have been published"; the head word says "the producer may reuse
+//! everything before here, and this many data records have been taken".
+//! Because the count moves in the same atomic store (or CAS) as the
+//! position, no death at any instruction can leave one moved without the
+//! other: [`len`](crate::spsc::Ring::len) is exact for a quiescent ring
+//! whatever happened to its peers, and the MPMC take is a single CAS.
+//!
+//! All arithmetic on positions and counts is modular
+//! ([`POSITION_BITS`], [`COUNT_BITS`]); nothing can overflow, whatever a
+//! peer wrote. `position & (words - 1)` is the word index in the data area
+//! (the capacity in words divides 2^38, so this holds across the wrap). For
+//! correct peers, `used = (tail - head) mod 2^38` is at most the capacity in
+//! words and `(pushed - popped) mod 2^26` is at most `used` (every record
+//! takes at least one word); both sides check this on every load of the
+//! other side's word and report [`Corrupted`] otherwise. That second bound
+//! is also why [`MAX_CAPACITY`] is 256 MiB: a count modulo 2^26 must exceed
+//! the most records a ring can hold.
+//!
+//! ## Wrap-around and ABA
+//!
+//! Positions wrap every 2^38 words (2 TiB of traffic through one ring),
+//! counts every 2^26 records; both are harmless by themselves. What modular
+//! words cannot tell apart is a value seen twice: an MPMC consumer stalled
+//! (SIGSTOP, a descheduled thread) between loading a head word and its CAS,
+//! or holding a cached tail word across the stall, is fooled only if the
+//! ring saw 2^38 words **and** a multiple of 2^26 records go through
+//! meanwhile, so that the very same 64-bit word is back. (The record
+//! stamp, 24 bits of the position, guards the copy less well for rings of
+//! 128 MiB or more, where every lap has the same stamps; the CAS on the
+//! whole word is what decides.)
+
 //! # Records and wrapping
 //!
 //! See [`crate::record`]. A record never wraps: when it does not fit before
@@ -48,8 +82,70 @@ pub(crate) use writer::Writer;
 
 /// Smallest data area, in bytes.
 pub const MIN_CAPACITY: u64 = 64;
-/// Largest data area, in bytes (1 TiB).
-pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest data area, in bytes (256 MiB): its 2^25 words, each at least a
+/// record's worth of room, stay below the 2^26 a position word's count
+/// can tell apart (see the module docs).
+pub const MAX_CAPACITY: u64 = 1 << 28;
+
+/// Bits of a position word holding the position (in words); the rest, the
+/// top [`COUNT_BITS`], hold the record count. See the module docs.
+pub const POSITION_BITS: u32 = 38;
+/// Bits of a position word holding the record count.
+pub const COUNT_BITS: u32 = 64 - POSITION_BITS;
+/// The position part of a position word.
+pub const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
+/// A count modulo 2^[`COUNT_BITS`], once shifted down.
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// One record, in a position word's count.
+const COUNT_ONE: u64 = 1 << POSITION_BITS;
+
+const _: () = assert!(MAX_CAPACITY / 8 < 1 << COUNT_BITS);
+const _: () = assert!(MAX_CAPACITY / 8 <= 1 << POSITION_BITS);
+
+/// The position word of `count` records and word position `position`
+/// (both taken modulo their widths).
+#[inline(always)]
+pub(crate) const fn pack(count: u64, position: u64) -> u64 {
+    (count << POSITION_BITS) | (position & POSITION_MASK)
+}
+
+/// The position part of a position word.
+#[inline(always)]
+pub(crate) const fn position(word: u64) -> u64 {
+    word & POSITION_MASK
+}
+
+/// The count part of a position word.
+#[inline(always)]
+pub(crate) const fn count(word: u64) -> u64 {
+    word >> POSITION_BITS
+}
+
+/// Words from position `from` forward to position `to` (modular).
+#[inline(always)]
+pub(crate) const fn distance(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from) & POSITION_MASK
+}
+
+/// Records from the count of word `from` forward to that of word `to`.
+#[inline(always)]
+const fn count_distance(from: u64, to: u64) -> u64 {
+    count(to).wrapping_sub(count(from)) & COUNT_MASK
+}
+
+/// Position `position` moved on by `words` (modular).
+#[inline(always)]
+pub(crate) const fn advance(position: u64, words: u64) -> u64 {
+    position.wrapping_add(words) & POSITION_MASK
+}
+
+/// Head word `head` moved past a record of `size` words: one more record
+/// taken when it holds data (`counted`), none for padding.
+#[inline(always)]
+pub(crate) const fn head_past(head: u64, size: u64, counted: bool) -> u64 {
+    let count = (head & !POSITION_MASK).wrapping_add(if counted { COUNT_ONE } else { 0 });
+    count | advance(position(head), size)
+}
 /// Largest payload any ring accepts: the length field is 32 bits.
 pub const MAX_RECORD_LIMIT: u64 = u32::MAX as u64 - 16;
 
@@ -120,20 +216,19 @@ pub struct ConfigBlock {
 #[repr(C)]
 #[derive(Debug)]
 pub struct ProducerLine {
-    /// Published byte position: everything before it is complete records.
+    /// The tail word (see the module docs): everything before its position
+    /// is complete records, and its count is the data records published.
     pub(crate) tail: AtomicU64,
-    /// Records published so far (for `len`); stored after `tail`.
-    pub(crate) pushed: AtomicU64,
 }
 
 /// Written by the consumer (CASed by the consumers of an MPMC queue).
 #[repr(C)]
 #[derive(Debug)]
 pub struct ConsumerLine {
-    /// Released byte position: the producer may reuse everything before it.
+    /// The head word (see the module docs): the producer may reuse
+    /// everything before its position, and its count is the data records
+    /// taken.
     pub(crate) head: AtomicU64,
-    /// Records taken so far (for `len`); updated after `head`.
-    pub(crate) popped: AtomicU64,
 }
 
 /// The shared control block of one byte ring. Lives in shared memory, in
@@ -176,11 +271,9 @@ impl RingShared {
             }),
             producer: Padded(ProducerLine {
                 tail: AtomicU64::new(0),
-                pushed: AtomicU64::new(0),
             }),
             consumer: Padded(ConsumerLine {
                 head: AtomicU64::new(0),
-                popped: AtomicU64::new(0),
             }),
             not_empty: Padded(WaitWord::default()),
             not_full: Padded(WaitWord::default()),
@@ -240,7 +333,11 @@ pub(crate) struct RingRef {
     shared: NonNull<RingShared>,
     data: NonNull<AtomicU64>,
     /// Checked copies of the constants (never re-read from shared memory).
+    /// The data area in bytes.
     pub(crate) capacity: u64,
+    /// The data area in words: a power of two, at most 2^25.
+    pub(crate) words: u64,
+    /// `words - 1`: a position's word index.
     pub(crate) mask: u64,
     pub(crate) max_record: u64,
 }
@@ -271,11 +368,13 @@ impl RingRef {
                 config.capacity,
             ));
         }
+        let words = config.capacity / 8;
         Ok(RingRef {
             shared,
             data,
             capacity: config.capacity,
-            mask: config.capacity - 1,
+            words,
+            mask: words - 1,
             max_record: config.max_record,
         })
     }
@@ -288,9 +387,9 @@ impl RingRef {
 
     #[inline(always)]
     pub(crate) fn data(&self) -> &[AtomicU64] {
-        // SAFETY: `capacity / 8` words, valid (constructor contract; the
-        // capacity was checked against the data area there).
-        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), (self.capacity / 8) as usize) }
+        // SAFETY: `words` words, valid (constructor contract; the capacity
+        // was checked against the data area there).
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.words as usize) }
     }
 
     /// Raw pointer to byte `index` of the data area (zero-copy grants).
@@ -302,24 +401,36 @@ impl RingRef {
         unsafe { self.data.as_ptr().cast::<u8>().add(index) }
     }
 
-    /// Checks a (head, tail) pair read from shared memory.
-    #[inline]
-    pub(crate) fn check_span(&self, head: u64, tail: u64) -> Result<(), Corrupted> {
-        if tail < head || tail - head > self.capacity || (head | tail) & 7 != 0 {
-            return Err(Corrupted::new(
-                "ring positions (tail - head)",
-                tail.wrapping_sub(head),
-            ));
-        }
-        Ok(())
+    /// The word index of `position`.
+    #[inline(always)]
+    pub(crate) fn index(&self, position: u64) -> usize {
+        (position & self.mask) as usize
     }
 
-    /// Decodes and bounds-checks the record at `position`, which lies before
-    /// `limit` (a tail this side loaded with Acquire). Padding comes back
-    /// with `pad` set; the caller skips it by `size`.
+    /// Checks a head word and a tail word read from shared memory (the head
+    /// loaded first, or this side's own) and returns the words between
+    /// their positions: at most the capacity, and at least as many as the
+    /// records their counts say lie between them.
+    #[inline]
+    pub(crate) fn check_words(&self, head: u64, tail: u64) -> Result<u64, Corrupted> {
+        let used = distance(position(head), position(tail));
+        if used > self.words {
+            return Err(Corrupted::new("ring positions (tail - head)", used));
+        }
+        let records = count_distance(head, tail);
+        if records > used {
+            return Err(Corrupted::new("ring counts (pushed - popped)", records));
+        }
+        Ok(used)
+    }
+
+    /// Decodes and bounds-checks the record at `position`, in front of which
+    /// `avail` words (at least one) are published: the tail this side
+    /// loaded with Acquire is `avail` words on. Padding comes back with
+    /// `pad` set; the caller skips it by `size`.
     #[inline(always)]
-    pub(crate) fn record_at(&self, position: u64, limit: u64) -> Result<Found, Corrupted> {
-        debug_assert!(position < limit);
+    pub(crate) fn record_at(&self, position: u64, avail: u64) -> Result<Found, Corrupted> {
+        debug_assert!(avail > 0 && avail <= self.words);
         let index = position & self.mask;
         // ORDERING: Acquire — pairs with the producer's Release store of the
         // header. For a single consumer the Acquire of the tail already
@@ -329,25 +440,25 @@ impl RingRef {
         // space) the head advance that made the reuse possible, so the
         // consumer's re-read of the head sees it and calls it a race, not
         // corruption. loom found the Relaxed version wrong.
-        let word = self.data()[(index / 8) as usize].load(Ordering::Acquire);
+        let word = self.data()[index as usize].load(Ordering::Acquire);
         let (len, pad, continues) = match record::decode(word, position)? {
             Header::Data { len, continues } => (u64::from(len), false, continues),
             Header::Pad { len } => (u64::from(len), true, false),
         };
         // `len < 2^32`: no overflow.
-        let size = record::HEADER + len.next_multiple_of(8);
+        let size = record::record_words(len);
         if pad {
-            if index + size != self.capacity {
+            if index + size != self.words || len % 8 != 0 {
                 return Err(Corrupted::new("padding length", len));
             }
         } else if len > self.max_record {
             return Err(Corrupted::new("record length", len));
         }
-        if index + size > self.capacity || size > limit - position {
+        if index + size > self.words || size > avail {
             return Err(Corrupted::new("record extent", len));
         }
         Ok(Found {
-            payload_word: (index / 8) as usize + 1,
+            payload_word: index as usize + 1,
             len: len as usize,
             size,
             pad,
@@ -367,20 +478,49 @@ impl RingRef {
 /// A record found by [`RingRef::record_at`], already bounds-checked.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Found {
+    /// Word index of the first payload word.
     pub(crate) payload_word: usize,
+    /// Payload bytes.
     pub(crate) len: usize,
+    /// Words the record takes, header included.
     pub(crate) size: u64,
     pub(crate) pad: bool,
     /// A data record tagged CONT (see [`crate::record`]).
     pub(crate) continues: bool,
 }
 
-/// Approximate number of records in a ring: a snapshot, already stale.
-pub(crate) fn ring_len(shared: &RingShared) -> u64 {
-    // ORDERING: Relaxed — statistics; the answer is approximate by contract.
-    let popped = shared.consumer.popped.load(Ordering::Relaxed);
-    let pushed = shared.producer.pushed.load(Ordering::Relaxed);
-    pushed.saturating_sub(popped)
+/// Records in a ring: the count of the tail word less that of the head word,
+/// the head word loaded first.
+///
+/// For correct peers the answer lies between the records present when the
+/// head word was loaded and those present when the tail word was (it counts
+/// every record published by the second load and not taken by the first),
+/// so it is exact for a quiescent ring whatever deaths happened: each count
+/// moves in the same atomic operation as its position.
+///
+/// # Errors
+///
+/// [`Corrupted`] when the counts say more records than the positions have
+/// room for.
+pub(crate) fn ring_count(ring: &RingRef) -> Result<u64, Corrupted> {
+    let shared = ring.shared();
+    // ORDERING: Acquire — pairs with the consumer's Release store (or CAS)
+    // of the head word. That consumer loaded a tail at least as far on
+    // before moving the head (its own Acquire), so our later load of the
+    // tail word cannot return one behind this head: the count difference
+    // and the position distance below are never "negative".
+    let head = shared.consumer.head.load(Ordering::Acquire);
+    // ORDERING: Acquire — pairs with the producer's Release store of the
+    // tail word (see above for why after the head).
+    let tail = shared.producer.tail.load(Ordering::Acquire);
+    let used = distance(position(head), position(tail));
+    let records = count_distance(head, tail);
+    if records > used {
+        return Err(Corrupted::new("ring counts (pushed - popped)", records));
+    }
+    // Past the capacity only when the ring moved a lot between the loads:
+    // a ring never holds more records than it has words.
+    Ok(records.min(ring.words))
 }
 
 /// Whether a ring holds no published record (a snapshot). A lone padding
@@ -388,17 +528,50 @@ pub(crate) fn ring_len(shared: &RingShared) -> u64 {
 pub(crate) fn ring_is_empty(ring: &RingRef) -> bool {
     let shared = ring.shared();
     // ORDERING: Acquire on both — a snapshot consistent with what a pop would
-    // see next.
+    // see next; the head first, as in `ring_count`.
     let head = shared.consumer.head.load(Ordering::Acquire);
     // ORDERING: as above.
     let tail = shared.producer.tail.load(Ordering::Acquire);
-    if head >= tail {
+    if position(head) == position(tail) {
         return true;
     }
     // A record that does not decode (a race with a reuse, or corruption)
     // counts as "something there": a pop will find out which.
     matches!(
-        ring.check_span(head, tail).and_then(|()| ring.record_at(head, tail)),
-        Ok(found) if found.pad && head + found.size == tail
+        ring.check_words(head, tail)
+            .and_then(|avail| ring.record_at(position(head), avail).map(|f| (f, avail))),
+        Ok((found, avail)) if found.pad && found.size == avail
     )
+}
+
+/// Free bytes in a ring (a snapshot): what the positions leave of the
+/// capacity, 0 when they are inconsistent.
+pub(crate) fn ring_free_bytes(ring: &RingRef) -> u64 {
+    let shared = ring.shared();
+    // ORDERING: Acquire on both — a snapshot; see `ring_count`.
+    let head = shared.consumer.head.load(Ordering::Acquire);
+    // ORDERING: as above.
+    let tail = shared.producer.tail.load(Ordering::Acquire);
+    let used = distance(position(head), position(tail));
+    ring.words.saturating_sub(used) * 8
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_arithmetic_is_modular() {
+        let top = POSITION_MASK;
+        assert_eq!(pack(3, top + 5), (3 << POSITION_BITS) | 4);
+        assert_eq!(pack(u64::MAX, 7), (COUNT_MASK << POSITION_BITS) | 7);
+        assert_eq!(count(pack(COUNT_MASK, 0)), COUNT_MASK);
+        assert_eq!(distance(top - 2, 5), 8, "across the position wrap");
+        assert_eq!(distance(5, top - 2), top - 7);
+        assert_eq!(advance(top, 1), 0);
+        assert_eq!(count_distance(pack(COUNT_MASK, 0), pack(1, 0)), 2);
+        let head = pack(COUNT_MASK, top);
+        assert_eq!(head_past(head, 3, true), pack(0, 2), "both wrap at once");
+        assert_eq!(head_past(head, 3, false), pack(COUNT_MASK, 2));
+    }
 }

@@ -21,8 +21,8 @@ use core::ptr::NonNull;
 use crate::error::{push_check, ConfigError, Corrupted, PopError, PushError};
 use crate::layout::HOT_ALIGN;
 use crate::ring::{
-    ring_is_empty, ring_len, small, Found, Reader, RingConfig, RingRef, RingShared, Writer,
-    CONSUMER_CLOSED, PRODUCER_CLOSED,
+    ring_count, ring_free_bytes, ring_is_empty, small, Found, Reader, RingConfig, RingRef,
+    RingShared, Writer, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use crate::sync::AtomicU64;
 use crate::wait::{block_on_paced, SlowPace, TimedOut, Until, WaitPolicy, Waiter, WAKE_ALL};
@@ -208,11 +208,13 @@ impl Ring {
         })
     }
 
-    /// Approximate number of records in the ring. A snapshot: stale as soon
-    /// as it returns, and one too high for each consumer killed between
-    /// releasing a record and counting it.
+    /// Number of records in the ring: exact when neither side moves, a
+    /// snapshot otherwise (see [`crate::mpmc::Queue::len`] for what it
+    /// promises while they do). A death at any point leaves it exact: each
+    /// position word carries its count (see [`crate::ring`]). 0 when the
+    /// position words are inconsistent (a hostile peer).
     pub fn len(&self) -> u64 {
-        ring_len(self.raw.shared())
+        ring_count(&self.raw).unwrap_or(0)
     }
 
     /// Whether nothing is published and unconsumed (a snapshot).
@@ -227,12 +229,7 @@ impl Ring {
 
     /// Bytes free right now (a snapshot).
     pub fn free_bytes(&self) -> u64 {
-        let shared = self.raw.shared();
-        // ORDERING: Acquire — a snapshot; see `ring_is_empty`.
-        let head = shared.consumer.head.load(crate::sync::Ordering::Acquire);
-        // ORDERING: Acquire — as above.
-        let tail = shared.producer.tail.load(crate::sync::Ordering::Acquire);
-        self.raw.capacity.saturating_sub(tail.saturating_sub(head))
+        ring_free_bytes(&self.raw)
     }
 
     /// Closes both sides: producers get `Closed` at once, consumers drain
@@ -244,6 +241,15 @@ impl Ring {
     /// The closed flags (`PRODUCER_CLOSED`, `CONSUMER_CLOSED`).
     pub fn closed_flags(&self) -> u32 {
         self.raw.shared().flags()
+    }
+
+    /// The tail and head words (see [`crate::ring`]), for tests and fuzzers
+    /// that start a ring elsewhere than at 0 or play a hostile peer. Only
+    /// with the `fuzzing-hooks` feature (or under `cargo fuzz`).
+    #[cfg(any(fuzzing, feature = "fuzzing-hooks"))]
+    pub fn position_words(&self) -> (&AtomicU64, &AtomicU64) {
+        let shared = self.raw.shared();
+        (&shared.producer.tail, &shared.consumer.head)
     }
 
     /// The role words, for the engine to claim producer and consumer roles.

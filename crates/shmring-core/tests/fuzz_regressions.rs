@@ -76,9 +76,11 @@ fn crash_artifacts() {
     ring_ops(include_bytes!("fuzz_inputs/ring_ops-dict-claimed-len"));
 }
 
-/// Finding 2, minimal: hostile `pushed` counters in two producer rings make
+/// Finding 2, minimal: hostile `pushed` counters in two producer rings made
 /// `Queue::len` (and so `try_push` with a `max_len`, and the facades'
 /// `qsize`/`full`) overflow in its `sum()`: a panic with overflow checks.
+/// The counts now live in the top bits of the tail words: the hostile
+/// values go there.
 #[test]
 fn queue_len_survives_huge_counters() {
     use shmring_core::layout::Padded;
@@ -111,12 +113,13 @@ fn queue_len_survives_huge_counters() {
                 .unwrap()
         })
         .collect();
-    for i in 0..2 {
-        let pushed = layout.rings_offset + i * 640 + 136;
-        // `pushed` of ring i, as a hostile peer would write it.
-        region[pushed / 128].0[pushed % 128 / 8].store(u64::MAX - 1, Ordering::Relaxed);
+    for (i, value) in [(0, u64::MAX - 1), (1, u64::MAX << 38)].into_iter() {
+        let tail = layout.rings_offset + i * 640 + 128;
+        // The tail word of ring i, as a hostile peer would write it.
+        region[tail / 128].0[tail % 128 / 8].store(value, Ordering::Relaxed);
     }
     let _ = queue.len();
+    assert!(queue.checked_len().is_err(), "ring 1's count, no room");
 }
 
 /// Finding 1, minimal: a hostile peer writes a huge `tombstones` into the

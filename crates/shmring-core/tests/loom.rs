@@ -246,3 +246,91 @@ fn mpmc_producer_blocked_on_max_len_is_woken_by_a_take() {
         consumer.join().unwrap();
     });
 }
+
+#[test]
+fn mpmc_len_is_consistent_while_records_move() {
+    // The ring's count comes from two loads, the head word first: the tail
+    // word loaded after it is never behind it, so the counts never say more
+    // records than the positions have room for (which `checked_len` would
+    // report as corruption), and the answer lies between what the ring held
+    // at the two loads. One record pads at the wrap on the way.
+    model("mpmc len", 200, || {
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 16,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        p.try_push(&[0; 16]).unwrap();
+        p.try_push(&[1; 16]).unwrap();
+        let mut c = q.consumer(w);
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            for i in 0..3 {
+                loop {
+                    match c.try_pop(&mut buf) {
+                        Ok(_) => break,
+                        Err(PopError::Empty) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                assert_eq!(buf, [i; 16]);
+            }
+        });
+        let producer = thread::spawn(move || {
+            // 24 B at 48 does not fit before the end: padding, then it
+            // waits for the first take.
+            while let Err(PushError::Full) = p.try_push(&[2; 16]) {
+                thread::yield_now();
+            }
+            p
+        });
+        let reader = {
+            let q = q.clone();
+            thread::spawn(move || q.checked_len())
+        };
+        let len = reader.join().unwrap();
+        let _p = producer.join().unwrap();
+        consumer.join().unwrap();
+        assert!(matches!(len, Ok(0..=3)), "{len:?}");
+        assert_eq!(q.checked_len(), Ok(0), "exact once quiescent");
+    });
+}
+
+#[test]
+fn mpmc_producer_waiting_behind_padding_is_woken_by_its_take() {
+    // The producer's 48-byte record does not fit before the end of the
+    // 64-byte ring: it pads the last 6 words and sleeps (no deadline, no
+    // slice) until the head passes the padding. The consumer's take of the
+    // padding must wake it; a lost wake-up is a deadlock loom reports.
+    model("mpmc padding wake", 20, || {
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 48,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        let mut c = q.consumer(w);
+        p.try_push(&[1; 8]).unwrap();
+        c.try_pop(&mut Vec::new()).unwrap();
+        let producer = thread::spawn(move || {
+            assert_eq!(p.push(&[2; 48], None, &POLICY, &mut || false), Ok(()));
+        });
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(48));
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}

@@ -1,28 +1,33 @@
-//! loom models of JoinableQueue's task counter (`tasks.rs`): `add`,
-//! `done`, `join`, and the per-peer slots whose held tasks are forgiven when
-//! their peer dies. Run with
+//! loom models of JoinableQueue's task accounting (`tasks.rs`): unfinished
+//! = records queued + what every peer's slot counts, each step one atomic
+//! operation. Run with
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 //!     cargo test -p shmring-core --release --test loom_tasks
 //! ```
 //!
+//! The queue is reduced to what the accounting needs from it: a published
+//! count (the tail word, stored with Release by the producer) and a taken
+//! count (the head word, CASed by consumers with AcqRel), which is exactly
+//! how the ring's position words carry their record counts.
+//!
 //! Every actor runs in a spawned thread, and each model asserts a floor on
 //! the interleavings it explored (see `tests/loom.rs`). The model waiter
 //! ignores deadlines, so a joiner that misses the last wake-up sleeps
 //! forever, which loom reports as a deadlock. The "work" a consumer does on
-//! its task is a write to a `loom::cell::UnsafeCell` that the joiner reads
+//! a task is a write to a `loom::cell::UnsafeCell` that the joiner reads
 //! after `join` returns: loom reports a data race if `join` can return
-//! without the `done` that followed the work happening before it.
+//! before the `task_done` that followed the work.
 #![cfg(loom)]
 
 use std::sync::Arc;
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicU32, Ordering as LoomOrdering};
+use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use shmring_core::heap::ThreadWaiter;
-use shmring_core::tasks::{TaskCounter, TaskSlot};
+use shmring_core::tasks::{unfinished, TaskCounter, TaskSlot};
 use shmring_core::wait::WaitPolicy;
 
 #[path = "support/loom_model.rs"]
@@ -36,30 +41,74 @@ const POLICY: WaitPolicy = WaitPolicy {
     slice_ns: u64::MAX,
 };
 
-/// What the tasks' consumers write and the joiner reads after `join`.
+/// A queue of `published - taken` records, the task counter, two slots,
+/// and the work cells of up to two tasks.
 struct Shared {
+    published: AtomicU64,
+    taken: AtomicU64,
     tasks: TaskCounter,
+    slots: [TaskSlot; 2],
     work: [UnsafeCell<u32>; 2],
 }
 
-// SAFETY: each cell is written by its task's consumer only, and read by
-// others only after the `done` that follows the write: exactly the claim
-// these models check (loom reports any access pair that is not ordered).
+// SAFETY: each cell is written by the consumer that took its task only, and
+// read by others only after the `task_done` that follows the write: exactly
+// the claim these models check (loom reports any access pair not ordered).
 unsafe impl Sync for Shared {}
 
 impl Shared {
-    fn new() -> Arc<Shared> {
+    fn new(queued: u64) -> Arc<Shared> {
         Arc::new(Shared {
+            published: AtomicU64::new(queued),
+            taken: AtomicU64::new(0),
             tasks: TaskCounter::default(),
+            slots: [TaskSlot::default(), TaskSlot::default()],
             work: [UnsafeCell::new(0), UnsafeCell::new(0)],
         })
     }
 
+    /// A producer publishes one more record (its tail store).
+    fn put(&self) {
+        // ORDERING: Release, as the ring's tail store; pairs with the
+        // Acquire loads in `take` and `queued`. Only one producer here.
+        let p = self.published.load(Ordering::Relaxed);
+        self.published.store(p + 1, Ordering::Release);
+    }
+
+    /// One try of consumer `c`: announce, take the next record if there is
+    /// one (the head CAS), end the announcement. Returns the task index.
+    fn take(&self, c: usize, w: &ThreadWaiter) -> Option<u64> {
+        self.slots[c].begin_take().unwrap();
+        // ORDERING: Acquire, as a consumer's loads of the head and tail.
+        let head = self.taken.load(Ordering::Acquire);
+        let tail = self.published.load(Ordering::Acquire);
+        let took = head < tail
+            && self
+                .taken
+                // ORDERING: AcqRel, as the head CAS of a take.
+                .compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+        self.slots[c].end_take(took, &self.tasks, w);
+        took.then_some(head)
+    }
+
+    /// Records queued, as `Queue::len` reads them: head word first.
+    fn queued(&self) -> u64 {
+        // ORDERING: Acquire on both, head first (see tasks.rs).
+        let taken = self.taken.load(Ordering::Acquire);
+        let published = self.published.load(Ordering::Acquire);
+        published.saturating_sub(taken)
+    }
+
+    fn unfinished(&self) -> u64 {
+        unfinished(self.queued(), &self.slots)
+    }
+
     /// Does task `i`'s work (before marking it done).
-    fn work_on(&self, i: usize) {
-        // SAFETY: only task i's consumer writes cell i; loom checks that
-        // every read of it is ordered after this write.
-        self.work[i].with_mut(|v| unsafe { *v = i as u32 + 1 });
+    fn work_on(&self, i: u64) {
+        // SAFETY: only task i's taker writes cell i; loom checks that every
+        // read of it is ordered after this write.
+        self.work[i as usize].with_mut(|v| unsafe { *v = i as u32 + 1 });
     }
 
     /// Reads task `i`'s work (after `join`).
@@ -68,139 +117,149 @@ impl Shared {
         // race that loom reports.
         self.work[i].with(|v| unsafe { *v })
     }
+
+    fn join(&self, w: &ThreadWaiter, recover: &mut dyn FnMut(&Shared) -> u64) -> u64 {
+        let mut dropped = 0;
+        self.tasks
+            .join(w, None, &POLICY, &mut |slow| {
+                if slow {
+                    dropped += recover(self);
+                }
+                self.unfinished()
+            })
+            .unwrap();
+        dropped
+    }
 }
 
 #[test]
-fn join_waits_for_the_tasks_before_it_and_misses_no_wakeup() {
-    // Task 0 is put before the joiner starts; task 1 is put by a producer
-    // that races everyone, and handed to the consumer through a flag (the
-    // ring's publish, reduced to its Release/Acquire pair). The consumer
-    // must never find a task the count does not hold yet (add, then
-    // publish); the joiner may return as soon as the count touches zero,
-    // which needs task 0 done, so task 0's work must be visible to it.
-    model("tasks join", 6_000, || {
-        let s = Shared::new();
+fn join_waits_for_every_task_put_before_it_and_misses_no_wakeup() {
+    // Task 0 is queued before anyone starts; task 1 is put by a producer
+    // racing the others. The consumer takes and finishes task 0, then
+    // retries until it has task 1 too. The joiner may return as soon as
+    // nothing is queued or held (possibly before task 1 is put), but never
+    // before task 0's work is visible; a missed wake-up deadlocks it.
+    model("tasks join", 2_000, || {
+        let s = Shared::new(1);
         let w = ThreadWaiter::default();
-        s.tasks.add(1);
-        let published = Arc::new(AtomicU32::new(0));
+        s.slots[0].claim(1, &s.tasks, &w);
         let producer = {
-            let (s, published) = (s.clone(), published.clone());
-            thread::spawn(move || {
-                s.tasks.add(1);
-                // ORDERING: Release — the publish after `add`; pairs with
-                // the consumer's Acquire load.
-                published.store(1, LoomOrdering::Release);
-            })
+            let s = s.clone();
+            thread::spawn(move || s.put())
         };
         let consumer = {
-            let (s, w, published) = (s.clone(), w.clone(), published.clone());
+            let (s, w) = (s.clone(), w.clone());
             thread::spawn(move || {
-                s.work_on(0);
-                s.tasks.done(&w).unwrap();
-                // ORDERING: Acquire — pairs with the producer's Release.
-                while published.load(LoomOrdering::Acquire) == 0 {
-                    thread::yield_now();
+                let mut done = 0;
+                while done < 2 {
+                    match s.take(0, &w) {
+                        Some(i) => {
+                            s.work_on(i);
+                            assert!(s.slots[0].done(&s.tasks, &w));
+                            done += 1;
+                        }
+                        None => thread::yield_now(),
+                    }
                 }
-                s.work_on(1);
-                s.tasks
-                    .done(&w)
-                    .expect("task 1 was counted before published");
             })
         };
         let joiner = {
             let (s, w) = (s.clone(), w.clone());
             thread::spawn(move || {
-                s.tasks.join(&w, None, &POLICY).unwrap();
+                assert_eq!(s.join(&w, &mut |_| 0), 0);
                 assert_eq!(s.result_of(0), 1, "join returned before task 0");
             })
         };
         producer.join().unwrap();
         consumer.join().unwrap();
         joiner.join().unwrap();
-        assert_eq!(s.tasks.unfinished(), 0);
-        assert_eq!(s.tasks.done(&w), Err(shmring_core::tasks::TooManyDone));
+        assert_eq!(s.unfinished(), 0);
     });
 }
 
 #[test]
-fn two_consumers_finishing_together_wake_the_joiner_once_all_are_done() {
-    model("tasks two done", 1_000, || {
-        let s = Shared::new();
+fn a_take_in_flight_is_never_missed_by_a_joiner() {
+    // One task queued; a consumer takes it (announce, CAS, end) and marks
+    // it done. Whatever instant the joiner reads its sum at, the task is
+    // counted in the queue, in flight, or held, until it is done: a join
+    // that returns must see the work.
+    model("tasks in flight", 300, || {
+        let s = Shared::new(1);
         let w = ThreadWaiter::default();
-        s.tasks.add(2);
-        let consumers: Vec<_> = (0..2)
-            .map(|i| {
-                let (s, w) = (s.clone(), w.clone());
-                thread::spawn(move || {
-                    s.work_on(i);
-                    s.tasks.done(&w).unwrap();
-                })
-            })
-            .collect();
-        let joiner = {
-            let (s, w) = (s.clone(), w.clone());
-            thread::spawn(move || {
-                s.tasks.join(&w, None, &POLICY).unwrap();
-                assert_eq!((s.result_of(0), s.result_of(1)), (1, 2));
-            })
-        };
-        for c in consumers {
-            c.join().unwrap();
-        }
-        joiner.join().unwrap();
-    });
-}
-
-#[test]
-fn a_joiner_forgives_a_dead_holder_while_a_live_consumer_finishes() {
-    // Peer 7 got task 0 and died holding it; a live consumer finishes task
-    // 1. The joiner's recovery (its one slow check) reclaims peer 7's slot
-    // and forgives its task, racing the consumer's `done`; either order
-    // must end with the joiner awake, one task forgiven, and task 1's work
-    // visible.
-    model("tasks forgive", 40, || {
-        let s = Shared::new();
-        let w = ThreadWaiter::default();
-        let slot = Arc::new(TaskSlot::default());
-        s.tasks.add(2);
-        assert_eq!(slot.claim(7, &s.tasks, &w), 0);
-        slot.hold(1);
+        s.slots[0].claim(1, &s.tasks, &w);
         let consumer = {
             let (s, w) = (s.clone(), w.clone());
             thread::spawn(move || {
-                s.work_on(1);
-                s.tasks.done(&w).unwrap();
+                let i = s.take(0, &w).expect("the one task");
+                s.work_on(i);
+                assert!(s.slots[0].done(&s.tasks, &w));
             })
         };
         let joiner = {
-            let (s, w, slot) = (s.clone(), w.clone(), slot.clone());
+            let (s, w) = (s.clone(), w.clone());
             thread::spawn(move || {
-                let forgiven = s.tasks.join_with(&w, None, &POLICY, &mut |t| {
-                    slot.reclaim_if_dead(t, &w, &mut |generation| generation == 7)
-                });
-                assert_eq!(forgiven, Ok(1));
-                assert_eq!(s.result_of(1), 2);
+                s.join(&w, &mut |_| 0);
+                assert_eq!(s.result_of(0), 1, "join returned before the task was done");
             })
         };
         consumer.join().unwrap();
         joiner.join().unwrap();
-        assert_eq!(s.tasks.unfinished(), 0);
-        assert_eq!(slot.get(), (0, 0));
     });
 }
 
 #[test]
-fn a_dead_holders_tasks_are_forgiven_exactly_once() {
+fn a_dead_takers_slot_is_dropped_while_a_live_consumer_finishes() {
+    // Peer 7 (slot 1) died in the middle of a take: announced, maybe CASed.
+    // A live consumer (slot 0) takes what is left and finishes. The
+    // joiner's recovery drops slot 1; it must then return with the live
+    // task's work visible, having dropped exactly the dead take.
+    model("tasks dead taker", 300, || {
+        let s = Shared::new(2);
+        let w = ThreadWaiter::default();
+        s.slots[0].claim(1, &s.tasks, &w);
+        s.slots[1].claim(7, &s.tasks, &w);
+        s.slots[1].begin_take().unwrap();
+        // ORDERING: AcqRel, the dead taker's CAS of task 0 (it got that
+        // far, then died before ending its take).
+        s.taken.fetch_add(1, Ordering::AcqRel);
+        let consumer = {
+            let (s, w) = (s.clone(), w.clone());
+            thread::spawn(move || {
+                let i = s.take(0, &w).expect("task 1");
+                s.work_on(i);
+                assert!(s.slots[0].done(&s.tasks, &w));
+            })
+        };
+        let joiner = {
+            let (s, w) = (s.clone(), w.clone());
+            thread::spawn(move || {
+                let dropped = s.join(&w, &mut |s| {
+                    s.slots[1].reclaim_if_dead(&s.tasks, &ThreadWaiter::default(), &mut |g| g == 7)
+                });
+                assert_eq!(dropped, 1);
+                assert_eq!(s.result_of(1), 2, "join returned before task 1 was done");
+            })
+        };
+        consumer.join().unwrap();
+        joiner.join().unwrap();
+        assert_eq!(s.tasks.lost(), 1);
+    });
+}
+
+#[test]
+fn a_dead_holders_tasks_are_dropped_exactly_once() {
     // Peer 7 died holding two tasks. Two joiners' recoveries and a new peer
-    // (generation 8) taking over the same row all race to forgive them:
-    // exactly one may, and the row ends up the new peer's, empty.
-    model("tasks forgive once", 800, || {
+    // (generation 8) taking over the same row all race to drop them:
+    // exactly one may, and the row ends up the new peer's.
+    model("tasks drop once", 800, || {
         let tasks = Arc::new(TaskCounter::default());
         let w = ThreadWaiter::default();
         let slot = Arc::new(TaskSlot::default());
-        tasks.add(3);
         slot.claim(7, &tasks, &w);
-        slot.hold(2);
+        for _ in 0..2 {
+            slot.begin_take().unwrap();
+            slot.end_take(true, &tasks, &w);
+        }
         let reclaimers: Vec<_> = (0..2)
             .map(|_| {
                 let (tasks, w, slot) = (tasks.clone(), w.clone(), slot.clone());
@@ -210,15 +269,16 @@ fn a_dead_holders_tasks_are_forgiven_exactly_once() {
         let newcomer = {
             let (tasks, w, slot) = (tasks.clone(), w.clone(), slot.clone());
             thread::spawn(move || {
-                let forgiven = slot.claim(8, &tasks, &w);
-                slot.hold(1); // it gets the third task
-                forgiven
+                let dropped = slot.claim(8, &tasks, &w);
+                slot.begin_take().unwrap();
+                slot.end_take(true, &tasks, &w); // it takes a third task
+                dropped
             })
         };
-        let mut forgiven: u64 = reclaimers.into_iter().map(|r| r.join().unwrap()).sum();
-        forgiven += newcomer.join().unwrap();
-        assert_eq!(forgiven, 2, "the dead peer's two tasks, once");
-        assert_eq!(tasks.unfinished(), 1);
-        assert_eq!(slot.get(), (8, 1));
+        let mut dropped: u64 = reclaimers.into_iter().map(|r| r.join().unwrap()).sum();
+        dropped += newcomer.join().unwrap();
+        assert_eq!(dropped, 2, "the dead peer's two tasks, once");
+        assert_eq!(tasks.lost(), 2);
+        assert_eq!(slot.get(), (8, (0, 1)));
     });
 }

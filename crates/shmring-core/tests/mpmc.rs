@@ -129,6 +129,95 @@ fn every_message_once_fifo_per_producer_threads() {
     }
 }
 
+/// A queue whose rings start a few records before both the position and
+/// the count wrap, with producers and consumers on threads: each message
+/// exactly once and in order per producer, `len` exact once quiescent, and
+/// the words wrapped.
+#[test]
+fn streams_across_the_position_and_count_wrap() {
+    use shmring_core::ring::{POSITION_BITS, POSITION_MASK};
+    use std::sync::atomic::Ordering;
+    const N: u32 = if cfg!(miri) { 40 } else { 10_000 };
+    let mut config = config(2);
+    config.ring.capacity = 256;
+    let q = heap::queue(&config).unwrap();
+    let start = (((1u64 << 26) - 2) << POSITION_BITS) | (POSITION_MASK - 9);
+    for i in 0..2 {
+        let (tail, head) = q.position_words(i);
+        tail.store(start, Ordering::Relaxed);
+        head.store(start, Ordering::Relaxed);
+    }
+    let w = ThreadWaiter::default();
+    let policy = WaitPolicy {
+        spin_ns: if cfg!(miri) { 0 } else { 2_000 },
+        slice_ns: 10_000_000,
+    };
+    let producers: Vec<_> = (0..2u8)
+        .map(|who| {
+            let mut p = q
+                .claim_producer(u64::from(who) + 1, w.clone(), &mut |_| false)
+                .unwrap();
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    let mut m = vec![who; 5 + (i % 30) as usize];
+                    m[1..5].copy_from_slice(&i.to_le_bytes());
+                    p.push(&m, None, &policy, &mut || false).unwrap();
+                }
+                p
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = q.consumer(w.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = Vec::new();
+                loop {
+                    match c.pop(&mut buf, None, &policy) {
+                        Ok(_) => {
+                            let i = u32::from_le_bytes(buf[1..5].try_into().unwrap());
+                            assert_eq!(buf.len(), 5 + (i % 30) as usize);
+                            assert!(buf
+                                .iter()
+                                .enumerate()
+                                .all(|(k, &b)| k > 0 && k < 5 || b == buf[0]));
+                            seen.push((buf[0], i));
+                        }
+                        Err(PopError::Closed) => return seen,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let _producers: Vec<_> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+    q.close(&w);
+    let mut all = Vec::new();
+    for c in consumers {
+        let seen = c.join().unwrap();
+        for who in 0..2 {
+            let mine: Vec<u32> = seen.iter().filter(|s| s.0 == who).map(|s| s.1).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "FIFO per producer");
+        }
+        all.extend(seen);
+    }
+    all.sort_unstable();
+    let expected: Vec<(u8, u32)> = (0..2)
+        .flat_map(|who| (0..N).map(move |i| (who, i)))
+        .collect();
+    assert_eq!(all, expected, "each message exactly once");
+    assert_eq!(q.len(), 0);
+    assert_eq!(q.checked_len(), Ok(0));
+    for i in 0..2 {
+        let (tail, head) = q.position_words(i);
+        let end = tail.load(Ordering::Relaxed);
+        assert_eq!(head.load(Ordering::Relaxed), end);
+        assert!(end & POSITION_MASK < 1 << 20, "the position wrapped");
+        assert_eq!(end >> POSITION_BITS, u64::from(N) - 2, "the count wrapped");
+    }
+}
+
 #[test]
 fn closed_queue_rejects_and_drains() {
     let q = heap::queue(&config(1)).unwrap();
@@ -209,4 +298,193 @@ fn producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from() {
     assert_eq!(pushed, Ok(Ok(())), "the blocked producer was not woken");
     c.try_pop(&mut buf).unwrap();
     assert_eq!(buf, b"second");
+}
+
+/// A queue laid out as in a segment, with raw access to its words (a
+/// hostile peer's view).
+struct QueueRegion {
+    words: std::sync::Arc<Vec<shmring_core::layout::Padded<[std::sync::atomic::AtomicU64; 16]>>>,
+    layout: shmring_core::mpmc::QueueLayout,
+    queue: shmring_core::mpmc::Queue,
+}
+
+impl QueueRegion {
+    fn new(config: &QueueConfig) -> QueueRegion {
+        use shmring_core::layout::Padded;
+        use shmring_core::mpmc::{Queue, QueueLayout};
+        let layout = QueueLayout::new(config).unwrap();
+        let words = std::sync::Arc::new(
+            (0..layout.total.div_ceil(128))
+                .map(|_| Padded(Default::default()))
+                .collect::<Vec<_>>(),
+        );
+        let base = std::ptr::NonNull::from(&words[..]).cast::<u8>();
+        // SAFETY: zeroed, 128-aligned, `total` bytes, private to this test.
+        unsafe { Queue::init_in_place(base, layout.total, config) }.unwrap();
+        // SAFETY: valid while `words` (the keep-alive) lives; atomics only.
+        let queue = unsafe { Queue::attach_in_place(base, layout.total, words.clone()) }.unwrap();
+        QueueRegion {
+            words,
+            layout,
+            queue,
+        }
+    }
+
+    /// Stores `value` at byte `offset` of ring `ring`'s control block
+    /// (128: the producer's line, 256: the consumers' line).
+    fn poke_ring(&self, ring: usize, offset: usize, value: u64) {
+        let at = self.layout.rings_offset + ring * 640 + offset;
+        // ORDERING: Relaxed — a hostile peer's store; the test's own calls
+        // on this thread come after it.
+        self.words[at / 128].0[at % 128 / 8].store(value, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Every operation on a queue whose ring's head and tail words hold
+/// hostile values (near 2^64, near the 2^38-word wrap, counts that disagree
+/// with the positions): each answers (possibly `Corrupted`), none panics or
+/// overflows. Run in debug and release builds (`cargo test --release`).
+#[test]
+fn hostile_positions_are_corruption_not_panics() {
+    let mut words = vec![0u64, 8, u64::MAX, 1 << 40, (5 << 38) | 2];
+    for base in [!7u64, (1 << 38) - 8, (1 << 38) - 1, 1 << 63] {
+        for delta in [0u64, 8, 16, 40, 256, 264] {
+            words.push(base.wrapping_sub(delta));
+            words.push(base.wrapping_add(delta));
+        }
+    }
+    let mut config = config(2);
+    config.ring.capacity = 256;
+    config.max_len = 5;
+    let mut buf = Vec::new();
+    for &tail in &words {
+        for &head in &words {
+            let region = QueueRegion::new(&config);
+            let q = &region.queue;
+            let w = ThreadWaiter::default();
+            let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+            let mut other = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+            p.try_push(&[1; 20]).unwrap();
+            other.try_push(&[9; 9]).unwrap();
+            region.poke_ring(0, 128, tail);
+            region.poke_ring(0, 256, head);
+            let _ = (q.len(), q.is_empty(), p.is_full());
+            // A fresh producer takes the ring over from a dead owner (`p`,
+            // which never runs its destructor), and a fresh consumer.
+            let mut c = q.consumer(w.clone());
+            if let Ok(mut fresh) = q.claim_producer(3, w.clone(), &mut |t| t == 1) {
+                assert_eq!(fresh.ring_index(), 0);
+                for _ in 0..40 {
+                    let _ = fresh.try_push(&[4; 40]);
+                    let _ = fresh.try_push_many([&[3u8; 3][..], &[]]);
+                    let _ = c.try_pop(&mut buf);
+                    assert!(buf.len() <= 64);
+                }
+                let _ = fresh.is_full();
+            }
+            // The dead owner's handle (a hostile peer now) and the consumer.
+            for _ in 0..40 {
+                let _ = p.try_push(&[2; 64]);
+                let _ = c.try_pop(&mut buf);
+            }
+            std::mem::forget(p);
+            let _ = (q.len(), q.is_empty());
+        }
+    }
+}
+
+#[test]
+fn wait_words_are_the_ones_sleepers_use() {
+    let mut config = config(1);
+    config.max_len = 1;
+    let q = heap::queue(&config).unwrap();
+    let w = ThreadWaiter::default();
+    let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    p.try_push(b"fills max_len").unwrap();
+    let sleepy = WaitPolicy {
+        spin_ns: 0,
+        slice_ns: 60_000_000_000,
+    };
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| p.push(b"second", None, &sleepy, &mut || false));
+        wait_for(|| q.space_word().waiters() == 1, "the producer asleep");
+        assert_eq!(q.not_empty_word().waiters(), 0);
+        q.consumer(w.clone()).try_pop(&mut Vec::new()).unwrap();
+        assert_eq!(pusher.join().unwrap(), Ok(()));
+        let mut c = q.consumer(w.clone());
+        let mut buf = Vec::new();
+        c.try_pop(&mut buf).unwrap();
+        let popper = s.spawn(move || c.pop(&mut buf, None, &sleepy));
+        wait_for(|| q.not_empty_word().waiters() == 1, "the consumer asleep");
+        q.close(&w);
+        assert_eq!(popper.join().unwrap(), Err(PopError::Closed));
+    });
+}
+
+/// Polls `done` (every millisecond, for up to 10 s: a loaded machine).
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A producer whose record does not fit before the end of its ring pads
+/// to the end and sleeps until the head passes the padding. Taking the
+/// padding is that head move: it must wake the producer. (It did not: the
+/// take of a padding record went on without a wake, and the producer slept
+/// a whole liveness slice, here a minute, on an empty ring.)
+#[test]
+fn taking_a_padding_record_wakes_its_producer() {
+    use std::sync::atomic::Ordering;
+    // 64 bytes (8 words); 48-byte payloads take 7.
+    let mut config = config(1);
+    config.ring = RingConfig {
+        capacity: 64,
+        max_record: 48,
+    };
+    let q = heap::queue(&config).unwrap();
+    let w = ThreadWaiter::default();
+    let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+    let mut c = q.consumer(w.clone());
+    let mut buf = Vec::new();
+    p.try_push(b"8 bytes!").unwrap();
+    assert_eq!(c.try_pop(&mut buf), Ok(8));
+    let sleepy = WaitPolicy {
+        spin_ns: 0,
+        slice_ns: 60_000_000_000,
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    // Closing the queue ends the push's sleep, also when an assertion
+    // fails before the producer was woken (the scope then joins at once,
+    // not a minute later).
+    struct CloseOnDrop<'a>(&'a shmring_core::mpmc::Queue, &'a ThreadWaiter);
+    impl Drop for CloseOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.close(self.1);
+        }
+    }
+    std::thread::scope(|s| {
+        let _close = CloseOnDrop(&q, &w);
+        s.spawn(|| {
+            // Pads words 2..8 (published), then sleeps for 7 free words.
+            done.send(p.push(&[7; 48], None, &sleepy, &mut || false))
+                .unwrap();
+        });
+        let tail = q.position_words(0).0;
+        wait_for(
+            || tail.load(Ordering::Relaxed) & 0xFF == 8 && q.space_word().waiters() == 1,
+            "the padding published and the producer asleep",
+        );
+        // The only record is the padding: the take passes it, finds
+        // nothing else, and must wake the producer on its way.
+        assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+        let pushed = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(pushed, Ok(Ok(())), "the blocked producer was not woken");
+        assert_eq!(c.try_pop(&mut buf), Ok(48));
+    });
 }

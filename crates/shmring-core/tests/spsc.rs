@@ -223,6 +223,61 @@ fn len_and_empty_full() {
     assert_eq!(ring.len(), 3);
 }
 
+/// A ring whose head and tail words start a few records before both the
+/// position (2^38 words) and the count (2^26) wrap, streamed through by two
+/// threads: every record arrives intact and in order, `len` stays exact at
+/// every pause, and both parts of the words wrapped on the way.
+#[test]
+fn streams_across_the_position_and_count_wrap() {
+    use shmring_core::ring::{POSITION_BITS, POSITION_MASK};
+    use std::sync::atomic::Ordering;
+    let ring = heap::ring(&RingConfig {
+        capacity: 256,
+        max_record: 200,
+    })
+    .unwrap();
+    let start = (((1u64 << 26) - 3) << POSITION_BITS) | (POSITION_MASK - 20);
+    let (tail, head) = ring.position_words();
+    tail.store(start, Ordering::Relaxed);
+    head.store(start, Ordering::Relaxed);
+    let w = ThreadWaiter::default();
+    let (mut p, mut c) = (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap());
+    let policy = WaitPolicy {
+        spin_ns: if cfg!(miri) { 0 } else { 2_000 },
+        ..WaitPolicy::default()
+    };
+    let msg = |i: usize| vec![(i % 251) as u8; (i * 7) % 201];
+    // A few records by hand first: `len` exact across both wraps.
+    for i in 0..6 {
+        p.try_push(&msg(i)).unwrap();
+        assert_eq!(ring.len(), i as u64 + 1);
+    }
+    let mut buf = Vec::new();
+    for i in 0..6 {
+        c.try_pop(&mut buf).unwrap();
+        assert_eq!(buf, msg(i));
+        assert_eq!(ring.len(), 5 - i as u64);
+    }
+    let n = scaled(5000);
+    let producer = std::thread::spawn(move || {
+        for i in 6..n {
+            p.push(&msg(i), None, &policy, &mut || false).unwrap();
+        }
+        p
+    });
+    for i in 6..n {
+        c.pop(&mut buf, None, &policy, &mut || false).unwrap();
+        assert_eq!(buf, msg(i), "record {i}");
+    }
+    let _p = producer.join().unwrap();
+    assert_eq!(ring.len(), 0);
+    assert!(ring.is_empty());
+    let end = tail.load(Ordering::Relaxed);
+    assert_eq!(head.load(Ordering::Relaxed), end);
+    assert!(end & POSITION_MASK < 1 << 20, "the position wrapped");
+    assert_eq!(end >> POSITION_BITS, (n as u64 - 3), "the count wrapped");
+}
+
 #[test]
 fn close_drains_then_reports_closed() {
     let (mut p, mut c) = pair(256, 8);
@@ -422,12 +477,22 @@ fn wild_tail_is_corruption() {
 
 #[test]
 fn wild_head_is_corruption() {
-    let (_mem, ring, base) = region(256, 32);
-    let w = ThreadWaiter::default();
-    let mut p = ring.producer(w).unwrap();
-    while p.try_push(&[1; 32]).is_ok() {}
-    poke(base, HEAD_WORD, 1 << 40);
-    assert!(matches!(p.try_push(&[1; 32]), Err(PushError::Corrupted(_))));
+    // Head words (count << 38 | position in words) a full ring of six
+    // 40-byte records (positions 0..30, count 6) cannot have: a position
+    // past the tail, before the one last seen, or more records taken than
+    // published.
+    for head in [1 << 20, 31, (1 << 38) - 1, 7 << 38, (7 << 38) | 25] {
+        let (_mem, ring, base) = region(256, 32);
+        let w = ThreadWaiter::default();
+        let mut p = ring.producer(w).unwrap();
+        while p.try_push(&[1; 32]).is_ok() {}
+        poke(base, HEAD_WORD, head);
+        let r = p.try_push(&[1; 32]);
+        assert!(
+            matches!(r, Err(PushError::Corrupted(_))),
+            "{head:#x}: {r:?}"
+        );
+    }
 }
 
 #[test]
@@ -449,6 +514,75 @@ fn bad_record_headers_are_corruption() {
             matches!(r, Err(PopError::Corrupted(_))),
             "{header:#x}: {r:?}"
         );
+    }
+}
+
+/// Position words a hostile peer may write: near 2^64 (where unchecked
+/// `+` overflowed: a panic in debug builds, a wrap in release ones), near
+/// the 2^38-word wrap of the packed positions, with counts that disagree
+/// with the positions, and misaligned or wild ones.
+fn hostile_position_words() -> Vec<u64> {
+    let mut words = vec![0, 8, 16, 1 << 40, u64::MAX, u64::MAX - 7, u64::MAX - 15];
+    for base in [!7u64, (1 << 38) - 8, (1 << 38) - 1, 1 << 38, 1 << 63] {
+        for delta in [0u64, 8, 16, 24, 32, 256, 264] {
+            words.push(base.wrapping_sub(delta));
+            words.push(base.wrapping_add(delta));
+        }
+    }
+    // Counts (above bit 38) that disagree with the positions.
+    words.extend([(5 << 38) | 2, (1 << 38) | 31, (u64::MAX << 38) | 4]);
+    words
+}
+
+/// Every operation on an SPSC ring whose head and tail words hold hostile
+/// values: each answers (possibly `Corrupted`), none panics or overflows.
+/// Run in debug and release builds (`cargo test --release`).
+#[test]
+fn hostile_positions_are_corruption_not_panics() {
+    let words = hostile_position_words();
+    let mut buf = Vec::new();
+    for &tail in &words {
+        for &head in &words {
+            let (_mem, ring, base) = region(256, 64);
+            let w = ThreadWaiter::default();
+            let (mut p, mut c) = (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap());
+            p.try_push(&[1; 20]).unwrap();
+            poke(base, TAIL_WORD, tail);
+            poke(base, HEAD_WORD, head);
+            let _ = (
+                ring.len(),
+                ring.is_empty(),
+                ring.is_full(),
+                ring.free_bytes(),
+            );
+            // Handles made before the scribble, then fresh ones.
+            let fresh = ring.producer(ThreadWaiter::default());
+            for _ in 0..40 {
+                let _ = p.try_push(&[2; 64]);
+                let _ = p.try_push(&[3; 3]);
+                let _ = c.try_pop(&mut buf);
+                assert!(buf.len() <= 64);
+            }
+            let _ = p.free_bytes();
+            let _ = c.try_pop_many(8, |m| assert!(m.len() <= 64));
+            if let Ok(mut p) = fresh {
+                for _ in 0..40 {
+                    let _ = p.try_push(&[4; 40]);
+                }
+                let _ = p.free_bytes();
+            }
+            if let Ok(mut c) = ring.consumer(ThreadWaiter::default()) {
+                for _ in 0..40 {
+                    let _ = c.try_pop(&mut buf);
+                }
+            }
+            let _ = (
+                ring.len(),
+                ring.is_empty(),
+                ring.is_full(),
+                ring.free_bytes(),
+            );
+        }
     }
 }
 

@@ -23,7 +23,8 @@ pub enum AttachError {
     /// The object inside the segment is inconsistent.
     Corrupted(Corrupted),
     /// The role is held by a live peer (an SPSC ring has one producer and one
-    /// consumer).
+    /// consumer), possibly another open handle of this very process (then
+    /// `pid` is this process's and the message says so).
     RoleTaken {
         /// "producer" or "consumer".
         role: &'static str,
@@ -43,6 +44,12 @@ impl fmt::Display for AttachError {
             AttachError::Segment(e) => e.fmt(f),
             AttachError::Config(e) => e.fmt(f),
             AttachError::Corrupted(e) => e.fmt(f),
+            AttachError::RoleTaken { role, pid: Some(pid) } if *pid == std::process::id() => {
+                write!(
+                    f,
+                    "the {role} role is held by this process (pid {pid}), through another handle that is still open"
+                )
+            }
             AttachError::RoleTaken { role, pid: Some(pid) } => {
                 write!(f, "the {role} role is held by live process {pid}")
             }

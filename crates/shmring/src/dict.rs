@@ -196,6 +196,8 @@ pub struct Dict<K, V> {
     /// `locked`.
     local: Arc<std::sync::Mutex<()>>,
     policy: WaitPolicy,
+    /// Counts this attachment's futex calls; `segment` keeps it valid.
+    waiter: FutexWaiter,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -206,6 +208,7 @@ impl<K, V> Clone for Dict<K, V> {
             segment: self.segment.clone(),
             local: self.local.clone(),
             policy: self.policy,
+            waiter: self.waiter,
             _types: PhantomData,
         }
     }
@@ -295,9 +298,10 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
         }
         Ok(Dict {
             table,
-            segment,
             local: Arc::default(),
             policy: WaitPolicy::default(),
+            waiter: segment.waiter(),
+            segment,
             _types: PhantomData,
         })
     }

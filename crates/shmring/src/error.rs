@@ -21,10 +21,17 @@ pub enum SegmentError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A create found the name taken (`O_EXCL`).
+    /// A create found the name taken: by a live segment, by a file that is
+    /// not a segment, or by an abandoned segment that still holds undelivered
+    /// data (which a create never removes: open it to recover the data).
     AlreadyExists {
         /// The segment's name.
         name: String,
+        /// The name belongs to a segment whose peers all died and that still
+        /// holds undelivered data (messages in a queue, pipe or ring, entries
+        /// in a dict): [`Segment::open`](crate::segment::Segment::open) recovers
+        /// it; `shmring gc` or [`reclaim`](crate::segment::reclaim) removes it.
+        undelivered: bool,
     },
     /// No segment has this name.
     NotFound {
@@ -105,17 +112,16 @@ pub enum SegmentError {
         /// This process's effective uid.
         our_uid: u32,
     },
-    /// The creator was still initialising when the open's timeout ran out.
-    InitTimeout {
+    /// Another process held the segment's *name lock* for longer than the
+    /// caller waits. Processes hold it for a few system calls while they
+    /// check or remove the segment's name (see the `segment` module docs),
+    /// so this means one of them is stopped (`SIGSTOP`, a debugger) or
+    /// starved.
+    NameLockTimeout {
         /// The segment's name.
         name: String,
-        /// How long the open waited.
+        /// How long the caller waited.
         waited: Duration,
-    },
-    /// The creator died before it finished initialising the segment.
-    CreatorDied {
-        /// The segment's name.
-        name: String,
     },
     /// Every peer row is held by a live peer.
     PeerTableFull {
@@ -162,7 +168,18 @@ impl fmt::Display for SegmentError {
         use SegmentError::*;
         match self {
             InvalidName { name, reason } => write!(f, "invalid segment name {name:?}: {reason}"),
-            AlreadyExists { name } => write!(f, "segment {name:?} already exists"),
+            AlreadyExists {
+                name,
+                undelivered: false,
+            } => write!(f, "segment {name:?} already exists"),
+            AlreadyExists {
+                name,
+                undelivered: true,
+            } => write!(
+                f,
+                "segment {name:?} already exists: its peers all died but it holds undelivered \
+                 data, so it is kept; open it to recover the data (`shmring gc` removes it)"
+            ),
             NotFound { name } => write!(f, "segment {name:?} not found"),
             PermissionDenied { name } => write!(f, "permission denied opening segment {name:?}"),
             NoSpace { name, bytes } => write!(
@@ -207,17 +224,11 @@ impl fmt::Display for SegmentError {
                 f,
                 "segment {name:?} is owned by uid {owner_uid}, not by this process's uid {our_uid}"
             ),
-            InitTimeout { name, waited } => write!(
+            NameLockTimeout { name, waited } => write!(
                 f,
-                "timed out after {waited:?} waiting for the creator of segment {name:?} \
-                 to initialise it"
+                "timed out after {waited:?} waiting for the name lock of segment {name:?} \
+                 (a process checking or removing its name is stopped?)"
             ),
-            CreatorDied { name } => {
-                write!(
-                    f,
-                    "the creator of segment {name:?} died while initialising it"
-                )
-            }
             PeerTableFull { name, rows } => {
                 write!(
                     f,
@@ -253,7 +264,7 @@ impl From<SegmentError> for io::Error {
             SegmentError::PermissionDenied { .. } | SegmentError::ForeignOwner { .. } => {
                 io::ErrorKind::PermissionDenied
             }
-            SegmentError::InitTimeout { .. } => io::ErrorKind::TimedOut,
+            SegmentError::NameLockTimeout { .. } => io::ErrorKind::TimedOut,
             SegmentError::InvalidName { .. } | SegmentError::InvalidConfig { .. } => {
                 io::ErrorKind::InvalidInput
             }

@@ -65,7 +65,6 @@ pub use shmring_core::lock::{Acquired, LockShared};
 use crate::attach::{deadline, AttachError};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
-use crate::sys::FutexWaiter;
 
 /// Why an acquire or release did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +193,7 @@ fn acquire(
         attempt(shared(segment), true).ok_or(LockError::WouldBlock)
     } else {
         shared(segment)
-            .acquire_by(&FutexWaiter, deadline(timeout), policy, &mut attempt)
+            .acquire_by(&segment.waiter(), deadline(timeout), policy, &mut attempt)
             .map_err(|_| LockError::Timeout)
     };
     match result {
@@ -212,7 +211,7 @@ fn lock_local(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
 }
 
 fn release_owned(segment: &Segment) -> Result<(), LockError> {
-    match shared(segment).release_owned(segment.peer_token(), &FutexWaiter) {
+    match shared(segment).release_owned(segment.peer_token(), &segment.waiter()) {
         Ok(()) => Ok(()),
         Err(ReleaseError::NotHeld) => Err(LockError::NotHeld),
         Err(ReleaseError::NotOwner { .. }) => Err(LockError::NotOwner),
@@ -327,7 +326,7 @@ impl Lock {
         let mut last = lock_local(&self.stamps);
         *last += 1;
         shared(&self.segment)
-            .release_any(&FutexWaiter)
+            .release_any(&self.segment.waiter())
             .map_err(|_| LockError::NotHeld)
     }
 

@@ -132,7 +132,7 @@ impl Queue {
         let segment = &self.segment;
         let claimed = self
             .queue
-            .claim_producer(segment.peer_token(), FutexWaiter, &mut |t| {
+            .claim_producer(segment.peer_token(), segment.waiter(), &mut |t| {
                 !segment.is_peer_alive(t)
             });
         match claimed {
@@ -153,7 +153,7 @@ impl Queue {
     /// A consumer. Any number, in any processes.
     pub fn consumer(&self) -> Consumer {
         Consumer {
-            inner: self.queue.consumer(FutexWaiter),
+            inner: self.queue.consumer(self.segment.waiter()),
             _queue: self.clone(),
             policy: WaitPolicy::default(),
         }
@@ -182,12 +182,17 @@ impl Queue {
     /// Closes the queue for everyone: pushes fail with `Closed`, pops drain
     /// what is left and then fail with `Closed`; sleepers wake at once.
     pub fn close(&self) {
-        self.queue.close(&FutexWaiter);
+        self.queue.close(&self.segment.waiter());
     }
 
     /// The segment underneath.
     pub fn segment(&self) -> &Segment {
         &self.segment
+    }
+
+    /// The core queue (its wait words, for the facades' blocking loops).
+    pub(crate) fn core(&self) -> &mpmc::Queue {
+        &self.queue
     }
 }
 

@@ -74,7 +74,13 @@
 //! blocked or later `recv` drains what was sent, then reports
 //! [`PipeError::Eof`] ([`PipeError::TruncatedMessage`] when it died in the
 //! middle of a fragmented message); `poll` returns `true`; a `send` that has
-//! to wait for room reports [`PipeError::BrokenPipe`]. A `send` that finds
+//! to wait for room reports [`PipeError::BrokenPipe`]. Once noticed, the
+//! pipe stays broken: an end claimed again sees the end (see
+//! [`Pipe::connection`]). Before anyone noticed, another process may take
+//! the dead end over ([`Connection::open`]) and go on: its reader starts at
+//! the next whole message, and a reader that was in the middle of the dead
+//! writer's message gets [`PipeError::TruncatedMessage`], then the new
+//! writer's messages (see [Framing](#framing)). A `send` that finds
 //! room does not check liveness (that would cost a system call per message),
 //! so a writer whose reader died learns it when the ring fills up. An end
 //! transferred to a child whose process dies *before* it opened the end
@@ -96,9 +102,12 @@
 //!   [`PipeError::Timeout`]. A message whose records, plus the padding a
 //!   wrap may cost, exceed the whole ring (longer than
 //!   [`max_whole_message`](Connection::max_whole_message): about three
-//!   quarters of `ring_bytes` with the default fragment) can never be sent
-//!   that way: [`PipeError::TooLarge`], at once; only the blocking
-//!   [`send`](Connection::send), which streams, takes it.
+//!   quarters of `ring_bytes` with the default fragment, at most
+//!   `ring_bytes / 2 - 8` with fragments of half the ring or more) can
+//!   never be sent that way: [`PipeError::TooLarge`], at once; only the
+//!   blocking [`send`](Connection::send), which streams, takes it. Any
+//!   message up to that length goes into an empty ring, wherever the
+//!   ring's positions stand.
 //! * **Receives keep what they took.** A long message is taken off the ring
 //!   fragment by fragment (the writer needs the room); when
 //!   [`try_recv`](Connection::try_recv) or
@@ -132,9 +141,33 @@
 //! alignment and the hot path is one copy in and one copy out. A longer
 //! message is split into records of exactly `fragment_bytes` bytes followed
 //! by one shorter record (empty when the length is a multiple), so "a
-//! record of the maximum length" is the continuation marker and the single
+//! record of the maximum length" means "more follows" and the single
 //! reader reassembles while the writer is still writing: any message size
 //! works with any ring size.
+//!
+//! Where a message *begins* is in shared memory too: the first record of a
+//! message is an ordinary data record, every later one is marked as
+//! continuing it (the ring's CONT record tag, see
+//! [`shmring_core::record`]; it costs nothing on the hot path, where a
+//! short message is one unmarked record). So a reader never depends on
+//! what another process remembered:
+//!
+//! * a marked record while this reader has no message in progress is the
+//!   rest of a message whose beginning it never saw (the previous reader of
+//!   this end was killed, or handed the end over, or closed it, in the
+//!   middle of that message): it is skipped, so a new reader starts at the
+//!   next message;
+//! * an unmarked record while a message is in progress begins another
+//!   message: the writer of the first one died in its middle and a new
+//!   writer took the end over. The part received is dropped and the receive
+//!   reports [`PipeError::TruncatedMessage`] (as at end of file: Python's
+//!   "got end of file during message"); the next receive returns the new
+//!   writer's message.
+//!
+//! Either way a receive returns only whole messages, each written by one
+//! writer (DESIGN.md, "Handover"). The message cut off is lost: the one a
+//! reader was in the middle of when it went, or the one a writer was in the
+//! middle of when it died.
 
 mod connection;
 mod ends;
@@ -208,7 +241,9 @@ pub struct PipeConfig {
     /// Largest record; longer messages are split into fragments of this
     /// size. At least 8, and its record must fit in the ring; `None` (the
     /// default) means a quarter of `ring_bytes`, so the writer fills one
-    /// fragment while the reader copies out another.
+    /// fragment while the reader copies out another. Above about half the
+    /// ring, the all-or-nothing sends take less than one fragment (see
+    /// [`Connection::max_whole_message`]).
     pub fragment_bytes: Option<u64>,
 }
 
@@ -423,11 +458,18 @@ impl Pipe {
 
     /// Claims one end of the pipe for this process.
     ///
+    /// An end that was closed (here or elsewhere), or whose process died
+    /// after the other end noticed, stays closed: the connection then
+    /// receives the whole messages left in the ring, then
+    /// [`PipeError::Eof`], and its sends fail with
+    /// [`PipeError::BrokenPipe`]. That includes an end a connection of this
+    /// handle closed.
+    ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when this handle already gave out that end
-    /// or a live peer holds it; [`AttachError::Corrupted`] when its ring is
-    /// inconsistent.
+    /// [`AttachError::RoleTaken`] when a connection this handle gave out
+    /// for that end is still open, or a live peer holds it;
+    /// [`AttachError::Corrupted`] when its ring is inconsistent.
     pub fn connection(&self, end: End) -> Result<Connection, AttachError> {
         Connection::claim(self.shared.clone(), end)
     }

@@ -32,29 +32,30 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::mpmc::QueueLayout;
-use shmring_core::tasks::TaskCounter;
-use shmring_core::wait::WaitPolicy;
 use shmring_core::{ConfigError, RingConfig};
 
 use crate::attach::AttachError;
-use crate::codec::{encoded, CodecError, Message};
+use crate::codec::{CodecError, Message};
 use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
 
+mod handle;
 mod handles;
 mod joinable;
 mod recovery;
 mod simple;
 
+use handle::Handle;
+
 pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;
+pub(crate) use recovery::unfinished_in_region;
 pub use recovery::JoinError;
 pub use simple::{SimpleQueue, SimpleQueueError};
 
@@ -159,6 +160,12 @@ pub enum GetError {
     Decode(CodecError),
     /// The shared state is inconsistent.
     Corrupted(Corrupted),
+    /// A JoinableQueue handle holds so many tasks not yet marked done
+    /// ([`MAX_HELD`](shmring_core::tasks::MAX_HELD)), or so many of its
+    /// threads are taking at once
+    /// ([`MAX_IN_FLIGHT`](shmring_core::tasks::MAX_IN_FLIGHT)), that it
+    /// cannot count one more: call `task_done`, or use more handles.
+    TooManyTasks,
 }
 
 impl fmt::Display for GetError {
@@ -169,6 +176,9 @@ impl fmt::Display for GetError {
             GetError::Closed => f.write_str("queue is closed"),
             GetError::Decode(e) => e.fmt(f),
             GetError::Corrupted(e) => e.fmt(f),
+            GetError::TooManyTasks => {
+                f.write_str("too many tasks held or being taken by this handle")
+            }
         }
     }
 }
@@ -231,115 +241,6 @@ fn get_error(segment: &Segment, e: PopError) -> GetError {
         }
         PopError::Closed => GetError::Closed,
         PopError::Corrupted(c) => GetError::Corrupted(c),
-    }
-}
-
-/// The untyped machinery of every queue facade: the queue, this handle's
-/// producer (claimed at the first put), its consumer, and scratch buffers.
-struct Handle {
-    queue: mpmc::Queue,
-    /// The attachment whose peer row counts this handle's traffic.
-    segment: Arc<Segment>,
-    producer: Mutex<Option<(mpmc::Producer, Vec<u8>)>>,
-    consumer: Mutex<(mpmc::Consumer, Vec<u8>)>,
-    closed: AtomicBool,
-}
-
-impl Handle {
-    fn new(queue: mpmc::Queue, segment: Arc<Segment>) -> Handle {
-        let consumer = queue.consumer();
-        Handle {
-            queue,
-            segment,
-            producer: Mutex::new(None),
-            consumer: Mutex::new((consumer, Vec::new())),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        // ORDERING: Relaxed — a process-local flag; no data hangs on it.
-        self.closed.load(Ordering::Relaxed)
-    }
-
-    /// Encodes and pushes; `counted` runs just before the push is tried and
-    /// `uncount` if it failed (the JoinableQueue's task count).
-    fn put<T: Message>(
-        &self,
-        item: T,
-        timeout: Option<Duration>,
-        tasks: Option<&TaskCounter>,
-    ) -> Result<(), PutError<T>> {
-        if self.is_closed() {
-            return Err(PutError::Closed(item));
-        }
-        let mut guard = self.producer.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            match self.queue.producer() {
-                Ok(p) => *guard = Some((p, Vec::new())),
-                Err(e) => return Err(PutError::Attach(item, e)),
-            }
-        }
-        let (producer, scratch) = guard.as_mut().expect("claimed above");
-        let bytes = match encoded(&item, scratch) {
-            Ok(bytes) => bytes,
-            Err(e) => return Err(PutError::Encode(item, e)),
-        };
-        if let Some(t) = tasks {
-            t.add(1);
-        }
-        let result = push(producer, bytes, timeout).map(|()| bytes.len());
-        if result.is_err() {
-            if let Some(t) = tasks {
-                t.cancel(1);
-            }
-        }
-        match result {
-            Ok(len) => {
-                self.segment
-                    .count_message(PeerCounter::Puts, PeerCounter::BytesIn, len);
-                Ok(())
-            }
-            Err(e) => Err(put_error(&self.segment, item, e)),
-        }
-    }
-
-    fn get<T: Message>(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        if self.is_closed() {
-            return Err(GetError::Closed);
-        }
-        let mut guard = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
-        let (consumer, buf) = &mut *guard;
-        match pop(consumer, buf, timeout) {
-            Ok(_) => {
-                self.segment
-                    .count_message(PeerCounter::Gets, PeerCounter::BytesOut, buf.len());
-                T::decode(buf).map_err(GetError::Decode)
-            }
-            Err(e) => Err(get_error(&self.segment, e)),
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        let max = self.queue.max_len();
-        if max != 0 && self.queue.len() >= max {
-            return true;
-        }
-        let mut guard = self.producer.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_mut().is_some_and(|(p, _)| p.is_full())
-    }
-
-    fn set_wait_policy(&self, policy: WaitPolicy) {
-        let mut guard = self.producer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((p, _)) = guard.as_mut() {
-            p.set_wait_policy(policy);
-        }
-        drop(guard);
-        self.consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .set_wait_policy(policy);
     }
 }
 
@@ -432,7 +333,7 @@ impl<T: Message> Queue<T> {
     /// [`PutError::Closed`], [`PutError::TooLarge`], [`PutError::Encode`],
     /// [`PutError::Attach`]; each gives the item back.
     pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        self.handle.put(item, timeout, None)
+        self.handle.put(item, timeout)
     }
 
     /// Puts `item` only if there is room now (Python's `put_nowait`).
@@ -442,7 +343,7 @@ impl<T: Message> Queue<T> {
     /// As [`Queue::put`], with `Full` instead of `Timeout`.
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.handle.put(item, Some(Duration::ZERO), None)
+        self.handle.put(item, Some(Duration::ZERO))
     }
 
     /// Takes the next item, waiting while the queue is empty.
@@ -457,7 +358,7 @@ impl<T: Message> Queue<T> {
     /// [`GetError::Closed`] (this handle closed, or the queue shut down and
     /// drained), [`GetError::Decode`], [`GetError::Corrupted`].
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        self.handle.get(timeout)
+        self.handle.get(timeout, None)
     }
 
     /// Takes the next item only if there is one now (Python's `get_nowait`).
@@ -467,7 +368,7 @@ impl<T: Message> Queue<T> {
     /// As [`Queue::get`], with `Empty` instead of `Timeout`.
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, GetError> {
-        self.handle.get(Some(Duration::ZERO))
+        self.handle.get(Some(Duration::ZERO), None)
     }
 }
 
@@ -498,15 +399,12 @@ macro_rules! handle_methods {
             }
 
             /// Python's `close`: this handle will not be used any more; its
-            /// `put` and `get` fail with `Closed` from now on. Other handles,
+            /// `put` and `get` fail with `Closed` from now on, also in
+            /// threads that are asleep in them (they wake). Other handles,
             /// in this or other processes, are not affected; see
             /// `shutdown`.
             pub fn close(&self) {
-                // ORDERING: Relaxed — a process-local flag (partner: the
-                // Relaxed load in `Handle::is_closed`).
-                self.handle
-                    .closed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.handle.close();
             }
 
             /// Closes the queue for every process: puts fail with `Closed`,

@@ -113,7 +113,8 @@ impl Ring {
     pub fn producer(&self) -> Result<Producer, AttachError> {
         let (word, _) = self.ring.owner_words();
         claim_role(word, &self.segment, "producer")?;
-        match self.ring.producer(FutexWaiter) {
+        // The handle keeps the segment (`ring`) alive.
+        match self.ring.producer(self.segment.waiter()) {
             Ok(inner) => Ok(Producer {
                 inner,
                 ring: self.clone(),
@@ -134,7 +135,8 @@ impl Ring {
     pub fn consumer(&self) -> Result<Consumer, AttachError> {
         let (_, word) = self.ring.owner_words();
         claim_role(word, &self.segment, "consumer")?;
-        match self.ring.consumer(FutexWaiter) {
+        // The handle keeps the segment (`ring`) alive.
+        match self.ring.consumer(self.segment.waiter()) {
             Ok(inner) => Ok(Consumer {
                 inner,
                 ring: self.clone(),
@@ -171,7 +173,7 @@ impl Ring {
     /// Closes the ring for everyone: pushes fail with `Closed`, pops drain
     /// what is left and then fail with `Closed`; sleepers wake at once.
     pub fn close(&self) {
-        self.ring.close(&FutexWaiter);
+        self.ring.close(&self.segment.waiter());
     }
 
     /// The segment underneath (name, peers, counters).

@@ -58,3 +58,36 @@ fn a_queue_handle_and_its_sender_and_receiver_count_exactly() {
     assert_eq!(sum(PeerCounter::BytesIn), 2 * N * item, "bytes in");
     assert_eq!(sum(PeerCounter::BytesOut), 2 * N * item, "bytes out");
 }
+
+/// Each futex call counts in the row of the attachment whose handle made
+/// it: two handles of one named queue in one process, one asleep in `get`,
+/// the other putting (and so waking it).
+#[test]
+fn futex_calls_count_in_the_row_of_the_handle_that_made_them() {
+    use shmring::segment::{inspect, PeerCounter::BlockedWaits, PeerCounter::Wakes};
+    let _dog = Watchdog::new(Duration::from_secs(60), "futex counts per row");
+    let name = shmring_testkit::unique_name("counts-rows");
+    let sleeper =
+        Queue::<u64>::create(&name, QueueOptions::default(), &Default::default()).unwrap();
+    let waker = Queue::<u64>::open(&name, &Default::default()).unwrap();
+    let row = |q: &Queue<u64>| q.segment().peer_token() as u32 - 1;
+    std::thread::scope(|s| {
+        let got = s.spawn(|| sleeper.get(Some(Duration::from_secs(30))).unwrap());
+        while sleeper.segment().counter_sum(BlockedWaits) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        waker.put(1, None).unwrap();
+        assert_eq!(got.join().unwrap(), 1);
+    });
+    let info = inspect(&name).unwrap();
+    let counters = |r: u32| {
+        let peer = info.peers.iter().find(|p| p.row == r).expect("row");
+        (peer.counters.get(BlockedWaits), peer.counters.get(Wakes))
+    };
+    let (slept, woke) = counters(row(&sleeper));
+    assert!(slept >= 1, "the sleeper's row counts its sleep");
+    assert_eq!(woke, 0, "the sleeper woke nobody");
+    let (slept, woke) = counters(row(&waker));
+    assert_eq!(slept, 0, "the waker never slept");
+    assert!(woke >= 1, "the waker's row counts its wake-up");
+}

@@ -8,6 +8,8 @@ use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
 use shmring::{AttachError, CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
+#[path = "pipe/handover.rs"]
+mod handover;
 #[path = "pipe/try_calls.rs"]
 mod try_calls;
 

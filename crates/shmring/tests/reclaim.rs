@@ -1,16 +1,16 @@
 //! Reclaiming abandoned segments without `shmring gc`: a create of a taken
-//! name, the sweep of a later create, and the clean-exit path, with real
+//! name, the explicit sweep, and the clean-exit path, with real
 //! processes that are SIGKILLed (the test binary re-executes itself with a
 //! role; see `shmring_testkit`).
 
-use std::os::unix::fs::FileExt;
 use std::process::Child;
 use std::time::Duration;
 
 use shmring::core::RingConfig;
+use shmring::dict::{Dict, DictConfig};
 use shmring::queue::{Queue, QueueOptions};
-use shmring::segment::{self, ObjectKind, SegmentState};
-use shmring::{spsc, AttachError, CreateOptions, OpenOptions, Segment, SegmentError, UnlinkPolicy};
+use shmring::segment;
+use shmring::{spsc, AttachError, CreateOptions, OpenOptions, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
     role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
     Watchdog,
@@ -23,6 +23,15 @@ fn ring_config() -> RingConfig {
     RingConfig {
         capacity: 4096,
         max_record: 256,
+    }
+}
+
+fn queue_options() -> QueueOptions {
+    QueueOptions {
+        ring_bytes: 8192,
+        max_message: 64,
+        producers: 2,
+        ..QueueOptions::default()
     }
 }
 
@@ -49,14 +58,23 @@ fn child_entry() {
             let _ring = spsc::Ring::open(&name, &OpenOptions::default()).unwrap();
             sleep_forever();
         }
-        "hang_in_init" => {
-            let _ = Segment::create(&name, ObjectKind::SpscRing, [0; 8], 4096, &opts, |_, _| {
-                sleep_forever()
-            });
+        "fill_queue_and_hang" => {
+            let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+            for i in 0..100 {
+                q.put(i, None).unwrap();
+            }
+            sleep_forever();
         }
-        "create_and_exit" => {
-            // A fresh process: its first create sweeps.
-            drop(spsc::Ring::create(&name, ring_config(), &opts).unwrap());
+        "open_queue_and_hang" => {
+            let _q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+            sleep_forever();
+        }
+        "fill_dict_and_hang" => {
+            let d = Dict::<u64, u64>::create(&name, DictConfig::default(), &opts).unwrap();
+            for i in 0..3 {
+                d.insert(&i, &(i * 10)).unwrap();
+            }
+            sleep_forever();
         }
         "queue_user" => {
             let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
@@ -103,32 +121,6 @@ fn abandoned(name: &str, policy: &str) {
     let info = segment::inspect(name).unwrap();
     assert_eq!((info.alive_peers(), info.dead_peers()), (0, 2));
     assert!(info.is_abandoned());
-}
-
-/// Moves every peer row's attach time of `name` back by `by`, as if the
-/// segment had been idle that long. The row's bytes are located by the
-/// value `inspect` reports, so the test does not hard-code the row layout.
-fn age(name: &str, by: Duration) {
-    let info = segment::inspect(name).unwrap();
-    let table = info.header.unwrap().peer_table_offset;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(shm_path(name))
-        .unwrap();
-    for peer in &info.peers {
-        let at = table + u64::from(peer.row) * 128;
-        let mut row = [0u8; 128];
-        file.read_exact_at(&mut row, at).unwrap();
-        let stamp = peer.attached_at_ns.to_ne_bytes();
-        let offset = (0..row.len() - 7)
-            .step_by(8)
-            .find(|&i| row[i..i + 8] == stamp)
-            .expect("the attach time is in the row");
-        let older = peer.attached_at_ns - by.as_nanos() as u64;
-        file.write_all_at(&older.to_ne_bytes(), at + offset as u64)
-            .unwrap();
-    }
 }
 
 #[test]
@@ -203,26 +195,20 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
     let dead = format!("{base}-dead");
     let never = format!("{base}-never");
     let live = format!("{base}-live");
-    let died_creating = format!("{base}-init");
     let elsewhere = unique_name("sweep-other");
     abandoned(&dead, "default");
     abandoned(&never, "never");
     abandoned(&elsewhere, "default");
     let ring = spsc::Ring::create(&live, ring_config(), &CreateOptions::default()).unwrap();
-    let child = spawn_child("hang_in_init", &died_creating, "default", |i| {
-        i.state == SegmentState::Initialising
-    });
-    kill(child);
 
     assert_eq!(
         segment::sweep(&base, Duration::from_secs(3600)).unwrap(),
         Vec::<String>::new(),
         "nothing has been idle an hour"
     );
-    let mut removed = segment::sweep(&base, Duration::ZERO).unwrap();
-    removed.sort();
-    assert_eq!(removed, vec![dead.clone(), died_creating.clone()]);
-    assert!(!shm_exists(&dead) && !shm_exists(&died_creating));
+    let removed = segment::sweep(&base, Duration::ZERO).unwrap();
+    assert_eq!(removed, vec![dead.clone()]);
+    assert!(!shm_exists(&dead));
     assert!(shm_exists(&never), "UnlinkPolicy::Never is gc's to remove");
     assert!(shm_exists(&live) && shm_exists(&elsewhere));
 
@@ -232,32 +218,9 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
     }
 }
 
-#[test]
-fn a_later_create_in_another_process_sweeps_segments_idle_a_minute() {
-    let _dog = Watchdog::new(Duration::from_secs(90), "automatic sweep");
-    let old = unique_name("autosweep-old");
-    let recent = unique_name("autosweep-recent");
-    abandoned(&old, "default");
-    abandoned(&recent, "default");
-    age(&old, Duration::from_secs(120));
-
-    let other = unique_name("autosweep-trigger");
-    let child = spawn_role(
-        "child_entry",
-        "create_and_exit",
-        &[(NAME_VAR, other.clone())],
-    )
-    .spawn()
-    .unwrap();
-    assert!(wait_child(child, Duration::from_secs(30)).success());
-    assert!(!shm_exists(&old), "idle two minutes: swept");
-    assert!(shm_exists(&recent), "idle for less than a minute: kept");
-    assert!(
-        !shm_exists(&other),
-        "the trigger's own segment went with it"
-    );
-    segment::reclaim(&recent).unwrap();
-}
+// The automatic sweep (off the create path, one per user and period,
+// never removing data, idleness counted from when a sweep first saw no
+// live peer) is tested in tests/sweep.rs.
 
 #[test]
 fn nothing_is_left_once_every_peer_has_exited() {
@@ -323,5 +286,147 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
             Err(e) => panic!("round {round}: {e}"),
         }
         assert!(!shm_exists(&name) || segment::reclaim(&name).is_ok());
+    }
+}
+
+#[test]
+fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "create over data");
+    let name = unique_name("reclaim-data");
+    let child = spawn_child("fill_queue_and_hang", &name, "default", |i| {
+        i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(100))
+    });
+    kill(child);
+    let info = segment::inspect(&name).unwrap();
+    assert!(info.is_abandoned() && info.holds_data());
+
+    let err = Queue::<u64>::create(&name, queue_options(), &CreateOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            AttachError::Segment(SegmentError::AlreadyExists {
+                undelivered: true,
+                ..
+            })
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("undelivered data") && text.contains("open"),
+        "the message says why and what to do: {text}"
+    );
+    assert!(shm_exists(&name));
+
+    let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let got: Vec<u64> = (0..100)
+        .map(|_| q.get(Some(Duration::from_secs(10))).unwrap())
+        .collect();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    drop(q);
+    assert!(!shm_exists(&name), "the recovering peer's drop removed it");
+}
+
+#[test]
+fn a_create_never_deletes_dict_entries() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "create over dict");
+    let name = unique_name("reclaim-dict");
+    let child = spawn_child("fill_dict_and_hang", &name, "default", |i| {
+        i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(3))
+    });
+    kill(child);
+    let err = Dict::<u64, u64>::create(&name, DictConfig::default(), &CreateOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AttachError::Segment(SegmentError::AlreadyExists {
+                undelivered: true,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let d = Dict::<u64, u64>::open(&name, &OpenOptions::default()).unwrap();
+    for i in 0..3 {
+        assert_eq!(d.get(&i).unwrap(), Some(i * 10));
+    }
+    d.clear().unwrap();
+    let info = segment::inspect(&name).unwrap();
+    assert!(
+        !info.holds_data(),
+        "a cleared dict holds nothing: {:?}",
+        info.object
+    );
+    drop(d);
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn an_abandoned_queue_that_holds_nothing_is_replaced_by_a_create() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "create over an empty queue");
+    let name = unique_name("reclaim-emptied");
+    let opts = CreateOptions::default();
+    let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+    q.put(7, None).unwrap();
+    let child = spawn_child("open_queue_and_hang", &name, "default", |i| {
+        i.alive_peers() == 2
+    });
+    assert_eq!(q.get(Some(Duration::from_secs(10))).unwrap(), 7);
+    let info = segment::inspect(&name).unwrap();
+    assert!(!info.holds_data(), "{:?}", info.object);
+    // The creator leaves cleanly, the other peer is killed: abandoned, empty.
+    drop(q);
+    kill(child);
+    let info = segment::inspect(&name).unwrap();
+    assert!(info.is_abandoned() && !info.holds_data(), "{info:?}");
+    let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+    assert_eq!(
+        segment::inspect(&name).unwrap().header.unwrap().creator_pid,
+        std::process::id()
+    );
+    drop(q);
+    assert!(!shm_exists(&name));
+}
+
+#[test]
+fn only_this_user_s_proven_segments_are_reclaimed() {
+    let base = unique_name("reclaim-foreign");
+    // The magic, then zeros (version 0): an old build's half-made segment,
+    // or anybody's file. Not proven a segment: never removed.
+    let magic_only = format!("{base}-magic");
+    let mut bytes = vec![0u8; 8192];
+    bytes[..8].copy_from_slice(b"SHMRING\0");
+    std::fs::write(shm_path(&magic_only), &bytes).unwrap();
+    // The magic and this build's version, the rest garbage.
+    let garbage = format!("{base}-garbage");
+    bytes[8..12].copy_from_slice(&segment::LAYOUT_VERSION.to_ne_bytes());
+    bytes[12..256].fill(0xa5);
+    std::fs::write(shm_path(&garbage), &bytes).unwrap();
+    // Short, with the magic.
+    let short = format!("{base}-short");
+    std::fs::write(shm_path(&short), b"SHMRING\0").unwrap();
+    for name in [&magic_only, &garbage, &short] {
+        let reclaimed = segment::reclaim(name);
+        assert!(reclaimed.is_err(), "{name}: {reclaimed:?}");
+        assert!(shm_exists(name), "{name} was removed");
+    }
+    assert!(segment::sweep(&base, Duration::ZERO).unwrap().is_empty());
+    // A private name of the fallback create path with foreign content.
+    let private = format!("/.shmring-creating.{}.foreign", std::process::id());
+    std::fs::write(shm_path(&private), b"definitely not a segment").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&private))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    assert!(matches!(
+        segment::reclaim(&private),
+        Err(SegmentError::NotShmring { .. })
+    ));
+    assert!(shm_exists(&private));
+    for name in [&magic_only, &garbage, &short, &private] {
+        std::fs::remove_file(shm_path(name)).unwrap();
     }
 }

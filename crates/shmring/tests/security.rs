@@ -78,6 +78,12 @@ fn child_entry() {
             };
             std::mem::forget(create(&name, &opts).expect("nobody creates"));
         }
+        "create_and_die" => {
+            // Default policy; the process exits attached: an abandoned
+            // segment owned by nobody.
+            let opts = CreateOptions::default();
+            std::mem::forget(create(&name, &opts).expect("nobody creates"));
+        }
         "open" => {
             let opts = OpenOptions {
                 allow_foreign_owner: true,
@@ -171,7 +177,24 @@ fn create_never_reuses_an_existing_name() {
 fn names_are_validated() {
     let long = "x".repeat(shmring::segment::MAX_NAME_LEN + 1);
     for bad in [
-        "", "/", "a/b", "/a/b", "//a", "/a/", ".", "/..", "a\0b", &long,
+        "",
+        "/",
+        "a/b",
+        "/a/b",
+        "//a",
+        "/a/",
+        ".",
+        "/..",
+        "a\0b",
+        &long,
+        // Control characters would reach terminals raw through `ls` and
+        // error messages.
+        "/a\x1b[2Jb",
+        "a\nb",
+        "\r",
+        "a\tb",
+        "a\x7f",
+        "a\u{9b}31m",
     ] {
         let err = create(bad, &CreateOptions::default()).unwrap_err();
         assert!(
@@ -188,6 +211,18 @@ fn names_are_validated() {
             Err(SegmentError::InvalidName { .. })
         ));
     }
+    // Reserved for the private names of the fallback create path: no
+    // segment may be created or opened under one (unlink and reclaim accept
+    // them, to remove a killed creator's leftovers).
+    let reserved = "/.shmring-creating.1.2.3";
+    let err = create(reserved, &CreateOptions::default()).unwrap_err();
+    assert!(matches!(err, SegmentError::InvalidName { .. }), "{err:?}");
+    let err = Segment::open(reserved, ObjectKind::Lock, &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, SegmentError::InvalidName { .. }), "{err:?}");
+    assert!(matches!(
+        Segment::unlink(reserved),
+        Err(SegmentError::NotFound { .. })
+    ));
     // The longest allowed name works, and lands directly in /dev/shm.
     let name = format!("/{}", "y".repeat(shmring::segment::MAX_NAME_LEN));
     let segment = create(&name, &CreateOptions::default()).unwrap();
@@ -290,4 +325,32 @@ fn another_uid_cannot_open_a_0600_segment() {
     let child = as_nobody("open", &name).spawn().unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
     drop(segment);
+}
+
+#[test]
+fn another_user_s_abandoned_segment_is_never_reclaimed() {
+    if !is_root() {
+        println!("skipped: needs root to run a child as uid {NOBODY}");
+        return;
+    }
+    let name = unique_name("foreign-abandoned");
+    let child = as_nobody("create_and_die", &name).spawn().unwrap();
+    assert!(wait_child(child, Duration::from_secs(30)).success());
+    let info = shmring::segment::inspect(&name).unwrap();
+    assert_eq!(info.owner_uid, NOBODY);
+    assert!(info.is_abandoned(), "{info:?}");
+    // Even root removes only its own: reclaim, the sweep and a create's
+    // implicit reclaim all keep it.
+    assert_eq!(
+        shmring::segment::reclaim(&name).unwrap(),
+        shmring::segment::Reclaimed::Kept("it belongs to another user")
+    );
+    assert!(shmring::segment::sweep(&name, Duration::ZERO)
+        .unwrap()
+        .is_empty());
+    let err = create(&name, &CreateOptions::default()).unwrap_err();
+    assert!(matches!(err, SegmentError::AlreadyExists { .. }), "{err:?}");
+    assert!(std::path::Path::new(&shm_path(&name)).exists());
+    // Asked explicitly, by name, it goes.
+    Segment::unlink(&name).unwrap();
 }

@@ -143,6 +143,8 @@ fn invalid_names_are_refused() {
         "/.",
         "..",
         "/a\0b",
+        "/a\x1bb",
+        "/a\u{7f}",
         long.as_str(),
     ] {
         let err = Segment::open(bad, ObjectKind::SpscRing, &OpenOptions::default()).unwrap_err();
@@ -192,10 +194,11 @@ fn kind_mismatch_names_both_kinds() {
 }
 
 #[test]
-fn open_waits_while_the_creator_initialises() {
+fn an_open_during_init_finds_nothing_then_the_published_segment() {
     let _dog = Watchdog::new(Duration::from_secs(30), "open during init");
     let name = unique_name("init");
     let (in_init, in_init_rx) = std::sync::mpsc::channel();
+    let (go_on, go_on_rx) = std::sync::mpsc::channel::<()>();
     let creator = {
         let name = name.clone();
         std::thread::spawn(move || {
@@ -208,7 +211,7 @@ fn open_waits_while_the_creator_initialises() {
                 |p, len| {
                     assert_eq!(len, OBJECT_LEN);
                     in_init.send(()).unwrap();
-                    std::thread::sleep(Duration::from_millis(300));
+                    go_on_rx.recv().unwrap();
                     // SAFETY: `p` is the 4096-aligned object region of `len` >= 8
                     // bytes, not yet visible to anyone else.
                     unsafe { p.as_ptr().cast::<u64>().write(0x1234_5678) };
@@ -219,49 +222,75 @@ fn open_waits_while_the_creator_initialises() {
         })
     };
     in_init_rx.recv().unwrap();
+    // Nothing is named before the create completes: no waiting, no
+    // half-made segment, whatever the timeout.
+    assert!(!path_of(&name).exists());
     let start = Instant::now();
-    let peer = Segment::open(&name, ObjectKind::MpmcQueue, &OpenOptions::default()).unwrap();
+    let err = Segment::open(&name, ObjectKind::MpmcQueue, &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, SegmentError::NotFound { .. }), "{err}");
     assert!(
-        start.elapsed() >= Duration::from_millis(150),
-        "open returned before init finished"
+        start.elapsed() < Duration::from_secs(5),
+        "no wait for the creator"
     );
+    go_on.send(()).unwrap();
+    let creator = creator.join().unwrap();
+    let peer = Segment::open(&name, ObjectKind::MpmcQueue, &OpenOptions::default()).unwrap();
     assert_eq!(
         word(&peer, 0).load(SEQ),
         0x1234_5678,
         "init's writes are published"
     );
-    let creator = creator.join().unwrap();
     assert!(peer.is_peer_alive(creator.peer_token()));
+}
 
-    // A zero timeout checks once: a segment in init is then InitTimeout.
-    let name2 = unique_name("init0");
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (entered, entered_rx) = std::sync::mpsc::channel();
-    let n2 = name2.clone();
-    let slow = std::thread::spawn(move || {
-        Segment::create(
-            &n2,
-            ObjectKind::MpmcQueue,
-            PARAMS,
-            64,
-            &CreateOptions::default(),
-            |_, _| {
-                entered.send(()).unwrap();
-                rx.recv().unwrap();
-                Ok(())
-            },
-        )
-        .unwrap()
-    });
-    entered_rx.recv().unwrap();
+#[test]
+fn a_held_name_lock_bounds_opens_and_drops() {
+    use std::os::fd::AsRawFd;
+    let _dog = Watchdog::new(Duration::from_secs(60), "held name lock");
+    let name = unique_name("namelock");
+    let creator = create(&name, ObjectKind::SpscRing);
+    // Stand in for a stopped process that holds the name lock (byte 0).
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path_of(&name))
+        .unwrap();
+    // SAFETY: flock is a plain C struct of integers; all-zero is valid (and
+    // l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    // SAFETY: fcntl on an open descriptor with a valid flock.
+    let rc = unsafe { libc::fcntl(holder.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    assert_eq!(rc, 0);
+
     let opts = OpenOptions {
-        timeout: Duration::ZERO,
+        timeout: Duration::from_millis(300),
         ..OpenOptions::default()
     };
-    let err = Segment::open(&name2, ObjectKind::MpmcQueue, &opts).unwrap_err();
-    assert!(matches!(err, SegmentError::InitTimeout { .. }), "{err}");
-    tx.send(()).unwrap();
-    drop(slow.join().unwrap());
+    let start = Instant::now();
+    let err = Segment::open(&name, ObjectKind::SpscRing, &opts).unwrap_err();
+    assert!(matches!(err, SegmentError::NameLockTimeout { .. }), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let err = Segment::unlink(&name).unwrap_err();
+    assert!(matches!(err, SegmentError::NameLockTimeout { .. }), "{err}");
+    // The last drop gives up after its bounded wait and leaves the name,
+    // for a reclaim to remove later (no peer alive, policy wants it gone).
+    let start = Instant::now();
+    drop(creator);
+    assert!(start.elapsed() >= Duration::from_secs(1), "it waited");
+    assert!(path_of(&name).exists(), "kept: the lock was never free");
+    let info = shmring::segment::inspect(&name).unwrap();
+    assert!(info.init_locked && !info.is_abandoned(), "not while locked");
+    drop(holder);
+    let info = shmring::segment::inspect(&name).unwrap();
+    assert!(info.is_abandoned(), "{info:?}");
+    assert_eq!(
+        shmring::segment::reclaim(&name).unwrap(),
+        shmring::segment::Reclaimed::Removed
+    );
 }
 
 #[test]

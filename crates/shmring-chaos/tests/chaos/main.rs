@@ -17,7 +17,9 @@
 //!
 //! Required to be 0: lost, duplicated, torn, out of order (per producer
 //! incarnation), ring order, lock, dict and pipe violations, channel reader
-//! violations and spurious `Closed`/`BrokenPipe`; every survivor's longest
+//! violations and spurious `Closed`/`BrokenPipe`; torn, spliced and
+//! reordered messages and false ends of the pipe handover episodes (and
+//! their losses within what their faults allow); every survivor's longest
 //! block after a death within the liveness slice plus the slack.
 
 mod account;
@@ -85,6 +87,8 @@ fn child(role: &str) {
             let (c, name) = chan();
             channel::reader(&ledger, c, &name);
         }
+        "handover-writer" => shmring_chaos::pipe_faults::writer(&ledger),
+        "handover-reader" => shmring_chaos::pipe_faults::reader(&ledger),
         other => panic!("unknown role {other}"),
     }
 }
@@ -183,6 +187,7 @@ fn parent() {
     let drained = roles::drain(&run.ledger, &queue);
     let report = account::account(&run, drained);
     account::print_others(&run);
+    pipe::print_handover(&run);
     let mut by_cause: Vec<_> = run.kills.iter().collect();
     by_cause.sort();
     println!(
@@ -237,7 +242,10 @@ fn parent() {
             l.get(Counter::ReaderViolations),
         ),
         ("spurious Closed/BrokenPipe", l.get(Counter::Spurious)),
-    ] {
+    ]
+    .into_iter()
+    .chain(pipe::handover_problems(&run))
+    {
         if n != 0 {
             problems.push(format!("{n} {what}"));
         }

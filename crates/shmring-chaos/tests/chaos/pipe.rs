@@ -1,4 +1,4 @@
-//! Pipe episodes, one at a time, alternating at random between two kinds:
+//! Pipe episodes, one at a time, alternating at random between three kinds:
 //!
 //! * *writer killed*: the writer end is killed (at random or at a ring
 //!   failpoint); the reader must drain, see EOF in time, and have received
@@ -8,17 +8,30 @@
 //!   once (it must continue exactly where the dead one stopped, less at most
 //!   the message it was receiving) or only after the writer, finding the
 //!   ring full, got `BrokenPipe` (then the new reader drains and sees EOF).
-//!   See `shmring_chaos::channel`.
+//!   See `shmring_chaos::channel`;
+//! * *handover*: long messages (up to 6,000 bytes through a 4 KiB ring with
+//!   256-byte fragments) while both ends change hands in the middle of
+//!   messages: writers killed (at random or between the records of a
+//!   message, at a ring failpoint) and replaced by a process that takes the
+//!   end over by name or inherits it from this one; readers killed (at
+//!   random, at a read failpoint, after a receive) and replaced likewise,
+//!   or the reading end claimed here, read from with tries (which keep half
+//!   a message) and handed to a child; the last writer and the last reader
+//!   sometimes stopped (`SIGSTOP`) for up to 300 ms. Every message received
+//!   is checked whole and one writer's (see `shmring_chaos::pipe_faults`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{Pipe, PipeConfig};
+use std::os::unix::process::ExitStatusExt;
+
+use shmring::pipe::{Connection, End, Pipe, PipeConfig};
 use shmring::CreateOptions;
 use shmring_chaos::channel::{self, Death};
-use shmring_chaos::ledger::{Chan, ChanWord, PipeWord};
-use shmring_chaos::LEDGER_VAR;
+use shmring_chaos::ledger::{Chan, ChanWord, Counter, HandoverWord, PipeWord, HANDOVER_WRITERS};
+use shmring_chaos::pipe_faults::{self, ReadCheck, Received};
+use shmring_chaos::{CONSUMER_VAR, DIED_AT_VAR, FAILPOINT_VAR, LEDGER_VAR};
 use shmring_testkit::{unique_name, ROLE_VAR};
 
 use crate::run::{Fate, Gone, Kind, Run, Running};
@@ -41,15 +54,16 @@ fn create(run: &mut Run, var: &'static str) -> (String, Pipe) {
 pub enum Episode {
     WriterKilled(WriterKilled),
     ReaderKilled(ReaderKilled),
+    Handover(Box<Handover>),
 }
 
 impl Episode {
     pub fn start(run: &mut Run) -> Episode {
         run.pipe_episodes += 1;
-        if run.rng.below(2) == 0 {
-            Episode::WriterKilled(WriterKilled::start(run))
-        } else {
-            Episode::ReaderKilled(ReaderKilled::start(run))
+        match run.rng.below(3) {
+            0 => Episode::WriterKilled(WriterKilled::start(run)),
+            1 => Episode::ReaderKilled(ReaderKilled::start(run)),
+            _ => Episode::Handover(Box::new(Handover::start(run))),
         }
     }
 
@@ -58,6 +72,7 @@ impl Episode {
         match self {
             Episode::WriterKilled(e) => e.step(run),
             Episode::ReaderKilled(e) => e.step(run),
+            Episode::Handover(e) => e.step(run),
         }
     }
 
@@ -303,4 +318,472 @@ impl ReaderKilled {
             run.pipe_violations += 1;
         }
     }
+}
+
+/// How a handover episode's process is to end.
+#[derive(Clone, Copy, Debug)]
+enum HandFate {
+    /// Killed by the parent this long after its start.
+    Kill(Duration),
+    /// Kills itself at the N-th hit of a failpoint (killed by the parent
+    /// after [`FAILPOINT_FALLBACK`] if it never gets there).
+    Failpoint(&'static str, u64),
+    /// Ends by itself (quota, end of file, `BrokenPipe`, the stop flag).
+    Never,
+}
+
+const FAILPOINT_FALLBACK: Duration = Duration::from_millis(300);
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own unreaped child; no memory involved.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+/// The environment variable an inherited end travels in.
+const SHARE_VAR: &str = "SHMRING_CHAOS_HANDOVER_SEGMENT";
+
+/// A `SIGSTOP` this long after the start, a `SIGCONT` after `length`.
+#[derive(Debug)]
+struct Stop {
+    at: Duration,
+    length: Duration,
+    since: Option<Instant>,
+    over: bool,
+}
+
+/// A process of a handover episode.
+struct Proc {
+    child: Child,
+    fate: HandFate,
+    stop: Option<Stop>,
+    started: Instant,
+    label: &'static str,
+}
+
+/// How a handover process went.
+enum Ended {
+    Killed,
+    Exited(bool),
+}
+
+impl Proc {
+    /// Reaps it if gone (tallying a kill), stops, continues or kills it
+    /// when due. `Some` once it is gone.
+    fn poll(&mut self, run: &mut Run) -> Option<Ended> {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if status.signal() != Some(libc::SIGKILL) {
+                return Some(Ended::Exited(status.success()));
+            }
+            let at = match self.fate {
+                HandFate::Failpoint(name, _) => name,
+                _ => "random",
+            };
+            *run.kills
+                .entry(format!("{} at {at}", self.label))
+                .or_default() += 1;
+            run.total_kills += 1;
+            return Some(Ended::Killed);
+        }
+        let age = self.started.elapsed();
+        if let Some(stop) = self.stop.as_mut() {
+            match stop.since {
+                None if !stop.over && age >= stop.at => {
+                    signal(&self.child, libc::SIGSTOP);
+                    stop.since = Some(Instant::now());
+                    run.ledger.add(Counter::HandoverStops, 1);
+                }
+                Some(since) if since.elapsed() >= stop.length => {
+                    signal(&self.child, libc::SIGCONT);
+                    stop.since = None;
+                    stop.over = true;
+                }
+                _ => {}
+            }
+        }
+        let due = match self.fate {
+            HandFate::Kill(after) => after,
+            HandFate::Failpoint(..) => FAILPOINT_FALLBACK,
+            HandFate::Never => return None,
+        };
+        if age >= due {
+            let _ = self.child.kill();
+        }
+        None
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        signal(&self.child, sig);
+    }
+}
+
+/// The handover episode (see the module docs and
+/// `shmring_chaos::pipe_faults`).
+pub struct Handover {
+    name: String,
+    pipe: Pipe,
+    writer: Option<Proc>,
+    reader: Option<Proc>,
+    /// The reading end, claimed here: tries left before it goes to a child.
+    held: Option<(Connection, u32)>,
+    /// Writers started, and how many the episode plans (the last one sends
+    /// a quota and closes; the others are killed).
+    writers: u32,
+    writers_planned: u32,
+    readers: u32,
+    readers_planned: u32,
+    /// When the next writer or reader starts (`None`: one runs, or none
+    /// will).
+    next_writer: Option<Instant>,
+    next_reader: Option<Instant>,
+    writer_deaths: u64,
+    reader_deaths: u64,
+    handed_over: u64,
+    started: Instant,
+}
+
+impl Handover {
+    fn start(run: &mut Run) -> Handover {
+        run.ledger.reset_handover();
+        let name = unique_name("chaos-handover");
+        let config = PipeConfig {
+            ring_bytes: 4096,
+            fragment_bytes: Some(256),
+        };
+        let pipe = Pipe::create(&name, false, config, &CreateOptions::default()).expect("pipe");
+        run.ledger.add(Counter::HandoverEpisodes, 1);
+        let now = Instant::now();
+        Handover {
+            name,
+            pipe,
+            writer: None,
+            reader: None,
+            held: None,
+            writers: 0,
+            writers_planned: 1 + run.rng.below(3) as u32,
+            readers: 0,
+            readers_planned: 1 + run.rng.below(4) as u32,
+            next_writer: Some(now),
+            next_reader: Some(now),
+            writer_deaths: 0,
+            reader_deaths: 0,
+            handed_over: 0,
+            started: now,
+        }
+    }
+
+    /// A child of role `role`, its end inherited from `share` or opened by
+    /// name.
+    fn spawn(
+        &self,
+        run: &mut Run,
+        role: &str,
+        envs: &[(&str, String)],
+        fate: HandFate,
+        share: Option<&Connection>,
+        label: &'static str,
+    ) -> Proc {
+        let mut cmd = Command::new(&run.exe);
+        cmd.env(LEDGER_VAR, &run.ledger_path)
+            .env(ROLE_VAR, role)
+            .env(pipe_faults::PIPE_VAR, &self.name)
+            .env_remove(FAILPOINT_VAR)
+            .env_remove(CONSUMER_VAR)
+            .env_remove(DIED_AT_VAR)
+            .env_remove(pipe_faults::INHERIT_VAR)
+            .env_remove(pipe_faults::QUOTA_VAR)
+            .stdin(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        if let HandFate::Failpoint(name, n) = fate {
+            cmd.env(FAILPOINT_VAR, format!("{name}:{n}"));
+        }
+        if let Some(conn) = share {
+            conn.share_with_child(&mut cmd, SHARE_VAR)
+                .expect("hand the end over");
+            cmd.env(pipe_faults::INHERIT_VAR, SHARE_VAR);
+            run.ledger.add(Counter::HandoverHandedOver, 1);
+        }
+        Proc {
+            child: cmd.spawn().expect("spawn handover child"),
+            fate,
+            stop: None,
+            started: Instant::now(),
+            label,
+        }
+    }
+
+    /// A stop of 50 to 300 ms, 1 to 30 ms after the start, one time in two.
+    fn maybe_stop(run: &mut Run) -> Option<Stop> {
+        (run.rng.below(2) == 0).then(|| Stop {
+            at: Duration::from_micros(1_000 + run.rng.below(29_000)),
+            length: Duration::from_millis(50 + run.rng.below(250)),
+            since: None,
+            over: false,
+        })
+    }
+
+    fn start_writer(&mut self, run: &mut Run) {
+        self.writers += 1;
+        let w = self.writers;
+        let last = w >= self.writers_planned || run.ledger.stopping();
+        let points = [
+            "ring.claimed",
+            "ring.payload-written",
+            "ring.header-written",
+            "ring.published",
+        ];
+        let fate = match run.rng.below(2) {
+            _ if last => HandFate::Never,
+            0 => HandFate::Kill(Duration::from_micros(500 + run.rng.below(30_000))),
+            _ => HandFate::Failpoint(
+                points[run.rng.below(points.len() as u64) as usize],
+                1 + run.rng.below(200),
+            ),
+        };
+        let mut envs = vec![(pipe_faults::WRITER_VAR, w.to_string())];
+        if last {
+            envs.push((
+                pipe_faults::QUOTA_VAR,
+                (20 + run.rng.below(100)).to_string(),
+            ));
+        }
+        // One time in two the end is claimed here (taking it over from the
+        // dead writer) and handed to the child.
+        let held = (run.rng.below(2) == 0)
+            .then(|| self.pipe.connection(End::Second).ok())
+            .flatten();
+        let mut proc = self.spawn(
+            run,
+            "handover-writer",
+            &envs,
+            fate,
+            held.as_ref(),
+            "handover-writer",
+        );
+        if last {
+            proc.stop = Self::maybe_stop(run);
+        }
+        self.writer = Some(proc);
+    }
+
+    fn start_reader(&mut self, run: &mut Run) {
+        // After the first, one time in two: the end is claimed here (taking
+        // it over from the dead reader), read from with tries, and handed
+        // to the next reader later.
+        if self.readers > 0 && self.held.is_none() && run.rng.below(2) == 0 {
+            if let Ok(conn) = self.pipe.connection(End::First) {
+                self.held = Some((conn, 1 + run.rng.below(30) as u32));
+                return;
+            }
+        }
+        self.spawn_reader(run, None);
+    }
+
+    fn spawn_reader(&mut self, run: &mut Run, share: Option<&Connection>) {
+        self.readers += 1;
+        let last = self.readers >= self.readers_planned || run.ledger.stopping();
+        let points = ["spsc.read", "spsc.released", "chaos.reader-got"];
+        let fate = match run.rng.below(2) {
+            _ if last => HandFate::Never,
+            0 => HandFate::Kill(Duration::from_micros(500 + run.rng.below(30_000))),
+            _ => HandFate::Failpoint(
+                points[run.rng.below(points.len() as u64) as usize],
+                1 + run.rng.below(100),
+            ),
+        };
+        let envs = [(pipe_faults::SEED_VAR, run.rng.below(u64::MAX).to_string())];
+        let mut proc = self.spawn(
+            run,
+            "handover-reader",
+            &envs,
+            fate,
+            share,
+            "handover-reader",
+        );
+        if last {
+            proc.stop = Self::maybe_stop(run);
+        }
+        self.reader = Some(proc);
+    }
+
+    /// The end held here: a few tries (recorded like a reader's), then
+    /// handed to the next reader. True at end of file.
+    fn read_held(&mut self, run: &mut Run) -> bool {
+        let Some((conn, left)) = self.held.as_mut() else {
+            return false;
+        };
+        let mut check = ReadCheck::new(&run.ledger);
+        for _ in 0..8 {
+            if let Received::End = pipe_faults::receive(conn, &mut check, false) {
+                self.held = None;
+                return true;
+            }
+        }
+        *left -= 1;
+        if *left == 0 {
+            let (conn, _) = self.held.take().expect("held");
+            // Whatever part of a message it holds is lost with it.
+            self.handed_over += 1;
+            self.spawn_reader(run, Some(&conn));
+        }
+        false
+    }
+
+    fn step(&mut self, run: &mut Run) -> bool {
+        let now = Instant::now();
+        let mut writing_over = false;
+        if let Some(w) = self.writer.as_mut() {
+            match w.poll(run) {
+                None => {}
+                Some(Ended::Killed) => {
+                    self.writer = None;
+                    self.writer_deaths += 1;
+                    let delay = Duration::from_micros(run.rng.below(5_000));
+                    self.next_writer = Some(now + delay);
+                }
+                Some(Ended::Exited(ok)) => {
+                    if !ok {
+                        run.failures.push("a handover writer failed".into());
+                    }
+                    self.writer = None;
+                    self.next_writer = None;
+                    writing_over = true;
+                }
+            }
+        } else if self.next_writer.is_some_and(|t| now >= t) {
+            if self.writers as usize >= HANDOVER_WRITERS {
+                run.failures.push("too many handover writers".into());
+                self.next_writer = None;
+            } else {
+                self.next_writer = None;
+                self.start_writer(run);
+            }
+        } else if self.next_writer.is_none() {
+            writing_over = true;
+        }
+        let mut reading_over = false;
+        if let Some(r) = self.reader.as_mut() {
+            match r.poll(run) {
+                None => {}
+                Some(Ended::Killed) => {
+                    self.reader = None;
+                    self.reader_deaths += 1;
+                    let delay = Duration::from_micros(run.rng.below(5_000));
+                    self.next_reader = Some(now + delay);
+                }
+                Some(Ended::Exited(ok)) => {
+                    // ORDERING: Acquire — the reader is gone; pairs with
+                    // its Release of `Done`.
+                    let done = run
+                        .ledger
+                        .handover(HandoverWord::Done)
+                        .load(Ordering::Acquire);
+                    if !ok || done != 1 {
+                        run.failures.push("a handover reader failed".into());
+                    }
+                    self.reader = None;
+                    self.next_reader = None;
+                    reading_over = true;
+                }
+            }
+        } else if self.held.is_some() {
+            if self.read_held(run) {
+                self.next_reader = None;
+                reading_over = true;
+            }
+        } else if self.next_reader.is_some_and(|t| now >= t) {
+            self.next_reader = None;
+            self.start_reader(run);
+        } else if self.next_reader.is_none() {
+            reading_over = true;
+        }
+        if writing_over && reading_over {
+            self.check(run);
+            return true;
+        }
+        if self.started.elapsed() > EPISODE_LIMIT {
+            run.failures.push(format!(
+                "pipe handover episode {} stuck ({} writers, {} readers)",
+                self.name, self.writers, self.readers
+            ));
+            for p in [self.writer.as_mut(), self.reader.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                p.signal(libc::SIGCONT);
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+            return true;
+        }
+        false
+    }
+
+    /// The episode's tally: losses within what the faults allow, and no
+    /// end nobody caused.
+    fn check(&mut self, run: &mut Run) {
+        let l = &run.ledger;
+        let lost = pipe_faults::lost(l, self.writers);
+        let allowed = self.reader_deaths + self.handed_over;
+        l.add(Counter::HandoverLost, lost);
+        l.add(Counter::HandoverAllowedLoss, allowed);
+        l.add(Counter::HandoverWriterDeaths, self.writer_deaths);
+        l.add(Counter::HandoverReaderDeaths, self.reader_deaths);
+        if lost > allowed {
+            eprintln!(
+                "chaos: handover {}: {lost} messages lost, {allowed} allowed ({} readers killed, \
+                 {} handed over)",
+                self.name, self.reader_deaths, self.handed_over
+            );
+            run.pipe_violations += 1;
+        }
+        // ORDERING: Acquire — every process of the episode is gone.
+        let word = |w| l.handover(w).load(Ordering::Acquire);
+        // A `BrokenPipe` needs a death: a reader's, or a writer's that the
+        // reader noticed (closing the pipe) before the next writer came.
+        let deaths = self.writer_deaths + self.reader_deaths;
+        if word(HandoverWord::Broken) == 1 && deaths == 0 {
+            eprintln!("chaos: handover {}: BrokenPipe and nobody died", self.name);
+            l.add(Counter::HandoverFalseEnds, 1);
+        }
+        let caused = deaths > 0 || word(HandoverWord::Finished) == 1 || l.stopping();
+        if word(HandoverWord::Done) == 1 && !caused {
+            eprintln!("chaos: handover {}: end of file nobody caused", self.name);
+            l.add(Counter::HandoverFalseEnds, 1);
+        }
+    }
+}
+
+/// The handover episodes' line of the summary.
+pub fn print_handover(run: &Run) {
+    let l = &run.ledger;
+    println!(
+        "chaos: pipe handovers: {} episodes, {} long messages whole, {} torn, {} spliced, {} \
+         reordered, {} lost ({} allowed), {} truncated reported; {} writers and {} readers \
+         killed, {} ends handed to children, {} stops, {} false ends",
+        l.get(Counter::HandoverEpisodes),
+        l.get(Counter::HandoverMessages),
+        l.get(Counter::HandoverTorn),
+        l.get(Counter::HandoverSpliced),
+        l.get(Counter::HandoverReordered),
+        l.get(Counter::HandoverLost),
+        l.get(Counter::HandoverAllowedLoss),
+        l.get(Counter::HandoverTruncated),
+        l.get(Counter::HandoverWriterDeaths),
+        l.get(Counter::HandoverReaderDeaths),
+        l.get(Counter::HandoverHandedOver),
+        l.get(Counter::HandoverStops),
+        l.get(Counter::HandoverFalseEnds),
+    );
+}
+
+/// What the handover episodes must not have seen: `(what, count)`.
+pub fn handover_problems(run: &Run) -> [(&'static str, u64); 4] {
+    let l = &run.ledger;
+    [
+        ("torn pipe messages", l.get(Counter::HandoverTorn)),
+        ("spliced pipe messages", l.get(Counter::HandoverSpliced)),
+        ("reordered pipe messages", l.get(Counter::HandoverReordered)),
+        ("false pipe ends", l.get(Counter::HandoverFalseEnds)),
+    ]
 }

@@ -54,12 +54,7 @@ impl Kind {
                 "ring.header-written",
                 "ring.published",
             ],
-            Kind::Consumer(_) => &[
-                "mpmc.copied",
-                "mpmc.cas-done",
-                "mpmc.counted",
-                "chaos.consumer-got",
-            ],
+            Kind::Consumer(_) => &["mpmc.copied", "mpmc.cas-done", "chaos.consumer-got"],
             Kind::Lock => &[
                 "lock.acquire-cas",
                 "lock.releasing",

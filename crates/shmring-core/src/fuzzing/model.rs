@@ -10,16 +10,22 @@ use alloc::vec::Vec;
 
 use crate::error::PushError;
 use crate::record;
-use crate::ring::RingConfig;
+use crate::ring::{advance, distance, RingConfig, COUNT_BITS, POSITION_BITS};
 
-/// One record: position, size in the ring, payload (`None`: padding).
-type Record = (u64, u64, Option<Vec<u8>>);
+/// One record: position, size in words, payload with its CONT mark
+/// (`None`: padding).
+type Record = (u64, u64, Option<(Vec<u8>, bool)>);
+
+/// Counts are modulo 2^COUNT_BITS, as in a position word.
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 /// The model. Field names follow [`crate::ring::Writer`] and
-/// [`crate::ring::Reader`].
+/// [`crate::ring::Reader`]; positions are in words modulo 2^POSITION_BITS,
+/// counts modulo 2^COUNT_BITS, as in the ring's position words.
 #[derive(Debug)]
 pub(crate) struct RingModel {
-    pub(crate) capacity: u64,
+    /// The data area in words.
+    pub(crate) words: u64,
     pub(crate) max_record: u64,
     /// The producer's local write position.
     pub(crate) tail: u64,
@@ -38,24 +44,28 @@ pub(crate) struct RingModel {
 }
 
 impl RingModel {
-    pub(crate) fn new(config: &RingConfig) -> Self {
+    /// An empty ring whose head and tail words both say `count` records
+    /// and position `position`.
+    pub(crate) fn new(config: &RingConfig, position: u64, count: u64) -> Self {
+        let position = position & ((1 << POSITION_BITS) - 1);
+        let count = count & COUNT_MASK;
         RingModel {
-            capacity: config.capacity,
+            words: config.capacity / 8,
             max_record: config.max_record,
-            tail: 0,
-            published: 0,
-            head: 0,
-            released: 0,
-            written: 0,
-            published_count: 0,
-            taken: 0,
-            released_count: 0,
+            tail: position,
+            published: position,
+            head: position,
+            released: position,
+            written: count,
+            published_count: count,
+            taken: count,
+            released_count: count,
             records: VecDeque::new(),
         }
     }
 
     fn free(&self) -> u64 {
-        self.capacity - (self.tail - self.released)
+        self.words - distance(self.released, self.tail)
     }
 
     /// `Writer::claim`: the position of the record, after any padding.
@@ -64,9 +74,9 @@ impl RingModel {
             let max = self.max_record as usize;
             return Err(PushError::TooLarge { len, max });
         }
-        let size = record::record_size(len as u64);
+        let size = record::record_size(len as u64) / 8;
         loop {
-            let to_end = self.capacity - (self.tail & (self.capacity - 1));
+            let to_end = self.words - (self.tail & (self.words - 1));
             if size <= to_end {
                 return if self.free() >= size {
                     Ok(self.tail)
@@ -78,23 +88,24 @@ impl RingModel {
                 return Err(PushError::Full);
             }
             self.records.push_back((self.tail, to_end, None));
-            self.tail += to_end;
+            self.tail = advance(self.tail, to_end);
         }
     }
 
     /// `Writer::commit` of the record claimed at `position`.
-    pub(crate) fn commit(&mut self, position: u64, payload: Vec<u8>) {
+    pub(crate) fn commit(&mut self, position: u64, payload: Vec<u8>, continues: bool) {
         assert_eq!(position, self.tail, "model: commit where claimed");
-        let size = record::record_size(payload.len() as u64);
-        self.records.push_back((position, size, Some(payload)));
-        self.tail += size;
-        self.written += 1;
+        let size = record::record_size(payload.len() as u64) / 8;
+        self.records
+            .push_back((position, size, Some((payload, continues))));
+        self.tail = advance(self.tail, size);
+        self.written = (self.written + 1) & COUNT_MASK;
     }
 
     /// `Writer::write`: claim and commit.
-    pub(crate) fn write(&mut self, payload: &[u8]) -> Result<(), PushError> {
+    pub(crate) fn write(&mut self, payload: &[u8], continues: bool) -> Result<(), PushError> {
         let at = self.claim(payload.len())?;
-        self.commit(at, payload.to_vec());
+        self.commit(at, payload.to_vec(), continues);
         Ok(())
     }
 
@@ -109,13 +120,14 @@ impl RingModel {
     pub(crate) fn reattach_producer(&mut self) {
         self.tail = self.published;
         self.written = self.published_count;
-        let published = self.published;
-        self.records.retain(|r| r.0 < published);
+        // The records from the released head up to the published tail stay.
+        let (from, keep) = (self.head, distance(self.head, self.published));
+        self.records.retain(|r| distance(from, r.0) < keep);
     }
 
-    /// `Reader::peek`: skips published padding; the length of the next
-    /// published data record, if any.
-    pub(crate) fn peek(&mut self) -> Option<usize> {
+    /// `Reader::peek`: skips published padding; the length and the mark of
+    /// the next published data record, if any.
+    pub(crate) fn peek(&mut self) -> Option<(usize, bool)> {
         loop {
             if self.head == self.published {
                 return None;
@@ -123,20 +135,21 @@ impl RingModel {
             let (at, size, payload) = self.records.front().expect("model: record at head");
             assert_eq!(*at, self.head, "model: records are contiguous");
             match payload {
-                Some(p) => return Some(p.len()),
+                Some((p, continues)) => return Some((p.len(), *continues)),
                 None => {
-                    self.head += size;
+                    self.head = advance(self.head, *size);
                     self.records.pop_front();
                 }
             }
         }
     }
 
-    /// `Reader::advance` past the record `peek` found; returns its payload.
-    pub(crate) fn advance(&mut self) -> Vec<u8> {
+    /// `Reader::advance` past the record `peek` found; returns its payload
+    /// and mark.
+    pub(crate) fn advance(&mut self) -> (Vec<u8>, bool) {
         let (_, size, payload) = self.records.pop_front().expect("model: a record to take");
-        self.head += size;
-        self.taken += 1;
+        self.head = advance(self.head, size);
+        self.taken = (self.taken + 1) & COUNT_MASK;
         payload.expect("model: peek returned data")
     }
 
@@ -154,34 +167,34 @@ impl RingModel {
         found?;
         let payload = self.advance();
         self.release();
-        Some(payload)
+        Some(payload.0)
     }
 
-    /// What `ring_len` reports.
+    /// What `ring_count` reports: exact.
     pub(crate) fn len(&self) -> u64 {
-        self.published_count.saturating_sub(self.released_count)
+        self.published_count.wrapping_sub(self.released_count) & COUNT_MASK
     }
 
     /// What `ring_is_empty` reports: nothing published past the released
     /// head but (at most) one padding record that ends at the tail.
     pub(crate) fn is_empty(&self) -> bool {
-        if self.released >= self.published {
+        if self.released == self.published {
             return true;
         }
         assert_eq!(self.head, self.released, "model: snapshot between ops");
         match self.records.front() {
-            Some((at, size, None)) => at + size == self.published,
+            Some((at, size, None)) => advance(*at, *size) == self.published,
             _ => false,
         }
     }
 
     /// What `Ring::free_bytes` reports.
     pub(crate) fn free_published(&self) -> u64 {
-        self.capacity - (self.published - self.released)
+        (self.words - distance(self.released, self.published)) * 8
     }
 
     /// What the producer's `free_bytes` reports.
     pub(crate) fn free_for_producer(&self) -> u64 {
-        self.free()
+        self.free() * 8
     }
 }

@@ -1,14 +1,18 @@
 //! MPMC op sequences against one [`RingModel`] per producer ring, with
-//! producers that come, go and die (their rings taken over).
+//! producers that come, go and die (their rings taken over), on rings that
+//! may start just before their position words wrap; until a hostile peer
+//! scribbles on a position word, after which every operation must still
+//! answer (an error is fine) without a panic.
 
 use alloc::vec::Vec;
 
 use super::model::RingModel;
-use super::{length, message, Input};
+use super::{hostile_word, length, message, start, Input};
 use crate::error::{PopError, PushError};
 use crate::heap::{self, ThreadWaiter};
 use crate::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
-use crate::ring::RingConfig;
+use crate::ring::{pack, RingConfig};
+use crate::sync::Ordering;
 use crate::wait::{Deadline, WaitPolicy};
 
 /// A producer handle of the harness: the handle, its token, its ring.
@@ -32,14 +36,17 @@ struct Harness {
     next_token: u64,
     seq: u32,
     buf: Vec<u8>,
+    /// Whether the models still describe the rings (no hostile scribble).
+    trusted: bool,
 }
 
 /// Runs MPMC operations decoded from `data` on a heap queue and checks each
-/// result (which ring a consumer takes from, and what) against a model.
+/// result (which ring a consumer takes from, and what) against a model;
+/// after a hostile scribble on a position word, only that nothing panics.
 ///
 /// # Panics
 ///
-/// When the queue and the model disagree (a finding).
+/// When the queue and the model disagree, or anything panics (a finding).
 pub fn mpmc_ops(data: &[u8]) {
     let mut input = Input::new(data);
     let rings = 1 + u64::from(input.byte() % 4);
@@ -56,6 +63,15 @@ pub fn mpmc_ops(data: &[u8]) {
     };
     assert!(rings <= MAX_RINGS);
     let queue = heap::queue(&config).expect("valid config");
+    let (position, count) = start(&mut input);
+    for i in 0..rings as usize {
+        let (tail, head) = queue.position_words(i);
+        for word in [tail, head] {
+            // ORDERING: Relaxed — before any handle exists; the handles'
+            // own loads come later on this thread.
+            word.store(pack(count, position), Ordering::Relaxed);
+        }
+    }
     let waiter = ThreadWaiter::default();
     let consumer = || (queue.consumer(waiter.clone()), 0);
     let mut h = Harness {
@@ -64,7 +80,9 @@ pub fn mpmc_ops(data: &[u8]) {
         waiter: waiter.clone(),
         producers: [None, None, None],
         zombies: Vec::new(),
-        rings: (0..rings).map(|_| RingModel::new(&config.ring)).collect(),
+        rings: (0..rings)
+            .map(|_| RingModel::new(&config.ring, position, count))
+            .collect(),
         owners: alloc::vec![0; rings as usize],
         dead: Vec::new(),
         in_use: 0,
@@ -73,10 +91,17 @@ pub fn mpmc_ops(data: &[u8]) {
         next_token: 1,
         seq: 0,
         buf: Vec::new(),
+        trusted: true,
     };
     while let Some(op) = input.op() {
-        h.step(op, &mut input);
-        h.check_snapshots();
+        if h.trusted {
+            h.step(op, &mut input);
+            if h.trusted {
+                h.check_snapshots();
+            }
+        } else {
+            h.step_untrusted(op, &mut input);
+        }
     }
 }
 
@@ -143,7 +168,7 @@ impl Harness {
         let mut n = 0;
         let mut first_err = None;
         for m in msgs.iter().take(room) {
-            if let Err(e) = model.write(m) {
+            if let Err(e) = model.write(m, false) {
                 first_err = Some(e);
                 break;
             }
@@ -230,13 +255,71 @@ impl Harness {
                     assert_eq!(p.is_full(), m.free_for_producer() < 8, "is_full");
                 }
             }
-            _ => {
-                if input.byte().is_multiple_of(4) {
+            _ => match input.byte() % 8 {
+                0 => {
                     self.queue.close(&self.waiter);
                     self.closed = true;
                 }
+                1 | 2 => self.scribble(input),
+                _ => {}
+            },
+        }
+    }
+
+    /// A hostile peer stores into some ring's tail or head word.
+    fn scribble(&mut self, input: &mut Input<'_>) {
+        let which = input.byte();
+        let (tail, head) = self
+            .queue
+            .position_words(usize::from(which / 2) % self.rings.len());
+        let word = if which.is_multiple_of(2) { tail } else { head };
+        // ORDERING: Relaxed — a scribble; single-threaded.
+        let value = hostile_word(input, word.load(Ordering::Relaxed));
+        // ORDERING: Relaxed — as above.
+        word.store(value, Ordering::Relaxed);
+        self.trusted = false;
+    }
+
+    /// After a scribble: every operation answers, none panics; payloads
+    /// stay within the maximum record.
+    fn step_untrusted(&mut self, op: u8, input: &mut Input<'_>) {
+        let max = self.rings[0].max_record as usize;
+        let slot = input.byte() as usize % self.producers.len();
+        match op % 8 {
+            0 | 1 => {
+                if let Some((p, _, _)) = &mut self.producers[slot] {
+                    let _ = p.try_push(&[7; 9][..9.min(max)]);
+                    let _ = p.try_push_many([&[1u8][..1.min(max)], &[]]);
+                    let _ = p.is_full();
+                }
+            }
+            2..=4 => {
+                let c = &mut self.consumers[slot % 2].0;
+                let _ = c.try_pop(&mut self.buf);
+                assert!(self.buf.len() <= max);
+            }
+            5 => {
+                // A new producer, taking over a dead one's ring if need be.
+                self.producers[slot] = None;
+                let token = self.next_token;
+                self.next_token += 1;
+                let got = self
+                    .queue
+                    .claim_producer(token, self.waiter.clone(), &mut |_| true);
+                if let Ok(p) = got {
+                    let ring = p.ring_index();
+                    self.producers[slot] = Some((p, token, ring));
+                }
+            }
+            6 => self.scribble(input),
+            _ => {
+                let policy = WaitPolicy::default();
+                let c = &mut self.consumers[slot % 2].0;
+                let _ = c.pop(&mut self.buf, Some(Deadline(0)), &policy);
             }
         }
+        let q = &self.queue;
+        let _ = (q.len(), q.checked_len(), q.is_empty(), q.ring_owners());
     }
 
     fn check_snapshots(&self) {

@@ -241,19 +241,6 @@ fn queue_region(input: &mut Input<'_>) {
         }
     }
     region.scribble(input, 0);
-    if super::known::QUEUE_LEN_OVERFLOW {
-        // `pushed` and `popped` of each ring block (offsets 136 and 264).
-        for i in 0..config.rings as usize {
-            for at in [136, 264] {
-                let w = region.word(layout.rings_offset + i * 640 + at);
-                // ORDERING: Relaxed — single-threaded scribbling.
-                w.store(
-                    w.load(Ordering::Relaxed) & u64::from(u32::MAX),
-                    Ordering::Relaxed,
-                );
-            }
-        }
-    }
     let len = region.claimed_len(input);
     let rounds = (config.ring.capacity as usize / 8 + 4) * config.rings as usize;
     read_queue(&queue, &mut producers, rounds, 100);
@@ -287,6 +274,7 @@ fn read_queue(
     let waiter = ThreadWaiter::default();
     let _ = (
         queue.len(),
+        queue.checked_len(),
         queue.is_empty(),
         queue.is_closed(),
         queue.ring_owners(),

@@ -1,22 +1,26 @@
-//! SPSC op sequences against [`RingModel`]: every result, every snapshot.
+//! SPSC op sequences against [`RingModel`]: every result, every snapshot,
+//! on a ring that may start just before its position words wrap; until a
+//! hostile peer scribbles on those words, after which every operation must
+//! still answer (an error is fine) without a panic.
 
 use alloc::vec::Vec;
 
 use super::model::RingModel;
-use super::{length, message, Input};
+use super::{hostile_word, length, message, start, Input};
 use crate::error::{PopError, PushError};
 use crate::heap::{self, ThreadWaiter};
-use crate::ring::{RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use crate::ring::{pack, RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use crate::spsc::{Consumer, Producer, Ring};
+use crate::sync::Ordering;
 use crate::wait::{Deadline, WaitPolicy};
 
 /// A deadline that has always passed: a blocking call tries once.
 const PAST: Option<Deadline> = Some(Deadline(0));
 
-/// The model's answer to `Consumer::next`.
-fn next(model: &mut RingModel, flags: u32) -> Result<usize, PopError> {
-    if let Some(len) = model.peek() {
-        return Ok(len);
+/// The model's answer to `Consumer::next`: the record's length and mark.
+fn next(model: &mut RingModel, flags: u32) -> Result<(usize, bool), PopError> {
+    if let Some(found) = model.peek() {
+        return Ok(found);
     }
     model.release();
     if flags & PRODUCER_CLOSED != 0 {
@@ -28,20 +32,24 @@ fn next(model: &mut RingModel, flags: u32) -> Result<usize, PopError> {
 /// The model's answer to `Consumer::try_pop`.
 fn pop(model: &mut RingModel, flags: u32) -> Result<Vec<u8>, PopError> {
     next(model, flags)?;
-    let payload = model.advance();
+    let (payload, _) = model.advance();
     model.release();
     Ok(payload)
 }
 
-/// The model's answer to `Producer::try_push_many`.
-fn push_many(model: &mut RingModel, flags: u32, msgs: &[Vec<u8>]) -> Result<usize, PushError> {
+/// The model's answer to `Producer::try_push_many_marked`.
+fn push_many(
+    model: &mut RingModel,
+    flags: u32,
+    msgs: &[(Vec<u8>, bool)],
+) -> Result<usize, PushError> {
     if flags != 0 {
         return Err(PushError::Closed);
     }
     let mut n = 0;
     let mut first_err = None;
-    for m in msgs {
-        if let Err(e) = model.write(m) {
+    for (m, continues) in msgs {
+        if let Err(e) = model.write(m, *continues) {
             first_err = Some(e);
             break;
         }
@@ -63,14 +71,17 @@ struct Harness {
     flags: u32,
     seq: u32,
     buf: Vec<u8>,
+    /// Whether the model still describes the ring (no hostile scribble yet).
+    trusted: bool,
 }
 
 /// Runs SPSC operations decoded from `data` on a heap ring and checks each
-/// result, and the snapshots after each, against an exact model.
+/// result, and the snapshots after each, against an exact model; after a
+/// hostile scribble on the position words, only that nothing panics.
 ///
 /// # Panics
 ///
-/// When the ring and the model disagree (a finding).
+/// When the ring and the model disagree, or anything panics (a finding).
 pub fn spsc_ops(data: &[u8]) {
     let mut input = Input::new(data);
     let capacity = 64u64 << (input.byte() % 5);
@@ -80,20 +91,34 @@ pub fn spsc_ops(data: &[u8]) {
         max_record,
     };
     let ring = heap::ring(&config).expect("valid config");
+    let (position, count) = start(&mut input);
+    let (tail, head) = ring.position_words();
+    for word in [tail, head] {
+        // ORDERING: Relaxed — before any handle exists; the handles' own
+        // loads come later on this thread.
+        word.store(pack(count, position), Ordering::Relaxed);
+    }
     let waiter = ThreadWaiter::default();
     let mut h = Harness {
         producer: ring.producer(waiter.clone()).expect("fresh ring"),
         consumer: ring.consumer(waiter.clone()).expect("fresh ring"),
         ring,
         waiter,
-        model: RingModel::new(&config),
+        model: RingModel::new(&config, position, count),
         flags: 0,
         seq: 0,
         buf: Vec::new(),
+        trusted: true,
     };
     while let Some(op) = input.op() {
-        h.step(op, &mut input);
-        h.check_snapshots();
+        if h.trusted {
+            h.step(op, &mut input);
+            if h.trusted {
+                h.check_snapshots();
+            }
+        } else {
+            h.step_untrusted(op, &mut input);
+        }
     }
 }
 
@@ -103,18 +128,94 @@ impl Harness {
         message(&mut self.seq, len)
     }
 
+    /// A message and its CONT mark.
+    fn marked(&mut self, input: &mut Input<'_>) -> (Vec<u8>, bool) {
+        let msg = self.msg(input);
+        (msg, input.byte().is_multiple_of(2))
+    }
+
+    /// A hostile peer stores into the tail (`which` even) or head word.
+    fn scribble(&mut self, which: u8, input: &mut Input<'_>) {
+        let (tail, head) = self.ring.position_words();
+        let word = if which.is_multiple_of(2) { tail } else { head };
+        // ORDERING: Relaxed — a scribble; single-threaded.
+        let value = hostile_word(input, word.load(Ordering::Relaxed));
+        // ORDERING: Relaxed — as above.
+        word.store(value, Ordering::Relaxed);
+        self.trusted = false;
+    }
+
+    /// After a scribble: every operation answers, none panics; payloads
+    /// stay within the maximum record.
+    fn step_untrusted(&mut self, op: u8, input: &mut Input<'_>) {
+        let policy = WaitPolicy::default();
+        let max = self.model.max_record as usize;
+        let (p, c) = (&mut self.producer, &mut self.consumer);
+        match op % 8 {
+            0 => {
+                let _ = p.try_push_marked(&[7; 9], op.is_multiple_of(2));
+            }
+            1 => {
+                let _ = p.try_push_many([&[1u8][..], &[2; 40][..]]);
+            }
+            2 => {
+                let _ = p.push(&[3; 5], PAST, &policy, &mut || false);
+            }
+            3 => {
+                let len = usize::from(input.byte());
+                let _ = p.reserve(len).map(|g| g.commit_marked(len.min(1), len > 9));
+            }
+            4 => {
+                let _ = c.try_pop(&mut self.buf);
+            }
+            5 => {
+                let _ = c.try_pop_many(4, |m| assert!(m.len() <= max));
+            }
+            6 => {
+                if let Ok(grant) = c.read() {
+                    assert!(grant.len() <= max);
+                }
+            }
+            _ => match input.byte() % 4 {
+                0 => self.scribble(input.byte(), input),
+                1 => {
+                    if let Ok(p) = self.ring.producer(self.waiter.clone()) {
+                        self.producer = p;
+                    }
+                }
+                2 => {
+                    if let Ok(c) = self.ring.consumer(self.waiter.clone()) {
+                        self.consumer = c;
+                    }
+                }
+                _ => {
+                    let _ = (p.free_bytes(), c.wait_readable(PAST, &policy, &mut || true));
+                }
+            },
+        }
+        assert!(self.buf.len() <= max);
+        let r = &self.ring;
+        let _ = (r.len(), r.is_empty(), r.is_full(), r.free_bytes());
+    }
+
     fn step(&mut self, op: u8, input: &mut Input<'_>) {
         let (m, flags) = (&mut self.model, self.flags);
         match op % 16 {
-            0..=2 => {
+            0 | 1 => {
                 let msg = self.msg(input);
-                let expected = push_many(&mut self.model, flags, core::slice::from_ref(&msg));
+                let expected = push_many(&mut self.model, flags, &[(msg.clone(), false)]);
                 let got = self.producer.try_push(&msg);
                 assert_eq!(got, expected.map(drop), "try_push");
             }
+            2 => {
+                let (msg, continues) = self.marked(input);
+                let expected = push_many(&mut self.model, flags, &[(msg.clone(), continues)]);
+                let got = self.producer.try_push_marked(&msg, continues);
+                assert_eq!(got, expected.map(drop), "try_push_marked");
+            }
             3 => {
-                let msg = self.msg(input);
-                let expected = push_many(&mut self.model, flags, core::slice::from_ref(&msg))
+                let (msg, continues) = self.marked(input);
+                let expected = push_many(&mut self.model, flags, &[(msg.clone(), continues)])
                     .map(drop)
                     .map_err(|e| {
                         if e == PushError::Full {
@@ -124,14 +225,27 @@ impl Harness {
                         }
                     });
                 let policy = WaitPolicy::default();
-                let got = self.producer.push(&msg, PAST, &policy, &mut || false);
-                assert_eq!(got, expected, "push with a past deadline");
+                let got = self
+                    .producer
+                    .push_marked(&msg, continues, PAST, &policy, &mut || false);
+                assert_eq!(got, expected, "push_marked with a past deadline");
             }
             4 => {
-                let msgs: Vec<Vec<u8>> = (0..input.byte() % 6).map(|_| self.msg(input)).collect();
-                let expected = push_many(&mut self.model, flags, &msgs);
-                let got = self.producer.try_push_many(msgs.iter().map(Vec::as_slice));
-                assert_eq!(got, expected, "try_push_many");
+                let n = input.byte();
+                let msgs: Vec<(Vec<u8>, bool)> = (0..n % 6).map(|_| self.marked(input)).collect();
+                if n >= 128 {
+                    let expected = push_many(&mut self.model, flags, &msgs);
+                    let marked = msgs.iter().map(|(m, c)| (m.as_slice(), *c));
+                    let got = self.producer.try_push_many_marked(marked);
+                    assert_eq!(got, expected, "try_push_many_marked");
+                } else {
+                    let unmarked: Vec<_> = msgs.into_iter().map(|(m, _)| (m, false)).collect();
+                    let expected = push_many(&mut self.model, flags, &unmarked);
+                    let got = self
+                        .producer
+                        .try_push_many(unmarked.iter().map(|m| &m.0[..]));
+                    assert_eq!(got, expected, "try_push_many");
+                }
             }
             5 | 6 => {
                 let len = length(input, m.max_record);
@@ -141,6 +255,7 @@ impl Harness {
                 } else {
                     input.byte() as usize % (len + 1)
                 };
+                let continues = input.byte().is_multiple_of(2);
                 let expected = if flags != 0 {
                     Err(PushError::Closed)
                 } else {
@@ -152,8 +267,8 @@ impl Harness {
                         let msg = message(&mut self.seq, keep);
                         grant[..keep].copy_from_slice(&msg);
                         if commit {
-                            grant.commit(keep);
-                            self.model.commit(at, msg);
+                            grant.commit_marked(keep, continues);
+                            self.model.commit(at, msg, continues);
                             self.model.publish();
                         }
                     }
@@ -204,7 +319,7 @@ impl Harness {
                         } else if m.peek().is_none() {
                             break;
                         }
-                        expected.push(m.advance());
+                        expected.push(m.advance().0);
                     }
                     m.release();
                     Ok(expected.len())
@@ -218,9 +333,10 @@ impl Harness {
             }
             12 => match (self.consumer.read(), next(m, flags)) {
                 (Ok(grant), Ok(_)) => {
-                    let p = self.model.advance();
+                    let (p, continues) = self.model.advance();
                     self.model.release();
-                    assert_eq!(&*grant, &p[..], "read grant payload");
+                    assert_eq!(grant.to_vec(), p, "read grant payload");
+                    assert_eq!(grant.continues(), continues, "read grant mark");
                 }
                 (Err(e), Err(x)) => assert_eq!(e, x, "read"),
                 (got, x) => panic!("read: {:?} vs model {x:?}", got.map(|g| g.len())),
@@ -246,6 +362,7 @@ impl Harness {
                     self.ring.close(&self.waiter);
                     self.flags |= PRODUCER_CLOSED | CONSUMER_CLOSED;
                 }
+                3 | 4 => self.scribble(input.byte(), input),
                 _ => {}
             },
         }

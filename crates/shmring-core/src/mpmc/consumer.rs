@@ -3,20 +3,30 @@
 //!
 //! # What a take touches
 //!
-//! The ring's consumer line (a load of the head and the CAS), the record's
-//! data words, and the queue's `space` wait word (read-mostly). Not the
-//! producer's line: each consumer keeps, per ring, a tail it loaded earlier
-//! (with Acquire). Tails only grow, so while a ring's head is below that
-//! cached tail the records up to it are published and visible, and the
-//! producer's line is loaded again only when the head catches up with it.
-//! Without that, every take pulled the line the producer stores on every
-//! push. The closed flag is read only when a scan finds nothing.
+//! The ring's consumer line (a load of the head word and one CAS of it, which
+//! moves the position and the count of records taken together), the
+//! record's data words, and the queue's `space` wait word (read-mostly).
+//! Not the producer's line: each consumer keeps, per ring, a tail word it
+//! loaded earlier (with Acquire). Tails only move forward, so while a ring's
+//! head is below that cached tail the records up to it are published and
+//! visible, and the producer's line is loaded again only when the head
+//! catches up with it. Without that, every take pulled the line the
+//! producer stores on every push. The closed flag is read only when a scan
+//! finds nothing.
+//!
+//! # Crash behaviour
+//!
+//! A consumer killed before its CAS took nothing; killed after it, it took
+//! the record (lost with it) and the ring's count already says so: `len`
+//! stays exact. Every head move (a record or a padding record) wakes the
+//! producers sleeping on `space`, so a death right after a CAS leaves at
+//! worst a sleeper that its own liveness slice wakes.
 
 use alloc::vec::Vec;
 
 use crate::bytes;
 use crate::error::{Corrupted, PopError};
-use crate::ring::{small, RingRef};
+use crate::ring::{head_past, position, small, RingRef};
 use crate::sync::Ordering;
 use crate::wait::{block_on, Until, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
@@ -29,11 +39,16 @@ pub struct Consumer<W> {
     /// The ring to look at first next time (rotates, for fairness); below
     /// the rings in use, or 0 (that count only grows).
     next: usize,
-    /// Per ring, a tail loaded earlier with Acquire (0 before the first).
-    /// Never trusted beyond the checks every tail gets.
+    /// Per ring, a tail word loaded earlier with Acquire ([`NO_TAIL`]
+    /// before the first, and after a corruption). Never trusted beyond the
+    /// checks every tail word gets.
     tails: Vec<u64>,
     waiter: W,
 }
+
+/// A cached tail word that is not one: look at the ring's tail afresh. (A
+/// real tail word of this value is only reloaded on every take.)
+const NO_TAIL: u64 = u64::MAX;
 
 /// What one attempt on one ring found.
 enum Take {
@@ -47,7 +62,7 @@ impl<W: Waiter + Clone> Consumer<W> {
         Consumer {
             queue,
             next: 0,
-            tails: alloc::vec![0; rings],
+            tails: alloc::vec![NO_TAIL; rings],
             waiter,
         }
     }
@@ -129,8 +144,9 @@ impl<W: Waiter + Clone> Consumer<W> {
     }
 }
 
-/// One take from one ring: copy out optimistically, then CAS the head.
-/// `cached_tail` is this consumer's last Acquire load of the ring's tail.
+/// One take from one ring: copy out optimistically, then CAS the head word.
+/// `cached_tail` is this consumer's last Acquire load of the ring's tail
+/// word (or [`NO_TAIL`]).
 #[inline(always)]
 fn take_from<W: Waiter + ?Sized>(
     ring: &RingRef,
@@ -144,23 +160,32 @@ fn take_from<W: Waiter + ?Sized>(
         // ORDERING: Acquire — pairs with other consumers' Release CAS.
         let head = line.head.load(Ordering::Acquire);
         let mut tail = *cached_tail;
-        if head >= tail {
+        // The cached tail serves while the head is below it: some words
+        // ahead, no more than the capacity, counting no more records than
+        // there are words. Otherwise the head caught up with it (or passed
+        // it), or there is none: load the tail word.
+        let mut avail = ring.check_words(head, tail);
+        if tail == NO_TAIL || !matches!(avail, Ok(1..)) {
             // ORDERING: Acquire — pairs with the producer's Release of the
-            // tail: the records before it are complete.
+            // tail word: the records before it are complete.
             tail = ring.shared().producer.tail.load(Ordering::Acquire);
             *cached_tail = tail;
-            if head == tail {
+            if tail == head {
                 return Ok(Take::Empty);
             }
+            avail = ring.check_words(head, tail);
         }
-        // For correct peers `head < tail` and `tail - head <= capacity`:
-        // the producer stored this tail only after loading a head at least
-        // `tail - capacity`, and our Acquire of the tail makes that load
-        // happen before our (later) load of the head. A cached tail keeps
-        // this: the head we load now is no older than that one.
-        let found = ring
-            .check_span(head, tail)
-            .and_then(|()| ring.record_at(head, tail));
+        // For correct peers the tail is at most the capacity past the head
+        // and counts no more records than the words between: the producer
+        // stored this tail only after loading a head at most a capacity
+        // behind it, and our Acquire of the tail makes that load happen
+        // before our (later) load of the head word in the next round; a
+        // head loaded before the tail can be older than that (a race, told
+        // apart below by re-reading it). A cached tail keeps this.
+        let found = avail.and_then(|avail| match avail {
+            0 => Err(Corrupted::new("ring counts (pushed - popped)", tail)),
+            _ => ring.record_at(position(head), avail),
+        });
         let found = match found {
             Ok(found) => found,
             Err(c) => {
@@ -170,7 +195,7 @@ fn take_from<W: Waiter + ?Sized>(
                 if line.head.load(Ordering::Acquire) == head {
                     // Look at the tail afresh next time: a bad value is
                     // reported again only if it is still there.
-                    *cached_tail = 0;
+                    *cached_tail = NO_TAIL;
                     return Err(c);
                 }
                 continue; // raced with another consumer and the producer
@@ -186,25 +211,28 @@ fn take_from<W: Waiter + ?Sized>(
             }
             failpoint!("mpmc.copied", buf);
         }
+        // One CAS moves the position past the record and, for data, counts
+        // it taken: no death can separate the two.
+        let next = head_past(head, found.size, !found.pad);
         // ORDERING: AcqRel on success — Release orders our copy before the
         // head moves (pairs with the producer's Acquire load of the head, so
         // it cannot overwrite what we are still reading); Acquire is for the
         // next loop round. Relaxed on failure: we re-load everything.
         if line
             .head
-            .compare_exchange(head, head + found.size, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(head, next, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             continue; // another consumer took it; our copy is discarded
         }
         if found.pad {
+            // Passing the padding is the head move its producer waits for
+            // (a record that did not fit before the end): wake it as any
+            // take would, then look past the wrap.
+            space.wake_if_waiting(waiter, WAKE_ALL);
             continue;
         }
         failpoint!("mpmc.cas-done");
-        // ORDERING: Relaxed — a statistic for `len`. A consumer killed
-        // between the CAS and here leaves `len` one too high.
-        line.popped.fetch_add(1, Ordering::Relaxed);
-        failpoint!("mpmc.counted");
         // Every producer sleeping for room waits on the one `space` word
         // (its own ring full, or `max_len` reached): wake them all, the
         // one whose ring this was and any waiting on the count.

@@ -19,7 +19,7 @@
 //!
 //! Costs: FIFO holds per producer only (all Python promises); consumers scan
 //! the rings (starting at a rotating index, for fairness); there is one
-//! shared "not empty" wait word; `len` sums per-ring counters.
+//! shared "not empty" wait word; `len` sums per-ring counts.
 //!
 //! # Racy copies
 //!
@@ -41,7 +41,7 @@ use core::ptr::NonNull;
 
 use crate::error::{ConfigError, Corrupted};
 use crate::layout::{Padded, HOT_ALIGN};
-use crate::ring::{ring_is_empty, ring_len, RingConfig, RingRef, RingShared, Writer};
+use crate::ring::{ring_count, ring_is_empty, RingConfig, RingRef, RingShared, Writer};
 use crate::spsc::KeepAlive;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{WaitWord, Waiter, WAKE_ALL};
@@ -112,8 +112,9 @@ pub struct QueueShared {
     /// Consumers sleep here when every ring is empty.
     pub(crate) not_empty: Padded<WaitWord>,
     /// Producers sleep here when their ring is full or the queue holds
-    /// `max_len` records; every take wakes it (if anyone sleeps), since a
-    /// take from any ring can end a `max_len` wait.
+    /// `max_len` records; every head move wakes it (if anyone sleeps),
+    /// since a take from any ring can end a `max_len` wait, and taking a
+    /// padding record frees the room its ring's producer waits for.
     pub(crate) space: Padded<WaitWord>,
 }
 
@@ -474,19 +475,65 @@ impl Queue {
         Consumer::new(self.clone(), waiter)
     }
 
-    /// Approximate number of records queued (a snapshot; see
-    /// [`crate::spsc::Ring::len`]).
+    /// Number of records queued: the sum over the rings in use of each
+    /// ring's count, exact for a quiescent queue whatever deaths happened.
+    ///
+    /// Each ring's count comes from two loads, its head word first, then
+    /// its tail word: the records published by the second load and not yet
+    /// taken at the first. It is exactly the ring's count at the instant
+    /// its head word was read when no record was published on that ring in
+    /// between, and never less than the count at either load. A position
+    /// and its count move in one atomic operation (see [`crate::ring`]), so
+    /// a producer or consumer killed at any instruction leaves them
+    /// consistent: no death skews this, once or cumulatively. The rings are
+    /// read one after the other, so on a busy queue the sum is a snapshot
+    /// of no single instant. A ring whose words are inconsistent (a hostile
+    /// peer) counts 0; [`checked_len`](Queue::checked_len) reports it.
+    ///
+    /// Cost: two loads per ring in use, no write.
     pub fn len(&self) -> u64 {
-        // Saturating: hostile counters must not overflow (ring_ops fuzz
-        // finding); the answer is a snapshot anyway.
+        // Saturating: hostile counts must not overflow (ring_ops fuzz
+        // finding; each is below 2^26 now, and there are at most 1024).
         self.rings[..self.rings_in_use()]
             .iter()
-            .fold(0u64, |n, r| n.saturating_add(ring_len(r.shared())))
+            .fold(0u64, |n, r| n.saturating_add(ring_count(r).unwrap_or(0)))
+    }
+
+    /// [`len`](Queue::len), or the first ring whose words are inconsistent.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupted`] when a ring's counts say more records than its
+    /// positions have room for.
+    pub fn checked_len(&self) -> Result<u64, Corrupted> {
+        self.rings[..self.rings_in_use()]
+            .iter()
+            .try_fold(0u64, |n, r| Ok(n.saturating_add(ring_count(r)?)))
     }
 
     /// Whether every ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.rings[..self.rings_in_use()].iter().all(ring_is_empty)
+    }
+
+    /// The wait word consumers sleep on while every ring is empty; every
+    /// publish wakes it (if anyone sleeps), and so does [`close`](Queue::close).
+    ///
+    /// Read-only access for layers that run their own [`block_on`] loop
+    /// around this queue (sleeping without holding a lock of theirs), with
+    /// [`WaitWord::wake_if_waiting`] for their own wakes.
+    ///
+    /// [`block_on`]: crate::wait::block_on
+    pub fn not_empty_word(&self) -> &WaitWord {
+        &self.shared().not_empty
+    }
+
+    /// The wait word producers sleep on while their ring is full or the
+    /// queue holds `max_len` records; every head move (a record or a
+    /// padding record taken) wakes it (if anyone sleeps), and so does
+    /// [`close`](Queue::close). See [`not_empty_word`](Queue::not_empty_word).
+    pub fn space_word(&self) -> &WaitWord {
+        &self.shared().space
     }
 
     /// Whether the queue was closed.
@@ -504,6 +551,20 @@ impl Queue {
             .fetch_or(QUEUE_CLOSED, Ordering::Release);
         self.shared().not_empty.wake_now(waiter, WAKE_ALL);
         self.shared().space.wake_now(waiter, WAKE_ALL);
+    }
+
+    /// The tail and head words of ring `ring` (see [`crate::ring`]), for
+    /// tests and fuzzers that start a queue elsewhere than at 0 or play a
+    /// hostile peer. Only with the `fuzzing-hooks` feature (or under `cargo
+    /// fuzz`).
+    ///
+    /// # Panics
+    ///
+    /// If `ring` is not below [`ring_count`](Queue::ring_count).
+    #[cfg(any(fuzzing, feature = "fuzzing-hooks"))]
+    pub fn position_words(&self, ring: usize) -> (&AtomicU64, &AtomicU64) {
+        let shared = self.rings[ring].shared();
+        (&shared.producer.tail, &shared.consumer.head)
     }
 
     /// The owner token of each producer ring (0 = free), for inspection.

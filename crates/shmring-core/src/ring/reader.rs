@@ -1,20 +1,23 @@
 //! The single consumer's half of the byte-ring protocol.
 
-use super::{Found, RingRef};
+use super::{advance, count, distance, pack, position, Found, RingRef, COUNT_MASK};
 use crate::error::Corrupted;
 use crate::sync::Ordering;
 
 /// The single consumer's half of the protocol (SPSC only; MPMC consumers
-/// CAS the head instead, see `mpmc`).
+/// CAS the head word instead, see `mpmc`). Positions are in words, modulo
+/// 2^[`POSITION_BITS`](super::POSITION_BITS).
 #[derive(Debug)]
 pub(crate) struct Reader {
     pub(crate) ring: RingRef,
-    /// Local read position; `>= released`.
+    /// Local read position; at or past the released one.
     head: u64,
-    /// The head as last stored to shared memory.
+    /// The head word as last stored to shared memory.
     released: u64,
-    /// The tail as last loaded.
+    /// The tail position as last loaded; at or past `head`.
     cached_tail: u64,
+    /// Data records taken up to `head`, for the head word's count; only its
+    /// low [`COUNT_BITS`](super::COUNT_BITS) matter.
     popped: u64,
 }
 
@@ -23,17 +26,16 @@ impl Reader {
         let shared = ring.shared();
         // ORDERING: Acquire — pairs with the previous consumer's Release.
         let head = shared.consumer.head.load(Ordering::Acquire);
-        // ORDERING: Acquire — pairs with the producer's Release of the tail.
+        // ORDERING: Acquire — pairs with the producer's Release of the tail
+        // word; loaded after the head, so never behind it (see `ring_count`).
         let tail = shared.producer.tail.load(Ordering::Acquire);
-        ring.check_span(head, tail)?;
-        // ORDERING: Relaxed — a statistic; only the consumer writes it.
-        let popped = shared.consumer.popped.load(Ordering::Relaxed);
+        ring.check_words(head, tail)?;
         Ok(Reader {
             ring,
-            head,
+            head: position(head),
             released: head,
-            cached_tail: tail,
-            popped,
+            cached_tail: position(tail),
+            popped: count(head),
         })
     }
 
@@ -45,51 +47,64 @@ impl Reader {
             if self.head == self.cached_tail && !self.reload_tail()? {
                 return Ok(None);
             }
-            let found = self.ring.record_at(self.head, self.cached_tail)?;
+            let avail = distance(self.head, self.cached_tail);
+            let found = self.ring.record_at(self.head, avail)?;
             if found.pad {
-                self.head += found.size;
+                self.head = advance(self.head, found.size);
                 continue;
             }
             return Ok(Some(found));
         }
     }
 
-    /// Loads the tail after the cached one ran out; whether there is
+    /// Loads the tail word after the cached tail ran out; whether there is
     /// anything new.
     #[inline]
     fn reload_tail(&mut self) -> Result<bool, Corrupted> {
         // ORDERING: Acquire — pairs with the producer's Release store of the
-        // tail: the records before it are complete.
+        // tail word: the records before it are complete.
         let tail = self.ring.shared().producer.tail.load(Ordering::Acquire);
-        self.ring.check_span(self.released, tail)?;
-        if tail < self.head {
+        // Within the capacity of the released head, and not behind the
+        // local head (records up to it were seen published)...
+        self.ring.check_words(self.released, tail)?;
+        let released = position(self.released);
+        if distance(released, self.head) > distance(released, position(tail)) {
             return Err(Corrupted::new("ring tail", tail));
         }
-        self.cached_tail = tail;
-        Ok(self.head != tail)
+        // ... and counting no more records past the local head than fit.
+        let ahead = count(tail).wrapping_sub(self.popped) & COUNT_MASK;
+        if ahead > distance(self.head, position(tail)) {
+            return Err(Corrupted::new("ring counts (pushed - popped)", ahead));
+        }
+        self.cached_tail = position(tail);
+        Ok(self.head != self.cached_tail)
     }
 
     /// Consumes the record `peek` returned.
     #[inline(always)]
     pub(crate) fn advance(&mut self, found: &Found) {
-        self.head += found.size;
-        self.popped += 1;
+        self.head = advance(self.head, found.size);
+        self.popped = self.popped.wrapping_add(1);
     }
 
-    /// Gives the consumed space back to the producer. Returns whether there
-    /// was anything to give back.
+    /// Gives the consumed space back to the producer: one store of the head
+    /// word, position and count together. Returns whether there was
+    /// anything to give back.
     #[inline(always)]
     pub(crate) fn release(&mut self) -> bool {
-        if self.head == self.released {
+        if self.head == position(self.released) {
             return false;
         }
-        let line = &self.ring.shared().consumer;
+        let word = pack(self.popped, self.head);
         // ORDERING: Release — our reads of the released records happen before
-        // the producer may overwrite them; pairs with its Acquire of the head.
-        line.head.store(self.head, Ordering::Release);
-        // ORDERING: Relaxed — a statistic for `len`.
-        line.popped.store(self.popped, Ordering::Relaxed);
-        self.released = self.head;
+        // the producer may overwrite them; pairs with its Acquire of the head
+        // word.
+        self.ring
+            .shared()
+            .consumer
+            .head
+            .store(word, Ordering::Release);
+        self.released = word;
         true
     }
 }

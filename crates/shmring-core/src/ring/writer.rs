@@ -1,22 +1,26 @@
 //! The producer's half of the byte-ring protocol.
 
-use super::{small, RingRef};
+use super::{advance, count, distance, pack, position, small, RingRef};
 use crate::bytes;
 use crate::error::{Corrupted, PushError};
 use crate::record;
 use crate::sync::Ordering;
 
-/// The producer's half of the protocol.
+/// The producer's half of the protocol. Positions are in words, modulo
+/// 2^[`POSITION_BITS`](super::POSITION_BITS) (see the module docs of
+/// [`crate::ring`]).
 #[derive(Debug)]
 pub(crate) struct Writer {
     pub(crate) ring: RingRef,
-    /// Local write position; `>= published`.
+    /// Local write position; at or past the published one, and at most the
+    /// capacity past `cached_head`.
     tail: u64,
-    /// The tail as last stored to shared memory.
+    /// The tail word as last stored to shared memory.
     published: u64,
-    /// The head as last loaded; the true head is `>=` it.
+    /// The head position as last loaded; the true head is at or past it.
     cached_head: u64,
-    /// Records written (published or not), for `len`.
+    /// Records written (published or not), for the tail word's count; only
+    /// its low [`COUNT_BITS`](super::COUNT_BITS) matter.
     pushed: u64,
     /// Whether consumers copy optimistically (MPMC): then writes must be atomic.
     pub(crate) racy: bool,
@@ -29,29 +33,34 @@ impl Writer {
     pub(crate) fn attach(ring: RingRef, racy: bool) -> Result<Self, Corrupted> {
         let shared = ring.shared();
         // ORDERING: Acquire — pairs with the previous producer's Release store
-        // of the tail, so its last records are fully visible before we follow.
+        // of the tail word, so its last records are fully visible before we
+        // follow.
         let tail = shared.producer.tail.load(Ordering::Acquire);
-        // ORDERING: Acquire — pairs with the consumers' Release of the head.
+        // ORDERING: Acquire — pairs with the consumers' Release of the head
+        // word. Loaded after the tail, which no one moves while we hold the
+        // role, so the pair is consistent for correct peers.
         let head = shared.consumer.head.load(Ordering::Acquire);
-        ring.check_span(head, tail)?;
-        // ORDERING: Relaxed — a statistic; only the producer writes it.
-        let pushed = shared.producer.pushed.load(Ordering::Relaxed);
+        ring.check_words(head, tail)?;
         Ok(Writer {
             ring,
-            tail,
+            tail: position(tail),
             published: tail,
-            cached_head: head,
-            pushed,
+            cached_head: position(head),
+            pushed: count(tail),
             racy,
         })
     }
 
+    /// Words free as far as the cached head says. Never "negative": the
+    /// tail stays within the capacity of the cached head (attach checked
+    /// it, a claim never goes past it, and the cached head only moves up to
+    /// the published tail).
     #[inline(always)]
     fn free(&self) -> u64 {
-        self.ring.capacity - (self.tail - self.cached_head)
+        self.ring.words - distance(self.cached_head, self.tail)
     }
 
-    /// Whether the last known state leaves room for `size` bytes, re-reading
+    /// Whether the last known state leaves room for `size` words, re-reading
     /// the head if the cached one says no.
     #[inline]
     fn has_room(&mut self, size: u64) -> Result<bool, Corrupted> {
@@ -59,12 +68,17 @@ impl Writer {
             return Ok(true);
         }
         // ORDERING: Acquire — pairs with the consumer's Release store (or
-        // CAS) of the head: its reads of the space happen before we reuse it.
+        // CAS) of the head word: its reads of the space happen before we
+        // reuse it.
         let head = self.ring.shared().consumer.head.load(Ordering::Acquire);
-        if head < self.cached_head || head > self.published {
+        // The head moves forward only, and never past what we published.
+        let published = position(self.published);
+        let moved = distance(self.cached_head, position(head));
+        if moved > distance(self.cached_head, published) {
             return Err(Corrupted::new("ring head", head));
         }
-        self.cached_head = head;
+        self.ring.check_words(head, self.published)?;
+        self.cached_head = position(head);
         Ok(self.free() >= size)
     }
 
@@ -78,25 +92,26 @@ impl Writer {
                 max: self.ring.max_record as usize,
             });
         }
-        let size = record::record_size(len as u64);
+        let size = record::record_words(len as u64);
         loop {
-            let index = self.tail & self.ring.mask;
-            let to_end = self.ring.capacity - index;
+            let index = self.ring.index(self.tail);
+            let to_end = self.ring.words - index as u64;
             if size <= to_end {
                 if !self.has_room(size)? {
                     return Err(PushError::Full);
                 }
-                return Ok((index / 8) as usize);
+                return Ok(index);
             }
             // Does not fit before the end: pad to the end and wrap.
             if !self.has_room(to_end)? {
                 return Err(PushError::Full);
             }
-            let pad = record::encode_pad((to_end - record::HEADER) as u32, self.tail);
+            // `to_end <= words <= 2^25`: the byte length fits the field.
+            let pad = record::encode_pad(((to_end - 1) * 8) as u32, self.tail);
             // ORDERING: Release — pairs with the Acquire header load in
             // `record_at` (see there); the tail's Release publishes it too.
-            self.ring.data()[(index / 8) as usize].store(pad, Ordering::Release);
-            self.tail += to_end;
+            self.ring.data()[index].store(pad, Ordering::Release);
+            self.tail = advance(self.tail, to_end);
         }
     }
 
@@ -118,13 +133,13 @@ impl Writer {
     /// tagged CONT when `continues` (see [`crate::record`]).
     #[inline(always)]
     pub(crate) fn commit(&mut self, word: usize, len: usize, continues: bool) {
-        debug_assert_eq!((self.tail & self.ring.mask) / 8, word as u64);
+        debug_assert_eq!(self.ring.index(self.tail), word);
         let header = record::encode_data(len as u32, continues, self.tail);
         // ORDERING: Release — pairs with the Acquire header load in
         // `record_at` (see there); the tail's Release publishes it too.
         self.ring.data()[word].store(header, Ordering::Release);
-        self.tail += record::record_size(len as u64);
-        self.pushed += 1;
+        self.tail = advance(self.tail, record::record_words(len as u64));
+        self.pushed = self.pushed.wrapping_add(1);
     }
 
     /// Copies `msg` into a new record (not yet published), tagged CONT when
@@ -135,11 +150,10 @@ impl Writer {
     /// alone; anything else takes [`Writer::claim`]'s general path.
     #[inline(always)]
     pub(crate) fn write(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
-        let room_end = self.cached_head + self.ring.capacity;
-        match write_small(&self.ring, self.tail, room_end, msg, continues) {
+        match write_small(&self.ring, self.tail, self.free(), msg, continues) {
             Some(size) => {
-                self.tail += size;
-                self.pushed += 1;
+                self.tail = advance(self.tail, size);
+                self.pushed = self.pushed.wrapping_add(1);
                 Ok(())
             }
             None => self.write_general(msg, continues),
@@ -164,9 +178,10 @@ impl Writer {
     /// go in, if one did not.
     ///
     /// The same steps as [`Writer::write`] one after the other, with the
-    /// position in a local between general-path records (the stores into
-    /// the data area could alias `self` as far as the compiler knows, so
-    /// fields would be re-read and re-written around every record).
+    /// position and the free room in locals between general-path records
+    /// (the stores into the data area could alias `self` as far as the
+    /// compiler knows, so fields would be re-read and re-written around
+    /// every record).
     #[inline]
     pub(crate) fn write_many<'m>(
         &mut self,
@@ -174,88 +189,85 @@ impl Writer {
     ) -> (usize, Option<PushError>) {
         let mut n = 0;
         // Records written since `self.tail` and `self.pushed` were synced.
-        let mut unsynced = 0;
+        let mut unsynced = 0u64;
         let mut tail = self.tail;
-        let mut room_end = self.cached_head + self.ring.capacity;
+        let mut free = self.free();
         for (msg, continues) in msgs {
-            if let Some(size) = write_small(&self.ring, tail, room_end, msg, continues) {
-                tail += size;
+            if let Some(size) = write_small(&self.ring, tail, free, msg, continues) {
+                tail = advance(tail, size);
+                free -= size;
                 unsynced += 1;
                 n += 1;
                 continue;
             }
             self.tail = tail;
-            self.pushed += unsynced;
+            self.pushed = self.pushed.wrapping_add(unsynced);
             unsynced = 0;
             if let Err(e) = self.write_general(msg, continues) {
                 return (n, Some(e));
             }
             n += 1;
             tail = self.tail;
-            room_end = self.cached_head + self.ring.capacity;
+            free = self.free();
         }
         self.tail = tail;
-        self.pushed += unsynced;
+        self.pushed = self.pushed.wrapping_add(unsynced);
         (n, None)
     }
 
-    /// Makes everything written so far visible. Returns whether there was
-    /// anything new (and so whether a sleeper may need waking).
+    /// Makes everything written so far visible: one store of the tail word,
+    /// position and count together. Returns whether there was anything new
+    /// (and so whether a sleeper may need waking).
     #[inline(always)]
     pub(crate) fn publish(&mut self) -> bool {
-        if self.tail == self.published {
+        if self.tail == position(self.published) {
             return false;
         }
-        let line = &self.ring.shared().producer;
+        let word = pack(self.pushed, self.tail);
         // ORDERING: Release — publishes the records (payloads and headers
-        // stored above); pairs with the consumers' Acquire load of the tail.
-        line.tail.store(self.tail, Ordering::Release);
+        // stored above) and their count; pairs with the consumers' Acquire
+        // loads of the tail word.
+        self.ring
+            .shared()
+            .producer
+            .tail
+            .store(word, Ordering::Release);
         failpoint!("ring.published");
-        // ORDERING: Relaxed — a statistic for `len`, stored after the tail so
-        // it never counts a record that is not there yet.
-        line.pushed.store(self.pushed, Ordering::Relaxed);
-        self.published = self.tail;
+        self.published = word;
         true
     }
 
     /// Bytes free as far as this writer knows (re-reads the head).
     pub(crate) fn free_now(&mut self) -> Result<u64, Corrupted> {
         self.has_room(u64::MAX)?;
-        Ok(self.free())
+        Ok(self.free() * 8)
     }
 }
 
 /// Writes `msg` as a record at position `tail` when it is small, fits before
-/// the end of the data area, and fits below `room_end` (the cached head plus
-/// the capacity); returns the record's size. `None` leaves everything
-/// untouched for the general path to decide.
+/// the end of the data area, and fits in the `free` words known to be free;
+/// returns the record's size in words. `None` leaves everything untouched
+/// for the general path to decide.
 #[inline(always)]
-fn write_small(
-    ring: &RingRef,
-    tail: u64,
-    room_end: u64,
-    msg: &[u8],
-    continues: bool,
-) -> Option<u64> {
+fn write_small(ring: &RingRef, tail: u64, free: u64, msg: &[u8], continues: bool) -> Option<u64> {
     let len = msg.len();
     if len > small::SMALL || len as u64 > ring.max_record {
         return None;
     }
-    let index = tail & ring.mask;
+    let index = ring.index(tail);
     // `len <= SMALL`: no overflow.
-    let size = record::HEADER + len.next_multiple_of(8) as u64;
-    if size > ring.capacity - index || size > room_end - tail {
+    let size = 1 + len.div_ceil(8) as u64;
+    if size > ring.words - index as u64 || size > free {
         return None;
     }
-    let word = (index / 8) as usize;
     let data = ring.data();
     failpoint!("ring.claimed");
-    small::store(&data[word + 1..word + 1 + len.div_ceil(8)], msg);
+    small::store(&data[index + 1..index + 1 + len.div_ceil(8)], msg);
     failpoint!("ring.payload-written");
+    let header = record::encode_data(len as u32, continues, tail);
     // ORDERING: Release — pairs with the Acquire header load in `record_at`
     // (see there); the tail's Release publishes it too.
-    let header = record::encode_data(len as u32, continues, tail);
-    data[word].store(header, Ordering::Release);
+    data[index].store(header, Ordering::Release);
     failpoint!("ring.header-written");
     Some(size)
 }

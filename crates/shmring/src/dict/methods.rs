@@ -98,7 +98,7 @@ impl<K: Message, V: Message> Dict<K, V> {
         let segment = &self.segment;
         let got = self.table.lock(
             segment.peer_token(),
-            &FutexWaiter,
+            &self.waiter,
             None,
             &self.policy,
             &mut |t| segment.is_peer_alive(t),

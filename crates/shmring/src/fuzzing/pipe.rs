@@ -1,8 +1,9 @@
 //! `pipe_frames`: a hostile writer feeds a pipe end arbitrary records
-//! (fragments of any length, in any order) and scribbles on the ring; the
-//! reader must report errors, never panic, hang or read out of bounds, and
-//! while the ring is untouched it must deliver exactly what the framing
-//! says.
+//! (fragments of any length, marked as continuing a message or not, in any
+//! order) and scribbles on the ring; the reader must report errors, never
+//! panic, hang or read out of bounds, and while the ring is untouched it
+//! must deliver exactly what the framing says: whole messages only, each
+//! begun by an unmarked record.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use crate::sys::FutexWaiter;
 /// What the reader should see, from the records the writer got in.
 #[derive(Debug, Default)]
 struct Model {
-    records: VecDeque<Vec<u8>>,
+    /// Each record with its mark: `true` continues a message.
+    records: VecDeque<(Vec<u8>, bool)>,
     fragment: usize,
     /// The ring was scribbled on: from now on, only "no panic, no hang".
     untrusted: bool,
@@ -33,29 +35,54 @@ struct Model {
 }
 
 impl Model {
-    /// Whether a read would not wait: a whole message is there, or the
-    /// writer closed.
+    /// Whether a read would not wait: the records there end a message (a
+    /// short record), or cut one off (an unmarked record after a begun
+    /// one), or the writer closed.
     fn readable(&self) -> bool {
-        self.closed || self.records.iter().any(|r| r.len() < self.fragment)
+        let mut begun = false;
+        for (r, continues) in &self.records {
+            match (begun, continues) {
+                (false, true) => continue, // skipped
+                (true, false) => return true,
+                _ => {}
+            }
+            if r.len() < self.fragment {
+                return true;
+            }
+            begun = true;
+        }
+        self.closed
     }
 
-    /// The next whole message, records consumed; `Err` at end of file.
+    /// The next whole message, records consumed; `Err` at end of file, or
+    /// when an unmarked record cuts the message off (left for the next
+    /// read). Marked records with no message begun are skipped.
     fn message(&mut self, limit: usize) -> Result<Vec<u8>, PipeError> {
-        let mut msg = Vec::new();
+        let mut msg: Option<Vec<u8>> = None;
         loop {
-            let Some(r) = self.records.pop_front() else {
-                return Err(if msg.is_empty() {
-                    PipeError::Eof
-                } else {
-                    PipeError::TruncatedMessage
+            let Some((r, continues)) = self.records.front() else {
+                return Err(match msg {
+                    None => PipeError::Eof,
+                    Some(_) => PipeError::TruncatedMessage,
                 });
             };
-            if r.len() > limit - msg.len() {
+            let (short, continues) = (r.len() < self.fragment, *continues);
+            match (&msg, continues) {
+                (None, true) => {
+                    self.records.pop_front();
+                    continue;
+                }
+                (Some(_), false) => return Err(PipeError::TruncatedMessage),
+                _ => {}
+            }
+            let (r, _) = self.records.pop_front().expect("front exists");
+            let got = msg.get_or_insert_with(Vec::new);
+            if r.len() > limit - got.len() {
                 return Err(PipeError::BadMessageLength { maxlength: limit });
             }
-            msg.extend_from_slice(&r);
-            if r.len() < self.fragment {
-                return Ok(msg);
+            got.extend_from_slice(&r);
+            if short {
+                return Ok(std::mem::take(got));
             }
         }
     }
@@ -101,7 +128,7 @@ pub fn pipe_frames(data: &[u8]) {
     // the object region, `ring_len` bytes, page aligned; `keep` holds the
     // mapping; the reader uses it only through the ring protocol.
     let ring = unsafe { spsc::Ring::attach_in_place(base, ring_len, keep) }.expect("ring 0");
-    let mut writer = ring.producer(FutexWaiter).expect("ring 0 producer");
+    let mut writer = ring.producer(FutexWaiter::new()).expect("ring 0 producer");
     let mut model = Model {
         fragment: fragment as usize,
         duplex,
@@ -116,10 +143,20 @@ pub fn pipe_frames(data: &[u8]) {
                     1 => 0,
                     _ => usize::from(input.u16()) % (fragment as usize + 2),
                 };
+                // Mostly as a pipe writes them (the first of a message
+                // unmarked), sometimes not.
+                let continues = match input.byte() % 4 {
+                    0 => true,
+                    1 => false,
+                    _ => model
+                        .records
+                        .back()
+                        .is_some_and(|(r, _)| r.len() == model.fragment),
+                };
                 seq = seq.wrapping_add(1);
                 let record: Vec<u8> = (0..len).map(|i| seq ^ i as u8).collect();
-                match writer.try_push(&record) {
-                    Ok(()) => model.records.push_back(record),
+                match writer.try_push_marked(&record, continues) {
+                    Ok(()) => model.records.push_back((record, continues)),
                     Err(PushError::Full | PushError::TooLarge { .. } | PushError::Closed) => {}
                     Err(e) => assert!(model.untrusted, "push into an intact ring: {e:?}"),
                 }
@@ -173,7 +210,11 @@ fn read_one(reader: &mut Connection, model: &mut Model, input: &mut Input<'_>) -
         }
         _ => (reader.recv::<Vec<u8>>(), None),
     };
-    let keep_going = got.is_ok() || matches!(got, Err(PipeError::BufferTooShort(_)));
+    let keep_going = got.is_ok()
+        || matches!(
+            got,
+            Err(PipeError::BufferTooShort(_) | PipeError::TruncatedMessage)
+        );
     if model.untrusted {
         return keep_going;
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{TimedOut, WaitPolicy};
 
 use super::ends::{peer_gone, Incoming, Outgoing};
 use super::{end_var, End, Pipe, PipeError, Shared};
@@ -19,7 +19,6 @@ use crate::counts::Counts;
 use crate::error::SegmentError;
 use crate::object;
 use crate::segment::{OpenOptions, PeerCounter};
-use crate::sys::FutexWaiter;
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
 ///
@@ -113,7 +112,18 @@ impl Connection {
                 let ring = pipe.rings[i].clone();
                 let word = ring.owner_words().1;
                 claim_role(word, segment, role)?;
-                match ring.consumer(FutexWaiter) {
+                // A closed end stays closed. Its writer learnt so (the
+                // reader closed: `BrokenPipe`; the other end died or closed:
+                // the producer flag), but the ring's consumer only ends at
+                // the producer flag: set it too, so that this reader drains
+                // what is left and then sees end of file instead of
+                // waiting for a writer that will never write again (a
+                // producer writes nothing once any flag is set).
+                if ring.closed_flags() != 0 {
+                    ring.close(&segment.waiter());
+                }
+                // The connection keeps the segment (`pipe`) alive.
+                match ring.consumer(segment.waiter()) {
                     Ok(consumer) => Some(Incoming::new(ring, consumer)),
                     Err(c) => {
                         release_role(word, segment);
@@ -136,7 +146,7 @@ impl Connection {
                     release_incoming(incoming);
                     return Err(e);
                 }
-                match ring.producer(FutexWaiter) {
+                match ring.producer(segment.waiter()) {
                     Ok(producer) => Some(Outgoing::new(ring, producer)),
                     Err(c) => {
                         release_role(word, segment);
@@ -188,7 +198,8 @@ impl Connection {
     /// process gives up its roles at once, every later operation on `self`
     /// fails with [`PipeError::HandleClosed`], and dropping `self` does *not*
     /// signal end of file. If the child is never spawned, the end stays
-    /// unclaimed. [`ProcessBuilder::share`](crate::process::ProcessBuilder::share)
+    /// unclaimed. A message this end had half received (a `try_recv` that
+    /// gave up) is lost: the child starts at the next whole message. [`ProcessBuilder::share`](crate::process::ProcessBuilder::share)
     /// calls this.
     ///
     /// # Errors
@@ -212,7 +223,16 @@ impl Connection {
         if let Some(out) = &self.outgoing {
             release_role(out.ring.owner_words().0, segment);
         }
+        self.unclaim();
         Ok(())
+    }
+
+    /// This handle no longer holds the end: the pipe handle may give it out
+    /// again (the role words, released just before, decide who gets it).
+    fn unclaim(&self) {
+        // ORDERING: Relaxed — a process-local flag (see `claim`); the role
+        // words carry the ordering between holders.
+        self.pipe.claimed[self.end.index()].store(false, Ordering::Relaxed);
     }
 
     /// Which end of the pipe this is.
@@ -277,7 +297,10 @@ impl Connection {
     /// read now, waiting up to `timeout` for one. `Some(Duration::ZERO)` is
     /// Python's default (answer at once); `None` waits forever.
     ///
-    /// `true` at end of file too: the next `recv` then reports it.
+    /// `true` at end of file too: the next `recv` then reports it. Records
+    /// that only continue a message this end never saw begin (left by a
+    /// previous holder of the end, see the [framing](super#framing)) are
+    /// skipped here, as a receive would: they make no `true`.
     ///
     /// # Blocking
     ///
@@ -292,22 +315,34 @@ impl Connection {
         let (segment, policy) = (&self.pipe.segment, &self.policy);
         self.check_closed()?;
         let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        let ring = &inc.ring;
-        let writer = ring.owner_words().0;
-        let ready = inc
-            .consumer
-            .wait_readable(deadline(timeout), policy, &mut || {
-                peer_gone(ring, writer, segment)
-            });
-        // Timed out: one liveness check (a system call), so that a dead
-        // writer reads as end of file even for a zero timeout.
-        Ok(ready.is_ok() || inc.writer_gone(segment))
+        let deadline = deadline(timeout);
+        loop {
+            let ring = &inc.ring;
+            let writer = ring.owner_words().0;
+            let ready = inc
+                .consumer
+                .wait_readable(deadline, policy, &mut || peer_gone(ring, writer, segment));
+            match ready {
+                // Only the rest of a message cut off: skipped; wait on.
+                Ok(true) if !inc.skip_orphans() => {}
+                Ok(_) => return Ok(true),
+                // Timed out: one liveness check (a system call), so that a
+                // dead writer reads as end of file even for a zero timeout.
+                Err(TimedOut) => return Ok(inc.writer_gone(segment)),
+            }
+        }
     }
 
     /// Python's `close()`: closes this end. The other end reads what was
     /// already sent, then gets [`PipeError::Eof`]; its sends fail with
     /// [`PipeError::BrokenPipe`]. Closing twice is harmless; closing a
     /// transferred end signals nothing. `Drop` calls this.
+    ///
+    /// A closed end stays closed: claiming it again (with
+    /// [`Pipe::connection`] or [`Connection::open`]) gives a connection
+    /// whose receives return the whole messages still in the ring, then
+    /// [`PipeError::Eof`], and whose sends fail with
+    /// [`PipeError::BrokenPipe`].
     pub fn close(&mut self) {
         if self.closed {
             return;
@@ -328,6 +363,9 @@ impl Connection {
                 inc.consumer.close();
                 release_role(inc.ring.owner_words().1, segment);
             }
+        }
+        if !transferred {
+            self.unclaim();
         }
     }
 }

@@ -114,23 +114,43 @@ pub(super) struct Outgoing {
     pub(super) fragment: usize,
     /// [`longest_whole`] of this ring, computed once (two divisions).
     max_whole: usize,
+    /// The longest message that is one record and fits an empty ring at
+    /// any position: `min(fragment - 1, max_whole)`. Up to this length an
+    /// all-or-nothing send is one push.
+    single_max: usize,
     probe: Probe,
 }
 
-/// The longest message [`Outgoing::whole_extent`] lets through an empty
-/// ring of `capacity` bytes with `fragment`-byte fragments: `k` full
-/// fragments and a last record of `r` bytes need `k * full + HEADER +
-/// round8(r) + (full - HEADER)` bytes. Messages shorter than one fragment
-/// are one record, which always fits.
+/// The longest message a call that sends all or nothing
+/// ([`Outgoing::try_whole`]) accepts: one that goes into an *empty* ring of
+/// `capacity` bytes with `fragment`-byte fragments whatever the ring's
+/// position. Records never straddle the end of the ring: one that does not
+/// fit before the end leaves the rest of it as padding, so position matters.
+///
+/// * A message shorter than a fragment is one record of `s` bytes; the worst
+///   position leaves `s - HEADER` bytes before the end (padding), then the
+///   record: `2 * s - HEADER <= capacity`. With fragments of more than about
+///   half the ring, this is shorter than a fragment.
+/// * A longer one is `k` full fragments and a last record of `r` bytes; it
+///   goes in when the free room covers [`Outgoing::whole_extent`]:
+///   `k * full + HEADER + round8(r) + (full - HEADER)` (its records, and
+///   the worst padding of one wrap).
+///
+/// Every shorter message fits too (both extents grow with the length, and
+/// when one fragmented message fits, so does the largest single record).
 fn longest_whole(capacity: u64, fragment: usize) -> usize {
     let f = fragment as u64;
+    // The largest record size `s` (a multiple of 8) with `2s - HEADER <=
+    // capacity`, and the payload it holds.
+    let single_record = ((capacity + HEADER) / 2) & !7;
+    let single = (single_record - HEADER).min(f - 1);
     let full = record_size(f);
     let Some(budget) = capacity.checked_sub(full) else {
-        return fragment - 1;
+        return single as usize;
     };
     let k = budget / full;
     if k == 0 {
-        return fragment - 1;
+        return single as usize;
     }
     // `budget - k * full` is a multiple of 8, so a last record of up to
     // that many bytes (rounded up: the same) still fits.
@@ -145,7 +165,7 @@ fn longest_whole(capacity: u64, fragment: usize) -> usize {
 pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) -> bool {
     let gone = holder_gone(word, segment);
     if gone {
-        ring.close(&FutexWaiter);
+        ring.close(&segment.waiter());
     }
     gone
 }
@@ -166,9 +186,19 @@ impl Incoming {
         peer_gone(&self.ring, self.ring.owner_words().0, segment)
     }
 
-    /// Waits (per `patience`) until a record is there, hands its payload to
-    /// `f` in place, with [`partial`](Incoming::partial) to append to, and
-    /// consumes it.
+    /// Waits (per `patience`) until a record of the current message is
+    /// there, hands its payload to `f` in place, with
+    /// [`partial`](Incoming::partial) to append to, and consumes it.
+    ///
+    /// The [framing](super#framing): with no message in progress (`partial`
+    /// empty), a record marked as continuing one is the rest of a message
+    /// whose beginning this reader never saw (another reader took it, or
+    /// this end was handed over, closed and claimed again): it is consumed
+    /// and skipped. With a message in progress, an unmarked record begins
+    /// another message: the writer that was sending this one died (or was
+    /// replaced) in its middle. The part received is dropped, the record is
+    /// left in the ring for the next receive, and the call reports
+    /// [`PipeError::TruncatedMessage`].
     ///
     /// Gives up with [`PipeError::Empty`] (a try) or [`PipeError::Timeout`],
     /// keeping `partial`; at end of file, or on any other error, `partial`
@@ -186,8 +216,19 @@ impl Incoming {
         loop {
             match self.consumer.read() {
                 // The grant drops at the end of the arm: consumed.
-                Ok(grant) => {
+                Ok(grant) if grant.continues() == mid_message => {
                     return Ok((f.take().expect("called once"))(&grant, &mut self.partial))
+                }
+                // A continuation with no beginning: consumed (dropped), skipped.
+                Ok(grant) if !mid_message => drop(grant),
+                Ok(grant) => {
+                    // A new message begins mid-message. Not dropping the
+                    // grant leaves the record unconsumed: the next read
+                    // finds it again (the reader's position only moves
+                    // when a grant drops).
+                    std::mem::forget(grant);
+                    self.partial.clear();
+                    return Err(PipeError::TruncatedMessage);
                 }
                 Err(PopError::Empty) => {}
                 Err(e) => {
@@ -218,6 +259,32 @@ impl Incoming {
                     return Err(eof(mid_message));
                 }
                 Err(TimedOut) => return Err(PipeError::Timeout),
+            }
+        }
+    }
+
+    /// With no message in progress, consumes the records at the front of
+    /// the ring that continue a message this reader never saw begin (as
+    /// [`next_record`](Incoming::next_record) would skip them). Returns
+    /// whether something is left to read: a record (left in the ring), or
+    /// an end or error the next read reports; `false` once the ring is
+    /// empty.
+    pub(super) fn skip_orphans(&mut self) -> bool {
+        if !self.partial.is_empty() {
+            return true;
+        }
+        loop {
+            match self.consumer.read() {
+                // Consumed (dropped), skipped.
+                Ok(grant) if grant.continues() => drop(grant),
+                Ok(grant) => {
+                    // Left in the ring: a grant that is not dropped
+                    // consumes nothing.
+                    std::mem::forget(grant);
+                    return true;
+                }
+                Err(PopError::Empty) => return false,
+                Err(_) => return true,
             }
         }
     }
@@ -256,10 +323,12 @@ impl Incoming {
 impl Outgoing {
     pub(super) fn new(ring: spsc::Ring, producer: spsc::Producer<FutexWaiter>) -> Outgoing {
         let fragment = ring.config().max_record as usize;
+        let max_whole = longest_whole(ring.config().capacity, fragment);
         Outgoing {
             producer,
             fragment,
-            max_whole: longest_whole(ring.config().capacity, fragment),
+            max_whole,
+            single_max: max_whole.min(fragment - 1),
             ring,
             probe: Probe::new(),
         }
@@ -270,14 +339,18 @@ impl Outgoing {
         peer_gone(&self.ring, self.ring.owner_words().1, segment)
     }
 
-    /// Pushes one record, blocking while the ring is full.
+    /// Pushes one record, blocking while the ring is full; `continues`
+    /// marks every record of a message but its first (see the
+    /// [framing](super#framing)).
+    #[inline]
     pub(super) fn push(
         &mut self,
         record: &[u8],
+        continues: bool,
         segment: &Segment,
         policy: &WaitPolicy,
     ) -> Result<(), PipeError> {
-        match self.producer.try_push(record) {
+        match self.producer.try_push_marked(record, continues) {
             Ok(()) => return Ok(()),
             Err(PushError::Full) => {}
             Err(e) => return Err(from_push(e)),
@@ -285,7 +358,7 @@ impl Outgoing {
         let ring = &self.ring;
         let reader = ring.owner_words().1;
         self.producer
-            .push(record, None, policy, &mut || {
+            .push_marked(record, continues, None, policy, &mut || {
                 peer_gone(ring, reader, segment)
             })
             .map_err(from_push)
@@ -323,10 +396,13 @@ impl Outgoing {
     /// one goes in only when the free space covers every fragment (see
     /// [`whole_extent`](Outgoing::whole_extent)); since only we fill the
     /// ring, that room cannot shrink before the fragments are in, and they
-    /// go in with one publish and one wake.
+    /// go in with one publish and one wake. Longer than
+    /// [`max_whole`](Outgoing::max_whole) (which, with fragments of more
+    /// than about half the ring, a single record can be):
+    /// [`PipeError::TooLarge`], since even an empty ring may refuse it.
     #[inline]
     pub(super) fn try_whole(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
-        if msg.len() < self.fragment {
+        if msg.len() <= self.single_max {
             return match self.producer.try_push(msg) {
                 Ok(()) => Ok(true),
                 Err(PushError::Full) => Ok(false),
@@ -336,8 +412,8 @@ impl Outgoing {
         self.try_fragments(msg)
     }
 
-    /// [`try_whole`](Outgoing::try_whole) for a message of a fragment or
-    /// more.
+    /// [`try_whole`](Outgoing::try_whole) for a message longer than
+    /// [`single_max`](Outgoing::single_max): fragmented, or too large.
     #[inline(never)]
     fn try_fragments(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
         let max = self.max_whole();
@@ -347,6 +423,7 @@ impl Outgoing {
                 max,
             });
         }
+        debug_assert!(msg.len() >= self.fragment, "single_max covers the rest");
         if self.ring.closed_flags() != 0 {
             return Err(PipeError::BrokenPipe);
         }
@@ -355,12 +432,17 @@ impl Outgoing {
             return Ok(false);
         }
         // Full fragments continue a message; a shorter record, empty when
-        // the length is a multiple, ends it.
+        // the length is a multiple, ends it. Every record but the first is
+        // marked as continuing it.
         let last: &[u8] = &[];
         let end = msg.len().is_multiple_of(self.fragment).then_some(last);
         let records = msg.chunks(self.fragment).chain(end);
+        let marked = records.enumerate().map(|(i, record)| (record, i > 0));
         let count = msg.len() / self.fragment + 1;
-        let written = self.producer.try_push_many(records).map_err(from_push)?;
+        let written = self
+            .producer
+            .try_push_many_marked(marked)
+            .map_err(from_push)?;
         if written != count {
             // Only a head moved backwards (a hostile peer) takes room away.
             return Err(PipeError::Corrupted(Corrupted {
@@ -395,7 +477,7 @@ impl Outgoing {
         segment: &Segment,
         policy: &WaitPolicy,
     ) -> Result<(), PipeError> {
-        if msg.len() < self.fragment {
+        if msg.len() <= self.single_max {
             let ring = &self.ring;
             let reader = ring.owner_words().1;
             return self
@@ -459,9 +541,17 @@ mod tests {
         // fragments and a last record of 136 bytes, plus 256 bytes of the
         // worst padding.
         assert_eq!(longest_whole(4096, 256), 14 * 256 + 136);
-        // A ring that holds one fragment record and no more: shorter than a
-        // fragment only.
-        assert_eq!(longest_whole(264, 256), 255);
-        assert_eq!(longest_whole(256, 256), 255);
+        // One full fragment record and the worst padding fill the ring:
+        // one fragment and an empty last record.
+        assert_eq!(longest_whole(4096, 2040), 2040);
+        // Fragments of half the ring or more: only one record, and that
+        // record may find the ring's last `size - 8` bytes to pad first:
+        // `2 * size - 8 <= 4096`, a 2048-byte record, 2040 bytes of payload.
+        assert_eq!(longest_whole(4096, 2048), 2040);
+        assert_eq!(longest_whole(4096, 2049), 2040);
+        assert_eq!(longest_whole(4096, 4088), 2040);
+        // Small fragments and the smallest ring.
+        assert_eq!(longest_whole(64, 8), 3 * 8);
+        assert_eq!(longest_whole(64, 56), 24);
     }
 }

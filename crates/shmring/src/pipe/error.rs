@@ -20,7 +20,10 @@ pub enum PipeError {
     Eof,
     /// Python's `OSError("got end of file during message")`: the other end
     /// closed or died in the middle of sending a message larger than one
-    /// fragment; the part received is discarded.
+    /// fragment; the part received is discarded. Also when the writer died
+    /// in the middle of one and another process took its end over before
+    /// anyone noticed: then the next receive returns the new writer's first
+    /// message (see the [framing](super#framing)).
     TruncatedMessage,
     /// Python's `BrokenPipeError`: the other end closed, or its process died,
     /// so nothing sent would ever be read.

@@ -7,37 +7,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmring_core::mpmc::QueueLayout;
-use shmring_core::tasks::{TaskCounter, TaskSlot};
+use shmring_core::tasks::{self, TaskCounter, TaskSlot, TooManyDone};
 use shmring_core::wait::WaitPolicy;
 
-use super::recovery::{self, JoinError};
+use super::handle::Tasks;
+use super::recovery::{self, JoinError, TASKS_BYTES};
 use super::{GetError, Handle, PutError, QueueOptions};
 use crate::attach::{deadline, AttachError};
 use crate::codec::Message;
 use crate::mpmc;
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
-use crate::sys::FutexWaiter;
 use shmring_core::error::Corrupted;
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`](super::Queue) that counts
 /// unfinished tasks; `put` adds one, [`task_done`](Self::task_done) marks one
 /// done, [`join`](Self::join) waits until none is left.
 ///
+/// A task is unfinished while its item is queued, or while the handle that
+/// got it has not marked it done. Each handle counts the tasks it got and
+/// has not marked done in a slot of its own in the segment (see
+/// [`shmring_core::tasks`]); `join` waits until the queue is empty and no
+/// slot counts anything.
+///
+/// # Differences from Python
+///
+/// `task_done` marks done a task that was *got*: first one of this handle's
+/// own, else one held by another handle (of any process). Python counts
+/// every `put` instead, so there `task_done` may run ahead of the `get`s;
+/// here that is "called too many times".
+///
 /// # Crash behaviour
 ///
-/// `join` never waits forever because a process died. Each handle counts,
-/// in a slot of its own in the segment, the tasks it got and has not marked
-/// done; a joiner checks once per liveness slice (100 ms) for slots whose
-/// process died and takes their tasks off the count. A process killed in
-/// the few instructions between taking an item and counting it (or between
-/// counting a put and publishing it) leaves a task nobody holds: a joiner
-/// takes it off once two slices in a row find the queue empty and no live
-/// process holding a task. Either way `join` then returns
-/// [`JoinError::PeerDied`] with the number of tasks lost. Call `task_done`
-/// from the process that got the item: a task marked done elsewhere stays
-/// counted as held by its getter, and that getter's death would take one
-/// task too many off the count.
+/// `join` never waits forever because a process died or a handle was
+/// dropped with tasks unfinished, and it never writes off the tasks of a
+/// live process, however long it is stopped. A process killed at any
+/// instruction leaves each task counted exactly where it was: in the queue,
+/// or in its own slot (while it was taking the item or holding it). A
+/// joiner checks once per liveness slice (100 ms) for slots whose owner is
+/// gone, drops them, and returns [`JoinError::PeerDied`] with the number of
+/// tasks lost once the rest are done.
 ///
 /// # Examples
 ///
@@ -58,10 +67,6 @@ pub struct JoinableQueue<T> {
     segment: Arc<Segment>,
     _items: PhantomData<fn(T) -> T>,
 }
-
-/// Bytes in front of a JoinableQueue's queue: the task counter, padded to a
-/// page so the queue keeps its alignment.
-const TASKS_BYTES: usize = 4096;
 
 impl<T> fmt::Debug for JoinableQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,10 +115,12 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
             segment,
             _items: PhantomData,
         };
-        if let Some(slot) = q.slot() {
-            // A dead previous owner of our row may have left tasks held.
-            let (_, generation) = recovery::own_row(&q.segment);
-            slot.claim(generation, q.tasks(), &FutexWaiter);
+        // A previous owner of our row (dead, or dropped with tasks not
+        // done) may have left tasks in the slot: they are lost.
+        let (_, generation) = recovery::own_row(&q.segment);
+        let lost = q.slot().claim(generation, q.tasks(), &q.handle.waiter);
+        if lost != 0 {
+            q.segment.add_to_counter(PeerCounter::Recovered, lost);
         }
         Ok(q)
     }
@@ -129,57 +136,75 @@ impl<T> JoinableQueue<T> {
         unsafe { self.segment.object_ptr().cast::<TaskCounter>().as_ref() }
     }
 
-    /// The task slots, one per peer row (as many as fit in the region).
+    /// The task slots of the segment's peer rows.
     fn slots(&self) -> &[TaskSlot] {
         const COUNT: usize = (TASKS_BYTES - recovery::SLOTS_OFFSET) / 8;
-        const _: () = assert!(std::mem::size_of::<TaskCounter>() <= recovery::SLOTS_OFFSET);
+        const _: () = assert!(COUNT >= crate::segment::MAX_PEER_ROWS as usize);
+        let rows = (self.segment.peer_rows() as usize).min(COUNT);
         // TaskSlot is one AtomicU64, valid for any bytes and concurrent
         // writers; the slots live as long as `self.segment`.
         // SAFETY: bytes SLOTS_OFFSET..TASKS_BYTES lie inside the object region
-        // (attach checked len >= TASKS_BYTES), 8-aligned (page base + 256).
+        // (attach checked len >= TASKS_BYTES), 8-aligned (page base + 256),
+        // and `rows <= COUNT` slots fit there.
         unsafe {
             let base = self.segment.object_ptr().add(recovery::SLOTS_OFFSET);
-            std::slice::from_raw_parts(base.cast::<TaskSlot>().as_ptr(), COUNT)
+            std::slice::from_raw_parts(base.cast::<TaskSlot>().as_ptr(), rows)
         }
     }
 
-    /// This handle's own task slot (`None` past the table: a peer row
-    /// beyond 480, untracked).
-    fn slot(&self) -> Option<&TaskSlot> {
-        self.slots().get(recovery::own_row(&self.segment).0)
+    /// This handle's own task slot.
+    fn slot(&self) -> &TaskSlot {
+        &self.slots()[recovery::own_row(&self.segment).0]
+    }
+
+    /// Tasks put and not yet marked done: the queue (read first), then
+    /// every slot (see [`shmring_core::tasks`]).
+    fn unfinished(&self) -> u64 {
+        tasks::unfinished(self.handle.queue.len(), self.slots())
     }
 
     fn join_until(&self, deadline: Option<shmring_core::wait::Deadline>) -> Result<(), JoinError> {
-        let mut state = recovery::Recovery::default();
+        let counter = self.tasks();
+        let lost_before = counter.lost();
         let slots = self.slots();
-        let forgiven = self.tasks().join_with(
-            &FutexWaiter,
-            deadline,
-            &WaitPolicy::default(),
-            &mut |tasks| state.check(tasks, slots, &self.segment, || self.handle.queue.is_empty()),
-        )?;
-        match forgiven {
-            0 => Ok(()),
-            lost => {
-                self.segment.add_to_counter(PeerCounter::Recovered, lost);
-                Err(JoinError::PeerDied { lost })
+        let policy = WaitPolicy::default();
+        let mut dropped = 0;
+        counter.join(&self.handle.waiter, deadline, &policy, &mut |slow| {
+            if slow {
+                dropped += recovery::reclaim_dead(counter, slots, &self.segment);
             }
+            self.unfinished()
+        })?;
+        if dropped != 0 {
+            self.segment.add_to_counter(PeerCounter::Recovered, dropped);
+        }
+        match counter.lost().wrapping_sub(lost_before) {
+            0 => Ok(()),
+            lost => Err(JoinError::PeerDied { lost }),
         }
     }
 
-    /// Marks one task done (one per item got).
+    /// Marks one task done: one this handle got, or else one got by another
+    /// handle (see the type's notes on Python).
     ///
     /// # Errors
     ///
-    /// Called more often than items were put: Python's
+    /// No handle holds a task: Python's
     /// `ValueError("task_done() called too many times")`.
-    pub fn task_done(&self) -> Result<(), shmring_core::tasks::TooManyDone> {
-        // Un-hold first: a death in between leaves the task held by nobody,
-        // which a joiner detects (see the type's crash notes).
-        if let Some(slot) = self.slot() {
-            slot.unhold();
+    pub fn task_done(&self) -> Result<(), TooManyDone> {
+        let counter = self.tasks();
+        if self.slot().done(counter, &self.handle.waiter) {
+            return Ok(());
         }
-        self.tasks().done(&FutexWaiter)
+        let own = recovery::own_row(&self.segment).0;
+        let slots = self.slots();
+        let others = slots.iter().enumerate().filter(|&(row, _)| row != own);
+        for (_, slot) in others {
+            if slot.done(counter, &self.handle.waiter) {
+                return Ok(());
+            }
+        }
+        Err(TooManyDone)
     }
 
     /// Waits until every item put has been marked done.
@@ -208,23 +233,24 @@ impl<T> JoinableQueue<T> {
         self.join_until(deadline(Some(timeout)))
     }
 
-    /// Tasks put and not yet marked done (a snapshot).
+    /// Tasks put and not yet marked done (a snapshot; a take in progress
+    /// counts its item twice until it ends).
     pub fn unfinished_tasks(&self) -> u64 {
-        self.tasks().unfinished()
+        self.unfinished()
     }
 }
 
 super::handle_methods!(JoinableQueue);
 
 impl<T: Message> JoinableQueue<T> {
-    /// Puts `item` and counts it as an unfinished task. See [`Queue::put`](super::Queue::put).
+    /// Puts `item`, an unfinished task from the moment it is in the queue.
+    /// See [`Queue::put`](super::Queue::put).
     ///
     /// # Errors
     ///
     /// As [`Queue::put`](super::Queue::put); a failed put counts nothing.
     pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        let tasks = self.tasks();
-        self.handle.put(item, timeout, Some(tasks))
+        self.handle.put(item, timeout)
     }
 
     /// See [`Queue::try_put`](super::Queue::try_put).
@@ -242,15 +268,15 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::get`](super::Queue::get).
+    /// The task is held by this handle from the moment its item leaves
+    /// the queue (also when it then fails to decode) until `task_done`.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        let got = self.handle.get(timeout);
-        // Taken off the queue (decoded or not): ours until `task_done`.
-        if matches!(got, Ok(_) | Err(GetError::Decode(_))) {
-            if let Some(slot) = self.slot() {
-                slot.hold(1);
-            }
-        }
-        got
+        let tasks = Tasks {
+            slot: self.slot(),
+            counter: self.tasks(),
+            waiter: &self.handle.waiter,
+        };
+        self.handle.get(timeout, Some(tasks))
     }
 
     /// See [`Queue::try_get`](super::Queue::try_get).

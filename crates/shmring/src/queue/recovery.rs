@@ -1,26 +1,31 @@
-//! JoinableQueue crash recovery: the per-peer task slots in front of the
-//! queue, and the joiner's slow-path check (see [`shmring_core::tasks`] for
-//! the protocol and why its windows all err the same way).
+//! JoinableQueue crash recovery: the task slots in front of the queue, and
+//! what a joiner does on its slow path (see [`shmring_core::tasks`] for
+//! the accounting and why every death leaves each task counted exactly
+//! where it was).
 //!
 //! ```text
 //! tasks region (TASKS_BYTES, page aligned, zeroed at creation)
-//!   0    256  TaskCounter (unfinished count, joiners' wait word)
-//!   256  8×N  TaskSlot per peer row (row r at 256 + 8r), N = SLOT_COUNT
+//!   0    256  TaskCounter (joiners' wait word, tasks lost so far)
+//!   256  8×N  TaskSlot per peer row (row r at 256 + 8r), N = MAX_PEER_ROWS
 //! ```
-//!
-//! A zeroed slot table is "no peer holds anything", so segments created
-//! before the table existed read the same.
 
 use std::fmt;
 
 use shmring_core::tasks::{TaskCounter, TaskSlot};
 use shmring_core::wait::TimedOut;
 
-use crate::segment::Segment;
-use crate::sys::FutexWaiter;
+use crate::segment::{Segment, MAX_PEER_ROWS};
 
 /// Offset of the slot table in the tasks region.
 pub(super) const SLOTS_OFFSET: usize = 256;
+
+/// Bytes in front of a JoinableQueue's queue: the task counter and a slot
+/// for every peer row any segment can have, padded to a page so the queue
+/// keeps its alignment.
+pub(super) const TASKS_BYTES: usize =
+    (SLOTS_OFFSET + 8 * MAX_PEER_ROWS as usize).next_multiple_of(4096);
+
+const _: () = assert!(std::mem::size_of::<TaskCounter>() <= SLOTS_OFFSET);
 
 /// Why [`JoinableQueue::join`](super::JoinableQueue::join) returned without
 /// every task marked done by a live consumer.
@@ -29,11 +34,11 @@ pub(super) const SLOTS_OFFSET: usize = 256;
 pub enum JoinError {
     /// The timeout passed with tasks still unfinished.
     Timeout,
-    /// Every task is now accounted for, but `lost` of them were held by
-    /// processes that died: got and never marked done, or counted by a
-    /// `put` killed before it published. They were taken off the count.
+    /// Every task is now accounted for, but `lost` of them were held (or
+    /// being taken) by processes that died, or by handles dropped before
+    /// marking them done. They were taken off the count.
     PeerDied {
-        /// Tasks taken off the count because their holder died.
+        /// Tasks taken off the count because their holder is gone.
         lost: u64,
     },
 }
@@ -72,46 +77,40 @@ pub(super) fn own_row(segment: &Segment) -> (usize, u32) {
     )
 }
 
-/// State a joiner keeps between slow checks.
-#[derive(Debug, Default)]
-pub(super) struct Recovery {
-    /// The unfinished count the previous slow check found stalled.
-    stalled_at: Option<u64>,
+/// The slow check of a joiner: empties the slot of every peer row whose
+/// owner is gone (dead, or detached without marking its tasks done).
+/// Returns how many tasks that dropped.
+pub(super) fn reclaim_dead(tasks: &TaskCounter, slots: &[TaskSlot], segment: &Segment) -> u64 {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(row, slot)| {
+            slot.reclaim_if_dead(tasks, &segment.waiter(), &mut |g| {
+                !segment.is_peer_alive(token(row, g))
+            })
+        })
+        .sum()
 }
 
-impl Recovery {
-    /// One slow check: forgive the tasks of dead slot owners, then (when
-    /// every peer row has a slot) whatever two checks in a row found stalled:
-    /// unfinished, yet nothing queued and no live peer holding a task.
-    /// Returns how many tasks were forgiven.
-    pub(super) fn check(
-        &mut self,
-        tasks: &TaskCounter,
-        slots: &[TaskSlot],
-        segment: &Segment,
-        queue_empty: impl FnOnce() -> bool,
-    ) -> u64 {
-        let rows = slots.len().min(segment.peer_rows() as usize);
-        let mut forgiven = 0;
-        let mut live_held = 0u64;
-        for (row, slot) in slots[..rows].iter().enumerate() {
-            forgiven += slot.reclaim_if_dead(tasks, &FutexWaiter, &mut |g| {
-                !segment.is_peer_alive(token(row, g))
-            });
-            live_held += u64::from(slot.get().1);
-        }
-        let unfinished = tasks.unfinished();
-        let every_row_tracked = segment.peer_rows() as usize <= slots.len();
-        if unfinished == 0 || live_held != 0 || !every_row_tracked || !queue_empty() {
-            self.stalled_at = None;
-            return forgiven;
-        }
-        if self.stalled_at == Some(unfinished) {
-            self.stalled_at = None;
-            forgiven += tasks.forgive(unfinished, &FutexWaiter);
-        } else {
-            self.stalled_at = Some(unfinished);
-        }
-        forgiven
+/// Unfinished tasks of the JoinableQueue whose tasks region starts at
+/// `base` and is `region_len` bytes long (the queue follows it), given the
+/// queue's length read just before (for inspection tools). `None` when the
+/// region is too short for the slots of `peer_rows` rows.
+pub(crate) fn unfinished_in_region(
+    base: std::ptr::NonNull<u8>,
+    region_len: usize,
+    peer_rows: u32,
+    queue_len: u64,
+) -> Option<u64> {
+    let rows = peer_rows as usize;
+    if SLOTS_OFFSET + 8 * rows > region_len || !(base.as_ptr() as usize).is_multiple_of(8) {
+        return None;
     }
+    // TaskSlot is one AtomicU64, valid for any bytes and concurrent writers.
+    // SAFETY: `rows` slots at SLOTS_OFFSET lie inside the region (checked
+    // above), 8-aligned; the caller keeps the mapping alive while we read.
+    let slots = unsafe {
+        std::slice::from_raw_parts(base.add(SLOTS_OFFSET).cast::<TaskSlot>().as_ptr(), rows)
+    };
+    Some(shmring_core::tasks::unfinished(queue_len, slots))
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field               notes
 //!      0    8 magic               b"SHMRING\0" (stored as native u64 of those bytes)
-//!      8    4 version             0 while the creator initialises, then LAYOUT_VERSION (Release)
+//!      8    4 version             0 while the creator builds it, then LAYOUT_VERSION (Release)
 //!     12    4 abi                 ABI_TAG: pointer width and byte order
 //!     16    4 kind                ObjectKind as u32
 //!     20    4 unlink_policy       UnlinkPolicy as u32
@@ -20,6 +20,11 @@
 //!    144  112 reserved            zero
 //! ```
 //!
+//! A segment gets its name only after the version is published, so a file
+//! under a segment name whose version is 0 is not a segment being created:
+//! it is foreign or corrupted ([`SegmentError::VersionMismatch`] with
+//! `found: 0`).
+//!
 //! Every field is an atomic: after publication nobody should write the
 //! header, but a buggy or hostile peer may, and a racing plain read would be
 //! undefined behaviour. Readers take one [`Snapshot`] and validate it.
@@ -34,8 +39,13 @@ use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
 pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 
 /// The header layout version this build writes and accepts. Bump it on any
-/// change to the header or the peer table.
-pub const LAYOUT_VERSION: u32 = 1;
+/// change to the header, the peer table, the lock bytes' meaning or the
+/// layout of any object.
+///
+/// 2: creation is atomic (a segment is named only once complete) and lock
+/// byte 0 is the name lock; the one bump also covers the ring and task
+/// layout changes made alongside.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Size of the header; the peer table may start here.
 pub(crate) const HEADER_LEN: usize = 256;
@@ -189,17 +199,11 @@ impl Header {
         self.version.store(LAYOUT_VERSION, Ordering::Release);
     }
 
-    /// The published version, 0 while the creator initialises.
+    /// The published version, 0 while the creator builds the segment.
     pub(crate) fn version(&self) -> u32 {
         // ORDERING: Acquire — pairs with the Release store in `publish`; a
         // nonzero value makes the header and the object visible.
         self.version.load(Ordering::Acquire)
-    }
-
-    /// The magic as stored (0 before the creator wrote it).
-    pub(crate) fn magic(&self) -> u64 {
-        // ORDERING: Relaxed — only compared; an early 0 just means "wait".
-        self.magic.load(Ordering::Relaxed)
     }
 
     /// One copy of every field, for validation. Call after `version()`

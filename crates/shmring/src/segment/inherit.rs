@@ -1,6 +1,6 @@
 //! Anonymous segments reach child processes by descriptor inheritance.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -16,24 +16,33 @@ impl Segment {
     /// Lets the child that `cmd` spawns open this segment with
     /// [`open_inherited`](Segment::open_inherited)`(env_var, ..)`.
     ///
-    /// A close-on-exec duplicate of this attachment's descriptor is stored in
-    /// `cmd`; a `pre_exec` hook clears close-on-exec in the child only, and
+    /// A close-on-exec descriptor of the segment's file is stored in `cmd`;
+    /// a `pre_exec` hook clears close-on-exec in the child only, and
     /// `env_var` is set to `"<fd>:<dev>:<ino>"` (plus `":<name>"` for a named
     /// segment) so the child can check it found the right file. Keep `self`
     /// alive until the child has opened the segment.
     ///
+    /// That descriptor is a *fresh* open file description (the file reopened
+    /// through `/proc/self/fd`), never a duplicate of this attachment's: it
+    /// holds none of this attachment's locks, so a child that inherits it
+    /// (and never opens the segment, or outlives this process) does not
+    /// keep this attachment, or a lock it owns, looking alive.
+    ///
     /// # Errors
     ///
     /// [`InvalidConfig`](SegmentError::InvalidConfig) for an empty `env_var`
-    /// or one containing `=` or NUL; [`Io`](SegmentError::Io) if the
-    /// descriptor cannot be duplicated.
+    /// or one containing `=` or NUL; [`Io`](SegmentError::Io) if the file
+    /// cannot be reopened (`/proc` must be mounted).
     pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), SegmentError> {
         if env_var.is_empty() || env_var.contains(['=', '\0']) {
             return Err(SegmentError::InvalidConfig {
                 reason: format!("invalid environment variable name {env_var:?}"),
             });
         }
-        let fd = shm::inherit_on_exec(cmd, &self.file).map_err(io_error("dup", self.label()))?;
+        let fresh = shm::reopen_proc_fd(self.file.as_raw_fd())
+            .map_err(io_error("open /proc/self/fd", self.label()))?;
+        let fd = shm::inherit_on_exec(cmd, fresh.into())
+            .map_err(io_error("inherit descriptor", self.label()))?;
         let mut value = format!("{fd}:{}:{}", self.dev, self.ino);
         if let Some(name) = &self.name {
             value.push(':');
@@ -48,19 +57,20 @@ impl Segment {
     ///
     /// The inherited descriptor is reopened through `/proc/self/fd` (a new
     /// open file description, so this peer's liveness lock is its own) and
-    /// then **closed**: it shares the parent's description, and keeping it
-    /// would keep the parent's liveness locks alive after the parent died.
-    /// This call takes ownership of that descriptor; do not use it otherwise.
+    /// then **closed**: every process spawned with the same command shares
+    /// its description, and locks must never be shared. This call takes
+    /// ownership of that descriptor; do not use it otherwise.
     ///
-    /// # Blocking
-    ///
-    /// As [`open`](Segment::open).
+    /// The name (for a named segment) is not looked up or confirmed: the
+    /// descriptor says which segment it is, and the segment works whether
+    /// or not its name still exists. Never waits.
     ///
     /// # Errors
     ///
     /// [`Inherit`](SegmentError::Inherit) when the variable is missing or
     /// malformed, its descriptor is not open or is another file, or it was
-    /// already consumed by this process; otherwise as [`open`](Segment::open).
+    /// already consumed by this process; otherwise as [`open`](Segment::open)
+    /// (without [`NameLockTimeout`](SegmentError::NameLockTimeout)).
     pub fn open_inherited(
         env_var: &str,
         kind: ObjectKind,

@@ -11,6 +11,11 @@
 //! be made (a segment of another user, say). [`reclaim`] is the one call
 //! that locks, and only to remove a segment nobody uses.
 //!
+//! Files under the private names of the fallback create path (see the
+//! `names` module) are shown too, as [`SegmentState::Initialising`] or
+//! [`SegmentState::CreatorDied`], so that `gc` can remove a killed
+//! creator's leftovers.
+//!
 //! # Untrusted memory
 //!
 //! Every byte read here may have been written by a buggy or hostile peer.
@@ -37,21 +42,24 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
 use super::header::{validate, Header, Snapshot, HEADER_LEN, MAGIC};
-use super::options::validate_name;
+use super::names::{self, LEFTOVER_GRACE, NAME_LOCK_BYTE};
+use super::options::validate_any_name;
 use super::peers::{
-    PeerRow, COUNTER_SLOTS, INIT_LOCK_BYTE, PEER_LOCK_BASE, PEER_ROW_LEN, STATE_ATTACHED,
-    STATE_DETACHED,
+    PeerRow, COUNTER_SLOTS, PEER_LOCK_BASE, PEER_ROW_LEN, STATE_ATTACHED, STATE_DETACHED,
 };
 use super::{ObjectKind, PeerCounter, UnlinkPolicy};
 use crate::error::SegmentError;
 use crate::sys::{lock, shm};
 
 pub use reclaim::{reclaim, Reclaimed};
+pub(crate) use reclaim::{reclaim_unless_data, HOLDS_DATA};
 pub use sweep::sweep;
 pub(crate) use sweep::sweep_now_and_then;
+#[doc(hidden)]
+pub use sweep::{auto_sweeps_started, configure_auto_sweep, wait_for_auto_sweep, AutoSweepConfig};
 
 /// Where named segments live (glibc's `shm_open` directory).
-pub const SHM_DIR: &str = "/dev/shm";
+pub const SHM_DIR: &str = shm::SHM_DIR;
 
 /// Every [`PeerCounter`] with the name tools show for it, in slot order.
 pub const COUNTERS: [(PeerCounter, &str); 8] = [
@@ -88,14 +96,23 @@ impl Counters {
 }
 
 /// Where a segment is in its lifecycle.
+///
+/// A segment is named only once it is complete, so a file under a segment
+/// name is either [`Ready`](SegmentState::Ready) or an error (not a
+/// segment, corrupted, another version). The other two states are those of
+/// files under the *private* names of the fallback create path (used where
+/// `O_TMPFILE` is not available), which no open ever reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentState {
     /// Published: the header passed validation.
     Ready,
-    /// Version 0 and the creator holds its init lock: still being created.
+    /// A private-name file whose creator holds its lock, or that is younger
+    /// than 10 s (its creator may not have taken the lock yet): still being
+    /// created.
     Initialising,
-    /// Version 0 and nobody holds the init lock: the creator died while
-    /// creating it. Nobody can open it; `gc` removes it.
+    /// A private-name file whose lock is free and that is at least 10 s
+    /// old: its creator died (or gave up) before it was named. Nobody can
+    /// open it; `gc` removes it.
     CreatorDied,
 }
 
@@ -173,10 +190,17 @@ pub struct ObjectState {
     pub capacity: Option<u64>,
     /// `"bytes"` or `"entries"` (empty when there is no capacity).
     pub capacity_unit: &'static str,
-    /// Approximate number of messages waiting (all rings, both directions).
+    /// Approximate number of messages waiting (all rings, both directions);
+    /// for a dict, its entries (counted exactly, without its lock).
     pub depth: Option<u64>,
     /// Other decoded figures, by name (`max_record`, `rings`, `owner_row`, ...).
     pub details: Vec<(&'static str, u64)>,
+    /// Whether the object holds undelivered data: a published message in
+    /// any ring (queues, pipes, rings; judged from the ring positions and
+    /// the counters, so a message counts even when a killed producer did not
+    /// count it), or an entry in a dict (counted in its active index). A
+    /// lock holds none. `None` when the object could not be examined.
+    pub holds_data: Option<bool>,
     /// Why some figures are missing (the object could not be mapped or did
     /// not pass the core's validation).
     pub note: Option<String>,
@@ -195,7 +219,9 @@ pub struct SegmentInfo {
     pub mode: u32,
     /// Lifecycle state.
     pub state: SegmentState,
-    /// Whether someone holds the creator's init lock.
+    /// Whether someone holds the file's *name lock* (byte 0): a process
+    /// checking or removing the segment's name for a few system calls, or,
+    /// for a private-name file, its creator.
     pub init_locked: bool,
     /// The validated header (`Ready` only).
     pub header: Option<HeaderInfo>,
@@ -225,18 +251,43 @@ impl SegmentInfo {
         sum
     }
 
-    /// Whether [`reclaim`] would remove it (judged from this snapshot): its
-    /// creator died while creating it, or no peer is alive, nobody holds the
-    /// init lock, and at least one peer died attached. A segment whose peers
-    /// all detached *cleanly* is kept: only [`UnlinkPolicy::Never`] leaves
-    /// one behind, and that was asked for.
+    /// Whether [`reclaim`] would remove it (judged from this snapshot): a
+    /// private-name file whose creator died, or a segment with no live peer
+    /// and nobody holding the name lock, of which at least one peer died
+    /// attached or whose policy wanted the name gone (not
+    /// [`UnlinkPolicy::Never`]: its last drop found the name lock held too
+    /// long and left the name). A [`UnlinkPolicy::Never`] segment whose
+    /// peers all detached *cleanly* is kept: that was asked for.
+    ///
+    /// Says nothing about data: see [`holds_data`](Self::holds_data).
     pub fn is_abandoned(&self) -> bool {
         match self.state {
             SegmentState::Initialising => false,
             SegmentState::CreatorDied => !self.init_locked,
             SegmentState::Ready => {
-                !self.init_locked && self.alive_peers() == 0 && self.dead_peers() > 0
+                let policy_done = self
+                    .header
+                    .is_some_and(|h| h.unlink_policy != UnlinkPolicy::Never);
+                !self.init_locked
+                    && self.alive_peers() == 0
+                    && (self.dead_peers() > 0 || policy_done)
             }
+        }
+    }
+
+    /// Whether removing it could lose undelivered data: `true` unless the
+    /// object figures prove it empty ([`ObjectState::holds_data`]), so also
+    /// when they were not read ([`inspect`] reads them, the sweep's listing
+    /// does not) or could not be. `false` for private-name files (never
+    /// named: nobody can have sent anything through them).
+    pub fn holds_data(&self) -> bool {
+        match self.state {
+            SegmentState::Ready => self
+                .object
+                .as_ref()
+                .and_then(|o| o.holds_data)
+                .unwrap_or(true),
+            SegmentState::Initialising | SegmentState::CreatorDied => false,
         }
     }
 }
@@ -281,8 +332,9 @@ fn io<'a>(op: &'static str, name: &'a str) -> impl FnOnce(std::io::Error) -> Seg
 
 /// Opens `/dev/shm/<name>` without following a link and without blocking
 /// (a FIFO planted there must not hang us), and checks it is a regular file.
-fn open_shm_file(name: &str, write: bool) -> Result<(String, File), SegmentError> {
-    let (name, _) = validate_name(name)?;
+/// Private names of the fallback create path are accepted.
+pub(super) fn open_shm_file(name: &str, write: bool) -> Result<(String, File), SegmentError> {
+    let (name, _) = validate_any_name(name)?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(write)
@@ -370,8 +422,13 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SegmentError> {
 pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, SegmentError> {
     let (name, file) = open_shm_file(name, false)?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
-    let mut copy = read_header(&file, &name, st.size)?;
-    let init_locked = locked(&file, INIT_LOCK_BYTE, &name)?;
+    let private = names::is_private(&name);
+    let copy = if private {
+        None
+    } else {
+        Some(read_header(&file, &name, st.size)?)
+    };
+    let init_locked = locked(&file, NAME_LOCK_BYTE, &name)?;
     let mut info = SegmentInfo {
         name,
         file_len: st.size,
@@ -383,17 +440,10 @@ pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, Segm
         peers: Vec::new(),
         object: None,
     };
-    if copy.snapshot.version == 0 {
-        if init_locked {
-            return Ok(info);
-        }
-        // The creator publishes before it drops the init lock: read again.
-        copy = read_header(&file, &info.name, st.size)?;
-        if copy.snapshot.version == 0 {
-            info.state = SegmentState::CreatorDied;
-            return Ok(info);
-        }
-    }
+    let Some(copy) = copy else {
+        info.state = leftover_state(&file, &info.name, &st, init_locked)?;
+        return Ok(info);
+    };
     let snapshot = &copy.snapshot;
     // An unknown kind is reported by `validate` before it compares kinds.
     let kind = ObjectKind::from_u32(snapshot.kind).unwrap_or(ObjectKind::SpscRing);
@@ -422,14 +472,48 @@ pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, Segm
     )?;
     if object {
         info.object = Some(object::object_state(
-            &info.name,
-            (st.dev, st.ino),
+            object::Source::Name(&info.name, (st.dev, st.ino)),
             &header,
             &info.peers,
         ));
     }
     info.header = Some(header);
     Ok(info)
+}
+
+/// The state of a file under a private name of the fallback create path,
+/// after checking that it looks like one: empty, or starting with zeros or
+/// the magic (anything else is [`SegmentError::NotShmring`]).
+fn leftover_state(
+    file: &File,
+    name: &str,
+    st: &shm::FileStat,
+    name_locked: bool,
+) -> Result<SegmentState, SegmentError> {
+    let mut start = [0u8; 8];
+    let len = usize::try_from(st.size)
+        .unwrap_or(usize::MAX)
+        .min(start.len());
+    file.read_exact_at(&mut start[..len], 0)
+        .map_err(io("pread", name))?;
+    if start[..len].iter().any(|&b| b != 0) && start[..len] != MAGIC[..len] {
+        return Err(SegmentError::NotShmring { name: name.into() });
+    }
+    if name_locked || !older_than(st, LEFTOVER_GRACE) {
+        return Ok(SegmentState::Initialising);
+    }
+    Ok(SegmentState::CreatorDied)
+}
+
+/// Whether the file was last modified at least `age` ago (by the wall
+/// clock; a time in the future is young).
+fn older_than(st: &shm::FileStat, age: std::time::Duration) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+    now.saturating_sub(st.mtime) >= age
 }
 
 const _: () = assert!(COUNTERS.len() <= COUNTER_SLOTS);

@@ -12,19 +12,27 @@
 //!
 //! # Lifecycle
 //!
-//! - **Create**: `O_CREAT | O_EXCL`, exact mode (0600 by default), an OFD
-//!   lock on the "init" byte, `ftruncate`, `posix_fallocate` (a full
+//! - **Create**: the segment is built where no opener can see it: an
+//!   unnamed file in `/dev/shm` (`O_TMPFILE`), or, where that is not
+//!   available, a file under a private name (see the `names` module). Exact
+//!   mode (0600 by default), `ftruncate`, `posix_fallocate` (a full
 //!   `/dev/shm` is [`SegmentError::NoSpace`] now, never a `SIGBUS` later),
-//!   the header with version 0, the creator's peer row, the caller's `init`
-//!   of the zeroed object, then the version is published (Release) and the
-//!   init lock dropped. If `init` fails (or panics) the name is unlinked.
-//! - **Open**: map, wait while the file is empty or the version is 0 and the
-//!   creator still holds the init lock (short sleeps, up to
-//!   [`OpenOptions::timeout`]); version 0 with nobody holding the init lock
-//!   is [`SegmentError::CreatorDied`]. Then every header field is validated
-//!   against the file size before anything past the header is referenced,
-//!   and a peer row is taken.
+//!   the header, the creator's peer row, the caller's `init` of the zeroed
+//!   object, the version published (Release); only then does the file get
+//!   its name, atomically and only if the name is free (`linkat`; `EEXIST`
+//!   is [`SegmentError::AlreadyExists`]). If anything fails (or `init`
+//!   panics), nothing is left under the name.
+//! - **Open**: map, validate every header field against the file size
+//!   before anything past the header is referenced, take a peer row, then
+//!   confirm under the segment's *name lock* that the name still refers to
+//!   this file (else look the name up again). An open never waits for a
+//!   creator: a file under a segment name is complete, or not a segment.
 //! - **Drop**: the peer row is released and the [`UnlinkPolicy`] applied.
+//!   Every removal of a name — a drop's, [`reclaim`]'s, [`Segment::unlink`]'s
+//!   — is serialised with the others and with opens by the name lock (byte 0
+//!   of the file): a live segment's name is never removed by a process that
+//!   meant another file, and a last drop never removes the name of a
+//!   segment that an open has just returned. See the `names` module docs.
 //!
 //! # Peers and liveness
 //!
@@ -32,21 +40,41 @@
 //! and its own row in the peer table, held by an OFD lock that the kernel
 //! drops when the process dies (see the `peers` module docs for the row
 //! layout). [`Segment::peer_token`] names an attachment for as long as it
-//! lives; [`Segment::is_peer_alive`] asks about any token.
+//! lives; [`Segment::is_peer_alive`] asks about any token. A descriptor
+//! handed to a child ([`Segment::share_with_child`]) is a fresh open file
+//! description that holds no lock, so a parent that dies is dead at once,
+//! whether or not the child ever opened the segment.
 //!
 //! # Crash behaviour
 //!
-//! A creator killed during `init` leaves a file with version 0 and no init
-//! lock: an opener reports [`SegmentError::CreatorDied`] at once and removes
-//! the name. A peer killed at any point frees its row for the next attach.
-//! Peers that all die leave a named segment in `/dev/shm`, since only clean
-//! drops unlink; it is *reclaimed* (removed under locks, see [`reclaim`]) by
-//! the next create of the same name, by the automatic [`sweep`] of a later
-//! create once it has been idle a minute (both unless
+//! A creator killed at any step of a create leaves nothing under the name
+//! (at most a file under a private name of the fallback path, which blocks
+//! nothing and which [`reclaim`] and `shmring gc` remove). A peer killed at
+//! any point frees its row for the next attach. Peers that all die leave a
+//! named segment in `/dev/shm`, since only drops unlink; it is *reclaimed*
+//! (removed under locks, see [`reclaim`]) by the next create of the same
+//! name if it holds no undelivered data, by the automatic [`sweep`] (at
+//! most once a minute per user, started by a create, on a background
+//! thread) once sweeps have seen it without a live peer for a minute and
+//! if it holds no data (both unless
 //! [`CreateOptions::reclaim_abandoned`] is off; a segment with
 //! [`UnlinkPolicy::Never`] is only removed by `shmring gc` or [`reclaim`]),
 //! or by `shmring gc`. Anonymous segments never outlive their last
 //! descriptor.
+//!
+//! # Failpoints (testing)
+//!
+//! With the cargo feature `failpoints`, besides those of a create (see the
+//! `create` module), a drop calls the failpoint hook
+//! `segment.drop.row-released` right after it let its peer row go, before
+//! it decides about the name.
+//!
+//! # Blocking
+//!
+//! Opens, drops, [`reclaim`] and [`Segment::unlink`] take the name lock with
+//! a bounded wait (others hold it for a few system calls): a stopped holder
+//! delays them by at most that bound (the open timeout; 2 s for the
+//! others). A drop that gives up leaves the name for a later reclaim.
 //!
 //! # Untrusted memory
 //!
@@ -60,6 +88,7 @@ mod create;
 mod header;
 mod inherit;
 mod inspect;
+mod names;
 mod open;
 mod options;
 mod peers;
@@ -151,7 +180,10 @@ fn open_error(op: &'static str, name: &str, e: std::io::Error) -> SegmentError {
     let name = name.to_owned();
     match e.raw_os_error() {
         Some(libc::ENOENT) => SegmentError::NotFound { name },
-        Some(libc::EEXIST) => SegmentError::AlreadyExists { name },
+        Some(libc::EEXIST) => SegmentError::AlreadyExists {
+            name,
+            undelivered: false,
+        },
         Some(libc::EACCES) | Some(libc::EPERM) => SegmentError::PermissionDenied { name },
         _ => SegmentError::Io {
             op,
@@ -342,22 +374,22 @@ impl Segment {
         })
     }
 
-    /// Starts counting the futex calls made on this attachment's mapping in
-    /// its peer row ([`PeerCounter::BlockedWaits`], [`PeerCounter::Wakes`]).
-    /// Called once by each constructor; [`Drop`] stops it.
-    fn count_futex_calls(self) -> Segment {
+    /// A futex waiter that counts its sleeps and wake-ups in this
+    /// attachment's peer row ([`PeerCounter::BlockedWaits`],
+    /// [`PeerCounter::Wakes`]). Store it only in a handle that keeps this
+    /// segment alive (an `Arc<Segment>`), and never hand it out.
+    pub(crate) fn waiter(&self) -> sys::FutexWaiter {
+        const _: () =
+            assert!(PeerCounter::Wakes as usize == PeerCounter::BlockedWaits as usize + 1);
+        let first = PeerCounter::BlockedWaits as usize;
         let row = self.peer_row(self.row);
-        // SAFETY: the row lies in `self.map`, which stays mapped until this
-        // segment drops, and `Drop` stops the counting before anything else.
-        unsafe {
-            sys::futex::count_calls(
-                self.map.as_ptr() as usize,
-                self.map.len(),
-                &row.counters[PeerCounter::BlockedWaits as usize],
-                &row.counters[PeerCounter::Wakes as usize],
-            );
-        }
-        self
+        let pair: &[_; 2] = row.counters[first..first + 2]
+            .try_into()
+            .expect("two slots");
+        // SAFETY: the row lies in `self.map`, mapped until this segment
+        // drops; by this method's contract the waiter lives only in handles
+        // that keep the segment (and so the mapping) alive.
+        unsafe { sys::FutexWaiter::counting(pair) }
     }
 
     fn peer_row(&self, row: u32) -> &PeerRow {
@@ -368,54 +400,64 @@ impl Segment {
         self.name.as_deref().unwrap_or(ANONYMOUS)
     }
 
-    fn any_other_peer_alive(&self) -> bool {
+    /// Whether any row's lock is held by another attachment. For a drop,
+    /// after this attachment let its own row go: that row is asked too,
+    /// since a new peer may have taken it already (`F_OFD_GETLK` never
+    /// reports a lock of our own description, and we hold none now).
+    fn any_peer_attached(&self) -> bool {
         (0..self.layout.peer_rows).any(|row| {
-            row != self.row
-                && lock::is_byte_locked(self.file.as_fd(), PEER_LOCK_BASE + u64::from(row))
-                    .unwrap_or(true)
+            lock::is_byte_locked(self.file.as_fd(), PEER_LOCK_BASE + u64::from(row)).unwrap_or(true)
         })
     }
 
-    /// Unlinks the name if it still refers to this segment's file (not to a
-    /// segment created under the same name since).
-    fn unlink_if_ours(&self) {
-        if self.name_is_ours() {
-            if let Some(Ok((_, cname))) = self.name.as_deref().map(options::validate_name) {
-                let _ = shm::shm_unlink(&cname);
-            }
-        }
-    }
-
-    /// Whether the segment's name still refers to this segment's file (not
-    /// removed, not given to a segment created under the same name since).
-    /// `false` for anonymous segments.
-    fn name_is_ours(&self) -> bool {
-        let Some(name) = &self.name else { return false };
-        let Ok((_, cname)) = options::validate_name(name) else {
-            return false;
+    /// Whether the name still refers to this segment's file, checked under
+    /// the name lock (so that no drop removes it while we look, and a drop
+    /// that removes it later sees our peer row). Waits up to `wait` for the
+    /// lock. `Ok(false)` for anonymous segments.
+    fn confirm_name(&self, wait: std::time::Duration) -> Result<bool, SegmentError> {
+        let Some(name) = &self.name else {
+            return Ok(false);
         };
-        let Ok(current) = shm::shm_open_ro(&cname) else {
-            return false;
-        };
-        shm::stat(&current).is_ok_and(|st| (st.dev, st.ino) == (self.dev, self.ino))
+        let start = sys::now();
+        let guard = names::NameLock::acquire(&self.file, wait)
+            .map_err(io_error("lock name", name))?
+            .ok_or_else(|| SegmentError::NameLockTimeout {
+                name: name.clone(),
+                waited: std::time::Duration::from_nanos(sys::clock::nanos_between(
+                    start,
+                    sys::now(),
+                )),
+            })?;
+        guard
+            .refers_to(name, (self.dev, self.ino))
+            .map_err(io_error("stat", name))
     }
 }
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // Before anything else (and so before the mapping goes with the
-        // fields): no futex call may count into this row any more.
-        sys::futex::stop_counting(self.map.as_ptr() as usize);
         // The token dies before the lock goes, so nobody sees it alive after.
         self.peer_row(self.row).release(self.generation);
         let _ = lock::unlock_byte(self.file.as_fd(), PEER_LOCK_BASE + u64::from(self.row));
-        let unlink = match self.unlink_policy {
-            UnlinkPolicy::Never => false,
-            UnlinkPolicy::OnCreatorDrop => self.is_creator,
-            UnlinkPolicy::OnLastPeerDrop => !self.any_other_peer_alive(),
+        #[cfg(feature = "failpoints")]
+        shmring_core::failpoint::hit("segment.drop.row-released", &[]);
+        let Some(name) = &self.name else { return };
+        let last_peer_only = match self.unlink_policy {
+            UnlinkPolicy::Never => return,
+            UnlinkPolicy::OnCreatorDrop if !self.is_creator => return,
+            UnlinkPolicy::OnCreatorDrop => false,
+            UnlinkPolicy::OnLastPeerDrop => true,
         };
-        if unlink {
-            self.unlink_if_ours();
-        }
+        // Decided under the name lock, so that an open confirming its
+        // attach either shows us its row or finds the name gone. Nothing
+        // here opens a descriptor: a drop works with a full table. A lock
+        // held past the bounded wait leaves the name for a later reclaim.
+        let _ = names::remove_name(&self.file, name, names::NAME_LOCK_WAIT, || {
+            if last_peer_only && self.any_peer_attached() {
+                Err(())
+            } else {
+                Ok(())
+            }
+        });
     }
 }

@@ -1,76 +1,98 @@
-//! Opening segments: waiting for the creator, validating, attaching.
+//! Opening segments: validating, attaching, confirming the name; and
+//! removing a name by hand.
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use memmap2::MmapRaw;
 
-use super::header::{validate, HEADER_LEN, MAGIC};
-use super::options::validate_name;
-use super::peers::{self, INIT_LOCK_BYTE};
-use super::{attach_row, header_of, inspect, io_error, open_error, ANONYMOUS};
+use super::header::{validate, HEADER_LEN};
+use super::names::{self, Removal};
+use super::options::{validate_any_name, validate_name};
+use super::{attach_row, header_of, inspect, io_error, open_error, peers, ANONYMOUS};
 use super::{ObjectKind, OpenOptions, Segment};
 use crate::error::SegmentError;
-use crate::sys::{self, lock, shm};
+use crate::sys::{self, shm};
 
-/// How long an opener tolerates an *empty* file whose creator holds no init
-/// lock: the creator takes the lock right after `shm_open`, so this only
-/// covers that one system call (and a creator that died right there).
-const EMPTY_FILE_GRACE: Duration = Duration::from_millis(500);
+/// The shortest wait for the name lock an open makes, whatever its timeout:
+/// holders keep it for a few system calls, which a loaded machine can
+/// stretch to milliseconds.
+const MIN_NAME_LOCK_WAIT: Duration = Duration::from_millis(100);
 
-/// How often [`Segment::open`] looks again when it raced a reclaim (1 ms
-/// apart).
-const RECLAIM_RETRIES: u32 = 20;
+/// How often [`Segment::open`] looks the name up again when what it found
+/// was being reclaimed or lost its name meanwhile (1 ms apart).
+const LOOKUP_RETRIES: u32 = 20;
 
 impl Segment {
     /// Opens and attaches to the named segment, which must hold a `kind`.
     ///
+    /// Validates the header, takes a peer row, then confirms under the
+    /// segment's name lock that the name still refers to the file it
+    /// attached to (a segment whose name was removed or given to another
+    /// file meanwhile is dropped, and the name looked up again): the
+    /// returned segment's name is not removed by a drop or a reclaim for as
+    /// long as it stays attached.
+    ///
     /// # Blocking
     ///
-    /// Waits up to `opts.timeout`, in short sleeps, while the creator is
-    /// still initialising the segment.
+    /// Up to `opts.timeout` (at least 100 ms) for the name lock, which
+    /// other processes hold for a few system calls; never for a creator (a
+    /// segment is named only once complete).
     ///
     /// # Errors
     ///
-    /// [`InvalidName`](SegmentError::InvalidName), [`NotFound`](SegmentError::NotFound),
+    /// [`InvalidName`](SegmentError::InvalidName), [`NotFound`](SegmentError::NotFound)
+    /// (also when the name moved to other files on every one of 20 tries),
     /// [`PermissionDenied`](SegmentError::PermissionDenied),
     /// [`ForeignOwner`](SegmentError::ForeignOwner),
-    /// [`InitTimeout`](SegmentError::InitTimeout), [`CreatorDied`](SegmentError::CreatorDied),
-    /// [`NotShmring`](SegmentError::NotShmring),
-    /// [`VersionMismatch`](SegmentError::VersionMismatch),
+    /// [`NotShmring`](SegmentError::NotShmring) (an empty or short file, or
+    /// no magic), [`VersionMismatch`](SegmentError::VersionMismatch) (`found:
+    /// 0` for a file under a segment name that was never published: foreign
+    /// or corrupted, never a creator still at work),
     /// [`AbiMismatch`](SegmentError::AbiMismatch),
     /// [`KindMismatch`](SegmentError::KindMismatch),
     /// [`SizeMismatch`](SegmentError::SizeMismatch), [`Corrupted`](SegmentError::Corrupted),
-    /// [`PeerTableFull`](SegmentError::PeerTableFull), [`Io`](SegmentError::Io).
+    /// [`PeerTableFull`](SegmentError::PeerTableFull),
+    /// [`NameLockTimeout`](SegmentError::NameLockTimeout), [`Io`](SegmentError::Io).
     pub fn open(name: &str, kind: ObjectKind, opts: &OpenOptions) -> Result<Segment, SegmentError> {
         let (name, cname) = validate_name(name)?;
+        let start = sys::now();
+        let timeout = u64::try_from(opts.timeout.as_nanos()).unwrap_or(u64::MAX);
         let mut attempt = 0;
         loop {
             let file = shm::shm_open_rw(&cname).map_err(|e| open_error("shm_open", &name, e))?;
-            match Self::open_file(file, Some(name.clone()), kind, opts) {
-                // A reclaim holds every row lock for a few system calls
-                // while it decides (see `inspect::reclaim`): look again.
-                Err(SegmentError::PeerTableFull { .. }) if attempt < RECLAIM_RETRIES => {}
-                Err(SegmentError::CreatorDied { name }) => {
-                    // Nobody can ever use it: remove it so that the name can
-                    // be created again (`reclaim` re-checks under locks).
-                    let _ = inspect::reclaim(&name);
-                    return Err(SegmentError::CreatorDied { name });
+            let segment = match Self::open_file(file, Some(name.clone()), kind, opts) {
+                Err(SegmentError::PeerTableFull { .. }) if attempt < LOOKUP_RETRIES => {
+                    // A reclaim holds every row lock while it decides, under
+                    // the name lock (see `inspect::reclaim`): wait for that,
+                    // then look again.
+                    let left = timeout.saturating_sub(sys::clock::nanos_between(start, sys::now()));
+                    if let Ok(file) = shm::shm_open_rw(&cname) {
+                        let wait = Duration::from_nanos(left);
+                        drop(names::NameLock::acquire(&file, wait));
+                    }
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
                 }
-                Ok(segment) if !segment.name_is_ours() && attempt < RECLAIM_RETRIES => {
-                    // Reclaimed (or replaced) between our shm_open and our
-                    // attach: an attachment nobody else can reach is of no
-                    // use. Drop it and look up the name again.
-                    drop(segment);
-                }
-                other => return other,
+                other => other?,
+            };
+            if segment.confirm_name(opts.timeout.max(MIN_NAME_LOCK_WAIT))? {
+                return Ok(segment);
+            }
+            // Reclaimed, removed or replaced between our shm_open and our
+            // confirmation: an attachment nobody else can reach is of no
+            // use. Its drop finds the name elsewhere and leaves it alone.
+            drop(segment);
+            if attempt >= LOOKUP_RETRIES {
+                return Err(SegmentError::NotFound { name });
             }
             attempt += 1;
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 
+    /// Validates the segment in `file` and takes a peer row. Never waits.
     pub(super) fn open_file(
         file: File,
         name: Option<String>,
@@ -87,63 +109,22 @@ impl Segment {
                 our_uid,
             });
         }
-        let start = sys::now();
-        let timeout_ns = u64::try_from(opts.timeout.as_nanos()).unwrap_or(u64::MAX);
-        let mut pause = Duration::from_micros(500);
-        let init_locked = |file: &File| {
-            lock::is_byte_locked(file.as_fd(), INIT_LOCK_BYTE)
-                .map_err(io_error("F_OFD_GETLK", label))
-        };
-        loop {
-            let size = shm::stat(&file).map_err(io_error("fstat", label))?.size;
-            let elapsed = sys::clock::nanos_between(start, sys::now());
-            if size == 0 {
-                // Between the creator's shm_open and its ftruncate.
-                if !init_locked(&file)? && elapsed >= EMPTY_FILE_GRACE.as_nanos() as u64 {
-                    return Err(SegmentError::CreatorDied {
-                        name: label.to_owned(),
-                    });
-                }
-            } else if size < HEADER_LEN as u64 {
-                return Err(SegmentError::NotShmring {
-                    name: label.to_owned(),
-                });
-            } else if size > isize::MAX as u64 {
-                return Err(SegmentError::SizeMismatch {
-                    name: label.to_owned(),
-                    header: 0,
-                    file: size,
-                });
-            } else {
-                let map = shm::map_shared(&file, size as usize).map_err(io_error("mmap", label))?;
-                let header = header_of(&map);
-                if header.version() != 0 {
-                    return Self::attach(file, map, size, name, kind);
-                }
-                let magic = header.magic();
-                if magic != 0 && magic != u64::from_ne_bytes(MAGIC) {
-                    return Err(SegmentError::NotShmring {
-                        name: label.to_owned(),
-                    });
-                }
-                // The creator publishes the version before it drops the init
-                // lock, so re-read the version after seeing the lock free.
-                if !init_locked(&file)? && header.version() == 0 {
-                    return Err(SegmentError::CreatorDied {
-                        name: label.to_owned(),
-                    });
-                }
-            }
-            if elapsed >= timeout_ns {
-                return Err(SegmentError::InitTimeout {
-                    name: label.to_owned(),
-                    waited: Duration::from_nanos(elapsed),
-                });
-            }
-            let left = Duration::from_nanos(timeout_ns - elapsed);
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(Duration::from_millis(10));
+        if st.size < HEADER_LEN as u64 {
+            // Empty included: a create never names a file before it is
+            // complete, so this is no segment (nor one being made).
+            return Err(SegmentError::NotShmring {
+                name: label.to_owned(),
+            });
         }
+        if st.size > isize::MAX as u64 {
+            return Err(SegmentError::SizeMismatch {
+                name: label.to_owned(),
+                header: 0,
+                file: st.size,
+            });
+        }
+        let map = shm::map_shared(&file, st.size as usize).map_err(io_error("mmap", label))?;
+        Self::attach(file, map, st.size, name, kind)
     }
 
     /// Validates the published header of `map` (`file_len` bytes) and takes
@@ -156,7 +137,12 @@ impl Segment {
         kind: ObjectKind,
     ) -> Result<Segment, SegmentError> {
         let label = name.as_deref().unwrap_or(ANONYMOUS);
-        let snapshot = header_of(&map).snapshot();
+        let header = header_of(&map);
+        // The Acquire load of the version comes first: it makes the header
+        // and the initialised object visible (a version 0 is refused by
+        // `validate` as a VersionMismatch).
+        let _ = header.version();
+        let snapshot = header.snapshot();
         let valid = validate(&snapshot, label, kind, file_len)?;
         // The mapping was made at `file_len`; a file resized since would
         // leave part of it unbacked.
@@ -183,18 +169,56 @@ impl Segment {
             row,
             generation,
             token: peers::token(row, generation),
-        }
-        .count_futex_calls())
+        })
     }
 
-    /// Removes a segment's name from `/dev/shm`. Attached peers keep working.
+    /// Removes a name from `/dev/shm`, whatever its segment's peers are
+    /// doing (attached peers keep working; later opens by name fail with
+    /// [`NotFound`](SegmentError::NotFound)). Also accepts the private names
+    /// of the fallback create path, to remove a creator's leftovers.
+    ///
+    /// A regular file is removed under its name lock, and only while the
+    /// name still refers to the file that was opened (see the module docs):
+    /// never a segment created under the name meanwhile. A file that cannot
+    /// be a segment anyone attaches to (a symbolic link, a FIFO, ...) or
+    /// that cannot be opened for writing is removed by name alone.
+    ///
+    /// # Blocking
+    ///
+    /// Up to 2 s for the name lock.
     ///
     /// # Errors
     ///
     /// [`InvalidName`](SegmentError::InvalidName), [`NotFound`](SegmentError::NotFound),
-    /// [`PermissionDenied`](SegmentError::PermissionDenied), [`Io`](SegmentError::Io).
+    /// [`PermissionDenied`](SegmentError::PermissionDenied),
+    /// [`NameLockTimeout`](SegmentError::NameLockTimeout), [`Io`](SegmentError::Io).
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
-        let (name, cname) = validate_name(name)?;
-        shm::shm_unlink(&cname).map_err(|e| open_error("shm_unlink", &name, e))
+        let (name, _) = validate_any_name(name)?;
+        for _ in 0..=LOOKUP_RETRIES {
+            let file = match inspect::open_shm_file(&name, true) {
+                Ok((_, file)) => file,
+                Err(SegmentError::NotShmring { .. })
+                | Err(SegmentError::PermissionDenied { .. }) => {
+                    return shm::unlink(&names::path_of(&name))
+                        .map_err(|e| open_error("unlink", &name, e));
+                }
+                Err(e) => return Err(e),
+            };
+            match names::remove_name(&file, &name, names::NAME_LOCK_WAIT, || Ok::<(), ()>(()))
+                .map_err(io_error("unlink", &name))?
+            {
+                Removal::Removed => return Ok(()),
+                // The name moved to another file since we opened it: that
+                // one is the file the caller names now.
+                Removal::Elsewhere | Removal::Kept(()) => {}
+                Removal::Busy => {
+                    return Err(SegmentError::NameLockTimeout {
+                        name,
+                        waited: names::NAME_LOCK_WAIT,
+                    })
+                }
+            }
+        }
+        Err(SegmentError::NotFound { name })
     }
 }

@@ -74,11 +74,14 @@ pub enum UnlinkPolicy {
     /// When the creator's `Segment` is dropped, whoever else is attached.
     OnCreatorDrop = 1,
     /// When the last attached peer drops its `Segment` (the default): each
-    /// dropping peer releases its row, then unlinks if no other row is held.
+    /// dropping peer releases its row, then, under the segment's name lock,
+    /// unlinks if no other row is held (see the `segment` module docs).
     /// Peers that *die* do not unlink; a segment whose peers all died stays
-    /// in `/dev/shm` until it is reclaimed: by a create of the same name, by
-    /// the automatic sweep of a later create (see
-    /// [`CreateOptions::reclaim_abandoned`]), or by `shmring gc`. Keep the
+    /// in `/dev/shm` until it is reclaimed: by a create of the same name (if
+    /// it holds no undelivered data), by the automatic sweep of a later
+    /// create (see [`CreateOptions::reclaim_abandoned`]), or by `shmring
+    /// gc`. So does a segment whose last drop found the name lock held for
+    /// longer than its bounded wait (a stopped process holding it). Keep the
     /// creator attached until the other peers have opened, or the name may
     /// already be gone.
     #[default]
@@ -110,13 +113,22 @@ pub struct CreateOptions {
     pub unlink: UnlinkPolicy,
     /// Reclaim abandoned segments (named segments only; default `true`):
     ///
-    /// - when the name is taken by a segment whose peers all died (or whose
-    ///   creator died creating it) and whose policy is not
-    ///   [`UnlinkPolicy::Never`], that segment is removed and the create
-    ///   goes ahead (with `O_EXCL` again: a name is never reused in place);
-    /// - the first create in a process, and at most one a minute after it,
-    ///   also [`sweep`](super::sweep)s `/dev/shm` for this user's
-    ///   segments abandoned for at least a minute.
+    /// - when the name is taken by an abandoned segment (see
+    ///   [`SegmentInfo::is_abandoned`](super::SegmentInfo::is_abandoned): no
+    ///   peer alive, and one died attached or the policy wanted the name
+    ///   gone) whose policy is not [`UnlinkPolicy::Never`] and that holds no
+    ///   undelivered data (no message in any ring, no entry in a dict; when
+    ///   that cannot be read, it counts as holding data), that segment is
+    ///   removed and the create goes ahead (giving the name to the new file
+    ///   only if it is still free: a name is never reused in place). One
+    ///   that holds data is kept, and the create fails with
+    ///   [`AlreadyExists`](SegmentError::AlreadyExists) (`undelivered:
+    ///   true`): open it to recover the data;
+    /// - a create may start the automatic sweep: on a background thread,
+    ///   at most once a minute per user on the whole host, never making the
+    ///   create wait; it removes this user's abandoned segments that hold
+    ///   no data and that sweeps have seen without a live peer for a
+    ///   minute (see [`sweep`](super::sweep)).
     ///
     /// With `false`, a taken name is always
     /// [`AlreadyExists`](SegmentError::AlreadyExists) and nothing is swept.
@@ -138,8 +150,13 @@ impl Default for CreateOptions {
 /// [`Segment::open_inherited`](super::Segment::open_inherited).
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
-    /// How long to wait for a creator that is still initialising (default
-    /// 5 s). Zero means "check once".
+    /// How long an open waits for the segment's name lock (default 5 s; at
+    /// least 100 ms whatever is set), which other processes hold for a few
+    /// system calls while they check or remove the name; only a stopped
+    /// holder makes an open wait long, and then it fails with
+    /// [`NameLockTimeout`](SegmentError::NameLockTimeout). An open never
+    /// waits for a creator: a segment gets its name only once it is
+    /// complete.
     pub timeout: Duration,
     /// Accept a segment owned by another uid (default `false`).
     pub allow_foreign_owner: bool,
@@ -154,8 +171,26 @@ impl Default for OpenOptions {
     }
 }
 
-/// Checks a segment name and returns it in `/name` form.
+/// Checks a segment name and returns it in `/name` form: 1 to
+/// [`MAX_NAME_LEN`] bytes after an optional leading `/`, no other `/`, no
+/// control character (C0, DEL or C1: names reach terminals through `ls`
+/// and error messages), not `.` or `..`, and not a private name of the
+/// fallback create path.
 pub(crate) fn validate_name(name: &str) -> Result<(String, CString), SegmentError> {
+    let (full, c) = validate_any_name(name)?;
+    if super::names::is_private(&full) {
+        return Err(SegmentError::InvalidName {
+            name: name.to_owned(),
+            reason: "names starting with \".shmring-creating.\" are reserved",
+        });
+    }
+    Ok((full, c))
+}
+
+/// [`validate_name`], accepting the private names of the fallback create
+/// path too: for the calls that inspect and remove files, which must reach
+/// a creator's leftovers.
+pub(crate) fn validate_any_name(name: &str) -> Result<(String, CString), SegmentError> {
     let invalid = |reason| SegmentError::InvalidName {
         name: name.to_owned(),
         reason,
@@ -172,6 +207,9 @@ pub(crate) fn validate_name(name: &str) -> Result<(String, CString), SegmentErro
     }
     if body.contains('\0') {
         return Err(invalid("contains a NUL byte"));
+    }
+    if body.chars().any(char::is_control) {
+        return Err(invalid("contains a control character"));
     }
     if body == "." || body == ".." {
         return Err(invalid("is \".\" or \"..\""));
@@ -198,13 +236,33 @@ mod tests {
     fn names_are_validated() {
         assert_eq!(validate_name("abc").unwrap().0, "/abc");
         assert_eq!(validate_name("/abc").unwrap().0, "/abc");
-        for bad in ["", "/", "//a", "/a/b", "a/b", "/.", "/..", "a\0b"] {
+        for bad in [
+            "",
+            "/",
+            "//a",
+            "/a/b",
+            "a/b",
+            "/.",
+            "/..",
+            "a\0b",
+            "a\x1bb",
+            "\n",
+            "a\x7f",
+            "a\u{9b}b",
+            "/.shmring-creating.1",
+        ] {
             assert!(
                 matches!(validate_name(bad), Err(SegmentError::InvalidName { .. })),
                 "{bad:?}"
             );
         }
         assert!(validate_name(&"x".repeat(200)).is_ok());
+        assert!(validate_name("/.shmring-creatin").is_ok());
+        assert!(validate_any_name("/.shmring-creating.1").is_ok());
+        assert!(
+            validate_name("caf\u{e9}").is_ok(),
+            "printable non-ASCII is fine"
+        );
         assert!(validate_name(&"x".repeat(201)).is_err());
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! Row `i` is held by an open-file-description write lock on byte
 //! [`PEER_LOCK_BASE`]` + i` of the segment file (byte [`INIT_LOCK_BYTE`] is the
-//! creator's "still initialising" lock). Attaching takes the first row whose
+//! segment's name lock: see the `names` module). Attaching takes the first row whose
 //! lock can be taken: a free row, or one whose holder died (the kernel drops
 //! OFD locks when the last descriptor of the description closes, at death,
 //! before the process is a zombie). The attacher then bumps the generation,
@@ -38,7 +38,9 @@ use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
 /// Size of one peer row.
 pub(crate) const PEER_ROW_LEN: usize = 128;
 
-/// The lock byte the creator holds while it initialises the segment.
+/// The segment's name lock (held by whoever removes the segment's name, and
+/// by the creator of the fallback create path while it builds the file
+/// under its private name; see the `names` module).
 pub(crate) const INIT_LOCK_BYTE: u64 = 0;
 
 /// The lock byte of peer row 0; row `i` uses `PEER_LOCK_BASE + i`.

@@ -6,70 +6,65 @@
 //! `FUTEX_WAIT_BITSET` takes when `FUTEX_CLOCK_REALTIME` is not set, so a
 //! sleep that is interrupted and restarted never extends the deadline.
 
-use std::sync::RwLock;
+use std::ptr::NonNull;
 
 use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
 use shmring_core::wait::{Deadline, Waiter};
 
-/// A mapped range whose futex calls are counted, and where.
-struct Counted {
-    start: usize,
-    end: usize,
-    /// `&AtomicU64` slots in the range's own peer row, as addresses.
-    waits: usize,
-    wakes: usize,
-}
-
-/// This process's counted ranges: every live segment attachment registers
-/// its mapping and the wait and wake counters of its peer row, so that a
-/// futex call on a word in a segment counts in that attachment's row
-/// (whatever the object: queue, pipe, lock, dict, raw ring), and the hot
-/// path, which makes no futex call, pays nothing.
-static COUNTED: RwLock<Vec<Counted>> = RwLock::new(Vec::new());
-
-/// Counts the futex waits and wakes made on words in `start..start + len`
-/// in `waits` and `wakes`.
+/// Sleeps and wakes with `futex(2)` on a word in shared memory.
 ///
-/// # Safety
-///
-/// Both counters must stay valid until [`stop_counting`]`(start)` returns,
-/// and the range must stay mapped until then.
-pub(crate) unsafe fn count_calls(start: usize, len: usize, waits: &AtomicU64, wakes: &AtomicU64) {
-    let mut list = COUNTED.write().unwrap_or_else(|e| e.into_inner());
-    list.push(Counted {
-        start,
-        end: start.saturating_add(len),
-        waits: waits as *const AtomicU64 as usize,
-        wakes: wakes as *const AtomicU64 as usize,
-    });
+/// A waiter made by a segment attachment (the facades' handles use those)
+/// also counts its sleeps and wake-ups in that attachment's peer row
+/// ([`PeerCounter::BlockedWaits`](crate::segment::PeerCounter::BlockedWaits)
+/// and [`Wakes`](crate::segment::PeerCounter::Wakes)): it carries a pointer
+/// to the two counters, so counting costs one relaxed add next to the
+/// system call and no look-up. [`FutexWaiter::new`] counts nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FutexWaiter {
+    /// The peer row's `BlockedWaits` counter; `Wakes` is the next slot.
+    counters: Option<NonNull<AtomicU64>>,
 }
 
-/// Stops counting the range registered at `start` (before it is unmapped).
-pub(crate) fn stop_counting(start: usize) {
-    let mut list = COUNTED.write().unwrap_or_else(|e| e.into_inner());
-    list.retain(|c| c.start != start);
-}
+// SAFETY: the pointer is only used for relaxed atomic adds to counters in
+// shared memory, which any thread may make; `counting`'s contract keeps
+// them valid for as long as the waiter or any copy of it is used.
+unsafe impl Send for FutexWaiter {}
+// SAFETY: as above.
+unsafe impl Sync for FutexWaiter {}
 
-/// Adds one to the wait (`wake == false`) or wake counter of the range
-/// holding `word`, if any.
-fn count(word: &AtomicU32, wake: bool) {
-    let addr = word.as_ptr() as usize;
-    let list = COUNTED.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = list.iter().find(|c| (c.start..c.end).contains(&addr)) {
-        let slot = if wake { c.wakes } else { c.waits };
-        // SAFETY: registered by `count_calls`, whose caller keeps the slot
-        // valid until `stop_counting`, which takes the write lock: not
-        // while we hold the read lock.
-        let slot = unsafe { &*(slot as *const AtomicU64) };
-        // ORDERING: Relaxed — a statistic (partner: none; tools read it
-        // Relaxed too).
-        slot.fetch_add(1, Ordering::Relaxed);
+impl FutexWaiter {
+    /// A waiter that counts nothing.
+    pub const fn new() -> FutexWaiter {
+        FutexWaiter { counters: None }
+    }
+
+    /// A waiter that counts its sleeps in `counters[0]` and its wake-ups
+    /// in `counters[1]`.
+    ///
+    /// # Safety
+    ///
+    /// Both counters stay valid for as long as the waiter or any copy of it
+    /// is used: only handles that keep the mapping holding them alive may
+    /// store one, and none hands it out.
+    pub(crate) unsafe fn counting(counters: &[AtomicU64; 2]) -> FutexWaiter {
+        FutexWaiter {
+            counters: Some(NonNull::from(&counters[0])),
+        }
+    }
+
+    /// Adds one to the sleep (`wake == false`) or wake-up counter, if any.
+    #[inline]
+    fn count(&self, wake: bool) {
+        if let Some(first) = self.counters {
+            // SAFETY: `counting`'s caller keeps both counters (the second
+            // right after the first) valid while any copy of us is used.
+            let slot = unsafe { first.add(usize::from(wake)).as_ref() };
+            // ORDERING: Relaxed — a statistic (partner: none; tools read it
+            // Relaxed too).
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
-
-/// Sleeps and wakes with `futex(2)` on a word in shared memory.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FutexWaiter;
 
 fn to_timespec(deadline: Deadline) -> libc::timespec {
     let secs = deadline.0 / 1_000_000_000;
@@ -86,7 +81,7 @@ impl Waiter for FutexWaiter {
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        count(word, false);
+        self.count(false);
         // Every outcome (woken, EAGAIN because the word changed, EINTR,
         // ETIMEDOUT) just returns: the caller re-checks.
         // SAFETY: `word` is a live, aligned atomic the kernel only reads;
@@ -105,7 +100,7 @@ impl Waiter for FutexWaiter {
     }
 
     fn wake(&self, word: &AtomicU32, count: u32) {
-        self::count(word, true);
+        self.count(true);
         let count = count.min(i32::MAX as u32) as libc::c_int;
         // SAFETY: `word` is a live, aligned atomic; FUTEX_WAKE does not
         // access memory through it, it only names the wait queue. The result
@@ -156,7 +151,7 @@ mod tests {
                 ready.store(1, Ordering::Release);
                 let mut sleeps = 0u32;
                 while word.load(Ordering::Acquire) == 0 {
-                    FutexWaiter.wait(word, 0, None);
+                    FutexWaiter::new().wait(word, 0, None);
                     sleeps += 1;
                 }
                 assert!(sleeps >= 1);
@@ -196,7 +191,7 @@ mod tests {
         // Give the child time to go to sleep in the kernel.
         std::thread::sleep(Duration::from_millis(100));
         word.store(1, Ordering::Release);
-        FutexWaiter.wake(word, u32::MAX);
+        FutexWaiter::new().wake(word, u32::MAX);
         let status = wait_child(child, Duration::from_secs(20));
         assert!(status.success(), "child failed: {status}");
     }
@@ -208,8 +203,8 @@ mod tests {
         let start = Instant::now();
         let deadline = deadline_after(Some(Duration::from_millis(100)));
         // Spurious returns are allowed: loop until the deadline has passed.
-        while FutexWaiter.now() < deadline.unwrap() {
-            FutexWaiter.wait(&word, 7, deadline);
+        while FutexWaiter::new().now() < deadline.unwrap() {
+            FutexWaiter::new().wait(&word, 7, deadline);
         }
         assert!(start.elapsed() >= Duration::from_millis(100));
     }
@@ -218,8 +213,8 @@ mod tests {
     fn wait_on_changed_word_and_zero_timeout_return() {
         let _dog = Watchdog::new(Duration::from_secs(20), "futex wait that must not sleep");
         let word = AtomicU32::new(1);
-        FutexWaiter.wait(&word, 0, None); // value differs: EAGAIN at once
-        FutexWaiter.wait(&word, 1, deadline_after(Some(Duration::ZERO)));
-        FutexWaiter.wake(&word, u32::MAX); // nobody sleeping: harmless
+        FutexWaiter::new().wait(&word, 0, None); // value differs: EAGAIN at once
+        FutexWaiter::new().wait(&word, 1, deadline_after(Some(Duration::ZERO)));
+        FutexWaiter::new().wake(&word, u32::MAX); // nobody sleeping: harmless
     }
 }

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 fn flock_for(byte: u64, kind: libc::c_short) -> io::Result<libc::flock> {
     flock_range(byte, 1, kind)
@@ -71,6 +72,28 @@ pub(crate) fn try_lock_range(fd: BorrowedFd<'_>, first: u64, len: u64) -> io::Re
         Ok(()) => Ok(true),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Takes a write lock on `byte`, waiting up to `wait` for another open file
+/// description to let it go (short sleeps, from 50 µs up to 5 ms, so a lock
+/// held for a few system calls costs little and a stopped holder costs
+/// `wait`). `Ok(false)`: still held by another description after `wait`.
+/// A zero `wait` tries once.
+pub(crate) fn lock_byte_within(fd: BorrowedFd<'_>, byte: u64, wait: Duration) -> io::Result<bool> {
+    let start = super::clock::now();
+    let limit = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+    let mut pause = Duration::from_micros(50);
+    loop {
+        if try_lock_byte(fd, byte)? {
+            return Ok(true);
+        }
+        let elapsed = super::clock::nanos_between(start, super::clock::now());
+        if elapsed >= limit {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(Duration::from_nanos(limit - elapsed)));
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 

@@ -1,20 +1,30 @@
-//! Shared-memory files: `shm_open`, `memfd_create`, sizing, sealing, mapping
-//! and handing a descriptor to a child process.
+//! Shared-memory files: `shm_open`, unnamed files in `/dev/shm`
+//! (`O_TMPFILE`), `memfd_create`, giving a file a name (`linkat`), removing
+//! one, sizing, sealing, mapping and handing a descriptor to a child process.
 //!
 //! Descriptors are returned as [`File`]s so that `ftruncate` (`set_len`) and
 //! `fstat` (`metadata`) come from std without more FFI. Every descriptor is
 //! opened close-on-exec; [`inherit_on_exec`] is the one deliberate exception,
 //! and it only affects the child.
+//!
+//! Names are handled as paths below [`SHM_DIR`], which is where glibc's
+//! `shm_open` puts them: `shm_open("/x")` and `open("/dev/shm/x")` are the
+//! same file.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use memmap2::{MmapOptions, MmapRaw};
+
+/// The directory of named segments.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -47,15 +57,82 @@ pub(crate) fn shm_open_rw(name: &CStr) -> io::Result<File> {
     shm_open(name, libc::O_RDWR, 0)
 }
 
-/// Opens an existing shared-memory object read-only (identity checks).
-pub(crate) fn shm_open_ro(name: &CStr) -> io::Result<File> {
-    shm_open(name, libc::O_RDONLY, 0)
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// Removes a shared-memory name. Open descriptors and mappings stay valid.
-pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is a valid NUL-terminated string for the call.
-    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+/// Creates an unnamed file in `dir` (`O_TMPFILE`), read-write, with exactly
+/// `mode`: nobody can open it by name until [`link_fd`] gives it one, and it
+/// vanishes with its last descriptor if that never happens. Fails with
+/// `EOPNOTSUPP` (or `EISDIR`, `EINVAL` on old kernels) where the file
+/// system or kernel lacks `O_TMPFILE`.
+pub(crate) fn create_unnamed(dir: &Path, mode: u32) -> io::Result<File> {
+    let dir = c_path(dir)?;
+    // SAFETY: `dir` is a valid NUL-terminated string for the call; the mode
+    // argument is passed as the variadic third argument O_TMPFILE requires.
+    let fd = cvt(unsafe {
+        libc::open(
+            dir.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Gives the open `file` the name `target`, failing with `EEXIST` if the
+/// name is taken: `linkat` of `/proc/self/fd/<fd>` with `AT_SYMLINK_FOLLOW`,
+/// which needs no privilege and works for an `O_TMPFILE` file as for a
+/// named one (not for a named file whose last name was removed: `ENOENT`).
+pub(crate) fn link_fd(file: &File, target: &Path) -> io::Result<()> {
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let to = c_path(target)?;
+    // SAFETY: both strings are valid and NUL-terminated for the call.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+/// Gives the file named `from` the further name `to` (`link`), failing
+/// with `EEXIST` if `to` is taken. Follows no symbolic link.
+pub(crate) fn link_path(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both strings are valid and NUL-terminated for the call.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Removes the name `path`. Open descriptors and mappings stay valid.
+pub(crate) fn unlink(path: &Path) -> io::Result<()> {
+    let path = c_path(path)?;
+    // SAFETY: `path` is a valid NUL-terminated string for the call.
+    cvt(unsafe { libc::unlink(path.as_ptr()) }).map(drop)
+}
+
+/// `lstat` of a path: what the name refers to right now (a link is not
+/// followed). Needs no descriptor, so it works with a full descriptor table.
+pub(crate) fn stat_path(path: &Path) -> io::Result<FileStat> {
+    std::fs::symlink_metadata(path).map(|m| FileStat::from(&m))
 }
 
 /// An anonymous shared-memory file that accepts seals.
@@ -99,18 +176,26 @@ pub(crate) struct FileStat {
     pub(crate) mode: u32,
     pub(crate) dev: u64,
     pub(crate) ino: u64,
+    /// Last modification, seconds since the epoch.
+    pub(crate) mtime: i64,
+}
+
+impl From<&std::fs::Metadata> for FileStat {
+    fn from(m: &std::fs::Metadata) -> FileStat {
+        FileStat {
+            size: m.size(),
+            uid: m.uid(),
+            mode: m.mode(),
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: m.mtime(),
+        }
+    }
 }
 
 /// `fstat` of an open file.
 pub(crate) fn stat(file: &File) -> io::Result<FileStat> {
-    let m = file.metadata()?;
-    Ok(FileStat {
-        size: m.size(),
-        uid: m.uid(),
-        mode: m.mode(),
-        dev: m.dev(),
-        ino: m.ino(),
-    })
+    file.metadata().map(|m| FileStat::from(&m))
 }
 
 /// `fstat` of a raw descriptor number that this process may or may not have
@@ -127,6 +212,7 @@ pub(crate) fn stat_raw(fd: RawFd) -> io::Result<FileStat> {
         mode: st.st_mode,
         dev: st.st_dev,
         ino: st.st_ino,
+        mtime: st.st_mtime,
     })
 }
 
@@ -188,17 +274,20 @@ pub(crate) unsafe fn close_inherited(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::close(fd) }).map(drop)
 }
 
-/// Arranges for `fd` (a close-on-exec duplicate made here) to be inherited by
-/// the child that `cmd` spawns, under the same number. Returns that number.
+/// Arranges for `fd` (a close-on-exec descriptor made for the purpose) to be
+/// inherited by the child that `cmd` spawns, under the same number. Returns
+/// that number.
 ///
-/// The parent's own descriptors all stay close-on-exec: the duplicate lives
-/// inside `cmd` (dropped with it) and the flag is cleared only in the forked
-/// child, in a `pre_exec` hook.
-pub(crate) fn inherit_on_exec(cmd: &mut Command, file: &File) -> io::Result<RawFd> {
-    // F_DUPFD_CLOEXEC with a minimum of 3: never one of the stdio numbers the
-    // child's stdio setup overwrites.
-    let dup: OwnedFd = file.as_fd().try_clone_to_owned()?;
+/// The parent's own descriptors all stay close-on-exec: `fd` lives inside
+/// `cmd` (dropped with it) and the flag is cleared only in the forked child,
+/// in a `pre_exec` hook. `fd` must not be 0, 1 or 2 (the child's stdio setup
+/// overwrites those): any descriptor opened while stdio is open is not.
+pub(crate) fn inherit_on_exec(cmd: &mut Command, fd: OwnedFd) -> io::Result<RawFd> {
+    let dup = fd;
     let raw = dup.as_raw_fd();
+    if raw <= 2 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
     let hook = move || {
         // Keeps the duplicate open for as long as `cmd` exists.
         let fd = dup.as_raw_fd();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{Pipe, PipeError};
+use shmring::pipe::{Pipe, PipeConfig, PipeError};
 use shmring_testkit::{role, spawn_role, wait_child, wait_until};
 
 use super::{dog, pattern, small, spawn_with};
@@ -207,6 +207,132 @@ fn the_longest_whole_message_fits_at_every_ring_position() {
             shift * 8
         );
     }
+}
+
+/// Moves the empty ring of `reader`/`writer` to byte index `target` (mod
+/// `ring`) with one-record messages that each fit before the end (so no
+/// padding), sent and received at once. Returns the new index.
+fn move_empty_ring_to(
+    reader: &mut shmring::pipe::Connection,
+    writer: &mut shmring::pipe::Connection,
+    (ring, fragment): (u64, u64),
+    mut index: u64,
+    target: u64,
+) -> u64 {
+    // The largest record of one-record messages: payload below a fragment,
+    // a multiple of 8.
+    let largest = 8 + (fragment - 1) / 8 * 8;
+    while index != target {
+        let distance = (target + ring - index) % ring;
+        let step = distance.min(ring - index).min(largest);
+        let msg = vec![0x5A; (step - 8) as usize];
+        // Blocking (a record longer than `max_whole_message` is refused
+        // by the tries), but it fits before the end: it does not wait.
+        writer.send_bytes(&msg, 0, None).unwrap();
+        assert_eq!(reader.try_recv_bytes(None).unwrap(), msg);
+        index = (index + step) % ring;
+    }
+    index
+}
+
+/// Item 4 of the handover review: `max_whole_message()` bytes must go into
+/// an *empty* pipe by `try_send`, and `send_timeout` must not time out,
+/// whatever the ring's position; one byte more is `TooLarge` at once. The
+/// failure was for fragments of about half the ring or more (including
+/// `ring_bytes / 2`), where a single record plus the padding in front of it
+/// at a wrap exceeds the ring.
+#[test]
+fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
+    let _dog = dog("max whole grid");
+    let mut checked = 0;
+    for ring in [64u64, 128, 512, 4096] {
+        let fragments = [
+            8,
+            ring / 8,
+            ring / 4,
+            ring / 2 - 8,
+            ring / 2 - 1,
+            ring / 2,
+            ring / 2 + 8,
+            ring * 3 / 4,
+            ring - 8,
+        ];
+        for fragment in fragments {
+            let config = PipeConfig {
+                ring_bytes: ring,
+                fragment_bytes: Some(fragment),
+            };
+            let (mut reader, mut writer) = Pipe::with_config(false, config).unwrap();
+            let max = writer.max_whole_message().unwrap();
+            let what = format!("ring {ring}, fragment {fragment}, max {max}");
+            // Not shrunk beyond need: every one-record message up to
+            // half the ring (less a header) is promised.
+            assert!(
+                max >= (ring as usize / 2 - 8).min(fragment as usize - 1),
+                "{what}"
+            );
+            let msg = pattern(max, fragment as u8);
+            let over = pattern(max + 1, 1);
+            let too_large = Err(PipeError::TooLarge { len: max + 1, max });
+            let mut index = 0;
+            // Every start position for the small rings; for the 4 KiB one,
+            // the first and last 512 bytes and every 40th position between.
+            let positions = (0..ring / 8)
+                .map(|i| i * 8)
+                .filter(|&p| ring <= 512 || p < 512 || p >= ring - 512 || p % 320 == 0);
+            for position in positions {
+                index =
+                    move_empty_ring_to(&mut reader, &mut writer, (ring, fragment), index, position);
+                assert_eq!(
+                    writer.try_send_bytes(&over, 0, None),
+                    too_large,
+                    "{what}, position {position}"
+                );
+                match position % 3 {
+                    0 => writer
+                        .send_timeout(&msg, Duration::from_millis(1))
+                        .unwrap_or_else(|e| panic!("{what}, position {position}: {e}")),
+                    _ => writer
+                        .try_send_bytes(&msg, 0, None)
+                        .unwrap_or_else(|e| panic!("{what}, position {position}: {e}")),
+                }
+                assert!(
+                    reader.try_recv_bytes(None).unwrap() == msg,
+                    "{what}, position {position}"
+                );
+                assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+                // Where the message left the ring (records and padding).
+                index = (index + ring_advance(ring, fragment, index, max)) % ring;
+                checked += 1;
+            }
+            assert_eq!(
+                writer.send_timeout(&over, Duration::from_millis(1)),
+                too_large,
+                "{what}"
+            );
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+/// How far a message of `len` bytes moves an empty ring at `index`: its
+/// records (fragments of `fragment`, then a shorter last one) and the
+/// padding before a record that does not fit before the end.
+fn ring_advance(ring: u64, fragment: u64, index: u64, len: usize) -> u64 {
+    let size = |n: u64| 8 + n.div_ceil(8) * 8;
+    let len = len as u64;
+    let mut records = vec![size(fragment); (len / fragment) as usize];
+    records.push(size(len % fragment));
+    let (mut at, mut moved) = (index, 0);
+    for r in records {
+        if r > ring - at {
+            moved += ring - at;
+            at = 0;
+        }
+        moved += r;
+        at = (at + r) % ring;
+    }
+    moved
 }
 
 #[test]

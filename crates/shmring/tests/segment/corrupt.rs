@@ -113,23 +113,29 @@ fn each_bad_field_has_its_error() {
     v.put(MAGIC, b"NOTSHMRG");
     assert!(matches!(v.open_err(), SegmentError::NotShmring { .. }));
 
-    v.put_u32(VERSION, 2);
+    let current = shmring::segment::LAYOUT_VERSION;
+    assert_eq!(current, 2);
+    for other in [1, current + 1] {
+        v.put_u32(VERSION, other);
+        let err = v.open_err();
+        assert!(
+            matches!(
+                err,
+                SegmentError::VersionMismatch { expected, found, .. }
+                    if (expected, found) == (current, other)
+            ),
+            "{err}"
+        );
+    }
+
+    // Version 0: never published, so not a segment being created (those
+    // have no name yet) but a foreign or corrupted file. Refused at once.
+    v.put_u32(VERSION, 0);
     let err = v.open_err();
     assert!(
-        matches!(
-            err,
-            SegmentError::VersionMismatch {
-                expected: 1,
-                found: 2,
-                ..
-            }
-        ),
+        matches!(err, SegmentError::VersionMismatch { found: 0, .. }),
         "{err}"
     );
-
-    // Version 0 with nobody holding the init lock: a creator that died.
-    v.put_u32(VERSION, 0);
-    assert!(matches!(v.open_err(), SegmentError::CreatorDied { .. }));
 
     v.put_u32(
         ABI,
@@ -192,9 +198,9 @@ fn bad_file_sizes() {
     assert!(matches!(v.open_err(), SegmentError::SizeMismatch { .. }));
     v.file.set_len(100).unwrap();
     assert!(matches!(v.open_err(), SegmentError::NotShmring { .. }));
-    // An empty file nobody initialises: a creator that died before sizing.
+    // An empty file: no segment (a create names only complete ones).
     v.file.set_len(0).unwrap();
-    assert!(matches!(v.open_err(), SegmentError::CreatorDied { .. }));
+    assert!(matches!(v.open_err(), SegmentError::NotShmring { .. }));
     // Not a segment at all.
     v.file.set_len(v.len).unwrap();
     v.put(0, &[0xa5; 256]);

@@ -54,7 +54,9 @@ impl Connection {
     /// A message longer than one fragment may be half there: its fragments
     /// are taken off the ring (so the writer can go on) and kept in this
     /// connection, and the next receive of any kind continues it. Nothing is
-    /// lost or reordered by giving up.
+    /// lost or reordered by giving up. (If this end is then closed or handed
+    /// to a child, that message is lost: whoever claims the end next starts
+    /// at the following message, never in its middle.)
     ///
     /// # Blocking
     ///
@@ -108,7 +110,8 @@ impl Connection {
     ///
     /// [`PipeError::Eof`] once the other end closed or died and everything
     /// it sent was read ([`PipeError::TruncatedMessage`] if it went in the
-    /// middle of a message); [`PipeError::BadMessageLength`] for a message
+    /// middle of a message, or died there and a new writer took the end
+    /// over: the next receive goes on); [`PipeError::BadMessageLength`] for a message
     /// longer than `maxlength`, after which this end is no longer readable
     /// (see there); [`PipeError::HandleClosed`]; [`PipeError::WriteOnly`].
     pub fn recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, PipeError> {

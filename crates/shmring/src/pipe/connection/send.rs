@@ -120,10 +120,17 @@ impl Connection {
     }
 
     /// The longest message that [`try_send`](Connection::try_send) and
-    /// [`send_timeout`](Connection::send_timeout) can send: what fits the
-    /// ring at once, whatever the position of its records (about three
-    /// quarters of the ring with the default fragment size). `None` when this
-    /// end does not send. [`send`](Connection::send) has no limit.
+    /// [`send_timeout`](Connection::send_timeout) can send: what an empty
+    /// ring takes at once, whatever the position of its records (about three
+    /// quarters of the ring with the default fragment size). Any message up
+    /// to this long goes into an empty ring; a longer one is
+    /// [`PipeError::TooLarge`] for them. `None` when this end does not send.
+    /// [`send`](Connection::send) has no limit.
+    ///
+    /// A record never straddles the end of the ring (the rest of the ring
+    /// is padding then), so with `fragment_bytes` of about half the ring or
+    /// more this is *shorter* than one fragment: at most `ring_bytes / 2 -
+    /// 8` bytes.
     pub fn max_whole_message(&self) -> Option<usize> {
         self.outgoing.as_ref().map(|out| out.max_whole())
     }
@@ -190,15 +197,15 @@ impl Connection {
                 false => Err(out.full_or_broken(segment, policy)),
             },
             Patience::Until(deadline) => out.send_by(msg, deadline, segment, policy),
-            Patience::Forever if msg.len() < out.fragment => out.push(msg, segment, policy),
+            Patience::Forever if msg.len() < out.fragment => out.push(msg, false, segment, policy),
             Patience::Forever => {
-                // Full-size fragments continue a message; a shorter one
-                // ends it.
-                for fragment in msg.chunks(out.fragment) {
-                    out.push(fragment, segment, policy)?;
+                // Full-size fragments: more follows; a shorter one ends the
+                // message. All but the first are marked as continuing it.
+                for (i, fragment) in msg.chunks(out.fragment).enumerate() {
+                    out.push(fragment, i > 0, segment, policy)?;
                 }
                 if msg.len().is_multiple_of(out.fragment) {
-                    out.push(&[], segment, policy)?;
+                    out.push(&[], true, segment, policy)?;
                 }
                 Ok(())
             }

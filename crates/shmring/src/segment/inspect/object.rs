@@ -2,11 +2,13 @@
 //! parameters say, and what only the object itself can tell (depth, lock
 //! owner), read through a mapping made for the occasion.
 
+use std::fs::File;
 use std::mem::size_of;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
+use shmring_core::dict::Table;
 use shmring_core::lock::LockShared;
 use shmring_core::mpmc::{self, QueueConfig, QueueLayout};
 use shmring_core::spsc::{self, KeepAlive, SpscLayout};
@@ -17,11 +19,20 @@ use super::{open_shm_file, HeaderInfo, ObjectState, PeerStatus};
 use crate::segment::{peers, ObjectKind};
 use crate::sys::shm;
 
+/// Which file the object is read from.
+pub(super) enum Source<'a> {
+    /// The file `name` names, if it is still the one with this device and
+    /// inode (opened read-write for the occasion).
+    Name(&'a str, (u64, u64)),
+    /// A read-write descriptor the caller holds (`reclaim`, under locks).
+    File(&'a File),
+}
+
 /// The figures the header's parameters give, then those only the object
-/// itself can tell (depth, lock owner), when it can be mapped.
+/// itself can tell (depth, lock owner, whether it holds data), when it can
+/// be mapped.
 pub(super) fn object_state(
-    name: &str,
-    (dev, ino): (u64, u64),
+    source: Source<'_>,
     h: &HeaderInfo,
     peers: &[PeerStatus],
 ) -> ObjectState {
@@ -53,27 +64,34 @@ pub(super) fn object_state(
             state.capacity = Some(p[0]);
             state.capacity_unit = "entries";
             state.details = vec![("max_key", p[1]), ("max_value", p[2])];
-            return state; // nothing cheap to read in the table itself
         }
         ObjectKind::Lock => state.details = vec![("flavor", p[0])],
     }
-    let examined =
-        map_object(name, (dev, ino), h).and_then(|map| examine(map, h, peers, &mut state));
+    let examined = map_object(source, h).and_then(|map| examine(map, h, peers, &mut state));
     if let Err(note) = examined {
         state.note = Some(note);
     }
     state
 }
 
-/// Maps the object region of the file `name` still names (read-write, as
-/// the core's `attach_in_place` requires; nothing is written through it).
-fn map_object(name: &str, (dev, ino): (u64, u64), h: &HeaderInfo) -> Result<MmapRaw, String> {
+/// Maps the object region of the source's file (read-write, as the core's
+/// `attach_in_place` requires; nothing is written through it).
+fn map_object(source: Source<'_>, h: &HeaderInfo) -> Result<MmapRaw, String> {
     let not_examined = |why: String| format!("object not examined: {why}");
-    let (_, file) = open_shm_file(name, true).map_err(|e| not_examined(e.to_string()))?;
-    let st = shm::stat(&file).map_err(|e| not_examined(e.to_string()))?;
-    if (st.dev, st.ino) != (dev, ino) {
-        return Err(not_examined("the name was given to another file".into()));
-    }
+    let opened;
+    let file = match source {
+        Source::Name(name, (dev, ino)) => {
+            let (_, file) = open_shm_file(name, true).map_err(|e| not_examined(e.to_string()))?;
+            let st = shm::stat(&file).map_err(|e| not_examined(e.to_string()))?;
+            if (st.dev, st.ino) != (dev, ino) {
+                return Err(not_examined("the name was given to another file".into()));
+            }
+            opened = file;
+            &opened
+        }
+        Source::File(file) => file,
+    };
+    let st = shm::stat(file).map_err(|e| not_examined(e.to_string()))?;
     if st.size != h.total_len {
         return Err(not_examined(format!("the file was resized to {}", st.size)));
     }
@@ -81,8 +99,16 @@ fn map_object(name: &str, (dev, ino): (u64, u64), h: &HeaderInfo) -> Result<Mmap
     MmapOptions::new()
         .offset(h.object_offset)
         .len(h.object_len as usize)
-        .map_raw(&file)
+        .map_raw(file)
         .map_err(|e| not_examined(format!("mmap: {e}")))
+}
+
+/// Whether a ring or queue holds a message, by either measure: its counters
+/// (`len`, which a killed producer may leave one short) or its positions
+/// (`is_empty`, published records only). Either one saying "something" is
+/// enough: removing it could lose data.
+fn has_data(len: u64, empty: bool) -> bool {
+    len != 0 || !empty
 }
 
 fn corrupted(c: shmring_core::Corrupted) -> String {
@@ -136,10 +162,15 @@ fn examine(
     let keep: KeepAlive = Arc::new(map);
     let p = h.params;
     match h.kind {
-        ObjectKind::SpscRing => state.depth = Some(ring_at(base, 0, len, &keep)?.len()),
+        ObjectKind::SpscRing => {
+            let ring = ring_at(base, 0, len, &keep)?;
+            state.depth = Some(ring.len());
+            state.holds_data = Some(has_data(ring.len(), ring.is_empty()));
+        }
         ObjectKind::MpmcQueue => {
             let queue = queue_at(base, 0, len, &keep)?;
             state.depth = Some(queue.len());
+            state.holds_data = Some(has_data(queue.len(), queue.is_empty()));
             state.details.push(("closed", u64::from(queue.is_closed())));
         }
         ObjectKind::JoinableQueue => {
@@ -169,14 +200,18 @@ fn examine(
                 })
             })?;
             let queue = queue_at(base, at, len, &keep)?;
-            state.depth = Some(queue.len());
+            let depth = queue.len();
+            state.depth = Some(depth);
+            state.holds_data = Some(has_data(depth, queue.is_empty()));
             state.details.push(("closed", u64::from(queue.is_closed())));
-            // The region starts with `at >= size_of::<TaskCounter>()` bytes
-            // (checked above), page aligned, mapped while `keep` lives.
-            // SAFETY: in bounds, aligned, valid past this block; TaskCounter
-            // is all atomics: any bytes and concurrent writers are fine.
-            let tasks = unsafe { base.cast::<TaskCounter>().as_ref() };
-            state.details.push(("unfinished_tasks", tasks.unfinished()));
+            let unfinished = crate::queue::unfinished_in_region(base, at, h.peer_rows, depth)
+                .ok_or_else(|| {
+                    corrupted(shmring_core::Corrupted {
+                        what: "joinable queue task region",
+                        value: at as u64,
+                    })
+                })?;
+            state.details.push(("unfinished_tasks", unfinished));
         }
         ObjectKind::Pipe => {
             let ring = RingConfig {
@@ -194,13 +229,17 @@ fn examine(
                 return Err(bad(p[0]));
             }
             let mut depth = 0u64;
+            let mut holds = false;
             for i in 0..=p[0] {
                 let at = i.checked_mul(p[3]).and_then(|at| usize::try_from(at).ok());
                 let at = at.filter(|at| at.checked_add(ring_len).is_some_and(|end| end <= len));
                 let at = at.ok_or_else(|| bad(p[3]))?;
-                depth = depth.saturating_add(ring_at(base, at, ring_len, &keep)?.len());
+                let ring = ring_at(base, at, ring_len, &keep)?;
+                depth = depth.saturating_add(ring.len());
+                holds |= has_data(ring.len(), ring.is_empty());
             }
             state.depth = Some(depth);
+            state.holds_data = Some(holds);
         }
         ObjectKind::Lock => {
             if len < size_of::<LockShared>() {
@@ -214,6 +253,7 @@ fn examine(
             // SAFETY: in bounds, aligned, valid while used; LockShared is
             // all atomics: any bytes and concurrent writers are fine.
             let shared = unsafe { base.cast::<LockShared>().as_ref() };
+            state.holds_data = Some(false);
             state.details.push(("recoveries", shared.recoveries()));
             if let Some((row, generation)) = peers::split_token(shared.owner()) {
                 let holder = peers
@@ -228,7 +268,19 @@ fn examine(
                     .push(("owner_alive", u64::from(holder.is_some_and(|p| p.alive))));
             }
         }
-        ObjectKind::Dict => {}
+        ObjectKind::Dict => {
+            // `len` is the mapping `keep` holds (shared, read-write, page
+            // aligned; attach_in_place checks alignment and length).
+            // SAFETY: valid for `len` bytes while `keep` lives; others use
+            // it only atomically, through the table's protocol; we only
+            // read (without the lock: counting needs none).
+            let table =
+                unsafe { Table::attach_in_place(base, len, keep.clone()) }.map_err(corrupted)?;
+            let entries = table.count_entries().map_err(corrupted)?;
+            state.depth = Some(entries);
+            state.holds_data = Some(entries > 0);
+            state.details.push(("entries", entries));
+        }
     }
     drop(keep);
     Ok(())

@@ -1,0 +1,105 @@
+//! `rm`: removing segment names, never a live one by accident.
+//!
+//! Removing the name of a segment that live processes use does not stop
+//! them (their mappings stay), but it splits them from everyone who comes
+//! later: the next create under the name makes a second, empty object while
+//! the service keeps using the first one. So `rm` looks first (without
+//! attaching) and refuses a segment with a live peer, or one being created,
+//! unless `--force`, naming the peers' pids.
+
+use shmring::segment::{self, SegmentInfo, SegmentState};
+use shmring::{Segment, SegmentError};
+
+use crate::args::Args;
+use crate::commands::segment_name;
+use crate::{escape, Failure, EXIT_IN_USE, EXIT_NOT_SHMRING};
+
+/// `shmring rm [--force] NAME...`: every name is tried; the exit code is
+/// that of the first failure.
+pub fn rm(mut args: Args) -> Result<(), Failure> {
+    let force = args.flag("--force") | args.flag("-f");
+    let names = args.rest("NAME")?;
+    let mut first: Option<Failure> = None;
+    for arg in names {
+        let name = segment_name(&arg);
+        match remove_one(&name, force) {
+            Ok(()) => println!("removed {}", escape::name(&name)),
+            Err(f) => {
+                f.print();
+                first.get_or_insert(f);
+            }
+        }
+    }
+    first.map_or(Ok(()), |f| Err(Failure::reported(f.code)))
+}
+
+/// Why `info` must not be removed without `--force`, if it must not.
+fn in_use(info: &SegmentInfo) -> Option<String> {
+    let name = escape::name(&info.name);
+    if info.state == SegmentState::Initialising {
+        return Some(format!("{name} is being created right now"));
+    }
+    if info.init_locked {
+        return Some(format!(
+            "segment {name} is busy: another process holds its name lock"
+        ));
+    }
+    let live: Vec<String> = info
+        .peers
+        .iter()
+        .filter(|p| p.alive)
+        .map(|p| p.pid.to_string())
+        .collect();
+    if live.is_empty() {
+        return None;
+    }
+    let (peers, pids) = if live.len() == 1 {
+        ("peer", "pid")
+    } else {
+        ("peers", "pids")
+    };
+    Some(format!(
+        "segment {name} is in use by {} live {peers} ({pids} {}, as they recorded them)",
+        live.len(),
+        live.join(", ")
+    ))
+}
+
+fn remove_one(name: &str, force: bool) -> Result<(), Failure> {
+    const FORCE: &str = "not removed (--force removes it anyway)";
+    match segment::inspect(name) {
+        Ok(info) => {
+            if let Some(why) = in_use(&info) {
+                if !force {
+                    return Err(Failure::new(EXIT_IN_USE, format!("{why}; {FORCE}")));
+                }
+            }
+        }
+        Err(SegmentError::NotShmring { .. }) if force => {}
+        Err(SegmentError::NotShmring { .. }) => {
+            return Err(Failure::new(
+                EXIT_NOT_SHMRING,
+                format!("{} is not a shmring segment; {FORCE}", escape::name(name)),
+            ))
+        }
+        // Unreadable: cannot tell what it is; --force tries the unlink.
+        Err(e) if force && crate::scan::is_permission(&e) => {}
+        // Missing, an invalid name, unreadable: nothing to force.
+        Err(
+            e @ (SegmentError::NotFound { .. }
+            | SegmentError::InvalidName { .. }
+            | SegmentError::PermissionDenied { .. }),
+        ) => return Err(e.into()),
+        // The magic, but a header that fails validation: nothing tells
+        // whether peers use it.
+        Err(_) if force => {}
+        Err(e) => {
+            let f = Failure::from(e);
+            return Err(Failure::new(
+                f.code,
+                format!("{}; cannot tell whether it is in use, {FORCE}", f.message),
+            ));
+        }
+    }
+    Segment::unlink(name).map_err(Failure::from)
+}

@@ -1,0 +1,560 @@
+//! The automatic sweep, with real processes (the test binary re-executes
+//! itself with a role; see `shmring_testkit`): it never removes a crashed
+//! service's queue that holds messages, it removes an empty abandoned
+//! segment only once sweeps have seen it without a live peer for the idle
+//! period (not counted from its last attach), at most one sweep runs per
+//! period for a whole fleet of creating processes, and it never touches
+//! another user's segment or a file that merely starts with the magic.
+//!
+//! Every trigger process confines its automatic sweep to the test's own
+//! names and its own stamp (`configure_auto_sweep`), so that tests running
+//! beside these ones on the same host are not swept by them.
+
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmring::core::mpmc::QueueConfig;
+use shmring::core::RingConfig;
+use shmring::dict::{Dict, DictConfig};
+use shmring::pipe::{End, Pipe, PipeConfig};
+use shmring::segment::{self, AutoSweepConfig};
+use shmring::{mpmc, CreateOptions, OpenOptions};
+use shmring_testkit::{
+    executable_by_anyone, role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name,
+    wait_child, wait_until, Watchdog,
+};
+
+const NAME_VAR: &str = "SHMRING_SWEEP_TEST_NAME";
+const COUNT_VAR: &str = "SHMRING_SWEEP_TEST_COUNT";
+const SCOPE_VAR: &str = "SHMRING_SWEEP_TEST_SCOPE";
+const PREFIX_VAR: &str = "SHMRING_SWEEP_TEST_PREFIX";
+const PERIOD_VAR: &str = "SHMRING_SWEEP_TEST_PERIOD_MS";
+const IDLE_VAR: &str = "SHMRING_SWEEP_TEST_IDLE_MS";
+const GO_VAR: &str = "SHMRING_SWEEP_TEST_GO";
+const LIMIT_VAR: &str = "SHMRING_SWEEP_TEST_LIMIT";
+
+fn queue_config() -> QueueConfig {
+    QueueConfig {
+        rings: 2,
+        ring: RingConfig {
+            capacity: 8192,
+            max_record: 256,
+        },
+        max_len: 0,
+    }
+}
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set"))
+}
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
+    let name = env(NAME_VAR);
+    match role.as_str() {
+        // A service: creates its queue, queues COUNT messages, and waits
+        // for its SIGKILL.
+        "service" => {
+            let count: u32 = env(COUNT_VAR).parse().unwrap();
+            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let mut p = q.producer().unwrap();
+            for i in 0..count {
+                p.try_push(format!("message {i}").as_bytes()).unwrap();
+            }
+            sleep_forever();
+        }
+        // A dict service: three entries, then waits for its SIGKILL.
+        "dict_service" => {
+            let d =
+                Dict::<u64, u64>::create(&name, DictConfig::default(), &CreateOptions::default())
+                    .unwrap();
+            for i in 0..3 {
+                d.insert(&i, &(i * 10)).unwrap();
+            }
+            sleep_forever();
+        }
+        // A pipe service: one message sent and not yet received.
+        "pipe_service" => {
+            let pipe = Pipe::create(
+                &name,
+                true,
+                PipeConfig::default(),
+                &CreateOptions::default(),
+            )
+            .unwrap();
+            let mut end = pipe.connection(End::First).unwrap();
+            end.send_bytes(b"undelivered", 0, None).unwrap();
+            sleep_forever();
+        }
+        // The restarted service: opens the queue and expects every message.
+        "restart" => {
+            let count: u32 = env(COUNT_VAR).parse().unwrap();
+            let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+            let mut c = q.consumer();
+            let mut buf = Vec::new();
+            for i in 0..count {
+                c.try_pop(&mut buf).unwrap();
+                assert_eq!(buf, format!("message {i}").as_bytes());
+            }
+            assert!(c.try_pop(&mut buf).is_err(), "nothing more");
+            println!("restart: got all {count}");
+        }
+        // An unrelated process: its automatic sweep confined to the test,
+        // it creates one segment (when GO exists, if given), waits for the
+        // sweep its create may have started, and reports.
+        "trigger" => {
+            let ms = |var| Duration::from_millis(env(var).parse().unwrap());
+            let mut config = AutoSweepConfig {
+                period: ms(PERIOD_VAR),
+                min_idle: ms(IDLE_VAR),
+                prefix: env(PREFIX_VAR),
+                scope: env(SCOPE_VAR),
+                ..AutoSweepConfig::default()
+            };
+            if let Ok(limit) = std::env::var(LIMIT_VAR) {
+                config.max_examined = limit.parse().unwrap();
+            }
+            segment::configure_auto_sweep(config);
+            if let Ok(go) = std::env::var(GO_VAR) {
+                let started = wait_until(Duration::from_secs(60), || {
+                    std::path::Path::new(&go).exists()
+                });
+                assert!(started, "never told to go");
+            }
+            let start = Instant::now();
+            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let took = start.elapsed();
+            segment::wait_for_auto_sweep();
+            println!(
+                "trigger: started={} create_us={}",
+                segment::auto_sweeps_started(),
+                took.as_micros()
+            );
+            drop(q);
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(30));
+}
+
+/// A service that queued `count` messages on `name` and was SIGKILLed.
+fn killed_service(name: &str, count: u32) {
+    let envs = [(NAME_VAR, name.to_owned()), (COUNT_VAR, count.to_string())];
+    let child = spawn_role("child_entry", "service", &envs).spawn().unwrap();
+    let ready = wait_until(Duration::from_secs(30), || {
+        segment::inspect(name).is_ok_and(|i| {
+            i.alive_peers() == 1 && i.object.and_then(|o| o.depth) == Some(count.into())
+        })
+    });
+    assert!(ready, "the service never queued its messages");
+    kill(child);
+    let info = segment::inspect(name).unwrap();
+    assert!(info.is_abandoned(), "{info:?}");
+}
+
+/// The automatic-sweep settings of a trigger process.
+struct Sweeper {
+    scope: String,
+    prefix: String,
+    period: Duration,
+    idle: Duration,
+    limit: Option<usize>,
+}
+
+impl Sweeper {
+    fn new(prefix: &str, period: Duration, idle: Duration) -> Sweeper {
+        Sweeper {
+            // Unique per test and run: its own stamp, its own periods.
+            scope: unique_name("scope")[1..].replace('/', "-"),
+            prefix: prefix.trim_start_matches('/').to_owned(),
+            period,
+            idle,
+            limit: None,
+        }
+    }
+
+    fn command(&self, name: &str, go: Option<&str>) -> Command {
+        let mut envs = vec![
+            (NAME_VAR, name.to_owned()),
+            (SCOPE_VAR, self.scope.clone()),
+            (PREFIX_VAR, self.prefix.clone()),
+            (PERIOD_VAR, self.period.as_millis().to_string()),
+            (IDLE_VAR, self.idle.as_millis().to_string()),
+        ];
+        if let Some(go) = go {
+            envs.push((GO_VAR, go.to_owned()));
+        }
+        if let Some(limit) = self.limit {
+            envs.push((LIMIT_VAR, limit.to_string()));
+        }
+        let mut cmd = spawn_role("child_entry", "trigger", &envs);
+        cmd.stdout(Stdio::piped());
+        cmd
+    }
+
+    /// Runs one trigger process to its end; the sweeps it started.
+    fn trigger(&self, name: &str) -> u64 {
+        started(self.command(name, None).spawn().unwrap())
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let stamp = format!("/dev/shm/.shmring-sweep-{uid}.{}", self.scope);
+        let _ = std::fs::remove_file(stamp);
+    }
+}
+
+/// Removes the named files (in `/name` form) when dropped.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::fs::remove_file(shm_path(name));
+        }
+    }
+}
+
+/// Waits for a trigger process and reads how many sweeps it started.
+fn started(child: Child) -> u64 {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "trigger failed: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The harness prints "test child_entry ... " before the child's line.
+    let line = text
+        .split("trigger: started=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no report in {text:?}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Moves every peer row's attach time of `name` back by `by`, as if its
+/// peers had attached that long ago (located by value, not by layout).
+fn age(name: &str, by: Duration) {
+    let info = segment::inspect(name).unwrap();
+    let table = info.header.unwrap().peer_table_offset;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(name))
+        .unwrap();
+    for peer in &info.peers {
+        let at = table + u64::from(peer.row) * 128;
+        let mut row = [0u8; 128];
+        file.read_exact_at(&mut row, at).unwrap();
+        let stamp = peer.attached_at_ns.to_ne_bytes();
+        let offset = (0..row.len() - 7)
+            .step_by(8)
+            .find(|&i| row[i..i + 8] == stamp)
+            .expect("the attach time is in the row");
+        let older = peer.attached_at_ns.saturating_sub(by.as_nanos() as u64);
+        file.write_all_at(&older.to_ne_bytes(), at + offset as u64)
+            .unwrap();
+    }
+}
+
+/// The review's scenario: a service with 100 undelivered messages is
+/// SIGKILLed; unrelated processes then create segments (and sweep, with
+/// no idle time at all); the queue survives and the restarted service gets
+/// all 100. An empty queue abandoned beside it is swept.
+#[test]
+fn a_killed_services_queue_with_messages_survives_every_sweep() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "killed service");
+    let prefix = unique_name("sweep-service");
+    let queue = format!("{prefix}-queue");
+    let empty = format!("{prefix}-empty");
+    let _cleanup = Cleanup(vec![queue.clone(), empty.clone()]);
+    killed_service(&queue, 100);
+    killed_service(&empty, 0);
+    // Up two minutes before it was killed.
+    age(&queue, Duration::from_secs(120));
+    age(&empty, Duration::from_secs(120));
+
+    // Every trigger sweeps (a zero period), removing at first sight.
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, Duration::ZERO);
+    for i in 0..4 {
+        let started = sweeper.trigger(&format!("{prefix}-trigger-{i}"));
+        assert_eq!(started, 1, "trigger {i} swept");
+        assert!(shm_exists(&queue), "sweep {i} removed a queue holding data");
+    }
+    assert!(!shm_exists(&empty), "the empty abandoned queue was swept");
+    let info = segment::inspect(&queue).unwrap();
+    assert_eq!(info.object.and_then(|o| o.depth), Some(100));
+
+    // The explicit sweep leaves it too.
+    assert_eq!(
+        segment::sweep(&prefix, Duration::ZERO).unwrap(),
+        Vec::<String>::new()
+    );
+
+    let envs = [(NAME_VAR, queue.clone()), (COUNT_VAR, "100".to_owned())];
+    let restart = spawn_role("child_entry", "restart", &envs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = restart.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("restart: got all 100"));
+    // Its clean exit, as the last peer, removed the name.
+    assert!(!shm_exists(&queue));
+}
+
+/// A killed dict with entries and a killed pipe with an undelivered
+/// message hold data too: no sweep removes them.
+#[test]
+fn a_killed_dict_with_entries_and_pipe_with_a_message_survive_every_sweep() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "dict and pipe");
+    let prefix = unique_name("sweep-data");
+    let dict = format!("{prefix}-dict");
+    let pipe = format!("{prefix}-pipe");
+    let _cleanup = Cleanup(vec![dict.clone(), pipe.clone()]);
+    for (name, role) in [(&dict, "dict_service"), (&pipe, "pipe_service")] {
+        let child = spawn_role("child_entry", role, &[(NAME_VAR, name.clone())])
+            .spawn()
+            .unwrap();
+        let ready = wait_until(Duration::from_secs(30), || {
+            segment::inspect(name).is_ok_and(|i| {
+                i.alive_peers() == 1 && i.object.and_then(|o| o.holds_data) == Some(true)
+            })
+        });
+        assert!(ready, "{role} never came up holding data");
+        kill(child);
+        assert!(segment::inspect(name).unwrap().is_abandoned());
+    }
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, Duration::ZERO);
+    for i in 0..3 {
+        assert_eq!(sweeper.trigger(&format!("{prefix}-trigger-{i}")), 1);
+    }
+    assert_eq!(
+        segment::sweep(&prefix, Duration::ZERO).unwrap(),
+        Vec::<String>::new()
+    );
+    assert!(shm_exists(&dict), "a dict with entries was swept");
+    assert!(shm_exists(&pipe), "a pipe with a message was swept");
+}
+
+/// A leftover of the fallback create path (a file under a private name
+/// whose creator died) is swept once it is old enough for reclaim; a fresh
+/// one (its creator may be at work) is not.
+#[test]
+fn a_dead_creators_leftover_is_swept_a_fresh_one_is_not() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "leftovers");
+    let prefix = format!(".shmring-creating.{}", &unique_name("sweep-leftover")[1..]);
+    let old = format!("/{prefix}-old");
+    let fresh = format!("/{prefix}-fresh");
+    let _cleanup = Cleanup(vec![old.clone(), fresh.clone()]);
+    for (name, age) in [(&old, Duration::from_secs(30)), (&fresh, Duration::ZERO)] {
+        let file = std::fs::File::create(shm_path(name)).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+    }
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, Duration::ZERO);
+    let trigger = unique_name("sweep-leftover-trigger");
+    assert_eq!(sweeper.trigger(&trigger), 1);
+    assert!(!shm_exists(&old), "a dead creator's leftover stayed");
+    assert!(shm_exists(&fresh), "a fresh leftover was swept");
+}
+
+/// Idleness counts from when a sweep first found the segment without a
+/// live peer, not from its last attach: a segment whose peers attached two
+/// minutes ago and died just now is kept by the first sweep, and removed
+/// by a sweep once the idle period has passed since.
+#[test]
+fn an_empty_abandoned_segment_goes_once_seen_idle_long_enough() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "idle sweep");
+    let prefix = unique_name("sweep-idle");
+    let dead = format!("{prefix}-dead");
+    let _cleanup = Cleanup(vec![dead.clone()]);
+    killed_service(&dead, 0);
+    age(&dead, Duration::from_secs(120));
+
+    let idle = Duration::from_secs(2);
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, idle);
+    let first_seen = Instant::now();
+    assert_eq!(sweeper.trigger(&format!("{prefix}-t0")), 1);
+    assert!(shm_exists(&dead), "removed at first sight");
+    if first_seen.elapsed() < idle {
+        assert_eq!(sweeper.trigger(&format!("{prefix}-t1")), 1);
+        assert!(
+            shm_exists(&dead) || first_seen.elapsed() >= idle,
+            "removed before it was seen idle for {idle:?}"
+        );
+    }
+    // Well past the idle period: the next sweep removes it.
+    std::thread::sleep(idle + Duration::from_millis(200));
+    assert_eq!(sweeper.trigger(&format!("{prefix}-t2")), 1);
+    assert!(!shm_exists(&dead), "an empty abandoned segment stayed");
+}
+
+/// One sweep examines at most its limit of files, and the next one goes on
+/// from where it stopped: six empty abandoned segments, a limit of two
+/// files per sweep, three sweeps.
+#[test]
+fn each_sweep_examines_a_bounded_number_of_files_from_the_last_cursor() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "bounded sweep");
+    let prefix = unique_name("sweep-bounded");
+    let dead: Vec<String> = (0..6).map(|i| format!("{prefix}-dead-{i}")).collect();
+    let _cleanup = Cleanup(dead.clone());
+    for name in &dead {
+        killed_service(name, 0);
+    }
+    // The sweep's prefix leaves the triggers' own segments out.
+    let mut sweeper = Sweeper::new(&format!("{prefix}-dead"), Duration::ZERO, Duration::ZERO);
+    sweeper.limit = Some(2);
+    let left = |dead: &[String]| dead.iter().filter(|n| shm_exists(n)).count();
+    for (round, expected) in [4, 2, 0].into_iter().enumerate() {
+        assert_eq!(sweeper.trigger(&format!("{prefix}-trigger-{round}")), 1);
+        assert_eq!(left(&dead), expected, "after sweep {round}");
+    }
+    // In name order: the cursor moves on.
+    assert!(!shm_exists(&dead[0]) && !shm_exists(&dead[1]));
+}
+
+/// A fleet of processes creating a segment each at the same moment: every
+/// create succeeds, and exactly one of them started a sweep (the period's);
+/// a second wave within the period starts none.
+#[test]
+fn a_fleet_of_creates_runs_one_sweep_per_period() {
+    let _dog = Watchdog::new(Duration::from_secs(300), "fleet");
+    const FLEET: usize = 60;
+    let prefix = unique_name("sweep-fleet");
+    // A long period; a prefix that no file has (the sweep finds nothing).
+    let sweeper = Sweeper::new(
+        &format!("{prefix}-nothing"),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    for wave in 0..2 {
+        let go = format!("/tmp/{}-go-{wave}", &prefix[1..]);
+        let children: Vec<Child> = (0..FLEET)
+            .map(|i| {
+                sweeper
+                    .command(&format!("{prefix}-{wave}-{i}"), Some(&go))
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::fs::write(&go, b"go").unwrap();
+        let total: u64 = children.into_iter().map(started).sum();
+        let _ = std::fs::remove_file(&go);
+        let expected = if wave == 0 { 1 } else { 0 };
+        assert_eq!(
+            total, expected,
+            "wave {wave}: sweeps started by {FLEET} creates"
+        );
+    }
+}
+
+/// The unprivileged uid ("nobody") of the test that needs a second user.
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A file that merely starts with the magic, and (as root) another user's
+/// abandoned empty segment: no sweep removes either.
+#[test]
+fn sweeps_never_remove_foreign_files_or_other_users_segments() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "foreign");
+    let prefix = unique_name("sweep-foreign");
+    // The magic: the first 8 bytes of a real segment.
+    let real = format!("{prefix}-real");
+    let q = mpmc::Queue::create(&real, queue_config(), &CreateOptions::default()).unwrap();
+    let bytes = std::fs::read(shm_path(&real)).unwrap();
+    drop(q);
+    let mut zeros = bytes[..8].to_vec();
+    zeros.resize(bytes.len(), 0);
+    let mut garbage = bytes[..8].to_vec();
+    garbage.resize(bytes.len(), 0x5a);
+    let planted = [
+        (format!("{prefix}-zeros"), zeros),
+        (format!("{prefix}-garbage"), garbage),
+    ];
+    let nobody = format!("{prefix}-nobody");
+    let mut names: Vec<String> = planted.iter().map(|(n, _)| n.clone()).collect();
+    names.push(nobody.clone());
+    let _cleanup = Cleanup(names);
+    for (name, content) in &planted {
+        std::fs::write(shm_path(name), content).unwrap();
+    }
+
+    if is_root() {
+        let exe = executable_by_anyone(&std::env::current_exe().unwrap());
+        let template = spawn_role(
+            "child_entry",
+            "service",
+            &[(NAME_VAR, nobody.clone()), (COUNT_VAR, "0".to_owned())],
+        );
+        let mut cmd = Command::new(exe);
+        cmd.args(template.get_args()).current_dir("/");
+        for (key, value) in template.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        // SAFETY: runs in the forked child before exec; setgroups, setgid
+        // and setuid are async-signal-safe and touch no parent state.
+        unsafe {
+            cmd.pre_exec(|| {
+                let check = |rc: libc::c_int| match rc {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                };
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setgid(NOBODY))?;
+                check(libc::setuid(NOBODY))
+            });
+        }
+        let child = spawn_busy(&mut cmd);
+        let ready = wait_until(Duration::from_secs(30), || {
+            segment::inspect(&nobody).is_ok_and(|i| i.alive_peers() == 1)
+        });
+        assert!(ready, "nobody's service never came up");
+        kill(child);
+        assert!(segment::inspect(&nobody).unwrap().is_abandoned());
+    } else {
+        eprintln!("not root: the other-user case is skipped");
+    }
+
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, Duration::ZERO);
+    assert_eq!(sweeper.trigger(&format!("{prefix}-trigger")), 1);
+    assert_eq!(
+        segment::sweep(&prefix, Duration::ZERO).unwrap(),
+        Vec::<String>::new()
+    );
+    for (name, _) in &planted {
+        assert!(shm_exists(name), "{name} was swept");
+    }
+    if is_root() {
+        assert!(shm_exists(&nobody), "another user's segment was swept");
+    }
+}
+
+/// Spawns `cmd`, again while exec fails with `ETXTBSY` (a copy made by
+/// `executable_by_anyone` can be open for writing in a child that another
+/// test thread is forking).
+fn spawn_busy(cmd: &mut Command) -> Child {
+    for _ in 0..200 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the executable stayed busy");
+}
