@@ -134,6 +134,8 @@ pub enum Report {
     /// A restarted producer got its ring; `Blamed` is its predecessor
     /// (killed), `Since` when it began trying.
     SuccessorClaim,
+    /// A lock wait timed out; `Blamed` is the holder's peer token then.
+    LockTimeout,
 }
 
 impl Report {
@@ -145,6 +147,7 @@ impl Report {
             Report::BrokenPipe,
             Report::SpareClaim,
             Report::SuccessorClaim,
+            Report::LockTimeout,
         ]
         .into_iter()
         .find(|r| *r as u64 == v)

@@ -35,7 +35,7 @@ use shmring_chaos::faults::hook::{Action, Me};
 use shmring_testkit::{shm_exists, shm_path, unique_name};
 
 use crate::child::{should_stop, slot, unexpected, var, var_u64};
-use crate::fleet::{Fate, Fleet, Gone, Rng};
+use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
 use crate::tally::Tally;
 
 const KINDS: usize = 9;
@@ -237,8 +237,10 @@ pub fn run_creators(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
         std::thread::sleep(Duration::from_millis(1));
     }
     fleet.board.word(Word::Stop).store(1, Ordering::Release);
-    for p in creators.iter_mut() {
-        match fleet.wait_exit(p, Duration::from_secs(30)) {
+    let mut all: Vec<&mut Proc> = creators.iter_mut().collect();
+    let gones = fleet.end_all(&mut all, Duration::from_secs(30));
+    for (p, gone) in creators.iter().zip(gones) {
+        match gone {
             Some(Gone::Exited(s)) if s.success() => {}
             Some(Gone::Killed(_)) | None => {}
             Some(gone) => fleet.unexpected(p, &gone),
@@ -433,8 +435,10 @@ pub fn run_names(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
         std::thread::sleep(Duration::from_millis(1));
     }
     fleet.board.word(Word::Stop).store(1, Ordering::Release);
-    for p in users.iter_mut() {
-        match fleet.wait_exit(p, Duration::from_secs(30)) {
+    let mut all: Vec<&mut Proc> = users.iter_mut().collect();
+    let gones = fleet.end_all(&mut all, Duration::from_secs(30));
+    for (p, gone) in users.iter().zip(gones) {
+        match gone {
             Some(Gone::Exited(s)) if s.success() => {}
             Some(Gone::Killed(_)) | None => {}
             Some(gone) => fleet.unexpected(p, &gone),

@@ -346,31 +346,45 @@ impl Fleet {
         None
     }
 
-    /// Ends every fault of `p` (continuing it if it is stopped, also after
-    /// a self-stop that comes late) and waits until it exits (at most `limit`, then kills it
-    /// and records a failure). `None` if it had to be killed.
-    pub fn wait_exit(&mut self, p: &mut Proc, limit: Duration) -> Option<Gone> {
+    /// Ends every fault of every child in `procs` at once (continuing the
+    /// stopped ones: one of them may hold what the others wait for) and
+    /// waits until all exit (at most `limit`, then kills the rest and
+    /// records a failure). `None` for one that had to be killed.
+    pub fn end_all(&mut self, procs: &mut [&mut Proc], limit: Duration) -> Vec<Option<Gone>> {
         let was = std::mem::replace(&mut self.faulting, false);
-        p.fate = Fate::Never;
+        for p in procs.iter_mut() {
+            p.fate = Fate::Never;
+        }
+        let mut out: Vec<Option<Gone>> = procs.iter().map(|_| None).collect();
+        let mut left = procs.len();
         let deadline = Instant::now() + limit;
-        loop {
-            // Keeps continuing a self-stop that came late.
-            if let Some(gone) = self.poll(p, &mut |_| Fate::Never) {
-                self.faulting = was;
-                return Some(gone);
+        while left != 0 {
+            for (p, gone) in procs.iter_mut().zip(out.iter_mut()) {
+                if gone.is_none() {
+                    // Keeps continuing a self-stop that comes late.
+                    *gone = self.poll(p, &mut |_| Fate::Never);
+                    if gone.is_some() {
+                        left -= 1;
+                    }
+                }
             }
-            if Instant::now() > deadline {
-                self.failures.push(format!(
-                    "{} (slot {}, incarnation {}) did not exit within {limit:?}",
-                    p.role, p.slot, p.inc
-                ));
-                let _ = p.child.kill();
-                let _ = p.child.wait();
-                self.faulting = was;
-                return None;
+            if left != 0 && Instant::now() > deadline {
+                for (p, gone) in procs.iter_mut().zip(&out) {
+                    if gone.is_none() {
+                        self.failures.push(format!(
+                            "{} (slot {}, incarnation {}) did not exit within {limit:?}",
+                            p.role, p.slot, p.inc
+                        ));
+                        let _ = p.child.kill();
+                        let _ = p.child.wait();
+                    }
+                }
+                break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        self.faulting = was;
+        out
     }
 
     /// Gives `p` a new fate from now on (not a failpoint one: those are
@@ -392,6 +406,15 @@ impl Fleet {
     /// The stops of `inc`: `(stopped, continued)` in ns.
     pub fn stops_of(&self, inc: u64) -> Vec<(u64, u64)> {
         self.stop_log.get(&inc).cloned().unwrap_or_default()
+    }
+
+    /// How long `inc` was stopped between `from` and `to` (ns): time in
+    /// which it could not notice anything.
+    pub fn stopped_during(&self, inc: u64, from: u64, to: u64) -> u64 {
+        self.stops_of(inc)
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
     }
 
     /// When `inc` was killed (ns), if it was.

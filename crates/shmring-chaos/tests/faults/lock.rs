@@ -26,7 +26,7 @@ use shmring_chaos::faults::hook::{point, set_observer, Action, Me};
 use shmring_testkit::unique_name;
 
 use crate::child::{should_stop, spawn_bystander, var, var_u64};
-use crate::fleet::{Fate, Fleet, Gone, Rng};
+use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
 use crate::tally::{Knobs, Tally};
 use crate::verdict;
 
@@ -41,13 +41,9 @@ static CURRENT: AtomicUsize = AtomicUsize::new(0);
 /// The owner word as the last `lock.acquire-cas` of this acquire saw it.
 static SEEN_OWNER: AtomicU64 = AtomicU64::new(0);
 
-fn observe(name: &'static str, _context: &[u8]) {
-    if name != "lock.acquire-cas" {
-        return;
-    }
-    let Some(locks) = LOCKS.get() else { return };
-    // ORDERING: Relaxed (both) — this process's own bookkeeping.
-    let k = CURRENT.load(Ordering::Relaxed);
+/// The owner word of lock `k` now (0 before the locks are recorded).
+fn owner_of(k: usize) -> u64 {
+    let Some(locks) = LOCKS.get() else { return 0 };
     // LockShared is all atomics, valid for any bytes and for concurrent
     // access; the address is the object region of a lock this process keeps
     // open for its whole life (see `worker`).
@@ -55,7 +51,16 @@ fn observe(name: &'static str, _context: &[u8]) {
     // segment whose object region holds a LockShared (the facades check
     // its length when they attach).
     let shared = unsafe { &*(locks[k] as *const LockShared) };
-    SEEN_OWNER.store(shared.owner(), Ordering::Relaxed);
+    shared.owner()
+}
+
+fn observe(name: &'static str, _context: &[u8]) {
+    if name != "lock.acquire-cas" {
+        return;
+    }
+    // ORDERING: Relaxed (both) — this process's own bookkeeping.
+    let k = CURRENT.load(Ordering::Relaxed);
+    SEEN_OWNER.store(owner_of(k), Ordering::Relaxed);
 }
 
 /// Either lock, by index.
@@ -114,8 +119,15 @@ pub fn worker(me: &Me) {
         let got = match locks[k].acquire(Duration::from_secs(10)) {
             Ok(got) => got,
             Err(e) => {
-                eprintln!("faults: WEDGE: lock {k} not acquired in 10 s: {e}");
+                let holder = owner_of(k);
+                eprintln!(
+                    "faults: WEDGE: lock {k} not acquired in 10 s by {}: {e} (held by token \
+                     {holder:#x})",
+                    me.inc
+                );
                 me.board.add(Word::LockWedges, 1);
+                me.board
+                    .report(Report::LockTimeout, me.inc, holder, started, k as u64);
                 continue;
             }
         };
@@ -234,8 +246,10 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, budget: Duration
         std::thread::sleep(Duration::from_millis(1));
     }
     fleet.board.word(Word::Stop).store(1, Ordering::Release);
-    for w in workers.iter_mut() {
-        match fleet.wait_exit(w, Duration::from_secs(30)) {
+    let mut all: Vec<&mut Proc> = workers.iter_mut().collect();
+    let gones = fleet.end_all(&mut all, Duration::from_secs(30));
+    for (w, gone) in workers.iter().zip(gones) {
+        match gone {
             Some(Gone::Exited(s)) if s.success() => {}
             Some(Gone::Killed(_)) | None => {}
             Some(gone) => fleet.unexpected(w, &gone),
@@ -252,6 +266,21 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, budget: Duration
         }
     }
     let (reports, _) = fleet.board.reports(first_report);
+    for r in reports.iter().filter(|r| r.kind == Report::LockTimeout) {
+        let holder = owner_of.get(&(r.detail, r.blamed)).copied();
+        let state = holder.map(|inc| {
+            (
+                fleet.board.inc_value(inc, IncWord::Pid),
+                fleet.died_at(inc),
+                fleet.stops_of(inc),
+            )
+        });
+        eprintln!(
+            "faults: lock {} wait of {} from {} to {} timed out; holder token {:#x} = \
+             incarnation {holder:?} (pid, killed at, stops: {state:?})",
+            r.detail, r.reporter, r.since, r.at, r.blamed
+        );
+    }
     let mut takeovers = 0;
     for r in reports.iter().filter(|r| r.kind == Report::OwnerDied) {
         takeovers += 1;

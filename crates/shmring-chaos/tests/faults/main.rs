@@ -19,7 +19,7 @@
 //!
 //! Knobs (environment):
 //! * `SHMRING_FAULTS_SECONDS` — how long the faults go on, spread over the
-//!   scenarios (default 10: the short mode of `cargo test`). Long mode:
+//!   scenarios (default 8: the short mode of `cargo test`). Long mode:
 //!   `SHMRING_FAULTS_SECONDS=600 cargo test -p shmring-chaos --test faults`
 //!   (over 60 s, the scenarios take turns in 60 s cycles).
 //! * `SHMRING_FAULTS_SEED` — the random seed (printed at the start).
@@ -108,7 +108,7 @@ const SCENARIOS: [(&str, u64); 6] = [
 ];
 
 fn parent() {
-    let seconds = env_u64("SHMRING_FAULTS_SECONDS", 10);
+    let seconds = env_u64("SHMRING_FAULTS_SECONDS", 8);
     let long = seconds > 60;
     let seed = env_u64("SHMRING_FAULTS_SEED", now_ns() | 1);
     let knobs = Knobs {
@@ -268,7 +268,7 @@ fn problems(fleet: &Fleet, tally: &Tally, ledger: &Ledger, seconds: u64) -> Vec<
     if fleet.total_kills() == 0 || fleet.total_stops() == 0 {
         problems.push("no kills or no stops were made".into());
     }
-    if seconds >= 10 && b.get(Word::Bystanders) == 0 {
+    if seconds >= 8 && b.get(Word::Bystanders) == 0 {
         problems.push("no bystander was started".into());
     }
     problems

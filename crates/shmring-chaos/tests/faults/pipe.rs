@@ -288,15 +288,23 @@ fn episode(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs) -> bool {
             ));
             tally.wedges += 1;
             fleet.board.word(Word::Stop).store(1, Ordering::Release);
-            for p in [writer.as_mut(), reader.as_mut()].into_iter().flatten() {
-                fleet.wait_exit(p, Duration::from_secs(5));
-            }
+            let mut all: Vec<&mut Proc> = [writer.as_mut(), reader.as_mut()]
+                .into_iter()
+                .flatten()
+                .collect();
+            // A reader waiting for a writer that never attached ends only
+            // by the kill after the limit.
+            fleet.end_all(&mut all, Duration::from_secs(5));
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     if let Some(mut w) = writer.take() {
-        match fleet.wait_exit(&mut w, Duration::from_secs(20)) {
+        match fleet
+            .end_all(&mut [&mut w], Duration::from_secs(20))
+            .pop()
+            .flatten()
+        {
             Some(Gone::Killed(_)) => writer_killed = true,
             Some(Gone::Exited(s)) if s.success() => {}
             Some(gone) => fleet.unexpected(&w, &gone),

@@ -519,26 +519,27 @@ impl<'a> Round<'a> {
             .board
             .word(Word::Stop)
             .store(1, Ordering::Release);
-        let limit = Duration::from_secs(30);
+        // Every child at once: a stopped one may hold what another waits for.
+        let mut procs: Vec<(char, usize, Proc)> = Vec::new();
         for p in 0..PRODUCERS {
-            if let Some(mut proc) = self.producers[p].take() {
-                if let Some(gone) = self.fleet.wait_exit(&mut proc, limit) {
-                    self.producer_gone(p, proc, gone, false);
-                }
-            }
+            procs.extend(self.producers[p].take().map(|proc| ('p', p, proc)));
         }
         for c in 0..CONSUMERS {
-            if let Some(mut proc) = self.consumers[c].take() {
-                if let Some(gone) = self.fleet.wait_exit(&mut proc, limit) {
-                    self.consumer_gone(c, &proc, gone);
-                }
-            }
+            procs.extend(self.consumers[c].take().map(|proc| ('c', c, proc)));
         }
-        if let Some(mut spare) = self.spare.take() {
-            match self.fleet.wait_exit(&mut spare, limit) {
-                Some(Gone::Exited(s)) if s.success() => {}
-                Some(gone) => self.fleet.unexpected(&spare, &gone),
-                None => {}
+        procs.extend(self.spare.take().map(|proc| ('s', 0, proc)));
+        let mut all: Vec<&mut Proc> = procs.iter_mut().map(|(_, _, p)| p).collect();
+        let gones = self.fleet.end_all(&mut all, Duration::from_secs(30));
+        for ((what, i, proc), gone) in procs.into_iter().zip(gones) {
+            let Some(gone) = gone else { continue };
+            match what {
+                'p' => self.producer_gone(i, proc, gone, false),
+                'c' => self.consumer_gone(i, &proc, gone),
+                _ => {
+                    if !matches!(&gone, Gone::Exited(s) if s.success()) {
+                        self.fleet.unexpected(&proc, &gone);
+                    }
+                }
             }
         }
         // Drain what is left with the parent's handle (which also lets a
@@ -762,7 +763,10 @@ impl<'a> Round<'a> {
                         self.tally.false_deaths += 1;
                         continue;
                     };
-                    let waited = r.at.saturating_sub(died.max(r.since));
+                    let from = died.max(r.since);
+                    let waited =
+                        r.at.saturating_sub(from)
+                            .saturating_sub(self.fleet.stopped_during(r.reporter, from, r.at));
                     self.tally.notice(waited);
                     if waited > self.knobs.bound_ns() {
                         eprintln!(

@@ -9,7 +9,8 @@ use crate::tally::{Knobs, Tally};
 /// Checks one death report that blames incarnation `blamed` (`None`: the
 /// report named nobody the parent knows). A report is explained by a death
 /// stamped before it came; it must have come within the liveness bound of
-/// that death (or of the start of the reporter's wait, if later).
+/// that death (or of the start of the reporter's wait, if later), not
+/// counting the time the reporter was stopped itself.
 pub fn judge(
     fleet: &Fleet,
     tally: &mut Tally,
@@ -22,7 +23,11 @@ pub fn judge(
     let died = blamed.and_then(|inc| fleet.died_at(inc));
     match (blamed, died) {
         (Some(_), Some(died)) if died < r.at => {
-            let waited = r.at.saturating_sub(died.max(r.since));
+            // Less the time the reporter itself spent stopped.
+            let from = died.max(r.since);
+            let waited =
+                r.at.saturating_sub(from)
+                    .saturating_sub(fleet.stopped_during(r.reporter, from, r.at));
             tally.notice(waited);
             if waited > knobs.bound_ns() {
                 eprintln!(
