@@ -342,8 +342,13 @@ impl<'a> Round<'a> {
         let mut joins = Vec::new();
         let mut wedged = Vec::new();
         let refused_before = self.fleet.board.get(Word::ProducerWedges);
+        let failures_before = self.fleet.failures.len();
         loop {
             self.step();
+            if self.fleet.failures.len() >= failures_before + 3 {
+                // Children keep failing (recorded): restarting them is futile.
+                break;
+            }
             let refused = self.fleet.board.get(Word::ProducerWedges) - refused_before;
             if refused != 0 {
                 // Printed by the producer; no need to wait for more.
@@ -743,11 +748,17 @@ impl<'a> Round<'a> {
                             .producer_incs
                             .iter()
                             .copied()
-                            .filter(|&inc| value(inc, IncWord::StoppedSince) != 0)
+                            .filter(|&inc| {
+                                self.fleet
+                                    .stops_of(inc)
+                                    .iter()
+                                    .any(|&(a, b)| a <= r.at && r.at <= b)
+                            })
                             .collect();
                         eprintln!(
-                            "faults: FALSE DEATH: the spare got a producer ring while all \
-                             {holders} holders lived (stopped now: {stopped:?})"
+                            "faults: FALSE DEATH: the spare got a producer ring at {} while all \
+                             {holders} holders lived (stopped then: {stopped:?})",
+                            r.at
                         );
                         self.tally.false_deaths += 1;
                     }
