@@ -219,7 +219,8 @@ impl Fleet {
         }
     }
 
-    fn kill(&mut self, p: &mut Proc) {
+    /// Stamps `p`'s death and sends it `SIGKILL` (reaped by `poll`).
+    pub fn kill(&mut self, p: &mut Proc) {
         self.board.stamp_death(p.inc);
         let _ = p.child.kill();
     }

@@ -5,7 +5,10 @@
 //! * `queue.rs`: `Queue` with `maxsize` 1 and 8 under kills and stops, a
 //!   spare producer and producers handing the queue to bystanders; wedges,
 //!   every message exactly once, ring takeovers only from the dead;
-//! * `queue.rs` again: `JoinableQueue`, `join` answers against the deaths;
+//! * `queue.rs` again: `JoinableQueue`, `join` answers against the deaths,
+//!   plus two deaths made on purpose whose answer is certain (a consumer
+//!   killed announcing a take before taking anything: `Ok`; one killed
+//!   holding a task, then a newcomer attaches: `PeerDied { lost: 1 }`);
 //! * `lock.rs`: `Lock`/`RLock` holders stopped and killed inside the
 //!   critical section, and killed after handing the lock to a bystander;
 //! * `pipe.rs`: pipe writers and readers stopped mid-message, writers
@@ -88,6 +91,7 @@ fn child_main(role: &str) {
         "q-producer" => queue_roles::producer(&me),
         "q-consumer" => queue_roles::consumer(&me),
         "q-spare" => queue_roles::spare(&me),
+        "jq-probe" => queue_roles::probe(&me),
         "lock-worker" => lock::worker(&me),
         "pipe-writer" => pipe::writer(&me),
         "pipe-reader" => pipe::reader(&me),

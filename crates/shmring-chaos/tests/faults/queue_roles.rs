@@ -65,6 +65,13 @@ impl AnyQueue {
         }
     }
 
+    pub fn maxsize(&self) -> u64 {
+        match self {
+            AnyQueue::Plain(q) => q.maxsize(),
+            AnyQueue::Joinable(q) => q.maxsize(),
+        }
+    }
+
     /// `task_done` of a joinable queue (true for a plain one).
     pub fn task_done(&self) -> bool {
         match self {
@@ -102,8 +109,8 @@ struct Blocked {
 /// then in doubt), claims a ring (timing the claim when it succeeds a
 /// killed predecessor), and puts its sequence numbers up to the round's
 /// target. A put refused for longer than the wedge bound while the queue
-/// is seen empty before and after each of the last three refusals is a
-/// *wedge*. With `FQ_BYSTANDER=k` it hands the queue to a bystander after
+/// is seen empty (and its count at `maxsize`) before and after each of the
+/// last three refusals is a *wedge*. With `FQ_BYSTANDER=k` it hands the queue to a bystander after
 /// its k-th message and kills itself.
 pub fn producer(me: &Me) {
     let ledger = me.ledger();
@@ -114,6 +121,7 @@ pub fn producer(me: &Me) {
     let pred = var_u64("FQ_PRED");
     let bystander_after = var_u64("FQ_BYSTANDER");
     let wedge = Duration::from_millis(var_u64("FQ_WEDGE_MS"));
+    let maxsize = q.maxsize();
     let (next, pushing) = ledger.producer(p);
     // ORDERING: Acquire on both — the predecessor is dead and reaped.
     let mut seq = next.load(Ordering::Acquire);
@@ -184,7 +192,9 @@ pub fn producer(me: &Me) {
                     empty_streak: 0,
                     reported: false,
                 });
-                if empty_before && q.is_empty() {
+                // Refused although nothing is queued, while the count says
+                // the queue is full: a count that no record backs.
+                if empty_before && q.is_empty() && (maxsize == 0 || q.len() >= maxsize) {
                     b.empty_streak += 1;
                 } else {
                     b.empty_streak = 0;
@@ -326,5 +336,28 @@ pub fn spare(me: &Me) {
             Err(e) => unexpected(me, &format!("spare claim: {e}")),
         }
         std::thread::sleep(Duration::from_millis(7));
+    }
+}
+
+/// A joinable probe child (see `queue::probes`): `announce` gets (and is
+/// killed by its failpoint), `hold` gets one task, says so and waits to be
+/// killed, `attach` opens the queue and leaves.
+pub fn probe(me: &Me) {
+    let q = AnyQueue::open(&var("FQ_NAME"), true);
+    match var("FJ_PROBE").as_str() {
+        "announce" => {
+            q.get(Some(Duration::from_secs(5))).expect("get the task");
+            // No `tasks.announced` failpoint in this build: nothing held.
+            q.task_done();
+        }
+        "hold" => {
+            q.get(Some(Duration::from_secs(5))).expect("get the task");
+            // ORDERING: Release — the parent kills us once it sees this.
+            me.board
+                .slot(crate::child::slot(), 0)
+                .store(1, Ordering::Release);
+            shmring_testkit::sleep_forever();
+        }
+        _ => drop(q),
     }
 }
