@@ -107,12 +107,22 @@ pub(crate) fn until(timeout: Option<Duration>) -> Until {
     }
 }
 
+/// What a role word holds once its holder was found gone by the other side
+/// and the object was closed on its behalf ([`mark_gone`]). No attachment's
+/// token (the low half of a token is its peer row plus one, never 0), so it
+/// is never alive: [`claim_role`] takes it like a dead holder's, and
+/// [`holder_gone`] calls it gone.
+pub(crate) const GONE: u64 = 1 << 32;
+
 /// Claims `word` for this attachment: free, or held by a dead peer.
+/// Returns what the word held before (0, this attachment's own token, a
+/// dead holder's, or [`GONE`]: then the caller must treat the object as
+/// closed, see [`mark_gone`]).
 pub(crate) fn claim_role(
     word: &AtomicU64,
     segment: &Segment,
     role: &'static str,
-) -> Result<(), AttachError> {
+) -> Result<u64, AttachError> {
     let token = segment.peer_token();
     loop {
         // ORDERING: Acquire — pairs with the Release store of 0 by the
@@ -132,7 +142,7 @@ pub(crate) fn claim_role(
             .compare_exchange(current, token, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(());
+            return Ok(current);
         }
     }
 }
@@ -152,9 +162,52 @@ pub(crate) fn release_role(word: &AtomicU64, segment: &Segment) {
 /// Whether the peer holding `word` is gone: the role is held (nonzero) by a
 /// peer that is no longer alive. An unheld role is not "gone": a peer may
 /// still attach.
+///
+/// Only an answer: a caller that *acts* on the death (closes the object on
+/// the dead holder's behalf) must use [`mark_gone`], or a process taking
+/// the role over at the same moment would find the object closed under it.
 pub(crate) fn holder_gone(word: &AtomicU64, segment: &Segment) -> bool {
     // ORDERING: Relaxed — a liveness probe on the slow path; acting on a
     // stale value only delays the answer by one slice.
     let current = word.load(Ordering::Relaxed);
     current != 0 && !segment.is_peer_alive(current)
+}
+
+/// [`holder_gone`] for a caller that then closes the object on the dead
+/// holder's behalf: whether the word now says [`GONE`], because its holder
+/// was found dead now (and the word moved from its token to `GONE`) or
+/// before.
+///
+/// The liveness probe and the closing cannot be one atomic step, and in
+/// between another process may take the dead holder's role over (as
+/// [`claim_role`] allows): closing then would break a pipe whose two ends
+/// are alive and open. So the decision is one CAS on the role word, from
+/// the dead token to `GONE`, against the taker's CAS from the same token to
+/// its own: if the taker wins, this returns `false` (the role is held by a
+/// live peer, nothing is closed); if this wins, the taker's claim returns
+/// `GONE` and the taker closes the object itself before using it, so it
+/// finds it closed whichever of the two closes first.
+///
+/// With the cargo feature `failpoints`, the failpoint hook is called as
+/// `role.holder-found-dead` between the probe and the CAS.
+pub(crate) fn mark_gone(word: &AtomicU64, segment: &Segment) -> bool {
+    // ORDERING: Acquire — pairs with the Release CAS of a claim or a mark:
+    // a value seen here was stored by a holder whose attach is complete.
+    let current = word.load(Ordering::Acquire);
+    if current == GONE {
+        return true;
+    }
+    if current == 0 || segment.is_peer_alive(current) {
+        return false;
+    }
+    #[cfg(feature = "failpoints")]
+    shmring_core::failpoint::hit("role.holder-found-dead", &[]);
+    // ORDERING: AcqRel — the CAS that a takeover's CAS in `claim_role`
+    // races (same expected value): exactly one of them succeeds. Release
+    // orders nothing of ours that the taker needs (it closes the object
+    // itself on seeing GONE); Acquire on failure reads the value that won.
+    match word.compare_exchange(current, GONE, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => true,
+        Err(found) => found == GONE,
+    }
 }

@@ -28,6 +28,18 @@
 //! Sharing works as in Python: by inheritance (`share_with_child`, then
 //! `open_inherited` in the child) or by name (`create` / `open`).
 //!
+//! # Fork without exec
+//!
+//! Every handle is one *attachment*: a peer row, a liveness lock held by an
+//! open file description, and process-local state. A `fork()` that is not
+//! followed by `exec` copies all of it, so parent and child would act as
+//! one peer (each taking a dict's or a lock's word "from itself", holding
+//! the same pipe roles, and keeping each other's liveness lock alive). Use
+//! a handle in one of the two processes only; give a forked child objects
+//! the way an exec'd one gets them (`open`, or `share_with_child` then
+//! `open_inherited`). [`process::Process`] and [`process::Pool`] always
+//! exec.
+//!
 //! # Layers
 //!
 //! * Facades: [`queue`], [`pipe`], [`dict`], [`lock`], [`process`].

@@ -80,7 +80,11 @@
 //! the dead end over ([`Connection::open`]) and go on: its reader starts at
 //! the next whole message, and a reader that was in the middle of the dead
 //! writer's message gets [`PipeError::TruncatedMessage`], then the new
-//! writer's messages (see [Framing](#framing)). A `send` that finds
+//! writer's messages (see [Framing](#framing)). A takeover and the other
+//! end's notice of the death, at the same moment, are decided by one
+//! compare-and-swap on the end's role word: either the new holder goes on
+//! with both ends open, or it finds the pipe closed from its first call;
+//! never closed under it after it started. A `send` that finds
 //! room does not check liveness (that would cost a system call per message),
 //! so a writer whose reader died learns it when the ring fills up. An end
 //! transferred to a child whose process dies *before* it opened the end
@@ -115,6 +119,12 @@
 //!   one, the fragments stay in the connection and the next receive of any
 //!   kind continues the message. [`PipeError::Empty`] means "no whole
 //!   message yet", never end of file.
+//! * **A timed receive ends at its deadline**, even while the rest of a
+//!   long message (or the rest of one cut off, which a new reader skips)
+//!   keeps arriving: once a `recv_timeout` or `poll(Some(t))` has taken a
+//!   ring's worth of records, it looks at the clock before each further
+//!   one. Whatever is in the ring when the call begins is still taken,
+//!   even with a zero timeout.
 //! * **No system call** unless a sleeper must be woken, except one liveness
 //!   probe of the other end per liveness slice (100 ms) while a try finds
 //!   the ring empty or full: that is how a try notices that the other

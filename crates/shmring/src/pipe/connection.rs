@@ -14,7 +14,7 @@ use shmring_core::wait::{TimedOut, WaitPolicy};
 
 use super::ends::{peer_gone, Incoming, Outgoing};
 use super::{end_var, End, Pipe, PipeError, Shared};
-use crate::attach::{claim_role, deadline, release_role, AttachError};
+use crate::attach::{claim_role, deadline, release_role, AttachError, GONE};
 use crate::counts::Counts;
 use crate::error::SegmentError;
 use crate::object;
@@ -111,15 +111,18 @@ impl Connection {
             Some(i) => {
                 let ring = pipe.rings[i].clone();
                 let word = ring.owner_words().1;
-                claim_role(word, segment, role)?;
+                let previous = claim_role(word, segment, role)?;
                 // A closed end stays closed. Its writer learnt so (the
                 // reader closed: `BrokenPipe`; the other end died or closed:
                 // the producer flag), but the ring's consumer only ends at
                 // the producer flag: set it too, so that this reader drains
                 // what is left and then sees end of file instead of
                 // waiting for a writer that will never write again (a
-                // producer writes nothing once any flag is set).
-                if ring.closed_flags() != 0 {
+                // producer writes nothing once any flag is set). The role
+                // found `GONE`: the writer found the previous reader dead
+                // and is closing the ring (or has): close it ourselves, so
+                // that it is closed before we use it whoever is first.
+                if previous == GONE || ring.closed_flags() != 0 {
                     ring.close(&segment.waiter());
                 }
                 // The connection keeps the segment (`pipe`) alive.
@@ -142,9 +145,15 @@ impl Connection {
             Some(i) => {
                 let ring = pipe.rings[i].clone();
                 let word = ring.owner_words().0;
-                if let Err(e) = claim_role(word, segment, role) {
-                    release_incoming(incoming);
-                    return Err(e);
+                match claim_role(word, segment, role) {
+                    // The reader found the previous writer dead and is
+                    // closing the ring (see above): it is closed for us too.
+                    Ok(GONE) => ring.close(&segment.waiter()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        release_incoming(incoming);
+                        return Err(e);
+                    }
                 }
                 match ring.producer(segment.waiter()) {
                     Ok(producer) => Some(Outgoing::new(ring, producer)),
@@ -306,7 +315,9 @@ impl Connection {
     ///
     /// Up to `timeout`, waking as soon as a message arrives or the other end
     /// closes; its death is noticed within 100 ms. A timeout is a lower
-    /// bound: the call may return a little later.
+    /// bound: the call may return a little later. Records to skip that keep
+    /// arriving do not hold it past its timeout (as for
+    /// [`recv_timeout`](Connection::recv_timeout)).
     ///
     /// # Errors
     ///
@@ -316,16 +327,23 @@ impl Connection {
         self.check_closed()?;
         let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
         let deadline = deadline(timeout);
+        inc.begin();
         loop {
             let ring = &inc.ring;
             let writer = ring.owner_words().0;
             let ready = inc
                 .consumer
                 .wait_readable(deadline, policy, &mut || peer_gone(ring, writer, segment));
+            let ready = match ready {
+                // Only the rest of a message cut off: skipped; wait on
+                // (unless the deadline passed while skipping).
+                Ok(true) => inc.skip_orphans(deadline),
+                Ok(false) => Ok(true),
+                Err(TimedOut) => Err(TimedOut),
+            };
             match ready {
-                // Only the rest of a message cut off: skipped; wait on.
-                Ok(true) if !inc.skip_orphans() => {}
-                Ok(_) => return Ok(true),
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
                 // Timed out: one liveness check (a system call), so that a
                 // dead writer reads as end of file even for a zero timeout.
                 Err(TimedOut) => return Ok(inc.writer_gone(segment)),

@@ -12,7 +12,7 @@ use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
 use super::error::{eof, from_pop, from_push};
 use super::PipeError;
-use crate::attach::holder_gone;
+use crate::attach::mark_gone;
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 
@@ -93,6 +93,12 @@ pub(super) struct Incoming {
     /// a timeout) leaves them here for the next call, which goes on from
     /// there; a call that completes the message empties it.
     pub(super) partial: Vec<u8>,
+    /// Bytes of records (header included) consumed by the current receive
+    /// or poll (see [`begin`](Incoming::begin)): a timed call looks at its
+    /// deadline between records once this reaches the ring's capacity.
+    taken: u64,
+    /// The ring's capacity in bytes.
+    capacity: u64,
     probe: Probe,
 }
 
@@ -162,9 +168,19 @@ fn longest_whole(capacity: u64, fragment: usize) -> usize {
 /// if so, closes the ring on its behalf, so that every later check is the
 /// flag alone (no system call) and a re-opened end finds it closed, as
 /// Python's dead descriptor would be.
+///
+/// "Gone" is decided by [`mark_gone`]'s CAS on the role word: a process
+/// that takes the dead end over at the same moment either wins (then the
+/// end is not gone, and nothing is closed under the new holder) or finds
+/// the word `GONE` and closes the ring itself (see `Connection::claim`).
+///
+/// With the cargo feature `failpoints`, the failpoint hook is called as
+/// `pipe.closing-for-gone-peer` between the decision and the closing.
 pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) -> bool {
-    let gone = holder_gone(word, segment);
+    let gone = mark_gone(word, segment);
     if gone {
+        #[cfg(feature = "failpoints")]
+        shmring_core::failpoint::hit("pipe.closing-for-gone-peer", &[]);
         ring.close(&segment.waiter());
     }
     gone
@@ -175,10 +191,34 @@ impl Incoming {
         Incoming {
             consumer,
             fragment: ring.config().max_record as usize,
+            capacity: ring.config().capacity,
             ring,
             partial: Vec::new(),
+            taken: 0,
             probe: Probe::new(),
         }
+    }
+
+    /// Starts a receive or a poll: nothing consumed by it yet.
+    #[inline]
+    pub(super) fn begin(&mut self) {
+        self.taken = 0;
+    }
+
+    /// Whether a call that may wait until `deadline` must give up before
+    /// consuming another record: it has consumed a whole ring's worth
+    /// already, and the deadline has passed.
+    ///
+    /// A timed call otherwise looks at its deadline only when the ring is
+    /// empty, which a writer that keeps up (or a stream of records to skip)
+    /// may never let happen: it would run on for as long as the stream
+    /// lasts. Up to a ring's worth it does not look (no clock read on the
+    /// common path, and whatever was already in the ring when the call
+    /// began, a whole message included, is still taken by a zero timeout);
+    /// past that, it looks before every record.
+    #[inline]
+    fn overdue(taken: u64, capacity: u64, deadline: Option<Deadline>) -> bool {
+        taken >= capacity && deadline.is_some_and(|d| crate::sys::now() >= d)
     }
 
     /// The other end (the producer of this ring) is gone: see [`peer_gone`].
@@ -213,14 +253,28 @@ impl Incoming {
     ) -> Result<R, PipeError> {
         let mut f = Some(f);
         let mid_message = !self.partial.is_empty();
+        let deadline = match patience {
+            Patience::Until(deadline) => Some(deadline),
+            Patience::Forever | Patience::Never => None,
+        };
         loop {
             match self.consumer.read() {
+                Ok(grant) if Self::overdue(self.taken, self.capacity, deadline) => {
+                    // Left in the ring (a grant that is not dropped
+                    // consumes nothing); `partial` is kept.
+                    std::mem::forget(grant);
+                    return Err(PipeError::Timeout);
+                }
                 // The grant drops at the end of the arm: consumed.
                 Ok(grant) if grant.continues() == mid_message => {
-                    return Ok((f.take().expect("called once"))(&grant, &mut self.partial))
+                    self.taken += record_size(grant.len() as u64);
+                    return Ok((f.take().expect("called once"))(&grant, &mut self.partial));
                 }
                 // A continuation with no beginning: consumed (dropped), skipped.
-                Ok(grant) if !mid_message => drop(grant),
+                Ok(grant) if !mid_message => {
+                    self.taken += record_size(grant.len() as u64);
+                    drop(grant);
+                }
                 Ok(grant) => {
                     // A new message begins mid-message. Not dropping the
                     // grant leaves the record unconsumed: the next read
@@ -267,24 +321,37 @@ impl Incoming {
     /// the ring that continue a message this reader never saw begin (as
     /// [`next_record`](Incoming::next_record) would skip them). Returns
     /// whether something is left to read: a record (left in the ring), or
-    /// an end or error the next read reports; `false` once the ring is
+    /// an end or error the next read reports; `Ok(false)` once the ring is
     /// empty.
-    pub(super) fn skip_orphans(&mut self) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when `deadline` passes while records to skip keep
+    /// coming (checked as in [`next_record`](Incoming::next_record)).
+    pub(super) fn skip_orphans(&mut self, deadline: Option<Deadline>) -> Result<bool, TimedOut> {
         if !self.partial.is_empty() {
-            return true;
+            return Ok(true);
         }
         loop {
             match self.consumer.read() {
-                // Consumed (dropped), skipped.
-                Ok(grant) if grant.continues() => drop(grant),
-                Ok(grant) => {
-                    // Left in the ring: a grant that is not dropped
-                    // consumes nothing.
-                    std::mem::forget(grant);
-                    return true;
+                Ok(grant) if grant.continues() => {
+                    if Self::overdue(self.taken, self.capacity, deadline) {
+                        // Left in the ring: a grant that is not dropped
+                        // consumes nothing.
+                        std::mem::forget(grant);
+                        return Err(TimedOut);
+                    }
+                    self.taken += record_size(grant.len() as u64);
+                    // Consumed (dropped), skipped.
+                    drop(grant);
                 }
-                Err(PopError::Empty) => return false,
-                Err(_) => return true,
+                Ok(grant) => {
+                    // Left in the ring, as above.
+                    std::mem::forget(grant);
+                    return Ok(true);
+                }
+                Err(PopError::Empty) => return Ok(false),
+                Err(_) => return Ok(true),
             }
         }
     }

@@ -1,9 +1,10 @@
 //! [`Sender`] and [`Receiver`]: typed one-thread handles of a [`Queue`],
 //! for hot loops.
 //!
-//! A `Queue` is `Sync`: threads share it, so each `put` and `get` takes a
-//! mutex of the handle (two atomic read-modify-writes per call, about the
-//! cost of the ring operation itself). A `Sender` owns a producer ring of
+//! A `Queue` is `Sync`: threads share it, so each `put` takes the handle's
+//! producer mutex for its try, and each `get` takes a consumer state out of
+//! the handle's pool and puts it back (a mutex each time): a few atomic
+//! read-modify-writes per call, about the cost of the ring operation itself. A `Sender` owns a producer ring of
 //! its own and a `Receiver` a consumer, both behind `&mut self`: no lock,
 //! nothing shared with other handles of this process. Semantics are those
 //! of [`Queue::put`] and [`Queue::get`] otherwise.
@@ -19,8 +20,9 @@ use crate::mpmc;
 use crate::segment::PeerCounter;
 use shmring_core::error::{PopError, PushError};
 
-/// A put-only handle of a [`Queue`] for one thread (see the [module
-/// docs](self)): `Send`, not shared, no lock per call. It owns a producer
+/// A put-only handle of a [`Queue`] for one thread, made by
+/// [`Queue::sender`]: `Send`, not shared, no lock per call (a `Queue` takes
+/// its producer mutex for each put). It owns a producer
 /// ring of the queue (one of [`QueueOptions::producers`](super::QueueOptions::producers))
 /// until dropped; FIFO holds per `Sender`.
 #[derive(Debug)]
@@ -31,8 +33,9 @@ pub struct Sender<T> {
     _items: PhantomData<fn(T) -> T>,
 }
 
-/// A get-only handle of a [`Queue`] for one thread (see the [module
-/// docs](self)).
+/// A get-only handle of a [`Queue`] for one thread, made by
+/// [`Queue::receiver`]: `Send`, not shared, with a consumer state of its
+/// own. Semantics are those of [`Queue::get`].
 #[derive(Debug)]
 pub struct Receiver<T> {
     consumer: mpmc::Consumer,

@@ -85,7 +85,9 @@ impl Connection {
     /// little later), sleeping on the ring's futex; the writer's death is
     /// noticed within the liveness period. Fragments that arrived before the
     /// timeout are kept for the next receive, as for
-    /// [`try_recv`](Connection::try_recv).
+    /// [`try_recv`](Connection::try_recv). A message that keeps arriving
+    /// does not hold it past its timeout: once it has taken a ring's worth
+    /// of records it looks at the clock before each further one.
     ///
     /// # Errors
     ///
@@ -190,6 +192,7 @@ impl Connection {
         if offset > buf.len() {
             return Err(PipeError::OffsetTooLarge);
         }
+        inc.begin();
         let room = &mut buf[offset..];
         if inc.partial.is_empty() {
             // A whole message that fits goes straight from the ring to `buf`.
@@ -217,7 +220,7 @@ impl Connection {
                 None => {}
             }
         }
-        let msg = self.receive(None, patience)?;
+        let msg = self.receive_rest(None, patience)?;
         if msg.len() > room.len() {
             return Err(PipeError::BufferTooShort(std::mem::take(msg)));
         }
@@ -239,6 +242,19 @@ impl Connection {
     /// it, whole, in [`Incoming::partial`](super::Incoming), which the
     /// caller empties.
     fn receive(
+        &mut self,
+        maxlength: Option<usize>,
+        patience: Patience,
+    ) -> Result<&mut Vec<u8>, PipeError> {
+        if let Some(inc) = self.incoming.as_mut() {
+            inc.begin();
+        }
+        self.receive_rest(maxlength, patience)
+    }
+
+    /// [`receive`](Connection::receive) within a receive that began
+    /// already ([`Incoming::begin`](super::Incoming)).
+    fn receive_rest(
         &mut self,
         maxlength: Option<usize>,
         patience: Patience,
