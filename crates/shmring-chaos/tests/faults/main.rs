@@ -8,7 +8,8 @@
 //! * `queue.rs` again: `JoinableQueue`, `join` answers against the deaths,
 //!   plus two deaths made on purpose whose answer is certain (a consumer
 //!   killed announcing a take before taking anything: `Ok`; one killed
-//!   holding a task, then a newcomer attaches: `PeerDied { lost: 1 }`);
+//!   holding a task, then a newcomer attaches: `PeerDied { lost: 1 }`;
+//!   `joinable.rs`);
 //! * `lock.rs`: `Lock`/`RLock` holders stopped and killed inside the
 //!   critical section, and killed after handing the lock to a bystander;
 //! * `pipe.rs`: pipe writers and readers stopped mid-message, writers
@@ -44,6 +45,7 @@
 mod child;
 mod create;
 mod fleet;
+mod joinable;
 mod lock;
 mod pipe;
 mod queue;

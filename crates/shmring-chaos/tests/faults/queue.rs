@@ -27,25 +27,28 @@
 //!   when no process died holding a task, `PeerDied` only when one did
 //!   (never in a round without kills), never times out; every task was
 //!   done when it returned. Each JoinableQueue scenario begins with two
-//!   deaths made on purpose whose answer is certain (see [`probes`]).
+//!   deaths made on purpose whose answer is certain (`joinable.rs`).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmring::queue::{JoinError, JoinableQueue, Queue, QueueOptions};
 use shmring::CreateOptions;
-use shmring_chaos::faults::board::{now_ns, IncWord, Word};
+use shmring_chaos::faults::board::{now_ns, Word};
 use shmring_chaos::faults::hook::{Action, CONSUMER_VAR};
-use shmring_chaos::ledger::{Counter, Ledger, CONSUMERS, MAX_SEQ, PRODUCERS};
+use shmring_chaos::ledger::{Ledger, CONSUMERS, MAX_SEQ, PRODUCERS};
 use shmring_chaos::order::OrderCheck;
 use shmring_chaos::split_tag;
 use shmring_testkit::unique_name;
 
 use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
+use crate::joinable::{self, JoinRun, Joiner};
 use crate::queue_roles::{self, AnyQueue, FINISHING, GETTING, HOLDING, STATE_MASK};
 use crate::tally::{Knobs, Tally};
+
+mod check;
 
 const PRODUCER_POINTS: [&str; 4] = [
     "ring.claimed",
@@ -57,62 +60,8 @@ const CONSUMER_KILL_POINTS: [&str; 3] = ["mpmc.copied", "mpmc.cas-done", "faults
 const CONSUMER_STOP_POINTS: [&str; 2] = ["mpmc.copied", "mpmc.cas-done"];
 const TASK_POINTS: [&str; 2] = ["tasks.announced", "faults.task-held"];
 
-/// Board slot of the joinable probes.
-const PROBE_SLOT: usize = 10;
-
 /// A round that does not end within this long is a wedge.
 const ROUND_LIMIT: Duration = Duration::from_secs(40);
-/// How long `join` may take, at most (a timeout is a wedge).
-const JOIN_LIMIT: Duration = Duration::from_secs(30);
-
-/// One `join` of the parent's joiner thread.
-struct JoinRun {
-    start: u64,
-    result: Result<(), JoinError>,
-    end: u64,
-}
-
-/// The parent joins the queue again and again during the whole round, so
-/// that every stop and kill happens while some `join` is waiting.
-struct Joiner {
-    rx: mpsc::Receiver<JoinRun>,
-    over: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Joiner {
-    fn start(queue: Arc<AnyQueue>) -> Joiner {
-        let (tx, rx) = mpsc::channel();
-        let over = Arc::new(AtomicBool::new(false));
-        let flag = over.clone();
-        let thread = std::thread::spawn(move || {
-            let AnyQueue::Joinable(q) = &*queue else {
-                unreachable!("a joiner for a plain queue")
-            };
-            // ORDERING: Relaxed — a flag of this process; the channel orders
-            // the results.
-            while !flag.load(Ordering::Relaxed) {
-                let start = now_ns();
-                let result = q.join_timeout(JOIN_LIMIT);
-                let end = now_ns();
-                let timed_out = matches!(result, Err(JoinError::Timeout));
-                if tx.send(JoinRun { start, result, end }).is_err() || timed_out {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Joiner { rx, over, thread }
-    }
-
-    /// Ends the loop (after the join under way) and returns what came.
-    fn stop(self) -> Vec<JoinRun> {
-        // ORDERING: Relaxed — see `start`.
-        self.over.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        self.rx.try_iter().collect()
-    }
-}
 
 /// What a killed process may have taken with it (JoinableQueue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +148,7 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, joinable: bool, 
     let what = if joinable { "joinable" } else { "queue" };
     let before = tally.snapshot(fleet);
     if joinable {
-        probes(fleet, tally);
+        joinable::probes(fleet, tally);
     }
     while rounds < 2 || started.elapsed() < budget {
         let maxsize = if joinable {
@@ -209,7 +158,7 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, joinable: bool, 
         };
         let stop_only = joinable && rounds % 2 == 1;
         fleet.kill_stopped = !stop_only;
-        let round = Round::start(fleet, tally, knobs, joinable, stop_only, maxsize);
+        let round = Round::start(fleet, tally, knobs, joinable, stop_only);
         round.run(maxsize);
         fleet.kill_stopped = true;
         rounds += 1;
@@ -224,7 +173,6 @@ impl<'a> Round<'a> {
         knobs: &'a Knobs,
         joinable: bool,
         stop_only: bool,
-        _maxsize: u64,
     ) -> Round<'a> {
         let ledger = Ledger::open(&fleet.ledger_path).expect("open ledger");
         let mut start = [0; PRODUCERS];
@@ -417,7 +365,7 @@ impl<'a> Round<'a> {
 
     /// One pass over the children: reap, fault, restart.
     fn step(&mut self) {
-        let (stop_only, joinable) = (self.stop_only, self.joinable);
+        let stop_only = self.stop_only;
         for p in 0..PRODUCERS {
             let Some(mut proc) = self.producers[p].take() else {
                 continue;
@@ -446,7 +394,6 @@ impl<'a> Round<'a> {
                 }
             }
         }
-        let _ = joinable;
         if let Some(mut spare) = self.spare.take() {
             match self.fleet.poll(&mut spare, &mut |_| Fate::Never) {
                 None => self.spare = Some(spare),
@@ -621,295 +568,5 @@ impl<'a> Round<'a> {
             return Err(format!("len() {len} after the round trip"));
         }
         Ok(())
-    }
-
-    /// Each `join` answer against the deaths of the round: `PeerDied` only
-    /// with a death that could have taken a task before it returned (never
-    /// in a round without kills), and no more tasks lost than such deaths;
-    /// `Ok` never while a consumer killed holding a task (before the join
-    /// began) is unaccounted for; never a timeout.
-    fn judge_joins(&mut self, joins: &[JoinRun], wedged: &mut Vec<String>) {
-        let mut used = vec![false; self.deaths.len()];
-        let mut forgiven = vec![false; self.deaths.len()];
-        for run in joins {
-            self.tally.joins += 1;
-            match run.result {
-                Ok(()) => {
-                    let unaccounted = self
-                        .deaths
-                        .iter()
-                        .zip(&forgiven)
-                        .filter(|(d, f)| d.held == Held::Surely && d.at < run.start && !**f)
-                        .count();
-                    if unaccounted != 0 {
-                        eprintln!(
-                            "faults: UNSEEN DEATH: join returned Ok although {unaccounted} \
-                             consumer(s) had died holding a task before it began"
-                        );
-                        self.tally.unseen_deaths += 1;
-                    }
-                }
-                Err(JoinError::PeerDied { lost }) => {
-                    self.tally.peer_died += 1;
-                    let mut candidates = 0u64;
-                    for (i, d) in self.deaths.iter().enumerate() {
-                        if d.at < run.end {
-                            if d.held == Held::Surely {
-                                forgiven[i] = true;
-                            }
-                            if d.held != Held::Nothing && !used[i] && candidates < lost.max(1) {
-                                used[i] = true;
-                                candidates += 1;
-                            }
-                        }
-                    }
-                    if candidates == 0 || candidates < lost {
-                        eprintln!(
-                            "faults: FALSE DEATH: join returned PeerDied {{ lost: {lost} }} with \
-                             {candidates} death(s) that could have taken a task (a round \
-                             without kills: {}; kills in the round: {})",
-                            self.stop_only,
-                            self.deaths.len()
-                        );
-                        self.tally.false_deaths += 1;
-                    }
-                }
-                Err(e) => wedged.push(format!("join: {e}")),
-            }
-        }
-    }
-
-    /// Every sequence number of this round: delivered once, or in doubt
-    /// (its producer was killed putting it), or in flight with a killed
-    /// consumer; nothing delivered that was never put.
-    fn account(&mut self) {
-        let l = &self.ledger;
-        for p in 0..PRODUCERS {
-            let (next, pushing) = l.producer(p);
-            // ORDERING: Acquire — every producer is gone.
-            let (mut next_v, pushing_v) = (
-                next.load(Ordering::Acquire),
-                pushing.load(Ordering::Acquire),
-            );
-            let end = if pushing_v == next_v + 1 {
-                l.set_in_doubt(p, next_v);
-                next_v += 1;
-                // ORDERING: Release — the next round starts past it.
-                next.store(next_v, Ordering::Release);
-                next_v
-            } else {
-                next_v
-            };
-            for seq in self.start[p]..end {
-                self.tally.messages += 1;
-                if l.delivered(p, seq) {
-                    continue;
-                }
-                if l.in_doubt(p, seq) {
-                    self.tally.in_doubt += 1;
-                } else if self.dead_in_flight.contains(&(p as u32, seq as u32)) {
-                    self.tally.in_flight_lost += 1;
-                } else {
-                    if self.tally.lost < 10 {
-                        eprintln!("faults: LOST producer {p} seq {seq} ({})", self.name);
-                    }
-                    self.tally.lost += 1;
-                }
-            }
-            for seq in end..(end + 64).min(MAX_SEQ) {
-                if l.delivered(p, seq) {
-                    eprintln!("faults: producer {p} seq {seq} delivered but never put");
-                    l.add(Counter::Torn, 1);
-                }
-            }
-        }
-    }
-
-    /// The spare may hold a ring only when fewer than all rings were held
-    /// by producers alive at that moment; a successor's claim must come
-    /// within the liveness bound of its predecessor's death.
-    fn judge_claims(&mut self) {
-        let (reports, _) = self.fleet.board.reports(self.first_report);
-        let board = &self.fleet.board;
-        let value = |inc: u64, w: IncWord| board.inc_value(inc, w).unwrap_or(0);
-        for r in reports {
-            match r.kind {
-                shmring_chaos::faults::board::Report::SpareClaim => {
-                    self.tally.spare_claims += 1;
-                    let holders = self
-                        .producer_incs
-                        .iter()
-                        .filter(|&&inc| {
-                            let claimed = value(inc, IncWord::ClaimedAt);
-                            let died = value(inc, IncWord::DiedAt);
-                            let releasing = value(inc, IncWord::ReleasingAt);
-                            claimed != 0
-                                && claimed < r.at
-                                && (died == 0 || died > r.at)
-                                && (releasing == 0 || releasing > r.at)
-                        })
-                        .count();
-                    if holders >= PRODUCERS {
-                        let stopped: Vec<u64> = self
-                            .producer_incs
-                            .iter()
-                            .copied()
-                            .filter(|&inc| {
-                                self.fleet
-                                    .stops_of(inc)
-                                    .iter()
-                                    .any(|&(a, b)| a <= r.at && r.at <= b)
-                            })
-                            .collect();
-                        eprintln!(
-                            "faults: FALSE DEATH: the spare got a producer ring at {} while all \
-                             {holders} holders lived (stopped then: {stopped:?})",
-                            r.at
-                        );
-                        self.tally.false_deaths += 1;
-                    }
-                }
-                shmring_chaos::faults::board::Report::SuccessorClaim => {
-                    self.tally.successor_claims += 1;
-                    let Some(died) = self.fleet.died_at(r.blamed) else {
-                        eprintln!(
-                            "faults: FALSE DEATH: producer {} took over the ring of {}, which \
-                             was never killed",
-                            r.reporter, r.blamed
-                        );
-                        self.tally.false_deaths += 1;
-                        continue;
-                    };
-                    let from = died.max(r.since);
-                    let waited =
-                        r.at.saturating_sub(from)
-                            .saturating_sub(self.fleet.stopped_during(r.reporter, from, r.at));
-                    self.tally.notice(waited);
-                    if waited > self.knobs.bound_ns() {
-                        eprintln!(
-                            "faults: UNSEEN DEATH: producer {}'s ring was claimed {} ms after \
-                             its death (bound {} ms)",
-                            r.blamed,
-                            waited / 1_000_000,
-                            self.knobs.bound_ns() / 1_000_000
-                        );
-                        self.tally.unseen_deaths += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Two deaths whose `join` answer is certain, made on purpose once per
-/// scenario (the random rounds meet them only now and then):
-///
-/// * a consumer killed right after announcing a take (`tasks.announced`),
-///   before it took anything: the item stays queued, another consumer
-///   takes it and marks it done, and `join` must return `Ok` (nobody died
-///   holding a task);
-/// * a consumer killed holding a task, after which a new process attaches
-///   (and may take over the dead one's peer row) before anyone joins:
-///   `join` must return `PeerDied { lost: 1 }` (the task was lost, and
-///   nobody has been told yet).
-fn probes(fleet: &mut Fleet, tally: &mut Tally) {
-    let opts = CreateOptions::default();
-    // ORDERING: Release — before the probe children start.
-    fleet.board.word(Word::Stop).store(0, Ordering::Release);
-    for probe in ["announce", "hold"] {
-        let name = unique_name("faults-jq-probe");
-        let q = JoinableQueue::<Vec<u8>>::create(&name, QueueOptions::default(), &opts)
-            .expect("create joinable queue");
-        q.put(b"task".to_vec(), None).expect("put a task");
-        let envs = [("FQ_NAME", name.clone()), ("FJ_PROBE", probe.to_string())];
-        let fate = match probe {
-            "announce" => Fate::At("tasks.announced", 1, Action::Kill),
-            _ => Fate::Never,
-        };
-        let mut p = fleet.spawn("jq-probe", PROBE_SLOT, &envs, fate);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let gone = loop {
-            // ORDERING: Acquire — pairs with the probe's Release.
-            if probe == "hold" && fleet.board.slot(PROBE_SLOT, 0).swap(0, Ordering::AcqRel) == 1 {
-                fleet.kill(&mut p);
-            }
-            if let Some(gone) = fleet.poll(&mut p, &mut |_| Fate::Never) {
-                break Some(gone);
-            }
-            if Instant::now() > deadline {
-                fleet
-                    .failures
-                    .push(format!("joinable probe {probe} did not end"));
-                fleet.kill(&mut p);
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        match gone {
-            Some(Gone::Killed(_)) => {}
-            Some(Gone::Exited(s)) if s.success() && probe == "announce" => {
-                println!("faults: no `tasks.announced` failpoint here: that probe is skipped");
-                continue;
-            }
-            Some(other) => {
-                fleet.unexpected(&p, &other);
-                continue;
-            }
-            None => continue,
-        }
-        let answer = match probe {
-            "announce" => {
-                let got = q.get(Some(Duration::from_secs(5)));
-                if got.is_err() || q.task_done().is_err() {
-                    fleet.failures.push(format!(
-                        "the task a consumer killed before taking it was not there: {got:?}"
-                    ));
-                    continue;
-                }
-                q.join_timeout(Duration::from_secs(10))
-            }
-            _ => {
-                // A newcomer attaches (taking the first free peer row) and leaves.
-                let newcomer = fleet.spawn(
-                    "jq-probe",
-                    PROBE_SLOT,
-                    &[
-                        ("FQ_NAME", name.clone()),
-                        ("FJ_PROBE", "attach".to_string()),
-                    ],
-                    Fate::Never,
-                );
-                let mut newcomer = newcomer;
-                match fleet
-                    .end_all(&mut [&mut newcomer], Duration::from_secs(20))
-                    .pop()
-                    .flatten()
-                {
-                    Some(Gone::Exited(s)) if s.success() => {}
-                    Some(other) => fleet.unexpected(&newcomer, &other),
-                    None => {}
-                }
-                q.join_timeout(Duration::from_secs(10))
-            }
-        };
-        tally.joins += 1;
-        match (probe, answer) {
-            ("announce", Ok(())) | ("hold", Err(JoinError::PeerDied { lost: 1 })) => {}
-            ("announce", other) => {
-                eprintln!(
-                    "faults: FALSE DEATH: join returned {other:?} after a consumer was killed \
-                     announcing a take, before it took anything (the task was then done)"
-                );
-                tally.false_deaths += 1;
-            }
-            (_, other) => {
-                eprintln!(
-                    "faults: UNSEEN DEATH: join returned {other:?} after a consumer was killed \
-                     holding a task and a newcomer attached (expected PeerDied {{ lost: 1 }})"
-                );
-                tally.unseen_deaths += 1;
-            }
-        }
     }
 }
