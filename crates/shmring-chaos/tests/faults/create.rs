@@ -2,7 +2,9 @@
 //! three processes at once.
 //!
 //! **Creators** (two processes, three names each, every facade kind at
-//! random, some of them megabytes so that `posix_fallocate` takes a while)
+//! random, some of them megabytes so that `posix_fallocate` takes a while,
+//! half of them on the library's fallback path: a private name, then
+//! `link`)
 //! create, hold briefly and drop, and are killed at random times and at
 //! every step of a create (`segment.create.*`, where the library has
 //! them). After each death the parent creates each of the dead creator's
@@ -199,12 +201,16 @@ pub fn run_creators(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
     let envs = [("FC_PREFIX", prefix.clone())];
     fleet.board.word(Word::Stop).store(0, Ordering::Release);
     let lockouts_before = tally.lockouts;
-    let mut creators: Vec<_> = (0..CREATORS)
-        .map(|c| {
-            let f = creator_fate(&mut fleet.rng);
-            fleet.spawn("creator", c, &envs, f)
-        })
-        .collect();
+    // Half the creators build under a private name and `link` it (the path
+    // taken where `O_TMPFILE` is missing), half in an unnamed file.
+    let spawn = |fleet: &mut Fleet, c: usize| {
+        let f = creator_fate(&mut fleet.rng);
+        let fallback = if fleet.rng.chance(2) { "1" } else { "0" };
+        let mut e = envs.to_vec();
+        e.push(("SHMRING_TEST_CREATE_FALLBACK", fallback.to_string()));
+        fleet.spawn("creator", c, &e, f)
+    };
+    let mut creators: Vec<_> = (0..CREATORS).map(|c| spawn(fleet, c)).collect();
     let started = Instant::now();
     let mut deaths = 0u64;
     while started.elapsed() < budget {
@@ -231,8 +237,7 @@ pub fn run_creators(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
                 }
                 Some(gone) => fleet.unexpected(p, &gone),
             }
-            let f = creator_fate(&mut fleet.rng);
-            *p = fleet.spawn("creator", p.slot, &envs, f);
+            *p = spawn(fleet, p.slot);
         }
         std::thread::sleep(Duration::from_millis(1));
     }
