@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub mod channel;
+pub mod faults;
 pub mod ledger;
 pub mod order;
 pub mod pipe_faults;
