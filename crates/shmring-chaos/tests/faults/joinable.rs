@@ -75,9 +75,12 @@ impl Joiner {
 /// scenario (the random rounds meet them only now and then):
 ///
 /// * a consumer killed right after announcing a take (`tasks.announced`),
-///   before it took anything: the item stays queued, another consumer
-///   takes it and marks it done, and `join` must return `Ok` (nobody died
-///   holding a task);
+///   before it took anything: the item stays queued; a `join` that finds
+///   the dead slot while the record is still there must not count a loss
+///   (it times out: the task is queued); then another consumer takes it
+///   and marks it done, and `join` must return `Ok`. (Had the record been
+///   taken before any joiner looked at the dead slot, the documented
+///   answer is a loss: shared state cannot tell who took it.)
 /// * a consumer killed holding a task, after which a new process attaches
 ///   (and may take over the dead one's peer row) before anyone joins:
 ///   `join` must return `PeerDied { lost: 1 }` (the task was lost, and
@@ -129,6 +132,18 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
         }
         let answer = match probe {
             "announce" => {
+                // A joiner finds the dead slot with the record still there.
+                match q.join_timeout(Duration::from_millis(300)) {
+                    Err(JoinError::Timeout) => {}
+                    other => {
+                        eprintln!(
+                            "faults: FALSE DEATH: join returned {other:?} while the task of a \
+                             consumer killed announcing its take was still queued"
+                        );
+                        tally.false_deaths += 1;
+                        continue;
+                    }
+                }
                 let got = q.get(Some(Duration::from_secs(5)));
                 if got.is_err() || q.task_done().is_err() {
                     fleet.failures.push(format!(

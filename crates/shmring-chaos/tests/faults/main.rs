@@ -7,7 +7,8 @@
 //!   every message exactly once, ring takeovers only from the dead;
 //! * `queue.rs` again: `JoinableQueue`, `join` answers against the deaths,
 //!   plus two deaths made on purpose whose answer is certain (a consumer
-//!   killed announcing a take before taking anything: `Ok`; one killed
+//!   killed announcing a take before taking anything: no loss while its
+//!   record is still queued, `Ok` once another took it and did it; one killed
 //!   holding a task, then a newcomer attaches: `PeerDied { lost: 1 }`;
 //!   `joinable.rs`);
 //! * `lock.rs`: `Lock`/`RLock` holders stopped and killed inside the

@@ -447,9 +447,12 @@ impl<'a> Round<'a> {
         match gone {
             Gone::Killed(how) => {
                 let held = match state & STATE_MASK {
-                    // Killed right after announcing a take, before trying
-                    // it: the record is still queued, nothing is lost.
-                    _ if how == "q-consumer at tasks.announced" => Held::Nothing,
+                    // Killed right after announcing a take, before its
+                    // CAS: the record is still queued and nothing is lost,
+                    // but a joiner that finds the dead slot only after
+                    // someone took that record counts it lost (shared state
+                    // cannot tell who took it; documented).
+                    _ if how == "q-consumer at tasks.announced" => Held::Perhaps,
                     HOLDING => Held::Surely,
                     GETTING | FINISHING => Held::Perhaps,
                     _ => Held::Nothing,
