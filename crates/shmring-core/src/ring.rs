@@ -37,14 +37,26 @@
 //!
 //! Positions wrap every 2^38 words (2 TiB of traffic through one ring),
 //! counts every 2^26 records; both are harmless by themselves. What modular
-//! words cannot tell apart is a value seen twice: an MPMC consumer stalled
-//! (SIGSTOP, a descheduled thread) between loading a head word and its CAS,
-//! or holding a cached tail word across the stall, is fooled only if the
-//! ring saw 2^38 words **and** a multiple of 2^26 records go through
-//! meanwhile, so that the very same 64-bit word is back. (The record
-//! stamp, 24 bits of the position, guards the copy less well for rings of
-//! 128 MiB or more, where every lap has the same stamps; the CAS on the
-//! whole word is what decides.)
+//! words cannot tell apart is a value seen twice:
+//!
+//! * An MPMC consumer stalled (SIGSTOP, a descheduled thread) between
+//!   loading a head word and its CAS is fooled only if the very same
+//!   64-bit head word is back: 2^38 words **and** a multiple of 2^26
+//!   records went through meanwhile. (With records of one size the second
+//!   follows from the first: the counts then add no protection.)
+//! * An MPMC consumer holding a cached tail word across a stall (a consumer
+//!   state left idle while others take) is fooled earlier: it trusts that
+//!   word while the head lies less than a capacity behind it, modulo 2^38,
+//!   which is true again after 2^38 words less up to a capacity, whatever
+//!   the counts are. It then reads the words between the ring's real tail
+//!   and the cached one as published records. In a ring below 128 MiB the
+//!   stale header found there has the wrong stamp (24 bits of the
+//!   position), and the consumer loads the tail afresh and carries on. In a
+//!   ring of 128 MiB or more every lap has the same stamps, and stale
+//!   payload bytes may read as a header with the right stamp in any ring:
+//!   then the consumer takes a stale record and moves the head past the
+//!   real tail (a duplicate, and `Corrupted` for the producer from then
+//!   on).
 //!
 //! # Records and wrapping
 //!

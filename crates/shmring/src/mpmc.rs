@@ -240,7 +240,10 @@ impl Producer {
             .push(msg, until(timeout), &self.policy, &mut || false)
     }
 
-    /// Copies in as many of `msgs` as fit now, with one publish and one wake.
+    /// Copies in as many of `msgs` as fit now, with one wake (and one
+    /// publish, unless the queue has a `max_len`: then each record is
+    /// checked against it and published in turn; see
+    /// [`shmring_core::mpmc::Producer::try_push_many`]).
     ///
     /// # Errors
     ///

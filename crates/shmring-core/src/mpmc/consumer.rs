@@ -12,7 +12,10 @@
 //! visible, and the producer's line is loaded again only when the head
 //! catches up with it. Without that, every take pulled the line the
 //! producer stores on every push. The closed flag is read only when a scan
-//! finds nothing.
+//! finds nothing. ("Below" is modulo 2^38: see the ring docs' wrap-around
+//! section for what a cached tail kept through nearly 2^38 words of
+//! traffic does; a record that does not decode under a cached tail makes
+//! the consumer load the tail afresh before it reports anything.)
 //!
 //! # Crash behaviour
 //!
@@ -211,7 +214,8 @@ fn take_from<W: Waiter + ?Sized, H: TakeHook>(
         // there are words. Otherwise the head caught up with it (or passed
         // it), or there is none: load the tail word.
         let mut avail = ring.check_words(head, tail);
-        if tail == NO_TAIL || !matches!(avail, Ok(1..)) {
+        let cached = tail != NO_TAIL && matches!(avail, Ok(1..));
+        if !cached {
             // ORDERING: Acquire — pairs with the producer's Release of the
             // tail word: the records before it are complete.
             tail = ring.shared().producer.tail.load(Ordering::Acquire);
@@ -239,9 +243,18 @@ fn take_from<W: Waiter + ?Sized, H: TakeHook>(
                 // Acquire, so if they came from a later lap, the head advance
                 // that allowed it happens-before this load and is seen here.
                 if line.head.load(Ordering::Acquire) == head {
-                    // Look at the tail afresh next time: a bad value is
-                    // reported again only if it is still there.
                     *cached_tail = NO_TAIL;
+                    // A cached tail is trusted while the head lies less
+                    // than a capacity behind it, modulo 2^38; after nearly
+                    // 2^38 words of traffic (a consumer state left idle
+                    // meanwhile) the head is back there with the ring's
+                    // real tail possibly behind the cached one, and what
+                    // lies past the real tail is stale. Only a verdict on
+                    // a tail loaded just now is reported; the next round
+                    // loads one.
+                    if cached {
+                        continue;
+                    }
                     return Err(c);
                 }
                 continue; // raced with another consumer and the producer

@@ -70,8 +70,16 @@ impl<W: Waiter + Clone> Producer<W> {
         result
     }
 
-    /// Copies in as many of `msgs` as fit now, with one publish and one wake.
-    /// Returns how many went in.
+    /// Copies in as many of `msgs` as fit now, with one wake. Returns how
+    /// many went in.
+    ///
+    /// Without a `max_len`, the batch is also published at once (one store
+    /// of the tail word). With one, each record is checked against the
+    /// limit and published on its own, as a run of
+    /// [`try_push`](Producer::try_push)es would be: other producers must see
+    /// each record before they decide on theirs, or racing batches would
+    /// each fill the queue up to `max_len` (an overshoot of a batch per
+    /// producer instead of the documented one record per producer).
     ///
     /// # Errors
     ///
@@ -83,20 +91,51 @@ impl<W: Waiter + Clone> Producer<W> {
         if self.queue.shared().closed() {
             return Err(PushError::Closed);
         }
-        let room = match self.queue.max_len() {
-            0 => usize::MAX,
-            max => max.saturating_sub(self.queue.len()) as usize,
-        };
-        if room == 0 {
+        if self.at_max_len() {
             return Err(PushError::Full);
         }
-        let msgs = msgs.into_iter().take(room).map(|msg| (msg, false));
-        let (n, first_err) = self.writer.write_many(msgs);
-        self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
+        let (n, first_err) = if self.queue.max_len() == 0 {
+            self.writer
+                .write_many(msgs.into_iter().map(|msg| (msg, false)))
+        } else {
+            self.write_each_within_max_len(msgs)
+        };
+        // Publishes the batch (or, on `Full`, a padding record written on
+        // the way) and wakes after the last record is visible.
+        let published = self.writer.publish();
+        if n > 0 || published {
+            self.queue
+                .shared()
+                .not_empty
+                .wake_if_waiting(&self.waiter, n.clamp(1, WAKE_ALL as usize) as u32);
+        }
         match (n, first_err) {
             (0, Some(e)) => Err(e),
             _ => Ok(n),
         }
+    }
+
+    /// The records of a batch on a queue with a `max_len`: each checked
+    /// against the limit (the first was, by the caller), written, and
+    /// published before the next is checked (so the next check, ours or
+    /// another producer's, counts it). Returns how many went in, and why
+    /// the next did not, if one did not.
+    fn write_each_within_max_len<'m>(
+        &mut self,
+        msgs: impl IntoIterator<Item = &'m [u8]>,
+    ) -> (usize, Option<PushError>) {
+        let mut n = 0;
+        for msg in msgs {
+            if n > 0 && self.at_max_len() {
+                return (n, Some(PushError::Full));
+            }
+            if let Err(e) = self.writer.write(msg, false) {
+                return (n, Some(e));
+            }
+            self.writer.publish();
+            n += 1;
+        }
+        (n, None)
     }
 
     /// Pushes `msg`, waiting for room until `deadline` (`None`: none).

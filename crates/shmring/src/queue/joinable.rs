@@ -33,7 +33,8 @@ use shmring_core::error::Corrupted;
 /// # Differences from Python
 ///
 /// `task_done` marks done a task that was *got*: first one of this handle's
-/// own, else one held by another handle (of any process). Python counts
+/// own, else one held by another handle (of any process; a live one's
+/// before a gone one's, see [`task_done`](Self::task_done)). Python counts
 /// every `put` instead, so there `task_done` may run ahead of the `get`s;
 /// here that is "called too many times".
 ///
@@ -206,7 +207,16 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Marks one task done: one this handle got, or else one got by another
-    /// handle (see the type's notes on Python).
+    /// handle (see the type's notes on Python), a live one's first.
+    ///
+    /// A task finished here that another handle got was handed over by
+    /// its holder, which will not mark it done itself. Taking the count
+    /// off a gone holder's slot instead (its tasks are lost anyway, and
+    /// `join` drops them) would leave it on the live holder's slot for as
+    /// long as that holder lives, and `join` waiting with it. Which handle
+    /// is alive is checked just before (one system call per holder
+    /// looked at); a holder that dies in between is taken from like a
+    /// live one.
     ///
     /// # Errors
     ///
@@ -219,10 +229,16 @@ impl<T> JoinableQueue<T> {
         }
         let own = recovery::own_row(&self.segment).0;
         let slots = self.slots();
-        let others = slots.iter().enumerate().filter(|&(row, _)| row != own);
-        for (_, slot) in others {
-            if slot.done(counter, &self.handle.waiter) {
-                return Ok(());
+        for live in [true, false] {
+            let others = slots.iter().enumerate().filter(|&(row, slot)| {
+                row != own
+                    && slot.get().1 .1 != 0
+                    && recovery::holder_alive(&self.segment, row, slot) == live
+            });
+            for (_, slot) in others {
+                if slot.done(counter, &self.handle.waiter) {
+                    return Ok(());
+                }
             }
         }
         Err(TooManyDone)

@@ -82,6 +82,12 @@ pub(super) fn own_row(segment: &Segment) -> (usize, u32) {
     )
 }
 
+/// Whether the owner of `slot`, in peer row `row`, is still attached (the
+/// generation the slot names, at the row's liveness lock).
+pub(super) fn holder_alive(segment: &Segment, row: usize, slot: &TaskSlot) -> bool {
+    segment.is_peer_alive(token(row, slot.get().0))
+}
+
 /// The slow check of a joiner: empties the slot of every peer row whose
 /// owner is gone (dead, or detached without marking its tasks done).
 /// Returns how many tasks were lost with them (a take in flight whose head
