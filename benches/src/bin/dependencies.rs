@@ -11,10 +11,10 @@
 //!    `shmring::lock::Lock`.
 //! 2. A holder SIGKILLed while holding the lock: what the next acquirer in
 //!    another process gets, and after how long.
-//! 3. Creating a 256 GiB segment (far more than /dev/shm holds; for
-//!    shmring the largest queue there is, 1,024 rings of the 256 MiB
-//!    maximum): whether the failure comes at create time or as a SIGBUS on
-//!    a later write.
+//! 3. Creating a 64 GiB segment (more than /dev/shm holds on the machines
+//!    this runs on; for shmring the largest queue there is, 1,024 rings of
+//!    the 64 MiB maximum): whether the failure comes at create time or as
+//!    a SIGBUS on a later write.
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -107,7 +107,7 @@ fn main() -> Result<(), BoxError> {
     lock.release()?;
 
     // 3. A segment larger than /dev/shm: the largest queue shmring can
-    // make (no single ring may exceed 256 MiB), and the same size for
+    // make (no single ring may exceed 64 MiB), and the same size for
     // shared_memory.
     let config = shmring::core::mpmc::QueueConfig {
         rings: shmring::core::mpmc::MAX_RINGS,

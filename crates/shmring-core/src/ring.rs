@@ -30,8 +30,9 @@
 //! words and `(pushed - popped) mod 2^26` is at most `used` (every record
 //! takes at least one word); both sides check this on every load of the
 //! other side's word and report [`Corrupted`] otherwise. That second bound
-//! is also why [`MAX_CAPACITY`] is 256 MiB: a count modulo 2^26 must exceed
-//! the most records a ring can hold.
+//! needs a count modulo 2^26 to exceed the most records a ring can hold
+//! (256 MiB of 8-byte records); the record stamps need more (below), which
+//! is why [`MAX_CAPACITY`] is 64 MiB.
 //!
 //! ## Wrap-around and ABA
 //!
@@ -49,14 +50,17 @@
 //!   word while the head lies less than a capacity behind it, modulo 2^38,
 //!   which is true again after 2^38 words less up to a capacity, whatever
 //!   the counts are. It then reads the words between the ring's real tail
-//!   and the cached one as published records. In a ring below 128 MiB the
-//!   stale header found there has the wrong stamp (24 bits of the
-//!   position), and the consumer loads the tail afresh and carries on. In a
-//!   ring of 128 MiB or more every lap has the same stamps, and stale
-//!   payload bytes may read as a header with the right stamp in any ring:
-//!   then the consumer takes a stale record and moves the head past the
-//!   real tail (a duplicate, and `Corrupted` for the producer from then
-//!   on).
+//!   and the cached one as published records. The stale header found
+//!   there was written one lap (the capacity, at most 2^23 words) before
+//!   the position it is read at, so its stamp (24 bits of the position) is
+//!   wrong, and the consumer loads the tail afresh and carries on: that is
+//!   why rings stop at 64 MiB (a ring of 2^24 words or more would stamp
+//!   every lap alike). What remains is stale *payload* bytes that happen to
+//!   read as a header with the right tag, stamp and a plausible length at
+//!   exactly that place (about one chance in 2^32 per such stall, for data
+//!   not built to look like headers): then the consumer would take a stale
+//!   record and move the head past the real tail (a duplicate, and
+//!   `Corrupted` for the producer from then on).
 //!
 //! # Records and wrapping
 //!
@@ -94,10 +98,12 @@ pub(crate) use writer::Writer;
 
 /// Smallest data area, in bytes.
 pub const MIN_CAPACITY: u64 = 64;
-/// Largest data area, in bytes (256 MiB): its 2^25 words, each at least a
-/// record's worth of room, stay below the 2^26 a position word's count
-/// can tell apart (see the module docs).
-pub const MAX_CAPACITY: u64 = 1 << 28;
+/// Largest data area, in bytes (64 MiB): its 2^23 words stay below the
+/// 2^24 positions a record's stamp tells apart, so a header left from the
+/// previous lap never carries the stamp its place expects now, and below
+/// the 2^26 records a position word's count tells apart (see the module
+/// docs).
+pub const MAX_CAPACITY: u64 = 1 << 26;
 
 /// Bits of a position word holding the position (in words); the rest, the
 /// top [`COUNT_BITS`], hold the record count. See the module docs.
@@ -112,6 +118,7 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const COUNT_ONE: u64 = 1 << POSITION_BITS;
 
 const _: () = assert!(MAX_CAPACITY / 8 < 1 << COUNT_BITS);
+const _: () = assert!(MAX_CAPACITY / 8 < 1 << 24); // the stamp's period (`record`)
 const _: () = assert!(MAX_CAPACITY / 8 <= 1 << POSITION_BITS);
 
 /// The position word of `count` records and word position `position`

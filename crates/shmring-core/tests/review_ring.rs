@@ -145,17 +145,27 @@ fn a_consumer_idle_through_nearly_2_pow_38_words_does_not_report_corruption() {
     assert_eq!(idle.try_pop(&mut buf), Err(PopError::Empty));
 }
 
-/// Finding 2, what the fix above cannot reach: in a ring of 128 MiB or
+/// Finding 2, what the fix above could not reach: in a ring of 128 MiB or
 /// more every lap writes the same stamps, so the stale header a consumer
-/// idle through nearly 2^38 words finds past the real tail decodes as a
-/// record. It takes that stale record (a duplicate) and moves the head
-/// past the real tail, after which the producer's next push reports the
-/// ring corrupted for good. One lap of 2^23 records runs for real (a few
-/// seconds, 128 MiB of heap).
+/// idle through nearly 2^38 words found past the real tail decoded as a
+/// record; it took that stale record (a duplicate) and moved the head past
+/// the real tail, after which the producer's next push reported the ring
+/// corrupted for good. Rings now stop at 64 MiB (2^23 words, below the
+/// stamp's period): such a ring is refused, and the largest legal one
+/// takes nothing stale. One lap of the largest ring runs for real (64 MiB
+/// of heap).
 #[test]
-#[ignore = "review finding 2b: a cached tail fools consumers of rings of 128 MiB or more (stamps repeat every lap); run with --ignored"]
-fn a_consumer_idle_through_nearly_2_pow_38_words_of_a_large_ring_takes_nothing_stale() {
-    let capacity = 128 << 20;
+fn a_ring_whose_laps_stamp_alike_is_refused() {
+    let config = RingConfig {
+        capacity: 128 << 20,
+        max_record: 8,
+    };
+    assert!(config.validate().is_err());
+}
+
+#[test]
+fn a_consumer_idle_through_nearly_2_pow_38_words_of_the_largest_ring_takes_nothing_stale() {
+    let capacity = shmring_core::ring::MAX_CAPACITY;
     let q = queue(1, capacity, 8, 0);
     let w = ThreadWaiter::default();
     let mut producer = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
