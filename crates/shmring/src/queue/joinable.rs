@@ -50,7 +50,10 @@ use shmring_core::error::Corrupted;
 /// tasks lost once the rest are done. Losses are reported by the first
 /// `join` that returns after them (also when a newcomer taking over the dead
 /// process's peer row found them before anyone joined), and by every `join`
-/// waiting when they were found.
+/// waiting when they were counted. (A slot is emptied a few instructions
+/// before its loss is counted: a `join` returning in between returns `Ok`
+/// and the next one reports the loss; a process killed in between leaves it
+/// unreported. The count of unfinished tasks is exact either way.)
 ///
 /// A take is announced in the slot right before the compare-and-swap that
 /// takes the record, with the ring position it expects. A process killed
