@@ -61,8 +61,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::header::MAX_PEER_ROWS;
-use super::peers::{INIT_LOCK_BYTE, PEER_LOCK_BASE};
+use super::peers::{INIT_LOCK_BYTE, LOCK_BYTES_END};
 use crate::sys::{lock, shm};
 
 /// The name lock: byte 0 of every segment file. (It was the creator's
@@ -115,9 +114,10 @@ pub(crate) fn private_name() -> String {
 /// (`segment.create.attached`) on, so one or the other is held for as long
 /// as it lives, but for the two system calls that make the file and take
 /// the name lock (which [`LEFTOVER_GRACE`] covers). One `F_OFD_GETLK`
-/// over every lock byte a segment can have.
+/// over every lock byte a segment can have (name lock, liveness and claim
+/// bytes: an attach in progress, or a reclaim deciding, counts as alive).
 pub(crate) fn creator_alive(file: &File) -> io::Result<bool> {
-    lock::is_range_locked(file.as_fd(), 0, PEER_LOCK_BASE + u64::from(MAX_PEER_ROWS))
+    lock::is_range_locked(file.as_fd(), 0, LOCK_BYTES_END)
 }
 
 /// A held name lock; dropping it lets the lock go.

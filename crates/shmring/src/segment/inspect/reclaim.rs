@@ -9,7 +9,7 @@ use super::{PeerStatus, SegmentState};
 use crate::error::SegmentError;
 use crate::segment::header::validate;
 use crate::segment::names::{self, Removal};
-use crate::segment::peers::PEER_LOCK_BASE;
+use crate::segment::peers::{CLAIM_LOCK_BASE, PEER_LOCK_BASE};
 use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
 use crate::sys::{lock, shm};
 
@@ -31,12 +31,36 @@ enum Keep {
     Error(SegmentError),
 }
 
+/// Makes sure, under the name lock, that nobody is attached to the segment
+/// in `file` or attaching, and that nobody can attach: takes every row's
+/// claim byte that any layout can have, all or nothing and without
+/// waiting, then asks every row's liveness byte (one `F_OFD_GETLK`). On
+/// `Ok` the claims stay held through `file`'s description until it closes
+/// (see the `peers` module docs for why that excludes every attach).
+fn keep_peers_out(file: &File, name: &str) -> Result<(), Keep> {
+    let fd = file.as_fd();
+    let rows = u64::from(MAX_PEER_ROWS);
+    let claimed = lock::try_lock_range(fd, CLAIM_LOCK_BASE, rows)
+        .map_err(|e| Keep::Error(io("F_OFD_SETLK", name)(e)))?;
+    if !claimed {
+        return Err(Keep::Reason("a peer is attaching"));
+    }
+    let alive = lock::is_range_locked(fd, PEER_LOCK_BASE, rows)
+        .map_err(|e| Keep::Error(io("F_OFD_GETLK", name)(e)))?;
+    if alive {
+        return Err(Keep::Reason("a peer is alive"));
+    }
+    Ok(())
+}
+
 /// Removes the named segment if it is abandoned (see
 /// [`SegmentInfo::is_abandoned`](super::SegmentInfo::is_abandoned)), deciding under locks so that it races
 /// with nobody: it takes the segment's name lock (waiting up to 2 s) and
-/// the lock of *every* peer row, re-reads the header and the rows, unlinks
+/// the claim byte of *every* peer row (so that nobody can attach), asks
+/// every row's liveness byte, re-reads the header and the rows, unlinks
 /// the name if it still refers to the same file, and then lets all the
-/// locks go. A peer row lock held by anyone keeps the segment.
+/// locks go. A liveness byte held by anyone (a peer is alive), or a claim
+/// byte (a peer is attaching), keeps the segment.
 ///
 /// Only files proven to be this user's shmring segments are removed: the
 /// file must be owned by the caller's effective uid (another user's is
@@ -51,7 +75,7 @@ enum Keep {
 /// --include-data` runs. [`reclaim_unless_data`] keeps a segment that holds
 /// undelivered data, deciding that under the same locks.
 ///
-/// While it holds the row locks (a few system calls, and a look at the
+/// While it holds the claims (a few system calls, and a look at the
 /// object), a concurrent [`Segment::open`](crate::segment::Segment::open)
 /// of this segment waits for the name lock and then looks again; an open
 /// that attached before gets a working segment and keeps it.
@@ -98,14 +122,9 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
 
     let decide = || -> Result<(), Keep> {
         let failed = Keep::Error;
-        // Every row's lock byte that any layout can have, in one
-        // all-or-nothing lock: held, no peer is attached, none can attach,
-        // and nobody writes a row (only a row's lock holder does).
-        let all_rows = lock::try_lock_range(file.as_fd(), PEER_LOCK_BASE, u64::from(MAX_PEER_ROWS))
-            .map_err(|e| failed(io("F_OFD_SETLK", &name)(e)))?;
-        if !all_rows {
-            return Err(Keep::Reason("a peer is alive"));
-        }
+        // Held: no peer is attached, none can attach, and nobody writes a
+        // row (only a row's claim or liveness holder does).
+        keep_peers_out(&file, &name)?;
         // Read again under the locks: this is what is decided about.
         let copy = read_header(&file, &name, st.size).map_err(failed)?;
         let valid = validate(&copy.snapshot, &name, kind, st.size).map_err(failed)?;
@@ -140,7 +159,7 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
     };
     let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
         .map_err(io("unlink", &name))?;
-    // The row locks go with the descriptor, after the unlink.
+    // The claims go with the descriptor, after the unlink.
     drop(file);
     match outcome {
         Removal::Removed => Ok(Reclaimed::Removed),
@@ -158,14 +177,16 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
 /// Removes the name `name` unless the segment is in use, deciding under its
 /// locks: what `shmring rm` does without `--force`.
 ///
-/// In use means a peer is attached (a peer row's liveness lock is held),
-/// or, for a private name of the fallback create path, that its creator is
-/// still at work (a lock held on it, or younger than 10 s). Like
-/// [`reclaim`], it takes the segment's name lock (waiting up to 2 s) and
-/// the lock of every peer row, then unlinks the name if it still refers to
-/// the same file, then lets the locks go: a peer that attaches at any
-/// moment before keeps the name ([`Reclaimed::Kept`], "a peer is alive"),
-/// and one that attaches after finds the name gone. (A look first, then
+/// In use means a peer is attached (a peer row's liveness byte is held) or
+/// attaching (a row's claim byte is held), or, for a private name of the
+/// fallback create path, that its creator is still at work (a lock held on
+/// it, or younger than 10 s). Like [`reclaim`], it takes the segment's name
+/// lock (waiting up to 2 s) and the claim byte of every peer row, asks the
+/// liveness bytes, then unlinks the name if it still refers to the same
+/// file, then lets the locks go: a peer that attaches at any moment before
+/// keeps the name ([`Reclaimed::Kept`], "a peer is alive", or "a peer is
+/// attaching" while it is at it), and one that attaches after finds the
+/// name gone. (A look first, then
 /// [`Segment::unlink`](crate::segment::Segment::unlink), which removes a
 /// name whatever its peers do, would remove the name of a peer that
 /// attached in between.)
@@ -206,16 +227,11 @@ pub fn unlink_unless_in_use(name: &str) -> Result<Reclaimed, SegmentError> {
             return Ok(());
         }
         // Held until the unlink: no peer can attach meanwhile.
-        let all_rows = lock::try_lock_range(file.as_fd(), PEER_LOCK_BASE, u64::from(MAX_PEER_ROWS))
-            .map_err(|e| Keep::Error(io("F_OFD_SETLK", &name)(e)))?;
-        if !all_rows {
-            return Err(Keep::Reason("a peer is alive"));
-        }
-        Ok(())
+        keep_peers_out(&file, &name)
     };
     let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
         .map_err(io("unlink", &name))?;
-    // The row locks go with the descriptor, after the unlink.
+    // The claims go with the descriptor, after the unlink.
     drop(file);
     match outcome {
         Removal::Removed => Ok(Reclaimed::Removed),

@@ -10,8 +10,9 @@
 //! - it belongs to this user (the file's owner is our effective uid) and is
 //!   proven a segment: a regular file whose header passes full validation;
 //! - no peer is alive: no lock is held anywhere on its lock bytes (the name
-//!   lock and every peer row's liveness lock), so its peers died attached,
-//!   or its last drop could not remove the name;
+//!   lock, every peer row's liveness byte, and every row's claim byte, which
+//!   an attacher holds while it takes a row: see the `peers` module), so its
+//!   peers died attached, or its last drop could not remove the name;
 //! - its policy is not [`UnlinkPolicy::Never`] (that asks for the name to
 //!   outlive its peers: only `shmring gc` or [`reclaim`] remove it);
 //! - it has been seen in that state, by sweeps, for at least the idle
@@ -99,8 +100,8 @@ use crate::error::SegmentError;
 use crate::segment::header::{validate, HEADER_LEN};
 use crate::segment::names;
 use crate::segment::options::validate_name;
-use crate::segment::peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
-use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
+use crate::segment::peers::{PeerRow, LOCK_BYTES_END, PEER_ROW_LEN};
+use crate::segment::{ObjectKind, UnlinkPolicy};
 use crate::sys::{self, lock, shm};
 use stamp::{Claim, Stamp, State};
 
@@ -124,8 +125,9 @@ const EXPLICIT_LOCK_WAIT: Duration = Duration::from_secs(5);
 const STAMP_PREFIX: &str = ".shmring-sweep-";
 
 /// The end of the lock bytes a live segment can have locked: the name lock
-/// (byte 0) and every peer row's lock.
-const LOCK_RANGE_END: u64 = PEER_LOCK_BASE + MAX_PEER_ROWS as u64;
+/// (byte 0), every peer row's liveness byte and every row's claim byte (an
+/// attach in progress).
+const LOCK_RANGE_END: u64 = LOCK_BYTES_END;
 
 // ---------------------------------------------------------------------------
 // Settings (fixed in production; tests and benchmarks change them).
