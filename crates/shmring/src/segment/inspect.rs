@@ -8,7 +8,7 @@
 //! works on a read-only descriptor. Only the kind-specific figures (depth,
 //! lock owner) look at the object itself, through a mapping made for the
 //! occasion and dropped at once; they are left out when that mapping cannot
-//! be made (a segment of another user, say). [`reclaim`] is the one call
+//! be made (a segment of another user, say). [`reclaim`](reclaim()) is the one call
 //! that locks, and only to remove a segment nobody uses.
 //!
 //! Files under the private names of the fallback create path (see the
@@ -30,7 +30,7 @@
 //! # Snapshots
 //!
 //! Everything returned is a snapshot, stale when it returns: peers come and
-//! go, depths change. [`reclaim`] re-checks under locks before it removes.
+//! go, depths change. [`reclaim`](reclaim()) re-checks under locks before it removes.
 
 mod object;
 mod reclaim;
@@ -258,7 +258,7 @@ impl SegmentInfo {
         sum
     }
 
-    /// Whether [`reclaim`] would remove it (judged from this snapshot): a
+    /// Whether [`reclaim`](reclaim()) would remove it (judged from this snapshot): a
     /// private-name file whose creator died, or a segment with no live peer,
     /// none attaching and nobody holding the name lock, of which at least one peer died
     /// attached or whose policy wanted the name gone (not

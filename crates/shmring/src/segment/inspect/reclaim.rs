@@ -86,7 +86,7 @@ fn keep_peers_out(file: &File, name: &str) -> Result<(), Keep> {
 /// lock or the unlink fails ([`PermissionDenied`](SegmentError::PermissionDenied)
 /// when the file cannot be opened for writing).
 pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
-    reclaim_with(name, false)
+    reclaim_with(name, false, None)
 }
 
 /// [`reclaim`], except that a segment whose object holds undelivered data
@@ -103,12 +103,35 @@ pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
 ///
 /// As [`reclaim`].
 pub fn reclaim_unless_data(name: &str) -> Result<Reclaimed, SegmentError> {
-    reclaim_with(name, true)
+    reclaim_with(name, true, None)
 }
 
-fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> {
+/// What the file `judged` is kept with when `name` no longer refers to it.
+pub(crate) const NOT_JUDGED: &str = "the name refers to another file than the one judged";
+
+/// [`reclaim_unless_data`] (`keep_data`) or [`reclaim`], of the file
+/// `judged` (device and inode) only: if `name` refers to another file by
+/// the time it is opened, that file is kept ([`NOT_JUDGED`]); the removal
+/// itself checks, under the name lock, that the name still refers to the
+/// file opened. For the sweep, which judged a file's idleness by its inode.
+pub(crate) fn reclaim_judged(
+    name: &str,
+    keep_data: bool,
+    judged: (u64, u64),
+) -> Result<Reclaimed, SegmentError> {
+    reclaim_with(name, keep_data, Some(judged))
+}
+
+fn reclaim_with(
+    name: &str,
+    keep_data: bool,
+    judged: Option<(u64, u64)>,
+) -> Result<Reclaimed, SegmentError> {
     let (name, file) = open_shm_file(name, true)?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
+    if judged.is_some_and(|id| id != (st.dev, st.ino)) {
+        return Ok(Reclaimed::Kept(NOT_JUDGED));
+    }
     if st.uid != shm::geteuid() {
         return Ok(Reclaimed::Kept("it belongs to another user"));
     }
