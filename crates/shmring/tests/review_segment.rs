@@ -104,6 +104,12 @@ fn child_entry() {
             sleep_forever();
         }
         "attach_and_stop" => attach_and_stop(&name),
+        // Reclaims the segment, stopping at STEP_VAR; reports the outcome
+        // if it gets past it.
+        "reclaim_and_stop" => {
+            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
+            println!("RECLAIMED {:?}", segment::reclaim(&name));
+        }
         // Run as another user: plants PLANT_VAR ("file", "symlink" to
         // NAME_VAR, or "fifo") at the path STAMP_VAR.
         "plant_stamp" => {
@@ -612,6 +618,67 @@ fn an_attacher_stopped_or_killed_in_its_attach_is_judged_rightly_by_reclaim() {
         drop(next);
         assert_eq!(segment::reclaim(&name).unwrap(), Reclaimed::Removed);
     }
+}
+
+/// Review finding: `reclaim` let the segment's name lock go before the
+/// row locks it had taken to decide (they went with its descriptor, after
+/// `remove_name` returned). A reclaimer stopped in that gap, having *kept*
+/// the segment, left every row taken and the name lock free: every open
+/// found the peer table full, waited for the free name lock, retried, and
+/// failed with `PeerTableFull`. The claims must go before the name lock.
+#[test]
+fn a_reclaimer_stopped_after_deciding_locks_no_open_out() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped reclaimer");
+    let name = unique_name("rev-reclaim-stop");
+    // Never, and every peer detached cleanly: reclaim keeps it, after
+    // taking every row's claim.
+    let opts = CreateOptions {
+        unlink: segment::UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    let creator = Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &opts,
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    drop(creator);
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.reclaim.decided".to_owned()),
+    ];
+    let mut reclaimer = spawn_role("child_entry", "reclaim_and_stop", &envs)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stopped(&reclaimer, "the reclaimer");
+    let open = Segment::open(
+        &name,
+        ObjectKind::Lock,
+        &OpenOptions {
+            timeout: Duration::from_secs(1),
+            ..OpenOptions::default()
+        },
+    );
+    let opened = open
+        .as_ref()
+        .map(Segment::peer_token)
+        .map_err(ToString::to_string);
+    drop(open);
+    // Let it finish: it kept the segment.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(reclaimer.id() as libc::pid_t, libc::SIGCONT) };
+    let outcome = read_after(&mut reclaimer, "RECLAIMED ");
+    wait_child(reclaimer, Duration::from_secs(30));
+    let _ = Segment::unlink(&name);
+    assert_eq!(outcome, "Ok(Kept(\"every peer detached cleanly\"))");
+    assert!(
+        opened.is_ok(),
+        "an open failed while a reclaimer that had decided was stopped: {opened:?}"
+    );
 }
 
 /// Coverage: another user who plants this user's sweep stamp (a regular

@@ -72,7 +72,11 @@
 //! calls `segment.attach.row-claimed` right after it took its peer row's
 //! claim byte and found the row free, before it bumped the row's
 //! generation, and `segment.attach.generation-bumped` right after, before
-//! it took the row's liveness byte (see the `peers` module docs).
+//! it took the row's liveness byte (see the `peers` module docs). A
+//! [`reclaim`] (of a segment, not of a leftover) calls
+//! `segment.reclaim.decided`, with the name as context, once it removed
+//! the name or decided to keep it, when it holds none of the segment's
+//! locks any more; the sweep calls `segment.sweep.judged` (see [`sweep`]).
 //!
 //! # Blocking
 //!

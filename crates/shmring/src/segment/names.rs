@@ -174,33 +174,45 @@ pub(crate) enum Removal<K> {
 /// file's name lock (waiting up to `wait` for it), `decide` runs first (a
 /// last check that must not race with removers, such as "no other peer is
 /// attached"; `Err` keeps the name), then the name is checked with a path
-/// `lstat` and unlinked. The lock goes when this returns.
+/// `lstat` and unlinked.
+///
+/// What `decide` returns on `Ok` (a guard of more locks, say) is dropped
+/// after the unlink (or the finding that the name is elsewhere) and
+/// *before* the name lock goes; what it holds on `Err` it must let go
+/// before it returns. So whoever waits for the name lock (an open that
+/// found every peer row claimed, see `Segment::open`) finds everything
+/// else free once it has it: a remover stopped after this returns holds
+/// nothing of the segment's.
 ///
 /// Opens no descriptor: works with a full descriptor table (`EMFILE`).
-pub(crate) fn remove_name<K>(
+pub(crate) fn remove_name<G, K>(
     file: &File,
     name: &str,
     wait: Duration,
-    decide: impl FnOnce() -> Result<(), K>,
+    decide: impl FnOnce() -> Result<G, K>,
 ) -> io::Result<Removal<K>> {
     let st = shm::stat(file)?;
     let Some(guard) = NameLock::acquire(file, wait)? else {
         return Ok(Removal::Busy);
     };
-    if let Err(reason) = decide() {
-        return Ok(Removal::Kept(reason));
-    }
-    if !guard.refers_to(name, (st.dev, st.ino))? {
-        return Ok(Removal::Elsewhere);
-    }
-    let removed = match shm::unlink(&path_of(name)) {
-        Ok(()) => Ok(Removal::Removed),
-        // Removed by hand (`rm`) meanwhile: not by a shmring path, which
-        // would have needed the lock we hold.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Removal::Elsewhere),
-        Err(e) => Err(e),
+    let held = match decide() {
+        Ok(held) => held,
+        Err(reason) => return Ok(Removal::Kept(reason)),
     };
-    // Only after the unlink.
+    let removed = match guard.refers_to(name, (st.dev, st.ino)) {
+        Ok(false) => Ok(Removal::Elsewhere),
+        Err(e) => Err(e),
+        Ok(true) => match shm::unlink(&path_of(name)) {
+            Ok(()) => Ok(Removal::Removed),
+            // Removed by hand (`rm`) meanwhile: not by a shmring path, which
+            // would have needed the lock we hold.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Removal::Elsewhere),
+            Err(e) => Err(e),
+        },
+    };
+    // Only after the unlink, and in this order: `decide`'s locks, then the
+    // name lock.
+    drop(held);
     drop(guard);
     removed
 }

@@ -31,13 +31,28 @@ enum Keep {
     Error(SegmentError),
 }
 
+/// Every peer row's claim byte, held through a description of the segment
+/// file; let go on drop (if that fails, with the description).
+struct Claims<'a> {
+    file: &'a File,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        let rows = u64::from(MAX_PEER_ROWS);
+        let _ = lock::unlock_range(self.file.as_fd(), CLAIM_LOCK_BASE, rows);
+    }
+}
+
 /// Makes sure, under the name lock, that nobody is attached to the segment
 /// in `file` or attaching, and that nobody can attach: takes every row's
 /// claim byte that any layout can have, all or nothing and without
 /// waiting, then asks every row's liveness byte (one `F_OFD_GETLK`). On
-/// `Ok` the claims stay held through `file`'s description until it closes
-/// (see the `peers` module docs for why that excludes every attach).
-fn keep_peers_out(file: &File, name: &str) -> Result<(), Keep> {
+/// `Ok`, the claims are held until the guard drops (see the `peers` module
+/// docs for why that excludes every attach); on `Err`, nothing is held.
+/// Hand the guard back to [`names::remove_name`], which lets the claims go
+/// after the unlink and before the name lock.
+fn keep_peers_out<'a>(file: &'a File, name: &str) -> Result<Claims<'a>, Keep> {
     let fd = file.as_fd();
     let rows = u64::from(MAX_PEER_ROWS);
     let claimed = lock::try_lock_range(fd, CLAIM_LOCK_BASE, rows)
@@ -45,12 +60,13 @@ fn keep_peers_out(file: &File, name: &str) -> Result<(), Keep> {
     if !claimed {
         return Err(Keep::Reason("a peer is attaching"));
     }
+    let claims = Claims { file };
     let alive = lock::is_range_locked(fd, PEER_LOCK_BASE, rows)
         .map_err(|e| Keep::Error(io("F_OFD_GETLK", name)(e)))?;
     if alive {
         return Err(Keep::Reason("a peer is alive"));
     }
-    Ok(())
+    Ok(claims)
 }
 
 /// Removes the named segment if it is abandoned (see
@@ -58,9 +74,10 @@ fn keep_peers_out(file: &File, name: &str) -> Result<(), Keep> {
 /// with nobody: it takes the segment's name lock (waiting up to 2 s) and
 /// the claim byte of *every* peer row (so that nobody can attach), asks
 /// every row's liveness byte, re-reads the header and the rows, unlinks
-/// the name if it still refers to the same file, and then lets all the
-/// locks go. A liveness byte held by anyone (a peer is alive), or a claim
-/// byte (a peer is attaching), keeps the segment.
+/// the name if it still refers to the same file, and then lets the claims
+/// go and, last, the name lock (an open that waited for the name lock
+/// finds the rows free). A liveness byte held by anyone (a peer is alive),
+/// or a claim byte (a peer is attaching), keeps the segment.
 ///
 /// Only files proven to be this user's shmring segments are removed: the
 /// file must be owned by the caller's effective uid (another user's is
@@ -143,11 +160,12 @@ fn reclaim_with(
     let kind = ObjectKind::from_u32(copy.snapshot.kind).unwrap_or(ObjectKind::SpscRing);
     validate(&copy.snapshot, &name, kind, st.size)?;
 
-    let decide = || -> Result<(), Keep> {
+    let decide = || -> Result<Claims<'_>, Keep> {
         let failed = Keep::Error;
         // Held: no peer is attached, none can attach, and nobody writes a
-        // row (only a row's claim or liveness holder does).
-        keep_peers_out(&file, &name)?;
+        // row (only a row's claim or liveness holder does). On every `Err`
+        // below, the claims go as this returns: under the name lock.
+        let claims = keep_peers_out(&file, &name)?;
         // Read again under the locks: this is what is decided about.
         let copy = read_header(&file, &name, st.size).map_err(failed)?;
         let valid = validate(&copy.snapshot, &name, kind, st.size).map_err(failed)?;
@@ -178,11 +196,14 @@ fn reclaim_with(
                 return Err(Keep::Reason(HOLDS_DATA));
             }
         }
-        Ok(())
+        Ok(claims)
     };
+    // The claims go after the unlink, before the name lock: a reclaimer
+    // stopped after this returns holds no lock of the segment's.
     let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
         .map_err(io("unlink", &name))?;
-    // The claims go with the descriptor, after the unlink.
+    #[cfg(feature = "failpoints")]
+    shmring_core::failpoint::hit("segment.reclaim.decided", name.as_bytes());
     drop(file);
     match outcome {
         Removal::Removed => Ok(Reclaimed::Removed),
@@ -237,7 +258,7 @@ pub fn unlink_unless_in_use(name: &str) -> Result<Reclaimed, SegmentError> {
         let kind = ObjectKind::from_u32(copy.snapshot.kind).unwrap_or(ObjectKind::SpscRing);
         validate(&copy.snapshot, &name, kind, st.size)?;
     }
-    let decide = || -> Result<(), Keep> {
+    let decide = || -> Result<Option<Claims<'_>>, Keep> {
         let failed = |e| Keep::Error(io("F_OFD_GETLK", &name)(e));
         if private {
             // Under the name lock our description holds: the probe sees the
@@ -247,14 +268,14 @@ pub fn unlink_unless_in_use(name: &str) -> Result<Reclaimed, SegmentError> {
             if state == SegmentState::Initialising {
                 return Err(Keep::Reason("it is being created"));
             }
-            return Ok(());
+            return Ok(None);
         }
         // Held until the unlink: no peer can attach meanwhile.
-        keep_peers_out(&file, &name)
+        keep_peers_out(&file, &name).map(Some)
     };
+    // The claims go after the unlink, before the name lock.
     let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
         .map_err(io("unlink", &name))?;
-    // The claims go with the descriptor, after the unlink.
     drop(file);
     match outcome {
         Removal::Removed => Ok(Reclaimed::Removed),
