@@ -681,6 +681,57 @@ fn a_reclaimer_stopped_after_deciding_locks_no_open_out() {
     );
 }
 
+/// Review finding: names starting with `.shmring-sweep-` (the prefix of
+/// the sweep's per-user stamp file, `/dev/shm/.shmring-sweep-<uid>`) were
+/// accepted as segment names: a create could take the stamp's name (and
+/// stop the automatic sweep for the user, who finds a segment where the
+/// stamp should be) and an open could attach to whatever is there. They are
+/// reserved like the fallback create path's private names.
+#[test]
+fn the_sweep_stamps_names_are_no_segment_names() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let names = [
+        format!("/.shmring-sweep-{uid}.rev-{}", std::process::id()),
+        format!(".shmring-sweep-{}", u32::MAX - std::process::id()),
+        "/.shmring-sweep-".to_owned(),
+    ];
+    for name in &names {
+        let created = Segment::create(
+            name,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| Ok(()),
+        );
+        let refused = matches!(created, Err(SegmentError::InvalidName { .. }));
+        drop(created);
+        let _ = std::fs::remove_file(shm_path(&format!("/{}", name.trim_start_matches('/'))));
+        assert!(refused, "create accepted {name:?}");
+        let opened = Segment::open(name, ObjectKind::Lock, &OpenOptions::default());
+        assert!(
+            matches!(opened, Err(SegmentError::InvalidName { .. })),
+            "open of {name:?}: {opened:?}"
+        );
+    }
+    // Near misses are segment names.
+    for prefix in ["/.shmring-sweep", "/x.shmring-sweep-"] {
+        let name = format!("{prefix}{}", &unique_name("rev")[1..]);
+        let seg = Segment::create(
+            &name,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| Ok(()),
+        )
+        .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        drop(seg);
+        assert!(!shm_exists(&name));
+    }
+}
+
 /// Coverage: another user who plants this user's sweep stamp (a regular
 /// file, a symbolic link to one of this user's files, a FIFO) stops the
 /// automatic sweep for this user (documented), and nothing more: the

@@ -77,6 +77,25 @@ pub(crate) const NAME_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// `/`).
 pub(crate) const PRIVATE_PREFIX: &str = ".shmring-creating.";
 
+/// The prefix of the sweep's stamp files (`/dev/shm/.shmring-sweep-<uid>`,
+/// see the `inspect::sweep` module): reserved, like [`PRIVATE_PREFIX`], so
+/// that no segment ever takes a stamp's name.
+pub(crate) const STAMP_PREFIX: &str = ".shmring-sweep-";
+
+/// Why `name` (with or without its leading `/`) is not a segment name, if
+/// it is one that shmring keeps for its own files: a private name of the
+/// fallback create path, or a sweep stamp's.
+pub(crate) fn reserved(name: &str) -> Option<&'static str> {
+    let body = name.strip_prefix('/').unwrap_or(name);
+    if body.starts_with(PRIVATE_PREFIX) {
+        Some("names starting with \".shmring-creating.\" are reserved")
+    } else if body.starts_with(STAMP_PREFIX) {
+        Some("names starting with \".shmring-sweep-\" are reserved")
+    } else {
+        None
+    }
+}
+
 /// How old a file under a private name must be (by its modification time)
 /// before `reclaim` takes a free name lock as proof that its creator is gone:
 /// the creator makes the file and takes the lock in two system calls, and

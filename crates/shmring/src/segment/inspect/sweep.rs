@@ -136,8 +136,9 @@ pub(crate) const MAX_NOTES: usize = 4096;
 /// How long the explicit [`sweep`] waits for the stamp's lock.
 const EXPLICIT_LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// The stamp's file name, before the uid.
-const STAMP_PREFIX: &str = ".shmring-sweep-";
+// The stamp's file name, before the uid: a reserved prefix (no segment has
+// such a name).
+use names::STAMP_PREFIX;
 
 /// The end of the lock bytes a live segment can have locked: the name lock
 /// (byte 0), every peer row's liveness byte and every row's claim byte (an
