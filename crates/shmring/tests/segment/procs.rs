@@ -30,7 +30,7 @@ fn proc_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// The inherited descriptor number recorded in `value` ("fd:dev:ino[:name]").
+/// The inherited descriptor number recorded in `value` ("fd:dev:ino:cookie[:name]").
 fn fd_of(value: &str) -> i32 {
     value.split(':').next().unwrap().parse().unwrap()
 }
