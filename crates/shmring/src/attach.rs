@@ -111,13 +111,14 @@ pub(crate) fn until(timeout: Option<Duration>) -> Until {
 /// and the object was closed on its behalf ([`mark_gone`]). No attachment's
 /// token (the low half of a token is its peer row plus one, never 0), so it
 /// is never alive: [`claim_role`] takes it like a dead holder's, and
-/// [`holder_gone`] calls it gone.
+/// [`mark_gone`] calls it gone.
 pub(crate) const GONE: u64 = 1 << 32;
 
 /// Claims `word` for this attachment: free, or held by a dead peer.
 /// Returns what the word held before (0, this attachment's own token, a
-/// dead holder's, or [`GONE`]: then the caller must treat the object as
-/// closed, see [`mark_gone`]).
+/// dead holder's, or [`GONE`]: a waiter acted on the previous holder's
+/// death, see [`mark_gone`]; the pipe must then treat the object as
+/// closed).
 pub(crate) fn claim_role(
     word: &AtomicU64,
     segment: &Segment,
@@ -159,34 +160,25 @@ pub(crate) fn release_role(word: &AtomicU64, segment: &Segment) {
     );
 }
 
-/// Whether the peer holding `word` is gone: the role is held (nonzero) by a
-/// peer that is no longer alive. An unheld role is not "gone": a peer may
-/// still attach.
+/// Whether the peer holding `word` is gone: the word now says [`GONE`],
+/// because its holder was found dead now (and the word moved from its
+/// token to `GONE`) or before. An unheld role (0) is not "gone": a peer may
+/// still attach. For every caller that *acts* on a holder's death: the
+/// pipe closes the object on the dead holder's behalf, the SPSC ring
+/// reports `Closed` to its waiter.
 ///
-/// Only an answer: a caller that *acts* on the death (closes the object on
-/// the dead holder's behalf) must use [`mark_gone`], or a process taking
-/// the role over at the same moment would find the object closed under it.
-pub(crate) fn holder_gone(word: &AtomicU64, segment: &Segment) -> bool {
-    // ORDERING: Relaxed — a liveness probe on the slow path; acting on a
-    // stale value only delays the answer by one slice.
-    let current = word.load(Ordering::Relaxed);
-    current != 0 && !segment.is_peer_alive(current)
-}
-
-/// [`holder_gone`] for a caller that then closes the object on the dead
-/// holder's behalf: whether the word now says [`GONE`], because its holder
-/// was found dead now (and the word moved from its token to `GONE`) or
-/// before.
-///
-/// The liveness probe and the closing cannot be one atomic step, and in
+/// The liveness probe and the act cannot be one atomic step, and in
 /// between another process may take the dead holder's role over (as
 /// [`claim_role`] allows): closing then would break a pipe whose two ends
-/// are alive and open. So the decision is one CAS on the role word, from
-/// the dead token to `GONE`, against the taker's CAS from the same token to
-/// its own: if the taker wins, this returns `false` (the role is held by a
-/// live peer, nothing is closed); if this wins, the taker's claim returns
-/// `GONE` and the taker closes the object itself before using it, so it
-/// finds it closed whichever of the two closes first.
+/// are alive and open, and reporting `Closed` would tell a waiter that
+/// nobody holds a role that a live peer holds. So the decision is one CAS
+/// on the role word, from the dead token to `GONE`, against the taker's
+/// CAS from the same token to its own: if the taker wins, this returns
+/// `false` (the role is held by a live peer: nothing is closed, the waiter
+/// goes on waiting); if this wins, the taker's claim returns `GONE`, and
+/// the taker acts accordingly (the pipe's closes the object itself before
+/// using it, so it finds it closed whichever of the two closes first; the
+/// SPSC ring's just takes the role, its `Closed` was never final).
 ///
 /// With the cargo feature `failpoints`, the failpoint hook is called as
 /// `role.holder-found-dead` between the probe and the CAS.

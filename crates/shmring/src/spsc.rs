@@ -25,16 +25,21 @@
 //!
 //! - **A dead consumer** does not close the ring. A producer that has to
 //!   wait (the ring is full) checks the consumer's liveness and gets
-//!   [`PushError::Closed`] while the role is held by a dead process; that
+//!   [`PushError::Closed`] once it found the role's holder dead; that
 //!   `Closed` is *not* final: once a new process claims the consumer role,
 //!   pushes succeed again and the new consumer goes on from the dead one's
-//!   position. It loses only a record the dead consumer had copied out but
+//!   position. The finding is one compare-and-swap on the role word (from
+//!   the dead holder's token to a "gone" mark), which a process claiming
+//!   the role at the same moment races with the same expected value: if
+//!   the claim wins, the producer goes on waiting (for the new consumer)
+//!   instead of reporting `Closed`. It loses only a record the dead consumer had copied out but
 //!   not yet released (a record read in place and not released is
 //!   delivered again). While the ring has room, a producer learns nothing
 //!   of the consumer's death.
 //! - **A dead producer**: a waiting consumer gets [`PopError::Closed`]
-//!   once it has drained what was published; a new producer may claim the
-//!   role and go on. A record being written when the producer died is never
+//!   once it has drained what was published (decided by the same
+//!   compare-and-swap, so not while a new producer is taking the role
+//!   over); a new producer may claim the role and go on. A record being written when the producer died is never
 //!   seen (only published records are).
 //!
 //! (The [`pipe`](crate::pipe) closes its rings for good instead: a pipe end
@@ -49,7 +54,7 @@ use shmring_core::spsc::{self, SpscLayout};
 use shmring_core::wait::WaitPolicy;
 use shmring_core::RingConfig;
 
-use crate::attach::{claim_role, holder_gone, release_role, until, AttachError};
+use crate::attach::{claim_role, mark_gone, release_role, until, AttachError};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
@@ -223,8 +228,11 @@ impl Producer {
         }
         let ring = &self.ring;
         let (_, consumer) = ring.ring.owner_words();
+        // Decided by a CAS on the role word (`mark_gone`): a consumer that
+        // takes the role over at the same moment wins or loses it whole,
+        // and then this waits on instead of reporting `Closed`.
         self.inner.push(msg, until(timeout), &self.policy, &mut || {
-            holder_gone(consumer, &ring.segment)
+            mark_gone(consumer, &ring.segment)
         })
     }
 
@@ -311,8 +319,9 @@ impl Consumer {
         }
         let ring = &self.ring;
         let (producer, _) = ring.ring.owner_words();
+        // As in `Producer::push`: one CAS decides against a takeover.
         self.inner.pop(buf, until(timeout), &self.policy, &mut || {
-            holder_gone(producer, &ring.segment)
+            mark_gone(producer, &ring.segment)
         })
     }
 

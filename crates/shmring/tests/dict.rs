@@ -348,6 +348,30 @@ fn a_value_that_does_not_decode_fails_every_write_before_it_writes() {
     assert!(numbers.is_empty().unwrap());
 }
 
+/// Review finding: `update` overwrote a value that does not decode,
+/// although its docs say "Errors: as insert" and `insert` refuses such a
+/// value with `Codec`, leaving it. The failing pair must leave the table as
+/// it was; the pairs before it stay inserted (as in Python, and as
+/// documented), the ones after it are not written.
+#[test]
+fn update_refuses_to_overwrite_a_value_that_does_not_decode() {
+    let (text, numbers) = two_typed_handles();
+    text.insert(&s("k"), &s("hello")).unwrap();
+    let r = numbers.update([(s("a"), 1), (s("k"), 2), (s("b"), 3)]);
+    assert!(
+        is_codec(r),
+        "update of an undecodable value: not a codec error"
+    );
+    assert_eq!(
+        text.get(&s("k")).unwrap(),
+        Some(s("hello")),
+        "update overwrote a value that does not decode"
+    );
+    assert_eq!(numbers.get(&s("a")).unwrap(), Some(1), "the pair before");
+    assert_eq!(numbers.get(&s("b")).unwrap(), None, "the pair after");
+    assert_eq!(numbers.len().unwrap(), 2);
+}
+
 /// Encodes as one byte more than `decode` accepts.
 #[derive(Debug)]
 struct Lopsided;

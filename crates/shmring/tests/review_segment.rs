@@ -14,8 +14,8 @@ use shmring::segment::{
 };
 use shmring::SegmentError;
 use shmring_testkit::{
-    executable_by_anyone, role, shm_path, sleep_forever, spawn_role, unique_name, wait_child,
-    wait_until, Watchdog,
+    executable_by_anyone, role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name,
+    wait_child, wait_until, Watchdog,
 };
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
@@ -104,6 +104,12 @@ fn child_entry() {
             sleep_forever();
         }
         "attach_and_stop" => attach_and_stop(&name),
+        // Reclaims the segment, stopping at STEP_VAR; reports the outcome
+        // if it gets past it.
+        "reclaim_and_stop" => {
+            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
+            println!("RECLAIMED {:?}", segment::reclaim(&name));
+        }
         // Run as another user: plants PLANT_VAR ("file", "symlink" to
         // NAME_VAR, or "fifo") at the path STAMP_VAR.
         "plant_stamp" => {
@@ -482,70 +488,248 @@ fn a_user_who_may_only_read_a_segment_cannot_block_it_or_fake_liveness() {
     }
 }
 
-/// Opens the segment, stopping right after taking a peer row's lock
-/// (`segment.attach.row-locked`), then waits for its SIGKILL.
+/// Opens the segment, stopping at the failpoint STEP_VAR names (one of an
+/// attach's: `segment.attach.row-claimed`, `segment.attach.generation-bumped`),
+/// then waits for its SIGKILL.
 fn attach_and_stop(name: &str) {
     shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
     let _seg = Segment::open(name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
     sleep_forever();
 }
 
-/// Review finding 7 (not fixed: a layout change): a dead peer's token is
-/// reported alive for as long as the *next* attacher of its row is stopped
-/// between taking the row's lock and bumping the row's generation. Liveness
-/// is "the row's lock is held and its generation is the token's"; in that
-/// window the lock is the newcomer's and the generation still the dead
-/// peer's. The peers docs call this a window of "two system calls"; a
-/// `SIGSTOP` (or a preemption) there stretches it without bound, and a
-/// `Lock` whose holder died is not recovered meanwhile.
+/// Where an attach can be stopped while it takes a row (see the `peers`
+/// module docs): holding the row's claim byte, before and after the
+/// generation bump.
+const ATTACH_STEPS: [&str; 2] = [
+    "segment.attach.row-claimed",
+    "segment.attach.generation-bumped",
+];
+
+/// Creates a lock segment (with `opts`) and has a child attach and die
+/// attached: returns the creator and the dead child's token.
+fn segment_with_a_dead_peer(name: &str, opts: &CreateOptions) -> (Segment, u64) {
+    let creator = Segment::create(name, ObjectKind::Lock, [0; 8], OBJECT_LEN, opts, |_, _| {
+        Ok(())
+    })
+    .unwrap();
+    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.to_owned())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
+    assert!(creator.is_peer_alive(dead));
+    kill(peer);
+    assert!(!creator.is_peer_alive(dead));
+    (creator, dead)
+}
+
+/// Spawns a child that opens `name` and stops at `step`; returns it once
+/// it is stopped.
+fn stopped_attacher(name: &str, step: &str) -> Child {
+    let envs = [(NAME_VAR, name.to_owned()), (STEP_VAR, step.to_owned())];
+    let attacher = spawn_role("child_entry", "attach_and_stop", &envs)
+        .spawn()
+        .unwrap();
+    wait_stopped(&attacher, step);
+    attacher
+}
+
+/// Review finding 7: a dead peer's token was reported alive for as long as
+/// the *next* attacher of its row was stopped between taking the row's
+/// lock and bumping the row's generation. Liveness is "the row's liveness
+/// byte is held and its generation is the token's"; in that window the
+/// byte was the newcomer's and the generation still the dead peer's. The
+/// peers docs called this a window of "two system calls"; a `SIGSTOP` (or a
+/// preemption) there stretched it without bound, and a `Lock` whose holder
+/// died was not recovered meanwhile.
 ///
-/// Proposed fix (layout version 3): a second lock byte per row, the *claim*
-/// byte. An attacher takes the claim byte (attachers exclude each other),
-/// checks with `F_OFD_GETLK` that the liveness byte is free (the previous
-/// holder is gone), bumps the generation, and only then takes the liveness
-/// byte and lets the claim byte go. A stopped attacher then holds only the
-/// claim byte, which no liveness check asks. `reclaim` would lock every
-/// claim byte (to keep attachers out) and ask the liveness bytes, instead
-/// of locking them, which also ends a stopped reclaimer making every dead
-/// row look alive to `inspect` and the sweep.
+/// The fix: a second lock byte per row, the *claim* byte. An attacher takes
+/// the claim byte, checks that the liveness byte is free, bumps the
+/// generation, and only then takes the liveness byte and lets the claim
+/// byte go. A stopped attacher holds only the claim byte, which no liveness
+/// check asks. Checked at both places an attacher can stop at.
 #[test]
-#[ignore = "review finding 7: a stopped attacher makes the dead previous holder of its row look alive; run with --ignored"]
 fn a_dead_peer_is_not_alive_while_the_next_attacher_of_its_row_is_stopped() {
-    let _dog = Watchdog::new(Duration::from_secs(120), "stopped attacher");
-    let name = unique_name("rev-attach-stop");
+    let _dog = Watchdog::new(Duration::from_secs(180), "stopped attacher");
+    for step in ATTACH_STEPS {
+        let name = unique_name("rev-attach-stop");
+        let (creator, dead) = segment_with_a_dead_peer(&name, &CreateOptions::default());
+        // The next attacher takes the same (first free) row, and stops.
+        let attacher = stopped_attacher(&name, step);
+        std::thread::sleep(Duration::from_millis(500));
+        let alive = creator.is_peer_alive(dead);
+        let listed = creator.peers().into_iter().find(|p| p.token == dead);
+        kill(attacher);
+        drop(creator);
+        assert!(
+            !alive,
+            "{step}: a peer killed before is reported alive while another process is stopped in its attach"
+        );
+        assert!(
+            listed.is_none_or(|p| !p.alive),
+            "{step}: peers() lists the dead peer as alive"
+        );
+    }
+}
+
+/// The claim bytes keep a reclaim (and `inspect`'s judgement) away from a
+/// segment while a peer is stopped in its attach: it is alive, and about to
+/// be attached. Killed there, the attacher leaves nothing held: the row it
+/// was taking goes to the next attacher, nobody reads alive, and the
+/// segment is abandoned again.
+#[test]
+fn an_attacher_stopped_or_killed_in_its_attach_is_judged_rightly_by_reclaim() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "stopped attacher vs reclaim");
+    let opts = CreateOptions {
+        unlink: segment::UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    for step in ATTACH_STEPS {
+        let name = unique_name("rev-attach-reclaim");
+        // Row 0: the creator, detached cleanly; row 1: a dead peer.
+        let (creator, dead) = segment_with_a_dead_peer(&name, &opts);
+        drop(creator);
+        assert!(segment::inspect(&name).unwrap().is_abandoned());
+        // Takes row 0, and stops.
+        let attacher = stopped_attacher(&name, step);
+        let info = segment::inspect(&name).unwrap();
+        let outcome = segment::reclaim(&name);
+        let still_there = shm_exists(&name);
+        kill(attacher);
+        assert!(info.attaching, "{step}: inspect does not see the attach");
+        assert!(!info.is_abandoned(), "{step}: inspect calls it abandoned");
+        assert_eq!(
+            outcome.unwrap(),
+            Reclaimed::Kept("a peer is attaching"),
+            "{step}"
+        );
+        assert!(still_there, "{step}: reclaimed under a stopped attacher");
+        // Killed there: nothing held, nobody alive, and row 0 is free.
+        let info = segment::inspect(&name).unwrap();
+        assert!(
+            !info.attaching && info.alive_peers() == 0,
+            "{step}: {info:?}"
+        );
+        assert!(info.is_abandoned(), "{step}: {info:?}");
+        let next = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
+        assert_eq!(next.peer_token() as u32, 1, "{step}: not row 0");
+        assert!(!next.is_peer_alive(dead));
+        assert_eq!(next.peers().iter().filter(|p| p.alive).count(), 1);
+        drop(next);
+        assert_eq!(segment::reclaim(&name).unwrap(), Reclaimed::Removed);
+    }
+}
+
+/// Review finding: `reclaim` let the segment's name lock go before the
+/// row locks it had taken to decide (they went with its descriptor, after
+/// `remove_name` returned). A reclaimer stopped in that gap, having *kept*
+/// the segment, left every row taken and the name lock free: every open
+/// found the peer table full, waited for the free name lock, retried, and
+/// failed with `PeerTableFull`. The claims must go before the name lock.
+#[test]
+fn a_reclaimer_stopped_after_deciding_locks_no_open_out() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "stopped reclaimer");
+    let name = unique_name("rev-reclaim-stop");
+    // Never, and every peer detached cleanly: reclaim keeps it, after
+    // taking every row's claim.
+    let opts = CreateOptions {
+        unlink: segment::UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
     let creator = Segment::create(
         &name,
         ObjectKind::Lock,
         [0; 8],
         OBJECT_LEN,
-        &CreateOptions::default(),
+        &opts,
         |_, _| Ok(()),
     )
     .unwrap();
-    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
+    drop(creator);
+    let envs = [
+        (NAME_VAR, name.clone()),
+        (STEP_VAR, "segment.reclaim.decided".to_owned()),
+    ];
+    let mut reclaimer = spawn_role("child_entry", "reclaim_and_stop", &envs)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
-    kill(peer);
-    assert!(!creator.is_peer_alive(dead));
-    // The next attacher takes the same (first free) row, and stops.
-    let envs = [
-        (NAME_VAR, name.clone()),
-        (STEP_VAR, "segment.attach.row-locked".to_owned()),
-    ];
-    let attacher = spawn_role("child_entry", "attach_and_stop", &envs)
-        .spawn()
-        .unwrap();
-    wait_stopped(&attacher, "the attacher");
-    std::thread::sleep(Duration::from_millis(500));
-    let alive = creator.is_peer_alive(dead);
-    kill(attacher);
-    drop(creator);
-    assert!(
-        !alive,
-        "a peer killed before is reported alive while another process is stopped in its attach"
+    wait_stopped(&reclaimer, "the reclaimer");
+    let open = Segment::open(
+        &name,
+        ObjectKind::Lock,
+        &OpenOptions {
+            timeout: Duration::from_secs(1),
+            ..OpenOptions::default()
+        },
     );
+    let opened = open
+        .as_ref()
+        .map(Segment::peer_token)
+        .map_err(ToString::to_string);
+    drop(open);
+    // Let it finish: it kept the segment.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(reclaimer.id() as libc::pid_t, libc::SIGCONT) };
+    let outcome = read_after(&mut reclaimer, "RECLAIMED ");
+    wait_child(reclaimer, Duration::from_secs(30));
+    let _ = Segment::unlink(&name);
+    assert_eq!(outcome, "Ok(Kept(\"every peer detached cleanly\"))");
+    assert!(
+        opened.is_ok(),
+        "an open failed while a reclaimer that had decided was stopped: {opened:?}"
+    );
+}
+
+/// Review finding: names starting with `.shmring-sweep-` (the prefix of
+/// the sweep's per-user stamp file, `/dev/shm/.shmring-sweep-<uid>`) were
+/// accepted as segment names: a create could take the stamp's name (and
+/// stop the automatic sweep for the user, who finds a segment where the
+/// stamp should be) and an open could attach to whatever is there. They are
+/// reserved like the fallback create path's private names.
+#[test]
+fn the_sweep_stamps_names_are_no_segment_names() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let names = [
+        format!("/.shmring-sweep-{uid}.rev-{}", std::process::id()),
+        format!(".shmring-sweep-{}", u32::MAX - std::process::id()),
+        "/.shmring-sweep-".to_owned(),
+    ];
+    for name in &names {
+        let created = Segment::create(
+            name,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| Ok(()),
+        );
+        let refused = matches!(created, Err(SegmentError::InvalidName { .. }));
+        drop(created);
+        let _ = std::fs::remove_file(shm_path(&format!("/{}", name.trim_start_matches('/'))));
+        assert!(refused, "create accepted {name:?}");
+        let opened = Segment::open(name, ObjectKind::Lock, &OpenOptions::default());
+        assert!(
+            matches!(opened, Err(SegmentError::InvalidName { .. })),
+            "open of {name:?}: {opened:?}"
+        );
+    }
+    // Near misses are segment names.
+    for prefix in ["/.shmring-sweep", "/x.shmring-sweep-"] {
+        let name = format!("{prefix}{}", &unique_name("rev")[1..]);
+        let seg = Segment::create(
+            &name,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| Ok(()),
+        )
+        .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        drop(seg);
+        assert!(!shm_exists(&name));
+    }
 }
 
 /// Coverage: another user who plants this user's sweep stamp (a regular

@@ -10,7 +10,7 @@
 //! names and its own stamp (`configure_auto_sweep`), so that tests running
 //! beside these ones on the same host are not swept by them.
 
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +34,9 @@ const PERIOD_VAR: &str = "SHMRING_SWEEP_TEST_PERIOD_MS";
 const IDLE_VAR: &str = "SHMRING_SWEEP_TEST_IDLE_MS";
 const GO_VAR: &str = "SHMRING_SWEEP_TEST_GO";
 const LIMIT_VAR: &str = "SHMRING_SWEEP_TEST_LIMIT";
+/// `from:to`: at the failpoint `segment.sweep.judged` for the name `to`, a
+/// trigger renames the file `from` over `to` (names in `/name` form).
+const SWAP_VAR: &str = "SHMRING_SWEEP_TEST_SWAP";
 
 fn queue_config() -> QueueConfig {
     QueueConfig {
@@ -119,6 +122,9 @@ fn child_entry() {
             if let Ok(limit) = std::env::var(LIMIT_VAR) {
                 config.max_examined = limit.parse().unwrap();
             }
+            if std::env::var(SWAP_VAR).is_ok() {
+                shmring::core::failpoint::set_hook(Some(swap_when_judged));
+            }
             segment::configure_auto_sweep(config);
             if let Ok(go) = std::env::var(GO_VAR) {
                 let started = wait_until(Duration::from_secs(60), || {
@@ -138,6 +144,22 @@ fn child_entry() {
             drop(q);
         }
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// The failpoint hook of a trigger with SWAP_VAR (`from:to`): when the
+/// sweep has judged `to` and is about to remove it, renames `from` over it,
+/// once.
+fn swap_when_judged(failpoint: &'static str, context: &[u8]) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    let swap = env(SWAP_VAR);
+    let (from, to) = swap.split_once(':').unwrap();
+    if failpoint == "segment.sweep.judged"
+        && context == to.as_bytes()
+        && !DONE.swap(true, Ordering::SeqCst)
+    {
+        std::fs::rename(shm_path(from), shm_path(to)).unwrap();
     }
 }
 
@@ -204,6 +226,14 @@ impl Sweeper {
     /// Runs one trigger process to its end; the sweeps it started.
     fn trigger(&self, name: &str) -> u64 {
         started(self.command(name, None).spawn().unwrap())
+    }
+
+    /// [`trigger`](Sweeper::trigger), renaming `from` over `to` right
+    /// after its sweep judged `to` removable (see [`SWAP_VAR`]).
+    fn trigger_swapping(&self, name: &str, from: &str, to: &str) -> u64 {
+        let mut cmd = self.command(name, None);
+        cmd.env(SWAP_VAR, format!("{from}:{to}"));
+        started(cmd.spawn().unwrap())
     }
 }
 
@@ -396,6 +426,42 @@ fn an_empty_abandoned_segment_goes_once_seen_idle_long_enough() {
     std::thread::sleep(idle + Duration::from_millis(200));
     assert_eq!(sweeper.trigger(&format!("{prefix}-t2")), 1);
     assert!(!shm_exists(&dead), "an empty abandoned segment stayed");
+}
+
+/// Review finding: the sweep judged a file (by its inode: no live peer,
+/// seen idle long enough) and then removed by *name*. A file that replaced
+/// the judged one in between (renamed over it here, at the failpoint right
+/// before the removal) was removed without ever having been seen idle: its
+/// own idle time never started. The removal must be of the judged inode.
+#[test]
+fn a_file_that_replaced_the_judged_one_is_not_removed_in_its_place() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "replaced before removal");
+    let prefix = unique_name("sweep-swap");
+    let judged = format!("{prefix}-dead");
+    // Outside the prefix: no sweep here ever looks at it by its own name.
+    let spare = format!("{}-spare", unique_name("sweep-swap-other"));
+    let _cleanup = Cleanup(vec![judged.clone(), spare.clone()]);
+    killed_service(&judged, 0);
+    killed_service(&spare, 0);
+    let spare_ino = std::fs::metadata(shm_path(&spare)).unwrap().ino();
+
+    let idle = Duration::from_secs(1);
+    let sweeper = Sweeper::new(&prefix, Duration::ZERO, idle);
+    assert_eq!(sweeper.trigger(&format!("{prefix}-t0")), 1);
+    assert!(shm_exists(&judged), "removed at first sight");
+    std::thread::sleep(idle + Duration::from_millis(200));
+    // The judged segment qualifies now; the spare is put in its place.
+    assert_eq!(
+        sweeper.trigger_swapping(&format!("{prefix}-t1"), &spare, &judged),
+        1
+    );
+    assert!(!shm_exists(&spare), "the swap did not happen");
+    let now = std::fs::metadata(shm_path(&judged)).map(|m| m.ino());
+    assert_eq!(
+        now.ok(),
+        Some(spare_ino),
+        "the file that replaced the judged one was removed without its own idle time"
+    );
 }
 
 /// One sweep examines at most its limit of files, and the next one goes on

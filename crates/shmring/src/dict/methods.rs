@@ -343,14 +343,19 @@ impl<K: Message, V: Message> Dict<K, V> {
         Ok(value)
     }
 
-    /// Python's `d.update(items)`: inserts every pair, under one hold of the
-    /// lock (no other process sees a part of it). Everything is encoded
-    /// first; an error from a later pair leaves the earlier ones inserted,
-    /// as in Python.
+    /// Python's `d.update(items)`: inserts every pair, in order, under one
+    /// hold of the lock (no other process sees a part of it). Everything is
+    /// encoded first (an encoding error writes nothing); a pair that fails
+    /// to be written leaves the table as it was for that pair and stops the
+    /// call: the pairs before it stay inserted, as in Python, and the ones
+    /// after it are not written.
     ///
     /// # Errors
     ///
-    /// As [`insert`](Dict::insert).
+    /// As [`insert`](Dict::insert), for the pair that failed: `Full`,
+    /// `KeyTooLarge`, `ValueTooLarge`, `Codec` (also when that key's old
+    /// value does not decode as a `V`: it is not overwritten), `Corrupted`,
+    /// `Reentrant`.
     ///
     /// # Crash behaviour
     ///
@@ -363,6 +368,9 @@ impl<K: Message, V: Message> Dict<K, V> {
             .collect::<Result<Pairs, DictError>>()?;
         let mut guard = self.locked()?;
         for (k, v) in &pairs {
+            // As `insert`: an old value that does not decode fails the pair
+            // before anything of it is written.
+            current::<V>(&guard, k)?;
             guard.insert(k, v, None)?;
         }
         Ok(())

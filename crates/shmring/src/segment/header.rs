@@ -42,9 +42,10 @@ pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 /// change to the header, the peer table, the lock bytes' meaning or the
 /// layout of any object.
 ///
-/// 2: creation is atomic (a segment is named only once complete) and lock
-/// byte 0 is the name lock; the one bump also covers the ring and task
-/// layout changes made alongside.
+/// 2: creation is atomic (a segment is named only once complete), lock
+/// byte 0 is the name lock, and each peer row has a claim byte besides its
+/// liveness byte (see the `peers` module); the one bump also covers the
+/// ring and task layout changes made alongside.
 pub const LAYOUT_VERSION: u32 = 2;
 
 /// Size of the header; the peer table may start here.

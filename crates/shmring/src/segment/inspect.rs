@@ -8,7 +8,7 @@
 //! works on a read-only descriptor. Only the kind-specific figures (depth,
 //! lock owner) look at the object itself, through a mapping made for the
 //! occasion and dropped at once; they are left out when that mapping cannot
-//! be made (a segment of another user, say). [`reclaim`] is the one call
+//! be made (a segment of another user, say). [`reclaim`](reclaim()) is the one call
 //! that locks, and only to remove a segment nobody uses.
 //!
 //! Files under the private names of the fallback create path (see the
@@ -30,7 +30,7 @@
 //! # Snapshots
 //!
 //! Everything returned is a snapshot, stale when it returns: peers come and
-//! go, depths change. [`reclaim`] re-checks under locks before it removes.
+//! go, depths change. [`reclaim`](reclaim()) re-checks under locks before it removes.
 
 mod object;
 mod reclaim;
@@ -45,7 +45,7 @@ use super::header::{validate, Header, Snapshot, HEADER_LEN, MAGIC};
 use super::names::{self, LEFTOVER_GRACE, NAME_LOCK_BYTE};
 use super::options::validate_any_name;
 use super::peers::{
-    PeerRow, COUNTER_SLOTS, PEER_LOCK_BASE, PEER_ROW_LEN, STATE_ATTACHED, STATE_DETACHED,
+    self, PeerRow, CLAIM_LOCK_BASE, COUNTER_SLOTS, PEER_ROW_LEN, STATE_ATTACHED, STATE_DETACHED,
 };
 use super::{ObjectKind, PeerCounter, UnlinkPolicy};
 use crate::error::SegmentError;
@@ -225,6 +225,11 @@ pub struct SegmentInfo {
     /// checking or removing the segment's name for a few system calls, or,
     /// for a private-name file, its creator.
     pub init_locked: bool,
+    /// Whether someone holds a peer row's *claim byte* (`Ready` only): a
+    /// peer taking a row, for a few system calls (a stopped one, for as long
+    /// as it is stopped), or a reclaim deciding about the segment (every
+    /// row's). See the `peers` module docs.
+    pub attaching: bool,
     /// The validated header (`Ready` only).
     pub header: Option<HeaderInfo>,
     /// Rows ever used, or locked now (`Ready` only).
@@ -253,9 +258,9 @@ impl SegmentInfo {
         sum
     }
 
-    /// Whether [`reclaim`] would remove it (judged from this snapshot): a
-    /// private-name file whose creator died, or a segment with no live peer
-    /// and nobody holding the name lock, of which at least one peer died
+    /// Whether [`reclaim`](reclaim()) would remove it (judged from this snapshot): a
+    /// private-name file whose creator died, or a segment with no live peer,
+    /// none attaching and nobody holding the name lock, of which at least one peer died
     /// attached or whose policy wanted the name gone (not
     /// [`UnlinkPolicy::Never`]: its last drop found the name lock held too
     /// long and left the name). A [`UnlinkPolicy::Never`] segment whose
@@ -271,6 +276,7 @@ impl SegmentInfo {
                     .header
                     .is_some_and(|h| h.unlink_policy != UnlinkPolicy::Never);
                 !self.init_locked
+                    && !self.attaching
                     && self.alive_peers() == 0
                     && (self.dead_peers() > 0 || policy_done)
             }
@@ -443,6 +449,7 @@ pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, Segm
         mode: st.mode & 0o7777,
         state: SegmentState::Initialising,
         init_locked,
+        attaching: false,
         header: None,
         peers: Vec::new(),
         object: None,
@@ -479,6 +486,9 @@ pub(crate) fn inspect_with(name: &str, object: bool) -> Result<SegmentInfo, Segm
         header.peer_table_offset,
         header.peer_rows,
     )?;
+    info.attaching =
+        lock::is_range_locked(file.as_fd(), CLAIM_LOCK_BASE, u64::from(header.peer_rows))
+            .map_err(io("F_OFD_GETLK", &info.name))?;
     if object {
         info.object = Some(object::object_state(
             object::Source::Name(&info.name, (st.dev, st.ino)),
@@ -543,7 +553,7 @@ fn read_peers(
     let mut out = Vec::new();
     for (row, bytes) in (0..rows).zip(table.chunks_exact(PEER_ROW_LEN)) {
         let generation = u32_at(bytes, offset_of!(PeerRow, generation));
-        let alive = locked(file, PEER_LOCK_BASE + u64::from(row), name)?;
+        let alive = locked(file, peers::liveness_byte(row), name)?;
         if generation == 0 && !alive {
             continue;
         }

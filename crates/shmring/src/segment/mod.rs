@@ -37,9 +37,10 @@
 //! # Peers and liveness
 //!
 //! Each `Segment` value is one attachment with its own open file description
-//! and its own row in the peer table, held by an OFD lock that the kernel
-//! drops when the process dies (see the `peers` module docs for the row
-//! layout). [`Segment::peer_token`] names an attachment for as long as it
+//! and its own row in the peer table, held by an OFD lock (the row's
+//! liveness byte) that the kernel drops when the process dies (see the
+//! `peers` module docs for the row layout, the lock bytes and the attach
+//! protocol). [`Segment::peer_token`] names an attachment for as long as it
 //! lives; [`Segment::is_peer_alive`] asks about any token. A descriptor
 //! handed to a child ([`Segment::share_with_child`]) is a fresh open file
 //! description that holds no lock, so a parent that dies is dead at once,
@@ -68,8 +69,14 @@
 //! `create` module), a drop calls the failpoint hook
 //! `segment.drop.row-released` right after it let its peer row go, before
 //! it decides about the name, and every attach (a create's, an open's)
-//! calls `segment.attach.row-locked` right after it took its peer row's
-//! lock, before it bumped the row's generation.
+//! calls `segment.attach.row-claimed` right after it took its peer row's
+//! claim byte and found the row free, before it bumped the row's
+//! generation, and `segment.attach.generation-bumped` right after, before
+//! it took the row's liveness byte (see the `peers` module docs). A
+//! [`reclaim`] (of a segment, not of a leftover) calls
+//! `segment.reclaim.decided`, with the name as context, once it removed
+//! the name or decided to keep it, when it holds none of the segment's
+//! locks any more; the sweep calls `segment.sweep.judged` (see [`sweep`]).
 //!
 //! # Blocking
 //!
@@ -105,7 +112,7 @@ use memmap2::MmapRaw;
 use crate::error::SegmentError;
 use crate::sys::{self, lock, shm};
 use header::{Header, Layout, HEADER_LEN};
-use peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
+use peers::{PeerRow, PEER_ROW_LEN};
 
 pub use header::{LAYOUT_VERSION, MAX_PEER_ROWS};
 pub use inspect::*;
@@ -233,19 +240,32 @@ fn row_of<'a>(map: &'a MmapRaw, layout: &Layout, row: u32) -> &'a PeerRow {
 }
 
 /// Takes the first free (or dead) peer row. Returns `(row, generation)`.
+///
+/// The protocol (claim byte, check, generation, liveness byte, claim let
+/// go) and why a dead holder's token never reads alive meanwhile are in the
+/// `peers` module docs.
 fn attach_row(
     file: &File,
     map: &MmapRaw,
     layout: &Layout,
     label: &str,
 ) -> Result<(u32, u32), SegmentError> {
+    let fd = file.as_fd();
+    let failed = |e| io_error("lock peer row", label)(e);
     for row in 0..layout.peer_rows {
-        let locked = lock::try_lock_byte(file.as_fd(), PEER_LOCK_BASE + u64::from(row))
-            .map_err(io_error("lock peer row", label))?;
-        if locked {
-            #[cfg(feature = "failpoints")]
-            shmring_core::failpoint::hit("segment.attach.row-locked", &[]);
-            let generation = row_of(map, layout, row).claim(shm::getpid(), sys::now().0);
+        // A hint: a live peer holds it (asked again under the claim).
+        if lock::is_byte_locked(fd, peers::liveness_byte(row)).map_err(failed)? {
+            continue;
+        }
+        if !lock::try_lock_byte(fd, peers::claim_byte(row)).map_err(failed)? {
+            continue; // another attacher, or a reclaim deciding
+        }
+        let taken = take_claimed_row(file, map, layout, row);
+        // Failure leaves the claim held until this description closes: the
+        // row is ours (or skipped) either way, and a reclaim keeps away
+        // from a segment with a claim held, which is only cautious.
+        let _ = lock::unlock_byte(fd, peers::claim_byte(row));
+        if let Some(generation) = taken.map_err(failed)? {
             return Ok((row, generation));
         }
     }
@@ -253,6 +273,33 @@ fn attach_row(
         name: label.to_owned(),
         rows: layout.peer_rows,
     })
+}
+
+/// Steps 3 to 5 of an attach (see the `peers` module docs), holding row
+/// `row`'s claim byte: the new generation, or `None` if the row is taken.
+fn take_claimed_row(
+    file: &File,
+    map: &MmapRaw,
+    layout: &Layout,
+    row: u32,
+) -> std::io::Result<Option<u32>> {
+    let fd = file.as_fd();
+    if lock::is_byte_locked(fd, peers::liveness_byte(row))? {
+        return Ok(None);
+    }
+    #[cfg(feature = "failpoints")]
+    shmring_core::failpoint::hit("segment.attach.row-claimed", &[]);
+    let peer = row_of(map, layout, row);
+    let generation = peer.claim(shm::getpid(), sys::now().0);
+    #[cfg(feature = "failpoints")]
+    shmring_core::failpoint::hit("segment.attach.generation-bumped", &[]);
+    if !lock::try_lock_byte(fd, peers::liveness_byte(row))? {
+        // Locked by a process outside the protocol (nobody takes it
+        // without the claim): this row is not ours after all.
+        peer.release(generation);
+        return Ok(None);
+    }
+    Ok(Some(generation))
 }
 
 impl Segment {
@@ -327,7 +374,7 @@ impl Segment {
         if peer.generation() != generation {
             return false;
         }
-        match lock::is_byte_locked(self.file.as_fd(), PEER_LOCK_BASE + u64::from(row)) {
+        match lock::is_byte_locked(self.file.as_fd(), peers::liveness_byte(row)) {
             // Re-check: the row may have been reclaimed while we asked.
             Ok(true) => peer.generation() == generation,
             _ => false,
@@ -410,7 +457,7 @@ impl Segment {
     /// reports a lock of our own description, and we hold none now).
     fn any_peer_attached(&self) -> bool {
         (0..self.layout.peer_rows).any(|row| {
-            lock::is_byte_locked(self.file.as_fd(), PEER_LOCK_BASE + u64::from(row)).unwrap_or(true)
+            lock::is_byte_locked(self.file.as_fd(), peers::liveness_byte(row)).unwrap_or(true)
         })
     }
 
@@ -442,7 +489,7 @@ impl Drop for Segment {
     fn drop(&mut self) {
         // The token dies before the lock goes, so nobody sees it alive after.
         self.peer_row(self.row).release(self.generation);
-        let _ = lock::unlock_byte(self.file.as_fd(), PEER_LOCK_BASE + u64::from(self.row));
+        let _ = lock::unlock_byte(self.file.as_fd(), peers::liveness_byte(self.row));
         #[cfg(feature = "failpoints")]
         shmring_core::failpoint::hit("segment.drop.row-released", &[]);
         let Some(name) = &self.name else { return };

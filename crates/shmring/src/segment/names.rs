@@ -61,8 +61,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::header::MAX_PEER_ROWS;
-use super::peers::{INIT_LOCK_BYTE, PEER_LOCK_BASE};
+use super::peers::{INIT_LOCK_BYTE, LOCK_BYTES_END};
 use crate::sys::{lock, shm};
 
 /// The name lock: byte 0 of every segment file. (It was the creator's
@@ -77,6 +76,25 @@ pub(crate) const NAME_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Private names of the fallback create path start with this (after the
 /// `/`).
 pub(crate) const PRIVATE_PREFIX: &str = ".shmring-creating.";
+
+/// The prefix of the sweep's stamp files (`/dev/shm/.shmring-sweep-<uid>`,
+/// see the `inspect::sweep` module): reserved, like [`PRIVATE_PREFIX`], so
+/// that no segment ever takes a stamp's name.
+pub(crate) const STAMP_PREFIX: &str = ".shmring-sweep-";
+
+/// Why `name` (with or without its leading `/`) is not a segment name, if
+/// it is one that shmring keeps for its own files: a private name of the
+/// fallback create path, or a sweep stamp's.
+pub(crate) fn reserved(name: &str) -> Option<&'static str> {
+    let body = name.strip_prefix('/').unwrap_or(name);
+    if body.starts_with(PRIVATE_PREFIX) {
+        Some("names starting with \".shmring-creating.\" are reserved")
+    } else if body.starts_with(STAMP_PREFIX) {
+        Some("names starting with \".shmring-sweep-\" are reserved")
+    } else {
+        None
+    }
+}
 
 /// How old a file under a private name must be (by its modification time)
 /// before `reclaim` takes a free name lock as proof that its creator is gone:
@@ -115,9 +133,10 @@ pub(crate) fn private_name() -> String {
 /// (`segment.create.attached`) on, so one or the other is held for as long
 /// as it lives, but for the two system calls that make the file and take
 /// the name lock (which [`LEFTOVER_GRACE`] covers). One `F_OFD_GETLK`
-/// over every lock byte a segment can have.
+/// over every lock byte a segment can have (name lock, liveness and claim
+/// bytes: an attach in progress, or a reclaim deciding, counts as alive).
 pub(crate) fn creator_alive(file: &File) -> io::Result<bool> {
-    lock::is_range_locked(file.as_fd(), 0, PEER_LOCK_BASE + u64::from(MAX_PEER_ROWS))
+    lock::is_range_locked(file.as_fd(), 0, LOCK_BYTES_END)
 }
 
 /// A held name lock; dropping it lets the lock go.
@@ -174,33 +193,45 @@ pub(crate) enum Removal<K> {
 /// file's name lock (waiting up to `wait` for it), `decide` runs first (a
 /// last check that must not race with removers, such as "no other peer is
 /// attached"; `Err` keeps the name), then the name is checked with a path
-/// `lstat` and unlinked. The lock goes when this returns.
+/// `lstat` and unlinked.
+///
+/// What `decide` returns on `Ok` (a guard of more locks, say) is dropped
+/// after the unlink (or the finding that the name is elsewhere) and
+/// *before* the name lock goes; what it holds on `Err` it must let go
+/// before it returns. So whoever waits for the name lock (an open that
+/// found every peer row claimed, see `Segment::open`) finds everything
+/// else free once it has it: a remover stopped after this returns holds
+/// nothing of the segment's.
 ///
 /// Opens no descriptor: works with a full descriptor table (`EMFILE`).
-pub(crate) fn remove_name<K>(
+pub(crate) fn remove_name<G, K>(
     file: &File,
     name: &str,
     wait: Duration,
-    decide: impl FnOnce() -> Result<(), K>,
+    decide: impl FnOnce() -> Result<G, K>,
 ) -> io::Result<Removal<K>> {
     let st = shm::stat(file)?;
     let Some(guard) = NameLock::acquire(file, wait)? else {
         return Ok(Removal::Busy);
     };
-    if let Err(reason) = decide() {
-        return Ok(Removal::Kept(reason));
-    }
-    if !guard.refers_to(name, (st.dev, st.ino))? {
-        return Ok(Removal::Elsewhere);
-    }
-    let removed = match shm::unlink(&path_of(name)) {
-        Ok(()) => Ok(Removal::Removed),
-        // Removed by hand (`rm`) meanwhile: not by a shmring path, which
-        // would have needed the lock we hold.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Removal::Elsewhere),
-        Err(e) => Err(e),
+    let held = match decide() {
+        Ok(held) => held,
+        Err(reason) => return Ok(Removal::Kept(reason)),
     };
-    // Only after the unlink.
+    let removed = match guard.refers_to(name, (st.dev, st.ino)) {
+        Ok(false) => Ok(Removal::Elsewhere),
+        Err(e) => Err(e),
+        Ok(true) => match shm::unlink(&path_of(name)) {
+            Ok(()) => Ok(Removal::Removed),
+            // Removed by hand (`rm`) meanwhile: not by a shmring path, which
+            // would have needed the lock we hold.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Removal::Elsewhere),
+            Err(e) => Err(e),
+        },
+    };
+    // Only after the unlink, and in this order: `decide`'s locks, then the
+    // name lock.
+    drop(held);
     drop(guard);
     removed
 }

@@ -63,9 +63,10 @@ impl Segment {
             let file = shm::shm_open_rw(&cname).map_err(|e| open_error("shm_open", &name, e))?;
             let segment = match Self::open_file(file, Some(name.clone()), kind, opts) {
                 Err(SegmentError::PeerTableFull { .. }) if attempt < LOOKUP_RETRIES => {
-                    // A reclaim holds every row lock while it decides, under
-                    // the name lock (see `inspect::reclaim`): wait for that,
-                    // then look again.
+                    // A reclaim holds every row's claim byte while it
+                    // decides, under the name lock, and lets the claims go
+                    // before the name lock (see `inspect::reclaim` and
+                    // `names::remove_name`): wait for that, then look again.
                     let left = timeout.saturating_sub(sys::clock::nanos_between(start, sys::now()));
                     if let Ok(file) = shm::shm_open_rw(&cname) {
                         let wait = Duration::from_nanos(left);

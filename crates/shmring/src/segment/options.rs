@@ -179,14 +179,15 @@ impl Default for OpenOptions {
 /// Checks a segment name and returns it in `/name` form: 1 to
 /// [`MAX_NAME_LEN`] bytes after an optional leading `/`, no other `/`, no
 /// control character (C0, DEL or C1: names reach terminals through `ls`
-/// and error messages), not `.` or `..`, and not a private name of the
-/// fallback create path.
+/// and error messages), not `.` or `..`, and not a name shmring keeps for
+/// itself: a private name of the fallback create path (`.shmring-creating.`
+/// and more) or a sweep stamp's (`.shmring-sweep-` and more).
 pub(crate) fn validate_name(name: &str) -> Result<(String, CString), SegmentError> {
     let (full, c) = validate_any_name(name)?;
-    if super::names::is_private(&full) {
+    if let Some(reason) = super::names::reserved(&full) {
         return Err(SegmentError::InvalidName {
             name: name.to_owned(),
-            reason: "names starting with \".shmring-creating.\" are reserved",
+            reason,
         });
     }
     Ok((full, c))
@@ -278,6 +279,10 @@ mod tests {
             "a\x7f",
             "a\u{9b}b",
             "/.shmring-creating.1",
+            ".shmring-creating.",
+            "/.shmring-sweep-0",
+            ".shmring-sweep-1000.scope",
+            "/.shmring-sweep-",
         ] {
             assert!(
                 matches!(validate_name(bad), Err(SegmentError::InvalidName { .. })),
@@ -286,6 +291,9 @@ mod tests {
         }
         assert!(validate_name(&"x".repeat(200)).is_ok());
         assert!(validate_name("/.shmring-creatin").is_ok());
+        assert!(validate_name("/.shmring-sweep").is_ok());
+        assert!(validate_name("/a.shmring-sweep-0").is_ok());
+        assert!(validate_any_name("/.shmring-sweep-0").is_ok());
         assert!(validate_any_name("/.shmring-creating.1").is_ok());
         assert!(
             validate_name("caf\u{e9}").is_ok(),

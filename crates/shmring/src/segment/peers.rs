@@ -11,29 +11,119 @@
 //!     32   96 counters       [u64; 12], see PeerCounter; slots 8..12 reserved
 //! ```
 //!
+//! # Lock bytes
+//!
+//! Every lock is an open-file-description (OFD) write lock on one byte of
+//! the segment file, which the kernel drops when the last descriptor of the
+//! description closes (at death, before the process is a zombie):
+//!
+//! | bytes | what |
+//! |---|---|
+//! | [`INIT_LOCK_BYTE`] (0) | the segment's name lock (see the `names` module) |
+//! | `1..`[`PEER_LOCK_BASE`] | free for the objects |
+//! | [`PEER_LOCK_BASE`]` + i` | row `i`'s *liveness* byte: held by the row's attachment for as long as it lives |
+//! | [`CLAIM_LOCK_BASE`]` + i` | row `i`'s *claim* byte: held by whoever is taking row `i` (for a few system calls), or by a reclaim deciding (every row's) |
+//! | [`LOCK_BYTES_END`]`..`[`OBJECT_LOCK_BASE`] | unused |
+//! | from [`OBJECT_LOCK_BASE`] | free for the objects |
+//!
 //! # Liveness
 //!
-//! Row `i` is held by an open-file-description write lock on byte
-//! [`PEER_LOCK_BASE`]` + i` of the segment file (byte [`INIT_LOCK_BYTE`] is the
-//! segment's name lock: see the `names` module). Attaching takes the first row whose
-//! lock can be taken: a free row, or one whose holder died (the kernel drops
-//! OFD locks when the last descriptor of the description closes, at death,
-//! before the process is a zombie). The attacher then bumps the generation,
-//! so a token of the previous holder (`generation << 32 | row + 1`) is dead
-//! for good. A peer is alive while its row's lock is held *and* the
-//! generation still matches its token.
+//! A peer (the attachment a token `generation << 32 | row + 1` names) is
+//! alive while row `row`'s liveness byte is held *and* the row's generation
+//! still equals the token's. Whoever asks about a token or a row
+//! ([`is_peer_alive`], `Segment::peers`, `inspect`'s rows) asks the
+//! liveness byte only (`F_OFD_GETLK`), reading the generation before and
+//! after. (What must know that *nobody* is attached or attaching asks the
+//! claim bytes too: a reclaim, `unlink_unless_in_use`, the sweep's probe of
+//! every lock byte, a leftover's `creator_alive`, `inspect`'s
+//! `attaching`.)
 //!
-//! Lock bytes `1..PEER_LOCK_BASE` and from [`OBJECT_LOCK_BASE`] on are free for
-//! the objects (e.g. a lock table's owners).
+//! [`is_peer_alive`]: super::Segment::is_peer_alive
+//!
+//! # Attaching
+//!
+//! An attacher (a create or an open, each with its own open file
+//! description) looks for a row, in order, and for each:
+//!
+//! 1. skips it if its liveness byte is held (a hint, one `F_OFD_GETLK`: a
+//!    live peer has it);
+//! 2. takes its claim byte without waiting (skips the row if it cannot:
+//!    another attacher is taking it, or a reclaim holds every claim);
+//! 3. asks again, holding the claim, whether the liveness byte is held (a
+//!    peer took the row between 1 and 2): then lets the claim go and skips
+//!    the row;
+//! 4. bumps the generation (skipping 0) and writes its pid and attach time
+//!    ([`PeerRow::claim`]);
+//! 5. takes the liveness byte;
+//! 6. lets the claim byte go.
+//!
+//! A clean detach bumps the generation (the token is dead from then on)
+//! and then lets the liveness byte go; it never takes the claim byte.
+//!
+//! Why this order: between steps 2 and 5 the row's previous holder is dead
+//! or detached (its liveness byte is free, and nobody takes it without the
+//! claim, which we hold), and the newcomer holds only the claim byte, which
+//! no liveness check asks. So the previous holder's token reads dead for
+//! the whole attach, however long the attacher is stopped there (a
+//! `SIGSTOP`, a preemption): before step 4 the liveness byte is free; from
+//! step 4 on the generation is no longer the old token's. The newcomer's
+//! own token is alive from step 5 on; nobody has it before the attach
+//! returns.
+//!
+//! # Interleavings
+//!
+//! *Two attachers of one row.* The claim byte admits one at a time; the
+//! other skips the row (step 2), or, claiming it after the first let it
+//! go, finds the liveness byte held (step 3) and skips it. The liveness
+//! byte is only ever taken under the claim, so step 5 cannot find it held
+//! by another peer. (A process outside the protocol that locks it anyway,
+//! which only the segment's owner or a writer can, makes step 5 fail: the
+//! attacher marks the row detached, lets the claim go and goes on to the
+//! next row.)
+//!
+//! *An attacher and a detaching peer.* The detacher's generation bump comes
+//! before its unlock; an attacher that saw the byte free at step 3 bumps
+//! again, so the detacher's token stays dead.
+//!
+//! *An attacher and a reclaimer.* A reclaim (also [`unlink_unless_in_use`]
+//! and the removal decisions built on it) takes, under the name lock, every
+//! claim byte at once (all or nothing, without waiting) and then asks the
+//! liveness bytes. If an attacher holds a claim (steps 2 to 6), the reclaim
+//! fails to take them and keeps the segment ("a peer is attaching"). If the
+//! attacher finished, its liveness byte is held and the reclaim keeps the
+//! segment ("a peer is alive"). If the reclaim holds the claims, every
+//! attacher fails step 2 on every row, gets `PeerTableFull`, waits for the
+//! name lock (which the reclaim lets go only *after* the claims) and looks
+//! the name up again. So while a reclaim holds the claims and finds no
+//! liveness byte held, nobody is attached and nobody can attach, and
+//! nobody writes a row (only a claim holder or a liveness holder does).
+//!
+//! *Deaths.* An attacher killed at step 2 or 3 leaves the row as it was
+//! (the kernel drops its claim). Killed at step 4, it leaves a row with a
+//! fresh generation, its pid, and no liveness lock: a peer that died
+//! attached, which is what it is (a reclaim counts it as a dead peer, and
+//! nobody ever had its token). Killed at step 5 or 6, both bytes go
+//! together. In every case the row is free for the next attacher, no token
+//! of a dead process reads alive, and no byte stays held.
+//!
+//! *Observers.* An observer that reads generation `g`, then finds the
+//! liveness byte held, then reads `g` again, has seen the byte held under
+//! generation `g`: a newcomer takes the byte only after its bump (and
+//! the `fcntl` calls order its Release store of the generation before the
+//! lock that the observer's `F_OFD_GETLK` sees), so a held byte under `g`
+//! is `g`'s holder's.
+//!
+//! [`unlink_unless_in_use`]: super::unlink_unless_in_use
 //!
 //! # Crash behaviour
 //!
-//! Between a dead holder's lock release and the next attacher's generation
-//! bump (two system calls), a check of the dead holder's token may still see
-//! the new attacher's lock under the old generation and answer "alive" once.
-//! A clean detach bumps the generation before unlocking, so it has no window.
+//! See "Deaths" above: no window in which a dead peer reads alive. A clean
+//! detach bumps the generation before unlocking, so it has no window
+//! either.
 
 use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
+
+use super::header::MAX_PEER_ROWS;
 
 /// Size of one peer row.
 pub(crate) const PEER_ROW_LEN: usize = 128;
@@ -43,14 +133,31 @@ pub(crate) const PEER_ROW_LEN: usize = 128;
 /// under its private name; see the `names` module).
 pub(crate) const INIT_LOCK_BYTE: u64 = 0;
 
-/// The lock byte of peer row 0; row `i` uses `PEER_LOCK_BASE + i`.
+/// The liveness byte of peer row 0; row `i` uses `PEER_LOCK_BASE + i`.
 pub(crate) const PEER_LOCK_BASE: u64 = 1024;
+
+/// The claim byte of peer row 0; row `i` uses `CLAIM_LOCK_BASE + i`.
+pub(crate) const CLAIM_LOCK_BASE: u64 = PEER_LOCK_BASE + MAX_PEER_ROWS as u64;
+
+/// The end (exclusive) of the lock bytes the segment itself uses: the name
+/// lock, every liveness byte and every claim byte lie below it.
+pub(crate) const LOCK_BYTES_END: u64 = CLAIM_LOCK_BASE + MAX_PEER_ROWS as u64;
 
 /// First lock byte reserved for objects beyond the peer rows.
 #[allow(dead_code)] // documented reservation; objects will use it.
 pub(crate) const OBJECT_LOCK_BASE: u64 = 1 << 20;
 
-const _: () = assert!(PEER_LOCK_BASE + super::header::MAX_PEER_ROWS as u64 <= OBJECT_LOCK_BASE);
+const _: () = assert!(LOCK_BYTES_END <= OBJECT_LOCK_BASE);
+
+/// Row `row`'s liveness byte.
+pub(crate) fn liveness_byte(row: u32) -> u64 {
+    PEER_LOCK_BASE + u64::from(row)
+}
+
+/// Row `row`'s claim byte.
+pub(crate) fn claim_byte(row: u32) -> u64 {
+    CLAIM_LOCK_BASE + u64::from(row)
+}
 
 /// Number of counter slots in a row.
 pub(crate) const COUNTER_SLOTS: usize = 12;
@@ -58,7 +165,9 @@ pub(crate) const COUNTER_SLOTS: usize = 12;
 pub(crate) const STATE_ATTACHED: u32 = 1;
 pub(crate) const STATE_DETACHED: u32 = 2;
 
-/// One row of the peer table. Only the holder of the row's lock writes it.
+/// One row of the peer table. Only the holder of the row's claim byte (an
+/// attacher, [`PeerRow::claim`]) or of its liveness byte (the attachment:
+/// its counters, and [`PeerRow::release`]) writes it.
 #[repr(C, align(128))]
 pub(crate) struct PeerRow {
     pub(crate) generation: AtomicU32,
@@ -160,11 +269,14 @@ pub(crate) fn next_generation(g: u32) -> u32 {
 }
 
 impl PeerRow {
-    /// Fills the row for a new holder (who has just taken its lock) and
-    /// returns the new generation.
+    /// Fills the row for a new holder (who holds its claim byte and found
+    /// its liveness byte free, see the module docs) and returns the new
+    /// generation.
     pub(crate) fn claim(&self, pid: u32, now_ns: u64) -> u32 {
-        // ORDERING: Relaxed — only the lock holder writes the row, and we
-        // hold the lock; the generation is re-published below.
+        // ORDERING: Relaxed — only the claim holder writes the generation
+        // now (the previous holder's `release` came before its unlock of
+        // the liveness byte, which our F_OFD_GETLK saw free: the kernel's
+        // lock orders them); re-published by the Release store below.
         let generation = next_generation(self.generation.load(Ordering::Relaxed));
         // ORDERING: Relaxed — published by the Release store of `generation`.
         self.pid.store(pid, Ordering::Relaxed);

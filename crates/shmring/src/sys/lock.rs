@@ -103,6 +103,13 @@ pub(crate) fn unlock_byte(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
     fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl)
 }
 
+/// Releases this description's locks on the `len` bytes from `first` (no
+/// error for bytes it did not hold).
+pub(crate) fn unlock_range(fd: BorrowedFd<'_>, first: u64, len: u64) -> io::Result<()> {
+    let mut fl = flock_range(first, len, libc::F_UNLCK as libc::c_short)?;
+    fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl)
+}
+
 /// Whether *another* open file description holds a lock on `byte`.
 pub(crate) fn is_byte_locked(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     let mut fl = flock_for(byte, libc::F_WRLCK as libc::c_short)?;

@@ -216,6 +216,27 @@ pub(crate) fn stat_raw(fd: RawFd) -> io::Result<FileStat> {
     })
 }
 
+/// Sets the file position of `file`'s open file description (shared by
+/// every descriptor of that description, in every process).
+pub(crate) fn seek_to(file: &File, position: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(position)).map(drop)
+}
+
+/// The file position of the open file description behind a raw descriptor
+/// number that this process may or may not have open (an inherited one);
+/// moves nothing. `EBADF` if it is closed, `ESPIPE` for a pipe or socket.
+pub(crate) fn position_raw(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: lseek by 0 from the current position changes nothing; on a
+    // closed or bad descriptor it fails with EBADF.
+    let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    if at < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(at as u64)
+}
+
 /// The effective uid of this process.
 pub(crate) fn geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -311,6 +332,22 @@ mod tests {
     #[test]
     fn memory_limit_is_plausible() {
         assert!(memory_limit().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn a_position_set_is_read_back_through_another_descriptor_number() {
+        let file = memfd_create(c"position").unwrap();
+        seek_to(&file, 1 << 61).unwrap();
+        // SAFETY: dup of an open descriptor; the copy is owned below.
+        let copy = unsafe { libc::dup(file.as_raw_fd()) };
+        assert!(copy >= 0);
+        // SAFETY: `copy` is a fresh descriptor nobody else owns.
+        let copy = unsafe { OwnedFd::from_raw_fd(copy) };
+        assert_eq!(position_raw(copy.as_raw_fd()).unwrap(), 1 << 61);
+        assert_eq!(
+            position_raw(1_000_000).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! binary with a role (`child_entry` in segment.rs dispatches to `run_role`).
 
 use std::io::BufRead;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ fn proc_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// The inherited descriptor number recorded in `value` ("fd:dev:ino[:name]").
+/// The inherited descriptor number recorded in `value` ("fd:dev:ino:cookie[:name]").
 fn fd_of(value: &str) -> i32 {
     value.split(':').next().unwrap().parse().unwrap()
 }
@@ -129,6 +130,64 @@ pub fn run_role() {
                 "the descriptor was handed over"
             );
             sleep_forever();
+        }
+        // Takes the segment the parent shared, then starts a grandchild,
+        // which inherits FD_VAR through the environment (descriptors are
+        // not inherited: shmring's are all close-on-exec).
+        "inherit_then_spawn_grandchild" => {
+            let seg =
+                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())
+                    .unwrap();
+            let grandchild = spawn("grandchild_owns_that_fd", &[]).spawn().unwrap();
+            assert!(wait_child(grandchild, Duration::from_secs(30)).success());
+            drop(seg);
+        }
+        // A process whose environment names a descriptor it was never
+        // given: it has a descriptor of its own, of the very same file,
+        // under that number (as a process that opened the segment itself
+        // may have by chance), and calls open_inherited, which must neither
+        // take nor close it.
+        "grandchild_owns_that_fd" => {
+            use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+            let n = fd_of(&std::env::var(FD_VAR).unwrap());
+            // SAFETY: fcntl F_GETFD only asks whether `n` is open.
+            let in_use = unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0;
+            assert!(
+                !in_use,
+                "descriptor {n} is in use in the grandchild: {:?}",
+                std::fs::read_dir("/proc/self/fd")
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            );
+            let own = std::fs::File::open(format!("/dev/shm{}", name())).unwrap();
+            let ino = own.metadata().unwrap().ino();
+            // SAFETY: `n` is free (checked above, and this process opens
+            // nothing meanwhile on this thread); dup3 makes it a second
+            // descriptor of `own`'s description, close-on-exec like every
+            // descriptor a Rust program opens.
+            let dup = unsafe { libc::dup3(own.as_raw_fd(), n, libc::O_CLOEXEC) };
+            assert_eq!(dup, n, "dup3: {}", std::io::Error::last_os_error());
+            // SAFETY: `n` is open (dup3 above) and owned by nobody else.
+            let mine = unsafe { OwnedFd::from_raw_fd(n) };
+            let got =
+                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default());
+            // SAFETY: F_GETFD only asks.
+            let still_open = unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0;
+            // SAFETY: a plain C struct of integers; all-zero is valid.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: fstat writes only into `st`, valid and writable.
+            let same = still_open && unsafe { libc::fstat(n, &mut st) } == 0 && st.st_ino == ino;
+            if !still_open {
+                // Closed under us: the OwnedFd must not close it again.
+                let _ = mine.into_raw_fd();
+            }
+            assert!(
+                same,
+                "open_inherited closed (or replaced) descriptor {n}, which this process owns"
+            );
+            assert!(
+                matches!(got, Err(SegmentError::Inherit { .. })),
+                "open_inherited took a descriptor this process owns: {got:?}"
+            );
         }
         other => panic!("unknown role {other}"),
     }
@@ -286,6 +345,25 @@ fn memfd_inheritance_with_independent_peers() {
     assert!(seg.is_peer_alive(word(&seg, 4).load(SEQ)));
     drop(seg);
     assert!(wait_child(observer, Duration::from_secs(30)).success());
+}
+
+/// Review finding: `open_inherited` trusted the variable's descriptor
+/// number once the file matched (device and inode). The variable outlives
+/// the descriptor: a grandchild inherits the environment but not the
+/// descriptor (the child consumed it, and it would have been close-on-exec
+/// anyway), and in the grandchild that number may be a descriptor of its
+/// own, of the same file even (it opened the segment itself). Calling
+/// `open_inherited` there closed a descriptor it did not own.
+#[test]
+fn a_variable_that_outlived_its_descriptor_closes_nothing() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "stale inherited variable");
+    let name = unique_name("stale-inherit");
+    let seg = create(&name, ObjectKind::SpscRing);
+    let mut cmd = spawn("inherit_then_spawn_grandchild", &[(NAME_VAR, name.clone())]);
+    seg.share_with_child(&mut cmd, FD_VAR).unwrap();
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    assert!(wait_child(child, Duration::from_secs(60)).success());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::{PeerStatus, SegmentState};
 use crate::error::SegmentError;
 use crate::segment::header::validate;
 use crate::segment::names::{self, Removal};
-use crate::segment::peers::PEER_LOCK_BASE;
+use crate::segment::peers::{CLAIM_LOCK_BASE, PEER_LOCK_BASE};
 use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
 use crate::sys::{lock, shm};
 
@@ -31,12 +31,53 @@ enum Keep {
     Error(SegmentError),
 }
 
+/// Every peer row's claim byte, held through a description of the segment
+/// file; let go on drop (if that fails, with the description).
+struct Claims<'a> {
+    file: &'a File,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        let rows = u64::from(MAX_PEER_ROWS);
+        let _ = lock::unlock_range(self.file.as_fd(), CLAIM_LOCK_BASE, rows);
+    }
+}
+
+/// Makes sure, under the name lock, that nobody is attached to the segment
+/// in `file` or attaching, and that nobody can attach: takes every row's
+/// claim byte that any layout can have, all or nothing and without
+/// waiting, then asks every row's liveness byte (one `F_OFD_GETLK`). On
+/// `Ok`, the claims are held until the guard drops (see the `peers` module
+/// docs for why that excludes every attach); on `Err`, nothing is held.
+/// Hand the guard back to [`names::remove_name`], which lets the claims go
+/// after the unlink and before the name lock.
+fn keep_peers_out<'a>(file: &'a File, name: &str) -> Result<Claims<'a>, Keep> {
+    let fd = file.as_fd();
+    let rows = u64::from(MAX_PEER_ROWS);
+    let claimed = lock::try_lock_range(fd, CLAIM_LOCK_BASE, rows)
+        .map_err(|e| Keep::Error(io("F_OFD_SETLK", name)(e)))?;
+    if !claimed {
+        return Err(Keep::Reason("a peer is attaching"));
+    }
+    let claims = Claims { file };
+    let alive = lock::is_range_locked(fd, PEER_LOCK_BASE, rows)
+        .map_err(|e| Keep::Error(io("F_OFD_GETLK", name)(e)))?;
+    if alive {
+        return Err(Keep::Reason("a peer is alive"));
+    }
+    Ok(claims)
+}
+
 /// Removes the named segment if it is abandoned (see
 /// [`SegmentInfo::is_abandoned`](super::SegmentInfo::is_abandoned)), deciding under locks so that it races
 /// with nobody: it takes the segment's name lock (waiting up to 2 s) and
-/// the lock of *every* peer row, re-reads the header and the rows, unlinks
-/// the name if it still refers to the same file, and then lets all the
-/// locks go. A peer row lock held by anyone keeps the segment.
+/// the claim byte of *every* peer row (so that nobody can attach), asks
+/// every row's liveness byte, re-reads the header and the rows, unlinks
+/// the name if it still refers to the same file, and then lets the claims
+/// go and, last, the name lock (an open that waited for the name lock
+/// finds the rows free). A liveness byte held by anyone (a peer is alive),
+/// or a claim byte (a peer is attaching), keeps the segment.
 ///
 /// Only files proven to be this user's shmring segments are removed: the
 /// file must be owned by the caller's effective uid (another user's is
@@ -51,7 +92,7 @@ enum Keep {
 /// --include-data` runs. [`reclaim_unless_data`] keeps a segment that holds
 /// undelivered data, deciding that under the same locks.
 ///
-/// While it holds the row locks (a few system calls, and a look at the
+/// While it holds the claims (a few system calls, and a look at the
 /// object), a concurrent [`Segment::open`](crate::segment::Segment::open)
 /// of this segment waits for the name lock and then looks again; an open
 /// that attached before gets a working segment and keeps it.
@@ -62,7 +103,7 @@ enum Keep {
 /// lock or the unlink fails ([`PermissionDenied`](SegmentError::PermissionDenied)
 /// when the file cannot be opened for writing).
 pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
-    reclaim_with(name, false)
+    reclaim_with(name, false, None)
 }
 
 /// [`reclaim`], except that a segment whose object holds undelivered data
@@ -79,12 +120,35 @@ pub fn reclaim(name: &str) -> Result<Reclaimed, SegmentError> {
 ///
 /// As [`reclaim`].
 pub fn reclaim_unless_data(name: &str) -> Result<Reclaimed, SegmentError> {
-    reclaim_with(name, true)
+    reclaim_with(name, true, None)
 }
 
-fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> {
+/// What the file `judged` is kept with when `name` no longer refers to it.
+pub(crate) const NOT_JUDGED: &str = "the name refers to another file than the one judged";
+
+/// [`reclaim_unless_data`] (`keep_data`) or [`reclaim`], of the file
+/// `judged` (device and inode) only: if `name` refers to another file by
+/// the time it is opened, that file is kept ([`NOT_JUDGED`]); the removal
+/// itself checks, under the name lock, that the name still refers to the
+/// file opened. For the sweep, which judged a file's idleness by its inode.
+pub(crate) fn reclaim_judged(
+    name: &str,
+    keep_data: bool,
+    judged: (u64, u64),
+) -> Result<Reclaimed, SegmentError> {
+    reclaim_with(name, keep_data, Some(judged))
+}
+
+fn reclaim_with(
+    name: &str,
+    keep_data: bool,
+    judged: Option<(u64, u64)>,
+) -> Result<Reclaimed, SegmentError> {
     let (name, file) = open_shm_file(name, true)?;
     let st = shm::stat(&file).map_err(io("fstat", &name))?;
+    if judged.is_some_and(|id| id != (st.dev, st.ino)) {
+        return Ok(Reclaimed::Kept(NOT_JUDGED));
+    }
     if st.uid != shm::geteuid() {
         return Ok(Reclaimed::Kept("it belongs to another user"));
     }
@@ -96,16 +160,12 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
     let kind = ObjectKind::from_u32(copy.snapshot.kind).unwrap_or(ObjectKind::SpscRing);
     validate(&copy.snapshot, &name, kind, st.size)?;
 
-    let decide = || -> Result<(), Keep> {
+    let decide = || -> Result<Claims<'_>, Keep> {
         let failed = Keep::Error;
-        // Every row's lock byte that any layout can have, in one
-        // all-or-nothing lock: held, no peer is attached, none can attach,
-        // and nobody writes a row (only a row's lock holder does).
-        let all_rows = lock::try_lock_range(file.as_fd(), PEER_LOCK_BASE, u64::from(MAX_PEER_ROWS))
-            .map_err(|e| failed(io("F_OFD_SETLK", &name)(e)))?;
-        if !all_rows {
-            return Err(Keep::Reason("a peer is alive"));
-        }
+        // Held: no peer is attached, none can attach, and nobody writes a
+        // row (only a row's claim or liveness holder does). On every `Err`
+        // below, the claims go as this returns: under the name lock.
+        let claims = keep_peers_out(&file, &name)?;
         // Read again under the locks: this is what is decided about.
         let copy = read_header(&file, &name, st.size).map_err(failed)?;
         let valid = validate(&copy.snapshot, &name, kind, st.size).map_err(failed)?;
@@ -136,11 +196,14 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
                 return Err(Keep::Reason(HOLDS_DATA));
             }
         }
-        Ok(())
+        Ok(claims)
     };
+    // The claims go after the unlink, before the name lock: a reclaimer
+    // stopped after this returns holds no lock of the segment's.
     let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
         .map_err(io("unlink", &name))?;
-    // The row locks go with the descriptor, after the unlink.
+    #[cfg(feature = "failpoints")]
+    shmring_core::failpoint::hit("segment.reclaim.decided", name.as_bytes());
     drop(file);
     match outcome {
         Removal::Removed => Ok(Reclaimed::Removed),
@@ -158,14 +221,16 @@ fn reclaim_with(name: &str, keep_data: bool) -> Result<Reclaimed, SegmentError> 
 /// Removes the name `name` unless the segment is in use, deciding under its
 /// locks: what `shmring rm` does without `--force`.
 ///
-/// In use means a peer is attached (a peer row's liveness lock is held),
-/// or, for a private name of the fallback create path, that its creator is
-/// still at work (a lock held on it, or younger than 10 s). Like
-/// [`reclaim`], it takes the segment's name lock (waiting up to 2 s) and
-/// the lock of every peer row, then unlinks the name if it still refers to
-/// the same file, then lets the locks go: a peer that attaches at any
-/// moment before keeps the name ([`Reclaimed::Kept`], "a peer is alive"),
-/// and one that attaches after finds the name gone. (A look first, then
+/// In use means a peer is attached (a peer row's liveness byte is held) or
+/// attaching (a row's claim byte is held), or, for a private name of the
+/// fallback create path, that its creator is still at work (a lock held on
+/// it, or younger than 10 s). Like [`reclaim`], it takes the segment's name
+/// lock (waiting up to 2 s) and the claim byte of every peer row, asks the
+/// liveness bytes, then unlinks the name if it still refers to the same
+/// file, then lets the locks go: a peer that attaches at any moment before
+/// keeps the name ([`Reclaimed::Kept`], "a peer is alive", or "a peer is
+/// attaching" while it is at it), and one that attaches after finds the
+/// name gone. (A look first, then
 /// [`Segment::unlink`](crate::segment::Segment::unlink), which removes a
 /// name whatever its peers do, would remove the name of a peer that
 /// attached in between.)
@@ -193,7 +258,7 @@ pub fn unlink_unless_in_use(name: &str) -> Result<Reclaimed, SegmentError> {
         let kind = ObjectKind::from_u32(copy.snapshot.kind).unwrap_or(ObjectKind::SpscRing);
         validate(&copy.snapshot, &name, kind, st.size)?;
     }
-    let decide = || -> Result<(), Keep> {
+    let decide = || -> Result<Option<Claims<'_>>, Keep> {
         let failed = |e| Keep::Error(io("F_OFD_GETLK", &name)(e));
         if private {
             // Under the name lock our description holds: the probe sees the
@@ -203,19 +268,14 @@ pub fn unlink_unless_in_use(name: &str) -> Result<Reclaimed, SegmentError> {
             if state == SegmentState::Initialising {
                 return Err(Keep::Reason("it is being created"));
             }
-            return Ok(());
+            return Ok(None);
         }
         // Held until the unlink: no peer can attach meanwhile.
-        let all_rows = lock::try_lock_range(file.as_fd(), PEER_LOCK_BASE, u64::from(MAX_PEER_ROWS))
-            .map_err(|e| Keep::Error(io("F_OFD_SETLK", &name)(e)))?;
-        if !all_rows {
-            return Err(Keep::Reason("a peer is alive"));
-        }
-        Ok(())
+        keep_peers_out(&file, &name).map(Some)
     };
+    // The claims go after the unlink, before the name lock.
     let outcome = names::remove_name(&file, &name, names::NAME_LOCK_WAIT, decide)
         .map_err(io("unlink", &name))?;
-    // The row locks go with the descriptor, after the unlink.
     drop(file);
     match outcome {
         Removal::Removed => Ok(Reclaimed::Removed),

@@ -10,8 +10,9 @@
 //! - it belongs to this user (the file's owner is our effective uid) and is
 //!   proven a segment: a regular file whose header passes full validation;
 //! - no peer is alive: no lock is held anywhere on its lock bytes (the name
-//!   lock and every peer row's liveness lock), so its peers died attached,
-//!   or its last drop could not remove the name;
+//!   lock, every peer row's liveness byte, and every row's claim byte, which
+//!   an attacher holds while it takes a row: see the `peers` module), so its
+//!   peers died attached, or its last drop could not remove the name;
 //! - its policy is not [`UnlinkPolicy::Never`] (that asks for the name to
 //!   outlive its peers: only `shmring gc` or [`reclaim`] remove it);
 //! - it has been seen in that state, by sweeps, for at least the idle
@@ -80,8 +81,22 @@
 //! - The explicit [`sweep`] waits up to a few seconds for the stamp's lock
 //!   (a running sweep is bounded); without it, it works without the notes,
 //!   so only a zero `min_idle` removes anything.
+//! - The name of a judged file can be given to another file between the
+//!   judgement and the removal (removed and created again, renamed over).
+//!   The removal is of the judged file only (its device and inode are
+//!   checked when the name is opened, and the name is checked against that
+//!   file under its name lock): another file is left for later sweeps to
+//!   judge on its own idle time.
+//!
+//! # Failpoints (testing)
+//!
+//! With the cargo feature `failpoints`, a pass calls the failpoint hook
+//! `segment.sweep.judged`, with the name (`/name` form) as its context,
+//! after it judged a file removable and before it removes it.
 //!
 //! [`UnlinkPolicy::Never`]: crate::segment::UnlinkPolicy::Never
+//! [`reclaim`]: crate::segment::reclaim()
+//! [`reclaim_unless_data`]: crate::segment::reclaim_unless_data()
 
 mod stamp;
 
@@ -94,13 +109,14 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{read_header, reclaim, reclaim_unless_data, Reclaimed, HOLDS_DATA, SHM_DIR};
+use super::reclaim::reclaim_judged;
+use super::{read_header, Reclaimed, HOLDS_DATA, SHM_DIR};
 use crate::error::SegmentError;
 use crate::segment::header::{validate, HEADER_LEN};
 use crate::segment::names;
 use crate::segment::options::validate_name;
-use crate::segment::peers::{PeerRow, PEER_LOCK_BASE, PEER_ROW_LEN};
-use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
+use crate::segment::peers::{PeerRow, LOCK_BYTES_END, PEER_ROW_LEN};
+use crate::segment::{ObjectKind, UnlinkPolicy};
 use crate::sys::{self, lock, shm};
 use stamp::{Claim, Stamp, State};
 
@@ -120,12 +136,14 @@ pub(crate) const MAX_NOTES: usize = 4096;
 /// How long the explicit [`sweep`] waits for the stamp's lock.
 const EXPLICIT_LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// The stamp's file name, before the uid.
-const STAMP_PREFIX: &str = ".shmring-sweep-";
+// The stamp's file name, before the uid: a reserved prefix (no segment has
+// such a name).
+use names::STAMP_PREFIX;
 
 /// The end of the lock bytes a live segment can have locked: the name lock
-/// (byte 0) and every peer row's lock.
-const LOCK_RANGE_END: u64 = PEER_LOCK_BASE + MAX_PEER_ROWS as u64;
+/// (byte 0), every peer row's liveness byte and every row's claim byte (an
+/// attach in progress).
+const LOCK_RANGE_END: u64 = LOCK_BYTES_END;
 
 // ---------------------------------------------------------------------------
 // Settings (fixed in production; tests and benchmarks change them).
@@ -302,7 +320,7 @@ fn start(mut stamp: Stamp, config: AutoSweepConfig) {
 /// the segment's locks), and that sweeps have seen in that state for at
 /// least `min_idle` (this one included: with a zero `min_idle` it goes now;
 /// otherwise a later sweep, automatic or explicit, removes it); and the
-/// leftovers of the fallback create path under such names, by [`reclaim`]'s
+/// leftovers of the fallback create path under such names, by [`reclaim`](crate::segment::reclaim())'s
 /// rules for them. Returns the names removed.
 ///
 /// Segments of other users, files that are not segments, and segments that
@@ -437,6 +455,7 @@ fn run_pass(
         }
         let name = format!("/{body}");
         let Probe::Abandoned {
+            dev,
             ino,
             last_attach,
             leftover,
@@ -452,7 +471,9 @@ fn run_pass(
         if note.holds_data || now.saturating_sub(note.first_seen) < min_idle {
             continue;
         }
-        match remove(&name, leftover) {
+        #[cfg(feature = "failpoints")]
+        shmring_core::failpoint::hit("segment.sweep.judged", name.as_bytes());
+        match remove(&name, leftover, (dev, ino)) {
             Removal::Removed => {
                 state.notes.remove(&ino);
                 removed.push(name);
@@ -478,6 +499,7 @@ enum Probe {
     /// (`leftover`) this user's file under a private name of the fallback
     /// create path, its lock free.
     Abandoned {
+        dev: u64,
         ino: u64,
         last_attach: u64,
         leftover: bool,
@@ -515,6 +537,7 @@ fn examine(name: &str, uid: u32) -> Probe {
     if leftover {
         // `reclaim` checks the rest (its contents, its age).
         return Probe::Abandoned {
+            dev: st.dev,
             ino: st.ino,
             last_attach: 0,
             leftover,
@@ -558,6 +581,7 @@ fn examine(name: &str, uid: u32) -> Probe {
         .max()
         .unwrap_or(0);
     Probe::Abandoned {
+        dev: st.dev,
         ino: st.ino,
         last_attach,
         leftover,
@@ -572,15 +596,14 @@ enum Removal {
 }
 
 /// Removes an abandoned segment that holds no data, deciding everything
-/// again under its locks ([`reclaim_unless_data`]: its name lock, every
-/// peer row's lock, the header, the rows, the object's figures); or a
-/// leftover of the fallback create path ([`reclaim`]'s rules for those).
-fn remove(name: &str, leftover: bool) -> Removal {
-    let outcome = if leftover {
-        reclaim(name)
-    } else {
-        reclaim_unless_data(name)
-    };
+/// again under its locks ([`reclaim_unless_data`](crate::segment::reclaim_unless_data()): its name lock, every
+/// peer row's claim byte, the liveness bytes, the header, the rows, the
+/// object's figures); or a leftover of the fallback create path
+/// ([`reclaim`](crate::segment::reclaim())'s rules for those). Only the file `judged` (device and
+/// inode) that the sweep examined and found idle long enough: a file put
+/// under the name since is kept, and judged by later sweeps on its own.
+fn remove(name: &str, leftover: bool, judged: (u64, u64)) -> Removal {
+    let outcome = reclaim_judged(name, !leftover, judged);
     match outcome {
         Ok(Reclaimed::Removed) => Removal::Removed,
         Ok(Reclaimed::Kept(HOLDS_DATA)) => Removal::HoldsData,

@@ -1,0 +1,159 @@
+//! The SPSC facade (`spsc::Ring`) against a role taken over while a waiter
+//! decides that the role's holder is gone, with real processes for the
+//! dead holders (the test binary re-executes itself with a role; see
+//! `shmring_testkit`).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use shmring::core::error::{PopError, PushError};
+use shmring::core::RingConfig;
+use shmring::spsc::{Consumer, Producer, Ring};
+use shmring::{CreateOptions, OpenOptions};
+use shmring_testkit::{role, sleep_forever, spawn_role, unique_name, wait_child, Watchdog};
+
+const NAME_VAR: &str = "SHMRING_REVIEW_SPSC";
+
+// The dev dependency on this crate enables the failpoint this test takes
+// the role over at.
+const _: () = assert!(
+    shmring::core::failpoint::ENABLED,
+    "tests/review_spsc.rs needs the `failpoints` feature (see Cargo.toml)"
+);
+
+fn config() -> RingConfig {
+    RingConfig {
+        capacity: 4096,
+        max_record: 256,
+    }
+}
+
+/// Entry point of every child role (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
+    let name = std::env::var(NAME_VAR).unwrap();
+    let ring = Ring::open(&name, &OpenOptions::default()).unwrap();
+    // Takes a role, says so, and waits for its SIGKILL.
+    match role.as_str() {
+        "consumer" => {
+            let _c = ring.consumer().unwrap();
+            println!("HOLDING");
+            sleep_forever();
+        }
+        "producer" => {
+            let _p = ring.producer().unwrap();
+            println!("HOLDING");
+            sleep_forever();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Which role the hook takes over: 1 the consumer's, 2 the producer's.
+static TAKE_OVER: AtomicU8 = AtomicU8::new(0);
+/// The ring's name, for the hook.
+static NAME: Mutex<String> = Mutex::new(String::new());
+/// What the hook took over, kept alive (and attached) until the test ends.
+static TAKEN: Mutex<Vec<(Option<Consumer>, Option<Producer>)>> = Mutex::new(Vec::new());
+
+/// At `role.holder-found-dead` (a waiter found the role's holder dead and
+/// is about to act on it), once: another attachment takes the role over,
+/// as a restarted process would, and makes the waiter's wait end (pops a
+/// record to make room, or pushes one).
+fn take_over_when_found_dead(failpoint: &'static str, _context: &[u8]) {
+    if failpoint != "role.holder-found-dead" {
+        return;
+    }
+    let which = TAKE_OVER.swap(0, Ordering::SeqCst);
+    if which == 0 {
+        return;
+    }
+    let name = NAME.lock().unwrap().clone();
+    let ring = Ring::open(&name, &OpenOptions::default()).unwrap();
+    let taken = if which == 1 {
+        let mut c = ring.consumer().expect("take the dead consumer's role");
+        let mut buf = Vec::new();
+        c.try_pop(&mut buf).unwrap();
+        (Some(c), None)
+    } else {
+        let mut p = ring.producer().expect("take the dead producer's role");
+        p.try_push(b"from the new producer").unwrap();
+        (None, Some(p))
+    };
+    TAKEN.lock().unwrap().push(taken);
+}
+
+/// Spawns a child that takes `role` on `name`, and kills it once it holds
+/// it: the role word keeps the dead child's token.
+fn dead_holder(name: &str, role: &str) {
+    use std::io::BufRead;
+    let mut child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let holding = std::io::BufReader::new(out)
+        .lines()
+        .any(|l| l.unwrap().contains("HOLDING"));
+    assert!(holding, "the {role} child never took its role");
+    child.kill().unwrap();
+    wait_child(child, Duration::from_secs(30));
+}
+
+/// Review finding: a waiting producer (consumer) asked whether the
+/// consumer's (producer's) holder was gone and, on "yes", reported
+/// `Closed`, but the probe and the report were not one step: a process
+/// that took the role over in between (as `claim_role` allows for a dead
+/// holder) was ignored, and the caller got `Closed` while a live peer held
+/// the role and had even made room (sent a record). The decision must be
+/// the CAS to `GONE` the pipe uses (`mark_gone`): the takeover's CAS and
+/// the waiter's race on the same word, and the waiter that loses goes on
+/// waiting.
+#[test]
+fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "spsc takeover");
+    shmring::core::failpoint::set_hook(Some(take_over_when_found_dead));
+
+    // A producer waits for room; the consumer died; a new one takes over.
+    let name = unique_name("review-spsc-consumer");
+    *NAME.lock().unwrap() = name.clone();
+    let ring = Ring::create(&name, config(), &CreateOptions::default()).unwrap();
+    let mut producer = ring.producer().unwrap();
+    let record = [7u8; 200];
+    while producer.try_push(&record).is_ok() {}
+    dead_holder(&name, "consumer");
+    TAKE_OVER.store(1, Ordering::SeqCst);
+    let pushed = producer.push(&record, Some(Duration::from_secs(20)));
+    assert_eq!(TAKE_OVER.load(Ordering::SeqCst), 0, "the hook never ran");
+    assert!(
+        !matches!(pushed, Err(PushError::Closed)),
+        "push reported Closed while a live consumer held the role"
+    );
+    assert!(pushed.is_ok(), "{pushed:?}");
+    drop(producer);
+
+    // A consumer waits for a record; the producer died; a new one takes over.
+    let name = unique_name("review-spsc-producer");
+    *NAME.lock().unwrap() = name.clone();
+    let ring2 = Ring::create(&name, config(), &CreateOptions::default()).unwrap();
+    let mut consumer = ring2.consumer().unwrap();
+    dead_holder(&name, "producer");
+    TAKE_OVER.store(2, Ordering::SeqCst);
+    let mut buf = Vec::new();
+    let popped = consumer.pop(&mut buf, Some(Duration::from_secs(20)));
+    assert_eq!(TAKE_OVER.load(Ordering::SeqCst), 0, "the hook never ran");
+    assert!(
+        !matches!(popped, Err(PopError::Closed)),
+        "pop reported Closed while a live producer held the role"
+    );
+    assert!(popped.is_ok(), "{popped:?}");
+    assert_eq!(buf, b"from the new producer");
+    drop(consumer);
+
+    shmring::core::failpoint::set_hook(None);
+    TAKEN.lock().unwrap().clear();
+    drop((ring, ring2));
+}
