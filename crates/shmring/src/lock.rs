@@ -4,9 +4,9 @@
 //! A lock is a segment holding one word that names the holder by its *peer
 //! token* (see [`Segment::peer_token`]) and a wait word
 //! (the protocol is [`shmring_core::lock`]). An uncontended acquire or
-//! release is one CAS on that word (a [`Lock`] also takes a mutex of its
-//! handle around it, see [`LockGuard`]) and no system call; a contended
-//! acquire spins a few microseconds, then sleeps on a futex.
+//! release is one CAS on that word (a [`Lock`] also bumps a counter of its
+//! handle, see [`LockGuard`]) and no system call; a contended acquire spins
+//! a few microseconds, then sleeps on a futex.
 //!
 //! ```
 //! use shmring::lock::{Acquired, Lock};
@@ -53,7 +53,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64 as LocalU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shmring_core::lock::{ReleaseError, FLAVOR_LOCK, FLAVOR_RLOCK};
@@ -164,29 +165,26 @@ macro_rules! common_methods {
 }
 
 /// Acquires for this attachment. With `stamps`, each success takes the next
-/// stamp under that mutex, together with the CAS that won the lock, and
-/// returns it (see [`LockGuard`]); without, the stamp is 0.
+/// stamp of that counter right after the CAS that won the lock, and returns
+/// it (see [`LockGuard`]); without, the stamp is 0.
 fn acquire(
     segment: &Segment,
     policy: &WaitPolicy,
     block: bool,
     timeout: Option<Duration>,
-    stamps: Option<&Mutex<u64>>,
+    stamps: Option<&LocalU64>,
 ) -> Result<(Acquired, u64), LockError> {
     let token = segment.peer_token();
     let mut alive = |t| segment.is_peer_alive(t);
     let mut stamp = 0;
     let mut attempt = |lock: &LockShared, probe: bool| {
         if !probe && lock.owner() != 0 {
-            return None; // held: no need to take the mutex to learn that
+            return None; // held: no need to try the CAS to learn that
         }
-        let Some(stamps) = stamps else {
-            return lock.try_acquire_with(token, probe, &mut alive);
-        };
-        let mut last = lock_local(stamps);
         let got = lock.try_acquire_with(token, probe, &mut alive)?;
-        *last += 1;
-        stamp = *last;
+        if let Some(stamps) = stamps {
+            stamp = next_stamp(stamps);
+        }
         Some(got)
     };
     let result = if !block || timeout == Some(Duration::ZERO) {
@@ -204,10 +202,21 @@ fn acquire(
     result.map(|got| (got, stamp))
 }
 
-/// Takes a process-local mutex; one poisoned by a panic is still usable
-/// (it guards a counter, which a panic cannot leave half-written).
-fn lock_local(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Moves a handle's stamp counter on and returns the new stamp. A plain
+/// load and store, no locked instruction: used correctly, only the holder
+/// of the lock writes it (right after winning the lock, or right before
+/// releasing it), so the lock itself serialises the writers, and the
+/// release and acquire of the lock word order each write before the next
+/// holder's (hence Relaxed on both sides). Only a `release` racing another
+/// thread's acquire or guard drop, a race of the caller's making (see
+/// [`LockGuard`]), can overlap two writers.
+fn next_stamp(stamps: &LocalU64) -> u64 {
+    // ORDERING: Relaxed — ordered by the lock word's Release/Acquire (see
+    // above); partner: this same load/store in the next holder.
+    let stamp = stamps.load(Relaxed).wrapping_add(1);
+    // ORDERING: Relaxed — as above.
+    stamps.store(stamp, Relaxed);
+    stamp
 }
 
 fn release_owned(segment: &Segment) -> Result<(), LockError> {
@@ -231,7 +240,7 @@ pub struct Lock {
     policy: WaitPolicy,
     /// The stamp of this attachment's latest acquisition, or of a release
     /// made through it; shared by clones (see [`LockGuard`]).
-    stamps: Arc<Mutex<u64>>,
+    stamps: Arc<LocalU64>,
 }
 
 impl SegmentObject for Lock {
@@ -320,11 +329,9 @@ impl Lock {
     ///
     /// [`LockError::NotHeld`] when it is not held (Python's `ValueError`).
     pub fn release(&self) -> Result<(), LockError> {
-        // The new stamp retires every guard of this attachment, under the
-        // mutex their drops take: a guard dropped after this cannot release
-        // an acquisition made after it.
-        let mut last = lock_local(&self.stamps);
-        *last += 1;
+        // The new stamp retires every guard of this attachment: a guard
+        // dropped after this cannot release an acquisition made after it.
+        next_stamp(&self.stamps);
         shared(&self.segment)
             .release_any(&self.segment.waiter())
             .map_err(|_| LockError::NotHeld)
@@ -369,12 +376,17 @@ common_methods!(Lock);
 /// Holds a [`Lock`] until dropped.
 ///
 /// Dropping releases the lock only if the acquisition this guard made is
-/// still the current one: after an explicit [`Lock::release`] (by any
-/// thread or process) it releases nothing, even when another thread of the
-/// same handle has taken the lock since. Each acquisition through a handle
-/// takes a new *stamp* under a mutex of the handle, together with its
-/// winning CAS; a release through the handle takes one too; the guard's
-/// drop compares stamps under the same mutex.
+/// still this handle's latest: after an explicit [`Lock::release`] through
+/// the handle (or a clone) it releases nothing, even when another thread
+/// has taken the lock through it since; after a release by another process
+/// the lock word is free or names someone else, and the drop releases
+/// nothing either. Each acquisition through a handle takes a new *stamp*
+/// of a counter of the handle right after its winning CAS, a release
+/// through the handle takes one too, and the guard's drop compares. (An
+/// explicit `release` by one thread *while* another thread's guard is
+/// being dropped, or while it is still acquiring, is a race of the caller's
+/// making, as with Python's `Lock`: one of them may release the other's
+/// next acquisition.)
 ///
 /// `Send`: as in Python, a `Lock` may be released by any thread, so the
 /// guard may be dropped on another one.
@@ -397,8 +409,8 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let last = lock_local(&self.lock.stamps);
-        if *last == self.stamp {
+        // ORDERING: Relaxed — see `next_stamp`.
+        if self.lock.stamps.load(Relaxed) == self.stamp {
             // Still our acquisition unless another process released it, in
             // which case the word is free or someone else's and this fails.
             let _ = release_owned(&self.lock.segment);
