@@ -138,6 +138,45 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Sends `sig` to process `pid` (a child of the caller's, not yet reaped,
+/// so the pid cannot have been reused). Panics if `kill` fails.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) takes no memory; the pid is the caller's own child.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// Whether `/proc` shows process `pid` stopped (state `T` or `t`).
+pub fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which ends with the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_some_and(|c| c == 'T' || c == 't')
+}
+
+/// Stops child `pid` with `SIGSTOP` and waits (up to 10 s) until it is
+/// stopped; panics if it is not.
+pub fn stop_child(pid: u32) {
+    signal(pid, libc::SIGSTOP);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_stopped(pid)),
+        "child {pid} did not stop"
+    );
+}
+
+/// Stops the calling process (a child role at a failpoint, say) until it
+/// gets `SIGCONT` or `SIGKILL`.
+pub fn stop_self() {
+    // SAFETY: raise has no memory-safety preconditions; SIGSTOP stops the
+    // whole process until someone sends SIGCONT or SIGKILL.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+}
+
 /// A copy of the executable at `path` that any user can run, for tests
 /// that start a child as another uid: the build directory may sit below a
 /// directory only its owner can enter (a fresh clone in a 0700

@@ -44,13 +44,7 @@ fn word(seg: &Segment, i: usize) -> &AtomicU64 {
     unsafe { &*seg.object_ptr().as_ptr().cast::<AtomicU64>().add(i) }
 }
 
-fn stop_self() {
-    // SAFETY: raise has no memory-safety preconditions; SIGSTOP stops the
-    // whole process until the test sends SIGCONT or SIGKILL.
-    unsafe {
-        libc::raise(libc::SIGSTOP);
-    }
-}
+use shmring_testkit::stop_self;
 
 /// The failpoint hook of a child: stops at the step named in the
 /// environment.

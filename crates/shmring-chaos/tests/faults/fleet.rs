@@ -434,13 +434,4 @@ fn label(role: &str, fate: &Fate) -> String {
     }
 }
 
-/// Whether `/proc` shows the process stopped (state `T` or `t`).
-fn is_stopped(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which ends with the last ')'.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next())
-        .is_some_and(|c| c == 'T' || c == 't')
-}
+use shmring_testkit::is_stopped;

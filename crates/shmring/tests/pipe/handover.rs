@@ -191,23 +191,11 @@ fn report(child: &mut Child) -> String {
 }
 
 fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: plain kill(2) on our own unreaped child; no memory involved.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-}
-
-/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
-fn is_stopped(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('T'))
+    shmring_testkit::signal(child.id(), sig);
 }
 
 fn stop(child: &Child) {
-    signal(child, libc::SIGSTOP);
-    assert!(wait_until(Duration::from_secs(10), || is_stopped(
-        child.id()
-    )));
+    shmring_testkit::stop_child(child.id());
 }
 
 /// Lets a writer that waits on a full ring fill it again: it is then in the

@@ -450,17 +450,10 @@ fn fragmented_messages_through_try_calls_between_processes() {
     assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Eof));
 }
 
-/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
-fn is_stopped(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('T'))
-}
+use shmring_testkit::is_stopped;
 
 fn signal(child: &std::process::Child, sig: libc::c_int) {
-    // SAFETY: plain kill(2) on our own unreaped child; no memory involved.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    shmring_testkit::signal(child.id(), sig);
 }
 
 /// A child sends a 10 000-byte message through a 4 KiB ring and is stopped
