@@ -139,20 +139,62 @@ impl Default for WaitPolicy {
     }
 }
 
-/// When a blocking call gives up.
+/// How long a call may wait: the one wait vocabulary of shmring.
+///
+/// Every blocking operation takes an `Until`, built once where the caller's
+/// words are read (the facades' `x`, `try_x`, `x_timeout` and `x_deadline`
+/// methods) and passed down unchanged to the single internal operation that
+/// tries, spins and sleeps ([`block_on`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Until {
-    /// Never: wait as long as it takes.
+    /// Try once and never sleep: the `try_` forms (Python's `block=False`
+    /// and negative or zero timeouts). The clock is never read.
+    Now,
+    /// Never give up: wait as long as it takes.
     Never,
-    /// At this instant.
+    /// Give up at this instant (the `_deadline` forms).
     At(Deadline),
-    /// This many nanoseconds after the call starts waiting. The clock is
-    /// read only if the first attempt fails, so a call that does not wait
-    /// never reads it.
+    /// Give up this many nanoseconds after the call starts waiting (the
+    /// `_timeout` forms). The clock is read only if the first attempt
+    /// fails, so a call that does not wait never reads it. `After(0)` is
+    /// [`Until::Now`].
     After(u64),
 }
 
+impl Until {
+    /// The `_timeout` forms: `timeout` after the call starts waiting (a
+    /// zero timeout tries once; a huge one saturates at the end of time).
+    #[inline]
+    pub fn after(timeout: core::time::Duration) -> Until {
+        match u64::try_from(timeout.as_nanos()) {
+            Ok(0) => Until::Now,
+            Ok(nanos) => Until::After(nanos),
+            Err(_) => Until::After(u64::MAX),
+        }
+    }
+
+    /// Whether this is a single try ([`Until::Now`] or `After(0)`).
+    #[inline]
+    pub fn is_now(self) -> bool {
+        matches!(self, Until::Now | Until::After(0))
+    }
+
+    /// The absolute deadline, reading the clock through `now` only for the
+    /// relative form; `None` for [`Until::Never`]. [`Until::Now`] is the
+    /// deadline that has already passed.
+    #[inline]
+    pub fn deadline(self, now: impl FnOnce() -> Deadline) -> Option<Deadline> {
+        match self {
+            Until::Now => Some(Deadline(0)),
+            Until::Never => None,
+            Until::At(d) => Some(d),
+            Until::After(nanos) => Some(now().after(nanos)),
+        }
+    }
+}
+
 impl From<Option<Deadline>> for Until {
+    /// `None` is [`Until::Never`].
     fn from(deadline: Option<Deadline>) -> Until {
         deadline.map_or(Until::Never, Until::At)
     }
@@ -247,7 +289,7 @@ where
         return Ok(r);
     }
     let until = until.into();
-    if until == Until::After(0) {
+    if until.is_now() {
         return Err(TimedOut); // "try once"
     }
     // One pause hint per check, never a growing backoff: this is a single
@@ -268,11 +310,7 @@ where
         }
     }
     let start = waiter.now();
-    let deadline = match until {
-        Until::Never => None,
-        Until::At(d) => Some(d),
-        Until::After(nanos) => Some(start.after(nanos)),
-    };
+    let deadline = until.deadline(|| start);
     if deadline.is_some_and(|d| start >= d) {
         return Err(TimedOut);
     }

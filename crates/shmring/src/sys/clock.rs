@@ -5,9 +5,9 @@
 //! clock, in nanoseconds since its (boot-time) origin. The clock is the same
 //! for every process of a host, so a deadline may even be handed to a peer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shmring_core::wait::Deadline;
+use shmring_core::wait::{Deadline, Until};
 
 /// The current `CLOCK_MONOTONIC` time.
 pub(crate) fn now() -> Deadline {
@@ -55,6 +55,19 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
     timeout.map(|t| now().after(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)))
 }
 
+/// The `_deadline` forms: a caller's [`Instant`] as a point on the clock
+/// futexes measure (both are `CLOCK_MONOTONIC` on Linux, but `Instant`
+/// does not show its value, so the distance from now is carried over). An
+/// instant already past tries once.
+#[allow(dead_code)] // until every facade's `_deadline` forms use it (this change)
+pub(crate) fn until_instant(deadline: Instant) -> Until {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Until::Now;
+    }
+    Until::At(now().after(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)))
+}
+
 /// The time in nanoseconds from `earlier` to `later`, zero if negative.
 pub(crate) fn nanos_between(earlier: Deadline, later: Deadline) -> u64 {
     later.0.saturating_sub(earlier.0)
@@ -81,6 +94,21 @@ mod tests {
         assert_eq!(far, Deadline(u64::MAX));
         let t = deadline_after(Some(Duration::from_secs(10))).unwrap();
         assert!(t > now());
+    }
+
+    #[test]
+    fn instants_become_deadlines_on_the_futex_clock() {
+        assert_eq!(until_instant(Instant::now()), Until::Now);
+        let past = Instant::now().checked_sub(Duration::from_secs(1));
+        if let Some(past) = past {
+            assert_eq!(until_instant(past), Until::Now);
+        }
+        let before = now();
+        let Until::At(at) = until_instant(Instant::now() + Duration::from_secs(10)) else {
+            panic!("a future instant is a deadline");
+        };
+        let after = now();
+        assert!(at.0 >= before.0 + 9_000_000_000 && at.0 <= after.0 + 10_000_000_000);
     }
 
     #[test]
