@@ -3,6 +3,7 @@
 //! iteration is one such hand-off and the echo back. Beside it, the same
 //! ping-pong with the default policy (spin 5 µs, then sleep).
 
+use shmring::core::wait::Until;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -34,21 +35,24 @@ fn ping_pong(c: &mut Criterion, name: &str, policy: WaitPolicy) {
     }
     let echo = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        while peer_rx.pop(&mut buf, Some(Duration::from_secs(30))).is_ok() {
+        while peer_rx
+            .pop(&mut buf, Until::after(Duration::from_secs(30)))
+            .is_ok()
+        {
             if buf.is_empty() {
                 break;
             }
-            peer_tx.push(&buf, None).expect("echo");
+            peer_tx.push(&buf, Until::Never).expect("echo");
         }
     });
     let mut buf = Vec::new();
     c.bench_function(name, |b| {
         b.iter(|| {
-            tx.push(b"wake up!", None).expect("push");
-            rx.pop(&mut buf, None).expect("pop");
+            tx.push(b"wake up!", Until::Never).expect("push");
+            rx.pop(&mut buf, Until::Never).expect("pop");
         })
     });
-    tx.push(b"", None).expect("stop");
+    tx.push(b"", Until::Never).expect("stop");
     echo.join().expect("echo thread");
 }
 

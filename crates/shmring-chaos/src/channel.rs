@@ -35,6 +35,7 @@
 //! the send's start, if later) and counts one that came while the reader
 //! that was attached when the send began was still alive as *spurious*.
 
+use shmring::core::wait::Until;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -89,7 +90,7 @@ impl Tx {
 
     fn send(&mut self, msg: &[u8]) -> Sent {
         match self {
-            Tx::Ring(tx) => match tx.push(msg, Some(SLICE)) {
+            Tx::Ring(tx) => match tx.push(msg, Until::after(SLICE)) {
                 Ok(()) => Sent::Yes,
                 Err(PushError::Timeout) => Sent::NotYet,
                 Err(PushError::Closed) => Sent::ReaderGone,
@@ -220,7 +221,7 @@ impl Rx {
         match self {
             Rx::Ring(rx) => {
                 let got = if wait {
-                    rx.pop(buf, Some(Duration::from_millis(50)))
+                    rx.pop(buf, Until::after(Duration::from_millis(50)))
                 } else {
                     rx.try_pop(buf)
                 };

@@ -2,6 +2,7 @@
 //! flag is set (or it is killed), recording in the ledger what a successor
 //! or the parent needs to account for its work.
 
+use shmring::core::wait::Until;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ pub fn producer(ledger: &Ledger, queue_name: &str, p: usize) {
         message(tag, &mut buf);
         // ORDERING: Release — read by the successor's Acquire above.
         pushing.store(seq + 1, Ordering::Release);
-        match tx.push(&buf, Some(Duration::from_millis(200))) {
+        match tx.push(&buf, Until::after(Duration::from_millis(200))) {
             Ok(()) => {
                 seq += 1;
                 // ORDERING: Release — as above.
@@ -107,7 +108,7 @@ pub fn consumer(ledger: &Ledger, queue_name: &str, c: usize) {
     let mut buf = Vec::new();
     let mut order = OrderCheck::new();
     while !ledger.stopping() {
-        match rx.pop(&mut buf, Some(Duration::from_millis(50))) {
+        match rx.pop(&mut buf, Until::after(Duration::from_millis(50))) {
             Ok(_) => {
                 hook("chaos.consumer-got", &[]);
                 deliver(ledger, &buf, &mut order);

@@ -5,7 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use shmring::queue::{JoinError, JoinableQueue, QueueOptions};
+use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue, QueueOptions};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
@@ -30,22 +30,22 @@ fn child_entry() {
     match role.as_str() {
         // Gets one task and dies holding it.
         "get-and-die" => {
-            q.get(Some(Duration::from_secs(10))).unwrap();
+            q.get_timeout(Duration::from_secs(10)).unwrap();
             shmring_chaos::die();
         }
         // Dies inside `get`, at the failpoint named by DIE_AT.
         "die-in-get" => {
-            let _ = q.get(Some(Duration::from_secs(10)));
+            let _ = q.get_timeout(Duration::from_secs(10));
             panic!("the failpoint did not fire");
         }
         // Dies inside `put`, at the failpoint named by DIE_AT.
         "die-in-put" => {
-            let _ = q.put(99, None);
+            let _ = q.put(99);
             panic!("the failpoint did not fire");
         }
         // Gets one task, stalling at STALL_AT on the way, and marks it done.
         "stall-in-get" => {
-            q.get(Some(Duration::from_secs(10))).unwrap();
+            q.get_timeout(Duration::from_secs(10)).unwrap();
             q.task_done().unwrap();
         }
         other => panic!("unknown role {other}"),
@@ -74,7 +74,7 @@ fn run_and_kill(name: &str, role: &str, die_at: &str) {
 
 /// Joins (giving up after 10 s, far beyond the liveness slice a dead
 /// holder is found within) and checks the result.
-fn join_expect(q: &JoinableQueue<u64>, expect: Result<(), JoinError>) {
+fn join_expect(q: &JoinableQueue<u64>, expect: Result<(), JoinTimeoutError>) {
     assert_eq!(q.join_timeout(Duration::from_secs(10)), expect);
     assert_eq!(q.unfinished_tasks(), 0);
 }
@@ -84,18 +84,21 @@ fn join_reports_a_consumer_killed_holding_a_task() {
     let _dog = Watchdog::new(Duration::from_secs(60), "consumer killed holding");
     let (name, q) = queue();
     for i in 0..3 {
-        q.put(i, None).unwrap();
+        q.put(i).unwrap();
     }
     run_and_kill(&name, "get-and-die", "");
     for _ in 0..2 {
-        q.get(Some(Duration::from_secs(1))).unwrap();
+        q.get_timeout(Duration::from_secs(1)).unwrap();
         q.task_done().unwrap();
     }
     // Its slot names it dead: forgiven at the first slow check (one slice).
-    join_expect(&q, Err(JoinError::PeerDied { lost: 1 }));
+    join_expect(
+        &q,
+        Err(JoinTimeoutError::Join(JoinError::PeerDied { lost: 1 })),
+    );
     // And the queue works on.
-    q.put(5, None).unwrap();
-    q.get(None).unwrap();
+    q.put(5).unwrap();
+    q.get().unwrap();
     q.task_done().unwrap();
     join_expect(&q, Ok(()));
 }
@@ -114,7 +117,7 @@ fn join_recovers_a_task_lost_between_take_and_hold() {
         ("mpmc.cas-done", 1),
     ] {
         let (name, q) = queue();
-        q.put(1, None).unwrap();
+        q.put(1).unwrap();
         run_and_kill(&name, "die-in-get", point);
         assert_eq!(q.is_empty(), lost == 1, "{point}");
         if lost == 0 {
@@ -122,15 +125,18 @@ fn join_recovers_a_task_lost_between_take_and_hold() {
             // is still queued, so it waits.
             assert_eq!(
                 q.join_timeout(Duration::from_millis(300)),
-                Err(JoinError::Timeout),
+                Err(JoinTimeoutError::Timeout),
                 "{point}"
             );
             assert_eq!(q.unfinished_tasks(), 1, "{point}: only the queued task");
-            q.get(Some(Duration::from_secs(1))).unwrap();
+            q.get_timeout(Duration::from_secs(1)).unwrap();
             q.task_done().unwrap();
             join_expect(&q, Ok(()));
         } else {
-            join_expect(&q, Err(JoinError::PeerDied { lost }));
+            join_expect(
+                &q,
+                Err(JoinTimeoutError::Join(JoinError::PeerDied { lost })),
+            );
         }
     }
 }
@@ -142,11 +148,14 @@ fn a_loss_recovered_before_anyone_joins_is_reported_once() {
     // joins: the first join still reports the loss, the next one not.
     let _dog = Watchdog::new(Duration::from_secs(60), "loss before join");
     let (name, q) = queue();
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     run_and_kill(&name, "get-and-die", "");
     let newcomer = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
     drop(newcomer);
-    join_expect(&q, Err(JoinError::PeerDied { lost: 1 }));
+    join_expect(
+        &q,
+        Err(JoinTimeoutError::Join(JoinError::PeerDied { lost: 1 })),
+    );
     join_expect(&q, Ok(()));
 }
 
@@ -167,9 +176,9 @@ fn a_put_killed_before_publishing_leaves_no_task() {
     assert_eq!(q.unfinished_tasks(), 1);
     assert_eq!(
         q.join_timeout(Duration::from_millis(300)),
-        Err(JoinError::Timeout)
+        Err(JoinTimeoutError::Timeout)
     );
-    assert_eq!(q.get(Some(Duration::from_secs(1))).unwrap(), 99);
+    assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 99);
     q.task_done().unwrap();
     join_expect(&q, Ok(()));
 }
@@ -189,7 +198,7 @@ fn a_stalled_live_consumer_is_never_written_off() {
         "tasks.done",
     ] {
         let (name, q) = queue();
-        q.put(1, None).unwrap();
+        q.put(1).unwrap();
         let child = spawn_role(
             "child_entry",
             "stall-in-get",
@@ -200,18 +209,18 @@ fn a_stalled_live_consumer_is_never_written_off() {
         // A second task put while the consumer is stalled must not be
         // consumed by its late `task_done`.
         std::thread::sleep(Duration::from_millis(100));
-        q.put(2, None).unwrap();
+        q.put(2).unwrap();
         let started = Instant::now();
         assert_eq!(
             q.join_timeout(Duration::from_millis(1200)),
-            Err(JoinError::Timeout),
+            Err(JoinTimeoutError::Timeout),
             "{point}: join returned with task 2 queued"
         );
         assert!(started.elapsed() >= Duration::from_millis(1200));
         let status = wait_child(child, Duration::from_secs(30));
         assert!(status.success(), "{point}: {status}");
         assert_eq!(q.unfinished_tasks(), 1, "{point}: task 2 is still queued");
-        assert_eq!(q.get(Some(Duration::from_secs(1))).unwrap(), 2);
+        assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
         q.task_done().unwrap();
         join_expect(&q, Ok(()));
     }
@@ -221,10 +230,10 @@ fn a_stalled_live_consumer_is_never_written_off() {
 fn a_live_slow_consumer_is_never_forgiven() {
     let _dog = Watchdog::new(Duration::from_secs(60), "slow consumer");
     let (name, q) = queue();
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     let worker = std::thread::spawn(move || {
         let q = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
-        q.get(None).unwrap();
+        q.get().unwrap();
         std::thread::sleep(Duration::from_millis(600)); // several slices
         q.task_done().unwrap();
     });

@@ -61,7 +61,7 @@
 
 use crate::layout::Padded;
 use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{block_on, Deadline, TimedOut, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
+use crate::wait::{block_on, TimedOut, Until, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
 /// The joiners' wait word and the count of tasks lost with dead peers.
 /// Lives in shared memory; zeroed is a valid initial state.
@@ -163,7 +163,7 @@ impl TaskCounter {
         self.all_done.wake_if_waiting(waiter, WAKE_ALL);
     }
 
-    /// Sleeps until `unfinished(slow)` returns 0, or `deadline`.
+    /// Sleeps until `unfinished(slow)` returns 0, or `until`.
     ///
     /// `unfinished` computes the sum (see the module docs); `slow` is true
     /// on the slow checks of [`block_on`] (once per `policy.slice_ns` and at
@@ -175,11 +175,11 @@ impl TaskCounter {
     pub fn join<W: Waiter + ?Sized>(
         &self,
         waiter: &W,
-        deadline: Option<Deadline>,
+        until: Until,
         policy: &WaitPolicy,
         unfinished: &mut dyn FnMut(bool) -> u64,
     ) -> Result<(), TimedOut> {
-        block_on(&self.all_done, waiter, deadline, policy, |slow| {
+        block_on(&self.all_done, waiter, until, policy, |slow| {
             (unfinished(slow) == 0).then_some(())
         })
     }
@@ -460,11 +460,13 @@ mod tests {
         slots[0].announce(1).unwrap();
         slots[0].end_take(true, &t, &w);
         assert_eq!(unfinished(2, &slots), 3);
-        let timed_out = t.join(&w, Some(w.now()), &policy(), &mut |_| unfinished(0, &slots));
+        let timed_out = t.join(&w, Until::At(w.now()), &policy(), &mut |_| {
+            unfinished(0, &slots)
+        });
         assert_eq!(timed_out, Err(TimedOut));
         assert!(slots[0].done(&t, &w));
         assert_eq!(
-            t.join(&w, None, &policy(), &mut |_| unfinished(0, &slots)),
+            t.join(&w, Until::Never, &policy(), &mut |_| unfinished(0, &slots)),
             Ok(())
         );
     }

@@ -28,7 +28,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::tasks::{unfinished, TaskCounter, TaskSlot};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 
 #[path = "support/loom_model.rs"]
 mod loom_model;
@@ -130,7 +130,7 @@ impl Shared {
     fn join(&self, w: &ThreadWaiter, recover: &mut dyn FnMut(&Shared) -> u64) -> u64 {
         let mut dropped = 0;
         self.tasks
-            .join(w, None, &POLICY, &mut |slow| {
+            .join(w, Until::Never, &POLICY, &mut |slow| {
                 if slow {
                     dropped += recover(self);
                 }
@@ -320,7 +320,7 @@ fn a_loss_is_reported_by_the_join_that_waited_through_it_or_by_the_next() {
         let join = |tasks: &TaskCounter, w: &ThreadWaiter, slot: &TaskSlot| {
             let mark = tasks.loss_mark();
             tasks
-                .join(w, None, &POLICY, &mut |slow| {
+                .join(w, Until::Never, &POLICY, &mut |slow| {
                     if slow {
                         slot.reclaim_if_dead(tasks, w, &mut |g| g == 7, &mut |_| true);
                     }

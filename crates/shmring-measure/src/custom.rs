@@ -64,11 +64,11 @@
 //!
 //! impl Link for Rings {
 //!     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
-//!         self.tx.push(msg, None).map_err(err)
+//!         self.tx.push(msg, Until::Never).map_err(err)
 //!     }
 //!
 //!     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
-//!         self.rx.pop(buf, None).map(drop).map_err(err)
+//!         self.rx.pop(buf, Until::Never).map(drop).map_err(err)
 //!     }
 //! }
 //!

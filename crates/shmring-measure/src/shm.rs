@@ -1,5 +1,6 @@
 //! shmring's own mechanisms: the SPSC ring, the MPMC queue and the Pipe.
 
+use shmring::core::wait::Until;
 use std::process::Command;
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ impl Link for Spsc {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
         if !self.polling {
-            return self.tx.push(msg, None).map_err(push_error);
+            return self.tx.push(msg, Until::Never).map_err(push_error);
         }
         spin_push(|| self.tx.try_push(msg))
     }
@@ -136,7 +137,7 @@ impl Link for Spsc {
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
         if !self.polling {
-            return self.rx.pop(buf, None).map(drop).map_err(pop_error);
+            return self.rx.pop(buf, Until::Never).map(drop).map_err(pop_error);
         }
         spin_pop(|| self.rx.try_pop(buf))
     }
@@ -244,7 +245,7 @@ impl Link for Mpmc {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
         if !self.polling {
-            return self.tx.push(msg, None).map_err(push_error);
+            return self.tx.push(msg, Until::Never).map_err(push_error);
         }
         spin_push(|| self.tx.try_push(msg))
     }
@@ -256,7 +257,7 @@ impl Link for Mpmc {
             // (producers come and go): bound each wait instead.
             return self
                 .rx
-                .pop(buf, Some(Duration::from_secs(600)))
+                .pop(buf, Until::after(Duration::from_secs(600)))
                 .map(drop)
                 .map_err(pop_error);
         }

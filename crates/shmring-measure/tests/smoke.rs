@@ -2,6 +2,7 @@
 //! processes agree on the protocol and the figures are sane. Also a custom
 //! link (two shmring rings with a handshake) through the public driver.
 
+use shmring::core::wait::Until;
 use std::process::Command;
 
 use std::time::Duration;
@@ -80,13 +81,16 @@ impl Link for Rings {
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
-        self.tx.push(msg, Some(WAIT)).map_err(transport)
+        self.tx.push(msg, Until::after(WAIT)).map_err(transport)
     }
 
     /// Sleeps in the ring's blocking pop; the deadline stands in for
     /// [`custom::Spin`]'s watchdog.
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
-        self.rx.pop(buf, Some(WAIT)).map(drop).map_err(transport)
+        self.rx
+            .pop(buf, Until::after(WAIT))
+            .map(drop)
+            .map_err(transport)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shmring_core::error::{ConfigError, Corrupted};
 use shmring_core::sync::{AtomicU64, Ordering};
-use shmring_core::wait::{Deadline, Until};
+use shmring_core::wait::Deadline;
 
 use crate::error::SegmentError;
 use crate::segment::Segment;
@@ -96,15 +96,6 @@ impl From<Corrupted> for AttachError {
 /// `None` waits forever; a zero timeout means "try once" (Python's rule).
 pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Deadline> {
     crate::sys::deadline_after(timeout)
-}
-
-/// Like [`deadline`], but measured from when the call starts waiting, so a
-/// call that does not wait never reads the clock.
-pub(crate) fn until(timeout: Option<Duration>) -> Until {
-    match timeout {
-        None => Until::Never,
-        Some(t) => Until::After(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
-    }
 }
 
 /// What a role word holds once its holder was found gone by the other side

@@ -11,11 +11,11 @@
 //! | Python `multiprocessing` | shmring |
 //! |---|---|
 //! | `Queue(maxsize)` | [`queue::Queue<T>`] with [`queue::QueueOptions`] |
-//! | `q.put(x, block, timeout)` / `put_nowait` | `q.put(x, timeout)` / `q.try_put(x)` |
-//! | `q.get(block, timeout)` / `get_nowait` | `q.get(timeout)` / `q.try_get()` |
-//! | `queue.Full` / `queue.Empty` | [`queue::PutError::Full`] (item given back) / [`queue::GetError::Empty`] |
+//! | `q.put(x)`, `q.put(x, timeout=t)`, `put_nowait` | `q.put(x)`, `q.put_timeout(x, t)`, `q.try_put(x)` (and `put_deadline`) |
+//! | `q.get()`, `q.get(timeout=t)`, `get_nowait` | `q.get()`, `q.get_timeout(t)`, `q.try_get()` (and `get_deadline`) |
+//! | `queue.Full` / `queue.Empty` | [`queue::TryPutError::Full`] / [`queue::PutTimeoutError::Timeout`] (item given back), [`queue::TryGetError::Empty`] / [`queue::GetTimeoutError::Timeout`] |
 //! | `qsize()` / `empty()` / `full()` / `close()` | `len()` / `is_empty()` / `is_full()` / `close()` (+ `shutdown()` for all) |
-//! | `JoinableQueue` | [`queue::JoinableQueue<T>`]: `task_done`, `join`, `join_timeout` |
+//! | `JoinableQueue` | [`queue::JoinableQueue<T>`]: `task_done`, `join`, `try_join`, `join_timeout`, `join_deadline` |
 //! | `SimpleQueue` | [`queue::SimpleQueue<T>`] |
 //! | `Pipe(duplex)` → `(conn1, conn2)` | [`pipe::Pipe::new`] → two [`pipe::Connection`]s (plus `try_send`/`try_recv`, `send_timeout`/`recv_timeout`) |
 //! | `Manager().dict()` | [`dict::Dict<K, V>`] (no server process; `update_with` for atomic read-modify-write) |

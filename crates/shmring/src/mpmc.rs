@@ -10,30 +10,29 @@
 //!
 //! ```
 //! use shmring::mpmc::{Queue, QueueConfig};
-//! use shmring::core::RingConfig;
+//! use shmring::core::{wait::Until, RingConfig};
 //!
 //! let config = QueueConfig { rings: 4, ring: RingConfig { capacity: 4096, max_record: 256 }, max_len: 0 };
 //! let queue = Queue::create_anonymous(config, &Default::default())?;
 //! let mut tx = queue.producer()?;
 //! let mut rx = queue.consumer();
-//! tx.push(b"job 1", None)?;
+//! tx.push(b"job 1", Until::Never)?;
 //! let mut buf = Vec::new();
-//! rx.pop(&mut buf, None)?;
+//! rx.pop(&mut buf, Until::Never)?;
 //! assert_eq!(buf, b"job 1");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
 
 use shmring_core::error::{PopError, PushError};
 pub use shmring_core::mpmc::QueueConfig;
 use shmring_core::mpmc::{self, ClaimError, QueueLayout};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::RingConfig;
 
-use crate::attach::{until, AttachError};
+use crate::attach::AttachError;
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
@@ -217,27 +216,21 @@ impl Producer {
         self.inner.try_push(msg)
     }
 
-    /// Copies `msg` in, waiting for room.
+    /// Copies `msg` in, waiting for room until `until` ([`Until::Now`]:
+    /// one try, then `Timeout`).
     ///
     /// # Blocking
     ///
-    /// Spins a few microseconds, then sleeps until a consumer makes room,
-    /// `timeout` passes (`None`: forever; zero: try once) or the queue is
-    /// closed. Like Python's `Queue.put`, it waits for consumers that may
-    /// never come; use a timeout where that matters.
+    /// Tries, spins a few microseconds, then sleeps until a consumer makes
+    /// room, `until` passes or the queue is closed. Like Python's
+    /// `Queue.put`, it waits for consumers that may never come; bound it
+    /// where that matters.
     ///
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
-    pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
-        // Try before reading the clock: a push that does not wait costs no
-        // deadline computation.
-        match self.inner.try_push(msg) {
-            Err(PushError::Full) => {}
-            done => return done,
-        }
-        self.inner
-            .push(msg, until(timeout), &self.policy, &mut || false)
+    pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
+        self.inner.push(msg, until, &self.policy, &mut || false)
     }
 
     /// Copies in as many of `msgs` as fit now, with one wake (and one
@@ -302,23 +295,19 @@ impl Consumer {
         self.inner.try_pop_with(buf, hook)
     }
 
-    /// Copies the next message into `buf`, waiting for one.
+    /// Copies the next message into `buf`, waiting until `until`
+    /// ([`Until::Now`]: one try, then `Timeout`).
     ///
     /// # Blocking
     ///
-    /// Spins briefly, then sleeps until a message arrives, `timeout` passes
-    /// (`None`: forever; zero: try once) or the queue is closed.
+    /// Tries, spins briefly, then sleeps until a message arrives, `until`
+    /// passes or the queue is closed.
     ///
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `Corrupted`.
-    pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
-        // Try before reading the clock (see `Producer::push`).
-        match self.inner.try_pop(buf) {
-            Err(PopError::Empty) => {}
-            done => return done,
-        }
-        self.inner.pop(buf, until(timeout), &self.policy)
+    pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
+        self.inner.pop(buf, until, &self.policy)
     }
 
     /// Sets the spin budget and wake-up period used by blocking calls.

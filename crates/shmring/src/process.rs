@@ -14,7 +14,7 @@
 //!
 //! fn worker() -> Result<(), Box<dyn std::error::Error>> {
 //!     let q = Queue::<u64>::open_inherited("JOBS", &OpenOptions::default())?;
-//!     while let Ok(job) = q.get(None) {
+//!     while let Ok(job) = q.get() {
 //!         println!("got {job}");
 //!     }
 //!     Ok(())
@@ -24,7 +24,7 @@
 //!     run_child_entry(&[("worker", worker)]);
 //!     let q = Queue::<u64>::create_anonymous(Default::default(), &Default::default())?;
 //!     let mut p = Process::new("worker").share(&q, "JOBS")?.start()?;
-//!     q.put(7, None)?;
+//!     q.put(7)?;
 //!     q.close();
 //!     p.join(None)?;
 //!     Ok(())

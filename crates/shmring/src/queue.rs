@@ -8,11 +8,11 @@
 //! | Python | shmring |
 //! |---|---|
 //! | `q = Queue(maxsize)` | `Queue::<T>::create_anonymous(QueueOptions { maxsize, ..Default::default() }, &opts)` |
-//! | `q.put(x)` / `q.put(x, timeout=t)` | `q.put(x, None)` / `q.put(x, Some(t))` |
+//! | `q.put(x)` / `q.put(x, timeout=t)` | `q.put(x)` / `q.put_timeout(x, t)` (or `q.put_deadline(x, instant)`) |
 //! | `q.put(x, block=False)`, `q.put_nowait(x)` | `q.try_put(x)` |
-//! | `q.get()`, `q.get(timeout=t)` | `q.get(None)`, `q.get(Some(t))` |
+//! | `q.get()`, `q.get(timeout=t)` | `q.get()`, `q.get_timeout(t)` (or `q.get_deadline(instant)`) |
 //! | `q.get_nowait()` | `q.try_get()` |
-//! | `queue.Full` / `queue.Empty` | `PutError::Full(x)` / `GetError::Empty` |
+//! | `queue.Full` / `queue.Empty` | `TryPutError::Full(x)`, `PutTimeoutError::Timeout(x)` / `TryGetError::Empty`, `GetTimeoutError::Timeout` |
 //! | `q.qsize()`, `q.empty()`, `q.full()` | `q.len()`, `q.is_empty()`, `q.is_full()` |
 //! | `q.close()` | `q.close()` (this handle); `q.shutdown()` closes it for every process |
 //! | `Process(target=f, args=(q,))` | `Process::new("f").share(&q, "Q")`, child: `Queue::open_inherited("Q", ..)` |
@@ -26,38 +26,44 @@
 //!   exist, and a process that exits right after `put` loses nothing.
 //! * `maxsize` is exact with one producer; with several, concurrent puts may
 //!   overshoot it by up to one per producer.
-//! * `timeout: Some(Duration::ZERO)` means "try once", like Python's
-//!   negative timeouts.
+//! * A zero timeout (or a deadline already past) means "try once", like
+//!   Python's negative timeouts.
+//! * Each form has its own error type (crossbeam's shape): `put` and `get`
+//!   cannot fail with full, empty or timed out, only for good (see
+//!   [`PutError`] and [`GetError`]).
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::mpmc::QueueLayout;
+use shmring_core::wait::Until;
 use shmring_core::{ConfigError, RingConfig};
 
 use crate::attach::AttachError;
-use crate::codec::{CodecError, Message};
+use crate::codec::Message;
 use crate::mpmc::{self, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, PeerCounter, Segment};
+use crate::segment::{ObjectKind, Segment};
 
+mod error;
 mod handle;
 mod handles;
 mod joinable;
 mod recovery;
 mod simple;
 
-use handle::Handle;
+use handle::{Handle, PutFailure};
 
+pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;
 pub(crate) use recovery::unfinished_in_region;
-pub use recovery::JoinError;
-pub use simple::{SimpleQueue, SimpleQueueError};
+pub use recovery::{JoinError, JoinTimeoutError, TryJoinError};
+pub use simple::SimpleQueue;
 
 /// The shape of a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,150 +105,154 @@ impl QueueOptions {
     }
 }
 
-/// Why `put` did not put; the item comes back in every case.
-#[derive(Debug)]
-pub enum PutError<T> {
-    /// Full right now (`try_put`): Python's `queue.Full`.
-    Full(T),
-    /// Still full when the timeout passed: Python's `queue.Full`.
-    Timeout(T),
-    /// This handle was closed, or the queue shut down: Python's
-    /// `ValueError("Queue is closed")`.
-    Closed(T),
-    /// The encoded message exceeds `max_message`.
-    TooLarge(T, usize),
-    /// The item could not be encoded.
-    Encode(T, CodecError),
-    /// No producer ring could be had (all owned by live producers), or the
-    /// shared state is corrupted.
-    Attach(T, AttachError),
-}
-
-impl<T> PutError<T> {
-    /// The item that was not put.
-    pub fn into_inner(self) -> T {
-        match self {
-            PutError::Full(t)
-            | PutError::Timeout(t)
-            | PutError::Closed(t)
-            | PutError::TooLarge(t, _)
-            | PutError::Encode(t, _)
-            | PutError::Attach(t, _) => t,
-        }
-    }
-}
-
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Full(_) => f.write_str("queue is full"),
-            PutError::Timeout(_) => f.write_str("queue is full (timed out)"),
-            PutError::Closed(_) => f.write_str("queue is closed"),
-            PutError::TooLarge(_, len) => write!(f, "message of {len} bytes exceeds max_message"),
-            PutError::Encode(_, e) => e.fmt(f),
-            PutError::Attach(_, e) => e.fmt(f),
-        }
-    }
-}
-
-impl<T: fmt::Debug> std::error::Error for PutError<T> {}
-
-/// Why `get` returned no item.
-#[derive(Debug)]
-pub enum GetError {
-    /// Nothing there right now (`try_get`): Python's `queue.Empty`.
-    Empty,
-    /// Nothing arrived before the timeout: Python's `queue.Empty`.
-    Timeout,
-    /// This handle was closed, or the queue shut down and is drained.
-    Closed,
-    /// A message could not be decoded (it was taken off the queue).
-    Decode(CodecError),
-    /// The shared state is inconsistent.
-    Corrupted(Corrupted),
-    /// A JoinableQueue handle holds so many tasks not yet marked done
-    /// ([`MAX_HELD`](shmring_core::tasks::MAX_HELD)), or so many of its
-    /// threads are taking at once
-    /// ([`MAX_IN_FLIGHT`](shmring_core::tasks::MAX_IN_FLIGHT)), that it
-    /// cannot count one more: call `task_done`, or use more handles.
-    TooManyTasks,
-}
-
-impl fmt::Display for GetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GetError::Empty => f.write_str("queue is empty"),
-            GetError::Timeout => f.write_str("queue is empty (timed out)"),
-            GetError::Closed => f.write_str("queue is closed"),
-            GetError::Decode(e) => e.fmt(f),
-            GetError::Corrupted(e) => e.fmt(f),
-            GetError::TooManyTasks => {
-                f.write_str("too many tasks held or being taken by this handle")
-            }
-        }
-    }
-}
-
-impl std::error::Error for GetError {}
-
-/// One push of encoded bytes: a single try for a zero timeout, the
-/// blocking push otherwise.
-#[inline]
-fn push(
-    producer: &mut mpmc::Producer,
-    bytes: &[u8],
-    timeout: Option<Duration>,
-) -> Result<(), PushError> {
-    match timeout {
-        Some(t) if t.is_zero() => producer.try_push(bytes),
-        _ => producer.push(bytes, timeout),
-    }
-}
-
-/// One pop into `buf`, as [`push`] decides between try and wait.
-#[inline]
-fn pop(
-    consumer: &mut mpmc::Consumer,
-    buf: &mut Vec<u8>,
-    timeout: Option<Duration>,
-) -> Result<usize, PopError> {
-    match timeout {
-        Some(t) if t.is_zero() => consumer.try_pop(buf),
-        _ => consumer.pop(buf, timeout),
-    }
-}
-
-/// The facade's error for a failed push, with the item given back; a
-/// timeout is counted in the peer row.
+/// The facade's error for a put that failed for good, with the item.
 #[cold]
 #[inline(never)]
-fn put_error<T>(segment: &Segment, item: T, e: PushError) -> PutError<T> {
+fn put_error<T>(item: T, e: PutFailure) -> PutError<T> {
     match e {
-        PushError::Full => PutError::Full(item),
-        PushError::Timeout => {
-            segment.add_to_counter(PeerCounter::Timeouts, 1);
-            PutError::Timeout(item)
+        PutFailure::Push(PushError::TooLarge { len, .. }) => PutError::TooLarge(item, len),
+        PutFailure::Push(PushError::Corrupted(c)) => PutError::Corrupted(item, c),
+        PutFailure::Push(PushError::Closed | PushError::Full | PushError::Timeout) => {
+            PutError::ShutDown(item)
         }
-        PushError::Closed => PutError::Closed(item),
-        PushError::TooLarge { len, .. } => PutError::TooLarge(item, len),
-        PushError::Corrupted(c) => PutError::Attach(item, c.into()),
+        PutFailure::HandleClosed => PutError::Closed(item),
+        PutFailure::Encode(e) => PutError::Encode(item, e),
+        PutFailure::Claim(AttachError::NoFreeRing { rings }) => PutError::NoFreeRing(item, rings),
+        PutFailure::Claim(AttachError::Corrupted(c)) => PutError::Corrupted(item, c),
+        // `producer()` reports nothing else; anything else would be a
+        // claim gone wrong in shared memory.
+        PutFailure::Claim(_) => PutError::Corrupted(
+            item,
+            Corrupted {
+                what: "producer ring claim",
+                value: 0,
+            },
+        ),
     }
 }
 
-/// The facade's error for a failed pop; a timeout is counted.
+/// The facade's error for a get that failed for good.
 #[cold]
 #[inline(never)]
-fn get_error(segment: &Segment, e: PopError) -> GetError {
+fn get_error(e: PopError) -> GetError {
     match e {
-        PopError::Empty => GetError::Empty,
-        PopError::Timeout => {
-            segment.add_to_counter(PeerCounter::Timeouts, 1);
-            GetError::Timeout
-        }
-        PopError::Closed => GetError::Closed,
         PopError::Corrupted(c) => GetError::Corrupted(c),
+        PopError::Closed | PopError::Empty | PopError::Timeout => GetError::ShutDown,
     }
 }
+
+/// The four forms of put (block, try, timeout, deadline) over the type's
+/// private `put_until`, with the documentation of [`Queue`]'s.
+macro_rules! put_methods {
+    ($($m:tt)?) => {
+        /// Puts `item`, waiting while the queue is full (Python's `put(x)`).
+        ///
+        /// # Blocking
+        ///
+        /// Tries once, spins a few microseconds, then sleeps on a futex
+        /// until a consumer takes a message. Like Python, it waits for
+        /// consumers that may never come: use
+        /// [`put_timeout`](Self::put_timeout) where that matters.
+        ///
+        /// # Errors
+        ///
+        /// [`PutError`]: closed, too large, not encodable, no producer
+        /// ring free, corrupted; each gives the item back.
+        pub fn put(&$($m)? self, item: T) -> Result<(), PutError<T>> {
+            error::put_forever(item, |item| self.put_until(item, Until::Never))
+        }
+
+        /// Puts `item` only if there is room now (Python's `put_nowait`
+        /// and `put(x, block=False)`); never sleeps, never reads the clock.
+        ///
+        /// # Errors
+        ///
+        /// [`TryPutError::Full`] (Python's `queue.Full`), or why the put
+        /// failed for good.
+        #[doc(alias = "put_nowait")]
+        pub fn try_put(&$($m)? self, item: T) -> Result<(), TryPutError<T>> {
+            self.put_until(item, Until::Now)
+        }
+
+        /// Puts `item`, waiting at most `timeout` for room (Python's
+        /// `put(x, timeout=t)`; a zero timeout tries once).
+        ///
+        /// # Errors
+        ///
+        /// [`PutTimeoutError::Timeout`] (Python's `queue.Full`), or why the
+        /// put failed for good.
+        pub fn put_timeout(&$($m)? self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+            self.put_until(item, Until::after(timeout)).map_err(TryPutError::timed_out)
+        }
+
+        /// Puts `item`, waiting for room until `deadline` (one already past
+        /// tries once).
+        ///
+        /// # Errors
+        ///
+        /// As [`put_timeout`](Self::put_timeout).
+        pub fn put_deadline(&$($m)? self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+            self.put_until(item, crate::sys::until_instant(deadline)).map_err(TryPutError::timed_out)
+        }
+    };
+}
+pub(crate) use put_methods;
+
+/// The four forms of get over the type's private `get_until`, as
+/// [`put_methods`].
+macro_rules! get_methods {
+    ($($m:tt)?) => {
+        /// Takes the next item, waiting while the queue is empty (Python's
+        /// `get()`).
+        ///
+        /// # Blocking
+        ///
+        /// Tries once, spins briefly, then sleeps until a producer puts,
+        /// this handle is closed or the queue shut down.
+        ///
+        /// # Errors
+        ///
+        /// [`GetError`]: closed (this handle, or the queue shut down and
+        /// drained), not decodable, corrupted.
+        pub fn get(&$($m)? self) -> Result<T, GetError> {
+            error::get_forever(|| self.get_until(Until::Never))
+        }
+
+        /// Takes the next item only if there is one now (Python's
+        /// `get_nowait` and `get(block=False)`).
+        ///
+        /// # Errors
+        ///
+        /// [`TryGetError::Empty`] (Python's `queue.Empty`), or why the get
+        /// failed for good.
+        #[doc(alias = "get_nowait")]
+        pub fn try_get(&$($m)? self) -> Result<T, TryGetError> {
+            self.get_until(Until::Now)
+        }
+
+        /// Takes the next item, waiting at most `timeout` (Python's
+        /// `get(timeout=t)`; a zero timeout tries once).
+        ///
+        /// # Errors
+        ///
+        /// [`GetTimeoutError::Timeout`] (Python's `queue.Empty`), or why
+        /// the get failed for good.
+        pub fn get_timeout(&$($m)? self, timeout: Duration) -> Result<T, GetTimeoutError> {
+            self.get_until(Until::after(timeout)).map_err(TryGetError::timed_out)
+        }
+
+        /// Takes the next item, waiting until `deadline` (one already past
+        /// tries once).
+        ///
+        /// # Errors
+        ///
+        /// As [`get_timeout`](Self::get_timeout).
+        pub fn get_deadline(&$($m)? self, deadline: Instant) -> Result<T, GetTimeoutError> {
+            self.get_until(crate::sys::until_instant(deadline)).map_err(TryGetError::timed_out)
+        }
+    };
+}
+pub(crate) use get_methods;
 
 /// Python's `multiprocessing.Queue`: many producers, many consumers, FIFO
 /// per producer, in any processes.
@@ -261,16 +271,16 @@ fn get_error(segment: &Segment, e: PopError) -> GetError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use shmring::queue::{GetError, Queue, QueueOptions};
+/// use shmring::queue::{Queue, QueueOptions, TryGetError};
 ///
 /// let q = Queue::<u64>::create_anonymous(QueueOptions { maxsize: 2, ..Default::default() }, &Default::default())?;
-/// q.put(1, None)?;
-/// q.put(2, None)?;
+/// q.put(1)?;
+/// q.put(2)?;
 /// assert!(q.is_full());
 /// assert!(q.try_put(3).is_err()); // queue.Full, and the 3 comes back
-/// assert_eq!(q.get(Some(Duration::from_secs(1)))?, 1);
+/// assert_eq!(q.get_timeout(Duration::from_secs(1))?, 1);
 /// assert_eq!(q.try_get()?, 2);
-/// assert!(matches!(q.try_get(), Err(GetError::Empty)));
+/// assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T> {
@@ -317,58 +327,15 @@ impl<T: Message> SegmentObject for Queue<T> {
 impl_segment_constructors!([T: Message] Queue<T>, QueueOptions, "queue");
 
 impl<T: Message> Queue<T> {
-    /// Puts `item`, waiting while the queue is full.
-    ///
-    /// # Blocking
-    ///
-    /// `timeout`: `None` waits as long as it takes; `Some(Duration::ZERO)`
-    /// tries once (Python's `block=False`); otherwise up to that long. Spins
-    /// a few microseconds, then sleeps on a futex until a consumer takes a
-    /// message. Like Python, it waits for consumers that may never come:
-    /// give a timeout where that matters.
-    ///
-    /// # Errors
-    ///
-    /// [`PutError::Full`]/[`PutError::Timeout`] (Python's `queue.Full`),
-    /// [`PutError::Closed`], [`PutError::TooLarge`], [`PutError::Encode`],
-    /// [`PutError::Attach`]; each gives the item back.
-    pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        self.handle.put(item, timeout)
+    put_methods!();
+    get_methods!();
+
+    fn put_until(&self, item: T, until: Until) -> Result<(), TryPutError<T>> {
+        self.handle.put_until(item, until)
     }
 
-    /// Puts `item` only if there is room now (Python's `put_nowait`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::put`], with `Full` instead of `Timeout`.
-    #[doc(alias = "put_nowait")]
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.handle.put(item, Some(Duration::ZERO))
-    }
-
-    /// Takes the next item, waiting while the queue is empty.
-    ///
-    /// # Blocking
-    ///
-    /// `timeout` as for [`Queue::put`]; sleeps until a producer puts.
-    ///
-    /// # Errors
-    ///
-    /// [`GetError::Empty`]/[`GetError::Timeout`] (Python's `queue.Empty`),
-    /// [`GetError::Closed`] (this handle closed, or the queue shut down and
-    /// drained), [`GetError::Decode`], [`GetError::Corrupted`].
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        self.handle.get(timeout, None)
-    }
-
-    /// Takes the next item only if there is one now (Python's `get_nowait`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::get`], with `Empty` instead of `Timeout`.
-    #[doc(alias = "get_nowait")]
-    pub fn try_get(&self) -> Result<T, GetError> {
-        self.handle.get(Some(Duration::ZERO), None)
+    fn get_until(&self, until: Until) -> Result<T, TryGetError> {
+        self.handle.get_until(until, None)
     }
 }
 
@@ -407,8 +374,8 @@ macro_rules! handle_methods {
                 self.handle.close();
             }
 
-            /// Closes the queue for every process: puts fail with `Closed`,
-            /// gets drain what is left and then fail with `Closed`, and every
+            /// Closes the queue for every process: puts fail with `ShutDown`,
+            /// gets drain what is left and then fail with `ShutDown`, and every
             /// sleeper wakes at once. (Python 3.13's `queue.Queue.shutdown`,
             /// which `multiprocessing` lacks.)
             pub fn shutdown(&self) {

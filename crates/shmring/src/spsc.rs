@@ -9,14 +9,14 @@
 //! ```
 //! use std::time::Duration;
 //! use shmring::spsc::Ring;
-//! use shmring::core::RingConfig;
+//! use shmring::core::{wait::Until, RingConfig};
 //!
 //! let ring = Ring::create_anonymous(RingConfig { capacity: 4096, max_record: 256 }, &Default::default())?;
 //! let mut tx = ring.producer()?;
 //! let mut rx = ring.consumer()?;
-//! tx.push(b"hello", None)?;
+//! tx.push(b"hello", Until::Never)?;
 //! let mut buf = Vec::new();
-//! rx.pop(&mut buf, Some(Duration::from_secs(1)))?;
+//! rx.pop(&mut buf, Until::after(Duration::from_secs(1)))?;
 //! assert_eq!(buf, b"hello");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -47,14 +47,13 @@
 
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
 
 use shmring_core::error::{PopError, PushError};
 use shmring_core::spsc::{self, SpscLayout};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::RingConfig;
 
-use crate::attach::{claim_role, mark_gone, release_role, until, AttachError};
+use crate::attach::{claim_role, mark_gone, release_role, AttachError};
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
@@ -207,31 +206,26 @@ impl Producer {
         self.inner.try_push(msg)
     }
 
-    /// Copies `msg` in, waiting for room.
+    /// Copies `msg` in, waiting for room until `until` ([`Until::Now`]: one
+    /// try, then `Timeout`).
     ///
     /// # Blocking
     ///
-    /// Spins for a few microseconds, then sleeps on a futex until room
-    /// appears, `timeout` passes (`None`: forever; zero: try once), the ring
-    /// is closed, or the consumer's process dies (checked every 100 ms).
+    /// Tries, spins for a few microseconds, then sleeps on a futex until
+    /// room appears, `until` passes, the ring is closed, or the consumer's
+    /// process dies (checked every 100 ms).
     ///
     /// # Errors
     ///
     /// `Timeout`, `Closed` (also when the consumer died), `TooLarge`,
     /// `Corrupted`.
-    pub fn push(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
-        // Try before reading the clock: a push that does not wait costs no
-        // deadline computation (a clock read is a third of a round trip).
-        match self.inner.try_push(msg) {
-            Err(PushError::Full) => {}
-            done => return done,
-        }
+    pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
         let ring = &self.ring;
         let (_, consumer) = ring.ring.owner_words();
         // Decided by a CAS on the role word (`mark_gone`): a consumer that
         // takes the role over at the same moment wins or loses it whole,
         // and then this waits on instead of reporting `Closed`.
-        self.inner.push(msg, until(timeout), &self.policy, &mut || {
+        self.inner.push(msg, until, &self.policy, &mut || {
             mark_gone(consumer, &ring.segment)
         })
     }
@@ -298,12 +292,13 @@ impl Consumer {
         self.inner.try_pop(buf)
     }
 
-    /// Copies the next message into `buf`, waiting for one.
+    /// Copies the next message into `buf`, waiting until `until`
+    /// ([`Until::Now`]: one try, then `Timeout`).
     ///
     /// # Blocking
     ///
-    /// Spins briefly, then sleeps until a message arrives, `timeout` passes
-    /// (`None`: forever; zero: try once), the ring is closed, or the
+    /// Tries, spins briefly, then sleeps until a message arrives, `until`
+    /// passes, the ring is closed, or the
     /// producer's process dies (checked every 100 ms; what it published is
     /// still delivered first).
     ///
@@ -311,16 +306,11 @@ impl Consumer {
     ///
     /// `Timeout`, `Closed` (closed or producer dead, and drained),
     /// `Corrupted`.
-    pub fn pop(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, PopError> {
-        // Try before reading the clock (see `Producer::push`).
-        match self.inner.try_pop(buf) {
-            Err(PopError::Empty) => {}
-            done => return done,
-        }
+    pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
         let ring = &self.ring;
         let (producer, _) = ring.ring.owner_words();
         // As in `Producer::push`: one CAS decides against a takeover.
-        self.inner.pop(buf, until(timeout), &self.policy, &mut || {
+        self.inner.pop(buf, until, &self.policy, &mut || {
             mark_gone(producer, &ring.segment)
         })
     }

@@ -29,22 +29,22 @@ fn a_queue_handle_and_its_sender_and_receiver_count_exactly() {
         let q = &q;
         s.spawn(move || {
             for i in 0..N {
-                q.put(i, None).unwrap();
+                q.put(i).unwrap();
             }
         });
         s.spawn(move || {
             for _ in 0..N {
-                q.get(None).unwrap();
+                q.get().unwrap();
             }
         });
         s.spawn(|| {
             for i in 0..N {
-                sender.put(i, None).unwrap();
+                sender.put(i).unwrap();
             }
         });
         s.spawn(|| {
             for _ in 0..N {
-                receiver.get(None).unwrap();
+                receiver.get().unwrap();
             }
         });
     });
@@ -72,11 +72,11 @@ fn futex_calls_count_in_the_row_of_the_handle_that_made_them() {
     let waker = Queue::<u64>::open(&name, &Default::default()).unwrap();
     let row = |q: &Queue<u64>| q.segment().peer_token() as u32 - 1;
     std::thread::scope(|s| {
-        let got = s.spawn(|| sleeper.get(Some(Duration::from_secs(30))).unwrap());
+        let got = s.spawn(|| sleeper.get_timeout(Duration::from_secs(30)).unwrap());
         while sleeper.segment().counter_sum(BlockedWaits) == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
-        waker.put(1, None).unwrap();
+        waker.put(1).unwrap();
         assert_eq!(got.join().unwrap(), 1);
     });
     let info = inspect(&name).unwrap();

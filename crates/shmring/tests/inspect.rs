@@ -157,8 +157,8 @@ fn queues_pipes_and_locks_show_their_figures() {
 
     let jname = unique_name("inspect-joinable");
     let j = JoinableQueue::<u64>::create(&jname, QueueOptions::default(), &opts).unwrap();
-    j.put(1, None).unwrap();
-    j.put(2, None).unwrap();
+    j.put(1).unwrap();
+    j.put(2).unwrap();
     let info = segment::inspect(&jname).unwrap();
     assert_eq!(info.header.unwrap().kind, ObjectKind::JoinableQueue);
     let o = info.object.unwrap();
@@ -476,12 +476,12 @@ fn facades_count_their_traffic_in_their_peer_rows() {
     )
     .unwrap();
     for i in 0..3 {
-        q.put(i, None).unwrap();
+        q.put(i).unwrap();
     }
     for _ in 0..3 {
-        q.get(None).unwrap();
+        q.get().unwrap();
     }
-    assert!(q.get(Some(Duration::from_millis(5))).is_err());
+    assert!(q.get_timeout(Duration::from_millis(5)).is_err());
     let sum = segment::inspect(&name).unwrap().counters();
     assert_eq!(sum.get(PeerCounter::Puts), 3);
     assert_eq!(sum.get(PeerCounter::Gets), 3);

@@ -1,6 +1,7 @@
 //! Rings and queues between real processes: this test binary re-executes
 //! itself as producers and consumers (see `shmring_testkit`).
 
+use shmring::core::wait::Until;
 use std::time::Duration;
 
 use shmring::core::{PopError, RingConfig};
@@ -61,11 +62,12 @@ fn child_entry() {
             let mut rx = ring.consumer().unwrap();
             let mut buf = Vec::new();
             for expect in 0..n {
-                rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
+                rx.pop(&mut buf, Until::after(Duration::from_secs(20)))
+                    .unwrap();
                 assert_eq!(decode(&buf), (0, expect));
             }
             assert_eq!(
-                rx.pop(&mut buf, Some(Duration::from_secs(20))),
+                rx.pop(&mut buf, Until::after(Duration::from_secs(20))),
                 Err(PopError::Closed)
             );
         }
@@ -76,7 +78,8 @@ fn child_entry() {
             let mut buf = Vec::new();
             for seq in 0..n {
                 message(id, seq, &mut buf);
-                tx.push(&buf, Some(Duration::from_secs(20))).unwrap();
+                tx.push(&buf, Until::after(Duration::from_secs(20)))
+                    .unwrap();
             }
         }
         "queue-consumer" => {
@@ -86,7 +89,7 @@ fn child_entry() {
             let mut last = vec![None::<u32>; QUEUE_PRODUCERS as usize];
             let mut buf = Vec::new();
             loop {
-                match rx.pop(&mut buf, Some(Duration::from_secs(30))) {
+                match rx.pop(&mut buf, Until::after(Duration::from_secs(30))) {
                     Ok(_) => {
                         let (p, seq) = decode(&buf);
                         let prev = last[p as usize].replace(seq);
@@ -109,7 +112,8 @@ fn child_entry() {
             let mut buf = Vec::new();
             for seq in 0..100 {
                 message(0, seq, &mut buf);
-                tx.push(&buf, Some(Duration::from_secs(20))).unwrap();
+                tx.push(&buf, Until::after(Duration::from_secs(20)))
+                    .unwrap();
             }
             std::thread::sleep(Duration::from_secs(600)); // until killed
         }
@@ -148,7 +152,8 @@ fn spsc_ring_between_two_processes_keeps_order() {
     let mut buf = Vec::new();
     for seq in 0..per_producer() {
         message(0, seq, &mut buf);
-        tx.push(&buf, Some(Duration::from_secs(20))).unwrap();
+        tx.push(&buf, Until::after(Duration::from_secs(20)))
+            .unwrap();
     }
     tx.close();
     assert!(wait_child(child, Duration::from_secs(100)).success());
@@ -239,7 +244,8 @@ fn spsc_consumer_sees_closed_when_producer_process_dies() {
     .unwrap();
     let mut buf = Vec::new();
     for expect in 0..100 {
-        rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
+        rx.pop(&mut buf, Until::after(Duration::from_secs(20)))
+            .unwrap();
         assert_eq!(decode(&buf), (0, expect));
     }
     // SIGKILL, and do not reap yet: the producer is a zombie while we wait,
@@ -247,7 +253,7 @@ fn spsc_consumer_sees_closed_when_producer_process_dies() {
     child.kill().unwrap();
     let started = std::time::Instant::now();
     assert_eq!(
-        rx.pop(&mut buf, Some(Duration::from_secs(20))),
+        rx.pop(&mut buf, Until::after(Duration::from_secs(20))),
         Err(PopError::Closed)
     );
     // The liveness check runs once per 100 ms sleep slice: Closed comes
@@ -281,7 +287,8 @@ fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
     let mut buf = Vec::new();
     let mut next = 0u32;
     while next < 20_000 {
-        rx.pop(&mut buf, Some(Duration::from_secs(20))).unwrap();
+        rx.pop(&mut buf, Until::after(Duration::from_secs(20)))
+            .unwrap();
         assert_eq!(decode(&buf), (7, next));
         next += 1;
     }
@@ -303,7 +310,8 @@ fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
         .producer()
         .expect("the dead producer's ring is reclaimed");
     message(8, 0, &mut buf);
-    tx.push(&buf, Some(Duration::from_secs(5))).unwrap();
-    rx.pop(&mut buf, Some(Duration::from_secs(5))).unwrap();
+    tx.push(&buf, Until::after(Duration::from_secs(5))).unwrap();
+    rx.pop(&mut buf, Until::after(Duration::from_secs(5)))
+        .unwrap();
     assert_eq!(decode(&buf), (8, 0));
 }

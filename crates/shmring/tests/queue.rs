@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use shmring::codec::Message;
 use shmring::process::Process;
 use shmring::queue::{
-    GetError, JoinableQueue, PutError, Queue, QueueOptions, SimpleQueue, SimpleQueueError,
+    GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
+    QueueOptions, SimpleQueue, TryGetError, TryJoinError, TryPutError,
 };
 use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
@@ -23,11 +24,11 @@ fn anon<T: Message>(maxsize: u64) -> Queue<T> {
 fn fifo_and_types() {
     let q = anon::<String>(0);
     for s in ["a", "bb", "ccc"] {
-        q.put(s.to_string(), None).unwrap();
+        q.put(s.to_string()).unwrap();
     }
     assert_eq!(q.len(), 3);
-    assert_eq!(q.get(None).unwrap(), "a");
-    assert_eq!(q.get(None).unwrap(), "bb");
+    assert_eq!(q.get().unwrap(), "a");
+    assert_eq!(q.get().unwrap(), "bb");
     assert_eq!(q.try_get().unwrap(), "ccc");
     assert!(q.is_empty());
 }
@@ -36,11 +37,11 @@ fn fifo_and_types() {
 fn maxsize_full_gives_the_item_back() {
     let q = anon::<u64>(2);
     assert_eq!(q.maxsize(), 2);
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     q.try_put(2).unwrap();
     assert!(q.is_full());
     match q.try_put(3) {
-        Err(PutError::Full(3)) => {}
+        Err(TryPutError::Full(3)) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -49,10 +50,10 @@ fn maxsize_full_gives_the_item_back() {
 fn put_timeout_on_a_full_queue_waits_then_fails() {
     let _dog = Watchdog::new(Duration::from_secs(20), "put timeout");
     let q = anon::<u64>(1);
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     let start = Instant::now();
-    match q.put(2, Some(Duration::from_millis(50))) {
-        Err(PutError::Timeout(2)) => {}
+    match q.put_timeout(2, Duration::from_millis(50)) {
+        Err(PutTimeoutError::Timeout(2)) => {}
         other => panic!("{other:?}"),
     }
     assert!(start.elapsed() >= Duration::from_millis(50));
@@ -64,8 +65,8 @@ fn get_timeout_on_an_empty_queue_waits_then_fails() {
     let q = anon::<u64>(0);
     let start = Instant::now();
     assert!(matches!(
-        q.get(Some(Duration::from_millis(50))),
-        Err(GetError::Timeout)
+        q.get_timeout(Duration::from_millis(50)),
+        Err(GetTimeoutError::Timeout)
     ));
     assert!(start.elapsed() >= Duration::from_millis(50));
 }
@@ -73,12 +74,23 @@ fn get_timeout_on_an_empty_queue_waits_then_fails() {
 #[test]
 fn zero_timeout_tries_once() {
     let q = anon::<u64>(1);
-    assert!(matches!(q.get(Some(Duration::ZERO)), Err(GetError::Empty)));
-    q.put(1, Some(Duration::ZERO)).unwrap();
     assert!(matches!(
-        q.put(2, Some(Duration::ZERO)),
-        Err(PutError::Full(2))
+        q.get_timeout(Duration::ZERO),
+        Err(GetTimeoutError::Timeout)
     ));
+    q.put_timeout(1, Duration::ZERO).unwrap();
+    assert!(matches!(
+        q.put_timeout(2, Duration::ZERO),
+        Err(PutTimeoutError::Timeout(2))
+    ));
+    // A deadline already past is a single try too.
+    let past = std::time::Instant::now();
+    assert!(matches!(
+        q.put_deadline(3, past),
+        Err(PutTimeoutError::Timeout(3))
+    ));
+    assert_eq!(q.get_deadline(past).unwrap(), 1);
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
 }
 
 #[test]
@@ -87,30 +99,30 @@ fn close_fails_this_handle_only() {
     let a =
         Queue::<u32>::create(&name, QueueOptions::default(), &CreateOptions::default()).unwrap();
     let b = Queue::<u32>::open(&name, &OpenOptions::default()).unwrap();
-    a.put(1, None).unwrap();
+    a.put(1).unwrap();
     a.close();
     assert!(a.is_closed());
-    assert!(matches!(a.put(2, None), Err(PutError::Closed(2))));
-    assert!(matches!(a.get(None), Err(GetError::Closed)));
-    assert_eq!(b.get(None).unwrap(), 1, "another handle is unaffected");
-    b.put(3, None).unwrap();
+    assert!(matches!(a.put(2), Err(PutError::Closed(2))));
+    assert!(matches!(a.get(), Err(GetError::Closed)));
+    assert_eq!(b.get().unwrap(), 1, "another handle is unaffected");
+    b.put(3).unwrap();
 }
 
 #[test]
 fn shutdown_wakes_a_sleeping_getter_in_another_thread() {
     let _dog = Watchdog::new(Duration::from_secs(20), "shutdown");
     let q = std::sync::Arc::new(anon::<u32>(0));
-    q.put(5, None).unwrap();
+    q.put(5).unwrap();
     let getter = {
         let q = q.clone();
-        std::thread::spawn(move || (q.get(None).map_err(|e| e.to_string()), q.get(None).is_err()))
+        std::thread::spawn(move || (q.get().map_err(|e| e.to_string()), q.get().is_err()))
     };
     std::thread::sleep(Duration::from_millis(20));
     q.shutdown();
     let (first, second_failed) = getter.join().unwrap();
     assert_eq!(first, Ok(5), "what was queued is still delivered");
     assert!(second_failed);
-    assert!(matches!(q.put(6, None), Err(PutError::Closed(6))));
+    assert!(matches!(q.put(6), Err(PutError::ShutDown(6))));
 }
 
 #[test]
@@ -121,14 +133,14 @@ fn too_large_and_undecodable_messages_are_errors() {
         ..Default::default()
     };
     let q = Queue::<Vec<u8>>::create_anonymous(options, &CreateOptions::default()).unwrap();
-    assert!(matches!(q.put(vec![0; 17], None), Err(PutError::TooLarge(v, 17)) if v.len() == 17));
+    assert!(matches!(q.put(vec![0; 17]), Err(PutError::TooLarge(v, 17)) if v.len() == 17));
     // The same segment read as another type: a decode error, not garbage.
     let name = unique_name("queue-types");
     let bytes = Queue::<Vec<u8>>::create(&name, QueueOptions::default(), &CreateOptions::default())
         .unwrap();
-    bytes.put(vec![0xff, 0xfe], None).unwrap();
+    bytes.put(vec![0xff, 0xfe]).unwrap();
     let text = Queue::<String>::open(&name, &OpenOptions::default()).unwrap();
-    assert!(matches!(text.get(None), Err(GetError::Decode(_))));
+    assert!(matches!(text.get(), Err(GetError::Decode(_))));
 }
 
 #[test]
@@ -165,9 +177,9 @@ fn joinable_task_done_too_many_times() {
         q.task_done().unwrap_err().to_string(),
         "task_done() called too many times"
     );
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     assert_eq!(q.unfinished_tasks(), 1);
-    q.get(None).unwrap();
+    q.get().unwrap();
     q.task_done().unwrap();
     assert!(q.task_done().is_err());
     q.join().unwrap();
@@ -181,7 +193,7 @@ fn joinable_join_waits_for_task_done() {
             .unwrap(),
     );
     for i in 0..3 {
-        q.put(i, None).unwrap();
+        q.put(i).unwrap();
     }
     assert!(
         q.join_timeout(Duration::from_millis(20)).is_err(),
@@ -191,7 +203,7 @@ fn joinable_join_waits_for_task_done() {
         let q = q.clone();
         std::thread::spawn(move || {
             for _ in 0..3 {
-                q.get(None).unwrap();
+                q.get().unwrap();
                 std::thread::sleep(Duration::from_millis(5));
                 q.task_done().unwrap();
             }
@@ -214,8 +226,8 @@ fn simple_queue_put_get_empty_close() {
     q.close();
     let err = q.put(1).unwrap_err();
     assert_eq!(err.to_string(), "handle is closed");
-    assert!(matches!(err, SimpleQueueError::Closed(Some(1))));
-    assert!(matches!(q.get(), Err(SimpleQueueError::Closed(None))));
+    assert!(matches!(err, PutError::Closed(1)));
+    assert!(matches!(q.get(), Err(GetError::Closed)));
 }
 
 #[test]
@@ -227,12 +239,12 @@ fn child_entry() {
             let q = JoinableQueue::<u64>::open_inherited("JQ", &opts).unwrap();
             let results = Queue::<u64>::open_inherited("RESULTS", &opts).unwrap();
             loop {
-                match q.get(None) {
+                match q.get() {
                     Ok(n) => {
-                        results.put(n * n, None).unwrap();
+                        results.put(n * n).unwrap();
                         q.task_done().unwrap();
                     }
-                    Err(GetError::Closed) => return,
+                    Err(GetError::ShutDown) => return,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -241,14 +253,14 @@ fn child_entry() {
             let q = Queue::<u64>::open_inherited("Q", &opts).unwrap();
             let mut tx = q.sender().unwrap();
             for i in 0..10_000u64 {
-                tx.put(i, Some(Duration::from_secs(20))).unwrap();
+                tx.put_timeout(i, Duration::from_secs(20)).unwrap();
             }
         }
         "sleeper" => {
             // Blocks in `get` (spins 5 µs, then sleeps) until the parent
             // puts; exits 0 once it has the value.
             let q = Queue::<u64>::open_inherited("Q", &opts).unwrap();
-            assert_eq!(q.get(Some(Duration::from_secs(20))).unwrap(), 42);
+            assert_eq!(q.get_timeout(Duration::from_secs(20)).unwrap(), 42);
         }
         other => panic!("unknown role {other}"),
     }
@@ -280,7 +292,7 @@ fn sleeps_and_wakes_are_counted_and_polling_counts_neither() {
     });
     assert!(slept, "the child never counted a sleep");
     assert_eq!(q.segment().counter_sum(Wakes), 0, "nobody woke it yet");
-    q.put(42, None).unwrap();
+    q.put(42).unwrap();
     assert!(wait_child(child, Duration::from_secs(20)).success());
     assert!(q.segment().counter_sum(Wakes) >= 1, "the put woke it");
 }
@@ -307,7 +319,7 @@ fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
     let mut seen = vec![0u8; 10_000];
     let mut last = [None::<u64>; 2];
     for _ in 0..20_000 {
-        let v = rx.get(Some(Duration::from_secs(20))).unwrap();
+        let v = rx.get_timeout(Duration::from_secs(20)).unwrap();
         seen[v as usize] += 1;
         // A value continues whichever sender's sequence it extends.
         let slot = last
@@ -317,7 +329,7 @@ fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
         last[slot] = Some(v);
     }
     assert!(seen.iter().all(|&n| n == 2));
-    assert!(matches!(rx.try_get(), Err(GetError::Empty)));
+    assert!(matches!(rx.try_get(), Err(TryGetError::Empty)));
     for c in children {
         assert!(wait_child(c, Duration::from_secs(20)).success());
     }
@@ -331,10 +343,10 @@ fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
 fn sender_gives_the_item_back_and_shares_the_queue_s_limits() {
     let q = anon::<u64>(2);
     let mut tx = q.sender().unwrap();
-    tx.put(1, None).unwrap();
-    q.put(2, None).unwrap();
+    tx.put(1).unwrap();
+    q.put(2).unwrap();
     match tx.try_put(3) {
-        Err(PutError::Full(3)) => {}
+        Err(TryPutError::Full(3)) => {}
         other => panic!("{other:?}"),
     }
     let mut rx = q.receiver();
@@ -342,8 +354,11 @@ fn sender_gives_the_item_back_and_shares_the_queue_s_limits() {
     got.sort();
     assert_eq!(got, [1, 2]);
     q.shutdown();
-    assert!(matches!(tx.try_put(4), Err(PutError::Closed(4))));
-    assert!(matches!(rx.get(None), Err(GetError::Closed)));
+    assert!(matches!(
+        tx.try_put(4),
+        Err(TryPutError::Put(PutError::ShutDown(4)))
+    ));
+    assert!(matches!(rx.get(), Err(GetError::ShutDown)));
 }
 
 #[test]
@@ -363,7 +378,7 @@ fn joinable_queue_across_processes() {
         })
         .collect();
     for n in 1..=100u64 {
-        q.put(n, None).unwrap();
+        q.put(n).unwrap();
     }
     q.join_timeout(Duration::from_secs(30))
         .expect("workers marked every task done");
@@ -395,8 +410,8 @@ fn serde_messages_through_a_queue() {
         item: "bun".into(),
         qty: vec![1, 2],
     };
-    q.put(Serde(order), None).unwrap();
-    let Serde(back) = q.get(None).unwrap();
+    q.put(Serde(order)).unwrap();
+    let Serde(back) = q.get().unwrap();
     assert_eq!(
         back,
         Order {
@@ -405,4 +420,72 @@ fn serde_messages_through_a_queue() {
             qty: vec![1, 2]
         }
     );
+}
+
+#[test]
+fn each_form_of_join_reports_in_its_own_type() {
+    let q =
+        JoinableQueue::<u64>::create_anonymous(QueueOptions::default(), &CreateOptions::default())
+            .unwrap();
+    assert_eq!(q.try_join(), Ok(()));
+    q.put(1).unwrap();
+    assert_eq!(q.try_join(), Err(TryJoinError::Unfinished));
+    let start = std::time::Instant::now();
+    assert_eq!(
+        q.join_deadline(start + Duration::from_millis(30)),
+        Err(JoinTimeoutError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(
+        q.try_join(),
+        Err(TryJoinError::Unfinished),
+        "held, not done"
+    );
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(Duration::ZERO), Ok(()));
+    q.join().unwrap();
+}
+
+#[test]
+fn closing_a_handle_and_shutting_the_queue_down_are_told_apart() {
+    let a = anon::<u64>(0);
+    a.put(1).unwrap();
+    a.close();
+    let err = a.put(2).unwrap_err();
+    assert!(matches!(err, PutError::Closed(2)) && err.is_closed());
+    assert_eq!(err.to_string(), "handle is closed");
+    let b = anon::<u64>(0);
+    b.put(1).unwrap();
+    b.shutdown();
+    let err = b.try_put(2).unwrap_err();
+    assert!(matches!(err, TryPutError::Put(PutError::ShutDown(2))) && err.is_closed());
+    assert_eq!(err.to_string(), "queue is shut down");
+    assert_eq!(
+        b.get_timeout(Duration::from_secs(1)).unwrap(),
+        1,
+        "drained first"
+    );
+    let err = b.get_timeout(Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(err, GetTimeoutError::Get(GetError::ShutDown)) && err.is_closed());
+}
+
+#[test]
+fn a_deadline_bounds_a_put_and_a_get_from_below() {
+    let q = anon::<u64>(1);
+    q.put(1).unwrap();
+    let start = std::time::Instant::now();
+    let err = q
+        .put_deadline(2, start + Duration::from_millis(40))
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert!(start.elapsed() >= Duration::from_millis(40));
+    assert_eq!(err.into_inner(), 2, "the item comes back");
+    assert_eq!(q.get().unwrap(), 1);
+    let start = std::time::Instant::now();
+    assert!(q
+        .get_deadline(start + Duration::from_millis(40))
+        .unwrap_err()
+        .is_timeout());
+    assert!(start.elapsed() >= Duration::from_millis(40));
 }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use shmring::queue::{GetError, JoinableQueue, PutError, Queue, QueueOptions, SimpleQueue};
+use shmring::queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueOptions,
+    SimpleQueue, TryGetError, TryPutError,
+};
 use shmring::CreateOptions;
 use shmring_testkit::Watchdog;
 
@@ -33,27 +36,45 @@ fn options(maxsize: u64) -> QueueOptions {
 
 /// What the tests need of a queue facade with timeouts.
 trait Timed: Send + Sync + 'static {
-    fn put(&self, v: u64, timeout: Option<Duration>) -> Result<(), PutError<u64>>;
-    fn get(&self, timeout: Option<Duration>) -> Result<u64, GetError>;
+    fn put(&self, v: u64) -> Result<(), PutError<u64>>;
+    fn try_put(&self, v: u64) -> Result<(), TryPutError<u64>>;
+    fn put_timeout(&self, v: u64, timeout: Duration) -> Result<(), PutTimeoutError<u64>>;
+    fn get(&self) -> Result<u64, GetError>;
+    fn try_get(&self) -> Result<u64, TryGetError>;
+    fn get_timeout(&self, timeout: Duration) -> Result<u64, GetTimeoutError>;
     fn done(&self) {}
 }
 
+/// The facade's own methods, for the [`Timed`] trait.
+macro_rules! timed {
+    ($ty:ident) => {
+        fn put(&self, v: u64) -> Result<(), PutError<u64>> {
+            $ty::put(self, v)
+        }
+        fn try_put(&self, v: u64) -> Result<(), TryPutError<u64>> {
+            $ty::try_put(self, v)
+        }
+        fn put_timeout(&self, v: u64, timeout: Duration) -> Result<(), PutTimeoutError<u64>> {
+            $ty::put_timeout(self, v, timeout)
+        }
+        fn get(&self) -> Result<u64, GetError> {
+            $ty::get(self)
+        }
+        fn try_get(&self) -> Result<u64, TryGetError> {
+            $ty::try_get(self)
+        }
+        fn get_timeout(&self, timeout: Duration) -> Result<u64, GetTimeoutError> {
+            $ty::get_timeout(self, timeout)
+        }
+    };
+}
+
 impl Timed for Queue<u64> {
-    fn put(&self, v: u64, timeout: Option<Duration>) -> Result<(), PutError<u64>> {
-        Queue::put(self, v, timeout)
-    }
-    fn get(&self, timeout: Option<Duration>) -> Result<u64, GetError> {
-        Queue::get(self, timeout)
-    }
+    timed!(Queue);
 }
 
 impl Timed for JoinableQueue<u64> {
-    fn put(&self, v: u64, timeout: Option<Duration>) -> Result<(), PutError<u64>> {
-        JoinableQueue::put(self, v, timeout)
-    }
-    fn get(&self, timeout: Option<Duration>) -> Result<u64, GetError> {
-        JoinableQueue::get(self, timeout)
-    }
+    timed!(JoinableQueue);
     fn done(&self) {
         self.task_done().unwrap();
     }
@@ -76,47 +97,44 @@ fn get_side<Q: Timed>(q: Arc<Q>) {
         thread::spawn(move || {
             // ORDERING: Release — pairs with `settle`.
             started.store(true, Ordering::Release);
-            let got = q.get(None).unwrap();
+            let got = q.get().unwrap();
             q.done();
             got
         })
     };
     settle(&started);
-    assert!(matches!(q.get(Some(Duration::ZERO)), Err(GetError::Empty)));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
     assert!(matches!(
-        q.get(Some(Duration::from_millis(50))),
-        Err(GetError::Timeout)
+        q.get_timeout(Duration::from_millis(50)),
+        Err(GetTimeoutError::Timeout)
     ));
     // Only now is the sleeper released.
-    q.put(7, None).unwrap();
+    q.put(7).unwrap();
     assert_eq!(sleeper.join().unwrap(), 7);
 }
 
 fn put_side<Q: Timed>(q: Arc<Q>) {
-    q.put(1, None).unwrap(); // maxsize 1: full
+    q.put(1).unwrap(); // maxsize 1: full
     let started = Arc::new(AtomicBool::new(false));
     let sleeper = {
         let (q, started) = (q.clone(), started.clone());
         thread::spawn(move || {
             // ORDERING: Release — pairs with `settle`.
             started.store(true, Ordering::Release);
-            q.put(2, None).unwrap();
+            q.put(2).unwrap();
         })
     };
     settle(&started);
+    assert!(matches!(q.try_put(3), Err(TryPutError::Full(3))));
     assert!(matches!(
-        q.put(3, Some(Duration::ZERO)),
-        Err(PutError::Full(3))
-    ));
-    assert!(matches!(
-        q.put(4, Some(Duration::from_millis(50))),
-        Err(PutError::Timeout(4))
+        q.put_timeout(4, Duration::from_millis(50)),
+        Err(PutTimeoutError::Timeout(4))
     ));
     // Only now is the sleeper released: it puts 2 once 1 is taken.
-    assert_eq!(q.get(None).unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 1);
     q.done();
     sleeper.join().unwrap();
-    assert_eq!(q.get(Some(Duration::from_secs(5))).unwrap(), 2);
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 2);
     q.done();
 }
 
@@ -168,7 +186,7 @@ fn simple_queue_put_and_empty_do_not_wait_behind_a_sleeping_get() {
 fn close_wakes_this_handles_sleepers() {
     let _dog = Watchdog::new(Duration::from_secs(30), "close wakes");
     let q = Arc::new(Queue::<u64>::create_anonymous(options(1), &Default::default()).unwrap());
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     let getter_q =
         Arc::new(Queue::<u64>::create_anonymous(options(0), &Default::default()).unwrap());
     let started = Arc::new(AtomicBool::new(false));
@@ -177,12 +195,12 @@ fn close_wakes_this_handles_sleepers() {
         thread::spawn(move || {
             // ORDERING: Release — pairs with `settle`.
             started.store(true, Ordering::Release);
-            q.put(2, None)
+            q.put(2)
         })
     };
     let getter = {
         let q = getter_q.clone();
-        thread::spawn(move || q.get(None))
+        thread::spawn(move || q.get())
     };
     settle(&started);
     q.close();
@@ -208,7 +226,7 @@ fn threads_sharing_handles_lose_and_duplicate_nothing() {
             let tx = tx.clone();
             thread::spawn(move || {
                 for i in 0..PER {
-                    tx.put(t << 32 | i, None).unwrap();
+                    tx.put(t << 32 | i).unwrap();
                 }
             })
         })
@@ -219,9 +237,9 @@ fn threads_sharing_handles_lose_and_duplicate_nothing() {
             thread::spawn(move || {
                 let mut got = Vec::new();
                 loop {
-                    match q.get(Some(Duration::from_millis(500))) {
+                    match q.get_timeout(Duration::from_millis(500)) {
                         Ok(v) => got.push(v),
-                        Err(GetError::Timeout) => return got,
+                        Err(GetTimeoutError::Timeout) => return got,
                         Err(e) => panic!("{e}"),
                     }
                 }

@@ -61,7 +61,7 @@ fn child_entry() {
         "fill_queue_and_hang" => {
             let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
             for i in 0..100 {
-                q.put(i, None).unwrap();
+                q.put(i).unwrap();
             }
             sleep_forever();
         }
@@ -78,7 +78,7 @@ fn child_entry() {
         }
         "queue_user" => {
             let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
-            q.put(std::process::id().into(), None).unwrap();
+            q.put(std::process::id().into()).unwrap();
             // Stay attached until the parent has let go of its own handle.
             let parent = std::os::unix::process::parent_id();
             let gone = wait_until(Duration::from_secs(30), || {
@@ -242,7 +242,7 @@ fn nothing_is_left_once_every_peer_has_exited() {
         .collect();
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(q.get(Some(Duration::from_secs(20))).unwrap());
+        got.push(q.get_timeout(Duration::from_secs(20)).unwrap());
     }
     let mut pids: Vec<u64> = children.iter().map(|c| c.id().into()).collect();
     got.sort();
@@ -320,7 +320,7 @@ fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
 
     let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
     let got: Vec<u64> = (0..100)
-        .map(|_| q.get(Some(Duration::from_secs(10))).unwrap())
+        .map(|_| q.get_timeout(Duration::from_secs(10)).unwrap())
         .collect();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     drop(q);
@@ -368,11 +368,11 @@ fn an_abandoned_queue_that_holds_nothing_is_replaced_by_a_create() {
     let name = unique_name("reclaim-emptied");
     let opts = CreateOptions::default();
     let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
-    q.put(7, None).unwrap();
+    q.put(7).unwrap();
     let child = spawn_child("open_queue_and_hang", &name, "default", |i| {
         i.alive_peers() == 2
     });
-    assert_eq!(q.get(Some(Duration::from_secs(10))).unwrap(), 7);
+    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 7);
     let info = segment::inspect(&name).unwrap();
     assert!(!info.holds_data(), "{:?}", info.object);
     // The creator leaves cleanly, the other peer is killed: abandoned, empty.

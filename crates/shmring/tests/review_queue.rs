@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shmring::queue::{JoinError, JoinableQueue, QueueOptions};
+use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue, QueueOptions};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{unique_name, Watchdog};
 
@@ -27,19 +27,19 @@ fn task_done_for_a_handed_over_task_prefers_a_live_holder() {
     let parent =
         JoinableQueue::<u64>::create(&name, QueueOptions::default(), &CreateOptions::default())
             .unwrap();
-    parent.put(1, None).unwrap();
-    parent.put(2, None).unwrap();
+    parent.put(1).unwrap();
+    parent.put(2).unwrap();
     let a = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
     let c = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
-    assert_eq!(a.get(None).unwrap(), 1);
-    assert_eq!(c.get(None).unwrap(), 2);
+    assert_eq!(a.get().unwrap(), 1);
+    assert_eq!(c.get().unwrap(), 2);
     drop(a); // gone, holding task 1: lost
     assert_eq!(parent.unfinished_tasks(), 2);
     // Task 2, handed over by C, is done.
     parent.task_done().unwrap();
     assert_eq!(
         parent.join_timeout(Duration::from_secs(5)),
-        Err(JoinError::PeerDied { lost: 1 }),
+        Err(JoinTimeoutError::Join(JoinError::PeerDied { lost: 1 })),
         "every task is done or lost with a gone peer"
     );
     assert_eq!(parent.unfinished_tasks(), 0);

@@ -3,6 +3,7 @@
 //! dead holders (the test binary re-executes itself with a role; see
 //! `shmring_testkit`).
 
+use shmring::core::wait::Until;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -126,7 +127,7 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
     while producer.try_push(&record).is_ok() {}
     dead_holder(&name, "consumer");
     TAKE_OVER.store(1, Ordering::SeqCst);
-    let pushed = producer.push(&record, Some(Duration::from_secs(20)));
+    let pushed = producer.push(&record, Until::after(Duration::from_secs(20)));
     assert_eq!(TAKE_OVER.load(Ordering::SeqCst), 0, "the hook never ran");
     assert!(
         !matches!(pushed, Err(PushError::Closed)),
@@ -143,7 +144,7 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
     dead_holder(&name, "producer");
     TAKE_OVER.store(2, Ordering::SeqCst);
     let mut buf = Vec::new();
-    let popped = consumer.pop(&mut buf, Some(Duration::from_secs(20)));
+    let popped = consumer.pop(&mut buf, Until::after(Duration::from_secs(20)));
     assert_eq!(TAKE_OVER.load(Ordering::SeqCst), 0, "the hook never ran");
     assert!(
         !matches!(popped, Err(PopError::Closed)),

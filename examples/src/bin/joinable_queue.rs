@@ -19,7 +19,7 @@ fn producer() -> Result<(), Box<dyn std::error::Error>> {
     let q = JoinableQueue::<u64>::open_inherited("Q", &OpenOptions::default())?;
     let me: u64 = std::env::args().nth(1).ok_or("producer id")?.parse()?;
     for i in 0..BUNS_EACH {
-        q.put(me * 1000 + i, None)?;
+        q.put(me * 1000 + i)?;
     }
     // Like the seed: wait until the consumers have processed everything.
     q.join_timeout(Duration::from_secs(30))?;
@@ -30,7 +30,7 @@ fn producer() -> Result<(), Box<dyn std::error::Error>> {
 fn consumer() -> Result<(), Box<dyn std::error::Error>> {
     let q = JoinableQueue::<u64>::open_inherited("Q", &OpenOptions::default())?;
     loop {
-        let _bun = q.get(None)?;
+        let _bun = q.get()?;
         q.task_done()?;
     }
 }

@@ -12,6 +12,7 @@
 //! (no blocking calls), which is what `strace -f -c` is pointed at to show the
 //! hot path makes no system calls.
 
+use shmring::core::wait::Until;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -123,8 +124,8 @@ fn child(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         spin_push(&mut tx, &buf);
     }
     for _ in 0..args.round_trips / 4 {
-        rx.pop(&mut buf, Some(Duration::from_secs(10)))?;
-        tx.push(&buf, Some(Duration::from_secs(10)))?;
+        rx.pop(&mut buf, Until::after(Duration::from_secs(10)))?;
+        tx.push(&buf, Until::after(Duration::from_secs(10)))?;
     }
     Ok(())
 }
@@ -198,8 +199,8 @@ fn parent(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..args.round_trips / 4 {
             msg[..8].copy_from_slice(&i.to_le_bytes());
             let t = Instant::now();
-            tx.push(&msg, Some(Duration::from_secs(10)))?;
-            rx.pop(&mut buf, Some(Duration::from_secs(10)))?;
+            tx.push(&msg, Until::after(Duration::from_secs(10)))?;
+            rx.pop(&mut buf, Until::after(Duration::from_secs(10)))?;
             samples.push(t.elapsed().as_nanos() as u64);
         }
         report("round trip (blocking calls)", samples);

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use shmring::process::{run_child_entry, Pool};
-use shmring::queue::{GetError, Queue, QueueOptions};
+use shmring::queue::{GetError, GetTimeoutError, Queue, QueueOptions};
 use shmring::OpenOptions;
 
 const WORKERS: usize = 4;
@@ -21,12 +21,12 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
     let results = Queue::<[u64; 2]>::open_inherited("RESULTS", &opts)?;
     let mut done = 0u64;
     loop {
-        match tasks.get(None) {
+        match tasks.get() {
             Ok(n) => {
-                results.put([n, n * n], None)?;
+                results.put([n, n * n])?;
                 done += 1;
             }
-            Err(GetError::Closed) => break, // shut down and drained
+            Err(GetError::ShutDown) => break, // shut down and drained
             Err(e) => return Err(e.into()),
         }
     }
@@ -37,11 +37,11 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
 /// Takes one result if there is one within `wait`; checks and counts it.
 fn collect(
     results: &Queue<[u64; 2]>,
-    wait: Option<Duration>,
+    wait: Duration,
     sum: &mut u64,
     received: &mut u64,
 ) -> Result<bool, GetError> {
-    match results.get(wait) {
+    match results.get_timeout(wait) {
         Ok([n, sq]) => {
             if sq != n * n {
                 eprintln!("FAILED: wrong result {sq} for {n}");
@@ -51,8 +51,8 @@ fn collect(
             *received += 1;
             Ok(true)
         }
-        Err(GetError::Empty) => Ok(false),
-        Err(e) => Err(e),
+        Err(GetTimeoutError::Timeout) => Ok(false),
+        Err(GetTimeoutError::Get(e)) => Err(e),
     }
 }
 
@@ -74,16 +74,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (mut sum, mut received) = (0u64, 0u64);
     for n in 1..=TASKS {
-        tasks.put(n, None)?;
-        while collect(&results, Some(Duration::ZERO), &mut sum, &mut received)? {}
+        tasks.put(n)?;
+        while collect(&results, Duration::ZERO, &mut sum, &mut received)? {}
     }
     while received < TASKS {
-        collect(
-            &results,
-            Some(Duration::from_secs(30)),
-            &mut sum,
-            &mut received,
-        )?;
+        collect(&results, Duration::from_secs(30), &mut sum, &mut received)?;
     }
     tasks.shutdown(); // workers drain and exit
     let clean = pool.join(Some(Duration::from_secs(30)))?;

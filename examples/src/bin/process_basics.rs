@@ -55,7 +55,7 @@ fn starter() -> Result<(), Box<dyn std::error::Error>> {
     if is_gone(daemon.pid()) {
         return Err("the daemon child died with the thread that started it".into());
     }
-    pids.put(daemon.pid(), None)?;
+    pids.put(daemon.pid())?;
     Ok(()) // this process exits: the daemon goes with it
 }
 
@@ -117,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // process that started it.
     let pids = Queue::<u32>::create_anonymous(Default::default(), &Default::default())?;
     let mut s = Process::new("starter").share(&pids, "PIDS")?.start()?;
-    let daemon_pid = pids.get(Some(Duration::from_secs(30)))?;
+    let daemon_pid = pids.get_timeout(Duration::from_secs(30))?;
     s.join(None)?;
     check(
         s.exitcode() == Some(0),

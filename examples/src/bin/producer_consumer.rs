@@ -25,7 +25,7 @@ fn producer() -> Result<(), Box<dyn std::error::Error>> {
     let q = Queue::<u64>::open_inherited("BUNS", &OpenOptions::default())?;
     let me: u64 = std::env::args().nth(1).ok_or("producer id")?.parse()?;
     for i in 0..BUNS_EACH {
-        q.put(me * 1_000_000 + i, None)?;
+        q.put(me * 1_000_000 + i)?;
     }
     println!("producer {me}: made {BUNS_EACH} buns");
     Ok(())
@@ -37,11 +37,11 @@ fn consumer() -> Result<(), Box<dyn std::error::Error>> {
     let eaten = Queue::<u64>::open_inherited("EATEN", &opts)?;
     let mut n = 0;
     loop {
-        let bun = q.get(Some(Duration::from_secs(30)))?;
+        let bun = q.get_timeout(Duration::from_secs(30))?;
         if bun == SENTINEL {
             break;
         }
-        eaten.put(bun, None)?;
+        eaten.put(bun)?;
         n += 1;
     }
     println!(
@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // As the seed says: only after every producer is done, one per consumer.
     for _ in 0..CONSUMERS {
-        buns.put(SENTINEL, None)?;
+        buns.put(SENTINEL)?;
     }
     let mut ok = true;
     for c in consumers.iter_mut().chain(producers.iter_mut()) {

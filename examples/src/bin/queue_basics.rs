@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use shmring::process::{run_child_entry, Process};
-use shmring::queue::{PutError, Queue, QueueOptions};
+use shmring::queue::{PutTimeoutError, Queue, QueueOptions, TryPutError};
 use shmring::OpenOptions;
 
 fn check(ok: bool, what: &str) {
@@ -23,7 +23,7 @@ fn writer() -> Result<(), Box<dyn std::error::Error>> {
     let q = Queue::<String>::open_inherited("Q", &OpenOptions::default())?;
     for value in ["a", "b", "c"] {
         println!("writer: put {value}");
-        q.put(value.to_string(), None)?;
+        q.put(value.to_string())?;
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
@@ -34,9 +34,9 @@ fn reader() -> Result<(), Box<dyn std::error::Error>> {
     let seen = Queue::<String>::open_inherited("SEEN", &OpenOptions::default())?;
     loop {
         // Like the seed's reader: loops forever, until terminated.
-        let value = q.get(None)?;
+        let value = q.get()?;
         println!("reader: got {value}");
-        seen.put(value, None)?;
+        seen.put(value)?;
     }
 }
 
@@ -52,16 +52,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         &create,
     )?;
-    q.put("message 1".into(), None)?;
-    q.put("message 2".into(), None)?;
+    q.put("message 1".into())?;
+    q.put("message 2".into())?;
     println!("full after 2 puts: {}", q.is_full());
     check(!q.is_full(), "not full after 2");
-    q.put("message 3".into(), None)?;
+    q.put("message 3".into())?;
     println!("full after 3 puts: {}", q.is_full());
     check(q.is_full(), "full after 3");
     let start = Instant::now();
-    match q.put("message 4".into(), Some(Duration::from_secs(2))) {
-        Err(PutError::Timeout(m)) => println!(
+    match q.put_timeout("message 4".into(), Duration::from_secs(2)) {
+        Err(PutTimeoutError::Timeout(m)) => println!(
             "put({m:?}, timeout=2s) gave up after {:.1} s: queue full, qsize = {}",
             start.elapsed().as_secs_f64(),
             q.len()
@@ -73,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "waited the timeout",
     );
     match q.try_put("message 4".into()) {
-        Err(PutError::Full(_)) => println!("put_nowait: full at once, qsize = {}", q.len()),
+        Err(TryPutError::Full(_)) => println!("put_nowait: full at once, qsize = {}", q.len()),
         other => check(false, &format!("expected Full, got {other:?}")),
     }
     let mut drained = Vec::new();
@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     w.join(None)?;
     let mut got = Vec::new();
     while got.len() < 3 {
-        got.push(seen.get(Some(Duration::from_secs(10)))?);
+        got.push(seen.get_timeout(Duration::from_secs(10))?);
     }
     check(r.is_alive(), "reader still looping");
     r.terminate()?;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use shmring::queue::{JoinError, JoinableQueue, QueueOptions};
+use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue, QueueOptions};
 use shmring::CreateOptions;
 use shmring_chaos::faults::board::{now_ns, Word};
 use shmring_chaos::faults::hook::Action;
@@ -25,7 +25,7 @@ const PROBE_SLOT: usize = 10;
 /// One `join` of the parent's joiner thread.
 pub struct JoinRun {
     pub start: u64,
-    pub result: Result<(), JoinError>,
+    pub result: Result<(), JoinTimeoutError>,
     pub end: u64,
 }
 
@@ -52,7 +52,7 @@ impl Joiner {
                 let start = now_ns();
                 let result = q.join_timeout(JOIN_LIMIT);
                 let end = now_ns();
-                let timed_out = matches!(result, Err(JoinError::Timeout));
+                let timed_out = matches!(result, Err(JoinTimeoutError::Timeout));
                 if tx.send(JoinRun { start, result, end }).is_err() || timed_out {
                     return;
                 }
@@ -93,7 +93,7 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
         let name = unique_name("faults-jq-probe");
         let q = JoinableQueue::<Vec<u8>>::create(&name, QueueOptions::default(), &opts)
             .expect("create joinable queue");
-        q.put(b"task".to_vec(), None).expect("put a task");
+        q.put(b"task".to_vec()).expect("put a task");
         let envs = [("FQ_NAME", name.clone()), ("FJ_PROBE", probe.to_string())];
         let fate = match probe {
             "announce" => Fate::At("tasks.announced", 1, Action::Kill),
@@ -134,7 +134,7 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
             "announce" => {
                 // A joiner finds the dead slot with the record still there.
                 match q.join_timeout(Duration::from_millis(300)) {
-                    Err(JoinError::Timeout) => {}
+                    Err(JoinTimeoutError::Timeout) => {}
                     other => {
                         eprintln!(
                             "faults: FALSE DEATH: join returned {other:?} while the task of a \
@@ -144,7 +144,7 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
                         continue;
                     }
                 }
-                let got = q.get(Some(Duration::from_secs(5)));
+                let got = q.get_timeout(Duration::from_secs(5));
                 if got.is_err() || q.task_done().is_err() {
                     fleet.failures.push(format!(
                         "the task a consumer killed before taking it was not there: {got:?}"
@@ -179,7 +179,8 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
         };
         tally.joins += 1;
         match (probe, answer) {
-            ("announce", Ok(())) | ("hold", Err(JoinError::PeerDied { lost: 1 })) => {}
+            ("announce", Ok(()))
+            | ("hold", Err(JoinTimeoutError::Join(JoinError::PeerDied { lost: 1 }))) => {}
             ("announce", other) => {
                 eprintln!(
                     "faults: FALSE DEATH: join returned {other:?} after a consumer was killed \

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmring::queue::{JoinError, JoinableQueue, Queue, QueueOptions};
+use shmring::queue::{JoinTimeoutError, JoinableQueue, Queue, QueueOptions};
 use shmring::CreateOptions;
 use shmring_chaos::faults::board::{now_ns, Word};
 use shmring_chaos::faults::hook::{Action, CONSUMER_VAR};
@@ -319,7 +319,7 @@ impl<'a> Round<'a> {
                 }
                 if joins
                     .iter()
-                    .any(|r| matches!(r.result, Err(JoinError::Timeout)))
+                    .any(|r| matches!(r.result, Err(JoinTimeoutError::Timeout)))
                 {
                     break;
                 }
@@ -506,7 +506,7 @@ impl<'a> Round<'a> {
         // join under way end, when the round was cut short).
         let mut order = OrderCheck::new();
         let mut drained = 0u64;
-        while let Ok(buf) = queue.get(Some(Duration::ZERO)) {
+        while let Ok(buf) = queue.try_get() {
             queue_roles::deliver(&self.ledger, &buf, &mut order);
             queue.task_done();
             drained += 1;
@@ -553,9 +553,9 @@ impl<'a> Round<'a> {
     fn round_trip(&self) -> Result<(), String> {
         let q = AnyQueue::open(&self.name, self.joinable);
         let probe = b"probe".to_vec();
-        q.put(probe.clone(), Some(Duration::from_secs(2)))
+        q.put_timeout(probe.clone(), Duration::from_secs(2))
             .map_err(|e| format!("put: {e}"))?;
-        match q.get(Some(Duration::from_secs(2))) {
+        match q.get_timeout(Duration::from_secs(2)) {
             Ok(got) if got == probe => {}
             Ok(other) => return Err(format!("got {other:?} instead of the probe")),
             Err(e) => return Err(format!("get: {e}")),

@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::queue::{GetError, JoinableQueue, PutError, Queue, Sender};
+use shmring::queue::{
+    GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, Sender, TryGetError,
+};
 use shmring::{AttachError, OpenOptions};
 use shmring_chaos::faults::board::{now_ns, IncWord, Report, Word};
 use shmring_chaos::faults::hook::{point, Me};
@@ -37,17 +39,28 @@ impl AnyQueue {
         }
     }
 
-    pub fn put(&self, item: Vec<u8>, timeout: Option<Duration>) -> Result<(), PutError<Vec<u8>>> {
+    pub fn put_timeout(
+        &self,
+        item: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), PutTimeoutError<Vec<u8>>> {
         match self {
-            AnyQueue::Plain(q) => q.put(item, timeout),
-            AnyQueue::Joinable(q) => q.put(item, timeout),
+            AnyQueue::Plain(q) => q.put_timeout(item, timeout),
+            AnyQueue::Joinable(q) => q.put_timeout(item, timeout),
         }
     }
 
-    pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, GetError> {
+    pub fn try_get(&self) -> Result<Vec<u8>, TryGetError> {
         match self {
-            AnyQueue::Plain(q) => q.get(timeout),
-            AnyQueue::Joinable(q) => q.get(timeout),
+            AnyQueue::Plain(q) => q.try_get(),
+            AnyQueue::Joinable(q) => q.try_get(),
+        }
+    }
+
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
+        match self {
+            AnyQueue::Plain(q) => q.get_timeout(timeout),
+            AnyQueue::Joinable(q) => q.get_timeout(timeout),
         }
     }
 
@@ -89,10 +102,14 @@ enum Tx<'a> {
 }
 
 impl Tx<'_> {
-    fn put(&mut self, item: Vec<u8>, timeout: Option<Duration>) -> Result<(), PutError<Vec<u8>>> {
+    fn put_timeout(
+        &mut self,
+        item: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), PutTimeoutError<Vec<u8>>> {
         match self {
-            Tx::Queue(q) => q.put(item, timeout),
-            Tx::Sender(s) => s.put(item, timeout),
+            Tx::Queue(q) => q.put_timeout(item, timeout),
+            Tx::Sender(s) => s.put_timeout(item, timeout),
         }
     }
 }
@@ -161,7 +178,7 @@ pub fn producer(me: &Me) {
         let empty_before = q.is_empty();
         // ORDERING: Release — read by the successor's Acquire above.
         pushing.store(seq + 1, Ordering::Release);
-        match tx.put(buf.clone(), Some(Duration::from_millis(100))) {
+        match tx.put_timeout(buf.clone(), Duration::from_millis(100)) {
             Ok(()) => {
                 seq += 1;
                 sent += 1;
@@ -182,7 +199,7 @@ pub fn producer(me: &Me) {
                 }
                 throttle(seq);
             }
-            Err(PutError::Timeout(_)) => {
+            Err(PutTimeoutError::Timeout(_)) => {
                 if !claimed {
                     claimed = true;
                     claim_done(me, pred, claim_started);
@@ -211,7 +228,7 @@ pub fn producer(me: &Me) {
                     me.board.add(Word::ProducerWedges, 1);
                 }
             }
-            Err(PutError::Attach(_, AttachError::NoFreeRing { .. })) if !claimed => {
+            Err(PutTimeoutError::Put(PutError::NoFreeRing(..))) if !claimed => {
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(e) => panic!("producer {p}: {e}"),
@@ -293,7 +310,7 @@ pub fn consumer(me: &Me) {
         // ORDERING: Release (all state stores) — the parent reads it after
         // our death.
         state.store(GETTING, Ordering::Release);
-        match q.get(Some(Duration::from_millis(50))) {
+        match q.get_timeout(Duration::from_millis(50)) {
             Ok(buf) => {
                 point("faults.consumer-got");
                 let seq = deliver(ledger, &buf, &mut order).unwrap_or(0);
@@ -310,7 +327,7 @@ pub fn consumer(me: &Me) {
                 }
                 state.store(0, Ordering::Release);
             }
-            Err(GetError::Timeout) => state.store(0, Ordering::Release),
+            Err(GetTimeoutError::Timeout) => state.store(0, Ordering::Release),
             Err(e) => panic!("consumer {c}: {e}"),
         }
     }
@@ -346,12 +363,12 @@ pub fn probe(me: &Me) {
     let q = AnyQueue::open(&var("FQ_NAME"), true);
     match var("FJ_PROBE").as_str() {
         "announce" => {
-            q.get(Some(Duration::from_secs(5))).expect("get the task");
+            q.get_timeout(Duration::from_secs(5)).expect("get the task");
             // No `tasks.announced` failpoint in this build: nothing held.
             q.task_done();
         }
         "hold" => {
-            q.get(Some(Duration::from_secs(5))).expect("get the task");
+            q.get_timeout(Duration::from_secs(5)).expect("get the task");
             // ORDERING: Release — the parent kills us once it sees this.
             me.board
                 .slot(crate::child::slot(), 0)

@@ -13,6 +13,7 @@ use crate::pipe::{End, Pipe, PipeConfig};
 use crate::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
 use crate::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
 use crate::spsc;
+use shmring_core::wait::Until;
 use shmring_core::RingConfig;
 
 type Bytes = Vec<u8>;
@@ -115,7 +116,7 @@ pub fn segment_templates() -> &'static [Bytes] {
             template(|n| RLock::create(n, (), &opts).ok()),
             template(|n| {
                 let q = JoinableQueue::<Bytes>::create(n, queue_options(), &opts).ok()?;
-                q.put(b"task".to_vec(), None).ok()?;
+                q.put(b"task".to_vec()).ok()?;
                 Some(q)
             }),
         ]
@@ -194,12 +195,12 @@ fn open_everything(name: &str) {
                 assert!(grant.len() <= ring.config().max_record as usize);
             }
             let _ = c.try_pop_many(ROUNDS, |p| buf.extend_from_slice(p));
-            let _ = c.pop(&mut buf, Some(Duration::ZERO));
+            let _ = c.pop(&mut buf, Until::Now);
         }
         if let Ok(mut p) = ring.producer() {
             let _ = p.try_push(b"x");
             let _ = p.try_push_many([&b"yy"[..], &[]]);
-            let _ = p.push(b"z", Some(Duration::ZERO));
+            let _ = p.push(b"z", Until::Now);
         }
     }
     if let Ok(queue) = mpmc::Queue::open(name, &opts) {
@@ -215,13 +216,9 @@ fn open_everything(name: &str) {
                 break;
             }
         }
-        let _ = c.pop(&mut buf, Some(Duration::ZERO));
+        let _ = c.pop(&mut buf, Until::Now);
         if let Ok(mut p) = queue.producer() {
-            let _ = (
-                p.is_full(),
-                p.try_push(b"q"),
-                p.push(b"r", Some(Duration::ZERO)),
-            );
+            let _ = (p.is_full(), p.try_push(b"q"), p.push(b"r", Until::Now));
         }
     }
     if let Ok(q) = Queue::<Bytes>::open(name, &opts) {
@@ -237,7 +234,7 @@ fn open_everything(name: &str) {
                 break;
             }
         }
-        let _ = q.get(Some(Duration::ZERO));
+        let _ = q.get_timeout(Duration::ZERO);
         let _ = q.try_put(b"p".to_vec());
     }
     if let Ok(q) = JoinableQueue::<Bytes>::open(name, &opts) {

@@ -16,16 +16,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use shmring_core::error::{PopError, PushError};
 use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
 use shmring_core::tasks::{TaskCounter, TaskSlot, MAX_HELD};
-use shmring_core::wait::{block_on, WaitPolicy, WAKE_ALL};
+use shmring_core::wait::{block_on, TimedOut, Until, WaitPolicy, WAKE_ALL};
 
-use super::{get_error, put_error, GetError, PutError};
-use crate::attach::until;
-use crate::codec::{encoded, Message};
+use super::error::{GetError, TryGetError, TryPutError};
+use super::{get_error, put_error};
+use crate::attach::AttachError;
+use crate::codec::{encoded, CodecError, Message};
 use crate::mpmc;
 use crate::segment::{PeerCounter, Segment};
 use crate::sys::FutexWaiter;
@@ -124,126 +124,119 @@ impl Handle {
         *lock(&self.policy)
     }
 
-    /// Puts `item`, waiting for room per `timeout` (`Some(ZERO)`: one try).
-    pub(super) fn put<T: Message>(
+    /// Puts `item`, waiting for room until `until`: the one operation
+    /// behind every form of put. `Full` means no room came in time.
+    ///
+    /// Each try takes the producer mutex; a put that has to wait lets it
+    /// go between tries (see the module docs). The first try is the first
+    /// check of `block_on`, so a full ring is tried once before the spin.
+    pub(super) fn put_until<T: Message>(
         &self,
         item: T,
-        timeout: Option<Duration>,
-    ) -> Result<(), PutError<T>> {
-        if self.is_closed() {
-            return Err(PutError::Closed(item));
-        }
-        let mut guard = lock(&self.producer);
-        if guard.is_none() {
-            match self.queue.producer() {
-                Ok(p) => *guard = Some((p, Vec::new())),
-                Err(e) => return Err(PutError::Attach(item, e)),
-            }
-        }
-        let (producer, scratch) = guard.as_mut().expect("claimed above");
-        let bytes = match encoded(&item, scratch) {
-            Ok(bytes) => bytes,
-            Err(e) => return Err(PutError::Encode(item, e)),
-        };
-        let len = bytes.len();
-        let first = producer.try_push(bytes);
-        let waits = matches!(first, Err(PushError::Full)) && timeout != Some(Duration::ZERO);
-        // Full and willing to wait: the encoding must outlive the mutex
-        // (another thread's put reuses the scratch buffer meanwhile).
-        let owned = (waits && item.as_bytes().is_none()).then(|| scratch.clone());
-        drop(guard);
-        let result = if waits {
-            let bytes = owned.as_deref().or(item.as_bytes()).unwrap_or_default();
-            self.put_blocking(bytes, timeout)
-        } else {
-            first
-        };
+        until: Until,
+    ) -> Result<(), TryPutError<T>> {
+        // The encoding, once another thread may reuse the scratch buffer:
+        // a put that has to wait keeps its own copy.
+        let mut owned: Option<Vec<u8>> = None;
+        let mut len = 0;
+        let result = block_on(
+            self.queue.core().space_word(),
+            &self.waiter,
+            until,
+            &self.policy(),
+            |_slow| {
+                if self.is_closed() {
+                    return Some(Err(PutFailure::HandleClosed));
+                }
+                let mut guard = lock(&self.producer);
+                if guard.is_none() {
+                    match self.queue.producer() {
+                        Ok(p) => *guard = Some((p, Vec::new())),
+                        Err(e) => return Some(Err(PutFailure::Claim(e))),
+                    }
+                }
+                let (producer, scratch) = guard.as_mut()?;
+                let bytes = match (owned.as_deref(), item.as_bytes()) {
+                    (Some(bytes), _) | (None, Some(bytes)) => bytes,
+                    (None, None) => match encoded(&item, scratch) {
+                        Ok(bytes) => bytes,
+                        Err(e) => return Some(Err(PutFailure::Encode(e))),
+                    },
+                };
+                len = bytes.len();
+                match producer.try_push(bytes) {
+                    Err(PushError::Full) => {
+                        if owned.is_none() && item.as_bytes().is_none() && !until.is_now() {
+                            owned = Some(bytes.to_vec());
+                        }
+                        None
+                    }
+                    done => Some(done.map_err(PutFailure::Push)),
+                }
+            },
+        );
         match result {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 self.segment
                     .count_message(PeerCounter::Puts, PeerCounter::BytesIn, len);
                 Ok(())
             }
-            Err(e) => Err(put_error(&self.segment, item, e)),
+            Ok(Err(e)) => Err(TryPutError::Put(put_error(item, e))),
+            Err(TimedOut) => {
+                if !until.is_now() {
+                    self.segment.add_to_counter(PeerCounter::Timeouts, 1);
+                }
+                Err(TryPutError::Full(item))
+            }
         }
     }
 
-    /// The rest of a put that found the ring full: sleep on `space`, take
-    /// the producer mutex for each try only.
-    #[cold]
-    fn put_blocking(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), PushError> {
-        block_on(
-            self.queue.core().space_word(),
-            &self.waiter,
-            until(timeout),
-            &self.policy(),
-            |_slow| {
-                if self.is_closed() {
-                    return Some(Err(PushError::Closed));
-                }
-                let mut guard = lock(&self.producer);
-                let (producer, _) = guard.as_mut()?;
-                match producer.try_push(bytes) {
-                    Err(PushError::Full) => None,
-                    done => Some(done),
-                }
-            },
-        )
-        .unwrap_or(Err(PushError::Timeout))
-    }
-
-    /// Takes the next item, waiting per `timeout` (`Some(ZERO)`: one try).
-    pub(super) fn get<T: Message>(
+    /// Takes the next item, waiting until `until`: the one operation
+    /// behind every form of get. `Empty` means nothing came in time.
+    pub(super) fn get_until<T: Message>(
         &self,
-        timeout: Option<Duration>,
+        until: Until,
         tasks: Option<Tasks<'_>>,
-    ) -> Result<T, GetError> {
+    ) -> Result<T, TryGetError> {
         if self.is_closed() {
-            return Err(GetError::Closed);
+            return Err(TryGetError::Get(GetError::Closed));
         }
         let mut state = lock(&self.consumers)
             .pop()
             .unwrap_or_else(|| (self.queue.consumer(), Vec::new()));
-        let popped = self.pop(&mut state, timeout, tasks);
-        let result = match popped {
-            Ok(len) => {
-                self.segment
-                    .count_message(PeerCounter::Gets, PeerCounter::BytesOut, len);
-                T::decode(&state.1).map_err(GetError::Decode)
-            }
-            Err(TakeError::Pop(e)) => Err(get_error(&self.segment, e)),
-            Err(TakeError::SlotFull) => Err(GetError::TooManyTasks),
-        };
-        lock(&self.consumers).push(state);
-        result
-    }
-
-    fn pop(
-        &self,
-        state: &mut ConsumerState,
-        timeout: Option<Duration>,
-        tasks: Option<Tasks<'_>>,
-    ) -> Result<usize, TakeError> {
-        match try_take(state, tasks) {
-            Err(TakeError::Pop(PopError::Empty)) if timeout != Some(Duration::ZERO) => {}
-            done => return done,
-        }
-        block_on(
+        let popped = block_on(
             self.queue.core().not_empty_word(),
             &self.waiter,
-            until(timeout),
+            until,
             &self.policy(),
             |_slow| {
                 if self.is_closed() {
-                    return Some(Err(TakeError::Pop(PopError::Closed)));
+                    return Some(Err(TakeError::HandleClosed));
                 }
-                match try_take(state, tasks) {
+                match try_take(&mut state, tasks) {
                     Err(TakeError::Pop(PopError::Empty)) => None,
                     done => Some(done),
                 }
             },
-        )
-        .unwrap_or(Err(TakeError::Pop(PopError::Timeout)))
+        );
+        let result = match popped {
+            Ok(Ok(len)) => {
+                self.segment
+                    .count_message(PeerCounter::Gets, PeerCounter::BytesOut, len);
+                T::decode(&state.1).map_err(|e| TryGetError::Get(GetError::Decode(e)))
+            }
+            Ok(Err(TakeError::Pop(e))) => Err(TryGetError::Get(get_error(e))),
+            Ok(Err(TakeError::SlotFull)) => Err(TryGetError::Get(GetError::TooManyTasks)),
+            Ok(Err(TakeError::HandleClosed)) => Err(TryGetError::Get(GetError::Closed)),
+            Err(TimedOut) => {
+                if !until.is_now() {
+                    self.segment.add_to_counter(PeerCounter::Timeouts, 1);
+                }
+                Err(TryGetError::Empty)
+            }
+        };
+        lock(&self.consumers).push(state);
+        result
     }
 
     /// Whether `maxsize` is reached or this handle's producer ring is out
@@ -259,11 +252,23 @@ impl Handle {
     }
 }
 
+/// Why a put failed for good, before the item is given back.
+pub(super) enum PutFailure {
+    Push(PushError),
+    /// This handle was closed.
+    HandleClosed,
+    /// No producer ring could be claimed.
+    Claim(AttachError),
+    Encode(CodecError),
+}
+
 /// Why one try took nothing.
 enum TakeError {
     Pop(PopError),
     /// The JoinableQueue slot cannot count another task.
     SlotFull,
+    /// This handle was closed.
+    HandleClosed,
 }
 
 /// One try; for a JoinableQueue, with each take announced in the task

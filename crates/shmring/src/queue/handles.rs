@@ -10,9 +10,14 @@
 //! of [`Queue::put`] and [`Queue::get`] otherwise.
 
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{get_error, pop, push, put_error, GetError, PutError, Queue};
+use shmring_core::wait::Until;
+
+use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
+use super::{
+    get_error, get_methods, put_error, put_methods, GetError, PutError, PutFailure, Queue,
+};
 use crate::attach::AttachError;
 use crate::codec::{encoded, Message};
 use crate::counts::Counts;
@@ -79,82 +84,51 @@ impl<T: Message> Queue<T> {
 }
 
 impl<T: Message> Sender<T> {
-    /// As [`Queue::put`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::put`]; each gives the item back.
-    #[inline]
-    pub fn put(&mut self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        self.put_with(item, |producer, bytes| push(producer, bytes, timeout))
-    }
+    put_methods!(mut);
 
-    /// Encodes `item` (or borrows its own bytes) and hands them to `push`.
-    #[inline(always)]
-    fn put_with(
-        &mut self,
-        item: T,
-        push: impl FnOnce(&mut mpmc::Producer, &[u8]) -> Result<(), PushError>,
-    ) -> Result<(), PutError<T>> {
-        let pushed = match encoded(&item, &mut self.scratch) {
-            Ok(bytes) => push(&mut self.producer, bytes).map(|()| bytes.len()),
-            Err(e) => return Err(PutError::Encode(item, e)),
+    /// Encodes `item` (or borrows its own bytes) and pushes it, waiting
+    /// until `until`.
+    #[inline]
+    fn put_until(&mut self, item: T, until: Until) -> Result<(), TryPutError<T>> {
+        let bytes = match encoded(&item, &mut self.scratch) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(TryPutError::Put(PutError::Encode(item, e))),
         };
-        match pushed {
-            Ok(len) => {
+        let len = bytes.len();
+        match self.producer.push(bytes, until) {
+            Ok(()) => {
                 self.counts.one(len);
                 Ok(())
             }
-            Err(e) => Err(put_error(&self.counts.segment, item, e)),
+            Err(PushError::Full | PushError::Timeout) => {
+                if !until.is_now() {
+                    self.counts.segment.add_to_counter(PeerCounter::Timeouts, 1);
+                }
+                Err(TryPutError::Full(item))
+            }
+            Err(e) => Err(TryPutError::Put(put_error(item, PutFailure::Push(e)))),
         }
-    }
-
-    /// As [`Queue::try_put`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::try_put`].
-    #[doc(alias = "put_nowait")]
-    #[inline]
-    pub fn try_put(&mut self, item: T) -> Result<(), PutError<T>> {
-        self.put_with(item, |producer, bytes| producer.try_push(bytes))
     }
 }
 
 impl<T: Message> Receiver<T> {
-    /// As [`Queue::get`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::get`].
-    #[inline]
-    pub fn get(&mut self, timeout: Option<Duration>) -> Result<T, GetError> {
-        self.get_with(|consumer, buf| pop(consumer, buf, timeout))
-    }
+    get_methods!(mut);
 
-    /// Pops with `pop` into the handle's buffer and decodes.
-    #[inline(always)]
-    fn get_with(
-        &mut self,
-        pop: impl FnOnce(&mut mpmc::Consumer, &mut Vec<u8>) -> Result<usize, PopError>,
-    ) -> Result<T, GetError> {
-        match pop(&mut self.consumer, &mut self.buf) {
+    /// Pops into the handle's buffer, waiting until `until`, and decodes.
+    #[inline]
+    fn get_until(&mut self, until: Until) -> Result<T, TryGetError> {
+        match self.consumer.pop(&mut self.buf, until) {
             Ok(len) => {
                 self.counts.one(len);
-                T::decode(&self.buf).map_err(GetError::Decode)
+                T::decode(&self.buf).map_err(|e| TryGetError::Get(GetError::Decode(e)))
             }
-            Err(e) => Err(get_error(&self.counts.segment, e)),
+            Err(PopError::Empty | PopError::Timeout) => {
+                if !until.is_now() {
+                    self.counts.segment.add_to_counter(PeerCounter::Timeouts, 1);
+                }
+                Err(TryGetError::Empty)
+            }
+            Err(e) => Err(TryGetError::Get(get_error(e))),
         }
-    }
-
-    /// As [`Queue::try_get`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::try_get`].
-    #[doc(alias = "get_nowait")]
-    #[inline]
-    pub fn try_get(&mut self) -> Result<T, GetError> {
-        self.get_with(|consumer, buf| consumer.try_pop(buf))
     }
 }

@@ -4,16 +4,17 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmring_core::mpmc::QueueLayout;
 use shmring_core::tasks::{self, TaskCounter, TaskSlot, TooManyDone};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 
+use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 use super::handle::Tasks;
-use super::recovery::{self, JoinError, TASKS_BYTES};
-use super::{GetError, Handle, PutError, QueueOptions};
-use crate::attach::{deadline, AttachError};
+use super::recovery::{self, JoinError, JoinTimeoutError, TryJoinError, TASKS_BYTES};
+use super::{get_methods, put_methods, GetError, Handle, PutError, QueueOptions};
+use crate::attach::AttachError;
 use crate::codec::Message;
 use crate::mpmc;
 use crate::object::{impl_segment_constructors, SegmentObject};
@@ -69,8 +70,8 @@ use shmring_core::error::Corrupted;
 /// use shmring::queue::JoinableQueue;
 ///
 /// let q = JoinableQueue::<u32>::create_anonymous(Default::default(), &Default::default())?;
-/// q.put(7, None)?;
-/// let item = q.get(None)?;
+/// q.put(7)?;
+/// let item = q.get()?;
 /// q.task_done()?;
 /// q.join()?; // returns at once: nothing unfinished
 /// assert!(q.task_done().is_err()); // "task_done() called too many times"
@@ -187,25 +188,30 @@ impl<T> JoinableQueue<T> {
         tasks::unfinished(self.handle.queue.len(), self.slots())
     }
 
-    fn join_until(&self, deadline: Option<shmring_core::wait::Deadline>) -> Result<(), JoinError> {
+    /// The one operation behind every form of join: `Unfinished` means
+    /// tasks were still unfinished when `until` came.
+    fn join_until(&self, until: Until) -> Result<(), TryJoinError> {
         let counter = self.tasks();
         let mark = counter.loss_mark();
         let slots = self.slots();
         let policy = WaitPolicy::default();
         let mut dropped = 0;
         let core = self.handle.queue.core();
-        counter.join(&self.handle.waiter, deadline, &policy, &mut |slow| {
+        let joined = counter.join(&self.handle.waiter, until, &policy, &mut |slow| {
             if slow {
                 dropped += recovery::reclaim_dead(counter, slots, &self.segment, core);
             }
             self.unfinished()
-        })?;
+        });
         if dropped != 0 {
             self.segment.add_to_counter(PeerCounter::Recovered, dropped);
         }
+        if joined.is_err() {
+            return Err(TryJoinError::Unfinished);
+        }
         match counter.report_losses(mark) {
             0 => Ok(()),
-            lost => Err(JoinError::PeerDied { lost }),
+            lost => Err(TryJoinError::Join(JoinError::PeerDied { lost })),
         }
     }
 
@@ -247,7 +253,7 @@ impl<T> JoinableQueue<T> {
         Err(TooManyDone)
     }
 
-    /// Waits until every item put has been marked done.
+    /// Waits until every item put has been marked done (Python's `join`).
     ///
     /// # Blocking
     ///
@@ -260,17 +266,43 @@ impl<T> JoinableQueue<T> {
     /// [`JoinError::PeerDied`] when tasks had to be taken off the count
     /// because their holder died (the wait is over all the same).
     pub fn join(&self) -> Result<(), JoinError> {
-        self.join_until(None)
+        loop {
+            match self.join_until(Until::Never) {
+                Ok(()) => return Ok(()),
+                Err(TryJoinError::Join(e)) => return Err(e),
+                Err(TryJoinError::Unfinished) => {}
+            }
+        }
+    }
+
+    /// Whether every item put has been marked done, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryJoinError::Unfinished`] while tasks are unfinished, or
+    /// [`JoinError::PeerDied`] as for [`join`](Self::join).
+    pub fn try_join(&self) -> Result<(), TryJoinError> {
+        self.join_until(Until::Now)
     }
 
     /// Waits at most `timeout` until every item put has been marked done.
     ///
     /// # Errors
     ///
-    /// [`JoinError::Timeout`] with tasks still unfinished, or
+    /// [`JoinTimeoutError::Timeout`] with tasks still unfinished, or
     /// [`JoinError::PeerDied`] as for [`join`](Self::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.join_until(deadline(Some(timeout)))
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        self.join_until(Until::after(timeout)).map_err(timed_out)
+    }
+
+    /// Waits until `deadline` for every item put to be marked done.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinTimeoutError> {
+        self.join_until(crate::sys::until_instant(deadline))
+            .map_err(timed_out)
     }
 
     /// Tasks put and not yet marked done (a snapshot; a take in progress
@@ -282,51 +314,33 @@ impl<T> JoinableQueue<T> {
 
 super::handle_methods!(JoinableQueue);
 
+/// A try's outcome, reported by a `_timeout` or `_deadline` join.
+fn timed_out(e: TryJoinError) -> JoinTimeoutError {
+    match e {
+        TryJoinError::Unfinished => JoinTimeoutError::Timeout,
+        TryJoinError::Join(e) => JoinTimeoutError::Join(e),
+    }
+}
+
+/// Put and get are [`Queue`](super::Queue)'s; a put is an unfinished task
+/// from the moment it is in the queue (a failed put counts nothing), and a
+/// got task is held by this handle from the moment its item leaves the
+/// queue (also when it then fails to decode) until `task_done`.
 impl<T: Message> JoinableQueue<T> {
-    /// Puts `item`, an unfinished task from the moment it is in the queue.
-    /// See [`Queue::put`](super::Queue::put).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::put`](super::Queue::put); a failed put counts nothing.
-    pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        self.handle.put(item, timeout)
+    put_methods!();
+    get_methods!();
+
+    fn put_until(&self, item: T, until: Until) -> Result<(), TryPutError<T>> {
+        self.handle.put_until(item, until)
     }
 
-    /// See [`Queue::try_put`](super::Queue::try_put).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::try_put`](super::Queue::try_put).
-    #[doc(alias = "put_nowait")]
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put(item, Some(Duration::ZERO))
-    }
-
-    /// See [`Queue::get`](super::Queue::get).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::get`](super::Queue::get).
-    /// The task is held by this handle from the moment its item leaves
-    /// the queue (also when it then fails to decode) until `task_done`.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
+    fn get_until(&self, until: Until) -> Result<T, TryGetError> {
         let tasks = Tasks {
             slot: self.slot(),
             counter: self.tasks(),
             waiter: &self.handle.waiter,
             takes: &self.takes,
         };
-        self.handle.get(timeout, Some(tasks))
-    }
-
-    /// See [`Queue::try_get`](super::Queue::try_get).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::try_get`](super::Queue::try_get).
-    #[doc(alias = "get_nowait")]
-    pub fn try_get(&self) -> Result<T, GetError> {
-        self.get(Some(Duration::ZERO))
+        self.handle.get_until(until, Some(tasks))
     }
 }

@@ -12,7 +12,6 @@
 use std::fmt;
 
 use shmring_core::tasks::{TaskCounter, TaskSlot};
-use shmring_core::wait::TimedOut;
 
 use crate::segment::{Segment, MAX_PEER_ROWS};
 
@@ -33,10 +32,7 @@ const _: () = assert!(std::mem::size_of::<TaskCounter>() <= SLOTS_OFFSET);
 /// Why [`JoinableQueue::join`](super::JoinableQueue::join) returned without
 /// every task marked done by a live consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum JoinError {
-    /// The timeout passed with tasks still unfinished.
-    Timeout,
     /// Every task is now accounted for, but `lost` of them were held (or
     /// being taken) by processes that died, or by handles dropped before
     /// marking them done, since the last `join` that reported losses. They
@@ -48,10 +44,17 @@ pub enum JoinError {
     },
 }
 
+impl JoinError {
+    /// Never closed: a join has no closed state (for the shared error
+    /// macro's `is_closed`).
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Timeout => f.write_str("timed out waiting for unfinished tasks"),
             JoinError::PeerDied { lost } => {
                 write!(f, "{lost} unfinished task(s) were lost with a dead process")
             }
@@ -61,11 +64,28 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
-impl From<TimedOut> for JoinError {
-    fn from(_: TimedOut) -> Self {
-        JoinError::Timeout
-    }
+/// Why [`try_join`](super::JoinableQueue::try_join) did not find every task
+/// done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryJoinError {
+    /// Tasks are still unfinished.
+    Unfinished,
+    /// Every task is accounted for, but some were lost (see [`JoinError`]).
+    Join(JoinError),
 }
+
+/// Why [`join_timeout`](super::JoinableQueue::join_timeout) or
+/// [`join_deadline`](super::JoinableQueue::join_deadline) returned early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinTimeoutError {
+    /// The time was up with tasks still unfinished.
+    Timeout,
+    /// Every task is accounted for, but some were lost (see [`JoinError`]).
+    Join(JoinError),
+}
+
+super::error::wrapper_error!(TryJoinError { Unfinished => "tasks are unfinished", Join(JoinError) }, is_unfinished);
+super::error::wrapper_error!(JoinTimeoutError { Timeout => "timed out waiting for unfinished tasks", Join(JoinError) }, is_timeout);
 
 /// The peer token of `row` at `generation` (the segment's encoding:
 /// `generation << 32 | row + 1`).

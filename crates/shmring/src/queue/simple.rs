@@ -15,7 +15,8 @@ use crate::segment::{ObjectKind, Segment};
 /// `close`; unbounded, blocking `get`, no timeouts.
 ///
 /// After [`close`](Self::close), `put` and `get` fail with
-/// [`SimpleQueueError::Closed`] (Python: `OSError("handle is closed")`).
+/// [`PutError::Closed`] and [`GetError::Closed`] (Python:
+/// `OSError("handle is closed")`).
 pub struct SimpleQueue<T> {
     queue: Queue<T>,
     segment: Arc<Segment>,
@@ -28,29 +29,6 @@ impl<T> fmt::Debug for SimpleQueue<T> {
             .finish()
     }
 }
-
-/// Errors of a [`SimpleQueue`].
-#[derive(Debug)]
-pub enum SimpleQueueError<T> {
-    /// Python's `OSError("handle is closed")`; a put gives the item back.
-    Closed(Option<T>),
-    /// Any other failure of the underlying queue.
-    Put(PutError<T>),
-    /// A get failed for another reason (decode, corruption).
-    Get(GetError),
-}
-
-impl<T> fmt::Display for SimpleQueueError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimpleQueueError::Closed(_) => f.write_str("handle is closed"),
-            SimpleQueueError::Put(e) => e.fmt(f),
-            SimpleQueueError::Get(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<T: fmt::Debug> std::error::Error for SimpleQueueError<T> {}
 
 impl<T: Message> SegmentObject for SimpleQueue<T> {
     const KIND: ObjectKind = ObjectKind::MpmcQueue;
@@ -81,28 +59,26 @@ impl<T: Message> SegmentObject for SimpleQueue<T> {
 impl_segment_constructors!([T: Message] SimpleQueue<T>, QueueOptions, "simple queue");
 
 impl<T: Message> SimpleQueue<T> {
-    /// Puts `item` (waits only if the producer's ring is out of bytes).
+    /// Puts `item` (waits only while the producer's ring is out of bytes:
+    /// a SimpleQueue has no `maxsize`).
     ///
     /// # Errors
     ///
-    /// `Closed` after [`close`](Self::close); encode and size errors.
-    pub fn put(&self, item: T) -> Result<(), SimpleQueueError<T>> {
-        self.queue.put(item, None).map_err(|e| match e {
-            PutError::Closed(t) => SimpleQueueError::Closed(Some(t)),
-            other => SimpleQueueError::Put(other),
-        })
+    /// [`PutError::Closed`] after [`close`](Self::close); encode and size
+    /// errors. The item comes back.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.queue.put(item)
     }
 
     /// Takes the next item, waiting as long as it takes.
     ///
     /// # Errors
     ///
-    /// `Closed` after [`close`](Self::close) or a shutdown; decode errors.
-    pub fn get(&self) -> Result<T, SimpleQueueError<T>> {
-        self.queue.get(None).map_err(|e| match e {
-            GetError::Closed => SimpleQueueError::Closed(None),
-            other => SimpleQueueError::Get(other),
-        })
+    /// [`GetError::Closed`] after [`close`](Self::close),
+    /// [`GetError::ShutDown`] after a shutdown (once drained);
+    /// decode errors.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.queue.get()
     }
 
     /// Whether the queue looks empty (Python's `empty`): a snapshot.

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use shmring::queue::JoinError;
+use shmring::queue::{JoinError, JoinTimeoutError};
 use shmring_chaos::faults::board::{IncWord, Report};
 use shmring_chaos::ledger::{Counter, MAX_SEQ, PRODUCERS};
 
@@ -37,7 +37,7 @@ impl Round<'_> {
                         self.tally.unseen_deaths += 1;
                     }
                 }
-                Err(JoinError::PeerDied { lost }) => {
+                Err(JoinTimeoutError::Join(JoinError::PeerDied { lost })) => {
                     self.tally.peer_died += 1;
                     let mut candidates = 0u64;
                     for (i, d) in self.deaths.iter().enumerate() {
