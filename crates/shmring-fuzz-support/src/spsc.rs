@@ -3,16 +3,15 @@
 //! hostile peer scribbles on those words, after which every operation must
 //! still answer (an error is fine) without a panic.
 
-use alloc::vec::Vec;
-
-use super::model::RingModel;
-use super::{hostile_word, length, message, start, Input};
-use crate::error::{PopError, PushError};
-use crate::heap::{self, ThreadWaiter};
-use crate::ring::{pack, RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
-use crate::spsc::{Consumer, Producer, Ring};
-use crate::sync::Ordering;
-use crate::wait::{Deadline, WaitPolicy};
+use crate::input::{hostile_word, length, message, start, Input};
+use crate::model::pack;
+use crate::model::RingModel;
+use shmring_core::error::{PopError, PushError};
+use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::ring::{RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use shmring_core::spsc::{Consumer, Producer, Ring};
+use shmring_core::sync::Ordering;
+use shmring_core::wait::{Deadline, WaitPolicy};
 
 /// A deadline that has always passed: a blocking call tries once.
 const PAST: Option<Deadline> = Some(Deadline(0));
