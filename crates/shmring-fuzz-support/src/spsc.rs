@@ -75,8 +75,9 @@ struct Harness {
 }
 
 /// Runs SPSC operations decoded from `data` on a heap ring and checks each
-/// result, and the snapshots after each, against an exact model; after a
-/// hostile scribble on the position words, only that nothing panics.
+/// result, and the snapshots after each, against an exact model, then
+/// drains the ring against it; after a hostile scribble on the position
+/// words, only that nothing panics.
 ///
 /// # Panics
 ///
@@ -118,6 +119,9 @@ pub fn spsc_ops(data: &[u8]) {
         } else {
             h.step_untrusted(op, &mut input);
         }
+    }
+    if h.trusted {
+        h.drain();
     }
 }
 
@@ -364,6 +368,25 @@ impl Harness {
                 3 | 4 => self.scribble(input.byte(), input),
                 _ => {}
             },
+        }
+    }
+
+    /// At the end: every record the model holds comes out, in order, and
+    /// then the ring answers as the model does (empty, or closed).
+    fn drain(&mut self) {
+        loop {
+            let expected = pop(&mut self.model, self.flags);
+            let got = self.consumer.try_pop(&mut self.buf);
+            match expected {
+                Ok(p) => {
+                    assert_eq!(got, Ok(p.len()), "drain");
+                    assert_eq!(self.buf, p, "drain payload");
+                }
+                Err(e) => {
+                    assert_eq!(got, Err(e), "drain: the end");
+                    return;
+                }
+            }
         }
     }
 
