@@ -1,3 +1,3 @@
 #![no_main]
-//! Thin shim: see `shmring_core::fuzzing::dict_ops`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring_core::fuzzing::dict_ops(data));
+//! Thin shim: see `shmring_fuzz_support::dict_ops`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring_fuzz_support::dict_ops(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! Thin shim: see `shmring::fuzzing::pipe_frames`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring::fuzzing::pipe_frames(data));
+//! Thin shim: see `shmring_fuzz_support::pipe_frames`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring_fuzz_support::pipe_frames(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! Thin shim: see `shmring::fuzzing::segment_bytes`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring::fuzzing::segment_bytes(data));
+//! Thin shim: see `shmring_fuzz_support::segment_bytes`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shmring_fuzz_support::segment_bytes(data));

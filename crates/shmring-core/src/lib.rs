@@ -32,8 +32,6 @@ mod bytes;
 #[cfg(not(loom))]
 pub mod dict;
 pub mod error;
-#[cfg(all(not(loom), any(fuzzing, feature = "fuzzing-hooks")))]
-pub mod fuzzing;
 pub mod heap;
 pub mod layout;
 pub mod lock;

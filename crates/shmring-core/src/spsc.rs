@@ -271,10 +271,16 @@ impl Ring {
         self.raw.shared().flags()
     }
 
-    /// The tail and head words (see [`crate::ring`]), for tests and fuzzers
-    /// that start a ring elsewhere than at 0 or play a hostile peer. Only
-    /// with the `fuzzing-hooks` feature (or under `cargo fuzz`).
-    #[cfg(any(fuzzing, feature = "fuzzing-hooks"))]
+    /// The tail and head words (see [`crate::ring`] for their packing), for
+    /// tests and fuzzers that start a ring elsewhere than at 0 or play a
+    /// hostile peer.
+    ///
+    /// Public because that is what a peer sharing the memory can do anyway:
+    /// every process that maps the ring may store any value into these
+    /// words, and the handles treat what they read there as untrusted (a
+    /// bad value is [`Corrupted`](crate::Corrupted)). Storing into them is
+    /// never undefined behaviour, but it breaks the ring for every handle,
+    /// as a hostile peer would.
     pub fn position_words(&self) -> (&AtomicU64, &AtomicU64) {
         let shared = self.raw.shared();
         (&shared.producer.tail, &shared.consumer.head)

@@ -6,10 +6,10 @@
 #![cfg(not(loom))]
 
 use shmring_core::dict::{self, DictConfig};
-use shmring_core::fuzzing::{dict_ops, mpmc_ops, region_ops, ring_ops, spsc_ops};
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::sync::{AtomicU64, Ordering};
 use shmring_core::wait::{Deadline, WaitPolicy};
+use shmring_fuzz_support::{dict_ops, mpmc_ops, region_ops, ring_ops, spsc_ops};
 use shmring_testkit::pseudo_random_inputs;
 
 #[test]
@@ -50,7 +50,7 @@ fn empty_and_tiny_pseudo_random_inputs() {
 
 /// The crash artifacts as found (`tests/fuzz_inputs/`). Each panicked
 /// before its bug was fixed; the hooks no longer steer around them
-/// (`fuzzing::known` is all off), and the bugs' own tests are below.
+/// (`shmring_fuzz_support::known` is all off), and the bugs' own tests are below.
 ///
 /// * `ring_ops-dict-tombstones`: `dict/ops.rs` insert, "attempt to
 ///   multiply with overflow" (a scribbled dict region).

@@ -1,12 +1,29 @@
-//! MPMC queue checklist on heap memory.
+//! MPMC queue checklist. Each test written as a function generic over the
+//! memory runs twice: on the heap with the thread waiter (`heap::`, what
+//! Miri checks) and in a memfd segment made by the engine with the futex
+//! waiter (`memfd::`), the memory and waiter the engine's handles use. The
+//! tests on a hand-made region (hostile pokes at known offsets) run once.
 #![cfg(not(loom))]
 
 use std::collections::HashMap;
 
-use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::heap::ThreadWaiter;
 use shmring_core::mpmc::{ClaimError, QueueConfig};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{WaitPolicy, Waiter};
 use shmring_core::{PopError, PushError, RingConfig};
+use shmring_fuzz_support::memory::Memory;
+
+shmring_fuzz_support::on_every_memory!(
+    claims_rings_until_none_left_then_adopts_dead_owner,
+    every_message_once_fifo_per_producer_threads,
+    streams_across_the_position_and_count_wrap,
+    closed_queue_rejects_and_drains,
+    len_counts_across_rings,
+    max_len_counts_records_over_all_rings,
+    producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from,
+    wait_words_are_the_ones_sleepers_use,
+    taking_a_padding_record_wakes_its_producer,
+);
 
 fn config(rings: u64) -> QueueConfig {
     QueueConfig {
@@ -19,10 +36,9 @@ fn config(rings: u64) -> QueueConfig {
     }
 }
 
-#[test]
-fn claims_rings_until_none_left_then_adopts_dead_owner() {
-    let q = heap::queue(&config(2)).unwrap();
-    let w = ThreadWaiter::default();
+fn claims_rings_until_none_left_then_adopts_dead_owner<M: Memory>() {
+    let q = M::queue(&config(2)).unwrap();
+    let w = M::waiter();
     let mut never = |_| false;
     let mut p1 = q.claim_producer(1, w.clone(), &mut never).unwrap();
     let p2 = q.claim_producer(2, w.clone(), &mut never).unwrap();
@@ -53,13 +69,12 @@ fn claims_rings_until_none_left_then_adopts_dead_owner() {
     assert_eq!(q.ring_owners(), [3, 0]);
 }
 
-#[test]
-fn every_message_once_fifo_per_producer_threads() {
+fn every_message_once_fifo_per_producer_threads<M: Memory>() {
     const PRODUCERS: u64 = 3;
     const CONSUMERS: usize = 3;
     const N: u32 = if cfg!(miri) { 40 } else { 20_000 };
-    let q = heap::queue(&config(4)).unwrap();
-    let w = ThreadWaiter::default();
+    let q = M::queue(&config(4)).unwrap();
+    let w = M::waiter();
     // No spinning under Miri: each spin round costs thousands of
     // interpreted instructions, and its threads take turns anyway.
     let policy = WaitPolicy {
@@ -133,21 +148,20 @@ fn every_message_once_fifo_per_producer_threads() {
 /// the count wrap, with producers and consumers on threads: each message
 /// exactly once and in order per producer, `len` exact once quiescent, and
 /// the words wrapped.
-#[test]
-fn streams_across_the_position_and_count_wrap() {
+fn streams_across_the_position_and_count_wrap<M: Memory>() {
     use shmring_core::ring::{POSITION_BITS, POSITION_MASK};
     use std::sync::atomic::Ordering;
     const N: u32 = if cfg!(miri) { 40 } else { 10_000 };
     let mut config = config(2);
     config.ring.capacity = 256;
-    let q = heap::queue(&config).unwrap();
+    let q = M::queue(&config).unwrap();
     let start = (((1u64 << 26) - 2) << POSITION_BITS) | (POSITION_MASK - 9);
     for i in 0..2 {
         let (tail, head) = q.position_words(i);
         tail.store(start, Ordering::Relaxed);
         head.store(start, Ordering::Relaxed);
     }
-    let w = ThreadWaiter::default();
+    let w = M::waiter();
     let policy = WaitPolicy {
         spin_ns: if cfg!(miri) { 0 } else { 2_000 },
         slice_ns: 10_000_000,
@@ -218,10 +232,9 @@ fn streams_across_the_position_and_count_wrap() {
     }
 }
 
-#[test]
-fn closed_queue_rejects_and_drains() {
-    let q = heap::queue(&config(1)).unwrap();
-    let w = ThreadWaiter::default();
+fn closed_queue_rejects_and_drains<M: Memory>() {
+    let q = M::queue(&config(1)).unwrap();
+    let w = M::waiter();
     let mut p = q.claim_producer(9, w.clone(), &mut |_| false).unwrap();
     p.try_push(b"a").unwrap();
     q.close(&w);
@@ -232,10 +245,9 @@ fn closed_queue_rejects_and_drains() {
     assert_eq!(c.try_pop(&mut buf), Err(PopError::Closed));
 }
 
-#[test]
-fn len_counts_across_rings() {
-    let q = heap::queue(&config(3)).unwrap();
-    let w = ThreadWaiter::default();
+fn len_counts_across_rings<M: Memory>() {
+    let q = M::queue(&config(3)).unwrap();
+    let w = M::waiter();
     let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
     let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
     assert!(q.is_empty());
@@ -254,12 +266,11 @@ fn len_counts_across_rings() {
     assert!(!a.is_full(), "a take from ring a makes room");
 }
 
-#[test]
-fn max_len_counts_records_over_all_rings() {
+fn max_len_counts_records_over_all_rings<M: Memory>() {
     let mut config = config(2);
     config.max_len = 2;
-    let q = heap::queue(&config).unwrap();
-    let w = ThreadWaiter::default();
+    let q = M::queue(&config).unwrap();
+    let w = M::waiter();
     let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
     let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
     a.try_push(b"1").unwrap();
@@ -270,12 +281,11 @@ fn max_len_counts_records_over_all_rings() {
     assert_eq!(b.try_push_many([&b"3"[..], b"4"]), Ok(1), "room for one");
 }
 
-#[test]
-fn producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from() {
+fn producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from<M: Memory>() {
     let mut config = config(2);
     config.max_len = 1;
-    let q = heap::queue(&config).unwrap();
-    let w = ThreadWaiter::default();
+    let q = M::queue(&config).unwrap();
+    let w = M::waiter();
     let mut a = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
     let mut b = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
     a.try_push(b"first").unwrap();
@@ -398,12 +408,11 @@ fn hostile_positions_are_corruption_not_panics() {
     }
 }
 
-#[test]
-fn wait_words_are_the_ones_sleepers_use() {
+fn wait_words_are_the_ones_sleepers_use<M: Memory>() {
     let mut config = config(1);
     config.max_len = 1;
-    let q = heap::queue(&config).unwrap();
-    let w = ThreadWaiter::default();
+    let q = M::queue(&config).unwrap();
+    let w = M::waiter();
     let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
     p.try_push(b"fills max_len").unwrap();
     let sleepy = WaitPolicy {
@@ -443,8 +452,7 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
 /// padding is that head move: it must wake the producer. (It did not: the
 /// take of a padding record went on without a wake, and the producer slept
 /// a whole liveness slice, here a minute, on an empty ring.)
-#[test]
-fn taking_a_padding_record_wakes_its_producer() {
+fn taking_a_padding_record_wakes_its_producer<M: Memory>() {
     use std::sync::atomic::Ordering;
     // 64 bytes (8 words); 48-byte payloads take 7.
     let mut config = config(1);
@@ -452,8 +460,8 @@ fn taking_a_padding_record_wakes_its_producer() {
         capacity: 64,
         max_record: 48,
     };
-    let q = heap::queue(&config).unwrap();
-    let w = ThreadWaiter::default();
+    let q = M::queue(&config).unwrap();
+    let w = M::waiter();
     let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
     let mut c = q.consumer(w.clone());
     let mut buf = Vec::new();
@@ -467,8 +475,8 @@ fn taking_a_padding_record_wakes_its_producer() {
     // Closing the queue ends the push's sleep, also when an assertion
     // fails before the producer was woken (the scope then joins at once,
     // not a minute later).
-    struct CloseOnDrop<'a>(&'a shmring_core::mpmc::Queue, &'a ThreadWaiter);
-    impl Drop for CloseOnDrop<'_> {
+    struct CloseOnDrop<'a, W: Waiter>(&'a shmring_core::mpmc::Queue, &'a W);
+    impl<W: Waiter> Drop for CloseOnDrop<'_, W> {
         fn drop(&mut self) {
             self.0.close(self.1);
         }

@@ -1,10 +1,38 @@
-//! SPSC ring checklist on heap memory (the same code runs in shared memory).
+//! SPSC ring checklist. Each test written as a function generic over the
+//! memory runs twice: on the heap with the thread waiter (`heap::`, what
+//! Miri checks) and in a memfd segment made by the engine with the futex
+//! waiter (`memfd::`), the memory and waiter the engine's handles use. The
+//! tests on hand-made regions (hostile pokes at known offsets) run once.
 #![cfg(not(loom))]
 
-use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::heap::ThreadWaiter;
 use shmring_core::spsc::{Consumer, Producer};
 use shmring_core::wait::{WaitPolicy, Waiter};
 use shmring_core::{ConfigError, PopError, PushError, RingConfig};
+use shmring_fuzz_support::memory::Memory;
+
+shmring_fuzz_support::on_every_memory!(
+    config_is_checked,
+    fill_then_drain_in_order,
+    variable_lengths_wrap_many_times,
+    record_as_large_as_the_ring_fits_after_padding,
+    empty_records_and_too_large,
+    zero_copy_reserve_commit_and_read_release,
+    #[should_panic(expected = "exceeds the 8 reserved")]
+    a_write_past_the_reservation_panics,
+    read_grant_copies_every_length_exactly,
+    continuation_marks_round_trip,
+    batches_publish_once,
+    len_and_empty_full,
+    streams_across_the_position_and_count_wrap,
+    close_drains_then_reports_closed,
+    consumer_close_fails_producer,
+    blocking_pop_times_out_after_deadline,
+    blocking_pop_sees_peer_gone_after_draining,
+    blocking_hand_off_between_threads,
+    wait_writable_waits_for_the_room_asked_for,
+    a_kept_grant_leaves_its_record_for_the_next_read,
+);
 
 /// Loop counts shrink under Miri, which runs ~1000x slower.
 const fn scaled(n: usize) -> usize {
@@ -15,20 +43,19 @@ const fn scaled(n: usize) -> usize {
     }
 }
 
-fn pair(capacity: u64, max_record: u64) -> (Producer<ThreadWaiter>, Consumer<ThreadWaiter>) {
-    let ring = heap::ring(&RingConfig {
+fn pair<M: Memory>(capacity: u64, max_record: u64) -> (Producer<M::Waiter>, Consumer<M::Waiter>) {
+    let ring = M::ring(&RingConfig {
         capacity,
         max_record,
     })
     .unwrap();
-    let w = ThreadWaiter::default();
+    let w = M::waiter();
     (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap())
 }
 
-#[test]
-fn config_is_checked() {
+fn config_is_checked<M: Memory>() {
     let bad = |capacity, max_record| {
-        heap::ring(&RingConfig {
+        M::ring(&RingConfig {
             capacity,
             max_record,
         })
@@ -41,16 +68,15 @@ fn config_is_checked() {
         bad(64, 57),
         ConfigError::MaxRecord { limit: 56, .. }
     ));
-    assert!(heap::ring(&RingConfig {
+    assert!(M::ring(&RingConfig {
         capacity: 64,
         max_record: 56
     })
     .is_ok());
 }
 
-#[test]
-fn fill_then_drain_in_order() {
-    let (mut p, mut c) = pair(1024, 64);
+fn fill_then_drain_in_order<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(1024, 64);
     let mut n = 0u32;
     while p.try_push(&n.to_le_bytes()).is_ok() {
         n += 1;
@@ -65,9 +91,8 @@ fn fill_then_drain_in_order() {
     assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
 }
 
-#[test]
-fn variable_lengths_wrap_many_times() {
-    let (mut p, mut c) = pair(256, 200);
+fn variable_lengths_wrap_many_times<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(256, 200);
     let mut buf = Vec::new();
     let mut next_out = 0usize;
     let mut next_in = 0usize;
@@ -87,9 +112,8 @@ fn variable_lengths_wrap_many_times() {
     }
 }
 
-#[test]
-fn record_as_large_as_the_ring_fits_after_padding() {
-    let (mut p, mut c) = pair(64, 56);
+fn record_as_large_as_the_ring_fits_after_padding<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(64, 56);
     let mut buf = Vec::new();
     p.try_push(&[1; 8]).unwrap();
     c.try_pop(&mut buf).unwrap();
@@ -102,9 +126,8 @@ fn record_as_large_as_the_ring_fits_after_padding() {
     assert_eq!(buf, [2; 56]);
 }
 
-#[test]
-fn empty_records_and_too_large() {
-    let (mut p, mut c) = pair(128, 16);
+fn empty_records_and_too_large<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(128, 16);
     p.try_push(&[]).unwrap();
     assert_eq!(
         p.try_push(&[0; 17]),
@@ -115,9 +138,8 @@ fn empty_records_and_too_large() {
     assert!(buf.is_empty());
 }
 
-#[test]
-fn zero_copy_reserve_commit_and_read_release() {
-    let (mut p, mut c) = pair(256, 100);
+fn zero_copy_reserve_commit_and_read_release<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(256, 100);
     {
         let mut g = p.reserve(100).unwrap();
         assert_eq!(g.len(), 100);
@@ -159,16 +181,13 @@ fn zero_copy_reserve_commit_and_read_release() {
     assert!(matches!(c.read(), Err(PopError::Empty)));
 }
 
-#[test]
-#[should_panic(expected = "exceeds the 8 reserved")]
-fn a_write_past_the_reservation_panics() {
-    let (mut p, _c) = pair(256, 100);
+fn a_write_past_the_reservation_panics<M: Memory>() {
+    let (mut p, _c) = pair::<M>(256, 100);
     p.reserve(8).unwrap().write_at(5, b"four");
 }
 
-#[test]
-fn read_grant_copies_every_length_exactly() {
-    let (mut p, mut c) = pair(1024, 200);
+fn read_grant_copies_every_length_exactly<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(1024, 200);
     for len in 0..=200usize {
         let msg: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
         p.try_push(&msg).unwrap();
@@ -281,7 +300,7 @@ fn copies_out_race_with_a_hostile_producer_without_a_data_race() {
 }
 
 /// Reads every record with its continuation mark until the ring is empty.
-fn drain_marked(c: &mut Consumer<ThreadWaiter>) -> Vec<(Vec<u8>, bool)> {
+fn drain_marked<W: Waiter + Clone>(c: &mut Consumer<W>) -> Vec<(Vec<u8>, bool)> {
     let mut got = Vec::new();
     while let Ok(grant) = c.read() {
         got.push((grant.to_vec(), grant.continues()));
@@ -289,10 +308,9 @@ fn drain_marked(c: &mut Consumer<ThreadWaiter>) -> Vec<(Vec<u8>, bool)> {
     got
 }
 
-#[test]
-fn continuation_marks_round_trip() {
+fn continuation_marks_round_trip<M: Memory>() {
     // 40-byte records (48 B) in a 256-byte ring: the fifth pads at the wrap.
-    let (mut p, mut c) = pair(256, 40);
+    let (mut p, mut c) = pair::<M>(256, 40);
     let records: Vec<(Vec<u8>, bool)> = (0..4u8)
         .map(|i| (vec![i; 40 - i as usize], i > 0))
         .collect();
@@ -337,9 +355,8 @@ fn continuation_marks_round_trip() {
     assert_eq!(rest, [b"d".to_vec(), b"e".to_vec()]);
 }
 
-#[test]
-fn batches_publish_once() {
-    let (mut p, mut c) = pair(1024, 64);
+fn batches_publish_once<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(1024, 64);
     let msgs: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; i as usize % 9]).collect();
     let n = p.try_push_many(msgs.iter().map(|m| m.as_slice())).unwrap();
     assert!(n > 10 && n < 100, "{n}");
@@ -350,14 +367,13 @@ fn batches_publish_once() {
     assert_eq!(c.try_pop_many(10, |_| ()), Err(PopError::Empty));
 }
 
-#[test]
-fn len_and_empty_full() {
-    let ring = heap::ring(&RingConfig {
+fn len_and_empty_full<M: Memory>() {
+    let ring = M::ring(&RingConfig {
         capacity: 64,
         max_record: 8,
     })
     .unwrap();
-    let w = ThreadWaiter::default();
+    let w = M::waiter();
     let mut p = ring.producer(w.clone()).unwrap();
     let mut c = ring.consumer(w).unwrap();
     assert!(ring.is_empty() && !ring.is_full());
@@ -374,11 +390,10 @@ fn len_and_empty_full() {
 /// position (2^38 words) and the count (2^26) wrap, streamed through by two
 /// threads: every record arrives intact and in order, `len` stays exact at
 /// every pause, and both parts of the words wrapped on the way.
-#[test]
-fn streams_across_the_position_and_count_wrap() {
+fn streams_across_the_position_and_count_wrap<M: Memory>() {
     use shmring_core::ring::{POSITION_BITS, POSITION_MASK};
     use std::sync::atomic::Ordering;
-    let ring = heap::ring(&RingConfig {
+    let ring = M::ring(&RingConfig {
         capacity: 256,
         max_record: 200,
     })
@@ -387,7 +402,7 @@ fn streams_across_the_position_and_count_wrap() {
     let (tail, head) = ring.position_words();
     tail.store(start, Ordering::Relaxed);
     head.store(start, Ordering::Relaxed);
-    let w = ThreadWaiter::default();
+    let w = M::waiter();
     let (mut p, mut c) = (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap());
     let policy = WaitPolicy {
         spin_ns: if cfg!(miri) { 0 } else { 2_000 },
@@ -425,9 +440,8 @@ fn streams_across_the_position_and_count_wrap() {
     assert_eq!(end >> POSITION_BITS, (n as u64 - 3), "the count wrapped");
 }
 
-#[test]
-fn close_drains_then_reports_closed() {
-    let (mut p, mut c) = pair(256, 8);
+fn close_drains_then_reports_closed<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(256, 8);
     p.try_push(b"a").unwrap();
     p.close();
     assert_eq!(p.try_push(b"b"), Err(PushError::Closed));
@@ -436,17 +450,15 @@ fn close_drains_then_reports_closed() {
     assert_eq!(c.try_pop(&mut buf), Err(PopError::Closed));
 }
 
-#[test]
-fn consumer_close_fails_producer() {
-    let (mut p, c) = pair(256, 8);
+fn consumer_close_fails_producer<M: Memory>() {
+    let (mut p, c) = pair::<M>(256, 8);
     c.close();
     assert_eq!(p.try_push(b"a"), Err(PushError::Closed));
 }
 
-#[test]
-fn blocking_pop_times_out_after_deadline() {
-    let (_p, mut c) = pair(256, 8);
-    let w = ThreadWaiter::default();
+fn blocking_pop_times_out_after_deadline<M: Memory>() {
+    let (_p, mut c) = pair::<M>(256, 8);
+    let w = M::waiter();
     let start = std::time::Instant::now();
     let deadline = w.now().after(30_000_000);
     let r = c.pop(
@@ -459,9 +471,8 @@ fn blocking_pop_times_out_after_deadline() {
     assert!(start.elapsed() >= std::time::Duration::from_millis(25));
 }
 
-#[test]
-fn blocking_pop_sees_peer_gone_after_draining() {
-    let (mut p, mut c) = pair(256, 8);
+fn blocking_pop_sees_peer_gone_after_draining<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(256, 8);
     p.try_push(b"x").unwrap();
     let policy = WaitPolicy {
         spin_ns: 0,
@@ -475,9 +486,8 @@ fn blocking_pop_sees_peer_gone_after_draining() {
     );
 }
 
-#[test]
-fn blocking_hand_off_between_threads() {
-    let (mut p, mut c) = pair(128, 64);
+fn blocking_hand_off_between_threads<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(128, 64);
     let policy = WaitPolicy {
         spin_ns: if cfg!(miri) { 0 } else { 5_000 },
         ..WaitPolicy::default()
@@ -506,15 +516,14 @@ fn blocking_hand_off_between_threads() {
     t.join().unwrap();
 }
 
-#[test]
-fn wait_writable_waits_for_the_room_asked_for() {
+fn wait_writable_waits_for_the_room_asked_for<M: Memory>() {
     // 256 bytes: 16 records of 8 bytes (16 bytes each) fill it.
-    let (mut p, mut c) = pair(256, 8);
+    let (mut p, mut c) = pair::<M>(256, 8);
     let policy = WaitPolicy {
         spin_ns: 0,
         slice_ns: 1_000_000,
     };
-    let w = ThreadWaiter::default();
+    let w = M::waiter();
     assert_eq!(p.wait_writable(256, None, &policy, &mut || false), Ok(true));
     while p.try_push(&[7; 8]).is_ok() {}
     // Full: the deadline passes, at least as late as asked.
@@ -785,9 +794,8 @@ fn random_bytes_never_panic() {
     }
 }
 
-#[test]
-fn a_kept_grant_leaves_its_record_for_the_next_read() {
-    let (mut p, mut c) = pair(256, 64);
+fn a_kept_grant_leaves_its_record_for_the_next_read<M: Memory>() {
+    let (mut p, mut c) = pair::<M>(256, 64);
     p.try_push(b"first").unwrap();
     p.try_push(b"second").unwrap();
     c.read().unwrap().keep();

@@ -54,8 +54,6 @@ pub mod codec;
 mod counts;
 pub mod dict;
 pub mod error;
-#[cfg(any(fuzzing, feature = "fuzzing-hooks"))]
-pub mod fuzzing;
 pub mod lock;
 pub mod mpmc;
 mod object;

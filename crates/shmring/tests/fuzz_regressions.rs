@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use shmring::dict::{Dict, DictConfig};
-use shmring::fuzzing::{pipe_frames, segment_bytes, segment_templates};
 use shmring::lock::LockShared;
 use shmring::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
+use shmring_fuzz_support::{pipe_frames, segment_bytes, segment_templates};
 use shmring_testkit::pseudo_random_inputs;
 
 #[test]

@@ -588,15 +588,18 @@ impl Queue {
         self.shared().space.wake_now(waiter, WAKE_ALL);
     }
 
-    /// The tail and head words of ring `ring` (see [`crate::ring`]), for
-    /// tests and fuzzers that start a queue elsewhere than at 0 or play a
-    /// hostile peer. Only with the `fuzzing-hooks` feature (or under `cargo
-    /// fuzz`).
+    /// The tail and head words of ring `ring` (see [`crate::ring`] for
+    /// their packing), for tests and fuzzers that start a queue elsewhere
+    /// than at 0 or play a hostile peer.
+    ///
+    /// Public for the reason given at
+    /// [`spsc::Ring::position_words`](crate::spsc::Ring::position_words):
+    /// any process mapping the queue can store into them, and the handles
+    /// read them as untrusted.
     ///
     /// # Panics
     ///
     /// If `ring` is not below [`ring_count`](Queue::ring_count).
-    #[cfg(any(fuzzing, feature = "fuzzing-hooks"))]
     pub fn position_words(&self, ring: usize) -> (&AtomicU64, &AtomicU64) {
         let shared = self.rings[ring].shared();
         (&shared.producer.tail, &shared.consumer.head)

@@ -3,16 +3,15 @@
 //! hostile peer scribbles on those words, after which every operation must
 //! still answer (an error is fine) without a panic.
 
-use alloc::vec::Vec;
-
-use super::model::RingModel;
-use super::{hostile_word, length, message, start, Input};
-use crate::error::{PopError, PushError};
-use crate::heap::{self, ThreadWaiter};
-use crate::ring::{pack, RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
-use crate::spsc::{Consumer, Producer, Ring};
-use crate::sync::Ordering;
-use crate::wait::{Deadline, WaitPolicy};
+use crate::input::{hostile_word, length, message, start, Input};
+use crate::model::pack;
+use crate::model::RingModel;
+use shmring_core::error::{PopError, PushError};
+use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::ring::{RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use shmring_core::spsc::{Consumer, Producer, Ring};
+use shmring_core::sync::Ordering;
+use shmring_core::wait::{Deadline, WaitPolicy};
 
 /// A deadline that has always passed: a blocking call tries once.
 const PAST: Option<Deadline> = Some(Deadline(0));
@@ -76,8 +75,9 @@ struct Harness {
 }
 
 /// Runs SPSC operations decoded from `data` on a heap ring and checks each
-/// result, and the snapshots after each, against an exact model; after a
-/// hostile scribble on the position words, only that nothing panics.
+/// result, and the snapshots after each, against an exact model, then
+/// drains the ring against it; after a hostile scribble on the position
+/// words, only that nothing panics.
 ///
 /// # Panics
 ///
@@ -119,6 +119,9 @@ pub fn spsc_ops(data: &[u8]) {
         } else {
             h.step_untrusted(op, &mut input);
         }
+    }
+    if h.trusted {
+        h.drain();
     }
 }
 
@@ -365,6 +368,25 @@ impl Harness {
                 3 | 4 => self.scribble(input.byte(), input),
                 _ => {}
             },
+        }
+    }
+
+    /// At the end: every record the model holds comes out, in order, and
+    /// then the ring answers as the model does (empty, or closed).
+    fn drain(&mut self) {
+        loop {
+            let expected = pop(&mut self.model, self.flags);
+            let got = self.consumer.try_pop(&mut self.buf);
+            match expected {
+                Ok(p) => {
+                    assert_eq!(got, Ok(p.len()), "drain");
+                    assert_eq!(self.buf, p, "drain payload");
+                }
+                Err(e) => {
+                    assert_eq!(got, Err(e), "drain: the end");
+                    return;
+                }
+            }
         }
     }
 

@@ -1,14 +1,13 @@
 //! Table operations against a `HashMap`, with dead lock holders and
 //! scribbled derived state on the way.
 
-use alloc::vec::Vec;
 use std::collections::HashMap;
 
-use super::Input;
-use crate::dict::{self, DictConfig, LockTableError, Table, TableError};
-use crate::heap::ThreadWaiter;
-use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{Deadline, WaitPolicy};
+use crate::input::Input;
+use shmring_core::dict::{self, DictConfig, LockTableError, Table, TableError};
+use shmring_core::heap::ThreadWaiter;
+use shmring_core::sync::{AtomicU64, Ordering};
+use shmring_core::wait::{Deadline, WaitPolicy};
 
 /// Offset of the table's derived state (`len`, `tombstones`, `free_top`
 /// follow `active`) in its header; pinned by the asserts in `dict`.
@@ -17,7 +16,7 @@ const STATE: usize = 256;
 /// Overwrites derived word `word` (1 = len, 2 = tombstones, 3 = free_top)
 /// of `table`, as a buggy peer or a crash half-way through a write would.
 fn scribble_state(table: &Table, word: usize, mut value: u64) {
-    if super::known::DICT_TOMBSTONES_OVERFLOW && word == 2 {
+    if crate::known::DICT_TOMBSTONES_OVERFLOW && word == 2 {
         value &= u64::from(u32::MAX);
     }
     let base = core::ptr::from_ref(table.lock_state()).cast::<u8>();
@@ -69,7 +68,7 @@ pub fn dict_ops(data: &[u8]) {
     let mut died = false;
     let mut seq = 0u8;
     while let Some(op) = input.op() {
-        if super::known::DICT_TOMBSTONES_OVERFLOW && !trusted {
+        if crate::known::DICT_TOMBSTONES_OVERFLOW && !trusted {
             // A wrong count can also wrap below zero by itself (a removal
             // decrements it): keep it below 2^32 before every operation.
             scribble_state(&table, 2, tombstones(&table));
@@ -90,7 +89,7 @@ pub fn dict_ops(data: &[u8]) {
             0..=2 => {
                 let vlen = usize::from(input.byte()) % (config.max_value as usize + 2);
                 seq = seq.wrapping_add(1);
-                let value = alloc::vec![seq; vlen];
+                let value = vec![seq; vlen];
                 let mut old = Vec::new();
                 let got = guard.insert(&k, &value, Some(&mut old));
                 check_insert(&config, &mut model, &k, value, got, &old, trusted)

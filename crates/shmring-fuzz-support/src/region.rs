@@ -2,20 +2,18 @@
 //! on by a hostile peer, then read through every path: errors, never
 //! panics or out-of-bounds accesses (AddressSanitizer watches the latter).
 
-use alloc::boxed::Box;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::ptr::NonNull;
+use std::ptr::NonNull;
+use std::sync::Arc;
 
-use super::{length, message, Input};
-use crate::dict::{DictConfig, DictLayout, Table};
-use crate::heap::ThreadWaiter;
-use crate::layout::Padded;
-use crate::mpmc::{Queue, QueueConfig, QueueLayout};
-use crate::ring::RingConfig;
-use crate::spsc::{KeepAlive, Ring, SpscLayout};
-use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{Deadline, WaitPolicy};
+use crate::input::{length, message, Input};
+use shmring_core::dict::{DictConfig, DictLayout, Table};
+use shmring_core::heap::ThreadWaiter;
+use shmring_core::layout::Padded;
+use shmring_core::mpmc::{Queue, QueueConfig, QueueLayout};
+use shmring_core::ring::RingConfig;
+use shmring_core::spsc::{KeepAlive, Ring, SpscLayout};
+use shmring_core::sync::{AtomicU64, Ordering};
+use shmring_core::wait::{Deadline, WaitPolicy};
 
 type Block = Padded<[AtomicU64; 16]>;
 
@@ -162,8 +160,8 @@ fn ring_region(input: &mut Input<'_>) {
 
 fn read_ring(
     ring: &Ring,
-    producer: &mut crate::spsc::Producer<ThreadWaiter>,
-    consumer: &mut crate::spsc::Consumer<ThreadWaiter>,
+    producer: &mut shmring_core::spsc::Producer<ThreadWaiter>,
+    consumer: &mut shmring_core::spsc::Consumer<ThreadWaiter>,
     rounds: usize,
 ) {
     let _ = (
@@ -179,7 +177,7 @@ fn read_ring(
         }
     }
     if let Ok(grant) = consumer.read() {
-        let mut copy = alloc::vec![0; grant.len()];
+        let mut copy = vec![0; grant.len()];
         grant.copy_to_slice(&mut copy);
         assert_eq!(copy.len(), grant.to_vec().len());
         let _ = grant.continues();
@@ -190,7 +188,7 @@ fn read_ring(
     let _ = consumer.wait_readable(Some(Deadline(0)), &policy, &mut || true);
     let _ = producer.free_bytes();
     for len in [0, 8, 20] {
-        let _ = producer.try_push(&alloc::vec![7; len]);
+        let _ = producer.try_push(&vec![7; len]);
     }
     if let Ok(mut grant) = producer.reserve(8) {
         let n = grant.len().min(8);
@@ -270,7 +268,7 @@ fn queue_region(input: &mut Input<'_>) {
 
 fn read_queue(
     queue: &Queue,
-    producers: &mut [crate::mpmc::Producer<ThreadWaiter>],
+    producers: &mut [shmring_core::mpmc::Producer<ThreadWaiter>],
     rounds: usize,
     token: u64,
 ) {
@@ -322,7 +320,7 @@ fn dict_region(input: &mut Input<'_>) {
         .expect("fresh table");
     for i in 0..input.byte() % 24 {
         let k = [input.byte() % 32; 3];
-        let v = alloc::vec![i; usize::from(input.byte()) % (config.max_value as usize + 1)];
+        let v = vec![i; usize::from(input.byte()) % (config.max_value as usize + 1)];
         if let Ok(mut g) = lock(&table, 1) {
             let _ = g.insert(&k[..config.max_key.min(3) as usize], &v, None);
             if input.byte().is_multiple_of(4) {
@@ -345,7 +343,7 @@ fn dict_region(input: &mut Input<'_>) {
     }
 }
 
-fn lock(table: &Table, token: u64) -> Result<crate::dict::Locked<'_, ThreadWaiter>, ()> {
+fn lock(table: &Table, token: u64) -> Result<shmring_core::dict::Locked<'_, ThreadWaiter>, ()> {
     static WAITER: std::sync::OnceLock<ThreadWaiter> = std::sync::OnceLock::new();
     let waiter = WAITER.get_or_init(ThreadWaiter::default);
     let policy = WaitPolicy::default();
@@ -358,7 +356,7 @@ fn lock(table: &Table, token: u64) -> Result<crate::dict::Locked<'_, ThreadWaite
 fn read_table(table: &Table, input: &mut Input<'_>, token: u64) {
     let (mut k, mut v) = (Vec::new(), Vec::new());
     for round in 0..6u8 {
-        if super::known::DICT_TOMBSTONES_OVERFLOW {
+        if crate::known::DICT_TOMBSTONES_OVERFLOW {
             // `tombstones` (word 2 of the derived state at offset 256) is
             // wrong once scribbled, and a removal can wrap it: clamp it
             // before every operation.

@@ -1,65 +1,9 @@
-//! Fuzzing hooks: turn arbitrary bytes into operations on the core
-//! structures and check them against a model.
-//!
-//! Compiled under `cfg(fuzzing)` (what `cargo fuzz` sets) or with the
-//! `fuzzing-hooks` feature (what the regression tests in
-//! `tests/fuzz_regressions.rs` enable), never in a normal build. Each fuzz
-//! target in `fuzz/` is a three-line shim calling one of these, so a crash
-//! input found by the fuzzer replays as an ordinary test.
-//!
-//! * [`ring_ops`]: SPSC and MPMC op sequences, differential against an exact
-//!   model of the byte ring (positions, padding, counts, continuation
-//!   marks, closed flags), starting anywhere, also just before the position
-//!   words wrap, and with hostile position words stored between operations
-//!   (after which only "no panic" is checked); or a ring, queue or dict
-//!   region built by real operations and then scribbled on by a hostile
-//!   peer, read through every path.
-//! * [`dict_ops`]: table operations against a `HashMap`, with dead holders
-//!   and scribbled derived state recovered on the way.
-//!
-//! Every hook panics only on a model mismatch or an invariant violation: a
-//! panic *is* a finding.
-
-mod dict;
-mod model;
-mod mpmc;
-mod region;
-mod spsc;
-
-pub use dict::dict_ops;
-pub use mpmc::mpmc_ops;
-pub use region::region_ops;
-pub use spsc::spsc_ops;
-
-/// Switches for known findings the hooks steer around while they are open,
-/// so that a fuzzing run keeps looking for new ones instead of re-finding
-/// them. The finding below is fixed (its regression test in
-/// `tests/fuzz_regressions.rs` runs); the switch stays off. (A second one,
-/// `Queue::len` overflowing on hostile `pushed` counters, was fixed too and
-/// its switch removed when the counts moved into the position words.)
-pub(crate) mod known {
-    /// `dict::ops` insert: `(len + tombstones + 1) * 4` overflows (a panic
-    /// with overflow checks) when a hostile peer writes a huge `tombstones`.
-    /// Steered around by keeping scribbled `tombstones` below 2^32.
-    pub(crate) const DICT_TOMBSTONES_OVERFLOW: bool = false;
-}
-
-/// Dispatches on the first byte: [`spsc_ops`], [`mpmc_ops`] or
-/// [`region_ops`] on the rest.
-pub fn ring_ops(data: &[u8]) {
-    let Some((&which, rest)) = data.split_first() else {
-        return;
-    };
-    match which % 3 {
-        0 => spsc_ops(rest),
-        1 => mpmc_ops(rest),
-        _ => region_ops(rest),
-    }
-}
+//! How the harnesses read the fuzzer's bytes: a cursor that never runs
+//! out ([`Input`]), and the shared decoders of messages, ring start words,
+//! hostile word values and payload lengths.
 
 /// A cursor over the fuzzer's bytes. Reads past the end yield zeros, so
-/// every input decodes to something; [`Input::op`] ends the op loop. Public
-/// for the engine's hooks (`shmring::fuzzing`), which decode the same way.
+/// every input decodes to something; [`Input::op`] ends the op loop.
 #[derive(Debug)]
 pub struct Input<'a> {
     data: &'a [u8],
@@ -112,7 +56,7 @@ impl<'a> Input<'a> {
 
 /// A message of `len` bytes whose content depends on `seq` (so a record
 /// delivered twice, torn, or out of order shows).
-pub(crate) fn message(seq: &mut u32, len: usize) -> alloc::vec::Vec<u8> {
+pub(crate) fn message(seq: &mut u32, len: usize) -> Vec<u8> {
     *seq = seq.wrapping_add(1);
     let s = seq.to_le_bytes();
     (0..len)
@@ -125,7 +69,7 @@ pub(crate) fn message(seq: &mut u32, len: usize) -> alloc::vec::Vec<u8> {
 /// (2^38 words), of the count (2^26 records), or of both, so that the
 /// operations that follow cross it.
 pub(crate) fn start(input: &mut Input<'_>) -> (u64, u64) {
-    use crate::ring::{COUNT_BITS, POSITION_BITS};
+    use shmring_core::ring::{COUNT_BITS, POSITION_BITS};
     let byte = input.byte();
     let before = u64::from(input.u16() % 1024);
     let near = |bits: u32| (1u64 << bits) - before;
@@ -141,7 +85,7 @@ pub(crate) fn start(input: &mut Input<'_>) -> (u64, u64) {
 /// it is: near 2^64, near the position wrap, the same position with a
 /// different count, the same count with a moved position, or any value.
 pub(crate) fn hostile_word(input: &mut Input<'_>, current: u64) -> u64 {
-    use crate::ring::{POSITION_BITS, POSITION_MASK};
+    use shmring_core::ring::{POSITION_BITS, POSITION_MASK};
     let delta = u64::from(input.u16());
     match input.byte() % 6 {
         0 => u64::MAX - delta,

@@ -4,16 +4,15 @@
 //! scribbles on a position word, after which every operation must still
 //! answer (an error is fine) without a panic.
 
-use alloc::vec::Vec;
-
-use super::model::RingModel;
-use super::{hostile_word, length, message, start, Input};
-use crate::error::{PopError, PushError};
-use crate::heap::{self, ThreadWaiter};
-use crate::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
-use crate::ring::{pack, RingConfig};
-use crate::sync::Ordering;
-use crate::wait::{Deadline, WaitPolicy};
+use crate::input::{hostile_word, length, message, start, Input};
+use crate::model::pack;
+use crate::model::RingModel;
+use shmring_core::error::{PopError, PushError};
+use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
+use shmring_core::ring::RingConfig;
+use shmring_core::sync::Ordering;
+use shmring_core::wait::{Deadline, WaitPolicy};
 
 /// A producer handle of the harness: the handle, its token, its ring.
 type Held = (Producer<ThreadWaiter>, u64, usize);
@@ -83,7 +82,7 @@ pub fn mpmc_ops(data: &[u8]) {
         rings: (0..rings)
             .map(|_| RingModel::new(&config.ring, position, count))
             .collect(),
-        owners: alloc::vec![0; rings as usize],
+        owners: vec![0; rings as usize],
         dead: Vec::new(),
         in_use: 0,
         max_len,

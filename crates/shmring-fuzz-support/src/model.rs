@@ -1,16 +1,15 @@
 //! An exact model of one byte ring: where the producer writes, where the
 //! consumer reads, which padding records exist, and what the counters say.
 //!
-//! It follows the algorithm of [`crate::ring`] step for step (claim, pad at
+//! It follows the algorithm of [`shmring_core::ring`] step for step (claim, pad at
 //! the wrap, publish, skip padding, release), on plain integers, so the
 //! fuzzers can predict every result of the real ring, `Full` included.
 
-use alloc::collections::VecDeque;
-use alloc::vec::Vec;
+use std::collections::VecDeque;
 
-use crate::error::PushError;
-use crate::record;
-use crate::ring::{advance, distance, RingConfig, COUNT_BITS, POSITION_BITS};
+use shmring_core::error::PushError;
+use shmring_core::record;
+use shmring_core::ring::{RingConfig, COUNT_BITS, POSITION_BITS, POSITION_MASK};
 
 /// One record: position, size in words, payload with its CONT mark
 /// (`None`: padding).
@@ -19,22 +18,42 @@ type Record = (u64, u64, Option<(Vec<u8>, bool)>);
 /// Counts are modulo 2^COUNT_BITS, as in a position word.
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
-/// The model. Field names follow [`crate::ring::Writer`] and
-/// [`crate::ring::Reader`]; positions are in words modulo 2^POSITION_BITS,
+// The position word arithmetic, written again from the packing that
+// `shmring_core::ring` documents (rather than borrowed from it), so that a
+// mistake there shows up as a disagreement with the model.
+
+/// The position word of `count` records at word position `position`.
+pub fn pack(count: u64, position: u64) -> u64 {
+    (count << POSITION_BITS) | (position & POSITION_MASK)
+}
+
+/// Words from position `from` forward to position `to` (modular).
+fn distance(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from) & POSITION_MASK
+}
+
+/// Position `position` moved on by `words` (modular).
+fn advance(position: u64, words: u64) -> u64 {
+    position.wrapping_add(words) & POSITION_MASK
+}
+
+/// The model. Field names follow `shmring_core::ring::Writer` and
+/// `shmring_core::ring::Reader`; positions are in words modulo 2^POSITION_BITS,
 /// counts modulo 2^COUNT_BITS, as in the ring's position words.
 #[derive(Debug)]
-pub(crate) struct RingModel {
+pub struct RingModel {
     /// The data area in words.
-    pub(crate) words: u64,
-    pub(crate) max_record: u64,
+    pub words: u64,
+    /// The largest payload a record may carry.
+    pub max_record: u64,
     /// The producer's local write position.
-    pub(crate) tail: u64,
+    pub tail: u64,
     /// The tail in shared memory.
-    pub(crate) published: u64,
+    pub published: u64,
     /// The consumer's local read position.
-    pub(crate) head: u64,
+    pub head: u64,
     /// The head in shared memory.
-    pub(crate) released: u64,
+    pub released: u64,
     written: u64,
     published_count: u64,
     taken: u64,
@@ -46,7 +65,7 @@ pub(crate) struct RingModel {
 impl RingModel {
     /// An empty ring whose head and tail words both say `count` records
     /// and position `position`.
-    pub(crate) fn new(config: &RingConfig, position: u64, count: u64) -> Self {
+    pub fn new(config: &RingConfig, position: u64, count: u64) -> Self {
         let position = position & ((1 << POSITION_BITS) - 1);
         let count = count & COUNT_MASK;
         RingModel {
@@ -69,7 +88,7 @@ impl RingModel {
     }
 
     /// `Writer::claim`: the position of the record, after any padding.
-    pub(crate) fn claim(&mut self, len: usize) -> Result<u64, PushError> {
+    pub fn claim(&mut self, len: usize) -> Result<u64, PushError> {
         if len as u64 > self.max_record {
             let max = self.max_record as usize;
             return Err(PushError::TooLarge { len, max });
@@ -93,7 +112,7 @@ impl RingModel {
     }
 
     /// `Writer::commit` of the record claimed at `position`.
-    pub(crate) fn commit(&mut self, position: u64, payload: Vec<u8>, continues: bool) {
+    pub fn commit(&mut self, position: u64, payload: Vec<u8>, continues: bool) {
         assert_eq!(position, self.tail, "model: commit where claimed");
         let size = record::record_size(payload.len() as u64) / 8;
         self.records
@@ -103,21 +122,21 @@ impl RingModel {
     }
 
     /// `Writer::write`: claim and commit.
-    pub(crate) fn write(&mut self, payload: &[u8], continues: bool) -> Result<(), PushError> {
+    pub fn write(&mut self, payload: &[u8], continues: bool) -> Result<(), PushError> {
         let at = self.claim(payload.len())?;
         self.commit(at, payload.to_vec(), continues);
         Ok(())
     }
 
     /// `Writer::publish`.
-    pub(crate) fn publish(&mut self) {
+    pub fn publish(&mut self) {
         self.published = self.tail;
         self.published_count = self.written;
     }
 
     /// `Writer::attach`: a new producer starts at the published tail; what
     /// the old one wrote but never published is forgotten.
-    pub(crate) fn reattach_producer(&mut self) {
+    pub fn reattach_producer(&mut self) {
         self.tail = self.published;
         self.written = self.published_count;
         // The records from the released head up to the published tail stay.
@@ -127,7 +146,7 @@ impl RingModel {
 
     /// `Reader::peek`: skips published padding; the length and the mark of
     /// the next published data record, if any.
-    pub(crate) fn peek(&mut self) -> Option<(usize, bool)> {
+    pub fn peek(&mut self) -> Option<(usize, bool)> {
         loop {
             if self.head == self.published {
                 return None;
@@ -146,7 +165,7 @@ impl RingModel {
 
     /// `Reader::advance` past the record `peek` found; returns its payload
     /// and mark.
-    pub(crate) fn advance(&mut self) -> (Vec<u8>, bool) {
+    pub fn advance(&mut self) -> (Vec<u8>, bool) {
         let (_, size, payload) = self.records.pop_front().expect("model: a record to take");
         self.head = advance(self.head, size);
         self.taken = (self.taken + 1) & COUNT_MASK;
@@ -154,14 +173,14 @@ impl RingModel {
     }
 
     /// `Reader::release`.
-    pub(crate) fn release(&mut self) {
+    pub fn release(&mut self) {
         self.released = self.head;
         self.released_count = self.taken;
     }
 
     /// One MPMC take (`take_from`): padding and the record are each
     /// released at once, as the consumers' CAS does. `None`: empty.
-    pub(crate) fn take_racy(&mut self) -> Option<Vec<u8>> {
+    pub fn take_racy(&mut self) -> Option<Vec<u8>> {
         let found = self.peek();
         self.release();
         found?;
@@ -171,13 +190,13 @@ impl RingModel {
     }
 
     /// What `ring_count` reports: exact.
-    pub(crate) fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.published_count.wrapping_sub(self.released_count) & COUNT_MASK
     }
 
     /// What `ring_is_empty` reports: nothing published past the released
     /// head but (at most) one padding record that ends at the tail.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         if self.released == self.published {
             return true;
         }
@@ -189,12 +208,12 @@ impl RingModel {
     }
 
     /// What `Ring::free_bytes` reports.
-    pub(crate) fn free_published(&self) -> u64 {
+    pub fn free_published(&self) -> u64 {
         (self.words - distance(self.released, self.published)) * 8
     }
 
     /// What the producer's `free_bytes` reports.
-    pub(crate) fn free_for_producer(&self) -> u64 {
+    pub fn free_for_producer(&self) -> u64 {
         self.free() * 8
     }
 }

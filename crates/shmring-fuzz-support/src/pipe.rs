@@ -14,10 +14,11 @@ use shmring_core::spsc::{self, SpscLayout};
 use shmring_core::sync::{AtomicU64, Ordering};
 use shmring_core::RingConfig;
 
-use super::{fresh_name, Input};
-use crate::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
-use crate::segment::{CreateOptions, UnlinkPolicy};
-use crate::sys::FutexWaiter;
+use crate::input::Input;
+use crate::shm_file::fresh_name;
+use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
+use shmring::segment::{CreateOptions, UnlinkPolicy};
+use shmring::FutexWaiter;
 
 /// What the reader should see, from the records the writer got in.
 #[derive(Debug, Default)]

@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{fresh_name, Input, ShmFile};
-use crate::dict::{Dict, DictConfig};
-use crate::lock::{Lock, RLock};
-use crate::mpmc::{self, QueueConfig};
-use crate::pipe::{End, Pipe, PipeConfig};
-use crate::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
-use crate::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
-use crate::spsc;
+use crate::input::Input;
+use crate::shm_file::{fresh_name, ShmFile};
+use shmring::dict::{Dict, DictConfig};
+use shmring::lock::{Lock, RLock};
+use shmring::mpmc::{self, QueueConfig};
+use shmring::pipe::{End, Pipe, PipeConfig};
+use shmring::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
+use shmring::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
+use shmring::spsc;
 use shmring_core::wait::Until;
 use shmring_core::RingConfig;
 

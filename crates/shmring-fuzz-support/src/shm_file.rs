@@ -1,22 +1,4 @@
-//! Fuzzing hooks for the engine: arbitrary bytes as a segment file, and a
-//! hostile writer on a pipe.
-//!
-//! Compiled under `cfg(fuzzing)` (what `cargo fuzz` sets) or with the
-//! `fuzzing-hooks` feature (what `tests/fuzz_regressions.rs` enables), never
-//! in a normal build. The targets `segment_bytes` and `pipe_frames` in
-//! `fuzz/` are three-line shims calling these.
-//!
-//! The contract checked is DESIGN.md's "untrusted memory": any byte pattern
-//! in a segment gives errors, never undefined behaviour, a panic, an
-//! out-of-bounds access (AddressSanitizer watches) or a hang. Calls that may
-//! legitimately wait for a live peer are made with the closed flags set (or
-//! not at all), so a hang is a finding too.
-
-mod pipe;
-mod segment;
-
-pub use pipe::pipe_frames;
-pub use segment::{segment_bytes, segment_templates};
+//! Segment files with given bytes in `/dev/shm`, for the engine harnesses.
 
 use std::fs::File;
 use std::io::Write;
@@ -59,5 +41,3 @@ impl Drop for ShmFile {
         let _ = std::fs::remove_file(format!("/dev/shm{}", self.name));
     }
 }
-
-pub(crate) use shmring_core::fuzzing::Input;
