@@ -351,7 +351,13 @@ fn lock(table: &Table, token: u64) -> Result<crate::dict::Locked<'_, ThreadWaite
     let policy = WaitPolicy::default();
     let mut alive = |t| t == token;
     table
-        .lock(token, waiter, Some(Deadline(0)), &policy, &mut alive)
+        .lock(
+            token,
+            waiter,
+            crate::wait::Until::At(Deadline(0)),
+            &policy,
+            &mut alive,
+        )
         .map_err(drop)
 }
 

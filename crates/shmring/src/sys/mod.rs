@@ -14,5 +14,5 @@ pub(crate) mod futex;
 pub(crate) mod lock;
 pub(crate) mod shm;
 
-pub(crate) use clock::{deadline_after, now, now_coarse};
+pub(crate) use clock::{deadline_after, now, now_coarse, until_instant};
 pub use futex::FutexWaiter;
