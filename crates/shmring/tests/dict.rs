@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{mpsc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmring::codec::{CodecError, Message};
 use shmring::dict::{Dict, DictConfig, DictError};
@@ -64,6 +64,14 @@ fn child_entry() {
                     d.clear().unwrap();
                 }
             }
+        }
+        "hold-lock" => {
+            // Holds the table's lock (inside update_with) until killed.
+            let _ = d.update_with(&s("held"), |_| {
+                d.segment(); // no dict call: that would be Reentrant
+                std::thread::sleep(Duration::from_secs(600));
+                Some(1)
+            });
         }
         other => panic!("unknown role {other}"),
     }
@@ -501,4 +509,81 @@ fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
     });
     assert_eq!(d.get(&s("n")).unwrap(), Some(handles.len() as u64 * ROUNDS));
     assert_eq!(d.recoveries(), 0);
+}
+
+#[test]
+fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, threads");
+    let name = unique_name("dict-lock-timeout");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    d.insert(&s("k"), &1).unwrap();
+    // Another attachment (waits on the shared lock) and a clone of the
+    // holder's attachment (waits on the process-local lock first).
+    let mut other: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let mut clone = d.clone();
+    let (inside, release) = (Barrier::new(2), Barrier::new(2));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            d.update_with(&s("k"), |v| {
+                inside.wait();
+                release.wait();
+                v.map(|v| v + 1)
+            })
+            .unwrap();
+        });
+        inside.wait();
+        for handle in [&mut other, &mut clone] {
+            handle.set_lock_timeout(Duration::from_millis(100));
+            let start = Instant::now();
+            assert_eq!(handle.get(&s("k")), Err(DictError::Timeout));
+            assert!(start.elapsed() >= Duration::from_millis(100));
+            assert_eq!(handle.insert(&s("new"), &1), Err(DictError::Timeout));
+            // Zero: one try.
+            handle.set_lock_timeout(Duration::ZERO);
+            assert_eq!(handle.remove(&s("k")), Err(DictError::Timeout));
+            // `len` never waits.
+            assert_eq!(handle.len(), 1);
+        }
+        release.wait();
+    });
+    // Nothing the timed-out calls tried was done; the holder's was.
+    assert_eq!(other.get(&s("k")).unwrap(), Some(2));
+    assert_eq!(clone.get(&s("new")).unwrap(), None);
+    assert_eq!(
+        DictError::Timeout.to_string(),
+        "timed out waiting for the dict's lock"
+    );
+    // `Duration::MAX` waits as long as it takes again.
+    other.set_lock_timeout(Duration::MAX);
+    assert_eq!(other.insert(&s("k"), &5).unwrap(), Some(2));
+}
+
+#[test]
+fn a_lock_timeout_bounds_the_wait_for_a_live_holder_process_and_a_dead_one_is_taken_over() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, process");
+    let name = unique_name("dict-lock-timeout-proc");
+    let mut d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    d.insert(&s("k"), &1).unwrap();
+    let mut child = spawn_role("child_entry", "hold-lock", &[("DICT", name.clone())])
+        .spawn()
+        .unwrap();
+    d.set_lock_timeout(Duration::ZERO);
+    assert!(
+        wait_until(Duration::from_secs(30), || d.get(&s("k"))
+            == Err(DictError::Timeout)),
+        "the child never took the lock"
+    );
+    // A live holder: a bounded wait times out and changes nothing.
+    d.set_lock_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    assert_eq!(d.insert(&s("k"), &2), Err(DictError::Timeout));
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A dead holder needs no timeout: taken over within a liveness slice,
+    // even by a handle that tries once.
+    d.set_lock_timeout(Duration::ZERO);
+    assert_eq!(d.get(&s("k")).unwrap(), Some(1));
+    assert_eq!(d.get(&s("held")).unwrap(), None);
+    assert_eq!(d.recoveries(), 1);
 }
