@@ -59,7 +59,8 @@ fn main() -> Result<(), BoxError> {
     )?;
     let start = Instant::now();
     for _ in 0..PAIRS {
-        let _ = lock.acquire(true, None)?;
+        // Python's unguarded acquire/release, as measured before the guards.
+        let _ = lock.acquire()?.leak();
         lock.release()?;
     }
     let ours_ns = start.elapsed().as_nanos() as f64 / f64::from(PAIRS);
@@ -95,7 +96,9 @@ fn main() -> Result<(), BoxError> {
     let child = spawn("hold-shmring", &lock_name)?;
     wait_ready(child, || lock.is_locked())?;
     let start = Instant::now();
-    let ours = lock.acquire(true, Some(Duration::from_secs(5)));
+    let ours = lock
+        .acquire_timeout(Duration::from_secs(5))
+        .map(|guard| guard.leak());
     let ours_waited = start.elapsed();
     println!(
         "   holder SIGKILLed: shmring Lock acquire(5 s) returned {ours:?} after {:.1} ms",
@@ -183,7 +186,7 @@ fn child(role: &str, name: &str) -> Result<(), BoxError> {
         }
         "hold-shmring" => {
             let lock = Lock::open(name, &OpenOptions::default())?;
-            let _ = lock.acquire(true, None)?;
+            let _held = lock.acquire()?;
             std::thread::sleep(Duration::from_secs(60)); // until killed
         }
         other => return Err(format!("unknown role {other}").into()),

@@ -147,8 +147,9 @@ pub fn lock_worker(ledger: &Ledger, lock_name: &str) {
     let (a, b) = ledger.lock_pair();
     while !ledger.stopping() {
         let started = now_ns();
-        let got = match lock.acquire(true, Some(Duration::from_secs(5))) {
-            Ok(got) => got,
+        // Leaked: released explicitly below, as Python's acquire/release.
+        let got = match lock.acquire_timeout(Duration::from_secs(5)) {
+            Ok(guard) => guard.leak(),
             Err(e) => panic!("lock worker blocked for 5 s: {e}"),
         };
         let waited = now_ns() - started;

@@ -52,7 +52,7 @@ use crate::layout::{Padded, HOT_ALIGN};
 use crate::lock::{Acquired, LockShared, FLAVOR_LOCK};
 use crate::spsc::KeepAlive;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{Deadline, TimedOut, WaitPolicy, Waiter};
+use crate::wait::{TimedOut, Until, WaitPolicy, Waiter};
 
 /// Bucket value of a removed entry (probes continue past it).
 pub const TOMBSTONE: u32 = u32::MAX;
@@ -422,11 +422,25 @@ impl Table {
         let live = index
             .iter()
             // ORDERING: Acquire — pairs with the Release stores that publish
-            // or retire a bucket (`ops.rs`); only counted, never followed.
+            // or retire a bucket (`dict/locked.rs`); only counted, never followed.
             .map(|bucket| bucket.load(Ordering::Acquire))
             .filter(|&v| v != 0 && v != TOMBSTONE)
             .count();
         Ok(live as u64)
+    }
+
+    /// Live entries, read without taking the lock: one load, O(1). A
+    /// snapshot, as a queue's length is; exact while no write is between
+    /// its steps. The count is derived state, so after a writer died in the
+    /// middle of a write it may be stale until the next holder of the lock
+    /// recovers the table; a hostile value is clamped to the capacity.
+    /// ([`count_entries`](Table::count_entries) is exact after a crash too,
+    /// at O(buckets).)
+    pub fn len_unlocked(&self) -> usize {
+        // ORDERING: Relaxed — a snapshot; nothing is read through it. The
+        // holder's Release of the lock orders it for the next holder only.
+        let len = self.shared().state.len.load(Ordering::Relaxed);
+        len.min(u64::from(self.config.capacity)) as usize
     }
 
     /// The lock that serialises every operation.
@@ -440,8 +454,13 @@ impl Table {
         self.failpoint = failpoint;
     }
 
-    /// Takes the table's lock as `token`, recovering first if the previous
-    /// holder died. See [`LockShared::acquire`] for the waiting.
+    /// Takes the table's lock as `token`, waiting as long as `until`
+    /// allows, recovering first if the previous holder died.
+    ///
+    /// # Blocking
+    ///
+    /// As [`LockShared::acquire`]: [`Until::Now`] tries once (with one
+    /// liveness probe of the holder) and never sleeps.
     ///
     /// # Errors
     ///
@@ -451,7 +470,7 @@ impl Table {
         &'a self,
         token: u64,
         waiter: &'a W,
-        deadline: Option<Deadline>,
+        until: Until,
         policy: &WaitPolicy,
         is_alive: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Locked<'a, W>, LockTableError> {
@@ -465,7 +484,7 @@ impl Table {
         let got = if lock.owner() == token {
             Acquired::OwnerDied
         } else {
-            lock.acquire(token, waiter, deadline, policy, is_alive)
+            lock.acquire(token, waiter, until, policy, is_alive)
                 .map_err(|TimedOut| LockTableError::Timeout)?
         };
         let mut guard = Locked {
@@ -572,5 +591,5 @@ impl Table {
     }
 }
 
-mod ops;
-pub use ops::Locked;
+mod locked;
+pub use locked::Locked;

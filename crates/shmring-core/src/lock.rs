@@ -27,7 +27,7 @@
 //! in the handle of its owning process (the engine's `RLock`), never here.
 
 use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{block_on, Deadline, TimedOut, WaitPolicy, WaitWord, Waiter};
+use crate::wait::{block_on, TimedOut, Until, WaitPolicy, WaitWord, Waiter};
 
 /// [`LockShared::flavor`] of a non-recursive lock (Python's `Lock`).
 pub const FLAVOR_LOCK: u64 = 1;
@@ -199,27 +199,30 @@ impl LockShared {
         self.try_acquire_with(token, true, is_alive)
     }
 
-    /// Takes the lock, waiting until `deadline` (`None`: forever).
+    /// Takes the lock, waiting as long as `until` allows.
     ///
     /// # Blocking
     ///
-    /// Spins for `policy.spin_ns`, then sleeps on the wait word in slices of
+    /// [`Until::Now`] makes one attempt and then one probe of the holder's
+    /// liveness, and never sleeps or reads the clock. Otherwise spins for
+    /// `policy.spin_ns`, then sleeps on the wait word in slices of
     /// `policy.slice_ns`; after each slice (and once more at the deadline)
-    /// the holder's liveness is probed, so a dead holder is taken over within
-    /// one slice, and always once more at the deadline.
+    /// the holder's liveness is probed, so a dead holder is taken over
+    /// within one slice, and always once more at the deadline.
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] when the deadline passes first.
+    /// [`TimedOut`] when the deadline passes first (at once for
+    /// [`Until::Now`] when a live holder has it).
     pub fn acquire<W: Waiter + ?Sized>(
         &self,
         token: u64,
         waiter: &W,
-        deadline: Option<Deadline>,
+        until: Until,
         policy: &WaitPolicy,
         is_alive: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Acquired, TimedOut> {
-        self.acquire_by(waiter, deadline, policy, &mut |lock, probe| {
+        self.acquire_by(waiter, until, policy, &mut |lock, probe| {
             lock.try_acquire_with(token, probe, is_alive)
         })
     }
@@ -233,7 +236,9 @@ impl LockShared {
     ///
     /// # Blocking
     ///
-    /// As [`acquire`](LockShared::acquire).
+    /// As [`acquire`](LockShared::acquire). The first attempt is
+    /// [`block_on`]'s own first check (no probe), so an uncontended
+    /// acquire makes exactly one attempt.
     ///
     /// # Errors
     ///
@@ -241,19 +246,17 @@ impl LockShared {
     pub fn acquire_by<W: Waiter + ?Sized>(
         &self,
         waiter: &W,
-        deadline: Option<Deadline>,
+        until: Until,
         policy: &WaitPolicy,
         attempt: &mut dyn FnMut(&LockShared, bool) -> Option<Acquired>,
     ) -> Result<Acquired, TimedOut> {
-        if let Some(got) = attempt(self, false) {
-            return Ok(got);
-        }
-        block_on(&self.wait, waiter, deadline, policy, |slow| {
+        block_on(&self.wait, waiter, until, policy, |slow| {
             attempt(self, slow)
         })
         // `block_on` gives up without a slow check when the deadline had
-        // already passed on entry: probe once, so a dead holder is always
-        // noticed by the deadline at the latest.
+        // already passed on entry (always, for `Until::Now`): probe
+        // once, so a dead holder is always noticed by the deadline at
+        // the latest, and a try takes a dead holder's lock at once.
         .or_else(|TimedOut| attempt(self, true).ok_or(TimedOut))
     }
 

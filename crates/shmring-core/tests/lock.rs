@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::lock::{Acquired, LockShared, ReleaseError, FLAVOR_LOCK};
-use shmring_core::wait::{Deadline, TimedOut, WaitPolicy, Waiter};
+use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy, Waiter};
 
 fn alive(_: u64) -> bool {
     true
@@ -78,14 +78,25 @@ fn timed_acquire_times_out_and_probes_at_the_deadline() {
     let start = Instant::now();
     let deadline = w.now().after(50_000_000);
     assert_eq!(
-        lock.acquire(2, &w, Some(deadline), &policy, &mut alive),
+        lock.acquire(2, &w, Until::At(deadline), &policy, &mut alive),
         Err(TimedOut)
     );
     assert!(start.elapsed() >= Duration::from_millis(50));
-    // A zero deadline is "try once", and the last check probes liveness.
-    let past = Some(Deadline(0));
+    // A deadline already past is "try once", and the last check probes
+    // liveness; so is `Until::Now`, which never reads the clock.
+    let past = Until::At(Deadline(0));
+    assert_eq!(
+        lock.acquire(2, &w, Until::Now, &policy, &mut alive),
+        Err(TimedOut)
+    );
     assert_eq!(
         lock.acquire(2, &w, past, &policy, &mut |t| t != 1),
+        Ok(Acquired::OwnerDied)
+    );
+    lock.release_owned(2, &w).unwrap();
+    assert_eq!(lock.try_acquire(1, &mut alive), Some(Acquired::Yes));
+    assert_eq!(
+        lock.acquire(2, &w, Until::Now, &policy, &mut |t| t != 1),
         Ok(Acquired::OwnerDied)
     );
 }
@@ -106,7 +117,7 @@ fn sleeping_waiter_notices_a_dead_holder_within_a_slice() {
         std::thread::sleep(Duration::from_millis(30));
         d.store(1, Ordering::SeqCst);
     });
-    let got = lock.acquire(2, &w, None, &policy, &mut |t| {
+    let got = lock.acquire(2, &w, Until::Never, &policy, &mut |t| {
         t != 1 || dead.load(Ordering::SeqCst) == 0
     });
     assert_eq!(got, Ok(Acquired::OwnerDied));
@@ -127,7 +138,7 @@ fn threads_are_mutually_exclusive() {
             std::thread::spawn(move || {
                 let policy = WaitPolicy::default();
                 for _ in 0..ROUNDS {
-                    let got = lock.acquire(token, &w, None, &policy, &mut alive);
+                    let got = lock.acquire(token, &w, Until::Never, &policy, &mut alive);
                     assert_eq!(got, Ok(Acquired::Yes));
                     // A non-atomic increment: lost updates if two hold it.
                     let v = counter.load(Ordering::Relaxed);

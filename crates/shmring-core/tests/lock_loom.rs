@@ -16,7 +16,7 @@ use loom::cell::UnsafeCell;
 use loom::thread;
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::lock::{Acquired, LockShared, FLAVOR_LOCK};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 
 #[path = "support/loom_model.rs"]
 mod loom_model;
@@ -51,7 +51,7 @@ fn lock_handoff_is_exclusive_and_loses_no_wakeup() {
             .map(|token| {
                 let (g, w) = (g.clone(), w.clone());
                 thread::spawn(move || {
-                    let got = g.lock.acquire(token, &w, None, &POLICY, &mut alive);
+                    let got = g.lock.acquire(token, &w, Until::Never, &POLICY, &mut alive);
                     assert_eq!(got, Ok(Acquired::Yes));
                     // SAFETY: the lock is held; loom checks that claim.
                     g.value.with_mut(|v| unsafe { *v += 1 });
@@ -79,7 +79,7 @@ fn release_by_another_thread_wakes_the_sleeper() {
         let (l, w2) = (lock.clone(), w.clone());
         let waiter = thread::spawn(move || {
             assert_eq!(
-                l.acquire(2, &w2, None, &POLICY, &mut alive),
+                l.acquire(2, &w2, Until::Never, &POLICY, &mut alive),
                 Ok(Acquired::Yes)
             );
         });

@@ -349,7 +349,13 @@ fn lock(table: &Table, token: u64) -> Result<shmring_core::dict::Locked<'_, Thre
     let policy = WaitPolicy::default();
     let mut alive = |t| t == token;
     table
-        .lock(token, waiter, Some(Deadline(0)), &policy, &mut alive)
+        .lock(
+            token,
+            waiter,
+            shmring_core::wait::Until::At(Deadline(0)),
+            &policy,
+            &mut alive,
+        )
         .map_err(drop)
 }
 

@@ -260,15 +260,15 @@ fn open_everything(name: &str) {
         let _ = (
             lock.is_locked(),
             lock.recoveries(),
-            lock.try_acquire(),
+            lock.try_acquire().map(|g| g.leak()),
             lock.release(),
         );
     }
     if let Ok(lock) = RLock::open(name, &opts) {
         let _ = (
             lock.is_owned(),
-            lock.acquire(false, None),
-            lock.acquire(false, None),
+            lock.try_acquire().map(|g| g.leak()),
+            lock.try_acquire().map(|g| g.leak()),
         );
         let _ = (lock.release(), lock.release(), lock.release());
     }

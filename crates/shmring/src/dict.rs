@@ -25,7 +25,7 @@
 //! |---|---|
 //! | `d[k]` / `d.get(k)` | [`get_item`](Dict::get_item) (`KeyNotFound`) / [`get`](Dict::get) |
 //! | `d[k] = v` / `del d[k]` | [`insert`](Dict::insert) / [`remove`](Dict::remove) (both return the old value) |
-//! | `k in d`, `len(d)` | [`contains_key`](Dict::contains_key), [`len`](Dict::len) |
+//! | `k in d`, `len(d)` | [`contains_key`](Dict::contains_key), [`len`](Dict::len) (no lock, infallible) |
 //! | `keys()`, `values()`, `items()` (lists) | `Vec`s |
 //! | `pop(k)`, `popitem()`, `setdefault`, `update`, `clear`, `copy()` | same names; `copy` is [`to_hash_map`](Dict::to_hash_map) |
 //! | `KeyError`, `KeyError('popitem(): dictionary is empty')` | [`DictError::KeyNotFound`], [`DictError::Empty`] |
@@ -62,9 +62,10 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use shmring_core::dict::{DictLayout, LockTableError, Locked, Table, TableError};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::Corrupted;
 
 pub use shmring_core::dict::DictConfig;
@@ -112,6 +113,9 @@ pub enum DictError {
     /// the closure of [`Dict::update_with`], through any handle of the same
     /// dict. Waiting would wait for itself forever.
     Reentrant,
+    /// The table's lock stayed held past the handle's lock timeout
+    /// ([`Dict::set_lock_timeout`]; never without one). Nothing was changed.
+    Timeout,
 }
 
 impl fmt::Display for DictError {
@@ -131,6 +135,7 @@ impl fmt::Display for DictError {
             DictError::Reentrant => {
                 f.write_str("dict used inside its own update_with on this thread")
             }
+            DictError::Timeout => f.write_str("timed out waiting for the dict's lock"),
         }
     }
 }
@@ -172,12 +177,20 @@ impl From<CodecError> for DictError {
 ///
 /// # Blocking
 ///
-/// Every method takes the table's lock, waiting while another process (or
-/// another thread of this one) holds it (a few microseconds per operation),
-/// or up to one liveness slice when the holder died. The only user code run
-/// with the lock held is [`update_with`](Dict::update_with)'s closure and
-/// the key and value codecs ([`Message`]); a call on the same dict from
-/// there is [`DictError::Reentrant`], never a wait for itself.
+/// Every method but [`len`](Dict::len) and [`is_empty`](Dict::is_empty)
+/// takes the table's lock, waiting while another process (or another thread
+/// of this one) holds it (a few microseconds per operation), or up to one
+/// liveness slice when the holder died. A live holder that does not let go
+/// (stopped, or in a long [`update_with`](Dict::update_with)) makes it wait
+/// as long as it holds on, unless the handle has a lock timeout
+/// ([`set_lock_timeout`](Dict::set_lock_timeout): then the call fails with
+/// [`DictError::Timeout`] and changes nothing). The wait is one setting of
+/// the handle rather than four forms of every method, as a database
+/// session's `lock_timeout`: a dict operation never waits for the *data*
+/// (there is no "full" or "empty" to wait out), only for the lock. The only
+/// user code run with the lock held is `update_with`'s closure and the key
+/// and value codecs ([`Message`]); a call on the same dict from there is
+/// [`DictError::Reentrant`], never a wait for itself.
 ///
 /// # Errors
 ///
@@ -193,9 +206,11 @@ pub struct Dict<K, V> {
     table: Table,
     segment: Arc<Segment>,
     /// Serialises this attachment's callers (clones share it): see
-    /// `locked`.
-    local: Arc<std::sync::Mutex<()>>,
+    /// `held.rs`.
+    local: Arc<held::LocalLock>,
     policy: WaitPolicy,
+    /// How long an operation may wait for the lock (`set_lock_timeout`).
+    lock_until: Until,
     /// Counts this attachment's futex calls; `segment` keeps it valid.
     waiter: FutexWaiter,
     _types: PhantomData<fn() -> (K, V)>,
@@ -208,6 +223,7 @@ impl<K, V> Clone for Dict<K, V> {
             segment: self.segment.clone(),
             local: self.local.clone(),
             policy: self.policy,
+            lock_until: self.lock_until,
             waiter: self.waiter,
             _types: PhantomData,
         }
@@ -300,6 +316,7 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
             table,
             local: Arc::default(),
             policy: WaitPolicy::default(),
+            lock_until: Until::Never,
             waiter: segment.waiter(),
             segment,
             _types: PhantomData,
@@ -309,4 +326,5 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
 
 impl_segment_constructors!([K: Message, V: Message] Dict<K, V>, DictConfig, "dict");
 
-mod methods;
+mod held;
+mod mapping;

@@ -8,18 +8,27 @@
 //! handle, see [`LockGuard`]) and no system call; a contended acquire spins
 //! a few microseconds, then sleeps on a futex.
 //!
+//! Every acquire comes in the four forms of every shmring facade, each
+//! returning a guard that releases on drop: [`acquire`](Lock::acquire)
+//! (waits as long as it takes), [`try_acquire`](Lock::try_acquire) (one
+//! try), [`acquire_timeout`](Lock::acquire_timeout) and
+//! [`acquire_deadline`](Lock::acquire_deadline).
+//!
 //! ```
-//! use shmring::lock::{Acquired, Lock};
+//! use shmring::lock::{Lock, ReleaseError, TryAcquireError};
 //!
 //! let lock = Lock::new()?;
 //! {
-//!     let guard = lock.lock()?;            // `with lock:`
+//!     let guard = lock.acquire()?;          // `with lock:`
 //!     assert!(!guard.owner_died());
-//!     assert!(lock.acquire(false, None).is_err()); // held: False in Python
+//!     assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock))); // False
 //! }
-//! assert_eq!(lock.acquire(true, None)?, Acquired::Yes);
+//! // Python's unguarded `lock.acquire()` ... `lock.release()`:
+//! let acquired = lock.acquire()?.leak();
+//! assert!(!acquired.owner_died());
+//! assert!(lock.is_locked());
 //! lock.release()?;
-//! assert!(lock.release().is_err());        // ValueError in Python
+//! assert_eq!(lock.release(), Err(ReleaseError::NotHeld)); // ValueError in Python
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -27,27 +36,34 @@
 //!
 //! | Python | shmring |
 //! |---|---|
-//! | `lock.acquire()` → `True` | `lock.acquire(true, None)` → `Ok(Acquired::Yes)` |
-//! | `lock.acquire(False)` → `False` | `Err(LockError::WouldBlock)` |
-//! | `lock.acquire(timeout=t)` → `False` | `Err(LockError::Timeout)` |
-//! | `release()` unheld → `ValueError` | `Err(LockError::NotHeld)` |
-//! | `RLock.release()` by non-owner → `AssertionError` | `Err(LockError::NotOwner)` |
-//! | `with lock:` | `let _guard = lock.lock()?;` |
+//! | `with lock:` | `let _guard = lock.acquire()?;` |
+//! | `lock.acquire()` → `True` | `lock.acquire()?.leak()` (held until `release`) |
+//! | `lock.acquire(False)` → `False` | [`try_acquire`](Lock::try_acquire) → `Err(TryAcquireError::WouldBlock)` |
+//! | `lock.acquire(timeout=t)` → `False` | [`acquire_timeout`](Lock::acquire_timeout) → `Err(AcquireTimeoutError::Timeout)` |
+//! | `release()` unheld → `ValueError` | `Err(ReleaseError::NotHeld)` |
+//! | `RLock.release()` by non-owner → `AssertionError` | `Err(ReleaseError::NotOwner)` |
 //!
-//! "Not acquired" is an `Err` rather than `Ok(false)`, so `?` cannot silently
-//! carry on without the lock. A negative timeout cannot be written in Rust;
-//! a zero one means "try once", as in Python.
+//! Python's `acquire(block, timeout)` is `try_acquire` when `block` is
+//! false (the timeout is ignored, as in Python), `acquire` without a
+//! timeout, `acquire_timeout` with one; a binding that wants the lock to
+//! stay held after the call [`leak`](LockGuard::leak)s the guard.
+//! "Not acquired" is an `Err` rather than `Ok(false)`, so `?` cannot
+//! silently carry on without the lock. A negative timeout cannot be written
+//! in Rust; a zero one means "try once", as in Python.
 //!
 //! # Crash behaviour
 //!
 //! A holder that dies (or drops its last handle, detaching from the
 //! segment) leaves the lock *held by a dead token*. A `try` acquire notices
 //! at once; a blocked acquirer notices within one liveness slice (100 ms by
-//! default); the taker gets [`Acquired::OwnerDied`] (a guard reports it with
-//! [`LockGuard::owner_died`]): what the lock protected may be half-updated.
-//! Exactly one taker wins. A waiter killed while asleep leaves the wait
-//! word's sleeper count one too high, which costs later releases one futex
-//! wake each, never a lost wake-up.
+//! default); the taker still gets its guard, and the guard says so
+//! ([`LockGuard::owner_died`], [`Acquired::OwnerDied`] from
+//! [`LockGuard::leak`]): what the lock protected may be half-updated. This
+//! is reported on the guard, not as an error, because the lock *was*
+//! acquired (as `pthread_mutex_lock`'s `EOWNERDEAD`): an `Err` would make `?`
+//! drop a lock that is held. Exactly one taker wins. A waiter killed while
+//! asleep leaves the wait word's sleeper count one too high, which costs
+//! later releases one futex wake each, never a lost wake-up.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -55,27 +71,125 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64 as LocalU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shmring_core::lock::{ReleaseError, FLAVOR_LOCK, FLAVOR_RLOCK};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::lock::{ReleaseError as CoreReleaseError, FLAVOR_LOCK, FLAVOR_RLOCK};
+use shmring_core::wait::{TimedOut, Until, WaitPolicy};
 use shmring_core::Corrupted;
 
 pub use shmring_core::lock::{Acquired, LockShared};
 
-use crate::attach::{deadline, AttachError};
+use crate::attach::AttachError;
 use crate::object::{impl_segment_constructors, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
+use crate::sys::until_instant;
 
-/// Why an acquire or release did not happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a blocking [`acquire`](Lock::acquire) failed: nothing can, today.
+///
+/// A lock word accepts any value (a garbage holder is taken over like a
+/// dead one), so no state of the segment ends a wait with an error, and a
+/// blocking acquire only returns with the lock. The type has no values;
+/// it exists so that the four forms have the shape of every other
+/// facade's, and leaves room (it is `non_exhaustive`) for an error a later
+/// version may add, such as a closed lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum LockError {
-    /// A non-blocking (or zero-timeout) acquire found the lock held by a
-    /// live holder (Python returns `False`).
+pub enum AcquireError {}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for AcquireError {}
+
+/// Why a [`try_acquire`](Lock::try_acquire) did not get the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TryAcquireError {
+    /// A live holder has the lock (Python's `acquire(False)` returns
+    /// `False`).
     WouldBlock,
-    /// The timeout passed with the lock still held (Python returns `False`).
+    /// What ends a blocking acquire too.
+    Acquire(AcquireError),
+}
+
+impl TryAcquireError {
+    /// Whether the lock was held by a live holder.
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, TryAcquireError::WouldBlock)
+    }
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::WouldBlock => f.write_str("lock is held by another holder"),
+            TryAcquireError::Acquire(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TryAcquireError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TryAcquireError::WouldBlock => None,
+            TryAcquireError::Acquire(e) => Some(e),
+        }
+    }
+}
+
+impl From<AcquireError> for TryAcquireError {
+    fn from(e: AcquireError) -> Self {
+        TryAcquireError::Acquire(e)
+    }
+}
+
+/// Why an [`acquire_timeout`](Lock::acquire_timeout) or
+/// [`acquire_deadline`](Lock::acquire_deadline) did not get the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AcquireTimeoutError {
+    /// The time ran out with the lock held by a live holder (Python's
+    /// `acquire(timeout=t)` returns `False`).
     Timeout,
+    /// What ends a blocking acquire too.
+    Acquire(AcquireError),
+}
+
+impl AcquireTimeoutError {
+    /// Whether the time ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, AcquireTimeoutError::Timeout)
+    }
+}
+
+impl fmt::Display for AcquireTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireTimeoutError::Timeout => f.write_str("timed out waiting for the lock"),
+            AcquireTimeoutError::Acquire(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AcquireTimeoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcquireTimeoutError::Timeout => None,
+            AcquireTimeoutError::Acquire(e) => Some(e),
+        }
+    }
+}
+
+impl From<AcquireError> for AcquireTimeoutError {
+    fn from(e: AcquireError) -> Self {
+        AcquireTimeoutError::Acquire(e)
+    }
+}
+
+/// Why a [`release`](Lock::release) did nothing (Python's exceptions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReleaseError {
     /// Released while not held (Python's `ValueError`).
     NotHeld,
     /// An `RLock` released by a thread that does not hold it (Python's
@@ -83,18 +197,39 @@ pub enum LockError {
     NotOwner,
 }
 
-impl fmt::Display for LockError {
+impl fmt::Display for ReleaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            LockError::WouldBlock => "lock is held by another holder",
-            LockError::Timeout => "timed out waiting for the lock",
-            LockError::NotHeld => "semaphore or lock released too many times",
-            LockError::NotOwner => "attempt to release recursive lock not owned by thread",
+            ReleaseError::NotHeld => "semaphore or lock released too many times",
+            ReleaseError::NotOwner => "attempt to release recursive lock not owned by thread",
         })
     }
 }
 
-impl std::error::Error for LockError {}
+impl std::error::Error for ReleaseError {}
+
+/// The blocking form from the private `acquire_until(Until::Never)`: a
+/// would-block answer (which `Until::Never` never gives) just tries again,
+/// so there is no impossible arm to panic on.
+fn until_acquired<G>(
+    mut acquire_until: impl FnMut() -> Result<G, TryAcquireError>,
+) -> Result<G, AcquireError> {
+    loop {
+        match acquire_until() {
+            Ok(guard) => return Ok(guard),
+            Err(TryAcquireError::WouldBlock) => continue,
+            Err(TryAcquireError::Acquire(e)) => return Err(e),
+        }
+    }
+}
+
+/// The timed forms' error from `acquire_until`'s: not acquired in time.
+fn timed<G>(got: Result<G, TryAcquireError>) -> Result<G, AcquireTimeoutError> {
+    got.map_err(|e| match e {
+        TryAcquireError::WouldBlock => AcquireTimeoutError::Timeout,
+        TryAcquireError::Acquire(e) => AcquireTimeoutError::Acquire(e),
+    })
+}
 
 /// The parts both lock types share: a lock segment and how to wait on it.
 /// (The segment is also a field of each type, for the constructor macro.)
@@ -164,16 +299,17 @@ macro_rules! common_methods {
     };
 }
 
-/// Acquires for this attachment. With `stamps`, each success takes the next
-/// stamp of that counter right after the CAS that won the lock, and returns
-/// it (see [`LockGuard`]); without, the stamp is 0.
+/// Acquires for this attachment, waiting as long as `until` allows. With
+/// `stamps`, each success takes the next stamp of that counter right after
+/// the CAS that won the lock, and returns it (see [`LockGuard`]); without,
+/// the stamp is 0. A take-over of a dead holder's lock and a timeout are
+/// counted in this peer's row.
 fn acquire(
     segment: &Segment,
     policy: &WaitPolicy,
-    block: bool,
-    timeout: Option<Duration>,
+    until: Until,
     stamps: Option<&LocalU64>,
-) -> Result<(Acquired, u64), LockError> {
+) -> Result<(Acquired, u64), TimedOut> {
     let token = segment.peer_token();
     let mut alive = |t| segment.is_peer_alive(t);
     let mut stamp = 0;
@@ -187,16 +323,11 @@ fn acquire(
         }
         Some(got)
     };
-    let result = if !block || timeout == Some(Duration::ZERO) {
-        attempt(shared(segment), true).ok_or(LockError::WouldBlock)
-    } else {
-        shared(segment)
-            .acquire_by(&segment.waiter(), deadline(timeout), policy, &mut attempt)
-            .map_err(|_| LockError::Timeout)
-    };
+    let result = shared(segment).acquire_by(&segment.waiter(), until, policy, &mut attempt);
     match result {
         Ok(Acquired::OwnerDied) => segment.add_to_counter(PeerCounter::Recovered, 1),
-        Err(LockError::Timeout) => segment.add_to_counter(PeerCounter::Timeouts, 1),
+        // A try that finds the lock held is an answer, not a timeout.
+        Err(TimedOut) if !until.is_now() => segment.add_to_counter(PeerCounter::Timeouts, 1),
         _ => {}
     }
     result.map(|got| (got, stamp))
@@ -219,11 +350,11 @@ fn next_stamp(stamps: &LocalU64) -> u64 {
     stamp
 }
 
-fn release_owned(segment: &Segment) -> Result<(), LockError> {
+fn release_owned(segment: &Segment) -> Result<(), ReleaseError> {
     match shared(segment).release_owned(segment.peer_token(), &segment.waiter()) {
         Ok(()) => Ok(()),
-        Err(ReleaseError::NotHeld) => Err(LockError::NotHeld),
-        Err(ReleaseError::NotOwner { .. }) => Err(LockError::NotOwner),
+        Err(CoreReleaseError::NotHeld) => Err(ReleaseError::NotHeld),
+        Err(CoreReleaseError::NotOwner { .. }) => Err(ReleaseError::NotOwner),
     }
 }
 
@@ -233,7 +364,7 @@ fn release_owned(segment: &Segment) -> Result<(), LockError> {
 /// # Crash behaviour
 ///
 /// See the [module docs](self): a dead holder's lock is taken over by the
-/// next acquirer, who is told ([`Acquired::OwnerDied`]).
+/// next acquirer, whose guard says so ([`LockGuard::owner_died`]).
 #[derive(Clone, Debug)]
 pub struct Lock {
     segment: Arc<Segment>,
@@ -279,90 +410,112 @@ impl Lock {
         Lock::create_anonymous((), &Default::default())
     }
 
-    /// Python's `acquire(block=True, timeout=None)`.
-    ///
-    /// `block == false` tries once and ignores `timeout`; `timeout` `None`
-    /// waits forever, zero tries once. A held lock is never re-entered, not
-    /// even by its own holder (that blocks, or is `WouldBlock`).
+    /// Takes the lock, waiting as long as it takes, and returns a guard
+    /// that releases it on drop (Python's `with lock:`; `acquire()` when the
+    /// guard is [`leak`](LockGuard::leak)ed). A held lock is never
+    /// re-entered, not even by its own holder: that waits forever, as in
+    /// Python.
     ///
     /// # Blocking
     ///
     /// Spins for a few microseconds, then sleeps on a futex until the lock
-    /// is released, its holder is found dead (checked every 100 ms, and at
-    /// the deadline), or the timeout passes.
+    /// is released or its holder is found dead (checked every 100 ms). A
+    /// live holder that never releases (or is stopped) makes it wait
+    /// forever: bound it with [`acquire_timeout`](Lock::acquire_timeout).
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] (try) or [`LockError::Timeout`]: the lock
-    /// was not acquired (Python's `False`).
+    /// None can happen today ([`AcquireError`] has no values).
     ///
     /// # Crash behaviour
     ///
-    /// `Ok(Acquired::OwnerDied)` when the previous holder died holding it.
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        self.acquire_stamped(block, timeout).map(|(got, _)| got)
+    /// [`LockGuard::owner_died`] when the previous holder died holding it.
+    pub fn acquire(&self) -> Result<LockGuard<'_>, AcquireError> {
+        until_acquired(|| self.acquire_until(Until::Never))
     }
 
-    fn acquire_stamped(
-        &self,
-        block: bool,
-        timeout: Option<Duration>,
-    ) -> Result<(Acquired, u64), LockError> {
-        let stamps = Some(&*self.stamps);
-        acquire(&self.segment, &self.policy, block, timeout, stamps)
-    }
-
-    /// `acquire(false, None)`.
+    /// Python's `acquire(block=False)`: one try, never sleeps. A lock held
+    /// by a dead holder is taken over at once.
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`].
-    pub fn try_acquire(&self) -> Result<Acquired, LockError> {
-        self.acquire(false, None)
+    /// [`TryAcquireError::WouldBlock`] when a live holder has it (Python's
+    /// `False`).
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError> {
+        self.acquire_until(Until::Now)
     }
 
-    /// Python's `release()`: releases the lock, whoever holds it (any process
-    /// or thread may release a `multiprocessing.Lock`). A [`LockGuard`] of
-    /// the acquisition this ends no longer releases anything.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::NotHeld`] when it is not held (Python's `ValueError`).
-    pub fn release(&self) -> Result<(), LockError> {
-        // The new stamp retires every guard of this attachment: a guard
-        // dropped after this cannot release an acquisition made after it.
-        next_stamp(&self.stamps);
-        shared(&self.segment)
-            .release_any(&self.segment.waiter())
-            .map_err(|_| LockError::NotHeld)
-    }
-
-    /// Acquires (waiting forever) and returns a guard that releases on drop
-    /// (Python's `with lock:`).
+    /// Python's `acquire(timeout=t)`: as [`acquire`](Lock::acquire), giving
+    /// up after `timeout` (zero: one try).
     ///
     /// # Blocking
     ///
-    /// As [`acquire`](Lock::acquire) with no timeout.
+    /// As [`acquire`](Lock::acquire), at most `timeout`; the holder's
+    /// liveness is probed once more at the deadline.
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for a closed lock.
-    pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
-        self.lock_timeout(None)
+    /// [`AcquireTimeoutError::Timeout`] (Python's `False`).
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError> {
+        timed(self.acquire_until(Until::after(timeout)))
     }
 
-    /// As [`lock`](Lock::lock), giving up after `timeout` (`None`: never).
+    /// As [`acquire_timeout`](Lock::acquire_timeout), giving up at
+    /// `deadline` (already past: one try).
+    ///
+    /// # Blocking
+    ///
+    /// As [`acquire_timeout`](Lock::acquire_timeout).
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`] (or `WouldBlock` for a zero timeout).
-    pub fn lock_timeout(&self, timeout: Option<Duration>) -> Result<LockGuard<'_>, LockError> {
-        let (acquired, stamp) = self.acquire_stamped(true, timeout)?;
+    /// [`AcquireTimeoutError::Timeout`].
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub fn acquire_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<LockGuard<'_>, AcquireTimeoutError> {
+        timed(self.acquire_until(until_instant(deadline)))
+    }
+
+    /// The one acquire every form calls: waits as `until` allows.
+    fn acquire_until(&self, until: Until) -> Result<LockGuard<'_>, TryAcquireError> {
+        let (acquired, stamp) = acquire(&self.segment, &self.policy, until, Some(&self.stamps))
+            .map_err(|TimedOut| TryAcquireError::WouldBlock)?;
         Ok(LockGuard {
             lock: self,
             acquired,
             stamp,
         })
+    }
+
+    /// Python's `release()`: releases the lock, whoever holds it (any process
+    /// or thread may release a `multiprocessing.Lock`), typically one
+    /// acquired through a [`leak`](LockGuard::leak)ed guard. A
+    /// [`LockGuard`] of the acquisition this ends no longer releases
+    /// anything.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotHeld`] when it is not held (Python's `ValueError`).
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        // The new stamp retires every guard of this attachment: a guard
+        // dropped after this cannot release an acquisition made after it.
+        next_stamp(&self.stamps);
+        shared(&self.segment)
+            .release_any(&self.segment.waiter())
+            .map_err(|_| ReleaseError::NotHeld)
     }
 
     /// Whether anyone holds it (a snapshot; a dead holder still counts).
@@ -373,7 +526,7 @@ impl Lock {
 
 common_methods!(Lock);
 
-/// Holds a [`Lock`] until dropped.
+/// Holds a [`Lock`] until dropped (or [`leak`](LockGuard::leak)ed).
 ///
 /// Dropping releases the lock only if the acquisition this guard made is
 /// still this handle's latest: after an explicit [`Lock::release`] through
@@ -404,6 +557,20 @@ impl LockGuard<'_> {
     /// the state it protects may be half-updated.
     pub fn owner_died(&self) -> bool {
         self.acquired.owner_died()
+    }
+
+    /// Keeps the lock held after the guard is gone (Python's unguarded
+    /// `acquire()`); [`Lock::release`] releases it later. Returns how it
+    /// was acquired.
+    ///
+    /// # Crash behaviour
+    ///
+    /// A process that dies holding a leaked lock leaves it to be taken over
+    /// like any dead holder's.
+    pub fn leak(self) -> Acquired {
+        let acquired = self.acquired;
+        std::mem::forget(self);
+        acquired
     }
 }
 
@@ -446,8 +613,8 @@ struct Recursion {
 ///
 /// As in Python, the owner is a *thread*: another thread, of this handle or
 /// a clone, waits for the lock like any other process, cannot release it
-/// ([`LockError::NotOwner`]), and its guards ([`RLockGuard`]) cannot leave
-/// it.
+/// ([`ReleaseError::NotOwner`]), and its guards ([`RLockGuard`]) cannot
+/// leave it.
 ///
 /// The shared word names the holding *attachment*; which thread of it holds
 /// the lock, and how deeply, is kept in the attachment's memory: a thread
@@ -458,8 +625,8 @@ struct Recursion {
 ///
 /// # Crash behaviour
 ///
-/// As [`Lock`]: a dead holder's lock (at any depth) is taken over with
-/// [`Acquired::OwnerDied`], at depth 1.
+/// As [`Lock`]: a dead holder's lock (at any depth) is taken over at depth
+/// 1, and the taker's guard says so ([`RLockGuard::owner_died`]).
 #[derive(Clone, Debug)]
 pub struct RLock {
     segment: Arc<Segment>,
@@ -505,11 +672,12 @@ impl RLock {
 
     fn owned_by_me(&self) -> bool {
         // ORDERING: Relaxed — only this thread ever stores its own id.
-        self.local.thread.load(std::sync::atomic::Ordering::Relaxed) == thread_id()
+        self.local.thread.load(Relaxed) == thread_id()
     }
 
-    /// Python's `acquire(block=True, timeout=None)`; the holding thread gets
-    /// it again at once (one level deeper). Arguments as [`Lock::acquire`].
+    /// Takes the lock, waiting as long as it takes, and returns a guard
+    /// releasing one level on drop; the holding thread gets it again at
+    /// once (one level deeper).
     ///
     /// # Blocking
     ///
@@ -517,37 +685,104 @@ impl RLock {
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] or [`LockError::Timeout`].
+    /// None can happen today ([`AcquireError`] has no values).
     ///
     /// # Crash behaviour
     ///
-    /// `Ok(Acquired::OwnerDied)` when the previous holder died holding it.
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.owned_by_me() {
-            // ORDERING: Relaxed — only the holding thread touches `count`.
-            self.local.count.fetch_add(1, Relaxed);
-            return Ok(Acquired::Yes);
-        }
-        let (got, _) = acquire(&self.segment, &self.policy, block, timeout, None)?;
-        // ORDERING: Relaxed — we hold the shared lock, so no other thread
-        // of this attachment writes these until we release it.
-        self.local.count.store(1, Relaxed);
-        // ORDERING: Relaxed — as above.
-        self.local.thread.store(thread_id(), Relaxed);
-        Ok(got)
+    /// [`RLockGuard::owner_died`] when the previous holder died holding it.
+    pub fn acquire(&self) -> Result<RLockGuard<'_>, AcquireError> {
+        until_acquired(|| self.acquire_until(Until::Never))
     }
 
-    /// Python's `release()`: one level; the last one frees the lock.
+    /// One try, never sleeps (the holding thread always succeeds).
     ///
     /// # Errors
     ///
-    /// [`LockError::NotOwner`] when this thread does not hold it (Python's
-    /// `AssertionError`).
-    pub fn release(&self) -> Result<(), LockError> {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// [`TryAcquireError::WouldBlock`] when another holder has it.
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`acquire`](RLock::acquire).
+    pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError> {
+        self.acquire_until(Until::Now)
+    }
+
+    /// As [`acquire`](RLock::acquire), giving up after `timeout` (zero: one
+    /// try).
+    ///
+    /// # Blocking
+    ///
+    /// As [`Lock::acquire_timeout`] unless this thread holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`].
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`acquire`](RLock::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RLockGuard<'_>, AcquireTimeoutError> {
+        timed(self.acquire_until(Until::after(timeout)))
+    }
+
+    /// As [`acquire_timeout`](RLock::acquire_timeout), giving up at
+    /// `deadline` (already past: one try).
+    ///
+    /// # Blocking
+    ///
+    /// As [`Lock::acquire_timeout`] unless this thread holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`].
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`acquire`](RLock::acquire).
+    pub fn acquire_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<RLockGuard<'_>, AcquireTimeoutError> {
+        timed(self.acquire_until(until_instant(deadline)))
+    }
+
+    /// The one acquire every form calls: one level deeper for the holding
+    /// thread, otherwise waits for the shared lock as `until` allows.
+    fn acquire_until(&self, until: Until) -> Result<RLockGuard<'_>, TryAcquireError> {
+        let acquired = if self.owned_by_me() {
+            // ORDERING: Relaxed — only the holding thread touches `count`.
+            self.local.count.fetch_add(1, Relaxed);
+            Acquired::Yes
+        } else {
+            let (got, _) = acquire(&self.segment, &self.policy, until, None)
+                .map_err(|TimedOut| TryAcquireError::WouldBlock)?;
+            // ORDERING: Relaxed — we hold the shared lock, so no other
+            // thread of this attachment writes these until we release it.
+            self.local.count.store(1, Relaxed);
+            // ORDERING: Relaxed — as above.
+            self.local.thread.store(thread_id(), Relaxed);
+            got
+        };
+        Ok(RLockGuard {
+            lock: self,
+            acquired,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Python's `release()`: one level; the last one frees the lock.
+    /// Releases a level taken through a [`leak`](RLockGuard::leak)ed guard.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotOwner`] when this thread does not hold it
+    /// (Python's `AssertionError`).
+    pub fn release(&self) -> Result<(), ReleaseError> {
         if !self.owned_by_me() {
-            return Err(LockError::NotOwner);
+            return Err(ReleaseError::NotOwner);
         }
         // ORDERING: Relaxed — only the holding thread touches `count`.
         if self.local.count.fetch_sub(1, Relaxed) > 1 {
@@ -557,25 +792,7 @@ impl RLock {
         // shared lock, which orders it before the next holder's writes.
         self.local.thread.store(0, Relaxed);
         // A failure means a peer rewrote the word: report it as not ours.
-        release_owned(&self.segment).map_err(|_| LockError::NotOwner)
-    }
-
-    /// Acquires (waiting forever) and returns a guard releasing one level.
-    ///
-    /// # Blocking
-    ///
-    /// As [`acquire`](RLock::acquire).
-    ///
-    /// # Errors
-    ///
-    /// None today; the `Result` leaves room for a closed lock.
-    pub fn lock(&self) -> Result<RLockGuard<'_>, LockError> {
-        let acquired = self.acquire(true, None)?;
-        Ok(RLockGuard {
-            lock: self,
-            acquired,
-            _not_send: PhantomData,
-        })
+        release_owned(&self.segment).map_err(|_| ReleaseError::NotOwner)
     }
 
     /// Whether this thread holds it.
@@ -586,7 +803,8 @@ impl RLock {
 
 common_methods!(RLock);
 
-/// Holds one level of an [`RLock`] until dropped.
+/// Holds one level of an [`RLock`] until dropped (or
+/// [`leak`](RLockGuard::leak)ed).
 ///
 /// Not `Send`: an `RLock` is held by a thread, and only that thread can
 /// release it (dropped on another thread, the guard would find the lock not
@@ -595,7 +813,7 @@ common_methods!(RLock);
 ///
 /// ```compile_fail
 /// let lock = shmring::lock::RLock::new()?;
-/// let guard = lock.lock()?;
+/// let guard = lock.acquire()?;
 /// std::thread::scope(|s| {
 ///     s.spawn(move || drop(guard));
 /// });
@@ -606,7 +824,7 @@ common_methods!(RLock);
 ///
 /// ```
 /// let lock = shmring::lock::RLock::new()?;
-/// let guard = lock.lock()?;
+/// let guard = lock.acquire()?;
 /// std::thread::scope(|s| {
 ///     s.spawn(|| assert!(!lock.is_owned()));
 /// });
@@ -628,6 +846,15 @@ impl RLockGuard<'_> {
     pub fn owner_died(&self) -> bool {
         self.acquired.owner_died()
     }
+
+    /// Keeps this level held after the guard is gone (Python's unguarded
+    /// `acquire()`); [`RLock::release`] on this thread releases it later.
+    /// Returns how it was acquired.
+    pub fn leak(self) -> Acquired {
+        let acquired = self.acquired;
+        std::mem::forget(self);
+        acquired
+    }
 }
 
 impl Drop for RLockGuard<'_> {
@@ -641,4 +868,8 @@ const _: () = {
     send_sync::<Lock>();
     send_sync::<RLock>();
     send_sync::<LockGuard<'static>>();
+    send_sync::<AcquireError>();
+    send_sync::<TryAcquireError>();
+    send_sync::<AcquireTimeoutError>();
+    send_sync::<ReleaseError>();
 };

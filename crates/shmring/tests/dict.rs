@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{mpsc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmring::codec::{CodecError, Message};
 use shmring::dict::{Dict, DictConfig, DictError};
@@ -65,6 +65,14 @@ fn child_entry() {
                 }
             }
         }
+        "hold-lock" => {
+            // Holds the table's lock (inside update_with) until killed.
+            let _ = d.update_with(&s("held"), |_| {
+                d.segment(); // no dict call: that would be Reentrant
+                std::thread::sleep(Duration::from_secs(600));
+                Some(1)
+            });
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -72,14 +80,14 @@ fn child_entry() {
 #[test]
 fn python_dict_behaviours() {
     let d: D = Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
-    assert!(d.is_empty().unwrap());
+    assert!(d.is_empty());
     assert_eq!(d.get(&s("a")).unwrap(), None);
     assert_eq!(d.get_item(&s("a")), Err(DictError::KeyNotFound));
     assert_eq!(d.insert(&s("a"), &1).unwrap(), None);
     assert_eq!(d.insert(&s("a"), &2).unwrap(), Some(1));
     assert!(d.contains_key(&s("a")).unwrap());
     assert_eq!(d.get_item(&s("a")).unwrap(), 2);
-    assert_eq!(d.len().unwrap(), 1);
+    assert_eq!(d.len(), 1);
     assert_eq!(d.remove(&s("a")).unwrap(), Some(2));
     assert_eq!(d.remove(&s("a")).unwrap(), None);
     // pop / popitem: KeyError cases.
@@ -115,7 +123,7 @@ fn python_dict_behaviours() {
     assert_eq!(d.update_with(&s("n"), |_| None).unwrap(), None);
     assert!(!d.contains_key(&s("n")).unwrap());
     d.clear().unwrap();
-    assert!(d.is_empty().unwrap());
+    assert!(d.is_empty());
     assert_eq!(d.items().unwrap(), []);
 }
 
@@ -160,7 +168,7 @@ fn a_second_attachment_sees_every_change() {
     a.insert(&s("k"), &1).unwrap();
     assert_eq!(b.get(&s("k")).unwrap(), Some(1));
     b.clear().unwrap();
-    assert_eq!(a.len().unwrap(), 0);
+    assert_eq!(a.len(), 0);
     assert!(Dict::<String, u64>::open(&unique_name("nope"), &OpenOptions::default()).is_err());
 }
 
@@ -194,7 +202,7 @@ fn four_writer_processes_reach_an_exact_final_state() {
     }
     expect.insert(s("shared"), WRITERS * ROUNDS);
     assert_eq!(d.to_hash_map().unwrap(), expect);
-    assert_eq!(d.len().unwrap(), expect.len());
+    assert_eq!(d.len(), expect.len());
     assert_eq!(d.recoveries(), 0);
 }
 
@@ -204,7 +212,7 @@ fn check_after_crash(d: &D) {
     let items = d.items().unwrap();
     let map: HashMap<_, _> = items.iter().cloned().collect();
     assert_eq!(map.len(), items.len(), "a key appears twice: {items:?}");
-    assert_eq!(d.len().unwrap(), items.len());
+    assert_eq!(d.len(), items.len());
     let vals: Vec<Option<u64>> = (0..KEYS)
         .map(|k| map.get(&format!("k{k}")).copied())
         .collect();
@@ -226,7 +234,7 @@ fn check_after_crash(d: &D) {
     assert!(head.first().is_some_and(|h| h.is_some()) || tail.is_empty());
     // No slot leaked: fill to capacity exactly.
     let probe: D = d.clone();
-    let live = d.len().unwrap();
+    let live = d.len();
     for i in live..config().capacity as usize {
         probe.insert(&format!("fill{i}"), &0).unwrap();
     }
@@ -324,7 +332,7 @@ fn a_value_that_does_not_decode_fails_every_write_before_it_writes() {
     for (what, attempt) in &attempts {
         text.insert(&s("k"), &s("hello")).unwrap();
         assert!(attempt(), "{what}: not a codec error");
-        if text.get(&s("k")).unwrap() != Some(s("hello")) || text.len().unwrap() != 1 {
+        if text.get(&s("k")).unwrap() != Some(s("hello")) || text.len() != 1 {
             wrote.push(*what);
         }
     }
@@ -345,7 +353,7 @@ fn a_value_that_does_not_decode_fails_every_write_before_it_writes() {
     assert_eq!(numbers.insert(&s("n"), &1).unwrap(), None);
     assert_eq!(numbers.insert(&s("n"), &2).unwrap(), Some(1));
     assert_eq!(numbers.popitem().unwrap(), (s("n"), 2));
-    assert!(numbers.is_empty().unwrap());
+    assert!(numbers.is_empty());
 }
 
 /// Review finding: `update` overwrote a value that does not decode,
@@ -369,7 +377,7 @@ fn update_refuses_to_overwrite_a_value_that_does_not_decode() {
     );
     assert_eq!(numbers.get(&s("a")).unwrap(), Some(1), "the pair before");
     assert_eq!(numbers.get(&s("b")).unwrap(), None, "the pair after");
-    assert_eq!(numbers.len().unwrap(), 2);
+    assert_eq!(numbers.len(), 2);
 }
 
 /// Encodes as one byte more than `decode` accepts.
@@ -396,7 +404,7 @@ fn setdefault_of_a_default_that_does_not_decode_writes_nothing() {
     let d: Dict<String, Lopsided> =
         Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
     assert!(is_codec(d.setdefault(&s("k"), &Lopsided)));
-    assert!(d.is_empty().unwrap(), "setdefault wrote, then failed");
+    assert!(d.is_empty(), "setdefault wrote, then failed");
 }
 
 /// Runs `f` on a thread and waits for it at most 20 s: a hang fails the
@@ -419,17 +427,23 @@ fn touching_the_same_dict_inside_update_with_is_an_error_not_a_hang() {
     let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
     let (d, clone, second) = within_20s(move || {
         let mut inner = Vec::new();
+        let mut inner_len = None;
         let out = d.update_with(&s("k"), |v| {
             inner.push(d.get(&s("other")));
             inner.push(clone.insert(&s("other"), &6).map(|_| None));
             inner.push(second.get(&s("other")));
-            inner.push(second.len().map(|_| None));
+            inner.push(second.contains_key(&s("other")).map(|_| None));
+            // `len` takes no lock: it answers (the table as it is: "k" is
+            // not written yet) instead of failing or waiting for this
+            // thread's own lock.
+            inner_len = Some(second.len());
             Some(v.unwrap_or(0) + 1)
         });
         assert_eq!(out, Ok(Some(1)), "the outer update_with goes on");
         for r in inner {
             assert_eq!(r, Err(DictError::Reentrant));
         }
+        assert_eq!(inner_len, Some(1));
         (d, clone, second)
     });
     assert_eq!(
@@ -495,4 +509,81 @@ fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
     });
     assert_eq!(d.get(&s("n")).unwrap(), Some(handles.len() as u64 * ROUNDS));
     assert_eq!(d.recoveries(), 0);
+}
+
+#[test]
+fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, threads");
+    let name = unique_name("dict-lock-timeout");
+    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    d.insert(&s("k"), &1).unwrap();
+    // Another attachment (waits on the shared lock) and a clone of the
+    // holder's attachment (waits on the process-local lock first).
+    let mut other: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let mut clone = d.clone();
+    let (inside, release) = (Barrier::new(2), Barrier::new(2));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            d.update_with(&s("k"), |v| {
+                inside.wait();
+                release.wait();
+                v.map(|v| v + 1)
+            })
+            .unwrap();
+        });
+        inside.wait();
+        for handle in [&mut other, &mut clone] {
+            handle.set_lock_timeout(Duration::from_millis(100));
+            let start = Instant::now();
+            assert_eq!(handle.get(&s("k")), Err(DictError::Timeout));
+            assert!(start.elapsed() >= Duration::from_millis(100));
+            assert_eq!(handle.insert(&s("new"), &1), Err(DictError::Timeout));
+            // Zero: one try.
+            handle.set_lock_timeout(Duration::ZERO);
+            assert_eq!(handle.remove(&s("k")), Err(DictError::Timeout));
+            // `len` never waits.
+            assert_eq!(handle.len(), 1);
+        }
+        release.wait();
+    });
+    // Nothing the timed-out calls tried was done; the holder's was.
+    assert_eq!(other.get(&s("k")).unwrap(), Some(2));
+    assert_eq!(clone.get(&s("new")).unwrap(), None);
+    assert_eq!(
+        DictError::Timeout.to_string(),
+        "timed out waiting for the dict's lock"
+    );
+    // `Duration::MAX` waits as long as it takes again.
+    other.set_lock_timeout(Duration::MAX);
+    assert_eq!(other.insert(&s("k"), &5).unwrap(), Some(2));
+}
+
+#[test]
+fn a_lock_timeout_bounds_the_wait_for_a_live_holder_process_and_a_dead_one_is_taken_over() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, process");
+    let name = unique_name("dict-lock-timeout-proc");
+    let mut d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    d.insert(&s("k"), &1).unwrap();
+    let mut child = spawn_role("child_entry", "hold-lock", &[("DICT", name.clone())])
+        .spawn()
+        .unwrap();
+    d.set_lock_timeout(Duration::ZERO);
+    assert!(
+        wait_until(Duration::from_secs(30), || d.get(&s("k"))
+            == Err(DictError::Timeout)),
+        "the child never took the lock"
+    );
+    // A live holder: a bounded wait times out and changes nothing.
+    d.set_lock_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    assert_eq!(d.insert(&s("k"), &2), Err(DictError::Timeout));
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A dead holder needs no timeout: taken over within a liveness slice,
+    // even by a handle that tries once.
+    d.set_lock_timeout(Duration::ZERO);
+    assert_eq!(d.get(&s("k")).unwrap(), Some(1));
+    assert_eq!(d.get(&s("held")).unwrap(), None);
+    assert_eq!(d.recoveries(), 1);
 }

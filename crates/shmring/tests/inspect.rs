@@ -175,7 +175,7 @@ fn queues_pipes_and_locks_show_their_figures() {
 
     let lname = unique_name("inspect-lock");
     let lock = Lock::create(&lname, (), &opts).unwrap();
-    let _held = lock.acquire(true, None).unwrap();
+    let _held = lock.acquire().unwrap();
     let o = segment::inspect(&lname).unwrap().object.unwrap();
     assert!(o.details.contains(&("owner_alive", 1)), "{o:?}");
     assert!(
@@ -492,8 +492,8 @@ fn facades_count_their_traffic_in_their_peer_rows() {
     let lock_name = unique_name("inspect-lock-counters");
     let holder = Lock::create(&lock_name, (), &CreateOptions::default()).unwrap();
     let other = Lock::open(&lock_name, &Default::default()).unwrap();
-    let _ = holder.acquire(true, None).unwrap();
-    assert!(other.acquire(true, Some(Duration::from_millis(5))).is_err());
+    let _ = holder.acquire().unwrap().leak();
+    assert!(other.acquire_timeout(Duration::from_millis(5)).is_err());
     let info = segment::inspect(&lock_name).unwrap();
     assert_eq!(info.counters().get(PeerCounter::Timeouts), 1);
     holder.release().unwrap();

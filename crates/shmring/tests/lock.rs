@@ -6,11 +6,58 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use shmring::dict::{Dict, DictConfig};
-use shmring::lock::{Acquired, Lock, LockError, RLock};
+use shmring::lock::{
+    AcquireTimeoutError, Acquired, Lock, LockGuard, RLock, RLockGuard, ReleaseError,
+    TryAcquireError,
+};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
 
 const ROUNDS: u64 = 300;
+
+/// Why Python's `acquire` returns `False`, as the old
+/// `acquire(block, timeout)` reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refused {
+    WouldBlock,
+    Timeout,
+}
+
+/// Python's unguarded `acquire(block=True, timeout=None)` written with the
+/// four forms, as the Python binding writes it: the guard is leaked, so the
+/// lock stays held until `release`.
+trait PyAcquire {
+    fn py_acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Acquired, Refused>;
+}
+
+macro_rules! py_acquire {
+    ($lock:ty, $guard:ident) => {
+        impl PyAcquire for $lock {
+            fn py_acquire(
+                &self,
+                block: bool,
+                timeout: Option<Duration>,
+            ) -> Result<Acquired, Refused> {
+                match (block, timeout) {
+                    (false, _) => match self.try_acquire() {
+                        Ok(guard) => Ok($guard::leak(guard)),
+                        Err(TryAcquireError::WouldBlock) => Err(Refused::WouldBlock),
+                        Err(e) => panic!("try_acquire: {e}"),
+                    },
+                    (true, None) => Ok($guard::leak(self.acquire().unwrap())),
+                    (true, Some(timeout)) => match self.acquire_timeout(timeout) {
+                        Ok(guard) => Ok($guard::leak(guard)),
+                        Err(AcquireTimeoutError::Timeout) => Err(Refused::Timeout),
+                        Err(e) => panic!("acquire_timeout: {e}"),
+                    },
+                }
+            }
+        }
+    };
+}
+
+py_acquire!(Lock, LockGuard);
+py_acquire!(RLock, RLockGuard);
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
@@ -27,7 +74,7 @@ fn child_entry() {
             let counter: Dict<String, u64> = Dict::open(&env("DICT"), &opts).unwrap();
             let key = "counter".to_string();
             for _ in 0..ROUNDS {
-                let guard = lock.lock().unwrap();
+                let guard = lock.acquire().unwrap();
                 assert!(!guard.owner_died());
                 // A deliberately non-atomic read-modify-write: only the lock
                 // keeps it from losing updates.
@@ -45,15 +92,15 @@ fn child_entry() {
             let plain = (!recursive).then(|| Lock::open(&env("LOCK"), &opts).unwrap());
             let rlock = recursive.then(|| RLock::open(&env("LOCK"), &opts).unwrap());
             match (&plain, &rlock) {
-                (Some(l), _) => assert_eq!(l.acquire(true, None), Ok(Acquired::Yes)),
+                (Some(l), _) => assert_eq!(l.py_acquire(true, None), Ok(Acquired::Yes)),
                 (_, Some(r)) => {
-                    assert_eq!(r.acquire(true, None), Ok(Acquired::Yes));
-                    assert_eq!(r.acquire(true, None), Ok(Acquired::Yes));
+                    assert_eq!(r.py_acquire(true, None), Ok(Acquired::Yes));
+                    assert_eq!(r.py_acquire(true, None), Ok(Acquired::Yes));
                 }
                 _ => unreachable!(),
             }
-            assert_eq!(ready.acquire(true, None), Ok(Acquired::Yes));
-            let _go = go.lock_timeout(Some(Duration::from_secs(50))).unwrap();
+            assert_eq!(ready.py_acquire(true, None), Ok(Acquired::Yes));
+            let _go = go.acquire_timeout(Duration::from_secs(50)).unwrap();
             match (&plain, &rlock) {
                 (Some(l), _) => l.release().unwrap(),
                 (_, Some(r)) => {
@@ -65,7 +112,7 @@ fn child_entry() {
         }
         "hold-forever" => {
             let lock = Lock::open(&env("LOCK"), &opts).unwrap();
-            let _guard = lock.lock().unwrap();
+            let _guard = lock.acquire().unwrap();
             std::thread::sleep(Duration::from_secs(600)); // until killed
         }
         other => panic!("unknown role {other}"),
@@ -76,30 +123,30 @@ fn child_entry() {
 fn try_acquire_on_a_held_lock_fails_at_once_and_ignores_timeout() {
     let _dog = Watchdog::new(Duration::from_secs(20), "try acquire");
     let lock = Lock::new().unwrap();
-    assert_eq!(lock.acquire(true, None), Ok(Acquired::Yes));
+    assert_eq!(lock.py_acquire(true, None), Ok(Acquired::Yes));
     let start = Instant::now();
     // Python: `timeout` is ignored when block=False.
-    let got = lock.acquire(false, Some(Duration::from_secs(10)));
-    assert_eq!(got, Err(LockError::WouldBlock));
+    let got = lock.py_acquire(false, Some(Duration::from_secs(10)));
+    assert_eq!(got, Err(Refused::WouldBlock));
     assert!(start.elapsed() < Duration::from_secs(5));
     // Not recursive: the holder itself does not get it again.
-    assert_eq!(lock.try_acquire(), Err(LockError::WouldBlock));
+    assert_eq!(lock.py_acquire(false, None), Err(Refused::WouldBlock));
     lock.release().unwrap();
-    assert_eq!(lock.try_acquire(), Ok(Acquired::Yes));
+    assert_eq!(lock.py_acquire(false, None), Ok(Acquired::Yes));
 }
 
 #[test]
 fn timeout_on_a_held_lock() {
     let _dog = Watchdog::new(Duration::from_secs(20), "timed acquire");
     let lock = Lock::new().unwrap();
-    let _held = lock.lock().unwrap();
+    let _held = lock.acquire().unwrap();
     let start = Instant::now();
-    let got = lock.acquire(true, Some(Duration::from_millis(150)));
-    assert_eq!(got, Err(LockError::Timeout));
+    let got = lock.py_acquire(true, Some(Duration::from_millis(150)));
+    assert_eq!(got, Err(Refused::Timeout));
     assert!(start.elapsed() >= Duration::from_millis(150));
     assert!(matches!(
-        lock.lock_timeout(Some(Duration::from_millis(10))),
-        Err(LockError::Timeout)
+        lock.acquire_timeout(Duration::from_millis(10)),
+        Err(AcquireTimeoutError::Timeout)
     ));
 }
 
@@ -107,10 +154,19 @@ fn timeout_on_a_held_lock() {
 fn zero_timeout_tries_once() {
     let _dog = Watchdog::new(Duration::from_secs(20), "zero timeout");
     let lock = Lock::new().unwrap();
-    assert_eq!(lock.acquire(true, Some(Duration::ZERO)), Ok(Acquired::Yes));
     assert_eq!(
-        lock.acquire(true, Some(Duration::ZERO)),
-        Err(LockError::WouldBlock)
+        lock.py_acquire(true, Some(Duration::ZERO)),
+        Ok(Acquired::Yes)
+    );
+    // A timed form that tries once reports a timeout (it was `WouldBlock`
+    // when one method served both): Python's `False` either way.
+    assert_eq!(
+        lock.py_acquire(true, Some(Duration::ZERO)),
+        Err(Refused::Timeout)
+    );
+    assert_eq!(
+        lock.acquire_timeout(Duration::ZERO).unwrap_err(),
+        AcquireTimeoutError::Timeout
     );
 }
 
@@ -118,11 +174,11 @@ fn zero_timeout_tries_once() {
 fn releasing_an_unheld_lock_is_an_error() {
     let lock = Lock::new().unwrap();
     let err = lock.release().unwrap_err();
-    assert_eq!(err, LockError::NotHeld);
+    assert_eq!(err, ReleaseError::NotHeld);
     assert_eq!(err.to_string(), "semaphore or lock released too many times");
-    let _ = lock.try_acquire().unwrap();
+    let _ = lock.py_acquire(false, None).unwrap();
     lock.release().unwrap();
-    assert_eq!(lock.release(), Err(LockError::NotHeld));
+    assert_eq!(lock.release(), Err(ReleaseError::NotHeld));
 }
 
 #[test]
@@ -130,14 +186,14 @@ fn any_attachment_may_release_a_lock() {
     let name = unique_name("lock-release-any");
     let a = Lock::create(&name, (), &CreateOptions::default()).unwrap();
     let b = Lock::open(&name, &OpenOptions::default()).unwrap();
-    let _ = a.try_acquire().unwrap();
+    let _ = a.py_acquire(false, None).unwrap();
     assert!(b.is_locked());
     b.release().unwrap();
     assert!(!a.is_locked());
     // The guard of `a` does not release a lock `b` took since.
-    let guard = a.lock().unwrap();
+    let guard = a.acquire().unwrap();
     a.release().unwrap();
-    let _ = b.try_acquire().unwrap();
+    let _ = b.py_acquire(false, None).unwrap();
     drop(guard);
     assert!(b.is_locked());
 }
@@ -155,17 +211,17 @@ fn rlock_recursion_and_release_counts() {
     let lock = RLock::new().unwrap();
     assert!(!lock.is_owned());
     for _ in 0..3 {
-        assert_eq!(lock.acquire(true, None), Ok(Acquired::Yes));
+        assert_eq!(lock.py_acquire(true, None), Ok(Acquired::Yes));
     }
     {
-        let _guard = lock.lock().unwrap();
+        let _guard = lock.acquire().unwrap();
         assert!(lock.is_owned());
     }
     let other = lock.clone();
     std::thread::spawn(move || {
-        assert_eq!(other.acquire(false, None), Err(LockError::WouldBlock));
+        assert_eq!(other.py_acquire(false, None), Err(Refused::WouldBlock));
         let err = other.release().unwrap_err();
-        assert_eq!(err, LockError::NotOwner);
+        assert_eq!(err, ReleaseError::NotOwner);
         assert_eq!(
             err.to_string(),
             "attempt to release recursive lock not owned by thread"
@@ -177,11 +233,11 @@ fn rlock_recursion_and_release_counts() {
         lock.release().unwrap();
     }
     assert!(!lock.is_owned());
-    assert_eq!(lock.release(), Err(LockError::NotOwner));
+    assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
     // Now free for another thread.
     let other = lock.clone();
     std::thread::spawn(move || {
-        assert_eq!(other.acquire(false, None), Ok(Acquired::Yes));
+        assert_eq!(other.py_acquire(false, None), Ok(Acquired::Yes));
         other.release().unwrap();
     })
     .join()
@@ -226,13 +282,13 @@ fn sigkilled_holder_is_reported_to_a_try_acquire() {
     let name = unique_name("lock-dead-try");
     let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
     let mut child = holder(&lock, &name);
-    assert_eq!(lock.try_acquire(), Err(LockError::WouldBlock));
+    assert_eq!(lock.py_acquire(false, None), Err(Refused::WouldBlock));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(lock.try_acquire(), Ok(Acquired::OwnerDied));
+    assert_eq!(lock.py_acquire(false, None), Ok(Acquired::OwnerDied));
     assert_eq!(lock.recoveries(), 1);
     lock.release().unwrap();
-    assert_eq!(lock.try_acquire(), Ok(Acquired::Yes));
+    assert_eq!(lock.py_acquire(false, None), Ok(Acquired::Yes));
 }
 
 #[test]
@@ -249,7 +305,7 @@ fn sigkilled_holder_is_reported_to_a_sleeping_waiter_promptly() {
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     });
     let start = Instant::now();
-    let guard = lock.lock_timeout(Some(Duration::from_secs(20))).unwrap();
+    let guard = lock.acquire_timeout(Duration::from_secs(20)).unwrap();
     let waited = start.elapsed();
     assert!(guard.owner_died());
     assert!(waited >= Duration::from_millis(200));
@@ -298,18 +354,18 @@ fn threads_sharing_one_lock_handle_exclude_each_other() {
                     // Guards, explicit acquire/release, and try loops mixed.
                     match (t + i) % 3 {
                         0 => {
-                            let guard = lock.lock().unwrap();
+                            let guard = lock.acquire().unwrap();
                             assert!(!guard.owner_died());
                             state.enter();
                         }
                         1 => {
-                            let got = lock.acquire(true, Some(Duration::from_secs(60)));
+                            let got = lock.py_acquire(true, Some(Duration::from_secs(60)));
                             assert_eq!(got, Ok(Acquired::Yes));
                             state.enter();
                             lock.release().unwrap();
                         }
                         _ => {
-                            while lock.try_acquire().is_err() {
+                            while lock.py_acquire(false, None).is_err() {
                                 std::thread::yield_now();
                             }
                             state.enter();
@@ -329,24 +385,24 @@ fn threads_sharing_one_lock_handle_exclude_each_other() {
 fn another_thread_may_release_a_lock_and_the_holders_guard_then_leaves_it_alone() {
     let _dog = Watchdog::new(Duration::from_secs(60), "lock release by another thread");
     let lock = Lock::new().unwrap();
-    let guard = lock.lock().unwrap();
+    let guard = lock.acquire().unwrap();
     // Python: any thread may release a Lock.
     std::thread::scope(|s| {
         s.spawn(|| lock.release().unwrap());
     });
     assert!(!lock.is_locked());
-    assert_eq!(lock.release(), Err(LockError::NotHeld));
+    assert_eq!(lock.release(), Err(ReleaseError::NotHeld));
     // A third thread of the same handle takes it; the first guard's drop
     // must not release *that* acquisition.
     let taken = Barrier::new(2);
     let dropped = Barrier::new(2);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mine = lock.lock().unwrap();
+            let mine = lock.acquire().unwrap();
             taken.wait();
             dropped.wait();
             assert!(lock.is_locked(), "another thread's guard released my lock");
-            assert_eq!(lock.try_acquire(), Err(LockError::WouldBlock));
+            assert_eq!(lock.py_acquire(false, None), Err(Refused::WouldBlock));
             drop(mine);
         });
         taken.wait();
@@ -360,12 +416,12 @@ fn another_thread_may_release_a_lock_and_the_holders_guard_then_leaves_it_alone(
 fn a_lock_guard_may_be_dropped_on_another_thread() {
     let _dog = Watchdog::new(Duration::from_secs(60), "lock guard on another thread");
     let lock = Lock::new().unwrap();
-    let guard = lock.lock().unwrap();
+    let guard = lock.acquire().unwrap();
     std::thread::scope(|s| {
         s.spawn(move || drop(guard));
     });
     assert!(!lock.is_locked());
-    assert_eq!(lock.try_acquire(), Ok(Acquired::Yes));
+    assert_eq!(lock.py_acquire(false, None), Ok(Acquired::Yes));
 }
 
 #[test]
@@ -378,9 +434,9 @@ fn rlock_is_owned_by_a_thread_not_by_the_handle() {
             let (lock, state) = (&lock, &state);
             s.spawn(move || {
                 for _ in 0..THREAD_ROUNDS {
-                    let outer = lock.lock().unwrap();
+                    let outer = lock.acquire().unwrap();
                     assert!(lock.is_owned());
-                    let inner = lock.lock().unwrap(); // recursion: this thread only
+                    let inner = lock.acquire().unwrap(); // recursion: this thread only
                     state.enter();
                     drop(inner);
                     assert!(lock.is_owned());
@@ -392,17 +448,17 @@ fn rlock_is_owned_by_a_thread_not_by_the_handle() {
     assert_eq!(state.count.load(Ordering::Relaxed), THREADS * THREAD_ROUNDS);
     // A thread of the same handle, and of a clone, does not re-enter the
     // holder's lock: it waits, and cannot release it.
-    let _held = lock.lock().unwrap();
+    let _held = lock.acquire().unwrap();
     let clone = lock.clone();
     std::thread::scope(|s| {
         s.spawn(|| {
             assert!(!lock.is_owned());
             assert_eq!(
-                lock.acquire(true, Some(Duration::from_millis(200))),
-                Err(LockError::Timeout)
+                lock.py_acquire(true, Some(Duration::from_millis(200))),
+                Err(Refused::Timeout)
             );
-            assert_eq!(clone.acquire(false, None), Err(LockError::WouldBlock));
-            assert_eq!(lock.release(), Err(LockError::NotOwner));
+            assert_eq!(clone.py_acquire(false, None), Err(Refused::WouldBlock));
+            assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
         });
     });
     assert!(lock.is_owned());
@@ -412,14 +468,26 @@ fn rlock_is_owned_by_a_thread_not_by_the_handle() {
 fn the_longest_timeout_waits_instead_of_overflowing() {
     let _dog = Watchdog::new(Duration::from_secs(60), "Duration::MAX");
     let lock = Lock::new().unwrap();
-    assert_eq!(lock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+    assert_eq!(
+        lock.py_acquire(true, Some(Duration::MAX)),
+        Ok(Acquired::Yes)
+    );
     let rlock = RLock::new().unwrap();
-    assert_eq!(rlock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+    assert_eq!(
+        rlock.py_acquire(true, Some(Duration::MAX)),
+        Ok(Acquired::Yes)
+    );
     std::thread::scope(|s| {
         s.spawn(|| {
             // Held by the main thread: waits until it lets go.
-            assert_eq!(lock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
-            assert_eq!(rlock.acquire(true, Some(Duration::MAX)), Ok(Acquired::Yes));
+            assert_eq!(
+                lock.py_acquire(true, Some(Duration::MAX)),
+                Ok(Acquired::Yes)
+            );
+            assert_eq!(
+                rlock.py_acquire(true, Some(Duration::MAX)),
+                Ok(Acquired::Yes)
+            );
             lock.release().unwrap();
             rlock.release().unwrap();
         });
@@ -427,7 +495,7 @@ fn the_longest_timeout_waits_instead_of_overflowing() {
         lock.release().unwrap();
         rlock.release().unwrap();
     });
-    let guard = lock.lock_timeout(Some(Duration::MAX)).unwrap();
+    let guard = lock.acquire_timeout(Duration::MAX).unwrap();
     assert!(!guard.owner_died());
 }
 
@@ -440,7 +508,7 @@ fn stopped_holder_is_not_taken_over(recursive: bool) {
     let plain = (!recursive).then(|| Lock::create(&name, (), &opts).unwrap());
     let rlock = recursive.then(|| RLock::create(&name, (), &opts).unwrap());
     let go = Lock::create(&go_name, (), &opts).unwrap();
-    let go_guard = go.lock().unwrap();
+    let go_guard = go.acquire().unwrap();
     let ready = Lock::create(&ready_name, (), &opts).unwrap();
     let mut envs = vec![
         ("LOCK", name.clone()),
@@ -466,8 +534,8 @@ fn stopped_holder_is_not_taken_over(recursive: bool) {
         let waiter = s.spawn(|| {
             let wait = Some(Duration::from_secs(60));
             let result = match (&plain, &rlock) {
-                (Some(l), _) => l.acquire(true, wait),
-                (_, Some(r)) => r.acquire(true, wait),
+                (Some(l), _) => l.py_acquire(true, wait),
+                (_, Some(r)) => r.py_acquire(true, wait),
                 _ => unreachable!(),
             };
             got.store(true, Ordering::SeqCst);
@@ -506,4 +574,146 @@ fn a_stopped_lock_holder_is_waited_for_not_taken_over() {
 fn a_stopped_rlock_holder_is_waited_for_not_taken_over() {
     let _dog = Watchdog::new(Duration::from_secs(120), "stopped rlock holder");
     stopped_holder_is_not_taken_over(true);
+}
+
+#[test]
+fn the_four_acquire_forms_return_guards_that_release_on_drop() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "four forms");
+    let lock = Lock::new().unwrap();
+    {
+        let guard = lock.acquire().unwrap();
+        assert!(!guard.owner_died());
+        assert!(lock.is_locked());
+        assert_eq!(lock.try_acquire().unwrap_err(), TryAcquireError::WouldBlock);
+        let start = Instant::now();
+        let err = lock.acquire_timeout(Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err, AcquireTimeoutError::Timeout);
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(50);
+        assert!(lock.acquire_deadline(deadline).unwrap_err().is_timeout());
+        assert!(Instant::now() >= deadline);
+        // A deadline already past tries once.
+        let past = Instant::now();
+        assert!(lock.acquire_deadline(past).unwrap_err().is_timeout());
+    }
+    assert!(!lock.is_locked());
+    drop(lock.try_acquire().unwrap());
+    drop(lock.acquire_timeout(Duration::from_secs(10)).unwrap());
+    drop(
+        lock.acquire_deadline(Instant::now() + Duration::from_secs(10))
+            .unwrap(),
+    );
+    assert!(!lock.is_locked());
+    // A waiter in another thread gets it once the guard is dropped.
+    let guard = lock.acquire().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| lock.acquire_timeout(Duration::from_secs(60)).is_ok());
+        std::thread::sleep(Duration::from_millis(50));
+        drop(guard);
+        assert!(waiter.join().unwrap());
+    });
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn acquire_errors_read_as_python_and_nest() {
+    use std::error::Error as _;
+    let would = TryAcquireError::WouldBlock;
+    assert!(would.is_would_block());
+    assert_eq!(would.to_string(), "lock is held by another holder");
+    assert!(would.source().is_none());
+    let timeout = AcquireTimeoutError::Timeout;
+    assert!(timeout.is_timeout());
+    assert_eq!(timeout.to_string(), "timed out waiting for the lock");
+    assert!(timeout.source().is_none());
+    assert_eq!(
+        ReleaseError::NotHeld.to_string(),
+        "semaphore or lock released too many times"
+    );
+}
+
+#[test]
+fn a_leaked_guard_leaves_the_lock_held_until_release() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "leak");
+    let lock = Lock::new().unwrap();
+    assert_eq!(lock.acquire().unwrap().leak(), Acquired::Yes);
+    assert!(lock.is_locked());
+    assert!(lock.try_acquire().is_err());
+    lock.release().unwrap();
+    assert!(!lock.is_locked());
+    assert_eq!(lock.release(), Err(ReleaseError::NotHeld));
+
+    let rlock = RLock::new().unwrap();
+    assert_eq!(rlock.acquire().unwrap().leak(), Acquired::Yes);
+    assert_eq!(rlock.try_acquire().unwrap().leak(), Acquired::Yes);
+    {
+        let _level = rlock.acquire_timeout(Duration::ZERO).unwrap();
+        let _level = rlock
+            .acquire_deadline(Instant::now() + Duration::from_secs(1))
+            .unwrap();
+    }
+    assert!(rlock.is_owned());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(rlock.try_acquire().unwrap_err().is_would_block());
+            assert!(rlock
+                .acquire_timeout(Duration::from_millis(20))
+                .unwrap_err()
+                .is_timeout());
+            assert_eq!(rlock.release(), Err(ReleaseError::NotOwner));
+        });
+    });
+    rlock.release().unwrap();
+    assert!(rlock.is_owned(), "two levels were leaked");
+    rlock.release().unwrap();
+    assert!(!rlock.is_owned());
+    assert_eq!(rlock.release(), Err(ReleaseError::NotOwner));
+}
+
+#[test]
+fn only_a_wait_that_runs_out_counts_as_a_timeout() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "timeout counter");
+    use shmring::segment::{self, PeerCounter};
+    let name = unique_name("lock-timeouts");
+    let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let _held = lock.acquire().unwrap();
+    let timeouts = || {
+        segment::inspect(&name)
+            .unwrap()
+            .counters()
+            .get(PeerCounter::Timeouts)
+    };
+    assert!(lock.try_acquire().is_err());
+    assert_eq!(timeouts(), 0, "a try is an answer, not a timeout");
+    assert!(lock.acquire_timeout(Duration::from_millis(5)).is_err());
+    assert_eq!(timeouts(), 1);
+    let deadline = Instant::now() + Duration::from_millis(5);
+    assert!(lock.acquire_deadline(deadline).is_err());
+    assert_eq!(timeouts(), 2);
+}
+
+#[test]
+fn a_dead_holder_is_reported_on_the_guard_of_every_form() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dead holder, four forms");
+    for form in 0..4 {
+        let name = unique_name("lock-dead-forms");
+        let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+        let mut child = holder(&lock, &name);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let guard = match form {
+            0 => lock.acquire().unwrap(),
+            1 => lock.try_acquire().unwrap(),
+            2 => lock.acquire_timeout(Duration::from_secs(20)).unwrap(),
+            _ => lock
+                .acquire_deadline(Instant::now() + Duration::from_secs(20))
+                .unwrap(),
+        };
+        assert!(guard.owner_died(), "form {form}");
+        assert_eq!(guard.leak(), Acquired::OwnerDied);
+        assert_eq!(lock.recoveries(), 1);
+        lock.release().unwrap();
+        assert!(!lock.acquire().unwrap().owner_died());
+    }
 }

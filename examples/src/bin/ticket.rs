@@ -77,7 +77,7 @@ fn locked_buyer() -> Result<(), Box<dyn std::error::Error>> {
     let lock = Lock::open_inherited("TICKET_LOCK", &OpenOptions::default())?;
     search(&db, &who)?;
     std::thread::sleep(DELAY);
-    let guard = lock.lock()?; // the seed's `with lock:`
+    let guard = lock.acquire()?; // the seed's `with lock:`
     if guard.owner_died() {
         println!("  <{who}> took over the lock of a buyer that died");
     }

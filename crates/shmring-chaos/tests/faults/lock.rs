@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use shmring::lock::{Acquired, Lock, LockError, LockShared, RLock};
+use shmring::lock::{AcquireTimeoutError, Acquired, Lock, LockShared, RLock, ReleaseError};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_chaos::faults::board::{now_ns, IncWord, Report, Word};
 use shmring_chaos::faults::hook::{point, set_observer, Action, Me};
@@ -70,14 +70,16 @@ enum Either {
 }
 
 impl Either {
-    fn acquire(&self, timeout: Duration) -> Result<Acquired, LockError> {
+    /// Python's unguarded `acquire(timeout=t)`: the lock stays held (the
+    /// guard is leaked) until `release`.
+    fn acquire(&self, timeout: Duration) -> Result<Acquired, AcquireTimeoutError> {
         match self {
-            Either::Plain(l) => l.acquire(true, Some(timeout)),
-            Either::Recursive(l) => l.acquire(true, Some(timeout)),
+            Either::Plain(l) => l.acquire_timeout(timeout).map(|g| g.leak()),
+            Either::Recursive(l) => l.acquire_timeout(timeout).map(|g| g.leak()),
         }
     }
 
-    fn release(&self) -> Result<(), LockError> {
+    fn release(&self) -> Result<(), ReleaseError> {
         match self {
             Either::Plain(l) => l.release(),
             Either::Recursive(l) => l.release(),

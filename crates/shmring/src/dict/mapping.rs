@@ -1,69 +1,8 @@
-//! The operations of [`Dict`], Python's names first.
+//! The mapping operations of [`Dict`]: Python's dict methods, each under
+//! one hold of the table's lock ([`Dict::locked`], in `held.rs`).
 
 use super::*;
-
-/// The shared lock, the process-local one taken before it, and this
-/// thread's note that it holds them. Fields drop in order: the shared lock
-/// is released first.
-pub(super) struct Held<'a> {
-    guard: Locked<'a, FutexWaiter>,
-    _local: std::sync::MutexGuard<'a, ()>,
-    _mark: HeldMark,
-}
-
-thread_local! {
-    /// The dicts (by segment file, see `Segment::file_id`) whose lock this
-    /// thread holds: only ever more than one when `update_with`'s closure
-    /// uses another dict.
-    static HELD: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// This thread holds (or is about to take) the lock of the dict `id`.
-struct HeldMark {
-    id: (u64, u64),
-}
-
-impl HeldMark {
-    /// Notes that this thread takes the lock of dict `id`.
-    ///
-    /// # Errors
-    ///
-    /// [`DictError::Reentrant`] when it holds it already (inside
-    /// `update_with`): through any handle, waiting would be for itself.
-    fn enter(id: (u64, u64)) -> Result<HeldMark, DictError> {
-        HELD.with_borrow_mut(|held| {
-            if held.contains(&id) {
-                return Err(DictError::Reentrant);
-            }
-            held.push(id);
-            Ok(HeldMark { id })
-        })
-    }
-}
-
-impl Drop for HeldMark {
-    fn drop(&mut self) {
-        let _ = HELD.try_with(|held| {
-            let mut held = held.borrow_mut();
-            if let Some(at) = held.iter().rposition(|id| *id == self.id) {
-                held.swap_remove(at);
-            }
-        });
-    }
-}
-
-impl<'a> std::ops::Deref for Held<'a> {
-    type Target = Locked<'a, FutexWaiter>;
-    fn deref(&self) -> &Self::Target {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for Held<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.guard
-    }
-}
+use held::Held;
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -85,39 +24,6 @@ fn current<V: Message>(guard: &Held<'_>, key: &[u8]) -> Result<Option<V>, DictEr
 }
 
 impl<K: Message, V: Message> Dict<K, V> {
-    /// Takes the table's lock; after a dead holder, the table is recovered
-    /// first.
-    fn locked(&self) -> Result<Held<'_>, DictError> {
-        // Before the local mutex: re-entering it would deadlock, and through
-        // another handle the shared lock would wait for ourselves.
-        let mark = HeldMark::enter(self.segment.file_id())?;
-        // One caller per attachment at a time: the core treats its own token
-        // in the owner word as stale, which is only sound when this process
-        // never races itself for the shared lock.
-        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        let segment = &self.segment;
-        let got = self.table.lock(
-            segment.peer_token(),
-            &self.waiter,
-            None,
-            &self.policy,
-            &mut |t| segment.is_peer_alive(t),
-        );
-        match got {
-            Ok(guard) => Ok(Held {
-                guard,
-                _local: local,
-                _mark: mark,
-            }),
-            Err(LockTableError::Corrupted(c)) => Err(c.into()),
-            Err(LockTableError::Timeout) => Err(Corrupted {
-                what: "dict lock timed out without a deadline",
-                value: 0,
-            }
-            .into()),
-        }
-    }
-
     /// Every entry's bytes, copied out under the lock.
     fn pairs(&self) -> Result<Pairs, DictError> {
         let guard = self.locked()?;
@@ -209,22 +115,26 @@ impl<K: Message, V: Message> Dict<K, V> {
         Ok(self.locked()?.get(&key, &mut Vec::new())?)
     }
 
-    /// Python's `len(d)` (a snapshot).
+    /// Python's `len(d)`: the number of entries, a snapshot read without
+    /// the lock (as a queue's `len` is).
     ///
-    /// # Errors
-    ///
-    /// `Corrupted` (only when recovering after a dead writer).
-    pub fn len(&self) -> Result<usize, DictError> {
-        Ok(self.locked()?.len())
+    /// Infallible, unlike the other reads, which take the table's lock
+    /// (and so can be `Reentrant`, `Timeout` or find the table `Corrupted`
+    /// while recovering it) and decode what they copy out (`Codec`): the
+    /// count is one word, read without waiting, so it works inside
+    /// [`update_with`](Dict::update_with) and while a holder is stopped.
+    /// Exact while no write is between its steps; after a writer died in
+    /// the middle of one it may be stale until the next operation (which
+    /// recovers the table) — `items().len()` counts under the lock. A
+    /// hostile value is clamped to the capacity.
+    #[doc(alias = "__len__")]
+    pub fn len(&self) -> usize {
+        self.table.len_unlocked()
     }
 
-    /// Whether the dict is empty (a snapshot).
-    ///
-    /// # Errors
-    ///
-    /// As `len`.
-    pub fn is_empty(&self) -> Result<bool, DictError> {
-        Ok(self.len()? == 0)
+    /// Whether the dict is empty: [`len`](Dict::len) `== 0` (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Python's `d.keys()`: a list (a consistent snapshot, in no particular
@@ -452,6 +362,24 @@ impl<K: Message, V: Message> Dict<K, V> {
     /// lock.
     pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
         self.policy = policy;
+    }
+
+    /// Bounds how long each operation of this handle (not its clones) waits
+    /// for the table's lock: after `timeout` it fails with
+    /// [`DictError::Timeout`] and changes nothing. Zero tries once;
+    /// `Duration::MAX` waits as long as it takes, the default.
+    ///
+    /// The bound covers the whole wait: for another thread of this
+    /// attachment, and for a holder in another process. A dead holder never
+    /// needs it (it is taken over within one liveness slice); a live one
+    /// that is stopped (`SIGSTOP`, a debugger) or inside a long
+    /// [`update_with`](Dict::update_with) does.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_until = if timeout == Duration::MAX {
+            Until::Never
+        } else {
+            Until::after(timeout)
+        };
     }
 
     /// The segment underneath (name, peers).

@@ -1,5 +1,6 @@
-//! The operations of a locked table: lookups, the publish protocol of every
-//! write (see the parent module), compaction and clearing.
+//! [`Locked`], the table held under its lock, and everything done through
+//! it: lookups, the publish protocol of every write (see the parent
+//! module), compaction and clearing.
 
 use alloc::vec::Vec;
 
