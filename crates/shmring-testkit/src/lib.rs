@@ -3,44 +3,57 @@
 //!
 //! # Multi-process tests
 //!
-//! A test binary re-executes itself to run a *role* in a child process (never
-//! `fork()` inside the multi-threaded test harness). One test function is
-//! the entry point of every role; in a normal run no role is set and it
-//! returns at once:
+//! A test binary re-executes itself to run an entry point in a child
+//! process (never `fork()` inside the multi-threaded test harness), through
+//! `shmring::process`'s typed entry points. libtest owns the binary's
+//! `main`, so one test function plays its part: it calls [`run_child`]
+//! (shmring's, which returns for the children of [`spawn_role`]) with the
+//! binary's entries,
+//! which returns at once in a normal run, and the child is started with
+//! [`child`], which makes the re-executed binary run that one test:
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use shmring_testkit::{role, spawn_role, wait_child};
+//! use shmring::process::{Entry, EntryResult};
+//! use shmring_testkit::{child, run_child};
+//!
+//! fn hello((n,): (u32,)) -> EntryResult {
+//!     println!("child says hello {n}");
+//!     Ok(())
+//! }
+//! static HELLO: Entry<(u32,)> = shmring::entry!(hello);
 //!
 //! #[test]
 //! fn child_entry() {
-//!     let Some(role) = role() else { return };
-//!     match role.as_str() {
-//!         "hello" => println!("child says hello"),
-//!         other => panic!("unknown role {other}"),
-//!     }
+//!     run_child(&[&HELLO]);
 //! }
 //!
 //! #[test]
 //! fn parent() {
-//!     // The first argument is the test's path inside the binary, e.g.
-//!     // "child_entry" in an integration test, "module::tests::child_entry"
-//!     // in a unit test.
-//!     let child = spawn_role("child_entry", "hello", &[]).spawn().unwrap();
-//!     assert!(wait_child(child, Duration::from_secs(10)).success());
+//!     // The first argument is the path of the test that calls `run_child`
+//!     // inside the binary: "child_entry" in an integration test,
+//!     // "module::tests::child_entry" in a unit test.
+//!     let mut p = child("child_entry", &HELLO, (7,)).start().unwrap();
+//!     assert!(p.join_timeout(Duration::from_secs(10)).unwrap().success());
 //! }
 //! ```
+//!
+//! ## Roles
+//!
+//! Older tests name a *role* instead: [`spawn_role`] starts the test binary
+//! on one test with a role string (an argument of the testkit's own entry
+//! point), and that test reads it with [`role`]. Objects then travel by the
+//! names the test gives them (`share_with_child(&mut cmd, "VAR")`).
 //!
 //! A child's panic makes its test fail, so the child exits nonzero and
 //! `wait_child` reports it.
 
 use std::process::{Child, Command, ExitStatus};
+
+use shmring::process::{Args, ChildEntry, Entry, EntryResult, IntoArgs, Process, ProcessBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// The environment variable that carries a child's role.
-pub const ROLE_VAR: &str = "SHMRING_TEST_ROLE";
 
 /// A segment name no other test, process or run uses:
 /// `/shmring-test-<prefix>-<pid>-<counter>-<nanos>`.
@@ -83,23 +96,80 @@ impl Watchdog {
     }
 }
 
+/// libtest's arguments that make the re-executed test binary run the test
+/// `test_fn_name` alone, its output not captured.
+pub fn harness_args(test_fn_name: &str) -> [&str; 4] {
+    [test_fn_name, "--exact", "--nocapture", "--test-threads=1"]
+}
+
+/// A child running `entry` with `args` in a re-execution of the current
+/// test binary that runs only the test `test_fn_name` (the test that calls
+/// [`run_child`] with `entry` in its list).
+/// Set anything else on the builder, then
+/// [`start`](shmring::process::ProcessBuilder::start) it.
+pub fn child<A: Args>(
+    test_fn_name: &str,
+    entry: &Entry<A>,
+    args: impl IntoArgs<A>,
+) -> ProcessBuilder {
+    Process::new(entry, args).command_args(harness_args(test_fn_name))
+}
+
+/// The entry point behind [`spawn_role`]: its argument is the role, which
+/// the test named there reads with [`role`] instead of dispatching.
+fn role_entry((role,): (String,)) -> EntryResult {
+    Err(format!(
+        "role {role:?} is read with shmring_testkit::role() in the test that spawn_role \
+         named; it is not an entry point to list in run_child"
+    )
+    .into())
+}
+static ROLE: Entry<(String,)> = shmring::entry!(role_entry);
+
 /// A command that runs the test `test_fn_name` of the current test binary
-/// alone, with `SHMRING_TEST_ROLE=role` and `envs` set. Spawn it (after adding
-/// anything else, e.g. a shared segment); the child side calls [`role`].
+/// alone, as the child of role `role` (which that test reads with [`role`]),
+/// with `envs` set. Spawn it after adding anything else (a shared segment).
 pub fn spawn_role(test_fn_name: &str, role: &str, envs: &[(&str, String)]) -> Command {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
-    cmd.args([test_fn_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE_VAR, role);
+    let mut cmd = role_command(role);
+    cmd.args(harness_args(test_fn_name));
     for (key, value) in envs {
         cmd.env(key, value);
     }
     cmd
 }
 
+/// A command that runs the current executable as the child of role `role`
+/// (which its `main` reads with [`role`]): for a test without the libtest
+/// harness (`harness = false`), whose `main` is its own.
+///
+/// # Panics
+///
+/// If the path of the current executable cannot be found (the role itself
+/// always encodes).
+pub fn role_command(role: &str) -> Command {
+    Process::new(&ROLE, (role.to_owned(),))
+        .into_command()
+        .expect("prepare the role's child")
+}
+
+/// [`shmring::process::run_child`] for a test binary: runs the entry point
+/// this process was started for and exits, or returns at once in a normal
+/// run and in the child of a [`spawn_role`] (whose test goes on to read
+/// [`role`]).
+pub fn run_child(entries: &[&dyn ChildEntry]) {
+    if !ROLE.is_current() {
+        shmring::process::run_child(entries);
+    }
+}
+
 /// The role this process was started with by [`spawn_role`], if any.
+///
+/// # Panics
+///
+/// If this process was started for a role that it cannot receive.
 pub fn role() -> Option<String> {
-    std::env::var(ROLE_VAR).ok().filter(|r| !r.is_empty())
+    let (role,) = ROLE.receive()?.expect("receive the role");
+    Some(role).filter(|r| !r.is_empty())
 }
 
 /// Waits for `child` to exit; on timeout kills it (SIGKILL), reaps it and
@@ -281,20 +351,52 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    fn exit3(_: ()) -> EntryResult {
+        std::process::exit(3)
+    }
+    static EXIT3: Entry<()> = shmring::entry!(exit3);
+
+    fn check((name, n): (String, u64)) -> EntryResult {
+        if (name.as_str(), n) == ("seven", 7) {
+            Ok(())
+        } else {
+            Err(format!("got {name:?} {n}").into())
+        }
+    }
+    static CHECK: Entry<(String, u64)> = shmring::entry!(check);
+
     #[test]
     fn child_entry() {
+        run_child(&[&EXIT3, &CHECK]);
         let Some(role) = role() else { return };
         match role.as_str() {
-            "exit3" => std::process::exit(3),
+            "exit4" => std::process::exit(4),
             other => panic!("unknown role {other}"),
         }
     }
 
     #[test]
     fn roles_run_in_a_child() {
-        let child = spawn_role("tests::child_entry", "exit3", &[])
+        let child = spawn_role("tests::child_entry", "exit4", &[])
             .spawn()
             .unwrap();
-        assert_eq!(wait_child(child, Duration::from_secs(30)).code(), Some(3));
+        assert_eq!(wait_child(child, Duration::from_secs(30)).code(), Some(4));
+    }
+
+    #[test]
+    fn entries_run_in_a_child_with_their_arguments() {
+        let mut p = child("tests::child_entry", &EXIT3, ()).start().unwrap();
+        assert_eq!(p.join().unwrap().code(), Some(3));
+        let mut p = child("tests::child_entry", &CHECK, ("seven".to_string(), 7))
+            .start()
+            .unwrap();
+        assert!(p.join().unwrap().success());
+        let mut p = child("tests::child_entry", &CHECK, ("six".to_string(), 7))
+            .start()
+            .unwrap();
+        assert_eq!(
+            p.join().unwrap().code(),
+            Some(shmring::process::EXIT_FAILED)
+        );
     }
 }

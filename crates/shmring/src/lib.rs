@@ -20,8 +20,8 @@
 //! | `Pipe(duplex)` → `(conn1, conn2)` | [`pipe::Pipe::new`] → two [`pipe::Connection`]s (plus `try_send`/`try_recv`, `send_timeout`/`recv_timeout`) |
 //! | `Manager().dict()` | [`dict::Dict<K, V>`] (no server process; `update_with` for atomic read-modify-write) |
 //! | `Lock()` / `RLock()` | [`lock::Lock`] / [`lock::RLock`] (a dead holder is reported to the next acquirer) |
-//! | `Process(target=f, args=(q,))` | [`process::Process::new`]`("f").share(&q, "Q")?.start()?` |
-//! | `p.join(timeout)`, `terminate`, `is_alive`, `exitcode`, `daemon` | the same on [`process::Process`] |
+//! | `Process(target=f, args=(q,))` | [`process::Process::spawn`]`(&F, (&q,))?`, `F` an [`process::Entry`] declared with [`entry!`] |
+//! | `p.join(timeout)`, `terminate`, `is_alive`, `exitcode`, `daemon` | `join`/`join_timeout` and the same on [`process::Process`] |
 //! | `Pool(n)` | [`process::Pool::start`] over a task queue |
 //! | pickle | [`codec::Message`]: raw bytes, plain-old-data ([`codec::Pod`]), any serde type with the `serde` feature |
 //!

@@ -27,7 +27,7 @@
 //! | Python | shmring |
 //! |---|---|
 //! | `Pipe(duplex=True)` | [`Pipe::new(true)`](Pipe::new) |
-//! | `Process(target=f, args=(conn,))` | [`Process::new("f").share(&conn, "VAR")`](crate::process::ProcessBuilder::share), child: [`Connection::open_inherited("VAR", ..)`](Connection::open_inherited) |
+//! | `Process(target=f, args=(conn,))` | [`Process::spawn(&F, (&conn,))`](crate::process::Process::spawn), child: `fn f((conn,): (Connection,))` |
 //! | `conn.send(obj)` / `conn.recv()` | [`send`](Connection::send) / [`recv`](Connection::recv) with any [`Message`](crate::codec::Message) |
 //! | `send_bytes(buf, offset, size)` | [`send_bytes(buf, offset, Some(size))`](Connection::send_bytes) |
 //! | `recv_bytes(maxlength)` | [`recv_bytes(Some(maxlength))`](Connection::recv_bytes) |
@@ -51,8 +51,8 @@
 //! sees as EOF, so the rule is:
 //!
 //! * **Sharing transfers the end.** [`Connection::share_with_child`] (and
-//!   [`ProcessBuilder::share`](crate::process::ProcessBuilder::share), through
-//!   [`Share`](crate::process::Share)) gives up this process's roles on the
+//!   handing it to [`Process::new`](crate::process::Process::new) as an
+//!   argument, which calls it) gives up this process's roles on the
 //!   end and marks the handle *transferred*: from then on every operation on
 //!   it fails with [`PipeError::HandleClosed`], and dropping or closing it
 //!   signals nothing. The child claims the end with

@@ -1,35 +1,42 @@
 //! Child processes the way `multiprocessing.Process` starts them, kept thin.
 //!
-//! Rust cannot send a closure to another process, so a child runs a *named
-//! entry point* of the current executable. `main` starts with
-//! [`run_child_entry`], which runs the entry point and exits when this
-//! process was started as a child, and returns at once otherwise. Shared
-//! objects travel by inheritance (`share`), the analogue of passing
-//! `args=(q,)` to a Python `Process`.
+//! Rust cannot send a closure to another process, so a child runs an
+//! *entry point* of the current executable: a function declared as an
+//! [`Entry`] with [`entry!`](crate::entry), whose arguments (a tuple) travel
+//! in order — shmring objects by inheritance, other values encoded as
+//! [`Message`](crate::codec::Message)s. `main` starts with [`run_child`],
+//! which runs the entry point and exits when this process was started as a
+//! child, and returns at once otherwise.
 //!
 //! ```no_run
-//! use shmring::process::{run_child_entry, Process};
+//! use shmring::lock::Lock;
+//! use shmring::process::{run_child, Entry, EntryResult, Process};
 //! use shmring::queue::Queue;
-//! use shmring::OpenOptions;
 //!
-//! fn worker() -> Result<(), Box<dyn std::error::Error>> {
-//!     let q = Queue::<u64>::open_inherited("JOBS", &OpenOptions::default())?;
-//!     while let Ok(job) = q.get() {
-//!         println!("got {job}");
+//! fn worker((jobs, lock, scale): (Queue<u64>, Lock, u64)) -> EntryResult {
+//!     while let Ok(job) = jobs.get() {
+//!         let _printing = lock.acquire()?;
+//!         println!("got {}", job * scale);
 //!     }
 //!     Ok(())
 //! }
+//! static WORKER: Entry<(Queue<u64>, Lock, u64)> = shmring::entry!(worker);
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     run_child_entry(&[("worker", worker)]);
+//!     run_child(&[&WORKER]);
 //!     let q = Queue::<u64>::create_anonymous(Default::default(), &Default::default())?;
-//!     let mut p = Process::new("worker").share(&q, "JOBS")?.start()?;
+//!     let lock = Lock::new()?;
+//!     let mut p = Process::spawn(&WORKER, (&q, &lock, 10))?;
 //!     q.put(7)?;
 //!     q.close();
-//!     p.join(None)?;
+//!     p.join()?;
 //!     Ok(())
 //! }
 //! ```
+//!
+//! A mistyped entry cannot exist (the static is named in both places, and
+//! its id is the function's path); an entry missing from `run_child`'s list
+//! ends the child with [`EXIT_UNREGISTERED`] and a message naming it.
 //!
 //! # Daemons die with the parent process, not with a thread
 //!
@@ -58,42 +65,32 @@
 //! is started, the child sleeps `N` milliseconds after the fork, before the
 //! `prctl`, so a test can kill the parent inside that window.
 
+mod args;
+mod entry;
+mod join;
+
+pub use args::{Arg, ArgFailure, Args, IntoArg, IntoArgs, MAX_VALUE_BYTES};
+pub use entry::{
+    run_child, ChildEntry, Entry, EntryResult, ReceiveError, EXIT_BAD_ARGUMENTS, EXIT_FAILED,
+    EXIT_UNREGISTERED,
+};
+pub use join::{JoinError, JoinTimeoutError, TryJoinError};
+
 use std::ffi::OsStr;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use shmring_core::wait::Until;
+
 use crate::attach::AttachError;
+use crate::sys;
 
-/// The environment variable naming the entry point a child runs.
-pub const ENTRY_VAR: &str = "SHMRING_PROCESS_ENTRY";
-
-/// An entry point: what a child process runs.
-pub type Entry = fn() -> Result<(), Box<dyn std::error::Error>>;
-
-/// Runs the entry point this process was started for, then exits (0 on
-/// success, 1 with the error on stderr on failure, 2 for an unknown name).
-/// Returns at once in a process that was not started as a child.
-pub fn run_child_entry(entries: &[(&str, Entry)]) {
-    let Ok(name) = std::env::var(ENTRY_VAR) else {
-        return;
-    };
-    let Some((_, entry)) = entries.iter().find(|(n, _)| *n == name) else {
-        eprintln!("shmring child: unknown entry point {name:?}");
-        std::process::exit(2);
-    };
-    match entry() {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("shmring child {name}: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// Something a child can inherit: every shmring object in a segment.
+/// Something a child can inherit by `share_with_child`: every shmring
+/// object in a segment. (Objects reach an entry point as its
+/// [`Arg`]s; this is the lower-level form.)
 pub trait Share {
     /// Arranges for the child spawned by `cmd` to inherit `self`; the child
     /// opens it with `open_inherited(env_var, ..)`.
@@ -104,19 +101,55 @@ pub trait Share {
     fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError>;
 }
 
-/// How a child will be started. See [`Process::new`].
+/// Why a child could not be started.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// An argument could not be handed over (an object that cannot be
+    /// shared, such as a pipe end already transferred; a value that does
+    /// not encode or is too large).
+    Argument(ArgFailure),
+    /// The executable could not be found or started.
+    Spawn(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Argument(failure) => write!(f, "cannot hand over {failure}"),
+            StartError::Spawn(e) => write!(f, "cannot start the child process: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Argument(failure) => Some(failure),
+            StartError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+/// How a child will be started: [`Process::new`], then the settings, then
+/// [`start`](ProcessBuilder::start).
 #[derive(Debug)]
 pub struct ProcessBuilder {
     cmd: Command,
-    entry: String,
+    entry: &'static str,
     daemon: bool,
+    /// The first failure of preparing the child, reported by `start`.
+    failed: Option<StartError>,
 }
 
 impl ProcessBuilder {
-    /// Adds a command-line argument (the child reads it with
-    /// `std::env::args`).
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.cmd.arg(arg);
+    /// Adds command-line arguments for the executable, before its entry
+    /// point runs. Entry points take their arguments as a typed tuple (see
+    /// [`Process::new`]); these are for what runs before `main` reaches
+    /// [`run_child`]: a test harness's filter that makes a test binary run
+    /// the one test that calls `run_child`, say.
+    pub fn command_args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.cmd.args(args);
         self
     }
 
@@ -126,15 +159,17 @@ impl ProcessBuilder {
         self
     }
 
-    /// Hands `object` to the child, which opens it with
-    /// `open_inherited(env_var, ..)`.
-    ///
-    /// # Errors
-    ///
-    /// The descriptor could not be prepared.
-    pub fn share(mut self, object: &impl Share, env_var: &str) -> Result<Self, AttachError> {
-        object.share_with_child(&mut self.cmd, env_var)?;
-        Ok(self)
+    /// The child's standard output (inherited unless set).
+    pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Self {
+        self.cmd.stdout(cfg);
+        self
+    }
+
+    /// The child's standard error (inherited unless set): where it writes
+    /// why its entry point failed.
+    pub fn stderr(mut self, cfg: impl Into<Stdio>) -> Self {
+        self.cmd.stderr(cfg);
+        self
     }
 
     /// Python's `daemon=True`: the child is killed (`SIGKILL`) when this
@@ -145,59 +180,48 @@ impl ProcessBuilder {
         self
     }
 
+    /// The command as prepared, for a caller that spawns and waits for it
+    /// itself (a test harness that keeps a [`Child`]). The child runs the
+    /// entry point as it would under [`start`](ProcessBuilder::start);
+    /// [`daemon`](ProcessBuilder::daemon) is not honoured (it needs the
+    /// spawner thread).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](ProcessBuilder::start), except for spawning.
+    pub fn into_command(self) -> Result<Command, StartError> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.cmd),
+        }
+    }
+
     /// Starts the child.
     ///
     /// # Errors
     ///
-    /// The executable could not be started.
-    pub fn start(mut self) -> io::Result<Process> {
+    /// An argument could not be handed over (the first one that failed;
+    /// nothing is started then), or the executable could not be started.
+    pub fn start(mut self) -> Result<Process, StartError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         let child = if self.daemon {
-            arm_parent_death_signal(&mut self.cmd);
-            spawn_daemon(self.cmd)?
+            let delay_ms: u64 = std::env::var("SHMRING_PROCESS_PDEATHSIG_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            sys::process::arm_parent_death_signal(&mut self.cmd, std::process::id(), delay_ms);
+            spawn_daemon(self.cmd)
         } else {
-            self.cmd.spawn()?
-        };
+            self.cmd.spawn()
+        }
+        .map_err(StartError::Spawn)?;
         Ok(Process {
             child,
             entry: self.entry,
             status: None,
         })
-    }
-}
-
-/// Has the child spawned by `cmd` ask for `SIGKILL` when its parent dies,
-/// and kill itself if the parent died before it asked.
-fn arm_parent_death_signal(cmd: &mut Command) {
-    let parent = std::process::id();
-    let delay_ms: u64 = std::env::var("SHMRING_PROCESS_PDEATHSIG_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: the closure runs in the child between fork and exec, so it
-    // may only make async-signal-safe calls: nanosleep, prctl, getppid,
-    // getpid, kill and _exit are; it allocates nothing and touches only the
-    // two copied integers.
-    unsafe {
-        cmd.pre_exec(move || {
-            if delay_ms > 0 {
-                let pause = libc::timespec {
-                    tv_sec: (delay_ms / 1000) as libc::time_t,
-                    tv_nsec: ((delay_ms % 1000) * 1_000_000) as libc::c_long,
-                };
-                libc::nanosleep(&pause, std::ptr::null_mut());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent died before the prctl: the signal will never come
-            // (we were handed to init or a subreaper). Do what it would have
-            // done.
-            if u32::try_from(libc::getppid()) != Ok(parent) {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-                libc::_exit(137);
-            }
-            Ok(())
-        });
     }
 }
 
@@ -260,39 +284,73 @@ fn start_spawner() -> io::Result<mpsc::Sender<SpawnJob>> {
 #[derive(Debug)]
 pub struct Process {
     child: Child,
-    entry: String,
+    entry: &'static str,
     status: Option<ExitStatus>,
 }
 
 impl Process {
-    /// A child that will run the entry point `entry` (see
-    /// [`run_child_entry`]).
-    ///
-    /// # Panics
-    ///
-    /// If the path of the current executable cannot be found.
+    /// A child that will run `entry` with `args` (Python's
+    /// `Process(target=entry, args=args)`): a tuple in the order of the
+    /// entry's arguments, `&object` for a shmring object, the value itself
+    /// for a [`Message`](crate::codec::Message). The objects are shared
+    /// (a pipe [`Connection`](crate::pipe::Connection) is transferred) and
+    /// the values encoded now; a failure is reported by
+    /// [`start`](ProcessBuilder::start).
     // Named after Python's `Process(target=..)`; it returns the builder the
     // way `thread::Builder` is reached, so the lint's rule does not fit.
     #[allow(clippy::new_ret_no_self)]
-    pub fn new(entry: &str) -> ProcessBuilder {
-        let exe = std::env::current_exe().expect("the path of the current executable");
-        let mut cmd = Command::new(exe);
-        cmd.env(ENTRY_VAR, entry);
+    pub fn new<A: Args>(entry: &Entry<A>, args: impl IntoArgs<A>) -> ProcessBuilder {
+        let mut failed = None;
+        let mut cmd = match std::env::current_exe() {
+            Ok(exe) => Command::new(exe),
+            Err(e) => {
+                failed = Some(StartError::Spawn(e));
+                Command::new("/proc/self/exe")
+            }
+        };
+        cmd.env(entry::ENTRY_VAR, entry.id())
+            .env(entry::ARGS_VAR, std::any::type_name::<A>());
+        if let Err(e) = args::sealed::IntoArgs::hand_over_all(args, &mut cmd) {
+            failed.get_or_insert(StartError::Argument(e));
+        }
         ProcessBuilder {
             cmd,
-            entry: entry.to_string(),
+            entry: entry.id(),
             daemon: false,
+            failed,
         }
     }
 
-    /// The entry point it runs.
+    /// Starts a child running `entry` with `args`: `Process::new(entry,
+    /// args).start()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessBuilder::start`].
+    pub fn spawn<A: Args>(entry: &Entry<A>, args: impl IntoArgs<A>) -> Result<Process, StartError> {
+        Process::new(entry, args).start()
+    }
+
+    /// The entry point it runs (its [`Entry::id`]).
     pub fn name(&self) -> &str {
-        &self.entry
+        self.entry
     }
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its standard output, when the builder set
+    /// [`stdout`](ProcessBuilder::stdout) to [`Stdio::piped`].
+    pub fn stdout(&mut self) -> Option<&mut ChildStdout> {
+        self.child.stdout.as_mut()
+    }
+
+    /// Its standard error, when the builder set
+    /// [`stderr`](ProcessBuilder::stderr) to [`Stdio::piped`].
+    pub fn stderr(&mut self) -> Option<&mut ChildStderr> {
+        self.child.stderr.as_mut()
     }
 
     fn poll(&mut self) -> io::Result<Option<ExitStatus>> {
@@ -307,34 +365,86 @@ impl Process {
         matches!(self.poll(), Ok(None))
     }
 
-    /// Waits for it to end, at most `timeout` (`None`: forever; a timeout
-    /// too long to add to the clock is forever too). Returns its status, or
-    /// `None` if it is still running (Python's `join` returns nothing either
-    /// way; check [`Process::exitcode`]).
+    /// Waits for it to end and returns its status (Python's `join()`;
+    /// check [`Process::exitcode`] as there, or the status).
+    ///
+    /// # Blocking
+    ///
+    /// Until the child ends.
     ///
     /// # Errors
     ///
-    /// Waiting failed.
-    pub fn join(&mut self, timeout: Option<Duration>) -> io::Result<Option<ExitStatus>> {
-        let Some(end) = end_of(timeout) else {
-            if let Some(status) = self.status {
-                return Ok(Some(status));
+    /// Waiting failed (the child was reaped by someone else).
+    pub fn join(&mut self) -> Result<ExitStatus, JoinError> {
+        loop {
+            match self.join_until(Until::Never) {
+                Ok(status) => return Ok(status),
+                Err(TryJoinError::Running) => continue,
+                Err(TryJoinError::Join(e)) => return Err(e),
             }
-            let status = self.child.wait()?;
+        }
+    }
+
+    /// Its status if it has ended; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryJoinError::Running`] while it runs; waiting failed.
+    pub fn try_join(&mut self) -> Result<ExitStatus, TryJoinError> {
+        self.join_until(Until::Now)
+    }
+
+    /// Waits at most `timeout` for it to end (Python's `join(timeout)`).
+    ///
+    /// # Blocking
+    ///
+    /// At most `timeout` (a timeout too long for the clock is forever).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError::Timeout`] if it still runs; waiting failed.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus, JoinTimeoutError> {
+        self.join_until(Until::after(timeout)).map_err(Into::into)
+    }
+
+    /// Waits until `deadline` at the latest for it to end.
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError::Timeout`] if it still runs; waiting failed.
+    pub fn join_deadline(&mut self, deadline: Instant) -> Result<ExitStatus, JoinTimeoutError> {
+        self.join_until(sys::until_instant(deadline))
+            .map_err(Into::into)
+    }
+
+    /// The one wait of the join family: `Running` once `until` has passed.
+    fn join_until(&mut self, until: Until) -> Result<ExitStatus, TryJoinError> {
+        if let Some(status) = self.poll().map_err(JoinError)? {
+            return Ok(status);
+        }
+        let Some(end) = until.deadline(sys::now) else {
+            let status = self.child.wait().map_err(JoinError)?;
             self.status = Some(status);
-            return Ok(Some(status));
+            return Ok(status);
         };
+        // No wait on a child takes a timeout (short of a pidfd and poll):
+        // poll its status with naps that grow to 20 ms.
         let mut nap = Duration::from_micros(100);
         loop {
-            if let Some(status) = self.poll()? {
-                return Ok(Some(status));
-            }
-            let now = Instant::now();
+            let now = sys::now();
             if now >= end {
-                return Ok(None);
+                return Err(TryJoinError::Running);
             }
-            std::thread::sleep(nap.min(end - now));
+            let left = Duration::from_nanos(sys::clock::nanos_between(now, end));
+            std::thread::sleep(nap.min(left));
             nap = (nap * 2).min(Duration::from_millis(20));
+            if let Some(status) = self.poll().map_err(JoinError)? {
+                return Ok(status);
+            }
         }
     }
 
@@ -351,7 +461,7 @@ impl Process {
     ///
     /// The signal could not be sent.
     pub fn terminate(&mut self) -> io::Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(sys::process::SIGTERM)
     }
 
     /// Python's `kill`: sends SIGKILL.
@@ -360,34 +470,23 @@ impl Process {
     ///
     /// The signal could not be sent.
     pub fn kill(&mut self) -> io::Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(sys::process::SIGKILL)
     }
 
     fn signal(&mut self, signal: libc::c_int) -> io::Result<()> {
         if self.poll()?.is_some() {
             return Ok(()); // already reaped: the pid may belong to another process now
         }
-        let pid = libc::pid_t::try_from(self.child.id()).map_err(io::Error::other)?;
-        // SAFETY: kill has no memory effects; the pid is our unreaped child,
-        // so it cannot have been reused.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        // Our unreaped child: its pid cannot have been reused.
+        sys::process::signal(self.child.id(), signal)
     }
-}
-
-/// When a wait of `timeout` ends; `None` for never (no timeout, or one too
-/// long for the clock: it saturates, as every timeout of the library does).
-fn end_of(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 /// How long [`Pool`]'s drop waits for its workers to end after `SIGTERM`
 /// before it sends `SIGKILL`.
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 
-/// A pool of worker processes all running one entry point, usually a loop
+/// A pool of worker processes, usually all running one entry point, a loop
 /// over a shared task queue (Python's `Pool`, minus the pickled functions).
 ///
 /// Its workers are daemons: they die with this process (see the [module
@@ -409,26 +508,38 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `n` workers running `entry`; `configure` prepares each (shares
-    /// queues, passes arguments; it gets the worker's index).
+    /// Starts `n` workers running `entry`; worker `i` gets the arguments
+    /// `args(i)` (see [`Process::new`]).
     ///
     /// # Errors
     ///
-    /// A worker could not be prepared or started; those already started are
-    /// killed and reaped.
-    pub fn start(
+    /// A worker could not be started; those already started are killed
+    /// and reaped.
+    pub fn start<A: Args, P: IntoArgs<A>>(
         n: usize,
-        entry: &str,
-        mut configure: impl FnMut(usize, ProcessBuilder) -> Result<ProcessBuilder, AttachError>,
-    ) -> Result<Pool, Box<dyn std::error::Error + Send + Sync>> {
+        entry: &Entry<A>,
+        mut args: impl FnMut(usize) -> P,
+    ) -> Result<Pool, StartError> {
+        Pool::start_with(n, |i| Process::new(entry, args(i)))
+    }
+
+    /// Starts `n` workers, worker `i` as `worker(i)` prepares it (any entry
+    /// point, arguments, and settings such as
+    /// [`command_args`](ProcessBuilder::command_args)); every worker is a
+    /// daemon whatever the builder says.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::start`].
+    pub fn start_with(
+        n: usize,
+        mut worker: impl FnMut(usize) -> ProcessBuilder,
+    ) -> Result<Pool, StartError> {
         let mut pool = Pool {
             workers: Vec::with_capacity(n),
         };
         for i in 0..n {
-            let started = configure(i, Process::new(entry).daemon(true))
-                .map_err(Box::from)
-                .and_then(|b| b.start().map_err(Box::from));
-            match started {
+            match worker(i).daemon(true).start() {
                 Ok(p) => pool.workers.push(p),
                 Err(e) => {
                     pool.kill();
@@ -444,19 +555,72 @@ impl Pool {
         &mut self.workers
     }
 
-    /// Waits for every worker, at most `timeout` in all (`None`, or a
-    /// timeout too long for the clock: forever). Returns whether all ended
-    /// with success.
+    /// Waits for every worker to end; returns whether all ended with
+    /// success.
+    ///
+    /// # Blocking
+    ///
+    /// Until every worker has ended.
     ///
     /// # Errors
     ///
     /// Waiting failed.
-    pub fn join(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
-        let end = end_of(timeout);
+    pub fn join(&mut self) -> Result<bool, JoinError> {
+        loop {
+            match self.join_until(Until::Never) {
+                Ok(ok) => return Ok(ok),
+                Err(TryJoinError::Running) => continue,
+                Err(TryJoinError::Join(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether every worker has ended with success, if all have ended;
+    /// never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryJoinError::Running`] while one runs; waiting failed.
+    pub fn try_join(&mut self) -> Result<bool, TryJoinError> {
+        self.join_until(Until::Now)
+    }
+
+    /// Waits at most `timeout` in all for every worker to end.
+    ///
+    /// # Blocking
+    ///
+    /// At most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError::Timeout`] if one still runs; waiting failed.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<bool, JoinTimeoutError> {
+        self.join_until(Until::after(timeout)).map_err(Into::into)
+    }
+
+    /// Waits until `deadline` at the latest for every worker to end.
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError::Timeout`] if one still runs; waiting failed.
+    pub fn join_deadline(&mut self, deadline: Instant) -> Result<bool, JoinTimeoutError> {
+        self.join_until(sys::until_instant(deadline))
+            .map_err(Into::into)
+    }
+
+    /// One deadline for all the workers (a relative `until` is fixed once).
+    fn join_until(&mut self, until: Until) -> Result<bool, TryJoinError> {
+        let until = match until {
+            Until::After(_) => until.deadline(sys::now).map_or(Until::Never, Until::At),
+            other => other,
+        };
         let mut ok = true;
         for w in &mut self.workers {
-            let left = end.map(|e| e.saturating_duration_since(Instant::now()));
-            ok &= matches!(w.join(left)?, Some(s) if s.success());
+            ok &= w.join_until(until)?.success();
         }
         Ok(ok)
     }
@@ -481,12 +645,12 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
-        let _ = self.join(Some(TERMINATE_GRACE));
+        let _ = self.join_timeout(TERMINATE_GRACE);
         self.kill(); // those that ignored SIGTERM
         for w in &mut self.workers {
             // Blocks until the kernel has killed it; an error (ECHILD: reaped
             // by someone else) leaves nothing to do.
-            let _ = w.join(None);
+            let _ = w.join();
         }
     }
 }

@@ -15,7 +15,7 @@
 //! | `queue.Full` / `queue.Empty` | `TryPutError::Full(x)`, `PutTimeoutError::Timeout(x)` / `TryGetError::Empty`, `GetTimeoutError::Timeout` |
 //! | `q.qsize()`, `q.empty()`, `q.full()` | `q.len()`, `q.is_empty()`, `q.is_full()` |
 //! | `q.close()` | `q.close()` (this handle); `q.shutdown()` closes it for every process |
-//! | `Process(target=f, args=(q,))` | `Process::new("f").share(&q, "Q")`, child: `Queue::open_inherited("Q", ..)` |
+//! | `Process(target=f, args=(q,))` | `Process::spawn(&F, (&q,))`, child: `fn f((q,): (Queue<T>,))` |
 //!
 //! # Differences from Python
 //!

@@ -1,5 +1,5 @@
 //! `Process` and `Pool` with real processes: this test binary is the
-//! executable their children run (`run_child_entry` in `child_entry`), and
+//! executable their children run (`run_child` in `child_entry`), and
 //! it re-executes itself as the parents that must die (`shmring_testkit`
 //! roles).
 
@@ -7,8 +7,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shmring::process::{run_child_entry, Pool, Process, ProcessBuilder};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring::process::{Entry, EntryResult, Pool, Process};
+use shmring_testkit::{
+    child, role, run_child, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+};
 
 /// The test-only hook of `shmring::process`: a daemon child sleeps this many
 /// milliseconds after the fork, before it arms its death signal.
@@ -18,23 +20,18 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
 
-/// Makes a child run only the `child_entry` test of this binary, which
-/// hands it to `run_child_entry` (without these arguments it would run
-/// every test, and start children of its own).
-fn entry(builder: ProcessBuilder) -> ProcessBuilder {
-    builder
-        .arg("child_entry")
-        .arg("--exact")
-        .arg("--test-threads=1")
-}
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
-fn sleep_forever() -> Result<(), Box<dyn std::error::Error>> {
+fn sleep_forever(_: ()) -> EntryResult {
     shmring_testkit::sleep_forever()
 }
+static SLEEP_FOREVER: Entry<()> = shmring::entry!(sleep_forever);
 
-fn exit_zero() -> Result<(), Box<dyn std::error::Error>> {
+fn exit_zero(_: ()) -> EntryResult {
     Ok(())
 }
+static EXIT_ZERO: Entry<()> = shmring::entry!(exit_zero);
 
 /// Whether `pid` is gone: no such process, or a zombie nobody reaped (an
 /// orphan's new parent may not reap).
@@ -82,9 +79,11 @@ fn sigkill(pid: u32) {
 
 /// Starts a pool of `n` sleeping workers on a thread that exits at once.
 fn pool_from_a_short_lived_thread(n: usize) -> Pool {
-    std::thread::spawn(move || Pool::start(n, "sleep-forever", |_, b| Ok(entry(b))).unwrap())
-        .join()
-        .unwrap()
+    std::thread::spawn(move || {
+        Pool::start_with(n, |_| child(CHILD_TEST, &SLEEP_FOREVER, ())).unwrap()
+    })
+    .join()
+    .unwrap()
 }
 
 fn pids(pool: &mut Pool) -> Vec<u32> {
@@ -93,7 +92,7 @@ fn pids(pool: &mut Pool) -> Vec<u32> {
 
 #[test]
 fn child_entry() {
-    run_child_entry(&[("sleep-forever", sleep_forever), ("exit-zero", exit_zero)]);
+    run_child(&[&SLEEP_FOREVER, &EXIT_ZERO]);
     let Some(role) = role() else { return };
     let _dog = Watchdog::new(Duration::from_secs(90), "pool child");
     match role.as_str() {
@@ -108,7 +107,7 @@ fn child_entry() {
         "daemon-parent" => {
             // Forks a daemon child that (by the delay hook) is still before
             // its prctl when the test kills us.
-            let mut p = entry(Process::new("exit-zero").daemon(true)).start();
+            let mut p = child(CHILD_TEST, &EXIT_ZERO, ()).daemon(true).start();
             std::thread::sleep(Duration::from_secs(60));
             let _ = p.as_mut().map(|p| p.kill());
         }
@@ -166,7 +165,8 @@ fn pool_workers_survive_the_exit_of_the_thread_that_started_them() {
 fn daemon_process_survives_the_exit_of_the_thread_that_started_it() {
     let _dog = Watchdog::new(Duration::from_secs(60), "daemon from a thread");
     let mut p = std::thread::spawn(|| {
-        entry(Process::new("sleep-forever").daemon(true))
+        child(CHILD_TEST, &SLEEP_FOREVER, ())
+            .daemon(true)
             .start()
             .unwrap()
     })
@@ -175,7 +175,7 @@ fn daemon_process_survives_the_exit_of_the_thread_that_started_it() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(p.is_alive(), "the daemon child died with its thread");
     p.kill().unwrap();
-    assert!(p.join(None).unwrap().is_some());
+    p.join().unwrap();
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn pool_workers_die_with_their_parent_process() {
 #[test]
 fn dropping_a_pool_terminates_and_reaps_its_workers() {
     let _dog = Watchdog::new(Duration::from_secs(60), "pool drop");
-    let mut pool = Pool::start(3, "sleep-forever", |_, b| Ok(entry(b))).unwrap();
+    let mut pool = Pool::start_with(3, |_| child(CHILD_TEST, &SLEEP_FOREVER, ())).unwrap();
     let workers = pids(&mut pool);
     for &w in &workers {
         assert!(!gone(w));
@@ -241,16 +241,16 @@ fn a_daemon_child_whose_parent_dies_before_its_prctl_exits() {
 #[test]
 fn join_with_the_longest_timeout_waits_instead_of_panicking() {
     let _dog = Watchdog::new(Duration::from_secs(60), "join Duration::MAX");
-    let mut p = entry(Process::new("exit-zero")).start().unwrap();
-    let status = p.join(Some(Duration::MAX)).unwrap();
-    assert_eq!(status.map(|s| s.code()), Some(Some(0)));
+    let mut p = child(CHILD_TEST, &EXIT_ZERO, ()).start().unwrap();
+    let status = p.join_timeout(Duration::MAX).unwrap();
+    assert_eq!(status.code(), Some(0));
     assert_eq!(p.exitcode(), Some(0));
-    let mut pool = Pool::start(2, "exit-zero", |_, b| Ok(entry(b))).unwrap();
-    assert!(pool.join(Some(Duration::MAX)).unwrap());
+    let mut pool = Pool::start_with(2, |_| child(CHILD_TEST, &EXIT_ZERO, ())).unwrap();
+    assert!(pool.join_timeout(Duration::MAX).unwrap());
     // A process that a signal ended reports it, as Python's negative code.
-    let mut p = entry(Process::new("sleep-forever")).start().unwrap();
+    let mut p = child(CHILD_TEST, &SLEEP_FOREVER, ()).start().unwrap();
     p.kill().unwrap();
-    let status = p.join(Some(Duration::MAX)).unwrap().unwrap();
+    let status = p.join_timeout(Duration::MAX).unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert_eq!(p.exitcode(), Some(-libc::SIGKILL));
 }

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use shmring::codec::Message;
-use shmring::process::Process;
 use shmring::queue::{
     GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
     QueueOptions, SimpleQueue, TryGetError, TryJoinError, TryPutError,
@@ -391,7 +390,6 @@ fn joinable_queue_across_processes() {
     for w in workers {
         assert!(wait_child(w, Duration::from_secs(20)).success());
     }
-    let _ = Process::new; // the examples use the Process helper; tests use the testkit
 }
 
 #[cfg(feature = "serde")]

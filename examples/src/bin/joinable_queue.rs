@@ -8,16 +8,13 @@
 
 use std::time::Duration;
 
-use shmring::process::{run_child_entry, Process};
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::queue::{JoinableQueue, QueueOptions};
-use shmring::OpenOptions;
 
 const PRODUCERS: u64 = 3;
 const BUNS_EACH: u64 = 200;
 
-fn producer() -> Result<(), Box<dyn std::error::Error>> {
-    let q = JoinableQueue::<u64>::open_inherited("Q", &OpenOptions::default())?;
-    let me: u64 = std::env::args().nth(1).ok_or("producer id")?.parse()?;
+fn producer((q, me): (JoinableQueue<u64>, u64)) -> EntryResult {
     for i in 0..BUNS_EACH {
         q.put(me * 1000 + i)?;
     }
@@ -27,41 +24,31 @@ fn producer() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn consumer() -> Result<(), Box<dyn std::error::Error>> {
-    let q = JoinableQueue::<u64>::open_inherited("Q", &OpenOptions::default())?;
+static PRODUCER: Entry<(JoinableQueue<u64>, u64)> = shmring::entry!(producer);
+
+fn consumer((q,): (JoinableQueue<u64>,)) -> EntryResult {
     loop {
         let _bun = q.get()?;
         q.task_done()?;
     }
 }
+static CONSUMER: Entry<(JoinableQueue<u64>,)> = shmring::entry!(consumer);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[("producer", producer), ("consumer", consumer)]);
+    run_child(&[&PRODUCER, &CONSUMER]);
     let q = JoinableQueue::<u64>::create_anonymous(QueueOptions::default(), &Default::default())?;
     let mut consumers = Vec::new();
     for _ in 0..2 {
         // Daemons: they loop forever and die with this process.
-        consumers.push(
-            Process::new("consumer")
-                .share(&q, "Q")?
-                .daemon(true)
-                .start()?,
-        );
+        consumers.push(Process::new(&CONSUMER, (&q,)).daemon(true).start()?);
     }
     let mut producers = Vec::new();
     for id in 0..PRODUCERS {
-        producers.push(
-            Process::new("producer")
-                .arg(id.to_string())
-                .share(&q, "Q")?
-                .start()?,
-        );
+        producers.push(Process::spawn(&PRODUCER, (&q, id))?);
     }
     let mut ok = true;
     for p in &mut producers {
-        ok &= p
-            .join(Some(Duration::from_secs(60)))?
-            .is_some_and(|s| s.success());
+        ok &= p.join_timeout(Duration::from_secs(60))?.success();
     }
     let unfinished = q.unfinished_tasks();
     let alive = consumers

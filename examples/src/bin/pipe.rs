@@ -14,27 +14,23 @@
 //!    parent still reads what was sent, then end of file, within the
 //!    100 ms liveness period.
 //!
-//! Each child is this same executable running a named entry point
-//! ([`run_child_entry`]); the pipe end travels by inheritance
-//! ([`Process::share`](shmring::process::ProcessBuilder::share)), which
-//! *transfers* it: the parent may drop its copy at once without signalling
+//! Each child is this same executable running an entry point
+//! ([`run_child`]); the pipe end is its argument and travels by
+//! inheritance ([`Process::spawn`]), which *transfers* it: the parent may drop its copy at once without signalling
 //! end of file, like Python's `child_conn.close()` after `start()`.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
 
 use shmring::pipe::{Connection, Pipe, PipeError};
-use shmring::process::{run_child_entry, Process};
-use shmring::OpenOptions;
+use shmring::process::{run_child, Entry, EntryResult, Process};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-const CONN: &str = "SHMRING_EXAMPLE_PIPE";
 const ROUNDS: u64 = 10_000;
 
 /// Child of part 1: doubles every number until end of file.
-fn doubler() -> Result<()> {
-    let mut conn = Connection::open_inherited(CONN, &OpenOptions::default())?;
+fn doubler((mut conn,): (Connection,)) -> EntryResult {
     loop {
         match conn.recv::<u64>() {
             Ok(n) => conn.send(&(2 * n))?,
@@ -46,8 +42,9 @@ fn doubler() -> Result<()> {
 
 /// Child of part 2: writes three lines and returns; dropping the end (at
 /// the latest when the process exits) is end of file for the reader.
-fn writer() -> Result<()> {
-    let mut conn = Connection::open_inherited(CONN, &OpenOptions::default())?;
+static DOUBLER: Entry<(Connection,)> = shmring::entry!(doubler);
+
+fn writer((mut conn,): (Connection,)) -> EntryResult {
     for i in 0..3 {
         conn.send(&format!("line {i} from child {}", std::process::id()))?;
     }
@@ -55,14 +52,17 @@ fn writer() -> Result<()> {
 }
 
 /// Child of part 3: writes three lines, then hangs until killed.
-fn writer_then_hang() -> Result<()> {
-    let mut conn = Connection::open_inherited(CONN, &OpenOptions::default())?;
+static WRITER: Entry<(Connection,)> = shmring::entry!(writer);
+
+fn writer_then_hang((mut conn,): (Connection,)) -> EntryResult {
     for i in 0..3 {
         conn.send(&format!("line {i} before being killed"))?;
     }
     std::thread::sleep(Duration::from_secs(60));
     Err("was not killed".into())
 }
+
+static WRITER_THEN_HANG: Entry<(Connection,)> = shmring::entry!(writer_then_hang);
 
 fn check(ok: bool, what: &str) -> Result<()> {
     if ok {
@@ -74,7 +74,7 @@ fn check(ok: bool, what: &str) -> Result<()> {
 
 fn ping_pong() -> Result<()> {
     let (mut parent, child_end) = Pipe::new(true)?;
-    let mut child = Process::new("doubler").share(&child_end, CONN)?.start()?;
+    let mut child = Process::spawn(&DOUBLER, (&child_end,))?;
     drop(child_end); // transferred: dropping it signals nothing
     let start = Instant::now();
     for n in 0..ROUNDS {
@@ -84,8 +84,8 @@ fn ping_pong() -> Result<()> {
     }
     let elapsed = start.elapsed();
     parent.close(); // end of file for the child, which then exits
-    let status = child.join(Some(Duration::from_secs(5)))?;
-    check(status.is_some_and(|s| s.success()), "doubler exits cleanly")?;
+    let status = child.join_timeout(Duration::from_secs(5));
+    check(status.is_ok_and(|s| s.success()), "doubler exits cleanly")?;
     println!(
         "1. duplex ping-pong: {ROUNDS} round trips in {elapsed:.2?} ({:.1} µs each); child exited after our close",
         elapsed.as_secs_f64() * 1e6 / ROUNDS as f64
@@ -122,7 +122,7 @@ fn simplex_until_writer_exits() -> Result<()> {
         !writer_end.readable() && writer_end.writable(),
         "second end writes only",
     )?;
-    let mut child = Process::new("writer").share(&writer_end, CONN)?.start()?;
+    let mut child = Process::spawn(&WRITER, (&writer_end,))?;
     drop(writer_end);
     let (lines, _) = read_until_eof(&mut reader)?;
     check(lines.len() == 3, "three lines before end of file")?;
@@ -130,8 +130,8 @@ fn simplex_until_writer_exits() -> Result<()> {
         reader.poll(Some(Duration::ZERO))?,
         "poll is true at end of file",
     )?;
-    let status = child.join(Some(Duration::from_secs(5)))?;
-    check(status.is_some_and(|s| s.success()), "writer exits cleanly")?;
+    let status = child.join_timeout(Duration::from_secs(5));
+    check(status.is_ok_and(|s| s.success()), "writer exits cleanly")?;
     println!("   then end of file: the writer exited");
     Ok(())
 }
@@ -139,9 +139,7 @@ fn simplex_until_writer_exits() -> Result<()> {
 fn simplex_until_writer_killed() -> Result<()> {
     println!("3. simplex pipe, the writer is killed:");
     let (mut reader, writer_end) = Pipe::new(false)?;
-    let mut child = Process::new("writer_then_hang")
-        .share(&writer_end, CONN)?
-        .start()?;
+    let mut child = Process::spawn(&WRITER_THEN_HANG, (&writer_end,))?;
     drop(writer_end);
     for _ in 0..3 {
         let line: String = reader.recv()?;
@@ -153,7 +151,7 @@ fn simplex_until_writer_killed() -> Result<()> {
     let took = killed.elapsed();
     check(eof == Err(PipeError::Eof), "end of file after the kill")?;
     check(took < Duration::from_secs(1), "end of file within a second")?;
-    child.join(Some(Duration::from_secs(5)))?;
+    child.join_timeout(Duration::from_secs(5))?;
     check(
         child.exitcode() == Some(-libc::SIGKILL),
         "killed by SIGKILL",
@@ -163,11 +161,7 @@ fn simplex_until_writer_killed() -> Result<()> {
 }
 
 fn main() {
-    run_child_entry(&[
-        ("doubler", doubler),
-        ("writer", writer),
-        ("writer_then_hang", writer_then_hang),
-    ]);
+    run_child(&[&DOUBLER, &WRITER, &WRITER_THEN_HANG]);
     let result = ping_pong()
         .and_then(|()| simplex_until_writer_exits())
         .and_then(|()| simplex_until_writer_killed());

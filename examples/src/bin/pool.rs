@@ -7,18 +7,14 @@
 
 use std::time::Duration;
 
-use shmring::process::{run_child_entry, Pool};
+use shmring::process::{run_child, Entry, EntryResult, Pool};
 use shmring::queue::{GetError, GetTimeoutError, Queue, QueueOptions};
-use shmring::OpenOptions;
 
 const WORKERS: usize = 4;
 const TASKS: u64 = 10_000;
 
 /// `(task, result)` travels as two u64s.
-fn worker() -> Result<(), Box<dyn std::error::Error>> {
-    let opts = OpenOptions::default();
-    let tasks = Queue::<u64>::open_inherited("TASKS", &opts)?;
-    let results = Queue::<[u64; 2]>::open_inherited("RESULTS", &opts)?;
+fn worker((tasks, results): (Queue<u64>, Queue<[u64; 2]>)) -> EntryResult {
     let mut done = 0u64;
     loop {
         match tasks.get() {
@@ -33,6 +29,8 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
     println!("worker {}: {done} tasks", std::process::id());
     Ok(())
 }
+
+static WORKER: Entry<(Queue<u64>, Queue<[u64; 2]>)> = shmring::entry!(worker);
 
 /// Takes one result if there is one within `wait`; checks and counts it.
 fn collect(
@@ -57,7 +55,7 @@ fn collect(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[("worker", worker)]);
+    run_child(&[&WORKER]);
     let create = Default::default();
     let tasks = Queue::<u64>::create_anonymous(
         QueueOptions {
@@ -67,10 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &create,
     )?;
     let results = Queue::<[u64; 2]>::create_anonymous(QueueOptions::default(), &create)?;
-    let mut pool = Pool::start(WORKERS, "worker", |_, p| {
-        p.share(&tasks, "TASKS")?.share(&results, "RESULTS")
-    })
-    .map_err(|e| e.to_string())?;
+    let mut pool = Pool::start(WORKERS, &WORKER, |_| (&tasks, &results))?;
 
     let (mut sum, mut received) = (0u64, 0u64);
     for n in 1..=TASKS {
@@ -81,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         collect(&results, Duration::from_secs(30), &mut sum, &mut received)?;
     }
     tasks.shutdown(); // workers drain and exit
-    let clean = pool.join(Some(Duration::from_secs(30)))?;
+    let clean = pool.join_timeout(Duration::from_secs(30))?;
     println!("main: {received} results from {WORKERS} workers, sum of tasks {sum}");
     if !clean || sum != TASKS * (TASKS + 1) / 2 {
         eprintln!("FAILED");

@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::process::{run_child_entry, Process};
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::queue::Queue;
-use shmring::OpenOptions;
 
 fn check(ok: bool, what: &str) {
     if !ok {
@@ -20,24 +19,27 @@ fn check(ok: bool, what: &str) {
 }
 
 /// The seed's `task(name, n)`: sleep n tenths of a second.
-fn task() -> Result<(), Box<dyn std::error::Error>> {
-    let name = std::env::args().nth(1).unwrap_or_default();
-    let n: u64 = std::env::args().nth(2).ok_or("n")?.parse()?;
+fn task((name, n): (String, u64)) -> EntryResult {
     println!("{name} (pid {}) is running", std::process::id());
     std::thread::sleep(Duration::from_millis(100 * n));
     println!("{name} is done");
     Ok(())
 }
 
-fn forever() -> Result<(), Box<dyn std::error::Error>> {
+static TASK: Entry<(String, u64)> = shmring::entry!(task);
+
+fn forever(_: ()) -> EntryResult {
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }
 }
 
-fn fails() -> Result<(), Box<dyn std::error::Error>> {
+static FOREVER: Entry<()> = shmring::entry!(forever);
+
+fn fails(_: ()) -> EntryResult {
     Err("this child fails on purpose".into())
 }
+static FAILS: Entry<()> = shmring::entry!(fails);
 
 /// Whether process `pid` is gone (or a zombie nobody has reaped yet).
 fn is_gone(pid: u32) -> bool {
@@ -46,9 +48,8 @@ fn is_gone(pid: u32) -> bool {
 
 /// Starts a daemon child from a thread that exits at once, checks that the
 /// child outlives the thread, sends its pid home, and exits.
-fn starter() -> Result<(), Box<dyn std::error::Error>> {
-    let pids = Queue::<u32>::open_inherited("PIDS", &OpenOptions::default())?;
-    let daemon = std::thread::spawn(|| Process::new("forever").daemon(true).start())
+fn starter((pids,): (Queue<u32>,)) -> EntryResult {
+    let daemon = std::thread::spawn(|| Process::new(&FOREVER, ()).daemon(true).start())
         .join()
         .map_err(|_| "thread panicked")??;
     std::thread::sleep(Duration::from_millis(300));
@@ -59,28 +60,22 @@ fn starter() -> Result<(), Box<dyn std::error::Error>> {
     Ok(()) // this process exits: the daemon goes with it
 }
 
+static STARTER: Entry<(Queue<u32>,)> = shmring::entry!(starter);
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[
-        ("task", task),
-        ("forever", forever),
-        ("fails", fails),
-        ("starter", starter),
-    ]);
+    run_child(&[&TASK, &FOREVER, &FAILS, &STARTER]);
 
     // Start four, join all: the whole takes as long as the longest one.
     let start = Instant::now();
     let mut children = Vec::new();
     for (i, n) in [5, 3, 2, 1].into_iter().enumerate() {
-        let p = Process::new("task")
-            .arg(format!("child {}", i + 1))
-            .arg(n.to_string());
-        children.push(p.start()?);
+        children.push(Process::spawn(&TASK, (format!("child {}", i + 1), n))?);
     }
     for c in &mut children {
         println!("started {} with pid {}", c.name(), c.pid());
     }
     for c in &mut children {
-        c.join(None)?;
+        c.join()?;
         check(c.exitcode() == Some(0), "child exited with 0");
     }
     let took = start.elapsed();
@@ -94,10 +89,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // terminate / is_alive / exitcode.
-    let mut p = Process::new("forever").start()?;
+    let mut p = Process::spawn(&FOREVER, ())?;
     check(p.is_alive() && p.exitcode().is_none(), "running");
     p.terminate()?;
-    p.join(Some(Duration::from_secs(5)))?;
+    p.join_timeout(Duration::from_secs(5))?;
     println!(
         "terminated: is_alive {} exitcode {:?}",
         p.is_alive(),
@@ -108,17 +103,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "terminated",
     );
 
-    let mut f = Process::new("fails").start()?;
-    f.join(None)?;
+    let mut f = Process::spawn(&FAILS, ())?;
+    f.join()?;
     println!("a failing child: exitcode {:?}", f.exitcode());
     check(f.exitcode() == Some(1), "failed child exits 1");
 
     // A daemon child outlives the thread that started it, and dies with the
     // process that started it.
     let pids = Queue::<u32>::create_anonymous(Default::default(), &Default::default())?;
-    let mut s = Process::new("starter").share(&pids, "PIDS")?.start()?;
+    let mut s = Process::spawn(&STARTER, (&pids,))?;
     let daemon_pid = pids.get_timeout(Duration::from_secs(30))?;
-    s.join(None)?;
+    s.join()?;
     check(
         s.exitcode() == Some(0),
         "the daemon outlived its starter thread",

@@ -11,9 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shmring::process::{run_child_entry, Process};
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::queue::{Queue, QueueOptions};
-use shmring::OpenOptions;
 
 const PRODUCERS: u64 = 3;
 const CONSUMERS: usize = 2;
@@ -21,9 +20,7 @@ const BUNS_EACH: u64 = 1000;
 /// A bun is `producer * 1_000_000 + number`; the sentinel is Python's `None`.
 const SENTINEL: u64 = u64::MAX;
 
-fn producer() -> Result<(), Box<dyn std::error::Error>> {
-    let q = Queue::<u64>::open_inherited("BUNS", &OpenOptions::default())?;
-    let me: u64 = std::env::args().nth(1).ok_or("producer id")?.parse()?;
+fn producer((q, me): (Queue<u64>, u64)) -> EntryResult {
     for i in 0..BUNS_EACH {
         q.put(me * 1_000_000 + i)?;
     }
@@ -31,10 +28,9 @@ fn producer() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn consumer() -> Result<(), Box<dyn std::error::Error>> {
-    let opts = OpenOptions::default();
-    let q = Queue::<u64>::open_inherited("BUNS", &opts)?;
-    let eaten = Queue::<u64>::open_inherited("EATEN", &opts)?;
+static PRODUCER: Entry<(Queue<u64>, u64)> = shmring::entry!(producer);
+
+fn consumer((q, eaten): (Queue<u64>, Queue<u64>)) -> EntryResult {
     let mut n = 0;
     loop {
         let bun = q.get_timeout(Duration::from_secs(30))?;
@@ -51,8 +47,10 @@ fn consumer() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+static CONSUMER: Entry<(Queue<u64>, Queue<u64>)> = shmring::entry!(consumer);
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[("producer", producer), ("consumer", consumer)]);
+    run_child(&[&PRODUCER, &CONSUMER]);
     let create = Default::default();
     let buns = Queue::<u64>::create_anonymous(QueueOptions::default(), &create)?;
     // Room for every bun, so consumers never wait on the parent's reading.
@@ -65,20 +63,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut producers = Vec::new();
     for id in 0..PRODUCERS {
-        let p = Process::new("producer")
-            .arg(id.to_string())
-            .share(&buns, "BUNS")?;
-        producers.push(p.start()?);
+        producers.push(Process::spawn(&PRODUCER, (&buns, id))?);
     }
     let mut consumers = Vec::new();
     for _ in 0..CONSUMERS {
-        let c = Process::new("consumer")
-            .share(&buns, "BUNS")?
-            .share(&eaten, "EATEN")?;
-        consumers.push(c.start()?);
+        consumers.push(Process::spawn(&CONSUMER, (&buns, &eaten))?);
     }
     for p in &mut producers {
-        p.join(None)?;
+        p.join()?;
     }
     // As the seed says: only after every producer is done, one per consumer.
     for _ in 0..CONSUMERS {
@@ -86,9 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut ok = true;
     for c in consumers.iter_mut().chain(producers.iter_mut()) {
-        ok &= c.exitcode() == Some(0)
-            || c.join(Some(Duration::from_secs(30)))?
-                .is_some_and(|s| s.success());
+        ok &= c.exitcode() == Some(0) || c.join_timeout(Duration::from_secs(30))?.success();
     }
 
     let mut seen: BTreeMap<u64, u32> = BTreeMap::new();

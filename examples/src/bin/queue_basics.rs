@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::process::{run_child_entry, Process};
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::queue::{PutTimeoutError, Queue, QueueOptions, TryPutError};
-use shmring::OpenOptions;
 
 fn check(ok: bool, what: &str) {
     if !ok {
@@ -19,8 +18,7 @@ fn check(ok: bool, what: &str) {
     }
 }
 
-fn writer() -> Result<(), Box<dyn std::error::Error>> {
-    let q = Queue::<String>::open_inherited("Q", &OpenOptions::default())?;
+fn writer((q,): (Queue<String>,)) -> EntryResult {
     for value in ["a", "b", "c"] {
         println!("writer: put {value}");
         q.put(value.to_string())?;
@@ -29,9 +27,9 @@ fn writer() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn reader() -> Result<(), Box<dyn std::error::Error>> {
-    let q = Queue::<String>::open_inherited("Q", &OpenOptions::default())?;
-    let seen = Queue::<String>::open_inherited("SEEN", &OpenOptions::default())?;
+static WRITER: Entry<(Queue<String>,)> = shmring::entry!(writer);
+
+fn reader((q, seen): (Queue<String>, Queue<String>)) -> EntryResult {
     loop {
         // Like the seed's reader: loops forever, until terminated.
         let value = q.get()?;
@@ -40,8 +38,10 @@ fn reader() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+static READER: Entry<(Queue<String>, Queue<String>)> = shmring::entry!(reader);
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[("writer", writer), ("reader", reader)]);
+    run_child(&[&WRITER, &READER]);
     let create = Default::default();
 
     // Part 1, one process: Queue(3).
@@ -88,19 +88,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Part 2, two processes: a writer, and a reader terminated at the end.
     let q = Queue::<String>::create_anonymous(QueueOptions::default(), &create)?;
     let seen = Queue::<String>::create_anonymous(QueueOptions::default(), &create)?;
-    let mut w = Process::new("writer").share(&q, "Q")?.start()?;
-    let mut r = Process::new("reader")
-        .share(&q, "Q")?
-        .share(&seen, "SEEN")?
-        .start()?;
-    w.join(None)?;
+    let mut w = Process::spawn(&WRITER, (&q,))?;
+    let mut r = Process::spawn(&READER, (&q, &seen))?;
+    w.join()?;
     let mut got = Vec::new();
     while got.len() < 3 {
         got.push(seen.get_timeout(Duration::from_secs(10))?);
     }
     check(r.is_alive(), "reader still looping");
     r.terminate()?;
-    r.join(Some(Duration::from_secs(10)))?;
+    r.join_timeout(Duration::from_secs(10))?;
     println!(
         "reader terminated: exitcode {:?} (minus SIGTERM, as in Python)",
         r.exitcode()

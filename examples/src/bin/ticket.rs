@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use shmring::dict::{Dict, DictConfig};
 use shmring::lock::Lock;
-use shmring::process::{run_child_entry, Process};
-use shmring::OpenOptions;
+use shmring::process::{run_child, Entry, EntryResult, Process};
 
 /// The shared database: "count" (tickets left) and "sold" (successful
 /// buyers, counted atomically so the count itself never races).
@@ -38,13 +37,9 @@ fn key(k: &str) -> String {
     k.to_string()
 }
 
-fn open_db() -> Result<Db, Box<dyn std::error::Error>> {
-    Ok(Dict::open_inherited("TICKET_DB", &OpenOptions::default())?)
-}
-
-fn name() -> String {
-    std::env::args().nth(1).unwrap_or_default()
-}
+/// What every buyer gets: the database, the lock (only the locked buyer
+/// takes it) and its name.
+type Buyer = (Db, Lock, String);
 
 /// The seed's `search`: print what is left.
 fn search(db: &Db, who: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -65,16 +60,15 @@ fn buy(db: &Db, who: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn unlocked_buyer() -> Result<(), Box<dyn std::error::Error>> {
-    let (db, who) = (open_db()?, name());
+fn unlocked_buyer((db, _lock, who): Buyer) -> EntryResult {
     search(&db, &who)?;
     std::thread::sleep(DELAY);
     buy(&db, &who)
 }
 
-fn locked_buyer() -> Result<(), Box<dyn std::error::Error>> {
-    let (db, who) = (open_db()?, name());
-    let lock = Lock::open_inherited("TICKET_LOCK", &OpenOptions::default())?;
+static UNLOCKED: Entry<Buyer> = shmring::entry!(unlocked_buyer);
+
+fn locked_buyer((db, lock, who): Buyer) -> EntryResult {
     search(&db, &who)?;
     std::thread::sleep(DELAY);
     let guard = lock.acquire()?; // the seed's `with lock:`
@@ -84,8 +78,9 @@ fn locked_buyer() -> Result<(), Box<dyn std::error::Error>> {
     buy(&db, &who)
 }
 
-fn atomic_buyer() -> Result<(), Box<dyn std::error::Error>> {
-    let (db, who) = (open_db()?, name());
+static LOCKED: Entry<Buyer> = shmring::entry!(locked_buyer);
+
+fn atomic_buyer((db, _lock, who): Buyer) -> EntryResult {
     search(&db, &who)?;
     std::thread::sleep(DELAY);
     let mut bought = false;
@@ -103,11 +98,13 @@ fn atomic_buyer() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+static ATOMIC: Entry<Buyer> = shmring::entry!(atomic_buyer);
+
 /// Runs one round: one ticket, `BUYERS` children running `entry`. Returns
 /// how many bought it.
 fn round(
     title: &str,
-    entry: &str,
+    entry: &Entry<Buyer>,
     db: &Db,
     lock: &Lock,
 ) -> Result<i64, Box<dyn std::error::Error>> {
@@ -116,16 +113,12 @@ fn round(
     db.insert(&key("sold"), &0)?;
     let mut buyers = Vec::new();
     for i in 0..BUYERS {
-        let p = Process::new(entry)
-            .arg(format!("buyer {i}"))
-            .share(db, "TICKET_DB")?
-            .share(lock, "TICKET_LOCK")?
-            .daemon(true);
+        let p = Process::new(entry, (db, lock, format!("buyer {i}"))).daemon(true);
         buyers.push(p.start()?);
     }
     for b in &mut buyers {
-        let status = b.join(Some(Duration::from_secs(8)))?;
-        if !status.is_some_and(|s| s.success()) {
+        let status = b.join_timeout(Duration::from_secs(8));
+        if !status.as_ref().is_ok_and(|s| s.success()) {
             return Err(format!("{} failed: {status:?}", b.name()).into());
         }
     }
@@ -136,11 +129,7 @@ fn round(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run_child_entry(&[
-        ("unlocked", unlocked_buyer),
-        ("locked", locked_buyer),
-        ("atomic", atomic_buyer),
-    ]);
+    run_child(&[&UNLOCKED, &LOCKED, &ATOMIC]);
     let start = Instant::now();
     let config = DictConfig {
         capacity: 8,
@@ -150,17 +139,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db: Db = Dict::create_anonymous(config, &Default::default())?;
     let lock = Lock::new()?;
 
-    let racy = round("1. no lock: read, wait, write", "unlocked", &db, &lock)?;
+    let racy = round("1. no lock: read, wait, write", &UNLOCKED, &db, &lock)?;
     if racy > 1 {
         println!("   (the race the seed shows: one ticket sold {racy} times)\n");
     }
-    let locked = round(
-        "2. with a Lock around read-wait-write",
-        "locked",
-        &db,
-        &lock,
-    )?;
-    let atomic = round("3. with Dict::update_with", "atomic", &db, &lock)?;
+    let locked = round("2. with a Lock around read-wait-write", &LOCKED, &db, &lock)?;
+    let atomic = round("3. with Dict::update_with", &ATOMIC, &db, &lock)?;
 
     println!("done in {:.2?}", start.elapsed());
     if locked != 1 || atomic != 1 {

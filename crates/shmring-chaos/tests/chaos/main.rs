@@ -1,8 +1,8 @@
 //! The chaos run: kill -9 at random times and at failpoints, restart, and
 //! account for every message (see the crate docs for the bookkeeping).
 //!
-//! A test without the libtest harness: `main` is the parent, or, with
-//! `SHMRING_TEST_ROLE` set, one of the child roles of `shmring_chaos::roles`
+//! A test without the libtest harness: `main` is the parent, or, started by
+//! `shmring_testkit::role_command`, one of the child roles of `shmring_chaos::roles`
 //! and `shmring_chaos::channel`.
 //!
 //! Knobs (environment):
@@ -124,7 +124,6 @@ fn parent() {
     let _dict: Dict<u64, u64> =
         Dict::create(&dict_name, DictConfig::default(), &opts).expect("create dict");
     let mut run = Run {
-        exe: std::env::current_exe().expect("current_exe"),
         ledger_path: ledger_path.clone(),
         ledger,
         names: HashMap::from([

@@ -20,7 +20,7 @@
 //!   sometimes stopped (`SIGSTOP`) for up to 300 ms. Every message received
 //!   is checked whole and one writer's (see `shmring_chaos::pipe_faults`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use shmring_chaos::channel::{self, Death};
 use shmring_chaos::ledger::{Chan, ChanWord, Counter, HandoverWord, PipeWord, HANDOVER_WRITERS};
 use shmring_chaos::pipe_faults::{self, ReadCheck, Received};
 use shmring_chaos::{CONSUMER_VAR, DIED_AT_VAR, FAILPOINT_VAR, LEDGER_VAR};
-use shmring_testkit::{unique_name, ROLE_VAR};
+use shmring_testkit::{role_command, unique_name};
 
 use crate::run::{Fate, Gone, Kind, Run, Running};
 
@@ -113,9 +113,8 @@ impl WriterKilled {
             run.ledger.pipe(w).store(0, Ordering::SeqCst);
         }
         let (name, pipe) = create(run, "PIPE");
-        let reader = Command::new(&run.exe)
+        let reader = role_command("pipe-reader")
             .env(LEDGER_VAR, &run.ledger_path)
-            .env(ROLE_VAR, "pipe-reader")
             .env("PIPE", &name)
             .stdin(Stdio::null())
             .spawn()
@@ -481,9 +480,8 @@ impl Handover {
         share: Option<&Connection>,
         label: &'static str,
     ) -> Proc {
-        let mut cmd = Command::new(&run.exe);
+        let mut cmd = role_command(role);
         cmd.env(LEDGER_VAR, &run.ledger_path)
-            .env(ROLE_VAR, role)
             .env(pipe_faults::PIPE_VAR, &self.name)
             .env_remove(FAILPOINT_VAR)
             .env_remove(CONSUMER_VAR)

@@ -4,13 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shmring_chaos::ledger::{now_ns, Chan, DeathClock, Ledger, PipeWord};
 use shmring_chaos::{split_tag, CONSUMER_VAR, DIED_AT_VAR, FAILPOINT_VAR, LEDGER_VAR};
-use shmring_testkit::ROLE_VAR;
 
 /// xorshift64*: enough randomness for choosing fates, reproducible by seed.
 pub struct Rng(pub u64);
@@ -133,7 +132,6 @@ pub enum Gone {
 
 /// The parent's names and files, and its tallies.
 pub struct Run {
-    pub exe: PathBuf,
     pub ledger_path: PathBuf,
     pub ledger: Ledger,
     /// Environment variables naming the shared objects, passed to every child.
@@ -154,7 +152,16 @@ const FALLBACK: Duration = Duration::from_millis(300);
 
 impl Run {
     pub fn spawn(&mut self, kind: Kind, fate: Fate) -> Running {
-        let mut cmd = Command::new(&self.exe);
+        let (role, id) = match kind {
+            Kind::Producer(p) => ("producer", p),
+            Kind::Consumer(c) => ("consumer", c),
+            Kind::Lock => ("lock", 0),
+            Kind::Dict(d) => ("dict", d),
+            Kind::PipeWriter => ("pipe-writer", 0),
+            Kind::ChanWriter(c) => ("chan-writer", c as usize),
+            Kind::ChanReader(c) => ("chan-reader", c as usize),
+        };
+        let mut cmd = shmring_testkit::role_command(role);
         cmd.env(LEDGER_VAR, &self.ledger_path)
             .env_remove(FAILPOINT_VAR)
             .env_remove("SHMRING_DICT_FAILPOINT")
@@ -163,23 +170,13 @@ impl Run {
         for (k, v) in &self.names {
             cmd.env(k, v);
         }
-        let (role, id) = match kind {
-            Kind::Producer(p) => ("producer", p),
-            Kind::Consumer(c) => {
-                cmd.env(CONSUMER_VAR, c.to_string());
-                ("consumer", c)
-            }
-            Kind::Lock => ("lock", 0),
-            Kind::Dict(d) => ("dict", d),
-            Kind::PipeWriter => ("pipe-writer", 0),
-            Kind::ChanWriter(c) => ("chan-writer", c as usize),
-            Kind::ChanReader(c) => ("chan-reader", c as usize),
-        };
+        if let Kind::Consumer(c) = kind {
+            cmd.env(CONSUMER_VAR, c.to_string());
+        }
         if let Some(clock) = kind.death_clock() {
             cmd.env(DIED_AT_VAR, clock.as_str());
         }
-        cmd.env(ROLE_VAR, role)
-            .env("SHMRING_CHAOS_ID", id.to_string());
+        cmd.env("SHMRING_CHAOS_ID", id.to_string());
         if let Fate::Failpoint(name, n) = &fate {
             let var = if name.starts_with("dict:") {
                 "SHMRING_DICT_FAILPOINT"

@@ -4,15 +4,15 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shmring::process::{Process, Share};
+use shmring::process::{Entry, EntryResult, Process, Share};
 use shmring_chaos::faults::board::{Board, Word};
 use shmring_chaos::faults::hook::{Me, AT_VAR, BOARD_VAR};
-use shmring_testkit::ROLE_VAR;
 
 /// The environment variable a bystander's object travels in.
 pub const HELD_VAR: &str = "SHMRING_FAULTS_HELD";
-/// The entry point name of a bystander started with `Process`.
-pub const BYSTANDER_ENTRY: &str = "faults-bystander";
+/// The bystander's entry point; its argument is the board's release word
+/// when it was started.
+pub static BYSTANDER: Entry<(u64,)> = shmring::entry!(bystander);
 /// How long a bystander lives at most (it also ends when the parent bumps
 /// the board's release word): well past the liveness bound, so a death it
 /// hides shows as late.
@@ -52,37 +52,22 @@ pub fn unexpected(me: &Me, what: &str) {
     me.board.add(Word::UnexpectedErrors, 1);
 }
 
-/// Starts a bystander that inherits `object` and never opens it, by a plain
-/// `Command` or (with `use_process`) through `Process::share`, the way an
-/// application hands an object to a child. Returns once it runs (after
+/// Starts a bystander that inherits `object` and never opens it, the way
+/// an application hands an object to a child (`share_with_child`: an
+/// entry point's arguments would open it). Returns once it runs (after
 /// its `exec`): from then on it holds the inherited descriptor.
-pub fn spawn_bystander(me: &Me, object: &impl Share, use_process: bool) {
-    let release = me.board.get(Word::Release).to_string();
-    if use_process {
-        let p = Process::new(BYSTANDER_ENTRY)
-            .share(object, HELD_VAR)
-            .expect("share with a bystander")
-            .env("SHMRING_FAULTS_RELEASE", &release)
-            .env_remove_at()
-            .start()
-            .expect("start a bystander");
-        // Not joined: it outlives us, and init reaps it.
-        drop(p);
-    } else {
-        let mut cmd = bystander_command(&release);
+pub fn spawn_bystander(me: &Me, object: &impl Share) {
+    spawn_bystander_with(me, |cmd| {
         object
-            .share_with_child(&mut cmd, HELD_VAR)
+            .share_with_child(cmd, HELD_VAR)
             .expect("share with a bystander");
-        spawn_unwaited(&mut cmd);
-    }
-    me.board.add(Word::Bystanders, 1);
+    });
 }
 
 /// Starts a bystander whose inherited object `share` puts into the
 /// command (for objects shared through their segment).
 pub fn spawn_bystander_with(me: &Me, share: impl FnOnce(&mut Command)) {
-    let release = me.board.get(Word::Release).to_string();
-    let mut cmd = bystander_command(&release);
+    let mut cmd = bystander_command(me.board.get(Word::Release));
     share(&mut cmd);
     spawn_unwaited(&mut cmd);
     me.board.add(Word::Bystanders, 1);
@@ -95,39 +80,27 @@ fn spawn_unwaited(cmd: &mut Command) {
     cmd.spawn().expect("spawn a bystander");
 }
 
-/// A bystander started by a plain `Command`, for objects shared through
-/// their segment (a pipe's segment: sharing a `Connection` would hand the
-/// end over).
-pub fn bystander_command(release: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.env(ROLE_VAR, "bystander")
-        .env("SHMRING_FAULTS_RELEASE", release)
-        .env_remove(AT_VAR)
-        .stdin(std::process::Stdio::null());
+/// A bystander's command, started through the entry point machinery, for
+/// objects shared through their segment (a pipe's segment: sharing a
+/// `Connection` would hand the end over).
+pub fn bystander_command(release: u64) -> Command {
+    // The bystander runs no failpoint hook; an empty value parses as none.
+    let mut cmd = Process::new(&BYSTANDER, (release,))
+        .env(AT_VAR, "")
+        .into_command()
+        .expect("prepare a bystander");
+    cmd.stdin(std::process::Stdio::null());
     cmd
-}
-
-trait EnvRemoveAt {
-    fn env_remove_at(self) -> Self;
-}
-
-impl EnvRemoveAt for shmring::process::ProcessBuilder {
-    /// The bystander runs no failpoint hook; an empty value parses as none
-    /// anyway (`ProcessBuilder` can only set variables).
-    fn env_remove_at(self) -> Self {
-        self.env(AT_VAR, "")
-    }
 }
 
 /// The bystander: holds what it inherited (never opening it) until the
 /// parent bumps the release word or its life is over. It must not keep a
 /// dead holder alive.
-pub fn bystander() -> Result<(), Box<dyn std::error::Error>> {
+fn bystander((release,): (u64,)) -> EntryResult {
     if std::env::var(HELD_VAR).is_err() {
         return Err("a bystander without an inherited object".into());
     }
     let board = Board::open(var(BOARD_VAR).as_ref())?;
-    let release: u64 = var("SHMRING_FAULTS_RELEASE").parse()?;
     let started = Instant::now();
     while board.get(Word::Release) == release && started.elapsed() < BYSTANDER_LIFE {
         std::thread::sleep(Duration::from_millis(5));

@@ -8,13 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shmring_chaos::faults::board::{now_ns, Board, IncWord};
 use shmring_chaos::faults::hook::{Action, AT_VAR, BOARD_VAR, INC_VAR, LEDGER_VAR};
-use shmring_testkit::ROLE_VAR;
 
 /// xorshift64*: reproducible by seed.
 pub struct Rng(pub u64);
@@ -114,7 +113,6 @@ const FALLBACK: Duration = Duration::from_millis(300);
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Fleet {
-    pub exe: PathBuf,
     pub board_path: PathBuf,
     pub ledger_path: PathBuf,
     pub board: Board,
@@ -135,16 +133,9 @@ pub struct Fleet {
 impl Fleet {
     /// `child_limit_s`: each child's watchdog (it aborts a child the parent
     /// lost track of).
-    pub fn new(
-        exe: PathBuf,
-        board_path: PathBuf,
-        ledger_path: PathBuf,
-        seed: u64,
-        child_limit_s: u64,
-    ) -> Fleet {
+    pub fn new(board_path: PathBuf, ledger_path: PathBuf, seed: u64, child_limit_s: u64) -> Fleet {
         let board = Board::create(&board_path).expect("create board");
         Fleet {
-            exe,
             board_path,
             ledger_path,
             board,
@@ -184,9 +175,8 @@ impl Fleet {
         let inc = self.next_inc;
         self.next_inc += 1;
         self.board.begin_inc(inc);
-        let mut cmd = Command::new(&self.exe);
-        cmd.env(ROLE_VAR, role)
-            .env(BOARD_VAR, &self.board_path)
+        let mut cmd = shmring_testkit::role_command(role);
+        cmd.env(BOARD_VAR, &self.board_path)
             .env(LEDGER_VAR, &self.ledger_path)
             .env(INC_VAR, inc.to_string())
             .env("SHMRING_FAULTS_SLOT", slot.to_string())

@@ -159,8 +159,8 @@ pub fn worker(me: &Me) {
         rounds += 1;
         if rounds == bystander_at {
             match &locks[k] {
-                Either::Plain(l) => spawn_bystander(me, l, rng.chance(2)),
-                Either::Recursive(l) => spawn_bystander(me, l, rng.chance(2)),
+                Either::Plain(l) => spawn_bystander(me, l),
+                Either::Recursive(l) => spawn_bystander(me, l),
             }
             me.die();
         }

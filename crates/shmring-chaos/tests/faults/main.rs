@@ -18,9 +18,9 @@
 //! * `create.rs`: creators killed mid-create (every kind); one name
 //!   created, dropped and opened by three processes at once.
 //!
-//! A test without the libtest harness: `main` is the parent, or, with
-//! `SHMRING_TEST_ROLE` set, a child role (a bystander started through
-//! `Process` comes in by `run_child_entry`).
+//! A test without the libtest harness: `main` is the parent, or a child: a
+//! role of `shmring_testkit::role_command` (read with `role()`), or the
+//! bystander entry point (run by `run_child`).
 //!
 //! Knobs (environment):
 //! * `SHMRING_FAULTS_SECONDS` — how long the faults go on, spread over the
@@ -74,7 +74,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    shmring::process::run_child_entry(&[(child::BYSTANDER_ENTRY, child::bystander)]);
+    shmring_testkit::run_child(&[&child::BYSTANDER]);
     if let Some(role) = role() {
         child_main(&role);
         return;
@@ -83,10 +83,6 @@ fn main() {
 }
 
 fn child_main(role: &str) {
-    if role == "bystander" {
-        child::bystander().expect("bystander");
-        return;
-    }
     let limit = env_u64("SHMRING_FAULTS_CHILD_LIMIT", 600);
     let _dog = Watchdog::new(Duration::from_secs(limit), role);
     let me = shmring_chaos::faults::hook::install();
@@ -152,7 +148,6 @@ fn parent() {
     let board_path = dir.join(format!("shmring-faults-board-{pid}"));
     let ledger = Ledger::create(&ledger_path).expect("create ledger");
     let mut fleet = Fleet::new(
-        std::env::current_exe().expect("current_exe"),
         board_path.clone(),
         ledger_path.clone(),
         seed,

@@ -190,10 +190,9 @@ pub fn producer(me: &Me) {
                     claim_done(me, pred, claim_started);
                 }
                 if sent == bystander_after {
-                    let use_process = matches!(tx, Tx::Sender(_));
                     match &q {
-                        AnyQueue::Plain(q) => spawn_bystander(me, q, use_process),
-                        AnyQueue::Joinable(q) => spawn_bystander(me, q, use_process),
+                        AnyQueue::Plain(q) => spawn_bystander(me, q),
+                        AnyQueue::Joinable(q) => spawn_bystander(me, q),
                     }
                     me.die();
                 }

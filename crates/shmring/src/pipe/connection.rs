@@ -208,8 +208,8 @@ impl Connection {
     /// fails with [`PipeError::HandleClosed`], and dropping `self` does *not*
     /// signal end of file. If the child is never spawned, the end stays
     /// unclaimed. A message this end had half received (a `try_recv` that
-    /// gave up) is lost: the child starts at the next whole message. [`ProcessBuilder::share`](crate::process::ProcessBuilder::share)
-    /// calls this.
+    /// gave up) is lost: the child starts at the next whole message. Handing the end to
+    /// [`Process::new`](crate::process::Process::new) as an argument calls this.
     ///
     /// # Errors
     ///
