@@ -59,7 +59,6 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
 /// futexes measure (both are `CLOCK_MONOTONIC` on Linux, but `Instant`
 /// does not show its value, so the distance from now is carried over). An
 /// instant already past tries once.
-#[allow(dead_code)] // until every facade's `_deadline` forms use it (this change)
 pub(crate) fn until_instant(deadline: Instant) -> Until {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
