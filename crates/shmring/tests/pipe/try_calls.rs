@@ -783,3 +783,142 @@ fn try_calls_make_no_futex_call_without_a_sleeper() {
         "a try made a futex call (77) or failed"
     );
 }
+
+#[test]
+fn the_deadline_forms_give_up_at_their_instant_and_a_past_one_is_a_try() {
+    let _dog = dog("deadline forms");
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
+    let past = Instant::now();
+    assert_eq!(
+        reader.recv_deadline::<u32>(past),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(
+        reader.recv_bytes_deadline(None, past),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(
+        reader.recv_bytes_into_deadline(&mut [0; 8], 0, past),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(!reader.poll_deadline(past).unwrap());
+    let start = Instant::now();
+    let soon = start + Duration::from_millis(30);
+    assert_eq!(
+        reader.recv_deadline::<u32>(soon),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30), "waited");
+    assert!(!reader
+        .poll_deadline(Instant::now() + Duration::from_millis(10))
+        .unwrap());
+    // What is there is taken even by a deadline already past (a try).
+    writer.send_deadline(&7u32, past).unwrap();
+    writer
+        .send_bytes_deadline(b"abcdef", 1, Some(3), past)
+        .unwrap();
+    writer
+        .send_bytes_timeout(b"xyz", 0, None, Duration::ZERO)
+        .unwrap();
+    assert!(reader.poll_deadline(past).unwrap());
+    assert_eq!(reader.recv_deadline::<u32>(past), Ok(7));
+    let mut buf = [0u8; 8];
+    assert_eq!(reader.recv_bytes_into_deadline(&mut buf, 2, past), Ok(3));
+    assert_eq!(&buf[2..5], b"bcd");
+    assert_eq!(
+        reader.recv_bytes_timeout(None, Duration::ZERO),
+        Ok(b"xyz".to_vec())
+    );
+    // A full ring: the timed sends give up with Timeout, nothing written.
+    let chunk = pattern(1000, 3);
+    while writer.try_send_bytes(&chunk, 0, None).is_ok() {}
+    let deadline = Instant::now() + Duration::from_millis(20);
+    assert_eq!(
+        writer.send_bytes_deadline(&chunk, 0, None, deadline),
+        Err(SendTimeoutError::Timeout)
+    );
+    assert!(Instant::now() >= deadline, "waited for the deadline");
+    assert_eq!(
+        writer.send_deadline(&chunk, Instant::now()),
+        Err(SendTimeoutError::Timeout)
+    );
+    // The argument errors come through every form, wrapped.
+    assert_eq!(
+        writer.send_bytes_deadline(b"x", 2, None, past),
+        Err(SendTimeoutError::Send(SendError::OffsetBeyondBuffer))
+    );
+    assert_eq!(
+        reader.recv_bytes_into_timeout(&mut [0; 2], 3, Duration::ZERO),
+        Err(RecvTimeoutError::Recv(RecvError::OffsetTooLarge))
+    );
+}
+
+#[test]
+fn polls_take_a_shared_borrow_and_wait_readable_waits_for_the_writer() {
+    let _dog = dog("shared polls");
+    let (a, mut b) = Pipe::new(true).unwrap();
+    let a = std::rc::Rc::new(a);
+    let also_a = std::rc::Rc::clone(&a);
+    assert!(!also_a.poll().unwrap());
+    assert!(!a.poll_timeout(Duration::from_millis(5)).unwrap());
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        b.send(&5u8).unwrap();
+        b
+    });
+    let start = Instant::now();
+    assert_eq!(also_a.wait_readable(), Ok(()));
+    assert!(start.elapsed() >= Duration::from_millis(40), "it waited");
+    assert!(a.poll().unwrap(), "poll consumes nothing");
+    let b = sender.join().unwrap();
+    drop(also_a);
+    let mut a = std::rc::Rc::try_unwrap(a).map_err(|_| "one owner").unwrap();
+    assert_eq!(a.recv::<u8>(), Ok(5));
+    drop(b);
+    assert_eq!(a.wait_readable(), Ok(()), "end of file is readable");
+    assert_eq!(a.try_recv::<u8>(), Err(TryRecvError::Recv(RecvError::Eof)));
+}
+
+#[test]
+fn each_operation_has_its_error_family() {
+    use std::error::Error as _;
+    let from: TrySendError = SendError::BrokenPipe.into();
+    assert_eq!(from, TrySendError::Send(SendError::BrokenPipe));
+    let from: SendTimeoutError = SendError::ReadOnly.into();
+    assert_eq!(from, SendTimeoutError::Send(SendError::ReadOnly));
+    let from: TryRecvError = RecvError::Eof.into();
+    assert_eq!(from, TryRecvError::Recv(RecvError::Eof));
+    let from: RecvTimeoutError = RecvError::WriteOnly.into();
+    assert_eq!(from, RecvTimeoutError::Recv(RecvError::WriteOnly));
+    // Display: the nested error's text; source: the nested error.
+    let wrapped = TryRecvError::Recv(RecvError::Eof);
+    assert_eq!(wrapped.to_string(), RecvError::Eof.to_string());
+    assert_eq!(
+        wrapped.source().map(|e| e.to_string()),
+        Some(RecvError::Eof.to_string())
+    );
+    assert!(TryRecvError::Empty.source().is_none());
+    assert!(SendTimeoutError::Timeout.source().is_none());
+    assert_eq!(SendTimeoutError::Timeout.to_string(), "timed out");
+    assert_eq!(RecvTimeoutError::Timeout.to_string(), "timed out");
+    assert_eq!(
+        TrySendError::Full.to_string(),
+        "no room for the message right now"
+    );
+    assert_eq!(
+        TryRecvError::Empty.to_string(),
+        "no message to receive right now"
+    );
+    assert!(TrySendError::Full.is_full());
+    assert!(!TrySendError::Send(SendError::BrokenPipe).is_full());
+    assert!(TryRecvError::Empty.is_empty());
+    assert!(RecvTimeoutError::Timeout.is_timeout());
+    assert!(SendTimeoutError::Timeout.is_timeout());
+    assert!(RecvError::Eof.is_eof());
+    assert!(!RecvError::TruncatedMessage.is_eof());
+    assert!(SendError::BrokenPipe.is_broken_pipe());
+}
