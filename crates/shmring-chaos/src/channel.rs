@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmring::core::{PopError, PushError};
-use shmring::pipe::{Connection, End, PipeError};
+use shmring::pipe::{Connection, End, RecvError, SendError};
 use shmring::spsc::Ring;
 use shmring::OpenOptions;
 
@@ -98,7 +98,7 @@ impl Tx {
             },
             Tx::Pipe(tx) => match tx.send_bytes(msg, 0, None) {
                 Ok(()) => Sent::Yes,
-                Err(PipeError::BrokenPipe) => Sent::ReaderGone,
+                Err(SendError::BrokenPipe) => Sent::ReaderGone,
                 Err(e) => panic!("pipe writer: {e}"),
             },
         }
@@ -237,7 +237,7 @@ impl Rx {
                     *buf = got;
                     Got::Message
                 }
-                Err(PipeError::Eof) => Got::End,
+                Err(RecvError::Eof) => Got::End,
                 Err(e) => panic!("pipe reader: {e}"),
             },
         }

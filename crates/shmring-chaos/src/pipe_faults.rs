@@ -27,7 +27,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmring::pipe::{Connection, End, PipeError};
+use shmring::pipe::{Connection, End, RecvError, SendError, TryRecvError};
 use shmring::OpenOptions;
 
 use crate::hook;
@@ -247,7 +247,7 @@ pub fn writer(ledger: &Ledger) {
                 sent.store(seq, Ordering::Release);
                 throttle(seq);
             }
-            Err(PipeError::BrokenPipe) => {
+            Err(SendError::BrokenPipe) => {
                 // ORDERING: Release — as above.
                 ledger
                     .handover(HandoverWord::Broken)
@@ -280,7 +280,7 @@ pub enum Received {
 /// On any error but the expected ones (a finding).
 pub fn receive(conn: &mut Connection, check: &mut ReadCheck<'_>, blocking: bool) -> Received {
     let got = if blocking {
-        conn.recv_bytes(None)
+        conn.recv_bytes(None).map_err(TryRecvError::Recv)
     } else {
         conn.try_recv_bytes(None)
     };
@@ -289,9 +289,9 @@ pub fn receive(conn: &mut Connection, check: &mut ReadCheck<'_>, blocking: bool)
             hook("chaos.reader-got", &[]);
             check.got(&buf);
         }
-        Err(PipeError::Empty) => {}
-        Err(PipeError::TruncatedMessage) => check.truncated(),
-        Err(PipeError::Eof) => {
+        Err(TryRecvError::Empty) => {}
+        Err(TryRecvError::Recv(RecvError::TruncatedMessage)) => check.truncated(),
+        Err(TryRecvError::Recv(RecvError::Eof)) => {
             check.done();
             return Received::End;
         }

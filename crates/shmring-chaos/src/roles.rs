@@ -10,7 +10,7 @@ use shmring::core::PopError;
 use shmring::dict::Dict;
 use shmring::lock::{Acquired, Lock};
 use shmring::mpmc::Queue;
-use shmring::pipe::{Connection, End, PipeError};
+use shmring::pipe::{Connection, End, RecvError, SendError};
 use shmring::OpenOptions;
 
 use crate::ledger::{now_ns, Counter, Ledger, PipeWord, MAX_SEQ};
@@ -236,7 +236,7 @@ pub fn pipe_writer(ledger: &Ledger, pipe_name: &str) {
                 ledger.pipe(PipeWord::Sent).store(seq, Ordering::Release);
                 throttle(seq);
             }
-            Err(PipeError::BrokenPipe) => return,
+            Err(SendError::BrokenPipe) => return,
             Err(e) => panic!("pipe writer: {e}"),
         }
     }
@@ -261,7 +261,7 @@ pub fn pipe_reader(ledger: &Ledger, pipe_name: &str) {
                     .pipe(PipeWord::Received)
                     .store(expect, Ordering::Release);
             }
-            Err(PipeError::Eof) => break,
+            Err(RecvError::Eof) => break,
             Err(_) => {
                 violations += 1;
                 break;

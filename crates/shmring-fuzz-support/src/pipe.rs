@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use shmring_core::error::PushError;
 use shmring_core::spsc::{self, SpscLayout};
@@ -16,7 +15,7 @@ use shmring_core::RingConfig;
 
 use crate::input::Input;
 use crate::shm_file::fresh_name;
-use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
+use shmring::pipe::{Connection, End, Pipe, PipeConfig, RecvError};
 use shmring::segment::{CreateOptions, UnlinkPolicy};
 use shmring::FutexWaiter;
 
@@ -31,7 +30,7 @@ struct Model {
     /// The writer closed: reads never wait.
     closed: bool,
     /// The reader gave up reading (bad message length).
-    stopped: Option<PipeError>,
+    stopped: Option<RecvError>,
     duplex: bool,
 }
 
@@ -58,13 +57,13 @@ impl Model {
     /// The next whole message, records consumed; `Err` at end of file, or
     /// when an unmarked record cuts the message off (left for the next
     /// read). Marked records with no message begun are skipped.
-    fn message(&mut self, limit: usize) -> Result<Vec<u8>, PipeError> {
+    fn message(&mut self, limit: usize) -> Result<Vec<u8>, RecvError> {
         let mut msg: Option<Vec<u8>> = None;
         loop {
             let Some((r, continues)) = self.records.front() else {
                 return Err(match msg {
-                    None => PipeError::Eof,
-                    Some(_) => PipeError::TruncatedMessage,
+                    None => RecvError::Eof,
+                    Some(_) => RecvError::TruncatedMessage,
                 });
             };
             let (short, continues) = (r.len() < self.fragment, *continues);
@@ -73,13 +72,13 @@ impl Model {
                     self.records.pop_front();
                     continue;
                 }
-                (Some(_), false) => return Err(PipeError::TruncatedMessage),
+                (Some(_), false) => return Err(RecvError::TruncatedMessage),
                 _ => {}
             }
             let (r, _) = self.records.pop_front().expect("front exists");
             let got = msg.get_or_insert_with(Vec::new);
             if r.len() > limit - got.len() {
-                return Err(PipeError::BadMessageLength { maxlength: limit });
+                return Err(RecvError::BadMessageLength { maxlength: limit });
             }
             got.extend_from_slice(&r);
             if short {
@@ -104,6 +103,7 @@ pub fn pipe_frames(data: &[u8]) {
     let capacity = 64u64 << (input.byte() % 5);
     let fragment = 8 + u64::from(input.u16()) % (capacity - 15);
     let config = PipeConfig {
+        duplex,
         ring_bytes: capacity,
         fragment_bytes: Some(fragment),
     };
@@ -114,7 +114,7 @@ pub fn pipe_frames(data: &[u8]) {
         reclaim_abandoned: false,
         ..CreateOptions::default()
     };
-    let Ok(pipe) = Pipe::create(&fresh_name("pipe"), duplex, config, &opts) else {
+    let Ok(pipe) = Pipe::create(&fresh_name("pipe"), config, &opts) else {
         return;
     };
     let mut reader = pipe.connection(End::First).expect("fresh pipe");
@@ -189,7 +189,7 @@ pub fn pipe_frames(data: &[u8]) {
             break;
         }
     }
-    let _ = reader.poll(Some(Duration::ZERO));
+    let _ = reader.poll();
 }
 
 /// One read through a path the input picks, checked against the model
@@ -214,7 +214,7 @@ fn read_one(reader: &mut Connection, model: &mut Model, input: &mut Input<'_>) -
     let keep_going = got.is_ok()
         || matches!(
             got,
-            Err(PipeError::BufferTooShort(_) | PipeError::TruncatedMessage)
+            Err(RecvError::BufferTooShort(_) | RecvError::TruncatedMessage)
         );
     if model.untrusted {
         return keep_going;
@@ -233,22 +233,22 @@ fn expected(
     limit: usize,
     buf_len: usize,
     offset: usize,
-) -> Result<Vec<u8>, PipeError> {
+) -> Result<Vec<u8>, RecvError> {
     if let Some(e) = &model.stopped {
         return Err(e.clone());
     }
     if how == 2 && offset > buf_len {
-        return Err(PipeError::OffsetTooLarge);
+        return Err(RecvError::OffsetTooLarge);
     }
     match model.message(limit) {
-        Ok(msg) if how == 2 && msg.len() > buf_len - offset => Err(PipeError::BufferTooShort(msg)),
-        Err(e @ PipeError::BadMessageLength { .. }) => {
+        Ok(msg) if how == 2 && msg.len() > buf_len - offset => Err(RecvError::BufferTooShort(msg)),
+        Err(e @ RecvError::BadMessageLength { .. }) => {
             // Python's rule: a duplex end becomes write-only, a read-only
             // end is closed.
             model.stopped = Some(if model.duplex {
-                PipeError::WriteOnly
+                RecvError::WriteOnly
             } else {
-                PipeError::HandleClosed
+                RecvError::HandleClosed
             });
             Err(e)
         }

@@ -90,10 +90,11 @@ pub fn segment_templates() -> &'static [Bytes] {
             }),
             template(|n| {
                 let config = PipeConfig {
+                    duplex: true,
                     ring_bytes: 256,
                     fragment_bytes: Some(16),
                 };
-                let pipe = Pipe::create(n, true, config, &opts).ok()?;
+                let pipe = Pipe::create(n, config, &opts).ok()?;
                 let mut second = pipe.connection(End::Second).ok()?;
                 second.send_bytes(&[3; 40], 0, None).ok()?;
                 second.send_bytes(b"short", 0, None).ok()?;
@@ -309,7 +310,7 @@ fn open_pipe(name: &str, opts: &OpenOptions) {
                 2 => conn.recv_bytes_into(&mut into, 3).is_err(),
                 _ => conn.recv::<Bytes>().is_err(),
             };
-            if done && !matches!(conn.poll(Some(Duration::ZERO)), Ok(true)) {
+            if done && !matches!(conn.poll(), Ok(true)) {
                 break;
             }
             if done && round > 8 {

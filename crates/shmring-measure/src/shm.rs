@@ -7,7 +7,7 @@ use std::time::Duration;
 use shmring::core::wait::WaitPolicy;
 use shmring::core::{PopError, PushError, RingConfig};
 use shmring::mpmc::{self, QueueConfig};
-use shmring::pipe::{Connection, Pipe, PipeConfig, PipeError};
+use shmring::pipe::{Connection, Pipe, PipeConfig, RecvError, TryRecvError, TrySendError};
 use shmring::queue::QueueOptions;
 use shmring::spsc::{self, Ring};
 use shmring::{CreateOptions, OpenOptions};
@@ -277,8 +277,9 @@ impl PipeLink {
         let config = PipeConfig {
             ring_bytes: job.ring_bytes(),
             fragment_bytes: None,
+            ..PipeConfig::default()
         };
-        let (conn, other) = Pipe::with_config(true, config).map_err(err("create pipe"))?;
+        let (conn, other) = Pipe::with_config(config).map_err(err("create pipe"))?;
         other
             .share_with_child(cmd, TO_PEER)
             .map_err(err("share pipe"))?;
@@ -319,7 +320,7 @@ impl Link for PipeLink {
         loop {
             match self.conn.try_send_bytes(msg, 0, None) {
                 Ok(()) => return Ok(()),
-                Err(PipeError::Full) => spin.spin()?,
+                Err(TrySendError::Full) => spin.spin()?,
                 Err(e) => return Err(MeasureError::transport("try_send_bytes", e)),
             }
         }
@@ -337,10 +338,12 @@ impl Link for PipeLink {
             let got = if self.polling {
                 self.conn.try_recv_bytes_into(buf, 0)
             } else {
-                self.conn.recv_bytes_into(buf, 0)
+                self.conn
+                    .recv_bytes_into(buf, 0)
+                    .map_err(TryRecvError::Recv)
             };
             match got {
-                Err(PipeError::Empty) => spin.spin()?,
+                Err(TryRecvError::Empty) => spin.spin()?,
                 other => break other,
             }
         };
@@ -349,7 +352,7 @@ impl Link for PipeLink {
                 buf.truncate(n);
                 Ok(())
             }
-            Err(PipeError::BufferTooShort(msg)) => {
+            Err(TryRecvError::Recv(RecvError::BufferTooShort(msg))) => {
                 *buf = msg;
                 Ok(())
             }

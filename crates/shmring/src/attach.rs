@@ -3,11 +3,9 @@
 //! dead peer may still hold.
 
 use std::fmt;
-use std::time::Duration;
 
 use shmring_core::error::{ConfigError, Corrupted};
 use shmring_core::sync::{AtomicU64, Ordering};
-use shmring_core::wait::Deadline;
 
 use crate::error::SegmentError;
 use crate::segment::Segment;
@@ -91,11 +89,6 @@ impl From<Corrupted> for AttachError {
     fn from(e: Corrupted) -> Self {
         AttachError::Corrupted(e)
     }
-}
-
-/// `None` waits forever; a zero timeout means "try once" (Python's rule).
-pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Deadline> {
-    crate::sys::deadline_after(timeout)
 }
 
 /// What a role word holds once its holder was found gone by the other side

@@ -9,7 +9,7 @@
 //! ring operation and makes no system call.
 //!
 //! ```
-//! use shmring::pipe::{Pipe, PipeError};
+//! use shmring::pipe::{Pipe, RecvError};
 //!
 //! let (mut a, mut b) = Pipe::new(true)?;
 //! a.send(&"ping".to_string())?;
@@ -17,8 +17,9 @@
 //! b.send_bytes(b"pong!", 0, Some(4))?;
 //! assert_eq!(a.recv_bytes(None)?, b"pong");
 //! drop(b);
-//! assert!(a.poll(None)?); // EOF is readable
-//! assert_eq!(a.recv_bytes(None), Err(PipeError::Eof));
+//! a.wait_readable()?; // EOF is readable
+//! assert!(a.poll()?);
+//! assert_eq!(a.recv_bytes(None), Err(RecvError::Eof));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -32,12 +33,22 @@
 //! | `send_bytes(buf, offset, size)` | [`send_bytes(buf, offset, Some(size))`](Connection::send_bytes) |
 //! | `recv_bytes(maxlength)` | [`recv_bytes(Some(maxlength))`](Connection::recv_bytes) |
 //! | `recv_bytes_into(buf, offset)` | [`recv_bytes_into(buf, offset)`](Connection::recv_bytes_into) |
-//! | `poll()` / `poll(t)` / `poll(None)` | [`poll(Some(Duration::ZERO))`](Connection::poll) / `poll(Some(t))` / `poll(None)` |
-//! | `if conn.poll(): conn.recv()` | [`try_recv`](Connection::try_recv) / [`try_recv_bytes(maxlength)`](Connection::try_recv_bytes): [`PipeError::Empty`] until a whole message is there (no Python counterpart) |
-//! | `if conn.poll(t): conn.recv()` | [`recv_timeout(t)`](Connection::recv_timeout): [`PipeError::Timeout`] (no Python counterpart) |
-//! | (no non-blocking send) | [`try_send`](Connection::try_send) / [`try_send_bytes`](Connection::try_send_bytes): [`PipeError::Full`], nothing written; [`send_timeout(obj, t)`](Connection::send_timeout) |
+//! | `poll()` / `poll(t)` / `poll(None)` | [`poll()`](Connection::poll) / [`poll_timeout(t)`](Connection::poll_timeout) (or [`poll_deadline(instant)`](Connection::poll_deadline)) / [`wait_readable()`](Connection::wait_readable) |
+//! | `if conn.poll(): conn.recv()` | [`try_recv`](Connection::try_recv) / [`try_recv_bytes(maxlength)`](Connection::try_recv_bytes) / [`try_recv_bytes_into`](Connection::try_recv_bytes_into): [`TryRecvError::Empty`] until a whole message is there (no Python counterpart) |
+//! | `if conn.poll(t): conn.recv()` | [`recv_timeout(t)`](Connection::recv_timeout), [`recv_deadline(instant)`](Connection::recv_deadline), and the same for `recv_bytes*`: [`RecvTimeoutError::Timeout`] (no Python counterpart) |
+//! | (no non-blocking send) | [`try_send`](Connection::try_send) / [`try_send_bytes`](Connection::try_send_bytes): [`TrySendError::Full`], nothing written; [`send_timeout(obj, t)`](Connection::send_timeout), [`send_deadline`](Connection::send_deadline), `send_bytes_timeout`, `send_bytes_deadline`: [`SendTimeoutError::Timeout`] |
 //! | `close()`, `closed`, `readable`, `writable` | [`close`](Connection::close), [`closed`](Connection::closed), [`readable`](Connection::readable), [`writable`](Connection::writable); `Drop` closes |
-//! | `EOFError`, `BrokenPipeError`, `OSError(..)`, `BufferTooShort` | [`PipeError`] variants with Python's messages |
+//! | `EOFError` | [`RecvError::Eof`] |
+//! | `OSError("got end of file during message")` | [`RecvError::TruncatedMessage`] |
+//! | `BrokenPipeError` | [`SendError::BrokenPipe`] |
+//! | `OSError("handle is closed")` | [`SendError::HandleClosed`], [`RecvError::HandleClosed`] (also after the end was handed to a child) |
+//! | `OSError("connection is read-only")` / `("connection is write-only")` | [`SendError::ReadOnly`] / [`RecvError::WriteOnly`] |
+//! | `OSError("bad message length")` (`recv_bytes(maxlength)`) | [`RecvError::BadMessageLength`] |
+//! | `BufferTooShort(message)` (`recv_bytes_into`) | [`RecvError::BufferTooShort`], carrying the whole message |
+//! | `ValueError("offset too large")` (`recv_bytes_into`) | [`RecvError::OffsetTooLarge`] |
+//! | `ValueError("buffer length < offset")` / `("buffer length < offset + size")` (`send_bytes`) | [`SendError::OffsetBeyondBuffer`] / [`SendError::SizeBeyondBuffer`] |
+//! | pickling / unpickling errors | [`SendError::Encode`] / [`RecvError::Decode`] |
+//! | (no counterpart: Python's send streams) | [`SendError::TooLarge`]: a message the all-or-nothing sends can never send (see below) |
 //!
 //! Negative offsets, sizes and lengths cannot be expressed (`usize`), so
 //! Python's `"offset is negative"`, `"size is negative"`, `"negative
@@ -54,13 +65,13 @@
 //!   handing it to [`Process::new`](crate::process::Process::new) as an
 //!   argument, which calls it) gives up this process's roles on the
 //!   end and marks the handle *transferred*: from then on every operation on
-//!   it fails with [`PipeError::HandleClosed`], and dropping or closing it
+//!   it fails with [`SendError::HandleClosed`], and dropping or closing it
 //!   signals nothing. The child claims the end with
 //!   [`Connection::open_inherited`]. Drop the parent's copy whenever you like
 //!   (Python's `child_conn.close()` after `start()`).
 //! * **Closing or dropping an end that was not handed over signals EOF**: the
-//!   other end reads what was already sent, then gets [`PipeError::Eof`];
-//!   its sends fail with [`PipeError::BrokenPipe`].
+//!   other end reads what was already sent, then gets [`RecvError::Eof`];
+//!   its sends fail with [`SendError::BrokenPipe`].
 //! * An end is used by one process at a time (each ring is single-producer
 //!   single-consumer). Python's "several processes read one end behind a
 //!   lock" pattern is a [`Queue`](crate::queue) here; claiming an end whose
@@ -72,14 +83,14 @@
 //! holding an end dies (SIGKILL included, also while it is a zombie), the
 //! other end notices within the liveness period (100 ms per sleep slice): a
 //! blocked or later `recv` drains what was sent, then reports
-//! [`PipeError::Eof`] ([`PipeError::TruncatedMessage`] when it died in the
+//! [`RecvError::Eof`] ([`RecvError::TruncatedMessage`] when it died in the
 //! middle of a fragmented message); `poll` returns `true`; a `send` that has
-//! to wait for room reports [`PipeError::BrokenPipe`]. Once noticed, the
+//! to wait for room reports [`SendError::BrokenPipe`]. Once noticed, the
 //! pipe stays broken: an end claimed again sees the end (see
 //! [`Pipe::connection`]). Before anyone noticed, another process may take
 //! the dead end over ([`Connection::open`]) and go on: its reader starts at
 //! the next whole message, and a reader that was in the middle of the dead
-//! writer's message gets [`PipeError::TruncatedMessage`], then the new
+//! writer's message gets [`RecvError::TruncatedMessage`], then the new
 //! writer's messages (see [Framing](#framing)). A takeover and the other
 //! end's notice of the death, at the same moment, are decided by one
 //! compare-and-swap on the end's role word: either the new holder goes on
@@ -93,22 +104,38 @@
 //! [`Process::is_alive`](crate::process::Process::is_alive)) if the child may
 //! fail that early.
 //!
+//! # Errors
+//!
+//! One family per operation, in crossbeam's shape. The blocking forms
+//! return [`SendError`] / [`RecvError`], which hold only what waiting
+//! longer would not change (the other end gone, this handle closed, a bad
+//! argument, an undecodable message, corrupted memory): they cannot return
+//! `Full`, `Empty` or `Timeout`. The `try_` forms return [`TrySendError`]
+//! (`Full`, or `Send(SendError)`) / [`TryRecvError`] (`Empty`, or
+//! `Recv(RecvError)`); the `_timeout` and `_deadline` forms return
+//! [`SendTimeoutError`] / [`RecvTimeoutError`] (`Timeout`, or the same
+//! wrapped error). Every poll returns [`RecvError`] (`false` is its
+//! "nothing yet"). A send borrows its message, so no send error carries it
+//! back (no type parameter).
+//!
 //! # Non-blocking and timed calls
 //!
 //! Python's connection only blocks (`poll` bounds the wait for the first
-//! byte). The `try_*` and `*_timeout` calls are ours, built so that giving
-//! up never corrupts the stream:
+//! byte). The `try_*`, `*_timeout` and `*_deadline` calls are ours, built so
+//! that giving up never corrupts the stream:
 //!
-//! * **Sends are all or nothing.** [`try_send`](Connection::try_send) and
-//!   [`send_timeout`](Connection::send_timeout) write a message only when
-//!   every one of its fragments fits in the ring's free space, all at once;
-//!   otherwise they write nothing and report [`PipeError::Full`] or
-//!   [`PipeError::Timeout`]. A message whose records, plus the padding a
-//!   wrap may cost, exceed the whole ring (longer than
+//! * **Sends are all or nothing.** [`try_send`](Connection::try_send),
+//!   [`send_timeout`](Connection::send_timeout) and
+//!   [`send_deadline`](Connection::send_deadline) (and their `send_bytes`
+//!   forms) write a message only when every one of its fragments fits in
+//!   the ring's free space, all at once; otherwise they write nothing and
+//!   report [`TrySendError::Full`] or [`SendTimeoutError::Timeout`]. A
+//!   message whose records, plus the padding a wrap may cost, exceed the
+//!   whole ring (longer than
 //!   [`max_whole_message`](Connection::max_whole_message): about three
 //!   quarters of `ring_bytes` with the default fragment, at most
 //!   `ring_bytes / 2 - 8` with fragments of half the ring or more) can
-//!   never be sent that way: [`PipeError::TooLarge`], at once; only the
+//!   never be sent that way: [`SendError::TooLarge`], at once; only the
 //!   blocking [`send`](Connection::send), which streams, takes it. Any
 //!   message up to that length goes into an empty ring, wherever the
 //!   ring's positions stand.
@@ -117,30 +144,31 @@
 //!   [`try_recv`](Connection::try_recv) or
 //!   [`recv_timeout`](Connection::recv_timeout) gives up in the middle of
 //!   one, the fragments stay in the connection and the next receive of any
-//!   kind continues the message. [`PipeError::Empty`] means "no whole
+//!   kind continues the message. [`TryRecvError::Empty`] means "no whole
 //!   message yet", never end of file.
 //! * **A timed receive ends at its deadline**, even while the rest of a
 //!   long message (or the rest of one cut off, which a new reader skips)
-//!   keeps arriving: once a `recv_timeout` or `poll(Some(t))` has taken a
+//!   keeps arriving: once a `recv_timeout` or `poll_timeout` has taken a
 //!   ring's worth of records, it looks at the clock before each further
 //!   one. Whatever is in the ring when the call begins is still taken,
 //!   even with a zero timeout.
 //! * **No system call** unless a sleeper must be woken, except one liveness
 //!   probe of the other end per liveness slice (100 ms) while a try finds
 //!   the ring empty or full: that is how a try notices that the other
-//!   process died ([`PipeError::Eof`], [`PipeError::BrokenPipe`]), within
+//!   process died ([`RecvError::Eof`], [`SendError::BrokenPipe`]), within
 //!   a slice and 16 tries (one try in 16 that finds nothing reads the
-//!   clock).
+//!   clock). [`poll`](Connection::poll) checks the writer's liveness each
+//!   time it finds nothing.
 //!
 //! ```
-//! use shmring::pipe::{Pipe, PipeError};
+//! use shmring::pipe::{Pipe, RecvError, TryRecvError};
 //!
 //! let (mut a, mut b) = Pipe::new(true)?;
-//! assert_eq!(b.try_recv::<u32>(), Err(PipeError::Empty));
+//! assert_eq!(b.try_recv::<u32>(), Err(TryRecvError::Empty));
 //! a.try_send(&7u32)?;
 //! assert_eq!(b.try_recv::<u32>()?, 7);
 //! drop(a);
-//! assert_eq!(b.try_recv::<u32>(), Err(PipeError::Eof));
+//! assert_eq!(b.try_recv::<u32>(), Err(TryRecvError::Recv(RecvError::Eof)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -170,7 +198,7 @@
 //! * an unmarked record while a message is in progress begins another
 //!   message: the writer of the first one died in its middle and a new
 //!   writer took the end over. The part received is dropped and the receive
-//!   reports [`PipeError::TruncatedMessage`] (as at end of file: Python's
+//!   reports [`RecvError::TruncatedMessage`] (as at end of file: Python's
 //!   "got end of file during message"); the next receive returns the new
 //!   writer's message.
 //!
@@ -196,7 +224,9 @@ use crate::object::{self, SegmentObject};
 use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
 
 pub use connection::Connection;
-pub use error::PipeError;
+pub use error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 
 /// Which connection of a pipe: Python's `conn1` or `conn2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -242,9 +272,13 @@ impl End {
     }
 }
 
-/// The size of a pipe's rings.
+/// A pipe's shape: one direction or two, and the size of its rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipeConfig {
+    /// Whether both ends send and receive (Python's `duplex`, default
+    /// `true`). With `false`, the [first](End::First) end only reads and the
+    /// [second](End::Second) only writes.
+    pub duplex: bool,
     /// Bytes of each direction's ring: a power of two, at least 64 (default
     /// 256 KiB, about what a Linux socket pair buffers).
     pub ring_bytes: u64,
@@ -260,6 +294,7 @@ pub struct PipeConfig {
 impl Default for PipeConfig {
     fn default() -> Self {
         PipeConfig {
+            duplex: true,
             ring_bytes: 256 << 10,
             fragment_bytes: None,
         }
@@ -267,6 +302,13 @@ impl Default for PipeConfig {
 }
 
 impl PipeConfig {
+    fn spec(&self) -> Result<Spec, AttachError> {
+        Ok(Spec {
+            duplex: self.duplex,
+            ring: self.ring()?,
+        })
+    }
+
     fn ring(&self) -> Result<RingConfig, AttachError> {
         let ring = RingConfig {
             capacity: self.ring_bytes,
@@ -413,22 +455,19 @@ impl Pipe {
     /// The segment could not be created (`/dev/shm` full, descriptor limit).
     #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection), AttachError> {
-        Pipe::with_config(duplex, PipeConfig::default())
+        Pipe::with_config(PipeConfig {
+            duplex,
+            ..PipeConfig::default()
+        })
     }
 
-    /// [`Pipe::new`] with ring sizes of your choosing.
+    /// [`Pipe::new`] with the direction and ring sizes of `config`.
     ///
     /// # Errors
     ///
     /// An invalid `config`, or as [`Pipe::new`].
-    pub fn with_config(
-        duplex: bool,
-        config: PipeConfig,
-    ) -> Result<(Connection, Connection), AttachError> {
-        let spec = Spec {
-            duplex,
-            ring: config.ring()?,
-        };
+    pub fn with_config(config: PipeConfig) -> Result<(Connection, Connection), AttachError> {
+        let spec = config.spec()?;
         let pipe: Pipe = object::create(None, &spec, &CreateOptions::default())?;
         Ok((pipe.connection(End::First)?, pipe.connection(End::Second)?))
     }
@@ -445,15 +484,10 @@ impl Pipe {
     /// taken or invalid, `/dev/shm` has no room, …
     pub fn create(
         name: &str,
-        duplex: bool,
         config: PipeConfig,
         opts: &CreateOptions,
     ) -> Result<Pipe, AttachError> {
-        let spec = Spec {
-            duplex,
-            ring: config.ring()?,
-        };
-        object::create(Some(name), &spec, opts)
+        object::create(Some(name), &config.spec()?, opts)
     }
 
     /// Opens a named pipe another process created, checking its whole layout.
@@ -471,8 +505,8 @@ impl Pipe {
     /// An end that was closed (here or elsewhere), or whose process died
     /// after the other end noticed, stays closed: the connection then
     /// receives the whole messages left in the ring, then
-    /// [`PipeError::Eof`], and its sends fail with
-    /// [`PipeError::BrokenPipe`]. That includes an end a connection of this
+    /// [`RecvError::Eof`], and its sends fail with
+    /// [`SendError::BrokenPipe`]. That includes an end a connection of this
     /// handle closed.
     ///
     /// # Errors

@@ -166,7 +166,7 @@ fn queues_pipes_and_locks_show_their_figures() {
     assert!(o.details.contains(&("unfinished_tasks", 2)), "{o:?}");
 
     let pname = unique_name("inspect-pipe");
-    let pipe = Pipe::create(&pname, true, PipeConfig::default(), &opts).unwrap();
+    let pipe = Pipe::create(&pname, PipeConfig::default(), &opts).unwrap();
     let mut end = pipe.connection(End::First).unwrap();
     end.send(&b"hello".to_vec()).unwrap();
     let o = segment::inspect(&pname).unwrap().object.unwrap();
@@ -414,12 +414,13 @@ fn pristine_images() -> Vec<Vec<u8>> {
     let pipe = PipeConfig {
         ring_bytes: 4096,
         fragment_bytes: None,
+        ..PipeConfig::default()
     };
     let names: Vec<String> = (0..5).map(|_| unique_name("inspect-image")).collect();
     drop(spsc::Ring::create(&names[0], ring_config(), &opts).unwrap());
     drop(mpmc::Queue::create(&names[1], queue_config(), &opts).unwrap());
     drop(JoinableQueue::<u64>::create(&names[2], small, &opts).unwrap());
-    drop(Pipe::create(&names[3], true, pipe, &opts).unwrap());
+    drop(Pipe::create(&names[3], pipe, &opts).unwrap());
     drop(Lock::create(&names[4], (), &opts).unwrap());
     names
         .iter()

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
+use shmring::pipe::{Connection, End, Pipe, PipeConfig, RecvError, SendError};
 use shmring::{AttachError, CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
@@ -28,6 +28,7 @@ fn small() -> PipeConfig {
     PipeConfig {
         ring_bytes: 4096,
         fragment_bytes: Some(256),
+        ..PipeConfig::default()
     }
 }
 
@@ -51,7 +52,7 @@ fn duplex_sends_both_ways_typed_and_raw() {
     b.send_bytes(b"hello", 1, Some(3)).unwrap();
     assert_eq!(a.recv_bytes(None).unwrap(), b"");
     assert_eq!(a.recv_bytes(None).unwrap(), b"ell");
-    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!a.poll().unwrap());
 }
 
 #[test]
@@ -60,19 +61,19 @@ fn simplex_first_reads_second_writes() {
     let (mut reader, mut writer) = Pipe::new(false).unwrap();
     assert!(reader.readable() && !reader.writable());
     assert!(!writer.readable() && writer.writable());
-    assert_eq!(reader.send(&1u8), Err(PipeError::ReadOnly));
-    assert_eq!(reader.send_bytes(b"x", 0, None), Err(PipeError::ReadOnly));
-    assert_eq!(writer.recv::<u8>(), Err(PipeError::WriteOnly));
-    assert_eq!(writer.recv_bytes(None), Err(PipeError::WriteOnly));
+    assert_eq!(reader.send(&1u8), Err(SendError::ReadOnly));
+    assert_eq!(reader.send_bytes(b"x", 0, None), Err(SendError::ReadOnly));
+    assert_eq!(writer.recv::<u8>(), Err(RecvError::WriteOnly));
+    assert_eq!(writer.recv_bytes(None), Err(RecvError::WriteOnly));
     assert_eq!(
         writer.recv_bytes_into(&mut [0; 4], 0),
-        Err(PipeError::WriteOnly)
+        Err(RecvError::WriteOnly)
     );
-    assert_eq!(writer.poll(None), Err(PipeError::WriteOnly));
+    assert_eq!(writer.wait_readable(), Err(RecvError::WriteOnly));
     writer.send_bytes(b"one way", 0, None).unwrap();
     assert_eq!(reader.recv_bytes(None).unwrap(), b"one way");
-    assert_eq!(PipeError::ReadOnly.to_string(), "connection is read-only");
-    assert_eq!(PipeError::WriteOnly.to_string(), "connection is write-only");
+    assert_eq!(SendError::ReadOnly.to_string(), "connection is read-only");
+    assert_eq!(RecvError::WriteOnly.to_string(), "connection is write-only");
 }
 
 #[test]
@@ -83,16 +84,16 @@ fn closed_handle_refuses_everything() {
     a.close();
     a.close(); // twice is harmless
     assert!(a.closed());
-    assert_eq!(a.send(&1u8), Err(PipeError::HandleClosed));
-    assert_eq!(a.send_bytes(b"x", 5, None), Err(PipeError::HandleClosed));
-    assert_eq!(a.recv::<u8>(), Err(PipeError::HandleClosed));
-    assert_eq!(a.recv_bytes(None), Err(PipeError::HandleClosed));
+    assert_eq!(a.send(&1u8), Err(SendError::HandleClosed));
+    assert_eq!(a.send_bytes(b"x", 5, None), Err(SendError::HandleClosed));
+    assert_eq!(a.recv::<u8>(), Err(RecvError::HandleClosed));
+    assert_eq!(a.recv_bytes(None), Err(RecvError::HandleClosed));
     assert_eq!(
         a.recv_bytes_into(&mut [0; 4], 9),
-        Err(PipeError::HandleClosed)
+        Err(RecvError::HandleClosed)
     );
-    assert_eq!(a.poll(None), Err(PipeError::HandleClosed));
-    assert_eq!(PipeError::HandleClosed.to_string(), "handle is closed");
+    assert_eq!(a.wait_readable(), Err(RecvError::HandleClosed));
+    assert_eq!(RecvError::HandleClosed.to_string(), "handle is closed");
 }
 
 #[test]
@@ -104,17 +105,14 @@ fn eof_only_after_buffered_messages_and_poll_is_true_at_eof() {
     }
     drop(writer);
     for i in 0..3u32 {
-        assert!(reader.poll(Some(Duration::ZERO)).unwrap());
+        assert!(reader.poll().unwrap());
         assert_eq!(reader.recv::<u32>().unwrap(), i);
     }
-    assert!(
-        reader.poll(Some(Duration::ZERO)).unwrap(),
-        "EOF is readable"
-    );
-    assert!(reader.poll(None).unwrap());
-    assert_eq!(reader.recv::<u32>(), Err(PipeError::Eof));
-    assert_eq!(reader.recv_bytes(None), Err(PipeError::Eof));
-    assert_eq!(reader.recv_bytes_into(&mut [0; 8], 0), Err(PipeError::Eof));
+    assert!(reader.poll().unwrap(), "EOF is readable");
+    assert_eq!(reader.wait_readable(), Ok(()));
+    assert_eq!(reader.recv::<u32>(), Err(RecvError::Eof));
+    assert_eq!(reader.recv_bytes(None), Err(RecvError::Eof));
+    assert_eq!(reader.recv_bytes_into(&mut [0; 8], 0), Err(RecvError::Eof));
 }
 
 #[test]
@@ -125,7 +123,7 @@ fn eof_wakes_a_blocked_reader() {
         std::thread::sleep(Duration::from_millis(50));
         drop(b);
     });
-    assert_eq!(a.recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(a.recv_bytes(None), Err(RecvError::Eof));
     closer.join().unwrap();
 }
 
@@ -134,28 +132,32 @@ fn sending_to_a_closed_end_is_a_broken_pipe() {
     let _dog = dog("broken pipe");
     let (a, mut b) = Pipe::new(true).unwrap();
     drop(a);
-    assert_eq!(b.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(b.send(&1u8), Err(SendError::BrokenPipe));
     assert_eq!(
         b.send_bytes(&[0; 100_000], 0, None),
-        Err(PipeError::BrokenPipe)
+        Err(SendError::BrokenPipe)
     );
-    assert_eq!(b.recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(b.recv_bytes(None), Err(RecvError::Eof));
     let (reader, mut writer) = Pipe::new(false).unwrap();
     drop(reader);
-    assert_eq!(writer.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(writer.send(&1u8), Err(SendError::BrokenPipe));
 }
 
 #[test]
 fn closing_wakes_a_writer_blocked_on_a_full_ring() {
     let _dog = dog("close wakes writer");
-    let (reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         drop(reader);
     });
     assert_eq!(
         writer.send_bytes(&[7; 1 << 20], 0, None),
-        Err(PipeError::BrokenPipe)
+        Err(SendError::BrokenPipe)
     );
     closer.join().unwrap();
 }
@@ -164,20 +166,17 @@ fn closing_wakes_a_writer_blocked_on_a_full_ring() {
 fn poll_waits_at_least_its_timeout_and_wakes_on_data() {
     let _dog = dog("poll");
     let (mut a, mut b) = Pipe::new(true).unwrap();
-    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!a.poll().unwrap());
     let start = Instant::now();
-    assert!(!a.poll(Some(Duration::from_millis(50))).unwrap());
+    assert!(!a.poll_timeout(Duration::from_millis(50)).unwrap());
     assert!(start.elapsed() >= Duration::from_millis(50));
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(30));
         b.send(&7u16).unwrap();
         b
     });
-    assert!(a.poll(None).unwrap());
-    assert!(
-        a.poll(Some(Duration::ZERO)).unwrap(),
-        "poll consumes nothing"
-    );
+    assert_eq!(a.wait_readable(), Ok(()));
+    assert!(a.poll().unwrap(), "poll consumes nothing");
     assert_eq!(a.recv::<u16>().unwrap(), 7);
     drop(sender.join().unwrap());
 }
@@ -189,22 +188,22 @@ fn send_bytes_checks_offset_and_size() {
     let buf = b"0123456789";
     assert_eq!(
         a.send_bytes(buf, 11, None),
-        Err(PipeError::OffsetBeyondBuffer)
+        Err(SendError::OffsetBeyondBuffer)
     );
     assert_eq!(
         a.send_bytes(buf, 3, Some(8)),
-        Err(PipeError::SizeBeyondBuffer)
+        Err(SendError::SizeBeyondBuffer)
     );
     assert_eq!(
         a.send_bytes(buf, 1, Some(usize::MAX)),
-        Err(PipeError::SizeBeyondBuffer)
+        Err(SendError::SizeBeyondBuffer)
     );
     assert_eq!(
-        PipeError::OffsetBeyondBuffer.to_string(),
+        SendError::OffsetBeyondBuffer.to_string(),
         "buffer length < offset"
     );
     assert_eq!(
-        PipeError::SizeBeyondBuffer.to_string(),
+        SendError::SizeBeyondBuffer.to_string(),
         "buffer length < offset + size"
     );
     a.send_bytes(buf, 10, None).unwrap(); // offset == len: an empty message
@@ -213,10 +212,7 @@ fn send_bytes_checks_offset_and_size() {
     assert_eq!(b.recv_bytes(None).unwrap(), b"");
     assert_eq!(b.recv_bytes(None).unwrap(), b"3456789");
     assert_eq!(b.recv_bytes(None).unwrap(), b"23456789");
-    assert!(
-        !b.poll(Some(Duration::ZERO)).unwrap(),
-        "errors sent nothing"
-    );
+    assert!(!b.poll().unwrap(), "errors sent nothing");
 }
 
 #[test]
@@ -227,40 +223,44 @@ fn bad_message_length_makes_a_duplex_end_write_only() {
     b.send_bytes(b"123456", 0, None).unwrap();
     assert_eq!(a.recv_bytes(Some(5)).unwrap(), b"12345");
     let err = a.recv_bytes(Some(5)).unwrap_err();
-    assert_eq!(err, PipeError::BadMessageLength { maxlength: 5 });
+    assert_eq!(err, RecvError::BadMessageLength { maxlength: 5 });
     assert_eq!(err.to_string(), "bad message length");
     assert!(!a.readable() && a.writable() && !a.closed());
-    assert_eq!(a.recv_bytes(None), Err(PipeError::WriteOnly));
-    assert_eq!(a.poll(None), Err(PipeError::WriteOnly));
+    assert_eq!(a.recv_bytes(None), Err(RecvError::WriteOnly));
+    assert_eq!(a.wait_readable(), Err(RecvError::WriteOnly));
     a.send(&1u8).unwrap();
     assert_eq!(b.recv::<u8>().unwrap(), 1);
-    assert_eq!(b.send(&2u8), Err(PipeError::BrokenPipe));
+    assert_eq!(b.send(&2u8), Err(SendError::BrokenPipe));
 }
 
 #[test]
 fn bad_message_length_closes_a_read_only_end() {
     let _dog = dog("maxlength simplex");
-    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     writer.send_bytes(&pattern(1000, 1), 0, None).unwrap(); // fragmented
     assert!(matches!(
         reader.recv_bytes(Some(999)),
-        Err(PipeError::BadMessageLength { maxlength: 999 })
+        Err(RecvError::BadMessageLength { maxlength: 999 })
     ));
     assert!(reader.closed());
-    assert_eq!(reader.recv_bytes(None), Err(PipeError::HandleClosed));
-    assert_eq!(writer.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(reader.recv_bytes(None), Err(RecvError::HandleClosed));
+    assert_eq!(writer.send(&1u8), Err(SendError::BrokenPipe));
 }
 
 #[test]
 fn recv_bytes_into_offset_and_buffer_too_short() {
     let _dog = dog("recv_bytes_into");
-    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(
         a.recv_bytes_into(&mut buf, 9),
-        Err(PipeError::OffsetTooLarge)
+        Err(RecvError::OffsetTooLarge)
     );
-    assert_eq!(PipeError::OffsetTooLarge.to_string(), "offset too large");
+    assert_eq!(RecvError::OffsetTooLarge.to_string(), "offset too large");
     b.send_bytes(b"abc", 0, None).unwrap();
     b.send_bytes(b"too long!", 0, None).unwrap();
     b.send_bytes(b"next", 0, None).unwrap();
@@ -269,11 +269,11 @@ fn recv_bytes_into_offset_and_buffer_too_short() {
     // Too short: the whole message comes back in the error, and is consumed.
     assert_eq!(
         a.recv_bytes_into(&mut buf, 0),
-        Err(PipeError::BufferTooShort(b"too long!".to_vec()))
+        Err(RecvError::BufferTooShort(b"too long!".to_vec()))
     );
     assert_eq!(
         a.recv_bytes_into(&mut buf, 9),
-        Err(PipeError::OffsetTooLarge)
+        Err(RecvError::OffsetTooLarge)
     );
     assert_eq!(a.recv_bytes_into(&mut buf, 4).unwrap(), 4);
     assert_eq!(&buf[4..], b"next");
@@ -286,22 +286,19 @@ fn recv_bytes_into_offset_and_buffer_too_short() {
     assert_eq!(&large[10..], &big[..]);
     assert_eq!(
         a.recv_bytes_into(&mut large, 11),
-        Err(PipeError::BufferTooShort(big))
+        Err(RecvError::BufferTooShort(big))
     );
 }
 
 #[test]
 fn every_length_around_the_fragment_size_round_trips() {
     let _dog = dog("fragment edges");
-    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
     for len in [0, 1, 255, 256, 257, 511, 512, 513, 768, 3000] {
         let msg = pattern(len, len as u8);
         a.send_bytes(&msg, 0, None).unwrap();
         assert_eq!(b.recv_bytes(None).unwrap(), msg, "length {len}");
-        assert!(
-            !b.poll(Some(Duration::ZERO)).unwrap(),
-            "length {len}: leftovers"
-        );
+        assert!(!b.poll().unwrap(), "length {len}: leftovers");
     }
 }
 
@@ -311,8 +308,13 @@ fn a_32_mib_message_goes_through_a_1_mib_ring() {
     let config = PipeConfig {
         ring_bytes: 1 << 20,
         fragment_bytes: None,
+        ..PipeConfig::default()
     };
-    let (mut reader, mut writer) = Pipe::with_config(false, config).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..config
+    })
+    .unwrap();
     let msg = pattern(32 << 20, 9);
     let expected = msg.clone();
     let sender = std::thread::spawn(move || {
@@ -322,7 +324,7 @@ fn a_32_mib_message_goes_through_a_1_mib_ring() {
     assert!(reader.recv_bytes(None).unwrap() == expected);
     assert_eq!(reader.recv::<u8>().unwrap(), 1);
     sender.join().unwrap();
-    assert_eq!(reader.recv::<u8>(), Err(PipeError::Eof));
+    assert_eq!(reader.recv::<u8>(), Err(RecvError::Eof));
 }
 
 /// Bursts of small messages, wrapping the ring many times; FIFO and intact.
@@ -335,7 +337,7 @@ fn many_small_messages_keep_order() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
     let mut buf = [0u8; 64];
     let mut next = 0u64;
     for i in 0..n {
@@ -355,19 +357,13 @@ fn decoding_errors_are_codec_errors() {
     let _dog = dog("codec");
     let (mut a, mut b) = Pipe::new(true).unwrap();
     a.send_bytes(b"abc", 0, None).unwrap();
-    assert!(matches!(b.recv::<u64>(), Err(PipeError::Codec(_))));
+    assert!(matches!(b.recv::<u64>(), Err(RecvError::Decode(_))));
 }
 
 /// A named duplex pipe with the default configuration, and its name.
 fn named_duplex(prefix: &str) -> (String, Pipe) {
     let name = unique_name(prefix);
-    let pipe = Pipe::create(
-        &name,
-        true,
-        PipeConfig::default(),
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let pipe = Pipe::create(&name, PipeConfig::default(), &CreateOptions::default()).unwrap();
     (name, pipe)
 }
 
@@ -401,7 +397,10 @@ fn a_transferred_end_signals_nothing_when_dropped() {
     assert!(b.closed());
     assert!(b.share_with_child(&mut cmd, "SHMRING_TEST_PIPE").is_err());
     drop(b); // like Python's `child_conn.close()` after `start()`
-    assert!(!a.poll(Some(Duration::from_millis(20))).unwrap(), "no EOF");
+    assert!(
+        !a.poll_timeout(Duration::from_millis(20)).unwrap(),
+        "no EOF"
+    );
     a.send(&1u8).unwrap(); // no broken pipe either: the child will read it
 }
 
@@ -418,7 +417,7 @@ fn child_entry() {
         "echo-plus-one" => loop {
             match conn.recv::<u64>() {
                 Ok(n) => conn.send(&(n + 1)).unwrap(),
-                Err(PipeError::Eof) => break,
+                Err(RecvError::Eof) => break,
                 Err(e) => panic!("echo: {e}"),
             }
         },
@@ -517,7 +516,7 @@ fn parent_sees_eof_when_the_child_exits() {
         for i in 0..3u32 {
             assert_eq!(reader.recv::<u32>().unwrap(), i, "{role}");
         }
-        assert_eq!(reader.recv::<u32>(), Err(PipeError::Eof), "{role}");
+        assert_eq!(reader.recv::<u32>(), Err(RecvError::Eof), "{role}");
         assert!(wait_child(child, Duration::from_secs(30)).success());
     }
 }
@@ -534,9 +533,9 @@ fn eof_within_a_second_when_the_writer_is_killed() {
     // SIGKILL without reaping: a zombie, which `kill(pid, 0)` calls alive.
     child.kill().unwrap();
     let start = Instant::now();
-    assert_eq!(reader.recv::<u32>(), Err(PipeError::Eof));
+    assert_eq!(reader.recv::<u32>(), Err(RecvError::Eof));
     let took = start.elapsed();
-    assert!(reader.poll(Some(Duration::ZERO)).unwrap());
+    assert!(reader.poll().unwrap());
     child.wait().unwrap();
     assert!(took < Duration::from_secs(1), "EOF took {took:?}");
 }
@@ -544,19 +543,23 @@ fn eof_within_a_second_when_the_writer_is_killed() {
 #[test]
 fn truncated_message_when_the_writer_dies_mid_message() {
     let _dog = dog("truncated");
-    let (mut reader, writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let mut child = spawn_with(&writer, "send-huge-then-hang");
     drop(writer);
-    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(50)); // let it fill the ring
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(reader.recv_bytes(None), Err(PipeError::TruncatedMessage));
+    assert_eq!(reader.recv_bytes(None), Err(RecvError::TruncatedMessage));
     assert_eq!(
-        PipeError::TruncatedMessage.to_string(),
+        RecvError::TruncatedMessage.to_string(),
         "got end of file during message"
     );
-    assert_eq!(reader.recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(reader.recv_bytes(None), Err(RecvError::Eof));
 }
 
 #[test]
@@ -576,9 +579,9 @@ fn broken_pipe_when_the_reader_process_dies() {
         }
     };
     let took = start.elapsed();
-    assert_eq!(err, PipeError::BrokenPipe);
-    assert_eq!(parent.send(&1u8), Err(PipeError::BrokenPipe), "latched");
-    assert_eq!(parent.recv::<u32>(), Err(PipeError::Eof));
+    assert_eq!(err, SendError::BrokenPipe);
+    assert_eq!(parent.send(&1u8), Err(SendError::BrokenPipe), "latched");
+    assert_eq!(parent.recv::<u32>(), Err(RecvError::Eof));
     child.wait().unwrap();
     assert!(took < Duration::from_secs(2), "BrokenPipe took {took:?}");
 }

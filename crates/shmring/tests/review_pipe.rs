@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
-use shmring::pipe::{Connection, End, Pipe, PipeConfig, PipeError};
+use shmring::pipe::{
+    Connection, End, Pipe, PipeConfig, RecvError, RecvTimeoutError, SendError, TryRecvError,
+    TrySendError,
+};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_until, Watchdog};
 
@@ -28,6 +31,7 @@ fn small() -> PipeConfig {
     PipeConfig {
         ring_bytes: 4096,
         fragment_bytes: Some(256),
+        ..PipeConfig::default()
     }
 }
 
@@ -161,7 +165,11 @@ fn a_timed_receive_gives_up_at_its_deadline_while_fragments_keep_coming() {
     static SLOW: Slow = Slow::new();
     install_hook();
     let _dog = dog("timed receive, streaming writer");
-    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let msg = pattern(64 * 256 + 10, 3);
     let sent = msg.clone();
     let writing = std::thread::spawn(move || {
@@ -172,7 +180,7 @@ fn a_timed_receive_gives_up_at_its_deadline_while_fragments_keep_coming() {
         writer
     });
     // Let the writer fill the ring first.
-    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     assert!(wait_until(Duration::from_secs(20), || {
         // ORDERING: Relaxed — a test counter.
         SLOW.publishes.load(Ordering::Relaxed) >= 15
@@ -182,7 +190,7 @@ fn a_timed_receive_gives_up_at_its_deadline_while_fragments_keep_coming() {
     GATE.set(Gate::Off);
     assert_eq!(
         got.map(|m| m.len()),
-        Err(PipeError::Timeout),
+        Err(RecvTimeoutError::Timeout),
         "a whole message that cannot have arrived by the deadline"
     );
     // Nothing was lost by giving up.
@@ -202,7 +210,15 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
     install_hook();
     let _dog = dog("timed poll, streaming orphans");
     let name = unique_name("review-poll");
-    let pipe = Pipe::create(&name, false, small(), &CreateOptions::default()).unwrap();
+    let pipe = Pipe::create(
+        &name,
+        PipeConfig {
+            duplex: false,
+            ..small()
+        },
+        &CreateOptions::default(),
+    )
+    .unwrap();
     let mut first = pipe.connection(End::First).unwrap();
     let mut writer = pipe.connection(End::Second).unwrap();
     let msg = pattern(64 * 256 + 10, 4);
@@ -224,7 +240,7 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
     // reader claims it in the middle of the message.
     // ORDERING: Relaxed — a test flag.
     SLOW.hold.store(true, Ordering::Relaxed);
-    assert_eq!(first.try_recv_bytes(None), Err(PipeError::Empty));
+    assert_eq!(first.try_recv_bytes(None), Err(TryRecvError::Empty));
     let mut cmd = std::process::Command::new("/bin/true");
     first
         .share_with_child(&mut cmd, "SHMRING_REVIEW_UNUSED")
@@ -234,7 +250,7 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
     // ORDERING: Relaxed — a test flag.
     SLOW.hold.store(false, Ordering::Relaxed);
     GATE.set(Gate::Slow(Duration::from_millis(5), &SLOW));
-    let ready = reader.poll(Some(Duration::from_millis(50)));
+    let ready = reader.poll_timeout(Duration::from_millis(50));
     GATE.set(Gate::Off);
     assert_eq!(ready, Ok(false), "no whole message can be there yet");
     // The orphans are skipped, the next message arrives whole.
@@ -249,7 +265,11 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
 #[test]
 fn a_zero_timeout_still_takes_a_whole_message_already_in_the_ring() {
     let _dog = dog("zero timeout, message present");
-    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let max = writer.max_whole_message().unwrap();
     for len in [300, 3000, max] {
         let msg = pattern(len, 5);
@@ -277,7 +297,15 @@ fn a_takeover_that_wins_the_race_with_the_notice_of_death_keeps_the_pipe_open() 
     install_hook();
     let _dog = dog("takeover races the notice of death");
     let name = unique_name("review-takeover");
-    let pipe = Pipe::create(&name, false, small(), &CreateOptions::default()).unwrap();
+    let pipe = Pipe::create(
+        &name,
+        PipeConfig {
+            duplex: false,
+            ..small()
+        },
+        &CreateOptions::default(),
+    )
+    .unwrap();
     let reader = pipe.connection(End::First).unwrap();
     let mut child = spawn_role(
         "review_child",
@@ -344,7 +372,15 @@ fn a_takeover_that_loses_the_race_with_the_notice_of_death_finds_the_pipe_closed
     install_hook();
     let _dog = dog("takeover after the notice of death");
     let name = unique_name("review-takeover-late");
-    let pipe = Pipe::create(&name, false, small(), &CreateOptions::default()).unwrap();
+    let pipe = Pipe::create(
+        &name,
+        PipeConfig {
+            duplex: false,
+            ..small()
+        },
+        &CreateOptions::default(),
+    )
+    .unwrap();
     let reader = pipe.connection(End::First).unwrap();
     let mut child = spawn_role(
         "review_child",
@@ -383,6 +419,10 @@ fn a_takeover_that_loses_the_race_with_the_notice_of_death_finds_the_pipe_closed
     // ORDERING: Relaxed — a test flag.
     WINDOW.go_on.store(true, Ordering::Relaxed);
     let got = reading.join().unwrap();
-    assert_eq!(sent, Err(PipeError::BrokenPipe), "the end was noticed dead");
-    assert_eq!(got, Err(PipeError::Eof));
+    assert_eq!(
+        sent,
+        Err(TrySendError::Send(SendError::BrokenPipe)),
+        "the end was noticed dead"
+    );
+    assert_eq!(got, Err(RecvTimeoutError::Recv(RecvError::Eof)));
 }

@@ -83,13 +83,8 @@ fn child_entry() {
         }
         // A pipe service: one message sent and not yet received.
         "pipe_service" => {
-            let pipe = Pipe::create(
-                &name,
-                true,
-                PipeConfig::default(),
-                &CreateOptions::default(),
-            )
-            .unwrap();
+            let pipe =
+                Pipe::create(&name, PipeConfig::default(), &CreateOptions::default()).unwrap();
             let mut end = pipe.connection(End::First).unwrap();
             end.send_bytes(b"undelivered", 0, None).unwrap();
             sleep_forever();

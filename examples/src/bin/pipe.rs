@@ -22,7 +22,7 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{Connection, Pipe, PipeError};
+use shmring::pipe::{Connection, Pipe, RecvError};
 use shmring::process::{run_child, Entry, EntryResult, Process};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -34,7 +34,7 @@ fn doubler((mut conn,): (Connection,)) -> EntryResult {
     loop {
         match conn.recv::<u64>() {
             Ok(n) => conn.send(&(2 * n))?,
-            Err(PipeError::Eof) => return Ok(()),
+            Err(RecvError::Eof) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }
@@ -105,7 +105,7 @@ fn read_until_eof(reader: &mut Connection) -> Result<(Vec<String>, Duration)> {
                 lines.push(line);
                 last = Instant::now();
             }
-            Err(PipeError::Eof) => return Ok((lines, last.elapsed())),
+            Err(RecvError::Eof) => return Ok((lines, last.elapsed())),
             Err(e) => return Err(e.into()),
         }
     }
@@ -126,10 +126,7 @@ fn simplex_until_writer_exits() -> Result<()> {
     drop(writer_end);
     let (lines, _) = read_until_eof(&mut reader)?;
     check(lines.len() == 3, "three lines before end of file")?;
-    check(
-        reader.poll(Some(Duration::ZERO))?,
-        "poll is true at end of file",
-    )?;
+    check(reader.poll()?, "poll is true at end of file")?;
     let status = child.join_timeout(Duration::from_secs(5));
     check(status.is_ok_and(|s| s.success()), "writer exits cleanly")?;
     println!("   then end of file: the writer exited");
@@ -149,7 +146,7 @@ fn simplex_until_writer_killed() -> Result<()> {
     let killed = Instant::now();
     let eof = reader.recv::<String>();
     let took = killed.elapsed();
-    check(eof == Err(PipeError::Eof), "end of file after the kill")?;
+    check(eof == Err(RecvError::Eof), "end of file after the kill")?;
     check(took < Duration::from_secs(1), "end of file within a second")?;
     child.join_timeout(Duration::from_secs(5))?;
     check(

@@ -45,8 +45,9 @@ fn create(run: &mut Run, var: &'static str) -> (String, Pipe) {
     let config = PipeConfig {
         ring_bytes: 4096,
         fragment_bytes: None,
+        duplex: false,
     };
-    let pipe = Pipe::create(&name, false, config, &CreateOptions::default()).expect("pipe");
+    let pipe = Pipe::create(&name, config, &CreateOptions::default()).expect("pipe");
     run.names.insert(var, name.clone());
     (name, pipe)
 }
@@ -446,8 +447,9 @@ impl Handover {
         let config = PipeConfig {
             ring_bytes: 4096,
             fragment_bytes: Some(256),
+            duplex: false,
         };
-        let pipe = Pipe::create(&name, false, config, &CreateOptions::default()).expect("pipe");
+        let pipe = Pipe::create(&name, config, &CreateOptions::default()).expect("pipe");
         run.ledger.add(Counter::HandoverEpisodes, 1);
         let now = Instant::now();
         Handover {

@@ -73,10 +73,10 @@ fn create_kind(name: &str, k: usize, big: bool) -> Result<Box<dyn Any>, AttachEr
         2 => Box::new(SimpleQueue::<u64>::create(name, queue, &opts)?),
         3 => Box::new(Pipe::create(
             name,
-            true,
             PipeConfig {
                 ring_bytes: ring,
                 fragment_bytes: None,
+                ..PipeConfig::default()
             },
             &opts,
         )?),

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{End, Pipe, PipeConfig, PipeError};
+use shmring::pipe::{End, Pipe, PipeConfig, RecvError, SendError};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_chaos::faults::board::{now_ns, Report, Word};
 use shmring_chaos::faults::hook::{Action, Me};
@@ -67,7 +67,7 @@ pub fn writer(me: &Me) {
                 w(SENT).store(seq, Ordering::Release);
                 throttle(seq);
             }
-            Err(PipeError::BrokenPipe) => {
+            Err(SendError::BrokenPipe) => {
                 let reader = w(READER).load(Ordering::Acquire);
                 me.board
                     .report(Report::BrokenPipe, me.inc, reader, started, seq);
@@ -118,17 +118,17 @@ pub fn reader(me: &Me) {
                 }
                 w(RECEIVED).store(expect, Ordering::Release);
             }
-            Err(PipeError::Eof | PipeError::TruncatedMessage) if !closing => {
+            Err(RecvError::Eof | RecvError::TruncatedMessage) if !closing => {
                 if !reported {
                     reported = true;
                     me.board
                         .report(Report::PipeEof, me.inc, writer, started, expect);
                 }
-                if got == Err(PipeError::Eof) {
+                if got == Err(RecvError::Eof) {
                     break;
                 }
             }
-            Err(PipeError::Eof) => break,
+            Err(RecvError::Eof) => break,
             Err(e) => {
                 eprintln!("faults: pipe reader: {e} (writer closing: {closing})");
                 violations += 1;
@@ -221,8 +221,9 @@ fn episode(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs) -> bool {
     let config = PipeConfig {
         ring_bytes: 2048,
         fragment_bytes: Some(128),
+        duplex: false,
     };
-    let _pipe = Pipe::create(&name, false, config, &CreateOptions::default()).expect("create pipe");
+    let _pipe = Pipe::create(&name, config, &CreateOptions::default()).expect("create pipe");
     for i in 0..8 {
         fleet.board.slot(PIPE_SLOT, i).store(0, Ordering::Release);
     }

@@ -4,27 +4,52 @@
 mod recv;
 mod send;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shmring_core::wait::{TimedOut, WaitPolicy};
+use shmring_core::wait::{TimedOut, Until, WaitPolicy};
 
-use super::ends::{peer_gone, Incoming, Outgoing};
-use super::{end_var, End, Pipe, PipeError, Shared};
-use crate::attach::{claim_role, deadline, release_role, AttachError, GONE};
+use super::ends::{peer_gone, pinned, Incoming, Outgoing};
+use super::error::{RecvError, SendError};
+use super::{end_var, End, Pipe, Shared};
+use crate::attach::{claim_role, release_role, AttachError, GONE};
 use crate::counts::Counts;
 use crate::error::SegmentError;
 use crate::object;
 use crate::segment::{OpenOptions, PeerCounter};
+use crate::sys::clock::until_instant;
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
 ///
-/// `Send` but not `Sync`, and the operations take `&mut self`: like Python's,
-/// a connection is used by one thread at a time. See the [module
-/// docs](super) for the ownership rule when handing an end to a child.
+/// `Send` but not `Sync`: like Python's, a connection is used by one thread
+/// at a time. See the [module docs](super) for the ownership rule when
+/// handing an end to a child.
+///
+/// # Methods and their receivers
+///
+/// Every action comes in crossbeam's four forms: `x` blocks as long as it
+/// takes, `try_x` tries once and never sleeps, `x_timeout(.., Duration)`
+/// and `x_deadline(.., Instant)` give up when the time runs out. Each
+/// form has its own error type (see [`error`](super#errors)): a blocking
+/// call cannot report `Full`, `Empty` or `Timeout`.
+///
+/// The polls ([`poll`](Connection::poll),
+/// [`poll_timeout`](Connection::poll_timeout),
+/// [`poll_deadline`](Connection::poll_deadline),
+/// [`wait_readable`](Connection::wait_readable)) take `&self`: asking
+/// whether a message is there can be done from any shared borrow of the
+/// connection (a list of connections to wait on, a closure beside a
+/// sender). Sends and receives take `&mut self`, as the ends of other
+/// single-producer single-consumer rings do: each end of a ring has one
+/// user, and `&mut` makes that a compile-time fact instead of a run-time
+/// check on every message; a receive also keeps the fragments of a
+/// half-received message in the connection, and the message encoder and
+/// decoder (your [`Message`](crate::codec::Message) code) run in the
+/// middle of a send or receive, where a second call on the same end must
+/// not start.
 ///
 /// # Crash behaviour
 ///
@@ -35,8 +60,12 @@ use crate::segment::{OpenOptions, PeerCounter};
 pub struct Connection {
     pipe: Arc<Shared>,
     end: End,
-    /// `None` when not readable (write-only, closed, transferred).
-    incoming: Option<Incoming>,
+    /// `None` when not readable (write-only, closed, transferred). In a
+    /// `RefCell` for the polls, which take `&self`; every other use goes
+    /// through `&mut self` (`get_mut`, no run-time check), so a poll's
+    /// `borrow_mut` never finds it borrowed (a poll runs no code of the
+    /// caller's while it holds it).
+    incoming: RefCell<Option<Incoming>>,
     /// `None` when not writable (read-only, closed, transferred).
     outgoing: Option<Outgoing>,
     readable: bool,
@@ -46,7 +75,7 @@ pub struct Connection {
     transferred: Cell<bool>,
     policy: WaitPolicy,
     /// Encoding buffer of the sends (receives collect into
-    /// [`Incoming::partial`]).
+    /// [`Incoming::partial`](super::ends::Incoming)).
     scratch: Vec<u8>,
     /// Messages and bytes sent (`Puts`, `BytesIn`) and received (`Gets`,
     /// `BytesOut`), added to this process's peer row in batches.
@@ -91,7 +120,7 @@ impl Connection {
             writable: outgoing.is_some(),
             pipe,
             end,
-            incoming,
+            incoming: RefCell::new(incoming),
             outgoing,
             closed: false,
             transferred: Cell::new(false),
@@ -205,7 +234,7 @@ impl Connection {
     ///
     /// **This transfers the end** (see the [module docs](super)): this
     /// process gives up its roles at once, every later operation on `self`
-    /// fails with [`PipeError::HandleClosed`], and dropping `self` does *not*
+    /// fails with [`SendError::HandleClosed`] or [`RecvError::HandleClosed`], and dropping `self` does *not*
     /// signal end of file. If the child is never spawned, the end stays
     /// unclaimed. A message this end had half received (a `try_recv` that
     /// gave up) is lost: the child starts at the next whole message. Handing the end to
@@ -226,7 +255,7 @@ impl Connection {
         segment.share_with_child(cmd, env_var)?;
         cmd.env(end_var(env_var), self.end.as_str());
         self.transferred.set(true);
-        if let Some(inc) = &self.incoming {
+        if let Some(inc) = &*self.incoming.borrow() {
             release_role(inc.ring.owner_words().1, segment);
         }
         if let Some(out) = &self.outgoing {
@@ -271,17 +300,12 @@ impl Connection {
         self.policy = policy;
     }
 
-    fn check_closed(&self) -> Result<(), PipeError> {
+    fn check_writable(&self) -> Result<(), SendError> {
         if self.closed() {
-            return Err(PipeError::HandleClosed);
+            return Err(SendError::HandleClosed);
         }
-        Ok(())
-    }
-
-    fn check_writable(&self) -> Result<(), PipeError> {
-        self.check_closed()?;
         if self.outgoing.is_none() {
-            return Err(PipeError::ReadOnly);
+            return Err(SendError::ReadOnly);
         }
         Ok(())
     }
@@ -295,72 +319,136 @@ impl Connection {
             self.close();
             return;
         }
-        if let Some(inc) = self.incoming.take() {
+        if let Some(inc) = self.incoming.get_mut().take() {
             inc.consumer.close();
             release_role(inc.ring.owner_words().1, &self.pipe.segment);
         }
         self.readable = false;
     }
 
-    /// Python's `poll(timeout)`: whether a message (or end of file) can be
-    /// read now, waiting up to `timeout` for one. `Some(Duration::ZERO)` is
-    /// Python's default (answer at once); `None` waits forever.
+    /// Python's `poll()`: whether a message (or end of file) can be read
+    /// now, without waiting.
     ///
-    /// `true` at end of file too: the next `recv` then reports it. Records
+    /// `true` at end of file too: the next receive then reports it. Records
     /// that only continue a message this end never saw begin (left by a
     /// previous holder of the end, see the [framing](super#framing)) are
-    /// skipped here, as a receive would: they make no `true`.
+    /// skipped here, as a receive would: they make no `true`. `true` means a
+    /// message has *begun* to arrive; [`try_recv`](Connection::try_recv)
+    /// says whether all of it has.
+    ///
+    /// # Blocking
+    ///
+    /// Never. When the ring is empty it checks the other end's liveness (a
+    /// system call), so that a dead writer reads as end of file.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::HandleClosed`], [`RecvError::WriteOnly`].
+    pub fn poll(&self) -> Result<bool, RecvError> {
+        self.poll_until(Until::Now)
+    }
+
+    /// Python's `poll(timeout)`: [`poll`](Connection::poll), waiting up to
+    /// `timeout` for a message (or end of file). A zero timeout is
+    /// [`poll`](Connection::poll).
     ///
     /// # Blocking
     ///
     /// Up to `timeout`, waking as soon as a message arrives or the other end
-    /// closes; its death is noticed within 100 ms. A timeout is a lower
-    /// bound: the call may return a little later. Records to skip that keep
-    /// arriving do not hold it past its timeout (as for
-    /// [`recv_timeout`](Connection::recv_timeout)).
+    /// closes; its death is noticed within the liveness period (100 ms). A
+    /// timeout is a lower bound: the call may return a little later.
+    /// Records to skip that keep arriving do not hold it past its timeout
+    /// (as for [`recv_timeout`](Connection::recv_timeout)).
     ///
     /// # Errors
     ///
-    /// [`PipeError::HandleClosed`], [`PipeError::WriteOnly`].
-    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool, PipeError> {
+    /// As [`poll`](Connection::poll).
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, RecvError> {
+        self.poll_until(Until::after(timeout))
+    }
+
+    /// [`poll_timeout`](Connection::poll_timeout) until `deadline` instead
+    /// of for a duration; a deadline already past is
+    /// [`poll`](Connection::poll).
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`poll_timeout`](Connection::poll_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`poll`](Connection::poll).
+    pub fn poll_deadline(&self, deadline: Instant) -> Result<bool, RecvError> {
+        self.poll_until(until_instant(deadline))
+    }
+
+    /// Python's `poll(None)`: waits until a message (or end of file) can be
+    /// read. Returns at once if one can.
+    ///
+    /// # Blocking
+    ///
+    /// Until a message begins to arrive or the other end closes or dies
+    /// (noticed within the liveness period, 100 ms). An end that was handed
+    /// to a child that died before claiming it is not "gone" (see the
+    /// [module docs](super#crash-behaviour)): use
+    /// [`poll_timeout`](Connection::poll_timeout) if that may happen.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll`](Connection::poll).
+    #[doc(alias = "poll_forever")]
+    pub fn wait_readable(&self) -> Result<(), RecvError> {
+        // `Until::Never` never gives up, so `false` does not come; should
+        // it, waiting again is the answer.
+        while !self.poll_until(Until::Never)? {}
+        Ok(())
+    }
+
+    /// Every poll ends here: whether the next receive finds a record (or
+    /// the end), waiting up to `until` for one. `false`: gave up.
+    fn poll_until(&self, until: Until) -> Result<bool, RecvError> {
+        if self.closed() {
+            return Err(RecvError::HandleClosed);
+        }
         let (segment, policy) = (&self.pipe.segment, &self.policy);
-        self.check_closed()?;
-        let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        let deadline = deadline(timeout);
+        // Never borrowed elsewhere at this point: see the field's docs.
+        let mut incoming = self.incoming.borrow_mut();
+        let inc = incoming.as_mut().ok_or(RecvError::WriteOnly)?;
+        let until = pinned(until);
         inc.begin();
         loop {
             let ring = &inc.ring;
             let writer = ring.owner_words().0;
             let ready = inc
                 .consumer
-                .wait_readable(deadline, policy, &mut || peer_gone(ring, writer, segment));
+                .wait_readable(until, policy, &mut || peer_gone(ring, writer, segment));
             let ready = match ready {
                 // Only the rest of a message cut off: skipped; wait on
                 // (unless the deadline passed while skipping).
-                Ok(true) => inc.skip_orphans(deadline),
+                Ok(true) => inc.skip_orphans(until),
                 Ok(false) => Ok(true),
                 Err(TimedOut) => Err(TimedOut),
             };
             match ready {
                 Ok(true) => return Ok(true),
                 Ok(false) => {}
-                // Timed out: one liveness check (a system call), so that a
-                // dead writer reads as end of file even for a zero timeout.
+                // Gave up: one liveness check (a system call), so that a
+                // dead writer reads as end of file even for a try.
                 Err(TimedOut) => return Ok(inc.writer_gone(segment)),
             }
         }
     }
 
     /// Python's `close()`: closes this end. The other end reads what was
-    /// already sent, then gets [`PipeError::Eof`]; its sends fail with
-    /// [`PipeError::BrokenPipe`]. Closing twice is harmless; closing a
+    /// already sent, then gets [`RecvError::Eof`]; its sends fail with
+    /// [`SendError::BrokenPipe`]. Closing twice is harmless; closing a
     /// transferred end signals nothing. `Drop` calls this.
     ///
     /// A closed end stays closed: claiming it again (with
     /// [`Pipe::connection`] or [`Connection::open`]) gives a connection
     /// whose receives return the whole messages still in the ring, then
-    /// [`PipeError::Eof`], and whose sends fail with
-    /// [`PipeError::BrokenPipe`].
+    /// [`RecvError::Eof`], and whose sends fail with
+    /// [`SendError::BrokenPipe`].
     pub fn close(&mut self) {
         if self.closed {
             return;
@@ -376,7 +464,7 @@ impl Connection {
                 release_role(out.ring.owner_words().0, segment);
             }
         }
-        if let Some(inc) = self.incoming.take() {
+        if let Some(inc) = self.incoming.get_mut().take() {
             if !transferred {
                 inc.consumer.close();
                 release_role(inc.ring.owner_words().1, segment);

@@ -10,30 +10,21 @@ use shmring_core::spsc;
 use shmring_core::sync::AtomicU64;
 use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
-use super::error::{eof, from_pop, from_push};
-use super::PipeError;
+use super::error::{eof, from_pop, from_push, RecvError, SendError, TryRecvError, TrySendError};
 use crate::attach::mark_gone;
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 
-/// How long a call may wait for the ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Patience {
-    /// As long as it takes (Python's blocking calls).
-    Forever,
-    /// Not at all (`try_*`): no clock, no sleep.
-    Never,
-    /// Until this instant (`*_timeout`), across every fragment.
-    Until(Deadline),
-}
-
-impl Patience {
-    fn until(self) -> Until {
-        match self {
-            Patience::Forever => Until::Never,
-            Patience::Never => Until::After(0),
-            Patience::Until(deadline) => Until::At(deadline),
-        }
+/// `until` with a relative timeout made absolute (reading the clock once):
+/// what an operation that may wait more than once (a message of several
+/// records, a whole fragmented message, a poll that skips records) passes to
+/// each wait, so that the timeout runs once, not anew at each wait.
+/// [`Until::Now`] and [`Until::Never`] read no clock.
+#[inline]
+pub(super) fn pinned(until: Until) -> Until {
+    match until {
+        Until::After(nanos) => Until::At(crate::sys::now().after(nanos)),
+        other => other,
     }
 }
 
@@ -128,7 +119,7 @@ pub(super) struct Outgoing {
 }
 
 /// The longest message a call that sends all or nothing
-/// ([`Outgoing::try_whole`]) accepts: one that goes into an *empty* ring of
+/// ([`Outgoing::whole`]) accepts: one that goes into an *empty* ring of
 /// `capacity` bytes with `fragment`-byte fragments whatever the ring's
 /// position. Records never straddle the end of the ring: one that does not
 /// fit before the end leaves the rest of it as padding, so position matters.
@@ -205,9 +196,9 @@ impl Incoming {
         self.taken = 0;
     }
 
-    /// Whether a call that may wait until `deadline` must give up before
-    /// consuming another record: it has consumed a whole ring's worth
-    /// already, and the deadline has passed.
+    /// Whether a call that may wait `until` must give up before consuming
+    /// another record: it has consumed a whole ring's worth already, and its
+    /// deadline ([`pinned`]) has passed.
     ///
     /// A timed call otherwise looks at its deadline only when the ring is
     /// empty, which a writer that keeps up (or a stream of records to skip)
@@ -215,10 +206,11 @@ impl Incoming {
     /// lasts. Up to a ring's worth it does not look (no clock read on the
     /// common path, and whatever was already in the ring when the call
     /// began, a whole message included, is still taken by a zero timeout);
-    /// past that, it looks before every record.
+    /// past that, it looks before every record. A try ([`Until::Now`]) and
+    /// a blocking call never read the clock: a try takes what is there.
     #[inline]
-    fn overdue(taken: u64, capacity: u64, deadline: Option<Deadline>) -> bool {
-        taken >= capacity && deadline.is_some_and(|d| crate::sys::now() >= d)
+    fn overdue(taken: u64, capacity: u64, until: Until) -> bool {
+        taken >= capacity && matches!(until, Until::At(d) if crate::sys::now() >= d)
     }
 
     /// The other end (the producer of this ring) is gone: see [`peer_gone`].
@@ -226,10 +218,10 @@ impl Incoming {
         peer_gone(&self.ring, self.ring.owner_words().0, segment)
     }
 
-    /// Waits (per `patience`) until a record of the current message is
-    /// there, hands its read grant to `f` (which copies the payload out of
-    /// the ring, race-free), with [`partial`](Incoming::partial) to append
-    /// to, and consumes it.
+    /// Waits (up to `until`, [`pinned`] by the caller) until a record of the
+    /// current message is there, hands its read grant to `f` (which copies
+    /// the payload out of the ring, race-free), with
+    /// [`partial`](Incoming::partial) to append to, and consumes it.
     ///
     /// The [framing](super#framing): with no message in progress (`partial`
     /// empty), a record marked as continuing one is the rest of a message
@@ -239,31 +231,28 @@ impl Incoming {
     /// another message: the writer that was sending this one died (or was
     /// replaced) in its middle. The part received is dropped, the record is
     /// left in the ring for the next receive, and the call reports
-    /// [`PipeError::TruncatedMessage`].
+    /// [`RecvError::TruncatedMessage`].
     ///
-    /// Gives up with [`PipeError::Empty`] (a try) or [`PipeError::Timeout`],
-    /// keeping `partial`; at end of file, or on any other error, `partial`
-    /// is dropped (Python's "got end of file during message").
+    /// Gives up with [`TryRecvError::Empty`] when `until` passes (at once
+    /// for [`Until::Now`]: the ring's wait decides that), keeping `partial`;
+    /// at end of file, or on any other error, `partial` is dropped (Python's
+    /// "got end of file during message").
     #[inline]
     pub(super) fn next_record<R>(
         &mut self,
         segment: &Segment,
         policy: &WaitPolicy,
-        patience: Patience,
+        until: Until,
         f: impl FnOnce(&spsc::ReadGrant<'_, FutexWaiter>, &mut Vec<u8>) -> R,
-    ) -> Result<R, PipeError> {
+    ) -> Result<R, TryRecvError> {
         let mut f = Some(f);
         let mid_message = !self.partial.is_empty();
-        let deadline = match patience {
-            Patience::Until(deadline) => Some(deadline),
-            Patience::Forever | Patience::Never => None,
-        };
         loop {
             match self.consumer.read() {
-                Ok(grant) if Self::overdue(self.taken, self.capacity, deadline) => {
+                Ok(grant) if Self::overdue(self.taken, self.capacity, until) => {
                     // Left in the ring; `partial` is kept.
                     grant.keep();
-                    return Err(PipeError::Timeout);
+                    return Err(TryRecvError::Empty);
                 }
                 // The grant drops at the end of the arm: consumed.
                 Ok(grant) if grant.continues() == mid_message => {
@@ -280,37 +269,37 @@ impl Incoming {
                     // ring, the next read finds it again.
                     grant.keep();
                     self.partial.clear();
-                    return Err(PipeError::TruncatedMessage);
+                    return Err(RecvError::TruncatedMessage.into());
                 }
                 Err(PopError::Empty) => {}
                 Err(e) => {
                     self.partial.clear();
-                    return Err(from_pop(e, mid_message));
+                    return Err(from_pop(e, mid_message).into());
                 }
-            }
-            if patience == Patience::Never {
-                // A try does not sleep, so it never runs the slow check:
-                // probe now and then. Gone: the ring is closed now, and the
-                // next read drains what is left, then reports end of file.
-                if self.probe.due(policy) && self.writer_gone(segment) {
-                    continue;
-                }
-                return Err(PipeError::Empty);
             }
             let ring = &self.ring;
             let writer = ring.owner_words().0;
             let readable = self
                 .consumer
-                .wait_readable(patience.until(), policy, &mut || {
-                    peer_gone(ring, writer, segment)
-                });
+                .wait_readable(until, policy, &mut || peer_gone(ring, writer, segment));
             match readable {
                 Ok(true) => {}
                 Ok(false) => {
                     self.partial.clear();
-                    return Err(eof(mid_message));
+                    return Err(eof(mid_message).into());
                 }
-                Err(TimedOut) => return Err(PipeError::Timeout),
+                Err(TimedOut) => {
+                    // A call that gives up without sleeping (a try, a
+                    // deadline already past) never ran the wait's slow
+                    // check: probe the writer now and then (paced, see
+                    // [`Probe`]). Gone: the ring is closed now, and the
+                    // next read drains what is left, then reports end of
+                    // file.
+                    if self.probe.due(policy) && self.writer_gone(segment) {
+                        continue;
+                    }
+                    return Err(TryRecvError::Empty);
+                }
             }
         }
     }
@@ -324,16 +313,16 @@ impl Incoming {
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] when `deadline` passes while records to skip keep
-    /// coming (checked as in [`next_record`](Incoming::next_record)).
-    pub(super) fn skip_orphans(&mut self, deadline: Option<Deadline>) -> Result<bool, TimedOut> {
+    /// [`TimedOut`] when `until` ([`pinned`]) passes while records to skip
+    /// keep coming (checked as in [`next_record`](Incoming::next_record)).
+    pub(super) fn skip_orphans(&mut self, until: Until) -> Result<bool, TimedOut> {
         if !self.partial.is_empty() {
             return Ok(true);
         }
         loop {
             match self.consumer.read() {
                 Ok(grant) if grant.continues() => {
-                    if Self::overdue(self.taken, self.capacity, deadline) {
+                    if Self::overdue(self.taken, self.capacity, until) {
                         grant.keep(); // left in the ring
                         return Err(TimedOut);
                     }
@@ -351,19 +340,20 @@ impl Incoming {
         }
     }
 
-    /// Reads records into `partial` up to the message's last fragment.
+    /// Reads records into `partial` up to the message's last fragment,
+    /// waiting up to `until` ([`pinned`]) for each.
     /// `false` when the message would exceed `limit` bytes: the record that
     /// crossed it is consumed and `partial` is emptied.
     pub(super) fn read_rest(
         &mut self,
         segment: &Segment,
         policy: &WaitPolicy,
-        patience: Patience,
+        until: Until,
         limit: usize,
-    ) -> Result<bool, PipeError> {
+    ) -> Result<bool, TryRecvError> {
         let fragment = self.fragment;
         loop {
-            let step = self.next_record(segment, policy, patience, |p, msg| {
+            let step = self.next_record(segment, policy, until, |p, msg| {
                 if msg.len().saturating_add(p.len()) > limit {
                     return None;
                 }
@@ -401,29 +391,62 @@ impl Outgoing {
         peer_gone(&self.ring, self.ring.owner_words().1, segment)
     }
 
-    /// Pushes one record, blocking while the ring is full; `continues`
-    /// marks every record of a message but its first (see the
-    /// [framing](super#framing)).
+    /// Sends `msg` as one message, waiting up to `until`: every send of a
+    /// connection ends here.
+    ///
+    /// [`Until::Never`] streams: the reader reassembles while later
+    /// fragments are still being written, so any length goes through any
+    /// ring, and nothing gives up half way. Any other `until` sends all or
+    /// nothing ([`whole`](Outgoing::whole)), so that giving up never leaves
+    /// half a message in the ring.
+    ///
+    /// Gives up with [`TrySendError::Full`] (nothing written) when `until`
+    /// passes first: at once for [`Until::Now`], as the ring's wait decides.
     #[inline]
-    pub(super) fn push(
+    pub(super) fn send(
         &mut self,
-        record: &[u8],
-        continues: bool,
+        msg: &[u8],
+        until: Until,
         segment: &Segment,
         policy: &WaitPolicy,
-    ) -> Result<(), PipeError> {
-        match self.producer.try_push_marked(record, continues) {
-            Ok(()) => return Ok(()),
-            Err(PushError::Full) => {}
-            Err(e) => return Err(from_push(e)),
+    ) -> Result<(), TrySendError> {
+        match until {
+            Until::Never => self
+                .stream(msg, segment, policy)
+                .map_err(TrySendError::Send),
+            until => self.whole(msg, until, segment, policy),
         }
+    }
+
+    /// Sends `msg` record by record, each waiting as long as it takes:
+    /// full-size fragments mean "more follows", a shorter record (empty when
+    /// the length is a multiple) ends the message, and every record but the
+    /// first is marked as continuing it (see the [framing](super#framing)).
+    #[inline]
+    fn stream(
+        &mut self,
+        msg: &[u8],
+        segment: &Segment,
+        policy: &WaitPolicy,
+    ) -> Result<(), SendError> {
         let ring = &self.ring;
         let reader = ring.owner_words().1;
-        self.producer
-            .push_marked(record, continues, None, policy, &mut || {
-                peer_gone(ring, reader, segment)
-            })
-            .map_err(from_push)
+        let gone = &mut || peer_gone(ring, reader, segment);
+        let fragment = self.fragment;
+        if msg.len() < fragment {
+            return self
+                .producer
+                .push_marked(msg, false, Until::Never, policy, gone)
+                .map_err(from_push);
+        }
+        let last: &[u8] = &[];
+        let end = msg.len().is_multiple_of(fragment).then_some(last);
+        for (i, record) in msg.chunks(fragment).chain(end).enumerate() {
+            self.producer
+                .push_marked(record, i > 0, Until::Never, policy, gone)
+                .map_err(from_push)?;
+        }
+        Ok(())
     }
 
     /// Free bytes a fragmented message of `len` bytes (`len >= fragment`)
@@ -451,45 +474,78 @@ impl Outgoing {
         self.max_whole
     }
 
-    /// Sends `msg` whole if it fits in the ring right now, and writes
-    /// nothing otherwise: `Ok(true)` sent, `Ok(false)` no room (yet).
+    /// Sends `msg` whole, waiting for room up to `until`; writes nothing
+    /// if it gives up ([`TrySendError::Full`]).
     ///
-    /// A message shorter than a fragment is one record: one try. A longer
-    /// one goes in only when the free space covers every fragment (see
-    /// [`whole_extent`](Outgoing::whole_extent)); since only we fill the
+    /// A message of one record that fits an empty ring at any position (up
+    /// to [`single_max`](Outgoing::single_max)) is one push, which waits on
+    /// the ring's futex like any push. A longer one needs room for all its
+    /// fragments at once ([`whole_extent`](Outgoing::whole_extent)): it
+    /// goes in when the free space covers them (since only we fill the
     /// ring, that room cannot shrink before the fragments are in, and they
-    /// go in with one publish and one wake. Longer than
-    /// [`max_whole`](Outgoing::max_whole) (which, with fragments of more
-    /// than about half the ring, a single record can be):
-    /// [`PipeError::TooLarge`], since even an empty ring may refuse it.
-    #[inline]
-    pub(super) fn try_whole(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
+    /// go in with one publish and one wake), and otherwise waits on the same
+    /// futex until that much is free (every release of the reader wakes it
+    /// to look). Longer than [`max_whole`](Outgoing::max_whole) (which, with
+    /// fragments of more than about half the ring, a single record can be):
+    /// [`SendError::TooLarge`] at once, since even an empty ring may refuse
+    /// it.
+    fn whole(
+        &mut self,
+        msg: &[u8],
+        until: Until,
+        segment: &Segment,
+        policy: &WaitPolicy,
+    ) -> Result<(), TrySendError> {
         if msg.len() <= self.single_max {
-            return match self.producer.try_push(msg) {
-                Ok(()) => Ok(true),
-                Err(PushError::Full) => Ok(false),
-                Err(e) => Err(from_push(e)),
+            let ring = &self.ring;
+            let reader = ring.owner_words().1;
+            let pushed = self
+                .producer
+                .push(msg, until, policy, &mut || peer_gone(ring, reader, segment));
+            return match pushed {
+                Ok(()) => Ok(()),
+                Err(PushError::Timeout) => Err(self.full_or_broken(segment, policy)),
+                Err(e) => Err(from_push(e).into()),
             };
         }
-        self.try_fragments(msg)
-    }
-
-    /// [`try_whole`](Outgoing::try_whole) for a message longer than
-    /// [`single_max`](Outgoing::single_max): fragmented, or too large.
-    #[inline(never)]
-    fn try_fragments(&mut self, msg: &[u8]) -> Result<bool, PipeError> {
         let max = self.max_whole();
         if msg.len() > max {
-            return Err(PipeError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: msg.len(),
                 max,
-            });
+            }
+            .into());
         }
+        let need = self.whole_extent(msg.len());
+        let until = pinned(until);
+        loop {
+            if self.try_fragments(msg)? {
+                return Ok(());
+            }
+            let ring = &self.ring;
+            let reader = ring.owner_words().1;
+            let room = self.producer.wait_writable(need, until, policy, &mut || {
+                peer_gone(ring, reader, segment)
+            });
+            match room {
+                // Room (or a closed ring, which the next try reports).
+                Ok(true) => {}
+                Ok(false) => return Err(SendError::BrokenPipe.into()),
+                Err(TimedOut) => return Err(self.full_or_broken(segment, policy)),
+            }
+        }
+    }
+
+    /// One try of [`whole`](Outgoing::whole) for a fragmented message of at
+    /// most [`max_whole`](Outgoing::max_whole) bytes: `Ok(true)` sent,
+    /// `Ok(false)` no room for all of it (nothing written).
+    #[inline(never)]
+    fn try_fragments(&mut self, msg: &[u8]) -> Result<bool, SendError> {
         debug_assert!(msg.len() >= self.fragment, "single_max covers the rest");
         if self.ring.closed_flags() != 0 {
-            return Err(PipeError::BrokenPipe);
+            return Err(SendError::BrokenPipe);
         }
-        let free = self.producer.free_bytes().map_err(PipeError::Corrupted)?;
+        let free = self.producer.free_bytes().map_err(SendError::Corrupted)?;
         if free < self.whole_extent(msg.len()) {
             return Ok(false);
         }
@@ -507,7 +563,7 @@ impl Outgoing {
             .map_err(from_push)?;
         if written != count {
             // Only a head moved backwards (a hostile peer) takes room away.
-            return Err(PipeError::Corrupted(Corrupted {
+            return Err(SendError::Corrupted(Corrupted {
                 what: "pipe ring lost room it had",
                 value: written as u64,
             }));
@@ -515,59 +571,15 @@ impl Outgoing {
         Ok(true)
     }
 
-    /// No room for a try: [`PipeError::Full`], or [`PipeError::BrokenPipe`]
-    /// when the reader's process is gone (probed at most once per slice; see
-    /// [`Probe`]).
-    pub(super) fn full_or_broken(&mut self, segment: &Segment, policy: &WaitPolicy) -> PipeError {
+    /// A send gave up: [`TrySendError::Full`], or [`SendError::BrokenPipe`]
+    /// when the reader's process is gone. A send that gives up without
+    /// sleeping (a try) never ran the wait's slow check, so the reader is
+    /// probed here, at most once per slice (see [`Probe`]).
+    fn full_or_broken(&mut self, segment: &Segment, policy: &WaitPolicy) -> TrySendError {
         if self.probe.due(policy) && self.reader_gone(segment) {
-            return PipeError::BrokenPipe;
+            return SendError::BrokenPipe.into();
         }
-        PipeError::Full
-    }
-
-    /// Sends `msg` whole, waiting for room until `deadline`; writes nothing
-    /// if the deadline passes first.
-    ///
-    /// A one-record message sleeps on the ring's futex like any blocking
-    /// push. A fragmented one needs room for all its fragments at once: it
-    /// sleeps on the same futex until that much is free (every release of
-    /// the reader wakes it to look), then tries again.
-    pub(super) fn send_by(
-        &mut self,
-        msg: &[u8],
-        deadline: Deadline,
-        segment: &Segment,
-        policy: &WaitPolicy,
-    ) -> Result<(), PipeError> {
-        if msg.len() <= self.single_max {
-            let ring = &self.ring;
-            let reader = ring.owner_words().1;
-            return self
-                .producer
-                .push(msg, Until::At(deadline), policy, &mut || {
-                    peer_gone(ring, reader, segment)
-                })
-                .map_err(from_push);
-        }
-        let need = self.whole_extent(msg.len());
-        loop {
-            if self.try_whole(msg)? {
-                return Ok(());
-            }
-            let ring = &self.ring;
-            let reader = ring.owner_words().1;
-            let room = self
-                .producer
-                .wait_writable(need, Until::At(deadline), policy, &mut || {
-                    peer_gone(ring, reader, segment)
-                });
-            match room {
-                // Room (or a closed ring, which the next try reports).
-                Ok(true) => {}
-                Ok(false) => return Err(PipeError::BrokenPipe),
-                Err(TimedOut) => return Err(PipeError::Timeout),
-            }
-        }
+        TrySendError::Full
     }
 }
 

@@ -5,7 +5,7 @@
 //! clock, in nanoseconds since its (boot-time) origin. The clock is the same
 //! for every process of a host, so a deadline may even be handed to a peer.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use shmring_core::wait::{Deadline, Until};
 
@@ -45,16 +45,6 @@ pub(crate) fn now_coarse() -> Deadline {
     Deadline(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
-/// Turns a caller's timeout into a deadline, once, at the start of an
-/// operation (DESIGN.md "Blocking").
-///
-/// `None` waits forever (`None`); a zero timeout is a deadline that has
-/// already passed by the time anyone compares it with the clock, which means
-/// "try once"; a huge timeout saturates at the end of time.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
-    timeout.map(|t| now().after(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)))
-}
-
 /// The `_deadline` forms: a caller's [`Instant`] as a point on the clock
 /// futexes measure (both are `CLOCK_MONOTONIC` on Linux, but `Instant`
 /// does not show its value, so the distance from now is carried over). An
@@ -75,6 +65,7 @@ pub(crate) fn nanos_between(earlier: Deadline, later: Deadline) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn now_is_monotonic() {
@@ -85,14 +76,15 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_become_deadlines() {
-        assert_eq!(deadline_after(None), None);
-        let zero = deadline_after(Some(Duration::ZERO)).unwrap();
-        assert!(now() >= zero, "a zero timeout is already passed");
-        let far = deadline_after(Some(Duration::MAX)).unwrap();
-        assert_eq!(far, Deadline(u64::MAX));
-        let t = deadline_after(Some(Duration::from_secs(10))).unwrap();
-        assert!(t > now());
+    fn timeouts_become_waits() {
+        assert_eq!(Until::after(Duration::ZERO), Until::Now);
+        assert_eq!(Until::after(Duration::MAX), Until::After(u64::MAX));
+        assert_eq!(
+            Until::after(Duration::from_secs(10)),
+            Until::After(10_000_000_000)
+        );
+        let at = Until::after(Duration::from_secs(10)).deadline(now).unwrap();
+        assert!(at > now());
     }
 
     #[test]

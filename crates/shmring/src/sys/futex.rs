@@ -124,7 +124,7 @@ mod tests {
 
     use super::*;
     use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
-    use crate::sys::deadline_after;
+    use crate::sys::now;
 
     const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 
@@ -201,10 +201,10 @@ mod tests {
         let _dog = Watchdog::new(Duration::from_secs(20), "timed futex wait");
         let word = AtomicU32::new(7);
         let start = Instant::now();
-        let deadline = deadline_after(Some(Duration::from_millis(100)));
+        let deadline = now().after(100_000_000);
         // Spurious returns are allowed: loop until the deadline has passed.
-        while FutexWaiter::new().now() < deadline.unwrap() {
-            FutexWaiter::new().wait(&word, 7, deadline);
+        while FutexWaiter::new().now() < deadline {
+            FutexWaiter::new().wait(&word, 7, Some(deadline));
         }
         assert!(start.elapsed() >= Duration::from_millis(100));
     }
@@ -214,7 +214,7 @@ mod tests {
         let _dog = Watchdog::new(Duration::from_secs(20), "futex wait that must not sleep");
         let word = AtomicU32::new(1);
         FutexWaiter::new().wait(&word, 0, None); // value differs: EAGAIN at once
-        FutexWaiter::new().wait(&word, 1, deadline_after(Some(Duration::ZERO)));
+        FutexWaiter::new().wait(&word, 1, Some(now()));
         FutexWaiter::new().wake(&word, u32::MAX); // nobody sleeping: harmless
     }
 }

@@ -16,5 +16,5 @@ pub(crate) mod lock;
 pub(crate) mod process;
 pub(crate) mod shm;
 
-pub(crate) use clock::{deadline_after, now, now_coarse, until_instant};
+pub(crate) use clock::{now, now_coarse, until_instant};
 pub use futex::FutexWaiter;

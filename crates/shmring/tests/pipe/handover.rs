@@ -13,11 +13,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use shmring::pipe::{Connection, End, Pipe, PipeError};
+use shmring::pipe::{
+    Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
 use shmring::{AttachError, CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until};
 
-use super::{dog, small};
+use super::{dog, small, PipeConfig};
 
 /// Bytes in front of a framed message's filler.
 const HEAD: usize = 24;
@@ -92,8 +95,8 @@ fn read_to_end(conn: &mut Connection) -> Vec<Got> {
                 Some((w, s)) => Got::Whole(w, s),
                 None => Got::Torn(msg.len()),
             }),
-            Err(PipeError::Eof) => return got,
-            Err(PipeError::TruncatedMessage) => got.push(Got::Truncated),
+            Err(RecvTimeoutError::Recv(RecvError::Eof)) => return got,
+            Err(RecvTimeoutError::Recv(RecvError::TruncatedMessage)) => got.push(Got::Truncated),
             Err(e) => {
                 got.push(Got::Stuck(e.to_string()));
                 return got;
@@ -129,7 +132,7 @@ fn handover_child() {
             for (seq, len) in schedule.into_iter().enumerate() {
                 match conn.send_bytes(&framed(id, seq as u32, len), 0, None) {
                     Ok(()) => {}
-                    Err(PipeError::BrokenPipe) => return,
+                    Err(SendError::BrokenPipe) => return,
                     Err(e) => panic!("write-messages: {e}"),
                 }
             }
@@ -138,7 +141,7 @@ fn handover_child() {
         // and waits to be killed.
         "drain-then-hang" => {
             let mut conn = named(End::First);
-            assert_eq!(conn.try_recv_bytes(None), Err(PipeError::Empty));
+            assert_eq!(conn.try_recv_bytes(None), Err(TryRecvError::Empty));
             println!("handover: drained");
             std::thread::sleep(Duration::from_secs(600));
         }
@@ -155,7 +158,15 @@ fn handover_child() {
 /// A named simplex pipe with 4 KiB rings and 256-byte fragments.
 fn named_small(prefix: &str) -> (String, Pipe) {
     let name = unique_name(prefix);
-    let pipe = Pipe::create(&name, false, small(), &CreateOptions::default()).unwrap();
+    let pipe = Pipe::create(
+        &name,
+        PipeConfig {
+            duplex: false,
+            ..small()
+        },
+        &CreateOptions::default(),
+    )
+    .unwrap();
     (name, pipe)
 }
 
@@ -220,14 +231,14 @@ fn a_writer_killed_mid_message_and_replaced_splices_nothing() {
         let (name, pipe) = named_small("pipe-writer-replaced");
         let mut reader = pipe.connection(End::First).unwrap();
         let mut dead = spawn_named("write-messages", &name, 1, 10_000);
-        assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+        assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
         std::thread::sleep(Duration::from_millis(150)); // it fills the ring
         if reader_took_some {
             // The start of its first message, taken into the reader while
             // the writer is stopped (a running writer can keep up with the
             // try, which then returns the whole message).
             stop(&dead);
-            assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+            assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
             let_it_fill(&dead); // it refills the ring, and is stopped again
         }
         dead.kill().unwrap();
@@ -260,10 +271,10 @@ fn writer_mid_message(prefix: &str, first: usize) -> (String, Pipe, Child, Conne
     let (name, pipe) = named_small(prefix);
     let mut reader = pipe.connection(End::First).unwrap();
     let writer = spawn_named("write-messages", &name, 1, first);
-    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(150));
     stop(&writer);
-    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+    assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
     // More of the same message, in the ring this time.
     let_it_fill(&writer);
     (name, pipe, writer, reader)
@@ -292,9 +303,9 @@ fn a_reader_killed_mid_message_is_replaced_without_a_torn_message() {
         // it may hold the start of the next one too, if the writer got
         // that far.)
         if first == 10_000 {
-            assert_eq!(reader.poll(Some(Duration::ZERO)), Ok(false));
+            assert_eq!(reader.poll(), Ok(false));
         }
-        assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+        assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
         signal(&writer, libc::SIGCONT);
         assert_eq!(read_to_end(&mut reader), wholes(1, 1..=5), "first {first}");
         assert!(wait_child(writer, Duration::from_secs(30)).success());
@@ -364,7 +375,7 @@ fn an_end_claimed_after_a_bad_message_length_starts_at_the_next_message() {
     writer.send_bytes(&framed(1, 1, 40), 0, None).unwrap();
     assert!(matches!(
         reader.recv_bytes(Some(300)),
-        Err(PipeError::BadMessageLength { maxlength: 300 })
+        Err(RecvError::BadMessageLength { maxlength: 300 })
     ));
     assert!(reader.closed());
     drop(writer);
@@ -387,13 +398,16 @@ fn a_reader_end_reopened_after_close_sees_the_end() {
     writer.send_bytes(&framed(1, 0, 40), 0, None).unwrap();
     writer.send_bytes(&framed(1, 1, 1_000), 0, None).unwrap();
     reader.close();
-    assert_eq!(writer.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(writer.send(&1u8), Err(SendError::BrokenPipe));
     // Another process's way first (by name): it used to wait forever.
     let mut again = Connection::open(&name, End::First, &OpenOptions::default()).unwrap();
-    assert!(again.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(again.poll_timeout(Duration::from_secs(20)).unwrap());
     assert_eq!(read_to_end(&mut again), wholes(1, 0..=1));
-    assert!(again.poll(Some(Duration::ZERO)).unwrap(), "end of file");
-    assert_eq!(again.try_recv_bytes(None), Err(PipeError::Eof));
+    assert!(again.poll().unwrap(), "end of file");
+    assert_eq!(
+        again.try_recv_bytes(None),
+        Err(TryRecvError::Recv(RecvError::Eof))
+    );
     drop(again);
     // The handle that closed it may claim it again (it used to say the end
     // was held by this very process).
@@ -402,9 +416,9 @@ fn a_reader_end_reopened_after_close_sees_the_end() {
         .expect("an end this handle closed can be claimed again");
     assert_eq!(
         third.recv_timeout::<Vec<u8>>(Duration::from_secs(20)),
-        Err(PipeError::Eof)
+        Err(RecvTimeoutError::Recv(RecvError::Eof))
     );
-    assert_eq!(writer.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(writer.send(&1u8), Err(SendError::BrokenPipe));
 }
 
 /// The symmetric case: a writer end reopened after close stays broken, and
@@ -424,11 +438,14 @@ fn a_writer_end_reopened_after_close_stays_broken() {
             pipe.connection(End::Second)
                 .expect("an end this handle closed can be claimed again")
         };
-        assert_eq!(again.send(&1u8), Err(PipeError::BrokenPipe));
-        assert_eq!(again.try_send(&1u8), Err(PipeError::BrokenPipe));
+        assert_eq!(again.send(&1u8), Err(SendError::BrokenPipe));
+        assert_eq!(
+            again.try_send(&1u8),
+            Err(TrySendError::Send(SendError::BrokenPipe))
+        );
         assert_eq!(
             again.send_timeout(&vec![0u8; 1_000], Duration::from_secs(1)),
-            Err(PipeError::BrokenPipe)
+            Err(SendTimeoutError::Send(SendError::BrokenPipe))
         );
     }
     assert_eq!(read_to_end(&mut reader), wholes(1, 0..=0));
@@ -439,16 +456,16 @@ fn a_writer_end_reopened_after_close_stays_broken() {
 fn a_duplex_end_reopened_after_close_sees_the_end_both_ways() {
     let _dog = dog("duplex reopened");
     let name = unique_name("pipe-reopen-duplex");
-    let pipe = Pipe::create(&name, true, small(), &CreateOptions::default()).unwrap();
+    let pipe = Pipe::create(&name, small(), &CreateOptions::default()).unwrap();
     let mut a = pipe.connection(End::First).unwrap();
     let mut b = pipe.connection(End::Second).unwrap();
     b.send_bytes(&framed(2, 0, 700), 0, None).unwrap();
     a.close();
-    assert_eq!(b.send(&1u8), Err(PipeError::BrokenPipe));
-    assert_eq!(b.recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(b.send(&1u8), Err(SendError::BrokenPipe));
+    assert_eq!(b.recv_bytes(None), Err(RecvError::Eof));
     let mut again = pipe.connection(End::First).unwrap();
     assert_eq!(read_to_end(&mut again), wholes(2, 0..=0));
-    assert_eq!(again.send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(again.send(&1u8), Err(SendError::BrokenPipe));
 }
 
 /// Claiming an end this process still holds says so, instead of naming our
@@ -479,7 +496,7 @@ fn a_writer_stopped_mid_message_loses_and_tears_nothing() {
     let (name, pipe) = named_small("pipe-writer-stopped");
     let mut reader = pipe.connection(End::First).unwrap();
     let writer = spawn_named("write-messages", &name, 1, 10_000);
-    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(150)); // mid-message, ring full
     stop(&writer);
     let reading = std::thread::spawn(move || read_to_end(&mut reader));
@@ -499,7 +516,11 @@ fn a_reader_stopped_mid_message_loses_and_tears_nothing() {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::sync::Arc;
     let _dog = dog("reader stopped");
-    let (reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let mut cmd = spawn_role("handover::handover_child", "read-to-end", &[]);
     reader.share_with_child(&mut cmd, super::VAR).unwrap();
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
@@ -561,7 +582,7 @@ const _: () = {
 fn threads_sharing_a_connection_behind_a_mutex_never_interleave() {
     use std::sync::{Arc, Mutex};
     let _dog = dog("threads share");
-    let (a, b) = Pipe::with_config(true, small()).unwrap();
+    let (a, b) = Pipe::with_config(small()).unwrap();
     let (a, b) = (Arc::new(Mutex::new(a)), Arc::new(Mutex::new(b)));
     let per_thread = 50u32;
     let senders: Vec<_> = (0..2u32)
@@ -586,8 +607,8 @@ fn threads_sharing_a_connection_behind_a_mutex_never_interleave() {
                     let msg = b.lock().unwrap().try_recv_bytes(None);
                     match msg {
                         Ok(m) => got.push(whole(&m).ok_or(m.len())),
-                        Err(PipeError::Empty) => std::thread::yield_now(),
-                        Err(PipeError::Eof) => return got,
+                        Err(TryRecvError::Empty) => std::thread::yield_now(),
+                        Err(TryRecvError::Recv(RecvError::Eof)) => return got,
                         Err(e) => panic!("{e}"),
                     }
                 }

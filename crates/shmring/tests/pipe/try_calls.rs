@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{Pipe, PipeConfig, PipeError};
+use shmring::pipe::{
+    Pipe, PipeConfig, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
 use shmring_testkit::{role, spawn_role, wait_child, wait_until};
 
 use super::{dog, pattern, small, spawn_with};
@@ -37,34 +40,49 @@ const SIZES: [usize; 12] = [
 fn try_recv_on_an_empty_pipe_is_empty_not_eof() {
     let _dog = dog("try empty");
     let (mut a, mut b) = Pipe::new(true).unwrap();
-    assert_eq!(b.try_recv::<u32>(), Err(PipeError::Empty));
-    assert_eq!(b.try_recv_bytes(None), Err(PipeError::Empty));
+    assert_eq!(b.try_recv::<u32>(), Err(TryRecvError::Empty));
+    assert_eq!(b.try_recv_bytes(None), Err(TryRecvError::Empty));
     assert_eq!(
-        PipeError::Empty.to_string(),
+        TryRecvError::Empty.to_string(),
         "no message to receive right now"
     );
     a.try_send(&7u32).unwrap();
     a.try_send_bytes(b"hello", 1, Some(3)).unwrap();
     assert_eq!(b.try_recv::<u32>().unwrap(), 7);
     assert_eq!(b.try_recv_bytes(None).unwrap(), b"ell");
-    assert_eq!(b.try_recv::<u32>(), Err(PipeError::Empty));
+    assert_eq!(b.try_recv::<u32>(), Err(TryRecvError::Empty));
     a.send(&9u32).unwrap();
     assert_eq!(b.recv_timeout::<u32>(Duration::from_secs(5)), Ok(9));
     drop(a);
-    assert_eq!(b.try_recv::<u32>(), Err(PipeError::Eof));
-    assert_eq!(b.try_send(&1u8), Err(PipeError::BrokenPipe));
+    assert_eq!(b.try_recv::<u32>(), Err(TryRecvError::Recv(RecvError::Eof)));
+    assert_eq!(
+        b.try_send(&1u8),
+        Err(TrySendError::Send(SendError::BrokenPipe))
+    );
     // Direction and closed-handle errors, as for the blocking calls.
     let (mut reader, mut writer) = Pipe::new(false).unwrap();
-    assert_eq!(reader.try_send(&1u8), Err(PipeError::ReadOnly));
-    assert_eq!(writer.try_recv::<u8>(), Err(PipeError::WriteOnly));
+    assert_eq!(
+        reader.try_send(&1u8),
+        Err(TrySendError::Send(SendError::ReadOnly))
+    );
+    assert_eq!(
+        writer.try_recv::<u8>(),
+        Err(TryRecvError::Recv(RecvError::WriteOnly))
+    );
     assert_eq!(
         writer.try_send_bytes(b"x", 2, None),
-        Err(PipeError::OffsetBeyondBuffer)
+        Err(TrySendError::Send(SendError::OffsetBeyondBuffer))
     );
     assert_eq!(reader.max_whole_message(), None);
     writer.close();
-    assert_eq!(writer.try_send(&1u8), Err(PipeError::HandleClosed));
-    assert_eq!(reader.try_recv::<u8>(), Err(PipeError::Eof));
+    assert_eq!(
+        writer.try_send(&1u8),
+        Err(TrySendError::Send(SendError::HandleClosed))
+    );
+    assert_eq!(
+        reader.try_recv::<u8>(),
+        Err(TryRecvError::Recv(RecvError::Eof))
+    );
 }
 
 #[test]
@@ -74,7 +92,7 @@ fn try_recv_bytes_into_copies_every_length_and_keeps_python_errors() {
     let mut buf = [0xEEu8; 80];
     assert_eq!(
         reader.try_recv_bytes_into(&mut buf, 0),
-        Err(PipeError::Empty)
+        Err(TryRecvError::Empty)
     );
     // Every length around the word copies (0–7 bytewise, 8–16 as two
     // overlapping words, longer with memcpy), at offsets that leave the
@@ -99,48 +117,58 @@ fn try_recv_bytes_into_copies_every_length_and_keeps_python_errors() {
     writer.try_send_bytes(&[7u8; 12], 0, None).unwrap();
     assert_eq!(
         reader.try_recv_bytes_into(&mut buf[..12], 1),
-        Err(PipeError::BufferTooShort(vec![7u8; 12]))
+        Err(TryRecvError::Recv(RecvError::BufferTooShort(vec![7u8; 12])))
     );
     assert_eq!(
         reader.try_recv_bytes_into(&mut buf, 81),
-        Err(PipeError::OffsetTooLarge)
+        Err(TryRecvError::Recv(RecvError::OffsetTooLarge))
     );
     assert_eq!(
         reader.try_recv_bytes_into(&mut buf, 0),
-        Err(PipeError::Empty)
+        Err(TryRecvError::Empty)
     );
     drop(writer);
-    assert_eq!(reader.try_recv_bytes_into(&mut buf, 0), Err(PipeError::Eof));
+    assert_eq!(
+        reader.try_recv_bytes_into(&mut buf, 0),
+        Err(TryRecvError::Recv(RecvError::Eof))
+    );
 }
 
 #[test]
 fn try_send_on_a_full_ring_writes_nothing() {
     let _dog = dog("try full");
-    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let mut sent = 0u8;
     loop {
         match writer.try_send_bytes(&[sent; 100], 0, None) {
             Ok(()) => sent += 1,
-            Err(PipeError::Full) => break,
+            Err(TrySendError::Full) => break,
             Err(e) => panic!("{e}"),
         }
     }
     assert_eq!(sent, 36, "100-byte messages take 112 bytes of 4096");
     // Neither a one-record message nor a fragmented one goes in partly.
     let big = pattern(1000, 4);
-    assert_eq!(writer.try_send_bytes(&big, 0, None), Err(PipeError::Full));
-    assert_eq!(writer.try_send(&1u64), Err(PipeError::Full));
+    assert_eq!(
+        writer.try_send_bytes(&big, 0, None),
+        Err(TrySendError::Full)
+    );
+    assert_eq!(writer.try_send(&1u64), Err(TrySendError::Full));
     assert_eq!(reader.recv_bytes(None).unwrap(), [0; 100]);
     assert_eq!(
         writer.try_send_bytes(&big, 0, None),
-        Err(PipeError::Full),
+        Err(TrySendError::Full),
         "one message out is not room for 1000 bytes"
     );
     for i in 1..sent {
         assert_eq!(reader.try_recv_bytes(None).unwrap(), [i; 100]);
     }
     assert!(
-        !reader.poll(Some(Duration::ZERO)).unwrap(),
+        !reader.poll().unwrap(),
         "no fragment of a refused message is in the ring"
     );
     writer.try_send_bytes(b"next", 0, None).unwrap();
@@ -152,7 +180,7 @@ fn try_send_on_a_full_ring_writes_nothing() {
     writer.try_send_bytes(&big, 0, None).unwrap();
     assert_eq!(reader.try_recv_bytes(None).unwrap(), big);
     assert_eq!(
-        PipeError::Full.to_string(),
+        TrySendError::Full.to_string(),
         "no room for the message right now"
     );
 }
@@ -160,22 +188,26 @@ fn try_send_on_a_full_ring_writes_nothing() {
 #[test]
 fn a_message_that_never_fits_whole_is_too_large_for_try_and_timeout() {
     let _dog = dog("too large");
-    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     assert_eq!(writer.max_whole_message(), Some(SMALL_MAX_WHOLE));
     let msg = pattern(SMALL_MAX_WHOLE + 1, 5);
-    let too_large = PipeError::TooLarge {
+    let too_large = SendError::TooLarge {
         len: SMALL_MAX_WHOLE + 1,
         max: SMALL_MAX_WHOLE,
     };
-    assert_eq!(writer.try_send_bytes(&msg, 0, None), Err(too_large.clone()));
+    assert_eq!(
+        writer.try_send_bytes(&msg, 0, None),
+        Err(TrySendError::Send(too_large.clone()))
+    );
     assert_eq!(
         writer.send_timeout(&msg, Duration::from_secs(5)),
-        Err(too_large)
+        Err(SendTimeoutError::Send(too_large))
     );
-    assert!(
-        !reader.poll(Some(Duration::ZERO)).unwrap(),
-        "nothing written"
-    );
+    assert!(!reader.poll().unwrap(), "nothing written");
     writer.send_bytes(&msg, 0, None).unwrap(); // the blocking send streams
     assert_eq!(reader.recv_bytes(None).unwrap(), msg);
     // The default ring: about three quarters of 256 KiB.
@@ -193,7 +225,11 @@ fn the_longest_whole_message_fits_at_every_ring_position() {
     // A fresh ring per start position, moved there 8 bytes (one empty
     // record) at a time.
     for shift in 0..4096 / 8 {
-        let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+        let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+            duplex: false,
+            ..small()
+        })
+        .unwrap();
         for _ in 0..shift {
             writer.try_send_bytes(b"", 0, None).unwrap();
             assert_eq!(reader.try_recv_bytes(None).unwrap(), b"");
@@ -261,8 +297,13 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
             let config = PipeConfig {
                 ring_bytes: ring,
                 fragment_bytes: Some(fragment),
+                ..PipeConfig::default()
             };
-            let (mut reader, mut writer) = Pipe::with_config(false, config).unwrap();
+            let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+                duplex: false,
+                ..config
+            })
+            .unwrap();
             let max = writer.max_whole_message().unwrap();
             let what = format!("ring {ring}, fragment {fragment}, max {max}");
             // Not shrunk beyond need: every one-record message up to
@@ -273,7 +314,7 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
             );
             let msg = pattern(max, fragment as u8);
             let over = pattern(max + 1, 1);
-            let too_large = Err(PipeError::TooLarge { len: max + 1, max });
+            let too_large: Result<(), SendError> = Err(SendError::TooLarge { len: max + 1, max });
             let mut index = 0;
             // Every start position for the small rings; for the 4 KiB one,
             // the first and last 512 bytes and every 40th position between.
@@ -285,7 +326,7 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
                     move_empty_ring_to(&mut reader, &mut writer, (ring, fragment), index, position);
                 assert_eq!(
                     writer.try_send_bytes(&over, 0, None),
-                    too_large,
+                    too_large.clone().map_err(TrySendError::Send),
                     "{what}, position {position}"
                 );
                 match position % 3 {
@@ -300,14 +341,14 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
                     reader.try_recv_bytes(None).unwrap() == msg,
                     "{what}, position {position}"
                 );
-                assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+                assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
                 // Where the message left the ring (records and padding).
                 index = (index + ring_advance(ring, fragment, index, max)) % ring;
                 checked += 1;
             }
             assert_eq!(
                 writer.send_timeout(&over, Duration::from_millis(1)),
-                too_large,
+                too_large.map_err(SendTimeoutError::Send),
                 "{what}"
             );
         }
@@ -338,11 +379,15 @@ fn ring_advance(ring: u64, fragment: u64, index: u64, len: usize) -> u64 {
 #[test]
 fn timed_calls_wait_at_least_their_timeout_and_write_nothing() {
     let _dog = dog("timeouts");
-    let (mut reader, mut writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let start = Instant::now();
     assert_eq!(
         reader.recv_timeout::<u32>(Duration::from_millis(50)),
-        Err(PipeError::Timeout)
+        Err(RecvTimeoutError::Timeout)
     );
     assert!(start.elapsed() >= Duration::from_millis(50));
     while writer.try_send_bytes(&[9; 100], 0, None).is_ok() {}
@@ -350,7 +395,7 @@ fn timed_calls_wait_at_least_their_timeout_and_write_nothing() {
         let start = Instant::now();
         assert_eq!(
             writer.send_timeout(&vec![1u8; len], Duration::from_millis(50)),
-            Err(PipeError::Timeout),
+            Err(SendTimeoutError::Timeout),
             "{what}"
         );
         assert!(start.elapsed() >= Duration::from_millis(50), "{what}");
@@ -358,17 +403,14 @@ fn timed_calls_wait_at_least_their_timeout_and_write_nothing() {
     for _ in 0..36 {
         assert_eq!(reader.try_recv_bytes(None).unwrap(), [9; 100]);
     }
-    assert!(
-        !reader.poll(Some(Duration::ZERO)).unwrap(),
-        "nothing written"
-    );
+    assert!(!reader.poll().unwrap(), "nothing written");
     writer.try_send_bytes(b"next", 0, None).unwrap();
     assert_eq!(
         reader.try_recv_bytes(None).unwrap(),
         b"next",
         "no fragment before"
     );
-    assert_eq!(PipeError::Timeout.to_string(), "timed out");
+    assert_eq!(RecvTimeoutError::Timeout.to_string(), "timed out");
     // A timed send of a fragmented message goes through once there is room.
     while writer.try_send_bytes(&[9; 100], 0, None).is_ok() {}
     let drainer = std::thread::spawn(move || {
@@ -406,7 +448,7 @@ pub(crate) fn child_role(role: &str, conn: &mut shmring::pipe::Connection) -> bo
                     loop {
                         match conn.try_send_bytes(&msg, 0, None) {
                             Ok(()) => break,
-                            Err(PipeError::Full) => std::thread::yield_now(),
+                            Err(TrySendError::Full) => std::thread::yield_now(),
                             Err(e) => panic!("try-send-sizes: {e}"),
                         }
                     }
@@ -426,7 +468,11 @@ pub(crate) fn child_role(role: &str, conn: &mut shmring::pipe::Connection) -> bo
 #[test]
 fn fragmented_messages_through_try_calls_between_processes() {
     let _dog = dog("try between processes");
-    let (mut reader, writer) = Pipe::with_config(false, small()).unwrap();
+    let (mut reader, writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let child = spawn_with(&writer, "try-send-sizes");
     drop(writer);
     for round in 0..20u8 {
@@ -439,7 +485,7 @@ fn fragmented_messages_through_try_calls_between_processes() {
                 };
                 match got {
                     Ok(m) => break m,
-                    Err(PipeError::Empty) => std::thread::yield_now(),
+                    Err(TryRecvError::Empty) => std::thread::yield_now(),
                     Err(e) => panic!("round {round}, length {len}: {e}"),
                 }
             };
@@ -447,7 +493,10 @@ fn fragmented_messages_through_try_calls_between_processes() {
         }
     }
     assert!(wait_child(child, Duration::from_secs(30)).success());
-    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(
+        reader.try_recv_bytes(None),
+        Err(TryRecvError::Recv(RecvError::Eof))
+    );
 }
 
 use shmring_testkit::is_stopped;
@@ -459,10 +508,14 @@ fn signal(child: &std::process::Child, sig: libc::c_int) {
 /// A child sends a 10 000-byte message through a 4 KiB ring and is stopped
 /// once the ring is full: the reader can only get part of the message.
 fn half_sent(config_child: &str) -> (shmring::pipe::Connection, std::process::Child) {
-    let (mut reader, writer) = Pipe::with_config(false, small()).unwrap();
+    let (reader, writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
     let child = spawn_with(&writer, config_child);
     drop(writer);
-    assert!(reader.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(100)); // it fills the ring
     signal(&child, libc::SIGSTOP);
     assert!(wait_until(Duration::from_secs(10), || is_stopped(
@@ -475,17 +528,17 @@ fn half_sent(config_child: &str) -> (shmring::pipe::Connection, std::process::Ch
 fn a_half_received_message_is_kept_across_try_and_timed_calls() {
     let _dog = dog("partial kept");
     let (mut reader, mut child) = half_sent("send-pattern-then-hang");
-    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
-    assert_eq!(reader.try_recv::<Vec<u8>>(), Err(PipeError::Empty));
+    assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
+    assert_eq!(reader.try_recv::<Vec<u8>>(), Err(TryRecvError::Empty));
     let mut into = vec![0u8; 20_000];
     assert_eq!(
         reader.try_recv_bytes_into(&mut into, 0),
-        Err(PipeError::Empty)
+        Err(TryRecvError::Empty)
     );
     let start = Instant::now();
     assert_eq!(
         reader.recv_timeout::<Vec<u8>>(Duration::from_millis(50)),
-        Err(PipeError::Timeout)
+        Err(RecvTimeoutError::Timeout)
     );
     assert!(start.elapsed() >= Duration::from_millis(50));
     signal(&child, libc::SIGCONT);
@@ -502,23 +555,26 @@ fn a_half_received_message_is_kept_across_try_and_timed_calls() {
 fn a_writer_killed_mid_message_is_a_truncated_message_for_try_recv() {
     let _dog = dog("partial truncated");
     let (mut reader, mut child) = half_sent("send-pattern-then-hang");
-    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Empty));
+    assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
     child.kill().unwrap();
     child.wait().unwrap();
     let start = Instant::now();
     let err = loop {
         match reader.try_recv_bytes(None) {
-            Err(PipeError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
             other => break other,
         }
     };
-    assert_eq!(err, Err(PipeError::TruncatedMessage));
+    assert_eq!(err, Err(TryRecvError::Recv(RecvError::TruncatedMessage)));
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "took {:?}",
         start.elapsed()
     );
-    assert_eq!(reader.try_recv_bytes(None), Err(PipeError::Eof));
+    assert_eq!(
+        reader.try_recv_bytes(None),
+        Err(TryRecvError::Recv(RecvError::Eof))
+    );
 }
 
 #[test]
@@ -530,22 +586,22 @@ fn try_recv_reports_eof_after_the_writer_is_killed() {
     for i in 0..3u32 {
         let got = loop {
             match reader.try_recv::<u32>() {
-                Err(PipeError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+                Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
                 other => break other,
             }
         };
         assert_eq!(got, Ok(i));
     }
-    assert_eq!(reader.try_recv::<u32>(), Err(PipeError::Empty), "alive");
+    assert_eq!(reader.try_recv::<u32>(), Err(TryRecvError::Empty), "alive");
     child.kill().unwrap(); // a zombie until reaped
     let start = Instant::now();
     let got = loop {
         match reader.try_recv::<u32>() {
-            Err(PipeError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
             other => break other,
         }
     };
-    assert_eq!(got, Err(PipeError::Eof));
+    assert_eq!(got, Err(TryRecvError::Recv(RecvError::Eof)));
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "took {:?}",
@@ -568,17 +624,21 @@ fn try_send_reports_broken_pipe_after_the_reader_is_killed() {
     let err = loop {
         match parent.try_send_bytes(&chunk, 0, None) {
             Ok(()) => {}
-            Err(PipeError::Full) => std::thread::sleep(Duration::from_millis(1)),
+            Err(TrySendError::Full) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => break e,
         }
     };
-    assert_eq!(err, PipeError::BrokenPipe);
+    assert_eq!(err, TrySendError::Send(SendError::BrokenPipe));
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "took {:?}",
         start.elapsed()
     );
-    assert_eq!(parent.try_send(&1u8), Err(PipeError::BrokenPipe), "latched");
+    assert_eq!(
+        parent.try_send(&1u8),
+        Err(TrySendError::Send(SendError::BrokenPipe)),
+        "latched"
+    );
     child.wait().unwrap();
 }
 
@@ -651,7 +711,7 @@ fn trap_futex() -> std::io::Result<()> {
 #[test]
 fn no_futex_child() {
     let Some(role) = role() else { return };
-    let (mut a, mut b) = Pipe::with_config(true, small()).unwrap();
+    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
     // The ends go back to this thread: closing one wakes (futex) anyone
     // who might sleep on its rings.
     let checker = std::thread::spawn(move || {
@@ -660,34 +720,45 @@ fn no_futex_child() {
         }
         if role == "timed-poll" {
             // The control: a poll that sleeps calls futex(2).
-            let _ = b.poll(Some(Duration::from_millis(1)));
+            let _ = b.poll_timeout(Duration::from_millis(1));
             return (Vec::new(), a, b);
         }
-        let mut seen = vec![b.try_recv_bytes(None)]; // empty: probes liveness
+        // Each call's error as its `Debug` text: the calls have their own
+        // error types.
+        let text = |e: &dyn std::fmt::Debug| format!("{e:?}");
+        let mut seen = vec![b.try_recv_bytes(None).map_err(|e| text(&e))]; // empty: probes liveness
         let big = pattern(1000, 2);
         let mut sent = 0;
         while a.try_send_bytes(&big, 0, None).is_ok() {
             sent += 1;
         }
-        seen.push(a.try_send_bytes(&big, 0, None).map(|()| Vec::new())); // full: probes liveness
+        // full: probes liveness
+        seen.push(
+            a.try_send_bytes(&big, 0, None)
+                .map(|()| Vec::new())
+                .map_err(|e| text(&e)),
+        );
         for _ in 0..sent {
-            seen.push(b.try_recv_bytes(None));
+            seen.push(b.try_recv_bytes(None).map_err(|e| text(&e)));
         }
-        seen.push(b.try_recv_bytes(None));
-        seen.push(b.poll(Some(Duration::ZERO)).map(|_| Vec::new()));
+        seen.push(b.try_recv_bytes(None).map_err(|e| text(&e)));
+        seen.push(b.poll().map(|_| Vec::new()).map_err(|e| text(&e)));
         (seen, a, b)
     });
     let (seen, a, b) = checker.join().unwrap();
     drop((a, b));
     if !seen.is_empty() {
         let big = pattern(1000, 2);
-        assert_eq!(seen[0], Err(PipeError::Empty));
-        assert_eq!(seen[1], Err(PipeError::Full));
+        assert_eq!(seen[0], Err(format!("{:?}", TryRecvError::Empty)));
+        assert_eq!(seen[1], Err(format!("{:?}", TrySendError::Full)));
         assert!(seen.len() > 4, "at least one message went through");
         assert!(seen[2..seen.len() - 2]
             .iter()
             .all(|m| m.as_ref() == Ok(&big)));
-        assert_eq!(seen[seen.len() - 2], Err(PipeError::Empty));
+        assert_eq!(
+            seen[seen.len() - 2],
+            Err(format!("{:?}", TryRecvError::Empty))
+        );
     }
 }
 
@@ -711,4 +782,143 @@ fn try_calls_make_no_futex_call_without_a_sleeper() {
         Some(0),
         "a try made a futex call (77) or failed"
     );
+}
+
+#[test]
+fn the_deadline_forms_give_up_at_their_instant_and_a_past_one_is_a_try() {
+    let _dog = dog("deadline forms");
+    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
+        duplex: false,
+        ..small()
+    })
+    .unwrap();
+    let past = Instant::now();
+    assert_eq!(
+        reader.recv_deadline::<u32>(past),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(
+        reader.recv_bytes_deadline(None, past),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(
+        reader.recv_bytes_into_deadline(&mut [0; 8], 0, past),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(!reader.poll_deadline(past).unwrap());
+    let start = Instant::now();
+    let soon = start + Duration::from_millis(30);
+    assert_eq!(
+        reader.recv_deadline::<u32>(soon),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30), "waited");
+    assert!(!reader
+        .poll_deadline(Instant::now() + Duration::from_millis(10))
+        .unwrap());
+    // What is there is taken even by a deadline already past (a try).
+    writer.send_deadline(&7u32, past).unwrap();
+    writer
+        .send_bytes_deadline(b"abcdef", 1, Some(3), past)
+        .unwrap();
+    writer
+        .send_bytes_timeout(b"xyz", 0, None, Duration::ZERO)
+        .unwrap();
+    assert!(reader.poll_deadline(past).unwrap());
+    assert_eq!(reader.recv_deadline::<u32>(past), Ok(7));
+    let mut buf = [0u8; 8];
+    assert_eq!(reader.recv_bytes_into_deadline(&mut buf, 2, past), Ok(3));
+    assert_eq!(&buf[2..5], b"bcd");
+    assert_eq!(
+        reader.recv_bytes_timeout(None, Duration::ZERO),
+        Ok(b"xyz".to_vec())
+    );
+    // A full ring: the timed sends give up with Timeout, nothing written.
+    let chunk = pattern(1000, 3);
+    while writer.try_send_bytes(&chunk, 0, None).is_ok() {}
+    let deadline = Instant::now() + Duration::from_millis(20);
+    assert_eq!(
+        writer.send_bytes_deadline(&chunk, 0, None, deadline),
+        Err(SendTimeoutError::Timeout)
+    );
+    assert!(Instant::now() >= deadline, "waited for the deadline");
+    assert_eq!(
+        writer.send_deadline(&chunk, Instant::now()),
+        Err(SendTimeoutError::Timeout)
+    );
+    // The argument errors come through every form, wrapped.
+    assert_eq!(
+        writer.send_bytes_deadline(b"x", 2, None, past),
+        Err(SendTimeoutError::Send(SendError::OffsetBeyondBuffer))
+    );
+    assert_eq!(
+        reader.recv_bytes_into_timeout(&mut [0; 2], 3, Duration::ZERO),
+        Err(RecvTimeoutError::Recv(RecvError::OffsetTooLarge))
+    );
+}
+
+#[test]
+fn polls_take_a_shared_borrow_and_wait_readable_waits_for_the_writer() {
+    let _dog = dog("shared polls");
+    let (a, mut b) = Pipe::new(true).unwrap();
+    let a = std::rc::Rc::new(a);
+    let also_a = std::rc::Rc::clone(&a);
+    assert!(!also_a.poll().unwrap());
+    assert!(!a.poll_timeout(Duration::from_millis(5)).unwrap());
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        b.send(&5u8).unwrap();
+        b
+    });
+    let start = Instant::now();
+    assert_eq!(also_a.wait_readable(), Ok(()));
+    assert!(start.elapsed() >= Duration::from_millis(40), "it waited");
+    assert!(a.poll().unwrap(), "poll consumes nothing");
+    let b = sender.join().unwrap();
+    drop(also_a);
+    let mut a = std::rc::Rc::try_unwrap(a).map_err(|_| "one owner").unwrap();
+    assert_eq!(a.recv::<u8>(), Ok(5));
+    drop(b);
+    assert_eq!(a.wait_readable(), Ok(()), "end of file is readable");
+    assert_eq!(a.try_recv::<u8>(), Err(TryRecvError::Recv(RecvError::Eof)));
+}
+
+#[test]
+fn each_operation_has_its_error_family() {
+    use std::error::Error as _;
+    let from: TrySendError = SendError::BrokenPipe.into();
+    assert_eq!(from, TrySendError::Send(SendError::BrokenPipe));
+    let from: SendTimeoutError = SendError::ReadOnly.into();
+    assert_eq!(from, SendTimeoutError::Send(SendError::ReadOnly));
+    let from: TryRecvError = RecvError::Eof.into();
+    assert_eq!(from, TryRecvError::Recv(RecvError::Eof));
+    let from: RecvTimeoutError = RecvError::WriteOnly.into();
+    assert_eq!(from, RecvTimeoutError::Recv(RecvError::WriteOnly));
+    // Display: the nested error's text; source: the nested error.
+    let wrapped = TryRecvError::Recv(RecvError::Eof);
+    assert_eq!(wrapped.to_string(), RecvError::Eof.to_string());
+    assert_eq!(
+        wrapped.source().map(|e| e.to_string()),
+        Some(RecvError::Eof.to_string())
+    );
+    assert!(TryRecvError::Empty.source().is_none());
+    assert!(SendTimeoutError::Timeout.source().is_none());
+    assert_eq!(SendTimeoutError::Timeout.to_string(), "timed out");
+    assert_eq!(RecvTimeoutError::Timeout.to_string(), "timed out");
+    assert_eq!(
+        TrySendError::Full.to_string(),
+        "no room for the message right now"
+    );
+    assert_eq!(
+        TryRecvError::Empty.to_string(),
+        "no message to receive right now"
+    );
+    assert!(TrySendError::Full.is_full());
+    assert!(!TrySendError::Send(SendError::BrokenPipe).is_full());
+    assert!(TryRecvError::Empty.is_empty());
+    assert!(RecvTimeoutError::Timeout.is_timeout());
+    assert!(SendTimeoutError::Timeout.is_timeout());
+    assert!(RecvError::Eof.is_eof());
+    assert!(!RecvError::TruncatedMessage.is_eof());
+    assert!(SendError::BrokenPipe.is_broken_pipe());
 }

@@ -1,13 +1,22 @@
 //! The receives of a [`Connection`]: Python's blocking `recv`,
-//! `recv_bytes` and `recv_bytes_into`, and our non-blocking and timed
-//! variants, which keep a half-received message for the next call.
+//! `recv_bytes` and `recv_bytes_into`, and the `try_`, `_timeout` and
+//! `_deadline` forms, which keep a half-received message for the next call.
+//!
+//! Each public form only says how long it may wait (an [`Until`]) and calls
+//! one of [`recv_until`](Connection::recv_until),
+//! [`recv_bytes_until`](Connection::recv_bytes_until) and
+//! [`recv_bytes_into_until`](Connection::recv_bytes_into_until); all three
+//! read records with [`Incoming::next_record`](super::super::ends::Incoming).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::super::ends::Patience;
+use shmring_core::wait::Until;
+
+use super::super::ends::pinned;
 use super::Connection;
 use crate::codec::Message;
-use crate::pipe::PipeError;
+use crate::pipe::error::{recv_forever, RecvError, RecvTimeoutError, TryRecvError};
+use crate::sys::clock::until_instant;
 
 /// Empties a receive buffer for the next message, dropping its memory if a
 /// huge message made it huge.
@@ -27,10 +36,10 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`recv_bytes`](Connection::recv_bytes), or [`PipeError::Codec`]
+    /// As [`recv_bytes`](Connection::recv_bytes), or [`RecvError::Decode`]
     /// (the message is consumed).
-    pub fn recv<T: Message>(&mut self) -> Result<T, PipeError> {
-        self.recv_value(Patience::Forever)
+    pub fn recv<T: Message>(&mut self) -> Result<T, RecvError> {
+        recv_forever(|| self.recv_until(Until::Never))
     }
 
     /// Receives and decodes a message only if all of it has arrived; never
@@ -54,16 +63,17 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Empty`] when no message is complete yet (distinct from
-    /// [`PipeError::Eof`]); otherwise as [`recv`](Connection::recv).
+    /// [`TryRecvError::Empty`] when no message is complete yet (distinct
+    /// from [`RecvError::Eof`]); otherwise as [`recv`](Connection::recv).
     #[doc(alias = "recv_nowait")]
-    pub fn try_recv<T: Message>(&mut self) -> Result<T, PipeError> {
-        self.recv_value(Patience::Never)
+    pub fn try_recv<T: Message>(&mut self) -> Result<T, TryRecvError> {
+        self.recv_until(Until::Now)
     }
 
     /// Receives and decodes a message, waiting at most `timeout` for all of
     /// it. Not in Python, where `poll(timeout)` then `recv()` comes close
-    /// (but waits only for the first fragment).
+    /// (but waits only for the first fragment). A zero timeout is
+    /// [`try_recv`](Connection::try_recv).
     ///
     /// # Blocking
     ///
@@ -77,11 +87,27 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Timeout`]; otherwise as [`recv`](Connection::recv).
-    pub fn recv_timeout<T: Message>(&mut self, timeout: Duration) -> Result<T, PipeError> {
-        let patience =
-            crate::sys::deadline_after(Some(timeout)).map_or(Patience::Forever, Patience::Until);
-        self.recv_value(patience)
+    /// [`RecvTimeoutError::Timeout`]; otherwise as
+    /// [`recv`](Connection::recv).
+    pub fn recv_timeout<T: Message>(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_until(Until::after(timeout))
+            .map_err(TryRecvError::timed)
+    }
+
+    /// [`recv_timeout`](Connection::recv_timeout) until `deadline` instead
+    /// of for a duration; a deadline already past is
+    /// [`try_recv`](Connection::try_recv).
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Connection::recv_timeout).
+    pub fn recv_deadline<T: Message>(&mut self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.recv_until(until_instant(deadline))
+            .map_err(TryRecvError::timed)
     }
 
     /// Python's `recv_bytes(maxlength)`: receives one whole message.
@@ -91,19 +117,19 @@ impl Connection {
     /// Until a message arrives or the other end closes or dies: spins for a
     /// few microseconds, then sleeps, re-checking the other end's liveness
     /// every 100 ms. No timeout, like Python's: [`poll`](Connection::poll)
-    /// first to bound the wait, or use
-    /// [`recv_timeout`](Connection::recv_timeout).
+    /// first, or use [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
     ///
     /// # Errors
     ///
-    /// [`PipeError::Eof`] once the other end closed or died and everything
-    /// it sent was read ([`PipeError::TruncatedMessage`] if it went in the
+    /// [`RecvError::Eof`] once the other end closed or died and everything
+    /// it sent was read ([`RecvError::TruncatedMessage`] if it went in the
     /// middle of a message, or died there and a new writer took the end
-    /// over: the next receive goes on); [`PipeError::BadMessageLength`] for a message
-    /// longer than `maxlength`, after which this end is no longer readable
-    /// (see there); [`PipeError::HandleClosed`]; [`PipeError::WriteOnly`].
-    pub fn recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, PipeError> {
-        Ok(std::mem::take(self.receive(maxlength, Patience::Forever)?))
+    /// over: the next receive goes on); [`RecvError::BadMessageLength`] for
+    /// a message longer than `maxlength`, after which this end is no longer
+    /// readable (see there); [`RecvError::HandleClosed`];
+    /// [`RecvError::WriteOnly`].
+    pub fn recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, RecvError> {
+        recv_forever(|| self.recv_bytes_until(maxlength, Until::Never))
     }
 
     /// [`recv_bytes`](Connection::recv_bytes) only if a whole message has
@@ -116,12 +142,51 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Empty`]; otherwise as
+    /// [`TryRecvError::Empty`]; otherwise as
     /// [`recv_bytes`](Connection::recv_bytes) (`maxlength` applies to the
     /// whole message, and is checked as its fragments arrive).
     #[doc(alias = "recv_bytes_nowait")]
-    pub fn try_recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, PipeError> {
-        Ok(std::mem::take(self.receive(maxlength, Patience::Never)?))
+    pub fn try_recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, TryRecvError> {
+        self.recv_bytes_until(maxlength, Until::Now)
+    }
+
+    /// [`recv_bytes`](Connection::recv_bytes), waiting at most `timeout`
+    /// for the whole message.
+    ///
+    /// # Blocking
+    ///
+    /// As [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`]; otherwise as
+    /// [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_timeout(
+        &mut self,
+        maxlength: Option<usize>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RecvTimeoutError> {
+        self.recv_bytes_until(maxlength, Until::after(timeout))
+            .map_err(TryRecvError::timed)
+    }
+
+    /// [`recv_bytes_timeout`](Connection::recv_bytes_timeout) until
+    /// `deadline` instead of for a duration.
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
+    pub fn recv_bytes_deadline(
+        &mut self,
+        maxlength: Option<usize>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RecvTimeoutError> {
+        self.recv_bytes_until(maxlength, until_instant(deadline))
+            .map_err(TryRecvError::timed)
     }
 
     /// Python's `recv_bytes_into(buf, offset)`: receives one message into
@@ -133,12 +198,12 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::OffsetTooLarge`] when `offset > buf.len()` (nothing is
-    /// read); [`PipeError::BufferTooShort`] with the whole message, which is
+    /// [`RecvError::OffsetTooLarge`] when `offset > buf.len()` (nothing is
+    /// read); [`RecvError::BufferTooShort`] with the whole message, which is
     /// consumed, when it does not fit; otherwise as
     /// [`recv_bytes`](Connection::recv_bytes).
-    pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, PipeError> {
-        self.receive_into(buf, offset, Patience::Forever)
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, RecvError> {
+        recv_forever(|| self.recv_bytes_into_until(buf, offset, Until::Never))
     }
 
     /// [`recv_bytes_into`](Connection::recv_bytes_into) only if a whole
@@ -153,7 +218,7 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Empty`]; otherwise as
+    /// [`TryRecvError::Empty`]; otherwise as
     /// [`recv_bytes_into`](Connection::recv_bytes_into).
     #[doc(alias = "recv_bytes_into_nowait")]
     #[inline]
@@ -161,29 +226,97 @@ impl Connection {
         &mut self,
         buf: &mut [u8],
         offset: usize,
-    ) -> Result<usize, PipeError> {
-        self.receive_into(buf, offset, Patience::Never)
+    ) -> Result<usize, TryRecvError> {
+        self.recv_bytes_into_until(buf, offset, Until::Now)
     }
 
-    #[inline]
-    fn receive_into(
+    /// [`recv_bytes_into`](Connection::recv_bytes_into), waiting at most
+    /// `timeout` for the whole message.
+    ///
+    /// # Blocking
+    ///
+    /// As [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`]; otherwise as
+    /// [`recv_bytes_into`](Connection::recv_bytes_into).
+    pub fn recv_bytes_into_timeout(
         &mut self,
         buf: &mut [u8],
         offset: usize,
-        patience: Patience,
-    ) -> Result<usize, PipeError> {
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
-        self.check_closed()?;
-        let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        if offset > buf.len() {
-            return Err(PipeError::OffsetTooLarge);
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_bytes_into_until(buf, offset, Until::after(timeout))
+            .map_err(TryRecvError::timed)
+    }
+
+    /// [`recv_bytes_into_timeout`](Connection::recv_bytes_into_timeout)
+    /// until `deadline` instead of for a duration.
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_bytes_into_timeout`](Connection::recv_bytes_into_timeout).
+    pub fn recv_bytes_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_bytes_into_until(buf, offset, until_instant(deadline))
+            .map_err(TryRecvError::timed)
+    }
+
+    /// Every `recv`: one whole message, decoded; `Empty` means it gave up.
+    fn recv_until<T: Message>(&mut self, until: Until) -> Result<T, TryRecvError> {
+        let msg = self.receive(None, until)?;
+        let value = T::decode(msg).map_err(|e| RecvError::Decode(e).into());
+        recycle(msg);
+        value
+    }
+
+    /// Every `recv_bytes`: one whole message of at most `maxlength` bytes;
+    /// `Empty` means it gave up.
+    fn recv_bytes_until(
+        &mut self,
+        maxlength: Option<usize>,
+        until: Until,
+    ) -> Result<Vec<u8>, TryRecvError> {
+        Ok(std::mem::take(self.receive(maxlength, until)?))
+    }
+
+    /// Every `recv_bytes_into`: one whole message into `buf[offset..]`;
+    /// `Empty` means it gave up. A whole message that fits goes straight
+    /// from the ring to `buf`.
+    #[inline]
+    fn recv_bytes_into_until(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        until: Until,
+    ) -> Result<usize, TryRecvError> {
+        if self.closed() {
+            return Err(RecvError::HandleClosed.into());
         }
+        let (segment, policy) = (&self.pipe.segment, &self.policy);
+        let inc = self
+            .incoming
+            .get_mut()
+            .as_mut()
+            .ok_or(RecvError::WriteOnly)?;
+        if offset > buf.len() {
+            return Err(RecvError::OffsetTooLarge.into());
+        }
+        let until = pinned(until);
         inc.begin();
         let room = &mut buf[offset..];
         if inc.partial.is_empty() {
-            // A whole message that fits goes straight from the ring to `buf`.
             let fragment = inc.fragment;
-            let first = inc.next_record(segment, policy, patience, |p, msg| {
+            let first = inc.next_record(segment, policy, until, |p, msg| {
                 if p.len() == fragment {
                     p.append_to(msg); // the first of several
                     None
@@ -202,14 +335,14 @@ impl Connection {
                 }
                 Some(Err(msg)) => {
                     self.received.one(msg.len());
-                    return Err(PipeError::BufferTooShort(msg));
+                    return Err(RecvError::BufferTooShort(msg).into());
                 }
                 None => {}
             }
         }
-        let msg = self.receive_rest(None, patience)?;
+        let msg = self.receive_rest(None, until)?;
         if msg.len() > room.len() {
-            return Err(PipeError::BufferTooShort(std::mem::take(msg)));
+            return Err(RecvError::BufferTooShort(std::mem::take(msg)).into());
         }
         let len = msg.len();
         room[..len].copy_from_slice(msg);
@@ -217,44 +350,49 @@ impl Connection {
         Ok(len)
     }
 
-    fn recv_value<T: Message>(&mut self, patience: Patience) -> Result<T, PipeError> {
-        let msg = self.receive(None, patience)?;
-        let value = T::decode(msg).map_err(PipeError::from);
-        recycle(msg);
-        value
-    }
-
-    /// Every receive ends here: reads the rest of the current message
-    /// (after the fragments an earlier call that gave up left) and returns
-    /// it, whole, in [`Incoming::partial`](super::Incoming), which the
-    /// caller empties.
+    /// The receives of a whole message end here: reads the rest of the
+    /// current message (after the fragments an earlier call that gave up
+    /// left) and returns it, whole, in
+    /// [`Incoming::partial`](super::super::ends::Incoming), which the caller
+    /// empties.
     fn receive(
         &mut self,
         maxlength: Option<usize>,
-        patience: Patience,
-    ) -> Result<&mut Vec<u8>, PipeError> {
-        if let Some(inc) = self.incoming.as_mut() {
+        until: Until,
+    ) -> Result<&mut Vec<u8>, TryRecvError> {
+        if let Some(inc) = self.incoming.get_mut() {
             inc.begin();
         }
-        self.receive_rest(maxlength, patience)
+        self.receive_rest(maxlength, pinned(until))
     }
 
     /// [`receive`](Connection::receive) within a receive that began
-    /// already ([`Incoming::begin`](super::Incoming)).
+    /// already ([`Incoming::begin`](super::super::ends::Incoming)), with
+    /// `until` [`pinned`].
     fn receive_rest(
         &mut self,
         maxlength: Option<usize>,
-        patience: Patience,
-    ) -> Result<&mut Vec<u8>, PipeError> {
+        until: Until,
+    ) -> Result<&mut Vec<u8>, TryRecvError> {
         let limit = maxlength.unwrap_or(usize::MAX);
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
-        self.check_closed()?;
-        let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
-        if !inc.read_rest(segment, policy, patience, limit)? {
-            self.stop_reading();
-            return Err(PipeError::BadMessageLength { maxlength: limit });
+        if self.closed() {
+            return Err(RecvError::HandleClosed.into());
         }
-        let inc = self.incoming.as_mut().ok_or(PipeError::WriteOnly)?;
+        let (segment, policy) = (&self.pipe.segment, &self.policy);
+        let inc = self
+            .incoming
+            .get_mut()
+            .as_mut()
+            .ok_or(RecvError::WriteOnly)?;
+        if !inc.read_rest(segment, policy, until, limit)? {
+            self.stop_reading();
+            return Err(RecvError::BadMessageLength { maxlength: limit }.into());
+        }
+        let inc = self
+            .incoming
+            .get_mut()
+            .as_mut()
+            .ok_or(RecvError::WriteOnly)?;
         self.received.one(inc.partial.len());
         Ok(&mut inc.partial)
     }

@@ -1,13 +1,21 @@
 //! The sends of a [`Connection`]: Python's blocking `send`/`send_bytes`,
-//! and our non-blocking and timed variants, which send a message whole or
-//! not at all.
+//! and the `try_`, `_timeout` and `_deadline` forms, which send a message
+//! whole or not at all.
+//!
+//! Each public form only says how long it may wait (an [`Until`]) and calls
+//! [`send_until`](Connection::send_until) or
+//! [`send_bytes_until`](Connection::send_bytes_until); both end in
+//! [`Outgoing::send`](super::super::ends::Outgoing), which decides between
+//! streaming (`Until::Never`) and all or nothing (any other).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::super::ends::Patience;
+use shmring_core::wait::Until;
+
 use super::Connection;
 use crate::codec::Message;
-use crate::pipe::PipeError;
+use crate::pipe::error::{send_forever, SendError, SendTimeoutError, TrySendError};
+use crate::sys::clock::until_instant;
 
 impl Connection {
     /// Python's `send(obj)`: sends `value` encoded as one message.
@@ -18,9 +26,10 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`send_bytes`](Connection::send_bytes), or [`PipeError::Codec`].
-    pub fn send<T: Message>(&mut self, value: &T) -> Result<(), PipeError> {
-        self.send_value(value, Patience::Forever)
+    /// As [`send_bytes`](Connection::send_bytes) (never its argument
+    /// errors), or [`SendError::Encode`].
+    pub fn send<T: Message>(&mut self, value: &T) -> Result<(), SendError> {
+        send_forever(|| self.send_until(value, Until::Never))
     }
 
     /// Sends `value` only if the whole encoded message fits in the ring now;
@@ -31,23 +40,24 @@ impl Connection {
     /// Never. It makes no system call, except a wake-up when the reader
     /// sleeps, and a liveness probe of the reader at most once per liveness
     /// slice (100 ms) while the ring stays full (a dead reader is
-    /// [`PipeError::BrokenPipe`] within a slice and 16 calls).
+    /// [`SendError::BrokenPipe`] within a slice and 16 calls).
     ///
     /// # Errors
     ///
-    /// [`PipeError::Full`] when there is no room for all of it right now
-    /// (nothing was written: try again later, or [`poll`](Connection::poll)
-    /// the other way); [`PipeError::TooLarge`] when it never fits at once
-    /// (use [`send`](Connection::send)); otherwise as
+    /// [`TrySendError::Full`] when there is no room for all of it right now
+    /// (nothing was written: try again later, or
+    /// [`poll`](Connection::poll) the other way);
+    /// [`SendError::TooLarge`] when it never fits at once (use
+    /// [`send`](Connection::send)); otherwise as
     /// [`send`](Connection::send). `value` is borrowed, so nothing is lost.
     #[doc(alias = "send_nowait")]
-    pub fn try_send<T: Message>(&mut self, value: &T) -> Result<(), PipeError> {
-        self.send_value(value, Patience::Never)
+    pub fn try_send<T: Message>(&mut self, value: &T) -> Result<(), TrySendError> {
+        self.send_until(value, Until::Now)
     }
 
     /// Sends `value`, waiting at most `timeout` for room for the whole
-    /// message; writes nothing if the time runs out. Not in Python (see
-    /// [`recv_timeout`](Connection::recv_timeout)).
+    /// message; writes nothing if the time runs out. Not in Python. A zero
+    /// timeout is [`try_send`](Connection::try_send).
     ///
     /// # Blocking
     ///
@@ -59,17 +69,36 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Timeout`] (nothing was written), [`PipeError::TooLarge`]
-    /// when the message never fits the ring at once; otherwise as
-    /// [`send`](Connection::send).
+    /// [`SendTimeoutError::Timeout`] (nothing was written);
+    /// [`SendError::TooLarge`] when the message never fits the ring at
+    /// once; otherwise as [`send`](Connection::send).
     pub fn send_timeout<T: Message>(
         &mut self,
         value: &T,
         timeout: Duration,
-    ) -> Result<(), PipeError> {
-        let patience =
-            crate::sys::deadline_after(Some(timeout)).map_or(Patience::Forever, Patience::Until);
-        self.send_value(value, patience)
+    ) -> Result<(), SendTimeoutError> {
+        self.send_until(value, Until::after(timeout))
+            .map_err(TrySendError::timed)
+    }
+
+    /// [`send_timeout`](Connection::send_timeout) until `deadline` instead
+    /// of for a duration; a deadline already past is
+    /// [`try_send`](Connection::try_send).
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`send_timeout`](Connection::send_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_timeout`](Connection::send_timeout).
+    pub fn send_deadline<T: Message>(
+        &mut self,
+        value: &T,
+        deadline: Instant,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_until(value, until_instant(deadline))
+            .map_err(TrySendError::timed)
     }
 
     /// Python's `send_bytes(buf, offset, size)`: sends `buf[offset..][..size]`
@@ -83,18 +112,18 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::OffsetBeyondBuffer`], [`PipeError::SizeBeyondBuffer`],
-    /// [`PipeError::HandleClosed`], [`PipeError::ReadOnly`];
-    /// [`PipeError::BrokenPipe`] when the other end closed, or died (noticed
-    /// while waiting for room). A message interrupted by a broken pipe is
-    /// never delivered.
+    /// [`SendError::OffsetBeyondBuffer`], [`SendError::SizeBeyondBuffer`]
+    /// (nothing is sent), [`SendError::HandleClosed`],
+    /// [`SendError::ReadOnly`]; [`SendError::BrokenPipe`] when the other
+    /// end closed, or died (noticed while waiting for room). A message
+    /// interrupted by a broken pipe is never delivered.
     pub fn send_bytes(
         &mut self,
         buf: &[u8],
         offset: usize,
         size: Option<usize>,
-    ) -> Result<(), PipeError> {
-        self.send_slice(buf, offset, size, Patience::Forever)
+    ) -> Result<(), SendError> {
+        send_forever(|| self.send_bytes_until(buf, offset, size, Until::Never))
     }
 
     /// [`send_bytes`](Connection::send_bytes), only if the whole message
@@ -115,16 +144,59 @@ impl Connection {
         buf: &[u8],
         offset: usize,
         size: Option<usize>,
-    ) -> Result<(), PipeError> {
-        self.send_slice(buf, offset, size, Patience::Never)
+    ) -> Result<(), TrySendError> {
+        self.send_bytes_until(buf, offset, size, Until::Now)
     }
 
-    /// The longest message that [`try_send`](Connection::try_send) and
-    /// [`send_timeout`](Connection::send_timeout) can send: what an empty
-    /// ring takes at once, whatever the position of its records (about three
-    /// quarters of the ring with the default fragment size). Any message up
-    /// to this long goes into an empty ring; a longer one is
-    /// [`PipeError::TooLarge`] for them. `None` when this end does not send.
+    /// [`send_bytes`](Connection::send_bytes), waiting at most `timeout`
+    /// for room for the whole message; writes nothing if the time runs out.
+    ///
+    /// # Blocking
+    ///
+    /// As [`send_timeout`](Connection::send_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_timeout`](Connection::send_timeout), and the argument
+    /// errors of [`send_bytes`](Connection::send_bytes).
+    pub fn send_bytes_timeout(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_bytes_until(buf, offset, size, Until::after(timeout))
+            .map_err(TrySendError::timed)
+    }
+
+    /// [`send_bytes_timeout`](Connection::send_bytes_timeout) until
+    /// `deadline` instead of for a duration.
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`send_timeout`](Connection::send_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_bytes_timeout`](Connection::send_bytes_timeout).
+    pub fn send_bytes_deadline(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+        deadline: Instant,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_bytes_until(buf, offset, size, until_instant(deadline))
+            .map_err(TrySendError::timed)
+    }
+
+    /// The longest message that the all-or-nothing sends (`try_send*`,
+    /// `send*_timeout`, `send*_deadline`) can send: what an empty ring takes
+    /// at once, whatever the position of its records (about three quarters
+    /// of the ring with the default fragment size). Any message up to this
+    /// long goes into an empty ring; a longer one is
+    /// [`SendError::TooLarge`] for them. `None` when this end does not send.
     /// [`send`](Connection::send) has no limit.
     ///
     /// A record never straddles the end of the ring (the rest of the ring
@@ -135,17 +207,19 @@ impl Connection {
         self.outgoing.as_ref().map(|out| out.max_whole())
     }
 
-    fn send_value<T: Message>(&mut self, value: &T, patience: Patience) -> Result<(), PipeError> {
+    /// Every send of a value: encodes it (or takes its bytes as they are)
+    /// and sends them, waiting up to `until`; `Full` means it gave up.
+    fn send_until<T: Message>(&mut self, value: &T, until: Until) -> Result<(), TrySendError> {
         self.check_writable()?;
         if let Some(bytes) = value.as_bytes() {
-            return self.send_message(bytes, patience);
+            return self.send_message(bytes, until);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let sent = value
-            .encode(&mut scratch)
-            .map_err(PipeError::from)
-            .and_then(|()| self.send_message(&scratch, patience));
+        let sent = match value.encode(&mut scratch) {
+            Ok(()) => self.send_message(&scratch, until),
+            Err(e) => Err(SendError::Encode(e).into()),
+        };
         // Keep the buffer for the next call, unless a huge message made it
         // huge.
         if scratch.capacity() <= 1 << 20 {
@@ -154,61 +228,36 @@ impl Connection {
         sent
     }
 
+    /// Every `send_bytes`: checks Python's arguments and sends the slice,
+    /// waiting up to `until`; `Full` means it gave up.
     #[inline]
-    fn send_slice(
+    fn send_bytes_until(
         &mut self,
         buf: &[u8],
         offset: usize,
         size: Option<usize>,
-        patience: Patience,
-    ) -> Result<(), PipeError> {
+        until: Until,
+    ) -> Result<(), TrySendError> {
         self.check_writable()?;
         if offset > buf.len() {
-            return Err(PipeError::OffsetBeyondBuffer);
+            return Err(SendError::OffsetBeyondBuffer.into());
         }
         let size = size.unwrap_or(buf.len() - offset);
         let end = offset
             .checked_add(size)
             .filter(|&end| end <= buf.len())
-            .ok_or(PipeError::SizeBeyondBuffer)?;
-        self.send_message(&buf[offset..end], patience)
+            .ok_or(SendError::SizeBeyondBuffer)?;
+        self.send_message(&buf[offset..end], until)
     }
 
-    /// Every send ends here. Blocking, it streams: the reader reassembles
-    /// while later fragments are still being written, so any length goes
-    /// through any ring. Otherwise it is all or nothing, so that giving up
-    /// never leaves half a message in the ring.
+    /// Sends one message (see [`Outgoing::send`](super::super::ends::Outgoing))
+    /// and counts it.
     #[inline]
-    fn send_message(&mut self, msg: &[u8], patience: Patience) -> Result<(), PipeError> {
-        let sent = self.send_uncounted(msg, patience);
-        if sent.is_ok() {
-            self.sent.one(msg.len());
-        }
-        sent
-    }
-
-    #[inline]
-    fn send_uncounted(&mut self, msg: &[u8], patience: Patience) -> Result<(), PipeError> {
+    fn send_message(&mut self, msg: &[u8], until: Until) -> Result<(), TrySendError> {
         let (segment, policy) = (&self.pipe.segment, &self.policy);
-        let out = self.outgoing.as_mut().ok_or(PipeError::ReadOnly)?;
-        match patience {
-            Patience::Never => match out.try_whole(msg)? {
-                true => Ok(()),
-                false => Err(out.full_or_broken(segment, policy)),
-            },
-            Patience::Until(deadline) => out.send_by(msg, deadline, segment, policy),
-            Patience::Forever if msg.len() < out.fragment => out.push(msg, false, segment, policy),
-            Patience::Forever => {
-                // Full-size fragments: more follows; a shorter one ends the
-                // message. All but the first are marked as continuing it.
-                for (i, fragment) in msg.chunks(out.fragment).enumerate() {
-                    out.push(fragment, i > 0, segment, policy)?;
-                }
-                if msg.len().is_multiple_of(out.fragment) {
-                    out.push(&[], true, segment, policy)?;
-                }
-                Ok(())
-            }
-        }
+        let out = self.outgoing.as_mut().ok_or(SendError::ReadOnly)?;
+        out.send(msg, until, segment, policy)?;
+        self.sent.one(msg.len());
+        Ok(())
     }
 }
