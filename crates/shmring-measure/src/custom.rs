@@ -24,7 +24,7 @@
 //! ```no_run
 //! use std::process::Command;
 //!
-//! use shmring::core::RingConfig;
+//! use shmring::core::{wait::Until, RingConfig};
 //! use shmring::spsc::{Consumer, Producer, Ring};
 //! use shmring::{CreateOptions, OpenOptions};
 //! use shmring_measure::custom::{self, Link, LinkSpec, Peer};
