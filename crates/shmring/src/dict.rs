@@ -59,12 +59,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use shmring_core::dict::{DictLayout, LockTableError, Locked, Table, TableError};
+use shmring_core::dict::{LockTableError, Locked, Table, TableError};
 use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::Corrupted;
 
@@ -72,10 +71,12 @@ pub use shmring_core::dict::DictConfig;
 
 use crate::attach::AttachError;
 use crate::codec::{CodecError, Message};
+use crate::descriptor::{Descriptor, Region};
 use crate::error::SegmentError;
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::Segment;
 use crate::sys::FutexWaiter;
+use descriptor::DictDescriptor;
 
 /// Why a dict operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,48 +268,21 @@ fn failpoint(point: &'static str) {
 }
 
 impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
-    const KIND: ObjectKind = ObjectKind::Dict;
+    type Descriptor = DictDescriptor;
     type Config = DictConfig;
 
-    fn layout(config: &DictConfig) -> Result<(usize, [u64; 8]), AttachError> {
-        let layout = DictLayout::new(config).map_err(|reason| SegmentError::InvalidConfig {
-            reason: reason.to_string(),
-        })?;
-        let params = [
-            config.capacity.into(),
-            config.max_key.into(),
-            config.max_value.into(),
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        Ok((layout.total, params))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, config: &DictConfig) -> Result<(), String> {
-        // SAFETY: forwarded from the caller (zeroed, page-aligned, private).
-        unsafe { Table::init_in_place(base, len, config) }.map_err(str::to_string)
+    fn descriptor(config: &DictConfig) -> Result<DictDescriptor, AttachError> {
+        DictDescriptor::new(*config).map_err(|reason| {
+            SegmentError::InvalidConfig {
+                reason: reason.to_string(),
+            }
+            .into()
+        })
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
-        let [capacity, max_key, max_value, ..] = segment.params();
-        let keep: shmring_core::spsc::KeepAlive = segment.clone();
-        let (base, len) = (segment.object_ptr(), segment.object_len());
-        // SAFETY: the segment maps `len` page-aligned bytes at `base` while it
-        // lives, `keep` holds it alive for the table, and other peers use it
-        // only atomically through the table's protocol.
-        let mut table = unsafe { Table::attach_in_place(base, len, keep) }?;
-        let config = table.config();
-        let found = [config.capacity, config.max_key, config.max_value].map(u64::from);
-        if found != [capacity, max_key, max_value] {
-            return Err(Corrupted {
-                what: "dict config vs segment params",
-                value: found[0],
-            }
-            .into());
-        }
+        let descriptor = DictDescriptor::decode(&segment.params())?;
+        let mut table = descriptor.attach(&Region::of_segment(&segment))?;
         if failpoint_setting().is_some() {
             table.set_failpoint(Some(failpoint));
         }
@@ -326,5 +300,6 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
 
 impl_segment_constructors!([K: Message, V: Message] Dict<K, V>, DictConfig, "dict");
 
+pub(crate) mod descriptor;
 mod held;
 mod mapping;

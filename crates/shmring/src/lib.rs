@@ -52,6 +52,7 @@
 mod attach;
 pub mod codec;
 mod counts;
+mod descriptor;
 pub mod dict;
 pub mod error;
 pub mod lock;

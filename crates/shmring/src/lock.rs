@@ -67,7 +67,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64 as LocalU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -80,9 +79,13 @@ use shmring_core::Corrupted;
 pub use shmring_core::lock::{Acquired, LockShared};
 
 use crate::attach::AttachError;
+use crate::descriptor::{Descriptor, Region};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, PeerCounter, Segment};
+use crate::segment::{PeerCounter, Segment};
 use crate::sys::until_instant;
+use descriptor::LockDescriptor;
+
+pub(crate) mod descriptor;
 
 /// Why a blocking [`acquire`](Lock::acquire) failed: nothing can, today.
 ///
@@ -231,41 +234,18 @@ fn timed<G>(got: Result<G, TryAcquireError>) -> Result<G, AcquireTimeoutError> {
     })
 }
 
-/// The parts both lock types share: a lock segment and how to wait on it.
-/// (The segment is also a field of each type, for the constructor macro.)
-fn layout(flavor: u64) -> (usize, [u64; 8]) {
-    let mut params = [0; 8];
-    params[0] = flavor;
-    (std::mem::size_of::<LockShared>(), params)
-}
-
-/// # Safety
-///
-/// As [`SegmentObject::init`].
-unsafe fn init(base: NonNull<u8>, flavor: u64) {
-    // SAFETY: the caller gives us zeroed, page-aligned memory of at least
-    // size_of::<LockShared>() bytes (our layout); zero is a valid LockShared
-    // (atomics only).
-    unsafe { base.cast::<LockShared>().as_ref() }.init(flavor);
-}
-
-fn check(segment: &Segment, flavor: u64) -> Result<(), AttachError> {
-    if segment.object_len() < std::mem::size_of::<LockShared>() {
-        let value = segment.object_len() as u64;
-        return Err(Corrupted {
-            what: "lock region length",
-            value,
-        }
-        .into());
-    }
-    let value = shared(segment).flavor();
-    if value != flavor {
+/// Checks that `segment` holds a lock of `flavor`: its descriptor says so,
+/// and the lock's own state agrees (and fits the region).
+fn check(segment: &Arc<Segment>, flavor: u64) -> Result<(), AttachError> {
+    let descriptor = LockDescriptor::decode(&segment.params())?;
+    if descriptor.flavor != flavor {
         return Err(Corrupted {
             what: "lock flavor (Lock vs RLock)",
-            value,
+            value: descriptor.flavor,
         }
         .into());
     }
+    descriptor.shared(&Region::of_segment(segment))?;
     Ok(())
 }
 
@@ -375,17 +355,13 @@ pub struct Lock {
 }
 
 impl SegmentObject for Lock {
-    const KIND: ObjectKind = ObjectKind::Lock;
+    type Descriptor = LockDescriptor;
     type Config = ();
 
-    fn layout(_: &()) -> Result<(usize, [u64; 8]), AttachError> {
-        Ok(layout(FLAVOR_LOCK))
-    }
-
-    unsafe fn init(base: NonNull<u8>, _len: usize, _: &()) -> Result<(), String> {
-        // SAFETY: forwarded from the caller.
-        unsafe { init(base, FLAVOR_LOCK) };
-        Ok(())
+    fn descriptor(_: &()) -> Result<LockDescriptor, AttachError> {
+        Ok(LockDescriptor {
+            flavor: FLAVOR_LOCK,
+        })
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Lock, AttachError> {
@@ -635,17 +611,13 @@ pub struct RLock {
 }
 
 impl SegmentObject for RLock {
-    const KIND: ObjectKind = ObjectKind::Lock;
+    type Descriptor = LockDescriptor;
     type Config = ();
 
-    fn layout(_: &()) -> Result<(usize, [u64; 8]), AttachError> {
-        Ok(layout(FLAVOR_RLOCK))
-    }
-
-    unsafe fn init(base: NonNull<u8>, _len: usize, _: &()) -> Result<(), String> {
-        // SAFETY: forwarded from the caller.
-        unsafe { init(base, FLAVOR_RLOCK) };
-        Ok(())
+    fn descriptor(_: &()) -> Result<LockDescriptor, AttachError> {
+        Ok(LockDescriptor {
+            flavor: FLAVOR_RLOCK,
+        })
     }
 
     fn attach(segment: Arc<Segment>) -> Result<RLock, AttachError> {

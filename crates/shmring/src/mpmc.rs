@@ -23,19 +23,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use shmring_core::error::{PopError, PushError};
 pub use shmring_core::mpmc::QueueConfig;
-use shmring_core::mpmc::{self, ClaimError, QueueLayout};
+use shmring_core::mpmc::{self, ClaimError};
 use shmring_core::wait::{Until, WaitPolicy};
-use shmring_core::RingConfig;
 
 use crate::attach::AttachError;
+use crate::descriptor::{Descriptor, Region};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::Segment;
 use crate::sys::FutexWaiter;
+use descriptor::QueueDescriptor;
+
+pub(crate) mod descriptor;
 
 /// A named or anonymous segment holding an MPMC queue.
 #[derive(Clone, Debug)]
@@ -45,75 +47,29 @@ pub struct Queue {
 }
 
 impl SegmentObject for Queue {
-    const KIND: ObjectKind = ObjectKind::MpmcQueue;
+    type Descriptor = QueueDescriptor;
     type Config = QueueConfig;
 
-    fn layout(config: &QueueConfig) -> Result<(usize, [u64; 8]), AttachError> {
-        Ok((QueueLayout::new(config)?.total, params(config)))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, config: &QueueConfig) -> Result<(), String> {
-        // SAFETY: forwarded from the caller (zeroed, aligned, private).
-        unsafe { mpmc::Queue::init_in_place(base, len, config) }.map_err(|e| e.to_string())
+    fn descriptor(config: &QueueConfig) -> Result<QueueDescriptor, AttachError> {
+        Ok(QueueDescriptor::new(*config)?)
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Queue, AttachError> {
-        let len = segment.object_len();
-        Queue::attach_region(segment, 0, len)
+        let descriptor = QueueDescriptor::decode(&segment.params())?;
+        Queue::attach_at(segment, &descriptor, 0)
     }
 }
 
-/// The header parameters of a queue: what `attach_region` checks.
-pub(crate) fn params(config: &QueueConfig) -> [u64; 8] {
-    let r = &config.ring;
-    [
-        config.rings,
-        r.capacity,
-        r.max_record,
-        config.max_len,
-        0,
-        0,
-        0,
-        0,
-    ]
-}
-
 impl Queue {
-    /// Attaches to a queue at `offset` in the segment's object region (0 for
-    /// a plain queue; after the task counter for a JoinableQueue).
-    pub(crate) fn attach_region(
+    /// Attaches to the queue `descriptor` describes, `at` bytes into the
+    /// segment's object region (0 for a plain queue; after the task table
+    /// for a JoinableQueue).
+    pub(crate) fn attach_at(
         segment: Arc<Segment>,
-        offset: usize,
-        len: usize,
+        descriptor: &QueueDescriptor,
+        at: usize,
     ) -> Result<Queue, AttachError> {
-        let corrupted =
-            |what, value| AttachError::Corrupted(shmring_core::Corrupted { what, value });
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > segment.object_len())
-        {
-            return Err(corrupted("queue region", offset as u64));
-        }
-        let [rings, capacity, max_record, max_len, ..] = segment.params();
-        let keep: shmring_core::spsc::KeepAlive = segment.clone();
-        // `offset` is a multiple of 4096 by our layouts, and
-        // attach_in_place re-checks the alignment it needs.
-        // SAFETY: offset + len lies inside the object region (checked above),
-        // mapped while the segment lives; `keep` holds it for every handle.
-        let queue = unsafe {
-            let base = segment.object_ptr().add(offset);
-            mpmc::Queue::attach_in_place(base, len, keep)
-        }?;
-        let ring = RingConfig {
-            capacity,
-            max_record,
-        };
-        if queue.ring_count() as u64 != rings
-            || queue.ring_config() != ring
-            || queue.max_len() != max_len
-        {
-            return Err(corrupted("queue config vs segment params", rings));
-        }
+        let queue = descriptor.attach_at(&Region::of_segment(&segment), at)?;
         Ok(Queue { queue, segment })
     }
 }

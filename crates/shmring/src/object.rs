@@ -1,35 +1,32 @@
 //! Plumbing shared by every object that lives in a segment (rings, queues,
 //! pipes, dicts, locks): create it named or anonymous, open it by name or by
 //! inheritance, and hand it to a child. Each object type says only what is
-//! its own — its kind, its layout, how to initialise zeroed memory, how to
-//! attach — and [`impl_segment_constructors!`] writes the public
-//! constructors from that.
+//! its own — its descriptor (kind, header parameters, layout, how to
+//! initialise zeroed memory; see [`crate::descriptor`]) and how to attach —
+//! and [`impl_segment_constructors!`] writes the public constructors from
+//! that.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::attach::AttachError;
+use crate::descriptor::Descriptor;
 use crate::error::SegmentError;
 use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
 
 /// An object that lives alone in a segment.
 pub(crate) trait SegmentObject: Sized {
+    /// The typed header parameters and layout of this kind.
+    type Descriptor: Descriptor;
     /// The kind written in the segment header and checked on open.
-    const KIND: ObjectKind;
+    const KIND: ObjectKind = <Self::Descriptor as Descriptor>::KIND;
     /// What `create` takes.
     type Config;
-    /// Object-region length, and the parameters stored in the header (which
-    /// `attach` checks against the object itself).
-    fn layout(config: &Self::Config) -> Result<(usize, [u64; 8]), AttachError>;
-    /// Initialises the object in zeroed memory.
-    ///
-    /// # Safety
-    ///
-    /// `base` is valid for writes of `len` bytes, page-aligned, zeroed, and
-    /// not yet visible to any other process.
-    unsafe fn init(base: NonNull<u8>, len: usize, config: &Self::Config) -> Result<(), String>;
-    /// Builds the handle over a segment that holds this kind, validating the
-    /// object against the header's parameters.
+    /// The descriptor `create` writes for `config` (which `attach` decodes
+    /// and checks the object against).
+    fn descriptor(config: &Self::Config) -> Result<Self::Descriptor, AttachError>;
+    /// Builds the handle over a segment that holds this kind, decoding its
+    /// descriptor and validating the object against it.
     fn attach(segment: Arc<Segment>) -> Result<Self, AttachError>;
 }
 
@@ -39,11 +36,12 @@ pub(crate) fn create<O: SegmentObject>(
     config: &O::Config,
     opts: &CreateOptions,
 ) -> Result<O, AttachError> {
-    let (len, params) = O::layout(config)?;
+    let descriptor = O::descriptor(config)?;
+    let (len, params) = (descriptor.object_len(), descriptor.encode());
     let init = |base: NonNull<u8>, len: usize| {
         // SAFETY: the segment hands over its zeroed, page-aligned object
         // region before publishing the segment to anyone.
-        unsafe { O::init(base, len, config) }
+        unsafe { descriptor.init(base, len) }
             .map_err(|reason| SegmentError::InvalidConfig { reason })
     };
     let segment = match name {

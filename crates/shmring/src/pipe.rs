@@ -208,20 +208,22 @@
 //! middle of when it died.
 
 mod connection;
+pub(crate) mod descriptor;
+use descriptor::PipeDescriptor;
 mod ends;
 mod error;
 
-use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use shmring_core::spsc::{self, SpscLayout};
-use shmring_core::{Corrupted, RingConfig};
+use shmring_core::spsc;
+use shmring_core::RingConfig;
 
 use crate::attach::AttachError;
+use crate::descriptor::{Descriptor, Region};
 use crate::error::SegmentError;
 use crate::object::{self, SegmentObject};
-use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
+use crate::segment::{CreateOptions, OpenOptions, Segment};
 
 pub use connection::Connection;
 pub use error::{
@@ -315,9 +317,13 @@ impl PipeConfig {
             max_record: self.fragment_bytes.unwrap_or(self.ring_bytes / 4),
         };
         ring.validate()?;
-        if ring.max_record < 8 {
+        if ring.max_record < descriptor::MIN_FRAGMENT {
             return Err(SegmentError::InvalidConfig {
-                reason: format!("pipe fragment_bytes {} must be at least 8", ring.max_record),
+                reason: format!(
+                    "pipe fragment_bytes {} must be at least {}",
+                    ring.max_record,
+                    descriptor::MIN_FRAGMENT
+                ),
             }
             .into());
         }
@@ -329,13 +335,6 @@ impl PipeConfig {
 pub(crate) struct Spec {
     duplex: bool,
     ring: RingConfig,
-}
-
-/// Bytes of one ring, and the distance between the two rings' starts (the
-/// second ring starts on its own page).
-fn ring_extent(ring: &RingConfig) -> Result<(usize, usize), AttachError> {
-    let len = SpscLayout::new(ring)?.total;
-    Ok((len, len.next_multiple_of(4096)))
 }
 
 /// The state every end of one pipe in this process shares.
@@ -362,82 +361,20 @@ pub struct Pipe {
 }
 
 impl SegmentObject for Pipe {
-    const KIND: ObjectKind = ObjectKind::Pipe;
+    type Descriptor = PipeDescriptor;
     type Config = Spec;
 
-    fn layout(spec: &Spec) -> Result<(usize, [u64; 8]), AttachError> {
-        let (len, stride) = ring_extent(&spec.ring)?;
-        let total = if spec.duplex { stride + len } else { len };
-        let r = &spec.ring;
-        let params = [spec.duplex as u64, r.capacity, r.max_record, stride as u64];
-        Ok((
-            total,
-            [params[0], params[1], params[2], params[3], 0, 0, 0, 0],
-        ))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, spec: &Spec) -> Result<(), String> {
-        let (ring_len, stride) = ring_extent(&spec.ring).map_err(|e| e.to_string())?;
-        for i in 0..1 + spec.duplex as usize {
-            let offset = i * stride;
-            if offset + ring_len > len {
-                return Err("pipe rings do not fit the object region".into());
-            }
-            // SAFETY: offset + ring_len <= len (checked above), so in bounds.
-            let ring_base = unsafe { base.add(offset) };
-            // SAFETY: forwarded from the caller (zeroed, page-aligned,
-            // private); `offset` is a multiple of 4096, so still aligned.
-            unsafe { spsc::Ring::init_in_place(ring_base, ring_len, &spec.ring) }
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+    fn descriptor(spec: &Spec) -> Result<PipeDescriptor, AttachError> {
+        Ok(PipeDescriptor::new(spec.duplex, spec.ring)?)
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Pipe, AttachError> {
-        let [duplex, capacity, max_record, stride, ..] = segment.params();
-        let corrupted = |what, value| AttachError::Corrupted(Corrupted { what, value });
-        if duplex > 1 {
-            return Err(corrupted("pipe duplex flag", duplex));
-        }
-        // Fragments of at least 8 bytes: a half-read message is never empty,
-        // and a zero fragment would make every record a continuation.
-        if max_record < 8 {
-            return Err(corrupted("pipe fragment_bytes", max_record));
-        }
-        let ring = RingConfig {
-            capacity,
-            max_record,
-        };
-        let spec = Spec {
-            duplex: duplex == 1,
-            ring,
-        };
-        let (total, _) =
-            Self::layout(&spec).map_err(|_| corrupted("pipe ring config", capacity))?;
-        let (ring_len, expected_stride) = ring_extent(&ring)?;
-        if stride != expected_stride as u64 || segment.object_len() != total {
-            return Err(corrupted("pipe layout vs segment", stride));
-        }
-        let mut rings = Vec::with_capacity(2);
-        for i in 0..1 + duplex as usize {
-            let keep: spsc::KeepAlive = segment.clone();
-            // SAFETY: i * stride + ring_len <= total == object_len (checked
-            // above), so the pointer stays inside the object region.
-            let base = unsafe { segment.object_ptr().add(i * expected_stride) };
-            // The segment maps `object_len` bytes at `object_ptr` (page
-            // aligned; `stride` keeps each ring page aligned) while it lives.
-            // SAFETY: in bounds and aligned (above); `keep` holds the mapping
-            // for every handle; peers use it only through the ring protocol.
-            let r = unsafe { spsc::Ring::attach_in_place(base, ring_len, keep) }?;
-            if r.config() != ring {
-                return Err(corrupted("pipe ring config vs segment params", capacity));
-            }
-            rings.push(r);
-        }
+        let descriptor = PipeDescriptor::decode(&segment.params())?;
+        let rings = descriptor.rings(&Region::of_segment(&segment))?;
         Ok(Pipe {
             shared: Arc::new(Shared {
                 segment,
-                duplex: spec.duplex,
+                duplex: descriptor.duplex,
                 rings,
                 claimed: [AtomicBool::new(false), AtomicBool::new(false)],
             }),

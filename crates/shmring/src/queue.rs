@@ -34,21 +34,21 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmring_core::error::{Corrupted, PopError, PushError};
-use shmring_core::mpmc::QueueLayout;
 use shmring_core::wait::Until;
 use shmring_core::{ConfigError, RingConfig};
 
 use crate::attach::AttachError;
 use crate::codec::Message;
-use crate::mpmc::{self, QueueConfig};
+use crate::descriptor::Descriptor;
+use crate::mpmc::{self, descriptor::QueueDescriptor, QueueConfig};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::Segment;
 
+pub(crate) mod descriptor;
 mod error;
 mod handle;
 mod handles;
@@ -61,7 +61,6 @@ use handle::{Handle, PutFailure};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;
-pub(crate) use recovery::unfinished_in_region;
 pub use recovery::{JoinError, JoinTimeoutError, TryJoinError};
 pub use simple::SimpleQueue;
 
@@ -298,24 +297,16 @@ impl<T> fmt::Debug for Queue<T> {
 }
 
 impl<T: Message> SegmentObject for Queue<T> {
-    const KIND: ObjectKind = ObjectKind::MpmcQueue;
+    type Descriptor = QueueDescriptor;
     type Config = QueueOptions;
 
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        let config = options.config()?;
-        Ok((QueueLayout::new(&config)?.total, mpmc::params(&config)))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let config = options.config().map_err(|e| e.to_string())?;
-        // SAFETY: forwarded from the caller (zeroed, aligned, private).
-        unsafe { shmring_core::mpmc::Queue::init_in_place(base, len, &config) }
-            .map_err(|e| e.to_string())
+    fn descriptor(options: &QueueOptions) -> Result<QueueDescriptor, AttachError> {
+        Ok(QueueDescriptor::new(options.config()?)?)
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
-        let len = segment.object_len();
-        let queue = mpmc::Queue::attach_region(segment.clone(), 0, len)?;
+        let descriptor = QueueDescriptor::decode(&segment.params())?;
+        let queue = mpmc::Queue::attach_at(segment.clone(), &descriptor, 0)?;
         Ok(Queue {
             handle: Handle::new(queue, segment.clone()),
             segment,

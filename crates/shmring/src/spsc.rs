@@ -45,18 +45,21 @@
 //! (The [`pipe`](crate::pipe) closes its rings for good instead: a pipe end
 //! whose peer died reads end of file or gets a broken pipe.)
 
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use shmring_core::error::{PopError, PushError};
-use shmring_core::spsc::{self, SpscLayout};
+use shmring_core::spsc;
 use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::RingConfig;
 
 use crate::attach::{claim_role, mark_gone, release_role, AttachError};
+use crate::descriptor::{Descriptor, Region};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::Segment;
 use crate::sys::FutexWaiter;
+use descriptor::RingDescriptor;
+
+pub(crate) mod descriptor;
 
 /// A named or anonymous segment holding one SPSC byte ring.
 #[derive(Clone, Debug)]
@@ -66,42 +69,16 @@ pub struct Ring {
 }
 
 impl SegmentObject for Ring {
-    const KIND: ObjectKind = ObjectKind::SpscRing;
+    type Descriptor = RingDescriptor;
     type Config = RingConfig;
 
-    fn layout(config: &RingConfig) -> Result<(usize, [u64; 8]), AttachError> {
-        let layout = SpscLayout::new(config)?;
-        Ok((
-            layout.total,
-            [config.capacity, config.max_record, 0, 0, 0, 0, 0, 0],
-        ))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, config: &RingConfig) -> Result<(), String> {
-        // SAFETY: forwarded from the caller (zeroed, aligned, private).
-        unsafe { spsc::Ring::init_in_place(base, len, config) }.map_err(|e| e.to_string())
+    fn descriptor(config: &RingConfig) -> Result<RingDescriptor, AttachError> {
+        Ok(RingDescriptor::new(*config)?)
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Ring, AttachError> {
-        let [capacity, max_record, ..] = segment.params();
-        let keep: spsc::KeepAlive = segment.clone();
-        // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
-        // aligned) for as long as it lives, and `keep` holds it alive for
-        // every handle; other peers use it only through the ring protocol.
-        let ring = unsafe {
-            spsc::Ring::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
-        }?;
-        if ring.config()
-            != (RingConfig {
-                capacity,
-                max_record,
-            })
-        {
-            return Err(AttachError::Corrupted(shmring_core::Corrupted {
-                what: "ring config vs segment params",
-                value: capacity,
-            }));
-        }
+        let descriptor = RingDescriptor::decode(&segment.params())?;
+        let ring = descriptor.attach(&Region::of_segment(&segment))?;
         Ok(Ring { ring, segment })
     }
 }

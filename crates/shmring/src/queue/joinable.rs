@@ -2,24 +2,23 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shmring_core::mpmc::QueueLayout;
 use shmring_core::tasks::{self, TaskCounter, TaskSlot, TooManyDone};
 use shmring_core::wait::{Until, WaitPolicy};
 
+use super::descriptor::JoinableDescriptor;
 use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 use super::handle::Tasks;
 use super::recovery::{self, JoinError, JoinTimeoutError, TryJoinError, TASKS_BYTES};
 use super::{get_methods, put_methods, GetError, Handle, PutError, QueueOptions};
 use crate::attach::AttachError;
 use crate::codec::Message;
-use crate::mpmc;
+use crate::descriptor::Descriptor;
+use crate::mpmc::{self, descriptor::QueueDescriptor};
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, PeerCounter, Segment};
-use shmring_core::error::Corrupted;
+use crate::segment::{PeerCounter, Segment};
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`](super::Queue) that counts
 /// unfinished tasks; `put` adds one, [`task_done`](Self::task_done) marks one
@@ -95,39 +94,19 @@ impl<T> fmt::Debug for JoinableQueue<T> {
 }
 
 impl<T: Message> SegmentObject for JoinableQueue<T> {
-    const KIND: ObjectKind = ObjectKind::JoinableQueue;
+    type Descriptor = JoinableDescriptor;
     type Config = QueueOptions;
 
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        let config = options.config()?;
-        let len = TASKS_BYTES + QueueLayout::new(&config)?.total;
-        Ok((len, mpmc::params(&config)))
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let config = options.config().map_err(|e| e.to_string())?;
-        // A zeroed TaskCounter is a valid one with no task: nothing to write.
-        // SAFETY: the queue's part starts TASKS_BYTES in (page aligned) and
-        // the rest of the caller's zeroed, private region is its own.
-        unsafe {
-            shmring_core::mpmc::Queue::init_in_place(
-                base.add(TASKS_BYTES),
-                len - TASKS_BYTES,
-                &config,
-            )
-        }
-        .map_err(|e| e.to_string())
+    fn descriptor(options: &QueueOptions) -> Result<JoinableDescriptor, AttachError> {
+        Ok(JoinableDescriptor {
+            queue: QueueDescriptor::new(options.config()?)?,
+        })
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
-        let len = segment.object_len();
-        if len < TASKS_BYTES {
-            return Err(AttachError::Corrupted(Corrupted {
-                what: "joinable queue length",
-                value: len as u64,
-            }));
-        }
-        let queue = mpmc::Queue::attach_region(segment.clone(), TASKS_BYTES, len - TASKS_BYTES)?;
+        let descriptor = JoinableDescriptor::decode(&segment.params())?;
+        let at = JoinableDescriptor::QUEUE_AT;
+        let queue = mpmc::Queue::attach_at(segment.clone(), &descriptor.queue, at)?;
         let q = JoinableQueue {
             handle: Handle::new(queue, segment.clone()),
             segment,

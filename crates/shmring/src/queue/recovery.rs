@@ -136,7 +136,7 @@ pub(super) fn reclaim_dead(
 /// `base` and is `region_len` bytes long (the queue follows it), given the
 /// queue's length read just before (for inspection tools). `None` when the
 /// region is too short for the slots of `peer_rows` rows.
-pub(crate) fn unfinished_in_region(
+pub(super) fn unfinished_in_region(
     base: std::ptr::NonNull<u8>,
     region_len: usize,
     peer_rows: u32,

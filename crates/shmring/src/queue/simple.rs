@@ -1,7 +1,6 @@
 //! [`SimpleQueue`]: put, get, empty, close.
 
 use std::fmt;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::Queue;
@@ -9,7 +8,7 @@ use super::{GetError, PutError, QueueOptions};
 use crate::attach::AttachError;
 use crate::codec::Message;
 use crate::object::{impl_segment_constructors, SegmentObject};
-use crate::segment::{ObjectKind, Segment};
+use crate::segment::Segment;
 
 /// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `is_empty`,
 /// `close`; unbounded, blocking `get`, no timeouts.
@@ -31,23 +30,15 @@ impl<T> fmt::Debug for SimpleQueue<T> {
 }
 
 impl<T: Message> SegmentObject for SimpleQueue<T> {
-    const KIND: ObjectKind = ObjectKind::MpmcQueue;
+    type Descriptor = <Queue<T> as SegmentObject>::Descriptor;
     type Config = QueueOptions;
 
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        <Queue<T> as SegmentObject>::layout(&QueueOptions {
+    /// A queue's, without a `maxsize`.
+    fn descriptor(options: &QueueOptions) -> Result<Self::Descriptor, AttachError> {
+        <Queue<T> as SegmentObject>::descriptor(&QueueOptions {
             maxsize: 0,
             ..*options
         })
-    }
-
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let options = QueueOptions {
-            maxsize: 0,
-            ..*options
-        };
-        // SAFETY: forwarded from the caller.
-        unsafe { <Queue<T> as SegmentObject>::init(base, len, &options) }
     }
 
     fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {

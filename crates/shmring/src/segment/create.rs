@@ -30,7 +30,7 @@ use super::names;
 use super::options::{check_mode, validate_any_name, validate_name};
 use super::{attach_row, header_of, inspect, io_error, open_error, peers, ANONYMOUS};
 use super::{CreateOptions, ObjectKind, Segment, UnlinkPolicy};
-use crate::error::SegmentError;
+use crate::segment::SegmentError;
 use crate::sys::{lock, shm};
 
 /// Calls the failpoint hook with the feature `failpoints`; nothing otherwise.

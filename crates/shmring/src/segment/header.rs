@@ -29,8 +29,8 @@
 //! header, but a buggy or hostile peer may, and a racing plain read would be
 //! undefined behaviour. Readers take one [`Snapshot`] and validate it.
 
-use crate::error::SegmentError;
 use crate::segment::peers::PEER_ROW_LEN;
+use crate::segment::SegmentError;
 use crate::segment::{ObjectKind, UnlinkPolicy};
 use shmring_core::layout::align_up;
 use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};

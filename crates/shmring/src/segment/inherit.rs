@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::options::validate_name;
 use super::{io_error, ObjectKind, OpenOptions, Segment, ANONYMOUS};
-use crate::error::SegmentError;
+use crate::segment::SegmentError;
 use crate::sys::shm;
 
 /// Inherited descriptors already reopened by this process: `(fd, dev, ino,

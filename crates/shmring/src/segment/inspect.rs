@@ -48,7 +48,7 @@ use super::peers::{
     self, PeerRow, CLAIM_LOCK_BASE, COUNTER_SLOTS, PEER_ROW_LEN, STATE_ATTACHED, STATE_DETACHED,
 };
 use super::{ObjectKind, PeerCounter, UnlinkPolicy};
-use crate::error::SegmentError;
+use crate::segment::SegmentError;
 use crate::sys::{lock, shm};
 
 pub(crate) use reclaim::HOLDS_DATA;

@@ -94,6 +94,7 @@
 //! segments are sealed against that (`F_SEAL_SHRINK`).
 
 mod create;
+mod error;
 mod header;
 mod inherit;
 mod inspect;
@@ -109,14 +110,15 @@ use std::ptr::NonNull;
 
 use memmap2::MmapRaw;
 
-use crate::error::SegmentError;
 use crate::sys::{self, lock, shm};
+pub use error::SegmentError;
 use header::{Header, Layout, HEADER_LEN};
 use peers::{PeerRow, PEER_ROW_LEN};
 
 pub use header::{LAYOUT_VERSION, MAX_PEER_ROWS};
 pub use inspect::*;
 pub use options::{CreateOptions, ObjectKind, OpenOptions, UnlinkPolicy, MAX_NAME_LEN};
+pub(crate) use peers::split_token;
 pub use peers::{PeerCounter, PeerInfo};
 
 /// Label used in errors for anonymous segments.

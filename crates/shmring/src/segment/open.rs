@@ -11,7 +11,7 @@ use super::names::{self, Removal};
 use super::options::{validate_any_name, validate_name};
 use super::{attach_row, header_of, inspect, io_error, open_error, peers, ANONYMOUS};
 use super::{ObjectKind, OpenOptions, Segment};
-use crate::error::SegmentError;
+use crate::segment::SegmentError;
 use crate::sys::{self, shm};
 
 /// The shortest wait for the name lock an open makes, whatever its timeout:

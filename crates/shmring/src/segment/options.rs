@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::SegmentError;
+use crate::segment::SegmentError;
 
 /// Longest name, not counting the leading `/`.
 pub const MAX_NAME_LEN: usize = 200;

@@ -6,10 +6,10 @@ use std::os::fd::AsFd;
 use super::object::{self, Source};
 use super::{io, leftover_state, open_shm_file, read_header, read_peers, HeaderInfo};
 use super::{PeerStatus, SegmentState};
-use crate::error::SegmentError;
 use crate::segment::header::validate;
 use crate::segment::names::{self, Removal};
 use crate::segment::peers::{CLAIM_LOCK_BASE, PEER_LOCK_BASE};
+use crate::segment::SegmentError;
 use crate::segment::{ObjectKind, UnlinkPolicy, MAX_PEER_ROWS};
 use crate::sys::{lock, shm};
 

@@ -111,11 +111,11 @@ use std::time::Duration;
 
 use super::reclaim::reclaim_judged;
 use super::{read_header, Reclaimed, HOLDS_DATA, SHM_DIR};
-use crate::error::SegmentError;
 use crate::segment::header::{validate, HEADER_LEN};
 use crate::segment::names;
 use crate::segment::options::validate_name;
 use crate::segment::peers::{PeerRow, LOCK_BYTES_END, PEER_ROW_LEN};
+use crate::segment::SegmentError;
 use crate::segment::{ObjectKind, UnlinkPolicy};
 use crate::sys::{self, lock, shm};
 use stamp::{Claim, Stamp, State};
