@@ -16,7 +16,8 @@
 //!     60    4 header_len          HEADER_LEN
 //!     64    8 object_offset       multiple of 4096, >= end of the peer table
 //!     72    8 object_len          >= 1, object_offset + object_len <= total_len
-//!     80   64 params              [u64; 8], the object's parameters, opaque here
+//!     80   64 params              [u64; 8], the object's parameters: opaque here,
+//!                                 typed by each kind's descriptor (crate::descriptor)
 //!    144  112 reserved            zero
 //! ```
 //!

@@ -143,7 +143,8 @@ pub struct HeaderInfo {
     pub object_offset: u64,
     /// Length of the object.
     pub object_len: u64,
-    /// The object's parameters, raw (decoded in [`ObjectState`]).
+    /// The object's parameters, raw (decoded by the kind's descriptor into
+    /// [`ObjectState`]; words that fail to decode leave a note there).
     pub params: [u64; 8],
 }
 
