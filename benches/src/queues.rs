@@ -3,8 +3,8 @@
 //!
 //! * **Create**: `Queue::create` of each name in turn, one clock read on
 //!   each side of each call (the default `CreateOptions`).
-//! * **Open**: another process (this binary, re-executed with
-//!   [`OPENER_VAR`]) opens every name in turn, timed the same way, while the
+//! * **Open**: another process (this binary, re-executed as the entry point
+//!   [`OPENER`]) opens every name in turn, timed the same way, while the
 //!   creator keeps them all open; it reports its samples on stdout.
 //! * **Drop**: the creator drops them all (after the opener exited), timed
 //!   as a whole; the default unlink policy removes each name.
@@ -17,16 +17,19 @@
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use shmring::process::{Entry, EntryResult, Process};
 use shmring::queue::{Queue, QueueOptions};
 use shmring::{CreateOptions, OpenOptions};
 use shmring_measure::percentile;
 
-/// Set in the opener process: `NAME_PREFIX COUNT`.
-pub const OPENER_VAR: &str = "SHMRING_BENCHES_OPENER";
+/// The opener process: opens the queues `NAME_PREFIX-0` to
+/// `NAME_PREFIX-(COUNT - 1)`. A binary that calls [`measure`] lists it in
+/// its [`run_child`](shmring::process::run_child), first in `main()`.
+pub static OPENER: Entry<(String, u64)> = shmring::entry!(opener);
 
 /// Figures for `queues` queues of one shape.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -191,9 +194,9 @@ pub fn measure(shape: &str, options: &QueueOptions, n: usize) -> Result<QueueFig
 
 /// Runs the opener process: its open times and its `RssShmem` growth.
 fn run_opener(prefix: &str, n: usize) -> Result<(Vec<u64>, u64), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let out = Command::new(exe)
-        .env(OPENER_VAR, format!("{prefix} {n}"))
+    let out = Process::new(&OPENER, (prefix.to_string(), n as u64))
+        .into_command()
+        .map_err(|e| format!("prepare the opener: {e}"))?
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -216,34 +219,19 @@ fn run_opener(prefix: &str, n: usize) -> Result<(Vec<u64>, u64), String> {
     Ok((samples, rss))
 }
 
-/// In the opener process: opens every queue, prints its `RssShmem`
-/// growth and the open times (ns), and exits. Returns at once in any
-/// other process. Call it first in `main()`.
-pub fn run_opener_if_child() {
-    let Some(spec) = std::env::var_os(OPENER_VAR) else {
-        return;
-    };
-    let spec = spec.to_string_lossy().into_owned();
-    let mut words = spec.split_whitespace();
-    let (Some(prefix), Some(Ok(n))) = (words.next(), words.next().map(str::parse::<usize>)) else {
-        eprintln!("opener: bad {OPENER_VAR}={spec:?}");
-        std::process::exit(2);
-    };
+/// In the opener process ([`OPENER`]): opens every queue, prints its
+/// `RssShmem` growth and the open times (ns) on stdout.
+fn opener((prefix, n): (String, u64)) -> EntryResult {
+    let n = usize::try_from(n)?;
     let opts = OpenOptions::default();
     let rss0 = rss_shmem();
     let mut queues = Vec::with_capacity(n);
     let mut open_ns = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
-        let q = Queue::<Vec<u8>>::open(&name(prefix, i), &opts);
+        let q = Queue::<Vec<u8>>::open(&name(&prefix, i), &opts);
         open_ns.push(t0.elapsed().as_nanos() as u64);
-        match q {
-            Ok(q) => queues.push(q),
-            Err(e) => {
-                eprintln!("opener: open queue {i} of {n}: {e}");
-                std::process::exit(1);
-            }
-        }
+        queues.push(q.map_err(|e| format!("opener: open queue {i} of {n}: {e}"))?);
     }
     let rss = rss_shmem().saturating_sub(rss0);
     drop(queues);
@@ -253,6 +241,7 @@ pub fn run_opener_if_child() {
         line.push(' ');
         line.push_str(&ns.to_string());
     }
-    let ok = writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
-    std::process::exit(if ok { 0 } else { 1 });
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
 }

@@ -16,25 +16,21 @@
 //!    the 64 MiB maximum): whether the failure comes at create time or as
 //!    a SIGBUS on a later write.
 
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use raw_sync::locks::{LockInit, Mutex};
 use raw_sync::Timeout;
 use shared_memory::ShmemConf;
 use shmring::lock::{Acquired, Lock};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::process::{run_child, Entry, EntryResult, Process};
+use shmring::CreateOptions;
 
-const ROLE: &str = "SHMRING_DEPS_ROLE";
-const NAME: &str = "SHMRING_DEPS_NAME";
 const PAIRS: u32 = 1_000_000;
 
 type BoxError = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), BoxError> {
-    if let Ok(role) = std::env::var(ROLE) {
-        return child(&role, &std::env::var(NAME)?);
-    }
+    run_child(&[&HOLD_RAW, &HOLD_SHMRING]);
     let id = std::process::id();
     println!("shmring deps: raw_sync 0.1.5 and shared_memory 0.12 beside shmring");
 
@@ -74,7 +70,7 @@ fn main() -> Result<(), BoxError> {
     // SAFETY: as above; the child attaches with `from_existing` only after
     // this initialisation (it is spawned below).
     let (raw_mutex, _) = unsafe { Mutex::new(raw_base, raw_base.add(1024)) }?;
-    let child = spawn("hold-raw", &raw_name)?;
+    let child = Process::spawn(&HOLD_RAW, (raw_name.clone(),))?;
     wait_ready(child, || {
         raw_mutex.try_lock(Timeout::Val(Duration::ZERO)).is_err()
     })?;
@@ -93,7 +89,7 @@ fn main() -> Result<(), BoxError> {
 
     let lock_name = format!("/shmring-deps-held-{id}");
     let lock = Lock::create(&lock_name, (), &CreateOptions::default())?;
-    let child = spawn("hold-shmring", &lock_name)?;
+    let child = Process::spawn(&HOLD_SHMRING, (&lock,))?;
     wait_ready(child, || lock.is_locked())?;
     let start = Instant::now();
     let ours = lock
@@ -149,16 +145,9 @@ fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-fn spawn(role: &str, name: &str) -> Result<Child, BoxError> {
-    Ok(Command::new(std::env::current_exe()?)
-        .env(ROLE, role)
-        .env(NAME, name)
-        .spawn()?)
-}
-
 /// Waits until `held()` says the child holds its lock, then SIGKILLs and
 /// reaps it.
-fn wait_ready(mut child: Child, mut held: impl FnMut() -> bool) -> Result<(), BoxError> {
+fn wait_ready(mut child: Process, mut held: impl FnMut() -> bool) -> Result<(), BoxError> {
     let end = Instant::now() + Duration::from_secs(10);
     while !held() {
         if Instant::now() > end {
@@ -168,28 +157,31 @@ fn wait_ready(mut child: Child, mut held: impl FnMut() -> bool) -> Result<(), Bo
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill()?;
-    child.wait()?;
+    child.join()?;
     Ok(())
 }
 
-fn child(role: &str, name: &str) -> Result<(), BoxError> {
-    match role {
-        "hold-raw" => {
-            let shm = ShmemConf::new().os_id(name).open()?;
-            let base = shm.as_ptr();
-            // SAFETY: the parent initialised the mutex at this offset before
-            // spawning us; the mapping is 4096 bytes.
-            let (mutex, _) = unsafe { Mutex::from_existing(base, base.add(1024)) }?;
-            let guard = mutex.lock()?;
-            std::thread::sleep(Duration::from_secs(60)); // until killed
-            drop(guard);
-        }
-        "hold-shmring" => {
-            let lock = Lock::open(name, &OpenOptions::default())?;
-            let _held = lock.acquire()?;
-            std::thread::sleep(Duration::from_secs(60)); // until killed
-        }
-        other => return Err(format!("unknown role {other}").into()),
-    }
+/// The child of part 2 for `raw_sync`: opens the `shared_memory` mapping
+/// named `name`, takes the mutex the parent initialised there and holds it
+/// until killed.
+fn hold_raw((name,): (String,)) -> EntryResult {
+    let shm = ShmemConf::new().os_id(name).open()?;
+    let base = shm.as_ptr();
+    // SAFETY: the parent initialised the mutex at this offset before
+    // spawning us; the mapping is 4096 bytes.
+    let (mutex, _) = unsafe { Mutex::from_existing(base, base.add(1024)) }?;
+    let guard = mutex.lock()?;
+    std::thread::sleep(Duration::from_secs(60)); // until killed
+    drop(guard);
     Ok(())
 }
+static HOLD_RAW: Entry<(String,)> = shmring::entry!(hold_raw);
+
+/// The child of part 2 for shmring: takes the parent's lock and holds it
+/// until killed.
+fn hold_shmring((lock,): (Lock,)) -> EntryResult {
+    let _held = lock.acquire()?;
+    std::thread::sleep(Duration::from_secs(60)); // until killed
+    Ok(())
+}
+static HOLD_SHMRING: Entry<(Lock,)> = shmring::entry!(hold_shmring);

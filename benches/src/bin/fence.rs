@@ -21,11 +21,11 @@
 //!    case of a sleeper whose peer is about to answer).
 
 use std::hint::black_box;
-use std::process::{Child, Command};
 use std::sync::atomic::{compiler_fence, fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const ROLE: &str = "SHMRING_FENCE_ROLE";
+use shmring::process::{run_child, Entry, EntryResult, Process, TryJoinError};
+
 const LOOPS: u64 = 50_000_000;
 const BARRIERS: u32 = 20_000;
 
@@ -35,15 +35,7 @@ static LOADED: AtomicU64 = AtomicU64::new(0);
 type BoxError = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), BoxError> {
-    if std::env::var(ROLE).is_ok() {
-        // The busy peer: registered, pinned to CPU 1, spinning until killed.
-        register()?;
-        pin(1);
-        let mut x = 0u64;
-        loop {
-            x = black_box(x.wrapping_add(1));
-        }
-    }
+    run_child(&[&BUSY_PEER]);
     pin(0);
     println!("shmring fence: the wake check's store-load fence, and membarrier");
     for (name, ns) in [
@@ -67,12 +59,12 @@ fn main() -> Result<(), BoxError> {
         "  membarrier(GLOBAL_EXPEDITED), no registered peer running: {:.2} µs",
         barrier_us()?
     );
-    let mut peer = Command::new(std::env::current_exe()?)
-        .env(ROLE, "1")
-        .spawn()?;
+    let mut peer = Process::spawn(&BUSY_PEER, ())?;
     std::thread::sleep(Duration::from_millis(200)); // registered and spinning
-    if let Some(status) = peer.try_wait()? {
-        return Err(format!("the busy peer exited: {status}").into());
+    match peer.try_join() {
+        Ok(status) => return Err(format!("the busy peer exited: {status}").into()),
+        Err(TryJoinError::Running) => {}
+        Err(e) => return Err(e.into()),
     }
     let busy = barrier_us();
     stop(&mut peer);
@@ -82,6 +74,17 @@ fn main() -> Result<(), BoxError> {
     );
     Ok(())
 }
+
+/// The busy peer: registered, pinned to CPU 1, spinning until killed.
+fn busy_peer(_: ()) -> EntryResult {
+    register()?;
+    pin(1);
+    let mut x = 0u64;
+    loop {
+        x = black_box(x.wrapping_add(1));
+    }
+}
+static BUSY_PEER: Entry<()> = shmring::entry!(busy_peer);
 
 /// Nanoseconds per store + `barrier` + load, over [`LOOPS`].
 fn per_op(barrier: impl Fn()) -> f64 {
@@ -148,7 +151,7 @@ fn pin(cpu: usize) {
     }
 }
 
-fn stop(peer: &mut Child) {
+fn stop(peer: &mut Process) {
     let _ = peer.kill();
-    let _ = peer.wait();
+    let _ = peer.join();
 }

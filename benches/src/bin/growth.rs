@@ -143,7 +143,7 @@ fn summary(r: &Record, rep: &Rep) -> String {
 fn main() {
     // A measurement peer (this binary re-executed) does its job and exits.
     shmring_benches::peer::run_peer_if_child();
-    queues::run_opener_if_child();
+    shmring::process::run_child(&[&queues::OPENER]);
     let a = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::Command;
 
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring_benches::machine::Machine;
 use shmring_benches::threads::{self, Crossbeam, Rtrb};
 use shmring_benches::{Record, Rep, Results};
@@ -467,12 +468,13 @@ fn count_syscalls(results: &mut Results) {
         (Mechanism::ShmringSpsc, Mode::Blocking),
     ] {
         let out = std::env::temp_dir().join(format!("xbench-strace-{}.txt", std::process::id()));
-        let status = Command::new("strace")
-            .args(["-f", "-c", "-o"])
-            .arg(&out)
-            .arg(&exe)
-            .args(["--probe", m.name(), mode.name()])
-            .status();
+        let mut strace = Command::new("strace");
+        strace.args(["-f", "-c", "-o"]).arg(&out).arg(&exe);
+        let args = (m.name().to_string(), mode.name().to_string());
+        let status = Process::with_command(strace, &PROBE, args)
+            .into_command()
+            .map_err(std::io::Error::other)
+            .and_then(|mut cmd| cmd.status());
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let _ = std::fs::remove_file(&out);
         let calls = |name: &str| {
@@ -497,37 +499,23 @@ fn count_syscalls(results: &mut Results) {
     }
 }
 
-/// `--probe MECH MODE`: the stream that `count_syscalls` traces.
-fn probe(mut it: impl Iterator<Item = String>) -> ! {
-    let m: Mechanism = it
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(Mechanism::ShmringSpsc);
-    let mode: Mode = it
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(Mode::Polling);
+/// The stream that `count_syscalls` traces (under strace, this binary
+/// re-executed as this entry point with a mechanism's and a mode's name).
+fn probe((m, mode): (String, String)) -> EntryResult {
     let p = Params {
         messages: 1_000_000,
-        mode,
+        mode: mode.parse()?,
         ..Params::default()
     };
-    match shmring_measure::stream(m, &p) {
-        Ok(_) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("xbench --probe: {e}");
-            std::process::exit(1)
-        }
-    }
+    shmring_measure::stream(m.parse()?, &p)?;
+    Ok(())
 }
+static PROBE: Entry<(String, String)> = shmring::entry!(probe);
 
 fn main() {
     // A measurement peer (this binary re-executed) does its job and exits.
     shmring_benches::peer::run_peer_if_child();
-    let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some("--probe") {
-        probe(argv);
-    }
+    run_child(&[&PROBE]);
     let a = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -1,9 +1,9 @@
 //! Cross-process latency and throughput of shmring beside its baselines.
 //!
 //! Every measurement runs between **two processes**: this one and a peer
-//! that is this same executable, re-executed with a description of its job
-//! in the environment (the channels travel by descriptor inheritance, as in
-//! the `pingpong` example). Hence the one rule for users of this crate:
+//! that is this same executable, re-executed as a typed entry point of
+//! [`shmring::process`] whose argument is its job (the channels travel by
+//! descriptor inheritance, as in the `pingpong` example). Hence the one rule for users of this crate:
 //!
 //! * call [`run_peer_if_child`] **first** in `main()` of every binary that
 //!   measures: when the process was started as a peer, it does the peer's

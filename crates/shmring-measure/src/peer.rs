@@ -1,18 +1,41 @@
 //! The two processes: describing a job, re-executing this binary as the
 //! peer, handing it descriptors, pinning, and dispatching to a mechanism
 //! (this crate's, or a caller's through [`crate::custom`]).
+//!
+//! The peer is a typed entry point of shmring's process module
+//! ([`PEER`], whose one argument is the [`Job`]). The job is final only
+//! once the link has prepared the peer's side: a mechanism adds inherited
+//! descriptors and shared objects to the [`Command`] and records the
+//! descriptors' numbers in the job. So the parent prepares the command
+//! first (the link's `parent` function, or a caller's `open` for a custom
+//! link), then hands command and job to
+//! [`Process::with_command`](shmring::process::Process::with_command),
+//! which adds the entry point and the encoded job to it. The peer receives
+//! the job with [`Entry::receive`] rather than through
+//! [`run_child`](shmring::process::run_child), because it also serves a
+//! caller's links, which it reaches through a closure.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
+use std::process::Command;
+
+use shmring::codec::{CodecError, Message};
+use shmring::process::{Entry, EntryResult, Process};
 
 use crate::custom::{LinkSpec, Peer};
 use crate::drive::{self, Link};
 use crate::{dict, os, raw, shm, MeasureError, Mechanism, Mode, Params, Tuning};
 
-/// The environment variable that makes a process a peer; its value is the
-/// job (see [`Job::encode`]).
-const PEER_VAR: &str = "SHMRING_MEASURE_PEER";
+/// The peer's entry point: this executable re-executed with its [`Job`].
+/// Started by [`Running::spawn`] and received by [`run_child_if_peer`],
+/// which also serves custom links; listed in no `run_child`.
+static PEER: Entry<(Job,)> = shmring::entry!(peer);
+
+/// The peer of this crate's own mechanisms (what [`PEER`] names; a custom
+/// job fails here: only [`run_child_if_peer`] knows the caller's links).
+fn peer((job,): (Job,)) -> EntryResult {
+    Ok(run_child(&job, crate::custom::none)?)
+}
 
 /// Which measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,8 +155,9 @@ impl Job {
         (self.payload as u64).max(64 << 10)
     }
 
-    /// `key=value` words, space-separated.
-    fn encode(&self) -> String {
+    /// `key=value` words, space-separated: the job's encoding as the
+    /// peer's argument.
+    fn to_words(&self) -> String {
         let kind = match self.kind {
             Kind::RoundTrip => "rt",
             Kind::Stream => "stream",
@@ -156,7 +180,7 @@ impl Job {
         )
     }
 
-    fn decode(s: &str) -> Result<Job, MeasureError> {
+    fn from_words(s: &str) -> Result<Job, MeasureError> {
         let bad =
             |what: &str| MeasureError::InvalidParams(format!("peer job: bad {what} in {s:?}"));
         let mut job = Job::new(
@@ -200,6 +224,23 @@ impl Job {
             }
         }
         Ok(job)
+    }
+}
+
+/// The job travels to the peer as its `key=value` words.
+impl Message for Job {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(self.to_words().as_bytes());
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Job, CodecError> {
+        let words = std::str::from_utf8(bytes).map_err(|e| CodecError {
+            reason: format!("peer job is not UTF-8: {e}"),
+        })?;
+        Job::from_words(words).map_err(|e| CodecError {
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -370,17 +411,22 @@ fn with_link<L: Link>(
 /// The peer while it runs; this process's CPU set is restored when it is
 /// dropped (after the peer was reaped).
 struct Running {
-    child: Child,
+    child: Process,
     _unpin: Option<Unpin>,
 }
 
 impl Running {
-    fn spawn(job: &Job, mut cmd: Command) -> Result<Running, MeasureError> {
-        cmd.env(PEER_VAR, job.encode());
-        let child = cmd.spawn().map_err(MeasureError::io("spawn the peer"))?;
-        // Closes this process's copies of the peer's descriptors.
-        drop(cmd);
-        drive::set_other(child.id() as i32, false);
+    /// Starts [`PEER`] from `cmd` (the link has prepared it) with `job`;
+    /// `cmd`, and with it this process's copies of the peer's
+    /// descriptors, is dropped once the peer is started.
+    fn spawn(job: &Job, cmd: Command) -> Result<Running, MeasureError> {
+        let child = Process::with_command(cmd, &PEER, (job.clone(),))
+            .start()
+            .map_err(|e| match e {
+                shmring::process::StartError::Spawn(e) => MeasureError::io("spawn the peer")(e),
+                e => MeasureError::transport("hand the job to the peer", e),
+            })?;
+        drive::set_other(child.pid() as i32, false);
         Ok(Running {
             child,
             _unpin: None,
@@ -406,13 +452,13 @@ impl Running {
     }
 }
 
-fn child_result(child: &mut Child, failed: bool) -> Result<(), MeasureError> {
+fn child_result(child: &mut Process, failed: bool) -> Result<(), MeasureError> {
     if failed {
         let _ = child.kill();
     }
     let status = child
-        .wait()
-        .map_err(MeasureError::io("wait for the peer"))?;
+        .join()
+        .map_err(|e| MeasureError::io("wait for the peer")(e.into_inner()))?;
     if status.success() || failed {
         Ok(())
     } else {
@@ -420,20 +466,18 @@ fn child_result(child: &mut Child, failed: bool) -> Result<(), MeasureError> {
     }
 }
 
-/// The peer's entry point: does nothing unless [`PEER_VAR`] is set;
-/// `custom` serves the jobs over a caller's link.
+/// The peer's side: does nothing unless this process was started as
+/// [`PEER`]; `custom` serves the jobs over a caller's link.
 pub(crate) fn run_child_if_peer(custom: impl FnOnce(&Peer<'_>) -> Result<(), MeasureError>) {
-    let Some(spec) = std::env::var_os(PEER_VAR) else {
+    let Some(received) = PEER.receive() else {
         return;
     };
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
     drive::set_other(parent, true);
-    let result = spec
-        .to_str()
-        .ok_or_else(|| MeasureError::InvalidParams("peer job is not UTF-8".into()))
-        .and_then(Job::decode)
-        .and_then(|job| run_child(&job, custom));
+    let result = received
+        .map_err(|e| MeasureError::InvalidParams(format!("peer job: {e}")))
+        .and_then(|(job,)| run_child(&job, custom));
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -470,6 +514,12 @@ fn run_child(
 mod tests {
     use super::*;
 
+    fn encoded(job: &Job) -> Vec<u8> {
+        let mut out = Vec::new();
+        job.encode(&mut out).unwrap();
+        out
+    }
+
     #[test]
     fn job_round_trips_through_its_encoding() {
         let p = Params {
@@ -486,8 +536,8 @@ mod tests {
         let mut job = Job::stream(Mechanism::UnixSocket, &p, &t).unwrap();
         job.fds = vec![5, 9];
         job.cpu = Some(3);
-        let back = Job::decode(&job.encode()).unwrap();
-        assert_eq!(back.encode(), job.encode());
+        let back = Job::decode(&encoded(&job)).unwrap();
+        assert_eq!(encoded(&back), encoded(&job));
         assert_eq!(back.custom, None);
         assert_eq!(
             (back.kind, back.count, back.warmup, back.batch),
@@ -507,7 +557,7 @@ mod tests {
             ..Params::default()
         };
         let job = Job::custom(Kind::RoundTrip, "zero-copy:all", &p).unwrap();
-        let back = Job::decode(&job.encode()).unwrap();
+        let back = Job::decode(&encoded(&job)).unwrap();
         assert_eq!(back.custom.as_deref(), Some("zero-copy:all"));
         assert_eq!(
             (back.kind, back.count, back.warmup),

@@ -300,19 +300,40 @@ impl Process {
     // way `thread::Builder` is reached, so the lint's rule does not fit.
     #[allow(clippy::new_ret_no_self)]
     pub fn new<A: Args>(entry: &Entry<A>, args: impl IntoArgs<A>) -> ProcessBuilder {
-        let mut failed = None;
-        let mut cmd = match std::env::current_exe() {
-            Ok(exe) => Command::new(exe),
+        match std::env::current_exe() {
+            Ok(exe) => Process::with_command(Command::new(exe), entry, args),
             Err(e) => {
-                failed = Some(StartError::Spawn(e));
-                Command::new("/proc/self/exe")
+                let mut builder =
+                    Process::with_command(Command::new("/proc/self/exe"), entry, args);
+                builder.failed = Some(StartError::Spawn(e));
+                builder
             }
-        };
+        }
+    }
+
+    /// [`Process::new`] from a command the caller has already prepared:
+    /// descriptors it made inheritable (a `pre_exec` hook), its own
+    /// environment variables, its standard streams, or a wrapper program
+    /// in front of this executable (`strace -f -c <this executable>`).
+    /// The entry point and its arguments are added to `cmd`'s environment
+    /// as `new` adds them; the builder's settings apply on top.
+    ///
+    /// For a parent that must prepare the child's side of a channel before
+    /// it knows every argument (a benchmark whose job records which
+    /// descriptors the child inherits, say). `cmd` must end up running
+    /// this executable (or another whose `main` lists `entry` in
+    /// [`run_child`]), with the environment it is given: otherwise the
+    /// child never runs the entry point.
+    pub fn with_command<A: Args>(
+        mut cmd: Command,
+        entry: &Entry<A>,
+        args: impl IntoArgs<A>,
+    ) -> ProcessBuilder {
         cmd.env(entry::ENTRY_VAR, entry.id())
             .env(entry::ARGS_VAR, std::any::type_name::<A>());
-        if let Err(e) = args::sealed::IntoArgs::hand_over_all(args, &mut cmd) {
-            failed.get_or_insert(StartError::Argument(e));
-        }
+        let failed = args::sealed::IntoArgs::hand_over_all(args, &mut cmd)
+            .err()
+            .map(StartError::Argument);
         ProcessBuilder {
             cmd,
             entry: entry.id(),

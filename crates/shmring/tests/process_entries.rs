@@ -43,6 +43,18 @@ fn takes_a_queue((queue,): (Queue<u64>,)) -> EntryResult {
 }
 static TAKES_A_QUEUE: Entry<(Queue<u64>,)> = shmring::entry!(takes_a_queue);
 
+/// The variable a prepared command sets for [`from_prepared_command`].
+const PREPARED_VAR: &str = "SHMRING_TEST_PREPARED_VALUE";
+
+/// Puts the number its command's own environment carries: shows that
+/// `Process::with_command` keeps what the caller prepared.
+fn from_prepared_command((queue,): (Queue<u64>,)) -> EntryResult {
+    let value: u64 = std::env::var(PREPARED_VAR)?.parse()?;
+    queue.put(value)?;
+    Ok(())
+}
+static FROM_PREPARED_COMMAND: Entry<(Queue<u64>,)> = shmring::entry!(from_prepared_command);
+
 /// Declared, and started below, but deliberately left out of
 /// `child_entry`'s list.
 fn not_listed(_: ()) -> EntryResult {
@@ -52,7 +64,7 @@ static NOT_LISTED: Entry<()> = shmring::entry!(not_listed);
 
 #[test]
 fn child_entry() {
-    run_child(&[&MANY_KINDS, &FAILS, &TAKES_A_QUEUE]);
+    run_child(&[&MANY_KINDS, &FAILS, &TAKES_A_QUEUE, &FROM_PREPARED_COMMAND]);
 }
 
 /// Starts `p` with its stderr piped, waits, and returns the exit code and
@@ -162,6 +174,31 @@ fn hand_over_errors_wait_for_start() {
     // A value too large for the environment is refused the same way.
     let err =
         Process::spawn(&FAILS, ("x".repeat(shmring::process::MAX_VALUE_BYTES + 1),)).unwrap_err();
+    assert!(
+        matches!(&err, StartError::Argument(f) if f.index == 0),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_prepared_command_keeps_its_settings_and_runs_the_entry() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "prepared command");
+    let queue = new_queue();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(shmring_testkit::harness_args(CHILD_TEST))
+        .env(PREPARED_VAR, "41");
+    let mut p = Process::with_command(cmd, &FROM_PREPARED_COMMAND, (&queue,))
+        .start()
+        .unwrap();
+    assert_eq!(queue.get_timeout(Duration::from_secs(60)).unwrap(), 41);
+    assert!(p.join_timeout(Duration::from_secs(60)).unwrap().success());
+    // An argument that cannot be handed over is reported by start, as
+    // with `Process::new`.
+    let cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    let too_large = "x".repeat(shmring::process::MAX_VALUE_BYTES + 1);
+    let err = Process::with_command(cmd, &FAILS, (too_large,))
+        .start()
+        .unwrap_err();
     assert!(
         matches!(&err, StartError::Argument(f) if f.index == 0),
         "{err}"

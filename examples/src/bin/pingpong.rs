@@ -6,29 +6,25 @@
 //! cargo run --release -p shmring-examples --bin pingpong -- --stream-only --count 1000000
 //! ```
 //!
-//! The child is this same executable, started with `--child` and handed both
-//! rings through fd inheritance. Each side pins itself to its own CPU when
+//! The child is this same executable, re-executed as the entry point
+//! `CHILD` and handed both rings (through fd inheritance) and the counts. Each side pins itself to its own CPU when
 //! the machine has two or more. `--stream-only` runs only the polling stream
 //! (no blocking calls), which is what `strace -f -c` is pointed at to show the
 //! hot path makes no system calls.
 
 use shmring::core::wait::Until;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmring::core::{PopError, PushError, RingConfig};
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::spsc::{Consumer, Producer, Ring};
-use shmring::{CreateOptions, OpenOptions};
-
-const TO_CHILD: &str = "SHMRING_PINGPONG_TO_CHILD";
-const TO_PARENT: &str = "SHMRING_PINGPONG_TO_PARENT";
+use shmring::CreateOptions;
 
 struct Args {
     count: u64,
     round_trips: u64,
     size: usize,
     stream_only: bool,
-    child: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,7 +33,6 @@ fn parse_args() -> Result<Args, String> {
         round_trips: 200_000,
         size: 8,
         stream_only: false,
-        child: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -50,7 +45,6 @@ fn parse_args() -> Result<Args, String> {
             "--round-trips" => args.round_trips = value("--round-trips")?,
             "--size" => args.size = value("--size")? as usize,
             "--stream-only" => args.stream_only = true,
-            "--child" => args.child = true,
             "-h" | "--help" => {
                 println!(
                     "usage: pingpong [--count N] [--round-trips N] [--size BYTES] [--stream-only]"
@@ -100,14 +94,18 @@ fn spin_pop(rx: &mut Consumer, buf: &mut Vec<u8>) {
     }
 }
 
-fn child(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+/// The child's arguments: the ring from the parent, the ring back, the
+/// stream's message count, the round trips (0 for `--stream-only`) and the
+/// message size.
+type ChildArgs = (Ring, Ring, u64, u64, usize);
+
+fn child((to_child, to_parent, count, round_trips, size): ChildArgs) -> EntryResult {
     pin_to_cpu(1);
-    let opts = OpenOptions::default();
-    let mut rx = Ring::open_inherited(TO_CHILD, &opts)?.consumer()?;
-    let mut tx = Ring::open_inherited(TO_PARENT, &opts)?.producer()?;
-    let mut buf = Vec::with_capacity(args.size);
+    let mut rx = to_child.consumer()?;
+    let mut tx = to_parent.producer()?;
+    let mut buf = Vec::with_capacity(size);
     // Stream: receive everything, check the sequence, acknowledge.
-    for i in 0..args.count {
+    for i in 0..count {
         spin_pop(&mut rx, &mut buf);
         let seq = u64::from_le_bytes(buf[..8].try_into()?);
         if seq != i {
@@ -115,20 +113,18 @@ fn child(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     spin_push(&mut tx, b"done");
-    if args.stream_only {
-        return Ok(());
-    }
     // Polling ping-pong, then blocking ping-pong: echo each message.
-    for _ in 0..args.round_trips {
+    for _ in 0..round_trips {
         spin_pop(&mut rx, &mut buf);
         spin_push(&mut tx, &buf);
     }
-    for _ in 0..args.round_trips / 4 {
+    for _ in 0..round_trips / 4 {
         rx.pop(&mut buf, Until::after(Duration::from_secs(10)))?;
         tx.push(&buf, Until::after(Duration::from_secs(10)))?;
     }
     Ok(())
 }
+static CHILD: Entry<ChildArgs> = shmring::entry!(child);
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -154,11 +150,16 @@ fn parent(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let opts = CreateOptions::default();
     let to_child = Ring::create_anonymous(config, &opts)?;
     let to_parent = Ring::create_anonymous(config, &opts)?;
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("--child").args(std::env::args().skip(1));
-    to_child.share_with_child(&mut cmd, TO_CHILD)?;
-    to_parent.share_with_child(&mut cmd, TO_PARENT)?;
-    let mut child_process = cmd.spawn()?;
+    // The child echoes no round trips after a stream-only run.
+    let round_trips = if args.stream_only {
+        0
+    } else {
+        args.round_trips
+    };
+    let mut child_process = Process::spawn(
+        &CHILD,
+        (&to_child, &to_parent, args.count, round_trips, args.size),
+    )?;
     pin_to_cpu(0);
     let mut tx = to_child.producer()?;
     let mut rx = to_parent.consumer()?;
@@ -205,7 +206,7 @@ fn parent(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         report("round trip (blocking calls)", samples);
     }
-    let status = child_process.wait()?;
+    let status = child_process.join()?;
     if !status.success() {
         return Err(format!("child failed: {status}").into());
     }
@@ -213,6 +214,7 @@ fn parent(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
+    run_child(&[&CHILD]);
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -220,13 +222,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let result = if args.child {
-        child(&args)
-    } else {
-        parent(&args)
-    };
-    if let Err(e) = result {
-        eprintln!("pingpong{}: {e}", if args.child { " (child)" } else { "" });
+    if let Err(e) = parent(&args) {
+        eprintln!("pingpong: {e}");
         std::process::exit(1);
     }
 }
