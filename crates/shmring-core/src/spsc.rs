@@ -336,7 +336,7 @@ impl Ring {
     /// Public because that is what a peer sharing the memory can do anyway:
     /// every process that maps the ring may store any value into these
     /// words, and the handles treat what they read there as untrusted (a
-    /// bad value is [`Corrupted`](crate::Corrupted)). Storing into them is
+    /// bad value is [`Corrupted`]). Storing into them is
     /// never undefined behaviour, but it breaks the ring for every handle,
     /// as a hostile peer would.
     pub fn position_words(&self) -> (&AtomicU64, &AtomicU64) {

@@ -294,12 +294,7 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
 
     fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
         let [capacity, max_key, max_value, ..] = segment.params();
-        let keep: shmring_core::spsc::KeepAlive = segment.clone();
-        let (base, len) = (segment.object_ptr(), segment.object_len());
-        // SAFETY: the segment maps `len` page-aligned bytes at `base` while it
-        // lives, `keep` holds it alive for the table, and other peers use it
-        // only atomically through the table's protocol.
-        let mut table = unsafe { Table::attach_in_place(base, len, keep) }?;
+        let mut table: Table = segment.attach_object(0, segment.object_len())?;
         let config = table.config();
         let found = [config.capacity, config.max_key, config.max_value].map(u64::from);
         if found != [capacity, max_key, max_value] {

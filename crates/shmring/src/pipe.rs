@@ -420,15 +420,7 @@ impl SegmentObject for Pipe {
         }
         let mut rings = Vec::with_capacity(2);
         for i in 0..1 + duplex as usize {
-            let keep: spsc::KeepAlive = segment.clone();
-            // SAFETY: i * stride + ring_len <= total == object_len (checked
-            // above), so the pointer stays inside the object region.
-            let base = unsafe { segment.object_ptr().add(i * expected_stride) };
-            // The segment maps `object_len` bytes at `object_ptr` (page
-            // aligned; `stride` keeps each ring page aligned) while it lives.
-            // SAFETY: in bounds and aligned (above); `keep` holds the mapping
-            // for every handle; peers use it only through the ring protocol.
-            let r = unsafe { spsc::Ring::attach_in_place(base, ring_len, keep) }?;
+            let r: spsc::Ring = segment.attach_object(i * expected_stride, ring_len)?;
             if r.config() != ring {
                 return Err(corrupted("pipe ring config vs segment params", capacity));
             }
