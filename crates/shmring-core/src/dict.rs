@@ -305,6 +305,18 @@ pub fn heap(config: &DictConfig) -> Result<Table, &'static str> {
     Ok(table.expect("a fresh heap table is consistent"))
 }
 
+#[cfg(not(loom))]
+impl crate::layout::InPlace for Table {
+    unsafe fn attach_in_place(
+        base: NonNull<u8>,
+        len: usize,
+        keep: KeepAlive,
+    ) -> Result<Self, Corrupted> {
+        // SAFETY: forwarded from our caller (the same contract).
+        unsafe { Table::attach_in_place(base, len, keep) }
+    }
+}
+
 impl Table {
     /// Initialises a table in zeroed memory.
     ///

@@ -163,7 +163,7 @@ impl std::error::Error for ConfigError {}
 pub(crate) fn push_check(
     tried: Result<(), PushError>,
     slow: bool,
-    peer_gone: &mut dyn FnMut() -> bool,
+    peer_gone: impl FnOnce() -> bool,
 ) -> Option<Result<(), PushError>> {
     match tried {
         Err(PushError::Full) if slow && peer_gone() => Some(Err(PushError::Closed)),

@@ -5,6 +5,40 @@
 //! size and offset is pinned by a compile-time assertion so two binaries built
 //! by different compilers agree on where each field is.
 
+use core::ptr::NonNull;
+
+use crate::error::Corrupted;
+use crate::spsc::KeepAlive;
+
+/// An object that lives in a region of shared memory and attaches to it in
+/// place ([`spsc::Ring`](crate::spsc::Ring), [`mpmc::Queue`](crate::mpmc::Queue),
+/// [`dict::Table`](crate::dict::Table)), checking the alignment it needs,
+/// the region's length and every parameter it reads there.
+///
+/// What lets a layer above attach any kind of object through one helper
+/// that argues the safety once (the engine's `Segment::attach_object`).
+pub trait InPlace: Sized {
+    /// Attaches to an object another process initialised in `len` bytes at
+    /// `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` is valid for reads and writes of `len` bytes for as long as
+    /// `keep` lives, and other parties access it only through atomics or
+    /// the object's protocol (a hostile peer can make the object read
+    /// garbage, which it detects, but not break memory safety).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupted`] when the alignment, the length or a parameter read
+    /// from the region is wrong.
+    unsafe fn attach_in_place(
+        base: NonNull<u8>,
+        len: usize,
+        keep: KeepAlive,
+    ) -> Result<Self, Corrupted>;
+}
+
 /// Alignment of a hot shared field: two 64-byte lines, so the adjacent-line
 /// prefetcher on x86 does not couple two independently written fields.
 pub const HOT_ALIGN: usize = 128;

@@ -41,6 +41,7 @@
 //!   one), because a peer writing under a live `&[u8]` or `&mut [u8]` is
 //!   undefined behaviour in this process.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -64,6 +65,57 @@ pub use grant::{ReadGrant, WriteGrant};
 
 /// Something that keeps the ring's memory alive (a mapping, a heap block).
 pub type KeepAlive = Arc<dyn Any + Send + Sync>;
+
+/// A handle's hold on its end of the ring, as the layer above the core sees
+/// it: whether the process at the *other* end is gone for good, which the
+/// core cannot know (it makes no system calls).
+///
+/// A handle carries at most one ([`Producer::set_role`],
+/// [`Consumer::set_role`]) and owns it: dropping the handle drops it, and
+/// the engine gives the role back to the segment there. The blocking calls
+/// ask [`peer_gone`](Role::peer_gone) on their slow path only: before a
+/// first sleep (at most once a millisecond over the handle's calls), after
+/// each sleep slice, and once more at the deadline. The fast path (a try,
+/// a wait that ends within its spin) never calls it. A handle without one
+/// never finds its peer gone (heap rings, models).
+///
+/// Any `Fn() -> bool + Send + Sync` closure is a role that holds nothing.
+pub trait Role: Send + Sync {
+    /// Whether the process at the other end of the ring is gone for good.
+    /// `true` ends a wait: a push fails with `Closed`, a pop drains what is
+    /// left and then fails with `Closed`, a [`Producer::wait_writable`] or
+    /// [`Consumer::wait_readable`] returns `Ok(false)`.
+    fn peer_gone(&self) -> bool;
+}
+
+impl<F: Fn() -> bool + Send + Sync> Role for F {
+    fn peer_gone(&self) -> bool {
+        self()
+    }
+}
+
+/// A handle's [`Role`], if any (printed as whether there is one).
+#[derive(Default)]
+struct RoleSlot(Option<Box<dyn Role>>);
+
+impl RoleSlot {
+    /// Whether the role says the peer is gone (never, without one). The
+    /// slow path only: a call through a `dyn` pointer.
+    #[cold]
+    fn peer_gone(&self) -> bool {
+        self.0.as_ref().is_some_and(|role| role.peer_gone())
+    }
+}
+
+impl core::fmt::Debug for RoleSlot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(Role)"
+        } else {
+            "None"
+        })
+    }
+}
 
 /// Where the parts of an SPSC ring lie in a region, and how big it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,8 +259,9 @@ impl Ring {
         }
     }
 
-    /// A producer handle. The caller makes sure there is only one (the engine
-    /// claims the producer role first).
+    /// A producer handle, with the default [`WaitPolicy`] and no [`Role`].
+    /// The caller makes sure there is only one (the engine claims the
+    /// producer role first, and hands the claim to [`Producer::set_role`]).
     ///
     /// # Errors
     ///
@@ -218,11 +271,14 @@ impl Ring {
             writer: Writer::attach(self.raw, false)?,
             waiter,
             pace: SlowPace::default(),
+            policy: WaitPolicy::default(),
+            role: RoleSlot::default(),
             _keep: self.keep.clone(),
         })
     }
 
-    /// A consumer handle. The caller makes sure there is only one.
+    /// A consumer handle, with the default [`WaitPolicy`] and no [`Role`].
+    /// The caller makes sure there is only one.
     ///
     /// # Errors
     ///
@@ -232,6 +288,8 @@ impl Ring {
             reader: Reader::attach(self.raw)?,
             waiter,
             pace: SlowPace::default(),
+            policy: WaitPolicy::default(),
+            role: RoleSlot::default(),
             _keep: self.keep.clone(),
         })
     }
@@ -278,7 +336,7 @@ impl Ring {
     /// Public because that is what a peer sharing the memory can do anyway:
     /// every process that maps the ring may store any value into these
     /// words, and the handles treat what they read there as untrusted (a
-    /// bad value is [`Corrupted`](crate::Corrupted)). Storing into them is
+    /// bad value is [`Corrupted`]). Storing into them is
     /// never undefined behaviour, but it breaks the ring for every handle,
     /// as a hostile peer would.
     pub fn position_words(&self) -> (&AtomicU64, &AtomicU64) {
@@ -293,6 +351,18 @@ impl Ring {
     }
 }
 
+#[cfg(not(loom))]
+impl crate::layout::InPlace for Ring {
+    unsafe fn attach_in_place(
+        base: NonNull<u8>,
+        len: usize,
+        keep: KeepAlive,
+    ) -> Result<Self, Corrupted> {
+        // SAFETY: forwarded from our caller (the same contract).
+        unsafe { Ring::attach_in_place(base, len, keep) }
+    }
+}
+
 fn close_ring<W: Waiter + ?Sized>(shared: &RingShared, bits: u32, waiter: &W) {
     shared.set_flags(bits);
     shared.not_empty.wake_now(waiter, WAKE_ALL);
@@ -300,18 +370,19 @@ fn close_ring<W: Waiter + ?Sized>(shared: &RingShared, bits: u32, waiter: &W) {
 }
 
 /// [`block_on_paced`] on one of a handle's wait words, with the handle's
-/// waiter and liveness pace copied out first (so that the check may borrow
-/// the handle mutably) and the pace stored back after.
+/// waiter, policy and liveness pace copied out first (so that the check may
+/// borrow the handle mutably) and the pace stored back after.
 macro_rules! wait_paced {
-    ($handle:ident, $ring:expr, $word:ident, $deadline:expr, $policy:expr, $check:expr) => {{
+    ($handle:ident, $ring:expr, $word:ident, $until:expr, $check:expr) => {{
         let ring = $ring;
         let waiter = $handle.waiter.clone();
+        let policy = $handle.policy;
         let mut pace = $handle.pace;
         let result = block_on_paced(
             &ring.shared().$word,
             &waiter,
-            $deadline,
-            $policy,
+            $until,
+            &policy,
             &mut pace,
             $check,
         );
@@ -321,12 +392,22 @@ macro_rules! wait_paced {
 }
 
 /// The writing end of an SPSC ring.
+///
+/// Its blocking calls ([`push`](Producer::push),
+/// [`push_marked`](Producer::push_marked),
+/// [`wait_writable`](Producer::wait_writable)) try, spin for
+/// [`WaitPolicy::spin_ns`], then sleep on the ring's futex word through the
+/// handle's [`Waiter`] in slices of [`WaitPolicy::slice_ns`], asking the
+/// handle's [`Role`] (if any) on the slow path whether the consumer's
+/// process is gone.
 #[derive(Debug)]
 pub struct Producer<W> {
     writer: Writer,
     waiter: W,
     /// When the next liveness probe before a first sleep is due.
     pace: SlowPace,
+    policy: WaitPolicy,
+    role: RoleSlot,
     _keep: KeepAlive,
 }
 
@@ -378,22 +459,24 @@ impl<W: Waiter + Clone> Producer<W> {
         result
     }
 
-    /// Pushes `msg`, waiting for room until `deadline` (`None`: no deadline).
-    /// `peer_gone` runs on the slow path (before a first sleep, at most once
-    /// a millisecond over this handle's calls, and after each sleep slice);
-    /// when it says the consumer is gone the push fails with `Closed`.
+    /// Pushes `msg`, waiting for room until `until` ([`Until::Now`]: one
+    /// try, then `Timeout`).
+    ///
+    /// # Blocking
+    ///
+    /// Tries, spins for the policy's spin budget, then sleeps until room
+    /// appears, `until` passes, the ring is closed, or the handle's
+    /// [`Role`] finds the consumer gone (asked on the slow path only: at
+    /// most once a millisecond before a first sleep, after each sleep
+    /// slice, 100 ms by default).
     ///
     /// # Errors
     ///
-    /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
-    pub fn push(
-        &mut self,
-        msg: &[u8],
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
-    ) -> Result<(), PushError> {
-        self.push_marked(msg, false, deadline, policy, peer_gone)
+    /// `Timeout`, `Closed` (also when the role found the consumer gone),
+    /// `TooLarge`, `Corrupted`.
+    #[inline]
+    pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
+        self.push_marked(msg, false, until)
     }
 
     /// [`push`](Producer::push) with the continuation mark of
@@ -407,12 +490,12 @@ impl<W: Waiter + Clone> Producer<W> {
         &mut self,
         msg: &[u8],
         continues: bool,
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
+        until: Until,
     ) -> Result<(), PushError> {
-        let result = wait_paced!(self, self.writer.ring, not_full, deadline, policy, |slow| {
-            push_check(self.try_push_marked(msg, continues), slow, peer_gone)
+        let result = wait_paced!(self, self.writer.ring, not_full, until, |slow| {
+            push_check(self.try_push_marked(msg, continues), slow, || {
+                self.peer_gone()
+            })
         });
         result.unwrap_or(Err(PushError::Timeout))
     }
@@ -423,7 +506,7 @@ impl<W: Waiter + Clone> Producer<W> {
     ///
     /// Returns `Ok(true)` when the room is there (or the ring looks
     /// corrupted: the next push reports it), `Ok(false)` when the ring is
-    /// closed or `peer_gone` said the consumer is gone (`peer_gone` runs as
+    /// closed or the handle's [`Role`] said the consumer is gone (asked as
     /// in [`push`](Producer::push)). Sleeps on the ring's not-full word,
     /// which every release of the consumer signals: each wake-up re-checks
     /// the free room. `bytes` above the capacity is never there: the call
@@ -431,22 +514,16 @@ impl<W: Waiter + Clone> Producer<W> {
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] when `deadline` passes first.
-    pub fn wait_writable(
-        &mut self,
-        bytes: u64,
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, TimedOut> {
-        wait_paced!(self, self.writer.ring, not_full, deadline, policy, |slow| {
+    /// [`TimedOut`] when `until` passes first.
+    pub fn wait_writable(&mut self, bytes: u64, until: Until) -> Result<bool, TimedOut> {
+        wait_paced!(self, self.writer.ring, not_full, until, |slow| {
             if self.check_open().is_err() {
                 return Some(false);
             }
             match self.writer.free_now() {
                 Ok(free) if free >= bytes => Some(true),
                 Err(_) => Some(true),
-                Ok(_) if slow && peer_gone() => Some(false),
+                Ok(_) if slow && self.peer_gone() => Some(false),
                 Ok(_) => None,
             }
         })
@@ -465,15 +542,47 @@ impl<W: Waiter + Clone> Producer<W> {
     pub fn close(&self) {
         close_ring(self.writer.ring.shared(), PRODUCER_CLOSED, &self.waiter);
     }
+
+    /// Sets the spin budget and sleep slice of the blocking calls (the
+    /// slice bounds how late a dead peer is noticed).
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The spin budget and sleep slice of the blocking calls.
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.policy
+    }
+
+    /// Hands the handle its [`Role`] (replacing, and dropping, any earlier
+    /// one): what its blocking calls ask on the slow path whether the
+    /// process at the other end is gone, dropped with the handle.
+    pub fn set_role(&mut self, role: impl Role + 'static) {
+        self.role = RoleSlot(Some(Box::new(role)));
+    }
+
+    /// Whether the handle's [`Role`] says the other end is gone (never,
+    /// without one). What the blocking calls ask on their slow path; a
+    /// caller that gives up without sleeping may ask it too.
+    pub fn peer_gone(&self) -> bool {
+        self.role.peer_gone()
+    }
 }
 
 /// The reading end of an SPSC ring.
+///
+/// Its blocking calls ([`pop`](Consumer::pop),
+/// [`wait_readable`](Consumer::wait_readable)) wait as the
+/// [`Producer`]'s do, asking the handle's [`Role`] on the slow path
+/// whether the producer's process is gone.
 #[derive(Debug)]
 pub struct Consumer<W> {
     reader: Reader,
     waiter: W,
     /// When the next liveness probe before a first sleep is due.
     pace: SlowPace,
+    policy: WaitPolicy,
+    role: RoleSlot,
     _keep: KeepAlive,
 }
 
@@ -591,36 +700,33 @@ impl<W: Waiter + Clone> Consumer<W> {
         copy
     }
 
-    /// Pops the next record into `buf`, waiting until `deadline` (`None`: no
-    /// deadline). `peer_gone` runs on the slow path (as in
-    /// [`Producer::push`]); when it says the producer is gone the pop drains
-    /// what is left, then fails with `Closed`.
+    /// Pops the next record into `buf`, waiting until `until`
+    /// ([`Until::Now`]: one try, then `Timeout`).
+    ///
+    /// # Blocking
+    ///
+    /// Tries, spins briefly, then sleeps until a record arrives, `until`
+    /// passes, the ring is closed, or the handle's [`Role`] finds the
+    /// producer gone (asked as in [`Producer::push`]); what it published
+    /// is still delivered first.
     ///
     /// # Errors
     ///
-    /// `Timeout`, `Closed`, `Corrupted`.
-    pub fn pop(
-        &mut self,
-        buf: &mut Vec<u8>,
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
-    ) -> Result<usize, PopError> {
-        let result = wait_paced!(
-            self,
-            self.reader.ring,
-            not_empty,
-            deadline,
-            policy,
-            |slow| match self.try_pop(buf) {
-                Err(PopError::Empty) if slow && peer_gone() => Some(match self.try_pop(buf) {
+    /// `Timeout`, `Closed` (closed, or the producer gone, and drained),
+    /// `Corrupted`.
+    pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
+        let result = wait_paced!(self, self.reader.ring, not_empty, until, |slow| match self
+            .try_pop(buf)
+        {
+            Err(PopError::Empty) if slow && self.peer_gone() => {
+                Some(match self.try_pop(buf) {
                     Err(PopError::Empty) => Err(PopError::Closed),
                     other => other,
-                }),
-                Err(PopError::Empty) => None,
-                other => Some(other),
+                })
             }
-        );
+            Err(PopError::Empty) => None,
+            other => Some(other),
+        });
         result.unwrap_or(Err(PopError::Timeout))
     }
 
@@ -634,36 +740,54 @@ impl<W: Waiter + Clone> Consumer<W> {
     ///
     /// Returns `Ok(true)` when a record is there (or the ring looks
     /// corrupted: the next read reports it), `Ok(false)` when the ring is
-    /// drained and its producer side closed, or `peer_gone` said the producer
-    /// is gone. `peer_gone` runs on the slow path only (before a first
-    /// sleep, at most once a millisecond over this handle's calls; after
-    /// each sleep slice; once more at the deadline).
+    /// drained and its producer side closed, or the handle's [`Role`] said
+    /// the producer is gone (asked on the slow path only, as in
+    /// [`Producer::push`]).
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] when `deadline` passes first.
-    pub fn wait_readable(
-        &mut self,
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, TimedOut> {
+    /// [`TimedOut`] when `until` passes first.
+    pub fn wait_readable(&mut self, until: Until) -> Result<bool, TimedOut> {
         wait_paced!(
             self,
             self.reader.ring,
             not_empty,
-            deadline,
-            policy,
+            until,
             |slow| match self.next() {
                 Ok(_) | Err(PopError::Corrupted(_)) => Some(true),
                 Err(PopError::Closed) => Some(false),
                 // Gone: one more look, for what it published before dying.
-                Err(_) if slow && peer_gone() => Some(!matches!(
+                Err(_) if slow && self.peer_gone() => Some(!matches!(
                     self.next(),
                     Err(PopError::Empty | PopError::Closed)
                 )),
                 Err(_) => None,
             }
         )
+    }
+
+    /// Sets the spin budget and sleep slice of the blocking calls (the
+    /// slice bounds how late a dead peer is noticed).
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The spin budget and sleep slice of the blocking calls.
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.policy
+    }
+
+    /// Hands the handle its [`Role`] (replacing, and dropping, any earlier
+    /// one): what its blocking calls ask on the slow path whether the
+    /// process at the other end is gone, dropped with the handle.
+    pub fn set_role(&mut self, role: impl Role + 'static) {
+        self.role = RoleSlot(Some(Box::new(role)));
+    }
+
+    /// Whether the handle's [`Role`] says the other end is gone (never,
+    /// without one). What the blocking calls ask on their slow path; a
+    /// caller that gives up without sleeping may ask it too.
+    pub fn peer_gone(&self) -> bool {
+        self.role.peer_gone()
     }
 }

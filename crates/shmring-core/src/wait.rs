@@ -230,6 +230,7 @@ const CLOCK_FREE_ROUNDS: u32 = 16;
 ///
 /// [`TimedOut`] when the deadline passes with `check` still `None`; `check`
 /// has then run once more after the deadline.
+#[inline]
 pub fn block_on<W, R>(
     word: &WaitWord,
     waiter: &W,

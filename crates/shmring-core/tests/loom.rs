@@ -13,7 +13,7 @@
 use loom::thread;
 use shmring_core::heap::{self, ThreadWaiter};
 use shmring_core::mpmc::QueueConfig;
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::{PopError, PushError, RingConfig};
 
 #[path = "support/loom_model.rs"]
@@ -85,7 +85,8 @@ fn waiter_handshake_has_no_lost_wakeup() {
         let producer = thread::spawn(move || p.try_push(b"x").unwrap());
         let consumer = thread::spawn(move || {
             let mut buf = Vec::new();
-            assert_eq!(c.pop(&mut buf, None, &POLICY, &mut || false), Ok(1));
+            c.set_wait_policy(POLICY);
+            assert_eq!(c.pop(&mut buf, Until::Never), Ok(1));
         });
         producer.join().unwrap();
         consumer.join().unwrap();
@@ -106,10 +107,8 @@ fn close_wakes_a_sleeping_consumer() {
         let closer = thread::spawn(move || p.close());
         let consumer = thread::spawn(move || {
             let mut buf = Vec::new();
-            assert_eq!(
-                c.pop(&mut buf, None, &POLICY, &mut || false),
-                Err(PopError::Closed)
-            );
+            c.set_wait_policy(POLICY);
+            assert_eq!(c.pop(&mut buf, Until::Never), Err(PopError::Closed));
         });
         closer.join().unwrap();
         consumer.join().unwrap();
@@ -211,7 +210,8 @@ fn mpmc_sleeping_consumer_is_woken() {
         let producer = thread::spawn(move || p.try_push(b"y").unwrap());
         let consumer = thread::spawn(move || {
             let mut buf = Vec::new();
-            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(1));
+            c.set_wait_policy(POLICY);
+            assert_eq!(c.pop(&mut buf, Until::Never), Ok(1));
         });
         producer.join().unwrap();
         consumer.join().unwrap();
@@ -236,11 +236,13 @@ fn mpmc_producer_blocked_on_max_len_is_woken_by_a_take() {
         a.try_push(b"x").unwrap();
         let mut c = q.consumer(w);
         let producer = thread::spawn(move || {
-            assert_eq!(b.push(b"y", None, &POLICY, &mut || false), Ok(()));
+            b.set_wait_policy(POLICY);
+            assert_eq!(b.push(b"y", Until::Never), Ok(()));
         });
         let consumer = thread::spawn(move || {
             let mut buf = Vec::new();
-            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(1));
+            c.set_wait_policy(POLICY);
+            assert_eq!(c.pop(&mut buf, Until::Never), Ok(1));
         });
         producer.join().unwrap();
         consumer.join().unwrap();
@@ -324,11 +326,13 @@ fn mpmc_producer_waiting_behind_padding_is_woken_by_its_take() {
         p.try_push(&[1; 8]).unwrap();
         c.try_pop(&mut Vec::new()).unwrap();
         let producer = thread::spawn(move || {
-            assert_eq!(p.push(&[2; 48], None, &POLICY, &mut || false), Ok(()));
+            p.set_wait_policy(POLICY);
+            assert_eq!(p.push(&[2; 48], Until::Never), Ok(()));
         });
         let consumer = thread::spawn(move || {
             let mut buf = Vec::new();
-            assert_eq!(c.pop(&mut buf, None, &POLICY), Ok(48));
+            c.set_wait_policy(POLICY);
+            assert_eq!(c.pop(&mut buf, Until::Never), Ok(48));
         });
         producer.join().unwrap();
         consumer.join().unwrap();

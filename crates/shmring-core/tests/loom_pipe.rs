@@ -27,7 +27,7 @@
 use loom::thread;
 use shmring_core::heap::{self, ThreadWaiter};
 use shmring_core::record::{record_size, HEADER};
-use shmring_core::wait::WaitPolicy;
+use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::{PopError, RingConfig};
 
 #[path = "support/loom_model.rs"]
@@ -112,20 +112,21 @@ fn a_message_larger_than_the_ring_is_streamed_and_reassembled() {
         let messages = [pattern(50, 1), pattern(5, 2)];
         let sent = messages.clone();
         let writer = thread::spawn(move || {
+            p.set_wait_policy(POLICY);
             for msg in &sent {
                 for (record, continues) in records(msg) {
-                    p.push_marked(record, continues, None, &POLICY, &mut || false)
-                        .unwrap();
+                    p.push_marked(record, continues, Until::Never).unwrap();
                 }
             }
         });
         let reader = thread::spawn(move || {
+            c.set_wait_policy(POLICY);
             let (mut buf, mut reassembler, mut got) = (Vec::new(), Reassembler::default(), vec![]);
             while got.len() < 2 {
                 match c.try_pop_marked(&mut buf) {
                     Ok((_, continues)) => got.extend(reassembler.feed(&buf, continues)),
                     Err(PopError::Empty) => {
-                        assert_eq!(c.wait_readable(None, &POLICY, &mut || false), Ok(true));
+                        assert_eq!(c.wait_readable(Until::Never), Ok(true));
                     }
                     Err(e) => panic!("{e}"),
                 }
@@ -153,6 +154,7 @@ fn whole_message_sends_never_leave_part_of_a_message() {
         let messages = [pattern(20, 3), pattern(3, 4), pattern(31, 5)];
         let sent = messages.clone();
         let writer = thread::spawn(move || {
+            p.set_wait_policy(POLICY);
             for msg in &sent {
                 let need = whole_extent(msg.len());
                 assert!(need <= RING.capacity);
@@ -165,6 +167,7 @@ fn whole_message_sends_never_leave_part_of_a_message() {
             }
         });
         let reader = thread::spawn(move || {
+            c.set_wait_policy(POLICY);
             let (mut buf, mut reassembler, mut got) = (Vec::new(), Reassembler::default(), vec![]);
             while got.len() < 3 {
                 match c.try_pop_marked(&mut buf) {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::mpmc::{ClaimError, QueueConfig};
-use shmring_core::wait::{WaitPolicy, Waiter};
+use shmring_core::wait::{Until, WaitPolicy, Waiter};
 use shmring_core::{PopError, PushError, RingConfig};
 use shmring_fuzz_support::memory::Memory;
 
@@ -84,13 +84,13 @@ fn every_message_once_fifo_per_producer_threads<M: Memory>() {
     let producers: Vec<_> = (1..=PRODUCERS)
         .map(|token| {
             let mut p = q.claim_producer(token, w.clone(), &mut |_| false).unwrap();
+            p.set_wait_policy(policy);
             std::thread::spawn(move || {
                 for i in 0..N {
                     let mut m = [0u8; 17];
                     m[..8].copy_from_slice(&token.to_le_bytes());
                     m[8..12].copy_from_slice(&i.to_le_bytes());
-                    p.push(&m[..12 + (i % 6) as usize], None, &policy, &mut || false)
-                        .unwrap();
+                    p.push(&m[..12 + (i % 6) as usize], Until::Never).unwrap();
                 }
             })
         })
@@ -98,11 +98,12 @@ fn every_message_once_fifo_per_producer_threads<M: Memory>() {
     let consumers: Vec<_> = (0..CONSUMERS)
         .map(|_| {
             let mut c = q.consumer(w.clone());
+            c.set_wait_policy(policy);
             std::thread::spawn(move || {
                 let mut seen: Vec<(u64, u32)> = Vec::new();
                 let mut buf = Vec::new();
                 loop {
-                    match c.pop(&mut buf, None, &policy) {
+                    match c.pop(&mut buf, Until::Never) {
                         Ok(_) => {
                             let token = u64::from_le_bytes(buf[..8].try_into().unwrap());
                             let i = u32::from_le_bytes(buf[8..12].try_into().unwrap());
@@ -171,11 +172,12 @@ fn streams_across_the_position_and_count_wrap<M: Memory>() {
             let mut p = q
                 .claim_producer(u64::from(who) + 1, w.clone(), &mut |_| false)
                 .unwrap();
+            p.set_wait_policy(policy);
             std::thread::spawn(move || {
                 for i in 0..N {
                     let mut m = vec![who; 5 + (i % 30) as usize];
                     m[1..5].copy_from_slice(&i.to_le_bytes());
-                    p.push(&m, None, &policy, &mut || false).unwrap();
+                    p.push(&m, Until::Never).unwrap();
                 }
                 p
             })
@@ -184,11 +186,12 @@ fn streams_across_the_position_and_count_wrap<M: Memory>() {
     let consumers: Vec<_> = (0..2)
         .map(|_| {
             let mut c = q.consumer(w.clone());
+            c.set_wait_policy(policy);
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 let mut buf = Vec::new();
                 loop {
-                    match c.pop(&mut buf, None, &policy) {
+                    match c.pop(&mut buf, Until::Never) {
                         Ok(_) => {
                             let i = u32::from_le_bytes(buf[1..5].try_into().unwrap());
                             assert_eq!(buf.len(), 5 + (i % 30) as usize);
@@ -293,12 +296,11 @@ fn producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from<M: Memory>() {
     // push within the 10 s we allow (a lost wake-up fails the test).
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let policy = WaitPolicy {
+        b.set_wait_policy(WaitPolicy {
             spin_ns: 0,
             slice_ns: 60_000_000_000,
-        };
-        done.send(b.push(b"second", None, &policy, &mut || false))
-            .unwrap();
+        });
+        done.send(b.push(b"second", Until::Never)).unwrap();
     });
     std::thread::sleep(std::time::Duration::from_millis(20));
     let mut c = q.consumer(w);
@@ -419,8 +421,9 @@ fn wait_words_are_the_ones_sleepers_use<M: Memory>() {
         spin_ns: 0,
         slice_ns: 60_000_000_000,
     };
+    p.set_wait_policy(sleepy);
     std::thread::scope(|s| {
-        let pusher = s.spawn(|| p.push(b"second", None, &sleepy, &mut || false));
+        let pusher = s.spawn(|| p.push(b"second", Until::Never));
         wait_for(|| q.space_word().waiters() == 1, "the producer asleep");
         assert_eq!(q.not_empty_word().waiters(), 0);
         q.consumer(w.clone()).try_pop(&mut Vec::new()).unwrap();
@@ -428,7 +431,8 @@ fn wait_words_are_the_ones_sleepers_use<M: Memory>() {
         let mut c = q.consumer(w.clone());
         let mut buf = Vec::new();
         c.try_pop(&mut buf).unwrap();
-        let popper = s.spawn(move || c.pop(&mut buf, None, &sleepy));
+        c.set_wait_policy(sleepy);
+        let popper = s.spawn(move || c.pop(&mut buf, Until::Never));
         wait_for(|| q.not_empty_word().waiters() == 1, "the consumer asleep");
         q.close(&w);
         assert_eq!(popper.join().unwrap(), Err(PopError::Closed));
@@ -471,6 +475,7 @@ fn taking_a_padding_record_wakes_its_producer<M: Memory>() {
         spin_ns: 0,
         slice_ns: 60_000_000_000,
     };
+    p.set_wait_policy(sleepy);
     let (done, finished) = std::sync::mpsc::channel();
     // Closing the queue ends the push's sleep, also when an assertion
     // fails before the producer was woken (the scope then joins at once,
@@ -485,8 +490,7 @@ fn taking_a_padding_record_wakes_its_producer<M: Memory>() {
         let _close = CloseOnDrop(&q, &w);
         s.spawn(|| {
             // Pads words 2..8 (published), then sleeps for 7 free words.
-            done.send(p.push(&[7; 48], None, &sleepy, &mut || false))
-                .unwrap();
+            done.send(p.push(&[7; 48], Until::Never)).unwrap();
         });
         let tail = q.position_words(0).0;
         wait_for(

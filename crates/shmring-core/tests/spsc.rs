@@ -7,7 +7,7 @@
 
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::spsc::{Consumer, Producer};
-use shmring_core::wait::{WaitPolicy, Waiter};
+use shmring_core::wait::{Until, WaitPolicy, Waiter};
 use shmring_core::{ConfigError, PopError, PushError, RingConfig};
 use shmring_fuzz_support::memory::Memory;
 
@@ -322,10 +322,8 @@ fn continuation_marks_round_trip<M: Memory>() {
     assert_eq!(drain_marked(&mut c), records);
     // One record at a time, across the wrap, and through the blocking push
     // and a zero-copy grant.
-    let policy = WaitPolicy::default();
     p.try_push_marked(b"first", false).unwrap();
-    p.push_marked(&[9; 40], true, None, &policy, &mut || false)
-        .unwrap();
+    p.push_marked(&[9; 40], true, Until::Never).unwrap();
     p.try_push(b"plain").unwrap();
     let mut g = p.reserve(3).unwrap();
     g.write_at(0, b"abc");
@@ -408,6 +406,8 @@ fn streams_across_the_position_and_count_wrap<M: Memory>() {
         spin_ns: if cfg!(miri) { 0 } else { 2_000 },
         ..WaitPolicy::default()
     };
+    p.set_wait_policy(policy);
+    c.set_wait_policy(policy);
     let msg = |i: usize| vec![(i % 251) as u8; (i * 7) % 201];
     // A few records by hand first: `len` exact across both wraps.
     for i in 0..6 {
@@ -423,12 +423,12 @@ fn streams_across_the_position_and_count_wrap<M: Memory>() {
     let n = scaled(5000);
     let producer = std::thread::spawn(move || {
         for i in 6..n {
-            p.push(&msg(i), None, &policy, &mut || false).unwrap();
+            p.push(&msg(i), Until::Never).unwrap();
         }
         p
     });
     for i in 6..n {
-        c.pop(&mut buf, None, &policy, &mut || false).unwrap();
+        c.pop(&mut buf, Until::Never).unwrap();
         assert_eq!(buf, msg(i), "record {i}");
     }
     let _p = producer.join().unwrap();
@@ -461,12 +461,7 @@ fn blocking_pop_times_out_after_deadline<M: Memory>() {
     let w = M::waiter();
     let start = std::time::Instant::now();
     let deadline = w.now().after(30_000_000);
-    let r = c.pop(
-        &mut Vec::new(),
-        Some(deadline),
-        &WaitPolicy::default(),
-        &mut || false,
-    );
+    let r = c.pop(&mut Vec::new(), Until::At(deadline));
     assert_eq!(r, Err(PopError::Timeout));
     assert!(start.elapsed() >= std::time::Duration::from_millis(25));
 }
@@ -478,12 +473,12 @@ fn blocking_pop_sees_peer_gone_after_draining<M: Memory>() {
         spin_ns: 0,
         slice_ns: 1_000_000,
     };
+    c.set_wait_policy(policy);
+    // Asked whether the producer is gone: yes.
+    c.set_role(|| true);
     let mut buf = Vec::new();
-    assert_eq!(c.pop(&mut buf, None, &policy, &mut || true), Ok(1));
-    assert_eq!(
-        c.pop(&mut buf, None, &policy, &mut || true),
-        Err(PopError::Closed)
-    );
+    assert_eq!(c.pop(&mut buf, Until::Never), Ok(1));
+    assert_eq!(c.pop(&mut buf, Until::Never), Err(PopError::Closed));
 }
 
 fn blocking_hand_off_between_threads<M: Memory>() {
@@ -492,18 +487,19 @@ fn blocking_hand_off_between_threads<M: Memory>() {
         spin_ns: if cfg!(miri) { 0 } else { 5_000 },
         ..WaitPolicy::default()
     };
+    p.set_wait_policy(policy);
+    c.set_wait_policy(policy);
     let t = std::thread::spawn(move || {
         for i in 0..scaled(20_000) as u32 {
             let m = i.to_le_bytes();
-            p.push(&m[..(i % 5) as usize], None, &policy, &mut || false)
-                .unwrap();
+            p.push(&m[..(i % 5) as usize], Until::Never).unwrap();
         }
         p.close();
     });
     let mut buf = Vec::new();
     let mut i = 0u32;
     loop {
-        match c.pop(&mut buf, None, &policy, &mut || false) {
+        match c.pop(&mut buf, Until::Never) {
             Ok(n) => {
                 assert_eq!(buf, &i.to_le_bytes()[..n]);
                 i += 1;
@@ -523,14 +519,15 @@ fn wait_writable_waits_for_the_room_asked_for<M: Memory>() {
         spin_ns: 0,
         slice_ns: 1_000_000,
     };
+    p.set_wait_policy(policy);
     let w = M::waiter();
-    assert_eq!(p.wait_writable(256, None, &policy, &mut || false), Ok(true));
+    assert_eq!(p.wait_writable(256, Until::Never), Ok(true));
     while p.try_push(&[7; 8]).is_ok() {}
     // Full: the deadline passes, at least as late as asked.
     let start = std::time::Instant::now();
     let deadline = w.now().after(30_000_000);
     assert_eq!(
-        p.wait_writable(16, Some(deadline), &policy, &mut || false),
+        p.wait_writable(16, Until::At(deadline)),
         Err(shmring_core::wait::TimedOut)
     );
     assert!(start.elapsed() >= std::time::Duration::from_millis(25));
@@ -544,20 +541,16 @@ fn wait_writable_waits_for_the_room_asked_for<M: Memory>() {
         }
         c
     });
-    assert_eq!(p.wait_writable(48, None, &policy, &mut || false), Ok(true));
+    assert_eq!(p.wait_writable(48, Until::Never), Ok(true));
     assert!(p.free_bytes().unwrap() >= 48);
     let c = drainer.join().unwrap();
     // A closed ring, or a consumer reported gone, ends the wait with false.
-    assert_eq!(
-        p.wait_writable(1024, None, &policy, &mut || true),
-        Ok(false),
-        "peer gone"
-    );
+    // Asked whether the consumer is gone: yes, then no.
+    p.set_role(|| true);
+    assert_eq!(p.wait_writable(1024, Until::Never), Ok(false), "peer gone");
+    p.set_role(|| false);
     c.close();
-    assert_eq!(
-        p.wait_writable(1024, None, &policy, &mut || false),
-        Ok(false)
-    );
+    assert_eq!(p.wait_writable(1024, Until::Never), Ok(false));
 }
 
 /// Memory laid out as in a segment: control block, then data.

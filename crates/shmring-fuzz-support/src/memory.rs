@@ -110,12 +110,7 @@ impl Memory for Memfd {
             // zeroed, page aligned, `len` bytes, reachable by nobody else.
             unsafe { spsc::Ring::init_in_place(base, len, config) }
         });
-        let keep: spsc::KeepAlive = segment.clone();
-        // SAFETY: the segment maps `object_len` bytes at `object_ptr` for as
-        // long as it lives, and `keep` holds it alive for every handle.
-        let ring = unsafe {
-            spsc::Ring::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
-        };
+        let ring = segment.attach_object::<spsc::Ring>(0, segment.object_len());
         Ok(ring.expect("a ring just laid out attaches"))
     }
 
@@ -125,11 +120,7 @@ impl Memory for Memfd {
             // SAFETY: as in `ring`.
             unsafe { mpmc::Queue::init_in_place(base, len, config) }
         });
-        let keep: spsc::KeepAlive = segment.clone();
-        // SAFETY: as in `ring`.
-        let queue = unsafe {
-            mpmc::Queue::attach_in_place(segment.object_ptr(), segment.object_len(), keep)
-        };
+        let queue = segment.attach_object::<mpmc::Queue>(0, segment.object_len());
         Ok(queue.expect("a queue just laid out attaches"))
     }
 

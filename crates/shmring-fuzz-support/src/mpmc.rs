@@ -12,7 +12,7 @@ use shmring_core::heap::{self, ThreadWaiter};
 use shmring_core::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
 use shmring_core::ring::RingConfig;
 use shmring_core::sync::Ordering;
-use shmring_core::wait::{Deadline, WaitPolicy};
+use shmring_core::wait::{Deadline, Until};
 
 /// A producer handle of the harness: the handle, its token, its ring.
 type Held = (Producer<ThreadWaiter>, u64, usize);
@@ -232,8 +232,7 @@ impl Harness {
                 let expected = self.pop(c);
                 let consumer = &mut self.consumers[c].0;
                 let got = if op % 12 == 9 {
-                    let policy = WaitPolicy::default();
-                    consumer.pop(&mut self.buf, Some(Deadline(0)), &policy)
+                    consumer.pop(&mut self.buf, Until::At(Deadline(0)))
                 } else {
                     consumer.try_pop(&mut self.buf)
                 };
@@ -312,9 +311,8 @@ impl Harness {
             }
             6 => self.scribble(input),
             _ => {
-                let policy = WaitPolicy::default();
                 let c = &mut self.consumers[slot % 2].0;
-                let _ = c.pop(&mut self.buf, Some(Deadline(0)), &policy);
+                let _ = c.pop(&mut self.buf, Until::At(Deadline(0)));
             }
         }
         let q = &self.queue;

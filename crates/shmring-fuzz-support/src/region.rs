@@ -13,7 +13,7 @@ use shmring_core::mpmc::{Queue, QueueConfig, QueueLayout};
 use shmring_core::ring::RingConfig;
 use shmring_core::spsc::{KeepAlive, Ring, SpscLayout};
 use shmring_core::sync::{AtomicU64, Ordering};
-use shmring_core::wait::{Deadline, WaitPolicy};
+use shmring_core::wait::{Deadline, Until, WaitPolicy};
 
 type Block = Padded<[AtomicU64; 16]>;
 
@@ -183,9 +183,10 @@ fn read_ring(
         let _ = grant.continues();
     }
     let _ = consumer.try_pop_many(rounds, |p| drop(p.to_vec()));
-    let policy = WaitPolicy::default();
-    let _ = consumer.pop(&mut buf, Some(Deadline(0)), &policy, &mut || true);
-    let _ = consumer.wait_readable(Some(Deadline(0)), &policy, &mut || true);
+    // Asked whether the producer is gone: yes.
+    consumer.set_role(|| true);
+    let _ = consumer.pop(&mut buf, Until::At(Deadline(0)));
+    let _ = consumer.wait_readable(Until::At(Deadline(0)));
     let _ = producer.free_bytes();
     for len in [0, 8, 20] {
         let _ = producer.try_push(&vec![7; len]);
@@ -196,7 +197,8 @@ fn read_ring(
         grant.commit(n);
     }
     let _ = producer.try_push_many([&[1u8][..], &[2; 9][..]]);
-    let _ = producer.push(&[3; 4], Some(Deadline(0)), &policy, &mut || true);
+    producer.set_role(|| true);
+    let _ = producer.push(&[3; 4], Until::At(Deadline(0)));
     for _ in 0..rounds {
         if consumer.try_pop(&mut buf).is_err() {
             break;
@@ -287,8 +289,7 @@ fn read_queue(
             break;
         }
     }
-    let policy = WaitPolicy::default();
-    let _ = consumer.pop(&mut buf, Some(Deadline(0)), &policy);
+    let _ = consumer.pop(&mut buf, Until::At(Deadline(0)));
     for p in producers.iter_mut() {
         let _ = p.is_full();
         let _ = p.try_push(&[5; 12]);
@@ -349,13 +350,7 @@ fn lock(table: &Table, token: u64) -> Result<shmring_core::dict::Locked<'_, Thre
     let policy = WaitPolicy::default();
     let mut alive = |t| t == token;
     table
-        .lock(
-            token,
-            waiter,
-            shmring_core::wait::Until::At(Deadline(0)),
-            &policy,
-            &mut alive,
-        )
+        .lock(token, waiter, Until::At(Deadline(0)), &policy, &mut alive)
         .map_err(drop)
 }
 

@@ -40,6 +40,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use shmring_core::error::{ConfigError, Corrupted};
+use shmring_core::layout::{InPlace, HOT_ALIGN};
 use shmring_core::spsc::KeepAlive;
 use shmring_core::{mpmc, spsc};
 
@@ -216,45 +217,63 @@ impl Region {
         Ok(unsafe { self.base.add(at) })
     }
 
-    /// The SPSC ring at `at..at + len` (the core checks its control block
-    /// against `len`).
+    /// The core object (ring, queue, dict table) at `at..at + len`: the
+    /// one place that argues why handing part of a mapping to a core
+    /// object's `attach_in_place` is sound.
     ///
     /// # Errors
     ///
-    /// Out of bounds, or the ring fails the core's validation.
+    /// [`Corrupted`] (`what`, `at`) when the part is out of bounds or not
+    /// [`HOT_ALIGN`]-aligned, or the object refuses what it finds there
+    /// (its own checks of length and parameters).
+    pub(crate) fn attach<T: InPlace>(
+        &self,
+        what: &'static str,
+        at: usize,
+        len: usize,
+    ) -> Result<T, Corrupted> {
+        let base = self.part(what, at, len)?;
+        if !at.is_multiple_of(HOT_ALIGN) {
+            return Err(Corrupted {
+                what,
+                value: at as u64,
+            });
+        }
+        // SAFETY: `base..base + len` lies in the region (checked by `part`),
+        // which `new`'s contract (or the segment, for `of_segment`) keeps
+        // mapped read-write while `keep` lives; the object and every handle
+        // made from it hold a clone of `keep`. The region is page aligned
+        // and `at` a multiple of HOT_ALIGN (checked above). Other processes
+        // touch it only through atomics and the object's own protocol; a
+        // hostile one can make the object read garbage, which its attach
+        // and its operations check, never break memory safety here.
+        unsafe { T::attach_in_place(base, len, self.keep.clone()) }
+    }
+
+    /// The SPSC ring at `at..at + len`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach`](Self::attach).
     pub(crate) fn ring(&self, at: usize, len: usize) -> Result<spsc::Ring, Corrupted> {
-        let base = self.part("ring offset", at, len)?;
-        // In bounds (checked by `part`); `at` is page aligned by every layout
-        // and attach_in_place re-checks the alignment it needs.
-        // SAFETY: valid while `keep` lives (`new`'s contract), which the ring
-        // holds; others use it only atomically, through the ring protocol.
-        unsafe { spsc::Ring::attach_in_place(base, len, self.keep.clone()) }
+        self.attach("ring offset", at, len)
     }
 
     /// The MPMC queue at `at..at + len`.
     ///
     /// # Errors
     ///
-    /// Out of bounds, or the queue fails the core's validation.
+    /// As [`attach`](Self::attach).
     pub(crate) fn queue(&self, at: usize, len: usize) -> Result<mpmc::Queue, Corrupted> {
-        let base = self.part("queue offset", at, len)?;
-        // As in `ring`.
-        // SAFETY: in bounds, valid while `keep` lives, which the queue
-        // holds; others use it only atomically, through the queue protocol.
-        unsafe { mpmc::Queue::attach_in_place(base, len, self.keep.clone()) }
+        self.attach("queue offset", at, len)
     }
 
     /// The dict table filling the region.
     ///
     /// # Errors
     ///
-    /// The table fails the core's validation.
+    /// As [`attach`](Self::attach).
     pub(crate) fn table(&self) -> Result<shmring_core::dict::Table, Corrupted> {
-        // SAFETY: the whole region, valid while `keep` lives, which the
-        // table holds; attach_in_place checks alignment and length; others
-        // use it only atomically, through the table's protocol.
-        unsafe {
-            shmring_core::dict::Table::attach_in_place(self.base, self.len, self.keep.clone())
-        }
+        self.attach("dict table", 0, self.len)
     }
 }

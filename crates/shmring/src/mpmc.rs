@@ -25,10 +25,8 @@
 
 use std::sync::Arc;
 
-use shmring_core::error::{PopError, PushError};
 pub use shmring_core::mpmc::QueueConfig;
 use shmring_core::mpmc::{self, ClaimError};
-use shmring_core::wait::{Until, WaitPolicy};
 
 use crate::attach::AttachError;
 use crate::descriptor::{Descriptor, Region};
@@ -91,11 +89,7 @@ impl Queue {
                 !segment.is_peer_alive(t)
             });
         match claimed {
-            Ok(inner) => Ok(Producer {
-                inner,
-                _queue: self.clone(),
-                policy: WaitPolicy::default(),
-            }),
+            Ok(producer) => Ok(producer),
             Err(ClaimError::NoFreeRing { rings }) => Err(AttachError::NoFreeRing { rings }),
             Err(ClaimError::Corrupted(c)) => Err(c.into()),
             Err(ClaimError::InvalidToken) => Err(AttachError::Corrupted(shmring_core::Corrupted {
@@ -107,11 +101,7 @@ impl Queue {
 
     /// A consumer. Any number, in any processes.
     pub fn consumer(&self) -> Consumer {
-        Consumer {
-            inner: self.queue.consumer(self.segment.waiter()),
-            _queue: self.clone(),
-            policy: WaitPolicy::default(),
-        }
+        self.queue.consumer(self.segment.waiter())
     }
 
     /// Approximate number of queued messages (Python's `qsize`): a snapshot.
@@ -151,123 +141,18 @@ impl Queue {
     }
 }
 
-/// A producer of a [`Queue`]: the owner of one producer ring. Dropping it
-/// hands the ring back; its queued messages stay and are delivered.
-#[derive(Debug)]
-pub struct Producer {
-    inner: mpmc::Producer<FutexWaiter>,
-    /// Keeps the queue's handle (and its segment attachment) alive.
-    _queue: Queue,
-    policy: WaitPolicy,
-}
+/// A producer of a [`Queue`]: the core's handle
+/// ([`shmring_core::mpmc::Producer`]) with the futex waiter, made by
+/// [`Queue::producer`]. It owns one producer ring and keeps the segment
+/// alive; dropping it hands the ring back (its queued messages stay and are
+/// delivered).
+///
+/// `try_push` copies a message in if this producer's ring has room now;
+/// `push(msg, until)` waits for room (see
+/// [`Producer::push`](shmring_core::mpmc::Producer::push)).
+pub type Producer = mpmc::Producer<FutexWaiter>;
 
-impl Producer {
-    /// Copies `msg` in if there is room in this producer's ring now.
-    ///
-    /// # Errors
-    ///
-    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
-    #[inline]
-    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        self.inner.try_push(msg)
-    }
-
-    /// Copies `msg` in, waiting for room until `until` ([`Until::Now`]:
-    /// one try, then `Timeout`).
-    ///
-    /// # Blocking
-    ///
-    /// Tries, spins a few microseconds, then sleeps until a consumer makes
-    /// room, `until` passes or the queue is closed. Like Python's
-    /// `Queue.put`, it waits for consumers that may never come; bound it
-    /// where that matters.
-    ///
-    /// # Errors
-    ///
-    /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
-    pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
-        self.inner.push(msg, until, &self.policy, &mut || false)
-    }
-
-    /// Copies in as many of `msgs` as fit now, with one wake (and one
-    /// publish, unless the queue has a `max_len`: then each record is
-    /// checked against it and published in turn; see
-    /// [`shmring_core::mpmc::Producer::try_push_many`]).
-    ///
-    /// # Errors
-    ///
-    /// Only when none went in: why the first did not.
-    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(
-        &mut self,
-        msgs: I,
-    ) -> Result<usize, PushError> {
-        self.inner.try_push_many(msgs)
-    }
-
-    /// Which producer ring this producer owns.
-    pub fn ring_index(&self) -> usize {
-        self.inner.ring_index()
-    }
-
-    /// Whether this producer's ring has no room for even an empty message
-    /// (a snapshot). FIFO and capacity are per producer, so "full" is too.
-    pub fn is_full(&mut self) -> bool {
-        self.inner.is_full()
-    }
-
-    /// Sets the spin budget and wake-up period used by blocking calls.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
-    }
-}
-
-/// A consumer of a [`Queue`]. Cloning gives an independent consumer.
-#[derive(Debug, Clone)]
-pub struct Consumer {
-    inner: mpmc::Consumer<FutexWaiter>,
-    _queue: Queue,
-    policy: WaitPolicy,
-}
-
-impl Consumer {
-    /// Copies the next message of some producer into `buf` if there is one.
-    ///
-    /// # Errors
-    ///
-    /// `Empty`, `Closed` (closed and drained), `Corrupted`.
-    #[inline]
-    pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
-        self.inner.try_pop(buf)
-    }
-
-    /// [`try_pop`](Self::try_pop), telling `hook` about each attempt to
-    /// take a data record (the JoinableQueue's task slots).
-    #[inline]
-    pub(crate) fn try_pop_with<H: mpmc::TakeHook>(
-        &mut self,
-        buf: &mut Vec<u8>,
-        hook: &mut H,
-    ) -> Result<usize, PopError> {
-        self.inner.try_pop_with(buf, hook)
-    }
-
-    /// Copies the next message into `buf`, waiting until `until`
-    /// ([`Until::Now`]: one try, then `Timeout`).
-    ///
-    /// # Blocking
-    ///
-    /// Tries, spins briefly, then sleeps until a message arrives, `until`
-    /// passes or the queue is closed.
-    ///
-    /// # Errors
-    ///
-    /// `Timeout`, `Closed`, `Corrupted`.
-    pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
-        self.inner.pop(buf, until, &self.policy)
-    }
-
-    /// Sets the spin budget and wake-up period used by blocking calls.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
-    }
-}
+/// A consumer of a [`Queue`]: the core's handle
+/// ([`shmring_core::mpmc::Consumer`]) with the futex waiter, made by
+/// [`Queue::consumer`]. Cloning gives an independent consumer.
+pub type Consumer = mpmc::Consumer<FutexWaiter>;

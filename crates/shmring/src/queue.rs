@@ -321,10 +321,12 @@ impl<T: Message> Queue<T> {
     put_methods!();
     get_methods!();
 
+    #[inline]
     fn put_until(&self, item: T, until: Until) -> Result<(), TryPutError<T>> {
         self.handle.put_until(item, until)
     }
 
+    #[inline]
     fn get_until(&self, until: Until) -> Result<T, TryGetError> {
         self.handle.get_until(until, None)
     }

@@ -25,7 +25,7 @@
 //!
 //! - **A dead consumer** does not close the ring. A producer that has to
 //!   wait (the ring is full) checks the consumer's liveness and gets
-//!   [`PushError::Closed`] once it found the role's holder dead; that
+//!   [`PushError::Closed`](shmring_core::PushError::Closed) once it found the role's holder dead; that
 //!   `Closed` is *not* final: once a new process claims the consumer role,
 //!   pushes succeed again and the new consumer goes on from the dead one's
 //!   position. The finding is one compare-and-swap on the role word (from
@@ -36,7 +36,7 @@
 //!   not yet released (a record read in place and not released is
 //!   delivered again). While the ring has room, a producer learns nothing
 //!   of the consumer's death.
-//! - **A dead producer**: a waiting consumer gets [`PopError::Closed`]
+//! - **A dead producer**: a waiting consumer gets [`PopError::Closed`](shmring_core::PopError::Closed)
 //!   once it has drained what was published (decided by the same
 //!   compare-and-swap, so not while a new producer is taking the role
 //!   over); a new producer may claim the role and go on. A record being written when the producer died is never
@@ -47,9 +47,7 @@
 
 use std::sync::Arc;
 
-use shmring_core::error::{PopError, PushError};
-use shmring_core::spsc;
-use shmring_core::wait::{Until, WaitPolicy};
+use shmring_core::spsc::{self, Role};
 use shmring_core::RingConfig;
 
 use crate::attach::{claim_role, mark_gone, release_role, AttachError};
@@ -86,48 +84,29 @@ impl SegmentObject for Ring {
 impl_segment_constructors!(Ring, RingConfig, "ring");
 
 impl Ring {
-    /// Takes the producer role.
+    /// Takes the producer role: a handle that holds it until dropped.
     ///
     /// # Errors
     ///
     /// [`AttachError::RoleTaken`] when a live peer holds it.
     pub fn producer(&self) -> Result<Producer, AttachError> {
-        let (word, _) = self.ring.owner_words();
-        claim_role(word, &self.segment, "producer")?;
-        // The handle keeps the segment (`ring`) alive.
-        match self.ring.producer(self.segment.waiter()) {
-            Ok(inner) => Ok(Producer {
-                inner,
-                ring: self.clone(),
-                policy: WaitPolicy::default(),
-            }),
-            Err(c) => {
-                release_role(word, &self.segment);
-                Err(c.into())
-            }
-        }
+        let held = Held::claim(self, Side::Producer)?;
+        // On an error `held` drops here and gives the role back.
+        let mut producer = self.ring.producer(self.segment.waiter())?;
+        producer.set_role(held);
+        Ok(producer)
     }
 
-    /// Takes the consumer role.
+    /// Takes the consumer role: a handle that holds it until dropped.
     ///
     /// # Errors
     ///
     /// [`AttachError::RoleTaken`] when a live peer holds it.
     pub fn consumer(&self) -> Result<Consumer, AttachError> {
-        let (_, word) = self.ring.owner_words();
-        claim_role(word, &self.segment, "consumer")?;
-        // The handle keeps the segment (`ring`) alive.
-        match self.ring.consumer(self.segment.waiter()) {
-            Ok(inner) => Ok(Consumer {
-                inner,
-                ring: self.clone(),
-                policy: WaitPolicy::default(),
-            }),
-            Err(c) => {
-                release_role(word, &self.segment);
-                Err(c.into())
-            }
-        }
+        let held = Held::claim(self, Side::Consumer)?;
+        let mut consumer = self.ring.consumer(self.segment.waiter())?;
+        consumer.set_role(held);
+        Ok(consumer)
     }
 
     /// The ring's configuration.
@@ -163,170 +142,89 @@ impl Ring {
     }
 }
 
-/// The producer of a [`Ring`]. Dropping it gives the role back.
-#[derive(Debug)]
-pub struct Producer {
-    inner: spsc::Producer<FutexWaiter>,
-    ring: Ring,
-    policy: WaitPolicy,
+/// The producer of a [`Ring`]: the core's handle
+/// ([`shmring_core::spsc::Producer`]) with the futex waiter, made by
+/// [`Ring::producer`]. It keeps the segment alive and holds the producer
+/// role until dropped; its blocking calls find the consumer gone by the
+/// role word (see the [module docs](self#crash-behaviour)).
+///
+/// `try_push` never blocks and never enters the kernel unless the consumer
+/// sleeps; `push(msg, until)` waits for room (see
+/// [`Producer::push`](shmring_core::spsc::Producer::push)); `reserve` and
+/// `try_push_many` are the zero-copy and batch forms.
+pub type Producer = spsc::Producer<FutexWaiter>;
+
+/// The consumer of a [`Ring`]: the core's handle
+/// ([`shmring_core::spsc::Consumer`]) with the futex waiter, made by
+/// [`Ring::consumer`]. It keeps the segment alive and holds the consumer
+/// role until dropped; its blocking calls find the producer gone by the
+/// role word (see the [module docs](self#crash-behaviour)).
+pub type Consumer = spsc::Consumer<FutexWaiter>;
+
+/// A write grant of a [`Producer`] (see [`Producer::reserve`](shmring_core::spsc::Producer::reserve)).
+pub type WriteGrant<'a> = spsc::WriteGrant<'a, FutexWaiter>;
+
+/// A read grant of a [`Consumer`] (see [`Consumer::read`](shmring_core::spsc::Consumer::read)).
+pub type ReadGrant<'a> = spsc::ReadGrant<'a, FutexWaiter>;
+
+/// Which end of the ring a [`Held`] role is.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Producer,
+    Consumer,
 }
 
-impl Producer {
-    /// Copies `msg` in if there is room now; never blocks, never enters the
-    /// kernel unless the consumer sleeps.
-    ///
-    /// # Errors
-    ///
-    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
-    #[inline]
-    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        self.inner.try_push(msg)
+/// A role of a [`Ring`] this attachment claimed: the [`Role`] its handle
+/// carries. Dropping it (with the handle) gives the role back.
+struct Held {
+    ring: spsc::Ring,
+    segment: Arc<Segment>,
+    side: Side,
+}
+
+impl Held {
+    /// Claims `side` of `ring` for this attachment (free, or held by a dead
+    /// peer).
+    fn claim(ring: &Ring, side: Side) -> Result<Held, AttachError> {
+        let held = Held {
+            ring: ring.ring.clone(),
+            segment: ring.segment.clone(),
+            side,
+        };
+        let name = match side {
+            Side::Producer => "producer",
+            Side::Consumer => "consumer",
+        };
+        claim_role(held.words().0, &held.segment, name)?;
+        Ok(held)
     }
 
-    /// Copies `msg` in, waiting for room until `until` ([`Until::Now`]: one
-    /// try, then `Timeout`).
-    ///
-    /// # Blocking
-    ///
-    /// Tries, spins for a few microseconds, then sleeps on a futex until
-    /// room appears, `until` passes, the ring is closed, or the consumer's
-    /// process dies (checked every 100 ms).
-    ///
-    /// # Errors
-    ///
-    /// `Timeout`, `Closed` (also when the consumer died), `TooLarge`,
-    /// `Corrupted`.
-    pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
-        let ring = &self.ring;
-        let (_, consumer) = ring.ring.owner_words();
-        // Decided by a CAS on the role word (`mark_gone`): a consumer that
-        // takes the role over at the same moment wins or loses it whole,
-        // and then this waits on instead of reporting `Closed`.
-        self.inner.push(msg, until, &self.policy, &mut || {
-            mark_gone(consumer, &ring.segment)
-        })
-    }
-
-    /// Copies in as many of `msgs` as fit now, with one publish and at most
-    /// one wake. Returns how many went in.
-    ///
-    /// # Errors
-    ///
-    /// Only when none went in: why the first did not.
-    pub fn try_push_many<'m, I: IntoIterator<Item = &'m [u8]>>(
-        &mut self,
-        msgs: I,
-    ) -> Result<usize, PushError> {
-        self.inner.try_push_many(msgs)
-    }
-
-    /// Reserves room for up to `len` bytes to write in place: with
-    /// [`spsc::WriteGrant::write_at`], or with no copy through the `unsafe`
-    /// [`spsc::WriteGrant::as_mut_slice`] (for a consumer known to be
-    /// well-behaved); see [`spsc::WriteGrant::commit`].
-    ///
-    /// # Errors
-    ///
-    /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
-    pub fn reserve(&mut self, len: usize) -> Result<spsc::WriteGrant<'_, FutexWaiter>, PushError> {
-        self.inner.reserve(len)
-    }
-
-    /// Sets the spin budget and liveness period used by blocking calls.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
-    }
-
-    /// Closes the producer side: the consumer drains, then sees `Closed`.
-    pub fn close(&self) {
-        self.inner.close();
+    /// This role's word and the other end's.
+    fn words(
+        &self,
+    ) -> (
+        &shmring_core::sync::AtomicU64,
+        &shmring_core::sync::AtomicU64,
+    ) {
+        let (producer, consumer) = self.ring.owner_words();
+        match self.side {
+            Side::Producer => (producer, consumer),
+            Side::Consumer => (consumer, producer),
+        }
     }
 }
 
-impl Drop for Producer {
+impl Role for Held {
+    /// Decided by a CAS on the other end's role word ([`mark_gone`]): a
+    /// process taking that role over at the same moment wins or loses it
+    /// whole, and then the wait goes on instead of reporting `Closed`.
+    fn peer_gone(&self) -> bool {
+        mark_gone(self.words().1, &self.segment)
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        release_role(self.ring.ring.owner_words().0, &self.ring.segment);
-    }
-}
-
-/// The consumer of a [`Ring`]. Dropping it gives the role back.
-#[derive(Debug)]
-pub struct Consumer {
-    inner: spsc::Consumer<FutexWaiter>,
-    ring: Ring,
-    policy: WaitPolicy,
-}
-
-impl Consumer {
-    /// Copies the next message into `buf` (replacing its contents) if there
-    /// is one; never blocks.
-    ///
-    /// # Errors
-    ///
-    /// `Empty`, `Closed` (closed and drained), `Corrupted`.
-    #[inline]
-    pub fn try_pop(&mut self, buf: &mut Vec<u8>) -> Result<usize, PopError> {
-        self.inner.try_pop(buf)
-    }
-
-    /// Copies the next message into `buf`, waiting until `until`
-    /// ([`Until::Now`]: one try, then `Timeout`).
-    ///
-    /// # Blocking
-    ///
-    /// Tries, spins briefly, then sleeps until a message arrives, `until`
-    /// passes, the ring is closed, or the
-    /// producer's process dies (checked every 100 ms; what it published is
-    /// still delivered first).
-    ///
-    /// # Errors
-    ///
-    /// `Timeout`, `Closed` (closed or producer dead, and drained),
-    /// `Corrupted`.
-    pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
-        let ring = &self.ring;
-        let (producer, _) = ring.ring.owner_words();
-        // As in `Producer::push`: one CAS decides against a takeover.
-        self.inner.pop(buf, until, &self.policy, &mut || {
-            mark_gone(producer, &ring.segment)
-        })
-    }
-
-    /// Reads the next message in place; dropping the grant releases it.
-    /// The grant copies the payload straight out of the ring, race-free
-    /// whatever the producer's process does, or views it in place with no
-    /// copy through the `unsafe` [`spsc::ReadGrant::as_slice`] (for a
-    /// producer known to be well-behaved).
-    ///
-    /// # Errors
-    ///
-    /// `Empty`, `Closed`, `Corrupted`.
-    pub fn read(&mut self) -> Result<spsc::ReadGrant<'_, FutexWaiter>, PopError> {
-        self.inner.read()
-    }
-
-    /// Hands up to `max` messages to `f` in order, releasing them at once.
-    ///
-    /// # Errors
-    ///
-    /// Only when none was there: `Empty`, `Closed`, `Corrupted`.
-    pub fn try_pop_many(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, PopError> {
-        self.inner.try_pop_many(max, f)
-    }
-
-    /// Sets the spin budget and liveness period used by blocking calls.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
-    }
-
-    /// Closes the consumer side: the producer gets `Closed` from now on.
-    pub fn close(&self) {
-        self.inner.close();
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        release_role(self.ring.ring.owner_words().1, &self.ring.segment);
+        release_role(self.words().0, &self.segment);
     }
 }

@@ -35,7 +35,12 @@ use crate::wait::{block_on, Until, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
 use super::Queue;
 
-/// A consumer's handle. Any number, in any processes.
+/// A consumer's handle. Any number, in any processes; a clone is an
+/// independent consumer.
+///
+/// Its blocking [`pop`](Consumer::pop) tries, spins for
+/// [`WaitPolicy::spin_ns`], then sleeps on the queue's `not_empty` word
+/// through the handle's [`Waiter`] in slices of [`WaitPolicy::slice_ns`].
 #[derive(Debug, Clone)]
 pub struct Consumer<W> {
     queue: Queue,
@@ -47,6 +52,7 @@ pub struct Consumer<W> {
     /// checks every tail word gets.
     tails: Vec<u64>,
     waiter: W,
+    policy: WaitPolicy,
 }
 
 /// A cached tail word that is not one: look at the ring's tail afresh. (A
@@ -91,6 +97,7 @@ impl<W: Waiter + Clone> Consumer<W> {
             next: 0,
             tails: alloc::vec![NO_TAIL; rings],
             waiter,
+            policy: WaitPolicy::default(),
         }
     }
 
@@ -164,30 +171,42 @@ impl<W: Waiter + Clone> Consumer<W> {
         Ok(false)
     }
 
-    /// Pops into `buf`, waiting until `deadline` (`None`: none).
+    /// Pops into `buf`, waiting until `until` ([`Until::Now`]: one try,
+    /// then `Timeout`).
+    ///
+    /// # Blocking
+    ///
+    /// Tries, spins briefly, then sleeps until a record arrives, `until`
+    /// passes or the queue is closed (and drained).
     ///
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `Corrupted`.
-    pub fn pop(
-        &mut self,
-        buf: &mut Vec<u8>,
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-    ) -> Result<usize, PopError> {
+    pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
         let queue = self.queue.clone();
         let waiter = self.waiter.clone();
+        let policy = self.policy;
         block_on(
             &queue.shared().not_empty,
             &waiter,
-            deadline,
-            policy,
+            until,
+            &policy,
             |_| match self.try_pop(buf) {
                 Err(PopError::Empty) => None,
                 other => Some(other),
             },
         )
         .unwrap_or(Err(PopError::Timeout))
+    }
+
+    /// Sets the spin budget and sleep slice of [`pop`](Consumer::pop).
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The spin budget and sleep slice of [`pop`](Consumer::pop).
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.policy
     }
 }
 

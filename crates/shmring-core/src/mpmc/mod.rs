@@ -461,6 +461,7 @@ impl Queue {
                 token,
                 queue: self.clone(),
                 waiter,
+                policy: crate::wait::WaitPolicy::default(),
             }),
             Err(c) => {
                 // ORDERING: Release — hands the ring back.
@@ -612,6 +613,18 @@ impl Queue {
             // ORDERING: Relaxed — a snapshot for display.
             .map(|r| r.shared().config.producer_owner.load(Ordering::Relaxed))
             .collect()
+    }
+}
+
+#[cfg(not(loom))]
+impl crate::layout::InPlace for Queue {
+    unsafe fn attach_in_place(
+        base: NonNull<u8>,
+        len: usize,
+        keep: KeepAlive,
+    ) -> Result<Self, Corrupted> {
+        // SAFETY: forwarded from our caller (the same contract).
+        unsafe { Queue::attach_in_place(base, len, keep) }
     }
 }
 

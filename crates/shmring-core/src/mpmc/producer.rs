@@ -1,6 +1,6 @@
 //! The producer side of the MPMC queue: the owner of one ring.
 
-use crate::error::{push_check, PushError};
+use crate::error::PushError;
 use crate::ring::Writer;
 use crate::sync::Ordering;
 use crate::wait::{block_on, Until, WaitPolicy, Waiter, WAKE_ALL};
@@ -9,6 +9,11 @@ use super::Queue;
 
 /// A producer's handle: the owner of one ring of the queue. Dropping it hands
 /// the ring back (its records stay and are still delivered).
+///
+/// Its blocking [`push`](Producer::push) tries, spins for
+/// [`WaitPolicy::spin_ns`], then sleeps on the queue's `space` word through
+/// the handle's [`Waiter`] in slices of [`WaitPolicy::slice_ns`]. No peer's
+/// death ends it: consumers are any number, in any processes.
 #[derive(Debug)]
 pub struct Producer<W> {
     pub(super) writer: Writer,
@@ -16,6 +21,7 @@ pub struct Producer<W> {
     pub(super) token: u64,
     pub(super) queue: Queue,
     pub(super) waiter: W,
+    pub(super) policy: WaitPolicy,
 }
 
 impl<W: Waiter + Clone> Producer<W> {
@@ -138,27 +144,46 @@ impl<W: Waiter + Clone> Producer<W> {
         (n, None)
     }
 
-    /// Pushes `msg`, waiting for room until `deadline` (`None`: none).
-    /// `peer_gone` runs on the slow path; `true` fails the push with `Closed`.
+    /// Pushes `msg`, waiting for room until `until` ([`Until::Now`]: one
+    /// try, then `Timeout`).
+    ///
+    /// # Blocking
+    ///
+    /// Tries, spins for the policy's spin budget, then sleeps until a
+    /// consumer makes room, `until` passes or the queue is closed. Like
+    /// Python's `Queue.put`, it waits for consumers that may never come;
+    /// bound it where that matters.
     ///
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
-    pub fn push(
-        &mut self,
-        msg: &[u8],
-        deadline: impl Into<Until>,
-        policy: &WaitPolicy,
-        peer_gone: &mut dyn FnMut() -> bool,
-    ) -> Result<(), PushError> {
+    pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
         // One `space` word for every producer: a full ring and a full
         // `max_len` both end with some consumer's take, which wakes it.
         let queue = self.queue.clone();
         let waiter = self.waiter.clone();
-        block_on(&queue.shared().space, &waiter, deadline, policy, |slow| {
-            push_check(self.try_push(msg), slow, peer_gone)
-        })
+        let policy = self.policy;
+        block_on(
+            &queue.shared().space,
+            &waiter,
+            until,
+            &policy,
+            |_| match self.try_push(msg) {
+                Err(PushError::Full) => None,
+                other => Some(other),
+            },
+        )
         .unwrap_or(Err(PushError::Timeout))
+    }
+
+    /// Sets the spin budget and sleep slice of [`push`](Producer::push).
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    /// The spin budget and sleep slice of [`push`](Producer::push).
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.policy
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmring_core::wait::{TimedOut, Until, WaitPolicy};
 
-use super::ends::{peer_gone, pinned, Incoming, Outgoing};
+use super::ends::{pinned, Incoming, Outgoing};
 use super::error::{RecvError, SendError};
 use super::{end_var, End, Pipe, Shared};
 use crate::attach::{claim_role, release_role, AttachError, GONE};
@@ -73,7 +73,6 @@ pub struct Connection {
     closed: bool,
     /// Handed to a child: roles given up, nothing signalled on drop.
     transferred: Cell<bool>,
-    policy: WaitPolicy,
     /// Encoding buffer of the sends (receives collect into
     /// [`Incoming::partial`](super::ends::Incoming)).
     scratch: Vec<u8>,
@@ -124,7 +123,6 @@ impl Connection {
             outgoing,
             closed: false,
             transferred: Cell::new(false),
-            policy: WaitPolicy::default(),
             scratch: Vec::new(),
         })
     }
@@ -156,7 +154,7 @@ impl Connection {
                 }
                 // The connection keeps the segment (`pipe`) alive.
                 match ring.consumer(segment.waiter()) {
-                    Ok(consumer) => Some(Incoming::new(ring, consumer)),
+                    Ok(consumer) => Some(Incoming::new(ring, consumer, segment)),
                     Err(c) => {
                         release_role(word, segment);
                         return Err(c.into());
@@ -185,7 +183,7 @@ impl Connection {
                     }
                 }
                 match ring.producer(segment.waiter()) {
-                    Ok(producer) => Some(Outgoing::new(ring, producer)),
+                    Ok(producer) => Some(Outgoing::new(ring, producer, segment)),
                     Err(c) => {
                         release_role(word, segment);
                         release_incoming(incoming);
@@ -297,7 +295,12 @@ impl Connection {
 
     /// Sets the spin budget and liveness period of blocking calls.
     pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.policy = policy;
+        if let Some(inc) = self.incoming.get_mut() {
+            inc.consumer.set_wait_policy(policy);
+        }
+        if let Some(out) = &mut self.outgoing {
+            out.producer.set_wait_policy(policy);
+        }
     }
 
     fn check_writable(&self) -> Result<(), SendError> {
@@ -410,19 +413,13 @@ impl Connection {
         if self.closed() {
             return Err(RecvError::HandleClosed);
         }
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
         // Never borrowed elsewhere at this point: see the field's docs.
         let mut incoming = self.incoming.borrow_mut();
         let inc = incoming.as_mut().ok_or(RecvError::WriteOnly)?;
         let until = pinned(until);
         inc.begin();
         loop {
-            let ring = &inc.ring;
-            let writer = ring.owner_words().0;
-            let ready = inc
-                .consumer
-                .wait_readable(until, policy, &mut || peer_gone(ring, writer, segment));
-            let ready = match ready {
+            let ready = match inc.consumer.wait_readable(until) {
                 // Only the rest of a message cut off: skipped; wait on
                 // (unless the deadline passed while skipping).
                 Ok(true) => inc.skip_orphans(until),
@@ -434,7 +431,7 @@ impl Connection {
                 Ok(false) => {}
                 // Gave up: one liveness check (a system call), so that a
                 // dead writer reads as end of file even for a try.
-                Err(TimedOut) => return Ok(inc.writer_gone(segment)),
+                Err(TimedOut) => return Ok(inc.writer_gone()),
             }
         }
     }

@@ -3,11 +3,11 @@
 //! messages into records (see the [module docs](super#framing)).
 
 use std::fmt;
+use std::sync::Arc;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::record::{record_size, HEADER};
 use shmring_core::spsc;
-use shmring_core::sync::AtomicU64;
 use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
 use super::error::{eof, from_pop, from_push, RecvError, SendError, TryRecvError, TrySendError};
@@ -167,7 +167,7 @@ fn longest_whole(capacity: u64, fragment: usize) -> usize {
 ///
 /// With the cargo feature `failpoints`, the failpoint hook is called as
 /// `pipe.closing-for-gone-peer` between the decision and the closing.
-pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) -> bool {
+fn peer_gone(ring: &spsc::Ring, word: &shmring_core::sync::AtomicU64, segment: &Segment) -> bool {
     let gone = mark_gone(word, segment);
     if gone {
         #[cfg(feature = "failpoints")]
@@ -177,8 +177,28 @@ pub(super) fn peer_gone(ring: &spsc::Ring, word: &AtomicU64, segment: &Segment) 
     gone
 }
 
+/// The [`Role`](spsc::Role) of a pipe end's ring handle: [`peer_gone`] on
+/// the other end's role word (the producer's for a reader, the
+/// consumer's for a writer). It gives nothing back when dropped: the
+/// connection releases its roles itself (on close, and at once when it is
+/// handed to a child).
+fn watch(ring: &spsc::Ring, segment: &Arc<Segment>, reader: bool) -> impl spsc::Role + 'static {
+    let (ring, segment) = (ring.clone(), segment.clone());
+    move || {
+        let (producer, consumer) = ring.owner_words();
+        peer_gone(&ring, if reader { producer } else { consumer }, &segment)
+    }
+}
+
 impl Incoming {
-    pub(super) fn new(ring: spsc::Ring, consumer: spsc::Consumer<FutexWaiter>) -> Incoming {
+    /// The reading half over `ring`, whose consumer role this end holds,
+    /// and its `consumer` handle (given its [`Role`](spsc::Role) here).
+    pub(super) fn new(
+        ring: spsc::Ring,
+        mut consumer: spsc::Consumer<FutexWaiter>,
+        segment: &Arc<Segment>,
+    ) -> Incoming {
+        consumer.set_role(watch(&ring, segment, true));
         Incoming {
             consumer,
             fragment: ring.config().max_record as usize,
@@ -214,8 +234,8 @@ impl Incoming {
     }
 
     /// The other end (the producer of this ring) is gone: see [`peer_gone`].
-    pub(super) fn writer_gone(&self, segment: &Segment) -> bool {
-        peer_gone(&self.ring, self.ring.owner_words().0, segment)
+    pub(super) fn writer_gone(&self) -> bool {
+        self.consumer.peer_gone()
     }
 
     /// Waits (up to `until`, [`pinned`] by the caller) until a record of the
@@ -240,8 +260,6 @@ impl Incoming {
     #[inline]
     pub(super) fn next_record<R>(
         &mut self,
-        segment: &Segment,
-        policy: &WaitPolicy,
         until: Until,
         f: impl FnOnce(&spsc::ReadGrant<'_, FutexWaiter>, &mut Vec<u8>) -> R,
     ) -> Result<R, TryRecvError> {
@@ -277,12 +295,7 @@ impl Incoming {
                     return Err(from_pop(e, mid_message).into());
                 }
             }
-            let ring = &self.ring;
-            let writer = ring.owner_words().0;
-            let readable = self
-                .consumer
-                .wait_readable(until, policy, &mut || peer_gone(ring, writer, segment));
-            match readable {
+            match self.consumer.wait_readable(until) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.partial.clear();
@@ -295,7 +308,7 @@ impl Incoming {
                     // [`Probe`]). Gone: the ring is closed now, and the
                     // next read drains what is left, then reports end of
                     // file.
-                    if self.probe.due(policy) && self.writer_gone(segment) {
+                    if self.probe.due(&self.consumer.wait_policy()) && self.writer_gone() {
                         continue;
                     }
                     return Err(TryRecvError::Empty);
@@ -344,16 +357,10 @@ impl Incoming {
     /// waiting up to `until` ([`pinned`]) for each.
     /// `false` when the message would exceed `limit` bytes: the record that
     /// crossed it is consumed and `partial` is emptied.
-    pub(super) fn read_rest(
-        &mut self,
-        segment: &Segment,
-        policy: &WaitPolicy,
-        until: Until,
-        limit: usize,
-    ) -> Result<bool, TryRecvError> {
+    pub(super) fn read_rest(&mut self, until: Until, limit: usize) -> Result<bool, TryRecvError> {
         let fragment = self.fragment;
         loop {
-            let step = self.next_record(segment, policy, until, |p, msg| {
+            let step = self.next_record(until, |p, msg| {
                 if msg.len().saturating_add(p.len()) > limit {
                     return None;
                 }
@@ -373,7 +380,14 @@ impl Incoming {
 }
 
 impl Outgoing {
-    pub(super) fn new(ring: spsc::Ring, producer: spsc::Producer<FutexWaiter>) -> Outgoing {
+    /// The writing half over `ring`, whose producer role this end holds,
+    /// and its `producer` handle (given its [`Role`](spsc::Role) here).
+    pub(super) fn new(
+        ring: spsc::Ring,
+        mut producer: spsc::Producer<FutexWaiter>,
+        segment: &Arc<Segment>,
+    ) -> Outgoing {
+        producer.set_role(watch(&ring, segment, false));
         let fragment = ring.config().max_record as usize;
         let max_whole = longest_whole(ring.config().capacity, fragment);
         Outgoing {
@@ -387,8 +401,8 @@ impl Outgoing {
     }
 
     /// The other end (the consumer of this ring) is gone: see [`peer_gone`].
-    fn reader_gone(&self, segment: &Segment) -> bool {
-        peer_gone(&self.ring, self.ring.owner_words().1, segment)
+    fn reader_gone(&self) -> bool {
+        self.producer.peer_gone()
     }
 
     /// Sends `msg` as one message, waiting up to `until`: every send of a
@@ -403,18 +417,10 @@ impl Outgoing {
     /// Gives up with [`TrySendError::Full`] (nothing written) when `until`
     /// passes first: at once for [`Until::Now`], as the ring's wait decides.
     #[inline]
-    pub(super) fn send(
-        &mut self,
-        msg: &[u8],
-        until: Until,
-        segment: &Segment,
-        policy: &WaitPolicy,
-    ) -> Result<(), TrySendError> {
+    pub(super) fn send(&mut self, msg: &[u8], until: Until) -> Result<(), TrySendError> {
         match until {
-            Until::Never => self
-                .stream(msg, segment, policy)
-                .map_err(TrySendError::Send),
-            until => self.whole(msg, until, segment, policy),
+            Until::Never => self.stream(msg).map_err(TrySendError::Send),
+            until => self.whole(msg, until),
         }
     }
 
@@ -423,27 +429,19 @@ impl Outgoing {
     /// the length is a multiple) ends the message, and every record but the
     /// first is marked as continuing it (see the [framing](super#framing)).
     #[inline]
-    fn stream(
-        &mut self,
-        msg: &[u8],
-        segment: &Segment,
-        policy: &WaitPolicy,
-    ) -> Result<(), SendError> {
-        let ring = &self.ring;
-        let reader = ring.owner_words().1;
-        let gone = &mut || peer_gone(ring, reader, segment);
+    fn stream(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let fragment = self.fragment;
         if msg.len() < fragment {
             return self
                 .producer
-                .push_marked(msg, false, Until::Never, policy, gone)
+                .push_marked(msg, false, Until::Never)
                 .map_err(from_push);
         }
         let last: &[u8] = &[];
         let end = msg.len().is_multiple_of(fragment).then_some(last);
         for (i, record) in msg.chunks(fragment).chain(end).enumerate() {
             self.producer
-                .push_marked(record, i > 0, Until::Never, policy, gone)
+                .push_marked(record, i > 0, Until::Never)
                 .map_err(from_push)?;
         }
         Ok(())
@@ -489,22 +487,11 @@ impl Outgoing {
     /// fragments of more than about half the ring, a single record can be):
     /// [`SendError::TooLarge`] at once, since even an empty ring may refuse
     /// it.
-    fn whole(
-        &mut self,
-        msg: &[u8],
-        until: Until,
-        segment: &Segment,
-        policy: &WaitPolicy,
-    ) -> Result<(), TrySendError> {
+    fn whole(&mut self, msg: &[u8], until: Until) -> Result<(), TrySendError> {
         if msg.len() <= self.single_max {
-            let ring = &self.ring;
-            let reader = ring.owner_words().1;
-            let pushed = self
-                .producer
-                .push(msg, until, policy, &mut || peer_gone(ring, reader, segment));
-            return match pushed {
+            return match self.producer.push(msg, until) {
                 Ok(()) => Ok(()),
-                Err(PushError::Timeout) => Err(self.full_or_broken(segment, policy)),
+                Err(PushError::Timeout) => Err(self.full_or_broken()),
                 Err(e) => Err(from_push(e).into()),
             };
         }
@@ -522,16 +509,11 @@ impl Outgoing {
             if self.try_fragments(msg)? {
                 return Ok(());
             }
-            let ring = &self.ring;
-            let reader = ring.owner_words().1;
-            let room = self.producer.wait_writable(need, until, policy, &mut || {
-                peer_gone(ring, reader, segment)
-            });
-            match room {
+            match self.producer.wait_writable(need, until) {
                 // Room (or a closed ring, which the next try reports).
                 Ok(true) => {}
                 Ok(false) => return Err(SendError::BrokenPipe.into()),
-                Err(TimedOut) => return Err(self.full_or_broken(segment, policy)),
+                Err(TimedOut) => return Err(self.full_or_broken()),
             }
         }
     }
@@ -575,8 +557,8 @@ impl Outgoing {
     /// when the reader's process is gone. A send that gives up without
     /// sleeping (a try) never ran the wait's slow check, so the reader is
     /// probed here, at most once per slice (see [`Probe`]).
-    fn full_or_broken(&mut self, segment: &Segment, policy: &WaitPolicy) -> TrySendError {
-        if self.probe.due(policy) && self.reader_gone(segment) {
+    fn full_or_broken(&mut self) -> TrySendError {
+        if self.probe.due(&self.producer.wait_policy()) && self.reader_gone() {
             return SendError::BrokenPipe.into();
         }
         TrySendError::Full

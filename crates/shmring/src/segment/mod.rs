@@ -102,6 +102,7 @@ mod names;
 mod open;
 mod options;
 mod peers;
+mod region;
 
 use std::fmt;
 use std::fs::File;

@@ -302,7 +302,6 @@ impl Connection {
         if self.closed() {
             return Err(RecvError::HandleClosed.into());
         }
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
         let inc = self
             .incoming
             .get_mut()
@@ -316,7 +315,7 @@ impl Connection {
         let room = &mut buf[offset..];
         if inc.partial.is_empty() {
             let fragment = inc.fragment;
-            let first = inc.next_record(segment, policy, until, |p, msg| {
+            let first = inc.next_record(until, |p, msg| {
                 if p.len() == fragment {
                     p.append_to(msg); // the first of several
                     None
@@ -378,13 +377,12 @@ impl Connection {
         if self.closed() {
             return Err(RecvError::HandleClosed.into());
         }
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
         let inc = self
             .incoming
             .get_mut()
             .as_mut()
             .ok_or(RecvError::WriteOnly)?;
-        if !inc.read_rest(segment, policy, until, limit)? {
+        if !inc.read_rest(until, limit)? {
             self.stop_reading();
             return Err(RecvError::BadMessageLength { maxlength: limit }.into());
         }

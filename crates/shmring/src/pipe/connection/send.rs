@@ -254,9 +254,8 @@ impl Connection {
     /// and counts it.
     #[inline]
     fn send_message(&mut self, msg: &[u8], until: Until) -> Result<(), TrySendError> {
-        let (segment, policy) = (&self.pipe.segment, &self.policy);
         let out = self.outgoing.as_mut().ok_or(SendError::ReadOnly)?;
-        out.send(msg, until, segment, policy)?;
+        out.send(msg, until)?;
         self.sent.one(msg.len());
         Ok(())
     }
