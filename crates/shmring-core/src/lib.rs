@@ -40,7 +40,7 @@ pub mod record;
 pub mod ring;
 pub mod spsc;
 pub mod sync;
-pub mod tasks;
+pub mod joinable;
 pub mod wait;
 
 pub use error::{ConfigError, Corrupted, PopError, PushError};

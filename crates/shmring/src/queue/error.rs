@@ -112,7 +112,7 @@ pub enum GetError {
     /// The shared state is inconsistent.
     Corrupted(Corrupted),
     /// A JoinableQueue handle holds so many tasks not yet marked done
-    /// ([`MAX_HELD`](shmring_core::tasks::MAX_HELD)) that it cannot count
+    /// ([`MAX_HELD`](shmring_core::joinable::MAX_HELD)) that it cannot count
     /// one more: call `task_done`, or use more handles.
     TooManyTasks,
 }

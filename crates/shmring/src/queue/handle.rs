@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use shmring_core::error::{PopError, PushError};
 use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
-use shmring_core::tasks::{TaskCounter, TaskSlot, MAX_HELD};
+use shmring_core::joinable::{TaskCounter, TaskSlot, MAX_HELD};
 use shmring_core::wait::{block_on, TimedOut, Until, WaitPolicy, WAKE_ALL};
 
 use super::error::{GetError, TryGetError, TryPutError};
@@ -32,7 +32,7 @@ use crate::sys::FutexWaiter;
 
 /// A JoinableQueue's task bookkeeping, handed to [`Handle::get`]: each
 /// take is announced in this handle's slot right before its CAS, and ended
-/// after it (see [`shmring_core::tasks`]).
+/// after it (see [`shmring_core::joinable`]).
 #[derive(Clone, Copy)]
 pub(super) struct Tasks<'a> {
     pub(super) slot: &'a TaskSlot,

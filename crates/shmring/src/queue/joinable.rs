@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shmring_core::tasks::{self, TaskCounter, TaskSlot, TooManyDone};
+use shmring_core::joinable::{self, TaskCounter, TaskSlot, TooManyDone};
 use shmring_core::wait::{Until, WaitPolicy};
 
 use super::descriptor::JoinableDescriptor;
@@ -27,7 +27,7 @@ use crate::segment::{PeerCounter, Segment};
 /// A task is unfinished while its item is queued, or while the handle that
 /// got it has not marked it done. Each handle counts the tasks it got and
 /// has not marked done in a slot of its own in the segment (see
-/// [`shmring_core::tasks`]); `join` waits until the queue is empty and no
+/// [`shmring_core::joinable`]); `join` waits until the queue is empty and no
 /// slot counts anything.
 ///
 /// # Differences from Python
@@ -162,9 +162,9 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Tasks put and not yet marked done: the queue (read first), then
-    /// every slot (see [`shmring_core::tasks`]).
+    /// every slot (see [`shmring_core::joinable`]).
     fn unfinished(&self) -> u64 {
-        tasks::unfinished(self.handle.queue.len(), self.slots())
+        joinable::unfinished(self.handle.queue.len(), self.slots())
     }
 
     /// The one operation behind every form of join: `Unfinished` means

@@ -1,5 +1,5 @@
 //! JoinableQueue crash recovery: the task slots in front of the queue, and
-//! what a joiner does on its slow path (see [`shmring_core::tasks`] for
+//! what a joiner does on its slow path (see [`shmring_core::joinable`] for
 //! the accounting and why every death leaves each task counted exactly
 //! where it was).
 //!
@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use shmring_core::tasks::{TaskCounter, TaskSlot};
+use shmring_core::joinable::{TaskCounter, TaskSlot};
 
 use crate::segment::{Segment, MAX_PEER_ROWS};
 
@@ -111,7 +111,7 @@ pub(super) fn holder_alive(segment: &Segment, row: usize, slot: &TaskSlot) -> bo
 /// The slow check of a joiner: empties the slot of every peer row whose
 /// owner is gone (dead, or detached without marking its tasks done).
 /// Returns how many tasks were lost with them (a take in flight whose head
-/// never moved took nothing: see [`shmring_core::tasks`]).
+/// never moved took nothing: see [`shmring_core::joinable`]).
 pub(super) fn reclaim_dead(
     tasks: &TaskCounter,
     slots: &[TaskSlot],
@@ -152,5 +152,5 @@ pub(super) fn unfinished_in_region(
     let slots = unsafe {
         std::slice::from_raw_parts(base.add(SLOTS_OFFSET).cast::<TaskSlot>().as_ptr(), rows)
     };
-    Some(shmring_core::tasks::unfinished(queue_len, slots))
+    Some(shmring_core::joinable::unfinished(queue_len, slots))
 }

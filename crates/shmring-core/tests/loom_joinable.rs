@@ -1,10 +1,10 @@
-//! loom models of JoinableQueue's task accounting (`tasks.rs`): unfinished
+//! loom models of JoinableQueue's task accounting (`joinable.rs`): unfinished
 //! = records queued + what every peer's slot counts, each step one atomic
 //! operation. Run with
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-//!     cargo test -p shmring-core --release --test loom_tasks
+//!     cargo test -p shmring-core --release --test loom_joinable
 //! ```
 //!
 //! The queue is reduced to what the accounting needs from it: a published
@@ -27,7 +27,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use shmring_core::heap::ThreadWaiter;
-use shmring_core::tasks::{unfinished, TaskCounter, TaskSlot};
+use shmring_core::joinable::{unfinished, TaskCounter, TaskSlot};
 use shmring_core::wait::{Until, WaitPolicy};
 
 #[path = "support/loom_model.rs"]
@@ -103,7 +103,7 @@ impl Shared {
 
     /// Records queued, as `Queue::len` reads them: head word first.
     fn queued(&self) -> u64 {
-        // ORDERING: Acquire on both, head first (see tasks.rs).
+        // ORDERING: Acquire on both, head first (see joinable.rs).
         let taken = self.taken.load(Ordering::Acquire);
         let published = self.published.load(Ordering::Acquire);
         published.saturating_sub(taken)
