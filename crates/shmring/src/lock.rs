@@ -79,8 +79,7 @@ use shmring_core::Corrupted;
 
 pub use shmring_core::lock::{Acquired, LockShared};
 
-use crate::attach::AttachError;
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{impl_segment_constructors, CreateError, OpenError, SegmentObject};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
 use crate::sys::until_instant;
 
@@ -249,7 +248,7 @@ unsafe fn init(base: NonNull<u8>, flavor: u64) {
     unsafe { base.cast::<LockShared>().as_ref() }.init(flavor);
 }
 
-fn check(segment: &Segment, flavor: u64) -> Result<(), AttachError> {
+fn check(segment: &Segment, flavor: u64) -> Result<(), OpenError> {
     if segment.object_len() < std::mem::size_of::<LockShared>() {
         let value = segment.object_len() as u64;
         return Err(Corrupted {
@@ -378,7 +377,7 @@ impl SegmentObject for Lock {
     const KIND: ObjectKind = ObjectKind::Lock;
     type Config = ();
 
-    fn layout(_: &()) -> Result<(usize, [u64; 8]), AttachError> {
+    fn layout(_: &()) -> Result<(usize, [u64; 8]), CreateError> {
         Ok(layout(FLAVOR_LOCK))
     }
 
@@ -388,7 +387,7 @@ impl SegmentObject for Lock {
         Ok(())
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Lock, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Lock, OpenError> {
         check(&segment, FLAVOR_LOCK)?;
         Ok(Lock {
             segment,
@@ -398,7 +397,7 @@ impl SegmentObject for Lock {
     }
 }
 
-impl_segment_constructors!(Lock, (), "lock");
+impl_segment_constructors!(Lock, "lock");
 
 impl Lock {
     /// Python's `Lock()`: a new anonymous lock, to hand to children.
@@ -406,8 +405,8 @@ impl Lock {
     /// # Errors
     ///
     /// The segment could not be created.
-    pub fn new() -> Result<Lock, AttachError> {
-        Lock::create_anonymous((), &Default::default())
+    pub fn new() -> Result<Lock, CreateError> {
+        Lock::builder().anonymous()
     }
 
     /// Takes the lock, waiting as long as it takes, and returns a guard
@@ -638,7 +637,7 @@ impl SegmentObject for RLock {
     const KIND: ObjectKind = ObjectKind::Lock;
     type Config = ();
 
-    fn layout(_: &()) -> Result<(usize, [u64; 8]), AttachError> {
+    fn layout(_: &()) -> Result<(usize, [u64; 8]), CreateError> {
         Ok(layout(FLAVOR_RLOCK))
     }
 
@@ -648,7 +647,7 @@ impl SegmentObject for RLock {
         Ok(())
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<RLock, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<RLock, OpenError> {
         check(&segment, FLAVOR_RLOCK)?;
         Ok(RLock {
             segment,
@@ -658,7 +657,7 @@ impl SegmentObject for RLock {
     }
 }
 
-impl_segment_constructors!(RLock, (), "recursive lock");
+impl_segment_constructors!(RLock, "recursive lock");
 
 impl RLock {
     /// Python's `RLock()`: a new anonymous recursive lock.
@@ -666,8 +665,8 @@ impl RLock {
     /// # Errors
     ///
     /// The segment could not be created.
-    pub fn new() -> Result<RLock, AttachError> {
-        RLock::create_anonymous((), &Default::default())
+    pub fn new() -> Result<RLock, CreateError> {
+        RLock::builder().anonymous()
     }
 
     fn owned_by_me(&self) -> bool {

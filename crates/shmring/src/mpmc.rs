@@ -9,11 +9,10 @@
 //! while taking a message loses at most that message.
 //!
 //! ```
-//! use shmring::mpmc::{Queue, QueueConfig};
-//! use shmring::core::{wait::Until, RingConfig};
+//! use shmring::mpmc::Queue;
+//! use shmring::core::wait::Until;
 //!
-//! let config = QueueConfig { rings: 4, ring: RingConfig { capacity: 4096, max_record: 256 }, max_len: 0 };
-//! let queue = Queue::create_anonymous(config, &Default::default())?;
+//! let queue = Queue::builder().producers(4).ring_bytes(4096).max_message(256).anonymous()?;
 //! let mut tx = queue.producer()?;
 //! let mut rx = queue.consumer();
 //! tx.push(b"job 1", Until::Never)?;
@@ -27,13 +26,14 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use shmring_core::error::{PopError, PushError};
-pub use shmring_core::mpmc::QueueConfig;
-use shmring_core::mpmc::{self, ClaimError, QueueLayout};
+use shmring_core::mpmc::{self, ClaimError, QueueConfig, QueueLayout};
 use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::RingConfig;
 
-use crate::attach::AttachError;
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, named, CreateError, OpenError, QueueSettings, RoleError,
+    SegmentObject,
+};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
 
@@ -46,18 +46,21 @@ pub struct Queue {
 
 impl SegmentObject for Queue {
     const KIND: ObjectKind = ObjectKind::MpmcQueue;
-    type Config = QueueConfig;
+    type Config = QueueSettings;
 
-    fn layout(config: &QueueConfig) -> Result<(usize, [u64; 8]), AttachError> {
-        Ok((QueueLayout::new(config)?.total, params(config)))
+    fn layout(settings: &QueueSettings) -> Result<(usize, [u64; 8]), CreateError> {
+        let config = settings.core()?;
+        let layout = QueueLayout::new(&config).map_err(|e| named(e, "max_message"))?;
+        Ok((layout.total, params(&config)))
     }
 
-    unsafe fn init(base: NonNull<u8>, len: usize, config: &QueueConfig) -> Result<(), String> {
+    unsafe fn init(base: NonNull<u8>, len: usize, settings: &QueueSettings) -> Result<(), String> {
+        let config = settings.core().map_err(|e| e.to_string())?;
         // SAFETY: forwarded from the caller (zeroed, aligned, private).
-        unsafe { mpmc::Queue::init_in_place(base, len, config) }.map_err(|e| e.to_string())
+        unsafe { mpmc::Queue::init_in_place(base, len, &config) }.map_err(|e| e.to_string())
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Queue, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Queue, OpenError> {
         let len = segment.object_len();
         Queue::attach_region(segment, 0, len)
     }
@@ -85,9 +88,8 @@ impl Queue {
         segment: Arc<Segment>,
         offset: usize,
         len: usize,
-    ) -> Result<Queue, AttachError> {
-        let corrupted =
-            |what, value| AttachError::Corrupted(shmring_core::Corrupted { what, value });
+    ) -> Result<Queue, OpenError> {
+        let corrupted = |what, value| OpenError::Corrupted(shmring_core::Corrupted { what, value });
         if offset
             .checked_add(len)
             .is_none_or(|end| end > segment.object_len())
@@ -118,16 +120,29 @@ impl Queue {
     }
 }
 
-impl_segment_constructors!(Queue, QueueConfig, "queue");
+impl_segment_constructors!(Queue, "queue");
+crate::queue::queue_setters!(maxsize [] Queue);
 
 impl Queue {
+    /// A new anonymous queue of the default shape (16 producer rings of
+    /// 256 KiB, messages up to 64 KiB, no `maxsize`); [`Queue::builder`]
+    /// sets the shape or a name.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<Queue, CreateError> {
+        Queue::builder().anonymous()
+    }
+
     /// A producer: claims a free ring, or one whose owner died (its
     /// published messages are delivered before ours).
     ///
     /// # Errors
     ///
-    /// [`AttachError::NoFreeRing`] when every ring has a live owner.
-    pub fn producer(&self) -> Result<Producer, AttachError> {
+    /// [`RoleError::NoFreeRing`] when every ring has a live owner.
+    pub fn producer(&self) -> Result<Producer, RoleError> {
         let segment = &self.segment;
         let claimed = self
             .queue
@@ -140,9 +155,9 @@ impl Queue {
                 _queue: self.clone(),
                 policy: WaitPolicy::default(),
             }),
-            Err(ClaimError::NoFreeRing { rings }) => Err(AttachError::NoFreeRing { rings }),
+            Err(ClaimError::NoFreeRing { rings }) => Err(RoleError::NoFreeRing { rings }),
             Err(ClaimError::Corrupted(c)) => Err(c.into()),
-            Err(ClaimError::InvalidToken) => Err(AttachError::Corrupted(shmring_core::Corrupted {
+            Err(ClaimError::InvalidToken) => Err(RoleError::Corrupted(shmring_core::Corrupted {
                 what: "peer token",
                 value: 0,
             })),

@@ -9,9 +9,9 @@
 //! ```
 //! use std::time::Duration;
 //! use shmring::spsc::Ring;
-//! use shmring::core::{wait::Until, RingConfig};
+//! use shmring::core::wait::Until;
 //!
-//! let ring = Ring::create_anonymous(RingConfig { capacity: 4096, max_record: 256 }, &Default::default())?;
+//! let ring = Ring::builder().ring_bytes(4096).max_message(256).anonymous()?;
 //! let mut tx = ring.producer()?;
 //! let mut rx = ring.consumer()?;
 //! tx.push(b"hello", Until::Never)?;
@@ -53,8 +53,11 @@ use shmring_core::spsc::{self, SpscLayout};
 use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::RingConfig;
 
-use crate::attach::{claim_role, mark_gone, release_role, AttachError};
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::attach::{claim_role, mark_gone, release_role};
+use crate::object::{
+    impl_segment_constructors, named, Builder, CreateError, OpenError, RingSettings, RoleError,
+    SegmentObject,
+};
 use crate::segment::{ObjectKind, Segment};
 use crate::sys::FutexWaiter;
 
@@ -67,22 +70,24 @@ pub struct Ring {
 
 impl SegmentObject for Ring {
     const KIND: ObjectKind = ObjectKind::SpscRing;
-    type Config = RingConfig;
+    type Config = RingSettings;
 
-    fn layout(config: &RingConfig) -> Result<(usize, [u64; 8]), AttachError> {
-        let layout = SpscLayout::new(config)?;
+    fn layout(settings: &RingSettings) -> Result<(usize, [u64; 8]), CreateError> {
+        let config = settings.core()?;
+        let layout = SpscLayout::new(&config).map_err(|e| named(e, "max_message"))?;
         Ok((
             layout.total,
             [config.capacity, config.max_record, 0, 0, 0, 0, 0, 0],
         ))
     }
 
-    unsafe fn init(base: NonNull<u8>, len: usize, config: &RingConfig) -> Result<(), String> {
+    unsafe fn init(base: NonNull<u8>, len: usize, settings: &RingSettings) -> Result<(), String> {
+        let config = settings.core().map_err(|e| e.to_string())?;
         // SAFETY: forwarded from the caller (zeroed, aligned, private).
-        unsafe { spsc::Ring::init_in_place(base, len, config) }.map_err(|e| e.to_string())
+        unsafe { spsc::Ring::init_in_place(base, len, &config) }.map_err(|e| e.to_string())
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Ring, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Ring, OpenError> {
         let [capacity, max_record, ..] = segment.params();
         let keep: spsc::KeepAlive = segment.clone();
         // SAFETY: the segment maps `object_len` bytes at `object_ptr` (page
@@ -97,7 +102,7 @@ impl SegmentObject for Ring {
                 max_record,
             })
         {
-            return Err(AttachError::Corrupted(shmring_core::Corrupted {
+            return Err(OpenError::Corrupted(shmring_core::Corrupted {
                 what: "ring config vs segment params",
                 value: capacity,
             }));
@@ -106,15 +111,41 @@ impl SegmentObject for Ring {
     }
 }
 
-impl_segment_constructors!(Ring, RingConfig, "ring");
+impl_segment_constructors!(Ring, "ring");
+
+impl Builder<Ring> {
+    /// Bytes of the ring: a power of two (default 256 KiB).
+    pub fn ring_bytes(mut self, bytes: u64) -> Self {
+        self.config.ring_bytes = bytes;
+        self
+    }
+
+    /// Largest message in bytes (default 64 KiB); it must fit in
+    /// `ring_bytes` with its record header.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+}
 
 impl Ring {
+    /// A new anonymous ring of the default size (256 KiB, messages up to
+    /// 64 KiB); [`Ring::builder`] sets the sizes or a name.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<Ring, CreateError> {
+        Ring::builder().anonymous()
+    }
+
     /// Takes the producer role.
     ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when a live peer holds it.
-    pub fn producer(&self) -> Result<Producer, AttachError> {
+    /// [`RoleError::RoleTaken`] when a live peer holds it.
+    pub fn producer(&self) -> Result<Producer, RoleError> {
         let (word, _) = self.ring.owner_words();
         claim_role(word, &self.segment, "producer")?;
         // The handle keeps the segment (`ring`) alive.
@@ -135,8 +166,8 @@ impl Ring {
     ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when a live peer holds it.
-    pub fn consumer(&self) -> Result<Consumer, AttachError> {
+    /// [`RoleError::RoleTaken`] when a live peer holds it.
+    pub fn consumer(&self) -> Result<Consumer, RoleError> {
         let (_, word) = self.ring.owner_words();
         claim_role(word, &self.segment, "consumer")?;
         // The handle keeps the segment (`ring`) alive.

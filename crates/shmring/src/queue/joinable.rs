@@ -13,11 +13,12 @@ use shmring_core::wait::{Until, WaitPolicy};
 use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 use super::handle::Tasks;
 use super::recovery::{self, JoinError, JoinTimeoutError, TryJoinError, TASKS_BYTES};
-use super::{get_methods, put_methods, GetError, Handle, PutError, QueueOptions};
-use crate::attach::AttachError;
+use super::{get_methods, put_methods, queue_setters, GetError, Handle, PutError};
 use crate::codec::Message;
 use crate::mpmc;
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, named, CreateError, OpenError, QueueSettings, SegmentObject,
+};
 use crate::segment::{ObjectKind, PeerCounter, Segment};
 use shmring_core::error::Corrupted;
 
@@ -69,7 +70,7 @@ use shmring_core::error::Corrupted;
 /// ```
 /// use shmring::queue::JoinableQueue;
 ///
-/// let q = JoinableQueue::<u32>::create_anonymous(Default::default(), &Default::default())?;
+/// let q = JoinableQueue::<u32>::new(0)?;
 /// q.put(7)?;
 /// let item = q.get()?;
 /// q.task_done()?;
@@ -96,16 +97,17 @@ impl<T> fmt::Debug for JoinableQueue<T> {
 
 impl<T: Message> SegmentObject for JoinableQueue<T> {
     const KIND: ObjectKind = ObjectKind::JoinableQueue;
-    type Config = QueueOptions;
+    type Config = QueueSettings;
 
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        let config = options.config()?;
-        let len = TASKS_BYTES + QueueLayout::new(&config)?.total;
+    fn layout(settings: &QueueSettings) -> Result<(usize, [u64; 8]), CreateError> {
+        let config = settings.core()?;
+        let queue = QueueLayout::new(&config).map_err(|e| named(e, "max_message"))?;
+        let len = TASKS_BYTES + queue.total;
         Ok((len, mpmc::params(&config)))
     }
 
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let config = options.config().map_err(|e| e.to_string())?;
+    unsafe fn init(base: NonNull<u8>, len: usize, settings: &QueueSettings) -> Result<(), String> {
+        let config = settings.core().map_err(|e| e.to_string())?;
         // A zeroed TaskCounter is a valid one with no task: nothing to write.
         // SAFETY: the queue's part starts TASKS_BYTES in (page aligned) and
         // the rest of the caller's zeroed, private region is its own.
@@ -119,10 +121,10 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
         .map_err(|e| e.to_string())
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let len = segment.object_len();
         if len < TASKS_BYTES {
-            return Err(AttachError::Corrupted(Corrupted {
+            return Err(OpenError::Corrupted(Corrupted {
                 what: "joinable queue length",
                 value: len as u64,
             }));
@@ -150,7 +152,23 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
     }
 }
 
-impl_segment_constructors!([T: Message] JoinableQueue<T>, QueueOptions, "joinable queue");
+impl_segment_constructors!([T: Message] JoinableQueue<T>, "joinable queue");
+queue_setters!(maxsize [T: Message] JoinableQueue<T>);
+
+impl<T: Message> JoinableQueue<T> {
+    /// Python's `JoinableQueue(maxsize)`: a new anonymous queue holding at
+    /// most `maxsize` messages (0: no limit but the rings' bytes), to hand
+    /// to children. [`JoinableQueue::builder`] sets the rest of the shape,
+    /// a name, or opens one.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new(maxsize: u64) -> Result<JoinableQueue<T>, CreateError> {
+        JoinableQueue::builder().maxsize(maxsize).anonymous()
+    }
+}
 
 impl<T> JoinableQueue<T> {
     fn tasks(&self) -> &TaskCounter {

@@ -5,10 +5,11 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::Queue;
-use super::{GetError, PutError, QueueOptions};
-use crate::attach::AttachError;
+use super::{queue_setters, GetError, PutError};
 use crate::codec::Message;
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, CreateError, OpenError, QueueSettings, SegmentObject,
+};
 use crate::segment::{ObjectKind, Segment};
 
 /// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `is_empty`,
@@ -32,17 +33,17 @@ impl<T> fmt::Debug for SimpleQueue<T> {
 
 impl<T: Message> SegmentObject for SimpleQueue<T> {
     const KIND: ObjectKind = ObjectKind::MpmcQueue;
-    type Config = QueueOptions;
+    type Config = QueueSettings;
 
-    fn layout(options: &QueueOptions) -> Result<(usize, [u64; 8]), AttachError> {
-        <Queue<T> as SegmentObject>::layout(&QueueOptions {
+    fn layout(options: &QueueSettings) -> Result<(usize, [u64; 8]), CreateError> {
+        <Queue<T> as SegmentObject>::layout(&QueueSettings {
             maxsize: 0,
             ..*options
         })
     }
 
-    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueOptions) -> Result<(), String> {
-        let options = QueueOptions {
+    unsafe fn init(base: NonNull<u8>, len: usize, options: &QueueSettings) -> Result<(), String> {
+        let options = QueueSettings {
             maxsize: 0,
             ..*options
         };
@@ -50,15 +51,28 @@ impl<T: Message> SegmentObject for SimpleQueue<T> {
         unsafe { <Queue<T> as SegmentObject>::init(base, len, &options) }
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let queue = <Queue<T> as SegmentObject>::attach(segment.clone())?;
         Ok(SimpleQueue { queue, segment })
     }
 }
 
-impl_segment_constructors!([T: Message] SimpleQueue<T>, QueueOptions, "simple queue");
+impl_segment_constructors!([T: Message] SimpleQueue<T>, "simple queue");
+queue_setters!([T: Message] SimpleQueue<T>);
 
 impl<T: Message> SimpleQueue<T> {
+    /// Python's `SimpleQueue()`: a new anonymous unbounded queue, to hand to
+    /// children. [`SimpleQueue::builder`] sets its shape, a name, or opens
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<SimpleQueue<T>, CreateError> {
+        SimpleQueue::builder().anonymous()
+    }
+
     /// Puts `item` (waits only while the producer's ring is out of bytes:
     /// a SimpleQueue has no `maxsize`).
     ///
