@@ -169,5 +169,5 @@ fn hand_over_errors_wait_for_start() {
 }
 
 fn new_queue() -> Queue<u64> {
-    Queue::create_anonymous(Default::default(), &Default::default()).unwrap()
+    Queue::builder().anonymous().unwrap()
 }
