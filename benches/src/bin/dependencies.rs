@@ -23,7 +23,6 @@ use raw_sync::locks::{LockInit, Mutex};
 use raw_sync::Timeout;
 use shared_memory::ShmemConf;
 use shmring::lock::{Acquired, Lock};
-use shmring::{CreateOptions, OpenOptions};
 
 const ROLE: &str = "SHMRING_DEPS_ROLE";
 const NAME: &str = "SHMRING_DEPS_NAME";
@@ -52,11 +51,7 @@ fn main() -> Result<(), BoxError> {
         drop(mutex.lock()?);
     }
     let raw_ns = start.elapsed().as_nanos() as f64 / f64::from(PAIRS);
-    let lock = Lock::create(
-        &format!("/shmring-deps-lock-{id}"),
-        (),
-        &CreateOptions::default(),
-    )?;
+    let lock = Lock::builder().create(&format!("/shmring-deps-lock-{id}"))?;
     let start = Instant::now();
     for _ in 0..PAIRS {
         // Python's unguarded acquire/release, as measured before the guards.
@@ -92,7 +87,7 @@ fn main() -> Result<(), BoxError> {
     );
 
     let lock_name = format!("/shmring-deps-held-{id}");
-    let lock = Lock::create(&lock_name, (), &CreateOptions::default())?;
+    let lock = Lock::builder().create(&lock_name)?;
     let child = spawn("hold-shmring", &lock_name)?;
     wait_ready(child, || lock.is_locked())?;
     let start = Instant::now();
@@ -134,11 +129,12 @@ fn main() -> Result<(), BoxError> {
         }
     );
     drop(theirs);
-    let ours = shmring::mpmc::Queue::create(
-        &format!("/shmring-deps-huge-{id}"),
-        config,
-        &CreateOptions::default(),
-    );
+    let ours = shmring::mpmc::Queue::builder()
+        .producers(shmring::core::mpmc::MAX_RINGS)
+        .ring_bytes(shmring::core::ring::MAX_CAPACITY)
+        .max_message(64)
+        .maxsize(0)
+        .create(&format!("/shmring-deps-huge-{id}"));
     println!(
         "   shmring: {}",
         match &ours {
@@ -185,7 +181,7 @@ fn child(role: &str, name: &str) -> Result<(), BoxError> {
             drop(guard);
         }
         "hold-shmring" => {
-            let lock = Lock::open(name, &OpenOptions::default())?;
+            let lock = Lock::open(name)?;
             let _held = lock.acquire()?;
             std::thread::sleep(Duration::from_secs(60)); // until killed
         }

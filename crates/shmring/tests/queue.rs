@@ -12,7 +12,7 @@ use shmring::{Builder, CreateError};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
 fn anon<T: Message>(maxsize: u64) -> Queue<T> {
-    Queue::builder().maxsize(maxsize).anonymous().unwrap()
+    Queue::new(maxsize).unwrap()
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn bad_options_are_named_as_the_user_set_them() {
 
 #[test]
 fn joinable_task_done_too_many_times() {
-    let q = JoinableQueue::<u8>::builder().anonymous().unwrap();
+    let q = JoinableQueue::<u8>::new(0).unwrap();
     assert_eq!(
         q.task_done().unwrap_err().to_string(),
         "task_done() called too many times"
@@ -226,7 +226,7 @@ fn joinable_task_done_too_many_times() {
 #[test]
 fn joinable_join_waits_for_task_done() {
     let _dog = Watchdog::new(Duration::from_secs(20), "join");
-    let q = std::sync::Arc::new(JoinableQueue::<u32>::builder().anonymous().unwrap());
+    let q = std::sync::Arc::new(JoinableQueue::<u32>::new(0).unwrap());
     for i in 0..3 {
         q.put(i).unwrap();
     }
@@ -251,7 +251,7 @@ fn joinable_join_waits_for_task_done() {
 
 #[test]
 fn simple_queue_put_get_empty_close() {
-    let q = SimpleQueue::<u64>::builder().anonymous().unwrap();
+    let q = SimpleQueue::<u64>::new().unwrap();
     assert!(q.is_empty());
     q.put(9).unwrap();
     assert!(!q.is_empty());
@@ -334,7 +334,7 @@ fn sleeps_and_wakes_are_counted_and_polling_counts_neither() {
 #[test]
 fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
     let _dog = Watchdog::new(Duration::from_secs(60), "sender/receiver");
-    let q = Queue::<u64>::builder().maxsize(64).anonymous().unwrap();
+    let q = Queue::<u64>::new(64).unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
             let mut cmd = spawn_role("child_entry", "sender", &[]);
@@ -394,8 +394,8 @@ fn sender_gives_the_item_back_and_shares_the_queue_s_limits() {
 #[test]
 fn joinable_queue_across_processes() {
     let _dog = Watchdog::new(Duration::from_secs(60), "joinable across processes");
-    let q = JoinableQueue::<u64>::builder().anonymous().unwrap();
-    let results = Queue::<u64>::builder().anonymous().unwrap();
+    let q = JoinableQueue::<u64>::new(0).unwrap();
+    let results = Queue::<u64>::new(0).unwrap();
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let mut cmd = spawn_role("child_entry", "joinable-worker", &[]);
@@ -450,7 +450,7 @@ fn serde_messages_through_a_queue() {
 
 #[test]
 fn each_form_of_join_reports_in_its_own_type() {
-    let q = JoinableQueue::<u64>::builder().anonymous().unwrap();
+    let q = JoinableQueue::<u64>::new(0).unwrap();
     assert_eq!(q.try_join(), Ok(()));
     q.put(1).unwrap();
     assert_eq!(q.try_join(), Err(TryJoinError::Unfinished));

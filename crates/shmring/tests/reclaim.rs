@@ -6,7 +6,6 @@
 use std::process::Child;
 use std::time::Duration;
 
-use shmring::core::RingConfig;
 use shmring::dict::Dict;
 use shmring::queue::Queue;
 use shmring::segment;
@@ -18,7 +17,6 @@ use shmring_testkit::{
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 const POLICY_VAR: &str = "SHMRING_TEST_POLICY";
-
 
 /// Entry point of every child role (returns at once in a normal run).
 #[test]

@@ -18,13 +18,11 @@ use std::time::Duration;
 use shmring::pipe::{
     Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
 };
-use shmring::Builder;
 use shmring_testkit::{role, spawn_role, unique_name, wait_until, Watchdog};
 
 fn dog(what: &str) -> Watchdog {
     Watchdog::new(Duration::from_secs(120), what)
 }
-
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

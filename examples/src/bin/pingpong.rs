@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use shmring::core::{PopError, PushError, RingConfig};
 use shmring::spsc::{Consumer, Producer, Ring};
-use shmring::{CreateOptions, OpenOptions};
 
 const TO_CHILD: &str = "SHMRING_PINGPONG_TO_CHILD";
 const TO_PARENT: &str = "SHMRING_PINGPONG_TO_PARENT";
@@ -102,9 +101,8 @@ fn spin_pop(rx: &mut Consumer, buf: &mut Vec<u8>) {
 
 fn child(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     pin_to_cpu(1);
-    let opts = OpenOptions::default();
-    let mut rx = Ring::open_inherited(TO_CHILD, &opts)?.consumer()?;
-    let mut tx = Ring::open_inherited(TO_PARENT, &opts)?.producer()?;
+    let mut rx = Ring::builder().open_inherited(TO_CHILD)?.consumer()?;
+    let mut tx = Ring::builder().open_inherited(TO_PARENT)?.producer()?;
     let mut buf = Vec::with_capacity(args.size);
     // Stream: receive everything, check the sequence, acknowledge.
     for i in 0..args.count {
@@ -151,9 +149,14 @@ fn parent(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         capacity: 1 << 20,
         max_record: 4096,
     };
-    let opts = CreateOptions::default();
-    let to_child = Ring::create_anonymous(config, &opts)?;
-    let to_parent = Ring::create_anonymous(config, &opts)?;
+    let to_child = Ring::builder()
+        .ring_bytes(1 << 20)
+        .max_message(4096)
+        .anonymous()?;
+    let to_parent = Ring::builder()
+        .ring_bytes(1 << 20)
+        .max_message(4096)
+        .anonymous()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("--child").args(std::env::args().skip(1));
     to_child.share_with_child(&mut cmd, TO_CHILD)?;
