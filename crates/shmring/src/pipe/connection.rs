@@ -236,7 +236,7 @@ impl Connection {
     }
 
     /// Hands this end to the child that `cmd` will spawn, which claims it
-    /// with [`open_inherited`](Connection::open_inherited)`(env_var, ..)`.
+    /// with [`open_inherited`](Connection::open_inherited)`(env_var)`.
     ///
     /// **This transfers the end** (see the [module docs](super)): this
     /// process gives up its roles at once, every later operation on `self`
