@@ -7,20 +7,21 @@ use shmring::core::wait::Until;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use shmring::core::wait::WaitPolicy;
-use shmring::core::RingConfig;
 use shmring::spsc::Ring;
-use shmring::CreateOptions;
+use shmring::WaitPolicy;
 
-const CONFIG: RingConfig = RingConfig {
-    capacity: 1 << 16,
-    max_record: 1024,
-};
+/// A 64 KiB ring, messages up to 1 KiB.
+fn ring() -> Ring {
+    Ring::builder()
+        .ring_bytes(1 << 16)
+        .max_message(1024)
+        .anonymous()
+        .expect("ring")
+}
 
 fn ping_pong(c: &mut Criterion, name: &str, policy: WaitPolicy) {
-    let opts = CreateOptions::default();
-    let there = Ring::create_anonymous(CONFIG, &opts).expect("ring");
-    let back = Ring::create_anonymous(CONFIG, &opts).expect("ring");
+    let there = ring();
+    let back = ring();
     let mut tx = there.producer().expect("producer");
     let mut rx = back.consumer().expect("consumer");
     let mut peer_rx = there.consumer().expect("consumer");

@@ -6,8 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use shmring::dict::{Dict, DictConfig};
-use shmring::CreateOptions;
+use shmring::dict::Dict;
 use shmring_benches::facade::Pair;
 
 fn facade(c: &mut Criterion) {
@@ -36,8 +35,7 @@ fn facade(c: &mut Criterion) {
 }
 
 fn dict(c: &mut Criterion) {
-    let d: Dict<u64, u64> =
-        Dict::create_anonymous(DictConfig::default(), &CreateOptions::default()).expect("dict");
+    let d: Dict<u64, u64> = Dict::new().expect("dict");
     for k in 0..512u64 {
         d.insert(&k, &k).expect("insert");
     }

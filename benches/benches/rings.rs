@@ -7,18 +7,19 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
-use shmring::core::RingConfig;
 use shmring::mpmc;
 use shmring::spsc::Ring;
-use shmring::CreateOptions;
 
-const CONFIG: RingConfig = RingConfig {
-    capacity: 1 << 20,
-    max_record: 64 << 10,
-};
+/// Bytes of each ring, and the largest message.
+const RING_BYTES: u64 = 1 << 20;
+const MAX_MESSAGE: u64 = 64 << 10;
 
 fn spsc(c: &mut Criterion) {
-    let ring = Ring::create_anonymous(CONFIG, &CreateOptions::default()).expect("ring");
+    let ring = Ring::builder()
+        .ring_bytes(RING_BYTES)
+        .max_message(MAX_MESSAGE)
+        .anonymous()
+        .expect("ring");
     let mut tx = ring.producer().expect("producer");
     let mut rx = ring.consumer().expect("consumer");
     let mut buf = Vec::with_capacity(1024);
@@ -58,12 +59,12 @@ fn spsc(c: &mut Criterion) {
 }
 
 fn mpmc_queue(c: &mut Criterion) {
-    let config = mpmc::QueueConfig {
-        rings: 16,
-        ring: CONFIG,
-        max_len: 0,
-    };
-    let queue = mpmc::Queue::create_anonymous(config, &CreateOptions::default()).expect("queue");
+    let queue = mpmc::Queue::builder()
+        .producers(16)
+        .ring_bytes(RING_BYTES)
+        .max_message(MAX_MESSAGE)
+        .anonymous()
+        .expect("queue");
     let mut tx = queue.producer().expect("producer");
     let mut rx = queue.consumer();
     let mut buf = Vec::with_capacity(1024);

@@ -7,25 +7,10 @@
 
 use std::time::Instant;
 
-use shmring::core::RingConfig;
-use shmring::mpmc::{self, QueueConfig};
-use shmring::pipe::{Connection, Pipe, PipeConfig};
-use shmring::queue::{Queue, QueueOptions, Receiver, Sender};
+use shmring::mpmc;
+use shmring::pipe::{Connection, Pipe};
+use shmring::queue::{Queue, Receiver, Sender};
 use shmring::spsc;
-use shmring::CreateOptions;
-
-/// The raw ring's configuration equal to `QueueOptions::default()`.
-pub fn raw_config() -> QueueConfig {
-    let o = QueueOptions::default();
-    QueueConfig {
-        rings: o.producers,
-        ring: RingConfig {
-            capacity: o.ring_bytes,
-            max_record: o.max_message,
-        },
-        max_len: o.maxsize,
-    }
-}
 
 /// A facade queue and a raw queue of the same shape, attached.
 pub struct Pair {
@@ -59,18 +44,17 @@ impl Pair {
     ///
     /// When a segment cannot be created.
     pub fn new() -> Pair {
-        let opts = CreateOptions::default();
-        let facade = Queue::<u64>::create_anonymous(QueueOptions::default(), &opts).expect("queue");
-        let raw = mpmc::Queue::create_anonymous(raw_config(), &opts).expect("raw queue");
-        let handles_queue =
-            Queue::<u64>::create_anonymous(QueueOptions::default(), &opts).expect("queue");
+        let facade = Queue::<u64>::new(0).expect("queue");
+        // The engine's queue has the facade's default shape.
+        let raw = mpmc::Queue::new().expect("raw queue");
+        let handles_queue = Queue::<u64>::new(0).expect("queue");
         let (reader, writer) = Pipe::new(false).expect("pipe");
-        let pipe_config = PipeConfig::default();
-        let ring_config = RingConfig {
-            capacity: pipe_config.ring_bytes,
-            max_record: pipe_config.ring_bytes / 4,
-        };
-        let ring = spsc::Ring::create_anonymous(ring_config, &opts).expect("spsc ring");
+        // A pipe's default shape: 256 KiB rings, fragments of a quarter.
+        let ring = spsc::Ring::builder()
+            .ring_bytes(256 << 10)
+            .max_message(64 << 10)
+            .anonymous()
+            .expect("spsc ring");
         Pair {
             pipe: (writer, reader),
             spsc_producer: ring.producer().expect("spsc producer"),

@@ -22,8 +22,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use shmring::process::{Entry, EntryResult, Process};
-use shmring::queue::{Queue, QueueOptions};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::queue::Queue;
 use shmring_measure::percentile;
 
 /// The opener process: opens the queues `NAME_PREFIX-0` to
@@ -37,11 +36,11 @@ pub static OPENER: Entry<(String, u64)> = shmring::entry!(opener);
 pub struct QueueFigures {
     /// The shape, in words.
     pub shape: String,
-    /// `QueueOptions::ring_bytes` (per producer ring).
+    /// The builder's `ring_bytes` (per producer ring).
     pub ring_bytes: u64,
-    /// `QueueOptions::producers`.
+    /// The builder's `producers`.
     pub producers: u64,
-    /// `QueueOptions::max_message`.
+    /// The builder's `max_message`.
     pub max_message: u64,
     /// How many were created and opened.
     pub queues: usize,
@@ -71,9 +70,30 @@ pub struct QueueFigures {
     pub system_shmem_bytes: f64,
 }
 
+/// A queue's shape: what the queue builder's setters of the same names
+/// take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueShape {
+    /// Producer rings.
+    pub producers: u64,
+    /// Bytes per ring.
+    pub ring_bytes: u64,
+    /// Largest message.
+    pub max_message: u64,
+}
+
+impl QueueShape {
+    /// The facade's defaults (`Queue::builder()` unchanged).
+    pub const DEFAULT: QueueShape = QueueShape {
+        producers: 16,
+        ring_bytes: 256 << 10,
+        max_message: 64 << 10,
+    };
+}
+
 /// The facade's default shape.
-pub fn default_shape() -> (String, QueueOptions) {
-    let o = QueueOptions::default();
+pub fn default_shape() -> (String, QueueShape) {
+    let o = QueueShape::DEFAULT;
     let shape = format!(
         "default: {} rings × {} KiB, messages ≤ {} KiB",
         o.producers,
@@ -84,11 +104,11 @@ pub fn default_shape() -> (String, QueueOptions) {
 }
 
 /// A small shape: the default producers, 4 KiB rings, 1 KiB messages.
-pub fn small_shape() -> (String, QueueOptions) {
-    let o = QueueOptions {
+pub fn small_shape() -> (String, QueueShape) {
+    let o = QueueShape {
         ring_bytes: 4 << 10,
         max_message: 1 << 10,
-        ..QueueOptions::default()
+        ..QueueShape::DEFAULT
     };
     (
         format!("small: {} rings × 4 KiB, messages ≤ 1 KiB", o.producers),
@@ -144,19 +164,22 @@ fn mean(v: &[u64]) -> f64 {
 /// # Errors
 ///
 /// A create failed, or the opener did.
-pub fn measure(shape: &str, options: &QueueOptions, n: usize) -> Result<QueueFigures, String> {
+pub fn measure(shape: &str, options: &QueueShape, n: usize) -> Result<QueueFigures, String> {
     let prefix = format!(
         "shmring-growth-{}-{}",
         std::process::id(),
         options.ring_bytes
     );
-    let create = CreateOptions::default();
+    let builder = Queue::<Vec<u8>>::builder()
+        .producers(options.producers)
+        .ring_bytes(options.ring_bytes)
+        .max_message(options.max_message);
     let (rss0, sys0) = (rss_shmem(), system_shmem());
     let mut queues = Vec::with_capacity(n);
     let mut create_ns = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
-        let q = Queue::<Vec<u8>>::create(&name(&prefix, i), *options, &create);
+        let q = builder.create(&name(&prefix, i));
         create_ns.push(t0.elapsed().as_nanos() as u64);
         queues.push(q.map_err(|e| format!("create queue {i} of {n}: {e}"))?);
     }
@@ -223,13 +246,12 @@ fn run_opener(prefix: &str, n: usize) -> Result<(Vec<u64>, u64), String> {
 /// `RssShmem` growth and the open times (ns) on stdout.
 fn opener((prefix, n): (String, u64)) -> EntryResult {
     let n = usize::try_from(n)?;
-    let opts = OpenOptions::default();
     let rss0 = rss_shmem();
     let mut queues = Vec::with_capacity(n);
     let mut open_ns = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
-        let q = Queue::<Vec<u8>>::open(&name(&prefix, i), &opts);
+        let q = Queue::<Vec<u8>>::open(&name(&prefix, i));
         open_ns.push(t0.elapsed().as_nanos() as u64);
         queues.push(q.map_err(|e| format!("opener: open queue {i} of {n}: {e}"))?);
     }

@@ -35,7 +35,6 @@ use std::process::Command;
 
 use shmring::core::{PopError, PushError, RingConfig};
 use shmring::spsc::{self, Ring};
-use shmring::{CreateOptions, OpenOptions};
 use shmring_measure::custom::{Link, LinkSpec, Spin};
 use shmring_measure::{MeasureError, Mode};
 
@@ -88,7 +87,7 @@ pub struct ZeroCopy {
     touch: Touch,
 }
 
-fn attach_error(what: &'static str) -> impl Fn(shmring::AttachError) -> MeasureError {
+fn attach_error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> MeasureError {
     move |e| MeasureError::Transport(format!("{what}: {e}"))
 }
 
@@ -102,10 +101,12 @@ impl ZeroCopy {
     /// failed.
     pub fn parent(spec: &LinkSpec, cmd: &mut Command) -> Result<ZeroCopy, MeasureError> {
         let touch = check_spec(spec)?;
-        let opts = CreateOptions::default();
         let config = ring_config(spec.payload);
-        let to_peer = Ring::create_anonymous(config, &opts).map_err(attach_error("create"))?;
-        let to_parent = Ring::create_anonymous(config, &opts).map_err(attach_error("create"))?;
+        let ring = Ring::builder()
+            .ring_bytes(config.capacity)
+            .max_message(config.max_record);
+        let to_peer = ring.anonymous().map_err(attach_error("create"))?;
+        let to_parent = ring.anonymous().map_err(attach_error("create"))?;
         to_peer
             .share_with_child(cmd, TO_PEER)
             .map_err(attach_error("share"))?;
@@ -127,9 +128,12 @@ impl ZeroCopy {
     /// As [`parent`](Self::parent).
     pub fn child(spec: &LinkSpec) -> Result<ZeroCopy, MeasureError> {
         let touch = check_spec(spec)?;
-        let opts = OpenOptions::default();
-        let from_parent = Ring::open_inherited(TO_PEER, &opts).map_err(attach_error("open"))?;
-        let to_parent = Ring::open_inherited(TO_PARENT, &opts).map_err(attach_error("open"))?;
+        let from_parent = Ring::builder()
+            .open_inherited(TO_PEER)
+            .map_err(attach_error("open"))?;
+        let to_parent = Ring::builder()
+            .open_inherited(TO_PARENT)
+            .map_err(attach_error("open"))?;
         Ok(ZeroCopy {
             tx: to_parent.producer().map_err(attach_error("producer"))?,
             rx: from_parent.consumer().map_err(attach_error("consumer"))?,

@@ -23,7 +23,6 @@ use raw_sync::Timeout;
 use shared_memory::ShmemConf;
 use shmring::lock::{Acquired, Lock};
 use shmring::process::{run_child, Entry, EntryResult, Process};
-use shmring::CreateOptions;
 
 const PAIRS: u32 = 1_000_000;
 
@@ -48,11 +47,7 @@ fn main() -> Result<(), BoxError> {
         drop(mutex.lock()?);
     }
     let raw_ns = start.elapsed().as_nanos() as f64 / f64::from(PAIRS);
-    let lock = Lock::create(
-        &format!("/shmring-deps-lock-{id}"),
-        (),
-        &CreateOptions::default(),
-    )?;
+    let lock = Lock::builder().create(&format!("/shmring-deps-lock-{id}"))?;
     let start = Instant::now();
     for _ in 0..PAIRS {
         // Python's unguarded acquire/release, as measured before the guards.
@@ -88,7 +83,7 @@ fn main() -> Result<(), BoxError> {
     );
 
     let lock_name = format!("/shmring-deps-held-{id}");
-    let lock = Lock::create(&lock_name, (), &CreateOptions::default())?;
+    let lock = Lock::builder().create(&lock_name)?;
     let child = Process::spawn(&HOLD_SHMRING, (&lock,))?;
     wait_ready(child, || lock.is_locked())?;
     let start = Instant::now();
@@ -130,11 +125,12 @@ fn main() -> Result<(), BoxError> {
         }
     );
     drop(theirs);
-    let ours = shmring::mpmc::Queue::create(
-        &format!("/shmring-deps-huge-{id}"),
-        config,
-        &CreateOptions::default(),
-    );
+    let ours = shmring::mpmc::Queue::builder()
+        .producers(shmring::core::mpmc::MAX_RINGS)
+        .ring_bytes(shmring::core::ring::MAX_CAPACITY)
+        .max_message(64)
+        .maxsize(0)
+        .create(&format!("/shmring-deps-huge-{id}"));
     println!(
         "   shmring: {}",
         match &ours {

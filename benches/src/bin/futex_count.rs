@@ -17,11 +17,9 @@
 
 use std::time::Instant;
 
-use shmring::core::RingConfig;
 use shmring::lock::Lock;
-use shmring::mpmc::{Queue, QueueConfig};
+use shmring::mpmc::Queue;
 use shmring::segment::PeerCounter;
-use shmring::{CreateOptions, OpenOptions};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -43,31 +41,35 @@ fn per_close(queue: &Queue) -> f64 {
 }
 
 fn main() -> Result<(), BoxError> {
-    let config = QueueConfig {
-        rings: 1,
-        ring: RingConfig {
-            capacity: 4096,
-            max_record: 64,
-        },
-        max_len: 0,
-    };
     println!("shmring futex_count: Queue::close (two counted FUTEX_WAKE calls)");
-    let alone = per_close(&Queue::create_anonymous(config, &CreateOptions::default())?);
+    let alone = per_close(
+        &Queue::builder()
+            .producers(1)
+            .ring_bytes(4096)
+            .max_message(64)
+            .maxsize(0)
+            .anonymous()?,
+    );
     println!("  {:>6} other attachments: {alone:8.1} ns", 0);
     let prefix = format!("/shmring-futex-count-{}", std::process::id());
-    let opts = CreateOptions {
-        peer_rows: OPENS_PER_LOCK as u32 + 1,
-        ..CreateOptions::default()
-    };
     let mut held = Vec::with_capacity(LOCKS * (OPENS_PER_LOCK + 1));
     for i in 0..LOCKS {
         let name = format!("{prefix}-{i}");
-        held.push(Lock::create(&name, (), &opts)?);
+        held.push(
+            Lock::builder()
+                .peer_rows(OPENS_PER_LOCK as u32 + 1)
+                .create(&name)?,
+        );
         for _ in 0..OPENS_PER_LOCK {
-            held.push(Lock::open(&name, &OpenOptions::default())?);
+            held.push(Lock::open(&name)?);
         }
     }
-    let queue = Queue::create_anonymous(config, &CreateOptions::default())?;
+    let queue = Queue::builder()
+        .producers(1)
+        .ring_bytes(4096)
+        .max_message(64)
+        .maxsize(0)
+        .anonymous()?;
     let crowded = per_close(&queue);
     println!(
         "  {:>6} other attachments: {crowded:8.1} ns ({:.2}x)",

@@ -42,7 +42,6 @@ use std::time::Duration;
 use shmring::core::{PopError, PushError};
 use shmring::pipe::{Connection, End, RecvError, SendError};
 use shmring::spsc::Ring;
-use shmring::OpenOptions;
 
 use crate::ledger::{now_ns, Chan, ChanWord, Counter, Ledger};
 use crate::roles::throttle;
@@ -75,15 +74,15 @@ enum Sent {
 
 impl Tx {
     fn open(c: Chan, name: &str) -> Tx {
-        let opts = OpenOptions::default();
         match c {
             Chan::Spsc => Tx::Ring(
-                Ring::open(name, &opts)
-                    .and_then(|r| r.producer())
+                Ring::open(name)
+                    .expect("open the ring")
+                    .producer()
                     .expect("claim the ring's producer role"),
             ),
             Chan::Pipe => Tx::Pipe(Box::new(
-                Connection::open(name, End::Second, &opts).expect("open pipe writer end"),
+                Connection::open(name, End::Second).expect("open pipe writer end"),
             )),
         }
     }
@@ -204,15 +203,15 @@ impl Rx {
     /// Claims the reading end of channel `c` (taking it over from a dead
     /// holder); panics when it cannot.
     fn open(c: Chan, name: &str) -> Rx {
-        let opts = OpenOptions::default();
         match c {
             Chan::Spsc => Rx::Ring(
-                Ring::open(name, &opts)
-                    .and_then(|r| r.consumer())
+                Ring::open(name)
+                    .expect("open the ring")
+                    .consumer()
                     .expect("claim the ring's consumer role"),
             ),
             Chan::Pipe => Rx::Pipe(Box::new(
-                Connection::open(name, End::First, &opts).expect("open pipe reader end"),
+                Connection::open(name, End::First).expect("open pipe reader end"),
             )),
         }
     }

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmring::pipe::{Connection, End, RecvError, SendError, TryRecvError};
-use shmring::OpenOptions;
 
 use crate::hook;
 use crate::ledger::{Counter, HandoverWord, HandoverWriterWord, Ledger, HANDOVER_WRITERS};
@@ -209,12 +208,11 @@ impl<'a> ReadCheck<'a> {
 
 /// The end this process is to use: inherited, or opened by name.
 fn open_end(end: End) -> Connection {
-    let opts = OpenOptions::default();
     match std::env::var(INHERIT_VAR) {
-        Ok(var) => Connection::open_inherited(&var, &opts).expect("claim the inherited end"),
+        Ok(var) => Connection::open_inherited(&var).expect("claim the inherited end"),
         Err(_) => {
             let name = std::env::var(PIPE_VAR).expect("pipe name");
-            Connection::open(&name, end, &opts).expect("claim the end by name")
+            Connection::open(&name, end).expect("claim the end by name")
         }
     }
 }

@@ -11,7 +11,6 @@ use shmring::dict::Dict;
 use shmring::lock::{Acquired, Lock};
 use shmring::mpmc::Queue;
 use shmring::pipe::{Connection, End, RecvError, SendError};
-use shmring::OpenOptions;
 
 use crate::ledger::{now_ns, Counter, Ledger, PipeWord, MAX_SEQ};
 use crate::order::OrderCheck;
@@ -32,7 +31,7 @@ pub fn throttle(sent: u64) {
 /// doubt if it died inside it) and pushes its sequence numbers in order,
 /// each tagged with this process's incarnation and ring.
 pub fn producer(ledger: &Ledger, queue_name: &str, p: usize) {
-    let queue = Queue::open(queue_name, &OpenOptions::default()).expect("open queue");
+    let queue = Queue::open(queue_name).expect("open queue");
     let (next, pushing) = ledger.producer(p);
     // ORDERING: Acquire on both — pairs with the predecessor's Release
     // stores (it is dead; the kernel made its stores visible).
@@ -103,7 +102,7 @@ fn deliver(ledger: &Ledger, buf: &[u8], order: &mut OrderCheck) {
 /// Queue consumer `c`: takes messages and marks them delivered; its hook
 /// keeps its in-flight word naming the record it is taking.
 pub fn consumer(ledger: &Ledger, queue_name: &str, c: usize) {
-    let queue = Queue::open(queue_name, &OpenOptions::default()).expect("open queue");
+    let queue = Queue::open(queue_name).expect("open queue");
     let mut rx = queue.consumer();
     let mut buf = Vec::new();
     let mut order = OrderCheck::new();
@@ -143,7 +142,7 @@ pub fn drain(ledger: &Ledger, queue: &Queue) -> u64 {
 /// equal to equal through `a = b + 1` (a death there leaves it unequal,
 /// which only an `OwnerDied` taker may see).
 pub fn lock_worker(ledger: &Ledger, lock_name: &str) {
-    let lock = Lock::open(lock_name, &OpenOptions::default()).expect("open lock");
+    let lock = Lock::open(lock_name).expect("open lock");
     let (a, b) = ledger.lock_pair();
     while !ledger.stopping() {
         let started = now_ns();
@@ -178,7 +177,7 @@ pub fn lock_worker(ledger: &Ledger, lock_name: &str) {
 /// Dict worker `d`: increments its own key with `update_with`; its key must
 /// always hold the confirmed value or the one being written.
 pub fn dict_worker(ledger: &Ledger, dict_name: &str, d: usize) {
-    let dict: Dict<u64, u64> = Dict::open(dict_name, &OpenOptions::default()).expect("open dict");
+    let dict: Dict<u64, u64> = Dict::open(dict_name).expect("open dict");
     let (done, intent) = ledger.dict_worker(d);
     let key = d as u64;
     let found = dict.get(&key).expect("dict get").unwrap_or(0);
@@ -213,8 +212,7 @@ pub fn dict_worker(ledger: &Ledger, dict_name: &str, d: usize) {
 
 /// Pipe writer: sends sequence numbers 0, 1, ... as producer 0.
 pub fn pipe_writer(ledger: &Ledger, pipe_name: &str) {
-    let mut conn = Connection::open(pipe_name, End::Second, &OpenOptions::default())
-        .expect("open pipe writer end");
+    let mut conn = Connection::open(pipe_name, End::Second).expect("open pipe writer end");
     let mut buf = Vec::new();
     let mut seq = 0u64;
     while !ledger.stopping() && seq < MAX_SEQ {
@@ -245,8 +243,7 @@ pub fn pipe_writer(ledger: &Ledger, pipe_name: &str) {
 /// Pipe reader: receives until EOF, checking that it got exactly 0, 1, ...
 /// and measuring how long after the writer's death the EOF came.
 pub fn pipe_reader(ledger: &Ledger, pipe_name: &str) {
-    let mut conn = Connection::open(pipe_name, End::First, &OpenOptions::default())
-        .expect("open pipe reader end");
+    let mut conn = Connection::open(pipe_name, End::First).expect("open pipe reader end");
     let mut expect = 0u64;
     let mut violations = 0;
     loop {

@@ -5,8 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue, QueueOptions};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
 fn die_at(name: &'static str, _context: &[u8]) {
@@ -25,8 +24,7 @@ fn die_at(name: &'static str, _context: &[u8]) {
 fn child_entry() {
     let Some(role) = role() else { return };
     shmring::core::failpoint::set_hook(Some(die_at));
-    let q = JoinableQueue::<u64>::open(&std::env::var("QUEUE").unwrap(), &OpenOptions::default())
-        .unwrap();
+    let q = JoinableQueue::<u64>::open(&std::env::var("QUEUE").unwrap()).unwrap();
     match role.as_str() {
         // Gets one task and dies holding it.
         "get-and-die" => {
@@ -54,8 +52,7 @@ fn child_entry() {
 
 fn queue() -> (String, JoinableQueue<u64>) {
     let name = unique_name("crash-joinable");
-    let q =
-        JoinableQueue::create(&name, QueueOptions::default(), &CreateOptions::default()).unwrap();
+    let q = JoinableQueue::builder().create(&name).unwrap();
     (name, q)
 }
 
@@ -150,7 +147,7 @@ fn a_loss_recovered_before_anyone_joins_is_reported_once() {
     let (name, q) = queue();
     q.put(1).unwrap();
     run_and_kill(&name, "get-and-die", "");
-    let newcomer = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let newcomer = JoinableQueue::<u64>::open(&name).unwrap();
     drop(newcomer);
     join_expect(
         &q,
@@ -232,7 +229,7 @@ fn a_live_slow_consumer_is_never_forgiven() {
     let (name, q) = queue();
     q.put(1).unwrap();
     let worker = std::thread::spawn(move || {
-        let q = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+        let q = JoinableQueue::<u64>::open(&name).unwrap();
         q.get().unwrap();
         std::thread::sleep(Duration::from_millis(600)); // several slices
         q.task_done().unwrap();

@@ -6,10 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use shmring::core::mpmc::QueueConfig;
-use shmring::core::RingConfig;
 use shmring::segment::{self, PeerCounter, SegmentInfo, SegmentState};
-use shmring::{mpmc, spsc, CreateOptions, SegmentError, UnlinkPolicy};
+use shmring::{mpmc, spsc, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
     executable_by_anyone, role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child,
     wait_until, Watchdog,
@@ -44,17 +42,6 @@ fn shmring(args: &[&str]) -> Run {
     output(command(args))
 }
 
-fn queue_config() -> QueueConfig {
-    QueueConfig {
-        rings: 2,
-        ring: RingConfig {
-            capacity: 4096,
-            max_record: 256,
-        },
-        max_len: 0,
-    }
-}
-
 /// Entry point of every child role (returns at once in a normal run).
 #[test]
 fn child_entry() {
@@ -63,7 +50,13 @@ fn child_entry() {
     let name = std::env::var(NAME_VAR).unwrap();
     match role.as_str() {
         "queue_and_hang" => {
-            let _q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let _q = mpmc::Queue::builder()
+                .producers(2)
+                .ring_bytes(4096)
+                .max_message(256)
+                .maxsize(0)
+                .create(&name)
+                .unwrap();
             sleep_forever();
         }
         other => panic!("unknown role {other}"),
@@ -120,7 +113,13 @@ fn help_and_usage_errors() {
 #[test]
 fn ls_and_stat_show_a_queue() {
     let name = unique_name("cli-ls");
-    let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+    let q = mpmc::Queue::builder()
+        .producers(2)
+        .ring_bytes(4096)
+        .max_message(256)
+        .maxsize(0)
+        .create(&name)
+        .unwrap();
     let mut p = q.producer().unwrap();
     p.try_push(b"a").unwrap();
     p.try_push(b"b").unwrap();
@@ -213,15 +212,23 @@ fn pid() -> String {
 
 #[test]
 fn rm_removes_names_and_reports_the_first_failure() {
-    let opts = CreateOptions {
-        unlink: UnlinkPolicy::Never,
-        ..CreateOptions::default()
-    };
     let a = unique_name("cli-rm-a");
     let b = unique_name("cli-rm-b");
     let missing = unique_name("cli-rm-missing");
-    let ring = spsc::Ring::create(&a, spsc_config(), &opts).unwrap();
-    drop(spsc::Ring::create(&b, spsc_config(), &opts).unwrap());
+    let ring = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .unlink(UnlinkPolicy::Never)
+        .create(&a)
+        .unwrap();
+    drop(
+        spsc::Ring::builder()
+            .ring_bytes(4096)
+            .max_message(256)
+            .unlink(UnlinkPolicy::Never)
+            .create(&b)
+            .unwrap(),
+    );
     // `a` has a live peer (us): --force (see operator.rs for the refusal).
     let r = shmring(&["rm", "--force", &a, &missing, &b]);
     assert_eq!(r.code, 3, "{}", r.stderr);
@@ -234,13 +241,6 @@ fn rm_removes_names_and_reports_the_first_failure() {
     ring.producer().unwrap().try_push(b"still fine").unwrap();
     assert_eq!(shmring(&["rm", &a]).code, 3);
     assert_eq!(shmring(&["rm", "a/b"]).code, 2);
-}
-
-fn spsc_config() -> RingConfig {
-    RingConfig {
-        capacity: 4096,
-        max_record: 256,
-    }
 }
 
 #[test]
@@ -269,7 +269,11 @@ fn permission_problems_exit_with_5() {
         return;
     }
     let name = unique_name("cli-perm");
-    let ring = spsc::Ring::create(&name, spsc_config(), &CreateOptions::default()).unwrap();
+    let ring = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&name)
+        .unwrap();
     // A copy any uid can execute: the build directory may not be (see
     // `executable_by_anyone`).
     let exe = executable_by_anyone(std::path::Path::new(env!("CARGO_BIN_EXE_shmring")));
@@ -311,7 +315,13 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
     let old = Duration::from_secs(30);
     plant(&creating, Duration::ZERO);
     plant(&died_creating, old);
-    let _live = mpmc::Queue::create(&live, queue_config(), &CreateOptions::default()).unwrap();
+    let _live = mpmc::Queue::builder()
+        .producers(2)
+        .ring_bytes(4096)
+        .max_message(256)
+        .maxsize(0)
+        .create(&live)
+        .unwrap();
     let child = spawn_child("queue_and_hang", &dead, |i| i.alive_peers() == 1);
     kill(child);
     assert_eq!(

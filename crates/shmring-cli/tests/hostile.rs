@@ -17,9 +17,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::Duration;
 
 use common::{
-    assert_terminal_safe, is_root, json, queue_config, shmring, shmring_as_nobody, Planted, Run,
+    assert_terminal_safe, is_root, json, queue_builder, shmring, shmring_as_nobody, Planted, Run,
 };
-use shmring::{mpmc, CreateOptions};
 use shmring_testkit::{shm_path, unique_name, Watchdog};
 
 /// What one planted thing is and the exit code `stat` and `rm` (without
@@ -193,9 +192,8 @@ fn every_subcommand_survives_a_hostile_dev_shm() {
     // A live segment of ours, under an odd name too.
     let real_name = format!("/{prefix}-real");
     let odd_real_name = format!("/{prefix}-real-\u{202e}row\u{200b}");
-    let real = mpmc::Queue::create(&real_name, queue_config(), &CreateOptions::default()).unwrap();
-    let odd_real =
-        mpmc::Queue::create(&odd_real_name, queue_config(), &CreateOptions::default()).unwrap();
+    let real = queue_builder().create(&real_name).unwrap();
+    let odd_real = queue_builder().create(&odd_real_name).unwrap();
     let real_bytes = std::fs::read(shm_path(&real_name)).unwrap();
     let cases = plant(&prefix, &real_bytes);
 
@@ -317,7 +315,7 @@ fn another_user_gets_summaries_and_removes_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(300), "hostile /dev/shm as nobody");
     let prefix = unique_name("cli-hostile-nobody")[1..].to_owned();
     let real_name = format!("/{prefix}-real");
-    let real = mpmc::Queue::create(&real_name, queue_config(), &CreateOptions::default()).unwrap();
+    let real = queue_builder().create(&real_name).unwrap();
     let real_bytes = std::fs::read(shm_path(&real_name)).unwrap();
     let cases = plant(&prefix, &real_bytes);
 

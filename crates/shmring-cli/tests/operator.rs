@@ -11,11 +11,11 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{
-    assert_terminal_safe, euid, is_root, json, queue_config, retry_busy, role_as_nobody, shmring,
+    assert_terminal_safe, euid, is_root, json, queue_builder, retry_busy, role_as_nobody, shmring,
     shmring_as_nobody, Planted, NOBODY,
 };
 use shmring::segment::{self, SegmentInfo};
-use shmring::{mpmc, CreateOptions, OpenOptions, UnlinkPolicy};
+use shmring::{mpmc, UnlinkPolicy};
 use shmring_testkit::{
     role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
 };
@@ -34,7 +34,7 @@ fn child_entry() {
         // for its SIGKILL.
         "queue_with_messages" => {
             let count: u32 = std::env::var(COUNT_VAR).unwrap().parse().unwrap();
-            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let q = queue_builder().create(&name).unwrap();
             let mut p = q.producer().unwrap();
             for i in 0..count {
                 p.try_push(i.to_string().as_bytes()).unwrap();
@@ -96,7 +96,7 @@ fn rm_refuses_a_segment_with_live_peers_and_names_them() {
     assert!(shm_exists(&name), "a live segment was removed");
 
     // A second live peer (this process): both pids are named.
-    let ours = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+    let ours = mpmc::Queue::open(&name).unwrap();
     let refused = shmring(&["rm", &name]);
     assert_eq!(refused.code, 6, "{}", refused.both());
     for pid in [child_pid, std::process::id()] {
@@ -121,7 +121,7 @@ fn rm_refuses_a_segment_with_live_peers_and_names_them() {
 
     // --force removes a live one (and says so).
     let name = unique_name("cli-rm-force");
-    let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+    let q = queue_builder().create(&name).unwrap();
     let forced = shmring(&["rm", "--force", &name]);
     assert_eq!(forced.code, 0, "{}", forced.both());
     assert!(forced.stdout.contains(&format!("removed {name}")));
@@ -146,7 +146,7 @@ fn names_with_control_characters_are_escaped_in_every_output() {
     let escaped = "-\\u{202e}desrever\\u{202c}-zw\\u{200b}-iso\\u{2066}-back\\\\x1b";
     let live = format!("{}{odd}", unique_name("cli-esc-live"));
     let dead = format!("{}{odd}", unique_name("cli-esc-dead"));
-    let q = mpmc::Queue::create(&live, queue_config(), &CreateOptions::default()).unwrap();
+    let q = queue_builder().create(&live).unwrap();
     q.producer().unwrap().try_push(b"x").unwrap();
     kill(queue_child(&dead, 0));
     // Files no segment can be, under names with escape sequences and a
@@ -380,7 +380,7 @@ fn gc_keeps_an_abandoned_queue_that_holds_data_unless_told() {
 
     // The restarted service gets every message (and its clean drop, the
     // last live peer's, removes the name).
-    let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+    let q = mpmc::Queue::open(&name).unwrap();
     let mut c = q.consumer();
     let mut buf = Vec::new();
     let mut got = Vec::new();
@@ -460,11 +460,10 @@ fn gc_leaves_other_users_segments_alone_unless_all_users() {
 /// The first 8 bytes of a real segment.
 fn magic() -> Vec<u8> {
     let name = unique_name("cli-magic");
-    let opts = CreateOptions {
-        unlink: UnlinkPolicy::OnCreatorDrop,
-        ..CreateOptions::default()
-    };
-    let q = mpmc::Queue::create(&name, queue_config(), &opts).unwrap();
+    let q = queue_builder()
+        .unlink(UnlinkPolicy::OnCreatorDrop)
+        .create(&name)
+        .unwrap();
     let bytes = std::fs::read(shmring_testkit::shm_path(&name)).unwrap();
     drop(q);
     bytes[..8].to_vec()

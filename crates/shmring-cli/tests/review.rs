@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{command, queue_config, retry_busy, shmring};
-use shmring::{mpmc, CreateOptions, OpenOptions, UnlinkPolicy};
+use common::{command, queue_builder, retry_busy, shmring};
+use shmring::{mpmc, UnlinkPolicy};
 use shmring_testkit::{
     role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, Watchdog,
 };
@@ -28,13 +28,13 @@ fn child_entry() {
     match role.as_str() {
         // Creates an empty queue and waits for its SIGKILL.
         "empty_queue" => {
-            let _q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let _q = queue_builder().create(&name).unwrap();
             println!("READY");
             sleep_forever();
         }
         // Opens the queue, puts one message, and waits for its SIGKILL.
         "put_one" => {
-            let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+            let q = mpmc::Queue::open(&name).unwrap();
             q.producer().unwrap().try_push(b"precious").unwrap();
             println!("READY");
             sleep_forever();
@@ -266,7 +266,7 @@ fn gc_never_removes_data_put_after_it_looked() {
         shm_exists(&name),
         "gc without --include-data removed a queue holding a message:\n{text}"
     );
-    let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+    let q = mpmc::Queue::open(&name).unwrap();
     let mut buf = Vec::new();
     q.consumer().try_pop(&mut buf).unwrap();
     assert_eq!(buf, b"precious");
@@ -287,11 +287,12 @@ fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
     let _dog = Watchdog::new(Duration::from_secs(120), "rm race");
     let name = unique_name("cli-rev-rm-race");
     // No live peer: `rm` goes ahead.
-    let opts = CreateOptions {
-        unlink: UnlinkPolicy::Never,
-        ..CreateOptions::default()
-    };
-    drop(mpmc::Queue::create(&name, queue_config(), &opts).unwrap());
+    drop(
+        queue_builder()
+            .unlink(UnlinkPolicy::Never)
+            .create(&name)
+            .unwrap(),
+    );
     // rm's opens of the file: its look (the header, then the object), then
     // the removal. Hold the third.
     let gate = OpenGate::hold(&shm_path(&name), &name, 3).expect("fanotify");
@@ -300,7 +301,7 @@ fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
     let rm = retry_busy(&mut rm, std::process::Command::spawn);
     gate.wait_held();
     // A service opens it now.
-    let live = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+    let live = mpmc::Queue::open(&name).unwrap();
     drop(gate);
     let text = output_of(rm);
     let kept = shm_exists(&name);
@@ -315,15 +316,10 @@ fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
 #[test]
 fn a_path_that_only_starts_like_dev_shm_is_not_a_segment_name() {
     let name = unique_name("cli-rev-prefix");
-    let q = mpmc::Queue::create(
-        &name,
-        queue_config(),
-        &CreateOptions {
-            unlink: UnlinkPolicy::Never,
-            ..CreateOptions::default()
-        },
-    )
-    .unwrap();
+    let q = queue_builder()
+        .unlink(UnlinkPolicy::Never)
+        .create(&name)
+        .unwrap();
     drop(q);
     let typo = format!("/dev/shm{}", name.trim_start_matches('/'));
     let rm = shmring(&["rm", &typo]);
@@ -338,15 +334,10 @@ fn a_path_that_only_starts_like_dev_shm_is_not_a_segment_name() {
         format!("/dev/shm{name}"),
     ] {
         drop(
-            mpmc::Queue::create(
-                &name,
-                queue_config(),
-                &CreateOptions {
-                    unlink: UnlinkPolicy::Never,
-                    ..CreateOptions::default()
-                },
-            )
-            .unwrap(),
+            queue_builder()
+                .unlink(UnlinkPolicy::Never)
+                .create(&name)
+                .unwrap(),
         );
         let rm = shmring(&["rm", &form]);
         assert_eq!(rm.code, 0, "{form}: {}", rm.both());

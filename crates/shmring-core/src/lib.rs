@@ -33,6 +33,7 @@ mod bytes;
 pub mod dict;
 pub mod error;
 pub mod heap;
+pub mod joinable;
 pub mod layout;
 pub mod lock;
 pub mod mpmc;
@@ -40,7 +41,6 @@ pub mod record;
 pub mod ring;
 pub mod spsc;
 pub mod sync;
-pub mod joinable;
 pub mod wait;
 
 pub use error::{ConfigError, Corrupted, PopError, PushError};

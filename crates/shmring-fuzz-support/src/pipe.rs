@@ -15,8 +15,8 @@ use shmring_core::RingConfig;
 
 use crate::input::Input;
 use crate::shm_file::fresh_name;
-use shmring::pipe::{Connection, End, Pipe, PipeConfig, RecvError};
-use shmring::segment::{CreateOptions, UnlinkPolicy};
+use shmring::pipe::{Connection, End, Pipe, RecvError};
+use shmring::segment::UnlinkPolicy;
 use shmring::FutexWaiter;
 
 /// What the reader should see, from the records the writer got in.
@@ -102,19 +102,15 @@ pub fn pipe_frames(data: &[u8]) {
     let duplex = input.byte().is_multiple_of(2);
     let capacity = 64u64 << (input.byte() % 5);
     let fragment = 8 + u64::from(input.u16()) % (capacity - 15);
-    let config = PipeConfig {
-        duplex,
-        ring_bytes: capacity,
-        fragment_bytes: Some(fragment),
-    };
-    let opts = CreateOptions {
-        peer_rows: 2,
-        unlink: UnlinkPolicy::OnCreatorDrop,
-        // No sweeping of /dev/shm from inside a fuzz iteration.
-        reclaim_abandoned: false,
-        ..CreateOptions::default()
-    };
-    let Ok(pipe) = Pipe::create(&fresh_name("pipe"), config, &opts) else {
+    let Ok(pipe) = Pipe::builder()
+        .duplex(duplex)
+        .ring_bytes(capacity)
+        .fragment_bytes(fragment)
+        .peer_rows(2)
+        .unlink(UnlinkPolicy::OnCreatorDrop)
+        .reclaim_abandoned(false)
+        .create(&fresh_name("pipe"))
+    else {
         return;
     };
     let mut reader = pipe.connection(End::First).expect("fresh pipe");

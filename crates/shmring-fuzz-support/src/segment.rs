@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use crate::input::Input;
 use crate::shm_file::{fresh_name, ShmFile};
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::{Lock, RLock};
-use shmring::mpmc::{self, QueueConfig};
-use shmring::pipe::{End, Pipe, PipeConfig};
-use shmring::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
-use shmring::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
+use shmring::mpmc;
+use shmring::pipe::{End, Pipe};
+use shmring::queue::{JoinableQueue, Queue, SimpleQueue};
+use shmring::segment::UnlinkPolicy;
 use shmring::spsc;
 use shmring_core::wait::Until;
-use shmring_core::RingConfig;
 
 type Bytes = Vec<u8>;
 
@@ -23,30 +22,16 @@ type Bytes = Vec<u8>;
 /// holds far fewer records).
 const ROUNDS: usize = 4096;
 
-fn create_opts() -> CreateOptions {
-    CreateOptions {
-        peer_rows: 2,
-        unlink: UnlinkPolicy::OnCreatorDrop,
-        // No sweeping of /dev/shm from inside a fuzz iteration.
-        reclaim_abandoned: false,
-        ..CreateOptions::default()
-    }
-}
-
-fn ring_config() -> RingConfig {
-    RingConfig {
-        capacity: 256,
-        max_record: 64,
-    }
-}
-
-fn queue_options() -> QueueOptions {
-    QueueOptions {
-        maxsize: 0,
-        max_message: 64,
-        ring_bytes: 256,
-        producers: 2,
-    }
+/// The segment options of every template: two peer rows, the name gone
+/// with its creator, and no sweeping of /dev/shm from inside a fuzz
+/// iteration.
+macro_rules! templated {
+    ($builder:expr) => {
+        $builder
+            .peer_rows(2)
+            .unlink(UnlinkPolicy::OnCreatorDrop)
+            .reclaim_abandoned(false)
+    };
 }
 
 /// The file of a segment made by `make`, with the object in it used a
@@ -64,10 +49,11 @@ fn template<O>(make: impl FnOnce(&str) -> Option<O>) -> Bytes {
 pub fn segment_templates() -> &'static [Bytes] {
     static TEMPLATES: OnceLock<Vec<Bytes>> = OnceLock::new();
     TEMPLATES.get_or_init(|| {
-        let opts = create_opts();
         vec![
             template(|n| {
-                let r = spsc::Ring::create(n, ring_config(), &opts).ok()?;
+                let r = templated!(spsc::Ring::builder().ring_bytes(256).max_message(64))
+                    .create(n)
+                    .ok()?;
                 let mut p = r.producer().ok()?;
                 for m in [&b"a"[..], &[7; 64], &[9; 30], &[]] {
                     p.try_push(m).ok()?;
@@ -76,12 +62,11 @@ pub fn segment_templates() -> &'static [Bytes] {
                 Some(r)
             }),
             template(|n| {
-                let config = QueueConfig {
-                    rings: 2,
-                    ring: ring_config(),
-                    max_len: 0,
-                };
-                let q = mpmc::Queue::create(n, config, &opts).ok()?;
+                let builder = mpmc::Queue::builder()
+                    .producers(2)
+                    .ring_bytes(256)
+                    .max_message(64);
+                let q = templated!(builder).create(n).ok()?;
                 let mut p = q.producer().ok()?;
                 for m in [&b"hello"[..], &[1; 64], &[]] {
                     p.try_push(m).ok()?;
@@ -89,12 +74,11 @@ pub fn segment_templates() -> &'static [Bytes] {
                 Some(q)
             }),
             template(|n| {
-                let config = PipeConfig {
-                    duplex: true,
-                    ring_bytes: 256,
-                    fragment_bytes: Some(16),
-                };
-                let pipe = Pipe::create(n, config, &opts).ok()?;
+                let builder = Pipe::builder()
+                    .duplex(true)
+                    .ring_bytes(256)
+                    .fragment_bytes(16);
+                let pipe = templated!(builder).create(n).ok()?;
                 let mut second = pipe.connection(End::Second).ok()?;
                 second.send_bytes(&[3; 40], 0, None).ok()?;
                 second.send_bytes(b"short", 0, None).ok()?;
@@ -102,22 +86,26 @@ pub fn segment_templates() -> &'static [Bytes] {
                 Some((pipe, first, second))
             }),
             template(|n| {
-                let config = DictConfig {
-                    capacity: 8,
-                    max_key: 8,
-                    max_value: 16,
-                };
-                let d = Dict::<Bytes, Bytes>::create(n, config, &opts).ok()?;
+                let builder = Dict::<Bytes, Bytes>::builder()
+                    .capacity(8)
+                    .max_key(8)
+                    .max_value(16);
+                let d = templated!(builder).create(n).ok()?;
                 for i in 0..6u8 {
                     d.insert(&vec![i; 1 + usize::from(i)], &vec![i; 3]).ok()?;
                 }
                 d.remove(&vec![2; 3]).ok()?;
                 Some(d)
             }),
-            template(|n| Lock::create(n, (), &opts).ok()),
-            template(|n| RLock::create(n, (), &opts).ok()),
+            template(|n| templated!(Lock::builder()).create(n).ok()),
+            template(|n| templated!(RLock::builder()).create(n).ok()),
             template(|n| {
-                let q = JoinableQueue::<Bytes>::create(n, queue_options(), &opts).ok()?;
+                let builder = JoinableQueue::<Bytes>::builder()
+                    .maxsize(0)
+                    .max_message(64)
+                    .ring_bytes(256)
+                    .producers(2);
+                let q = templated!(builder).create(n).ok()?;
                 q.put(b"task".to_vec()).ok()?;
                 Some(q)
             }),
@@ -180,12 +168,11 @@ fn patched(input: &mut Input<'_>) -> Bytes {
 }
 
 fn open_everything(name: &str) {
-    let opts = OpenOptions {
-        timeout: Duration::ZERO,
-        allow_foreign_owner: false,
-    };
     let mut buf = Vec::new();
-    if let Ok(ring) = spsc::Ring::open(name, &opts) {
+    if let Ok(ring) = spsc::Ring::builder()
+        .open_timeout(Duration::ZERO)
+        .open(name)
+    {
         let _ = (ring.len(), ring.is_empty(), ring.is_full(), ring.config());
         if let Ok(mut c) = ring.consumer() {
             for _ in 0..ROUNDS {
@@ -205,7 +192,10 @@ fn open_everything(name: &str) {
             let _ = p.push(b"z", Until::Now);
         }
     }
-    if let Ok(queue) = mpmc::Queue::open(name, &opts) {
+    if let Ok(queue) = mpmc::Queue::builder()
+        .open_timeout(Duration::ZERO)
+        .open(name)
+    {
         let _ = (
             queue.len(),
             queue.is_empty(),
@@ -223,7 +213,10 @@ fn open_everything(name: &str) {
             let _ = (p.is_full(), p.try_push(b"q"), p.push(b"r", Until::Now));
         }
     }
-    if let Ok(q) = Queue::<Bytes>::open(name, &opts) {
+    if let Ok(q) = Queue::<Bytes>::builder()
+        .open_timeout(Duration::ZERO)
+        .open(name)
+    {
         let _ = (
             q.len(),
             q.is_empty(),
@@ -239,7 +232,10 @@ fn open_everything(name: &str) {
         let _ = q.get_timeout(Duration::ZERO);
         let _ = q.try_put(b"p".to_vec());
     }
-    if let Ok(q) = JoinableQueue::<Bytes>::open(name, &opts) {
+    if let Ok(q) = JoinableQueue::<Bytes>::builder()
+        .open_timeout(Duration::ZERO)
+        .open(name)
+    {
         let _ = (q.len(), q.is_empty(), q.is_full(), q.unfinished_tasks());
         for _ in 0..ROUNDS {
             if q.try_get().is_err() {
@@ -252,12 +248,15 @@ fn open_everything(name: &str) {
             q.join_timeout(Duration::ZERO),
         );
     }
-    if let Ok(q) = SimpleQueue::<Bytes>::open(name, &opts) {
+    if let Ok(q) = SimpleQueue::<Bytes>::builder()
+        .open_timeout(Duration::ZERO)
+        .open(name)
+    {
         let _ = q.is_empty();
     }
-    open_pipe(name, &opts);
-    open_dict(name, &opts);
-    if let Ok(lock) = Lock::open(name, &opts) {
+    open_pipe(name);
+    open_dict(name);
+    if let Ok(lock) = Lock::builder().open_timeout(Duration::ZERO).open(name) {
         let _ = (
             lock.is_locked(),
             lock.recoveries(),
@@ -265,7 +264,7 @@ fn open_everything(name: &str) {
             lock.release(),
         );
     }
-    if let Ok(lock) = RLock::open(name, &opts) {
+    if let Ok(lock) = RLock::builder().open_timeout(Duration::ZERO).open(name) {
         let _ = (
             lock.is_owned(),
             lock.try_acquire().map(|g| g.leak()),
@@ -275,8 +274,8 @@ fn open_everything(name: &str) {
     }
 }
 
-fn open_pipe(name: &str, opts: &OpenOptions) {
-    let Ok(pipe) = Pipe::open(name, opts) else {
+fn open_pipe(name: &str) {
+    let Ok(pipe) = Pipe::builder().open_timeout(Duration::ZERO).open(name) else {
         return;
     };
     // Closed both ways before anything is read, so no call can wait for a
@@ -321,8 +320,11 @@ fn open_pipe(name: &str, opts: &OpenOptions) {
     }
 }
 
-fn open_dict(name: &str, opts: &OpenOptions) {
-    let Ok(dict) = Dict::<Bytes, Bytes>::open(name, opts) else {
+fn open_dict(name: &str) {
+    let Ok(dict) = Dict::<Bytes, Bytes>::builder()
+        .open_timeout(Duration::ZERO)
+        .open(name)
+    else {
         return;
     };
     let _ = (dict.len(), dict.is_empty(), dict.items(), dict.keys());

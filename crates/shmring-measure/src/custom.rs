@@ -48,7 +48,7 @@
 //!     fn parent(_: &LinkSpec, cmd: &mut Command) -> Result<Rings, MeasureError> {
 //!         let base = format!("/measure-doc-{}", std::process::id());
 //!         let config = RingConfig { capacity: 1 << 20, max_record: 1 << 16 };
-//!         let create = |end| Ring::create(&format!("{base}-{end}"), config, &CreateOptions::default());
+//!         let create = |end| Ring::builder().ring_bytes(1 << 20).max_message(1 << 16).create(&format!("{base}-{end}"));
 //!         let (out, back) = (create("out").map_err(err)?, create("back").map_err(err)?);
 //!         cmd.env(BASE_VAR, &base);
 //!         Ok(Rings { tx: out.producer().map_err(err)?, rx: back.consumer().map_err(err)?, _rings: [out, back] })
@@ -56,7 +56,7 @@
 //!
 //!     fn child(_: &LinkSpec) -> Result<Rings, MeasureError> {
 //!         let base = std::env::var(BASE_VAR).map_err(err)?;
-//!         let open = |end| Ring::open(&format!("{base}-{end}"), &OpenOptions::default());
+//!         let open = |end| Ring::open(&format!("{base}-{end}"));
 //!         let (out, back) = (open("out").map_err(err)?, open("back").map_err(err)?);
 //!         Ok(Rings { tx: back.producer().map_err(err)?, rx: out.consumer().map_err(err)?, _rings: [out, back] })
 //!     }

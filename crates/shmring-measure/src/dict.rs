@@ -3,8 +3,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use shmring::dict::{Dict, DictConfig, DictError};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::dict::{Dict, DictError};
 
 use crate::drive::Spin;
 use crate::peer::{Job, Outcome};
@@ -45,8 +44,7 @@ pub(crate) struct Bench {
 
 impl Bench {
     pub(crate) fn parent(cmd: &mut Command) -> Result<Bench, MeasureError> {
-        let dict = Dict::create_anonymous(DictConfig::default(), &CreateOptions::default())
-            .map_err(|e| MeasureError::transport("create dict", e))?;
+        let dict = Dict::new().map_err(|e| MeasureError::transport("create dict", e))?;
         dict.insert(&COUNTER, &0).map_err(err("insert"))?;
         dict.share_with_child(cmd, DICT_VAR)
             .map_err(|e| MeasureError::transport("share dict", e))?;
@@ -76,7 +74,8 @@ impl Bench {
     }
 
     pub(crate) fn child(job: &Job) -> Result<(), MeasureError> {
-        let dict: Dict<u64, u64> = Dict::open_inherited(DICT_VAR, &OpenOptions::default())
+        let dict: Dict<u64, u64> = Dict::builder()
+            .open_inherited(DICT_VAR)
             .map_err(|e| MeasureError::transport("open dict", e))?;
         dict.insert(&READY, &1).map_err(err("insert"))?;
         increment(&dict, job.count)?;

@@ -4,13 +4,11 @@ use shmring::core::wait::Until;
 use std::process::Command;
 use std::time::Duration;
 
-use shmring::core::wait::WaitPolicy;
-use shmring::core::{PopError, PushError, RingConfig};
-use shmring::mpmc::{self, QueueConfig};
-use shmring::pipe::{Connection, Pipe, PipeConfig, RecvError, TryRecvError, TrySendError};
-use shmring::queue::QueueOptions;
+use shmring::core::{PopError, PushError};
+use shmring::mpmc;
+use shmring::pipe::{Connection, Pipe, RecvError, TryRecvError, TrySendError};
 use shmring::spsc::{self, Ring};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::{Builder, RoleError, WaitPolicy};
 
 use crate::drive::{Link, Spin};
 use crate::peer::Job;
@@ -21,15 +19,14 @@ const TO_PEER: &str = "SHMRING_MEASURE_TO_PEER";
 /// Peer → parent.
 const TO_PARENT: &str = "SHMRING_MEASURE_TO_PARENT";
 
-fn err(what: &'static str) -> impl Fn(shmring::AttachError) -> MeasureError {
+fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> MeasureError {
     move |e| MeasureError::transport(what, e)
 }
 
-fn ring_config(job: &Job) -> RingConfig {
-    RingConfig {
-        capacity: job.ring_bytes(),
-        max_record: job.max_record(),
-    }
+fn ring(job: &Job) -> Builder<Ring> {
+    Ring::builder()
+        .ring_bytes(job.ring_bytes())
+        .max_message(job.max_record())
 }
 
 /// The wait policy of blocking calls: the default, or `job.spin_ns`; in
@@ -61,11 +58,8 @@ pub(crate) struct Spsc {
 
 impl Spsc {
     pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<Spsc, MeasureError> {
-        let opts = CreateOptions::default();
-        let to_peer =
-            Ring::create_anonymous(ring_config(job), &opts).map_err(err("create ring"))?;
-        let to_parent =
-            Ring::create_anonymous(ring_config(job), &opts).map_err(err("create ring"))?;
+        let to_peer = ring(job).anonymous().map_err(err("create ring"))?;
+        let to_parent = ring(job).anonymous().map_err(err("create ring"))?;
         to_peer
             .share_with_child(cmd, TO_PEER)
             .map_err(err("share ring"))?;
@@ -76,16 +70,19 @@ impl Spsc {
     }
 
     pub(crate) fn child(job: &Job) -> Result<Spsc, MeasureError> {
-        let opts = OpenOptions::default();
-        let from_parent = Ring::open_inherited(TO_PEER, &opts).map_err(err("open ring"))?;
-        let to_parent = Ring::open_inherited(TO_PARENT, &opts).map_err(err("open ring"))?;
+        let from_parent = Ring::builder()
+            .open_inherited(TO_PEER)
+            .map_err(err("open ring"))?;
+        let to_parent = Ring::builder()
+            .open_inherited(TO_PARENT)
+            .map_err(err("open ring"))?;
         Spsc::new(job, to_parent.producer(), from_parent.consumer())
     }
 
     fn new(
         job: &Job,
-        tx: Result<spsc::Producer, shmring::AttachError>,
-        rx: Result<spsc::Consumer, shmring::AttachError>,
+        tx: Result<spsc::Producer, RoleError>,
+        rx: Result<spsc::Consumer, RoleError>,
     ) -> Result<Spsc, MeasureError> {
         let mut tx = tx.map_err(err("producer"))?;
         let mut rx = rx.map_err(err("consumer"))?;
@@ -194,21 +191,17 @@ pub(crate) struct Mpmc {
     polling: bool,
 }
 
-fn queue_config(job: &Job) -> QueueConfig {
-    QueueConfig {
-        rings: QueueOptions::default().producers,
-        ring: ring_config(job),
-        max_len: 0,
-    }
+/// The default 16 producer rings, each as `ring`.
+fn queue(job: &Job) -> Builder<mpmc::Queue> {
+    mpmc::Queue::builder()
+        .ring_bytes(job.ring_bytes())
+        .max_message(job.max_record())
 }
 
 impl Mpmc {
     pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<Mpmc, MeasureError> {
-        let opts = CreateOptions::default();
-        let to_peer =
-            mpmc::Queue::create_anonymous(queue_config(job), &opts).map_err(err("create queue"))?;
-        let to_parent =
-            mpmc::Queue::create_anonymous(queue_config(job), &opts).map_err(err("create queue"))?;
+        let to_peer = queue(job).anonymous().map_err(err("create queue"))?;
+        let to_parent = queue(job).anonymous().map_err(err("create queue"))?;
         to_peer
             .share_with_child(cmd, TO_PEER)
             .map_err(err("share queue"))?;
@@ -219,15 +212,18 @@ impl Mpmc {
     }
 
     pub(crate) fn child(job: &Job) -> Result<Mpmc, MeasureError> {
-        let opts = OpenOptions::default();
-        let from_parent = mpmc::Queue::open_inherited(TO_PEER, &opts).map_err(err("open queue"))?;
-        let to_parent = mpmc::Queue::open_inherited(TO_PARENT, &opts).map_err(err("open queue"))?;
+        let from_parent = mpmc::Queue::builder()
+            .open_inherited(TO_PEER)
+            .map_err(err("open queue"))?;
+        let to_parent = mpmc::Queue::builder()
+            .open_inherited(TO_PARENT)
+            .map_err(err("open queue"))?;
         Mpmc::new(job, to_parent.producer(), from_parent.consumer())
     }
 
     fn new(
         job: &Job,
-        tx: Result<mpmc::Producer, shmring::AttachError>,
+        tx: Result<mpmc::Producer, RoleError>,
         mut rx: mpmc::Consumer,
     ) -> Result<Mpmc, MeasureError> {
         let mut tx = tx.map_err(err("producer"))?;
@@ -274,12 +270,10 @@ pub(crate) struct PipeLink {
 
 impl PipeLink {
     pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<PipeLink, MeasureError> {
-        let config = PipeConfig {
-            ring_bytes: job.ring_bytes(),
-            fragment_bytes: None,
-            ..PipeConfig::default()
-        };
-        let (conn, other) = Pipe::with_config(config).map_err(err("create pipe"))?;
+        let (conn, other) = Pipe::builder()
+            .ring_bytes(job.ring_bytes())
+            .pair()
+            .map_err(err("create pipe"))?;
         other
             .share_with_child(cmd, TO_PEER)
             .map_err(err("share pipe"))?;
@@ -287,8 +281,7 @@ impl PipeLink {
     }
 
     pub(crate) fn child(job: &Job) -> Result<PipeLink, MeasureError> {
-        let conn = Connection::open_inherited(TO_PEER, &OpenOptions::default())
-            .map_err(err("open pipe"))?;
+        let conn = Connection::open_inherited(TO_PEER).map_err(err("open pipe"))?;
         Ok(PipeLink::new(job, conn))
     }
 

@@ -7,7 +7,6 @@ use std::process::Command;
 
 use std::time::Duration;
 
-use shmring::core::RingConfig;
 use shmring::spsc::{self, Ring};
 use shmring_measure::custom::{self, check, stamp, Link, LinkSpec, Peer};
 use shmring_measure::{
@@ -35,13 +34,16 @@ fn transport(e: impl std::fmt::Display) -> MeasureError {
 
 impl Rings {
     fn parent(spec: &LinkSpec, cmd: &mut Command) -> Result<Rings, MeasureError> {
-        let config = RingConfig {
-            capacity: 1 << 20,
-            max_record: 64 << 10,
-        };
-        let opts = shmring::CreateOptions::default();
-        let there = Ring::create_anonymous(config, &opts).map_err(transport)?;
-        let back = Ring::create_anonymous(config, &opts).map_err(transport)?;
+        let there = Ring::builder()
+            .ring_bytes(1 << 20)
+            .max_message(64 << 10)
+            .anonymous()
+            .map_err(transport)?;
+        let back = Ring::builder()
+            .ring_bytes(1 << 20)
+            .max_message(64 << 10)
+            .anonymous()
+            .map_err(transport)?;
         there
             .share_with_child(cmd, "SMOKE_THERE")
             .map_err(transport)?;
@@ -56,9 +58,12 @@ impl Rings {
     }
 
     fn child(spec: &LinkSpec) -> Result<Rings, MeasureError> {
-        let opts = shmring::OpenOptions::default();
-        let there = Ring::open_inherited("SMOKE_THERE", &opts).map_err(transport)?;
-        let back = Ring::open_inherited("SMOKE_BACK", &opts).map_err(transport)?;
+        let there = Ring::builder()
+            .open_inherited("SMOKE_THERE")
+            .map_err(transport)?;
+        let back = Ring::builder()
+            .open_inherited("SMOKE_BACK")
+            .map_err(transport)?;
         Ok(Rings {
             tx: back.producer().map_err(transport)?,
             rx: there.consumer().map_err(transport)?,

@@ -1,95 +1,10 @@
-//! What the ring and queue handles share: their error type, turning
-//! timeouts into deadlines, and claiming a role (producer, consumer) that a
-//! dead peer may still hold.
+//! Claiming a role (producer, consumer, pipe end) that a dead peer may
+//! still hold, and giving it back.
 
-use std::fmt;
-
-use shmring_core::error::{ConfigError, Corrupted};
 use shmring_core::sync::{AtomicU64, Ordering};
 
-use crate::error::SegmentError;
+use crate::object::RoleError;
 use crate::segment::Segment;
-
-/// Why a ring or queue could not be created, opened, or a handle attached.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum AttachError {
-    /// Creating, opening or mapping the segment failed.
-    Segment(SegmentError),
-    /// The ring or queue configuration is invalid.
-    Config(ConfigError),
-    /// The object inside the segment is inconsistent.
-    Corrupted(Corrupted),
-    /// The role is held by a live peer (an SPSC ring has one producer and one
-    /// consumer), possibly another open handle of this very process (then
-    /// `pid` is this process's and the message says so).
-    RoleTaken {
-        /// "producer" or "consumer".
-        role: &'static str,
-        /// Process id of the peer holding it, if known.
-        pid: Option<u32>,
-    },
-    /// Every producer ring of the queue is owned by a live producer.
-    NoFreeRing {
-        /// How many producer rings the queue has.
-        rings: usize,
-    },
-}
-
-impl fmt::Display for AttachError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttachError::Segment(e) => e.fmt(f),
-            AttachError::Config(e) => e.fmt(f),
-            AttachError::Corrupted(e) => e.fmt(f),
-            AttachError::RoleTaken { role, pid: Some(pid) } if *pid == std::process::id() => {
-                write!(
-                    f,
-                    "the {role} role is held by this process (pid {pid}), through another handle that is still open"
-                )
-            }
-            AttachError::RoleTaken { role, pid: Some(pid) } => {
-                write!(f, "the {role} role is held by live process {pid}")
-            }
-            AttachError::RoleTaken { role, pid: None } => {
-                write!(f, "the {role} role is held by a live peer")
-            }
-            AttachError::NoFreeRing { rings } => write!(
-                f,
-                "all {rings} producer rings are owned by live producers (raise `producers` when creating the queue)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for AttachError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            AttachError::Segment(e) => Some(e),
-            AttachError::Config(e) => Some(e),
-            AttachError::Corrupted(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<SegmentError> for AttachError {
-    fn from(e: SegmentError) -> Self {
-        AttachError::Segment(e)
-    }
-}
-
-impl From<ConfigError> for AttachError {
-    fn from(e: ConfigError) -> Self {
-        AttachError::Config(e)
-    }
-}
-
-impl From<Corrupted> for AttachError {
-    fn from(e: Corrupted) -> Self {
-        AttachError::Corrupted(e)
-    }
-}
 
 /// What a role word holds once its holder was found gone by the other side
 /// and the object was closed on its behalf ([`mark_gone`]). No attachment's
@@ -107,7 +22,7 @@ pub(crate) fn claim_role(
     word: &AtomicU64,
     segment: &Segment,
     role: &'static str,
-) -> Result<u64, AttachError> {
+) -> Result<u64, RoleError> {
     let token = segment.peer_token();
     loop {
         // ORDERING: Acquire — pairs with the Release store of 0 by the
@@ -119,7 +34,7 @@ pub(crate) fn claim_role(
                 .into_iter()
                 .find(|p| p.token == current)
                 .map(|p| p.pid);
-            return Err(AttachError::RoleTaken { role, pid });
+            return Err(RoleError::RoleTaken { role, pid });
         }
         // ORDERING: AcqRel — Acquire as above; Release is not needed by
         // anyone but keeps the claim ordered before our first use of the role.

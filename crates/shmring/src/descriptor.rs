@@ -54,7 +54,7 @@ pub(crate) type Words = [u64; PARAM_WORDS];
 
 /// What inspection asks of a decoded descriptor (object safe, so that
 /// [`decode`] can hand back any kind's).
-pub(crate) trait Describe {
+pub trait Describe {
     /// The figures the parameters alone give: capacity and its unit, and
     /// the decoded parameters as details.
     fn describe(&self, state: &mut ObjectState);
@@ -79,7 +79,7 @@ pub(crate) trait Describe {
 
 /// One kind's parameters, typed: encoded into the header words once, by
 /// the creator, and decoded (validated) by every opener and inspector.
-pub(crate) trait Descriptor: Describe + Copy + Sized + 'static {
+pub trait Descriptor: Describe + Copy + Sized + 'static {
     /// The kind whose header carries this descriptor.
     const KIND: ObjectKind;
 
@@ -157,7 +157,7 @@ pub(crate) fn words(fields: &[u64]) -> Words {
 /// made for the occasion. Parts of it are handed out only after a bounds
 /// check.
 #[derive(Clone)]
-pub(crate) struct Region {
+pub struct Region {
     base: NonNull<u8>,
     len: usize,
     keep: KeepAlive,

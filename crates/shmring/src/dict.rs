@@ -2,16 +2,16 @@
 //! segment that every process with a handle reads and writes directly.
 //!
 //! Keys and values are any [`Message`]s, stored as their encodings, up to
-//! the sizes fixed at creation ([`DictConfig`]). Every operation takes the
+//! the sizes fixed at creation (the builder's `capacity`, `max_key`, `max_value`). Every operation takes the
 //! table's robust lock (one CAS in, one out, no system call when
 //! uncontended), so each is atomic, and [`Dict::update_with`] gives an atomic
 //! read-modify-write (the ticket counter of the examples). The algorithm and
 //! layout are [`shmring_core::dict`].
 //!
 //! ```
-//! use shmring::dict::{Dict, DictConfig, DictError};
+//! use shmring::dict::{Dict, DictError};
 //!
-//! let d: Dict<String, u64> = Dict::create_anonymous(DictConfig::default(), &Default::default())?;
+//! let d: Dict<String, u64> = Dict::new()?;
 //! d.insert(&"tickets".to_string(), &1)?;
 //! let left = d.update_with(&"tickets".to_string(), |n| n.map(|n| n.saturating_sub(1)))?;
 //! assert_eq!(left, Some(0));
@@ -67,13 +67,11 @@ use shmring_core::dict::{LockTableError, Locked, Table, TableError};
 use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::Corrupted;
 
-pub use shmring_core::dict::DictConfig;
+use shmring_core::dict::{DictConfig, MAX_CAPACITY, MAX_ITEM};
 
-use crate::attach::AttachError;
 use crate::codec::{CodecError, Message};
 use crate::descriptor::{Descriptor, Region};
-use crate::error::SegmentError;
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{impl_segment_constructors, Builder, CreateError, OpenError, SegmentObject};
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 use descriptor::DictDescriptor;
@@ -271,16 +269,24 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
     type Descriptor = DictDescriptor;
     type Config = DictConfig;
 
-    fn descriptor(config: &DictConfig) -> Result<DictDescriptor, AttachError> {
-        DictDescriptor::new(*config).map_err(|reason| {
-            SegmentError::InvalidConfig {
-                reason: reason.to_string(),
-            }
-            .into()
-        })
+    fn descriptor(config: &DictConfig) -> Result<DictDescriptor, CreateError> {
+        let invalid = |option, reason: String| CreateError::InvalidOption { option, reason };
+        if config.capacity == 0 || config.capacity > MAX_CAPACITY {
+            let reason = format!("{} must be between 1 and {MAX_CAPACITY}", config.capacity);
+            return Err(invalid("capacity", reason));
+        }
+        if config.max_key == 0 || config.max_key > MAX_ITEM {
+            let reason = format!("{} must be between 1 and {MAX_ITEM} bytes", config.max_key);
+            return Err(invalid("max_key", reason));
+        }
+        if config.max_value > MAX_ITEM {
+            let reason = format!("{} must be at most {MAX_ITEM} bytes", config.max_value);
+            return Err(invalid("max_value", reason));
+        }
+        DictDescriptor::new(*config).map_err(|reason| invalid("capacity", reason.to_string()))
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let descriptor = DictDescriptor::decode(&segment.params())?;
         let mut table = descriptor.attach(&Region::of_segment(&segment))?;
         if failpoint_setting().is_some() {
@@ -298,7 +304,43 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
     }
 }
 
-impl_segment_constructors!([K: Message, V: Message] Dict<K, V>, DictConfig, "dict");
+impl_segment_constructors!([K: Message, V: Message] Dict<K, V>, "dict");
+
+impl<K: Message, V: Message> Builder<Dict<K, V>> {
+    /// Most entries (default 1024, at most 2^24); one more insert is
+    /// [`DictError::Full`].
+    pub fn capacity(mut self, entries: u32) -> Self {
+        self.config.capacity = entries;
+        self
+    }
+
+    /// Largest encoded key in bytes (default 64, 1 to 2^24).
+    pub fn max_key(mut self, bytes: u32) -> Self {
+        self.config.max_key = bytes;
+        self
+    }
+
+    /// Largest encoded value in bytes (default 256, at most 2^24).
+    pub fn max_value(mut self, bytes: u32) -> Self {
+        self.config.max_value = bytes;
+        self
+    }
+}
+
+impl<K: Message, V: Message> Dict<K, V> {
+    /// A new anonymous dict of the default shape (1024 entries, keys up to
+    /// 64 bytes, values up to 256), to hand to children (Python's
+    /// `Manager().dict()`); [`Dict::builder`] sets the shape, a name, or
+    /// opens one.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<Dict<K, V>, CreateError> {
+        Dict::builder().anonymous()
+    }
+}
 
 pub(crate) mod descriptor;
 mod held;

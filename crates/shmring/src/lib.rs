@@ -10,7 +10,7 @@
 //!
 //! | Python `multiprocessing` | shmring |
 //! |---|---|
-//! | `Queue(maxsize)` | [`queue::Queue<T>`] with [`queue::QueueOptions`] |
+//! | `Queue(maxsize)` | [`queue::Queue::new`]`(maxsize)`; [`queue::Queue::builder`] for the shape, a name, or an open |
 //! | `q.put(x)`, `q.put(x, timeout=t)`, `put_nowait` | `q.put(x)`, `q.put_timeout(x, t)`, `q.try_put(x)` (and `put_deadline`) |
 //! | `q.get()`, `q.get(timeout=t)`, `get_nowait` | `q.get()`, `q.get_timeout(t)`, `q.try_get()` (and `get_deadline`) |
 //! | `queue.Full` / `queue.Empty` | [`queue::TryPutError::Full`] / [`queue::PutTimeoutError::Timeout`] (item given back), [`queue::TryGetError::Empty`] / [`queue::GetTimeoutError::Timeout`] |
@@ -25,8 +25,34 @@
 //! | `Pool(n)` | [`process::Pool::start`] over a task queue |
 //! | pickle | [`codec::Message`]: raw bytes, plain-old-data ([`codec::Pod`]), any serde type with the `serde` feature |
 //!
-//! Sharing works as in Python: by inheritance (`share_with_child`, then
-//! `open_inherited` in the child) or by name (`create` / `open`).
+//! Sharing works as in Python: by inheritance (hand the object to
+//! [`process::Process::spawn`], or `share_with_child` then
+//! `builder().open_inherited(var)` in the child) or by name
+//! (`builder().create(name)` / `open(name)`).
+//!
+//! # Making objects
+//!
+//! Each type has `new(..)` for the common anonymous case
+//! (`Queue::<T>::new(maxsize)`, `Lock::new()`, `Pipe::new(duplex)`, …) and
+//! a [`Builder`] for the rest, with one vocabulary for every kind
+//! (`maxsize`, `producers`, `ring_bytes`, `max_message`, the segment's
+//! `mode`, `unlink`, `peer_rows`, `open_timeout`, …):
+//!
+//! ```
+//! use shmring::queue::Queue;
+//!
+//! let name = format!("/doc-builder-{}", std::process::id());
+//! let q = Queue::<String>::builder().maxsize(8).producers(4).create(&name)?;
+//! let other = Queue::<String>::open(&name)?; // as another process would
+//! other.put("hi".to_string())?;
+//! assert_eq!(q.get()?, "hi");
+//! assert_eq!(other.maxsize(), 8);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Creating and opening fail with a [`CreateError`] or an [`OpenError`];
+//! claiming a role in an object (a ring's producer, a queue's
+//! [`sender`](queue::Queue::sender), a pipe end) with a [`RoleError`].
 //!
 //! # Fork without exec
 //!
@@ -37,7 +63,7 @@
 //! the same pipe roles, and keeping each other's liveness lock alive). Use
 //! a handle in one of the two processes only; give a forked child objects
 //! the way an exec'd one gets them (`open`, or `share_with_child` then
-//! `open_inherited`). [`process::Process`] and [`process::Pool`] always
+//! `builder().open_inherited`). [`process::Process`] and [`process::Pool`] always
 //! exec.
 //!
 //! # Layers
@@ -65,10 +91,11 @@ pub mod segment;
 pub mod spsc;
 pub(crate) mod sys;
 
-pub use attach::AttachError;
 pub use error::SegmentError;
+pub use object::{Builder, CreateError, OpenError, RoleError, SegmentObject};
 pub use segment::{CreateOptions, ObjectKind, OpenOptions, Segment, UnlinkPolicy};
 pub use shmring_core as core;
+pub use shmring_core::wait::WaitPolicy;
 pub use sys::FutexWaiter;
 
 /// The README's code runs as a doctest, so its examples cannot rot.

@@ -78,9 +78,8 @@ use shmring_core::Corrupted;
 
 pub use shmring_core::lock::{Acquired, LockShared};
 
-use crate::attach::AttachError;
 use crate::descriptor::{Descriptor, Region};
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{impl_segment_constructors, CreateError, OpenError, SegmentObject};
 use crate::segment::{PeerCounter, Segment};
 use crate::sys::until_instant;
 use descriptor::LockDescriptor;
@@ -236,7 +235,7 @@ fn timed<G>(got: Result<G, TryAcquireError>) -> Result<G, AcquireTimeoutError> {
 
 /// Checks that `segment` holds a lock of `flavor`: its descriptor says so,
 /// and the lock's own state agrees (and fits the region).
-fn check(segment: &Arc<Segment>, flavor: u64) -> Result<(), AttachError> {
+fn check(segment: &Arc<Segment>, flavor: u64) -> Result<(), OpenError> {
     let descriptor = LockDescriptor::decode(&segment.params())?;
     if descriptor.flavor != flavor {
         return Err(Corrupted {
@@ -358,13 +357,13 @@ impl SegmentObject for Lock {
     type Descriptor = LockDescriptor;
     type Config = ();
 
-    fn descriptor(_: &()) -> Result<LockDescriptor, AttachError> {
+    fn descriptor(_: &()) -> Result<LockDescriptor, CreateError> {
         Ok(LockDescriptor {
             flavor: FLAVOR_LOCK,
         })
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Lock, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Lock, OpenError> {
         check(&segment, FLAVOR_LOCK)?;
         Ok(Lock {
             segment,
@@ -374,7 +373,7 @@ impl SegmentObject for Lock {
     }
 }
 
-impl_segment_constructors!(Lock, (), "lock");
+impl_segment_constructors!(Lock, "lock");
 
 impl Lock {
     /// Python's `Lock()`: a new anonymous lock, to hand to children.
@@ -382,8 +381,8 @@ impl Lock {
     /// # Errors
     ///
     /// The segment could not be created.
-    pub fn new() -> Result<Lock, AttachError> {
-        Lock::create_anonymous((), &Default::default())
+    pub fn new() -> Result<Lock, CreateError> {
+        Lock::builder().anonymous()
     }
 
     /// Takes the lock, waiting as long as it takes, and returns a guard
@@ -614,13 +613,13 @@ impl SegmentObject for RLock {
     type Descriptor = LockDescriptor;
     type Config = ();
 
-    fn descriptor(_: &()) -> Result<LockDescriptor, AttachError> {
+    fn descriptor(_: &()) -> Result<LockDescriptor, CreateError> {
         Ok(LockDescriptor {
             flavor: FLAVOR_RLOCK,
         })
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<RLock, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<RLock, OpenError> {
         check(&segment, FLAVOR_RLOCK)?;
         Ok(RLock {
             segment,
@@ -630,7 +629,7 @@ impl SegmentObject for RLock {
     }
 }
 
-impl_segment_constructors!(RLock, (), "recursive lock");
+impl_segment_constructors!(RLock, "recursive lock");
 
 impl RLock {
     /// Python's `RLock()`: a new anonymous recursive lock.
@@ -638,8 +637,8 @@ impl RLock {
     /// # Errors
     ///
     /// The segment could not be created.
-    pub fn new() -> Result<RLock, AttachError> {
-        RLock::create_anonymous((), &Default::default())
+    pub fn new() -> Result<RLock, CreateError> {
+        RLock::builder().anonymous()
     }
 
     fn owned_by_me(&self) -> bool {

@@ -9,11 +9,10 @@
 //! while taking a message loses at most that message.
 //!
 //! ```
-//! use shmring::mpmc::{Queue, QueueConfig};
-//! use shmring::core::{wait::Until, RingConfig};
+//! use shmring::mpmc::Queue;
+//! use shmring::core::wait::Until;
 //!
-//! let config = QueueConfig { rings: 4, ring: RingConfig { capacity: 4096, max_record: 256 }, max_len: 0 };
-//! let queue = Queue::create_anonymous(config, &Default::default())?;
+//! let queue = Queue::builder().producers(4).ring_bytes(4096).max_message(256).anonymous()?;
 //! let mut tx = queue.producer()?;
 //! let mut rx = queue.consumer();
 //! tx.push(b"job 1", Until::Never)?;
@@ -25,12 +24,13 @@
 
 use std::sync::Arc;
 
-pub use shmring_core::mpmc::QueueConfig;
 use shmring_core::mpmc::{self, ClaimError};
 
-use crate::attach::AttachError;
 use crate::descriptor::{Descriptor, Region};
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, named, CreateError, OpenError, QueueSettings, RoleError,
+    SegmentObject,
+};
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 use descriptor::QueueDescriptor;
@@ -46,13 +46,13 @@ pub struct Queue {
 
 impl SegmentObject for Queue {
     type Descriptor = QueueDescriptor;
-    type Config = QueueConfig;
+    type Config = QueueSettings;
 
-    fn descriptor(config: &QueueConfig) -> Result<QueueDescriptor, AttachError> {
-        Ok(QueueDescriptor::new(*config)?)
+    fn descriptor(settings: &QueueSettings) -> Result<QueueDescriptor, CreateError> {
+        QueueDescriptor::new(settings.core()?).map_err(|e| named(e, "max_message"))
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Queue, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Queue, OpenError> {
         let descriptor = QueueDescriptor::decode(&segment.params())?;
         Queue::attach_at(segment, &descriptor, 0)
     }
@@ -66,22 +66,35 @@ impl Queue {
         segment: Arc<Segment>,
         descriptor: &QueueDescriptor,
         at: usize,
-    ) -> Result<Queue, AttachError> {
+    ) -> Result<Queue, OpenError> {
         let queue = descriptor.attach_at(&Region::of_segment(&segment), at)?;
         Ok(Queue { queue, segment })
     }
 }
 
-impl_segment_constructors!(Queue, QueueConfig, "queue");
+impl_segment_constructors!(Queue, "queue");
+crate::queue::queue_setters!(maxsize [] Queue);
 
 impl Queue {
+    /// A new anonymous queue of the default shape (16 producer rings of
+    /// 256 KiB, messages up to 64 KiB, no `maxsize`); [`Queue::builder`]
+    /// sets the shape or a name.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<Queue, CreateError> {
+        Queue::builder().anonymous()
+    }
+
     /// A producer: claims a free ring, or one whose owner died (its
     /// published messages are delivered before ours).
     ///
     /// # Errors
     ///
-    /// [`AttachError::NoFreeRing`] when every ring has a live owner.
-    pub fn producer(&self) -> Result<Producer, AttachError> {
+    /// [`RoleError::NoFreeRing`] when every ring has a live owner.
+    pub fn producer(&self) -> Result<Producer, RoleError> {
         let segment = &self.segment;
         let claimed = self
             .queue
@@ -90,9 +103,9 @@ impl Queue {
             });
         match claimed {
             Ok(producer) => Ok(producer),
-            Err(ClaimError::NoFreeRing { rings }) => Err(AttachError::NoFreeRing { rings }),
+            Err(ClaimError::NoFreeRing { rings }) => Err(RoleError::NoFreeRing { rings }),
             Err(ClaimError::Corrupted(c)) => Err(c.into()),
-            Err(ClaimError::InvalidToken) => Err(AttachError::Corrupted(shmring_core::Corrupted {
+            Err(ClaimError::InvalidToken) => Err(RoleError::Corrupted(shmring_core::Corrupted {
                 what: "peer token",
                 value: 0,
             })),

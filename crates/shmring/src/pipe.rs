@@ -75,7 +75,7 @@
 //! * An end is used by one process at a time (each ring is single-producer
 //!   single-consumer). Python's "several processes read one end behind a
 //!   lock" pattern is a [`Queue`](crate::queue) here; claiming an end whose
-//!   holder is alive fails with [`AttachError::RoleTaken`].
+//!   holder is alive fails with [`RoleError::RoleTaken`].
 //!
 //! # Crash behaviour
 //!
@@ -217,17 +217,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use shmring_core::spsc;
-use shmring_core::RingConfig;
+use shmring_core::Corrupted;
 
-use crate::attach::AttachError;
 use crate::descriptor::{Descriptor, Region};
-use crate::error::SegmentError;
-use crate::object::{self, SegmentObject};
-use crate::segment::{CreateOptions, OpenOptions, Segment};
+use crate::object::{
+    named, Builder, CreateError, OpenError, PipeSettings, RoleError, SegmentObject,
+};
+use crate::segment::Segment;
 
 pub use connection::Connection;
 pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    ConnectError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 
 /// Which connection of a pipe: Python's `conn1` or `conn2`.
@@ -274,69 +275,6 @@ impl End {
     }
 }
 
-/// A pipe's shape: one direction or two, and the size of its rings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PipeConfig {
-    /// Whether both ends send and receive (Python's `duplex`, default
-    /// `true`). With `false`, the [first](End::First) end only reads and the
-    /// [second](End::Second) only writes.
-    pub duplex: bool,
-    /// Bytes of each direction's ring: a power of two, at least 64 (default
-    /// 256 KiB, about what a Linux socket pair buffers).
-    pub ring_bytes: u64,
-    /// Largest record; longer messages are split into fragments of this
-    /// size. At least 8, and its record must fit in the ring; `None` (the
-    /// default) means a quarter of `ring_bytes`, so the writer fills one
-    /// fragment while the reader copies out another. Above about half the
-    /// ring, the all-or-nothing sends take less than one fragment (see
-    /// [`Connection::max_whole_message`]).
-    pub fragment_bytes: Option<u64>,
-}
-
-impl Default for PipeConfig {
-    fn default() -> Self {
-        PipeConfig {
-            duplex: true,
-            ring_bytes: 256 << 10,
-            fragment_bytes: None,
-        }
-    }
-}
-
-impl PipeConfig {
-    fn spec(&self) -> Result<Spec, AttachError> {
-        Ok(Spec {
-            duplex: self.duplex,
-            ring: self.ring()?,
-        })
-    }
-
-    fn ring(&self) -> Result<RingConfig, AttachError> {
-        let ring = RingConfig {
-            capacity: self.ring_bytes,
-            max_record: self.fragment_bytes.unwrap_or(self.ring_bytes / 4),
-        };
-        ring.validate()?;
-        if ring.max_record < descriptor::MIN_FRAGMENT {
-            return Err(SegmentError::InvalidConfig {
-                reason: format!(
-                    "pipe fragment_bytes {} must be at least {}",
-                    ring.max_record,
-                    descriptor::MIN_FRAGMENT
-                ),
-            }
-            .into());
-        }
-        Ok(ring)
-    }
-}
-
-/// What the segment records: direction count and ring shape.
-pub(crate) struct Spec {
-    duplex: bool,
-    ring: RingConfig,
-}
-
 /// The state every end of one pipe in this process shares.
 #[derive(Debug)]
 struct Shared {
@@ -354,7 +292,7 @@ struct Shared {
 ///
 /// Most programs never see one: [`Pipe::new`] returns the two connections of
 /// an anonymous pipe at once. Named pipes let unrelated processes meet:
-/// [`Pipe::create`] in one, [`Connection::open`] in another.
+/// `Pipe::builder().create(name)` in one, [`Connection::open`] in another.
 #[derive(Clone, Debug)]
 pub struct Pipe {
     shared: Arc<Shared>,
@@ -362,13 +300,14 @@ pub struct Pipe {
 
 impl SegmentObject for Pipe {
     type Descriptor = PipeDescriptor;
-    type Config = Spec;
+    type Config = PipeSettings;
 
-    fn descriptor(spec: &Spec) -> Result<PipeDescriptor, AttachError> {
-        Ok(PipeDescriptor::new(spec.duplex, spec.ring)?)
+    fn descriptor(settings: &PipeSettings) -> Result<PipeDescriptor, CreateError> {
+        PipeDescriptor::new(settings.duplex, settings.ring()?)
+            .map_err(|e| named(e, "fragment_bytes"))
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Pipe, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Pipe, OpenError> {
         let descriptor = PipeDescriptor::decode(&segment.params())?;
         let rings = descriptor.rings(&Region::of_segment(&segment))?;
         Ok(Pipe {
@@ -383,58 +322,39 @@ impl SegmentObject for Pipe {
 }
 
 impl Pipe {
-    /// Python's `Pipe(duplex)`: an anonymous pipe with the default
-    /// [`PipeConfig`], as `(conn1, conn2)`. With `duplex = false`, `conn1`
-    /// only reads and `conn2` only writes.
+    /// Python's `Pipe(duplex)`: an anonymous pipe of the default size, as
+    /// `(conn1, conn2)`. With `duplex = false`, `conn1` only reads and
+    /// `conn2` only writes. [`Pipe::builder`] sets the ring sizes
+    /// ([`pair`](Builder::pair)) or a name.
     ///
     /// # Errors
     ///
     /// The segment could not be created (`/dev/shm` full, descriptor limit).
     #[allow(clippy::new_ret_no_self)]
-    pub fn new(duplex: bool) -> Result<(Connection, Connection), AttachError> {
-        Pipe::with_config(PipeConfig {
-            duplex,
-            ..PipeConfig::default()
-        })
+    pub fn new(duplex: bool) -> Result<(Connection, Connection), CreateError> {
+        Pipe::builder().duplex(duplex).pair()
     }
 
-    /// [`Pipe::new`] with the direction and ring sizes of `config`.
-    ///
-    /// # Errors
-    ///
-    /// An invalid `config`, or as [`Pipe::new`].
-    pub fn with_config(config: PipeConfig) -> Result<(Connection, Connection), AttachError> {
-        let spec = config.spec()?;
-        let pipe: Pipe = object::create(None, &spec, &CreateOptions::default())?;
-        Ok((pipe.connection(End::First)?, pipe.connection(End::Second)?))
-    }
-
-    /// Creates a named pipe (`O_EXCL`, mode 0600 unless `opts` says
-    /// otherwise). Take its ends with [`Pipe::connection`] here, or with
-    /// [`Connection::open`] in other processes; keep this handle (or an end)
-    /// alive until they have opened it, or the name may be gone (see
+    /// A [`Builder`] for a pipe: its direction and ring sizes, the
+    /// segment's options, then `pair()` (an anonymous pipe's two ends),
+    /// `create(name)`, `anonymous()`, `open(name)`. Take the ends of a named
+    /// pipe with [`Pipe::connection`] here, or with [`Connection::open`] in
+    /// other processes; keep this handle (or an end) alive until they have
+    /// opened it, or the name may be gone (see
     /// [`UnlinkPolicy`](crate::UnlinkPolicy)).
-    ///
-    /// # Errors
-    ///
-    /// An invalid `config`, or a [`SegmentError`] of creation: the name is
-    /// taken or invalid, `/dev/shm` has no room, …
-    pub fn create(
-        name: &str,
-        config: PipeConfig,
-        opts: &CreateOptions,
-    ) -> Result<Pipe, AttachError> {
-        object::create(Some(name), &config.spec()?, opts)
+    pub fn builder() -> Builder<Pipe> {
+        Builder::default()
     }
 
-    /// Opens a named pipe another process created, checking its whole layout.
+    /// Opens a named pipe another process created, with the default open
+    /// options (`builder().open(name)` sets them).
     ///
     /// # Errors
     ///
-    /// A [`SegmentError`] of opening (not found, another kind, another owner,
-    /// a corrupted header, …) or [`AttachError::Corrupted`].
-    pub fn open(name: &str, opts: &OpenOptions) -> Result<Pipe, AttachError> {
-        object::open(name, opts)
+    /// [`OpenError::Segment`] (not found, another kind, another owner, …)
+    /// or [`OpenError::Corrupted`].
+    pub fn open(name: &str) -> Result<Pipe, OpenError> {
+        Pipe::builder().open(name)
     }
 
     /// Claims one end of the pipe for this process.
@@ -448,10 +368,10 @@ impl Pipe {
     ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when a connection this handle gave out
+    /// [`RoleError::RoleTaken`] when a connection this handle gave out
     /// for that end is still open, or a live peer holds it;
-    /// [`AttachError::Corrupted`] when its ring is inconsistent.
-    pub fn connection(&self, end: End) -> Result<Connection, AttachError> {
+    /// [`RoleError::Corrupted`] when its ring is inconsistent.
+    pub fn connection(&self, end: End) -> Result<Connection, RoleError> {
         Connection::claim(self.shared.clone(), end)
     }
 
@@ -463,6 +383,56 @@ impl Pipe {
     /// The segment underneath (name, peers, counters).
     pub fn segment(&self) -> &Segment {
         &self.shared.segment
+    }
+}
+
+impl Builder<Pipe> {
+    /// Whether both ends send and receive (Python's `duplex`, default
+    /// `true`). With `false`, the [first](End::First) end only reads and the
+    /// [second](End::Second) only writes.
+    pub fn duplex(mut self, duplex: bool) -> Self {
+        self.config.duplex = duplex;
+        self
+    }
+
+    /// Bytes of each direction's ring: a power of two, at least 64 (default
+    /// 256 KiB, about what a Linux socket pair buffers).
+    pub fn ring_bytes(mut self, bytes: u64) -> Self {
+        self.config.ring_bytes = bytes;
+        self
+    }
+
+    /// Largest record; longer messages are split into fragments of this
+    /// size. At least 8, and its record must fit in the ring; by default a
+    /// quarter of `ring_bytes`, so the writer fills one fragment while the
+    /// reader copies out another. Above about half the ring, the
+    /// all-or-nothing sends take less than one fragment (see
+    /// [`Connection::max_whole_message`]).
+    pub fn fragment_bytes(mut self, bytes: u64) -> Self {
+        self.config.fragment_bytes = Some(bytes);
+        self
+    }
+
+    /// Creates an anonymous pipe and returns its two ends, as
+    /// [`Pipe::new`] does.
+    ///
+    /// # Errors
+    ///
+    /// An invalid setting ([`CreateError::InvalidOption`]), or the segment
+    /// could not be created.
+    pub fn pair(&self) -> Result<(Connection, Connection), CreateError> {
+        let pipe = self.anonymous()?;
+        // Nobody else can reach a pipe made just now: a claim can fail only
+        // on memory that is not what we wrote.
+        let fresh = |e: RoleError| match e {
+            RoleError::Corrupted(c) => CreateError::Corrupted(c),
+            _ => CreateError::Corrupted(Corrupted {
+                what: "end of a new pipe already claimed",
+                value: 0,
+            }),
+        };
+        let first = pipe.connection(End::First).map_err(fresh)?;
+        Ok((first, pipe.connection(End::Second).map_err(fresh)?))
     }
 }
 

@@ -24,7 +24,7 @@
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     run_child(&[&WORKER]);
-//!     let q = Queue::<u64>::create_anonymous(Default::default(), &Default::default())?;
+//!     let q = Queue::<u64>::new(0)?;
 //!     let lock = Lock::new()?;
 //!     let mut p = Process::spawn(&WORKER, (&q, &lock, 10))?;
 //!     q.put(7)?;
@@ -85,7 +85,7 @@ use std::time::{Duration, Instant};
 
 use shmring_core::wait::Until;
 
-use crate::attach::AttachError;
+use crate::error::SegmentError;
 use crate::sys;
 
 /// Something a child can inherit by `share_with_child`: every shmring
@@ -93,12 +93,12 @@ use crate::sys;
 /// [`Arg`]s; this is the lower-level form.)
 pub trait Share {
     /// Arranges for the child spawned by `cmd` to inherit `self`; the child
-    /// opens it with `open_inherited(env_var, ..)`.
+    /// opens it with `builder().open_inherited(env_var)`.
     ///
     /// # Errors
     ///
     /// The descriptor could not be prepared.
-    fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError>;
+    fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), SegmentError>;
 }
 
 /// Why a child could not be started.

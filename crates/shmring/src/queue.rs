@@ -7,7 +7,7 @@
 //!
 //! | Python | shmring |
 //! |---|---|
-//! | `q = Queue(maxsize)` | `Queue::<T>::create_anonymous(QueueOptions { maxsize, ..Default::default() }, &opts)` |
+//! | `q = Queue(maxsize)` | `Queue::<T>::new(maxsize)` (or `Queue::<T>::builder().maxsize(m).producers(p).create(name)`) |
 //! | `q.put(x)` / `q.put(x, timeout=t)` | `q.put(x)` / `q.put_timeout(x, t)` (or `q.put_deadline(x, instant)`) |
 //! | `q.put(x, block=False)`, `q.put_nowait(x)` | `q.try_put(x)` |
 //! | `q.get()`, `q.get(timeout=t)` | `q.get()`, `q.get_timeout(t)` (or `q.get_deadline(instant)`) |
@@ -39,13 +39,14 @@ use std::time::{Duration, Instant};
 
 use shmring_core::error::{Corrupted, PopError, PushError};
 use shmring_core::wait::Until;
-use shmring_core::{ConfigError, RingConfig};
 
-use crate::attach::AttachError;
 use crate::codec::Message;
 use crate::descriptor::Descriptor;
-use crate::mpmc::{self, descriptor::QueueDescriptor, QueueConfig};
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::mpmc::{self, descriptor::QueueDescriptor};
+use crate::object::{
+    impl_segment_constructors, named, CreateError, OpenError, QueueSettings, RoleError,
+    SegmentObject,
+};
 use crate::segment::Segment;
 
 pub(crate) mod descriptor;
@@ -64,45 +65,48 @@ pub use joinable::JoinableQueue;
 pub use recovery::{JoinError, JoinTimeoutError, TryJoinError};
 pub use simple::SimpleQueue;
 
-/// The shape of a queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueOptions {
-    /// Python's `maxsize`: most messages queued at once; 0 = no limit but
-    /// the rings' bytes.
-    pub maxsize: u64,
-    /// Largest encoded message in bytes (default 64 KiB).
-    pub max_message: u64,
-    /// Bytes of each producer's ring, a power of two (default 256 KiB).
-    pub ring_bytes: u64,
-    /// Most processes (or handles) putting at once (default 16).
-    pub producers: u64,
-}
-
-impl Default for QueueOptions {
-    fn default() -> Self {
-        QueueOptions {
-            maxsize: 0,
-            max_message: 64 * 1024,
-            ring_bytes: 256 * 1024,
-            producers: 16,
+/// The setters of a queue's shape on its [`Builder`](crate::Builder), the
+/// same for every queue kind (the engine's `mpmc::Queue` included).
+/// `SimpleQueue`, unbounded as Python's, leaves `maxsize` out.
+macro_rules! queue_setters {
+    (maxsize [$($generics:tt)*] $ty:ty) => {
+        impl<$($generics)*> $crate::Builder<$ty> {
+            /// Python's `maxsize`: most messages queued at once (default 0:
+            /// no limit but the rings' bytes). Exact with one producer; with
+            /// several, concurrent puts may overshoot it by one per producer.
+            pub fn maxsize(mut self, maxsize: u64) -> Self {
+                self.config.maxsize = maxsize;
+                self
+            }
         }
-    }
-}
+        $crate::queue::queue_setters!([$($generics)*] $ty);
+    };
+    ([$($generics:tt)*] $ty:ty) => {
+        impl<$($generics)*> $crate::Builder<$ty> {
+            /// Most handles putting at once: one producer ring each
+            /// (default 16).
+            pub fn producers(mut self, producers: u64) -> Self {
+                self.config.producers = producers;
+                self
+            }
 
-impl QueueOptions {
-    fn config(&self) -> Result<QueueConfig, ConfigError> {
-        let config = QueueConfig {
-            rings: self.producers,
-            ring: RingConfig {
-                capacity: self.ring_bytes,
-                max_record: self.max_message,
-            },
-            max_len: self.maxsize,
-        };
-        config.validate()?;
-        Ok(config)
-    }
+            /// Bytes of each producer's ring: a power of two (default
+            /// 256 KiB).
+            pub fn ring_bytes(mut self, bytes: u64) -> Self {
+                self.config.ring_bytes = bytes;
+                self
+            }
+
+            /// Largest encoded message in bytes (default 64 KiB); it must
+            /// fit in `ring_bytes` with its record header.
+            pub fn max_message(mut self, bytes: u64) -> Self {
+                self.config.max_message = bytes;
+                self
+            }
+        }
+    };
 }
+pub(crate) use queue_setters;
 
 /// The facade's error for a put that failed for good, with the item.
 #[cold]
@@ -116,8 +120,8 @@ fn put_error<T>(item: T, e: PutFailure) -> PutError<T> {
         }
         PutFailure::HandleClosed => PutError::Closed(item),
         PutFailure::Encode(e) => PutError::Encode(item, e),
-        PutFailure::Claim(AttachError::NoFreeRing { rings }) => PutError::NoFreeRing(item, rings),
-        PutFailure::Claim(AttachError::Corrupted(c)) => PutError::Corrupted(item, c),
+        PutFailure::Claim(RoleError::NoFreeRing { rings }) => PutError::NoFreeRing(item, rings),
+        PutFailure::Claim(RoleError::Corrupted(c)) => PutError::Corrupted(item, c),
         // `producer()` reports nothing else; anything else would be a
         // claim gone wrong in shared memory.
         PutFailure::Claim(_) => PutError::Corrupted(
@@ -270,9 +274,9 @@ pub(crate) use get_methods;
 ///
 /// ```
 /// use std::time::Duration;
-/// use shmring::queue::{Queue, QueueOptions, TryGetError};
+/// use shmring::queue::{Queue, TryGetError};
 ///
-/// let q = Queue::<u64>::create_anonymous(QueueOptions { maxsize: 2, ..Default::default() }, &Default::default())?;
+/// let q = Queue::<u64>::new(2)?;
 /// q.put(1)?;
 /// q.put(2)?;
 /// assert!(q.is_full());
@@ -298,13 +302,13 @@ impl<T> fmt::Debug for Queue<T> {
 
 impl<T: Message> SegmentObject for Queue<T> {
     type Descriptor = QueueDescriptor;
-    type Config = QueueOptions;
+    type Config = QueueSettings;
 
-    fn descriptor(options: &QueueOptions) -> Result<QueueDescriptor, AttachError> {
-        Ok(QueueDescriptor::new(options.config()?)?)
+    fn descriptor(settings: &QueueSettings) -> Result<QueueDescriptor, CreateError> {
+        QueueDescriptor::new(settings.core()?).map_err(|e| named(e, "max_message"))
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let descriptor = QueueDescriptor::decode(&segment.params())?;
         let queue = mpmc::Queue::attach_at(segment.clone(), &descriptor, 0)?;
         Ok(Queue {
@@ -315,9 +319,23 @@ impl<T: Message> SegmentObject for Queue<T> {
     }
 }
 
-impl_segment_constructors!([T: Message] Queue<T>, QueueOptions, "queue");
+impl_segment_constructors!([T: Message] Queue<T>, "queue");
+queue_setters!(maxsize [T: Message] Queue<T>);
 
 impl<T: Message> Queue<T> {
+    /// Python's `Queue(maxsize)`: a new anonymous queue holding at most
+    /// `maxsize` messages (0: no limit but the rings' bytes), to hand to
+    /// children. [`Queue::builder`] sets the rest of the shape, a name,
+    /// or opens one.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new(maxsize: u64) -> Result<Queue<T>, CreateError> {
+        Queue::builder().maxsize(maxsize).anonymous()
+    }
+
     put_methods!();
     get_methods!();
 
@@ -388,7 +406,7 @@ macro_rules! handle_methods {
 
             /// Sets the spin budget and liveness period of this handle's
             /// blocking calls.
-            pub fn set_wait_policy(&self, policy: shmring_core::wait::WaitPolicy) {
+            pub fn set_wait_policy(&self, policy: $crate::WaitPolicy) {
                 self.handle.set_wait_policy(policy);
             }
 

@@ -9,9 +9,9 @@
 //! ```
 //! use std::time::Duration;
 //! use shmring::spsc::Ring;
-//! use shmring::core::{wait::Until, RingConfig};
+//! use shmring::core::wait::Until;
 //!
-//! let ring = Ring::create_anonymous(RingConfig { capacity: 4096, max_record: 256 }, &Default::default())?;
+//! let ring = Ring::builder().ring_bytes(4096).max_message(256).anonymous()?;
 //! let mut tx = ring.producer()?;
 //! let mut rx = ring.consumer()?;
 //! tx.push(b"hello", Until::Never)?;
@@ -50,9 +50,12 @@ use std::sync::Arc;
 use shmring_core::spsc::{self, Role};
 use shmring_core::RingConfig;
 
-use crate::attach::{claim_role, mark_gone, release_role, AttachError};
+use crate::attach::{claim_role, mark_gone, release_role};
 use crate::descriptor::{Descriptor, Region};
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, named, Builder, CreateError, OpenError, RingSettings, RoleError,
+    SegmentObject,
+};
 use crate::segment::Segment;
 use crate::sys::FutexWaiter;
 use descriptor::RingDescriptor;
@@ -68,28 +71,54 @@ pub struct Ring {
 
 impl SegmentObject for Ring {
     type Descriptor = RingDescriptor;
-    type Config = RingConfig;
+    type Config = RingSettings;
 
-    fn descriptor(config: &RingConfig) -> Result<RingDescriptor, AttachError> {
-        Ok(RingDescriptor::new(*config)?)
+    fn descriptor(settings: &RingSettings) -> Result<RingDescriptor, CreateError> {
+        RingDescriptor::new(settings.core()?).map_err(|e| named(e, "max_message"))
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Ring, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Ring, OpenError> {
         let descriptor = RingDescriptor::decode(&segment.params())?;
         let ring = descriptor.attach(&Region::of_segment(&segment))?;
         Ok(Ring { ring, segment })
     }
 }
 
-impl_segment_constructors!(Ring, RingConfig, "ring");
+impl_segment_constructors!(Ring, "ring");
+
+impl Builder<Ring> {
+    /// Bytes of the ring: a power of two (default 256 KiB).
+    pub fn ring_bytes(mut self, bytes: u64) -> Self {
+        self.config.ring_bytes = bytes;
+        self
+    }
+
+    /// Largest message in bytes (default 64 KiB); it must fit in
+    /// `ring_bytes` with its record header.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+}
 
 impl Ring {
+    /// A new anonymous ring of the default size (256 KiB, messages up to
+    /// 64 KiB); [`Ring::builder`] sets the sizes or a name.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<Ring, CreateError> {
+        Ring::builder().anonymous()
+    }
+
     /// Takes the producer role: a handle that holds it until dropped.
     ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when a live peer holds it.
-    pub fn producer(&self) -> Result<Producer, AttachError> {
+    /// [`RoleError::RoleTaken`] when a live peer holds it.
+    pub fn producer(&self) -> Result<Producer, RoleError> {
         let held = Held::claim(self, Side::Producer)?;
         // On an error `held` drops here and gives the role back.
         let mut producer = self.ring.producer(self.segment.waiter())?;
@@ -101,8 +130,8 @@ impl Ring {
     ///
     /// # Errors
     ///
-    /// [`AttachError::RoleTaken`] when a live peer holds it.
-    pub fn consumer(&self) -> Result<Consumer, AttachError> {
+    /// [`RoleError::RoleTaken`] when a live peer holds it.
+    pub fn consumer(&self) -> Result<Consumer, RoleError> {
         let held = Held::claim(self, Side::Consumer)?;
         let mut consumer = self.ring.consumer(self.segment.waiter())?;
         consumer.set_role(held);
@@ -185,7 +214,7 @@ struct Held {
 impl Held {
     /// Claims `side` of `ring` for this attachment (free, or held by a dead
     /// peer).
-    fn claim(ring: &Ring, side: Side) -> Result<Held, AttachError> {
+    fn claim(ring: &Ring, side: Side) -> Result<Held, RoleError> {
         let held = Held {
             ring: ring.ring.clone(),
             segment: ring.segment.clone(),

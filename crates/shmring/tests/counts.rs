@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shmring::queue::{Queue, QueueOptions};
+use shmring::queue::Queue;
 use shmring::segment::PeerCounter;
 use shmring_testkit::Watchdog;
 
@@ -17,12 +17,11 @@ const N: u64 = 500_000;
 #[test]
 fn a_queue_handle_and_its_sender_and_receiver_count_exactly() {
     let _dog = Watchdog::new(Duration::from_secs(240), "counts under threads");
-    let options = QueueOptions {
-        ring_bytes: 1 << 16,
-        max_message: 64,
-        ..Default::default()
-    };
-    let q = Queue::<u64>::create_anonymous(options, &Default::default()).unwrap();
+    let q = Queue::<u64>::builder()
+        .ring_bytes(1 << 16)
+        .max_message(64)
+        .anonymous()
+        .unwrap();
     let mut sender = q.sender().unwrap();
     let mut receiver = q.receiver();
     std::thread::scope(|s| {
@@ -67,9 +66,8 @@ fn futex_calls_count_in_the_row_of_the_handle_that_made_them() {
     use shmring::segment::{inspect, PeerCounter::BlockedWaits, PeerCounter::Wakes};
     let _dog = Watchdog::new(Duration::from_secs(60), "futex counts per row");
     let name = shmring_testkit::unique_name("counts-rows");
-    let sleeper =
-        Queue::<u64>::create(&name, QueueOptions::default(), &Default::default()).unwrap();
-    let waker = Queue::<u64>::open(&name, &Default::default()).unwrap();
+    let sleeper = Queue::<u64>::builder().create(&name).unwrap();
+    let waker = Queue::<u64>::open(&name).unwrap();
     let row = |q: &Queue<u64>| q.segment().peer_token() as u32 - 1;
     std::thread::scope(|s| {
         let got = s.spawn(|| sleeper.get_timeout(Duration::from_secs(30)).unwrap());

@@ -5,64 +5,88 @@
 
 use std::os::unix::fs::FileExt;
 
-use shmring::core::mpmc::QueueConfig;
-use shmring::core::RingConfig;
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::{Lock, RLock};
-use shmring::pipe::{End, Pipe, PipeConfig};
-use shmring::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
+use shmring::pipe::{End, Pipe};
+use shmring::queue::{JoinableQueue, Queue, SimpleQueue};
 use shmring::segment::{self, ObjectState};
-use shmring::{mpmc, spsc, AttachError, CreateOptions, OpenOptions, Segment, UnlinkPolicy};
+use shmring::{mpmc, spsc, Builder, OpenError, Segment, UnlinkPolicy};
 use shmring_testkit::{shm_path, unique_name};
 
 /// Offset of the first parameter word in the segment header.
 const PARAMS_AT: u64 = 80;
 
-fn keep() -> CreateOptions {
-    CreateOptions {
-        unlink: UnlinkPolicy::Never,
-        peer_rows: 4,
-        ..CreateOptions::default()
-    }
+/// Builders of every kind, with the shapes the figures below expect;
+/// `keep` ones leave the name in place after the last handle goes.
+fn ring(keep: bool) -> Builder<spsc::Ring> {
+    segment(
+        spsc::Ring::builder().ring_bytes(4096).max_message(256),
+        keep,
+    )
 }
 
-fn ring_config() -> RingConfig {
-    RingConfig {
-        capacity: 4096,
-        max_record: 256,
-    }
+fn mpmc_queue(keep: bool) -> Builder<mpmc::Queue> {
+    segment(
+        mpmc::Queue::builder()
+            .producers(2)
+            .ring_bytes(4096)
+            .max_message(256)
+            .maxsize(5),
+        keep,
+    )
 }
 
-fn queue_config() -> QueueConfig {
-    QueueConfig {
-        rings: 2,
-        ring: ring_config(),
-        max_len: 5,
-    }
+/// A queue facade's settings (any of the three kinds).
+macro_rules! small_queue {
+    ($ty:ty, $keep:expr) => {
+        segment(
+            <$ty>::builder()
+                .maxsize(9)
+                .max_message(512)
+                .ring_bytes(8192)
+                .producers(3),
+            $keep,
+        )
+    };
 }
 
-fn small_queue() -> QueueOptions {
-    QueueOptions {
-        maxsize: 9,
-        max_message: 512,
-        ring_bytes: 8192,
-        producers: 3,
-    }
+fn small_simple(keep: bool) -> Builder<SimpleQueue<u32>> {
+    segment(
+        SimpleQueue::<u32>::builder()
+            .max_message(512)
+            .ring_bytes(8192)
+            .producers(3),
+        keep,
+    )
 }
 
-fn pipe_config(duplex: bool) -> PipeConfig {
-    PipeConfig {
-        duplex,
-        ring_bytes: 4096,
-        fragment_bytes: Some(1024),
-    }
+fn pipe(duplex: bool, keep: bool) -> Builder<Pipe> {
+    segment(
+        Pipe::builder()
+            .duplex(duplex)
+            .ring_bytes(4096)
+            .fragment_bytes(1024),
+        keep,
+    )
 }
 
-fn dict_config() -> DictConfig {
-    DictConfig {
-        capacity: 16,
-        max_key: 32,
-        max_value: 48,
+fn dict(keep: bool) -> Builder<Dict<u32, u32>> {
+    segment(
+        Dict::<u32, u32>::builder()
+            .capacity(16)
+            .max_key(32)
+            .max_value(48),
+        keep,
+    )
+}
+
+/// The segment options of the tests: with `keep`, the name stays after the
+/// last handle goes, and four peer rows.
+fn segment<O: shmring::SegmentObject>(b: Builder<O>, keep: bool) -> Builder<O> {
+    if keep {
+        b.unlink(UnlinkPolicy::Never).peer_rows(4)
+    } else {
+        b
     }
 }
 
@@ -89,10 +113,8 @@ fn state(
 
 #[test]
 fn inspection_reports_every_kind_s_figures_as_it_always_did() {
-    let opts = CreateOptions::default();
-
     let name = unique_name("desc-ring");
-    let ring = spsc::Ring::create(&name, ring_config(), &opts).unwrap();
+    let ring = ring(false).create(&name).unwrap();
     let mut tx = ring.producer().unwrap();
     tx.try_push(b"one").unwrap();
     tx.try_push(b"two").unwrap();
@@ -107,7 +129,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     drop((tx, ring));
 
     let name = unique_name("desc-mpmc");
-    let queue = mpmc::Queue::create(&name, queue_config(), &opts).unwrap();
+    let queue = mpmc_queue(false).create(&name).unwrap();
     let empty = state(
         Some(8192),
         "bytes",
@@ -131,7 +153,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     drop((tx, queue));
 
     let name = unique_name("desc-queue");
-    let q = Queue::<u32>::create(&name, small_queue(), &opts).unwrap();
+    let q = small_queue!(Queue<u32>, false).create(&name).unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
     let expected = state(
@@ -151,7 +173,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     drop(q);
 
     let name = unique_name("desc-simple");
-    let q = SimpleQueue::<u32>::create(&name, small_queue(), &opts).unwrap();
+    let q = small_simple(false).create(&name).unwrap();
     q.put(1).unwrap();
     let expected = state(
         Some(3 * 8192),
@@ -170,7 +192,9 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     drop(q);
 
     let name = unique_name("desc-joinable");
-    let q = JoinableQueue::<u32>::create(&name, small_queue(), &opts).unwrap();
+    let q = small_queue!(JoinableQueue<u32>, false)
+        .create(&name)
+        .unwrap();
     for i in 0..3 {
         q.put(i).unwrap();
     }
@@ -194,7 +218,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
 
     for duplex in [false, true] {
         let name = unique_name("desc-pipe");
-        let pipe = Pipe::create(&name, pipe_config(duplex), &opts).unwrap();
+        let pipe = pipe(duplex, false).create(&name).unwrap();
         let empty = state(
             Some(4096 * (1 + u64::from(duplex))),
             "bytes",
@@ -217,7 +241,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     }
 
     let name = unique_name("desc-dict");
-    let dict = Dict::<u32, u32>::create(&name, dict_config(), &opts).unwrap();
+    let dict = dict(false).create(&name).unwrap();
     assert_eq!(
         object(&name),
         state(
@@ -243,7 +267,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     drop(dict);
 
     let name = unique_name("desc-lock");
-    let lock = Lock::create(&name, (), &opts).unwrap();
+    let lock = Lock::builder().create(&name).unwrap();
     let free = state(
         None,
         "",
@@ -274,7 +298,7 @@ fn inspection_reports_every_kind_s_figures_as_it_always_did() {
     drop(lock);
 
     let name = unique_name("desc-rlock");
-    let lock = RLock::create(&name, (), &opts).unwrap();
+    let lock = RLock::builder().create(&name).unwrap();
     assert_eq!(
         object(&name),
         state(
@@ -294,77 +318,77 @@ struct Kind {
     /// Parameter words the kind uses.
     fields: usize,
     create: fn(&str),
-    open: fn(&str) -> Result<(), AttachError>,
+    open: fn(&str) -> Result<(), OpenError>,
     /// Whether inspection says "no data" even when it cannot decode it.
     never_holds_data: bool,
 }
 
 fn kinds() -> Vec<Kind> {
-    fn opened<T>(r: Result<T, AttachError>) -> Result<(), AttachError> {
+    fn opened<T>(r: Result<T, OpenError>) -> Result<(), OpenError> {
         r.map(drop)
     }
     vec![
         Kind {
             what: "ring",
             fields: 2,
-            create: |n| drop(spsc::Ring::create(n, ring_config(), &keep()).unwrap()),
-            open: |n| opened(spsc::Ring::open(n, &OpenOptions::default())),
+            create: |n| drop(ring(true).create(n).unwrap()),
+            open: |n| opened(spsc::Ring::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "mpmc queue",
             fields: 4,
-            create: |n| drop(mpmc::Queue::create(n, queue_config(), &keep()).unwrap()),
-            open: |n| opened(mpmc::Queue::open(n, &OpenOptions::default())),
+            create: |n| drop(mpmc_queue(true).create(n).unwrap()),
+            open: |n| opened(mpmc::Queue::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "queue",
             fields: 4,
-            create: |n| drop(Queue::<u32>::create(n, small_queue(), &keep()).unwrap()),
-            open: |n| opened(Queue::<u32>::open(n, &OpenOptions::default())),
+            create: |n| drop(small_queue!(Queue<u32>, true).create(n).unwrap()),
+            open: |n| opened(Queue::<u32>::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "joinable queue",
             fields: 4,
-            create: |n| drop(JoinableQueue::<u32>::create(n, small_queue(), &keep()).unwrap()),
-            open: |n| opened(JoinableQueue::<u32>::open(n, &OpenOptions::default())),
+            create: |n| drop(small_queue!(JoinableQueue<u32>, true).create(n).unwrap()),
+            open: |n| opened(JoinableQueue::<u32>::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "pipe",
             fields: 4,
-            create: |n| drop(Pipe::create(n, pipe_config(true), &keep()).unwrap()),
-            open: |n| opened(Pipe::open(n, &OpenOptions::default())),
+            create: |n| drop(pipe(true, true).create(n).unwrap()),
+            open: |n| opened(Pipe::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "simplex pipe",
             fields: 4,
-            create: |n| drop(Pipe::create(n, pipe_config(false), &keep()).unwrap()),
-            open: |n| opened(Pipe::open(n, &OpenOptions::default())),
+            create: |n| drop(pipe(false, true).create(n).unwrap()),
+            open: |n| opened(Pipe::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "dict",
             fields: 3,
-            create: |n| drop(Dict::<u32, u32>::create(n, dict_config(), &keep()).unwrap()),
-            open: |n| opened(Dict::<u32, u32>::open(n, &OpenOptions::default())),
+            create: |n| drop(dict(true).create(n).unwrap()),
+            open: |n| opened(Dict::<u32, u32>::open(n)),
             never_holds_data: false,
         },
         Kind {
             what: "lock",
             fields: 1,
-            create: |n| drop(Lock::create(n, (), &keep()).unwrap()),
-            open: |n| opened(Lock::open(n, &OpenOptions::default())),
+            create: |n| drop(segment(Lock::builder(), true).create(n).unwrap()),
+            open: |n| opened(Lock::open(n)),
             never_holds_data: true,
         },
         Kind {
             what: "rlock",
             fields: 1,
-            create: |n| drop(RLock::create(n, (), &keep()).unwrap()),
-            open: |n| opened(RLock::open(n, &OpenOptions::default())),
+            create: |n| drop(segment(RLock::builder(), true).create(n).unwrap()),
+            open: |n| opened(RLock::open(n)),
             never_holds_data: true,
         },
     ]
@@ -414,7 +438,7 @@ fn a_hostile_parameter_word_is_corrupted_on_open_and_in_inspection() {
                 let case = format!("{} word {field}: {original:#x} -> {value:#x}", kind.what);
                 file.write_all_at(&value.to_ne_bytes(), at).unwrap();
                 match (kind.open)(&name) {
-                    Err(AttachError::Corrupted(_)) => {}
+                    Err(OpenError::Corrupted(_)) => {}
                     other => panic!("{case}: open gave {other:?}"),
                 }
                 let o = object(&name);

@@ -7,8 +7,8 @@ use std::sync::{mpsc, Barrier};
 use std::time::{Duration, Instant};
 
 use shmring::codec::{CodecError, Message};
-use shmring::dict::{Dict, DictConfig, DictError};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::dict::{Dict, DictError};
+use shmring::Builder;
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
 
 const WRITERS: u64 = 4;
@@ -25,19 +25,15 @@ fn s(v: &str) -> String {
     v.to_string()
 }
 
-fn config() -> DictConfig {
-    DictConfig {
-        capacity: 64,
-        max_key: 32,
-        max_value: 8,
-    }
+fn config() -> Builder<D> {
+    D::builder().capacity(64).max_key(32).max_value(8)
 }
 
 #[test]
 fn child_entry() {
     let Some(role) = role() else { return };
     let _dog = Watchdog::new(Duration::from_secs(60), "dict child");
-    let d: D = Dict::open(&env("DICT"), &OpenOptions::default()).unwrap();
+    let d: D = Dict::open(&env("DICT")).unwrap();
     match role.as_str() {
         "writer" => {
             let id: u64 = env("ID").parse().unwrap();
@@ -79,7 +75,12 @@ fn child_entry() {
 
 #[test]
 fn python_dict_behaviours() {
-    let d: D = Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .anonymous()
+        .unwrap();
     assert!(d.is_empty());
     assert_eq!(d.get(&s("a")).unwrap(), None);
     assert_eq!(d.get_item(&s("a")), Err(DictError::KeyNotFound));
@@ -129,7 +130,12 @@ fn python_dict_behaviours() {
 
 #[test]
 fn full_table_and_oversize_items_are_errors() {
-    let d: D = Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .anonymous()
+        .unwrap();
     for i in 0..64u64 {
         d.insert(&format!("{i}"), &i).unwrap();
     }
@@ -144,39 +150,46 @@ fn full_table_and_oversize_items_are_errors() {
         d.insert(&long, &0),
         Err(DictError::KeyTooLarge { len: 33, max: 32 })
     );
-    let big: Dict<String, Vec<u8>> =
-        Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    let big: Dict<String, Vec<u8>> = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .anonymous()
+        .unwrap();
     assert_eq!(
         big.insert(&s("v"), &vec![0; 9]),
         Err(DictError::ValueTooLarge { len: 9, max: 8 })
     );
-    assert!(D::create_anonymous(
-        DictConfig {
-            capacity: 0,
-            ..config()
-        },
-        &CreateOptions::default()
-    )
-    .is_err());
+    assert!(config().capacity(0).anonymous().is_err());
 }
 
 #[test]
 fn a_second_attachment_sees_every_change() {
     let name = unique_name("dict-two");
-    let a: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
-    let b: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let a: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
+    let b: D = Dict::open(&name).unwrap();
     a.insert(&s("k"), &1).unwrap();
     assert_eq!(b.get(&s("k")).unwrap(), Some(1));
     b.clear().unwrap();
     assert_eq!(a.len(), 0);
-    assert!(Dict::<String, u64>::open(&unique_name("nope"), &OpenOptions::default()).is_err());
+    assert!(Dict::<String, u64>::open(&unique_name("nope")).is_err());
 }
 
 #[test]
 fn four_writer_processes_reach_an_exact_final_state() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict writers");
     let name = unique_name("dict-writers");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
     let children: Vec<_> = (0..WRITERS)
         .map(|id| {
             spawn_role(
@@ -235,7 +248,7 @@ fn check_after_crash(d: &D) {
     // No slot leaked: fill to capacity exactly.
     let probe: D = d.clone();
     let live = d.len();
-    for i in live..config().capacity as usize {
+    for i in live..64 {
         probe.insert(&format!("fill{i}"), &0).unwrap();
     }
     assert_eq!(
@@ -266,7 +279,12 @@ fn writer_killed_at_every_failpoint_leaves_old_or_new_values() {
     ];
     for point in points {
         let name = unique_name("dict-failpoint");
-        let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+        let d: D = Dict::builder()
+            .capacity(64)
+            .max_key(32)
+            .max_value(8)
+            .create(&name)
+            .unwrap();
         let child = crasher(&name, Some(point));
         let status = wait_child(child, Duration::from_secs(60));
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
@@ -279,7 +297,12 @@ fn writer_killed_at_every_failpoint_leaves_old_or_new_values() {
 fn writer_sigkilled_at_random_times_leaves_old_or_new_values() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict random kills");
     let name = unique_name("dict-kill");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
     for i in 0..6u64 {
         let mut child = crasher(&name, None);
         let started = d.get(&s("count")).unwrap().unwrap_or(0);
@@ -297,8 +320,13 @@ fn writer_sigkilled_at_random_times_leaves_old_or_new_values() {
 /// `text` does not decode as the `u64` of `numbers` (5 bytes, not 8).
 fn two_typed_handles() -> (Dict<String, String>, D) {
     let name = unique_name("dict-types");
-    let text = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
-    let numbers = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let text = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
+    let numbers = Dict::open(&name).unwrap();
     (text, numbers)
 }
 
@@ -339,8 +367,7 @@ fn a_value_that_does_not_decode_fails_every_write_before_it_writes() {
     assert_eq!(wrote, [""; 0], "these failed after they wrote");
     // A key that does not decode fails popitem the same way.
     let (text, numbers) = two_typed_handles();
-    let raw: Dict<Vec<u8>, u64> =
-        Dict::open(text.segment().name().unwrap(), &OpenOptions::default()).unwrap();
+    let raw: Dict<Vec<u8>, u64> = Dict::open(text.segment().name().unwrap()).unwrap();
     raw.insert(&vec![0xff, 0xfe], &7).unwrap();
     assert!(is_codec(numbers.popitem()));
     assert_eq!(
@@ -401,8 +428,12 @@ impl Message for Lopsided {
 
 #[test]
 fn setdefault_of_a_default_that_does_not_decode_writes_nothing() {
-    let d: Dict<String, Lopsided> =
-        Dict::create_anonymous(config(), &CreateOptions::default()).unwrap();
+    let d: Dict<String, Lopsided> = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .anonymous()
+        .unwrap();
     assert!(is_codec(d.setdefault(&s("k"), &Lopsided)));
     assert!(d.is_empty(), "setdefault wrote, then failed");
 }
@@ -421,10 +452,15 @@ fn within_20s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
 fn touching_the_same_dict_inside_update_with_is_an_error_not_a_hang() {
     let _dog = Watchdog::new(Duration::from_secs(120), "update_with re-entry");
     let name = unique_name("dict-reenter");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
     d.insert(&s("other"), &5).unwrap();
     let clone = d.clone();
-    let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let second: D = Dict::open(&name).unwrap();
     let (d, clone, second) = within_20s(move || {
         let mut inner = Vec::new();
         let mut inner_len = None;
@@ -467,8 +503,13 @@ fn touching_the_same_dict_inside_update_with_is_an_error_not_a_hang() {
 fn another_thread_waits_for_an_update_with_and_is_not_refused() {
     let _dog = Watchdog::new(Duration::from_secs(120), "update_with and threads");
     let name = unique_name("dict-wait");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
-    let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
+    let second: D = Dict::open(&name).unwrap();
     let inside = Barrier::new(3);
     std::thread::scope(|s| {
         for other in [&d, &second] {
@@ -493,8 +534,13 @@ fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(120), "update_with threads");
     const ROUNDS: u64 = 2_000;
     let name = unique_name("dict-threads");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
-    let second: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
+    let second: D = Dict::open(&name).unwrap();
     let clone = d.clone();
     let handles = [&d, &d, &clone, &second, &second];
     std::thread::scope(|s| {
@@ -515,11 +561,16 @@ fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
 fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, threads");
     let name = unique_name("dict-lock-timeout");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
     d.insert(&s("k"), &1).unwrap();
     // Another attachment (waits on the shared lock) and a clone of the
     // holder's attachment (waits on the process-local lock first).
-    let mut other: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+    let mut other: D = Dict::open(&name).unwrap();
     let mut clone = d.clone();
     let (inside, release) = (Barrier::new(2), Barrier::new(2));
     std::thread::scope(|scope| {
@@ -562,7 +613,12 @@ fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
 fn a_lock_timeout_bounds_the_wait_for_a_live_holder_process_and_a_dead_one_is_taken_over() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, process");
     let name = unique_name("dict-lock-timeout-proc");
-    let mut d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let mut d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
     d.insert(&s("k"), &1).unwrap();
     let mut child = spawn_role("child_entry", "hold-lock", &[("DICT", name.clone())])
         .spawn()

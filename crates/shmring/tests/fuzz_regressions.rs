@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::LockShared;
-use shmring::segment::{CreateOptions, OpenOptions, UnlinkPolicy};
+use shmring::segment::UnlinkPolicy;
 use shmring_fuzz_support::{pipe_frames, segment_bytes, segment_templates};
 use shmring_testkit::pseudo_random_inputs;
 
@@ -90,23 +90,20 @@ fn empty_and_tiny_pseudo_random_inputs() {
 #[test]
 fn dict_lock_owned_by_own_token_does_not_hang() {
     let name = shmring_testkit::unique_name("fuzz-dict-token");
-    let opts = CreateOptions {
-        peer_rows: 2,
-        unlink: UnlinkPolicy::OnCreatorDrop,
-        ..CreateOptions::default()
-    };
-    let config = DictConfig {
-        capacity: 4,
-        max_key: 8,
-        max_value: 8,
-    };
-    let creator = Dict::<Vec<u8>, Vec<u8>>::create(&name, config, &opts).unwrap();
+    let creator = Dict::<Vec<u8>, Vec<u8>>::builder()
+        .capacity(4)
+        .max_key(8)
+        .max_value(8)
+        .peer_rows(2)
+        .unlink(UnlinkPolicy::OnCreatorDrop)
+        .create(&name)
+        .unwrap();
     // The creator holds row 0; the next opener gets row 1, generation 1.
     let victim_token = (1u64 << 32) | 2;
     // SAFETY: the table header starts with its lock, page-aligned, atomics.
     let lock = unsafe { creator.segment().object_ptr().cast::<LockShared>().as_ref() };
     assert!(lock.try_acquire(victim_token, &mut |_| true).is_some());
-    let victim = Dict::<Vec<u8>, Vec<u8>>::open(&name, &OpenOptions::default()).unwrap();
+    let victim = Dict::<Vec<u8>, Vec<u8>>::open(&name).unwrap();
     assert_eq!(victim.segment().peer_token(), victim_token);
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -6,11 +6,9 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use shmring::core::mpmc::QueueConfig;
-use shmring::core::RingConfig;
 use shmring::lock::Lock;
-use shmring::pipe::{End, Pipe, PipeConfig};
-use shmring::queue::{JoinableQueue, QueueOptions};
+use shmring::pipe::{End, Pipe};
+use shmring::queue::JoinableQueue;
 use shmring::segment::{
     self, ObjectKind, PeerCounter, PeerState, Reclaimed, SegmentInfo, SegmentState,
 };
@@ -21,21 +19,6 @@ use shmring_testkit::{
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 
-fn ring_config() -> RingConfig {
-    RingConfig {
-        capacity: 4096,
-        max_record: 256,
-    }
-}
-
-fn queue_config() -> QueueConfig {
-    QueueConfig {
-        rings: 2,
-        ring: ring_config(),
-        max_len: 0,
-    }
-}
-
 /// Entry point of every child role (returns at once in a normal run).
 #[test]
 fn child_entry() {
@@ -44,7 +27,13 @@ fn child_entry() {
     let name = std::env::var(NAME_VAR).unwrap();
     match role.as_str() {
         "queue_and_hang" => {
-            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let q = mpmc::Queue::builder()
+                .producers(2)
+                .ring_bytes(4096)
+                .max_message(256)
+                .maxsize(0)
+                .create(&name)
+                .unwrap();
             q.producer().unwrap().try_push(b"left behind").unwrap();
             sleep_forever();
         }
@@ -89,7 +78,11 @@ fn kill(mut child: std::process::Child) {
 #[test]
 fn a_ring_shows_its_header_peers_counters_and_depth() {
     let name = unique_name("inspect-ring");
-    let ring = spsc::Ring::create(&name, ring_config(), &CreateOptions::default()).unwrap();
+    let ring = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&name)
+        .unwrap();
     let mut tx = ring.producer().unwrap();
     tx.try_push(b"one").unwrap();
     tx.try_push(b"two").unwrap();
@@ -143,9 +136,14 @@ fn a_ring_shows_its_header_peers_counters_and_depth() {
 
 #[test]
 fn queues_pipes_and_locks_show_their_figures() {
-    let opts = CreateOptions::default();
     let qname = unique_name("inspect-queue");
-    let q = mpmc::Queue::create(&qname, queue_config(), &opts).unwrap();
+    let q = mpmc::Queue::builder()
+        .producers(2)
+        .ring_bytes(4096)
+        .max_message(256)
+        .maxsize(0)
+        .create(&qname)
+        .unwrap();
     let mut p = q.producer().unwrap();
     for _ in 0..3 {
         p.try_push(b"x").unwrap();
@@ -156,7 +154,7 @@ fn queues_pipes_and_locks_show_their_figures() {
     assert!(o.details.contains(&("closed", 0)));
 
     let jname = unique_name("inspect-joinable");
-    let j = JoinableQueue::<u64>::create(&jname, QueueOptions::default(), &opts).unwrap();
+    let j = JoinableQueue::<u64>::builder().create(&jname).unwrap();
     j.put(1).unwrap();
     j.put(2).unwrap();
     let info = segment::inspect(&jname).unwrap();
@@ -166,7 +164,7 @@ fn queues_pipes_and_locks_show_their_figures() {
     assert!(o.details.contains(&("unfinished_tasks", 2)), "{o:?}");
 
     let pname = unique_name("inspect-pipe");
-    let pipe = Pipe::create(&pname, PipeConfig::default(), &opts).unwrap();
+    let pipe = Pipe::builder().create(&pname).unwrap();
     let mut end = pipe.connection(End::First).unwrap();
     end.send(&b"hello".to_vec()).unwrap();
     let o = segment::inspect(&pname).unwrap().object.unwrap();
@@ -174,7 +172,7 @@ fn queues_pipes_and_locks_show_their_figures() {
     assert!(o.details.contains(&("duplex", 1)));
 
     let lname = unique_name("inspect-lock");
-    let lock = Lock::create(&lname, (), &opts).unwrap();
+    let lock = Lock::builder().create(&lname).unwrap();
     let _held = lock.acquire().unwrap();
     let o = segment::inspect(&lname).unwrap().object.unwrap();
     assert!(o.details.contains(&("owner_alive", 1)), "{o:?}");
@@ -249,11 +247,14 @@ fn a_segment_being_created_is_invisible_and_never_reclaimed() {
 #[test]
 fn cleanly_detached_segments_are_kept() {
     let name = unique_name("inspect-left");
-    let opts = CreateOptions {
-        unlink: UnlinkPolicy::Never,
-        ..CreateOptions::default()
-    };
-    drop(spsc::Ring::create(&name, ring_config(), &opts).unwrap());
+    drop(
+        spsc::Ring::builder()
+            .ring_bytes(4096)
+            .max_message(256)
+            .unlink(UnlinkPolicy::Never)
+            .create(&name)
+            .unwrap(),
+    );
     let info = segment::inspect(&name).unwrap();
     assert_eq!(info.peers[0].state, PeerState::Detached);
     assert_eq!((info.alive_peers(), info.dead_peers()), (0, 0));
@@ -316,11 +317,14 @@ fn foreign_short_and_linked_files_are_not_segments() {
 #[test]
 fn a_corrupted_header_is_an_error_in_its_place() {
     let name = unique_name("inspect-corrupt");
-    let opts = CreateOptions {
-        unlink: UnlinkPolicy::Never,
-        ..CreateOptions::default()
-    };
-    drop(spsc::Ring::create(&name, ring_config(), &opts).unwrap());
+    drop(
+        spsc::Ring::builder()
+            .ring_bytes(4096)
+            .max_message(256)
+            .unlink(UnlinkPolicy::Never)
+            .create(&name)
+            .unwrap(),
+    );
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(shm_path(&name))
@@ -400,28 +404,52 @@ proptest! {
 /// The bytes of one freshly made segment of each kind (made, detached,
 /// read, removed), for the patching test below.
 fn pristine_images() -> Vec<Vec<u8>> {
-    let opts = CreateOptions {
-        unlink: UnlinkPolicy::Never,
-        peer_rows: 4,
-        ..CreateOptions::default()
-    };
-    let small = QueueOptions {
-        ring_bytes: 4096,
-        max_message: 256,
-        producers: 2,
-        ..QueueOptions::default()
-    };
-    let pipe = PipeConfig {
-        ring_bytes: 4096,
-        fragment_bytes: None,
-        ..PipeConfig::default()
-    };
     let names: Vec<String> = (0..5).map(|_| unique_name("inspect-image")).collect();
-    drop(spsc::Ring::create(&names[0], ring_config(), &opts).unwrap());
-    drop(mpmc::Queue::create(&names[1], queue_config(), &opts).unwrap());
-    drop(JoinableQueue::<u64>::create(&names[2], small, &opts).unwrap());
-    drop(Pipe::create(&names[3], pipe, &opts).unwrap());
-    drop(Lock::create(&names[4], (), &opts).unwrap());
+    drop(
+        spsc::Ring::builder()
+            .ring_bytes(4096)
+            .max_message(256)
+            .unlink(UnlinkPolicy::Never)
+            .peer_rows(4)
+            .create(&names[0])
+            .unwrap(),
+    );
+    drop(
+        mpmc::Queue::builder()
+            .producers(2)
+            .ring_bytes(4096)
+            .max_message(256)
+            .maxsize(0)
+            .unlink(UnlinkPolicy::Never)
+            .peer_rows(4)
+            .create(&names[1])
+            .unwrap(),
+    );
+    drop(
+        JoinableQueue::<u64>::builder()
+            .ring_bytes(4096)
+            .max_message(256)
+            .producers(2)
+            .unlink(UnlinkPolicy::Never)
+            .peer_rows(4)
+            .create(&names[2])
+            .unwrap(),
+    );
+    drop(
+        Pipe::builder()
+            .ring_bytes(4096)
+            .unlink(UnlinkPolicy::Never)
+            .peer_rows(4)
+            .create(&names[3])
+            .unwrap(),
+    );
+    drop(
+        Lock::builder()
+            .unlink(UnlinkPolicy::Never)
+            .peer_rows(4)
+            .create(&names[4])
+            .unwrap(),
+    );
     names
         .iter()
         .map(|name| {
@@ -470,12 +498,9 @@ proptest! {
 #[test]
 fn facades_count_their_traffic_in_their_peer_rows() {
     let name = unique_name("inspect-counters");
-    let q = shmring::queue::Queue::<u64>::create(
-        &name,
-        QueueOptions::default(),
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let q = shmring::queue::Queue::<u64>::builder()
+        .create(&name)
+        .unwrap();
     for i in 0..3 {
         q.put(i).unwrap();
     }
@@ -491,8 +516,8 @@ fn facades_count_their_traffic_in_their_peer_rows() {
     assert_eq!(sum.get(PeerCounter::Timeouts), 1);
 
     let lock_name = unique_name("inspect-lock-counters");
-    let holder = Lock::create(&lock_name, (), &CreateOptions::default()).unwrap();
-    let other = Lock::open(&lock_name, &Default::default()).unwrap();
+    let holder = Lock::builder().create(&lock_name).unwrap();
+    let other = Lock::open(&lock_name).unwrap();
     let _ = holder.acquire().unwrap().leak();
     assert!(other.acquire_timeout(Duration::from_millis(5)).is_err());
     let info = segment::inspect(&lock_name).unwrap();

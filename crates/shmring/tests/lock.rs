@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::{
     AcquireTimeoutError, Acquired, Lock, LockGuard, RLock, RLockGuard, ReleaseError,
     TryAcquireError,
 };
-use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
 
 const ROUNDS: u64 = 300;
@@ -67,11 +66,10 @@ fn env(name: &str) -> String {
 fn child_entry() {
     let Some(role) = role() else { return };
     let _dog = Watchdog::new(Duration::from_secs(60), "lock child");
-    let opts = OpenOptions::default();
     match role.as_str() {
         "increment" => {
-            let lock = Lock::open(&env("LOCK"), &opts).unwrap();
-            let counter: Dict<String, u64> = Dict::open(&env("DICT"), &opts).unwrap();
+            let lock = Lock::open(&env("LOCK")).unwrap();
+            let counter: Dict<String, u64> = Dict::open(&env("DICT")).unwrap();
             let key = "counter".to_string();
             for _ in 0..ROUNDS {
                 let guard = lock.acquire().unwrap();
@@ -86,11 +84,11 @@ fn child_entry() {
             // Takes LOCK (an RLock, twice, with RLOCK set), then READY (to
             // say so), then waits for the test to release GO before it lets
             // go.
-            let go = Lock::open(&env("GO"), &opts).unwrap();
-            let ready = Lock::open(&env("READY"), &opts).unwrap();
+            let go = Lock::open(&env("GO")).unwrap();
+            let ready = Lock::open(&env("READY")).unwrap();
             let recursive = std::env::var("RLOCK").is_ok();
-            let plain = (!recursive).then(|| Lock::open(&env("LOCK"), &opts).unwrap());
-            let rlock = recursive.then(|| RLock::open(&env("LOCK"), &opts).unwrap());
+            let plain = (!recursive).then(|| Lock::open(&env("LOCK")).unwrap());
+            let rlock = recursive.then(|| RLock::open(&env("LOCK")).unwrap());
             match (&plain, &rlock) {
                 (Some(l), _) => assert_eq!(l.py_acquire(true, None), Ok(Acquired::Yes)),
                 (_, Some(r)) => {
@@ -111,7 +109,7 @@ fn child_entry() {
             }
         }
         "hold-forever" => {
-            let lock = Lock::open(&env("LOCK"), &opts).unwrap();
+            let lock = Lock::open(&env("LOCK")).unwrap();
             let _guard = lock.acquire().unwrap();
             std::thread::sleep(Duration::from_secs(600)); // until killed
         }
@@ -184,8 +182,8 @@ fn releasing_an_unheld_lock_is_an_error() {
 #[test]
 fn any_attachment_may_release_a_lock() {
     let name = unique_name("lock-release-any");
-    let a = Lock::create(&name, (), &CreateOptions::default()).unwrap();
-    let b = Lock::open(&name, &OpenOptions::default()).unwrap();
+    let a = Lock::builder().create(&name).unwrap();
+    let b = Lock::open(&name).unwrap();
     let _ = a.py_acquire(false, None).unwrap();
     assert!(b.is_locked());
     b.release().unwrap();
@@ -201,8 +199,8 @@ fn any_attachment_may_release_a_lock() {
 #[test]
 fn a_lock_is_not_an_rlock() {
     let name = unique_name("lock-flavor");
-    let _lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
-    assert!(RLock::open(&name, &OpenOptions::default()).is_err());
+    let _lock = Lock::builder().create(&name).unwrap();
+    assert!(RLock::open(&name).is_err());
 }
 
 #[test]
@@ -248,9 +246,8 @@ fn rlock_recursion_and_release_counts() {
 fn four_processes_increment_a_counter_under_the_lock() {
     let _dog = Watchdog::new(Duration::from_secs(120), "lock contention");
     let (lock_name, dict_name) = (unique_name("lock-count"), unique_name("lock-count-d"));
-    let lock = Lock::create(&lock_name, (), &CreateOptions::default()).unwrap();
-    let dict: Dict<String, u64> =
-        Dict::create(&dict_name, DictConfig::default(), &CreateOptions::default()).unwrap();
+    let lock = Lock::builder().create(&lock_name).unwrap();
+    let dict: Dict<String, u64> = Dict::builder().create(&dict_name).unwrap();
     let envs = [("LOCK", lock_name.clone()), ("DICT", dict_name.clone())];
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -280,7 +277,7 @@ fn holder(lock: &Lock, name: &str) -> std::process::Child {
 fn sigkilled_holder_is_reported_to_a_try_acquire() {
     let _dog = Watchdog::new(Duration::from_secs(60), "dead holder, try");
     let name = unique_name("lock-dead-try");
-    let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let lock = Lock::builder().create(&name).unwrap();
     let mut child = holder(&lock, &name);
     assert_eq!(lock.py_acquire(false, None), Err(Refused::WouldBlock));
     child.kill().unwrap();
@@ -295,7 +292,7 @@ fn sigkilled_holder_is_reported_to_a_try_acquire() {
 fn sigkilled_holder_is_reported_to_a_sleeping_waiter_promptly() {
     let _dog = Watchdog::new(Duration::from_secs(60), "dead holder, sleeper");
     let name = unique_name("lock-dead-wait");
-    let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let lock = Lock::builder().create(&name).unwrap();
     let mut child = holder(&lock, &name);
     let pid = child.id();
     let killer = std::thread::spawn(move || {
@@ -504,12 +501,11 @@ fn the_longest_timeout_waits_instead_of_overflowing() {
 fn stopped_holder_is_not_taken_over(recursive: bool) {
     let name = unique_name("lock-stop");
     let (go_name, ready_name) = (unique_name("lock-stop-go"), unique_name("lock-stop-ready"));
-    let opts = CreateOptions::default();
-    let plain = (!recursive).then(|| Lock::create(&name, (), &opts).unwrap());
-    let rlock = recursive.then(|| RLock::create(&name, (), &opts).unwrap());
-    let go = Lock::create(&go_name, (), &opts).unwrap();
+    let plain = (!recursive).then(|| Lock::builder().create(&name).unwrap());
+    let rlock = recursive.then(|| RLock::builder().create(&name).unwrap());
+    let go = Lock::builder().create(&go_name).unwrap();
     let go_guard = go.acquire().unwrap();
-    let ready = Lock::create(&ready_name, (), &opts).unwrap();
+    let ready = Lock::builder().create(&ready_name).unwrap();
     let mut envs = vec![
         ("LOCK", name.clone()),
         ("GO", go_name.clone()),
@@ -676,7 +672,7 @@ fn only_a_wait_that_runs_out_counts_as_a_timeout() {
     let _dog = Watchdog::new(Duration::from_secs(20), "timeout counter");
     use shmring::segment::{self, PeerCounter};
     let name = unique_name("lock-timeouts");
-    let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+    let lock = Lock::builder().create(&name).unwrap();
     let _held = lock.acquire().unwrap();
     let timeouts = || {
         segment::inspect(&name)
@@ -698,7 +694,7 @@ fn a_dead_holder_is_reported_on_the_guard_of_every_form() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dead holder, four forms");
     for form in 0..4 {
         let name = unique_name("lock-dead-forms");
-        let lock = Lock::create(&name, (), &CreateOptions::default()).unwrap();
+        let lock = Lock::builder().create(&name).unwrap();
         let mut child = holder(&lock, &name);
         child.kill().unwrap();
         child.wait().unwrap();

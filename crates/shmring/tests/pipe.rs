@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{Connection, End, Pipe, PipeConfig, RecvError, SendError};
-use shmring::{AttachError, CreateOptions, OpenOptions};
+use shmring::pipe::{ConnectError, Connection, End, Pipe, RecvError, SendError};
+use shmring::{Builder, RoleError};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
 #[path = "pipe/handover.rs"]
@@ -24,12 +24,8 @@ fn dog(what: &str) -> Watchdog {
 }
 
 /// A small ring with small fragments, so that fragmenting is exercised.
-fn small() -> PipeConfig {
-    PipeConfig {
-        ring_bytes: 4096,
-        fragment_bytes: Some(256),
-        ..PipeConfig::default()
-    }
+fn small() -> Builder<Pipe> {
+    Pipe::builder().ring_bytes(4096).fragment_bytes(256)
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -146,11 +142,12 @@ fn sending_to_a_closed_end_is_a_broken_pipe() {
 #[test]
 fn closing_wakes_a_writer_blocked_on_a_full_ring() {
     let _dog = dog("close wakes writer");
-    let (reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (reader, mut writer) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .pair()
+        .unwrap();
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         drop(reader);
@@ -236,11 +233,12 @@ fn bad_message_length_makes_a_duplex_end_write_only() {
 #[test]
 fn bad_message_length_closes_a_read_only_end() {
     let _dog = dog("maxlength simplex");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .pair()
+        .unwrap();
     writer.send_bytes(&pattern(1000, 1), 0, None).unwrap(); // fragmented
     assert!(matches!(
         reader.recv_bytes(Some(999)),
@@ -254,7 +252,11 @@ fn bad_message_length_closes_a_read_only_end() {
 #[test]
 fn recv_bytes_into_offset_and_buffer_too_short() {
     let _dog = dog("recv_bytes_into");
-    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
+    let (mut a, mut b) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .pair()
+        .unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(
         a.recv_bytes_into(&mut buf, 9),
@@ -293,7 +295,11 @@ fn recv_bytes_into_offset_and_buffer_too_short() {
 #[test]
 fn every_length_around_the_fragment_size_round_trips() {
     let _dog = dog("fragment edges");
-    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
+    let (mut a, mut b) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .pair()
+        .unwrap();
     for len in [0, 1, 255, 256, 257, 511, 512, 513, 768, 3000] {
         let msg = pattern(len, len as u8);
         a.send_bytes(&msg, 0, None).unwrap();
@@ -305,16 +311,11 @@ fn every_length_around_the_fragment_size_round_trips() {
 #[test]
 fn a_32_mib_message_goes_through_a_1_mib_ring() {
     let _dog = dog("32 MiB");
-    let config = PipeConfig {
-        ring_bytes: 1 << 20,
-        fragment_bytes: None,
-        ..PipeConfig::default()
-    };
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..config
-    })
-    .unwrap();
+    let (mut reader, mut writer) = Pipe::builder()
+        .ring_bytes(1 << 20)
+        .duplex(false)
+        .pair()
+        .unwrap();
     let msg = pattern(32 << 20, 9);
     let expected = msg.clone();
     let sender = std::thread::spawn(move || {
@@ -337,7 +338,11 @@ fn many_small_messages_keep_order() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
+    let (mut a, mut b) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .pair()
+        .unwrap();
     let mut buf = [0u8; 64];
     let mut next = 0u64;
     for i in 0..n {
@@ -363,7 +368,7 @@ fn decoding_errors_are_codec_errors() {
 /// A named duplex pipe with the default configuration, and its name.
 fn named_duplex(prefix: &str) -> (String, Pipe) {
     let name = unique_name(prefix);
-    let pipe = Pipe::create(&name, PipeConfig::default(), &CreateOptions::default()).unwrap();
+    let pipe = Pipe::builder().create(&name).unwrap();
     (name, pipe)
 }
 
@@ -375,13 +380,13 @@ fn named_pipe_ends_are_claimed_once() {
     let mut first = pipe.connection(End::First).unwrap();
     assert!(matches!(
         pipe.connection(End::First),
-        Err(AttachError::RoleTaken { .. })
+        Err(RoleError::RoleTaken { .. })
     ));
     assert!(matches!(
-        Connection::open(&name, End::First, &OpenOptions::default()),
-        Err(AttachError::RoleTaken { .. })
+        Connection::open(&name, End::First),
+        Err(ConnectError::Role(RoleError::RoleTaken { .. }))
     ));
-    let mut second = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    let mut second = Connection::open(&name, End::Second).unwrap();
     first.send(&5u32).unwrap();
     assert_eq!(second.recv::<u32>().unwrap(), 5);
     second.send(&6u32).unwrap();
@@ -412,7 +417,7 @@ const VAR: &str = "SHMRING_TEST_PIPE";
 #[test]
 fn child_entry() {
     let Some(role) = role() else { return };
-    let mut conn = Connection::open_inherited(VAR, &OpenOptions::default()).unwrap();
+    let mut conn = Connection::open_inherited(VAR).unwrap();
     match role.as_str() {
         "echo-plus-one" => loop {
             match conn.recv::<u64>() {
@@ -543,11 +548,12 @@ fn eof_within_a_second_when_the_writer_is_killed() {
 #[test]
 fn truncated_message_when_the_writer_dies_mid_message() {
     let _dog = dog("truncated");
-    let (mut reader, writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, writer) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .pair()
+        .unwrap();
     let mut child = spawn_with(&writer, "send-huge-then-hang");
     drop(writer);
     assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());

@@ -206,5 +206,5 @@ fn a_prepared_command_keeps_its_settings_and_runs_the_entry() {
 }
 
 fn new_queue() -> Queue<u64> {
-    Queue::create_anonymous(Default::default(), &Default::default()).unwrap()
+    Queue::builder().anonymous().unwrap()
 }

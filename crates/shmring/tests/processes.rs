@@ -4,10 +4,9 @@
 use shmring::core::wait::Until;
 use std::time::Duration;
 
-use shmring::core::{PopError, RingConfig};
-use shmring::mpmc::{Queue, QueueConfig};
+use shmring::core::PopError;
+use shmring::mpmc::Queue;
 use shmring::spsc::Ring;
-use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
 const QUEUE_PRODUCERS: u32 = 4;
@@ -55,10 +54,9 @@ fn decode(buf: &[u8]) -> (u32, u32) {
 fn child_entry() {
     let Some(role) = role() else { return };
     let n = per_producer();
-    let opts = OpenOptions::default();
     match role.as_str() {
         "spsc-consumer" => {
-            let ring = Ring::open(&env("RING"), &opts).unwrap();
+            let ring = Ring::open(&env("RING")).unwrap();
             let mut rx = ring.consumer().unwrap();
             let mut buf = Vec::new();
             for expect in 0..n {
@@ -72,7 +70,7 @@ fn child_entry() {
             );
         }
         "queue-producer" => {
-            let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
+            let queue = Queue::open(&env("QUEUE")).unwrap();
             let id: u32 = env("ID").parse().unwrap();
             let mut tx = queue.producer().unwrap();
             let mut buf = Vec::new();
@@ -83,7 +81,7 @@ fn child_entry() {
             }
         }
         "queue-consumer" => {
-            let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
+            let queue = Queue::open(&env("QUEUE")).unwrap();
             let mut rx = queue.consumer();
             let mut seen = vec![0u8; (QUEUE_PRODUCERS * n).div_ceil(8) as usize];
             let mut last = vec![None::<u32>; QUEUE_PRODUCERS as usize];
@@ -107,7 +105,7 @@ fn child_entry() {
             std::fs::write(env("OUT"), seen).unwrap();
         }
         "spsc-producer-then-hang" => {
-            let ring = Ring::open(&env("RING"), &opts).unwrap();
+            let ring = Ring::open(&env("RING")).unwrap();
             let mut tx = ring.producer().unwrap();
             let mut buf = Vec::new();
             for seq in 0..100 {
@@ -118,7 +116,7 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(600)); // until killed
         }
         "queue-producer-forever" => {
-            let queue = Queue::open(&env("QUEUE"), &opts).unwrap();
+            let queue = Queue::open(&env("QUEUE")).unwrap();
             let mut tx = queue.producer().unwrap();
             let mut buf = Vec::new();
             for seq in 0.. {
@@ -136,15 +134,11 @@ fn child_entry() {
 fn spsc_ring_between_two_processes_keeps_order() {
     let _dog = Watchdog::new(Duration::from_secs(120), "spsc between processes");
     let name = unique_name("spsc-procs");
-    let ring = Ring::create(
-        &name,
-        RingConfig {
-            capacity: 1 << 16,
-            max_record: 64,
-        },
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let ring = Ring::builder()
+        .ring_bytes(1 << 16)
+        .max_message(64)
+        .create(&name)
+        .unwrap();
     let child = spawn_role("child_entry", "spsc-consumer", &[("RING", name.clone())])
         .spawn()
         .unwrap();
@@ -163,15 +157,13 @@ fn spsc_ring_between_two_processes_keeps_order() {
 fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
     let _dog = Watchdog::new(Duration::from_secs(240), "mpmc between processes");
     let name = unique_name("mpmc-procs");
-    let config = QueueConfig {
-        rings: 8,
-        ring: RingConfig {
-            capacity: 1 << 16,
-            max_record: 64,
-        },
-        max_len: 0,
-    };
-    let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
+    let queue = Queue::builder()
+        .producers(8)
+        .ring_bytes(1 << 16)
+        .max_message(64)
+        .maxsize(0)
+        .create(&name)
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("shmring-mpmc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let outs: Vec<_> = (0..CONSUMERS)
@@ -225,15 +217,11 @@ fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
 fn spsc_consumer_sees_closed_when_producer_process_dies() {
     let _dog = Watchdog::new(Duration::from_secs(60), "spsc producer death");
     let name = unique_name("spsc-death");
-    let ring = Ring::create(
-        &name,
-        RingConfig {
-            capacity: 1 << 14,
-            max_record: 64,
-        },
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let ring = Ring::builder()
+        .ring_bytes(1 << 14)
+        .max_message(64)
+        .create(&name)
+        .unwrap();
     let mut rx = ring.consumer().unwrap();
     let mut child = spawn_role(
         "child_entry",
@@ -267,15 +255,13 @@ fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
     let _dog = Watchdog::new(Duration::from_secs(60), "mpmc producer death");
     let name = unique_name("mpmc-death");
     // One producer ring only: the next producer must take over the dead one's.
-    let config = QueueConfig {
-        rings: 1,
-        ring: RingConfig {
-            capacity: 1 << 12,
-            max_record: 64,
-        },
-        max_len: 0,
-    };
-    let queue = Queue::create(&name, config, &CreateOptions::default()).unwrap();
+    let queue = Queue::builder()
+        .producers(1)
+        .ring_bytes(1 << 12)
+        .max_message(64)
+        .maxsize(0)
+        .create(&name)
+        .unwrap();
     let mut rx = queue.consumer();
     let mut child = spawn_role(
         "child_entry",

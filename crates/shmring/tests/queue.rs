@@ -6,17 +6,13 @@ use std::time::{Duration, Instant};
 use shmring::codec::Message;
 use shmring::queue::{
     GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
-    QueueOptions, SimpleQueue, TryGetError, TryJoinError, TryPutError,
+    SimpleQueue, TryGetError, TryJoinError, TryPutError,
 };
-use shmring::{CreateOptions, OpenOptions};
+use shmring::{Builder, CreateError};
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
 fn anon<T: Message>(maxsize: u64) -> Queue<T> {
-    let options = QueueOptions {
-        maxsize,
-        ..Default::default()
-    };
-    Queue::create_anonymous(options, &CreateOptions::default()).unwrap()
+    Queue::new(maxsize).unwrap()
 }
 
 #[test]
@@ -95,9 +91,8 @@ fn zero_timeout_tries_once() {
 #[test]
 fn close_fails_this_handle_only() {
     let name = unique_name("queue-close");
-    let a =
-        Queue::<u32>::create(&name, QueueOptions::default(), &CreateOptions::default()).unwrap();
-    let b = Queue::<u32>::open(&name, &OpenOptions::default()).unwrap();
+    let a = Queue::<u32>::builder().create(&name).unwrap();
+    let b = Queue::<u32>::open(&name).unwrap();
     a.put(1).unwrap();
     a.close();
     assert!(a.is_closed());
@@ -126,52 +121,96 @@ fn shutdown_wakes_a_sleeping_getter_in_another_thread() {
 
 #[test]
 fn too_large_and_undecodable_messages_are_errors() {
-    let options = QueueOptions {
-        max_message: 16,
-        ring_bytes: 4096,
-        ..Default::default()
-    };
-    let q = Queue::<Vec<u8>>::create_anonymous(options, &CreateOptions::default()).unwrap();
+    let q = Queue::<Vec<u8>>::builder()
+        .max_message(16)
+        .ring_bytes(4096)
+        .anonymous()
+        .unwrap();
     assert!(matches!(q.put(vec![0; 17]), Err(PutError::TooLarge(v, 17)) if v.len() == 17));
     // The same segment read as another type: a decode error, not garbage.
     let name = unique_name("queue-types");
-    let bytes = Queue::<Vec<u8>>::create(&name, QueueOptions::default(), &CreateOptions::default())
-        .unwrap();
+    let bytes = Queue::<Vec<u8>>::builder().create(&name).unwrap();
     bytes.put(vec![0xff, 0xfe]).unwrap();
-    let text = Queue::<String>::open(&name, &OpenOptions::default()).unwrap();
+    let text = Queue::<String>::open(&name).unwrap();
     assert!(matches!(text.get(), Err(GetError::Decode(_))));
 }
 
 #[test]
-fn bad_options_are_config_errors() {
-    let bad = |o: QueueOptions| {
-        Queue::<u8>::create_anonymous(o, &CreateOptions::default())
-            .unwrap_err()
-            .to_string()
+fn bad_options_are_named_as_the_user_set_them() {
+    let bad = |b: Builder<Queue<u8>>| b.anonymous().unwrap_err();
+    let option = |e: &CreateError| match e {
+        CreateError::InvalidOption { option, .. } => *option,
+        other => panic!("not an invalid option: {other}"),
     };
-    assert!(bad(QueueOptions {
-        producers: 0,
-        ..Default::default()
-    })
-    .contains("producer ring count"));
-    assert!(bad(QueueOptions {
-        ring_bytes: 1000,
-        ..Default::default()
-    })
-    .contains("power of two"));
-    assert!(bad(QueueOptions {
-        ring_bytes: 4096,
-        max_message: 8192,
-        ..Default::default()
-    })
-    .contains("does not fit"));
+    let e = bad(Queue::builder().producers(0));
+    assert_eq!(option(&e), "producers", "{e}");
+    assert!(
+        e.to_string().contains("`producers`: 0 must be between 1"),
+        "{e}"
+    );
+    let e = bad(Queue::builder().ring_bytes(1000));
+    assert_eq!(option(&e), "ring_bytes", "{e}");
+    assert!(e.to_string().contains("power of two"), "{e}");
+    // The core's words ("capacity", "maximum record") never reach the user.
+    let e = bad(Queue::builder().ring_bytes(4096).max_message(8192));
+    assert_eq!(option(&e), "max_message", "{e}");
+    let text = e.to_string();
+    assert!(text.contains("do not fit"), "{text}");
+    assert!(text.contains("`ring_bytes`"), "{text}");
+    assert!(
+        !text.contains("capacity") && !text.contains("maximum record"),
+        "{text}"
+    );
+    // The engine's queue and ring, and every queue kind, say the same.
+    let e = shmring::mpmc::Queue::builder()
+        .ring_bytes(4096)
+        .max_message(8192)
+        .anonymous()
+        .unwrap_err();
+    assert_eq!(option(&e), "max_message", "{e}");
+    let e = shmring::spsc::Ring::builder()
+        .ring_bytes(100)
+        .anonymous()
+        .unwrap_err();
+    assert_eq!(option(&e), "ring_bytes", "{e}");
+    let e = JoinableQueue::<u8>::builder()
+        .producers(0)
+        .anonymous()
+        .unwrap_err();
+    assert_eq!(option(&e), "producers", "{e}");
+    let e = SimpleQueue::<u8>::builder()
+        .ring_bytes(4096)
+        .max_message(8192)
+        .anonymous()
+        .unwrap_err();
+    assert_eq!(option(&e), "max_message", "{e}");
+    // A pipe's record bound is its `fragment_bytes`.
+    let e = shmring::pipe::Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(8192)
+        .pair()
+        .unwrap_err();
+    assert_eq!(option(&e), "fragment_bytes", "{e}");
+    let e = shmring::pipe::Pipe::builder()
+        .fragment_bytes(4)
+        .pair()
+        .unwrap_err();
+    assert_eq!(option(&e), "fragment_bytes", "{e}");
+    let e = shmring::dict::Dict::<u8, u8>::builder()
+        .capacity(0)
+        .anonymous()
+        .unwrap_err();
+    assert_eq!(option(&e), "capacity", "{e}");
+    let e = shmring::dict::Dict::<u8, u8>::builder()
+        .max_key(0)
+        .anonymous()
+        .unwrap_err();
+    assert_eq!(option(&e), "max_key", "{e}");
 }
 
 #[test]
 fn joinable_task_done_too_many_times() {
-    let q =
-        JoinableQueue::<u8>::create_anonymous(QueueOptions::default(), &CreateOptions::default())
-            .unwrap();
+    let q = JoinableQueue::<u8>::new(0).unwrap();
     assert_eq!(
         q.task_done().unwrap_err().to_string(),
         "task_done() called too many times"
@@ -187,10 +226,7 @@ fn joinable_task_done_too_many_times() {
 #[test]
 fn joinable_join_waits_for_task_done() {
     let _dog = Watchdog::new(Duration::from_secs(20), "join");
-    let q = std::sync::Arc::new(
-        JoinableQueue::<u32>::create_anonymous(QueueOptions::default(), &CreateOptions::default())
-            .unwrap(),
-    );
+    let q = std::sync::Arc::new(JoinableQueue::<u32>::new(0).unwrap());
     for i in 0..3 {
         q.put(i).unwrap();
     }
@@ -215,9 +251,7 @@ fn joinable_join_waits_for_task_done() {
 
 #[test]
 fn simple_queue_put_get_empty_close() {
-    let q =
-        SimpleQueue::<u64>::create_anonymous(QueueOptions::default(), &CreateOptions::default())
-            .unwrap();
+    let q = SimpleQueue::<u64>::new().unwrap();
     assert!(q.is_empty());
     q.put(9).unwrap();
     assert!(!q.is_empty());
@@ -232,11 +266,12 @@ fn simple_queue_put_get_empty_close() {
 #[test]
 fn child_entry() {
     let Some(role) = role() else { return };
-    let opts = OpenOptions::default();
     match role.as_str() {
         "joinable-worker" => {
-            let q = JoinableQueue::<u64>::open_inherited("JQ", &opts).unwrap();
-            let results = Queue::<u64>::open_inherited("RESULTS", &opts).unwrap();
+            let q = JoinableQueue::<u64>::builder()
+                .open_inherited("JQ")
+                .unwrap();
+            let results = Queue::<u64>::builder().open_inherited("RESULTS").unwrap();
             loop {
                 match q.get() {
                     Ok(n) => {
@@ -249,7 +284,7 @@ fn child_entry() {
             }
         }
         "sender" => {
-            let q = Queue::<u64>::open_inherited("Q", &opts).unwrap();
+            let q = Queue::<u64>::builder().open_inherited("Q").unwrap();
             let mut tx = q.sender().unwrap();
             for i in 0..10_000u64 {
                 tx.put_timeout(i, Duration::from_secs(20)).unwrap();
@@ -258,7 +293,7 @@ fn child_entry() {
         "sleeper" => {
             // Blocks in `get` (spins 5 µs, then sleeps) until the parent
             // puts; exits 0 once it has the value.
-            let q = Queue::<u64>::open_inherited("Q", &opts).unwrap();
+            let q = Queue::<u64>::builder().open_inherited("Q").unwrap();
             assert_eq!(q.get_timeout(Duration::from_secs(20)).unwrap(), 42);
         }
         other => panic!("unknown role {other}"),
@@ -299,11 +334,7 @@ fn sleeps_and_wakes_are_counted_and_polling_counts_neither() {
 #[test]
 fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
     let _dog = Watchdog::new(Duration::from_secs(60), "sender/receiver");
-    let options = QueueOptions {
-        maxsize: 64,
-        ..QueueOptions::default()
-    };
-    let q = Queue::<u64>::create_anonymous(options, &CreateOptions::default()).unwrap();
+    let q = Queue::<u64>::new(64).unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
             let mut cmd = spawn_role("child_entry", "sender", &[]);
@@ -363,11 +394,8 @@ fn sender_gives_the_item_back_and_shares_the_queue_s_limits() {
 #[test]
 fn joinable_queue_across_processes() {
     let _dog = Watchdog::new(Duration::from_secs(60), "joinable across processes");
-    let q =
-        JoinableQueue::<u64>::create_anonymous(QueueOptions::default(), &CreateOptions::default())
-            .unwrap();
-    let results =
-        Queue::<u64>::create_anonymous(QueueOptions::default(), &CreateOptions::default()).unwrap();
+    let q = JoinableQueue::<u64>::new(0).unwrap();
+    let results = Queue::<u64>::new(0).unwrap();
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let mut cmd = spawn_role("child_entry", "joinable-worker", &[]);
@@ -422,9 +450,7 @@ fn serde_messages_through_a_queue() {
 
 #[test]
 fn each_form_of_join_reports_in_its_own_type() {
-    let q =
-        JoinableQueue::<u64>::create_anonymous(QueueOptions::default(), &CreateOptions::default())
-            .unwrap();
+    let q = JoinableQueue::<u64>::new(0).unwrap();
     assert_eq!(q.try_join(), Ok(()));
     q.put(1).unwrap();
     assert_eq!(q.try_join(), Err(TryJoinError::Unfinished));

@@ -14,10 +14,9 @@ use std::thread;
 use std::time::Duration;
 
 use shmring::queue::{
-    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueOptions,
-    SimpleQueue, TryGetError, TryPutError,
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
+    TryGetError, TryPutError,
 };
-use shmring::CreateOptions;
 use shmring_testkit::Watchdog;
 
 const _: () = {
@@ -26,13 +25,6 @@ const _: () = {
     send_sync::<JoinableQueue<u64>>();
     send_sync::<SimpleQueue<u64>>();
 };
-
-fn options(maxsize: u64) -> QueueOptions {
-    QueueOptions {
-        maxsize,
-        ..Default::default()
-    }
-}
 
 /// What the tests need of a queue facade with timeouts.
 trait Timed: Send + Sync + 'static {
@@ -141,32 +133,21 @@ fn put_side<Q: Timed>(q: Arc<Q>) {
 #[test]
 fn a_sleeping_get_blocks_no_other_thread_of_the_handle() {
     let _dog = Watchdog::new(Duration::from_secs(30), "get side");
-    let opts = CreateOptions::default();
-    get_side(Arc::new(
-        Queue::create_anonymous(options(0), &opts).unwrap(),
-    ));
-    get_side(Arc::new(
-        JoinableQueue::create_anonymous(options(0), &opts).unwrap(),
-    ));
+    get_side(Arc::new(Queue::new(0).unwrap()));
+    get_side(Arc::new(JoinableQueue::new(0).unwrap()));
 }
 
 #[test]
 fn a_sleeping_put_blocks_no_other_thread_of_the_handle() {
     let _dog = Watchdog::new(Duration::from_secs(30), "put side");
-    let opts = CreateOptions::default();
-    put_side(Arc::new(
-        Queue::create_anonymous(options(1), &opts).unwrap(),
-    ));
-    put_side(Arc::new(
-        JoinableQueue::create_anonymous(options(1), &opts).unwrap(),
-    ));
+    put_side(Arc::new(Queue::new(1).unwrap()));
+    put_side(Arc::new(JoinableQueue::new(1).unwrap()));
 }
 
 #[test]
 fn simple_queue_put_and_empty_do_not_wait_behind_a_sleeping_get() {
     let _dog = Watchdog::new(Duration::from_secs(30), "simple queue");
-    let q =
-        Arc::new(SimpleQueue::<u64>::create_anonymous(options(0), &Default::default()).unwrap());
+    let q = Arc::new(SimpleQueue::<u64>::new().unwrap());
     let started = Arc::new(AtomicBool::new(false));
     let sleeper = {
         let (q, started) = (q.clone(), started.clone());
@@ -185,10 +166,9 @@ fn simple_queue_put_and_empty_do_not_wait_behind_a_sleeping_get() {
 #[test]
 fn close_wakes_this_handles_sleepers() {
     let _dog = Watchdog::new(Duration::from_secs(30), "close wakes");
-    let q = Arc::new(Queue::<u64>::create_anonymous(options(1), &Default::default()).unwrap());
+    let q = Arc::new(Queue::<u64>::new(1).unwrap());
     q.put(1).unwrap();
-    let getter_q =
-        Arc::new(Queue::<u64>::create_anonymous(options(0), &Default::default()).unwrap());
+    let getter_q = Arc::new(Queue::<u64>::new(0).unwrap());
     let started = Arc::new(AtomicBool::new(false));
     let putter = {
         let (q, started) = (q.clone(), started.clone());
@@ -219,8 +199,8 @@ fn threads_sharing_handles_lose_and_duplicate_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(120), "threads share handles");
     const PER: u64 = 5_000;
     let name = shmring_testkit::unique_name("queue-threads");
-    let tx = Arc::new(Queue::<u64>::create(&name, options(8), &Default::default()).unwrap());
-    let rx = Arc::new(Queue::<u64>::open(&name, &Default::default()).unwrap());
+    let tx = Arc::new(Queue::<u64>::builder().maxsize(8).create(&name).unwrap());
+    let rx = Arc::new(Queue::<u64>::open(&name).unwrap());
     let putters: Vec<_> = (0..4u64)
         .map(|t| {
             let tx = tx.clone();

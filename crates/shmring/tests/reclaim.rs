@@ -6,11 +6,10 @@
 use std::process::Child;
 use std::time::Duration;
 
-use shmring::core::RingConfig;
-use shmring::dict::{Dict, DictConfig};
-use shmring::queue::{Queue, QueueOptions};
+use shmring::dict::Dict;
+use shmring::queue::Queue;
 use shmring::segment;
-use shmring::{spsc, AttachError, CreateOptions, OpenOptions, SegmentError, UnlinkPolicy};
+use shmring::{spsc, CreateError, OpenError, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
     role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
     Watchdog,
@@ -18,22 +17,6 @@ use shmring_testkit::{
 
 const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 const POLICY_VAR: &str = "SHMRING_TEST_POLICY";
-
-fn ring_config() -> RingConfig {
-    RingConfig {
-        capacity: 4096,
-        max_record: 256,
-    }
-}
-
-fn queue_options() -> QueueOptions {
-    QueueOptions {
-        ring_bytes: 8192,
-        max_message: 64,
-        producers: 2,
-        ..QueueOptions::default()
-    }
-}
 
 /// Entry point of every child role (returns at once in a normal run).
 #[test]
@@ -45,39 +28,49 @@ fn child_entry() {
         Ok("never") => UnlinkPolicy::Never,
         _ => UnlinkPolicy::OnLastPeerDrop,
     };
-    let opts = CreateOptions {
-        unlink,
-        ..CreateOptions::default()
-    };
     match role.as_str() {
         "create_and_hang" => {
-            let _ring = spsc::Ring::create(&name, ring_config(), &opts).unwrap();
+            let _ring = spsc::Ring::builder()
+                .ring_bytes(4096)
+                .max_message(256)
+                .unlink(unlink)
+                .create(&name)
+                .unwrap();
             sleep_forever();
         }
         "open_and_hang" => {
-            let _ring = spsc::Ring::open(&name, &OpenOptions::default()).unwrap();
+            let _ring = spsc::Ring::open(&name).unwrap();
             sleep_forever();
         }
         "fill_queue_and_hang" => {
-            let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+            let q = Queue::<u64>::builder()
+                .ring_bytes(8192)
+                .max_message(64)
+                .producers(2)
+                .unlink(unlink)
+                .create(&name)
+                .unwrap();
             for i in 0..100 {
                 q.put(i).unwrap();
             }
             sleep_forever();
         }
         "open_queue_and_hang" => {
-            let _q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+            let _q = Queue::<u64>::open(&name).unwrap();
             sleep_forever();
         }
         "fill_dict_and_hang" => {
-            let d = Dict::<u64, u64>::create(&name, DictConfig::default(), &opts).unwrap();
+            let d = Dict::<u64, u64>::builder()
+                .unlink(unlink)
+                .create(&name)
+                .unwrap();
             for i in 0..3 {
                 d.insert(&i, &(i * 10)).unwrap();
             }
             sleep_forever();
         }
         "queue_user" => {
-            let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+            let q = Queue::<u64>::open(&name).unwrap();
             q.put(std::process::id().into()).unwrap();
             // Stay attached until the parent has let go of its own handle.
             let parent = std::os::unix::process::parent_id();
@@ -129,20 +122,25 @@ fn a_create_reclaims_a_name_whose_peers_were_all_killed() {
     let name = unique_name("reclaim-create");
     abandoned(&name, "default");
 
-    let keep = CreateOptions {
-        reclaim_abandoned: false,
-        ..CreateOptions::default()
-    };
-    let err = spsc::Ring::create(&name, ring_config(), &keep).unwrap_err();
+    let err = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .reclaim_abandoned(false)
+        .create(&name)
+        .unwrap_err();
     assert!(
         matches!(
             err,
-            AttachError::Segment(SegmentError::AlreadyExists { .. })
+            CreateError::Segment(SegmentError::AlreadyExists { .. })
         ),
         "{err}"
     );
 
-    let ring = spsc::Ring::create(&name, ring_config(), &CreateOptions::default()).unwrap();
+    let ring = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&name)
+        .unwrap();
     let info = segment::inspect(&name).unwrap();
     assert_eq!(
         (info.alive_peers(), info.dead_peers()),
@@ -161,11 +159,15 @@ fn a_create_never_replaces_a_live_or_a_kept_segment() {
     let child = spawn_child("create_and_hang", &live, "default", |i| {
         i.alive_peers() == 1
     });
-    let err = spsc::Ring::create(&live, ring_config(), &CreateOptions::default()).unwrap_err();
+    let err = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&live)
+        .unwrap_err();
     assert!(
         matches!(
             err,
-            AttachError::Segment(SegmentError::AlreadyExists { .. })
+            CreateError::Segment(SegmentError::AlreadyExists { .. })
         ),
         "{err}"
     );
@@ -173,11 +175,15 @@ fn a_create_never_replaces_a_live_or_a_kept_segment() {
 
     let kept = unique_name("reclaim-never");
     abandoned(&kept, "never");
-    let err = spsc::Ring::create(&kept, ring_config(), &CreateOptions::default()).unwrap_err();
+    let err = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&kept)
+        .unwrap_err();
     assert!(
         matches!(
             err,
-            AttachError::Segment(SegmentError::AlreadyExists { .. })
+            CreateError::Segment(SegmentError::AlreadyExists { .. })
         ),
         "{err}"
     );
@@ -199,7 +205,11 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
     abandoned(&dead, "default");
     abandoned(&never, "never");
     abandoned(&elsewhere, "default");
-    let ring = spsc::Ring::create(&live, ring_config(), &CreateOptions::default()).unwrap();
+    let ring = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&live)
+        .unwrap();
 
     assert_eq!(
         segment::sweep(&base, Duration::from_secs(3600)).unwrap(),
@@ -226,13 +236,12 @@ fn sweep_removes_only_this_prefix_s_abandoned_idle_segments() {
 fn nothing_is_left_once_every_peer_has_exited() {
     let _dog = Watchdog::new(Duration::from_secs(90), "clean exits");
     let name = unique_name("reclaim-exit");
-    let opts = QueueOptions {
-        ring_bytes: 4096,
-        max_message: 64,
-        producers: 4,
-        ..QueueOptions::default()
-    };
-    let q = Queue::<u64>::create(&name, opts, &CreateOptions::default()).unwrap();
+    let q = Queue::<u64>::builder()
+        .ring_bytes(4096)
+        .max_message(64)
+        .producers(4)
+        .create(&name)
+        .unwrap();
     let children: Vec<Child> = (0..3)
         .map(|_| {
             spawn_role("child_entry", "queue_user", &[(NAME_VAR, name.clone())])
@@ -266,7 +275,7 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
         abandoned(&name, "default");
         let opener = {
             let name = name.clone();
-            std::thread::spawn(move || spsc::Ring::open(&name, &OpenOptions::default()))
+            std::thread::spawn(move || spsc::Ring::open(&name))
         };
         let reclaimed = segment::reclaim(&name);
         match opener.join().unwrap() {
@@ -280,7 +289,7 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
                 assert!(shm_exists(&name));
                 drop(ring);
             }
-            Err(AttachError::Segment(SegmentError::NotFound { .. })) => {
+            Err(OpenError::Segment(SegmentError::NotFound { .. })) => {
                 assert_eq!(reclaimed.unwrap(), segment::Reclaimed::Removed);
             }
             Err(e) => panic!("round {round}: {e}"),
@@ -300,12 +309,17 @@ fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
     let info = segment::inspect(&name).unwrap();
     assert!(info.is_abandoned() && info.holds_data());
 
-    let err = Queue::<u64>::create(&name, queue_options(), &CreateOptions::default()).unwrap_err();
+    let err = Queue::<u64>::builder()
+        .ring_bytes(8192)
+        .max_message(64)
+        .producers(2)
+        .create(&name)
+        .unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(
             err,
-            AttachError::Segment(SegmentError::AlreadyExists {
+            CreateError::Segment(SegmentError::AlreadyExists {
                 undelivered: true,
                 ..
             })
@@ -318,7 +332,7 @@ fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
     );
     assert!(shm_exists(&name));
 
-    let q = Queue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let q = Queue::<u64>::open(&name).unwrap();
     let got: Vec<u64> = (0..100)
         .map(|_| q.get_timeout(Duration::from_secs(10)).unwrap())
         .collect();
@@ -335,19 +349,18 @@ fn a_create_never_deletes_dict_entries() {
         i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(3))
     });
     kill(child);
-    let err = Dict::<u64, u64>::create(&name, DictConfig::default(), &CreateOptions::default())
-        .unwrap_err();
+    let err = Dict::<u64, u64>::builder().create(&name).unwrap_err();
     assert!(
         matches!(
             err,
-            AttachError::Segment(SegmentError::AlreadyExists {
+            CreateError::Segment(SegmentError::AlreadyExists {
                 undelivered: true,
                 ..
             })
         ),
         "{err}"
     );
-    let d = Dict::<u64, u64>::open(&name, &OpenOptions::default()).unwrap();
+    let d = Dict::<u64, u64>::open(&name).unwrap();
     for i in 0..3 {
         assert_eq!(d.get(&i).unwrap(), Some(i * 10));
     }
@@ -366,8 +379,12 @@ fn a_create_never_deletes_dict_entries() {
 fn an_abandoned_queue_that_holds_nothing_is_replaced_by_a_create() {
     let _dog = Watchdog::new(Duration::from_secs(90), "create over an empty queue");
     let name = unique_name("reclaim-emptied");
-    let opts = CreateOptions::default();
-    let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+    let q = Queue::<u64>::builder()
+        .ring_bytes(8192)
+        .max_message(64)
+        .producers(2)
+        .create(&name)
+        .unwrap();
     q.put(7).unwrap();
     let child = spawn_child("open_queue_and_hang", &name, "default", |i| {
         i.alive_peers() == 2
@@ -380,7 +397,12 @@ fn an_abandoned_queue_that_holds_nothing_is_replaced_by_a_create() {
     kill(child);
     let info = segment::inspect(&name).unwrap();
     assert!(info.is_abandoned() && !info.holds_data(), "{info:?}");
-    let q = Queue::<u64>::create(&name, queue_options(), &opts).unwrap();
+    let q = Queue::<u64>::builder()
+        .ring_bytes(8192)
+        .max_message(64)
+        .producers(2)
+        .create(&name)
+        .unwrap();
     assert_eq!(
         segment::inspect(&name).unwrap().header.unwrap().creator_pid,
         std::process::id()

@@ -4,21 +4,12 @@
 
 use std::time::Duration;
 
-use shmring::dict::{Dict, DictConfig};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::dict::Dict;
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
 type D = Dict<String, u64>;
 
 const ROUNDS: u64 = 20_000;
-
-fn config() -> DictConfig {
-    DictConfig {
-        capacity: 16,
-        max_key: 16,
-        max_value: 8,
-    }
-}
 
 /// Child roles of this binary. The role process is single-threaded when
 /// it forks (no watchdog thread: the parent test kills it on timeout), so
@@ -30,7 +21,7 @@ fn review_dict_child() {
     match role.as_str() {
         // Opens the dict, forks, and both copies add 1 to "n" ROUNDS times.
         "fork-and-count" => {
-            let d: D = Dict::open(&name, &OpenOptions::default()).unwrap();
+            let d: D = Dict::open(&name).unwrap();
             // SAFETY: this process runs one thread (see above), so the copy
             // starts with every lock and allocator state consistent.
             let pid = unsafe { libc::fork() };
@@ -77,7 +68,12 @@ fn review_dict_child() {
 fn a_forked_copy_of_a_dict_user_does_not_break_mutual_exclusion() {
     let _dog = Watchdog::new(Duration::from_secs(120), "fork and count");
     let name = unique_name("review-dict-fork");
-    let d: D = Dict::create(&name, config(), &CreateOptions::default()).unwrap();
+    let d: D = Dict::builder()
+        .capacity(16)
+        .max_key(16)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
     let child = spawn_role(
         "review_dict_child",
         "fork-and-count",

@@ -16,23 +16,12 @@ use std::sync::Once;
 use std::time::Duration;
 
 use shmring::pipe::{
-    Connection, End, Pipe, PipeConfig, RecvError, RecvTimeoutError, SendError, TryRecvError,
-    TrySendError,
+    Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
 };
-use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, spawn_role, unique_name, wait_until, Watchdog};
 
 fn dog(what: &str) -> Watchdog {
     Watchdog::new(Duration::from_secs(120), what)
-}
-
-/// A 4 KiB ring with 256-byte fragments (264-byte records: 15 fit).
-fn small() -> PipeConfig {
-    PipeConfig {
-        ring_bytes: 4096,
-        fragment_bytes: Some(256),
-        ..PipeConfig::default()
-    }
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -141,7 +130,7 @@ fn review_child() {
     match role.as_str() {
         // Takes the writing end, says so, and waits to be killed.
         "claim-writer-and-hang" => {
-            let _conn = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+            let _conn = Connection::open(&name, End::Second).unwrap();
             println!("review: claimed");
             shmring_testkit::sleep_forever();
         }
@@ -165,11 +154,12 @@ fn a_timed_receive_gives_up_at_its_deadline_while_fragments_keep_coming() {
     static SLOW: Slow = Slow::new();
     install_hook();
     let _dog = dog("timed receive, streaming writer");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .pair()
+        .unwrap();
     let msg = pattern(64 * 256 + 10, 3);
     let sent = msg.clone();
     let writing = std::thread::spawn(move || {
@@ -210,15 +200,12 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
     install_hook();
     let _dog = dog("timed poll, streaming orphans");
     let name = unique_name("review-poll");
-    let pipe = Pipe::create(
-        &name,
-        PipeConfig {
-            duplex: false,
-            ..small()
-        },
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let pipe = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .create(&name)
+        .unwrap();
     let mut first = pipe.connection(End::First).unwrap();
     let mut writer = pipe.connection(End::Second).unwrap();
     let msg = pattern(64 * 256 + 10, 4);
@@ -265,11 +252,12 @@ fn a_timed_poll_gives_up_at_its_deadline_while_orphans_keep_coming() {
 #[test]
 fn a_zero_timeout_still_takes_a_whole_message_already_in_the_ring() {
     let _dog = dog("zero timeout, message present");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .pair()
+        .unwrap();
     let max = writer.max_whole_message().unwrap();
     for len in [300, 3000, max] {
         let msg = pattern(len, 5);
@@ -297,15 +285,12 @@ fn a_takeover_that_wins_the_race_with_the_notice_of_death_keeps_the_pipe_open() 
     install_hook();
     let _dog = dog("takeover races the notice of death");
     let name = unique_name("review-takeover");
-    let pipe = Pipe::create(
-        &name,
-        PipeConfig {
-            duplex: false,
-            ..small()
-        },
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let pipe = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .create(&name)
+        .unwrap();
     let reader = pipe.connection(End::First).unwrap();
     let mut child = spawn_role(
         "review_child",
@@ -339,7 +324,7 @@ fn a_takeover_that_wins_the_race_with_the_notice_of_death_keeps_the_pipe_open() 
         }),
         "the reader never found the dead writer"
     );
-    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    let mut writer = Connection::open(&name, End::Second).unwrap();
     writer.try_send_bytes(b"one", 0, None).unwrap();
     // ORDERING: Relaxed — a test flag.
     WINDOW.go_on.store(true, Ordering::Relaxed);
@@ -372,15 +357,12 @@ fn a_takeover_that_loses_the_race_with_the_notice_of_death_finds_the_pipe_closed
     install_hook();
     let _dog = dog("takeover after the notice of death");
     let name = unique_name("review-takeover-late");
-    let pipe = Pipe::create(
-        &name,
-        PipeConfig {
-            duplex: false,
-            ..small()
-        },
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let pipe = Pipe::builder()
+        .ring_bytes(4096)
+        .fragment_bytes(256)
+        .duplex(false)
+        .create(&name)
+        .unwrap();
     let reader = pipe.connection(End::First).unwrap();
     let mut child = spawn_role(
         "review_child",
@@ -414,7 +396,7 @@ fn a_takeover_that_loses_the_race_with_the_notice_of_death_finds_the_pipe_closed
         }),
         "the reader never found the dead writer"
     );
-    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    let mut writer = Connection::open(&name, End::Second).unwrap();
     let sent = writer.try_send_bytes(b"one", 0, None);
     // ORDERING: Relaxed — a test flag.
     WINDOW.go_on.store(true, Ordering::Relaxed);

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue, QueueOptions};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue};
 use shmring_testkit::{unique_name, Watchdog};
 
 /// Finding 3: `task_done` from a handle that holds nothing marks done "one
@@ -24,13 +23,11 @@ use shmring_testkit::{unique_name, Watchdog};
 fn task_done_for_a_handed_over_task_prefers_a_live_holder() {
     let _dog = Watchdog::new(Duration::from_secs(60), "task_done prefers live holders");
     let name = unique_name("review-task-done");
-    let parent =
-        JoinableQueue::<u64>::create(&name, QueueOptions::default(), &CreateOptions::default())
-            .unwrap();
+    let parent = JoinableQueue::<u64>::builder().create(&name).unwrap();
     parent.put(1).unwrap();
     parent.put(2).unwrap();
-    let a = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
-    let c = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let a = JoinableQueue::<u64>::open(&name).unwrap();
+    let c = JoinableQueue::<u64>::open(&name).unwrap();
     assert_eq!(a.get().unwrap(), 1);
     assert_eq!(c.get().unwrap(), 2);
     drop(a); // gone, holding task 1: lost

@@ -9,9 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use shmring::core::error::{PopError, PushError};
-use shmring::core::RingConfig;
 use shmring::spsc::{Consumer, Producer, Ring};
-use shmring::{CreateOptions, OpenOptions};
 use shmring_testkit::{role, sleep_forever, spawn_role, unique_name, wait_child, Watchdog};
 
 const NAME_VAR: &str = "SHMRING_REVIEW_SPSC";
@@ -23,20 +21,13 @@ const _: () = assert!(
     "tests/review_spsc.rs needs the `failpoints` feature (see Cargo.toml)"
 );
 
-fn config() -> RingConfig {
-    RingConfig {
-        capacity: 4096,
-        max_record: 256,
-    }
-}
-
 /// Entry point of every child role (returns at once in a normal run).
 #[test]
 fn child_entry() {
     let Some(role) = role() else { return };
     let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
     let name = std::env::var(NAME_VAR).unwrap();
-    let ring = Ring::open(&name, &OpenOptions::default()).unwrap();
+    let ring = Ring::open(&name).unwrap();
     // Takes a role, says so, and waits for its SIGKILL.
     match role.as_str() {
         "consumer" => {
@@ -73,7 +64,7 @@ fn take_over_when_found_dead(failpoint: &'static str, _context: &[u8]) {
         return;
     }
     let name = NAME.lock().unwrap().clone();
-    let ring = Ring::open(&name, &OpenOptions::default()).unwrap();
+    let ring = Ring::open(&name).unwrap();
     let taken = if which == 1 {
         let mut c = ring.consumer().expect("take the dead consumer's role");
         let mut buf = Vec::new();
@@ -121,7 +112,11 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
     // A producer waits for room; the consumer died; a new one takes over.
     let name = unique_name("review-spsc-consumer");
     *NAME.lock().unwrap() = name.clone();
-    let ring = Ring::create(&name, config(), &CreateOptions::default()).unwrap();
+    let ring = Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&name)
+        .unwrap();
     let mut producer = ring.producer().unwrap();
     let record = [7u8; 200];
     while producer.try_push(&record).is_ok() {}
@@ -139,7 +134,11 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
     // A consumer waits for a record; the producer died; a new one takes over.
     let name = unique_name("review-spsc-producer");
     *NAME.lock().unwrap() = name.clone();
-    let ring2 = Ring::create(&name, config(), &CreateOptions::default()).unwrap();
+    let ring2 = Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .create(&name)
+        .unwrap();
     let mut consumer = ring2.consumer().unwrap();
     dead_holder(&name, "producer");
     TAKE_OVER.store(2, Ordering::SeqCst);

@@ -13,25 +13,26 @@
 
 use shmring::codec::CodecError;
 use shmring::core::wait::Until;
-use shmring::dict::{Dict, DictConfig, DictError};
+use shmring::dict::{Dict, DictError};
 use shmring::lock::{
     AcquireError, AcquireTimeoutError, Acquired, Lock, LockGuard, RLock, RLockGuard, ReleaseError,
     TryAcquireError,
 };
 use shmring::pipe::{
-    Connection, End, Pipe, PipeConfig, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    ConnectError, Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
 use shmring::process::{
     ArgFailure, Entry, Pool, Process, ProcessBuilder, ReceiveError, StartError,
 };
 use shmring::queue::{
-    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueOptions,
-    Receiver, Sender, SimpleQueue, TryGetError, TryPutError,
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, Receiver, Sender,
+    SimpleQueue, TryGetError, TryPutError,
 };
 use shmring::segment::{PeerInfo, SegmentInfo};
 use shmring::{
-    mpmc, spsc, AttachError, CreateOptions, FutexWaiter, OpenOptions, Segment, SegmentError,
+    mpmc, spsc, Builder, CreateError, CreateOptions, FutexWaiter, OpenError, OpenOptions,
+    RoleError, Segment, SegmentError,
 };
 
 const fn send_sync<T: ?Sized + Send + Sync>() {}
@@ -91,7 +92,7 @@ send_sync! {
     SimpleQueue<u64> => "a Queue underneath, shared the same way";
     Sender<u64> => "sent to the thread that puts; a shared borrow cannot put (put takes &mut self)";
     Receiver<u64> => "sent to the thread that gets; a shared borrow cannot get (get takes &mut self)";
-    QueueOptions => "plain numbers";
+    Builder<Queue<u64>> => "plain settings";
     PutError<u64> => "holds the item back (Send + Sync for a Send + Sync item) and plain data";
     TryPutError<u64> => "as PutError";
     PutTimeoutError<u64> => "as PutError";
@@ -127,7 +128,8 @@ not_sync! {
 
 send_sync! {
     Pipe => "only a namespace for the constructors";
-    PipeConfig => "plain numbers";
+    Builder<Pipe> => "plain settings";
+    ConnectError => "plain data";
     End => "plain data";
     SendError => "plain data";
     TrySendError => "as SendError";
@@ -148,7 +150,7 @@ not_sync! {
 
 send_sync! {
     Dict<u64, u64> => "its table lives in shared memory, changed under the dict's cross-process lock";
-    DictConfig => "plain numbers";
+    Builder<Dict<u64, u64>> => "plain settings";
     DictError => "plain data";
     Segment => "a mapping and a descriptor: immutable after attach, the memory is shared by design";
     SegmentInfo => "a snapshot: plain data";
@@ -156,7 +158,9 @@ send_sync! {
     CreateOptions => "plain data";
     OpenOptions => "plain data";
     SegmentError => "plain data";
-    AttachError => "plain data";
+    CreateError => "plain data";
+    OpenError => "plain data";
+    RoleError => "plain data";
     CodecError => "plain data";
     FutexWaiter => "a futex wait and wake are system calls on a shared word, from any thread";
     spsc::Ring => "a ring's segment: ends are claimed through it with atomics in shared memory";

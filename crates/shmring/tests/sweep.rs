@@ -15,12 +15,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmring::core::mpmc::QueueConfig;
-use shmring::core::RingConfig;
-use shmring::dict::{Dict, DictConfig};
-use shmring::pipe::{End, Pipe, PipeConfig};
+use shmring::dict::Dict;
+use shmring::mpmc;
+use shmring::pipe::{End, Pipe};
 use shmring::segment::{self, AutoSweepConfig};
-use shmring::{mpmc, CreateOptions, OpenOptions};
 use shmring_testkit::{
     executable_by_anyone, role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name,
     wait_child, wait_until, Watchdog,
@@ -38,17 +36,6 @@ const LIMIT_VAR: &str = "SHMRING_SWEEP_TEST_LIMIT";
 /// trigger renames the file `from` over `to` (names in `/name` form).
 const SWAP_VAR: &str = "SHMRING_SWEEP_TEST_SWAP";
 
-fn queue_config() -> QueueConfig {
-    QueueConfig {
-        rings: 2,
-        ring: RingConfig {
-            capacity: 8192,
-            max_record: 256,
-        },
-        max_len: 0,
-    }
-}
-
 fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} is set"))
 }
@@ -64,7 +51,13 @@ fn child_entry() {
         // for its SIGKILL.
         "service" => {
             let count: u32 = env(COUNT_VAR).parse().unwrap();
-            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let q = mpmc::Queue::builder()
+                .producers(2)
+                .ring_bytes(8192)
+                .max_message(256)
+                .maxsize(0)
+                .create(&name)
+                .unwrap();
             let mut p = q.producer().unwrap();
             for i in 0..count {
                 p.try_push(format!("message {i}").as_bytes()).unwrap();
@@ -73,9 +66,7 @@ fn child_entry() {
         }
         // A dict service: three entries, then waits for its SIGKILL.
         "dict_service" => {
-            let d =
-                Dict::<u64, u64>::create(&name, DictConfig::default(), &CreateOptions::default())
-                    .unwrap();
+            let d = Dict::<u64, u64>::builder().create(&name).unwrap();
             for i in 0..3 {
                 d.insert(&i, &(i * 10)).unwrap();
             }
@@ -83,8 +74,7 @@ fn child_entry() {
         }
         // A pipe service: one message sent and not yet received.
         "pipe_service" => {
-            let pipe =
-                Pipe::create(&name, PipeConfig::default(), &CreateOptions::default()).unwrap();
+            let pipe = Pipe::builder().create(&name).unwrap();
             let mut end = pipe.connection(End::First).unwrap();
             end.send_bytes(b"undelivered", 0, None).unwrap();
             sleep_forever();
@@ -92,7 +82,7 @@ fn child_entry() {
         // The restarted service: opens the queue and expects every message.
         "restart" => {
             let count: u32 = env(COUNT_VAR).parse().unwrap();
-            let q = mpmc::Queue::open(&name, &OpenOptions::default()).unwrap();
+            let q = mpmc::Queue::open(&name).unwrap();
             let mut c = q.consumer();
             let mut buf = Vec::new();
             for i in 0..count {
@@ -128,7 +118,13 @@ fn child_entry() {
                 assert!(started, "never told to go");
             }
             let start = Instant::now();
-            let q = mpmc::Queue::create(&name, queue_config(), &CreateOptions::default()).unwrap();
+            let q = mpmc::Queue::builder()
+                .producers(2)
+                .ring_bytes(8192)
+                .max_message(256)
+                .maxsize(0)
+                .create(&name)
+                .unwrap();
             let took = start.elapsed();
             segment::wait_for_auto_sweep();
             println!(
@@ -534,7 +530,13 @@ fn sweeps_never_remove_foreign_files_or_other_users_segments() {
     let prefix = unique_name("sweep-foreign");
     // The magic: the first 8 bytes of a real segment.
     let real = format!("{prefix}-real");
-    let q = mpmc::Queue::create(&real, queue_config(), &CreateOptions::default()).unwrap();
+    let q = mpmc::Queue::builder()
+        .producers(2)
+        .ring_bytes(8192)
+        .max_message(256)
+        .maxsize(0)
+        .create(&real)
+        .unwrap();
     let bytes = std::fs::read(shm_path(&real)).unwrap();
     drop(q);
     let mut zeros = bytes[..8].to_vec();

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use shmring::process::{run_child, Entry, EntryResult, Process};
-use shmring::queue::{JoinableQueue, QueueOptions};
+use shmring::queue::JoinableQueue;
 
 const PRODUCERS: u64 = 3;
 const BUNS_EACH: u64 = 200;
@@ -36,7 +36,7 @@ static CONSUMER: Entry<(JoinableQueue<u64>,)> = shmring::entry!(consumer);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run_child(&[&PRODUCER, &CONSUMER]);
-    let q = JoinableQueue::<u64>::create_anonymous(QueueOptions::default(), &Default::default())?;
+    let q = JoinableQueue::<u64>::new(0)?;
     let mut consumers = Vec::new();
     for _ in 0..2 {
         // Daemons: they loop forever and die with this process.

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use shmring::core::{PopError, PushError, RingConfig};
 use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::spsc::{Consumer, Producer, Ring};
-use shmring::CreateOptions;
 
 struct Args {
     count: u64,
@@ -147,9 +146,14 @@ fn parent(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         capacity: 1 << 20,
         max_record: 4096,
     };
-    let opts = CreateOptions::default();
-    let to_child = Ring::create_anonymous(config, &opts)?;
-    let to_parent = Ring::create_anonymous(config, &opts)?;
+    let to_child = Ring::builder()
+        .ring_bytes(config.capacity)
+        .max_message(config.max_record)
+        .anonymous()?;
+    let to_parent = Ring::builder()
+        .ring_bytes(config.capacity)
+        .max_message(config.max_record)
+        .anonymous()?;
     // The child echoes no round trips after a stream-only run.
     let round_trips = if args.stream_only {
         0

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use shmring::process::{run_child, Entry, EntryResult, Pool};
-use shmring::queue::{GetError, GetTimeoutError, Queue, QueueOptions};
+use shmring::queue::{GetError, GetTimeoutError, Queue};
 
 const WORKERS: usize = 4;
 const TASKS: u64 = 10_000;
@@ -56,15 +56,8 @@ fn collect(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run_child(&[&WORKER]);
-    let create = Default::default();
-    let tasks = Queue::<u64>::create_anonymous(
-        QueueOptions {
-            maxsize: 256,
-            ..Default::default()
-        },
-        &create,
-    )?;
-    let results = Queue::<[u64; 2]>::create_anonymous(QueueOptions::default(), &create)?;
+    let tasks = Queue::<u64>::new(256)?;
+    let results = Queue::<[u64; 2]>::new(0)?;
     let mut pool = Pool::start(WORKERS, &WORKER, |_| (&tasks, &results))?;
 
     let (mut sum, mut received) = (0u64, 0u64);

@@ -110,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A daemon child outlives the thread that started it, and dies with the
     // process that started it.
-    let pids = Queue::<u32>::create_anonymous(Default::default(), &Default::default())?;
+    let pids = Queue::<u32>::new(0)?;
     let mut s = Process::spawn(&STARTER, (&pids,))?;
     let daemon_pid = pids.get_timeout(Duration::from_secs(30))?;
     s.join()?;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shmring::process::{run_child, Entry, EntryResult, Process};
-use shmring::queue::{Queue, QueueOptions};
+use shmring::queue::Queue;
 
 const PRODUCERS: u64 = 3;
 const CONSUMERS: usize = 2;
@@ -51,15 +51,12 @@ static CONSUMER: Entry<(Queue<u64>, Queue<u64>)> = shmring::entry!(consumer);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run_child(&[&PRODUCER, &CONSUMER]);
-    let create = Default::default();
-    let buns = Queue::<u64>::create_anonymous(QueueOptions::default(), &create)?;
+    let buns = Queue::<u64>::new(0)?;
     // Room for every bun, so consumers never wait on the parent's reading.
-    let options = QueueOptions {
-        ring_bytes: 1 << 16,
-        max_message: 64,
-        ..Default::default()
-    };
-    let eaten = Queue::<u64>::create_anonymous(options, &create)?;
+    let eaten = Queue::<u64>::builder()
+        .ring_bytes(1 << 16)
+        .max_message(64)
+        .anonymous()?;
 
     let mut producers = Vec::new();
     for id in 0..PRODUCERS {

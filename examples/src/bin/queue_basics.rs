@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use shmring::process::{run_child, Entry, EntryResult, Process};
-use shmring::queue::{PutTimeoutError, Queue, QueueOptions, TryPutError};
+use shmring::queue::{PutTimeoutError, Queue, TryPutError};
 
 fn check(ok: bool, what: &str) {
     if !ok {
@@ -42,16 +42,9 @@ static READER: Entry<(Queue<String>, Queue<String>)> = shmring::entry!(reader);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run_child(&[&WRITER, &READER]);
-    let create = Default::default();
 
     // Part 1, one process: Queue(3).
-    let q = Queue::<String>::create_anonymous(
-        QueueOptions {
-            maxsize: 3,
-            ..Default::default()
-        },
-        &create,
-    )?;
+    let q = Queue::<String>::new(3)?;
     q.put("message 1".into())?;
     q.put("message 2".into())?;
     println!("full after 2 puts: {}", q.is_full());
@@ -86,8 +79,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     check(drained == ["message 1", "message 2", "message 3"], "FIFO");
 
     // Part 2, two processes: a writer, and a reader terminated at the end.
-    let q = Queue::<String>::create_anonymous(QueueOptions::default(), &create)?;
-    let seen = Queue::<String>::create_anonymous(QueueOptions::default(), &create)?;
+    let q = Queue::<String>::new(0)?;
+    let seen = Queue::<String>::new(0)?;
     let mut w = Process::spawn(&WRITER, (&q,))?;
     let mut r = Process::spawn(&READER, (&q, &seen))?;
     w.join()?;

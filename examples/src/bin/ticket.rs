@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::Lock;
 use shmring::process::{run_child, Entry, EntryResult, Process};
 
@@ -131,12 +131,11 @@ fn round(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run_child(&[&UNLOCKED, &LOCKED, &ATOMIC]);
     let start = Instant::now();
-    let config = DictConfig {
-        capacity: 8,
-        max_key: 16,
-        max_value: 8,
-    };
-    let db: Db = Dict::create_anonymous(config, &Default::default())?;
+    let db: Db = Dict::builder()
+        .capacity(8)
+        .max_key(16)
+        .max_value(8)
+        .anonymous()?;
     let lock = Lock::new()?;
 
     let racy = round("1. no lock: read, wait, write", &UNLOCKED, &db, &lock)?;

@@ -33,11 +33,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::core::RingConfig;
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::Lock;
-use shmring::mpmc::{Queue, QueueConfig};
-use shmring::CreateOptions;
+use shmring::mpmc::Queue;
 use shmring_chaos::ledger::{now_ns, Chan, Counter, Ledger, CONSUMERS, PRODUCERS, WORKERS};
 use shmring_chaos::{channel, roles, split_tag};
 use shmring_testkit::{role, unique_name};
@@ -107,22 +105,18 @@ fn parent() {
     };
     let ledger_path = dir.join(format!("shmring-chaos-ledger-{}", std::process::id()));
     let ledger = Ledger::create(&ledger_path).expect("create ledger");
-    let opts = CreateOptions::default();
     let queue_name = unique_name("chaos-queue");
-    let queue_config = QueueConfig {
-        rings: 8,
-        ring: RingConfig {
-            capacity: 1 << 12,
-            max_record: 64,
-        },
-        max_len: 0,
-    };
-    let queue = Queue::create(&queue_name, queue_config, &opts).expect("create queue");
+    let queue = Queue::builder()
+        .producers(8)
+        .ring_bytes(1 << 12)
+        .max_message(64)
+        .maxsize(0)
+        .create(&queue_name)
+        .expect("create queue");
     let lock_name = unique_name("chaos-lock");
-    let _lock = Lock::create(&lock_name, (), &opts).expect("create lock");
+    let _lock = Lock::builder().create(&lock_name).expect("create lock");
     let dict_name = unique_name("chaos-dict");
-    let _dict: Dict<u64, u64> =
-        Dict::create(&dict_name, DictConfig::default(), &opts).expect("create dict");
+    let _dict: Dict<u64, u64> = Dict::builder().create(&dict_name).expect("create dict");
     let mut run = Run {
         ledger_path: ledger_path.clone(),
         ledger,

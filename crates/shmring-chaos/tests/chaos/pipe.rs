@@ -26,8 +26,7 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::ExitStatusExt;
 
-use shmring::pipe::{Connection, End, Pipe, PipeConfig};
-use shmring::CreateOptions;
+use shmring::pipe::{Connection, End, Pipe};
 use shmring_chaos::channel::{self, Death};
 use shmring_chaos::ledger::{Chan, ChanWord, Counter, HandoverWord, PipeWord, HANDOVER_WRITERS};
 use shmring_chaos::pipe_faults::{self, ReadCheck, Received};
@@ -42,12 +41,11 @@ const EPISODE_LIMIT: Duration = Duration::from_secs(20);
 
 fn create(run: &mut Run, var: &'static str) -> (String, Pipe) {
     let name = unique_name("chaos-pipe");
-    let config = PipeConfig {
-        ring_bytes: 4096,
-        fragment_bytes: None,
-        duplex: false,
-    };
-    let pipe = Pipe::create(&name, config, &CreateOptions::default()).expect("pipe");
+    let pipe = Pipe::builder()
+        .ring_bytes(4096)
+        .duplex(false)
+        .create(&name)
+        .expect("pipe");
     run.names.insert(var, name.clone());
     (name, pipe)
 }
@@ -444,12 +442,12 @@ impl Handover {
     fn start(run: &mut Run) -> Handover {
         run.ledger.reset_handover();
         let name = unique_name("chaos-handover");
-        let config = PipeConfig {
-            ring_bytes: 4096,
-            fragment_bytes: Some(256),
-            duplex: false,
-        };
-        let pipe = Pipe::create(&name, config, &CreateOptions::default()).expect("pipe");
+        let pipe = Pipe::builder()
+            .ring_bytes(4096)
+            .fragment_bytes(256)
+            .duplex(false)
+            .create(&name)
+            .expect("pipe");
         run.ledger.add(Counter::HandoverEpisodes, 1);
         let now = Instant::now();
         Handover {

@@ -10,9 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::core::RingConfig;
 use shmring::spsc::Ring;
-use shmring::CreateOptions;
 use shmring_chaos::channel::{self, Death};
 use shmring_chaos::ledger::{Chan, ChanWord};
 use shmring_testkit::unique_name;
@@ -44,11 +42,11 @@ impl Spsc {
     pub fn start(run: &mut Run) -> Spsc {
         channel::reset(&run.ledger, Chan::Spsc);
         let name = unique_name("chaos-spsc");
-        let config = RingConfig {
-            capacity: 4096,
-            max_record: 64,
-        };
-        let ring = Ring::create(&name, config, &CreateOptions::default()).expect("create ring");
+        let ring = Ring::builder()
+            .ring_bytes(4096)
+            .max_message(64)
+            .create(&name)
+            .expect("create ring");
         run.names.insert("SPSC", name.clone());
         let writer = run.spawn(Kind::ChanWriter(Chan::Spsc), Fate::Never);
         let fate = run.fate(READER);

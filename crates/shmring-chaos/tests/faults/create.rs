@@ -25,13 +25,11 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::core::RingConfig;
-use shmring::dict::{Dict, DictConfig};
+use shmring::dict::Dict;
 use shmring::lock::{Lock, RLock};
-use shmring::mpmc::QueueConfig;
-use shmring::pipe::{Pipe, PipeConfig};
-use shmring::queue::{JoinableQueue, Queue, QueueOptions, SimpleQueue};
-use shmring::{AttachError, CreateOptions, OpenOptions, Segment, SegmentError};
+use shmring::pipe::Pipe;
+use shmring::queue::{JoinableQueue, Queue, SimpleQueue};
+use shmring::{CreateError, OpenError, Segment, SegmentError};
 use shmring_chaos::faults::board::Word;
 use shmring_chaos::faults::hook::{Action, Me};
 use shmring_testkit::{shm_exists, shm_path, unique_name};
@@ -58,55 +56,50 @@ const CREATE_POINTS: [&str; 7] = [
 
 /// Creates a named object of kind `k` (0..KINDS); `big` makes the sizeable
 /// kinds a few megabytes.
-fn create_kind(name: &str, k: usize, big: bool) -> Result<Box<dyn Any>, AttachError> {
-    let opts = CreateOptions::default();
+fn create_kind(name: &str, k: usize, big: bool) -> Result<Box<dyn Any>, CreateError> {
     let ring = if big { 1 << 20 } else { 4096 };
-    let queue = QueueOptions {
-        maxsize: 8,
-        max_message: 256,
-        ring_bytes: ring,
-        producers: 4,
-    };
     Ok(match k {
-        0 => Box::new(Queue::<u64>::create(name, queue, &opts)?),
-        1 => Box::new(JoinableQueue::<u64>::create(name, queue, &opts)?),
-        2 => Box::new(SimpleQueue::<u64>::create(name, queue, &opts)?),
-        3 => Box::new(Pipe::create(
-            name,
-            PipeConfig {
-                ring_bytes: ring,
-                fragment_bytes: None,
-                ..PipeConfig::default()
-            },
-            &opts,
-        )?),
-        4 => Box::new(Dict::<u64, u64>::create(
-            name,
-            DictConfig::default(),
-            &opts,
-        )?),
-        5 => Box::new(Lock::create(name, (), &opts)?),
-        6 => Box::new(RLock::create(name, (), &opts)?),
-        7 => Box::new(shmring::mpmc::Queue::create(
-            name,
-            QueueConfig {
-                rings: 4,
-                ring: RingConfig {
-                    capacity: ring,
-                    max_record: 256,
-                },
-                max_len: 0,
-            },
-            &opts,
-        )?),
-        _ => Box::new(shmring::spsc::Ring::create(
-            name,
-            RingConfig {
-                capacity: ring,
-                max_record: 256,
-            },
-            &opts,
-        )?),
+        0 => Box::new(
+            Queue::<u64>::builder()
+                .maxsize(8)
+                .max_message(256)
+                .ring_bytes(ring)
+                .producers(4)
+                .create(name)?,
+        ),
+        1 => Box::new(
+            JoinableQueue::<u64>::builder()
+                .maxsize(8)
+                .max_message(256)
+                .ring_bytes(ring)
+                .producers(4)
+                .create(name)?,
+        ),
+        2 => Box::new(
+            SimpleQueue::<u64>::builder()
+                .max_message(256)
+                .ring_bytes(ring)
+                .producers(4)
+                .create(name)?,
+        ),
+        3 => Box::new(Pipe::builder().ring_bytes(ring).create(name)?),
+        4 => Box::new(Dict::<u64, u64>::builder().create(name)?),
+        5 => Box::new(Lock::builder().create(name)?),
+        6 => Box::new(RLock::builder().create(name)?),
+        7 => Box::new(
+            shmring::mpmc::Queue::builder()
+                .producers(4)
+                .ring_bytes(ring)
+                .max_message(256)
+                .maxsize(0)
+                .create(name)?,
+        ),
+        _ => Box::new(
+            shmring::spsc::Ring::builder()
+                .ring_bytes(ring)
+                .max_message(256)
+                .create(name)?,
+        ),
     })
 }
 
@@ -303,15 +296,29 @@ impl Held {
     }
 }
 
-/// Whether `err` is the answer a create (`opening` false) or an open
-/// (true) may give while others come and go.
-fn expected(err: &AttachError, opening: bool) -> bool {
+/// Why a create or an open of the name scenario failed.
+#[derive(Debug)]
+enum Failed {
+    Create(CreateError),
+    Open(OpenError),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Create(e) => e.fmt(f),
+            Failed::Open(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Whether `err` is the answer a create or an open may give while others
+/// come and go.
+fn expected(err: &Failed) -> bool {
     matches!(
-        (err, opening),
-        (
-            AttachError::Segment(SegmentError::AlreadyExists { .. }),
-            false
-        ) | (AttachError::Segment(SegmentError::NotFound { .. }), true)
+        err,
+        Failed::Create(CreateError::Segment(SegmentError::AlreadyExists { .. }))
+            | Failed::Open(OpenError::Segment(SegmentError::NotFound { .. }))
     )
 }
 
@@ -320,20 +327,26 @@ pub fn name_user(me: &Me) {
     let names = [var("FN_NAME0"), var("FN_NAME1")];
     let opening = var_u64("FN_OPENER") == 1;
     let mut rng = Rng(me.inc.wrapping_mul(0xD6E8_FEB8_6659_FD93) | 1);
-    let (copts, oopts) = (CreateOptions::default(), OpenOptions::default());
     while !should_stop(me) {
         let i = rng.below(2) as usize;
         let name = &names[i];
         let got = match (i, opening) {
-            (0, false) => Lock::create(name, (), &copts).map(Held::Lock),
-            (0, true) => Lock::open(name, &oopts).map(Held::Lock),
-            (_, false) => JoinableQueue::create(name, QueueOptions::default(), &copts)
-                .map(|q| Held::Queue(Box::new(q))),
-            (_, true) => JoinableQueue::open(name, &oopts).map(|q| Held::Queue(Box::new(q))),
+            (0, false) => Lock::builder()
+                .create(name)
+                .map(Held::Lock)
+                .map_err(Failed::Create),
+            (0, true) => Lock::open(name).map(Held::Lock).map_err(Failed::Open),
+            (_, false) => JoinableQueue::builder()
+                .create(name)
+                .map(|q| Held::Queue(Box::new(q)))
+                .map_err(Failed::Create),
+            (_, true) => JoinableQueue::open(name)
+                .map(|q| Held::Queue(Box::new(q)))
+                .map_err(Failed::Open),
         };
         let held = match got {
             Ok(held) => held,
-            Err(e) if expected(&e, opening) => {
+            Err(e) if expected(&e) => {
                 me.board.add(Word::NameBusy, 1);
                 std::thread::yield_now();
                 continue;

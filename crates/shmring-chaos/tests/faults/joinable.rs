@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue, QueueOptions};
-use shmring::CreateOptions;
+use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue};
 use shmring_chaos::faults::board::{now_ns, Word};
 use shmring_chaos::faults::hook::Action;
 use shmring_testkit::unique_name;
@@ -86,12 +85,12 @@ impl Joiner {
 ///   `join` must return `PeerDied { lost: 1 }` (the task was lost, and
 ///   nobody has been told yet).
 pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
-    let opts = CreateOptions::default();
     // ORDERING: Release — before the probe children start.
     fleet.board.word(Word::Stop).store(0, Ordering::Release);
     for probe in ["announce", "hold"] {
         let name = unique_name("faults-jq-probe");
-        let q = JoinableQueue::<Vec<u8>>::create(&name, QueueOptions::default(), &opts)
+        let q = JoinableQueue::<Vec<u8>>::builder()
+            .create(&name)
             .expect("create joinable queue");
         q.put(b"task".to_vec()).expect("put a task");
         let envs = [("FQ_NAME", name.clone()), ("FJ_PROBE", probe.to_string())];

@@ -20,7 +20,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shmring::lock::{AcquireTimeoutError, Acquired, Lock, LockShared, RLock, ReleaseError};
-use shmring::{CreateOptions, OpenOptions};
 use shmring_chaos::faults::board::{now_ns, IncWord, Report, Word};
 use shmring_chaos::faults::hook::{point, set_observer, Action, Me};
 use shmring_testkit::unique_name;
@@ -96,10 +95,9 @@ impl Either {
 
 /// A lock worker (see the module docs).
 pub fn worker(me: &Me) {
-    let opts = OpenOptions::default();
     let locks = [
-        Either::Plain(Lock::open(&var("FL_LOCK0"), &opts).expect("open lock")),
-        Either::Recursive(RLock::open(&var("FL_LOCK1"), &opts).expect("open rlock")),
+        Either::Plain(Lock::open(&var("FL_LOCK0")).expect("open lock")),
+        Either::Recursive(RLock::open(&var("FL_LOCK1")).expect("open rlock")),
     ];
     for (k, w) in [(0, IncWord::Token0), (1, IncWord::Token1)] {
         // ORDERING: Release — read by the parent after the run.
@@ -203,10 +201,9 @@ fn after_stop(rng: &mut Rng) -> Fate {
 /// Runs the lock scenario for `budget`.
 pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, budget: Duration) {
     let before = tally.snapshot(fleet);
-    let opts = CreateOptions::default();
     let names = [unique_name("faults-lock"), unique_name("faults-rlock")];
-    let _lock = Lock::create(&names[0], (), &opts).expect("create lock");
-    let _rlock = RLock::create(&names[1], (), &opts).expect("create rlock");
+    let _lock = Lock::builder().create(&names[0]).expect("create lock");
+    let _rlock = RLock::builder().create(&names[1]).expect("create rlock");
     for w in 0..4 {
         fleet.board.slot(LOCK_SLOT, w).store(0, Ordering::Release);
     }

@@ -14,8 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{End, Pipe, PipeConfig, RecvError, SendError};
-use shmring::{CreateOptions, OpenOptions};
+use shmring::pipe::{End, Pipe, RecvError, SendError};
 use shmring_chaos::faults::board::{now_ns, Report, Word};
 use shmring_chaos::faults::hook::{Action, Me};
 use shmring_chaos::faults::payload::{decode_long, long_message};
@@ -41,7 +40,7 @@ const VIOLATIONS: usize = 7;
 const EPISODE_LIMIT: Duration = Duration::from_secs(30);
 
 fn open(name: &str) -> Pipe {
-    Pipe::open(name, &OpenOptions::default()).expect("open pipe")
+    Pipe::open(name).expect("open pipe")
 }
 
 /// The writer: sends `FP_MESSAGES` long messages, then closes.
@@ -218,12 +217,12 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, budget: Duration
 /// One episode; false when the stream was wrong.
 fn episode(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs) -> bool {
     let name = unique_name("faults-pipe");
-    let config = PipeConfig {
-        ring_bytes: 2048,
-        fragment_bytes: Some(128),
-        duplex: false,
-    };
-    let _pipe = Pipe::create(&name, config, &CreateOptions::default()).expect("create pipe");
+    let _pipe = Pipe::builder()
+        .ring_bytes(2048)
+        .fragment_bytes(128)
+        .duplex(false)
+        .create(&name)
+        .expect("create pipe");
     for i in 0..8 {
         fleet.board.slot(PIPE_SLOT, i).store(0, Ordering::Release);
     }

@@ -34,8 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmring::queue::{JoinTimeoutError, JoinableQueue, Queue, QueueOptions};
-use shmring::CreateOptions;
+use shmring::queue::{JoinTimeoutError, JoinableQueue, Queue};
 use shmring_chaos::faults::board::{now_ns, Word};
 use shmring_chaos::faults::hook::{Action, CONSUMER_VAR};
 use shmring_chaos::ledger::{Ledger, CONSUMERS, MAX_SEQ, PRODUCERS};
@@ -248,19 +247,26 @@ impl<'a> Round<'a> {
     }
 
     fn run(mut self, maxsize: u64) {
-        let options = QueueOptions {
-            maxsize,
-            max_message: 64,
-            ring_bytes: 4096,
-            producers: PRODUCERS as u64,
-        };
-        let opts = CreateOptions::default();
         let queue = if self.joinable {
             AnyQueue::Joinable(
-                JoinableQueue::create(&self.name, options, &opts).expect("create joinable queue"),
+                JoinableQueue::builder()
+                    .maxsize(maxsize)
+                    .max_message(64)
+                    .ring_bytes(4096)
+                    .producers(PRODUCERS as u64)
+                    .create(&self.name)
+                    .expect("create joinable queue"),
             )
         } else {
-            AnyQueue::Plain(Queue::create(&self.name, options, &opts).expect("create queue"))
+            AnyQueue::Plain(
+                Queue::builder()
+                    .maxsize(maxsize)
+                    .max_message(64)
+                    .ring_bytes(4096)
+                    .producers(PRODUCERS as u64)
+                    .create(&self.name)
+                    .expect("create queue"),
+            )
         };
         let queue = Arc::new(queue);
         // ORDERING: Release — before any child of this round starts.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use shmring::queue::{
     GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, Sender, TryGetError,
 };
-use shmring::{AttachError, OpenOptions};
+use shmring::RoleError;
 use shmring_chaos::faults::board::{now_ns, IncWord, Report, Word};
 use shmring_chaos::faults::hook::{point, Me};
 use shmring_chaos::ledger::{Counter, Ledger, MAX_SEQ, PRODUCERS};
@@ -31,11 +31,10 @@ pub enum AnyQueue {
 
 impl AnyQueue {
     pub fn open(name: &str, joinable: bool) -> AnyQueue {
-        let opts = OpenOptions::default();
         if joinable {
-            AnyQueue::Joinable(JoinableQueue::open(name, &opts).expect("open joinable queue"))
+            AnyQueue::Joinable(JoinableQueue::open(name).expect("open joinable queue"))
         } else {
-            AnyQueue::Plain(Queue::open(name, &opts).expect("open queue"))
+            AnyQueue::Plain(Queue::open(name).expect("open queue"))
         }
     }
 
@@ -248,7 +247,7 @@ fn claim_sender(me: &Me, q: &AnyQueue) -> Option<Sender<Vec<u8>>> {
     loop {
         match q.sender() {
             Ok(s) => return Some(s),
-            Err(AttachError::NoFreeRing { .. }) => {
+            Err(RoleError::NoFreeRing { .. }) => {
                 if should_stop(me) {
                     return None;
                 }
@@ -348,7 +347,7 @@ pub fn spare(me: &Me) {
                 n += 1;
                 drop(s);
             }
-            Err(AttachError::NoFreeRing { .. }) => {}
+            Err(RoleError::NoFreeRing { .. }) => {}
             Err(e) => unexpected(me, &format!("spare claim: {e}")),
         }
         std::thread::sleep(Duration::from_millis(7));

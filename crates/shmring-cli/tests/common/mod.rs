@@ -10,8 +10,6 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use shmring::core::mpmc::QueueConfig;
-use shmring::core::RingConfig;
 use shmring_testkit::{executable_by_anyone, spawn_role};
 
 /// The unprivileged uid and gid ("nobody") of the tests that need a second
@@ -227,13 +225,10 @@ impl Drop for Planted {
     }
 }
 
-pub fn queue_config() -> QueueConfig {
-    QueueConfig {
-        rings: 2,
-        ring: RingConfig {
-            capacity: 4096,
-            max_record: 256,
-        },
-        max_len: 0,
-    }
+/// A small queue: 2 producer rings of 4 KiB, messages up to 256 bytes.
+pub fn queue_builder() -> shmring::Builder<shmring::mpmc::Queue> {
+    shmring::mpmc::Queue::builder()
+        .producers(2)
+        .ring_bytes(4096)
+        .max_message(256)
 }

@@ -12,7 +12,7 @@ use crate::segment::{HeaderInfo, ObjectKind, ObjectState, PeerStatus};
 /// Header words: `[capacity, max_key, max_value]`. The region is one table
 /// ([`DictLayout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct DictDescriptor {
+pub struct DictDescriptor {
     /// The table's shape.
     pub(crate) config: DictConfig,
     /// Bytes of the region (from the shape).

@@ -13,7 +13,7 @@ use crate::segment::{split_token, HeaderInfo, ObjectKind, ObjectState, PeerStatu
 /// Header words: `[flavor]` ([`FLAVOR_LOCK`] or [`FLAVOR_RLOCK`]). The
 /// region starts with one [`LockShared`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LockDescriptor {
+pub struct LockDescriptor {
     /// [`FLAVOR_LOCK`] or [`FLAVOR_RLOCK`].
     pub(crate) flavor: u64,
 }

@@ -15,7 +15,7 @@ use crate::spsc::descriptor::has_data;
 /// Header words: `[rings, capacity, max_record, max_len]`. The region is
 /// one queue ([`QueueLayout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct QueueDescriptor {
+pub struct QueueDescriptor {
     /// The queue's shape.
     pub(crate) config: QueueConfig,
     /// Bytes the queue takes (from the shape).

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use shmring_core::wait::{TimedOut, Until, WaitPolicy};
 
 use super::ends::{pinned, Incoming, Outgoing};
-use super::error::{RecvError, SendError};
+use super::error::{ConnectError, RecvError, SendError};
 use super::{end_var, End, Pipe, Shared};
-use crate::attach::{claim_role, release_role, AttachError, GONE};
+use crate::attach::{claim_role, release_role, GONE};
 use crate::counts::Counts;
 use crate::error::SegmentError;
-use crate::object;
-use crate::segment::{OpenOptions, PeerCounter};
+use crate::object::{OpenError, RoleError};
+use crate::segment::PeerCounter;
 use crate::sys::clock::until_instant;
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
@@ -89,7 +89,7 @@ const _: () = {
 
 impl Connection {
     /// Claims `end` of the pipe behind `pipe` (see [`Pipe::connection`]).
-    pub(super) fn claim(pipe: Arc<Shared>, end: End) -> Result<Connection, AttachError> {
+    pub(super) fn claim(pipe: Arc<Shared>, end: End) -> Result<Connection, RoleError> {
         let role = match end {
             End::First => "pipe end 1",
             End::Second => "pipe end 2",
@@ -100,7 +100,7 @@ impl Connection {
             .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
-            return Err(AttachError::RoleTaken {
+            return Err(RoleError::RoleTaken {
                 role,
                 pid: Some(std::process::id()),
             });
@@ -131,7 +131,7 @@ impl Connection {
         pipe: &Shared,
         end: End,
         role: &'static str,
-    ) -> Result<(Option<Incoming>, Option<Outgoing>), AttachError> {
+    ) -> Result<(Option<Incoming>, Option<Outgoing>), RoleError> {
         let segment = &pipe.segment;
         let (incoming, outgoing) = end.rings(pipe.duplex);
         let incoming = match incoming {
@@ -196,13 +196,16 @@ impl Connection {
         Ok((incoming, outgoing))
     }
 
-    /// Opens `end` of the named pipe `name` (created with [`Pipe::create`]).
+    /// Opens the named pipe `name` (made with `Pipe::builder().create(name)`)
+    /// and claims its `end`. (`Pipe::builder().open_timeout(t).open(name)?
+    /// .connection(end)` sets the open options.)
     ///
     /// # Errors
     ///
-    /// As [`Pipe::open`] and [`Pipe::connection`].
-    pub fn open(name: &str, end: End, opts: &OpenOptions) -> Result<Connection, AttachError> {
-        Pipe::open(name, opts)?.connection(end)
+    /// [`ConnectError::Open`] as [`Pipe::open`], [`ConnectError::Role`] as
+    /// [`Pipe::connection`].
+    pub fn open(name: &str, end: End) -> Result<Connection, ConnectError> {
+        Ok(Pipe::open(name)?.connection(end)?)
     }
 
     /// Child side of [`share_with_child`](Connection::share_with_child):
@@ -215,20 +218,23 @@ impl Connection {
     /// # Errors
     ///
     /// As [`Segment::open_inherited`](crate::Segment::open_inherited) (the variable is missing or malformed,
-    /// …), or [`AttachError::RoleTaken`] when a live process holds the end.
-    pub fn open_inherited(env_var: &str, opts: &OpenOptions) -> Result<Connection, AttachError> {
+    /// …) in [`ConnectError::Open`], or [`ConnectError::Role`] when a live
+    /// process holds the end.
+    pub fn open_inherited(env_var: &str) -> Result<Connection, ConnectError> {
         let end = std::env::var(end_var(env_var))
             .ok()
             .and_then(|v| End::parse(&v))
-            .ok_or_else(|| SegmentError::Inherit {
-                env_var: end_var(env_var),
-                reason: "not set, or not \"first\"/\"second\"",
+            .ok_or_else(|| {
+                OpenError::Segment(SegmentError::Inherit {
+                    env_var: end_var(env_var),
+                    reason: "not set, or not \"first\"/\"second\"",
+                })
             })?;
-        object::open_inherited::<Pipe>(env_var, opts)?.connection(end)
+        Ok(Pipe::builder().open_inherited(env_var)?.connection(end)?)
     }
 
     /// Hands this end to the child that `cmd` will spawn, which claims it
-    /// with [`open_inherited`](Connection::open_inherited)`(env_var, ..)`.
+    /// with [`open_inherited`](Connection::open_inherited)`(env_var)`.
     ///
     /// **This transfers the end** (see the [module docs](super)): this
     /// process gives up its roles at once, every later operation on `self`
@@ -242,12 +248,11 @@ impl Connection {
     ///
     /// The handle is closed or already transferred, `env_var` is unusable,
     /// or the descriptor could not be duplicated. Nothing is transferred then.
-    pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError> {
+    pub fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), SegmentError> {
         if self.closed() {
             return Err(SegmentError::InvalidConfig {
                 reason: "cannot share a pipe connection that is closed or already shared".into(),
-            }
-            .into());
+            });
         }
         let segment = &self.pipe.segment;
         segment.share_with_child(cmd, env_var)?;
@@ -481,7 +486,7 @@ impl Drop for Connection {
 
 impl crate::process::Share for Connection {
     /// Transfers this end to the child: see [`Connection::share_with_child`].
-    fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), AttachError> {
+    fn share_with_child(&self, cmd: &mut Command, env_var: &str) -> Result<(), SegmentError> {
         Connection::share_with_child(self, cmd, env_var)
     }
 }

@@ -20,7 +20,7 @@ pub(crate) const MIN_FRAGMENT: u64 = 8;
 /// (each ring [`SpscLayout`]; `stride` is a ring's length rounded up to a
 /// page, so each ring starts on its own page).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PipeDescriptor {
+pub struct PipeDescriptor {
     /// Whether there are two rings (one per direction).
     pub(crate) duplex: bool,
     /// Each ring's shape.

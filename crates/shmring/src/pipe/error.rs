@@ -446,3 +446,46 @@ pub(super) fn eof(mid_message: bool) -> RecvError {
         RecvError::Eof
     }
 }
+
+/// Why [`Connection::open`](super::Connection::open) or
+/// [`Connection::open_inherited`](super::Connection::open_inherited) failed:
+/// the pipe could not be opened, or the end could not be claimed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Opening the pipe failed (not found, another kind, a corrupted
+    /// header, a missing or malformed variable, …).
+    Open(crate::OpenError),
+    /// The end is held by a live process, or its ring is inconsistent.
+    Role(crate::RoleError),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Open(e) => write!(f, "cannot open the pipe: {e}"),
+            ConnectError::Role(e) => write!(f, "cannot claim the pipe end: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Open(e) => Some(e),
+            ConnectError::Role(e) => Some(e),
+        }
+    }
+}
+
+impl From<crate::OpenError> for ConnectError {
+    fn from(e: crate::OpenError) -> Self {
+        ConnectError::Open(e)
+    }
+}
+
+impl From<crate::RoleError> for ConnectError {
+    fn from(e: crate::RoleError) -> Self {
+        ConnectError::Role(e)
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! A shmring object (a queue, a lock, a dict, a pipe end, a ring) is handed
 //! over by inheritance ([`Segment::share_with_child`](crate::Segment::share_with_child)
-//! in the parent, `open_inherited` in the child); any other value is a
+//! in the parent, `builder().open_inherited` in the child); any other value is a
 //! [`Message`], encoded in the parent and decoded in the child. The
 //! variables are `SHMRING_PROCESS_ARG_<index>`; nobody names them but this
 //! module.
@@ -13,7 +13,7 @@ use std::fmt;
 use std::process::Command;
 
 use crate::codec::Message;
-use crate::AttachError;
+use crate::SegmentError;
 
 /// The error of handing one argument over or receiving it.
 pub(crate) type ArgError = Box<dyn Error + Send + Sync>;
@@ -171,16 +171,19 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
 /// `open_inherited`.
 macro_rules! object_arg {
     ([$($generics:tt)*] $ty:ty) => {
+        object_arg!([$($generics)*] $ty, |var| <$ty>::builder().open_inherited(var));
+    };
+    ([$($generics:tt)*] $ty:ty, $open:expr) => {
         impl<$($generics)*> sealed::Arg for $ty {
             fn receive(var: &str) -> Result<Self, ArgError> {
-                Ok(<$ty>::open_inherited(var, &crate::OpenOptions::default())?)
+                Ok(($open)(var)?)
             }
         }
         impl<$($generics)*> Arg for $ty {}
 
         impl<$($generics)*> sealed::IntoArg<$ty> for &$ty {
             fn hand_over(self, cmd: &mut Command, var: &str) -> Result<(), ArgError> {
-                let shared: Result<(), AttachError> = self.share_with_child(cmd, var);
+                let shared: Result<(), SegmentError> = self.share_with_child(cmd, var);
                 Ok(shared?)
             }
         }
@@ -194,7 +197,7 @@ object_arg!([T: Message] crate::queue::SimpleQueue<T>);
 object_arg!([K: Message, V: Message] crate::dict::Dict<K, V>);
 object_arg!([] crate::lock::Lock);
 object_arg!([] crate::lock::RLock);
-object_arg!([] crate::pipe::Connection);
+object_arg!([] crate::pipe::Connection, crate::pipe::Connection::open_inherited);
 object_arg!([] crate::spsc::Ring);
 object_arg!([] crate::mpmc::Queue);
 

@@ -14,7 +14,7 @@ use crate::segment::{HeaderInfo, ObjectKind, ObjectState, PeerStatus};
 /// Header words: as a queue's ([`QueueDescriptor`]). The region is the task
 /// table (`TASKS_BYTES`, zeroed at creation) followed by the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct JoinableDescriptor {
+pub struct JoinableDescriptor {
     /// The queue part.
     pub(crate) queue: QueueDescriptor,
 }

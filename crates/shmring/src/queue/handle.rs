@@ -18,15 +18,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shmring_core::error::{PopError, PushError};
-use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
 use shmring_core::joinable::{TaskCounter, TaskSlot, MAX_HELD};
+use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
 use shmring_core::wait::{block_on, TimedOut, Until, WaitPolicy, WAKE_ALL};
 
 use super::error::{GetError, TryGetError, TryPutError};
 use super::{get_error, put_error};
-use crate::attach::AttachError;
 use crate::codec::{encoded, CodecError, Message};
 use crate::mpmc;
+use crate::object::RoleError;
 use crate::segment::{PeerCounter, Segment};
 use crate::sys::FutexWaiter;
 
@@ -258,7 +258,7 @@ pub(super) enum PutFailure {
     /// This handle was closed.
     HandleClosed,
     /// No producer ring could be claimed.
-    Claim(AttachError),
+    Claim(RoleError),
     Encode(CodecError),
 }
 

@@ -18,17 +18,17 @@ use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutEr
 use super::{
     get_error, get_methods, put_error, put_methods, GetError, PutError, PutFailure, Queue,
 };
-use crate::attach::AttachError;
 use crate::codec::{encoded, Message};
 use crate::counts::Counts;
 use crate::mpmc;
+use crate::object::RoleError;
 use crate::segment::PeerCounter;
 use shmring_core::error::{PopError, PushError};
 
 /// A put-only handle of a [`Queue`] for one thread, made by
 /// [`Queue::sender`]: `Send`, not shared, no lock per call (a `Queue` takes
 /// its producer mutex for each put). It owns a producer
-/// ring of the queue (one of [`QueueOptions::producers`](super::QueueOptions::producers))
+/// ring of the queue (one of the queue's `producers`)
 /// until dropped; FIFO holds per `Sender`.
 #[derive(Debug)]
 pub struct Sender<T> {
@@ -54,8 +54,9 @@ impl<T: Message> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`AttachError`] when every producer ring is taken by a live handle.
-    pub fn sender(&self) -> Result<Sender<T>, AttachError> {
+    /// [`RoleError::NoFreeRing`] when every producer ring is taken by a
+    /// live handle.
+    pub fn sender(&self) -> Result<Sender<T>, RoleError> {
         Ok(Sender {
             producer: self.handle.queue.producer()?,
             scratch: Vec::new(),

@@ -12,12 +12,13 @@ use super::descriptor::JoinableDescriptor;
 use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 use super::handle::Tasks;
 use super::recovery::{self, JoinError, JoinTimeoutError, TryJoinError, TASKS_BYTES};
-use super::{get_methods, put_methods, GetError, Handle, PutError, QueueOptions};
-use crate::attach::AttachError;
+use super::{get_methods, put_methods, queue_setters, GetError, Handle, PutError};
 use crate::codec::Message;
 use crate::descriptor::Descriptor;
 use crate::mpmc::{self, descriptor::QueueDescriptor};
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, named, CreateError, OpenError, QueueSettings, SegmentObject,
+};
 use crate::segment::{PeerCounter, Segment};
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`](super::Queue) that counts
@@ -68,7 +69,7 @@ use crate::segment::{PeerCounter, Segment};
 /// ```
 /// use shmring::queue::JoinableQueue;
 ///
-/// let q = JoinableQueue::<u32>::create_anonymous(Default::default(), &Default::default())?;
+/// let q = JoinableQueue::<u32>::new(0)?;
 /// q.put(7)?;
 /// let item = q.get()?;
 /// q.task_done()?;
@@ -95,15 +96,15 @@ impl<T> fmt::Debug for JoinableQueue<T> {
 
 impl<T: Message> SegmentObject for JoinableQueue<T> {
     type Descriptor = JoinableDescriptor;
-    type Config = QueueOptions;
+    type Config = QueueSettings;
 
-    fn descriptor(options: &QueueOptions) -> Result<JoinableDescriptor, AttachError> {
+    fn descriptor(settings: &QueueSettings) -> Result<JoinableDescriptor, CreateError> {
         Ok(JoinableDescriptor {
-            queue: QueueDescriptor::new(options.config()?)?,
+            queue: QueueDescriptor::new(settings.core()?).map_err(|e| named(e, "max_message"))?,
         })
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let descriptor = JoinableDescriptor::decode(&segment.params())?;
         let at = JoinableDescriptor::QUEUE_AT;
         let queue = mpmc::Queue::attach_at(segment.clone(), &descriptor.queue, at)?;
@@ -129,7 +130,23 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
     }
 }
 
-impl_segment_constructors!([T: Message] JoinableQueue<T>, QueueOptions, "joinable queue");
+impl_segment_constructors!([T: Message] JoinableQueue<T>, "joinable queue");
+queue_setters!(maxsize [T: Message] JoinableQueue<T>);
+
+impl<T: Message> JoinableQueue<T> {
+    /// Python's `JoinableQueue(maxsize)`: a new anonymous queue holding at
+    /// most `maxsize` messages (0: no limit but the rings' bytes), to hand
+    /// to children. [`JoinableQueue::builder`] sets the rest of the shape,
+    /// a name, or opens one.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new(maxsize: u64) -> Result<JoinableQueue<T>, CreateError> {
+        JoinableQueue::builder().maxsize(maxsize).anonymous()
+    }
+}
 
 impl<T> JoinableQueue<T> {
     fn tasks(&self) -> &TaskCounter {

@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::Queue;
-use super::{GetError, PutError, QueueOptions};
-use crate::attach::AttachError;
+use super::{queue_setters, GetError, PutError};
 use crate::codec::Message;
-use crate::object::{impl_segment_constructors, SegmentObject};
+use crate::object::{
+    impl_segment_constructors, CreateError, OpenError, QueueSettings, SegmentObject,
+};
 use crate::segment::Segment;
 
 /// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `is_empty`,
@@ -31,25 +32,38 @@ impl<T> fmt::Debug for SimpleQueue<T> {
 
 impl<T: Message> SegmentObject for SimpleQueue<T> {
     type Descriptor = <Queue<T> as SegmentObject>::Descriptor;
-    type Config = QueueOptions;
+    type Config = QueueSettings;
 
     /// A queue's, without a `maxsize`.
-    fn descriptor(options: &QueueOptions) -> Result<Self::Descriptor, AttachError> {
-        <Queue<T> as SegmentObject>::descriptor(&QueueOptions {
+    fn descriptor(options: &QueueSettings) -> Result<Self::Descriptor, CreateError> {
+        <Queue<T> as SegmentObject>::descriptor(&QueueSettings {
             maxsize: 0,
             ..*options
         })
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Self, AttachError> {
+    fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let queue = <Queue<T> as SegmentObject>::attach(segment.clone())?;
         Ok(SimpleQueue { queue, segment })
     }
 }
 
-impl_segment_constructors!([T: Message] SimpleQueue<T>, QueueOptions, "simple queue");
+impl_segment_constructors!([T: Message] SimpleQueue<T>, "simple queue");
+queue_setters!([T: Message] SimpleQueue<T>);
 
 impl<T: Message> SimpleQueue<T> {
+    /// Python's `SimpleQueue()`: a new anonymous unbounded queue, to hand to
+    /// children. [`SimpleQueue::builder`] sets its shape, a name, or opens
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// The segment could not be created (`/dev/shm` full, descriptor
+    /// limit).
+    pub fn new() -> Result<SimpleQueue<T>, CreateError> {
+        SimpleQueue::builder().anonymous()
+    }
+
     /// Puts `item` (waits only while the producer's ring is out of bytes:
     /// a SimpleQueue has no `maxsize`).
     ///

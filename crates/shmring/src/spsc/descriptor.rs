@@ -13,7 +13,7 @@ use crate::segment::{HeaderInfo, ObjectKind, ObjectState, PeerStatus};
 /// Header words: `[capacity, max_record]`. The region is one ring
 /// ([`SpscLayout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RingDescriptor {
+pub struct RingDescriptor {
     /// The ring's shape.
     pub(crate) ring: RingConfig,
     /// Bytes of the region (from the shape).

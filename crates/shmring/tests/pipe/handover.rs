@@ -14,13 +14,13 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use shmring::pipe::{
-    Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    ConnectError, Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
-use shmring::{AttachError, CreateOptions, OpenOptions};
+use shmring::RoleError;
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until};
 
-use super::{dog, small, PipeConfig};
+use super::{dog, small};
 
 /// Bytes in front of a framed message's filler.
 const HEAD: usize = 24;
@@ -117,8 +117,7 @@ const FIRST_VAR: &str = "SHMRING_TEST_FIRST_LEN";
 #[test]
 fn handover_child() {
     let Some(role) = role() else { return };
-    let opts = OpenOptions::default();
-    let named = |end| Connection::open(&std::env::var(NAME_VAR).unwrap(), end, &opts).unwrap();
+    let named = |end| Connection::open(&std::env::var(NAME_VAR).unwrap(), end).unwrap();
     match role.as_str() {
         // Sends `SCHEDULE` as writer `$WRITER`, then closes. A broken pipe
         // (the reader end was closed) ends it quietly.
@@ -147,7 +146,7 @@ fn handover_child() {
         }
         // Reads the inherited end to end of file and prints what it got.
         "read-to-end" => {
-            let mut conn = Connection::open_inherited(super::VAR, &opts).unwrap();
+            let mut conn = Connection::open_inherited(super::VAR).unwrap();
             let got = read_to_end(&mut conn);
             println!("handover: {got:?}");
         }
@@ -158,15 +157,7 @@ fn handover_child() {
 /// A named simplex pipe with 4 KiB rings and 256-byte fragments.
 fn named_small(prefix: &str) -> (String, Pipe) {
     let name = unique_name(prefix);
-    let pipe = Pipe::create(
-        &name,
-        PipeConfig {
-            duplex: false,
-            ..small()
-        },
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    let pipe = small().duplex(false).create(&name).unwrap();
     (name, pipe)
 }
 
@@ -246,7 +237,7 @@ fn a_writer_killed_mid_message_and_replaced_splices_nothing() {
         // The reader has not looked since, so nobody noticed the death:
         // the end is taken over. Then the reader reads, in a thread (the
         // ring is full of the dead writer's fragments).
-        let mut new = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+        let mut new = Connection::open(&name, End::Second).unwrap();
         let reading = std::thread::spawn(move || read_to_end(&mut reader));
         for (seq, len) in [30, 1_000, 10_000, HEAD].into_iter().enumerate() {
             new.send_bytes(&framed(2, seq as u32, len), 0, None)
@@ -346,7 +337,7 @@ fn a_reader_end_closed_mid_message_and_reopened_returns_no_tail() {
                 writer_mid_message("pipe-reader-reopened", first);
             reader.close();
             let mut again = if by_name {
-                Connection::open(&name, End::First, &OpenOptions::default()).unwrap()
+                Connection::open(&name, End::First).unwrap()
             } else {
                 pipe.connection(End::First).unwrap()
             };
@@ -370,7 +361,7 @@ fn an_end_claimed_after_a_bad_message_length_starts_at_the_next_message() {
     let _dog = dog("bad length then reclaim");
     let (name, pipe) = named_small("pipe-bad-length-reclaim");
     let mut reader = pipe.connection(End::First).unwrap();
-    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    let mut writer = Connection::open(&name, End::Second).unwrap();
     writer.send_bytes(&framed(1, 0, 1_000), 0, None).unwrap();
     writer.send_bytes(&framed(1, 1, 40), 0, None).unwrap();
     assert!(matches!(
@@ -394,13 +385,13 @@ fn a_reader_end_reopened_after_close_sees_the_end() {
     let _dog = dog("reader reopened after close");
     let (name, pipe) = named_small("pipe-reopen-reader");
     let mut reader = pipe.connection(End::First).unwrap();
-    let mut writer = Connection::open(&name, End::Second, &OpenOptions::default()).unwrap();
+    let mut writer = Connection::open(&name, End::Second).unwrap();
     writer.send_bytes(&framed(1, 0, 40), 0, None).unwrap();
     writer.send_bytes(&framed(1, 1, 1_000), 0, None).unwrap();
     reader.close();
     assert_eq!(writer.send(&1u8), Err(SendError::BrokenPipe));
     // Another process's way first (by name): it used to wait forever.
-    let mut again = Connection::open(&name, End::First, &OpenOptions::default()).unwrap();
+    let mut again = Connection::open(&name, End::First).unwrap();
     assert!(again.poll_timeout(Duration::from_secs(20)).unwrap());
     assert_eq!(read_to_end(&mut again), wholes(1, 0..=1));
     assert!(again.poll().unwrap(), "end of file");
@@ -433,7 +424,7 @@ fn a_writer_end_reopened_after_close_stays_broken() {
     writer.close();
     for by_name in [false, true] {
         let mut again = if by_name {
-            Connection::open(&name, End::Second, &OpenOptions::default()).unwrap()
+            Connection::open(&name, End::Second).unwrap()
         } else {
             pipe.connection(End::Second)
                 .expect("an end this handle closed can be claimed again")
@@ -456,7 +447,7 @@ fn a_writer_end_reopened_after_close_stays_broken() {
 fn a_duplex_end_reopened_after_close_sees_the_end_both_ways() {
     let _dog = dog("duplex reopened");
     let name = unique_name("pipe-reopen-duplex");
-    let pipe = Pipe::create(&name, small(), &CreateOptions::default()).unwrap();
+    let pipe = small().create(&name).unwrap();
     let mut a = pipe.connection(End::First).unwrap();
     let mut b = pipe.connection(End::Second).unwrap();
     b.send_bytes(&framed(2, 0, 700), 0, None).unwrap();
@@ -476,9 +467,12 @@ fn claiming_an_end_held_by_this_process_says_so() {
     let (name, pipe) = named_small("pipe-held-here");
     let _reader = pipe.connection(End::First).unwrap();
     let same = pipe.connection(End::First).unwrap_err();
-    let other = Connection::open(&name, End::First, &OpenOptions::default()).unwrap_err();
+    let other = match Connection::open(&name, End::First).unwrap_err() {
+        ConnectError::Role(e) => e,
+        e => panic!("an open error: {e}"),
+    };
     for err in [same, other] {
-        assert!(matches!(err, AttachError::RoleTaken { .. }), "{err}");
+        assert!(matches!(err, RoleError::RoleTaken { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("held by this process"), "{text}");
         assert!(!text.contains("live process"), "{text}");
@@ -516,11 +510,7 @@ fn a_reader_stopped_mid_message_loses_and_tears_nothing() {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::sync::Arc;
     let _dog = dog("reader stopped");
-    let (reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (reader, mut writer) = small().duplex(false).pair().unwrap();
     let mut cmd = spawn_role("handover::handover_child", "read-to-end", &[]);
     reader.share_with_child(&mut cmd, super::VAR).unwrap();
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
@@ -582,7 +572,7 @@ const _: () = {
 fn threads_sharing_a_connection_behind_a_mutex_never_interleave() {
     use std::sync::{Arc, Mutex};
     let _dog = dog("threads share");
-    let (a, b) = Pipe::with_config(small()).unwrap();
+    let (a, b) = small().pair().unwrap();
     let (a, b) = (Arc::new(Mutex::new(a)), Arc::new(Mutex::new(b)));
     let per_thread = 50u32;
     let senders: Vec<_> = (0..2u32)

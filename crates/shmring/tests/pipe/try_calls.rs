@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use shmring::pipe::{
-    Pipe, PipeConfig, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use shmring_testkit::{role, spawn_role, wait_child, wait_until};
 
@@ -137,11 +136,7 @@ fn try_recv_bytes_into_copies_every_length_and_keeps_python_errors() {
 #[test]
 fn try_send_on_a_full_ring_writes_nothing() {
     let _dog = dog("try full");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = small().duplex(false).pair().unwrap();
     let mut sent = 0u8;
     loop {
         match writer.try_send_bytes(&[sent; 100], 0, None) {
@@ -188,11 +183,7 @@ fn try_send_on_a_full_ring_writes_nothing() {
 #[test]
 fn a_message_that_never_fits_whole_is_too_large_for_try_and_timeout() {
     let _dog = dog("too large");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = small().duplex(false).pair().unwrap();
     assert_eq!(writer.max_whole_message(), Some(SMALL_MAX_WHOLE));
     let msg = pattern(SMALL_MAX_WHOLE + 1, 5);
     let too_large = SendError::TooLarge {
@@ -225,11 +216,7 @@ fn the_longest_whole_message_fits_at_every_ring_position() {
     // A fresh ring per start position, moved there 8 bytes (one empty
     // record) at a time.
     for shift in 0..4096 / 8 {
-        let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-            duplex: false,
-            ..small()
-        })
-        .unwrap();
+        let (mut reader, mut writer) = small().duplex(false).pair().unwrap();
         for _ in 0..shift {
             writer.try_send_bytes(b"", 0, None).unwrap();
             assert_eq!(reader.try_recv_bytes(None).unwrap(), b"");
@@ -294,16 +281,12 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
             ring - 8,
         ];
         for fragment in fragments {
-            let config = PipeConfig {
-                ring_bytes: ring,
-                fragment_bytes: Some(fragment),
-                ..PipeConfig::default()
-            };
-            let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-                duplex: false,
-                ..config
-            })
-            .unwrap();
+            let (mut reader, mut writer) = Pipe::builder()
+                .ring_bytes(ring)
+                .fragment_bytes(fragment)
+                .duplex(false)
+                .pair()
+                .unwrap();
             let max = writer.max_whole_message().unwrap();
             let what = format!("ring {ring}, fragment {fragment}, max {max}");
             // Not shrunk beyond need: every one-record message up to
@@ -379,11 +362,7 @@ fn ring_advance(ring: u64, fragment: u64, index: u64, len: usize) -> u64 {
 #[test]
 fn timed_calls_wait_at_least_their_timeout_and_write_nothing() {
     let _dog = dog("timeouts");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = small().duplex(false).pair().unwrap();
     let start = Instant::now();
     assert_eq!(
         reader.recv_timeout::<u32>(Duration::from_millis(50)),
@@ -468,11 +447,7 @@ pub(crate) fn child_role(role: &str, conn: &mut shmring::pipe::Connection) -> bo
 #[test]
 fn fragmented_messages_through_try_calls_between_processes() {
     let _dog = dog("try between processes");
-    let (mut reader, writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, writer) = small().duplex(false).pair().unwrap();
     let child = spawn_with(&writer, "try-send-sizes");
     drop(writer);
     for round in 0..20u8 {
@@ -508,11 +483,7 @@ fn signal(child: &std::process::Child, sig: libc::c_int) {
 /// A child sends a 10 000-byte message through a 4 KiB ring and is stopped
 /// once the ring is full: the reader can only get part of the message.
 fn half_sent(config_child: &str) -> (shmring::pipe::Connection, std::process::Child) {
-    let (reader, writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (reader, writer) = small().duplex(false).pair().unwrap();
     let child = spawn_with(&writer, config_child);
     drop(writer);
     assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
@@ -711,7 +682,7 @@ fn trap_futex() -> std::io::Result<()> {
 #[test]
 fn no_futex_child() {
     let Some(role) = role() else { return };
-    let (mut a, mut b) = Pipe::with_config(small()).unwrap();
+    let (mut a, mut b) = small().pair().unwrap();
     // The ends go back to this thread: closing one wakes (futex) anyone
     // who might sleep on its rings.
     let checker = std::thread::spawn(move || {
@@ -787,11 +758,7 @@ fn try_calls_make_no_futex_call_without_a_sleeper() {
 #[test]
 fn the_deadline_forms_give_up_at_their_instant_and_a_past_one_is_a_try() {
     let _dog = dog("deadline forms");
-    let (mut reader, mut writer) = Pipe::with_config(PipeConfig {
-        duplex: false,
-        ..small()
-    })
-    .unwrap();
+    let (mut reader, mut writer) = small().duplex(false).pair().unwrap();
     let past = Instant::now();
     assert_eq!(
         reader.recv_deadline::<u32>(past),
