@@ -64,7 +64,48 @@ static NOT_LISTED: Entry<()> = shmring::entry!(not_listed);
 
 #[test]
 fn child_entry() {
-    run_child(&[&MANY_KINDS, &FAILS, &TAKES_A_QUEUE, &FROM_PREPARED_COMMAND]);
+    run_child(&[
+        &MANY_KINDS,
+        &FAILS,
+        &TAKES_A_QUEUE,
+        &FROM_PREPARED_COMMAND,
+        first_local_worker(),
+        second_local_worker(),
+    ]);
+}
+
+/// An entry point declared inside a function, from a local function named
+/// `worker`; it fails, saying which one ran.
+fn first_local_worker() -> &'static Entry<(u64,)> {
+    fn worker((_,): (u64,)) -> EntryResult {
+        Err("the first local worker ran".into())
+    }
+    static WORKER: Entry<(u64,)> = shmring::entry!(worker);
+    &WORKER
+}
+
+/// Another one from another local function named `worker`, in the same
+/// module; it succeeds.
+fn second_local_worker() -> &'static Entry<(u64,)> {
+    fn worker((_,): (u64,)) -> EntryResult {
+        Ok(())
+    }
+    static WORKER: Entry<(u64,)> = shmring::entry!(worker);
+    &WORKER
+}
+
+/// Review finding 2 (issue 11 review): an entry's id was only its
+/// module path and function name, so two entry points made from local
+/// functions of the same name in one module (each test declaring its own
+/// `fn worker` and static, say) had the same id, and the child of the
+/// second ran the first one listed: the wrong function, silently when the
+/// argument types agree (here it fails, saying so).
+#[test]
+fn entries_of_local_functions_with_one_name_are_told_apart() {
+    let _dog = Watchdog::new(Duration::from_secs(90), "local entries");
+    assert_ne!(first_local_worker().id(), second_local_worker().id());
+    let (code, err) = run_capturing(child(CHILD_TEST, second_local_worker(), (5,)));
+    assert_eq!(code, Some(0), "stderr: {err}");
 }
 
 /// Starts `p` with its stderr piped, waits, and returns the exit code and
@@ -110,7 +151,7 @@ fn an_entry_missing_from_run_child_is_a_clear_error_with_its_own_exit_code() {
         err.contains(NOT_LISTED.id()) && err.contains("not registered"),
         "stderr: {err}"
     );
-    assert!(NOT_LISTED.id().ends_with("process_entries::not_listed"));
+    assert!(NOT_LISTED.id().contains("process_entries::not_listed@"));
 }
 
 #[test]

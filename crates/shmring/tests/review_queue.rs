@@ -42,3 +42,63 @@ fn task_done_for_a_handed_over_task_prefers_a_live_holder() {
     assert_eq!(parent.unfinished_tasks(), 0);
     assert!(c.task_done().is_err(), "C's task was marked done already");
 }
+
+/// Review finding 1 (issue 11 review): a `try_join` (and a `join_deadline`
+/// whose instant has passed) never ran the joiner's slow check, the only
+/// place the slots of gone holders are emptied: `block_on` answers
+/// `Until::Now` (and a deadline already past on entry) after one fast
+/// check. A caller polling `try_join` while a holder is gone was told
+/// `Unfinished` for ever, although `join` promises never to wait forever
+/// because a holder died and `try_join` documents the same `PeerDied`.
+/// (The Lock's try takes a dead holder's lock over by probing once after
+/// `block_on` gives up; the join had no such probe.)
+#[test]
+fn try_join_reports_tasks_lost_with_a_gone_holder() {
+    use shmring::queue::TryJoinError;
+    use std::time::Instant;
+
+    let _dog = Watchdog::new(Duration::from_secs(60), "try_join sees gone holders");
+    let name = unique_name("review-try-join");
+    let parent =
+        JoinableQueue::<u64>::create(&name, QueueOptions::default(), &CreateOptions::default())
+            .unwrap();
+    parent.put(1).unwrap();
+    parent.put(2).unwrap();
+    let a = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    assert_eq!(a.get().unwrap(), 1);
+    drop(a); // gone, holding task 1: lost
+    assert_eq!(parent.get().unwrap(), 2);
+    parent.task_done().unwrap();
+
+    // A deadline already past is "try once", and must see the loss too.
+    let past = Instant::now() - Duration::from_millis(1);
+    let polled = Instant::now();
+    let mut last = parent.join_deadline(past);
+    while last.is_err_and(|e| e.is_timeout()) && polled.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+        last = parent.join_deadline(past);
+    }
+    assert_eq!(
+        last,
+        Err(JoinTimeoutError::Join(JoinError::PeerDied { lost: 1 })),
+        "a join_deadline in the past, polled for 3 s, never saw the gone holder"
+    );
+
+    parent.put(3).unwrap();
+    let b = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    assert_eq!(b.get().unwrap(), 3);
+    drop(b); // gone, holding task 3
+    let polled = Instant::now();
+    let mut last = parent.try_join();
+    while last == Err(TryJoinError::Unfinished) && polled.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+        last = parent.try_join();
+    }
+    assert_eq!(
+        last,
+        Err(TryJoinError::Join(JoinError::PeerDied { lost: 1 })),
+        "try_join, polled for 3 s, never saw the gone holder"
+    );
+    assert_eq!(parent.unfinished_tasks(), 0);
+    assert_eq!(parent.try_join(), Ok(()), "a loss is reported once");
+}

@@ -157,3 +157,33 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
     TAKEN.lock().unwrap().clear();
     drop((ring, ring2));
 }
+
+/// Review finding 3 (issue 11 review): the engine's `Producer`/`Consumer`
+/// are the core handles, whose public `set_role` replaced (and dropped)
+/// the role the engine handed them, and with it the claim on the ring's
+/// role word. The handle went on producing while the role stood free: a
+/// second producer (here in the same process, as easily in another one)
+/// claimed it, two writers on a single-producer ring.
+#[test]
+#[ignore = "review finding 3: set_role on an engine ring handle drops its claim on the role, fails until set_role cannot replace a role (see the report)"]
+fn set_role_on_an_engine_handle_does_not_give_the_role_up() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "set_role keeps the role");
+    let name = unique_name("review-set-role");
+    let ring = Ring::create(&name, config(), &CreateOptions::default()).unwrap();
+    // Another attachment, as another process would have.
+    let other = Ring::open(&name, &OpenOptions::default()).unwrap();
+    let mut producer = ring.producer().unwrap();
+    assert!(other.producer().is_err(), "the role is held");
+    producer.set_role(|| false);
+    assert!(
+        other.producer().is_err(),
+        "a second producer claimed the role of a live producer handle"
+    );
+    let mut consumer = ring.consumer().unwrap();
+    consumer.set_role(|| false);
+    assert!(
+        other.consumer().is_err(),
+        "a second consumer claimed the role of a live consumer handle"
+    );
+    producer.push(b"x", Until::Now).unwrap();
+}

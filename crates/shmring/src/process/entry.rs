@@ -64,7 +64,9 @@ impl<A: Args> Entry<A> {
     }
 
     /// Its identity across processes: the module path and name of its
-    /// function (`my_crate::workers::resize`).
+    /// function, and the line and column of its [`entry!`](crate::entry)
+    /// (`my_crate::workers::resize@12:34`), so that entries made from
+    /// local functions of one name in one module differ.
     pub fn id(&self) -> &'static str {
         self.id
     }
@@ -104,8 +106,10 @@ impl<A> fmt::Debug for Entry<A> {
 }
 
 /// Declares an [`Entry`] from a function `fn(A) -> EntryResult`; its id
-/// is the function's module path and name, so the parent and the child
-/// cannot disagree on it:
+/// is the function's module path and name and where the macro is invoked
+/// (line and column: two local functions `fn worker` in two functions of
+/// one module are two entry points), so the parent and the child (the
+/// same executable) cannot disagree on it:
 ///
 /// ```
 /// use shmring::process::{Entry, EntryResult};
@@ -115,13 +119,21 @@ impl<A> fmt::Debug for Entry<A> {
 ///     Ok(())
 /// }
 /// static RESIZE: Entry<(u32, u32)> = shmring::entry!(resize);
-/// assert!(RESIZE.id().ends_with("::resize"));
+/// assert!(RESIZE.id().contains("::resize@"));
 /// ```
 #[macro_export]
 macro_rules! entry {
     ($function:path) => {
         $crate::process::Entry::__from_fn(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($function)),
+            ::core::concat!(
+                ::core::module_path!(),
+                "::",
+                ::core::stringify!($function),
+                "@",
+                ::core::line!(),
+                ":",
+                ::core::column!()
+            ),
             $function,
         )
     };

@@ -193,12 +193,23 @@ impl<T> JoinableQueue<T> {
         let policy = WaitPolicy::default();
         let mut dropped = 0;
         let core = self.handle.queue.core();
-        let joined = counter.join(&self.handle.waiter, until, &policy, &mut |slow| {
+        let mut joined = counter.join(&self.handle.waiter, until, &policy, &mut |slow| {
             if slow {
                 dropped += recovery::reclaim_dead(counter, slots, &self.segment, core);
             }
             self.unfinished()
         });
+        if joined.is_err() {
+            // `block_on` gives up without a slow check when the deadline
+            // had passed on entry (always, for `Until::Now`): reclaim once,
+            // so that a try sees tasks lost with a gone holder instead of
+            // `Unfinished` for ever (as a Lock's try takes a dead holder's
+            // lock over).
+            dropped += recovery::reclaim_dead(counter, slots, &self.segment, core);
+            if self.unfinished() == 0 {
+                joined = Ok(());
+            }
+        }
         if dropped != 0 {
             self.segment.add_to_counter(PeerCounter::Recovered, dropped);
         }
@@ -271,7 +282,9 @@ impl<T> JoinableQueue<T> {
         }
     }
 
-    /// Whether every item put has been marked done, without waiting.
+    /// Whether every item put has been marked done, without waiting. While
+    /// tasks are unfinished, the holders of tasks are probed once (a system
+    /// call each), so tasks lost with a gone holder are reported here too.
     ///
     /// # Errors
     ///
