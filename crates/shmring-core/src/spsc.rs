@@ -86,6 +86,15 @@ pub trait Role: Send + Sync {
     /// left and then fails with `Closed`, a [`Producer::wait_writable`] or
     /// [`Consumer::wait_readable`] returns `Ok(false)`.
     fn peer_gone(&self) -> bool;
+
+    /// Whether this role holds a claim in shared memory that dropping it
+    /// gives up (the engine's role of a ring handle, which owns the
+    /// producer or consumer role word). Such a role is never replaced by
+    /// `set_role`: replacing it would give the role up while the handle
+    /// goes on using it. `false` by default.
+    fn holds_claim(&self) -> bool {
+        false
+    }
 }
 
 impl<F: Fn() -> bool + Send + Sync> Role for F {
@@ -99,6 +108,16 @@ impl<F: Fn() -> bool + Send + Sync> Role for F {
 struct RoleSlot(Option<Box<dyn Role>>);
 
 impl RoleSlot {
+    /// Installs `role` unless the current one holds a claim; whether it
+    /// did.
+    fn set(&mut self, role: Box<dyn Role>) -> bool {
+        if self.0.as_ref().is_some_and(|r| r.holds_claim()) {
+            return false;
+        }
+        self.0 = Some(role);
+        true
+    }
+
     /// Whether the role says the peer is gone (never, without one). The
     /// slow path only: a call through a `dyn` pointer.
     #[cold]
@@ -557,8 +576,12 @@ impl<W: Waiter + Clone> Producer<W> {
     /// Hands the handle its [`Role`] (replacing, and dropping, any earlier
     /// one): what its blocking calls ask on the slow path whether the
     /// process at the other end is gone, dropped with the handle.
-    pub fn set_role(&mut self, role: impl Role + 'static) {
-        self.role = RoleSlot(Some(Box::new(role)));
+    ///
+    /// Returns `false`, and drops `role`, when the current role
+    /// [holds a claim](Role::holds_claim) (a ring handle the engine made
+    /// keeps the role it claimed for as long as it lives).
+    pub fn set_role(&mut self, role: impl Role + 'static) -> bool {
+        self.role.set(Box::new(role))
     }
 
     /// Whether the handle's [`Role`] says the other end is gone (never,
@@ -780,8 +803,12 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// Hands the handle its [`Role`] (replacing, and dropping, any earlier
     /// one): what its blocking calls ask on the slow path whether the
     /// process at the other end is gone, dropped with the handle.
-    pub fn set_role(&mut self, role: impl Role + 'static) {
-        self.role = RoleSlot(Some(Box::new(role)));
+    ///
+    /// Returns `false`, and drops `role`, when the current role
+    /// [holds a claim](Role::holds_claim) (a ring handle the engine made
+    /// keeps the role it claimed for as long as it lives).
+    pub fn set_role(&mut self, role: impl Role + 'static) -> bool {
+        self.role.set(Box::new(role))
     }
 
     /// Whether the handle's [`Role`] says the other end is gone (never,

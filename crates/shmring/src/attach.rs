@@ -14,10 +14,11 @@ use crate::segment::Segment;
 pub(crate) const GONE: u64 = 1 << 32;
 
 /// Claims `word` for this attachment: free, or held by a dead peer.
-/// Returns what the word held before (0, this attachment's own token, a
-/// dead holder's, or [`GONE`]: a waiter acted on the previous holder's
-/// death, see [`mark_gone`]; the pipe must then treat the object as
-/// closed).
+/// Returns what the word held before (0, a dead holder's, or [`GONE`]: a
+/// waiter acted on the previous holder's death, see [`mark_gone`]; the
+/// pipe must then treat the object as closed). A word holding this
+/// attachment's own token is held by another of its handles, still open
+/// (a handle gives its role back when dropped): taken, like a live peer's.
 pub(crate) fn claim_role(
     word: &AtomicU64,
     segment: &Segment,
@@ -28,7 +29,7 @@ pub(crate) fn claim_role(
         // ORDERING: Acquire — pairs with the Release store of 0 by the
         // previous holder's drop: its last publish is visible to us.
         let current = word.load(Ordering::Acquire);
-        if current != 0 && current != token && segment.is_peer_alive(current) {
+        if current != 0 && (current == token || segment.is_peer_alive(current)) {
             let pid = segment
                 .peers()
                 .into_iter()

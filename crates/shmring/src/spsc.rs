@@ -250,6 +250,11 @@ impl Role for Held {
     fn peer_gone(&self) -> bool {
         mark_gone(self.words().1, &self.segment)
     }
+
+    /// Dropping it gives the role word back: never replaced.
+    fn holds_claim(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for Held {

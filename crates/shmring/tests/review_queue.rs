@@ -59,12 +59,10 @@ fn try_join_reports_tasks_lost_with_a_gone_holder() {
 
     let _dog = Watchdog::new(Duration::from_secs(60), "try_join sees gone holders");
     let name = unique_name("review-try-join");
-    let parent =
-        JoinableQueue::<u64>::create(&name, QueueOptions::default(), &CreateOptions::default())
-            .unwrap();
+    let parent = JoinableQueue::<u64>::builder().create(&name).unwrap();
     parent.put(1).unwrap();
     parent.put(2).unwrap();
-    let a = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let a = JoinableQueue::<u64>::open(&name).unwrap();
     assert_eq!(a.get().unwrap(), 1);
     drop(a); // gone, holding task 1: lost
     assert_eq!(parent.get().unwrap(), 2);
@@ -85,7 +83,7 @@ fn try_join_reports_tasks_lost_with_a_gone_holder() {
     );
 
     parent.put(3).unwrap();
-    let b = JoinableQueue::<u64>::open(&name, &OpenOptions::default()).unwrap();
+    let b = JoinableQueue::<u64>::open(&name).unwrap();
     assert_eq!(b.get().unwrap(), 3);
     drop(b); // gone, holding task 3
     let polled = Instant::now();

@@ -165,25 +165,54 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
 /// second producer (here in the same process, as easily in another one)
 /// claimed it, two writers on a single-producer ring.
 #[test]
-#[ignore = "review finding 3: set_role on an engine ring handle drops its claim on the role, fails until set_role cannot replace a role (see the report)"]
 fn set_role_on_an_engine_handle_does_not_give_the_role_up() {
     let _dog = Watchdog::new(Duration::from_secs(60), "set_role keeps the role");
     let name = unique_name("review-set-role");
-    let ring = Ring::create(&name, config(), &CreateOptions::default()).unwrap();
+    let ring = Ring::builder().create(&name).unwrap();
     // Another attachment, as another process would have.
-    let other = Ring::open(&name, &OpenOptions::default()).unwrap();
+    let other = Ring::open(&name).unwrap();
     let mut producer = ring.producer().unwrap();
     assert!(other.producer().is_err(), "the role is held");
-    producer.set_role(|| false);
+    assert!(!producer.set_role(|| false), "the engine's role stays");
     assert!(
         other.producer().is_err(),
         "a second producer claimed the role of a live producer handle"
     );
     let mut consumer = ring.consumer().unwrap();
-    consumer.set_role(|| false);
+    assert!(!consumer.set_role(|| false), "the engine's role stays");
     assert!(
         other.consumer().is_err(),
         "a second consumer claimed the role of a live consumer handle"
     );
     producer.push(b"x", Until::Now).unwrap();
+}
+
+/// A ring handle hands out each role once at a time: a second `producer()`
+/// (or `consumer()`) of the same attachment while the first handle lives
+/// is refused like a live peer's claim (it used to succeed: two writers on
+/// a single-producer ring, and the first drop freed the role under the
+/// second).
+#[test]
+fn one_attachment_cannot_take_a_ring_role_twice() {
+    let ring = Ring::new().unwrap();
+    let producer = ring.producer().unwrap();
+    match ring.producer() {
+        Err(shmring::RoleError::RoleTaken { pid, .. }) => {
+            assert_eq!(pid, Some(std::process::id()));
+        }
+        other => panic!("a second producer of one attachment: {other:?}"),
+    }
+    let consumer = ring.consumer().unwrap();
+    assert!(
+        ring.consumer().is_err(),
+        "a second consumer of one attachment"
+    );
+    drop(producer);
+    let _again = ring
+        .producer()
+        .expect("free again once the first is dropped");
+    drop(consumer);
+    let _again = ring
+        .consumer()
+        .expect("free again once the first is dropped");
 }
