@@ -59,7 +59,7 @@ fn spsc(c: &mut Criterion) {
 }
 
 fn mpmc_queue(c: &mut Criterion) {
-    let queue = mpmc::Queue::builder()
+    let queue = mpmc::ByteQueue::builder()
         .producers(16)
         .ring_bytes(RING_BYTES)
         .max_message(MAX_MESSAGE)

@@ -33,7 +33,7 @@ pub struct Pair {
     /// Its consumer.
     pub spsc_consumer: spsc::Consumer,
     _handles_queue: Queue<u64>,
-    _raw: mpmc::Queue,
+    _raw: mpmc::ByteQueue,
     _spsc: spsc::Ring,
 }
 
@@ -46,7 +46,7 @@ impl Pair {
     pub fn new() -> Pair {
         let facade = Queue::<u64>::new(0).expect("queue");
         // The engine's queue has the facade's default shape.
-        let raw = mpmc::Queue::new().expect("raw queue");
+        let raw = mpmc::ByteQueue::new().expect("raw queue");
         let handles_queue = Queue::<u64>::new(0).expect("queue");
         let (reader, writer) = Pipe::new(false).expect("pipe");
         // A pipe's default shape: 256 KiB rings, fragments of a quarter.

@@ -125,7 +125,7 @@ fn main() -> Result<(), BoxError> {
         }
     );
     drop(theirs);
-    let ours = shmring::mpmc::Queue::builder()
+    let ours = shmring::mpmc::ByteQueue::builder()
         .producers(shmring::core::mpmc::MAX_RINGS)
         .ring_bytes(shmring::core::ring::MAX_CAPACITY)
         .max_message(64)

@@ -10,7 +10,7 @@
 //! attachment that made it. The waiter carries a pointer to its row's
 //! counters; an earlier version looked the row up in a process-wide list
 //! of mapped segments, whose cost grew with the number of attachments.
-//! This times `mpmc::Queue::close` (a flag and two `FUTEX_WAKE` calls with
+//! This times `mpmc::ByteQueue::close` (a flag and two `FUTEX_WAKE` calls with
 //! nobody asleep, each counted) on a queue created alone, and on one
 //! created after 10,000 other attachments (40 locks opened 250 times each),
 //! which are alive while it is timed.
@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use shmring::lock::Lock;
-use shmring::mpmc::Queue;
+use shmring::mpmc::ByteQueue;
 use shmring::segment::PeerCounter;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -28,7 +28,7 @@ const LOCKS: usize = 40;
 const OPENS_PER_LOCK: usize = 250;
 
 /// Nanoseconds per `close` (two counted wake calls), best of five rounds.
-fn per_close(queue: &Queue) -> f64 {
+fn per_close(queue: &ByteQueue) -> f64 {
     (0..5)
         .map(|_| {
             let started = Instant::now();
@@ -41,9 +41,9 @@ fn per_close(queue: &Queue) -> f64 {
 }
 
 fn main() -> Result<(), BoxError> {
-    println!("shmring futex_count: Queue::close (two counted FUTEX_WAKE calls)");
+    println!("shmring futex_count: ByteQueue::close (two counted FUTEX_WAKE calls)");
     let alone = per_close(
-        &Queue::builder()
+        &ByteQueue::builder()
             .producers(1)
             .ring_bytes(4096)
             .max_message(64)
@@ -64,7 +64,7 @@ fn main() -> Result<(), BoxError> {
             held.push(Lock::open(&name)?);
         }
     }
-    let queue = Queue::builder()
+    let queue = ByteQueue::builder()
         .producers(1)
         .ring_bytes(4096)
         .max_message(64)

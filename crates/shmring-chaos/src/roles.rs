@@ -9,7 +9,7 @@ use std::time::Duration;
 use shmring::core::PopError;
 use shmring::dict::Dict;
 use shmring::lock::{Acquired, Lock};
-use shmring::mpmc::Queue;
+use shmring::mpmc::ByteQueue;
 use shmring::pipe::{Connection, End, RecvError, SendError};
 
 use crate::ledger::{now_ns, Counter, Ledger, PipeWord, MAX_SEQ};
@@ -27,11 +27,11 @@ pub fn throttle(sent: u64) {
     }
 }
 
-/// Queue producer `p`: resumes after its predecessor (whose last push is in
+/// ByteQueue producer `p`: resumes after its predecessor (whose last push is in
 /// doubt if it died inside it) and pushes its sequence numbers in order,
 /// each tagged with this process's incarnation and ring.
 pub fn producer(ledger: &Ledger, queue_name: &str, p: usize) {
-    let queue = Queue::open(queue_name).expect("open queue");
+    let queue = ByteQueue::open(queue_name).expect("open queue");
     let (next, pushing) = ledger.producer(p);
     // ORDERING: Acquire on both — pairs with the predecessor's Release
     // stores (it is dead; the kernel made its stores visible).
@@ -99,10 +99,10 @@ fn deliver(ledger: &Ledger, buf: &[u8], order: &mut OrderCheck) {
     }
 }
 
-/// Queue consumer `c`: takes messages and marks them delivered; its hook
+/// ByteQueue consumer `c`: takes messages and marks them delivered; its hook
 /// keeps its in-flight word naming the record it is taking.
 pub fn consumer(ledger: &Ledger, queue_name: &str, c: usize) {
-    let queue = Queue::open(queue_name).expect("open queue");
+    let queue = ByteQueue::open(queue_name).expect("open queue");
     let mut rx = queue.consumer();
     let mut buf = Vec::new();
     let mut order = OrderCheck::new();
@@ -121,7 +121,7 @@ pub fn consumer(ledger: &Ledger, queue_name: &str, c: usize) {
 }
 
 /// Drains whatever is left in the queue (the parent, after the run).
-pub fn drain(ledger: &Ledger, queue: &Queue) -> u64 {
+pub fn drain(ledger: &Ledger, queue: &ByteQueue) -> u64 {
     let mut rx = queue.consumer();
     let mut buf = Vec::new();
     let mut order = OrderCheck::new();

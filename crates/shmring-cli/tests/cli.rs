@@ -50,7 +50,7 @@ fn child_entry() {
     let name = std::env::var(NAME_VAR).unwrap();
     match role.as_str() {
         "queue_and_hang" => {
-            let _q = mpmc::Queue::builder()
+            let _q = mpmc::ByteQueue::builder()
                 .producers(2)
                 .ring_bytes(4096)
                 .max_message(256)
@@ -113,7 +113,7 @@ fn help_and_usage_errors() {
 #[test]
 fn ls_and_stat_show_a_queue() {
     let name = unique_name("cli-ls");
-    let q = mpmc::Queue::builder()
+    let q = mpmc::ByteQueue::builder()
         .producers(2)
         .ring_bytes(4096)
         .max_message(256)
@@ -315,7 +315,7 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
     let old = Duration::from_secs(30);
     plant(&creating, Duration::ZERO);
     plant(&died_creating, old);
-    let _live = mpmc::Queue::builder()
+    let _live = mpmc::ByteQueue::builder()
         .producers(2)
         .ring_bytes(4096)
         .max_message(256)

@@ -96,7 +96,7 @@ fn rm_refuses_a_segment_with_live_peers_and_names_them() {
     assert!(shm_exists(&name), "a live segment was removed");
 
     // A second live peer (this process): both pids are named.
-    let ours = mpmc::Queue::open(&name).unwrap();
+    let ours = mpmc::ByteQueue::open(&name).unwrap();
     let refused = shmring(&["rm", &name]);
     assert_eq!(refused.code, 6, "{}", refused.both());
     for pid in [child_pid, std::process::id()] {
@@ -380,7 +380,7 @@ fn gc_keeps_an_abandoned_queue_that_holds_data_unless_told() {
 
     // The restarted service gets every message (and its clean drop, the
     // last live peer's, removes the name).
-    let q = mpmc::Queue::open(&name).unwrap();
+    let q = mpmc::ByteQueue::open(&name).unwrap();
     let mut c = q.consumer();
     let mut buf = Vec::new();
     let mut got = Vec::new();

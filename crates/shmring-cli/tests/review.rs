@@ -34,7 +34,7 @@ fn child_entry() {
         }
         // Opens the queue, puts one message, and waits for its SIGKILL.
         "put_one" => {
-            let q = mpmc::Queue::open(&name).unwrap();
+            let q = mpmc::ByteQueue::open(&name).unwrap();
             q.producer().unwrap().try_push(b"precious").unwrap();
             println!("READY");
             sleep_forever();
@@ -266,7 +266,7 @@ fn gc_never_removes_data_put_after_it_looked() {
         shm_exists(&name),
         "gc without --include-data removed a queue holding a message:\n{text}"
     );
-    let q = mpmc::Queue::open(&name).unwrap();
+    let q = mpmc::ByteQueue::open(&name).unwrap();
     let mut buf = Vec::new();
     q.consumer().try_pop(&mut buf).unwrap();
     assert_eq!(buf, b"precious");
@@ -301,7 +301,7 @@ fn rm_never_removes_the_name_of_a_peer_that_attached_after_it_looked() {
     let rm = retry_busy(&mut rm, std::process::Command::spawn);
     gate.wait_held();
     // A service opens it now.
-    let live = mpmc::Queue::open(&name).unwrap();
+    let live = mpmc::ByteQueue::open(&name).unwrap();
     drop(gate);
     let text = output_of(rm);
     let kept = shm_exists(&name);

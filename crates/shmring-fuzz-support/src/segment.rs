@@ -62,7 +62,7 @@ pub fn segment_templates() -> &'static [Bytes] {
                 Some(r)
             }),
             template(|n| {
-                let builder = mpmc::Queue::builder()
+                let builder = mpmc::ByteQueue::builder()
                     .producers(2)
                     .ring_bytes(256)
                     .max_message(64);
@@ -192,7 +192,7 @@ fn open_everything(name: &str) {
             let _ = p.push(b"z", Until::Now);
         }
     }
-    if let Ok(queue) = mpmc::Queue::builder()
+    if let Ok(queue) = mpmc::ByteQueue::builder()
         .open_timeout(Duration::ZERO)
         .open(name)
     {

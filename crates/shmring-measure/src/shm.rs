@@ -192,8 +192,8 @@ pub(crate) struct Mpmc {
 }
 
 /// The default 16 producer rings, each as `ring`.
-fn queue(job: &Job) -> Builder<mpmc::Queue> {
-    mpmc::Queue::builder()
+fn queue(job: &Job) -> Builder<mpmc::ByteQueue> {
+    mpmc::ByteQueue::builder()
         .ring_bytes(job.ring_bytes())
         .max_message(job.max_record())
 }
@@ -212,10 +212,10 @@ impl Mpmc {
     }
 
     pub(crate) fn child(job: &Job) -> Result<Mpmc, MeasureError> {
-        let from_parent = mpmc::Queue::builder()
+        let from_parent = mpmc::ByteQueue::builder()
             .open_inherited(TO_PEER)
             .map_err(err("open queue"))?;
-        let to_parent = mpmc::Queue::builder()
+        let to_parent = mpmc::ByteQueue::builder()
             .open_inherited(TO_PARENT)
             .map_err(err("open queue"))?;
         Mpmc::new(job, to_parent.producer(), from_parent.consumer())

@@ -6,6 +6,36 @@
 //! block with timeouts; a call that neither blocks nor wakes a sleeper never
 //! enters the kernel.
 //!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmring::queue::{Queue, TryGetError};
+//!
+//! let q = std::sync::Arc::new(Queue::<String>::new(3)?); // Python's Queue(3)
+//! let consumer = {
+//!     let q = q.clone(); // threads share a handle; processes get their own
+//!     std::thread::spawn(move || {
+//!         let mut got = Vec::new();
+//!         while let Ok(bun) = q.get_timeout(Duration::from_secs(5)) {
+//!             if bun.is_empty() { break } // the sentinel
+//!             got.push(bun);
+//!         }
+//!         got
+//!     })
+//! };
+//! for i in 0..5 {
+//!     q.put(format!("bun {i}"))?; // blocks while 3 are queued
+//! }
+//! q.put(String::new())?;
+//! assert_eq!(consumer.join().unwrap().len(), 5);
+//! assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Between processes, hand `&q` to [`process::Process::spawn`] (see
+//! [`process`]) or open it by name.
+//!
 //! # Coming from Python
 //!
 //! | Python `multiprocessing` | shmring |
@@ -53,6 +83,33 @@
 //! Creating and opening fail with a [`CreateError`] or an [`OpenError`];
 //! claiming a role in an object (a ring's producer, a queue's
 //! [`sender`](queue::Queue::sender), a pipe end) with a [`RoleError`].
+//!
+//! # Waiting, and what can go wrong
+//!
+//! Every action that can wait comes in four forms: `x()` waits as long as
+//! it takes, `try_x()` tries once (it never sleeps and never reads the
+//! clock), `x_timeout(d)` and `x_deadline(instant)` give up. All four build
+//! one [`core::wait::Until`] and run one internal operation. A waiting call
+//! spins a few microseconds, then sleeps on a futex; a call that neither
+//! waits nor wakes a sleeper makes no system call.
+//!
+//! Each form has its own error type: `x()` returns `XError`, which cannot
+//! say "full", "empty" or "timed out"; `try_x()` adds the would-block case
+//! (`TryPutError::Full`, `TryGetError::Empty`, `TryAcquireError::WouldBlock`,
+//! …) and the timed forms add `Timeout`. Items that were not put come back
+//! inside the error.
+//!
+//! # Crash behaviour
+//!
+//! A process killed at any instruction leaves no queue, pipe, dict or lock
+//! stuck: a dead producer's published messages are still delivered, a dead
+//! consumer loses at most the message it was taking, a lock held by a dead
+//! process is taken over and reported ([`lock::LockGuard::owner_died`]), a
+//! JoinableQueue's `join` writes off a dead holder's tasks and says so
+//! ([`queue::JoinError::PeerDied`]), a pipe end whose peer died reads what
+//! was sent and then reports end of file. A process that is merely slow or
+//! stopped is never written off. Each type's `# Crash behaviour` section
+//! says exactly what it promises.
 //!
 //! # Fork without exec
 //!

@@ -1,6 +1,6 @@
 //! Multi-producer multi-consumer queues in shared memory.
 //!
-//! A [`Queue`] is a segment holding one byte ring per producer (see
+//! A [`ByteQueue`] is a segment holding one byte ring per producer (see
 //! [`shmring_core::mpmc`] for why): each [`Producer`] owns a ring, any number
 //! of [`Consumer`]s in any processes take from all of them. FIFO holds per
 //! producer. A producer or consumer killed at any instruction leaves nothing
@@ -9,10 +9,10 @@
 //! while taking a message loses at most that message.
 //!
 //! ```
-//! use shmring::mpmc::Queue;
+//! use shmring::mpmc::ByteQueue;
 //! use shmring::core::wait::Until;
 //!
-//! let queue = Queue::builder().producers(4).ring_bytes(4096).max_message(256).anonymous()?;
+//! let queue = ByteQueue::builder().producers(4).ring_bytes(4096).max_message(256).anonymous()?;
 //! let mut tx = queue.producer()?;
 //! let mut rx = queue.consumer();
 //! tx.push(b"job 1", Until::Never)?;
@@ -39,12 +39,12 @@ pub(crate) mod descriptor;
 
 /// A named or anonymous segment holding an MPMC queue.
 #[derive(Clone, Debug)]
-pub struct Queue {
+pub struct ByteQueue {
     queue: mpmc::Queue,
     segment: Arc<Segment>,
 }
 
-impl SegmentObject for Queue {
+impl SegmentObject for ByteQueue {
     type Descriptor = QueueDescriptor;
     type Config = QueueSettings;
 
@@ -52,13 +52,13 @@ impl SegmentObject for Queue {
         QueueDescriptor::new(settings.core()?).map_err(|e| named(e, "max_message"))
     }
 
-    fn attach(segment: Arc<Segment>) -> Result<Queue, OpenError> {
+    fn attach(segment: Arc<Segment>) -> Result<ByteQueue, OpenError> {
         let descriptor = QueueDescriptor::decode(&segment.params())?;
-        Queue::attach_at(segment, &descriptor, 0)
+        ByteQueue::attach_at(segment, &descriptor, 0)
     }
 }
 
-impl Queue {
+impl ByteQueue {
     /// Attaches to the queue `descriptor` describes, `at` bytes into the
     /// segment's object region (0 for a plain queue; after the task table
     /// for a JoinableQueue).
@@ -66,26 +66,26 @@ impl Queue {
         segment: Arc<Segment>,
         descriptor: &QueueDescriptor,
         at: usize,
-    ) -> Result<Queue, OpenError> {
+    ) -> Result<ByteQueue, OpenError> {
         let queue = descriptor.attach_at(&Region::of_segment(&segment), at)?;
-        Ok(Queue { queue, segment })
+        Ok(ByteQueue { queue, segment })
     }
 }
 
-impl_segment_constructors!(Queue, "queue");
-crate::queue::queue_setters!(maxsize [] Queue);
+impl_segment_constructors!(ByteQueue, "queue");
+crate::queue::queue_setters!(maxsize [] ByteQueue);
 
-impl Queue {
+impl ByteQueue {
     /// A new anonymous queue of the default shape (16 producer rings of
-    /// 256 KiB, messages up to 64 KiB, no `maxsize`); [`Queue::builder`]
+    /// 256 KiB, messages up to 64 KiB, no `maxsize`); [`ByteQueue::builder`]
     /// sets the shape or a name.
     ///
     /// # Errors
     ///
     /// The segment could not be created (`/dev/shm` full, descriptor
     /// limit).
-    pub fn new() -> Result<Queue, CreateError> {
-        Queue::builder().anonymous()
+    pub fn new() -> Result<ByteQueue, CreateError> {
+        ByteQueue::builder().anonymous()
     }
 
     /// A producer: claims a free ring, or one whose owner died (its
@@ -154,9 +154,9 @@ impl Queue {
     }
 }
 
-/// A producer of a [`Queue`]: the core's handle
+/// A producer of a [`ByteQueue`]: the core's handle
 /// ([`shmring_core::mpmc::Producer`]) with the futex waiter, made by
-/// [`Queue::producer`]. It owns one producer ring and keeps the segment
+/// [`ByteQueue::producer`]. It owns one producer ring and keeps the segment
 /// alive; dropping it hands the ring back (its queued messages stay and are
 /// delivered).
 ///
@@ -165,7 +165,7 @@ impl Queue {
 /// [`Producer::push`](shmring_core::mpmc::Producer::push)).
 pub type Producer = mpmc::Producer<FutexWaiter>;
 
-/// A consumer of a [`Queue`]: the core's handle
+/// A consumer of a [`ByteQueue`]: the core's handle
 /// ([`shmring_core::mpmc::Consumer`]) with the futex waiter, made by
-/// [`Queue::consumer`]. Cloning gives an independent consumer.
+/// [`ByteQueue::consumer`]. Cloning gives an independent consumer.
 pub type Consumer = mpmc::Consumer<FutexWaiter>;

@@ -66,7 +66,7 @@ pub use recovery::{JoinError, JoinTimeoutError, TryJoinError};
 pub use simple::SimpleQueue;
 
 /// The setters of a queue's shape on its [`Builder`](crate::Builder), the
-/// same for every queue kind (the engine's `mpmc::Queue` included).
+/// same for every queue kind (the engine's `mpmc::ByteQueue` included).
 /// `SimpleQueue`, unbounded as Python's, leaves `maxsize` out.
 macro_rules! queue_setters {
     (maxsize [$($generics:tt)*] $ty:ty) => {
@@ -310,7 +310,7 @@ impl<T: Message> SegmentObject for Queue<T> {
 
     fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let descriptor = QueueDescriptor::decode(&segment.params())?;
-        let queue = mpmc::Queue::attach_at(segment.clone(), &descriptor, 0)?;
+        let queue = mpmc::ByteQueue::attach_at(segment.clone(), &descriptor, 0)?;
         Ok(Queue {
             handle: Handle::new(queue, segment.clone()),
             segment,

@@ -137,18 +137,18 @@ fn the_other_queue_kinds_and_the_engine_take_the_same_names() {
     assert!(SimpleQueue::<u8>::new().unwrap().is_empty());
 
     let name = unique_name("builder-mpmc");
-    let _q = mpmc::Queue::builder()
+    let _q = mpmc::ByteQueue::builder()
         .producers(2)
         .ring_bytes(4096)
         .max_message(64)
         .maxsize(4)
         .create(&name)
         .unwrap();
-    let other = mpmc::Queue::open(&name).unwrap();
+    let other = mpmc::ByteQueue::open(&name).unwrap();
     let _p = (other.producer().unwrap(), other.producer().unwrap());
     let err = other.producer().unwrap_err();
     assert!(matches!(err, RoleError::NoFreeRing { rings: 2 }), "{err}");
-    assert!(mpmc::Queue::new().is_ok());
+    assert!(mpmc::ByteQueue::new().is_ok());
 
     let name = unique_name("builder-ring");
     let _r = spsc::Ring::builder()

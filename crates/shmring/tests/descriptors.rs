@@ -25,9 +25,9 @@ fn ring(keep: bool) -> Builder<spsc::Ring> {
     )
 }
 
-fn mpmc_queue(keep: bool) -> Builder<mpmc::Queue> {
+fn mpmc_queue(keep: bool) -> Builder<mpmc::ByteQueue> {
     segment(
-        mpmc::Queue::builder()
+        mpmc::ByteQueue::builder()
             .producers(2)
             .ring_bytes(4096)
             .max_message(256)
@@ -339,7 +339,7 @@ fn kinds() -> Vec<Kind> {
             what: "mpmc queue",
             fields: 4,
             create: |n| drop(mpmc_queue(true).create(n).unwrap()),
-            open: |n| opened(mpmc::Queue::open(n)),
+            open: |n| opened(mpmc::ByteQueue::open(n)),
             never_holds_data: false,
         },
         Kind {

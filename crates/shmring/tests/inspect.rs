@@ -27,7 +27,7 @@ fn child_entry() {
     let name = std::env::var(NAME_VAR).unwrap();
     match role.as_str() {
         "queue_and_hang" => {
-            let q = mpmc::Queue::builder()
+            let q = mpmc::ByteQueue::builder()
                 .producers(2)
                 .ring_bytes(4096)
                 .max_message(256)
@@ -137,7 +137,7 @@ fn a_ring_shows_its_header_peers_counters_and_depth() {
 #[test]
 fn queues_pipes_and_locks_show_their_figures() {
     let qname = unique_name("inspect-queue");
-    let q = mpmc::Queue::builder()
+    let q = mpmc::ByteQueue::builder()
         .producers(2)
         .ring_bytes(4096)
         .max_message(256)
@@ -415,7 +415,7 @@ fn pristine_images() -> Vec<Vec<u8>> {
             .unwrap(),
     );
     drop(
-        mpmc::Queue::builder()
+        mpmc::ByteQueue::builder()
             .producers(2)
             .ring_bytes(4096)
             .max_message(256)

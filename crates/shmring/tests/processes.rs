@@ -5,7 +5,7 @@ use shmring::core::wait::Until;
 use std::time::Duration;
 
 use shmring::core::PopError;
-use shmring::mpmc::Queue;
+use shmring::mpmc::ByteQueue;
 use shmring::spsc::Ring;
 use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
 
@@ -70,7 +70,7 @@ fn child_entry() {
             );
         }
         "queue-producer" => {
-            let queue = Queue::open(&env("QUEUE")).unwrap();
+            let queue = ByteQueue::open(&env("QUEUE")).unwrap();
             let id: u32 = env("ID").parse().unwrap();
             let mut tx = queue.producer().unwrap();
             let mut buf = Vec::new();
@@ -81,7 +81,7 @@ fn child_entry() {
             }
         }
         "queue-consumer" => {
-            let queue = Queue::open(&env("QUEUE")).unwrap();
+            let queue = ByteQueue::open(&env("QUEUE")).unwrap();
             let mut rx = queue.consumer();
             let mut seen = vec![0u8; (QUEUE_PRODUCERS * n).div_ceil(8) as usize];
             let mut last = vec![None::<u32>; QUEUE_PRODUCERS as usize];
@@ -116,7 +116,7 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(600)); // until killed
         }
         "queue-producer-forever" => {
-            let queue = Queue::open(&env("QUEUE")).unwrap();
+            let queue = ByteQueue::open(&env("QUEUE")).unwrap();
             let mut tx = queue.producer().unwrap();
             let mut buf = Vec::new();
             for seq in 0.. {
@@ -157,7 +157,7 @@ fn spsc_ring_between_two_processes_keeps_order() {
 fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
     let _dog = Watchdog::new(Duration::from_secs(240), "mpmc between processes");
     let name = unique_name("mpmc-procs");
-    let queue = Queue::builder()
+    let queue = ByteQueue::builder()
         .producers(8)
         .ring_bytes(1 << 16)
         .max_message(64)
@@ -255,7 +255,7 @@ fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
     let _dog = Watchdog::new(Duration::from_secs(60), "mpmc producer death");
     let name = unique_name("mpmc-death");
     // One producer ring only: the next producer must take over the dead one's.
-    let queue = Queue::builder()
+    let queue = ByteQueue::builder()
         .producers(1)
         .ring_bytes(1 << 12)
         .max_message(64)

@@ -162,7 +162,7 @@ fn bad_options_are_named_as_the_user_set_them() {
         "{text}"
     );
     // The engine's queue and ring, and every queue kind, say the same.
-    let e = shmring::mpmc::Queue::builder()
+    let e = shmring::mpmc::ByteQueue::builder()
         .ring_bytes(4096)
         .max_message(8192)
         .anonymous()

@@ -166,7 +166,7 @@ send_sync! {
     spsc::Ring => "a ring's segment: ends are claimed through it with atomics in shared memory";
     spsc::Producer => "sent to the producing thread; a shared borrow cannot push (push takes &mut self)";
     spsc::Consumer => "sent to the consuming thread; a shared borrow cannot pop (pop takes &mut self)";
-    mpmc::Queue => "a queue's segment: producer rings are claimed with atomics in shared memory";
+    mpmc::ByteQueue => "a queue's segment: producer rings are claimed with atomics in shared memory";
     mpmc::Producer => "owns one producer ring; push takes &mut self";
     mpmc::Consumer => "sent to the consuming thread (clone it for another); pop takes &mut self";
     Until => "a deadline: plain data";

@@ -51,7 +51,7 @@ fn child_entry() {
         // for its SIGKILL.
         "service" => {
             let count: u32 = env(COUNT_VAR).parse().unwrap();
-            let q = mpmc::Queue::builder()
+            let q = mpmc::ByteQueue::builder()
                 .producers(2)
                 .ring_bytes(8192)
                 .max_message(256)
@@ -82,7 +82,7 @@ fn child_entry() {
         // The restarted service: opens the queue and expects every message.
         "restart" => {
             let count: u32 = env(COUNT_VAR).parse().unwrap();
-            let q = mpmc::Queue::open(&name).unwrap();
+            let q = mpmc::ByteQueue::open(&name).unwrap();
             let mut c = q.consumer();
             let mut buf = Vec::new();
             for i in 0..count {
@@ -118,7 +118,7 @@ fn child_entry() {
                 assert!(started, "never told to go");
             }
             let start = Instant::now();
-            let q = mpmc::Queue::builder()
+            let q = mpmc::ByteQueue::builder()
                 .producers(2)
                 .ring_bytes(8192)
                 .max_message(256)
@@ -530,7 +530,7 @@ fn sweeps_never_remove_foreign_files_or_other_users_segments() {
     let prefix = unique_name("sweep-foreign");
     // The magic: the first 8 bytes of a real segment.
     let real = format!("{prefix}-real");
-    let q = mpmc::Queue::builder()
+    let q = mpmc::ByteQueue::builder()
         .producers(2)
         .ring_bytes(8192)
         .max_message(256)

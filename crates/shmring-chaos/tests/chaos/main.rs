@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use shmring::dict::Dict;
 use shmring::lock::Lock;
-use shmring::mpmc::Queue;
+use shmring::mpmc::ByteQueue;
 use shmring_chaos::ledger::{now_ns, Chan, Counter, Ledger, CONSUMERS, PRODUCERS, WORKERS};
 use shmring_chaos::{channel, roles, split_tag};
 use shmring_testkit::{role, unique_name};
@@ -106,7 +106,7 @@ fn parent() {
     let ledger_path = dir.join(format!("shmring-chaos-ledger-{}", std::process::id()));
     let ledger = Ledger::create(&ledger_path).expect("create ledger");
     let queue_name = unique_name("chaos-queue");
-    let queue = Queue::builder()
+    let queue = ByteQueue::builder()
         .producers(8)
         .ring_bytes(1 << 12)
         .max_message(64)

@@ -87,7 +87,7 @@ fn create_kind(name: &str, k: usize, big: bool) -> Result<Box<dyn Any>, CreateEr
         5 => Box::new(Lock::builder().create(name)?),
         6 => Box::new(RLock::builder().create(name)?),
         7 => Box::new(
-            shmring::mpmc::Queue::builder()
+            shmring::mpmc::ByteQueue::builder()
                 .producers(4)
                 .ring_bytes(ring)
                 .max_message(256)

@@ -226,8 +226,8 @@ impl Drop for Planted {
 }
 
 /// A small queue: 2 producer rings of 4 KiB, messages up to 256 bytes.
-pub fn queue_builder() -> shmring::Builder<shmring::mpmc::Queue> {
-    shmring::mpmc::Queue::builder()
+pub fn queue_builder() -> shmring::Builder<shmring::mpmc::ByteQueue> {
+    shmring::mpmc::ByteQueue::builder()
         .producers(2)
         .ring_bytes(4096)
         .max_message(256)

@@ -199,7 +199,7 @@ object_arg!([] crate::lock::Lock);
 object_arg!([] crate::lock::RLock);
 object_arg!([] crate::pipe::Connection, crate::pipe::Connection::open_inherited);
 object_arg!([] crate::spsc::Ring);
-object_arg!([] crate::mpmc::Queue);
+object_arg!([] crate::mpmc::ByteQueue);
 
 // ---- tuples -------------------------------------------------------------
 

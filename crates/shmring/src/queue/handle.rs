@@ -72,7 +72,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(super) struct Handle {
-    pub(super) queue: mpmc::Queue,
+    pub(super) queue: mpmc::ByteQueue,
     /// The attachment whose peer row counts this handle's traffic.
     segment: Arc<Segment>,
     /// This handle's producer ring (claimed at the first put) and the
@@ -87,7 +87,7 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    pub(super) fn new(queue: mpmc::Queue, segment: Arc<Segment>) -> Handle {
+    pub(super) fn new(queue: mpmc::ByteQueue, segment: Arc<Segment>) -> Handle {
         Handle {
             queue,
             waiter: segment.waiter(),

@@ -107,7 +107,7 @@ impl<T: Message> SegmentObject for JoinableQueue<T> {
     fn attach(segment: Arc<Segment>) -> Result<Self, OpenError> {
         let descriptor = JoinableDescriptor::decode(&segment.params())?;
         let at = JoinableDescriptor::QUEUE_AT;
-        let queue = mpmc::Queue::attach_at(segment.clone(), &descriptor.queue, at)?;
+        let queue = mpmc::ByteQueue::attach_at(segment.clone(), &descriptor.queue, at)?;
         let q = JoinableQueue {
             handle: Handle::new(queue, segment.clone()),
             segment,
