@@ -183,19 +183,20 @@ impl<W: Waiter + Clone> Consumer<W> {
     ///
     /// `Timeout`, `Closed`, `Corrupted`.
     pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
-        let queue = self.queue.clone();
         let waiter = self.waiter.clone();
         let policy = self.policy;
-        block_on(
-            &queue.shared().not_empty,
-            &waiter,
-            until,
-            &policy,
-            |_| match self.try_pop(buf) {
+        // As in `Producer::push`: no clone of the queue per call.
+        // SAFETY: `shared` points into the mapping that `self.queue` keeps
+        // alive for as long as `self` lives, which outlives this call; it is
+        // shared memory, not part of `self`, so it aliases nothing the check
+        // borrows. Only atomics are reached through it.
+        let shared: &super::QueueShared = unsafe { self.queue.shared.as_ref() };
+        block_on(&shared.not_empty, &waiter, until, &policy, |_| {
+            match self.try_pop(buf) {
                 Err(PopError::Empty) => None,
                 other => Some(other),
-            },
-        )
+            }
+        })
         .unwrap_or(Err(PopError::Timeout))
     }
 

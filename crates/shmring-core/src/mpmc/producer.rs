@@ -160,19 +160,22 @@ impl<W: Waiter + Clone> Producer<W> {
     pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
         // One `space` word for every producer: a full ring and a full
         // `max_len` both end with some consumer's take, which wakes it.
-        let queue = self.queue.clone();
         let waiter = self.waiter.clone();
         let policy = self.policy;
-        block_on(
-            &queue.shared().space,
-            &waiter,
-            until,
-            &policy,
-            |_| match self.try_push(msg) {
+        // Borrowed apart from `self` (which the check needs mutably) without
+        // cloning the queue, whose two `Arc`s cost four atomic operations a
+        // call: this put goes through here whenever it may wait.
+        // SAFETY: `shared` points into the mapping that `self.queue` keeps
+        // alive (its `KeepAlive`) for as long as `self` lives, which outlives
+        // this call; it is shared memory, not part of `self`, so it aliases
+        // nothing the check borrows. Only atomics are reached through it.
+        let shared: &super::QueueShared = unsafe { self.queue.shared.as_ref() };
+        block_on(&shared.space, &waiter, until, &policy, |_| {
+            match self.try_push(msg) {
                 Err(PushError::Full) => None,
                 other => Some(other),
-            },
-        )
+            }
+        })
         .unwrap_or(Err(PushError::Timeout))
     }
 

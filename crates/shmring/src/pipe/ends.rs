@@ -295,7 +295,14 @@ impl Incoming {
                     return Err(from_pop(e, mid_message).into());
                 }
             }
-            match self.consumer.wait_readable(until) {
+            // A try has had its look (the read above): it goes straight to
+            // giving up, without a second look through the wait.
+            let waited = if until.is_now() {
+                Err(TimedOut)
+            } else {
+                self.consumer.wait_readable(until)
+            };
+            match waited {
                 Ok(true) => {}
                 Ok(false) => {
                     self.partial.clear();
