@@ -201,6 +201,19 @@ impl From<CodecError> for DictError {
 /// # Crash behaviour
 ///
 /// See the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use shmring::dict::Dict;
+///
+/// let d = Dict::<String, u64>::new()?;
+/// d.insert(&"apples".to_string(), &3)?;
+/// d.update_with(&"apples".to_string(), |n| Some(n.unwrap_or(0) + 1))?;
+/// assert_eq!(d.get(&"apples".to_string())?, Some(4));
+/// assert_eq!(d.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Dict<K, V> {
     table: Table,
     segment: Arc<Segment>,

@@ -344,6 +344,23 @@ fn release_owned(segment: &Segment) -> Result<(), ReleaseError> {
 ///
 /// See the [module docs](self): a dead holder's lock is taken over by the
 /// next acquirer, whose guard says so ([`LockGuard::owner_died`]).
+///
+/// # Examples
+///
+/// ```
+/// use shmring::lock::{Lock, TryAcquireError};
+///
+/// let lock = Lock::new()?;
+/// {
+///     let guard = lock.acquire()?; // Python's `with lock:`
+///     assert!(!guard.owner_died());
+///     assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)));
+/// }
+/// lock.acquire()?.leak(); // Python's `lock.acquire()` ...
+/// lock.release()?; // ... and `lock.release()`
+/// assert!(lock.release().is_err(), "releasing an unlocked lock");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Lock {
     segment: Arc<Segment>,
@@ -602,6 +619,20 @@ struct Recursion {
 ///
 /// As [`Lock`]: a dead holder's lock (at any depth) is taken over at depth
 /// 1, and the taker's guard says so ([`RLockGuard::owner_died`]).
+///
+/// # Examples
+///
+/// ```
+/// use shmring::lock::RLock;
+///
+/// let lock = RLock::new()?;
+/// let outer = lock.acquire()?;
+/// let inner = lock.acquire()?; // the same thread again: depth 2
+/// drop(inner);
+/// drop(outer);
+/// assert!(!lock.is_owned());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct RLock {
     segment: Arc<Segment>,

@@ -38,6 +38,22 @@ use descriptor::QueueDescriptor;
 pub(crate) mod descriptor;
 
 /// A named or anonymous segment holding an MPMC queue.
+///
+/// # Examples
+///
+/// ```
+/// use shmring::core::wait::Until;
+/// use shmring::mpmc::ByteQueue;
+///
+/// let q = ByteQueue::builder().producers(2).max_message(64).anonymous()?;
+/// let mut tx = q.producer()?;
+/// let mut rx = q.consumer();
+/// tx.try_push(b"raw bytes")?;
+/// let mut buf = Vec::new();
+/// rx.pop(&mut buf, Until::Never)?;
+/// assert_eq!(buf, b"raw bytes");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ByteQueue {
     queue: mpmc::Queue,

@@ -293,6 +293,20 @@ struct Shared {
 /// Most programs never see one: [`Pipe::new`] returns the two connections of
 /// an anonymous pipe at once. Named pipes let unrelated processes meet:
 /// `Pipe::builder().create(name)` in one, [`Connection::open`] in another.
+///
+/// # Examples
+///
+/// ```
+/// use shmring::pipe::{Connection, End, Pipe};
+///
+/// let name = format!("/doc-pipe-{}", std::process::id());
+/// let pipe = Pipe::builder().duplex(false).create(&name)?;
+/// let mut reader = pipe.connection(End::First)?; // a simplex pipe's first end reads
+/// let mut writer = Connection::open(&name, End::Second)?; // as another process would
+/// writer.send(&42u32)?;
+/// assert_eq!(reader.recv::<u32>()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Pipe {
     shared: Arc<Shared>,

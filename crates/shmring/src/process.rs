@@ -28,7 +28,7 @@
 //!     let lock = Lock::new()?;
 //!     let mut p = Process::spawn(&WORKER, (&q, &lock, 10))?;
 //!     q.put(7)?;
-//!     q.close();
+//!     q.shutdown(); // the worker drains the queue, then its get fails
 //!     p.join()?;
 //!     Ok(())
 //! }
@@ -281,6 +281,30 @@ fn start_spawner() -> io::Result<mpsc::Sender<SpawnJob>> {
 /// it (a child that ends unjoined stays a zombie until this process exits;
 /// a daemon child still dies with this process). A [`Pool`] reaps its
 /// workers when dropped.
+///
+/// # Examples
+///
+/// (`no_run`: a doctest is no place to start children; the examples crate
+/// runs the same with real processes.)
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use shmring::process::{run_child, Entry, EntryResult, Process};
+///
+/// fn greet((who,): (String,)) -> EntryResult {
+///     println!("hello, {who}");
+///     Ok(())
+/// }
+/// static GREET: Entry<(String,)> = shmring::entry!(greet);
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     run_child(&[&GREET]);
+///     let mut p = Process::spawn(&GREET, ("world".to_string(),))?;
+///     let status = p.join_timeout(Duration::from_secs(10))?;
+///     assert!(status.success());
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Process {
     child: Child,
@@ -523,6 +547,37 @@ pub const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 ///
 /// Dropping waits for the workers to end: at most [`TERMINATE_GRACE`] plus
 /// the time the kernel takes to kill them.
+///
+/// # Examples
+///
+/// (`no_run`, as for [`Process`]; `examples/src/bin/pool.rs` runs it.)
+///
+/// ```no_run
+/// use shmring::process::{run_child, Entry, EntryResult, Pool};
+/// use shmring::queue::Queue;
+///
+/// fn square((tasks, results): (Queue<u64>, Queue<u64>)) -> EntryResult {
+///     while let Ok(n) = tasks.get() {
+///         results.put(n * n)?;
+///     }
+///     Ok(()) // the task queue was shut down and drained
+/// }
+/// static SQUARE: Entry<(Queue<u64>, Queue<u64>)> = shmring::entry!(square);
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     run_child(&[&SQUARE]);
+///     let (tasks, results) = (Queue::<u64>::new(0)?, Queue::<u64>::new(0)?);
+///     let mut pool = Pool::start(4, &SQUARE, |_| (&tasks, &results))?;
+///     for n in 1..=100 {
+///         tasks.put(n)?;
+///     }
+///     let sum = (0..100).map(|_| results.get()).sum::<Result<u64, _>>()?;
+///     assert_eq!(sum, 338_350);
+///     tasks.shutdown();
+///     pool.join()?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Pool {
     workers: Vec<Process>,

@@ -63,6 +63,21 @@ use descriptor::RingDescriptor;
 pub(crate) mod descriptor;
 
 /// A named or anonymous segment holding one SPSC byte ring.
+///
+/// # Examples
+///
+/// ```
+/// use shmring::spsc::Ring;
+///
+/// let ring = Ring::builder().ring_bytes(4096).max_message(256).anonymous()?;
+/// let mut tx = ring.producer()?;
+/// let mut rx = ring.consumer()?;
+/// tx.try_push(b"hello")?;
+/// let mut buf = Vec::new();
+/// rx.try_pop(&mut buf)?;
+/// assert_eq!(buf, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Ring {
     ring: spsc::Ring,

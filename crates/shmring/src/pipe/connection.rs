@@ -56,6 +56,23 @@ use crate::sys::clock::until_instant;
 /// See the [module docs](super#crash-behaviour): the other end's death is
 /// end of file for `recv` (after what it sent) and a broken pipe for a
 /// `send` that has to wait.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmring::pipe::{Pipe, RecvError, TryRecvError};
+///
+/// let (mut a, mut b) = Pipe::new(true)?;
+/// assert!(!b.poll()?);
+/// assert!(matches!(b.try_recv::<String>(), Err(TryRecvError::Empty)));
+/// a.send(&"ping".to_string())?;
+/// assert!(b.poll_timeout(Duration::from_secs(1))?);
+/// assert_eq!(b.recv::<String>()?, "ping");
+/// drop(a); // end of file for the other end
+/// assert!(matches!(b.recv_bytes(None), Err(RecvError::Eof)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     pipe: Arc<Shared>,

@@ -30,6 +30,22 @@ use shmring_core::error::{PopError, PushError};
 /// its producer mutex for each put). It owns a producer
 /// ring of the queue (one of the queue's `producers`)
 /// until dropped; FIFO holds per `Sender`.
+///
+/// # Examples
+///
+/// ```
+/// use shmring::queue::{Queue, TryPutError};
+///
+/// let q = Queue::<u64>::new(2)?;
+/// let mut tx = q.sender()?; // claims a producer ring now
+/// let mut rx = q.receiver();
+/// tx.put(1)?;
+/// tx.put(2)?;
+/// assert!(matches!(tx.try_put(3), Err(TryPutError::Full(3))));
+/// assert_eq!(rx.get()?, 1);
+/// assert_eq!(rx.try_get()?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Sender<T> {
     producer: mpmc::Producer,
@@ -41,6 +57,23 @@ pub struct Sender<T> {
 /// A get-only handle of a [`Queue`] for one thread, made by
 /// [`Queue::receiver`]: `Send`, not shared, with a consumer state of its
 /// own. Semantics are those of [`Queue::get`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmring::queue::{GetTimeoutError, Queue};
+///
+/// let q = Queue::<String>::new(0)?;
+/// let mut rx = q.receiver();
+/// q.put("job".to_string())?;
+/// assert_eq!(rx.get_timeout(Duration::from_secs(1))?, "job");
+/// assert!(matches!(
+///     rx.get_timeout(Duration::from_millis(1)),
+///     Err(GetTimeoutError::Timeout)
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Receiver<T> {
     consumer: mpmc::Consumer,

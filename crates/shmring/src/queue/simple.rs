@@ -17,6 +17,20 @@ use crate::segment::Segment;
 /// After [`close`](Self::close), `put` and `get` fail with
 /// [`PutError::Closed`] and [`GetError::Closed`] (Python:
 /// `OSError("handle is closed")`).
+///
+/// # Examples
+///
+/// ```
+/// use shmring::queue::{GetError, SimpleQueue};
+///
+/// let q = SimpleQueue::<String>::new()?;
+/// q.put("first".to_string())?;
+/// assert!(!q.is_empty());
+/// assert_eq!(q.get()?, "first");
+/// q.close();
+/// assert!(matches!(q.get(), Err(GetError::Closed)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SimpleQueue<T> {
     queue: Queue<T>,
     segment: Arc<Segment>,
