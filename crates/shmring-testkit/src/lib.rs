@@ -115,6 +115,20 @@ pub fn child<A: Args>(
     Process::new(entry, args).command_args(harness_args(test_fn_name))
 }
 
+/// [`child`], spawned as a plain [`Child`] for [`wait_child`] (which kills
+/// it if it overstays): the usual way a test starts an entry point.
+///
+/// # Panics
+///
+/// If an argument cannot be handed over or the child cannot be spawned.
+pub fn spawn_child<A: Args>(test_fn_name: &str, entry: &Entry<A>, args: impl IntoArgs<A>) -> Child {
+    child(test_fn_name, entry, args)
+        .into_command()
+        .expect("hand the child its arguments")
+        .spawn()
+        .expect("spawn the child")
+}
+
 /// The entry point behind [`spawn_role`]: its argument is the role, which
 /// the test named there reads with [`role`] instead of dispatching.
 fn role_entry((role,): (String,)) -> EntryResult {

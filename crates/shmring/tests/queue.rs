@@ -4,12 +4,13 @@
 use std::time::{Duration, Instant};
 
 use shmring::codec::Message;
+use shmring::process::{Entry, EntryResult};
 use shmring::queue::{
     GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
     SimpleQueue, TryGetError, TryJoinError, TryPutError,
 };
 use shmring::{Builder, CreateError};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
 
 fn anon<T: Message>(maxsize: u64) -> Queue<T> {
     Queue::new(maxsize).unwrap()
@@ -263,41 +264,46 @@ fn simple_queue_put_get_empty_close() {
     assert!(matches!(q.get(), Err(GetError::Closed)));
 }
 
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
+
+/// Squares what it takes from `q` onto `results`, marking each task done,
+/// until the queue is shut down.
+fn joinable_worker((q, results): (JoinableQueue<u64>, Queue<u64>)) -> EntryResult {
+    loop {
+        match q.get() {
+            Ok(n) => {
+                results.put(n * n)?;
+                q.task_done()?;
+            }
+            Err(GetError::ShutDown) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+static JOINABLE_WORKER: Entry<(JoinableQueue<u64>, Queue<u64>)> = shmring::entry!(joinable_worker);
+
+/// Puts 0..10_000 through one sender.
+fn sender((q,): (Queue<u64>,)) -> EntryResult {
+    let mut tx = q.sender()?;
+    for i in 0..10_000u64 {
+        tx.put_timeout(i, Duration::from_secs(20))?;
+    }
+    Ok(())
+}
+static SENDER: Entry<(Queue<u64>,)> = shmring::entry!(sender);
+
+/// Blocks in `get` (spins 5 µs, then sleeps) until the parent puts; exits
+/// 0 once it has the value.
+fn sleeper((q,): (Queue<u64>,)) -> EntryResult {
+    assert_eq!(q.get_timeout(Duration::from_secs(20))?, 42);
+    Ok(())
+}
+static SLEEPER: Entry<(Queue<u64>,)> = shmring::entry!(sleeper);
+
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "joinable-worker" => {
-            let q = JoinableQueue::<u64>::builder()
-                .open_inherited("JQ")
-                .unwrap();
-            let results = Queue::<u64>::builder().open_inherited("RESULTS").unwrap();
-            loop {
-                match q.get() {
-                    Ok(n) => {
-                        results.put(n * n).unwrap();
-                        q.task_done().unwrap();
-                    }
-                    Err(GetError::ShutDown) => return,
-                    Err(e) => panic!("{e}"),
-                }
-            }
-        }
-        "sender" => {
-            let q = Queue::<u64>::builder().open_inherited("Q").unwrap();
-            let mut tx = q.sender().unwrap();
-            for i in 0..10_000u64 {
-                tx.put_timeout(i, Duration::from_secs(20)).unwrap();
-            }
-        }
-        "sleeper" => {
-            // Blocks in `get` (spins 5 µs, then sleeps) until the parent
-            // puts; exits 0 once it has the value.
-            let q = Queue::<u64>::builder().open_inherited("Q").unwrap();
-            assert_eq!(q.get_timeout(Duration::from_secs(20)).unwrap(), 42);
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&JOINABLE_WORKER, &SENDER, &SLEEPER]);
 }
 
 #[test]
@@ -318,9 +324,7 @@ fn sleeps_and_wakes_are_counted_and_polling_counts_neither() {
     // A child asleep in `get`: its row counts the sleep before the put that
     // wakes it, and the put counts the wake in ours.
     let q = anon::<u64>(0);
-    let mut cmd = spawn_role("child_entry", "sleeper", &[]);
-    q.share_with_child(&mut cmd, "Q").unwrap();
-    let child = cmd.spawn().unwrap();
+    let child = spawn_child(CHILD_TEST, &SLEEPER, (&q,));
     let slept = shmring_testkit::wait_until(Duration::from_secs(20), || {
         q.segment().counter_sum(BlockedWaits) >= 1
     });
@@ -336,11 +340,7 @@ fn sender_and_receiver_across_processes_fifo_per_sender_and_counted() {
     let _dog = Watchdog::new(Duration::from_secs(60), "sender/receiver");
     let q = Queue::<u64>::new(64).unwrap();
     let children: Vec<_> = (0..2)
-        .map(|_| {
-            let mut cmd = spawn_role("child_entry", "sender", &[]);
-            q.share_with_child(&mut cmd, "Q").unwrap();
-            cmd.spawn().unwrap()
-        })
+        .map(|_| spawn_child(CHILD_TEST, &SENDER, (&q,)))
         .collect();
     let mut rx = q.receiver();
     // Two senders of 0..10_000 each: every value arrives twice, and the
@@ -397,12 +397,7 @@ fn joinable_queue_across_processes() {
     let q = JoinableQueue::<u64>::new(0).unwrap();
     let results = Queue::<u64>::new(0).unwrap();
     let workers: Vec<_> = (0..2)
-        .map(|_| {
-            let mut cmd = spawn_role("child_entry", "joinable-worker", &[]);
-            q.share_with_child(&mut cmd, "JQ").unwrap();
-            results.share_with_child(&mut cmd, "RESULTS").unwrap();
-            cmd.spawn().unwrap()
-        })
+        .map(|_| spawn_child(CHILD_TEST, &JOINABLE_WORKER, (&q, &results)))
         .collect();
     for n in 1..=100u64 {
         q.put(n).unwrap();
