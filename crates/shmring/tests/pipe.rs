@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use shmring::pipe::{ConnectError, Connection, End, Pipe, RecvError, SendError};
+use shmring::process::{Entry, EntryResult};
 use shmring::{Builder, RoleError};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
 
 #[path = "pipe/handover.rs"]
 mod handover;
@@ -412,65 +413,90 @@ fn a_transferred_end_signals_nothing_when_dropped() {
 // ---------------------------------------------------------------------------
 // Between processes.
 
-const VAR: &str = "SHMRING_TEST_PIPE";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
+
+/// A child's entry point that takes one pipe end.
+type ConnEntry = Entry<(Connection,)>;
+
+/// Answers each number with the next one until end of file.
+fn echo_plus_one((mut conn,): (Connection,)) -> EntryResult {
+    loop {
+        match conn.recv::<u64>() {
+            Ok(n) => conn.send(&(n + 1))?,
+            Err(RecvError::Eof) => return Ok(()),
+            Err(e) => return Err(format!("echo: {e}").into()),
+        }
+    }
+}
+static ECHO_PLUS_ONE: ConnEntry = shmring::entry!(echo_plus_one);
+
+fn send_three_and_exit((mut conn,): (Connection,)) -> EntryResult {
+    for i in 0..3u32 {
+        conn.send(&i)?;
+    }
+    Ok(())
+}
+static SEND_THREE_AND_EXIT: ConnEntry = shmring::entry!(send_three_and_exit);
+
+fn send_three_and_exit_without_closing((mut conn,): (Connection,)) -> EntryResult {
+    for i in 0..3u32 {
+        conn.send(&i)?;
+    }
+    std::mem::forget(conn);
+    std::process::exit(0);
+}
+static SEND_THREE_AND_EXIT_WITHOUT_CLOSING: ConnEntry =
+    shmring::entry!(send_three_and_exit_without_closing);
+
+pub(crate) fn send_three_then_hang((mut conn,): (Connection,)) -> EntryResult {
+    for i in 0..3u32 {
+        conn.send(&i)?;
+    }
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
+}
+pub(crate) static SEND_THREE_THEN_HANG: ConnEntry = shmring::entry!(send_three_then_hang);
+
+fn send_huge_then_hang((mut conn,): (Connection,)) -> EntryResult {
+    conn.send_bytes(&vec![1; 4 << 20], 0, None)?;
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
+}
+static SEND_HUGE_THEN_HANG: ConnEntry = shmring::entry!(send_huge_then_hang);
+
+fn read_one_reply_then_hang((mut conn,): (Connection,)) -> EntryResult {
+    let n = conn.recv::<u32>()?;
+    conn.send(&(n + 1))?;
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
+}
+pub(crate) static READ_ONE_REPLY_THEN_HANG: ConnEntry = shmring::entry!(read_one_reply_then_hang);
 
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let mut conn = Connection::open_inherited(VAR).unwrap();
-    match role.as_str() {
-        "echo-plus-one" => loop {
-            match conn.recv::<u64>() {
-                Ok(n) => conn.send(&(n + 1)).unwrap(),
-                Err(RecvError::Eof) => break,
-                Err(e) => panic!("echo: {e}"),
-            }
-        },
-        "send-three-and-exit" => {
-            for i in 0..3u32 {
-                conn.send(&i).unwrap();
-            }
-        }
-        "send-three-and-exit-without-closing" => {
-            for i in 0..3u32 {
-                conn.send(&i).unwrap();
-            }
-            std::mem::forget(conn);
-            std::process::exit(0);
-        }
-        "send-three-then-hang" => {
-            for i in 0..3u32 {
-                conn.send(&i).unwrap();
-            }
-            std::thread::sleep(Duration::from_secs(600));
-        }
-        "send-huge-then-hang" => {
-            conn.send_bytes(&vec![1; 4 << 20], 0, None).unwrap();
-            std::thread::sleep(Duration::from_secs(600));
-        }
-        "read-one-reply-then-hang" => {
-            let n = conn.recv::<u32>().unwrap();
-            conn.send(&(n + 1)).unwrap();
-            std::thread::sleep(Duration::from_secs(600));
-        }
-        other => assert!(
-            try_calls::child_role(other, &mut conn),
-            "unknown role {other}"
-        ),
-    }
+    run_child(&[
+        &ECHO_PLUS_ONE,
+        &SEND_THREE_AND_EXIT,
+        &SEND_THREE_AND_EXIT_WITHOUT_CLOSING,
+        &SEND_THREE_THEN_HANG,
+        &SEND_HUGE_THEN_HANG,
+        &READ_ONE_REPLY_THEN_HANG,
+        &try_calls::TRY_SEND_SIZES,
+        &try_calls::SEND_PATTERN_THEN_HANG,
+    ]);
 }
 
-fn spawn_with(conn: &Connection, role: &str) -> std::process::Child {
-    let mut cmd = spawn_role("child_entry", role, &[]);
-    conn.share_with_child(&mut cmd, VAR).unwrap();
-    cmd.spawn().unwrap()
+/// Starts `entry` in a child with `conn` (transferred to it).
+fn spawn_with(conn: &Connection, entry: &ConnEntry) -> std::process::Child {
+    spawn_child(CHILD_TEST, entry, (conn,))
 }
 
 #[test]
 fn duplex_ping_pong_with_a_child() {
     let _dog = dog("ping-pong");
     let (mut parent, child_end) = Pipe::new(true).unwrap();
-    let child = spawn_with(&child_end, "echo-plus-one");
+    let child = spawn_with(&child_end, &ECHO_PLUS_ONE);
     drop(child_end);
     let mut n = 0u64;
     for _ in 0..1000 {
@@ -488,7 +514,7 @@ fn both_processes_count_their_messages_and_bytes() {
     let (_name, pipe) = named_duplex("pipe-counted");
     let mut parent = pipe.connection(End::First).unwrap();
     let child_end = pipe.connection(End::Second).unwrap();
-    let child = spawn_with(&child_end, "echo-plus-one");
+    let child = spawn_with(&child_end, &ECHO_PLUS_ONE);
     drop(child_end);
     // 100 round trips (not a multiple of the batch of 64), half received
     // with `recv`, half with `recv_bytes_into`.
@@ -514,9 +540,15 @@ fn both_processes_count_their_messages_and_bytes() {
 #[test]
 fn parent_sees_eof_when_the_child_exits() {
     let _dog = dog("child exits");
-    for role in ["send-three-and-exit", "send-three-and-exit-without-closing"] {
+    for (role, entry) in [
+        ("send-three-and-exit", &SEND_THREE_AND_EXIT),
+        (
+            "send-three-and-exit-without-closing",
+            &SEND_THREE_AND_EXIT_WITHOUT_CLOSING,
+        ),
+    ] {
         let (mut reader, writer) = Pipe::new(false).unwrap();
-        let child = spawn_with(&writer, role);
+        let child = spawn_with(&writer, entry);
         drop(writer);
         for i in 0..3u32 {
             assert_eq!(reader.recv::<u32>().unwrap(), i, "{role}");
@@ -530,7 +562,7 @@ fn parent_sees_eof_when_the_child_exits() {
 fn eof_within_a_second_when_the_writer_is_killed() {
     let _dog = dog("writer killed");
     let (mut reader, writer) = Pipe::new(false).unwrap();
-    let mut child = spawn_with(&writer, "send-three-then-hang");
+    let mut child = spawn_with(&writer, &SEND_THREE_THEN_HANG);
     drop(writer);
     for i in 0..3u32 {
         assert_eq!(reader.recv::<u32>().unwrap(), i);
@@ -554,7 +586,7 @@ fn truncated_message_when_the_writer_dies_mid_message() {
         .duplex(false)
         .pair()
         .unwrap();
-    let mut child = spawn_with(&writer, "send-huge-then-hang");
+    let mut child = spawn_with(&writer, &SEND_HUGE_THEN_HANG);
     drop(writer);
     assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(50)); // let it fill the ring
@@ -572,7 +604,7 @@ fn truncated_message_when_the_writer_dies_mid_message() {
 fn broken_pipe_when_the_reader_process_dies() {
     let _dog = dog("reader killed");
     let (mut parent, child_end) = Pipe::new(true).unwrap();
-    let mut child = spawn_with(&child_end, "read-one-reply-then-hang");
+    let mut child = spawn_with(&child_end, &READ_ONE_REPLY_THEN_HANG);
     drop(child_end);
     parent.send(&1u32).unwrap();
     assert_eq!(parent.recv::<u32>().unwrap(), 2, "the child has its end");

@@ -4,10 +4,10 @@
 //!
 //! Every message here says who wrote it and checks itself ([`framed`],
 //! [`whole`]): writer id, sequence number, length, checksum of the filler.
-//! The writers are real processes (roles of [`handover_child`]), killed with
-//! `SIGKILL` or stopped with `SIGSTOP` mid-message: a 10 000-byte message
-//! through a 4 KiB ring (256-byte fragments) is always mid-message while the
-//! ring is full.
+//! The writers are real processes (entry points run by [`handover_child`]),
+//! killed with `SIGKILL` or stopped with `SIGSTOP` mid-message: a 10 000-byte
+//! message through a 4 KiB ring (256-byte fragments) is always mid-message
+//! while the ring is full.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -17,16 +17,17 @@ use shmring::pipe::{
     ConnectError, Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
+use shmring::process::{Entry, EntryResult, ProcessBuilder};
 use shmring::RoleError;
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until};
+use shmring_testkit::{child, run_child, unique_name, wait_child, wait_until};
 
 use super::{dog, small};
 
 /// Bytes in front of a framed message's filler.
 const HEAD: usize = 24;
 
-/// What each `write-messages` writer sends (the first length can be
-/// changed through [`FIRST_VAR`]): the first never fits the ring whole, so a
+/// What each [`write_messages`] writer sends (the first length is its
+/// argument): the first never fits the ring whole, so a
 /// writer with no reader is stuck in its middle.
 const SCHEDULE: [usize; 6] = [10_000, 10_000, 300, 5_000, HEAD, 10_000];
 
@@ -109,49 +110,62 @@ fn wholes(writer: u32, seqs: std::ops::RangeInclusive<u32>) -> Vec<Got> {
     seqs.map(|s| Got::Whole(writer, s)).collect()
 }
 
-const NAME_VAR: &str = "SHMRING_TEST_PIPE_NAME";
-const WRITER_VAR: &str = "SHMRING_TEST_WRITER";
-const FIRST_VAR: &str = "SHMRING_TEST_FIRST_LEN";
+// Entry points of children (run by [`handover_child`]).
 
-/// Child roles of these tests (run by [`handover_child`]).
+/// Sends `SCHEDULE` (its first message `first` bytes long) as writer
+/// `id` on the named pipe `name`, then closes. A broken pipe (the reader
+/// end was closed) ends it quietly.
+fn write_messages((name, id, first): (String, u32, u64)) -> EntryResult {
+    let mut conn = Connection::open(&name, End::Second)?;
+    let mut schedule = SCHEDULE;
+    schedule[0] = usize::try_from(first)?;
+    for (seq, len) in schedule.into_iter().enumerate() {
+        match conn.send_bytes(&framed(id, seq as u32, len), 0, None) {
+            Ok(()) => {}
+            Err(SendError::BrokenPipe) => return Ok(()),
+            Err(e) => return Err(format!("write-messages: {e}").into()),
+        }
+    }
+    Ok(())
+}
+static WRITE_MESSAGES: Entry<(String, u32, u64)> = shmring::entry!(write_messages);
+
+/// Takes everything there is on the named pipe `name` (the start of a
+/// message), says so, and waits to be killed.
+fn drain_then_hang((name,): (String,)) -> EntryResult {
+    let mut conn = Connection::open(&name, End::First)?;
+    assert_eq!(conn.try_recv_bytes(None), Err(TryRecvError::Empty));
+    println!("handover: drained");
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
+}
+static DRAIN_THEN_HANG: Entry<(String,)> = shmring::entry!(drain_then_hang);
+
+/// Reads the end it was given to end of file and prints what it got.
+fn read_to_end_child((mut conn,): (Connection,)) -> EntryResult {
+    let got = read_to_end(&mut conn);
+    println!("handover: {got:?}");
+    Ok(())
+}
+static READ_TO_END: Entry<(Connection,)> = shmring::entry!(read_to_end_child);
+
+/// Runs the children of these tests.
 #[test]
 fn handover_child() {
-    let Some(role) = role() else { return };
-    let named = |end| Connection::open(&std::env::var(NAME_VAR).unwrap(), end).unwrap();
-    match role.as_str() {
-        // Sends `SCHEDULE` as writer `$WRITER`, then closes. A broken pipe
-        // (the reader end was closed) ends it quietly.
-        "write-messages" => {
-            let mut conn = named(End::Second);
-            let id: u32 = std::env::var(WRITER_VAR).unwrap().parse().unwrap();
-            let mut schedule = SCHEDULE;
-            if let Some(first) = std::env::var(FIRST_VAR).ok().and_then(|v| v.parse().ok()) {
-                schedule[0] = first;
-            }
-            for (seq, len) in schedule.into_iter().enumerate() {
-                match conn.send_bytes(&framed(id, seq as u32, len), 0, None) {
-                    Ok(()) => {}
-                    Err(SendError::BrokenPipe) => return,
-                    Err(e) => panic!("write-messages: {e}"),
-                }
-            }
-        }
-        // Takes everything there is (the start of a message), says so,
-        // and waits to be killed.
-        "drain-then-hang" => {
-            let mut conn = named(End::First);
-            assert_eq!(conn.try_recv_bytes(None), Err(TryRecvError::Empty));
-            println!("handover: drained");
-            std::thread::sleep(Duration::from_secs(600));
-        }
-        // Reads the inherited end to end of file and prints what it got.
-        "read-to-end" => {
-            let mut conn = Connection::open_inherited(super::VAR).unwrap();
-            let got = read_to_end(&mut conn);
-            println!("handover: {got:?}");
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&WRITE_MESSAGES, &DRAIN_THEN_HANG, &READ_TO_END]);
+}
+
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "handover::handover_child";
+
+/// Starts `builder`'s child with its stdout piped (for [`report`]).
+fn spawn_piped(builder: ProcessBuilder) -> Child {
+    builder
+        .stdout(Stdio::piped())
+        .into_command()
+        .unwrap()
+        .spawn()
+        .unwrap()
 }
 
 /// A named simplex pipe with 4 KiB rings and 256-byte fragments.
@@ -161,21 +175,11 @@ fn named_small(prefix: &str) -> (String, Pipe) {
     (name, pipe)
 }
 
-/// Spawns role `role` on the named pipe `name`, as writer `writer` whose
-/// first message is `first` bytes long.
-fn spawn_named(role: &str, name: &str, writer: u32, first: usize) -> Child {
-    spawn_role(
-        "handover::handover_child",
-        role,
-        &[
-            (NAME_VAR, name.to_string()),
-            (WRITER_VAR, writer.to_string()),
-            (FIRST_VAR, first.to_string()),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap()
+/// Starts a `write_messages` child on the named pipe `name`, as writer
+/// `writer` whose first message is `first` bytes long.
+fn spawn_writer(name: &str, writer: u32, first: usize) -> Child {
+    let args = (name.to_string(), writer, first as u64);
+    spawn_piped(child(CHILD_TEST, &WRITE_MESSAGES, args))
 }
 
 /// What follows `handover: ` in `child`'s output (libtest may have begun
@@ -221,7 +225,7 @@ fn a_writer_killed_mid_message_and_replaced_splices_nothing() {
     for reader_took_some in [false, true] {
         let (name, pipe) = named_small("pipe-writer-replaced");
         let mut reader = pipe.connection(End::First).unwrap();
-        let mut dead = spawn_named("write-messages", &name, 1, 10_000);
+        let mut dead = spawn_writer(&name, 1, 10_000);
         assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
         std::thread::sleep(Duration::from_millis(150)); // it fills the ring
         if reader_took_some {
@@ -261,7 +265,7 @@ fn a_writer_killed_mid_message_and_replaced_splices_nothing() {
 fn writer_mid_message(prefix: &str, first: usize) -> (String, Pipe, Child, Connection) {
     let (name, pipe) = named_small(prefix);
     let mut reader = pipe.connection(End::First).unwrap();
-    let writer = spawn_named("write-messages", &name, 1, first);
+    let writer = spawn_writer(&name, 1, first);
     assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(150));
     stop(&writer);
@@ -278,10 +282,10 @@ fn a_reader_killed_mid_message_is_replaced_without_a_torn_message() {
     let _dog = dog("reader killed");
     for first in [10_000, 5_000] {
         let (name, pipe) = named_small("pipe-reader-killed");
-        let writer = spawn_named("write-messages", &name, 1, first);
+        let writer = spawn_writer(&name, 1, first);
         std::thread::sleep(Duration::from_millis(150)); // it fills the ring
         stop(&writer);
-        let mut dead = spawn_named("drain-then-hang", &name, 0, 0);
+        let mut dead = spawn_piped(child(CHILD_TEST, &DRAIN_THEN_HANG, (name.clone(),)));
         assert_eq!(report(&mut dead), "drained");
         let_it_fill(&writer);
         dead.kill().unwrap();
@@ -310,9 +314,7 @@ fn a_reader_end_handed_over_mid_message_starts_at_the_next_message() {
     let _dog = dog("reader handed over");
     for first in [10_000, 5_000] {
         let (_name, _pipe, writer, reader) = writer_mid_message("pipe-reader-shared", first);
-        let mut cmd = spawn_role("handover::handover_child", "read-to-end", &[]);
-        reader.share_with_child(&mut cmd, super::VAR).unwrap();
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut child = spawn_piped(child(CHILD_TEST, &READ_TO_END, (&reader,)));
         drop(reader);
         signal(&writer, libc::SIGCONT);
         let expected = format!("{:?}", wholes(1, 1..=5));
@@ -489,7 +491,7 @@ fn a_writer_stopped_mid_message_loses_and_tears_nothing() {
     let _dog = dog("writer stopped");
     let (name, pipe) = named_small("pipe-writer-stopped");
     let mut reader = pipe.connection(End::First).unwrap();
-    let writer = spawn_named("write-messages", &name, 1, 10_000);
+    let writer = spawn_writer(&name, 1, 10_000);
     assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(150)); // mid-message, ring full
     stop(&writer);
@@ -511,9 +513,7 @@ fn a_reader_stopped_mid_message_loses_and_tears_nothing() {
     use std::sync::Arc;
     let _dog = dog("reader stopped");
     let (reader, mut writer) = small().duplex(false).pair().unwrap();
-    let mut cmd = spawn_role("handover::handover_child", "read-to-end", &[]);
-    reader.share_with_child(&mut cmd, super::VAR).unwrap();
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = spawn_piped(child(CHILD_TEST, &READ_TO_END, (&reader,)));
     drop(reader);
     let (sent, done) = (
         Arc::new(AtomicU32::new(0)),

@@ -6,9 +6,11 @@
 use std::time::{Duration, Instant};
 
 use shmring::pipe::{
-    Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    Connection, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
-use shmring_testkit::{role, spawn_role, wait_child, wait_until};
+use shmring::process::{Entry, EntryResult};
+use shmring_testkit::{child, run_child, wait_child, wait_until};
 
 use super::{dog, pattern, small, spawn_with};
 
@@ -412,43 +414,43 @@ fn timed_calls_wait_at_least_their_timeout_and_write_nothing() {
 // ---------------------------------------------------------------------------
 // Between processes.
 
-/// Child roles of `child_entry` (in `pipe.rs`) for these tests; `false`
-/// for a role that is not one of them.
-pub(crate) fn child_role(role: &str, conn: &mut shmring::pipe::Connection) -> bool {
-    match role {
-        "try-send-sizes" => {
-            for round in 0..20u8 {
-                for len in SIZES {
-                    let msg = pattern(len, round);
-                    if len > SMALL_MAX_WHOLE {
-                        conn.send_bytes(&msg, 0, None).unwrap();
-                        continue;
-                    }
-                    loop {
-                        match conn.try_send_bytes(&msg, 0, None) {
-                            Ok(()) => break,
-                            Err(TrySendError::Full) => std::thread::yield_now(),
-                            Err(e) => panic!("try-send-sizes: {e}"),
-                        }
-                    }
+// Entry points of children (run by `child_entry` in `pipe.rs`).
+
+fn try_send_sizes((mut conn,): (Connection,)) -> EntryResult {
+    for round in 0..20u8 {
+        for len in SIZES {
+            let msg = pattern(len, round);
+            if len > SMALL_MAX_WHOLE {
+                conn.send_bytes(&msg, 0, None)?;
+                continue;
+            }
+            loop {
+                match conn.try_send_bytes(&msg, 0, None) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full) => std::thread::yield_now(),
+                    Err(e) => return Err(format!("try-send-sizes: {e}").into()),
                 }
             }
         }
-        "send-pattern-then-hang" => {
-            conn.send_bytes(&pattern(10_000, 8), 0, None).unwrap();
-            conn.send_bytes(&pattern(10_000, 9), 0, None).unwrap();
-            std::thread::sleep(Duration::from_secs(600));
-        }
-        _ => return false,
     }
-    true
+    Ok(())
 }
+pub(crate) static TRY_SEND_SIZES: Entry<(Connection,)> = shmring::entry!(try_send_sizes);
+
+fn send_pattern_then_hang((mut conn,): (Connection,)) -> EntryResult {
+    conn.send_bytes(&pattern(10_000, 8), 0, None)?;
+    conn.send_bytes(&pattern(10_000, 9), 0, None)?;
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
+}
+pub(crate) static SEND_PATTERN_THEN_HANG: Entry<(Connection,)> =
+    shmring::entry!(send_pattern_then_hang);
 
 #[test]
 fn fragmented_messages_through_try_calls_between_processes() {
     let _dog = dog("try between processes");
     let (mut reader, writer) = small().duplex(false).pair().unwrap();
-    let child = spawn_with(&writer, "try-send-sizes");
+    let child = spawn_with(&writer, &TRY_SEND_SIZES);
     drop(writer);
     for round in 0..20u8 {
         for (i, len) in SIZES.into_iter().enumerate() {
@@ -482,9 +484,9 @@ fn signal(child: &std::process::Child, sig: libc::c_int) {
 
 /// A child sends a 10 000-byte message through a 4 KiB ring and is stopped
 /// once the ring is full: the reader can only get part of the message.
-fn half_sent(config_child: &str) -> (shmring::pipe::Connection, std::process::Child) {
+fn half_sent(sender: &Entry<(Connection,)>) -> (Connection, std::process::Child) {
     let (reader, writer) = small().duplex(false).pair().unwrap();
-    let child = spawn_with(&writer, config_child);
+    let child = spawn_with(&writer, sender);
     drop(writer);
     assert!(reader.poll_timeout(Duration::from_secs(20)).unwrap());
     std::thread::sleep(Duration::from_millis(100)); // it fills the ring
@@ -498,7 +500,7 @@ fn half_sent(config_child: &str) -> (shmring::pipe::Connection, std::process::Ch
 #[test]
 fn a_half_received_message_is_kept_across_try_and_timed_calls() {
     let _dog = dog("partial kept");
-    let (mut reader, mut child) = half_sent("send-pattern-then-hang");
+    let (mut reader, mut child) = half_sent(&SEND_PATTERN_THEN_HANG);
     assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
     assert_eq!(reader.try_recv::<Vec<u8>>(), Err(TryRecvError::Empty));
     let mut into = vec![0u8; 20_000];
@@ -525,7 +527,7 @@ fn a_half_received_message_is_kept_across_try_and_timed_calls() {
 #[test]
 fn a_writer_killed_mid_message_is_a_truncated_message_for_try_recv() {
     let _dog = dog("partial truncated");
-    let (mut reader, mut child) = half_sent("send-pattern-then-hang");
+    let (mut reader, mut child) = half_sent(&SEND_PATTERN_THEN_HANG);
     assert_eq!(reader.try_recv_bytes(None), Err(TryRecvError::Empty));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -552,7 +554,7 @@ fn a_writer_killed_mid_message_is_a_truncated_message_for_try_recv() {
 fn try_recv_reports_eof_after_the_writer_is_killed() {
     let _dog = dog("try eof");
     let (mut reader, writer) = Pipe::new(false).unwrap();
-    let mut child = spawn_with(&writer, "send-three-then-hang");
+    let mut child = spawn_with(&writer, &super::SEND_THREE_THEN_HANG);
     drop(writer);
     for i in 0..3u32 {
         let got = loop {
@@ -585,7 +587,7 @@ fn try_recv_reports_eof_after_the_writer_is_killed() {
 fn try_send_reports_broken_pipe_after_the_reader_is_killed() {
     let _dog = dog("try broken pipe");
     let (mut parent, child_end) = Pipe::new(true).unwrap();
-    let mut child = spawn_with(&child_end, "read-one-reply-then-hang");
+    let mut child = spawn_with(&child_end, &super::READ_ONE_REPLY_THEN_HANG);
     drop(child_end);
     parent.send(&1u32).unwrap();
     assert_eq!(parent.recv::<u32>().unwrap(), 2);
@@ -679,9 +681,7 @@ fn trap_futex() -> std::io::Result<()> {
 
 /// Child side: both ends of a fresh pipe in this process, the try calls in
 /// a thread that may not call futex(2). Exits 0, `TRAPPED` or `NO_SECCOMP`.
-#[test]
-fn no_futex_child() {
-    let Some(role) = role() else { return };
+fn no_futex((role,): (String,)) -> EntryResult {
     let (mut a, mut b) = small().pair().unwrap();
     // The ends go back to this thread: closing one wakes (futex) anyone
     // who might sleep on its rings.
@@ -731,15 +731,23 @@ fn no_futex_child() {
             Err(format!("{:?}", TryRecvError::Empty))
         );
     }
+    Ok(())
+}
+static NO_FUTEX: Entry<(String,)> = shmring::entry!(no_futex);
+
+#[test]
+fn no_futex_child() {
+    run_child(&[&NO_FUTEX]);
 }
 
 #[test]
 fn try_calls_make_no_futex_call_without_a_sleeper() {
     let _dog = dog("no futex");
-    let run = |role| {
-        let mut cmd = spawn_role("try_calls::no_futex_child", role, &[]);
-        cmd.stdout(std::process::Stdio::null());
-        wait_child(cmd.spawn().unwrap(), Duration::from_secs(30)).code()
+    let run = |role: &str| {
+        let cmd = child("try_calls::no_futex_child", &NO_FUTEX, (role.to_string(),))
+            .stdout(std::process::Stdio::null())
+            .into_command();
+        wait_child(cmd.unwrap().spawn().unwrap(), Duration::from_secs(30)).code()
     };
     match run("timed-poll") {
         Some(NO_SECCOMP) => {
