@@ -10,7 +10,8 @@ use shmring::lock::{
     AcquireTimeoutError, Acquired, Lock, LockGuard, RLock, RLockGuard, ReleaseError,
     TryAcquireError,
 };
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring::process::{Entry, EntryResult};
+use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, wait_until, Watchdog};
 
 const ROUNDS: u64 = 300;
 
@@ -58,63 +59,77 @@ macro_rules! py_acquire {
 py_acquire!(Lock, LockGuard);
 py_acquire!(RLock, RLockGuard);
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
+
+/// A child's own watchdog.
+fn child_dog() -> Watchdog {
+    Watchdog::new(Duration::from_secs(60), "lock child")
 }
+
+/// Adds one to the dict's "counter", `ROUNDS` times, each under the lock.
+fn increment((lock, counter): (Lock, Dict<String, u64>)) -> EntryResult {
+    let _dog = child_dog();
+    let key = "counter".to_string();
+    for _ in 0..ROUNDS {
+        let guard = lock.acquire()?;
+        assert!(!guard.owner_died());
+        // A deliberately non-atomic read-modify-write: only the lock
+        // keeps it from losing updates.
+        let v = counter.get(&key)?.unwrap_or(0);
+        counter.insert(&key, &(v + 1))?;
+    }
+    Ok(())
+}
+static INCREMENT: Entry<(Lock, Dict<String, u64>)> = shmring::entry!(increment);
+
+/// Takes `ready` (to say it holds what it was given), then waits for the
+/// test to release `go` before it lets go.
+fn say_ready_then_wait_for_go(ready: &Lock, go: &Lock) {
+    assert_eq!(ready.py_acquire(true, None), Ok(Acquired::Yes));
+    let _go = go.acquire_timeout(Duration::from_secs(50)).unwrap();
+}
+
+/// Takes `lock`, says so and waits for `go` (see
+/// [`say_ready_then_wait_for_go`]), then releases it.
+fn hold_until_go((lock, go, ready): (Lock, Lock, Lock)) -> EntryResult {
+    let _dog = child_dog();
+    assert_eq!(lock.py_acquire(true, None), Ok(Acquired::Yes));
+    say_ready_then_wait_for_go(&ready, &go);
+    lock.release()?;
+    Ok(())
+}
+static HOLD_UNTIL_GO: Entry<(Lock, Lock, Lock)> = shmring::entry!(hold_until_go);
+
+/// [`hold_until_go`] with an RLock, taken twice.
+fn hold_rlock_until_go((rlock, go, ready): (RLock, Lock, Lock)) -> EntryResult {
+    let _dog = child_dog();
+    assert_eq!(rlock.py_acquire(true, None), Ok(Acquired::Yes));
+    assert_eq!(rlock.py_acquire(true, None), Ok(Acquired::Yes));
+    say_ready_then_wait_for_go(&ready, &go);
+    rlock.release()?;
+    rlock.release()?;
+    Ok(())
+}
+static HOLD_RLOCK_UNTIL_GO: Entry<(RLock, Lock, Lock)> = shmring::entry!(hold_rlock_until_go);
+
+/// Takes the lock and sleeps until killed.
+fn hold_forever((lock,): (Lock,)) -> EntryResult {
+    let _dog = child_dog();
+    let _guard = lock.acquire()?;
+    std::thread::sleep(Duration::from_secs(600)); // until killed
+    Ok(())
+}
+static HOLD_FOREVER: Entry<(Lock,)> = shmring::entry!(hold_forever);
 
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), "lock child");
-    match role.as_str() {
-        "increment" => {
-            let lock = Lock::open(&env("LOCK")).unwrap();
-            let counter: Dict<String, u64> = Dict::open(&env("DICT")).unwrap();
-            let key = "counter".to_string();
-            for _ in 0..ROUNDS {
-                let guard = lock.acquire().unwrap();
-                assert!(!guard.owner_died());
-                // A deliberately non-atomic read-modify-write: only the lock
-                // keeps it from losing updates.
-                let v = counter.get(&key).unwrap().unwrap_or(0);
-                counter.insert(&key, &(v + 1)).unwrap();
-            }
-        }
-        "hold-until-go" => {
-            // Takes LOCK (an RLock, twice, with RLOCK set), then READY (to
-            // say so), then waits for the test to release GO before it lets
-            // go.
-            let go = Lock::open(&env("GO")).unwrap();
-            let ready = Lock::open(&env("READY")).unwrap();
-            let recursive = std::env::var("RLOCK").is_ok();
-            let plain = (!recursive).then(|| Lock::open(&env("LOCK")).unwrap());
-            let rlock = recursive.then(|| RLock::open(&env("LOCK")).unwrap());
-            match (&plain, &rlock) {
-                (Some(l), _) => assert_eq!(l.py_acquire(true, None), Ok(Acquired::Yes)),
-                (_, Some(r)) => {
-                    assert_eq!(r.py_acquire(true, None), Ok(Acquired::Yes));
-                    assert_eq!(r.py_acquire(true, None), Ok(Acquired::Yes));
-                }
-                _ => unreachable!(),
-            }
-            assert_eq!(ready.py_acquire(true, None), Ok(Acquired::Yes));
-            let _go = go.acquire_timeout(Duration::from_secs(50)).unwrap();
-            match (&plain, &rlock) {
-                (Some(l), _) => l.release().unwrap(),
-                (_, Some(r)) => {
-                    r.release().unwrap();
-                    r.release().unwrap();
-                }
-                _ => unreachable!(),
-            }
-        }
-        "hold-forever" => {
-            let lock = Lock::open(&env("LOCK")).unwrap();
-            let _guard = lock.acquire().unwrap();
-            std::thread::sleep(Duration::from_secs(600)); // until killed
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[
+        &INCREMENT,
+        &HOLD_UNTIL_GO,
+        &HOLD_RLOCK_UNTIL_GO,
+        &HOLD_FOREVER,
+    ]);
 }
 
 #[test]
@@ -248,13 +263,8 @@ fn four_processes_increment_a_counter_under_the_lock() {
     let (lock_name, dict_name) = (unique_name("lock-count"), unique_name("lock-count-d"));
     let lock = Lock::builder().create(&lock_name).unwrap();
     let dict: Dict<String, u64> = Dict::builder().create(&dict_name).unwrap();
-    let envs = [("LOCK", lock_name.clone()), ("DICT", dict_name.clone())];
     let children: Vec<_> = (0..4)
-        .map(|_| {
-            spawn_role("child_entry", "increment", &envs)
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_child(CHILD_TEST, &INCREMENT, (&lock, &dict)))
         .collect();
     for child in children {
         assert!(wait_child(child, Duration::from_secs(100)).success());
@@ -265,10 +275,8 @@ fn four_processes_increment_a_counter_under_the_lock() {
 }
 
 /// Starts a child that takes the lock and hangs; returns it once it holds.
-fn holder(lock: &Lock, name: &str) -> std::process::Child {
-    let child = spawn_role("child_entry", "hold-forever", &[("LOCK", name.to_string())])
-        .spawn()
-        .unwrap();
+fn holder(lock: &Lock) -> std::process::Child {
+    let child = spawn_child(CHILD_TEST, &HOLD_FOREVER, (lock,));
     assert!(wait_until(Duration::from_secs(20), || lock.is_locked()));
     child
 }
@@ -278,7 +286,7 @@ fn sigkilled_holder_is_reported_to_a_try_acquire() {
     let _dog = Watchdog::new(Duration::from_secs(60), "dead holder, try");
     let name = unique_name("lock-dead-try");
     let lock = Lock::builder().create(&name).unwrap();
-    let mut child = holder(&lock, &name);
+    let mut child = holder(&lock);
     assert_eq!(lock.py_acquire(false, None), Err(Refused::WouldBlock));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -293,7 +301,7 @@ fn sigkilled_holder_is_reported_to_a_sleeping_waiter_promptly() {
     let _dog = Watchdog::new(Duration::from_secs(60), "dead holder, sleeper");
     let name = unique_name("lock-dead-wait");
     let lock = Lock::builder().create(&name).unwrap();
-    let mut child = holder(&lock, &name);
+    let mut child = holder(&lock);
     let pid = child.id();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
@@ -506,17 +514,11 @@ fn stopped_holder_is_not_taken_over(recursive: bool) {
     let go = Lock::builder().create(&go_name).unwrap();
     let go_guard = go.acquire().unwrap();
     let ready = Lock::builder().create(&ready_name).unwrap();
-    let mut envs = vec![
-        ("LOCK", name.clone()),
-        ("GO", go_name.clone()),
-        ("READY", ready_name.clone()),
-    ];
-    if recursive {
-        envs.push(("RLOCK", "1".to_string()));
-    }
-    let child = spawn_role("child_entry", "hold-until-go", &envs)
-        .spawn()
-        .unwrap();
+    let child = match (&plain, &rlock) {
+        (Some(l), _) => spawn_child(CHILD_TEST, &HOLD_UNTIL_GO, (l, &go, &ready)),
+        (_, Some(r)) => spawn_child(CHILD_TEST, &HOLD_RLOCK_UNTIL_GO, (r, &go, &ready)),
+        _ => unreachable!(),
+    };
     assert!(
         wait_until(Duration::from_secs(30), || ready.is_locked()),
         "the child never took the lock"
@@ -695,7 +697,7 @@ fn a_dead_holder_is_reported_on_the_guard_of_every_form() {
     for form in 0..4 {
         let name = unique_name("lock-dead-forms");
         let lock = Lock::builder().create(&name).unwrap();
-        let mut child = holder(&lock, &name);
+        let mut child = holder(&lock);
         child.kill().unwrap();
         child.wait().unwrap();
         let guard = match form {
