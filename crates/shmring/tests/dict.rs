@@ -8,18 +8,17 @@ use std::time::{Duration, Instant};
 
 use shmring::codec::{CodecError, Message};
 use shmring::dict::{Dict, DictError};
+use shmring::process::{Entry, EntryResult};
 use shmring::Builder;
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, wait_until, Watchdog};
+use shmring_testkit::{
+    child, run_child, spawn_child, unique_name, wait_child, wait_until, Watchdog,
+};
 
 const WRITERS: u64 = 4;
 const ROUNDS: u64 = 200;
 const KEYS: u64 = 8;
 
 type D = Dict<String, u64>;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
 
 fn s(v: &str) -> String {
     v.to_string()
@@ -29,48 +28,61 @@ fn config() -> Builder<D> {
     D::builder().capacity(64).max_key(32).max_value(8)
 }
 
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
+
+/// A child's own watchdog.
+fn child_dog() -> Watchdog {
+    Watchdog::new(Duration::from_secs(60), "dict child")
+}
+
+/// Writer `id`: its own keys, and "shared" bumped each round.
+fn writer((d, id): (D, u64)) -> EntryResult {
+    let _dog = child_dog();
+    for round in 0..ROUNDS {
+        let key = format!("w{id}-{}", round % KEYS);
+        d.insert(&key, &round)?;
+        d.update_with(&s("shared"), |n| Some(n.unwrap_or(0) + 1))?;
+    }
+    // Leave a trace of completion; keys of others untouched.
+    d.insert(&format!("w{id}-done"), &1)?;
+    Ok(())
+}
+static WRITER: Entry<(D, u64)> = shmring::entry!(writer);
+
+/// Round r writes r to k0..k7 in order, bumps "count", and every fifth
+/// round clears the dict: at any instant the keys read r,...,r,
+/// r-1,...,r-1 (or r,...,r, absent,...). Runs until killed.
+fn crash_writer((d,): (D,)) -> EntryResult {
+    let _dog = child_dog();
+    for round in 1.. {
+        for k in 0..KEYS {
+            d.insert(&format!("k{k}"), &round)?;
+        }
+        d.update_with(&s("count"), |n| Some(n.unwrap_or(0) + 1))?;
+        if round % 5 == 0 {
+            d.clear()?;
+        }
+    }
+    Ok(())
+}
+static CRASH_WRITER: Entry<(D,)> = shmring::entry!(crash_writer);
+
+/// Holds the table's lock (inside update_with) until killed.
+fn hold_lock((d,): (D,)) -> EntryResult {
+    let _dog = child_dog();
+    let _ = d.update_with(&s("held"), |_| {
+        d.segment(); // no dict call: that would be Reentrant
+        std::thread::sleep(Duration::from_secs(600));
+        Some(1)
+    });
+    Ok(())
+}
+static HOLD_LOCK: Entry<(D,)> = shmring::entry!(hold_lock);
+
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), "dict child");
-    let d: D = Dict::open(&env("DICT")).unwrap();
-    match role.as_str() {
-        "writer" => {
-            let id: u64 = env("ID").parse().unwrap();
-            for round in 0..ROUNDS {
-                let key = format!("w{id}-{}", round % KEYS);
-                d.insert(&key, &round).unwrap();
-                d.update_with(&s("shared"), |n| Some(n.unwrap_or(0) + 1))
-                    .unwrap();
-            }
-            // Leave a trace of completion; keys of others untouched.
-            d.insert(&format!("w{id}-done"), &1).unwrap();
-        }
-        "crasher" => {
-            // Round r writes r to k0..k7 in order, bumps "count", and every
-            // fifth round clears the dict: at any instant the keys read
-            // r,...,r, r-1,...,r-1 (or r,...,r, absent,...).
-            for round in 1.. {
-                for k in 0..KEYS {
-                    d.insert(&format!("k{k}"), &round).unwrap();
-                }
-                d.update_with(&s("count"), |n| Some(n.unwrap_or(0) + 1))
-                    .unwrap();
-                if round % 5 == 0 {
-                    d.clear().unwrap();
-                }
-            }
-        }
-        "hold-lock" => {
-            // Holds the table's lock (inside update_with) until killed.
-            let _ = d.update_with(&s("held"), |_| {
-                d.segment(); // no dict call: that would be Reentrant
-                std::thread::sleep(Duration::from_secs(600));
-                Some(1)
-            });
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&WRITER, &CRASH_WRITER, &HOLD_LOCK]);
 }
 
 #[test]
@@ -191,15 +203,7 @@ fn four_writer_processes_reach_an_exact_final_state() {
         .create(&name)
         .unwrap();
     let children: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            spawn_role(
-                "child_entry",
-                "writer",
-                &[("DICT", name.clone()), ("ID", id.to_string())],
-            )
-            .spawn()
-            .unwrap()
-        })
+        .map(|id| spawn_child(CHILD_TEST, &WRITER, (&d, id)))
         .collect();
     for child in children {
         assert!(wait_child(child, Duration::from_secs(100)).success());
@@ -219,7 +223,7 @@ fn four_writer_processes_reach_an_exact_final_state() {
     assert_eq!(d.recoveries(), 0);
 }
 
-/// Checks the invariant of the "crasher" role and that the table is whole:
+/// Checks the invariant of [`crash_writer`] and that the table is whole:
 /// no key twice, `len` agrees, and every free slot is usable.
 fn check_after_crash(d: &D) {
     let items = d.items().unwrap();
@@ -258,12 +262,14 @@ fn check_after_crash(d: &D) {
     probe.clear().unwrap();
 }
 
-fn crasher(name: &str, failpoint: Option<&str>) -> std::process::Child {
-    let mut cmd = spawn_role("child_entry", "crasher", &[("DICT", name.to_string())]);
+/// Starts a [`crash_writer`] on `d`, with the dict failpoint `failpoint`
+/// armed in it.
+fn crasher(d: &D, failpoint: Option<&str>) -> std::process::Child {
+    let mut builder = child(CHILD_TEST, &CRASH_WRITER, (d,));
     if let Some(fp) = failpoint {
-        cmd.env("SHMRING_DICT_FAILPOINT", fp);
+        builder = builder.env("SHMRING_DICT_FAILPOINT", fp);
     }
-    cmd.spawn().unwrap()
+    builder.into_command().unwrap().spawn().unwrap()
 }
 
 #[test]
@@ -285,7 +291,7 @@ fn writer_killed_at_every_failpoint_leaves_old_or_new_values() {
             .max_value(8)
             .create(&name)
             .unwrap();
-        let child = crasher(&name, Some(point));
+        let child = crasher(&d, Some(point));
         let status = wait_child(child, Duration::from_secs(60));
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
         check_after_crash(&d);
@@ -304,7 +310,7 @@ fn writer_sigkilled_at_random_times_leaves_old_or_new_values() {
         .create(&name)
         .unwrap();
     for i in 0..6u64 {
-        let mut child = crasher(&name, None);
+        let mut child = crasher(&d, None);
         let started = d.get(&s("count")).unwrap().unwrap_or(0);
         assert!(wait_until(Duration::from_secs(20), || {
             d.get(&s("count")).unwrap().unwrap_or(0) > started
@@ -620,9 +626,7 @@ fn a_lock_timeout_bounds_the_wait_for_a_live_holder_process_and_a_dead_one_is_ta
         .create(&name)
         .unwrap();
     d.insert(&s("k"), &1).unwrap();
-    let mut child = spawn_role("child_entry", "hold-lock", &[("DICT", name.clone())])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(CHILD_TEST, &HOLD_LOCK, (&d,));
     d.set_lock_timeout(Duration::ZERO);
     assert!(
         wait_until(Duration::from_secs(30), || d.get(&s("k"))
