@@ -6,22 +6,20 @@ use std::time::Duration;
 
 use shmring::core::PopError;
 use shmring::mpmc::ByteQueue;
+use shmring::process::{Entry, EntryResult};
 use shmring::spsc::Ring;
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
 
 const QUEUE_PRODUCERS: u32 = 4;
 const CONSUMERS: u32 = 2;
 
-/// Messages per producer; 1M by default, `SHMRING_TEST_MESSAGES` overrides.
+/// Messages per producer; 1M by default, `SHMRING_TEST_MESSAGES` overrides
+/// (read by the test, which hands the count to its children).
 fn per_producer() -> u32 {
     std::env::var("SHMRING_TEST_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
 
 /// A message: producer id, sequence number, a checksum of both, then
@@ -50,84 +48,101 @@ fn decode(buf: &[u8]) -> (u32, u32) {
     (producer, seq)
 }
 
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
+
+/// Pops `n` messages of producer 0 in order, then sees the ring closed.
+fn spsc_consumer((ring, n): (Ring, u32)) -> EntryResult {
+    let mut rx = ring.consumer()?;
+    let mut buf = Vec::new();
+    for expect in 0..n {
+        rx.pop(&mut buf, Until::after(Duration::from_secs(20)))?;
+        assert_eq!(decode(&buf), (0, expect));
+    }
+    assert_eq!(
+        rx.pop(&mut buf, Until::after(Duration::from_secs(20))),
+        Err(PopError::Closed)
+    );
+    Ok(())
+}
+static SPSC_CONSUMER: Entry<(Ring, u32)> = shmring::entry!(spsc_consumer);
+
+/// Pushes `n` messages as producer `id`.
+fn queue_producer((queue, id, n): (ByteQueue, u32, u32)) -> EntryResult {
+    let mut tx = queue.producer()?;
+    let mut buf = Vec::new();
+    for seq in 0..n {
+        message(id, seq, &mut buf);
+        tx.push(&buf, Until::after(Duration::from_secs(20)))?;
+    }
+    Ok(())
+}
+static QUEUE_PRODUCER: Entry<(ByteQueue, u32, u32)> = shmring::entry!(queue_producer);
+
+/// Pops until the queue is closed, checking each producer's order, and
+/// writes a bitmap of what it got (bit `producer * n + seq`) to `out`.
+fn queue_consumer((queue, n, out): (ByteQueue, u32, String)) -> EntryResult {
+    let mut rx = queue.consumer();
+    let mut seen = vec![0u8; (QUEUE_PRODUCERS * n).div_ceil(8) as usize];
+    let mut last = vec![None::<u32>; QUEUE_PRODUCERS as usize];
+    let mut buf = Vec::new();
+    loop {
+        match rx.pop(&mut buf, Until::after(Duration::from_secs(30))) {
+            Ok(_) => {
+                let (p, seq) = decode(&buf);
+                let prev = last[p as usize].replace(seq);
+                assert!(
+                    prev.is_none_or(|prev| seq > prev),
+                    "producer {p}: {seq} after {prev:?}"
+                );
+                let bit = (p * n + seq) as usize;
+                seen[bit / 8] |= 1 << (bit % 8);
+            }
+            Err(PopError::Closed) => break,
+            Err(e) => return Err(format!("consumer: {e}").into()),
+        }
+    }
+    std::fs::write(out, seen)?;
+    Ok(())
+}
+static QUEUE_CONSUMER: Entry<(ByteQueue, u32, String)> = shmring::entry!(queue_consumer);
+
+/// Pushes 100 messages, then sleeps until killed.
+fn spsc_producer_then_hang((ring,): (Ring,)) -> EntryResult {
+    let mut tx = ring.producer()?;
+    let mut buf = Vec::new();
+    for seq in 0..100 {
+        message(0, seq, &mut buf);
+        tx.push(&buf, Until::after(Duration::from_secs(20)))?;
+    }
+    std::thread::sleep(Duration::from_secs(600)); // until killed
+    Ok(())
+}
+static SPSC_PRODUCER_THEN_HANG: Entry<(Ring,)> = shmring::entry!(spsc_producer_then_hang);
+
+/// Pushes as producer 7, spinning while the queue is full, until killed.
+fn queue_producer_forever((queue,): (ByteQueue,)) -> EntryResult {
+    let mut tx = queue.producer()?;
+    let mut buf = Vec::new();
+    for seq in 0.. {
+        message(7, seq, &mut buf);
+        while tx.try_push(&buf).is_err() {
+            std::hint::spin_loop();
+        }
+    }
+    Ok(())
+}
+static QUEUE_PRODUCER_FOREVER: Entry<(ByteQueue,)> = shmring::entry!(queue_producer_forever);
+
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let n = per_producer();
-    match role.as_str() {
-        "spsc-consumer" => {
-            let ring = Ring::open(&env("RING")).unwrap();
-            let mut rx = ring.consumer().unwrap();
-            let mut buf = Vec::new();
-            for expect in 0..n {
-                rx.pop(&mut buf, Until::after(Duration::from_secs(20)))
-                    .unwrap();
-                assert_eq!(decode(&buf), (0, expect));
-            }
-            assert_eq!(
-                rx.pop(&mut buf, Until::after(Duration::from_secs(20))),
-                Err(PopError::Closed)
-            );
-        }
-        "queue-producer" => {
-            let queue = ByteQueue::open(&env("QUEUE")).unwrap();
-            let id: u32 = env("ID").parse().unwrap();
-            let mut tx = queue.producer().unwrap();
-            let mut buf = Vec::new();
-            for seq in 0..n {
-                message(id, seq, &mut buf);
-                tx.push(&buf, Until::after(Duration::from_secs(20)))
-                    .unwrap();
-            }
-        }
-        "queue-consumer" => {
-            let queue = ByteQueue::open(&env("QUEUE")).unwrap();
-            let mut rx = queue.consumer();
-            let mut seen = vec![0u8; (QUEUE_PRODUCERS * n).div_ceil(8) as usize];
-            let mut last = vec![None::<u32>; QUEUE_PRODUCERS as usize];
-            let mut buf = Vec::new();
-            loop {
-                match rx.pop(&mut buf, Until::after(Duration::from_secs(30))) {
-                    Ok(_) => {
-                        let (p, seq) = decode(&buf);
-                        let prev = last[p as usize].replace(seq);
-                        assert!(
-                            prev.is_none_or(|prev| seq > prev),
-                            "producer {p}: {seq} after {prev:?}"
-                        );
-                        let bit = (p * n + seq) as usize;
-                        seen[bit / 8] |= 1 << (bit % 8);
-                    }
-                    Err(PopError::Closed) => break,
-                    Err(e) => panic!("consumer: {e}"),
-                }
-            }
-            std::fs::write(env("OUT"), seen).unwrap();
-        }
-        "spsc-producer-then-hang" => {
-            let ring = Ring::open(&env("RING")).unwrap();
-            let mut tx = ring.producer().unwrap();
-            let mut buf = Vec::new();
-            for seq in 0..100 {
-                message(0, seq, &mut buf);
-                tx.push(&buf, Until::after(Duration::from_secs(20)))
-                    .unwrap();
-            }
-            std::thread::sleep(Duration::from_secs(600)); // until killed
-        }
-        "queue-producer-forever" => {
-            let queue = ByteQueue::open(&env("QUEUE")).unwrap();
-            let mut tx = queue.producer().unwrap();
-            let mut buf = Vec::new();
-            for seq in 0.. {
-                message(7, seq, &mut buf);
-                while tx.try_push(&buf).is_err() {
-                    std::hint::spin_loop();
-                }
-            }
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[
+        &SPSC_CONSUMER,
+        &QUEUE_PRODUCER,
+        &QUEUE_CONSUMER,
+        &SPSC_PRODUCER_THEN_HANG,
+        &QUEUE_PRODUCER_FOREVER,
+    ]);
 }
 
 #[test]
@@ -139,9 +154,7 @@ fn spsc_ring_between_two_processes_keeps_order() {
         .max_message(64)
         .create(&name)
         .unwrap();
-    let child = spawn_role("child_entry", "spsc-consumer", &[("RING", name.clone())])
-        .spawn()
-        .unwrap();
+    let child = spawn_child(CHILD_TEST, &SPSC_CONSUMER, (&ring, per_producer()));
     let mut tx = ring.producer().unwrap();
     let mut buf = Vec::new();
     for seq in 0..per_producer() {
@@ -172,19 +185,12 @@ fn mpmc_four_producer_processes_two_consumer_processes_exactly_once() {
     let consumers: Vec<_> = outs
         .iter()
         .map(|out| {
-            let envs = [("QUEUE", name.clone()), ("OUT", out.display().to_string())];
-            spawn_role("child_entry", "queue-consumer", &envs)
-                .spawn()
-                .unwrap()
+            let args = (&queue, per_producer(), out.display().to_string());
+            spawn_child(CHILD_TEST, &QUEUE_CONSUMER, args)
         })
         .collect();
     let producers: Vec<_> = (0..QUEUE_PRODUCERS)
-        .map(|id| {
-            let envs = [("QUEUE", name.clone()), ("ID", id.to_string())];
-            spawn_role("child_entry", "queue-producer", &envs)
-                .spawn()
-                .unwrap()
-        })
+        .map(|id| spawn_child(CHILD_TEST, &QUEUE_PRODUCER, (&queue, id, per_producer())))
         .collect();
     for p in producers {
         assert!(
@@ -223,13 +229,7 @@ fn spsc_consumer_sees_closed_when_producer_process_dies() {
         .create(&name)
         .unwrap();
     let mut rx = ring.consumer().unwrap();
-    let mut child = spawn_role(
-        "child_entry",
-        "spsc-producer-then-hang",
-        &[("RING", name.clone())],
-    )
-    .spawn()
-    .unwrap();
+    let mut child = spawn_child(CHILD_TEST, &SPSC_PRODUCER_THEN_HANG, (&ring,));
     let mut buf = Vec::new();
     for expect in 0..100 {
         rx.pop(&mut buf, Until::after(Duration::from_secs(20)))
@@ -263,13 +263,7 @@ fn mpmc_producer_killed_mid_stream_leaves_nothing_stuck() {
         .create(&name)
         .unwrap();
     let mut rx = queue.consumer();
-    let mut child = spawn_role(
-        "child_entry",
-        "queue-producer-forever",
-        &[("QUEUE", name.clone())],
-    )
-    .spawn()
-    .unwrap();
+    let mut child = spawn_child(CHILD_TEST, &QUEUE_PRODUCER_FOREVER, (&queue,));
     let mut buf = Vec::new();
     let mut next = 0u32;
     while next < 20_000 {
