@@ -5,53 +5,53 @@
 use std::time::Duration;
 
 use shmring::dict::Dict;
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+use shmring::process::{Entry, EntryResult};
+use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
 
 type D = Dict<String, u64>;
 
 const ROUNDS: u64 = 20_000;
 
-/// Child roles of this binary. The role process is single-threaded when
-/// it forks (no watchdog thread: the parent test kills it on timeout), so
-/// the forked copy may go on running ordinary code.
+/// Takes the dict, forks, and both copies add 1 to "n" ROUNDS times. The
+/// child is single-threaded when it forks (no watchdog thread: the parent
+/// test kills it on timeout), so the forked copy may go on running
+/// ordinary code.
+fn fork_and_count((d,): (D,)) -> EntryResult {
+    // SAFETY: this process runs one thread (see above), so the copy
+    // starts with every lock and allocator state consistent.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    let mut errors = 0u64;
+    for _ in 0..ROUNDS {
+        if d.update_with(&"n".to_string(), |n| Some(n.unwrap_or(0) + 1))
+            .is_err()
+        {
+            errors += 1;
+        }
+    }
+    if pid == 0 {
+        // SAFETY: ends the copy without running the parent's
+        // destructors or atexit handlers twice.
+        unsafe { libc::_exit(if errors == 0 { 0 } else { 3 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out
+    // pointer.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid);
+    assert_eq!(errors, 0, "the parent's update_with failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked copy's update_with failed (status {status:#x})"
+    );
+    Ok(())
+}
+static FORK_AND_COUNT: Entry<(D,)> = shmring::entry!(fork_and_count);
+
+/// Runs the children of this binary.
 #[test]
 fn review_dict_child() {
-    let Some(role) = role() else { return };
-    let name = std::env::var("SHMRING_REVIEW_DICT").unwrap();
-    match role.as_str() {
-        // Opens the dict, forks, and both copies add 1 to "n" ROUNDS times.
-        "fork-and-count" => {
-            let d: D = Dict::open(&name).unwrap();
-            // SAFETY: this process runs one thread (see above), so the copy
-            // starts with every lock and allocator state consistent.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-            let mut errors = 0u64;
-            for _ in 0..ROUNDS {
-                if d.update_with(&"n".to_string(), |n| Some(n.unwrap_or(0) + 1))
-                    .is_err()
-                {
-                    errors += 1;
-                }
-            }
-            if pid == 0 {
-                // SAFETY: ends the copy without running the parent's
-                // destructors or atexit handlers twice.
-                unsafe { libc::_exit(if errors == 0 { 0 } else { 3 }) };
-            }
-            let mut status = 0;
-            // SAFETY: waits for our own child; `status` is a valid out
-            // pointer.
-            let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert_eq!(rc, pid);
-            assert_eq!(errors, 0, "the parent's update_with failed");
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "the forked copy's update_with failed (status {status:#x})"
-            );
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&FORK_AND_COUNT]);
 }
 
 /// A process that forks after opening a dict holds, with its copy, one
@@ -74,13 +74,7 @@ fn a_forked_copy_of_a_dict_user_does_not_break_mutual_exclusion() {
         .max_value(8)
         .create(&name)
         .unwrap();
-    let child = spawn_role(
-        "review_dict_child",
-        "fork-and-count",
-        &[("SHMRING_REVIEW_DICT", name.clone())],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_child("review_dict_child", &FORK_AND_COUNT, (&d,));
     let status = wait_child(child, Duration::from_secs(100));
     let n = d.get(&"n".to_string());
     assert!(status.success(), "a copy's update_with failed: {status}");

@@ -1,7 +1,7 @@
 //! The SPSC facade (`spsc::Ring`) against a role taken over while a waiter
 //! decides that the role's holder is gone, with real processes for the
-//! dead holders (the test binary re-executes itself with a role; see
-//! `shmring_testkit`).
+//! dead holders (the test binary re-executes itself to run an entry point;
+//! see `shmring_testkit`).
 
 use shmring::core::wait::Until;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -9,10 +9,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use shmring::core::error::{PopError, PushError};
+use shmring::process::{Entry, EntryResult};
 use shmring::spsc::{Consumer, Producer, Ring};
-use shmring_testkit::{role, sleep_forever, spawn_role, unique_name, wait_child, Watchdog};
-
-const NAME_VAR: &str = "SHMRING_REVIEW_SPSC";
+use shmring_testkit::{child, run_child, sleep_forever, unique_name, wait_child, Watchdog};
 
 // The dev dependency on this crate enables the failpoint this test takes
 // the role over at.
@@ -21,27 +20,29 @@ const _: () = assert!(
     "tests/review_spsc.rs needs the `failpoints` feature (see Cargo.toml)"
 );
 
-/// Entry point of every child role (returns at once in a normal run).
+// Entry points of the children: each takes a role, says so, and waits
+// for its SIGKILL.
+
+fn hold_consumer((ring,): (Ring,)) -> EntryResult {
+    let _dog = Watchdog::new(Duration::from_secs(120), "child holding the consumer");
+    let _c = ring.consumer()?;
+    println!("HOLDING");
+    sleep_forever();
+}
+static HOLD_CONSUMER: Entry<(Ring,)> = shmring::entry!(hold_consumer);
+
+fn hold_producer((ring,): (Ring,)) -> EntryResult {
+    let _dog = Watchdog::new(Duration::from_secs(120), "child holding the producer");
+    let _p = ring.producer()?;
+    println!("HOLDING");
+    sleep_forever();
+}
+static HOLD_PRODUCER: Entry<(Ring,)> = shmring::entry!(hold_producer);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    let ring = Ring::open(&name).unwrap();
-    // Takes a role, says so, and waits for its SIGKILL.
-    match role.as_str() {
-        "consumer" => {
-            let _c = ring.consumer().unwrap();
-            println!("HOLDING");
-            sleep_forever();
-        }
-        "producer" => {
-            let _p = ring.producer().unwrap();
-            println!("HOLDING");
-            sleep_forever();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&HOLD_CONSUMER, &HOLD_PRODUCER]);
 }
 
 /// Which role the hook takes over: 1 the consumer's, 2 the producer's.
@@ -78,12 +79,14 @@ fn take_over_when_found_dead(failpoint: &'static str, _context: &[u8]) {
     TAKEN.lock().unwrap().push(taken);
 }
 
-/// Spawns a child that takes `role` on `name`, and kills it once it holds
-/// it: the role word keeps the dead child's token.
-fn dead_holder(name: &str, role: &str) {
+/// Spawns a child that takes `role` on `ring` (`holder` takes it), and
+/// kills it once it holds it: the role word keeps the dead child's token.
+fn dead_holder(ring: &Ring, holder: &Entry<(Ring,)>, role: &str) {
     use std::io::BufRead;
-    let mut child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
+    let mut child = child("child_entry", holder, (ring,))
         .stdout(std::process::Stdio::piped())
+        .into_command()
+        .unwrap()
         .spawn()
         .unwrap();
     let out = child.stdout.take().unwrap();
@@ -120,7 +123,7 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
     let mut producer = ring.producer().unwrap();
     let record = [7u8; 200];
     while producer.try_push(&record).is_ok() {}
-    dead_holder(&name, "consumer");
+    dead_holder(&ring, &HOLD_CONSUMER, "consumer");
     TAKE_OVER.store(1, Ordering::SeqCst);
     let pushed = producer.push(&record, Until::after(Duration::from_secs(20)));
     assert_eq!(TAKE_OVER.load(Ordering::SeqCst), 0, "the hook never ran");
@@ -140,7 +143,7 @@ fn a_role_taken_over_while_a_waiter_finds_its_holder_dead_is_not_reported_closed
         .create(&name)
         .unwrap();
     let mut consumer = ring2.consumer().unwrap();
-    dead_holder(&name, "producer");
+    dead_holder(&ring2, &HOLD_PRODUCER, "producer");
     TAKE_OVER.store(2, Ordering::SeqCst);
     let mut buf = Vec::new();
     let popped = consumer.pop(&mut buf, Until::after(Duration::from_secs(20)));
