@@ -18,7 +18,8 @@ use std::time::Duration;
 use shmring::pipe::{
     Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
 };
-use shmring_testkit::{role, spawn_role, unique_name, wait_until, Watchdog};
+use shmring::process::{Entry, EntryResult};
+use shmring_testkit::{child, run_child, unique_name, wait_until, Watchdog};
 
 fn dog(what: &str) -> Watchdog {
     Watchdog::new(Duration::from_secs(120), what)
@@ -122,20 +123,19 @@ fn install_hook() {
     ONCE.call_once(|| shmring::core::failpoint::set_hook(Some(hook)));
 }
 
-/// Child roles of this binary.
+/// Claims the writing end of the named pipe `name` (by name, as a
+/// restarted process would), says so, and waits to be killed.
+fn claim_writer_and_hang((name,): (String,)) -> EntryResult {
+    let _conn = Connection::open(&name, End::Second)?;
+    println!("review: claimed");
+    shmring_testkit::sleep_forever();
+}
+static CLAIM_WRITER_AND_HANG: Entry<(String,)> = shmring::entry!(claim_writer_and_hang);
+
+/// Runs the children of this binary.
 #[test]
 fn review_child() {
-    let Some(role) = role() else { return };
-    let name = std::env::var("SHMRING_REVIEW_PIPE").unwrap();
-    match role.as_str() {
-        // Takes the writing end, says so, and waits to be killed.
-        "claim-writer-and-hang" => {
-            let _conn = Connection::open(&name, End::Second).unwrap();
-            println!("review: claimed");
-            shmring_testkit::sleep_forever();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&CLAIM_WRITER_AND_HANG]);
 }
 
 // ---------------------------------------------------------------------------
@@ -292,14 +292,12 @@ fn a_takeover_that_wins_the_race_with_the_notice_of_death_keeps_the_pipe_open() 
         .create(&name)
         .unwrap();
     let reader = pipe.connection(End::First).unwrap();
-    let mut child = spawn_role(
-        "review_child",
-        "claim-writer-and-hang",
-        &[("SHMRING_REVIEW_PIPE", name.clone())],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = child("review_child", &CLAIM_WRITER_AND_HANG, (name.clone(),))
+        .stdout(Stdio::piped())
+        .into_command()
+        .unwrap()
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(
         lines
@@ -364,14 +362,12 @@ fn a_takeover_that_loses_the_race_with_the_notice_of_death_finds_the_pipe_closed
         .create(&name)
         .unwrap();
     let reader = pipe.connection(End::First).unwrap();
-    let mut child = spawn_role(
-        "review_child",
-        "claim-writer-and-hang",
-        &[("SHMRING_REVIEW_PIPE", name.clone())],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = child("review_child", &CLAIM_WRITER_AND_HANG, (name.clone(),))
+        .stdout(Stdio::piped())
+        .into_command()
+        .unwrap()
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(
         lines
