@@ -3,51 +3,76 @@
 //! `JoinError::PeerDied`.
 
 use std::os::unix::process::ExitStatusExt;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use shmring::process::{Entry, EntryResult};
 use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue};
-use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
+
+/// The failpoint a child dies at (empty: none).
+static DIE_AT: OnceLock<String> = OnceLock::new();
+/// The failpoint a child stalls at, once (empty: none).
+static STALL_AT: OnceLock<String> = OnceLock::new();
 
 fn die_at(name: &'static str, _context: &[u8]) {
-    if std::env::var("DIE_AT").is_ok_and(|v| v == name) {
+    if DIE_AT.get().is_some_and(|v| v == name) {
         shmring_chaos::die();
     }
     // A live process stalled (as if SIGSTOPped, throttled or swapped out)
     // at this step, once.
-    if std::env::var("STALL_AT").is_ok_and(|v| v == name) {
+    if STALL_AT.get().is_some_and(|v| v == name) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| std::thread::sleep(Duration::from_millis(700)));
     }
 }
 
+/// Arms [`die_at`] in this child: it dies at `die` and stalls at `stall`.
+fn arm(die: String, stall: String) {
+    DIE_AT.set(die).unwrap();
+    STALL_AT.set(stall).unwrap();
+    shmring::core::failpoint::set_hook(Some(die_at));
+}
+
+/// A child that dies: the queue, and the failpoint it dies at.
+type DyingEntry = Entry<(JoinableQueue<u64>, String)>;
+
+/// Gets one task and dies holding it.
+fn get_and_die((q, die): (JoinableQueue<u64>, String)) -> EntryResult {
+    arm(die, String::new());
+    q.get_timeout(Duration::from_secs(10))?;
+    shmring_chaos::die();
+}
+static GET_AND_DIE: DyingEntry = shmring::entry!(get_and_die);
+
+/// Dies inside `get`, at the failpoint `die`.
+fn die_in_get((q, die): (JoinableQueue<u64>, String)) -> EntryResult {
+    arm(die, String::new());
+    let _ = q.get_timeout(Duration::from_secs(10));
+    panic!("the failpoint did not fire");
+}
+static DIE_IN_GET: DyingEntry = shmring::entry!(die_in_get);
+
+/// Dies inside `put`, at the failpoint `die`.
+fn die_in_put((q, die): (JoinableQueue<u64>, String)) -> EntryResult {
+    arm(die, String::new());
+    let _ = q.put(99);
+    panic!("the failpoint did not fire");
+}
+static DIE_IN_PUT: DyingEntry = shmring::entry!(die_in_put);
+
+/// Gets one task, stalling at `stall` on the way, and marks it done.
+fn stall_in_get((q, stall): (JoinableQueue<u64>, String)) -> EntryResult {
+    arm(String::new(), stall);
+    q.get_timeout(Duration::from_secs(10))?;
+    q.task_done()?;
+    Ok(())
+}
+static STALL_IN_GET: Entry<(JoinableQueue<u64>, String)> = shmring::entry!(stall_in_get);
+
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    shmring::core::failpoint::set_hook(Some(die_at));
-    let q = JoinableQueue::<u64>::open(&std::env::var("QUEUE").unwrap()).unwrap();
-    match role.as_str() {
-        // Gets one task and dies holding it.
-        "get-and-die" => {
-            q.get_timeout(Duration::from_secs(10)).unwrap();
-            shmring_chaos::die();
-        }
-        // Dies inside `get`, at the failpoint named by DIE_AT.
-        "die-in-get" => {
-            let _ = q.get_timeout(Duration::from_secs(10));
-            panic!("the failpoint did not fire");
-        }
-        // Dies inside `put`, at the failpoint named by DIE_AT.
-        "die-in-put" => {
-            let _ = q.put(99);
-            panic!("the failpoint did not fire");
-        }
-        // Gets one task, stalling at STALL_AT on the way, and marks it done.
-        "stall-in-get" => {
-            q.get_timeout(Duration::from_secs(10)).unwrap();
-            q.task_done().unwrap();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&GET_AND_DIE, &DIE_IN_GET, &DIE_IN_PUT, &STALL_IN_GET]);
 }
 
 fn queue() -> (String, JoinableQueue<u64>) {
@@ -57,16 +82,15 @@ fn queue() -> (String, JoinableQueue<u64>) {
 }
 
 /// Runs `role` against the queue and waits until it killed itself.
-fn run_and_kill(name: &str, role: &str, die_at: &str) {
-    let child = spawn_role(
-        "child_entry",
-        role,
-        &[("QUEUE", name.to_string()), ("DIE_AT", die_at.to_string())],
-    )
-    .spawn()
-    .unwrap();
+fn run_and_kill(q: &JoinableQueue<u64>, role: &DyingEntry, die_at: &str) {
+    let child = spawn_child("child_entry", role, (q, die_at.to_string()));
     let status = wait_child(child, Duration::from_secs(30));
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{role}: {status}");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{}: {status}",
+        role.id()
+    );
 }
 
 /// Joins (giving up after 10 s, far beyond the liveness slice a dead
@@ -79,11 +103,11 @@ fn join_expect(q: &JoinableQueue<u64>, expect: Result<(), JoinTimeoutError>) {
 #[test]
 fn join_reports_a_consumer_killed_holding_a_task() {
     let _dog = Watchdog::new(Duration::from_secs(60), "consumer killed holding");
-    let (name, q) = queue();
+    let (_, q) = queue();
     for i in 0..3 {
         q.put(i).unwrap();
     }
-    run_and_kill(&name, "get-and-die", "");
+    run_and_kill(&q, &GET_AND_DIE, "");
     for _ in 0..2 {
         q.get_timeout(Duration::from_secs(1)).unwrap();
         q.task_done().unwrap();
@@ -113,9 +137,9 @@ fn join_recovers_a_task_lost_between_take_and_hold() {
         ("tasks.announced", 0),
         ("mpmc.cas-done", 1),
     ] {
-        let (name, q) = queue();
+        let (_, q) = queue();
         q.put(1).unwrap();
-        run_and_kill(&name, "die-in-get", point);
+        run_and_kill(&q, &DIE_IN_GET, point);
         assert_eq!(q.is_empty(), lost == 1, "{point}");
         if lost == 0 {
             // The joiner's first slow check drops the dead slot; the task
@@ -146,7 +170,7 @@ fn a_loss_recovered_before_anyone_joins_is_reported_once() {
     let _dog = Watchdog::new(Duration::from_secs(60), "loss before join");
     let (name, q) = queue();
     q.put(1).unwrap();
-    run_and_kill(&name, "get-and-die", "");
+    run_and_kill(&q, &GET_AND_DIE, "");
     let newcomer = JoinableQueue::<u64>::open(&name).unwrap();
     drop(newcomer);
     join_expect(
@@ -161,15 +185,15 @@ fn a_put_killed_before_publishing_leaves_no_task() {
     let _dog = Watchdog::new(Duration::from_secs(60), "producer killed in put");
     // Not published: no task exists, nothing is lost, `join` returns at once.
     for point in ["ring.payload-written", "ring.header-written"] {
-        let (name, q) = queue();
-        run_and_kill(&name, "die-in-put", point);
+        let (_, q) = queue();
+        run_and_kill(&q, &DIE_IN_PUT, point);
         assert_eq!(q.unfinished_tasks(), 0, "{point}");
         assert!(q.is_empty());
         join_expect(&q, Ok(()));
     }
     // Published, then killed: the task is in the queue like any other.
-    let (name, q) = queue();
-    run_and_kill(&name, "die-in-put", "ring.published");
+    let (_, q) = queue();
+    run_and_kill(&q, &DIE_IN_PUT, "ring.published");
     assert_eq!(q.unfinished_tasks(), 1);
     assert_eq!(
         q.join_timeout(Duration::from_millis(300)),
@@ -194,15 +218,9 @@ fn a_stalled_live_consumer_is_never_written_off() {
         "mpmc.cas-done",
         "tasks.done",
     ] {
-        let (name, q) = queue();
+        let (_, q) = queue();
         q.put(1).unwrap();
-        let child = spawn_role(
-            "child_entry",
-            "stall-in-get",
-            &[("QUEUE", name.clone()), ("STALL_AT", point.to_string())],
-        )
-        .spawn()
-        .unwrap();
+        let child = spawn_child("child_entry", &STALL_IN_GET, (&q, point.to_string()));
         // A second task put while the consumer is stalled must not be
         // consumed by its late `task_done`.
         std::thread::sleep(Duration::from_millis(100));
