@@ -1,7 +1,6 @@
 //! `Process` and `Pool` with real processes: this test binary is the
-//! executable their children run (`run_child` in `child_entry`), and
-//! it re-executes itself as the parents that must die (`shmring_testkit`
-//! roles).
+//! executable their children run (`run_child` in `child_entry`), the
+//! parents that must die among them.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -9,16 +8,12 @@ use std::time::Duration;
 
 use shmring::process::{Entry, EntryResult, Pool, Process};
 use shmring_testkit::{
-    child, role, run_child, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    child, run_child, spawn_child, unique_name, wait_child, wait_until, Watchdog,
 };
 
 /// The test-only hook of `shmring::process`: a daemon child sleeps this many
 /// milliseconds after the fork, before it arms its death signal.
 const DELAY_VAR: &str = "SHMRING_PROCESS_PDEATHSIG_DELAY_MS";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
 
 /// The test that runs the children's entry points.
 const CHILD_TEST: &str = "child_entry";
@@ -90,63 +85,82 @@ fn pids(pool: &mut Pool) -> Vec<u32> {
     pool.workers().iter().map(Process::pid).collect()
 }
 
-#[test]
-fn child_entry() {
-    run_child(&[&SLEEP_FOREVER, &EXIT_ZERO]);
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(90), "pool child");
-    match role.as_str() {
-        "pool-parent" => {
-            let mut pool = pool_from_a_short_lived_thread(2);
-            let list: Vec<String> = pids(&mut pool).iter().map(u32::to_string).collect();
-            let out = PathBuf::from(env("OUT"));
-            std::fs::write(out.with_extension("part"), list.join(" ")).unwrap();
-            std::fs::rename(out.with_extension("part"), &out).unwrap();
-            shmring_testkit::sleep_forever();
-        }
-        "daemon-parent" => {
-            // Forks a daemon child that (by the delay hook) is still before
-            // its prctl when the test kills us.
-            let mut p = child(CHILD_TEST, &EXIT_ZERO, ()).daemon(true).start();
-            std::thread::sleep(Duration::from_secs(60));
-            let _ = p.as_mut().map(|p| p.kill());
-        }
-        "subreaper" => {
-            // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) has no memory effects.
-            assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
-            let mut parent = spawn_role("child_entry", "daemon-parent", &[(DELAY_VAR, s("3000"))])
-                .spawn()
-                .unwrap();
-            let ppid = parent.id();
-            assert!(
-                wait_until(Duration::from_secs(30), || !children_of(ppid).is_empty()),
-                "the daemon parent never forked"
-            );
-            parent.kill().unwrap();
-            parent.wait().unwrap();
-            // The orphan is ours now (we are its subreaper): reap it.
-            let mut status = 0;
-            let mut reaped = 0;
-            assert!(
-                wait_until(Duration::from_secs(30), || {
-                    // SAFETY: waitpid writes only `status`.
-                    reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                    reaped != 0
-                }),
-                "the orphan never exited"
-            );
-            assert!(reaped > 0, "no orphan to reap");
-            assert!(
-                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-                "the orphan ran its entry point instead of dying (status {status:#x})"
-            );
-        }
-        other => panic!("unknown role {other}"),
-    }
+/// A parent that must die's own watchdog.
+fn parent_dog() -> Watchdog {
+    Watchdog::new(Duration::from_secs(90), "pool child")
 }
 
-fn s(v: &str) -> String {
-    v.to_string()
+/// Starts a pool of two sleeping workers from a short-lived thread, writes
+/// their pids to `out` (atomically: a rename), and sleeps until killed.
+fn pool_parent((out,): (String,)) -> EntryResult {
+    let _dog = parent_dog();
+    let mut pool = pool_from_a_short_lived_thread(2);
+    let list: Vec<String> = pids(&mut pool).iter().map(u32::to_string).collect();
+    let out = PathBuf::from(out);
+    std::fs::write(out.with_extension("part"), list.join(" "))?;
+    std::fs::rename(out.with_extension("part"), &out)?;
+    shmring_testkit::sleep_forever();
+}
+static POOL_PARENT: Entry<(String,)> = shmring::entry!(pool_parent);
+
+/// Forks a daemon child that (by the delay hook) is still before its
+/// prctl when the test kills us.
+fn daemon_parent(_: ()) -> EntryResult {
+    let _dog = parent_dog();
+    let mut p = child(CHILD_TEST, &EXIT_ZERO, ()).daemon(true).start();
+    std::thread::sleep(Duration::from_secs(60));
+    let _ = p.as_mut().map(|p| p.kill());
+    Ok(())
+}
+static DAEMON_PARENT: Entry<()> = shmring::entry!(daemon_parent);
+
+/// Becomes a subreaper, starts a [`daemon_parent`] (its daemon child
+/// delayed before its prctl), kills it once it has forked, and checks that
+/// the orphan it inherits dies of SIGKILL instead of running its entry
+/// point.
+fn subreaper(_: ()) -> EntryResult {
+    let _dog = parent_dog();
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) has no memory effects.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let mut parent = child(CHILD_TEST, &DAEMON_PARENT, ())
+        .env(DELAY_VAR, "3000")
+        .start()?;
+    let ppid = parent.pid();
+    assert!(
+        wait_until(Duration::from_secs(30), || !children_of(ppid).is_empty()),
+        "the daemon parent never forked"
+    );
+    parent.kill()?;
+    parent.join()?;
+    // The orphan is ours now (we are its subreaper): reap it.
+    let mut status = 0;
+    let mut reaped = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            // SAFETY: waitpid writes only `status`.
+            reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            reaped != 0
+        }),
+        "the orphan never exited"
+    );
+    assert!(reaped > 0, "no orphan to reap");
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the orphan ran its entry point instead of dying (status {status:#x})"
+    );
+    Ok(())
+}
+static SUBREAPER: Entry<()> = shmring::entry!(subreaper);
+
+#[test]
+fn child_entry() {
+    run_child(&[
+        &SLEEP_FOREVER,
+        &EXIT_ZERO,
+        &POOL_PARENT,
+        &DAEMON_PARENT,
+        &SUBREAPER,
+    ]);
 }
 
 #[test]
@@ -182,13 +196,7 @@ fn daemon_process_survives_the_exit_of_the_thread_that_started_it() {
 fn pool_workers_die_with_their_parent_process() {
     let _dog = Watchdog::new(Duration::from_secs(90), "pool parent death");
     let out = std::env::temp_dir().join(unique_name("pool-pids").trim_start_matches('/'));
-    let mut parent = spawn_role(
-        "child_entry",
-        "pool-parent",
-        &[("OUT", out.display().to_string())],
-    )
-    .spawn()
-    .unwrap();
+    let mut parent = spawn_child(CHILD_TEST, &POOL_PARENT, (out.display().to_string(),));
     assert!(wait_until(Duration::from_secs(30), || out.exists()));
     let workers: Vec<u32> = std::fs::read_to_string(&out)
         .unwrap()
@@ -234,7 +242,7 @@ fn dropping_a_pool_terminates_and_reaps_its_workers() {
 #[test]
 fn a_daemon_child_whose_parent_dies_before_its_prctl_exits() {
     let _dog = Watchdog::new(Duration::from_secs(120), "pdeathsig race");
-    let child = spawn_role("child_entry", "subreaper", &[]).spawn().unwrap();
+    let child = spawn_child(CHILD_TEST, &SUBREAPER, ());
     assert!(wait_child(child, Duration::from_secs(100)).success());
 }
 
