@@ -1,30 +1,30 @@
 //! An adversarial review of the segment lifecycle: one test per finding,
-//! with real processes (the test binary re-executes itself with a role; see
-//! `shmring_testkit`) stopped at the library's failpoints or driven as
+//! with real processes (the test binary re-executes itself to run an entry
+//! point; see `shmring_testkit`) stopped at the library's failpoints or driven as
 //! another user.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use shmring::process::{Args, Entry, EntryResult, IntoArgs, Process, ProcessBuilder};
 use shmring::segment::{
     self, CreateOptions, ObjectKind, OpenOptions, Reclaimed, Segment, SegmentState,
 };
 use shmring::SegmentError;
 use shmring_testkit::{
-    executable_by_anyone, role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name,
-    wait_child, wait_until, Watchdog,
+    child, executable_by_anyone, harness_args, run_child, shm_exists, shm_path, sleep_forever,
+    unique_name, wait_child, wait_until, Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
-const STEP_VAR: &str = "SHMRING_TEST_STOP_AT";
+/// The library's test switch that makes named creates take the fallback
+/// path (no `O_TMPFILE`).
 const FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
-const BYTES_VAR: &str = "SHMRING_TEST_LOCK_BYTES";
-const STAMP_VAR: &str = "SHMRING_TEST_STAMP";
-const PLANT_VAR: &str = "SHMRING_TEST_PLANT";
-const SCOPE_VAR: &str = "SHMRING_TEST_SCOPE";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 const OBJECT_LEN: usize = 4096;
 /// The unprivileged uid and gid of the tests that need a second user.
 const NOBODY: u32 = 65534;
@@ -46,12 +46,20 @@ fn word(seg: &Segment, i: usize) -> &AtomicU64 {
 
 use shmring_testkit::stop_self;
 
-/// The failpoint hook of a child: stops at the step named in the
-/// environment.
+/// The failpoint a child stops at (see [`stop_at`]).
+static STOP_AT: OnceLock<String> = OnceLock::new();
+
+/// The failpoint hook of a child: stops at the step [`stop_at`] chose.
 fn stop_at_chosen_step(name: &'static str, _context: &[u8]) {
-    if std::env::var(STEP_VAR).is_ok_and(|step| step == name) {
+    if STOP_AT.get().is_some_and(|step| step == name) {
         stop_self();
     }
+}
+
+/// Makes this child stop (SIGSTOP) at the failpoint `step`.
+fn stop_at(step: String) {
+    STOP_AT.set(step).unwrap();
+    shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
 }
 
 /// Takes an OFD lock of `kind` on `byte` of `file`; whether it was granted.
@@ -67,97 +75,148 @@ fn ofd_lock(file: &std::fs::File, byte: u64, kind: libc::c_int) -> bool {
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) == 0 }
 }
 
-/// Entry point of every child role (returns at once in a normal run).
+// Entry points of the children.
+
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(120), &format!("child {what}"))
+}
+
+/// Creates the lock segment `name`, stopping at `step`, then waits for its
+/// SIGKILL.
+fn create_and_stop((name, step): (String, String)) -> EntryResult {
+    let _dog = child_dog("create_and_stop");
+    stop_at(step);
+    let seg = Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |_, _| Ok(()),
+    )?;
+    shmring::core::failpoint::set_hook(None);
+    word(&seg, 1).store(1, Ordering::SeqCst);
+    sleep_forever();
+}
+static CREATE_AND_STOP: Entry<(String, String)> = shmring::entry!(create_and_stop);
+
+/// Attaches to the segment `name`, prints its token, and waits for its
+/// SIGKILL.
+fn attach((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("attach");
+    let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default())?;
+    println!("TOKEN {}", seg.peer_token());
+    sleep_forever();
+}
+static ATTACH: Entry<(String,)> = shmring::entry!(attach);
+
+/// Opens the segment `name`, stopping at the failpoint `step` (one of an
+/// attach's: `segment.attach.row-claimed`, `segment.attach.generation-bumped`),
+/// then waits for its SIGKILL.
+fn attach_and_stop((name, step): (String, String)) -> EntryResult {
+    let _dog = child_dog("attach_and_stop");
+    stop_at(step);
+    let _seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default())?;
+    sleep_forever();
+}
+static ATTACH_AND_STOP: Entry<(String, String)> = shmring::entry!(attach_and_stop);
+
+/// Reclaims the segment `name`, stopping at `step`; reports the outcome if
+/// it gets past it.
+fn reclaim_and_stop((name, step): (String, String)) -> EntryResult {
+    let _dog = child_dog("reclaim_and_stop");
+    stop_at(step);
+    println!("RECLAIMED {:?}", segment::reclaim(&name));
+    Ok(())
+}
+static RECLAIM_AND_STOP: Entry<(String, String)> = shmring::entry!(reclaim_and_stop);
+
+/// Run as another user: plants `plant` ("file", "symlink" to the segment
+/// `name`, or "fifo") at the path `stamp`.
+fn plant_stamp((name, stamp, plant): (String, String, String)) -> EntryResult {
+    let _dog = child_dog("plant_stamp");
+    match plant.as_str() {
+        "file" => std::fs::write(&stamp, b"")?,
+        "symlink" => std::os::unix::fs::symlink(shm_path(&name), &stamp)?,
+        "fifo" => {
+            let c = std::ffi::CString::new(stamp)?;
+            // SAFETY: `c` is a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        }
+        other => panic!("unknown plant {other}"),
+    }
+    Ok(())
+}
+static PLANT_STAMP: Entry<(String, String, String)> = shmring::entry!(plant_stamp);
+
+/// Sets the automatic sweep to `scope` (its stamp), names starting with
+/// `prefix`, no period, no idleness; creates a segment (which may start a
+/// sweep), waits for the sweep, and reports.
+fn trigger_sweep((prefix, scope): (String, String)) -> EntryResult {
+    let _dog = child_dog("trigger_sweep");
+    segment::configure_auto_sweep(segment::AutoSweepConfig {
+        period: Duration::ZERO,
+        min_idle: Duration::ZERO,
+        scope,
+        prefix: prefix.trim_start_matches('/').to_owned(),
+        ..segment::AutoSweepConfig::default()
+    });
+    let trigger = format!("{prefix}-trigger");
+    let seg = Segment::create(
+        &trigger,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |_, _| Ok(()),
+    )?;
+    segment::wait_for_auto_sweep();
+    drop(seg);
+    println!("STARTED {}", segment::auto_sweeps_started());
+    Ok(())
+}
+static TRIGGER_SWEEP: Entry<(String, String)> = shmring::entry!(trigger_sweep);
+
+/// Run as another user who may only read the file of the segment `name`:
+/// takes read locks on the bytes listed in `bytes` (comma-separated), says
+/// so, and waits for its SIGKILL.
+fn read_locker((name, bytes): (String, String)) -> EntryResult {
+    let _dog = child_dog("read_locker");
+    let file = std::fs::File::open(shm_path(&name))?;
+    for byte in bytes.split(',') {
+        let byte: u64 = byte.parse()?;
+        assert!(ofd_lock(&file, byte, libc::F_RDLCK), "read lock {byte}");
+    }
+    println!("LOCKED");
+    sleep_forever();
+}
+static READ_LOCKER: Entry<(String, String)> = shmring::entry!(read_locker);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        // Creates a lock segment, stopping at STEP_VAR, then waits for its
-        // SIGKILL.
-        "create_and_stop" => {
-            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
-            let seg = Segment::create(
-                &name,
-                ObjectKind::Lock,
-                [0; 8],
-                OBJECT_LEN,
-                &CreateOptions::default(),
-                |_, _| Ok(()),
-            )
-            .unwrap();
-            shmring::core::failpoint::set_hook(None);
-            word(&seg, 1).store(1, Ordering::SeqCst);
-            sleep_forever();
-        }
-        // Attaches to the segment and waits for its SIGKILL.
-        "attach" => {
-            let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
-            println!("TOKEN {}", seg.peer_token());
-            sleep_forever();
-        }
-        "attach_and_stop" => attach_and_stop(&name),
-        // Reclaims the segment, stopping at STEP_VAR; reports the outcome
-        // if it gets past it.
-        "reclaim_and_stop" => {
-            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
-            println!("RECLAIMED {:?}", segment::reclaim(&name));
-        }
-        // Run as another user: plants PLANT_VAR ("file", "symlink" to
-        // NAME_VAR, or "fifo") at the path STAMP_VAR.
-        "plant_stamp" => {
-            let stamp = std::env::var(STAMP_VAR).unwrap();
-            match std::env::var(PLANT_VAR).unwrap().as_str() {
-                "file" => std::fs::write(&stamp, b"").unwrap(),
-                "symlink" => std::os::unix::fs::symlink(shm_path(&name), &stamp).unwrap(),
-                "fifo" => {
-                    let c = std::ffi::CString::new(stamp).unwrap();
-                    // SAFETY: `c` is a valid NUL-terminated path.
-                    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-                }
-                other => panic!("unknown plant {other}"),
-            }
-        }
-        // Sets the automatic sweep to SCOPE_VAR (its stamp), names starting
-        // with NAME_VAR, no period, no idleness; creates a segment (which
-        // may start a sweep), waits for the sweep, and reports.
-        "trigger_sweep" => {
-            segment::configure_auto_sweep(segment::AutoSweepConfig {
-                period: Duration::ZERO,
-                min_idle: Duration::ZERO,
-                scope: std::env::var(SCOPE_VAR).unwrap(),
-                prefix: name.trim_start_matches('/').to_owned(),
-                ..segment::AutoSweepConfig::default()
-            });
-            let trigger = format!("{name}-trigger");
-            let seg = Segment::create(
-                &trigger,
-                ObjectKind::Lock,
-                [0; 8],
-                OBJECT_LEN,
-                &CreateOptions::default(),
-                |_, _| Ok(()),
-            )
-            .unwrap();
-            segment::wait_for_auto_sweep();
-            drop(seg);
-            println!("STARTED {}", segment::auto_sweeps_started());
-        }
-        // Run as another user who may only read the file: takes read locks
-        // on the bytes listed in BYTES_VAR, says so, and waits for its
-        // SIGKILL.
-        "read_locker" => {
-            let file = std::fs::File::open(shm_path(&name)).unwrap();
-            for byte in std::env::var(BYTES_VAR).unwrap().split(',') {
-                let byte: u64 = byte.parse().unwrap();
-                assert!(ofd_lock(&file, byte, libc::F_RDLCK), "read lock {byte}");
-            }
-            println!("LOCKED");
-            sleep_forever();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[
+        &CREATE_AND_STOP,
+        &ATTACH,
+        &ATTACH_AND_STOP,
+        &RECLAIM_AND_STOP,
+        &PLANT_STAMP,
+        &TRIGGER_SWEEP,
+        &READ_LOCKER,
+    ]);
+}
+
+/// Spawns the child `builder` describes.
+fn spawn(builder: ProcessBuilder) -> Child {
+    builder.into_command().unwrap().spawn().unwrap()
+}
+
+/// A child that attaches to the segment `name` and prints its token
+/// (see [`read_after`]).
+fn attacher(name: &str) -> Child {
+    let builder = child(CHILD_TEST, &ATTACH, (name.to_owned(),));
+    spawn(builder.stdout(std::process::Stdio::piped()))
 }
 
 /// The state letter of `/proc/<pid>/stat`.
@@ -196,14 +255,14 @@ fn is_root() -> bool {
 fn a_fallback_creator_stopped_after_naming_locks_no_open_out() {
     let _dog = Watchdog::new(Duration::from_secs(120), "stopped fallback creator");
     let name = unique_name("rev-fallback-named");
-    let envs = [
-        (NAME_VAR, name.clone()),
-        (STEP_VAR, "segment.create.named".to_owned()),
-        (FALLBACK_VAR, "1".to_owned()),
-    ];
-    let child = spawn_role("child_entry", "create_and_stop", &envs)
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        child(
+            CHILD_TEST,
+            &CREATE_AND_STOP,
+            (name.clone(), "segment.create.named".to_owned()),
+        )
+        .env(FALLBACK_VAR, "1"),
+    );
     wait_stopped(&child, "the fallback creator");
     let pid = child.id();
     let opts = OpenOptions {
@@ -257,14 +316,14 @@ fn a_fallback_creator_stopped_after_naming_locks_no_open_out() {
 fn a_fallback_creator_killed_after_naming_leaves_a_private_name_that_goes_alone() {
     let _dog = Watchdog::new(Duration::from_secs(120), "killed fallback creator");
     let name = unique_name("rev-fallback-killed");
-    let envs = [
-        (NAME_VAR, name.clone()),
-        (STEP_VAR, "segment.create.named".to_owned()),
-        (FALLBACK_VAR, "1".to_owned()),
-    ];
-    let child = spawn_role("child_entry", "create_and_stop", &envs)
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        child(
+            CHILD_TEST,
+            &CREATE_AND_STOP,
+            (name.clone(), "segment.create.named".to_owned()),
+        )
+        .env(FALLBACK_VAR, "1"),
+    );
     wait_stopped(&child, "the fallback creator");
     let pid = child.id();
     let seg = Segment::open(&name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
@@ -280,10 +339,7 @@ fn a_fallback_creator_killed_after_naming_leaves_a_private_name_that_goes_alone(
     word(&seg, 2).store(7, Ordering::SeqCst);
     // Detached without removing the name (a Lock with the default policy
     // would remove it on the last drop: keep one attachment in a child).
-    let mut keeper = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut keeper = attacher(&name);
     read_after(&mut keeper, "TOKEN ");
     drop(seg);
     kill(keeper);
@@ -324,19 +380,13 @@ fn age(name: &str) {
         .unwrap();
 }
 
-/// A command that runs `role` as uid/gid 65534, from a copy of this test
-/// binary that any user may execute.
-fn role_as_nobody(role: &str, envs: &[(&str, String)]) -> Command {
-    static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+/// A command that runs `entry` with `args` as uid/gid 65534, from a copy
+/// of this test binary that any user may execute.
+fn as_nobody<A: Args>(entry: &Entry<A>, args: impl IntoArgs<A>) -> Command {
+    static EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
     let exe = EXE.get_or_init(|| executable_by_anyone(&std::env::current_exe().unwrap()));
-    let template = spawn_role("child_entry", role, envs);
     let mut cmd = Command::new(exe);
-    cmd.args(template.get_args()).current_dir("/");
-    for (key, value) in template.get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
+    cmd.args(harness_args(CHILD_TEST)).current_dir("/");
     // SAFETY: runs in the forked child before exec; setgroups, setgid and
     // setuid are async-signal-safe system calls and touch no parent state.
     unsafe {
@@ -350,8 +400,10 @@ fn role_as_nobody(role: &str, envs: &[(&str, String)]) -> Command {
             check(libc::setuid(NOBODY))
         });
     }
-    cmd.stdout(std::process::Stdio::piped());
-    cmd
+    Process::with_command(cmd, entry, args)
+        .stdout(std::process::Stdio::piped())
+        .into_command()
+        .unwrap()
 }
 
 /// Reads the child's stdout up to a line holding `prefix` (the harness may
@@ -442,10 +494,7 @@ fn a_user_who_may_only_read_a_segment_cannot_block_it_or_fake_liveness() {
         other => other.unwrap(),
     };
     // A peer that dies attached.
-    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.clone())])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut peer = attacher(&name);
     let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
     assert!(creator.is_peer_alive(dead));
     kill(peer);
@@ -454,12 +503,9 @@ fn a_user_who_may_only_read_a_segment_cannot_block_it_or_fake_liveness() {
     // peer had row 1 (lock byte 1024 + 1). Byte 0 is the name lock.
     let row = (dead as u32) - 1;
     let bytes = format!("0,{}", 1024 + u64::from(row));
-    let mut reader = role_as_nobody(
-        "read_locker",
-        &[(NAME_VAR, name.clone()), (BYTES_VAR, bytes)],
-    )
-    .spawn()
-    .unwrap();
+    let mut reader = as_nobody(&READ_LOCKER, (name.clone(), bytes))
+        .spawn()
+        .unwrap();
     read_after(&mut reader, "LOCKED");
     let faked_alive = creator.is_peer_alive(dead);
     let open = Segment::open(
@@ -482,15 +528,6 @@ fn a_user_who_may_only_read_a_segment_cannot_block_it_or_fake_liveness() {
     }
 }
 
-/// Opens the segment, stopping at the failpoint STEP_VAR names (one of an
-/// attach's: `segment.attach.row-claimed`, `segment.attach.generation-bumped`),
-/// then waits for its SIGKILL.
-fn attach_and_stop(name: &str) {
-    shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
-    let _seg = Segment::open(name, ObjectKind::Lock, &OpenOptions::default()).unwrap();
-    sleep_forever();
-}
-
 /// Where an attach can be stopped while it takes a row (see the `peers`
 /// module docs): holding the row's claim byte, before and after the
 /// generation bump.
@@ -506,10 +543,7 @@ fn segment_with_a_dead_peer(name: &str, opts: &CreateOptions) -> (Segment, u64) 
         Ok(())
     })
     .unwrap();
-    let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, name.to_owned())])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut peer = attacher(name);
     let dead: u64 = read_after(&mut peer, "TOKEN ").parse().unwrap();
     assert!(creator.is_peer_alive(dead));
     kill(peer);
@@ -520,10 +554,11 @@ fn segment_with_a_dead_peer(name: &str, opts: &CreateOptions) -> (Segment, u64) 
 /// Spawns a child that opens `name` and stops at `step`; returns it once
 /// it is stopped.
 fn stopped_attacher(name: &str, step: &str) -> Child {
-    let envs = [(NAME_VAR, name.to_owned()), (STEP_VAR, step.to_owned())];
-    let attacher = spawn_role("child_entry", "attach_and_stop", &envs)
-        .spawn()
-        .unwrap();
+    let attacher = spawn(child(
+        CHILD_TEST,
+        &ATTACH_AND_STOP,
+        (name.to_owned(), step.to_owned()),
+    ));
     wait_stopped(&attacher, step);
     attacher
 }
@@ -640,14 +675,9 @@ fn a_reclaimer_stopped_after_deciding_locks_no_open_out() {
     )
     .unwrap();
     drop(creator);
-    let envs = [
-        (NAME_VAR, name.clone()),
-        (STEP_VAR, "segment.reclaim.decided".to_owned()),
-    ];
-    let mut reclaimer = spawn_role("child_entry", "reclaim_and_stop", &envs)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args = (name.clone(), "segment.reclaim.decided".to_owned());
+    let mut reclaimer =
+        spawn(child(CHILD_TEST, &RECLAIM_AND_STOP, args).stdout(std::process::Stdio::piped()));
     wait_stopped(&reclaimer, "the reclaimer");
     let open = Segment::open(
         &name,
@@ -754,10 +784,7 @@ fn a_stamp_planted_by_another_user_stops_the_sweep_and_nothing_else() {
             |_, _| Ok(()),
         )
         .unwrap();
-        let mut peer = spawn_role("child_entry", "attach", &[(NAME_VAR, victim.clone())])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut peer = attacher(&victim);
         read_after(&mut peer, "TOKEN ");
         // Leaves without removing the name: the peer keeps it, then dies.
         drop(seg);
@@ -765,25 +792,16 @@ fn a_stamp_planted_by_another_user_stops_the_sweep_and_nothing_else() {
         assert!(segment::inspect(&victim).unwrap().is_abandoned());
         let before = std::fs::read(shm_path(&victim)).unwrap();
 
-        let planted = role_as_nobody(
-            "plant_stamp",
-            &[
-                (NAME_VAR, victim.clone()),
-                (STAMP_VAR, stamp.clone()),
-                (PLANT_VAR, plant.to_owned()),
-            ],
+        let planted = as_nobody(
+            &PLANT_STAMP,
+            (victim.clone(), stamp.clone(), plant.to_owned()),
         )
         .output()
         .unwrap();
         assert!(planted.status.success(), "{plant}: {planted:?}");
-        let mut trigger = spawn_role(
-            "child_entry",
-            "trigger_sweep",
-            &[(NAME_VAR, prefix.clone()), (SCOPE_VAR, scope.clone())],
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        let args = (prefix.clone(), scope.clone());
+        let mut trigger =
+            spawn(child(CHILD_TEST, &TRIGGER_SWEEP, args).stdout(std::process::Stdio::piped()));
         let started = read_after(&mut trigger, "STARTED ");
         assert!(wait_child(trigger, Duration::from_secs(60)).success());
         let victim_kept = std::path::Path::new(&shm_path(&victim)).exists();
