@@ -1,6 +1,6 @@
 //! The read-only inspection API (`segment::inspect`, `list`, `has_magic`)
 //! and `reclaim`, on real segments and across real processes (the test
-//! binary re-executes itself with a role; see `shmring_testkit`).
+//! binary re-executes itself to run an entry point; see `shmring_testkit`).
 
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -8,65 +8,79 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shmring::lock::Lock;
 use shmring::pipe::{End, Pipe};
+use shmring::process::{Entry, EntryResult};
 use shmring::queue::JoinableQueue;
 use shmring::segment::{
     self, ObjectKind, PeerCounter, PeerState, Reclaimed, SegmentInfo, SegmentState,
 };
 use shmring::{mpmc, spsc, CreateOptions, Segment, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
-    role, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    child, run_child, shm_path, sleep_forever, spawn_child, unique_name, wait_child, wait_until,
+    Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
-/// Entry point of every child role (returns at once in a normal run).
-#[test]
-fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        "queue_and_hang" => {
-            let q = mpmc::ByteQueue::builder()
-                .producers(2)
-                .ring_bytes(4096)
-                .max_message(256)
-                .maxsize(0)
-                .create(&name)
-                .unwrap();
-            q.producer().unwrap().try_push(b"left behind").unwrap();
-            sleep_forever();
-        }
-        "hang_in_init" => {
-            let _ = Segment::create(
-                &name,
-                ObjectKind::SpscRing,
-                [0; 8],
-                4096,
-                &CreateOptions::default(),
-                |_, _| {
-                    println!("IN_INIT");
-                    sleep_forever()
-                },
-            );
-        }
-        other => panic!("unknown role {other}"),
-    }
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(60), &format!("child {what}"))
 }
 
-/// Spawns `role` on `name` and waits until `ready` holds for its segment.
-fn spawn_child(
-    role: &str,
+/// Creates the queue `name`, leaves a message in it, and waits for its
+/// SIGKILL.
+fn queue_and_hang((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("queue_and_hang");
+    let q = mpmc::ByteQueue::builder()
+        .producers(2)
+        .ring_bytes(4096)
+        .max_message(256)
+        .maxsize(0)
+        .create(&name)?;
+    q.producer()?.try_push(b"left behind")?;
+    sleep_forever();
+}
+static QUEUE_AND_HANG: Entry<(String,)> = shmring::entry!(queue_and_hang);
+
+/// Creates the segment `name` and hangs in its init, saying so.
+fn hang_in_init((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("hang_in_init");
+    let _ = Segment::create(
+        &name,
+        ObjectKind::SpscRing,
+        [0; 8],
+        4096,
+        &CreateOptions::default(),
+        |_, _| {
+            println!("IN_INIT");
+            sleep_forever()
+        },
+    );
+    Ok(())
+}
+static HANG_IN_INIT: Entry<(String,)> = shmring::entry!(hang_in_init);
+
+/// Runs the children (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    run_child(&[&QUEUE_AND_HANG, &HANG_IN_INIT]);
+}
+
+/// Spawns `entry` on `name` and waits until `ready` holds for its segment.
+fn spawn_ready(
+    entry: &Entry<(String,)>,
     name: &str,
     ready: impl Fn(&SegmentInfo) -> bool,
 ) -> std::process::Child {
-    let child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
-        .spawn()
-        .unwrap();
+    let child = spawn_child(CHILD_TEST, entry, (name.to_owned(),));
     let seen = wait_until(Duration::from_secs(20), || {
         segment::inspect(name).is_ok_and(|i| ready(&i))
     });
-    assert!(seen, "child {role} never got its segment {name} ready");
+    assert!(
+        seen,
+        "child {} never got its segment {name} ready",
+        entry.id()
+    );
     child
 }
 
@@ -187,7 +201,7 @@ fn queues_pipes_and_locks_show_their_figures() {
 fn a_killed_creator_leaves_an_abandoned_segment_that_reclaim_removes() {
     let _dog = Watchdog::new(Duration::from_secs(60), "killed creator");
     let name = unique_name("inspect-dead");
-    let child = spawn_child("queue_and_hang", &name, |i| {
+    let child = spawn_ready(&QUEUE_AND_HANG, &name, |i| {
         i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(1))
     });
     assert_eq!(
@@ -213,8 +227,10 @@ fn a_segment_being_created_is_invisible_and_never_reclaimed() {
     use std::io::BufRead;
     let _dog = Watchdog::new(Duration::from_secs(60), "creator in init");
     let name = unique_name("inspect-init");
-    let mut child = spawn_role("child_entry", "hang_in_init", &[(NAME_VAR, name.clone())])
+    let mut child = child(CHILD_TEST, &HANG_IN_INIT, (name.clone(),))
         .stdout(std::process::Stdio::piped())
+        .into_command()
+        .unwrap()
         .spawn()
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
