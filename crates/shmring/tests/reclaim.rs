@@ -1,102 +1,135 @@
 //! Reclaiming abandoned segments without `shmring gc`: a create of a taken
 //! name, the explicit sweep, and the clean-exit path, with real
-//! processes that are SIGKILLed (the test binary re-executes itself with a
-//! role; see `shmring_testkit`).
+//! processes that are SIGKILLed (the test binary re-executes itself to run
+//! an entry point; see `shmring_testkit`).
 
 use std::process::Child;
 use std::time::Duration;
 
 use shmring::dict::Dict;
+use shmring::process::{Entry, EntryResult};
 use shmring::queue::Queue;
 use shmring::segment;
 use shmring::{spsc, CreateError, OpenError, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
-    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, wait_until,
-    Watchdog,
+    run_child, shm_exists, shm_path, sleep_forever, spawn_child, unique_name, wait_child,
+    wait_until, Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
-const POLICY_VAR: &str = "SHMRING_TEST_POLICY";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
-/// Entry point of every child role (returns at once in a normal run).
-#[test]
-fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    let unlink = match std::env::var(POLICY_VAR).as_deref() {
-        Ok("never") => UnlinkPolicy::Never,
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(60), &format!("child {what}"))
+}
+
+/// The unlink policy a child's `policy` argument names ("never", or
+/// anything else for the default).
+fn unlink_policy(policy: &str) -> UnlinkPolicy {
+    match policy {
+        "never" => UnlinkPolicy::Never,
         _ => UnlinkPolicy::OnLastPeerDrop,
-    };
-    match role.as_str() {
-        "create_and_hang" => {
-            let _ring = spsc::Ring::builder()
-                .ring_bytes(4096)
-                .max_message(256)
-                .unlink(unlink)
-                .create(&name)
-                .unwrap();
-            sleep_forever();
-        }
-        "open_and_hang" => {
-            let _ring = spsc::Ring::open(&name).unwrap();
-            sleep_forever();
-        }
-        "fill_queue_and_hang" => {
-            let q = Queue::<u64>::builder()
-                .ring_bytes(8192)
-                .max_message(64)
-                .producers(2)
-                .unlink(unlink)
-                .create(&name)
-                .unwrap();
-            for i in 0..100 {
-                q.put(i).unwrap();
-            }
-            sleep_forever();
-        }
-        "open_queue_and_hang" => {
-            let _q = Queue::<u64>::open(&name).unwrap();
-            sleep_forever();
-        }
-        "fill_dict_and_hang" => {
-            let d = Dict::<u64, u64>::builder()
-                .unlink(unlink)
-                .create(&name)
-                .unwrap();
-            for i in 0..3 {
-                d.insert(&i, &(i * 10)).unwrap();
-            }
-            sleep_forever();
-        }
-        "queue_user" => {
-            let q = Queue::<u64>::open(&name).unwrap();
-            q.put(std::process::id().into()).unwrap();
-            // Stay attached until the parent has let go of its own handle.
-            let parent = std::os::unix::process::parent_id();
-            let gone = wait_until(Duration::from_secs(30), || {
-                segment::inspect(&name)
-                    .is_ok_and(|i| !i.peers.iter().any(|p| p.alive && p.pid == parent))
-            });
-            assert!(gone, "the parent never detached");
-        }
-        other => panic!("unknown role {other}"),
     }
 }
 
-/// Spawns `role` on `name` and waits until `ready` holds for the segment.
-fn spawn_child(
-    role: &str,
+/// A child that works on the segment `name` (with the unlink policy
+/// `policy`, where it creates it) and waits for its SIGKILL.
+type NamedEntry = Entry<(String, String)>;
+
+fn create_and_hang((name, policy): (String, String)) -> EntryResult {
+    let _dog = child_dog("create_and_hang");
+    let _ring = spsc::Ring::builder()
+        .ring_bytes(4096)
+        .max_message(256)
+        .unlink(unlink_policy(&policy))
+        .create(&name)?;
+    sleep_forever();
+}
+static CREATE_AND_HANG: NamedEntry = shmring::entry!(create_and_hang);
+
+fn open_and_hang((name, _): (String, String)) -> EntryResult {
+    let _dog = child_dog("open_and_hang");
+    let _ring = spsc::Ring::open(&name)?;
+    sleep_forever();
+}
+static OPEN_AND_HANG: NamedEntry = shmring::entry!(open_and_hang);
+
+fn fill_queue_and_hang((name, policy): (String, String)) -> EntryResult {
+    let _dog = child_dog("fill_queue_and_hang");
+    let q = Queue::<u64>::builder()
+        .ring_bytes(8192)
+        .max_message(64)
+        .producers(2)
+        .unlink(unlink_policy(&policy))
+        .create(&name)?;
+    for i in 0..100 {
+        q.put(i)?;
+    }
+    sleep_forever();
+}
+static FILL_QUEUE_AND_HANG: NamedEntry = shmring::entry!(fill_queue_and_hang);
+
+fn open_queue_and_hang((name, _): (String, String)) -> EntryResult {
+    let _dog = child_dog("open_queue_and_hang");
+    let _q = Queue::<u64>::open(&name)?;
+    sleep_forever();
+}
+static OPEN_QUEUE_AND_HANG: NamedEntry = shmring::entry!(open_queue_and_hang);
+
+fn fill_dict_and_hang((name, policy): (String, String)) -> EntryResult {
+    let _dog = child_dog("fill_dict_and_hang");
+    let d = Dict::<u64, u64>::builder()
+        .unlink(unlink_policy(&policy))
+        .create(&name)?;
+    for i in 0..3 {
+        d.insert(&i, &(i * 10))?;
+    }
+    sleep_forever();
+}
+static FILL_DICT_AND_HANG: NamedEntry = shmring::entry!(fill_dict_and_hang);
+
+/// Opens the queue `name` (by name: its name's lifecycle is under test),
+/// puts its pid, and stays attached until the parent has let go of its own
+/// handle.
+fn queue_user((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("queue_user");
+    let q = Queue::<u64>::open(&name)?;
+    q.put(std::process::id().into())?;
+    let parent = std::os::unix::process::parent_id();
+    let gone = wait_until(Duration::from_secs(30), || {
+        segment::inspect(&name).is_ok_and(|i| !i.peers.iter().any(|p| p.alive && p.pid == parent))
+    });
+    assert!(gone, "the parent never detached");
+    Ok(())
+}
+static QUEUE_USER: Entry<(String,)> = shmring::entry!(queue_user);
+
+/// Runs the children (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    run_child(&[
+        &CREATE_AND_HANG,
+        &OPEN_AND_HANG,
+        &FILL_QUEUE_AND_HANG,
+        &OPEN_QUEUE_AND_HANG,
+        &FILL_DICT_AND_HANG,
+        &QUEUE_USER,
+    ]);
+}
+
+/// Spawns `entry` on `name` and waits until `ready` holds for the segment.
+fn spawn_ready(
+    entry: &NamedEntry,
     name: &str,
     policy: &str,
     ready: impl Fn(&segment::SegmentInfo) -> bool,
 ) -> Child {
-    let envs = [(NAME_VAR, name.to_owned()), (POLICY_VAR, policy.to_owned())];
-    let child = spawn_role("child_entry", role, &envs).spawn().unwrap();
+    let child = spawn_child(CHILD_TEST, entry, (name.to_owned(), policy.to_owned()));
     let seen = wait_until(Duration::from_secs(20), || {
         segment::inspect(name).is_ok_and(|i| ready(&i))
     });
-    assert!(seen, "child {role} never got segment {name} ready");
+    assert!(seen, "child {} never got segment {name} ready", entry.id());
     child
 }
 
@@ -107,8 +140,8 @@ fn kill(mut child: Child) {
 
 /// A segment whose peers (creator and one opener) were both SIGKILLed.
 fn abandoned(name: &str, policy: &str) {
-    let creator = spawn_child("create_and_hang", name, policy, |i| i.alive_peers() == 1);
-    let opener = spawn_child("open_and_hang", name, policy, |i| i.alive_peers() == 2);
+    let creator = spawn_ready(&CREATE_AND_HANG, name, policy, |i| i.alive_peers() == 1);
+    let opener = spawn_ready(&OPEN_AND_HANG, name, policy, |i| i.alive_peers() == 2);
     kill(creator);
     kill(opener);
     let info = segment::inspect(name).unwrap();
@@ -156,9 +189,7 @@ fn a_create_reclaims_a_name_whose_peers_were_all_killed() {
 fn a_create_never_replaces_a_live_or_a_kept_segment() {
     let _dog = Watchdog::new(Duration::from_secs(90), "create over live");
     let live = unique_name("reclaim-live");
-    let child = spawn_child("create_and_hang", &live, "default", |i| {
-        i.alive_peers() == 1
-    });
+    let child = spawn_ready(&CREATE_AND_HANG, &live, "default", |i| i.alive_peers() == 1);
     let err = spsc::Ring::builder()
         .ring_bytes(4096)
         .max_message(256)
@@ -243,11 +274,7 @@ fn nothing_is_left_once_every_peer_has_exited() {
         .create(&name)
         .unwrap();
     let children: Vec<Child> = (0..3)
-        .map(|_| {
-            spawn_role("child_entry", "queue_user", &[(NAME_VAR, name.clone())])
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_child(CHILD_TEST, &QUEUE_USER, (name.clone(),)))
         .collect();
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -302,7 +329,7 @@ fn an_open_racing_a_reclaim_never_attaches_to_an_unreachable_segment() {
 fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
     let _dog = Watchdog::new(Duration::from_secs(90), "create over data");
     let name = unique_name("reclaim-data");
-    let child = spawn_child("fill_queue_and_hang", &name, "default", |i| {
+    let child = spawn_ready(&FILL_QUEUE_AND_HANG, &name, "default", |i| {
         i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(100))
     });
     kill(child);
@@ -345,7 +372,7 @@ fn a_create_never_deletes_undelivered_messages_and_an_open_recovers_them() {
 fn a_create_never_deletes_dict_entries() {
     let _dog = Watchdog::new(Duration::from_secs(90), "create over dict");
     let name = unique_name("reclaim-dict");
-    let child = spawn_child("fill_dict_and_hang", &name, "default", |i| {
+    let child = spawn_ready(&FILL_DICT_AND_HANG, &name, "default", |i| {
         i.alive_peers() == 1 && i.object.as_ref().is_some_and(|o| o.depth == Some(3))
     });
     kill(child);
@@ -386,7 +413,7 @@ fn an_abandoned_queue_that_holds_nothing_is_replaced_by_a_create() {
         .create(&name)
         .unwrap();
     q.put(7).unwrap();
-    let child = spawn_child("open_queue_and_hang", &name, "default", |i| {
+    let child = spawn_ready(&OPEN_QUEUE_AND_HANG, &name, "default", |i| {
         i.alive_peers() == 2
     });
     assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 7);
