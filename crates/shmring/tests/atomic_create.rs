@@ -9,19 +9,23 @@
 use std::os::unix::fs::FileExt;
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
+use shmring::process::{Entry, EntryResult};
 use shmring::segment::{
     self, CreateOptions, ObjectKind, OpenOptions, Reclaimed, Segment, SegmentState,
 };
 use shmring::SegmentError;
 use shmring_testkit::{
-    role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    child, run_child, shm_exists, sleep_forever, unique_name, wait_child, wait_until, Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
-const STEP_VAR: &str = "SHMRING_TEST_STOP_AT";
+/// The library's test switch that makes named creates take the fallback
+/// path (no `O_TMPFILE`).
 const FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 const OBJECT_LEN: usize = 4096;
 const MARK: u64 = 0x0bad_cafe_f00d_0001;
 
@@ -47,89 +51,101 @@ fn word(seg: &Segment, i: usize) -> &AtomicU64 {
 
 use shmring_testkit::stop_self;
 
-/// The failpoint hook of the creator: stops at the step named in the
-/// environment.
+/// The step the creator stops at.
+static STOP_AT: OnceLock<String> = OnceLock::new();
+
+/// The failpoint hook of the creator: stops at the step it was given.
 fn stop_at_chosen_step(name: &'static str, _context: &[u8]) {
-    if std::env::var(STEP_VAR).is_ok_and(|step| step == name) {
+    if STOP_AT.get().is_some_and(|step| step == name) {
         stop_self();
     }
 }
 
-/// Entry point of every child role (returns at once in a normal run).
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(120), &format!("child {what}"))
+}
+
+/// Creates the segment `name`, stopping itself at `step`; once let go,
+/// proves the segment works (answers the parent's 42 with 43) and waits
+/// for its SIGKILL.
+fn create_and_stop((name, step): (String, String)) -> EntryResult {
+    let _dog = child_dog("create_and_stop");
+    STOP_AT.set(step.clone()).unwrap();
+    shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
+    let seg = Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |p, _| {
+            if step == "init" {
+                stop_self();
+            }
+            // SAFETY: the object region is 4096-aligned, >= 8 bytes,
+            // and nobody else can see it yet.
+            unsafe { p.as_ptr().cast::<u64>().write(MARK) };
+            Ok(())
+        },
+    )
+    .unwrap();
+    shmring::core::failpoint::set_hook(None);
+    // Proves the segment works: answer the parent's 42 with 43.
+    assert!(wait_until(Duration::from_secs(60), || word(&seg, 1)
+        .load(Ordering::SeqCst)
+        == 42));
+    word(&seg, 2).store(43, Ordering::SeqCst);
+    sleep_forever();
+}
+static CREATE_AND_STOP: Entry<(String, String)> = shmring::entry!(create_and_stop);
+
+/// Run with the fallback forced: a failing or panicking init leaves
+/// neither the name `name` nor the private file behind.
+fn failing_inits((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("failing_inits");
+    let err = Segment::create(
+        &name,
+        ObjectKind::Lock,
+        [0; 8],
+        OBJECT_LEN,
+        &CreateOptions::default(),
+        |_, _| {
+            Err(SegmentError::InvalidConfig {
+                reason: "from init".into(),
+            })
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, SegmentError::InvalidConfig { .. }), "{err}");
+    assert!(private_files_of(std::process::id()).is_empty());
+    let panicked = std::panic::catch_unwind(|| {
+        Segment::create(
+            &name,
+            ObjectKind::Lock,
+            [0; 8],
+            OBJECT_LEN,
+            &CreateOptions::default(),
+            |_, _| panic!("init panics"),
+        )
+    });
+    assert!(panicked.is_err());
+    assert!(private_files_of(std::process::id()).is_empty());
+    assert!(!shm_exists(&name));
+    // And the fallback path works end to end.
+    let seg = create(&name).unwrap();
+    assert!(private_files_of(std::process::id()).is_empty());
+    drop(seg);
+    assert!(!shm_exists(&name));
+    println!("FAILING_INITS_OK");
+    Ok(())
+}
+static FAILING_INITS: Entry<(String,)> = shmring::entry!(failing_inits);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        "create_and_stop" => {
-            let step = std::env::var(STEP_VAR).unwrap();
-            shmring::core::failpoint::set_hook(Some(stop_at_chosen_step));
-            let seg = Segment::create(
-                &name,
-                ObjectKind::Lock,
-                [0; 8],
-                OBJECT_LEN,
-                &CreateOptions::default(),
-                |p, _| {
-                    if step == "init" {
-                        stop_self();
-                    }
-                    // SAFETY: the object region is 4096-aligned, >= 8 bytes,
-                    // and nobody else can see it yet.
-                    unsafe { p.as_ptr().cast::<u64>().write(MARK) };
-                    Ok(())
-                },
-            )
-            .unwrap();
-            shmring::core::failpoint::set_hook(None);
-            // Proves the segment works: answer the parent's 42 with 43.
-            assert!(wait_until(Duration::from_secs(60), || word(&seg, 1)
-                .load(Ordering::SeqCst)
-                == 42));
-            word(&seg, 2).store(43, Ordering::SeqCst);
-            sleep_forever();
-        }
-        "failing_inits" => {
-            // Run with the fallback forced: a failing or panicking init
-            // leaves neither the name nor the private file behind.
-            let err = Segment::create(
-                &name,
-                ObjectKind::Lock,
-                [0; 8],
-                OBJECT_LEN,
-                &CreateOptions::default(),
-                |_, _| {
-                    Err(SegmentError::InvalidConfig {
-                        reason: "from init".into(),
-                    })
-                },
-            )
-            .unwrap_err();
-            assert!(matches!(err, SegmentError::InvalidConfig { .. }), "{err}");
-            assert!(private_files_of(std::process::id()).is_empty());
-            let panicked = std::panic::catch_unwind(|| {
-                Segment::create(
-                    &name,
-                    ObjectKind::Lock,
-                    [0; 8],
-                    OBJECT_LEN,
-                    &CreateOptions::default(),
-                    |_, _| panic!("init panics"),
-                )
-            });
-            assert!(panicked.is_err());
-            assert!(private_files_of(std::process::id()).is_empty());
-            assert!(!shm_exists(&name));
-            // And the fallback path works end to end.
-            let seg = create(&name).unwrap();
-            assert!(private_files_of(std::process::id()).is_empty());
-            drop(seg);
-            assert!(!shm_exists(&name));
-            println!("FAILING_INITS_OK");
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&CREATE_AND_STOP, &FAILING_INITS]);
 }
 
 /// The state letter of `/proc/<pid>/stat`.
@@ -139,13 +155,15 @@ fn proc_state(pid: u32) -> Option<char> {
 }
 
 fn spawn_creator(name: &str, step: &str, fallback: bool) -> Child {
-    let mut envs = vec![(NAME_VAR, name.to_owned()), (STEP_VAR, step.to_owned())];
+    let mut builder = child(
+        CHILD_TEST,
+        &CREATE_AND_STOP,
+        (name.to_owned(), step.to_owned()),
+    );
     if fallback {
-        envs.push((FALLBACK_VAR, "1".to_owned()));
+        builder = builder.env(FALLBACK_VAR, "1");
     }
-    let child = spawn_role("child_entry", "create_and_stop", &envs)
-        .spawn()
-        .unwrap();
+    let child = builder.into_command().unwrap().spawn().unwrap();
     let pid = child.id();
     let stopped = wait_until(Duration::from_secs(60), || {
         matches!(proc_state(pid), Some('T' | 't'))
@@ -369,13 +387,12 @@ fn a_file_under_a_segment_name_with_version_0_is_refused_at_once() {
 fn failing_inits_on_the_fallback_path_leave_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(60), "failing inits");
     let name = unique_name("atomic-initfail");
-    let out = spawn_role(
-        "child_entry",
-        "failing_inits",
-        &[(NAME_VAR, name.clone()), (FALLBACK_VAR, "1".to_owned())],
-    )
-    .output()
-    .unwrap();
+    let out = child(CHILD_TEST, &FAILING_INITS, (name.clone(),))
+        .env(FALLBACK_VAR, "1")
+        .into_command()
+        .unwrap()
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
