@@ -5,20 +5,25 @@
 //! 0600 segment at all.
 //!
 //! The two-uid tests need root (the child drops to uid/gid 65534 before it
-//! execs this binary again with a role); they print why and pass otherwise.
+//! execs this binary again to run an entry point); they print why and pass
+//! otherwise.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
+use shmring::process::{Entry, EntryResult, Process};
 use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment, UnlinkPolicy};
 use shmring::SegmentError;
-use shmring_testkit::{executable_by_anyone, role, shm_path, spawn_role, unique_name, wait_child};
+use shmring_testkit::{
+    executable_by_anyone, harness_args, run_child, shm_path, unique_name, wait_child,
+};
 
 /// The unprivileged uid and gid the two-uid tests use ("nobody").
 const NOBODY: u32 = 65534;
-const ROLE_NAME_VAR: &str = "SHMRING_SECURITY_NAME";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
 fn create(name: &str, opts: &CreateOptions) -> Result<Segment, SegmentError> {
     Segment::create(name, ObjectKind::Lock, [1; 8], 64, opts, |_, _| Ok(()))
@@ -34,17 +39,11 @@ fn nobody_exe() -> &'static std::path::Path {
     EXE.get_or_init(|| executable_by_anyone(&std::env::current_exe().unwrap()))
 }
 
-/// This test binary again (a copy nobody can execute), running `role` as
-/// uid/gid 65534.
-fn as_nobody(role: &str, name: &str) -> Command {
-    let template = spawn_role("child_entry", role, &[(ROLE_NAME_VAR, name.to_owned())]);
+/// This test binary again (a copy nobody can execute), running `entry` on
+/// the segment `name` as uid/gid 65534.
+fn as_nobody(entry: &Entry<(String,)>, name: &str) -> Command {
     let mut cmd = Command::new(nobody_exe());
-    cmd.args(template.get_args());
-    for (key, value) in template.get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
+    cmd.args(harness_args(CHILD_TEST));
     cmd.current_dir("/");
     // SAFETY: runs in the forked child before exec; setgroups, setgid and
     // setuid are async-signal-safe system calls and touch no parent state.
@@ -59,44 +58,61 @@ fn as_nobody(role: &str, name: &str) -> Command {
             check(libc::setuid(NOBODY))
         });
     }
-    cmd
+    Process::with_command(cmd, entry, (name.to_owned(),))
+        .into_command()
+        .expect("hand the child its arguments")
 }
 
-/// Entry point of the child roles (returns at once in a normal run).
-#[test]
-fn child_entry() {
-    let Some(role) = role() else { return };
-    let name = std::env::var(ROLE_NAME_VAR).expect("name");
+// Entry points of the children, which run as nobody.
+
+fn assert_nobody() {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     assert_eq!(uid, NOBODY, "the child runs as nobody");
-    match role.as_str() {
-        "create" => {
-            let opts = CreateOptions {
-                unlink: UnlinkPolicy::Never,
-                ..CreateOptions::default()
-            };
-            std::mem::forget(create(&name, &opts).expect("nobody creates"));
-        }
-        "create_and_die" => {
-            // Default policy; the process exits attached: an abandoned
-            // segment owned by nobody.
-            let opts = CreateOptions::default();
-            std::mem::forget(create(&name, &opts).expect("nobody creates"));
-        }
-        "open" => {
-            let opts = OpenOptions {
-                allow_foreign_owner: true,
-                ..OpenOptions::default()
-            };
-            let err = Segment::open(&name, ObjectKind::Lock, &opts).unwrap_err();
-            assert!(
-                matches!(err, SegmentError::PermissionDenied { .. }),
-                "{err:?}"
-            );
-        }
-        other => panic!("unknown role {other}"),
-    }
+}
+
+/// Creates the segment `name`, never to be unlinked, and leaves it.
+fn create_as((name,): (String,)) -> EntryResult {
+    assert_nobody();
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::Never,
+        ..CreateOptions::default()
+    };
+    std::mem::forget(create(&name, &opts).expect("nobody creates"));
+    Ok(())
+}
+static CREATE: Entry<(String,)> = shmring::entry!(create_as);
+
+/// Creates the segment `name` with the default policy and exits attached:
+/// an abandoned segment owned by nobody.
+fn create_and_die((name,): (String,)) -> EntryResult {
+    assert_nobody();
+    let opts = CreateOptions::default();
+    std::mem::forget(create(&name, &opts).expect("nobody creates"));
+    Ok(())
+}
+static CREATE_AND_DIE: Entry<(String,)> = shmring::entry!(create_and_die);
+
+/// Tries to open the segment `name` (another uid's, 0600): refused.
+fn open((name,): (String,)) -> EntryResult {
+    assert_nobody();
+    let opts = OpenOptions {
+        allow_foreign_owner: true,
+        ..OpenOptions::default()
+    };
+    let err = Segment::open(&name, ObjectKind::Lock, &opts).unwrap_err();
+    assert!(
+        matches!(err, SegmentError::PermissionDenied { .. }),
+        "{err:?}"
+    );
+    Ok(())
+}
+static OPEN: Entry<(String,)> = shmring::entry!(open);
+
+/// Runs the children (returns at once in a normal run).
+#[test]
+fn child_entry() {
+    run_child(&[&CREATE, &CREATE_AND_DIE, &OPEN]);
 }
 
 #[test]
@@ -291,7 +307,7 @@ fn a_segment_of_another_uid_is_refused_unless_allowed() {
         return;
     }
     let name = unique_name("foreign");
-    let child = as_nobody("create", &name).spawn().unwrap();
+    let child = as_nobody(&CREATE, &name).spawn().unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
     let meta = std::fs::metadata(shm_path(&name)).unwrap();
     assert_eq!(
@@ -323,7 +339,7 @@ fn another_uid_cannot_open_a_0600_segment() {
     }
     let name = unique_name("private");
     let segment = create(&name, &CreateOptions::default()).unwrap();
-    let child = as_nobody("open", &name).spawn().unwrap();
+    let child = as_nobody(&OPEN, &name).spawn().unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
     drop(segment);
 }
@@ -335,7 +351,7 @@ fn another_user_s_abandoned_segment_is_never_reclaimed() {
         return;
     }
     let name = unique_name("foreign-abandoned");
-    let child = as_nobody("create_and_die", &name).spawn().unwrap();
+    let child = as_nobody(&CREATE_AND_DIE, &name).spawn().unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
     let info = shmring::segment::inspect(&name).unwrap();
     assert_eq!(info.owner_uid, NOBODY);
