@@ -12,13 +12,15 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use shmring::process::{Entry, EntryResult};
 use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
 use shmring::SegmentError;
 use shmring_testkit::{
-    role, shm_exists, shm_path, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    child, run_child, shm_exists, shm_path, unique_name, wait_child, wait_until, Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 /// How long each churning process runs.
 const CHURN: Duration = Duration::from_secs(3);
 /// Peer rows of the churned segments: the object starts at 4096.
@@ -146,38 +148,74 @@ fn churn_open(name: &str) {
     tally.report();
 }
 
-/// Entry point of every child role (returns at once in a normal run).
+// Entry points of the children, each given the segment's name (the name
+// is what these tests are about).
+
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(120), &format!("child {what}"))
+}
+
+fn churn_creator((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("churn_create");
+    churn_create(&name);
+    Ok(())
+}
+static CHURN_CREATE: Entry<(String,)> = shmring::entry!(churn_creator);
+
+fn churn_opener((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("churn_open");
+    churn_open(&name);
+    Ok(())
+}
+static CHURN_OPEN: Entry<(String,)> = shmring::entry!(churn_opener);
+
+fn dropper_with_a_full_fd_table((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("drop_with_a_full_fd_table");
+    drop_with_a_full_fd_table(&name);
+    Ok(())
+}
+static DROP_WITH_A_FULL_FD_TABLE: Entry<(String,)> = shmring::entry!(dropper_with_a_full_fd_table);
+
+/// Creates the segment `name`, waits for the parent's go (its 2), then
+/// drops it, stopping right after the row is released.
+fn create_then_stop_in_drop((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("create_then_stop_in_drop");
+    let seg = Segment::create(
+        &name,
+        ObjectKind::SpscRing,
+        [0; 8],
+        64,
+        &CreateOptions::default(),
+        |_, _| Ok(()),
+    )?;
+    word(&seg, 0).store(1, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(60), || word(&seg, 0)
+        .load(Ordering::SeqCst)
+        == 2));
+    shmring::core::failpoint::set_hook(Some(stop_in_drop));
+    drop(seg);
+    println!("DROPPED");
+    Ok(())
+}
+static CREATE_THEN_STOP_IN_DROP: Entry<(String,)> = shmring::entry!(create_then_stop_in_drop);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap_or_default();
-    match role.as_str() {
-        "churn_create" => churn_create(&name),
-        "churn_open" => churn_open(&name),
-        "drop_with_a_full_fd_table" => drop_with_a_full_fd_table(&name),
-        "create_then_stop_in_drop" => {
-            let seg = Segment::create(
-                &name,
-                ObjectKind::SpscRing,
-                [0; 8],
-                64,
-                &CreateOptions::default(),
-                |_, _| Ok(()),
-            )
-            .unwrap();
-            word(&seg, 0).store(1, Ordering::SeqCst);
-            // Wait for the parent's go (its 2), then drop, stopping right
-            // after the row is released.
-            assert!(wait_until(Duration::from_secs(60), || word(&seg, 0)
-                .load(Ordering::SeqCst)
-                == 2));
-            shmring::core::failpoint::set_hook(Some(stop_in_drop));
-            drop(seg);
-            println!("DROPPED");
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[
+        &CHURN_CREATE,
+        &CHURN_OPEN,
+        &DROP_WITH_A_FULL_FD_TABLE,
+        &CREATE_THEN_STOP_IN_DROP,
+    ]);
+}
+
+/// The command of a child running `entry` on the segment `name`.
+fn command(entry: &Entry<(String,)>, name: &str) -> Command {
+    child(CHILD_TEST, entry, (name.to_owned(),))
+        .into_command()
+        .expect("hand the child its arguments")
 }
 
 /// Failpoint hook: stops this process when a drop has let its row go.
@@ -227,21 +265,24 @@ fn parse_tally(out: &str) -> (u64, u64, u64) {
 /// `fallback` is set.
 fn churn(fallback: bool) {
     let name = unique_name("churn");
-    let roles = ["churn_create", "churn_create", "churn_open"];
+    let roles = [
+        ("churn_create", &CHURN_CREATE),
+        ("churn_create", &CHURN_CREATE),
+        ("churn_open", &CHURN_OPEN),
+    ];
     let runners: Vec<_> = roles
         .iter()
-        .map(|role| {
-            let mut envs = vec![(NAME_VAR, name.clone())];
+        .map(|(_, entry)| {
+            let mut cmd = command(entry, &name);
             if fallback {
-                envs.push(("SHMRING_TEST_CREATE_FALLBACK", "1".to_owned()));
+                cmd.env("SHMRING_TEST_CREATE_FALLBACK", "1");
             }
-            let cmd = spawn_role("child_entry", role, &envs);
             std::thread::spawn(move || run_for_output(cmd))
         })
         .collect();
     let mut totals = (0, 0, 0);
     let mut opened = 0;
-    for (role, runner) in roles.iter().zip(runners) {
+    for ((role, _), runner) in roles.iter().zip(runners) {
         let out = runner.join().unwrap();
         let (held, violations, other) = parse_tally(&out);
         eprintln!(
@@ -321,11 +362,7 @@ fn drop_with_a_full_fd_table(name: &str) {
 fn a_drop_with_a_full_descriptor_table_still_removes_the_name() {
     let _dog = Watchdog::new(Duration::from_secs(60), "drop at EMFILE");
     let name = unique_name("emfile");
-    let cmd = spawn_role(
-        "child_entry",
-        "drop_with_a_full_fd_table",
-        &[(NAME_VAR, name.clone())],
-    );
+    let cmd = command(&DROP_WITH_A_FULL_FD_TABLE, &name);
     let out = run_for_output(cmd);
     assert!(out.contains("NAME_LEFT=false"), "{out}");
     assert!(!shm_exists(&name));
@@ -352,14 +389,10 @@ const _: () = assert!(
 fn a_last_drop_sees_a_peer_that_took_its_freed_row() {
     let _dog = Watchdog::new(Duration::from_secs(90), "drop vs reused row");
     let name = unique_name("reused-row");
-    let child = spawn_role(
-        "child_entry",
-        "create_then_stop_in_drop",
-        &[(NAME_VAR, name.clone())],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child = command(&CREATE_THEN_STOP_IN_DROP, &name)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let mut peek = None;
     assert!(wait_until(Duration::from_secs(30), || {
