@@ -1,5 +1,5 @@
 //! The automatic sweep, with real processes (the test binary re-executes
-//! itself with a role; see `shmring_testkit`): it never removes a crashed
+//! itself to run an entry point; see `shmring_testkit`): it never removes a crashed
 //! service's queue that holds messages, it removes an empty abandoned
 //! segment only once sweeps have seen it without a live peer for the idle
 //! period (not counted from its last attach), at most one sweep runs per
@@ -13,138 +13,154 @@
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shmring::dict::Dict;
 use shmring::mpmc;
 use shmring::pipe::{End, Pipe};
+use shmring::process::{Entry, EntryResult, Process, ProcessBuilder};
 use shmring::segment::{self, AutoSweepConfig};
 use shmring_testkit::{
-    executable_by_anyone, role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name,
-    wait_child, wait_until, Watchdog,
+    child, executable_by_anyone, harness_args, run_child, shm_exists, shm_path, sleep_forever,
+    spawn_child, unique_name, wait_child, wait_until, Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_SWEEP_TEST_NAME";
-const COUNT_VAR: &str = "SHMRING_SWEEP_TEST_COUNT";
-const SCOPE_VAR: &str = "SHMRING_SWEEP_TEST_SCOPE";
-const PREFIX_VAR: &str = "SHMRING_SWEEP_TEST_PREFIX";
-const PERIOD_VAR: &str = "SHMRING_SWEEP_TEST_PERIOD_MS";
-const IDLE_VAR: &str = "SHMRING_SWEEP_TEST_IDLE_MS";
-const GO_VAR: &str = "SHMRING_SWEEP_TEST_GO";
-const LIMIT_VAR: &str = "SHMRING_SWEEP_TEST_LIMIT";
-/// `from:to`: at the failpoint `segment.sweep.judged` for the name `to`, a
-/// trigger renames the file `from` over `to` (names in `/name` form).
-const SWAP_VAR: &str = "SHMRING_SWEEP_TEST_SWAP";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set"))
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(120), &format!("child {what}"))
 }
 
-/// Entry point of every child role (returns at once in a normal run).
+/// A service: creates its queue `name`, queues `count` messages, and waits
+/// for its SIGKILL.
+fn service((name, count): (String, u32)) -> EntryResult {
+    let _dog = child_dog("service");
+    let q = mpmc::ByteQueue::builder()
+        .producers(2)
+        .ring_bytes(8192)
+        .max_message(256)
+        .maxsize(0)
+        .create(&name)?;
+    let mut p = q.producer()?;
+    for i in 0..count {
+        p.try_push(format!("message {i}").as_bytes())?;
+    }
+    sleep_forever();
+}
+static SERVICE: Entry<(String, u32)> = shmring::entry!(service);
+
+/// A dict service: three entries, then waits for its SIGKILL.
+fn dict_service((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("dict_service");
+    let d = Dict::<u64, u64>::builder().create(&name)?;
+    for i in 0..3 {
+        d.insert(&i, &(i * 10))?;
+    }
+    sleep_forever();
+}
+static DICT_SERVICE: Entry<(String,)> = shmring::entry!(dict_service);
+
+/// A pipe service: one message sent and not yet received.
+fn pipe_service((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("pipe_service");
+    let pipe = Pipe::builder().create(&name)?;
+    let mut end = pipe.connection(End::First)?;
+    end.send_bytes(b"undelivered", 0, None)?;
+    sleep_forever();
+}
+static PIPE_SERVICE: Entry<(String,)> = shmring::entry!(pipe_service);
+
+/// The restarted service: opens the queue and expects every message.
+fn restart((name, count): (String, u32)) -> EntryResult {
+    let _dog = child_dog("restart");
+    let q = mpmc::ByteQueue::open(&name)?;
+    let mut c = q.consumer();
+    let mut buf = Vec::new();
+    for i in 0..count {
+        c.try_pop(&mut buf)?;
+        assert_eq!(buf, format!("message {i}").as_bytes());
+    }
+    assert!(c.try_pop(&mut buf).is_err(), "nothing more");
+    println!("restart: got all {count}");
+    Ok(())
+}
+static RESTART: Entry<(String, u32)> = shmring::entry!(restart);
+
+/// A trigger's arguments: the segment it creates; its sweep's scope,
+/// prefix, period and idleness (ms); the file whose existence tells it to
+/// go (empty: at once); its sweep's examination limit (0: the default);
+/// and `from:to` for [`swap_when_judged`] (empty: no swap).
+type TriggerArgs = (String, String, String, u64, u64, String, u64, String);
+
+/// `from:to` of [`swap_when_judged`] in a trigger.
+static SWAP: OnceLock<String> = OnceLock::new();
+
+/// An unrelated process: its automatic sweep confined to the test, it
+/// creates one segment (when `go` exists, if given), waits for the sweep
+/// its create may have started, and reports.
+fn trigger((name, scope, prefix, period_ms, idle_ms, go, limit, swap): TriggerArgs) -> EntryResult {
+    let _dog = child_dog("trigger");
+    let mut config = AutoSweepConfig {
+        period: Duration::from_millis(period_ms),
+        min_idle: Duration::from_millis(idle_ms),
+        prefix,
+        scope,
+        ..AutoSweepConfig::default()
+    };
+    if limit != 0 {
+        config.max_examined = usize::try_from(limit)?;
+    }
+    if !swap.is_empty() {
+        SWAP.set(swap).unwrap();
+        shmring::core::failpoint::set_hook(Some(swap_when_judged));
+    }
+    segment::configure_auto_sweep(config);
+    if !go.is_empty() {
+        let started = wait_until(Duration::from_secs(60), || {
+            std::path::Path::new(&go).exists()
+        });
+        assert!(started, "never told to go");
+    }
+    let start = Instant::now();
+    let q = mpmc::ByteQueue::builder()
+        .producers(2)
+        .ring_bytes(8192)
+        .max_message(256)
+        .maxsize(0)
+        .create(&name)?;
+    let took = start.elapsed();
+    segment::wait_for_auto_sweep();
+    println!(
+        "trigger: started={} create_us={}",
+        segment::auto_sweeps_started(),
+        took.as_micros()
+    );
+    drop(q);
+    Ok(())
+}
+static TRIGGER: Entry<TriggerArgs> = shmring::entry!(trigger);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(120), &format!("child role {role}"));
-    let name = env(NAME_VAR);
-    match role.as_str() {
-        // A service: creates its queue, queues COUNT messages, and waits
-        // for its SIGKILL.
-        "service" => {
-            let count: u32 = env(COUNT_VAR).parse().unwrap();
-            let q = mpmc::ByteQueue::builder()
-                .producers(2)
-                .ring_bytes(8192)
-                .max_message(256)
-                .maxsize(0)
-                .create(&name)
-                .unwrap();
-            let mut p = q.producer().unwrap();
-            for i in 0..count {
-                p.try_push(format!("message {i}").as_bytes()).unwrap();
-            }
-            sleep_forever();
-        }
-        // A dict service: three entries, then waits for its SIGKILL.
-        "dict_service" => {
-            let d = Dict::<u64, u64>::builder().create(&name).unwrap();
-            for i in 0..3 {
-                d.insert(&i, &(i * 10)).unwrap();
-            }
-            sleep_forever();
-        }
-        // A pipe service: one message sent and not yet received.
-        "pipe_service" => {
-            let pipe = Pipe::builder().create(&name).unwrap();
-            let mut end = pipe.connection(End::First).unwrap();
-            end.send_bytes(b"undelivered", 0, None).unwrap();
-            sleep_forever();
-        }
-        // The restarted service: opens the queue and expects every message.
-        "restart" => {
-            let count: u32 = env(COUNT_VAR).parse().unwrap();
-            let q = mpmc::ByteQueue::open(&name).unwrap();
-            let mut c = q.consumer();
-            let mut buf = Vec::new();
-            for i in 0..count {
-                c.try_pop(&mut buf).unwrap();
-                assert_eq!(buf, format!("message {i}").as_bytes());
-            }
-            assert!(c.try_pop(&mut buf).is_err(), "nothing more");
-            println!("restart: got all {count}");
-        }
-        // An unrelated process: its automatic sweep confined to the test,
-        // it creates one segment (when GO exists, if given), waits for the
-        // sweep its create may have started, and reports.
-        "trigger" => {
-            let ms = |var| Duration::from_millis(env(var).parse().unwrap());
-            let mut config = AutoSweepConfig {
-                period: ms(PERIOD_VAR),
-                min_idle: ms(IDLE_VAR),
-                prefix: env(PREFIX_VAR),
-                scope: env(SCOPE_VAR),
-                ..AutoSweepConfig::default()
-            };
-            if let Ok(limit) = std::env::var(LIMIT_VAR) {
-                config.max_examined = limit.parse().unwrap();
-            }
-            if std::env::var(SWAP_VAR).is_ok() {
-                shmring::core::failpoint::set_hook(Some(swap_when_judged));
-            }
-            segment::configure_auto_sweep(config);
-            if let Ok(go) = std::env::var(GO_VAR) {
-                let started = wait_until(Duration::from_secs(60), || {
-                    std::path::Path::new(&go).exists()
-                });
-                assert!(started, "never told to go");
-            }
-            let start = Instant::now();
-            let q = mpmc::ByteQueue::builder()
-                .producers(2)
-                .ring_bytes(8192)
-                .max_message(256)
-                .maxsize(0)
-                .create(&name)
-                .unwrap();
-            let took = start.elapsed();
-            segment::wait_for_auto_sweep();
-            println!(
-                "trigger: started={} create_us={}",
-                segment::auto_sweeps_started(),
-                took.as_micros()
-            );
-            drop(q);
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&SERVICE, &DICT_SERVICE, &PIPE_SERVICE, &RESTART, &TRIGGER]);
 }
 
-/// The failpoint hook of a trigger with SWAP_VAR (`from:to`): when the
+/// Spawns the child `builder` describes.
+fn spawn(builder: ProcessBuilder) -> Child {
+    builder.into_command().unwrap().spawn().unwrap()
+}
+
+/// The failpoint hook of a trigger given a swap (`from:to`): when the
 /// sweep has judged `to` and is about to remove it, renames `from` over it,
 /// once.
 fn swap_when_judged(failpoint: &'static str, context: &[u8]) {
     use std::sync::atomic::{AtomicBool, Ordering};
     static DONE: AtomicBool = AtomicBool::new(false);
-    let swap = env(SWAP_VAR);
+    let swap = SWAP.get().expect("a swap was given");
     let (from, to) = swap.split_once(':').unwrap();
     if failpoint == "segment.sweep.judged"
         && context == to.as_bytes()
@@ -161,8 +177,7 @@ fn kill(mut child: Child) {
 
 /// A service that queued `count` messages on `name` and was SIGKILLed.
 fn killed_service(name: &str, count: u32) {
-    let envs = [(NAME_VAR, name.to_owned()), (COUNT_VAR, count.to_string())];
-    let child = spawn_role("child_entry", "service", &envs).spawn().unwrap();
+    let child = spawn_child(CHILD_TEST, &SERVICE, (name.to_owned(), count));
     let ready = wait_until(Duration::from_secs(30), || {
         segment::inspect(name).is_ok_and(|i| {
             i.alive_peers() == 1 && i.object.and_then(|o| o.depth) == Some(count.into())
@@ -195,35 +210,38 @@ impl Sweeper {
         }
     }
 
-    fn command(&self, name: &str, go: Option<&str>) -> Command {
-        let mut envs = vec![
-            (NAME_VAR, name.to_owned()),
-            (SCOPE_VAR, self.scope.clone()),
-            (PREFIX_VAR, self.prefix.clone()),
-            (PERIOD_VAR, self.period.as_millis().to_string()),
-            (IDLE_VAR, self.idle.as_millis().to_string()),
-        ];
-        if let Some(go) = go {
-            envs.push((GO_VAR, go.to_owned()));
-        }
-        if let Some(limit) = self.limit {
-            envs.push((LIMIT_VAR, limit.to_string()));
-        }
-        let mut cmd = spawn_role("child_entry", "trigger", &envs);
-        cmd.stdout(Stdio::piped());
-        cmd
+    /// A trigger process creating `name` (once `go` exists, if given),
+    /// renaming as `swap` says (see [`swap_when_judged`]).
+    fn command(&self, name: &str, go: Option<&str>, swap: Option<String>) -> Command {
+        let limit = self.limit.map_or(0, |l| {
+            assert_ne!(l, 0, "a limit of 0 would read as the default");
+            l as u64
+        });
+        let args: TriggerArgs = (
+            name.to_owned(),
+            self.scope.clone(),
+            self.prefix.clone(),
+            self.period.as_millis() as u64,
+            self.idle.as_millis() as u64,
+            go.unwrap_or_default().to_owned(),
+            limit,
+            swap.unwrap_or_default(),
+        );
+        child(CHILD_TEST, &TRIGGER, args)
+            .stdout(Stdio::piped())
+            .into_command()
+            .unwrap()
     }
 
     /// Runs one trigger process to its end; the sweeps it started.
     fn trigger(&self, name: &str) -> u64 {
-        started(self.command(name, None).spawn().unwrap())
+        started(self.command(name, None, None).spawn().unwrap())
     }
 
     /// [`trigger`](Sweeper::trigger), renaming `from` over `to` right
-    /// after its sweep judged `to` removable (see [`SWAP_VAR`]).
+    /// after its sweep judged `to` removable (see [`swap_when_judged`]).
     fn trigger_swapping(&self, name: &str, from: &str, to: &str) -> u64 {
-        let mut cmd = self.command(name, None);
-        cmd.env(SWAP_VAR, format!("{from}:{to}"));
+        let mut cmd = self.command(name, None, Some(format!("{from}:{to}")));
         started(cmd.spawn().unwrap())
     }
 }
@@ -320,11 +338,7 @@ fn a_killed_services_queue_with_messages_survives_every_sweep() {
         Vec::<String>::new()
     );
 
-    let envs = [(NAME_VAR, queue.clone()), (COUNT_VAR, "100".to_owned())];
-    let restart = spawn_role("child_entry", "restart", &envs)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let restart = spawn(child(CHILD_TEST, &RESTART, (queue.clone(), 100)).stdout(Stdio::piped()));
     let out = restart.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("restart: got all 100"));
@@ -341,10 +355,11 @@ fn a_killed_dict_with_entries_and_pipe_with_a_message_survive_every_sweep() {
     let dict = format!("{prefix}-dict");
     let pipe = format!("{prefix}-pipe");
     let _cleanup = Cleanup(vec![dict.clone(), pipe.clone()]);
-    for (name, role) in [(&dict, "dict_service"), (&pipe, "pipe_service")] {
-        let child = spawn_role("child_entry", role, &[(NAME_VAR, name.clone())])
-            .spawn()
-            .unwrap();
+    for (name, role, entry) in [
+        (&dict, "dict_service", &DICT_SERVICE),
+        (&pipe, "pipe_service", &PIPE_SERVICE),
+    ] {
+        let child = spawn_child(CHILD_TEST, entry, (name.clone(),));
         let ready = wait_until(Duration::from_secs(30), || {
             segment::inspect(name).is_ok_and(|i| {
                 i.alive_peers() == 1 && i.object.and_then(|o| o.holds_data) == Some(true)
@@ -498,7 +513,7 @@ fn a_fleet_of_creates_runs_one_sweep_per_period() {
         let children: Vec<Child> = (0..FLEET)
             .map(|i| {
                 sweeper
-                    .command(&format!("{prefix}-{wave}-{i}"), Some(&go))
+                    .command(&format!("{prefix}-{wave}-{i}"), Some(&go), None)
                     .spawn()
                     .unwrap()
             })
@@ -557,18 +572,8 @@ fn sweeps_never_remove_foreign_files_or_other_users_segments() {
 
     if is_root() {
         let exe = executable_by_anyone(&std::env::current_exe().unwrap());
-        let template = spawn_role(
-            "child_entry",
-            "service",
-            &[(NAME_VAR, nobody.clone()), (COUNT_VAR, "0".to_owned())],
-        );
         let mut cmd = Command::new(exe);
-        cmd.args(template.get_args()).current_dir("/");
-        for (key, value) in template.get_envs() {
-            if let Some(value) = value {
-                cmd.env(key, value);
-            }
-        }
+        cmd.args(harness_args(CHILD_TEST)).current_dir("/");
         // SAFETY: runs in the forked child before exec; setgroups, setgid
         // and setuid are async-signal-safe and touch no parent state.
         unsafe {
@@ -582,6 +587,9 @@ fn sweeps_never_remove_foreign_files_or_other_users_segments() {
                 check(libc::setuid(NOBODY))
             });
         }
+        let mut cmd = Process::with_command(cmd, &SERVICE, (nobody.clone(), 0))
+            .into_command()
+            .unwrap();
         let child = spawn_busy(&mut cmd);
         let ready = wait_until(Duration::from_secs(30), || {
             segment::inspect(&nobody).is_ok_and(|i| i.alive_peers() == 1)
