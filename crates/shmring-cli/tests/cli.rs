@@ -1,21 +1,23 @@
 //! The `shmring` binary, run as a user would: on segments made with the
 //! library, with children that create segments and get killed (this test
-//! binary re-executed with a role; see `shmring_testkit`).
+//! binary re-executed to run an entry point; see `shmring_testkit`).
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use shmring::process::{Entry, EntryResult};
 use shmring::segment::{self, PeerCounter, SegmentInfo, SegmentState};
 use shmring::{mpmc, spsc, SegmentError, UnlinkPolicy};
 use shmring_testkit::{
-    executable_by_anyone, role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child,
-    wait_until, Watchdog,
+    executable_by_anyone, run_child, shm_exists, sleep_forever, spawn_child, unique_name,
+    wait_child, wait_until, Watchdog,
 };
 
 mod common;
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
 struct Run {
     code: i32,
@@ -42,35 +44,37 @@ fn shmring(args: &[&str]) -> Run {
     output(command(args))
 }
 
-/// Entry point of every child role (returns at once in a normal run).
+/// Creates the queue `name` and waits for its SIGKILL.
+fn queue_and_hang((name,): (String,)) -> EntryResult {
+    let _dog = Watchdog::new(Duration::from_secs(60), "child queue_and_hang");
+    let _q = mpmc::ByteQueue::builder()
+        .producers(2)
+        .ring_bytes(4096)
+        .max_message(256)
+        .maxsize(0)
+        .create(&name)?;
+    sleep_forever();
+}
+static QUEUE_AND_HANG: Entry<(String,)> = shmring::entry!(queue_and_hang);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        "queue_and_hang" => {
-            let _q = mpmc::ByteQueue::builder()
-                .producers(2)
-                .ring_bytes(4096)
-                .max_message(256)
-                .maxsize(0)
-                .create(&name)
-                .unwrap();
-            sleep_forever();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&QUEUE_AND_HANG]);
 }
 
-fn spawn_child(role: &str, name: &str, ready: impl Fn(&SegmentInfo) -> bool) -> Child {
-    let child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
-        .spawn()
-        .unwrap();
+/// Starts `entry` on the segment `name` and waits until `ready` holds for
+/// it.
+fn spawn_ready(
+    entry: &Entry<(String,)>,
+    name: &str,
+    ready: impl Fn(&SegmentInfo) -> bool,
+) -> Child {
+    let child = spawn_child(CHILD_TEST, entry, (name.to_owned(),));
     let seen = wait_until(Duration::from_secs(20), || {
         segment::inspect(name).is_ok_and(|i| ready(&i))
     });
-    assert!(seen, "child {role} never got {name} ready");
+    assert!(seen, "child {} never got {name} ready", entry.id());
     child
 }
 
@@ -322,7 +326,7 @@ fn gc_removes_segments_whose_peers_died_and_nothing_else() {
         .maxsize(0)
         .create(&live)
         .unwrap();
-    let child = spawn_child("queue_and_hang", &dead, |i| i.alive_peers() == 1);
+    let child = spawn_ready(&QUEUE_AND_HANG, &dead, |i| i.alive_peers() == 1);
     kill(child);
     assert_eq!(
         segment::inspect(&creating).unwrap().state,

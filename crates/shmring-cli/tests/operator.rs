@@ -2,7 +2,7 @@
 //! `rm` of a live segment, names that carry terminal escapes, numeric
 //! options that panicked, warnings that flooded, and a `gc` that removed
 //! data, other users' files and files that merely start with the magic.
-//! Children are this test binary re-executed with a role (see
+//! Children are this test binary re-executed to run an entry point (see
 //! `shmring_testkit`).
 
 mod common;
@@ -11,48 +11,45 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{
-    assert_terminal_safe, euid, is_root, json, queue_builder, retry_busy, role_as_nobody, shmring,
+    assert_terminal_safe, entry_as_nobody, euid, is_root, json, queue_builder, retry_busy, shmring,
     shmring_as_nobody, Planted, NOBODY,
 };
+use shmring::process::{Entry, EntryResult};
 use shmring::segment::{self, SegmentInfo};
 use shmring::{mpmc, UnlinkPolicy};
 use shmring_testkit::{
-    role, shm_exists, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    run_child, shm_exists, sleep_forever, spawn_child, unique_name, wait_child, wait_until,
+    Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
-const COUNT_VAR: &str = "SHMRING_TEST_COUNT";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
-/// Entry point of every child role (returns at once in a normal run).
+/// Creates the queue `name`, pushes `count` messages ("0", "1", ...) and
+/// waits for its SIGKILL.
+fn queue_with_messages((name, count): (String, u32)) -> EntryResult {
+    let _dog = Watchdog::new(Duration::from_secs(60), "child queue_with_messages");
+    let q = queue_builder().create(&name)?;
+    let mut p = q.producer()?;
+    for i in 0..count {
+        p.try_push(i.to_string().as_bytes())?;
+    }
+    sleep_forever();
+}
+static QUEUE_WITH_MESSAGES: Entry<(String, u32)> = shmring::entry!(queue_with_messages);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        // Creates a queue, pushes COUNT messages ("0", "1", ...) and waits
-        // for its SIGKILL.
-        "queue_with_messages" => {
-            let count: u32 = std::env::var(COUNT_VAR).unwrap().parse().unwrap();
-            let q = queue_builder().create(&name).unwrap();
-            let mut p = q.producer().unwrap();
-            for i in 0..count {
-                p.try_push(i.to_string().as_bytes()).unwrap();
-            }
-            sleep_forever();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&QUEUE_WITH_MESSAGES]);
 }
 
 fn queue_child(name: &str, messages: u32) -> Child {
-    let envs = [
-        (NAME_VAR, name.to_owned()),
-        (COUNT_VAR, messages.to_string()),
-    ];
-    let child = spawn_role("child_entry", "queue_with_messages", &envs)
-        .spawn()
-        .unwrap();
+    let child = spawn_child(
+        CHILD_TEST,
+        &QUEUE_WITH_MESSAGES,
+        (name.to_owned(), messages),
+    );
     wait_ready(name, messages);
     child
 }
@@ -414,9 +411,8 @@ fn gc_leaves_other_users_segments_alone_unless_all_users() {
     }
     let _dog = Watchdog::new(Duration::from_secs(120), "gc other users");
     let name = unique_name("cli-gc-nobody");
-    let envs = [(NAME_VAR, name.clone()), (COUNT_VAR, "0".to_owned())];
     let child = retry_busy(
-        &mut role_as_nobody("queue_with_messages", &envs),
+        &mut entry_as_nobody(&QUEUE_WITH_MESSAGES, (name.clone(), 0)),
         Command::spawn,
     );
     wait_ready(&name, 0);

@@ -2,7 +2,7 @@
 //! Each race is made deterministic by holding the `shmring` process inside
 //! one of its `open`s (a fanotify permission event: root only), doing what
 //! a concurrent process would do meanwhile, then letting it go on.
-//! Children are this test binary re-executed with a role (see
+//! Children are this test binary re-executed to run an entry point (see
 //! `shmring_testkit`).
 
 mod common;
@@ -12,35 +12,38 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::{command, queue_builder, retry_busy, shmring};
+use shmring::process::{Entry, EntryResult};
 use shmring::{mpmc, UnlinkPolicy};
 use shmring_testkit::{
-    role, shm_exists, shm_path, sleep_forever, spawn_role, unique_name, wait_child, Watchdog,
+    child, run_child, shm_exists, shm_path, sleep_forever, unique_name, wait_child, Watchdog,
 };
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+/// The test that runs the children's entry points.
+const CHILD_TEST: &str = "child_entry";
 
-/// Entry point of every child role (returns at once in a normal run).
+/// Creates the empty queue `name` and waits for its SIGKILL.
+fn empty_queue((name,): (String,)) -> EntryResult {
+    let _dog = Watchdog::new(Duration::from_secs(60), "child empty_queue");
+    let _q = queue_builder().create(&name)?;
+    println!("READY");
+    sleep_forever();
+}
+static EMPTY_QUEUE: Entry<(String,)> = shmring::entry!(empty_queue);
+
+/// Opens the queue `name`, puts one message, and waits for its SIGKILL.
+fn put_one((name,): (String,)) -> EntryResult {
+    let _dog = Watchdog::new(Duration::from_secs(60), "child put_one");
+    let q = mpmc::ByteQueue::open(&name)?;
+    q.producer()?.try_push(b"precious")?;
+    println!("READY");
+    sleep_forever();
+}
+static PUT_ONE: Entry<(String,)> = shmring::entry!(put_one);
+
+/// Runs the children (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
-    let name = std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        // Creates an empty queue and waits for its SIGKILL.
-        "empty_queue" => {
-            let _q = queue_builder().create(&name).unwrap();
-            println!("READY");
-            sleep_forever();
-        }
-        // Opens the queue, puts one message, and waits for its SIGKILL.
-        "put_one" => {
-            let q = mpmc::ByteQueue::open(&name).unwrap();
-            q.producer().unwrap().try_push(b"precious").unwrap();
-            println!("READY");
-            sleep_forever();
-        }
-        other => panic!("unknown role {other}"),
-    }
+    run_child(&[&EMPTY_QUEUE, &PUT_ONE]);
 }
 
 /// Reads the child's stdout up to a line holding `READY`.
@@ -61,9 +64,12 @@ fn wait_ready(child: &mut Child) {
     }
 }
 
-fn spawn_child(role: &str, name: &str) -> Child {
-    let mut child = spawn_role("child_entry", role, &[(NAME_VAR, name.to_owned())])
+/// Starts `entry` on the segment `name` and waits until it is ready.
+fn spawn_ready(entry: &Entry<(String,)>, name: &str) -> Child {
+    let mut child = child(CHILD_TEST, entry, (name.to_owned(),))
         .stdout(Stdio::piped())
+        .into_command()
+        .unwrap()
         .spawn()
         .unwrap();
     wait_ready(&mut child);
@@ -250,7 +256,7 @@ fn gc_never_removes_data_put_after_it_looked() {
     }
     let _dog = Watchdog::new(Duration::from_secs(120), "gc data race");
     let name = unique_name("cli-rev-gc-race");
-    kill(spawn_child("empty_queue", &name));
+    kill(spawn_ready(&EMPTY_QUEUE, &name));
     // gc's opens of the file: its look (the header, then the object), then
     // the removal. Hold the third.
     let gate = OpenGate::hold(&shm_path(&name), &name, 3).expect("fanotify");
@@ -259,7 +265,7 @@ fn gc_never_removes_data_put_after_it_looked() {
     let gc = retry_busy(&mut gc, std::process::Command::spawn);
     gate.wait_held();
     // A restarted service puts a message and crashes again.
-    kill(spawn_child("put_one", &name));
+    kill(spawn_ready(&PUT_ONE, &name));
     drop(gate);
     let text = output_of(gc);
     assert!(

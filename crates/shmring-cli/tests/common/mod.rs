@@ -10,7 +10,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use shmring_testkit::{executable_by_anyone, spawn_role};
+use shmring::process::{Args, Entry, IntoArgs, Process};
+use shmring_testkit::{executable_by_anyone, harness_args};
 
 /// The unprivileged uid and gid ("nobody") of the tests that need a second
 /// user; they run only as root.
@@ -114,21 +115,17 @@ pub fn shmring_as_nobody<S: AsRef<OsStr>>(args: &[S]) -> Run {
     output(cmd)
 }
 
-/// This test binary again (a copy any uid can execute), running `role` of
-/// `child_entry` as uid 65534.
-pub fn role_as_nobody(role: &str, envs: &[(&str, String)]) -> Command {
+/// This test binary again (a copy any uid can execute), running `entry`
+/// with `args` (run by its `child_entry` test) as uid 65534.
+pub fn entry_as_nobody<A: Args>(entry: &Entry<A>, args: impl IntoArgs<A>) -> Command {
     static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let exe = EXE.get_or_init(|| executable_by_anyone(&std::env::current_exe().unwrap()));
-    let template = spawn_role("child_entry", role, envs);
     let mut cmd = Command::new(exe);
-    cmd.args(template.get_args());
-    for (key, value) in template.get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
+    cmd.args(harness_args("child_entry"));
     drop_to_nobody(&mut cmd);
-    cmd
+    Process::with_command(cmd, entry, args)
+        .into_command()
+        .expect("hand the child its arguments")
 }
 
 /// Panics if the run's output holds a byte a terminal would act on: any
