@@ -1,6 +1,6 @@
 //! Integration tests of segments: create/open/validate, peers and liveness,
 //! inheritance, cleanup, across real processes (the test binary re-executes
-//! itself with a role; see `shmring_testkit`).
+//! itself to run an entry point; see `shmring_testkit`).
 
 #[path = "segment/common.rs"]
 mod common;
@@ -21,10 +21,10 @@ use shmring_testkit::{unique_name, Watchdog};
 
 use common::*;
 
-/// Entry point of every child role (returns at once in a normal run).
+/// Runs the children's entry points (returns at once in a normal run).
 #[test]
 fn child_entry() {
-    procs::run_role();
+    procs::run_entries();
 }
 
 #[test]

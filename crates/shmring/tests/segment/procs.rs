@@ -1,5 +1,8 @@
 //! Multi-process tests: real child processes made by re-executing this test
-//! binary with a role (`child_entry` in segment.rs dispatches to `run_role`).
+//! binary to run an entry point (`child_entry` in segment.rs runs
+//! [`run_entries`]). Where inheritance itself is under test, a segment is
+//! handed over with `share_with_child` under [`FD_VAR`] and taken with
+//! `open_inherited`.
 
 use std::io::BufRead;
 use std::os::unix::fs::MetadataExt;
@@ -7,21 +10,25 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use shmring::process::{Args, Entry, EntryResult, IntoArgs};
 use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
 use shmring::SegmentError;
 use shmring_testkit::{
-    role, sleep_forever, spawn_role, unique_name, wait_child, wait_until, Watchdog,
+    child, run_child, sleep_forever, unique_name, wait_child, wait_until, Watchdog,
 };
 
 use super::common::*;
 
-const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
+/// The variable a shared segment's descriptor travels in (the inheritance
+/// API under test).
 const FD_VAR: &str = "SHMRING_TEST_FD";
-const DEAD_VAR: &str = "SHMRING_TEST_DEAD_TOKEN";
 const MARK: u64 = 0x5eed_5eed_5eed_5eed;
 
-fn spawn(role: &str, envs: &[(&str, String)]) -> Command {
-    spawn_role("child_entry", role, envs)
+/// The command of a child running `entry` with `args`.
+fn command<A: Args>(entry: &Entry<A>, args: impl IntoArgs<A>) -> Command {
+    child("child_entry", entry, args)
+        .into_command()
+        .expect("hand the child its arguments")
 }
 
 /// The state letter of `/proc/<pid>/stat` ('Z' for a zombie).
@@ -35,162 +42,207 @@ fn fd_of(value: &str) -> i32 {
     value.split(':').next().unwrap().parse().unwrap()
 }
 
-/// Child side: runs the role this process was started with, if any.
-pub fn run_role() {
-    let Some(role) = role() else { return };
-    let _dog = Watchdog::new(Duration::from_secs(60), &format!("child role {role}"));
-    let name = || std::env::var(NAME_VAR).unwrap();
-    match role.as_str() {
-        "open_and_check" => {
-            let seg =
-                Segment::open(&name(), ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
-            assert_eq!(seg.params(), PARAMS);
-            assert_eq!(word(&seg, 0).load(SEQ), 0xfeed);
-            word(&seg, 1).store(seg.peer_token(), SEQ);
-        }
-        "attach_and_sleep" => {
-            let seg =
-                Segment::open(&name(), ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
-            word(&seg, 0).store(seg.peer_token(), SEQ);
-            sleep_forever();
-        }
-        "create_and_hang" => {
-            let opts = CreateOptions {
-                peer_rows: 8,
-                ..CreateOptions::default()
-            };
-            let _ = Segment::create(
-                &name(),
-                ObjectKind::SpscRing,
-                PARAMS,
-                OBJECT_LEN,
-                &opts,
-                |p, _| {
-                    // SAFETY: the object region is 4096-aligned and >= 8 bytes.
-                    unsafe { p.as_ptr().cast::<u64>().write_volatile(MARK) };
-                    println!("IN_INIT");
-                    sleep_forever()
-                },
-            );
-        }
-        "inherited_writer" => {
-            let fd = fd_of(&std::env::var(FD_VAR).unwrap());
-            let seg =
-                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())
-                    .unwrap();
-            // The inherited descriptor (the parent's open file description)
-            // is closed: only the reopened one, with our own locks, remains.
-            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"));
-            assert!(target.map_or(true, |t| !t.to_string_lossy().contains("memfd:shmring")));
-            let again =
-                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default());
-            assert!(matches!(again, Err(SegmentError::Inherit { .. })));
-            let parent = word(&seg, 0).load(SEQ);
-            assert!(seg.is_peer_alive(parent), "the parent is alive");
-            word(&seg, 1).store(seg.peer_token(), SEQ);
-            word(&seg, 2).store(0xc0ffee, SEQ);
-            sleep_forever();
-        }
-        "inherited_observer" => {
-            let seg =
-                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())
-                    .unwrap();
-            let parent = word(&seg, 0).load(SEQ);
-            let dead: u64 = std::env::var(DEAD_VAR).unwrap().parse().unwrap();
-            assert!(
-                seg.is_peer_alive(parent),
-                "the parent outlived the killed writer"
-            );
-            assert!(!seg.is_peer_alive(dead), "the killed writer is dead");
-            word(&seg, 4).store(seg.peer_token(), SEQ);
-            word(&seg, 3).store(1, SEQ);
-            assert!(
-                wait_until(Duration::from_secs(20), || !seg.is_peer_alive(parent)),
-                "the parent's detach is seen"
-            );
-        }
-        "share_then_hang" => {
-            let seg = create(&name(), ObjectKind::SpscRing);
-            let mut cmd = spawn("inherit_and_never_open", &[]);
-            cmd.stdout(std::process::Stdio::null());
-            seg.share_with_child(&mut cmd, FD_VAR).unwrap();
-            // Never waited for: this process sleeps until the test kills
-            // it, and the test kills the child by pid afterwards (init
-            // reaps it).
-            #[allow(clippy::zombie_processes)]
-            let child = cmd.spawn().unwrap();
-            drop(cmd);
-            word(&seg, 1).store(child.id().into(), SEQ);
-            word(&seg, 0).store(seg.peer_token(), SEQ);
-            sleep_forever();
-        }
-        "inherit_and_never_open" => {
-            assert!(
-                std::env::var(FD_VAR).is_ok(),
-                "the descriptor was handed over"
-            );
-            sleep_forever();
-        }
-        // Takes the segment the parent shared, then starts a grandchild,
-        // which inherits FD_VAR through the environment (descriptors are
-        // not inherited: shmring's are all close-on-exec).
-        "inherit_then_spawn_grandchild" => {
-            let seg =
-                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())
-                    .unwrap();
-            let grandchild = spawn("grandchild_owns_that_fd", &[]).spawn().unwrap();
-            assert!(wait_child(grandchild, Duration::from_secs(30)).success());
-            drop(seg);
-        }
-        // A process whose environment names a descriptor it was never
-        // given: it has a descriptor of its own, of the very same file,
-        // under that number (as a process that opened the segment itself
-        // may have by chance), and calls open_inherited, which must neither
-        // take nor close it.
-        "grandchild_owns_that_fd" => {
-            use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-            let n = fd_of(&std::env::var(FD_VAR).unwrap());
-            // SAFETY: fcntl F_GETFD only asks whether `n` is open.
-            let in_use = unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0;
-            assert!(
-                !in_use,
-                "descriptor {n} is in use in the grandchild: {:?}",
-                std::fs::read_dir("/proc/self/fd")
-                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
-            );
-            let own = std::fs::File::open(format!("/dev/shm{}", name())).unwrap();
-            let ino = own.metadata().unwrap().ino();
-            // SAFETY: `n` is free (checked above, and this process opens
-            // nothing meanwhile on this thread); dup3 makes it a second
-            // descriptor of `own`'s description, close-on-exec like every
-            // descriptor a Rust program opens.
-            let dup = unsafe { libc::dup3(own.as_raw_fd(), n, libc::O_CLOEXEC) };
-            assert_eq!(dup, n, "dup3: {}", std::io::Error::last_os_error());
-            // SAFETY: `n` is open (dup3 above) and owned by nobody else.
-            let mine = unsafe { OwnedFd::from_raw_fd(n) };
-            let got =
-                Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default());
-            // SAFETY: F_GETFD only asks.
-            let still_open = unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0;
-            // SAFETY: a plain C struct of integers; all-zero is valid.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: fstat writes only into `st`, valid and writable.
-            let same = still_open && unsafe { libc::fstat(n, &mut st) } == 0 && st.st_ino == ino;
-            if !still_open {
-                // Closed under us: the OwnedFd must not close it again.
-                let _ = mine.into_raw_fd();
-            }
-            assert!(
-                same,
-                "open_inherited closed (or replaced) descriptor {n}, which this process owns"
-            );
-            assert!(
-                matches!(got, Err(SegmentError::Inherit { .. })),
-                "open_inherited took a descriptor this process owns: {got:?}"
-            );
-        }
-        other => panic!("unknown role {other}"),
+// Entry points of the children.
+
+/// A child's own watchdog.
+fn child_dog(what: &str) -> Watchdog {
+    Watchdog::new(Duration::from_secs(60), &format!("child {what}"))
+}
+
+/// Opens the segment `name`, checks what the parent wrote, and leaves its
+/// token.
+fn open_and_check((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("open_and_check");
+    let seg = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default())?;
+    assert_eq!(seg.params(), PARAMS);
+    assert_eq!(word(&seg, 0).load(SEQ), 0xfeed);
+    word(&seg, 1).store(seg.peer_token(), SEQ);
+    Ok(())
+}
+static OPEN_AND_CHECK: Entry<(String,)> = shmring::entry!(open_and_check);
+
+/// Attaches to the segment `name`, leaves its token, and sleeps.
+fn attach_and_sleep((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("attach_and_sleep");
+    let seg = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default())?;
+    word(&seg, 0).store(seg.peer_token(), SEQ);
+    sleep_forever();
+}
+static ATTACH_AND_SLEEP: Entry<(String,)> = shmring::entry!(attach_and_sleep);
+
+/// Creates the segment `name` and hangs in its init, saying so.
+fn create_and_hang((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("create_and_hang");
+    let opts = CreateOptions {
+        peer_rows: 8,
+        ..CreateOptions::default()
+    };
+    let _ = Segment::create(
+        &name,
+        ObjectKind::SpscRing,
+        PARAMS,
+        OBJECT_LEN,
+        &opts,
+        |p, _| {
+            // SAFETY: the object region is 4096-aligned and >= 8 bytes.
+            unsafe { p.as_ptr().cast::<u64>().write_volatile(MARK) };
+            println!("IN_INIT");
+            sleep_forever()
+        },
+    );
+    Ok(())
+}
+static CREATE_AND_HANG: Entry<(String,)> = shmring::entry!(create_and_hang);
+
+/// Takes the segment shared under [`FD_VAR`], writes into it, and sleeps.
+fn inherited_writer(_: ()) -> EntryResult {
+    let _dog = child_dog("inherited_writer");
+    let fd = fd_of(&std::env::var(FD_VAR)?);
+    let seg = Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())?;
+    // The inherited descriptor (the parent's open file description)
+    // is closed: only the reopened one, with our own locks, remains.
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+    assert!(target.map_or(true, |t| !t.to_string_lossy().contains("memfd:shmring")));
+    let again = Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default());
+    assert!(matches!(again, Err(SegmentError::Inherit { .. })));
+    let parent = word(&seg, 0).load(SEQ);
+    assert!(seg.is_peer_alive(parent), "the parent is alive");
+    word(&seg, 1).store(seg.peer_token(), SEQ);
+    word(&seg, 2).store(0xc0ffee, SEQ);
+    sleep_forever();
+}
+static INHERITED_WRITER: Entry<()> = shmring::entry!(inherited_writer);
+
+/// Takes the segment shared under [`FD_VAR`]: sees the parent alive and
+/// the writer `dead` dead, then the parent's detach.
+fn inherited_observer((dead,): (u64,)) -> EntryResult {
+    let _dog = child_dog("inherited_observer");
+    let seg = Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())?;
+    let parent = word(&seg, 0).load(SEQ);
+    assert!(
+        seg.is_peer_alive(parent),
+        "the parent outlived the killed writer"
+    );
+    assert!(!seg.is_peer_alive(dead), "the killed writer is dead");
+    word(&seg, 4).store(seg.peer_token(), SEQ);
+    word(&seg, 3).store(1, SEQ);
+    assert!(
+        wait_until(Duration::from_secs(20), || !seg.is_peer_alive(parent)),
+        "the parent's detach is seen"
+    );
+    Ok(())
+}
+static INHERITED_OBSERVER: Entry<(u64,)> = shmring::entry!(inherited_observer);
+
+/// Creates the segment `name`, shares it with a child that never opens
+/// it, and sleeps.
+fn share_then_hang((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("share_then_hang");
+    let seg = create(&name, ObjectKind::SpscRing);
+    let mut cmd = command(&INHERIT_AND_NEVER_OPEN, ());
+    cmd.stdout(std::process::Stdio::null());
+    seg.share_with_child(&mut cmd, FD_VAR)?;
+    // Never waited for: this process sleeps until the test kills
+    // it, and the test kills the child by pid afterwards (init
+    // reaps it).
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn()?;
+    drop(cmd);
+    word(&seg, 1).store(child.id().into(), SEQ);
+    word(&seg, 0).store(seg.peer_token(), SEQ);
+    sleep_forever();
+}
+static SHARE_THEN_HANG: Entry<(String,)> = shmring::entry!(share_then_hang);
+
+/// Holds the descriptor shared under [`FD_VAR`] without opening it.
+fn inherit_and_never_open(_: ()) -> EntryResult {
+    let _dog = child_dog("inherit_and_never_open");
+    assert!(
+        std::env::var(FD_VAR).is_ok(),
+        "the descriptor was handed over"
+    );
+    sleep_forever();
+}
+static INHERIT_AND_NEVER_OPEN: Entry<()> = shmring::entry!(inherit_and_never_open);
+
+/// Takes the segment `name` the parent shared, then starts a grandchild,
+/// which inherits FD_VAR through the environment (descriptors are not
+/// inherited: shmring's are all close-on-exec).
+fn inherit_then_spawn_grandchild((name,): (String,)) -> EntryResult {
+    let _dog = child_dog("inherit_then_spawn_grandchild");
+    let seg = Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default())?;
+    let grandchild = command(&GRANDCHILD_OWNS_THAT_FD, (name,)).spawn()?;
+    assert!(wait_child(grandchild, Duration::from_secs(30)).success());
+    drop(seg);
+    Ok(())
+}
+static INHERIT_THEN_SPAWN_GRANDCHILD: Entry<(String,)> =
+    shmring::entry!(inherit_then_spawn_grandchild);
+
+/// A process whose environment names a descriptor it was never given: it
+/// has a descriptor of its own, of the very same file (the segment
+/// `name`), under that number (as a process that opened the segment itself
+/// may have by chance), and calls open_inherited, which must neither take
+/// nor close it.
+fn grandchild_owns_that_fd((name,): (String,)) -> EntryResult {
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+    let _dog = child_dog("grandchild_owns_that_fd");
+    let n = fd_of(&std::env::var(FD_VAR).unwrap());
+    // SAFETY: fcntl F_GETFD only asks whether `n` is open.
+    let in_use = unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0;
+    assert!(
+        !in_use,
+        "descriptor {n} is in use in the grandchild: {:?}",
+        std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    let own = std::fs::File::open(format!("/dev/shm{name}"))?;
+    let ino = own.metadata().unwrap().ino();
+    // SAFETY: `n` is free (checked above, and this process opens
+    // nothing meanwhile on this thread); dup3 makes it a second
+    // descriptor of `own`'s description, close-on-exec like every
+    // descriptor a Rust program opens.
+    let dup = unsafe { libc::dup3(own.as_raw_fd(), n, libc::O_CLOEXEC) };
+    assert_eq!(dup, n, "dup3: {}", std::io::Error::last_os_error());
+    // SAFETY: `n` is open (dup3 above) and owned by nobody else.
+    let mine = unsafe { OwnedFd::from_raw_fd(n) };
+    let got = Segment::open_inherited(FD_VAR, ObjectKind::SpscRing, &OpenOptions::default());
+    // SAFETY: F_GETFD only asks.
+    let still_open = unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0;
+    // SAFETY: a plain C struct of integers; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only into `st`, valid and writable.
+    let same = still_open && unsafe { libc::fstat(n, &mut st) } == 0 && st.st_ino == ino;
+    if !still_open {
+        // Closed under us: the OwnedFd must not close it again.
+        let _ = mine.into_raw_fd();
     }
+    assert!(
+        same,
+        "open_inherited closed (or replaced) descriptor {n}, which this process owns"
+    );
+    assert!(
+        matches!(got, Err(SegmentError::Inherit { .. })),
+        "open_inherited took a descriptor this process owns: {got:?}"
+    );
+    Ok(())
+}
+static GRANDCHILD_OWNS_THAT_FD: Entry<(String,)> = shmring::entry!(grandchild_owns_that_fd);
+
+/// Child side: runs the entry point this process was started for, if any
+/// (returns at once in a normal run).
+pub fn run_entries() {
+    run_child(&[
+        &OPEN_AND_CHECK,
+        &ATTACH_AND_SLEEP,
+        &CREATE_AND_HANG,
+        &INHERITED_WRITER,
+        &INHERITED_OBSERVER,
+        &SHARE_THEN_HANG,
+        &INHERIT_AND_NEVER_OPEN,
+        &INHERIT_THEN_SPAWN_GRANDCHILD,
+        &GRANDCHILD_OWNS_THAT_FD,
+    ]);
 }
 
 #[test]
@@ -199,9 +251,7 @@ fn create_here_open_in_a_child() {
     let name = unique_name("child");
     let seg = create(&name, ObjectKind::SpscRing);
     word(&seg, 0).store(0xfeed, SEQ);
-    let child = spawn("open_and_check", &[(NAME_VAR, name.clone())])
-        .spawn()
-        .unwrap();
+    let child = command(&OPEN_AND_CHECK, (name.clone(),)).spawn().unwrap();
     assert!(wait_child(child, Duration::from_secs(30)).success());
     let token = word(&seg, 1).load(SEQ);
     assert_ne!(token, 0);
@@ -213,9 +263,7 @@ fn a_killed_peer_is_dead_even_as_a_zombie_and_its_row_is_reused() {
     let _dog = Watchdog::new(Duration::from_secs(60), "peer liveness");
     let name = unique_name("live");
     let seg = create(&name, ObjectKind::SpscRing);
-    let mut child = spawn("attach_and_sleep", &[(NAME_VAR, name.clone())])
-        .spawn()
-        .unwrap();
+    let mut child = command(&ATTACH_AND_SLEEP, (name.clone(),)).spawn().unwrap();
     let pid = child.id();
     assert!(wait_until(Duration::from_secs(30), || word(&seg, 0)
         .load(SEQ)
@@ -259,7 +307,7 @@ fn a_killed_peer_is_dead_even_as_a_zombie_and_its_row_is_reused() {
 fn a_creator_killed_during_init_leaves_nothing_behind() {
     let _dog = Watchdog::new(Duration::from_secs(120), "creator died");
     let name = unique_name("died");
-    let mut child = spawn("create_and_hang", &[(NAME_VAR, name.clone())])
+    let mut child = command(&CREATE_AND_HANG, (name.clone(),))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -317,7 +365,7 @@ fn memfd_inheritance_with_independent_peers() {
 
     // A child writes into the object; the parent reads it; the child dies
     // and the parent stays alive.
-    let mut cmd = spawn("inherited_writer", &[]);
+    let mut cmd = command(&INHERITED_WRITER, ());
     seg.share_with_child(&mut cmd, FD_VAR).unwrap();
     let mut writer = cmd.spawn().unwrap();
     drop(cmd);
@@ -332,10 +380,7 @@ fn memfd_inheritance_with_independent_peers() {
 
     // Another child sees the parent alive and the writer dead, then sees the
     // parent's detach.
-    let mut cmd = spawn(
-        "inherited_observer",
-        &[(DEAD_VAR, writer_token.to_string())],
-    );
+    let mut cmd = command(&INHERITED_OBSERVER, (writer_token,));
     seg.share_with_child(&mut cmd, FD_VAR).unwrap();
     let observer = cmd.spawn().unwrap();
     drop(cmd);
@@ -359,7 +404,7 @@ fn a_variable_that_outlived_its_descriptor_closes_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(90), "stale inherited variable");
     let name = unique_name("stale-inherit");
     let seg = create(&name, ObjectKind::SpscRing);
-    let mut cmd = spawn("inherit_then_spawn_grandchild", &[(NAME_VAR, name.clone())]);
+    let mut cmd = command(&INHERIT_THEN_SPAWN_GRANDCHILD, (name.clone(),));
     seg.share_with_child(&mut cmd, FD_VAR).unwrap();
     let child = cmd.spawn().unwrap();
     drop(cmd);
@@ -412,7 +457,7 @@ fn proc_alive(pid: u32) -> bool {
 fn a_parent_killed_while_its_child_holds_an_unopened_descriptor_is_dead() {
     let _dog = Watchdog::new(Duration::from_secs(90), "inherited descriptor");
     let name = unique_name("inherit-dead-parent");
-    let mut parent = spawn("share_then_hang", &[(NAME_VAR, name.clone())])
+    let mut parent = command(&SHARE_THEN_HANG, (name.clone(),))
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
