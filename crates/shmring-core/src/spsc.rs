@@ -703,10 +703,10 @@ impl<W: Waiter + Clone> Consumer<W> {
     #[cfg(not(loom))]
     #[inline]
     unsafe fn payload_in_place(&self, found: &Found) -> &[u8] {
-        // SAFETY: `record_at` checked that the payload lies inside the data
-        // area before the tail; published (Acquire of the tail) and not yet
-        // released, so a correct producer does not write it while we read,
-        // and the caller promises a correct one.
+        // The record is published (Acquire of the tail) and not yet
+        // released, so a correct producer does not write it while we read.
+        // SAFETY: in bounds (checked by `record_at`); the caller promises a
+        // correct producer.
         unsafe {
             core::slice::from_raw_parts(
                 self.reader.ring.byte_ptr(found.payload_word * 8),

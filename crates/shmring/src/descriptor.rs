@@ -239,14 +239,13 @@ impl Region {
                 value: at as u64,
             });
         }
-        // SAFETY: `base..base + len` lies in the region (checked by `part`),
-        // which `new`'s contract (or the segment, for `of_segment`) keeps
-        // mapped read-write while `keep` lives; the object and every handle
-        // made from it hold a clone of `keep`. The region is page aligned
-        // and `at` a multiple of HOT_ALIGN (checked above). Other processes
-        // touch it only through atomics and the object's own protocol; a
-        // hostile one can make the object read garbage, which its attach
-        // and its operations check, never break memory safety here.
+        // The region stays mapped read-write while `keep` lives (`new`'s
+        // contract, or the segment's for `of_segment`), and the object and
+        // its handles hold a clone of `keep`. Other processes touch it only
+        // through atomics and the object's protocol: a hostile one makes it
+        // read garbage, which its attach and operations check.
+        // SAFETY: in bounds (`part`), page-aligned region, `at` a multiple
+        // of HOT_ALIGN (checked above), kept mapped by `keep`.
         unsafe { T::attach_in_place(base, len, self.keep.clone()) }
     }
 

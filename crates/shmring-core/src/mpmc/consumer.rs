@@ -185,11 +185,11 @@ impl<W: Waiter + Clone> Consumer<W> {
     pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
         let waiter = self.waiter.clone();
         let policy = self.policy;
-        // As in `Producer::push`: no clone of the queue per call.
-        // SAFETY: `shared` points into the mapping that `self.queue` keeps
-        // alive for as long as `self` lives, which outlives this call; it is
-        // shared memory, not part of `self`, so it aliases nothing the check
-        // borrows. Only atomics are reached through it.
+        // As in `Producer::push`: no clone of the queue per call. `shared`
+        // is shared memory, not part of `self`, so it aliases nothing the
+        // check borrows; only atomics are reached through it.
+        // SAFETY: it points into the mapping `self.queue` keeps alive while
+        // `self` lives, which outlives this call.
         let shared: &super::QueueShared = unsafe { self.queue.shared.as_ref() };
         block_on(&shared.not_empty, &waiter, until, &policy, |_| {
             match self.try_pop(buf) {

@@ -165,10 +165,10 @@ impl<W: Waiter + Clone> Producer<W> {
         // Borrowed apart from `self` (which the check needs mutably) without
         // cloning the queue, whose two `Arc`s cost four atomic operations a
         // call: this put goes through here whenever it may wait.
-        // SAFETY: `shared` points into the mapping that `self.queue` keeps
-        // alive (its `KeepAlive`) for as long as `self` lives, which outlives
-        // this call; it is shared memory, not part of `self`, so it aliases
-        // nothing the check borrows. Only atomics are reached through it.
+        // `shared` is shared memory, not part of `self`, so it aliases
+        // nothing the check borrows; only atomics are reached through it.
+        // SAFETY: it points into the mapping `self.queue` keeps alive (its
+        // `KeepAlive`) while `self` lives, which outlives this call.
         let shared: &super::QueueShared = unsafe { self.queue.shared.as_ref() };
         block_on(&shared.space, &waiter, until, &policy, |_| {
             match self.try_push(msg) {

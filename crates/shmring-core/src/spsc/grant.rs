@@ -84,13 +84,13 @@ impl<W: Waiter + Clone> WriteGrant<'_, W> {
             .writer
             .ring
             .byte_ptr(self.word * 8 + 8 + offset);
-        // SAFETY: `claim` made bytes [word*8+8, word*8+8+len) lie inside the
-        // data area, and offset + src.len() <= len (checked above); they
-        // belong to this producer until it publishes, and the grant borrows
-        // the producer mutably. `src` is not in the data area (we hold the
-        // only reference into this part of it), so no overlap. A peer that
-        // touches unpublished space anyway only garbles what it sees: this
-        // process never reads these bytes back (see `bytes`).
+        // The bytes belong to this producer until it publishes (the grant
+        // borrows it mutably); `src` is not in the data area (we hold the
+        // only reference into this part of it). A peer that touches
+        // unpublished space only garbles what it sees: we never read these
+        // bytes back (see `bytes`).
+        // SAFETY: `claim` put [word*8+8, +len) inside the data area and
+        // offset + src.len() <= len (checked above); no overlap.
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
     }
 

@@ -29,10 +29,10 @@ pub(crate) fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
 /// nonzero the child first sleeps that long (a test failpoint: it widens
 /// the window between the fork and the `prctl`).
 pub(crate) fn arm_parent_death_signal(cmd: &mut Command, parent: u32, delay_ms: u64) {
-    // SAFETY: the closure runs in the child between fork and exec, so it
-    // may only make async-signal-safe calls: nanosleep, prctl, getppid,
-    // getpid, kill and _exit are; it allocates nothing and touches only the
-    // two copied integers.
+    // The closure runs in the child between fork and exec: it allocates
+    // nothing and touches only the two copied integers.
+    // SAFETY: it makes only async-signal-safe calls (nanosleep, prctl,
+    // getppid, getpid, kill, _exit), as pre_exec requires.
     unsafe {
         cmd.pre_exec(move || {
             if delay_ms > 0 {
