@@ -76,6 +76,7 @@ impl SetPolicy for shmring::spsc::Consumer {
 fn wake_up(c: &mut Criterion) {
     let sleep = WaitPolicy {
         spin_ns: 0,
+        max_spin_ns: 0,
         ..WaitPolicy::default()
     };
     ping_pong(c, "blocking round trip, sleeper woken (spin 0)", sleep);

@@ -424,6 +424,7 @@ mod tests {
     fn policy() -> WaitPolicy {
         WaitPolicy {
             spin_ns: 0,
+            max_spin_ns: 0,
             slice_ns: 1_000,
         }
     }

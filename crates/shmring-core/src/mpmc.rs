@@ -462,6 +462,7 @@ impl Queue {
                 queue: self.clone(),
                 waiter,
                 policy: crate::wait::WaitPolicy::default(),
+                history: crate::wait::WaitHistory::default(),
             }),
             Err(c) => {
                 // ORDERING: Release — hands the ring back.

@@ -54,7 +54,7 @@ use crate::ring::{
     RingShared, Writer, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use crate::sync::AtomicU64;
-use crate::wait::{block_on_paced, SlowPace, TimedOut, Until, WaitPolicy, Waiter, WAKE_ALL};
+use crate::wait::{block_on_with, TimedOut, Until, WaitHistory, WaitPolicy, Waiter, WAKE_ALL};
 
 mod batch;
 #[cfg(not(loom))]
@@ -289,7 +289,7 @@ impl Ring {
         Ok(Producer {
             writer: Writer::attach(self.raw, false)?,
             waiter,
-            pace: SlowPace::default(),
+            history: WaitHistory::default(),
             policy: WaitPolicy::default(),
             role: RoleSlot::default(),
             _keep: self.keep.clone(),
@@ -306,7 +306,7 @@ impl Ring {
         Ok(Consumer {
             reader: Reader::attach(self.raw)?,
             waiter,
-            pace: SlowPace::default(),
+            history: WaitHistory::default(),
             policy: WaitPolicy::default(),
             role: RoleSlot::default(),
             _keep: self.keep.clone(),
@@ -388,24 +388,24 @@ fn close_ring<W: Waiter + ?Sized>(shared: &RingShared, bits: u32, waiter: &W) {
     shared.not_full.wake_now(waiter, WAKE_ALL);
 }
 
-/// [`block_on_paced`] on one of a handle's wait words, with the handle's
-/// waiter, policy and liveness pace copied out first (so that the check may
-/// borrow the handle mutably) and the pace stored back after.
+/// [`block_on_with`] on one of a handle's wait words, with the handle's
+/// waiter, policy and wait history copied out first (so that the check may
+/// borrow the handle mutably) and the history stored back after.
 macro_rules! wait_paced {
     ($handle:ident, $ring:expr, $word:ident, $until:expr, $check:expr) => {{
         let ring = $ring;
         let waiter = $handle.waiter.clone();
         let policy = $handle.policy;
-        let mut pace = $handle.pace;
-        let result = block_on_paced(
+        let mut history = $handle.history;
+        let result = block_on_with(
             &ring.shared().$word,
             &waiter,
             $until,
             &policy,
-            &mut pace,
+            &mut history,
             $check,
         );
-        $handle.pace = pace;
+        $handle.history = history;
         result
     }};
 }
@@ -423,8 +423,9 @@ macro_rules! wait_paced {
 pub struct Producer<W> {
     writer: Writer,
     waiter: W,
-    /// When the next liveness probe before a first sleep is due.
-    pace: SlowPace,
+    /// When the next liveness probe before a first sleep is due, and the
+    /// learned spin budget.
+    history: WaitHistory,
     policy: WaitPolicy,
     role: RoleSlot,
     _keep: KeepAlive,
@@ -602,8 +603,9 @@ impl<W: Waiter + Clone> Producer<W> {
 pub struct Consumer<W> {
     reader: Reader,
     waiter: W,
-    /// When the next liveness probe before a first sleep is due.
-    pace: SlowPace,
+    /// When the next liveness probe before a first sleep is due, and the
+    /// learned spin budget.
+    history: WaitHistory,
     policy: WaitPolicy,
     role: RoleSlot,
     _keep: KeepAlive,

@@ -5,10 +5,15 @@
 //! their own code. Nothing else in the crate imports `core::sync::atomic`.
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub use core::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(loom)]
 pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// Under loom, a compiler barrier is modelled as the full fence the
+/// heavy side's barrier gives it (see `wait::Waiter::light_wakers`).
+#[cfg(loom)]
+pub use loom::sync::atomic::fence as compiler_fence;
 
 /// One step of a busy-wait.
 ///
@@ -18,6 +23,16 @@ pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 pub fn spin_hint() {
     #[cfg(not(loom))]
     core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Offers the CPU to another runnable thread (`sched_yield`); under loom a
+/// model yield.
+#[inline]
+pub fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
     #[cfg(loom)]
     loom::thread::yield_now();
 }

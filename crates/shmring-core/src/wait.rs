@@ -8,18 +8,20 @@
 //!
 //! # The protocol
 //!
-//! Sleeper ([`block_on`]): try → short bounded spin → (slow check, when one
-//! is due) → `key = seq` → `waiters += 1` → fence → re-check →
+//! Sleeper ([`block_on`]): try → bounded spin (learned, see [`WaitPolicy`])
+//! → (slow check, when one is due) → `key = seq` → `waiters += 1` → fence
+//! (and the heavy fence, see below) → re-check →
 //! `wait(seq, key, deadline)` → `waiters -= 1` → loop. `key` is read
 //! *before* the re-check, so a wake that lands between the re-check and the
 //! sleep has changed `seq`, and the futex returns at once instead of
 //! sleeping through it.
 //!
 //! Waker ([`WaitWord::wake_if_waiting`]): after the store that publishes,
-//! fence → `if waiters != 0 { seq += 1; wake }`. No sleeper, no system call:
+//! fence (or a compiler barrier, see below) → `if waiters != 0 { seq += 1;
+//! wake }`. No sleeper, no system call:
 //! that single load is what keeps the hot path out of the kernel.
 //!
-//! # Why the two `SeqCst` fences
+//! # Why the fences
 //!
 //! Each side stores one location and then loads the other (the waker stores
 //! the ring position and loads `waiters`; the sleeper stores `waiters` and
@@ -29,8 +31,23 @@
 //! `SeqCst` fence on both sides between the store and the load forbids that
 //! outcome: whichever fence comes first in the single total order, the other
 //! side's load after its own fence sees the first side's store.
+//!
+//! The waker's fence is on every publish, the hot path; the sleeper's only
+//! before a sleep. So the fence may be made **asymmetric**
+//! ([`Waiter::light_wakers`]): the waker keeps only a compiler barrier (its
+//! store stays before its load in program order), and the sleeper, after its
+//! own fence, makes every thread of every process with light wakers run a
+//! full barrier ([`Waiter::heavy_fence`]: in the engine,
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, to which each such process
+//! registered before its first light publish). Either the waker's load runs
+//! after that barrier on its CPU, and then sees `waiters` raised, or its
+//! store was before it, and then the sleeper's re-check, after the heavy
+//! fence returned, sees the store. A thread that was not running when the
+//! barrier was made goes through the scheduler, a full barrier too. The
+//! loom models run the symmetric form; the asymmetric one gives each light
+//! waker exactly that form's guarantee at the moments it matters.
 
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{compiler_fence, fence, AtomicU32, Ordering};
 
 /// A point on the waiter's monotonic clock, in nanoseconds.
 ///
@@ -62,7 +79,51 @@ pub trait Waiter {
 
     /// The current time on the clock deadlines use.
     fn now(&self) -> Deadline;
+
+    /// Offers the CPU to another runnable thread (a spin that has gone on
+    /// longer than a few microseconds does this between looks, see
+    /// [`WaitPolicy`]). Returns at once when nothing else wants the CPU.
+    fn yield_now(&self) {
+        crate::sync::yield_now();
+    }
+
+    /// Whether this process's wakers may order their publishing store
+    /// before their load of `waiters` with a compiler barrier alone,
+    /// because every sleeper runs [`Waiter::heavy_fence`] (see "Why the
+    /// fences" in the module docs). `false` (the default): a full fence.
+    #[inline]
+    fn light_wakers(&self) -> bool {
+        false
+    }
+
+    /// The sleeper's side of the asymmetric fence, run after registering:
+    /// makes every thread of every process whose wakers are light
+    /// ([`Waiter::light_wakers`]) run a full barrier before it returns.
+    /// The default, for waiters whose wakers are never light, has nothing
+    /// to do.
+    #[inline]
+    fn heavy_fence(&self) -> HeavyFence {
+        HeavyFence::NotNeeded
+    }
 }
+
+/// What [`Waiter::heavy_fence`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeavyFence {
+    /// No waker sharing this word can be light: the full fence suffices.
+    NotNeeded,
+    /// Every light waker has run a full barrier.
+    Done,
+    /// The barrier could not be made (the system call is refused): a light
+    /// waker may miss this sleeper, so it sleeps at most
+    /// [`UNFENCED_SLEEP_NS`] at a time.
+    Failed,
+}
+
+/// Longest single sleep when [`Waiter::heavy_fence`] failed (1 ms): a
+/// wake-up that a light waker skipped is then late by at most this much,
+/// never lost.
+pub const UNFENCED_SLEEP_NS: u64 = 1_000_000;
 
 /// Wake every sleeper, not just one.
 pub const WAKE_ALL: u32 = i32::MAX as u32;
@@ -89,10 +150,21 @@ impl WaitWord {
     /// system call only when a sleeper is registered; returns whether it did.
     #[inline]
     pub fn wake_if_waiting<W: Waiter + ?Sized>(&self, waiter: &W, count: u32) -> bool {
-        // ORDERING: SeqCst fence between the caller's publishing store and the
-        // load of `waiters`; pairs with the fence in `block_on` between
-        // `waiters += 1` and the re-check (see the module docs).
-        fence(Ordering::SeqCst);
+        if waiter.light_wakers() {
+            // ORDERING: a compiler barrier only: the caller's publishing
+            // store stays before the load of `waiters` in program order,
+            // and the sleeper's heavy fence (membarrier) after its
+            // `waiters += 1` makes this thread run a full barrier, which
+            // gives that program order the SeqCst fence's effect; pairs
+            // with `heavy_fence` in `block_on_with` (module docs).
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            // ORDERING: SeqCst fence between the caller's publishing store
+            // and the load of `waiters`; pairs with the fence in
+            // `block_on_with` between `waiters += 1` and the re-check (see
+            // the module docs).
+            fence(Ordering::SeqCst);
+        }
         // ORDERING: Relaxed — the fence above orders it.
         if self.waiters.load(Ordering::Relaxed) == 0 {
             return false;
@@ -118,23 +190,76 @@ impl WaitWord {
 }
 
 /// How long to spin before sleeping and how often a sleeper wakes by itself.
-#[derive(Clone, Copy, Debug)]
+///
+/// # The adaptive spin
+///
+/// A waiter first busy-waits for `spin_ns` (pause hints). When
+/// `max_spin_ns > spin_ns` it may then keep waiting, up to a budget it
+/// learns from its own recent waits (kept in the handle's [`WaitHistory`]),
+/// yielding the CPU between looks instead of pausing, before it sleeps:
+///
+/// * a wait that had to **sleep** and still ended within `max_spin_ns`
+///   (the peer answered while we were asleep, or while we were being
+///   woken) shows that waiting longer would have paid: the budget rises at
+///   once to twice that wait (capped at `max_spin_ns`);
+/// * a wait that slept for longer than `max_spin_ns` (the peer was idle)
+///   shows that spinning was wasted: the budget halves, down to `spin_ns`.
+///
+/// That is what breaks the wake-up cascade of a fixed short spin: once a
+/// pause of the peer longer than the spin has put this side to sleep, the
+/// wake-up itself (tens of microseconds on a VM) is longer than the spin
+/// too, so the peer falls asleep as well, and the pair kept waking each
+/// other through the kernel for many round trips. With the budget learned
+/// from the wait that slept, the next wait outlasts the other side's
+/// wake-up and the pair is back to handing off in user space after one or
+/// two slow round trips. Yielding (not pausing) beyond `spin_ns` is what
+/// keeps a longer wait harmless when both ends share a core: the peer gets
+/// the CPU as soon as it is runnable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitPolicy {
-    /// Busy-wait budget before registering as a sleeper, in nanoseconds.
-    /// Keep it to a few microseconds: when both ends share a core a long spin
-    /// only steals the peer's time.
+    /// Busy-wait (pause hints) before registering as a sleeper, in
+    /// nanoseconds: always spent (unless the wait ends sooner). Keep it to a
+    /// few microseconds: when both ends share a core a long pause-spin only
+    /// steals the peer's time.
     pub spin_ns: u64,
+    /// Ceiling of the learned budget (see the type's docs), in nanoseconds.
+    /// At or below `spin_ns` nothing is learned: the wait spins exactly
+    /// `spin_ns` and sleeps.
+    pub max_spin_ns: u64,
     /// Longest single sleep. After each one the check runs in its slow form
     /// (`slow == true`), which is where peers' liveness is re-checked, so a
     /// dead peer never leaves a sleeper blocked for longer than this.
     pub slice_ns: u64,
 }
 
+impl WaitPolicy {
+    /// A policy that spins exactly `spin_ns` before every sleep and learns
+    /// nothing (`max_spin_ns == spin_ns`), with the default slice.
+    pub const fn fixed(spin_ns: u64) -> WaitPolicy {
+        WaitPolicy {
+            spin_ns,
+            max_spin_ns: spin_ns,
+            slice_ns: DEFAULT_SLICE_NS,
+        }
+    }
+
+    /// This policy with a different liveness slice.
+    pub const fn with_slice(self, slice_ns: u64) -> WaitPolicy {
+        WaitPolicy { slice_ns, ..self }
+    }
+}
+
+/// The default [`WaitPolicy::slice_ns`]: 100 ms.
+pub const DEFAULT_SLICE_NS: u64 = 100_000_000;
+
 impl Default for WaitPolicy {
+    /// Spin 5 µs, learn up to 200 µs (see the type's docs), slices of
+    /// 100 ms.
     fn default() -> Self {
         WaitPolicy {
             spin_ns: 5_000,
-            slice_ns: 100_000_000,
+            max_spin_ns: 200_000,
+            slice_ns: DEFAULT_SLICE_NS,
         }
     }
 }
@@ -218,13 +343,17 @@ const CLOCK_FREE_ROUNDS: u32 = 16;
 
 /// The sleeper's side of the protocol.
 ///
-/// Calls `check(slow)` until it returns `Some`, spinning first for
-/// `policy.spin_ns`, then sleeping on `word` in slices of at most
+/// Calls `check(slow)` until it returns `Some`, spinning first (see
+/// [`WaitPolicy`]), then sleeping on `word` in slices of at most
 /// `policy.slice_ns` until `until` (an `Option<Deadline>` converts: `None`
 /// is no deadline). `slow` is true on one check before the first sleep
 /// (made before registering as a sleeper), on the first check after each
 /// full slice, and on the last check before a timeout: expensive checks
 /// such as peer liveness belong there.
+///
+/// A call remembers nothing: it spins `policy.spin_ns` and learns no
+/// longer budget. A handle that blocks again and again keeps a
+/// [`WaitHistory`] and calls [`block_on_with`].
 ///
 /// # Errors
 ///
@@ -241,46 +370,113 @@ pub fn block_on<W, R>(
 where
     W: Waiter + ?Sized,
 {
-    block_on_paced(word, waiter, until, policy, &mut SlowPace::default(), check)
+    block_on_with(
+        word,
+        waiter,
+        until,
+        policy,
+        &mut WaitHistory::default(),
+        check,
+    )
 }
 
 /// Least time between two slow checks made before a first sleep by calls
-/// that share a [`SlowPace`] (1 ms).
+/// that share a [`WaitHistory`] (1 ms).
 pub const SLOW_PACE_NS: u64 = 1_000_000;
 
-/// When the next slow check before a first sleep is due, kept across the
-/// blocking calls of one handle (see [`block_on_paced`]).
+/// What one handle remembers between its blocking calls: when the next slow
+/// check before a first sleep is due, and how long waiting has recently
+/// paid (the learned spin budget, see [`WaitPolicy`]).
+///
+/// Per handle, in the handle's own memory: nothing here is shared, so
+/// nothing here is untrusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlowPace {
-    due: Deadline,
+pub struct WaitHistory {
+    /// When the next slow check before a first sleep is due.
+    slow_due: Deadline,
+    /// The learned spin budget in nanoseconds (0: nothing learned yet;
+    /// always clamped to the policy's `spin_ns..=max_spin_ns` when used).
+    spin_ns: u64,
 }
 
-impl Default for SlowPace {
-    /// Due at once.
+impl Default for WaitHistory {
+    /// Nothing learned; a slow check is due at once.
     fn default() -> Self {
-        SlowPace { due: Deadline(0) }
+        WaitHistory {
+            slow_due: Deadline(0),
+            spin_ns: 0,
+        }
     }
 }
 
-/// [`block_on`] for a handle that blocks again and again: the slow check
-/// before a first sleep is skipped when one ran less than [`SLOW_PACE_NS`]
-/// ago in an earlier call sharing `pace`.
+impl WaitHistory {
+    /// The history as two words, for a handle whose threads share one
+    /// history in atomics ([`WaitHistory::from_words`] reads it back; any
+    /// pair of words is a valid history).
+    pub fn to_words(self) -> [u64; 2] {
+        [self.slow_due.0, self.spin_ns]
+    }
+
+    /// The history [`WaitHistory::to_words`] wrote.
+    pub fn from_words(words: [u64; 2]) -> WaitHistory {
+        WaitHistory {
+            slow_due: Deadline(words[0]),
+            spin_ns: words[1],
+        }
+    }
+
+    /// How long the next wait may spin before it sleeps, in nanoseconds.
+    #[inline]
+    pub fn spin_budget(&self, policy: &WaitPolicy) -> u64 {
+        if policy.max_spin_ns <= policy.spin_ns {
+            return policy.spin_ns;
+        }
+        self.spin_ns.clamp(policy.spin_ns, policy.max_spin_ns)
+    }
+
+    /// A wait slept and ended `waited_ns` after it started waiting: learn
+    /// from it (see [`WaitPolicy`]). Waits that ended while spinning teach
+    /// nothing: the spin cost exactly what the wait took.
+    pub fn slept(&mut self, policy: &WaitPolicy, waited_ns: u64) {
+        if policy.max_spin_ns <= policy.spin_ns {
+            return;
+        }
+        let budget = self.spin_budget(policy);
+        self.spin_ns = if waited_ns <= policy.max_spin_ns {
+            // Waiting this long would have kept the hand-off in user
+            // space: wait twice as long next time.
+            budget
+                .max(waited_ns.saturating_mul(2))
+                .min(policy.max_spin_ns)
+        } else {
+            // The peer was idle: the spin before this sleep was wasted.
+            (budget / 2).max(policy.spin_ns)
+        };
+    }
+}
+
+/// [`block_on`] for a handle that blocks again and again, learning from
+/// and recording into its `history`:
 ///
-/// A receiver that sleeps on every message (no spin) otherwise made a
-/// liveness probe, a system call, before every sleep. The bound on
-/// noticing a dead peer does not change: one probe at least every slice
-/// while asleep (the first check after a full slice is slow). A fresh
-/// `SlowPace` makes it exactly [`block_on`].
+/// * the spin budget (see [`WaitPolicy`]);
+/// * the slow check before a first sleep is skipped when one ran less than
+///   [`SLOW_PACE_NS`] ago in an earlier call sharing `history`. A receiver
+///   that sleeps on every message (no spin) otherwise made a liveness
+///   probe, a system call, before every sleep. The bound on noticing a dead
+///   peer does not change: one probe at least every slice while asleep
+///   (the first check after a full slice is slow).
+///
+/// A fresh `WaitHistory` makes it exactly [`block_on`].
 ///
 /// # Errors
 ///
 /// As [`block_on`].
-pub fn block_on_paced<W, R>(
+pub fn block_on_with<W, R>(
     word: &WaitWord,
     waiter: &W,
     until: impl Into<Until>,
     policy: &WaitPolicy,
-    pace: &mut SlowPace,
+    history: &mut WaitHistory,
     mut check: impl FnMut(bool) -> Option<R>,
 ) -> Result<R, TimedOut>
 where
@@ -315,28 +511,15 @@ where
     if deadline.is_some_and(|d| start >= d) {
         return Err(TimedOut);
     }
-    if policy.spin_ns > 0 {
-        let spin_until = start.after(policy.spin_ns);
-        let mut rounds = 0u32;
-        loop {
-            crate::sync::spin_hint();
-            if let Some(r) = check(false) {
-                return Ok(r);
-            }
-            rounds += 1;
-            // Reading the clock costs about as much as a short spin; do it on
-            // every fourth round only.
-            if rounds.is_multiple_of(4) {
-                let now = waiter.now();
-                if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                    break;
-                }
-            }
+    let budget = history.spin_budget(policy);
+    if budget > 0 {
+        if let Some(r) = spin(waiter, policy.spin_ns, start, budget, deadline, &mut check) {
+            return Ok(r);
         }
     }
-    // The first check before the first sleep is a slow one (unless `pace`
-    // says one ran just now): a peer that is already dead is noticed now,
-    // not a slice later.
+    // The first check before the first sleep is a slow one (unless
+    // `history` says one ran just now): a peer that is already dead is
+    // noticed now, not a slice later.
     //
     // The slow check runs *before* registering, not as the re-check after
     // it: a liveness probe is a system call, and a publish that lands while
@@ -346,7 +529,8 @@ where
     // made 7,143 futex calls (3,292 EAGAIN); with it before, 2,507 (704),
     // both under strace, which widens the window. The re-check after
     // registering stays: it is the one the no-lost-wake-up argument needs.
-    let mut next_slow = pace.due;
+    let mut next_slow = history.slow_due;
+    let mut slept = false;
     loop {
         let now = waiter.now();
         if deadline.is_some_and(|d| now >= d) {
@@ -354,7 +538,7 @@ where
         }
         if now >= next_slow {
             next_slow = now.after(policy.slice_ns);
-            pace.due = now.after(SLOW_PACE_NS);
+            history.slow_due = now.after(SLOW_PACE_NS);
             if let Some(r) = check(true) {
                 return Ok(r);
             }
@@ -367,20 +551,194 @@ where
         // is what pairs with the fence in `wake_if_waiting`.
         word.waiters.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
+        // ORDERING: the heavy side of the asymmetric fence: pairs with the
+        // compiler barrier of light wakers in `wake_if_waiting`.
+        let fenced = waiter.heavy_fence();
         if let Some(r) = check(false) {
             // ORDERING: Relaxed — only a count; nothing is published by it.
             word.waiters.fetch_sub(1, Ordering::Relaxed);
+            if slept {
+                history.slept(policy, waiter.now().0.saturating_sub(start.0));
+            }
             return Ok(r);
         }
+        let slice = match fenced {
+            HeavyFence::Failed => policy.slice_ns.min(UNFENCED_SLEEP_NS),
+            HeavyFence::NotNeeded | HeavyFence::Done => policy.slice_ns,
+        };
         let until = match deadline {
-            Some(d) => d.min(now.after(policy.slice_ns)),
-            None => now.after(policy.slice_ns),
+            Some(d) => d.min(now.after(slice)),
+            None => now.after(slice),
         };
         waiter.wait(&word.seq, key, Some(until));
+        slept = true;
         // ORDERING: Relaxed — only a count.
         word.waiters.fetch_sub(1, Ordering::Relaxed);
         if let Some(r) = check(false) {
+            history.slept(policy, waiter.now().0.saturating_sub(start.0));
             return Ok(r);
         }
+    }
+}
+
+/// The spin before a sleep: pause hints until `pause_ns` after `start`,
+/// then yields (see [`WaitPolicy`]) until `budget_ns` after `start` or the
+/// deadline. `Some` as soon as `check` answers.
+#[inline]
+fn spin<W, R>(
+    waiter: &W,
+    pause_ns: u64,
+    start: Deadline,
+    budget_ns: u64,
+    deadline: Option<Deadline>,
+    check: &mut impl FnMut(bool) -> Option<R>,
+) -> Option<R>
+where
+    W: Waiter + ?Sized,
+{
+    let pause_until = start.after(pause_ns.min(budget_ns));
+    let spin_until = start.after(budget_ns);
+    let mut yielding = pause_ns == 0;
+    let mut rounds = 0u32;
+    loop {
+        if yielding {
+            waiter.yield_now();
+        } else {
+            crate::sync::spin_hint();
+        }
+        if let Some(r) = check(false) {
+            return Some(r);
+        }
+        rounds += 1;
+        // Reading the clock costs about as much as a short spin; do it on
+        // every fourth pause only (a yield costs more than a clock read).
+        if yielding || rounds.is_multiple_of(4) {
+            let now = waiter.now();
+            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            yielding = now >= pause_until;
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::heap::ThreadWaiter;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_fixed_policy_learns_nothing() {
+        let policy = WaitPolicy::fixed(5_000);
+        let mut h = WaitHistory::default();
+        h.slept(&policy, 30_000);
+        assert_eq!(h.spin_budget(&policy), 5_000);
+        h.slept(&policy, 10 * MS);
+        assert_eq!(h.spin_budget(&policy), 5_000);
+    }
+
+    #[test]
+    fn a_sleep_that_ended_soon_raises_the_budget_and_an_idle_one_halves_it() {
+        let policy = WaitPolicy::default();
+        let mut h = WaitHistory::default();
+        assert_eq!(
+            h.spin_budget(&policy),
+            policy.spin_ns,
+            "starts at the floor"
+        );
+        // A 30 µs wait that slept: twice that next time.
+        h.slept(&policy, 30_000);
+        assert_eq!(h.spin_budget(&policy), 60_000);
+        // A shorter one never lowers it.
+        h.slept(&policy, 10_000);
+        assert_eq!(h.spin_budget(&policy), 60_000);
+        // Capped at the ceiling.
+        h.slept(&policy, policy.max_spin_ns);
+        assert_eq!(h.spin_budget(&policy), policy.max_spin_ns);
+        // Idle peers: halves, down to the floor and no lower.
+        h.slept(&policy, 10 * MS);
+        assert_eq!(h.spin_budget(&policy), policy.max_spin_ns / 2);
+        for _ in 0..20 {
+            h.slept(&policy, 10 * MS);
+        }
+        assert_eq!(h.spin_budget(&policy), policy.spin_ns);
+        // The words round-trip.
+        assert_eq!(WaitHistory::from_words(h.to_words()), h);
+    }
+
+    /// The point of learning: after one wait that slept and was answered
+    /// soon, the next wait outlasts a peer that answers after the same
+    /// delay *without waking it*. With a fixed spin that second wait
+    /// would sleep through its whole (10 s) slice.
+    #[test]
+    fn the_learned_budget_catches_the_next_answer_without_a_sleep() {
+        let policy = WaitPolicy {
+            spin_ns: 0,
+            max_spin_ns: 2_000 * MS,
+            slice_ns: 10_000 * MS,
+        };
+        let word = Arc::new(WaitWord::default());
+        let flag = Arc::new(AtomicBool::new(false));
+        let waiter = ThreadWaiter::default();
+        let mut history = WaitHistory::default();
+        fn check(f: &AtomicBool) -> impl FnMut(bool) -> Option<()> + '_ {
+            // ORDERING: Acquire — pairs with the peer's Release store.
+            move |_slow| f.swap(false, Ordering::Acquire).then_some(())
+        }
+
+        // 1: the peer answers after 20 ms and wakes us (we slept).
+        let peer = {
+            let (word, flag, waiter) = (word.clone(), flag.clone(), waiter.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                // ORDERING: Release — pairs with the Acquire swap in `check`.
+                flag.store(true, Ordering::Release);
+                word.wake_if_waiting(&waiter, 1);
+            })
+        };
+        block_on_with(
+            &word,
+            &waiter,
+            Until::Never,
+            &policy,
+            &mut history,
+            check(&flag),
+        )
+        .unwrap();
+        peer.join().unwrap();
+        let learned = history.spin_budget(&policy);
+        assert!(learned >= 40 * MS, "learned {learned} ns from a 20 ms wait");
+
+        // 2: the peer answers after 2 ms and does not wake anybody: only
+        // the learned spin sees it in time.
+        let peer = {
+            let flag = flag.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                // ORDERING: as above.
+                flag.store(true, Ordering::Release);
+            })
+        };
+        let start = std::time::Instant::now();
+        block_on_with(
+            &word,
+            &waiter,
+            Until::Never,
+            &policy,
+            &mut history,
+            check(&flag),
+        )
+        .unwrap();
+        peer.join().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "slept through the slice: the learned budget was not used"
+        );
     }
 }

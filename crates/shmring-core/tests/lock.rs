@@ -107,6 +107,7 @@ fn sleeping_waiter_notices_a_dead_holder_within_a_slice() {
     let w = ThreadWaiter::default();
     let policy = WaitPolicy {
         spin_ns: 1_000,
+        max_spin_ns: 0,
         slice_ns: 20_000_000,
     };
     assert_eq!(lock.try_acquire(1, &mut alive), Some(Acquired::Yes));

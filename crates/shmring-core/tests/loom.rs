@@ -23,6 +23,7 @@ use loom_model::model;
 /// Blocking-free policy for models: no spin, one endless slice.
 const POLICY: WaitPolicy = WaitPolicy {
     spin_ns: 0,
+    max_spin_ns: 0,
     slice_ns: u64::MAX,
 };
 

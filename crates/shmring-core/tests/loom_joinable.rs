@@ -38,6 +38,7 @@ use loom_model::model;
 /// slow check (where recovery runs) comes once, before the first sleep.
 const POLICY: WaitPolicy = WaitPolicy {
     spin_ns: 0,
+    max_spin_ns: 0,
     slice_ns: u64::MAX,
 };
 

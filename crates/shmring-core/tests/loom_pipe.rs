@@ -37,6 +37,7 @@ use loom_model::model;
 /// No spin, one endless slice: a sleeper wakes only when woken.
 const POLICY: WaitPolicy = WaitPolicy {
     spin_ns: 0,
+    max_spin_ns: 0,
     slice_ns: u64::MAX,
 };
 

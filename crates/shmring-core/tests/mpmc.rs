@@ -79,6 +79,7 @@ fn every_message_once_fifo_per_producer_threads<M: Memory>() {
     // interpreted instructions, and its threads take turns anyway.
     let policy = WaitPolicy {
         spin_ns: if cfg!(miri) { 0 } else { 2_000 },
+        max_spin_ns: 0,
         slice_ns: 10_000_000,
     };
     let producers: Vec<_> = (1..=PRODUCERS)
@@ -165,6 +166,7 @@ fn streams_across_the_position_and_count_wrap<M: Memory>() {
     let w = M::waiter();
     let policy = WaitPolicy {
         spin_ns: if cfg!(miri) { 0 } else { 2_000 },
+        max_spin_ns: 0,
         slice_ns: 10_000_000,
     };
     let producers: Vec<_> = (0..2u8)
@@ -298,6 +300,7 @@ fn producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from<M: Memory>() {
     std::thread::spawn(move || {
         b.set_wait_policy(WaitPolicy {
             spin_ns: 0,
+            max_spin_ns: 0,
             slice_ns: 60_000_000_000,
         });
         done.send(b.push(b"second", Until::Never)).unwrap();
@@ -419,6 +422,7 @@ fn wait_words_are_the_ones_sleepers_use<M: Memory>() {
     p.try_push(b"fills max_len").unwrap();
     let sleepy = WaitPolicy {
         spin_ns: 0,
+        max_spin_ns: 0,
         slice_ns: 60_000_000_000,
     };
     p.set_wait_policy(sleepy);
@@ -473,6 +477,7 @@ fn taking_a_padding_record_wakes_its_producer<M: Memory>() {
     assert_eq!(c.try_pop(&mut buf), Ok(8));
     let sleepy = WaitPolicy {
         spin_ns: 0,
+        max_spin_ns: 0,
         slice_ns: 60_000_000_000,
     };
     p.set_wait_policy(sleepy);

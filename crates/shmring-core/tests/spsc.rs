@@ -471,6 +471,7 @@ fn blocking_pop_sees_peer_gone_after_draining<M: Memory>() {
     p.try_push(b"x").unwrap();
     let policy = WaitPolicy {
         spin_ns: 0,
+        max_spin_ns: 0,
         slice_ns: 1_000_000,
     };
     c.set_wait_policy(policy);
@@ -517,6 +518,7 @@ fn wait_writable_waits_for_the_room_asked_for<M: Memory>() {
     let (mut p, mut c) = pair::<M>(256, 8);
     let policy = WaitPolicy {
         spin_ns: 0,
+        max_spin_ns: 0,
         slice_ns: 1_000_000,
     };
     p.set_wait_policy(policy);

@@ -29,16 +29,15 @@ fn ring(job: &Job) -> Builder<Ring> {
         .max_message(job.max_record())
 }
 
-/// The wait policy of blocking calls: the default, or `job.spin_ns`; in
-/// polling mode (where only a Pipe message too long to send whole uses a
-/// blocking call) a 10 s spin.
+/// The wait policy of blocking calls: the default (adaptive), or a fixed
+/// spin of `job.spin_ns`; in polling mode (where only a Pipe message too
+/// long to send whole uses a blocking call) a fixed 10 s spin.
 fn policy(job: &Job) -> WaitPolicy {
-    let mut policy = WaitPolicy::default();
-    match job.mode {
-        Mode::Polling => policy.spin_ns = 10_000_000_000,
-        Mode::Blocking => policy.spin_ns = job.spin_ns.unwrap_or(policy.spin_ns),
+    match (job.mode, job.spin_ns) {
+        (Mode::Polling, _) => WaitPolicy::fixed(10_000_000_000),
+        (Mode::Blocking, Some(spin)) => WaitPolicy::fixed(spin),
+        (Mode::Blocking, None) => WaitPolicy::default(),
     }
-    policy
 }
 
 fn push_error(e: PushError) -> MeasureError {

@@ -8,11 +8,13 @@
 //! - [`futex`]: the [`FutexWaiter`] that puts the core's wait protocol to sleep.
 //! - [`shm`]: `shm_open`, `memfd_create`, sizing, sealing, mapping, fd inheritance.
 //! - [`lock`]: open-file-description byte locks, used for peer liveness.
+//! - [`membarrier`]: the heavy side of the wait protocol's asymmetric fence.
 //! - [`process`]: signals and the parent-death signal of daemon children.
 
 pub(crate) mod clock;
 pub(crate) mod futex;
 pub(crate) mod lock;
+pub(crate) mod membarrier;
 pub(crate) mod process;
 pub(crate) mod shm;
 

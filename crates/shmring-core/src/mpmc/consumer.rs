@@ -31,7 +31,7 @@ use crate::bytes;
 use crate::error::{Corrupted, PopError};
 use crate::ring::{head_past, position, small, RingRef};
 use crate::sync::Ordering;
-use crate::wait::{block_on, Until, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
+use crate::wait::{block_on_with, Until, WaitHistory, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
 use super::Queue;
 
@@ -53,6 +53,8 @@ pub struct Consumer<W> {
     tails: Vec<u64>,
     waiter: W,
     policy: WaitPolicy,
+    /// The learned spin budget (see [`WaitPolicy`]).
+    history: WaitHistory,
 }
 
 /// A cached tail word that is not one: look at the ring's tail afresh. (A
@@ -98,6 +100,7 @@ impl<W: Waiter + Clone> Consumer<W> {
             tails: alloc::vec![NO_TAIL; rings],
             waiter,
             policy: WaitPolicy::default(),
+            history: WaitHistory::default(),
         }
     }
 
@@ -191,13 +194,21 @@ impl<W: Waiter + Clone> Consumer<W> {
         // SAFETY: it points into the mapping `self.queue` keeps alive while
         // `self` lives, which outlives this call.
         let shared: &super::QueueShared = unsafe { self.queue.shared.as_ref() };
-        block_on(&shared.not_empty, &waiter, until, &policy, |_| {
-            match self.try_pop(buf) {
+        let mut history = self.history;
+        let result = block_on_with(
+            &shared.not_empty,
+            &waiter,
+            until,
+            &policy,
+            &mut history,
+            |_| match self.try_pop(buf) {
                 Err(PopError::Empty) => None,
                 other => Some(other),
-            }
-        })
-        .unwrap_or(Err(PopError::Timeout))
+            },
+        )
+        .unwrap_or(Err(PopError::Timeout));
+        self.history = history;
+        result
     }
 
     /// Sets the spin budget and sleep slice of [`pop`](Consumer::pop).

@@ -3,7 +3,7 @@
 use crate::error::PushError;
 use crate::ring::Writer;
 use crate::sync::Ordering;
-use crate::wait::{block_on, Until, WaitPolicy, Waiter, WAKE_ALL};
+use crate::wait::{block_on_with, Until, WaitHistory, WaitPolicy, Waiter, WAKE_ALL};
 
 use super::Queue;
 
@@ -22,6 +22,8 @@ pub struct Producer<W> {
     pub(super) queue: Queue,
     pub(super) waiter: W,
     pub(super) policy: WaitPolicy,
+    /// The learned spin budget (see [`WaitPolicy`]).
+    pub(super) history: WaitHistory,
 }
 
 impl<W: Waiter + Clone> Producer<W> {
@@ -170,13 +172,22 @@ impl<W: Waiter + Clone> Producer<W> {
         // SAFETY: it points into the mapping `self.queue` keeps alive (its
         // `KeepAlive`) while `self` lives, which outlives this call.
         let shared: &super::QueueShared = unsafe { self.queue.shared.as_ref() };
-        block_on(&shared.space, &waiter, until, &policy, |_| {
-            match self.try_push(msg) {
-                Err(PushError::Full) => None,
-                other => Some(other),
-            }
-        })
-        .unwrap_or(Err(PushError::Timeout))
+        let mut history = self.history;
+        let result =
+            block_on_with(
+                &shared.space,
+                &waiter,
+                until,
+                &policy,
+                &mut history,
+                |_| match self.try_push(msg) {
+                    Err(PushError::Full) => None,
+                    other => Some(other),
+                },
+            )
+            .unwrap_or(Err(PushError::Timeout));
+        self.history = history;
+        result
     }
 
     /// Sets the spin budget and sleep slice of [`push`](Producer::push).

@@ -14,13 +14,13 @@
 //! waits behind another thread's blocking call, and a timed call returns
 //! within its timeout whatever other threads do.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shmring_core::error::{PopError, PushError};
 use shmring_core::joinable::{TaskCounter, TaskSlot, MAX_HELD};
 use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
-use shmring_core::wait::{block_on, TimedOut, Until, WaitPolicy, WAKE_ALL};
+use shmring_core::wait::{block_on_with, TimedOut, Until, WaitHistory, WaitPolicy, WAKE_ALL};
 
 use super::error::{GetError, TryGetError, TryPutError};
 use super::{get_error, put_error};
@@ -64,6 +64,63 @@ impl TakeHook for SlotHook<'_> {
 /// A consumer state and the buffer its pops copy into.
 type ConsumerState = (mpmc::Consumer, Vec<u8>);
 
+/// A handle's wait policy and learned wait history, shared by its threads.
+///
+/// Relaxed atomics: the history is a heuristic, so two threads that finish
+/// waits at once and one's record overwriting the other's costs nothing but
+/// a slightly different spin next time; and a policy set while another
+/// thread waits applies from that thread's next call.
+#[derive(Debug)]
+struct WaitSettings {
+    /// `spin_ns`, `max_spin_ns`, `slice_ns`.
+    policy: [AtomicU64; 3],
+    /// [`WaitHistory::to_words`].
+    history: [AtomicU64; 2],
+}
+
+impl WaitSettings {
+    fn new(policy: WaitPolicy) -> WaitSettings {
+        let settings = WaitSettings {
+            policy: Default::default(),
+            history: Default::default(),
+        };
+        settings.set_policy(policy);
+        settings.store_history(WaitHistory::default());
+        settings
+    }
+
+    fn set_policy(&self, policy: WaitPolicy) {
+        let words = [policy.spin_ns, policy.max_spin_ns, policy.slice_ns];
+        for (slot, word) in self.policy.iter().zip(words) {
+            // ORDERING: Relaxed — process-local settings read whole by the
+            // next call (partner: the loads in `load`); nothing else hangs
+            // on them.
+            slot.store(word, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self) -> (WaitPolicy, WaitHistory) {
+        // ORDERING: Relaxed — see `set_policy` and `store_history`.
+        let p = self.policy.each_ref().map(|w| w.load(Ordering::Relaxed));
+        // ORDERING: Relaxed — as above.
+        let h = self.history.each_ref().map(|w| w.load(Ordering::Relaxed));
+        let policy = WaitPolicy {
+            spin_ns: p[0],
+            max_spin_ns: p[1],
+            slice_ns: p[2],
+        };
+        (policy, WaitHistory::from_words(h))
+    }
+
+    fn store_history(&self, history: WaitHistory) {
+        for (slot, word) in self.history.iter().zip(history.to_words()) {
+            // ORDERING: Relaxed — a heuristic (partner: the loads in
+            // `load`).
+            slot.store(word, Ordering::Relaxed);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these mutexes leaves nothing half done
     // in shared memory (every shared step is one atomic operation), so a
@@ -80,7 +137,7 @@ pub(super) struct Handle {
     producer: Mutex<Option<(mpmc::Producer, Vec<u8>)>>,
     /// Idle consumer states; a get takes one (or makes one) for its call.
     consumers: Mutex<Vec<ConsumerState>>,
-    policy: Mutex<WaitPolicy>,
+    wait: WaitSettings,
     closed: AtomicBool,
     /// Counts this handle's futex calls; `segment` keeps it valid.
     pub(super) waiter: FutexWaiter,
@@ -94,7 +151,7 @@ impl Handle {
             segment,
             producer: Mutex::new(None),
             consumers: Mutex::new(Vec::new()),
-            policy: Mutex::new(WaitPolicy::default()),
+            wait: WaitSettings::new(WaitPolicy::default()),
             closed: AtomicBool::new(false),
         }
     }
@@ -117,11 +174,7 @@ impl Handle {
     }
 
     pub(super) fn set_wait_policy(&self, policy: WaitPolicy) {
-        *lock(&self.policy) = policy;
-    }
-
-    fn policy(&self) -> WaitPolicy {
-        *lock(&self.policy)
+        self.wait.set_policy(policy);
     }
 
     /// Puts `item`, waiting for room until `until`: the one operation
@@ -139,11 +192,14 @@ impl Handle {
         // a put that has to wait keeps its own copy.
         let mut owned: Option<Vec<u8>> = None;
         let mut len = 0;
-        let result = block_on(
+        let (policy, before) = self.wait.load();
+        let mut history = before;
+        let result = block_on_with(
             self.queue.core().space_word(),
             &self.waiter,
             until,
-            &self.policy(),
+            &policy,
+            &mut history,
             |_slow| {
                 if self.is_closed() {
                     return Some(Err(PutFailure::HandleClosed));
@@ -175,6 +231,11 @@ impl Handle {
                 }
             },
         );
+        if history != before {
+            // Only after a wait that slept or probed: the hot path stores
+            // nothing (several threads may share this handle).
+            self.wait.store_history(history);
+        }
         match result {
             Ok(Ok(())) => {
                 self.segment
@@ -204,11 +265,14 @@ impl Handle {
         let mut state = lock(&self.consumers)
             .pop()
             .unwrap_or_else(|| (self.queue.consumer(), Vec::new()));
-        let popped = block_on(
+        let (policy, before) = self.wait.load();
+        let mut history = before;
+        let popped = block_on_with(
             self.queue.core().not_empty_word(),
             &self.waiter,
             until,
-            &self.policy(),
+            &policy,
+            &mut history,
             |_slow| {
                 if self.is_closed() {
                     return Some(Err(TakeError::HandleClosed));
@@ -219,6 +283,11 @@ impl Handle {
                 }
             },
         );
+        if history != before {
+            // Only after a wait that slept or probed: the hot path stores
+            // nothing (several threads may share this handle).
+            self.wait.store_history(history);
+        }
         let result = match popped {
             Ok(Ok(len)) => {
                 self.segment

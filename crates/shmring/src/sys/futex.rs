@@ -9,7 +9,7 @@
 use std::ptr::NonNull;
 
 use shmring_core::sync::{AtomicU32, AtomicU64, Ordering};
-use shmring_core::wait::{Deadline, Waiter};
+use shmring_core::wait::{Deadline, HeavyFence, Waiter};
 
 /// Sleeps and wakes with `futex(2)` on a word in shared memory.
 ///
@@ -112,6 +112,16 @@ impl Waiter for FutexWaiter {
 
     fn now(&self) -> Deadline {
         super::clock::now()
+    }
+
+    #[inline]
+    fn light_wakers(&self) -> bool {
+        super::membarrier::light_wakers()
+    }
+
+    #[inline]
+    fn heavy_fence(&self) -> HeavyFence {
+        super::membarrier::heavy_fence()
     }
 }
 
