@@ -51,6 +51,7 @@ pub mod ledger;
 pub mod order;
 pub mod pipe_faults;
 pub mod roles;
+pub mod wire;
 
 use ledger::{DeathClock, Ledger};
 
