@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::MmapRaw;
 
+use crate::wire::{CodecError, Field};
+
 /// Producer identities in the queue scenario.
 pub const PRODUCERS: usize = 3;
 /// Consumer identities in the queue scenario.
@@ -162,6 +164,21 @@ pub enum Chan {
     Pipe,
 }
 
+impl Field for Chan {
+    fn put(&self, out: &mut Vec<u8>) {
+        (*self == Chan::Pipe).put(out);
+    }
+
+    fn take(input: &mut &[u8]) -> Result<Chan, CodecError> {
+        Ok(if bool::take(input)? {
+            Chan::Pipe
+        } else {
+            Chan::Spsc
+        })
+    }
+}
+crate::wire_message!(Chan);
+
 /// Words of a [`Chan`]. `Sent`, `Sending`, `Expected`, `InFlight` and the
 /// skip words count from 0 for the channel's current ring or pipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,25 +249,24 @@ pub enum DeathClock {
     Reader(Chan),
 }
 
-impl DeathClock {
-    /// The environment form, for [`crate::DIED_AT_VAR`].
-    pub fn as_str(self) -> &'static str {
+impl Field for DeathClock {
+    fn put(&self, out: &mut Vec<u8>) {
+        // A reader's clock, and whose.
         match self {
-            DeathClock::PipeWriter => "pipe-writer",
-            DeathClock::Reader(Chan::Spsc) => "spsc-reader",
-            DeathClock::Reader(Chan::Pipe) => "pipe-reader",
+            DeathClock::PipeWriter => false.put(out),
+            DeathClock::Reader(c) => {
+                true.put(out);
+                c.put(out);
+            }
         }
     }
 
-    /// Inverse of [`DeathClock::as_str`].
-    pub fn parse(s: &str) -> Option<DeathClock> {
-        [
-            DeathClock::PipeWriter,
-            DeathClock::Reader(Chan::Spsc),
-            DeathClock::Reader(Chan::Pipe),
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+    fn take(input: &mut &[u8]) -> Result<DeathClock, CodecError> {
+        Ok(if bool::take(input)? {
+            DeathClock::Reader(Chan::take(input)?)
+        } else {
+            DeathClock::PipeWriter
+        })
     }
 }
 

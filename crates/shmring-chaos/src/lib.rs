@@ -2,7 +2,9 @@
 //!
 //! Producers, consumers, lock holders, dict writers, pipe ends and SPSC ring
 //! readers run in separate processes (the test binary `tests/chaos/main.rs`
-//! re-executing itself with a role). The parent kills them with `SIGKILL` at
+//! re-executing itself to run one of its entry points, told the objects'
+//! names and its [`HookSetup`] as typed arguments; see [`wire`]). The
+//! parent kills them with `SIGKILL` at
 //! random times, or has them kill themselves at the N-th hit of a chosen
 //! failpoint ([`shmring::core::failpoint`], compiled in by this crate's
 //! dependency on `shmring/failpoints`; the Dict's own
@@ -42,6 +44,7 @@
 //! See `tests/chaos/main.rs` for every knob.
 #![warn(missing_docs)]
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -51,18 +54,26 @@ pub mod ledger;
 pub mod order;
 pub mod pipe_faults;
 pub mod roles;
+pub mod wire;
 
 use ledger::{DeathClock, Ledger};
 
-/// Environment: the ledger file.
-pub const LEDGER_VAR: &str = "SHMRING_CHAOS_LEDGER";
-/// Environment: `NAME:N`, die at the N-th hit of failpoint NAME.
-pub const FAILPOINT_VAR: &str = "SHMRING_CHAOS_FAILPOINT";
-/// Environment: the consumer identity whose in-flight word the hook writes.
-pub const CONSUMER_VAR: &str = "SHMRING_CHAOS_CONSUMER";
-/// Environment: a [`DeathClock`] name; the hook stamps that clock word with
-/// the time just before it kills the process.
-pub const DIED_AT_VAR: &str = "SHMRING_CHAOS_DIED_AT";
+crate::wire_struct! {
+    /// What a chaos child's failpoint hook is told (an argument of every
+    /// child's entry point): the ledger, and how the child is to die.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct HookSetup {
+        /// The ledger file.
+        pub ledger: PathBuf,
+        /// `(NAME, N)`: die (`SIGKILL`) at the N-th hit of failpoint NAME.
+        pub failpoint: Option<(String, u64)>,
+        /// The consumer identity whose in-flight word the hook writes.
+        pub consumer: Option<usize>,
+        /// The clock the hook stamps with the time just before it kills the
+        /// process.
+        pub died_at: Option<DeathClock>,
+    }
+}
 
 /// What a payload says about itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,31 +148,22 @@ struct HookConfig {
 static HOOK: OnceLock<HookConfig> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// Maps the ledger and installs the failpoint hook from the environment.
+/// Maps the ledger and installs the failpoint hook `setup` describes.
 /// Returns the ledger (mapped once more for the caller).
 ///
 /// # Panics
 ///
-/// When the ledger variable is missing or the file cannot be mapped.
-pub fn install_hook() -> Ledger {
-    let path = std::env::var(LEDGER_VAR).expect("ledger variable");
-    let target = std::env::var(FAILPOINT_VAR).ok().and_then(|v| {
-        let (name, n) = v.rsplit_once(':')?;
-        Some((name.to_string(), n.parse().ok()?))
-    });
+/// When the ledger cannot be mapped.
+pub fn install_hook(setup: &HookSetup) -> Ledger {
     let config = HookConfig {
-        target,
-        consumer: std::env::var(CONSUMER_VAR)
-            .ok()
-            .and_then(|v| v.parse().ok()),
-        died_at: std::env::var(DIED_AT_VAR)
-            .ok()
-            .and_then(|v| DeathClock::parse(&v)),
-        ledger: Ledger::open(path.as_ref()).expect("open ledger"),
+        target: setup.failpoint.clone(),
+        consumer: setup.consumer,
+        died_at: setup.died_at,
+        ledger: Ledger::open(&setup.ledger).expect("open ledger"),
     };
     let _ = HOOK.set(config);
     shmring::core::failpoint::set_hook(Some(hook));
-    Ledger::open(path.as_ref()).expect("open ledger")
+    Ledger::open(&setup.ledger).expect("open ledger")
 }
 
 /// The failpoint hook; roles also call it at their own points.
@@ -225,6 +227,35 @@ mod tests {
         }
         assert_eq!(decode(&buf[..buf.len() - 1]), None);
         assert_eq!(decode(&[]), None);
+    }
+
+    #[test]
+    fn hook_setups_and_channels_round_trip() {
+        use ledger::Chan;
+        use wire::Message;
+        let clocks = [
+            None,
+            Some(DeathClock::PipeWriter),
+            Some(DeathClock::Reader(Chan::Spsc)),
+            Some(DeathClock::Reader(Chan::Pipe)),
+        ];
+        for died_at in clocks {
+            let setup = HookSetup {
+                ledger: "/dev/shm/shmring-chaos-ledger-1".into(),
+                failpoint: Some(("dict:flipped".into(), 200)),
+                consumer: Some(1),
+                died_at,
+            };
+            let mut bytes = Vec::new();
+            setup.encode(&mut bytes).unwrap();
+            assert_eq!(HookSetup::decode(&bytes).unwrap(), setup);
+        }
+        for c in [Chan::Spsc, Chan::Pipe] {
+            let mut bytes = Vec::new();
+            c.encode(&mut bytes).unwrap();
+            assert_eq!(Chan::decode(&bytes).unwrap(), c);
+        }
+        assert!(Chan::decode(&[2]).is_err());
     }
 
     #[test]

@@ -27,24 +27,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmring::pipe::{Connection, End, RecvError, SendError, TryRecvError};
+use shmring::pipe::{Connection, RecvError, SendError, TryRecvError};
 
 use crate::hook;
 use crate::ledger::{Counter, HandoverWord, HandoverWriterWord, Ledger, HANDOVER_WRITERS};
 use crate::roles::throttle;
-
-/// Environment: the pipe's name (for a process that opens its end by name).
-pub const PIPE_VAR: &str = "SHMRING_CHAOS_HANDOVER_PIPE";
-/// Environment: the variable a process that inherits its end finds it in
-/// ([`shmring::pipe::Connection::open_inherited`]); unset: open by name.
-pub const INHERIT_VAR: &str = "SHMRING_CHAOS_HANDOVER_END";
-/// Environment: a writer's number in the episode (1-based).
-pub const WRITER_VAR: &str = "SHMRING_CHAOS_HANDOVER_WRITER";
-/// Environment: how many messages a writer sends before it closes (unset:
-/// until it is killed or the run stops).
-pub const QUOTA_VAR: &str = "SHMRING_CHAOS_HANDOVER_QUOTA";
-/// Environment: the seed of a reader's choice of calls.
-pub const SEED_VAR: &str = "SHMRING_CHAOS_HANDOVER_SEED";
 
 /// Bytes of a message's head: writer, sequence number, length, head
 /// checksum (u32 each), body checksum (u64).
@@ -206,28 +193,12 @@ impl<'a> ReadCheck<'a> {
     }
 }
 
-/// The end this process is to use: inherited, or opened by name.
-fn open_end(end: End) -> Connection {
-    match std::env::var(INHERIT_VAR) {
-        Ok(var) => Connection::open_inherited(&var).expect("claim the inherited end"),
-        Err(_) => {
-            let name = std::env::var(PIPE_VAR).expect("pipe name");
-            Connection::open(&name, end).expect("claim the end by name")
-        }
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// A handover writer: sends its messages 0, 1, … (blocking, so the long
-/// ones stream) until its quota, the stop flag, or `BrokenPipe`; records
-/// each one it finished.
-pub fn writer(ledger: &Ledger) {
-    let mut conn = open_end(End::Second);
-    let id = env_u64(WRITER_VAR).expect("writer number") as u32;
-    let quota = env_u64(QUOTA_VAR).unwrap_or(u64::MAX);
+/// Handover writer `id` (its number in the episode, from 1) on the writing
+/// end `conn` (taken over by name or inherited): sends its messages 0, 1,
+/// … (blocking, so the long ones stream) until `quota` of them (`u64::MAX`:
+/// until it is killed), the stop flag, or `BrokenPipe`; records each one it
+/// finished.
+pub fn writer(ledger: &Ledger, mut conn: Connection, id: u32, quota: u64) {
     let (sent, sending) = (
         writer_word(ledger, id, HandoverWriterWord::Sent),
         writer_word(ledger, id, HandoverWriterWord::Sending),
@@ -298,11 +269,12 @@ pub fn receive(conn: &mut Connection, check: &mut ReadCheck<'_>, blocking: bool)
     Received::Going
 }
 
-/// A handover reader: receives to end of file, mixing blocking receives
-/// with tries (which keep half a message across calls), checking each.
-pub fn reader(ledger: &Ledger) {
-    let mut conn = open_end(End::First);
-    let mut rng = env_u64(SEED_VAR).unwrap_or(1) | 1;
+/// A handover reader on the reading end `conn` (taken over by name or
+/// inherited): receives to end of file, mixing blocking receives with
+/// tries (which keep half a message across calls, chosen from `seed`),
+/// checking each.
+pub fn reader(ledger: &Ledger, mut conn: Connection, seed: u64) {
+    let mut rng = seed | 1;
     let mut check = ReadCheck::new(ledger);
     loop {
         rng = mix(rng);

@@ -7,10 +7,9 @@
 //! process (never `fork()` inside the multi-threaded test harness), through
 //! `shmring::process`'s typed entry points. libtest owns the binary's
 //! `main`, so one test function plays its part: it calls [`run_child`]
-//! (shmring's, which returns for the children of [`spawn_role`]) with the
-//! binary's entries,
-//! which returns at once in a normal run, and the child is started with
-//! [`child`], which makes the re-executed binary run that one test:
+//! with the binary's entries, which returns at once in a normal run, and
+//! the child is started with [`child`] (or [`spawn_child`]), which makes
+//! the re-executed binary run that one test:
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -38,19 +37,23 @@
 //! }
 //! ```
 //!
-//! ## Roles
+//! A test binary without the libtest harness (`harness = false`) calls
+//! `run_child` first thing in its own `main` and starts its children with
+//! [`Process`] directly.
 //!
-//! Older tests name a *role* instead: [`spawn_role`] starts the test binary
-//! on one test with a role string (an argument of the testkit's own entry
-//! point), and that test reads it with [`role`]. Objects then travel by the
-//! names the test gives them (`share_with_child(&mut cmd, "VAR")`).
+//! What a child is told travels as its entry point's typed arguments: the
+//! objects themselves, or their names where opening by name is what the
+//! test is about, and its numbers. A test of inheriting a raw descriptor
+//! (`share_with_child` under a variable of its own) still starts that
+//! child through an entry point, on the command [`child`] prepares.
 //!
 //! A child's panic makes its test fail, so the child exits nonzero and
 //! `wait_child` reports it.
 
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 
-use shmring::process::{Args, ChildEntry, Entry, EntryResult, IntoArgs, Process, ProcessBuilder};
+pub use shmring::process::run_child;
+use shmring::process::{Args, Entry, IntoArgs, Process, ProcessBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,63 +130,6 @@ pub fn spawn_child<A: Args>(test_fn_name: &str, entry: &Entry<A>, args: impl Int
         .expect("hand the child its arguments")
         .spawn()
         .expect("spawn the child")
-}
-
-/// The entry point behind [`spawn_role`]: its argument is the role, which
-/// the test named there reads with [`role`] instead of dispatching.
-fn role_entry((role,): (String,)) -> EntryResult {
-    Err(format!(
-        "role {role:?} is read with shmring_testkit::role() in the test that spawn_role \
-         named; it is not an entry point to list in run_child"
-    )
-    .into())
-}
-static ROLE: Entry<(String,)> = shmring::entry!(role_entry);
-
-/// A command that runs the test `test_fn_name` of the current test binary
-/// alone, as the child of role `role` (which that test reads with [`role`]),
-/// with `envs` set. Spawn it after adding anything else (a shared segment).
-pub fn spawn_role(test_fn_name: &str, role: &str, envs: &[(&str, String)]) -> Command {
-    let mut cmd = role_command(role);
-    cmd.args(harness_args(test_fn_name));
-    for (key, value) in envs {
-        cmd.env(key, value);
-    }
-    cmd
-}
-
-/// A command that runs the current executable as the child of role `role`
-/// (which its `main` reads with [`role`]): for a test without the libtest
-/// harness (`harness = false`), whose `main` is its own.
-///
-/// # Panics
-///
-/// If the path of the current executable cannot be found (the role itself
-/// always encodes).
-pub fn role_command(role: &str) -> Command {
-    Process::new(&ROLE, (role.to_owned(),))
-        .into_command()
-        .expect("prepare the role's child")
-}
-
-/// [`shmring::process::run_child`] for a test binary: runs the entry point
-/// this process was started for and exits, or returns at once in a normal
-/// run and in the child of a [`spawn_role`] (whose test goes on to read
-/// [`role`]).
-pub fn run_child(entries: &[&dyn ChildEntry]) {
-    if !ROLE.is_current() {
-        shmring::process::run_child(entries);
-    }
-}
-
-/// The role this process was started with by [`spawn_role`], if any.
-///
-/// # Panics
-///
-/// If this process was started for a role that it cannot receive.
-pub fn role() -> Option<String> {
-    let (role,) = ROLE.receive()?.expect("receive the role");
-    Some(role).filter(|r| !r.is_empty())
 }
 
 /// Waits for `child` to exit; on timeout kills it (SIGKILL), reaps it and
@@ -347,6 +293,7 @@ pub fn pseudo_random_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shmring::process::EntryResult;
 
     #[test]
     fn names_are_unique_and_valid() {
@@ -382,19 +329,14 @@ mod tests {
     #[test]
     fn child_entry() {
         run_child(&[&EXIT3, &CHECK]);
-        let Some(role) = role() else { return };
-        match role.as_str() {
-            "exit4" => std::process::exit(4),
-            other => panic!("unknown role {other}"),
-        }
     }
 
     #[test]
-    fn roles_run_in_a_child() {
-        let child = spawn_role("tests::child_entry", "exit4", &[])
-            .spawn()
-            .unwrap();
-        assert_eq!(wait_child(child, Duration::from_secs(30)).code(), Some(4));
+    fn spawned_children_run_their_entry() {
+        let child = spawn_child("tests::child_entry", &EXIT3, ());
+        assert_eq!(wait_child(child, Duration::from_secs(30)).code(), Some(3));
+        let child = spawn_child("tests::child_entry", &CHECK, ("seven".to_string(), 7));
+        assert!(wait_child(child, Duration::from_secs(30)).success());
     }
 
     #[test]

@@ -1,36 +1,28 @@
 //! The fault harness's failpoint hook, in every child.
 //!
-//! From the environment: [`AT_VAR`] = `NAME:N:kill` or `NAME:N:stop` picks
-//! the fault (at the N-th hit of failpoint NAME, the process stamps its
-//! death in the board and sends itself `SIGKILL`, or stamps its stop and
-//! sends itself `SIGSTOP`: the parent sees the stamp, waits until the
-//! process is really stopped, and sends `SIGCONT` after the pause it
-//! chose). [`CONSUMER_VAR`] makes a queue consumer write the sequence
-//! number of every record it copies out into its in-flight word of the
-//! chaos ledger, as the chaos harness's hook does. A role may add an
-//! *observer* that sees every failpoint first ([`set_observer`]).
+//! Every child's entry point takes a [`Setup`] (its board, incarnation,
+//! slot, …) and installs the hook from it ([`install`]). Its `at` picks
+//! the fault: at the N-th hit of failpoint NAME, the process stamps its
+//! death in the board and sends itself `SIGKILL` ([`Action::Kill`]), or
+//! stamps its stop and sends itself `SIGSTOP` ([`Action::Stop`]: the
+//! parent sees the stamp, waits until the process is really stopped, and
+//! sends `SIGCONT` after the pause it chose). Its `consumer` makes a queue
+//! consumer write the sequence number of every record it copies out into
+//! its in-flight word of the chaos ledger, as the chaos harness's hook
+//! does. A role may add an *observer* that sees every failpoint first
+//! ([`set_observer`]).
 //!
 //! Roles call [`point`] at their own protocol points (`faults.*`), which
 //! take part in the same choice.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::faults::board::{now_ns, Board, IncWord};
 use crate::ledger::Ledger;
+use crate::wire::{CodecError, Field};
 use crate::{decode, die, in_flight_tag};
-
-/// Environment: the board file.
-pub const BOARD_VAR: &str = "SHMRING_FAULTS_BOARD";
-/// Environment: this process's incarnation number.
-pub const INC_VAR: &str = "SHMRING_FAULTS_INC";
-/// Environment: `NAME:N:kill` or `NAME:N:stop`.
-pub const AT_VAR: &str = "SHMRING_FAULTS_AT";
-/// Environment: the chaos ledger (queue scenarios).
-pub const LEDGER_VAR: &str = crate::LEDGER_VAR;
-/// Environment: the consumer identity whose in-flight word the hook writes.
-pub const CONSUMER_VAR: &str = crate::CONSUMER_VAR;
 
 /// What to do at the chosen failpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,13 +33,42 @@ pub enum Action {
     Stop,
 }
 
-impl Action {
-    /// The environment form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Kill => "kill",
-            Action::Stop => "stop",
-        }
+impl Field for Action {
+    fn put(&self, out: &mut Vec<u8>) {
+        (*self == Action::Stop).put(out);
+    }
+
+    fn take(input: &mut &[u8]) -> Result<Action, CodecError> {
+        Ok(if bool::take(input)? {
+            Action::Stop
+        } else {
+            Action::Kill
+        })
+    }
+}
+
+crate::wire_struct! {
+    /// What a fault child is told about itself (an argument of every
+    /// child's entry point, before its role's own).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Setup {
+        /// The board file.
+        pub board: PathBuf,
+        /// The chaos ledger file (queue scenarios count messages there).
+        pub ledger: PathBuf,
+        /// This process's incarnation number.
+        pub inc: u64,
+        /// Its slot in its scenario (producer, consumer or worker number).
+        pub slot: usize,
+        /// The parent's pid: a child whose parent is gone stops.
+        pub parent: u32,
+        /// How long the child may live at most (seconds): its watchdog
+        /// aborts a child the parent lost track of.
+        pub limit_s: u64,
+        /// `(NAME, N, action)`: the fault at the N-th hit of failpoint NAME.
+        pub at: Option<(String, u64, Action)>,
+        /// The queue consumer identity whose in-flight word the hook writes.
+        pub consumer: Option<usize>,
     }
 }
 
@@ -58,7 +79,7 @@ struct Config {
     board: Board,
     inc: u64,
     target: Option<(String, u64, Action)>,
-    ledger: Option<Ledger>,
+    ledger: Ledger,
     consumer: Option<usize>,
 }
 
@@ -66,16 +87,21 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 static OBSERVER: OnceLock<Observer> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// What a child knows about itself: the board, its incarnation, the chaos
-/// ledger (queue scenarios).
+/// What a child knows about itself: the board, its incarnation and slot,
+/// the chaos ledger (queue scenarios), its parent.
 #[derive(Debug)]
 pub struct Me {
     /// The board, mapped once more for the role.
     pub board: Board,
+    /// The board's file (for a bystander this child starts).
+    pub board_path: PathBuf,
     /// This process's incarnation.
     pub inc: u64,
-    /// The chaos ledger, when the parent passed one.
-    pub ledger: Option<Ledger>,
+    /// Its slot in its scenario.
+    pub slot: usize,
+    /// The parent's pid.
+    pub parent: u32,
+    ledger: Ledger,
 }
 
 impl Me {
@@ -86,63 +112,39 @@ impl Me {
     }
 
     /// The chaos ledger.
-    ///
-    /// # Panics
-    ///
-    /// When the parent passed none.
     pub fn ledger(&self) -> &Ledger {
-        self.ledger.as_ref().expect("a chaos ledger for this role")
+        &self.ledger
     }
 }
 
-fn parse_target(v: &str) -> Option<(String, u64, Action)> {
-    let (rest, action) = v.rsplit_once(':')?;
-    let (name, n) = rest.rsplit_once(':')?;
-    let action = match action {
-        "kill" => Action::Kill,
-        "stop" => Action::Stop,
-        _ => return None,
-    };
-    Some((name.to_string(), n.parse().ok()?, action))
-}
-
-/// Maps the board (and the ledger, if given) and installs the hook from the
-/// environment; records this process's pid in its entry.
+/// Maps the board and the ledger and installs the hook `setup`
+/// describes; records this process's pid in its entry.
 ///
 /// # Panics
 ///
-/// When a variable is missing or malformed, or a file cannot be mapped.
-pub fn install() -> Me {
-    let board_path = std::env::var(BOARD_VAR).expect("board variable");
-    let inc: u64 = std::env::var(INC_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .expect("incarnation variable");
-    let open_ledger = || {
-        std::env::var(LEDGER_VAR)
-            .ok()
-            .map(|p| Ledger::open(Path::new(&p)).expect("open chaos ledger"))
-    };
+/// When a file cannot be mapped.
+pub fn install(setup: &Setup) -> Me {
     let config = Config {
-        board: Board::open(board_path.as_ref()).expect("open board"),
-        inc,
-        target: std::env::var(AT_VAR).ok().and_then(|v| parse_target(&v)),
-        ledger: open_ledger(),
-        consumer: std::env::var(CONSUMER_VAR)
-            .ok()
-            .and_then(|v| v.parse().ok()),
+        board: Board::open(&setup.board).expect("open board"),
+        inc: setup.inc,
+        target: setup.at.clone(),
+        ledger: Ledger::open(&setup.ledger).expect("open chaos ledger"),
+        consumer: setup.consumer,
     };
     // ORDERING: Release — the parent reads it after the spawn anyway.
     config
         .board
-        .inc(inc, IncWord::Pid)
+        .inc(setup.inc, IncWord::Pid)
         .store(u64::from(std::process::id()), Ordering::Release);
     let _ = CONFIG.set(config);
     shmring::core::failpoint::set_hook(Some(hook));
     Me {
-        board: Board::open(board_path.as_ref()).expect("open board"),
-        inc,
-        ledger: open_ledger(),
+        board: Board::open(&setup.board).expect("open board"),
+        board_path: setup.board.clone(),
+        inc: setup.inc,
+        slot: setup.slot,
+        parent: setup.parent,
+        ledger: Ledger::open(&setup.ledger).expect("open chaos ledger"),
     }
 }
 
@@ -163,11 +165,12 @@ pub fn hook(name: &'static str, context: &[u8]) {
         observe(name, context);
     }
     let Some(config) = CONFIG.get() else { return };
-    if let (Some(c), Some(ledger), false) = (config.consumer, &config.ledger, context.is_empty()) {
+    if let (Some(c), false) = (config.consumer, context.is_empty()) {
         if let Some(tag) = decode(context) {
             // ORDERING: Release — the tag must be in the ledger before the
             // CAS that takes the record (the next protocol step).
-            ledger
+            config
+                .ledger
                 .in_flight(c)
                 .store(in_flight_tag(tag.producer, tag.seq), Ordering::Release);
         }
@@ -206,18 +209,30 @@ pub fn hook(name: &'static str, context: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Message;
 
     #[test]
-    fn targets_parse() {
-        assert_eq!(
-            parse_target("mpmc.cas-done:3:stop"),
-            Some(("mpmc.cas-done".into(), 3, Action::Stop))
-        );
-        assert_eq!(
-            parse_target("a:b:1:kill"),
-            Some(("a:b".into(), 1, Action::Kill))
-        );
-        assert_eq!(parse_target("x:1:maybe"), None);
-        assert_eq!(parse_target("x:kill"), None);
+    fn setups_round_trip() {
+        let setup = Setup {
+            board: "/dev/shm/board".into(),
+            ledger: "/dev/shm/ledger".into(),
+            inc: 41,
+            slot: 2,
+            parent: 1234,
+            limit_s: 324,
+            at: Some(("mpmc.cas-done".into(), 3, Action::Stop)),
+            consumer: Some(1),
+        };
+        let mut bytes = Vec::new();
+        setup.encode(&mut bytes).unwrap();
+        assert_eq!(Setup::decode(&bytes).unwrap(), setup);
+        let kill = Setup {
+            at: Some(("a:b".into(), 1, Action::Kill)),
+            consumer: None,
+            ..setup
+        };
+        bytes.clear();
+        kill.encode(&mut bytes).unwrap();
+        assert_eq!(Setup::decode(&bytes).unwrap(), kill);
     }
 }

@@ -1,9 +1,10 @@
 //! The chaos run: kill -9 at random times and at failpoints, restart, and
 //! account for every message (see the crate docs for the bookkeeping).
 //!
-//! A test without the libtest harness: `main` is the parent, or, started by
-//! `shmring_testkit::role_command`, one of the child roles of `shmring_chaos::roles`
-//! and `shmring_chaos::channel`.
+//! A test without the libtest harness: `main` is the parent, or (through
+//! `run_child`) one of the children's entry points in `children.rs`, which
+//! run the roles of `shmring_chaos::roles`, `shmring_chaos::channel` and
+//! `shmring_chaos::pipe_faults` with typed arguments.
 //!
 //! Knobs (environment):
 //! * `SHMRING_CHAOS_KILLS` — kills to perform (default 2,000: the CI short
@@ -23,6 +24,7 @@
 //! block after a death within the liveness slice plus the slack.
 
 mod account;
+mod children;
 mod pipe;
 mod run;
 mod spsc;
@@ -37,10 +39,10 @@ use shmring::dict::Dict;
 use shmring::lock::Lock;
 use shmring::mpmc::ByteQueue;
 use shmring_chaos::ledger::{now_ns, Chan, Counter, Ledger, CONSUMERS, PRODUCERS, WORKERS};
-use shmring_chaos::{channel, roles, split_tag};
-use shmring_testkit::{role, unique_name};
+use shmring_chaos::{roles, split_tag};
+use shmring_testkit::unique_name;
 
-use run::{Gone, Kind, Rng, Run};
+use run::{Gone, Kind, Names, Rng, Run};
 
 const LIVENESS_SLICE_MS: u64 = 100;
 
@@ -51,44 +53,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
-
 fn main() {
-    if let Some(role) = role() {
-        child(&role);
-        return;
-    }
+    shmring_testkit::run_child(&children::all());
     parent();
-}
-
-fn child(role: &str) {
-    let ledger = shmring_chaos::install_hook();
-    let id = || var("SHMRING_CHAOS_ID").parse::<usize>().expect("id");
-    let chan = || match id() {
-        0 => (Chan::Spsc, var("SPSC")),
-        _ => (Chan::Pipe, var("CHAN_PIPE")),
-    };
-    match role {
-        "producer" => roles::producer(&ledger, &var("QUEUE"), id()),
-        "consumer" => roles::consumer(&ledger, &var("QUEUE"), id()),
-        "lock" => roles::lock_worker(&ledger, &var("LOCK")),
-        "dict" => roles::dict_worker(&ledger, &var("DICT"), id()),
-        "pipe-writer" => roles::pipe_writer(&ledger, &var("PIPE")),
-        "pipe-reader" => roles::pipe_reader(&ledger, &var("PIPE")),
-        "chan-writer" => {
-            let (c, name) = chan();
-            channel::writer(&ledger, c, &name);
-        }
-        "chan-reader" => {
-            let (c, name) = chan();
-            channel::reader(&ledger, c, &name);
-        }
-        "handover-writer" => shmring_chaos::pipe_faults::writer(&ledger),
-        "handover-reader" => shmring_chaos::pipe_faults::reader(&ledger),
-        other => panic!("unknown role {other}"),
-    }
 }
 
 fn parent() {
@@ -120,11 +87,12 @@ fn parent() {
     let mut run = Run {
         ledger_path: ledger_path.clone(),
         ledger,
-        names: HashMap::from([
-            ("QUEUE", queue_name),
-            ("LOCK", lock_name),
-            ("DICT", dict_name),
-        ]),
+        names: Names {
+            queue: queue_name,
+            lock: lock_name,
+            dict: dict_name,
+            ..Names::default()
+        },
         rng: Rng(seed),
         kills: HashMap::new(),
         total_kills: 0,

@@ -27,26 +27,28 @@ use std::time::{Duration, Instant};
 use std::os::unix::process::ExitStatusExt;
 
 use shmring::pipe::{Connection, End, Pipe};
+use shmring::process::{Process, ProcessBuilder};
 use shmring_chaos::channel::{self, Death};
 use shmring_chaos::ledger::{Chan, ChanWord, Counter, HandoverWord, PipeWord, HANDOVER_WRITERS};
 use shmring_chaos::pipe_faults::{self, ReadCheck, Received};
-use shmring_chaos::{CONSUMER_VAR, DIED_AT_VAR, FAILPOINT_VAR, LEDGER_VAR};
-use shmring_testkit::{role_command, unique_name};
+use shmring_chaos::HookSetup;
+use shmring_testkit::unique_name;
 
+use crate::children;
 use crate::run::{Fate, Gone, Kind, Run, Running};
 
 const READER: Kind = Kind::ChanReader(Chan::Pipe);
 /// Longest an episode may last before it counts as stuck.
 const EPISODE_LIMIT: Duration = Duration::from_secs(20);
 
-fn create(run: &mut Run, var: &'static str) -> (String, Pipe) {
+/// A pipe for a writer-kill or reader-kill episode.
+fn create() -> (String, Pipe) {
     let name = unique_name("chaos-pipe");
     let pipe = Pipe::builder()
         .ring_bytes(4096)
         .duplex(false)
         .create(&name)
         .expect("pipe");
-    run.names.insert(var, name.clone());
     (name, pipe)
 }
 
@@ -111,10 +113,16 @@ impl WriterKilled {
             // ORDERING: SeqCst — no child of this episode exists yet.
             run.ledger.pipe(w).store(0, Ordering::SeqCst);
         }
-        let (name, pipe) = create(run, "PIPE");
-        let reader = role_command("pipe-reader")
-            .env(LEDGER_VAR, &run.ledger_path)
-            .env("PIPE", &name)
+        let (name, pipe) = create();
+        run.names.pipe = name.clone();
+        // Never killed: no failpoint, no clock.
+        let hook = HookSetup {
+            ledger: run.ledger_path.clone(),
+            ..HookSetup::default()
+        };
+        let reader = Process::new(&children::PIPE_READER, (hook, name.clone()))
+            .into_command()
+            .expect("prepare pipe reader")
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn pipe reader");
@@ -199,7 +207,8 @@ pub struct ReaderKilled {
 impl ReaderKilled {
     fn start(run: &mut Run) -> ReaderKilled {
         channel::reset(&run.ledger, Chan::Pipe);
-        let (_, pipe) = create(run, "CHAN_PIPE");
+        let (name, pipe) = create();
+        run.names.chan_pipe = name;
         let writer = run.spawn(Kind::ChanWriter(Chan::Pipe), Fate::Never);
         let fate = run.fate(READER);
         let reader = run.spawn(READER, fate);
@@ -336,8 +345,6 @@ fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) on our own unreaped child; no memory involved.
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
-/// The environment variable an inherited end travels in.
-const SHARE_VAR: &str = "SHMRING_CHAOS_HANDOVER_SEGMENT";
 
 /// A `SIGSTOP` this long after the start, a `SIGCONT` after `length`.
 #[derive(Debug)]
@@ -469,36 +476,31 @@ impl Handover {
         }
     }
 
-    /// A child of role `role`, its end inherited from `share` or opened by
-    /// name.
+    /// The hook of a handover child whose fate is `fate`.
+    fn hook(run: &Run, fate: HandFate) -> HookSetup {
+        HookSetup {
+            ledger: run.ledger_path.clone(),
+            failpoint: match fate {
+                HandFate::Failpoint(name, n) => Some((name.to_string(), n)),
+                _ => None,
+            },
+            consumer: None,
+            died_at: None,
+        }
+    }
+
+    /// Starts a handover child prepared by `builder` (`handed`: it was
+    /// handed its end, which `builder` carries).
     fn spawn(
-        &self,
         run: &mut Run,
-        role: &str,
-        envs: &[(&str, String)],
+        builder: ProcessBuilder,
         fate: HandFate,
-        share: Option<&Connection>,
+        handed: bool,
         label: &'static str,
     ) -> Proc {
-        let mut cmd = role_command(role);
-        cmd.env(LEDGER_VAR, &run.ledger_path)
-            .env(pipe_faults::PIPE_VAR, &self.name)
-            .env_remove(FAILPOINT_VAR)
-            .env_remove(CONSUMER_VAR)
-            .env_remove(DIED_AT_VAR)
-            .env_remove(pipe_faults::INHERIT_VAR)
-            .env_remove(pipe_faults::QUOTA_VAR)
-            .stdin(Stdio::null());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        if let HandFate::Failpoint(name, n) = fate {
-            cmd.env(FAILPOINT_VAR, format!("{name}:{n}"));
-        }
-        if let Some(conn) = share {
-            conn.share_with_child(&mut cmd, SHARE_VAR)
-                .expect("hand the end over");
-            cmd.env(pipe_faults::INHERIT_VAR, SHARE_VAR);
+        let mut cmd = builder.into_command().expect("hand the end over");
+        cmd.stdin(Stdio::null());
+        if handed {
             run.ledger.add(Counter::HandoverHandedOver, 1);
         }
         Proc {
@@ -538,26 +540,27 @@ impl Handover {
                 1 + run.rng.below(200),
             ),
         };
-        let mut envs = vec![(pipe_faults::WRITER_VAR, w.to_string())];
-        if last {
-            envs.push((
-                pipe_faults::QUOTA_VAR,
-                (20 + run.rng.below(100)).to_string(),
-            ));
-        }
+        // The last writer sends a quota and closes; the others, until
+        // they are killed.
+        let quota = if last {
+            20 + run.rng.below(100)
+        } else {
+            u64::MAX
+        };
         // One time in two the end is claimed here (taking it over from the
         // dead writer) and handed to the child.
         let held = (run.rng.below(2) == 0)
             .then(|| self.pipe.connection(End::Second).ok())
             .flatten();
-        let mut proc = self.spawn(
-            run,
-            "handover-writer",
-            &envs,
-            fate,
-            held.as_ref(),
-            "handover-writer",
-        );
+        let hook = Self::hook(run, fate);
+        let builder = match held.as_ref() {
+            Some(conn) => Process::new(&children::HANDOVER_WRITER_HANDED, (hook, conn, w, quota)),
+            None => Process::new(
+                &children::HANDOVER_WRITER,
+                (hook, self.name.clone(), w, quota),
+            ),
+        };
+        let mut proc = Self::spawn(run, builder, fate, held.is_some(), "handover-writer");
         if last {
             proc.stop = Self::maybe_stop(run);
         }
@@ -589,15 +592,13 @@ impl Handover {
                 1 + run.rng.below(100),
             ),
         };
-        let envs = [(pipe_faults::SEED_VAR, run.rng.below(u64::MAX).to_string())];
-        let mut proc = self.spawn(
-            run,
-            "handover-reader",
-            &envs,
-            fate,
-            share,
-            "handover-reader",
-        );
+        let seed = run.rng.below(u64::MAX);
+        let hook = Self::hook(run, fate);
+        let builder = match share {
+            Some(conn) => Process::new(&children::HANDOVER_READER_HANDED, (hook, conn, seed)),
+            None => Process::new(&children::HANDOVER_READER, (hook, self.name.clone(), seed)),
+        };
+        let mut proc = Self::spawn(run, builder, fate, share.is_some(), "handover-reader");
         if last {
             proc.stop = Self::maybe_stop(run);
         }

@@ -8,8 +8,14 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use shmring::process::Process;
 use shmring_chaos::ledger::{now_ns, Chan, DeathClock, Ledger, PipeWord};
-use shmring_chaos::{split_tag, CONSUMER_VAR, DIED_AT_VAR, FAILPOINT_VAR, LEDGER_VAR};
+use shmring_chaos::{split_tag, HookSetup};
+
+use crate::children;
+
+/// The Dict's own failpoint variable (`shmring::dict`): `dict:NAME:N`.
+const DICT_FAILPOINT_VAR: &str = "SHMRING_DICT_FAILPOINT";
 
 /// xorshift64*: enough randomness for choosing fates, reproducible by seed.
 pub struct Rng(pub u64);
@@ -130,12 +136,40 @@ pub enum Gone {
     Exited(ExitStatus),
 }
 
+/// The names of the shared objects the children open (empty: not made
+/// yet).
+#[derive(Debug, Default)]
+pub struct Names {
+    /// The queue of the producers and consumers.
+    pub queue: String,
+    /// The lock workers' lock.
+    pub lock: String,
+    /// The dict workers' dict.
+    pub dict: String,
+    /// The SPSC ring of the reader-kill channel.
+    pub spsc: String,
+    /// The pipe of the current writer-kill episode.
+    pub pipe: String,
+    /// The pipe of the current reader-kill episode.
+    pub chan_pipe: String,
+}
+
+impl Names {
+    /// The ring or pipe of channel `c`.
+    fn chan(&self, c: Chan) -> String {
+        match c {
+            Chan::Spsc => self.spsc.clone(),
+            Chan::Pipe => self.chan_pipe.clone(),
+        }
+    }
+}
+
 /// The parent's names and files, and its tallies.
 pub struct Run {
     pub ledger_path: PathBuf,
     pub ledger: Ledger,
-    /// Environment variables naming the shared objects, passed to every child.
-    pub names: HashMap<&'static str, String>,
+    /// The shared objects, which the children open by name.
+    pub names: Names,
     pub rng: Rng,
     pub kills: HashMap<String, u64>,
     pub total_kills: u64,
@@ -152,39 +186,40 @@ const FALLBACK: Duration = Duration::from_millis(300);
 
 impl Run {
     pub fn spawn(&mut self, kind: Kind, fate: Fate) -> Running {
-        let (role, id) = match kind {
-            Kind::Producer(p) => ("producer", p),
-            Kind::Consumer(c) => ("consumer", c),
-            Kind::Lock => ("lock", 0),
-            Kind::Dict(d) => ("dict", d),
-            Kind::PipeWriter => ("pipe-writer", 0),
-            Kind::ChanWriter(c) => ("chan-writer", c as usize),
-            Kind::ChanReader(c) => ("chan-reader", c as usize),
+        let mut hook = HookSetup {
+            ledger: self.ledger_path.clone(),
+            failpoint: None,
+            consumer: None,
+            died_at: kind.death_clock(),
         };
-        let mut cmd = shmring_testkit::role_command(role);
-        cmd.env(LEDGER_VAR, &self.ledger_path)
-            .env_remove(FAILPOINT_VAR)
-            .env_remove("SHMRING_DICT_FAILPOINT")
-            .env_remove(DIED_AT_VAR)
-            .stdin(Stdio::null());
-        for (k, v) in &self.names {
-            cmd.env(k, v);
-        }
-        if let Kind::Consumer(c) = kind {
-            cmd.env(CONSUMER_VAR, c.to_string());
-        }
-        if let Some(clock) = kind.death_clock() {
-            cmd.env(DIED_AT_VAR, clock.as_str());
-        }
-        cmd.env("SHMRING_CHAOS_ID", id.to_string());
+        // The Dict's failpoints are its own, set by its own variable.
+        let mut dict_failpoint = None;
         if let Fate::Failpoint(name, n) = &fate {
-            let var = if name.starts_with("dict:") {
-                "SHMRING_DICT_FAILPOINT"
+            if name.starts_with("dict:") {
+                dict_failpoint = Some(format!("{name}:{n}"));
             } else {
-                FAILPOINT_VAR
-            };
-            cmd.env(var, format!("{name}:{n}"));
+                hook.failpoint = Some((name.to_string(), *n));
+            }
         }
+        let names = &self.names;
+        let builder = match kind {
+            Kind::Producer(p) => Process::new(&children::PRODUCER, (hook, names.queue.clone(), p)),
+            Kind::Consumer(c) => {
+                hook.consumer = Some(c);
+                Process::new(&children::CONSUMER, (hook, names.queue.clone(), c))
+            }
+            Kind::Lock => Process::new(&children::LOCK_WORKER, (hook, names.lock.clone())),
+            Kind::Dict(d) => Process::new(&children::DICT_WORKER, (hook, names.dict.clone(), d)),
+            Kind::PipeWriter => Process::new(&children::PIPE_WRITER, (hook, names.pipe.clone())),
+            Kind::ChanWriter(c) => Process::new(&children::CHAN_WRITER, (hook, c, names.chan(c))),
+            Kind::ChanReader(c) => Process::new(&children::CHAN_READER, (hook, c, names.chan(c))),
+        };
+        let mut cmd = builder.into_command().expect("prepare child");
+        cmd.stdin(Stdio::null());
+        match dict_failpoint {
+            Some(v) => cmd.env(DICT_FAILPOINT_VAR, v),
+            None => cmd.env_remove(DICT_FAILPOINT_VAR),
+        };
         let child = cmd.spawn().expect("spawn child");
         Running {
             kind,

@@ -47,7 +47,7 @@ impl Spsc {
             .max_message(64)
             .create(&name)
             .expect("create ring");
-        run.names.insert("SPSC", name.clone());
+        run.names.spsc = name.clone();
         let writer = run.spawn(Kind::ChanWriter(Chan::Spsc), Fate::Never);
         let fate = run.fate(READER);
         let reader = run.spawn(READER, fate);

@@ -1,35 +1,45 @@
-//! What every child role shares: its environment, when to stop, and how to
+//! What every child role shares: how it starts, when to stop, and how to
 //! start a *bystander* (a child that inherits an object and never opens it).
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmring::process::{Entry, EntryResult, Process, Share};
 use shmring_chaos::faults::board::{Board, Word};
-use shmring_chaos::faults::hook::{Me, AT_VAR, BOARD_VAR};
+use shmring_chaos::faults::hook::{install, Me, Setup};
+use shmring_testkit::Watchdog;
 
-/// The environment variable a bystander's object travels in.
+/// The environment variable a bystander's object travels in (inherited,
+/// never opened: that is what a bystander is for).
 pub const HELD_VAR: &str = "SHMRING_FAULTS_HELD";
-/// The bystander's entry point; its argument is the board's release word
-/// when it was started.
-pub static BYSTANDER: Entry<(u64,)> = shmring::entry!(bystander);
+
+shmring_chaos::wire_struct! {
+    /// A bystander's argument: the board, and its release word when the
+    /// bystander was started.
+    #[derive(Clone, Debug)]
+    pub struct BystanderArgs {
+        /// The board file.
+        pub board: PathBuf,
+        /// The board's release word when the bystander was started: it
+        /// ends once the word moves on.
+        pub release: u64,
+    }
+}
+
+/// The bystander's entry point.
+pub static BYSTANDER: Entry<(BystanderArgs,)> = shmring::entry!(bystander);
 /// How long a bystander lives at most (it also ends when the parent bumps
 /// the board's release word): well past the liveness bound, so a death it
 /// hides shows as late.
 pub const BYSTANDER_LIFE: Duration = Duration::from_millis(1500);
 
-pub fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
-
-pub fn var_u64(name: &str) -> u64 {
-    var(name)
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number"))
-}
-
-pub fn slot() -> usize {
-    var_u64("SHMRING_FAULTS_SLOT") as usize
+/// What every role's entry point does first: arms its watchdog (which
+/// aborts a child the parent lost track of), then installs the hook its
+/// `setup` describes.
+pub fn begin(setup: &Setup, role: &str) -> (Watchdog, Me) {
+    let dog = Watchdog::new(Duration::from_secs(setup.limit_s), role);
+    (dog, install(setup))
 }
 
 /// Whether this child should finish: the parent asked, or the parent is
@@ -40,10 +50,7 @@ pub fn should_stop(me: &Me) -> bool {
     }
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
-    u64::try_from(parent).ok()
-        != std::env::var("SHMRING_FAULTS_PARENT")
-            .ok()
-            .and_then(|v| v.parse().ok())
+    u32::try_from(parent).ok() != Some(me.parent)
 }
 
 /// Counts an unexpected error (the role goes on).
@@ -67,7 +74,7 @@ pub fn spawn_bystander(me: &Me, object: &impl Share) {
 /// Starts a bystander whose inherited object `share` puts into the
 /// command (for objects shared through their segment).
 pub fn spawn_bystander_with(me: &Me, share: impl FnOnce(&mut Command)) {
-    let mut cmd = bystander_command(me.board.get(Word::Release));
+    let mut cmd = bystander_command(&me.board_path, me.board.get(Word::Release));
     share(&mut cmd);
     spawn_unwaited(&mut cmd);
     me.board.add(Word::Bystanders, 1);
@@ -80,13 +87,17 @@ fn spawn_unwaited(cmd: &mut Command) {
     cmd.spawn().expect("spawn a bystander");
 }
 
-/// A bystander's command, started through the entry point machinery, for
-/// objects shared through their segment (a pipe's segment: sharing a
-/// `Connection` would hand the end over).
-pub fn bystander_command(release: u64) -> Command {
-    // The bystander runs no failpoint hook; an empty value parses as none.
-    let mut cmd = Process::new(&BYSTANDER, (release,))
-        .env(AT_VAR, "")
+/// A bystander's command (for the board at `board`, whose release word is
+/// `release` now), started through the entry point machinery; the caller
+/// puts the inherited object into it (a pipe's segment, say: sharing a
+/// `Connection` would hand the end over). The bystander runs no failpoint
+/// hook.
+fn bystander_command(board: &std::path::Path, release: u64) -> Command {
+    let args = BystanderArgs {
+        board: board.to_path_buf(),
+        release,
+    };
+    let mut cmd = Process::new(&BYSTANDER, (args,))
         .into_command()
         .expect("prepare a bystander");
     cmd.stdin(std::process::Stdio::null());
@@ -96,11 +107,11 @@ pub fn bystander_command(release: u64) -> Command {
 /// The bystander: holds what it inherited (never opening it) until the
 /// parent bumps the release word or its life is over. It must not keep a
 /// dead holder alive.
-fn bystander((release,): (u64,)) -> EntryResult {
+fn bystander((BystanderArgs { board, release },): (BystanderArgs,)) -> EntryResult {
     if std::env::var(HELD_VAR).is_err() {
         return Err("a bystander without an inherited object".into());
     }
-    let board = Board::open(var(BOARD_VAR).as_ref())?;
+    let board = Board::open(&board)?;
     let started = Instant::now();
     while board.get(Word::Release) == release && started.elapsed() < BYSTANDER_LIFE {
         std::thread::sleep(Duration::from_millis(5));

@@ -28,13 +28,14 @@ use std::time::{Duration, Instant};
 use shmring::dict::Dict;
 use shmring::lock::{Lock, RLock};
 use shmring::pipe::Pipe;
+use shmring::process::{Entry, EntryResult, Process};
 use shmring::queue::{JoinableQueue, Queue, SimpleQueue};
 use shmring::{CreateError, OpenError, Segment, SegmentError};
 use shmring_chaos::faults::board::Word;
-use shmring_chaos::faults::hook::{Action, Me};
+use shmring_chaos::faults::hook::{Action, Me, Setup};
 use shmring_testkit::{shm_exists, shm_path, unique_name};
 
-use crate::child::{should_stop, slot, unexpected, var, var_u64};
+use crate::child::{begin, should_stop, unexpected};
 use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
 use crate::tally::Tally;
 
@@ -107,10 +108,18 @@ fn creator_name(prefix: &str, creator: usize, j: usize) -> String {
     format!("{prefix}-{creator}-{j}")
 }
 
+/// A creator: the prefix of its names.
+pub static CREATOR: Entry<(Setup, String)> = shmring::entry!(creator);
+
+/// The library's own switch to its fallback create path (a private name,
+/// then `link`), which a creator is started with or without.
+const CREATE_FALLBACK_VAR: &str = "SHMRING_TEST_CREATE_FALLBACK";
+
 /// A creator: creates, holds and drops its own names, forever.
-pub fn creator(me: &Me) {
-    let prefix = var("FC_PREFIX");
-    let c = slot();
+fn creator((setup, prefix): (Setup, String)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "creator");
+    let me = &me;
+    let c = me.slot;
     let mut rng = Rng(me.inc.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let state = |w| me.board.slot(CREATE_SLOT + c, w);
     while !should_stop(me) {
@@ -138,6 +147,7 @@ pub fn creator(me: &Me) {
         }
         state(0).store(0, Ordering::Release);
     }
+    Ok(())
 }
 
 /// After a creator's death: each of its names must be creatable at once,
@@ -191,7 +201,6 @@ fn creator_fate(rng: &mut Rng) -> Fate {
 pub fn run_creators(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
     let before = tally.snapshot(fleet);
     let prefix = unique_name("faults-create");
-    let envs = [("FC_PREFIX", prefix.clone())];
     fleet.board.word(Word::Stop).store(0, Ordering::Release);
     let lockouts_before = tally.lockouts;
     // Half the creators build under a private name and `link` it (the path
@@ -199,9 +208,10 @@ pub fn run_creators(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
     let spawn = |fleet: &mut Fleet, c: usize| {
         let f = creator_fate(&mut fleet.rng);
         let fallback = if fleet.rng.chance(2) { "1" } else { "0" };
-        let mut e = envs.to_vec();
-        e.push(("SHMRING_TEST_CREATE_FALLBACK", fallback.to_string()));
-        fleet.spawn("creator", c, &e, f)
+        let prefix = prefix.clone();
+        fleet.spawn("creator", c, f, |setup| {
+            Process::new(&CREATOR, (setup, prefix)).env(CREATE_FALLBACK_VAR, fallback)
+        })
     };
     let mut creators: Vec<_> = (0..CREATORS).map(|c| spawn(fleet, c)).collect();
     let started = Instant::now();
@@ -322,10 +332,25 @@ fn expected(err: &Failed) -> bool {
     )
 }
 
-/// A cycler (`FN_OPENER=0`) or the opener (`1`) of the name scenario.
-pub fn name_user(me: &Me) {
-    let names = [var("FN_NAME0"), var("FN_NAME1")];
-    let opening = var_u64("FN_OPENER") == 1;
+/// A cycler of the name scenario (creates and drops): the two names.
+pub static NAME_CYCLER: Entry<(Setup, String, String)> = shmring::entry!(name_cycler);
+/// The opener of the name scenario (opens and drops): the two names.
+pub static NAME_OPENER: Entry<(Setup, String, String)> = shmring::entry!(name_opener);
+
+fn name_cycler((setup, name0, name1): (Setup, String, String)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "name-user");
+    name_user(&me, [name0, name1], false);
+    Ok(())
+}
+
+fn name_opener((setup, name0, name1): (Setup, String, String)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "name-user");
+    name_user(&me, [name0, name1], true);
+    Ok(())
+}
+
+/// A cycler or (`opening`) the opener of the name scenario.
+fn name_user(me: &Me, names: [String; 2], opening: bool) {
     let mut rng = Rng(me.inc.wrapping_mul(0xD6E8_FEB8_6659_FD93) | 1);
     while !should_stop(me) {
         let i = rng.below(2) as usize;
@@ -417,17 +442,18 @@ pub fn run_names(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
     let lost_before = fleet.board.get(Word::NamesLost);
     let holds_before = fleet.board.get(Word::NameHolds);
     fleet.board.word(Word::Stop).store(0, Ordering::Release);
-    let envs = |opener: bool| {
-        vec![
-            ("FN_NAME0", names[0].clone()),
-            ("FN_NAME1", names[1].clone()),
-            ("FN_OPENER", u64::from(opener).to_string()),
-        ]
+    // Slots 0 and 1 cycle, slot 2 opens.
+    let spawn = |fleet: &mut Fleet, i: usize, f: Fate| {
+        let entry = if i == 2 { &NAME_OPENER } else { &NAME_CYCLER };
+        let (name0, name1) = (names[0].clone(), names[1].clone());
+        fleet.spawn("name-user", i, f, |setup| {
+            Process::new(entry, (setup, name0, name1))
+        })
     };
     let mut users: Vec<_> = (0..3)
         .map(|i| {
             let f = name_fate(&mut fleet.rng);
-            fleet.spawn("name-user", i, &envs(i == 2), f)
+            spawn(fleet, i, f)
         })
         .collect();
     let started = Instant::now();
@@ -448,7 +474,7 @@ pub fn run_names(fleet: &mut Fleet, tally: &mut Tally, budget: Duration) {
                 Some(gone) => fleet.unexpected(p, &gone),
             }
             let f = name_fate(&mut fleet.rng);
-            *p = fleet.spawn("name-user", p.slot, &envs(p.slot == 2), f);
+            *p = spawn(fleet, p.slot, f);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

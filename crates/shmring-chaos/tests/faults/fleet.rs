@@ -1,5 +1,6 @@
-//! The parent's process machinery: spawning children with a role and an
-//! incarnation number, and carrying out each one's *fate*: killed at a
+//! The parent's process machinery: spawning children (an entry point of
+//! this binary, its [`Setup`] with an incarnation number, and its role's
+//! own arguments), and carrying out each one's *fate*: killed at a
 //! random time or at a failpoint, or stopped (`SIGSTOP`) at a random time
 //! or at a failpoint and continued (`SIGCONT`) 50–500 ms later (or, now and
 //! then, killed while stopped). The board records every death and stop
@@ -12,8 +13,9 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use shmring::process::ProcessBuilder;
 use shmring_chaos::faults::board::{now_ns, Board, IncWord};
-use shmring_chaos::faults::hook::{Action, AT_VAR, BOARD_VAR, INC_VAR, LEDGER_VAR};
+use shmring_chaos::faults::hook::{Action, Setup};
 
 /// xorshift64*: reproducible by seed.
 pub struct Rng(pub u64);
@@ -164,32 +166,35 @@ impl Fleet {
         self.next_inc
     }
 
-    /// Starts `role` in slot `slot` with `envs` and `fate`.
+    /// Starts a child of role `role` (its name in the tallies) in slot
+    /// `slot` with `fate`: `start` makes its process from the [`Setup`]
+    /// prepared here (the role's entry point, the setup, the role's own
+    /// arguments).
     pub fn spawn(
         &mut self,
         role: &'static str,
         slot: usize,
-        envs: &[(&str, String)],
         fate: Fate,
+        start: impl FnOnce(Setup) -> ProcessBuilder,
     ) -> Proc {
         let inc = self.next_inc;
         self.next_inc += 1;
         self.board.begin_inc(inc);
-        let mut cmd = shmring_testkit::role_command(role);
-        cmd.env(BOARD_VAR, &self.board_path)
-            .env(LEDGER_VAR, &self.ledger_path)
-            .env(INC_VAR, inc.to_string())
-            .env("SHMRING_FAULTS_SLOT", slot.to_string())
-            .env("SHMRING_FAULTS_PARENT", std::process::id().to_string())
-            .env("SHMRING_FAULTS_CHILD_LIMIT", self.child_limit_s.to_string())
-            .env_remove(AT_VAR)
-            .stdin(Stdio::null());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        if let Fate::At(name, n, action) = &fate {
-            cmd.env(AT_VAR, format!("{name}:{n}:{}", action.as_str()));
-        }
+        let setup = Setup {
+            board: self.board_path.clone(),
+            ledger: self.ledger_path.clone(),
+            inc,
+            slot,
+            parent: std::process::id(),
+            limit_s: self.child_limit_s,
+            at: match &fate {
+                Fate::At(name, n, action) => Some((name.to_string(), *n, *action)),
+                _ => None,
+            },
+            consumer: None,
+        };
+        let mut cmd = start(setup).into_command().expect("prepare child");
+        cmd.stdin(Stdio::null());
         let child = cmd.spawn().expect("spawn child");
         // ORDERING: Release — the child writes it too; either is right.
         self.board

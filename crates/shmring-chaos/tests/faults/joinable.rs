@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use shmring::process::Process;
 use shmring::queue::{JoinError, JoinTimeoutError, JoinableQueue};
 use shmring_chaos::faults::board::{now_ns, Word};
 use shmring_chaos::faults::hook::Action;
 use shmring_testkit::unique_name;
 
 use crate::fleet::{Fate, Fleet, Gone};
-use crate::queue_roles::AnyQueue;
+use crate::queue_roles::{self, AnyQueue};
 use crate::tally::Tally;
 
 /// How long `join` may take, at most (a timeout is a wedge).
@@ -93,12 +94,17 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
             .create(&name)
             .expect("create joinable queue");
         q.put(b"task".to_vec()).expect("put a task");
-        let envs = [("FQ_NAME", name.clone()), ("FJ_PROBE", probe.to_string())];
-        let fate = match probe {
-            "announce" => Fate::At("tasks.announced", 1, Action::Kill),
-            _ => Fate::Never,
+        let (entry, fate) = match probe {
+            "announce" => (
+                &queue_roles::PROBE_ANNOUNCE,
+                Fate::At("tasks.announced", 1, Action::Kill),
+            ),
+            _ => (&queue_roles::PROBE_HOLD, Fate::Never),
         };
-        let mut p = fleet.spawn("jq-probe", PROBE_SLOT, &envs, fate);
+        let queue = name.clone();
+        let mut p = fleet.spawn("jq-probe", PROBE_SLOT, fate, |setup| {
+            Process::new(entry, (setup, queue))
+        });
         let deadline = Instant::now() + Duration::from_secs(20);
         let gone = loop {
             // ORDERING: Acquire — pairs with the probe's Release.
@@ -154,15 +160,10 @@ pub fn probes(fleet: &mut Fleet, tally: &mut Tally) {
             }
             _ => {
                 // A newcomer attaches (taking the first free peer row) and leaves.
-                let newcomer = fleet.spawn(
-                    "jq-probe",
-                    PROBE_SLOT,
-                    &[
-                        ("FQ_NAME", name.clone()),
-                        ("FJ_PROBE", "attach".to_string()),
-                    ],
-                    Fate::Never,
-                );
+                let queue = name.clone();
+                let newcomer = fleet.spawn("jq-probe", PROBE_SLOT, Fate::Never, |setup| {
+                    Process::new(&queue_roles::PROBE_ATTACH, (setup, queue))
+                });
                 let mut newcomer = newcomer;
                 match fleet
                     .end_all(&mut [&mut newcomer], Duration::from_secs(20))

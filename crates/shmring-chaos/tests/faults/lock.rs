@@ -20,11 +20,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shmring::lock::{AcquireTimeoutError, Acquired, Lock, LockShared, RLock, ReleaseError};
+use shmring::process::{Entry, EntryResult, Process};
 use shmring_chaos::faults::board::{now_ns, IncWord, Report, Word};
-use shmring_chaos::faults::hook::{point, set_observer, Action, Me};
+use shmring_chaos::faults::hook::{point, set_observer, Action, Setup};
 use shmring_testkit::unique_name;
 
-use crate::child::{should_stop, spawn_bystander, var, var_u64};
+use crate::child::{begin, should_stop, spawn_bystander};
 use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
 use crate::tally::{Knobs, Tally};
 use crate::verdict;
@@ -93,11 +94,18 @@ impl Either {
     }
 }
 
+/// A lock worker: the names of the `Lock` and the `RLock`, and after how
+/// many critical sections it hands the lock it holds to a bystander and
+/// kills itself (0: never).
+pub static WORKER: Entry<(Setup, String, String, u64)> = shmring::entry!(worker);
+
 /// A lock worker (see the module docs).
-pub fn worker(me: &Me) {
+fn worker((setup, lock, rlock, bystander_at): (Setup, String, String, u64)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "lock-worker");
+    let me = &me;
     let locks = [
-        Either::Plain(Lock::open(&var("FL_LOCK0")).expect("open lock")),
-        Either::Recursive(RLock::open(&var("FL_LOCK1")).expect("open rlock")),
+        Either::Plain(Lock::open(&lock).expect("open lock")),
+        Either::Recursive(RLock::open(&rlock).expect("open rlock")),
     ];
     for (k, w) in [(0, IncWord::Token0), (1, IncWord::Token1)] {
         // ORDERING: Release — read by the parent after the run.
@@ -107,7 +115,6 @@ pub fn worker(me: &Me) {
     }
     let _ = LOCKS.set([0, 1].map(|k| locks[k].segment().object_ptr().as_ptr() as usize));
     set_observer(observe);
-    let bystander_at = var_u64("FL_BYSTANDER");
     let mut rng = Rng(me.inc.wrapping_mul(0x9E37_79B9) | 1);
     let mut rounds = 0u64;
     while !should_stop(me) {
@@ -173,6 +180,7 @@ pub fn worker(me: &Me) {
         locks[k].release().expect("release a lock we hold");
         me.board.add(Word::LockRounds, 1);
     }
+    Ok(())
 }
 
 fn fate(rng: &mut Rng) -> Fate {
@@ -210,25 +218,19 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, budget: Duration
     fleet.board.word(Word::Stop).store(0, Ordering::Release);
     let (_, first_report) = fleet.board.reports(usize::MAX);
     let first_inc = fleet.peek_inc();
-    let envs = |fleet: &mut Fleet| {
+    let spawn = |fleet: &mut Fleet, w: usize| {
         let bystander = if fleet.rng.chance(5) {
             1 + fleet.rng.below(20)
         } else {
             0
         };
-        vec![
-            ("FL_LOCK0", names[0].clone()),
-            ("FL_LOCK1", names[1].clone()),
-            ("FL_BYSTANDER", bystander.to_string()),
-        ]
-    };
-    let mut workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let e = envs(fleet);
-            let f = fate(&mut fleet.rng);
-            fleet.spawn("lock-worker", w, &e, f)
+        let f = fate(&mut fleet.rng);
+        let (lock, rlock) = (names[0].clone(), names[1].clone());
+        fleet.spawn("lock-worker", w, f, |setup| {
+            Process::new(&WORKER, (setup, lock, rlock, bystander))
         })
-        .collect();
+    };
+    let mut workers: Vec<_> = (0..WORKERS).map(|w| spawn(fleet, w)).collect();
     let started = Instant::now();
     let rounds_before = fleet.board.get(Word::LockRounds);
     while started.elapsed() < budget {
@@ -238,9 +240,7 @@ pub fn run(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs, budget: Duration
                 Some(Gone::Killed(_)) => {}
                 Some(gone) => fleet.unexpected(w, &gone),
             }
-            let e = envs(fleet);
-            let f = fate(&mut fleet.rng);
-            *w = fleet.spawn("lock-worker", w.slot, &e, f);
+            *w = spawn(fleet, w.slot);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -18,9 +18,10 @@
 //! * `create.rs`: creators killed mid-create (every kind); one name
 //!   created, dropped and opened by three processes at once.
 //!
-//! A test without the libtest harness: `main` is the parent, or a child: a
-//! role of `shmring_testkit::role_command` (read with `role()`), or the
-//! bystander entry point (run by `run_child`).
+//! A test without the libtest harness: `main` is the parent, or (through
+//! `run_child`) a child: one of the roles' entry points, each taking its
+//! `Setup` (board, incarnation, slot, fault, …) and its role's own
+//! arguments, or the bystander.
 //!
 //! Knobs (environment):
 //! * `SHMRING_FAULTS_SECONDS` — how long the faults go on, spread over the
@@ -59,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use shmring_chaos::faults::board::Word;
 use shmring_chaos::ledger::{now_ns, Counter, Ledger};
-use shmring_testkit::{role, Watchdog};
+use shmring_testkit::Watchdog;
 
 use fleet::Fleet;
 use tally::{Knobs, Tally};
@@ -74,30 +75,22 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    shmring_testkit::run_child(&[&child::BYSTANDER]);
-    if let Some(role) = role() {
-        child_main(&role);
-        return;
-    }
+    shmring_testkit::run_child(&[
+        &child::BYSTANDER,
+        &queue_roles::PRODUCER,
+        &queue_roles::CONSUMER,
+        &queue_roles::SPARE,
+        &queue_roles::PROBE_ANNOUNCE,
+        &queue_roles::PROBE_HOLD,
+        &queue_roles::PROBE_ATTACH,
+        &lock::WORKER,
+        &pipe::PIPE_WRITER,
+        &pipe::PIPE_READER,
+        &create::CREATOR,
+        &create::NAME_CYCLER,
+        &create::NAME_OPENER,
+    ]);
     parent();
-}
-
-fn child_main(role: &str) {
-    let limit = env_u64("SHMRING_FAULTS_CHILD_LIMIT", 600);
-    let _dog = Watchdog::new(Duration::from_secs(limit), role);
-    let me = shmring_chaos::faults::hook::install();
-    match role {
-        "q-producer" => queue_roles::producer(&me),
-        "q-consumer" => queue_roles::consumer(&me),
-        "q-spare" => queue_roles::spare(&me),
-        "jq-probe" => queue_roles::probe(&me),
-        "lock-worker" => lock::worker(&me),
-        "pipe-writer" => pipe::writer(&me),
-        "pipe-reader" => pipe::reader(&me),
-        "creator" => create::creator(&me),
-        "name-user" => create::name_user(&me),
-        other => panic!("unknown role {other}"),
-    }
 }
 
 /// The scenarios and their shares of the time.

@@ -15,13 +15,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shmring::pipe::{End, Pipe, RecvError, SendError};
+use shmring::process::{Entry, EntryResult, Process};
 use shmring_chaos::faults::board::{now_ns, Report, Word};
-use shmring_chaos::faults::hook::{Action, Me};
+use shmring_chaos::faults::hook::{Action, Setup};
 use shmring_chaos::faults::payload::{decode_long, long_message};
 use shmring_chaos::roles::throttle;
 use shmring_testkit::unique_name;
 
-use crate::child::{should_stop, spawn_bystander_with, var, var_u64, HELD_VAR};
+use crate::child::{begin, should_stop, spawn_bystander_with, HELD_VAR};
 use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
 use crate::tally::{Knobs, Tally};
 use crate::verdict;
@@ -43,16 +44,23 @@ fn open(name: &str) -> Pipe {
     Pipe::open(name).expect("open pipe")
 }
 
-/// The writer: sends `FP_MESSAGES` long messages, then closes.
-pub fn writer(me: &Me) {
+/// The writer: the pipe's name, how many long messages it sends (then it
+/// closes), and after how many it hands the pipe's segment to a bystander
+/// and kills itself (0: never).
+pub static PIPE_WRITER: Entry<(Setup, String, u64, u64)> = shmring::entry!(writer);
+/// The reader: the pipe's name.
+pub static PIPE_READER: Entry<(Setup, String)> = shmring::entry!(reader);
+
+/// The writer: sends `limit` long messages, then closes.
+fn writer((setup, name, limit, bystander_after): (Setup, String, u64, u64)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "pipe-writer");
+    let me = &me;
     let w = |i| me.board.slot(PIPE_SLOT, i);
-    let pipe = open(&var("FP_NAME"));
+    let pipe = open(&name);
     let mut conn = pipe.connection(End::Second).expect("claim the writing end");
     // ORDERING: Release (all slot stores) — read by the reader and the
     // parent.
     w(WRITER).store(me.inc, Ordering::Release);
-    let limit = var_u64("FP_MESSAGES");
-    let bystander_after = var_u64("FP_BYSTANDER");
     let mut rng = Rng(me.inc.wrapping_mul(0x2545_F491) | 1);
     let mut buf = Vec::new();
     let mut seq = 0u64;
@@ -85,12 +93,15 @@ pub fn writer(me: &Me) {
     }
     w(CLOSING).store(1, Ordering::Release);
     drop(conn);
+    Ok(())
 }
 
 /// The reader: receives until end of file, checking every message.
-pub fn reader(me: &Me) {
+fn reader((setup, name): (Setup, String)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "pipe-reader");
+    let me = &me;
     let w = |i| me.board.slot(PIPE_SLOT, i);
-    let pipe = open(&var("FP_NAME"));
+    let pipe = open(&name);
     let mut conn = pipe.connection(End::First).expect("claim the reading end");
     w(READER).store(me.inc, Ordering::Release);
     let mut expect = 0u64;
@@ -138,6 +149,7 @@ pub fn reader(me: &Me) {
     me.board.add(Word::PipeMessages, expect);
     w(VIOLATIONS).store(violations, Ordering::Release);
     w(DONE).store(1, Ordering::Release);
+    Ok(())
 }
 
 fn writer_fate(rng: &mut Rng) -> Fate {
@@ -230,22 +242,24 @@ fn episode(fleet: &mut Fleet, tally: &mut Tally, knobs: &Knobs) -> bool {
     let (_, first_report) = fleet.board.reports(usize::MAX);
     let rng = &mut fleet.rng;
     let bystander = if rng.chance(5) { 1 + rng.below(100) } else { 0 };
-    let envs = vec![
-        ("FP_NAME", name.clone()),
-        ("FP_MESSAGES", (50 + rng.below(400)).to_string()),
-        ("FP_BYSTANDER", bystander.to_string()),
-    ];
+    let messages = 50 + rng.below(400);
     let rf = reader_fate(rng);
     let wf = if bystander != 0 {
         Fate::Never
     } else {
         writer_fate(rng)
     };
-    let mut reader = Some(fleet.spawn("pipe-reader", 0, &envs, rf));
+    let pipe_name = name.clone();
+    let mut reader = Some(fleet.spawn("pipe-reader", 0, rf, |setup| {
+        Process::new(&PIPE_READER, (setup, pipe_name))
+    }));
     if let Some(r) = reader.as_mut() {
         r.killable = false;
     }
-    let mut writer: Option<Proc> = Some(fleet.spawn("pipe-writer", 0, &envs, wf));
+    let pipe_name = name.clone();
+    let mut writer: Option<Proc> = Some(fleet.spawn("pipe-writer", 0, wf, |setup| {
+        Process::new(&PIPE_WRITER, (setup, pipe_name, messages, bystander))
+    }));
     let mut writer_faulted = bystander != 0;
     let mut writer_killed = false;
     let started = Instant::now();

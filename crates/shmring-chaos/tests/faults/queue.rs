@@ -34,9 +34,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shmring::process::Process;
 use shmring::queue::{JoinTimeoutError, JoinableQueue, Queue};
 use shmring_chaos::faults::board::{now_ns, Word};
-use shmring_chaos::faults::hook::{Action, CONSUMER_VAR};
+use shmring_chaos::faults::hook::Action;
 use shmring_chaos::ledger::{Ledger, CONSUMERS, MAX_SEQ, PRODUCERS};
 use shmring_chaos::order::OrderCheck;
 use shmring_chaos::split_tag;
@@ -44,7 +45,9 @@ use shmring_testkit::unique_name;
 
 use crate::fleet::{Fate, Fleet, Gone, Proc, Rng};
 use crate::joinable::{self, JoinRun, Joiner};
-use crate::queue_roles::{self, AnyQueue, FINISHING, GETTING, HOLDING, STATE_MASK};
+use crate::queue_roles::{
+    self, AnyQueue, ProducerArgs, QueueArgs, FINISHING, GETTING, HOLDING, STATE_MASK,
+};
 use crate::tally::{Knobs, Tally};
 
 mod check;
@@ -202,43 +205,51 @@ impl<'a> Round<'a> {
         }
     }
 
-    fn envs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("FQ_NAME", self.name.clone()),
-            ("FQ_JOINABLE", u64::from(self.joinable).to_string()),
-            ("FQ_WEDGE_MS", self.knobs.wedge_ms.to_string()),
-        ]
+    /// The round's queue, as its children are told it.
+    fn queue_args(&self) -> QueueArgs {
+        QueueArgs {
+            name: self.name.clone(),
+            joinable: self.joinable,
+            wedge_ms: self.knobs.wedge_ms,
+        }
     }
 
     fn spawn_producer(&mut self, p: usize, pred: u64) -> Proc {
-        let mut envs = self.envs();
-        envs.push(("FQ_TARGET", self.target[p].to_string()));
-        envs.push(("FQ_PRED", pred.to_string()));
+        let queue = self.queue_args();
+        let target = self.target[p];
         let rng = &mut self.fleet.rng;
-        let mode = if rng.chance(2) { "sender" } else { "put" };
-        envs.push(("FQ_MODE", mode.to_string()));
+        let sender = rng.chance(2);
         let bystander = if !self.stop_only && rng.chance(6) {
             1 + rng.below(30)
         } else {
             0
         };
-        envs.push(("FQ_BYSTANDER", bystander.to_string()));
         let fate = if bystander != 0 {
             Fate::Never
         } else {
             producer_fate(rng, self.stop_only)
         };
-        let proc = self.fleet.spawn("q-producer", p, &envs, fate);
+        let args = ProducerArgs {
+            target,
+            pred,
+            sender,
+            bystander,
+        };
+        let proc = self.fleet.spawn("q-producer", p, fate, |setup| {
+            Process::new(&queue_roles::PRODUCER, (setup, queue, args))
+        });
         self.producer_incs.push(proc.inc);
         proc
     }
 
     fn spawn_consumer(&mut self, c: usize) -> Proc {
-        let mut envs = self.envs();
-        // The hook keeps its in-flight word naming the record it takes.
-        envs.push((CONSUMER_VAR, c.to_string()));
+        let queue = self.queue_args();
         let fate = consumer_fate(&mut self.fleet.rng, self.stop_only, self.joinable);
-        self.fleet.spawn("q-consumer", c, &envs, fate)
+        self.fleet.spawn("q-consumer", c, fate, |mut setup| {
+            // The hook keeps its in-flight word naming the record it takes.
+            setup.consumer = Some(c);
+            Process::new(&queue_roles::CONSUMER, (setup, queue))
+        })
     }
 
     fn producer_done(&self, p: usize) -> bool {
@@ -286,8 +297,10 @@ impl<'a> Round<'a> {
             self.consumers.push(Some(proc));
         }
         if !self.joinable {
-            let envs = self.envs();
-            self.spare = Some(self.fleet.spawn("q-spare", 0, &envs, Fate::Never));
+            let queue = self.queue_args();
+            self.spare = Some(self.fleet.spawn("q-spare", 0, Fate::Never, |setup| {
+                Process::new(&queue_roles::SPARE, (setup, queue))
+            }));
         }
         let started = Instant::now();
         let mut all_put: Option<(Instant, u64)> = None;

@@ -4,18 +4,63 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use shmring::process::{Entry, EntryResult};
 use shmring::queue::{
     GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, Sender, TryGetError,
 };
 use shmring::RoleError;
 use shmring_chaos::faults::board::{now_ns, IncWord, Report, Word};
-use shmring_chaos::faults::hook::{point, Me};
+use shmring_chaos::faults::hook::{point, Me, Setup};
 use shmring_chaos::ledger::{Counter, Ledger, MAX_SEQ, PRODUCERS};
 use shmring_chaos::order::OrderCheck;
 use shmring_chaos::roles::throttle;
 use shmring_chaos::{decode, message, Tag};
 
-use crate::child::{should_stop, spawn_bystander, unexpected, var, var_u64};
+use crate::child::{begin, should_stop, spawn_bystander, unexpected};
+
+shmring_chaos::wire_struct! {
+    /// The queue of a round, as every queue child is told it.
+    #[derive(Clone, Debug)]
+    pub struct QueueArgs {
+        /// Its name (children open it by name).
+        pub name: String,
+        /// Whether it is a `JoinableQueue` (else a `Queue`).
+        pub joinable: bool,
+        /// How long (ms) a producer may be refused while the queue is
+        /// empty before it is a wedge.
+        pub wedge_ms: u64,
+    }
+}
+
+shmring_chaos::wire_struct! {
+    /// A producer's own arguments.
+    #[derive(Clone, Debug)]
+    pub struct ProducerArgs {
+        /// The sequence number it puts up to (exclusive).
+        pub target: u64,
+        /// The incarnation of the predecessor it succeeds (0: none).
+        pub pred: u64,
+        /// Whether it puts through a `Sender` (plain queues) instead of the
+        /// queue itself.
+        pub sender: bool,
+        /// After this many messages it hands the queue to a bystander and
+        /// kills itself (0: never).
+        pub bystander: u64,
+    }
+}
+
+/// A queue producer.
+pub static PRODUCER: Entry<(Setup, QueueArgs, ProducerArgs)> = shmring::entry!(producer);
+/// A queue consumer (its setup names it as the hook's consumer).
+pub static CONSUMER: Entry<(Setup, QueueArgs)> = shmring::entry!(consumer);
+/// The spare producer of a plain queue.
+pub static SPARE: Entry<(Setup, QueueArgs)> = shmring::entry!(spare);
+/// Joinable probe `announce`: the queue's name.
+pub static PROBE_ANNOUNCE: Entry<(Setup, String)> = shmring::entry!(probe_announce);
+/// Joinable probe `hold`: the queue's name.
+pub static PROBE_HOLD: Entry<(Setup, String)> = shmring::entry!(probe_hold);
+/// Joinable probe `attach`: the queue's name.
+pub static PROBE_ATTACH: Entry<(Setup, String)> = shmring::entry!(probe_attach);
 
 /// Consumer state words (slot = consumer id, word 0), JoinableQueue only.
 pub const GETTING: u64 = 1 << 62;
@@ -126,17 +171,22 @@ struct Blocked {
 /// killed predecessor), and puts its sequence numbers up to the round's
 /// target. A put refused for longer than the wedge bound while the queue
 /// is seen empty (and its count at `maxsize`) before and after each of the
-/// last three refusals is a *wedge*. With `FQ_BYSTANDER=k` it hands the queue to a bystander after
-/// its k-th message and kills itself.
-pub fn producer(me: &Me) {
+/// last three refusals is a *wedge*. With `bystander` k it hands the
+/// queue to a bystander after its k-th message and kills itself.
+fn producer((setup, queue, args): (Setup, QueueArgs, ProducerArgs)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "q-producer");
+    let me = &me;
     let ledger = me.ledger();
-    let p = crate::child::slot();
-    let joinable = var_u64("FQ_JOINABLE") == 1;
-    let q = AnyQueue::open(&var("FQ_NAME"), joinable);
-    let target = var_u64("FQ_TARGET");
-    let pred = var_u64("FQ_PRED");
-    let bystander_after = var_u64("FQ_BYSTANDER");
-    let wedge = Duration::from_millis(var_u64("FQ_WEDGE_MS"));
+    let p = me.slot;
+    let joinable = queue.joinable;
+    let q = AnyQueue::open(&queue.name, joinable);
+    let ProducerArgs {
+        target,
+        pred,
+        sender,
+        bystander: bystander_after,
+    } = args;
+    let wedge = Duration::from_millis(queue.wedge_ms);
     let maxsize = q.maxsize();
     let (next, pushing) = ledger.producer(p);
     // ORDERING: Acquire on both — the predecessor is dead and reaped.
@@ -148,10 +198,10 @@ pub fn producer(me: &Me) {
         next.store(seq, Ordering::Release);
     }
     let claim_started = now_ns();
-    let mut tx = if !joinable && var("FQ_MODE") == "sender" {
+    let mut tx = if !joinable && sender {
         match claim_sender(me, &q) {
             Some(s) => Tx::Sender(Box::new(s)),
-            None => return,
+            None => return Ok(()),
         }
     } else {
         Tx::Queue(&q)
@@ -236,6 +286,7 @@ pub fn producer(me: &Me) {
     me.board
         .inc(me.inc, IncWord::ReleasingAt)
         .store(now_ns(), Ordering::Release);
+    Ok(())
 }
 
 /// Claims a `Sender`, retrying while every ring is held. `None` when told
@@ -297,11 +348,13 @@ pub fn deliver(ledger: &Ledger, buf: &[u8], order: &mut OrderCheck) -> Option<u6
 
 /// A consumer: gets, records, and (joinable) marks each task done, keeping
 /// its state word saying whether it is getting, holding or finishing a task.
-pub fn consumer(me: &Me) {
+fn consumer((setup, queue): (Setup, QueueArgs)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "q-consumer");
+    let me = &me;
     let ledger = me.ledger();
-    let c = crate::child::slot();
-    let joinable = var_u64("FQ_JOINABLE") == 1;
-    let q = AnyQueue::open(&var("FQ_NAME"), joinable);
+    let c = me.slot;
+    let joinable = queue.joinable;
+    let q = AnyQueue::open(&queue.name, joinable);
     let state = me.board.slot(c, 0);
     let mut order = OrderCheck::new();
     while !should_stop(me) {
@@ -330,13 +383,16 @@ pub fn consumer(me: &Me) {
         }
     }
     state.store(0, Ordering::Release);
+    Ok(())
 }
 
 /// The spare producer (plain queues, as many rings as producers): tries to
 /// claim a ring now and then and lets it go at once. Each success is
 /// reported; the parent checks that some holder was dead or gone then.
-pub fn spare(me: &Me) {
-    let AnyQueue::Plain(q) = AnyQueue::open(&var("FQ_NAME"), false) else {
+fn spare((setup, queue): (Setup, QueueArgs)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "q-spare");
+    let me = &me;
+    let AnyQueue::Plain(q) = AnyQueue::open(&queue.name, false) else {
         unreachable!()
     };
     let mut n = 0u64;
@@ -352,27 +408,33 @@ pub fn spare(me: &Me) {
         }
         std::thread::sleep(Duration::from_millis(7));
     }
+    Ok(())
 }
 
-/// A joinable probe child (see `queue::probes`): `announce` gets (and is
-/// killed by its failpoint), `hold` gets one task, says so and waits to be
-/// killed, `attach` opens the queue and leaves.
-pub fn probe(me: &Me) {
-    let q = AnyQueue::open(&var("FQ_NAME"), true);
-    match var("FJ_PROBE").as_str() {
-        "announce" => {
-            q.get_timeout(Duration::from_secs(5)).expect("get the task");
-            // No `tasks.announced` failpoint in this build: nothing held.
-            q.task_done();
-        }
-        "hold" => {
-            q.get_timeout(Duration::from_secs(5)).expect("get the task");
-            // ORDERING: Release — the parent kills us once it sees this.
-            me.board
-                .slot(crate::child::slot(), 0)
-                .store(1, Ordering::Release);
-            shmring_testkit::sleep_forever();
-        }
-        _ => drop(q),
-    }
+/// Joinable probe `announce` (see `joinable::probes`): gets (and is
+/// killed by its failpoint).
+fn probe_announce((setup, name): (Setup, String)) -> EntryResult {
+    let (_dog, _me) = begin(&setup, "jq-probe");
+    let q = AnyQueue::open(&name, true);
+    q.get_timeout(Duration::from_secs(5)).expect("get the task");
+    // No `tasks.announced` failpoint in this build: nothing held.
+    q.task_done();
+    Ok(())
+}
+
+/// Joinable probe `hold`: gets one task, says so and waits to be killed.
+fn probe_hold((setup, name): (Setup, String)) -> EntryResult {
+    let (_dog, me) = begin(&setup, "jq-probe");
+    let q = AnyQueue::open(&name, true);
+    q.get_timeout(Duration::from_secs(5)).expect("get the task");
+    // ORDERING: Release — the parent kills us once it sees this.
+    me.board.slot(me.slot, 0).store(1, Ordering::Release);
+    shmring_testkit::sleep_forever();
+}
+
+/// Joinable probe `attach`: opens the queue and leaves.
+fn probe_attach((setup, name): (Setup, String)) -> EntryResult {
+    let (_dog, _me) = begin(&setup, "jq-probe");
+    drop(AnyQueue::open(&name, true));
+    Ok(())
 }

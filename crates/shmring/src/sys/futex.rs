@@ -130,13 +130,14 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
-    use shmring_testkit::{role, spawn_role, unique_name, wait_child, Watchdog};
+    // The child's entry point is the shmring the test kit links (this
+    // crate as a dependency of its own tests); what it runs is this build's.
+    use shmring::process::{Entry, EntryResult};
+    use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
 
     use super::*;
     use crate::segment::{CreateOptions, ObjectKind, OpenOptions, Segment};
     use crate::sys::now;
-
-    const NAME_VAR: &str = "SHMRING_TEST_SEGMENT";
 
     /// Word 0 of the object: the futex word. Word 1: the child's "ready" flag.
     fn words(seg: &Segment) -> (&AtomicU32, &AtomicU32) {
@@ -146,28 +147,30 @@ mod tests {
         unsafe { (&*base, &*base.add(1)) }
     }
 
+    /// The waiter of [`wait_and_wake_across_processes`]: opens the segment
+    /// `name` (its raw object words are the test's), says it is ready and
+    /// sleeps on word 0 until it is woken with a new value.
+    fn waiter((name,): (String,)) -> EntryResult {
+        let _dog = Watchdog::new(Duration::from_secs(30), "futex child");
+        let seg = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default())?;
+        let (word, ready) = words(&seg);
+        // ORDERING: Release/Acquire on the flag only orders the test's
+        // handshake; the futex word itself is checked in the loop.
+        ready.store(1, Ordering::Release);
+        let mut sleeps = 0u32;
+        while word.load(Ordering::Acquire) == 0 {
+            FutexWaiter::new().wait(word, 0, None);
+            sleeps += 1;
+        }
+        assert!(sleeps >= 1);
+        Ok(())
+    }
+    static WAITER: Entry<(String,)> = shmring::entry!(waiter);
+
     /// Child side of the cross-process tests (returns at once in a normal run).
     #[test]
     fn child_entry() {
-        let Some(role) = role() else { return };
-        let _dog = Watchdog::new(Duration::from_secs(30), "futex child");
-        let name = std::env::var(NAME_VAR).unwrap();
-        let seg = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
-        let (word, ready) = words(&seg);
-        match role.as_str() {
-            "waiter" => {
-                // ORDERING: Release/Acquire on the flag only orders the test's
-                // handshake; the futex word itself is checked in the loop.
-                ready.store(1, Ordering::Release);
-                let mut sleeps = 0u32;
-                while word.load(Ordering::Acquire) == 0 {
-                    FutexWaiter::new().wait(word, 0, None);
-                    sleeps += 1;
-                }
-                assert!(sleeps >= 1);
-            }
-            other => panic!("unknown role {other}"),
-        }
+        run_child(&[&WAITER]);
     }
 
     fn create(name: &str) -> Segment {
@@ -188,13 +191,7 @@ mod tests {
         let name = unique_name("futex");
         let seg = create(&name);
         let (word, ready) = words(&seg);
-        let child = spawn_role(
-            "sys::futex::tests::child_entry",
-            "waiter",
-            &[(NAME_VAR, name.clone())],
-        )
-        .spawn()
-        .unwrap();
+        let child = spawn_child("sys::futex::tests::child_entry", &WAITER, (name,));
         while ready.load(Ordering::Acquire) == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
