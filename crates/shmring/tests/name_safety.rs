@@ -1,5 +1,5 @@
 //! Names and liveness under adversarial timing, with real processes (the
-//! test binary re-executes itself with a role; see `shmring_testkit`):
+//! test binary re-executes itself as a typed entry point; see `shmring_testkit`):
 //!
 //! - creators and openers churning one name never see a live segment lose
 //!   its name;
