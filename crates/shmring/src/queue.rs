@@ -31,6 +31,15 @@
 //! * Each form has its own error type (crossbeam's shape): `put` and `get`
 //!   cannot fail with full, empty or timed out, only for good (see
 //!   [`PutError`] and [`GetError`]).
+//! * Producers are counted: a queue has `producers` rings (16 by default),
+//!   and a handle takes one for itself at its **first put**, not when it is
+//!   made, and keeps it until it is dropped (or its process dies). A handle
+//!   that only gets (most consumers) never takes a ring, so any number of
+//!   processes may consume. When more handles put than there are rings, the
+//!   first put of the extra one fails with [`PutError::NoFreeRing`]; a
+//!   process that must know early calls
+//!   [`claim_producer`](Queue::claim_producer) right after it opens the
+//!   queue.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -402,6 +411,21 @@ macro_rules! handle_methods {
             /// Python's `maxsize` (0 = unbounded).
             pub fn maxsize(&self) -> u64 {
                 self.handle.queue.max_len()
+            }
+
+            /// Takes this handle's producer ring now, if it has none yet.
+            /// The first put does it otherwise (see "Differences from
+            /// Python" in [the module docs](crate::queue)): call this right
+            /// after opening a queue to learn at once that every ring is
+            /// owned by a live handle, not at the first put.
+            ///
+            /// # Errors
+            ///
+            /// [`RoleError::NoFreeRing`](crate::RoleError::NoFreeRing) when
+            /// every ring is owned by a live handle; `Corrupted` when the
+            /// ring's owner words are inconsistent.
+            pub fn claim_producer(&self) -> Result<(), $crate::RoleError> {
+                self.handle.claim_producer()
             }
 
             /// Sets the spin budget and liveness period of this handle's

@@ -321,3 +321,27 @@ fn an_object_under_a_name_whose_version_reads_0_is_refused_at_once() {
     );
     std::fs::remove_file(shm_path(&name)).unwrap();
 }
+
+/// A queue handle takes its producer ring at its first put, or when asked
+/// with `claim_producer`, which tells at once that every ring is owned;
+/// a handle that only gets takes none.
+#[test]
+fn claim_producer_takes_the_ring_early_and_reports_none_free() {
+    let name = unique_name("claim-producer");
+    let first = Queue::<u32>::builder().producers(1).create(&name).unwrap();
+    first.claim_producer().unwrap();
+    first.claim_producer().unwrap(); // already holds one: nothing to do
+    let second = Queue::<u32>::open(&name).unwrap();
+    let err = second.claim_producer().unwrap_err();
+    assert!(matches!(err, RoleError::NoFreeRing { rings: 1 }), "{err}");
+    // The put path says the same, and hands the item back.
+    assert!(matches!(second.put(7), Err(PutError::NoFreeRing(7, 1))));
+    // Getting needs no ring.
+    first.put(5).unwrap();
+    assert_eq!(second.get().unwrap(), 5);
+    // The ring is free again once its owner is gone.
+    drop(first);
+    second.claim_producer().unwrap();
+    second.put(6).unwrap();
+    assert_eq!(second.get().unwrap(), 6);
+}

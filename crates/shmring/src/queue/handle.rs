@@ -121,6 +121,17 @@ impl WaitSettings {
     }
 }
 
+/// The producer state in `slot`, claiming a ring first if it holds none.
+fn claimed<'a>(
+    queue: &mpmc::ByteQueue,
+    slot: &'a mut Option<(mpmc::Producer, Vec<u8>)>,
+) -> Result<&'a mut (mpmc::Producer, Vec<u8>), RoleError> {
+    match slot {
+        Some(state) => Ok(state),
+        None => Ok(slot.insert((queue.producer()?, Vec::new()))),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these mutexes leaves nothing half done
     // in shared memory (every shared step is one atomic operation), so a
@@ -173,6 +184,12 @@ impl Handle {
         core.space_word().wake_now(&self.waiter, WAKE_ALL);
     }
 
+    /// Takes this handle's producer ring now if it has none yet (the first
+    /// put does otherwise).
+    pub(super) fn claim_producer(&self) -> Result<(), RoleError> {
+        claimed(&self.queue, &mut lock(&self.producer)).map(|_| ())
+    }
+
     pub(super) fn set_wait_policy(&self, policy: WaitPolicy) {
         self.wait.set_policy(policy);
     }
@@ -205,13 +222,10 @@ impl Handle {
                     return Some(Err(PutFailure::HandleClosed));
                 }
                 let mut guard = lock(&self.producer);
-                if guard.is_none() {
-                    match self.queue.producer() {
-                        Ok(p) => *guard = Some((p, Vec::new())),
-                        Err(e) => return Some(Err(PutFailure::Claim(e))),
-                    }
-                }
-                let (producer, scratch) = guard.as_mut()?;
+                let (producer, scratch) = match claimed(&self.queue, &mut guard) {
+                    Ok(state) => state,
+                    Err(e) => return Some(Err(PutFailure::Claim(e))),
+                };
                 let bytes = match (owned.as_deref(), item.as_bytes()) {
                     (Some(bytes), _) | (None, Some(bytes)) => bytes,
                     (None, None) => match encoded(&item, scratch) {
