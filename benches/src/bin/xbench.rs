@@ -150,7 +150,10 @@ fn jobs(payload: usize) -> Vec<Job> {
             jobs.push(Job::Iceoryx2RoundTrip(mode));
         }
     }
-    for m in Mechanism::ALL.into_iter().filter(|m| m.is_shmring()) {
+    for m in Mechanism::ALL
+        .into_iter()
+        .filter(|m| m.is_shmring() && m.takes_spin())
+    {
         jobs.push(Job::RoundTrip(m, Mode::Blocking, sleep.clone(), "spin 0"));
     }
     for mode in Mode::ALL {
@@ -189,6 +192,7 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
         round_trips: round_trips(payload, a.quick),
         mode: Mode::Polling,
         pin: a.pin,
+        busy: 0,
     };
     let key = |kind: &str, mechanism: String, mode: Mode, variant: &str| Record {
         kind: kind.into(),

@@ -188,6 +188,7 @@ fn run_section<'a>(s: &'a Section, scale: u64, pin: bool, progress: &Progress) -
         round_trips: ROUND_TRIPS * scale,
         mode: s.mode,
         pin,
+        busy: 0,
     };
     let start = Instant::now();
     let rows = s
