@@ -16,6 +16,8 @@ pub enum Field {
     P999,
     /// Slowest round trip.
     Max,
+    /// The most consecutive round trips over 10 µs.
+    SlowRun,
     /// Messages per second.
     Msgs,
     /// Bytes per second.
@@ -33,6 +35,7 @@ impl Field {
             Field::P99 => int(r.p99_ns),
             Field::P999 => int(r.p999_ns),
             Field::Max => int(r.max_ns),
+            Field::SlowRun => int(r.slow_run),
             Field::Msgs => r.msgs_per_s,
             Field::Bytes => r.bytes_per_s,
             Field::NsPerOp => r.ns_per_op,

@@ -132,6 +132,7 @@ pub fn copying_params(size: usize, quick: bool, pin: bool) -> Params {
         round_trips: round_trips(size, quick),
         mode: Mode::Polling,
         pin,
+        busy: 0,
     }
 }
 

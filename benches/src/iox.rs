@@ -314,6 +314,7 @@ fn params(mode: Mode, payload: usize, count: u64, pin: bool) -> Params {
         round_trips: count,
         mode,
         pin,
+        busy: 0,
     }
 }
 

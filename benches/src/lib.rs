@@ -91,7 +91,7 @@ pub struct Record {
 
 /// One repetition's figures (round trip: the latency fields; stream and
 /// dict: the rate fields).
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Rep {
     /// Median round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +105,17 @@ pub struct Rep {
     /// Slowest round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ns: Option<u64>,
+    /// The most consecutive round trips slower than
+    /// [`shmring_measure::SLOW_NS`] (10 µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_run: Option<u64>,
+    /// Round trips slower than [`shmring_measure::SLOW_NS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_count: Option<u64>,
+    /// The percentile curve: `(level, ns)` pairs from the median up
+    /// ([`shmring_measure::CURVE_LEVELS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<(f64, u64)>,
     /// Messages (or dict operations) per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msgs_per_s: Option<f64>,
@@ -124,6 +135,12 @@ impl Rep {
             p99_ns: Some(l.p99_ns),
             p999_ns: Some(l.p999_ns),
             max_ns: Some(l.max_ns),
+            slow_run: Some(l.slow_run),
+            slow_count: Some(l.slow_count),
+            curve: shmring_measure::CURVE_LEVELS
+                .into_iter()
+                .zip(l.curve)
+                .collect(),
             ..Rep::default()
         }
     }

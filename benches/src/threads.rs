@@ -7,7 +7,7 @@ use std::hint::spin_loop;
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
-use shmring_measure::{latency_from_samples, Latency, Throughput};
+use shmring_measure::{Latency, Recorder, Throughput};
 
 /// Bytes of buffer per direction, as in the cross-process measurements.
 const RING_BYTES: usize = 1 << 20;
@@ -185,7 +185,7 @@ pub fn round_trip<E: End>(pair: (E, E), payload: usize, count: u64, pin: bool) -
             }
             let mut msg = vec![0u8; payload];
             let mut buf = vec![0u8; payload];
-            let mut samples = Vec::with_capacity(count as usize);
+            let mut recorder = Recorder::new();
             let mut t0 = Instant::now();
             for i in 0..total {
                 stamp(&mut msg, i);
@@ -193,14 +193,14 @@ pub fn round_trip<E: End>(pair: (E, E), payload: usize, count: u64, pin: bool) -
                 a.recv(&mut buf);
                 let t1 = Instant::now();
                 if i >= warmup {
-                    samples.push(t1.duration_since(t0).as_nanos() as u64);
+                    recorder.record(t1.duration_since(t0).as_nanos() as u64);
                 }
                 t0 = t1;
                 check(&buf, i);
             }
-            samples
+            recorder.latency()
         });
-        latency_from_samples(peer.join().expect("round-trip thread panicked"))
+        peer.join().expect("round-trip thread panicked")
     })
 }
 

@@ -1,4 +1,5 @@
-//! Turns `xbench`'s JSON into `REPORT.md`, `latency.svg` and
+//! Turns `xbench`'s JSON into `REPORT.md`, `latency.svg`, `tails.svg`
+//! (the percentile curves of the 8 B round trips beside their floors) and
 //! `throughput.svg` beside it (or in `--out DIR`); with the `growth` bin's
 //! JSON (`growth.json` beside the first file, or `--growth FILE`), also
 //! target 8's section and `growth.svg`.
@@ -19,8 +20,8 @@ use shmring_benches::analysis::{
     best, fmt_ratio, name, ns, range, ratio, si, Data, Field, ICEORYX2, ICEORYX2_ABSENT,
 };
 use shmring_benches::growth_report;
-use shmring_benches::svg::{bar_chart, Bar, Panel};
-use shmring_benches::{Record, Results};
+use shmring_benches::svg::{bar_chart, curve_chart, Bar, Curve, CurvePanel, Panel};
+use shmring_benches::{Record, Rep, Results};
 
 /// One target check: returns the markdown row.
 fn target(
@@ -276,10 +277,117 @@ fn targets(d: &Data) -> String {
     s
 }
 
+/// A whole number, as it is.
+fn count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// Issue 17's table: shmring's public API against the floors, 8 B unless
+/// said; the ratios as the targets' (best; paired range).
+fn floors(d: &Data) -> String {
+    let rt = |m: &str, mode: &str| d.find("round_trip", m, mode, "", 8);
+    let st = |m: &str, p: usize| d.find("stream", m, "polling", "", p);
+    let r = |a: Option<&Record>, b: Option<&Record>, f: Field| {
+        a.zip(b)
+            .and_then(|(a, b)| ratio(a, b, f))
+            .map_or("—".into(), fmt_ratio)
+    };
+    let mut s = String::from("| row | shmring ÷ floor (best; per-repetition range) |\n|---|---|\n");
+    let futex_spin = rt("futex-spin", "blocking");
+    let spin = rt("spin-ring", "polling");
+    for m in ["shmring-pipe", "shmring-queue-vec", "shmring-spsc"] {
+        let _ = writeln!(
+            s,
+            "| blocking round trip p99.9, default policy: {m} ÷ futex-spin (futex + 5 µs spin) | {} |",
+            r(rt(m, "blocking"), futex_spin, Field::P999)
+        );
+    }
+    let runs =
+        |m: &str| rt(m, "blocking").map_or("—".into(), |rec| range(rec, Field::SlowRun, count));
+    let _ = writeln!(
+        s,
+        "| blocking, slow (> 10 µs) round trips in a row: shmring-pipe / futex-spin (figures, not a ratio) | {} / {} |",
+        runs("shmring-pipe"),
+        runs("futex-spin")
+    );
+    for m in ["shmring-pipe", "shmring-queue", "shmring-queue-vec"] {
+        let _ = writeln!(
+            s,
+            "| polling round trip p50: {m} ÷ spin ring | {} |",
+            r(rt(m, "polling"), spin, Field::P50)
+        );
+    }
+    let big = 64 << 10;
+    let _ = writeln!(
+        s,
+        "| 64 KiB stream bytes/s: shmring-pipe ÷ spin ring | {} |",
+        r(st("shmring-pipe", big), st("spin-ring", big), Field::Bytes)
+    );
+    let _ = writeln!(
+        s,
+        "| stream msgs/s: shmring-queue-vec (`Queue<Vec<u8>>`) ÷ spin ring | {} |",
+        r(st("shmring-queue-vec", 8), st("spin-ring", 8), Field::Msgs)
+    );
+    s
+}
+
+/// The repetition whose p99.9 is the median of the record's: the curve
+/// drawn for it.
+fn median_rep(r: &Record) -> Option<&Rep> {
+    let mut reps: Vec<&Rep> = r
+        .reps
+        .iter()
+        .filter(|rep| rep.p999_ns.is_some() && !rep.curve.is_empty())
+        .collect();
+    reps.sort_by_key(|rep| rep.p999_ns);
+    reps.get(reps.len() / 2).copied()
+}
+
+/// The percentile curves of the 8 B round trips (default variant), one
+/// panel per mode, the floors dashed.
+fn tails_chart(d: &Data) -> String {
+    const FLOORS: [&str; 3] = ["spin-ring", "futex", "futex-spin"];
+    let panels: Vec<CurvePanel> = ["polling", "blocking"]
+        .into_iter()
+        .map(|mode| CurvePanel {
+            title: format!("8 B round trip, {mode}: latency at each percentile (log–log)"),
+            unit: "ns".into(),
+            curves: d
+                .results
+                .records
+                .iter()
+                .filter(|r| {
+                    r.kind == "round_trip"
+                        && r.payload == 8
+                        && r.mode == mode
+                        && r.variant.is_empty()
+                })
+                .filter_map(|r| {
+                    let rep = median_rep(r)?;
+                    let mut points: Vec<(f64, f64)> =
+                        rep.curve.iter().map(|&(p, v)| (p, v as f64)).collect();
+                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    Some(Curve {
+                        label: r.mechanism.clone(),
+                        points,
+                        dashed: FLOORS.contains(&r.mechanism.as_str()),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    curve_chart(
+        "Round-trip tails between two processes (8 B)",
+        "each line: the repetition with the median p99.9; dashed: the floors (spin ring, futex, futex + 5 µs spin)",
+        &panels,
+    )
+}
+
 /// The alternatives each shmring figure is divided by.
-const ALTERNATIVES: [&str; 10] = [
+const ALTERNATIVES: [&str; 11] = [
     "spin-ring",
     "futex",
+    "futex-spin",
     ICEORYX2,
     "pipe",
     "unix-socket",
@@ -352,17 +460,18 @@ fn ratio_tables(d: &Data) -> String {
 }
 
 fn figures(d: &Data) -> String {
-    let mut s = String::from("### Round trips (min–max over repetitions)\n\n| payload | mechanism (mode) | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|\n");
+    let mut s = String::from("### Round trips (min–max over repetitions)\n\nSlow run: the most consecutive round trips over 10 µs.\n\n| payload | mechanism (mode) | p50 | p99 | p99.9 | max | slow run |\n|---|---|---|---|---|---|---|\n");
     for r in d.results.records.iter().filter(|r| r.kind == "round_trip") {
         let _ = writeln!(
             s,
-            "| {} B | {} | {} | {} | {} | {} |",
+            "| {} B | {} | {} | {} | {} | {} | {} |",
             r.payload,
             name(r),
             range(r, Field::P50, ns),
             range(r, Field::P99, ns),
             range(r, Field::P999, ns),
-            range(r, Field::Max, ns)
+            range(r, Field::Max, ns),
+            range(r, Field::SlowRun, count)
         );
     }
     s += "\n### One-way streams (min–max over repetitions)\n\n| payload | mechanism (mode) | msgs/s | bytes/s |\n|---|---|---|---|\n";
@@ -506,10 +615,12 @@ fn main() {
     };
     let md = markdown(&d);
     let (latency, throughput) = charts(&d);
+    let tails = tails_chart(&d);
     let growth_svg = d.growth.as_ref().map(growth_report::chart);
     for (file, text) in [
         ("REPORT.md", md),
         ("latency.svg", latency),
+        ("tails.svg", tails),
         ("throughput.svg", throughput),
     ]
     .into_iter()
@@ -551,7 +662,7 @@ fn markdown(d: &Data) -> String {
          blocking calls (shmring spins 5 µs before sleeping unless `[spin 0]`). Figures on these VMs are bimodal and \
          other work shares the machine: each figure is the min–max over repetitions, and ratios use the best \
          repetition of each side, with the range over paired repetitions in parentheses.\n\n\
-         ![latency](latency.svg)\n![throughput](throughput.svg)\n\n## Targets of issue 4\n\n",
+         ![latency](latency.svg)\n![tails](tails.svg)\n![throughput](throughput.svg)\n\n## Targets of issue 4\n\n",
         m.nproc,
         m.cpu,
         m.kernel,
@@ -563,6 +674,12 @@ fn markdown(d: &Data) -> String {
         counts(&r.messages)
     );
     s += &targets(d);
+    s += "\n## Against the floors (issue 17)\n\n\
+          futex-spin is the raw futex ping-pong with a 5 µs spin before it sleeps (the floor of a \
+          spin-then-sleep wait, shmring's default policy); futex, the one that always sleeps, is the \
+          floor of a hand-off to a sleeper. Run xbench with `--busy 1` (a busy loop on the peer's core) \
+          or `--busy 4 --no-pin` (6 processes on 2 cores) for the oversubscribed rows.\n\n";
+    s += &floors(d);
     s += "\n## Ratios\n\n";
     s += &ratio_tables(d);
     match &d.growth {

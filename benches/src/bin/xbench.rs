@@ -18,7 +18,12 @@
 //! 3), `--json FILE`, `--no-python`, `--no-strace`, `--no-pin`, `--only
 //! WORDS` (only the measurements whose mechanism contains one of the
 //! comma-separated WORDS, e.g. `--only iceoryx2,shmring-spsc`; the Python
-//! script is skipped).
+//! script is skipped), `--busy N` (N busy-loop processes during each
+//! measurement through `shmring_measure`, on the peer's CPU when pinned:
+//! see [`shmring_measure::Params::busy`]; the threads, Python and iceoryx2
+//! figures run without them).
+//! Round trips are reported with p50, p99, p99.9, max, the longest run of
+//! round trips over 10 µs and the percentile curve.
 //! Every measurement is repeated and the repetitions are interleaved (all
 //! mechanisms once, then all again), so a slow phase of the machine hits
 //! every mechanism alike; the report shows the min–max over repetitions.
@@ -43,6 +48,7 @@ struct Args {
     strace: bool,
     pin: bool,
     only: Option<String>,
+    busy: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         strace: true,
         pin: true,
         only: None,
+        busy: 0,
     };
     let mut reps = None;
     let mut it = std::env::args().skip(1);
@@ -71,12 +78,23 @@ fn parse_args() -> Result<Args, String> {
             "--no-python" => args.python = false,
             "--no-strace" => args.strace = false,
             "--no-pin" => args.pin = false,
+            "--busy" => {
+                let v = it.next().ok_or("--busy needs a value")?;
+                args.busy = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= shmring_measure::MAX_BUSY)
+                    .ok_or(format!(
+                        "--busy: not a number from 0 to {}: {v}",
+                        shmring_measure::MAX_BUSY
+                    ))?;
+            }
             "--only" => {
                 args.only = Some(it.next().ok_or("--only needs words")?);
                 args.python = false;
             }
             "-h" | "--help" => {
-                println!("usage: xbench [--quick] [--reps N] [--json FILE] [--no-python] [--no-strace] [--no-pin] [--only WORDS]");
+                println!("usage: xbench [--quick] [--reps N] [--json FILE] [--no-python] [--no-strace] [--no-pin] [--only WORDS] [--busy N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -150,7 +168,10 @@ fn jobs(payload: usize) -> Vec<Job> {
             jobs.push(Job::Iceoryx2RoundTrip(mode));
         }
     }
-    for m in Mechanism::ALL.into_iter().filter(|m| m.is_shmring()) {
+    for m in Mechanism::ALL
+        .into_iter()
+        .filter(|m| m.is_shmring() && m.takes_spin())
+    {
         jobs.push(Job::RoundTrip(m, Mode::Blocking, sleep.clone(), "spin 0"));
     }
     for mode in Mode::ALL {
@@ -189,6 +210,7 @@ fn run(job: &Job, payload: usize, a: &Args) -> Result<Vec<(Record, Rep)>, String
         round_trips: round_trips(payload, a.quick),
         mode: Mode::Polling,
         pin: a.pin,
+        busy: a.busy,
     };
     let key = |kind: &str, mechanism: String, mode: Mode, variant: &str| Record {
         kind: kind.into(),
@@ -399,7 +421,14 @@ fn summary(rep: &Rep) -> String {
         return format!("{ns:.1} ns/op");
     }
     match (rep.p50_ns, rep.msgs_per_s, rep.bytes_per_s) {
-        (Some(p50), _, _) => format!("p50 {p50} ns, p99 {} ns", rep.p99_ns.unwrap_or(0)),
+        (Some(p50), _, _) => format!(
+            "p50 {p50} ns, p99 {} ns, p99.9 {} ns, max {} ns, slow run {} ({} over 10 µs)",
+            rep.p99_ns.unwrap_or(0),
+            rep.p999_ns.unwrap_or(0),
+            rep.max_ns.unwrap_or(0),
+            rep.slow_run.unwrap_or(0),
+            rep.slow_count.unwrap_or(0)
+        ),
         (_, Some(m), Some(b)) => format!("{:.2} M msgs/s, {:.2} GB/s", m / 1e6, b / 1e9),
         (_, Some(m), None) => format!("{:.0} ops/s", m),
         _ => String::new(),
@@ -541,6 +570,18 @@ fn main() {
         ..Results::default()
     };
     results.notes.push(iceoryx2::note());
+    if a.busy > 0 {
+        results.notes.push(format!(
+            "busy: {} busy-loop process{} during each two-process measurement, {}",
+            a.busy,
+            if a.busy == 1 { "" } else { "es" },
+            if a.pin {
+                "pinned to the peer's CPU"
+            } else {
+                "unpinned"
+            }
+        ));
+    }
     let mut index: HashMap<String, usize> = HashMap::new();
     for rep in 0..a.reps {
         for payload in PAYLOADS {

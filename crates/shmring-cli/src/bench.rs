@@ -4,14 +4,19 @@
 //! executable re-executed as the peer), with the same payloads, counts and
 //! pinning for every mechanism of a section. Each section is shown with
 //! ratios against the OS pipe, the unix socket and the raw floor of its
-//! mode (a spinning ring when polling, a futex ping-pong when blocking).
+//! mode (a spinning ring when polling, a futex ping-pong when blocking);
+//! round trips also show their tails (p99, p99.9, max, the longest run of
+//! round trips over 10 µs) and p99.9 against the tail floor (the futex
+//! ping-pong that spins 5 µs before it sleeps, when blocking).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use shmring_measure::{round_trip, stream, Latency, Mechanism, Mode, Params, Throughput};
+use shmring_measure::{
+    round_trip, stream, Latency, Mechanism, Mode, Params, Throughput, CURVE_LEVELS, MAX_BUSY,
+};
 
-use crate::args::Args;
+use crate::args::{self, Args};
 use crate::json::{self, Object};
 use crate::Failure;
 
@@ -27,8 +32,10 @@ struct Section {
     mode: Mode,
     payload: usize,
     mechanisms: &'static [Mechanism],
-    /// The floor ratios are taken against.
+    /// The floor the headline ratios (p50, msgs/s) are taken against.
     floor: Mechanism,
+    /// Round trips: the floor p99.9 is divided by.
+    tail_floor: Mechanism,
 }
 
 const SECTIONS: [Section; 4] = [
@@ -40,11 +47,13 @@ const SECTIONS: [Section; 4] = [
             Mechanism::ShmringSpsc,
             Mechanism::ShmringQueue,
             Mechanism::ShmringPipe,
+            Mechanism::ShmringQueueVec,
             Mechanism::Pipe,
             Mechanism::UnixSocket,
             Mechanism::SpinRing,
         ],
         floor: Mechanism::SpinRing,
+        tail_floor: Mechanism::SpinRing,
     },
     Section {
         test: Test::RoundTrip,
@@ -54,11 +63,16 @@ const SECTIONS: [Section; 4] = [
             Mechanism::ShmringSpsc,
             Mechanism::ShmringQueue,
             Mechanism::ShmringPipe,
+            Mechanism::ShmringQueueVec,
             Mechanism::Pipe,
             Mechanism::UnixSocket,
             Mechanism::FutexPingPong,
+            Mechanism::FutexSpin,
         ],
+        // p50: the hand-off to a sleeper; p99.9: what a 5 µs spin before
+        // the sleep (shmring's default policy) can reach.
         floor: Mechanism::FutexPingPong,
+        tail_floor: Mechanism::FutexSpin,
     },
     Section {
         test: Test::Stream,
@@ -67,11 +81,13 @@ const SECTIONS: [Section; 4] = [
         mechanisms: &[
             Mechanism::ShmringSpsc,
             Mechanism::ShmringQueue,
+            Mechanism::ShmringQueueVec,
             Mechanism::Pipe,
             Mechanism::UnixSocket,
             Mechanism::SpinRing,
         ],
         floor: Mechanism::SpinRing,
+        tail_floor: Mechanism::SpinRing,
     },
     Section {
         test: Test::Stream,
@@ -79,11 +95,13 @@ const SECTIONS: [Section; 4] = [
         payload: 64 * 1024,
         mechanisms: &[
             Mechanism::ShmringSpsc,
+            Mechanism::ShmringPipe,
             Mechanism::Pipe,
             Mechanism::UnixSocket,
             Mechanism::SpinRing,
         ],
         floor: Mechanism::SpinRing,
+        tail_floor: Mechanism::SpinRing,
     },
 ];
 
@@ -140,18 +158,31 @@ fn counts(m: &Measured<'_>) -> String {
     }
 }
 
-/// `shmring bench [--json] [--quick] [--no-pin]`.
+/// How the two processes run: pinned or not, and beside how many busy
+/// loops.
+#[derive(Clone, Copy)]
+struct Setting {
+    pin: bool,
+    busy: u32,
+}
+
+/// `shmring bench [--json] [--quick] [--no-pin] [--busy N]`.
 pub fn bench(mut args: Args) -> Result<(), Failure> {
     let json_out = args.flag("--json");
     let quick = args.flag("--quick");
     let no_pin = args.flag("--no-pin");
+    let busy = match args.value("--busy")? {
+        Some(n) => args::count("--busy", &n, 0, u64::from(MAX_BUSY))? as u32,
+        None => 0,
+    };
     args.finish()?;
+    let setting = Setting { pin: !no_pin, busy };
     let start = Instant::now();
     let per_pass: usize = SECTIONS.iter().map(|s| s.mechanisms.len()).sum();
     let progress = Progress::new(if quick { per_pass } else { 2 * per_pass });
     let mut results: Vec<Measured<'_>> = SECTIONS
         .iter()
-        .map(|s| run_section(s, 1, !no_pin, &progress))
+        .map(|s| run_section(s, 1, setting, &progress))
         .collect();
     if !quick {
         for i in 0..results.len() {
@@ -160,7 +191,7 @@ pub fn bench(mut args: Args) -> Result<(), Failure> {
             let first_pass: f64 = results[i..].iter().map(|m| m.took.as_secs_f64()).sum();
             let scale = (left / first_pass.max(1e-3)).floor().min(MAX_SCALE as f64) as u64;
             if scale >= 2 {
-                results[i] = run_section(results[i].section, scale, !no_pin, &progress);
+                results[i] = run_section(results[i].section, scale, setting, &progress);
             } else {
                 progress.skip(results[i].section.mechanisms.len());
             }
@@ -168,15 +199,20 @@ pub fn bench(mut args: Args) -> Result<(), Failure> {
     }
     progress.done(start.elapsed());
     let out = if json_out {
-        to_json(&results, quick, start.elapsed()) + "\n"
+        to_json(&results, quick, setting, start.elapsed()) + "\n"
     } else {
-        to_text(&results, start.elapsed())
+        to_text(&results, setting, start.elapsed())
     };
     print!("{out}");
     Ok(())
 }
 
-fn run_section<'a>(s: &'a Section, scale: u64, pin: bool, progress: &Progress) -> Measured<'a> {
+fn run_section<'a>(
+    s: &'a Section,
+    scale: u64,
+    setting: Setting,
+    progress: &Progress,
+) -> Measured<'a> {
     let messages = if s.payload > 1024 {
         LARGE_MESSAGES
     } else {
@@ -187,7 +223,8 @@ fn run_section<'a>(s: &'a Section, scale: u64, pin: bool, progress: &Progress) -
         messages: messages * scale,
         round_trips: ROUND_TRIPS * scale,
         mode: s.mode,
-        pin,
+        pin: setting.pin,
+        busy: setting.busy,
     };
     let start = Instant::now();
     let rows = s
@@ -215,12 +252,34 @@ fn run_section<'a>(s: &'a Section, scale: u64, pin: bool, progress: &Progress) -
 
 /// `row ÷ baseline` of the headline figures, when both exist.
 fn ratio(rows: &[Row], row: &Row, baseline: Mechanism) -> Option<f64> {
+    ratio_by(rows, row, baseline, headline)
+}
+
+/// `row ÷ baseline` of the p99.9 round trips, when both exist.
+fn tail_ratio(rows: &[Row], row: &Row, baseline: Mechanism) -> Option<f64> {
+    ratio_by(rows, row, baseline, |f| match f {
+        Figure::Latency(l) => l.p999_ns as f64,
+        Figure::Throughput(_) => 0.0,
+    })
+}
+
+fn ratio_by(
+    rows: &[Row],
+    row: &Row,
+    baseline: Mechanism,
+    figure: impl Fn(&Figure) -> f64,
+) -> Option<f64> {
     let base = rows.iter().find(|r| r.mechanism == baseline)?;
     let (Ok(a), Ok(b)) = (&row.outcome, &base.outcome) else {
         return None;
     };
-    let (a, b) = (headline(a), headline(b));
+    let (a, b) = (figure(a), figure(b));
     (b > 0.0).then(|| a / b)
+}
+
+/// The longest run of slow round trips, and how many there were: `3 (41)`.
+fn slow_text(l: &Latency) -> String {
+    format!("{} ({})", l.slow_run, l.slow_count)
 }
 
 fn nanos(ns: u64) -> String {
@@ -264,64 +323,120 @@ fn host_line() -> String {
     format!("{model}, {cpus} CPUs allowed, Linux {kernel}")
 }
 
-fn to_text(results: &[Measured<'_>], took: Duration) -> String {
+fn setting_text(setting: Setting) -> String {
+    let pinned = if setting.pin {
+        "pinned to two CPUs when allowed"
+    } else {
+        "not pinned"
+    };
+    match setting.busy {
+        0 => format!("two processes, {pinned}"),
+        n => format!(
+            "two processes, {pinned}, beside {n} busy loop{} {}",
+            if n == 1 { "" } else { "s" },
+            if setting.pin {
+                "on the peer's CPU (when pinned)"
+            } else {
+                "(unpinned)"
+            }
+        ),
+    }
+}
+
+/// Pads each column to its widest cell (two spaces between columns, two
+/// before the first); a row of one cell is written as it is.
+fn table(out: &mut String, rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width = |c: usize| {
+        rows.iter()
+            .filter(|r| r.len() > 1)
+            .filter_map(|r| r.get(c))
+            .map(|cell| cell.chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..cols).map(width).collect();
+    for row in rows {
+        let mut line = String::from(" ");
+        for (c, cell) in row.iter().enumerate() {
+            line.push(' ');
+            line.push_str(cell);
+            if row.len() > 1 && c + 1 < row.len() {
+                let pad = widths[c].saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad + 1));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+fn to_text(results: &[Measured<'_>], setting: Setting, took: Duration) -> String {
     use std::fmt::Write as _;
     let mut out = format!(
-        "shmring bench — {}\n(two processes, pinned to two CPUs when allowed; took {:.1} s)\n",
+        "shmring bench — {}\n({}; took {:.1} s)\n",
         host_line(),
+        setting_text(setting),
         took.as_secs_f64()
     );
     for m in results {
         let (s, rows) = (m.section, &m.rows);
-        let (cols, better) = match s.test {
-            Test::RoundTrip => (
-                "p50        p99        p99.9      max",
-                "p50; lower is better",
-            ),
-            Test::Stream => ("msgs/s          bytes/s", "msgs/s; higher is better"),
-        };
         let _ = writeln!(out, "\n{} ({})", title(s), counts(m));
-        let _ = writeln!(
-            out,
-            "  {:<14} {cols:<44} ÷pipe    ÷unix    ÷{}   ({better})",
-            "mechanism", s.floor
-        );
+        let mut cells: Vec<Vec<String>> = Vec::new();
+        let ratio_heads = ["÷pipe".to_string(), "÷unix".into(), format!("÷{}", s.floor)];
+        let mut head = vec!["mechanism".to_string()];
+        match s.test {
+            Test::RoundTrip => {
+                head.extend(["p50", "p99", "p99.9", "max", "slow run"].map(String::from));
+                head.extend(ratio_heads);
+                head.push(format!("p99.9 ÷{}", s.tail_floor));
+            }
+            Test::Stream => {
+                head.extend(["msgs/s", "bytes/s"].map(String::from));
+                head.extend(ratio_heads);
+            }
+        }
+        cells.push(head);
         for row in rows {
-            let figures = match &row.outcome {
-                Ok(Figure::Latency(l)) => format!(
-                    "{:<10} {:<10} {:<10} {}",
+            let mut line = vec![row.mechanism.to_string()];
+            match &row.outcome {
+                Ok(Figure::Latency(l)) => line.extend([
                     nanos(l.p50_ns),
                     nanos(l.p99_ns),
                     nanos(l.p999_ns),
-                    nanos(l.max_ns)
-                ),
-                Ok(Figure::Throughput(t)) => format!(
-                    "{:<15} {}",
-                    rate(t.msgs_per_s, "msg"),
-                    rate(t.bytes_per_s, "B")
-                ),
+                    nanos(l.max_ns),
+                    slow_text(l),
+                ]),
+                Ok(Figure::Throughput(t)) => {
+                    line.extend([rate(t.msgs_per_s, "msg"), rate(t.bytes_per_s, "B")])
+                }
                 Err(e) => {
-                    let _ = writeln!(out, "  {:<14} failed: {e}", row.mechanism);
+                    cells.push(vec![format!("{:<17} failed: {e}", row.mechanism)]);
                     continue;
                 }
-            };
-            let _ = writeln!(
-                out,
-                "  {:<14} {figures:<44} {:<8} {:<8} {}",
-                row.mechanism,
+            }
+            line.extend([
                 ratio_text(ratio(rows, row, Mechanism::Pipe)),
                 ratio_text(ratio(rows, row, Mechanism::UnixSocket)),
                 ratio_text(ratio(rows, row, s.floor)),
-            );
+            ]);
+            if s.test == Test::RoundTrip {
+                line.push(ratio_text(tail_ratio(rows, row, s.tail_floor)));
+            }
+            cells.push(line);
         }
+        table(&mut out, &cells);
     }
     out.push_str(
-        "\nRatios divide each row's headline figure by the column's mechanism, same run.\n",
+        "\nRatios divide each row's headline figure by the column's mechanism's, same run:\n\
+         p50 for round trips (lower is better), msgs/s for streams (higher is better);\n\
+         \"p99.9 ÷\" divides p99.9 by the section's tail floor's. Slow run: the most\n\
+         consecutive round trips over 10 µs (in parentheses: how many in all).\n",
     );
     out
 }
 
-fn to_json(results: &[Measured<'_>], quick: bool, took: Duration) -> String {
+fn to_json(results: &[Measured<'_>], quick: bool, setting: Setting, took: Duration) -> String {
     let mut items = Vec::new();
     for m in results {
         let (s, rows) = (m.section, &m.rows);
@@ -344,35 +459,59 @@ fn to_json(results: &[Measured<'_>], quick: bool, took: Duration) -> String {
                         Test::Stream => m.params.messages,
                     },
                 )
-                .bool("pinned", m.params.pin);
+                .bool("pinned", m.params.pin)
+                .num("busy", m.params.busy);
             obj = match &row.outcome {
                 Ok(Figure::Latency(l)) => obj
+                    .num("min_ns", l.min_ns)
                     .num("p50_ns", l.p50_ns)
                     .num("p99_ns", l.p99_ns)
                     .num("p999_ns", l.p999_ns)
                     .num("max_ns", l.max_ns)
-                    .num("samples", l.samples),
+                    .num("samples", l.samples)
+                    .num("slow_run", l.slow_run)
+                    .num("slow_count", l.slow_count)
+                    .raw("curve", curve_json(l)),
                 Ok(Figure::Throughput(t)) => obj
                     .raw("msgs_per_s", json::float(t.msgs_per_s))
                     .raw("bytes_per_s", json::float(t.bytes_per_s)),
                 Err(e) => obj.str("error", e),
             };
             let ratio_of = |m| ratio(rows, row, m).map_or("null".into(), json::float);
-            let ratios = Object::new()
+            let mut ratios = Object::new()
                 .raw("pipe", ratio_of(Mechanism::Pipe))
                 .raw("unix-socket", ratio_of(Mechanism::UnixSocket))
                 .raw("floor", ratio_of(s.floor))
-                .str("floor_mechanism", s.floor.name())
-                .finish();
+                .str("floor_mechanism", s.floor.name());
+            if s.test == Test::RoundTrip {
+                let tail = tail_ratio(rows, row, s.tail_floor).map_or("null".into(), json::float);
+                ratios = ratios
+                    .raw("p999_tail_floor", tail)
+                    .str("tail_floor_mechanism", s.tail_floor.name());
+            }
+            let ratios = ratios.finish();
             items.push(obj.raw("ratios", ratios).finish());
         }
     }
     Object::new()
         .str("host", &host_line())
         .bool("quick", quick)
+        .bool("pinned", setting.pin)
+        .num("busy", setting.busy)
+        .num("slow_ns", shmring_measure::SLOW_NS)
         .raw("seconds", json::float(took.as_secs_f64()))
         .raw("results", json::array(items))
         .finish()
+}
+
+/// The percentile curve: `[[0.5, ns], [0.75, ns], ...]`.
+fn curve_json(l: &Latency) -> String {
+    json::array(
+        CURVE_LEVELS
+            .iter()
+            .zip(l.curve)
+            .map(|(p, ns)| format!("[{},{ns}]", json::float(*p))),
+    )
 }
 
 /// The progress line on stderr: rewritten in place on a terminal, one line

@@ -167,24 +167,39 @@ Options:
 ";
 
 const HELP_BENCH: &str = "\
-Usage: shmring bench [--quick] [--json] [--no-pin]
+Usage: shmring bench [--quick] [--json] [--no-pin] [--busy N]
 
 Measures, between two processes of this host, round-trip latency (polling and
 blocking, 8-byte messages) and one-way stream throughput (8 B and 64 KiB) of
-shmring's SPSC ring, MPMC queue and Pipe beside an OS pipe, a unix socket and
-the raw floors (a spinning ring on a shared page when polling, a futex
-ping-pong when blocking). Each table shows ratios: the row's figure divided by
-the pipe's, the socket's and the floor's (for latency lower is better, for
-throughput higher). Every mechanism of a table runs with the same counts,
-payload and pinning. A first pass with small counts calibrates; the full run
-then repeats each table with up to 10x the counts, as far as a 30-second
-budget allows (each table states its counts). Progress goes to stderr,
-results to stdout. Build with --release for meaningful figures.
+shmring's SPSC ring, MPMC queue, Pipe and typed Queue<Vec<u8>> beside an OS
+pipe, a unix socket and the raw floors: a spinning ring on a shared page when
+polling; when blocking, a futex ping-pong that always sleeps (futex: the cost of
+waking a sleeper) and one that spins 5 µs before it sleeps and wakes only a
+sleeper (futex-spin: the floor of a spin-then-sleep wait, shmring's default).
+
+Round trips show p50, p99, p99.9 and max (from a histogram, within 0.4%; max
+exact) and the slow run: the most consecutive round trips over 10 µs (and how
+many in all), i.e. how long a stall lasted. Each table shows ratios: the row's
+headline figure (p50 for latency, lower is better; msgs/s for throughput,
+higher is better) divided by the pipe's, the socket's and the floor's, and for
+round trips p99.9 divided by the tail floor's (futex-spin when blocking).
+Every mechanism of a table runs with the same counts, payload, pinning and
+busy loops. A first pass with small counts calibrates; the full run then
+repeats each table with up to 10x the counts, as far as a 30-second budget
+allows (each table states its counts). Progress goes to stderr, results to
+stdout. Build with --release for meaningful figures.
 
 Options:
-  --quick    the first pass only (a few seconds, noisier)
-  --json     one JSON object with every figure and ratio
-  --no-pin   do not pin the two processes to distinct CPUs
+  --quick     the first pass only (a few seconds, noisier)
+  --json      one JSON object with every figure and ratio (round trips also
+              carry min, slow_run, slow_count and the percentile curve)
+  --no-pin    do not pin the two processes to distinct CPUs
+  --busy N    run N busy-loop processes (0 to 64) during each measurement:
+              pinned to the peer's CPU when the processes are pinned (a busy
+              loop on the receiver's core: --busy 1), unpinned with --no-pin
+              (6 processes on a 2-CPU host: --busy 4 --no-pin); they are
+              killed when the measurement ends, fails or panics, and by the
+              kernel if shmring itself dies
   -h, --help
 ";
 

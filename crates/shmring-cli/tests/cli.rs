@@ -107,6 +107,10 @@ fn help_and_usage_errors() {
         unknown.stderr
     );
     assert_eq!(shmring(&["ls", "--bogus"]).code, 2);
+    for busy in ["x", "-1", "65", "1.5"] {
+        assert_eq!(shmring(&["bench", "--busy", busy]).code, 2, "--busy {busy}");
+    }
+    assert_eq!(shmring(&["bench", "--busy"]).code, 2);
     assert_eq!(shmring(&["stat"]).code, 2);
     assert_eq!(shmring(&["stat", "a", "b"]).code, 2);
     assert_eq!(shmring(&["stat", "x", "--count", "zero"]).code, 2);
@@ -414,10 +418,33 @@ fn bench_quick_json_has_every_figure() {
     assert!(r.stdout.starts_with("{\"host\":"), "{}", r.stdout);
     assert_eq!(
         r.stdout.matches("\"mechanism\":").count(),
-        21,
+        26,
         "{}",
         r.stdout
     );
     assert!(!r.stdout.contains("\"error\""), "{}", r.stdout);
-    assert!(r.stderr.contains("[21/21]"), "{}", r.stderr);
+    assert!(r.stderr.contains("[26/26]"), "{}", r.stderr);
+    // Every round trip carries its tails; the blocking ones their tail
+    // floor, the spinning futex ping-pong.
+    assert_eq!(r.stdout.matches("\"p999_ns\":").count(), 15, "{}", r.stdout);
+    assert_eq!(
+        r.stdout.matches("\"slow_run\":").count(),
+        15,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("\"curve\":[[0.5,").count(),
+        15,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout
+            .matches("\"tail_floor_mechanism\":\"futex-spin\"")
+            .count(),
+        8,
+        "{}",
+        r.stdout
+    );
 }

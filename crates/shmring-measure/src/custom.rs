@@ -90,7 +90,7 @@
 use std::process::Command;
 
 use crate::peer::{self, Job, Kind};
-use crate::{latency_from_samples, rate, Latency, MeasureError, Mode, Params, Throughput};
+use crate::{rate, Latency, MeasureError, Mode, Params, Throughput};
 
 pub use crate::drive::{check, other_gone, stamp, Link, Spin};
 
@@ -157,7 +157,7 @@ pub fn round_trip<L: Link>(
     open: impl FnOnce(&LinkSpec, &mut Command) -> Result<L, MeasureError>,
 ) -> Result<Latency, MeasureError> {
     let outcome = peer::run_parent_custom(Job::custom(Kind::RoundTrip, name, p)?, open)?;
-    Ok(latency_from_samples(outcome.samples))
+    Ok(outcome.latency)
 }
 
 /// A one-way stream over the link that `open` makes: as [`crate::stream`]
@@ -178,8 +178,9 @@ pub fn stream<L: Link>(
 /// [`crate::run_peer_if_child`] for binaries that also measure custom
 /// links: when this process was started as a measurement peer, it does the
 /// peer's work and exits (status 0, or 1 with a message on stderr),
-/// calling `serve` for a custom link; otherwise it returns at once. Call
-/// it first in `main()`.
+/// calling `serve` for a custom link (a [busy loop](crate::Params::busy)
+/// spins until killed); otherwise it returns at once. Call it first in
+/// `main()`.
 ///
 /// `serve` opens the peer's end of the link that [`Peer::spec`] names and
 /// hands it to [`Peer::serve`]; the link is dropped when `serve` returns,

@@ -24,7 +24,9 @@ use shmring::process::{Entry, EntryResult, Process};
 
 use crate::custom::{LinkSpec, Peer};
 use crate::drive::{self, Link};
-use crate::{dict, os, raw, shm, MeasureError, Mechanism, Mode, Params, Tuning};
+use crate::{
+    busy, dict, os, raw, shm, Latency, MeasureError, Mechanism, Mode, Params, Tuning, MAX_BUSY,
+};
 
 /// The peer's entry point: this executable re-executed with its [`Job`].
 /// Started by [`Running::spawn`] and received by [`run_child_if_peer`],
@@ -68,11 +70,15 @@ pub(crate) struct Job {
     pub fds: Vec<i32>,
     /// The CPU the peer pins itself to.
     pub cpu: Option<usize>,
+    /// Busy-loop processes the parent runs beside the measurement (the
+    /// peer is not told: not part of the encoding).
+    pub busy: u32,
 }
 
-/// What the parent's side measured.
+/// What the parent's side measured: a round trip's summary, or a
+/// stream's (or dict run's) seconds.
 pub(crate) struct Outcome {
-    pub samples: Vec<u64>,
+    pub latency: Latency,
     pub seconds: f64,
 }
 
@@ -95,6 +101,12 @@ impl Job {
         if count == 0 {
             return Err(MeasureError::InvalidParams("a count of zero".into()));
         }
+        if p.busy > MAX_BUSY {
+            return Err(MeasureError::InvalidParams(format!(
+                "{} busy loops: at most {MAX_BUSY}",
+                p.busy
+            )));
+        }
         Ok(Job {
             kind,
             mechanism: m,
@@ -108,6 +120,7 @@ impl Job {
             pin: p.pin,
             fds: Vec::new(),
             cpu: None,
+            busy: p.busy,
         })
     }
 
@@ -285,7 +298,7 @@ pub(crate) fn inherited_fd(job: &Job, i: usize) -> Result<OwnedFd, MeasureError>
 }
 
 /// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
+pub(crate) fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data (zeroed is the empty set);
     // sched_getaffinity writes at most `size_of` bytes into it; CPU_ISSET
     // only reads it, for indices below CPU_SETSIZE.
@@ -340,6 +353,8 @@ fn prepare(job: &mut Job) -> Result<(Command, Option<usize>), MeasureError> {
 /// peer, measures, and checks that the peer succeeded.
 pub(crate) fn run_parent(mut job: Job) -> Result<Outcome, MeasureError> {
     let (mut cmd, cpu) = prepare(&mut job)?;
+    // Dropped last (after the peer was reaped), on every return and unwind.
+    let _busy = busy::BusyLoops::start(job.busy, job.cpu)?;
     use Mechanism as M;
     match (job.kind, job.mechanism) {
         (Kind::Dict, _) => {
@@ -377,6 +392,14 @@ pub(crate) fn run_parent(mut job: Job) -> Result<Outcome, MeasureError> {
             let mut link = raw::SpinLink::parent(&mut job, &mut cmd)?;
             with_link(&job, cmd, cpu, &mut link)
         }
+        (_, M::ShmringQueueVec) => {
+            let mut link = shm::QueueVec::parent(&job, &mut cmd)?;
+            with_link(&job, cmd, cpu, &mut link)
+        }
+        (_, M::FutexSpin) => {
+            let mut link = raw::FutexSpinLink::parent(&mut job, &mut cmd)?;
+            with_link(&job, cmd, cpu, &mut link)
+        }
     }
 }
 
@@ -388,6 +411,7 @@ pub(crate) fn run_parent_custom<L: Link>(
     open: impl FnOnce(&LinkSpec, &mut Command) -> Result<L, MeasureError>,
 ) -> Result<Outcome, MeasureError> {
     let (mut cmd, cpu) = prepare(&mut job)?;
+    let _busy = busy::BusyLoops::start(job.busy, job.cpu)?;
     let mut link = open(&job.spec(), &mut cmd)?;
     with_link(&job, cmd, cpu, &mut link)
 }
@@ -469,6 +493,7 @@ fn child_result(child: &mut Process, failed: bool) -> Result<(), MeasureError> {
 /// The peer's side: does nothing unless this process was started as
 /// [`PEER`]; `custom` serves the jobs over a caller's link.
 pub(crate) fn run_child_if_peer(custom: impl FnOnce(&Peer<'_>) -> Result<(), MeasureError>) {
+    busy::run_if_busy_loop();
     let Some(received) = PEER.receive() else {
         return;
     };
@@ -507,6 +532,8 @@ fn run_child(
         (_, M::UnixSocket) => drive::child(job, &mut os::FdLink::child_socket(job)?),
         (_, M::FutexPingPong) => drive::child(job, &mut raw::FutexLink::child(job)?),
         (_, M::SpinRing) => drive::child(job, &mut raw::SpinLink::child(job)?),
+        (_, M::ShmringQueueVec) => drive::child(job, &mut shm::QueueVec::child(job)?),
+        (_, M::FutexSpin) => drive::child(job, &mut raw::FutexSpinLink::child(job)?),
     }
 }
 
@@ -528,6 +555,7 @@ mod tests {
             round_trips: 55,
             mode: Mode::Blocking,
             pin: false,
+            busy: 3,
         };
         let t = Tuning {
             spin_ns: Some(0),
@@ -547,6 +575,8 @@ mod tests {
             (back.fds, back.cpu, back.spin_ns),
             (vec![5, 9], Some(3), Some(0))
         );
+        // The busy loops are the parent's business: the peer is not told.
+        assert_eq!((job.busy, back.busy), (3, 0));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The floors: a raw spinning SPSC ring and a raw futex ping-pong, each on
-//! a shared mapping of an inherited `memfd`.
+//! The floors: a raw spinning SPSC ring, a raw futex ping-pong, and that
+//! ping-pong with a spin before the sleep, each on a shared mapping of an
+//! inherited `memfd`.
 //!
-//! Both trust the other process completely (no checks of positions read
+//! All trust the other process completely (no checks of positions read
 //! from shared memory): they are what a hand-written, unchecked channel
 //! costs, the lower bound shmring is compared with.
 
@@ -348,6 +349,186 @@ impl Link for FutexLink {
                 spin.slow()?;
             }
         }
+        buf.resize(self.payload, 0);
+        // SAFETY: the message is published (Acquire above) and the peer
+        // writes the next one only after our answer.
+        unsafe { std::ptr::copy_nonoverlapping(self.rx.data, buf.as_mut_ptr(), self.payload) };
+        Ok(())
+    }
+}
+
+/// The spin budget of [`FutexSpinLink`] unless the job sets one: shmring's
+/// default wait policy's.
+const FUTEX_SPIN_NS: u64 = 5_000;
+
+/// Checks of the word before the first clock read (as shmring's waits: an
+/// answer within a microsecond costs no clock read at all).
+const CLOCK_FREE_ROUNDS: u32 = 16;
+
+/// The low bit of a [`FutexSpinLink`] sequence word: the receiver sleeps
+/// (or is about to). Sequence values proper step by 2.
+const SLEEPING: u32 = 1;
+
+/// The raw futex ping-pong with a spin before the sleep and a wake only
+/// for a sleeper: one mailbox per direction, as [`FutexLink`].
+///
+/// The sequence word carries the receiver's sleep in its low bit. The
+/// receiver spins on the word for the budget (a pause hint per check, the
+/// clock read every fourth after [`CLOCK_FREE_ROUNDS`]), then sets the bit
+/// with a compare-exchange from the value it last saw and sleeps on the
+/// word with that bit set. The sender replaces the word with the next
+/// sequence value (bit clear) by a swap and calls `FUTEX_WAKE` only when
+/// the value it replaced had the bit. Both are read-modify-writes of the
+/// one word, so one of them sees the other: either the receiver's
+/// compare-exchange fails (the message is there) or the sender's swap
+/// returns the bit (and the kernel, comparing the word under its lock in
+/// `FUTEX_WAIT`, orders the wake after the sleep or fails the sleep).
+pub(crate) struct FutexSpinLink {
+    tx: Mailbox,
+    rx: Mailbox,
+    payload: usize,
+    spin_ns: u64,
+    _map: SharedMap,
+}
+
+impl FutexSpinLink {
+    pub(crate) fn parent(job: &mut Job, cmd: &mut Command) -> Result<FutexSpinLink, MeasureError> {
+        let half = FutexLink::half_len(job);
+        let map = SharedMap::create(job, cmd, 2 * half)?;
+        Ok(FutexSpinLink::new(job, map, 0, half))
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<FutexSpinLink, MeasureError> {
+        let half = FutexLink::half_len(job);
+        let map = SharedMap::inherited(job, 2 * half)?;
+        Ok(FutexSpinLink::new(job, map, half, 0))
+    }
+
+    fn new(job: &Job, map: SharedMap, tx: usize, rx: usize) -> FutexSpinLink {
+        let mailbox = |offset| Mailbox {
+            seq: map.at(offset, 128).cast(),
+            data: map.at(offset + 128, job.payload),
+            seen: 0,
+        };
+        FutexSpinLink {
+            tx: mailbox(tx),
+            rx: mailbox(rx),
+            payload: job.payload,
+            spin_ns: job.spin_ns.unwrap_or(FUTEX_SPIN_NS),
+            _map: map,
+        }
+    }
+
+    /// The sequence word as it is now.
+    #[inline]
+    fn load_rx(&self) -> u32 {
+        // SAFETY: `seq` points into the live mapping.
+        // ORDERING: Acquire — pairs with the Release swap in `send`, so the
+        // payload it published is visible.
+        unsafe { (*self.rx.seq).load(Ordering::Acquire) }
+    }
+
+    /// Spins for the budget; the new sequence value if one came.
+    #[inline]
+    fn spin_for_message(&self) -> Option<u32> {
+        let seen = self.rx.seen;
+        let now = self.load_rx();
+        if now != seen || self.spin_ns == 0 {
+            return (now != seen).then_some(now);
+        }
+        for _ in 0..CLOCK_FREE_ROUNDS {
+            std::hint::spin_loop();
+            let now = self.load_rx();
+            if now != seen {
+                return Some(now);
+            }
+        }
+        let start = std::time::Instant::now();
+        let budget = std::time::Duration::from_nanos(self.spin_ns);
+        let mut rounds = 0u32;
+        loop {
+            std::hint::spin_loop();
+            let now = self.load_rx();
+            if now != seen {
+                return Some(now);
+            }
+            rounds = rounds.wrapping_add(1);
+            if rounds.is_multiple_of(4) && start.elapsed() >= budget {
+                return None;
+            }
+        }
+    }
+
+    /// Announces the sleep and sleeps until the word moves on; the new
+    /// sequence value.
+    fn sleep_for_message(&self) -> Result<u32, MeasureError> {
+        let seen = self.rx.seen;
+        // SAFETY: `seq` points into the live mapping.
+        // ORDERING: Relaxed on success — the bit publishes nothing; it is
+        // ordered against the sender's swap by being an RMW of the same
+        // word. Acquire on failure — the value read is the sender's Release
+        // swap, whose payload we then read.
+        let marked = unsafe {
+            (*self.rx.seq).compare_exchange(
+                seen,
+                seen | SLEEPING,
+                Ordering::Relaxed,
+                Ordering::Acquire,
+            )
+        };
+        if let Err(now) = marked {
+            return Ok(now);
+        }
+        let slice = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        let mut spin = Spin::new();
+        loop {
+            // The kernel sleeps only while the word still holds our marked
+            // value, checked under its lock: a swap before it makes the
+            // wait return at once, one after it finds us asleep.
+            if futex(self.rx.seq, libc::FUTEX_WAIT, seen | SLEEPING, Some(&slice)) < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+            {
+                spin.slow()?;
+            }
+            let now = self.load_rx();
+            if now != seen | SLEEPING {
+                return Ok(now);
+            }
+        }
+    }
+}
+
+impl Link for FutexSpinLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        let len = msg.len().min(self.payload);
+        // SAFETY: the area holds `payload` bytes; in a ping-pong the peer
+        // finished reading the previous message before it answered.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.tx.data, len) };
+        self.tx.seen = self.tx.seen.wrapping_add(2);
+        // SAFETY: `seq` points into the live mapping.
+        // ORDERING: Release — publishes the payload; pairs with the
+        // receiver's Acquire load or failed compare-exchange. Being an RMW,
+        // it reads the receiver's SLEEPING bit if its compare-exchange came
+        // first in the word's order (and that one fails if this came first).
+        let old = unsafe { (*self.tx.seq).swap(self.tx.seen, Ordering::Release) };
+        if old & SLEEPING != 0 {
+            futex(self.tx.seq, libc::FUTEX_WAKE, 1, None);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        let now = match self.spin_for_message() {
+            Some(now) => now,
+            None => self.sleep_for_message()?,
+        };
+        // The sender stores sequence values with the bit clear.
+        self.rx.seen = now & !SLEEPING;
         buf.resize(self.payload, 0);
         // SAFETY: the message is published (Acquire above) and the peer
         // writes the next one only after our answer.

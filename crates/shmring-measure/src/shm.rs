@@ -1,4 +1,5 @@
-//! shmring's own mechanisms: the SPSC ring, the MPMC queue and the Pipe.
+//! shmring's own mechanisms: the SPSC ring, the MPMC queue (bytes), the
+//! Pipe, and the typed `Queue<Vec<u8>>`.
 
 use shmring::core::wait::Until;
 use std::process::Command;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use shmring::core::{PopError, PushError};
 use shmring::mpmc;
 use shmring::pipe::{Connection, Pipe, RecvError, TryRecvError, TrySendError};
+use shmring::queue::{self, Queue, TryGetError, TryPutError};
 use shmring::spsc::{self, Ring};
 use shmring::{Builder, RoleError, WaitPolicy};
 
@@ -349,6 +351,107 @@ impl Link for PipeLink {
                 Ok(())
             }
             Err(e) => Err(MeasureError::transport("recv_bytes_into", e)),
+        }
+    }
+}
+
+/// `Queue<Vec<u8>>`, one per direction, through its `Sender` and
+/// `Receiver`: the typed public API with its codec, and a fresh `Vec` per
+/// message each way (as a caller of `put(bytes.to_vec())` and `get()`
+/// has). The handles' wait policy is the default.
+pub(crate) struct QueueVec {
+    tx: queue::Sender<Vec<u8>>,
+    rx: queue::Receiver<Vec<u8>>,
+    polling: bool,
+    _queues: [Queue<Vec<u8>>; 2],
+}
+
+/// A `Queue<Vec<u8>>` of the same shape as [`queue`]'s byte queue.
+fn typed_queue(job: &Job) -> Builder<Queue<Vec<u8>>> {
+    Queue::<Vec<u8>>::builder()
+        .ring_bytes(job.ring_bytes())
+        .max_message(job.max_record())
+}
+
+impl QueueVec {
+    pub(crate) fn parent(job: &Job, cmd: &mut Command) -> Result<QueueVec, MeasureError> {
+        let to_peer = typed_queue(job).anonymous().map_err(err("create queue"))?;
+        let to_parent = typed_queue(job).anonymous().map_err(err("create queue"))?;
+        to_peer
+            .share_with_child(cmd, TO_PEER)
+            .map_err(err("share queue"))?;
+        to_parent
+            .share_with_child(cmd, TO_PARENT)
+            .map_err(err("share queue"))?;
+        QueueVec::new(job, [to_peer, to_parent])
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<QueueVec, MeasureError> {
+        let from_parent = Queue::<Vec<u8>>::builder()
+            .open_inherited(TO_PEER)
+            .map_err(err("open queue"))?;
+        let to_parent = Queue::<Vec<u8>>::builder()
+            .open_inherited(TO_PARENT)
+            .map_err(err("open queue"))?;
+        QueueVec::new(job, [to_parent, from_parent])
+    }
+
+    /// Sends on `queues[0]`, receives from `queues[1]`.
+    fn new(job: &Job, queues: [Queue<Vec<u8>>; 2]) -> Result<QueueVec, MeasureError> {
+        Ok(QueueVec {
+            tx: queues[0].sender().map_err(err("sender"))?,
+            rx: queues[1].receiver(),
+            polling: job.mode == Mode::Polling,
+            _queues: queues,
+        })
+    }
+}
+
+impl Link for QueueVec {
+    /// Polling: `try_put` in a spin loop while the queue is full (the item
+    /// comes back each time); blocking: `put`.
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        let item = msg.to_vec();
+        if !self.polling {
+            return self.tx.put(item).map_err(err("put"));
+        }
+        let mut item = item;
+        let mut spin = Spin::new();
+        loop {
+            match self.tx.try_put(item) {
+                Ok(()) => return Ok(()),
+                Err(TryPutError::Full(back)) => {
+                    item = back;
+                    spin.spin()?;
+                }
+                Err(e) => return Err(MeasureError::transport("try_put", e)),
+            }
+        }
+    }
+
+    /// Polling: `try_get` in a spin loop while it is empty; blocking: `get`
+    /// with a 10-minute bound (a queue cannot tell a dead producer from a
+    /// slow one). The received `Vec` becomes `buf`.
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        if !self.polling {
+            *buf = self
+                .rx
+                .get_timeout(Duration::from_secs(600))
+                .map_err(err("get"))?;
+            return Ok(());
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.rx.try_get() {
+                Ok(item) => {
+                    *buf = item;
+                    return Ok(());
+                }
+                Err(TryGetError::Empty) => spin.spin()?,
+                Err(e) => return Err(MeasureError::transport("try_get", e)),
+            }
         }
     }
 }

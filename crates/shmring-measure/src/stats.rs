@@ -1,10 +1,15 @@
-//! Percentiles over raw samples (exact: nearest rank, no histogram).
+//! Exact percentiles over a sorted set (the reference the histogram is
+//! tested against, and small sets such as create times), and the summary
+//! of a list of samples.
 
+use crate::histogram::{rank, Recorder};
 use crate::Latency;
 
 /// The nearest-rank `p`-quantile (`p` in `0.0..=1.0`) of `sorted`, which
 /// must be sorted ascending: the smallest sample with at least a fraction
-/// `p` of all samples at or below it. 0 for no samples.
+/// `p` of all samples at or below it. 0 for no samples. Exact, for sets
+/// small enough to keep; round trips go through a
+/// [`Histogram`](crate::Histogram).
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -13,22 +18,15 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
         sorted.windows(2).all(|w| w[0] <= w[1]),
         "samples not sorted"
     );
-    let p = p.clamp(0.0, 1.0);
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    sorted[rank(p, sorted.len() as u64) as usize - 1]
 }
 
-/// Sorts `samples` (nanoseconds) and summarises them.
-pub fn latency_from_samples(mut samples: Vec<u64>) -> Latency {
-    samples.sort_unstable();
-    Latency {
-        p50_ns: percentile(&samples, 0.50),
-        p99_ns: percentile(&samples, 0.99),
-        p999_ns: percentile(&samples, 0.999),
-        max_ns: samples.last().copied().unwrap_or(0),
-        samples: samples.len() as u64,
-        min_ns: samples.first().copied().unwrap_or(0),
-    }
+/// Summarises `samples` (nanoseconds, in the order they were measured:
+/// the slow runs depend on it) as a [`Recorder`] would have.
+pub fn latency_from_samples(samples: impl IntoIterator<Item = u64>) -> Latency {
+    let mut r = Recorder::new();
+    samples.into_iter().for_each(|ns| r.record(ns));
+    r.latency()
 }
 
 #[cfg(test)]
@@ -54,12 +52,15 @@ mod tests {
     }
 
     #[test]
-    fn summary_sorts_and_keeps_extremes() {
+    fn summary_keeps_extremes_and_slow_runs() {
         let l = latency_from_samples(vec![9, 1, 5, 3, 7, 2, 8, 4, 6, 10]);
         assert_eq!(
             (l.min_ns, l.p50_ns, l.p99_ns, l.max_ns, l.samples),
             (1, 5, 10, 10, 10)
         );
+        assert_eq!((l.slow_run, l.slow_count), (0, 0));
+        let slow = latency_from_samples([20_000, 300, 20_001, 20_002, 300]);
+        assert_eq!((slow.slow_run, slow.slow_count), (2, 3));
         assert_eq!(latency_from_samples(Vec::new()), Latency::default());
     }
 }

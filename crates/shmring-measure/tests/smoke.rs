@@ -132,11 +132,14 @@ fn main() {
                     round_trips: 100,
                     mode,
                     pin: payload == 8,
+                    busy: 0,
                 };
                 match round_trip(m, &p) {
                     Ok(l) => {
                         assert_eq!(l.samples, 100, "{m} {mode}");
                         assert!(l.min_ns > 0 && l.p50_ns <= l.p99_ns && l.p999_ns <= l.max_ns);
+                        assert!(l.slow_run <= l.slow_count && l.slow_count <= l.samples);
+                        assert_eq!(l.curve[0], l.p50_ns);
                     }
                     Err(e) if !m.supports(mode) => assert!(e.is_not_applicable(), "{e}"),
                     Err(e) => panic!("round trip {m} {mode} {payload} B: {e}"),
@@ -169,6 +172,16 @@ fn main() {
     };
     shmring_measure::round_trip_with(Mechanism::ShmringSpsc, &blocking, &sleeping)
         .expect("sleeping round trip");
+    // The spinning futex floor with no spin: every receive sleeps (the
+    // sleeper bit and the conditional wake on every message).
+    let l = shmring_measure::round_trip_with(Mechanism::FutexSpin, &blocking, &sleeping)
+        .expect("futex-spin without a spin");
+    assert_eq!(l.samples, 100);
+    // A spin budget means nothing to the typed queue (no policy setter).
+    assert!(
+        shmring_measure::round_trip_with(Mechanism::ShmringQueueVec, &blocking, &sleeping)
+            .is_err_and(|e| e.is_not_applicable())
+    );
     assert!(stream_with(Mechanism::Pipe, &p, &batched).is_err_and(|e| e.is_not_applicable()));
     let d = dict_update(&Params {
         messages: 500,
@@ -182,6 +195,135 @@ fn main() {
     );
     assert_eq!(Mechanism::UnixSocket.to_string(), "unix-socket");
     assert_eq!("blocking".parse::<Mode>().unwrap(), Mode::Blocking);
+    assert_eq!(
+        "futex-spin".parse::<Mechanism>().unwrap(),
+        Mechanism::FutexSpin
+    );
+    assert_eq!(
+        "shmring-queue-vec".parse::<Mechanism>().unwrap(),
+        Mechanism::ShmringQueueVec
+    );
     custom_link();
+    busy_loops();
     println!("smoke: ok in {:.2} s", started.elapsed().as_secs_f64());
+}
+
+/// The live (or unreaped) child processes of this process, from `/proc`.
+fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // gone meanwhile
+        };
+        // pid (comm) state ppid ...: the command may hold spaces and
+        // parentheses, so split after its last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(me) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list`, as the kernel
+/// writes it: `0-1`, `3`).
+fn cpus_allowed(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string()
+}
+
+/// The CPUs this process may run on, as indices.
+fn my_cpus() -> Vec<usize> {
+    let list = cpus_allowed(std::process::id());
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+/// `--busy`: the busy loops run during the measurement, pinned to the
+/// peer's CPU when pinning is on (unpinned otherwise), and none is left
+/// after it, whether it succeeded, failed or panicked.
+fn busy_loops() {
+    assert!(children().is_empty(), "children before: {:?}", children());
+    let p = Params {
+        payload: 8,
+        round_trips: 100,
+        messages: 300,
+        mode: Mode::Blocking,
+        pin: true,
+        busy: 2,
+    };
+    let l = round_trip(Mechanism::FutexSpin, &p).expect("round trip beside busy loops");
+    assert_eq!(l.samples, 100);
+    assert!(children().is_empty(), "left behind: {:?}", children());
+    let t = stream(Mechanism::ShmringSpsc, &p).expect("stream beside busy loops");
+    assert!(t.msgs_per_s > 0.0);
+    assert!(children().is_empty(), "left behind: {:?}", children());
+
+    // Inside a measurement (the custom link's `open` runs after the busy
+    // loops started and before the peer): exactly `busy` children, where
+    // they belong; then an error ends the measurement.
+    let cpus = my_cpus();
+    for pin in [true, false] {
+        let p = Params { pin, ..p.clone() };
+        let failed = custom::round_trip(RINGS, &p, |_: &LinkSpec, _: &mut Command| {
+            let kids = children();
+            assert_eq!(kids.len(), 2, "busy loops running: {kids:?}");
+            for kid in kids {
+                let allowed = cpus_allowed(kid);
+                if pin && cpus.len() >= 2 {
+                    assert_eq!(allowed, cpus[1].to_string(), "pinned to the peer's CPU");
+                } else {
+                    assert_eq!(allowed, cpus_allowed(std::process::id()), "unpinned");
+                }
+            }
+            Err::<Rings, _>(MeasureError::Transport("planted failure".into()))
+        });
+        assert!(
+            matches!(&failed, Err(MeasureError::Transport(m)) if m == "planted failure"),
+            "{failed:?}"
+        );
+        assert!(children().is_empty(), "left behind: {:?}", children());
+    }
+
+    // A panic inside the measurement unwinds through the busy loops' guard.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let panicked = std::panic::catch_unwind(|| {
+        let _ = custom::round_trip(RINGS, &p, |_: &LinkSpec, _: &mut Command| {
+            assert_eq!(children().len(), 2);
+            panic!("planted panic");
+            #[allow(unreachable_code)]
+            Err::<Rings, _>(MeasureError::Timeout)
+        });
+    });
+    std::panic::set_hook(hook);
+    assert!(panicked.is_err());
+    assert!(children().is_empty(), "left behind: {:?}", children());
+
+    let too_many = Params {
+        busy: shmring_measure::MAX_BUSY + 1,
+        ..p
+    };
+    assert!(matches!(
+        round_trip(Mechanism::FutexSpin, &too_many),
+        Err(MeasureError::InvalidParams(_))
+    ));
 }
