@@ -26,13 +26,3 @@ pub fn spin_hint() {
     #[cfg(loom)]
     loom::thread::yield_now();
 }
-
-/// Offers the CPU to another runnable thread (`sched_yield`); under loom a
-/// model yield.
-#[inline]
-pub fn yield_now() {
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-    #[cfg(loom)]
-    loom::thread::yield_now();
-}

@@ -80,11 +80,23 @@ pub trait Waiter {
     /// The current time on the clock deadlines use.
     fn now(&self) -> Deadline;
 
-    /// Offers the CPU to another runnable thread (a spin that has gone on
-    /// longer than a few microseconds does this between looks, see
-    /// [`WaitPolicy`]). Returns at once when nothing else wants the CPU.
-    fn yield_now(&self) {
-        crate::sync::yield_now();
+    /// Whether the calling thread was switched out for another runnable
+    /// thread since its previous call (an involuntary context switch).
+    /// A spin asks this after it found itself off the CPU for a while, to
+    /// tell a crowded CPU (stop spinning) from a pause of the whole machine
+    /// (a VM's host preempting it: spinning on is right). The default,
+    /// `false`, never stops a spin early.
+    fn preempted(&self) -> bool {
+        false
+    }
+
+    /// Whether more threads are runnable right now than this thread has
+    /// CPUs to run on. An adaptive wait asks this at most once per
+    /// [`CROWD_CHECK_NS`] before it spins, and does not spin at all for a
+    /// while when it is (see [`WaitPolicy`]). The default,
+    /// `false`, never stops a spin.
+    fn crowded(&self) -> bool {
+        false
     }
 
     /// Whether this process's wakers may order their publishing store
@@ -193,28 +205,40 @@ impl WaitWord {
 ///
 /// # The adaptive spin
 ///
-/// A waiter first busy-waits for `spin_ns` (pause hints). When
-/// `max_spin_ns > spin_ns` it may then keep waiting, up to a budget it
-/// learns from its own recent waits (kept in the handle's [`WaitHistory`]),
-/// yielding the CPU between looks instead of pausing, before it sleeps:
+/// A waiter busy-waits (pause hints) before it sleeps: at least `spin_ns`,
+/// and when `max_spin_ns > spin_ns` up to a budget it learns from its own
+/// recent waits (kept in the handle's [`WaitHistory`]):
 ///
 /// * a wait that had to **sleep** and still ended within `max_spin_ns`
 ///   (the peer answered while we were asleep, or while we were being
 ///   woken) shows that waiting longer would have paid: the budget rises at
 ///   once to twice that wait (capped at `max_spin_ns`);
 /// * a wait that slept for longer than `max_spin_ns` (the peer was idle)
-///   shows that spinning was wasted: the budget halves, down to `spin_ns`.
+///   shows that spinning was wasted: the budget halves, down to `spin_ns`;
+/// * a spin that finds its thread was **switched out for another thread**
+///   (it saw a gap of [`CONTENDED_GAP_NS`] between two looks, and
+///   [`Waiter::preempted`] says the CPU was taken, not the whole VM
+///   paused) stops at once and the handle spins not at all for
+///   [`CONTENDED_QUIET_NS`]: on a crowded CPU a spinner only takes turns
+///   from the peer it waits for, and a sleeper is woken ahead of busy
+///   threads. The same holds, checked before spinning at most once per
+///   [`CROWD_CHECK_NS`], when more threads are runnable than there are
+///   CPUs ([`Waiter::crowded`]).
 ///
-/// That is what breaks the wake-up cascade of a fixed short spin: once a
+/// The first two break the wake-up cascade of a fixed short spin: once a
 /// pause of the peer longer than the spin has put this side to sleep, the
 /// wake-up itself (tens of microseconds on a VM) is longer than the spin
 /// too, so the peer falls asleep as well, and the pair kept waking each
 /// other through the kernel for many round trips. With the budget learned
 /// from the wait that slept, the next wait outlasts the other side's
 /// wake-up and the pair is back to handing off in user space after one or
-/// two slow round trips. Yielding (not pausing) beyond `spin_ns` is what
-/// keeps a longer wait harmless when both ends share a core: the peer gets
-/// the CPU as soon as it is runnable.
+/// two slow round trips. The third keeps the longer spin from costing
+/// anything when processes outnumber CPUs.
+///
+/// The spin never calls `sched_yield`: under the EEVDF scheduler (Linux
+/// 6.6 and later) each yield pushes the yielder's deadline a whole slice
+/// later, and a spin that yielded on every look left round trips of up to
+/// 1.2 s with six processes on two CPUs (`tailprobe`, 2026-12-03).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitPolicy {
     /// Busy-wait (pause hints) before registering as a sleeper, in
@@ -397,7 +421,27 @@ pub struct WaitHistory {
     /// The learned spin budget in nanoseconds (0: nothing learned yet;
     /// always clamped to the policy's `spin_ns..=max_spin_ns` when used).
     spin_ns: u64,
+    /// No spinning before this instant: a spin found the CPU crowded (see
+    /// [`WaitPolicy`]).
+    calm_at: Deadline,
+    /// When [`Waiter::crowded`] may be asked again.
+    crowd_due: Deadline,
 }
+
+/// A gap this long (30 µs) between two looks of a spin means the thread
+/// was off the CPU: [`Waiter::preempted`] then tells whether another thread
+/// took it (see [`WaitPolicy`]).
+pub const CONTENDED_GAP_NS: u64 = 30_000;
+
+/// Least time between two [`Waiter::crowded`] questions of one handle
+/// (10 ms).
+pub const CROWD_CHECK_NS: u64 = 10_000_000;
+
+/// How long an adaptive wait does not spin after it found its CPU crowded
+/// (10 ms):
+/// a waiter then sleeps at once, as a spin-free sleeper does, and the
+/// first wait after it tries spinning again.
+pub const CONTENDED_QUIET_NS: u64 = 10_000_000;
 
 impl Default for WaitHistory {
     /// Nothing learned; a slow check is due at once.
@@ -405,43 +449,67 @@ impl Default for WaitHistory {
         WaitHistory {
             slow_due: Deadline(0),
             spin_ns: 0,
+            calm_at: Deadline(0),
+            crowd_due: Deadline(0),
         }
     }
 }
 
 impl WaitHistory {
-    /// The history as two words, for a handle whose threads share one
-    /// history in atomics ([`WaitHistory::from_words`] reads it back; any
-    /// pair of words is a valid history).
-    pub fn to_words(self) -> [u64; 2] {
-        [self.slow_due.0, self.spin_ns]
+    /// The history as words, for a handle whose threads share one history
+    /// in atomics ([`WaitHistory::from_words`] reads it back; any words
+    /// are a valid history).
+    pub fn to_words(self) -> [u64; 4] {
+        [
+            self.slow_due.0,
+            self.spin_ns,
+            self.calm_at.0,
+            self.crowd_due.0,
+        ]
     }
 
     /// The history [`WaitHistory::to_words`] wrote.
-    pub fn from_words(words: [u64; 2]) -> WaitHistory {
+    pub fn from_words(words: [u64; 4]) -> WaitHistory {
         WaitHistory {
             slow_due: Deadline(words[0]),
             spin_ns: words[1],
+            calm_at: Deadline(words[2]),
+            crowd_due: Deadline(words[3]),
         }
     }
 
-    /// How long the next wait may spin before it sleeps, in nanoseconds.
+    /// How long a wait starting at `now` may spin before it sleeps, in
+    /// nanoseconds: the learned budget, or 0 for a while after a spin found
+    /// the CPU crowded.
     #[inline]
-    pub fn spin_budget(&self, policy: &WaitPolicy) -> u64 {
+    pub fn spin_budget(&self, policy: &WaitPolicy, now: Deadline) -> u64 {
         if policy.max_spin_ns <= policy.spin_ns {
             return policy.spin_ns;
+        }
+        if now < self.calm_at {
+            return 0;
         }
         self.spin_ns.clamp(policy.spin_ns, policy.max_spin_ns)
     }
 
-    /// A wait slept and ended `waited_ns` after it started waiting: learn
-    /// from it (see [`WaitPolicy`]). Waits that ended while spinning teach
-    /// nothing: the spin cost exactly what the wait took.
-    pub fn slept(&mut self, policy: &WaitPolicy, waited_ns: u64) {
-        if policy.max_spin_ns <= policy.spin_ns {
+    /// A spin found the CPU crowded at `now`: no spin for
+    /// [`CONTENDED_QUIET_NS`], and the learned budget starts over.
+    pub fn contended(&mut self, policy: &WaitPolicy, now: Deadline) {
+        self.calm_at = now.after(CONTENDED_QUIET_NS);
+        self.spin_ns = policy.spin_ns;
+    }
+
+    /// A wait that started waiting at `start` slept and ended at `end`:
+    /// learn from it (see [`WaitPolicy`]). Waits that ended while spinning
+    /// teach nothing (the spin cost exactly what the wait took), nor do
+    /// waits in the quiet time after a spin found the CPU crowded (a
+    /// crowded CPU stretches every wait).
+    pub fn slept(&mut self, policy: &WaitPolicy, start: Deadline, end: Deadline) {
+        if policy.max_spin_ns <= policy.spin_ns || end < self.calm_at {
             return;
         }
-        let budget = self.spin_budget(policy);
+        let waited_ns = end.0.saturating_sub(start.0);
+        let budget = self.spin_ns.clamp(policy.spin_ns, policy.max_spin_ns);
         self.spin_ns = if waited_ns <= policy.max_spin_ns {
             // Waiting this long would have kept the hand-off in user
             // space: wait twice as long next time.
@@ -511,10 +579,19 @@ where
     if deadline.is_some_and(|d| start >= d) {
         return Err(TimedOut);
     }
-    let budget = history.spin_budget(policy);
+    let mut budget = history.spin_budget(policy, start);
+    if budget > 0 && policy.max_spin_ns > policy.spin_ns && start >= history.crowd_due {
+        history.crowd_due = start.after(CROWD_CHECK_NS);
+        if waiter.crowded() {
+            history.contended(policy, start);
+            budget = 0;
+        }
+    }
     if budget > 0 {
-        if let Some(r) = spin(waiter, policy.spin_ns, start, budget, deadline, &mut check) {
-            return Ok(r);
+        match spin(waiter, policy, start, budget, deadline, &mut check) {
+            Spun::Got(r) => return Ok(r),
+            Spun::Spent => {}
+            Spun::Contended(at) => history.contended(policy, at),
         }
     }
     // The first check before the first sleep is a slow one (unless
@@ -558,7 +635,7 @@ where
             // ORDERING: Relaxed — only a count; nothing is published by it.
             word.waiters.fetch_sub(1, Ordering::Relaxed);
             if slept {
-                history.slept(policy, waiter.now().0.saturating_sub(start.0));
+                history.slept(policy, start, waiter.now());
             }
             return Ok(r);
         }
@@ -575,49 +652,62 @@ where
         // ORDERING: Relaxed — only a count.
         word.waiters.fetch_sub(1, Ordering::Relaxed);
         if let Some(r) = check(false) {
-            history.slept(policy, waiter.now().0.saturating_sub(start.0));
+            history.slept(policy, start, waiter.now());
             return Ok(r);
         }
     }
 }
 
-/// The spin before a sleep: pause hints until `pause_ns` after `start`,
-/// then yields (see [`WaitPolicy`]) until `budget_ns` after `start` or the
-/// deadline. `Some` as soon as `check` answers.
+/// How a spin ended.
+enum Spun<R> {
+    /// The check answered.
+    Got(R),
+    /// The budget or the deadline ran out.
+    Spent,
+    /// Another thread took the CPU in the middle of the spin, seen at this
+    /// instant (adaptive policies only).
+    Contended(Deadline),
+}
+
+/// The spin before a sleep: pause hints until `budget_ns` after `start` or
+/// the deadline; for an adaptive policy, also until another thread takes
+/// the CPU (see [`WaitPolicy`]).
 #[inline]
 fn spin<W, R>(
     waiter: &W,
-    pause_ns: u64,
+    policy: &WaitPolicy,
     start: Deadline,
     budget_ns: u64,
     deadline: Option<Deadline>,
     check: &mut impl FnMut(bool) -> Option<R>,
-) -> Option<R>
+) -> Spun<R>
 where
     W: Waiter + ?Sized,
 {
-    let pause_until = start.after(pause_ns.min(budget_ns));
+    let adaptive = policy.max_spin_ns > policy.spin_ns;
     let spin_until = start.after(budget_ns);
-    let mut yielding = pause_ns == 0;
+    let mut last = start;
     let mut rounds = 0u32;
     loop {
-        if yielding {
-            waiter.yield_now();
-        } else {
-            crate::sync::spin_hint();
-        }
+        crate::sync::spin_hint();
         if let Some(r) = check(false) {
-            return Some(r);
+            return Spun::Got(r);
         }
         rounds += 1;
         // Reading the clock costs about as much as a short spin; do it on
-        // every fourth pause only (a yield costs more than a clock read).
-        if yielding || rounds.is_multiple_of(4) {
+        // every fourth round only.
+        if rounds.is_multiple_of(4) {
             let now = waiter.now();
-            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                return None;
+            // Off the CPU for a while: a crowded CPU, or the host pausing
+            // the whole VM (then spinning on is right). One system call
+            // tells, and only after such a gap.
+            if adaptive && now.0.saturating_sub(last.0) >= CONTENDED_GAP_NS && waiter.preempted() {
+                return Spun::Contended(now);
             }
-            yielding = now >= pause_until;
+            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                return Spun::Spent;
+            }
+            last = now;
         }
     }
 }
@@ -630,6 +720,7 @@ mod tests {
 
     use super::*;
     use crate::heap::ThreadWaiter;
+    use crate::sync::AtomicU64;
 
     const MS: u64 = 1_000_000;
 
@@ -637,10 +728,10 @@ mod tests {
     fn a_fixed_policy_learns_nothing() {
         let policy = WaitPolicy::fixed(5_000);
         let mut h = WaitHistory::default();
-        h.slept(&policy, 30_000);
-        assert_eq!(h.spin_budget(&policy), 5_000);
-        h.slept(&policy, 10 * MS);
-        assert_eq!(h.spin_budget(&policy), 5_000);
+        h.slept(&policy, Deadline(0), Deadline(30_000));
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), 5_000);
+        h.slept(&policy, Deadline(0), Deadline(10 * MS));
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), 5_000);
     }
 
     #[test]
@@ -648,26 +739,26 @@ mod tests {
         let policy = WaitPolicy::default();
         let mut h = WaitHistory::default();
         assert_eq!(
-            h.spin_budget(&policy),
+            h.spin_budget(&policy, Deadline(0)),
             policy.spin_ns,
             "starts at the floor"
         );
         // A 30 µs wait that slept: twice that next time.
-        h.slept(&policy, 30_000);
-        assert_eq!(h.spin_budget(&policy), 60_000);
+        h.slept(&policy, Deadline(0), Deadline(30_000));
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), 60_000);
         // A shorter one never lowers it.
-        h.slept(&policy, 10_000);
-        assert_eq!(h.spin_budget(&policy), 60_000);
+        h.slept(&policy, Deadline(0), Deadline(10_000));
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), 60_000);
         // Capped at the ceiling.
-        h.slept(&policy, policy.max_spin_ns);
-        assert_eq!(h.spin_budget(&policy), policy.max_spin_ns);
+        h.slept(&policy, Deadline(0), Deadline(policy.max_spin_ns));
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), policy.max_spin_ns);
         // Idle peers: halves, down to the floor and no lower.
-        h.slept(&policy, 10 * MS);
-        assert_eq!(h.spin_budget(&policy), policy.max_spin_ns / 2);
+        h.slept(&policy, Deadline(0), Deadline(10 * MS));
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), policy.max_spin_ns / 2);
         for _ in 0..20 {
-            h.slept(&policy, 10 * MS);
+            h.slept(&policy, Deadline(0), Deadline(10 * MS));
         }
-        assert_eq!(h.spin_budget(&policy), policy.spin_ns);
+        assert_eq!(h.spin_budget(&policy, Deadline(0)), policy.spin_ns);
         // The words round-trip.
         assert_eq!(WaitHistory::from_words(h.to_words()), h);
     }
@@ -675,17 +766,18 @@ mod tests {
     /// The point of learning: after one wait that slept and was answered
     /// soon, the next wait outlasts a peer that answers after the same
     /// delay *without waking it*. With a fixed spin that second wait
-    /// would sleep through its whole (10 s) slice.
+    /// would sleep (through its whole slice).
     #[test]
     fn the_learned_budget_catches_the_next_answer_without_a_sleep() {
         let policy = WaitPolicy {
             spin_ns: 0,
             max_spin_ns: 2_000 * MS,
-            slice_ns: 10_000 * MS,
+            slice_ns: 200 * MS,
         };
         let word = Arc::new(WaitWord::default());
         let flag = Arc::new(AtomicBool::new(false));
-        let waiter = ThreadWaiter::default();
+        // Yields that return at once, whatever else this machine runs.
+        let waiter = Calm::default();
         let mut history = WaitHistory::default();
         fn check(f: &AtomicBool) -> impl FnMut(bool) -> Option<()> + '_ {
             // ORDERING: Acquire — pairs with the peer's Release store.
@@ -712,7 +804,7 @@ mod tests {
         )
         .unwrap();
         peer.join().unwrap();
-        let learned = history.spin_budget(&policy);
+        let learned = history.spin_budget(&policy, Deadline(0));
         assert!(learned >= 40 * MS, "learned {learned} ns from a 20 ms wait");
 
         // 2: the peer answers after 2 ms and does not wake anybody: only
@@ -725,7 +817,7 @@ mod tests {
                 flag.store(true, Ordering::Release);
             })
         };
-        let start = std::time::Instant::now();
+        let sleeps_before = waiter.sleeps();
         block_on_with(
             &word,
             &waiter,
@@ -736,9 +828,109 @@ mod tests {
         )
         .unwrap();
         peer.join().unwrap();
+        // Without the learned budget this wait sleeps (a whole slice, as
+        // nobody wakes it). With it, it spins and never sleeps, unless the
+        // thread was kept off the CPU for a while in the middle of the
+        // spin, which the wait takes for contention (a loaded machine).
+        let contended = history.calm_at > Deadline(0);
         assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "slept through the slice: the learned budget was not used"
+            waiter.sleeps() == sleeps_before || contended,
+            "slept without contention: the learned budget was not used"
         );
+    }
+
+    /// A waiter on a CPU nobody else wants (never preempted), which counts
+    /// its sleeps.
+    #[derive(Clone, Default)]
+    struct Calm(ThreadWaiter, Arc<AtomicU32>);
+
+    impl Calm {
+        fn sleeps(&self) -> u32 {
+            // ORDERING: Relaxed — a count read by the thread that slept.
+            self.1.load(Ordering::Relaxed)
+        }
+    }
+
+    impl Waiter for Calm {
+        fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) {
+            // ORDERING: Relaxed — as in `sleeps`.
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.wait(word, expected, deadline);
+        }
+        fn wake(&self, word: &AtomicU32, count: u32) {
+            self.0.wake(word, count);
+        }
+        fn now(&self) -> Deadline {
+            self.0.now()
+        }
+    }
+
+    /// A waiter on a CPU that other threads keep busy: its clock jumps
+    /// 100 µs at every read (the thread is off the CPU between two looks)
+    /// and it is always found preempted.
+    #[derive(Clone, Default)]
+    struct Crowded(ThreadWaiter, Arc<AtomicU64>);
+
+    impl Waiter for Crowded {
+        fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) {
+            self.0.wait(word, expected, deadline);
+        }
+        fn wake(&self, word: &AtomicU32, count: u32) {
+            self.0.wake(word, count);
+        }
+        fn now(&self) -> Deadline {
+            // ORDERING: Relaxed — a counter private to the test's clock.
+            let jumps = self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.now().after(jumps * 100_000)
+        }
+        fn preempted(&self) -> bool {
+            true
+        }
+    }
+
+    /// On a crowded CPU an adaptive wait stops spinning at the first look
+    /// that finds it was switched out, sleeps, and does not spin again for
+    /// a while; a fixed policy keeps its spin.
+    #[test]
+    fn a_crowded_cpu_stops_the_spin_for_a_while() {
+        let policy = WaitPolicy {
+            spin_ns: 1_000,
+            max_spin_ns: 2_000 * MS,
+            slice_ns: 10_000 * MS,
+        };
+        let word = Arc::new(WaitWord::default());
+        let flag = Arc::new(AtomicBool::new(false));
+        let waiter = Crowded::default();
+        let mut history = WaitHistory::default();
+        history.slept(&policy, Deadline(0), Deadline(500 * MS)); // learned: spin up to 1 s
+        assert_eq!(history.spin_budget(&policy, Deadline(0)), 1_000 * MS);
+        let peer = {
+            let (word, flag, waiter) = (word.clone(), flag.clone(), waiter.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(3));
+                // ORDERING: Release — pairs with the Acquire swap below.
+                flag.store(true, Ordering::Release);
+                word.wake_if_waiting(&waiter, 1);
+            })
+        };
+        // ORDERING: Acquire — pairs with the peer's Release store.
+        let check = |_slow: bool| flag.swap(false, Ordering::Acquire).then_some(());
+        block_on_with(&word, &waiter, Until::Never, &policy, &mut history, check).unwrap();
+        peer.join().unwrap();
+        // The wait ended well inside the quiet time (3 ms of 10; under
+        // load it may end later, and then the quiet time may be over).
+        let now = waiter.now();
+        if history.spin_budget(&policy, now) != 0 {
+            assert!(now.0 >= CONTENDED_QUIET_NS, "not quiet at {now:?}");
+        }
+        assert_eq!(
+            history.spin_budget(&policy, now.after(CONTENDED_QUIET_NS)),
+            policy.spin_ns,
+            "spins again afterwards, from the floor, having learned nothing"
+        );
+        // A fixed policy is what it says, contended or not.
+        let fixed = WaitPolicy::fixed(7_000);
+        history.contended(&fixed, now);
+        assert_eq!(history.spin_budget(&fixed, now), 7_000);
     }
 }

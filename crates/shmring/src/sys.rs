@@ -9,7 +9,8 @@
 //! - [`shm`]: `shm_open`, `memfd_create`, sizing, sealing, mapping, fd inheritance.
 //! - [`lock`]: open-file-description byte locks, used for peer liveness.
 //! - [`membarrier`]: the heavy side of the wait protocol's asymmetric fence.
-//! - [`process`]: signals and the parent-death signal of daemon children.
+//! - [`process`]: signals, the parent-death signal of daemon children, and a
+//!   thread's involuntary context switches (the wait's crowded-CPU test).
 
 pub(crate) mod clock;
 pub(crate) mod futex;

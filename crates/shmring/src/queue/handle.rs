@@ -75,7 +75,7 @@ struct WaitSettings {
     /// `spin_ns`, `max_spin_ns`, `slice_ns`.
     policy: [AtomicU64; 3],
     /// [`WaitHistory::to_words`].
-    history: [AtomicU64; 2],
+    history: [AtomicU64; 4],
 }
 
 impl WaitSettings {

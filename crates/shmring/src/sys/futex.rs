@@ -114,6 +114,14 @@ impl Waiter for FutexWaiter {
         super::clock::now()
     }
 
+    fn preempted(&self) -> bool {
+        super::process::preempted_since_last_call()
+    }
+
+    fn crowded(&self) -> bool {
+        super::process::cpus_crowded()
+    }
+
     #[inline]
     fn light_wakers(&self) -> bool {
         super::membarrier::light_wakers()
