@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use shmring_core::error::PushError;
+use shmring_core::record::Mark;
 use shmring_core::spsc::{self, SpscLayout};
 use shmring_core::sync::{AtomicU64, Ordering};
 use shmring_core::RingConfig;
@@ -152,7 +153,11 @@ pub fn pipe_frames(data: &[u8]) {
                 };
                 seq = seq.wrapping_add(1);
                 let record: Vec<u8> = (0..len).map(|i| seq ^ i as u8).collect();
-                match writer.try_push_marked(&record, continues) {
+                let mark = Mark {
+                    continues,
+                    more: false,
+                };
+                match writer.try_push_marked(&record, mark) {
                     Ok(()) => model.records.push_back((record, continues)),
                     Err(PushError::Full | PushError::TooLarge { .. } | PushError::Closed) => {}
                     Err(e) => assert!(model.untrusted, "push into an intact ring: {e:?}"),

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
-use shmring_core::record::{record_size, HEADER};
+use shmring_core::record::{record_size, Mark, HEADER};
 use shmring_core::spsc;
 use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
@@ -153,6 +153,16 @@ fn longest_whole(capacity: u64, fragment: usize) -> usize {
     // that many bytes (rounded up: the same) still fits.
     let r = (budget - k * full).min(f - 1);
     usize::try_from(k * f + r).unwrap_or(usize::MAX)
+}
+
+/// The mark of record `i` of a message: every record but the first
+/// continues it. (The end of a message is a record shorter than a
+/// fragment: no record says "more follows".)
+fn continuing(i: usize) -> Mark {
+    Mark {
+        continues: i > 0,
+        more: false,
+    }
 }
 
 /// Whether the process holding the other role of `ring` (`word`) is gone;
@@ -441,14 +451,14 @@ impl Outgoing {
         if msg.len() < fragment {
             return self
                 .producer
-                .push_marked(msg, false, Until::Never)
+                .push_marked(msg, Mark::WHOLE, Until::Never)
                 .map_err(from_push);
         }
         let last: &[u8] = &[];
         let end = msg.len().is_multiple_of(fragment).then_some(last);
         for (i, record) in msg.chunks(fragment).chain(end).enumerate() {
             self.producer
-                .push_marked(record, i > 0, Until::Never)
+                .push_marked(record, continuing(i), Until::Never)
                 .map_err(from_push)?;
         }
         Ok(())
@@ -544,7 +554,9 @@ impl Outgoing {
         let last: &[u8] = &[];
         let end = msg.len().is_multiple_of(self.fragment).then_some(last);
         let records = msg.chunks(self.fragment).chain(end);
-        let marked = records.enumerate().map(|(i, record)| (record, i > 0));
+        let marked = records
+            .enumerate()
+            .map(|(i, record)| (record, continuing(i)));
         let count = msg.len() / self.fragment + 1;
         let written = self
             .producer
