@@ -287,10 +287,13 @@ impl Incoming {
                     self.taken += record_size(grant.len() as u64);
                     return Ok((f.take().expect("called once"))(&grant, &mut self.partial));
                 }
-                // A continuation with no beginning: consumed (dropped), skipped.
+                // A continuation with no beginning: consumed (dropped),
+                // skipped, and the next record read at once (a try too: what
+                // follows may be a whole message).
                 Ok(grant) if !mid_message => {
                     self.taken += record_size(grant.len() as u64);
                     drop(grant);
+                    continue;
                 }
                 Ok(grant) => {
                     // A new message begins mid-message: left in the
