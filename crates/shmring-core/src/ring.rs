@@ -85,7 +85,7 @@ use core::ptr::NonNull;
 
 use crate::error::{ConfigError, Corrupted};
 use crate::layout::Padded;
-use crate::record::{self, Header};
+use crate::record::{self, Header, Mark};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitWord;
 
@@ -463,9 +463,9 @@ impl RingRef {
         // consumer's re-read of the head sees it and calls it a race, not
         // corruption. loom found the Relaxed version wrong.
         let word = self.data()[index as usize].load(Ordering::Acquire);
-        let (len, pad, continues) = match record::decode(word, position)? {
-            Header::Data { len, continues } => (u64::from(len), false, continues),
-            Header::Pad { len } => (u64::from(len), true, false),
+        let (len, pad, mark) = match record::decode(word, position)? {
+            Header::Data { len, mark } => (u64::from(len), false, mark),
+            Header::Pad { len } => (u64::from(len), true, Mark::WHOLE),
         };
         // `len < 2^32`: no overflow.
         let size = record::record_words(len);
@@ -484,7 +484,7 @@ impl RingRef {
             len: len as usize,
             size,
             pad,
-            continues,
+            mark,
         })
     }
 
@@ -507,8 +507,8 @@ pub(crate) struct Found {
     /// Words the record takes, header included.
     pub(crate) size: u64,
     pub(crate) pad: bool,
-    /// A data record tagged CONT (see [`crate::record`]).
-    pub(crate) continues: bool,
+    /// A data record's framing marks (see [`crate::record`]).
+    pub(crate) mark: Mark,
 }
 
 /// Records in a ring: the count of the tail word less that of the head word,

@@ -49,6 +49,7 @@ use core::ptr::NonNull;
 
 use crate::error::{push_check, ConfigError, Corrupted, PopError, PushError};
 use crate::layout::HOT_ALIGN;
+use crate::record::Mark;
 use crate::ring::{
     ring_count, ring_free_bytes, ring_is_empty, small, Found, Reader, RingConfig, RingRef,
     RingShared, Writer, CONSUMER_CLOSED, PRODUCER_CLOSED,
@@ -458,21 +459,22 @@ impl<W: Waiter + Clone> Producer<W> {
     /// `Full`, `Closed`, `TooLarge`, `Corrupted`.
     #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        self.try_push_marked(msg, false)
+        self.try_push_marked(msg, Mark::WHOLE)
     }
 
-    /// [`try_push`](Producer::try_push) of a record marked as continuing
-    /// the message begun by the data record before it (`continues`), or as
-    /// beginning one (`!continues`, what `try_push` writes). The consumer
-    /// sees the mark as [`ReadGrant::continues`]; see [`crate::record`].
+    /// [`try_push`](Producer::try_push) of a record with the framing marks
+    /// `mark`: whether it continues the message begun by the data record
+    /// before it, and whether more records of its message follow
+    /// ([`Mark::WHOLE`], neither, is what `try_push` writes). The consumer
+    /// sees them as [`ReadGrant::mark`]; see [`crate::record`].
     ///
     /// # Errors
     ///
     /// As [`try_push`](Producer::try_push).
     #[inline]
-    pub fn try_push_marked(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
+    pub fn try_push_marked(&mut self, msg: &[u8], mark: Mark) -> Result<(), PushError> {
         self.check_open()?;
-        let result = self.writer.write(msg, continues);
+        let result = self.writer.write_marked(msg, mark);
         // On `Full` this also publishes a padding record written on the way:
         // the consumer has to pass it before the room we wait for can appear.
         self.publish_and_wake(1);
@@ -496,26 +498,19 @@ impl<W: Waiter + Clone> Producer<W> {
     /// `TooLarge`, `Corrupted`.
     #[inline]
     pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
-        self.push_marked(msg, false, until)
+        self.push_marked(msg, Mark::WHOLE, until)
     }
 
-    /// [`push`](Producer::push) with the continuation mark of
+    /// [`push`](Producer::push) with the framing marks of
     /// [`try_push_marked`](Producer::try_push_marked): what streams a
     /// message larger than the ring, one record at a time.
     ///
     /// # Errors
     ///
     /// As [`push`](Producer::push).
-    pub fn push_marked(
-        &mut self,
-        msg: &[u8],
-        continues: bool,
-        until: Until,
-    ) -> Result<(), PushError> {
+    pub fn push_marked(&mut self, msg: &[u8], mark: Mark, until: Until) -> Result<(), PushError> {
         let result = wait_paced!(self, self.writer.ring, not_full, until, |slow| {
-            push_check(self.try_push_marked(msg, continues), slow, || {
-                self.peer_gone()
-            })
+            push_check(self.try_push_marked(msg, mark), slow, || self.peer_gone())
         });
         result.unwrap_or(Err(PushError::Timeout))
     }
@@ -556,6 +551,22 @@ impl<W: Waiter + Clone> Producer<W> {
     /// [`Corrupted`] when the head is inconsistent.
     pub fn free_bytes(&mut self) -> Result<u64, Corrupted> {
         self.writer.free_now()
+    }
+
+    /// Bytes that records with payloads of `lens` bytes take when pushed
+    /// now, one after another: their records, and the padding of a wrap
+    /// wherever one of them would not fit before the end of the data area,
+    /// counted from where this producer writes next. Exact: a batch of
+    /// such records ([`try_push_many_marked`](Producer::try_push_many_marked))
+    /// goes in whole exactly when [`free_bytes`](Producer::free_bytes) is
+    /// at least this, and since only this producer fills the ring, that
+    /// room stays until it writes. `u64::MAX` when a payload exceeds the
+    /// whole ring (it never fits; the push says `TooLarge` for any payload
+    /// above the maximum record).
+    ///
+    /// Process-local: reads no shared memory.
+    pub fn space_needed(&self, lens: impl IntoIterator<Item = usize>) -> u64 {
+        self.writer.extent(lens)
     }
 
     /// Closes the producer side: the consumer drains, then sees `Closed`.
@@ -661,23 +672,22 @@ impl<W: Waiter + Clone> Consumer<W> {
         Ok(found.len)
     }
 
-    /// As [`try_pop`](Consumer::try_pop), and also whether the record
-    /// carried the CONT mark (it continues the message begun by the data
-    /// record before it; see [`Producer::try_push_marked`]). The copying
-    /// counterpart of [`ReadGrant::continues`].
+    /// As [`try_pop`](Consumer::try_pop), and also the record's framing
+    /// marks (see [`Producer::try_push_marked`]). The copying counterpart
+    /// of [`ReadGrant::mark`].
     ///
     /// # Errors
     ///
     /// As [`try_pop`](Consumer::try_pop).
     #[inline]
-    pub fn try_pop_marked(&mut self, buf: &mut Vec<u8>) -> Result<(usize, bool), PopError> {
+    pub fn try_pop_marked(&mut self, buf: &mut Vec<u8>) -> Result<(usize, Mark), PopError> {
         let found = self.next()?;
         self.copy_out(&found, buf);
         failpoint!("spsc.read", buf);
         self.reader.advance(&found);
         self.release_and_wake();
         failpoint!("spsc.released");
-        Ok((found.len, found.continues))
+        Ok((found.len, found.mark))
     }
 
     /// Replaces the contents of `buf` with the payload of `found`: small

@@ -7,18 +7,21 @@
 //!
 //! The framing lives in the `shmring` crate (`pipe/ends.rs`,
 //! `pipe/connection/`), which loom cannot build; it is small, so it is
-//! restated here over the same ring: a message shorter than the maximum
-//! record (the fragment) is one record; a longer one is records of exactly
-//! the fragment's length, ended by a shorter (possibly empty) one, and the
-//! reader reassembles. The first record of a message is unmarked and every
-//! later one carries the ring's CONT mark, so that a reader can tell a
-//! message's start from its continuation; the reader here checks that each
-//! record's mark arrives with it (unmarked exactly when no message is in
-//! progress), across wraps and padding, in every interleaving. The
-//! blocking send streams a message larger than the whole ring; the
-//! non-blocking one writes all of a message's records at once, only when
-//! the free space covers them and the worst padding of a wrap, and relies
-//! on the ring never taking that room back.
+//! restated here over the same ring: a message no longer than the maximum
+//! record (the fragment) is one record; a longer one is records of the
+//! fragment's length, the last one shorter or not, and the reader
+//! reassembles. The framing marks say where a message begins and ends: the
+//! first record of a message does not continue one, every later one does
+//! (the ring's CONT tags), and every record but the last says more follow
+//! (the MORE tags); the reader here checks that each record's marks arrive
+//! with it (continuing exactly when a message is in progress), across wraps
+//! and padding, in every interleaving, and ends a message where the marks
+//! say, whatever the record's length. The blocking send streams a message
+//! larger than the whole ring; the non-blocking one writes all of a
+//! message's records at once, only when the free space covers exactly what
+//! they take from where the ring stands (`Producer::space_needed`: the
+//! records and the padding of a wrap on the way), and relies on the ring
+//! never taking that room back.
 //!
 //! Every actor runs in a spawned thread, and each model asserts a floor on
 //! the interleavings it explored (see `tests/loom.rs`).
@@ -26,7 +29,7 @@
 
 use loom::thread;
 use shmring_core::heap::{self, ThreadWaiter};
-use shmring_core::record::{record_size, HEADER};
+use shmring_core::record::Mark;
 use shmring_core::wait::{Until, WaitPolicy};
 use shmring_core::{PopError, RingConfig};
 
@@ -53,20 +56,15 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len as u8).map(|i| i.wrapping_mul(7) ^ seed).collect()
 }
 
-/// The records of one message, in order, each with its mark ("continues
-/// the message begun by the record before").
-fn records(msg: &[u8]) -> Vec<(&[u8], bool)> {
-    if msg.len() < FRAGMENT {
-        return vec![(msg, false)];
+/// The records of one message, in order, each with its framing marks.
+fn records(msg: &[u8]) -> Vec<(&[u8], Mark)> {
+    if msg.len() <= FRAGMENT {
+        return vec![(msg, Mark::WHOLE)];
     }
-    let mut records: Vec<&[u8]> = msg.chunks(FRAGMENT).collect();
-    if msg.len().is_multiple_of(FRAGMENT) {
-        records.push(&[]);
-    }
-    records
-        .into_iter()
+    let count = msg.len().div_ceil(FRAGMENT);
+    msg.chunks(FRAGMENT)
         .enumerate()
-        .map(|(i, r)| (r, i > 0))
+        .map(|(i, r)| (r, Mark::nth(i, count)))
         .collect()
 }
 
@@ -79,22 +77,15 @@ struct Reassembler {
 }
 
 impl Reassembler {
-    fn feed(&mut self, record: &[u8], continues: bool) -> Option<Vec<u8>> {
+    fn feed(&mut self, record: &[u8], mark: Mark) -> Option<Vec<u8>> {
         assert_eq!(
-            continues, self.started,
-            "the record's mark did not travel with it"
+            mark.continues, self.started,
+            "the record's marks did not travel with it"
         );
         self.partial.extend_from_slice(record);
-        self.started = record.len() == FRAGMENT;
+        self.started = mark.more;
         (!self.started).then(|| std::mem::take(&mut self.partial))
     }
-}
-
-/// Free bytes a fragmented message needs so that all its records go in at
-/// once: the records, plus the most one wrap can pad (`pipe/ends.rs`).
-fn whole_extent(len: usize) -> u64 {
-    let full = record_size(FRAGMENT as u64);
-    (len / FRAGMENT) as u64 * full + record_size((len % FRAGMENT) as u64) + (full - HEADER)
 }
 
 #[test]
@@ -115,8 +106,8 @@ fn a_message_larger_than_the_ring_is_streamed_and_reassembled() {
         let writer = thread::spawn(move || {
             p.set_wait_policy(POLICY);
             for msg in &sent {
-                for (record, continues) in records(msg) {
-                    p.push_marked(record, continues, Until::Never).unwrap();
+                for (record, mark) in records(msg) {
+                    p.push_marked(record, mark, Until::Never).unwrap();
                 }
             }
         });
@@ -125,7 +116,7 @@ fn a_message_larger_than_the_ring_is_streamed_and_reassembled() {
             let (mut buf, mut reassembler, mut got) = (Vec::new(), Reassembler::default(), vec![]);
             while got.len() < 2 {
                 match c.try_pop_marked(&mut buf) {
-                    Ok((_, continues)) => got.extend(reassembler.feed(&buf, continues)),
+                    Ok((_, mark)) => got.extend(reassembler.feed(&buf, mark)),
                     Err(PopError::Empty) => {
                         assert_eq!(c.wait_readable(Until::Never), Ok(true));
                     }
@@ -142,10 +133,10 @@ fn a_message_larger_than_the_ring_is_streamed_and_reassembled() {
 #[test]
 fn whole_message_sends_never_leave_part_of_a_message() {
     // The non-blocking send: each message goes in only when the free space
-    // covers all its records and a wrap's padding, all at once. 20 bytes
-    // (24 + 16 at 0), 3 bytes (16 at 40), then 31 bytes, the longest that
-    // always fits (24 + 24, after an 8-byte pad at 56): it waits for the
-    // reader to empty the ring. The reader tries too, keeping fragments
+    // covers exactly what all its records take from where the ring stands,
+    // all at once. 20 bytes (24 + 16 at 0), 3 bytes (16 at 40), then 31
+    // bytes (24 + 24, after an 8-byte pad at 56: 56 bytes): it waits for
+    // the reader to empty the ring. The reader tries too, keeping fragments
     // between tries.
     model("pipe whole", 400, || {
         let ring = heap::ring(&RING).unwrap();
@@ -157,12 +148,12 @@ fn whole_message_sends_never_leave_part_of_a_message() {
         let writer = thread::spawn(move || {
             p.set_wait_policy(POLICY);
             for msg in &sent {
-                let need = whole_extent(msg.len());
+                let records = records(msg);
+                let need = p.space_needed(records.iter().map(|(r, _)| r.len()));
                 assert!(need <= RING.capacity);
                 while p.free_bytes().unwrap() < need {
                     thread::yield_now();
                 }
-                let records = records(msg);
                 let written = p.try_push_many_marked(records.iter().copied()).unwrap();
                 assert_eq!(written, records.len(), "free room went away");
             }
@@ -172,7 +163,7 @@ fn whole_message_sends_never_leave_part_of_a_message() {
             let (mut buf, mut reassembler, mut got) = (Vec::new(), Reassembler::default(), vec![]);
             while got.len() < 3 {
                 match c.try_pop_marked(&mut buf) {
-                    Ok((_, continues)) => got.extend(reassembler.feed(&buf, continues)),
+                    Ok((_, mark)) => got.extend(reassembler.feed(&buf, mark)),
                     Err(PopError::Empty) => thread::yield_now(),
                     Err(e) => panic!("{e}"),
                 }

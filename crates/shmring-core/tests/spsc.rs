@@ -6,6 +6,7 @@
 #![cfg(not(loom))]
 
 use shmring_core::heap::ThreadWaiter;
+use shmring_core::record::Mark;
 use shmring_core::spsc::{Consumer, Producer};
 use shmring_core::wait::{Until, WaitPolicy, Waiter};
 use shmring_core::{ConfigError, PopError, PushError, RingConfig};
@@ -22,6 +23,7 @@ shmring_fuzz_support::on_every_memory!(
     a_write_past_the_reservation_panics,
     read_grant_copies_every_length_exactly,
     continuation_marks_round_trip,
+    space_needed_is_what_a_batch_takes,
     batches_publish_once,
     len_and_empty_full,
     streams_across_the_position_and_count_wrap,
@@ -299,11 +301,16 @@ fn copies_out_race_with_a_hostile_producer_without_a_data_race() {
     });
 }
 
-/// Reads every record with its continuation mark until the ring is empty.
-fn drain_marked<W: Waiter + Clone>(c: &mut Consumer<W>) -> Vec<(Vec<u8>, bool)> {
+/// Reads every record with its framing marks until the ring is empty.
+fn drain_marked<W: Waiter + Clone>(c: &mut Consumer<W>) -> Vec<(Vec<u8>, Mark)> {
     let mut got = Vec::new();
     while let Ok(grant) = c.read() {
-        got.push((grant.to_vec(), grant.continues()));
+        let mark = grant.mark();
+        assert_eq!(
+            (grant.continues(), grant.more()),
+            (mark.continues, mark.more)
+        );
+        got.push((grant.to_vec(), mark));
     }
     got
 }
@@ -311,46 +318,132 @@ fn drain_marked<W: Waiter + Clone>(c: &mut Consumer<W>) -> Vec<(Vec<u8>, bool)> 
 fn continuation_marks_round_trip<M: Memory>() {
     // 40-byte records (48 B) in a 256-byte ring: the fifth pads at the wrap.
     let (mut p, mut c) = pair::<M>(256, 40);
-    let records: Vec<(Vec<u8>, bool)> = (0..4u8)
-        .map(|i| (vec![i; 40 - i as usize], i > 0))
+    // Every combination of the two marks, as given.
+    let marks = [
+        Mark::nth(0, 3),
+        Mark::nth(1, 3),
+        Mark::nth(2, 3),
+        Mark {
+            continues: false,
+            more: false,
+        },
+    ];
+    let records: Vec<(Vec<u8>, Mark)> = (0..4u8)
+        .map(|i| (vec![i; 40 - i as usize], marks[i as usize]))
         .collect();
     // All at once: one publish, marks as given.
     let n = p
-        .try_push_many_marked(records.iter().map(|(m, cont)| (m.as_slice(), *cont)))
+        .try_push_many_marked(records.iter().map(|(m, mark)| (m.as_slice(), *mark)))
         .unwrap();
     assert_eq!(n, 4);
     assert_eq!(drain_marked(&mut c), records);
     // One record at a time, across the wrap, and through the blocking push
     // and a zero-copy grant.
-    p.try_push_marked(b"first", false).unwrap();
-    p.push_marked(&[9; 40], true, Until::Never).unwrap();
+    let (first, cont, last) = (Mark::nth(0, 2), Mark::nth(1, 3), Mark::nth(1, 2));
+    p.try_push_marked(b"first", first).unwrap();
+    p.push_marked(&[9; 40], cont, Until::Never).unwrap();
     p.try_push(b"plain").unwrap();
     let mut g = p.reserve(3).unwrap();
     g.write_at(0, b"abc");
-    g.commit_marked(3, true);
+    g.commit_marked(3, last);
     let mut g = p.reserve(3).unwrap();
     g.write_at(0, b"xyz");
     g.commit(3);
     assert_eq!(
         drain_marked(&mut c),
         [
-            (b"first".to_vec(), false),
-            (vec![9; 40], true),
-            (b"plain".to_vec(), false),
-            (b"abc".to_vec(), true),
-            (b"xyz".to_vec(), false),
+            (b"first".to_vec(), first),
+            (vec![9; 40], cont),
+            (b"plain".to_vec(), Mark::WHOLE),
+            (b"abc".to_vec(), last),
+            (b"xyz".to_vec(), Mark::WHOLE),
         ]
     );
-    // The copying pops carry the payloads and ignore the marks.
-    p.try_push_marked(b"c", true).unwrap();
-    p.try_push_many_marked([(&b"d"[..], true), (b"e", false)])
+    // The copying pops carry the payloads (`try_pop_marked` the marks
+    // too); the others ignore the marks.
+    p.try_push_marked(b"c", last).unwrap();
+    p.try_push_many_marked([(&b"d"[..], cont), (b"e", Mark::WHOLE), (b"f", first)])
         .unwrap();
     let mut buf = Vec::new();
     assert_eq!(c.try_pop(&mut buf), Ok(1));
     assert_eq!(buf, b"c");
+    assert_eq!(c.try_pop_marked(&mut buf), Ok((1, cont)));
+    assert_eq!(buf, b"d");
     let mut rest = Vec::new();
     assert_eq!(c.try_pop_many(8, |m| rest.push(m.to_vec())), Ok(2));
-    assert_eq!(rest, [b"d".to_vec(), b"e".to_vec()]);
+    assert_eq!(rest, [b"e".to_vec(), b"f".to_vec()]);
+}
+
+/// Fills a fresh ring's first `bytes` (a multiple of 8, below the
+/// capacity) with records of at most 48 bytes (40-byte payloads), none of
+/// them padded; `read` takes them back out at once (an empty ring at
+/// `bytes`).
+fn move_to<W: Waiter + Clone>(p: &mut Producer<W>, c: &mut Consumer<W>, bytes: u64, read: bool) {
+    let mut left = bytes;
+    while left > 0 {
+        let size = left.min(48);
+        p.try_push(&[0x5A; 40][..size as usize - 8]).unwrap();
+        if read {
+            assert!(c.read().is_ok());
+        }
+        left -= size;
+    }
+}
+
+/// `space_needed` is exactly what a batch takes from where the producer
+/// stands: records and the padding of a wrap. Checked against the room the
+/// batch really took, from every position of a small ring; and the longest
+/// batch it says fits goes in whole, one more record does not.
+fn space_needed_is_what_a_batch_takes<M: Memory>() {
+    const RING: u64 = 256;
+    let batches: [&[usize]; 7] = [
+        &[],
+        &[0],
+        &[40],
+        &[40, 40, 40],
+        &[1, 40, 17, 8],
+        &[40, 0, 40, 0, 40],
+        &[24, 24, 24, 24, 24, 24],
+    ];
+    let payload = [7u8; 40];
+    for start in (0..RING).step_by(8) {
+        for lens in batches {
+            let (mut p, mut c) = pair::<M>(RING, 40);
+            move_to(&mut p, &mut c, start, true);
+            let what = format!("start {start}, {lens:?}");
+            let need = p.space_needed(lens.iter().copied());
+            let free = p.free_bytes().unwrap();
+            assert_eq!(free, RING, "{what}");
+            let records = lens.iter().map(|&n| (&payload[..n], Mark::WHOLE));
+            match p.try_push_many_marked(records) {
+                Ok(n) => assert_eq!(n, lens.len(), "{what}: all in"),
+                Err(e) => assert!(lens.is_empty(), "{what}: {e}"),
+            }
+            assert_eq!(free - p.free_bytes().unwrap(), need, "{what}: room taken");
+        }
+        // A ring `start` bytes full: 24-byte records while `space_needed`
+        // says they fit; those go in whole, one more does not.
+        let (mut p, mut c) = pair::<M>(RING, 40);
+        move_to(&mut p, &mut c, start, false);
+        let mut lens = vec![17];
+        while p.space_needed(lens.iter().copied()) <= p.free_bytes().unwrap() {
+            lens.push(17);
+        }
+        let fit = lens.len() - 1;
+        let records = lens.iter().map(|&n| (&payload[..n], Mark::WHOLE));
+        let expected = if fit == 0 {
+            Err(PushError::Full)
+        } else {
+            Ok(fit)
+        };
+        assert_eq!(p.try_push_many_marked(records), expected, "start {start}");
+    }
+    let (p, _c) = pair::<M>(RING, 40);
+    assert_eq!(
+        p.space_needed([RING as usize]),
+        u64::MAX,
+        "longer than the ring"
+    );
 }
 
 fn batches_publish_once<M: Memory>() {

@@ -8,12 +8,12 @@
 use std::collections::VecDeque;
 
 use shmring_core::error::PushError;
-use shmring_core::record;
+use shmring_core::record::{self, Mark};
 use shmring_core::ring::{RingConfig, COUNT_BITS, POSITION_BITS, POSITION_MASK};
 
-/// One record: position, size in words, payload with its CONT mark
+/// One record: position, size in words, payload with its framing marks
 /// (`None`: padding).
-type Record = (u64, u64, Option<(Vec<u8>, bool)>);
+type Record = (u64, u64, Option<(Vec<u8>, Mark)>);
 
 /// Counts are modulo 2^COUNT_BITS, as in a position word.
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
@@ -112,20 +112,42 @@ impl RingModel {
     }
 
     /// `Writer::commit` of the record claimed at `position`.
-    pub fn commit(&mut self, position: u64, payload: Vec<u8>, continues: bool) {
+    pub fn commit(&mut self, position: u64, payload: Vec<u8>, mark: Mark) {
         assert_eq!(position, self.tail, "model: commit where claimed");
         let size = record::record_size(payload.len() as u64) / 8;
         self.records
-            .push_back((position, size, Some((payload, continues))));
+            .push_back((position, size, Some((payload, mark))));
         self.tail = advance(self.tail, size);
         self.written = (self.written + 1) & COUNT_MASK;
     }
 
     /// `Writer::write`: claim and commit.
-    pub fn write(&mut self, payload: &[u8], continues: bool) -> Result<(), PushError> {
+    pub fn write(&mut self, payload: &[u8], mark: Mark) -> Result<(), PushError> {
         let at = self.claim(payload.len())?;
-        self.commit(at, payload.to_vec(), continues);
+        self.commit(at, payload.to_vec(), mark);
         Ok(())
+    }
+
+    /// `Producer::space_needed`: the bytes that records of `lens` take from
+    /// the local tail, laid out as `claim` lays them out (a record that
+    /// does not fit before the end pads to it and starts again at 0),
+    /// whatever room is free.
+    pub fn space_needed(&self, lens: &[usize]) -> u64 {
+        let mut index = self.tail & (self.words - 1);
+        let mut used = 0;
+        for &n in lens {
+            let size = record::record_size(n as u64) / 8;
+            if size > self.words {
+                return u64::MAX;
+            }
+            if size > self.words - index {
+                used += self.words - index;
+                index = 0;
+            }
+            used += size;
+            index = (index + size) % self.words;
+        }
+        used * 8
     }
 
     /// `Writer::publish`.
@@ -146,7 +168,7 @@ impl RingModel {
 
     /// `Reader::peek`: skips published padding; the length and the mark of
     /// the next published data record, if any.
-    pub fn peek(&mut self) -> Option<(usize, bool)> {
+    pub fn peek(&mut self) -> Option<(usize, Mark)> {
         loop {
             if self.head == self.published {
                 return None;
@@ -154,7 +176,7 @@ impl RingModel {
             let (at, size, payload) = self.records.front().expect("model: record at head");
             assert_eq!(*at, self.head, "model: records are contiguous");
             match payload {
-                Some((p, continues)) => return Some((p.len(), *continues)),
+                Some((p, mark)) => return Some((p.len(), *mark)),
                 None => {
                     self.head = advance(self.head, *size);
                     self.records.pop_front();
@@ -165,7 +187,7 @@ impl RingModel {
 
     /// `Reader::advance` past the record `peek` found; returns its payload
     /// and mark.
-    pub fn advance(&mut self) -> (Vec<u8>, bool) {
+    pub fn advance(&mut self) -> (Vec<u8>, Mark) {
         let (_, size, payload) = self.records.pop_front().expect("model: a record to take");
         self.head = advance(self.head, size);
         self.taken = (self.taken + 1) & COUNT_MASK;

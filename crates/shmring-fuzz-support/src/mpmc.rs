@@ -10,6 +10,7 @@ use crate::model::RingModel;
 use shmring_core::error::{PopError, PushError};
 use shmring_core::heap::{self, ThreadWaiter};
 use shmring_core::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
+use shmring_core::record::Mark;
 use shmring_core::ring::RingConfig;
 use shmring_core::sync::Ordering;
 use shmring_core::wait::{Deadline, Until};
@@ -167,7 +168,7 @@ impl Harness {
         let mut n = 0;
         let mut first_err = None;
         for m in msgs.iter().take(room) {
-            if let Err(e) = model.write(m, false) {
+            if let Err(e) = model.write(m, Mark::WHOLE) {
                 first_err = Some(e);
                 break;
             }

@@ -1,30 +1,35 @@
 //! `pipe_frames`: a hostile writer feeds a pipe end arbitrary records
-//! (fragments of any length, marked as continuing a message or not, in any
-//! order) and scribbles on the ring; the reader must report errors, never
-//! panic, hang or read out of bounds, and while the ring is untouched it
-//! must deliver exactly what the framing says: whole messages only, each
-//! begun by an unmarked record.
+//! (fragments of any length, with any framing marks, in any order) and
+//! scribbles on the ring; the reader must report errors, never panic, hang
+//! or read out of bounds, and while the ring is untouched it must deliver
+//! exactly what the framing says: whole messages only, each begun by a
+//! record not marked as continuing one and ended by the first without the
+//! "more" mark, whatever the records' lengths; a message half taken by a
+//! try that gave up is finished by the next receive of any kind.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use shmring_core::error::PushError;
+use shmring_core::record::Mark;
 use shmring_core::spsc::{self, SpscLayout};
 use shmring_core::sync::{AtomicU64, Ordering};
 use shmring_core::RingConfig;
 
 use crate::input::Input;
 use crate::shm_file::fresh_name;
-use shmring::pipe::{Connection, End, Pipe, RecvError};
+use shmring::pipe::{Connection, End, Pipe, RecvError, TryRecvError};
 use shmring::segment::UnlinkPolicy;
 use shmring::FutexWaiter;
 
 /// What the reader should see, from the records the writer got in.
 #[derive(Debug, Default)]
 struct Model {
-    /// Each record with its mark: `true` continues a message.
-    records: VecDeque<(Vec<u8>, bool)>,
-    fragment: usize,
+    /// Each record with its framing marks.
+    records: VecDeque<(Vec<u8>, Mark)>,
+    /// The message a try began and gave up on: its bytes, taken off the
+    /// ring and kept by the connection.
+    taken: Option<Vec<u8>>,
     /// The ring was scribbled on: from now on, only "no panic, no hang".
     untrusted: bool,
     /// The writer closed: reads never wait.
@@ -35,18 +40,18 @@ struct Model {
 }
 
 impl Model {
-    /// Whether a read would not wait: the records there end a message (a
-    /// short record), or cut one off (an unmarked record after a begun
-    /// one), or the writer closed.
+    /// Whether a read would not wait: the records there end a message (one
+    /// without the "more" mark), or cut one off (an unmarked record after a
+    /// begun one), or the writer closed.
     fn readable(&self) -> bool {
-        let mut begun = false;
-        for (r, continues) in &self.records {
-            match (begun, continues) {
+        let mut begun = self.taken.is_some();
+        for (_, mark) in &self.records {
+            match (begun, mark.continues) {
                 (false, true) => continue, // skipped
                 (true, false) => return true,
                 _ => {}
             }
-            if r.len() < self.fragment {
+            if !mark.more {
                 return true;
             }
             begun = true;
@@ -54,20 +59,33 @@ impl Model {
         self.closed
     }
 
+    /// What a try that finds no whole message does: takes every record
+    /// there (skipping continuations of nothing) and keeps what belongs to
+    /// the message it began.
+    fn take_all(&mut self) {
+        while let Some((r, mark)) = self.records.pop_front() {
+            match &mut self.taken {
+                None if mark.continues => {}
+                Some(msg) => msg.extend_from_slice(&r),
+                None => self.taken = Some(r),
+            }
+        }
+    }
+
     /// The next whole message, records consumed; `Err` at end of file, or
     /// when an unmarked record cuts the message off (left for the next
     /// read). Marked records with no message begun are skipped.
     fn message(&mut self, limit: usize) -> Result<Vec<u8>, RecvError> {
-        let mut msg: Option<Vec<u8>> = None;
+        let mut msg = self.taken.take();
         loop {
-            let Some((r, continues)) = self.records.front() else {
+            let Some((_, mark)) = self.records.front() else {
                 return Err(match msg {
                     None => RecvError::Eof,
                     Some(_) => RecvError::TruncatedMessage,
                 });
             };
-            let (short, continues) = (r.len() < self.fragment, *continues);
-            match (&msg, continues) {
+            let mark = *mark;
+            match (&msg, mark.continues) {
                 (None, true) => {
                     self.records.pop_front();
                     continue;
@@ -77,11 +95,11 @@ impl Model {
             }
             let (r, _) = self.records.pop_front().expect("front exists");
             let got = msg.get_or_insert_with(Vec::new);
-            if r.len() > limit - got.len() {
+            if got.len().saturating_add(r.len()) > limit {
                 return Err(RecvError::BadMessageLength { maxlength: limit });
             }
             got.extend_from_slice(&r);
-            if short {
+            if !mark.more {
                 return Ok(std::mem::take(got));
             }
         }
@@ -127,33 +145,37 @@ pub fn pipe_frames(data: &[u8]) {
     let ring = unsafe { spsc::Ring::attach_in_place(base, ring_len, keep) }.expect("ring 0");
     let mut writer = ring.producer(FutexWaiter::new()).expect("ring 0 producer");
     let mut model = Model {
-        fragment: fragment as usize,
         duplex,
         ..Model::default()
     };
+    let fragment = fragment as usize;
     let mut seq = 0u8;
     while let Some(op) = input.op() {
         match op % 8 {
             0..=3 => {
                 let len = match input.byte() % 4 {
-                    0 => fragment as usize,
+                    0 => fragment,
                     1 => 0,
-                    _ => usize::from(input.u16()) % (fragment as usize + 2),
+                    _ => usize::from(input.u16()) % (fragment + 2),
                 };
                 // Mostly as a pipe writes them (the first of a message
-                // unmarked), sometimes not.
+                // unmarked, every one but the last with "more"), sometimes
+                // not: a record of any length may end a message or not.
                 let continues = match input.byte() % 4 {
                     0 => true,
                     1 => false,
-                    _ => model
-                        .records
-                        .back()
-                        .is_some_and(|(r, _)| r.len() == model.fragment),
+                    _ => model.records.back().is_some_and(|(_, mark)| mark.more),
                 };
+                let more = match input.byte() % 3 {
+                    0 => true,
+                    1 => false,
+                    _ => len == fragment,
+                };
+                let mark = Mark { continues, more };
                 seq = seq.wrapping_add(1);
                 let record: Vec<u8> = (0..len).map(|i| seq ^ i as u8).collect();
-                match writer.try_push_marked(&record, continues) {
-                    Ok(()) => model.records.push_back((record, continues)),
+                match writer.try_push_marked(&record, mark) {
+                    Ok(()) => model.records.push_back((record, mark)),
                     Err(PushError::Full | PushError::TooLarge { .. } | PushError::Closed) => {}
                     Err(e) => assert!(model.untrusted, "push into an intact ring: {e:?}"),
                 }
@@ -172,54 +194,73 @@ pub fn pipe_frames(data: &[u8]) {
                 model.closed = true;
             }
             _ => {
-                if !model.untrusted && model.readable() {
-                    read_one(&mut reader, &mut model, &mut input);
-                }
+                // A blocking read only where it would not wait; a try
+                // anywhere (it never waits, even on a scribbled ring).
+                let blocking = !model.untrusted && model.readable();
+                read_one(&mut reader, &mut model, &mut input, blocking);
             }
         }
     }
     writer.close();
     model.closed = true;
     for _ in 0..4096 {
-        if !read_one(&mut reader, &mut model, &mut input) {
+        if !read_one(&mut reader, &mut model, &mut input, true) {
             break;
         }
     }
     let _ = reader.poll();
 }
 
-/// One read through a path the input picks, checked against the model
-/// unless the ring was scribbled on. Returns whether to keep reading.
-fn read_one(reader: &mut Connection, model: &mut Model, input: &mut Input<'_>) -> bool {
-    let how = input.byte();
-    let limit = match how % 4 {
+/// The read paths: the blocking ones, then the tries.
+const PATHS: u8 = 7;
+const TRIES: u8 = 4;
+
+/// One read through a path the input picks (a try, unless `blocking`
+/// reads are allowed), checked against the model unless the ring was
+/// scribbled on. Returns whether to keep reading.
+fn read_one(
+    reader: &mut Connection,
+    model: &mut Model,
+    input: &mut Input<'_>,
+    blocking: bool,
+) -> bool {
+    let how = match input.byte() % PATHS {
+        how if !blocking && how < TRIES => how + TRIES,
+        how => how,
+    };
+    let limit = match how {
         1 => usize::from(input.u16()) % 600,
         _ => usize::MAX,
     };
     let (buf_len, offset) = (usize::from(input.byte()), usize::from(input.byte() % 32));
-    let (got, filled) = match how % 4 {
-        0 | 1 => (reader.recv_bytes((how % 4 == 1).then_some(limit)), None),
-        2 => {
-            let mut buf = vec![0u8; buf_len];
-            let got = reader.recv_bytes_into(&mut buf, offset);
-            let filled = got.as_ref().ok().map(|&n| buf[offset..offset + n].to_vec());
-            (got.map(|_| Vec::new()), filled)
-        }
-        _ => (reader.recv::<Vec<u8>>(), None),
+    let mut buf = vec![0u8; buf_len];
+    // A receive into `buf` answers with the bytes it filled.
+    let got: Result<Vec<u8>, TryRecvError> = match how {
+        0 | 1 => reader
+            .recv_bytes((how == 1).then_some(limit))
+            .map_err(Into::into),
+        2 => reader
+            .recv_bytes_into(&mut buf, offset)
+            .map_err(Into::into)
+            .map(|n| buf[offset..offset + n].to_vec()),
+        3 => reader.recv::<Vec<u8>>().map_err(Into::into),
+        4 => reader.try_recv_bytes(None),
+        5 => reader
+            .try_recv_bytes_into(&mut buf, offset)
+            .map(|n| buf[offset..offset + n].to_vec()),
+        _ => reader.try_recv::<Vec<u8>>(),
     };
     let keep_going = got.is_ok()
         || matches!(
             got,
-            Err(RecvError::BufferTooShort(_) | RecvError::TruncatedMessage)
+            Err(TryRecvError::Empty
+                | TryRecvError::Recv(RecvError::BufferTooShort(_) | RecvError::TruncatedMessage))
         );
     if model.untrusted {
         return keep_going;
     }
-    let expected = expected(model, how % 4, limit, buf_len, offset);
-    match (got, filled) {
-        (Ok(_), Some(bytes)) => assert_eq!(Ok(bytes), expected, "recv_bytes_into"),
-        (got, _) => assert_eq!(got, expected, "read path {}", how % 4),
-    }
+    let expected = expected(model, how, limit, buf_len, offset);
+    assert_eq!(got, expected, "read path {how}");
     keep_going
 }
 
@@ -229,15 +270,22 @@ fn expected(
     limit: usize,
     buf_len: usize,
     offset: usize,
-) -> Result<Vec<u8>, RecvError> {
+) -> Result<Vec<u8>, TryRecvError> {
     if let Some(e) = &model.stopped {
-        return Err(e.clone());
+        return Err(e.clone().into());
     }
-    if how == 2 && offset > buf_len {
-        return Err(RecvError::OffsetTooLarge);
+    let into = how == 2 || how == 5;
+    if into && offset > buf_len {
+        return Err(RecvError::OffsetTooLarge.into());
+    }
+    if how >= TRIES && !model.readable() {
+        model.take_all();
+        return Err(TryRecvError::Empty);
     }
     match model.message(limit) {
-        Ok(msg) if how == 2 && msg.len() > buf_len - offset => Err(RecvError::BufferTooShort(msg)),
+        Ok(msg) if into && msg.len() > buf_len - offset => {
+            Err(RecvError::BufferTooShort(msg).into())
+        }
         Err(e @ RecvError::BadMessageLength { .. }) => {
             // Python's rule: a duplex end becomes write-only, a read-only
             // end is closed.
@@ -246,8 +294,8 @@ fn expected(
             } else {
                 RecvError::HandleClosed
             });
-            Err(e)
+            Err(e.into())
         }
-        other => other,
+        other => other.map_err(Into::into),
     }
 }

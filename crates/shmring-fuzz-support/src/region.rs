@@ -180,14 +180,14 @@ fn read_ring(
         let mut copy = vec![0; grant.len()];
         grant.copy_to_slice(&mut copy);
         assert_eq!(copy.len(), grant.to_vec().len());
-        let _ = grant.continues();
+        let _ = (grant.mark(), grant.continues(), grant.more());
     }
     let _ = consumer.try_pop_many(rounds, |p| drop(p.to_vec()));
     // Asked whether the producer is gone: yes.
     consumer.set_role(|| true);
     let _ = consumer.pop(&mut buf, Until::At(Deadline(0)));
     let _ = consumer.wait_readable(Until::At(Deadline(0)));
-    let _ = producer.free_bytes();
+    let _ = (producer.free_bytes(), producer.space_needed([0, 8, 20]));
     for len in [0, 8, 20] {
         let _ = producer.try_push(&vec![7; len]);
     }

@@ -8,6 +8,7 @@ use crate::model::pack;
 use crate::model::RingModel;
 use shmring_core::error::{PopError, PushError};
 use shmring_core::heap::{self, ThreadWaiter};
+use shmring_core::record::Mark;
 use shmring_core::ring::{RingConfig, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use shmring_core::spsc::{Consumer, Producer, Ring};
 use shmring_core::sync::Ordering;
@@ -16,8 +17,8 @@ use shmring_core::wait::{Deadline, Until};
 /// A deadline that has always passed: a blocking call tries once.
 const PAST: Until = Until::At(Deadline(0));
 
-/// The model's answer to `Consumer::next`: the record's length and mark.
-fn next(model: &mut RingModel, flags: u32) -> Result<(usize, bool), PopError> {
+/// The model's answer to `Consumer::next`: the record's length and marks.
+fn next(model: &mut RingModel, flags: u32) -> Result<(usize, Mark), PopError> {
     if let Some(found) = model.peek() {
         return Ok(found);
     }
@@ -40,15 +41,15 @@ fn pop(model: &mut RingModel, flags: u32) -> Result<Vec<u8>, PopError> {
 fn push_many(
     model: &mut RingModel,
     flags: u32,
-    msgs: &[(Vec<u8>, bool)],
+    msgs: &[(Vec<u8>, Mark)],
 ) -> Result<usize, PushError> {
     if flags != 0 {
         return Err(PushError::Closed);
     }
     let mut n = 0;
     let mut first_err = None;
-    for (m, continues) in msgs {
-        if let Err(e) = model.write(m, *continues) {
+    for (m, mark) in msgs {
+        if let Err(e) = model.write(m, *mark) {
             first_err = Some(e);
             break;
         }
@@ -58,6 +59,14 @@ fn push_many(
     match (n, first_err) {
         (0, Some(e)) => Err(e),
         _ => Ok(n),
+    }
+}
+
+/// The framing marks in the low two bits of `byte`.
+fn mark(byte: u8) -> Mark {
+    Mark {
+        continues: byte & 1 != 0,
+        more: byte & 2 != 0,
     }
 }
 
@@ -131,10 +140,10 @@ impl Harness {
         message(&mut self.seq, len)
     }
 
-    /// A message and its CONT mark.
-    fn marked(&mut self, input: &mut Input<'_>) -> (Vec<u8>, bool) {
+    /// A message and its framing marks.
+    fn marked(&mut self, input: &mut Input<'_>) -> (Vec<u8>, Mark) {
         let msg = self.msg(input);
-        (msg, input.byte().is_multiple_of(2))
+        (msg, mark(input.byte()))
     }
 
     /// A hostile peer stores into the tail (`which` even) or head word.
@@ -155,7 +164,7 @@ impl Harness {
         let (p, c) = (&mut self.producer, &mut self.consumer);
         match op % 8 {
             0 => {
-                let _ = p.try_push_marked(&[7; 9], op.is_multiple_of(2));
+                let _ = p.try_push_marked(&[7; 9], mark(op / 8));
             }
             1 => {
                 let _ = p.try_push_many([&[1u8][..], &[2; 40][..]]);
@@ -165,7 +174,9 @@ impl Harness {
             }
             3 => {
                 let len = usize::from(input.byte());
-                let _ = p.reserve(len).map(|g| g.commit_marked(len.min(1), len > 9));
+                let _ = p
+                    .reserve(len)
+                    .map(|g| g.commit_marked(len.min(1), mark(len as u8)));
             }
             4 => {
                 let _ = c.try_pop(&mut self.buf);
@@ -209,19 +220,19 @@ impl Harness {
         match op % 16 {
             0 | 1 => {
                 let msg = self.msg(input);
-                let expected = push_many(&mut self.model, flags, &[(msg.clone(), false)]);
+                let expected = push_many(&mut self.model, flags, &[(msg.clone(), Mark::WHOLE)]);
                 let got = self.producer.try_push(&msg);
                 assert_eq!(got, expected.map(drop), "try_push");
             }
             2 => {
-                let (msg, continues) = self.marked(input);
-                let expected = push_many(&mut self.model, flags, &[(msg.clone(), continues)]);
-                let got = self.producer.try_push_marked(&msg, continues);
+                let (msg, mark) = self.marked(input);
+                let expected = push_many(&mut self.model, flags, &[(msg.clone(), mark)]);
+                let got = self.producer.try_push_marked(&msg, mark);
                 assert_eq!(got, expected.map(drop), "try_push_marked");
             }
             3 => {
-                let (msg, continues) = self.marked(input);
-                let expected = push_many(&mut self.model, flags, &[(msg.clone(), continues)])
+                let (msg, mark) = self.marked(input);
+                let expected = push_many(&mut self.model, flags, &[(msg.clone(), mark)])
                     .map(drop)
                     .map_err(|e| {
                         if e == PushError::Full {
@@ -230,24 +241,45 @@ impl Harness {
                             e
                         }
                     });
-                let got = self.producer.push_marked(&msg, continues, PAST);
+                let got = self.producer.push_marked(&msg, mark, PAST);
                 assert_eq!(got, expected, "push_marked with a past deadline");
             }
             4 => {
                 let n = input.byte();
-                let msgs: Vec<(Vec<u8>, bool)> = (0..n % 6).map(|_| self.marked(input)).collect();
+                let msgs: Vec<(Vec<u8>, Mark)> = (0..n % 6).map(|_| self.marked(input)).collect();
+                // The batch goes in whole exactly when the room the
+                // producer knows of covers what `space_needed` says (and
+                // every record is short enough and the ring open).
+                let lens: Vec<usize> = msgs.iter().map(|(m, _)| m.len()).collect();
+                let need = self.producer.space_needed(lens.iter().copied());
+                assert_eq!(need, self.model.space_needed(&lens), "space_needed");
+                let free = self.producer.free_bytes();
+                assert_eq!(free, Ok(self.model.free_for_producer()), "free_bytes");
+                let plain = flags == 0 && lens.iter().all(|&n| n as u64 <= self.model.max_record);
+                let whole = |got: &Result<usize, PushError>| {
+                    if plain {
+                        assert_eq!(
+                            got.as_ref().ok() == Some(&lens.len()),
+                            free.is_ok_and(|f| need <= f),
+                            "space_needed {need} vs free {free:?}: {got:?}"
+                        );
+                    }
+                };
                 if n >= 128 {
                     let expected = push_many(&mut self.model, flags, &msgs);
-                    let marked = msgs.iter().map(|(m, c)| (m.as_slice(), *c));
+                    let marked = msgs.iter().map(|(m, mark)| (m.as_slice(), *mark));
                     let got = self.producer.try_push_many_marked(marked);
                     assert_eq!(got, expected, "try_push_many_marked");
+                    whole(&got);
                 } else {
-                    let unmarked: Vec<_> = msgs.into_iter().map(|(m, _)| (m, false)).collect();
+                    let unmarked: Vec<_> =
+                        msgs.into_iter().map(|(m, _)| (m, Mark::WHOLE)).collect();
                     let expected = push_many(&mut self.model, flags, &unmarked);
                     let got = self
                         .producer
                         .try_push_many(unmarked.iter().map(|m| &m.0[..]));
                     assert_eq!(got, expected, "try_push_many");
+                    whole(&got);
                 }
             }
             5 | 6 => {
@@ -258,7 +290,7 @@ impl Harness {
                 } else {
                     input.byte() as usize % (len + 1)
                 };
-                let continues = input.byte().is_multiple_of(2);
+                let mark = mark(input.byte());
                 let expected = if flags != 0 {
                     Err(PushError::Closed)
                 } else {
@@ -270,8 +302,8 @@ impl Harness {
                         let msg = message(&mut self.seq, keep);
                         grant.write_at(0, &msg);
                         if commit {
-                            grant.commit_marked(keep, continues);
-                            self.model.commit(at, msg, continues);
+                            grant.commit_marked(keep, mark);
+                            self.model.commit(at, msg, mark);
                             self.model.publish();
                         }
                     }
@@ -333,10 +365,12 @@ impl Harness {
             }
             12 => match (self.consumer.read(), next(m, flags)) {
                 (Ok(grant), Ok(_)) => {
-                    let (p, continues) = self.model.advance();
+                    let (p, mark) = self.model.advance();
                     self.model.release();
                     assert_eq!(grant.to_vec(), p, "read grant payload");
-                    assert_eq!(grant.continues(), continues, "read grant mark");
+                    assert_eq!(grant.mark(), mark, "read grant marks");
+                    assert_eq!(grant.continues(), mark.continues, "read grant mark");
+                    assert_eq!(grant.more(), mark.more, "read grant mark");
                 }
                 (Err(e), Err(x)) => assert_eq!(e, x, "read"),
                 (got, x) => panic!("read: {:?} vs model {x:?}", got.map(|g| g.len())),

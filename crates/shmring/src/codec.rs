@@ -33,6 +33,20 @@ pub trait Message: Sized {
     /// The bytes are not a valid encoding (wrong length, invalid UTF-8, …).
     fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
 
+    /// Decodes a value from exactly the bytes of `bytes`, which the value
+    /// may take over (leaving `bytes` empty) instead of copying them: what
+    /// a receive that assembled the message in a buffer of its own calls.
+    /// The default calls [`decode`](Message::decode) and leaves `bytes` as
+    /// it is; `Vec<u8>` and `String` take the buffer.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Message::decode).
+    #[inline]
+    fn decode_from(bytes: &mut Vec<u8>) -> Result<Self, CodecError> {
+        Self::decode(bytes)
+    }
+
     /// The encoding of `self` when it is bytes `self` already holds (plain
     /// old data, `Vec<u8>`, `String`): a put then copies them straight into
     /// the ring, with no scratch buffer in between. Must be exactly what
@@ -177,6 +191,11 @@ impl Message for Vec<u8> {
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         Ok(bytes.to_vec())
     }
+
+    #[inline]
+    fn decode_from(bytes: &mut Vec<u8>) -> Result<Self, CodecError> {
+        Ok(std::mem::take(bytes))
+    }
 }
 
 impl Message for String {
@@ -192,6 +211,18 @@ impl Message for String {
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         String::from_utf8(bytes.to_vec()).map_err(|e| CodecError::new(e.to_string()))
+    }
+
+    /// Takes the buffer when it is valid UTF-8; leaves it as it was when not.
+    fn decode_from(bytes: &mut Vec<u8>) -> Result<Self, CodecError> {
+        match String::from_utf8(std::mem::take(bytes)) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let message = e.utf8_error().to_string();
+                *bytes = e.into_bytes();
+                Err(CodecError::new(message))
+            }
+        }
     }
 }
 

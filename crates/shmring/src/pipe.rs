@@ -128,22 +128,26 @@
 //!   [`send_timeout`](Connection::send_timeout) and
 //!   [`send_deadline`](Connection::send_deadline) (and their `send_bytes`
 //!   forms) write a message only when every one of its fragments fits in
-//!   the ring's free space, all at once; otherwise they write nothing and
-//!   report [`TrySendError::Full`] or [`SendTimeoutError::Timeout`]. A
-//!   message whose records, plus the padding a wrap may cost, exceed the
-//!   whole ring (longer than
+//!   the ring's free space, all at once (exactly the room its records
+//!   take from where the ring's tail stands, the padding of a wrap on the
+//!   way included); otherwise they write nothing and report
+//!   [`TrySendError::Full`] or [`SendTimeoutError::Timeout`]. A message
+//!   whose records, plus the padding a wrap may cost, may exceed the whole
+//!   ring (longer than
 //!   [`max_whole_message`](Connection::max_whole_message): about three
 //!   quarters of `ring_bytes` with the default fragment, at most
 //!   `ring_bytes / 2 - 8` with fragments of half the ring or more) can
 //!   never be sent that way: [`SendError::TooLarge`], at once; only the
 //!   blocking [`send`](Connection::send), which streams, takes it. Any
 //!   message up to that length goes into an empty ring, wherever the
-//!   ring's positions stand.
+//!   ring's positions stand; with the default shape, three messages of a
+//!   quarter of the ring (one record each) are in flight at once.
 //! * **Receives keep what they took.** A long message is taken off the ring
-//!   fragment by fragment (the writer needs the room); when
-//!   [`try_recv`](Connection::try_recv) or
+//!   fragment by fragment (the writer needs the room), each copied straight
+//!   into where the message goes (the `Vec` returned, the caller's buffer
+//!   of `recv_bytes_into`); when [`try_recv`](Connection::try_recv) or
 //!   [`recv_timeout`](Connection::recv_timeout) gives up in the middle of
-//!   one, the fragments stay in the connection and the next receive of any
+//!   one, what it took stays in the connection and the next receive of any
 //!   kind continues the message. [`TryRecvError::Empty`] means "no whole
 //!   message yet", never end of file.
 //! * **A timed receive ends at its deadline**, even while the rest of a
@@ -174,38 +178,44 @@
 //!
 //! # Framing
 //!
-//! A message shorter than the ring's maximum record (`fragment_bytes`) is
-//! one record, unchanged: no header of ours, so the payload keeps the ring's
-//! alignment and the hot path is one copy in and one copy out. A longer
-//! message is split into records of exactly `fragment_bytes` bytes followed
-//! by one shorter record (empty when the length is a multiple), so "a
-//! record of the maximum length" means "more follows" and the single
-//! reader reassembles while the writer is still writing: any message size
-//! works with any ring size.
+//! A message of at most the ring's maximum record (`fragment_bytes`) is
+//! one record, unchanged: no header of ours, so the payload keeps the
+//! ring's alignment and the hot path is one copy in and one copy out. A
+//! longer message is split into records of `fragment_bytes` bytes, the
+//! last one shorter or not (a message of exactly `k` fragments is `k`
+//! records), and the single reader reassembles while the writer is still
+//! writing: any message size works with any ring size.
 //!
-//! Where a message *begins* is in shared memory too: the first record of a
-//! message is an ordinary data record, every later one is marked as
-//! continuing it (the ring's CONT record tag, see
-//! [`shmring_core::record`]; it costs nothing on the hot path, where a
-//! short message is one unmarked record). So a reader never depends on
-//! what another process remembered:
+//! Where a message begins and ends is in shared memory, in each record's
+//! tag (the ring's framing marks, see [`shmring_core::record`]; they cost
+//! nothing on the hot path, where a message is one unmarked record): the
+//! first record of a message is not marked as continuing one and every
+//! later one is (CONT), and every record but the last is marked "more
+//! follows" (MORE). The length of a record says nothing: a full-length
+//! record may end a message and a short one may not. So a reader never
+//! depends on what another process remembered:
 //!
-//! * a marked record while this reader has no message in progress is the
-//!   rest of a message whose beginning it never saw (the previous reader of
-//!   this end was killed, or handed the end over, or closed it, in the
-//!   middle of that message): it is skipped, so a new reader starts at the
-//!   next message;
-//! * an unmarked record while a message is in progress begins another
-//!   message: the writer of the first one died in its middle and a new
-//!   writer took the end over. The part received is dropped and the receive
-//!   reports [`RecvError::TruncatedMessage`] (as at end of file: Python's
-//!   "got end of file during message"); the next receive returns the new
-//!   writer's message.
+//! * a record marked as continuing while this reader has no message in
+//!   progress is the rest of a message whose beginning it never saw (the
+//!   previous reader of this end was killed, or handed the end over, or
+//!   closed it, in the middle of that message): it is skipped, so a new
+//!   reader starts at the next message;
+//! * a record not marked as continuing while a message is in progress
+//!   begins another message: the writer of the first one died in its
+//!   middle and a new writer took the end over. The part received is
+//!   dropped and the receive reports [`RecvError::TruncatedMessage`] (as at
+//!   end of file: Python's "got end of file during message"); the next
+//!   receive returns the new writer's message.
 //!
 //! Either way a receive returns only whole messages, each written by one
 //! writer (DESIGN.md, "Handover"). The message cut off is lost: the one a
 //! reader was in the middle of when it went, or the one a writer was in the
 //! middle of when it died.
+//!
+//! (Segments of [layout version](crate::segment::LAYOUT_VERSION) 2 and
+//! before said "more follows" with a record of the maximum length, and
+//! ended a message of a multiple of `fragment_bytes` with an empty record;
+//! a build of this framing refuses to open them.)
 
 mod connection;
 pub(crate) mod descriptor;
@@ -417,10 +427,11 @@ impl Builder<Pipe> {
     }
 
     /// Largest record; longer messages are split into fragments of this
-    /// size. At least 8, and its record must fit in the ring; by default a
-    /// quarter of `ring_bytes`, so the writer fills one fragment while the
-    /// reader copies out another. Above about half the ring, the
-    /// all-or-nothing sends take less than one fragment (see
+    /// size (a message of exactly this size is one record). At least 8, and
+    /// its record must fit in the ring; by default a quarter of
+    /// `ring_bytes`, so the writer fills one fragment while the reader
+    /// copies out another. Above about half the ring, the all-or-nothing
+    /// sends take less than one fragment (see
     /// [`Connection::max_whole_message`]).
     pub fn fragment_bytes(mut self, bytes: u64) -> Self {
         self.config.fragment_bytes = Some(bytes);

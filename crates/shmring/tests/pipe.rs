@@ -11,6 +11,8 @@ use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog}
 
 #[path = "pipe/handover.rs"]
 mod handover;
+#[path = "pipe/large.rs"]
+mod large;
 #[path = "pipe/try_calls.rs"]
 mod try_calls;
 

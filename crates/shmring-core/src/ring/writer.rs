@@ -3,7 +3,7 @@
 use super::{advance, count, distance, pack, position, small, RingRef};
 use crate::bytes;
 use crate::error::{Corrupted, PushError};
-use crate::record;
+use crate::record::{self, Mark};
 use crate::sync::Ordering;
 
 /// The producer's half of the protocol. Positions are in words, modulo
@@ -130,11 +130,11 @@ impl Writer {
     }
 
     /// Completes the record claimed at `word` with a `len`-byte payload,
-    /// tagged CONT when `continues` (see [`crate::record`]).
+    /// tagged with `mark` (see [`crate::record`]).
     #[inline(always)]
-    pub(crate) fn commit(&mut self, word: usize, len: usize, continues: bool) {
+    pub(crate) fn commit(&mut self, word: usize, len: usize, mark: Mark) {
         debug_assert_eq!(self.ring.index(self.tail), word);
-        let header = record::encode_data(len as u32, continues, self.tail);
+        let header = record::encode_data(len as u32, mark, self.tail);
         // ORDERING: Release — pairs with the Acquire header load in
         // `record_at` (see there); the tail's Release publishes it too.
         self.ring.data()[word].store(header, Ordering::Release);
@@ -142,58 +142,86 @@ impl Writer {
         self.pushed = self.pushed.wrapping_add(1);
     }
 
-    /// Copies `msg` into a new record (not yet published), tagged CONT when
-    /// `continues` (a constant `false` costs nothing: this is inlined).
+    /// [`Writer::write_marked`] of a record that ends its message, tagged
+    /// CONT when `continues` (what the MPMC producers write, with `false`).
+    #[inline(always)]
+    pub(crate) fn write(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
+        let mark = Mark {
+            continues,
+            more: false,
+        };
+        self.write_marked(msg, mark)
+    }
+
+    /// Copies `msg` into a new record (not yet published), tagged with
+    /// `mark` (a constant mark costs nothing: this is inlined).
     ///
     /// The common case (a small record that fits before the end of the data
     /// area in the room already known) is decided from process-local state
     /// alone; anything else takes [`Writer::claim`]'s general path.
     #[inline(always)]
-    pub(crate) fn write(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
-        match write_small(&self.ring, self.tail, self.free(), msg, continues) {
+    pub(crate) fn write_marked(&mut self, msg: &[u8], mark: Mark) -> Result<(), PushError> {
+        match write_small(&self.ring, self.tail, self.free(), msg, mark) {
             Some(size) => {
                 self.tail = advance(self.tail, size);
                 self.pushed = self.pushed.wrapping_add(1);
                 Ok(())
             }
-            None => self.write_general(msg, continues),
+            None => self.write_general(msg, mark),
         }
     }
 
-    /// [`Writer::write`] for a record that is large, needs a fresh look at
-    /// the head, or meets the end of the data area.
+    /// [`Writer::write_marked`] for a record that is large, needs a fresh
+    /// look at the head, or meets the end of the data area.
     #[inline(never)]
-    fn write_general(&mut self, msg: &[u8], continues: bool) -> Result<(), PushError> {
+    fn write_general(&mut self, msg: &[u8], mark: Mark) -> Result<(), PushError> {
         let word = self.claim(msg.len())?;
         failpoint!("ring.claimed");
         self.write_payload(word, msg);
         failpoint!("ring.payload-written");
-        self.commit(word, msg.len(), continues);
+        self.commit(word, msg.len(), mark);
         failpoint!("ring.header-written");
         Ok(())
     }
 
-    /// Writes as many of `msgs` (each with its CONT mark) as fit, in order
+    /// [`Writer::write_many_marked`] of records that each end their message,
+    /// each tagged CONT when its flag says so (what the MPMC producers
+    /// write, with `false`).
+    #[inline]
+    pub(crate) fn write_many<'m>(
+        &mut self,
+        msgs: impl IntoIterator<Item = (&'m [u8], bool)>,
+    ) -> (usize, Option<PushError>) {
+        self.write_many_marked(msgs.into_iter().map(|(msg, continues)| {
+            let mark = Mark {
+                continues,
+                more: false,
+            };
+            (msg, mark)
+        }))
+    }
+
+    /// Writes as many of `msgs` (each with its [`Mark`]) as fit, in order
     /// (not yet published). Returns how many, and why the next one did not
     /// go in, if one did not.
     ///
-    /// The same steps as [`Writer::write`] one after the other, with the
+    /// The same steps as [`Writer::write_marked`] one after the other, with the
     /// position and the free room in locals between general-path records
     /// (the stores into the data area could alias `self` as far as the
     /// compiler knows, so fields would be re-read and re-written around
     /// every record).
     #[inline]
-    pub(crate) fn write_many<'m>(
+    pub(crate) fn write_many_marked<'m>(
         &mut self,
-        msgs: impl IntoIterator<Item = (&'m [u8], bool)>,
+        msgs: impl IntoIterator<Item = (&'m [u8], Mark)>,
     ) -> (usize, Option<PushError>) {
         let mut n = 0;
         // Records written since `self.tail` and `self.pushed` were synced.
         let mut unsynced = 0u64;
         let mut tail = self.tail;
         let mut free = self.free();
-        for (msg, continues) in msgs {
-            if let Some(size) = write_small(&self.ring, tail, free, msg, continues) {
+        for (msg, mark) in msgs {
+            if let Some(size) = write_small(&self.ring, tail, free, msg, mark) {
                 tail = advance(tail, size);
                 free -= size;
                 unsynced += 1;
@@ -203,7 +231,7 @@ impl Writer {
             self.tail = tail;
             self.pushed = self.pushed.wrapping_add(unsynced);
             unsynced = 0;
-            if let Err(e) = self.write_general(msg, continues) {
+            if let Err(e) = self.write_general(msg, mark) {
                 return (n, Some(e));
             }
             n += 1;
@@ -242,6 +270,35 @@ impl Writer {
         self.has_room(u64::MAX)?;
         Ok(self.free() * 8)
     }
+
+    /// Bytes that records with payloads of `lens` bytes take when written
+    /// one after another from the local tail: their records and the
+    /// padding [`claim`](Writer::claim) writes before each one that does
+    /// not fit before the end of the data area. They all go in exactly when
+    /// this many bytes are free: each claim needs room for its padding and
+    /// its record, out of what the claims before it left. `u64::MAX` when a
+    /// payload is longer than the data area (never claimed).
+    pub(crate) fn extent(&self, lens: impl IntoIterator<Item = usize>) -> u64 {
+        let words = self.ring.words();
+        let mut index = self.ring.index(self.tail) as u64;
+        let mut total = 0u64;
+        for len in lens {
+            // `len / 8 + 2` words at most: no overflow.
+            let size = record::record_words(len as u64);
+            if size > words {
+                return u64::MAX;
+            }
+            let to_end = words - index;
+            if size > to_end {
+                total = total.saturating_add(to_end);
+                index = 0;
+            }
+            total = total.saturating_add(size);
+            // `index + size <= words`: `words` itself wraps to 0.
+            index = (index + size) & self.ring.mask;
+        }
+        total.saturating_mul(8)
+    }
 }
 
 /// Writes `msg` as a record at position `tail` when it is small, fits before
@@ -249,7 +306,7 @@ impl Writer {
 /// returns the record's size in words. `None` leaves everything untouched
 /// for the general path to decide.
 #[inline(always)]
-fn write_small(ring: &RingRef, tail: u64, free: u64, msg: &[u8], continues: bool) -> Option<u64> {
+fn write_small(ring: &RingRef, tail: u64, free: u64, msg: &[u8], mark: Mark) -> Option<u64> {
     let len = msg.len();
     if len > small::SMALL || len as u64 > ring.max_record {
         return None;
@@ -264,7 +321,7 @@ fn write_small(ring: &RingRef, tail: u64, free: u64, msg: &[u8], continues: bool
     failpoint!("ring.claimed");
     small::store(&data[index + 1..index + 1 + len.div_ceil(8)], msg);
     failpoint!("ring.payload-written");
-    let header = record::encode_data(len as u32, continues, tail);
+    let header = record::encode_data(len as u32, mark, tail);
     // ORDERING: Release — pairs with the Acquire header load in `record_at`
     // (see there); the tail's Release publishes it too.
     data[index].store(header, Ordering::Release);

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use super::{Consumer, Producer};
 use crate::error::{PopError, PushError};
+use crate::record::Mark;
 use crate::ring::{small, Found};
 use crate::wait::{Waiter, WAKE_ALL};
 
@@ -23,23 +24,25 @@ impl<W: Waiter + Clone> Producer<W> {
     where
         I: IntoIterator<Item = &'m [u8]>,
     {
-        self.try_push_many_marked(msgs.into_iter().map(|msg| (msg, false)))
+        self.try_push_many_marked(msgs.into_iter().map(|msg| (msg, Mark::WHOLE)))
     }
 
     /// [`try_push_many`](Producer::try_push_many) of records each with its
-    /// continuation mark (see [`try_push_marked`](Producer::try_push_marked)):
-    /// a message split into records goes in as `(first, false)`,
-    /// `(second, true)`, …, all published at once.
+    /// framing marks (see [`try_push_marked`](Producer::try_push_marked)):
+    /// a message split into `n` records goes in as `(first, Mark::nth(0,
+    /// n))`, `(second, Mark::nth(1, n))`, …, all published at once. Whether
+    /// all of them fit is known beforehand:
+    /// [`space_needed`](Producer::space_needed).
     ///
     /// # Errors
     ///
     /// Only when none went in: why the first one did not.
     pub fn try_push_many_marked<'m, I>(&mut self, msgs: I) -> Result<usize, PushError>
     where
-        I: IntoIterator<Item = (&'m [u8], bool)>,
+        I: IntoIterator<Item = (&'m [u8], Mark)>,
     {
         self.check_open()?;
-        let (n, first_err) = self.writer.write_many(msgs);
+        let (n, first_err) = self.writer.write_many_marked(msgs);
         self.publish_and_wake(n.clamp(1, WAKE_ALL as usize) as u32);
         match (n, first_err) {
             (0, Some(e)) => Err(e),

@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 
 use super::{Consumer, Producer};
 use crate::error::{PopError, PushError};
+use crate::record::Mark;
 use crate::ring::{small, Found};
 use crate::wait::Waiter;
 
@@ -124,22 +125,22 @@ impl<W: Waiter + Clone> WriteGrant<'_, W> {
     ///
     /// If `len` exceeds the reserved length.
     pub fn commit(self, len: usize) {
-        self.commit_marked(len, false);
+        self.commit_marked(len, Mark::WHOLE);
     }
 
-    /// [`commit`](WriteGrant::commit) with the continuation mark of
+    /// [`commit`](WriteGrant::commit) with the framing marks of
     /// [`Producer::try_push_marked`].
     ///
     /// # Panics
     ///
     /// If `len` exceeds the reserved length.
-    pub fn commit_marked(self, len: usize, continues: bool) {
+    pub fn commit_marked(self, len: usize, mark: Mark) {
         assert!(
             len <= self.len,
             "commit of {len} bytes exceeds the {} reserved",
             self.len
         );
-        self.producer.writer.commit(self.word, len, continues);
+        self.producer.writer.commit(self.word, len, mark);
         self.producer.publish_and_wake(1);
     }
 }
@@ -186,13 +187,26 @@ impl<W: Waiter + Clone> ReadGrant<'_, W> {
         self.found.len == 0
     }
 
+    /// The record's framing marks, as [`Producer::try_push_marked`] and
+    /// friends wrote them ([`Mark::WHOLE`] for every unmarked push).
+    #[inline]
+    pub fn mark(&self) -> Mark {
+        self.found.mark
+    }
+
     /// Whether the record is marked as continuing the message begun by the
-    /// data record before it (written by
-    /// [`Producer::try_push_marked`] and friends with `continues`), rather
-    /// than beginning one.
+    /// data record before it, rather than beginning one
+    /// ([`Mark::continues`]).
     #[inline]
     pub fn continues(&self) -> bool {
-        self.found.continues
+        self.found.mark.continues
+    }
+
+    /// Whether the record is marked as having more records of its message
+    /// after it, rather than ending it ([`Mark::more`]).
+    #[inline]
+    pub fn more(&self) -> bool {
+        self.found.mark.more
     }
 
     /// Copies the payload into `dst`, a word at a time with relaxed atomic

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use shmring_core::error::{Corrupted, PopError, PushError};
-use shmring_core::record::{record_size, HEADER};
+use shmring_core::record::{record_size, Mark, HEADER};
 use shmring_core::spsc;
 use shmring_core::wait::{Deadline, TimedOut, Until, WaitPolicy};
 
@@ -75,14 +75,16 @@ impl Probe {
 pub(super) struct Incoming {
     pub(super) consumer: spsc::Consumer<FutexWaiter>,
     pub(super) ring: spsc::Ring,
-    /// The ring's maximum record: a record this long is a fragment with more
-    /// to follow.
-    pub(super) fragment: usize,
-    /// The fragments of the message being received, already taken off the
-    /// ring; nonempty exactly while a message is half read (fragments are at
-    /// least 8 bytes). A call that gives up before the last fragment (a try,
-    /// a timeout) leaves them here for the next call, which goes on from
-    /// there; a call that completes the message empties it.
+    /// A message is half read: its first record was taken off the ring, its
+    /// last (the first without the "more" mark) not yet. Between calls,
+    /// [`partial`](Incoming::partial) then holds what was taken of it.
+    in_message: bool,
+    /// Between calls, the bytes of the half-read message (empty when there
+    /// is none): a call that gives up before its last record (a try, a
+    /// timeout) leaves here what it took, and the next call, of any kind,
+    /// goes on from there. During a receive into a `Vec`, the message being
+    /// assembled; a receive into a caller's buffer copies records straight
+    /// there and uses this only to hand a half-read message on.
     pub(super) partial: Vec<u8>,
     /// Bytes of records (header included) consumed by the current receive
     /// or poll (see [`begin`](Incoming::begin)): a timed call looks at its
@@ -97,7 +99,7 @@ impl fmt::Debug for Incoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Incoming")
             .field("ring", &self.ring)
-            .field("fragment", &self.fragment)
+            .field("in_message", &self.in_message)
             .field("partial_bytes", &self.partial.len())
             .finish()
     }
@@ -112,7 +114,7 @@ pub(super) struct Outgoing {
     /// [`longest_whole`] of this ring, computed once (two divisions).
     max_whole: usize,
     /// The longest message that is one record and fits an empty ring at
-    /// any position: `min(fragment - 1, max_whole)`. Up to this length an
+    /// any position: `min(fragment, max_whole)`. Up to this length an
     /// all-or-nothing send is one push.
     single_max: usize,
     probe: Probe,
@@ -124,35 +126,44 @@ pub(super) struct Outgoing {
 /// position. Records never straddle the end of the ring: one that does not
 /// fit before the end leaves the rest of it as padding, so position matters.
 ///
-/// * A message shorter than a fragment is one record of `s` bytes; the worst
-///   position leaves `s - HEADER` bytes before the end (padding), then the
-///   record: `2 * s - HEADER <= capacity`. With fragments of more than about
-///   half the ring, this is shorter than a fragment.
-/// * A longer one is `k` full fragments and a last record of `r` bytes; it
-///   goes in when the free room covers [`Outgoing::whole_extent`]:
-///   `k * full + HEADER + round8(r) + (full - HEADER)` (its records, and
-///   the worst padding of one wrap).
+/// A message of `q` records (`q - 1` full fragments of `full =
+/// record_size(fragment)` bytes, then a last record of `s` bytes, `s <=
+/// full`) takes its records and at most one wrap's padding, which is
+/// shorter than the record that did not fit: at worst `(q - 1) * full + s +
+/// (largest - HEADER)`, `largest` being `full` when `q > 1` and `s` when the
+/// message is one record. That worst case grows with the length, so every
+/// shorter message fits too:
 ///
-/// Every shorter message fits too (both extents grow with the length, and
-/// when one fragmented message fits, so does the largest single record).
+/// * one record (up to a whole fragment): `2 * s - HEADER <= capacity`.
+///   With fragments of more than about half the ring, this is shorter than
+///   a fragment.
+/// * more: `k` full fragments and a last record of what is left of
+///   `capacity - (full - HEADER)`.
+///
+/// The sends themselves ask for exactly the room the message takes from
+/// where the ring stands ([`spsc::Producer::space_needed`]), never more
+/// than this worst case.
 fn longest_whole(capacity: u64, fragment: usize) -> usize {
     let f = fragment as u64;
     // The largest record size `s` (a multiple of 8) with `2s - HEADER <=
     // capacity`, and the payload it holds.
     let single_record = ((capacity + HEADER) / 2) & !7;
-    let single = (single_record - HEADER).min(f - 1);
-    let full = record_size(f);
-    let Some(budget) = capacity.checked_sub(full) else {
-        return single as usize;
-    };
-    let k = budget / full;
-    if k == 0 {
+    let single = (single_record - HEADER).min(f);
+    if single < f {
+        // Not even one whole fragment fits at every position: no message of
+        // several records does either.
         return single as usize;
     }
-    // `budget - k * full` is a multiple of 8, so a last record of up to
-    // that many bytes (rounded up: the same) still fits.
-    let r = (budget - k * full).min(f - 1);
-    usize::try_from(k * f + r).unwrap_or(usize::MAX)
+    let full = record_size(f);
+    // Room for the records once the worst padding (`full - HEADER`) is set
+    // aside: at least one full record, since one fits (above).
+    let budget = capacity + HEADER - full;
+    let k = budget / full;
+    // What is left is a multiple of 8: a last record of that size, if it
+    // can hold a byte (16 or more), adds its payload.
+    let left = budget - k * full;
+    let last = if left >= 2 * HEADER { left - HEADER } else { 0 };
+    usize::try_from(k * f + last).unwrap_or(usize::MAX)
 }
 
 /// Whether the process holding the other role of `ring` (`word`) is gone;
@@ -201,9 +212,9 @@ impl Incoming {
         consumer.set_role(watch(&ring, segment, true));
         Incoming {
             consumer,
-            fragment: ring.config().max_record as usize,
             capacity: ring.config().capacity,
             ring,
+            in_message: false,
             partial: Vec::new(),
             taken: 0,
             probe: Probe::new(),
@@ -238,25 +249,34 @@ impl Incoming {
         self.consumer.peer_gone()
     }
 
+    /// Drops the half-read message, if any: it ended badly (end of file,
+    /// an error, a new message in its middle, a length over the limit).
+    fn drop_message(&mut self) {
+        self.in_message = false;
+        self.partial.clear();
+    }
+
     /// Waits (up to `until`, [`pinned`] by the caller) until a record of the
-    /// current message is there, hands its read grant to `f` (which copies
-    /// the payload out of the ring, race-free), with
-    /// [`partial`](Incoming::partial) to append to, and consumes it.
+    /// current message is there (the first of a new one when none is half
+    /// read), hands its read grant to `f` (which copies the payload out of
+    /// the ring, race-free) with [`partial`](Incoming::partial), and
+    /// consumes it. Afterwards a message is half read exactly when the
+    /// record said more follows.
     ///
-    /// The [framing](super#framing): with no message in progress (`partial`
-    /// empty), a record marked as continuing one is the rest of a message
-    /// whose beginning this reader never saw (another reader took it, or
-    /// this end was handed over, closed and claimed again): it is consumed
-    /// and skipped. With a message in progress, an unmarked record begins
-    /// another message: the writer that was sending this one died (or was
-    /// replaced) in its middle. The part received is dropped, the record is
-    /// left in the ring for the next receive, and the call reports
+    /// The [framing](super#framing): with no message half read, a record
+    /// marked as continuing one is the rest of a message whose beginning
+    /// this reader never saw (another reader took it, or this end was
+    /// handed over, closed and claimed again): it is consumed and skipped.
+    /// With a message half read, an unmarked record begins another message:
+    /// the writer that was sending this one died (or was replaced) in its
+    /// middle. The part received is dropped, the record is left in the ring
+    /// for the next receive, and the call reports
     /// [`RecvError::TruncatedMessage`].
     ///
     /// Gives up with [`TryRecvError::Empty`] when `until` passes (at once
-    /// for [`Until::Now`]: the ring's wait decides that), keeping `partial`;
-    /// at end of file, or on any other error, `partial` is dropped (Python's
-    /// "got end of file during message").
+    /// for [`Until::Now`]: the ring's wait decides that), keeping the
+    /// half-read message; at end of file, or on any other error, it is
+    /// dropped (Python's "got end of file during message").
     #[inline]
     pub(super) fn next_record<R>(
         &mut self,
@@ -264,33 +284,41 @@ impl Incoming {
         f: impl FnOnce(&spsc::ReadGrant<'_, FutexWaiter>, &mut Vec<u8>) -> R,
     ) -> Result<R, TryRecvError> {
         let mut f = Some(f);
-        let mid_message = !self.partial.is_empty();
         loop {
+            let mid_message = self.in_message;
             match self.consumer.read() {
                 Ok(grant) if Self::overdue(self.taken, self.capacity, until) => {
-                    // Left in the ring; `partial` is kept.
+                    // Left in the ring; the half-read message is kept.
                     grant.keep();
                     return Err(TryRecvError::Empty);
                 }
                 // The grant drops at the end of the arm: consumed.
                 Ok(grant) if grant.continues() == mid_message => {
                     self.taken += record_size(grant.len() as u64);
+                    self.in_message = grant.more();
                     return Ok((f.take().expect("called once"))(&grant, &mut self.partial));
                 }
-                // A continuation with no beginning: consumed (dropped), skipped.
+                // A continuation with no beginning: consumed (dropped),
+                // skipped, and the next record read at once (a try too: what
+                // follows may be a whole message).
                 Ok(grant) if !mid_message => {
                     self.taken += record_size(grant.len() as u64);
                     drop(grant);
+                    continue;
                 }
                 Ok(grant) => {
                     // A new message begins mid-message: left in the
                     // ring, the next read finds it again.
+                    // (The fields one by one: the match still borrows the
+                    // consumer.)
                     grant.keep();
+                    self.in_message = false;
                     self.partial.clear();
                     return Err(RecvError::TruncatedMessage.into());
                 }
                 Err(PopError::Empty) => {}
                 Err(e) => {
+                    self.in_message = false;
                     self.partial.clear();
                     return Err(from_pop(e, mid_message).into());
                 }
@@ -305,7 +333,7 @@ impl Incoming {
             match waited {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.partial.clear();
+                    self.drop_message();
                     return Err(eof(mid_message).into());
                 }
                 Err(TimedOut) => {
@@ -324,7 +352,7 @@ impl Incoming {
         }
     }
 
-    /// With no message in progress, consumes the records at the front of
+    /// With no message half read, consumes the records at the front of
     /// the ring that continue a message this reader never saw begin (as
     /// [`next_record`](Incoming::next_record) would skip them). Returns
     /// whether something is left to read: a record (left in the ring), or
@@ -336,7 +364,7 @@ impl Incoming {
     /// [`TimedOut`] when `until` ([`pinned`]) passes while records to skip
     /// keep coming (checked as in [`next_record`](Incoming::next_record)).
     pub(super) fn skip_orphans(&mut self, until: Until) -> Result<bool, TimedOut> {
-        if !self.partial.is_empty() {
+        if self.in_message {
             return Ok(true);
         }
         loop {
@@ -360,27 +388,96 @@ impl Incoming {
         }
     }
 
-    /// Reads records into `partial` up to the message's last fragment,
-    /// waiting up to `until` ([`pinned`]) for each.
-    /// `false` when the message would exceed `limit` bytes: the record that
-    /// crossed it is consumed and `partial` is emptied.
+    /// Reads the rest of the current message (all of the next one when none
+    /// is half read) into [`partial`](Incoming::partial), record after
+    /// record straight from the ring, waiting up to `until` ([`pinned`]) for
+    /// each. `false` when the message would exceed `limit` bytes: the record
+    /// that crossed it is consumed and the message dropped.
     pub(super) fn read_rest(&mut self, until: Until, limit: usize) -> Result<bool, TryRecvError> {
-        let fragment = self.fragment;
         loop {
-            let step = self.next_record(until, |p, msg| {
+            let fits = self.next_record(until, |p, msg| {
                 if msg.len().saturating_add(p.len()) > limit {
-                    return None;
+                    return false;
                 }
                 p.append_to(msg);
-                Some(p.len() == fragment)
+                true
             })?;
-            match step {
-                Some(true) => {}
-                Some(false) => return Ok(true),
-                None => {
-                    self.partial.clear();
-                    return Ok(false);
+            if !fits {
+                self.drop_message();
+                return Ok(false);
+            }
+            if !self.in_message {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Reads the rest of the current message (all of the next one when none
+    /// is half read) into `room`, waiting up to `until` ([`pinned`]) for
+    /// each record: `Ok(length)` when it fits, `Err(message)` with the whole
+    /// message (consumed) when it does not.
+    ///
+    /// Each record goes straight from the ring into `room`; what an earlier
+    /// call left in [`partial`](Incoming::partial) goes there first. Once
+    /// the message turns out longer than `room`, it is assembled in a `Vec`
+    /// instead (what `room` holds of it first). A call that gives up
+    /// ([`TryRecvError::Empty`]) hands what it took of the message on in
+    /// `partial`, for the next receive of any kind; `room` then holds part
+    /// of the message.
+    #[inline]
+    pub(super) fn read_into(
+        &mut self,
+        until: Until,
+        room: &mut [u8],
+    ) -> Result<Result<usize, Vec<u8>>, TryRecvError> {
+        let mut filled = 0;
+        let mut over: Option<Vec<u8>> = None;
+        if self.in_message {
+            let taken = self.partial.len();
+            if taken <= room.len() {
+                room[..taken].copy_from_slice(&self.partial);
+                self.partial.clear();
+                filled = taken;
+            } else {
+                over = Some(std::mem::take(&mut self.partial));
+            }
+        }
+        loop {
+            let got = self.next_record(until, |p, _| match &mut over {
+                Some(msg) => p.append_to(msg),
+                // Word copies, no `memcpy` call, for a small record.
+                None if p.len() <= room.len() - filled => {
+                    p.copy_to_slice(&mut room[filled..filled + p.len()]);
+                    filled += p.len();
                 }
+                None => {
+                    let mut msg = Vec::with_capacity(filled + p.len());
+                    msg.extend_from_slice(&room[..filled]);
+                    p.append_to(&mut msg);
+                    over = Some(msg);
+                }
+            });
+            match got {
+                Ok(()) if self.in_message => {}
+                Ok(()) => {
+                    return Ok(match over {
+                        Some(msg) => Err(msg),
+                        None => Ok(filled),
+                    })
+                }
+                Err(TryRecvError::Empty) => {
+                    // Only a half-read message has bytes to hand on:
+                    // without one, nothing was taken.
+                    if self.in_message {
+                        match over {
+                            Some(msg) => self.partial = msg,
+                            None => self.partial.extend_from_slice(&room[..filled]),
+                        }
+                    }
+                    return Err(TryRecvError::Empty);
+                }
+                // The message was dropped (see `next_record`).
+                Err(e) => return Err(e),
             }
         }
     }
@@ -401,7 +498,7 @@ impl Outgoing {
             producer,
             fragment,
             max_whole,
-            single_max: max_whole.min(fragment - 1),
+            single_max: max_whole.min(fragment),
             ring,
             probe: Probe::new(),
         }
@@ -432,48 +529,30 @@ impl Outgoing {
     }
 
     /// Sends `msg` record by record, each waiting as long as it takes:
-    /// full-size fragments mean "more follows", a shorter record (empty when
-    /// the length is a multiple) ends the message, and every record but the
-    /// first is marked as continuing it (see the [framing](super#framing)).
+    /// fragments of `fragment` bytes, the last one shorter or not, each
+    /// marked with its place in the message (see the
+    /// [framing](super#framing)): a message of one fragment or less is one
+    /// unmarked record.
     #[inline]
     fn stream(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let fragment = self.fragment;
-        if msg.len() < fragment {
+        if msg.len() <= fragment {
             return self
                 .producer
-                .push_marked(msg, false, Until::Never)
+                .push_marked(msg, Mark::WHOLE, Until::Never)
                 .map_err(from_push);
         }
-        let last: &[u8] = &[];
-        let end = msg.len().is_multiple_of(fragment).then_some(last);
-        for (i, record) in msg.chunks(fragment).chain(end).enumerate() {
+        let count = msg.len().div_ceil(fragment);
+        for (i, record) in msg.chunks(fragment).enumerate() {
             self.producer
-                .push_marked(record, i > 0, Until::Never)
+                .push_marked(record, Mark::nth(i, count), Until::Never)
                 .map_err(from_push)?;
         }
         Ok(())
     }
 
-    /// Free bytes a fragmented message of `len` bytes (`len >= fragment`)
-    /// must find before its first record goes in, so that all of them go in
-    /// at once: its records, plus the most one wrap can waste. Records never
-    /// straddle the end of the ring; at the wrap the producer pads up to the
-    /// end, which is shorter than the record that did not fit, so at most
-    /// `record_size(fragment) - HEADER` bytes. The records take at most the
-    /// whole ring (see [`max_whole`](Outgoing::max_whole)), so one wrap at
-    /// most. An upper bound: a try may say `Full` while the message would
-    /// just have fitted, never the other way round.
-    fn whole_extent(&self, len: usize) -> u64 {
-        let (len, f) = (len as u64, self.fragment as u64);
-        let full = record_size(f);
-        (len / f)
-            .saturating_mul(full)
-            .saturating_add(record_size(len % f))
-            .saturating_add(full - HEADER)
-    }
-
-    /// The longest message [`whole_extent`](Outgoing::whole_extent) lets
-    /// through an empty ring (see [`longest_whole`]).
+    /// The longest message [`whole`](Outgoing::whole) accepts: what an
+    /// empty ring takes at any position (see [`longest_whole`]).
     #[inline]
     pub(super) fn max_whole(&self) -> usize {
         self.max_whole
@@ -485,15 +564,17 @@ impl Outgoing {
     /// A message of one record that fits an empty ring at any position (up
     /// to [`single_max`](Outgoing::single_max)) is one push, which waits on
     /// the ring's futex like any push. A longer one needs room for all its
-    /// fragments at once ([`whole_extent`](Outgoing::whole_extent)): it
-    /// goes in when the free space covers them (since only we fill the
-    /// ring, that room cannot shrink before the fragments are in, and they
-    /// go in with one publish and one wake), and otherwise waits on the same
-    /// futex until that much is free (every release of the reader wakes it
-    /// to look). Longer than [`max_whole`](Outgoing::max_whole) (which, with
-    /// fragments of more than about half the ring, a single record can be):
-    /// [`SendError::TooLarge`] at once, since even an empty ring may refuse
-    /// it.
+    /// fragments at once: exactly what they take from where the ring's
+    /// tail stands, padding before one that would not fit before the end
+    /// included ([`spsc::Producer::space_needed`]). It goes in when the
+    /// free space covers that (since only we fill the ring, that room
+    /// cannot shrink, nor the tail move, before the fragments are in, and
+    /// they go in with one publish and one wake), and otherwise waits on
+    /// the same futex until that much is free (every release of the reader
+    /// wakes it to look). Longer than [`max_whole`](Outgoing::max_whole)
+    /// (which, with fragments of more than about half the ring, a single
+    /// record can be): [`SendError::TooLarge`] at once, since even an empty
+    /// ring may refuse it.
     fn whole(&mut self, msg: &[u8], until: Until) -> Result<(), TrySendError> {
         if msg.len() <= self.single_max {
             return match self.producer.push(msg, until) {
@@ -510,12 +591,11 @@ impl Outgoing {
             }
             .into());
         }
-        let need = self.whole_extent(msg.len());
         let until = pinned(until);
         loop {
-            if self.try_fragments(msg)? {
+            let Some(need) = self.try_fragments(msg)? else {
                 return Ok(());
-            }
+            };
             match self.producer.wait_writable(need, until) {
                 // Room (or a closed ring, which the next try reports).
                 Ok(true) => {}
@@ -526,26 +606,25 @@ impl Outgoing {
     }
 
     /// One try of [`whole`](Outgoing::whole) for a fragmented message of at
-    /// most [`max_whole`](Outgoing::max_whole) bytes: `Ok(true)` sent,
-    /// `Ok(false)` no room for all of it (nothing written).
+    /// most [`max_whole`](Outgoing::max_whole) bytes: `Ok(None)` sent,
+    /// `Ok(Some(need))` no room for all of it (nothing written), `need`
+    /// being the free bytes it takes from where the ring stands.
     #[inline(never)]
-    fn try_fragments(&mut self, msg: &[u8]) -> Result<bool, SendError> {
-        debug_assert!(msg.len() >= self.fragment, "single_max covers the rest");
+    fn try_fragments(&mut self, msg: &[u8]) -> Result<Option<u64>, SendError> {
+        debug_assert!(msg.len() > self.fragment, "single_max covers the rest");
         if self.ring.closed_flags() != 0 {
             return Err(SendError::BrokenPipe);
         }
+        let need = self
+            .producer
+            .space_needed(msg.chunks(self.fragment).map(<[u8]>::len));
         let free = self.producer.free_bytes().map_err(SendError::Corrupted)?;
-        if free < self.whole_extent(msg.len()) {
-            return Ok(false);
+        if free < need {
+            return Ok(Some(need));
         }
-        // Full fragments continue a message; a shorter record, empty when
-        // the length is a multiple, ends it. Every record but the first is
-        // marked as continuing it.
-        let last: &[u8] = &[];
-        let end = msg.len().is_multiple_of(self.fragment).then_some(last);
-        let records = msg.chunks(self.fragment).chain(end);
-        let marked = records.enumerate().map(|(i, record)| (record, i > 0));
-        let count = msg.len() / self.fragment + 1;
+        let count = msg.len().div_ceil(self.fragment);
+        let records = msg.chunks(self.fragment).enumerate();
+        let marked = records.map(|(i, record)| (record, Mark::nth(i, count)));
         let written = self
             .producer
             .try_push_many_marked(marked)
@@ -557,7 +636,7 @@ impl Outgoing {
                 value: written as u64,
             }));
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// A send gave up: [`TrySendError::Full`], or [`SendError::BrokenPipe`]
@@ -605,7 +684,7 @@ mod tests {
         // worst padding.
         assert_eq!(longest_whole(4096, 256), 14 * 256 + 136);
         // One full fragment record and the worst padding fill the ring:
-        // one fragment and an empty last record.
+        // one fragment, one record.
         assert_eq!(longest_whole(4096, 2040), 2040);
         // Fragments of half the ring or more: only one record, and that
         // record may find the ring's last `size - 8` bytes to pad first:
@@ -616,5 +695,47 @@ mod tests {
         // Small fragments and the smallest ring.
         assert_eq!(longest_whole(64, 8), 3 * 8);
         assert_eq!(longest_whole(64, 56), 24);
+        // The default: a quarter of 256 KiB. Two whole fragments and the
+        // 65,512 bytes left once the worst padding is set aside.
+        assert_eq!(longest_whole(256 << 10, 64 << 10), 3 * (64 << 10) - 24);
+    }
+
+    /// Over a grid of rings and fragments, `longest_whole` bytes fit an
+    /// empty ring at every position, records and padding laid out as the
+    /// ring lays them out (a simulation, independent of the formula).
+    #[test]
+    fn the_longest_whole_message_fits_every_position_of_an_empty_ring() {
+        for capacity in [64u64, 128, 256, 4096] {
+            for fragment in (8..capacity - 8).step_by(8).chain([9, 15, 17, 63]) {
+                if record_size(fragment) > capacity {
+                    continue;
+                }
+                let f = fragment as usize;
+                let max = longest_whole(capacity, f);
+                let records: Vec<u64> = if max <= f {
+                    vec![record_size(max as u64)]
+                } else {
+                    (0..max)
+                        .step_by(f)
+                        .map(|at| record_size((max - at).min(f) as u64))
+                        .collect()
+                };
+                for start in (0..capacity).step_by(8) {
+                    let (mut at, mut used) = (start, 0);
+                    for &r in &records {
+                        if r > capacity - at {
+                            used += capacity - at;
+                            at = 0;
+                        }
+                        used += r;
+                        at = (at + r) % capacity;
+                    }
+                    assert!(
+                        used <= capacity,
+                        "ring {capacity}, fragment {fragment}, {max} bytes at {start}: {used}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -47,7 +47,14 @@ pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 /// byte 0 is the name lock, and each peer row has a claim byte besides its
 /// liveness byte (see the `peers` module); the one bump also covers the
 /// ring and task layout changes made alongside.
-pub const LAYOUT_VERSION: u32 = 2;
+///
+/// 3: records carry a "more follows" mark in their tag (new tags DATA_MORE
+/// and CONT_MORE, see `shmring_core::record`), and a pipe ends a message
+/// where that mark is absent instead of at its first record shorter than a
+/// fragment (a version-2 reader calls the new tags corruption; a version-3
+/// reader would take a version-2 writer's full-length fragment for a whole
+/// message).
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Size of the header; the peer table may start here.
 pub(crate) const HEADER_LEN: usize = 256;

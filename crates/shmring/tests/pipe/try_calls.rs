@@ -294,7 +294,7 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
             // Not shrunk beyond need: every one-record message up to
             // half the ring (less a header) is promised.
             assert!(
-                max >= (ring as usize / 2 - 8).min(fragment as usize - 1),
+                max >= (ring as usize / 2 - 8).min(fragment as usize),
                 "{what}"
             );
             let msg = pattern(max, fragment as u8);
@@ -342,13 +342,20 @@ fn the_longest_whole_message_fits_an_empty_ring_over_a_grid() {
 }
 
 /// How far a message of `len` bytes moves an empty ring at `index`: its
-/// records (fragments of `fragment`, then a shorter last one) and the
-/// padding before a record that does not fit before the end.
+/// records (one, up to a whole fragment; else fragments of `fragment`, the
+/// last one shorter or not) and the padding before a record that does not
+/// fit before the end.
 fn ring_advance(ring: u64, fragment: u64, index: u64, len: usize) -> u64 {
     let size = |n: u64| 8 + n.div_ceil(8) * 8;
     let len = len as u64;
-    let mut records = vec![size(fragment); (len / fragment) as usize];
-    records.push(size(len % fragment));
+    let records: Vec<u64> = if len <= fragment {
+        vec![size(len)]
+    } else {
+        (0..len)
+            .step_by(fragment as usize)
+            .map(|at| size((len - at).min(fragment)))
+            .collect()
+    };
     let (mut at, mut moved) = (index, 0);
     for r in records {
         if r > ring - at {

@@ -190,7 +190,13 @@ impl Connection {
     }
 
     /// Python's `recv_bytes_into(buf, offset)`: receives one message into
-    /// `buf[offset..]` and returns its length.
+    /// `buf[offset..]` and returns its length. Each record of the message
+    /// goes straight from the ring into `buf`: a message is copied once on
+    /// its way out.
+    ///
+    /// When the call fails (or, for its `try_`, `_timeout` and `_deadline`
+    /// forms, gives up), `buf[offset..]` may hold part of the message: the
+    /// bytes there are unspecified. `buf[..offset]` is never written.
     ///
     /// # Blocking
     ///
@@ -272,15 +278,20 @@ impl Connection {
     }
 
     /// Every `recv`: one whole message, decoded; `Empty` means it gave up.
+    /// The message is assembled straight from the ring in the connection's
+    /// buffer, which a type that keeps its bytes as they are (`Vec<u8>`,
+    /// `String`) takes over ([`Message::decode_from`]): one copy out of the
+    /// ring, none after.
     fn recv_until<T: Message>(&mut self, until: Until) -> Result<T, TryRecvError> {
         let msg = self.receive(None, until)?;
-        let value = T::decode(msg).map_err(|e| RecvError::Decode(e).into());
+        let value = T::decode_from(msg).map_err(|e| RecvError::Decode(e).into());
         recycle(msg);
         value
     }
 
     /// Every `recv_bytes`: one whole message of at most `maxlength` bytes;
-    /// `Empty` means it gave up.
+    /// `Empty` means it gave up. The message is assembled straight from the
+    /// ring in the `Vec` returned.
     fn recv_bytes_until(
         &mut self,
         maxlength: Option<usize>,
@@ -290,8 +301,8 @@ impl Connection {
     }
 
     /// Every `recv_bytes_into`: one whole message into `buf[offset..]`;
-    /// `Empty` means it gave up. A whole message that fits goes straight
-    /// from the ring to `buf`.
+    /// `Empty` means it gave up. Each record goes straight from the ring to
+    /// `buf` (see [`Incoming::read_into`](super::super::ends::Incoming)).
     #[inline]
     fn recv_bytes_into_until(
         &mut self,
@@ -310,65 +321,25 @@ impl Connection {
         if offset > buf.len() {
             return Err(RecvError::OffsetTooLarge.into());
         }
-        let until = pinned(until);
         inc.begin();
-        let room = &mut buf[offset..];
-        if inc.partial.is_empty() {
-            let fragment = inc.fragment;
-            let first = inc.next_record(until, |p, msg| {
-                if p.len() == fragment {
-                    p.append_to(msg); // the first of several
-                    None
-                } else if p.len() <= room.len() {
-                    // Word copies, no `memcpy` call for a small message.
-                    p.copy_to_slice(&mut room[..p.len()]);
-                    Some(Ok(p.len()))
-                } else {
-                    Some(Err(p.to_vec()))
-                }
-            })?;
-            match first {
-                Some(Ok(len)) => {
-                    self.received.one(len);
-                    return Ok(len);
-                }
-                Some(Err(msg)) => {
-                    self.received.one(msg.len());
-                    return Err(RecvError::BufferTooShort(msg).into());
-                }
-                None => {}
+        match inc.read_into(pinned(until), &mut buf[offset..])? {
+            Ok(len) => {
+                self.received.one(len);
+                Ok(len)
+            }
+            Err(msg) => {
+                self.received.one(msg.len());
+                Err(RecvError::BufferTooShort(msg).into())
             }
         }
-        let msg = self.receive_rest(None, until)?;
-        if msg.len() > room.len() {
-            return Err(RecvError::BufferTooShort(std::mem::take(msg)).into());
-        }
-        let len = msg.len();
-        room[..len].copy_from_slice(msg);
-        recycle(msg);
-        Ok(len)
     }
 
-    /// The receives of a whole message end here: reads the rest of the
-    /// current message (after the fragments an earlier call that gave up
-    /// left) and returns it, whole, in
+    /// The receives of a whole message into a `Vec` end here: reads the rest
+    /// of the current message (after what an earlier call that gave up
+    /// took) and returns it, whole, in
     /// [`Incoming::partial`](super::super::ends::Incoming), which the caller
     /// empties.
     fn receive(
-        &mut self,
-        maxlength: Option<usize>,
-        until: Until,
-    ) -> Result<&mut Vec<u8>, TryRecvError> {
-        if let Some(inc) = self.incoming.get_mut() {
-            inc.begin();
-        }
-        self.receive_rest(maxlength, pinned(until))
-    }
-
-    /// [`receive`](Connection::receive) within a receive that began
-    /// already ([`Incoming::begin`](super::super::ends::Incoming)), with
-    /// `until` [`pinned`].
-    fn receive_rest(
         &mut self,
         maxlength: Option<usize>,
         until: Until,
@@ -382,7 +353,8 @@ impl Connection {
             .get_mut()
             .as_mut()
             .ok_or(RecvError::WriteOnly)?;
-        if !inc.read_rest(until, limit)? {
+        inc.begin();
+        if !inc.read_rest(pinned(until), limit)? {
             self.stop_reading();
             return Err(RecvError::BadMessageLength { maxlength: limit }.into());
         }

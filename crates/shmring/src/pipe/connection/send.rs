@@ -194,10 +194,13 @@ impl Connection {
     /// The longest message that the all-or-nothing sends (`try_send*`,
     /// `send*_timeout`, `send*_deadline`) can send: what an empty ring takes
     /// at once, whatever the position of its records (about three quarters
-    /// of the ring with the default fragment size). Any message up to this
-    /// long goes into an empty ring; a longer one is
-    /// [`SendError::TooLarge`] for them. `None` when this end does not send.
-    /// [`send`](Connection::send) has no limit.
+    /// of the ring with the default fragment size: `3 * ring_bytes / 4 -
+    /// 24`). Any message up to this long goes into an empty ring; a longer
+    /// one is [`SendError::TooLarge`] for them. `None` when this end does
+    /// not send. [`send`](Connection::send) has no limit. (Whether a
+    /// message fits *now* is decided exactly, from where the ring stands:
+    /// with the default shape, three messages of a quarter of the ring fit
+    /// at once.)
     ///
     /// A record never straddles the end of the ring (the rest of the ring
     /// is padding then), so with `fragment_bytes` of about half the ring or
