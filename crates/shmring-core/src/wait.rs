@@ -776,19 +776,19 @@ mod tests {
         };
         let word = Arc::new(WaitWord::default());
         let flag = Arc::new(AtomicBool::new(false));
-        // Yields that return at once, whatever else this machine runs.
-        let waiter = Calm::default();
+        // Never found preempted, whatever else this machine runs.
+        let waiter = TestWaiter::default();
         let mut history = WaitHistory::default();
         fn check(f: &AtomicBool) -> impl FnMut(bool) -> Option<()> + '_ {
             // ORDERING: Acquire — pairs with the peer's Release store.
             move |_slow| f.swap(false, Ordering::Acquire).then_some(())
         }
 
-        // 1: the peer answers after 20 ms and wakes us (we slept).
+        // 1: the peer answers after 100 ms and wakes us (we slept).
         let peer = {
             let (word, flag, waiter) = (word.clone(), flag.clone(), waiter.clone());
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(100));
                 // ORDERING: Release — pairs with the Acquire swap in `check`.
                 flag.store(true, Ordering::Release);
                 word.wake_if_waiting(&waiter, 1);
@@ -805,7 +805,10 @@ mod tests {
         .unwrap();
         peer.join().unwrap();
         let learned = history.spin_budget(&policy, Deadline(0));
-        assert!(learned >= 40 * MS, "learned {learned} ns from a 20 ms wait");
+        assert!(
+            learned >= 200 * MS,
+            "learned {learned} ns from a 100 ms wait"
+        );
 
         // 2: the peer answers after 2 ms and does not wake anybody: only
         // the learned spin sees it in time.
@@ -829,62 +832,59 @@ mod tests {
         .unwrap();
         peer.join().unwrap();
         // Without the learned budget this wait sleeps (a whole slice, as
-        // nobody wakes it). With it, it spins and never sleeps, unless the
-        // thread was kept off the CPU for a while in the middle of the
-        // spin, which the wait takes for contention (a loaded machine).
-        let contended = history.calm_at > Deadline(0);
-        assert!(
-            waiter.sleeps() == sleeps_before || contended,
-            "slept without contention: the learned budget was not used"
+        // nobody wakes it). With it, it spins and never sleeps.
+        assert_eq!(
+            waiter.sleeps(),
+            sleeps_before,
+            "slept: the learned budget was not used"
         );
     }
 
-    /// A waiter on a CPU nobody else wants (never preempted), which counts
-    /// its sleeps.
+    /// A test waiter that counts its sleeps. `crowded`: a CPU that other
+    /// threads keep busy (its clock jumps 100 µs at every read, as if the
+    /// thread were off the CPU between two looks, and it is always found
+    /// preempted); otherwise a CPU nobody else wants.
     #[derive(Clone, Default)]
-    struct Calm(ThreadWaiter, Arc<AtomicU32>);
+    struct TestWaiter {
+        inner: ThreadWaiter,
+        sleeps: Arc<AtomicU32>,
+        crowded: bool,
+        reads: Arc<AtomicU64>,
+    }
 
-    impl Calm {
+    impl TestWaiter {
+        fn crowded() -> TestWaiter {
+            TestWaiter {
+                crowded: true,
+                ..TestWaiter::default()
+            }
+        }
+
         fn sleeps(&self) -> u32 {
             // ORDERING: Relaxed — a count read by the thread that slept.
-            self.1.load(Ordering::Relaxed)
+            self.sleeps.load(Ordering::Relaxed)
         }
     }
 
-    impl Waiter for Calm {
+    impl Waiter for TestWaiter {
         fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) {
             // ORDERING: Relaxed — as in `sleeps`.
-            self.1.fetch_add(1, Ordering::Relaxed);
-            self.0.wait(word, expected, deadline);
+            self.sleeps.fetch_add(1, Ordering::Relaxed);
+            self.inner.wait(word, expected, deadline);
         }
         fn wake(&self, word: &AtomicU32, count: u32) {
-            self.0.wake(word, count);
+            self.inner.wake(word, count);
         }
         fn now(&self) -> Deadline {
-            self.0.now()
-        }
-    }
-
-    /// A waiter on a CPU that other threads keep busy: its clock jumps
-    /// 100 µs at every read (the thread is off the CPU between two looks)
-    /// and it is always found preempted.
-    #[derive(Clone, Default)]
-    struct Crowded(ThreadWaiter, Arc<AtomicU64>);
-
-    impl Waiter for Crowded {
-        fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) {
-            self.0.wait(word, expected, deadline);
-        }
-        fn wake(&self, word: &AtomicU32, count: u32) {
-            self.0.wake(word, count);
-        }
-        fn now(&self) -> Deadline {
+            if !self.crowded {
+                return self.inner.now();
+            }
             // ORDERING: Relaxed — a counter private to the test's clock.
-            let jumps = self.1.fetch_add(1, Ordering::Relaxed);
-            self.0.now().after(jumps * 100_000)
+            let jumps = self.reads.fetch_add(1, Ordering::Relaxed);
+            self.inner.now().after(jumps * 100_000)
         }
         fn preempted(&self) -> bool {
-            true
+            self.crowded
         }
     }
 
@@ -900,7 +900,7 @@ mod tests {
         };
         let word = Arc::new(WaitWord::default());
         let flag = Arc::new(AtomicBool::new(false));
-        let waiter = Crowded::default();
+        let waiter = TestWaiter::crowded();
         let mut history = WaitHistory::default();
         history.slept(&policy, Deadline(0), Deadline(500 * MS)); // learned: spin up to 1 s
         assert_eq!(history.spin_budget(&policy, Deadline(0)), 1_000 * MS);

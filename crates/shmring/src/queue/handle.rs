@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use shmring_core::error::{PopError, PushError};
 use shmring_core::joinable::{TaskCounter, TaskSlot, MAX_HELD};
 use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
-use shmring_core::wait::{block_on_with, TimedOut, Until, WaitHistory, WaitPolicy, WAKE_ALL};
+use shmring_core::wait::{
+    block_on_with, TimedOut, Until, WaitHistory, WaitPolicy, WaitWord, WAKE_ALL,
+};
 
 use super::error::{GetError, TryGetError, TryPutError};
 use super::{get_error, put_error};
@@ -110,6 +112,26 @@ impl WaitSettings {
             slice_ns: p[2],
         };
         (policy, WaitHistory::from_words(h))
+    }
+
+    /// [`block_on_with`] with this handle's policy and history; the
+    /// history is stored back only when the wait changed it (after a wait
+    /// that slept or probed: the hot path stores nothing, and several
+    /// threads may share this handle).
+    fn block_on<R>(
+        &self,
+        word: &WaitWord,
+        waiter: &FutexWaiter,
+        until: Until,
+        check: impl FnMut(bool) -> Option<R>,
+    ) -> Result<R, TimedOut> {
+        let (policy, before) = self.load();
+        let mut history = before;
+        let result = block_on_with(word, waiter, until, &policy, &mut history, check);
+        if history != before {
+            self.store_history(history);
+        }
+        result
     }
 
     fn store_history(&self, history: WaitHistory) {
@@ -209,14 +231,10 @@ impl Handle {
         // a put that has to wait keeps its own copy.
         let mut owned: Option<Vec<u8>> = None;
         let mut len = 0;
-        let (policy, before) = self.wait.load();
-        let mut history = before;
-        let result = block_on_with(
+        let result = self.wait.block_on(
             self.queue.core().space_word(),
             &self.waiter,
             until,
-            &policy,
-            &mut history,
             |_slow| {
                 if self.is_closed() {
                     return Some(Err(PutFailure::HandleClosed));
@@ -245,11 +263,6 @@ impl Handle {
                 }
             },
         );
-        if history != before {
-            // Only after a wait that slept or probed: the hot path stores
-            // nothing (several threads may share this handle).
-            self.wait.store_history(history);
-        }
         match result {
             Ok(Ok(())) => {
                 self.segment
@@ -279,14 +292,10 @@ impl Handle {
         let mut state = lock(&self.consumers)
             .pop()
             .unwrap_or_else(|| (self.queue.consumer(), Vec::new()));
-        let (policy, before) = self.wait.load();
-        let mut history = before;
-        let popped = block_on_with(
+        let popped = self.wait.block_on(
             self.queue.core().not_empty_word(),
             &self.waiter,
             until,
-            &policy,
-            &mut history,
             |_slow| {
                 if self.is_closed() {
                     return Some(Err(TakeError::HandleClosed));
@@ -297,11 +306,6 @@ impl Handle {
                 }
             },
         );
-        if history != before {
-            // Only after a wait that slept or probed: the hot path stores
-            // nothing (several threads may share this handle).
-            self.wait.store_history(history);
-        }
         let result = match popped {
             Ok(Ok(len)) => {
                 self.segment
