@@ -90,8 +90,13 @@
 //! it takes, `try_x()` tries once (it never sleeps and never reads the
 //! clock), `x_timeout(d)` and `x_deadline(instant)` give up. All four build
 //! one [`core::wait::Until`] and run one internal operation. A waiting call
-//! spins a few microseconds, then sleeps on a futex; a call that neither
-//! waits nor wakes a sleeper makes no system call.
+//! spins (5 µs, or longer where its handle has learned that longer waits
+//! pay, never on an oversubscribed CPU: see [`WaitPolicy`]), then sleeps on
+//! a futex; a call that neither waits nor wakes a sleeper makes no system
+//! call, and no fence either: a publish orders itself against a sleeper
+//! with a compiler barrier, the sleeper paying `membarrier(2)` instead (see
+//! [`core::wait`]). Set `SHMRING_FULL_FENCES` in a process's environment
+//! to make its publishes use a full fence (both kinds work together).
 //!
 //! Each form has its own error type: `x()` returns `XError`, which cannot
 //! say "full", "empty" or "timed out"; `try_x()` adds the would-block case
