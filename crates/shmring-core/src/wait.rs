@@ -113,6 +113,12 @@ pub trait Waiter {
     /// ([`Waiter::light_wakers`]) run a full barrier before it returns.
     /// The default, for waiters whose wakers are never light, has nothing
     /// to do.
+    ///
+    /// Which wakers are light is decided by the *wakers'* waiter, not this
+    /// one: a waiter that sleeps on words that another waiter's light
+    /// wakers publish to (a wrapper around the engine's futex waiter, or
+    /// any waiter on a ring in a segment that the engine's handles also
+    /// use) must make this heavy fence too, or it may miss their wake-ups.
     #[inline]
     fn heavy_fence(&self) -> HeavyFence {
         HeavyFence::NotNeeded
