@@ -706,7 +706,10 @@ where
         if let Some(r) = check(false) {
             return Spun::Got(r);
         }
-        rounds += 1;
+        // Wrapping: a spin of more than 2^32 rounds (a minute or more,
+        // with a long slice and budget) must not panic a debug build; the
+        // count is only used modulo 4, which wrapping keeps.
+        rounds = rounds.wrapping_add(1);
         // Reading the clock costs about as much as a short spin; do it on
         // every fourth round only.
         if rounds.is_multiple_of(4) {
