@@ -267,8 +267,9 @@ pub struct WaitPolicy {
 }
 
 impl WaitPolicy {
-    /// A policy that spins exactly `spin_ns` before every sleep and learns
-    /// nothing (`max_spin_ns == spin_ns`), with the default slice.
+    /// A policy that spins exactly `spin_ns` before every sleep (at most a
+    /// slice) and learns nothing (`max_spin_ns == spin_ns`), with the
+    /// default slice.
     pub const fn fixed(spin_ns: u64) -> WaitPolicy {
         WaitPolicy {
             spin_ns,
