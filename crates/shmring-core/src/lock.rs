@@ -321,8 +321,9 @@ impl LockShared {
     /// release wakes again; a sleeper that leaves on its deadline re-checks
     /// first (see [`block_on`]).
     fn wake_one<W: Waiter + ?Sized>(&self, waiter: &W) {
-        // The SeqCst fence inside pairs our release CAS with the sleeper's
-        // `waiters += 1` (see `crate::wait`).
+        // The fence inside (a full one, or a compiler barrier that the
+        // sleeper's heavy fence completes) pairs our release CAS with the
+        // sleeper's `waiters += 1` (see `crate::wait`).
         self.wait.wake_if_waiting(waiter, 1);
     }
 }

@@ -113,6 +113,12 @@ pub trait Waiter {
     /// ([`Waiter::light_wakers`]) run a full barrier before it returns.
     /// The default, for waiters whose wakers are never light, has nothing
     /// to do.
+    ///
+    /// Which wakers are light is decided by the *wakers'* waiter, not this
+    /// one: a waiter that sleeps on words that another waiter's light
+    /// wakers publish to (a wrapper around the engine's futex waiter, or
+    /// any waiter on a ring in a segment that the engine's handles also
+    /// use) must make this heavy fence too, or it may miss their wake-ups.
     #[inline]
     fn heavy_fence(&self) -> HeavyFence {
         HeavyFence::NotNeeded
@@ -205,7 +211,8 @@ impl WaitWord {
 ///
 /// # The adaptive spin
 ///
-/// A waiter busy-waits (pause hints) before it sleeps: at least `spin_ns`,
+/// A waiter busy-waits (pause hints) before it sleeps: `spin_ns` (none in
+/// the quiet time after a crowded CPU, below), never more than `slice_ns`,
 /// and when `max_spin_ns > spin_ns` up to a budget it learns from its own
 /// recent waits (kept in the handle's [`WaitHistory`]):
 ///
@@ -242,13 +249,16 @@ impl WaitWord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitPolicy {
     /// Busy-wait (pause hints) before registering as a sleeper, in
-    /// nanoseconds: always spent (unless the wait ends sooner). Keep it to a
+    /// nanoseconds: always spent (unless the wait ends sooner), except
+    /// by an adaptive policy in the quiet time after a spin found the CPU
+    /// crowded, when it does not spin at all (see the type's docs). Keep it to a
     /// few microseconds: when both ends share a core a long pause-spin only
     /// steals the peer's time.
     pub spin_ns: u64,
     /// Ceiling of the learned budget (see the type's docs), in nanoseconds.
     /// At or below `spin_ns` nothing is learned: the wait spins exactly
-    /// `spin_ns` and sleeps.
+    /// `spin_ns` and sleeps. A spin never lasts longer than `slice_ns`,
+    /// whatever this and `spin_ns` say (the liveness bound).
     pub max_spin_ns: u64,
     /// Longest single sleep. After each one the check runs in its slow form
     /// (`slow == true`), which is where peers' liveness is re-checked, so a
@@ -257,8 +267,9 @@ pub struct WaitPolicy {
 }
 
 impl WaitPolicy {
-    /// A policy that spins exactly `spin_ns` before every sleep and learns
-    /// nothing (`max_spin_ns == spin_ns`), with the default slice.
+    /// A policy that spins exactly `spin_ns` before every sleep (at most a
+    /// slice) and learns nothing (`max_spin_ns == spin_ns`), with the
+    /// default slice.
     pub const fn fixed(spin_ns: u64) -> WaitPolicy {
         WaitPolicy {
             spin_ns,
@@ -579,7 +590,10 @@ where
     if deadline.is_some_and(|d| start >= d) {
         return Err(TimedOut);
     }
-    let mut budget = history.spin_budget(policy, start);
+    // Never longer than a slice: the spin runs no slow check, and a dead
+    // peer must be noticed within a slice (see `WaitPolicy::slice_ns`),
+    // whatever budget was learned or set.
+    let mut budget = history.spin_budget(policy, start).min(policy.slice_ns);
     if budget > 0 && policy.max_spin_ns > policy.spin_ns && start >= history.crowd_due {
         history.crowd_due = start.after(CROWD_CHECK_NS);
         if waiter.crowded() {
@@ -693,7 +707,10 @@ where
         if let Some(r) = check(false) {
             return Spun::Got(r);
         }
-        rounds += 1;
+        // Wrapping: a spin of more than 2^32 rounds (a minute or more,
+        // with a long slice and budget) must not panic a debug build; the
+        // count is only used modulo 4, which wrapping keeps.
+        rounds = rounds.wrapping_add(1);
         // Reading the clock costs about as much as a short spin; do it on
         // every fourth round only.
         if rounds.is_multiple_of(4) {
@@ -837,6 +854,63 @@ mod tests {
             waiter.sleeps(),
             sleeps_before,
             "slept: the learned budget was not used"
+        );
+    }
+
+    /// A waiter on a clock that only moves when read (`step` ns per
+    /// read), never preempted, never crowded, whose sleeps return at once:
+    /// what a wait does is then measured on its own clock, not the
+    /// machine's.
+    struct SteppedClock {
+        reads: AtomicU64,
+        step: u64,
+    }
+
+    impl Waiter for SteppedClock {
+        fn wait(&self, _word: &AtomicU32, _expected: u32, _deadline: Option<Deadline>) {}
+        fn wake(&self, _word: &AtomicU32, _count: u32) {}
+        fn now(&self) -> Deadline {
+            // ORDERING: Relaxed — a counter private to this test clock.
+            Deadline(self.reads.fetch_add(1, Ordering::Relaxed) * self.step)
+        }
+    }
+
+    /// The liveness bound of `slice_ns` ("a dead peer never leaves a
+    /// sleeper blocked for longer than this") holds for a learned spin
+    /// too: a budget learned up to a `max_spin_ns` longer than the slice
+    /// must not keep the slow check from running for longer than a slice.
+    #[test]
+    fn a_learned_spin_longer_than_the_slice_still_checks_liveness_each_slice() {
+        let policy = WaitPolicy {
+            spin_ns: 0,
+            max_spin_ns: 1_000 * MS,
+            slice_ns: 10 * MS,
+        };
+        let mut history = WaitHistory::default();
+        history.slept(&policy, Deadline(0), Deadline(500 * MS));
+        assert_eq!(history.spin_budget(&policy, Deadline(0)), 1_000 * MS);
+        let waiter = SteppedClock {
+            reads: AtomicU64::new(0),
+            step: MS / 4,
+        };
+        let word = WaitWord::default();
+        // The peer is dead from the start: only a slow check can say so.
+        let mut first_slow = None;
+        let check = |slow: bool| {
+            if slow {
+                first_slow.get_or_insert(waiter.reads.load(Ordering::Relaxed) * waiter.step);
+                Some(())
+            } else {
+                None
+            }
+        };
+        block_on_with(&word, &waiter, Until::Never, &policy, &mut history, check).unwrap();
+        let at = first_slow.expect("a slow check ran");
+        assert!(
+            at <= policy.slice_ns + 4 * waiter.step,
+            "the first liveness check came {} ms into the wait, slice {} ms",
+            at / MS,
+            policy.slice_ns / MS
         );
     }
 
