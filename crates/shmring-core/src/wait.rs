@@ -223,9 +223,9 @@ impl WaitWord {
 /// * a wait that slept for longer than `max_spin_ns` (the peer was idle)
 ///   shows that spinning was wasted: the budget halves, down to `spin_ns`;
 /// * a spin that finds its thread was **switched out for another thread**
-///   (it saw a gap of [`CONTENDED_GAP_NS`] between two looks, and
-///   [`Waiter::preempted`] says the CPU was taken, not the whole VM
-///   paused) stops at once and the handle spins not at all for
+///   (it saw a second gap of [`CONTENDED_GAP_NS`] between two looks, and
+///   [`Waiter::preempted`] says the CPU was taken since the first, not the
+///   whole VM paused) stops at once and the handle spins not at all for
 ///   [`CONTENDED_QUIET_NS`]: on a crowded CPU a spinner only takes turns
 ///   from the peer it waits for, and a sleeper is woken ahead of busy
 ///   threads. The same holds, checked before spinning at most once per
@@ -701,6 +701,7 @@ where
     let adaptive = policy.max_spin_ns > policy.spin_ns;
     let spin_until = start.after(budget_ns);
     let mut last = start;
+    let mut gaps = 0u32;
     let mut rounds = 0u32;
     loop {
         crate::sync::spin_hint();
@@ -717,9 +718,17 @@ where
             let now = waiter.now();
             // Off the CPU for a while: a crowded CPU, or the host pausing
             // the whole VM (then spinning on is right). One system call
-            // tells, and only after such a gap.
-            if adaptive && now.0.saturating_sub(last.0) >= CONTENDED_GAP_NS && waiter.preempted() {
-                return Spun::Contended(now);
+            // tells, and only after such a gap; the first gap of a spin
+            // only sets the baseline (`preempted` compares with its
+            // previous call, which may be long ago), so it takes a second
+            // gap, switched out in between, to stop the spin: a crowded
+            // CPU keeps making gaps, a host's pause seldom twice.
+            if adaptive && now.0.saturating_sub(last.0) >= CONTENDED_GAP_NS {
+                let switched = waiter.preempted();
+                if gaps > 0 && switched {
+                    return Spun::Contended(now);
+                }
+                gaps += 1;
             }
             if now >= spin_until || deadline.is_some_and(|d| now >= d) {
                 return Spun::Spent;

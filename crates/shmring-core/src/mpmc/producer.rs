@@ -2,7 +2,7 @@
 
 use crate::error::PushError;
 use crate::ring::Writer;
-use crate::sync::Ordering;
+use crate::sync::{fence, Ordering};
 use crate::wait::{block_on_with, Until, WaitHistory, WaitPolicy, Waiter, WAKE_ALL};
 
 use super::Queue;
@@ -56,7 +56,19 @@ impl<W: Waiter + Clone> Producer<W> {
     #[inline]
     fn at_max_len(&self) -> bool {
         let max = self.queue.max_len();
-        max != 0 && self.queue.len() >= max
+        if max == 0 {
+            return false;
+        }
+        // ORDERING: SeqCst fence between this producer's previous publish
+        // (its tail store) and the loads of every ring's count below; pairs
+        // with the same fence of every other producer, so two producers
+        // never both miss each other's last put (the "overshoot by at most
+        // one per producer" bound). The wait word's fence used to give
+        // this; publishes now use a compiler barrier (see
+        // `crate::wait`), so bounded queues pay it here, unbounded ones
+        // not at all.
+        fence(Ordering::SeqCst);
+        self.queue.len() >= max
     }
 
     /// Copies `msg` in as one record, if it fits now.

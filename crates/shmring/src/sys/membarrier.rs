@@ -61,12 +61,35 @@ fn register() -> bool {
 /// the barrier misbehaves.
 pub const HEAVY_ENV: &str = "SHMRING_FULL_FENCES";
 
-/// The sleeper's heavy fence.
+/// Whether this kernel may offer `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
+/// (`MEMBARRIER_CMD_QUERY`, asked once per process). Only a query that
+/// answers without the command says no: then no process can have
+/// registered, so no waker is light. A refused query (no system call, or a
+/// seccomp filter, which may answer ENOSYS too) says nothing about other
+/// processes: maybe.
+fn kernel_has_global_expedited() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        // SAFETY: as in `membarrier`; QUERY returns the supported commands'
+        // bit mask, or -1 (ENOSYS on a kernel without the call).
+        let mask =
+            unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_QUERY, 0u32, 0i32) };
+        mask < 0 || mask & libc::c_long::from(libc::MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0
+    })
+}
+
+/// The sleeper's heavy fence. `NotNeeded` on a kernel that says it lacks
+/// the command (nobody can be light there: no 1 ms slices for nothing),
+/// `Failed` when the call is refused otherwise (a seccomp filter: a light
+/// waker elsewhere may then miss this sleeper, which therefore sleeps in
+/// short slices).
 pub(crate) fn heavy_fence() -> HeavyFence {
     if membarrier(libc::MEMBARRIER_CMD_GLOBAL_EXPEDITED) {
         HeavyFence::Done
-    } else {
+    } else if kernel_has_global_expedited() {
         HeavyFence::Failed
+    } else {
+        HeavyFence::NotNeeded
     }
 }
 

@@ -88,6 +88,13 @@ pub(crate) fn preempted_since_last_call() -> bool {
 /// has the better round trip, with a spinning pair and a two-thread build
 /// beside it (four) a short spin still wins, so the line is drawn between.
 /// `false` when either cannot be read. About 10 µs; no allocation.
+///
+/// The running count is the whole host's, the CPU count this thread's: in
+/// a container pinned to a few CPUs of a busy large host this reads
+/// "crowded" whenever the host is busy, and the adaptive wait then keeps
+/// to sleeping at once (the behaviour of `WaitPolicy::fixed(0)`: correct,
+/// without the spin's lower latency). Give such a handle a fixed policy to
+/// spin anyway.
 pub(crate) fn cpus_crowded() -> bool {
     use std::io::Read;
     let mut buf = [0u8; 128];
