@@ -81,20 +81,17 @@ pub(crate) fn preempted_since_last_call() -> bool {
     LAST_INVOLUNTARY.with(|last| last.replace(usage.ru_nivcsw) != usage.ru_nivcsw)
 }
 
-/// Whether the CPUs the calling thread may run on are oversubscribed:
-/// the running count of `/proc/loadavg` (which counts the caller) above
-/// twice the `sched_getaffinity` count (on one CPU: above one). Measured on
-/// the 2-CPU VM: with six runnable processes a waiter that sleeps at once
-/// has the better round trip, with a spinning pair and a two-thread build
-/// beside it (four) a short spin still wins, so the line is drawn between.
+/// Whether this host's CPUs are oversubscribed: the running count of
+/// `/proc/loadavg` (which counts the caller) above twice the online CPUs
+/// (on one CPU: above one). Measured on the 2-CPU VM: with six runnable
+/// processes a waiter that sleeps at once has the better round trip, with
+/// a spinning pair and a two-thread build beside it (four) a short spin
+/// still wins, so the line is drawn between. Both counts are the host's:
+/// a process pinned to one CPU whose peer runs on another is not crowded
+/// (comparing with its own affinity made every pinned pair "crowded"); two
+/// processes pinned to one CPU are caught by the spin's own check (a
+/// thread switched out mid-spin, see `preempted_since_last_call`).
 /// `false` when either cannot be read. About 10 µs; no allocation.
-///
-/// The running count is the whole host's, the CPU count this thread's: in
-/// a container pinned to a few CPUs of a busy large host this reads
-/// "crowded" whenever the host is busy, and the adaptive wait then keeps
-/// to sleeping at once (the behaviour of `WaitPolicy::fixed(0)`: correct,
-/// without the spin's lower latency). Give such a handle a fixed policy to
-/// spin anyway.
 pub(crate) fn cpus_crowded() -> bool {
     use std::io::Read;
     let mut buf = [0u8; 128];
@@ -111,25 +108,18 @@ pub(crate) fn cpus_crowded() -> bool {
         .and_then(|field| field.split(|&b| b == b'/').next())
         .and_then(|n| std::str::from_utf8(n).ok())
         .and_then(|n| n.parse::<usize>().ok());
-    match (running, allowed_cpus()) {
+    match (running, online_cpus()) {
         (Some(running), Some(1)) => running > 1,
         (Some(running), Some(cpus)) => running > 2 * cpus,
         _ => false,
     }
 }
 
-/// CPUs the calling thread may run on.
-fn allowed_cpus() -> Option<usize> {
-    // SAFETY: an all-zero cpu_set_t is the empty set, a valid value.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is writable and its size is passed; pid 0 is the
-    // calling thread.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: `set` was filled by the kernel above.
-    usize::try_from(unsafe { libc::CPU_COUNT(&set) }).ok()
+/// CPUs online on this host.
+fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf only reads system configuration.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
 #[cfg(test)]
@@ -172,7 +162,7 @@ mod tests {
     /// crowded (the running count is a snapshot: a few looks).
     #[test]
     fn busy_threads_beyond_the_cpus_are_a_crowd() {
-        let cpus = allowed_cpus().unwrap();
+        let cpus = online_cpus().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let busy: Vec<_> = (0..3 * cpus)
             .map(|_| {
