@@ -33,6 +33,24 @@ pub trait Message: Sized {
     /// The bytes are not a valid encoding (wrong length, invalid UTF-8, …).
     fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
 
+    /// Decodes a value from exactly the bytes in `buf`, taking them if
+    /// that saves a copy: a get pops each message into a buffer and hands
+    /// it here, so a `Vec<u8>` or `String` item *is* that buffer (one
+    /// allocation of the message's length and one copy out of shared
+    /// memory, where [`decode`](Message::decode) would copy the bytes a
+    /// second time into a new allocation). What is left in `buf` is
+    /// unspecified (the caller clears it before reusing it). The default
+    /// calls [`decode`](Message::decode) and leaves `buf` alone, which is
+    /// right for any type that does not hold its bytes as a `Vec<u8>`.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Message::decode).
+    #[inline]
+    fn decode_owned(buf: &mut Vec<u8>) -> Result<Self, CodecError> {
+        Self::decode(buf)
+    }
+
     /// The encoding of `self` when it is bytes `self` already holds (plain
     /// old data, `Vec<u8>`, `String`): a put then copies them straight into
     /// the ring, with no scratch buffer in between. Must be exactly what
@@ -177,6 +195,12 @@ impl Message for Vec<u8> {
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         Ok(bytes.to_vec())
     }
+
+    /// The buffer itself: no second copy.
+    #[inline]
+    fn decode_owned(buf: &mut Vec<u8>) -> Result<Self, CodecError> {
+        Ok(std::mem::take(buf))
+    }
 }
 
 impl Message for String {
@@ -192,6 +216,17 @@ impl Message for String {
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         String::from_utf8(bytes.to_vec()).map_err(|e| CodecError::new(e.to_string()))
+    }
+
+    /// The buffer itself once it is checked to be UTF-8: no second copy.
+    /// Bytes that are not UTF-8 stay in `buf`.
+    #[inline]
+    fn decode_owned(buf: &mut Vec<u8>) -> Result<Self, CodecError> {
+        String::from_utf8(std::mem::take(buf)).map_err(|e| {
+            let reason = CodecError::new(e.to_string());
+            *buf = e.into_bytes();
+            reason
+        })
     }
 }
 
@@ -276,5 +311,34 @@ mod tests {
     fn bad_bytes_are_errors() {
         assert!(u64::decode(&[1, 2, 3]).is_err());
         assert!(String::decode(&[0xff, 0xfe]).is_err());
+        assert!(u64::decode_owned(&mut vec![1, 2, 3]).is_err());
+        let mut bad = vec![0xff, 0xfe];
+        let err = String::decode_owned(&mut bad).unwrap_err();
+        assert_eq!(err, String::decode(&[0xff, 0xfe]).unwrap_err());
+        assert_eq!(bad, [0xff, 0xfe], "bytes that are not UTF-8 stay");
+    }
+
+    /// `Vec<u8>` and `String` take the buffer a get popped into (the same
+    /// allocation, no second copy); other types decode from it and leave
+    /// it be.
+    #[test]
+    fn decode_owned_takes_the_buffer_of_byte_types() {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"payload");
+        let at = buf.as_ptr();
+        let got = Vec::<u8>::decode_owned(&mut buf).unwrap();
+        assert_eq!(got, b"payload");
+        assert_eq!(got.as_ptr(), at, "the same allocation, not a copy");
+        assert!(buf.is_empty() && buf.capacity() == 0);
+
+        let mut buf = b"text".to_vec();
+        let at = buf.as_ptr();
+        let got = String::decode_owned(&mut buf).unwrap();
+        assert_eq!(got, "text");
+        assert_eq!(got.as_ptr(), at);
+
+        let mut buf = 7u64.to_ne_bytes().to_vec();
+        assert_eq!(u64::decode_owned(&mut buf).unwrap(), 7);
+        assert_eq!(buf, 7u64.to_ne_bytes(), "a Pod decode leaves the buffer");
     }
 }
