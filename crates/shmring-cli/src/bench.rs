@@ -82,6 +82,7 @@ const SECTIONS: [Section; 4] = [
             Mechanism::ShmringSpsc,
             Mechanism::ShmringQueue,
             Mechanism::ShmringQueueVec,
+            Mechanism::ShmringQueueVecInto,
             Mechanism::Pipe,
             Mechanism::UnixSocket,
             Mechanism::SpinRing,

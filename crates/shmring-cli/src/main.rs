@@ -171,11 +171,13 @@ Usage: shmring bench [--quick] [--json] [--no-pin] [--busy N]
 
 Measures, between two processes of this host, round-trip latency (polling and
 blocking, 8-byte messages) and one-way stream throughput (8 B and 64 KiB) of
-shmring's SPSC ring, MPMC queue, Pipe and typed Queue<Vec<u8>> beside an OS
-pipe, a unix socket and the raw floors: a spinning ring on a shared page when
-polling; when blocking, a futex ping-pong that always sleeps (futex: the cost of
-waking a sleeper) and one that spins 5 µs before it sleeps and wakes only a
-sleeper (futex-spin: the floor of a spin-then-sleep wait, shmring's default).
+shmring's SPSC ring, MPMC queue, Pipe and typed Queue<Vec<u8>> (its get, and
+in the 8 B stream also its get_into a reused buffer: shmring-queue-vec-into)
+beside an OS pipe, a unix socket and the raw floors: a spinning ring on a
+shared page when polling; when blocking, a futex ping-pong that always sleeps
+(futex: the cost of waking a sleeper) and one that spins 5 µs before it sleeps
+and wakes only a sleeper (futex-spin: the floor of a spin-then-sleep wait,
+shmring's default).
 
 Round trips show p50, p99, p99.9 and max (from a histogram, within 0.4%; max
 exact) and the slow run: the most consecutive round trips over 10 µs (and how

@@ -133,6 +133,11 @@ pub enum Mechanism {
     /// blocking: `put`/`get` with the default wait policy
     /// ([`Tuning::spin_ns`] does not apply).
     ShmringQueueVec,
+    /// [`ShmringQueueVec`](Self::ShmringQueueVec) with the receiver
+    /// reusing one buffer (`Receiver::try_get_into`/`get_into_timeout`,
+    /// no allocation per message); the sender still hands over a fresh
+    /// `Vec` per message, as a put of `Vec<u8>` must.
+    ShmringQueueVecInto,
     /// The raw futex ping-pong of [`FutexPingPong`](Self::FutexPingPong)
     /// with what a spin-then-sleep channel does: the receiver spins on the
     /// sequence word for 5 µs (a pause hint per check, the clock read on
@@ -146,11 +151,12 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, shmring's first.
-    pub const ALL: [Mechanism; 9] = [
+    pub const ALL: [Mechanism; 10] = [
         Mechanism::ShmringSpsc,
         Mechanism::ShmringQueue,
         Mechanism::ShmringPipe,
         Mechanism::ShmringQueueVec,
+        Mechanism::ShmringQueueVecInto,
         Mechanism::Pipe,
         Mechanism::UnixSocket,
         Mechanism::FutexPingPong,
@@ -169,6 +175,7 @@ impl Mechanism {
             Mechanism::FutexPingPong => "futex",
             Mechanism::SpinRing => "spin-ring",
             Mechanism::ShmringQueueVec => "shmring-queue-vec",
+            Mechanism::ShmringQueueVecInto => "shmring-queue-vec-into",
             Mechanism::FutexSpin => "futex-spin",
         }
     }
@@ -181,6 +188,7 @@ impl Mechanism {
                 | Mechanism::ShmringQueue
                 | Mechanism::ShmringPipe
                 | Mechanism::ShmringQueueVec
+                | Mechanism::ShmringQueueVecInto
         )
     }
 

@@ -358,11 +358,17 @@ impl Link for PipeLink {
 /// `Queue<Vec<u8>>`, one per direction, through its `Sender` and
 /// `Receiver`: the typed public API with its codec, and a fresh `Vec` per
 /// message each way (as a caller of `put(bytes.to_vec())` and `get()`
-/// has). The handles' wait policy is the default.
+/// has), or, for [`Mechanism::ShmringQueueVecInto`], received into the
+/// caller's buffer with `get_into`'s forms (no `Vec` per received
+/// message). The handles' wait policy is the default.
+///
+/// [`Mechanism::ShmringQueueVecInto`]: crate::Mechanism::ShmringQueueVecInto
 pub(crate) struct QueueVec {
     tx: queue::Sender<Vec<u8>>,
     rx: queue::Receiver<Vec<u8>>,
     polling: bool,
+    /// Receive with `try_get_into`/`get_into_timeout`, not `try_get`/`get_timeout`.
+    into: bool,
     _queues: [Queue<Vec<u8>>; 2],
 }
 
@@ -402,8 +408,28 @@ impl QueueVec {
             tx: queues[0].sender().map_err(err("sender"))?,
             rx: queues[1].receiver(),
             polling: job.mode == Mode::Polling,
+            into: job.mechanism == crate::Mechanism::ShmringQueueVecInto,
             _queues: queues,
         })
+    }
+
+    /// [`Link::recv`] with the buffer-reusing forms of get.
+    #[inline]
+    fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        if !self.polling {
+            self.rx
+                .get_into_timeout(buf, Duration::from_secs(600))
+                .map_err(err("get_into"))?;
+            return Ok(());
+        }
+        let mut spin = Spin::new();
+        loop {
+            match self.rx.try_get_into(buf) {
+                Ok(_) => return Ok(()),
+                Err(TryGetError::Empty) => spin.spin()?,
+                Err(e) => return Err(MeasureError::transport("try_get_into", e)),
+            }
+        }
     }
 }
 
@@ -432,9 +458,13 @@ impl Link for QueueVec {
 
     /// Polling: `try_get` in a spin loop while it is empty; blocking: `get`
     /// with a 10-minute bound (a queue cannot tell a dead producer from a
-    /// slow one). The received `Vec` becomes `buf`.
+    /// slow one). The received `Vec` becomes `buf`. With `into`, the same
+    /// with `try_get_into` and `get_into_timeout` into `buf`.
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        if self.into {
+            return self.recv_into(buf);
+        }
         if !self.polling {
             *buf = self
                 .rx

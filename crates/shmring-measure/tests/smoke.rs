@@ -178,10 +178,10 @@ fn main() {
         .expect("futex-spin without a spin");
     assert_eq!(l.samples, 100);
     // A spin budget means nothing to the typed queue (no policy setter).
-    assert!(
-        shmring_measure::round_trip_with(Mechanism::ShmringQueueVec, &blocking, &sleeping)
-            .is_err_and(|e| e.is_not_applicable())
-    );
+    for m in [Mechanism::ShmringQueueVec, Mechanism::ShmringQueueVecInto] {
+        assert!(shmring_measure::round_trip_with(m, &blocking, &sleeping)
+            .is_err_and(|e| e.is_not_applicable()));
+    }
     assert!(stream_with(Mechanism::Pipe, &p, &batched).is_err_and(|e| e.is_not_applicable()));
     let d = dict_update(&Params {
         messages: 500,
@@ -202,6 +202,10 @@ fn main() {
     assert_eq!(
         "shmring-queue-vec".parse::<Mechanism>().unwrap(),
         Mechanism::ShmringQueueVec
+    );
+    assert_eq!(
+        "shmring-queue-vec-into".parse::<Mechanism>().unwrap(),
+        Mechanism::ShmringQueueVecInto
     );
     custom_link();
     busy_loops();

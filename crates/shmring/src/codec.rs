@@ -33,11 +33,15 @@ pub trait Message: Sized {
     /// The bytes are not a valid encoding (wrong length, invalid UTF-8, …).
     fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
 
-    /// Decodes a value from exactly the bytes of `bytes`, which the value
-    /// may take over (leaving `bytes` empty) instead of copying them: what
-    /// a receive that assembled the message in a buffer of its own calls.
-    /// The default calls [`decode`](Message::decode) and leaves `bytes` as
-    /// it is; `Vec<u8>` and `String` take the buffer.
+    /// Decodes a value from exactly the bytes in `bytes`, taking them if
+    /// that saves a copy: a get pops each message into a buffer and hands
+    /// it here, so a `Vec<u8>` or `String` item *is* that buffer (one
+    /// allocation of the message's length and one copy out of shared
+    /// memory, where [`decode`](Message::decode) would copy the bytes a
+    /// second time into a new allocation). What is left in `bytes` is
+    /// unspecified (the caller clears it before reusing it). The default
+    /// calls [`decode`](Message::decode) and leaves `bytes` alone, which is
+    /// right for any type that does not hold its bytes as a `Vec<u8>`.
     ///
     /// # Errors
     ///
@@ -307,5 +311,34 @@ mod tests {
     fn bad_bytes_are_errors() {
         assert!(u64::decode(&[1, 2, 3]).is_err());
         assert!(String::decode(&[0xff, 0xfe]).is_err());
+        assert!(u64::decode_from(&mut vec![1, 2, 3]).is_err());
+        let mut bad = vec![0xff, 0xfe];
+        let err = String::decode_from(&mut bad).unwrap_err();
+        assert_eq!(err, String::decode(&[0xff, 0xfe]).unwrap_err());
+        assert_eq!(bad, [0xff, 0xfe], "bytes that are not UTF-8 stay");
+    }
+
+    /// `Vec<u8>` and `String` take the buffer a get popped into (the same
+    /// allocation, no second copy); other types decode from it and leave
+    /// it be.
+    #[test]
+    fn decode_from_takes_the_buffer_of_byte_types() {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"payload");
+        let at = buf.as_ptr();
+        let got = Vec::<u8>::decode_from(&mut buf).unwrap();
+        assert_eq!(got, b"payload");
+        assert_eq!(got.as_ptr(), at, "the same allocation, not a copy");
+        assert!(buf.is_empty() && buf.capacity() == 0);
+
+        let mut buf = b"text".to_vec();
+        let at = buf.as_ptr();
+        let got = String::decode_from(&mut buf).unwrap();
+        assert_eq!(got, "text");
+        assert_eq!(got.as_ptr(), at);
+
+        let mut buf = 7u64.to_ne_bytes().to_vec();
+        assert_eq!(u64::decode_from(&mut buf).unwrap(), 7);
+        assert_eq!(buf, 7u64.to_ne_bytes(), "a Pod decode leaves the buffer");
     }
 }

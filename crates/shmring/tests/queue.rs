@@ -508,3 +508,80 @@ fn a_deadline_bounds_a_put_and_a_get_from_below() {
         .is_timeout());
     assert!(start.elapsed() >= Duration::from_millis(40));
 }
+
+/// Byte messages of every length class (empty, part of a word, the
+/// word-at-a-time sizes and past them) come out whole whichever way they
+/// are taken: `get` of the queue (a pooled buffer the item takes over),
+/// `get` of a `Receiver` (its own buffer, taken over), and `get_into` into
+/// the caller's buffer, which keeps its allocation while the messages fit.
+/// A `String` that is not UTF-8 is a decode error and the next one is
+/// whole again.
+#[test]
+fn byte_messages_come_out_whole_from_every_form_of_get() {
+    let lens = [0usize, 1, 7, 8, 9, 63, 64, 65, 200, 1000, 3, 0, 500];
+    let msg = |i: usize, len: usize| (0..len).map(|j| (i * 31 + j) as u8).collect::<Vec<u8>>();
+    let q = Queue::<Vec<u8>>::builder()
+        .max_message(1024)
+        .ring_bytes(1 << 16)
+        .anonymous()
+        .unwrap();
+    let mut tx = q.sender().unwrap();
+    let mut rx = q.receiver();
+    let mut buf = Vec::with_capacity(1024);
+    let at = buf.as_ptr();
+    for round in 0..3 {
+        for (i, &len) in lens.iter().enumerate() {
+            tx.put(msg(i, len)).unwrap();
+            let got = match (round + i) % 3 {
+                0 => q.get().unwrap(),
+                1 => rx.get().unwrap(),
+                _ => {
+                    assert_eq!(rx.get_into(&mut buf).unwrap(), len);
+                    assert_eq!(buf.as_ptr(), at, "get_into reuses the buffer");
+                    buf.clone()
+                }
+            };
+            assert_eq!(got, msg(i, len), "round {round}, message {i}");
+        }
+    }
+    // The timed and the trying forms, and an empty queue.
+    tx.put(msg(1, 70)).unwrap();
+    assert_eq!(rx.try_get_into(&mut buf).unwrap(), 70);
+    assert_eq!(buf, msg(1, 70));
+    assert!(matches!(rx.try_get_into(&mut buf), Err(TryGetError::Empty)));
+    assert!(matches!(
+        rx.get_into_timeout(&mut buf, Duration::from_millis(5)),
+        Err(GetTimeoutError::Timeout)
+    ));
+    tx.put(msg(2, 5)).unwrap();
+    assert_eq!(
+        rx.get_into_timeout(&mut buf, Duration::from_secs(5))
+            .unwrap(),
+        5
+    );
+    assert_eq!(buf, msg(2, 5));
+    assert_eq!(buf.as_ptr(), at);
+
+    // Strings: the same, and bytes that are not UTF-8 in between.
+    let name = unique_name("queue-owned-strings");
+    let bytes = Queue::<Vec<u8>>::builder().create(&name).unwrap();
+    let text = Queue::<String>::open(&name).unwrap();
+    let mut text_rx = text.receiver();
+    // One message queued at a time: the two handles put into rings of
+    // their own, and FIFO holds per ring only.
+    for (i, s) in ["", "a", "ünïcode", &"x".repeat(100)].iter().enumerate() {
+        let get = |text_rx: &mut shmring::queue::Receiver<String>| {
+            if i % 2 == 0 {
+                text.get()
+            } else {
+                text_rx.get()
+            }
+        };
+        text.put(s.to_string()).unwrap();
+        assert_eq!(get(&mut text_rx).unwrap(), *s);
+        bytes.put(vec![0xff, 0xfe]).unwrap();
+        assert!(matches!(get(&mut text_rx), Err(GetError::Decode(_))));
+        text.put(format!("{s}!")).unwrap();
+        assert_eq!(get(&mut text_rx).unwrap(), format!("{s}!"));
+    }
+}

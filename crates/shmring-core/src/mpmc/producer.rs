@@ -171,7 +171,21 @@ impl<W: Waiter + Clone> Producer<W> {
     /// # Errors
     ///
     /// `Timeout`, `Closed`, `TooLarge`, `Corrupted`.
+    #[inline]
     pub fn push(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
+        // The first try here, inline, as in `Consumer::pop` (a push through
+        // `block_on_with` cost 23-26 ns where a `try_push` cost 8-11).
+        match self.try_push(msg) {
+            Err(PushError::Full) if !until.is_now() => self.push_waiting(msg, until),
+            Err(PushError::Full) => Err(PushError::Timeout),
+            done => done,
+        }
+    }
+
+    /// [`push`](Self::push) once the first try found no room: the spin and
+    /// the sleep (whose first check tries once more).
+    #[inline(never)]
+    fn push_waiting(&mut self, msg: &[u8], until: Until) -> Result<(), PushError> {
         // One `space` word for every producer: a full ring and a full
         // `max_len` both end with some consumer's take, which wakes it.
         let waiter = self.waiter.clone();

@@ -310,7 +310,10 @@ impl Handle {
             Ok(Ok(len)) => {
                 self.segment
                     .count_message(PeerCounter::Gets, PeerCounter::BytesOut, len);
-                T::decode(&state.1).map_err(|e| TryGetError::Get(GetError::Decode(e)))
+                // A `Vec<u8>` or `String` item takes the state's buffer
+                // (the next pop allocates one of that message's length):
+                // one copy out of shared memory, not two.
+                T::decode_from(&mut state.1).map_err(|e| TryGetError::Get(GetError::Decode(e)))
             }
             Ok(Err(TakeError::Pop(e))) => Err(TryGetError::Get(get_error(e))),
             Ok(Err(TakeError::SlotFull)) => Err(TryGetError::Get(GetError::TooManyTasks)),

@@ -148,21 +148,111 @@ impl<T: Message> Sender<T> {
 impl<T: Message> Receiver<T> {
     get_methods!(mut);
 
-    /// Pops into the handle's buffer, waiting until `until`, and decodes.
+    /// Pops into the handle's buffer, waiting until `until`, and decodes
+    /// (a `Vec<u8>` or `String` item takes the buffer itself: see
+    /// [`Message::decode_from`]).
     #[inline]
     fn get_until(&mut self, until: Until) -> Result<T, TryGetError> {
-        match self.consumer.pop(&mut self.buf, until) {
-            Ok(len) => {
-                self.counts.one(len);
-                T::decode(&self.buf).map_err(|e| TryGetError::Get(GetError::Decode(e)))
-            }
-            Err(PopError::Empty | PopError::Timeout) => {
-                if !until.is_now() {
-                    self.counts.segment.add_to_counter(PeerCounter::Timeouts, 1);
-                }
-                Err(TryGetError::Empty)
-            }
-            Err(e) => Err(TryGetError::Get(get_error(e))),
+        pop_until(&mut self.consumer, &mut self.counts, &mut self.buf, until)?;
+        T::decode_from(&mut self.buf).map_err(|e| TryGetError::Get(GetError::Decode(e)))
+    }
+}
+
+/// One get's pop into `buf`, waiting until `until`, counted in `counts`;
+/// the message's length.
+#[inline(always)]
+fn pop_until(
+    consumer: &mut mpmc::Consumer,
+    counts: &mut Counts,
+    buf: &mut Vec<u8>,
+    until: Until,
+) -> Result<usize, TryGetError> {
+    match consumer.pop(buf, until) {
+        Ok(len) => {
+            counts.one(len);
+            Ok(len)
         }
+        Err(PopError::Empty | PopError::Timeout) => {
+            if !until.is_now() {
+                counts.segment.add_to_counter(PeerCounter::Timeouts, 1);
+            }
+            Err(TryGetError::Empty)
+        }
+        Err(e) => Err(TryGetError::Get(get_error(e))),
+    }
+}
+
+/// Gets into a buffer of the caller's: for a loop that handles each
+/// message's bytes and is done with them before the next, no allocation
+/// per message (once `buf` has grown to the longest message). A
+/// [`get`](Receiver::get) must hand back a new `Vec` each time, so it
+/// allocates one per message.
+impl Receiver<Vec<u8>> {
+    /// Takes the next message into `buf`, replacing its contents, waiting
+    /// while the queue is empty; returns its length (`buf.len()`). The same
+    /// message [`get`](Receiver::get) would return, with `buf`'s
+    /// allocation reused (grown if the message is longer than its
+    /// capacity).
+    ///
+    /// # Blocking
+    ///
+    /// As [`get`](Receiver::get).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Receiver::get), except that bytes are never a decode
+    /// error. After an error `buf` holds unspecified bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::queue::Queue;
+    ///
+    /// let q = Queue::<Vec<u8>>::new(0)?;
+    /// let mut tx = q.sender()?;
+    /// let mut rx = q.receiver();
+    /// tx.put(b"first".to_vec())?;
+    /// tx.put(b"2nd".to_vec())?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.get_into(&mut buf)?, 5);
+    /// assert_eq!(buf, b"first");
+    /// assert_eq!(rx.try_get_into(&mut buf)?, 3);
+    /// assert_eq!(buf, b"2nd");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
+        error::get_forever(|| self.get_into_until(buf, Until::Never))
+    }
+
+    /// Takes the next message into `buf` (as [`get_into`](Self::get_into))
+    /// only if there is one now.
+    ///
+    /// # Errors
+    ///
+    /// [`TryGetError::Empty`], or why the get failed for good; after an
+    /// error `buf` holds unspecified bytes.
+    pub fn try_get_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryGetError> {
+        self.get_into_until(buf, Until::Now)
+    }
+
+    /// Takes the next message into `buf` (as [`get_into`](Self::get_into)),
+    /// waiting at most `timeout` (a zero timeout tries once).
+    ///
+    /// # Errors
+    ///
+    /// [`GetTimeoutError::Timeout`], or why the get failed for good; after
+    /// an error `buf` holds unspecified bytes.
+    pub fn get_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, GetTimeoutError> {
+        self.get_into_until(buf, Until::after(timeout))
+            .map_err(TryGetError::timed_out)
+    }
+
+    #[inline]
+    fn get_into_until(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, TryGetError> {
+        pop_until(&mut self.consumer, &mut self.counts, buf, until)
     }
 }
