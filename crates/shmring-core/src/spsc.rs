@@ -509,6 +509,20 @@ impl<W: Waiter + Clone> Producer<W> {
     ///
     /// As [`push`](Producer::push).
     pub fn push_marked(&mut self, msg: &[u8], mark: Mark, until: Until) -> Result<(), PushError> {
+        // The first try inline: through the waiting loop even a push that
+        // finds room paid for the loop's set-up (the MPMC queue measured
+        // 23-26 ns there against 8-11 ns for the try alone).
+        match self.try_push_marked(msg, mark) {
+            Err(PushError::Full) if !until.is_now() => self.push_waiting(msg, mark, until),
+            Err(PushError::Full) => Err(PushError::Timeout),
+            done => done,
+        }
+    }
+
+    /// [`push_marked`](Producer::push_marked) once the first try found no
+    /// room: the spin and the sleep (whose first check tries once more).
+    #[inline(never)]
+    fn push_waiting(&mut self, msg: &[u8], mark: Mark, until: Until) -> Result<(), PushError> {
         let result = wait_paced!(self, self.writer.ring, not_full, until, |slow| {
             push_check(self.try_push_marked(msg, mark), slow, || self.peer_gone())
         });
@@ -750,6 +764,18 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// `Timeout`, `Closed` (closed, or the producer gone, and drained),
     /// `Corrupted`.
     pub fn pop(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
+        // The first try inline, as in `Producer::push_marked`.
+        match self.try_pop(buf) {
+            Err(PopError::Empty) if !until.is_now() => self.pop_waiting(buf, until),
+            Err(PopError::Empty) => Err(PopError::Timeout),
+            done => done,
+        }
+    }
+
+    /// [`pop`](Consumer::pop) once the first try found nothing: the spin
+    /// and the sleep (whose first check tries once more).
+    #[inline(never)]
+    fn pop_waiting(&mut self, buf: &mut Vec<u8>, until: Until) -> Result<usize, PopError> {
         let result = wait_paced!(self, self.reader.ring, not_empty, until, |slow| match self
             .try_pop(buf)
         {
