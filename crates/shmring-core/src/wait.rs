@@ -931,14 +931,19 @@ mod tests {
     struct TestWaiter {
         inner: ThreadWaiter,
         sleeps: Arc<AtomicU32>,
-        crowded: bool,
-        reads: Arc<AtomicU64>,
+        /// Crowded: the flag a sleep raises (the answer comes while it
+        /// sleeps), and the virtual clock's reads.
+        crowded: Option<(Arc<AtomicBool>, Arc<AtomicU64>)>,
     }
 
     impl TestWaiter {
-        fn crowded() -> TestWaiter {
+        /// A crowded CPU on a virtual clock (no real time passes, so the
+        /// machine's load cannot change the outcome): every read is 100 µs
+        /// after the last, and a sleep returns at once having raised
+        /// `answer`.
+        fn crowded(answer: Arc<AtomicBool>) -> TestWaiter {
             TestWaiter {
-                crowded: true,
+                crowded: Some((answer, Arc::default())),
                 ..TestWaiter::default()
             }
         }
@@ -953,21 +958,24 @@ mod tests {
         fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) {
             // ORDERING: Relaxed — as in `sleeps`.
             self.sleeps.fetch_add(1, Ordering::Relaxed);
-            self.inner.wait(word, expected, deadline);
+            match &self.crowded {
+                // ORDERING: Release — pairs with the test's Acquire swap.
+                Some((answer, _)) => answer.store(true, Ordering::Release),
+                None => self.inner.wait(word, expected, deadline),
+            }
         }
         fn wake(&self, word: &AtomicU32, count: u32) {
             self.inner.wake(word, count);
         }
         fn now(&self) -> Deadline {
-            if !self.crowded {
-                return self.inner.now();
+            match &self.crowded {
+                // ORDERING: Relaxed — a counter private to the test's clock.
+                Some((_, reads)) => Deadline((reads.fetch_add(1, Ordering::Relaxed) + 1) * 100_000),
+                None => self.inner.now(),
             }
-            // ORDERING: Relaxed — a counter private to the test's clock.
-            let jumps = self.reads.fetch_add(1, Ordering::Relaxed);
-            self.inner.now().after(jumps * 100_000)
         }
         fn preempted(&self) -> bool {
-            self.crowded
+            self.crowded.is_some()
         }
     }
 
@@ -981,31 +989,30 @@ mod tests {
             max_spin_ns: 2_000 * MS,
             slice_ns: 10_000 * MS,
         };
-        let word = Arc::new(WaitWord::default());
+        let word = WaitWord::default();
         let flag = Arc::new(AtomicBool::new(false));
-        let waiter = TestWaiter::crowded();
+        let waiter = TestWaiter::crowded(flag.clone());
         let mut history = WaitHistory::default();
         history.slept(&policy, Deadline(0), Deadline(500 * MS)); // learned: spin up to 1 s
         assert_eq!(history.spin_budget(&policy, Deadline(0)), 1_000 * MS);
-        let peer = {
-            let (word, flag, waiter) = (word.clone(), flag.clone(), waiter.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(3));
-                // ORDERING: Release — pairs with the Acquire swap below.
-                flag.store(true, Ordering::Release);
-                word.wake_if_waiting(&waiter, 1);
-            })
-        };
-        // ORDERING: Acquire — pairs with the peer's Release store.
+        // ORDERING: Acquire — pairs with the Release store of the sleep.
         let check = |_slow: bool| flag.swap(false, Ordering::Acquire).then_some(());
         block_on_with(&word, &waiter, Until::Never, &policy, &mut history, check).unwrap();
-        peer.join().unwrap();
-        // The wait ended well inside the quiet time (3 ms of 10; under
-        // load it may end later, and then the quiet time may be over).
+        assert_eq!(
+            waiter.sleeps(),
+            1,
+            "the spin stopped early and the wait slept"
+        );
         let now = waiter.now();
-        if history.spin_budget(&policy, now) != 0 {
-            assert!(now.0 >= CONTENDED_QUIET_NS, "not quiet at {now:?}");
-        }
+        assert!(
+            now.0 < 10 * MS,
+            "stopped within a few looks, not at the budget"
+        );
+        assert_eq!(
+            history.spin_budget(&policy, now),
+            0,
+            "quiet after contention"
+        );
         assert_eq!(
             history.spin_budget(&policy, now.after(CONTENDED_QUIET_NS)),
             policy.spin_ns,
