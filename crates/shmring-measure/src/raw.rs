@@ -463,11 +463,11 @@ impl FutexSpinLink {
     /// sequence value.
     fn sleep_for_message(&self) -> Result<u32, MeasureError> {
         let seen = self.rx.seen;
-        // SAFETY: `seq` points into the live mapping.
         // ORDERING: Relaxed on success — the bit publishes nothing; it is
         // ordered against the sender's swap by being an RMW of the same
         // word. Acquire on failure — the value read is the sender's Release
         // swap, whose payload we then read.
+        // SAFETY: `seq` points into the live mapping.
         let marked = unsafe {
             (*self.rx.seq).compare_exchange(
                 seen,
@@ -509,11 +509,11 @@ impl Link for FutexSpinLink {
         // finished reading the previous message before it answered.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.tx.data, len) };
         self.tx.seen = self.tx.seen.wrapping_add(2);
-        // SAFETY: `seq` points into the live mapping.
         // ORDERING: Release — publishes the payload; pairs with the
         // receiver's Acquire load or failed compare-exchange. Being an RMW,
         // it reads the receiver's SLEEPING bit if its compare-exchange came
         // first in the word's order (and that one fails if this came first).
+        // SAFETY: `seq` points into the live mapping, which outlives `self`.
         let old = unsafe { (*self.tx.seq).swap(self.tx.seen, Ordering::Release) };
         if old & SLEEPING != 0 {
             futex(self.tx.seq, libc::FUTEX_WAKE, 1, None);
