@@ -162,6 +162,7 @@ impl QueueShared {
         Ok(config)
     }
 
+    #[inline]
     pub(crate) fn closed(&self) -> bool {
         // ORDERING: Acquire — pairs with the Release `fetch_or` in `close`.
         self.config.flags.load(Ordering::Acquire) & QUEUE_CLOSED != 0
@@ -493,6 +494,7 @@ impl Queue {
     /// peer) counts 0; [`checked_len`](Queue::checked_len) reports it.
     ///
     /// Cost: two loads per ring in use, no write.
+    #[inline]
     pub fn len(&self) -> u64 {
         // Saturating: hostile counts must not overflow (ring_ops fuzz
         // finding; each is below 2^26 now, and there are at most 1024).

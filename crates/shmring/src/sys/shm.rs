@@ -263,13 +263,23 @@ pub(crate) fn memory_limit() -> Option<u64> {
     Some(pages.saturating_mul(unit))
 }
 
-/// Maps `len` bytes of `file` shared, readable and writable.
+/// Maps `len` bytes of `file` shared, readable and writable, with every
+/// page mapped now (`MAP_POPULATE`).
 ///
 /// memmap2's [`MmapRaw`] is used rather than a raw `mmap`: it hands out a raw
 /// pointer (never a `&[u8]`, which would be unsound on memory other processes
 /// write) and unmaps on drop.
+///
+/// Populating moves the page faults of the first lap of every ring into
+/// the attach: without it, each process takes one minor fault per page of
+/// each ring the first time its traffic reaches that page (measured on the
+/// 2-core VM: about 200 round trips over 10 µs in the first 50,000 of a
+/// Pipe with 256 KiB rings, against 25 for a futex ping-pong with no ring).
+/// The pages are allocated already (`posix_fallocate` at creation), so this
+/// only fills this process's page tables: a few milliseconds per hundred
+/// MiB.
 pub(crate) fn map_shared(file: &File, len: usize) -> io::Result<MmapRaw> {
-    MmapOptions::new().len(len).map_raw(file)
+    MmapOptions::new().len(len).populate().map_raw(file)
 }
 
 /// Opens `/proc/self/fd/<fd>` read-write: a *new* open file description of

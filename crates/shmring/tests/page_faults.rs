@@ -1,0 +1,70 @@
+//! A ring's pages are mapped when a handle attaches, not by its traffic:
+//! the first lap through a fresh queue takes no page fault (each fault of
+//! the first lap was a round trip of 10 µs or more on a VM).
+
+use shmring::pipe::Pipe;
+use shmring::queue::Queue;
+
+/// Minor page faults of the calling thread so far.
+fn minor_faults() -> i64 {
+    // SAFETY: `rusage` is a plain C struct of integers; all-zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into `usage`, valid and writable.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    usage.ru_minflt
+}
+
+const RING_BYTES: u64 = 1 << 20;
+/// Pages of one ring: what an unpopulated mapping faults on in one lap.
+const RING_PAGES: i64 = (RING_BYTES / 4096) as i64;
+/// Faults tolerated in the measured lap (the allocator, the test harness):
+/// far below one per page.
+const SLACK: i64 = 16;
+
+#[test]
+fn a_queue_lap_takes_no_page_fault() {
+    let q = Queue::<Vec<u8>>::builder()
+        .ring_bytes(RING_BYTES)
+        .anonymous()
+        .unwrap();
+    let mut tx = q.sender().unwrap();
+    let mut rx = q.receiver();
+    let msg = vec![7u8; 56]; // a 64-byte record
+    let mut buf = Vec::with_capacity(64);
+    // One message first: claims, allocations and code pages outside the
+    // measured part.
+    tx.put(msg.clone()).unwrap();
+    rx.get_into(&mut buf).unwrap();
+    let laps = 2 * RING_BYTES / 64;
+    let before = minor_faults();
+    for _ in 0..laps {
+        tx.put(msg.clone()).unwrap();
+        assert_eq!(rx.get_into(&mut buf).unwrap(), 56);
+    }
+    let faults = minor_faults() - before;
+    assert!(
+        faults < SLACK,
+        "{faults} minor faults in two laps of a {RING_PAGES}-page ring"
+    );
+}
+
+#[test]
+fn a_pipe_lap_takes_no_page_fault() {
+    let (mut reader, mut writer) = Pipe::new(false).unwrap();
+    let msg = [3u8; 120]; // a 128-byte record
+    let mut buf = vec![0u8; 256];
+    writer.send_bytes(&msg, 0, None).unwrap();
+    reader.recv_bytes_into(&mut buf, 0).unwrap();
+    // Four laps of the default ring (256 KiB or less).
+    let before = minor_faults();
+    for _ in 0..4 * (256 << 10) / 128 {
+        writer.send_bytes(&msg, 0, None).unwrap();
+        assert_eq!(reader.recv_bytes_into(&mut buf, 0).unwrap(), 120);
+    }
+    let faults = minor_faults() - before;
+    assert!(
+        faults < SLACK,
+        "{faults} minor faults in four laps of a pipe"
+    );
+}
