@@ -6,7 +6,7 @@
 //! cargo run --release -p shmring-benches --bin streamprobe -- [MESSAGES [PASSES [CASES [PAYLOAD [blocking]]]]]
 //! ```
 //!
-//! CASES is a comma-separated list (default `sr,qv,qvi,p`): `sr` spin ring,
+//! CASES is a comma-separated list (default `sr,qv,qvi,p`): `sr` spin ring, `sq` the spin ring polling each slot's sequence word,
 //! `s` SPSC ring, `q` MPMC byte queue, `qv` `Queue<Vec<u8>>` with `get`,
 //! `qvi` the same with `get_into`, `p` Pipe. PAYLOAD defaults to 8 bytes.
 //! Polling unless the fifth argument is `blocking`. Every pass runs every
@@ -29,6 +29,7 @@ fn main() {
         for c in which.split(',') {
             let m = match c {
                 "sr" => Mechanism::SpinRing,
+                "sq" => Mechanism::SpinRingSeq,
                 "s" => Mechanism::ShmringSpsc,
                 "q" => Mechanism::ShmringQueue,
                 "qv" => Mechanism::ShmringQueueVec,
@@ -37,7 +38,7 @@ fn main() {
                 _ => panic!("unknown case {c}"),
             };
             // The spin ring has no blocking form: it always polls.
-            let mode = if m == Mechanism::SpinRing {
+            let mode = if matches!(m, Mechanism::SpinRing | Mechanism::SpinRingSeq) {
                 Mode::Polling
             } else {
                 mode

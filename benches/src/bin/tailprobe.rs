@@ -10,7 +10,7 @@
 //! default (adaptive) policy, `5` Pipe with a fixed 5 µs spin, `0` Pipe
 //! sleeping at once, `s` SPSC ring default, `q` MPMC queue default, `f`
 //! futex ping-pong, `fs` futex with a 5 µs spin, `sr` spin ring
-//! (polling), `pp` Pipe (polling). BUSY starts that many busy-loop
+//! (polling), `sq` the spin ring polling each slot's sequence word, `pp` Pipe (polling). BUSY starts that many busy-loop
 //! processes per measurement (`4 nopin` on a 2-CPU host: six processes on
 //! two CPUs). Every pass runs every case once, so a slow phase of the
 //! machine hits all alike. Set `SHMRING_FULL_FENCES=1` to compare with
@@ -44,6 +44,7 @@ fn main() {
                 "fs" => ("futex-spin", Mechanism::FutexSpin, None),
                 "q" => ("queue default", Mechanism::ShmringQueue, None),
                 "sr" => ("spin-ring (poll)", Mechanism::SpinRing, None),
+                "sq" => ("spin-ring-seq", Mechanism::SpinRingSeq, None),
                 "pp" => ("pipe (poll)", Mechanism::ShmringPipe, None),
                 _ => panic!("case {c}"),
             };
@@ -52,7 +53,7 @@ fn main() {
                 ..Tuning::default()
             };
             let mut p = p.clone();
-            if c == "sr" || c == "pp" {
+            if c == "sr" || c == "sq" || c == "pp" {
                 p.mode = Mode::Polling;
             }
             let start = std::time::Instant::now();

@@ -126,6 +126,11 @@ pub enum Mechanism {
     /// and tail, fixed slots of the payload size, plain `memcpy`, no checks.
     /// Polling only.
     SpinRing,
+    /// The spin ring with a sequence word in front of each slot, which the
+    /// consumer polls instead of the producer's tail: one cache line per
+    /// message instead of two. Polling only; the floor of a consumer that
+    /// polls the record's own line.
+    SpinRingSeq,
     /// `shmring::queue::Queue<Vec<u8>>`, one per direction, through its
     /// `Sender` and `Receiver` handles: the typed public API, codec and
     /// allocation included (each send hands over a fresh `Vec`, each
@@ -151,7 +156,7 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, shmring's first.
-    pub const ALL: [Mechanism; 10] = [
+    pub const ALL: [Mechanism; 11] = [
         Mechanism::ShmringSpsc,
         Mechanism::ShmringQueue,
         Mechanism::ShmringPipe,
@@ -162,6 +167,7 @@ impl Mechanism {
         Mechanism::FutexPingPong,
         Mechanism::FutexSpin,
         Mechanism::SpinRing,
+        Mechanism::SpinRingSeq,
     ];
 
     /// The lowercase name used by `Display` and `FromStr`.
@@ -174,6 +180,7 @@ impl Mechanism {
             Mechanism::UnixSocket => "unix-socket",
             Mechanism::FutexPingPong => "futex",
             Mechanism::SpinRing => "spin-ring",
+            Mechanism::SpinRingSeq => "spin-ring-seq",
             Mechanism::ShmringQueueVec => "shmring-queue-vec",
             Mechanism::ShmringQueueVecInto => "shmring-queue-vec-into",
             Mechanism::FutexSpin => "futex-spin",
@@ -197,7 +204,7 @@ impl Mechanism {
     pub fn supports(self, mode: Mode) -> bool {
         !matches!(
             (self, mode),
-            (Mechanism::SpinRing, Mode::Blocking)
+            (Mechanism::SpinRing | Mechanism::SpinRingSeq, Mode::Blocking)
                 | (
                     Mechanism::FutexPingPong | Mechanism::FutexSpin,
                     Mode::Polling

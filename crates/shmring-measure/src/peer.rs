@@ -392,6 +392,10 @@ pub(crate) fn run_parent(mut job: Job) -> Result<Outcome, MeasureError> {
             let mut link = raw::SpinLink::parent(&mut job, &mut cmd)?;
             with_link(&job, cmd, cpu, &mut link)
         }
+        (_, M::SpinRingSeq) => {
+            let mut link = raw::SpinSeqLink::parent(&mut job, &mut cmd)?;
+            with_link(&job, cmd, cpu, &mut link)
+        }
         (_, M::ShmringQueueVec | M::ShmringQueueVecInto) => {
             let mut link = shm::QueueVec::parent(&job, &mut cmd)?;
             with_link(&job, cmd, cpu, &mut link)
@@ -532,6 +536,7 @@ fn run_child(
         (_, M::UnixSocket) => drive::child(job, &mut os::FdLink::child_socket(job)?),
         (_, M::FutexPingPong) => drive::child(job, &mut raw::FutexLink::child(job)?),
         (_, M::SpinRing) => drive::child(job, &mut raw::SpinLink::child(job)?),
+        (_, M::SpinRingSeq) => drive::child(job, &mut raw::SpinSeqLink::child(job)?),
         (_, M::ShmringQueueVec | M::ShmringQueueVecInto) => {
             drive::child(job, &mut shm::QueueVec::child(job)?)
         }

@@ -117,7 +117,12 @@ struct RingShape {
 
 impl RingShape {
     fn of(job: &Job) -> RingShape {
-        let slot = job.payload.next_multiple_of(8);
+        RingShape::with_header(job, 0)
+    }
+
+    /// Slots of the payload plus `header` bytes (rounded up to 8).
+    fn with_header(job: &Job, header: usize) -> RingShape {
+        let slot = (header + job.payload).next_multiple_of(8);
         let want = job.ring_bytes() as usize / slot;
         // The largest power of two of slots that fits in the ring bytes.
         let slots = 1usize << (usize::BITS - 1 - want.max(2).leading_zeros());
@@ -241,6 +246,103 @@ impl Link for SpinLink {
         // SAFETY: the slot is published (Acquire above) and the producer
         // will not reuse it before `head` passes it; `buf` is local.
         unsafe { std::ptr::copy_nonoverlapping(rx.slot(), buf.as_mut_ptr(), len) };
+        rx.position += 1;
+        // SAFETY: `head` points into the live mapping.
+        // ORDERING: Release — the slot has been read; pairs with the
+        // Acquire load of `head` in `send`.
+        unsafe { (*rx.head).store(rx.position, Ordering::Release) };
+        Ok(())
+    }
+}
+
+/// The spin ring with a sequence word in front of each slot: the producer
+/// publishes a slot by storing its position + 1 there, and the consumer
+/// polls the slot it reads next, never the producer's tail (the tail line
+/// does not exist). One cache line moves per message where the plain spin
+/// ring moves two (the tail's and the slot's): the floor of a consumer
+/// that polls the record's own line.
+pub(crate) struct SpinSeqLink {
+    tx: SpinHalf,
+    rx: SpinHalf,
+    payload: usize,
+    _map: SharedMap,
+}
+
+/// Bytes of a slot's sequence word.
+const SEQ: usize = 8;
+
+impl SpinSeqLink {
+    pub(crate) fn parent(job: &mut Job, cmd: &mut Command) -> Result<SpinSeqLink, MeasureError> {
+        let shape = RingShape::with_header(job, SEQ);
+        let map = SharedMap::create(job, cmd, 2 * shape.len)?;
+        Ok(SpinSeqLink::new(job, map, shape, 0, shape.len))
+    }
+
+    pub(crate) fn child(job: &Job) -> Result<SpinSeqLink, MeasureError> {
+        let shape = RingShape::with_header(job, SEQ);
+        let map = SharedMap::inherited(job, 2 * shape.len)?;
+        Ok(SpinSeqLink::new(job, map, shape, shape.len, 0))
+    }
+
+    fn new(job: &Job, map: SharedMap, shape: RingShape, tx: usize, rx: usize) -> SpinSeqLink {
+        SpinSeqLink {
+            tx: SpinHalf::new(&map, tx, shape),
+            rx: SpinHalf::new(&map, rx, shape),
+            payload: job.payload,
+            _map: map,
+        }
+    }
+}
+
+impl Link for SpinSeqLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), MeasureError> {
+        let tx = &mut self.tx;
+        let slots = tx.shape.slots as u64;
+        let mut spin = Spin::new();
+        while tx.position - tx.cached >= slots {
+            // SAFETY: `head` points into the live mapping (checked in new).
+            // ORDERING: Acquire — the consumer is done with the slots
+            // before `head`; pairs with its Release store in `recv`.
+            tx.cached = unsafe { (*tx.head).load(Ordering::Acquire) };
+            if tx.position - tx.cached >= slots {
+                spin.spin()?;
+            }
+        }
+        let slot = tx.slot();
+        let len = msg.len().min(tx.shape.slot - SEQ);
+        // SAFETY: the slot has `shape.slot` bytes, SEQ of them the sequence
+        // word; no other process touches the payload until the sequence
+        // word publishes it (the peer is trusted); `msg` is a local buffer.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot.add(SEQ), len) };
+        tx.position += 1;
+        // SAFETY: the slot starts 8-aligned (slots are multiples of 8 from
+        // a page boundary) inside the live mapping.
+        let seq = unsafe { &*slot.cast::<AtomicU64>() };
+        // ORDERING: Release — publishes the payload; pairs with the Acquire
+        // load of the sequence word in `recv`.
+        seq.store(tx.position, Ordering::Release);
+        Ok(())
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), MeasureError> {
+        let rx = &mut self.rx;
+        let slot = rx.slot();
+        // SAFETY: as in `send`: an aligned word of the live mapping.
+        let seq = unsafe { &*slot.cast::<AtomicU64>() };
+        let mut spin = Spin::new();
+        // ORDERING: Acquire — pairs with the Release store in `send`, so
+        // the payload is visible once the word says this lap's message is
+        // there.
+        while seq.load(Ordering::Acquire) != rx.position + 1 {
+            spin.spin()?;
+        }
+        buf.resize(self.payload, 0);
+        let len = self.payload.min(rx.shape.slot - SEQ);
+        // SAFETY: the slot is published (Acquire above) and the producer
+        // will not reuse it before `head` passes it; `buf` is local.
+        unsafe { std::ptr::copy_nonoverlapping(slot.add(SEQ), buf.as_mut_ptr(), len) };
         rx.position += 1;
         // SAFETY: `head` points into the live mapping.
         // ORDERING: Release — the slot has been read; pairs with the
