@@ -24,6 +24,16 @@
 //! for large records. Making SPSC writers `racy` like MPMC ones would close
 //! even that formal gap.)
 //!
+//! A racy copy *out* of 256 bytes or more is one `rep movsb` in an
+//! assembly block on x86-64 (not under Miri or loom): the block is opaque
+//! to the compiler, so its reads are no access of the Rust memory model
+//! and a racing writer can only make the bytes wrong, as with the word
+//! loads, at memcpy's speed (the word loads cost a sixth of the 64 KiB
+//! Pipe stream: 27.6–29.0 GB/s against 33.7–34.7 GB/s in the fast passes
+//! of interleaved `streamprobe 20000 1 sr,s,p 65536` runs on the 2-core
+//! VM; in its slow phase every mechanism, the spin ring included, ran at
+//! about 9 GB/s either way).
+//!
 //! Under loom every copy is racy: loom's atomics are not plain memory.
 
 use alloc::vec::Vec;
@@ -102,6 +112,13 @@ pub(crate) fn load(data: &[AtomicU64], word: usize, dst: &mut [u8], exclusive: b
     }
     #[cfg(loom)]
     let _ = exclusive;
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if dst.len() >= OPAQUE_COPY_MIN {
+        // SAFETY: `words` (sliced above) spans at least `dst.len()` bytes
+        // of the mapping; `dst` is process-local, so no overlap.
+        unsafe { opaque_copy(words.as_ptr().cast::<u8>(), dst.as_mut_ptr(), dst.len()) };
+        return;
+    }
     let (chunks, rest) = dst.as_chunks_mut::<8>();
     let full = chunks.len();
     for (w, c) in words.iter().zip(chunks) {
@@ -131,6 +148,23 @@ pub(crate) fn append(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
     assert!(words.len() * 8 >= len, "payload words cover the payload");
     let start = out.len();
     out.reserve(words.len() * 8);
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if len >= OPAQUE_COPY_MIN {
+        let dst = out.spare_capacity_mut();
+        // SAFETY: `reserve` left at least `words.len() * 8 >= len` bytes of
+        // spare capacity; `words` spans at least `len` bytes; the two do not
+        // overlap (one is this process's heap, the other the mapping).
+        unsafe {
+            opaque_copy(
+                words.as_ptr().cast::<u8>(),
+                dst.as_mut_ptr().cast::<u8>(),
+                len,
+            )
+        };
+        // SAFETY: the copy initialised the first `len` spare bytes.
+        unsafe { out.set_len(start + len) };
+        return;
+    }
     let spare = out.spare_capacity_mut();
     for (w, dst) in words.iter().zip(spare.chunks_exact_mut(8)) {
         // ORDERING: Relaxed — the caller's Acquire load of the tail (or of
@@ -144,6 +178,37 @@ pub(crate) fn append(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
     // SAFETY: `reserve` left at least `words.len() * 8` bytes of spare
     // capacity, so the loop initialised `words.len() * 8 >= len` of them.
     unsafe { out.set_len(start + len) }
+}
+
+/// Payloads from this many bytes up are copied out by [`opaque_copy`].
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+const OPAQUE_COPY_MIN: usize = 256;
+
+/// Copies `len` bytes from shared memory at `src` to `dst` with one `rep
+/// movsb` in an assembly block: memcpy's speed, and, being opaque to the
+/// compiler, no access the Rust memory model sees, so a process writing
+/// the words meanwhile gives wrong bytes, never a data race the compiler
+/// may exploit (the same guarantee as the word loads, which cost a third
+/// more on large records).
+///
+/// # Safety
+///
+/// `src` readable and `dst` writable for `len` bytes, not overlapping.
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[inline]
+unsafe fn opaque_copy(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's contract; `rep movsb` reads `len` bytes at
+    // `rsi` and writes them at `rdi`, moving forward (the direction flag
+    // is clear at every function boundary, per the System V ABI).
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags)
+        );
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -160,6 +225,23 @@ mod tests {
             append(&words, len, &mut out);
             assert_eq!(&out[..4], b"head");
             assert_eq!(&out[4..], &src[..], "len {len}");
+        }
+    }
+
+    /// Racy loads, word by word below [`OPAQUE_COPY_MIN`] and one opaque
+    /// copy from it up, copy exactly the bytes asked for, from any word.
+    #[test]
+    fn racy_load_copies_exactly_the_bytes_asked_for() {
+        for len in [0usize, 1, 7, 8, 9, 255, 256, 257, 1000, 4099] {
+            let src: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let words: Vec<AtomicU64> = (0..2 + len.div_ceil(8))
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect();
+            store(&words, 1, &src, false);
+            let mut dst = vec![0xEEu8; len + 3];
+            load(&words, 1, &mut dst[..len], false);
+            assert_eq!(&dst[..len], &src[..], "len {len}");
+            assert_eq!(&dst[len..], &[0xEE; 3], "len {len}: nothing past it");
         }
     }
 }
