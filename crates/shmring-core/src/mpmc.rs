@@ -25,8 +25,8 @@
 //!
 //! A consumer may copy a record at the same moment another consumer takes it
 //! and the producer reuses the space. The copy therefore goes through relaxed
-//! atomic word loads (see `crate::bytes`): a torn value, never undefined
-//! behaviour. The header's stamp and a re-read of the head tell such a race
+//! atomic word loads (from 256 bytes on x86-64, one opaque `rep movsb`; see
+//! `crate::bytes`): a torn value, never undefined behaviour. The header's stamp and a re-read of the head tell such a race
 //! from real corruption; the CAS tells it from success.
 //!
 //! # Continuation records
