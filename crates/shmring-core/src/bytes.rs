@@ -39,9 +39,10 @@
 //! Rust memory model has no racy byte copy to describe the block by (its
 //! nearest equivalent, byte-sized atomic loads racing with the MPMC
 //! producers' word-sized atomic stores, is a mixed-size race it leaves
-//! undefined). Neither Miri nor ThreadSanitizer sees the block's reads:
-//! Miri runs the word loads instead, ThreadSanitizer checks races of
-//! copies out only on records under 256 bytes.
+//! undefined). Neither Miri nor ThreadSanitizer would see the block's
+//! reads: Miri runs the word loads instead, and CI's ThreadSanitizer step
+//! builds with `--cfg shmring_word_copies`, which turns the block off, so
+//! it checks every copy out.
 //!
 //! Under loom every copy is racy: loom's atomics are not plain memory.
 
@@ -121,7 +122,7 @@ pub(crate) fn load(data: &[AtomicU64], word: usize, dst: &mut [u8], exclusive: b
     }
     #[cfg(loom)]
     let _ = exclusive;
-    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
     if dst.len() >= OPAQUE_COPY_MIN {
         // SAFETY: `words` (sliced above) spans at least `dst.len()` bytes
         // of the mapping; `dst` is process-local, so no overlap.
@@ -157,7 +158,7 @@ pub(crate) fn append(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
     assert!(words.len() * 8 >= len, "payload words cover the payload");
     let start = out.len();
     out.reserve(words.len() * 8);
-    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
     if len >= OPAQUE_COPY_MIN {
         let dst = out.spare_capacity_mut();
         // SAFETY: `reserve` left at least `words.len() * 8 >= len` bytes of
@@ -190,7 +191,7 @@ pub(crate) fn append(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
 }
 
 /// Payloads from this many bytes up are copied out by [`opaque_copy`].
-#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
 const OPAQUE_COPY_MIN: usize = 256;
 
 /// Copies `len` bytes from shared memory at `src` to `dst` with one `rep
@@ -203,7 +204,7 @@ const OPAQUE_COPY_MIN: usize = 256;
 /// # Safety
 ///
 /// `src` readable and `dst` writable for `len` bytes, not overlapping.
-#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
 #[inline]
 unsafe fn opaque_copy(src: *const u8, dst: *mut u8, len: usize) {
     // SAFETY: the caller's contract; `rep movsb` reads `len` bytes at
