@@ -63,7 +63,7 @@ from multiprocessing import (  # noqa: F401  (re-exported)
 from ._queues import JoinableQueue, Queue, SimpleQueue
 from .connection import Connection, Pipe
 from .managers import Dict, DictProxy, Manager, SyncManager, dict
-from .synchronize import Lock, RLock
+from .synchronize import Lock, ManagerLock, RLock
 
 parent_process = getattr(_mp, "parent_process", None)
 
@@ -83,6 +83,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Manager",
+    "ManagerLock",
     "Pipe",
     "Pool",
     "Process",

@@ -9,9 +9,11 @@
   (they are the parent's peer rows, roles and liveness locks). An at-fork
   hook re-opens every live object by name in the child, forgets the
   inherited handle (never dropping it: that would release the parent's
-  row), and closes the inherited descriptors of its segment (each holds
-  the parent's liveness lock; left open, a killed parent would look alive
-  for as long as the child lives).
+  row), and closes the inherited descriptors *and unmaps the inherited
+  mappings* of its segment: both hold a reference to the parent's open
+  file description, which carries the parent's liveness lock until its
+  last reference goes; left in place, a killed parent would look alive for
+  as long as the child lives.
 * **by name, always**: objects made by ``Manager()`` and ``shmring.dict()``
   pickle by name anywhere (as CPython's proxies do), so they work as
   ``Pool.apply`` arguments; pipe connections too (CPython can send a
@@ -19,6 +21,7 @@
   name, so the sender must keep its own object alive until then.
 """
 
+import ctypes
 import os
 import weakref
 
@@ -78,15 +81,49 @@ def _inherited_descriptors(files):
     return found
 
 
+def _inherited_mappings(files):
+    """``(start, length)`` of this process's mappings of one of ``files``."""
+    wanted = {(os.major(dev), os.minor(dev), ino) for dev, ino in files}
+    found = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                if len(fields) < 5:
+                    continue
+                major, minor = (int(x, 16) for x in fields[3].split(":"))
+                if (major, minor, int(fields[4])) in wanted:
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    found.append((start, end - start))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+_libc = None
+
+
+def _munmap(start, length):
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    _libc.munmap(start, length)
+
+
 def _after_fork_in_child():
     objects = list(_live)
     files = {_files[id(o)] for o in objects if id(o) in _files}
     if files:
+        # The inherited handles are forgotten below and never touched
+        # again: their descriptors and mappings can go.
         for fd in _inherited_descriptors(files):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        for start, length in _inherited_mappings(files):
+            _munmap(start, length)
     for obj in objects:
         try:
             obj._after_fork()
