@@ -191,8 +191,23 @@ def lock_then_fork_and_die(lock, ready):
     time.sleep(300)
 
 
-def kill(pid):
+def kill(pid, wait=10.0):
+    """SIGKILLs ``pid`` (not necessarily a child of ours) and waits until
+    it is gone, so that it holds none of the test's segments any more."""
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ")[-1].startswith("Z"):
+                    return  # a zombie holds nothing
+        except OSError:
+            return
+        time.sleep(0.01)

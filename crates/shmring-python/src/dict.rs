@@ -30,7 +30,7 @@ fn run<T: Send>(
     d: &Table,
     mut op: impl FnMut(&Table) -> Result<T, DictError> + Send,
 ) -> PyResult<Result<T, DictError>> {
-    let r = in_slices(py, Deadline::Never, |_slice: Duration| match op(d) {
+    let r = in_slices(py, Deadline::Never, false, |_slice: Duration| match op(d) {
         Ok(v) => Ok(Some(v)),
         Err(DictError::Timeout) => Ok(None),
         Err(e) => Err(e),

@@ -84,8 +84,12 @@ impl Deadline {
 /// ("timed out, nothing happened") or `deadline` passes: with the GIL
 /// released during each slice of at most [`SLICE`], and signal handlers
 /// run between slices (their exception, typically `KeyboardInterrupt`,
-/// ends the wait). `Deadline::Now` makes one try with a zero timeout
-/// without releasing the GIL.
+/// ends the wait).
+///
+/// With `first_with_gil`, the first try is `op(Duration::ZERO)` with the
+/// GIL held (no release and re-acquire when the call can complete at
+/// once): only for an `op` that never waits when given a zero slice.
+/// Without it, even a `Deadline::Now` try runs with the GIL released.
 ///
 /// Returns `Ok(Ok(None))` when the deadline passed, `Ok(Err(e))` when `op`
 /// failed, and `Err` for an exception raised by a signal handler.
@@ -96,6 +100,7 @@ impl Deadline {
 pub(crate) fn in_slices<T, E, F>(
     py: Python<'_>,
     deadline: Deadline,
+    first_with_gil: bool,
     mut op: F,
 ) -> PyResult<Result<Option<T>, E>>
 where
@@ -103,25 +108,34 @@ where
     E: Send,
     F: FnMut(Duration) -> Result<Option<T>, E> + Send,
 {
-    if let Deadline::Now = deadline {
-        return Ok(op(Duration::ZERO));
+    if first_with_gil {
+        match op(Duration::ZERO) {
+            Ok(None) if !matches!(deadline, Deadline::Now) => {}
+            done => return Ok(done),
+        }
+    } else if let Deadline::Now = deadline {
+        return Ok(py.detach(|| op(Duration::ZERO)));
     }
-    let mut first = true;
     loop {
         let slice = match deadline {
-            Deadline::Now | Deadline::Never => SLICE,
+            Deadline::Now => return Ok(Ok(None)),
+            Deadline::Never => SLICE,
             Deadline::At(at) => {
                 let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() && !first {
+                if left.is_zero() && first_with_gil {
                     return Ok(Ok(None));
                 }
                 left.min(SLICE)
             }
         };
-        first = false;
         match py.detach(|| op(slice)) {
             Ok(None) => {}
             done => return Ok(done),
+        }
+        if let Deadline::At(at) = deadline {
+            if Instant::now() >= at {
+                return Ok(Ok(None));
+            }
         }
         py.check_signals()?;
     }
@@ -333,5 +347,56 @@ impl<T> Attached<T> {
         let old = std::mem::replace(&mut *guard, new);
         std::mem::forget(old);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_timeouts_map_to_deadlines_as_cpython_treats_them() {
+        assert!(matches!(Deadline::of(false, Some(10.0)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, None), Deadline::Never));
+        assert!(matches!(Deadline::of(true, Some(0.0)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, Some(-1.0)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, Some(f64::NAN)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, Some(1e300)), Deadline::Never));
+        let before = Instant::now();
+        match Deadline::of(true, Some(0.5)) {
+            Deadline::At(at) => assert!(at >= before + Duration::from_millis(500)),
+            other => panic!("expected a deadline, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fresh_names_are_valid_and_distinct() {
+        let (a, b) = (fresh_name("q"), fresh_name("q"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("/shmring-py-q-") && a.len() < 200);
+        assert_eq!(a.matches('/').count(), 1);
+    }
+
+    #[test]
+    fn pickled_bytes_pass_through_without_a_copy_and_come_back() {
+        Python::initialize();
+        Python::attach(|py| {
+            let obj = PyBytes::new(py, b"payload");
+            let out = Pickled::of(&obj);
+            assert_eq!(out.as_bytes(), Some(&b"payload"[..]));
+            assert_eq!(
+                out.as_bytes().map(<[u8]>::as_ptr),
+                Some(obj.as_bytes().as_ptr())
+            );
+            let mut buf = b"popped".to_vec();
+            let back = Pickled::decode_from(&mut buf).expect("decodes");
+            assert_eq!(back.bytes(), b"popped");
+            assert!(buf.is_empty(), "the buffer was taken, not copied");
+            let value = loads(py, dumps(py, &obj).expect("pickles").as_bytes()).expect("unpickles");
+            assert_eq!(
+                value.cast::<PyBytes>().expect("bytes").as_bytes(),
+                b"payload"
+            );
+        });
     }
 }

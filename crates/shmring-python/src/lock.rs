@@ -62,7 +62,9 @@ struct Core<L> {
 impl<L: Acquire + 'static> Core<L> {
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let lock = self.handle.get()?;
-        let got = in_slices(py, Deadline::of(block, timeout), |d| lock.acquire_for(d))?;
+        let got = in_slices(py, Deadline::of(block, timeout), true, |d| {
+            lock.acquire_for(d)
+        })?;
         match got {
             Ok(Some(how)) => {
                 // ORDERING: Relaxed — a report about this object, read by

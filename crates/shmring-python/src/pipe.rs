@@ -149,7 +149,7 @@ impl PyConnection {
     ) -> PyResult<Option<T>> {
         let state = self.state.get()?;
         let end = self.end;
-        let r = in_slices(py, deadline, |d| {
+        let r = in_slices(py, deadline, false, |d| {
             let mut st = lock(&state);
             let st = &mut *st;
             if st.conn.is_none() {

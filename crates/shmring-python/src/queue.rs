@@ -174,7 +174,7 @@ impl Core {
         let bytes = dumps(py, obj)?;
         let q = self.handle.get()?;
         let mut item = Some(Pickled::of(&bytes));
-        let outcome = in_slices(py, deadline, |d| {
+        let outcome = in_slices(py, deadline, true, |d| {
             let Some(it) = item.take() else {
                 return Ok(Some(()));
             };
@@ -227,7 +227,7 @@ impl Core {
         }
         let py = slf.py();
         let q = self.handle.get()?;
-        match in_slices(py, deadline, |d| q.get_for(d))? {
+        match in_slices(py, deadline, true, |d| q.get_for(d))? {
             Ok(Some(item)) => loads(py, item.bytes()),
             Ok(None) => Err(empty(py)),
             Err(GetError::Closed | GetError::ShutDown) => Err(closed(slf)),
@@ -369,7 +369,7 @@ impl PyQueue {
         let Kind::Joinable(jq) = &*q else {
             return Err(PyValueError::new_err("not a JoinableQueue"));
         };
-        let r = in_slices(py, Deadline::Never, |d| -> Result<_, String> {
+        let r = in_slices(py, Deadline::Never, true, |d| -> Result<_, String> {
             match jq.join_timeout(d) {
                 Ok(()) => Ok(Some(0)),
                 Err(JoinTimeoutError::Timeout) => Ok(None),
