@@ -25,7 +25,7 @@ class Queue(_Queue):
     ``max_message`` set the shape.
     """
 
-    def __init__(self, maxsize=0, *, ctx=None, **shape):
+    def __init__(self, maxsize=0, *, ctx=None, producers=16, ring_bytes=256 * 1024, max_message=128 * 1024):
         self._by_name = False
         _sharing.register(self)
 
@@ -72,7 +72,7 @@ class SimpleQueue(_SimpleQueue):
     """``multiprocessing.SimpleQueue()``: ``put``, ``get``, ``empty`` and
     ``close``; ``OSError("handle is closed")`` after ``close``."""
 
-    def __init__(self, *, ctx=None, **shape):
+    def __init__(self, *, ctx=None, producers=16, ring_bytes=256 * 1024, max_message=128 * 1024):
         self._by_name = False
         _sharing.register(self)
 

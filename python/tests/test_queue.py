@@ -492,3 +492,13 @@ def test_forked_copy_puts_through_its_own_ring(ctx):
     join_all([p])
     for tag in ("parent", "child"):
         assert [i for t, i in got if t == tag] == list(range(n))
+
+
+def test_constructor_arguments():
+    q = shmring.Queue(maxsize=2, ctx=shmring.get_context("spawn"))
+    assert q._maxsize == 2
+    with pytest.raises(TypeError):
+        shmring.Queue(bogus=1)
+    with pytest.raises(TypeError):
+        shmring.SimpleQueue(bogus=1)
+    assert shmring.Queue(-5).full() is False  # maxsize <= 0: no limit on the count
