@@ -19,6 +19,11 @@
   ``Pool.apply`` arguments; pipe connections too (CPython can send a
   connection over a connection). The receiving process opens the object by
   name, so the sender must keep its own object alive until then.
+
+At exit (``multiprocessing``'s own exit handler, which runs in its
+children too, though they end with ``os._exit``), every queue hands its
+producer ring back, so its items come out before a sentinel that another
+process puts after joining this one (seed 001's ending).
 """
 
 import ctypes
@@ -26,6 +31,7 @@ import os
 import weakref
 
 from multiprocessing import context as _context
+from multiprocessing import util as _util
 
 _SHM_DIR = "/dev/shm"
 
@@ -148,3 +154,33 @@ def _after_fork_in_parent():
 os.register_at_fork(
     after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )
+
+
+def _hand_back_all():
+    for obj in list(_live):
+        hand_back = getattr(obj, "_hand_back_producer", None)
+        if hand_back is not None:
+            try:
+                hand_back()
+            except Exception:
+                pass
+
+
+class _ExitHook:
+    """Registers ``_hand_back_all`` with ``multiprocessing``'s exit
+    handler (``util._exit_function``: the main process's ``atexit``, and the
+    end of every child's ``Process._bootstrap``). A child's bootstrap
+    clears the finalizers it inherited or made while unpickling its
+    arguments, then runs the after-fork callbacks, which register it again
+    (under fork, spawn and forkserver alike)."""
+
+    def install(self):
+        # Priority 0 and up run before the exit handler joins the
+        # children; lowest of those, so the process's own finalizers
+        # (which may still put) run first.
+        _util.Finalize(None, _hand_back_all, exitpriority=0)
+
+
+_exit_hook = _ExitHook()
+_exit_hook.install()
+_util.register_after_fork(_exit_hook, _ExitHook.install)

@@ -246,6 +246,13 @@ impl Core {
         Ok(())
     }
 
+    /// Hands the producer ring back (the process puts no more for now).
+    fn hand_back_producer(&self) -> PyResult<()> {
+        let q = self.handle.get()?;
+        each!(&*q, q => q.hand_back_producer());
+        Ok(())
+    }
+
     fn after_fork(&self) -> PyResult<()> {
         let fresh = Kind::open(&self.name, self.joinable);
         self.handle.replace_forgetting(fresh)
@@ -419,6 +426,13 @@ impl PyQueue {
     fn _after_fork(&self) -> PyResult<()> {
         self.core.after_fork()
     }
+
+    /// Hands this process's producer ring back: its items then come out
+    /// before any put after this was seen (at process exit, so that a
+    /// sentinel put after a join comes after the joined process's items).
+    fn _hand_back_producer(&self) -> PyResult<()> {
+        self.core.hand_back_producer()
+    }
 }
 
 /// The queue of `multiprocessing.SimpleQueue`: `put`, `get`, `empty`,
@@ -486,6 +500,11 @@ impl PySimpleQueue {
 
     fn _after_fork(&self) -> PyResult<()> {
         self.core.after_fork()
+    }
+
+    /// As `_Queue._hand_back_producer`.
+    fn _hand_back_producer(&self) -> PyResult<()> {
+        self.core.hand_back_producer()
     }
 }
 

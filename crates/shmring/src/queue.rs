@@ -40,6 +40,23 @@
 //!   process that must know early calls
 //!   [`claim_producer`](Queue::claim_producer) right after it opens the
 //!   queue.
+//!
+//! # Order
+//!
+//! Items of one handle come out in the order it put them. Items of
+//! different handles interleave, as Python allows for concurrent producers,
+//! with one rule: the items of a handle that **handed its ring back**
+//! (dropped, closed, or [`hand_back_producer`](Queue::hand_back_producer)
+//! called) come out before any item put after that hand-back was seen (a
+//! join of the producing process or thread, say). So Python's "join the
+//! producers, then put one sentinel per consumer" works: each consumer
+//! gets every item before its sentinel. (The rule is coarse: a handed-back
+//! handle's items may also come out before items that a handle still
+//! putting had put earlier, which Python's "across producers, order may
+//! interleave" allows.) A process that ends without
+//! dropping its handle (killed, or `std::process::exit` past it) hands
+//! nothing back, and its items keep only their own order. (Python's
+//! `shmring` package hands every queue's ring back at process exit.)
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -426,6 +443,17 @@ macro_rules! handle_methods {
             /// ring's owner words are inconsistent.
             pub fn claim_producer(&self) -> Result<(), $crate::RoleError> {
                 self.handle.claim_producer()
+            }
+
+            /// Hands this handle's producer ring back now, as dropping the
+            /// handle does: items put so far then come out before any item
+            /// put after this call was seen to return (by a join, say), in
+            /// every process (see [Order](crate::queue#order)).
+            /// The next put claims a ring again. For a handle that lives
+            /// on while its process stops putting: a Python object at
+            /// process exit, a worker between jobs. `close` does it too.
+            pub fn hand_back_producer(&self) {
+                self.handle.hand_back_producer();
             }
 
             /// Sets the spin budget and liveness period of this handle's

@@ -322,6 +322,30 @@ fn an_object_under_a_name_whose_version_reads_0_is_refused_at_once() {
     std::fs::remove_file(shm_path(&name)).unwrap();
 }
 
+/// `hand_back_producer` and `close` give the ring up while the handle
+/// lives on: another handle can take it; the first handle's next put
+/// claims one again, and a closed handle claims none.
+#[test]
+fn a_handle_hands_its_ring_back_when_asked_and_when_closed() {
+    let name = unique_name("hand-back");
+    let first = Queue::<u32>::builder().producers(1).create(&name).unwrap();
+    let second = Queue::<u32>::open(&name).unwrap();
+    first.put(1).unwrap();
+    assert!(matches!(second.put(2), Err(PutError::NoFreeRing(2, 1))));
+    first.hand_back_producer();
+    first.hand_back_producer(); // holds none: nothing to do
+    second.put(2).unwrap();
+    assert!(matches!(first.put(3), Err(PutError::NoFreeRing(3, 1))));
+    second.close();
+    assert!(matches!(second.put(4), Err(PutError::Closed(4))));
+    first.put(3).unwrap();
+    assert_eq!(
+        [first.get(), first.get(), first.get()].map(Result::unwrap),
+        [1, 2, 3]
+    );
+    std::fs::remove_file(shm_path(&name)).unwrap();
+}
+
 /// A queue handle takes its producer ring at its first put, or when asked
 /// with `claim_producer`, which tells at once that every ring is owned;
 /// a handle that only gets takes none.

@@ -16,6 +16,10 @@
 //! hand-back and their records too. Records of producers that are still
 //! running (or were killed without handing back) interleave in whatever
 //! order the scan meets them, as Python allows for concurrent producers.
+//! The rule is coarse: a handed-back ring's records also come before
+//! records that an owned ring received earlier (exact causal order would
+//! need a hand-back epoch per record; Python promises no order across
+//! producers).
 //!
 //! # What a take touches
 //!

@@ -195,15 +195,26 @@ impl Handle {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Closes this handle: its calls fail with `Closed` from now on, and
-    /// its threads asleep in `put` or `get` wake to see it.
+    /// Closes this handle: its calls fail with `Closed` from now on, its
+    /// threads asleep in `put` or `get` wake to see it, and its producer
+    /// ring is handed back.
     pub(super) fn close(&self) {
-        // ORDERING: Relaxed — as in `is_closed`.
+        // ORDERING: Relaxed — as in `is_closed`; a put checks the flag
+        // again under the producer mutex, so none claims a ring after the
+        // hand-back below.
         self.closed.store(true, Ordering::Relaxed);
+        self.hand_back_producer();
         // Sleepers of other handles wake too, re-check and sleep again.
         let core = self.queue.core();
         core.not_empty_word().wake_now(&self.waiter, WAKE_ALL);
         core.space_word().wake_now(&self.waiter, WAKE_ALL);
+    }
+
+    /// Hands this handle's producer ring back (as dropping the handle
+    /// does), if it holds one; the next put claims one again.
+    pub(super) fn hand_back_producer(&self) {
+        let producer = lock(&self.producer).take();
+        drop(producer);
     }
 
     /// Takes this handle's producer ring now if it has none yet (the first
@@ -236,10 +247,12 @@ impl Handle {
             &self.waiter,
             until,
             |_slow| {
+                let mut guard = lock(&self.producer);
+                // Under the mutex: a close hands the ring back under it
+                // after raising the flag, so no put claims one after that.
                 if self.is_closed() {
                     return Some(Err(PutFailure::HandleClosed));
                 }
-                let mut guard = lock(&self.producer);
                 let (producer, scratch) = match claimed(&self.queue, &mut guard) {
                     Ok(state) => state,
                     Err(e) => return Some(Err(PutFailure::Claim(e))),
