@@ -346,7 +346,7 @@ fn median_rep(r: &Record) -> Option<&Rep> {
 /// The percentile curves of the 8 B round trips (default variant), one
 /// panel per mode, the floors dashed.
 fn tails_chart(d: &Data) -> String {
-    const FLOORS: [&str; 3] = ["spin-ring", "futex", "futex-spin"];
+    const FLOORS: [&str; 4] = ["spin-ring", "spin-ring-seq", "futex", "futex-spin"];
     let panels: Vec<CurvePanel> = ["polling", "blocking"]
         .into_iter()
         .map(|mode| CurvePanel {
@@ -378,14 +378,15 @@ fn tails_chart(d: &Data) -> String {
         .collect();
     curve_chart(
         "Round-trip tails between two processes (8 B)",
-        "each line: the repetition with the median p99.9; dashed: the floors (spin ring, futex, futex + 5 µs spin)",
+        "each line: the repetition with the median p99.9; dashed: the floors (spin ring, spin ring polling its slots, futex, futex + 5 µs spin)",
         &panels,
     )
 }
 
 /// The alternatives each shmring figure is divided by.
-const ALTERNATIVES: [&str; 11] = [
+const ALTERNATIVES: [&str; 12] = [
     "spin-ring",
+    "spin-ring-seq",
     "futex",
     "futex-spin",
     ICEORYX2,

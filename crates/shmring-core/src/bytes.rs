@@ -25,14 +25,24 @@
 //! even that formal gap.)
 //!
 //! A racy copy *out* of 256 bytes or more is one `rep movsb` in an
-//! assembly block on x86-64 (not under Miri or loom): the block is opaque
-//! to the compiler, so its reads are no access of the Rust memory model
-//! and a racing writer can only make the bytes wrong, as with the word
-//! loads, at memcpy's speed (the word loads cost a sixth of the 64 KiB
-//! Pipe stream: 27.6–29.0 GB/s against 33.7–34.7 GB/s in the fast passes
-//! of interleaved `streamprobe 20000 1 sr,s,p 65536` runs on the 2-core
-//! VM; in its slow phase every mechanism, the spin ring included, ran at
-//! about 9 GB/s either way).
+//! assembly block on x86-64 (not under Miri or loom), at memcpy's speed
+//! (the word loads cost a sixth of the 64 KiB Pipe stream: 27.6–29.0 GB/s
+//! against 33.7–34.7 GB/s in the fast passes of interleaved `streamprobe
+//! 20000 1 sr,s,p 65536` runs on the 2-core VM; in its slow phase every
+//! mechanism, the spin ring included, ran at about 9 GB/s either way).
+//! Why a racing writer can still only make those bytes wrong: the block
+//! is opaque to the compiler (an unknown operation that may read and write
+//! any memory it can reach), so the compiler can neither assume the bytes
+//! stable nor draw a conclusion from a race, and the hardware gives a
+//! stale or torn value, never a fault. That is an argument about the
+//! compiler and the hardware, weaker on paper than the word loads': the
+//! Rust memory model has no racy byte copy to describe the block by (its
+//! nearest equivalent, byte-sized atomic loads racing with the MPMC
+//! producers' word-sized atomic stores, is a mixed-size race it leaves
+//! undefined). Neither Miri nor ThreadSanitizer would see the block's
+//! reads: Miri runs the word loads instead, and CI's ThreadSanitizer step
+//! builds with `--cfg shmring_word_copies`, which turns the block off, so
+//! it checks every copy out.
 //!
 //! Under loom every copy is racy: loom's atomics are not plain memory.
 
@@ -112,7 +122,7 @@ pub(crate) fn load(data: &[AtomicU64], word: usize, dst: &mut [u8], exclusive: b
     }
     #[cfg(loom)]
     let _ = exclusive;
-    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
     if dst.len() >= OPAQUE_COPY_MIN {
         // SAFETY: `words` (sliced above) spans at least `dst.len()` bytes
         // of the mapping; `dst` is process-local, so no overlap.
@@ -134,10 +144,10 @@ pub(crate) fn load(data: &[AtomicU64], word: usize, dst: &mut [u8], exclusive: b
 }
 
 /// Appends the first `len` bytes of `words` (exactly `len.div_ceil(8)` of
-/// them) to `out` with relaxed atomic word loads: race-free whatever another
-/// process does to the words meanwhile (a racing write gives wrong bytes,
-/// never undefined behaviour). No zero-fill first: the words go straight
-/// into `out`'s spare capacity.
+/// them) to `out` with relaxed atomic word loads (from 256 bytes on
+/// x86-64, one `opaque_copy`): whatever another process does to the
+/// words meanwhile, a racing write gives wrong bytes (see the module docs).
+/// No zero-fill first: the bytes go straight into `out`'s spare capacity.
 ///
 /// # Panics
 ///
@@ -148,7 +158,7 @@ pub(crate) fn append(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
     assert!(words.len() * 8 >= len, "payload words cover the payload");
     let start = out.len();
     out.reserve(words.len() * 8);
-    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
     if len >= OPAQUE_COPY_MIN {
         let dst = out.spare_capacity_mut();
         // SAFETY: `reserve` left at least `words.len() * 8 >= len` bytes of
@@ -181,25 +191,26 @@ pub(crate) fn append(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
 }
 
 /// Payloads from this many bytes up are copied out by [`opaque_copy`].
-#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
 const OPAQUE_COPY_MIN: usize = 256;
 
 /// Copies `len` bytes from shared memory at `src` to `dst` with one `rep
 /// movsb` in an assembly block: memcpy's speed, and, being opaque to the
-/// compiler, no access the Rust memory model sees, so a process writing
-/// the words meanwhile gives wrong bytes, never a data race the compiler
-/// may exploit (the same guarantee as the word loads, which cost a third
-/// more on large records).
+/// compiler, a process writing the words meanwhile gives wrong bytes,
+/// never a data race the compiler may exploit (the module docs give the
+/// argument and its limits; the word loads took about a fifth more time
+/// on 64 KiB records).
 ///
 /// # Safety
 ///
 /// `src` readable and `dst` writable for `len` bytes, not overlapping.
-#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
 #[inline]
 unsafe fn opaque_copy(src: *const u8, dst: *mut u8, len: usize) {
     // SAFETY: the caller's contract; `rep movsb` reads `len` bytes at
-    // `rsi` and writes them at `rdi`, moving forward (the direction flag
-    // is clear at every function boundary, per the System V ABI).
+    // `rsi` and writes them at `rdi`, moving forward (Rust's inline
+    // assembly rules guarantee the direction flag clear on entry to the
+    // block); it changes no flag, and no memory but `len` bytes at `dst`.
     unsafe {
         core::arch::asm!(
             "rep movsb",

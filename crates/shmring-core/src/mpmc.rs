@@ -25,8 +25,8 @@
 //!
 //! A consumer may copy a record at the same moment another consumer takes it
 //! and the producer reuses the space. The copy therefore goes through relaxed
-//! atomic word loads (see `crate::bytes`): a torn value, never undefined
-//! behaviour. The header's stamp and a re-read of the head tell such a race
+//! atomic word loads (from 256 bytes on x86-64, one opaque `rep movsb`; see
+//! `crate::bytes`): a torn value, never undefined behaviour. The header's stamp and a re-read of the head tell such a race
 //! from real corruption; the CAS tells it from success.
 //!
 //! # Continuation records
@@ -99,7 +99,15 @@ pub struct QueueConfigBlock {
     max_len: AtomicU64,
     /// `QUEUE_CLOSED`; bits only ever get set.
     flags: AtomicU32,
-    _reserved: AtomicU32,
+    /// Producer rings handed back so far (wrapping): each hand-back takes
+    /// the next value and stamps its ring with it, so consumers can drain
+    /// handed-back rings oldest first (see `mpmc::consumer`, "Order across
+    /// rings"). Zero in a fresh queue.
+    pub(crate) handbacks: AtomicU32,
+    /// Hand-backs completed (wrapping): raised after each ring's owner word
+    /// is cleared, so a consumer that finds it unchanged since it last saw
+    /// every handed-back ring empty need not look at them again.
+    pub(crate) handbacks_done: AtomicU32,
 }
 
 /// The queue's own control block, in front of the rings' control blocks.
@@ -138,7 +146,8 @@ impl QueueShared {
                 max_record: AtomicU64::new(config.ring.max_record),
                 max_len: AtomicU64::new(config.max_len),
                 flags: AtomicU32::new(0),
-                _reserved: AtomicU32::new(0),
+                handbacks: AtomicU32::new(0),
+                handbacks_done: AtomicU32::new(0),
             }),
             rings_in_use: Padded(AtomicU32::new(0)),
             not_empty: Padded(WaitWord::default()),

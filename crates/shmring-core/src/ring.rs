@@ -228,7 +228,11 @@ pub struct ConfigBlock {
     pub(crate) consumer_owner: AtomicU64,
     /// `PRODUCER_CLOSED | CONSUMER_CLOSED`; bits only ever get set.
     pub(crate) flags: AtomicU32,
-    _reserved: AtomicU32,
+    /// MPMC rings: the queue's hand-back count this ring's last producer
+    /// took when it handed the ring back (meaningful while
+    /// `producer_owner` is 0; see `mpmc::consumer`, "Order across rings").
+    /// Unused (0) in SPSC rings.
+    pub(crate) handed_back: AtomicU32,
 }
 
 /// Written by the producer only.
@@ -286,7 +290,7 @@ impl RingShared {
                 producer_owner: AtomicU64::new(0),
                 consumer_owner: AtomicU64::new(0),
                 flags: AtomicU32::new(0),
-                _reserved: AtomicU32::new(0),
+                handed_back: AtomicU32::new(0),
             }),
             producer: Padded(ProducerLine {
                 tail: AtomicU64::new(0),

@@ -25,8 +25,9 @@
 //! * Every value that steers this side (positions, counts, record headers)
 //!   is loaded atomically and checked before use (see [`crate::ring`]).
 //! * Payload bytes are *copied out* before anyone looks at them, with
-//!   relaxed atomic word loads, never a plain `memcpy` or a reference into
-//!   the ring: [`Consumer::try_pop`], [`Consumer::try_pop_many`] (which
+//!   relaxed atomic word loads (from 256 bytes on x86-64, one `rep movsb`
+//!   in an assembly block the compiler cannot see into), never a plain
+//!   `memcpy` or a reference into the ring: [`Consumer::try_pop`], [`Consumer::try_pop_many`] (which
 //!   hands `f` a process-local copy) and the read grant's
 //!   [`copy_to_slice`](ReadGrant::copy_to_slice),
 //!   [`append_to`](ReadGrant::append_to) and [`to_vec`](ReadGrant::to_vec).
@@ -706,9 +707,10 @@ impl<W: Waiter + Clone> Consumer<W> {
 
     /// Replaces the contents of `buf` with the payload of `found`: small
     /// ones a word at a time, larger ones into `buf`'s spare capacity (no
-    /// zero-fill first in either case). Relaxed atomic word loads, so a
-    /// misbehaving producer writing the record meanwhile makes the copy
-    /// wrong, never racy (see the module docs).
+    /// zero-fill first in either case). Relaxed atomic word loads (or one
+    /// opaque copy from 256 bytes, see `crate::bytes`), so a misbehaving
+    /// producer writing the record meanwhile makes the copy wrong, never
+    /// racy (see the module docs).
     #[inline(always)]
     fn copy_out(&self, found: &Found, buf: &mut Vec<u8>) {
         let words = self.reader.ring.payload_words(found);

@@ -465,3 +465,56 @@ fn mpmc_peek_takes_padding_and_wakes_its_producer() {
         consumer.join().unwrap();
     });
 }
+
+/// A record put after a producer handed its ring back (the putter joined
+/// it first) is taken after that producer's record, whatever the scan
+/// meets first: the consumer, racing both, never takes the later record
+/// while the earlier one is still there. The later record goes to ring 0,
+/// where scans start; its producer hands its ring back too (so two
+/// handed-back rings race by stamp) or keeps it.
+#[test]
+fn mpmc_a_record_put_after_a_hand_back_comes_after_the_handed_back_ring() {
+    for later_hands_back in [true, false] {
+        model("mpmc hand-back order", 10, move || {
+            let config = QueueConfig {
+                rings: 2,
+                ring: RingConfig {
+                    capacity: 64,
+                    max_record: 8,
+                },
+                max_len: 0,
+            };
+            let q = heap::queue(&config).unwrap();
+            let w = ThreadWaiter::default();
+            let mut later = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+            let mut early = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+            assert_eq!((later.ring_index(), early.ring_index()), (0, 1));
+            let mut c = q.consumer(w);
+            let putters = thread::spawn(move || {
+                let first = thread::spawn(move || {
+                    early.try_push(b"e").unwrap();
+                    drop(early); // hands ring 1 back
+                });
+                first.join().unwrap();
+                later.try_push(b"L").unwrap();
+                // Kept to the end of the model, or handed back now.
+                (!later_hands_back).then_some(later)
+            });
+            let consumer = thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut seen = Vec::new();
+                while seen.len() < 2 {
+                    match c.try_pop(&mut buf) {
+                        Ok(_) => seen.push(buf[0]),
+                        Err(PopError::Empty) => thread::yield_now(),
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                assert_eq!(seen, [b'e', b'L']);
+            });
+            let kept = putters.join().unwrap();
+            consumer.join().unwrap();
+            drop(kept);
+        });
+    }
+}

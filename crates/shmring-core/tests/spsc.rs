@@ -213,8 +213,24 @@ fn read_grant_copies_every_length_exactly<M: Memory>() {
 /// writes may stay plain copies).
 #[test]
 fn copies_out_race_with_a_hostile_producer_without_a_data_race() {
+    hostile_producer_races_copies_out(256, 120, [3, 64, 65, 120]);
+}
+
+/// The same with records of 256 bytes and more, which natively take the
+/// opaque `rep movsb` copy out (see `bytes`): wrong bytes at worst, no
+/// panic, every length right.
+#[test]
+fn large_copies_out_race_with_a_hostile_producer_without_a_data_race() {
+    hostile_producer_races_copies_out(4096, 1024, [256, 300, 1000, 1024]);
+}
+
+/// A ring of `capacity` bytes and records up to `max`, records of the
+/// `lens` in turn, each stored into by a hostile thread while it is copied
+/// out every way there is.
+fn hostile_producer_races_copies_out(capacity: u64, max: u64, lens: [usize; 4]) {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    let (_mem, ring, base) = region(256, 120);
+    let (_mem, ring, base) = region(capacity, max);
+    let words = capacity as usize / 8;
     let w = ThreadWaiter::default();
     let (mut p, mut c) = (ring.producer(w.clone()).unwrap(), ring.consumer(w).unwrap());
     // The hostile thread stores into the payload words [from, to) of the
@@ -237,9 +253,9 @@ fn copies_out_race_with_a_hostile_producer_without_a_data_race() {
                 if go.load(Ordering::Acquire) {
                     for i in from.load(Ordering::Relaxed)..to.load(Ordering::Relaxed) {
                         x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                        // SAFETY: `i` < 32, a data word of the region the
-                        // test made, alive for the scope; while `go` is set
-                        // every access to these words is atomic.
+                        // SAFETY: `i` < `words`, a data word of the region
+                        // the test made, alive for the scope; while `go` is
+                        // set every access to these words is atomic.
                         let slot = unsafe { &*(data as *const AtomicU64).add(i) };
                         slot.store(x, Ordering::Relaxed);
                     }
@@ -252,9 +268,9 @@ fn copies_out_race_with_a_hostile_producer_without_a_data_race() {
         let mut buf = Vec::new();
         let mut at = 0usize; // the next record's word index
         for round in 0..scaled(200) {
-            let len = [3usize, 64, 65, 120][round % 4];
+            let len = lens[round % 4];
             let size = 1 + len.div_ceil(8);
-            if at + size > 32 {
+            if at + size > words {
                 at = 0; // the producer pads to the end
             }
             p.try_push(&vec![1; len]).unwrap();

@@ -29,6 +29,9 @@ struct Harness {
     rings: Vec<RingModel>,
     /// Model of each ring's owner word.
     owners: Vec<u64>,
+    /// Model of each ring's hand-back stamp, and of the queue's count.
+    stamps: Vec<u32>,
+    handbacks: u32,
     dead: Vec<u64>,
     in_use: usize,
     max_len: u64,
@@ -84,6 +87,8 @@ pub fn mpmc_ops(data: &[u8]) {
             .map(|_| RingModel::new(&config.ring, position, count))
             .collect(),
         owners: vec![0; rings as usize],
+        stamps: vec![0; rings as usize],
+        handbacks: 0,
         dead: Vec::new(),
         in_use: 0,
         max_len,
@@ -129,17 +134,30 @@ impl Harness {
     fn drop_producer(&mut self, slot: usize) {
         if let Some((p, token, ring)) = self.producers[slot].take() {
             drop(p);
+            self.handbacks = self.handbacks.wrapping_add(1);
+            self.stamps[ring] = self.handbacks;
             if self.owners[ring] == token {
                 self.owners[ring] = 0;
             }
         }
     }
 
-    /// The model of one `try_pop` by consumer `c`.
+    /// The model of one `try_pop` by consumer `c`: from the rotating
+    /// start, the first ring with words published; but before a take
+    /// from it, the handed-back ring with words that was handed back first
+    /// (one that holds only padding gives that up, and the look repeats).
     fn pop(&mut self, c: usize) -> Result<Vec<u8>, PopError> {
         let n = self.in_use;
         for k in 0..n {
             let i = (self.consumers[c].1 + k) % n;
+            if !self.has_words(i) {
+                continue;
+            }
+            while let Some(j) = self.oldest_handed_back() {
+                if let Some(p) = self.rings[j].take_racy() {
+                    return Ok(p);
+                }
+            }
             if let Some(p) = self.rings[i].take_racy() {
                 self.consumers[c].1 = (i + 1) % n;
                 return Ok(p);
@@ -150,6 +168,26 @@ impl Harness {
         } else {
             PopError::Empty
         })
+    }
+
+    /// Whether ring `i` has words published past its head (a record, or
+    /// only padding).
+    fn has_words(&self, i: usize) -> bool {
+        self.rings[i].released != self.rings[i].published
+    }
+
+    /// The handed-back ring with words whose stamp is earliest.
+    fn oldest_handed_back(&self) -> Option<usize> {
+        (0..self.in_use)
+            .filter(|&i| self.owners[i] == 0 && self.has_words(i))
+            .reduce(|a, b| {
+                let earlier = (self.stamps[b].wrapping_sub(self.stamps[a]) as i32) < 0;
+                if earlier {
+                    b
+                } else {
+                    a
+                }
+            })
     }
 
     /// The model of `try_push_many` on `ring` (`try_push` is one message).

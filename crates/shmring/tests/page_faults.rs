@@ -68,3 +68,41 @@ fn a_pipe_lap_takes_no_page_fault() {
         "{faults} minor faults in four laps of a pipe"
     );
 }
+
+/// A segment opened by name (as every other process attaches) is mapped
+/// populated too: writing each of its pages takes no fault. (Its file has
+/// no holes, which is what decides it; a sparse file is mapped lazily,
+/// `segment::corrupt`'s sparse-file test.)
+#[test]
+fn an_opened_segment_is_populated() {
+    use shmring::segment::{CreateOptions, ObjectKind, OpenOptions, Segment, UnlinkPolicy};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const LEN: usize = 1 << 20;
+    let name = shmring_testkit::unique_name("populated");
+    let opts = CreateOptions {
+        unlink: UnlinkPolicy::OnCreatorDrop,
+        ..CreateOptions::default()
+    };
+    let _creator = Segment::create(&name, ObjectKind::SpscRing, [0; 8], LEN, &opts, |_, _| {
+        Ok(())
+    })
+    .unwrap();
+    let opened = Segment::open(&name, ObjectKind::SpscRing, &OpenOptions::default()).unwrap();
+    assert!(opened.object_len() >= LEN);
+    let base = opened.object_ptr().as_ptr();
+    let before = minor_faults();
+    for page in 0..LEN / 4096 {
+        // SAFETY: in bounds (page * 4096 < LEN <= object_len), 8-aligned
+        // (the object is page-aligned), alive as long as `opened`; the
+        // object is this test's and only accessed atomically.
+        let word = unsafe { &*base.add(page * 4096).cast::<AtomicU64>() };
+        // ORDERING: Relaxed — only the fault matters, nobody reads it.
+        word.store(page as u64, Ordering::Relaxed);
+    }
+    let faults = minor_faults() - before;
+    assert!(
+        faults < SLACK,
+        "{faults} minor faults writing the {} pages of an opened segment",
+        LEN / 4096
+    );
+}

@@ -301,9 +301,56 @@ fn sleeper((q,): (Queue<u64>,)) -> EntryResult {
 }
 static SLEEPER: Entry<(Queue<u64>,)> = shmring::entry!(sleeper);
 
+/// Puts `id * 1000 + 0..100` and exits (its handle, and with it its
+/// producer ring, handed back on the way out).
+fn producer_of_100((q, id): (Queue<u64>, u64)) -> EntryResult {
+    for i in 0..100 {
+        q.put_timeout(id * 1000 + i, Duration::from_secs(20))?;
+    }
+    Ok(())
+}
+static PRODUCER_OF_100: Entry<(Queue<u64>, u64)> = shmring::entry!(producer_of_100);
+
 #[test]
 fn child_entry() {
-    run_child(&[&JOINABLE_WORKER, &SENDER, &SLEEPER]);
+    run_child(&[&JOINABLE_WORKER, &SENDER, &SLEEPER, &PRODUCER_OF_100]);
+}
+
+/// The seed's ending: join the producers, then put the sentinel. It comes
+/// out after everything the producers put, although it goes into a ring
+/// of its own that a scan may reach first (the parent's, claimed before
+/// the producers claimed theirs).
+#[test]
+fn a_put_after_the_producers_were_joined_comes_after_their_items() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "sentinel after joined producers");
+    let q = anon::<u64>(0);
+    q.put(1).unwrap(); // the parent's ring is ring 0
+    assert_eq!(q.get().unwrap(), 1);
+    let children: Vec<_> = (1..=3u64)
+        .map(|id| spawn_child(CHILD_TEST, &PRODUCER_OF_100, (&q, id)))
+        .collect();
+    for c in children {
+        assert!(wait_child(c, Duration::from_secs(20)).success());
+    }
+    q.put(u64::MAX).unwrap(); // the sentinel
+    let mut got = Vec::new();
+    loop {
+        let item = q.get_timeout(Duration::from_secs(5)).unwrap();
+        if item == u64::MAX {
+            break;
+        }
+        got.push(item);
+    }
+    assert_eq!(
+        got.len(),
+        300,
+        "the sentinel came before {} items",
+        300 - got.len()
+    );
+    for id in 1..=3u64 {
+        let mine: Vec<u64> = got.iter().copied().filter(|i| i / 1000 == id).collect();
+        assert_eq!(mine, (0..100).map(|i| id * 1000 + i).collect::<Vec<_>>());
+    }
 }
 
 #[test]

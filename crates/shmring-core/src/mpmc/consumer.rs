@@ -1,6 +1,22 @@
 //! The consumer side of the MPMC queue: scan the rings, copy a record out
 //! optimistically, CAS the head past it.
 //!
+//! # Order across rings
+//!
+//! Records of one ring come out in the order they were put. Across rings,
+//! records of a ring whose producer has handed it back (dropped its
+//! handle, or exited cleanly) come before those of rings still owned, the
+//! earliest hand-back first: before a scan takes a record from any ring,
+//! it looks at the handed-back rings (a single load of the queue's count
+//! of hand-backs, when none happened since it last found them empty). So
+//! a record put after its putter saw the other producers finish (a join,
+//! as in Python's "join the producers, then one sentinel per consumer")
+//! comes after everything they put: their hand-back happened before that
+//! record was published, so a consumer that has seen the record sees the
+//! hand-back and their records too. Records of producers that are still
+//! running (or were killed without handing back) interleave in whatever
+//! order the scan meets them, as Python allows for concurrent producers.
+//!
 //! # What a take touches
 //!
 //! The ring's consumer line (a load of the head word and one CAS of it, which
@@ -55,6 +71,9 @@ pub struct Consumer<W> {
     policy: WaitPolicy,
     /// The learned spin budget (see [`WaitPolicy`]).
     history: WaitHistory,
+    /// The queue's count of completed hand-backs when this consumer last
+    /// found every handed-back ring empty.
+    drained_at: Option<u32>,
 }
 
 /// A cached tail word that is not one: look at the ring's tail afresh. (A
@@ -101,6 +120,7 @@ impl<W: Waiter + Clone> Consumer<W> {
             waiter,
             policy: WaitPolicy::default(),
             history: WaitHistory::default(),
+            drained_at: None,
         }
     }
 
@@ -153,7 +173,9 @@ impl<W: Waiter + Clone> Consumer<W> {
         })
     }
 
-    /// One pass over the rings in use, from the rotating start; whether a
+    /// One pass over the rings in use from the rotating start; before a
+    /// take from a ring with records, the handed-back rings are looked at
+    /// (see [Order across rings](self#order-across-rings)). Whether a
     /// record was taken into `buf`.
     #[inline(always)]
     fn scan<H: TakeHook>(&mut self, buf: &mut Vec<u8>, hook: &mut H) -> Result<bool, Corrupted> {
@@ -162,16 +184,152 @@ impl<W: Waiter + Clone> Consumer<W> {
         let mut i = if self.next < n { self.next } else { 0 };
         for _ in 0..n {
             debug_assert!(i < n && n <= self.queue.rings.len());
-            let space = &self.queue.shared().space;
-            let ring = &self.queue.rings[i];
-            let cached_tail = &mut self.tails[i];
-            if let Take::Got = take_from(ring, i, cached_tail, space, buf, &self.waiter, hook)? {
-                self.next = if i + 1 == n { 0 } else { i + 1 };
-                return Ok(true);
+            // Again while the take finds nothing though the ring showed
+            // words: it took padding, or another consumer the records.
+            while self.has_records(i) {
+                // A ring handed back before this ring's records were
+                // published is seen handed back now, its records too.
+                if self.take_handed_back(n, buf, hook)? {
+                    return Ok(true);
+                }
+                // Only what `has_records` saw published: a record
+                // published since may come after a hand-back not looked at.
+                if let Take::Got = self.take(i, buf, hook)? {
+                    self.next = if i + 1 == n { 0 } else { i + 1 };
+                    return Ok(true);
+                }
             }
             i = if i + 1 == n { 0 } else { i + 1 };
         }
         Ok(false)
+    }
+
+    /// Takes a record from the handed-back ring (no producer owns it) that
+    /// was handed back first among those that have one; whether it took
+    /// one.
+    ///
+    /// The queue's count of completed hand-backs, unchanged since this
+    /// consumer last found every handed-back ring empty, answers "none" at
+    /// once: a handed-back ring gets no records until it is claimed again.
+    ///
+    /// A ring found handed back with records is looked for twice: the
+    /// records it shows were loaded with Acquire, so a second look sees
+    /// every hand-back that happened before they were put (a producer that
+    /// saw another finish, then put and finished too), which the first
+    /// look may have met still owned.
+    #[inline(always)]
+    fn take_handed_back<H: TakeHook>(
+        &mut self,
+        n: usize,
+        buf: &mut Vec<u8>,
+        hook: &mut H,
+    ) -> Result<bool, Corrupted> {
+        // ORDERING: Acquire — pairs with the Release increment in the
+        // producer's drop, made after it cleared the owner word: every
+        // hand-back this count includes is seen below, with its records.
+        let done = self
+            .queue
+            .shared()
+            .config
+            .handbacks_done
+            .load(Ordering::Acquire);
+        if self.drained_at == Some(done) {
+            return Ok(false);
+        }
+        // Each round takes a record, or finds nothing where it looked: the
+        // ring's head moved (padding taken, or records by another
+        // consumer), or the tail it had cached is used up (the next look
+        // loads it afresh).
+        loop {
+            // The first look (is there any?), then the second (which?).
+            let found = match self.oldest_handed_back(n) {
+                Some(_) => self.oldest_handed_back(n),
+                None => None,
+            };
+            let Some(i) = found else {
+                // Every hand-back counted in `done` is seen, its ring empty.
+                self.drained_at = Some(done);
+                return Ok(false);
+            };
+            if let Take::Got = self.take(i, buf, hook)? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The handed-back ring with records that was handed back first (by
+    /// its stamp, in wrapping order), if any.
+    #[inline(always)]
+    fn oldest_handed_back(&mut self, n: usize) -> Option<usize> {
+        let mut oldest: Option<(u32, usize)> = None;
+        for i in 0..n {
+            if self.owned(i) || !self.has_records(i) {
+                continue;
+            }
+            // ORDERING: Relaxed — published by the Release store of the
+            // owner word, which `owned` loaded with Acquire.
+            let stamp = self.queue.rings[i]
+                .shared()
+                .config
+                .handed_back
+                .load(Ordering::Relaxed);
+            // Wrapping order: `stamp` is earlier when the difference, read
+            // as signed, is negative (stamps of live rings lie far closer
+            // than 2^31 apart; a hostile stamp only reorders).
+            if oldest.is_none_or(|(o, _)| (stamp.wrapping_sub(o) as i32) < 0) {
+                oldest = Some((stamp, i));
+            }
+        }
+        oldest.map(|(_, i)| i)
+    }
+
+    /// Whether a producer owns ring `i` (it may be dead: only a hand-back
+    /// clears the word).
+    #[inline(always)]
+    fn owned(&self, i: usize) -> bool {
+        // ORDERING: Acquire — pairs with the Release of the hand-back in
+        // the producer's drop: its stamp (and its records) are visible.
+        self.queue.rings[i]
+            .shared()
+            .config
+            .producer_owner
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// Whether ring `i` has a record published, as far as this consumer
+    /// knows, loading the tail afresh (and caching it) when the cached one
+    /// is used up. A ring whose words do not check out counts as having
+    /// one: the take then reports it.
+    #[inline(always)]
+    fn has_records(&mut self, i: usize) -> bool {
+        let ring = &self.queue.rings[i];
+        // ORDERING: Acquire — as in `take_from`.
+        let head = ring.shared().consumer.head.load(Ordering::Acquire);
+        let cached = self.tails[i];
+        if cached != NO_TAIL && matches!(ring.check_words(head, cached), Ok(1..)) {
+            return true;
+        }
+        // ORDERING: Acquire — pairs with the producer's Release of the tail
+        // word; `take_from` keeps using it as its cached tail.
+        let tail = ring.shared().producer.tail.load(Ordering::Acquire);
+        self.tails[i] = tail;
+        !matches!(ring.check_words(head, tail), Ok(0))
+    }
+
+    /// [`take_from`] ring `i`: a record below the tail that
+    /// [`has_records`](Self::has_records) cached.
+    #[inline(always)]
+    fn take<H: TakeHook>(
+        &mut self,
+        i: usize,
+        buf: &mut Vec<u8>,
+        hook: &mut H,
+    ) -> Result<Take, Corrupted> {
+        let space = &self.queue.shared().space;
+        let ring = &self.queue.rings[i];
+        let cached_tail = &mut self.tails[i];
+        take_from(ring, i, cached_tail, space, buf, &self.waiter, hook)
     }
 
     /// Pops into `buf`, waiting until `until` ([`Until::Now`]: one try,
@@ -242,6 +400,12 @@ impl<W: Waiter + Clone> Consumer<W> {
     /// bridge peeks, hands the copies on, and commits each once the other
     /// side acknowledged it. Within one ring the tokens must be committed in
     /// the order they were returned ([`Commit::NotYet`] otherwise).
+    ///
+    /// Order: each ring's records come in that ring's order, and the rings
+    /// take turns as they do for [`try_pop`](Self::try_pop)'s owned rings.
+    /// A peek does **not** follow `try_pop`'s hand-back order (a ring whose
+    /// producer handed it back is not drained first): only per-ring order
+    /// holds, which is per-producer order.
     ///
     /// Every copy appended is whole and untorn: after copying a run, a CAS
     /// of the ring's head word from the value the run was read at to itself
@@ -454,6 +618,13 @@ fn take_from<W: Waiter + ?Sized, H: TakeHook>(
         // it), or there is none: load the tail word.
         let mut avail = ring.check_words(head, tail);
         let cached = tail != NO_TAIL && matches!(avail, Ok(1..));
+        // Only records below the cached tail (the scan's `has_records`
+        // loaded it): once they are taken the ring reads as empty here,
+        // and the scan loads the tail again, then looks at the handed-back
+        // rings before it takes more (see "Order across rings").
+        if !cached && tail != NO_TAIL && matches!(avail, Ok(0)) {
+            return Ok(Take::Empty);
+        }
         if !cached {
             // ORDERING: Acquire — pairs with the producer's Release of the
             // tail word: the records before it are complete.
@@ -991,6 +1162,79 @@ mod tests {
         assert_eq!(c.commit(&out[0].0), super::Commit::Taken);
         queue.close(&waiter);
         assert_eq!(c.peek(4, 64, &mut out, Until::Never), Err(PopError::Closed));
+    }
+
+    /// Python's producer/consumer ending: the producers finish and hand
+    /// their rings back, then one more record goes into a ring still owned
+    /// (ring 0 here, where a scan starts): it comes out after everything
+    /// they put, each ring's records in order.
+    #[test]
+    fn handed_back_rings_drain_before_a_later_record_of_an_owned_ring() {
+        let config = QueueConfig {
+            rings: 3,
+            ring: RingConfig {
+                capacity: 1024,
+                max_record: 64,
+            },
+            max_len: 0,
+        };
+        let queue = heap::queue(&config).unwrap();
+        let waiter = ThreadWaiter::default();
+        let claim = |token| {
+            queue
+                .claim_producer(token, waiter.clone(), &mut |_| false)
+                .unwrap()
+        };
+        let mut last = claim(1);
+        let (mut a, mut b) = (claim(2), claim(3));
+        assert_eq!(
+            (last.ring_index(), a.ring_index(), b.ring_index()),
+            (0, 1, 2)
+        );
+        for msg in [&b"a1"[..], b"a2", b"a3"] {
+            a.try_push(msg).unwrap();
+        }
+        for msg in [&b"b1"[..], b"b2"] {
+            b.try_push(msg).unwrap();
+        }
+        drop((a, b)); // the producers are done: "joined"
+        last.try_push(b"end").unwrap();
+        let mut consumer = queue.consumer(waiter.clone());
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        while consumer.try_pop(&mut buf).is_ok() {
+            got.push(buf.clone());
+        }
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert_eq!(got[5], b"end", "{got:?}");
+        let of = |p: u8| {
+            got.iter()
+                .filter(|m| m[0] == p)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(b'a'), [b"a1", b"a2", b"a3"]);
+        assert_eq!(of(b'b'), [b"b1", b"b2"]);
+        // Owned rings still take turns: two live producers, two records
+        // each, come out alternating.
+        let mut c = claim(4);
+        assert_eq!(c.ring_index(), 1);
+        for msg in [&b"c1"[..], b"c2"] {
+            c.try_push(msg).unwrap();
+        }
+        for msg in [&b"l1"[..], b"l2"] {
+            last.try_push(msg).unwrap();
+        }
+        let firsts: Vec<u8> = (0..4)
+            .map(|_| {
+                consumer.try_pop(&mut buf).unwrap();
+                buf[0]
+            })
+            .collect();
+        assert!(
+            firsts[0] != firsts[1] && firsts[2] != firsts[3],
+            "{firsts:?}"
+        );
     }
 
     /// The blocking forms try first outside `block_on_with` (a fast path):

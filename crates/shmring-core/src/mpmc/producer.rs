@@ -228,10 +228,43 @@ impl<W: Waiter + Clone> Producer<W> {
 }
 
 impl<W> Drop for Producer<W> {
+    /// Hands the ring back, stamped with the queue's next hand-back count
+    /// (consumers drain handed-back rings oldest first, before owned ones:
+    /// see `mpmc::consumer`, "Order across rings").
     fn drop(&mut self) {
-        let owner = &self.queue.rings[self.slot].shared().config.producer_owner;
-        // ORDERING: Release — our published tail happens before the next
-        // owner's Acquire CAS of this word.
-        let _ = owner.compare_exchange(self.token, 0, Ordering::Release, Ordering::Relaxed);
+        let config = &self.queue.rings[self.slot].shared().config;
+        // ORDERING: Relaxed — only the order of the values matters, and a
+        // hand-back that happens before another takes an earlier value
+        // (the counter's modification order follows happens-before); the
+        // stamp is published by the Release store of the owner word below
+        // (partner: the consumers' loads in `take_handed_back`).
+        let count = self
+            .queue
+            .shared()
+            .config
+            .handbacks
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        // ORDERING: Relaxed — published by the Release below.
+        config.handed_back.store(count, Ordering::Relaxed);
+        // ORDERING: Release — our published tail and the stamp happen
+        // before the next owner's Acquire CAS of this word and before a
+        // consumer's Acquire load of it.
+        let handed_back = config
+            .producer_owner
+            .compare_exchange(self.token, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if handed_back {
+            // ORDERING: Release — after the owner word's clearing: a
+            // consumer whose Acquire load (in `take_handed_back`) sees this
+            // count sees the ring handed back, its stamp and its records
+            // (the counter's later increments continue the release
+            // sequence).
+            self.queue
+                .shared()
+                .config
+                .handbacks_done
+                .fetch_add(1, Ordering::Release);
+        }
     }
 }

@@ -378,7 +378,9 @@ impl Segment {
         }
         create_failpoint!("segment.create.sized");
         let st = shm::stat(&file).map_err(io_error("fstat", label))?;
-        let map = shm::map_shared(&file, layout.total_len).map_err(io_error("mmap", label))?;
+        // Allocated above (`posix_fallocate`): populating allocates nothing.
+        let map =
+            shm::map_shared(&file, layout.total_len, true).map_err(io_error("mmap", label))?;
         let header = header_of(&map);
         header.write(
             &layout,

@@ -54,7 +54,13 @@ pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 /// fragment (a version-2 reader calls the new tags corruption; a version-3
 /// reader would take a version-2 writer's full-length fragment for a whole
 /// message).
-pub const LAYOUT_VERSION: u32 = 3;
+///
+/// 4: queues count their producers' hand-backs and stamp each handed-back
+/// ring (words that were reserved), and consumers drain handed-back rings
+/// first (`shmring_core::mpmc::consumer`, "Order across rings"); a
+/// version-3 producer would hand back unstamped and uncounted, breaking
+/// that order.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Size of the header; the peer table may start here.
 pub(crate) const HEADER_LEN: usize = 256;

@@ -124,7 +124,12 @@ impl Segment {
                 file: st.size,
             });
         }
-        let map = shm::map_shared(&file, st.size as usize).map_err(io_error("mmap", label))?;
+        // Populated only when the file has no holes (as a create leaves
+        // it): populating a sparse file would allocate all of it, before
+        // the header is even read (see `shm::map_shared`).
+        let populate = st.fully_allocated();
+        let map =
+            shm::map_shared(&file, st.size as usize, populate).map_err(io_error("mmap", label))?;
         Self::attach(file, map, st.size, name, kind)
     }
 

@@ -178,6 +178,18 @@ pub(crate) struct FileStat {
     pub(crate) ino: u64,
     /// Last modification, seconds since the epoch.
     pub(crate) mtime: i64,
+    /// Bytes of backing store allocated to the file (`st_blocks` × 512);
+    /// below `size` when the file has holes.
+    pub(crate) allocated: u64,
+}
+
+impl FileStat {
+    /// Whether every byte of the file has its backing store (as
+    /// `posix_fallocate` leaves a segment at creation): populating a
+    /// mapping of it then allocates nothing.
+    pub(crate) fn fully_allocated(&self) -> bool {
+        self.allocated >= self.size
+    }
 }
 
 impl From<&std::fs::Metadata> for FileStat {
@@ -189,6 +201,7 @@ impl From<&std::fs::Metadata> for FileStat {
             dev: m.dev(),
             ino: m.ino(),
             mtime: m.mtime(),
+            allocated: m.blocks().saturating_mul(512),
         }
     }
 }
@@ -213,6 +226,7 @@ pub(crate) fn stat_raw(fd: RawFd) -> io::Result<FileStat> {
         dev: st.st_dev,
         ino: st.st_ino,
         mtime: st.st_mtime,
+        allocated: u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512),
     })
 }
 
@@ -263,8 +277,8 @@ pub(crate) fn memory_limit() -> Option<u64> {
     Some(pages.saturating_mul(unit))
 }
 
-/// Maps `len` bytes of `file` shared, readable and writable, with every
-/// page mapped now (`MAP_POPULATE`).
+/// Maps `len` bytes of `file` shared, readable and writable; with
+/// `populate`, every page is mapped now (`MAP_POPULATE`).
 ///
 /// memmap2's [`MmapRaw`] is used rather than a raw `mmap`: it hands out a raw
 /// pointer (never a `&[u8]`, which would be unsound on memory other processes
@@ -275,11 +289,20 @@ pub(crate) fn memory_limit() -> Option<u64> {
 /// each ring the first time its traffic reaches that page (measured on the
 /// 2-core VM: about 200 round trips over 10 µs in the first 50,000 of a
 /// Pipe with 256 KiB rings, against 25 for a futex ping-pong with no ring).
-/// The pages are allocated already (`posix_fallocate` at creation), so this
-/// only fills this process's page tables: a few milliseconds per hundred
-/// MiB.
-pub(crate) fn map_shared(file: &File, len: usize) -> io::Result<MmapRaw> {
-    MmapOptions::new().len(len).populate().map_raw(file)
+/// On a file whose pages are allocated already (`posix_fallocate` at
+/// creation) this only fills this process's page tables: a few
+/// milliseconds per hundred MiB. On a file with holes it would *allocate*
+/// them (a populating fault on a tmpfs hole allocates a page, as any
+/// fault does), so callers populate only a [fully
+/// allocated](FileStat::fully_allocated) file: an open of a sparse foreign
+/// or hostile file under a segment's name must not fill `/dev/shm`.
+pub(crate) fn map_shared(file: &File, len: usize, populate: bool) -> io::Result<MmapRaw> {
+    let mut options = MmapOptions::new();
+    options.len(len);
+    if populate {
+        options.populate();
+    }
+    options.map_raw(file)
 }
 
 /// Opens `/proc/self/fd/<fd>` read-write: a *new* open file description of

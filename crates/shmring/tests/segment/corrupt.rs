@@ -207,6 +207,43 @@ fn bad_file_sizes() {
     assert!(matches!(v.open_err(), SegmentError::NotShmring { .. }));
 }
 
+/// A file under a segment's name that is no segment and mostly holes (a
+/// foreign or hostile one): the open refuses it without allocating the
+/// holes. An attach that populated its mapping before reading the magic
+/// would fill `/dev/shm` with the file's whole size, which stays allocated
+/// in the file after the refusal.
+#[test]
+fn a_sparse_foreign_file_is_refused_without_allocating_it() {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    const SIZE: u64 = 256 << 20;
+    let name = unique_name("sparse");
+    let path = path_of(&name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    file.set_len(SIZE).unwrap();
+    let opts = OpenOptions {
+        timeout: Duration::from_secs(2),
+        ..OpenOptions::default()
+    };
+    let opened = Segment::open(&name, ObjectKind::SpscRing, &opts);
+    let allocated = file.metadata().unwrap().blocks() * 512;
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        matches!(opened, Err(SegmentError::NotShmring { .. })),
+        "{:?}",
+        opened.map(|_| ())
+    );
+    assert!(
+        allocated < SIZE / 16,
+        "opening a {SIZE}-byte sparse file allocated {allocated} bytes of it"
+    );
+}
+
 /// xorshift64*: deterministic, good enough for garbage.
 struct Rng(u64);
 

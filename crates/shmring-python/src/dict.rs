@@ -1,0 +1,288 @@
+//! The dict of `Manager().dict()` and `shmring.dict()`: the library's
+//! shared hash table, keys and values pickled.
+//!
+//! Keys are compared by their pickled bytes: two keys are the same key when
+//! they pickle alike (`1` and `1.0` are different keys here, equal ones in
+//! a Python dict).
+
+use std::time::Duration;
+
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use shmring::dict::{Dict, DictError};
+
+use crate::{dumps, fresh_name, in_slices, loads, os_error, Attached, Deadline, Pickled, SLICE};
+
+type Table = Dict<Pickled, Pickled>;
+
+fn open(name: &str) -> Result<Table, String> {
+    let mut d = Table::open(name).map_err(|e| format!("cannot open the dict {name}: {e}"))?;
+    d.set_lock_timeout(SLICE);
+    Ok(d)
+}
+
+/// Runs `op` on the table with the GIL released, retrying while the
+/// table's lock stays held past a slice (checking signals in between).
+fn run<T: Send>(
+    py: Python<'_>,
+    d: &Table,
+    mut op: impl FnMut(&Table) -> Result<T, DictError> + Send,
+) -> PyResult<Result<T, DictError>> {
+    let r = in_slices(py, Deadline::Never, false, |_slice: Duration| match op(d) {
+        Ok(v) => Ok(Some(v)),
+        Err(DictError::Timeout) => Ok(None),
+        Err(e) => Err(e),
+    })?;
+    Ok(match r {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(DictError::Timeout),
+        Err(e) => Err(e),
+    })
+}
+
+/// The exception for a failed operation; `key` for `KeyError`.
+fn error(e: DictError, key: Option<&Bound<'_, PyAny>>) -> PyErr {
+    match e {
+        DictError::KeyNotFound => match key {
+            Some(k) => PyKeyError::new_err(k.clone().unbind()),
+            None => PyKeyError::new_err(()),
+        },
+        DictError::Empty => PyKeyError::new_err("popitem(): dictionary is empty"),
+        DictError::Full { capacity } => PyValueError::new_err(format!(
+            "the dict is full: it holds at most {capacity} entries (make it with a larger capacity)"
+        )),
+        DictError::KeyTooLarge { len, max } => PyValueError::new_err(format!(
+            "the pickled key is {len} bytes, more than this dict's max_key of {max}"
+        )),
+        DictError::ValueTooLarge { len, max } => PyValueError::new_err(format!(
+            "the pickled value is {len} bytes, more than this dict's max_value of {max}"
+        )),
+        DictError::Reentrant => PyRuntimeError::new_err(e.to_string()),
+        e => os_error(e),
+    }
+}
+
+/// A dict shared between processes.
+#[pyclass(module = "shmring._shmring", name = "_Dict", subclass, frozen, weakref)]
+pub(crate) struct PyDict {
+    handle: Attached<Table>,
+    name: String,
+}
+
+impl PyDict {
+    fn table(&self) -> PyResult<std::sync::Arc<Table>> {
+        self.handle.get()
+    }
+}
+
+#[pymethods]
+impl PyDict {
+    #[new]
+    #[pyo3(signature = (*, name=None, capacity=1024, max_key=256, max_value=4096, **_rest))]
+    fn new(
+        name: Option<String>,
+        capacity: u32,
+        max_key: u32,
+        max_value: u32,
+        _rest: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let (table, name) = match name {
+            Some(name) => (open(&name).map_err(os_error)?, name),
+            None => {
+                let name = fresh_name("dict");
+                let mut table = Table::builder()
+                    .capacity(capacity)
+                    .max_key(max_key)
+                    .max_value(max_value)
+                    .create(&name)
+                    .map_err(|e| PyValueError::new_err(format!("cannot create the dict: {e}")))?;
+                table.set_lock_timeout(SLICE);
+                (table, name)
+            }
+        };
+        Ok(PyDict {
+            handle: Attached::new(table),
+            name,
+        })
+    }
+
+    fn __getitem__<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        let k = Pickled::of(&dumps(py, key)?);
+        let d = self.table()?;
+        match run(py, &d, |d| d.get_item(&k))? {
+            Ok(v) => loads(py, v.bytes()),
+            Err(e) => Err(error(e, Some(key))),
+        }
+    }
+
+    fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = key.py();
+        let (k, v) = (
+            Pickled::of(&dumps(py, key)?),
+            Pickled::of(&dumps(py, value)?),
+        );
+        let d = self.table()?;
+        run(py, &d, |d| d.insert(&k, &v))?
+            .map(drop)
+            .map_err(|e| error(e, Some(key)))
+    }
+
+    fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = key.py();
+        let k = Pickled::of(&dumps(py, key)?);
+        let d = self.table()?;
+        match run(py, &d, |d| d.remove(&k))? {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(error(DictError::KeyNotFound, Some(key))),
+            Err(e) => Err(error(e, Some(key))),
+        }
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = key.py();
+        let k = Pickled::of(&dumps(py, key)?);
+        let d = self.table()?;
+        run(py, &d, |d| d.contains_key(&k))?.map_err(|e| error(e, Some(key)))
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.table()?.len())
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        let k = Pickled::of(&dumps(py, key)?);
+        let d = self.table()?;
+        match run(py, &d, |d| d.get(&k))? {
+            Ok(Some(v)) => loads(py, v.bytes()),
+            Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+            Err(e) => Err(error(e, Some(key))),
+        }
+    }
+
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let d = self.table()?;
+        let keys = run(py, &d, |d| d.keys())?.map_err(|e| error(e, None))?;
+        let out = PyList::empty(py);
+        for k in keys {
+            out.append(loads(py, k.bytes())?)?;
+        }
+        Ok(out)
+    }
+
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let d = self.table()?;
+        let values = run(py, &d, |d| d.values())?.map_err(|e| error(e, None))?;
+        let out = PyList::empty(py);
+        for v in values {
+            out.append(loads(py, v.bytes())?)?;
+        }
+        Ok(out)
+    }
+
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let d = self.table()?;
+        let items = run(py, &d, |d| d.items())?.map_err(|e| error(e, None))?;
+        let out = PyList::empty(py);
+        for (k, v) in items {
+            out.append(PyTuple::new(
+                py,
+                [loads(py, k.bytes())?, loads(py, v.bytes())?],
+            )?)?;
+        }
+        Ok(out)
+    }
+
+    /// `pop(key[, default])`.
+    #[pyo3(signature = (key, *default))]
+    fn pop<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        default: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        if default.len() > 1 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "pop expected at most 2 arguments, got {}",
+                default.len() + 1
+            )));
+        }
+        let k = Pickled::of(&dumps(py, key)?);
+        let d = self.table()?;
+        match run(py, &d, |d| d.remove(&k))? {
+            Ok(Some(v)) => loads(py, v.bytes()),
+            Ok(None) if default.len() == 1 => default.get_item(0),
+            Ok(None) => Err(error(DictError::KeyNotFound, Some(key))),
+            Err(e) => Err(error(e, Some(key))),
+        }
+    }
+
+    fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let d = self.table()?;
+        let (k, v) = run(py, &d, |d| d.popitem())?.map_err(|e| error(e, None))?;
+        PyTuple::new(py, [loads(py, k.bytes())?, loads(py, v.bytes())?])
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn setdefault<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        let default = default.unwrap_or_else(|| py.None().into_bound(py));
+        let (k, v) = (
+            Pickled::of(&dumps(py, key)?),
+            Pickled::of(&dumps(py, &default)?),
+        );
+        let d = self.table()?;
+        match run(py, &d, |d| d.setdefault(&k, &v))? {
+            Ok(v) => loads(py, v.bytes()),
+            Err(e) => Err(error(e, Some(key))),
+        }
+    }
+
+    /// Inserts every `(key, value)` pair of `pairs` under one hold of the
+    /// lock (the Python `update` builds the pairs).
+    fn _update_pairs(&self, py: Python<'_>, pairs: &Bound<'_, PyList>) -> PyResult<()> {
+        let mut encoded = Vec::with_capacity(pairs.len());
+        for pair in pairs.iter() {
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+            encoded.push((Pickled::of(&dumps(py, &k)?), Pickled::of(&dumps(py, &v)?)));
+        }
+        let d = self.table()?;
+        // `update` takes the pairs by value: hand it the bytes (each
+        // `Pickled` re-borrows the bytes objects kept in `encoded`).
+        run(py, &d, |d| {
+            d.update(encoded.iter().map(|(k, v)| {
+                (
+                    Pickled::In(k.bytes().to_vec()),
+                    Pickled::In(v.bytes().to_vec()),
+                )
+            }))
+        })?
+        .map_err(|e| error(e, None))
+    }
+
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        let d = self.table()?;
+        run(py, &d, |d| d.clear())?.map_err(|e| error(e, None))
+    }
+
+    #[getter]
+    fn _name(&self) -> &str {
+        &self.name
+    }
+
+    fn _after_fork(&self) -> PyResult<()> {
+        self.handle.replace_forgetting(open(&self.name))
+    }
+}

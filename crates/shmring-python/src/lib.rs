@@ -1,0 +1,402 @@
+//! The extension module behind `import shmring`: Python's
+//! `multiprocessing` queues, pipes, locks and dict over the shmring
+//! library.
+//!
+//! This crate holds the parts that must be fast or must run without the
+//! GIL: pickling a put's object and unpickling a got one, the waits (in
+//! slices of at most [`SLICE`], the GIL released, signals checked between
+//! slices so that Ctrl-C interrupts a blocked call), and the mapping of the
+//! library's errors to the exceptions CPython raises. The Python package
+//! (`python/shmring/__init__.py`) builds multiprocessing's classes on it:
+//! argument checks that are easiest in Python, pickling of the objects
+//! themselves (`__reduce__`, by name), re-attaching after `fork`, and
+//! `Manager`.
+//!
+//! Every object lives in a *named* segment (a fresh name made here), so
+//! that a child started with `spawn` or `forkserver` opens it by name, and
+//! a child forked without exec re-opens it by name too (a forked copy of a
+//! handle must not be used: it would share the parent's peer row, roles
+//! and liveness locks; see the crate docs of `shmring`, "Fork without
+//! exec"). The inherited handle is then forgotten, never dropped: dropping
+//! it would release the parent's row and roles.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
+
+use shmring::codec::{CodecError, Message};
+
+mod dict;
+mod lock;
+mod pipe;
+mod queue;
+
+/// The longest one wait runs with the GIL released before it checks for
+/// signals (Ctrl-C) and goes on: an idle waiter wakes this often, which
+/// costs nothing measurable, and a signal is handled within this time.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// When a blocking call gives up, from Python's `block` and `timeout`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deadline {
+    /// One try (`block=False`, or a timeout of zero or less, as CPython's
+    /// queues and locks treat a negative timeout).
+    Now,
+    /// As long as it takes (`timeout=None`).
+    Never,
+    /// Until then.
+    At(Instant),
+}
+
+impl Deadline {
+    /// Python's `(block, timeout)`: `block=False` ignores the timeout; a
+    /// timeout of zero, less, or NaN tries once; one too large for the
+    /// clock waits forever.
+    pub(crate) fn of(block: bool, timeout: Option<f64>) -> Deadline {
+        if !block {
+            return Deadline::Now;
+        }
+        match timeout {
+            None => Deadline::Never,
+            // NaN tries once too.
+            Some(t) if t.is_nan() || t <= 0.0 => Deadline::Now,
+            Some(t) => match Duration::try_from_secs_f64(t) {
+                Ok(d) => Instant::now()
+                    .checked_add(d)
+                    .map_or(Deadline::Never, Deadline::At),
+                Err(_) => Deadline::Never,
+            },
+        }
+    }
+
+    /// A poll's timeout (`None` waits forever), where a timeout of zero or
+    /// less tries once.
+    pub(crate) fn of_timeout(timeout: Option<f64>) -> Deadline {
+        Deadline::of(true, timeout)
+    }
+}
+
+/// Runs `op(slice)` until it returns something other than `Ok(None)`
+/// ("timed out, nothing happened") or `deadline` passes: with the GIL
+/// released during each slice of at most [`SLICE`], and signal handlers
+/// run between slices (their exception, typically `KeyboardInterrupt`,
+/// ends the wait).
+///
+/// With `first_with_gil`, the first try is `op(Duration::ZERO)` with the
+/// GIL held (no release and re-acquire when the call can complete at
+/// once): only for an `op` that never waits when given a zero slice.
+/// Without it, even a `Deadline::Now` try runs with the GIL released.
+///
+/// Returns `Ok(Ok(None))` when the deadline passed, `Ok(Err(e))` when `op`
+/// failed, and `Err` for an exception raised by a signal handler.
+///
+/// # Errors
+///
+/// The exception of a signal handler.
+pub(crate) fn in_slices<T, E, F>(
+    py: Python<'_>,
+    deadline: Deadline,
+    first_with_gil: bool,
+    mut op: F,
+) -> PyResult<Result<Option<T>, E>>
+where
+    T: Send,
+    E: Send,
+    F: FnMut(Duration) -> Result<Option<T>, E> + Send,
+{
+    if first_with_gil {
+        match op(Duration::ZERO) {
+            Ok(None) if !matches!(deadline, Deadline::Now) => {}
+            done => return Ok(done),
+        }
+    } else if let Deadline::Now = deadline {
+        return Ok(py.detach(|| op(Duration::ZERO)));
+    }
+    loop {
+        let slice = match deadline {
+            Deadline::Now => return Ok(Ok(None)),
+            Deadline::Never => SLICE,
+            Deadline::At(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() && first_with_gil {
+                    return Ok(Ok(None));
+                }
+                left.min(SLICE)
+            }
+        };
+        match py.detach(|| op(slice)) {
+            Ok(None) => {}
+            done => return Ok(done),
+        }
+        if let Deadline::At(at) = deadline {
+            if Instant::now() >= at {
+                return Ok(Ok(None));
+            }
+        }
+        py.check_signals()?;
+    }
+}
+
+/// Pickled bytes on their way into shared memory, or bytes on their way
+/// out to be unpickled: the message type of every queue.
+///
+/// A put hands the ring the bytes of the `bytes` object `pickle.dumps`
+/// made, with no copy in between (`as_bytes`); a get takes the buffer the
+/// message was popped into (`decode_from`).
+pub(crate) enum Pickled {
+    /// The bytes of a `bytes` object, which `_keep` holds alive.
+    Out {
+        _keep: Py<PyBytes>,
+        ptr: *const u8,
+        len: usize,
+    },
+    /// Bytes popped out of a ring.
+    In(Vec<u8>),
+}
+
+// SAFETY: `ptr`/`len` point into the buffer of the immutable `bytes`
+// object that `_keep` owns a reference to, so they stay valid and unchanged
+// on any thread for as long as the value lives; `Py<PyBytes>` is `Send`.
+unsafe impl Send for Pickled {}
+// SAFETY: as for `Send`: nothing in it is ever written through a shared
+// reference (the bytes are immutable, and `_keep` is never touched through
+// one; dropped without the GIL, pyo3 defers its decref to the GIL's next
+// holder).
+unsafe impl Sync for Pickled {}
+
+impl Pickled {
+    /// The bytes of `bytes`, without a copy.
+    pub(crate) fn of(bytes: &Bound<'_, PyBytes>) -> Pickled {
+        let slice = bytes.as_bytes();
+        Pickled::Out {
+            ptr: slice.as_ptr(),
+            len: slice.len(),
+            _keep: bytes.clone().unbind(),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: see the `Send` impl: `_keep` keeps the immutable
+            // buffer alive for as long as `self`.
+            Pickled::Out { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+            Pickled::In(v) => v,
+        }
+    }
+}
+
+impl Message for Pickled {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(self.bytes());
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(Pickled::In(bytes.to_vec()))
+    }
+
+    fn decode_from(bytes: &mut Vec<u8>) -> Result<Self, CodecError> {
+        Ok(Pickled::In(std::mem::take(bytes)))
+    }
+
+    fn as_bytes(&self) -> Option<&[u8]> {
+        Some(self.bytes())
+    }
+}
+
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// The protocol every object is pickled with (`pickle.HIGHEST_PROTOCOL` of
+/// every CPython this module supports).
+const PROTOCOL: u32 = 5;
+
+fn attr<'py>(py: Python<'py>, module: &str, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import(module)?.getattr(name)
+}
+
+fn cached_type<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    module: &str,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyType>> {
+    Ok(cell
+        .get_or_try_init(py, || {
+            PyResult::Ok(attr(py, module, name)?.cast_into::<PyType>()?.unbind())
+        })?
+        .bind(py))
+}
+
+/// `pickle.dumps(obj, HIGHEST_PROTOCOL)`.
+pub(crate) fn dumps<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let f = DUMPS.get_or_try_init(py, || PyResult::Ok(attr(py, "pickle", "dumps")?.unbind()))?;
+    Ok(f.bind(py).call1((obj, PROTOCOL))?.cast_into::<PyBytes>()?)
+}
+
+/// `pickle.loads(bytes)`.
+pub(crate) fn loads<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let f = LOADS.get_or_try_init(py, || PyResult::Ok(attr(py, "pickle", "loads")?.unbind()))?;
+    f.bind(py).call1((PyBytes::new(py, bytes),))
+}
+
+/// `queue.Empty()`.
+pub(crate) fn empty(py: Python<'_>) -> PyErr {
+    match cached_type(py, &EMPTY, "queue", "Empty") {
+        Ok(t) => PyErr::from_type(t.clone(), ()),
+        Err(e) => e,
+    }
+}
+
+/// `queue.Full()`.
+pub(crate) fn full(py: Python<'_>) -> PyErr {
+    match cached_type(py, &FULL, "queue", "Full") {
+        Ok(t) => PyErr::from_type(t.clone(), ()),
+        Err(e) => e,
+    }
+}
+
+/// An `OSError` for what the library reports as corrupted shared memory
+/// or a failed system call.
+pub(crate) fn os_error(what: impl std::fmt::Display) -> PyErr {
+    PyOSError::new_err(what.to_string())
+}
+
+/// A fresh segment name for a new object of `kind`: process id, a counter
+/// and the clock, so that no two objects made on this host meet.
+pub(crate) fn fresh_name(kind: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // ORDERING: Relaxed — only uniqueness within this process matters.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("/shmring-py-{kind}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// The module: the classes the Python package builds on.
+#[pymodule]
+fn _shmring(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PySimpleQueue>()?;
+    m.add_class::<pipe::PyConnection>()?;
+    m.add_class::<lock::PyLock>()?;
+    m.add_class::<lock::PyRLock>()?;
+    m.add_class::<dict::PyDict>()?;
+    m.add("PROTOCOL", PROTOCOL)?;
+    m.add("SLICE_SECONDS", SLICE.as_secs_f64())?;
+    Ok(())
+}
+
+/// One handle of this process, which the at-fork hook of a forked child
+/// replaces with one it opened itself (see the module docs): every call
+/// takes a clone of the current handle, for as long as the call runs.
+pub(crate) struct Attached<T> {
+    cell: std::sync::RwLock<Result<std::sync::Arc<T>, String>>,
+}
+
+impl<T> Attached<T> {
+    pub(crate) fn new(handle: T) -> Self {
+        Attached {
+            cell: std::sync::RwLock::new(Ok(std::sync::Arc::new(handle))),
+        }
+    }
+
+    /// The current handle.
+    ///
+    /// # Errors
+    ///
+    /// `OSError` when this process is a forked child that could not open
+    /// the object again.
+    pub(crate) fn get(&self) -> PyResult<std::sync::Arc<T>> {
+        match &*self
+            .cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Ok(h) => Ok(h.clone()),
+            Err(why) => Err(os_error(why)),
+        }
+    }
+
+    /// In a child forked without exec: puts `handle` (or, when opening it
+    /// failed, the reason) in place of the inherited handle, which is
+    /// *forgotten*: its drop would release the parent's peer row and
+    /// roles, which are the parent's to release. (Its mapping stays in
+    /// this process, unused.)
+    ///
+    /// # Errors
+    ///
+    /// The lock was held when the process forked (by a thread that does
+    /// not exist here): the inherited handle is left in place (and still
+    /// never dropped: the caller keeps this object alive for ever).
+    pub(crate) fn replace_forgetting(&self, handle: Result<T, String>) -> PyResult<()> {
+        let mut guard = self.cell.try_write().map_err(|_| {
+            os_error("the object was in use by another thread when the process forked")
+        })?;
+        let new = handle.map(std::sync::Arc::new);
+        let old = std::mem::replace(&mut *guard, new);
+        std::mem::forget(old);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_timeouts_map_to_deadlines_as_cpython_treats_them() {
+        assert!(matches!(Deadline::of(false, Some(10.0)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, None), Deadline::Never));
+        assert!(matches!(Deadline::of(true, Some(0.0)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, Some(-1.0)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, Some(f64::NAN)), Deadline::Now));
+        assert!(matches!(Deadline::of(true, Some(1e300)), Deadline::Never));
+        let before = Instant::now();
+        match Deadline::of(true, Some(0.5)) {
+            Deadline::At(at) => assert!(at >= before + Duration::from_millis(500)),
+            other => panic!("expected a deadline, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fresh_names_are_valid_and_distinct() {
+        let (a, b) = (fresh_name("q"), fresh_name("q"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("/shmring-py-q-") && a.len() < 200);
+        assert_eq!(a.matches('/').count(), 1);
+    }
+
+    #[test]
+    fn pickled_bytes_pass_through_without_a_copy_and_come_back() {
+        Python::initialize();
+        Python::attach(|py| {
+            let obj = PyBytes::new(py, b"payload");
+            let out = Pickled::of(&obj);
+            assert_eq!(out.as_bytes(), Some(&b"payload"[..]));
+            assert_eq!(
+                out.as_bytes().map(<[u8]>::as_ptr),
+                Some(obj.as_bytes().as_ptr())
+            );
+            let mut buf = b"popped".to_vec();
+            let back = Pickled::decode_from(&mut buf).expect("decodes");
+            assert_eq!(back.bytes(), b"popped");
+            assert!(buf.is_empty(), "the buffer was taken, not copied");
+            let value = loads(py, dumps(py, &obj).expect("pickles").as_bytes()).expect("unpickles");
+            assert_eq!(
+                value.cast::<PyBytes>().expect("bytes").as_bytes(),
+                b"payload"
+            );
+        });
+    }
+}

@@ -1,0 +1,396 @@
+//! The ends of `Pipe()`: the library's pipe, each end claimed by the
+//! first process that sends or receives on it.
+//!
+//! CPython's ends are file descriptors: every process that inherits one
+//! may use it, and the other end sees end of file once every copy is
+//! closed. A shmring end belongs to one process at a time (its rings are
+//! single-producer single-consumer, and the holder's liveness is the
+//! other end's end of file), so this module claims an end lazily, at the
+//! first send, receive or poll in a process, and:
+//!
+//! * `close()` (and garbage collection) signals end of file when this
+//!   process claimed the end, or when the end was never shared with
+//!   another process (pickled for one, or inherited through `fork`);
+//!   closing an unused copy of a shared end signals nothing, as closing one
+//!   of several descriptors does;
+//! * a second live process that uses an end another one claimed gets an
+//!   `OSError` saying so at once (CPython would let both use it, and
+//!   interleave their bytes unless they take turns under a lock);
+//! * the death of the process holding an end is end of file for the other
+//!   end (CPython: only once every copy is closed).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use shmring::pipe::{
+    Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+};
+use shmring::RoleError;
+
+use crate::{dumps, fresh_name, in_slices, loads, os_error, Attached, Deadline, Pickled};
+
+/// This process's attachment to the pipe and, once claimed, its end.
+struct State {
+    pipe: Pipe,
+    conn: Option<Connection>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why an operation could not start or failed.
+enum Failure {
+    Claim(RoleError),
+    Send(SendError),
+    Recv(RecvError),
+}
+
+impl Failure {
+    fn into_err(self, end: End) -> PyErr {
+        match self {
+            Failure::Claim(RoleError::RoleTaken { pid, .. }) => PyOSError::new_err(format!(
+                "this end of the pipe ({}) is in use by {}: a shmring pipe end is used by one \
+                 process at a time (close it there first, or use a Queue for several readers or \
+                 writers)",
+                match end {
+                    End::First => "the first connection",
+                    End::Second => "the second connection",
+                },
+                pid.map_or_else(|| "another process".to_string(), |p| format!("process {p}")),
+            )),
+            Failure::Claim(e) => os_error(e),
+            Failure::Send(SendError::BrokenPipe) => {
+                PyBrokenPipeError::new_err((libc_epipe(), "Broken pipe"))
+            }
+            Failure::Send(SendError::HandleClosed) | Failure::Recv(RecvError::HandleClosed) => {
+                PyOSError::new_err("handle is closed")
+            }
+            Failure::Send(SendError::ReadOnly) => PyOSError::new_err("connection is read-only"),
+            Failure::Recv(RecvError::WriteOnly) => PyOSError::new_err("connection is write-only"),
+            Failure::Recv(RecvError::Eof) => PyEOFError::new_err(()),
+            Failure::Recv(RecvError::TruncatedMessage) => {
+                PyOSError::new_err("got end of file during message")
+            }
+            Failure::Recv(RecvError::BadMessageLength { .. }) => {
+                PyOSError::new_err("bad message length")
+            }
+            Failure::Send(e) => os_error(e),
+            Failure::Recv(e) => os_error(e),
+        }
+    }
+}
+
+fn libc_epipe() -> i32 {
+    32
+}
+
+/// One end of a pipe, as this process sees it.
+#[pyclass(module = "shmring._shmring", name = "_Connection", frozen, weakref)]
+pub(crate) struct PyConnection {
+    state: Attached<Mutex<State>>,
+    name: String,
+    end: End,
+    duplex: bool,
+    readable: AtomicBool,
+    writable: AtomicBool,
+    closed: AtomicBool,
+    /// Pickled for another process, or inherited through `fork`: closing
+    /// an unclaimed copy then signals nothing.
+    shared: AtomicBool,
+}
+
+impl PyConnection {
+    fn of(pipe: Pipe, name: String, end: End, shared: bool) -> PyConnection {
+        let duplex = pipe.duplex();
+        PyConnection {
+            readable: AtomicBool::new(duplex || end == End::First),
+            writable: AtomicBool::new(duplex || end == End::Second),
+            state: Attached::new(Mutex::new(State { pipe, conn: None })),
+            name,
+            end,
+            duplex,
+            closed: AtomicBool::new(false),
+            shared: AtomicBool::new(shared),
+        }
+    }
+
+    fn flag(b: &AtomicBool) -> bool {
+        // ORDERING: Relaxed — flags of this process's object; the pipe's
+        // own state in shared memory carries every ordering that matters.
+        b.load(Ordering::Relaxed)
+    }
+
+    fn check(&self, reading: bool) -> PyResult<()> {
+        if Self::flag(&self.closed) {
+            return Err(PyOSError::new_err("handle is closed"));
+        }
+        if reading && !Self::flag(&self.readable) {
+            return Err(PyOSError::new_err("connection is write-only"));
+        }
+        if !reading && !Self::flag(&self.writable) {
+            return Err(PyOSError::new_err("connection is read-only"));
+        }
+        Ok(())
+    }
+
+    /// Runs `op` on this process's end (claiming it first if needed) in
+    /// slices until `deadline`, as [`in_slices`].
+    fn with_end<T: Send>(
+        &self,
+        py: Python<'_>,
+        deadline: Deadline,
+        mut op: impl FnMut(&mut Connection, Duration) -> Result<Option<T>, Failure> + Send,
+    ) -> PyResult<Option<T>> {
+        let state = self.state.get()?;
+        let end = self.end;
+        let r = in_slices(py, deadline, false, |d| {
+            let mut st = lock(&state);
+            let st = &mut *st;
+            if st.conn.is_none() {
+                st.conn = Some(st.pipe.connection(end).map_err(Failure::Claim)?);
+            }
+            let conn = st.conn.as_mut().expect("claimed just above");
+            op(conn, d)
+        })?;
+        match r {
+            Ok(v) => Ok(v),
+            Err(f) => {
+                if let Failure::Recv(RecvError::BadMessageLength { .. }) = f {
+                    self.after_bad_length(&state);
+                }
+                Err(f.into_err(end))
+            }
+        }
+    }
+
+    /// Python's rule after a message longer than `maxlength`: a duplex end
+    /// becomes write-only, a read-only one is closed (the library did the
+    /// same to its connection).
+    fn after_bad_length(&self, state: &Mutex<State>) {
+        let st = lock(state);
+        let (readable, closed) = st
+            .conn
+            .as_ref()
+            .map_or((false, true), |c| (c.readable(), c.closed()));
+        // ORDERING: Relaxed — see `flag`.
+        self.readable.store(readable, Ordering::Relaxed);
+        if closed {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn send_pickled(&self, py: Python<'_>, bytes: Pickled) -> PyResult<()> {
+        self.with_end(py, Deadline::Never, |c, d| {
+            let buf = bytes.bytes();
+            // A message the all-or-nothing sends cannot take is streamed by
+            // the blocking send, which cannot be interrupted (rare: longer
+            // than about three quarters of the ring).
+            if c.max_whole_message().is_some_and(|max| buf.len() > max) {
+                return c.send_bytes(buf, 0, None).map(Some).map_err(Failure::Send);
+            }
+            match c.send_bytes_timeout(buf, 0, None, d) {
+                Ok(()) => Ok(Some(())),
+                Err(SendTimeoutError::Timeout) => Ok(None),
+                Err(SendTimeoutError::Send(e)) => Err(Failure::Send(e)),
+            }
+        })?;
+        Ok(())
+    }
+
+    fn recv_raw(&self, py: Python<'_>, maxlength: Option<usize>) -> PyResult<Vec<u8>> {
+        self.check(true)?;
+        let got = self.with_end(py, Deadline::Never, |c, d| {
+            let r = if d.is_zero() {
+                c.try_recv_bytes(maxlength).map_err(|e| match e {
+                    shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
+                })
+            } else {
+                c.recv_bytes_timeout(maxlength, d)
+            };
+            match r {
+                Ok(v) => Ok(Some(v)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
+            }
+        })?;
+        Ok(got.unwrap_or_default())
+    }
+
+    /// Signals end of file if this process claimed the end, or if the end
+    /// was never shared; otherwise lets this copy go silently.
+    fn close_now(&self) {
+        // ORDERING: Relaxed — see `flag`.
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(state) = self.state.get() else {
+            return;
+        };
+        let mut st = lock(&state);
+        if let Some(mut c) = st.conn.take() {
+            c.close();
+        } else if !Self::flag(&self.shared) {
+            if let Ok(mut c) = st.pipe.connection(self.end) {
+                c.close();
+            }
+        }
+    }
+}
+
+impl Drop for PyConnection {
+    fn drop(&mut self) {
+        self.close_now();
+    }
+}
+
+fn end_of(n: u8) -> PyResult<End> {
+    match n {
+        1 => Ok(End::First),
+        2 => Ok(End::Second),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(
+            "end must be 1 or 2",
+        )),
+    }
+}
+
+#[pymethods]
+impl PyConnection {
+    /// A new pipe's two ends, `(conn1, conn2)`.
+    #[staticmethod]
+    fn _pair(duplex: bool) -> PyResult<(PyConnection, PyConnection)> {
+        let name = fresh_name("pipe");
+        let pipe = Pipe::builder()
+            .duplex(duplex)
+            .create(&name)
+            .map_err(|e| os_error(format!("cannot create the pipe: {e}")))?;
+        Ok((
+            PyConnection::of(pipe.clone(), name.clone(), End::First, false),
+            PyConnection::of(pipe, name, End::Second, false),
+        ))
+    }
+
+    /// End `end` (1 or 2) of the pipe named `name`, opened in this process
+    /// (a shared copy: nothing is claimed until it is used).
+    #[staticmethod]
+    fn _open(name: String, end: u8) -> PyResult<PyConnection> {
+        let end = end_of(end)?;
+        let pipe =
+            Pipe::open(&name).map_err(|e| os_error(format!("cannot open the pipe {name}: {e}")))?;
+        Ok(PyConnection::of(pipe, name, end, true))
+    }
+
+    fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check(false)?;
+        let bytes = dumps(py, obj)?;
+        self.send_pickled(py, Pickled::of(&bytes))
+    }
+
+    /// Sends the whole of `buf` (a `bytes`) as one message.
+    fn _send_bytes(&self, py: Python<'_>, buf: &Bound<'_, PyBytes>) -> PyResult<()> {
+        self.check(false)?;
+        self.send_pickled(py, Pickled::of(buf))
+    }
+
+    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let bytes = self.recv_raw(py, None)?;
+        loads(py, &bytes)
+    }
+
+    #[pyo3(signature = (maxlength=None))]
+    fn _recv_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        maxlength: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = self.recv_raw(py, maxlength)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Python's `poll(timeout)`: `None` waits for ever, zero or less looks
+    /// once.
+    #[pyo3(signature = (timeout=Some(0.0)))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.check(true)?;
+        let r = self.with_end(py, Deadline::of_timeout(timeout), |c, d| {
+            let r = if d.is_zero() {
+                c.poll()
+            } else {
+                c.poll_timeout(d)
+            };
+            match r {
+                Ok(true) => Ok(Some(true)),
+                Ok(false) => Ok(None),
+                Err(e) => Err(Failure::Recv(e)),
+            }
+        })?;
+        Ok(r.unwrap_or(false))
+    }
+
+    fn close(&self) {
+        self.close_now();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        Self::flag(&self.closed)
+    }
+
+    #[getter]
+    fn readable(&self) -> bool {
+        Self::flag(&self.readable)
+    }
+
+    #[getter]
+    fn writable(&self) -> bool {
+        Self::flag(&self.writable)
+    }
+
+    #[getter]
+    fn _name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn _end(&self) -> u8 {
+        match self.end {
+            End::First => 1,
+            End::Second => 2,
+        }
+    }
+
+    #[getter]
+    fn _duplex(&self) -> bool {
+        self.duplex
+    }
+
+    /// Whether this process holds the end (it sent, received or polled).
+    #[getter]
+    fn _claimed(&self) -> PyResult<bool> {
+        let state = self.state.get()?;
+        let claimed = lock(&state).conn.is_some();
+        Ok(claimed)
+    }
+
+    /// Another process may use a copy of this end now.
+    fn _mark_shared(&self) {
+        // ORDERING: Relaxed — see `flag`.
+        self.shared.store(true, Ordering::Relaxed);
+    }
+
+    /// In a child forked without exec: opens the pipe again by name and
+    /// forgets the inherited attachment and end (they are the parent's).
+    fn _after_fork(&self) -> PyResult<()> {
+        self._mark_shared();
+        let fresh = Pipe::open(&self.name)
+            .map(|pipe| Mutex::new(State { pipe, conn: None }))
+            .map_err(|e| format!("cannot open the pipe {}: {e}", self.name));
+        self.state.replace_forgetting(fresh)
+    }
+}
