@@ -299,7 +299,10 @@ impl BridgeIn {
                 // What came before the error is delivered; the rest is
                 // redelivered by JetStream after its ack_wait.
                 Err(e) if batch.is_empty() => {
-                    return Err(format!("pull from stream {} failed: {e}", self.config.stream))
+                    return Err(format!(
+                        "pull from stream {} failed: {e}",
+                        self.config.stream
+                    ))
                 }
                 Err(_) => break,
             }
@@ -368,7 +371,11 @@ impl BridgeIn {
 
     /// One attempt at putting `payload`: a try on this thread, then a wait
     /// of up to 100 ms for room on a blocking thread. `None`: still full.
-    async fn put(&mut self, payload: &bytes::Bytes, shutdown: &Shutdown) -> Result<Option<Put>, Error> {
+    async fn put(
+        &mut self,
+        payload: &bytes::Bytes,
+        shutdown: &Shutdown,
+    ) -> Result<Option<Put>, Error> {
         let p = self.producer.as_mut().expect("the producer is back");
         let result = match p.try_push(payload) {
             Err(PushError::Full) => {

@@ -331,10 +331,8 @@ impl BridgeOut {
                     break;
                 }
                 Err(e) => {
-                    end = BatchEnd::Retry(format!(
-                        "publish to {} failed: {e}",
-                        self.config.subject
-                    ));
+                    end =
+                        BatchEnd::Retry(format!("publish to {} failed: {e}", self.config.subject));
                     break;
                 }
             }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use shmring::process::EntryResult;
 use shmring::queue::{GetError, Queue};
-use shmring_bridge::{BridgeIn, BridgeOut, Error, InConfig, NatsOptions, OutConfig, Shutdown, StreamSettings};
+use shmring_bridge::{
+    BridgeIn, BridgeOut, Error, InConfig, NatsOptions, OutConfig, Shutdown, StreamSettings,
+};
 use shmring_testkit::{child, run_child, signal, unique_name, wait_child, Watchdog};
 
 #[path = "support/nats.rs"]
@@ -96,7 +98,9 @@ static CONSUMER: shmring::process::Entry<(String,)> = shmring::entry!(consumer);
 /// The outbound bridge (the library, on a runtime of its own) from queue
 /// `name` into `subject`, creating stream `stream`; runs until the queue
 /// is shut down and drained.
-fn bridge_out((name, url, subject, stream, batch): (String, String, String, String, u64)) -> EntryResult {
+fn bridge_out(
+    (name, url, subject, stream, batch): (String, String, String, String, u64),
+) -> EntryResult {
     let mut config = OutConfig::new(name, NatsOptions::new(url), subject.clone());
     config.create_stream = Some(StreamSettings::new(stream, vec![subject]));
     config.batch = batch as usize;
@@ -124,7 +128,11 @@ impl Kids {
 
     /// Takes child `pid` out (to wait for it).
     fn take(&mut self, pid: u32) -> Child {
-        let i = self.0.iter().position(|c| c.id() == pid).expect("a child of ours");
+        let i = self
+            .0
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("a child of ours");
         self.0.swap_remove(i)
     }
 }
@@ -153,7 +161,12 @@ fn spawn_entry<A: shmring::process::Args>(
 
 /// A consumer child on queue `name` whose `GOT` lines go to `tx` tagged
 /// with `host`.
-fn spawn_consumer(kids: &mut Kids, name: &str, host: usize, tx: mpsc::Sender<(usize, u32, u32)>) -> u32 {
+fn spawn_consumer(
+    kids: &mut Kids,
+    name: &str,
+    host: usize,
+    tx: mpsc::Sender<(usize, u32, u32)>,
+) -> u32 {
     let mut c = spawn_entry(&CONSUMER, (name.to_owned(),), Stdio::piped());
     let stdout = c.stdout.take().expect("piped stdout");
     std::thread::spawn(move || {
@@ -187,7 +200,9 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Sorted `(who, seq)` pairs expected from `producers` producers of `n`.
 fn expected(producers: u32, n: u32) -> Vec<(u32, u32)> {
-    (0..producers).flat_map(|w| (0..n).map(move |s| (w, s))).collect()
+    (0..producers)
+        .flat_map(|w| (0..n).map(move |s| (w, s)))
+        .collect()
 }
 
 // ---------------------------------------------------------------- tests
@@ -214,7 +229,13 @@ fn two_hosts_consume_every_message_once_in_order_per_producer() {
     let out = kids.add(
         bridge_binary()
             .args(["out", "--queue", &a_name, "--nats", &server.url])
-            .args(["--subject", "work.jobs", "--stream", "WORK", "--create-stream"])
+            .args([
+                "--subject",
+                "work.jobs",
+                "--stream",
+                "WORK",
+                "--create-stream",
+            ])
             .args(["--batch", "64", "--stats", "0"])
             .spawn()
             .expect("start bridge out"),
@@ -239,7 +260,13 @@ fn two_hosts_consume_every_message_once_in_order_per_producer() {
         spawn_consumer(&mut kids, &c_name, 1, tx),
     ];
     let producers: Vec<u32> = (0..PRODUCERS)
-        .map(|who| kids.add(spawn_entry(&PRODUCER, (a_name.clone(), who, N), Stdio::null())))
+        .map(|who| {
+            kids.add(spawn_entry(
+                &PRODUCER,
+                (a_name.clone(), who, N),
+                Stdio::null(),
+            ))
+        })
         .collect();
     for p in producers {
         assert!(wait_child(kids.take(p), Duration::from_secs(120)).success());
@@ -265,10 +292,16 @@ fn two_hosts_consume_every_message_once_in_order_per_producer() {
     std::thread::sleep(Duration::from_millis(500));
     got.extend(rx.try_iter());
     a.shutdown();
-    assert!(wait_child(kids.take(out), Duration::from_secs(30)).success(), "bridge out exit");
+    assert!(
+        wait_child(kids.take(out), Duration::from_secs(30)).success(),
+        "bridge out exit"
+    );
     for pid in ins {
         signal(pid, libc::SIGTERM);
-        assert!(wait_child(kids.take(pid), Duration::from_secs(30)).success(), "bridge in exit");
+        assert!(
+            wait_child(kids.take(pid), Duration::from_secs(30)).success(),
+            "bridge in exit"
+        );
     }
     b.shutdown();
     c.shutdown();
@@ -280,12 +313,17 @@ fn two_hosts_consume_every_message_once_in_order_per_producer() {
         let mut last: HashMap<u32, u32> = HashMap::new();
         for &(_, who, seq) in got.iter().filter(|g| g.0 == host) {
             if let Some(&prev) = last.get(&who) {
-                assert!(seq > prev, "host {host}, producer {who}: {seq} after {prev}");
+                assert!(
+                    seq > prev,
+                    "host {host}, producer {who}: {seq} after {prev}"
+                );
             }
             last.insert(who, seq);
         }
     }
-    let per_host: Vec<usize> = (0..2).map(|h| got.iter().filter(|g| g.0 == h).count()).collect();
+    let per_host: Vec<usize> = (0..2)
+        .map(|h| got.iter().filter(|g| g.0 == h).count())
+        .collect();
     eprintln!("messages per host: {per_host:?}");
     let mut all: Vec<(u32, u32)> = got.iter().map(|&(_, w, s)| (w, s)).collect();
     all.sort_unstable();
@@ -323,7 +361,11 @@ fn outbound_bridge_sigkilled_mid_run_loses_nothing_and_duplicates_nothing() {
     };
     // NATS is not there yet: the bridge retries.
     let mut out = kids.add(spawn_entry(&BRIDGE_OUT, out_args(), Stdio::null()));
-    let producer = kids.add(spawn_entry(&PRODUCER, (a_name.clone(), 7, N), Stdio::null()));
+    let producer = kids.add(spawn_entry(
+        &PRODUCER,
+        (a_name.clone(), 7, N),
+        Stdio::null(),
+    ));
     std::thread::sleep(Duration::from_millis(700));
     let server = NatsServer::start_on(port, None);
 
@@ -360,7 +402,9 @@ fn outbound_bridge_sigkilled_mid_run_loses_nothing_and_duplicates_nothing() {
     for k in 1..=3 {
         let at = N as usize * k / 5;
         // ORDERING: Relaxed — see the reader.
-        wait_for(Duration::from_secs(120), "progress", || received.load(Ordering::Relaxed) >= at);
+        wait_for(Duration::from_secs(120), "progress", || {
+            received.load(Ordering::Relaxed) >= at
+        });
         signal(out, libc::SIGKILL);
         let status = wait_child(kids.take(out), Duration::from_secs(30));
         assert!(!status.success(), "killed");
@@ -388,11 +432,21 @@ fn outbound_bridge_sigkilled_mid_run_loses_nothing_and_duplicates_nothing() {
     assert_eq!(duplicates as u64, 0, "no duplicate without a redelivery");
     assert_eq!(counters.redelivered, 0);
     got.sort_unstable();
-    assert_eq!(got, expected(1, N).into_iter().map(|(_, s)| (7, s)).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        expected(1, N)
+            .into_iter()
+            .map(|(_, s)| (7, s))
+            .collect::<Vec<_>>()
+    );
     assert!(a.is_empty() && b.is_empty());
     // The stream stored each message once: its last sequence is N.
     let last = stream_last_sequence(&server.url, "CRASH");
-    assert_eq!(last, u64::from(N), "re-published messages were deduplicated");
+    assert_eq!(
+        last,
+        u64::from(N),
+        "re-published messages were deduplicated"
+    );
 }
 
 /// The stream's last sequence number (how many messages it ever stored).
@@ -475,21 +529,36 @@ fn full_local_queue_applies_back_pressure() {
         std::thread::spawn(move || inbound.run_blocking(shutdown))
     };
     wait_for(Duration::from_secs(60), "queue A drained", || a.is_empty());
-    wait_for(Duration::from_secs(60), "queue B full", || b.len() >= MAXSIZE);
+    wait_for(Duration::from_secs(60), "queue B full", || {
+        b.len() >= MAXSIZE
+    });
     // Held there: the bridge waits for room and pulls nothing more.
     std::thread::sleep(Duration::from_secs(2));
     let c = counters.snapshot();
     assert_eq!(c.put, MAXSIZE, "{c}");
-    assert!(c.received <= MAXSIZE + BATCH as u64, "buffered beyond one batch: {c}");
+    assert!(
+        c.received <= MAXSIZE + BATCH as u64,
+        "buffered beyond one batch: {c}"
+    );
     assert_eq!(b.len(), MAXSIZE);
     let mut got = Vec::new();
     while got.len() < N as usize {
-        got.push(check(&b.get_timeout(Duration::from_secs(30)).expect("a message")));
+        got.push(check(
+            &b.get_timeout(Duration::from_secs(30)).expect("a message"),
+        ));
     }
-    assert_eq!(got, (0..N).map(|s| (3, s)).collect::<Vec<_>>(), "all, in order");
+    assert_eq!(
+        got,
+        (0..N).map(|s| (3, s)).collect::<Vec<_>>(),
+        "all, in order"
+    );
     shutdown.trigger();
     out_thread.join().unwrap().unwrap();
     in_thread.join().unwrap().unwrap();
     let c = counters.snapshot();
-    assert_eq!((c.put, c.acked_in, c.redelivered), (u64::from(N), u64::from(N), 0), "{c}");
+    assert_eq!(
+        (c.put, c.acked_in, c.redelivered),
+        (u64::from(N), u64::from(N), 0),
+        "{c}"
+    );
 }

@@ -114,10 +114,16 @@ impl NatsServer {
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            if self.log().contains("Server is ready") && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.log().contains("Server is ready")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("nats-server exited at start ({status}):\n{}", self.log());
             }
             assert!(
