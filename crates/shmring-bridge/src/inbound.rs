@@ -284,16 +284,36 @@ impl BridgeIn {
 
     /// One pull: up to `batch` messages, waiting up to a second for the
     /// first.
+    ///
+    /// The pull request lives in the server: a server that restarts
+    /// meanwhile forgets it and never answers (nor ends the request), so
+    /// the wait here has a deadline of its own, a little past the request's
+    /// expiry; what arrived by then is delivered, and nothing arriving is a
+    /// failed pull (retried).
     async fn pull(&self, consumer: &PullConsumer) -> Result<Vec<Message>, String> {
+        const EXPIRES: Duration = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + EXPIRES + self.config.nats.timeout();
         let mut messages = consumer
             .batch()
             .max_messages(self.config.batch)
-            .expires(Duration::from_secs(1))
+            .expires(EXPIRES)
             .messages()
             .await
             .map_err(|e| format!("pull from stream {} failed: {e}", self.config.stream))?;
         let mut batch = Vec::new();
-        while let Some(m) = messages.next().await {
+        loop {
+            let m = match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) if batch.is_empty() => {
+                    return Err(format!(
+                        "no answer to a pull from stream {} by its deadline (the server \
+                         restarted?)",
+                        self.config.stream
+                    ))
+                }
+                Err(_) => break,
+            };
             match m {
                 Ok(m) => batch.push(m),
                 // What came before the error is delivered; the rest is

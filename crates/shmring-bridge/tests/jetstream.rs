@@ -171,10 +171,13 @@ fn spawn_consumer(
     let stdout = c.stdout.take().expect("piped stdout");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let mut words = line.split(' ');
-            if words.next() != Some("GOT") {
-                continue; // the harness's own lines
-            }
+            // The harness's own lines are skipped; its "test child_entry
+            // ... " (no newline) comes before the first GOT of the line.
+            let Some(at) = line.find("GOT ") else {
+                continue;
+            };
+            let mut words = line[at..].split(' ');
+            words.next();
             let who = words.next().and_then(|w| w.parse().ok()).expect("who");
             let seq = words.next().and_then(|w| w.parse().ok()).expect("seq");
             if tx.send((host, who, seq)).is_err() {
@@ -449,6 +452,20 @@ fn outbound_bridge_sigkilled_mid_run_loses_nothing_and_duplicates_nothing() {
     );
 }
 
+/// The stream's state, for a failure's message.
+fn stream_state(url: &str, stream: &str) -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client = async_nats::connect(url).await.expect("connect");
+            let js = async_nats::jetstream::new(client);
+            let mut s = js.get_stream(stream).await.expect("stream");
+            format!("{:?}", s.info().await.expect("stream info").state)
+        })
+}
+
 /// The stream's last sequence number (how many messages it ever stored).
 fn stream_last_sequence(url: &str, stream: &str) -> u64 {
     tokio::runtime::Builder::new_current_thread()
@@ -560,5 +577,226 @@ fn full_local_queue_applies_back_pressure() {
         (c.put, c.acked_in, c.redelivered),
         (u64::from(N), u64::from(N), 0),
         "{c}"
+    );
+}
+
+/// A small xorshift generator: the crash test's kill points and targets.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A number from the environment variable `var`, else `default`.
+fn env_number(var: &str, default: u64) -> u64 {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// `shmring-bridge in` for host queue `queue` (a short `--ack-wait`, so
+/// that what a killed bridge put and did not acknowledge comes back soon).
+fn spawn_bridge_in(kids: &mut Kids, url: &str, queue: &str) -> u32 {
+    kids.add(
+        bridge_binary()
+            .args(["in", "--nats", url, "--stream", "CHAOS"])
+            .args(["--consumer", "hosts", "--queue", queue])
+            .args(["--create-stream", "--subject", "chaos.jobs"])
+            .args(["--batch", "64", "--ack-wait", "3", "--stats", "0"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bridge in"),
+    )
+}
+
+/// Two producers on host A → `shmring-bridge out` → JetStream →
+/// `shmring-bridge in` on hosts B and C, while the outbound bridge, either
+/// inbound bridge and the nats-server are SIGKILLed at random points of
+/// the run (six kills, each restarted after a random pause). Every message
+/// arrives at B or C (none lost); duplicates are counted and reported, and
+/// come only from redelivery: the stream stored each message once (its
+/// last sequence is the message count), so no re-publish by a restarted
+/// outbound bridge got through its `Nats-Msg-Id`.
+///
+/// `SHMRING_BRIDGE_CRASH_MESSAGES` sets the message count (default 20,000,
+/// under a minute on two cores; the issue asks for runs of 100,000, which
+/// this takes with the variable set), `SHMRING_BRIDGE_CRASH_SEED` replays
+/// a run's kill points (each run prints its seed).
+#[test]
+fn bridges_and_server_sigkilled_at_random_lose_nothing() {
+    let Some(_) = nats::binary_or_skip("bridges_and_server_sigkilled") else {
+        return;
+    };
+    let total = env_number("SHMRING_BRIDGE_CRASH_MESSAGES", 20_000).max(2) as u32;
+    let seed = env_number(
+        "SHMRING_BRIDGE_CRASH_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    ) | 1;
+    eprintln!("crash run: {total} messages, SHMRING_BRIDGE_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let limit = Duration::from_secs(120 + u64::from(total) / 100);
+    let _watchdog = Watchdog::new(limit + Duration::from_secs(60), "crash run");
+    let per_producer = total / 2;
+    let total = per_producer * 2;
+    let mut server = NatsServer::start_on(nats::free_port(), None);
+    let url = server.url.clone();
+    let (a_name, a) = queue("br-chaos-a", 0);
+    let (b_name, b) = queue("br-chaos-b", 0);
+    let (c_name, c) = queue("br-chaos-c", 0);
+    let mut kids = Kids::default();
+    let spawn_out = |kids: &mut Kids| {
+        kids.add(
+            bridge_binary()
+                .args(["out", "--queue", &a_name, "--nats", &url])
+                .args(["--subject", "chaos.jobs", "--stream", "CHAOS"])
+                .args(["--create-stream", "--batch", "64", "--stats", "0"])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start bridge out"),
+        )
+    };
+    let mut out = spawn_out(&mut kids);
+    let mut ins = [
+        spawn_bridge_in(&mut kids, &url, &b_name),
+        spawn_bridge_in(&mut kids, &url, &c_name),
+    ];
+    let (tx, rx) = mpsc::channel();
+    let consumers = [
+        spawn_consumer(&mut kids, &b_name, 0, tx.clone()),
+        spawn_consumer(&mut kids, &c_name, 1, tx),
+    ];
+    let producers: Vec<u32> = (0..2)
+        .map(|who| {
+            kids.add(spawn_entry(
+                &PRODUCER,
+                (a_name.clone(), who, per_producer),
+                Stdio::null(),
+            ))
+        })
+        .collect();
+    let start = Instant::now();
+    let mut got: Vec<(usize, u32, u32)> = Vec::with_capacity(total as usize);
+    // Receives until `got` holds `at` messages; false at the time limit.
+    let receive_until = |got: &mut Vec<(usize, u32, u32)>, at: usize, deadline: Instant| {
+        while got.len() < at {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(m) => got.push(m),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let lengths = || format!("queue A holds {}, B {}, C {}", a.len(), b.len(), c.len());
+    const KILLS: u64 = 6;
+    let mut kills = Vec::new();
+    for k in 0..KILLS {
+        // The k-th kill lands somewhere in the k-th eighth of the run.
+        let span = u64::from(total) / (KILLS + 2);
+        let at = (span * (k + 1) + rng.below(span)) as usize;
+        assert!(
+            receive_until(&mut got, at, start + limit),
+            "only {} of {at} messages before kill {k} ({}; kills {kills:?}; seed {seed})",
+            got.len(),
+            lengths()
+        );
+        let pause = Duration::from_millis(rng.below(400));
+        match rng.below(3) {
+            0 => {
+                signal(out, libc::SIGKILL);
+                assert!(!wait_child(kids.take(out), Duration::from_secs(30)).success());
+                std::thread::sleep(pause);
+                out = spawn_out(&mut kids);
+                kills.push(format!("out@{at}"));
+            }
+            1 => {
+                let host = rng.below(2) as usize;
+                signal(ins[host], libc::SIGKILL);
+                assert!(!wait_child(kids.take(ins[host]), Duration::from_secs(30)).success());
+                std::thread::sleep(pause);
+                let q = if host == 0 { &b_name } else { &c_name };
+                ins[host] = spawn_bridge_in(&mut kids, &url, q);
+                kills.push(format!("in-{}@{at}", ["b", "c"][host]));
+            }
+            _ => {
+                server.kill();
+                std::thread::sleep(pause);
+                server.restart();
+                kills.push(format!("server@{at}"));
+            }
+        }
+    }
+    eprintln!("kills: {}", kills.join(" "));
+    for p in producers {
+        assert!(wait_child(kids.take(p), limit).success(), "producer");
+    }
+    a.shutdown();
+    assert!(
+        wait_child(kids.take(out), limit).success(),
+        "the last outbound bridge drains queue A and exits 0"
+    );
+    // Every message at least once; then what redeliveries are pending
+    // (a killed inbound bridge's puts, after the 3 s ack wait) come too.
+    // Queue A is drained: what is missing now can only be on its way
+    // (a redelivery comes within the 3 s ack wait, a retry within 5 s).
+    let drained = Instant::now() + Duration::from_secs(30);
+    let mut unique: HashSet<(u32, u32)> = got.iter().map(|&(_, w, s)| (w, s)).collect();
+    while unique.len() < total as usize {
+        let before = got.len();
+        if !receive_until(&mut got, before + 1, drained) {
+            let missing: Vec<(u32, u32)> = expected(2, per_producer)
+                .into_iter()
+                .filter(|m| !unique.contains(m))
+                .take(20)
+                .collect();
+            panic!(
+                "{} of {total} messages arrived; missing (first 20): {missing:?} ({}; \
+                 kills {kills:?}; seed {seed}; stream {})",
+                unique.len(),
+                lengths(),
+                stream_state(&server.url, "CHAOS")
+            );
+        }
+        unique.extend(got[before..].iter().map(|&(_, w, s)| (w, s)));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    for pid in ins {
+        signal(pid, libc::SIGTERM);
+        assert!(
+            wait_child(kids.take(pid), Duration::from_secs(30)).success(),
+            "bridge in exits 0 on SIGTERM"
+        );
+    }
+    b.shutdown();
+    c.shutdown();
+    for pid in consumers {
+        assert!(wait_child(kids.take(pid), Duration::from_secs(30)).success());
+    }
+    got.extend(rx.try_iter());
+    let duplicates = got.len() - unique.len();
+    eprintln!(
+        "crash run: {} messages, {} received, {duplicates} duplicates (redeliveries), {:?}",
+        total,
+        got.len(),
+        start.elapsed()
+    );
+    let mut all: Vec<(u32, u32)> = unique.into_iter().collect();
+    all.sort_unstable();
+    assert_eq!(all, expected(2, per_producer), "none lost");
+    assert!(a.is_empty(), "queue A drained");
+    assert_eq!(
+        stream_last_sequence(&server.url, "CHAOS"),
+        u64::from(total),
+        "the stream stored each message once: no duplicate from re-publishing"
     );
 }
