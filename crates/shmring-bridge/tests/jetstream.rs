@@ -800,3 +800,67 @@ fn bridges_and_server_sigkilled_at_random_lose_nothing() {
         "the stream stored each message once: no duplicate from re-publishing"
     );
 }
+
+/// Authentication passes through to async-nats: against a server that
+/// requires a token, an inbound bridge with the wrong one connects nowhere
+/// (it retries, counted, receives nothing, and stops cleanly on shutdown);
+/// with the right one both bridges carry every message.
+#[test]
+fn a_token_is_passed_through_and_a_wrong_one_is_retried() {
+    let Some(server) = NatsServer::start_with_token("token", "s3cret-token") else {
+        return;
+    };
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "token");
+    const N: u32 = 50;
+    let (a_name, a) = queue("br-tok-a", 0);
+    let (b_name, b) = queue("br-tok-b", 0);
+    let with = |token: &str| {
+        let mut o = NatsOptions::new(&server.url);
+        o.token = Some(token.to_owned());
+        o
+    };
+    let settings = StreamSettings::new("TOK", vec!["tok.jobs".into()]);
+
+    let mut wrong = InConfig::new(with("not-it"), "TOK", "b", b_name.clone());
+    wrong.create_stream = Some(settings.clone());
+    let wrong = BridgeIn::new(wrong).unwrap();
+    let wrong_counters = wrong.counters();
+    let shutdown = Shutdown::new();
+    let wrong_thread = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || wrong.run_blocking(shutdown))
+    };
+    wait_for(Duration::from_secs(30), "retries", || {
+        wrong_counters.snapshot().retries >= 2
+    });
+    shutdown.trigger();
+    wrong_thread.join().unwrap().expect("stops cleanly");
+    assert_eq!(wrong_counters.snapshot().received, 0);
+
+    for seq in 0..N {
+        a.put(message(5, seq, len_of(seq))).unwrap();
+    }
+    a.shutdown();
+    let mut out = OutConfig::new(a_name, with("s3cret-token"), "tok.jobs");
+    out.create_stream = Some(settings.clone());
+    let out = BridgeOut::new(out).unwrap();
+    let out_counters = out.counters();
+    out.run_blocking(Shutdown::new())
+        .expect("drains the shut-down queue and stops");
+    assert_eq!(out_counters.snapshot().acked, u64::from(N));
+
+    let mut inc = InConfig::new(with("s3cret-token"), "TOK", "b", b_name);
+    inc.create_stream = Some(settings);
+    let inbound = BridgeIn::new(inc).unwrap();
+    let shutdown = Shutdown::new();
+    let in_thread = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || inbound.run_blocking(shutdown))
+    };
+    let got: Vec<(u32, u32)> = (0..N)
+        .map(|_| check(&b.get_timeout(Duration::from_secs(30)).expect("a message")))
+        .collect();
+    assert_eq!(got, (0..N).map(|s| (5, s)).collect::<Vec<_>>());
+    shutdown.trigger();
+    in_thread.join().unwrap().unwrap();
+}

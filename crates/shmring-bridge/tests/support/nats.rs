@@ -24,6 +24,8 @@ pub struct NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
     max_payload: Option<u32>,
+    /// A token clients must present (`authorization { token }`).
+    pub token: Option<String>,
 }
 
 /// The `nats-server` binary: `$NATS_SERVER`, else the first on `PATH`, in
@@ -86,9 +88,21 @@ impl NatsServer {
             port,
             url: format!("nats://127.0.0.1:{port}"),
             max_payload,
+            token: None,
         };
         server.launch();
         server
+    }
+
+    /// Starts a server on a free port that accepts only clients with
+    /// `token`; `None` (after a SKIP) without the binary.
+    pub fn start_with_token(test: &str, token: &str) -> Option<NatsServer> {
+        binary_or_skip(test)?;
+        let mut server = NatsServer::start_on(free_port(), None);
+        server.kill();
+        server.token = Some(token.to_owned());
+        server.launch();
+        Some(server)
     }
 
     fn launch(&mut self) {
@@ -100,6 +114,9 @@ impl NatsServer {
         );
         if let Some(m) = self.max_payload {
             conf.push_str(&format!("max_payload: {m}\n"));
+        }
+        if let Some(t) = &self.token {
+            conf.push_str(&format!("authorization {{\n  token: {t:?}\n}}\n"));
         }
         let conf_path = self.dir.join("server.conf");
         fs::write(&conf_path, conf).expect("write the server's configuration");
