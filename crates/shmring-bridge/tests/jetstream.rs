@@ -864,3 +864,69 @@ fn a_token_is_passed_through_and_a_wrong_one_is_retried() {
     shutdown.trigger();
     in_thread.join().unwrap().unwrap();
 }
+
+/// `shmring-bridge out` on a message above the server's `max_payload`:
+/// exit code 1, a line naming the limit, and the message still queued.
+#[test]
+fn cli_exits_1_on_an_oversize_message_and_keeps_it() {
+    let Some(server) = NatsServer::start("cli_oversize", Some(1024)) else {
+        return;
+    };
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "cli oversize");
+    let (a_name, a) = queue("br-cli-big", 0);
+    a.put(message(2, 0, 3000)).unwrap();
+    let out = bridge_binary()
+        .args(["out", "--queue", &a_name, "--nats", &server.url])
+        .args([
+            "--subject",
+            "clibig.jobs",
+            "--stream",
+            "CLIBIG",
+            "--create-stream",
+        ])
+        .output()
+        .expect("run bridge out");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("exceeds the limit of 1024 bytes"), "{err}");
+    assert_eq!(a.len(), 1, "kept");
+    assert_eq!(check(&a.get().unwrap()), (2, 0));
+}
+
+/// NATS unreachable: the bridge retries with backoff, no busy loop (a
+/// handful of attempts in two seconds, not thousands), and stops cleanly
+/// on shutdown while retrying.
+#[test]
+fn unreachable_nats_is_retried_with_backoff() {
+    let _watchdog = Watchdog::new(Duration::from_secs(60), "unreachable");
+    let (b_name, _b) = queue("br-unreach-b", 0);
+    let url = format!("nats://127.0.0.1:{}", nats::free_port());
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut config = InConfig::new(NatsOptions::new(&url), "NONE", "c", b_name);
+    config.log = Some({
+        let lines = lines.clone();
+        Arc::new(move |l: &str| lines.lock().unwrap().push(l.to_owned()))
+    });
+    let inbound = BridgeIn::new(config).unwrap();
+    let counters = inbound.counters();
+    let shutdown = Shutdown::new();
+    let thread = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || inbound.run_blocking(shutdown))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    shutdown.trigger();
+    thread
+        .join()
+        .unwrap()
+        .expect("stops cleanly while retrying");
+    let retries = counters.snapshot().retries;
+    assert!((2..=12).contains(&retries), "{retries} attempts in 2 s");
+    let lines = lines.lock().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cannot connect") && l.contains("retrying in")),
+        "{lines:?}"
+    );
+}
