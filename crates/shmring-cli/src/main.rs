@@ -42,6 +42,8 @@ Commands:
   rm      remove segment names
   gc      remove segments whose peers all died
   bench   measure shmring beside pipes, unix sockets and the raw floors
+  bridge  bridge a queue to other hosts through NATS JetStream (out or in;
+          `shmring bridge --help`; needs the default `bridge` feature)
   help    show this, or `shmring help <COMMAND>`
 
 Run `shmring <COMMAND> --help` for a command's options. Segment names may be
@@ -268,6 +270,8 @@ fn help_of(command: &str) -> Option<&'static str> {
         "rm" => HELP_RM,
         "gc" => HELP_GC,
         "bench" => HELP_BENCH,
+        #[cfg(feature = "bridge")]
+        "bridge" => shmring_bridge::cli::HELP,
         "help" => HELP,
         _ => return None,
     })
@@ -323,6 +327,10 @@ fn main() -> ExitCode {
     // A measurement peer (re-executed by `shmring bench`) does its job and
     // exits here.
     shmring_measure::run_peer_if_child();
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|c| c == "bridge") {
+        return bridge(raw.collect());
+    }
     match utf8_args().and_then(run) {
         Ok(()) => ExitCode::from(EXIT_OK),
         // rm and gc report each failure themselves and return the first.
@@ -332,6 +340,20 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// `shmring bridge ...`: the bridge crate's command line (its own options,
+/// help and exit codes).
+#[cfg(feature = "bridge")]
+fn bridge(argv: Vec<std::ffi::OsString>) -> ExitCode {
+    shmring_bridge::cli::main(argv)
+}
+
+/// `shmring bridge ...` in a build without the `bridge` feature.
+#[cfg(not(feature = "bridge"))]
+fn bridge(_: Vec<std::ffi::OsString>) -> ExitCode {
+    eprintln!("shmring: this build has no bridge (built without the `bridge` feature)");
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// The arguments, refused when one is not UTF-8: no segment name can be,

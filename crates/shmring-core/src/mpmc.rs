@@ -49,7 +49,7 @@ use crate::wait::{WaitWord, Waiter, WAKE_ALL};
 mod consumer;
 mod producer;
 
-pub use consumer::{Consumer, TakeHook};
+pub use consumer::{Commit, Consumer, PeekToken, TakeHook};
 pub use producer::Producer;
 
 /// Most producer rings one queue can have.

@@ -340,6 +340,132 @@ fn mpmc_producer_waiting_behind_padding_is_woken_by_its_take() {
     });
 }
 
+#[test]
+fn mpmc_peek_copies_are_never_torn_and_commit_takes_once() {
+    // A peeker (peek, then commit what it copied) races a popper while the
+    // producer reuses the space of taken records (24 B records in a 64-byte
+    // ring: the third pads and lands where the first was). Every copy the
+    // peeker keeps passed the head's CAS-to-itself and must be whole; every
+    // record is taken exactly once, by a commit or a pop.
+    model("mpmc peek", 100, || {
+        use shmring_core::mpmc::Commit;
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 16,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        p.try_push(&[0; 16]).unwrap();
+        let producer = thread::spawn(move || {
+            let mut sent = 1u8;
+            for _ in 0..3 {
+                match p.try_push(&[sent; 16]) {
+                    Ok(()) => sent += 1,
+                    Err(PushError::Full) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+                if sent == 3 {
+                    break;
+                }
+            }
+            sent
+        });
+        let mut peeker = q.consumer(w.clone());
+        let peeker = thread::spawn(move || {
+            let mut taken = Vec::new();
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                out.clear();
+                match peeker.try_peek(2, 64, &mut out) {
+                    Ok(_) => {}
+                    Err(PopError::Empty) => {
+                        thread::yield_now();
+                        continue;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+                for (t, m) in &out {
+                    assert!(m.len() == 16 && m.iter().all(|&b| b == m[0]), "torn: {m:?}");
+                    match peeker.commit(t) {
+                        Commit::Taken => taken.push(m[0]),
+                        Commit::TakenElsewhere => {}
+                        Commit::NotYet => panic!("in-order commit said NotYet"),
+                    }
+                }
+            }
+            taken
+        });
+        let mut popper = q.consumer(w.clone());
+        let popper = thread::spawn(move || {
+            let mut buf = Vec::new();
+            match popper.try_pop(&mut buf) {
+                Ok(_) => {
+                    assert!(buf.iter().all(|&b| b == buf[0]), "torn pop: {buf:?}");
+                    vec![buf[0]]
+                }
+                Err(PopError::Empty) => Vec::new(),
+                Err(e) => panic!("{e}"),
+            }
+        });
+        let sent = producer.join().unwrap();
+        let mut all = peeker.join().unwrap();
+        all.extend(popper.join().unwrap());
+        let mut rest = q.consumer(w);
+        let mut buf = Vec::new();
+        while rest.try_pop(&mut buf).is_ok() {
+            all.push(buf[0]);
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..sent).collect::<Vec<_>>(),
+            "each record exactly once"
+        );
+    });
+}
+
+#[test]
+fn mpmc_peek_takes_padding_and_wakes_its_producer() {
+    // As `mpmc_producer_waiting_behind_padding_is_woken_by_its_take`, with
+    // a peeker: it never takes a record before its commit, but it must take
+    // the padding its producer sleeps behind, and wake it.
+    model("mpmc peek padding wake", 20, || {
+        use shmring_core::mpmc::Commit;
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 48,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut p = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        let mut c = q.consumer(w);
+        p.try_push(&[1; 8]).unwrap();
+        c.try_pop(&mut Vec::new()).unwrap();
+        let producer = thread::spawn(move || {
+            p.set_wait_policy(POLICY);
+            assert_eq!(p.push(&[2; 48], Until::Never), Ok(()));
+        });
+        let consumer = thread::spawn(move || {
+            let mut out = Vec::new();
+            c.set_wait_policy(POLICY);
+            assert_eq!(c.peek(1, 64, &mut out, Until::Never), Ok(1));
+            assert_eq!(out[0].1, [2; 48]);
+            assert_eq!(c.commit(&out[0].0), Commit::Taken);
+        });
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
+
 /// A record put after a producer handed its ring back (the putter joined
 /// it first) is taken after that producer's record, whatever the scan
 /// meets first: the consumer, racing both, never takes the later record

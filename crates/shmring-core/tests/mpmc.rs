@@ -23,6 +23,7 @@ shmring_fuzz_support::on_every_memory!(
     producer_blocked_on_max_len_wakes_when_any_ring_is_taken_from,
     wait_words_are_the_ones_sleepers_use,
     taking_a_padding_record_wakes_its_producer,
+    peekers_and_poppers_race_each_message_taken_once_never_torn,
 );
 
 fn config(rings: u64) -> QueueConfig {
@@ -235,6 +236,136 @@ fn streams_across_the_position_and_count_wrap<M: Memory>() {
         assert!(end & POSITION_MASK < 1 << 20, "the position wrapped");
         assert_eq!(end >> POSITION_BITS, u64::from(N) - 2, "the count wrapped");
     }
+}
+
+/// The payload of message `i` of producer `token`: the two numbers, then
+/// filler derived from both (a torn copy mixes two messages' filler or
+/// lengths).
+fn peek_message(token: u64, i: u32) -> Vec<u8> {
+    let mut m = token.to_le_bytes().to_vec();
+    m.extend_from_slice(&i.to_le_bytes());
+    let fill = (token as u32).wrapping_mul(31).wrapping_add(i) as u8;
+    m.resize(12 + (i % 41) as usize, fill);
+    m
+}
+
+/// Checks a copy against [`peek_message`]; its `(token, i)`.
+fn check_peek_message(buf: &[u8]) -> (u64, u32) {
+    let token = u64::from_le_bytes(buf[..8].try_into().unwrap());
+    let i = u32::from_le_bytes(buf[8..12].try_into().unwrap());
+    assert_eq!(buf, peek_message(token, i), "torn copy");
+    (token, i)
+}
+
+/// Two peekers (batches of up to 16, committed in order after "handing
+/// them on") and two poppers race on one queue fed by three producers,
+/// across ring wraps: every message is taken exactly once (by a commit or
+/// a pop), every copy a peeker made is whole, a record's token names the
+/// same message in every peek of it, each peeker's committed messages come
+/// in order per producer, and commits in order never say `NotYet`.
+fn peekers_and_poppers_race_each_message_taken_once_never_torn<M: Memory>() {
+    use shmring_core::mpmc::Commit;
+    const PRODUCERS: u64 = 3;
+    const N: u32 = if cfg!(miri) { 40 } else { 20_000 };
+    let mut config = config(4);
+    config.ring.capacity = 512;
+    let q = M::queue(&config).unwrap();
+    let w = M::waiter();
+    let policy = WaitPolicy {
+        spin_ns: if cfg!(miri) { 0 } else { 2_000 },
+        max_spin_ns: 0,
+        slice_ns: 10_000_000,
+    };
+    let producers: Vec<_> = (1..=PRODUCERS)
+        .map(|token| {
+            let mut p = q.claim_producer(token, w.clone(), &mut |_| false).unwrap();
+            p.set_wait_policy(policy);
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    p.push(&peek_message(token, i), Until::Never).unwrap();
+                }
+            })
+        })
+        .collect();
+    type Seen = (Vec<(u64, u32)>, Vec<((usize, u64), (u64, u32))>, usize);
+    let peekers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = q.consumer(w.clone());
+            c.set_wait_policy(policy);
+            std::thread::spawn(move || -> Seen {
+                let (mut taken, mut copies, mut elsewhere) = (Vec::new(), Vec::new(), 0);
+                let mut out = Vec::new();
+                loop {
+                    out.clear();
+                    match c.peek(16, 4096, &mut out, Until::Never) {
+                        Ok(n) => assert_eq!(n, out.len()),
+                        Err(PopError::Closed) => return (taken, copies, elsewhere),
+                        Err(e) => panic!("{e}"),
+                    }
+                    for (t, m) in &out {
+                        let id = check_peek_message(m);
+                        copies.push(((t.ring(), t.head_word()), id));
+                    }
+                    for (t, m) in &out {
+                        match c.commit(t) {
+                            Commit::Taken => taken.push(check_peek_message(m)),
+                            Commit::TakenElsewhere => elsewhere += 1,
+                            Commit::NotYet => panic!("in-order commit said NotYet"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let poppers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = q.consumer(w.clone());
+            c.set_wait_policy(policy);
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = Vec::new();
+                loop {
+                    match c.pop(&mut buf, Until::Never) {
+                        Ok(_) => seen.push(check_peek_message(&buf)),
+                        Err(PopError::Closed) => return seen,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    q.close(&w);
+    let mut all = Vec::new();
+    let mut names: HashMap<(usize, u64), (u64, u32)> = HashMap::new();
+    let mut committed = 0;
+    for p in peekers {
+        let (taken, copies, _elsewhere) = p.join().unwrap();
+        for token in 1..=PRODUCERS {
+            let mine: Vec<u32> = taken.iter().filter(|t| t.0 == token).map(|t| t.1).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "order per producer");
+        }
+        for (name, id) in copies {
+            // Between takes, a head word names one record: the same
+            // message wherever it was peeked. (The ring wraps, but the
+            // position does not repeat within 2^38 words.)
+            assert_eq!(*names.entry(name).or_insert(id), id, "token {name:?}");
+        }
+        committed += taken.len();
+        all.extend(taken);
+    }
+    for p in poppers {
+        all.extend(p.join().unwrap());
+    }
+    assert!(committed > 0, "the peekers took something");
+    all.sort_unstable();
+    let expected: Vec<(u64, u32)> = (1..=PRODUCERS)
+        .flat_map(|token| (0..N).map(move |i| (token, i)))
+        .collect();
+    assert_eq!(all, expected, "each message taken exactly once");
+    assert_eq!(q.checked_len(), Ok(0));
 }
 
 fn closed_queue_rejects_and_drains<M: Memory>() {

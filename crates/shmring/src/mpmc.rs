@@ -184,4 +184,29 @@ pub type Producer = mpmc::Producer<FutexWaiter>;
 /// A consumer of a [`ByteQueue`]: the core's handle
 /// ([`shmring_core::mpmc::Consumer`]) with the futex waiter, made by
 /// [`ByteQueue::consumer`]. Cloning gives an independent consumer.
+///
+/// Besides `try_pop` and `pop`, it can copy messages out without taking
+/// them and take each later, once the copy is safe elsewhere:
+/// [`try_peek`](shmring_core::mpmc::Consumer::try_peek) /
+/// [`peek`](shmring_core::mpmc::Consumer::peek) and
+/// [`commit`](shmring_core::mpmc::Consumer::commit) (what a bridge to
+/// another host uses: a bridge killed between the two leaves the message
+/// queued).
+///
+/// ```
+/// use shmring::mpmc::{ByteQueue, Commit};
+///
+/// let q = ByteQueue::builder().producers(1).max_message(64).anonymous()?;
+/// q.producer()?.try_push(b"job")?;
+/// let mut rx = q.consumer();
+/// let mut copies = Vec::new();
+/// rx.try_peek(16, 1 << 20, &mut copies)?;
+/// assert_eq!(copies[0].1, b"job");
+/// assert_eq!(q.len(), 1); // still queued
+/// assert_eq!(rx.commit(&copies[0].0), Commit::Taken);
+/// assert!(q.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Consumer = mpmc::Consumer<FutexWaiter>;
+
+pub use shmring_core::mpmc::{Commit, PeekToken};

@@ -338,9 +338,11 @@ impl Segment {
     }
 
     /// The device and inode of the segment's file: the same for every
-    /// attachment of one segment in this process, different for any other
-    /// segment alive at the same time.
-    pub(crate) fn file_id(&self) -> (u64, u64) {
+    /// attachment of one segment (in any process of this host), different
+    /// for any other segment alive at the same time. (tmpfs numbers inodes
+    /// from a counter, so a number comes back only after very many
+    /// creates, or after a reboot.)
+    pub fn file_id(&self) -> (u64, u64) {
         (self.dev, self.ino)
     }
 

@@ -49,7 +49,7 @@ use alloc::vec::Vec;
 
 use crate::bytes;
 use crate::error::{Corrupted, PopError};
-use crate::ring::{head_past, position, small, RingRef};
+use crate::ring::{count, distance, head_past, position, small, RingRef};
 use crate::sync::Ordering;
 use crate::wait::{block_on_with, Until, WaitHistory, WaitPolicy, WaitWord, Waiter, WAKE_ALL};
 
@@ -391,6 +391,202 @@ impl<W: Waiter + Clone> Consumer<W> {
         result
     }
 
+    /// Copies records out **without taking them**: one pass over the rings
+    /// from the rotating start, and from each ring a run of consecutive
+    /// records from its head, until `max_records` (at least 1) records or
+    /// `max_bytes` of payload (but always the first record found, whatever
+    /// its size) are appended to `out`, each with the [`PeekToken`] that
+    /// [`commit`](Self::commit) later takes it with. Returns how many were
+    /// appended. Records stay in the queue: another peek (by this or any
+    /// consumer) finds them again until someone takes them.
+    ///
+    /// This is "leave the queue only once the copy is safe elsewhere": a
+    /// bridge peeks, hands the copies on, and commits each once the other
+    /// side acknowledged it. Within one ring the tokens must be committed in
+    /// the order they were returned ([`Commit::NotYet`] otherwise).
+    ///
+    /// Order: each ring's records come in that ring's order, and the rings
+    /// take turns as they do for [`try_pop`](Self::try_pop)'s owned rings.
+    /// A peek does **not** follow `try_pop`'s hand-back order (a ring whose
+    /// producer handed it back is not drained first): only per-ring order
+    /// holds, which is per-producer order.
+    ///
+    /// Every copy appended is whole and untorn: after copying a run, a CAS
+    /// of the ring's head word from the value the run was read at to itself
+    /// proves that no consumer moved the head meanwhile, so the producer
+    /// cannot have reused the space (it reuses space only after loading a
+    /// head past it, which a later read-modify-write of the head wrote, in
+    /// the release sequence of our CAS). A run that fails the check is
+    /// discarded and read again.
+    ///
+    /// A padding record at a ring's head (a producer's skip to the start of
+    /// its ring) is taken on the way, as [`try_pop`](Self::try_pop) does: a
+    /// producer may be waiting for the head to pass it. A run ends at the
+    /// next padding record.
+    ///
+    /// # Errors
+    ///
+    /// `Empty` (nothing appended), `Closed` (closed and every ring drained),
+    /// `Corrupted` (a record at a ring's head does not decode while nobody
+    /// moves that head).
+    ///
+    /// # Crash behaviour
+    ///
+    /// A consumer killed at any point of a peek, or between a peek and its
+    /// commit, took nothing: the records are still in the queue, for the
+    /// next consumer (the at-least-once of a bridge).
+    pub fn try_peek(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<(PeekToken, Vec<u8>)>,
+    ) -> Result<usize, PopError> {
+        let got = self.peek_scan(max_records.max(1), max_bytes, out)?;
+        if got > 0 {
+            return Ok(got);
+        }
+        // As in `try_pop`: the flag, then one more pass.
+        let closed = self.queue.shared().closed();
+        if closed {
+            let got = self.peek_scan(max_records.max(1), max_bytes, out)?;
+            if got > 0 {
+                return Ok(got);
+            }
+            return Err(PopError::Closed);
+        }
+        Err(PopError::Empty)
+    }
+
+    /// One pass of [`try_peek`](Self::try_peek) over the rings in use.
+    fn peek_scan(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<(PeekToken, Vec<u8>)>,
+    ) -> Result<usize, Corrupted> {
+        let n = self.queue.rings_in_use();
+        let mut i = if self.next < n { self.next } else { 0 };
+        let (mut records, mut bytes) = (0, 0);
+        for _ in 0..n {
+            let budget = Budget {
+                records: max_records - records,
+                bytes: max_bytes.saturating_sub(bytes),
+                any: records == 0,
+            };
+            let space = &self.queue.shared().space;
+            let (r, b) = peek_run(&self.queue.rings[i], i, space, &self.waiter, budget, out)?;
+            records += r;
+            bytes += b;
+            i = if i + 1 == n { 0 } else { i + 1 };
+            if r > 0 {
+                self.next = i;
+            }
+            if records >= max_records || (records > 0 && bytes >= max_bytes) {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// [`try_peek`](Self::try_peek), waiting until `until` for a record
+    /// ([`Until::Now`]: one try, then `Timeout`).
+    ///
+    /// # Blocking
+    ///
+    /// As [`pop`](Self::pop).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout`, `Closed`, `Corrupted`.
+    ///
+    /// # Crash behaviour
+    ///
+    /// As [`try_peek`](Self::try_peek): nothing is taken.
+    pub fn peek(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<(PeekToken, Vec<u8>)>,
+        until: Until,
+    ) -> Result<usize, PopError> {
+        let waiter = self.waiter.clone();
+        let policy = self.policy;
+        let queue = self.queue.clone();
+        let mut history = self.history;
+        let result = block_on_with(
+            queue.not_empty_word(),
+            &waiter,
+            until,
+            &policy,
+            &mut history,
+            |_| match self.try_peek(max_records, max_bytes, out) {
+                Err(PopError::Empty) => None,
+                other => Some(other),
+            },
+        )
+        .unwrap_or(Err(PopError::Timeout));
+        self.history = history;
+        result
+    }
+
+    /// Takes the record `token` names (from a [`try_peek`](Self::try_peek)
+    /// of this queue), if it is still at the head of its ring: one CAS of
+    /// the ring's head word from where the record was read to past it.
+    ///
+    /// [`Commit::Taken`]: this call took it (and woke producers waiting for
+    /// room). [`Commit::TakenElsewhere`]: another consumer took it first,
+    /// so its copy went both ways: the duplicate of at-least-once delivery.
+    /// [`Commit::NotYet`]: an earlier record of its ring is still there
+    /// (tokens of one ring are committed in order); nothing changed.
+    ///
+    /// A token of another queue takes nothing meaningful: its ring index
+    /// and head word are compared with this queue's (an index out of range
+    /// is `TakenElsewhere`). The head word repeats after 2^38 words of
+    /// traffic through the ring (the ABA note of [`crate::ring`]): a token
+    /// held across that much traffic could take a newer record.
+    ///
+    /// # Crash behaviour
+    ///
+    /// One atomic operation: killed before it, the record stays queued (and
+    /// another consumer may copy it again); after it, it is taken.
+    pub fn commit(&self, token: &PeekToken) -> Commit {
+        let Some(ring) = self.queue.rings.get(token.ring) else {
+            return Commit::TakenElsewhere;
+        };
+        let line = &ring.shared().consumer;
+        // ORDERING: AcqRel on success — Release orders the copy (made
+        // before the validating CAS, already Release) and anything the
+        // caller did before this commit ahead of the head move, for the
+        // producer's Acquire load of the head before it reuses the space;
+        // Acquire on failure — the value read says who moved the head.
+        match line.head.compare_exchange(
+            token.head,
+            token.next,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                failpoint!("mpmc.commit-done");
+                self.queue
+                    .shared()
+                    .space
+                    .wake_if_waiting(&self.waiter, WAKE_ALL);
+                Commit::Taken
+            }
+            Err(now) => {
+                // Behind the record by less than a capacity: it is still
+                // there, past an earlier one (for correct peers the head
+                // never is further behind than that).
+                let behind = distance(position(now), position(token.head));
+                if behind != 0 && behind < ring.words() {
+                    Commit::NotYet
+                } else {
+                    Commit::TakenElsewhere
+                }
+            }
+        }
+    }
+
     /// Sets the spin budget and sleep slice of [`pop`](Consumer::pop).
     pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
         self.policy = policy;
@@ -527,10 +723,192 @@ fn take_from<W: Waiter + ?Sized, H: TakeHook>(
     }
 }
 
+/// Where a record [`Consumer::try_peek`] copied out lies: what
+/// [`Consumer::commit`] takes it with, and the record's identity.
+///
+/// The identity is ([`ring`](Self::ring), [`head_word`](Self::head_word)):
+/// the same for every peek of the record, in any process and across
+/// restarts, for as long as the record is queued, and different for every
+/// other record of the queue while less than 2^38 words (2 TiB) went
+/// through the ring. A bridge derives its deduplication id from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeekToken {
+    ring: usize,
+    /// The head word the record was read at (its position and the count
+    /// of data records taken from the ring before it).
+    head: u64,
+    /// The head word past it.
+    next: u64,
+}
+
+impl PeekToken {
+    /// The producer ring the record is in.
+    pub fn ring(&self) -> usize {
+        self.ring
+    }
+
+    /// The ring's head word the record was read at (see
+    /// [`crate::ring`] for its packing): position and count together.
+    pub fn head_word(&self) -> u64 {
+        self.head
+    }
+
+    /// The record's sequence number in its ring: data records taken from
+    /// the ring before it, modulo 2^26 (consecutive records of a ring have
+    /// consecutive numbers, whichever producer owned it).
+    pub fn sequence(&self) -> u64 {
+        count(self.head)
+    }
+}
+
+/// What [`Consumer::commit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Commit {
+    /// This commit took the record out of the queue.
+    Taken,
+    /// Another consumer took it first (it was delivered twice, or will be).
+    TakenElsewhere,
+    /// An earlier record of its ring has not been taken: nothing changed.
+    NotYet,
+}
+
+/// What a peek run may still append.
+#[derive(Clone, Copy)]
+struct Budget {
+    records: usize,
+    bytes: usize,
+    /// Whether the first record found is appended even above `bytes`.
+    any: bool,
+}
+
+/// One validated run of records from one ring, appended to `out`: how many
+/// and their payload bytes. See [`Consumer::try_peek`].
+fn peek_run<W: Waiter + ?Sized>(
+    ring: &RingRef,
+    index: usize,
+    space: &WaitWord,
+    waiter: &W,
+    budget: Budget,
+    out: &mut Vec<(PeekToken, Vec<u8>)>,
+) -> Result<(usize, usize), Corrupted> {
+    let line = &ring.shared().consumer;
+    let start = out.len();
+    'run: loop {
+        out.truncate(start);
+        // ORDERING: Acquire — pairs with other consumers' Release CAS of
+        // the head (the head moved, the tail it saw is visible to us).
+        let head = line.head.load(Ordering::Acquire);
+        // ORDERING: Acquire — pairs with the producer's Release store of
+        // the tail word: the records before it are complete.
+        let tail = ring.shared().producer.tail.load(Ordering::Acquire);
+        if tail == head {
+            return Ok((0, 0));
+        }
+        let checked = ring.check_words(head, tail).and_then(|avail| match avail {
+            0 => Err(Corrupted::new("ring counts (pushed - popped)", tail)),
+            avail => Ok(avail),
+        });
+        let mut left = match checked {
+            Ok(avail) => avail,
+            Err(c) => {
+                // ORDERING: Acquire — as in `take_from`: a head loaded
+                // before a later tail may be stale; unmoved, it is not.
+                if line.head.load(Ordering::Acquire) == head {
+                    return Err(c);
+                }
+                continue;
+            }
+        };
+        let (mut pos, mut bytes, mut bad) = (head, 0, None);
+        while left > 0 && out.len() - start < budget.records {
+            let found = match ring.record_at(position(pos), left) {
+                Ok(found) => found,
+                Err(c) => {
+                    bad = Some(c);
+                    break;
+                }
+            };
+            if found.pad {
+                if pos != head {
+                    break; // the run ends at a padding record
+                }
+                // A padding record at the head: take it, as a pop would,
+                // and wake the producer that may wait for it.
+                let past = head_past(head, found.size, false);
+                // ORDERING: AcqRel — as the take of a padding record in
+                // `take_from`: pairs with the producer's Acquire of the
+                // head; Relaxed on failure, everything is re-read.
+                if line
+                    .head
+                    .compare_exchange(head, past, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    space.wake_if_waiting(waiter, WAKE_ALL);
+                }
+                continue 'run;
+            }
+            let first = out.len() == start;
+            if bytes + found.len > budget.bytes && !(first && budget.any) {
+                break;
+            }
+            let mut copy = Vec::new();
+            if found.len <= small::SMALL {
+                small::load(ring.payload_words(&found), found.len, &mut copy);
+            } else {
+                bytes::append(ring.payload_words(&found), found.len, &mut copy);
+            }
+            let next = head_past(pos, found.size, true);
+            out.push((
+                PeekToken {
+                    ring: index,
+                    head: pos,
+                    next,
+                },
+                copy,
+            ));
+            bytes += found.len;
+            left -= found.size;
+            pos = next;
+        }
+        failpoint!("mpmc.peek-copied");
+        // The validation: the head word still at `head` after the copies.
+        // A CAS to itself, not a load: as a read-modify-write it reads the
+        // last value in the head's modification order, and as a Release it
+        // heads the release sequence every later head move (all CASes)
+        // continues, which the producer's Acquire load of the head
+        // synchronises with before it reuses any space we copied from.
+        // A plain Acquire re-load of the head (a seqlock's check) is not
+        // enough: the producer's reuse is ordered after the head move by
+        // its Acquire load only, with no Release of its own that a load of
+        // ours could pair with; loom finds a torn copy with it.
+        // ORDERING: AcqRel — Release as just said (partner: the producer's
+        // Acquire load of the head word); Acquire is not needed by the
+        // copies (they are done) but keeps this the usual take CAS. Relaxed
+        // on failure: the run is read again.
+        if line
+            .head
+            .compare_exchange(head, head, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue; // a consumer moved the head: the copies may be torn
+        }
+        let got = out.len() - start;
+        if let (Some(c), 0) = (bad, got) {
+            // Unmoved head, and the record there does not decode: corrupted.
+            return Err(c);
+        }
+        // A bad record after good ones ends the run; the next peek finds it
+        // at the head and reports it.
+        return Ok((got, bytes));
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use alloc::vec::Vec;
 
+    use crate::error::PopError;
     use crate::heap::{self, ThreadWaiter};
     use crate::mpmc::QueueConfig;
     use crate::ring::RingConfig;
@@ -564,6 +942,230 @@ mod tests {
         assert_eq!(buf, b"continues");
         assert!(queue.is_empty());
         assert_eq!(queue.len(), 0);
+    }
+
+    fn peek_config(rings: u64, capacity: u64, max_record: u64) -> QueueConfig {
+        QueueConfig {
+            rings,
+            ring: RingConfig {
+                capacity,
+                max_record,
+            },
+            max_len: 0,
+        }
+    }
+
+    /// A peek copies without taking: the same records come back, with the
+    /// same tokens, until a commit takes them; commits go in order and
+    /// count; a commit of a record someone else took says so.
+    #[test]
+    fn peek_leaves_records_until_commit() {
+        use super::Commit;
+        let queue = heap::queue(&peek_config(1, 256, 16)).unwrap();
+        let waiter = ThreadWaiter::default();
+        let mut producer = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        let mut consumer = queue.consumer(waiter.clone());
+        let mut other = queue.consumer(waiter);
+        let mut out = Vec::new();
+        assert_eq!(
+            consumer.try_peek(8, 1 << 20, &mut out),
+            Err(PopError::Empty)
+        );
+        for m in [&b"one"[..], b"two", b"three"] {
+            producer.try_push(m).unwrap();
+        }
+        assert_eq!(consumer.try_peek(8, 1 << 20, &mut out), Ok(3));
+        let first = core::mem::take(&mut out);
+        assert_eq!(first[0].1, b"one");
+        assert_eq!(first[2].1, b"three");
+        assert_eq!(
+            first.iter().map(|(t, _)| t.sequence()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(first.iter().all(|(t, _)| t.ring() == 0));
+        assert_eq!(queue.len(), 3, "a peek takes nothing");
+        // Another consumer's peek sees the very same records and tokens.
+        assert_eq!(other.try_peek(8, 1 << 20, &mut out), Ok(3));
+        assert_eq!(out, first);
+        out.clear();
+        // Out of order: nothing changes.
+        assert_eq!(consumer.commit(&first[1].0), Commit::NotYet);
+        assert_eq!(queue.len(), 3);
+        assert_eq!(consumer.commit(&first[0].0), Commit::Taken);
+        assert_eq!(queue.len(), 2);
+        assert_eq!(consumer.commit(&first[0].0), Commit::TakenElsewhere);
+        // A plain pop takes "two" under the peeker's feet.
+        let mut buf = Vec::new();
+        assert_eq!(other.try_pop(&mut buf), Ok(3));
+        assert_eq!(buf, b"two");
+        assert_eq!(consumer.commit(&first[1].0), Commit::TakenElsewhere);
+        assert_eq!(consumer.commit(&first[2].0), Commit::Taken);
+        assert!(queue.is_empty());
+        assert_eq!(queue.checked_len(), Ok(0));
+        queue.close(&ThreadWaiter::default());
+        assert_eq!(
+            consumer.try_peek(8, 1 << 20, &mut out),
+            Err(PopError::Closed)
+        );
+    }
+
+    /// `max_records` and `max_bytes` bound a peek (the first record always
+    /// comes, whatever its size); runs come from every ring, each ring's in
+    /// order; the tokens of a later peek continue where commits left off.
+    #[test]
+    fn peek_budgets_and_rings() {
+        let queue = heap::queue(&peek_config(2, 256, 32)).unwrap();
+        let waiter = ThreadWaiter::default();
+        let mut a = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        let mut b = queue
+            .claim_producer(2, waiter.clone(), &mut |_| false)
+            .unwrap();
+        for i in 0..4u8 {
+            a.try_push(&[i; 10]).unwrap();
+            b.try_push(&[100 + i; 10]).unwrap();
+        }
+        let mut c = queue.consumer(waiter);
+        let mut out = Vec::new();
+        assert_eq!(c.try_peek(3, 1 << 20, &mut out), Ok(3));
+        assert_eq!(
+            c.try_peek(100, 5, &mut out),
+            Ok(1),
+            "first one whatever its size"
+        );
+        out.clear();
+        assert_eq!(
+            c.try_peek(100, 25, &mut out),
+            Ok(2),
+            "10 + 10, the third is over"
+        );
+        out.clear();
+        assert_eq!(c.try_peek(100, 1 << 20, &mut out), Ok(8));
+        let rings: Vec<usize> = out.iter().map(|(t, _)| t.ring()).collect();
+        assert_eq!(rings.iter().filter(|&&r| r == 0).count(), 4);
+        for ring in 0..2 {
+            let mine: Vec<u8> = out
+                .iter()
+                .filter(|(t, _)| t.ring() == ring)
+                .map(|(_, m)| m[0])
+                .collect();
+            let base = if ring == 0 { 0 } else { 100 };
+            assert_eq!(mine, (base..base + 4).collect::<Vec<u8>>());
+        }
+        for (t, _) in out.iter().filter(|(t, _)| t.ring() == 0).take(2) {
+            assert_eq!(c.commit(t), super::Commit::Taken);
+        }
+        let mut again = Vec::new();
+        assert_eq!(c.try_peek(100, 1 << 20, &mut again), Ok(6));
+        let ring0: Vec<_> = again.iter().filter(|(t, _)| t.ring() == 0).collect();
+        assert_eq!(ring0[0].0.sequence(), 2);
+        assert_eq!(ring0[0].1, [2; 10]);
+    }
+
+    /// A padding record at a ring's head is taken by a peek (its producer
+    /// may wait for exactly that), and a run stops at padding; the record
+    /// after the wrap comes whole with its own token.
+    #[test]
+    fn peek_takes_padding_at_the_head_and_stops_at_later_padding() {
+        use super::Commit;
+        let queue = heap::queue(&peek_config(1, 64, 24)).unwrap();
+        let waiter = ThreadWaiter::default();
+        let mut p = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        let mut c = queue.consumer(waiter);
+        let mut out = Vec::new();
+        // An 8-word ring: records of 2 words (8-byte payload) and 4 words
+        // (24 bytes), header included.
+        p.try_push(&[1; 8]).unwrap(); // words 0..2
+        p.try_push(&[2; 24]).unwrap(); // words 2..6
+        assert_eq!(c.try_peek(10, 1 << 20, &mut out), Ok(2));
+        for (t, _) in out.drain(..) {
+            assert_eq!(c.commit(&t), Commit::Taken);
+        }
+        // 4 words do not fit in the last 2: padding, then the record at 0.
+        p.try_push(&[3; 24]).unwrap();
+        assert_eq!(c.try_peek(10, 1 << 20, &mut out), Ok(1));
+        assert_eq!(out[0].1, [3; 24]);
+        assert_eq!(c.commit(&out[0].0), Commit::Taken);
+        assert!(queue.is_empty());
+        out.clear();
+        // A run that meets padding after a record stops there.
+        p.try_push(&[4; 8]).unwrap(); // words 4..6
+        p.try_push(&[5; 24]).unwrap(); // pads 6..8, lands at 0..4
+        assert_eq!(c.try_peek(10, 1 << 20, &mut out), Ok(1));
+        assert_eq!(out[0].1, [4; 8]);
+        assert_eq!(c.commit(&out[0].0), Commit::Taken);
+        out.clear();
+        assert_eq!(c.try_peek(10, 1 << 20, &mut out), Ok(1));
+        assert_eq!(out[0].1, [5; 24]);
+        assert_eq!(c.commit(&out[0].0), Commit::Taken);
+        assert_eq!(queue.checked_len(), Ok(0));
+    }
+
+    /// A record at the head that does not decode while the head stays put
+    /// is `Corrupted` for a peek, not a panic or a record.
+    #[test]
+    fn peek_reports_a_hostile_record_as_corruption() {
+        use crate::ring::POSITION_BITS;
+        use crate::sync::Ordering;
+        let queue = heap::queue(&peek_config(1, 256, 16)).unwrap();
+        let waiter = ThreadWaiter::default();
+        let _p = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        // A tail that claims one record of 2 words where nothing was
+        // written (a zero header).
+        let (tail, _) = queue.position_words(0);
+        tail.store((1 << POSITION_BITS) | 2, Ordering::Release);
+        let mut c = queue.consumer(waiter);
+        let mut out = Vec::new();
+        assert!(matches!(
+            c.try_peek(10, 1 << 20, &mut out),
+            Err(PopError::Corrupted(_))
+        ));
+        assert!(out.is_empty());
+    }
+
+    /// The blocking form waits for a record, times out, and sees a close.
+    #[test]
+    fn blocking_peek_waits_times_out_and_sees_close() {
+        use crate::wait::{Until, WaitPolicy};
+        let queue = heap::queue(&peek_config(1, 256, 16)).unwrap();
+        let waiter = ThreadWaiter::default();
+        let mut p = queue
+            .claim_producer(1, waiter.clone(), &mut |_| false)
+            .unwrap();
+        let mut c = queue.consumer(waiter.clone());
+        c.set_wait_policy(WaitPolicy {
+            spin_ns: 0,
+            max_spin_ns: 0,
+            slice_ns: 1_000_000,
+        });
+        let mut out = Vec::new();
+        assert_eq!(
+            c.peek(
+                4,
+                64,
+                &mut out,
+                Until::after(std::time::Duration::from_millis(5))
+            ),
+            Err(PopError::Timeout)
+        );
+        let pusher = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            p.try_push(b"late").unwrap();
+            p
+        });
+        assert_eq!(c.peek(4, 64, &mut out, Until::Never), Ok(1));
+        assert_eq!(out[0].1, b"late");
+        let _p = pusher.join().unwrap();
+        assert_eq!(c.commit(&out[0].0), super::Commit::Taken);
+        queue.close(&waiter);
+        assert_eq!(c.peek(4, 64, &mut out, Until::Never), Err(PopError::Closed));
     }
 
     /// Python's producer/consumer ending: the producers finish and hand
