@@ -1,0 +1,302 @@
+//! Async queue handles (feature `tokio`, which the crate's dev-dependency
+//! on itself turns on, so a plain `cargo test --workspace` runs these):
+//! sync and async ends in real processes, many idle receivers, dropped
+//! gets, idle CPU.
+#![cfg(feature = "tokio")]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shmring::aio::{sleeps_without_polling, AsyncQueue};
+use shmring::process::{Entry, EntryResult};
+use shmring::queue::{GetTimeoutError, Queue};
+use shmring_testkit::{run_child, spawn_child, wait_child, Watchdog};
+
+const CHILD_TEST: &str = "child_entry";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Puts `0..n` with a sync handle, pausing 20 ms after every `burst`
+/// items, so that the consumer falls asleep again and again.
+fn sync_producer((q, n, burst): (Queue<u64>, u64, u64)) -> EntryResult {
+    for i in 0..n {
+        q.put_timeout(i, Duration::from_secs(20))?;
+        if (i + 1) % burst == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+static SYNC_PRODUCER: Entry<(Queue<u64>, u64, u64)> = shmring::entry!(sync_producer);
+
+/// Gets `0..n` in order with a sync handle, pausing 20 ms after every
+/// `burst` items, so that the async producer finds the queue full.
+fn sync_consumer((q, n, burst): (Queue<u64>, u64, u64)) -> EntryResult {
+    for i in 0..n {
+        assert_eq!(q.get_timeout(Duration::from_secs(20))?, i);
+        if (i + 1) % burst == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+static SYNC_CONSUMER: Entry<(Queue<u64>, u64, u64)> = shmring::entry!(sync_consumer);
+
+/// The threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+/// User plus system CPU time of this process.
+fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// In a process of its own (nothing else adds threads): 1,000 tasks await
+/// `get` on one queue on a single-threaded runtime; while they sleep the
+/// process has no more threads than before they started, and its CPU
+/// time over 2 s stays near zero. Then 1,000 puts from another thread
+/// reach each task exactly once.
+fn idle_receivers((q,): (Queue<u64>,)) -> EntryResult {
+    const TASKS: u64 = 1_000;
+    let rt = runtime();
+    let before = threads();
+    let q = AsyncQueue::new(q);
+    let got = rt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { q.get().await })
+            })
+            .collect();
+        // Let every task register and sleep.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let during = threads();
+        assert!(
+            during <= before,
+            "{during} threads with {TASKS} tasks asleep, {before} before"
+        );
+        let cpu = cpu_time();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let spent = cpu_time() - cpu;
+        eprintln!(
+            "{TASKS} idle receivers: {spent:?} of CPU in 2 s, {during} threads ({before} before)"
+        );
+        // Asleep, each task wakes once per 100 ms slice to re-check; a
+        // task that polled or spun would burn the whole 2 s.
+        assert!(
+            spent < Duration::from_millis(500),
+            "{spent:?} of CPU in 2 s with {TASKS} idle receivers"
+        );
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 0..TASKS {
+                    q.sync().put(i).unwrap();
+                }
+            })
+        };
+        let mut got = BTreeSet::new();
+        for task in tasks {
+            let item = tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("every receiver gets one item")
+                .unwrap()
+                .unwrap();
+            assert!(got.insert(item), "{item} received twice");
+        }
+        producer.join().unwrap();
+        got
+    });
+    assert_eq!(got, (0..TASKS).collect::<BTreeSet<_>>());
+    Ok(())
+}
+static IDLE_RECEIVERS: Entry<(Queue<u64>,)> = shmring::entry!(idle_receivers);
+
+#[test]
+fn child_entry() {
+    run_child(&[&SYNC_PRODUCER, &SYNC_CONSUMER, &IDLE_RECEIVERS]);
+}
+
+/// This machine's kernel has io_uring's futex wait (Linux 6.7+, io_uring
+/// not disabled): the async tests below then measure the real mechanism,
+/// not the millisecond-polling fallback.
+#[test]
+fn this_machine_sleeps_in_io_uring_futex_waits() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "io_uring probe");
+    let q = AsyncQueue::new(Queue::<u64>::new(0).unwrap());
+    runtime().block_on(async {
+        // One wait that sleeps and times out: the kernel accepted it.
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(50)).await,
+            Err(GetTimeoutError::Timeout)
+        ));
+    });
+    assert!(
+        sleeps_without_polling(),
+        "io_uring futex waits are unavailable here: async waits poll"
+    );
+}
+
+#[test]
+fn sync_producer_process_to_tokio_consumer() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "sync producer to tokio consumer");
+    const N: u64 = 20_000;
+    let q = Queue::<u64>::new(0).unwrap();
+    let child = spawn_child(CHILD_TEST, &SYNC_PRODUCER, (&q, N, 2_000));
+    let q = AsyncQueue::new(q);
+    runtime().block_on(async {
+        for i in 0..N {
+            let item = tokio::time::timeout(Duration::from_secs(20), q.get())
+                .await
+                .expect("the producer's next item")
+                .unwrap();
+            assert_eq!(item, i, "one producer: FIFO");
+        }
+    });
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn tokio_producer_to_sync_consumer_process() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "tokio producer to sync consumer");
+    const N: u64 = 20_000;
+    // Room for 8: the producer awaits room whenever the consumer pauses.
+    let q = Queue::<u64>::new(8).unwrap();
+    let child = spawn_child(CHILD_TEST, &SYNC_CONSUMER, (&q, N, 2_000));
+    let q = AsyncQueue::new(q);
+    runtime().block_on(async {
+        for i in 0..N {
+            tokio::time::timeout(Duration::from_secs(20), q.put(i))
+                .await
+                .expect("room for the next item")
+                .unwrap();
+        }
+    });
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn a_thousand_idle_async_receivers_use_no_threads_and_no_cpu() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "idle receivers");
+    let q = Queue::<u64>::new(0).unwrap();
+    let child = spawn_child(CHILD_TEST, &IDLE_RECEIVERS, (&q,));
+    assert!(wait_child(child, Duration::from_secs(50)).success());
+}
+
+/// Four tasks get with short timeouts that keep dropping pending gets
+/// while a producer process puts: every item arrives exactly once.
+#[test]
+fn dropped_gets_lose_no_message() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "dropped gets");
+    const N: u64 = 20_000;
+    let q = Queue::<u64>::new(0).unwrap();
+    let child = spawn_child(CHILD_TEST, &SYNC_PRODUCER, (&q, N, 500));
+    let q = AsyncQueue::new(q);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let dropped = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let tasks: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (q, got) = (q.clone(), got.clone());
+                    tokio::spawn(async move {
+                        let mut dropped = 0u64;
+                        let mut idle = 0;
+                        let mut round = t;
+                        // Until 2 s pass with nothing to get.
+                        while idle < 2_000 {
+                            round += 1;
+                            // 50 µs to 1 ms: many gets are dropped while asleep.
+                            let limit = Duration::from_micros(50 + (round * 7_919) % 950);
+                            match tokio::time::timeout(limit, q.get()).await {
+                                Ok(item) => {
+                                    got.lock().unwrap().push(item.unwrap());
+                                    idle = 0;
+                                }
+                                Err(_) => {
+                                    dropped += 1;
+                                    idle += limit.as_micros().max(1000) / 1000;
+                                }
+                            }
+                        }
+                        dropped
+                    })
+                })
+                .collect();
+            let mut dropped = 0;
+            for task in tasks {
+                dropped += task.await.unwrap();
+            }
+            dropped
+        });
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+    let mut got = Arc::try_unwrap(got).unwrap().into_inner().unwrap();
+    got.sort_unstable();
+    assert_eq!(got.len() as u64, N, "each item once");
+    assert!(got.iter().copied().eq(0..N), "each item once");
+    assert!(dropped > 100, "only {dropped} gets were dropped");
+}
+
+/// Async on both ends, in one process, with room for one item: each side
+/// keeps waking the other.
+#[test]
+fn async_to_async_with_room_for_one() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "async to async");
+    const N: u64 = 10_000;
+    let q = AsyncQueue::new(Queue::<u64>::new(1).unwrap());
+    runtime().block_on(async {
+        let consumer = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                for i in 0..N {
+                    assert_eq!(q.get().await.unwrap(), i);
+                }
+            })
+        };
+        for i in 0..N {
+            q.put(i).await.unwrap();
+        }
+        consumer.await.unwrap();
+    });
+}
+
+#[test]
+fn timeouts_give_up_on_time_and_give_the_item_back() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "timeouts");
+    let q = AsyncQueue::new(Queue::<u64>::new(1).unwrap());
+    runtime().block_on(async {
+        let start = tokio::time::Instant::now();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(100)).await,
+            Err(GetTimeoutError::Timeout)
+        ));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        q.put(1).await.unwrap();
+        let start = tokio::time::Instant::now();
+        match q.put_timeout(2, Duration::from_millis(100)).await {
+            Err(shmring::queue::PutTimeoutError::Timeout(2)) => {}
+            other => panic!("expected the item back on a timeout, got {other:?}"),
+        }
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        assert_eq!(q.get_timeout(Duration::ZERO).await.unwrap(), 1);
+    });
+}
