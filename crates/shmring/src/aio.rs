@@ -20,10 +20,10 @@
 //! it wakes by itself once per [`WaitPolicy::slice_ns`] (100 ms by
 //! default) to re-check, the liveness bound every sleeper keeps.
 //!
-//! The ring's completions are reaped by a task spawned in the first
-//! runtime that awaits (a task, not a thread). When that runtime shuts
-//! down, the next wait starts another in its own runtime; a task of a
-//! second runtime that sleeps meanwhile is late by at most one slice.
+//! The ring's completions are reaped by a driver task in each runtime
+//! that awaits (a task, not a thread), started by its first wait and ended
+//! with the runtime; every driver hears of every completion, so a task
+//! is woken even while its own runtime's driver waits for its turn.
 //!
 //! # Cancel safety
 //!
@@ -157,8 +157,7 @@ pub(crate) async fn block_on<R>(
                     }
                     break;
                 }
-                // A driver gone with its runtime is replaced, and what it
-                // left unreaped is reaped, at least once a slice.
+                // What no driver reaped yet is reaped at least once a slice.
                 if let Some(r) = reactor() {
                     r.tick();
                 }

@@ -92,8 +92,8 @@ struct Inner {
     /// Indexed by the waits' user data.
     slots: Vec<Slot>,
     free: Vec<usize>,
-    /// Whether a driver task is running (in some runtime).
-    driven: bool,
+    /// The runtimes a driver task runs in (one each).
+    drivers: Vec<tokio::runtime::Id>,
 }
 
 /// The process's ring and the table of its queued waits.
@@ -141,7 +141,7 @@ impl Reactor {
                 ring,
                 slots: Vec::new(),
                 free: Vec::new(),
-                driven: false,
+                drivers: Vec::new(),
             }),
             eventfd,
         })
@@ -149,8 +149,8 @@ impl Reactor {
 
     /// Queues a wait on `word` while it holds `key` (a registered sleeper's
     /// key: see `WaitWord::register`). Must be called inside a tokio
-    /// runtime: the first call in a runtime without a driver starts one
-    /// (a task, not a thread).
+    /// runtime: the first call in each runtime starts that runtime's
+    /// driver (a task, not a thread).
     ///
     /// # Errors
     ///
@@ -197,55 +197,53 @@ impl Reactor {
         })
     }
 
-    /// What a sleeper whose slice ran out does: starts a driver in the
-    /// current runtime if none runs (the last one's runtime shut down) and
-    /// reaps what is posted.
+    /// What a sleeper whose slice ran out does: reaps what is posted (a
+    /// belt to the drivers' braces).
     pub(crate) fn tick(&'static self) {
-        let _ = self.ensure_driven();
         self.reap();
     }
 
     fn ensure_driven(&'static self) -> io::Result<()> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let id = runtime.id();
         {
             let mut inner = lock(&self.inner);
-            if inner.driven {
+            if inner.drivers.contains(&id) {
                 return Ok(());
             }
-            inner.driven = true;
+            inner.drivers.push(id);
         }
-        let started = tokio::runtime::Handle::try_current()
-            .map_err(io::Error::other)
-            .and_then(|runtime| {
-                let _entered = runtime.enter();
-                // SAFETY: the eventfd is owned by the process's reactor,
-                // which lives in a static and is never dropped, so the
-                // descriptor stays open and the same file for as long as
-                // the registration lives.
-                let doorbell = unsafe {
-                    AsyncFd::register_with_interest(
-                        Doorbell(self.eventfd.as_raw_fd()),
-                        Interest::READABLE,
-                    )
-                }?;
-                runtime.spawn(self.drive(doorbell));
+        let _entered = runtime.enter();
+        // SAFETY: the eventfd is owned by the process's reactor, which
+        // lives in a static and is never dropped, so the descriptor stays
+        // open and the same file for as long as the registration lives.
+        let registered = unsafe {
+            AsyncFd::register_with_interest(Doorbell(self.eventfd.as_raw_fd()), Interest::READABLE)
+        };
+        match registered {
+            Ok(doorbell) => {
+                runtime.spawn(self.drive(doorbell, id));
                 Ok(())
-            });
-        if started.is_err() {
-            lock(&self.inner).driven = false;
-        }
-        started
-    }
-
-    /// The driver: reaps completions whenever the eventfd rings. Ends with
-    /// its runtime; the next `arm` starts another in its own runtime.
-    async fn drive(&'static self, doorbell: AsyncFd<Doorbell>) {
-        struct Undriven(&'static Reactor);
-        impl Drop for Undriven {
-            fn drop(&mut self) {
-                lock(&self.0.inner).driven = false;
+            }
+            Err(e) => {
+                lock(&self.inner).drivers.retain(|d| *d != id);
+                Err(e.into())
             }
         }
-        let _undriven = Undriven(self);
+    }
+
+    /// The driver of one runtime: reaps completions whenever the eventfd
+    /// rings (every runtime's driver is told of every completion, and
+    /// whichever reaps it first wakes its task, in any runtime). Ends with
+    /// its runtime.
+    async fn drive(&'static self, doorbell: AsyncFd<Doorbell>, id: tokio::runtime::Id) {
+        struct Undriven(&'static Reactor, tokio::runtime::Id);
+        impl Drop for Undriven {
+            fn drop(&mut self) {
+                lock(&self.0.inner).drivers.retain(|d| *d != self.1);
+            }
+        }
+        let _undriven = Undriven(self, id);
         loop {
             self.reap();
             let Ok(mut ready) = doorbell.readable().await else {
