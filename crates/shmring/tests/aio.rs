@@ -48,6 +48,16 @@ fn sync_consumer((q, n, burst): (Queue<u64>, u64, u64)) -> EntryResult {
 }
 static SYNC_CONSUMER: Entry<(Queue<u64>, u64, u64)> = shmring::entry!(sync_consumer);
 
+/// Puts 0, 1, 2, ... every millisecond until killed.
+fn sync_producer_forever((q,): (Queue<u64>,)) -> EntryResult {
+    for i in 0.. {
+        q.put_timeout(i, Duration::from_secs(20))?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+static SYNC_PRODUCER_FOREVER: Entry<(Queue<u64>,)> = shmring::entry!(sync_producer_forever);
+
 /// The threads of this process.
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -130,7 +140,12 @@ static IDLE_RECEIVERS: Entry<(Queue<u64>,)> = shmring::entry!(idle_receivers);
 
 #[test]
 fn child_entry() {
-    run_child(&[&SYNC_PRODUCER, &SYNC_CONSUMER, &IDLE_RECEIVERS]);
+    run_child(&[
+        &SYNC_PRODUCER,
+        &SYNC_CONSUMER,
+        &IDLE_RECEIVERS,
+        &SYNC_PRODUCER_FOREVER,
+    ]);
 }
 
 /// This machine's kernel has io_uring's futex wait (Linux 6.7+, io_uring
@@ -298,5 +313,35 @@ fn timeouts_give_up_on_time_and_give_the_item_back() {
         }
         assert!(start.elapsed() >= Duration::from_millis(100));
         assert_eq!(q.get_timeout(Duration::ZERO).await.unwrap(), 1);
+    });
+}
+
+/// A producer process SIGKILLed while a task awaits: the task gets every
+/// item the producer put before it died, in order, none twice, and then
+/// its timed get ends with `Timeout` (a queue's get, like Python's, does
+/// not end because a producer died; the timeout is what ends it).
+#[test]
+fn a_producer_killed_while_a_task_awaits() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "producer killed");
+    let q = Queue::<u64>::new(0).unwrap();
+    let mut child = spawn_child(CHILD_TEST, &SYNC_PRODUCER_FOREVER, (&q,));
+    let q = AsyncQueue::new(q);
+    runtime().block_on(async {
+        let mut next = 0;
+        loop {
+            match q.get_timeout(Duration::from_millis(500)).await {
+                Ok(item) => {
+                    assert_eq!(item, next, "in order, none lost, none twice");
+                    next += 1;
+                    if next == 100 {
+                        child.kill().unwrap();
+                        child.wait().unwrap();
+                    }
+                }
+                Err(GetTimeoutError::Timeout) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(next >= 100, "only {next} items before the end");
     });
 }
