@@ -2,7 +2,9 @@
 //! thread per waiter and without polling.
 //!
 //! [`AsyncQueue`] wraps a [`Queue`](crate::queue::Queue): `get().await`,
-//! `put(x).await` and their `_timeout` forms (tokio's clock). The other end
+//! `put(x).await` and their `_timeout` forms (tokio's clock).
+//! [`AsyncConnection`] wraps a pipe end: `recv().await`, `recv_bytes`,
+//! `recv_timeout` (sends stay sync). The other end
 //! may be any handle of the same queue, in this process or another, sync
 //! or async: a sync producer wakes an async consumer through its ordinary
 //! publish path, and pays nothing when nobody sleeps.
@@ -33,6 +35,8 @@
 //!   `tokio::time::timeout`) has taken nothing. Dropping it also ends its
 //!   registration (`waiters -= 1`), cancels its io_uring wait, and passes
 //!   on a wake-up it had already taken, so no other sleeper misses one.
+//! * [`AsyncConnection::recv`] and its forms are cancel-safe too (see
+//!   the type).
 //! * [`AsyncQueue::put`] and [`AsyncQueue::put_timeout`] are not: a
 //!   dropped pending put has not put its item, and the item is dropped
 //!   with the future (as with tokio's `mpsc::Sender::send`). Use
@@ -57,6 +61,7 @@ use tokio::time::Instant;
 use crate::sys::uring::{reactor, KeepAlive};
 use crate::sys::FutexWaiter;
 
+pub use crate::pipe::AsyncConnection;
 pub use crate::queue::AsyncQueue;
 
 /// How often a wait re-checks when the io_uring futex wait is not

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shmring::aio::{sleeps_without_polling, AsyncQueue};
+use shmring::aio::{sleeps_without_polling, AsyncConnection, AsyncQueue};
+use shmring::pipe::{Connection, Pipe, RecvError};
 use shmring::process::{Entry, EntryResult};
 use shmring::queue::{GetTimeoutError, Queue};
 use shmring_testkit::{run_child, spawn_child, wait_child, Watchdog};
@@ -57,6 +58,27 @@ fn sync_producer_forever((q,): (Queue<u64>,)) -> EntryResult {
     Ok(())
 }
 static SYNC_PRODUCER_FOREVER: Entry<(Queue<u64>,)> = shmring::entry!(sync_producer_forever);
+
+/// Answers each number with the next one until end of file (sync).
+fn echo((mut conn,): (Connection,)) -> EntryResult {
+    loop {
+        match conn.recv::<u64>() {
+            Ok(n) => conn.send(&(n + 1))?,
+            Err(RecvError::Eof) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+static ECHO: Entry<(Connection,)> = shmring::entry!(echo);
+
+/// Sends `0..10`, then waits to be killed.
+fn send_ten_then_hang((mut conn,): (Connection,)) -> EntryResult {
+    for i in 0..10u64 {
+        conn.send(&i)?;
+    }
+    shmring_testkit::sleep_forever()
+}
+static SEND_TEN_THEN_HANG: Entry<(Connection,)> = shmring::entry!(send_ten_then_hang);
 
 /// The threads of this process.
 fn threads() -> usize {
@@ -145,6 +167,8 @@ fn child_entry() {
         &SYNC_CONSUMER,
         &IDLE_RECEIVERS,
         &SYNC_PRODUCER_FOREVER,
+        &ECHO,
+        &SEND_TEN_THEN_HANG,
     ]);
 }
 
@@ -345,4 +369,79 @@ fn a_producer_killed_while_a_task_awaits() {
     });
     let _ = child.kill(); // in case the loop ended before the kill
     assert!(!child.wait().unwrap().success(), "killed");
+}
+
+/// A tokio task and a sync echo process over a duplex pipe: the task
+/// awaits every answer (asleep in an io_uring wait while the child works).
+#[test]
+fn tokio_task_and_sync_echo_process_over_a_pipe() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "pipe echo");
+    let (ours, theirs) = Pipe::new(true).unwrap();
+    let child = spawn_child(CHILD_TEST, &ECHO, (&theirs,));
+    drop(theirs);
+    let mut ours = AsyncConnection::new(ours);
+    runtime().block_on(async {
+        for n in 0..5_000u64 {
+            ours.get_mut().send(&n).unwrap();
+            assert_eq!(ours.recv::<u64>().await.unwrap(), n + 1);
+        }
+    });
+    drop(ours); // end of file: the child returns
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+}
+
+/// The writer process is SIGKILLed while a task awaits the next message:
+/// the task gets what was sent, then `Eof` (the dead writer noticed by the
+/// wait's liveness check, within a slice), not a wait forever.
+#[test]
+fn a_writer_killed_while_a_task_awaits_reads_eof() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "writer killed");
+    let (reader, writer) = Pipe::new(false).unwrap();
+    let mut child = spawn_child(CHILD_TEST, &SEND_TEN_THEN_HANG, (&writer,));
+    drop(writer);
+    let mut reader = AsyncConnection::new(reader);
+    runtime().block_on(async {
+        for i in 0..10u64 {
+            assert_eq!(reader.recv::<u64>().await.unwrap(), i);
+        }
+        let kill = async {
+            // Let the task fall asleep first.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            child.kill().unwrap();
+        };
+        let (got, ()) = tokio::join!(reader.recv::<u64>(), kill);
+        assert!(matches!(got, Err(RecvError::Eof)), "{got:?}");
+    });
+    assert!(!child.wait().unwrap().success(), "killed");
+}
+
+/// A receive with a timeout gives up with `Timeout`, and dropped pending
+/// receives take nothing.
+#[test]
+fn pipe_receive_timeouts_and_drops_lose_nothing() {
+    let _dog = Watchdog::new(Duration::from_secs(20), "pipe timeouts");
+    let (reader, mut writer) = Pipe::new(false).unwrap();
+    let mut reader = AsyncConnection::new(reader);
+    runtime().block_on(async {
+        let start = tokio::time::Instant::now();
+        assert!(matches!(
+            reader.recv_timeout::<u64>(Duration::from_millis(100)).await,
+            Err(shmring::pipe::RecvTimeoutError::Timeout)
+        ));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        for i in 0..100u64 {
+            // A pending receive dropped after 0 to 1 ms (nothing was
+            // sent yet, so none completes); the message sent after it
+            // goes to the next receive.
+            let dropped =
+                tokio::time::timeout(Duration::from_micros(i * 10), reader.recv::<u64>()).await;
+            assert!(dropped.is_err(), "nothing to receive yet");
+            writer.send(&i).unwrap();
+            assert_eq!(reader.recv::<u64>().await.unwrap(), i);
+        }
+    });
+    assert!(matches!(
+        reader.get_mut().try_recv::<u64>(),
+        Err(shmring::pipe::TryRecvError::Empty)
+    ));
 }
