@@ -11,7 +11,7 @@ use std::time::Duration;
 use shmring::aio::{sleeps_without_polling, AsyncConnection, AsyncQueue};
 use shmring::pipe::{Connection, Pipe, RecvError};
 use shmring::process::{Entry, EntryResult};
-use shmring::queue::{GetTimeoutError, Queue};
+use shmring::queue::{GetError, GetTimeoutError, Queue};
 use shmring_testkit::{run_child, spawn_child, wait_child, Watchdog};
 
 const CHILD_TEST: &str = "child_entry";
@@ -444,4 +444,43 @@ fn pipe_receive_timeouts_and_drops_lose_nothing() {
         reader.get_mut().try_recv::<u64>(),
         Err(shmring::pipe::TryRecvError::Empty)
     ));
+}
+
+/// A shutdown wakes 1,000 sleeping tasks at once: more completions than
+/// the ring's completion queue holds (512), all delivered. (On Linux 6.18
+/// this passes without the reaper's overflow flush too: the kernel hands
+/// the kept completions over by itself; the flush is for kernels that
+/// wait for an enter.)
+#[test]
+fn a_shutdown_wakes_a_thousand_sleeping_tasks() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "shutdown wakes all");
+    let q = AsyncQueue::new(Queue::<u64>::new(0).unwrap());
+    runtime().block_on(async {
+        let tasks: Vec<_> = (0..1_000)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { q.get().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await; // all asleep
+        q.sync().shutdown();
+        for task in tasks {
+            let got = task.await.unwrap();
+            assert!(matches!(got, Err(GetError::ShutDown)), "{got:?}");
+        }
+    });
+}
+
+/// The futures can be spawned on a multi-threaded runtime.
+#[test]
+fn the_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let q = AsyncQueue::new(Queue::<u64>::new(0).unwrap());
+    let (reader, _writer) = Pipe::new(false).unwrap();
+    let mut reader = AsyncConnection::new(reader);
+    send(&q.get());
+    send(&q.put(1));
+    send(&q.get_timeout(Duration::ZERO));
+    send(&q.put_timeout(1, Duration::ZERO));
+    send(&reader.recv::<u64>());
 }

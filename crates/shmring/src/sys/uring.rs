@@ -272,25 +272,38 @@ impl Reactor {
             let Inner {
                 ring, slots, free, ..
             } = &mut *inner;
-            for cqe in ring.completion() {
-                let Ok(index) = usize::try_from(cqe.user_data()) else {
-                    continue;
-                };
-                if cqe.user_data() == CANCEL || index >= slots.len() {
-                    continue;
-                }
-                match std::mem::replace(&mut slots[index], Slot::Free) {
-                    Slot::Waiting(waker) => {
-                        slots[index] = Slot::Done(cqe.result());
-                        wakers.extend(waker);
+            loop {
+                for cqe in ring.completion() {
+                    let (data, result) = (cqe.user_data(), cqe.result());
+                    let Ok(index) = usize::try_from(data) else {
+                        continue;
+                    };
+                    if data == CANCEL || index >= slots.len() {
+                        continue;
                     }
-                    Slot::Abandoned { word, keep } => {
-                        free.push(index);
-                        if cqe.result() == 0 {
-                            passed.push((word, keep));
+                    match std::mem::replace(&mut slots[index], Slot::Free) {
+                        Slot::Waiting(waker) => {
+                            slots[index] = Slot::Done(result);
+                            wakers.extend(waker);
                         }
+                        Slot::Abandoned { word, keep } => {
+                            free.push(index);
+                            if result == 0 {
+                                passed.push((word, keep));
+                            }
+                        }
+                        other => slots[index] = other, // not ours to change
                     }
-                    other => slots[index] = other, // not ours to change
+                }
+                // More completions than the completion queue holds (a
+                // wake of all of 1,000 sleepers): the kernel keeps the rest
+                // and hands them over only on an enter, which `submit`
+                // makes when it sees the overflow flag.
+                if !ring.submission().cq_overflow() {
+                    break;
+                }
+                if ring.submit().is_err() {
+                    break; // reaped at the next ring of the eventfd
                 }
             }
         }
