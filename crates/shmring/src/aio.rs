@@ -42,6 +42,17 @@
 //!   with the future (as with tokio's `mpsc::Sender::send`). Use
 //!   `put_timeout`, which gives the item back, where that matters.
 //!
+//! # Runtime and process requirements
+//!
+//! * A tokio runtime with I/O and time enabled (`enable_all`, or
+//!   `#[tokio::main]`): the eventfd is watched by tokio's I/O driver, the
+//!   liveness slice and timeouts are tokio timers. Without the I/O driver
+//!   a wait falls back to re-checking every millisecond.
+//! * The ring belongs to the process that made it: a process that forks
+//!   without exec must not await in the child (the child would share the
+//!   parent's ring). Children started through [`crate::process`] exec, and
+//!   make their own.
+//!
 //! # Kernel support
 //!
 //! io_uring's futex wait needs Linux 6.7. Where io_uring is missing,
