@@ -374,6 +374,12 @@ impl Ring {
         &self.raw.shared().not_empty
     }
 
+    /// The wait word a writer sleeps on until the reader releases room or
+    /// the ring is closed (as [`Ring::readable_word`], for the writer).
+    pub fn writable_word(&self) -> &crate::wait::WaitWord {
+        &self.raw.shared().not_full
+    }
+
     /// The role words, for the engine to claim producer and consumer roles.
     pub fn owner_words(&self) -> (&crate::sync::AtomicU64, &crate::sync::AtomicU64) {
         let c = &self.raw.shared().config;

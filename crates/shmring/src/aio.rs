@@ -4,7 +4,7 @@
 //! [`AsyncQueue`] wraps a [`Queue`](crate::queue::Queue): `get().await`,
 //! `put(x).await` and their `_timeout` forms (tokio's clock).
 //! [`AsyncConnection`] wraps a pipe end: `recv().await`, `recv_bytes`,
-//! `recv_timeout` (sends stay sync). The other end
+//! `recv_timeout`, `send(&x).await`, `send_timeout`. The other end
 //! may be any handle of the same queue, in this process or another, sync
 //! or async: a sync producer wakes an async consumer through its ordinary
 //! publish path, and pays nothing when nobody sleeps.
@@ -35,7 +35,7 @@
 //!   `tokio::time::timeout`) has taken nothing. Dropping it also ends its
 //!   registration (`waiters -= 1`), cancels its io_uring wait, and passes
 //!   on a wake-up it had already taken, so no other sleeper misses one.
-//! * [`AsyncConnection::recv`] and its forms are cancel-safe too (see
+//! * [`AsyncConnection`]'s receives and sends are cancel-safe too (see
 //!   the type).
 //! * [`AsyncQueue::put`] and [`AsyncQueue::put_timeout`] are not: a
 //!   dropped pending put has not put its item, and the item is dropped

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shmring::aio::{sleeps_without_polling, AsyncConnection, AsyncQueue};
-use shmring::pipe::{Connection, Pipe, RecvError};
+use shmring::pipe::{Connection, Pipe, RecvError, SendError};
 use shmring::process::{Entry, EntryResult};
 use shmring::queue::{GetError, GetTimeoutError, Queue};
 use shmring_testkit::{run_child, spawn_child, wait_child, Watchdog};
@@ -79,6 +79,25 @@ fn send_ten_then_hang((mut conn,): (Connection,)) -> EntryResult {
     shmring_testkit::sleep_forever()
 }
 static SEND_TEN_THEN_HANG: Entry<(Connection,)> = shmring::entry!(send_ten_then_hang);
+
+/// Receives `0..n` in order (sync), pausing 20 ms after every 2,000, so
+/// that the async writer finds the ring full.
+fn drain_pipe((mut conn, n): (Connection, u64)) -> EntryResult {
+    for i in 0..n {
+        assert_eq!(conn.recv::<u64>()?, i);
+        if (i + 1) % 2_000 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+static DRAIN_PIPE: Entry<(Connection, u64)> = shmring::entry!(drain_pipe);
+
+/// Reads nothing; waits to be killed.
+fn read_nothing((_conn,): (Connection,)) -> EntryResult {
+    shmring_testkit::sleep_forever()
+}
+static READ_NOTHING: Entry<(Connection,)> = shmring::entry!(read_nothing);
 
 /// The threads of this process.
 fn threads() -> usize {
@@ -169,6 +188,8 @@ fn child_entry() {
         &SYNC_PRODUCER_FOREVER,
         &ECHO,
         &SEND_TEN_THEN_HANG,
+        &DRAIN_PIPE,
+        &READ_NOTHING,
     ]);
 }
 
@@ -372,7 +393,7 @@ fn a_producer_killed_while_a_task_awaits() {
 }
 
 /// A tokio task and a sync echo process over a duplex pipe: the task
-/// awaits every answer (asleep in an io_uring wait while the child works).
+/// awaits every send and every answer (asleep in an io_uring wait while the child works).
 #[test]
 fn tokio_task_and_sync_echo_process_over_a_pipe() {
     let _dog = Watchdog::new(Duration::from_secs(60), "pipe echo");
@@ -382,7 +403,7 @@ fn tokio_task_and_sync_echo_process_over_a_pipe() {
     let mut ours = AsyncConnection::new(ours);
     runtime().block_on(async {
         for n in 0..5_000u64 {
-            ours.get_mut().send(&n).unwrap();
+            ours.send(&n).await.unwrap();
             assert_eq!(ours.recv::<u64>().await.unwrap(), n + 1);
         }
     });
@@ -483,4 +504,64 @@ fn the_futures_are_send() {
     send(&q.get_timeout(Duration::ZERO));
     send(&q.put_timeout(1, Duration::ZERO));
     send(&reader.recv::<u64>());
+    send(&reader.send(&1u64));
+}
+
+/// A small ring (1 KiB): an async writer against a sync reader process
+/// that pauses, so sends await room again and again.
+fn small_pipe() -> (Connection, Connection) {
+    Pipe::builder()
+        .duplex(false)
+        .ring_bytes(1024)
+        .pair()
+        .unwrap()
+}
+
+#[test]
+fn tokio_writer_to_sync_reader_process_over_a_pipe() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "pipe writer");
+    const N: u64 = 20_000;
+    let (reader, writer) = small_pipe();
+    let child = spawn_child(CHILD_TEST, &DRAIN_PIPE, (&reader, N));
+    drop(reader);
+    let mut writer = AsyncConnection::new(writer);
+    runtime().block_on(async {
+        for i in 0..N {
+            tokio::time::timeout(Duration::from_secs(20), writer.send(&i))
+                .await
+                .expect("room for the next message")
+                .unwrap();
+        }
+    });
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+}
+
+/// The reader process is SIGKILLed while a task awaits room: the send
+/// ends with `BrokenPipe` (the dead reader noticed within a slice).
+#[test]
+fn a_reader_killed_while_a_task_awaits_room_breaks_the_pipe() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "reader killed");
+    let (reader, writer) = small_pipe();
+    let mut child = spawn_child(CHILD_TEST, &READ_NOTHING, (&reader,));
+    drop(reader);
+    let mut writer = AsyncConnection::new(writer);
+    runtime().block_on(async {
+        // Fill the ring.
+        let mut i = 0u64;
+        while writer
+            .send_timeout(&i, Duration::from_millis(50))
+            .await
+            .is_ok()
+        {
+            i += 1;
+        }
+        assert!(i > 0, "the ring took nothing");
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            child.kill().unwrap();
+        };
+        let (sent, ()) = tokio::join!(writer.send(&i), kill);
+        assert!(matches!(sent, Err(SendError::BrokenPipe)), "{sent:?}");
+    });
+    assert!(!child.wait().unwrap().success(), "killed");
 }
