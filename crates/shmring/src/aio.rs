@@ -2,7 +2,8 @@
 //! thread per waiter and without polling.
 //!
 //! [`AsyncQueue`] wraps a [`Queue`](crate::queue::Queue): `get().await`,
-//! `put(x).await` and their `_timeout` forms (tokio's clock).
+//! `put(x).await` and their `_timeout` forms (tokio's clock), and
+//! [`AsyncQueue::into_stream`], a `futures_core::Stream` of its items.
 //! [`AsyncConnection`] wraps a pipe end: `recv().await`, `recv_bytes`,
 //! `recv_timeout`, `send(&x).await`, `send_timeout`. The other end
 //! may be any handle of the same queue, in this process or another, sync
@@ -73,7 +74,7 @@ use crate::sys::uring::{reactor, KeepAlive};
 use crate::sys::FutexWaiter;
 
 pub use crate::pipe::AsyncConnection;
-pub use crate::queue::AsyncQueue;
+pub use crate::queue::{AsyncQueue, QueueStream};
 
 /// How often a wait re-checks when the io_uring futex wait is not
 /// available (1 ms).

@@ -71,7 +71,7 @@ mod simple;
 use handle::{Handle, PutFailure};
 
 #[cfg(feature = "tokio")]
-pub use aio::AsyncQueue;
+pub use aio::{AsyncQueue, QueueStream};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;

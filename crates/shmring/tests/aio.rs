@@ -565,3 +565,32 @@ fn a_reader_killed_while_a_task_awaits_room_breaks_the_pipe() {
     });
     assert!(!child.wait().unwrap().success(), "killed");
 }
+
+/// The stream yields every item in order, then ends at the shutdown.
+#[test]
+fn the_stream_yields_every_item_then_ends_at_shutdown() {
+    use futures_core::Stream;
+    let _dog = Watchdog::new(Duration::from_secs(20), "stream");
+    let q = AsyncQueue::new(Queue::<u64>::new(0).unwrap());
+    let sync = q.clone();
+    let mut stream = q.into_stream();
+    runtime().block_on(async {
+        let producer = std::thread::spawn(move || {
+            for i in 0..1_000u64 {
+                sync.sync().put(i).unwrap();
+                if i % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(5)); // the stream sleeps
+                }
+            }
+            sync.sync().shutdown();
+        });
+        let mut got = Vec::new();
+        while let Some(item) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await
+        {
+            got.push(item.unwrap());
+        }
+        producer.join().unwrap();
+        assert_eq!(got, (0..1_000).collect::<Vec<u64>>());
+    });
+}

@@ -1,7 +1,12 @@
 //! [`AsyncQueue`]: a [`Queue`] awaited from tokio (feature `tokio`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures_core::Stream;
 
 use super::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
@@ -173,5 +178,73 @@ impl<T: Message> AsyncQueue<T> {
     /// As [`Queue::try_put`].
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.queue.try_put(item)
+    }
+}
+
+impl<T: Message + Send + 'static> AsyncQueue<T> {
+    /// The queue's items as a [`Stream`] (of `get` results), which ends
+    /// after this handle is closed or the queue shut down (and drained).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the stream while it waits takes nothing, as a dropped
+    /// [`get`](Self::get).
+    pub fn into_stream(self) -> QueueStream<T> {
+        QueueStream {
+            queue: self.queue,
+            pending: None,
+            done: false,
+        }
+    }
+}
+
+/// A pending `get` of a [`QueueStream`].
+type PendingGet<T> = Pin<Box<dyn Future<Output = Result<T, GetError>> + Send>>;
+
+/// [`AsyncQueue::into_stream`]: the items of a queue as a [`Stream`].
+pub struct QueueStream<T> {
+    queue: Arc<Queue<T>>,
+    /// The get in progress, if any.
+    pending: Option<PendingGet<T>>,
+    /// The queue was closed or shut down: nothing more comes.
+    done: bool,
+}
+
+impl<T> std::fmt::Debug for QueueStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueStream")
+            .field("queue", &*self.queue)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<T: Message + Send + 'static> Stream for QueueStream<T> {
+    type Item = Result<T, GetError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Every field is Unpin (the future is boxed).
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let queue = &this.queue;
+        let get = this.pending.get_or_insert_with(|| {
+            let queue = AsyncQueue {
+                queue: queue.clone(),
+            };
+            Box::pin(async move { queue.get().await })
+        });
+        let Poll::Ready(got) = get.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        this.pending = None;
+        match got {
+            Err(GetError::Closed | GetError::ShutDown) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            got => Poll::Ready(Some(got)),
+        }
     }
 }
