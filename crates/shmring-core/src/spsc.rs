@@ -365,6 +365,21 @@ impl Ring {
         (&shared.producer.tail, &shared.consumer.head)
     }
 
+    /// The wait word a reader sleeps on until a record is published or
+    /// the ring closed (for sleepers outside this module: see
+    /// [`Consumer::check_readable`] and [`WaitWord::register`]).
+    ///
+    /// [`WaitWord::register`]: crate::wait::WaitWord::register
+    pub fn readable_word(&self) -> &crate::wait::WaitWord {
+        &self.raw.shared().not_empty
+    }
+
+    /// The wait word a writer sleeps on until the reader releases room or
+    /// the ring is closed (as [`Ring::readable_word`], for the writer).
+    pub fn writable_word(&self) -> &crate::wait::WaitWord {
+        &self.raw.shared().not_full
+    }
+
     /// The role words, for the engine to claim producer and consumer roles.
     pub fn owner_words(&self) -> (&crate::sync::AtomicU64, &crate::sync::AtomicU64) {
         let c = &self.raw.shared().config;
@@ -811,22 +826,26 @@ impl<W: Waiter + Clone> Consumer<W> {
     ///
     /// [`TimedOut`] when `until` passes first.
     pub fn wait_readable(&mut self, until: Until) -> Result<bool, TimedOut> {
-        wait_paced!(
-            self,
-            self.reader.ring,
-            not_empty,
-            until,
-            |slow| match self.next() {
-                Ok(_) | Err(PopError::Corrupted(_)) => Some(true),
-                Err(PopError::Closed) => Some(false),
-                // Gone: one more look, for what it published before dying.
-                Err(_) if slow && self.peer_gone() => Some(!matches!(
-                    self.next(),
-                    Err(PopError::Empty | PopError::Closed)
-                )),
-                Err(_) => None,
-            }
-        )
+        wait_paced!(self, self.reader.ring, not_empty, until, |slow| self
+            .check_readable(slow))
+    }
+
+    /// The check [`wait_readable`](Consumer::wait_readable) makes between
+    /// its sleeps, for a caller that sleeps by other means (an async task
+    /// on the ring's [`Ring::readable_word`]): `Some` as `wait_readable`
+    /// answers, `None` to wait on. `slow`: also ask the handle's [`Role`]
+    /// whether the producer is gone (a system call in the engine).
+    pub fn check_readable(&mut self, slow: bool) -> Option<bool> {
+        match self.next() {
+            Ok(_) | Err(PopError::Corrupted(_)) => Some(true),
+            Err(PopError::Closed) => Some(false),
+            // Gone: one more look, for what it published before dying.
+            Err(_) if slow && self.peer_gone() => Some(!matches!(
+                self.next(),
+                Err(PopError::Empty | PopError::Closed)
+            )),
+            Err(_) => None,
+        }
     }
 
     /// Sets the spin budget and sleep slice of the blocking calls (the

@@ -138,6 +138,28 @@ pub enum HeavyFence {
     Failed,
 }
 
+/// What [`WaitWord::register`] read and did: the key to sleep on and how
+/// the heavy fence went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// `seq` as read before the re-check: sleep only while it still holds.
+    pub key: u32,
+    /// The heavy fence's outcome: on [`HeavyFence::Failed`] sleep at most
+    /// [`UNFENCED_SLEEP_NS`] at a time.
+    pub fenced: HeavyFence,
+}
+
+impl Registration {
+    /// Longest single sleep for this registration under `policy`.
+    #[inline]
+    pub fn slice_ns(&self, policy: &WaitPolicy) -> u64 {
+        match self.fenced {
+            HeavyFence::Failed => policy.slice_ns.min(UNFENCED_SLEEP_NS),
+            HeavyFence::NotNeeded | HeavyFence::Done => policy.slice_ns,
+        }
+    }
+}
+
 /// Longest single sleep when [`Waiter::heavy_fence`] failed (1 ms): a
 /// wake-up that a light waker skipped is then late by at most this much,
 /// never lost.
@@ -198,6 +220,45 @@ impl WaitWord {
         // `seq` in `block_on`.
         self.seq.fetch_add(1, Ordering::Release);
         waiter.wake(&self.seq, count);
+    }
+
+    /// The sleeper's registration, the first half of a sleep: reads the
+    /// key, raises `waiters`, and makes both fences (module docs). The
+    /// caller must re-check its condition next, and then either
+    /// [`WaitWord::deregister`] (the condition held) or sleep on
+    /// [`WaitWord::seq`] while it equals the returned key, and deregister
+    /// after. [`block_on_with`] is this, a sleep and the deregistration;
+    /// an asynchronous sleeper (the `shmring` crate's io_uring futex wait)
+    /// runs the same steps with a sleep that does not block a thread.
+    #[inline]
+    pub fn register<W: Waiter + ?Sized>(&self, waiter: &W) -> Registration {
+        // ORDERING: Acquire — reads the `seq` a waker bumped after
+        // publishing; pairs with the Release bump in `wake_now`. Read before
+        // the re-check (see the module docs).
+        let key = self.seq.load(Ordering::Acquire);
+        // ORDERING: the RMW itself may be Relaxed; the SeqCst fence after it
+        // is what pairs with the fence in `wake_if_waiting`.
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // ORDERING: the heavy side of the asymmetric fence: pairs with the
+        // compiler barrier of light wakers in `wake_if_waiting`.
+        let fenced = waiter.heavy_fence();
+        Registration { key, fenced }
+    }
+
+    /// Ends a registration made by [`WaitWord::register`]: once per
+    /// registration, after the re-check answered or the sleep returned.
+    #[inline]
+    pub fn deregister(&self) {
+        // ORDERING: Relaxed — only a count; nothing is published by it.
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The futex word a registered sleeper sleeps on (while it equals the
+    /// registration's key).
+    #[inline]
+    pub fn seq(&self) -> &AtomicU32 {
+        &self.seq
     }
 
     /// Sleepers registered right now (a snapshot, for statistics and tests).
@@ -634,37 +695,22 @@ where
                 return Ok(r);
             }
         }
-        // ORDERING: Acquire — reads the `seq` a waker bumped after
-        // publishing; pairs with the Release bump in `wake_now`. Read before
-        // the re-check (see the module docs).
-        let key = word.seq.load(Ordering::Acquire);
-        // ORDERING: the RMW itself may be Relaxed; the SeqCst fence after it
-        // is what pairs with the fence in `wake_if_waiting`.
-        word.waiters.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        // ORDERING: the heavy side of the asymmetric fence: pairs with the
-        // compiler barrier of light wakers in `wake_if_waiting`.
-        let fenced = waiter.heavy_fence();
+        let Registration { key, fenced } = word.register(waiter);
         if let Some(r) = check(false) {
-            // ORDERING: Relaxed — only a count; nothing is published by it.
-            word.waiters.fetch_sub(1, Ordering::Relaxed);
+            word.deregister();
             if slept {
                 history.slept(policy, start, waiter.now());
             }
             return Ok(r);
         }
-        let slice = match fenced {
-            HeavyFence::Failed => policy.slice_ns.min(UNFENCED_SLEEP_NS),
-            HeavyFence::NotNeeded | HeavyFence::Done => policy.slice_ns,
-        };
+        let slice = Registration { key, fenced }.slice_ns(policy);
         let until = match deadline {
             Some(d) => d.min(now.after(slice)),
             None => now.after(slice),
         };
         waiter.wait(&word.seq, key, Some(until));
         slept = true;
-        // ORDERING: Relaxed — only a count.
-        word.waiters.fetch_sub(1, Ordering::Relaxed);
+        word.deregister();
         if let Some(r) = check(false) {
             history.slept(policy, start, waiter.now());
             return Ok(r);

@@ -137,6 +137,8 @@
 //!   with no system calls, checked by loom and Miri.
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod attach;
 pub mod codec;
 mod counts;

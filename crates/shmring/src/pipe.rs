@@ -235,6 +235,8 @@ use crate::object::{
 };
 use crate::segment::Segment;
 
+#[cfg(feature = "tokio")]
+pub use connection::AsyncConnection;
 pub use connection::Connection;
 pub use error::{
     ConnectError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,

@@ -75,6 +75,8 @@ use crate::object::{
 };
 use crate::segment::Segment;
 
+#[cfg(feature = "tokio")]
+mod aio;
 pub(crate) mod descriptor;
 mod error;
 mod handle;
@@ -85,6 +87,8 @@ mod simple;
 
 use handle::{Handle, PutFailure};
 
+#[cfg(feature = "tokio")]
+pub use aio::{AsyncQueue, QueueStream};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;

@@ -11,6 +11,7 @@
 //! - [`membarrier`]: the heavy side of the wait protocol's asymmetric fence.
 //! - [`process`]: signals, the parent-death signal of daemon children, and a
 //!   thread's involuntary context switches (the wait's crowded-CPU test).
+//! - `uring` (feature `tokio`): io_uring futex waits for async sleepers.
 
 pub(crate) mod clock;
 pub(crate) mod futex;
@@ -18,6 +19,8 @@ pub(crate) mod lock;
 pub(crate) mod membarrier;
 pub(crate) mod process;
 pub(crate) mod shm;
+#[cfg(feature = "tokio")]
+pub(crate) mod uring;
 
 pub(crate) use clock::{now, now_coarse, until_instant};
 pub use futex::FutexWaiter;

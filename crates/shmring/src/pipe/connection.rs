@@ -1,6 +1,8 @@
 //! [`Connection`]: one end of a pipe. Claiming, sharing and closing it are
 //! here; its sends are in `send`, its receives in `recv`.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod recv;
 mod send;
 
@@ -21,6 +23,8 @@ use crate::error::SegmentError;
 use crate::object::{OpenError, RoleError};
 use crate::segment::PeerCounter;
 use crate::sys::clock::until_instant;
+#[cfg(feature = "tokio")]
+pub use aio::AsyncConnection;
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
 ///

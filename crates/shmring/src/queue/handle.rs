@@ -32,6 +32,9 @@ use crate::object::RoleError;
 use crate::segment::{PeerCounter, Segment};
 use crate::sys::FutexWaiter;
 
+#[cfg(feature = "tokio")]
+mod aio;
+
 /// A JoinableQueue's task bookkeeping, handed to [`Handle::get`]: each
 /// take is announced in this handle's slot right before its CAS, and ended
 /// after it (see [`shmring_core::joinable`]).
@@ -246,36 +249,59 @@ impl Handle {
             self.queue.core().space_word(),
             &self.waiter,
             until,
-            |_slow| {
-                let mut guard = lock(&self.producer);
-                // Under the mutex: a close hands the ring back under it
-                // after raising the flag, so no put claims one after that.
-                if self.is_closed() {
-                    return Some(Err(PutFailure::HandleClosed));
-                }
-                let (producer, scratch) = match claimed(&self.queue, &mut guard) {
-                    Ok(state) => state,
-                    Err(e) => return Some(Err(PutFailure::Claim(e))),
-                };
-                let bytes = match (owned.as_deref(), item.as_bytes()) {
-                    (Some(bytes), _) | (None, Some(bytes)) => bytes,
-                    (None, None) => match encoded(&item, scratch) {
-                        Ok(bytes) => bytes,
-                        Err(e) => return Some(Err(PutFailure::Encode(e))),
-                    },
-                };
-                len = bytes.len();
-                match producer.try_push(bytes) {
-                    Err(PushError::Full) => {
-                        if owned.is_none() && item.as_bytes().is_none() && !until.is_now() {
-                            owned = Some(bytes.to_vec());
-                        }
-                        None
-                    }
-                    done => Some(done.map_err(PutFailure::Push)),
-                }
-            },
+            |_slow| self.try_put_once(&item, &mut owned, &mut len, !until.is_now()),
         );
+        self.put_done(item, result, len, !until.is_now())
+    }
+
+    /// One try of a put: `None` when there is no room. `owned` keeps the
+    /// encoding once `keep_copy` says the put will wait (another thread
+    /// may reuse the scratch buffer meanwhile); `len` is set to the
+    /// message's length.
+    fn try_put_once<T: Message>(
+        &self,
+        item: &T,
+        owned: &mut Option<Vec<u8>>,
+        len: &mut usize,
+        keep_copy: bool,
+    ) -> Option<Result<(), PutFailure>> {
+        let mut guard = lock(&self.producer);
+        // Under the mutex: a close hands the ring back under it after
+        // raising the flag, so no put claims one after that.
+        if self.is_closed() {
+            return Some(Err(PutFailure::HandleClosed));
+        }
+        let (producer, scratch) = match claimed(&self.queue, &mut guard) {
+            Ok(state) => state,
+            Err(e) => return Some(Err(PutFailure::Claim(e))),
+        };
+        let bytes = match (owned.as_deref(), item.as_bytes()) {
+            (Some(bytes), _) | (None, Some(bytes)) => bytes,
+            (None, None) => match encoded(item, scratch) {
+                Ok(bytes) => bytes,
+                Err(e) => return Some(Err(PutFailure::Encode(e))),
+            },
+        };
+        *len = bytes.len();
+        match producer.try_push(bytes) {
+            Err(PushError::Full) => {
+                if owned.is_none() && item.as_bytes().is_none() && keep_copy {
+                    *owned = Some(bytes.to_vec());
+                }
+                None
+            }
+            done => Some(done.map_err(PutFailure::Push)),
+        }
+    }
+
+    /// A put's outcome, counted; `waited`: a timeout is counted as one.
+    fn put_done<T: Message>(
+        &self,
+        item: T,
+        result: Result<Result<(), PutFailure>, TimedOut>,
+        len: usize,
+        waited: bool,
+    ) -> Result<(), TryPutError<T>> {
         match result {
             Ok(Ok(())) => {
                 self.segment
@@ -284,7 +310,7 @@ impl Handle {
             }
             Ok(Err(e)) => Err(TryPutError::Put(put_error(item, e))),
             Err(TimedOut) => {
-                if !until.is_now() {
+                if waited {
                     self.segment.add_to_counter(PeerCounter::Timeouts, 1);
                 }
                 Err(TryPutError::Full(item))
@@ -319,7 +345,20 @@ impl Handle {
                 }
             },
         );
-        let result = match popped {
+        let result = self.get_done(popped, &mut state, !until.is_now());
+        lock(&self.consumers).push(state);
+        result
+    }
+
+    /// A get's outcome, counted and decoded from `state`'s buffer;
+    /// `waited`: a timeout is counted as one.
+    fn get_done<T: Message>(
+        &self,
+        popped: Result<Result<usize, TakeError>, TimedOut>,
+        state: &mut ConsumerState,
+        waited: bool,
+    ) -> Result<T, TryGetError> {
+        match popped {
             Ok(Ok(len)) => {
                 self.segment
                     .count_message(PeerCounter::Gets, PeerCounter::BytesOut, len);
@@ -332,14 +371,12 @@ impl Handle {
             Ok(Err(TakeError::SlotFull)) => Err(TryGetError::Get(GetError::TooManyTasks)),
             Ok(Err(TakeError::HandleClosed)) => Err(TryGetError::Get(GetError::Closed)),
             Err(TimedOut) => {
-                if !until.is_now() {
+                if waited {
                     self.segment.add_to_counter(PeerCounter::Timeouts, 1);
                 }
                 Err(TryGetError::Empty)
             }
-        };
-        lock(&self.consumers).push(state);
-        result
+        }
     }
 
     /// Whether `maxsize` is reached or this handle's producer ring is out

@@ -1,0 +1,296 @@
+//! [`AsyncConnection`]: a pipe end whose receives are awaited (feature
+//! `tokio`).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Connection;
+use crate::aio::block_on;
+use crate::codec::Message;
+use crate::pipe::error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::sys::uring::KeepAlive;
+
+/// A pipe [`Connection`] whose `recv` and `send` are awaited: a task that
+/// waits gives its thread back to the runtime and sleeps in an io_uring
+/// futex wait (see [`crate::aio`]). The other end may be a sync
+/// connection in any process; one that closes or dies ends a pending
+/// receive with [`RecvError::Eof`], and a pending send with
+/// [`SendError::BrokenPipe`], within the liveness slice (100 ms by
+/// default).
+///
+/// An awaited send writes the message whole, as
+/// [`Connection::send_timeout`] does: a message longer than the ring
+/// takes at once is [`SendError::TooLarge`] (the sync
+/// [`Connection::send`] streams those).
+///
+/// # Cancel safety
+///
+/// [`recv`](Self::recv), [`recv_bytes`](Self::recv_bytes) and
+/// [`recv_timeout`](Self::recv_timeout) are cancel-safe: a message is
+/// taken off the ring only inside a poll, and the part of a long
+/// (streamed) message taken so far stays in the connection for the next
+/// receive, as after a sync timeout. [`send`](Self::send) and
+/// [`send_timeout`](Self::send_timeout) are cancel-safe as well: a
+/// message is written whole inside one poll or not at all, and the value
+/// is borrowed, so a dropped pending send has sent nothing and lost
+/// nothing.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmring::aio::AsyncConnection;
+/// use shmring::pipe::{Pipe, RecvError};
+///
+/// let (reader, mut writer) = Pipe::new(false)?;
+/// let mut reader = AsyncConnection::new(reader);
+/// writer.send(&"ping".to_string())?;
+/// assert_eq!(reader.recv::<String>().await?, "ping");
+/// drop(writer); // end of file
+/// assert!(matches!(reader.recv::<String>().await, Err(RecvError::Eof)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncConnection {
+    conn: Connection,
+}
+
+impl From<Connection> for AsyncConnection {
+    fn from(conn: Connection) -> Self {
+        AsyncConnection { conn }
+    }
+}
+
+impl AsyncConnection {
+    /// Wraps a connection.
+    pub fn new(conn: Connection) -> AsyncConnection {
+        conn.into()
+    }
+
+    /// The sync connection (its `try_` forms never block).
+    pub fn get_ref(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The sync connection, for its sends.
+    pub fn get_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The sync connection back.
+    pub fn into_inner(self) -> Connection {
+        self.conn
+    }
+
+    /// Receives one whole message, awaiting it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::recv`]: [`RecvError::Eof`] once the writer closed
+    /// or died and everything it sent was received.
+    pub async fn recv<T: Message>(&mut self) -> Result<T, RecvError> {
+        self.recv_until(None, |c| c.try_recv::<T>())
+            .await
+            .map_err(|e| match e {
+                RecvTimeoutError::Recv(e) => e,
+                RecvTimeoutError::Timeout => unreachable!("no deadline"),
+            })
+    }
+
+    /// Receives one whole message as bytes (at most `maxlength` of them),
+    /// awaiting it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::recv_bytes`].
+    pub async fn recv_bytes(&mut self, maxlength: Option<usize>) -> Result<Vec<u8>, RecvError> {
+        self.recv_until(None, |c| c.try_recv_bytes(maxlength))
+            .await
+            .map_err(|e| match e {
+                RecvTimeoutError::Recv(e) => e,
+                RecvTimeoutError::Timeout => unreachable!("no deadline"),
+            })
+    }
+
+    /// Receives one whole message, awaiting it for at most `timeout`
+    /// (tokio's clock).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::recv_timeout`].
+    pub async fn recv_timeout<T: Message>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.recv_until(deadline, |c| c.try_recv::<T>()).await
+    }
+
+    /// Sends `value` whole, awaiting room for all of it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::send_timeout`]: [`SendError::BrokenPipe`] once the
+    /// reader closed or died, [`SendError::TooLarge`] for a message the
+    /// ring never takes at once.
+    pub async fn send<T: Message>(&mut self, value: &T) -> Result<(), SendError> {
+        self.send_until(None, |c| c.try_send(value))
+            .await
+            .map_err(|e| match e {
+                SendTimeoutError::Send(e) => e,
+                SendTimeoutError::Timeout => unreachable!("no deadline"),
+            })
+    }
+
+    /// Sends `value` whole, awaiting room for at most `timeout` (tokio's
+    /// clock); nothing is written if the time runs out.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::send_timeout`].
+    pub async fn send_timeout<T: Message>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.send_until(deadline, |c| c.try_send(value)).await
+    }
+
+    /// Tries, then awaits room (or the end) and tries again.
+    async fn send_until(
+        &mut self,
+        deadline: Option<Instant>,
+        mut try_send: impl FnMut(&mut Connection) -> Result<(), TrySendError>,
+    ) -> Result<(), SendTimeoutError> {
+        loop {
+            // Read before the try: a release after this read is more room
+            // than the try may have seen, and ends the wait below.
+            let before = self.conn.free_now().map_err(SendTimeoutError::Send)?;
+            match try_send(&mut self.conn) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Send(e)) => return Err(SendTimeoutError::Send(e)),
+                Err(TrySendError::Full) => {}
+            }
+            let room = self.conn.await_writable(before, deadline).await;
+            if !room.map_err(SendTimeoutError::Send)? {
+                return match try_send(&mut self.conn) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Send(e)) => Err(SendTimeoutError::Send(e)),
+                    Err(TrySendError::Full) => Err(SendTimeoutError::Timeout),
+                };
+            }
+        }
+    }
+
+    /// Tries, then awaits a record (or the end) and tries again.
+    async fn recv_until<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut try_recv: impl FnMut(&mut Connection) -> Result<R, TryRecvError>,
+    ) -> Result<R, RecvTimeoutError> {
+        loop {
+            match try_recv(&mut self.conn) {
+                Ok(r) => return Ok(r),
+                Err(TryRecvError::Recv(e)) => return Err(RecvTimeoutError::Recv(e)),
+                Err(TryRecvError::Empty) => {}
+            }
+            if !self
+                .conn
+                .await_readable(deadline)
+                .await
+                .map_err(RecvTimeoutError::Recv)?
+            {
+                // One last try: a record that came with the deadline.
+                return match try_recv(&mut self.conn) {
+                    Ok(r) => Ok(r),
+                    Err(TryRecvError::Recv(e)) => Err(RecvTimeoutError::Recv(e)),
+                    Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                };
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// The ring's free bytes now, as the writer sees them.
+    fn free_now(&mut self) -> Result<u64, SendError> {
+        self.check_writable()?;
+        let out = self.outgoing.as_mut().ok_or(SendError::ReadOnly)?;
+        out.producer.free_bytes().map_err(SendError::Corrupted)
+    }
+
+    /// Awaits more free room than `before` (read before a try that found
+    /// too little: the reader released some since), or the end of the
+    /// ring (closed, or a reader the slow check found dead, which closes
+    /// it: the next try reports it); `false`: `deadline` passed first.
+    async fn await_writable(
+        &mut self,
+        before: u64,
+        deadline: Option<Instant>,
+    ) -> Result<bool, SendError> {
+        self.check_writable()?;
+        let keep: KeepAlive = self.pipe.clone();
+        let waiter = self.pipe.segment.waiter();
+        let out = self.outgoing.as_mut().ok_or(SendError::ReadOnly)?;
+        let policy = out.producer.wait_policy();
+        let (producer, ring) = (&mut out.producer, &out.ring);
+        let ready = block_on(
+            ring.writable_word(),
+            &waiter,
+            &keep,
+            policy,
+            deadline,
+            |slow| {
+                if ring.closed_flags() != 0 {
+                    return Some(());
+                }
+                match producer.free_bytes() {
+                    Ok(free) if free > before => Some(()),
+                    Err(_) => Some(()), // the next try reports it
+                    Ok(_) if slow && producer.peer_gone() => Some(()),
+                    Ok(_) => None,
+                }
+            },
+        )
+        .await;
+        Ok(ready.is_ok())
+    }
+
+    /// Awaits the next record or the end of the ring (a writer that closed,
+    /// or that the slow check found dead, which closes the ring: the next
+    /// try then reports the end); `false`: `deadline` passed first.
+    async fn await_readable(&mut self, deadline: Option<Instant>) -> Result<bool, RecvError> {
+        if self.closed() {
+            return Err(RecvError::HandleClosed);
+        }
+        let keep: KeepAlive = self.pipe.clone();
+        let waiter = self.pipe.segment.waiter();
+        let inc = self
+            .incoming
+            .get_mut()
+            .as_mut()
+            .ok_or(RecvError::WriteOnly)?;
+        let policy = inc.consumer.wait_policy();
+        let (consumer, ring) = (&mut inc.consumer, &inc.ring);
+        let ready = block_on(
+            ring.readable_word(),
+            &waiter,
+            &keep,
+            policy,
+            deadline,
+            |slow| consumer.check_readable(slow),
+        )
+        .await;
+        Ok(ready.is_ok())
+    }
+}
