@@ -639,6 +639,51 @@ mod tests {
         );
     }
 
+    /// A handed-back ring that a new producer claims before its records
+    /// are drained keeps them first in its own order, but they lose their
+    /// place before a later put of a third ring: a record put after the
+    /// hand-back was seen (a join) comes out before the joined producer's
+    /// records. The sentinel's ring is ring 0, where scans start.
+    #[test]
+    #[ignore = "finding: a re-claimed handed-back ring loses its drain-first place (review s8); run with --ignored"]
+    fn records_of_a_handed_back_ring_claimed_again_still_come_before_a_later_put() {
+        let config = QueueConfig {
+            rings: 2,
+            ring: RingConfig {
+                capacity: 1024,
+                max_record: 64,
+            },
+            max_len: 0,
+        };
+        let queue = heap::queue(&config).unwrap();
+        let waiter = ThreadWaiter::default();
+        let claim = |token| {
+            queue
+                .claim_producer(token, waiter.clone(), &mut |_| false)
+                .unwrap()
+        };
+        let mut last = claim(1);
+        let mut a = claim(2);
+        assert_eq!((last.ring_index(), a.ring_index()), (0, 1));
+        for msg in [&b"a1"[..], b"a2"] {
+            a.try_push(msg).unwrap();
+        }
+        drop(a); // joined
+                 // A new producer starts (say a worker of the next stage) and gets
+                 // the free ring, a's, before any consumer ran.
+        let next = claim(3);
+        assert_eq!(next.ring_index(), 1);
+        last.try_push(b"end").unwrap();
+        let mut consumer = queue.consumer(waiter.clone());
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        while consumer.try_pop(&mut buf).is_ok() {
+            got.push(buf.clone());
+        }
+        assert_eq!(got, [&b"a1"[..], b"a2", b"end"]);
+        drop(next);
+    }
+
     /// The blocking forms try first outside `block_on_with` (a fast path):
     /// the answers stay those of the waiting loop. A single try or a
     /// passed deadline that finds nothing is `Timeout`; a record there is
