@@ -4,8 +4,6 @@ import os
 import pickle
 import signal
 
-import pytest
-
 import shmring
 import _children as ch
 from conftest import WATCHDOG, join_all
@@ -82,7 +80,6 @@ def _idle():
     pass
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the exit hook hands back through a handle not reattached after fork (review s8)")
 def test_an_object_not_reattached_after_fork_is_left_alone_at_child_exit():
     # An object whose inherited handle could not be replaced in a forked
     # child (its lock was held at the fork by a thread the child lacks) is
