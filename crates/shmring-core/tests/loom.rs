@@ -392,3 +392,53 @@ fn mpmc_a_record_put_after_a_hand_back_comes_after_the_handed_back_ring() {
         });
     }
 }
+
+/// As above, with the handed-back ring claimed again (a new producer, say
+/// the next stage's) before the later record is put: the handed-back
+/// record still comes first, though its ring is owned again.
+#[test]
+fn mpmc_a_record_put_after_a_hand_back_comes_after_it_when_the_ring_is_claimed_again() {
+    model("mpmc hand-back order, ring claimed again", 10, move || {
+        let config = QueueConfig {
+            rings: 2,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 8,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut later = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        let mut early = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+        assert_eq!((later.ring_index(), early.ring_index()), (0, 1));
+        let mut c = q.consumer(w.clone());
+        let claimer = q.clone();
+        let putters = thread::spawn(move || {
+            let first = thread::spawn(move || {
+                early.try_push(b"e").unwrap();
+                drop(early); // hands ring 1 back
+            });
+            first.join().unwrap();
+            let next = claimer.claim_producer(3, w, &mut |_| false).unwrap();
+            assert_eq!(next.ring_index(), 1);
+            later.try_push(b"L").unwrap();
+            (later, next)
+        });
+        let consumer = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                match c.try_pop(&mut buf) {
+                    Ok(_) => seen.push(buf[0]),
+                    Err(PopError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            assert_eq!(seen, [b'e', b'L']);
+        });
+        let kept = putters.join().unwrap();
+        consumer.join().unwrap();
+        drop(kept);
+    });
+}
