@@ -442,3 +442,59 @@ fn mpmc_a_record_put_after_a_hand_back_comes_after_it_when_the_ring_is_claimed_a
         drop(kept);
     });
 }
+
+/// Two consumers, and a record put after a hand-back by the same thread
+/// (the hand-back seen in program order). Ring 1 (the later record's) holds
+/// an older record when the consumers start; ring 0's producer puts `e`,
+/// hands back, then ring 1 gets `L`. Whoever takes `L` must find `e`
+/// taken already (ring 0's head moved). The hole this looks for: a look
+/// at the handed-back rings meets ring 0 still owned, then (another
+/// consumer having taken the older record meanwhile) loads ring 1's tail
+/// afresh, sees `L`, and the take that follows takes it.
+#[test]
+#[ignore = "finding: a look that reloads the scanned ring's tail lets a later record past a hand-back (review s8); run with --ignored"]
+fn mpmc_a_look_that_reloads_a_tail_does_not_let_a_later_record_past_a_hand_back() {
+    use shmring_core::sync::Ordering;
+    model("mpmc hand-back order, two consumers", 10, move || {
+        let config = QueueConfig {
+            rings: 2,
+            ring: RingConfig {
+                capacity: 64,
+                max_record: 8,
+            },
+            max_len: 0,
+        };
+        let q = heap::queue(&config).unwrap();
+        let w = ThreadWaiter::default();
+        let mut early = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+        let mut later = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+        assert_eq!((early.ring_index(), later.ring_index()), (0, 1));
+        later.try_push(b"o").unwrap();
+        let putter = thread::spawn(move || {
+            early.try_push(b"e").unwrap();
+            drop(early); // hands ring 0 back
+            later.try_push(b"L").unwrap();
+            later
+        });
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut c = q.consumer(w.clone());
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    if let Ok(_) = c.try_pop(&mut buf) {
+                        if buf[0] == b'L' {
+                            let (_, head) = q.position_words(0);
+                            // ORDERING: Acquire — as a consumer's load.
+                            assert_ne!(head.load(Ordering::Acquire), 0, "L before e");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for c in consumers {
+            c.join().unwrap();
+        }
+        drop(putter.join().unwrap());
+    });
+}
