@@ -195,6 +195,7 @@ impl<W: Waiter + Clone> Consumer<W> {
             // Again while the take finds nothing though the ring showed
             // words: it took padding, or another consumer the records.
             while self.has_records(i) {
+                let seen = self.tails[i];
                 // A ring handed back before this ring's records were
                 // published is seen handed back now, its records too.
                 if self.take_handed_back(n, buf, hook)? {
@@ -202,6 +203,11 @@ impl<W: Waiter + Clone> Consumer<W> {
                 }
                 // Only what `has_records` saw published: a record
                 // published since may come after a hand-back not looked at.
+                // The look may have loaded this ring's tail afresh (another
+                // consumer having taken what `seen` covers), after it had
+                // passed a ring then still owned: back to `seen`, an
+                // earlier tail and so still a published one.
+                self.tails[i] = seen;
                 if let Take::Got = self.take(i, buf, hook)? {
                     self.next = if i + 1 == n { 0 } else { i + 1 };
                     return Ok(true);
