@@ -374,7 +374,6 @@ fn claim_producer_takes_the_ring_early_and_reports_none_free() {
 /// back, and it can put nothing into one any more, so holding one would
 /// only keep it from other handles until the handle is dropped.
 #[test]
-#[ignore = "finding: claim_producer on a closed handle claims a ring it never uses (review s8); run with --ignored"]
 fn a_closed_handle_claims_no_ring() {
     let name = unique_name("closed-claim");
     let first = Queue::<u32>::builder().producers(1).create(&name).unwrap();
