@@ -495,3 +495,65 @@ fn mpmc_a_look_that_reloads_a_tail_does_not_let_a_later_record_past_a_hand_back(
         drop(putter.join().unwrap());
     });
 }
+
+/// Two consumers; ring 1 was handed back with `x` in it, and a new
+/// producer claims it, then ring 0's producer puts `e` and hands back,
+/// then the new producer puts `R` (after that hand-back, in program
+/// order). Whoever takes `R` must find `e` taken already. The hole this
+/// looks for: a look meets ring 1 free (before the claim), then loads its
+/// tail (after `R`, another consumer having taken `x`) and takes `R` as a
+/// handed-back record, ahead of `e`.
+#[test]
+#[ignore = "finding: a look that reads a ring free before loading its tail takes a new owner's record as handed back (review s8); run with --ignored"]
+fn mpmc_a_ring_seen_free_then_claimed_does_not_let_its_new_record_past_a_hand_back() {
+    use shmring_core::sync::Ordering;
+    model(
+        "mpmc hand-back order, ring seen free then claimed",
+        10,
+        move || {
+            let config = QueueConfig {
+                rings: 2,
+                ring: RingConfig {
+                    capacity: 64,
+                    max_record: 8,
+                },
+                max_len: 0,
+            };
+            let q = heap::queue(&config).unwrap();
+            let w = ThreadWaiter::default();
+            let mut early = q.claim_producer(1, w.clone(), &mut |_| false).unwrap();
+            let mut old = q.claim_producer(2, w.clone(), &mut |_| false).unwrap();
+            assert_eq!((early.ring_index(), old.ring_index()), (0, 1));
+            old.try_push(b"x").unwrap();
+            drop(old); // ring 1 handed back, `x` in it
+            let claimer = q.clone();
+            let pw = w.clone();
+            let putter = thread::spawn(move || {
+                let mut next = claimer.claim_producer(3, pw, &mut |_| false).unwrap();
+                assert_eq!(next.ring_index(), 1);
+                early.try_push(b"e").unwrap();
+                drop(early); // hands ring 0 back
+                next.try_push(b"R").unwrap();
+                next
+            });
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut c = q.consumer(w.clone());
+                    let q = q.clone();
+                    thread::spawn(move || {
+                        let mut buf = Vec::new();
+                        if c.try_pop(&mut buf).is_ok() && buf[0] == b'R' {
+                            let (_, head) = q.position_words(0);
+                            // ORDERING: Acquire — as a consumer's load.
+                            assert_ne!(head.load(Ordering::Acquire), 0, "R before e");
+                        }
+                    })
+                })
+                .collect();
+            for c in consumers {
+                c.join().unwrap();
+            }
+            drop(putter.join().unwrap());
+        },
+    );
+}
