@@ -297,11 +297,13 @@ impl<W: Waiter + Clone> Consumer<W> {
     fn oldest_handed_back(&mut self, n: usize) -> Option<(usize, Option<u64>)> {
         let mut oldest: Option<(u32, usize, Option<u64>)> = None;
         for i in 0..n {
-            let owned = self.owned(i);
+            // The tail first, then the owner word: records the tail shows
+            // were put before the owner word this look reads, so a ring
+            // read free holds none of a producer that claimed it since.
             if !self.has_records(i) {
                 continue;
             }
-            let limit = if owned {
+            let limit = if self.owned(i) {
                 match self.handed_back_records_below(i) {
                     Some(tail) => Some(tail),
                     None => continue,
