@@ -157,7 +157,13 @@ os.register_at_fork(
 
 
 def _hand_back_all():
+    # Not through an object kept with its inherited handle (see
+    # `_after_fork_in_child`): that handle's mapping is gone, and its ring
+    # is the parent's.
+    stale = {id(o) for o in _immortal}
     for obj in list(_live):
+        if id(obj) in stale:
+            continue
         hand_back = getattr(obj, "_hand_back_producer", None)
         if hand_back is not None:
             try:

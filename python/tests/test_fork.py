@@ -74,3 +74,41 @@ def test_pickled_objects_open_in_another_process_by_name(ctx):
 
 def _load_and_set(blob):
     pickle.loads(blob)["set"] = "by name"
+
+
+def _idle():
+    pass
+
+
+def test_an_object_not_reattached_after_fork_is_left_alone_at_child_exit():
+    # An object whose inherited handle could not be replaced in a forked
+    # child (its lock was held at the fork by a thread the child lacks) is
+    # kept for ever with that handle, whose mapping the at-fork hook
+    # unmapped. The exit hook must not hand back through it: that would
+    # touch unmapped memory, or (mapped again at the same address) clear
+    # the owner word of the parent's ring, which the next producer would
+    # then share with the parent. Simulated by an `_after_fork` that fails.
+    fork = shmring.get_context("fork")
+    q = shmring.Queue(producers=2)
+    q.put("p1")  # the parent owns a ring from now on
+
+    def fail():
+        raise OSError("simulated: the handle's lock was held at the fork")
+
+    q._after_fork = fail
+    try:
+        child = fork.Process(target=_idle)
+        child.start()
+        join_all([child])
+    finally:
+        del q._after_fork
+    assert child.exitcode == 0
+    # A child that reattaches puts: it must get a ring of its own.
+    putter = fork.Process(target=ch.put_tagged, args=(q, "c", 1))
+    putter.start()
+    join_all([putter])
+    q.put("p2")
+    got = []
+    for _ in range(3):
+        got.append(q.get(timeout=10))
+    assert sorted(map(repr, got)) == sorted(map(repr, ["p1", ("c", 0), "p2"]))

@@ -230,9 +230,17 @@ pub struct ConfigBlock {
     pub(crate) flags: AtomicU32,
     /// MPMC rings: the queue's hand-back count this ring's last producer
     /// took when it handed the ring back (meaningful while
-    /// `producer_owner` is 0; see `mpmc::consumer`, "Order across rings").
+    /// `producer_owner` is 0, and for the records below
+    /// `handed_back_tail` after a new claim; see `mpmc::consumer`, "Order
+    /// across rings").
     /// Unused (0) in SPSC rings.
     pub(crate) handed_back: AtomicU32,
+    /// MPMC rings: the tail word when that producer handed the ring back.
+    /// Records below it are the handed-back producer's, and keep their
+    /// drain-first place after a new producer claims the ring (see
+    /// `mpmc::consumer`, "Order across rings"). In the config block's
+    /// padding (a zeroed word in a fresh segment). Unused (0) in SPSC rings.
+    pub(crate) handed_back_tail: AtomicU64,
 }
 
 /// Written by the producer only.
@@ -271,7 +279,7 @@ pub struct RingShared {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<ConfigBlock>() == 40);
+    assert!(size_of::<ConfigBlock>() == 48);
     assert!(size_of::<RingShared>() == 640);
     assert!(offset_of!(RingShared, producer) == 128);
     assert!(offset_of!(RingShared, consumer) == 256);
@@ -291,6 +299,7 @@ impl RingShared {
                 consumer_owner: AtomicU64::new(0),
                 flags: AtomicU32::new(0),
                 handed_back: AtomicU32::new(0),
+                handed_back_tail: AtomicU64::new(0),
             }),
             producer: Padded(ProducerLine {
                 tail: AtomicU64::new(0),

@@ -211,6 +211,28 @@ impl RingModel {
         Some(payload.0)
     }
 
+    /// [`take_racy`](Self::take_racy) of a record that starts before
+    /// position `limit` only (the tail a ring's hand-back left): padding
+    /// before it is taken, a record from it on is left. `None`: none there.
+    pub fn take_racy_below(&mut self, limit: u64) -> Option<Vec<u8>> {
+        loop {
+            let before = distance(self.head, limit);
+            if self.head == self.published || before == 0 || before > self.words {
+                self.release();
+                return None;
+            }
+            let (at, size, payload) = self.records.front().expect("model: record at head");
+            assert_eq!(*at, self.head, "model: records are contiguous");
+            if payload.is_some() {
+                let payload = self.advance();
+                self.release();
+                return Some(payload.0);
+            }
+            self.head = advance(self.head, *size);
+            self.records.pop_front();
+        }
+    }
+
     /// What `ring_count` reports: exact.
     pub fn len(&self) -> u64 {
         self.published_count.wrapping_sub(self.released_count) & COUNT_MASK

@@ -11,7 +11,7 @@ use shmring_core::error::{PopError, PushError};
 use shmring_core::heap::{self, ThreadWaiter};
 use shmring_core::mpmc::{ClaimError, Consumer, Producer, Queue, QueueConfig, MAX_RINGS};
 use shmring_core::record::Mark;
-use shmring_core::ring::RingConfig;
+use shmring_core::ring::{RingConfig, POSITION_MASK};
 use shmring_core::sync::Ordering;
 use shmring_core::wait::{Deadline, Until};
 
@@ -32,6 +32,8 @@ struct Harness {
     /// Model of each ring's hand-back stamp, and of the queue's count.
     stamps: Vec<u32>,
     handbacks: u32,
+    /// Model of each ring's tail position when it was last handed back.
+    handback_tails: Vec<u64>,
     dead: Vec<u64>,
     in_use: usize,
     max_len: u64,
@@ -89,6 +91,7 @@ pub fn mpmc_ops(data: &[u8]) {
         owners: vec![0; rings as usize],
         stamps: vec![0; rings as usize],
         handbacks: 0,
+        handback_tails: vec![0; rings as usize],
         dead: Vec::new(),
         in_use: 0,
         max_len,
@@ -136,6 +139,7 @@ impl Harness {
             drop(p);
             self.handbacks = self.handbacks.wrapping_add(1);
             self.stamps[ring] = self.handbacks;
+            self.handback_tails[ring] = self.rings[ring].published;
             if self.owners[ring] == token {
                 self.owners[ring] = 0;
             }
@@ -154,7 +158,13 @@ impl Harness {
                 continue;
             }
             while let Some(j) = self.oldest_handed_back() {
-                if let Some(p) = self.rings[j].take_racy() {
+                // A ring claimed again: only what its hand-back left.
+                let p = if self.owners[j] == 0 {
+                    self.rings[j].take_racy()
+                } else {
+                    self.rings[j].take_racy_below(self.handback_tails[j])
+                };
+                if let Some(p) = p {
                     return Ok(p);
                 }
             }
@@ -176,10 +186,21 @@ impl Harness {
         self.rings[i].released != self.rings[i].published
     }
 
-    /// The handed-back ring with words whose stamp is earliest.
+    /// Whether owned ring `i` holds words below the tail its last
+    /// hand-back left (a stamp of 0: none happened).
+    fn holds_handed_back_words(&self, i: usize) -> bool {
+        let ring = &self.rings[i];
+        let words = self.handback_tails[i].wrapping_sub(ring.released) & POSITION_MASK;
+        self.stamps[i] != 0 && (1..=ring.words).contains(&words)
+    }
+
+    /// The handed-back ring with words whose stamp is earliest (an owned
+    /// ring counts while words of its last hand-back are left).
     fn oldest_handed_back(&self) -> Option<usize> {
         (0..self.in_use)
-            .filter(|&i| self.owners[i] == 0 && self.has_words(i))
+            .filter(|&i| {
+                self.has_words(i) && (self.owners[i] == 0 || self.holds_handed_back_words(i))
+            })
             .reduce(|a, b| {
                 let earlier = (self.stamps[b].wrapping_sub(self.stamps[a]) as i32) < 0;
                 if earlier {

@@ -438,7 +438,8 @@ macro_rules! handle_methods {
             /// The first put does it otherwise (see "Differences from
             /// Python" in [the module docs](crate::queue)): call this right
             /// after opening a queue to learn at once that every ring is
-            /// owned by a live handle, not at the first put.
+            /// owned by a live handle, not at the first put. A closed
+            /// handle takes none (its puts fail with `Closed`).
             ///
             /// # Errors
             ///

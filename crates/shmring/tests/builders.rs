@@ -369,3 +369,19 @@ fn claim_producer_takes_the_ring_early_and_reports_none_free() {
     second.put(6).unwrap();
     assert_eq!(second.get().unwrap(), 6);
 }
+
+/// A closed handle's `claim_producer` takes no ring: close handed its ring
+/// back, and it can put nothing into one any more, so holding one would
+/// only keep it from other handles until the handle is dropped.
+#[test]
+fn a_closed_handle_claims_no_ring() {
+    let name = unique_name("closed-claim");
+    let first = Queue::<u32>::builder().producers(1).create(&name).unwrap();
+    let second = Queue::<u32>::open(&name).unwrap();
+    first.close();
+    let _ = first.claim_producer();
+    assert!(matches!(first.put(1), Err(PutError::Closed(1))));
+    second.put(2).unwrap();
+    assert_eq!(second.get().unwrap(), 2);
+    std::fs::remove_file(shm_path(&name)).unwrap();
+}

@@ -16,6 +16,10 @@
 //! hand-back and their records too. Records of producers that are still
 //! running (or were killed without handing back) interleave in whatever
 //! order the scan meets them, as Python allows for concurrent producers.
+//! A handed-back ring that a new producer claims before it is drained
+//! keeps that place for the records below the tail its hand-back left
+//! (the ring's config block keeps that tail word with the stamp); the new
+//! producer's records follow them in the ring, as owned records.
 //! The rule is coarse: a handed-back ring's records also come before
 //! records that an owned ring received earlier (exact causal order would
 //! need a hand-back epoch per record; Python promises no order across
@@ -191,6 +195,7 @@ impl<W: Waiter + Clone> Consumer<W> {
             // Again while the take finds nothing though the ring showed
             // words: it took padding, or another consumer the records.
             while self.has_records(i) {
+                let seen = self.tails[i];
                 // A ring handed back before this ring's records were
                 // published is seen handed back now, its records too.
                 if self.take_handed_back(n, buf, hook)? {
@@ -198,6 +203,11 @@ impl<W: Waiter + Clone> Consumer<W> {
                 }
                 // Only what `has_records` saw published: a record
                 // published since may come after a hand-back not looked at.
+                // The look may have loaded this ring's tail afresh (another
+                // consumer having taken what `seen` covers), after it had
+                // passed a ring then still owned: back to `seen`, an
+                // earlier tail and so still a published one.
+                self.tails[i] = seen;
                 if let Take::Got = self.take(i, buf, hook)? {
                     self.next = if i + 1 == n { 0 } else { i + 1 };
                     return Ok(true);
@@ -250,26 +260,57 @@ impl<W: Waiter + Clone> Consumer<W> {
                 Some(_) => self.oldest_handed_back(n),
                 None => None,
             };
-            let Some(i) = found else {
+            let Some((i, limit)) = found else {
                 // Every hand-back counted in `done` is seen, its ring empty.
                 self.drained_at = Some(done);
                 return Ok(false);
             };
-            if let Take::Got = self.take(i, buf, hook)? {
+            let got = match limit {
+                None => self.take(i, buf, hook)?,
+                // A ring claimed again: only the records below the tail
+                // its hand-back left (those after are the new owner's).
+                // A tail it loads (when that one does not check out)
+                // becomes the cached one, which the next look's
+                // `has_records` then goes by: a hostile tail word below
+                // the records cannot keep this loop going.
+                Some(limit) => {
+                    let space = &self.queue.shared().space;
+                    let ring = &self.queue.rings[i];
+                    let mut tail = limit;
+                    let got = take_from(ring, i, &mut tail, space, buf, &self.waiter, hook);
+                    if tail != limit {
+                        self.tails[i] = tail;
+                    }
+                    got?
+                }
+            };
+            if let Take::Got = got {
                 return Ok(true);
             }
         }
     }
 
     /// The handed-back ring with records that was handed back first (by
-    /// its stamp, in wrapping order), if any.
+    /// its stamp, in wrapping order), if any, and for a ring claimed again
+    /// since, the tail word its hand-back left (take only below it).
     #[inline(always)]
-    fn oldest_handed_back(&mut self, n: usize) -> Option<usize> {
-        let mut oldest: Option<(u32, usize)> = None;
+    fn oldest_handed_back(&mut self, n: usize) -> Option<(usize, Option<u64>)> {
+        let mut oldest: Option<(u32, usize, Option<u64>)> = None;
         for i in 0..n {
-            if self.owned(i) || !self.has_records(i) {
+            // The tail first, then the owner word: records the tail shows
+            // were put before the owner word this look reads, so a ring
+            // read free holds none of a producer that claimed it since.
+            if !self.has_records(i) {
                 continue;
             }
+            let limit = if self.owned(i) {
+                match self.handed_back_records_below(i) {
+                    Some(tail) => Some(tail),
+                    None => continue,
+                }
+            } else {
+                None
+            };
             // ORDERING: Relaxed — published by the Release store of the
             // owner word, which `owned` loaded with Acquire.
             let stamp = self.queue.rings[i]
@@ -280,11 +321,30 @@ impl<W: Waiter + Clone> Consumer<W> {
             // Wrapping order: `stamp` is earlier when the difference, read
             // as signed, is negative (stamps of live rings lie far closer
             // than 2^31 apart; a hostile stamp only reorders).
-            if oldest.is_none_or(|(o, _)| (stamp.wrapping_sub(o) as i32) < 0) {
-                oldest = Some((stamp, i));
+            if oldest.is_none_or(|(o, _, _)| (stamp.wrapping_sub(o) as i32) < 0) {
+                oldest = Some((stamp, i, limit));
             }
         }
-        oldest.map(|(_, i)| i)
+        oldest.map(|(_, i, limit)| (i, limit))
+    }
+
+    /// The tail word that the last hand-back of owned ring `i` left, when
+    /// the ring's head still lies below it: records of a producer that
+    /// handed the ring back before its owner claimed it, which keep their
+    /// hand-back's place in the order. (A stamp of 0 says no hand-back
+    /// happened, in a fresh queue.)
+    #[inline(always)]
+    fn handed_back_records_below(&self, i: usize) -> Option<u64> {
+        let ring = &self.queue.rings[i];
+        let config = &ring.shared().config;
+        // ORDERING: Relaxed (both) — published by the Release clearing of
+        // the owner word at that hand-back, which `owned` synchronised with:
+        // the claim it saw continues that store's release sequence.
+        let stamp = config.handed_back.load(Ordering::Relaxed);
+        let tail = config.handed_back_tail.load(Ordering::Relaxed);
+        // ORDERING: Acquire — as in `has_records`.
+        let head = ring.shared().consumer.head.load(Ordering::Acquire);
+        (stamp != 0 && matches!(ring.check_words(head, tail), Ok(1..))).then_some(tail)
     }
 
     /// Whether a producer owns ring `i` (it may be dead: only a hand-back
@@ -1239,6 +1299,100 @@ mod tests {
             firsts[0] != firsts[1] && firsts[2] != firsts[3],
             "{firsts:?}"
         );
+    }
+
+    /// A handed-back ring that a new producer claims before its records
+    /// are drained keeps them first in its own order, but they lose their
+    /// place before a later put of a third ring: a record put after the
+    /// hand-back was seen (a join) comes out before the joined producer's
+    /// records. The sentinel's ring is ring 0, where scans start.
+    #[test]
+    fn records_of_a_handed_back_ring_claimed_again_still_come_before_a_later_put() {
+        let config = QueueConfig {
+            rings: 2,
+            ring: RingConfig {
+                capacity: 1024,
+                max_record: 64,
+            },
+            max_len: 0,
+        };
+        let queue = heap::queue(&config).unwrap();
+        let waiter = ThreadWaiter::default();
+        let claim = |token| {
+            queue
+                .claim_producer(token, waiter.clone(), &mut |_| false)
+                .unwrap()
+        };
+        let mut last = claim(1);
+        let mut a = claim(2);
+        assert_eq!((last.ring_index(), a.ring_index()), (0, 1));
+        for msg in [&b"a1"[..], b"a2"] {
+            a.try_push(msg).unwrap();
+        }
+        drop(a); // joined
+                 // A new producer starts (say a worker of the next stage) and gets
+                 // the free ring, a's, before any consumer ran.
+        let next = claim(3);
+        assert_eq!(next.ring_index(), 1);
+        last.try_push(b"end").unwrap();
+        let mut consumer = queue.consumer(waiter.clone());
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        while consumer.try_pop(&mut buf).is_ok() {
+            got.push(buf.clone());
+        }
+        assert_eq!(got, [&b"a1"[..], b"a2", b"end"]);
+        drop(next);
+    }
+
+    /// Hostile words around a ring claimed again after its hand-back: the
+    /// tail word moved back to the head and the record there scribbled,
+    /// while the hand-back's tail still says records lie below it. A pop
+    /// answers (here `Empty`) instead of looking at that ring for ever.
+    #[test]
+    fn hostile_words_of_a_ring_claimed_again_get_an_answer_not_a_hang() {
+        use crate::sync::Ordering;
+        let config = QueueConfig {
+            rings: 1,
+            ring: RingConfig {
+                capacity: 256,
+                max_record: 16,
+            },
+            max_len: 0,
+        };
+        let queue = heap::queue(&config).unwrap();
+        let waiter = ThreadWaiter::default();
+        let claim = |token| {
+            queue
+                .claim_producer(token, waiter.clone(), &mut |_| false)
+                .unwrap()
+        };
+        let mut a = claim(1);
+        a.try_push(b"r1").unwrap();
+        a.try_push(b"r2").unwrap();
+        drop(a);
+        let b = claim(2);
+        let mut consumer = queue.consumer(waiter.clone());
+        let mut buf = Vec::new();
+        assert_eq!(consumer.try_pop(&mut buf), Ok(2));
+        assert_eq!(buf, b"r1");
+        let (tail, head) = queue.position_words(0);
+        // ORDERING: Relaxed — a hostile peer's stores, in this thread.
+        let at = head.load(Ordering::Relaxed);
+        tail.store(at, Ordering::Relaxed);
+        let ring = &queue.rings[0];
+        let index = (crate::ring::position(at) & (ring.words() - 1)) as usize;
+        // ORDERING: Relaxed — as above.
+        ring.data()[index].store(u64::MAX, Ordering::Relaxed);
+        let (sent, answer) = std::sync::mpsc::channel();
+        let popper = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = sent.send(consumer.try_pop(&mut buf));
+        });
+        let got = answer.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(got.is_ok(), "try_pop did not return");
+        popper.join().unwrap();
+        drop(b);
     }
 
     /// The blocking forms try first outside `block_on_with` (a fast path):

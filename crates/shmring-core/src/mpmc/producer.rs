@@ -229,8 +229,9 @@ impl<W: Waiter + Clone> Producer<W> {
 
 impl<W> Drop for Producer<W> {
     /// Hands the ring back, stamped with the queue's next hand-back count
-    /// (consumers drain handed-back rings oldest first, before owned ones:
-    /// see `mpmc::consumer`, "Order across rings").
+    /// and its tail word (consumers drain handed-back rings oldest first,
+    /// before owned ones, and a ring claimed again up to that tail: see
+    /// `mpmc::consumer`, "Order across rings").
     fn drop(&mut self) {
         let config = &self.queue.rings[self.slot].shared().config;
         // ORDERING: Relaxed — only the order of the values matters, and a
@@ -247,6 +248,15 @@ impl<W> Drop for Producer<W> {
             .wrapping_add(1);
         // ORDERING: Relaxed — published by the Release below.
         config.handed_back.store(count, Ordering::Relaxed);
+        // ORDERING: Relaxed — our own last store of the tail word (we are
+        // its only writer); published by the Release below, with the stamp.
+        let tail = self.queue.rings[self.slot]
+            .shared()
+            .producer
+            .tail
+            .load(Ordering::Relaxed);
+        // ORDERING: Relaxed — as the stamp.
+        config.handed_back_tail.store(tail, Ordering::Relaxed);
         // ORDERING: Release — our published tail and the stamp happen
         // before the next owner's Acquire CAS of this word and before a
         // consumer's Acquire load of it.

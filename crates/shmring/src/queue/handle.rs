@@ -221,9 +221,15 @@ impl Handle {
     }
 
     /// Takes this handle's producer ring now if it has none yet (the first
-    /// put does otherwise).
+    /// put does otherwise). A closed handle takes none: it puts nothing.
     pub(super) fn claim_producer(&self) -> Result<(), RoleError> {
-        claimed(&self.queue, &mut lock(&self.producer)).map(|_| ())
+        let mut guard = lock(&self.producer);
+        // Under the mutex, as in a put: a close hands the ring back under
+        // it after raising the flag.
+        if self.is_closed() {
+            return Ok(());
+        }
+        claimed(&self.queue, &mut guard).map(|_| ())
     }
 
     pub(super) fn set_wait_policy(&self, policy: WaitPolicy) {

@@ -59,7 +59,9 @@ pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 /// ring (words that were reserved), and consumers drain handed-back rings
 /// first (`shmring_core::mpmc::consumer`, "Order across rings"); a
 /// version-3 producer would hand back unstamped and uncounted, breaking
-/// that order.
+/// that order. Each ring's config block also keeps the tail word of its
+/// last hand-back (in what was its padding), so that a ring claimed again
+/// before it drained keeps that order for the records below it.
 pub const LAYOUT_VERSION: u32 = 4;
 
 /// Size of the header; the peer table may start here.
