@@ -207,10 +207,10 @@ const OPAQUE_COPY_MIN: usize = 256;
 #[cfg(all(target_arch = "x86_64", not(loom), not(miri), not(shmring_word_copies)))]
 #[inline]
 unsafe fn opaque_copy(src: *const u8, dst: *mut u8, len: usize) {
-    // SAFETY: the caller's contract; `rep movsb` reads `len` bytes at
-    // `rsi` and writes them at `rdi`, moving forward (Rust's inline
-    // assembly rules guarantee the direction flag clear on entry to the
-    // block); it changes no flag, and no memory but `len` bytes at `dst`.
+    // `rep movsb` reads `len` bytes at `rsi` and writes them at `rdi`,
+    // moving forward (Rust's inline assembly rules guarantee the direction
+    // flag clear on entry); it changes no flag and no memory but them.
+    // SAFETY: the caller's contract covers exactly those bytes.
     unsafe {
         core::arch::asm!(
             "rep movsb",
