@@ -221,7 +221,7 @@ fn mpmc_sleeping_consumer_is_woken() {
 
 #[test]
 fn mpmc_producer_blocked_on_max_len_is_woken_by_a_take() {
-    model("mpmc space", 20, || {
+    model("mpmc space", 10, || {
         let config = QueueConfig {
             rings: 2,
             ring: RingConfig {
