@@ -44,8 +44,15 @@ PAYLOADS = {
 }
 
 
+# The CPUs this run may use, read once before any pinning: a child
+# inherits its parent's (pinned) affinity, so it must not read its own.
+CPUS = sorted(os.sched_getaffinity(0))
+
+
 def pin(index):
-    cpus = sorted(os.sched_getaffinity(0))
+    """Pin the calling process to its own CPU: the parent (index 0) and
+    the child (index 1) never share one when two or more are available."""
+    cpus = CPUS
     if len(cpus) >= 2:
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
 

@@ -7,8 +7,9 @@ A script written for ``multiprocessing`` runs with one changed import::
 
 ``Process``, ``Pool``, ``current_process``, ``active_children``,
 ``cpu_count`` and the rest of ``multiprocessing``'s process machinery are
-CPython's own, re-exported. Every message is pickled (highest protocol) and
-moved through lock-free rings in shared memory; a blocked call releases the
+CPython's own, re-exported. Every message is pickled (highest protocol;
+a queue item that is an exact None, bool, 64-bit int, float, bytes or str
+travels as a tag byte and its raw value instead) and moved through lock-free rings in shared memory; a blocked call releases the
 GIL and wakes for Ctrl-C within 100 ms. Objects reach child processes under
 fork, spawn and forkserver (see ``shmring._sharing``).
 

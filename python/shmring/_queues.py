@@ -21,7 +21,10 @@ class Queue(_Queue):
     their bytes are limited by each producer's ring (``ring_bytes``, 256 KiB
     by default): a put into a full ring waits as a put into a full queue
     does. One pickled object may be up to ``max_message`` bytes (128 KiB by
-    default). The keyword-only ``producers``, ``ring_bytes`` and
+    default). An exact ``None``, ``bool``, 64-bit ``int``, ``float``,
+    ``bytes`` or ``str`` is not pickled but sent as a tag byte and its raw
+    value (one byte over its length), and comes out as pickle would give it
+    back. The keyword-only ``producers``, ``ring_bytes`` and
     ``max_message`` set the shape.
     """
 

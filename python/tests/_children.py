@@ -211,3 +211,22 @@ def kill(pid, wait=10.0):
         except OSError:
             return
         time.sleep(0.01)
+
+
+def atomic_objects():
+    """Objects of the six types queues send in a short form of their own,
+    and neighbours of theirs that must be pickled (big ints, a lone
+    surrogate, an int subclass)."""
+    import http
+    import math
+
+    return [
+        None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**200,
+        1.5, -0.0, float("inf"), math.nan, b"", b"\x80\x05", b"y" * 70000,
+        "", "h\u00e9llo \U0001f600", "\ud800", http.HTTPStatus.OK,
+    ]
+
+
+def put_atomic_objects(q):
+    for o in atomic_objects():
+        q.put(o)

@@ -31,6 +31,7 @@ use pyo3::types::{PyBytes, PyType};
 use shmring::codec::{CodecError, Message};
 
 mod dict;
+mod item;
 mod lock;
 mod pipe;
 mod queue;

@@ -12,9 +12,7 @@ use shmring::queue::{
     TryGetError, TryPutError,
 };
 
-use crate::{
-    dumps, empty, fresh_name, full, in_slices, loads, os_error, Attached, Deadline, Pickled,
-};
+use crate::{empty, fresh_name, full, in_slices, item, os_error, Attached, Deadline, Pickled};
 
 /// The queue under a Python queue object.
 enum Kind {
@@ -171,7 +169,7 @@ impl Core {
             return Err(closed(slf));
         }
         let py = slf.py();
-        let bytes = dumps(py, obj)?;
+        let bytes = item::encode(py, obj)?;
         let q = self.handle.get()?;
         let mut item = Some(Pickled::of(&bytes));
         let outcome = in_slices(py, deadline, true, |d| {
@@ -228,7 +226,7 @@ impl Core {
         let py = slf.py();
         let q = self.handle.get()?;
         match in_slices(py, deadline, true, |d| q.get_for(d))? {
-            Ok(Some(item)) => loads(py, item.bytes()),
+            Ok(Some(got)) => item::decode(py, got.bytes()),
             Ok(None) => Err(empty(py)),
             Err(GetError::Closed | GetError::ShutDown) => Err(closed(slf)),
             Err(GetError::TooManyTasks) => Err(PyOSError::new_err(
