@@ -16,6 +16,11 @@
 //! * `async-async`: a task on each of two current-thread runtimes;
 //! * `tokio-unix`: a `UnixStream` pair, a task on each of two runtimes.
 //!
+//! Then a one-way stream of [`STREAM`] `u64`s through a queue of 1,024
+//! slots (default wait policy: a short spin before sleeping), each way
+//! between sync and async, beside 8-byte writes on a tokio `UnixStream`:
+//! messages per second, best of three.
+//!
 //! Threads of one process, not two processes: the wake path (futex,
 //! io_uring completion, eventfd, epoll) is the same, and this needs no
 //! child plumbing; the cross-process figures belong to xbench. Prints the
@@ -32,6 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type BoxError = Box<dyn std::error::Error>;
 
 const ROUNDS: usize = 20_000;
+const STREAM: u64 = 1_000_000;
 const NO_SPIN: WaitPolicy = WaitPolicy::fixed(0);
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -154,6 +160,80 @@ fn tokio_unix() -> Result<Vec<Duration>, BoxError> {
     })
 }
 
+/// Which side of a stream awaits: (producer async, consumer async).
+type Sides = (bool, bool);
+
+/// Messages per second of one stream of [`STREAM`] items.
+fn stream((async_put, async_get): Sides) -> Result<f64, BoxError> {
+    let aq = AsyncQueue::new(Queue::<u64>::new(1024)?);
+    let q = aq.sync();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if async_put {
+                runtime().block_on(async {
+                    for i in 0..STREAM {
+                        aq.put(i).await.unwrap();
+                    }
+                });
+            } else {
+                for i in 0..STREAM {
+                    q.put(i).unwrap();
+                }
+            }
+        });
+        if async_get {
+            runtime().block_on(async {
+                for i in 0..STREAM {
+                    assert_eq!(aq.get().await.unwrap(), i);
+                }
+            });
+        } else {
+            for i in 0..STREAM {
+                assert_eq!(q.get().unwrap(), i);
+            }
+        }
+    });
+    Ok(STREAM as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Messages per second of [`STREAM`] 8-byte writes through a tokio
+/// `UnixStream` pair, read in whole messages.
+fn stream_unix() -> Result<f64, BoxError> {
+    let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    a.set_nonblocking(true)?;
+    b.set_nonblocking(true)?;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            runtime().block_on(async move {
+                let mut a = tokio::net::UnixStream::from_std(a).unwrap();
+                for i in 0..STREAM {
+                    a.write_all(&i.to_le_bytes()).await.unwrap();
+                }
+            })
+        });
+        runtime().block_on(async move {
+            let mut b = tokio::net::UnixStream::from_std(b)?;
+            let mut word = [0u8; 8];
+            for i in 0..STREAM {
+                b.read_exact(&mut word).await?;
+                assert_eq!(u64::from_le_bytes(word), i);
+            }
+            Ok::<_, BoxError>(())
+        })
+    })?;
+    Ok(STREAM as f64 / start.elapsed().as_secs_f64())
+}
+
+fn best_rate(f: impl Fn() -> Result<f64, BoxError>) -> Result<f64, BoxError> {
+    let mut best = 0f64;
+    for _ in 0..3 {
+        best = best.max(f()?);
+    }
+    Ok(best)
+}
+
 fn best_of_three(f: fn() -> Result<Vec<Duration>, BoxError>) -> Result<Vec<Duration>, BoxError> {
     let mut best: Option<Vec<Duration>> = None;
     for _ in 0..3 {
@@ -182,5 +262,15 @@ fn main() -> Result<(), BoxError> {
     summary("sync-async", best_of_three(sync_async)?);
     summary("async-async", best_of_three(async_async)?);
     summary("tokio-unix", best_of_three(tokio_unix)?);
+    println!("stream of {STREAM} u64 (msgs/s, best of three):");
+    for (name, sides) in [
+        ("sync->sync", (false, false)),
+        ("sync->async", (false, true)),
+        ("async->sync", (true, false)),
+        ("async->async", (true, true)),
+    ] {
+        println!("{name:14} {:>12.0}", best_rate(|| stream(sides))?);
+    }
+    println!("{:14} {:>12.0}", "tokio-unix", best_rate(stream_unix)?);
     Ok(())
 }
