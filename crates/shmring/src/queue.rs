@@ -88,7 +88,7 @@ mod simple;
 use handle::{Handle, PutFailure};
 
 #[cfg(feature = "tokio")]
-pub use aio::{AsyncQueue, QueueStream};
+pub use aio::{AsyncQueue, QueueSink, QueueStream};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
 pub use joinable::JoinableQueue;
