@@ -73,8 +73,9 @@ use tokio::time::Instant;
 use crate::sys::uring::{reactor, KeepAlive};
 use crate::sys::FutexWaiter;
 
+pub use crate::lock::AsyncLock;
 pub use crate::pipe::{AsyncConnection, ConnectionSink};
-pub use crate::queue::{AsyncQueue, QueueSink, QueueStream};
+pub use crate::queue::{AsyncJoinableQueue, AsyncQueue, QueueSink, QueueStream};
 
 /// How often a wait re-checks when the io_uring futex wait is not
 /// available (1 ms).

@@ -91,6 +91,8 @@ use handle::{Handle, PutFailure};
 pub use aio::{AsyncQueue, QueueSink, QueueStream};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
+#[cfg(feature = "tokio")]
+pub use joinable::AsyncJoinableQueue;
 pub use joinable::JoinableQueue;
 pub use recovery::{JoinError, JoinTimeoutError, TryJoinError};
 pub use simple::SimpleQueue;

@@ -95,7 +95,7 @@ impl<T: Message> AsyncQueue<T> {
     /// As [`Queue::get`].
     pub async fn get(&self) -> Result<T, GetError> {
         loop {
-            match self.queue.handle.get_async(None).await {
+            match self.queue.handle.get_async(None, None).await {
                 Ok(item) => return Ok(item),
                 Err(TryGetError::Get(e)) => return Err(e),
                 Err(TryGetError::Empty) => {}
@@ -117,7 +117,7 @@ impl<T: Message> AsyncQueue<T> {
         let deadline = tokio::time::Instant::now().checked_add(timeout);
         self.queue
             .handle
-            .get_async(deadline)
+            .get_async(deadline, None)
             .await
             .map_err(TryGetError::timed_out)
     }
