@@ -75,6 +75,7 @@ fn child_entry() {
         &SLOW_WORKER,
         &TAKE_ONE_AND_HANG,
         &PUT_THEN_JOIN,
+        &PUT_IN_BURSTS,
     ]);
 }
 
@@ -227,5 +228,73 @@ fn a_sync_join_is_woken_by_an_async_worker() {
         }
     });
     assert!(wait_child(child, Duration::from_secs(20)).success());
+    assert_eq!(q.unfinished_tasks(), 0);
+}
+
+/// Puts `0..n` (sync), pausing 10 ms after every 100, so that the async
+/// workers fall asleep again and again.
+fn put_in_bursts((q, n): (JoinableQueue<u64>, u64)) -> EntryResult {
+    for i in 0..n {
+        q.put_timeout(i, Duration::from_secs(20))?;
+        if (i + 1) % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+static PUT_IN_BURSTS: Entry<(JoinableQueue<u64>, u64)> = shmring::entry!(put_in_bursts);
+
+/// Four worker tasks on two threads share one handle (clones): each get
+/// is raced against a short timeout, so many gets are dropped while
+/// pending, while a sync process puts. Every item is got exactly once, and
+/// the coordinator's join returns once all are marked done.
+#[test]
+fn tasks_sharing_one_handle_with_cancelled_gets_count_every_task() {
+    use std::sync::{Arc, Mutex};
+    let _dog = Watchdog::new(Duration::from_secs(60), "async workers, one handle");
+    const N: u64 = 2_000;
+    let q = JoinableQueue::<u64>::new(0).unwrap();
+    let child = spawn_child(CHILD_TEST, &PUT_IN_BURSTS, (&q, N));
+    let q = AsyncJoinableQueue::new(q);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cancelled = rt.block_on(async {
+        let workers = (0..4).map(|_| {
+            let (q, got) = (q.clone(), got.clone());
+            tokio::spawn(async move {
+                let mut cancelled = 0u64;
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(2), q.get()).await {
+                        Ok(Ok(item)) => {
+                            got.lock().unwrap().push(item);
+                            q.task_done().unwrap();
+                        }
+                        Ok(Err(_)) => return cancelled, // shut down
+                        Err(_) => cancelled += 1,
+                    }
+                }
+            })
+        });
+        let workers: Vec<_> = workers.collect();
+        assert!(wait_child(child, Duration::from_secs(20)).success());
+        tokio::time::timeout(Duration::from_secs(20), q.join())
+            .await
+            .expect("every task marked done")
+            .unwrap();
+        q.sync().shutdown();
+        let mut cancelled = 0;
+        for w in workers {
+            cancelled += w.await.unwrap();
+        }
+        cancelled
+    });
+    assert!(cancelled > 0, "some gets were dropped while pending");
+    let mut got = got.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "each item exactly once");
     assert_eq!(q.unfinished_tasks(), 0);
 }

@@ -45,6 +45,13 @@ use crate::segment::PeerCounter;
 /// wait, and passes on a release's wake-up it had already taken, so the
 /// next waiter (sync or async) is not left asleep with the lock free.
 ///
+/// A release wakes one sleeper. A pending acquire that is kept alive but
+/// no longer polled (a future pinned outside a `select!` loop that has
+/// moved on) still holds the wake-up its wait took, until it is polled or
+/// dropped: the next waiter then finds the lock free only at its next
+/// liveness check (within one slice, 100 ms by default), not at once.
+/// Poll an acquire to the end or drop it.
+///
 /// # Examples
 ///
 /// ```
@@ -298,6 +305,53 @@ mod tests {
             assert!(sleeper.join().unwrap(), "the sync sleeper got the lock");
             assert!(start.elapsed() < Duration::from_secs(10));
         });
+        assert_eq!(word.waiters(), 0);
+        lock.release().unwrap();
+    }
+
+    /// The cost of an acquire kept alive without being polled: the wake it
+    /// took is not passed on, so a sync sleeper behind it gets the free
+    /// lock only at its next liveness check (its 1 s slice), not at the
+    /// release; it does get it then.
+    #[test]
+    fn an_acquire_kept_but_not_polled_delays_the_next_waiter_one_slice() {
+        const SLICE: Duration = Duration::from_secs(1);
+        let policy = WaitPolicy {
+            spin_ns: 0,
+            max_spin_ns: 0,
+            slice_ns: SLICE.as_nanos() as u64,
+        };
+        let lock = AsyncLock::new(Lock::new().unwrap());
+        let word = shared(&lock.sync().segment);
+        let rt = runtime();
+        let _in = rt.enter();
+        let _ = lock.sync().acquire().unwrap().leak();
+        let mut acquire = Box::pin(lock.acquire());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(acquire.as_mut().poll(&mut cx).is_pending());
+        let mut sync = lock.sync().clone();
+        sync.set_wait_policy(policy);
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| {
+                sync.acquire_timeout(Duration::from_secs(20))
+                    .map(|g| g.leak())
+                    .is_ok()
+            });
+            let start = Instant::now();
+            while word.waiters() != 2 {
+                assert!(start.elapsed() < Duration::from_secs(10));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(20)); // and sleeps
+            let released = Instant::now();
+            lock.release().unwrap(); // wakes one: the io_uring wait
+            assert!(sleeper.join().unwrap(), "the sync sleeper got the lock");
+            // Its liveness check, up to one slice after the release.
+            assert!(released.elapsed() >= Duration::from_millis(300));
+        });
+        // The kept acquire, polled again, finds the lock taken and waits.
+        assert!(acquire.as_mut().poll(&mut cx).is_pending());
+        drop(acquire);
         assert_eq!(word.waiters(), 0);
         lock.release().unwrap();
     }
