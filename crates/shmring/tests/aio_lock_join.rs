@@ -298,3 +298,31 @@ fn tasks_sharing_one_handle_with_cancelled_gets_count_every_task() {
     assert_eq!(got, (0..N).collect::<Vec<_>>(), "each item exactly once");
     assert_eq!(q.unfinished_tasks(), 0);
 }
+
+/// A join dropped while pending, after its slow check dropped the task of
+/// a dead holder, still counts that recovery, and the next join reports
+/// the loss.
+#[test]
+fn a_join_dropped_after_reclaiming_a_dead_holders_task_counts_it() {
+    use shmring::segment::PeerCounter;
+    let _dog = Watchdog::new(Duration::from_secs(60), "dropped join, dead holder");
+    let q = JoinableQueue::<u64>::new(0).unwrap();
+    q.put(1).unwrap();
+    let mut child = spawn_child(CHILD_TEST, &TAKE_ONE_AND_HANG, (&q,));
+    assert!(wait_until(Duration::from_secs(20), || q.is_empty()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    q.put(2).unwrap(); // still queued: the join cannot end
+    let q = AsyncJoinableQueue::new(q);
+    runtime().block_on(async {
+        // Its first check is a slow one: it drops the dead holder's task.
+        let pending = tokio::time::timeout(Duration::from_millis(200), q.join()).await;
+        assert!(pending.is_err(), "one task still queued");
+        assert_eq!(q.sync().segment().counter_sum(PeerCounter::Recovered), 1);
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert_eq!(q.try_get().unwrap(), 2);
+        q.task_done().unwrap();
+        let joined = tokio::time::timeout(Duration::from_secs(20), q.join()).await;
+        assert_eq!(joined.unwrap(), Err(JoinError::PeerDied { lost: 1 }));
+    });
+}

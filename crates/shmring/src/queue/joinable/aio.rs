@@ -15,6 +15,7 @@ use crate::queue::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::queue::recovery::{JoinError, JoinTimeoutError};
+use crate::segment::PeerCounter;
 
 /// A [`JoinableQueue`] handle whose `get`, `put` and `join` are awaited:
 /// a task that waits gives its thread back to the runtime and sleeps in an
@@ -167,11 +168,12 @@ impl<T> AsyncJoinableQueue<T> {
 
     /// The sync `join_until` with [`crate::aio::block_on`]'s sleep (which
     /// runs its slow check, reclaiming dead holders' slots, at the
-    /// deadline too).
+    /// deadline too). The tasks a check drops are counted at once, not at
+    /// the end: a join dropped while pending still counts what it
+    /// reclaimed (its losses are reported by the next join).
     async fn join_until(&self, deadline: Option<Instant>) -> Result<(), TryJoinError> {
         let q = &*self.queue;
         let mark = q.tasks().loss_mark();
-        let mut dropped = 0;
         let keep = keep_alive(&q.segment);
         let joined = block_on(
             q.tasks().all_done_word(),
@@ -179,10 +181,17 @@ impl<T> AsyncJoinableQueue<T> {
             &keep,
             WaitPolicy::default(),
             deadline,
-            |slow| (q.unfinished_reclaiming(slow, &mut dropped) == 0).then_some(()),
+            |slow| {
+                let mut dropped = 0;
+                let unfinished = q.unfinished_reclaiming(slow, &mut dropped);
+                if dropped != 0 {
+                    q.segment.add_to_counter(PeerCounter::Recovered, dropped);
+                }
+                (unfinished == 0).then_some(())
+            },
         )
         .await;
-        q.join_outcome(joined.is_ok(), mark, dropped)
+        q.join_outcome(joined.is_ok(), mark, 0)
     }
 }
 
