@@ -450,4 +450,22 @@ mod tests {
             "1 was not put"
         );
     }
+
+    /// `start_send` without `poll_ready` while the sink keeps an item
+    /// breaks the `Sink` contract: it panics rather than drop or reorder.
+    #[test]
+    #[should_panic(expected = "without poll_ready")]
+    fn start_send_while_an_item_is_kept_panics() {
+        let q = AsyncQueue::new(Queue::<u64>::new(1).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in = rt.enter();
+        let mut sink = q.into_sink();
+        let mut pinned = Pin::new(&mut sink);
+        pinned.as_mut().start_send(0).unwrap(); // put
+        pinned.as_mut().start_send(1).unwrap(); // kept
+        let _ = pinned.as_mut().start_send(2);
+    }
 }

@@ -340,4 +340,38 @@ mod tests {
         assert_eq!(q.unfinished_tasks(), 0);
         assert!(q.try_join().is_ok());
     }
+
+    /// Two tasks join on one handle (one clone each) while a sync thread
+    /// finishes the tasks: the last `task_done` wakes both.
+    #[test]
+    fn two_joins_on_one_handle_both_wake() {
+        let q = AsyncJoinableQueue::new(JoinableQueue::<u64>::new(0).unwrap());
+        let word = q.sync().tasks().all_done_word();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        q.sync().put(1).unwrap();
+        q.sync().put(2).unwrap();
+        rt.block_on(async {
+            let joins = [q.clone(), q.clone()].map(|q| tokio::spawn(async move { q.join().await }));
+            while word.waiters() != 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            let worker = q.clone();
+            let finished = std::thread::spawn(move || {
+                for _ in 0..2 {
+                    worker.sync().get().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    worker.task_done().unwrap();
+                }
+            });
+            for join in joins {
+                let joined = tokio::time::timeout(std::time::Duration::from_secs(20), join).await;
+                joined.expect("woken").unwrap().unwrap();
+            }
+            finished.join().unwrap();
+        });
+        assert_eq!(word.waiters(), 0);
+    }
 }
