@@ -156,6 +156,14 @@ impl TaskCounter {
         self.wake_joiners(waiter);
     }
 
+    /// The wait word joiners sleep on, for a joiner that runs the
+    /// [`block_on`] protocol itself (an async one) with the check of
+    /// [`join`](Self::join): every change that may bring the sum to zero
+    /// wakes all sleepers registered there.
+    pub fn all_done_word(&self) -> &WaitWord {
+        &self.all_done
+    }
+
     /// Wakes the joiners if any is asleep (no system call otherwise). Call
     /// after a change that may have brought the sum to zero.
     #[inline]

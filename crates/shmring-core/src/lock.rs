@@ -142,6 +142,14 @@ impl LockShared {
         self.wait.waiters()
     }
 
+    /// The wait word contended acquirers sleep on, for a sleeper that
+    /// runs the [`block_on`] protocol itself (an async one): it calls
+    /// [`try_acquire_with`](Self::try_acquire_with) as its check, and
+    /// every release wakes one sleeper registered there.
+    pub fn wait_word(&self) -> &WaitWord {
+        &self.wait
+    }
+
     /// One attempt: takes the lock if it is free, or, when `probe` is set,
     /// if its holder is dead according to `is_alive`.
     ///

@@ -2,13 +2,19 @@
 //! thread per waiter and without polling.
 //!
 //! [`AsyncQueue`] wraps a [`Queue`](crate::queue::Queue): `get().await`,
-//! `put(x).await` and their `_timeout` forms (tokio's clock), and
-//! [`AsyncQueue::into_stream`], a `futures_core::Stream` of its items.
+//! `put(x).await` and their `_timeout` forms (tokio's clock),
+//! [`AsyncQueue::into_stream`], a `futures_core::Stream` of its items, and
+//! [`AsyncQueue::into_sink`], a `futures_sink::Sink` of them.
 //! [`AsyncConnection`] wraps a pipe end: `recv().await`, `recv_bytes`,
-//! `recv_timeout`, `send(&x).await`, `send_timeout`. The other end
-//! may be any handle of the same queue, in this process or another, sync
-//! or async: a sync producer wakes an async consumer through its ordinary
-//! publish path, and pays nothing when nobody sleeps.
+//! `recv_timeout`, `send(&x).await`, `send_timeout`, and
+//! [`AsyncConnection::into_sink`]. [`AsyncLock`] wraps a
+//! [`Lock`](crate::lock::Lock) (`acquire().await`, `acquire_timeout`), and
+//! [`AsyncJoinableQueue`] a [`JoinableQueue`](crate::queue::JoinableQueue)
+//! (`get`, `put`, `task_done`, `join().await`, `join_timeout`). The other
+//! end may be any handle of the same object, in this process or another,
+//! sync or async: a sync producer (or releaser, or `task_done`) wakes an
+//! async waiter through its ordinary publish path, and pays nothing when
+//! nobody sleeps.
 //!
 //! # How an async wait sleeps
 //!
@@ -38,10 +44,27 @@
 //!   on a wake-up it had already taken, so no other sleeper misses one.
 //! * [`AsyncConnection`]'s receives and sends are cancel-safe too (see
 //!   the type).
-//! * [`AsyncQueue::put`] and [`AsyncQueue::put_timeout`] are not: a
-//!   dropped pending put has not put its item, and the item is dropped
-//!   with the future (as with tokio's `mpsc::Sender::send`). Use
-//!   `put_timeout`, which gives the item back, where that matters.
+//! * [`AsyncLock::acquire`] and [`AsyncLock::acquire_timeout`] are
+//!   cancel-safe: the lock is taken only inside the poll that returns its
+//!   guard, so a dropped pending acquire holds nothing; it ends its
+//!   registration and passes on a release's wake-up it had taken (a
+//!   release wakes one sleeper: without the pass-on the next one would
+//!   sleep on with the lock free).
+//! * [`AsyncJoinableQueue::join`] and [`AsyncJoinableQueue::join_timeout`]
+//!   are cancel-safe (a join changes nothing), and so are
+//!   [`AsyncJoinableQueue::get`] and its timeout form, as
+//!   [`AsyncQueue::get`] (a dropped get counts no task).
+//! * [`AsyncQueue::put`] and [`AsyncQueue::put_timeout`] are not (nor are
+//!   [`AsyncJoinableQueue`]'s): a dropped pending put has not put its
+//!   item, and the item is dropped with the future (as with tokio's
+//!   `mpsc::Sender::send`). Use `put_timeout`, which gives the item back,
+//!   where that matters.
+//! * A [`QueueSink`] or [`ConnectionSink`] dropped with an item it keeps
+//!   (sent while the queue or ring was full, not yet flushed) drops that
+//!   item unput; once `poll_flush` returned `Ready(Ok)`, every item sent
+//!   is in the queue or ring. `SinkExt::send` and `send_all` futures are
+//!   therefore not cancel-safe. Dropping a sink also ends its
+//!   registration.
 //!
 //! # Runtime and process requirements
 //!
@@ -73,8 +96,9 @@ use tokio::time::Instant;
 use crate::sys::uring::{reactor, KeepAlive};
 use crate::sys::FutexWaiter;
 
-pub use crate::pipe::AsyncConnection;
-pub use crate::queue::{AsyncQueue, QueueStream};
+pub use crate::lock::AsyncLock;
+pub use crate::pipe::{AsyncConnection, ConnectionSink};
+pub use crate::queue::{AsyncJoinableQueue, AsyncQueue, QueueSink, QueueStream};
 
 /// How often a wait re-checks when the io_uring futex wait is not
 /// available (1 ms).

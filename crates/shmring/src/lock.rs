@@ -84,7 +84,12 @@ use crate::segment::{PeerCounter, Segment};
 use crate::sys::until_instant;
 use descriptor::LockDescriptor;
 
+#[cfg(feature = "tokio")]
+mod aio;
 pub(crate) mod descriptor;
+
+#[cfg(feature = "tokio")]
+pub use aio::AsyncLock;
 
 /// Why a blocking [`acquire`](Lock::acquire) failed: nothing can, today.
 ///

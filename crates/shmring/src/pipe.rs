@@ -235,9 +235,9 @@ use crate::object::{
 };
 use crate::segment::Segment;
 
-#[cfg(feature = "tokio")]
-pub use connection::AsyncConnection;
 pub use connection::Connection;
+#[cfg(feature = "tokio")]
+pub use connection::{AsyncConnection, ConnectionSink};
 pub use error::{
     ConnectError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,

@@ -88,9 +88,11 @@ mod simple;
 use handle::{Handle, PutFailure};
 
 #[cfg(feature = "tokio")]
-pub use aio::{AsyncQueue, QueueStream};
+pub use aio::{AsyncQueue, QueueSink, QueueStream};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 pub use handles::{Receiver, Sender};
+#[cfg(feature = "tokio")]
+pub use joinable::AsyncJoinableQueue;
 pub use joinable::JoinableQueue;
 pub use recovery::{JoinError, JoinTimeoutError, TryJoinError};
 pub use simple::SimpleQueue;

@@ -93,6 +93,20 @@ fn drain_pipe((mut conn, n): (Connection, u64)) -> EntryResult {
 }
 static DRAIN_PIPE: Entry<(Connection, u64)> = shmring::entry!(drain_pipe);
 
+/// Receives `0..n` in order (sync), pausing 20 ms after every 500, then
+/// insists on end of file: nothing lost, nothing twice, nothing more.
+fn drain_pipe_to_eof((mut conn, n): (Connection, u64)) -> EntryResult {
+    for i in 0..n {
+        assert_eq!(conn.recv::<u64>()?, i);
+        if (i + 1) % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(matches!(conn.recv::<u64>(), Err(RecvError::Eof)));
+    Ok(())
+}
+static DRAIN_PIPE_TO_EOF: Entry<(Connection, u64)> = shmring::entry!(drain_pipe_to_eof);
+
 /// Reads nothing; waits to be killed.
 fn read_nothing((_conn,): (Connection,)) -> EntryResult {
     shmring_testkit::sleep_forever()
@@ -190,6 +204,7 @@ fn child_entry() {
         &SEND_TEN_THEN_HANG,
         &DRAIN_PIPE,
         &READ_NOTHING,
+        &DRAIN_PIPE_TO_EOF,
     ]);
 }
 
@@ -593,4 +608,197 @@ fn the_stream_yields_every_item_then_ends_at_shutdown() {
         producer.join().unwrap();
         assert_eq!(got, (0..1_000).collect::<Vec<u64>>());
     });
+}
+
+/// `send_all` of N items through a queue's sink from a tokio task; a sync
+/// consumer process gets each exactly once, in order (one producer), while
+/// pausing so that the sink awaits room again and again. The sink is
+/// dropped as soon as `send_all` returned (it flushed): nothing is lost.
+#[test]
+fn a_queue_sink_sends_all_to_a_sync_consumer_process() {
+    use futures_util::{stream, SinkExt};
+    let _dog = Watchdog::new(Duration::from_secs(60), "queue sink");
+    const N: u64 = 20_000;
+    let q = Queue::<u64>::new(8).unwrap();
+    let child = spawn_child(CHILD_TEST, &SYNC_CONSUMER, (&q, N, 2_000));
+    let q = AsyncQueue::new(q);
+    let mut sink = q.clone().into_sink();
+    runtime().block_on(async {
+        let mut items = stream::iter((0..N).map(Ok));
+        tokio::time::timeout(Duration::from_secs(40), sink.send_all(&mut items))
+            .await
+            .expect("room for every item")
+            .unwrap();
+    });
+    assert!(!sink.is_pending());
+    drop(sink);
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+    assert!(q.try_get().is_err(), "nothing more than the N items");
+}
+
+/// An item sent while the queue is full is kept by the sink; dropped
+/// before a flush, it is dropped with the sink and never put. Flushed, it
+/// is put once room comes.
+#[test]
+fn a_queue_sink_keeps_one_item_while_full_and_drops_it_unflushed() {
+    use futures_util::SinkExt;
+    let _dog = Watchdog::new(Duration::from_secs(20), "queue sink drop");
+    let q = AsyncQueue::new(Queue::<u64>::new(1).unwrap());
+    runtime().block_on(async {
+        let mut sink = q.clone().into_sink();
+        sink.send(0).await.unwrap(); // in the queue
+        sink.feed(1).await.unwrap(); // kept: no room
+        assert!(sink.is_pending());
+        // Pending while full, and still so after a while.
+        let flush = tokio::time::timeout(Duration::from_millis(100), sink.flush()).await;
+        assert!(flush.is_err(), "no room: the flush waits");
+        drop(sink);
+        assert_eq!(q.get().await.unwrap(), 0);
+        assert!(
+            matches!(
+                q.get_timeout(Duration::from_millis(100)).await,
+                Err(GetTimeoutError::Timeout)
+            ),
+            "the kept item was dropped with the sink, not put"
+        );
+
+        // Flushed, the kept item arrives once a consumer makes room.
+        let mut sink = q.clone().into_sink();
+        sink.send(2).await.unwrap();
+        sink.feed(3).await.unwrap();
+        let consumer = q.clone();
+        let got = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (consumer.get().await.unwrap(), consumer.get().await.unwrap())
+        });
+        sink.flush().await.unwrap();
+        assert!(!sink.is_pending());
+        assert_eq!(got.await.unwrap(), (2, 3));
+    });
+}
+
+/// A put that fails for good is reported by the next poll with its item
+/// given back: a kept item when the queue is shut down, and an item sent
+/// after the shutdown.
+#[test]
+fn a_queue_sink_reports_a_shutdown_with_the_item() {
+    use futures_util::SinkExt;
+    use shmring::queue::PutError;
+    let _dog = Watchdog::new(Duration::from_secs(20), "queue sink shutdown");
+    let q = AsyncQueue::new(Queue::<u64>::new(1).unwrap());
+    runtime().block_on(async {
+        let mut sink = q.clone().into_sink();
+        sink.send(0).await.unwrap();
+        sink.feed(1).await.unwrap(); // kept
+        let sync = q.clone();
+        let shut = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sync.sync().shutdown();
+        });
+        // The flush sleeps, and the shutdown wakes it.
+        assert!(matches!(sink.flush().await, Err(PutError::ShutDown(1))));
+        shut.await.unwrap();
+        assert!(!sink.is_pending());
+        // `send` is poll_ready, start_send (the put fails: kept), flush.
+        assert!(matches!(sink.send(5).await, Err(PutError::ShutDown(5))));
+    });
+}
+
+/// `send_all` through a pipe's sink to a sync reader process (a 1 KiB
+/// ring, so the sink awaits room again and again); the sink dropped after
+/// `send_all` returned: the reader gets every message in order, then end
+/// of file.
+#[test]
+fn a_pipe_sink_sends_all_to_a_sync_reader_process_then_eof() {
+    use futures_util::{stream, SinkExt};
+    let _dog = Watchdog::new(Duration::from_secs(60), "pipe sink");
+    const N: u64 = 5_000;
+    let (reader, writer) = small_pipe();
+    let child = spawn_child(CHILD_TEST, &DRAIN_PIPE_TO_EOF, (&reader, N));
+    drop(reader);
+    let mut sink = AsyncConnection::new(writer).into_sink::<u64>();
+    runtime().block_on(async {
+        let mut items = stream::iter((0..N).map(Ok));
+        tokio::time::timeout(Duration::from_secs(40), sink.send_all(&mut items))
+            .await
+            .expect("room for every message")
+            .unwrap();
+    });
+    assert!(!sink.is_pending());
+    drop(sink); // end of file
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+}
+
+/// The reader process is SIGKILLed while the sink awaits room: the flush
+/// ends with `BrokenPipe`.
+#[test]
+fn a_pipe_sink_whose_reader_is_killed_reports_a_broken_pipe() {
+    use futures_util::SinkExt;
+    let _dog = Watchdog::new(Duration::from_secs(60), "pipe sink reader killed");
+    let (reader, writer) = small_pipe();
+    let mut child = spawn_child(CHILD_TEST, &READ_NOTHING, (&reader,));
+    drop(reader);
+    let mut sink = AsyncConnection::new(writer).into_sink::<u64>();
+    runtime().block_on(async {
+        let send = async {
+            for i in 0.. {
+                if let Err(e) = sink.send(i).await {
+                    return (i, e);
+                }
+            }
+            unreachable!()
+        };
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            child.kill().unwrap();
+        };
+        let ((sent, err), ()) = tokio::join!(send, kill);
+        assert!(sent > 0, "some messages fit before the ring filled");
+        assert!(matches!(err, SendError::BrokenPipe), "{err:?}");
+    });
+    assert!(!child.wait().unwrap().success(), "killed");
+    assert!(sink.into_inner().is_ok(), "no send pending after the error");
+}
+
+/// Two tasks on a multi-thread runtime, each with a sink of the same
+/// handle (clones share its producer ring), send at once into a queue
+/// with room for 4; a sync thread gets everything: each task's items
+/// exactly once, and in its own order.
+#[test]
+fn two_sinks_of_one_handle_keep_each_ones_order() {
+    use futures_util::{stream, SinkExt};
+    let _dog = Watchdog::new(Duration::from_secs(60), "two sinks");
+    const N: u64 = 5_000;
+    let q = AsyncQueue::new(Queue::<u64>::new(4).unwrap());
+    let consumer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let mut next = [0u64; 2];
+            for _ in 0..2 * N {
+                let item = q.sync().get_timeout(Duration::from_secs(20)).unwrap();
+                let (task, i) = ((item >> 32) as usize, item & 0xffff_ffff);
+                assert_eq!(i, next[task], "task {task}: in order, none lost or twice");
+                next[task] += 1;
+            }
+            assert!(q.try_get().is_err(), "nothing more");
+        })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks = (0..2u64).map(|task| {
+            let mut sink = q.clone().into_sink();
+            tokio::spawn(async move {
+                let mut items = stream::iter((0..N).map(|i| Ok(task << 32 | i)));
+                sink.send_all(&mut items).await.unwrap();
+            })
+        });
+        for t in tasks.collect::<Vec<_>>() {
+            t.await.unwrap();
+        }
+    });
+    consumer.join().unwrap();
 }

@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 use shmring_core::joinable::{self, TaskCounter, TaskSlot, TooManyDone};
 use shmring_core::wait::{Until, WaitPolicy};
 
+#[cfg(feature = "tokio")]
+mod aio;
+
+#[cfg(feature = "tokio")]
+pub use aio::AsyncJoinableQueue;
+
 use super::descriptor::JoinableDescriptor;
 use super::error::{self, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 use super::handle::Tasks;
@@ -173,6 +179,16 @@ impl<T> JoinableQueue<T> {
         }
     }
 
+    /// What a get announces its takes in (see [`Tasks`]).
+    fn task_hooks(&self) -> Tasks<'_> {
+        Tasks {
+            slot: self.slot(),
+            counter: self.tasks(),
+            waiter: &self.handle.waiter,
+            takes: &self.takes,
+        }
+    }
+
     /// This handle's own task slot.
     fn slot(&self) -> &TaskSlot {
         &self.slots()[recovery::own_row(&self.segment).0]
@@ -187,36 +203,46 @@ impl<T> JoinableQueue<T> {
     /// The one operation behind every form of join: `Unfinished` means
     /// tasks were still unfinished when `until` came.
     fn join_until(&self, until: Until) -> Result<(), TryJoinError> {
-        let counter = self.tasks();
-        let mark = counter.loss_mark();
-        let slots = self.slots();
+        let mark = self.tasks().loss_mark();
         let policy = WaitPolicy::default();
         let mut dropped = 0;
-        let core = self.handle.queue.core();
-        let mut joined = counter.join(&self.handle.waiter, until, &policy, &mut |slow| {
-            if slow {
-                dropped += recovery::reclaim_dead(counter, slots, &self.segment, core);
-            }
-            self.unfinished()
-        });
-        if joined.is_err() {
+        let joined = self
+            .tasks()
+            .join(&self.handle.waiter, until, &policy, &mut |slow| {
+                self.unfinished_reclaiming(slow, &mut dropped)
+            });
+        let mut joined = joined.is_ok();
+        if !joined {
             // `block_on` gives up without a slow check when the deadline
             // had passed on entry (always, for `Until::Now`): reclaim once,
             // so that a try sees tasks lost with a gone holder instead of
             // `Unfinished` for ever (as a Lock's try takes a dead holder's
             // lock over).
-            dropped += recovery::reclaim_dead(counter, slots, &self.segment, core);
-            if self.unfinished() == 0 {
-                joined = Ok(());
-            }
+            joined = self.unfinished_reclaiming(true, &mut dropped) == 0;
         }
+        self.join_outcome(joined, mark, dropped)
+    }
+
+    /// A join's check: the unfinished count, after emptying the slots of
+    /// dead holders when `slow` (counted into `dropped`).
+    fn unfinished_reclaiming(&self, slow: bool, dropped: &mut u64) -> u64 {
+        if slow {
+            let core = self.handle.queue.core();
+            *dropped += recovery::reclaim_dead(self.tasks(), self.slots(), &self.segment, core);
+        }
+        self.unfinished()
+    }
+
+    /// A join's answer: `joined` (the count reached zero) or not, the
+    /// losses counted since `mark` reported, `dropped` counted.
+    fn join_outcome(&self, joined: bool, mark: u64, dropped: u64) -> Result<(), TryJoinError> {
         if dropped != 0 {
             self.segment.add_to_counter(PeerCounter::Recovered, dropped);
         }
-        if joined.is_err() {
+        if !joined {
             return Err(TryJoinError::Unfinished);
         }
-        match counter.report_losses(mark) {
+        match self.tasks().report_losses(mark) {
             0 => Ok(()),
             lost => Err(TryJoinError::Join(JoinError::PeerDied { lost })),
         }
@@ -344,12 +370,6 @@ impl<T: Message> JoinableQueue<T> {
     }
 
     fn get_until(&self, until: Until) -> Result<T, TryGetError> {
-        let tasks = Tasks {
-            slot: self.slot(),
-            counter: self.tasks(),
-            waiter: &self.handle.waiter,
-            takes: &self.takes,
-        };
-        self.handle.get_until(until, Some(tasks))
+        self.handle.get_until(until, Some(self.task_hooks()))
     }
 }

@@ -1,8 +1,13 @@
 //! [`AsyncConnection`]: a pipe end whose receives are awaited (feature
 //! `tokio`).
 
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_sink::Sink;
 use tokio::time::Instant;
 
 use super::Connection;
@@ -166,6 +171,46 @@ impl AsyncConnection {
         self.send_until(deadline, |c| c.try_send(value)).await
     }
 
+    /// This connection's sending side as a [`Sink`] of `T` (each item one
+    /// message), for `SinkExt::send`, `send_all` and `Stream::forward`.
+    ///
+    /// # Sink contract
+    ///
+    /// * `start_send` tries the send at once (a message written whole, as
+    ///   [`send`](Self::send)): with room, it is in the ring when
+    ///   `start_send` returns. Without, the sink keeps it (one message at
+    ///   most) and awaits room as [`send`](Self::send) does.
+    /// * `poll_ready` and `poll_flush` send the kept message, awaiting
+    ///   room; `Ready(Ok)` from `poll_ready` means the sink keeps nothing.
+    /// * `poll_close` is `poll_flush`; the connection is closed (end of
+    ///   file for the reader) when the sink is dropped, or by
+    ///   [`Connection::close`] after [`into_inner`](ConnectionSink::into_inner).
+    /// * A send that fails for good ([`SendError::BrokenPipe`] once the
+    ///   reader closed or died, [`SendError::TooLarge`], ...) is reported by
+    ///   the next `poll_ready`, `poll_flush` or `poll_close`; its message is
+    ///   dropped (a pipe error gives no value back).
+    ///
+    /// # Cancel safety
+    ///
+    /// Once `poll_flush` returned `Ready(Ok)`, every message sent is in
+    /// the ring and dropping the sink loses none (the reader still reads
+    /// them all, then end of file). A message the sink still keeps when
+    /// it is dropped (sent while the ring was full, not yet flushed) is
+    /// dropped with it and never written, whole or in part.
+    ///
+    /// # Panics
+    ///
+    /// `start_send` panics when the sink still keeps a message or an
+    /// error (called without `poll_ready` returning `Ready(Ok)` first).
+    pub fn into_sink<T: Message + Send + Sync + 'static>(self) -> ConnectionSink<T> {
+        ConnectionSink {
+            conn: Some(self),
+            pending: None,
+            failed: None,
+            _items: PhantomData,
+        }
+    }
+
     /// Tries, then awaits room (or the end) and tries again.
     async fn send_until(
         &mut self,
@@ -218,6 +263,110 @@ impl AsyncConnection {
                 };
             }
         }
+    }
+}
+
+/// A send of a [`ConnectionSink`] awaiting room: it owns the connection
+/// and the message, and hands the connection back.
+type PendingSend = Pin<Box<dyn Future<Output = (AsyncConnection, Result<(), SendError>)> + Send>>;
+
+/// [`AsyncConnection::into_sink`]: a connection's sending side as a
+/// [`Sink`] of `T`.
+pub struct ConnectionSink<T> {
+    /// The connection while no send is pending (`pending` holds it
+    /// otherwise: exactly one of the two is `Some`).
+    conn: Option<AsyncConnection>,
+    pending: Option<PendingSend>,
+    /// A send that failed for good in `start_send`, for the next poll.
+    failed: Option<SendError>,
+    _items: PhantomData<fn(T)>,
+}
+
+impl<T> std::fmt::Debug for ConnectionSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSink")
+            .field("conn", &self.conn)
+            .field("keeps_a_message", &self.pending.is_some())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl<T: Message + Send + Sync + 'static> ConnectionSink<T> {
+    /// Whether the sink keeps a message not yet written (sent while the
+    /// ring was full), or a failure not yet reported.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some() || self.failed.is_some()
+    }
+
+    /// The connection back, unless a send is pending: then the sink
+    /// itself, boxed (flush first). A failure not yet reported is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The sink, while it keeps a message.
+    pub fn into_inner(self) -> Result<AsyncConnection, Box<Self>> {
+        match self.conn {
+            Some(conn) if self.pending.is_none() => Ok(conn),
+            _ => Err(Box::new(self)),
+        }
+    }
+
+    /// Writes the kept message, if any, awaiting room; reports a failure.
+    fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        let Some(send) = self.pending.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let Poll::Ready((conn, done)) = send.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        self.pending = None;
+        self.conn = Some(conn);
+        Poll::Ready(done)
+    }
+}
+
+impl<T: Message + Send + Sync + 'static> Sink<T> for ConnectionSink<T> {
+    type Error = SendError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        // Every field is Unpin (the future is boxed).
+        self.get_mut().poll_sent(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), SendError> {
+        let this = self.get_mut();
+        assert!(
+            !this.is_pending(),
+            "ConnectionSink::start_send without poll_ready returning Ready(Ok) first"
+        );
+        let conn = this
+            .conn
+            .as_mut()
+            .expect("no send pending: the sink holds it");
+        match conn.conn.try_send(&item) {
+            Ok(()) => {}
+            Err(TrySendError::Full) => {
+                let mut conn = this.conn.take().expect("checked above");
+                this.pending = Some(Box::pin(async move {
+                    let sent = conn.send(&item).await;
+                    (conn, sent)
+                }));
+            }
+            Err(TrySendError::Send(e)) => this.failed = Some(e),
+        }
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        self.get_mut().poll_sent(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        self.get_mut().poll_sent(cx)
     }
 }
 

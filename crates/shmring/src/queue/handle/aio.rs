@@ -4,7 +4,7 @@
 
 use tokio::time::Instant;
 
-use super::{lock, try_take, ConsumerState, Handle, TakeError};
+use super::{lock, try_take, ConsumerState, Handle, TakeError, Tasks};
 use crate::aio::{block_on, keep_alive};
 use crate::codec::Message;
 use crate::queue::error::{GetError, TryGetError, TryPutError};
@@ -57,13 +57,16 @@ impl Handle {
     }
 
     /// [`Handle::get_until`] awaiting a message until `deadline` (`None`:
-    /// forever). `Empty` means nothing came in time.
+    /// forever); `tasks` as there. `Empty` means nothing came in time.
     ///
     /// Cancel-safe: a message is taken only inside the poll that returns
-    /// it (the try and the decode run without an await between them).
+    /// it (the try and the decode run without an await between them; for
+    /// a JoinableQueue, so do the take's announcement and its end in the
+    /// task slot).
     pub(in crate::queue) async fn get_async<T: Message>(
         &self,
         deadline: Option<Instant>,
+        tasks: Option<Tasks<'_>>,
     ) -> Result<T, TryGetError> {
         if self.is_closed() {
             return Err(TryGetError::Get(GetError::Closed));
@@ -89,7 +92,7 @@ impl Handle {
                     if self.is_closed() {
                         return Some(Err(TakeError::HandleClosed));
                     }
-                    match try_take(state, None) {
+                    match try_take(state, tasks) {
                         Err(TakeError::Pop(PopError::Empty)) => None,
                         done => Some(done),
                     }
@@ -138,7 +141,7 @@ mod tests {
         let word = q.handle.queue.core().not_empty_word();
         let rt = runtime();
         let _in = rt.enter();
-        let mut get = Box::pin(q.handle.get_async::<u64>(None));
+        let mut get = Box::pin(q.handle.get_async::<u64>(None, None));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(get.as_mut().poll(&mut cx).is_pending());
         assert_eq!(word.waiters(), 1, "asleep and registered");
@@ -160,7 +163,7 @@ mod tests {
         let word = q.handle.queue.core().not_empty_word();
         let rt = runtime();
         let _in = rt.enter();
-        let mut get = Box::pin(q.handle.get_async::<u64>(None));
+        let mut get = Box::pin(q.handle.get_async::<u64>(None, None));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(get.as_mut().poll(&mut cx).is_pending());
         std::thread::scope(|s| {
