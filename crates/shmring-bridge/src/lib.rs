@@ -84,6 +84,7 @@ use std::time::Duration;
 pub mod cli;
 mod inbound;
 mod out;
+pub mod stats;
 
 pub use inbound::{BridgeIn, InConfig};
 pub use out::{BridgeOut, OutConfig};
@@ -295,19 +296,41 @@ impl Shutdown {
     }
 }
 
+/// How many counters a bridge keeps (the fields of [`CounterSnapshot`]).
+pub const COUNTERS: usize = 9;
+
+/// One of a bridge's counters: an index into [`Counters`].
+#[derive(Clone, Copy, Debug)]
+enum Counter {
+    Published = 0,
+    Acked,
+    Deduplicated,
+    TakenElsewhere,
+    Received,
+    Put,
+    Redelivered,
+    AckedIn,
+    Retries,
+}
+
 /// A bridge's counters, readable while it runs (see
-/// [`BridgeOut::counters`], [`BridgeIn::counters`]).
-#[derive(Debug, Default)]
+/// [`BridgeOut::counters`], [`BridgeIn::counters`]), and by `shmring stat`
+/// from another process when the bridge publishes them (the
+/// [`stats`] record, on by default): the counters are then the record's
+/// words in shared memory.
+#[derive(Default)]
 pub struct Counters {
-    published: AtomicU64,
-    acked: AtomicU64,
-    deduplicated: AtomicU64,
-    taken_elsewhere: AtomicU64,
-    received: AtomicU64,
-    put: AtomicU64,
-    redelivered: AtomicU64,
-    acked_in: AtomicU64,
-    retries: AtomicU64,
+    local: [AtomicU64; COUNTERS],
+    published: Option<stats::Published>,
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counters")
+            .field("snapshot", &self.snapshot())
+            .field("record", &self.record_path())
+            .finish()
+    }
 }
 
 /// The counters at one moment.
@@ -340,27 +363,75 @@ pub struct CounterSnapshot {
     pub retries: u64,
 }
 
-impl Counters {
-    /// A snapshot of every counter.
-    pub fn snapshot(&self) -> CounterSnapshot {
-        // ORDERING: Relaxed — statistics; each counter is exact on its own.
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+impl CounterSnapshot {
+    /// The counters in [`Counter`] order (the stats record's order).
+    fn from_array(v: [u64; COUNTERS]) -> CounterSnapshot {
         CounterSnapshot {
-            published: get(&self.published),
-            acked: get(&self.acked),
-            deduplicated: get(&self.deduplicated),
-            taken_elsewhere: get(&self.taken_elsewhere),
-            received: get(&self.received),
-            put: get(&self.put),
-            redelivered: get(&self.redelivered),
-            acked_in: get(&self.acked_in),
-            retries: get(&self.retries),
+            published: v[Counter::Published as usize],
+            acked: v[Counter::Acked as usize],
+            deduplicated: v[Counter::Deduplicated as usize],
+            taken_elsewhere: v[Counter::TakenElsewhere as usize],
+            received: v[Counter::Received as usize],
+            put: v[Counter::Put as usize],
+            redelivered: v[Counter::Redelivered as usize],
+            acked_in: v[Counter::AckedIn as usize],
+            retries: v[Counter::Retries as usize],
+        }
+    }
+}
+
+impl Counters {
+    /// Counters published in a stats record for the `direction` bridge of
+    /// `queue`; kept in this process only (and a line logged) when the
+    /// record cannot be created.
+    fn publish(queue: &str, direction: stats::Direction, log: &Log) -> Counters {
+        match stats::Published::create(queue, direction) {
+            Ok(p) => Counters {
+                published: Some(p),
+                ..Counters::default()
+            },
+            Err(e) => {
+                log(&format!(
+                    "cannot publish the counters for `shmring stat` in {}: {e}; \
+                     they are kept in this process only",
+                    stats::DIR
+                ));
+                Counters::default()
+            }
         }
     }
 
-    fn add(counter: &AtomicU64, n: u64) {
-        // ORDERING: Relaxed — statistics (partner: `snapshot`).
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Where the counters are published, if they are.
+    pub fn record_path(&self) -> Option<&std::path::Path> {
+        self.published.as_ref().map(stats::Published::path)
+    }
+
+    fn cell(&self, c: Counter) -> &AtomicU64 {
+        match &self.published {
+            Some(p) => p.counter(c as usize),
+            None => &self.local[c as usize],
+        }
+    }
+
+    /// A snapshot of every counter.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let mut v = [0u64; COUNTERS];
+        for (i, slot) in v.iter_mut().enumerate() {
+            let cell = match &self.published {
+                Some(p) => p.counter(i),
+                None => &self.local[i],
+            };
+            // ORDERING: Relaxed — statistics; each counter is exact on its
+            // own (partner: the Relaxed adds in `add`).
+            *slot = cell.load(Ordering::Relaxed);
+        }
+        CounterSnapshot::from_array(v)
+    }
+
+    fn add(&self, c: Counter, n: u64) {
+        // ORDERING: Relaxed — statistics (partner: `snapshot`, and the
+        // pread of `shmring stat` in another process).
+        self.cell(c).fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -450,6 +450,36 @@ fn outbound_bridge_sigkilled_mid_run_loses_nothing_and_duplicates_nothing() {
         u64::from(N),
         "re-published messages were deduplicated"
     );
+    // Each bridge killed mid-run left its stats record whole, marked by
+    // nothing but a free lock: read as dead, then removed as gc would.
+    assert_eq!(remove_dead_records(&[&a_name]), 3, "one per SIGKILL");
+}
+
+/// Checks that the stats records left in `/dev/shm` by the bridges of
+/// `queues` are all valid records of dead bridges (a bridge SIGKILLed in
+/// the middle of a counter update leaves a whole record), removes them as
+/// `shmring gc` would, and returns how many.
+fn remove_dead_records(queues: &[&str]) -> usize {
+    use shmring_bridge::stats;
+    let mut removed = 0;
+    for q in queues {
+        let (records, errors) = stats::records_of(q);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            records.iter().all(|r| r.liveness == stats::Liveness::Dead),
+            "{records:?}"
+        );
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let (dead, errors) = stats::dead(uid, Some(&[q.to_string()]));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(dead.len(), records.len());
+        for c in &dead {
+            assert_eq!(stats::remove_if_dead(c).unwrap(), stats::Removal::Removed);
+        }
+        removed += dead.len();
+    }
+    removed
 }
 
 /// The stream's state, for a failure's message.
@@ -799,6 +829,9 @@ fn bridges_and_server_sigkilled_at_random_lose_nothing() {
         u64::from(total),
         "the stream stored each message once: no duplicate from re-publishing"
     );
+    // Every record left is a killed bridge's, whole; the clean exits
+    // removed their own.
+    remove_dead_records(&[&a_name, &b_name, &c_name]);
 }
 
 /// Authentication passes through to async-nats: against a server that

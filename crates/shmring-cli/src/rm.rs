@@ -26,7 +26,16 @@ pub fn rm(mut args: Args) -> Result<(), Failure> {
     for arg in names {
         let name = segment_name(&arg);
         match remove_one(&name, force) {
-            Ok(()) => println!("removed {}", escape::name(&name)),
+            Ok(()) => {
+                println!("removed {}", escape::name(&name));
+                let queue = crate::commands::queue_name(&name);
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                let uid = unsafe { libc::geteuid() };
+                print!(
+                    "{}",
+                    crate::bridges::text(&crate::bridges::clean(uid, Some(&[queue]), false))
+                );
+            }
             Err(f) => {
                 f.print();
                 first.get_or_insert(f);
