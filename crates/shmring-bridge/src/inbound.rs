@@ -13,8 +13,8 @@ use shmring::mpmc::{ByteQueue, Producer};
 use shmring::segment::PeerCounter;
 
 use crate::{
-    connect, ensure_stream, jetstream, stderr_log, Backoff, Counter, Counters, Error, Log,
-    NatsOptions, Shutdown, StreamSettings,
+    connect, ensure_stream, jetstream, stderr_log, Backoff, ConnectFailure, Counter, Counters,
+    Error, Log, NatsOptions, Shutdown, StreamSettings,
 };
 
 /// What an inbound bridge does.
@@ -209,7 +209,8 @@ impl BridgeIn {
     ///
     /// [`Error::Oversize`] for a message larger than the local queue's
     /// largest message (it stays unacknowledged in the stream),
-    /// [`Error::Corrupted`]. NATS being unreachable, the stream missing, a
+    /// [`Error::Corrupted`], [`Error::Auth`] when NATS refuses the
+    /// credentials or TLS fails. NATS being unreachable, the stream missing, a
     /// pull failing: none is an error, each is logged and retried with
     /// backoff.
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), Error> {
@@ -221,7 +222,8 @@ impl BridgeIn {
             }
             let client = match connect(&self.config.nats, &log).await {
                 Ok(client) => client,
-                Err(e) => {
+                Err(ConnectFailure::Fatal(e)) => return Err(e),
+                Err(ConnectFailure::Retry(e)) => {
                     let d = backoff.step();
                     self.counters.add(Counter::Retries, 1);
                     log(&format!(

@@ -12,8 +12,8 @@ use shmring::mpmc::{ByteQueue, Commit, Consumer, PeekToken};
 use shmring::segment::PeerCounter;
 
 use crate::{
-    boot_id, connect, ensure_stream, jetstream, stderr_log, Backoff, Counter, Counters, Error, Log,
-    NatsOptions, Shutdown, StreamSettings,
+    boot_id, connect, ensure_stream, jetstream, stderr_log, Backoff, ConnectFailure, Counter,
+    Counters, Error, Log, NatsOptions, Shutdown, StreamSettings,
 };
 
 /// What an outbound bridge does.
@@ -203,6 +203,7 @@ impl BridgeOut {
     /// # Errors
     ///
     /// [`Error::Oversize`] (the message stays queued), [`Error::Corrupted`].
+    /// [`Error::Auth`] when NATS refuses the credentials or TLS fails.
     /// NATS being unreachable, a stream missing, a publish refused: none
     /// is an error, each is logged and retried with backoff.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
@@ -216,7 +217,8 @@ impl BridgeOut {
             }
             let client = match connect(&self.config.nats, &log).await {
                 Ok(client) => client,
-                Err(e) => {
+                Err(ConnectFailure::Fatal(e)) => return Err(e),
+                Err(ConnectFailure::Retry(e)) => {
                     let d = backoff.step();
                     self.counters.add(Counter::Retries, 1);
                     log(&format!(
