@@ -165,6 +165,7 @@ fn stat_shows_live_and_dead_bridges_and_gc_removes_only_dead_records() {
     assert_eq!(of_pid(&list, pids[1]).unwrap()["state"], "alive");
     let text = String::from_utf8_lossy(&shmring(&["stat", &name]).stdout).into_owned();
     assert!(text.contains("DEAD (killed;"), "{text}");
+    eprintln!("{text}");
     let dead_record = dead["record"].as_str().unwrap().to_owned();
 
     // gc: the dead record goes, the live one stays (also on a dry run
