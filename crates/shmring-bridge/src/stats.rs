@@ -5,11 +5,12 @@
 //! small file of its own in `/dev/shm`:
 //!
 //! ```text
-//! /dev/shm/.shmring-bridge.<out|in>.<pid>.<queue name without its slash>
+//! /dev/shm/.shmring-bridge.<out|in>.<pid>-<n>.<queue name without its slash>
 //! ```
 //!
-//! (the queue part cut to fit the 255-byte limit of a file name: the record
-//! holds the whole name). The counters *are* the record's words: each
+//! (`n` counts the records this process made, so that two bridges of one
+//! queue in one process keep theirs apart; the queue part is cut to fit the
+//! 255-byte limit of a file name: the record holds the whole name). The counters *are* the record's words: each
 //! change is one atomic add on the mapping, so a reader sees it at once.
 //!
 //! # Layout (version 1, native byte order, 448 bytes)
@@ -311,10 +312,10 @@ fn encode(queue: &str, direction: Direction, pid: u32, started_unix_ms: u64) -> 
     b
 }
 
-/// The file name of the record of bridge `pid` of `queue`, cut to a file
-/// name's limit (at a character boundary).
-pub fn file_name(queue: &str, direction: Direction, pid: u32) -> String {
-    let mut name = format!("{PREFIX}{}.{pid}.", direction.word());
+/// The file name of the `serial`-th record process `pid` made, for its
+/// bridge of `queue`, cut to a file name's limit (at a character boundary).
+pub fn file_name(queue: &str, direction: Direction, pid: u32, serial: u64) -> String {
+    let mut name = format!("{PREFIX}{}.{pid}-{serial}.", direction.word());
     let body = queue.strip_prefix('/').unwrap_or(queue);
     let mut cut = body.len().min(NAME_MAX - name.len());
     while !body.is_char_boundary(cut) {
@@ -427,10 +428,14 @@ impl Published {
                 "a queue name has 1 to 255 bytes",
             ));
         }
+        /// Records made by this process so far.
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
-        let path = dir.join(file_name(queue, direction, pid));
+        // ORDERING: Relaxed — only uniqueness matters, which the RMW gives.
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(file_name(queue, direction, pid, serial));
         let tmp = dir.join(format!(
-            "{TMP_PREFIX}{pid}.{:x}",
+            "{TMP_PREFIX}{pid}-{serial}.{:x}",
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
@@ -871,15 +876,15 @@ mod tests {
     #[test]
     fn names_are_cut_to_the_limit_and_still_matched() {
         let long = format!("/{}", "é".repeat(127)); // 255 bytes
-        let n = file_name(&long, Direction::In, 4_194_304);
+        let n = file_name(&long, Direction::In, 4_194_304, 0);
         assert!(n.len() <= NAME_MAX, "{}", n.len());
         assert!(may_be_record_of(&n, &long));
         assert!(may_be_record_of(
-            &file_name("/a.b", Direction::Out, 1),
+            &file_name("/a.b", Direction::Out, 1, 0),
             "/a.b"
         ));
         assert!(!may_be_record_of(
-            &file_name("/a.b", Direction::Out, 1),
+            &file_name("/a.b", Direction::Out, 1, 0),
             "/a"
         ));
         assert!(!may_be_record_of(".shmring-bridge.out", "/a"));
@@ -924,7 +929,7 @@ mod tests {
     #[test]
     fn hostile_files_under_a_record_name_are_reported_not_trusted() {
         let dir = temp_dir("hostile");
-        let name = |pid: u32| dir.join(file_name("/h", Direction::Out, pid));
+        let name = |pid: u32| dir.join(file_name("/h", Direction::Out, pid, 0));
         // Garbage, a truncated record, a FIFO (must not hang the reader), a
         // symbolic link, a record of another queue under this one's name.
         std::fs::write(name(1), [b'g'; RECORD_LEN]).unwrap();
@@ -969,7 +974,7 @@ mod tests {
         // running), a leftover of a create 1 minute old and unlocked, a
         // fresh leftover, and an old leftover still locked (being built).
         let live = Published::create_in(&dir, "/g", Direction::Out).unwrap();
-        let dead = dir.join(file_name("/g", Direction::In, 999_999));
+        let dead = dir.join(file_name("/g", Direction::In, 999_999, 0));
         std::fs::write(&dead, encode("/g", Direction::In, 999_999, 0)).unwrap();
         let old = std::time::SystemTime::now() - Duration::from_secs(60);
         let stale = dir.join(format!("{TMP_PREFIX}1.a"));
@@ -1003,7 +1008,7 @@ mod tests {
 
         // Only the queues asked for; and a live record asked about by a
         // stale candidate is kept under the lock.
-        let other = dir.join(file_name("/z", Direction::In, 999_998));
+        let other = dir.join(file_name("/z", Direction::In, 999_998, 0));
         std::fs::write(&other, encode("/z", Direction::In, 999_998, 0)).unwrap();
         assert!(dead_in(&dir, uid, Some(&["/g".into()])).0.is_empty());
         assert_eq!(dead_in(&dir, uid, Some(&["/z".into()])).0.len(), 1);
@@ -1017,6 +1022,33 @@ mod tests {
         );
         assert!(live.path().exists());
         drop(live);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_bridges_of_one_queue_in_one_process_keep_their_own_records() {
+        let dir = temp_dir("two");
+        let a = Published::create_in(&dir, "/two", Direction::Out).unwrap();
+        let b = Published::create_in(&dir, "/two", Direction::Out).unwrap();
+        assert_ne!(a.path(), b.path());
+        // ORDERING: Relaxed — a statistic; read back with pread.
+        a.counter(0).fetch_add(1, Ordering::Relaxed);
+        // ORDERING: Relaxed — as above.
+        b.counter(0).fetch_add(2, Ordering::Relaxed);
+        let (found, errors) = records_of_in(&dir, "/two");
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut published: Vec<u64> = found.iter().map(|r| r.counters.published).collect();
+        published.sort_unstable();
+        assert_eq!(published, [1, 2]);
+        drop(a);
+        let (found, _) = records_of_in(&dir, "/two");
+        assert_eq!(
+            found.len(),
+            1,
+            "the first's exit leaves the second's record"
+        );
+        assert_eq!(found[0].counters.published, 2);
+        drop(b);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,7 +24,7 @@ pub(crate) const EXIT_ERROR: u8 = 1;
 /// Bad command line (also an invalid segment name).
 const EXIT_USAGE: u8 = 2;
 /// No such segment.
-const EXIT_NOT_FOUND: u8 = 3;
+pub(crate) const EXIT_NOT_FOUND: u8 = 3;
 /// The file is not a shmring segment.
 const EXIT_NOT_SHMRING: u8 = 4;
 /// Permission denied (also a segment of another user).
@@ -126,7 +126,8 @@ is one with the magic whose header fails validation (nothing tells whether it
 is in use). Every name is tried; the exit code is that of the first failure
 (3 missing, 4 not shmring, 5 permission, 6 in use).
 
-A removed queue's dead bridges' stats records (see stat) go with it.
+A removed queue's dead bridges' stats records (see stat) go with it, also
+when the queue itself was gone already (the exit code still says 3).
 
 Options:
   -f, --force   remove segments in use, and files that are not (or cannot be

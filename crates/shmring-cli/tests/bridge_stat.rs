@@ -208,7 +208,7 @@ fn a_corrupted_record_is_reported_and_kept() {
         .create(&name)
         .expect("create the queue");
     let body = name.trim_start_matches('/');
-    let path = format!("/dev/shm/.shmring-bridge.out.4000000.{body}");
+    let path = format!("/dev/shm/.shmring-bridge.out.4000000-0.{body}");
     let mut bytes = vec![0xa5u8; 448];
     bytes[..8].copy_from_slice(b"SHMRBRDG");
     bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
@@ -232,7 +232,34 @@ fn a_corrupted_record_is_reported_and_kept() {
         String::from_utf8_lossy(&gc.stderr)
     );
     assert!(std::path::Path::new(&path).exists(), "gc keeps it");
-    std::fs::remove_file(&path).unwrap();
+
+    // A valid record of a dead bridge (nobody holds its lock) goes with
+    // the queue at `rm`; the invalid one stays.
+    let dead = format!("/dev/shm/.shmring-bridge.in.4000001-0.{body}");
+    bytes[20..24].copy_from_slice(&2u32.to_ne_bytes()); // in
+    bytes[24..28].copy_from_slice(&9u32.to_ne_bytes()); // counters
+    bytes[28..32].copy_from_slice(&(name.len() as u32).to_ne_bytes());
+    bytes[40..48].copy_from_slice(&1u64.to_ne_bytes()); // running
+    bytes[192..192 + name.len()].copy_from_slice(name.as_bytes());
+    std::fs::write(&dead, &bytes).unwrap();
+    let b = bridges(&name);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["state"], "dead");
+    assert_eq!(b[0]["pid"], 0xa5a5_a5a5u32);
     drop(q);
-    let _ = shmring(&["rm", &name]);
+    // The queue's creator removed it at its drop: rm says so (3), and
+    // still removes the dead bridge's record.
+    let rm = shmring(&["rm", &name]);
+    let rm_text = String::from_utf8_lossy(&rm.stdout);
+    assert_eq!(rm.status.code(), Some(3), "{rm_text}");
+    assert!(
+        rm_text.contains(&format!("removed bridge record {dead}")),
+        "{rm_text}"
+    );
+    assert!(!std::path::Path::new(&dead).exists());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "rm keeps the invalid one"
+    );
+    std::fs::remove_file(&path).unwrap();
 }
