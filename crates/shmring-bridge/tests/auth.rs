@@ -5,9 +5,9 @@
 //! missing credentials stop the bridge with `Error::Auth` (exit code 4 from
 //! the command line), not an endless retry.
 //!
-//! A `.creds` file is tested only where it fails (missing, not a creds
-//! file): a server in operator mode needs an operator, an account and a
-//! user JWT signed in a chain, which these tests do not build.
+//! A `.creds` file passes against a server in operator mode (an operator,
+//! an account and a user JWT signed in a chain here, with nkeys), and a
+//! missing or invalid one stops the bridge.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -309,4 +309,115 @@ fn cli_exits_4_on_refused_credentials() {
     assert_eq!(code, Some(4), "{err}");
     assert!(err.contains("/nonexistent/x.creds"), "{err}");
     assert_eq!(q.len(), 1, "the message stays queued");
+}
+
+/// A JWT of `claims` signed by `signer` (NATS's ed25519-nkey JWTs).
+fn jwt(mut claims: serde_json::Value, signer: &nkeys::KeyPair) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    claims["iat"] = now.into();
+    claims["iss"] = signer.public_key().into();
+    claims["jti"] = format!("shmring-test-{now}-{}", claims["sub"]).into();
+    let header = B64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = B64.encode(claims.to_string());
+    let signed = format!("{header}.{body}");
+    let signature = signer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", B64.encode(signature))
+}
+
+/// A `.creds` file: a user JWT and the user's seed.
+fn write_creds(path: &Path, user_jwt: &str, user: &nkeys::KeyPair) {
+    std::fs::write(
+        path,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+}
+
+/// A `.creds` file for a user of an account of an operator, and the
+/// server configuration (operator mode, the account preloaded, JetStream
+/// allowed to it).
+fn operator_setup(dir: &Path) -> (PathBuf, String) {
+    use serde_json::json;
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        json!({"sub": operator.public_key(), "name": "shmring-test-operator",
+               "nats": {"type": "operator", "version": 2}}),
+        &operator,
+    );
+    let account_jwt = jwt(
+        json!({"sub": account.public_key(), "name": "bridges",
+               "nats": {"type": "account", "version": 2, "limits": {
+                   "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                   "wildcards": true, "conn": -1, "leaf": -1,
+                   "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}}}),
+        &operator,
+    );
+    // JetStream in operator mode needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt(
+        json!({"sub": system.public_key(), "name": "SYS",
+               "nats": {"type": "account", "version": 2, "limits": {
+                   "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                   "wildcards": true, "conn": -1, "leaf": -1}}}),
+        &operator,
+    );
+    let user_jwt = jwt(
+        json!({"sub": user.public_key(), "name": "bridge",
+               "nats": {"type": "user", "version": 2, "pub": {}, "sub": {},
+                        "subs": -1, "data": -1, "payload": -1}}),
+        &account,
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let creds = dir.join("bridge.creds");
+    write_creds(&creds, &user_jwt, &user);
+    let conf = format!(
+        "operator: {operator_jwt:?}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {acc}: {account_jwt:?}\n  {sys}: {system_jwt:?}\n}}",
+        acc = account.public_key(),
+        sys = system.public_key(),
+    );
+    (creds, conf)
+}
+
+#[test]
+fn a_creds_file_passes_against_a_server_in_operator_mode() {
+    let dir = pki_dir("operator");
+    let (creds, conf) = operator_setup(&dir);
+    let Some(server) = NatsServer::start_with_config("operator", &conf) else {
+        return;
+    };
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "operator");
+    let mut o = NatsOptions::new(&server.url);
+    o.credentials_file = Some(creds);
+    let (r, _) = drain_with(o, "OP");
+    if r.is_err() {
+        eprintln!("{}", server.log());
+    }
+    assert_drained(r);
+    // Without credentials, the same server refuses; and a user of an
+    // account the server does not know.
+    assert_refused(drain_with(NatsOptions::new(&server.url), "OP"), "no creds");
+    let (rogue_account, rogue_user) = (nkeys::KeyPair::new_account(), nkeys::KeyPair::new_user());
+    let rogue_jwt = jwt(
+        serde_json::json!({"sub": rogue_user.public_key(), "name": "rogue",
+            "nats": {"type": "user", "version": 2, "pub": {}, "sub": {}}}),
+        &rogue_account,
+    );
+    let rogue = dir.join("rogue.creds");
+    write_creds(&rogue, &rogue_jwt, &rogue_user);
+    let mut o = NatsOptions::new(&server.url);
+    o.credentials_file = Some(rogue);
+    assert_refused(drain_with(o, "OP"), "unknown account");
+    let _ = std::fs::remove_dir_all(&dir);
 }
