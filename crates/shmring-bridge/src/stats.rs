@@ -33,7 +33,10 @@
 //!
 //! The bridge holds an OFD write lock on the record's first byte for its
 //! whole life; the kernel drops it when the process dies, however it dies,
-//! and unlike a pid it cannot be reused. A record whose lock is free and
+//! and unlike a pid it cannot be reused. Only a *write* lock counts: any
+//! reader can take a read lock, and must not make a dead bridge look alive;
+//! a write lock needs the file open for writing, which its mode (0644, and
+//! 0600 until the lock is taken) leaves to its owner. A record whose lock is free and
 //! whose state says running belongs to a bridge that died (`shmring gc`
 //! removes it); a clean exit marks the state stopped and removes the file.
 //!
@@ -385,11 +388,15 @@ fn try_lock(file: &File, kind: libc::c_int) -> io::Result<bool> {
     }
 }
 
-/// Whether another open file description holds a lock on the first byte.
-fn is_locked(file: &File) -> io::Result<bool> {
+/// Whether another open file description holds a *write* lock on the first
+/// byte: the liveness lock. A read lock is not one: anyone who can read the
+/// file can take a read lock, and would otherwise make a dead bridge look
+/// alive for as long as they liked; a write lock needs the file open for
+/// writing, which only its owner can do (mode 0644).
+fn is_write_locked(file: &File) -> io::Result<bool> {
     let mut fl = lock_request(libc::F_WRLCK);
     fcntl_lock(file, libc::F_OFD_GETLK, &mut fl)?;
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    Ok(fl.l_type == libc::F_WRLCK as libc::c_short)
 }
 
 /// A record this process publishes: the mapping its counters live in, the
@@ -440,11 +447,13 @@ impl Published {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
+        // Owner-only until locked: nobody else can open it and take a read
+        // lock first (which would block the liveness lock).
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         let built = (|| {
@@ -452,6 +461,9 @@ impl Published {
                 return Err(io::Error::other("a new file is locked by someone else"));
             }
             file.write_all_at(&encode(queue, direction, pid, now_unix_ms()), 0)?;
+            // Readable by everyone (`shmring stat` of another user), writable
+            // by this user only.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
             Self::map(&file)
         })();
         let map = match built {
@@ -587,7 +599,8 @@ pub fn read(path: &Path) -> Result<Option<Record>, InvalidRecord> {
     };
     // The lock first, then the bytes: a bridge marks its record stopped
     // before it lets the lock go, so a free lock with "running" means dead.
-    let locked = is_locked(&file).map_err(|e| invalid(format!("cannot test its lock: {e}")))?;
+    let locked =
+        is_write_locked(&file).map_err(|e| invalid(format!("cannot test its lock: {e}")))?;
     let bytes = read_bytes(&file).map_err(|e| invalid(format!("cannot read: {e}")))?;
     let p = parse(&bytes).map_err(invalid)?;
     let liveness = match (locked, p.stopped) {
@@ -720,7 +733,7 @@ fn leftover_is_stale(path: &Path, uid: u32) -> bool {
         .ok()
         .and_then(|m| m.elapsed().ok())
         .is_some_and(|age| age >= TMP_STALE);
-    meta.uid() == uid && old && matches!(is_locked(&file), Ok(false))
+    meta.uid() == uid && old && matches!(is_write_locked(&file), Ok(false))
 }
 
 /// Removes `candidate` if its bridge is still not alive, deciding again
@@ -1049,6 +1062,29 @@ mod tests {
         );
         assert_eq!(found[0].counters.published, 2);
         drop(b);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_read_lock_taken_by_a_reader_does_not_fake_a_live_bridge() {
+        // Anyone who can read a record can take an OFD read lock on it; a
+        // dead bridge's record must still read as dead, and a live one's as
+        // alive, and gc must still remove the dead one.
+        let dir = temp_dir("rdlock");
+        let dead = dir.join(file_name("/r", Direction::Out, 999_997, 0));
+        std::fs::write(&dead, encode("/r", Direction::Out, 999_997, 0)).unwrap();
+        let reader = File::open(&dead).unwrap();
+        assert!(try_lock(&reader, libc::F_RDLCK).unwrap());
+        let live = Published::create_in(&dir, "/r", Direction::In).unwrap();
+        let (found, errors) = records_of_in(&dir, "/r");
+        assert!(errors.is_empty(), "{errors:?}");
+        let state = |d: Direction| found.iter().find(|r| r.direction == d).unwrap().liveness;
+        assert_eq!(state(Direction::Out), Liveness::Dead);
+        assert_eq!(state(Direction::In), Liveness::Alive);
+        let (candidates, _) = dead_in(&dir, me_uid(), None);
+        assert_eq!(candidates.len(), 1, "{candidates:?}");
+        assert_eq!(remove_if_dead(&candidates[0]).unwrap(), Removal::Removed);
+        drop((reader, live));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
