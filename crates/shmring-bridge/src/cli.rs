@@ -19,6 +19,8 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// The local queue does not exist.
 const EXIT_NOT_FOUND: u8 = 3;
+/// NATS refused the credentials, or TLS failed (not retried).
+const EXIT_AUTH: u8 = 4;
 
 /// The text of `--help`: usage, options, exit codes.
 pub const HELP: &str = "\
@@ -44,7 +46,12 @@ in   pulls from the durable consumer C of stream S (created if missing;
 Both run until SIGINT or SIGTERM (finishing what is in flight), or until
 the local queue is shut down. NATS unreachable, a stream missing, a publish
 refused: each is logged and retried with backoff (0.1 s to 5 s), nothing is
-lost. Messages travel as their bytes, unchanged.
+lost. Credentials refused or TLS failing is not retried: the bridge stops
+(exit code 4). Messages travel as their bytes, unchanged.
+
+While it runs, a bridge publishes its counters in /dev/shm/.shmring-bridge.*
+(removed at its exit): `shmring stat QUEUE` shows them, and whether the
+bridge is alive; `shmring gc` removes the record of a bridge that was killed.
 
 Options (out):
   --queue NAME            the local queue (a shmring Queue or ByteQueue)
@@ -83,14 +90,23 @@ Creating the stream (either side):
   --memory                memory storage (lost when the server stops)
 
 NATS connection (passed through to async-nats):
-  --nats URL              the server(s), comma-separated
-  --creds FILE            a .creds file
+  --nats URL              the server(s), comma-separated (tls://HOST:PORT
+                          for TLS)
+  --creds FILE            a .creds file (a user JWT and its nkey seed, for
+                          a server in operator mode)
   --token TOKEN           a token (or the environment variable NATS_TOKEN)
   --user USER --password PASSWORD
-  --nkey SEED             an nkey seed
+                          a user and password (the password also from the
+                          environment variable NATS_PASSWORD)
+  --nkey SEED             an nkey user seed, SU... (or the environment
+                          variable NATS_NKEY); the server knows its public
+                          key, U...
   --tls                   require TLS
   --tls-ca FILE           trust this root certificate (PEM; repeatable)
-  --tls-cert FILE --tls-key FILE   a client certificate
+  --tls-cert FILE --tls-key FILE   a client certificate and its key (PEM),
+                          for a server that verifies clients
+  Secrets on the command line are visible to other users (ps): prefer the
+  environment variables or a .creds file.
   --name NAME             the connection's name
   --timeout SECS          connection, request and ack timeout (default 5)
 
@@ -103,8 +119,11 @@ Exit codes:
   0  stopped by SIGINT/SIGTERM, or the local queue was shut down
   1  stopped on an error (a message too large for the server or the local
      queue: it was kept, not dropped; a corrupted queue)
-  2  usage error
+  2  usage error (also a bad server URL)
   3  the local queue does not exist
+  4  NATS refused the credentials (token, user/password, nkey, .creds
+     file unreadable or invalid) or TLS failed (certificate not trusted,
+     CA or client certificate file unreadable): not retried
 ";
 
 /// A failure: an exit code and a message.
@@ -199,13 +218,17 @@ fn nats_options(args: &mut Args) -> Result<NatsOptions, Failure> {
         .value("--token")?
         .or_else(|| std::env::var("NATS_TOKEN").ok());
     let user = args.value("--user")?;
-    let password = args.value("--password")?;
+    let password = args
+        .value("--password")?
+        .or_else(|| user.as_ref().and(std::env::var("NATS_PASSWORD").ok()));
     o.user_password = match (user, password) {
         (Some(u), Some(p)) => Some((u, p)),
         (None, None) => None,
         _ => return Err(usage("--user and --password go together")),
     };
-    o.nkey_seed = args.value("--nkey")?;
+    o.nkey_seed = args
+        .value("--nkey")?
+        .or_else(|| std::env::var("NATS_NKEY").ok());
     o.require_tls = args.flag("--tls");
     o.root_certificates = args
         .values("--tls-ca")?
@@ -278,6 +301,7 @@ fn failure(e: Error) -> Failure {
     let code = match &e {
         Error::Open(OpenError::Segment(SegmentError::NotFound { .. })) => EXIT_NOT_FOUND,
         Error::Config(_) => EXIT_USAGE,
+        Error::Auth(_) => EXIT_AUTH,
         _ => EXIT_ERROR,
     };
     Failure {

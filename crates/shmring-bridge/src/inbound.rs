@@ -13,8 +13,8 @@ use shmring::mpmc::{ByteQueue, Producer};
 use shmring::segment::PeerCounter;
 
 use crate::{
-    connect, ensure_stream, jetstream, stderr_log, Backoff, Counters, Error, Log, NatsOptions,
-    Shutdown, StreamSettings,
+    connect, ensure_stream, jetstream, stderr_log, Backoff, ConnectFailure, Counter, Counters,
+    Error, Log, NatsOptions, Shutdown, StreamSettings,
 };
 
 /// What an inbound bridge does.
@@ -48,6 +48,9 @@ pub struct InConfig {
     pub max_ack_pending: i64,
     /// Where log lines go (default: stderr).
     pub log: Option<Log>,
+    /// Publishes the counters in a stats record in `/dev/shm` for
+    /// `shmring stat` (default true; see [`stats`](crate::stats)).
+    pub publish_stats: bool,
 }
 
 impl std::fmt::Debug for InConfig {
@@ -82,6 +85,7 @@ impl InConfig {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1024,
             log: None,
+            publish_stats: true,
         }
     }
 
@@ -157,11 +161,17 @@ impl BridgeIn {
             .log
             .clone()
             .unwrap_or_else(|| stderr_log("shmring-bridge in: "));
+        let counters = Arc::new(if config.publish_stats {
+            let name = queue.segment().name().unwrap_or(&config.queue).to_owned();
+            Counters::publish(&name, crate::stats::Direction::In, &log)
+        } else {
+            Counters::default()
+        });
         Ok(BridgeIn {
             config,
             queue,
             producer: Some(producer),
-            counters: Arc::default(),
+            counters,
             log,
         })
     }
@@ -199,7 +209,8 @@ impl BridgeIn {
     ///
     /// [`Error::Oversize`] for a message larger than the local queue's
     /// largest message (it stays unacknowledged in the stream),
-    /// [`Error::Corrupted`]. NATS being unreachable, the stream missing, a
+    /// [`Error::Corrupted`], [`Error::Auth`] when NATS refuses the
+    /// credentials or TLS fails. NATS being unreachable, the stream missing, a
     /// pull failing: none is an error, each is logged and retried with
     /// backoff.
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), Error> {
@@ -211,9 +222,10 @@ impl BridgeIn {
             }
             let client = match connect(&self.config.nats, &log).await {
                 Ok(client) => client,
-                Err(e) => {
+                Err(ConnectFailure::Fatal(e)) => return Err(e),
+                Err(ConnectFailure::Retry(e)) => {
                     let d = backoff.step();
-                    Counters::add(&self.counters.retries, 1);
+                    self.counters.add(Counter::Retries, 1);
                     log(&format!(
                         "cannot connect to {}: {e}; retrying in {d:?}",
                         self.config.nats.url
@@ -227,7 +239,7 @@ impl BridgeIn {
                 Ok(consumer) => consumer,
                 Err(e) => {
                     let d = backoff.step();
-                    Counters::add(&self.counters.retries, 1);
+                    self.counters.add(Counter::Retries, 1);
                     log(&format!("{e}; retrying in {d:?}"));
                     shutdown.sleep(d).await;
                     continue 'connect;
@@ -246,7 +258,7 @@ impl BridgeIn {
                     Ok(batch) => batch,
                     Err(e) => {
                         let d = backoff.step();
-                        Counters::add(&self.counters.retries, 1);
+                        self.counters.add(Counter::Retries, 1);
                         log(&format!("{e}; retrying in {d:?}"));
                         shutdown.sleep(d).await;
                         continue;
@@ -334,10 +346,10 @@ impl BridgeIn {
     /// when a shutdown or the local queue's shutdown stopped it (the rest
     /// was handed back to JetStream).
     async fn deliver(&mut self, batch: Vec<Message>, shutdown: &Shutdown) -> Result<bool, Error> {
-        Counters::add(&self.counters.received, batch.len() as u64);
+        self.counters.add(Counter::Received, batch.len() as u64);
         for m in &batch {
             if m.info().is_ok_and(|info| info.delivered > 1) {
-                Counters::add(&self.counters.redelivered, 1);
+                self.counters.add(Counter::Redelivered, 1);
             }
         }
         let mut progress_at = Instant::now() + self.config.ack_wait / 3;
@@ -362,12 +374,12 @@ impl BridgeIn {
             };
             match put {
                 Put::Done => {
-                    Counters::add(&self.counters.put, 1);
+                    self.counters.add(Counter::Put, 1);
                     let segment = self.queue.segment();
                     segment.add_to_counter(PeerCounter::Puts, 1);
                     segment.add_to_counter(PeerCounter::BytesIn, m.payload.len() as u64);
                     match m.ack().await {
-                        Ok(()) => Counters::add(&self.counters.acked_in, 1),
+                        Ok(()) => self.counters.add(Counter::AckedIn, 1),
                         Err(e) => (self.log)(&format!(
                             "ack failed ({e}): JetStream will deliver that message again"
                         )),

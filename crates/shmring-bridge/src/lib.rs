@@ -66,6 +66,18 @@
 //! attempt and retries with exponential backoff (0.1 s to 5 s), losing
 //! nothing. A message larger than the server's `max_payload` stops the
 //! outbound bridge with [`Error::Oversize`], the message still queued.
+//! Credentials the server refuses (token, user and password, nkey, a
+//! `.creds` file that cannot be read), and TLS that fails (a certificate
+//! not trusted, a CA or client certificate file that cannot be read), stop
+//! the bridge with [`Error::Auth`] at the connection: a setting to fix,
+//! never retried.
+//!
+//! # Counters
+//!
+//! Each bridge publishes its [`Counters`] in a small [`stats`] record in
+//! `/dev/shm` (on by default; [`OutConfig::publish_stats`]), which
+//! `shmring stat QUEUE` reads from another process: every bridge of the
+//! queue, alive or dead, with its counters.
 //!
 //! # Runtime
 //!
@@ -84,6 +96,7 @@ use std::time::Duration;
 pub mod cli;
 mod inbound;
 mod out;
+pub mod stats;
 
 pub use inbound::{BridgeIn, InConfig};
 pub use out::{BridgeOut, OutConfig};
@@ -219,6 +232,11 @@ pub enum Error {
     BootId(std::io::Error),
     /// A setting is invalid.
     Config(String),
+    /// NATS refused the credentials (a wrong token, user/password or nkey;
+    /// a `.creds` file that cannot be read or parsed) or TLS failed (an
+    /// untrusted certificate, a server without TLS): a setting to fix, so
+    /// the bridge stops instead of retrying.
+    Auth(String),
 }
 
 impl fmt::Display for Error {
@@ -234,6 +252,7 @@ impl fmt::Display for Error {
             ),
             Error::BootId(e) => write!(f, "cannot read the boot id: {e}"),
             Error::Config(m) => f.write_str(m),
+            Error::Auth(m) => write!(f, "{m} (not retried: fix the credentials or TLS settings)"),
         }
     }
 }
@@ -295,19 +314,41 @@ impl Shutdown {
     }
 }
 
+/// How many counters a bridge keeps (the fields of [`CounterSnapshot`]).
+pub const COUNTERS: usize = 9;
+
+/// One of a bridge's counters: an index into [`Counters`].
+#[derive(Clone, Copy, Debug)]
+enum Counter {
+    Published = 0,
+    Acked,
+    Deduplicated,
+    TakenElsewhere,
+    Received,
+    Put,
+    Redelivered,
+    AckedIn,
+    Retries,
+}
+
 /// A bridge's counters, readable while it runs (see
-/// [`BridgeOut::counters`], [`BridgeIn::counters`]).
-#[derive(Debug, Default)]
+/// [`BridgeOut::counters`], [`BridgeIn::counters`]), and by `shmring stat`
+/// from another process when the bridge publishes them (the
+/// [`stats`] record, on by default): the counters are then the record's
+/// words in shared memory.
+#[derive(Default)]
 pub struct Counters {
-    published: AtomicU64,
-    acked: AtomicU64,
-    deduplicated: AtomicU64,
-    taken_elsewhere: AtomicU64,
-    received: AtomicU64,
-    put: AtomicU64,
-    redelivered: AtomicU64,
-    acked_in: AtomicU64,
-    retries: AtomicU64,
+    local: [AtomicU64; COUNTERS],
+    published: Option<stats::Published>,
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counters")
+            .field("snapshot", &self.snapshot())
+            .field("record", &self.record_path())
+            .finish()
+    }
 }
 
 /// The counters at one moment.
@@ -340,27 +381,75 @@ pub struct CounterSnapshot {
     pub retries: u64,
 }
 
-impl Counters {
-    /// A snapshot of every counter.
-    pub fn snapshot(&self) -> CounterSnapshot {
-        // ORDERING: Relaxed — statistics; each counter is exact on its own.
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+impl CounterSnapshot {
+    /// The counters in [`Counter`] order (the stats record's order).
+    fn from_array(v: [u64; COUNTERS]) -> CounterSnapshot {
         CounterSnapshot {
-            published: get(&self.published),
-            acked: get(&self.acked),
-            deduplicated: get(&self.deduplicated),
-            taken_elsewhere: get(&self.taken_elsewhere),
-            received: get(&self.received),
-            put: get(&self.put),
-            redelivered: get(&self.redelivered),
-            acked_in: get(&self.acked_in),
-            retries: get(&self.retries),
+            published: v[Counter::Published as usize],
+            acked: v[Counter::Acked as usize],
+            deduplicated: v[Counter::Deduplicated as usize],
+            taken_elsewhere: v[Counter::TakenElsewhere as usize],
+            received: v[Counter::Received as usize],
+            put: v[Counter::Put as usize],
+            redelivered: v[Counter::Redelivered as usize],
+            acked_in: v[Counter::AckedIn as usize],
+            retries: v[Counter::Retries as usize],
+        }
+    }
+}
+
+impl Counters {
+    /// Counters published in a stats record for the `direction` bridge of
+    /// `queue`; kept in this process only (and a line logged) when the
+    /// record cannot be created.
+    fn publish(queue: &str, direction: stats::Direction, log: &Log) -> Counters {
+        match stats::Published::create(queue, direction) {
+            Ok(p) => Counters {
+                published: Some(p),
+                ..Counters::default()
+            },
+            Err(e) => {
+                log(&format!(
+                    "cannot publish the counters for `shmring stat` in {}: {e}; \
+                     they are kept in this process only",
+                    stats::DIR
+                ));
+                Counters::default()
+            }
         }
     }
 
-    fn add(counter: &AtomicU64, n: u64) {
-        // ORDERING: Relaxed — statistics (partner: `snapshot`).
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Where the counters are published, if they are.
+    pub fn record_path(&self) -> Option<&std::path::Path> {
+        self.published.as_ref().map(stats::Published::path)
+    }
+
+    fn cell(&self, c: Counter) -> &AtomicU64 {
+        match &self.published {
+            Some(p) => p.counter(c as usize),
+            None => &self.local[c as usize],
+        }
+    }
+
+    /// A snapshot of every counter.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let mut v = [0u64; COUNTERS];
+        for (i, slot) in v.iter_mut().enumerate() {
+            let cell = match &self.published {
+                Some(p) => p.counter(i),
+                None => &self.local[i],
+            };
+            // ORDERING: Relaxed — statistics; each counter is exact on its
+            // own (partner: the Relaxed adds in `add`).
+            *slot = cell.load(Ordering::Relaxed);
+        }
+        CounterSnapshot::from_array(v)
+    }
+
+    fn add(&self, c: Counter, n: u64) {
+        // ORDERING: Relaxed — statistics (partner: `snapshot`, and the
+        // pread of `shmring stat` in another process).
+        self.cell(c).fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -417,14 +506,25 @@ impl Backoff {
     }
 }
 
+/// Why a connection attempt failed.
+enum ConnectFailure {
+    /// Maybe passing (the server unreachable, a timeout): retry.
+    Retry(String),
+    /// A setting to fix (credentials refused, TLS, a bad URL): stop.
+    Fatal(Error),
+}
+
 /// Connects to NATS with `options`, logging connection events.
-async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client, String> {
+async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client, ConnectFailure> {
+    use async_nats::ConnectErrorKind as Kind;
     let mut o = async_nats::ConnectOptions::new();
     if let Some(path) = &options.credentials_file {
-        o = o
-            .credentials_file(path)
-            .await
-            .map_err(|e| format!("cannot read credentials {}: {e}", path.display()))?;
+        o = o.credentials_file(path).await.map_err(|e| {
+            ConnectFailure::Fatal(Error::Auth(format!(
+                "cannot use the credentials file {}: {e}",
+                path.display()
+            )))
+        })?;
     }
     if let Some(token) = &options.token {
         o = o.token(token.clone());
@@ -434,6 +534,22 @@ async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client,
     }
     if let Some(seed) = &options.nkey_seed {
         o = o.nkey(seed.clone());
+    }
+    // async-nats reads these at the handshake and names no file when one
+    // is missing: check them here, naming it.
+    let tls_files = options.root_certificates.iter().map(|p| ("CA", p)).chain(
+        options
+            .client_certificate
+            .iter()
+            .flat_map(|(c, k)| [("client certificate", c), ("client key", k)]),
+    );
+    for (what, path) in tls_files {
+        if let Err(e) = std::fs::File::open(path) {
+            return Err(ConnectFailure::Fatal(Error::Auth(format!(
+                "cannot read the TLS {what} file {}: {e}",
+                path.display()
+            ))));
+        }
     }
     if options.require_tls {
         o = o.require_tls(true);
@@ -455,9 +571,62 @@ async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client,
             let events = events.clone();
             async move { events(&format!("nats: {event}")) }
         });
-    o.connect(options.url.as_str())
-        .await
-        .map_err(|e| e.to_string())
+    o.connect(options.url.as_str()).await.map_err(|e| {
+        let url = &options.url;
+        match e.kind() {
+            Kind::AuthorizationViolation | Kind::Authentication => {
+                ConnectFailure::Fatal(Error::Auth(format!(
+                    "{url} refused the credentials: {}",
+                    source_text(&e)
+                )))
+            }
+            Kind::Tls => ConnectFailure::Fatal(Error::Auth(format!(
+                "TLS with {url} failed: {}",
+                source_text(&e)
+            ))),
+            Kind::ServerParse => {
+                ConnectFailure::Fatal(Error::Config(format!("bad server URL {url:?}: {e}")))
+            }
+            _ if is_tls_refusal(&e) => ConnectFailure::Fatal(Error::Auth(format!(
+                "TLS with {url} failed: {}",
+                source_text(&e)
+            ))),
+            _ => ConnectFailure::Retry(e.to_string()),
+        }
+    })
+}
+
+/// Whether a connection failed in a TLS handshake that TLS itself refused
+/// (an untrusted or mismatched certificate, an alert): rustls's error
+/// inside the I/O error, not a connection cut short.
+fn is_tls_refusal(e: &async_nats::ConnectError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+            {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// An error and its sources, `: `-separated.
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// The JetStream context of `client`, its requests and publish

@@ -12,8 +12,8 @@ use shmring::mpmc::{ByteQueue, Commit, Consumer, PeekToken};
 use shmring::segment::PeerCounter;
 
 use crate::{
-    boot_id, connect, ensure_stream, jetstream, stderr_log, Backoff, Counters, Error, Log,
-    NatsOptions, Shutdown, StreamSettings,
+    boot_id, connect, ensure_stream, jetstream, stderr_log, Backoff, ConnectFailure, Counter,
+    Counters, Error, Log, NatsOptions, Shutdown, StreamSettings,
 };
 
 /// What an outbound bridge does.
@@ -42,6 +42,9 @@ pub struct OutConfig {
     pub batch_bytes: usize,
     /// Where log lines go (default: stderr).
     pub log: Option<Log>,
+    /// Publishes the counters in a stats record in `/dev/shm` for
+    /// `shmring stat` (default true; see [`stats`](crate::stats)).
+    pub publish_stats: bool,
 }
 
 impl std::fmt::Debug for OutConfig {
@@ -69,6 +72,7 @@ impl OutConfig {
             batch: 256,
             batch_bytes: 4 << 20,
             log: None,
+            publish_stats: true,
         }
     }
 }
@@ -130,11 +134,17 @@ impl BridgeOut {
             .log
             .clone()
             .unwrap_or_else(|| stderr_log("shmring-bridge out: "));
+        let counters = Arc::new(if config.publish_stats {
+            let name = queue.segment().name().unwrap_or(&config.queue).to_owned();
+            Counters::publish(&name, crate::stats::Direction::Out, &log)
+        } else {
+            Counters::default()
+        });
         Ok(BridgeOut {
             config,
             queue,
             identity,
-            counters: Arc::default(),
+            counters,
             log,
         })
     }
@@ -193,6 +203,7 @@ impl BridgeOut {
     /// # Errors
     ///
     /// [`Error::Oversize`] (the message stays queued), [`Error::Corrupted`].
+    /// [`Error::Auth`] when NATS refuses the credentials or TLS fails.
     /// NATS being unreachable, a stream missing, a publish refused: none
     /// is an error, each is logged and retried with backoff.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
@@ -206,9 +217,10 @@ impl BridgeOut {
             }
             let client = match connect(&self.config.nats, &log).await {
                 Ok(client) => client,
-                Err(e) => {
+                Err(ConnectFailure::Fatal(e)) => return Err(e),
+                Err(ConnectFailure::Retry(e)) => {
                     let d = backoff.step();
-                    Counters::add(&self.counters.retries, 1);
+                    self.counters.add(Counter::Retries, 1);
                     log(&format!(
                         "cannot connect to {}: {e}; retrying in {d:?}",
                         self.config.nats.url
@@ -221,7 +233,7 @@ impl BridgeOut {
             if let Some(settings) = &self.config.create_stream {
                 if let Err(e) = ensure_stream(&js, settings).await {
                     let d = backoff.step();
-                    Counters::add(&self.counters.retries, 1);
+                    self.counters.add(Counter::Retries, 1);
                     log(&format!("{e}; retrying in {d:?}"));
                     shutdown.sleep(d).await;
                     continue 'connect;
@@ -255,7 +267,7 @@ impl BridgeOut {
                     BatchEnd::Oversize(e) => return Err(e),
                     BatchEnd::Retry(why) => {
                         let d = backoff.step();
-                        Counters::add(&self.counters.retries, 1);
+                        self.counters.add(Counter::Retries, 1);
                         log(&format!(
                             "{why}; the unacknowledged messages stay queued, \
                              retrying in {d:?}"
@@ -312,7 +324,7 @@ impl BridgeOut {
                 .headers(self.headers(&token));
             match js.send_publish(self.config.subject.clone(), publish).await {
                 Ok(ack) => {
-                    Counters::add(&self.counters.published, 1);
+                    self.counters.add(Counter::Published, 1);
                     acks.push((token, len, ack));
                 }
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
@@ -340,9 +352,9 @@ impl BridgeOut {
         for (token, len, ack) in acks {
             match ack.await {
                 Ok(ack) => {
-                    Counters::add(&self.counters.acked, 1);
+                    self.counters.add(Counter::Acked, 1);
                     if ack.duplicate {
-                        Counters::add(&self.counters.deduplicated, 1);
+                        self.counters.add(Counter::Deduplicated, 1);
                     }
                     match consumer.commit(&token) {
                         Commit::Taken => {
@@ -351,7 +363,7 @@ impl BridgeOut {
                             segment.add_to_counter(PeerCounter::BytesOut, len as u64);
                         }
                         Commit::TakenElsewhere => {
-                            Counters::add(&self.counters.taken_elsewhere, 1);
+                            self.counters.add(Counter::TakenElsewhere, 1);
                         }
                         Commit::NotYet => {
                             // Tokens of a ring are committed in the order

@@ -20,6 +20,17 @@ pub fn segment_name(arg: &str) -> String {
     }
 }
 
+/// `name`, `/name` or `/dev/shm/name` as `/name`: the form the bridges'
+/// stats records name their queue by.
+pub fn queue_name(arg: &str) -> String {
+    let n = segment_name(arg);
+    if n.starts_with('/') {
+        n
+    } else {
+        format!("/{n}")
+    }
+}
+
 /// `shmring ls [--json] [--verbose]`.
 pub fn ls(mut args: Args) -> Result<(), Failure> {
     let json = args.flag("--json");
@@ -96,9 +107,9 @@ enum Refresh {
 fn stat_once(name: &str, json: bool, refresh: Refresh) -> Result<(), Failure> {
     let info = segment::inspect(name).map_err(Failure::from)?;
     let text = if json {
-        show::info_json(&info, true) + "\n"
+        crate::bridges::json_fields(show::info_object(&info, true), &info.name).finish() + "\n"
     } else {
-        show::report(&info)
+        show::report(&info) + &crate::bridges::report(&info.name)
     };
     let mut out = std::io::stdout().lock();
     match refresh {

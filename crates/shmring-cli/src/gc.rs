@@ -70,6 +70,15 @@ pub fn gc(mut args: Args) -> Result<(), Failure> {
         }
         scan
     };
+    let queues: Vec<String> = names
+        .iter()
+        .map(|n| crate::commands::queue_name(n))
+        .collect();
+    let cleaned = crate::bridges::clean(
+        euid(),
+        (!names.is_empty()).then_some(&queues[..]),
+        flags.dry_run,
+    );
     let mut results = Vec::new();
     for info in scan.segments.iter().filter(|i| i.is_abandoned()) {
         match decide(info, &flags) {
@@ -84,10 +93,12 @@ pub fn gc(mut args: Args) -> Result<(), Failure> {
         let items = results.iter().map(outcome_json);
         let out = Object::new()
             .bool("dry_run", flags.dry_run)
-            .raw("segments", json::array(items));
+            .raw("segments", json::array(items))
+            .raw("bridge_records", crate::bridges::json(&cleaned));
         println!("{}", scan.json_fields(out).finish());
     } else {
         print!("{}", text(&results));
+        print!("{}", crate::bridges::text(&cleaned));
     }
     scan.warn(verbose);
     first.map_or(Ok(()), |f| Err(Failure::reported(f.code)))

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bridges;
 mod commands;
 mod escape;
 mod gc;
@@ -23,7 +24,7 @@ pub(crate) const EXIT_ERROR: u8 = 1;
 /// Bad command line (also an invalid segment name).
 const EXIT_USAGE: u8 = 2;
 /// No such segment.
-const EXIT_NOT_FOUND: u8 = 3;
+pub(crate) const EXIT_NOT_FOUND: u8 = 3;
 /// The file is not a shmring segment.
 const EXIT_NOT_SHMRING: u8 = 4;
 /// Permission denied (also a segment of another user).
@@ -93,9 +94,18 @@ Usage: shmring stat NAME [--json] [--watch [SECS]] [--count N]
 Shows one segment without attaching to it: the validated header, the object's
 state (capacity, depth, closed, lock owner, ...), the counters summed over
 all peer rows, and every peer row (pid, alive/dead/left, its counters).
+A queue bridged to other hosts (`shmring bridge`) also shows each bridge
+attached to it: its direction, pid, whether it is alive (a bridge killed
+shows as DEAD) and its counters (out: published, acked, deduplicated,
+taken-elsewhere, retries; in: received, put, acked, redelivered, retries),
+read from the stats record it keeps in /dev/shm/.shmring-bridge.*. A record
+that fails validation is reported as invalid, never trusted.
 
 Options:
-  --json           one JSON object (one per line with --watch)
+  --json           one JSON object (one per line with --watch); a queue's
+                   bridges under \"bridges\" ([{record, direction, pid,
+                   state, alive, started_unix_ms, owner_uid, counters}]) and
+                   invalid records under \"bridge_errors\"
   --watch [SECS]   refresh every SECS seconds (default 1, from 0.01 to
                    86400) until Ctrl-C
   --count N        stop after N reports, N >= 1 (implies --watch)
@@ -115,6 +125,9 @@ that is not a shmring segment is refused (exit code 4) unless --force, and so
 is one with the magic whose header fails validation (nothing tells whether it
 is in use). Every name is tried; the exit code is that of the first failure
 (3 missing, 4 not shmring, 5 permission, 6 in use).
+
+A removed queue's dead bridges' stats records (see stat) go with it, also
+when the queue itself was gone already (the exit code still says 3).
 
 Options:
   -f, --force   remove segments in use, and files that are not (or cannot be
@@ -156,6 +169,12 @@ without a live peer for a minute, except those created with
 UnlinkPolicy::Never. gc is for everything at once, now, and for what the
 library keeps.
 
+gc also removes this user's stats records of bridges that died (see stat;
+of the NAMEs' queues when given), each decided again under the record's
+lock (a live bridge holds it), and records a bridge died building (10 s
+old, unlocked). A file under a record's name that is not a valid record is
+reported and kept.
+
 Options:
   -n, --dry-run    only list what would be removed (and what is kept)
   --include-data   remove abandoned segments that hold data too
@@ -163,7 +182,9 @@ Options:
   --json           one JSON object: {\"dry_run\": .., \"segments\": [{name, kind,
                    depth, holds_data, owner_uid, reason, outcome,
                    kept_because}], \"errors\": [...], \"skipped\": [...]}
-                   (outcome: removed, would-remove or kept)
+                   (outcome: removed, would-remove or kept), and
+                   \"bridge_records\": [{record, queue, direction, pid,
+                   outcome, kept_because}]
   -v, --verbose    list every skipped file and every error on stderr
   -h, --help
 ";

@@ -15,7 +15,7 @@ use shmring::{Segment, SegmentError};
 
 use crate::args::Args;
 use crate::commands::segment_name;
-use crate::{escape, Failure, EXIT_IN_USE, EXIT_NOT_SHMRING};
+use crate::{escape, Failure, EXIT_IN_USE, EXIT_NOT_FOUND, EXIT_NOT_SHMRING};
 
 /// `shmring rm [--force] NAME...`: every name is tried; the exit code is
 /// that of the first failure.
@@ -25,12 +25,21 @@ pub fn rm(mut args: Args) -> Result<(), Failure> {
     let mut first: Option<Failure> = None;
     for arg in names {
         let name = segment_name(&arg);
-        match remove_one(&name, force) {
+        let result = remove_one(&name, force);
+        match &result {
             Ok(()) => println!("removed {}", escape::name(&name)),
-            Err(f) => {
-                f.print();
-                first.get_or_insert(f);
-            }
+            Err(f) => f.print(),
+        }
+        // The queue gone (now or before), its dead bridges' records go too.
+        if result.as_ref().is_ok() || result.as_ref().is_err_and(|f| f.code == EXIT_NOT_FOUND) {
+            let queue = crate::commands::queue_name(&name);
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            let cleaned = crate::bridges::clean(uid, Some(&[queue]), false);
+            print!("{}", crate::bridges::text(&cleaned));
+        }
+        if let Err(f) = result {
+            first.get_or_insert(f);
         }
     }
     first.map_or(Ok(()), |f| Err(Failure::reported(f.code)))

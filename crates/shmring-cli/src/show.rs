@@ -192,6 +192,11 @@ fn peer_json(p: &PeerStatus) -> String {
 /// One segment as a JSON object. `full` adds the header, the peers and the
 /// summed counters (`stat`); `ls` shows the summary fields only.
 pub fn info_json(i: &SegmentInfo, full: bool) -> String {
+    info_object(i, full).finish()
+}
+
+/// [`info_json`]'s object, open for more fields.
+pub fn info_object(i: &SegmentInfo, full: bool) -> Object {
     let h = i.header.as_ref();
     let o = i.object.as_ref();
     let mut obj = Object::new()
@@ -219,7 +224,7 @@ pub fn info_json(i: &SegmentInfo, full: bool) -> String {
             .raw("counters", counters_json(&i.counters()))
             .raw("peers", json::array(i.peers.iter().map(peer_json)));
     }
-    obj.finish()
+    obj
 }
 
 /// The `stat` report.

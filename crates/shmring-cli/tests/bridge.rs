@@ -91,3 +91,52 @@ fn bridge_usage_errors_exit_2_and_a_missing_queue_exits_3() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not found"), "{err}");
 }
+
+/// `shmring bridge --help` lists every option the command line accepts,
+/// the environment variables it reads and every exit code.
+#[test]
+fn bridge_help_lists_every_option_and_exit_code() {
+    let out = shmring(&["bridge", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--queue",
+        "--subject",
+        "--content-type",
+        "--batch",
+        "--batch-bytes",
+        "--stream",
+        "--consumer",
+        "--filter-subject",
+        "--ack-wait",
+        "--max-ack-pending",
+        "--create-stream",
+        "--max-msgs",
+        "--max-bytes",
+        "--max-age",
+        "--duplicate-window",
+        "--replicas",
+        "--memory",
+        "--nats",
+        "--creds",
+        "--token",
+        "--user",
+        "--password",
+        "--nkey",
+        "--tls ",
+        "--tls-ca",
+        "--tls-cert",
+        "--tls-key",
+        "--name",
+        "--timeout",
+        "--stats",
+        "NATS_TOKEN",
+        "NATS_PASSWORD",
+        "NATS_NKEY",
+        "shmring stat",
+    ] {
+        assert!(text.contains(option), "{option} missing from --help");
+    }
+    for code in ["  0  ", "  1  ", "  2  ", "  3  ", "  4  "] {
+        assert!(text.contains(code), "exit code {code:?} missing");
+    }
+}

@@ -26,6 +26,8 @@ pub struct NatsServer {
     max_payload: Option<u32>,
     /// A token clients must present (`authorization { token }`).
     pub token: Option<String>,
+    /// More configuration (authorization, TLS), appended as it is.
+    pub extra: Option<String>,
 }
 
 /// The `nats-server` binary: `$NATS_SERVER`, else the first on `PATH`, in
@@ -89,6 +91,7 @@ impl NatsServer {
             url: format!("nats://127.0.0.1:{port}"),
             max_payload,
             token: None,
+            extra: None,
         };
         server.launch();
         server
@@ -105,6 +108,18 @@ impl NatsServer {
         Some(server)
     }
 
+    /// Starts a server on a free port with `extra` appended to its
+    /// configuration (an `authorization` or `tls` block); `None` (after a
+    /// SKIP) without the binary.
+    pub fn start_with_config(test: &str, extra: &str) -> Option<NatsServer> {
+        binary_or_skip(test)?;
+        let mut server = NatsServer::start_on(free_port(), None);
+        server.kill();
+        server.extra = Some(extra.to_owned());
+        server.launch();
+        Some(server)
+    }
+
     fn launch(&mut self) {
         let bin = binary().expect("nats-server binary");
         let mut conf = format!(
@@ -117,6 +132,10 @@ impl NatsServer {
         }
         if let Some(t) = &self.token {
             conf.push_str(&format!("authorization {{\n  token: {t:?}\n}}\n"));
+        }
+        if let Some(extra) = &self.extra {
+            conf.push_str(extra);
+            conf.push('\n');
         }
         let conf_path = self.dir.join("server.conf");
         fs::write(&conf_path, conf).expect("write the server's configuration");
