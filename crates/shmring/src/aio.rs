@@ -6,8 +6,8 @@
 //! [`AsyncQueue::into_stream`], a `futures_core::Stream` of its items, and
 //! [`AsyncQueue::into_sink`], a `futures_sink::Sink` of them.
 //! [`AsyncConnection`] wraps a pipe end: `recv().await`, `recv_bytes`,
-//! `recv_timeout`, `send(&x).await`, `send_timeout`, and
-//! [`AsyncConnection::into_sink`]. [`AsyncLock`] wraps a
+//! `recv_timeout`, `send(&x).await`, `send_timeout`,
+//! [`AsyncConnection::into_stream`] and [`AsyncConnection::into_sink`]. [`AsyncLock`] wraps a
 //! [`Lock`](crate::lock::Lock) (`acquire().await`, `acquire_timeout`), and
 //! [`AsyncJoinableQueue`] a [`JoinableQueue`](crate::queue::JoinableQueue)
 //! (`get`, `put`, `task_done`, `join().await`, `join_timeout`). The other
@@ -97,7 +97,7 @@ use crate::sys::uring::{reactor, KeepAlive};
 use crate::sys::FutexWaiter;
 
 pub use crate::lock::AsyncLock;
-pub use crate::pipe::{AsyncConnection, ConnectionSink};
+pub use crate::pipe::{AsyncConnection, ConnectionSink, ConnectionStream};
 pub use crate::queue::{AsyncJoinableQueue, AsyncQueue, QueueSink, QueueStream};
 
 /// How often a wait re-checks when the io_uring futex wait is not

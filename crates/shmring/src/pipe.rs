@@ -237,7 +237,7 @@ use crate::segment::Segment;
 
 pub use connection::Connection;
 #[cfg(feature = "tokio")]
-pub use connection::{AsyncConnection, ConnectionSink};
+pub use connection::{AsyncConnection, ConnectionSink, ConnectionStream};
 pub use error::{
     ConnectError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,

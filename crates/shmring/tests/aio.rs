@@ -107,6 +107,19 @@ fn drain_pipe_to_eof((mut conn, n): (Connection, u64)) -> EntryResult {
 }
 static DRAIN_PIPE_TO_EOF: Entry<(Connection, u64)> = shmring::entry!(drain_pipe_to_eof);
 
+/// Sends `0..n` (sync), pausing 20 ms after every 1,000 so that the
+/// reader falls asleep, then closes: end of file.
+fn send_n_then_close((mut conn, n): (Connection, u64)) -> EntryResult {
+    for i in 0..n {
+        conn.send(&i)?;
+        if (i + 1) % 1_000 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+static SEND_N_THEN_CLOSE: Entry<(Connection, u64)> = shmring::entry!(send_n_then_close);
+
 /// Reads nothing; waits to be killed.
 fn read_nothing((_conn,): (Connection,)) -> EntryResult {
     shmring_testkit::sleep_forever()
@@ -205,6 +218,7 @@ fn child_entry() {
         &DRAIN_PIPE,
         &READ_NOTHING,
         &DRAIN_PIPE_TO_EOF,
+        &SEND_N_THEN_CLOSE,
     ]);
 }
 
@@ -801,4 +815,52 @@ fn two_sinks_of_one_handle_keep_each_ones_order() {
         }
     });
     consumer.join().unwrap();
+}
+
+/// A pipe end as a `Stream`: every message a sync writer process sent, in
+/// order, then the end of the stream at its close.
+#[test]
+fn a_pipe_stream_yields_every_message_then_ends_at_eof() {
+    use futures_util::StreamExt;
+    let _dog = Watchdog::new(Duration::from_secs(60), "pipe stream");
+    let (reader, writer) = Pipe::new(false).unwrap();
+    let child = spawn_child(CHILD_TEST, &SEND_N_THEN_CLOSE, (&writer, 5_000u64));
+    drop(writer);
+    let got: Vec<u64> = runtime().block_on(async {
+        let stream = AsyncConnection::new(reader).into_stream::<u64>();
+        stream.map(|m| m.unwrap()).collect().await
+    });
+    assert_eq!(got, (0..5_000).collect::<Vec<_>>());
+    assert!(wait_child(child, Duration::from_secs(20)).success());
+}
+
+/// A writer SIGKILLed mid-stream ends the stream (end of file) after what
+/// it sent, and the connection comes back from a stream between items.
+#[test]
+fn a_pipe_stream_ends_when_its_writer_is_killed() {
+    use futures_util::StreamExt;
+    let _dog = Watchdog::new(Duration::from_secs(60), "pipe stream kill");
+    let (reader, writer) = Pipe::new(false).unwrap();
+    let mut child = spawn_child(CHILD_TEST, &SEND_TEN_THEN_HANG, (&writer,));
+    drop(writer);
+    runtime().block_on(async {
+        let mut stream = AsyncConnection::new(reader).into_stream::<u64>();
+        for i in 0..5u64 {
+            assert_eq!(stream.next().await.unwrap().unwrap(), i);
+        }
+        // Between items: the connection comes back, and goes in again.
+        let conn = stream.into_inner().expect("no receive pending");
+        let mut stream = conn.into_stream::<u64>();
+        for i in 5..10u64 {
+            assert_eq!(stream.next().await.unwrap().unwrap(), i);
+        }
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            child.kill().unwrap();
+        };
+        let (end, ()) = tokio::join!(stream.next(), kill);
+        assert!(end.is_none(), "{end:?}");
+        assert!(stream.next().await.is_none(), "ended for good");
+    });
+    assert!(!child.wait().unwrap().success(), "killed");
 }

@@ -24,7 +24,7 @@ use crate::object::{OpenError, RoleError};
 use crate::segment::PeerCounter;
 use crate::sys::clock::until_instant;
 #[cfg(feature = "tokio")]
-pub use aio::{AsyncConnection, ConnectionSink};
+pub use aio::{AsyncConnection, ConnectionSink, ConnectionStream};
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
 ///

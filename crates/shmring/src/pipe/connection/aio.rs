@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::time::Instant;
 
@@ -208,6 +209,26 @@ impl AsyncConnection {
             pending: None,
             failed: None,
             _items: PhantomData,
+        }
+    }
+
+    /// The messages this end receives, as a [`Stream`] of `T`: each item
+    /// is what [`recv`](Self::recv) returns, and the stream ends at end
+    /// of file (the writer closed or died and everything it sent was
+    /// received). Another receive error is yielded as an item, and the
+    /// stream goes on.
+    ///
+    /// # Cancel safety
+    ///
+    /// A receive in progress belongs to the stream: dropping the stream
+    /// between two items loses nothing that was not yet yielded, but it
+    /// drops the connection with it (take it back with
+    /// [`ConnectionStream::into_inner`] while no receive is pending).
+    pub fn into_stream<T: Message + Send + 'static>(self) -> ConnectionStream<T> {
+        ConnectionStream {
+            conn: Some(self),
+            pending: None,
+            done: false,
         }
     }
 
@@ -441,5 +462,80 @@ impl Connection {
         )
         .await;
         Ok(ready.is_ok())
+    }
+}
+
+/// A receive of a [`ConnectionStream`]: it owns the connection and hands
+/// it back with what it received.
+type PendingRecv<T> = Pin<Box<dyn Future<Output = (AsyncConnection, Result<T, RecvError>)> + Send>>;
+
+/// [`AsyncConnection::into_stream`]: the messages a pipe end receives, as
+/// a [`Stream`].
+pub struct ConnectionStream<T> {
+    /// The connection while no receive is pending (`pending` holds it
+    /// otherwise: exactly one of the two is `Some`).
+    conn: Option<AsyncConnection>,
+    pending: Option<PendingRecv<T>>,
+    /// End of file was received: nothing more comes.
+    done: bool,
+}
+
+impl<T> std::fmt::Debug for ConnectionStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionStream")
+            .field("conn", &self.conn)
+            .field("receiving", &self.pending.is_some())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<T: Message + Send + 'static> ConnectionStream<T> {
+    /// The connection back, unless a receive is pending (then the stream
+    /// itself: poll it to its next item first).
+    ///
+    /// # Errors
+    ///
+    /// The stream, while a receive is pending.
+    pub fn into_inner(self) -> Result<AsyncConnection, Box<Self>> {
+        match self.conn {
+            Some(conn) if self.pending.is_none() => Ok(conn),
+            _ => Err(Box::new(self)),
+        }
+    }
+}
+
+impl<T: Message + Send + 'static> Stream for ConnectionStream<T> {
+    type Item = Result<T, RecvError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Every field is Unpin (the future is boxed).
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.pending.is_none() {
+            let mut conn = this
+                .conn
+                .take()
+                .expect("no receive pending: the stream holds the connection");
+            this.pending = Some(Box::pin(async move {
+                let got = conn.recv::<T>().await;
+                (conn, got)
+            }));
+        }
+        let recv = this.pending.as_mut().expect("set above");
+        let Poll::Ready((conn, got)) = recv.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        this.pending = None;
+        this.conn = Some(conn);
+        match got {
+            Err(RecvError::Eof) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            got => Poll::Ready(Some(got)),
+        }
     }
 }
