@@ -169,6 +169,53 @@ def test_large_messages_stream():
     t.join(WATCHDOG)
 
 
+def test_messages_of_every_size_around_the_receive_buffer():
+    # A connection receives into a buffer it keeps (4 KiB at first, grown
+    # to the longest message up to 1 MiB): each message must come out
+    # whole, whatever the buffer held before, and a short one after a long
+    # one must not carry the long one's tail.
+    import threading
+
+    a, b = shmring.Pipe()
+    sizes = [0, 1, 4095, 4096, 4097, 70000, 3, 300000, 1 << 20, (1 << 20) + 1, 3 << 20, 2, 65536]
+    payloads = [os.urandom(n) for n in sizes]
+
+    def send():
+        for p in payloads:
+            a.send_bytes(p)
+        for p in payloads:
+            a.send(p)
+
+    t = threading.Thread(target=send)
+    t.start()
+    assert [b.recv_bytes() for _ in payloads] == payloads
+    assert [b.recv() for _ in payloads] == payloads
+    t.join(WATCHDOG)
+
+
+def test_threads_receiving_on_one_end_each_get_whole_messages():
+    import threading
+
+    a, b = shmring.Pipe()
+    n = 2000
+    got = [[], []]
+
+    def recv(out):
+        for _ in range(n):
+            out.append(b.recv_bytes())
+
+    readers = [threading.Thread(target=recv, args=(got[i],)) for i in range(2)]
+    for r in readers:
+        r.start()
+    for i in range(2 * n):
+        a.send_bytes(bytes([i % 251]) * (1 + (i * 7919) % 20000))
+    for r in readers:
+        r.join(WATCHDOG)
+    every = sorted(got[0] + got[1], key=lambda m: (len(m), m[:1]))
+    want = sorted((bytes([i % 251]) * (1 + (i * 7919) % 20000) for i in range(2 * n)), key=lambda m: (len(m), m[:1]))
+    assert every == want
+
+
 def test_garbage_collected_end_is_eof_for_the_other():
     a, b = shmring.Pipe()
     del a

@@ -103,6 +103,31 @@ pub(crate) struct PyConnection {
     /// Pickled for another process, or inherited through `fork`: closing
     /// an unclaimed copy then signals nothing.
     shared: AtomicBool,
+    /// The buffer the last receive used, kept for the next one (see
+    /// [`Received`]); empty while a receive has it.
+    scratch: Mutex<Vec<u8>>,
+}
+
+/// The size a connection's first receive buffer has.
+const FIRST_SCRATCH: usize = 4096;
+/// The largest receive buffer a connection keeps between receives.
+const KEPT_SCRATCH: usize = 1 << 20;
+
+/// One message received: in `buf[..len]`. A receive reads each message
+/// straight from the ring into a buffer the connection keeps from one
+/// receive to the next, so a message costs one copy out of shared memory
+/// and one into the `bytes` object, with no allocation in between (a
+/// fresh `Vec` per message cost an allocation and, for a message of
+/// several records, a copy per growth).
+struct Received {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Received {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 impl PyConnection {
@@ -117,6 +142,7 @@ impl PyConnection {
             duplex,
             closed: AtomicBool::new(false),
             shared: AtomicBool::new(shared),
+            scratch: Mutex::new(Vec::new()),
         }
     }
 
@@ -203,24 +229,88 @@ impl PyConnection {
         Ok(())
     }
 
-    fn recv_raw(&self, py: Python<'_>, maxlength: Option<usize>) -> PyResult<Vec<u8>> {
+    /// One whole message of at most `maxlength` bytes, waiting for it.
+    fn recv_raw(&self, py: Python<'_>, maxlength: Option<usize>) -> PyResult<Received> {
         self.check(true)?;
+        if maxlength.is_some() {
+            // The limit is the library's to enforce (and to close the end
+            // over): a fresh `Vec`.
+            let got = self.with_end(py, Deadline::Never, |c, d| {
+                let r = if d.is_zero() {
+                    c.try_recv_bytes(maxlength).map_err(|e| match e {
+                        shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
+                    })
+                } else {
+                    c.recv_bytes_timeout(maxlength, d)
+                };
+                match r {
+                    Ok(v) => Ok(Some(v)),
+                    Err(RecvTimeoutError::Timeout) => Ok(None),
+                    Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
+                }
+            })?;
+            let buf = got.unwrap_or_default();
+            let len = buf.len();
+            return Ok(Received { buf, len });
+        }
+        // Another thread receiving at the same time finds the scratch
+        // taken and uses a buffer of its own.
+        let mut buf =
+            std::mem::take(&mut *self.scratch.lock().unwrap_or_else(PoisonError::into_inner));
+        if buf.len() < FIRST_SCRATCH {
+            buf.resize(FIRST_SCRATCH, 0);
+        }
         let got = self.with_end(py, Deadline::Never, |c, d| {
             let r = if d.is_zero() {
-                c.try_recv_bytes(maxlength).map_err(|e| match e {
+                c.try_recv_bytes_into(&mut buf, 0).map_err(|e| match e {
                     shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
                     shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
                 })
             } else {
-                c.recv_bytes_timeout(maxlength, d)
+                c.recv_bytes_into_timeout(&mut buf, 0, d)
             };
             match r {
-                Ok(v) => Ok(Some(v)),
+                Ok(len) => Ok(Some(Ok(len))),
                 Err(RecvTimeoutError::Timeout) => Ok(None),
+                // Longer than the buffer: the whole message, consumed.
+                Err(RecvTimeoutError::Recv(RecvError::BufferTooShort(msg))) => Ok(Some(Err(msg))),
                 Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
             }
-        })?;
-        Ok(got.unwrap_or_default())
+        });
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                self.keep_scratch(buf);
+                return Err(e);
+            }
+        };
+        Ok(match got {
+            Some(Ok(len)) => Received { buf, len },
+            Some(Err(msg)) => {
+                // Room for a message this long next time.
+                let grown = msg.len().next_power_of_two();
+                if grown > buf.len() && grown <= KEPT_SCRATCH {
+                    buf.resize(grown, 0);
+                }
+                self.keep_scratch(buf);
+                let len = msg.len();
+                Received { buf: msg, len }
+            }
+            None => Received { buf, len: 0 },
+        })
+    }
+
+    /// Keeps `buf` for the next receive (unless another is kept already,
+    /// or it is too big to keep).
+    fn keep_scratch(&self, buf: Vec<u8>) {
+        if buf.len() > KEPT_SCRATCH {
+            return;
+        }
+        let mut kept = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < buf.len() {
+            *kept = buf;
+        }
     }
 
     /// Signals end of file if this process claimed the end, or if the end
@@ -299,8 +389,10 @@ impl PyConnection {
     }
 
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let bytes = self.recv_raw(py, None)?;
-        loads(py, &bytes)
+        let got = self.recv_raw(py, None)?;
+        let obj = loads(py, got.bytes());
+        self.keep_scratch(got.buf);
+        obj
     }
 
     #[pyo3(signature = (maxlength=None))]
@@ -309,8 +401,10 @@ impl PyConnection {
         py: Python<'py>,
         maxlength: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = self.recv_raw(py, maxlength)?;
-        Ok(PyBytes::new(py, &bytes))
+        let got = self.recv_raw(py, maxlength)?;
+        let bytes = PyBytes::new(py, got.bytes());
+        self.keep_scratch(got.buf);
+        Ok(bytes)
     }
 
     /// Python's `poll(timeout)`: `None` waits for ever, zero or less looks
