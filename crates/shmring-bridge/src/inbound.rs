@@ -261,6 +261,10 @@ impl BridgeIn {
                         self.counters.add(Counter::Retries, 1);
                         log(&format!("{e}; retrying in {d:?}"));
                         shutdown.sleep(d).await;
+                        if backoff.reconnect() {
+                            log("failing again and again: reconnecting");
+                            continue 'connect;
+                        }
                         continue;
                     }
                 };
@@ -268,8 +272,10 @@ impl BridgeIn {
                 if !self.deliver(batch, &shutdown).await? {
                     return Ok(());
                 }
-                // What was acknowledged goes out now, not at the next pull.
-                let _ = client.flush().await;
+                // What was acknowledged goes out now, not at the next pull
+                // (bounded: a flush to a wedged connection must not hang
+                // the bridge; an ack lost there is a redelivery).
+                let _ = tokio::time::timeout(self.config.nats.timeout(), client.flush()).await;
             }
         }
     }
@@ -305,12 +311,19 @@ impl BridgeIn {
     async fn pull(&self, consumer: &PullConsumer) -> Result<Vec<Message>, String> {
         const EXPIRES: Duration = Duration::from_secs(1);
         let deadline = tokio::time::Instant::now() + EXPIRES + self.config.nats.timeout();
-        let mut messages = consumer
+        let request = consumer
             .batch()
             .max_messages(self.config.batch)
             .expires(EXPIRES)
-            .messages()
+            .messages();
+        let mut messages = tokio::time::timeout_at(deadline, request)
             .await
+            .map_err(|_| {
+                format!(
+                    "a pull from stream {} could not be sent by its deadline",
+                    self.config.stream
+                )
+            })?
             .map_err(|e| format!("pull from stream {} failed: {e}", self.config.stream))?;
         let mut batch = Vec::new();
         loop {
@@ -361,7 +374,9 @@ impl BridgeIn {
                         // Still full: tell JetStream the rest is in hand.
                         if Instant::now() >= progress_at {
                             for rest in &batch[i..] {
-                                let _ = rest.ack_with(AckKind::Progress).await;
+                                let progress = rest.ack_with(AckKind::Progress);
+                                let _ = tokio::time::timeout(self.config.nats.timeout(), progress)
+                                    .await;
                             }
                             progress_at = Instant::now() + self.config.ack_wait / 3;
                         }
@@ -378,11 +393,14 @@ impl BridgeIn {
                     let segment = self.queue.segment();
                     segment.add_to_counter(PeerCounter::Puts, 1);
                     segment.add_to_counter(PeerCounter::BytesIn, m.payload.len() as u64);
-                    match m.ack().await {
-                        Ok(()) => self.counters.add(Counter::AckedIn, 1),
-                        Err(e) => (self.log)(&format!(
+                    match tokio::time::timeout(self.config.nats.timeout(), m.ack()).await {
+                        Ok(Ok(())) => self.counters.add(Counter::AckedIn, 1),
+                        Ok(Err(e)) => (self.log)(&format!(
                             "ack failed ({e}): JetStream will deliver that message again"
                         )),
+                        Err(_) => (self.log)(
+                            "ack not sent in time: JetStream will deliver that message again",
+                        ),
                     }
                 }
                 Put::Stopped => {
@@ -397,7 +415,8 @@ impl BridgeIn {
     /// Tells JetStream to deliver `rest` again now (to any bridge).
     async fn hand_back(&self, rest: &[Message]) {
         for m in rest {
-            let _ = m.ack_with(AckKind::Nak(None)).await;
+            let nak = m.ack_with(AckKind::Nak(None));
+            let _ = tokio::time::timeout(self.config.nats.timeout(), nak).await;
         }
     }
 

@@ -484,25 +484,44 @@ pub fn stderr_log(prefix: &str) -> Log {
 /// Exponential backoff between retries: 100 ms doubling to 5 s.
 struct Backoff {
     next: Duration,
+    /// Failures since the last success.
+    failures: u32,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(5);
+    /// Failures in a row after which a bridge drops its connection and
+    /// makes a fresh one: a client that says it is connected but whose
+    /// requests go unanswered after a server restart (seen in the crash
+    /// test: every bridge idle, JetStream holding the messages) is not
+    /// waited on for ever.
+    const RECONNECT_AFTER: u32 = 3;
 
     fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
+        Backoff {
+            next: Self::FIRST,
+            failures: 0,
+        }
     }
 
     /// The delay to wait now; the next one doubles.
     fn step(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
         d
     }
 
     fn reset(&mut self) {
         self.next = Self::FIRST;
+        self.failures = 0;
+    }
+
+    /// Whether enough failures came in a row to start over with a fresh
+    /// connection.
+    fn reconnect(&self) -> bool {
+        self.failures >= Self::RECONNECT_AFTER
     }
 }
 

@@ -273,6 +273,10 @@ impl BridgeOut {
                              retrying in {d:?}"
                         ));
                         shutdown.sleep(d).await;
+                        if backoff.reconnect() {
+                            log("failing again and again: reconnecting");
+                            continue 'connect;
+                        }
                     }
                 }
             }
@@ -322,7 +326,20 @@ impl BridgeOut {
             let publish = PublishMessage::build()
                 .payload(bytes.into())
                 .headers(self.headers(&token));
-            match js.send_publish(self.config.subject.clone(), publish).await {
+            let sent = tokio::time::timeout(
+                self.config.nats.timeout(),
+                js.send_publish(self.config.subject.clone(), publish),
+            )
+            .await;
+            let Ok(sent) = sent else {
+                end = BatchEnd::Retry(format!(
+                    "publish to {} did not go out in {:?}",
+                    self.config.subject,
+                    self.config.nats.timeout()
+                ));
+                break;
+            };
+            match sent {
                 Ok(ack) => {
                     self.counters.add(Counter::Published, 1);
                     acks.push((token, len, ack));
