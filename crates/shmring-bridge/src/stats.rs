@@ -342,7 +342,11 @@ pub fn may_be_record_of(name: &str, queue: &str) -> bool {
         return false;
     };
     let queue_body = queue.strip_prefix('/').unwrap_or(queue);
-    body == queue_body || (name.len() == NAME_MAX && queue_body.starts_with(body))
+    // The queue's name was cut when it did not fit whole after this
+    // name's prefix; the cut may end up to 3 bytes short of the limit (a
+    // character is not split).
+    let cut = name.len() - body.len() + queue_body.len() > NAME_MAX;
+    body == queue_body || (cut && queue_body.starts_with(body))
 }
 
 fn now_unix_ms() -> u64 {
@@ -642,7 +646,7 @@ fn records_of_in(dir: &Path, queue: &str) -> (Vec<Record>, Vec<InvalidRecord>) {
             Ok(None) => {}
             Ok(Some(r)) if r.queue == queue => found.push(r),
             // A cut name shared by another queue's record.
-            Ok(Some(_)) if name.len() == NAME_MAX => {}
+            Ok(Some(r)) if may_be_record_of(&name, &r.queue) => {}
             Ok(Some(r)) => errors.push(InvalidRecord {
                 path: r.path,
                 why: format!(
@@ -901,6 +905,23 @@ mod tests {
             "/a"
         ));
         assert!(!may_be_record_of(".shmring-bridge.out", "/a"));
+    }
+
+    /// A name cut at a character boundary short of the limit (a
+    /// multi-byte character across it) is still its queue's record.
+    #[test]
+    fn a_name_cut_short_of_the_limit_is_still_matched() {
+        let long = format!("/{}", "é".repeat(127)); // 255 bytes
+        let n = file_name(&long, Direction::Out, 4_194_304, 0);
+        assert!(n.len() < NAME_MAX, "cut inside an é: {}", n.len());
+        assert!(may_be_record_of(&n, &long));
+        let dir = temp_dir("cut");
+        let p = Published::create_in(&dir, &long, Direction::Out).unwrap();
+        let (found, errors) = records_of_in(&dir, &long);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(found.len(), 1, "{:?} is found", p.path());
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
