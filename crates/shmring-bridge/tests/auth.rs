@@ -421,3 +421,34 @@ fn a_creds_file_passes_against_a_server_in_operator_mode() {
     assert_refused(drain_with(o, "OP"), "unknown account");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A user the server accepts but may not publish to JetStream's API: a
+/// setting to fix, as a wrong password is, not a retry for ever.
+#[test]
+fn a_user_without_publish_permission_stops() {
+    let Some(server) = NatsServer::start_with_config(
+        "no_permission",
+        "authorization {\n  users = [ { user: \"ro\", password: \"pw\", \
+         permissions: { publish: \"nothing.>\" } } ]\n}",
+    ) else {
+        return;
+    };
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "no permission");
+    let mut o = NatsOptions::new(&server.url);
+    o.user_password = Some(("ro".into(), "pw".into()));
+    let stop = Shutdown::new();
+    let trigger = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(15));
+        trigger.trigger();
+    });
+    let name = unique_name("br-perm");
+    let _q = Queue::<Vec<u8>>::builder()
+        .maxsize(0)
+        .create(&name)
+        .unwrap();
+    let mut config = OutConfig::new(&name, o, "perm.jobs");
+    config.create_stream = Some(StreamSettings::new("PERM", vec!["perm.jobs".into()]));
+    let r = BridgeOut::new(config).unwrap().run_blocking(stop);
+    assert!(matches!(r, Err(Error::Auth(_))), "{r:?}");
+}
