@@ -530,10 +530,21 @@ struct Refusal(Arc<std::sync::Mutex<Option<String>>>);
 impl Refusal {
     /// Keeps `event` if it is the first refusal.
     fn note(&self, event: &async_nats::Event) {
-        use async_nats::{Event, ServerError};
+        use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
+        let refused_kinds = [
+            ConnectErrorKind::AuthorizationViolation,
+            ConnectErrorKind::Authentication,
+        ];
         let why = match event {
             Event::ServerError(ServerError::AuthorizationViolation) => {
                 "authorization violation".to_owned()
+            }
+            // A reconnect refused: async-nats reports the kind's text, and
+            // keeps reconnecting for ever.
+            Event::ClientError(ClientError::Other(m))
+                if refused_kinds.iter().any(|k| *m == k.to_string()) =>
+            {
+                format!("{m} at a reconnect")
             }
             Event::ServerError(ServerError::Other(m))
                 if m.to_ascii_lowercase().contains("permissions violation") =>
