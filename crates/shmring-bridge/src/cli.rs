@@ -46,8 +46,9 @@ in   pulls from the durable consumer C of stream S (created if missing;
 Both run until SIGINT or SIGTERM (finishing what is in flight), or until
 the local queue is shut down. NATS unreachable, a stream missing, a publish
 refused: each is logged and retried with backoff (0.1 s to 5 s), nothing is
-lost. Credentials refused or TLS failing is not retried: the bridge stops
-(exit code 4). Messages travel as their bytes, unchanged.
+lost. Credentials refused, TLS failing, or a permissions violation (the
+user may not publish or subscribe where the bridge must) is not retried:
+the bridge stops (exit code 4). Messages travel as their bytes, unchanged.
 
 While it runs, a bridge publishes its counters in /dev/shm/.shmring-bridge.*
 (removed at its exit): `shmring stat QUEUE` shows them, and whether the
@@ -123,7 +124,8 @@ Exit codes:
   3  the local queue does not exist
   4  NATS refused the credentials (token, user/password, nkey, .creds
      file unreadable or invalid) or TLS failed (certificate not trusted,
-     CA or client certificate file unreadable): not retried
+     CA or client certificate file unreadable), or reported a
+     permissions violation for the bridge's requests: not retried
 ";
 
 /// A failure: an exit code and a message.

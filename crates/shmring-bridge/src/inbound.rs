@@ -220,8 +220,8 @@ impl BridgeIn {
             if shutdown.is_triggered() {
                 return Ok(());
             }
-            let client = match connect(&self.config.nats, &log).await {
-                Ok(client) => client,
+            let (client, refusal) = match connect(&self.config.nats, &log).await {
+                Ok(connected) => connected,
                 Err(ConnectFailure::Fatal(e)) => return Err(e),
                 Err(ConnectFailure::Retry(e)) => {
                     let d = backoff.step();
@@ -238,6 +238,7 @@ impl BridgeIn {
             let consumer = match self.consumer(&js).await {
                 Ok(consumer) => consumer,
                 Err(e) => {
+                    refusal.check(&self.config.nats.url)?;
                     let d = backoff.step();
                     self.counters.add(Counter::Retries, 1);
                     log(&format!("{e}; retrying in {d:?}"));
@@ -257,6 +258,7 @@ impl BridgeIn {
                 let batch = match self.pull(&consumer).await {
                     Ok(batch) => batch,
                     Err(e) => {
+                        refusal.check(&self.config.nats.url)?;
                         let d = backoff.step();
                         self.counters.add(Counter::Retries, 1);
                         log(&format!("{e}; retrying in {d:?}"));

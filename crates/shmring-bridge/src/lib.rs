@@ -70,7 +70,10 @@
 //! `.creds` file that cannot be read), and TLS that fails (a certificate
 //! not trusted, a CA or client certificate file that cannot be read), stop
 //! the bridge with [`Error::Auth`] at the connection: a setting to fix,
-//! never retried.
+//! never retried. So does a permissions violation the server reports on
+//! a connection that is up (the user may not publish or subscribe where
+//! the bridge must), or credentials refused at a reconnect: the request
+//! that failed with it is not retried.
 //!
 //! # Counters
 //!
@@ -234,8 +237,9 @@ pub enum Error {
     Config(String),
     /// NATS refused the credentials (a wrong token, user/password or nkey;
     /// a `.creds` file that cannot be read or parsed) or TLS failed (an
-    /// untrusted certificate, a server without TLS): a setting to fix, so
-    /// the bridge stops instead of retrying.
+    /// untrusted certificate, a server without TLS), or reported a
+    /// permissions violation: a setting to fix, so the bridge stops
+    /// instead of retrying.
     Auth(String),
 }
 
@@ -533,8 +537,61 @@ enum ConnectFailure {
     Fatal(Error),
 }
 
-/// Connects to NATS with `options`, logging connection events.
-async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client, ConnectFailure> {
+/// The first refusal a server reported on a connection that is up: a
+/// permissions violation (the user may not publish or subscribe where the
+/// bridge must), or an authorization violation at a reconnect (the
+/// credentials revoked meanwhile). Either is a setting to fix, as refused
+/// credentials at the connection are: the bridge stops instead of
+/// retrying what fails with it (a request that times out) for ever.
+#[derive(Clone, Default)]
+struct Refusal(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Refusal {
+    /// Keeps `event` if it is the first refusal.
+    fn note(&self, event: &async_nats::Event) {
+        use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
+        let refused_kinds = [
+            ConnectErrorKind::AuthorizationViolation,
+            ConnectErrorKind::Authentication,
+        ];
+        let why = match event {
+            Event::ServerError(ServerError::AuthorizationViolation) => {
+                "authorization violation".to_owned()
+            }
+            // A reconnect refused: async-nats reports the kind's text, and
+            // keeps reconnecting for ever.
+            Event::ClientError(ClientError::Other(m))
+                if refused_kinds.iter().any(|k| *m == k.to_string()) =>
+            {
+                format!("{m} at a reconnect")
+            }
+            Event::ServerError(ServerError::Other(m))
+                if m.to_ascii_lowercase().contains("permissions violation") =>
+            {
+                m.clone()
+            }
+            _ => return,
+        };
+        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(why);
+    }
+
+    /// [`Error::Auth`] once the server refused something: a failure to
+    /// retry is then that refusal.
+    fn check(&self, url: &str) -> Result<(), Error> {
+        match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(Error::Auth(format!("{url} refused: {why}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Connects to NATS with `options`, logging connection events; the
+/// [`Refusal`] notes what the server refuses on the connection.
+async fn connect(
+    options: &NatsOptions,
+    log: &Log,
+) -> Result<(async_nats::Client, Refusal), ConnectFailure> {
     use async_nats::ConnectErrorKind as Kind;
     let mut o = async_nats::ConnectOptions::new();
     if let Some(path) = &options.credentials_file {
@@ -583,14 +640,17 @@ async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client,
         o = o.name(name);
     }
     let events = log.clone();
+    let refusal = Refusal::default();
+    let noted = refusal.clone();
     o = o
         .connection_timeout(options.timeout())
         .request_timeout(Some(options.timeout()))
         .event_callback(move |event| {
+            noted.note(&event);
             let events = events.clone();
             async move { events(&format!("nats: {event}")) }
         });
-    o.connect(options.url.as_str()).await.map_err(|e| {
+    let client = o.connect(options.url.as_str()).await.map_err(|e| {
         let url = &options.url;
         match e.kind() {
             Kind::AuthorizationViolation | Kind::Authentication => {
@@ -612,7 +672,8 @@ async fn connect(options: &NatsOptions, log: &Log) -> Result<async_nats::Client,
             ))),
             _ => ConnectFailure::Retry(e.to_string()),
         }
-    })
+    })?;
+    Ok((client, refusal))
 }
 
 /// Whether a connection failed in a TLS handshake that TLS itself refused

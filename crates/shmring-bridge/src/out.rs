@@ -215,8 +215,8 @@ impl BridgeOut {
             if shutdown.is_triggered() {
                 return Ok(());
             }
-            let client = match connect(&self.config.nats, &log).await {
-                Ok(client) => client,
+            let (client, refusal) = match connect(&self.config.nats, &log).await {
+                Ok(connected) => connected,
                 Err(ConnectFailure::Fatal(e)) => return Err(e),
                 Err(ConnectFailure::Retry(e)) => {
                     let d = backoff.step();
@@ -232,6 +232,7 @@ impl BridgeOut {
             let js = jetstream(client.clone(), &self.config.nats);
             if let Some(settings) = &self.config.create_stream {
                 if let Err(e) = ensure_stream(&js, settings).await {
+                    refusal.check(&self.config.nats.url)?;
                     let d = backoff.step();
                     self.counters.add(Counter::Retries, 1);
                     log(&format!("{e}; retrying in {d:?}"));
@@ -266,6 +267,7 @@ impl BridgeOut {
                     BatchEnd::Done => backoff.reset(),
                     BatchEnd::Oversize(e) => return Err(e),
                     BatchEnd::Retry(why) => {
+                        refusal.check(&self.config.nats.url)?;
                         let d = backoff.step();
                         self.counters.add(Counter::Retries, 1);
                         log(&format!(

@@ -43,8 +43,8 @@
 //! # Crash behaviour
 //!
 //! The record is written in full under a private name
-//! (`.shmring-bridge-tmp.*`) and then renamed, so no reader ever sees half a
-//! header. A bridge killed while it builds one leaves that private file,
+//! (`.shmring-bridge-tmp.*`) and then linked under its name (never over an
+//! existing file), so no reader ever sees half a header. A bridge killed while it builds one leaves that private file,
 //! unlocked: `shmring gc` removes it once it is 10 s old. A counter is one
 //! atomic add: a bridge killed mid-update made it or not.
 //!
@@ -342,7 +342,11 @@ pub fn may_be_record_of(name: &str, queue: &str) -> bool {
         return false;
     };
     let queue_body = queue.strip_prefix('/').unwrap_or(queue);
-    body == queue_body || (name.len() == NAME_MAX && queue_body.starts_with(body))
+    // The queue's name was cut when it did not fit whole after this
+    // name's prefix; the cut may end up to 3 bytes short of the limit (a
+    // character is not split).
+    let cut = name.len() - body.len() + queue_body.len() > NAME_MAX;
+    body == queue_body || (cut && queue_body.starts_with(body))
 }
 
 fn now_unix_ms() -> u64 {
@@ -399,6 +403,9 @@ fn is_write_locked(file: &File) -> io::Result<bool> {
     Ok(fl.l_type == libc::F_WRLCK as libc::c_short)
 }
 
+/// Records made by this process so far (the `n` of a record's name).
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
 /// A record this process publishes: the mapping its counters live in, the
 /// open file whose lock says it runs. Dropping it marks the record stopped
 /// and removes it.
@@ -419,7 +426,7 @@ unsafe impl Sync for Published {}
 
 impl Published {
     /// Creates the record of this process's `direction` bridge of `queue`
-    /// (replacing a dead bridge's record of the same pid, if any).
+    /// (under the first free name: an existing file is never replaced).
     ///
     /// # Errors
     ///
@@ -435,8 +442,6 @@ impl Published {
                 "a queue name has 1 to 255 bytes",
             ));
         }
-        /// Records made by this process so far.
-        static SERIAL: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
         // ORDERING: Relaxed — only uniqueness matters, which the RMW gives.
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
@@ -473,10 +478,26 @@ impl Published {
                 return Err(e);
             }
         };
-        // Atomic: a reader sees the dead bridge's record (a pid reused) or
-        // this whole one, never a half-built file.
-        if let Err(e) = std::fs::rename(&tmp, &path) {
-            let _ = std::fs::remove_file(&tmp);
+        // Atomic: a reader sees this whole record or none, never a
+        // half-built file. A link, not a rename, so that a file already
+        // under the name (a dead bridge's of a pid reused, or a live one's
+        // of the same pid in another pid namespace sharing /dev/shm) is
+        // never replaced: the next count is tried instead.
+        let mut path = path;
+        let mut tries = 0;
+        let linked = loop {
+            match std::fs::hard_link(&tmp, &path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 1000 => {
+                    tries += 1;
+                    // ORDERING: Relaxed — as above.
+                    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+                    path = dir.join(file_name(queue, direction, pid, serial));
+                }
+                done => break done,
+            }
+        };
+        let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = linked {
             // SAFETY: `map` came from a successful mmap of RECORD_LEN bytes
             // and nothing else refers to it.
             unsafe { libc::munmap(map.as_ptr().cast(), RECORD_LEN) };
@@ -642,7 +663,7 @@ fn records_of_in(dir: &Path, queue: &str) -> (Vec<Record>, Vec<InvalidRecord>) {
             Ok(None) => {}
             Ok(Some(r)) if r.queue == queue => found.push(r),
             // A cut name shared by another queue's record.
-            Ok(Some(_)) if name.len() == NAME_MAX => {}
+            Ok(Some(r)) if may_be_record_of(&name, &r.queue) => {}
             Ok(Some(r)) => errors.push(InvalidRecord {
                 path: r.path,
                 why: format!(
@@ -901,6 +922,51 @@ mod tests {
             "/a"
         ));
         assert!(!may_be_record_of(".shmring-bridge.out", "/a"));
+    }
+
+    /// A name cut at a character boundary short of the limit (a
+    /// multi-byte character across it) is still its queue's record.
+    #[test]
+    fn a_name_cut_short_of_the_limit_is_still_matched() {
+        let long = format!("/{}", "é".repeat(127)); // 255 bytes
+        let n = file_name(&long, Direction::Out, 4_194_304, 0);
+        assert!(n.len() < NAME_MAX, "cut inside an é: {}", n.len());
+        assert!(may_be_record_of(&n, &long));
+        let dir = temp_dir("cut");
+        let p = Published::create_in(&dir, &long, Direction::Out).unwrap();
+        let (found, errors) = records_of_in(&dir, &long);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(found.len(), 1, "{:?} is found", p.path());
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Another live bridge's record under the name a create picks (the
+    /// same pid and count in another pid namespace sharing /dev/shm) is
+    /// never replaced: the create takes the next count.
+    #[test]
+    fn a_create_never_replaces_another_bridges_record() {
+        let (dir, other_dir) = (temp_dir("taken"), temp_dir("taken-other"));
+        let other = Published::create_in(&other_dir, "/taken", Direction::In).unwrap();
+        // ORDERING: Relaxed — where the count stands; creates racing in
+        // other tests take at most a few of the 64 names made below.
+        let next = SERIAL.load(Ordering::Relaxed);
+        let pid = std::process::id();
+        let taken: Vec<PathBuf> = (next..next + 64)
+            .map(|n| dir.join(file_name("/taken", Direction::In, pid, n)))
+            .collect();
+        for path in &taken {
+            std::fs::hard_link(other.path(), path).unwrap(); // its file, its lock
+        }
+        let mine = Published::create_in(&dir, "/taken", Direction::In).unwrap();
+        assert!(!taken.contains(&mine.path().to_path_buf()));
+        let (found, errors) = records_of_in(&dir, "/taken");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(found.len(), 65, "the other's 64 names and mine");
+        assert!(found.iter().all(|r| r.liveness == Liveness::Alive));
+        drop((mine, other));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&other_dir);
     }
 
     #[test]

@@ -421,3 +421,84 @@ fn a_creds_file_passes_against_a_server_in_operator_mode() {
     assert_refused(drain_with(o, "OP"), "unknown account");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A user the server accepts but may not publish to JetStream's API: a
+/// setting to fix, as a wrong password is, not a retry for ever.
+#[test]
+fn a_user_without_publish_permission_stops() {
+    let Some(server) = NatsServer::start_with_config(
+        "no_permission",
+        "authorization {\n  users = [ { user: \"ro\", password: \"pw\", \
+         permissions: { publish: \"nothing.>\" } } ]\n}",
+    ) else {
+        return;
+    };
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "no permission");
+    let mut o = NatsOptions::new(&server.url);
+    o.user_password = Some(("ro".into(), "pw".into()));
+    let stop = Shutdown::new();
+    let trigger = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(15));
+        trigger.trigger();
+    });
+    let name = unique_name("br-perm");
+    let _q = Queue::<Vec<u8>>::builder()
+        .maxsize(0)
+        .create(&name)
+        .unwrap();
+    let mut config = OutConfig::new(&name, o, "perm.jobs");
+    config.create_stream = Some(StreamSettings::new("PERM", vec!["perm.jobs".into()]));
+    let r = BridgeOut::new(config).unwrap().run_blocking(stop);
+    assert!(matches!(r, Err(Error::Auth(_))), "{r:?}");
+}
+
+/// Credentials revoked while the bridge runs (the server restarted with
+/// another password): the reconnect is refused, and the bridge stops
+/// instead of retrying for ever on a client that never comes back.
+#[test]
+fn credentials_refused_at_a_reconnect_stop_the_bridge() {
+    let users = |password: &str| {
+        format!("authorization {{\n  users = [ {{ user: \"b\", password: \"{password}\" }} ]\n}}")
+    };
+    let Some(mut server) = NatsServer::start_with_config("revoked", &users("first")) else {
+        return;
+    };
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "revoked");
+    let mut o = NatsOptions::new(&server.url);
+    o.user_password = Some(("b".into(), "first".into()));
+    let name = unique_name("br-revoked");
+    let q = Queue::<Vec<u8>>::builder()
+        .maxsize(0)
+        .create(&name)
+        .unwrap();
+    let mut config = OutConfig::new(&name, o, "revoked.jobs");
+    config.create_stream = Some(StreamSettings::new("REVOKED", vec!["revoked.jobs".into()]));
+    let bridge = BridgeOut::new(config).unwrap();
+    let counters = bridge.counters();
+    let stop = Shutdown::new();
+    let run = std::thread::spawn({
+        let stop = stop.clone();
+        move || bridge.run_blocking(stop)
+    });
+    q.put(vec![1]).unwrap();
+    let start = Instant::now();
+    while counters.snapshot().acked < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "first message acked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    server.extra = Some(users("second"));
+    server.restart();
+    q.put(vec![2]).unwrap();
+    let backstop = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(40));
+        stop.trigger();
+    });
+    let r = run.join().unwrap();
+    assert!(matches!(r, Err(Error::Auth(_))), "{r:?}");
+    drop(backstop);
+}

@@ -864,3 +864,21 @@ fn a_pipe_stream_ends_when_its_writer_is_killed() {
     });
     assert!(!child.wait().unwrap().success(), "killed");
 }
+
+/// A receive that can never succeed on this end (a write-only end, a
+/// closed handle) is yielded once, then the stream ends: a stream that
+/// yields the same error for ever spins a `filter_map(Result::ok)`.
+#[test]
+fn a_pipe_stream_of_an_end_that_cannot_receive_ends_after_its_error() {
+    use futures_util::StreamExt;
+    let (_reader, writer) = Pipe::new(false).unwrap();
+    runtime().block_on(async {
+        let mut stream = AsyncConnection::new(writer).into_stream::<u64>();
+        let first = stream.next().await;
+        assert!(
+            matches!(first, Some(Err(RecvError::WriteOnly))),
+            "{first:?}"
+        );
+        assert!(stream.next().await.is_none(), "ended");
+    });
+}

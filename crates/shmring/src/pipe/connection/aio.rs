@@ -216,7 +216,9 @@ impl AsyncConnection {
     /// is what [`recv`](Self::recv) returns, and the stream ends at end
     /// of file (the writer closed or died and everything it sent was
     /// received). Another receive error is yielded as an item, and the
-    /// stream goes on.
+    /// stream goes on, except one that every later receive would repeat
+    /// ([`RecvError::HandleClosed`], [`RecvError::WriteOnly`]): the stream
+    /// ends after it.
     ///
     /// # Cancel safety
     ///
@@ -534,6 +536,12 @@ impl<T: Message + Send + 'static> Stream for ConnectionStream<T> {
             Err(RecvError::Eof) => {
                 this.done = true;
                 Poll::Ready(None)
+            }
+            // No receive on this end can succeed again: yielded once, then
+            // the end (not the same error for ever).
+            Err(e @ (RecvError::HandleClosed | RecvError::WriteOnly)) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
             }
             got => Poll::Ready(Some(got)),
         }
