@@ -201,7 +201,7 @@ impl Core {
         match e {
             PutError::Closed(_) | PutError::ShutDown(_) => closed(slf),
             PutError::TooLarge(_, len) => PyValueError::new_err(format!(
-                "the pickled object is {len} bytes, more than this queue's max_message of {} \
+                "the object is {len} bytes once encoded, more than this queue's max_message of {} \
                  bytes (make the queue with a larger max_message)",
                 self.max_message
             )),
