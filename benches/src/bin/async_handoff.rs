@@ -16,20 +16,25 @@
 //! * `async-async`: a task on each of two current-thread runtimes;
 //! * `tokio-unix`: a `UnixStream` pair, a task on each of two runtimes.
 //!
-//! Then a one-way stream of [`STREAM`] `u64`s through a queue of 1,024
-//! slots (default wait policy: a short spin before sleeping), each way
-//! between sync and async, beside 8-byte writes on a tokio `UnixStream`:
-//! messages per second, best of three.
+//! Then the same round trips between two processes (`proc-` rows, the
+//! first side named is this process): the answering side is a child
+//! process started through `shmring::process`, blocking (`sync`) or
+//! awaiting on a current-thread runtime (`async`). The thread rows share
+//! one process; the wake path (futex, io_uring completion, eventfd, epoll)
+//! is the same either way.
 //!
-//! Threads of one process, not two processes: the wake path (futex,
-//! io_uring completion, eventfd, epoll) is the same, and this needs no
-//! child plumbing; the cross-process figures belong to xbench. Prints the
-//! median and 99th percentile round trip of each, best median of three
-//! runs. Not run by CI.
+//! Last, a one-way stream of [`STREAM`] `u64`s through a queue of 1,024
+//! slots (default wait policy: a short spin before sleeping), each way
+//! between sync and async (threads), beside 8-byte writes on a tokio
+//! `UnixStream`: messages per second, best of three.
+//!
+//! Prints the median and 99th percentile round trip of each, best median
+//! of three runs. Not run by CI.
 
 use std::time::{Duration, Instant};
 
 use shmring::aio::AsyncQueue;
+use shmring::process::{run_child, Entry, EntryResult, Process};
 use shmring::queue::Queue;
 use shmring::WaitPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,7 +64,7 @@ fn queue_pair() -> Result<(Queue<u64>, Queue<u64>), BoxError> {
 fn summary(name: &str, mut times: Vec<Duration>) {
     times.sort_unstable();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    println!("{name:12} median {:>8.2?}  p99 {:>8.2?}", at(0.5), at(0.99));
+    println!("{name:16} median {:>8.2?}  p99 {:>8.2?}", at(0.5), at(0.99));
 }
 
 fn sync_sync() -> Result<Vec<Duration>, BoxError> {
@@ -234,7 +239,9 @@ fn best_rate(f: impl Fn() -> Result<f64, BoxError>) -> Result<f64, BoxError> {
     Ok(best)
 }
 
-fn best_of_three(f: fn() -> Result<Vec<Duration>, BoxError>) -> Result<Vec<Duration>, BoxError> {
+fn best_of_three(
+    f: impl Fn() -> Result<Vec<Duration>, BoxError>,
+) -> Result<Vec<Duration>, BoxError> {
     let mut best: Option<Vec<Duration>> = None;
     for _ in 0..3 {
         let mut times = f()?;
@@ -249,7 +256,70 @@ fn best_of_three(f: fn() -> Result<Vec<Duration>, BoxError>) -> Result<Vec<Durat
     Ok(best.expect("three runs"))
 }
 
+/// The child's side of a cross-process round trip: answers `ROUNDS`
+/// numbers, blocking.
+fn echo_sync((ping, pong): (Queue<u64>, Queue<u64>)) -> EntryResult {
+    ping.set_wait_policy(NO_SPIN);
+    pong.set_wait_policy(NO_SPIN);
+    for _ in 0..ROUNDS {
+        let x = ping.get()?;
+        pong.put(x)?;
+    }
+    Ok(())
+}
+static ECHO_SYNC: Entry<(Queue<u64>, Queue<u64>)> = shmring::entry!(echo_sync);
+
+/// The child's side, awaiting on a current-thread runtime.
+fn echo_async((ping, pong): (Queue<u64>, Queue<u64>)) -> EntryResult {
+    ping.set_wait_policy(NO_SPIN);
+    pong.set_wait_policy(NO_SPIN);
+    let (ping, pong) = (AsyncQueue::new(ping), AsyncQueue::new(pong));
+    runtime().block_on(async {
+        for _ in 0..ROUNDS {
+            let x = ping.get().await?;
+            pong.put(x).await?;
+        }
+        Ok(())
+    })
+}
+static ECHO_ASYNC: Entry<(Queue<u64>, Queue<u64>)> = shmring::entry!(echo_async);
+
+/// Round trips with the answering side in a child process (`child`), this
+/// side blocking or awaiting (`parent_async`).
+fn across_processes(
+    child: &'static Entry<(Queue<u64>, Queue<u64>)>,
+    parent_async: bool,
+) -> Result<Vec<Duration>, BoxError> {
+    let (ping, pong) = queue_pair()?;
+    let mut peer = Process::spawn(child, (&ping, &pong))?;
+    let mut times = Vec::with_capacity(ROUNDS);
+    if parent_async {
+        let (ping, pong) = (AsyncQueue::new(ping), AsyncQueue::new(pong));
+        runtime().block_on(async {
+            for i in 0..ROUNDS as u64 {
+                let start = Instant::now();
+                ping.put(i).await?;
+                assert_eq!(pong.get().await?, i);
+                times.push(start.elapsed());
+            }
+            Ok::<_, BoxError>(())
+        })?;
+    } else {
+        for i in 0..ROUNDS as u64 {
+            let start = Instant::now();
+            ping.put(i)?;
+            assert_eq!(pong.get()?, i);
+            times.push(start.elapsed());
+        }
+    }
+    if !peer.join()?.success() {
+        return Err("the answering process failed".into());
+    }
+    Ok(times)
+}
+
 fn main() -> Result<(), BoxError> {
+    run_child(&[&ECHO_SYNC, &ECHO_ASYNC]);
     println!(
         "io_uring futex waits: {}",
         if shmring::aio::sleeps_without_polling() {
@@ -262,6 +332,22 @@ fn main() -> Result<(), BoxError> {
     summary("sync-async", best_of_three(sync_async)?);
     summary("async-async", best_of_three(async_async)?);
     summary("tokio-unix", best_of_three(tokio_unix)?);
+    summary(
+        "proc-sync-sync",
+        best_of_three(|| across_processes(&ECHO_SYNC, false))?,
+    );
+    summary(
+        "proc-sync-async",
+        best_of_three(|| across_processes(&ECHO_ASYNC, false))?,
+    );
+    summary(
+        "proc-async-sync",
+        best_of_three(|| across_processes(&ECHO_SYNC, true))?,
+    );
+    summary(
+        "proc-async-async",
+        best_of_three(|| across_processes(&ECHO_ASYNC, true))?,
+    );
     println!("stream of {STREAM} u64 (msgs/s, best of three):");
     for (name, sides) in [
         ("sync->sync", (false, false)),
