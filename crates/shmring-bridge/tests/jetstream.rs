@@ -492,7 +492,40 @@ fn stream_state(url: &str, stream: &str) -> String {
             let client = async_nats::connect(url).await.expect("connect");
             let js = async_nats::jetstream::new(client);
             let mut s = js.get_stream(stream).await.expect("stream");
-            format!("{:?}", s.info().await.expect("stream info").state)
+            let state = format!("{:?}", s.info().await.expect("stream info").state);
+            // The durable consumers' delivery state too: what a stall
+            // after a server restart needs to be told apart.
+            let mut consumers = Vec::new();
+            let names: Vec<String> = {
+                use futures_util::StreamExt;
+                s.consumer_names()
+                    .filter_map(|n| async { n.ok() })
+                    .collect()
+                    .await
+            };
+            for name in names {
+                let consumer: Result<
+                    async_nats::jetstream::consumer::Consumer<
+                        async_nats::jetstream::consumer::pull::Config,
+                    >,
+                    _,
+                > = s.get_consumer(&name).await;
+                if let Ok(mut c) = consumer {
+                    if let Ok(info) = c.info().await {
+                        consumers.push(format!(
+                            "{name}: delivered {:?}, ack floor {:?}, pending {}, ack pending {}, \
+                             redelivered {}, waiting {}",
+                            info.delivered,
+                            info.ack_floor,
+                            info.num_pending,
+                            info.num_ack_pending,
+                            info.num_redelivered,
+                            info.num_waiting
+                        ));
+                    }
+                }
+            }
+            format!("{state}; consumers: {}", consumers.join("; "))
         })
 }
 
