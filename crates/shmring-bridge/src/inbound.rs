@@ -17,6 +17,10 @@ use crate::{
     Error, Log, NatsOptions, Shutdown, StreamSettings,
 };
 
+/// Empty pulls in a row (each waits about a second) after which a bridge
+/// asks whether its consumer has stopped (see `BridgeIn::stalled`).
+const STALL_PULLS: u32 = 5;
+
 /// What an inbound bridge does.
 #[derive(Clone)]
 pub struct InConfig {
@@ -235,7 +239,7 @@ impl BridgeIn {
                 }
             };
             let js = jetstream(client.clone(), &self.config.nats);
-            let consumer = match self.consumer(&js).await {
+            let mut consumer = match self.consumer(&js).await {
                 Ok(consumer) => consumer,
                 Err(e) => {
                     refusal.check(&self.config.nats.url)?;
@@ -251,18 +255,44 @@ impl BridgeIn {
                 self.config.stream, self.config.consumer, self.config.queue
             ));
             backoff.reset();
+            // Pulls in a row that brought nothing (see `stalled`).
+            let mut empty_pulls = 0u32;
             loop {
                 if shutdown.is_triggered() {
                     return Ok(());
                 }
                 let batch = match self.pull(&consumer).await {
-                    Ok(batch) => batch,
+                    Ok(batch) if batch.is_empty() => {
+                        empty_pulls += 1;
+                        if empty_pulls >= STALL_PULLS {
+                            // Asked once per STALL_PULLS idle pulls.
+                            empty_pulls = 0;
+                            if self.stalled(&mut consumer).await {
+                                self.remake_consumer(&js).await;
+                                continue 'connect;
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(batch) => {
+                        empty_pulls = 0;
+                        batch
+                    }
                     Err(e) => {
                         refusal.check(&self.config.nats.url)?;
                         let d = backoff.step();
                         self.counters.add(Counter::Retries, 1);
                         log(&format!("{e}; retrying in {d:?}"));
                         shutdown.sleep(d).await;
+                        empty_pulls += 1;
+                        if empty_pulls >= STALL_PULLS {
+                            // Asked once per STALL_PULLS idle pulls.
+                            empty_pulls = 0;
+                            if self.stalled(&mut consumer).await {
+                                self.remake_consumer(&js).await;
+                                continue 'connect;
+                            }
+                        }
                         if backoff.reconnect() {
                             log("failing again and again: reconnecting");
                             continue 'connect;
@@ -280,6 +310,38 @@ impl BridgeIn {
                 let _ = tokio::time::timeout(self.config.nats.timeout(), client.flush()).await;
             }
         }
+    }
+
+    /// Whether the consumer has messages not yet delivered and room to
+    /// deliver them (fewer awaiting acks than it allows), which a pull that
+    /// brought nothing, several times in a row, says it does not deliver:
+    /// nats-server 2.9 was seen to stop a durable pull consumer so after a
+    /// SIGKILL and restart (41,504 pending, 215 of 1,024 awaiting acks, 2
+    /// requests waiting, nothing delivered for minutes). Under back-pressure
+    /// (the acks allowed all taken) this is false.
+    async fn stalled(&self, consumer: &mut PullConsumer) -> bool {
+        let info = tokio::time::timeout(self.config.nats.timeout(), consumer.info()).await;
+        let Ok(Ok(info)) = info else {
+            return false;
+        };
+        let room = info.config.max_ack_pending <= 0
+            || (info.num_ack_pending as i64) < info.config.max_ack_pending;
+        info.num_pending > 0 && room
+    }
+
+    /// Deletes the stopped durable consumer, so that the next connection
+    /// makes it again (every bridge sharing it does, by its name). What it
+    /// had delivered and not yet seen acknowledged is delivered again: at
+    /// least once, as after any crash.
+    async fn remake_consumer(&self, js: &async_nats::jetstream::Context) {
+        (self.log)(&format!(
+            "consumer {} of stream {} has messages pending and room for them, yet \
+             delivers none (a JetStream consumer stopped by an unclean server \
+             restart): making it again",
+            self.config.consumer, self.config.stream
+        ));
+        let delete = js.delete_consumer_from_stream(&self.config.consumer, &self.config.stream);
+        let _ = tokio::time::timeout(self.config.nats.timeout(), delete).await;
     }
 
     /// The durable consumer (and the stream, when asked to create it).
