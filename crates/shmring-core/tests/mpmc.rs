@@ -288,10 +288,15 @@ fn peekers_and_poppers_race_each_message_taken_once_never_torn<M: Memory>() {
         })
         .collect();
     type Seen = (Vec<(u64, u32)>, Vec<((usize, u64), (u64, u32))>, usize);
+    // The poppers start once a peeker has committed a message: otherwise a
+    // scheduler (Miri's, or a loaded machine's) may let the poppers win
+    // every race, and the peek path would go untested.
+    let peeked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let peekers: Vec<_> = (0..2)
         .map(|_| {
             let mut c = q.consumer(w.clone());
             c.set_wait_policy(policy);
+            let peeked = peeked.clone();
             std::thread::spawn(move || -> Seen {
                 let (mut taken, mut copies, mut elsewhere) = (Vec::new(), Vec::new(), 0);
                 let mut out = Vec::new();
@@ -308,7 +313,13 @@ fn peekers_and_poppers_race_each_message_taken_once_never_torn<M: Memory>() {
                     }
                     for (t, m) in &out {
                         match c.commit(t) {
-                            Commit::Taken => taken.push(check_peek_message(m)),
+                            Commit::Taken => {
+                                taken.push(check_peek_message(m));
+                                // ORDERING: Relaxed — a start signal for
+                                // the poppers (partner: their load); no
+                                // data travels with it.
+                                peeked.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
                             Commit::TakenElsewhere => elsewhere += 1,
                             Commit::NotYet => panic!("in-order commit said NotYet"),
                         }
@@ -321,9 +332,14 @@ fn peekers_and_poppers_race_each_message_taken_once_never_torn<M: Memory>() {
         .map(|_| {
             let mut c = q.consumer(w.clone());
             c.set_wait_policy(policy);
+            let peeked = peeked.clone();
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 let mut buf = Vec::new();
+                // ORDERING: Relaxed — see the peekers' store.
+                while !peeked.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::yield_now();
+                }
                 loop {
                     match c.pop(&mut buf, Until::Never) {
                         Ok(_) => seen.push(check_peek_message(&buf)),
