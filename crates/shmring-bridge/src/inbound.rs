@@ -263,14 +263,8 @@ impl BridgeIn {
                 }
                 let batch = match self.pull(&consumer).await {
                     Ok(batch) if batch.is_empty() => {
-                        empty_pulls += 1;
-                        if empty_pulls >= STALL_PULLS {
-                            // Asked once per STALL_PULLS idle pulls.
-                            empty_pulls = 0;
-                            if self.stalled(&mut consumer).await {
-                                self.remake_consumer(&js).await;
-                                continue 'connect;
-                            }
+                        if self.stopped(&mut empty_pulls, &mut consumer, &js).await {
+                            continue 'connect;
                         }
                         continue;
                     }
@@ -284,14 +278,8 @@ impl BridgeIn {
                         self.counters.add(Counter::Retries, 1);
                         log(&format!("{e}; retrying in {d:?}"));
                         shutdown.sleep(d).await;
-                        empty_pulls += 1;
-                        if empty_pulls >= STALL_PULLS {
-                            // Asked once per STALL_PULLS idle pulls.
-                            empty_pulls = 0;
-                            if self.stalled(&mut consumer).await {
-                                self.remake_consumer(&js).await;
-                                continue 'connect;
-                            }
+                        if self.stopped(&mut empty_pulls, &mut consumer, &js).await {
+                            continue 'connect;
                         }
                         if backoff.reconnect() {
                             log("failing again and again: reconnecting");
@@ -327,6 +315,28 @@ impl BridgeIn {
         let room = info.config.max_ack_pending <= 0
             || (info.num_ack_pending as i64) < info.config.max_ack_pending;
         info.num_pending > 0 && room
+    }
+
+    /// Counts one pull that brought nothing; every [`STALL_PULLS`] of them
+    /// in a row, asks whether the consumer has stopped (see `stalled`) and,
+    /// if so, deletes it (`remake_consumer`): `true` then, and the caller
+    /// connects again, which makes the consumer again.
+    async fn stopped(
+        &self,
+        empty_pulls: &mut u32,
+        consumer: &mut PullConsumer,
+        js: &async_nats::jetstream::Context,
+    ) -> bool {
+        *empty_pulls += 1;
+        if *empty_pulls < STALL_PULLS {
+            return false;
+        }
+        *empty_pulls = 0;
+        if !self.stalled(consumer).await {
+            return false;
+        }
+        self.remake_consumer(js).await;
+        true
     }
 
     /// Deletes the stopped durable consumer, so that the next connection

@@ -542,10 +542,10 @@ impl Published {
 
     fn word(&self, off: usize) -> &AtomicU64 {
         debug_assert!(off.is_multiple_of(8) && off + 8 <= RECORD_LEN);
-        // SAFETY: `off` is 8-aligned and in the RECORD_LEN-byte mapping
-        // (page aligned), which lives as long as `self`; the word is only
-        // accessed atomically by this process (the file is this user's, mode
-        // 0644: no other user can write it).
+        // The word is only accessed atomically by this process (the file is
+        // this user's, mode 0644: no other user can write it).
+        // SAFETY: `off` is 8-aligned and inside the page-aligned
+        // RECORD_LEN-byte mapping, which lives as long as `self`.
         unsafe { &*self.map.as_ptr().add(off).cast::<AtomicU64>() }
     }
 }
