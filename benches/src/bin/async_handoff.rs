@@ -29,7 +29,8 @@
 //! `UnixStream`: messages per second, best of three.
 //!
 //! Prints the median and 99th percentile round trip of each, best median
-//! of three runs. Not run by CI.
+//! of three runs. Names given on the command line (`sync-sync`,
+//! `proc-async-async`, `stream`, ...) run only those rows. Not run by CI.
 
 use std::time::{Duration, Instant};
 
@@ -318,6 +319,21 @@ fn across_processes(
     Ok(times)
 }
 
+/// Whether the row `name` runs: every row when no names were given on
+/// the command line, else the rows named.
+fn wanted(name: &str) -> bool {
+    let names: Vec<String> = std::env::args().skip(1).collect();
+    names.is_empty() || names.iter().any(|n| n == name)
+}
+
+/// Prints the round-trip row `name` (best median of three), if wanted.
+fn row(name: &str, f: impl Fn() -> Result<Vec<Duration>, BoxError>) -> Result<(), BoxError> {
+    if wanted(name) {
+        summary(name, best_of_three(f)?);
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), BoxError> {
     run_child(&[&ECHO_SYNC, &ECHO_ASYNC]);
     println!(
@@ -328,26 +344,17 @@ fn main() -> Result<(), BoxError> {
             "no (async waits poll every ms)"
         }
     );
-    summary("sync-sync", best_of_three(sync_sync)?);
-    summary("sync-async", best_of_three(sync_async)?);
-    summary("async-async", best_of_three(async_async)?);
-    summary("tokio-unix", best_of_three(tokio_unix)?);
-    summary(
-        "proc-sync-sync",
-        best_of_three(|| across_processes(&ECHO_SYNC, false))?,
-    );
-    summary(
-        "proc-sync-async",
-        best_of_three(|| across_processes(&ECHO_ASYNC, false))?,
-    );
-    summary(
-        "proc-async-sync",
-        best_of_three(|| across_processes(&ECHO_SYNC, true))?,
-    );
-    summary(
-        "proc-async-async",
-        best_of_three(|| across_processes(&ECHO_ASYNC, true))?,
-    );
+    row("sync-sync", sync_sync)?;
+    row("sync-async", sync_async)?;
+    row("async-async", async_async)?;
+    row("tokio-unix", tokio_unix)?;
+    row("proc-sync-sync", || across_processes(&ECHO_SYNC, false))?;
+    row("proc-sync-async", || across_processes(&ECHO_ASYNC, false))?;
+    row("proc-async-sync", || across_processes(&ECHO_SYNC, true))?;
+    row("proc-async-async", || across_processes(&ECHO_ASYNC, true))?;
+    if !wanted("stream") {
+        return Ok(());
+    }
     println!("stream of {STREAM} u64 (msgs/s, best of three):");
     for (name, sides) in [
         ("sync->sync", (false, false)),

@@ -32,7 +32,13 @@
 //! The ring's completions are reaped by a driver task in each runtime
 //! that awaits (a task, not a thread), started by its first wait and ended
 //! with the runtime; every driver hears of every completion, so a task
-//! is woken even while its own runtime's driver waits for its turn.
+//! is woken even while its own runtime's driver waits for its turn. Of
+//! the sleeping futures of a runtime, the one polled last also listens to
+//! the eventfd itself, and reaps when it rings: the runtime then polls it straight
+//! from the I/O event, without the hop through the driver task (for a
+//! `block_on` future that hop cost tokio one more epoll round per wake).
+//! The eventfd's counter is never read: tokio watches it edge-triggered,
+//! and each signal wakes its watchers again.
 //!
 //! # Cancel safety
 //!
@@ -70,8 +76,9 @@
 //!
 //! * A tokio runtime with I/O and time enabled (`enable_all`, or
 //!   `#[tokio::main]`): the eventfd is watched by tokio's I/O driver, the
-//!   liveness slice and timeouts are tokio timers. Without the I/O driver
-//!   a wait falls back to re-checking every millisecond.
+//!   liveness slice and timeouts are tokio timers. In a runtime without
+//!   I/O, the first wait that sleeps panics with tokio's own message ("IO
+//!   is disabled"), as a tokio socket does there.
 //! * The ring belongs to the process that made it: a process that forks
 //!   without exec must not await in the child (the child would share the
 //!   parent's ring). Children started through [`crate::process`] exec, and

@@ -368,6 +368,86 @@ fn async_to_async_with_room_for_one() {
     });
 }
 
+/// Ping-pong pairs whose two ends sleep in different runtimes of one
+/// process (a multi-thread runtime, two current-thread ones, a plain
+/// thread), every hand-off to a sleeper: a sleeping future is woken by
+/// its runtime's driver task or, the latest sleeper of a runtime, by the
+/// eventfd directly; no wake may be lost on either path while the latest
+/// sleeper changes under it. The slice is a minute, so a lost wake is not
+/// rescued by the liveness re-check: a get times out instead.
+#[test]
+fn sleepers_in_many_runtimes_lose_no_wake() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "sleepers in many runtimes");
+    const ROUNDS: u64 = 300;
+    const PAIRS: usize = 6;
+    const LONG: Duration = Duration::from_secs(20);
+    let policy = shmring::WaitPolicy::fixed(0).with_slice(60_000_000_000);
+    let pairs: Vec<(AsyncQueue<u64>, AsyncQueue<u64>)> = (0..PAIRS)
+        .map(|_| {
+            let (ping, pong) = (Queue::<u64>::new(1).unwrap(), Queue::<u64>::new(1).unwrap());
+            ping.set_wait_policy(policy);
+            pong.set_wait_policy(policy);
+            (AsyncQueue::new(ping), AsyncQueue::new(pong))
+        })
+        .collect();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The answering ends: pairs 0..3 on the multi-thread runtime, 3 and 4
+    // on a current-thread runtime of their own thread, 5 a blocking thread.
+    let answer = |(ping, pong): (AsyncQueue<u64>, AsyncQueue<u64>)| async move {
+        for _ in 0..ROUNDS {
+            let x = ping.get_timeout(LONG).await.expect("a ping (a lost wake?)");
+            pong.put_timeout(x, LONG).await.expect("room for the pong");
+        }
+    };
+    let mut answered = Vec::new();
+    for pair in &pairs[..3] {
+        answered.push(multi.spawn(answer(pair.clone())));
+    }
+    std::thread::scope(|s| {
+        let side = s.spawn(|| {
+            runtime().block_on(async {
+                let a = tokio::spawn(answer(pairs[3].clone()));
+                answer(pairs[4].clone()).await;
+                a.await.unwrap();
+            })
+        });
+        let sync = s.spawn(|| {
+            let (ping, pong) = (pairs[5].0.sync(), pairs[5].1.sync());
+            for _ in 0..ROUNDS {
+                let x = ping.get_timeout(LONG).expect("a ping");
+                pong.put_timeout(x, LONG).expect("room for the pong");
+            }
+        });
+        // The asking ends: all on one more current-thread runtime.
+        runtime().block_on(async {
+            let mut asks = Vec::new();
+            for (ping, pong) in pairs.clone() {
+                asks.push(tokio::spawn(async move {
+                    for i in 0..ROUNDS {
+                        ping.put_timeout(i, LONG).await.expect("room for the ping");
+                        let back = pong.get_timeout(LONG).await.expect("a pong (a lost wake?)");
+                        assert_eq!(back, i);
+                    }
+                }));
+            }
+            for ask in asks {
+                ask.await.unwrap();
+            }
+        });
+        side.join().unwrap();
+        sync.join().unwrap();
+    });
+    multi.block_on(async {
+        for a in answered {
+            a.await.unwrap();
+        }
+    });
+}
+
 #[test]
 fn timeouts_give_up_on_time_and_give_the_item_back() {
     let _dog = Watchdog::new(Duration::from_secs(20), "timeouts");

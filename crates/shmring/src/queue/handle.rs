@@ -35,7 +35,7 @@ use crate::sys::FutexWaiter;
 #[cfg(feature = "tokio")]
 mod aio;
 
-/// A JoinableQueue's task bookkeeping, handed to [`Handle::get`]: each
+/// A JoinableQueue's task bookkeeping, handed to [`Handle::get_until`]: each
 /// take is announced in this handle's slot right before its CAS, and ended
 /// after it (see [`shmring_core::joinable`]).
 #[derive(Clone, Copy)]
