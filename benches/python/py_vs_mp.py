@@ -2,12 +2,14 @@
 """shmring's Python package beside multiprocessing (and faster-fifo when
 importable), between two processes (fork), in one run:
 
-* round trip (p50, p99 of per-trip times) and one-way throughput, for a
+* round trip (p50, p99 of per-trip times) and one-way throughput (timed
+  from the moment the consuming process says it is ready), for a
   small int, 100 B bytes, a 10-key dict and 64 KiB bytes, through
   Queue (blocking and *_nowait), SimpleQueue, and Pipe (send/recv, and
   send_bytes/recv_bytes for the bytes payloads);
 * dict increments from 2 processes under a Lock: shmring.dict + shmring.Lock
-  against Manager().dict() + multiprocessing.Lock;
+  against Manager().dict() + multiprocessing.Lock (timed from a barrier
+  both processes reach once started);
 * the binding's own cost: put_nowait + get_nowait of a small object in one
   process, against pickle.dumps + pickle.loads of it alone.
 
@@ -100,6 +102,7 @@ def echo_queue(kind, a, b, n):
 def sink_queue(kind, a, done, n):
     pin(1)
     get = getter(kind, a)
+    done.put(0)  # ready: the clock starts once the consumer runs
     for _ in range(n):
         get()
     done.put(1)
@@ -118,6 +121,7 @@ def echo_pipe(conn, n, raw):
 def sink_pipe(conn, n, raw):
     pin(1)
     recv = conn.recv_bytes if raw else conn.recv
+    conn.send(0)  # ready: the clock starts once the reader runs
     for _ in range(n):
         recv()
     conn.send(1)
@@ -161,6 +165,7 @@ def throughput(kind, obj, n):
         p = CTX.Process(target=sink_pipe, args=(there, n, raw))
         p.start()
         send = here.send_bytes if raw else here.send
+        here.recv()
         t0 = time.perf_counter()
         for _ in range(n):
             send(obj)
@@ -171,6 +176,7 @@ def throughput(kind, obj, n):
         p = CTX.Process(target=sink_queue, args=(kind, a, done, n))
         p.start()
         put = putter(kind, a)
+        done.get()
         t0 = time.perf_counter()
         for _ in range(n):
             while True:
@@ -188,7 +194,8 @@ def throughput(kind, obj, n):
 # ---- dict increments ---------------------------------------------------
 
 
-def incr(d, lock, n):
+def incr(d, lock, n, start):
+    start.wait()  # both processes are up: the clock starts
     for _ in range(n):
         with lock:
             d["count"] = d["count"] + 1
@@ -200,10 +207,12 @@ def dict_rate(kind, n):
     else:
         mgr = CTX.Manager()
         d, lock = mgr.dict({"count": 0}), CTX.Lock()
-    ps = [CTX.Process(target=incr, args=(d, lock, n)) for _ in range(2)]
-    t0 = time.perf_counter()
+    start = CTX.Barrier(3)
+    ps = [CTX.Process(target=incr, args=(d, lock, n, start)) for _ in range(2)]
     for p in ps:
         p.start()
+    start.wait()
+    t0 = time.perf_counter()
     for p in ps:
         p.join()
     dt = time.perf_counter() - t0

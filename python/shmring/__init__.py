@@ -26,7 +26,8 @@ Deliberate differences from CPython, each documented on its class:
   sizes;
 * a pipe end is used by one process at a time (``OSError`` at once for a
   second one), and ``fileno()`` raises: there is no descriptor;
-* dict keys are compared by their pickled bytes.
+* dict keys are compared by their encoded bytes (``1``, ``1.0`` and ``True``
+  are three keys).
 """
 
 import multiprocessing as _mp

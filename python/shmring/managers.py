@@ -27,10 +27,11 @@ class DictProxy(_Dict):
     ``keys()``, ``values()`` and ``items()`` return lists, ``copy()`` a plain
     dict, errors are ``KeyError`` as in Python.
 
-    Keys are compared by their pickled bytes: ``1``, ``1.0`` and ``True`` are
-    three keys here. A dict holds at most ``capacity`` entries (1024 by
-    default), keys of at most ``max_key`` pickled bytes (256) and values of
-    at most ``max_value`` (4096); ``shmring.Dict(capacity=..., max_key=...,
+    Keys are compared by their encoded bytes (a pickle, or for an exact
+    None, bool, int, float, bytes or str a tag byte and its value): ``1``,
+    ``1.0`` and ``True`` are three keys here. A dict holds at most
+    ``capacity`` entries (1024 by default), keys of at most ``max_key``
+    encoded bytes (256) and values of at most ``max_value`` (4096); ``shmring.Dict(capacity=..., max_key=...,
     max_value=...)`` sets them. A value is a copy, as with a manager's dict:
     ``d[k].append(x)`` changes nothing; assign it back.
     """

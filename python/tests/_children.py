@@ -230,3 +230,14 @@ def atomic_objects():
 def put_atomic_objects(q):
     for o in atomic_objects():
         q.put(o)
+
+
+def dict_store_atomic_objects(d):
+    """Stores each of `atomic_objects()` as a value under `("v", index)`,
+    and its index under each one as a key (NaN aside: no key finds NaN but
+    itself)."""
+    for i, o in enumerate(atomic_objects()):
+        d[("v", i)] = o
+        if o == o:
+            d[("key", o)] = i
+            d[o] = i

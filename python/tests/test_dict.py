@@ -90,6 +90,46 @@ def test_manager_context_manager():
     assert d["k"] == "v"  # still usable while held
 
 
+def _same(a, b):
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and a != a:
+        return b != b
+    return repr(a) == repr(b)  # -0.0 stays negative
+
+
+def test_atomic_keys_and_values_keep_their_exact_type_and_value():
+    # Exact None, bool, int, float, bytes and str are stored in a short form
+    # (not pickled), their neighbours pickled; keys are compared by the
+    # stored bytes, so equal keys of different types stay apart.
+    d = shmring.Dict(max_key=1 << 17, max_value=1 << 17)
+    ch.dict_store_atomic_objects(d)
+    for i, o in enumerate(ch.atomic_objects()):
+        assert _same(d[("v", i)], o), (o, d[("v", i)])
+        if o == o:
+            assert d[o] == i and d[("key", o)] == i
+    for k in d.keys():
+        if type(k) is tuple and k[0] == "key":
+            assert any(_same(k[1], o) for o in ch.atomic_objects())
+    # 1, 1.0 and True are three keys (they were three pickles, too).
+    e = shmring.dict()
+    e[1], e[1.0], e[True] = "int", "float", "bool"
+    assert (e[1], e[1.0], e[True], len(e)) == ("int", "float", "bool", 3)
+    assert type(e.keys()[0]) in (int, float, bool)
+
+
+def test_atomic_keys_and_values_cross_processes(ctx):
+    d = shmring.Dict(max_key=1 << 17, max_value=1 << 17)
+    p = ctx.Process(target=ch.dict_store_atomic_objects, args=(d,))
+    p.start()
+    join_all([p])
+    assert p.exitcode == 0
+    for i, o in enumerate(ch.atomic_objects()):
+        assert _same(d[("v", i)], o), (o, d[("v", i)])
+        if o == o:
+            assert d[o] == i
+
+
 def test_dict_written_by_children(ctx):
     d = shmring.Manager().dict()
     ps = [ctx.Process(target=ch.dict_update, args=(d, i, i * i)) for i in range(3)]

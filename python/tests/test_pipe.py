@@ -333,3 +333,76 @@ def test_terminated_reader_is_a_broken_pipe_for_the_writer(ctx):
     with pytest.raises(BrokenPipeError):
         for _ in range(1000):  # fills the ring, then notices the reader died
             a.send_bytes(chunk)
+
+
+_REENTRANT_END = []
+
+
+def _receive_while_unpickling():
+    # Runs inside pickle.loads of the outer message: receives the next
+    # message on the same connection, whose buffer the outer one is read
+    # from until its loads ends.
+    return ("inner", _REENTRANT_END[0].recv())
+
+
+class _ReceivesWhenUnpickled:
+    def __reduce__(self):
+        return (_receive_while_unpickling, ())
+
+
+def test_a_receive_inside_unpickling_leaves_both_messages_whole():
+    a, b = shmring.Pipe()
+    _REENTRANT_END[:] = [b]
+    try:
+        big = os.urandom(70000)
+        a.send([_ReceivesWhenUnpickled(), big])
+        a.send(big[::-1])
+        outer = b.recv()
+        assert outer[0] == ("inner", big[::-1])
+        assert outer[1] == big
+        a.send(b"after")
+        assert b.recv() == b"after"
+    finally:
+        _REENTRANT_END.clear()
+
+
+_SLICE_KEPT_BY_UNPICKLING = r"""
+import gc, shmring
+kept = []
+def grab():
+    # Finds the buffer `recv` hands `pickle.loads` and keeps a slice of it:
+    # a slice shares the view's memory and outlives the view's release.
+    for o in gc.get_objects():
+        if type(o) in (memoryview, bytearray) and len(o) > 60000:
+            kept.append((o[:], bytes(o)))
+    return "grabbed"
+class Grab:
+    def __reduce__(self):
+        return (grab, ())
+a, b = shmring.Pipe()
+a.send([Grab(), b"x" * 70000])
+b.recv()
+for _ in range(3):
+    a.send(b"y" * 70000)
+    b.recv()
+print("ok" if all(bytes(s) == was for s, was in kept) else "changed")
+"""
+
+
+def test_a_slice_of_the_unpickled_buffer_kept_by_unpickling_stays_readable():
+    # Whatever unpickling keeps of its input must stay valid memory after
+    # `recv` returns and the connection receives again (before the fix,
+    # recv unpickled from a view over its own buffer, freed or reused
+    # after: reading the slice crashed the interpreter).
+    import subprocess
+    import sys
+
+    got = subprocess.run(
+        [sys.executable, "-c", _SLICE_KEPT_BY_UNPICKLING],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "ok"
+

@@ -1,9 +1,11 @@
 //! The dict of `Manager().dict()` and `shmring.dict()`: the library's
-//! shared hash table, keys and values pickled.
+//! shared hash table, keys and values in the queue items' form (see
+//! [`crate::item`]: an exact None, bool, 64-bit int, float, bytes or str as
+//! a tag byte and its raw value, anything else pickled).
 //!
-//! Keys are compared by their pickled bytes: two keys are the same key when
-//! they pickle alike (`1` and `1.0` are different keys here, equal ones in
-//! a Python dict).
+//! Keys are compared by those bytes: two keys are the same key when they
+//! encode alike (`1`, `1.0` and `True` are different keys here, equal ones
+//! in a Python dict), as when every key was pickled.
 
 use std::time::Duration;
 
@@ -13,7 +15,8 @@ use pyo3::types::{PyList, PyTuple};
 
 use shmring::dict::{Dict, DictError};
 
-use crate::{dumps, fresh_name, in_slices, loads, os_error, Attached, Deadline, Pickled, SLICE};
+use crate::item::{decode, encode};
+use crate::{fresh_name, in_slices, os_error, Attached, Deadline, Pickled, SLICE};
 
 type Table = Dict<Pickled, Pickled>;
 
@@ -54,10 +57,10 @@ fn error(e: DictError, key: Option<&Bound<'_, PyAny>>) -> PyErr {
             "the dict is full: it holds at most {capacity} entries (make it with a larger capacity)"
         )),
         DictError::KeyTooLarge { len, max } => PyValueError::new_err(format!(
-            "the pickled key is {len} bytes, more than this dict's max_key of {max}"
+            "the key is {len} bytes once encoded, more than this dict's max_key of {max}"
         )),
         DictError::ValueTooLarge { len, max } => PyValueError::new_err(format!(
-            "the pickled value is {len} bytes, more than this dict's max_value of {max}"
+            "the value is {len} bytes once encoded, more than this dict's max_value of {max}"
         )),
         DictError::Reentrant => PyRuntimeError::new_err(e.to_string()),
         e => os_error(e),
@@ -110,10 +113,10 @@ impl PyDict {
 
     fn __getitem__<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = Pickled::of(&dumps(py, key)?);
+        let k = Pickled::of(&encode(py, key)?);
         let d = self.table()?;
         match run(py, &d, |d| d.get_item(&k))? {
-            Ok(v) => loads(py, v.bytes()),
+            Ok(v) => decode(py, v.bytes()),
             Err(e) => Err(error(e, Some(key))),
         }
     }
@@ -121,8 +124,8 @@ impl PyDict {
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
         let (k, v) = (
-            Pickled::of(&dumps(py, key)?),
-            Pickled::of(&dumps(py, value)?),
+            Pickled::of(&encode(py, key)?),
+            Pickled::of(&encode(py, value)?),
         );
         let d = self.table()?;
         run(py, &d, |d| d.insert(&k, &v))?
@@ -132,7 +135,7 @@ impl PyDict {
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
-        let k = Pickled::of(&dumps(py, key)?);
+        let k = Pickled::of(&encode(py, key)?);
         let d = self.table()?;
         match run(py, &d, |d| d.remove(&k))? {
             Ok(Some(_)) => Ok(()),
@@ -143,7 +146,7 @@ impl PyDict {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = key.py();
-        let k = Pickled::of(&dumps(py, key)?);
+        let k = Pickled::of(&encode(py, key)?);
         let d = self.table()?;
         run(py, &d, |d| d.contains_key(&k))?.map_err(|e| error(e, Some(key)))
     }
@@ -159,10 +162,10 @@ impl PyDict {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = Pickled::of(&dumps(py, key)?);
+        let k = Pickled::of(&encode(py, key)?);
         let d = self.table()?;
         match run(py, &d, |d| d.get(&k))? {
-            Ok(Some(v)) => loads(py, v.bytes()),
+            Ok(Some(v)) => decode(py, v.bytes()),
             Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
             Err(e) => Err(error(e, Some(key))),
         }
@@ -173,7 +176,7 @@ impl PyDict {
         let keys = run(py, &d, |d| d.keys())?.map_err(|e| error(e, None))?;
         let out = PyList::empty(py);
         for k in keys {
-            out.append(loads(py, k.bytes())?)?;
+            out.append(decode(py, k.bytes())?)?;
         }
         Ok(out)
     }
@@ -183,7 +186,7 @@ impl PyDict {
         let values = run(py, &d, |d| d.values())?.map_err(|e| error(e, None))?;
         let out = PyList::empty(py);
         for v in values {
-            out.append(loads(py, v.bytes())?)?;
+            out.append(decode(py, v.bytes())?)?;
         }
         Ok(out)
     }
@@ -195,7 +198,7 @@ impl PyDict {
         for (k, v) in items {
             out.append(PyTuple::new(
                 py,
-                [loads(py, k.bytes())?, loads(py, v.bytes())?],
+                [decode(py, k.bytes())?, decode(py, v.bytes())?],
             )?)?;
         }
         Ok(out)
@@ -215,10 +218,10 @@ impl PyDict {
                 default.len() + 1
             )));
         }
-        let k = Pickled::of(&dumps(py, key)?);
+        let k = Pickled::of(&encode(py, key)?);
         let d = self.table()?;
         match run(py, &d, |d| d.remove(&k))? {
-            Ok(Some(v)) => loads(py, v.bytes()),
+            Ok(Some(v)) => decode(py, v.bytes()),
             Ok(None) if default.len() == 1 => default.get_item(0),
             Ok(None) => Err(error(DictError::KeyNotFound, Some(key))),
             Err(e) => Err(error(e, Some(key))),
@@ -228,7 +231,7 @@ impl PyDict {
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let d = self.table()?;
         let (k, v) = run(py, &d, |d| d.popitem())?.map_err(|e| error(e, None))?;
-        PyTuple::new(py, [loads(py, k.bytes())?, loads(py, v.bytes())?])
+        PyTuple::new(py, [decode(py, k.bytes())?, decode(py, v.bytes())?])
     }
 
     #[pyo3(signature = (key, default=None))]
@@ -240,12 +243,12 @@ impl PyDict {
         let py = key.py();
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         let (k, v) = (
-            Pickled::of(&dumps(py, key)?),
-            Pickled::of(&dumps(py, &default)?),
+            Pickled::of(&encode(py, key)?),
+            Pickled::of(&encode(py, &default)?),
         );
         let d = self.table()?;
         match run(py, &d, |d| d.setdefault(&k, &v))? {
-            Ok(v) => loads(py, v.bytes()),
+            Ok(v) => decode(py, v.bytes()),
             Err(e) => Err(error(e, Some(key))),
         }
     }
@@ -256,7 +259,7 @@ impl PyDict {
         let mut encoded = Vec::with_capacity(pairs.len());
         for pair in pairs.iter() {
             let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-            encoded.push((Pickled::of(&dumps(py, &k)?), Pickled::of(&dumps(py, &v)?)));
+            encoded.push((Pickled::of(&encode(py, &k)?), Pickled::of(&encode(py, &v)?)));
         }
         let d = self.table()?;
         // `update` takes the pairs by value: hand it the bytes (each

@@ -1,5 +1,5 @@
-//! The bytes a queue item travels as: the six atomic types in a short
-//! form of their own, everything else pickled.
+//! The bytes a queue item, or a dict key or value, is stored as: the six
+//! atomic types in a short form of their own, everything else pickled.
 //!
 //! `pickle.dumps` + `pickle.loads` of a small int costs about as much as the
 //! whole ring round trip around it (a `Pickler` and an `Unpickler` object
@@ -14,9 +14,11 @@
 //! these six exact types itself, before any `copyreg` table or
 //! `reducer_override` is asked, so nothing a user registers is skipped.
 //!
-//! Only queues use this form. A pipe's `recv_bytes` hands out the bytes a
-//! `send` wrote, which CPython makes a pickle, so pipes pickle everything;
-//! dict keys are compared by their bytes, so the dict keeps pickles too.
+//! Queues and the dict use this form. A pipe's `recv_bytes` hands out the
+//! bytes a `send` wrote, which CPython makes a pickle, so pipes pickle
+//! everything. Dict keys are compared by these bytes; equal keys of one
+//! exact type encode alike in either form, so that stays as it was with
+//! pickles (`1`, `1.0` and `True` are three keys).
 //!
 //! The bytes come from shared memory, so they are untrusted: a wrong length
 //! for its tag, or a `str` that is not UTF-8, is an `OSError` naming the
@@ -88,7 +90,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
     let fixed = |what: &str| -> PyResult<[u8; 8]> {
         value.try_into().map_err(|_| {
             os_error(format!(
-                "corrupted queue item: a {what} of {} bytes (8 expected)",
+                "corrupted item: a {what} of {} bytes (8 expected)",
                 value.len()
             ))
         })
@@ -98,7 +100,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
             Ok(obj)
         } else {
             Err(os_error(format!(
-                "corrupted queue item: {} stray bytes after a constant",
+                "corrupted item: {} stray bytes after a constant",
                 value.len()
             )))
         }
@@ -118,7 +120,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
         STR => match std::str::from_utf8(value) {
             Ok(s) => Ok(PyString::new(py, s).into_any()),
             Err(e) => Err(os_error(format!(
-                "corrupted queue item: a str that is not UTF-8 ({e})"
+                "corrupted item: a str that is not UTF-8 ({e})"
             ))),
         },
         _ => loads(py, bytes),

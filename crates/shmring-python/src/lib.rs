@@ -244,6 +244,15 @@ pub(crate) fn dumps<'py>(
     Ok(f.bind(py).call1((obj, PROTOCOL))?.cast_into::<PyBytes>()?)
 }
 
+/// `pickle.loads(obj)` of an object with the buffer protocol.
+pub(crate) fn loads_from<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let f = LOADS.get_or_try_init(py, || PyResult::Ok(attr(py, "pickle", "loads")?.unbind()))?;
+    f.bind(py).call1((obj,))
+}
+
 /// `pickle.loads(bytes)`.
 pub(crate) fn loads<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let f = LOADS.get_or_try_init(py, || PyResult::Ok(attr(py, "pickle", "loads")?.unbind()))?;

@@ -25,14 +25,16 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyByteArray, PyBytes};
 
 use shmring::pipe::{
     Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
 };
 use shmring::RoleError;
 
-use crate::{dumps, fresh_name, in_slices, loads, os_error, Attached, Deadline, Pickled};
+use crate::{
+    dumps, fresh_name, in_slices, loads, loads_from, os_error, Attached, Deadline, Pickled,
+};
 
 /// This process's attachment to the pipe and, once claimed, its end.
 struct State {
@@ -106,6 +108,9 @@ pub(crate) struct PyConnection {
     /// The buffer the last receive used, kept for the next one (see
     /// [`Received`]); empty while a receive has it.
     scratch: Mutex<Vec<u8>>,
+    /// The `bytearray` the last `recv` unpickled from, and the size to give
+    /// it before the next one (see [`PyConnection::recv`]).
+    pickles: Mutex<Option<(Py<PyByteArray>, usize)>>,
 }
 
 /// The size a connection's first receive buffer has.
@@ -143,6 +148,7 @@ impl PyConnection {
             closed: AtomicBool::new(false),
             shared: AtomicBool::new(shared),
             scratch: Mutex::new(Vec::new()),
+            pickles: Mutex::new(None),
         }
     }
 
@@ -388,10 +394,84 @@ impl PyConnection {
         self.send_pickled(py, Pickled::of(buf))
     }
 
+    /// Receives straight into a `bytearray` the connection keeps and
+    /// unpickles from it: no copy into a `bytes` object, and no allocation
+    /// of one per message (a 64 KiB one, freed right after unpickling,
+    /// made glibc give the heap top back and fault it in again on every
+    /// message: three times the round trip). Not a memoryview over Rust
+    /// memory: a view derived from one (a slice, which unpickling code can
+    /// take of its input through `gc`) outlives the view's release. A
+    /// `bytearray` owns its memory, every view of it holds a reference to
+    /// it, and it is written into again only while this connection holds
+    /// the only reference. One known hole is CPython's, not ours: code run
+    /// inside unpickling can find `pickle.loads`'s unpickler through `gc`
+    /// and re-`__init__` it twice, which releases its buffer but keeps its
+    /// raw pointer; a later `load()` on it reads what this connection
+    /// received since (or freed memory, as it would with a `bytes` input).
+    /// It only reads, and needs code that the peer's pickle already runs.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let got = self.recv_raw(py, None)?;
-        let obj = loads(py, got.bytes());
-        self.keep_scratch(got.buf);
+        self.check(true)?;
+        let kept = self
+            .pickles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let (array, size) = match kept {
+            Some((array, size)) if array.get_refcnt(py) == 1 => (array.into_bound(py), size),
+            _ => (PyByteArray::new(py, &[]), FIRST_SCRATCH),
+        };
+        array.resize(size)?;
+        // The buffer of a bytearray of `size` bytes; no one else references
+        // the bytearray (fresh, or the only reference checked above), so
+        // no Python code can read, resize or free it while the receive
+        // below writes into it, with the GIL released or between slices.
+        // SAFETY: only the address is taken here; no slice of it lives on.
+        let at = unsafe { array.as_bytes_mut() }.as_mut_ptr() as usize;
+        let got = self.with_end(py, Deadline::Never, move |c, d| {
+            // SAFETY: see above: `at..at + size` is the bytearray's buffer,
+            // alive and touched by nothing else for the whole call.
+            let buf = unsafe { std::slice::from_raw_parts_mut(at as *mut u8, size) };
+            let r = if d.is_zero() {
+                c.try_recv_bytes_into(buf, 0).map_err(|e| match e {
+                    shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
+                })
+            } else {
+                c.recv_bytes_into_timeout(buf, 0, d)
+            };
+            match r {
+                Ok(len) => Ok(Some(Ok(len))),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                // Longer than the buffer: the whole message, consumed.
+                Err(RecvTimeoutError::Recv(RecvError::BufferTooShort(msg))) => Ok(Some(Err(msg))),
+                Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
+            }
+        });
+        let keep = |array: Bound<'py, PyByteArray>, size: usize| {
+            if size <= KEPT_SCRATCH {
+                *self.pickles.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((array.unbind(), size));
+            }
+        };
+        let obj = match got {
+            Err(e) => {
+                keep(array, size);
+                return Err(e);
+            }
+            Ok(Some(Ok(len))) => {
+                array.resize(len)?;
+                let obj = loads_from(py, array.as_any());
+                keep(array, size);
+                obj
+            }
+            Ok(Some(Err(msg))) => {
+                let obj = loads(py, &msg);
+                // Room for a message this long next time.
+                keep(array, msg.len().next_power_of_two().max(size));
+                obj
+            }
+            Ok(None) => loads(py, &[]),
+        };
         obj
     }
 

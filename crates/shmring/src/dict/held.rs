@@ -82,8 +82,19 @@ pub(super) struct LocalLock {
     /// Whether a thread holds it. The mutex is held only inside `take` and
     /// `LocalHeld::drop`, never while user code runs, so it is never
     /// poisoned by a panic of ours (and a poisoned one is still sound).
-    held: Mutex<bool>,
+    held: Mutex<LocalState>,
     freed: Condvar,
+}
+
+/// What [`LocalLock`]'s mutex guards.
+#[derive(Debug, Default)]
+struct LocalState {
+    /// A thread holds the lock.
+    held: bool,
+    /// Threads waiting in `take`: a release signals the condition variable
+    /// only when there are some (std's `notify_one` always makes a system
+    /// call, one per dict operation otherwise).
+    waiting: u32,
 }
 
 /// Holds a [`LocalLock`] until dropped.
@@ -99,7 +110,8 @@ impl LocalLock {
         now: impl Fn() -> Deadline,
     ) -> Option<LocalHeld<'_>> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        while *held {
+        held.waiting += 1;
+        while held.held {
             held = match deadline {
                 None => self
                     .freed
@@ -108,6 +120,7 @@ impl LocalLock {
                 Some(d) => {
                     let left = d.0.saturating_sub(now().0);
                     if left == 0 {
+                        held.waiting -= 1;
                         return None;
                     }
                     let wait = self.freed.wait_timeout(held, Duration::from_nanos(left));
@@ -115,15 +128,21 @@ impl LocalLock {
                 }
             };
         }
-        *held = true;
+        held.waiting -= 1;
+        held.held = true;
         Some(LocalHeld(self))
     }
 }
 
 impl Drop for LocalHeld<'_> {
     fn drop(&mut self) {
-        *self.0.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.0.freed.notify_one();
+        let mut state = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
+        state.held = false;
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.0.freed.notify_one();
+        }
     }
 }
 
@@ -177,5 +196,49 @@ impl<K: Message, V: Message> Dict<K, V> {
     fn timed_out(&self) -> DictError {
         self.segment.add_to_counter(PeerCounter::Timeouts, 1);
         DictError::Timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    fn clock(start: Instant) -> impl Fn() -> Deadline {
+        move || Deadline(start.elapsed().as_nanos() as u64)
+    }
+
+    /// A release wakes a thread waiting without a deadline, and a waiter
+    /// that timed out leaves the count right: the next waiter is still
+    /// woken by the next release (a release signals only counted waiters).
+    #[test]
+    fn a_release_wakes_the_waiter_after_another_timed_out() {
+        let lock = LocalLock::default();
+        let start = Instant::now();
+        let now = clock(start);
+        let held = lock.take(None, &now).expect("free");
+        // Times out while held: 20 ms from now.
+        let soon = Deadline(now().0 + 20_000_000);
+        assert!(lock.take(Some(soon), &now).is_none());
+        assert_eq!(lock.held.lock().unwrap().waiting, 0);
+        let got = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let again = lock.take(None, clock(start)).expect("no deadline");
+                // ORDERING: Relaxed — read after the scope joins this thread.
+                got.store(true, Ordering::Relaxed);
+                drop(again);
+            });
+            while lock.held.lock().unwrap().waiting == 0 {
+                std::thread::yield_now();
+            }
+            drop(held);
+        });
+        // ORDERING: Relaxed — the scope's join ordered the store before this.
+        assert!(got.load(Ordering::Relaxed));
+        let state = lock.held.lock().unwrap();
+        assert!(!state.held && state.waiting == 0);
     }
 }

@@ -3,13 +3,19 @@
 
 use super::*;
 use held::Held;
+use std::borrow::Cow;
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-fn encode<T: Message>(value: &T) -> Result<Vec<u8>, DictError> {
+/// The encoding of `value`: its own bytes when it holds them
+/// ([`Message::as_bytes`]), else encoded into a fresh buffer.
+fn encode<T: Message>(value: &T) -> Result<Cow<'_, [u8]>, DictError> {
+    if let Some(bytes) = value.as_bytes() {
+        return Ok(Cow::Borrowed(bytes));
+    }
     let mut out = Vec::new();
     value.encode(&mut out)?;
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// The value of `key`, decoded, read under the lock: a write that replaces
@@ -20,7 +26,7 @@ fn current<V: Message>(guard: &Held<'_>, key: &[u8]) -> Result<Option<V>, DictEr
     if !guard.get(key, &mut bytes)? {
         return Ok(None);
     }
-    Ok(Some(V::decode(&bytes)?))
+    Ok(Some(V::decode_from(&mut bytes)?))
 }
 
 impl<K: Message, V: Message> Dict<K, V> {
@@ -49,7 +55,7 @@ impl<K: Message, V: Message> Dict<K, V> {
         if !self.locked()?.get(&key, &mut value)? {
             return Ok(None);
         }
-        Ok(Some(V::decode(&value)?))
+        Ok(Some(V::decode_from(&mut value)?))
     }
 
     /// Python's `d[key]`.
@@ -274,7 +280,7 @@ impl<K: Message, V: Message> Dict<K, V> {
     pub fn update<I: IntoIterator<Item = (K, V)>>(&self, items: I) -> Result<(), DictError> {
         let pairs = items
             .into_iter()
-            .map(|(k, v)| Ok((encode(&k)?, encode(&v)?)))
+            .map(|(k, v)| Ok((encode(&k)?.into_owned(), encode(&v)?.into_owned())))
             .collect::<Result<Pairs, DictError>>()?;
         let mut guard = self.locked()?;
         for (k, v) in &pairs {
