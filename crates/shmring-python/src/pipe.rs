@@ -20,7 +20,7 @@
 //!   end (CPython: only once every copy is closed).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError};
@@ -29,6 +29,7 @@ use pyo3::types::{PyByteArray, PyBytes};
 
 use shmring::pipe::{
     Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError,
 };
 use shmring::RoleError;
 
@@ -105,35 +106,15 @@ pub(crate) struct PyConnection {
     /// Pickled for another process, or inherited through `fork`: closing
     /// an unclaimed copy then signals nothing.
     shared: AtomicBool,
-    /// The buffer the last receive used, kept for the next one (see
-    /// [`Received`]); empty while a receive has it.
-    scratch: Mutex<Vec<u8>>,
     /// The `bytearray` the last `recv` unpickled from, and the size to give
     /// it before the next one (see [`PyConnection::recv`]).
     pickles: Mutex<Option<(Py<PyByteArray>, usize)>>,
 }
 
-/// The size a connection's first receive buffer has.
+/// The size of the `bytearray` a connection's first `recv` receives into.
 const FIRST_SCRATCH: usize = 4096;
-/// The largest receive buffer a connection keeps between receives.
+/// The largest `bytearray` a connection keeps between receives.
 const KEPT_SCRATCH: usize = 1 << 20;
-
-/// One message received: in `buf[..len]`. A receive reads each message
-/// straight from the ring into a buffer the connection keeps from one
-/// receive to the next, so a message costs one copy out of shared memory
-/// and one into the `bytes` object, with no allocation in between (a
-/// fresh `Vec` per message cost an allocation and, for a message of
-/// several records, a copy per growth).
-struct Received {
-    buf: Vec<u8>,
-    len: usize,
-}
-
-impl Received {
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
 
 impl PyConnection {
     fn of(pipe: Pipe, name: String, end: End, shared: bool) -> PyConnection {
@@ -147,7 +128,6 @@ impl PyConnection {
             duplex,
             closed: AtomicBool::new(false),
             shared: AtomicBool::new(shared),
-            scratch: Mutex::new(Vec::new()),
             pickles: Mutex::new(None),
         }
     }
@@ -235,88 +215,52 @@ impl PyConnection {
         Ok(())
     }
 
-    /// One whole message of at most `maxlength` bytes, waiting for it.
-    fn recv_raw(&self, py: Python<'_>, maxlength: Option<usize>) -> PyResult<Received> {
-        self.check(true)?;
-        if maxlength.is_some() {
-            // The limit is the library's to enforce (and to close the end
-            // over): a fresh `Vec`.
-            let got = self.with_end(py, Deadline::Never, |c, d| {
-                let r = if d.is_zero() {
-                    c.try_recv_bytes(maxlength).map_err(|e| match e {
-                        shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
-                    })
-                } else {
-                    c.recv_bytes_timeout(maxlength, d)
-                };
-                match r {
-                    Ok(v) => Ok(Some(v)),
-                    Err(RecvTimeoutError::Timeout) => Ok(None),
-                    Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
-                }
-            })?;
-            let buf = got.unwrap_or_default();
-            let len = buf.len();
-            return Ok(Received { buf, len });
-        }
-        // Another thread receiving at the same time finds the scratch
-        // taken and uses a buffer of its own.
-        let mut buf =
-            std::mem::take(&mut *self.scratch.lock().unwrap_or_else(PoisonError::into_inner));
-        if buf.len() < FIRST_SCRATCH {
-            buf.resize(FIRST_SCRATCH, 0);
-        }
-        let got = self.with_end(py, Deadline::Never, |c, d| {
-            let r = if d.is_zero() {
-                c.try_recv_bytes_into(&mut buf, 0).map_err(|e| match e {
-                    shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
-                })
-            } else {
-                c.recv_bytes_into_timeout(&mut buf, 0, d)
-            };
-            match r {
-                Ok(len) => Ok(Some(Ok(len))),
-                Err(RecvTimeoutError::Timeout) => Ok(None),
-                // Longer than the buffer: the whole message, consumed.
-                Err(RecvTimeoutError::Recv(RecvError::BufferTooShort(msg))) => Ok(Some(Err(msg))),
-                Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
-            }
-        });
-        let got = match got {
-            Ok(got) => got,
-            Err(e) => {
-                self.keep_scratch(buf);
-                return Err(e);
-            }
+    /// With the GIL held, a message that has wholly arrived, copied once:
+    /// straight from the ring into a new `bytes` of its length (see
+    /// [`Connection::try_recv_bytes_with`]). `None` when none has (what
+    /// arrived of a longer one is taken and kept), when another thread is
+    /// using the end (the GIL is not held while waiting for it), or before
+    /// this process claimed the end (the waiting receive claims it).
+    fn take_arrived<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let state = self.state.get()?;
+        let mut st = match state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(None),
         };
-        Ok(match got {
-            Some(Ok(len)) => Received { buf, len },
-            Some(Err(msg)) => {
-                // Room for a message this long next time.
-                let grown = msg.len().next_power_of_two();
-                if grown > buf.len() && grown <= KEPT_SCRATCH {
-                    buf.resize(grown, 0);
-                }
-                self.keep_scratch(buf);
-                let len = msg.len();
-                Received { buf: msg, len }
-            }
-            None => Received { buf, len: 0 },
-        })
+        let Some(conn) = st.conn.as_mut() else {
+            return Ok(None);
+        };
+        let got = conn.try_recv_bytes_with(|m| {
+            PyBytes::new_with(py, m.len(), |buf| {
+                m.copy_to_slice(buf);
+                Ok(())
+            })
+        });
+        drop(st);
+        match got {
+            Ok(bytes) => bytes.map(Some),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Recv(e)) => Err(Failure::Recv(e).into_err(self.end)),
+        }
     }
 
-    /// Keeps `buf` for the next receive (unless another is kept already,
-    /// or it is too big to keep).
-    fn keep_scratch(&self, buf: Vec<u8>) {
-        if buf.len() > KEPT_SCRATCH {
-            return;
-        }
-        let mut kept = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < buf.len() {
-            *kept = buf;
-        }
+    /// Waits, with the GIL released and in slices (signals are checked
+    /// between them), until a record or the end can be read.
+    fn wait_readable(&self, py: Python<'_>, deadline: Deadline) -> PyResult<bool> {
+        let r = self.with_end(py, deadline, |c, d| {
+            let r = if d.is_zero() {
+                c.poll()
+            } else {
+                c.poll_timeout(d)
+            };
+            match r {
+                Ok(true) => Ok(Some(true)),
+                Ok(false) => Ok(None),
+                Err(e) => Err(Failure::Recv(e)),
+            }
+        })?;
+        Ok(r.unwrap_or(false))
     }
 
     /// Signals end of file if this process claimed the end, or if the end
@@ -433,8 +377,8 @@ impl PyConnection {
             let buf = unsafe { std::slice::from_raw_parts_mut(at as *mut u8, size) };
             let r = if d.is_zero() {
                 c.try_recv_bytes_into(buf, 0).map_err(|e| match e {
-                    shmring::pipe::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    shmring::pipe::TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
                 })
             } else {
                 c.recv_bytes_into_timeout(buf, 0, d)
@@ -481,10 +425,36 @@ impl PyConnection {
         py: Python<'py>,
         maxlength: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let got = self.recv_raw(py, maxlength)?;
-        let bytes = PyBytes::new(py, got.bytes());
-        self.keep_scratch(got.buf);
-        Ok(bytes)
+        self.check(true)?;
+        if maxlength.is_some() {
+            // The limit is the library's to enforce (and to close the end
+            // over): a fresh `Vec`.
+            let got = self.with_end(py, Deadline::Never, |c, d| {
+                let r = if d.is_zero() {
+                    c.try_recv_bytes(maxlength).map_err(|e| match e {
+                        TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
+                    })
+                } else {
+                    c.recv_bytes_timeout(maxlength, d)
+                };
+                match r {
+                    Ok(v) => Ok(Some(v)),
+                    Err(RecvTimeoutError::Timeout) => Ok(None),
+                    Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
+                }
+            })?;
+            return Ok(PyBytes::new(py, &got.unwrap_or_default()));
+        }
+        // Each message is copied once on its way out, into the `bytes` made
+        // for it once its length is known; the wait in between holds
+        // neither the GIL nor a message.
+        loop {
+            if let Some(bytes) = self.take_arrived(py)? {
+                return Ok(bytes);
+            }
+            self.wait_readable(py, Deadline::Never)?;
+        }
     }
 
     /// Python's `poll(timeout)`: `None` waits for ever, zero or less looks
@@ -492,19 +462,7 @@ impl PyConnection {
     #[pyo3(signature = (timeout=Some(0.0)))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         self.check(true)?;
-        let r = self.with_end(py, Deadline::of_timeout(timeout), |c, d| {
-            let r = if d.is_zero() {
-                c.poll()
-            } else {
-                c.poll_timeout(d)
-            };
-            match r {
-                Ok(true) => Ok(Some(true)),
-                Ok(false) => Ok(None),
-                Err(e) => Err(Failure::Recv(e)),
-            }
-        })?;
-        Ok(r.unwrap_or(false))
+        self.wait_readable(py, Deadline::of_timeout(timeout))
     }
 
     fn close(&self) {

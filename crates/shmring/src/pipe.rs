@@ -236,6 +236,7 @@ use crate::object::{
 use crate::segment::Segment;
 
 pub use connection::Connection;
+pub use ends::Arrived;
 #[cfg(feature = "tokio")]
 pub use connection::{AsyncConnection, ConnectionSink, ConnectionStream};
 pub use error::{

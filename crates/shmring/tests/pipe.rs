@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::pipe::{ConnectError, Connection, End, Pipe, RecvError, SendError};
+use shmring::pipe::{
+    ConnectError, Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError,
+};
 use shmring::process::{Entry, EntryResult};
 use shmring::{Builder, RoleError};
 use shmring_testkit::{run_child, spawn_child, unique_name, wait_child, Watchdog};
@@ -309,6 +311,85 @@ fn every_length_around_the_fragment_size_round_trips() {
         assert_eq!(b.recv_bytes(None).unwrap(), msg, "length {len}");
         assert!(!b.poll().unwrap(), "length {len}: leftovers");
     }
+}
+
+/// `recv_bytes_with` tells the length before copying: a message of one
+/// record goes from the ring into the closure's buffer, a longer one is
+/// assembled first; the closure runs once per message and never for a
+/// receive that finds nothing.
+#[test]
+fn recv_bytes_with_learns_the_length_first() {
+    let _dog = dog("recv_bytes_with");
+    let (mut a, mut b) = small().pair().unwrap();
+    let mut calls = 0;
+    assert_eq!(
+        b.try_recv_bytes_with(|_| calls += 1),
+        Err(TryRecvError::Empty)
+    );
+    assert_eq!(
+        b.recv_bytes_with_timeout(|_| calls += 1, Duration::from_millis(20)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(calls, 0);
+    for len in [0, 1, 255, 256, 257, 513, 3000] {
+        let msg = pattern(len, 3);
+        a.send_bytes(&msg, 0, None).unwrap();
+        let got = b
+            .recv_bytes_with(|m| {
+                calls += 1;
+                assert_eq!(m.is_empty(), len == 0);
+                let mut buf = vec![0xAA; m.len()];
+                m.copy_to_slice(&mut buf);
+                buf
+            })
+            .unwrap();
+        assert_eq!(got, msg, "length {len}");
+        assert!(!b.poll().unwrap(), "length {len}: leftovers");
+    }
+    assert_eq!(calls, 7);
+    drop(a);
+    assert_eq!(b.recv_bytes_with(|m| m.len()), Err(RecvError::Eof));
+}
+
+/// A message longer than the ring, streamed by a writer thread, is taken
+/// by tries that each take what has arrived and keep it: the closure sees
+/// it once, whole, and the next message follows.
+#[test]
+fn tries_of_recv_bytes_with_finish_a_streamed_message() {
+    let _dog = dog("recv_bytes_with streamed");
+    let (mut reader, mut writer) = small().duplex(false).pair().unwrap();
+    let msg = pattern(20_000, 5);
+    let expected = msg.clone();
+    let sender = std::thread::spawn(move || {
+        writer.send_bytes(&msg, 0, None).unwrap();
+        writer.send_bytes(b"next", 0, None).unwrap();
+    });
+    let mut calls = 0;
+    let got = loop {
+        match reader.try_recv_bytes_with(|m| {
+            calls += 1;
+            let mut buf = vec![0; m.len()];
+            m.copy_to_slice(&mut buf);
+            buf
+        }) {
+            Ok(got) => break got,
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(calls, 1);
+    assert!(got == expected);
+    // A half-taken message is finished by the other receives too.
+    assert_eq!(reader.recv_bytes(None).unwrap(), b"next");
+    sender.join().unwrap();
+}
+
+#[test]
+#[should_panic(expected = "destination length")]
+fn recv_bytes_with_refuses_a_buffer_of_another_length() {
+    let (mut a, mut b) = small().pair().unwrap();
+    a.send_bytes(b"four", 0, None).unwrap();
+    let _ = b.recv_bytes_with(|m| m.copy_to_slice(&mut [0; 3]));
 }
 
 #[test]

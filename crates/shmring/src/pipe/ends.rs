@@ -201,6 +201,64 @@ fn watch(ring: &spsc::Ring, segment: &Arc<Segment>, reader: bool) -> impl spsc::
     }
 }
 
+/// A whole message that has arrived, as
+/// [`Connection::recv_bytes_with`](super::Connection::recv_bytes_with)
+/// hands it over: its length is known before a byte is copied, so the
+/// caller can make a buffer of exactly that size (a Python `bytes`, a
+/// buffer from a pool) and have the message copied there once.
+pub struct Arrived<'a> {
+    from: Source<'a>,
+}
+
+enum Source<'a> {
+    /// A message of one record, still in the ring: copied straight from it.
+    Record(&'a spsc::ReadGrant<'a, FutexWaiter>),
+    /// A message of several records, assembled in the connection's buffer
+    /// as they arrived.
+    Assembled(&'a [u8]),
+}
+
+impl Arrived<'_> {
+    /// The message's length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        match &self.from {
+            Source::Record(p) => p.len(),
+            Source::Assembled(msg) => msg.len(),
+        }
+    }
+
+    /// Whether the message is empty (Python's `send_bytes(b"")`).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the message into `dst`. From the ring, the copy is race-free
+    /// whatever the writer's process does (see
+    /// [`spsc::ReadGrant::copy_to_slice`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dst` is not exactly [`len`](Arrived::len) bytes long.
+    #[inline]
+    pub fn copy_to_slice(&self, dst: &mut [u8]) {
+        match &self.from {
+            Source::Record(p) => p.copy_to_slice(dst),
+            Source::Assembled(msg) => {
+                assert_eq!(dst.len(), msg.len(), "destination length");
+                dst.copy_from_slice(msg);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Arrived<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Arrived").field("len", &self.len()).finish()
+    }
+}
+
 impl Incoming {
     /// The reading half over `ring`, whose consumer role this end holds,
     /// and its `consumer` handle (given its [`Role`](spsc::Role) here).
@@ -410,6 +468,52 @@ impl Incoming {
                 return Ok(true);
             }
         }
+    }
+
+    /// Reads the rest of the current message (all of the next one when none
+    /// is half read), waiting up to `until` ([`pinned`]) for each record,
+    /// and hands it whole to the closure in `f` (taken out of the `Option`
+    /// only then): a message of one record (up to a fragment) straight from
+    /// the ring, a longer one once assembled in
+    /// [`partial`](Incoming::partial). Returns what the closure returned
+    /// and the message's length. A call that gives up keeps the half-read
+    /// message, as [`read_rest`](Incoming::read_rest) does, and leaves the
+    /// closure where it was.
+    pub(super) fn read_with<R, F: FnOnce(&Arrived<'_>) -> R>(
+        &mut self,
+        until: Until,
+        f: &mut Option<F>,
+    ) -> Result<(R, usize), TryRecvError> {
+        if !self.in_message {
+            let done = self.next_record(until, |p, msg| {
+                if p.more() {
+                    // Only the first of several: assembled below.
+                    p.append_to(msg);
+                    return None;
+                }
+                let f = f.take().expect("handed one message");
+                Some((f(&Arrived { from: Source::Record(p) }), p.len()))
+            })?;
+            if let Some(done) = done {
+                return Ok(done);
+            }
+        }
+        // No limit: every record fits.
+        let whole = self.read_rest(until, usize::MAX)?;
+        debug_assert!(whole, "a message has no length limit here");
+        let f = f.take().expect("handed one message");
+        let msg = std::mem::take(&mut self.partial);
+        let r = f(&Arrived {
+            from: Source::Assembled(&msg),
+        });
+        let len = msg.len();
+        // The buffer is kept for the next message (dropped if a huge
+        // message made it huge).
+        if msg.capacity() <= 1 << 20 {
+            self.partial = msg;
+            self.partial.clear();
+        }
+        Ok((r, len))
     }
 
     /// Reads the rest of the current message (all of the next one when none

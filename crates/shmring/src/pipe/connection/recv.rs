@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmring_core::wait::Until;
 
-use super::super::ends::pinned;
+use super::super::ends::{pinned, Arrived};
 use super::Connection;
 use crate::codec::Message;
 use crate::pipe::error::{recv_forever, RecvError, RecvTimeoutError, TryRecvError};
@@ -275,6 +275,110 @@ impl Connection {
     ) -> Result<usize, RecvTimeoutError> {
         self.recv_bytes_into_until(buf, offset, until_instant(deadline))
             .map_err(TryRecvError::timed)
+    }
+
+    /// Receives one message into a buffer that `f` makes once the
+    /// message's length is known: `f` gets the [`Arrived`] message, makes
+    /// a buffer of [`len`](Arrived::len) bytes and has it filled with
+    /// [`copy_to_slice`](Arrived::copy_to_slice). A message of at most one
+    /// fragment (a quarter of the ring by default) goes straight from the
+    /// ring into that buffer; a longer one is assembled first. What `f`
+    /// returns is returned. Not in Python: its `recv_bytes` makes a `bytes`
+    /// of the right length this way (the binding's own `recv_bytes`).
+    ///
+    /// The message is consumed once `f` is called, whatever `f` does.
+    ///
+    /// # Blocking
+    ///
+    /// As [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_bytes`](Connection::recv_bytes) without a `maxlength`.
+    pub fn recv_bytes_with<R>(&mut self, f: impl FnOnce(&Arrived<'_>) -> R) -> Result<R, RecvError> {
+        let mut f = Some(f);
+        recv_forever(|| self.recv_bytes_with_until(&mut f, Until::Never))
+    }
+
+    /// [`recv_bytes_with`](Connection::recv_bytes_with) only if a whole
+    /// message has arrived; never waits (`f` is not called then). A
+    /// half-arrived message is kept for the next receive, as for
+    /// [`try_recv`](Connection::try_recv).
+    ///
+    /// # Blocking
+    ///
+    /// Never: as [`try_recv`](Connection::try_recv).
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`]; otherwise as
+    /// [`recv_bytes_with`](Connection::recv_bytes_with).
+    pub fn try_recv_bytes_with<R>(
+        &mut self,
+        f: impl FnOnce(&Arrived<'_>) -> R,
+    ) -> Result<R, TryRecvError> {
+        self.recv_bytes_with_until(&mut Some(f), Until::Now)
+    }
+
+    /// [`recv_bytes_with`](Connection::recv_bytes_with), waiting at most
+    /// `timeout` for the whole message (`f` is not called if it gives up).
+    ///
+    /// # Blocking
+    ///
+    /// As [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`]; otherwise as
+    /// [`recv_bytes_with`](Connection::recv_bytes_with).
+    pub fn recv_bytes_with_timeout<R>(
+        &mut self,
+        f: impl FnOnce(&Arrived<'_>) -> R,
+        timeout: Duration,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_bytes_with_until(&mut Some(f), Until::after(timeout))
+            .map_err(TryRecvError::timed)
+    }
+
+    /// [`recv_bytes_with_timeout`](Connection::recv_bytes_with_timeout)
+    /// until `deadline` instead of for a duration.
+    ///
+    /// # Blocking
+    ///
+    /// Until `deadline`, as [`recv_timeout`](Connection::recv_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_bytes_with_timeout`](Connection::recv_bytes_with_timeout).
+    pub fn recv_bytes_with_deadline<R>(
+        &mut self,
+        f: impl FnOnce(&Arrived<'_>) -> R,
+        deadline: Instant,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_bytes_with_until(&mut Some(f), until_instant(deadline))
+            .map_err(TryRecvError::timed)
+    }
+
+    /// Every `recv_bytes_with`: one whole message handed to the closure in
+    /// `f` (see [`Incoming::read_with`](super::super::ends::Incoming));
+    /// `Empty` means it gave up, the closure still in `f`.
+    fn recv_bytes_with_until<R, F: FnOnce(&Arrived<'_>) -> R>(
+        &mut self,
+        f: &mut Option<F>,
+        until: Until,
+    ) -> Result<R, TryRecvError> {
+        if self.closed() {
+            return Err(RecvError::HandleClosed.into());
+        }
+        let inc = self
+            .incoming
+            .get_mut()
+            .as_mut()
+            .ok_or(RecvError::WriteOnly)?;
+        inc.begin();
+        let (r, len) = inc.read_with(pinned(until), f)?;
+        self.received.one(len);
+        Ok(r)
     }
 
     /// Every `recv`: one whole message, decoded; `Empty` means it gave up.
