@@ -20,23 +20,48 @@ use crate::{fresh_name, in_slices, os_error, Attached, Deadline, Pickled, SLICE}
 
 type Table = Dict<Pickled, Pickled>;
 
-fn open(name: &str) -> Result<Table, String> {
-    let mut d = Table::open(name).map_err(|e| format!("cannot open the dict {name}: {e}"))?;
-    d.set_lock_timeout(SLICE);
-    Ok(d)
+fn open(name: &str) -> Result<Handles, String> {
+    let d = Table::open(name).map_err(|e| format!("cannot open the dict {name}: {e}"))?;
+    Ok(Handles::of(d))
 }
 
-/// Runs `op` on the table with the GIL released, retrying while the
-/// table's lock stays held past a slice (checking signals in between).
+/// This process's two handles of one dict (clones: one attachment): one
+/// whose operations wait for the table's lock a slice at a time, with the
+/// GIL released, and one whose operations only try it, with the GIL held.
+pub(crate) struct Handles {
+    wait: Table,
+    now: Table,
+}
+
+impl Handles {
+    fn of(mut wait: Table) -> Handles {
+        wait.set_lock_timeout(SLICE);
+        let mut now = wait.clone();
+        now.set_lock_timeout(Duration::ZERO);
+        Handles { wait, now }
+    }
+}
+
+/// Runs `op` on the table: first with the GIL held, if the table's lock
+/// is free (no release and retaking of the GIL: most of an uncontended
+/// operation's cost); else with the GIL released, retrying while the lock
+/// stays held past a slice (checking signals in between). `op` may run
+/// twice: its first run then changed nothing.
 fn run<T: Send>(
     py: Python<'_>,
-    d: &Table,
+    d: &Handles,
     mut op: impl FnMut(&Table) -> Result<T, DictError> + Send,
 ) -> PyResult<Result<T, DictError>> {
-    let r = in_slices(py, Deadline::Never, false, |_slice: Duration| match op(d) {
-        Ok(v) => Ok(Some(v)),
-        Err(DictError::Timeout) => Ok(None),
-        Err(e) => Err(e),
+    match op(&d.now) {
+        Err(DictError::Timeout) => {}
+        done => return Ok(done),
+    }
+    let r = in_slices(py, Deadline::Never, false, |_slice: Duration| {
+        match op(&d.wait) {
+            Ok(v) => Ok(Some(v)),
+            Err(DictError::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
     })?;
     Ok(match r {
         Ok(Some(v)) => Ok(v),
@@ -70,12 +95,12 @@ fn error(e: DictError, key: Option<&Bound<'_, PyAny>>) -> PyErr {
 /// A dict shared between processes.
 #[pyclass(module = "shmring._shmring", name = "_Dict", subclass, frozen, weakref)]
 pub(crate) struct PyDict {
-    handle: Attached<Table>,
+    handle: Attached<Handles>,
     name: String,
 }
 
 impl PyDict {
-    fn table(&self) -> PyResult<std::sync::Arc<Table>> {
+    fn table(&self) -> PyResult<std::sync::Arc<Handles>> {
         self.handle.get()
     }
 }
@@ -95,14 +120,13 @@ impl PyDict {
             Some(name) => (open(&name).map_err(os_error)?, name),
             None => {
                 let name = fresh_name("dict");
-                let mut table = Table::builder()
+                let table = Table::builder()
                     .capacity(capacity)
                     .max_key(max_key)
                     .max_value(max_value)
                     .create(&name)
                     .map_err(|e| PyValueError::new_err(format!("cannot create the dict: {e}")))?;
-                table.set_lock_timeout(SLICE);
-                (table, name)
+                (Handles::of(table), name)
             }
         };
         Ok(PyDict {
@@ -128,9 +152,7 @@ impl PyDict {
             Pickled::of(&encode(py, value)?),
         );
         let d = self.table()?;
-        run(py, &d, |d| d.insert(&k, &v))?
-            .map(drop)
-            .map_err(|e| error(e, Some(key)))
+        run(py, &d, |d| d.set(&k, &v))?.map_err(|e| error(e, Some(key)))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -152,7 +174,7 @@ impl PyDict {
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        Ok(self.table()?.len())
+        Ok(self.table()?.now.len())
     }
 
     #[pyo3(signature = (key, default=None))]

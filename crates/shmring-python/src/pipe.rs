@@ -28,8 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
 use shmring::pipe::{
-    Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
-    TryRecvError,
+    Connection, End, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
 };
 use shmring::RoleError;
 

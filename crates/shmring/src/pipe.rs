@@ -236,9 +236,9 @@ use crate::object::{
 use crate::segment::Segment;
 
 pub use connection::Connection;
-pub use ends::Arrived;
 #[cfg(feature = "tokio")]
 pub use connection::{AsyncConnection, ConnectionSink, ConnectionStream};
+pub use ends::Arrived;
 pub use error::{
     ConnectError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,

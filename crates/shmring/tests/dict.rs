@@ -155,11 +155,23 @@ fn full_table_and_oversize_items_are_errors() {
         d.insert(&s("one-more"), &0),
         Err(DictError::Full { capacity: 64 })
     );
-    // Existing keys can still be replaced when full.
+    // Existing keys can still be replaced when full, by either form.
     assert_eq!(d.insert(&s("3"), &33).unwrap(), Some(3));
+    d.set(&s("4"), &44).unwrap();
+    assert_eq!(d.get(&s("4")).unwrap(), Some(44));
+    assert_eq!(
+        d.set(&s("one-more"), &0),
+        Err(DictError::Full { capacity: 64 })
+    );
+    assert_eq!(d.get(&s("one-more")).unwrap(), None);
+    assert_eq!(d.len(), 64);
     let long = "k".repeat(33);
     assert_eq!(
         d.insert(&long, &0),
+        Err(DictError::KeyTooLarge { len: 33, max: 32 })
+    );
+    assert_eq!(
+        d.set(&long, &0),
         Err(DictError::KeyTooLarge { len: 33, max: 32 })
     );
     let big: Dict<String, Vec<u8>> = Dict::builder()

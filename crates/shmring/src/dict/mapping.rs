@@ -89,6 +89,24 @@ impl<K: Message, V: Message> Dict<K, V> {
         Ok(old)
     }
 
+    /// Python's `d[key] = value`, as [`insert`](Dict::insert) but without
+    /// looking up and copying out the old value (the binding's
+    /// `__setitem__`, which throws it away).
+    ///
+    /// # Errors
+    ///
+    /// `Full` (a new key in a full table), `KeyTooLarge`, `ValueTooLarge`,
+    /// `Codec`, `Corrupted`, `Reentrant`; the table is unchanged then.
+    ///
+    /// # Crash behaviour
+    ///
+    /// Killed inside, the key has its old or its new value.
+    pub fn set(&self, key: &K, value: &V) -> Result<(), DictError> {
+        let (key, value) = (encode(key)?, encode(value)?);
+        self.locked()?.insert(&key, &value, None)?;
+        Ok(())
+    }
+
     /// Python's `del d[key]`, returning the old value (`None`: not there).
     ///
     /// # Errors

@@ -492,7 +492,12 @@ impl Incoming {
                     return None;
                 }
                 let f = f.take().expect("handed one message");
-                Some((f(&Arrived { from: Source::Record(p) }), p.len()))
+                Some((
+                    f(&Arrived {
+                        from: Source::Record(p),
+                    }),
+                    p.len(),
+                ))
             })?;
             if let Some(done) = done {
                 return Ok(done);

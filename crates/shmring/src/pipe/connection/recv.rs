@@ -295,7 +295,10 @@ impl Connection {
     /// # Errors
     ///
     /// As [`recv_bytes`](Connection::recv_bytes) without a `maxlength`.
-    pub fn recv_bytes_with<R>(&mut self, f: impl FnOnce(&Arrived<'_>) -> R) -> Result<R, RecvError> {
+    pub fn recv_bytes_with<R>(
+        &mut self,
+        f: impl FnOnce(&Arrived<'_>) -> R,
+    ) -> Result<R, RecvError> {
         let mut f = Some(f);
         recv_forever(|| self.recv_bytes_with_until(&mut f, Until::Never))
     }
