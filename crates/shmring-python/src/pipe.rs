@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError};
 use pyo3::prelude::*;
@@ -90,6 +90,16 @@ impl Failure {
 
 fn libc_epipe() -> i32 {
     32
+}
+
+/// What [`PyConnection::take_arrived`] found.
+enum Taken<'py> {
+    /// A whole message.
+    Whole(Bound<'py, PyBytes>),
+    /// The first records of a longer message, kept in the connection.
+    Part,
+    /// Nothing to take now.
+    Nothing,
 }
 
 /// One end of a pipe, as this process sees it.
@@ -216,32 +226,75 @@ impl PyConnection {
 
     /// With the GIL held, a message that has wholly arrived, copied once:
     /// straight from the ring into a new `bytes` of its length (see
-    /// [`Connection::try_recv_bytes_with`]). `None` when none has (what
-    /// arrived of a longer one is taken and kept), when another thread is
-    /// using the end (the GIL is not held while waiting for it), or before
-    /// this process claimed the end (the waiting receive claims it).
-    fn take_arrived<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    /// [`Connection::recv_bytes_with_deadline`]). [`Taken::Nothing`] when
+    /// none has, when another thread is using the end (the GIL is not held
+    /// while waiting for it), or before this process claimed the end (the
+    /// waiting receive claims it); [`Taken::Part`] when the first records of
+    /// a longer message were taken (at most a ring's worth).
+    fn take_arrived<'py>(&self, py: Python<'py>) -> PyResult<Taken<'py>> {
         let state = self.state.get()?;
         let mut st = match state.try_lock() {
             Ok(st) => st,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::WouldBlock) => return Ok(Taken::Nothing),
         };
         let Some(conn) = st.conn.as_mut() else {
-            return Ok(None);
+            return Ok(Taken::Nothing);
         };
-        let got = conn.try_recv_bytes_with(|m| {
-            PyBytes::new_with(py, m.len(), |buf| {
-                m.copy_to_slice(buf);
-                Ok(())
-            })
-        });
+        // A deadline already past, not a try: a try takes records for as
+        // long as a writer that keeps up supplies them, this stops after a
+        // ring's worth (see `Incoming::overdue`).
+        let got = conn.recv_bytes_with_deadline(
+            |m| match m.assembled() {
+                // Several records, already in this process's memory: one
+                // copy, no zero-fill first.
+                Some(msg) => Ok(PyBytes::new(py, msg)),
+                None => PyBytes::new_with(py, m.len(), |buf| {
+                    m.copy_to_slice(buf);
+                    Ok(())
+                }),
+            },
+            Instant::now(),
+        );
+        let part = conn.mid_message();
         drop(st);
         match got {
-            Ok(bytes) => bytes.map(Some),
-            Err(TryRecvError::Empty) => Ok(None),
-            Err(TryRecvError::Recv(e)) => Err(Failure::Recv(e).into_err(self.end)),
+            Ok(bytes) => bytes.map(Taken::Whole),
+            Err(RecvTimeoutError::Timeout) if part => Ok(Taken::Part),
+            Err(RecvTimeoutError::Timeout) => Ok(Taken::Nothing),
+            Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e).into_err(self.end)),
         }
+    }
+
+    /// The rest of a message whose first records [`take_arrived`] took, or
+    /// a message of at most `maxlength` bytes: received with the GIL
+    /// released, in slices (signals checked between them), into a `Vec`,
+    /// then copied into a `bytes`. A message of several records is
+    /// assembled this way so that the GIL is not taken back and given up
+    /// at every record (a thread waiting for it then never gets it: each
+    /// release wakes it before its switch interval runs out, and it finds
+    /// the GIL taken again).
+    fn recv_released<'py>(
+        &self,
+        py: Python<'py>,
+        maxlength: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let got = self.with_end(py, Deadline::Never, |c, d| {
+            let r = if d.is_zero() {
+                c.try_recv_bytes(maxlength).map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
+                })
+            } else {
+                c.recv_bytes_timeout(maxlength, d)
+            };
+            match r {
+                Ok(v) => Ok(Some(v)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
+            }
+        })?;
+        Ok(PyBytes::new(py, &got.unwrap_or_default()))
     }
 
     /// Waits, with the GIL released and in slices (signals are checked
@@ -427,31 +480,22 @@ impl PyConnection {
         self.check(true)?;
         if maxlength.is_some() {
             // The limit is the library's to enforce (and to close the end
-            // over): a fresh `Vec`.
-            let got = self.with_end(py, Deadline::Never, |c, d| {
-                let r = if d.is_zero() {
-                    c.try_recv_bytes(maxlength).map_err(|e| match e {
-                        TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        TryRecvError::Recv(e) => RecvTimeoutError::Recv(e),
-                    })
-                } else {
-                    c.recv_bytes_timeout(maxlength, d)
-                };
-                match r {
-                    Ok(v) => Ok(Some(v)),
-                    Err(RecvTimeoutError::Timeout) => Ok(None),
-                    Err(RecvTimeoutError::Recv(e)) => Err(Failure::Recv(e)),
-                }
-            })?;
-            return Ok(PyBytes::new(py, &got.unwrap_or_default()));
+            // over).
+            return self.recv_released(py, maxlength);
         }
-        // Each message is copied once on its way out, into the `bytes` made
-        // for it once its length is known; the wait in between holds
-        // neither the GIL nor a message.
+        // A message of one record (up to a fragment, 64 KiB by default) is
+        // copied once on its way out, into the `bytes` made for it once its
+        // length is known; the wait in between holds neither the GIL nor a
+        // message.
         loop {
-            if let Some(bytes) = self.take_arrived(py)? {
-                return Ok(bytes);
+            match self.take_arrived(py)? {
+                Taken::Whole(bytes) => return Ok(bytes),
+                Taken::Part => return self.recv_released(py, None),
+                Taken::Nothing => {}
             }
+            // The wait below returns as soon as anything can be read, which
+            // need not be a whole slice: signals are checked at every turn.
+            py.check_signals()?;
             self.wait_readable(py, Deadline::Never)?;
         }
     }

@@ -338,6 +338,8 @@ fn recv_bytes_with_learns_the_length_first() {
             .recv_bytes_with(|m| {
                 calls += 1;
                 assert_eq!(m.is_empty(), len == 0);
+                // More than a fragment (256 bytes here): assembled first.
+                assert_eq!(m.assembled().is_some(), len > 256, "length {len}");
                 let mut buf = vec![0xAA; m.len()];
                 m.copy_to_slice(&mut buf);
                 buf
@@ -365,6 +367,7 @@ fn tries_of_recv_bytes_with_finish_a_streamed_message() {
         writer.send_bytes(b"next", 0, None).unwrap();
     });
     let mut calls = 0;
+    let mut seen_half = false;
     let got = loop {
         match reader.try_recv_bytes_with(|m| {
             calls += 1;
@@ -373,11 +376,17 @@ fn tries_of_recv_bytes_with_finish_a_streamed_message() {
             buf
         }) {
             Ok(got) => break got,
-            Err(TryRecvError::Empty) => std::thread::yield_now(),
+            Err(TryRecvError::Empty) => {
+                seen_half |= reader.mid_message();
+                std::thread::yield_now();
+            }
             Err(e) => panic!("{e}"),
         }
     };
     assert_eq!(calls, 1);
+    // Longer than the ring: some try took part of it and kept it.
+    assert!(seen_half);
+    assert!(!reader.mid_message());
     assert!(got == expected);
     // A half-taken message is finished by the other receives too.
     assert_eq!(reader.recv_bytes(None).unwrap(), b"next");

@@ -192,9 +192,13 @@ impl<K: Message, V: Message> Dict<K, V> {
         }
     }
 
-    /// Counts a timeout in this peer's row and returns its error.
+    /// Counts a timeout in this peer's row (not for a handle whose lock
+    /// timeout is zero: a try that finds the lock held is an answer, as for
+    /// `Lock`) and returns its error.
     fn timed_out(&self) -> DictError {
-        self.segment.add_to_counter(PeerCounter::Timeouts, 1);
+        if !self.lock_until.is_now() {
+            self.segment.add_to_counter(PeerCounter::Timeouts, 1);
+        }
         DictError::Timeout
     }
 }

@@ -377,6 +377,19 @@ impl Connection {
         self.poll_until(Until::Now)
     }
 
+    /// Whether a message is half received: a receive that gave up (a try,
+    /// a timeout) took its first records, and the next receive of any kind
+    /// continues it. Not in Python. A caller that receives small messages
+    /// one way and long ones another (the Python binding: a try with the
+    /// GIL held, and a wait without it) asks this to pick.
+    pub fn mid_message(&self) -> bool {
+        // Never borrowed elsewhere at this point: see the field's docs.
+        self.incoming
+            .borrow()
+            .as_ref()
+            .is_some_and(Incoming::mid_message)
+    }
+
     /// Python's `poll(timeout)`: [`poll`](Connection::poll), waiting up to
     /// `timeout` for a message (or end of file). A zero timeout is
     /// [`poll`](Connection::poll).

@@ -234,6 +234,19 @@ impl Arrived<'_> {
         self.len() == 0
     }
 
+    /// The message, when it was assembled in this connection's own memory
+    /// (a message of several records); `None` for one still in the ring,
+    /// which is shared memory and is read only by
+    /// [`copy_to_slice`](Arrived::copy_to_slice). Lets a caller make its
+    /// buffer from the bytes at once instead of filling a zeroed one.
+    #[inline]
+    pub fn assembled(&self) -> Option<&[u8]> {
+        match &self.from {
+            Source::Record(_) => None,
+            Source::Assembled(msg) => Some(msg),
+        }
+    }
+
     /// Copies the message into `dst`. From the ring, the copy is race-free
     /// whatever the writer's process does (see
     /// [`spsc::ReadGrant::copy_to_slice`]).
@@ -300,6 +313,11 @@ impl Incoming {
     #[inline]
     fn overdue(taken: u64, capacity: u64, until: Until) -> bool {
         taken >= capacity && matches!(until, Until::At(d) if crate::sys::now() >= d)
+    }
+
+    /// Whether a message is half read (see [`in_message`](Incoming::in_message)).
+    pub(super) fn mid_message(&self) -> bool {
+        self.in_message
     }
 
     /// The other end (the producer of this ring) is gone: see [`peer_gone`].
