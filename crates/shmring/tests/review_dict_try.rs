@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use shmring::dict::{Dict, DictError};
 use shmring::segment::{self, PeerCounter};
-use shmring::Builder;
 use shmring_testkit::{unique_name, Watchdog};
 
 #[test]
