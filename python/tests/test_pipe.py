@@ -4,6 +4,7 @@ import array
 import os
 import pickle
 import signal
+import threading
 import time
 
 import pytest
@@ -406,3 +407,29 @@ def test_a_slice_of_the_unpickled_buffer_kept_by_unpickling_stays_readable():
     assert got.returncode == 0, got.stderr
     assert got.stdout.strip() == "ok"
 
+
+
+@pytest.mark.parametrize("call", ["recv", "recv_bytes", "poll"])
+def test_close_from_another_thread_ends_a_blocked_receive(call):
+    """A receive blocked in one thread while another closes the end raises
+    OSError("handle is closed") within a slice, and does not claim the
+    closed end again (its peer already saw the end)."""
+    a, b = shmring.Pipe()
+    errors = []
+
+    def reader():
+        try:
+            getattr(a, call)(*([None] if call == "poll" else []))
+        except OSError as e:
+            errors.append(str(e))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)
+    a.close()
+    t.join(5)
+    assert not t.is_alive()
+    assert errors == ["handle is closed"]
+    assert not a._c._claimed
+    with pytest.raises(EOFError):
+        b.recv_bytes()

@@ -48,6 +48,8 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// Why an operation could not start or failed.
 enum Failure {
+    /// `close()` ran (in another thread) while the call waited.
+    Closed,
     Claim(RoleError),
     Send(SendError),
     Recv(RecvError),
@@ -56,6 +58,7 @@ enum Failure {
 impl Failure {
     fn into_err(self, end: End) -> PyErr {
         match self {
+            Failure::Closed => PyOSError::new_err("handle is closed"),
             Failure::Claim(RoleError::RoleTaken { pid, .. }) => PyOSError::new_err(format!(
                 "this end of the pipe ({}) is in use by {}: a shmring pipe end is used by one \
                  process at a time (close it there first, or use a Queue for several readers or \
@@ -170,9 +173,16 @@ impl PyConnection {
     ) -> PyResult<Option<T>> {
         let state = self.state.get()?;
         let end = self.end;
+        let closed = &self.closed;
         let r = in_slices(py, deadline, false, |d| {
             let mut st = lock(&state);
             let st = &mut *st;
+            // Closed by another thread while this call waited: the end is
+            // not claimed again (it would stay claimed, and its peer
+            // already saw the end).
+            if Self::flag(closed) {
+                return Err(Failure::Closed);
+            }
             if st.conn.is_none() {
                 st.conn = Some(st.pipe.connection(end).map_err(Failure::Claim)?);
             }
