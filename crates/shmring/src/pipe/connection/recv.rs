@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmring_core::wait::Until;
 
-use super::super::ends::{pinned, Arrived};
+use super::super::ends::{pinned, Arrived, Incoming};
 use super::Connection;
 use crate::codec::Message;
 use crate::pipe::error::{recv_forever, RecvError, RecvTimeoutError, TryRecvError};
@@ -362,6 +362,16 @@ impl Connection {
             .map_err(TryRecvError::timed)
     }
 
+    /// The reading half, for a receive: `HandleClosed` on a closed end,
+    /// `WriteOnly` on one that does not read.
+    #[inline]
+    fn reading(&mut self) -> Result<&mut Incoming, RecvError> {
+        if self.closed() {
+            return Err(RecvError::HandleClosed);
+        }
+        self.incoming.get_mut().as_mut().ok_or(RecvError::WriteOnly)
+    }
+
     /// Every `recv_bytes_with`: one whole message handed to the closure in
     /// `f` (see [`Incoming::read_with`](super::super::ends::Incoming));
     /// `Empty` means it gave up, the closure still in `f`.
@@ -370,14 +380,7 @@ impl Connection {
         f: &mut Option<F>,
         until: Until,
     ) -> Result<R, TryRecvError> {
-        if self.closed() {
-            return Err(RecvError::HandleClosed.into());
-        }
-        let inc = self
-            .incoming
-            .get_mut()
-            .as_mut()
-            .ok_or(RecvError::WriteOnly)?;
+        let inc = self.reading()?;
         inc.begin();
         let (r, len) = inc.read_with(pinned(until), f)?;
         self.received.one(len);
@@ -417,14 +420,7 @@ impl Connection {
         offset: usize,
         until: Until,
     ) -> Result<usize, TryRecvError> {
-        if self.closed() {
-            return Err(RecvError::HandleClosed.into());
-        }
-        let inc = self
-            .incoming
-            .get_mut()
-            .as_mut()
-            .ok_or(RecvError::WriteOnly)?;
+        let inc = self.reading()?;
         if offset > buf.len() {
             return Err(RecvError::OffsetTooLarge.into());
         }
@@ -452,14 +448,7 @@ impl Connection {
         until: Until,
     ) -> Result<&mut Vec<u8>, TryRecvError> {
         let limit = maxlength.unwrap_or(usize::MAX);
-        if self.closed() {
-            return Err(RecvError::HandleClosed.into());
-        }
-        let inc = self
-            .incoming
-            .get_mut()
-            .as_mut()
-            .ok_or(RecvError::WriteOnly)?;
+        let inc = self.reading()?;
         inc.begin();
         if !inc.read_rest(pinned(until), limit)? {
             self.stop_reading();
