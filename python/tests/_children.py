@@ -232,6 +232,29 @@ def put_atomic_objects(q):
         q.put(o)
 
 
+def container_objects():
+    """Lists, tuples and dicts of atomic objects (a short form of their
+    own), and neighbours that must be pickled: subclasses, sets, a big int
+    or a lone surrogate inside, a list shared twice or holding itself."""
+    import collections
+
+    shared = [1, 2]
+    cyclic = []
+    cyclic.append(cyclic)
+    return [
+        [], (), {}, [1, 2.5, "three", b"four", None, True, False],
+        {f"key{i}": i for i in range(10)}, {3: "c", 1: "a", 2: "b"},
+        {(1, "a"): [1, 1.0, True], "x": {"y": ("z", b"")}}, [[[[[]]]]],
+        [1, 2**64], {"s": "\ud800"}, collections.OrderedDict(b=1, a=2),
+        {1, 2}, [shared, shared], cyclic,
+    ]
+
+
+def put_container_objects(q):
+    for o in container_objects():
+        q.put(o)
+
+
 def dict_store_atomic_objects(d):
     """Stores each of `atomic_objects()` as a value under `("v", index)`,
     and its index under each one as a key (NaN aside: no key finds NaN but

@@ -70,6 +70,32 @@ def test_atomic_objects_cross_processes(ctx):
     assert [repr(g) for g in got] == [repr(w) for w in want]
 
 
+def _check_containers(got):
+    want = ch.container_objects()
+    assert [type(g) for g in got] == [type(w) for w in want]
+    # repr shows the types inside and the order of dict keys.
+    assert [repr(g) for g in got] == [repr(w) for w in want]
+    shared, cyclic = got[-2], got[-1]
+    assert shared[0] is shared[1], "a list put twice in one item comes back as one list"
+    assert cyclic[0] is cyclic, "a list holding itself comes back holding itself"
+
+
+def test_containers_come_back_alike_with_their_sharing():
+    q = shmring.Queue()
+    ch.put_container_objects(q)
+    _check_containers([q.get(timeout=5) for _ in ch.container_objects()])
+
+
+def test_containers_cross_processes(ctx):
+    q = shmring.Queue()
+    p = ctx.Process(target=ch.put_container_objects, args=(q,))
+    p.start()
+    got = [q.get(timeout=WATCHDOG) for _ in ch.container_objects()]
+    join_all([p])
+    assert p.exitcode == 0
+    _check_containers(got)
+
+
 def test_put_full_raises_queue_full_after_timeout():
     q = shmring.Queue(1)
     q.put("x")

@@ -52,7 +52,7 @@ use crate::layout::{Padded, HOT_ALIGN};
 use crate::lock::{Acquired, LockShared, FLAVOR_LOCK};
 use crate::spsc::KeepAlive;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{TimedOut, Until, WaitPolicy, Waiter};
+use crate::wait::{TimedOut, Until, WaitHistory, WaitPolicy, Waiter};
 
 /// Bucket value of a removed entry (probes continue past it).
 pub const TOMBSTONE: u32 = u32::MAX;
@@ -467,7 +467,8 @@ impl Table {
     }
 
     /// Takes the table's lock as `token`, waiting as long as `until`
-    /// allows, recovering first if the previous holder died.
+    /// allows, recovering first if the previous holder died. `history` is
+    /// the caller's handle's (see [`LockShared::acquire_with`]).
     ///
     /// # Blocking
     ///
@@ -484,6 +485,7 @@ impl Table {
         waiter: &'a W,
         until: Until,
         policy: &WaitPolicy,
+        history: &mut WaitHistory,
         is_alive: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Locked<'a, W>, LockTableError> {
         let lock = &self.shared().lock;
@@ -496,7 +498,7 @@ impl Table {
         let got = if lock.owner() == token {
             Acquired::OwnerDied
         } else {
-            lock.acquire(token, waiter, until, policy, is_alive)
+            lock.acquire_with(token, waiter, until, policy, history, is_alive)
                 .map_err(|TimedOut| LockTableError::Timeout)?
         };
         let mut guard = Locked {

@@ -14,7 +14,7 @@
 //! * acquire: `CAS(0 → token)`, Acquire. One atomic, no system call.
 //! * release: `CAS(holder → 0)`, Release, then
 //!   [`WaitWord::wake_if_waiting`]: no system call unless someone sleeps.
-//! * contended acquire: [`block_on`] the wait word; every slow check (once per
+//! * contended acquire: [`block_on`](crate::wait::block_on) the wait word; every slow check (once per
 //!   [`WaitPolicy::slice_ns`]) asks the injected liveness probe about the
 //!   holder, so a dead holder costs a waiter at most one slice.
 //!
@@ -27,7 +27,7 @@
 //! in the handle of its owning process (the engine's `RLock`), never here.
 
 use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{block_on, TimedOut, Until, WaitPolicy, WaitWord, Waiter};
+use crate::wait::{block_on_with, TimedOut, Until, WaitHistory, WaitPolicy, WaitWord, Waiter};
 
 /// [`LockShared::flavor`] of a non-recursive lock (Python's `Lock`).
 pub const FLAVOR_LOCK: u64 = 1;
@@ -143,7 +143,7 @@ impl LockShared {
     }
 
     /// The wait word contended acquirers sleep on, for a sleeper that
-    /// runs the [`block_on`] protocol itself (an async one): it calls
+    /// runs the [`block_on`](crate::wait::block_on) protocol itself (an async one): it calls
     /// [`try_acquire_with`](Self::try_acquire_with) as its check, and
     /// every release wakes one sleeper registered there.
     pub fn wait_word(&self) -> &WaitWord {
@@ -230,7 +230,38 @@ impl LockShared {
         policy: &WaitPolicy,
         is_alive: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Acquired, TimedOut> {
-        self.acquire_by(waiter, until, policy, &mut |lock, probe| {
+        self.acquire_with(
+            token,
+            waiter,
+            until,
+            policy,
+            &mut WaitHistory::default(),
+            is_alive,
+        )
+    }
+
+    /// [`acquire`](LockShared::acquire) for a handle that acquires again
+    /// and again: the wait learns from and records into `history` (its
+    /// spin budget, and the pacing of its slow checks and crowding
+    /// questions: see [`block_on_with`]).
+    ///
+    /// # Blocking
+    ///
+    /// As [`acquire`](LockShared::acquire).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when the deadline passes first.
+    pub fn acquire_with<W: Waiter + ?Sized>(
+        &self,
+        token: u64,
+        waiter: &W,
+        until: Until,
+        policy: &WaitPolicy,
+        history: &mut WaitHistory,
+        is_alive: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<Acquired, TimedOut> {
+        self.acquire_by(waiter, until, policy, history, &mut |lock, probe| {
             lock.try_acquire_with(token, probe, is_alive)
         })
     }
@@ -240,12 +271,13 @@ impl LockShared {
     /// [`try_acquire_with`](LockShared::try_acquire_with) does (typically
     /// it calls that, wrapped in a lock of the caller's, to record which
     /// acquisition of a token this is). Waiting, liveness slices and the
-    /// last probe at the deadline are as in `acquire`.
+    /// last probe at the deadline are as in `acquire`; `history` as in
+    /// [`acquire_with`](LockShared::acquire_with).
     ///
     /// # Blocking
     ///
     /// As [`acquire`](LockShared::acquire). The first attempt is
-    /// [`block_on`]'s own first check (no probe), so an uncontended
+    /// [`block_on`](crate::wait::block_on)'s own first check (no probe), so an uncontended
     /// acquire makes exactly one attempt.
     ///
     /// # Errors
@@ -256,9 +288,10 @@ impl LockShared {
         waiter: &W,
         until: Until,
         policy: &WaitPolicy,
+        history: &mut WaitHistory,
         attempt: &mut dyn FnMut(&LockShared, bool) -> Option<Acquired>,
     ) -> Result<Acquired, TimedOut> {
-        block_on(&self.wait, waiter, until, policy, |slow| {
+        block_on_with(&self.wait, waiter, until, policy, history, |slow| {
             attempt(self, slow)
         })
         // `block_on` gives up without a slow check when the deadline had
@@ -327,7 +360,7 @@ impl LockShared {
     /// Wakes one sleeper, if any is registered. One woken sleeper is enough:
     /// it either takes the lock, or finds it taken by a barger whose own
     /// release wakes again; a sleeper that leaves on its deadline re-checks
-    /// first (see [`block_on`]).
+    /// first (see [`block_on`](crate::wait::block_on)).
     fn wake_one<W: Waiter + ?Sized>(&self, waiter: &W) {
         // The fence inside (a full one, or a compiler barrier that the
         // sleeper's heavy fence completes) pairs our release CAS with the

@@ -47,7 +47,7 @@
 //! loom models run the symmetric form; the asymmetric one gives each light
 //! waker exactly that form's guarantee at the moments it matters.
 
-use crate::sync::{compiler_fence, fence, AtomicU32, Ordering};
+use crate::sync::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 
 /// A point on the waiter's monotonic clock, in nanoseconds.
 ///
@@ -592,6 +592,53 @@ impl WaitHistory {
             // The peer was idle: the spin before this sleep was wasted.
             (budget / 2).max(policy.spin_ns)
         };
+    }
+}
+
+/// A [`WaitHistory`] that the threads of one handle share, in atomics.
+///
+/// Relaxed throughout: the history is a heuristic, so two threads that end
+/// waits at once, one's record overwriting the other's, cost nothing but a
+/// slightly different spin or an extra slow check next time (each load
+/// and store is of whole words, and any words are a valid history).
+#[derive(Debug)]
+pub struct SharedHistory([AtomicU64; 4]);
+
+impl Default for SharedHistory {
+    /// Nothing learned ([`WaitHistory::default`]).
+    fn default() -> Self {
+        SharedHistory(core::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl SharedHistory {
+    /// The history as the latest store left it.
+    pub fn load(&self) -> WaitHistory {
+        // ORDERING: Relaxed — a heuristic (see the type's docs); partner:
+        // the stores in `store`.
+        WaitHistory::from_words(self.0.each_ref().map(|w| w.load(Ordering::Relaxed)))
+    }
+
+    /// Records `history` for the next wait.
+    pub fn store(&self, history: WaitHistory) {
+        for (slot, word) in self.0.iter().zip(history.to_words()) {
+            // ORDERING: Relaxed — see `load`.
+            slot.store(word, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `wait` with the shared history, storing it back only when the
+    /// wait changed it (after a wait that slept, spun or probed: a wait
+    /// answered by its first check stores nothing).
+    #[inline]
+    pub fn with<R>(&self, wait: impl FnOnce(&mut WaitHistory) -> R) -> R {
+        let before = self.load();
+        let mut history = before;
+        let result = wait(&mut history);
+        if history != before {
+            self.store(history);
+        }
+        result
     }
 }
 

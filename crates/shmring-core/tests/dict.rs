@@ -10,14 +10,19 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use proptest::prelude::*;
 use shmring_core::dict::{self, DictConfig, Locked, Table, TableError};
 use shmring_core::heap::ThreadWaiter;
-use shmring_core::wait::{Until, WaitPolicy};
+use shmring_core::wait::{Until, WaitHistory, WaitPolicy};
 
 type Model = HashMap<Vec<u8>, Vec<u8>>;
 
 fn lock<'a>(t: &'a Table, token: u64, w: &'a ThreadWaiter) -> Locked<'a, ThreadWaiter> {
-    t.lock(token, w, Until::Never, &WaitPolicy::default(), &mut |_| {
-        true
-    })
+    t.lock(
+        token,
+        w,
+        Until::Never,
+        &WaitPolicy::default(),
+        &mut WaitHistory::default(),
+        &mut |_| true,
+    )
     .unwrap()
 }
 
@@ -280,9 +285,14 @@ fn dead_holder_triggers_recovery() {
     assert!(!g.recovered());
     std::mem::forget(g); // token 7 "dies" holding the lock
     let g = t
-        .lock(8, &w, Until::Never, &WaitPolicy::default(), &mut |tok| {
-            tok != 7
-        })
+        .lock(
+            8,
+            &w,
+            Until::Never,
+            &WaitPolicy::default(),
+            &mut WaitHistory::default(),
+            &mut |tok| tok != 7,
+        )
         .unwrap();
     assert!(g.recovered());
     let mut v = Vec::new();

@@ -8,7 +8,7 @@
 use shmring_core::dict::{self, DictConfig};
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::sync::{AtomicU64, Ordering};
-use shmring_core::wait::{Deadline, Until, WaitPolicy};
+use shmring_core::wait::{Deadline, Until, WaitHistory, WaitPolicy};
 use shmring_fuzz_support::{dict_ops, mpmc_ops, region_ops, ring_ops, spsc_ops};
 use shmring_testkit::pseudo_random_inputs;
 
@@ -144,7 +144,14 @@ fn dict_insert_survives_huge_tombstones() {
     let tombstones = unsafe { &*header.add(256 + 16).cast::<AtomicU64>() };
     tombstones.store(u64::MAX / 2, Ordering::Relaxed);
     let mut guard = table
-        .lock(1, &waiter, Until::At(Deadline(0)), &policy, &mut |_| false)
+        .lock(
+            1,
+            &waiter,
+            Until::At(Deadline(0)),
+            &policy,
+            &mut WaitHistory::default(),
+            &mut |_| false,
+        )
         .unwrap();
     let _ = guard.insert(b"key", b"value", None);
 }

@@ -7,7 +7,7 @@ use crate::input::Input;
 use shmring_core::dict::{self, DictConfig, LockTableError, Table, TableError};
 use shmring_core::heap::ThreadWaiter;
 use shmring_core::sync::{AtomicU64, Ordering};
-use shmring_core::wait::{Deadline, Until, WaitPolicy};
+use shmring_core::wait::{Deadline, Until, WaitHistory, WaitPolicy};
 
 /// Offset of the table's derived state (`len`, `tombstones`, `free_top`
 /// follow `active`) in its header; pinned by the asserts in `dict`.
@@ -76,7 +76,14 @@ pub fn dict_ops(data: &[u8]) {
         // Every token but the current one is dead.
         let current = token;
         let mut alive = |t| t == current;
-        let got = table.lock(token, &waiter, Until::At(Deadline(0)), &policy, &mut alive);
+        let got = table.lock(
+            token,
+            &waiter,
+            Until::At(Deadline(0)),
+            &policy,
+            &mut WaitHistory::default(),
+            &mut alive,
+        );
         let expect_recovery = core::mem::take(&mut died);
         let mut guard = match got {
             Ok(g) => g,

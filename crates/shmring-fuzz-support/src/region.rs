@@ -13,7 +13,7 @@ use shmring_core::mpmc::{Queue, QueueConfig, QueueLayout};
 use shmring_core::ring::RingConfig;
 use shmring_core::spsc::{KeepAlive, Ring, SpscLayout};
 use shmring_core::sync::{AtomicU64, Ordering};
-use shmring_core::wait::{Deadline, Until, WaitPolicy};
+use shmring_core::wait::{Deadline, Until, WaitHistory, WaitPolicy};
 
 type Block = Padded<[AtomicU64; 16]>;
 
@@ -350,7 +350,14 @@ fn lock(table: &Table, token: u64) -> Result<shmring_core::dict::Locked<'_, Thre
     let policy = WaitPolicy::default();
     let mut alive = |t| t == token;
     table
-        .lock(token, waiter, Until::At(Deadline(0)), &policy, &mut alive)
+        .lock(
+            token,
+            waiter,
+            Until::At(Deadline(0)),
+            &policy,
+            &mut WaitHistory::default(),
+            &mut alive,
+        )
         .map_err(drop)
 }
 

@@ -137,7 +137,7 @@ impl PyDict {
 
     fn __getitem__<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = Pickled::of(&encode(py, key)?);
+        let k = encode(py, key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.get_item(&k))? {
             Ok(v) => decode(py, v.bytes()),
@@ -147,17 +147,14 @@ impl PyDict {
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
-        let (k, v) = (
-            Pickled::of(&encode(py, key)?),
-            Pickled::of(&encode(py, value)?),
-        );
+        let (k, v) = (encode(py, key)?, encode(py, value)?);
         let d = self.table()?;
         run(py, &d, |d| d.set(&k, &v))?.map_err(|e| error(e, Some(key)))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
-        let k = Pickled::of(&encode(py, key)?);
+        let k = encode(py, key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.remove(&k))? {
             Ok(Some(_)) => Ok(()),
@@ -168,7 +165,7 @@ impl PyDict {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = key.py();
-        let k = Pickled::of(&encode(py, key)?);
+        let k = encode(py, key)?;
         let d = self.table()?;
         run(py, &d, |d| d.contains_key(&k))?.map_err(|e| error(e, Some(key)))
     }
@@ -184,7 +181,7 @@ impl PyDict {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = Pickled::of(&encode(py, key)?);
+        let k = encode(py, key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.get(&k))? {
             Ok(Some(v)) => decode(py, v.bytes()),
@@ -240,7 +237,7 @@ impl PyDict {
                 default.len() + 1
             )));
         }
-        let k = Pickled::of(&encode(py, key)?);
+        let k = encode(py, key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.remove(&k))? {
             Ok(Some(v)) => decode(py, v.bytes()),
@@ -264,10 +261,7 @@ impl PyDict {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
-        let (k, v) = (
-            Pickled::of(&encode(py, key)?),
-            Pickled::of(&encode(py, &default)?),
-        );
+        let (k, v) = (encode(py, key)?, encode(py, &default)?);
         let d = self.table()?;
         match run(py, &d, |d| d.setdefault(&k, &v))? {
             Ok(v) => decode(py, v.bytes()),
@@ -281,7 +275,7 @@ impl PyDict {
         let mut encoded = Vec::with_capacity(pairs.len());
         for pair in pairs.iter() {
             let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-            encoded.push((Pickled::of(&encode(py, &k)?), Pickled::of(&encode(py, &v)?)));
+            encoded.push((encode(py, &k)?, encode(py, &v)?));
         }
         let d = self.table()?;
         // `update` takes the pairs by value: hand it the bytes (each

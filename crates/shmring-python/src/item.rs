@@ -1,18 +1,32 @@
 //! The bytes a queue item, or a dict key or value, is stored as: the six
-//! atomic types in a short form of their own, everything else pickled.
+//! atomic types, and lists, tuples and dicts of them, in a short form of
+//! their own; everything else pickled.
 //!
 //! `pickle.dumps` + `pickle.loads` of a small int costs about as much as the
 //! whole ring round trip around it (a `Pickler` and an `Unpickler` object
 //! made and freed per call), so an exact `None`, `bool`, `int` (that fits
 //! in 64 bits), `float`, `bytes` or `str` is written as one tag byte and
-//! its raw value instead. Every other object, and a subclass of one of
-//! those, is pickled (highest protocol) as before. The two forms cannot be
-//! confused: a pickle of protocol 2 or above starts with the `PROTO`
-//! opcode, `0x80`, and no tag is `0x80`.
+//! its raw value instead. An exact `list`, `tuple` or `dict` whose items
+//! (keys and values) are such objects or such containers, at most
+//! [`MAX_DEPTH`] deep, is a tag, a 4-byte count and its items, each
+//! `bytes` and `str` inside with a 4-byte length (at the top, a `bytes` or
+//! `str` runs to the end of the item). Every other object, a subclass of
+//! one of these types, and a container holding one, is pickled (highest
+//! protocol) whole. The two forms cannot be confused: a pickle of protocol
+//! 2 or above starts with the `PROTO` opcode, `0x80`, and no tag is `0x80`.
 //!
 //! The result is the same object a pickle round trip gives: pickle handles
-//! these six exact types itself, before any `copyreg` table or
-//! `reducer_override` is asked, so nothing a user registers is skipped.
+//! these exact types itself, before any `copyreg` table or
+//! `reducer_override` is asked, so nothing a user registers is skipped; a
+//! dict's keys come back in their order; and an item in which one
+//! container appears twice (shared, or holding itself) is pickled, so
+//! the copy shares as the original did. (Equal atomic objects are not
+//! shared by identity in either form, as far as anything may rely on.)
+//!
+//! Strings of up to 40 bytes go through a cache of 256 recent ones per
+//! process, by address one way and by text the other: a dict's keys are
+//! usually the same few strings message after message, and making a `str`
+//! and hashing it again costs more than finding it.
 //!
 //! Queues and the dict use this form. A pipe's `recv_bytes` hands out the
 //! bytes a `send` wrote, which CPython makes a pickle, so pipes pickle
@@ -20,15 +34,17 @@
 //! exact type encode alike in either form, so that stays as it was with
 //! pickles (`1`, `1.0` and `True` are three keys).
 //!
-//! The bytes come from shared memory, so they are untrusted: a wrong length
-//! for its tag, or a `str` that is not UTF-8, is an `OSError` naming the
-//! corruption, never a panic; an unknown first byte goes to `pickle.loads`,
-//! which raises as it would for any other garbage.
+//! The bytes come from shared memory, so they are untrusted: a length or
+//! count that runs past the end, an unknown tag, a `str` that is not
+//! UTF-8, an unhashable dict key or nesting past [`MAX_DEPTH`] is an
+//! `OSError` naming the corruption, never a panic, and no count makes an
+//! allocation larger than the item; an unknown first byte goes to
+//! `pickle.loads`, which raises as it would for any other garbage.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::{dumps, loads, os_error};
+use crate::{dumps, loads, os_error, Pickled};
 
 const NONE: u8 = 1;
 const TRUE: u8 = 2;
@@ -37,93 +53,449 @@ const INT: u8 = 4;
 const FLOAT: u8 = 5;
 const BYTES: u8 = 6;
 const STR: u8 = 7;
+const LIST: u8 = 8;
+const TUPLE: u8 = 9;
+const DICT: u8 = 10;
+
+/// How deep containers may nest in the short form (deeper: pickled).
+const MAX_DEPTH: usize = 32;
+
+/// How many containers one item may hold in the short form (more:
+/// pickled). Each is checked against the others for identity, so this
+/// bounds that check's quadratic cost.
+const MAX_CONTAINERS: usize = 64;
 
 /// The bytes `obj` travels as (see the module docs).
-pub(crate) fn encode<'py>(
-    py: Python<'py>,
-    obj: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    match short_form(py, obj) {
-        Some(bytes) => Ok(bytes),
-        None => dumps(py, obj),
+pub(crate) fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Pickled> {
+    if let Some(item) = atomic_form(py, obj) {
+        return Ok(item);
+    }
+    let mut out = Vec::with_capacity(256);
+    let mut containers = Vec::new();
+    let mut strings = strings::Strings::lock(py);
+    if short_form(obj, &mut out, &mut containers, &mut strings, 0, true) {
+        Ok(Pickled::In(out))
+    } else {
+        Ok(Pickled::of(&dumps(py, obj)?))
     }
 }
 
-/// The short form of an exact atomic object, or `None` for one to pickle.
-fn short_form<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
-    let tagged = |tag: u8, value: &[u8]| {
-        PyBytes::new_with(py, value.len() + 1, |out| {
-            out[0] = tag;
-            out[1..].copy_from_slice(value);
-            Ok(())
-        })
-        .ok()
-    };
+/// The short form of an atomic object (the common small item: no buffer
+/// in between); `None` for anything else.
+fn atomic_form<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> Option<Pickled> {
     if obj.is_none() {
-        tagged(NONE, &[])
+        Some(Pickled::tagged(NONE, &[]))
     } else if obj.is_exact_instance_of::<PyBool>() {
-        tagged(if obj.is_truthy().ok()? { TRUE } else { FALSE }, &[])
+        let tag = if obj.is(PyBool::new(py, true)) {
+            TRUE
+        } else {
+            FALSE
+        };
+        Some(Pickled::tagged(tag, &[]))
     } else if obj.is_exact_instance_of::<PyInt>() {
         // An int beyond 64 bits is pickled (the failed extraction's error
         // is dropped here, not left set).
         let v: i64 = obj.extract().ok()?;
-        tagged(INT, &v.to_le_bytes())
-    } else if obj.is_exact_instance_of::<PyFloat>() {
-        let v = obj.cast::<PyFloat>().ok()?.value();
-        tagged(FLOAT, &v.to_bits().to_le_bytes())
-    } else if obj.is_exact_instance_of::<PyBytes>() {
-        tagged(BYTES, obj.cast::<PyBytes>().ok()?.as_bytes())
-    } else if obj.is_exact_instance_of::<PyString>() {
+        Some(Pickled::tagged(INT, &v.to_le_bytes()))
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        Some(Pickled::tagged(FLOAT, &f.value().to_bits().to_le_bytes()))
+    } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        Some(Pickled::tagged(BYTES, b.as_bytes()))
+    } else if let Ok(s) = obj.cast_exact::<PyString>() {
         // A str with lone surrogates has no UTF-8 form: pickled.
-        let s = obj.cast::<PyString>().ok()?.to_cow().ok()?;
-        tagged(STR, s.as_bytes())
+        strings::Strings::lock(py).utf8(s, |utf8| Pickled::tagged(STR, utf8))
     } else {
         None
     }
 }
 
+/// Appends `len` as the 4-byte length of a container or of a `str` or
+/// `bytes` inside one; `false` when it does not fit.
+fn put_len(out: &mut Vec<u8>, len: usize) -> bool {
+    match u32::try_from(len) {
+        Ok(n) => {
+            out.extend_from_slice(&n.to_le_bytes());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Appends the short form of `obj` to `out`; `false` for an object that
+/// must be pickled (then `out` holds garbage). `top`: the item itself,
+/// whose `bytes` or `str` runs to the end of the item; inside a container
+/// each has a 4-byte length first. `containers` lists the containers met
+/// so far: one met twice (shared, or holding itself) is pickled, which
+/// keeps the sharing.
+fn short_form(
+    obj: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+    containers: &mut Vec<usize>,
+    strings: &mut strings::Strings,
+    depth: usize,
+    top: bool,
+) -> bool {
+    if obj.is_none() {
+        out.push(NONE);
+    } else if obj.is_exact_instance_of::<PyBool>() {
+        out.push(if obj.is(PyBool::new(obj.py(), true)) {
+            TRUE
+        } else {
+            FALSE
+        });
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        // An int beyond 64 bits is pickled (the failed extraction's error
+        // is dropped here, not left set).
+        let Ok(v) = obj.extract::<i64>() else {
+            return false;
+        };
+        out.push(INT);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        out.push(FLOAT);
+        out.extend_from_slice(&f.value().to_bits().to_le_bytes());
+    } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        let b = b.as_bytes();
+        out.push(BYTES);
+        if !top && !put_len(out, b.len()) {
+            return false;
+        }
+        out.extend_from_slice(b);
+    } else if let Ok(s) = obj.cast_exact::<PyString>() {
+        // A str with lone surrogates has no UTF-8 form: pickled.
+        out.push(STR);
+        let written = strings.utf8(s, |utf8| {
+            if top || put_len(out, utf8.len()) {
+                out.extend_from_slice(utf8);
+                true
+            } else {
+                false
+            }
+        });
+        if written != Some(true) {
+            return false;
+        }
+    } else {
+        let (tag, len) = if let Ok(l) = obj.cast_exact::<PyList>() {
+            (LIST, l.len())
+        } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
+            (TUPLE, t.len())
+        } else if let Ok(d) = obj.cast_exact::<PyDict>() {
+            (DICT, d.len())
+        } else {
+            return false;
+        };
+        let id = obj.as_ptr() as usize;
+        if depth >= MAX_DEPTH || containers.len() >= MAX_CONTAINERS || containers.contains(&id) {
+            return false;
+        }
+        containers.push(id);
+        out.push(tag);
+        if !put_len(out, len) {
+            return false;
+        }
+        let mut each =
+            |item: &Bound<'_, PyAny>| short_form(item, out, containers, strings, depth + 1, false);
+        // Nothing below runs Python code (exact containers of exact
+        // atomic objects), so none of them can change while we read them;
+        // a count that differs from the items written is refused anyway.
+        let mut written = 0usize;
+        let ok = if let Ok(l) = obj.cast_exact::<PyList>() {
+            l.iter().all(|x| {
+                written += 1;
+                each(&x)
+            })
+        } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
+            t.iter().all(|x| {
+                written += 1;
+                each(&x)
+            })
+        } else if let Ok(d) = obj.cast_exact::<PyDict>() {
+            d.iter().all(|(k, v)| {
+                written += 1;
+                each(&k) && each(&v)
+            })
+        } else {
+            false
+        };
+        return ok && written == len;
+    }
+    true
+}
+
 /// The object `bytes` (read from shared memory) stands for.
 pub(crate) fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let Some((&tag, value)) = bytes.split_first() else {
-        return loads(py, bytes);
-    };
-    let fixed = |what: &str| -> PyResult<[u8; 8]> {
-        value.try_into().map_err(|_| {
-            os_error(format!(
-                "corrupted item: a {what} of {} bytes (8 expected)",
-                value.len()
-            ))
-        })
-    };
-    let bare = |obj: Bound<'py, PyAny>| -> PyResult<Bound<'py, PyAny>> {
-        if value.is_empty() {
-            Ok(obj)
-        } else {
-            Err(os_error(format!(
-                "corrupted item: {} stray bytes after a constant",
-                value.len()
-            )))
+    match bytes.first() {
+        Some(&(NONE..=DICT)) => {
+            let mut reader = Reader {
+                rest: bytes,
+                strings: strings::Strings::lock(py),
+            };
+            let obj = reader.item(py, 0, true)?;
+            if reader.rest.is_empty() {
+                Ok(obj)
+            } else {
+                Err(corrupted(format!(
+                    "{} stray bytes after the item",
+                    reader.rest.len()
+                )))
+            }
         }
-    };
-    match tag {
-        NONE => bare(py.None().into_bound(py)),
-        TRUE => bare(PyBool::new(py, true).to_owned().into_any()),
-        FALSE => bare(PyBool::new(py, false).to_owned().into_any()),
-        INT => Ok(i64::from_le_bytes(fixed("int")?)
-            .into_pyobject(py)?
-            .into_any()),
-        FLOAT => {
-            let v = f64::from_bits(u64::from_le_bytes(fixed("float")?));
-            Ok(PyFloat::new(py, v).into_any())
-        }
-        BYTES => Ok(PyBytes::new(py, value).into_any()),
-        STR => match std::str::from_utf8(value) {
-            Ok(s) => Ok(PyString::new(py, s).into_any()),
-            Err(e) => Err(os_error(format!(
-                "corrupted item: a str that is not UTF-8 ({e})"
-            ))),
-        },
         _ => loads(py, bytes),
+    }
+}
+
+fn corrupted(what: impl std::fmt::Display) -> PyErr {
+    os_error(format!("corrupted item: {what}"))
+}
+
+/// Reads short forms off the front of `rest`.
+struct Reader<'a> {
+    rest: &'a [u8],
+    strings: strings::Strings,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> PyResult<&'a [u8]> {
+        if self.rest.len() < n {
+            return Err(corrupted(format!(
+                "a {what} of {} bytes ({n} expected)",
+                self.rest.len()
+            )));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn word(&mut self, what: &str) -> PyResult<[u8; 8]> {
+        let b = self.take(8, what)?;
+        Ok(b.try_into().expect("8 bytes taken"))
+    }
+
+    fn len(&mut self) -> PyResult<usize> {
+        let b = self.take(4, "length")?;
+        let n = u32::from_le_bytes(b.try_into().expect("4 bytes taken"));
+        Ok(n as usize)
+    }
+
+    /// A `bytes` or `str` payload: the rest of the item at the top, else
+    /// a length and that many bytes.
+    fn payload(&mut self, top: bool, what: &str) -> PyResult<&'a [u8]> {
+        if top {
+            let all = self.rest;
+            self.rest = &[];
+            Ok(all)
+        } else {
+            let n = self.len()?;
+            self.take(n, what)
+        }
+    }
+
+    /// A container's item count, refused when the bytes left could not
+    /// hold that many items (each takes at least one byte), so a hostile
+    /// count never makes a huge allocation.
+    fn count(&mut self, per_item: usize) -> PyResult<usize> {
+        let n = self.len()?;
+        if n.saturating_mul(per_item) > self.rest.len() {
+            return Err(corrupted(format!(
+                "a container of {n} items in {} bytes",
+                self.rest.len()
+            )));
+        }
+        Ok(n)
+    }
+
+    fn item<'py>(
+        &mut self,
+        py: Python<'py>,
+        depth: usize,
+        top: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if depth > MAX_DEPTH {
+            return Err(corrupted("containers nested too deep"));
+        }
+        let tag = self.take(1, "tag")?[0];
+        Ok(match tag {
+            NONE => py.None().into_bound(py),
+            TRUE => PyBool::new(py, true).to_owned().into_any(),
+            FALSE => PyBool::new(py, false).to_owned().into_any(),
+            INT => i64::from_le_bytes(self.word("int")?)
+                .into_pyobject(py)?
+                .into_any(),
+            FLOAT => {
+                PyFloat::new(py, f64::from_bits(u64::from_le_bytes(self.word("float")?))).into_any()
+            }
+            BYTES => PyBytes::new(py, self.payload(top, "bytes")?).into_any(),
+            STR => {
+                let utf8 = self.payload(top, "str")?;
+                self.strings.decode(py, utf8)?.into_any()
+            }
+            LIST => {
+                let n = self.count(1)?;
+                let items = (0..n)
+                    .map(|_| self.item(py, depth + 1, false))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, items)?.into_any()
+            }
+            TUPLE => {
+                let n = self.count(1)?;
+                let items = (0..n)
+                    .map(|_| self.item(py, depth + 1, false))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyTuple::new(py, items)?.into_any()
+            }
+            DICT => {
+                let n = self.count(2)?;
+                let d = PyDict::new(py);
+                for _ in 0..n {
+                    let k = self.item(py, depth + 1, false)?;
+                    let v = self.item(py, depth + 1, false)?;
+                    // An unhashable key (a list) only comes from garbage.
+                    d.set_item(k, v)
+                        .map_err(|e| corrupted(format!("a dict key: {e}")))?;
+                }
+                d.into_any()
+            }
+            other => return Err(corrupted(format!("unknown tag {other}"))),
+        })
+    }
+}
+
+/// `str` ⇄ UTF-8 for the short form, with a small per-thread cache of
+/// short strings: a dict's keys are usually the same few strings, message
+/// after message, and both making a `str` and hashing it (for the dict
+/// insert) cost more than the lookup.
+///
+/// The cache holds strong references, so a pointer in it always names the
+/// same immutable `str` it was filled with.
+mod strings {
+    use std::sync::{Mutex, MutexGuard};
+
+    use super::*;
+
+    /// Strings longer than this (in UTF-8) are not cached.
+    const MAX: usize = 40;
+    const SLOTS: usize = 256;
+
+    struct Entry {
+        s: Py<PyString>,
+        len: u8,
+        utf8: [u8; MAX],
+    }
+
+    impl Entry {
+        fn utf8(&self) -> &[u8] {
+            &self.utf8[..usize::from(self.len)]
+        }
+    }
+
+    struct Cache {
+        /// Indexed by the `str`'s address.
+        by_ptr: Vec<Option<Entry>>,
+        /// Indexed by a hash of the UTF-8.
+        by_text: Vec<Option<Entry>>,
+    }
+
+    /// One for the process: every use holds the GIL, so it is never
+    /// contended (a `try_lock` that fails, which cannot happen, skips the
+    /// cache). Never dropped: no reference in it is released after the
+    /// interpreter is gone.
+    static CACHE: Mutex<Cache> = Mutex::new(Cache {
+        by_ptr: Vec::new(),
+        by_text: Vec::new(),
+    });
+
+    fn slot_of_ptr(p: usize) -> usize {
+        ((p >> 4).wrapping_mul(0x9E37_79B9) >> 8) & (SLOTS - 1)
+    }
+
+    fn slot_of_text(t: &[u8]) -> usize {
+        // FNV-1a: short keys, no need for more.
+        let h = t.iter().fold(0x811c_9dc5u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        (h as usize) & (SLOTS - 1)
+    }
+
+    fn entry(s: &Bound<'_, PyString>, utf8: &[u8]) -> Option<Entry> {
+        let len = u8::try_from(utf8.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX)?;
+        let mut buf = [0u8; MAX];
+        buf[..utf8.len()].copy_from_slice(utf8);
+        Some(Entry {
+            s: s.clone().unbind(),
+            len,
+            utf8: buf,
+        })
+    }
+
+    /// The cache, held for one item's encoding or decoding (one lock per
+    /// item, not per string); without it when it is in use further up
+    /// this thread's stack (a finalizer run by a collection during a
+    /// decode that puts or gets an item itself).
+    pub(super) struct Strings(Option<MutexGuard<'static, Cache>>);
+
+    impl Strings {
+        pub(super) fn lock(_py: Python<'_>) -> Strings {
+            let guard = CACHE.try_lock().ok().map(|mut c| {
+                if c.by_ptr.is_empty() {
+                    c.by_ptr.resize_with(SLOTS, || None);
+                    c.by_text.resize_with(SLOTS, || None);
+                }
+                c
+            });
+            Strings(guard)
+        }
+
+        /// `f` of the UTF-8 of `s`; `None` for a `str` with no UTF-8 form
+        /// (lone surrogates).
+        pub(super) fn utf8<R>(
+            &mut self,
+            s: &Bound<'_, PyString>,
+            f: impl FnOnce(&[u8]) -> R,
+        ) -> Option<R> {
+            let p = s.as_ptr() as usize;
+            let slot = slot_of_ptr(p);
+            if let Some(c) = &self.0 {
+                if let Some(e) = c.by_ptr[slot]
+                    .as_ref()
+                    .filter(|e| e.s.as_ptr() as usize == p)
+                {
+                    return Some(f(e.utf8()));
+                }
+            }
+            let utf8 = s.to_cow().ok()?;
+            let utf8 = utf8.as_bytes();
+            if let (Some(c), Some(e)) = (&mut self.0, entry(s, utf8)) {
+                c.by_ptr[slot] = Some(e);
+            }
+            Some(f(utf8))
+        }
+
+        /// The `str` of `utf8`.
+        pub(super) fn decode<'py>(
+            &mut self,
+            py: Python<'py>,
+            utf8: &[u8],
+        ) -> PyResult<Bound<'py, PyString>> {
+            let slot = (utf8.len() <= MAX).then(|| slot_of_text(utf8));
+            if let (Some(c), Some(slot)) = (&self.0, slot) {
+                if let Some(e) = c.by_text[slot].as_ref().filter(|e| e.utf8() == utf8) {
+                    return Ok(e.s.bind(py).clone());
+                }
+            }
+            let text = std::str::from_utf8(utf8)
+                .map_err(|e| corrupted(format!("a str that is not UTF-8 ({e})")))?;
+            let s = PyString::new(py, text);
+            if let (Some(c), Some(slot)) = (&mut self.0, slot) {
+                if let Some(e) = entry(&s, utf8) {
+                    c.by_text[slot] = Some(e);
+                }
+            }
+            Ok(s)
+        }
     }
 }
 
@@ -131,8 +503,24 @@ pub(crate) fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
 mod tests {
     use super::*;
 
+    fn eval<'py>(py: Python<'py>, src: &str) -> Bound<'py, PyAny> {
+        let code = std::ffi::CString::new(src).expect("no NUL");
+        py.eval(&code, None, None)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+    }
+
     fn round_trip<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> Bound<'py, PyAny> {
-        decode(py, encode(py, obj).expect("encodes").as_bytes()).expect("decodes")
+        decode(py, encode(py, obj).expect("encodes").bytes()).expect("decodes")
+    }
+
+    fn pickled(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
+        encode(py, obj).expect("encodes").bytes().first() == Some(&0x80)
+    }
+
+    /// `repr` of both sides, which shows types and order (a `1` inside
+    /// comes back as `1`, not `1.0` or `True`).
+    fn same_repr(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> bool {
+        a.repr().expect("repr").to_string() == b.repr().expect("repr").to_string()
     }
 
     #[test]
@@ -154,48 +542,132 @@ mod tests {
                 "b'\\x80abc'",
                 "''",
                 "'h\\u00e9llo \\U0001f600'",
+                "'x' * 100",
+                "b'y' * 100",
             ];
             for src in cases {
-                let code = std::ffi::CString::new(src).expect("no NUL");
-                let obj = py.eval(&code, None, None).expect("evaluates");
-                let bytes = encode(py, &obj).expect("encodes");
-                assert_ne!(
-                    bytes.as_bytes().first(),
-                    Some(&0x80),
-                    "{src} took the short form"
-                );
-                let back = round_trip(py, &obj);
-                assert!(back.get_type().is(obj.get_type()), "{src}: same type");
-                assert!(back.eq(&obj).expect("compares"), "{src}: equal");
+                let obj = eval(py, src);
+                assert!(!pickled(py, &obj), "{src} took the short form");
+                // Twice: the second goes through the string cache.
+                for _ in 0..2 {
+                    let back = round_trip(py, &obj);
+                    assert!(back.get_type().is(obj.get_type()), "{src}: same type");
+                    assert!(back.eq(&obj).expect("compares"), "{src}: equal");
+                }
             }
-            let nan = py.eval(c"float('nan')", None, None).expect("nan");
+            let nan = eval(py, "float('nan')");
             let back = round_trip(py, &nan);
             assert!(back.cast::<PyFloat>().expect("float").value().is_nan());
         });
     }
 
     #[test]
-    fn other_objects_and_subclasses_are_pickled() {
+    fn containers_of_atomic_objects_take_the_short_form_and_come_back_alike() {
         Python::initialize();
         Python::attach(|py| {
             let cases = [
+                "[]",
+                "()",
+                "{}",
+                "[1, 2.5, 'three', b'four', None, True, False]",
+                "(1,)",
+                "{'key%d' % i: i for i in range(10)}",
+                "{3: 'c', 1: 'a', 2: 'b'}",
+                "{(1, 'a'): [1, 2], 2.5: {'x': (None,)}, b'k': ()}",
+                "[[[[1]]], ({},)]",
+                "{'a': 1, 'b': [1, 1.0, True, '1', b'1']}",
+                "['same', 'same', 'same']",
+                "[2**63 - 1, -2**63]",
+            ];
+            for src in cases {
+                let obj = eval(py, src);
+                assert!(!pickled(py, &obj), "{src} took the short form");
+                for _ in 0..2 {
+                    let back = round_trip(py, &obj);
+                    assert!(back.get_type().is(obj.get_type()), "{src}: same type");
+                    assert!(back.eq(&obj).expect("compares"), "{src}: equal");
+                    assert!(same_repr(&back, &obj), "{src}: same types inside and order");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn what_the_short_form_cannot_keep_is_pickled() {
+        Python::initialize();
+        Python::attach(|py| {
+            let cases = [
+                // Atomic objects without a short form.
                 "2**64",
                 "-2**63 - 1",
                 "'\\ud800'",
-                "[1, 2]",
-                "{'a': 1}",
                 "__import__('http').HTTPStatus.OK",
                 "__import__('re').RegexFlag.IGNORECASE",
                 "bytearray(b'x')",
+                // Inside containers: the whole item is pickled.
+                "[1, 2**64]",
+                "{'a': '\\ud800'}",
+                "[bytearray(b'x')]",
+                "(1, __import__('decimal').Decimal(1))",
+                // Subclasses of the containers.
+                "__import__('collections').OrderedDict(a=1)",
+                "__import__('collections').defaultdict(int, a=1)",
+                "__import__('time').gmtime(0)",
+                "__import__('os').terminal_size((1, 2))",
+                // Sets are not short-formed.
+                "{1, 2}",
+                "frozenset({1})",
+                // Deeper than the short form goes.
+                "eval('[' * 40 + ']' * 40)",
             ];
             for src in cases {
-                let code = std::ffi::CString::new(src).expect("no NUL");
-                let obj = py.eval(&code, None, None).expect("evaluates");
-                let bytes = encode(py, &obj).expect("encodes");
-                assert_eq!(bytes.as_bytes().first(), Some(&0x80), "{src} was pickled");
+                let obj = eval(py, src);
+                assert!(pickled(py, &obj), "{src} was pickled");
+                let back = round_trip(py, &obj);
+                assert!(back.get_type().is(obj.get_type()), "{src}: same type");
             }
-            let big = py.eval(c"2**64", None, None).expect("big int");
+            let big = eval(py, "[1, 2**64]");
             assert!(round_trip(py, &big).eq(&big).expect("compares"));
+        });
+    }
+
+    #[test]
+    fn shared_and_self_holding_containers_keep_their_identity() {
+        Python::initialize();
+        Python::attach(|py| {
+            // The same list twice: pickled, and comes back as one list.
+            let shared = eval(py, "(lambda a: [a, a])([1])");
+            assert!(pickled(py, &shared));
+            let back = round_trip(py, &shared);
+            let first = back.get_item(0).expect("item 0");
+            let second = back.get_item(1).expect("item 1");
+            assert!(first.is(&second), "one list, not two copies");
+            // A list holding itself: pickled (the short form would recurse).
+            let cyclic = eval(py, "(lambda l: (l.append(l), l)[1])([])");
+            assert!(pickled(py, &cyclic));
+            let back = round_trip(py, &cyclic);
+            assert!(back.get_item(0).expect("item 0").is(&back));
+            // Equal atomic objects shared are fine in the short form.
+            let strs = eval(py, "(lambda s: [s, s])('shared text')");
+            assert!(!pickled(py, &strs));
+        });
+    }
+
+    #[test]
+    fn the_string_cache_never_confuses_two_strings() {
+        Python::initialize();
+        Python::attach(|py| {
+            // Many more distinct keys than the cache has slots, twice over,
+            // in dicts and alone: every one comes back as itself.
+            let obj = eval(py, "[{'k%d' % i: i} for i in range(2000)]");
+            for _ in 0..2 {
+                assert!(round_trip(py, &obj).eq(&obj).expect("compares"));
+            }
+            for i in 0..2000 {
+                let s = PyString::new(py, &format!("s{i}"));
+                let back = round_trip(py, s.as_any());
+                assert_eq!(back.extract::<String>().expect("str"), format!("s{i}"));
+            }
         });
     }
 
@@ -211,8 +683,51 @@ mod tests {
                 &[STR, 0xff, 0xfe][..],
                 &[0x7f, 1, 2][..],
                 &[][..],
+                // A list of 2**32 - 1 items in 4 bytes.
+                &[LIST, 0xff, 0xff, 0xff, 0xff, NONE, NONE, NONE, NONE][..],
+                // A dict missing its value.
+                &[DICT, 1, 0, 0, 0, NONE][..],
+                // A list as a dict key.
+                &[DICT, 1, 0, 0, 0, LIST, 0, 0, 0, 0, NONE][..],
+                // A str inside a list whose length runs past the end.
+                &[LIST, 1, 0, 0, 0, STR, 9, 0, 0, 0, b'a'][..],
+                // An unknown tag inside.
+                &[TUPLE, 1, 0, 0, 0, 0x55][..],
+                // Stray bytes after a container.
+                &[LIST, 0, 0, 0, 0, 1][..],
             ] {
                 assert!(decode(py, bad).is_err(), "{bad:?} is refused");
+            }
+            // Nested deeper than the short form goes.
+            let mut deep = Vec::new();
+            for _ in 0..100 {
+                deep.extend_from_slice(&[LIST, 1, 0, 0, 0]);
+            }
+            deep.push(NONE);
+            assert!(decode(py, &deep).is_err());
+        });
+    }
+
+    /// Every prefix and every one-byte change of valid items: an error or
+    /// an object, never a panic or a hang.
+    #[test]
+    fn damaged_items_never_panic() {
+        Python::initialize();
+        Python::attach(|py| {
+            let obj = eval(
+                py,
+                "{'a': [1, 2.5, None, True], (1, 'b'): {'c': b'd'}, 'e': ('f', [])}",
+            );
+            let good = encode(py, &obj).expect("encodes").bytes().to_vec();
+            for len in 0..good.len() {
+                let _ = decode(py, &good[..len]);
+            }
+            for at in 0..good.len() {
+                for value in [0u8, 1, 4, 7, 8, 10, 0x7f, 0x80, 0xff] {
+                    let mut bad = good.clone();
+                    bad[at] = value;
+                    let _ = decode(py, &bad);
+                }
             }
         });
     }

@@ -155,9 +155,15 @@ pub(crate) enum Pickled {
         ptr: *const u8,
         len: usize,
     },
-    /// Bytes popped out of a ring.
+    /// Bytes popped out of a ring, or a short form built in a buffer.
     In(Vec<u8>),
+    /// A short form of at most [`INLINE`] bytes, held in place (no
+    /// allocation for the common small item).
+    Inline { len: u8, buf: [u8; INLINE] },
 }
+
+/// The longest [`Pickled::Inline`].
+pub(crate) const INLINE: usize = 30;
 
 // SAFETY: `ptr`/`len` point into the buffer of the immutable `bytes`
 // object that `_keep` owns a reference to, so they stay valid and unchanged
@@ -186,6 +192,25 @@ impl Pickled {
             // buffer alive for as long as `self`.
             Pickled::Out { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
             Pickled::In(v) => v,
+            Pickled::Inline { len, buf } => &buf[..usize::from(*len)],
+        }
+    }
+
+    /// `tag` then `value`, held in place when short enough.
+    pub(crate) fn tagged(tag: u8, value: &[u8]) -> Pickled {
+        match u8::try_from(value.len() + 1) {
+            Ok(len) if usize::from(len) <= INLINE => {
+                let mut buf = [0; INLINE];
+                buf[0] = tag;
+                buf[1..usize::from(len)].copy_from_slice(value);
+                Pickled::Inline { len, buf }
+            }
+            _ => {
+                let mut v = Vec::with_capacity(value.len() + 1);
+                v.push(tag);
+                v.extend_from_slice(value);
+                Pickled::In(v)
+            }
         }
     }
 }
@@ -201,7 +226,16 @@ impl Message for Pickled {
     }
 
     fn decode_from(bytes: &mut Vec<u8>) -> Result<Self, CodecError> {
-        Ok(Pickled::In(std::mem::take(bytes)))
+        // A short item is copied out, leaving the buffer for the next pop
+        // (which would otherwise allocate again); a longer one is taken.
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE => {
+                let mut buf = [0; INLINE];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Ok(Pickled::Inline { len, buf })
+            }
+            _ => Ok(Pickled::In(std::mem::take(bytes))),
+        }
     }
 
     fn as_bytes(&self) -> Option<&[u8]> {
@@ -398,10 +432,20 @@ mod tests {
                 out.as_bytes().map(<[u8]>::as_ptr),
                 Some(obj.as_bytes().as_ptr())
             );
+            // A long item takes the pop buffer; a short one is copied out
+            // of it and leaves it for the next pop.
+            let long = vec![7u8; INLINE + 1];
+            let mut buf = long.clone();
+            let back = Pickled::decode_from(&mut buf).expect("decodes");
+            assert_eq!(back.bytes(), &long[..]);
+            assert!(buf.is_empty(), "the buffer was taken, not copied");
             let mut buf = b"popped".to_vec();
             let back = Pickled::decode_from(&mut buf).expect("decodes");
             assert_eq!(back.bytes(), b"popped");
-            assert!(buf.is_empty(), "the buffer was taken, not copied");
+            assert!(matches!(back, Pickled::Inline { .. }));
+            assert_eq!(buf, b"popped", "the buffer stays with the consumer");
+            assert_eq!(Pickled::tagged(1, &[2; INLINE - 1]).bytes().len(), INLINE);
+            assert!(matches!(Pickled::tagged(1, &[2; INLINE]), Pickled::In(_)));
             let value = loads(py, dumps(py, &obj).expect("pickles").as_bytes()).expect("unpickles");
             assert_eq!(
                 value.cast::<PyBytes>().expect("bytes").as_bytes(),

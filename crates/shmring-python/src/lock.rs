@@ -15,13 +15,16 @@ use crate::{fresh_name, in_slices, os_error, Attached, Deadline};
 /// What both lock kinds do for a Python `acquire`.
 trait Acquire: Send + Sync {
     fn acquire_for(&self, d: Duration) -> Result<Option<Acquired>, String>;
+    /// Whether a first try, made before a wait, would surely fail: another
+    /// holds the lock (held by this thread, an `RLock` is re-entered).
+    fn held_elsewhere(&self) -> bool;
     fn open(name: &str) -> Result<Self, String>
     where
         Self: Sized;
 }
 
 macro_rules! acquire_impl {
-    ($ty:ty) => {
+    ($ty:ty, $owned:expr) => {
         impl Acquire for $ty {
             /// One acquire waiting at most `d` (zero: one try), the lock
             /// kept held (the guard leaked) when it succeeds.
@@ -41,14 +44,18 @@ macro_rules! acquire_impl {
                 }
             }
 
+            fn held_elsewhere(&self) -> bool {
+                self.is_locked() && !$owned(self)
+            }
+
             fn open(name: &str) -> Result<Self, String> {
                 <$ty>::open(name).map_err(|e| format!("cannot open the lock {name}: {e}"))
             }
         }
     };
 }
-acquire_impl!(Lock);
-acquire_impl!(RLock);
+acquire_impl!(Lock, |_: &Lock| false);
+acquire_impl!(RLock, RLock::is_owned);
 
 /// The state both lock classes share.
 struct Core<L> {
@@ -62,7 +69,15 @@ struct Core<L> {
 impl<L: Acquire + 'static> Core<L> {
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let lock = self.handle.get()?;
-        let got = in_slices(py, Deadline::of(block, timeout), true, |d| {
+        let deadline = Deadline::of(block, timeout);
+        let got = in_slices(py, deadline, true, |d| {
+            // The try made with the GIL held, before a wait: a lock held
+            // elsewhere is left to the wait, whose probes notice a dead
+            // holder (a try here would probe its liveness, a system call,
+            // every time it finds the lock held).
+            if d.is_zero() && !matches!(deadline, Deadline::Now) && lock.held_elsewhere() {
+                return Ok(None);
+            }
             lock.acquire_for(d)
         })?;
         match got {

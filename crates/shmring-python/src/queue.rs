@@ -169,9 +169,9 @@ impl Core {
             return Err(closed(slf));
         }
         let py = slf.py();
-        let bytes = item::encode(py, obj)?;
+        let encoded = item::encode(py, obj)?;
         let q = self.handle.get()?;
-        let mut item = Some(Pickled::of(&bytes));
+        let mut item = Some(encoded);
         let outcome = in_slices(py, deadline, true, |d| {
             let Some(it) = item.take() else {
                 return Ok(Some(()));

@@ -64,7 +64,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use shmring_core::dict::{LockTableError, Locked, Table, TableError};
-use shmring_core::wait::{Until, WaitPolicy};
+use shmring_core::wait::{SharedHistory, Until, WaitPolicy};
 use shmring_core::Corrupted;
 
 use shmring_core::dict::{DictConfig, MAX_CAPACITY, MAX_ITEM};
@@ -221,6 +221,9 @@ pub struct Dict<K, V> {
     /// `held.rs`.
     local: Arc<held::LocalLock>,
     policy: WaitPolicy,
+    /// What this attachment's waits for the table's lock learned (clones
+    /// share it).
+    history: Arc<SharedHistory>,
     /// How long an operation may wait for the lock (`set_lock_timeout`).
     lock_until: Until,
     /// Counts this attachment's futex calls; `segment` keeps it valid.
@@ -235,6 +238,7 @@ impl<K, V> Clone for Dict<K, V> {
             segment: self.segment.clone(),
             local: self.local.clone(),
             policy: self.policy,
+            history: self.history.clone(),
             lock_until: self.lock_until,
             waiter: self.waiter,
             _types: PhantomData,
@@ -309,6 +313,7 @@ impl<K: Message, V: Message> SegmentObject for Dict<K, V> {
             table,
             local: Arc::default(),
             policy: WaitPolicy::default(),
+            history: Arc::default(),
             lock_until: Until::Never,
             waiter: segment.waiter(),
             segment,

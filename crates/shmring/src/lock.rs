@@ -73,7 +73,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmring_core::lock::{ReleaseError as CoreReleaseError, FLAVOR_LOCK, FLAVOR_RLOCK};
-use shmring_core::wait::{TimedOut, Until, WaitPolicy};
+use shmring_core::wait::{SharedHistory, TimedOut, Until, WaitPolicy};
 use shmring_core::Corrupted;
 
 pub use shmring_core::lock::{Acquired, LockShared};
@@ -275,6 +275,12 @@ macro_rules! common_methods {
                 self.policy = policy;
             }
 
+            /// Whether anyone holds it (a snapshot; a dead holder still
+            /// counts).
+            pub fn is_locked(&self) -> bool {
+                shared(&self.segment).owner() != 0
+            }
+
             /// The segment underneath (name, peers).
             pub fn segment(&self) -> &Segment {
                 &self.segment
@@ -291,6 +297,7 @@ macro_rules! common_methods {
 fn acquire(
     segment: &Segment,
     policy: &WaitPolicy,
+    history: &SharedHistory,
     until: Until,
     stamps: Option<&LocalU64>,
 ) -> Result<(Acquired, u64), TimedOut> {
@@ -307,7 +314,9 @@ fn acquire(
         }
         Some(got)
     };
-    let result = shared(segment).acquire_by(&segment.waiter(), until, policy, &mut attempt);
+    let result = history.with(|history| {
+        shared(segment).acquire_by(&segment.waiter(), until, policy, history, &mut attempt)
+    });
     match result {
         Ok(Acquired::OwnerDied) => segment.add_to_counter(PeerCounter::Recovered, 1),
         // A try that finds the lock held is an answer, not a timeout.
@@ -370,6 +379,8 @@ fn release_owned(segment: &Segment) -> Result<(), ReleaseError> {
 pub struct Lock {
     segment: Arc<Segment>,
     policy: WaitPolicy,
+    /// What this attachment's waits learned (clones share it).
+    history: Arc<SharedHistory>,
     /// The stamp of this attachment's latest acquisition, or of a release
     /// made through it; shared by clones (see [`LockGuard`]).
     stamps: Arc<LocalU64>,
@@ -390,6 +401,7 @@ impl SegmentObject for Lock {
         Ok(Lock {
             segment,
             policy: WaitPolicy::default(),
+            history: Arc::default(),
             stamps: Arc::default(),
         })
     }
@@ -488,8 +500,14 @@ impl Lock {
 
     /// The one acquire every form calls: waits as `until` allows.
     fn acquire_until(&self, until: Until) -> Result<LockGuard<'_>, TryAcquireError> {
-        let (acquired, stamp) = acquire(&self.segment, &self.policy, until, Some(&self.stamps))
-            .map_err(|TimedOut| TryAcquireError::WouldBlock)?;
+        let (acquired, stamp) = acquire(
+            &self.segment,
+            &self.policy,
+            &self.history,
+            until,
+            Some(&self.stamps),
+        )
+        .map_err(|TimedOut| TryAcquireError::WouldBlock)?;
         Ok(LockGuard {
             lock: self,
             acquired,
@@ -513,11 +531,6 @@ impl Lock {
         shared(&self.segment)
             .release_any(&self.segment.waiter())
             .map_err(|_| ReleaseError::NotHeld)
-    }
-
-    /// Whether anyone holds it (a snapshot; a dead holder still counts).
-    pub fn is_locked(&self) -> bool {
-        shared(&self.segment).owner() != 0
     }
 }
 
@@ -642,6 +655,8 @@ struct Recursion {
 pub struct RLock {
     segment: Arc<Segment>,
     policy: WaitPolicy,
+    /// What this attachment's waits learned (clones share it).
+    history: Arc<SharedHistory>,
     local: Arc<Recursion>,
 }
 
@@ -660,6 +675,7 @@ impl SegmentObject for RLock {
         Ok(RLock {
             segment,
             policy: WaitPolicy::default(),
+            history: Arc::default(),
             local: Arc::default(),
         })
     }
@@ -764,7 +780,7 @@ impl RLock {
             self.local.count.fetch_add(1, Relaxed);
             Acquired::Yes
         } else {
-            let (got, _) = acquire(&self.segment, &self.policy, until, None)
+            let (got, _) = acquire(&self.segment, &self.policy, &self.history, until, None)
                 .map_err(|TimedOut| TryAcquireError::WouldBlock)?;
             // ORDERING: Relaxed — we hold the shared lock, so no other
             // thread of this attachment writes these until we release it.

@@ -174,13 +174,16 @@ impl<K: Message, V: Message> Dict<K, V> {
             return Err(self.timed_out());
         };
         let segment = &self.segment;
-        let got = self.table.lock(
-            segment.peer_token(),
-            &self.waiter,
-            until,
-            &self.policy,
-            &mut |t| segment.is_peer_alive(t),
-        );
+        let got = self.history.with(|history| {
+            self.table.lock(
+                segment.peer_token(),
+                &self.waiter,
+                until,
+                &self.policy,
+                history,
+                &mut |t| segment.is_peer_alive(t),
+            )
+        });
         match got {
             Ok(guard) => Ok(Held {
                 guard,

@@ -21,7 +21,7 @@ use shmring_core::error::{PopError, PushError};
 use shmring_core::joinable::{TaskCounter, TaskSlot, MAX_HELD};
 use shmring_core::mpmc::{Queue as CoreQueue, TakeHook};
 use shmring_core::wait::{
-    block_on_with, TimedOut, Until, WaitHistory, WaitPolicy, WaitWord, WAKE_ALL,
+    block_on_with, SharedHistory, TimedOut, Until, WaitPolicy, WaitWord, WAKE_ALL,
 };
 
 use super::error::{GetError, TryGetError, TryPutError};
@@ -71,26 +71,22 @@ type ConsumerState = (mpmc::Consumer, Vec<u8>);
 
 /// A handle's wait policy and learned wait history, shared by its threads.
 ///
-/// Relaxed atomics: the history is a heuristic, so two threads that finish
-/// waits at once and one's record overwriting the other's costs nothing but
-/// a slightly different spin next time; and a policy set while another
-/// thread waits applies from that thread's next call.
+/// Relaxed atomics: a policy set while another thread waits applies from
+/// that thread's next call (the history: see [`SharedHistory`]).
 #[derive(Debug)]
 struct WaitSettings {
     /// `spin_ns`, `max_spin_ns`, `slice_ns`.
     policy: [AtomicU64; 3],
-    /// [`WaitHistory::to_words`].
-    history: [AtomicU64; 4],
+    history: SharedHistory,
 }
 
 impl WaitSettings {
     fn new(policy: WaitPolicy) -> WaitSettings {
         let settings = WaitSettings {
             policy: Default::default(),
-            history: Default::default(),
+            history: SharedHistory::default(),
         };
         settings.set_policy(policy);
-        settings.store_history(WaitHistory::default());
         settings
     }
 
@@ -98,29 +94,23 @@ impl WaitSettings {
         let words = [policy.spin_ns, policy.max_spin_ns, policy.slice_ns];
         for (slot, word) in self.policy.iter().zip(words) {
             // ORDERING: Relaxed — process-local settings read whole by the
-            // next call (partner: the loads in `load`); nothing else hangs
+            // next call (partner: the loads in `policy`); nothing else hangs
             // on them.
             slot.store(word, Ordering::Relaxed);
         }
     }
 
-    fn load(&self) -> (WaitPolicy, WaitHistory) {
-        // ORDERING: Relaxed — see `set_policy` and `store_history`.
+    fn policy(&self) -> WaitPolicy {
+        // ORDERING: Relaxed — see `set_policy`.
         let p = self.policy.each_ref().map(|w| w.load(Ordering::Relaxed));
-        // ORDERING: Relaxed — as above.
-        let h = self.history.each_ref().map(|w| w.load(Ordering::Relaxed));
-        let policy = WaitPolicy {
+        WaitPolicy {
             spin_ns: p[0],
             max_spin_ns: p[1],
             slice_ns: p[2],
-        };
-        (policy, WaitHistory::from_words(h))
+        }
     }
 
-    /// [`block_on_with`] with this handle's policy and history; the
-    /// history is stored back only when the wait changed it (after a wait
-    /// that slept or probed: the hot path stores nothing, and several
-    /// threads may share this handle).
+    /// [`block_on_with`] with this handle's policy and shared history.
     fn block_on<R>(
         &self,
         word: &WaitWord,
@@ -128,21 +118,9 @@ impl WaitSettings {
         until: Until,
         check: impl FnMut(bool) -> Option<R>,
     ) -> Result<R, TimedOut> {
-        let (policy, before) = self.load();
-        let mut history = before;
-        let result = block_on_with(word, waiter, until, &policy, &mut history, check);
-        if history != before {
-            self.store_history(history);
-        }
-        result
-    }
-
-    fn store_history(&self, history: WaitHistory) {
-        for (slot, word) in self.history.iter().zip(history.to_words()) {
-            // ORDERING: Relaxed — a heuristic (partner: the loads in
-            // `load`).
-            slot.store(word, Ordering::Relaxed);
-        }
+        let policy = self.policy();
+        self.history
+            .with(|history| block_on_with(word, waiter, until, &policy, history, check))
     }
 }
 

@@ -42,7 +42,7 @@ impl Handle {
     ) -> Result<(), TryPutError<T>> {
         let mut owned: Option<Vec<u8>> = None;
         let mut len = 0;
-        let (policy, _) = self.wait.load();
+        let policy = self.wait.policy();
         let keep = keep_alive(&self.segment);
         let result = block_on(
             self.queue.core().space_word(),
@@ -78,7 +78,7 @@ impl Handle {
             handle: self,
             state: Some(state),
         };
-        let (policy, _) = self.wait.load();
+        let policy = self.wait.policy();
         let keep = keep_alive(&self.segment);
         let popped = {
             let state = checked.state();
