@@ -8,8 +8,10 @@ A script written for ``multiprocessing`` runs with one changed import::
 ``Process``, ``Pool``, ``current_process``, ``active_children``,
 ``cpu_count`` and the rest of ``multiprocessing``'s process machinery are
 CPython's own, re-exported. Every message is pickled (highest protocol;
-a queue item that is an exact None, bool, 64-bit int, float, bytes or str
-travels as a tag byte and its raw value instead) and moved through lock-free rings in shared memory; a blocked call releases the
+a queue item or dict key or value that is an exact None, bool, 64-bit
+int, float, bytes or str travels as a tag byte and its raw value instead,
+and an exact list, tuple or dict of those as a tag, a count and its items)
+and moved through lock-free rings in shared memory; a blocked call releases the
 GIL and wakes for Ctrl-C within 100 ms. Objects reach child processes under
 fork, spawn and forkserver (see ``shmring._sharing``).
 
@@ -22,7 +24,7 @@ Deliberate differences from CPython, each documented on its class:
 * ``put`` pickles synchronously (no feeder thread): an unpicklable object
   raises in ``put``; a put is in shared memory when it returns;
 * sizes are fixed when an object is made: a queue's ``max_message`` (128 KiB
-  pickled by default) and ring bytes, a dict's capacity and key and value
+  by default, in the form an item travels in) and ring bytes, a dict's capacity and key and value
   sizes;
 * a pipe end is used by one process at a time (``OSError`` at once for a
   second one), and ``fileno()`` raises: there is no descriptor;

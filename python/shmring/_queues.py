@@ -20,11 +20,13 @@ class Queue(_Queue):
     losing anything. ``maxsize <= 0`` means no limit on the count of items;
     their bytes are limited by each producer's ring (``ring_bytes``, 256 KiB
     by default): a put into a full ring waits as a put into a full queue
-    does. One pickled object may be up to ``max_message`` bytes (128 KiB by
-    default). An exact ``None``, ``bool``, 64-bit ``int``, ``float``,
-    ``bytes`` or ``str`` is not pickled but sent as a tag byte and its raw
-    value (one byte over its length), and comes out as pickle would give it
-    back. The keyword-only ``producers``, ``ring_bytes`` and
+    does. One item may be up to ``max_message`` bytes (128 KiB by default)
+    in the form it travels in. An exact ``None``, ``bool``, 64-bit ``int``,
+    ``float``, ``bytes`` or ``str`` is not pickled but sent as a tag byte
+    and its raw value (one byte over its length), an exact ``list``,
+    ``tuple`` or ``dict`` of those (nested up to 32 deep, no container in
+    it twice) as a tag, a count and its items; each comes out as pickle
+    would give it back. The keyword-only ``producers``, ``ring_bytes`` and
     ``max_message`` set the shape.
     """
 

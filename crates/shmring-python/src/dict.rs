@@ -97,11 +97,25 @@ fn error(e: DictError, key: Option<&Bound<'_, PyAny>>) -> PyErr {
 pub(crate) struct PyDict {
     handle: Attached<Handles>,
     name: String,
+    /// The table's `max_key` and `max_value` (its own, also when opened
+    /// by name): the limits of `key` and `value`.
+    max_key: usize,
+    max_value: usize,
 }
 
 impl PyDict {
     fn table(&self) -> PyResult<std::sync::Arc<Handles>> {
         self.handle.get()
+    }
+
+    /// The bytes `key` is stored and compared as.
+    fn key(&self, key: &Bound<'_, PyAny>) -> PyResult<Pickled> {
+        encode(key.py(), key, self.max_key)
+    }
+
+    /// The bytes `value` is stored as.
+    fn value(&self, value: &Bound<'_, PyAny>) -> PyResult<Pickled> {
+        encode(value.py(), value, self.max_value)
     }
 }
 
@@ -129,15 +143,19 @@ impl PyDict {
                 (Handles::of(table), name)
             }
         };
+        let config = table.wait.config();
+        let limit = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(PyDict {
             handle: Attached::new(table),
             name,
+            max_key: limit(config.max_key),
+            max_value: limit(config.max_value),
         })
     }
 
     fn __getitem__<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = encode(py, key)?;
+        let k = self.key(key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.get_item(&k))? {
             Ok(v) => decode(py, v.bytes()),
@@ -147,14 +165,14 @@ impl PyDict {
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
-        let (k, v) = (encode(py, key)?, encode(py, value)?);
+        let (k, v) = (self.key(key)?, self.value(value)?);
         let d = self.table()?;
         run(py, &d, |d| d.set(&k, &v))?.map_err(|e| error(e, Some(key)))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
-        let k = encode(py, key)?;
+        let k = self.key(key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.remove(&k))? {
             Ok(Some(_)) => Ok(()),
@@ -165,7 +183,7 @@ impl PyDict {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = key.py();
-        let k = encode(py, key)?;
+        let k = self.key(key)?;
         let d = self.table()?;
         run(py, &d, |d| d.contains_key(&k))?.map_err(|e| error(e, Some(key)))
     }
@@ -181,7 +199,7 @@ impl PyDict {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = encode(py, key)?;
+        let k = self.key(key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.get(&k))? {
             Ok(Some(v)) => decode(py, v.bytes()),
@@ -237,7 +255,7 @@ impl PyDict {
                 default.len() + 1
             )));
         }
-        let k = encode(py, key)?;
+        let k = self.key(key)?;
         let d = self.table()?;
         match run(py, &d, |d| d.remove(&k))? {
             Ok(Some(v)) => decode(py, v.bytes()),
@@ -261,7 +279,7 @@ impl PyDict {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
-        let (k, v) = (encode(py, key)?, encode(py, &default)?);
+        let (k, v) = (self.key(key)?, self.value(&default)?);
         let d = self.table()?;
         match run(py, &d, |d| d.setdefault(&k, &v))? {
             Ok(v) => decode(py, v.bytes()),
@@ -275,11 +293,11 @@ impl PyDict {
         let mut encoded = Vec::with_capacity(pairs.len());
         for pair in pairs.iter() {
             let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-            encoded.push((encode(py, &k)?, encode(py, &v)?));
+            encoded.push((self.key(&k)?, self.value(&v)?));
         }
         let d = self.table()?;
-        // `update` takes the pairs by value: hand it the bytes (each
-        // `Pickled` re-borrows the bytes objects kept in `encoded`).
+        // `update` takes the pairs by value, and `run` may call it more
+        // than once: hand it copies of the bytes.
         run(py, &d, |d| {
             d.update(encoded.iter().map(|(k, v)| {
                 (

@@ -65,17 +65,31 @@ const MAX_DEPTH: usize = 32;
 /// bounds that check's quadratic cost.
 const MAX_CONTAINERS: usize = 64;
 
-/// The bytes `obj` travels as (see the module docs).
-pub(crate) fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Pickled> {
+/// The bytes `obj` travels as (see the module docs), where `limit` is the
+/// most its destination takes (a queue's `max_message`, a dict's
+/// `max_key` or `max_value`): a container whose short form would be
+/// longer is pickled instead, so the short form never refuses an item its
+/// pickle would carry (its ints take 9 bytes, a pickle's small ones 2, and
+/// a pickle writes an object repeated in the item once), and never builds
+/// more than `limit` bytes on the way.
+pub(crate) fn encode<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    limit: usize,
+) -> PyResult<Pickled> {
     if let Some(item) = atomic_form(py, obj) {
         return Ok(item);
     }
-    let mut out = Vec::with_capacity(256);
-    let mut containers = Vec::new();
-    let mut strings = strings::Strings::lock(py);
-    if short_form(obj, &mut out, &mut containers, &mut strings, 0, true) {
-        Ok(Pickled::In(out))
+    let mut enc = Encoder {
+        out: Vec::with_capacity(256.min(limit.saturating_add(16))),
+        containers: Vec::new(),
+        strings: strings::Strings::lock(py),
+        limit,
+    };
+    if enc.short_form(obj, 0, true) {
+        Ok(Pickled::In(enc.out))
     } else {
+        drop(enc); // the string cache, before pickle runs Python code
         Ok(Pickled::of(&dumps(py, obj)?))
     }
 }
@@ -109,73 +123,90 @@ fn atomic_form<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> Option<Pickled>
     }
 }
 
-/// Appends `len` as the 4-byte length of a container or of a `str` or
-/// `bytes` inside one; `false` when it does not fit.
-fn put_len(out: &mut Vec<u8>, len: usize) -> bool {
-    match u32::try_from(len) {
-        Ok(n) => {
-            out.extend_from_slice(&n.to_le_bytes());
-            true
-        }
-        Err(_) => false,
-    }
+/// One item's short form on its way out.
+struct Encoder {
+    out: Vec<u8>,
+    /// The containers met so far: one met twice (shared, or holding
+    /// itself) is pickled, which keeps the sharing.
+    containers: Vec<usize>,
+    strings: strings::Strings,
+    /// Past this many bytes, the item is pickled instead.
+    limit: usize,
 }
 
-/// Appends the short form of `obj` to `out`; `false` for an object that
-/// must be pickled (then `out` holds garbage). `top`: the item itself,
-/// whose `bytes` or `str` runs to the end of the item; inside a container
-/// each has a 4-byte length first. `containers` lists the containers met
-/// so far: one met twice (shared, or holding itself) is pickled, which
-/// keeps the sharing.
-fn short_form(
-    obj: &Bound<'_, PyAny>,
-    out: &mut Vec<u8>,
-    containers: &mut Vec<usize>,
-    strings: &mut strings::Strings,
-    depth: usize,
-    top: bool,
-) -> bool {
-    if obj.is_none() {
-        out.push(NONE);
-    } else if obj.is_exact_instance_of::<PyBool>() {
-        out.push(if obj.is(PyBool::new(obj.py(), true)) {
-            TRUE
-        } else {
-            FALSE
-        });
-    } else if obj.is_exact_instance_of::<PyInt>() {
-        // An int beyond 64 bits is pickled (the failed extraction's error
-        // is dropped here, not left set).
-        let Ok(v) = obj.extract::<i64>() else {
-            return false;
-        };
-        out.push(INT);
-        out.extend_from_slice(&v.to_le_bytes());
-    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
-        out.push(FLOAT);
-        out.extend_from_slice(&f.value().to_bits().to_le_bytes());
-    } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
-        let b = b.as_bytes();
-        out.push(BYTES);
-        if !top && !put_len(out, b.len()) {
-            return false;
-        }
-        out.extend_from_slice(b);
-    } else if let Ok(s) = obj.cast_exact::<PyString>() {
-        // A str with lone surrogates has no UTF-8 form: pickled.
-        out.push(STR);
-        let written = strings.utf8(s, |utf8| {
-            if top || put_len(out, utf8.len()) {
-                out.extend_from_slice(utf8);
+impl Encoder {
+    /// Whether `n` more bytes keep the item within its limit.
+    fn room(&self, n: usize) -> bool {
+        self.out.len().saturating_add(n) <= self.limit
+    }
+
+    /// Appends `len` as the 4-byte length of a container or of a `str` or
+    /// `bytes` inside one; `false` when it does not fit.
+    fn put_len(&mut self, len: usize) -> bool {
+        match u32::try_from(len) {
+            Ok(n) => {
+                self.out.extend_from_slice(&n.to_le_bytes());
                 true
-            } else {
-                false
             }
-        });
-        if written != Some(true) {
+            Err(_) => false,
+        }
+    }
+
+    /// Appends a `bytes` or `str` payload: with its length first unless
+    /// `top` (where it runs to the end of the item).
+    fn put_payload(&mut self, payload: &[u8], top: bool) -> bool {
+        if !self.room(payload.len().saturating_add(4)) || (!top && !self.put_len(payload.len())) {
             return false;
         }
-    } else {
+        self.out.extend_from_slice(payload);
+        true
+    }
+
+    /// Appends the short form of `obj`; `false` for an object that must
+    /// be pickled, or an item that would pass its limit (then `out` holds
+    /// garbage). `top`: the item itself.
+    fn short_form(&mut self, obj: &Bound<'_, PyAny>, depth: usize, top: bool) -> bool {
+        if !self.room(16) {
+            return false;
+        }
+        if obj.is_none() {
+            self.out.push(NONE);
+        } else if obj.is_exact_instance_of::<PyBool>() {
+            self.out.push(if obj.is(PyBool::new(obj.py(), true)) {
+                TRUE
+            } else {
+                FALSE
+            });
+        } else if obj.is_exact_instance_of::<PyInt>() {
+            // An int beyond 64 bits is pickled (the failed extraction's
+            // error is dropped here, not left set).
+            let Ok(v) = obj.extract::<i64>() else {
+                return false;
+            };
+            self.out.push(INT);
+            self.out.extend_from_slice(&v.to_le_bytes());
+        } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+            self.out.push(FLOAT);
+            self.out
+                .extend_from_slice(&f.value().to_bits().to_le_bytes());
+        } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
+            self.out.push(BYTES);
+            return self.put_payload(b.as_bytes(), top);
+        } else if let Ok(s) = obj.cast_exact::<PyString>() {
+            // A str with lone surrogates has no UTF-8 form: pickled.
+            self.out.push(STR);
+            let mut strings = std::mem::take(&mut self.strings);
+            let written = strings.utf8(s, |utf8| self.put_payload(utf8, top));
+            self.strings = strings;
+            return written == Some(true);
+        } else {
+            return self.container(obj, depth);
+        }
+        true
+    }
+
+    /// [`short_form`](Encoder::short_form) of a list, tuple or dict.
+    fn container(&mut self, obj: &Bound<'_, PyAny>, depth: usize) -> bool {
         let (tag, len) = if let Ok(l) = obj.cast_exact::<PyList>() {
             (LIST, l.len())
         } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
@@ -186,41 +217,42 @@ fn short_form(
             return false;
         };
         let id = obj.as_ptr() as usize;
-        if depth >= MAX_DEPTH || containers.len() >= MAX_CONTAINERS || containers.contains(&id) {
+        if depth >= MAX_DEPTH
+            || self.containers.len() >= MAX_CONTAINERS
+            || self.containers.contains(&id)
+        {
             return false;
         }
-        containers.push(id);
-        out.push(tag);
-        if !put_len(out, len) {
+        self.containers.push(id);
+        self.out.push(tag);
+        if !self.put_len(len) {
             return false;
         }
-        let mut each =
-            |item: &Bound<'_, PyAny>| short_form(item, out, containers, strings, depth + 1, false);
         // Nothing below runs Python code (exact containers of exact
-        // atomic objects), so none of them can change while we read them;
-        // a count that differs from the items written is refused anyway.
+        // atomic objects; the first other object stops the walk), so none
+        // of them can change while we read them; a count that differs from
+        // the items written is refused anyway.
         let mut written = 0usize;
         let ok = if let Ok(l) = obj.cast_exact::<PyList>() {
             l.iter().all(|x| {
                 written += 1;
-                each(&x)
+                self.short_form(&x, depth + 1, false)
             })
         } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
             t.iter().all(|x| {
                 written += 1;
-                each(&x)
+                self.short_form(&x, depth + 1, false)
             })
         } else if let Ok(d) = obj.cast_exact::<PyDict>() {
             d.iter().all(|(k, v)| {
                 written += 1;
-                each(&k) && each(&v)
+                self.short_form(&k, depth + 1, false) && self.short_form(&v, depth + 1, false)
             })
         } else {
             false
         };
-        return ok && written == len;
+        ok && written == len
     }
-    true
 }
 
 /// The object `bytes` (read from shared memory) stands for.
@@ -435,6 +467,7 @@ mod strings {
     /// item, not per string); without it when it is in use further up
     /// this thread's stack (a finalizer run by a collection during a
     /// decode that puts or gets an item itself).
+    #[derive(Default)]
     pub(super) struct Strings(Option<MutexGuard<'static, Cache>>);
 
     impl Strings {
@@ -510,11 +543,15 @@ mod tests {
     }
 
     fn round_trip<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> Bound<'py, PyAny> {
-        decode(py, encode(py, obj).expect("encodes").bytes()).expect("decodes")
+        decode(py, encode(py, obj, usize::MAX).expect("encodes").bytes()).expect("decodes")
     }
 
     fn pickled(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
-        encode(py, obj).expect("encodes").bytes().first() == Some(&0x80)
+        encode(py, obj, usize::MAX)
+            .expect("encodes")
+            .bytes()
+            .first()
+            == Some(&0x80)
     }
 
     /// `repr` of both sides, which shows types and order (a `1` inside
@@ -632,6 +669,33 @@ mod tests {
     }
 
     #[test]
+    fn a_short_form_past_the_limit_is_pickled_and_never_built_whole() {
+        Python::initialize();
+        Python::attach(|py| {
+            // 9 bytes per int in the short form, 2 in a pickle.
+            let ints = eval(py, "list(range(100))");
+            let short = encode(py, &ints, usize::MAX).expect("encodes");
+            assert_ne!(short.bytes()[0], 0x80);
+            let limited = encode(py, &ints, 500).expect("encodes");
+            assert_eq!(limited.bytes()[0], 0x80, "pickled under a 500-byte limit");
+            assert!(limited.bytes().len() <= 500);
+            assert!(decode(py, limited.bytes())
+                .expect("decodes")
+                .eq(&ints)
+                .expect("compares"));
+            // One big object repeated: the short form stops at the limit.
+            let big = eval(py, "[b'x' * 100000] * 1000");
+            let item = encode(py, &big, 1 << 20).expect("encodes");
+            assert_eq!(item.bytes()[0], 0x80);
+            assert!(item.bytes().len() < 200_000, "the pickle writes it once");
+            // Atomic objects keep their short form whatever the limit (their
+            // pickle is longer still).
+            let s = eval(py, "'x' * 100");
+            assert_ne!(encode(py, &s, 10).expect("encodes").bytes()[0], 0x80);
+        });
+    }
+
+    #[test]
     fn shared_and_self_holding_containers_keep_their_identity() {
         Python::initialize();
         Python::attach(|py| {
@@ -718,7 +782,10 @@ mod tests {
                 py,
                 "{'a': [1, 2.5, None, True], (1, 'b'): {'c': b'd'}, 'e': ('f', [])}",
             );
-            let good = encode(py, &obj).expect("encodes").bytes().to_vec();
+            let good = encode(py, &obj, usize::MAX)
+                .expect("encodes")
+                .bytes()
+                .to_vec();
             for len in 0..good.len() {
                 let _ = decode(py, &good[..len]);
             }

@@ -80,6 +80,13 @@ impl<L: Acquire + 'static> Core<L> {
             }
             lock.acquire_for(d)
         })?;
+        // A deadline that had passed before the first slice was computed
+        // leaves the wait without any try since the skipped one above: try
+        // once more, which takes a dead holder's lock at the deadline.
+        let got = match (got, deadline) {
+            (Ok(None), Deadline::At(_)) => lock.acquire_for(Duration::ZERO),
+            (got, _) => got,
+        };
         match got {
             Ok(Some(how)) => {
                 // ORDERING: Relaxed — a report about this object, read by

@@ -169,7 +169,8 @@ impl Core {
             return Err(closed(slf));
         }
         let py = slf.py();
-        let encoded = item::encode(py, obj)?;
+        let limit = usize::try_from(self.max_message).unwrap_or(usize::MAX);
+        let encoded = item::encode(py, obj, limit)?;
         let q = self.handle.get()?;
         let mut item = Some(encoded);
         let outcome = in_slices(py, deadline, true, |d| {
