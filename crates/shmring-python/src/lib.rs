@@ -196,6 +196,16 @@ impl Pickled {
         }
     }
 
+    /// A copy of `bytes` held in place, if short enough.
+    fn inline(bytes: &[u8]) -> Option<Pickled> {
+        let len = u8::try_from(bytes.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= INLINE)?;
+        let mut buf = [0; INLINE];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(Pickled::Inline { len, buf })
+    }
+
     /// `tag` then `value`, held in place when short enough.
     pub(crate) fn tagged(tag: u8, value: &[u8]) -> Pickled {
         match u8::try_from(value.len() + 1) {
@@ -222,20 +232,13 @@ impl Message for Pickled {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        Ok(Pickled::In(bytes.to_vec()))
+        Ok(Pickled::inline(bytes).unwrap_or_else(|| Pickled::In(bytes.to_vec())))
     }
 
     fn decode_from(bytes: &mut Vec<u8>) -> Result<Self, CodecError> {
         // A short item is copied out, leaving the buffer for the next pop
         // (which would otherwise allocate again); a longer one is taken.
-        match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= INLINE => {
-                let mut buf = [0; INLINE];
-                buf[..bytes.len()].copy_from_slice(bytes);
-                Ok(Pickled::Inline { len, buf })
-            }
-            _ => Ok(Pickled::In(std::mem::take(bytes))),
-        }
+        Ok(Pickled::inline(bytes).unwrap_or_else(|| Pickled::In(std::mem::take(bytes))))
     }
 
     fn as_bytes(&self) -> Option<&[u8]> {
