@@ -104,7 +104,7 @@ pub(crate) struct PyDict {
 }
 
 impl PyDict {
-    fn table(&self) -> PyResult<std::sync::Arc<Handles>> {
+    fn table(&self) -> PyResult<&Handles> {
         self.handle.get()
     }
 
@@ -157,7 +157,7 @@ impl PyDict {
         let py = key.py();
         let k = self.key(key)?;
         let d = self.table()?;
-        match run(py, &d, |d| d.get_item(&k))? {
+        match run(py, d, |d| d.get_item(&k))? {
             Ok(v) => decode(py, v.bytes()),
             Err(e) => Err(error(e, Some(key))),
         }
@@ -167,14 +167,14 @@ impl PyDict {
         let py = key.py();
         let (k, v) = (self.key(key)?, self.value(value)?);
         let d = self.table()?;
-        run(py, &d, |d| d.set(&k, &v))?.map_err(|e| error(e, Some(key)))
+        run(py, d, |d| d.set(&k, &v))?.map_err(|e| error(e, Some(key)))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
         let k = self.key(key)?;
         let d = self.table()?;
-        match run(py, &d, |d| d.remove(&k))? {
+        match run(py, d, |d| d.remove(&k))? {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(error(DictError::KeyNotFound, Some(key))),
             Err(e) => Err(error(e, Some(key))),
@@ -185,7 +185,7 @@ impl PyDict {
         let py = key.py();
         let k = self.key(key)?;
         let d = self.table()?;
-        run(py, &d, |d| d.contains_key(&k))?.map_err(|e| error(e, Some(key)))
+        run(py, d, |d| d.contains_key(&k))?.map_err(|e| error(e, Some(key)))
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -201,7 +201,7 @@ impl PyDict {
         let py = key.py();
         let k = self.key(key)?;
         let d = self.table()?;
-        match run(py, &d, |d| d.get(&k))? {
+        match run(py, d, |d| d.get(&k))? {
             Ok(Some(v)) => decode(py, v.bytes()),
             Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
             Err(e) => Err(error(e, Some(key))),
@@ -210,7 +210,7 @@ impl PyDict {
 
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let d = self.table()?;
-        let keys = run(py, &d, |d| d.keys())?.map_err(|e| error(e, None))?;
+        let keys = run(py, d, |d| d.keys())?.map_err(|e| error(e, None))?;
         let out = PyList::empty(py);
         for k in keys {
             out.append(decode(py, k.bytes())?)?;
@@ -220,7 +220,7 @@ impl PyDict {
 
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let d = self.table()?;
-        let values = run(py, &d, |d| d.values())?.map_err(|e| error(e, None))?;
+        let values = run(py, d, |d| d.values())?.map_err(|e| error(e, None))?;
         let out = PyList::empty(py);
         for v in values {
             out.append(decode(py, v.bytes())?)?;
@@ -230,7 +230,7 @@ impl PyDict {
 
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let d = self.table()?;
-        let items = run(py, &d, |d| d.items())?.map_err(|e| error(e, None))?;
+        let items = run(py, d, |d| d.items())?.map_err(|e| error(e, None))?;
         let out = PyList::empty(py);
         for (k, v) in items {
             out.append(PyTuple::new(
@@ -257,7 +257,7 @@ impl PyDict {
         }
         let k = self.key(key)?;
         let d = self.table()?;
-        match run(py, &d, |d| d.remove(&k))? {
+        match run(py, d, |d| d.remove(&k))? {
             Ok(Some(v)) => decode(py, v.bytes()),
             Ok(None) if default.len() == 1 => default.get_item(0),
             Ok(None) => Err(error(DictError::KeyNotFound, Some(key))),
@@ -267,7 +267,7 @@ impl PyDict {
 
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let d = self.table()?;
-        let (k, v) = run(py, &d, |d| d.popitem())?.map_err(|e| error(e, None))?;
+        let (k, v) = run(py, d, |d| d.popitem())?.map_err(|e| error(e, None))?;
         PyTuple::new(py, [decode(py, k.bytes())?, decode(py, v.bytes())?])
     }
 
@@ -281,7 +281,7 @@ impl PyDict {
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         let (k, v) = (self.key(key)?, self.value(&default)?);
         let d = self.table()?;
-        match run(py, &d, |d| d.setdefault(&k, &v))? {
+        match run(py, d, |d| d.setdefault(&k, &v))? {
             Ok(v) => decode(py, v.bytes()),
             Err(e) => Err(error(e, Some(key))),
         }
@@ -298,7 +298,7 @@ impl PyDict {
         let d = self.table()?;
         // `update` takes the pairs by value, and `run` may call it more
         // than once: hand it copies of the bytes.
-        run(py, &d, |d| {
+        run(py, d, |d| {
             d.update(encoded.iter().map(|(k, v)| {
                 (
                     Pickled::In(k.bytes().to_vec()),
@@ -311,7 +311,7 @@ impl PyDict {
 
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         let d = self.table()?;
-        run(py, &d, |d| d.clear())?.map_err(|e| error(e, None))
+        run(py, d, |d| d.clear())?.map_err(|e| error(e, None))
     }
 
     #[getter]
@@ -320,6 +320,7 @@ impl PyDict {
     }
 
     fn _after_fork(&self) -> PyResult<()> {
-        self.handle.replace_forgetting(open(&self.name))
+        self.handle.replace_forgetting(open(&self.name));
+        Ok(())
     }
 }

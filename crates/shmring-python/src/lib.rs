@@ -20,7 +20,7 @@
 //! exec"). The inherited handle is then forgotten, never dropped: dropping
 //! it would release the parent's row and roles.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyOSError;
@@ -345,16 +345,25 @@ fn _shmring(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// One handle of this process, which the at-fork hook of a forked child
-/// replaces with one it opened itself (see the module docs): every call
-/// takes a clone of the current handle, for as long as the call runs.
+/// replaces with one it opened itself (see the module docs).
+///
+/// Every call reads the current handle with one atomic load: a replaced
+/// handle is never freed (it is forgotten, see
+/// [`replace_forgetting`](Attached::replace_forgetting)), so a reference
+/// taken before a replacement stays valid, and only the last handle is
+/// dropped, with the object.
 pub(crate) struct Attached<T> {
-    cell: std::sync::RwLock<Result<std::sync::Arc<T>, String>>,
+    /// From `Box::into_raw`; never null.
+    slot: AtomicPtr<Result<T, String>>,
+    /// Send and Sync as `T` is (calls on several threads share `&T`).
+    _owns: std::marker::PhantomData<T>,
 }
 
 impl<T> Attached<T> {
     pub(crate) fn new(handle: T) -> Self {
         Attached {
-            cell: std::sync::RwLock::new(Ok(std::sync::Arc::new(handle))),
+            slot: AtomicPtr::new(Box::into_raw(Box::new(Ok(handle)))),
+            _owns: std::marker::PhantomData,
         }
     }
 
@@ -364,13 +373,16 @@ impl<T> Attached<T> {
     ///
     /// `OSError` when this process is a forked child that could not open
     /// the object again.
-    pub(crate) fn get(&self) -> PyResult<std::sync::Arc<T>> {
-        match &*self
-            .cell
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            Ok(h) => Ok(h.clone()),
+    #[inline]
+    pub(crate) fn get(&self) -> PyResult<&T> {
+        // ORDERING: Acquire — pairs with the AcqRel swap in
+        // `replace_forgetting`: the new box's contents are visible.
+        let slot = self.slot.load(Ordering::Acquire);
+        // SAFETY: `slot` came from `Box::into_raw` and is freed only by
+        // `Drop`, which has `&mut self`, so not while `&self` is borrowed;
+        // a replaced box is never freed.
+        match unsafe { &*slot } {
+            Ok(h) => Ok(h),
             Err(why) => Err(os_error(why)),
         }
     }
@@ -378,22 +390,21 @@ impl<T> Attached<T> {
     /// In a child forked without exec: puts `handle` (or, when opening it
     /// failed, the reason) in place of the inherited handle, which is
     /// *forgotten*: its drop would release the parent's peer row and
-    /// roles, which are the parent's to release. (Its mapping stays in
-    /// this process, unused.)
-    ///
-    /// # Errors
-    ///
-    /// The lock was held when the process forked (by a thread that does
-    /// not exist here): the inherited handle is left in place (and still
-    /// never dropped: the caller keeps this object alive for ever).
-    pub(crate) fn replace_forgetting(&self, handle: Result<T, String>) -> PyResult<()> {
-        let mut guard = self.cell.try_write().map_err(|_| {
-            os_error("the object was in use by another thread when the process forked")
-        })?;
-        let new = handle.map(std::sync::Arc::new);
-        let old = std::mem::replace(&mut *guard, new);
-        std::mem::forget(old);
-        Ok(())
+    /// roles, which are the parent's to release. (Its memory and mapping
+    /// stay in this process, unused.)
+    pub(crate) fn replace_forgetting(&self, handle: Result<T, String>) {
+        let fresh = Box::into_raw(Box::new(handle));
+        // ORDERING: AcqRel — Release publishes the new box to `get`'s
+        // Acquire load; the old pointer is dropped on the floor (leaked).
+        let _forgotten = self.slot.swap(fresh, Ordering::AcqRel);
+    }
+}
+
+impl<T> Drop for Attached<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::into_raw`, is not freed
+        // elsewhere, and no reference from `get` outlives `&self`.
+        drop(unsafe { Box::from_raw(*self.slot.get_mut()) });
     }
 }
 

@@ -100,7 +100,8 @@ impl<L: Acquire + 'static> Core<L> {
     }
 
     fn after_fork(&self) -> PyResult<()> {
-        self.handle.replace_forgetting(L::open(&self.name))
+        self.handle.replace_forgetting(L::open(&self.name));
+        Ok(())
     }
 }
 

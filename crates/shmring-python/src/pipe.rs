@@ -175,7 +175,7 @@ impl PyConnection {
         let end = self.end;
         let closed = &self.closed;
         let r = in_slices(py, deadline, false, |d| {
-            let mut st = lock(&state);
+            let mut st = lock(state);
             let st = &mut *st;
             // Closed by another thread while this call waited: the end is
             // not claimed again (it would stay claimed, and its peer
@@ -193,7 +193,7 @@ impl PyConnection {
             Ok(v) => Ok(v),
             Err(f) => {
                 if let Failure::Recv(RecvError::BadMessageLength { .. }) = f {
-                    self.after_bad_length(&state);
+                    self.after_bad_length(state);
                 }
                 Err(f.into_err(end))
             }
@@ -335,7 +335,7 @@ impl PyConnection {
         let Ok(state) = self.state.get() else {
             return;
         };
-        let mut st = lock(&state);
+        let mut st = lock(state);
         if let Some(mut c) = st.conn.take() {
             c.close();
         } else if !Self::flag(&self.shared) {
@@ -559,7 +559,7 @@ impl PyConnection {
     #[getter]
     fn _claimed(&self) -> PyResult<bool> {
         let state = self.state.get()?;
-        let claimed = lock(&state).conn.is_some();
+        let claimed = lock(state).conn.is_some();
         Ok(claimed)
     }
 
@@ -576,6 +576,7 @@ impl PyConnection {
         let fresh = Pipe::open(&self.name)
             .map(|pipe| Mutex::new(State { pipe, conn: None }))
             .map_err(|e| format!("cannot open the pipe {}: {e}", self.name));
-        self.state.replace_forgetting(fresh)
+        self.state.replace_forgetting(fresh);
+        Ok(())
     }
 }

@@ -241,20 +241,21 @@ impl Core {
         // ORDERING: Relaxed — see `is_closed`.
         self.closed.store(true, Ordering::Relaxed);
         let q = self.handle.get()?;
-        each!(&*q, q => q.close());
+        each!(q, q => q.close());
         Ok(())
     }
 
     /// Hands the producer ring back (the process puts no more for now).
     fn hand_back_producer(&self) -> PyResult<()> {
         let q = self.handle.get()?;
-        each!(&*q, q => q.hand_back_producer());
+        each!(q, q => q.hand_back_producer());
         Ok(())
     }
 
     fn after_fork(&self) -> PyResult<()> {
         let fresh = Kind::open(&self.name, self.joinable);
-        self.handle.replace_forgetting(fresh)
+        self.handle.replace_forgetting(fresh);
+        Ok(())
     }
 }
 
@@ -340,17 +341,17 @@ impl PyQueue {
     /// Approximate number of queued items.
     fn qsize(&self) -> PyResult<u64> {
         let q = self.core.handle.get()?;
-        Ok(each!(&*q, q => q.len()))
+        Ok(each!(q, q => q.len()))
     }
 
     fn empty(&self) -> PyResult<bool> {
         let q = self.core.handle.get()?;
-        Ok(each!(&*q, q => q.is_empty()))
+        Ok(each!(q, q => q.is_empty()))
     }
 
     fn full(&self) -> PyResult<bool> {
         let q = self.core.handle.get()?;
-        Ok(each!(&*q, q => q.is_full()))
+        Ok(each!(q, q => q.is_full()))
     }
 
     fn close(&self) -> PyResult<()> {
@@ -360,7 +361,7 @@ impl PyQueue {
     /// `task_done()` of a `JoinableQueue`.
     fn task_done(&self) -> PyResult<()> {
         let q = self.core.handle.get()?;
-        match &*q {
+        match q {
             Kind::Joinable(q) => q
                 .task_done()
                 .map_err(|_| PyValueError::new_err("task_done() called too many times")),
@@ -372,7 +373,7 @@ impl PyQueue {
     /// off because the process holding them died.
     fn join(&self, py: Python<'_>) -> PyResult<u64> {
         let q = self.core.handle.get()?;
-        let Kind::Joinable(jq) = &*q else {
+        let Kind::Joinable(jq) = q else {
             return Err(PyValueError::new_err("not a JoinableQueue"));
         };
         let r = in_slices(py, Deadline::Never, true, |d| -> Result<_, String> {
@@ -394,7 +395,7 @@ impl PyQueue {
     /// Tasks put and not yet marked done (a snapshot).
     fn _unfinished_tasks(&self) -> PyResult<u64> {
         let q = self.core.handle.get()?;
-        match &*q {
+        match q {
             Kind::Joinable(q) => Ok(q.unfinished_tasks()),
             Kind::Plain(q) => Ok(q.len()),
         }
@@ -480,7 +481,7 @@ impl PySimpleQueue {
             return Err(handle_closed_err());
         }
         let q = self.core.handle.get()?;
-        Ok(each!(&*q, q => q.is_empty()))
+        Ok(each!(q, q => q.is_empty()))
     }
 
     fn close(&self) -> PyResult<()> {
