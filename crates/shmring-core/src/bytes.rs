@@ -96,6 +96,29 @@ pub(crate) fn store(data: &[AtomicU64], word: usize, src: &[u8], exclusive: bool
     }
 }
 
+/// Whether the `bytes.len()` bytes stored from word `word` of `data` (as
+/// [`store`] wrote them) are `bytes`, compared word by word in place (no
+/// copy). `false` when those words do not lie inside `data`.
+#[cfg_attr(loom, allow(dead_code))] // its caller (the dict) is not under loom
+#[inline]
+pub(crate) fn equals(data: &[AtomicU64], word: usize, bytes: &[u8]) -> bool {
+    let Some(words) = data.get(word..word.saturating_add(words_for(bytes.len()))) else {
+        return false;
+    };
+    let (chunks, rest) = bytes.as_chunks::<8>();
+    let whole = words.iter().zip(chunks).all(|(w, c)| {
+        // ORDERING: Relaxed — read under the caller's lock, as `load`'s
+        // exclusive reads are (partner: the lock's Acquire).
+        w.load(Ordering::Relaxed).to_ne_bytes() == *c
+    });
+    whole
+        && (rest.is_empty() || {
+            // ORDERING: Relaxed — as above.
+            let last = words[chunks.len()].load(Ordering::Relaxed).to_ne_bytes();
+            last[..rest.len()] == *rest
+        })
+}
+
 /// Copies `dst.len()` bytes out of `data` starting at word `word`.
 ///
 /// # Panics
@@ -225,6 +248,28 @@ unsafe fn opaque_copy(src: *const u8, dst: *mut u8, len: usize) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equals_compares_stored_bytes_in_place() {
+        let data: Vec<AtomicU64> = (0..8).map(|_| AtomicU64::new(u64::MAX)).collect();
+        for len in 0..=20usize {
+            let src: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            store(&data, 1, &src, true);
+            assert!(equals(&data, 1, &src), "{len} bytes");
+            for at in 0..len {
+                let mut other = src.clone();
+                other[at] ^= 1;
+                assert!(!equals(&data, 1, &other), "{len} bytes, byte {at} differs");
+            }
+            // Only the key's own bytes count, not what follows in its word.
+            if len > 0 {
+                assert!(equals(&data, 1, &src[..len - 1]));
+            }
+        }
+        // Words past the end of the data: not equal, no panic.
+        assert!(!equals(&data, 7, &[0; 9]));
+        assert!(!equals(&data, usize::MAX, &[0]));
+    }
 
     #[test]
     fn append_copies_exactly_len_bytes_after_what_is_there() {

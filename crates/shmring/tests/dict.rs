@@ -575,6 +575,41 @@ fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
     assert_eq!(d.recoveries(), 0);
 }
 
+/// Threads of one attachment, some waiting for its process-local lock
+/// with a deadline of 1 ms (retrying when it passes) and some without
+/// one, many times over: every increment lands, and a waiter that gave up
+/// leaves none asleep for ever (the test would hang).
+#[test]
+fn timed_and_untimed_waiters_of_one_handle_lose_nothing() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "dict local lock waiters");
+    const ROUNDS: u64 = 3_000;
+    let name = unique_name("dict-local-waiters");
+    let d: D = Dict::builder()
+        .capacity(64)
+        .max_key(32)
+        .max_value(8)
+        .create(&name)
+        .unwrap();
+    let mut timed = d.clone();
+    timed.set_lock_timeout(Duration::from_millis(1));
+    std::thread::scope(|s| {
+        for h in [&d, &timed, &d, &timed] {
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    loop {
+                        match h.update_with(&"n".to_string(), |n| Some(n.unwrap_or(0) + 1)) {
+                            Ok(_) => break,
+                            Err(DictError::Timeout) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(d.get(&s("n")).unwrap(), Some(4 * ROUNDS));
+}
+
 #[test]
 fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, threads");

@@ -85,7 +85,7 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
     pub fn get(&self, key: &[u8], value: &mut Vec<u8>) -> Result<bool, Corrupted> {
         match self.find(key, super::hash(key))?.hit {
             Some((_, slot)) => {
-                self.read_slot(slot, &mut Vec::new(), Some(value))?;
+                self.read_slot(slot, None, Some(value))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -118,7 +118,7 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
         let mut found = self.find(key, h)?;
         if let Some((_, old_slot)) = found.hit {
             if let Some(old) = old {
-                self.read_slot(old_slot, &mut Vec::new(), Some(old))?;
+                self.read_slot(old_slot, None, Some(old))?;
             }
         } else {
             if self.len() >= config.capacity as usize {
@@ -180,7 +180,7 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
             return Ok(false);
         };
         if let Some(old) = old {
-            self.read_slot(slot, &mut Vec::new(), Some(old))?;
+            self.read_slot(slot, None, Some(old))?;
         }
         self.remove_at(bucket, slot)?;
         Ok(true)
@@ -196,7 +196,7 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
         let Some((bucket, slot)) = self.first_at()? else {
             return Ok(false);
         };
-        self.read_slot(slot, key, Some(value))?;
+        self.read_slot(slot, Some(key), Some(value))?;
         self.remove_at(bucket, slot)?;
         Ok(true)
     }
@@ -212,7 +212,7 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
         let Some((_, slot)) = self.first_at()? else {
             return Ok(false);
         };
-        self.read_slot(slot, key, Some(value))?;
+        self.read_slot(slot, Some(key), Some(value))?;
         Ok(true)
     }
 
@@ -240,7 +240,7 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
             // ORDERING: Relaxed — under the lock.
             let v = b.load(Ordering::Relaxed);
             if v != 0 && v != TOMBSTONE {
-                self.read_slot((v - 1) as usize, &mut key, Some(&mut value))?;
+                self.read_slot((v - 1) as usize, Some(&mut key), Some(&mut value))?;
                 f(&key, &value);
             }
         }
@@ -349,7 +349,9 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
         let mask = index.len() - 1;
         let mut at = h as usize & mask;
         let mut vacant = None;
-        let mut scratch = Vec::new();
+        // A key longer than `max_key` matches no slot (a slot claiming that
+        // length is corrupted, and its words may not hold it).
+        let fits = key.len() <= self.table.config.max_key as usize;
         for _ in 0..index.len() {
             // ORDERING: Relaxed — under the lock.
             match index[at].load(Ordering::Relaxed) {
@@ -368,14 +370,17 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
                     // ORDERING: Relaxed — under the lock.
                     let lens = words[1].load(Ordering::Relaxed);
                     // ORDERING: Relaxed — under the lock.
-                    if words[0].load(Ordering::Relaxed) == h && lens as u32 as usize == key.len() {
-                        self.read_slot(slot, &mut scratch, None)?;
-                        if scratch == key {
-                            return Ok(Found {
-                                hit: Some((at, slot)),
-                                vacant,
-                            });
-                        }
+                    // In bounds: 2 + ceil(key/8) <= slot_words when the key
+                    // fits (`equals` checks anyway).
+                    if fits
+                        && words[0].load(Ordering::Relaxed) == h
+                        && lens as u32 as usize == key.len()
+                        && bytes::equals(words, 2, key)
+                    {
+                        return Ok(Found {
+                            hit: Some((at, slot)),
+                            vacant,
+                        });
                     }
                 }
             }
@@ -384,12 +389,12 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
         Ok(Found { hit: None, vacant })
     }
 
-    /// Copies a slot's key (and value) out, checking both lengths. Returns
-    /// the stored hash.
+    /// Copies a slot's key and value out (each when asked), checking both
+    /// lengths. Returns the stored hash.
     fn read_slot(
         &self,
         slot: usize,
-        key: &mut Vec<u8>,
+        key: Option<&mut Vec<u8>>,
         value: Option<&mut Vec<u8>>,
     ) -> Result<u64, Corrupted> {
         let words = self.table.slot(slot)?;
@@ -401,8 +406,10 @@ impl<W: Waiter + ?Sized> Locked<'_, W> {
             return Err(Corrupted::new("dict slot lengths", lens));
         }
         // In bounds: 2 + ceil(key/8) + ceil(value/8) <= slot_words.
-        key.resize(key_len, 0);
-        bytes::load(words, 2, key, true);
+        if let Some(key) = key {
+            key.resize(key_len, 0);
+            bytes::load(words, 2, key, true);
+        }
         if let Some(value) = value {
             value.resize(value_len, 0);
             bytes::load(words, 2 + key_len.div_ceil(8), value, true);

@@ -4,6 +4,7 @@
 //! shared robust lock, each waited for no longer than the handle's lock
 //! timeout ([`Dict::set_lock_timeout`]).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -77,25 +78,26 @@ impl Drop for HeldMark {
 
 /// A process-local lock with a timed wait (`std::sync::Mutex` has none):
 /// one attachment's threads take it before the shared lock, one at a time.
+///
+/// Uncontended, taking and releasing it is one atomic operation each;
+/// a thread that finds it held sleeps on the condition variable, and marks
+/// the lock so that its release signals.
 #[derive(Debug, Default)]
 pub(super) struct LocalLock {
-    /// Whether a thread holds it. The mutex is held only inside `take` and
-    /// `LocalHeld::drop`, never while user code runs, so it is never
-    /// poisoned by a panic of ours (and a poisoned one is still sound).
-    held: Mutex<LocalState>,
+    /// [`LOCAL_FREE`], [`LOCAL_HELD`], or [`LOCAL_WAITED`].
+    state: AtomicU8,
+    /// How many threads wait in `take`; the condition variable's mutex.
+    /// Held only inside `take` and `LocalHeld::drop`, never while user
+    /// code runs, so it is never poisoned by a panic of ours (and a
+    /// poisoned one is still sound).
+    waiters: Mutex<u32>,
     freed: Condvar,
 }
 
-/// What [`LocalLock`]'s mutex guards.
-#[derive(Debug, Default)]
-struct LocalState {
-    /// A thread holds the lock.
-    held: bool,
-    /// Threads waiting in `take`: a release signals the condition variable
-    /// only when there are some (std's `notify_one` always makes a system
-    /// call, one per dict operation otherwise).
-    waiting: u32,
-}
+const LOCAL_FREE: u8 = 0;
+const LOCAL_HELD: u8 = 1;
+/// Held, and a thread may be waiting: the release signals.
+const LOCAL_WAITED: u8 = 2;
 
 /// Holds a [`LocalLock`] until dropped.
 struct LocalHeld<'a>(&'a LocalLock);
@@ -109,39 +111,58 @@ impl LocalLock {
         deadline: Option<Deadline>,
         now: impl Fn() -> Deadline,
     ) -> Option<LocalHeld<'_>> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.waiting += 1;
-        while held.held {
-            held = match deadline {
+        // ORDERING: Acquire on success — pairs with the Release swap in
+        // `LocalHeld::drop`: the previous holder's call happened before.
+        if self
+            .state
+            .compare_exchange(LOCAL_FREE, LOCAL_HELD, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(LocalHeld(self));
+        }
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        *waiters += 1;
+        // Marking it LOCAL_WAITED under the mutex, and sleeping without letting
+        // go of the mutex in between, is what makes a release's signal
+        // (sent under the mutex) reach us. Found free, it is ours (still
+        // marked LOCAL_WAITED: others may wait too).
+        // ORDERING: Acquire — as the fast path's.
+        while self.state.swap(LOCAL_WAITED, Ordering::Acquire) != LOCAL_FREE {
+            waiters = match deadline {
                 None => self
                     .freed
-                    .wait(held)
+                    .wait(waiters)
                     .unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let left = d.0.saturating_sub(now().0);
                     if left == 0 {
-                        held.waiting -= 1;
+                        *waiters -= 1;
                         return None;
                     }
-                    let wait = self.freed.wait_timeout(held, Duration::from_nanos(left));
+                    let wait = self.freed.wait_timeout(waiters, Duration::from_nanos(left));
                     wait.unwrap_or_else(PoisonError::into_inner).0
                 }
             };
         }
-        held.waiting -= 1;
-        held.held = true;
+        *waiters -= 1;
         Some(LocalHeld(self))
     }
 }
 
 impl Drop for LocalHeld<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
-        state.held = false;
-        let waiting = state.waiting > 0;
-        drop(state);
-        if waiting {
-            self.0.freed.notify_one();
+        // ORDERING: Release — pairs with the Acquire in `take`.
+        if self.0.state.swap(LOCAL_FREE, Ordering::Release) == LOCAL_WAITED {
+            // Under the mutex: a waiter between its mark and its sleep
+            // holds it, so the signal cannot fall between the two.
+            let waiters = self
+                .0
+                .waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *waiters > 0 {
+                self.0.freed.notify_one();
+            }
         }
     }
 }
@@ -229,7 +250,7 @@ mod tests {
         // Times out while held: 20 ms from now.
         let soon = Deadline(now().0 + 20_000_000);
         assert!(lock.take(Some(soon), &now).is_none());
-        assert_eq!(lock.held.lock().unwrap().waiting, 0);
+        assert_eq!(*lock.waiters.lock().unwrap(), 0);
         let got = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -238,14 +259,14 @@ mod tests {
                 got.store(true, Ordering::Relaxed);
                 drop(again);
             });
-            while lock.held.lock().unwrap().waiting == 0 {
+            while *lock.waiters.lock().unwrap() == 0 {
                 std::thread::yield_now();
             }
             drop(held);
         });
         // ORDERING: Relaxed — the scope's join ordered the store before this.
         assert!(got.load(Ordering::Relaxed));
-        let state = lock.held.lock().unwrap();
-        assert!(!state.held && state.waiting == 0);
+        assert_eq!(lock.state.load(Ordering::Relaxed), LOCAL_FREE);
+        assert_eq!(*lock.waiters.lock().unwrap(), 0);
     }
 }
