@@ -77,9 +77,9 @@ const MAX_CONTAINERS: usize = 64;
 /// most its destination takes (a queue's `max_message`, a dict's
 /// `max_key` or `max_value`): a container whose short form would be
 /// longer is pickled instead, so the short form never refuses an item its
-/// pickle would carry (its ints take 9 bytes, a pickle's small ones 2, and
-/// a pickle writes an object repeated in the item once), and never builds
-/// more than `limit` bytes on the way.
+/// pickle would carry (a pickle writes an object repeated in the item
+/// once, and a few ints and strings take a byte less there), and never
+/// builds more than `limit` bytes (and 9) on the way.
 pub(crate) fn encode<'py>(
     py: Python<'py>,
     obj: &Bound<'py, PyAny>,
@@ -165,7 +165,12 @@ impl Encoder {
     /// has a 1-byte length under the short tag when under 256 bytes, else
     /// a 4-byte one.
     fn put_payload(&mut self, tag: u8, short_tag: u8, payload: &[u8], top: bool) -> bool {
-        if !self.room(payload.len().saturating_add(5)) {
+        let head = match (top, payload.len()) {
+            (true, _) => 1,
+            (false, 0..=255) => 2,
+            (false, _) => 5,
+        };
+        if !self.room(payload.len().saturating_add(head)) {
             return false;
         }
         match u8::try_from(payload.len()) {
@@ -185,9 +190,8 @@ impl Encoder {
     /// be pickled, or an item that would pass its limit (then `out` holds
     /// garbage). `top`: the item itself.
     fn short_form(&mut self, obj: &Bound<'_, PyAny>, depth: usize, top: bool) -> bool {
-        if !self.room(16) {
-            return false;
-        }
+        // The fixed-size forms below are at most 9 bytes: written, then
+        // checked against the limit (the buffer passes it by 9 at most).
         if obj.is_none() {
             self.out.push(NONE);
         } else if obj.is_exact_instance_of::<PyBool>() {
@@ -228,7 +232,7 @@ impl Encoder {
         } else {
             return self.container(obj, depth);
         }
-        true
+        self.room(0)
     }
 
     /// [`short_form`](Encoder::short_form) of a list, tuple or dict.
@@ -251,7 +255,7 @@ impl Encoder {
         }
         self.containers.push(id);
         self.out.push(tag);
-        if !self.put_len(len) {
+        if !self.put_len(len) || !self.room(0) {
             return false;
         }
         // Nothing below runs Python code (exact containers of exact
@@ -738,6 +742,38 @@ mod tests {
             // pickle is longer still).
             let s = eval(py, "'x' * 100");
             assert_ne!(encode(py, &s, 10).expect("encodes").bytes()[0], 0x80);
+        });
+    }
+
+    #[test]
+    fn a_short_form_exactly_at_the_limit_is_kept() {
+        Python::initialize();
+        Python::attach(|py| {
+            for src in [
+                "(1, 2)",
+                "('ab', 1)",
+                "(None,)",
+                "[1, 2, 3, 4]",
+                "{'k': b'v'}",
+                "()",
+            ] {
+                let obj = eval(py, src);
+                let len = encode(py, &obj, usize::MAX).expect("encodes").bytes().len();
+                let at = encode(py, &obj, len).expect("encodes");
+                assert_ne!(
+                    at.bytes()[0],
+                    0x80,
+                    "{src}: {len} bytes fit a limit of {len}"
+                );
+                assert_eq!(at.bytes().len(), len);
+                let under = encode(py, &obj, len - 1).expect("encodes");
+                assert_eq!(
+                    under.bytes()[0],
+                    0x80,
+                    "{src}: pickled under a limit of {}",
+                    len - 1
+                );
+            }
         });
     }
 

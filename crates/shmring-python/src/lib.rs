@@ -355,9 +355,16 @@ fn _shmring(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub(crate) struct Attached<T> {
     /// From `Box::into_raw`; never null.
     slot: AtomicPtr<Result<T, String>>,
-    /// Send and Sync as `T` is (calls on several threads share `&T`).
+    /// Owns a `T` (for drop check; Send and Sync: see the impls below).
     _owns: std::marker::PhantomData<T>,
 }
+
+// SAFETY: moving an `Attached` moves the `T` it owns: sound when `T` is.
+unsafe impl<T: Send> Send for Attached<T> {}
+// SAFETY: through `&Attached`, threads share `&T` (needs `T: Sync`), and
+// `replace_forgetting` moves in a `T` made on one thread that `Drop` may
+// free on another (needs `T: Send`).
+unsafe impl<T: Send + Sync> Sync for Attached<T> {}
 
 impl<T> Attached<T> {
     pub(crate) fn new(handle: T) -> Self {
@@ -425,6 +432,23 @@ mod tests {
             Deadline::At(at) => assert!(at >= before + Duration::from_millis(500)),
             other => panic!("expected a deadline, got {other:?}"),
         }
+    }
+
+    /// `Attached<T>` is `Sync` only when `T` is `Send` and `Sync`: a
+    /// replacement made on one thread may be dropped on another.
+    #[test]
+    fn attached_is_sync_only_when_its_handle_is_send_and_sync() {
+        struct Probe<T>(std::marker::PhantomData<T>);
+        trait NotSync {
+            const IS_SYNC: bool = false;
+        }
+        impl<T> NotSync for Probe<T> {}
+        impl<T: Sync> Probe<T> {
+            const IS_SYNC: bool = true;
+        }
+        type SyncNotSend = std::sync::MutexGuard<'static, ()>;
+        const { assert!(!Probe::<Attached<SyncNotSend>>::IS_SYNC) };
+        const { assert!(Probe::<Attached<std::sync::Mutex<u8>>>::IS_SYNC) };
     }
 
     #[test]
