@@ -11,7 +11,10 @@ importable), between two processes (fork), in one run:
   against Manager().dict() + multiprocessing.Lock (timed from a barrier
   both processes reach once started);
 * the binding's own cost: put_nowait + get_nowait of a small object in one
-  process, against pickle.dumps + pickle.loads of it alone.
+  process, against pickle.dumps + pickle.loads of it alone; and a get
+  alone of an int, 84 B of bytes and the 10-key dict (the 10-key dict's
+  short form is 85 bytes), beside CPython building that dict from its
+  keys and values.
 
     target/venv/bin/python benches/python/py_vs_mp.py [--quick]
 
@@ -242,6 +245,33 @@ def binding_cost(obj, n):
     return ours, pick
 
 
+def get_cost(obj, rounds):
+    """ns per get_nowait of obj in one process, draining 1,000 items put
+    just before (what a consumer pays per item, before any cost of the
+    item coming from another CPU)."""
+    q = shmring.Queue(ring_bytes=1 << 20)
+    put, get = q.put_nowait, q.get_nowait
+    total = 0.0
+    for _ in range(rounds):
+        for _ in range(1000):
+            put(obj)
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            get()
+        total += time.perf_counter() - t0
+    return total / (rounds * 1000)
+
+
+def dict_build_cost(obj, n):
+    """ns for CPython to build a dict equal to obj from its keys and
+    values (dict(zip(...))): the floor of any decoding of it."""
+    keys, values = list(obj), list(obj.values())
+    t0 = time.perf_counter()
+    for _ in range(n):
+        dict(zip(keys, values))
+    return (time.perf_counter() - t0) / n
+
+
 def us(s):
     return f"{s * 1e6:.1f}"
 
@@ -287,6 +317,13 @@ def main():
     print("|---|---|---|---|")
     print(f"| int | {ours * 1e9:.0f} | {pick * 1e9:.0f} | {ours / pick:.2f}× |")
     print(f"| dict(10) | {ours_d * 1e9:.0f} | {pick_d * 1e9:.0f} | {ours_d / pick_d:.2f}× |")
+    rounds = 200 // scale
+    print("\n| get_nowait alone, one process (draining 1,000 items) | ns |")
+    print("|---|---|")
+    for label, obj in (("int", 7), ("84 B bytes", b"x" * 84), ("dict(10)", PAYLOADS["dict(10)"])):
+        print(f"| {label} | {get_cost(obj, rounds) * 1e9:.0f} |")
+    build = dict_build_cost(PAYLOADS["dict(10)"], 100000 // scale)
+    print(f"| (CPython's dict(zip(keys, values)) of dict(10), no queue) | {build * 1e9:.0f} |")
 
 
 if __name__ == "__main__":
