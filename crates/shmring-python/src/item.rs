@@ -608,6 +608,20 @@ mod tests {
         a.repr().expect("repr").to_string() == b.repr().expect("repr").to_string()
     }
 
+    /// `src` takes the short form and comes back (twice: the second time
+    /// through the string cache) of the same type, equal, and with the
+    /// same types inside and order (`repr`; NaN aside, see its test).
+    fn assert_short_round_trip(py: Python<'_>, src: &str) {
+        let obj = eval(py, src);
+        assert!(!pickled(py, &obj), "{src} took the short form");
+        for _ in 0..2 {
+            let back = round_trip(py, &obj);
+            assert!(back.get_type().is(obj.get_type()), "{src}: same type");
+            assert!(back.eq(&obj).expect("compares"), "{src}: equal");
+            assert!(same_repr(&back, &obj), "{src}: same types inside and order");
+        }
+    }
+
     #[test]
     fn atomic_objects_take_the_short_form_and_come_back_equal_and_exact() {
         Python::initialize();
@@ -631,14 +645,7 @@ mod tests {
                 "b'y' * 100",
             ];
             for src in cases {
-                let obj = eval(py, src);
-                assert!(!pickled(py, &obj), "{src} took the short form");
-                // Twice: the second goes through the string cache.
-                for _ in 0..2 {
-                    let back = round_trip(py, &obj);
-                    assert!(back.get_type().is(obj.get_type()), "{src}: same type");
-                    assert!(back.eq(&obj).expect("compares"), "{src}: equal");
-                }
+                assert_short_round_trip(py, src);
             }
             let nan = eval(py, "float('nan')");
             let back = round_trip(py, &nan);
@@ -666,14 +673,7 @@ mod tests {
                 "['x' * 255, 'y' * 256, b'z' * 255, b'w' * 256, '\\u00e9' * 200]",
             ];
             for src in cases {
-                let obj = eval(py, src);
-                assert!(!pickled(py, &obj), "{src} took the short form");
-                for _ in 0..2 {
-                    let back = round_trip(py, &obj);
-                    assert!(back.get_type().is(obj.get_type()), "{src}: same type");
-                    assert!(back.eq(&obj).expect("compares"), "{src}: equal");
-                    assert!(same_repr(&back, &obj), "{src}: same types inside and order");
-                }
+                assert_short_round_trip(py, src);
             }
         });
     }

@@ -87,12 +87,7 @@ fn child_entry() {
 
 #[test]
 fn python_dict_behaviours() {
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .anonymous()
-        .unwrap();
+    let d: D = config().anonymous().unwrap();
     assert!(d.is_empty());
     assert_eq!(d.get(&s("a")).unwrap(), None);
     assert_eq!(d.get_item(&s("a")), Err(DictError::KeyNotFound));
@@ -142,12 +137,7 @@ fn python_dict_behaviours() {
 
 #[test]
 fn full_table_and_oversize_items_are_errors() {
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .anonymous()
-        .unwrap();
+    let d: D = config().anonymous().unwrap();
     for i in 0..64u64 {
         d.insert(&format!("{i}"), &i).unwrap();
     }
@@ -190,12 +180,7 @@ fn full_table_and_oversize_items_are_errors() {
 #[test]
 fn a_second_attachment_sees_every_change() {
     let name = unique_name("dict-two");
-    let a: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let a: D = config().create(&name).unwrap();
     let b: D = Dict::open(&name).unwrap();
     a.insert(&s("k"), &1).unwrap();
     assert_eq!(b.get(&s("k")).unwrap(), Some(1));
@@ -208,12 +193,7 @@ fn a_second_attachment_sees_every_change() {
 fn four_writer_processes_reach_an_exact_final_state() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict writers");
     let name = unique_name("dict-writers");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     let children: Vec<_> = (0..WRITERS)
         .map(|id| spawn_child(CHILD_TEST, &WRITER, (&d, id)))
         .collect();
@@ -297,12 +277,7 @@ fn writer_killed_at_every_failpoint_leaves_old_or_new_values() {
     ];
     for point in points {
         let name = unique_name("dict-failpoint");
-        let d: D = Dict::builder()
-            .capacity(64)
-            .max_key(32)
-            .max_value(8)
-            .create(&name)
-            .unwrap();
+        let d: D = config().create(&name).unwrap();
         let child = crasher(&d, Some(point));
         let status = wait_child(child, Duration::from_secs(60));
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
@@ -315,12 +290,7 @@ fn writer_killed_at_every_failpoint_leaves_old_or_new_values() {
 fn writer_sigkilled_at_random_times_leaves_old_or_new_values() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict random kills");
     let name = unique_name("dict-kill");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     for i in 0..6u64 {
         let mut child = crasher(&d, None);
         let started = d.get(&s("count")).unwrap().unwrap_or(0);
@@ -470,12 +440,7 @@ fn within_20s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
 fn touching_the_same_dict_inside_update_with_is_an_error_not_a_hang() {
     let _dog = Watchdog::new(Duration::from_secs(120), "update_with re-entry");
     let name = unique_name("dict-reenter");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     d.insert(&s("other"), &5).unwrap();
     let clone = d.clone();
     let second: D = Dict::open(&name).unwrap();
@@ -521,12 +486,7 @@ fn touching_the_same_dict_inside_update_with_is_an_error_not_a_hang() {
 fn another_thread_waits_for_an_update_with_and_is_not_refused() {
     let _dog = Watchdog::new(Duration::from_secs(120), "update_with and threads");
     let name = unique_name("dict-wait");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     let second: D = Dict::open(&name).unwrap();
     let inside = Barrier::new(3);
     std::thread::scope(|s| {
@@ -552,12 +512,7 @@ fn update_with_from_threads_of_one_handle_and_of_two_loses_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(120), "update_with threads");
     const ROUNDS: u64 = 2_000;
     let name = unique_name("dict-threads");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     let second: D = Dict::open(&name).unwrap();
     let clone = d.clone();
     let handles = [&d, &d, &clone, &second, &second];
@@ -584,12 +539,7 @@ fn timed_and_untimed_waiters_of_one_handle_lose_nothing() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict local lock waiters");
     const ROUNDS: u64 = 3_000;
     let name = unique_name("dict-local-waiters");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     let mut timed = d.clone();
     timed.set_lock_timeout(Duration::from_millis(1));
     std::thread::scope(|s| {
@@ -614,12 +564,7 @@ fn timed_and_untimed_waiters_of_one_handle_lose_nothing() {
 fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, threads");
     let name = unique_name("dict-lock-timeout");
-    let d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let d: D = config().create(&name).unwrap();
     d.insert(&s("k"), &1).unwrap();
     // Another attachment (waits on the shared lock) and a clone of the
     // holder's attachment (waits on the process-local lock first).
@@ -666,12 +611,7 @@ fn a_lock_timeout_bounds_the_wait_for_a_holder_in_this_process() {
 fn a_lock_timeout_bounds_the_wait_for_a_live_holder_process_and_a_dead_one_is_taken_over() {
     let _dog = Watchdog::new(Duration::from_secs(120), "dict lock timeout, process");
     let name = unique_name("dict-lock-timeout-proc");
-    let mut d: D = Dict::builder()
-        .capacity(64)
-        .max_key(32)
-        .max_value(8)
-        .create(&name)
-        .unwrap();
+    let mut d: D = config().create(&name).unwrap();
     d.insert(&s("k"), &1).unwrap();
     let mut child = spawn_child(CHILD_TEST, &HOLD_LOCK, (&d,));
     d.set_lock_timeout(Duration::ZERO);
